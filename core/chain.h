@@ -1,0 +1,78 @@
+/*
+ * chain - load the chain.d stages and run a message through them
+ *
+ * chain_load() reads every *.conf file of a directory in C-locale order of
+ * names (other files are named in a log line and skipped), builds one
+ * struct stage per file with its type's init(), and refuses a chain in
+ * which a stage that edits the header or body follows a signing stage; the
+ * error names both files. A loaded chain is read-only and shared by every
+ * thread; a reload builds a new one beside it.
+ *
+ * chain_run() first applies ambiguous_mime_action (when the chain has any
+ * stage), then runs each stage whose match condition holds, in order,
+ * until one returns a verdict other than continue. A stage error becomes
+ * its on_error policy. Each stage gets one log line:
+ *
+ *     QID: NAME: continue, NOTE, 3ms
+ */
+#ifndef RC_CHAIN_H
+#define RC_CHAIN_H
+
+#include <stddef.h>
+
+#include "err.h"
+#include "msg.h"
+#include "stage.h"
+
+enum chain_ambiguous_action {
+    CHAIN_AMBIGUOUS_REJECT,
+    CHAIN_AMBIGUOUS_CONTINUE
+};
+
+struct chain;
+
+/* What happened in one stage, for --explain and tests. */
+struct chain_step {
+    const struct stage *stage;
+    int matched;        /* the match condition held */
+    char why[160];      /* why it matched or did not */
+    int failed;         /* run() returned -1; err holds why */
+    struct err err;
+    struct verdict verdict; /* after on_error was applied */
+    size_t edits_before;    /* journal length before and after run() */
+    size_t edits_after;
+    long long usec;
+};
+
+struct chain_result {
+    struct verdict verdict;     /* the chain's outcome */
+    const struct stage *by;     /* the stage that decided it, or NULL */
+    struct chain_step *steps;   /* one per stage, in order */
+    size_t nsteps;
+};
+
+struct chain *chain_load(const char *dir,
+                         enum chain_ambiguous_action ambiguous,
+                         struct err *e);
+
+/* chain_load_types - the same with another registry lookup, so tests can
+ * load chains of their own stage types. */
+typedef const struct stage_type *(*chain_type_lookup)(const char *name);
+struct chain *chain_load_types(const char *dir,
+                               enum chain_ambiguous_action ambiguous,
+                               chain_type_lookup lookup, struct err *e);
+void chain_free(struct chain *ch);
+
+/* chain_stages - the stages in order; borrowed. */
+size_t chain_stages(const struct chain *ch, const struct stage *const **st);
+
+/* chain_flags - the union of the stages' effective STAGE_* flags. */
+unsigned chain_flags(const struct chain *ch);
+
+/* chain_run - run m through ch. Returns 0 with res filled (free it with
+ * chain_result_fini), -1 only when res itself cannot be built (ENOMEM). */
+int chain_run(const struct chain *ch, struct msg *m, struct chain_result *res,
+              struct err *e);
+void chain_result_fini(struct chain_result *res);
+
+#endif

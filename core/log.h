@@ -1,0 +1,41 @@
+/*
+ * log - Postfix-shaped log lines to syslog (facility mail) or stderr
+ *
+ * Every line about a message starts with its queue id, "NOQUEUE" before one
+ * is known, so relaychain's lines interleave with Postfix's own:
+ *
+ *     relaychaind[812]: 6A0F3C21B7: antivirus: continue, result=clean, 3ms
+ *
+ * log_open() is called once by main() before any thread starts; the sink it
+ * chooses is the only process-wide state here (syslog itself is per
+ * process). Never pass bodies, keys or passwords to these functions.
+ */
+#ifndef RC_LOG_H
+#define RC_LOG_H
+
+#include <syslog.h>
+
+enum log_sink {
+    LOG_SINK_SYSLOG,
+    LOG_SINK_STDERR,
+    LOG_SINK_NONE
+};
+
+/* log_open - choose the sink; ident is the program name in each line. */
+void log_open(const char *ident, int facility, enum log_sink sink);
+void log_close(void);
+
+/* log_facility_parse - "mail", "local0".."local7", "daemon", "user";
+ * returns the LOG_* value or -1. */
+int log_facility_parse(const char *name);
+
+/* log_msg - one line; qid may be NULL for lines that are not about a
+ * message ("starting", "reload"). */
+void log_msg(int prio, const char *qid, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define log_info(qid, ...) log_msg(LOG_INFO, (qid), __VA_ARGS__)
+#define log_warning(qid, ...) log_msg(LOG_WARNING, (qid), __VA_ARGS__)
+#define log_error(qid, ...) log_msg(LOG_ERR, (qid), __VA_ARGS__)
+
+#endif

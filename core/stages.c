@@ -1,0 +1,34 @@
+/*
+ * stages - the registry of stage types
+ *
+ * Adding a stage: one file in filters/, one line here, one Makefile.am
+ * line, one chain.d example and its tests (DESIGN.md).
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "../filters/filters.h"
+#include "stages.h"
+
+static const struct stage_type *const stages_registry[] = {
+    &flt_rewrite_type,
+};
+
+const struct stage_type *
+stages_find(const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(stages_registry) / sizeof(stages_registry[0]); i++)
+        if (strcmp(stages_registry[i]->name, name) == 0)
+            return stages_registry[i];
+    return NULL;
+}
+
+size_t
+stages_all(const struct stage_type *const **types)
+{
+    *types = stages_registry;
+    return sizeof(stages_registry) / sizeof(stages_registry[0]);
+}
