@@ -70,6 +70,9 @@ struct cfg *cfg_parse_text(const char *name, const char *text, size_t len,
 /* cfg_raw - the unvalidated value of key, or NULL; borrowed. */
 const char *cfg_raw(const struct cfg *c, const char *key);
 
+/* cfg_raw_line - the line that set key before validation, 0 if unset. */
+unsigned cfg_raw_line(const struct cfg *c, const char *key);
+
 /* cfg_validate - check every key against tables, a NULL-terminated array
  * of option arrays each ending with CFG_OPTION_END. Returns 0 or -1. */
 int cfg_validate(struct cfg *c, const struct cfg_option *const *tables,

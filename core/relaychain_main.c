@@ -1,0 +1,645 @@
+/*
+ * relaychain - administration tool
+ *
+ *     relaychain check [-c FILE]
+ *     relaychain filter [-c FILE] [--from ADDR] [--rcpt ADDR]...
+ *                       [--client-ip IP] [--helo NAME] [--auth USER]
+ *                       [--qid ID] [--explain] < in.eml > out.eml
+ *     relaychain rewrite-test [-c FILE] ADDRESS
+ *     relaychain --version
+ *
+ * check loads relaychain.conf and the chain exactly as the daemon would
+ * and prints the result; filter runs one message through the chain
+ * offline and writes the processed message to standard output. Exit codes
+ * of filter are documented in relaychain(1) and below (FILTER_EXIT_*).
+ *
+ * This is one of the two files allowed process-wide state: the option
+ * values parsed from argv.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <gmime/gmime.h>
+
+#include "../filters/filters.h"
+#include "buf.h"
+#include "chain.h"
+#include "conf.h"
+#include "log.h"
+#include "match.h"
+#include "mime.h"
+#include "msg.h"
+
+enum {
+    FILTER_EXIT_CONTINUE = 0,
+    FILTER_EXIT_ERROR = 1,
+    FILTER_EXIT_REJECT = 2,
+    FILTER_EXIT_TEMPFAIL = 3,
+    FILTER_EXIT_DISCARD = 4,
+    FILTER_EXIT_QUARANTINE = 5
+};
+
+#define RCPT_MAX 1000
+
+static const char *progname = "relaychain";
+
+static void
+usage_main(FILE *fp)
+{
+    fprintf(fp,
+            "usage: relaychain COMMAND [options]\n"
+            "\n"
+            "commands:\n"
+            "  check         load the configuration and print the chain\n"
+            "  filter        run one message from stdin through the chain\n"
+            "  rewrite-test  show what the rewrite tables make of an "
+            "address\n"
+            "\n"
+            "  relaychain --version\n"
+            "  relaychain COMMAND -h   help for one command\n");
+}
+
+static void
+usage_check(FILE *fp)
+{
+    fprintf(fp, "usage: relaychain check [-c FILE]\n"
+                "\n"
+                "Load FILE (default " CONF_DEFAULT_PATH ") and its chain.d\n"
+                "exactly as relaychaind does and print every stage in order\n"
+                "with its effective settings. Exit 0 when valid, 1 with\n"
+                "path:line: errors otherwise.\n");
+}
+
+static void
+usage_filter(FILE *fp)
+{
+    fprintf(fp,
+            "usage: relaychain filter [-c FILE] [--from ADDR] [--rcpt ADDR]...\n"
+            "                         [--client-ip IP] [--helo NAME] "
+            "[--auth USER]\n"
+            "                         [--qid ID] [--explain] [-v] < in.eml "
+            "> out.eml\n"
+            "\n"
+            "Run one message through the chain offline. Without --from and\n"
+            "--rcpt the envelope comes from the Return-Path (or From) and\n"
+            "the To and Cc headers. --explain prints, for every stage,\n"
+            "whether it matched and why, what it changed, its verdict and\n"
+            "its time; -v prints the log lines.\n"
+            "\n"
+            "exit status: 0 continue (message on stdout), 1 error,\n"
+            "2 reject, 3 tempfail, 4 discard, 5 quarantine (message on\n"
+            "stdout); the SMTP reply goes to stderr.\n");
+}
+
+static void
+usage_rewrite_test(FILE *fp)
+{
+    fprintf(fp, "usage: relaychain rewrite-test [-c FILE] ADDRESS\n"
+                "\n"
+                "Print what each rule table of each rewrite stage makes of\n"
+                "ADDRESS, like postmap -q.\n");
+}
+
+static int
+want_help(int argc, char **argv)
+{
+    int i;
+
+    for (i = 1; i < argc; i++)
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+            return 1;
+    return 0;
+}
+
+static struct conf *
+load_conf(const char *path)
+{
+    struct conf *cf;
+    struct err e;
+
+    err_clear(&e);
+    if ((cf = conf_load(path, &e)) == NULL)
+        fprintf(stderr, "%s: %s\n", progname, e.text);
+    return cf;
+}
+
+static void
+print_flags(unsigned flags, FILE *fp)
+{
+    static const struct {
+        unsigned flag;
+        const char *name;
+    } names[] = {
+        {STAGE_EDITS_HEADERS, "headers"}, {STAGE_EDITS_BODY, "body"},
+        {STAGE_EDITS_SENDER, "sender"},   {STAGE_EDITS_RCPTS, "recipients"},
+        {STAGE_SIGNS, "signs"},
+    };
+    const char *sep = "";
+    size_t i;
+
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (flags & names[i].flag) {
+            fprintf(fp, "%s%s", sep, names[i].name);
+            sep = ",";
+        }
+    if (*sep == '\0')
+        fputs("none", fp);
+}
+
+static int
+cmd_check(int argc, char **argv)
+{
+    const char *path = CONF_DEFAULT_PATH;
+    const struct stage *const *st;
+    struct conf *cf;
+    size_t n, i;
+    int c;
+
+    if (want_help(argc, argv)) {
+        usage_check(stdout);
+        return 0;
+    }
+    while ((c = getopt(argc, argv, "c:")) != -1) {
+        if (c == 'c') {
+            path = optarg;
+        } else {
+            usage_check(stderr);
+            return 1;
+        }
+    }
+    if (optind != argc) {
+        usage_check(stderr);
+        return 1;
+    }
+    log_open(progname, LOG_MAIL, LOG_SINK_STDERR);
+    if ((cf = load_conf(path)) == NULL)
+        return 1;
+    printf("%s: ok\n", path);
+    cfg_print(cf->cfg, stdout, "  ");
+    n = chain_stages(cf->chain, &st);
+    printf("chain: %zu stage%s, in this order:\n", n, n == 1 ? "" : "s");
+    for (i = 0; i < n; i++) {
+        char what[512];
+
+        printf("%zu. %s (stage = %s) from %s\n", i + 1, st[i]->name,
+               st[i]->type->name, st[i]->file);
+        printf("   may change: ");
+        print_flags(st[i]->flags, stdout);
+        printf("\n   applies to: %s\n",
+               match_describe(st[i]->match, what, sizeof(what)));
+        cfg_print(st[i]->cfg, stdout, "   ");
+    }
+    conf_free(cf);
+    return 0;
+}
+
+/* read_all - stdin into b, bounded by b's limit. */
+static int
+read_all(FILE *fp, struct buf *b, struct err *e)
+{
+    char chunk[65536];
+    size_t n;
+
+    while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
+        if (buf_append(b, chunk, n, e) < 0)
+            return -1;
+    if (ferror(fp))
+        return err_sys(e, ERR_IO, "read error on standard input");
+    return 0;
+}
+
+/* header_addresses - call add() for each mailbox in the named header. */
+static int
+header_addresses(struct msg *m, const char *name, int first_only,
+                 int (*add)(struct msg *, const char *, struct err *),
+                 struct err *e)
+{
+    size_t count = msg_header_name_count(m, name), i;
+    GMimeParserOptions *opts = g_mime_parser_options_new();
+    int rc = 0, done = 0;
+
+    for (i = 1; i <= count && rc == 0 && !done; i++) {
+        const char *value = msg_header_get(m, name, i);
+        InternetAddressList *list;
+        int j, k;
+
+        if (value == NULL)
+            continue;
+        if ((list = internet_address_list_parse(opts, value)) == NULL)
+            continue;
+        for (j = 0; j < internet_address_list_length(list) && !done; j++) {
+            InternetAddress *ia = internet_address_list_get_address(list, j);
+            InternetAddressList *members = NULL;
+
+            if (INTERNET_ADDRESS_IS_GROUP(ia))
+                members = internet_address_group_get_members(
+                    INTERNET_ADDRESS_GROUP(ia));
+            for (k = 0; members == NULL ? k < 1
+                                        : k < internet_address_list_length(
+                                                  members);
+                 k++) {
+                InternetAddress *one =
+                    members ? internet_address_list_get_address(members, k)
+                            : ia;
+                const char *addr;
+
+                if (!INTERNET_ADDRESS_IS_MAILBOX(one))
+                    continue;
+                addr = internet_address_mailbox_get_addr(
+                    INTERNET_ADDRESS_MAILBOX(one));
+                if (addr == NULL || *addr == '\0')
+                    continue;
+                if ((rc = add(m, addr, e)) < 0)
+                    break;
+                if (first_only) {
+                    done = 1;
+                    break;
+                }
+            }
+            if (rc < 0)
+                break;
+        }
+        g_object_unref(list);
+    }
+    g_mime_parser_options_free(opts);
+    return rc < 0 ? -1 : done;
+}
+
+static int
+add_sender(struct msg *m, const char *addr, struct err *e)
+{
+    return msg_env_sender(m, addr, NULL, e);
+}
+
+static int
+add_rcpt(struct msg *m, const char *addr, struct err *e)
+{
+    if (msg_env(m)->nrcpts >= RCPT_MAX)
+        return err_set(e, ERR_LIMIT, "more than %d recipients", RCPT_MAX);
+    return msg_env_rcpt(m, addr, NULL, e);
+}
+
+/* envelope_from_headers - what an MTA would have been given. */
+static int
+envelope_from_headers(struct msg *m, int need_sender, int need_rcpts,
+                      struct err *e)
+{
+    if (need_sender) {
+        const char *rp = msg_header_get(m, "Return-Path", 1);
+        int found;
+
+        if (rp != NULL && strstr(rp, "<>") != NULL) {
+            if (msg_env_sender(m, "", NULL, e) < 0)
+                return -1;
+        } else {
+            found = header_addresses(m, "Return-Path", 1, add_sender, e);
+            if (found == 0)
+                found = header_addresses(m, "From", 1, add_sender, e);
+            if (found < 0)
+                return -1;
+            if (found == 0 && msg_env_sender(m, "", NULL, e) < 0)
+                return -1;
+        }
+    }
+    if (need_rcpts) {
+        if (header_addresses(m, "To", 0, add_rcpt, e) < 0 ||
+            header_addresses(m, "Cc", 0, add_rcpt, e) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void
+explain_edit(const struct msg_edit *ed, FILE *fp)
+{
+    switch (ed->kind) {
+    case MSG_EDIT_HEADER_ADD:
+        fprintf(fp, "    header added: %s:%s\n", ed->name, ed->value);
+        break;
+    case MSG_EDIT_HEADER_INSERT:
+        fprintf(fp, "    header inserted at %zu: %s:%s\n", ed->position,
+                ed->name, ed->value);
+        break;
+    case MSG_EDIT_HEADER_CHANGE:
+        fprintf(fp, "    header changed: %s[%zu] ->%s\n", ed->name, ed->index,
+                ed->value);
+        break;
+    case MSG_EDIT_HEADER_DELETE:
+        fprintf(fp, "    header deleted: %s[%zu]\n", ed->name, ed->index);
+        break;
+    case MSG_EDIT_BODY_REPLACE:
+        fprintf(fp, "    body replaced: %zu octets\n", ed->len);
+        break;
+    case MSG_EDIT_SENDER:
+        fprintf(fp, "    sender changed: <%s>\n", ed->value);
+        break;
+    case MSG_EDIT_RCPT_ADD:
+        fprintf(fp, "    recipient added: <%s>\n", ed->value);
+        break;
+    case MSG_EDIT_RCPT_DELETE:
+        fprintf(fp, "    recipient deleted: <%s>\n", ed->value);
+        break;
+    }
+}
+
+static void
+explain_result(const struct msg *m, const struct chain *ch,
+               const struct chain_result *res, FILE *fp)
+{
+    const struct msg_env *env = msg_env(m);
+    const struct stage *const *st;
+    const struct msg_edit *edits;
+    size_t n = chain_stages(ch, &st), i, j;
+
+    msg_journal(m, &edits);
+    for (i = 0; i < n; i++) {
+        const struct chain_step *step = i < res->nsteps ? &res->steps[i] : NULL;
+
+        fprintf(fp, "stage %zu/%zu %s (%s):", i + 1, n, st[i]->name,
+                st[i]->file);
+        if (step == NULL) {
+            fprintf(fp, " not run (the chain stopped before it)\n");
+            continue;
+        }
+        if (!step->matched) {
+            fprintf(fp, " skipped: %s\n", step->why);
+            continue;
+        }
+        fprintf(fp, " matched: %s\n", step->why);
+        if (step->edits_after == step->edits_before)
+            fprintf(fp, "    no change\n");
+        for (j = step->edits_before; j < step->edits_after; j++)
+            explain_edit(&edits[j], fp);
+        if (step->failed)
+            fprintf(fp, "    error: %s\n", step->err.text);
+        fprintf(fp, "    verdict: %s%s%s%s%s, %lld.%03lld ms\n",
+                verdict_kind_name(step->verdict.kind),
+                step->verdict.note[0] ? " (" : "", step->verdict.note,
+                step->verdict.note[0] ? ")" : "",
+                step->verdict.reply[0] ? "" : "", step->usec / 1000,
+                step->usec % 1000);
+        if (step->verdict.reply[0])
+            fprintf(fp, "    reply: %s\n", step->verdict.reply);
+    }
+    fprintf(fp, "result: %s", verdict_kind_name(res->verdict.kind));
+    if (res->verdict.reply[0])
+        fprintf(fp, " (%s)", res->verdict.reply);
+    fprintf(fp, "\nenvelope: from=<%s>", env->sender ? env->sender : "");
+    for (i = 0; i < env->nrcpts; i++)
+        fprintf(fp, " to=<%s>", env->rcpts[i].addr);
+    fputc('\n', fp);
+}
+
+static int
+filter_exit_code(enum verdict_kind kind)
+{
+    switch (kind) {
+    case VERDICT_CONTINUE:
+        return FILTER_EXIT_CONTINUE;
+    case VERDICT_REJECT:
+        return FILTER_EXIT_REJECT;
+    case VERDICT_TEMPFAIL:
+        return FILTER_EXIT_TEMPFAIL;
+    case VERDICT_DISCARD:
+        return FILTER_EXIT_DISCARD;
+    case VERDICT_QUARANTINE:
+        return FILTER_EXIT_QUARANTINE;
+    }
+    return FILTER_EXIT_ERROR;
+}
+
+static int
+cmd_filter(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"from", required_argument, NULL, 'F'},
+        {"rcpt", required_argument, NULL, 'R'},
+        {"client-ip", required_argument, NULL, 'I'},
+        {"helo", required_argument, NULL, 'H'},
+        {"auth", required_argument, NULL, 'A'},
+        {"qid", required_argument, NULL, 'Q'},
+        {"explain", no_argument, NULL, 'x'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = CONF_DEFAULT_PATH, *from = NULL, *client = NULL;
+    const char *helo = NULL, *auth = NULL, *qid = NULL;
+    const char **rcpts = NULL;
+    size_t nrcpts = 0, i;
+    int explain = 0, verbose = 0, c, rc = FILTER_EXIT_ERROR;
+    struct chain_result res;
+    struct conf *cf = NULL;
+    struct msg *m = NULL;
+    struct buf in;
+    struct err e;
+
+    err_clear(&e);
+    memset(&res, 0, sizeof(res));
+    buf_init(&in, 0);
+    if ((rcpts = calloc(RCPT_MAX, sizeof(*rcpts))) == NULL) {
+        fprintf(stderr, "%s: out of memory\n", progname);
+        return FILTER_EXIT_ERROR;
+    }
+    while ((c = getopt_long(argc, argv, "c:hvx", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'F':
+            from = optarg;
+            break;
+        case 'R':
+            if (nrcpts >= RCPT_MAX) {
+                fprintf(stderr, "%s: more than %d --rcpt\n", progname,
+                        RCPT_MAX);
+                goto out;
+            }
+            rcpts[nrcpts++] = optarg;
+            break;
+        case 'I':
+            client = optarg;
+            break;
+        case 'H':
+            helo = optarg;
+            break;
+        case 'A':
+            auth = optarg;
+            break;
+        case 'Q':
+            qid = optarg;
+            break;
+        case 'x':
+            explain = 1;
+            break;
+        case 'v':
+            verbose = 1;
+            break;
+        case 'h':
+            usage_filter(stdout);
+            rc = 0;
+            goto out;
+        default:
+            usage_filter(stderr);
+            goto out;
+        }
+    }
+    if (optind != argc) {
+        usage_filter(stderr);
+        goto out;
+    }
+    log_open(progname, LOG_MAIL, verbose ? LOG_SINK_STDERR : LOG_SINK_NONE);
+    if ((cf = load_conf(path)) == NULL)
+        goto out;
+
+    /* One octet over the limit is enough to know it is too large. */
+    in.limit = cf->limits.message_size + 1;
+    if (read_all(stdin, &in, &e) < 0) {
+        if (e.code == ERR_LIMIT)
+            fprintf(stderr,
+                    "%s: 552 5.3.4 Message size exceeds fixed limit "
+                    "(message_size_limit = %zu)\n",
+                    progname, cf->limits.message_size);
+        else
+            fprintf(stderr, "%s: %s\n", progname, e.text);
+        rc = e.code == ERR_LIMIT ? FILTER_EXIT_REJECT : FILTER_EXIT_ERROR;
+        goto out;
+    }
+    if ((m = msg_new(&cf->limits, MSG_FE_CLI, &e)) == NULL ||
+        msg_env_set(m, qid, client, NULL, helo, 0, auth, &e) < 0 ||
+        msg_parse(m, in.data ? in.data : "", in.len, &e) < 0) {
+        fprintf(stderr, "%s: %s\n", progname, e.text);
+        goto out;
+    }
+    if (from != NULL && msg_env_sender(m, from, NULL, &e) < 0)
+        goto fail_env;
+    for (i = 0; i < nrcpts; i++)
+        if (msg_env_rcpt(m, rcpts[i], NULL, &e) < 0)
+            goto fail_env;
+    if (envelope_from_headers(m, from == NULL, nrcpts == 0, &e) < 0)
+        goto fail_env;
+
+    if (chain_run(cf->chain, m, &res, &e) < 0) {
+        fprintf(stderr, "%s: %s\n", progname, e.text);
+        goto out;
+    }
+    if (explain)
+        explain_result(m, cf->chain, &res, stderr);
+    else if (res.verdict.reply[0] != '\0')
+        fprintf(stderr, "%s: %s\n", progname, res.verdict.reply);
+    if (res.verdict.kind == VERDICT_CONTINUE ||
+        res.verdict.kind == VERDICT_QUARANTINE) {
+        if (msg_write_file(m, stdout, &e) < 0 || fflush(stdout) != 0) {
+            fprintf(stderr, "%s: writing the message: %s\n", progname,
+                    e.text[0] ? e.text : strerror(errno));
+            goto out;
+        }
+    }
+    rc = filter_exit_code(res.verdict.kind);
+    goto out;
+
+fail_env:
+    fprintf(stderr, "%s: envelope: %s\n", progname, e.text);
+out:
+    chain_result_fini(&res);
+    msg_free(m);
+    conf_free(cf);
+    buf_fini(&in);
+    free(rcpts);
+    return rc;
+}
+
+static int
+cmd_rewrite_test(int argc, char **argv)
+{
+    const char *path = CONF_DEFAULT_PATH;
+    const struct stage *const *st;
+    struct conf *cf;
+    size_t n, i, found = 0;
+    struct err e;
+    int c, rc = 0;
+
+    if (want_help(argc, argv)) {
+        usage_rewrite_test(stdout);
+        return 0;
+    }
+    while ((c = getopt(argc, argv, "c:")) != -1) {
+        if (c == 'c') {
+            path = optarg;
+        } else {
+            usage_rewrite_test(stderr);
+            return 1;
+        }
+    }
+    if (optind + 1 != argc) {
+        usage_rewrite_test(stderr);
+        return 1;
+    }
+    log_open(progname, LOG_MAIL, LOG_SINK_NONE);
+    if ((cf = load_conf(path)) == NULL)
+        return 1;
+    n = chain_stages(cf->chain, &st);
+    for (i = 0; i < n; i++) {
+        if (st[i]->type != &flt_rewrite_type)
+            continue;
+        found++;
+        printf("%s (%s):\n", st[i]->name, st[i]->file);
+        err_clear(&e);
+        if (flt_rewrite_test(st[i], argv[optind], stdout, &e) < 0) {
+            fprintf(stderr, "%s: %s\n", progname, e.text);
+            rc = 1;
+        }
+    }
+    if (found == 0) {
+        fprintf(stderr, "%s: %s: the chain has no rewrite stage\n", progname,
+                path);
+        rc = 1;
+    }
+    conf_free(cf);
+    return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+    const char *cmd;
+    int rc;
+
+    if (argc < 2) {
+        usage_main(stderr);
+        return 1;
+    }
+    cmd = argv[1];
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
+        printf("relaychain %s\n", PACKAGE_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 ||
+        strcmp(cmd, "help") == 0) {
+        usage_main(stdout);
+        return 0;
+    }
+    mime_init();
+    argc--;
+    argv++;
+    if (strcmp(cmd, "check") == 0)
+        rc = cmd_check(argc, argv);
+    else if (strcmp(cmd, "filter") == 0)
+        rc = cmd_filter(argc, argv);
+    else if (strcmp(cmd, "rewrite-test") == 0)
+        rc = cmd_rewrite_test(argc, argv);
+    else {
+        fprintf(stderr, "%s: unknown command '%s'\n", progname, cmd);
+        usage_main(stderr);
+        rc = 1;
+    }
+    mime_shutdown();
+    log_close();
+    return rc;
+}

@@ -1,0 +1,498 @@
+/*
+ * test_chain - the chain runner: order, match conditions, verdicts,
+ * on_error, the signing-order rule, declared flags and ambiguous MIME
+ *
+ * The chains are made of small stage types defined here, loaded with
+ * chain_load_types(), so the runner is tested apart from real stages.
+ */
+#include "config.h"
+
+#include "unit.h"
+
+#include <unistd.h>
+
+#include "chain.h"
+#include "log.h"
+#include "mime.h"
+#include "msg.h"
+
+/* "mark": adds X-Trace: NAME so the order of stages shows in the header. */
+static int
+t_mark_run(const struct stage *st, struct msg *m, struct verdict *v,
+           struct err *e)
+{
+    if (msg_header_add(m, st->name, "X-Trace", st->name, e) < 0)
+        return -1;
+    return verdict_set(v, VERDICT_CONTINUE, NULL, "marked");
+}
+
+static const struct cfg_option t_no_options[] = {CFG_OPTION_END};
+
+static const struct stage_type t_mark = {
+    "mark", "adds X-Trace", STAGE_EDITS_HEADERS, t_no_options, NULL,
+    t_mark_run, NULL};
+
+/* "body": replaces the body. */
+static int
+t_body_run(const struct stage *st, struct msg *m, struct verdict *v,
+           struct err *e)
+{
+    if (msg_body_replace(m, st->name, "new body\n", 9, e) < 0)
+        return -1;
+    return verdict_set(v, VERDICT_CONTINUE, NULL, NULL);
+}
+
+static const struct stage_type t_body = {
+    "body", "replaces the body", STAGE_EDITS_BODY, t_no_options, NULL,
+    t_body_run, NULL};
+
+/* "sign": a signing stage that adds its signature header. */
+static int
+t_sign_run(const struct stage *st, struct msg *m, struct verdict *v,
+           struct err *e)
+{
+    if (msg_header_insert(m, st->name, 0, "X-Signature", "ok", e) < 0)
+        return -1;
+    return verdict_set(v, VERDICT_CONTINUE, NULL, "signed");
+}
+
+static const struct stage_type t_sign = {
+    "sign", "signs", STAGE_SIGNS, t_no_options, NULL, t_sign_run, NULL};
+
+/* "verdict": returns the verdict named by its "result" key. */
+static const char *const t_results[] = {"reject", "tempfail", "discard",
+                                        "quarantine", "badreply", NULL};
+static const struct cfg_option t_verdict_options[] = {
+    {"result", CFG_ENUM, "reject", "verdict to return", t_results, 0, 0, 0},
+    CFG_OPTION_END,
+};
+
+static int
+t_verdict_run(const struct stage *st, struct msg *m, struct verdict *v,
+              struct err *e)
+{
+    (void)m;
+    (void)e;
+    switch (cfg_enum(st->cfg, "result")) {
+    case 0:
+        return verdict_set(v, VERDICT_REJECT, "550 5.7.1 go away", "no");
+    case 1:
+        return verdict_set(v, VERDICT_TEMPFAIL, "421 4.3.2 later", NULL);
+    case 2:
+        return verdict_set(v, VERDICT_DISCARD, NULL, NULL);
+    case 3:
+        return verdict_set(v, VERDICT_QUARANTINE, NULL, "held");
+    default:
+        /* a reject with a 2xx reply: the runner must not pass it on */
+        return verdict_set(v, VERDICT_REJECT, "250 2.0.0 fine", NULL);
+    }
+}
+
+static const struct stage_type t_verdict = {
+    "verdict", "returns a verdict", 0, t_verdict_options, NULL,
+    t_verdict_run, NULL};
+
+/* "fail": run() fails. */
+static int
+t_fail_run(const struct stage *st, struct msg *m, struct verdict *v,
+           struct err *e)
+{
+    (void)st;
+    (void)m;
+    (void)v;
+    return err_set(e, ERR_TEMP, "engine not available");
+}
+
+static const struct stage_type t_fail = {
+    "fail", "always fails", 0, t_no_options, NULL, t_fail_run, NULL};
+
+/* "liar": declares no flags but edits the header. */
+static const struct stage_type t_liar = {
+    "liar", "undeclared edit", 0, t_no_options, NULL, t_mark_run, NULL};
+
+/* "badinit": init() refuses its configuration. */
+static int
+t_badinit_init(struct stage *st, const struct cfg *c, struct err *e)
+{
+    (void)st;
+    return cfg_err(e, c, "stage", "cannot start");
+}
+
+static const struct stage_type t_badinit = {
+    "badinit", "init fails", 0, t_no_options, t_badinit_init, t_mark_run,
+    NULL};
+
+static const struct stage_type *
+t_lookup(const char *name)
+{
+    static const struct stage_type *const types[] = {
+        &t_mark, &t_body, &t_sign, &t_verdict, &t_fail, &t_liar, &t_badinit,
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+        if (strcmp(types[i]->name, name) == 0)
+            return types[i];
+    return NULL;
+}
+
+struct t_file {
+    const char *name;
+    const char *text;
+};
+
+/* t_chain_dir - a directory holding the given files (NULL-terminated). */
+static const char *
+t_chain_dir(char *dir, size_t n, const struct t_file *files)
+{
+    char path[512];
+    size_t i;
+
+    assert_non_null(unit_tmpdir(dir, n));
+    for (i = 0; files[i].name != NULL; i++)
+        assert_non_null(
+            unit_write(dir, files[i].name, files[i].text, path, sizeof(path)));
+    return dir;
+}
+
+static void
+t_rm_dir(const char *dir, const struct t_file *files)
+{
+    char path[512];
+    size_t i;
+
+    for (i = 0; files[i].name != NULL; i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, files[i].name);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
+static const struct msg_limits t_limits = {1 << 20, 1000, 998, 20, 1000};
+
+static const char t_plain[] = "From: a@example.com\n"
+                              "To: b@example.net\n"
+                              "Subject: hi\n"
+                              "\n"
+                              "hello\n";
+
+static struct msg *
+t_msg(const char *text, const char *sender, const char *rcpt,
+      const char *client, const char *auth)
+{
+    struct msg *m;
+    struct err e;
+
+    err_clear(&e);
+    m = msg_new(&t_limits, MSG_FE_CLI, &e);
+    assert_non_null(m);
+    assert_int_equal(msg_env_set(m, "4ABC123", client, NULL, "helo", 0, auth,
+                                 &e),
+                     0);
+    assert_int_equal(msg_env_sender(m, sender, NULL, &e), 0);
+    assert_int_equal(msg_env_rcpt(m, rcpt, NULL, &e), 0);
+    assert_int_equal(msg_parse(m, text, strlen(text), &e), 0);
+    return m;
+}
+
+/* t_traces - the X-Trace values in order, joined with ','. */
+static const char *
+t_traces(const struct msg *m, char *out, size_t n)
+{
+    size_t count = msg_header_name_count(m, "X-Trace"), i, used = 0;
+
+    out[0] = '\0';
+    for (i = 1; i <= count; i++) {
+        const char *v = msg_header_get(m, "X-Trace", i);
+        int k;
+
+        while (*v == ' ')
+            v++;
+        k = snprintf(out + used, n - used, "%s%s", i > 1 ? "," : "", v);
+        if (k < 0 || (size_t)k >= n - used)
+            break;
+        used += (size_t)k;
+    }
+    return out;
+}
+
+struct run_case {
+    const char *name;
+    struct t_file files[6];
+    const char *sender, *rcpt, *client, *auth;
+    const char *message;
+    enum chain_ambiguous_action ambiguous;
+    enum verdict_kind want_verdict;
+    const char *want_reply;  /* prefix, or NULL */
+    const char *want_traces; /* X-Trace values in order */
+    const char *want_by;     /* stage that decided, or NULL */
+};
+
+static void
+test_chain_run_table(void **state)
+{
+    static const struct run_case cases[] = {
+        {"order is C-locale order of file names",
+         {{"b.conf", "stage = mark\n"},
+          {"B.conf", "stage = mark\n"},
+          {"10-a.conf", "stage = mark\n"},
+          {"9-c.conf", "stage = mark\n"},
+          {"README", "not a stage\n"},
+          {NULL, NULL}},
+         "a@example.com", "b@example.net", "192.0.2.1", NULL, t_plain,
+         CHAIN_AMBIGUOUS_REJECT, VERDICT_CONTINUE, NULL, "a,c,B,b", NULL},
+        {"match_sender skips a stage",
+         {{"10-x.conf", "stage = mark\nmatch_sender = example.org\n"},
+          {"20-y.conf", "stage = mark\nmatch_sender = example.com\n"},
+          {NULL, NULL}},
+         "a@example.com", "b@example.net", "192.0.2.1", NULL, t_plain,
+         CHAIN_AMBIGUOUS_REJECT, VERDICT_CONTINUE, NULL, "y", NULL},
+        {"match_client and match_auth",
+         {{"10-net.conf", "stage = mark\nmatch_client = 10.0.0.0/8\n"},
+          {"20-auth.conf", "stage = mark\nmatch_auth = yes\n"},
+          {"30-anon.conf", "stage = mark\nmatch_auth = no\n"},
+          {NULL, NULL}},
+         "a@example.com", "b@example.net", "10.1.2.3", "alice", t_plain,
+         CHAIN_AMBIGUOUS_REJECT, VERDICT_CONTINUE, NULL, "net,auth", NULL},
+        {"reject stops the chain",
+         {{"10-m.conf", "stage = mark\n"},
+          {"20-v.conf", "stage = verdict\nresult = reject\n"},
+          {"30-n.conf", "stage = mark\n"},
+          {NULL, NULL}},
+         "a@example.com", "b@example.net", NULL, NULL, t_plain,
+         CHAIN_AMBIGUOUS_REJECT, VERDICT_REJECT, "550 5.7.1 go away", "m",
+         "v"},
+        {"discard and quarantine are verdicts too",
+         {{"10-v.conf", "stage = verdict\nresult = quarantine\n"},
+          {"20-n.conf", "stage = mark\n"},
+          {NULL, NULL}},
+         "a@example.com", "b@example.net", NULL, NULL, t_plain,
+         CHAIN_AMBIGUOUS_REJECT, VERDICT_QUARANTINE, "", "", "v"},
+        {"a reject with a 2xx reply becomes a proper 5xx",
+         {{"10-v.conf", "stage = verdict\nresult = badreply\n"},
+          {NULL, NULL}},
+         "a@example.com", "b@example.net", NULL, NULL, t_plain,
+         CHAIN_AMBIGUOUS_REJECT, VERDICT_REJECT, "554 5.7.1", "", "v"},
+        {"error tempfails by default",
+         {{"10-f.conf", "stage = fail\n"},
+          {"20-n.conf", "stage = mark\n"},
+          {NULL, NULL}},
+         "a@example.com", "b@example.net", NULL, NULL, t_plain,
+         CHAIN_AMBIGUOUS_REJECT, VERDICT_TEMPFAIL, "451 4.3.0", "", "f"},
+        {"on_error = continue passes on",
+         {{"10-f.conf", "stage = fail\non_error = continue\n"},
+          {"20-n.conf", "stage = mark\n"},
+          {NULL, NULL}},
+         "a@example.com", "b@example.net", NULL, NULL, t_plain,
+         CHAIN_AMBIGUOUS_REJECT, VERDICT_CONTINUE, NULL, "n", NULL},
+        {"an undeclared edit is an error",
+         {{"10-l.conf", "stage = liar\n"}, {NULL, NULL}},
+         "a@example.com", "b@example.net", NULL, NULL, t_plain,
+         CHAIN_AMBIGUOUS_REJECT, VERDICT_TEMPFAIL, "451 4.3.0", "l", "l"},
+        {"a signer may add its header",
+         {{"10-m.conf", "stage = mark\n"},
+          {"90-s.conf", "stage = sign\n"},
+          {NULL, NULL}},
+         "a@example.com", "b@example.net", NULL, NULL, t_plain,
+         CHAIN_AMBIGUOUS_REJECT, VERDICT_CONTINUE, NULL, "m", NULL},
+        {"ambiguous MIME is rejected before any stage",
+         {{"10-m.conf", "stage = mark\n"}, {NULL, NULL}},
+         "a@example.com", "b@example.net", NULL, NULL,
+         "From: a@example.com\n"
+         "Content-Type: multipart/mixed; boundary=\"b1\"\n"
+         "Content-Type: text/plain\n"
+         "\n"
+         "--b1\n"
+         "Content-Type: multipart/mixed; boundary=\"b1\"\n"
+         "\n"
+         "--b1\n"
+         "\n"
+         "x\n"
+         "--b1--\n"
+         "--b1--\n",
+         CHAIN_AMBIGUOUS_REJECT, VERDICT_REJECT, "554 5.6.0", "", NULL},
+        {"ambiguous MIME passes with continue",
+         {{"10-m.conf", "stage = mark\n"}, {NULL, NULL}},
+         "a@example.com", "b@example.net", NULL, NULL,
+         "From: a@example.com\n"
+         "Content-Type: multipart/mixed; boundary=\"b1\"\n"
+         "\n"
+         "--b1\n"
+         "Content-Type: multipart/mixed; boundary=\"b1\"\n"
+         "\n"
+         "--b1\n"
+         "\n"
+         "x\n"
+         "--b1--\n"
+         "--b1--\n",
+         CHAIN_AMBIGUOUS_CONTINUE, VERDICT_CONTINUE, NULL, "m", NULL},
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const struct run_case *tc = &cases[i];
+        struct chain_result res;
+        struct chain *ch;
+        struct msg *m;
+        char dir[256], traces[256];
+        struct err e;
+
+        err_clear(&e);
+        t_chain_dir(dir, sizeof(dir), tc->files);
+        ch = chain_load_types(dir, tc->ambiguous, t_lookup, &e);
+        if (ch == NULL)
+            unit_fail(tc->name, "load failed: %s", e.text);
+        m = t_msg(tc->message, tc->sender, tc->rcpt, tc->client, tc->auth);
+        if (chain_run(ch, m, &res, &e) < 0)
+            unit_fail(tc->name, "chain_run: %s", e.text);
+        if (res.verdict.kind != tc->want_verdict)
+            unit_fail(tc->name, "got verdict %s, want %s",
+                      verdict_kind_name(res.verdict.kind),
+                      verdict_kind_name(tc->want_verdict));
+        if (tc->want_reply != NULL &&
+            strncmp(res.verdict.reply, tc->want_reply,
+                    strlen(tc->want_reply)) != 0)
+            unit_fail(tc->name, "got reply \"%s\", want \"%s...\"",
+                      res.verdict.reply, tc->want_reply);
+        if (tc->want_traces != NULL)
+            unit_str_eq(tc->name, t_traces(m, traces, sizeof(traces)),
+                        tc->want_traces);
+        unit_str_eq(tc->name, res.by ? res.by->name : NULL, tc->want_by);
+        chain_result_fini(&res);
+        msg_free(m);
+        chain_free(ch);
+        t_rm_dir(dir, tc->files);
+    }
+}
+
+struct load_case {
+    const char *name;
+    struct t_file files[4];
+    const char *want_err[3]; /* substrings the error must contain */
+};
+
+static void
+test_chain_load_errors(void **state)
+{
+    static const struct load_case cases[] = {
+        {"body edit after signing names both files",
+         {{"50-sign.conf", "stage = sign\n"},
+          {"60-footer.conf", "stage = body\n"},
+          {NULL, NULL}},
+         {"60-footer.conf", "50-sign.conf", "body"}},
+        {"header edit after signing",
+         {{"10-s.conf", "stage = sign\n"},
+          {"20-m.conf", "stage = mark\n"},
+          {NULL, NULL}},
+         {"20-m.conf", "10-s.conf", "header"}},
+        {"unknown stage type with its line",
+         {{"10-x.conf", "# comment\nstage = nosuch\n"}, {NULL, NULL}},
+         {"10-x.conf:2:", "unknown stage type 'nosuch'", NULL}},
+        {"missing stage key",
+         {{"10-x.conf", "on_error = continue\n"}, {NULL, NULL}},
+         {"10-x.conf:", "stage", NULL}},
+        {"unknown key for the type",
+         {{"10-x.conf", "stage = mark\nresult = reject\n"}, {NULL, NULL}},
+         {"10-x.conf:2:", "result", NULL}},
+        {"bad on_error value",
+         {{"10-x.conf", "stage = mark\non_error = ignore\n"}, {NULL, NULL}},
+         {"10-x.conf:2:", "on_error", NULL}},
+        {"init failure keeps path:line",
+         {{"10-x.conf", "stage = badinit\n"}, {NULL, NULL}},
+         {"10-x.conf:1:", "cannot start", NULL}},
+    };
+    size_t i, j;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const struct load_case *tc = &cases[i];
+        struct chain *ch;
+        char dir[256];
+        struct err e;
+
+        err_clear(&e);
+        t_chain_dir(dir, sizeof(dir), tc->files);
+        ch = chain_load_types(dir, CHAIN_AMBIGUOUS_REJECT, t_lookup, &e);
+        if (ch != NULL)
+            unit_fail(tc->name, "chain loaded, want an error");
+        for (j = 0; j < 3 && tc->want_err[j] != NULL; j++)
+            unit_has(tc->name, e.text, tc->want_err[j]);
+        t_rm_dir(dir, tc->files);
+    }
+}
+
+static void
+test_chain_signer_last_is_fine(void **state)
+{
+    static const struct t_file files[] = {
+        {"10-body.conf", "stage = body\n"},
+        {"20-mark.conf", "stage = mark\n"},
+        {"90-sign.conf", "stage = sign\n"},
+        {NULL, NULL},
+    };
+    const struct stage *const *st;
+    struct chain *ch;
+    char dir[256];
+    struct err e;
+
+    (void)state;
+    err_clear(&e);
+    t_chain_dir(dir, sizeof(dir), files);
+    ch = chain_load_types(dir, CHAIN_AMBIGUOUS_REJECT, t_lookup, &e);
+    if (ch == NULL)
+        unit_fail("signer last", "load failed: %s", e.text);
+    unit_int_eq("signer last", chain_stages(ch, &st), 3);
+    unit_str_eq("instance names", st[2]->name, "sign");
+    unit_int_eq("union of flags", chain_flags(ch),
+                STAGE_EDITS_BODY | STAGE_EDITS_HEADERS | STAGE_SIGNS);
+    chain_free(ch);
+    t_rm_dir(dir, files);
+}
+
+static void
+test_chain_empty_changes_nothing(void **state)
+{
+    static const struct t_file files[] = {{NULL, NULL}};
+    struct chain_result res;
+    struct chain *ch;
+    struct msg *m;
+    struct buf out;
+    char dir[256];
+    struct err e;
+
+    (void)state;
+    err_clear(&e);
+    t_chain_dir(dir, sizeof(dir), files);
+    ch = chain_load_types(dir, CHAIN_AMBIGUOUS_REJECT, t_lookup, &e);
+    assert_non_null(ch);
+    m = t_msg(t_plain, "a@example.com", "b@example.net", NULL, NULL);
+    assert_int_equal(chain_run(ch, m, &res, &e), 0);
+    unit_int_eq("empty chain verdict", res.verdict.kind, VERDICT_CONTINUE);
+    buf_init(&out, 0);
+    assert_int_equal(msg_write(m, &out, &e), 0);
+    unit_str_eq("empty chain output", buf_str(&out), t_plain);
+    buf_fini(&out);
+    chain_result_fini(&res);
+    msg_free(m);
+    chain_free(ch);
+    t_rm_dir(dir, files);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_chain_run_table),
+        cmocka_unit_test(test_chain_load_errors),
+        cmocka_unit_test(test_chain_signer_last_is_fine),
+        cmocka_unit_test(test_chain_empty_changes_nothing),
+    };
+    int rc;
+
+    log_open("test_chain", LOG_MAIL, LOG_SINK_NONE);
+    mime_init();
+    rc = cmocka_run_group_tests(tests, NULL, NULL);
+    mime_shutdown();
+    return rc;
+}
