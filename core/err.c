@@ -21,6 +21,21 @@ err_vfill(struct err *e, enum err_code code, const char *fmt, va_list ap)
     vsnprintf(e->text, sizeof(e->text), fmt, ap);
 }
 
+/* err_cat - append s to dst (size n, *len used), truncating silently. */
+static void
+err_cat(char *dst, size_t n, size_t *len, const char *s)
+{
+    size_t k = strlen(s);
+
+    if (*len + 1 >= n)
+        return;
+    if (k > n - 1 - *len)
+        k = n - 1 - *len;
+    memcpy(dst + *len, s, k);
+    *len += k;
+    dst[*len] = '\0';
+}
+
 int
 err_set(struct err *e, enum err_code code, const char *fmt, ...)
 {
@@ -48,9 +63,8 @@ err_sys(struct err *e, enum err_code code, const char *fmt, ...)
     va_end(ap);
     e->sys_errno = saved;
     len = strlen(e->text);
-    if (len < sizeof(e->text))
-        snprintf(e->text + len, sizeof(e->text) - len, ": %s",
-                 strerror(saved));
+    err_cat(e->text, sizeof(e->text), &len, ": ");
+    err_cat(e->text, sizeof(e->text), &len, strerror(saved));
     return -1;
 }
 
@@ -64,6 +78,7 @@ void
 err_prefix(struct err *e, const char *fmt, ...)
 {
     char prefix[ERR_TEXT_MAX], old[ERR_TEXT_MAX];
+    size_t len = 0;
     va_list ap;
 
     if (e == NULL)
@@ -72,7 +87,10 @@ err_prefix(struct err *e, const char *fmt, ...)
     vsnprintf(prefix, sizeof(prefix), fmt, ap);
     va_end(ap);
     memcpy(old, e->text, sizeof(old));
-    snprintf(e->text, sizeof(e->text), "%s: %s", prefix, old);
+    e->text[0] = '\0';
+    err_cat(e->text, sizeof(e->text), &len, prefix);
+    err_cat(e->text, sizeof(e->text), &len, ": ");
+    err_cat(e->text, sizeof(e->text), &len, old);
 }
 
 void

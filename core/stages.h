@@ -1,7 +1,7 @@
 /*
  * stages - the registry of stage types
  *
- * One line in core/stages.c per filters/*.c file. Lookup is by the value
+ * One line in core/stages.c per stage file in filters/. Lookup is by the value
  * of "stage =" in a chain.d file.
  */
 #ifndef RC_STAGES_H
