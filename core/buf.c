@@ -59,6 +59,7 @@ buf_reserve(struct buf *b, size_t n, struct err *e)
         return err_nomem(e);
     b->data = p;
     b->cap = cap;
+    b->data[b->len] = '\0';
     return 0;
 }
 

@@ -1,0 +1,1066 @@
+/*
+ * msg - one message in flight: envelope, headers, body and edit journal
+ *
+ * msg_parse() copies the received octets once into one block and splits
+ * the header section in place, in a single pass: for each field the colon
+ * and the first octet of its final line end become NUL, so the name and
+ * the raw value (folding kept) are C strings pointing into the copy, and
+ * the final line end is kept as a code (none, LF or CRLF). Writing a field
+ * back as name ":" value line-end gives the input byte for byte. The body
+ * is the rest of the same block; the empty line between the two is kept
+ * as a code too, and is absent when the header section was ended by a
+ * line that is neither a field nor a continuation (Postfix does the same)
+ * or when the message has no body.
+ *
+ * A field added or changed by a stage owns a block "name\0value\0" whose
+ * folding uses the message's line end. msg_body_replace() points the body
+ * at the journal entry that holds the new body, so a replaced body exists
+ * once. When a message without the empty line is edited and has a body,
+ * msg_write() puts the empty line in, so an edit can never turn body text
+ * into header text; a field without a final line end (the last line of a
+ * message without body) gets one as soon as anything follows it.
+ *
+ * Limits: msg_parse() enforces message_size and header_count and records
+ * the longest line for the caller to judge; the lines of a new or changed
+ * field are checked against line_length. A limit of 0 means none.
+ * Recipient addresses compare exactly in the local part and without
+ * regard to case in the domain (RFC 5321); msg_rcpt_delete() removes every
+ * recipient that matches, as Postfix does for smfi_delrcpt().
+ *
+ * A failed call leaves the message as it was: an edit allocates all it
+ * needs before it changes anything. Every header or body edit frees the
+ * cached MIME parse (msg_mime), so pointers into it become invalid.
+ */
+#include "config.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "buf.h"
+#include "err.h"
+#include "mime.h"
+#include "msg.h"
+
+/* Line end codes; msg_eol_str and msg_eol_len are indexed by them. */
+enum { MSG_EOL_NONE, MSG_EOL_LF, MSG_EOL_CRLF };
+
+static const char *const msg_eol_str[] = {"", "\n", "\r\n"};
+static const size_t msg_eol_len[] = {0, 1, 2};
+
+#define MSG_HDRS_MIN 32
+#define MSG_EDITS_MIN 8
+
+struct msg_hdr {
+    char *name;  /* NUL-terminated, in raw or in own */
+    char *value; /* raw value after the colon, NUL-terminated */
+    size_t name_len;
+    size_t value_len;
+    char *own; /* "name\0value\0" of an edited field, or NULL */
+    unsigned char eol;
+};
+
+struct msg {
+    struct msg_limits limits;
+    struct msg_env env;
+    char *raw; /* the parsed copy, see above */
+    struct msg_hdr *hdrs;
+    size_t nhdrs;
+    size_t hdrs_cap;
+    const char *body; /* in raw, in an edit's value, or NULL */
+    size_t body_len;
+    unsigned char sep; /* line end of the empty line, or NONE */
+    unsigned char eol; /* LF or CRLF */
+    int parsed;
+    int edited; /* header or body changed */
+    size_t longest;
+    struct msg_edit *edits;
+    size_t nedits;
+    size_t edits_cap;
+    struct mime *mime;
+};
+
+/* msg_sink - where msg_emit() sends the serialized message. */
+typedef int (*msg_sink)(void *ctx, const void *p, size_t len, struct err *e);
+
+static int
+msg_is_wsp(int c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* msg_field_name - length of the field name when the line at p (n octets,
+ * without its line end) is a header field: printable ASCII other than
+ * the colon, then a colon. Otherwise 0. */
+static size_t
+msg_field_name(const char *p, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+
+        if (c == ':')
+            return i;
+        if (c < 33 || c > 126)
+            return 0;
+    }
+    return 0;
+}
+
+static int
+msg_name_ok(const char *name)
+{
+    const unsigned char *p;
+
+    if (name == NULL || *name == '\0')
+        return 0;
+    for (p = (const unsigned char *)name; *p != '\0'; p++)
+        if (*p < 33 || *p > 126 || *p == ':')
+            return 0;
+    return 1;
+}
+
+static char *
+msg_strdup(const char *s)
+{
+    size_t n;
+    char *p;
+
+    if (s == NULL)
+        return NULL;
+    n = strlen(s) + 1;
+    if ((p = malloc(n)) != NULL)
+        memcpy(p, s, n);
+    return p;
+}
+
+/* msg_dup - copy s into *out (NULL stays NULL); -1 on ENOMEM. */
+static int
+msg_dup(const char *s, char **out)
+{
+    *out = NULL;
+    if (s == NULL)
+        return 0;
+    return (*out = msg_strdup(s)) == NULL ? -1 : 0;
+}
+
+static void
+msg_mime_drop(struct msg *m)
+{
+    mime_free(m->mime);
+    m->mime = NULL;
+}
+
+struct msg *
+msg_new(const struct msg_limits *limits, enum msg_frontend fe, struct err *e)
+{
+    struct msg *m;
+
+    if ((m = calloc(1, sizeof(*m))) == NULL) {
+        err_nomem(e);
+        return NULL;
+    }
+    if (limits != NULL)
+        m->limits = *limits;
+    m->env.frontend = fe;
+    m->eol = MSG_EOL_CRLF;
+    return m;
+}
+
+static void
+msg_env_fini(struct msg_env *env)
+{
+    size_t i;
+
+    free(env->qid);
+    free(env->client_addr);
+    free(env->client_name);
+    free(env->helo);
+    free(env->auth_user);
+    free(env->sender);
+    free(env->sender_params);
+    for (i = 0; i < env->nrcpts; i++) {
+        free(env->rcpts[i].addr);
+        free(env->rcpts[i].params);
+    }
+    free(env->rcpts);
+}
+
+void
+msg_free(struct msg *m)
+{
+    size_t i;
+
+    if (m == NULL)
+        return;
+    msg_env_fini(&m->env);
+    for (i = 0; i < m->nhdrs; i++)
+        free(m->hdrs[i].own);
+    free(m->hdrs);
+    free(m->raw);
+    for (i = 0; i < m->nedits; i++) {
+        free(m->edits[i].name);
+        free(m->edits[i].value);
+        free(m->edits[i].params);
+    }
+    free(m->edits);
+    mime_free(m->mime);
+    free(m);
+}
+
+const struct msg_limits *
+msg_limits(const struct msg *m)
+{
+    return &m->limits;
+}
+
+/* ------------------------------------------------------------ envelope */
+
+int
+msg_env_set(struct msg *m, const char *qid, const char *client_addr,
+            const char *client_name, const char *helo, int tls,
+            const char *auth_user, struct err *e)
+{
+    char *q = NULL, *ca = NULL, *cn = NULL, *h = NULL, *au = NULL;
+
+    if (msg_dup(qid, &q) < 0 || msg_dup(client_addr, &ca) < 0 ||
+        msg_dup(client_name, &cn) < 0 || msg_dup(helo, &h) < 0 ||
+        msg_dup(auth_user, &au) < 0)
+        goto nomem;
+    free(m->env.qid);
+    free(m->env.client_addr);
+    free(m->env.client_name);
+    free(m->env.helo);
+    free(m->env.auth_user);
+    m->env.qid = q;
+    m->env.client_addr = ca;
+    m->env.client_name = cn;
+    m->env.helo = h;
+    m->env.tls = tls;
+    m->env.auth_user = au;
+    return 0;
+
+nomem:
+    free(q);
+    free(ca);
+    free(cn);
+    free(h);
+    return err_nomem(e);
+}
+
+/* msg_sender_set - replace sender and params with copies. */
+static int
+msg_sender_set(struct msg *m, const char *addr, const char *params,
+               struct err *e)
+{
+    char *a, *p;
+
+    if (msg_dup(addr, &a) < 0)
+        return err_nomem(e);
+    if (msg_dup(params, &p) < 0) {
+        free(a);
+        return err_nomem(e);
+    }
+    free(m->env.sender);
+    free(m->env.sender_params);
+    m->env.sender = a;
+    m->env.sender_params = p;
+    return 0;
+}
+
+int
+msg_env_sender(struct msg *m, const char *addr, const char *params,
+               struct err *e)
+{
+    return msg_sender_set(m, addr, params, e);
+}
+
+/* msg_rcpt_append - append copies of addr and params. */
+static int
+msg_rcpt_append(struct msg *m, const char *addr, const char *params,
+                struct err *e)
+{
+    struct msg_rcpt *r;
+    char *a, *p;
+
+    if (addr == NULL)
+        return err_set(e, ERR_INPUT, "recipient without address");
+    if (msg_dup(addr, &a) < 0)
+        return err_nomem(e);
+    if (msg_dup(params, &p) < 0)
+        goto nomem;
+    if (m->env.nrcpts == SIZE_MAX / sizeof(*r) - 1)
+        goto nomem;
+    r = realloc(m->env.rcpts, (m->env.nrcpts + 1) * sizeof(*r));
+    if (r == NULL)
+        goto nomem;
+    m->env.rcpts = r;
+    r[m->env.nrcpts].addr = a;
+    r[m->env.nrcpts].params = p;
+    m->env.nrcpts++;
+    return 0;
+
+nomem:
+    free(a);
+    free(p);
+    return err_nomem(e);
+}
+
+int
+msg_env_rcpt(struct msg *m, const char *addr, const char *params,
+             struct err *e)
+{
+    return msg_rcpt_append(m, addr, params, e);
+}
+
+const struct msg_env *
+msg_env(const struct msg *m)
+{
+    return &m->env;
+}
+
+const char *
+msg_qid(const struct msg *m)
+{
+    return m->env.qid != NULL && *m->env.qid != '\0' ? m->env.qid : "NOQUEUE";
+}
+
+/* ------------------------------------------------------------- parsing */
+
+/* msg_hdrs_reserve - room for one more field. */
+static int
+msg_hdrs_reserve(struct msg_hdr **hdrs, size_t n, size_t *cap)
+{
+    struct msg_hdr *p;
+    size_t ncap;
+
+    if (n < *cap)
+        return 0;
+    ncap = *cap ? *cap : MSG_HDRS_MIN;
+    while (ncap <= n)
+        ncap *= 2;
+    if (ncap > SIZE_MAX / sizeof(*p) ||
+        (p = realloc(*hdrs, ncap * sizeof(*p))) == NULL)
+        return -1;
+    *hdrs = p;
+    *cap = ncap;
+    return 0;
+}
+
+int
+msg_parse(struct msg *m, const char *data, size_t len, struct err *e)
+{
+    struct msg_hdr *hdrs = NULL, *h = NULL;
+    size_t nhdrs = 0, cap = 0, longest = 0, i;
+    unsigned char eol = MSG_EOL_CRLF, sep = MSG_EOL_NONE;
+    char *raw, *p, *end, *nl;
+    int first = 1;
+
+    if (m->parsed || m->nhdrs > 0 || m->body != NULL)
+        return err_set(e, ERR_INTERNAL,
+                       "message already has a header or body");
+    if (m->limits.message_size != 0 && len > m->limits.message_size)
+        return err_set(e, ERR_LIMIT,
+                       "message size %zu exceeds message_size_limit %zu", len,
+                       m->limits.message_size);
+    if (len == SIZE_MAX || (raw = malloc(len + 1)) == NULL)
+        return err_nomem(e);
+    if (len > 0)
+        memcpy(raw, data, len);
+    raw[len] = '\0';
+
+    p = raw;
+    end = raw + len;
+    while (p < end) {
+        char *next;
+        size_t n, name_len;
+        unsigned char le = MSG_EOL_NONE;
+
+        nl = memchr(p, '\n', (size_t)(end - p));
+        next = nl != NULL ? nl + 1 : end;
+        n = (size_t)((nl != NULL ? nl : end) - p);
+        if (nl != NULL) {
+            le = MSG_EOL_LF;
+            if (n > 0 && nl[-1] == '\r') {
+                le = MSG_EOL_CRLF;
+                n--;
+            }
+        }
+        if (first && le != MSG_EOL_NONE)
+            eol = le;
+        first = 0;
+        if (n > longest)
+            longest = n;
+        if (n == 0) {
+            sep = le;
+            p = next;
+            break;
+        }
+        if (msg_is_wsp(*p)) {
+            if (h == NULL)
+                break;
+            h->value_len = (size_t)(p + n - h->value);
+            h->eol = le;
+            p = next;
+            continue;
+        }
+        if ((name_len = msg_field_name(p, n)) == 0)
+            break;
+        if (m->limits.header_count != 0 && nhdrs >= m->limits.header_count) {
+            free(hdrs);
+            free(raw);
+            return err_set(e, ERR_LIMIT,
+                           "header field count exceeds header_limit %zu",
+                           m->limits.header_count);
+        }
+        if (msg_hdrs_reserve(&hdrs, nhdrs, &cap) < 0) {
+            free(hdrs);
+            free(raw);
+            return err_nomem(e);
+        }
+        h = &hdrs[nhdrs++];
+        h->name = p;
+        h->name_len = name_len;
+        h->value = p + name_len + 1;
+        h->value_len = n - name_len - 1;
+        h->own = NULL;
+        h->eol = le;
+        p = next;
+    }
+
+    /* The body: only its longest line is of interest here. */
+    m->body = p;
+    m->body_len = (size_t)(end - p);
+    while (p < end) {
+        size_t n;
+
+        if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL) {
+            n = (size_t)(end - p);
+            p = end;
+        } else {
+            n = (size_t)(nl - p);
+            if (n > 0 && nl[-1] == '\r')
+                n--;
+            p = nl + 1;
+        }
+        if (n > longest)
+            longest = n;
+    }
+
+    /* Cut names and values into C strings; the octets overwritten are a
+     * colon and the first octet of a line end, both implied by the codes,
+     * or the NUL after the copy. */
+    for (i = 0; i < nhdrs; i++) {
+        hdrs[i].name[hdrs[i].name_len] = '\0';
+        hdrs[i].value[hdrs[i].value_len] = '\0';
+    }
+
+    m->raw = raw;
+    m->hdrs = hdrs;
+    m->nhdrs = nhdrs;
+    m->hdrs_cap = cap;
+    m->sep = sep;
+    m->eol = eol;
+    m->longest = longest;
+    m->parsed = 1;
+    msg_mime_drop(m);
+    return 0;
+}
+
+/* ------------------------------------------------------------- reading */
+
+size_t
+msg_header_count(const struct msg *m)
+{
+    return m->nhdrs;
+}
+
+int
+msg_header_at(const struct msg *m, size_t i, const char **name,
+              const char **value, size_t *value_len)
+{
+    if (i >= m->nhdrs)
+        return -1;
+    if (name != NULL)
+        *name = m->hdrs[i].name;
+    if (value != NULL)
+        *value = m->hdrs[i].value;
+    if (value_len != NULL)
+        *value_len = m->hdrs[i].value_len;
+    return 0;
+}
+
+/* msg_header_find - position of the index-th (1-based) field called name
+ * in the header, or -1. */
+static long
+msg_header_find(const struct msg *m, const char *name, size_t index)
+{
+    size_t i, seen = 0;
+
+    if (name == NULL || index == 0)
+        return -1;
+    for (i = 0; i < m->nhdrs; i++)
+        if (strcasecmp(m->hdrs[i].name, name) == 0 && ++seen == index)
+            return (long)i;
+    return -1;
+}
+
+const char *
+msg_header_get(const struct msg *m, const char *name, size_t index)
+{
+    long i = msg_header_find(m, name, index);
+
+    return i < 0 ? NULL : m->hdrs[i].value;
+}
+
+size_t
+msg_header_name_count(const struct msg *m, const char *name)
+{
+    size_t i, n = 0;
+
+    if (name == NULL)
+        return 0;
+    for (i = 0; i < m->nhdrs; i++)
+        if (strcasecmp(m->hdrs[i].name, name) == 0)
+            n++;
+    return n;
+}
+
+const char *
+msg_body(const struct msg *m, size_t *len)
+{
+    if (len != NULL)
+        *len = m->body_len;
+    return m->body != NULL ? m->body : "";
+}
+
+const char *
+msg_eol(const struct msg *m)
+{
+    return msg_eol_str[m->eol];
+}
+
+size_t
+msg_longest_line(const struct msg *m)
+{
+    return m->longest;
+}
+
+/* ------------------------------------------------------------- journal */
+
+/* msg_journal_reserve - room for one more edit, so that recording it can
+ * not fail once the message has been changed. */
+static int
+msg_journal_reserve(struct msg *m, struct err *e)
+{
+    struct msg_edit *p;
+    size_t ncap;
+
+    if (m->nedits < m->edits_cap)
+        return 0;
+    ncap = m->edits_cap ? m->edits_cap * 2 : MSG_EDITS_MIN;
+    if (ncap > SIZE_MAX / sizeof(*p) ||
+        (p = realloc(m->edits, ncap * sizeof(*p))) == NULL)
+        return err_nomem(e);
+    m->edits = p;
+    m->edits_cap = ncap;
+    return 0;
+}
+
+/* msg_edit_prepare - fill ed with copies of name, value (len octets) and
+ * params, with room reserved in the journal; msg_edit_commit() appends
+ * it, msg_edit_discard() frees it on a later failure. */
+static int
+msg_edit_prepare(struct msg *m, struct msg_edit *ed, enum msg_edit_kind kind,
+                 const char *stage, const char *name, const char *value,
+                 size_t len, const char *params, struct err *e)
+{
+    memset(ed, 0, sizeof(*ed));
+    ed->kind = kind;
+    ed->stage = stage;
+    ed->len = len;
+    if (msg_journal_reserve(m, e) < 0)
+        return -1;
+    if (msg_dup(name, &ed->name) < 0 || msg_dup(params, &ed->params) < 0)
+        goto nomem;
+    if (value != NULL) {
+        if (len == SIZE_MAX || (ed->value = malloc(len + 1)) == NULL)
+            goto nomem;
+        if (len > 0)
+            memcpy(ed->value, value, len);
+        ed->value[len] = '\0';
+    }
+    return 0;
+
+nomem:
+    free(ed->name);
+    free(ed->params);
+    return err_nomem(e);
+}
+
+static void
+msg_edit_discard(struct msg_edit *ed)
+{
+    free(ed->name);
+    free(ed->value);
+    free(ed->params);
+}
+
+static void
+msg_edit_commit(struct msg *m, const struct msg_edit *ed)
+{
+    m->edits[m->nedits++] = *ed;
+}
+
+size_t
+msg_journal(const struct msg *m, const struct msg_edit **edits)
+{
+    if (edits != NULL)
+        *edits = m->edits;
+    return m->nedits;
+}
+
+const char *
+msg_edit_kind_name(enum msg_edit_kind kind)
+{
+    switch (kind) {
+    case MSG_EDIT_HEADER_ADD:
+        return "header add";
+    case MSG_EDIT_HEADER_INSERT:
+        return "header insert";
+    case MSG_EDIT_HEADER_CHANGE:
+        return "header change";
+    case MSG_EDIT_HEADER_DELETE:
+        return "header delete";
+    case MSG_EDIT_BODY_REPLACE:
+        return "body replace";
+    case MSG_EDIT_SENDER:
+        return "sender change";
+    case MSG_EDIT_RCPT_ADD:
+        return "recipient add";
+    case MSG_EDIT_RCPT_DELETE:
+        return "recipient delete";
+    }
+    return "unknown edit";
+}
+
+/* ------------------------------------------------------------- editing */
+
+/* msg_hdr_make - validate name and value and build the field h in a block
+ * of its own, with a leading space when value does not start with white
+ * space and every fold's line end made the message's. Refused: a bad
+ * name, CR not followed by LF, a line end not followed by white space,
+ * a continuation line of white space only (some readers take it for the
+ * end of the header), a line over line_length. */
+static int
+msg_hdr_make(const struct msg *m, const char *name, const char *value,
+             struct msg_hdr *h, struct err *e)
+{
+    size_t name_len, vlen, olen, line, i, eol_len = msg_eol_len[m->eol];
+    const char *eol = msg_eol_str[m->eol];
+    int lead;
+    char *o;
+
+    if (!msg_name_ok(name))
+        return err_set(e, ERR_INPUT,
+                       "header field name is empty or holds a colon, white "
+                       "space or a non-ASCII or control character");
+    if (value == NULL)
+        return err_set(e, ERR_INPUT, "header %s: no value", name);
+    name_len = strlen(name);
+    vlen = strlen(value);
+    lead = !(msg_is_wsp(value[0]) || value[0] == '\r' || value[0] == '\n');
+
+    /* Check, and size the result. */
+    olen = (size_t)lead;
+    line = name_len + 1 + (size_t)lead;
+    for (i = 0; i < vlen; i++) {
+        size_t j;
+
+        if (value[i] == '\r' && value[i + 1] != '\n')
+            return err_set(e, ERR_INPUT, "header %s: bare CR in value", name);
+        if (value[i] != '\r' && value[i] != '\n') {
+            olen++;
+            line++;
+            continue;
+        }
+        if (value[i] == '\r')
+            i++;
+        if (!msg_is_wsp(value[i + 1]))
+            return err_set(e, ERR_INPUT,
+                           "header %s: line end in value not followed by "
+                           "white space",
+                           name);
+        for (j = i + 1; msg_is_wsp(value[j]); j++)
+            ;
+        if (value[j] == '\0' || value[j] == '\r' || value[j] == '\n')
+            return err_set(e, ERR_INPUT,
+                           "header %s: continuation line holds only white "
+                           "space",
+                           name);
+        if (m->limits.line_length != 0 && line > m->limits.line_length)
+            goto toolong;
+        olen += eol_len;
+        line = 0;
+    }
+    if (m->limits.line_length != 0 && line > m->limits.line_length)
+        goto toolong;
+
+    if (name_len > SIZE_MAX / 2 || olen > SIZE_MAX / 2 ||
+        (h->own = malloc(name_len + olen + 2)) == NULL)
+        return err_nomem(e);
+    memcpy(h->own, name, name_len + 1);
+    h->name = h->own;
+    h->name_len = name_len;
+    h->value = o = h->own + name_len + 1;
+    h->value_len = olen;
+    h->eol = m->eol;
+    if (lead)
+        *o++ = ' ';
+    for (i = 0; i < vlen; i++) {
+        if (value[i] == '\r' || value[i] == '\n') {
+            if (value[i] == '\r')
+                i++;
+            memcpy(o, eol, eol_len);
+            o += eol_len;
+        } else {
+            *o++ = value[i];
+        }
+    }
+    *o = '\0';
+    return 0;
+
+toolong:
+    return err_set(e, ERR_LIMIT,
+                   "header %s: line of more than %zu octets exceeds "
+                   "line_length_limit",
+                   name, m->limits.line_length);
+}
+
+/* msg_header_put - insert the field at position pos. */
+static int
+msg_header_put(struct msg *m, const char *stage, enum msg_edit_kind kind,
+               size_t pos, const char *name, const char *value, struct err *e)
+{
+    struct msg_hdr h;
+    struct msg_edit ed;
+
+    if (pos > m->nhdrs)
+        return err_set(e, ERR_INPUT,
+                       "header position %zu is past the %zu fields", pos,
+                       m->nhdrs);
+    if (msg_hdr_make(m, name, value, &h, e) < 0)
+        return -1;
+    if (msg_hdrs_reserve(&m->hdrs, m->nhdrs, &m->hdrs_cap) < 0) {
+        free(h.own);
+        return err_nomem(e);
+    }
+    if (msg_edit_prepare(m, &ed, kind, stage, name, h.value, h.value_len, NULL,
+                         e) < 0) {
+        free(h.own);
+        return -1;
+    }
+    ed.position = kind == MSG_EDIT_HEADER_INSERT ? pos : 0;
+    memmove(&m->hdrs[pos + 1], &m->hdrs[pos],
+            (m->nhdrs - pos) * sizeof(*m->hdrs));
+    m->hdrs[pos] = h;
+    m->nhdrs++;
+    m->edited = 1;
+    msg_mime_drop(m);
+    msg_edit_commit(m, &ed);
+    return 0;
+}
+
+int
+msg_header_add(struct msg *m, const char *stage, const char *name,
+               const char *value, struct err *e)
+{
+    return msg_header_put(m, stage, MSG_EDIT_HEADER_ADD, m->nhdrs, name, value,
+                          e);
+}
+
+int
+msg_header_insert(struct msg *m, const char *stage, size_t position,
+                  const char *name, const char *value, struct err *e)
+{
+    return msg_header_put(m, stage, MSG_EDIT_HEADER_INSERT, position, name,
+                          value, e);
+}
+
+/* msg_header_lookup - like msg_header_find, with the error. */
+static long
+msg_header_lookup(const struct msg *m, const char *name, size_t index,
+                  struct err *e)
+{
+    long i;
+
+    if (!msg_name_ok(name))
+        return err_set(e, ERR_INPUT, "invalid header field name");
+    if ((i = msg_header_find(m, name, index)) < 0)
+        return err_set(e, ERR_INPUT,
+                       "header %s: no field number %zu (there are %zu)", name,
+                       index, msg_header_name_count(m, name));
+    return i;
+}
+
+int
+msg_header_change(struct msg *m, const char *stage, const char *name,
+                  size_t index, const char *value, struct err *e)
+{
+    struct msg_hdr h, *old;
+    struct msg_edit ed;
+    long i;
+
+    if ((i = msg_header_lookup(m, name, index, e)) < 0)
+        return -1;
+    old = &m->hdrs[i];
+    /* Keep the field name as it was spelled. */
+    if (msg_hdr_make(m, old->name, value, &h, e) < 0)
+        return -1;
+    if (msg_edit_prepare(m, &ed, MSG_EDIT_HEADER_CHANGE, stage, name, h.value,
+                         h.value_len, NULL, e) < 0) {
+        free(h.own);
+        return -1;
+    }
+    ed.index = index;
+    free(old->own);
+    *old = h;
+    m->edited = 1;
+    msg_mime_drop(m);
+    msg_edit_commit(m, &ed);
+    return 0;
+}
+
+int
+msg_header_delete(struct msg *m, const char *stage, const char *name,
+                  size_t index, struct err *e)
+{
+    struct msg_edit ed;
+    long i;
+
+    if ((i = msg_header_lookup(m, name, index, e)) < 0)
+        return -1;
+    if (msg_edit_prepare(m, &ed, MSG_EDIT_HEADER_DELETE, stage, name, NULL, 0,
+                         NULL, e) < 0)
+        return -1;
+    ed.index = index;
+    free(m->hdrs[i].own);
+    memmove(&m->hdrs[i], &m->hdrs[i + 1],
+            (m->nhdrs - (size_t)i - 1) * sizeof(*m->hdrs));
+    m->nhdrs--;
+    m->edited = 1;
+    msg_mime_drop(m);
+    msg_edit_commit(m, &ed);
+    return 0;
+}
+
+int
+msg_body_replace(struct msg *m, const char *stage, const char *data,
+                 size_t len, struct err *e)
+{
+    struct msg_edit ed;
+
+    if (data == NULL && len > 0)
+        return err_set(e, ERR_INTERNAL, "body of %zu octets without data",
+                       len);
+    if (msg_edit_prepare(m, &ed, MSG_EDIT_BODY_REPLACE, stage, NULL,
+                         data != NULL ? data : "", len, NULL, e) < 0)
+        return -1;
+    m->body = ed.value;
+    m->body_len = len;
+    m->edited = 1;
+    msg_mime_drop(m);
+    msg_edit_commit(m, &ed);
+    return 0;
+}
+
+/* ------------------------------------------------------------ envelope */
+
+int
+msg_sender_change(struct msg *m, const char *stage, const char *addr,
+                  const char *params, struct err *e)
+{
+    struct msg_edit ed;
+
+    if (addr == NULL)
+        return err_set(e, ERR_INPUT, "sender change without address");
+    if (msg_edit_prepare(m, &ed, MSG_EDIT_SENDER, stage, NULL, addr,
+                         strlen(addr), params, e) < 0)
+        return -1;
+    if (msg_sender_set(m, addr, params, e) < 0) {
+        msg_edit_discard(&ed);
+        return -1;
+    }
+    msg_edit_commit(m, &ed);
+    return 0;
+}
+
+int
+msg_rcpt_add(struct msg *m, const char *stage, const char *addr,
+             const char *params, struct err *e)
+{
+    struct msg_edit ed;
+
+    if (addr == NULL)
+        return err_set(e, ERR_INPUT, "recipient add without address");
+    if (msg_edit_prepare(m, &ed, MSG_EDIT_RCPT_ADD, stage, NULL, addr,
+                         strlen(addr), params, e) < 0)
+        return -1;
+    if (msg_rcpt_append(m, addr, params, e) < 0) {
+        msg_edit_discard(&ed);
+        return -1;
+    }
+    msg_edit_commit(m, &ed);
+    return 0;
+}
+
+/* msg_addr_eq - the local parts equal exactly, the domains without regard
+ * to case. */
+static int
+msg_addr_eq(const char *a, const char *b)
+{
+    const char *at_a = strrchr(a, '@'), *at_b = strrchr(b, '@');
+
+    if (at_a == NULL || at_b == NULL)
+        return at_a == at_b && strcmp(a, b) == 0;
+    return at_a - a == at_b - b && memcmp(a, b, (size_t)(at_a - a)) == 0 &&
+           strcasecmp(at_a, at_b) == 0;
+}
+
+int
+msg_rcpt_delete(struct msg *m, const char *stage, const char *addr,
+                struct err *e)
+{
+    struct msg_edit ed;
+    size_t i, kept;
+    const char *as_was = NULL;
+
+    if (addr == NULL)
+        return err_set(e, ERR_INPUT, "recipient delete without address");
+    for (i = 0; i < m->env.nrcpts && as_was == NULL; i++)
+        if (msg_addr_eq(m->env.rcpts[i].addr, addr))
+            as_was = m->env.rcpts[i].addr;
+    if (as_was == NULL)
+        return err_set(e, ERR_INPUT, "recipient <%s> is not in the envelope",
+                       addr);
+    if (msg_edit_prepare(m, &ed, MSG_EDIT_RCPT_DELETE, stage, NULL, as_was,
+                         strlen(as_was), NULL, e) < 0)
+        return -1;
+    for (i = kept = 0; i < m->env.nrcpts; i++) {
+        if (msg_addr_eq(m->env.rcpts[i].addr, addr)) {
+            free(m->env.rcpts[i].addr);
+            free(m->env.rcpts[i].params);
+        } else {
+            m->env.rcpts[kept++] = m->env.rcpts[i];
+        }
+    }
+    m->env.nrcpts = kept;
+    msg_edit_commit(m, &ed);
+    return 0;
+}
+
+/* --------------------------------------------------------------- output */
+
+/* msg_sep - the empty line written between header and body. */
+static unsigned char
+msg_sep(const struct msg *m)
+{
+    if (m->sep != MSG_EOL_NONE)
+        return m->sep;
+    return m->edited && m->body_len > 0 ? m->eol : MSG_EOL_NONE;
+}
+
+/* msg_hdr_eol - the line end written after field i. */
+static unsigned char
+msg_hdr_eol(const struct msg *m, size_t i)
+{
+    if (m->hdrs[i].eol != MSG_EOL_NONE)
+        return m->hdrs[i].eol;
+    if (i + 1 < m->nhdrs || msg_sep(m) != MSG_EOL_NONE || m->body_len > 0)
+        return m->eol;
+    return MSG_EOL_NONE;
+}
+
+size_t
+msg_size(const struct msg *m)
+{
+    size_t i, n = 0;
+
+    for (i = 0; i < m->nhdrs; i++)
+        n += m->hdrs[i].name_len + 1 + m->hdrs[i].value_len +
+             msg_eol_len[msg_hdr_eol(m, i)];
+    return n + msg_eol_len[msg_sep(m)] + m->body_len;
+}
+
+static int
+msg_emit(const struct msg *m, msg_sink put, void *ctx, struct err *e)
+{
+    size_t i;
+    unsigned char le;
+
+    for (i = 0; i < m->nhdrs; i++) {
+        const struct msg_hdr *h = &m->hdrs[i];
+
+        le = msg_hdr_eol(m, i);
+        if (put(ctx, h->name, h->name_len, e) < 0 || put(ctx, ":", 1, e) < 0 ||
+            put(ctx, h->value, h->value_len, e) < 0 ||
+            put(ctx, msg_eol_str[le], msg_eol_len[le], e) < 0)
+            return -1;
+    }
+    le = msg_sep(m);
+    if (put(ctx, msg_eol_str[le], msg_eol_len[le], e) < 0)
+        return -1;
+    return put(ctx, m->body, m->body_len, e);
+}
+
+static int
+msg_put_buf(void *ctx, const void *p, size_t len, struct err *e)
+{
+    /* Even an empty append keeps the buffer NUL-terminated. */
+    return buf_append(ctx, p, len, e);
+}
+
+int
+msg_write(const struct msg *m, struct buf *out, struct err *e)
+{
+    /* Reserving first makes the limit check all or nothing. */
+    if (buf_reserve(out, msg_size(m), e) < 0)
+        return -1;
+    return msg_emit(m, msg_put_buf, out, e);
+}
+
+static int
+msg_put_file(void *ctx, const void *p, size_t len, struct err *e)
+{
+    if (len > 0 && fwrite(p, 1, len, ctx) != len)
+        return err_sys(e, ERR_IO, "write message");
+    return 0;
+}
+
+int
+msg_write_file(const struct msg *m, FILE *fp, struct err *e)
+{
+    return msg_emit(m, msg_put_file, fp, e);
+}
+
+/* ----------------------------------------------------------------- MIME */
+
+const struct mime *
+msg_mime(struct msg *m, struct err *e)
+{
+    struct buf b;
+
+    if (m->mime != NULL)
+        return m->mime;
+    buf_init(&b, 0);
+    if (msg_write(m, &b, e) < 0) {
+        buf_fini(&b);
+        return NULL;
+    }
+    m->mime = mime_parse(buf_str(&b), b.len, &m->limits, e);
+    buf_fini(&b);
+    return m->mime;
+}
