@@ -24,6 +24,12 @@
 
 static const char *const conf_ambiguous_choices[] = {"reject", "continue",
                                                      NULL};
+static const char *const conf_delivery_choices[] = {"through", "queue", NULL};
+static const char *const conf_bare_newline_choices[] = {"reject", "normalize",
+                                                        NULL};
+static const char *const conf_long_line_choices[] = {"reject", "wrap", NULL};
+static const char *const conf_tls_choices[] = {"none", "may", "encrypt",
+                                               NULL};
 
 const struct cfg_option conf_options[] = {
     {"chain_directory", CFG_PATH, "chain.d",
@@ -50,6 +56,83 @@ const struct cfg_option conf_options[] = {
      "what to do with a message whose MIME structure can be read in more "
      "than one way",
      conf_ambiguous_choices, 0, 0, 0},
+
+    /* relaychaind: SMTP listener and its policy (relaychaind(8)) */
+    {"smtp_listen", CFG_LIST, NULL,
+     "SMTP listeners, host:port each: 127.0.0.1:10024, [::1]:10024", NULL,
+     0, 0, 0},
+    {"myhostname", CFG_STRING, NULL,
+     "name in the greeting and in EHLO to the next hop (default: the "
+     "system's host name)",
+     NULL, 0, 0, 0},
+    {"user", CFG_STRING, NULL,
+     "user to run as after binding the listeners and reading keys", NULL, 0,
+     0, 0},
+    {"group", CFG_STRING, NULL, "group to run as (default: the user's group)",
+     NULL, 0, 0, 0},
+    {"max_connections", CFG_INT, "1000", "SMTP connections at once, in all",
+     NULL, 1, 100000, 0},
+    {"max_connections_per_client", CFG_INT, "100",
+     "SMTP connections at once from one client address", NULL, 1, 100000, 0},
+    {"smtpd_timeout", CFG_TIME, "300s",
+     "how long to wait for a client command or data", NULL, 1000,
+     3600 * 1000LL, 0},
+    {"smtpd_greet_pause", CFG_TIME, "0",
+     "wait this long before the greeting; a client that talks first is "
+     "rejected",
+     NULL, 0, 60 * 1000LL, 0},
+    {"shutdown_timeout", CFG_TIME, "30s",
+     "on SIGTERM, how long transactions in flight may take to finish", NULL,
+     0, 3600 * 1000LL, 0},
+    {"error_limit", CFG_INT, "20",
+     "client errors after which the connection is dropped (421)", NULL, 1,
+     1000, 0},
+    {"recipient_limit", CFG_INT, "1000",
+     "recipients per message; more get 452 4.5.3", NULL, 1, 100000, 0},
+    {"mynetworks", CFG_LIST, "127.0.0.0/8 [::1]/128",
+     "client networks allowed to relay (CIDR)", NULL, 0, 0, 0},
+    {"relay_domains", CFG_LIST, NULL,
+     "recipient domains accepted from any client", NULL, 0, 0, 0},
+    {"xforward_hosts", CFG_LIST, NULL,
+     "clients allowed to send XFORWARD (CIDR); normally the Postfix that "
+     "hands mail to relaychaind",
+     NULL, 0, 0, 0},
+    {"tls_cert_file", CFG_PATH, NULL, "PEM certificate chain for STARTTLS",
+     NULL, 0, 0, 0},
+    {"tls_key_file", CFG_PATH, NULL, "PEM private key for STARTTLS", NULL, 0,
+     0, 0},
+    {"auth_password_file", CFG_PATH, NULL,
+     "user:crypt-hash lines; enables AUTH PLAIN and LOGIN after STARTTLS",
+     NULL, 0, 0, 0},
+    {"auth_failure_limit", CFG_INT, "3",
+     "failed AUTH attempts after which the connection is dropped", NULL, 1,
+     100, 0},
+    {"sender_login_map", CFG_PATH, NULL,
+     "sender address (or @domain) to the logins that may use it; "
+     "authenticated users may send only as their addresses",
+     NULL, 0, 0, 0},
+    {"bare_newline", CFG_ENUM, "reject",
+     "bare LF or CR in DATA: reject (550 5.5.2) or normalize to CRLF",
+     conf_bare_newline_choices, 0, 0, 0},
+    {"long_line_action", CFG_ENUM, "reject",
+     "text lines over 998 octets: reject (550 5.6.0) or wrap them",
+     conf_long_line_choices, 0, 0, 0},
+    {"delivery", CFG_ENUM, "through",
+     "through: answer the client after the next hop answered; queue: "
+     "store and forward",
+     conf_delivery_choices, 0, 0, 0},
+    {"next_hop", CFG_STRING, NULL,
+     "smtp:[host]:port, lmtp:[host]:port or maildir:/path", NULL, 0, 0, 0},
+    {"next_hop_tls", CFG_ENUM, "may",
+     "STARTTLS to the next hop: none, may (when offered), encrypt (required)",
+     conf_tls_choices, 0, 0, 0},
+    {"next_hop_auth_file", CFG_PATH, NULL,
+     "one user:password line for AUTH to the next hop", NULL, 0, 0, 0},
+    {"next_hop_timeout", CFG_TIME, "300s",
+     "how long to wait for the next hop's replies", NULL, 1000,
+     3600 * 1000LL, 0},
+    {"quarantine_directory", CFG_PATH, "/var/spool/relaychain/quarantine",
+     "where quarantined messages are kept", NULL, 0, 0, 0},
     CFG_OPTION_END,
 };
 

@@ -36,6 +36,7 @@
 #include "match.h"
 #include "mime.h"
 #include "msg.h"
+#include "quarantine.h"
 
 enum {
     FILTER_EXIT_CONTINUE = 0,
@@ -61,6 +62,7 @@ usage_main(FILE *fp)
             "  filter        run one message from stdin through the chain\n"
             "  rewrite-test  show what the rewrite tables make of an "
             "address\n"
+            "  quarantine    list, show, release or delete held messages\n"
             "\n"
             "  relaychain --version\n"
             "  relaychain COMMAND -h   help for one command\n");
@@ -634,6 +636,8 @@ main(int argc, char **argv)
         rc = cmd_filter(argc, argv);
     else if (strcmp(cmd, "rewrite-test") == 0)
         rc = cmd_rewrite_test(argc, argv);
+    else if (strcmp(cmd, "quarantine") == 0)
+        rc = quarantine_main(argc, argv);
     else {
         fprintf(stderr, "%s: unknown command '%s'\n", progname, cmd);
         usage_main(stderr);

@@ -1,0 +1,84 @@
+/*
+ * netio - buffered, bounded, timed I/O on one socket, plain or TLS
+ *
+ * Both SMTP directions use this: the server reads command lines and
+ * message data from a client, the next-hop client reads replies. Reads go
+ * through a fixed input buffer; a line is returned whole or, when it is
+ * longer than the limit, reported as NETIO_TOOLONG after the rest of it has
+ * been read and thrown away, so a peer can never make memory grow.
+ * Writes are collected in an output buffer and sent with one write per
+ * netio_flush(), so a pipelined group of replies or commands leaves in one
+ * segment (the sockets also have TCP_NODELAY set by their owners).
+ *
+ * Timeouts use SO_RCVTIMEO/SO_SNDTIMEO on a blocking socket, which works
+ * the same for plain and TLS reads. A struct netio belongs to one thread.
+ * netio_free() closes the socket.
+ */
+#ifndef RC_NETIO_H
+#define RC_NETIO_H
+
+#include <stddef.h>
+
+#include <openssl/ssl.h>
+
+#include "buf.h"
+#include "err.h"
+
+enum netio_status {
+    NETIO_OK = 0,
+    NETIO_EOF = 1,     /* peer closed before a complete line */
+    NETIO_TIMEOUT = 2, /* no input within the timeout */
+    NETIO_TOOLONG = 3, /* line over the limit: read and discarded */
+    NETIO_ERROR = -1   /* see err */
+};
+
+struct netio;
+
+/* netio_new - take over fd; line_limit bounds one line (octets with its
+ * line end); timeout_ms applies to each read and write. */
+struct netio *netio_new(int fd, size_t line_limit, int timeout_ms,
+                        struct err *e);
+void netio_free(struct netio *io);
+
+int netio_fd(const struct netio *io);
+void netio_set_timeout(struct netio *io, int timeout_ms);
+void netio_set_line_limit(struct netio *io, size_t line_limit);
+
+/* netio_getline - the next line, ending in LF (or whatever precedes EOF),
+ * put into line (replacing its contents). Returns an enum netio_status. */
+int netio_getline(struct netio *io, struct buf *line, struct err *e);
+
+/* netio_pending - octets already read and not yet consumed (including
+ * TLS records decrypted but unread). The SMTP server flushes its replies
+ * when this is 0: the client is waiting. */
+size_t netio_pending(const struct netio *io);
+
+/* netio_discard_input - forget buffered input (after STARTTLS: any
+ * plaintext pipelined behind the command must not be obeyed). */
+void netio_discard_input(struct netio *io);
+
+/* netio_wait_input - 1 when input arrives within ms, 0 if not, -1 on
+ * error. Used to catch clients that talk before the greeting. */
+int netio_wait_input(struct netio *io, int ms);
+
+/* Output. netio_write/netio_printf buffer; netio_flush sends everything
+ * buffered; each returns 0 or -1 with e set. */
+int netio_write(struct netio *io, const void *p, size_t len, struct err *e);
+int netio_printf(struct netio *io, struct err *e, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int netio_flush(struct netio *io, struct err *e);
+
+/* TLS. netio_tls_accept/netio_tls_connect run the handshake on the
+ * socket; buffered input must be empty (call netio_discard_input first on
+ * the server side). host is the SNI name for the client side, or NULL. */
+int netio_tls_accept(struct netio *io, SSL_CTX *ctx, struct err *e);
+int netio_tls_connect(struct netio *io, SSL_CTX *ctx, const char *host,
+                      struct err *e);
+int netio_is_tls(const struct netio *io);
+/* netio_tls_info - "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384" or "". */
+const char *netio_tls_info(const struct netio *io, char *out, size_t n);
+
+/* netio_tcp_nodelay - set TCP_NODELAY on fd (no-op for non-TCP). */
+void netio_tcp_nodelay(int fd);
+
+#endif

@@ -1,0 +1,113 @@
+/*
+ * smtpc - the next-hop client: SMTP or LMTP to a relay, or a Maildir
+ *
+ * A struct smtpc_pool holds the next-hop settings and the idle
+ * connections kept for reuse (connection caching, as Postfix's scache).
+ * A delivery takes a connection with smtpc_get(), runs one transaction
+ * (smtpc_mail, smtpc_rcpt..., smtpc_data) and hands it back with
+ * smtpc_put(); a connection that saw an error is closed instead of being
+ * kept. A reused connection that turns out to be dead at MAIL is replaced
+ * by a new one once, transparently.
+ *
+ * Replies are returned whole in struct smtpc_reply: the code, the enhanced
+ * status code when the server gave one, and the text of the last line, so
+ * the SMTP front end can pass them back to its client as they are.
+ * Connection failures are reported as a reply too ("451 4.4.1 ..."),
+ * with smtpc_* returning -1 only for local failures.
+ *
+ * The pool is thread-safe; a connection belongs to one thread at a time.
+ */
+#ifndef RC_SMTPC_H
+#define RC_SMTPC_H
+
+#include <stddef.h>
+
+#include "buf.h"
+#include "err.h"
+#include "msg.h"
+
+enum smtpc_kind {
+    SMTPC_SMTP,
+    SMTPC_LMTP,
+    SMTPC_MAILDIR
+};
+
+enum smtpc_tls {
+    SMTPC_TLS_NONE,    /* never STARTTLS */
+    SMTPC_TLS_MAY,     /* when offered */
+    SMTPC_TLS_ENCRYPT  /* required: no delivery without it */
+};
+
+struct smtpc_settings {
+    const char *next_hop;    /* "smtp:[127.0.0.1]:10025", "lmtp:[::1]:24",
+                                "maildir:/var/mail/relay/" */
+    const char *helo_name;   /* our EHLO/LHLO name */
+    enum smtpc_tls tls;
+    const char *auth_file;   /* "user:password" for AUTH PLAIN, or NULL */
+    int connect_timeout_ms;
+    int timeout_ms;          /* each command/reply */
+    int idle_timeout_ms;     /* how long an idle connection is kept */
+    size_t max_idle;         /* idle connections kept at most */
+};
+
+struct smtpc_reply {
+    int code;           /* 250, 451, ...; 0 before any reply */
+    char text[512];     /* "2.0.0 Ok: queued as X", last line's text, with
+                           the enhanced code when the server sent one */
+};
+
+struct smtpc_pool;
+struct smtpc_conn;
+
+/* smtpc_pool_new - check settings (a bad next_hop is ERR_CONFIG with a
+ * reason) and make an empty pool. */
+struct smtpc_pool *smtpc_pool_new(const struct smtpc_settings *s,
+                                  struct err *e);
+void smtpc_pool_free(struct smtpc_pool *p);
+
+/* smtpc_relay_name - "127.0.0.1[127.0.0.1]:10025" for log lines. */
+const char *smtpc_relay_name(const struct smtpc_conn *c);
+
+/* smtpc_get - a connection ready for MAIL (greeting, EHLO, STARTTLS and
+ * AUTH done), idle or new. On failure returns NULL and fills r with the
+ * 4xx (or 5xx) the client should hear (451 4.4.1 when unreachable). */
+struct smtpc_conn *smtpc_get(struct smtpc_pool *p, struct smtpc_reply *r,
+                             struct err *e);
+/* smtpc_put - return c; kept for reuse when ok and the pool has room. */
+void smtpc_put(struct smtpc_pool *p, struct smtpc_conn *c, int ok);
+
+/* smtpc_has_xforward - the server offered XFORWARD. */
+int smtpc_has_xforward(const struct smtpc_conn *c);
+
+/* One transaction. Each returns 0 with r filled (any code), -1 when the
+ * connection broke (r then holds a 4xx to pass on and the connection must
+ * be put back with ok = 0). smtpc_mail sends XFORWARD first when env is
+ * not NULL and the server offered it. */
+int smtpc_mail(struct smtpc_conn *c, const struct msg_env *env,
+               const char *sender, const char *params, struct smtpc_reply *r,
+               struct err *e);
+int smtpc_rcpt(struct smtpc_conn *c, const char *rcpt, const char *params,
+               struct smtpc_reply *r, struct err *e);
+/* smtpc_data - DATA, the message (CRLF line ends, dot-stuffed here),
+ * the final "."; the end marker goes out with the last chunk. With LMTP,
+ * r holds the first failing recipient's reply, else the last one. */
+int smtpc_data(struct smtpc_conn *c, const char *data, size_t len,
+               struct smtpc_reply *r, struct err *e);
+int smtpc_rset(struct smtpc_conn *c, struct err *e);
+
+/* smtpc_maildir_deliver - write data as one message into the Maildir
+ * of p (tmp/, fsync, link into new/, fsync the directory); r gets 250 or
+ * 451. Only for SMTPC_MAILDIR pools. */
+int smtpc_maildir_deliver(struct smtpc_pool *p, const char *data, size_t len,
+                          const char *qid, struct smtpc_reply *r,
+                          struct err *e);
+enum smtpc_kind smtpc_pool_kind(const struct smtpc_pool *p);
+
+/* smtpc_reply_parse - parse one or more reply lines ("250-...\r\n250 ...")
+ * held in text; returns 1 with r filled when a complete reply is there,
+ * 0 when more lines are needed, -1 when the text is not an SMTP reply.
+ * *used gets the octets consumed. Exposed for tests and fuzzing. */
+int smtpc_reply_parse(const char *text, size_t len, struct smtpc_reply *r,
+                      size_t *used);
+
+#endif

@@ -1,0 +1,1694 @@
+/*
+ * smtpd - the SMTP server front end
+ *
+ * One session per thread, blocking I/O through netio with the command
+ * timeout. Replies are collected and flushed only when the client has no
+ * more pipelined input waiting, so a pipelined group of commands gets its
+ * replies in one write, in order.
+ *
+ * Relaying (delivery = through) is a proxy, as Postfix's before-queue
+ * content filter: MAIL opens a transaction at the next hop and RCPT is
+ * passed on, so the client hears each recipient's fate from the next hop
+ * itself. At end of DATA the chain runs; if it changed the envelope, the
+ * next-hop transaction is reset and replayed with the new one. The client
+ * hears the next hop's reply to the message, so nothing is answered 250
+ * that the next hop did not take.
+ *
+ * DATA is read line by line with a bound on each line; only CRLF.CRLF
+ * ends it. Bare LF, bare CR, NUL, over-long lines and oversize messages
+ * are noted while reading and answered after the end, so that no byte of
+ * the message is ever taken for a command.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "auth.h"
+#include "buf.h"
+#include "chain.h"
+#include "cidr.h"
+#include "log.h"
+#include "msg.h"
+#include "netio.h"
+#include "quarantine.h"
+#include "regmap.h"
+#include "smtpc.h"
+#include "smtpd.h"
+
+#define SMTPD_LINE_MAX 2048     /* command line: 512 + extensions */
+#define SMTPD_DATA_LINE_MAX 65536
+#define SMTPD_CLIENTS 1021      /* per-client counter buckets */
+#define SMTPD_CLIENT_MAX 320    /* "name[addr]" */
+
+/* ------------------------------------------------------------ runtime */
+
+struct smtpd_runtime {
+    atomic_int refs;
+    struct conf *cf;
+    const char *hostname;
+    char hostbuf[256];
+    struct cidr_list *mynetworks;
+    struct cidr_list *xforward_hosts;
+    const char *const *relay_domains;
+    size_t nrelay_domains;
+    struct auth_table *auth;
+    struct regmap *login_map;
+    SSL_CTX *tls;
+    struct smtpc_pool *hop;
+    size_t size_limit;
+    size_t rcpt_limit;
+    int timeout_ms;
+    int greet_pause_ms;
+    int error_limit;
+    int auth_failure_limit;
+    int normalize_newlines;
+    int wrap_long_lines;
+    unsigned max_conn, max_conn_client;
+};
+
+static struct cidr_list *
+smtpd_cidr(const struct cfg *c, const char *key, struct err *e)
+{
+    const char *const *items;
+    size_t n = cfg_list(c, key, &items);
+    struct cidr_list *l;
+
+    if ((l = cidr_list_new(items, n, e)) == NULL)
+        cfg_err(e, c, key, "%s", e->text);
+    return l;
+}
+
+struct smtpd_runtime *
+smtpd_runtime_new(struct conf *cf, struct err *e)
+{
+    const struct cfg *c = cf->cfg;
+    struct smtpc_settings hop;
+    struct smtpd_runtime *rt;
+    const char *s;
+
+    if ((rt = calloc(1, sizeof(*rt))) == NULL) {
+        conf_free(cf);
+        err_nomem(e);
+        return NULL;
+    }
+    atomic_init(&rt->refs, 1);
+    rt->cf = cf;
+    if ((s = cfg_str(c, "myhostname")) == NULL) {
+        if (gethostname(rt->hostbuf, sizeof(rt->hostbuf) - 1) < 0)
+            snprintf(rt->hostbuf, sizeof(rt->hostbuf), "localhost");
+        s = rt->hostbuf;
+    }
+    rt->hostname = s;
+    if ((rt->mynetworks = smtpd_cidr(c, "mynetworks", e)) == NULL ||
+        (rt->xforward_hosts = smtpd_cidr(c, "xforward_hosts", e)) == NULL)
+        goto fail;
+    rt->nrelay_domains = cfg_list(c, "relay_domains", &rt->relay_domains);
+    if ((s = cfg_str(c, "auth_password_file")) != NULL &&
+        (rt->auth = auth_table_load(s, e)) == NULL)
+        goto fail;
+    if ((s = cfg_str(c, "sender_login_map")) != NULL &&
+        (rt->login_map = regmap_load(s, e)) == NULL)
+        goto fail;
+    if ((cfg_str(c, "tls_cert_file") == NULL) !=
+        (cfg_str(c, "tls_key_file") == NULL)) {
+        cfg_err(e, c,
+                cfg_str(c, "tls_cert_file") ? "tls_cert_file" : "tls_key_file",
+                "tls_cert_file and tls_key_file go together");
+        goto fail;
+    }
+    if (cfg_str(c, "tls_cert_file") != NULL &&
+        (rt->tls = auth_tls_server_ctx(cfg_str(c, "tls_cert_file"),
+                                       cfg_str(c, "tls_key_file"), e)) ==
+            NULL)
+        goto fail;
+    if (rt->auth != NULL && rt->tls == NULL) {
+        cfg_err(e, c, "auth_password_file",
+                "AUTH is offered only after STARTTLS: set tls_cert_file and "
+                "tls_key_file");
+        goto fail;
+    }
+    if (cfg_enum(c, "delivery") == 1) {
+        cfg_err(e, c, "delivery",
+                "delivery = queue is not available in this version; use "
+                "through");
+        goto fail;
+    }
+    if (cfg_str(c, "next_hop") == NULL) {
+        cfg_err(e, c, "next_hop", "relaychaind needs a next_hop");
+        goto fail;
+    }
+    memset(&hop, 0, sizeof(hop));
+    hop.next_hop = cfg_str(c, "next_hop");
+    hop.helo_name = rt->hostname;
+    hop.tls = (enum smtpc_tls)cfg_enum(c, "next_hop_tls");
+    hop.auth_file = cfg_str(c, "next_hop_auth_file");
+    hop.connect_timeout_ms = 30000;
+    hop.timeout_ms = (int)cfg_num(c, "next_hop_timeout");
+    hop.idle_timeout_ms = 10000;
+    hop.max_idle = 64;
+    if ((rt->hop = smtpc_pool_new(&hop, e)) == NULL) {
+        if (e->code == ERR_CONFIG)
+            cfg_err(e, c, "next_hop", "%s", e->text);
+        goto fail;
+    }
+    rt->size_limit = cf->limits.message_size;
+    rt->rcpt_limit = (size_t)cfg_num(c, "recipient_limit");
+    rt->timeout_ms = (int)cfg_num(c, "smtpd_timeout");
+    rt->greet_pause_ms = (int)cfg_num(c, "smtpd_greet_pause");
+    rt->error_limit = (int)cfg_num(c, "error_limit");
+    rt->auth_failure_limit = (int)cfg_num(c, "auth_failure_limit");
+    rt->normalize_newlines = cfg_enum(c, "bare_newline") == 1;
+    rt->wrap_long_lines = cfg_enum(c, "long_line_action") == 1;
+    rt->max_conn = (unsigned)cfg_num(c, "max_connections");
+    rt->max_conn_client = (unsigned)cfg_num(c, "max_connections_per_client");
+    return rt;
+
+fail:
+    smtpd_runtime_release(rt);
+    return NULL;
+}
+
+void
+smtpd_runtime_hold(struct smtpd_runtime *rt)
+{
+    atomic_fetch_add(&rt->refs, 1);
+}
+
+void
+smtpd_runtime_release(struct smtpd_runtime *rt)
+{
+    if (rt == NULL || atomic_fetch_sub(&rt->refs, 1) != 1)
+        return;
+    smtpc_pool_free(rt->hop);
+    if (rt->tls != NULL)
+        SSL_CTX_free(rt->tls);
+    regmap_free(rt->login_map);
+    auth_table_free(rt->auth);
+    cidr_list_free(rt->xforward_hosts);
+    cidr_list_free(rt->mynetworks);
+    conf_free(rt->cf);
+    free(rt);
+}
+
+const struct conf *
+smtpd_runtime_conf(const struct smtpd_runtime *rt)
+{
+    return rt->cf;
+}
+
+/* ------------------------------------------------------------- server */
+
+struct smtpd_server {
+    pthread_mutex_t lock;
+    unsigned active;
+    unsigned per_client[SMTPD_CLIENTS];
+    atomic_uint seq;
+    atomic_int stopping;
+};
+
+struct smtpd_server *
+smtpd_server_new(struct err *e)
+{
+    struct smtpd_server *srv;
+
+    if ((srv = calloc(1, sizeof(*srv))) == NULL) {
+        err_nomem(e);
+        return NULL;
+    }
+    pthread_mutex_init(&srv->lock, NULL);
+    atomic_init(&srv->seq, (unsigned)getpid() << 8);
+    atomic_init(&srv->stopping, 0);
+    return srv;
+}
+
+void
+smtpd_server_free(struct smtpd_server *srv)
+{
+    if (srv == NULL)
+        return;
+    pthread_mutex_destroy(&srv->lock);
+    free(srv);
+}
+
+unsigned
+smtpd_server_active(struct smtpd_server *srv)
+{
+    unsigned n;
+
+    pthread_mutex_lock(&srv->lock);
+    n = srv->active;
+    pthread_mutex_unlock(&srv->lock);
+    return n;
+}
+
+void
+smtpd_server_stop(struct smtpd_server *srv)
+{
+    atomic_store(&srv->stopping, 1);
+}
+
+static unsigned
+smtpd_client_bucket(const char *addr)
+{
+    unsigned h = 5381;
+
+    while (*addr)
+        h = h * 33 + (unsigned char)*addr++;
+    return h % SMTPD_CLIENTS;
+}
+
+/* smtpd_admit - count a new session; 0 when over a limit. Buckets may be
+ * shared by two addresses, which can only make the per-client limit
+ * stricter, never looser. */
+static int
+smtpd_admit(struct smtpd_server *srv, const struct smtpd_runtime *rt,
+            const char *addr)
+{
+    unsigned b = smtpd_client_bucket(addr);
+    int ok;
+
+    pthread_mutex_lock(&srv->lock);
+    ok = srv->active < rt->max_conn &&
+         srv->per_client[b] < rt->max_conn_client;
+    if (ok) {
+        srv->active++;
+        srv->per_client[b]++;
+    }
+    pthread_mutex_unlock(&srv->lock);
+    return ok;
+}
+
+static void
+smtpd_leave(struct smtpd_server *srv, const char *addr)
+{
+    unsigned b = smtpd_client_bucket(addr);
+
+    pthread_mutex_lock(&srv->lock);
+    srv->active--;
+    srv->per_client[b]--;
+    pthread_mutex_unlock(&srv->lock);
+}
+
+/* smtpd_new_qid - 12 upper-case hex digits, unique in this process and
+ * unlikely to repeat across restarts (time in the high bits). */
+static void
+smtpd_new_qid(struct smtpd_server *srv, char *out, size_t n)
+{
+    struct timeval tv;
+    unsigned seq = atomic_fetch_add(&srv->seq, 1);
+
+    gettimeofday(&tv, NULL);
+    snprintf(out, n, "%05lX%07X", (unsigned long)(tv.tv_sec & 0xfffff),
+             seq & 0xfffffff);
+}
+
+/* ------------------------------------------------------------ session */
+
+struct smtpd_rcpt {
+    char *addr;
+    char *params;
+};
+
+struct smtpd_session {
+    struct smtpd_server *srv;
+    struct smtpd_runtime *rt;
+    struct netio *io;
+    char addr[INET6_ADDRSTRLEN + 8];
+    char name[256];
+    char port[8];
+    char helo[256];
+    int helo_seen, esmtp;
+    char *auth_user;
+    int auth_failures, errors;
+    int xforward_ok;
+    char xf_name[256], xf_addr[INET6_ADDRSTRLEN + 8], xf_helo[256];
+    char xf_proto[16];
+    /* transaction */
+    int in_mail;
+    char qid[16];
+    char *sender;
+    char *sender_params;
+    struct smtpd_rcpt *rcpts;
+    size_t nrcpts;
+    struct smtpc_conn *hop;
+    struct timeval t_start;
+    /* counters for the disconnect line */
+    unsigned n_ehlo, n_helo, n_mail, n_rcpt, n_data, n_rset, n_quit, n_auth;
+    unsigned n_starttls, n_cmds, n_bad;
+    int quit;
+    struct buf line;
+    struct err e;
+};
+
+static void
+smtpd_reply(struct smtpd_session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+smtpd_reply(struct smtpd_session *s, const char *fmt, ...)
+{
+    char text[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    (void)netio_write(s->io, text, strlen(text), &s->e);
+    (void)netio_write(s->io, "\r\n", 2, &s->e);
+}
+
+static int
+smtpd_flush(struct smtpd_session *s)
+{
+    return netio_flush(s->io, &s->e);
+}
+
+static const char *
+smtpd_client(const struct smtpd_session *s, char *out, size_t n)
+{
+    snprintf(out, n, "%s[%s]", s->name, s->addr);
+    return out;
+}
+
+/* smtpd_env_addr - the client as the chain should see it (XFORWARD wins). */
+static const char *
+smtpd_env_addr(const struct smtpd_session *s)
+{
+    return s->xf_addr[0] ? s->xf_addr : s->addr;
+}
+
+static void
+smtpd_reset(struct smtpd_session *s, int hop_ok)
+{
+    size_t i;
+
+    if (s->hop != NULL) {
+        if (hop_ok && smtpc_rset(s->hop, &s->e) < 0)
+            hop_ok = 0;
+        smtpc_put(s->rt->hop, s->hop, hop_ok);
+        s->hop = NULL;
+    }
+    for (i = 0; i < s->nrcpts; i++) {
+        free(s->rcpts[i].addr);
+        free(s->rcpts[i].params);
+    }
+    free(s->rcpts);
+    s->rcpts = NULL;
+    s->nrcpts = 0;
+    free(s->sender);
+    free(s->sender_params);
+    s->sender = s->sender_params = NULL;
+    s->in_mail = 0;
+    s->qid[0] = '\0';
+}
+
+/* smtpd_error - count a client error; 1 when the limit is reached and
+ * the session must end. */
+static int
+smtpd_error(struct smtpd_session *s)
+{
+    if (++s->errors < s->rt->error_limit)
+        return 0;
+    smtpd_reply(s, "421 4.7.0 %s Error: too many errors", s->rt->hostname);
+    s->quit = 1;
+    return 1;
+}
+
+static void
+smtpd_noqueue_reject(struct smtpd_session *s, const char *cmd,
+                     const char *reply, const char *rcpt)
+{
+    char client[SMTPD_CLIENT_MAX];
+
+    log_info("NOQUEUE", "reject: %s from %s: %s; from=<%s>%s%s%s proto=%s "
+                        "helo=<%s>",
+             cmd, smtpd_client(s, client, sizeof(client)), reply,
+             s->sender ? s->sender : "", rcpt ? " to=<" : "",
+             rcpt ? rcpt : "", rcpt ? ">" : "", s->esmtp ? "ESMTP" : "SMTP",
+             s->helo);
+}
+
+/* smtpd_arg - the text after "VERB" and one space, or NULL. */
+static const char *
+smtpd_arg(const char *line, size_t verb_len)
+{
+    const char *p = line + verb_len;
+
+    if (*p == '\0')
+        return NULL;
+    if (*p != ' ')
+        return NULL;
+    while (*p == ' ')
+        p++;
+    return p;
+}
+
+static int
+smtpd_verb_is(const char *line, const char *verb)
+{
+    size_t n = strlen(verb);
+
+    return strncasecmp(line, verb, n) == 0 &&
+           (line[n] == '\0' || line[n] == ' ');
+}
+
+static void
+smtpd_cmd_ehlo(struct smtpd_session *s, const char *arg, int esmtp)
+{
+    const struct smtpd_runtime *rt = s->rt;
+
+    if (arg == NULL || *arg == '\0') {
+        smtpd_reply(s, "501 5.5.4 Syntax: %s hostname",
+                    esmtp ? "EHLO" : "HELO");
+        smtpd_error(s);
+        return;
+    }
+    smtpd_reset(s, 1);
+    snprintf(s->helo, sizeof(s->helo), "%s", arg);
+    s->helo_seen = 1;
+    s->esmtp = esmtp;
+    if (!esmtp) {
+        smtpd_reply(s, "250 %s", rt->hostname);
+        return;
+    }
+    smtpd_reply(s, "250-%s", rt->hostname);
+    smtpd_reply(s, "250-PIPELINING");
+    smtpd_reply(s, "250-SIZE %zu", rt->size_limit);
+    if (rt->tls != NULL && !netio_is_tls(s->io))
+        smtpd_reply(s, "250-STARTTLS");
+    if (rt->auth != NULL && netio_is_tls(s->io) && s->auth_user == NULL)
+        smtpd_reply(s, "250-AUTH PLAIN LOGIN");
+    if (s->xforward_ok)
+        smtpd_reply(s, "250-XFORWARD NAME ADDR PROTO HELO");
+    smtpd_reply(s, "250-ENHANCEDSTATUSCODES");
+    smtpd_reply(s, "250-8BITMIME");
+    smtpd_reply(s, "250 SMTPUTF8");
+}
+
+/* smtpd_param - find "KEY=" among ESMTP parameters (case-insensitive);
+ * returns its value's start and sets *len, or NULL. */
+static const char *
+smtpd_param(const char *params, const char *key, size_t *len)
+{
+    size_t k = strlen(key);
+    const char *p = params;
+
+    while (p != NULL && *p) {
+        const char *end;
+
+        while (*p == ' ')
+            p++;
+        end = strchr(p, ' ');
+        if (end == NULL)
+            end = p + strlen(p);
+        if (strncasecmp(p, key, k) == 0 && (p[k] == '=' || p + k == end)) {
+            const char *v = p[k] == '=' ? p + k + 1 : p + k;
+
+            *len = (size_t)(end - v);
+            return v;
+        }
+        p = end;
+    }
+    return NULL;
+}
+
+/* smtpd_check_params - only the parameters we advertise; returns NULL or
+ * the reply for a bad one. */
+static const char *
+smtpd_check_mail_params(const char *params, size_t size_limit,
+                        int *too_big)
+{
+    const char *p = params;
+
+    *too_big = 0;
+    while (p != NULL && *p) {
+        const char *end, *eq;
+        size_t n;
+
+        while (*p == ' ')
+            p++;
+        if (*p == '\0')
+            break;
+        end = strchr(p, ' ');
+        if (end == NULL)
+            end = p + strlen(p);
+        n = (size_t)(end - p);
+        eq = memchr(p, '=', n);
+        if (strncasecmp(p, "SIZE=", 5) == 0) {
+            char num[24];
+            unsigned long long v;
+            char *stop;
+
+            if (n - 5 == 0 || n - 5 >= sizeof(num))
+                return "501 5.5.4 Bad SIZE parameter";
+            memcpy(num, p + 5, n - 5);
+            num[n - 5] = '\0';
+            v = strtoull(num, &stop, 10);
+            if (*stop != '\0' || num[0] == '-')
+                return "501 5.5.4 Bad SIZE parameter";
+            if (v > size_limit)
+                *too_big = 1;
+        } else if (strncasecmp(p, "BODY=", 5) == 0) {
+            if (!(n == 12 && strncasecmp(p + 5, "8BITMIME", 7) == 0) &&
+                !(n == 9 && strncasecmp(p + 5, "7BIT", 4) == 0))
+                return "501 5.5.4 Bad BODY parameter";
+        } else if (n == 8 && strncasecmp(p, "SMTPUTF8", 8) == 0) {
+            /* accepted */
+        } else if (strncasecmp(p, "AUTH=", 5) == 0) {
+            /* accepted and ignored, as Postfix does for untrusted input */
+        } else {
+            (void)eq;
+            return "555 5.5.4 Unsupported option";
+        }
+        p = end;
+    }
+    return NULL;
+}
+
+/* smtpd_login_owns - the authenticated user may send as sender. */
+static int
+smtpd_login_owns(struct smtpd_session *s, const char *sender)
+{
+    struct buf owners;
+    const char *dom;
+    int found, ok = 0;
+
+    if (s->rt->login_map == NULL || s->auth_user == NULL)
+        return 1;
+    buf_init(&owners, 4096);
+    found = regmap_lookup(s->rt->login_map, sender, &owners, NULL, &s->e);
+    if (found == 0 && (dom = addr_domain(sender)) != NULL) {
+        char key[ADDR_MAX + 2];
+
+        snprintf(key, sizeof(key), "@%s", dom);
+        found = regmap_lookup(s->rt->login_map, key, &owners, NULL, &s->e);
+    }
+    if (found == 1) {
+        const char *p = buf_str(&owners);
+        size_t ulen = strlen(s->auth_user);
+
+        while (*p) {
+            size_t n = strcspn(p, ", \t");
+
+            if (n == ulen && strncmp(p, s->auth_user, n) == 0)
+                ok = 1;
+            p += n;
+            p += strspn(p, ", \t");
+        }
+    }
+    buf_fini(&owners);
+    return ok;
+}
+
+static void
+smtpd_cmd_mail(struct smtpd_session *s, const char *line)
+{
+    struct smtpc_reply r;
+    const char *p, *bad;
+    struct buf addr;
+    size_t used;
+    int too_big;
+    char client[SMTPD_CLIENT_MAX];
+
+    if (!s->helo_seen) {
+        smtpd_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+        smtpd_error(s);
+        return;
+    }
+    if (s->in_mail) {
+        smtpd_reply(s, "503 5.5.1 Error: nested MAIL command");
+        smtpd_error(s);
+        return;
+    }
+    if (atomic_load(&s->srv->stopping)) {
+        smtpd_reply(s, "421 4.3.2 %s Service shutting down, closing "
+                       "transmission channel",
+                    s->rt->hostname);
+        s->quit = 1;
+        return;
+    }
+    if (strncasecmp(line, "MAIL FROM:", 10) != 0) {
+        smtpd_reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
+        smtpd_error(s);
+        return;
+    }
+    p = line + 10;
+    while (*p == ' ')
+        p++;
+    buf_init(&addr, ADDR_MAX + 1);
+    if (addr_parse_path(p, strlen(p), &addr, &used, &s->e) < 0) {
+        smtpd_reply(s, "501 5.1.7 Bad sender address syntax");
+        buf_fini(&addr);
+        smtpd_error(s);
+        return;
+    }
+    p += used;
+    while (*p == ' ')
+        p++;
+    if ((bad = smtpd_check_mail_params(p, s->rt->size_limit, &too_big)) !=
+        NULL) {
+        smtpd_reply(s, "%s", bad);
+        buf_fini(&addr);
+        smtpd_error(s);
+        return;
+    }
+    if (too_big) {
+        smtpd_reply(s, "552 5.3.4 Message size exceeds fixed limit");
+        buf_fini(&addr);
+        return;
+    }
+    if (addr.len > 0 && !smtpd_login_owns(s, buf_str(&addr))) {
+        char reply[400];
+
+        snprintf(reply, sizeof(reply),
+                 "553 5.7.1 <%s>: Sender address rejected: not owned by "
+                 "user %s",
+                 buf_str(&addr), s->auth_user);
+        s->sender = strdup(buf_str(&addr));
+        smtpd_noqueue_reject(s, "MAIL", reply, NULL);
+        free(s->sender);
+        s->sender = NULL;
+        smtpd_reply(s, "%s", reply);
+        buf_fini(&addr);
+        return;
+    }
+    s->sender = buf_steal(&addr, NULL);
+    s->sender_params = strdup(p);
+    buf_fini(&addr);
+    if (s->sender == NULL || s->sender_params == NULL) {
+        smtpd_reply(s, "451 4.3.0 Error: out of memory");
+        smtpd_reset(s, 1);
+        return;
+    }
+    smtpd_new_qid(s->srv, s->qid, sizeof(s->qid));
+    gettimeofday(&s->t_start, NULL);
+
+    if (smtpc_pool_kind(s->rt->hop) != SMTPC_MAILDIR) {
+        struct msg_env env;
+        char params[512];
+        size_t vlen;
+        const char *v;
+
+        memset(&env, 0, sizeof(env));
+        env.client_addr = (char *)smtpd_env_addr(s);
+        env.client_name = s->xf_name[0] ? s->xf_name : s->name;
+        env.helo = s->xf_helo[0] ? s->xf_helo : s->helo;
+        /* Only what the next hop needs to see of the client's options:
+         * the body type and SMTPUTF8; SIZE is that of the result. */
+        params[0] = '\0';
+        if ((v = smtpd_param(p, "BODY", &vlen)) != NULL)
+            snprintf(params, sizeof(params), "BODY=%.*s", (int)vlen, v);
+        if (smtpd_param(p, "SMTPUTF8", &vlen) != NULL)
+            snprintf(params + strlen(params), sizeof(params) - strlen(params),
+                     "%sSMTPUTF8", params[0] ? " " : "");
+        if ((s->hop = smtpc_get(s->rt->hop, &r, &s->e)) == NULL) {
+            log_warning(s->qid, "to next hop: %s", r.text);
+            smtpd_reply(s, "%d %s", r.code ? r.code : 451,
+                        r.text[0] ? r.text : "4.4.1 Next hop not reachable");
+            smtpd_reset(s, 0);
+            return;
+        }
+        if (smtpc_mail(s->hop, &env, s->sender, params, &r, &s->e) < 0 ||
+            r.code / 100 != 2) {
+            log_info(s->qid, "next hop refused MAIL FROM:<%s>: %d %s",
+                     s->sender, r.code, r.text);
+            smtpd_reply(s, "%d %s", r.code ? r.code : 451, r.text);
+            smtpd_reset(s, r.code != 0);
+            return;
+        }
+    }
+    s->in_mail = 1;
+    s->n_mail++;
+    log_info(s->qid, "client=%s", smtpd_client(s, client, sizeof(client)));
+    smtpd_reply(s, "250 2.1.0 Ok");
+}
+
+/* smtpd_relay_ok - may this client send to rcpt? Trusted clients
+ * (mynetworks, authenticated) may relay anywhere; others only to
+ * relay_domains, and then only with no routing hidden in the local part
+ * (Postfix's allow_untrusted_routing = no). */
+static int
+smtpd_relay_ok(const struct smtpd_session *s, const char *rcpt)
+{
+    const char *dom;
+    size_t i, local_len;
+
+    if (s->auth_user != NULL || cidr_list_contains(s->rt->mynetworks, s->addr))
+        return 1;
+    if ((dom = addr_domain(rcpt)) == NULL)
+        return 0;
+    local_len = (size_t)(dom - 1 - rcpt);
+    if (memchr(rcpt, '%', local_len) || memchr(rcpt, '!', local_len) ||
+        memchr(rcpt, '@', local_len))
+        return 0;
+    for (i = 0; i < s->rt->nrelay_domains; i++)
+        if (addr_domain_equal(dom, s->rt->relay_domains[i]))
+            return 1;
+    return 0;
+}
+
+static void
+smtpd_cmd_rcpt(struct smtpd_session *s, const char *line)
+{
+    struct smtpd_rcpt *grown;
+    struct smtpc_reply r;
+    struct buf addr;
+    const char *p;
+    size_t used;
+    char reply[600];
+
+    if (!s->in_mail) {
+        smtpd_reply(s, "503 5.5.1 Error: need MAIL command");
+        smtpd_error(s);
+        return;
+    }
+    if (strncasecmp(line, "RCPT TO:", 8) != 0) {
+        smtpd_reply(s, "501 5.5.4 Syntax: RCPT TO:<address>");
+        smtpd_error(s);
+        return;
+    }
+    p = line + 8;
+    while (*p == ' ')
+        p++;
+    buf_init(&addr, ADDR_MAX + 1);
+    if (addr_parse_path(p, strlen(p), &addr, &used, &s->e) < 0 ||
+        addr.len == 0) {
+        smtpd_reply(s, "501 5.1.3 Bad recipient address syntax");
+        buf_fini(&addr);
+        smtpd_error(s);
+        return;
+    }
+    p += used;
+    while (*p == ' ')
+        p++;
+    if (s->nrcpts >= s->rt->rcpt_limit) {
+        smtpd_reply(s, "452 4.5.3 Error: too many recipients");
+        buf_fini(&addr);
+        return;
+    }
+    if (!smtpd_relay_ok(s, buf_str(&addr))) {
+        snprintf(reply, sizeof(reply),
+                 "554 5.7.1 <%s>: Relay access denied", buf_str(&addr));
+        smtpd_noqueue_reject(s, "RCPT", reply, buf_str(&addr));
+        smtpd_reply(s, "%s", reply);
+        buf_fini(&addr);
+        smtpd_error(s);
+        return;
+    }
+    if (s->hop != NULL) {
+        if (smtpc_rcpt(s->hop, buf_str(&addr), NULL, &r, &s->e) < 0) {
+            smtpd_reply(s, "%d %s", r.code ? r.code : 451, r.text);
+            buf_fini(&addr);
+            smtpd_reset(s, 0);
+            return;
+        }
+        if (r.code / 100 != 2) {
+            log_info(s->qid, "next hop refused RCPT TO:<%s>: %d %s",
+                     buf_str(&addr), r.code, r.text);
+            smtpd_reply(s, "%d %s", r.code, r.text);
+            buf_fini(&addr);
+            return;
+        }
+    }
+    grown = realloc(s->rcpts, (s->nrcpts + 1) * sizeof(*grown));
+    if (grown == NULL) {
+        smtpd_reply(s, "452 4.3.0 Error: out of memory");
+        buf_fini(&addr);
+        return;
+    }
+    s->rcpts = grown;
+    s->rcpts[s->nrcpts].addr = buf_steal(&addr, NULL);
+    s->rcpts[s->nrcpts].params = *p ? strdup(p) : NULL;
+    s->nrcpts++;
+    s->n_rcpt++;
+    buf_fini(&addr);
+    smtpd_reply(s, "250 2.1.5 Ok");
+}
+
+enum smtpd_data_flags {
+    DATA_BARE_LF = 1,
+    DATA_BARE_CR = 2,
+    DATA_NUL = 4,
+    DATA_TOO_BIG = 8,
+    DATA_LONG_LINE = 16,
+    DATA_HUGE_LINE = 32 /* over the read bound: cannot be wrapped */
+};
+
+/* smtpd_append_wrapped - append a line (without its line end) to out,
+ * wrapped at 998 octets; header lines are folded with a space so they
+ * stay one field. */
+static int
+smtpd_append_wrapped(struct buf *out, const char *p, size_t n, int in_header,
+                     struct err *e)
+{
+    while (n > 998) {
+        size_t cut = 998;
+
+        if (buf_append(out, p, cut, e) < 0 ||
+            buf_append(out, in_header ? "\r\n " : "\r\n", in_header ? 3 : 2,
+                       e) < 0)
+            return -1;
+        p += cut;
+        n -= cut;
+    }
+    if (buf_append(out, p, n, e) < 0 || buf_append(out, "\r\n", 2, e) < 0)
+        return -1;
+    return 0;
+}
+
+/* smtpd_read_data - read the message after 354 into out (CRLF line
+ * ends, dot-stuffing removed). Returns 0 with *flags saying what was
+ * wrong with it, or -1 when the connection broke (no reply possible). */
+static int
+smtpd_read_data(struct smtpd_session *s, struct buf *out, unsigned *flags)
+{
+    size_t total = 0, limit = s->rt->size_limit;
+    int prev_crlf = 1, in_header = 1;
+    struct buf line;
+    int rc;
+
+    *flags = 0;
+    buf_init(&line, 0);
+    netio_set_line_limit(s->io, SMTPD_DATA_LINE_MAX);
+    for (;;) {
+        const char *p;
+        size_t n, body;
+        int crlf;
+
+        rc = netio_getline(s->io, &line, &s->e);
+        if (rc == NETIO_TOOLONG) {
+            *flags |= DATA_LONG_LINE | DATA_HUGE_LINE;
+            prev_crlf = 0;
+            continue;
+        }
+        if (rc != NETIO_OK) {
+            buf_fini(&line);
+            netio_set_line_limit(s->io, SMTPD_LINE_MAX);
+            return -1;
+        }
+        p = line.data;
+        n = line.len;
+        crlf = n >= 2 && p[n - 2] == '\r' && p[n - 1] == '\n';
+        if (crlf && prev_crlf && n == 3 && p[0] == '.')
+            break; /* CRLF.CRLF */
+        if (p[n - 1] != '\n') {
+            /* The peer closed without the end marker. */
+            buf_fini(&line);
+            netio_set_line_limit(s->io, SMTPD_LINE_MAX);
+            return -1;
+        }
+        body = crlf ? n - 2 : n - 1;
+        if (!crlf)
+            *flags |= DATA_BARE_LF;
+        if (memchr(p, '\r', body) != NULL)
+            *flags |= DATA_BARE_CR;
+        if (memchr(p, '\0', body) != NULL)
+            *flags |= DATA_NUL;
+        prev_crlf = crlf;
+        if (p[0] == '.') { /* transparency: a leading dot was doubled */
+            p++;
+            body--;
+        }
+        total += body + 2;
+        if (total > limit)
+            *flags |= DATA_TOO_BIG;
+        if (*flags & (DATA_TOO_BIG | DATA_NUL | DATA_HUGE_LINE))
+            continue; /* read on to the end, keep nothing more */
+        if ((*flags & (DATA_BARE_LF | DATA_BARE_CR)) &&
+            !s->rt->normalize_newlines)
+            continue;
+        if (in_header && body == 0)
+            in_header = 0;
+        if (body > 998) {
+            *flags |= DATA_LONG_LINE;
+            if (!s->rt->wrap_long_lines)
+                continue;
+        }
+        if (*flags & DATA_BARE_CR) {
+            /* normalize: every lone CR becomes a line end */
+            size_t i, start = 0;
+
+            for (i = 0; i < body; i++)
+                if (p[i] == '\r') {
+                    if (smtpd_append_wrapped(out, p + start, i - start,
+                                             in_header, &s->e) < 0)
+                        *flags |= DATA_TOO_BIG;
+                    start = i + 1;
+                }
+            if (smtpd_append_wrapped(out, p + start, body - start, in_header,
+                                     &s->e) < 0)
+                *flags |= DATA_TOO_BIG;
+        } else if (smtpd_append_wrapped(out, p, body, in_header, &s->e) < 0) {
+            *flags |= DATA_TOO_BIG;
+        }
+    }
+    buf_fini(&line);
+    netio_set_line_limit(s->io, SMTPD_LINE_MAX);
+    if (!s->rt->wrap_long_lines && (*flags & DATA_LONG_LINE))
+        *flags |= DATA_HUGE_LINE;
+    return 0;
+}
+
+static double
+smtpd_delay(const struct smtpd_session *s)
+{
+    struct timeval now;
+
+    gettimeofday(&now, NULL);
+    return (double)(now.tv_sec - s->t_start.tv_sec) +
+           (double)(now.tv_usec - s->t_start.tv_usec) / 1e6;
+}
+
+static void
+smtpd_log_delivery(struct smtpd_session *s, const struct msg_env *env,
+                   const struct smtpc_reply *r, const char *relay)
+{
+    const char *status = r->code / 100 == 2   ? "sent"
+                         : r->code / 100 == 4 ? "deferred"
+                                              : "bounced";
+    size_t i;
+
+    for (i = 0; i < env->nrcpts; i++)
+        log_info(s->qid, "to=<%s>, relay=%s, delay=%.2f, status=%s (%d %s)",
+                 env->rcpts[i].addr, relay, smtpd_delay(s), status, r->code,
+                 r->text);
+}
+
+/* smtpd_replay_envelope - the chain changed sender or recipients: start
+ * the next-hop transaction again with the new envelope. Returns 0 when
+ * every recipient was accepted, else fills r with the reply to give. */
+static int
+smtpd_replay_envelope(struct smtpd_session *s, const struct msg_env *env,
+                      struct smtpc_reply *r)
+{
+    struct msg_env xf;
+    size_t i;
+
+    memset(&xf, 0, sizeof(xf));
+    xf.client_addr = (char *)smtpd_env_addr(s);
+    xf.client_name = s->xf_name[0] ? s->xf_name : s->name;
+    xf.helo = s->xf_helo[0] ? s->xf_helo : s->helo;
+    if (smtpc_rset(s->hop, &s->e) < 0 ||
+        smtpc_mail(s->hop, &xf, env->sender, NULL, r, &s->e) < 0)
+        return -1;
+    if (r->code / 100 != 2)
+        return -1;
+    for (i = 0; i < env->nrcpts; i++) {
+        if (smtpc_rcpt(s->hop, env->rcpts[i].addr, env->rcpts[i].params, r,
+                       &s->e) < 0)
+            return -1;
+        if (r->code / 100 != 2) {
+            char why[512];
+
+            log_warning(s->qid,
+                        "next hop refused rewritten recipient <%s>: %d %s",
+                        env->rcpts[i].addr, r->code, r->text);
+            snprintf(why, sizeof(why),
+                     "4.3.0 Next hop refused rewritten recipient <%.200s>",
+                     env->rcpts[i].addr);
+            r->code = 451;
+            snprintf(r->text, sizeof(r->text), "%s", why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int
+smtpd_envelope_changed(const struct msg *m)
+{
+    const struct msg_edit *edits;
+    size_t n = msg_journal(m, &edits), i;
+
+    for (i = 0; i < n; i++)
+        if (edits[i].kind == MSG_EDIT_SENDER ||
+            edits[i].kind == MSG_EDIT_RCPT_ADD ||
+            edits[i].kind == MSG_EDIT_RCPT_DELETE)
+            return 1;
+    return 0;
+}
+
+/* smtpd_deliver - run the chain on data and hand the result on; the
+ * reply for the client goes out through smtpd_reply. */
+static void
+smtpd_deliver(struct smtpd_session *s, const struct buf *data)
+{
+    const struct conf *cf = s->rt->cf;
+    const struct msg_env *env;
+    struct chain_result res;
+    struct smtpc_reply r;
+    struct msg *m = NULL;
+    struct buf out;
+    size_t i;
+    int hop_ok = 1;
+
+    memset(&res, 0, sizeof(res));
+    buf_init(&out, 0);
+    if ((m = msg_new(&cf->limits, MSG_FE_SMTP, &s->e)) == NULL ||
+        msg_env_set(m, s->qid, smtpd_env_addr(s),
+                    s->xf_name[0] ? s->xf_name : s->name,
+                    s->xf_helo[0] ? s->xf_helo : s->helo, netio_is_tls(s->io),
+                    s->auth_user, &s->e) < 0 ||
+        msg_env_sender(m, s->sender, s->sender_params, &s->e) < 0)
+        goto tempfail;
+    for (i = 0; i < s->nrcpts; i++)
+        if (msg_env_rcpt(m, s->rcpts[i].addr, s->rcpts[i].params, &s->e) < 0)
+            goto tempfail;
+    if (msg_parse(m, data->data ? data->data : "", data->len, &s->e) < 0) {
+        if (s->e.code == ERR_LIMIT) {
+            log_info(s->qid, "reject: %s", s->e.text);
+            smtpd_reply(s, "552 5.3.4 Message header or size exceeds limit");
+            goto out;
+        }
+        goto tempfail;
+    }
+    log_info(s->qid, "from=<%s>, size=%zu, nrcpt=%zu", s->sender, data->len,
+             s->nrcpts);
+    if (chain_run(cf->chain, m, &res, &s->e) < 0)
+        goto tempfail;
+
+    switch (res.verdict.kind) {
+    case VERDICT_CONTINUE:
+        break;
+    case VERDICT_REJECT:
+    case VERDICT_TEMPFAIL:
+        log_info(s->qid, "%s: %s: %s",
+                 verdict_kind_name(res.verdict.kind),
+                 res.by ? res.by->name : "chain", res.verdict.reply);
+        smtpd_reply(s, "%s", res.verdict.reply);
+        goto out;
+    case VERDICT_DISCARD:
+        log_info(s->qid, "discard: %s%s%s", res.by ? res.by->name : "chain",
+                 res.verdict.note[0] ? ": " : "", res.verdict.note);
+        smtpd_reply(s, "250 2.0.0 Ok: queued as %s", s->qid);
+        goto out;
+    case VERDICT_QUARANTINE:
+        if (msg_write(m, &out, &s->e) < 0 ||
+            quarantine_store(cfg_str(cf->cfg, "quarantine_directory"), m,
+                             out.data, out.len, res.verdict.note, &s->e) < 0) {
+            log_error(s->qid, "quarantine: %s", s->e.text);
+            smtpd_reply(s, "451 4.3.0 Error: cannot quarantine, try again "
+                           "later");
+            goto out;
+        }
+        log_info(s->qid, "quarantine: %s%s%s",
+                 res.by ? res.by->name : "chain",
+                 res.verdict.note[0] ? ": " : "", res.verdict.note);
+        smtpd_reply(s, "250 2.0.0 Ok: queued as %s", s->qid);
+        goto out;
+    }
+
+    env = msg_env(m);
+    if (env->nrcpts == 0) {
+        log_info(s->qid, "discard: the chain removed every recipient");
+        smtpd_reply(s, "250 2.0.0 Ok: queued as %s", s->qid);
+        goto out;
+    }
+    if (msg_write(m, &out, &s->e) < 0)
+        goto tempfail;
+    if (smtpc_pool_kind(s->rt->hop) == SMTPC_MAILDIR) {
+        if (smtpc_maildir_deliver(s->rt->hop, out.data, out.len, s->qid, &r,
+                                  &s->e) < 0 &&
+            r.code == 0)
+            goto tempfail;
+        smtpd_log_delivery(s, env, &r, "local");
+        smtpd_reply(s, "%d %s", r.code, r.text);
+        goto out;
+    }
+    if (s->hop == NULL)
+        goto tempfail;
+    if (smtpd_envelope_changed(m) && smtpd_replay_envelope(s, env, &r) < 0) {
+        smtpd_reply(s, "%d %s", r.code ? r.code : 451,
+                    r.text[0] ? r.text : "4.4.2 Next hop connection lost");
+        hop_ok = 0;
+        goto out_hop;
+    }
+    if (smtpc_data(s->hop, out.data, out.len, &r, &s->e) < 0)
+        hop_ok = 0;
+    if (r.code == 0) {
+        r.code = 451;
+        snprintf(r.text, sizeof(r.text), "4.4.2 Next hop connection lost");
+    }
+    smtpd_log_delivery(s, env, &r, smtpc_relay_name(s->hop));
+    smtpd_reply(s, "%d %s", r.code, r.text);
+out_hop:
+    smtpc_put(s->rt->hop, s->hop, hop_ok);
+    s->hop = NULL;
+    goto out;
+
+tempfail:
+    log_error(s->qid, "%s", s->e.text[0] ? s->e.text : "internal error");
+    smtpd_reply(s, "451 4.3.0 Error: queue file write error");
+out:
+    chain_result_fini(&res);
+    msg_free(m);
+    buf_fini(&out);
+}
+
+static void
+smtpd_cmd_data(struct smtpd_session *s, const char *arg)
+{
+    const char *reject = NULL;
+    char client[SMTPD_CLIENT_MAX];
+    unsigned flags;
+    struct buf data;
+
+    if (arg != NULL) {
+        smtpd_reply(s, "501 5.5.4 Syntax: DATA");
+        smtpd_error(s);
+        return;
+    }
+    if (!s->in_mail) {
+        smtpd_reply(s, "503 5.5.1 Error: need RCPT command");
+        smtpd_error(s);
+        return;
+    }
+    if (s->nrcpts == 0) {
+        smtpd_reply(s, "554 5.5.1 Error: no valid recipients");
+        smtpd_error(s);
+        return;
+    }
+    smtpd_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+    if (smtpd_flush(s) < 0) {
+        s->quit = 1;
+        return;
+    }
+    s->n_data++;
+    /* The buffer's own bound is a little over the limit: wrapping adds
+     * line ends, and an oversize message is noticed by counting. */
+    buf_init(&data, s->rt->size_limit + s->rt->size_limit / 32 + 4096);
+    if (smtpd_read_data(s, &data, &flags) < 0) {
+        log_info(s->qid, "lost connection after DATA from %s[%s]", s->name,
+                 s->addr);
+        buf_fini(&data);
+        smtpd_reset(s, 0);
+        s->quit = 1;
+        return;
+    }
+    if (flags & DATA_TOO_BIG)
+        reject = "552 5.3.4 Message size exceeds fixed limit";
+    else if (flags & DATA_NUL)
+        reject = "550 5.6.0 Message content rejected: NUL character in data";
+    else if ((flags & DATA_BARE_LF) && !s->rt->normalize_newlines)
+        reject = "550 5.5.2 Message content rejected: bare LF in data "
+                 "(only CRLF ends a line)";
+    else if ((flags & DATA_BARE_CR) && !s->rt->normalize_newlines)
+        reject = "550 5.5.2 Message content rejected: bare CR in data "
+                 "(only CRLF ends a line)";
+    else if (flags & DATA_HUGE_LINE)
+        reject = "550 5.6.0 Message content rejected: line longer than 998 "
+                 "octets";
+    if (reject != NULL) {
+        log_info(s->qid, "reject: END-OF-MESSAGE from %s: %s; from=<%s>",
+                 smtpd_client(s, client, sizeof(client)), reject, s->sender);
+        smtpd_reply(s, "%s", reject);
+    } else {
+        smtpd_deliver(s, &data);
+    }
+    buf_fini(&data);
+    smtpd_reset(s, 1);
+}
+
+static void
+smtpd_cmd_starttls(struct smtpd_session *s, const char *arg)
+{
+    char info[128];
+
+    if (arg != NULL) {
+        smtpd_reply(s, "501 5.5.4 Syntax: STARTTLS");
+        smtpd_error(s);
+        return;
+    }
+    if (s->rt->tls == NULL || netio_is_tls(s->io)) {
+        smtpd_reply(s, "502 5.5.1 Error: command not implemented");
+        smtpd_error(s);
+        return;
+    }
+    smtpd_reply(s, "220 2.0.0 Ready to start TLS");
+    if (smtpd_flush(s) < 0) {
+        s->quit = 1;
+        return;
+    }
+    /* Anything pipelined behind STARTTLS arrived in plaintext and must not
+     * be obeyed once the channel is encrypted (CVE-2011-0411). */
+    netio_discard_input(s->io);
+    if (netio_tls_accept(s->io, s->rt->tls, &s->e) < 0) {
+        log_warning(NULL, "%s from %s[%s]", s->e.text, s->name, s->addr);
+        s->quit = 1;
+        return;
+    }
+    s->n_starttls++;
+    log_info(NULL, "TLS connection established from %s[%s]: %s", s->name,
+             s->addr, netio_tls_info(s->io, info, sizeof(info)));
+    /* RFC 3207: forget everything learned before TLS. */
+    smtpd_reset(s, 1);
+    s->helo_seen = 0;
+    s->helo[0] = '\0';
+}
+
+static int
+smtpd_auth_line(struct smtpd_session *s, const char *prompt, char *out,
+                size_t n)
+{
+    smtpd_reply(s, "334 %s", prompt);
+    if (smtpd_flush(s) < 0 || netio_getline(s->io, &s->line, &s->e) != 0)
+        return -1;
+    while (s->line.len > 0 && (s->line.data[s->line.len - 1] == '\n' ||
+                               s->line.data[s->line.len - 1] == '\r'))
+        s->line.data[--s->line.len] = '\0';
+    snprintf(out, n, "%s", buf_str(&s->line));
+    return 0;
+}
+
+static void
+smtpd_cmd_auth(struct smtpd_session *s, const char *arg)
+{
+    char user[256], pass[256], resp[1024];
+    unsigned char raw[768];
+    long len;
+    const char *mech, *initial;
+    char client[SMTPD_CLIENT_MAX];
+
+    if (s->rt->auth == NULL || !netio_is_tls(s->io)) {
+        smtpd_reply(s, "503 5.5.1 Error: authentication not enabled");
+        smtpd_error(s);
+        return;
+    }
+    if (s->auth_user != NULL) {
+        smtpd_reply(s, "503 5.5.1 Error: already authenticated");
+        smtpd_error(s);
+        return;
+    }
+    if (s->in_mail) {
+        smtpd_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+        smtpd_error(s);
+        return;
+    }
+    if (arg == NULL) {
+        smtpd_reply(s, "501 5.5.4 Syntax: AUTH mechanism");
+        smtpd_error(s);
+        return;
+    }
+    mech = arg;
+    initial = strchr(arg, ' ');
+    if (initial != NULL)
+        initial++;
+    s->n_auth++;
+    user[0] = pass[0] = '\0';
+    if (strncasecmp(mech, "PLAIN", 5) == 0 &&
+        (mech[5] == '\0' || mech[5] == ' ')) {
+        if (initial == NULL || *initial == '\0') {
+            if (smtpd_auth_line(s, "", resp, sizeof(resp)) < 0) {
+                s->quit = 1;
+                return;
+            }
+            initial = resp;
+        }
+        if (strcmp(initial, "*") == 0) {
+            smtpd_reply(s, "501 5.7.0 Authentication aborted");
+            return;
+        }
+        if (auth_sasl_plain_decode(initial, user, pass, sizeof(user)) < 0) {
+            smtpd_reply(s, "501 5.5.2 Cannot decode response");
+            smtpd_error(s);
+            return;
+        }
+    } else if (strncasecmp(mech, "LOGIN", 5) == 0 &&
+               (mech[5] == '\0' || mech[5] == ' ')) {
+        /* "Username:" and "Password:" in base64 */
+        if (initial != NULL && *initial) {
+            snprintf(resp, sizeof(resp), "%s", initial);
+        } else if (smtpd_auth_line(s, "VXNlcm5hbWU6", resp, sizeof(resp)) <
+                   0) {
+            s->quit = 1;
+            return;
+        }
+        if (strcmp(resp, "*") == 0 ||
+            (len = auth_b64_decode(resp, strlen(resp), raw,
+                                   sizeof(raw) - 1)) < 0 ||
+            (size_t)len >= sizeof(user) || memchr(raw, '\0', (size_t)len)) {
+            smtpd_reply(s, "501 5.5.2 Cannot decode response");
+            smtpd_error(s);
+            return;
+        }
+        memcpy(user, raw, (size_t)len);
+        user[len] = '\0';
+        if (smtpd_auth_line(s, "UGFzc3dvcmQ6", resp, sizeof(resp)) < 0) {
+            s->quit = 1;
+            return;
+        }
+        if (strcmp(resp, "*") == 0 ||
+            (len = auth_b64_decode(resp, strlen(resp), raw,
+                                   sizeof(raw) - 1)) < 0 ||
+            (size_t)len >= sizeof(pass) || memchr(raw, '\0', (size_t)len)) {
+            smtpd_reply(s, "501 5.5.2 Cannot decode response");
+            smtpd_error(s);
+            return;
+        }
+        memcpy(pass, raw, (size_t)len);
+        pass[len] = '\0';
+    } else {
+        smtpd_reply(s, "535 5.7.8 Error: authentication failed: "
+                       "unsupported mechanism");
+        smtpd_error(s);
+        return;
+    }
+    if (auth_verify(s->rt->auth, user, pass)) {
+        s->auth_user = strdup(user);
+        explicit_bzero(pass, sizeof(pass));
+        if (s->auth_user == NULL) {
+            smtpd_reply(s, "454 4.7.0 Temporary authentication failure");
+            return;
+        }
+        log_info(NULL, "%s: sasl_method=%.5s, sasl_username=%s",
+                 smtpd_client(s, client, sizeof(client)), mech, user);
+        smtpd_reply(s, "235 2.7.0 Authentication successful");
+        return;
+    }
+    explicit_bzero(pass, sizeof(pass));
+    log_warning(NULL, "%s: SASL %.5s authentication failed",
+                smtpd_client(s, client, sizeof(client)), mech);
+    if (++s->auth_failures >= s->rt->auth_failure_limit) {
+        smtpd_reply(s, "421 4.7.0 %s Error: too many failed authentication "
+                       "attempts",
+                    s->rt->hostname);
+        s->quit = 1;
+        return;
+    }
+    smtpd_reply(s, "535 5.7.8 Error: authentication failed");
+}
+
+/* smtpd_xtext_copy - XFORWARD values are xtext (RFC 3461); decode into
+ * out, refusing control characters. */
+static int
+smtpd_xtext_copy(const char *v, size_t len, char *out, size_t n)
+{
+    size_t i, j = 0;
+
+    for (i = 0; i < len; i++) {
+        int c = (unsigned char)v[i];
+
+        if (c == '+' && i + 2 < len) {
+            char hex[3] = {v[i + 1], v[i + 2], '\0'};
+            char *end;
+
+            c = (int)strtol(hex, &end, 16);
+            if (*end != '\0')
+                return -1;
+            i += 2;
+        }
+        if (c < 0x21 || c == 0x7f || j + 1 >= n)
+            return -1;
+        out[j++] = (char)c;
+    }
+    out[j] = '\0';
+    return 0;
+}
+
+static void
+smtpd_cmd_xforward(struct smtpd_session *s, const char *arg)
+{
+    static const struct {
+        const char *key;
+        size_t off, size;
+    } keys[] = {
+        {"NAME", offsetof(struct smtpd_session, xf_name),
+         sizeof(((struct smtpd_session *)0)->xf_name)},
+        {"ADDR", offsetof(struct smtpd_session, xf_addr),
+         sizeof(((struct smtpd_session *)0)->xf_addr)},
+        {"HELO", offsetof(struct smtpd_session, xf_helo),
+         sizeof(((struct smtpd_session *)0)->xf_helo)},
+        {"PROTO", offsetof(struct smtpd_session, xf_proto),
+         sizeof(((struct smtpd_session *)0)->xf_proto)},
+    };
+    const char *p = arg;
+
+    if (!s->xforward_ok) {
+        smtpd_reply(s, "550 5.7.0 Error: insufficient authorization");
+        smtpd_error(s);
+        return;
+    }
+    if (s->in_mail) {
+        smtpd_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+        smtpd_error(s);
+        return;
+    }
+    if (p == NULL) {
+        smtpd_reply(s, "501 5.5.4 Syntax: XFORWARD attribute=value...");
+        smtpd_error(s);
+        return;
+    }
+    while (*p) {
+        const char *end = strchr(p, ' '), *eq;
+        size_t n, i, klen;
+
+        if (end == NULL)
+            end = p + strlen(p);
+        n = (size_t)(end - p);
+        eq = memchr(p, '=', n);
+        if (eq == NULL) {
+            smtpd_reply(s, "501 5.5.4 Bad XFORWARD attribute syntax");
+            smtpd_error(s);
+            return;
+        }
+        klen = (size_t)(eq - p);
+        for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+            char *field = (char *)s + keys[i].off;
+
+            if (strlen(keys[i].key) != klen ||
+                strncasecmp(p, keys[i].key, klen) != 0)
+                continue;
+            if (smtpd_xtext_copy(eq + 1, (size_t)(end - eq - 1), field,
+                                 keys[i].size) < 0) {
+                smtpd_reply(s, "501 5.5.4 Bad XFORWARD attribute value");
+                smtpd_error(s);
+                return;
+            }
+            if (strcmp(field, "[UNAVAILABLE]") == 0 ||
+                strcmp(field, "[TEMPUNAVAIL]") == 0)
+                field[0] = '\0';
+            /* Postfix sends IPv6 addresses as "IPv6:..." */
+            if (i == 1 && strncasecmp(field, "IPv6:", 5) == 0)
+                memmove(field, field + 5, strlen(field + 5) + 1);
+        }
+        p = end;
+        while (*p == ' ')
+            p++;
+    }
+    smtpd_reply(s, "250 2.0.0 Ok");
+}
+
+static void
+smtpd_log_disconnect(struct smtpd_session *s)
+{
+    char counts[512], client[SMTPD_CLIENT_MAX];
+    size_t used = 0;
+    const struct {
+        const char *name;
+        unsigned n;
+    } c[] = {
+        {"ehlo", s->n_ehlo},       {"helo", s->n_helo},
+        {"starttls", s->n_starttls}, {"auth", s->n_auth},
+        {"mail", s->n_mail},       {"rcpt", s->n_rcpt},
+        {"data", s->n_data},       {"rset", s->n_rset},
+        {"quit", s->n_quit},       {"unknown", s->n_bad},
+    };
+    size_t i;
+
+    counts[0] = '\0';
+    for (i = 0; i < sizeof(c) / sizeof(c[0]); i++)
+        if (c[i].n > 0 && used < sizeof(counts)) {
+            int k = snprintf(counts + used, sizeof(counts) - used, " %s=%u",
+                             c[i].name, c[i].n);
+            if (k > 0)
+                used += (size_t)k;
+        }
+    log_info(NULL, "disconnect from %s%s commands=%u",
+             smtpd_client(s, client, sizeof(client)), counts, s->n_cmds);
+}
+
+static void
+smtpd_command(struct smtpd_session *s, char *cmd)
+{
+    s->n_cmds++;
+    if (smtpd_verb_is(cmd, "EHLO")) {
+        s->n_ehlo++;
+        smtpd_cmd_ehlo(s, smtpd_arg(cmd, 4), 1);
+    } else if (smtpd_verb_is(cmd, "HELO")) {
+        s->n_helo++;
+        smtpd_cmd_ehlo(s, smtpd_arg(cmd, 4), 0);
+    } else if (smtpd_verb_is(cmd, "MAIL")) {
+        smtpd_cmd_mail(s, cmd);
+    } else if (smtpd_verb_is(cmd, "RCPT")) {
+        smtpd_cmd_rcpt(s, cmd);
+    } else if (smtpd_verb_is(cmd, "DATA")) {
+        smtpd_cmd_data(s, smtpd_arg(cmd, 4));
+    } else if (smtpd_verb_is(cmd, "RSET")) {
+        s->n_rset++;
+        smtpd_reset(s, 1);
+        smtpd_reply(s, "250 2.0.0 Ok");
+    } else if (smtpd_verb_is(cmd, "NOOP")) {
+        smtpd_reply(s, "250 2.0.0 Ok");
+    } else if (smtpd_verb_is(cmd, "QUIT")) {
+        s->n_quit++;
+        smtpd_reply(s, "221 2.0.0 Bye");
+        s->quit = 1;
+    } else if (smtpd_verb_is(cmd, "VRFY")) {
+        smtpd_reply(s, "252 2.0.0 Send some mail, I'll try my best");
+    } else if (smtpd_verb_is(cmd, "HELP")) {
+        smtpd_reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET "
+                       "NOOP QUIT VRFY HELP STARTTLS AUTH XFORWARD");
+    } else if (smtpd_verb_is(cmd, "STARTTLS")) {
+        smtpd_cmd_starttls(s, smtpd_arg(cmd, 8));
+    } else if (smtpd_verb_is(cmd, "AUTH")) {
+        smtpd_cmd_auth(s, smtpd_arg(cmd, 4));
+    } else if (smtpd_verb_is(cmd, "XFORWARD")) {
+        smtpd_cmd_xforward(s, smtpd_arg(cmd, 8));
+    } else {
+        s->n_bad++;
+        smtpd_reply(s, "502 5.5.2 Error: command not recognized");
+        smtpd_error(s);
+    }
+}
+
+static void
+smtpd_peer(struct smtpd_session *s, const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+
+        inet_ntop(AF_INET, &in->sin_addr, s->addr, sizeof(s->addr));
+        snprintf(s->port, sizeof(s->port), "%u", ntohs(in->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+
+        inet_ntop(AF_INET6, &in6->sin6_addr, s->addr, sizeof(s->addr));
+        snprintf(s->port, sizeof(s->port), "%u", ntohs(in6->sin6_port));
+        if (strncmp(s->addr, "::ffff:", 7) == 0 && strchr(s->addr, '.'))
+            memmove(s->addr, s->addr + 7, strlen(s->addr + 7) + 1);
+    } else {
+        snprintf(s->addr, sizeof(s->addr), "local");
+    }
+    snprintf(s->name, sizeof(s->name), "unknown");
+}
+
+void
+smtpd_session_run(struct smtpd_server *srv, struct smtpd_runtime *rt, int fd,
+                  const struct sockaddr *peer, socklen_t len)
+{
+    struct smtpd_session *s;
+    char client[SMTPD_CLIENT_MAX];
+
+    (void)len;
+    netio_tcp_nodelay(fd);
+    if ((s = calloc(1, sizeof(*s))) == NULL) {
+        close(fd);
+        return;
+    }
+    s->srv = srv;
+    s->rt = rt;
+    buf_init(&s->line, 0);
+    smtpd_peer(s, peer);
+    if ((s->io = netio_new(fd, SMTPD_LINE_MAX, rt->timeout_ms, &s->e)) ==
+        NULL) {
+        close(fd);
+        buf_fini(&s->line);
+        free(s);
+        return;
+    }
+    if (!smtpd_admit(srv, rt, s->addr)) {
+        log_warning(NULL, "too many connections from %s[%s]", s->name,
+                    s->addr);
+        smtpd_reply(s, "421 4.7.0 %s Error: too many connections from %s",
+                    rt->hostname, s->addr);
+        (void)smtpd_flush(s);
+        netio_free(s->io);
+        buf_fini(&s->line);
+        free(s);
+        return;
+    }
+    log_info(NULL, "connect from %s", smtpd_client(s, client, sizeof(client)));
+    s->xforward_ok = cidr_list_contains(rt->xforward_hosts, s->addr);
+
+    /* A client that talks before the greeting is a spambot or a broken
+     * pipeline; either way nothing it sent can be trusted. */
+    if (netio_wait_input(s->io, rt->greet_pause_ms) > 0) {
+        log_info("NOQUEUE", "reject: CONNECT from %s: 554 5.5.1 Error: "
+                            "early talker",
+                 smtpd_client(s, client, sizeof(client)));
+        smtpd_reply(s, "554 5.5.1 Error: early talker");
+        (void)smtpd_flush(s);
+        goto done;
+    }
+    smtpd_reply(s, "220 %s ESMTP relaychain", rt->hostname);
+    if (smtpd_flush(s) < 0)
+        goto done;
+
+    while (!s->quit) {
+        int rc = netio_getline(s->io, &s->line, &s->e);
+        char *cmd;
+
+        if (rc == NETIO_TIMEOUT) {
+            log_info(NULL, "timeout after %s from %s",
+                     s->in_mail ? "MAIL" : "command",
+                     smtpd_client(s, client, sizeof(client)));
+            smtpd_reply(s, "421 4.4.2 %s Error: timeout exceeded",
+                        rt->hostname);
+            break;
+        }
+        if (rc == NETIO_TOOLONG) {
+            smtpd_reply(s, "500 5.5.2 Error: line too long");
+            if (!smtpd_error(s) && netio_pending(s->io) == 0)
+                smtpd_flush(s);
+            continue;
+        }
+        if (rc != NETIO_OK) {
+            log_info(NULL, "lost connection after %s from %s",
+                     s->in_mail ? "MAIL" : "command",
+                     smtpd_client(s, client, sizeof(client)));
+            break;
+        }
+        cmd = s->line.data;
+        while (s->line.len > 0 && (cmd[s->line.len - 1] == '\n' ||
+                                   cmd[s->line.len - 1] == '\r'))
+            cmd[--s->line.len] = '\0';
+        if (memchr(cmd, '\0', s->line.len) != NULL) {
+            smtpd_reply(s, "500 5.5.2 Error: bad syntax");
+            smtpd_error(s);
+        } else {
+            smtpd_command(s, cmd);
+        }
+        /* Flush when the client waits for us: nothing more pipelined. */
+        if (s->quit || netio_pending(s->io) == 0)
+            if (smtpd_flush(s) < 0)
+                break;
+        if (atomic_load(&s->srv->stopping) && !s->in_mail) {
+            smtpd_reply(s, "421 4.3.2 %s Service shutting down",
+                        rt->hostname);
+            (void)smtpd_flush(s);
+            break;
+        }
+    }
+    (void)smtpd_flush(s);
+done:
+    smtpd_reset(s, 0);
+    smtpd_log_disconnect(s);
+    smtpd_leave(srv, s->addr);
+    netio_free(s->io);
+    free(s->auth_user);
+    buf_fini(&s->line);
+    free(s);
+}
