@@ -35,7 +35,8 @@ int addr_parse_path(const char *s, size_t len, struct buf *out,
  * not inside a quoted local part), or NULL. Borrowed from s. */
 const char *addr_domain(const char *s);
 
-/* addr_casecmp_domain - compare two domains without regard to ASCII case. */
+/* addr_domain_equal - 1 when two domains are equal without regard to
+ * ASCII case, else 0. */
 int addr_domain_equal(const char *a, const char *b);
 
 #endif

@@ -16,10 +16,11 @@
  * run() works in two steps: it first computes every new address and
  * checks each against addr_is_valid(), then records the edits. A rule
  * whose result is not a valid mailbox (or holds CR, LF or another control
- * character) is refused: the address is never written, the failure is
- * logged and run() returns -1 naming the rule's file and line, so the
- * stage's on_error policy applies (tempfail by default) and no edit of
- * this stage reaches the journal. The null sender is never rewritten.
+ * character) is refused: the address is never written and run() returns
+ * -1 naming the rule's file and line and the result, so the stage's
+ * on_error policy applies (tempfail by default), the chain logs the
+ * error, and no edit of this stage reaches the journal. The null sender
+ * is never rewritten.
  *
  * Recipients are rewritten as a set: each one is mapped independently
  * (A -> B and B -> C give B and C), a recipient whose address changes is
@@ -49,7 +50,6 @@
 
 #include "addr.h"
 #include "filters.h"
-#include "log.h"
 #include "regmap.h"
 
 #define FLT_REWRITE_RESULT_MAX 1024 /* octets of one rule result */
@@ -808,7 +808,6 @@ flt_rewrite_run(const struct stage *st, struct msg *m, struct verdict *v,
     buf_fini(&res);
     if (rc < 0) {
         err_prefix(e, "%s", st->name);
-        log_error(msg_qid(m), "%s", e->text);
         flt_rewrite_plan_fini(&plan);
         return -1;
     }
