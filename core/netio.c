@@ -171,6 +171,7 @@ int
 netio_getline(struct netio *io, struct buf *line, struct err *e)
 {
     int toolong = 0, rc;
+    char tail[2] = {0, 0}; /* last octets of a discarded line */
 
     buf_reset(line);
     for (;;) {
@@ -193,13 +194,27 @@ netio_getline(struct netio *io, struct buf *line, struct err *e)
         if (!toolong) {
             if (line->len + take > io->line_limit) {
                 toolong = 1; /* keep reading to the LF, keep nothing */
+                tail[1] = line->len > 0 ? line->data[line->len - 1] : 0;
                 buf_reset(line);
             } else if (buf_append(line, start, take, e) < 0) {
                 return NETIO_ERROR;
             }
         }
+        if (toolong && take > 0) {
+            tail[0] = take >= 2 ? start[take - 2] : tail[1];
+            tail[1] = start[take - 1];
+        }
+        if (lf != NULL && toolong) {
+            /* Only the line end is kept: the SMTP server must know
+             * whether the next line may end the data. */
+            if (tail[0] == '\r')
+                (void)buf_append(line, "\r\n", 2, e);
+            else
+                (void)buf_append(line, "\n", 1, e);
+            return NETIO_TOOLONG;
+        }
         if (lf != NULL)
-            return toolong ? NETIO_TOOLONG : NETIO_OK;
+            return NETIO_OK;
     }
 }
 

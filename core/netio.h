@@ -45,7 +45,8 @@ void netio_set_timeout(struct netio *io, int timeout_ms);
 void netio_set_line_limit(struct netio *io, size_t line_limit);
 
 /* netio_getline - the next line, ending in LF (or whatever precedes EOF),
- * put into line (replacing its contents). Returns an enum netio_status. */
+ * put into line (replacing its contents). Returns an enum netio_status;
+ * with NETIO_TOOLONG line holds only the line's end ("\r\n" or "\n"). */
 int netio_getline(struct netio *io, struct buf *line, struct err *e);
 
 /* netio_pending - octets already read and not yet consumed (including

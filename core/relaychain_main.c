@@ -29,6 +29,7 @@
 #include <gmime/gmime.h>
 
 #include "../filters/filters.h"
+#include "auth.h"
 #include "buf.h"
 #include "chain.h"
 #include "conf.h"
@@ -62,6 +63,8 @@ usage_main(FILE *fp)
             "  filter        run one message from stdin through the chain\n"
             "  rewrite-test  show what the rewrite tables make of an "
             "address\n"
+            "  dkim          make a DKIM key (keygen), check one (testkey)\n"
+            "  passwd        set a user's password in an SMTP AUTH file\n"
             "  quarantine    list, show, release or delete held messages\n"
             "\n"
             "  relaychain --version\n"
@@ -636,6 +639,10 @@ main(int argc, char **argv)
         rc = cmd_filter(argc, argv);
     else if (strcmp(cmd, "rewrite-test") == 0)
         rc = cmd_rewrite_test(argc, argv);
+    else if (strcmp(cmd, "dkim") == 0)
+        rc = flt_dkim_main(argc, argv);
+    else if (strcmp(cmd, "passwd") == 0)
+        rc = auth_passwd_main(argc, argv);
     else if (strcmp(cmd, "quarantine") == 0)
         rc = quarantine_main(argc, argv);
     else {

@@ -48,7 +48,8 @@
 #include "smtpc.h"
 #include "smtpd.h"
 
-#define SMTPD_LINE_MAX 2048     /* command line: 512 + extensions */
+#define SMTPD_LINE_MAX 1024     /* command line: RFC 5321's 512, plus as
+                                   much again for extension parameters */
 #define SMTPD_DATA_LINE_MAX 65536
 #define SMTPD_CLIENTS 1021      /* per-client counter buckets */
 #define SMTPD_CLIENT_MAX 320    /* "name[addr]" */
@@ -413,6 +414,8 @@ smtpd_reset(struct smtpd_session *s, int hop_ok)
     s->sender = s->sender_params = NULL;
     s->in_mail = 0;
     s->qid[0] = '\0';
+    /* XFORWARD describes one transaction, as in Postfix. */
+    s->xf_name[0] = s->xf_addr[0] = s->xf_helo[0] = s->xf_proto[0] = '\0';
 }
 
 /* smtpd_error - count a client error; 1 when the limit is reached and
@@ -732,7 +735,15 @@ smtpd_cmd_mail(struct smtpd_session *s, const char *line)
     }
     s->in_mail = 1;
     s->n_mail++;
-    log_info(s->qid, "client=%s", smtpd_client(s, client, sizeof(client)));
+    /* As Postfix: behind a content filter the peer is the MTA, so the
+     * client that XFORWARD named is logged too, or no log line would. */
+    if (s->xf_addr[0] || s->xf_name[0])
+        log_info(s->qid, "client=%s, orig_client=%s[%s]",
+                 smtpd_client(s, client, sizeof(client)),
+                 s->xf_name[0] ? s->xf_name : "unknown",
+                 s->xf_addr[0] ? s->xf_addr : "unknown");
+    else
+        log_info(s->qid, "client=%s", smtpd_client(s, client, sizeof(client)));
     smtpd_reply(s, "250 2.1.0 Ok");
 }
 
@@ -871,7 +882,8 @@ smtpd_append_wrapped(struct buf *out, const char *p, size_t n, int in_header,
 
 /* smtpd_read_data - read the message after 354 into out (CRLF line
  * ends, dot-stuffing removed). Returns 0 with *flags saying what was
- * wrong with it, or -1 when the connection broke (no reply possible). */
+ * wrong with it, or the netio status (NETIO_TIMEOUT, NETIO_EOF,
+ * NETIO_ERROR) when the data did not end. */
 static int
 smtpd_read_data(struct smtpd_session *s, struct buf *out, unsigned *flags)
 {
@@ -890,14 +902,15 @@ smtpd_read_data(struct smtpd_session *s, struct buf *out, unsigned *flags)
 
         rc = netio_getline(s->io, &line, &s->e);
         if (rc == NETIO_TOOLONG) {
+            /* line holds its end: a CRLF-ended line may precede "." */
             *flags |= DATA_LONG_LINE | DATA_HUGE_LINE;
-            prev_crlf = 0;
+            prev_crlf = line.len == 2;
             continue;
         }
         if (rc != NETIO_OK) {
             buf_fini(&line);
             netio_set_line_limit(s->io, SMTPD_LINE_MAX);
-            return -1;
+            return rc;
         }
         p = line.data;
         n = line.len;
@@ -908,7 +921,7 @@ smtpd_read_data(struct smtpd_session *s, struct buf *out, unsigned *flags)
             /* The peer closed without the end marker. */
             buf_fini(&line);
             netio_set_line_limit(s->io, SMTPD_LINE_MAX);
-            return -1;
+            return NETIO_EOF;
         }
         body = crlf ? n - 2 : n - 1;
         if (!crlf)
@@ -1165,6 +1178,7 @@ smtpd_cmd_data(struct smtpd_session *s, const char *arg)
     char client[SMTPD_CLIENT_MAX];
     unsigned flags;
     struct buf data;
+    int rc;
 
     if (arg != NULL) {
         smtpd_reply(s, "501 5.5.4 Syntax: DATA");
@@ -1190,8 +1204,13 @@ smtpd_cmd_data(struct smtpd_session *s, const char *arg)
     /* The buffer's own bound is a little over the limit: wrapping adds
      * line ends, and an oversize message is noticed by counting. */
     buf_init(&data, s->rt->size_limit + s->rt->size_limit / 32 + 4096);
-    if (smtpd_read_data(s, &data, &flags) < 0) {
-        log_info(s->qid, "lost connection after DATA from %s[%s]", s->name,
+    if ((rc = smtpd_read_data(s, &data, &flags)) != 0) {
+        /* As Postfix: a client that stalls in DATA is told why. */
+        if (rc == NETIO_TIMEOUT)
+            smtpd_reply(s, "421 4.4.2 %s Error: timeout exceeded",
+                        s->rt->hostname);
+        log_info(s->qid, "%s after DATA from %s[%s]",
+                 rc == NETIO_TIMEOUT ? "timeout" : "lost connection", s->name,
                  s->addr);
         buf_fini(&data);
         smtpd_reset(s, 0);
@@ -1310,6 +1329,8 @@ smtpd_cmd_auth(struct smtpd_session *s, const char *arg)
     user[0] = pass[0] = '\0';
     if (strncasecmp(mech, "PLAIN", 5) == 0 &&
         (mech[5] == '\0' || mech[5] == ' ')) {
+        /* arg lives in s->line, which the next read overwrites */
+        mech = "PLAIN";
         if (initial == NULL || *initial == '\0') {
             if (smtpd_auth_line(s, "", resp, sizeof(resp)) < 0) {
                 s->quit = 1;
@@ -1328,6 +1349,7 @@ smtpd_cmd_auth(struct smtpd_session *s, const char *arg)
         }
     } else if (strncasecmp(mech, "LOGIN", 5) == 0 &&
                (mech[5] == '\0' || mech[5] == ' ')) {
+        mech = "LOGIN";
         /* "Username:" and "Password:" in base64 */
         if (initial != NULL && *initial) {
             snprintf(resp, sizeof(resp), "%s", initial);
@@ -1624,8 +1646,10 @@ smtpd_session_run(struct smtpd_server *srv, struct smtpd_runtime *rt, int fd,
     s->xforward_ok = cidr_list_contains(rt->xforward_hosts, s->addr);
 
     /* A client that talks before the greeting is a spambot or a broken
-     * pipeline; either way nothing it sent can be trusted. */
-    if (netio_wait_input(s->io, rt->greet_pause_ms) > 0) {
+     * pipeline; either way nothing it sent can be trusted. With no pause
+     * the test would only race the client's first packet. */
+    if (rt->greet_pause_ms > 0 &&
+        netio_wait_input(s->io, rt->greet_pause_ms) > 0) {
         log_info("NOQUEUE", "reject: CONNECT from %s: 554 5.5.1 Error: "
                             "early talker",
                  smtpd_client(s, client, sizeof(client)));

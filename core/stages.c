@@ -13,6 +13,8 @@
 
 static const struct stage_type *const stages_registry[] = {
     &flt_rewrite_type,
+    &flt_dkim_type,
+    &flt_disclaimer_type,
 };
 
 const struct stage_type *

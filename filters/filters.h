@@ -17,6 +17,8 @@
 struct regmap;
 
 extern const struct stage_type flt_rewrite_type;
+extern const struct stage_type flt_dkim_type;
+extern const struct stage_type flt_disclaimer_type;
 
 /* flt_rewrite_test - for "relaychain rewrite-test": look addr up in each
  * table the rewrite stage st has and print one line per table,
@@ -35,5 +37,55 @@ int flt_rewrite_test(const struct stage *st, const char *addr, FILE *out,
  * for the fuzzer. */
 int flt_rewrite_header_value(const struct regmap *rm, const char *value,
                              struct buf *out, int *changed, struct err *e);
+
+/* The dkim stage's keys and tables, for "relaychain dkim" and the fuzzer.
+ *
+ * flt_dkim_key_load - read and check a PEM private key (PKCS#1 or PKCS#8,
+ * RSA of 1024 bits or more, or Ed25519). With check_mode, a file that
+ * other users may read or write is refused, naming the file, its mode and
+ * the chmod that fixes it. Returns the key (free it with
+ * flt_dkim_key_free) or NULL with e set. */
+struct flt_dkim_key;
+struct flt_dkim_key *flt_dkim_key_load(const char *path, int check_mode,
+                                       struct err *e);
+void flt_dkim_key_free(struct flt_dkim_key *k);
+const char *flt_dkim_key_alg(const struct flt_dkim_key *k);  /* a= value */
+const char *flt_dkim_key_type(const struct flt_dkim_key *k); /* k= value */
+int flt_dkim_key_bits(const struct flt_dkim_key *k);
+/* flt_dkim_key_record - "v=DKIM1; k=rsa; p=..." for the public half;
+ * borrowed. flt_dkim_key_pem_text - the key as PKCS#8 PEM; borrowed. */
+const char *flt_dkim_key_record(const struct flt_dkim_key *k);
+const char *flt_dkim_key_pem_text(const struct flt_dkim_key *k);
+/* flt_dkim_key_matches - 1 when der (a decoded p= value: an RSA
+ * SubjectPublicKeyInfo or RSAPublicKey, or 32 raw Ed25519 octets) is the
+ * public half of k. */
+int flt_dkim_key_matches(const struct flt_dkim_key *k,
+                         const unsigned char *der, size_t len);
+
+/* flt_dkim_tables_parse - an OpenDKIM KeyTable and SigningTable (refile:
+ * wildcard patterns when refile is set) from text, without loading the
+ * keys; errors are "path:line: reason". flt_dkim_tables_lookup - the key
+ * names (and table lines) that sign for addr, at most max; returns how
+ * many. */
+struct flt_dkim_tables;
+struct flt_dkim_tables *flt_dkim_tables_parse(const char *kt_path,
+                                              const char *kt_text,
+                                              size_t kt_len,
+                                              const char *st_path, int refile,
+                                              const char *st_text,
+                                              size_t st_len, struct err *e);
+size_t flt_dkim_tables_lookup(const struct flt_dkim_tables *t,
+                              const char *addr, const char **names,
+                              unsigned *lines, size_t max);
+void flt_dkim_tables_free(struct flt_dkim_tables *t);
+
+/* flt_dkim_name_ok - 1 when s can be a d= domain (selector 0) or an s=
+ * selector (selector 1): dot-separated labels of letters, digits and
+ * hyphens (and underscores in a selector). */
+int flt_dkim_name_ok(const char *s, int selector);
+
+/* flt_dkim_main - "relaychain dkim keygen|testkey ..."; argv[0] is "dkim".
+ * Returns the exit status. */
+int flt_dkim_main(int argc, char **argv);
 
 #endif
