@@ -19,6 +19,14 @@
  * while it rewrites the file through a temporary in that directory
  * (fsync, rename, fsync of the directory), so two concurrent runs do not
  * lose each other's change and a crash leaves the old or the new file.
+ * A new file gets mode 0640; an existing one keeps its owner, group and
+ * permission bits less any for others (so a world-readable file that the
+ * loader refuses is fixed by the next passwd).
+ *
+ * auth_passwd_main() is the "relaychain passwd" command. On a terminal
+ * it turns echo off and blocks SIGINT, SIGQUIT, SIGTERM and SIGHUP except
+ * while waiting in ppoll(), so such a signal ends the question with the
+ * echo restored, without a global flag.
  *
  * Nothing here logs; failures are reported through struct err.
  */
@@ -365,18 +373,10 @@ auth_table_load(const char *path, struct err *e)
     }
     if (auth_parse(t, path, len, e) < 0 || auth_check(t, path, e) < 0)
         goto fail;
-    if (t->nusers == 0) {
-        char setting[CRYPT_GENSALT_OUTPUT_SIZE];
-
-        if (crypt_gensalt_rn("$y$", 0, NULL, 0, setting,
-                             (int)sizeof(setting)) == NULL &&
-            crypt_gensalt_rn("$6$", 0, NULL, 0, setting,
-                             (int)sizeof(setting)) == NULL) {
-            err_set(e, ERR_LIB, "libcrypt cannot make a salt");
-            goto fail;
-        }
-        snprintf(t->dummy, sizeof(t->dummy), "%s", setting);
-    }
+    /* Nobody to copy the cost from: what a new user's hash costs. */
+    if (t->nusers == 0 &&
+        auth_hash_new("relaychain-dummy", t->dummy, sizeof(t->dummy), e) < 0)
+        goto fail;
     return t;
 
 fail:

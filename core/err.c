@@ -13,6 +13,9 @@
 
 #include "err.h"
 
+static void err_vfill(struct err *e, enum err_code code, const char *fmt,
+                      va_list ap) __attribute__((format(printf, 3, 0)));
+
 static void
 err_vfill(struct err *e, enum err_code code, const char *fmt, va_list ap)
 {

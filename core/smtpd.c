@@ -50,6 +50,7 @@
 
 #define SMTPD_LINE_MAX 1024     /* command line: RFC 5321's 512, plus as
                                    much again for extension parameters */
+#define SMTPD_AUTH_LINE_MAX 12288
 #define SMTPD_DATA_LINE_MAX 65536
 #define SMTPD_CLIENTS 1021      /* per-client counter buckets */
 #define SMTPD_CLIENT_MAX 320    /* "name[addr]" */
@@ -1282,8 +1283,16 @@ static int
 smtpd_auth_line(struct smtpd_session *s, const char *prompt, char *out,
                 size_t n)
 {
+    int rc;
+
     smtpd_reply(s, "334 %s", prompt);
-    if (smtpd_flush(s) < 0 || netio_getline(s->io, &s->line, &s->e) != 0)
+    if (smtpd_flush(s) < 0)
+        return -1;
+    /* RFC 4954: a SASL response line may be up to 12288 octets. */
+    netio_set_line_limit(s->io, SMTPD_AUTH_LINE_MAX);
+    rc = netio_getline(s->io, &s->line, &s->e);
+    netio_set_line_limit(s->io, SMTPD_LINE_MAX);
+    if (rc != NETIO_OK)
         return -1;
     while (s->line.len > 0 && (s->line.data[s->line.len - 1] == '\n' ||
                                s->line.data[s->line.len - 1] == '\r'))
@@ -1295,8 +1304,9 @@ smtpd_auth_line(struct smtpd_session *s, const char *prompt, char *out,
 static void
 smtpd_cmd_auth(struct smtpd_session *s, const char *arg)
 {
-    char user[256], pass[256], resp[1024];
-    unsigned char raw[768];
+    char user[AUTH_PASS_MAX + 1], pass[AUTH_PASS_MAX + 1];
+    char resp[SMTPD_AUTH_LINE_MAX];
+    unsigned char raw[AUTH_PASS_MAX + 1];
     long len;
     const char *mech, *initial;
     char client[SMTPD_CLIENT_MAX];
