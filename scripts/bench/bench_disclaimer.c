@@ -108,8 +108,7 @@ done:
 
 /* altermime_once - one altermime process over path, output to outpath. */
 static int
-altermime_once(const char *const argv[], const char *path,
-               const char *outpath)
+altermime_once(const char *const argv[], const char *path, const char *outpath)
 {
     posix_spawn_file_actions_t fa;
     int status, rc;
@@ -158,8 +157,8 @@ main(int argc, char **argv)
 {
     const struct cfg_option *tables[2] = {flt_disclaimer_type.options, NULL};
     const char *text = NULL, *html = NULL, *mark = "confidential";
-    char conf[2048], dopt[1100], hopt[1100], outpath[] =
-        "/tmp/bench-disclaimer-XXXXXX";
+    char conf[2048], dopt[1100], hopt[1100],
+        outpath[] = "/tmp/bench-disclaimer-XXXXXX";
     const char *am_argv[6];
     long n = 1000, nam = 200, i;
     struct stage st;
