@@ -149,6 +149,12 @@ smtpd_runtime_new(struct conf *cf, struct err *e)
         goto fail;
     }
     if (cfg_str(c, "next_hop") == NULL) {
+        const char *const *l;
+
+        /* A milter-only daemon hands messages back to the MTA. */
+        if (cfg_list(c, "smtp_listen", &l) == 0 &&
+            cfg_str(c, "milter_listen") != NULL)
+            goto limits;
         cfg_err(e, c, "next_hop", "relaychaind needs a next_hop");
         goto fail;
     }
@@ -166,6 +172,7 @@ smtpd_runtime_new(struct conf *cf, struct err *e)
             cfg_err(e, c, "next_hop", "%s", e->text);
         goto fail;
     }
+limits:
     rt->size_limit = cf->limits.message_size;
     rt->rcpt_limit = (size_t)cfg_num(c, "recipient_limit");
     rt->timeout_ms = (int)cfg_num(c, "smtpd_timeout");
@@ -398,8 +405,7 @@ smtpd_reset(struct smtpd_session *s, int hop_ok)
     size_t i;
 
     if (s->hop != NULL) {
-        if (hop_ok && smtpc_rset(s->hop, &s->e) < 0)
-            hop_ok = 0;
+        /* smtpc_put() ends an open next-hop transaction itself (RSET). */
         smtpc_put(s->rt->hop, s->hop, hop_ok);
         s->hop = NULL;
     }
@@ -707,6 +713,7 @@ smtpd_cmd_mail(struct smtpd_session *s, const char *line)
         const char *v;
 
         memset(&env, 0, sizeof(env));
+        env.frontend = MSG_FE_SMTP;
         env.client_addr = (char *)smtpd_env_addr(s);
         env.client_name = s->xf_name[0] ? s->xf_name : s->name;
         env.helo = s->xf_helo[0] ? s->xf_helo : s->helo;
@@ -1012,6 +1019,7 @@ smtpd_replay_envelope(struct smtpd_session *s, const struct msg_env *env,
     size_t i;
 
     memset(&xf, 0, sizeof(xf));
+    xf.frontend = MSG_FE_SMTP;
     xf.client_addr = (char *)smtpd_env_addr(s);
     xf.client_name = s->xf_name[0] ? s->xf_name : s->name;
     xf.helo = s->xf_helo[0] ? s->xf_helo : s->helo;

@@ -53,13 +53,14 @@ struct server {
     char dump[300]; /* smtp-sink -d directory */
 };
 
-/* The servers started and not yet stopped, for teardown() to stop when a
- * case fails half-way. Copies: a case's struct server is on its stack,
- * gone by the time teardown() runs. */
+/* The servers started and not yet stopped, and the scratch directories
+ * not yet removed, for teardown() to clean up when a case fails half-way.
+ * Copies: a case's struct server is on its stack, gone by the time
+ * teardown() runs. */
 static struct {
     pid_t pid;
     char dir[256];
-} running[4];
+} running[8];
 
 static void
 sleep_ms(int ms)
@@ -247,19 +248,48 @@ teardown(void **state)
     return 0;
 }
 
-static void
-server_dir(struct server *s)
+/* slot_new - a free entry of running[] for dir. */
+static size_t
+slot_new(const char *dir)
 {
     size_t i;
 
-    memset(s, 0, sizeof(*s));
     for (i = 0; i < sizeof(running) / sizeof(running[0]); i++)
         if (running[i].pid == 0 && running[i].dir[0] == '\0')
             break;
     assert_true(i < sizeof(running) / sizeof(running[0]));
-    s->slot = i;
+    snprintf(running[i].dir, sizeof(running[i].dir), "%s", dir);
+    return i;
+}
+
+/* scratch_dir/scratch_done - a temporary directory of a case, removed
+ * with everything in it by scratch_done() or, after a failure, by
+ * teardown(). */
+static const char *
+scratch_dir(char *dir, size_t n)
+{
+    assert_non_null(unit_tmpdir(dir, n));
+    slot_new(dir);
+    return dir;
+}
+
+static void
+scratch_done(const char *dir)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(running) / sizeof(running[0]); i++)
+        if (running[i].pid == 0 && strcmp(running[i].dir, dir) == 0)
+            running[i].dir[0] = '\0';
+    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void
+server_dir(struct server *s)
+{
+    memset(s, 0, sizeof(*s));
     assert_non_null(unit_tmpdir(s->dir, sizeof(s->dir)));
-    snprintf(running[i].dir, sizeof(running[i].dir), "%s", s->dir);
+    s->slot = slot_new(s->dir);
     /* smtp-sink drops privileges to nobody before it writes dumps */
     chmod(s->dir, 0755);
     snprintf(s->log, sizeof(s->log), "%s/server.log", s->dir);
@@ -688,7 +718,7 @@ test_auth_file(void **state)
     size_t i;
 
     (void)state;
-    assert_non_null(unit_tmpdir(dir, sizeof(dir)));
+    scratch_dir(dir, sizeof(dir));
     memset(&s, 0, sizeof(s));
     s.next_hop = "smtp:[127.0.0.1]:25";
     s.tls = SMTPC_TLS_NONE;
@@ -711,8 +741,7 @@ test_auth_file(void **state)
         if (files[i].secret != NULL && strstr(e.text, files[i].secret))
             unit_fail(files[i].name, "error shows the line: %s", e.text);
     }
-    unlink(path);
-    rmdir(dir);
+    scratch_done(dir);
 }
 
 /* Every message arrives as sent, through one connection; SIZE (not
@@ -1301,7 +1330,7 @@ test_tls_auth(void **state)
     char *log, *a, *t;
 
     (void)state;
-    assert_non_null(unit_tmpdir(dir, sizeof(dir)));
+    scratch_dir(dir, sizeof(dir));
     make_cert(dir, cert, key, sizeof(cert));
     unit_write(dir, "auth", "# relay login\nrelayuser:pa:ss word\n", auth,
                sizeof(auth));
@@ -1390,10 +1419,7 @@ test_tls_auth(void **state)
     unit_int_eq("broken", count(s.log, " > MAIL"), 1);
     server_stop(&s);
 
-    unlink(auth);
-    unlink(cert);
-    unlink(key);
-    rmdir(dir);
+    scratch_done(dir);
 }
 
 static void
@@ -1536,7 +1562,7 @@ test_maildir(void **state)
     FILE *fp;
 
     (void)state;
-    assert_non_null(unit_tmpdir(dir, sizeof(dir)));
+    scratch_dir(dir, sizeof(dir));
     memset(&st, 0, sizeof(st));
     snprintf(hop, sizeof(hop), "maildir:%s/", dir);
     st.next_hop = hop;
@@ -1626,7 +1652,7 @@ test_maildir(void **state)
                 -1);
     unit_int_eq("relay pool", r.code, 451);
     smtpc_pool_free(p);
-    nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+    scratch_done(dir);
 }
 
 int
