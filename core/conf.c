@@ -21,6 +21,7 @@
 
 #include "conf.h"
 #include "log.h"
+#include "milterd.h"
 
 static const char *const conf_ambiguous_choices[] = {"reject", "continue",
                                                      NULL};
@@ -30,6 +31,8 @@ static const char *const conf_bare_newline_choices[] = {"reject", "normalize",
 static const char *const conf_long_line_choices[] = {"reject", "wrap", NULL};
 static const char *const conf_tls_choices[] = {"none", "may", "encrypt",
                                                NULL};
+static const char *const conf_milter_size_choices[] = {"tempfail", "reject",
+                                                       "accept", NULL};
 
 const struct cfg_option conf_options[] = {
     {"chain_directory", CFG_PATH, "chain.d",
@@ -133,6 +136,21 @@ const struct cfg_option conf_options[] = {
      3600 * 1000LL, 0},
     {"quarantine_directory", CFG_PATH, "/var/spool/relaychain/quarantine",
      "where quarantined messages are kept", NULL, 0, 0, 0},
+
+    /* relaychaind: milter listener (relaychaind(8), docs/postfix-milter.md) */
+    {"milter_listen", CFG_STRING, NULL,
+     "milter socket in libmilter's form: unix:/path (recommended), "
+     "inet:port@host or inet6:port@host",
+     NULL, 0, 0, 0},
+    {"milter_socket_mode", CFG_STRING, "0660",
+     "octal permissions of the milter UNIX socket", NULL, 0, 0, 0},
+    {"milter_socket_group", CFG_STRING, NULL,
+     "group of the milter UNIX socket (postfix, smmsp...)", NULL, 0, 0, 0},
+    {"milter_size_action", CFG_ENUM, "tempfail",
+     "a message over message_size_limit or header_limit in milter mode: "
+     "tempfail (452 4.3.4), reject (552 5.3.4) or accept (passed on "
+     "unscanned, logged as a warning)",
+     conf_milter_size_choices, 0, 0, 0},
     CFG_OPTION_END,
 };
 
@@ -158,6 +176,13 @@ conf_check(struct conf *cf, struct err *e)
         return cfg_err(e, c, "chain_directory", "%s: %s", s, strerror(errno));
     if (!S_ISDIR(st.st_mode))
         return cfg_err(e, c, "chain_directory", "%s: not a directory", s);
+    if ((s = cfg_str(c, "milter_listen")) != NULL &&
+        milterd_check_listen(s, e) < 0)
+        return cfg_err(e, c, "milter_listen", "%s", e->text);
+    s = cfg_str(c, "milter_socket_mode");
+    if (s[0] == '\0' || strspn(s, "01234567") != strlen(s) || strlen(s) > 4)
+        return cfg_err(e, c, "milter_socket_mode",
+                       "'%.16s' is not an octal mode such as 0660", s);
     cf->limits.message_size = (size_t)cfg_num(c, "message_size_limit");
     cf->limits.header_count = (size_t)cfg_num(c, "header_limit");
     cf->limits.line_length = (size_t)cfg_num(c, "line_length_limit");

@@ -22,6 +22,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -41,6 +42,7 @@
 #include "conf.h"
 #include "log.h"
 #include "mime.h"
+#include "milterd.h"
 #include "smtpd.h"
 
 #define LISTEN_MAX 16
@@ -248,7 +250,10 @@ int
 main(int argc, char **argv)
 {
     const char *path = CONF_DEFAULT_PATH;
-    struct pollfd pfd[LISTEN_MAX + 1];
+    struct pollfd pfd[LISTEN_MAX + 2];
+    struct milterd *md = NULL;
+    int mpipe[2] = {-1, -1};
+    sigset_t sfd_sigs;
     const char *const *listen_specs;
     struct smtpd_server *srv;
     const struct cfg *cfg;
@@ -292,9 +297,9 @@ main(int argc, char **argv)
     }
     cfg = smtpd_runtime_conf(current)->cfg;
     nlisten = cfg_list(cfg, "smtp_listen", &listen_specs);
-    if (nlisten == 0) {
-        fprintf(stderr, "relaychaind: %s: smtp_listen is not set: nothing "
-                        "to listen on\n",
+    if (nlisten == 0 && cfg_str(cfg, "milter_listen") == NULL) {
+        fprintf(stderr, "relaychaind: %s: neither smtp_listen nor "
+                        "milter_listen is set: nothing to listen on\n",
                 path);
         return 1;
     }
@@ -308,6 +313,15 @@ main(int argc, char **argv)
             return 1;
         }
         pfd[i].events = POLLIN;
+    }
+    /* The milter socket, like the SMTP ones, is made before privileges
+     * are dropped (a socket inside Postfix's queue directory, chown). */
+    if (cfg_str(cfg, "milter_listen") != NULL &&
+        ((md = milterd_open(cfg, &e)) == NULL ||
+         pipe2(mpipe, O_CLOEXEC) < 0)) {
+        fprintf(stderr, "relaychaind: %s\n",
+                md == NULL ? e.text : strerror(errno));
+        return 1;
     }
     if (drop_privileges(cfg_str(cfg, "user"), cfg_str(cfg, "group"), &e) <
         0) {
@@ -329,12 +343,26 @@ main(int argc, char **argv)
     sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
-    if ((sfd = signalfd(-1, &sigs, SFD_CLOEXEC)) < 0) {
+    /* With a milter, libmilter's own thread takes SIGTERM, SIGHUP and
+     * SIGINT (sigwait) and ends smfi_main(); the daemon keeps SIGUSR1. */
+    sfd_sigs = sigs;
+    if (md != NULL) {
+        sigemptyset(&sfd_sigs);
+        sigaddset(&sfd_sigs, SIGUSR1);
+    }
+    if ((sfd = signalfd(-1, &sfd_sigs, SFD_CLOEXEC)) < 0) {
         log_error(NULL, "signalfd: %s", strerror(errno));
         return 1;
     }
     pfd[nlisten].fd = sfd;
     pfd[nlisten].events = POLLIN;
+    pfd[nlisten + 1].fd = mpipe[0];
+    pfd[nlisten + 1].events = POLLIN;
+    if (md != NULL && milterd_run(md, runtime_hold_current, mpipe[1], &e) <
+                          0) {
+        log_error(NULL, "%s", e.text);
+        return 1;
+    }
     if ((srv = smtpd_server_new(&e)) == NULL) {
         log_error(NULL, "%s", e.text);
         return 1;
@@ -346,7 +374,7 @@ main(int argc, char **argv)
              PACKAGE_VERSION, path);
 
     while (!stop) {
-        if (poll(pfd, nlisten + 1, -1) < 0) {
+        if (poll(pfd, nlisten + 2, -1) < 0) {
             if (errno == EINTR)
                 continue;
             log_error(NULL, "poll: %s", strerror(errno));
@@ -365,6 +393,11 @@ main(int argc, char **argv)
                     stop = 1;
                 }
             }
+        }
+        if (pfd[nlisten + 1].revents & POLLIN) {
+            log_info(NULL, "terminating: the milter stopped (libmilter "
+                           "takes SIGTERM, SIGHUP and SIGINT)");
+            stop = 1;
         }
         for (i = 0; i < nlisten && !stop; i++)
             if (pfd[i].revents & POLLIN)
@@ -392,11 +425,14 @@ main(int argc, char **argv)
         if (n == 0) {
             smtpd_server_free(srv);
             smtpd_runtime_release(current);
-            mime_shutdown();
+            if (md == NULL)
+                mime_shutdown();
         }
     }
     pthread_attr_destroy(&attr);
     close(sfd);
+    if (md != NULL && milterd_wait(md) != 0)
+        log_warning(NULL, "the milter ended with an error");
     log_close();
     return 0;
 }

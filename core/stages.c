@@ -11,10 +11,17 @@
 #include "../filters/filters.h"
 #include "stages.h"
 
+#ifdef RC_TEST_STAGES
+extern const struct stage_type flt_testedit_type;
+#endif
+
 static const struct stage_type *const stages_registry[] = {
     &flt_rewrite_type,
     &flt_dkim_type,
     &flt_disclaimer_type,
+#ifdef RC_TEST_STAGES
+    &flt_testedit_type, /* tests/milter/testedit.c: test programs only */
+#endif
 };
 
 const struct stage_type *

@@ -82,12 +82,12 @@
 #include "match.h"
 #include "mime.h"
 
-#define FLT_DISCLAIMER_FILE_MAX (64 * 1024)   /* octets of one template */
-#define FLT_DISCLAIMER_MAP_MAX (1024 * 1024)  /* octets of the map file */
-#define FLT_DISCLAIMER_RULES_MAX 10000        /* lines of the map */
-#define FLT_DISCLAIMER_LINE_MAX 998           /* octets of any line */
-#define FLT_DISCLAIMER_VALUE_MAX 256          /* octets of one variable */
-#define FLT_DISCLAIMER_DEPTH_MAX 64           /* walk guard */
+#define FLT_DISCLAIMER_FILE_MAX (64 * 1024)  /* octets of one template */
+#define FLT_DISCLAIMER_MAP_MAX (1024 * 1024) /* octets of the map file */
+#define FLT_DISCLAIMER_RULES_MAX 10000       /* lines of the map */
+#define FLT_DISCLAIMER_LINE_MAX 998          /* octets of any line */
+#define FLT_DISCLAIMER_VALUE_MAX 256         /* octets of one variable */
+#define FLT_DISCLAIMER_DEPTH_MAX 64          /* walk guard */
 #define FLT_DISCLAIMER_SPLICES 8
 #define FLT_DISCLAIMER_CHARSET_MAX 64
 
@@ -97,9 +97,9 @@
  * its variables and normalized as a part's text is for the once check;
  * the pieces are NUL-separated. */
 struct flt_disclaimer_tpl {
-    char *name;     /* "legal-en" from legal-en.txt, for the log */
-    char *text;     /* UTF-8, LF line ends, one final LF */
-    char *html;     /* UTF-8, or NULL: made from text */
+    char *name; /* "legal-en" from legal-en.txt, for the log */
+    char *text; /* UTF-8, LF line ends, one final LF */
+    char *html; /* UTF-8, or NULL: made from text */
     char *text_path;
     char *html_path;
     struct buf needles_text;
@@ -124,13 +124,11 @@ struct flt_disclaimer {
 
 static const char *const flt_disclaimer_positions[] = {"append", "prepend",
                                                        NULL};
-static const char *const flt_disclaimer_no_text[] = {"add_part", "skip",
-                                                     NULL};
+static const char *const flt_disclaimer_no_text[] = {"add_part", "skip", NULL};
 
 static const struct cfg_option flt_disclaimer_options[] = {
     {"text_file", CFG_PATH, NULL,
-     "footer text (UTF-8) for mail no template_map line picks", NULL, 0, 0,
-     0},
+     "footer text (UTF-8) for mail no template_map line picks", NULL, 0, 0, 0},
     {"html_file", CFG_PATH, NULL,
      "HTML form of text_file (default: made from the text)", NULL, 0, 0, 0},
     {"template_map", CFG_PATH, NULL,
@@ -267,8 +265,8 @@ flt_disclaimer_read(const char *path, struct buf *out, struct err *e)
     while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
         if (buf_append(out, chunk, n, e) < 0) {
             fclose(fp);
-            return err_set(e, ERR_CONFIG, "%s: larger than %zu octets",
-                           path, out->limit);
+            return err_set(e, ERR_CONFIG, "%s: larger than %zu octets", path,
+                           out->limit);
         }
     if (ferror(fp)) {
         fclose(fp);
@@ -360,8 +358,8 @@ struct flt_disclaimer_html {
 };
 
 static const char *const flt_disclaimer_raw_elements[] = {
-    "script", "style", "textarea", "title", "xmp", "iframe",
-    "noembed", "noframes", "noscript", "plaintext",
+    "script", "style",   "textarea", "title",    "xmp",
+    "iframe", "noembed", "noframes", "noscript", "plaintext",
 };
 
 static int
@@ -379,7 +377,7 @@ flt_disclaimer_entity(const char *s, size_t n, struct buf *out, struct err *e,
     static const struct {
         const char *name;
         const char *text;
-    } named[] = {{"amp;", "&"},  {"lt;", "<"},   {"gt;", ">"},
+    } named[] = {{"amp;", "&"},   {"lt;", "<"},   {"gt;", ">"},
                  {"quot;", "\""}, {"apos;", "'"}, {"nbsp;", " "}};
     char utf8[8];
     gunichar c = 0;
@@ -424,8 +422,9 @@ flt_disclaimer_entity(const char *s, size_t n, struct buf *out, struct err *e,
  * multi-octet character scans right. Returns 0, or -1 on a text limit.
  */
 static int
-flt_disclaimer_html_scan(const char *d, size_t n, struct flt_disclaimer_html *h,
-                         struct buf *text, struct err *e)
+flt_disclaimer_html_scan(const char *d, size_t n,
+                         struct flt_disclaimer_html *h, struct buf *text,
+                         struct err *e)
 {
     size_t i = 0, j, k, name_start, name_len, run = 0;
     const char *raw = NULL; /* the raw-text element we are in */
@@ -654,8 +653,8 @@ flt_disclaimer_norm_html(const char *s, size_t n, struct buf *out,
     buf_init(&text, out->limit);
     rc = flt_disclaimer_html_scan(s, n, &h, &text, e);
     if (rc == 0)
-        rc = flt_disclaimer_norm_put(&nm, text.data ? text.data : "",
-                                     text.len, e);
+        rc = flt_disclaimer_norm_put(&nm, text.data ? text.data : "", text.len,
+                                     e);
     buf_fini(&text);
     return rc;
 }
@@ -729,8 +728,8 @@ flt_disclaimer_tpl_check(const char *path, struct buf *b, struct err *e)
     for (; i < b->len; i++) {
         if (d[i] == '\r' && i + 1 < b->len && d[i + 1] == '\n')
             continue;
-        if (d[i] == '\r' || (d[i] != '\n' && (unsigned char)d[i] < 0x20 &&
-                             d[i] != '\t'))
+        if (d[i] == '\r' ||
+            (d[i] != '\n' && (unsigned char)d[i] < 0x20 && d[i] != '\t'))
             return err_set(e, ERR_CONFIG,
                            "%s:%zu: control character 0x%02x in template",
                            path, line, (unsigned char)d[i]);
@@ -743,9 +742,8 @@ flt_disclaimer_tpl_check(const char *path, struct buf *b, struct err *e)
             line++;
             col = 0;
         } else if (++col > FLT_DISCLAIMER_LINE_MAX) {
-            return err_set(e, ERR_CONFIG,
-                           "%s:%zu: line longer than %d octets", path, line,
-                           FLT_DISCLAIMER_LINE_MAX);
+            return err_set(e, ERR_CONFIG, "%s:%zu: line longer than %d octets",
+                           path, line, FLT_DISCLAIMER_LINE_MAX);
         }
         d[o++] = d[i];
     }
@@ -762,8 +760,7 @@ flt_disclaimer_tpl_check(const char *path, struct buf *b, struct err *e)
 /* flt_disclaimer_needles - the fixed text of template t (HTML when html)
  * into out: split at its variables, each piece normalized. */
 static int
-flt_disclaimer_needles(const char *t, int html, struct buf *out,
-                       struct err *e)
+flt_disclaimer_needles(const char *t, int html, struct buf *out, struct err *e)
 {
     struct buf marked, text, piece;
     size_t i, vlen, start;
@@ -798,8 +795,8 @@ flt_disclaimer_needles(const char *t, int html, struct buf *out,
         if (i > start) {
             struct flt_disclaimer_norm nm = {&piece, 0};
 
-            if (flt_disclaimer_norm_put(&nm, text.data + start, i - start,
-                                        e) < 0)
+            if (flt_disclaimer_norm_put(&nm, text.data + start, i - start, e) <
+                0)
                 goto done;
         }
         if (piece.len > 0 && (buf_append(out, piece.data, piece.len, e) < 0 ||
@@ -1012,8 +1009,8 @@ flt_disclaimer_map_load(struct flt_disclaimer *fd, const char *path,
         if (fd->nrules >= FLT_DISCLAIMER_RULES_MAX ||
             flt_disclaimer_map_line(fd, path, line, p, e) < 0) {
             if (fd->nrules >= FLT_DISCLAIMER_RULES_MAX)
-                err_set(e, ERR_CONFIG, "%s:%u: more than %d rules", path,
-                        line, FLT_DISCLAIMER_RULES_MAX);
+                err_set(e, ERR_CONFIG, "%s:%u: more than %d rules", path, line,
+                        FLT_DISCLAIMER_RULES_MAX);
             buf_fini(&b);
             return -1;
         }
@@ -1047,7 +1044,8 @@ flt_disclaimer_free(struct stage *st)
 static int
 flt_disclaimer_init(struct stage *st, const struct cfg *c, struct err *e)
 {
-    const char *text = cfg_str(c, "text_file"), *html = cfg_str(c, "html_file");
+    const char *text = cfg_str(c, "text_file"),
+               *html = cfg_str(c, "html_file");
     const char *map = cfg_str(c, "template_map");
     struct flt_disclaimer *fd;
 
@@ -1101,9 +1099,9 @@ struct flt_disclaimer_part {
     GMimeObject *obj; /* borrowed from the shared parse; NULL: none */
     const char *kind; /* "text/plain" or "text/html" */
     int html;
-    int top;               /* the message's own part: message headers */
-    size_t hstart, hend;   /* its header fields in the body (!top) */
-    size_t cstart, cend;   /* its content in the body */
+    int top;             /* the message's own part: message headers */
+    size_t hstart, hend; /* its header fields in the body (!top) */
+    size_t cstart, cend; /* its content in the body */
     GMimeContentEncoding cte;
     char charset[FLT_DISCLAIMER_CHARSET_MAX]; /* "" when none */
     int flowed, delsp;
@@ -1113,12 +1111,12 @@ struct flt_disclaimer_part {
     struct buf dec;       /* decoded content (base64, QP) */
     const char *d;        /* decoded view: dec or the body */
     size_t dlen;
-    struct buf out;       /* the new encoded content */
-    struct buf hdr;       /* new header block; top: new Content-Type value */
-    int to_utf8;          /* its charset becomes UTF-8 */
-    int to_qp;            /* its encoding becomes quoted-printable */
+    struct buf out; /* the new encoded content */
+    struct buf hdr; /* new header block; top: new Content-Type value */
+    int to_utf8;    /* its charset becomes UTF-8 */
+    int to_qp;      /* its encoding becomes quoted-printable */
     int edited;
-    const char *skip;     /* why it is left alone */
+    const char *skip; /* why it is left alone */
 };
 
 struct flt_disclaimer_ctx {
@@ -1129,12 +1127,12 @@ struct flt_disclaimer_ctx {
     GMimeMessage *message;
     const char *body;
     size_t blen;
-    size_t base;        /* stream offset of the body; SIZE_MAX: unknown */
+    size_t base;         /* stream offset of the body; SIZE_MAX: unknown */
     GMimeStream *stream; /* the stream GMime parsed */
-    const char *eol;    /* the message's line end */
-    size_t limit;       /* octets of a buffer */
-    char skip[80];      /* the whole message is skipped: why */
-    int broken;         /* an offset did not agree: internal error */
+    const char *eol;     /* the message's line end */
+    size_t limit;        /* octets of a buffer */
+    char skip[80];       /* the whole message is skipped: why */
+    int broken;          /* an offset did not agree: internal error */
     struct flt_disclaimer_part plain, html;
     struct buf text_footer; /* expanded, UTF-8, LF */
     struct buf html_footer;
@@ -1166,8 +1164,8 @@ flt_disclaimer_walk(struct flt_disclaimer_ctx *cx, GMimeObject *obj, int body,
                     unsigned depth, int top)
 {
     static const char *const forbidden[][2] = {
-        {"multipart", "signed"},       {"multipart", "encrypted"},
-        {"multipart", "report"},       {"application", "pkcs7-mime"},
+        {"multipart", "signed"},         {"multipart", "encrypted"},
+        {"multipart", "report"},         {"application", "pkcs7-mime"},
         {"application", "x-pkcs7-mime"},
     };
     GMimeContentDisposition *cd;
@@ -1244,7 +1242,8 @@ flt_disclaimer_window(struct flt_disclaimer_ctx *cx, GMimeStream *s,
         !GMIME_IS_STREAM_MEM(s->super_stream))
         return -1;
     if (cx->stream == NULL) {
-        a = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(s->super_stream));
+        a = g_mime_stream_mem_get_byte_array(
+            GMIME_STREAM_MEM(s->super_stream));
         if (a == NULL || a->len < cx->blen ||
             memcmp(a->data + a->len - cx->blen, cx->body, cx->blen) != 0)
             return -1;
@@ -1256,8 +1255,7 @@ flt_disclaimer_window(struct flt_disclaimer_ctx *cx, GMimeStream *s,
     bend = s->bound_end < 0 ? (gint64)(cx->base + cx->blen) : s->bound_end;
     if (s->bound_start < (gint64)cx->base)
         return -2;
-    if (bend < s->bound_start ||
-        bend > (gint64)(cx->base + cx->blen))
+    if (bend < s->bound_start || bend > (gint64)(cx->base + cx->blen))
         return -1;
     *start = (size_t)s->bound_start - cx->base;
     *end = (size_t)bend - cx->base;
@@ -1311,8 +1309,8 @@ flt_disclaimer_header_agrees(const struct flt_disclaimer_ctx *cx,
     int i, n = hl != NULL ? g_mime_header_list_get_count(hl) : 0;
 
     for (i = 0; i < n; i++)
-        if (g_mime_header_get_offset(g_mime_header_list_get_header_at(
-                hl, i)) >= (gint64)cx->base)
+        if (g_mime_header_get_offset(
+                g_mime_header_list_get_header_at(hl, i)) >= (gint64)cx->base)
             return 0;
     return 1;
 }
@@ -1359,17 +1357,16 @@ flt_disclaimer_locate(struct flt_disclaimer_ctx *cx,
     } else if (s == NULL) {
         p->skip = "no content";
         return;
-    } else if ((r = flt_disclaimer_window(cx, s, &p->cstart, &p->cend)) <
-               0) {
+    } else if ((r = flt_disclaimer_window(cx, s, &p->cstart, &p->cend)) < 0) {
         if (r == -2)
             flt_disclaimer_set_skip(cx, "header end read two ways");
         else
             cx->broken = 1;
         return;
     }
-    if (p->top && (msg_header_name_count(cx->m, "Content-Type") > 1 ||
-                   msg_header_name_count(cx->m, "Content-Transfer-Encoding") >
-                       1)) {
+    if (p->top &&
+        (msg_header_name_count(cx->m, "Content-Type") > 1 ||
+         msg_header_name_count(cx->m, "Content-Transfer-Encoding") > 1)) {
         p->skip = "Content-Type or Content-Transfer-Encoding given twice";
         return;
     }
@@ -1483,8 +1480,7 @@ flt_disclaimer_decode(struct flt_disclaimer_ctx *cx,
 static enum flt_disclaimer_cs
 flt_disclaimer_cs_class(const struct flt_disclaimer_part *p)
 {
-    static const char *const stateful[] = {"iso-2022", "utf-7", "utf7",
-                                           "hz"};
+    static const char *const stateful[] = {"iso-2022", "utf-7", "utf7", "hz"};
     static const char probe[] = "\t\r\n !\"#&'-./09:;<=>?@AZaz{}~";
     const char *canon;
     struct buf out;
@@ -1509,8 +1505,8 @@ flt_disclaimer_cs_class(const struct flt_disclaimer_part *p)
             return FLT_DISCLAIMER_CS_STATEFUL;
     /* ASCII-compatible when ASCII goes through unchanged. */
     buf_init(&out, 256);
-    rc = flt_disclaimer_iconv("UTF-8", p->charset, probe, sizeof(probe) - 1,
-                              1, &out, &e);
+    rc = flt_disclaimer_iconv("UTF-8", p->charset, probe, sizeof(probe) - 1, 1,
+                              &out, &e);
     if (rc == 0 && (out.len != sizeof(probe) - 1 ||
                     memcmp(out.data, probe, out.len) != 0))
         rc = 2;
@@ -1587,8 +1583,7 @@ flt_disclaimer_expand(const char *t, const char *const vals[], int html,
     int v;
 
     for (i = 0; t[i] != '\0'; i++) {
-        if (t[i] != '%' ||
-            (v = flt_disclaimer_var_at(t + i, &vlen)) < 0 ||
+        if (t[i] != '%' || (v = flt_disclaimer_var_at(t + i, &vlen)) < 0 ||
             v == FLT_DISCLAIMER_VAR_NONE)
             continue;
         if (buf_append(out, t + run, i - run, e) < 0 ||
@@ -1674,9 +1669,8 @@ flt_disclaimer_footers(struct flt_disclaimer_ctx *cx, struct err *e)
     if (cx->tpl->html != NULL)
         return flt_disclaimer_expand(cx->tpl->html, vals, 1, &cx->html_footer,
                                      e);
-    return flt_disclaimer_html_from_text(buf_str(&cx->text_footer),
-                                         cx->text_footer.len,
-                                         &cx->html_footer, e);
+    return flt_disclaimer_html_from_text(
+        buf_str(&cx->text_footer), cx->text_footer.len, &cx->html_footer, e);
 }
 
 /*
@@ -1736,7 +1730,8 @@ flt_disclaimer_insert(const struct flt_disclaimer_part *p, int prepend,
     size_t ls, ll;
 
     if (off != SIZE_MAX)
-        return buf_append(out, d, off, e) < 0 || buf_append(out, f, fl, e) < 0 ||
+        return buf_append(out, d, off, e) < 0 ||
+                       buf_append(out, f, fl, e) < 0 ||
                        buf_puts(out, eol, e) < 0 ||
                        buf_append(out, d + off, n - off, e) < 0
                    ? -1
@@ -1760,7 +1755,8 @@ flt_disclaimer_insert(const struct flt_disclaimer_part *p, int prepend,
             buf_puts(out, eol, e) < 0)
             return -1;
     }
-    if (buf_append(out, f, fl, e) < 0 || (ends && n > 0 && buf_puts(out, eol, e) < 0))
+    if (buf_append(out, f, fl, e) < 0 ||
+        (ends && n > 0 && buf_puts(out, eol, e) < 0))
         return -1;
     if (n == 0 && buf_puts(out, eol, e) < 0)
         return -1;
@@ -1815,18 +1811,6 @@ flt_disclaimer_build(struct flt_disclaimer_ctx *cx,
     buf_init(&fc, cx->limit);
     buf_init(&d8, cx->limit);
     buf_init(&n8, cx->limit);
-    /* The footer in UTF-8 with the part's line ends. */
-    if (p->html) {
-        const char *hf = buf_str(&cx->html_footer);
-        size_t hl = cx->html_footer.len;
-
-        while (hl > 0 && hf[hl - 1] == '\n')
-            hl--;
-        if (flt_disclaimer_put_lines(&f8, hf, hl, p->text_eol, e) < 0)
-            goto done;
-    } else if (flt_disclaimer_text_footer(cx, p, &f8, e) < 0) {
-        goto done;
-    }
     /* Stateful and wide charsets are edited in UTF-8. */
     if (cs == FLT_DISCLAIMER_CS_STATEFUL || cs == FLT_DISCLAIMER_CS_WIDE) {
         if ((r = flt_disclaimer_iconv("UTF-8", p->charset, d, dn, 1, &d8,
@@ -1839,6 +1823,20 @@ flt_disclaimer_build(struct flt_disclaimer_ctx *cx,
         }
         d = d8.data != NULL ? d8.data : "";
         dn = d8.len;
+        if (cs == FLT_DISCLAIMER_CS_WIDE)
+            p->text_eol = flt_disclaimer_eol_of(d, dn, p->raw_eol);
+    }
+    /* The footer in UTF-8 with the part's line ends. */
+    if (p->html) {
+        const char *hf = buf_str(&cx->html_footer);
+        size_t hl = cx->html_footer.len;
+
+        while (hl > 0 && hf[hl - 1] == '\n')
+            hl--;
+        if (flt_disclaimer_put_lines(&f8, hf, hl, p->text_eol, e) < 0)
+            goto done;
+    } else if (flt_disclaimer_text_footer(cx, p, &f8, e) < 0) {
+        goto done;
     }
     if (p->html && (r = flt_disclaimer_place(cx, d, dn, &off, e)) != 0) {
         if (r < 0)
@@ -1870,8 +1868,8 @@ flt_disclaimer_build(struct flt_disclaimer_ctx *cx,
         }
         break;
     case FLT_DISCLAIMER_CS_COMPAT:
-        if ((r = flt_disclaimer_iconv(p->charset, "UTF-8", f, fl, 1, &fc,
-                                      e)) < 0)
+        if ((r = flt_disclaimer_iconv(p->charset, "UTF-8", f, fl, 1, &fc, e)) <
+            0)
             goto done;
         if (r == 0) {
             f = buf_str(&fc);
@@ -1925,8 +1923,8 @@ flt_disclaimer_build(struct flt_disclaimer_ctx *cx,
                 goto done;
             p->to_utf8 = 1;
         }
-    } else if (flt_disclaimer_insert(p, cx->fd->prepend, d, dn, f, fl, off,
-                                     nb, e) < 0) {
+    } else if (flt_disclaimer_insert(p, cx->fd->prepend, d, dn, f, fl, off, nb,
+                                     e) < 0) {
         goto done;
     }
     rc = 0;
@@ -1984,9 +1982,11 @@ flt_disclaimer_set_charset(const char *v, size_t n, size_t col,
                               !flt_disclaimer_is_space(v[nend]);
                  nend++)
                 ;
-            if ((nend - name == 7 || (nend - name > 7 && v[name + 7] == '*')) &&
+            if ((nend - name == 7 ||
+                 (nend - name > 7 && v[name + 7] == '*')) &&
                 g_ascii_strncasecmp(v + name, "charset", 7) == 0) {
-                for (vend = i; vend > nend && flt_disclaimer_is_space(v[vend - 1]);
+                for (vend = i;
+                     vend > nend && flt_disclaimer_is_space(v[vend - 1]);
                      vend--)
                     ;
                 return buf_append(out, v, name, e) < 0 ||
@@ -2075,7 +2075,8 @@ static int
 flt_disclaimer_charset_value(const char *v, size_t n, size_t col,
                              const char *eol, struct buf *out, struct err *e)
 {
-    char cs_old[FLT_DISCLAIMER_CHARSET_MAX], cs_new[FLT_DISCLAIMER_CHARSET_MAX];
+    char cs_old[FLT_DISCLAIMER_CHARSET_MAX],
+        cs_new[FLT_DISCLAIMER_CHARSET_MAX];
     size_t mark = out->len;
     int n_old, n_new, r;
 
@@ -2142,8 +2143,8 @@ flt_disclaimer_part_headers(struct flt_disclaimer_ctx *cx,
                 (r = flt_disclaimer_charset_value(
                      colon + 1, (size_t)(vend - colon - 1),
                      (size_t)(colon + 1 - s), cx->eol, &p->hdr, e)) < 0 ||
-                (r == 0 && buf_append(&p->hdr, vend, (size_t)(q - vend), e) <
-                               0)) {
+                (r == 0 &&
+                 buf_append(&p->hdr, vend, (size_t)(q - vend), e) < 0)) {
                 buf_fini(&raw);
                 return -1;
             }
@@ -2189,7 +2190,10 @@ flt_disclaimer_encode(struct flt_disclaimer_ctx *cx,
 {
     const char *n = nb->data != NULL ? nb->data : "";
     GMimeContentEncoding enc = p->cte;
-    int ended = p->cend > p->cstart && cx->body[p->cend - 1] == '\n';
+    /* Whatever follows the content (a delimiter) starts a line when the
+     * octet before it is a line end, even one of the empty line that ends
+     * the header when the content is empty. */
+    int ended = p->cend > 0 && cx->body[p->cend - 1] == '\n';
 
     switch (enc) {
     case GMIME_CONTENT_ENCODING_BASE64:
@@ -2386,13 +2390,14 @@ flt_disclaimer_footer_part(struct flt_disclaimer_ctx *cx, const char *boundary,
                     "--%s%sContent-Type: text/plain; charset=utf-8%s"
                     "Content-Transfer-Encoding: %s%s"
                     "Content-Disposition: inline%s%s",
-                    boundary, cx->eol, cx->eol, qp ? "quoted-printable" : "7bit",
-                    cx->eol, cx->eol, cx->eol);
+                    boundary, cx->eol, cx->eol,
+                    qp ? "quoted-printable" : "7bit", cx->eol, cx->eol,
+                    cx->eol);
     if (rc == 0)
-        rc = qp ? flt_disclaimer_code(GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE,
-                                      1, buf_str(&text), text.len, cx->eol,
-                                      out, e)
-                : buf_append(out, buf_str(&text), text.len, e);
+        rc =
+            qp ? flt_disclaimer_code(GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE, 1,
+                                     buf_str(&text), text.len, cx->eol, out, e)
+               : buf_append(out, buf_str(&text), text.len, e);
     if (rc == 0 && (out->len < 1 || out->data[out->len - 1] != '\n'))
         rc = buf_puts(out, cx->eol, e);
     buf_fini(&text);
@@ -2416,8 +2421,8 @@ flt_disclaimer_delim(const struct flt_disclaimer_ctx *cx, size_t from,
                 goto next;
             if (close)
                 i += 2;
-            while (i < cx->blen && (flt_disclaimer_is_wsp(cx->body[i]) ||
-                                    cx->body[i] == '\r'))
+            while (i < cx->blen &&
+                   (flt_disclaimer_is_wsp(cx->body[i]) || cx->body[i] == '\r'))
                 i++;
             if (i == cx->blen || cx->body[i] == '\n')
                 return (size_t)(p - cx->body);
@@ -2439,9 +2444,9 @@ struct flt_disclaimer_splice {
  * its first delimiter (prepend). Returns 0, 1 when the delimiter is not
  * where it should be (cx->skip). */
 static int
-flt_disclaimer_add_to_mixed(struct flt_disclaimer_ctx *cx,
-                            GMimeMultipart *mp, struct buf *part,
-                            struct flt_disclaimer_splice *sp, struct err *e)
+flt_disclaimer_add_to_mixed(struct flt_disclaimer_ctx *cx, GMimeMultipart *mp,
+                            struct buf *part, struct flt_disclaimer_splice *sp,
+                            struct err *e)
 {
     const char *b = g_mime_multipart_get_boundary(mp);
     int n = g_mime_multipart_get_count(mp);
@@ -2499,7 +2504,8 @@ flt_disclaimer_wrap(struct flt_disclaimer_ctx *cx, char *boundary, size_t bn,
 {
     struct buf inner, part;
     const char *name, *value;
-    size_t i, vlen;
+    struct mime *mm;
+    size_t i, vlen, first;
     gchar *sum;
     int rc = -1;
 
@@ -2527,8 +2533,25 @@ flt_disclaimer_wrap(struct flt_disclaimer_ctx *cx, char *boundary, size_t bn,
     }
     if (buf_puts(&inner, cx->eol, e) < 0 ||
         buf_append(&inner, cx->body, cx->blen, e) < 0 ||
-        buf_puts(&inner, cx->eol, e) < 0 ||
-        flt_disclaimer_footer_part(cx, boundary, &part, e) < 0)
+        buf_puts(&inner, cx->eol, e) < 0)
+        goto done;
+    /* Fields that were read one way at the top may be read another in a
+     * part (GMime judges repeated fields there): the part must parse
+     * cleanly on its own, or the message is left alone. */
+    first = strlen(boundary) + 2 + strlen(cx->eol);
+    if ((mm = mime_parse(inner.data + first, inner.len - first,
+                         msg_limits(cx->m), e)) == NULL ||
+        mime_flags(mm) != 0) {
+        mime_free(mm);
+        if (e->code == ERR_NOMEM)
+            goto done;
+        flt_disclaimer_set_skip(cx, "no text body, and its header cannot "
+                                    "become a part's");
+        rc = 1;
+        goto done;
+    }
+    mime_free(mm);
+    if (flt_disclaimer_footer_part(cx, boundary, &part, e) < 0)
         goto done;
     if (cx->fd->prepend)
         rc = buf_append(out, part.data, part.len, e) < 0 ||
@@ -2641,9 +2664,14 @@ flt_disclaimer_splice_body(const struct flt_disclaimer_ctx *cx,
                            struct flt_disclaimer_splice *sp, size_t n,
                            struct buf *out, struct err *e)
 {
-    size_t i, at = 0;
+    size_t i, at = 0, total = cx->blen;
 
     qsort(sp, n, sizeof(*sp), flt_disclaimer_splice_cmp);
+    for (i = 0; i < n; i++)
+        total += sp[i].dlen;
+    /* One allocation for the new body, not a series of doublings. */
+    if (buf_reserve(out, total, e) < 0)
+        return -1;
     for (i = 0; i < n; i++) {
         if (sp[i].off < at || sp[i].off + sp[i].len > cx->blen)
             return err_set(e, ERR_INTERNAL,
@@ -2695,9 +2723,9 @@ flt_disclaimer_note(const struct flt_disclaimer_ctx *cx, int added_part,
     for (i = 0; i < 2; i++) {
         if (!ps[i]->edited || used >= n)
             continue;
-        used += (size_t)snprintf(note + used, n - used, "%s%s%s",
-                                 any ? ", " : "", ps[i]->kind,
-                                 ps[i]->to_utf8 ? " as utf-8" : "");
+        used +=
+            (size_t)snprintf(note + used, n - used, "%s%s%s", any ? ", " : "",
+                             ps[i]->kind, ps[i]->to_utf8 ? " as utf-8" : "");
         any = 1;
     }
     if (used < n)
@@ -2706,8 +2734,9 @@ flt_disclaimer_note(const struct flt_disclaimer_ctx *cx, int added_part,
     for (i = 0; i < 2; i++)
         if (ps[i]->obj != NULL && !ps[i]->edited && ps[i]->skip != NULL &&
             used < n)
-            used += (size_t)snprintf(note + used, n - used, "; %s not edited (%s)",
-                                     ps[i]->kind, ps[i]->skip);
+            used +=
+                (size_t)snprintf(note + used, n - used, "; %s not edited (%s)",
+                                 ps[i]->kind, ps[i]->skip);
 }
 
 /* flt_disclaimer_pick - the template for this message, or NULL. */
@@ -2835,12 +2864,23 @@ flt_disclaimer_apply(struct flt_disclaimer_ctx *cx, struct verdict *v,
      * is the one that drops the shared parse the parts point into. */
     if (wrap && flt_disclaimer_wrap_headers(cx, boundary, e) < 0)
         goto done;
-    for (i = 0; i < 2; i++)
-        if (ps[i]->edited && ps[i]->top &&
-            flt_disclaimer_top_headers(cx, ps[i], e) < 0)
-            goto done;
-    if (msg_body_replace(cx->m, cx->st->name, body.data != NULL ? body.data : "",
-                         body.len, e) < 0)
+    for (i = 0; i < 2; i++) {
+        const struct msg_edit *ed;
+        size_t before = msg_journal(cx->m, &ed);
+
+        if (!ps[i]->edited || !ps[i]->top ||
+            flt_disclaimer_top_headers(cx, ps[i], e) == 0)
+            continue;
+        /* msg refused the first field (a bare CR, a line over the
+         * limit, kept from the original value) and changed nothing. */
+        if ((e->code == ERR_INPUT || e->code == ERR_LIMIT) &&
+            msg_journal(cx->m, &ed) == before)
+            rc = verdict_set(v, VERDICT_CONTINUE, NULL, "skipped (%s: %s)",
+                             ps[i]->kind, e->text);
+        goto done;
+    }
+    if (msg_body_replace(cx->m, cx->st->name,
+                         body.data != NULL ? body.data : "", body.len, e) < 0)
         goto done;
     rc = verdict_set(v, VERDICT_CONTINUE, NULL, "%s", note);
     goto done;
@@ -2880,10 +2920,9 @@ flt_disclaimer_run(const struct stage *st, struct msg *m, struct verdict *v,
         return -1;
     }
     if (mime_flags(mm) != 0)
-        return verdict_set(v, VERDICT_CONTINUE, NULL,
-                           "skipped (ambiguous MIME: %s)",
-                           mime_flags_describe(mime_flags(mm), what,
-                                               sizeof(what)));
+        return verdict_set(
+            v, VERDICT_CONTINUE, NULL, "skipped (ambiguous MIME: %s)",
+            mime_flags_describe(mime_flags(mm), what, sizeof(what)));
     cx.message = mime_message(mm);
     cx.body = msg_body(m, &cx.blen);
     cx.eol = msg_eol(m);

@@ -108,9 +108,9 @@
 /* One private key, loaded and checked. */
 struct flt_dkim_key {
     char *path;
-    int alg;      /* DKIM_SIGN_RSASHA256 or DKIM_SIGN_ED25519SHA256 */
+    int alg; /* DKIM_SIGN_RSASHA256 or DKIM_SIGN_ED25519SHA256 */
     int bits;
-    char *pem;    /* PKCS#8 PEM for libopendkim; cleansed on free */
+    char *pem; /* PKCS#8 PEM for libopendkim; cleansed on free */
     size_t pem_len;
     char *record; /* "v=DKIM1; k=rsa; p=..." */
     EVP_PKEY *pkey;
@@ -121,7 +121,7 @@ struct flt_dkim_kt {
     char *name;
     char *domain; /* "%" is the signing address's domain */
     char *selector;
-    char *path;   /* as written, relative to the key table */
+    char *path; /* as written, relative to the key table */
     unsigned line;
     struct flt_dkim_key *key;
 };
@@ -132,7 +132,7 @@ struct flt_dkim_st {
     char *name;    /* key table name, or "%" */
     char *signer;  /* i= template, or NULL */
     unsigned line;
-    size_t kt;     /* index in keys, or SIZE_MAX when name is "%" */
+    size_t kt; /* index in keys, or SIZE_MAX when name is "%" */
 };
 
 struct flt_dkim_tables {
@@ -140,18 +140,14 @@ struct flt_dkim_tables {
     char *st_path;
     int refile;
     struct flt_dkim_kt *keys; /* file order */
-    size_t nkeys;
+    size_t nkeys, keys_cap;
     size_t *keys_by_name;     /* indexes, by name without regard to case */
     struct flt_dkim_st *sigs; /* file order */
-    size_t nsigs;
-    size_t *sigs_by_pattern;  /* flat files: by pattern, then line */
+    size_t nsigs, sigs_cap;
+    size_t *sigs_by_pattern; /* flat files: by pattern, then line */
 };
 
-enum flt_dkim_source {
-    FLT_DKIM_FROM,
-    FLT_DKIM_SENDER,
-    FLT_DKIM_ENVELOPE
-};
+enum flt_dkim_source { FLT_DKIM_FROM, FLT_DKIM_SENDER, FLT_DKIM_ENVELOPE };
 
 struct flt_dkim {
     struct flt_dkim_tables *tables; /* NULL in the short form */
@@ -163,7 +159,7 @@ struct flt_dkim {
     int encode;
     DKIM_LIB *sign_lib;
     DKIM_LIB *verify_lib;
-    const char **sign_hdrs;         /* NULL-terminated, borrowed names */
+    const char **sign_hdrs; /* NULL-terminated, borrowed names */
     const char **oversign_hdrs;
 };
 
@@ -184,8 +180,8 @@ static const char *const flt_dkim_8bit_choices[] = {"encode", "keep", NULL};
 
 static const struct cfg_option flt_dkim_options[] = {
     {"key_table", CFG_PATH, NULL,
-     "OpenDKIM KeyTable: lines \"name domain:selector:/path/to/key\"", NULL,
-     0, 0, 0},
+     "OpenDKIM KeyTable: lines \"name domain:selector:/path/to/key\"", NULL, 0,
+     0, 0},
     {"signing_table", CFG_STRING, NULL,
      "OpenDKIM SigningTable (\"refile:FILE\" for wildcard patterns): lines "
      "\"pattern name [signer]\"",
@@ -193,8 +189,8 @@ static const struct cfg_option flt_dkim_options[] = {
     {"domain", CFG_STRING, NULL,
      "short form: the one domain to sign for (with selector and key_file)",
      NULL, 0, 0, 0},
-    {"selector", CFG_STRING, NULL, "short form: the selector (s=)", NULL, 0,
-     0, 0},
+    {"selector", CFG_STRING, NULL, "short form: the selector (s=)", NULL, 0, 0,
+     0},
     {"key_file", CFG_PATH, NULL,
      "short form: the private key, PEM (PKCS#1 or PKCS#8), RSA or Ed25519",
      NULL, 0, 0, 0},
@@ -522,9 +518,10 @@ flt_dkim_key_parse(struct flt_dkim_key *k, const char *text, size_t len,
     } else {
         return err_set(e, ERR_CONFIG,
                        "%s: key type %s cannot sign DKIM; use RSA or Ed25519",
-                       k->path, EVP_PKEY_get0_type_name(k->pkey) != NULL
-                                    ? EVP_PKEY_get0_type_name(k->pkey)
-                                    : OBJ_nid2sn(id));
+                       k->path,
+                       EVP_PKEY_get0_type_name(k->pkey) != NULL
+                           ? EVP_PKEY_get0_type_name(k->pkey)
+                           : OBJ_nid2sn(id));
     }
     return 0;
 }
@@ -718,9 +715,8 @@ flt_dkim_next(struct flt_dkim_reader *r, struct err *e)
         if (len > 0 && r->p[len - 1] == '\r')
             len--;
         if (len > FLT_DKIM_LINE_MAX)
-            return err_set(e, ERR_CONFIG,
-                           "%s:%u: line longer than %d octets", r->name,
-                           r->line, FLT_DKIM_LINE_MAX);
+            return err_set(e, ERR_CONFIG, "%s:%u: line longer than %d octets",
+                           r->name, r->line, FLT_DKIM_LINE_MAX);
         memcpy(r->buf, r->p, len);
         r->buf[len] = '\0';
         r->p = nl != NULL ? nl + 1 : r->end;
@@ -749,6 +745,23 @@ flt_dkim_next(struct flt_dkim_reader *r, struct err *e)
             return 1;
     }
     return 0;
+}
+
+/* flt_dkim_grow - the array p (n items of size, room for *cap) with room
+ * for one more, doubling: p itself or a moved copy; NULL on ENOMEM, when
+ * p is left as it was. */
+static void *
+flt_dkim_grow(void *p, size_t *cap, size_t n, size_t size)
+{
+    size_t ncap = *cap ? 2 * *cap : 16;
+    void *grown;
+
+    if (n < *cap)
+        return p;
+    if (ncap > SIZE_MAX / size || (grown = realloc(p, ncap * size)) == NULL)
+        return NULL;
+    *cap = ncap;
+    return grown;
 }
 
 static void
@@ -808,8 +821,8 @@ flt_dkim_sortref_cmp(const void *a, const void *b)
 /* flt_dkim_index - indexes of n items sorted by key (case-insensitive),
  * then line, into *out. */
 static int
-flt_dkim_index(size_t n, const char *(*key)(const struct flt_dkim_tables *,
-                                             size_t),
+flt_dkim_index(size_t n,
+               const char *(*key)(const struct flt_dkim_tables *, size_t),
                unsigned (*line)(const struct flt_dkim_tables *, size_t),
                const struct flt_dkim_tables *t, size_t **out, struct err *e)
 {
@@ -885,7 +898,7 @@ flt_dkim_parse_key_table(struct flt_dkim_tables *t, const char *text,
                          size_t len, struct err *e)
 {
     struct flt_dkim_reader r;
-    struct flt_dkim_kt *kt, *grown;
+    struct flt_dkim_kt *kt;
     const char *v, *c1, *c2;
     size_t i;
     int rc;
@@ -908,12 +921,12 @@ flt_dkim_parse_key_table(struct flt_dkim_tables *t, const char *text,
                            "domain:selector:keyfile",
                            r.name, r.line, r.fields[0], v);
         if (t->nkeys >= FLT_DKIM_ENTRIES_MAX)
-            return err_set(e, ERR_CONFIG, "%s:%u: more than %d keys",
-                           r.name, r.line, FLT_DKIM_ENTRIES_MAX);
-        if ((grown = realloc(t->keys, (t->nkeys + 1) * sizeof(*grown))) ==
-            NULL)
+            return err_set(e, ERR_CONFIG, "%s:%u: more than %d keys", r.name,
+                           r.line, FLT_DKIM_ENTRIES_MAX);
+        if ((kt = flt_dkim_grow(t->keys, &t->keys_cap, t->nkeys,
+                                sizeof(*t->keys))) == NULL)
             return err_nomem(e);
-        t->keys = grown;
+        t->keys = kt;
         kt = &t->keys[t->nkeys];
         memset(kt, 0, sizeof(*kt));
         t->nkeys++;
@@ -936,8 +949,8 @@ flt_dkim_parse_key_table(struct flt_dkim_tables *t, const char *text,
                            "%s:%u: key %s: \"%s\" is not a valid selector",
                            r.name, r.line, kt->name, kt->selector);
         if (kt->path[0] == '\0')
-            return err_set(e, ERR_CONFIG, "%s:%u: key %s: no key file",
-                           r.name, r.line, kt->name);
+            return err_set(e, ERR_CONFIG, "%s:%u: key %s: no key file", r.name,
+                           r.line, kt->name);
     }
     if (rc < 0)
         return -1;
@@ -977,7 +990,7 @@ flt_dkim_parse_signing_table(struct flt_dkim_tables *t, const char *text,
                              size_t len, struct err *e)
 {
     struct flt_dkim_reader r;
-    struct flt_dkim_st *st, *grown;
+    struct flt_dkim_st *st;
     size_t i, group;
     int rc;
 
@@ -988,15 +1001,15 @@ flt_dkim_parse_signing_table(struct flt_dkim_tables *t, const char *text,
     while ((rc = flt_dkim_next(&r, e)) == 1) {
         if (r.nfields < 2 || r.nfields > 3)
             return err_set(e, ERR_CONFIG,
-                           "%s:%u: want \"pattern keyname [signer]\"",
-                           r.name, r.line);
+                           "%s:%u: want \"pattern keyname [signer]\"", r.name,
+                           r.line);
         if (t->nsigs >= FLT_DKIM_ENTRIES_MAX)
-            return err_set(e, ERR_CONFIG, "%s:%u: more than %d lines",
-                           r.name, r.line, FLT_DKIM_ENTRIES_MAX);
-        if ((grown = realloc(t->sigs, (t->nsigs + 1) * sizeof(*grown))) ==
-            NULL)
+            return err_set(e, ERR_CONFIG, "%s:%u: more than %d lines", r.name,
+                           r.line, FLT_DKIM_ENTRIES_MAX);
+        if ((st = flt_dkim_grow(t->sigs, &t->sigs_cap, t->nsigs,
+                                sizeof(*t->sigs))) == NULL)
             return err_nomem(e);
-        t->sigs = grown;
+        t->sigs = st;
         st = &t->sigs[t->nsigs];
         memset(st, 0, sizeof(*st));
         t->nsigs++;
@@ -1045,9 +1058,9 @@ flt_dkim_parse_signing_table(struct flt_dkim_tables *t, const char *text,
 }
 
 struct flt_dkim_tables *
-flt_dkim_tables_parse(const char *kt_path, const char *kt_text,
-                      size_t kt_len, const char *st_path, int refile,
-                      const char *st_text, size_t st_len, struct err *e)
+flt_dkim_tables_parse(const char *kt_path, const char *kt_text, size_t kt_len,
+                      const char *st_path, int refile, const char *st_text,
+                      size_t st_len, struct err *e)
 {
     struct flt_dkim_tables *t;
 
@@ -1076,8 +1089,7 @@ flt_dkim_find_pattern(const struct flt_dkim_tables *t, const char *pattern)
 
     while (lo < hi) {
         mid = lo + (hi - lo) / 2;
-        if (strcasecmp(t->sigs[t->sigs_by_pattern[mid]].pattern, pattern) <
-            0)
+        if (strcasecmp(t->sigs[t->sigs_by_pattern[mid]].pattern, pattern) < 0)
             lo = mid + 1;
         else
             hi = mid;
@@ -1377,8 +1389,7 @@ flt_dkim_libs(struct flt_dkim *fd, const struct cfg *c, struct err *e)
                        cfg_path(c));
     if (dkim_set_key_lookup(fd->verify_lib, flt_dkim_key_lookup) !=
             DKIM_STAT_OK ||
-        dkim_set_prescreen(fd->verify_lib, flt_dkim_prescreen) !=
-            DKIM_STAT_OK)
+        dkim_set_prescreen(fd->verify_lib, flt_dkim_prescreen) != DKIM_STAT_OK)
         return err_set(e, ERR_LIB, "%s: libopendkim refused the callbacks",
                        cfg_path(c));
     return 0;
@@ -1414,12 +1425,11 @@ flt_dkim_init_short(struct flt_dkim *fd, const struct cfg *c, struct err *e)
 static int
 flt_dkim_init(struct stage *st, const struct cfg *c, struct err *e)
 {
-    static const char *const short_keys[] = {"domain", "selector",
-                                             "key_file"};
+    static const char *const short_keys[] = {"domain", "selector", "key_file"};
     struct flt_dkim *fd;
     const char **p;
-    int tables = cfg_str(c, "key_table") != NULL ||
-                 cfg_str(c, "signing_table") != NULL;
+    int tables =
+        cfg_str(c, "key_table") != NULL || cfg_str(c, "signing_table") != NULL;
     size_t i;
 
     for (i = 0; tables && i < 3; i++)
@@ -1427,8 +1437,8 @@ flt_dkim_init(struct stage *st, const struct cfg *c, struct err *e)
             return cfg_err(e, c, short_keys[i],
                            "give either key_table and signing_table or "
                            "domain, selector and key_file, not both");
-    if (tables &&
-        (cfg_str(c, "key_table") == NULL || cfg_str(c, "signing_table") == NULL))
+    if (tables && (cfg_str(c, "key_table") == NULL ||
+                   cfg_str(c, "signing_table") == NULL))
         return err_set(e, ERR_CONFIG,
                        "%s: key_table and signing_table go together",
                        cfg_path(c));
@@ -1441,14 +1451,12 @@ flt_dkim_init(struct stage *st, const struct cfg *c, struct err *e)
     st->priv = fd;
     fd->source = (enum flt_dkim_source)cfg_enum(c, "signing_domain");
     fd->hcanon = cfg_enum(c, "canonicalization") < 2 ? DKIM_CANON_RELAXED
-                                                      : DKIM_CANON_SIMPLE;
-    fd->bcanon = cfg_enum(c, "canonicalization") % 2 == 0
-                     ? DKIM_CANON_RELAXED
-                     : DKIM_CANON_SIMPLE;
+                                                     : DKIM_CANON_SIMPLE;
+    fd->bcanon = cfg_enum(c, "canonicalization") % 2 == 0 ? DKIM_CANON_RELAXED
+                                                          : DKIM_CANON_SIMPLE;
     fd->encode = cfg_enum(c, "eight_bit_body") == 0;
     if (flt_dkim_header_list(c, "sign_headers", &fd->sign_hdrs, e) < 0 ||
-        flt_dkim_header_list(c, "oversign_headers", &fd->oversign_hdrs, e) <
-            0)
+        flt_dkim_header_list(c, "oversign_headers", &fd->oversign_hdrs, e) < 0)
         goto fail;
     if (!flt_dkim_has_name(fd->sign_hdrs, "From")) {
         cfg_err(e, c, "sign_headers", "From must be signed (RFC 6376)");
@@ -1521,7 +1529,8 @@ flt_dkim_first_mailbox(const char *value, char *out, size_t n)
                 INTERNET_ADDRESS_MAILBOX(ia));
             continue;
         }
-        members = internet_address_group_get_members(INTERNET_ADDRESS_GROUP(ia));
+        members =
+            internet_address_group_get_members(INTERNET_ADDRESS_GROUP(ia));
         for (j = 0; j < internet_address_list_length(members); j++) {
             ia = internet_address_list_get_address(members, j);
             if (INTERNET_ADDRESS_IS_MAILBOX(ia)) {
@@ -1546,10 +1555,10 @@ static int
 flt_dkim_address(const struct flt_dkim *fd, const struct msg *m, char *out,
                  size_t n, char *why, size_t wn)
 {
-    const char *name = fd->source == FLT_DKIM_SENDER &&
-                               msg_header_name_count(m, "Sender") > 0
-                           ? "Sender"
-                           : "From";
+    const char *name =
+        fd->source == FLT_DKIM_SENDER && msg_header_name_count(m, "Sender") > 0
+            ? "Sender"
+            : "From";
     const char *sender;
 
     if (fd->source == FLT_DKIM_ENVELOPE) {
@@ -1565,9 +1574,8 @@ flt_dkim_address(const struct flt_dkim *fd, const struct msg *m, char *out,
         return 1;
     }
     if (msg_header_name_count(m, name) != 1) {
-        snprintf(why, wn, "%s %s header", msg_header_name_count(m, name)
-                                              ? "more than one"
-                                              : "no",
+        snprintf(why, wn, "%s %s header",
+                 msg_header_name_count(m, name) ? "more than one" : "no",
                  name);
         return 0;
     }
@@ -1578,36 +1586,33 @@ flt_dkim_address(const struct flt_dkim *fd, const struct msg *m, char *out,
     return 1;
 }
 
-/* flt_dkim_tag - the value of tag in a DKIM-Signature field value, white
- * space removed, into out (size n); 1 when found. */
 static int
-flt_dkim_tag(const char *v, const char *tag, char *out, size_t n)
+flt_dkim_is_fws(int c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+int
+flt_dkim_tag_value(const char *list, const char *tag, char *out, size_t n)
 {
     size_t tlen = strlen(tag), o;
-    const char *p = v, *q;
+    const char *p = list, *q, *end;
 
     while (*p != '\0') {
-        while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+        while (flt_dkim_is_fws((unsigned char)*p))
             p++;
-        q = p;
-        while (*q != '\0' && *q != '=' && *q != ';')
-            q++;
-        /* the tag name, without trailing white space */
-        {
-            const char *end = q;
-
-            while (end > p && (end[-1] == ' ' || end[-1] == '\t' ||
-                               end[-1] == '\r' || end[-1] == '\n'))
-                end--;
-            if (*q == '=' && (size_t)(end - p) == tlen &&
-                strncmp(p, tag, tlen) == 0) {
-                for (o = 0, q++; *q != '\0' && *q != ';'; q++)
-                    if (*q != ' ' && *q != '\t' && *q != '\r' &&
-                        *q != '\n' && o + 1 < n)
-                        out[o++] = *q;
-                out[o] = '\0';
-                return 1;
-            }
+        for (q = p; *q != '\0' && *q != '=' && *q != ';'; q++)
+            ;
+        for (end = q; end > p && flt_dkim_is_fws((unsigned char)end[-1]);
+             end--)
+            ;
+        if (*q == '=' && (size_t)(end - p) == tlen &&
+            strncmp(p, tag, tlen) == 0) {
+            for (o = 0, q++; *q != '\0' && *q != ';'; q++)
+                if (!flt_dkim_is_fws((unsigned char)*q) && o + 1 < n)
+                    out[o++] = *q;
+            out[o] = '\0';
+            return 1;
         }
         while (*q != '\0' && *q != ';')
             q++;
@@ -1627,9 +1632,9 @@ flt_dkim_already_signed(const struct msg *m, const char *d, const char *s)
     for (i = 1; i <= count; i++) {
         if ((v = msg_header_get(m, "DKIM-Signature", i)) == NULL)
             continue;
-        if (flt_dkim_tag(v, "d", dv, sizeof(dv)) &&
-            flt_dkim_tag(v, "s", sv, sizeof(sv)) && strcasecmp(dv, d) == 0 &&
-            strcasecmp(sv, s) == 0)
+        if (flt_dkim_tag_value(v, "d", dv, sizeof(dv)) &&
+            flt_dkim_tag_value(v, "s", sv, sizeof(sv)) &&
+            strcasecmp(dv, d) == 0 && strcasecmp(sv, s) == 0)
             return 1;
     }
     return 0;
@@ -1637,12 +1642,11 @@ flt_dkim_already_signed(const struct msg *m, const char *d, const char *s)
 
 /* flt_dkim_expand - template with each "%" replaced by domain, into out. */
 static int
-flt_dkim_expand(const char *template, const char *domain, char *out,
-                size_t n)
+flt_dkim_expand(const char *template, const char *domain, char *out, size_t n)
 {
     size_t o = 0, dl = strlen(domain);
 
-    for (; *template != '\0'; template++) {
+    for (; *template != '\0'; template ++) {
         if (*template == '%') {
             if (o + dl >= n)
                 return -1;
@@ -1779,10 +1783,10 @@ struct flt_dkim_topcte {
 struct flt_dkim_enc {
     const char *data; /* the message as msg_write() gives it */
     size_t len;
-    size_t body;      /* where its body starts */
+    size_t body; /* where its body starts */
     const char *eol;
     size_t eol_len;
-    size_t limit;     /* octets any new text may grow to */
+    size_t limit; /* octets any new text may grow to */
     struct flt_dkim_splice *sp;
     size_t nsp, capsp;
     struct flt_dkim_topcte top[4];
@@ -1910,8 +1914,9 @@ flt_dkim_set_cte(struct flt_dkim_enc *x, GMimeObject *obj, const char *value,
     }
     /* Before the empty line that ends the part's header. */
     if (x->data[content_start - 1] != '\n')
-        return err_set(e, ERR_INPUT, "MIME part without an empty line after "
-                                     "its header");
+        return err_set(e, ERR_INPUT,
+                       "MIME part without an empty line after "
+                       "its header");
     at = content_start - 1;
     if (at > 0 && x->data[at - 1] == '\r')
         at--;
@@ -1966,8 +1971,8 @@ flt_dkim_scan(const char *p, size_t n, int *eight, int *longline)
 /* flt_dkim_code - append data run through one GMime encoder or decoder
  * to out. */
 static int
-flt_dkim_code(GMimeEncoding *state, const char *in, size_t n,
-              struct buf *out, struct err *e)
+flt_dkim_code(GMimeEncoding *state, const char *in, size_t n, struct buf *out,
+              struct err *e)
 {
     if (buf_reserve(out, g_mime_encoding_outlen(state, n) + 16, e) < 0)
         return -1;
@@ -2208,7 +2213,8 @@ flt_dkim_encode(const struct stage *st, struct msg *m, const char *data,
     }
     /* A body that gains an encoding needs MIME-Version to be read. */
     for (i = 0; i < x.ntop; i++)
-        if (x.top[i].index == 0 && msg_header_name_count(m, "MIME-Version") == 0)
+        if (x.top[i].index == 0 &&
+            msg_header_name_count(m, "MIME-Version") == 0)
             x.add_mime_version = 1;
     /* All changes are computed before the first is made: the edits below
      * free the parse that the walk used. */
@@ -2230,8 +2236,8 @@ flt_dkim_encode(const struct stage *st, struct msg *m, const char *data,
             if (msg_header_add(m, st->name, FLT_DKIM_CTE, x.top[i].value, e) <
                 0)
                 goto out;
-        } else if (msg_header_change(m, st->name, FLT_DKIM_CTE,
-                                     x.top[i].index, x.top[i].value, e) < 0) {
+        } else if (msg_header_change(m, st->name, FLT_DKIM_CTE, x.top[i].index,
+                                     x.top[i].value, e) < 0) {
             goto out;
         }
     }
@@ -2394,8 +2400,8 @@ flt_dkim_sign_one(const struct flt_dkim *fd, const struct msg *m,
     dkim = dkim_sign(fd->sign_lib, (const unsigned char *)msg_qid(m), NULL,
                      (dkim_sigkey_t)p->key->pem,
                      (const unsigned char *)p->selector,
-                     (const unsigned char *)p->domain, fd->hcanon,
-                     fd->bcanon, p->key->alg, -1, &status);
+                     (const unsigned char *)p->domain, fd->hcanon, fd->bcanon,
+                     p->key->alg, -1, &status);
     if (dkim == NULL) {
         err_set(e, ERR_LIB, "dkim_sign: %s", dkim_getresultstr(status));
         goto out;
@@ -2489,8 +2495,8 @@ flt_dkim_self_check(const struct flt_dkim *fd, const struct msg *m,
     int nsigs = 0, i, rc = 0;
     size_t k;
 
-    dkim = dkim_verify(fd->verify_lib, (const unsigned char *)msg_qid(m),
-                       NULL, &status);
+    dkim = dkim_verify(fd->verify_lib, (const unsigned char *)msg_qid(m), NULL,
+                       &status);
     if (dkim == NULL)
         return err_set(e, ERR_LIB, "dkim_verify: %s",
                        dkim_getresultstr(status));
@@ -2574,8 +2580,8 @@ flt_dkim_run(const struct stage *st, struct msg *m, struct verdict *v,
         buf_init(&sig[i], FLT_DKIM_RECORD_MAX * 2);
     if (fd->encode) {
         if (msg_write(m, &raw, e) < 0 ||
-            flt_dkim_encode(st, m, raw.data ? raw.data : "", raw.len,
-                            &encoded, &relabelled, e) < 0)
+            flt_dkim_encode(st, m, raw.data ? raw.data : "", raw.len, &encoded,
+                            &relabelled, e) < 0)
             goto out;
     }
     if (flt_dkim_wire(m, &raw, &conv, &wire, &wire_len, e) < 0)
@@ -2612,10 +2618,10 @@ flt_dkim_run(const struct stage *st, struct msg *m, struct verdict *v,
 
     n = (size_t)snprintf(note, sizeof(note), "signed");
     for (i = 0; i < nplans && n < sizeof(note); i++)
-        n += (size_t)snprintf(note + n, sizeof(note) - n,
-                              "%s d=%s, s=%s, a=%s", i ? ";" : ",",
-                              plans[i].domain, plans[i].selector,
-                              flt_dkim_key_alg(plans[i].key));
+        n +=
+            (size_t)snprintf(note + n, sizeof(note) - n, "%s d=%s, s=%s, a=%s",
+                             i ? ";" : ",", plans[i].domain, plans[i].selector,
+                             flt_dkim_key_alg(plans[i].key));
     extra[0] = '\0';
     if (encoded > 0 || relabelled > 0)
         snprintf(extra, sizeof(extra), ", 7bit: %u encoded, %u relabelled",

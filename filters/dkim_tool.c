@@ -44,28 +44,27 @@
 
 #include "filters.h"
 
-#define FLT_DKIM_TOOL_CHUNK 250        /* p= octets per string, as genkey */
-#define FLT_DKIM_TOOL_TXT_MAX 65536    /* octets of a --txt file */
-#define FLT_DKIM_TOOL_P_MAX 4096       /* octets of a p= value */
+#define FLT_DKIM_TOOL_CHUNK 250     /* p= octets per string, as genkey */
+#define FLT_DKIM_TOOL_TXT_MAX 65536 /* octets of a --txt file */
+#define FLT_DKIM_TOOL_P_MAX 4096    /* octets of a p= value */
 #define FLT_DKIM_TOOL_PATH_MAX 4096
 
 static void
 flt_dkim_tool_usage(FILE *fp)
 {
-    fprintf(fp,
-            "usage: relaychain dkim keygen -d DOMAIN -s SELECTOR "
-            "[-a rsa|ed25519] [-b BITS] [-D DIR]\n"
-            "       relaychain dkim testkey -d DOMAIN -s SELECTOR -k KEY "
-            "[--txt FILE]\n"
-            "\n"
-            "keygen writes DIR/SELECTOR.private (mode 0600) and "
-            "DIR/SELECTOR.txt and\n"
-            "prints the DNS TXT record in zone-file form, as "
-            "opendkim-genkey does\n"
-            "(defaults: -a rsa -b 2048 -D .).\n"
-            "testkey checks the record published at "
-            "SELECTOR._domainkey.DOMAIN, or\n"
-            "the one in FILE, against the private key KEY.\n");
+    fprintf(fp, "usage: relaychain dkim keygen -d DOMAIN -s SELECTOR "
+                "[-a rsa|ed25519] [-b BITS] [-D DIR]\n"
+                "       relaychain dkim testkey -d DOMAIN -s SELECTOR -k KEY "
+                "[--txt FILE]\n"
+                "\n"
+                "keygen writes DIR/SELECTOR.private (mode 0600) and "
+                "DIR/SELECTOR.txt and\n"
+                "prints the DNS TXT record in zone-file form, as "
+                "opendkim-genkey does\n"
+                "(defaults: -a rsa -b 2048 -D .).\n"
+                "testkey checks the record published at "
+                "SELECTOR._domainkey.DOMAIN, or\n"
+                "the one in FILE, against the private key KEY.\n");
 }
 
 /* flt_dkim_tool_write - create path (never over an existing file) with
@@ -78,8 +77,8 @@ flt_dkim_tool_write(const char *path, mode_t mode, const char *data,
     ssize_t n;
     int fd;
 
-    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-              mode);
+    fd =
+        open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd < 0) {
         fprintf(stderr, "relaychain: %s: %s%s\n", path, strerror(errno),
                 errno == EEXIST ? " (remove it first, or choose another "
@@ -155,8 +154,8 @@ flt_dkim_tool_zone(const struct flt_dkim_key *key, const char *domain,
                          "k=%s; \"\n\t  \"p=",
                          selector, flt_dkim_key_type(key));
     for (i = 0; i < plen && o < n; i += FLT_DKIM_TOOL_CHUNK) {
-        size_t take = plen - i < FLT_DKIM_TOOL_CHUNK ? plen - i
-                                                     : FLT_DKIM_TOOL_CHUNK;
+        size_t take =
+            plen - i < FLT_DKIM_TOOL_CHUNK ? plen - i : FLT_DKIM_TOOL_CHUNK;
 
         o += (size_t)snprintf(out + o, n - o, "%s%.*s",
                               i > 0 ? "\"\n\t  \"" : "", (int)take, p + i);
@@ -216,8 +215,7 @@ flt_dkim_keygen(int argc, char **argv)
         flt_dkim_tool_usage(stderr);
         return 1;
     }
-    if (!flt_dkim_name_ok(domain, 0) ||
-        !flt_dkim_name_ok(selector, 1)) {
+    if (!flt_dkim_name_ok(domain, 0) || !flt_dkim_name_ok(selector, 1)) {
         fprintf(stderr, "relaychain: %s is not a valid %s\n",
                 flt_dkim_name_ok(domain, 0) ? selector : domain,
                 flt_dkim_name_ok(domain, 0) ? "selector" : "domain");
@@ -332,36 +330,6 @@ flt_dkim_tool_record(const char *text, char *out, size_t n)
     return quoted ? -1 : 0;
 }
 
-/* flt_dkim_tool_tag - the value of tag in a key record, white space
- * removed, into out; 1 when present. */
-static int
-flt_dkim_tool_tag(const char *rec, const char *tag, char *out, size_t n)
-{
-    size_t tlen = strlen(tag), o;
-    const char *p = rec, *q, *end;
-
-    while (*p != '\0') {
-        while (*p == ' ' || *p == '\t')
-            p++;
-        for (q = p; *q != '\0' && *q != '=' && *q != ';'; q++)
-            ;
-        for (end = q; end > p && (end[-1] == ' ' || end[-1] == '\t'); end--)
-            ;
-        if (*q == '=' && (size_t)(end - p) == tlen &&
-            strncmp(p, tag, tlen) == 0) {
-            for (o = 0, q++; *q != '\0' && *q != ';'; q++)
-                if (*q != ' ' && *q != '\t' && o + 1 < n)
-                    out[o++] = *q;
-            out[o] = '\0';
-            return 1;
-        }
-        while (*q != '\0' && *q != ';')
-            q++;
-        p = *q == ';' ? q + 1 : q;
-    }
-    return 0;
-}
-
 /* flt_dkim_tool_has - list (colon-separated) holds one of a or b. */
 static int
 flt_dkim_tool_has(const char *list, const char *a, const char *b)
@@ -392,29 +360,30 @@ flt_dkim_tool_check(const struct flt_dkim_key *key, const char *keypath,
     int len, pad = 0, rc = 1;
     size_t plen;
 
-    if (flt_dkim_tool_tag(rec, "v", v, sizeof(v)) && strcmp(v, "DKIM1") != 0) {
+    if (flt_dkim_tag_value(rec, "v", v, sizeof(v)) &&
+        strcmp(v, "DKIM1") != 0) {
         printf("%s: v=%s: not a DKIM1 key record\n", name, v);
         return 1;
     }
-    if (!flt_dkim_tool_tag(rec, "k", k, sizeof(k)))
+    if (!flt_dkim_tag_value(rec, "k", k, sizeof(k)))
         snprintf(k, sizeof(k), "rsa");
     if (strcasecmp(k, flt_dkim_key_type(key)) != 0) {
         printf("%s: the record has k=%s, but %s is an %s key\n", name, k,
                keypath, flt_dkim_key_type(key));
         return 1;
     }
-    if (flt_dkim_tool_tag(rec, "h", h, sizeof(h)) &&
+    if (flt_dkim_tag_value(rec, "h", h, sizeof(h)) &&
         !flt_dkim_tool_has(h, "sha256", NULL)) {
         printf("%s: h=%s does not allow sha256, which the signatures use\n",
                name, h);
         return 1;
     }
-    if (flt_dkim_tool_tag(rec, "s", s, sizeof(s)) &&
+    if (flt_dkim_tag_value(rec, "s", s, sizeof(s)) &&
         !flt_dkim_tool_has(s, "email", "*")) {
         printf("%s: s=%s does not allow email\n", name, s);
         return 1;
     }
-    if (!flt_dkim_tool_tag(rec, "p", p, sizeof(p))) {
+    if (!flt_dkim_tag_value(rec, "p", p, sizeof(p))) {
         printf("%s: the record has no p= tag\n", name);
         return 1;
     }
@@ -440,7 +409,7 @@ flt_dkim_tool_check(const struct flt_dkim_key *key, const char *keypath,
     } else {
         printf("%s: key OK (%s, %d bits, matches %s)\n", name,
                flt_dkim_key_alg(key), flt_dkim_key_bits(key), keypath);
-        if (flt_dkim_tool_tag(rec, "t", t, sizeof(t)) &&
+        if (flt_dkim_tag_value(rec, "t", t, sizeof(t)) &&
             flt_dkim_tool_has(t, "y", NULL))
             printf("%s: note: t=y, testing mode: receivers treat failed "
                    "signatures as if the mail were unsigned\n",
@@ -535,8 +504,7 @@ flt_dkim_testkey(int argc, char **argv)
         flt_dkim_tool_usage(stderr);
         return 1;
     }
-    if (!flt_dkim_name_ok(domain, 0) ||
-        !flt_dkim_name_ok(selector, 1)) {
+    if (!flt_dkim_name_ok(domain, 0) || !flt_dkim_name_ok(selector, 1)) {
         fprintf(stderr, "relaychain: %s is not a valid %s\n",
                 flt_dkim_name_ok(domain, 0) ? selector : domain,
                 flt_dkim_name_ok(domain, 0) ? "selector" : "domain");

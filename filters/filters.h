@@ -68,16 +68,20 @@ int flt_dkim_key_matches(const struct flt_dkim_key *k,
  * names (and table lines) that sign for addr, at most max; returns how
  * many. */
 struct flt_dkim_tables;
-struct flt_dkim_tables *flt_dkim_tables_parse(const char *kt_path,
-                                              const char *kt_text,
-                                              size_t kt_len,
-                                              const char *st_path, int refile,
-                                              const char *st_text,
-                                              size_t st_len, struct err *e);
+struct flt_dkim_tables *
+flt_dkim_tables_parse(const char *kt_path, const char *kt_text, size_t kt_len,
+                      const char *st_path, int refile, const char *st_text,
+                      size_t st_len, struct err *e);
 size_t flt_dkim_tables_lookup(const struct flt_dkim_tables *t,
                               const char *addr, const char **names,
                               unsigned *lines, size_t max);
 void flt_dkim_tables_free(struct flt_dkim_tables *t);
+
+/* flt_dkim_tag_value - the value of tag in a DKIM tag list (a signature
+ * or a key record), white space removed, into out (size n); 1 when the
+ * tag is there, else 0. */
+int flt_dkim_tag_value(const char *list, const char *tag, char *out,
+                       size_t n);
 
 /* flt_dkim_name_ok - 1 when s can be a d= domain (selector 0) or an s=
  * selector (selector 1): dot-separated labels of letters, digits and

@@ -106,14 +106,13 @@ libdkim_once(DKIM_LIB *lib, const struct flt_dkim_key *key, const char *d,
     DKIM *dkim;
     int rc = -1;
 
-    dkim = dkim_sign(lib, (const unsigned char *)"bench", NULL,
-                     (dkim_sigkey_t)flt_dkim_key_pem_text(key),
-                     (const unsigned char *)s, (const unsigned char *)d,
-                     DKIM_CANON_RELAXED, DKIM_CANON_RELAXED,
-                     strcmp(flt_dkim_key_type(key), "rsa") == 0
-                         ? DKIM_SIGN_RSASHA256
-                         : DKIM_SIGN_ED25519SHA256,
-                     -1, &st);
+    dkim = dkim_sign(
+        lib, (const unsigned char *)"bench", NULL,
+        (dkim_sigkey_t)flt_dkim_key_pem_text(key), (const unsigned char *)s,
+        (const unsigned char *)d, DKIM_CANON_RELAXED, DKIM_CANON_RELAXED,
+        strcmp(flt_dkim_key_type(key), "rsa") == 0 ? DKIM_SIGN_RSASHA256
+                                                   : DKIM_SIGN_ED25519SHA256,
+        -1, &st);
     if (dkim == NULL)
         return -1;
     if (dkim_chunk(dkim, (unsigned char *)wire->data, wire->len) ==

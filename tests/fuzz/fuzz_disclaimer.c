@@ -47,10 +47,10 @@ static const char fuzz_html[] =
     "</div>\n";
 
 /* fuzz_fail - say which promise broke, then trap. */
-#define fuzz_fail(what)                                                        \
-    do {                                                                       \
-        fprintf(stderr, "fuzz_disclaimer: %s\n", (what));                      \
-        __builtin_trap();                                                      \
+#define fuzz_fail(what)                                                       \
+    do {                                                                      \
+        fprintf(stderr, "fuzz_disclaimer: %s\n", (what));                     \
+        __builtin_trap();                                                     \
     } while (0)
 
 static const struct msg_limits fuzz_limits = {1 << 20, 1000, 998, 20, 200};

@@ -25,8 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define FUZZ_LINE_KEYS 64
 
 static void
-fuzz_lookup(const struct flt_dkim_tables *t, const char *addr,
-            unsigned nlines)
+fuzz_lookup(const struct flt_dkim_tables *t, const char *addr, unsigned nlines)
 {
     const char *names[FUZZ_MAX_RESULTS + 1];
     unsigned lines[FUZZ_MAX_RESULTS + 1];
@@ -45,8 +44,14 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const char *const addrs[] = {
-        "", "@", "user@example.com", "user@mail.example.com",
-        "alice@a.b.c.example.org", "x@", "@example.com", "*@*",
+        "",
+        "@",
+        "user@example.com",
+        "user@mail.example.com",
+        "alice@a.b.c.example.org",
+        "x@",
+        "@example.com",
+        "*@*",
     };
     const char *text = (const char *)data, *sep, *st, *p, *nl;
     struct flt_dkim_tables *t;

@@ -98,4 +98,21 @@ printf 'eight_bit_body = keep\n' >>"$T/chain.d/90-dkim.conf"
 "$RC" check -c "$T/relaychain.conf" >"$T/check2" 2>&1
 check "check: keep only signs" grep -q "may change: signs$" "$T/check2"
 
+# The shipped chain with chain.d/90-dkim.conf.example enabled as it says:
+# a key made by keygen, the example copied; rewrite and disclaimer run
+# before the signature, which verifies.
+cp -R "$top_srcdir/chain.d" "$T/shipped"
+mkdir -p "$T/shipped/dkim"
+"$RC" dkim keygen -d example.com -s mail2026 -D "$T/shipped/dkim" >/dev/null 2>&1
+cp "$T/shipped/90-dkim.conf.example" "$T/shipped/90-dkim.conf"
+printf 'chain_directory = shipped\n' >"$T/shipped.conf"
+"$RC" check -c "$T/shipped.conf" >"$T/shipped.check" 2>&1; rc=$?
+check "example: loads (got $rc: $(tail -n 3 "$T/shipped.check"))" [ "$rc" -eq 0 ]
+check "example: dkim is the last stage" sh -c \
+    'grep "^[0-9]*\. " "$1" | tail -n 1 | grep -q "^[0-9]*\. dkim (stage = dkim)"' - "$T/shipped.check"
+"$RC" filter -c "$T/shipped.conf" -v <"$T/in.eml" >"$T/shipped.eml" 2>"$T/shipped.log"; rc=$?
+check "example: signs (got $rc: $(cat "$T/shipped.log"))" grep -q "dkim: continue, signed, d=example.com, s=mail2026" "$T/shipped.log"
+check "example: verifies after the other stages' edits" $PY "$here/dkim_verify.py" \
+    "$T/shipped/dkim/mail2026.txt" -- "$T/shipped.eml"
+
 finish

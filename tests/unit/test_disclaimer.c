@@ -158,20 +158,20 @@ msg_build(const char *sender, const char *text)
 }
 
 #define CONF_STD "text_file = DIR/legal.txt\nhtml_file = DIR/legal.html\n"
-#define HDR                                                                    \
-    "From: Alice <alice@example.com>\n"                                        \
-    "To: bob@example.net\n"                                                    \
-    "Subject: hi\n"                                                            \
+#define HDR                                                                   \
+    "From: Alice <alice@example.com>\n"                                       \
+    "To: bob@example.net\n"                                                   \
+    "Subject: hi\n"                                                           \
     "MIME-Version: 1.0\n"
 #define FOOT "-- \nConfidential for example.com."
 
 struct run_case {
     const char *name;
-    const char *conf;    /* DIR: the template directory */
+    const char *conf; /* DIR: the template directory */
     const char *sender;
     const char *message;
-    const char *want;    /* the message after the stage; NULL: unchanged */
-    const char *note;    /* the verdict note */
+    const char *want; /* the message after the stage; NULL: unchanged */
+    const char *note; /* the verdict note */
 };
 
 static const struct run_case run_cases[] = {
@@ -181,8 +181,8 @@ static const struct run_case run_cases[] = {
          "\n",
      "added (text/plain), template=legal"},
     {"no final line end gets one before the footer", CONF_STD,
-     "alice@example.com", HDR "\nHello Bob.",
-     HDR "\nHello Bob.\n" FOOT, "added (text/plain), template=legal"},
+     "alice@example.com", HDR "\nHello Bob.", HDR "\nHello Bob.\n" FOOT,
+     "added (text/plain), template=legal"},
     {"empty body", CONF_STD, "alice@example.com", HDR "\n", HDR "\n" FOOT "\n",
      "added (text/plain), template=legal"},
     {"prepend", CONF_STD "position = prepend\n", "alice@example.com",
@@ -283,14 +283,35 @@ static const struct run_case run_cases[] = {
      "MIME-Version: 1.0\n\nHello.\n--=20\nVertraulich =E2=80=94 "
      "Gr=C3=BC=C3=9Fe.\n",
      "added (text/plain as utf-8), template=de"},
+    {"UTF-16 text becomes UTF-8, base64 kept", CONF_STD, "alice@example.com",
+     HDR "Content-Type: multipart/mixed; boundary=\"b1\"\n\n--b1\n"
+         "Content-Type: text/plain; charset=utf-16\n"
+         "Content-Transfer-Encoding: base64\n\n//5IAGkACgA=\n--b1--\n",
+     HDR "Content-Type: multipart/mixed; boundary=\"b1\"\n\n--b1\n"
+         "Content-Type: text/plain; charset=utf-8\n"
+         "Content-Transfer-Encoding: base64\n\n"
+         "SGkKLS0gCkNvbmZpZGVudGlhbCBmb3IgZXhhbXBsZS5jb20uCg==\n--b1--\n",
+     "added (text/plain as utf-8), template=legal"},
+    {"an empty base64 part keeps the delimiter on its own line", CONF_STD,
+     "alice@example.com",
+     HDR "Content-Type: multipart/alternative; boundary=\"b1\"\n\n--b1\n"
+         "Content-Type: text/html\nContent-Transfer-Encoding: base64\n\n"
+         "--b1--\n",
+     HDR "Content-Type: multipart/alternative; boundary=\"b1\"\n\n--b1\n"
+         "Content-Type: text/html\nContent-Transfer-Encoding: base64\n\n"
+         "PHAgY2xhc3M9ImxlZ2FsIj5Db25maWRlbnRpYWwgZm9yIGV4YW1wbGUuY29tLjwvcD4K"
+         "\n--b1--\n",
+     "added (text/html), template=legal"},
+    {"unknown charset is left alone", CONF_STD, "alice@example.com",
+     HDR "Content-Type: text/plain; charset=x-no-such-charset\n\nHi.\n", NULL,
+     "skipped (text/plain: unknown charset)"},
     {"8-bit text declared us-ascii is left alone", "text_file = DIR/de.txt\n",
      "alice@example.com",
      HDR "Content-Type: text/plain; charset=us-ascii\n"
          "Content-Transfer-Encoding: 8bit\n\nK\xc3\xb6ln\n",
      NULL, "skipped (text/plain: 8-bit text in a us-ascii part)"},
-    {"HTML without charset: character references",
-     "text_file = DIR/de.txt\n", "alice@example.com",
-     HDR "Content-Type: text/html\n\n<body>x</body>\n",
+    {"HTML without charset: character references", "text_file = DIR/de.txt\n",
+     "alice@example.com", HDR "Content-Type: text/html\n\n<body>x</body>\n",
      HDR "Content-Type: text/html\n\n<body>x<div class=\"disclaimer\">-- "
          "<br>\nVertraulich &#8212; Gr&#252;&#223;e.</div>\n</body>\n",
      "added (text/html), template=de"},
@@ -310,8 +331,7 @@ static const struct run_case run_cases[] = {
      HDR "Content-Type: application/x-pkcs7-mime; smime-type=signed-data; "
          "name=smime.p7m\nContent-Transfer-Encoding: base64\n\nMIAGCSqG\n",
      NULL, "skipped (application/x-pkcs7-mime)"},
-    {"a calendar invitation is never touched", CONF_STD,
-     "alice@example.com",
+    {"a calendar invitation is never touched", CONF_STD, "alice@example.com",
      HDR "Content-Type: multipart/alternative; boundary=\"b1\"\n\n"
          "--b1\nContent-Type: text/plain\n\nMeeting\n"
          "--b1\nContent-Type: text/calendar; method=REQUEST\n\n"
@@ -350,10 +370,11 @@ static const struct run_case run_cases[] = {
      "alice@example.com",
      HDR "Content-Type: multipart/mixed; boundary=\"b1\"\n\npreamble\n--b1\n"
          "Content-Type: image/gif\n\nGIF\n--b1--\n",
-     HDR "Content-Type: multipart/mixed; boundary=\"b1\"\n\npreamble\n"
-         "--b1\nContent-Type: text/plain; charset=utf-8\n"
-         "Content-Transfer-Encoding: 7bit\nContent-Disposition: inline\n\n"
-         FOOT "\n--b1\nContent-Type: image/gif\n\nGIF\n--b1--\n",
+     HDR
+     "Content-Type: multipart/mixed; boundary=\"b1\"\n\npreamble\n"
+     "--b1\nContent-Type: text/plain; charset=utf-8\n"
+     "Content-Transfer-Encoding: 7bit\nContent-Disposition: inline\n\n" FOOT
+     "\n--b1\nContent-Type: image/gif\n\nGIF\n--b1--\n",
      "added (new text/plain part), template=legal"},
     {"a single attachment is wrapped in multipart/mixed", CONF_STD,
      "alice@example.com",
@@ -379,8 +400,9 @@ static const struct run_case run_cases[] = {
          "> Confidential for\n> example.com.\n",
      NULL, "skipped (text/plain: footer already present)"},
     {"once_per_thread = no adds it again", CONF_STD "once_per_thread = no\n",
-     "alice@example.com", HDR "\nThanks.\n> -- \n> Confidential for "
-                          "example.com.\n",
+     "alice@example.com",
+     HDR "\nThanks.\n> -- \n> Confidential for "
+         "example.com.\n",
      HDR "\nThanks.\n> -- \n> Confidential for example.com.\n" FOOT "\n",
      "added (text/plain), template=legal"},
     {"a quoted HTML footer is found too", CONF_STD, "alice@example.com",
@@ -396,8 +418,9 @@ static const struct run_case run_cases[] = {
      "added (text/plain), template=flow"},
     {"a footer line over 998 octets makes the part quoted-printable",
      "text_file = DIR/long.txt\n", "alice@example.com", HDR "\nHello.\n",
-     NULL /* checked in test_long_line */, "added (text/plain), "
-                                           "template=long"},
+     NULL /* checked in test_long_line */,
+     "added (text/plain), "
+     "template=long"},
 };
 
 static void
@@ -545,18 +568,17 @@ test_variables(void **state)
                                 "html_file = DIR/vip.html\n",
                                 &e),
                      0);
-    m = msg_build("\"a<b>&'x\"@example.com",
-                  HDR "Content-Type: multipart/alternative; boundary=\"b\"\n\n"
-                      "--b\n\nHi.\n--b\nContent-Type: text/html\n\n<p>Hi.</p>\n"
-                      "--b--\n");
+    m = msg_build("\"a<b>&'x\"@example.com", HDR
+                  "Content-Type: multipart/alternative; boundary=\"b\"\n\n"
+                  "--b\n\nHi.\n--b\nContent-Type: text/html\n\n<p>Hi.</p>\n"
+                  "--b--\n");
     assert_int_equal(flt_disclaimer_type.run(&st, m, &v, &e), 0);
     buf_init(&got, 0);
     assert_int_equal(msg_write(m, &got, &e), 0);
     localtime_r(&now, &tm);
     strftime(date, sizeof(date), "%Y-%m-%d", &tm);
     snprintf(want, sizeof(want),
-             "Hi.\nFrom \"a<b>&'x\"@example.com at example.com on %s\n",
-             date);
+             "Hi.\nFrom \"a<b>&'x\"@example.com at example.com on %s\n", date);
     unit_has("text variables", buf_str(&got), want);
     unit_has("HTML variables", buf_str(&got),
              "<p>Sent by &quot;a&lt;b&gt;&amp;&#39;x&quot;@example.com</p>");
@@ -707,10 +729,10 @@ test_order(void **state)
     snprintf(conf, sizeof(conf), "stage = disclaimer\ntext_file = %s\n",
              text_path);
     assert_non_null(unit_tmpdir(dir, sizeof(dir)));
-    assert_non_null(unit_write(dir, "90-dkim.conf", "stage = sign\n", p1,
-                               sizeof(p1)));
-    assert_non_null(unit_write(dir, "95-disclaimer.conf", conf, p2,
-                               sizeof(p2)));
+    assert_non_null(
+        unit_write(dir, "90-dkim.conf", "stage = sign\n", p1, sizeof(p1)));
+    assert_non_null(
+        unit_write(dir, "95-disclaimer.conf", conf, p2, sizeof(p2)));
     err_clear(&e);
     assert_null(chain_load_types(dir, CHAIN_AMBIGUOUS_REJECT, t_lookup, &e));
     unit_has("disclaimer after signing", e.text, "95-disclaimer.conf");
@@ -721,8 +743,8 @@ test_order(void **state)
     unlink(p2);
 
     /* Before the signer it loads, and the footer is in what is signed. */
-    assert_non_null(unit_write(dir, "50-disclaimer.conf", conf, p2,
-                               sizeof(p2)));
+    assert_non_null(
+        unit_write(dir, "50-disclaimer.conf", conf, p2, sizeof(p2)));
     ch = chain_load_types(dir, CHAIN_AMBIGUOUS_REJECT, t_lookup, &e);
     if (ch == NULL)
         unit_fail("disclaimer before signing", "%s", e.text);
@@ -787,10 +809,10 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_run),       cmocka_unit_test(test_long_line),
-        cmocka_unit_test(test_journal),   cmocka_unit_test(test_variables),
-        cmocka_unit_test(test_map),       cmocka_unit_test(test_init),
-        cmocka_unit_test(test_order),     cmocka_unit_test(test_example_config),
+        cmocka_unit_test(test_run),     cmocka_unit_test(test_long_line),
+        cmocka_unit_test(test_journal), cmocka_unit_test(test_variables),
+        cmocka_unit_test(test_map),     cmocka_unit_test(test_init),
+        cmocka_unit_test(test_order),   cmocka_unit_test(test_example_config),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
