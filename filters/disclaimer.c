@@ -22,7 +22,7 @@
  * stream it parsed (bound_start, bound_end) and the stream offset of each
  * header field. The stage picks the first text/plain and the first
  * text/html body part (walking multipart/mixed, alternative and
- * unknown multiparts, and the root of multipart/related; never a part
+ * unknown multiparts, and the root of multipart/related; never a leaf
  * with Content-Disposition: attachment, never inside message/rfc822),
  * builds new bytes for just those parts and splices them into the
  * original body, so every other part stays byte for byte. An edited
@@ -31,7 +31,8 @@
  * attribute values, comments and raw-text elements), and encoded again
  * with the same transfer encoding; 7bit text that gains 8-bit octets,
  * and 7bit or 8bit text with a line over 998 octets, becomes
- * quoted-printable.
+ * quoted-printable. Where msg_parse() and GMime disagree on where the
+ * message header ends, nothing is edited.
  *
  * Charsets: the footer is converted to the part's charset; when it
  * cannot be represented there, a text part is converted to UTF-8 as a
@@ -39,7 +40,10 @@
  * charset (which its <meta> may repeat) and gets the characters it lacks
  * as numeric character references. Stateful charsets (ISO-2022-*, HZ,
  * UTF-7) are edited as UTF-8 and converted back; charsets that are not
- * ASCII-compatible are converted to UTF-8. Format=flowed footers are
+ * ASCII-compatible are converted to UTF-8. A charset parameter is
+ * changed in the raw field (other parameters, quoting and folding stay)
+ * and the result must read the same in GMime but for the charset, or
+ * the part is left alone. Format=flowed footers are
  * space-stuffed and carry no trailing spaces, and a flowed text that ends
  * in a soft break is closed first. Every line end written is the part's.
  *
@@ -55,11 +59,12 @@
  * A message with no text body gets a text/plain part: inserted in a
  * top-level multipart/mixed, or the message is wrapped in a new one
  * (with a boundary derived from the body's SHA-256) with its Content-*
- * fields moved into the inner part.
+ * fields moved into the inner part, which must then parse cleanly.
  *
  * Failures: a part that cannot be edited safely (unknown charset or
  * transfer encoding, text not valid in its charset, HTML that ends
- * inside a tag or comment) is left alone and named in the note; an
+ * inside a tag or comment, a Content-Type field msg refuses to write
+ * back) is left alone and named in the note; an
  * offset that does not agree with the body is an internal error (-1, the
  * on_error policy applies); a result over the message size limit leaves
  * the message unchanged with a note. The stage owns its templates and
@@ -1200,11 +1205,12 @@ flt_disclaimer_walk(struct flt_disclaimer_ctx *cx, GMimeObject *obj, int body,
         GMimeMultipart *mp = GMIME_MULTIPART(obj);
         int related = flt_disclaimer_is(obj, "multipart", "related");
 
+        /* Content-Disposition is about body parts (RFC 2183); readers
+         * ignore it on a multipart, and so does the walk. */
         n = g_mime_multipart_get_count(mp);
         for (i = 0; i < n; i++)
             flt_disclaimer_walk(cx, g_mime_multipart_get_part(mp, i),
-                                body && !attach && (!related || i == 0),
-                                depth + 1, 0);
+                                body && (!related || i == 0), depth + 1, 0);
         return;
     }
     if (!GMIME_IS_PART(obj) || !body || attach)

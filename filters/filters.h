@@ -80,8 +80,7 @@ void flt_dkim_tables_free(struct flt_dkim_tables *t);
 /* flt_dkim_tag_value - the value of tag in a DKIM tag list (a signature
  * or a key record), white space removed, into out (size n); 1 when the
  * tag is there, else 0. */
-int flt_dkim_tag_value(const char *list, const char *tag, char *out,
-                       size_t n);
+int flt_dkim_tag_value(const char *list, const char *tag, char *out, size_t n);
 
 /* flt_dkim_name_ok - 1 when s can be a d= domain (selector 0) or an s=
  * selector (selector 1): dot-separated labels of letters, digits and

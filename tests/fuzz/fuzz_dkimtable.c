@@ -3,7 +3,9 @@
  *     the signing-table lookup
  *
  * An input is "KEYTABLE\n%%\nSIGNINGTABLE"; when its first octet is odd
- * the signing table is read as refile: wildcard patterns. When both load,
+ * the signing table is read as refile: wildcard patterns. The whole input
+ * is also read as a DKIM tag list (the parser that finds d= and s= in the
+ * signatures a message already has). When both tables load,
  * fixed addresses, each line's first field and "user@" plus it are looked
  * up. Besides the sanitizers, the target traps when a lookup breaks its
  * promise (more results than asked for, a NULL name, a line outside the
@@ -40,6 +42,30 @@ fuzz_lookup(const struct flt_dkim_tables *t, const char *addr, unsigned nlines)
             __builtin_trap();
 }
 
+/* fuzz_tags - the input as a DKIM tag list (signature or key record):
+ * a value must fit its buffer and hold no white space. */
+static void
+fuzz_tags(const char *text, size_t size)
+{
+    static const char *const tags[] = {"d", "s", "p", "v", "k", "h", ""};
+    char list[2048], out[16];
+    size_t i, k;
+
+    snprintf(list, sizeof(list), "%.*s", (int)(size < 2047 ? size : 2047),
+             text);
+    for (i = 0; i < sizeof(tags) / sizeof(tags[0]); i++) {
+        memset(out, 'X', sizeof(out));
+        if (!flt_dkim_tag_value(list, tags[i], out, sizeof(out)))
+            continue;
+        if (memchr(out, '\0', sizeof(out)) == NULL)
+            __builtin_trap();
+        for (k = 0; out[k] != '\0'; k++)
+            if (out[k] == ' ' || out[k] == '\t' || out[k] == '\r' ||
+                out[k] == '\n' || out[k] == ';')
+                __builtin_trap();
+    }
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -74,6 +100,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (st[i] == '\n')
             nlines++;
     err_clear(&e);
+    fuzz_tags(text, size);
     t = flt_dkim_tables_parse("kt", text, kt_len, "st", refile, st, st_len,
                               &e);
     if (t == NULL) {

@@ -366,6 +366,13 @@ static const struct run_case run_cases[] = {
          "charset=utf-8\nContent-Transfer-Encoding: 7bit\n"
          "Content-Disposition: inline\n\n" FOOT "\n--b1--\nepilogue\n",
      "added (new text/plain part), template=legal"},
+    {"Content-Disposition on a multipart does not hide its text", CONF_STD,
+     "alice@example.com",
+     HDR "Content-Type: multipart/mixed; boundary=\"b1\"\n"
+         "Content-Disposition: attachment\n\n--b1\n\nHi.\n--b1--\n",
+     HDR "Content-Type: multipart/mixed; boundary=\"b1\"\n"
+         "Content-Disposition: attachment\n\n--b1\n\nHi.\n" FOOT "\n--b1--\n",
+     "added (text/plain), template=legal"},
     {"a part added first with prepend", CONF_STD "position = prepend\n",
      "alice@example.com",
      HDR "Content-Type: multipart/mixed; boundary=\"b1\"\n\npreamble\n--b1\n"

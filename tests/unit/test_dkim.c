@@ -125,6 +125,8 @@ setup(void **state)
                    "example.net example.net:bydomain:rsa.pem\n",
                    p, sizeof(p)) == NULL ||
         unit_write(tmp_dir, "signing",
+                   "*@dup.example  rsa\n"
+                   "*@dup.example  rsa\n"
                    "*@example.com  rsa\n"
                    "*@example.com  ed\n"
                    "*@example.org  fixed  news@%\n"
@@ -588,6 +590,10 @@ static const struct sign_case sign_cases[] = {
      "From: news@example.org\nSubject: x\n\nbody\n", VERDICT_CONTINUE,
      "d=example.org, s=fixed", 1,
      "d=example.org s=fixed a=rsa-sha256 c=relaxed/relaxed i=news@example.org",
+     NULL, NULL},
+    {"a key named twice signs once", CONF_TABLES, "x@dup.example",
+     "From: x@dup.example\n\nbody\n", VERDICT_CONTINUE,
+     "signed, d=dup.example, s=rsa2026, a=rsa-sha256", 1, "d=dup.example",
      NULL, NULL},
     {"% as key name picks the domain's key", CONF_TABLES, "x@example.net",
      "From: x@example.net\n\nbody\n", VERDICT_CONTINUE,
