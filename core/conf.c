@@ -137,6 +137,39 @@ const struct cfg_option conf_options[] = {
     {"quarantine_directory", CFG_PATH, "/var/spool/relaychain/quarantine",
      "where quarantined messages are kept", NULL, 0, 0, 0},
 
+    /* relaychaind: the queue of "delivery = queue" (core/queue.h) */
+    {"queue_directory", CFG_PATH, "/var/spool/relaychain",
+     "the spool of delivery = queue (tmp/, queue/, hold/, corrupt/, "
+     "defer/)",
+     NULL, 0, 0, 0},
+    {"queue_minfree", CFG_SIZE, "0",
+     "free space the spool must keep: MAIL gets 452 4.3.1 when less than "
+     "this plus 1.5 times the announced SIZE is left",
+     NULL, 0, 0, 0},
+    {"delivery_concurrency", CFG_INT, "10",
+     "queue delivery workers, one transaction each at a time", NULL, 1,
+     1000, 0},
+    {"minimal_backoff_time", CFG_TIME, "300s",
+     "shortest wait before a deferred message is tried again", NULL, 100,
+     7 * 86400 * 1000LL, 0},
+    {"maximal_backoff_time", CFG_TIME, "4000s",
+     "longest wait before a deferred message is tried again", NULL, 100,
+     7 * 86400 * 1000LL, 0},
+    {"maximal_queue_lifetime", CFG_TIME, "5d",
+     "how long a message is retried before it is returned as undeliverable",
+     NULL, 1000, 100 * 86400 * 1000LL, 0},
+    {"delay_warning_time", CFG_TIME, "0",
+     "send the sender one delay notice after this long in the queue; 0: "
+     "never",
+     NULL, 0, 100 * 86400 * 1000LL, 0},
+    {"queue_run_delay", CFG_TIME, "300s",
+     "how often queue/ is scanned for messages the daemon does not know",
+     NULL, 1000, 86400 * 1000LL, 0},
+    {"transport_map", CFG_PATH, NULL,
+     "\"domain next-hop\" lines (.domain for subdomains, * for the rest) "
+     "routing queued mail per recipient domain",
+     NULL, 0, 0, 0},
+
     /* relaychaind: milter listener (relaychaind(8), docs/postfix-milter.md) */
     {"milter_listen", CFG_STRING, NULL,
      "milter socket in libmilter's form: unix:/path (recommended), "

@@ -4,12 +4,16 @@
  * Negotiation. The MTA offers actions and protocol steps once per
  * connection; milterd_negotiate() keeps only the actions the loaded
  * chain can use (from chain_flags(): header, body, sender and recipient
- * edits; quarantine whenever there is a stage), skips the DATA, unknown
+ * edits; quarantine whenever there is a stage), skips the unknown
  * command and end-of-header events, asks for header values with their
  * leading space (SMFIP_HDR_LEADSPC) so they round-trip exactly, and asks
- * the MTA not to wait for a reply to anything before the end of the
- * message: the chain decides there and only there. An empty chain needs
- * neither the header nor the body. The macros come through
+ * the MTA not to wait for a reply to connect, HELO, MAIL, RCPT and each
+ * header: the chain decides at the end of the message and only there.
+ * DATA and the body chunks are answered all the same: over TCP, Postfix's
+ * next command would otherwise wait 40 ms behind an unacknowledged one
+ * (its Nagle algorithm against our delayed ACK; measured with
+ * scripts/bench/milter). An empty chain needs neither the header nor the
+ * body. The macros come through
  * smfi_setsymlist where they are sent: {daemon_name} at connect,
  * {tls_version} and {cipher} at HELO, i and {auth_authen} at MAIL, i at
  * end of message (Sendmail knows the queue id only then).
@@ -111,16 +115,16 @@ milterd_negotiate(unsigned chain_flags, size_t nstages,
          "add and delete recipients"},
     };
     /* Steps skipped whenever the MTA can skip them, and events no reply
-     * is needed for. Body chunks are answered all the same: Postfix
-     * writes the last chunk and the end of message separately, and over
-     * TCP its Nagle algorithm holds the second until the first is
+     * is needed for. DATA (its macros are the last thing Postfix's smtpd
+     * writes before its cleanup server sends the header on the same
+     * socket) and body chunks are answered all the same: over TCP,
+     * Postfix's Nagle algorithm holds a write until the previous one is
      * acknowledged, which a receiver that sends nothing back delays by
-     * 40 ms. The reply carries the acknowledgement at once. */
-    const unsigned long skip = SMFIP_NODATA | SMFIP_NOUNKNOWN | SMFIP_NOEOH;
+     * 40 ms. A reply carries the acknowledgement at once. */
+    const unsigned long skip = SMFIP_NOUNKNOWN | SMFIP_NOEOH;
     const unsigned long noreply = SMFIP_NR_CONN | SMFIP_NR_HELO |
                                   SMFIP_NR_MAIL | SMFIP_NR_RCPT |
-                                  SMFIP_NR_DATA | SMFIP_NR_UNKN |
-                                  SMFIP_NR_EOH | SMFIP_NR_HDR;
+                                  SMFIP_NR_UNKN | SMFIP_NR_EOH | SMFIP_NR_HDR;
     size_t i;
 
     *act = 0;
@@ -180,9 +184,9 @@ struct milterd_session {
     struct buf data;
     char **names; /* the MTA's field names, in order */
     size_t nnames, names_cap;
-    int sep_done;      /* the empty line is in data */
-    int over;          /* over message_size_limit or header_limit */
-    int broken;        /* an event failed: answer tempfail */
+    int sep_done; /* the empty line is in data */
+    int over;     /* over message_size_limit or header_limit */
+    int broken;   /* an event failed: answer tempfail */
     char broken_why[160];
     /* progress */
     struct milterd_session *busy_next;
@@ -233,8 +237,7 @@ milterd_break(struct milterd_session *s, const char *why)
 struct milterd_session *
 milterd_session_new(const struct conf *cf, struct milterd_server *srv,
                     const struct milterd_ops *ops, void *ctx,
-                    unsigned long actions, unsigned long proto,
-                    struct err *e)
+                    unsigned long actions, unsigned long proto, struct err *e)
 {
     struct milterd_session *s;
 
@@ -248,8 +251,8 @@ milterd_session_new(const struct conf *cf, struct milterd_server *srv,
     s->ctx = ctx;
     s->actions = actions;
     s->proto = proto;
-    s->size_action = (enum milterd_size_action)cfg_enum(
-        cf->cfg, "milter_size_action");
+    s->size_action =
+        (enum milterd_size_action)cfg_enum(cf->cfg, "milter_size_action");
     buf_init(&s->data, cf->limits.message_size);
     return s;
 }
@@ -344,9 +347,8 @@ milterd_connect(struct milterd_session *s, const char *hostname,
         a = inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
                       addr, sizeof(addr));
     else if (sa != NULL && sa->sa_family == AF_INET6) {
-        a = inet_ntop(AF_INET6,
-                      &((const struct sockaddr_in6 *)sa)->sin6_addr, addr,
-                      sizeof(addr));
+        a = inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr,
+                      addr, sizeof(addr));
         if (a != NULL && strncmp(a, "::ffff:", 7) == 0 && strchr(a, '.'))
             a += 7;
     }
@@ -478,8 +480,7 @@ milterd_put(struct milterd_session *s, const void *p, size_t len)
 }
 
 void
-milterd_header(struct milterd_session *s, const char *name,
-               const char *value)
+milterd_header(struct milterd_session *s, const char *name, const char *value)
 {
     const char *p, *nl;
     char **grown;
@@ -665,8 +666,8 @@ milterd_value(const struct milterd_session *s, const char *v, size_t len,
 static int
 milterd_mta_failed(struct err *e, const char *what, const char *name)
 {
-    return err_set(e, ERR_TEMP, "the MTA refused the request to %s%s%s",
-                   what, name ? " " : "", name ? name : "");
+    return err_set(e, ERR_TEMP, "the MTA refused the request to %s%s%s", what,
+                   name ? " " : "", name ? name : "");
 }
 
 /* milterd_replay_headers - see the file comment. */
@@ -736,8 +737,9 @@ milterd_replay_headers(struct milterd_session *s, struct msg *m,
         }
     }
     if (fin.n != msg_header_count(m)) {
-        err_set(e, ERR_INTERNAL, "journal: %zu fields replayed, message has "
-                                 "%zu",
+        err_set(e, ERR_INTERNAL,
+                "journal: %zu fields replayed, message has "
+                "%zu",
                 fin.n, msg_header_count(m));
         goto out;
     }
@@ -769,8 +771,8 @@ milterd_replay_headers(struct milterd_session *s, struct msg *m,
             }
             if (milterd_value(s, v, vlen, &val, e) < 0)
                 goto out;
-            if (s->ops->chgheader(s->ctx, s->names[k], index,
-                                  buf_str(&val)) < 0) {
+            if (s->ops->chgheader(s->ctx, s->names[k], index, buf_str(&val)) <
+                0) {
                 milterd_mta_failed(e, "change header", s->names[k]);
                 goto out;
             }
@@ -798,8 +800,8 @@ milterd_replay_headers(struct milterd_session *s, struct msg *m,
                 goto out;
             }
         } else {
-            if (s->ops->insheader(s->ctx, (int)pos + MILTERD_OWN_HEADERS,
-                                  name, buf_str(&val)) < 0) {
+            if (s->ops->insheader(s->ctx, (int)pos + MILTERD_OWN_HEADERS, name,
+                                  buf_str(&val)) < 0) {
                 milterd_mta_failed(e, "insert header", name);
                 goto out;
             }
@@ -824,8 +826,7 @@ out:
 
 /* milterd_replay_body - the body in chunks, every line end CRLF. */
 static int
-milterd_replay_body(struct milterd_session *s, struct msg *m,
-                    struct err *e)
+milterd_replay_body(struct milterd_session *s, struct msg *m, struct err *e)
 {
     unsigned char *chunk;
     const char *body;
@@ -1152,8 +1153,9 @@ milterd_size(struct milterd_session *s)
 
     switch (s->size_action) {
     case MILTERD_SIZE_REJECT:
-        log_info(milterd_qid(s), "milter-reject: END-OF-MESSAGE: over %s: "
-                                 "552 5.3.4",
+        log_info(milterd_qid(s),
+                 "milter-reject: END-OF-MESSAGE: over %s: "
+                 "552 5.3.4",
                  what);
         milterd_reply(s, "552 5.3.4 Message size exceeds fixed limit", '5');
         return MILTERD_REJECT;
@@ -1166,8 +1168,9 @@ milterd_size(struct milterd_session *s)
     case MILTERD_SIZE_TEMPFAIL:
         break;
     }
-    log_info(milterd_qid(s), "milter-tempfail: END-OF-MESSAGE: over %s: "
-                             "452 4.3.4",
+    log_info(milterd_qid(s),
+             "milter-tempfail: END-OF-MESSAGE: over %s: "
+             "452 4.3.4",
              what);
     return milterd_tempfail(s, "452 4.3.4 Message too big for the content "
                                "filter");
@@ -1305,8 +1308,7 @@ milterd_check_listen(const char *spec, struct err *e)
         p = strchr(spec, ':') + 1;
         if (p[0] != '/')
             return err_set(e, ERR_CONFIG,
-                           "'%s': a UNIX socket needs an absolute path",
-                           spec);
+                           "'%s': a UNIX socket needs an absolute path", spec);
         if (strlen(p) >= sizeof(((struct sockaddr_un *)0)->sun_path))
             return err_set(e, ERR_CONFIG, "'%s': path too long", spec);
         return 0;
@@ -1467,8 +1469,7 @@ mlfi_conn(SMFICTX *ctx, unsigned long act, unsigned long proto)
         return NULL;
     c->rt = md->hold();
     if ((c->s = milterd_session_new(smtpd_runtime_conf(c->rt), md->srv,
-                                    &mlfi_ops, ctx, act, proto, &e)) ==
-        NULL) {
+                                    &mlfi_ops, ctx, act, proto, &e)) == NULL) {
         smtpd_runtime_release(c->rt);
         free(c);
         return NULL;
@@ -1485,10 +1486,11 @@ mlfi_conn(SMFICTX *ctx, unsigned long act, unsigned long proto)
 static struct milterd_session *
 mlfi_session(SMFICTX *ctx)
 {
-    struct mlfi_conn *c = mlfi_conn(ctx, SMFIF_ADDHDRS | SMFIF_CHGHDRS |
-                                             SMFIF_CHGBODY | SMFIF_ADDRCPT |
-                                             SMFIF_DELRCPT | SMFIF_QUARANTINE,
-                                    0);
+    struct mlfi_conn *c =
+        mlfi_conn(ctx,
+                  SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGBODY |
+                      SMFIF_ADDRCPT | SMFIF_DELRCPT | SMFIF_QUARANTINE,
+                  0);
 
     return c != NULL ? c->s : NULL;
 }
@@ -1682,13 +1684,11 @@ milterd_listen_fd(const struct milterd *md)
         int listening = 0;
 
         olen = sizeof(listening);
-        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &olen) <
-                0 ||
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &olen) < 0 ||
             !listening || getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
             continue;
         if (md->unix_path != NULL && ss.ss_family == AF_UNIX &&
-            strcmp(((struct sockaddr_un *)&ss)->sun_path, md->unix_path) ==
-                0)
+            strcmp(((struct sockaddr_un *)&ss)->sun_path, md->unix_path) == 0)
             found = fd;
         else if (md->unix_path == NULL && ss.ss_family == AF_INET &&
                  ntohs(((struct sockaddr_in *)&ss)->sin_port) == md->port)
@@ -1718,8 +1718,8 @@ milterd_socket_perms(const struct milterd *md, const struct cfg *c,
         return err_sys(e, ERR_IO, "chmod %s", md->unix_path);
     if ((group = cfg_str(c, "milter_socket_group")) != NULL) {
         if ((gr = getgrnam(group)) == NULL)
-            return cfg_err(e, c, "milter_socket_group",
-                           "%s: no such group", group);
+            return cfg_err(e, c, "milter_socket_group", "%s: no such group",
+                           group);
         if (chown(md->unix_path, (uid_t)-1, gr->gr_gid) < 0)
             return err_sys(e, ERR_IO, "chown %s to group %s", md->unix_path,
                            group);
@@ -1775,8 +1775,7 @@ milterd_open(const struct cfg *c, struct err *e)
         goto fail;
     }
     if (smfi_setconn(md->spec) != MI_SUCCESS) {
-        err_set(e, ERR_CONFIG, "milter_listen: libmilter refuses '%s'",
-                spec);
+        err_set(e, ERR_CONFIG, "milter_listen: libmilter refuses '%s'", spec);
         goto fail;
     }
     (void)smfi_setbacklog(MILTERD_BACKLOG);

@@ -78,8 +78,7 @@ enum milterd_size_action {
  * an action the chain needs (the error names it). */
 int milterd_negotiate(unsigned chain_flags, size_t nstages,
                       unsigned long offer_act, unsigned long offer_proto,
-                      unsigned long *act, unsigned long *proto,
-                      struct err *e);
+                      unsigned long *act, unsigned long *proto, struct err *e);
 
 /* ----------------------------------------------------------- session */
 
@@ -89,12 +88,10 @@ struct milterd_session;
 /* milterd_session_new - a session under cf; ops/ctx reach the MTA;
  * actions and proto are what milterd_negotiate() agreed. srv may be NULL
  * (no progress notices). NULL on ENOMEM. */
-struct milterd_session *milterd_session_new(const struct conf *cf,
-                                            struct milterd_server *srv,
-                                            const struct milterd_ops *ops,
-                                            void *ctx, unsigned long actions,
-                                            unsigned long proto,
-                                            struct err *e);
+struct milterd_session *
+milterd_session_new(const struct conf *cf, struct milterd_server *srv,
+                    const struct milterd_ops *ops, void *ctx,
+                    unsigned long actions, unsigned long proto, struct err *e);
 void milterd_session_free(struct milterd_session *s);
 
 /* The events, in protocol order. Nothing before end of message answers

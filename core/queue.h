@@ -131,10 +131,27 @@ int queue_file_parse(const char *buf, size_t len, int head_only,
                      struct queue_file *qf, struct err *e);
 void queue_file_fini(struct queue_file *qf);
 
+/* queue_file_seal - write the end record (QUEUE_TAIL_LEN octets at the
+ * end of buf[0..len)) for what comes before it: for tests and fuzzing,
+ * which make or change files by hand. */
+void queue_file_seal(char *buf, size_t len);
+
 /* queue_file_tail_ok - 1 when the last octets of a file of size len are
  * an end record (the cheap check made for every file at start-up). */
 int queue_file_tail_ok(const char *tail, size_t n, size_t len);
 #define QUEUE_TAIL_LEN 14
+
+/* queue_id_ok - id is 1 to QUEUE_ID_MAX - 1 letters and digits (a file
+ * name that cannot leave the directory). */
+int queue_id_ok(const char *id);
+
+/* queue_read_fd - the whole file fd into out (limit max octets). */
+int queue_read_fd(int fd, size_t max, struct buf *out, struct err *e);
+
+/* queue_param - the value of ESMTP parameter key ("NOTIFY") in params,
+ * case-insensitive: its start, with *len set; "" for a bare keyword;
+ * NULL when absent. Borrowed from params. */
+const char *queue_param(const char *params, const char *key, size_t *len);
 
 /* queue_xtext_decode - RFC 3461 xtext in[0..len) into out (size n),
  * NUL-terminated; -1 on bad syntax, a decoded control character or no

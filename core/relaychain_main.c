@@ -38,6 +38,7 @@
 #include "mime.h"
 #include "msg.h"
 #include "quarantine.h"
+#include "queue.h"
 
 enum {
     FILTER_EXIT_CONTINUE = 0,
@@ -66,6 +67,9 @@ usage_main(FILE *fp)
             "  dkim          make a DKIM key (keygen), check one (testkey)\n"
             "  passwd        set a user's password in an SMTP AUTH file\n"
             "  quarantine    list, show, release or delete held messages\n"
+            "  queue         list, show, flush, delete, hold, release or "
+            "requeue\n"
+            "                queued messages (delivery = queue)\n"
             "\n"
             "  relaychain --version\n"
             "  relaychain COMMAND -h   help for one command\n");
@@ -645,6 +649,8 @@ main(int argc, char **argv)
         rc = auth_passwd_main(argc, argv);
     else if (strcmp(cmd, "quarantine") == 0)
         rc = quarantine_main(argc, argv);
+    else if (strcmp(cmd, "queue") == 0)
+        rc = queue_main(argc, argv);
     else {
         fprintf(stderr, "%s: unknown command '%s'\n", progname, cmd);
         usage_main(stderr);

@@ -14,6 +14,13 @@
  *   SIGTERM, SIGINT  stop accepting, let transactions in flight finish
  *            (at most shutdown_timeout), exit 0.
  *
+ * With milter_listen set, the milter front end (milterd) runs beside the
+ * SMTP listeners or alone, on libmilter's own threads. libmilter then
+ * takes SIGTERM, SIGHUP and SIGINT itself; when it stops, its thread
+ * writes to a pipe this loop polls, and the daemon stops as on SIGTERM.
+ * SIGUSR1 stays here: milter connections take the current runtime when
+ * they open, as SMTP sessions do.
+ *
  * With -f the daemon stays in the foreground and logs to stderr (for
  * systemd's Type=simple and for tests); otherwise it detaches and logs to
  * syslog. This file and relaychain_main.c are the only places with
@@ -43,6 +50,7 @@
 #include "log.h"
 #include "mime.h"
 #include "milterd.h"
+#include "queue.h"
 #include "smtpd.h"
 
 #define LISTEN_MAX 16
@@ -252,6 +260,7 @@ main(int argc, char **argv)
     const char *path = CONF_DEFAULT_PATH;
     struct pollfd pfd[LISTEN_MAX + 2];
     struct milterd *md = NULL;
+    struct queue *spool = NULL;
     int mpipe[2] = {-1, -1};
     sigset_t sfd_sigs;
     const char *const *listen_specs;
@@ -328,6 +337,14 @@ main(int argc, char **argv)
         fprintf(stderr, "relaychaind: %s\n", e.text);
         return 1;
     }
+    /* delivery = queue: the spool's directories and lock are taken here,
+     * so a problem is told where the admin looks; its threads start
+     * after daemon(), which keeps only the calling thread. */
+    if (cfg_enum(cfg, "delivery") == 1 &&
+        (spool = queue_open(cfg, &e)) == NULL) {
+        fprintf(stderr, "relaychaind: %s\n", e.text);
+        return 1;
+    }
     if (!foreground && daemon(0, 0) < 0) {
         fprintf(stderr, "relaychaind: daemon: %s\n", strerror(errno));
         return 1;
@@ -358,14 +375,21 @@ main(int argc, char **argv)
     pfd[nlisten].events = POLLIN;
     pfd[nlisten + 1].fd = mpipe[0];
     pfd[nlisten + 1].events = POLLIN;
-    if (md != NULL && milterd_run(md, runtime_hold_current, mpipe[1], &e) <
-                          0) {
+    if (md != NULL &&
+        milterd_run(md, runtime_hold_current, mpipe[1], &e) < 0) {
         log_error(NULL, "%s", e.text);
         return 1;
     }
     if ((srv = smtpd_server_new(&e)) == NULL) {
         log_error(NULL, "%s", e.text);
         return 1;
+    }
+    if (spool != NULL) {
+        smtpd_server_set_queue(srv, spool);
+        if (queue_start(spool, &e) < 0) {
+            log_error(NULL, "%s", e.text);
+            return 1;
+        }
     }
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -421,6 +445,11 @@ main(int argc, char **argv)
             log_warning(NULL, "exiting with %u session(s) still open", n);
         else
             log_info(NULL, "all sessions finished");
+        /* Queue workers end the attempt they are in; the files stay. */
+        if (spool != NULL && queue_stop(spool, limit) > 0)
+            log_warning(NULL, "exiting with queue deliveries under way");
+        else if (spool != NULL && n == 0)
+            queue_free(spool);
         /* Sessions still running keep using srv and their runtime. */
         if (n == 0) {
             smtpd_server_free(srv);

@@ -733,6 +733,12 @@ smtpc_has_xforward(const struct smtpc_conn *c)
     return (c->ext & SMTPC_EXT_XFORWARD) != 0;
 }
 
+int
+smtpc_has_dsn(const struct smtpc_conn *c)
+{
+    return (c->ext & SMTPC_EXT_DSN) != 0;
+}
+
 /* ------------------------------------------------------------ connecting */
 
 static int

@@ -78,6 +78,9 @@ void smtpc_put(struct smtpc_pool *p, struct smtpc_conn *c, int ok);
 
 /* smtpc_has_xforward - the server offered XFORWARD. */
 int smtpc_has_xforward(const struct smtpc_conn *c);
+/* smtpc_has_dsn - the server offered DSN (it takes NOTIFY and ORCPT and
+ * reports success itself). */
+int smtpc_has_dsn(const struct smtpc_conn *c);
 
 /* One transaction. Each returns 0 with r filled (any code), -1 when the
  * connection broke (r then holds a 4xx to pass on and the connection must

@@ -14,6 +14,13 @@
  * hears the next hop's reply to the message, so nothing is answered 250
  * that the next hop did not take.
  *
+ * With delivery = queue the session is the front half of a store and
+ * forward relay: recipients are accepted here (the relay policy still
+ * applies), DSN is offered (RET, ENVID, NOTIFY, ORCPT are checked and
+ * kept), MAIL gets 452 4.3.1 when the spool is short of queue_minfree,
+ * and the end of DATA is answered 250 only after queue_commit() made the
+ * processed message durable; its failure is a 452 or 451, never 250.
+ *
  * DATA is read line by line with a bound on each line; only CRLF.CRLF
  * ends it. Bare LF, bare CR, NUL, over-long lines and oversize messages
  * are noted while reading and answered after the end, so that no byte of
@@ -44,6 +51,7 @@
 #include "msg.h"
 #include "netio.h"
 #include "quarantine.h"
+#include "queue.h"
 #include "regmap.h"
 #include "smtpc.h"
 #include "smtpd.h"
@@ -78,6 +86,7 @@ struct smtpd_runtime {
     int auth_failure_limit;
     int normalize_newlines;
     int wrap_long_lines;
+    int queue_mode; /* delivery = queue */
     unsigned max_conn, max_conn_client;
 };
 
@@ -142,12 +151,7 @@ smtpd_runtime_new(struct conf *cf, struct err *e)
                 "tls_key_file");
         goto fail;
     }
-    if (cfg_enum(c, "delivery") == 1) {
-        cfg_err(e, c, "delivery",
-                "delivery = queue is not available in this version; use "
-                "through");
-        goto fail;
-    }
+    rt->queue_mode = cfg_enum(c, "delivery") == 1;
     if (cfg_str(c, "next_hop") == NULL) {
         const char *const *l;
 
@@ -226,6 +230,7 @@ struct smtpd_server {
     unsigned per_client[SMTPD_CLIENTS];
     atomic_uint seq;
     atomic_int stopping;
+    struct queue *queue; /* set once before the first session */
 };
 
 struct smtpd_server *
@@ -261,6 +266,12 @@ smtpd_server_active(struct smtpd_server *srv)
     n = srv->active;
     pthread_mutex_unlock(&srv->lock);
     return n;
+}
+
+void
+smtpd_server_set_queue(struct smtpd_server *srv, struct queue *q)
+{
+    srv->queue = q;
 }
 
 void
@@ -504,6 +515,8 @@ smtpd_cmd_ehlo(struct smtpd_session *s, const char *arg, int esmtp)
     if (s->xforward_ok)
         smtpd_reply(s, "250-XFORWARD NAME ADDR PROTO HELO");
     smtpd_reply(s, "250-ENHANCEDSTATUSCODES");
+    if (rt->queue_mode)
+        smtpd_reply(s, "250-DSN");
     smtpd_reply(s, "250-8BITMIME");
     smtpd_reply(s, "250 SMTPUTF8");
 }
@@ -538,10 +551,11 @@ smtpd_param(const char *params, const char *key, size_t *len)
 /* smtpd_check_params - only the parameters we advertise; returns NULL or
  * the reply for a bad one. */
 static const char *
-smtpd_check_mail_params(const char *params, size_t size_limit,
+smtpd_check_mail_params(const char *params, size_t size_limit, int dsn,
                         int *too_big)
 {
     const char *p = params;
+    int ret = 0, envid = 0;
 
     *too_big = 0;
     while (p != NULL && *p) {
@@ -579,6 +593,17 @@ smtpd_check_mail_params(const char *params, size_t size_limit,
             /* accepted */
         } else if (strncasecmp(p, "AUTH=", 5) == 0) {
             /* accepted and ignored, as Postfix does for untrusted input */
+        } else if (dsn && strncasecmp(p, "RET=", 4) == 0) {
+            if (ret++ || !((n == 8 && strncasecmp(p + 4, "FULL", 4) == 0) ||
+                           (n == 8 && strncasecmp(p + 4, "HDRS", 4) == 0)))
+                return "501 5.5.4 Bad RET parameter";
+        } else if (dsn && strncasecmp(p, "ENVID=", 6) == 0) {
+            char id[128];
+
+            /* RFC 3461: at most 100 characters of xtext */
+            if (envid++ || n - 6 == 0 || n - 6 > 100 ||
+                queue_xtext_decode(p + 6, n - 6, id, sizeof(id)) < 0)
+                return "501 5.5.4 Bad ENVID parameter";
         } else {
             (void)eq;
             return "555 5.5.4 Unsupported option";
@@ -621,6 +646,92 @@ smtpd_login_owns(struct smtpd_session *s, const char *sender)
     }
     buf_fini(&owners);
     return ok;
+}
+
+/* smtpd_queue_refuses - in queue mode, MAIL is refused (and 1
+ * returned, the reply given) when the queue is not running or the spool
+ * is short of space for a message of the announced SIZE. */
+static int
+smtpd_queue_refuses(struct smtpd_session *s, const char *params,
+                    const char *sender)
+{
+    char client[SMTPD_CLIENT_MAX], num[24];
+    const char *reply = NULL, *v;
+    unsigned long long size = 0;
+    size_t len;
+
+    if ((v = smtpd_param(params, "SIZE", &len)) != NULL &&
+        len < sizeof(num)) {
+        memcpy(num, v, len);
+        num[len] = '\0';
+        size = strtoull(num, NULL, 10);
+    }
+    if (s->srv->queue == NULL)
+        /* a reload switched to queue: the queue starts with the daemon */
+        reply = "451 4.3.0 Error: the queue is not running; restart "
+                "relaychaind to change the delivery mode";
+    else if (!queue_has_space(s->srv->queue, size))
+        reply = "452 4.3.1 Insufficient system storage";
+    if (reply == NULL)
+        return 0;
+    log_info("NOQUEUE", "reject: MAIL from %s: %s; from=<%s>",
+             smtpd_client(s, client, sizeof(client)), reply, sender);
+    smtpd_reply(s, "%s", reply);
+    return 1;
+}
+
+/* smtpd_check_rcpt_params - in queue mode, the DSN parameters of RCPT
+ * (NOTIFY, ORCPT); NULL or the reply for a bad one. */
+static const char *
+smtpd_check_rcpt_params(const char *params)
+{
+    int notify = 0, orcpt = 0;
+    const char *p = params;
+
+    while (*p != '\0') {
+        size_t n;
+
+        p += strspn(p, " ");
+        if ((n = strcspn(p, " ")) == 0)
+            break;
+        if (strncasecmp(p, "NOTIFY=", 7) == 0) {
+            const char *v = p + 7, *end = p + n;
+            int never = 0, other = 0;
+
+            if (notify++ || v == end)
+                return "501 5.5.4 Bad NOTIFY parameter";
+            while (v < end) {
+                size_t k = 0;
+
+                while (v + k < end && v[k] != ',')
+                    k++;
+                if (k == 5 && strncasecmp(v, "NEVER", 5) == 0)
+                    never++;
+                else if ((k == 7 && strncasecmp(v, "SUCCESS", 7) == 0) ||
+                         (k == 7 && strncasecmp(v, "FAILURE", 7) == 0) ||
+                         (k == 5 && strncasecmp(v, "DELAY", 5) == 0))
+                    other++;
+                else
+                    return "501 5.5.4 Bad NOTIFY parameter";
+                v += k + (v + k < end);
+            }
+            if (never && (never > 1 || other))
+                return "501 5.5.4 Bad NOTIFY parameter";
+        } else if (strncasecmp(p, "ORCPT=", 6) == 0) {
+            const char *semi = memchr(p + 6, ';', n - 6);
+            char addr[600];
+
+            /* addr-type ";" xtext, at most 500 characters */
+            if (orcpt++ || semi == NULL || semi == p + 6 || n - 6 > 500 ||
+                queue_xtext_decode(semi + 1, (size_t)(p + n - semi - 1),
+                                   addr, sizeof(addr)) < 0)
+                return "501 5.5.4 Bad ORCPT parameter";
+        } else {
+            return "555 5.5.4 Unsupported option";
+        }
+        p += n;
+    }
+    return NULL;
 }
 
 static void
@@ -668,7 +779,8 @@ smtpd_cmd_mail(struct smtpd_session *s, const char *line)
     p += used;
     while (*p == ' ')
         p++;
-    if ((bad = smtpd_check_mail_params(p, s->rt->size_limit, &too_big)) !=
+    if ((bad = smtpd_check_mail_params(p, s->rt->size_limit,
+                                       s->rt->queue_mode, &too_big)) !=
         NULL) {
         smtpd_reply(s, "%s", bad);
         buf_fini(&addr);
@@ -677,6 +789,10 @@ smtpd_cmd_mail(struct smtpd_session *s, const char *line)
     }
     if (too_big) {
         smtpd_reply(s, "552 5.3.4 Message size exceeds fixed limit");
+        buf_fini(&addr);
+        return;
+    }
+    if (s->rt->queue_mode && smtpd_queue_refuses(s, p, buf_str(&addr))) {
         buf_fini(&addr);
         return;
     }
@@ -706,7 +822,7 @@ smtpd_cmd_mail(struct smtpd_session *s, const char *line)
     smtpd_new_qid(s->srv, s->qid, sizeof(s->qid));
     gettimeofday(&s->t_start, NULL);
 
-    if (smtpc_pool_kind(s->rt->hop) != SMTPC_MAILDIR) {
+    if (!s->rt->queue_mode && smtpc_pool_kind(s->rt->hop) != SMTPC_MAILDIR) {
         struct msg_env env;
         char params[512];
         size_t vlen;
@@ -785,7 +901,7 @@ smtpd_cmd_rcpt(struct smtpd_session *s, const char *line)
     struct smtpd_rcpt *grown;
     struct smtpc_reply r;
     struct buf addr;
-    const char *p;
+    const char *p, *bad;
     size_t used;
     char reply[600];
 
@@ -816,6 +932,12 @@ smtpd_cmd_rcpt(struct smtpd_session *s, const char *line)
     if (s->nrcpts >= s->rt->rcpt_limit) {
         smtpd_reply(s, "452 4.5.3 Error: too many recipients");
         buf_fini(&addr);
+        return;
+    }
+    if (s->rt->queue_mode && (bad = smtpd_check_rcpt_params(p)) != NULL) {
+        smtpd_reply(s, "%s", bad);
+        buf_fini(&addr);
+        smtpd_error(s);
         return;
     }
     if (!smtpd_relay_ok(s, buf_str(&addr))) {
@@ -1063,6 +1185,59 @@ smtpd_envelope_changed(const struct msg *m)
     return 0;
 }
 
+/* smtpd_enqueue - commit the processed message to the queue; 250 only
+ * when it is there for good. */
+static void
+smtpd_enqueue(struct smtpd_session *s, const struct msg_env *env,
+              const struct buf *out)
+{
+    struct msg_rcpt *orig;
+    struct queue_msg qm;
+    size_t i;
+
+    if (s->srv->queue == NULL) {
+        smtpd_reply(s, "451 4.3.0 Error: the queue is not running");
+        return;
+    }
+    if ((orig = calloc(s->nrcpts, sizeof(*orig))) == NULL) {
+        log_error(s->qid, "out of memory");
+        smtpd_reply(s, "451 4.3.0 Error: out of memory");
+        return;
+    }
+    for (i = 0; i < s->nrcpts; i++) {
+        orig[i].addr = s->rcpts[i].addr;
+        orig[i].params = s->rcpts[i].params;
+    }
+    memset(&qm, 0, sizeof(qm));
+    qm.qid = s->qid;
+    qm.arrival_us = (long long)s->t_start.tv_sec * 1000000LL +
+                    s->t_start.tv_usec;
+    qm.client_addr = smtpd_env_addr(s);
+    qm.client_name = s->xf_name[0] ? s->xf_name : s->name;
+    qm.helo = s->xf_helo[0] ? s->xf_helo : s->helo;
+    qm.auth_user = s->auth_user;
+    qm.sender = env->sender;
+    qm.sender_params = env->sender_params;
+    qm.rcpts = env->rcpts;
+    qm.nrcpts = env->nrcpts;
+    qm.orig = orig;
+    qm.norig = s->nrcpts;
+    qm.data = out->data ? out->data : "";
+    qm.len = out->len;
+    err_clear(&s->e);
+    if (queue_commit(s->srv->queue, &qm, &s->e) < 0) {
+        const char *reply = queue_commit_reply(&s->e);
+
+        log_error(s->qid, "queue file write error: %s", s->e.text);
+        log_info(s->qid, "reject: END-OF-MESSAGE: %s; from=<%s>", reply,
+                 s->sender);
+        smtpd_reply(s, "%s", reply);
+    } else {
+        smtpd_reply(s, "250 2.0.0 Ok: queued as %s", s->qid);
+    }
+    free(orig);
+}
+
 /* smtpd_deliver - run the chain on data and hand the result on; the
  * reply for the client goes out through smtpd_reply. */
 static void
@@ -1141,6 +1316,10 @@ smtpd_deliver(struct smtpd_session *s, const struct buf *data)
     }
     if (msg_write(m, &out, &s->e) < 0)
         goto tempfail;
+    if (s->rt->queue_mode) {
+        smtpd_enqueue(s, env, &out);
+        goto out;
+    }
     if (smtpc_pool_kind(s->rt->hop) == SMTPC_MAILDIR) {
         if (smtpc_maildir_deliver(s->rt->hop, out.data, out.len, s->qid, &r,
                                   &s->e) < 0 &&

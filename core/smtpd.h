@@ -26,6 +26,7 @@
 
 struct smtpd_runtime;
 struct smtpd_server;
+struct queue;
 
 /* smtpd_runtime_new - build from cf, which it adopts (freed with the
  * runtime, also on failure). Errors are "path:line: reason". */
@@ -36,6 +37,10 @@ const struct conf *smtpd_runtime_conf(const struct smtpd_runtime *rt);
 
 struct smtpd_server *smtpd_server_new(struct err *e);
 void smtpd_server_free(struct smtpd_server *srv);
+/* smtpd_server_set_queue - the durable queue that sessions under a
+ * "delivery = queue" runtime commit to (borrowed; set before the first
+ * session). */
+void smtpd_server_set_queue(struct smtpd_server *srv, struct queue *q);
 /* smtpd_server_active - sessions running now. */
 unsigned smtpd_server_active(struct smtpd_server *srv);
 /* smtpd_server_stop - ask every session to finish its transaction and

@@ -19,6 +19,7 @@ struct regmap;
 extern const struct stage_type flt_rewrite_type;
 extern const struct stage_type flt_dkim_type;
 extern const struct stage_type flt_disclaimer_type;
+extern const struct stage_type flt_antivirus_type;
 
 /* flt_rewrite_test - for "relaychain rewrite-test": look addr up in each
  * table the rewrite stage st has and print one line per table,
@@ -90,5 +91,33 @@ int flt_dkim_name_ok(const char *s, int selector);
 /* flt_dkim_main - "relaychain dkim keygen|testkey ..."; argv[0] is "dkim".
  * Returns the exit status. */
 int flt_dkim_main(int argc, char **argv);
+
+/* The antivirus stage's parsers, for the fuzzer and the tests.
+ *
+ * flt_antivirus_classify - what a detection name means: returns
+ * FLT_ANTIVIRUS_UNCHECKED for libclamav's "could not scan" heuristics
+ * (Heuristics.Limits.Exceeded.*, Heuristics.Encrypted.*) with the reason
+ * in why, FLT_ANTIVIRUS_INFECTED with the printable name in why
+ * otherwise. clamd says whose limits they are (clamd.conf's or ours).
+ * flt_antivirus_clamd_reply - one clamd INSTREAM answer ("stream: OK",
+ * "stream: NAME FOUND", "... ERROR"); 0 with *status and what (size n)
+ * set, -1 with e set for an error answer (StreamMaxLength is unchecked,
+ * not an error). flt_antivirus_boundaries - the distinct boundary
+ * parameter values in s, at most max, each NUL-terminated in out[i];
+ * returns how many. */
+enum flt_antivirus_status {
+    FLT_ANTIVIRUS_CLEAN,
+    FLT_ANTIVIRUS_INFECTED,
+    FLT_ANTIVIRUS_UNCHECKED
+};
+#define FLT_ANTIVIRUS_WHAT_MAX 200
+#define FLT_ANTIVIRUS_BOUNDARY_SIZE 201 /* 200 octets and the NUL */
+int flt_antivirus_classify(const char *name, int clamd, char *why, size_t n);
+int flt_antivirus_clamd_reply(const char *reply, size_t len,
+                              enum flt_antivirus_status *status, char *what,
+                              size_t n, struct err *e);
+size_t flt_antivirus_boundaries(const char *s, size_t n,
+                                char (*out)[FLT_ANTIVIRUS_BOUNDARY_SIZE],
+                                size_t max);
 
 #endif

@@ -15,6 +15,8 @@
 #   lua NAME                run miltertest on $T/NAME.lua (script on
 #                           stdin), output in $T/NAME.out; returns its
 #                           exit status
+#   doc_block FILE HEADING  the indented block under "## HEADING" of a
+#                           Markdown document, unindented
 . "$top_srcdir/tests/integration/smtpd_lib.sh"
 
 RCDT="$top_builddir/tests/relaychaind-test"
@@ -84,4 +86,14 @@ mtd_stop() {
 lua() {
     cat >"$T/$1.lua"
     timeout 120 miltertest -s "$T/$1.lua" >"$T/$1.out" 2>&1
+}
+
+doc_block() {
+    awk -v h="## $2" '
+        $0 == h { on = 1; next }
+        on && /^## / { exit }
+        on && /^    / { print substr($0, 5); seen = 1; next }
+        on && /^$/ { if (seen) print; next }
+        on && seen { exit }
+    ' "$1"
 }

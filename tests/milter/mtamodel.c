@@ -25,8 +25,8 @@ mm_dup(const char *s)
 }
 
 static int
-mm_request(struct mtamodel *mm, const char *what, const char *a,
-           const char *b, long n)
+mm_request(struct mtamodel *mm, const char *what, const char *a, const char *b,
+           long n)
 {
     struct err e;
 
@@ -65,9 +65,10 @@ mm_insheader(void *ctx, int index, const char *name, const char *value)
     struct mtamodel *mm = ctx;
     size_t pos = (size_t)index;
 
-    if (mm_request(mm, "ins", name, value, index) < 0 ||
-        index < 0)
+    if (mm_request(mm, "ins", name, value, index) < 0 || index < 0)
         return -1;
+    if (pos >= mm->nmain && mm->strict)
+        abort();
     if (pos >= mm->nmain)
         return mm_append(mm->app, &mm->napp, mm->napp, name, value);
     return mm_append(mm->main, &mm->nmain, pos, name, value);
@@ -87,6 +88,8 @@ mm_chgheader(void *ctx, const char *name, int index, const char *value)
         if (strcasecmp(mm->main[i].name, name) == 0 && ++seen == index)
             break;
     if (i == mm->nmain) {
+        if (mm->strict)
+            abort();
         if (value != NULL)
             return mm_append(mm->app, &mm->napp, mm->napp, name, value);
         return 0;
@@ -175,8 +178,7 @@ mm_quarantine(void *ctx, const char *reason)
 }
 
 static int
-mm_setreply(void *ctx, const char *rcode, const char *xcode,
-            const char *text)
+mm_setreply(void *ctx, const char *rcode, const char *xcode, const char *text)
 {
     struct mtamodel *mm = ctx;
 
@@ -195,9 +197,8 @@ mm_progress(void *ctx)
 }
 
 const struct milterd_ops mtamodel_ops = {
-    mm_addheader, mm_insheader, mm_chgheader,  mm_replacebody,
-    mm_chgfrom,   mm_addrcpt,   mm_delrcpt,    mm_quarantine,
-    mm_setreply,  mm_progress,
+    mm_addheader, mm_insheader, mm_chgheader,  mm_replacebody, mm_chgfrom,
+    mm_addrcpt,   mm_delrcpt,   mm_quarantine, mm_setreply,    mm_progress,
 };
 
 void
@@ -259,6 +260,12 @@ mtamodel_fini(struct mtamodel *mm)
     free(mm->sender);
     buf_fini(&mm->body);
     buf_fini(&mm->log);
+}
+
+void
+mtamodel_field(struct mtamodel *mm, const char *name, const char *value)
+{
+    (void)mm_append(mm->main, &mm->nmain, mm->nmain, name, value);
 }
 
 void

@@ -19,7 +19,9 @@
  *
  * Each request is also written to log as one short line, so tests can
  * compare the exact requests. fail_at makes the n-th request (1-based)
- * fail, as an MTA that refuses one. Used by the unit tests and the
+ * fail, as an MTA that refuses one; strict makes a change or delete of a
+ * field that is not there, or an insert past the end, abort the program
+ * (the fuzzer's oracle for index bugs). Used by the unit tests and the
  * fuzzer; the model allocates, mtamodel_fini() frees.
  */
 #ifndef RC_MTAMODEL_H
@@ -52,6 +54,7 @@ struct mtamodel {
     unsigned progress;
     unsigned requests;
     unsigned fail_at;
+    int strict; /* abort() on a request that names no field: a replay bug */
     struct buf log;
 };
 
@@ -59,9 +62,13 @@ extern const struct milterd_ops mtamodel_ops;
 
 /* mtamodel_init - an MTA holding header (fields "Name:value\n", values
  * as received, folding "\n\t"), sender and recipients ("<a@b>"). */
-void mtamodel_init(struct mtamodel *mm, const char *header,
-                   const char *sender, const char *const *rcpts);
+void mtamodel_init(struct mtamodel *mm, const char *header, const char *sender,
+                   const char *const *rcpts);
 void mtamodel_fini(struct mtamodel *mm);
+
+/* mtamodel_field - append a field the MTA received (value as sent to the
+ * filter, leading space included). */
+void mtamodel_field(struct mtamodel *mm, const char *name, const char *value);
 
 /* mtamodel_header - the visible header now ("Name:value\n" each, own
  * Received: left out), into out. */

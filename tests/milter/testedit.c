@@ -39,8 +39,7 @@ static const char *const testedit_verdicts[] = {
 static const struct cfg_option testedit_options[] = {
     {"header_change", CFG_STRING, NULL, "NAME:INDEX:VALUE", NULL, 0, 0, 0},
     {"header_delete", CFG_STRING, NULL, "NAME:INDEX", NULL, 0, 0, 0},
-    {"header_insert", CFG_STRING, NULL, "POSITION:NAME:VALUE", NULL, 0, 0,
-     0},
+    {"header_insert", CFG_STRING, NULL, "POSITION:NAME:VALUE", NULL, 0, 0, 0},
     {"header_add", CFG_STRING, NULL, "NAME:VALUE", NULL, 0, 0, 0},
     {"body_size", CFG_SIZE, NULL, "replace the body with this many octets",
      NULL, 0, 64LL * 1024 * 1024, 0},
@@ -49,8 +48,8 @@ static const struct cfg_option testedit_options[] = {
     {"fail", CFG_BOOL, "no", "fail with an error", NULL, 0, 0, 0},
     {"verdict", CFG_ENUM, "continue", "the verdict", testedit_verdicts, 0, 0,
      0},
-    {"reply", CFG_STRING, NULL, "SMTP reply for reject and tempfail", NULL,
-     0, 0, 0},
+    {"reply", CFG_STRING, NULL, "SMTP reply for reject and tempfail", NULL, 0,
+     0, 0},
     CFG_OPTION_END,
 };
 
@@ -129,8 +128,8 @@ testedit_run(const struct stage *st, struct msg *m, struct verdict *v,
          msg_header_add(m, st->name, part[0], part[1], e) < 0))
         return err_set(e, ERR_INPUT, "header_add %s failed", s);
     if (cfg_bool(c, "frontend_header") &&
-        msg_header_add(m, st->name, "X-Frontend",
-                       fe[msg_env(m)->frontend], e) < 0)
+        msg_header_add(m, st->name, "X-Frontend", fe[msg_env(m)->frontend],
+                       e) < 0)
         return -1;
     if (cfg_is_set(c, "body_size")) {
         size_t want = (size_t)cfg_num(c, "body_size"), line = 0;

@@ -1,0 +1,7 @@
+rule RelayChain_Test_Yara
+{
+    strings:
+        $marker = "relaychain yara marker 51c4"
+    condition:
+        $marker
+}

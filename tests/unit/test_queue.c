@@ -1,0 +1,443 @@
+/*
+ * test_queue - the queue file format, commit and the helpers around them
+ *
+ * The format cases serialize a message, read it back and then damage it
+ * in every way a crash or a hostile file can: cut at every offset, every
+ * octet flipped (the checksum or the record structure must notice,
+ * except in the mutable status octets, where only the valid values are
+ * accepted), records out of order. The commit cases run queue_open() and
+ * queue_commit() on a scratch directory (no threads): the file appears
+ * in queue/ only whole, tmp/ stays empty, an existing name is never
+ * replaced, and a second daemon on the same spool is refused. The DSN
+ * case checks the fields a reader looks for; tests/integration/queue_dsn.sh
+ * reads real reports with Python's email package.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "unit.h"
+
+#include "conf.h"
+#include "queue.h"
+
+static const char test_message[] =
+    "From: <a@client.example>\r\nTo: <b@dest.example>\r\n"
+    "Subject: queue unit test\r\n\r\nline one\r\n.leading dot\r\n";
+
+static const struct msg_rcpt test_rcpts[] = {
+    {"b@dest.example", "NOTIFY=FAILURE ORCPT=rfc822;b@dest.example"},
+    {"c@other.example", NULL},
+};
+
+static void
+make_msg(struct queue_msg *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->qid = "ABCDEF012345";
+    m->arrival_us = 1700000000123456LL;
+    m->client_addr = "192.0.2.7";
+    m->client_name = "client.example";
+    m->helo = "helo.client.example";
+    m->auth_user = "alice";
+    m->sender = "a@client.example";
+    m->sender_params = "RET=HDRS ENVID=id+2B1";
+    m->rcpts = test_rcpts;
+    m->nrcpts = 2;
+    m->orig = test_rcpts;
+    m->norig = 1;
+    m->data = test_message;
+    m->len = sizeof(test_message) - 1;
+}
+
+static void
+serialized(struct buf *b)
+{
+    struct queue_msg m;
+    struct err e;
+
+    make_msg(&m);
+    buf_init(b, 0);
+    if (queue_file_serialize(&m, b, &e) < 0)
+        fail_msg("serialize: %s", e.text);
+}
+
+static void
+test_roundtrip(void **state)
+{
+    struct queue_file qf;
+    struct buf b;
+    struct err e;
+
+    (void)state;
+    serialized(&b);
+    if (queue_file_parse(b.data, b.len, 0, &qf, &e) < 0)
+        fail_msg("parse: %s", e.text);
+    unit_int_eq("arrival", qf.arrival_us, 1700000000123456LL);
+    unit_str_eq("client", qf.client_addr, "192.0.2.7");
+    unit_str_eq("name", qf.client_name, "client.example");
+    unit_str_eq("helo", qf.helo, "helo.client.example");
+    unit_str_eq("auth", qf.auth_user, "alice");
+    unit_str_eq("sender", qf.sender, "a@client.example");
+    unit_str_eq("params", qf.sender_params, "RET=HDRS ENVID=id+2B1");
+    unit_int_eq("nrcpts", qf.nrcpts, 2);
+    unit_str_eq("rcpt 0", qf.rcpts[0].addr, "b@dest.example");
+    unit_str_eq("rcpt 0 params", qf.rcpts[0].params,
+                "NOTIFY=FAILURE ORCPT=rfc822;b@dest.example");
+    unit_str_eq("rcpt 1 params", qf.rcpts[1].params, "");
+    unit_int_eq("rcpt 0 status", qf.rcpts[0].status, QUEUE_RCPT_PENDING);
+    unit_int_eq("status offset", b.data[qf.rcpts[1].status_off],
+                QUEUE_RCPT_PENDING);
+    unit_int_eq("norig", qf.norig, 1);
+    unit_str_eq("orig", qf.orig[0], "b@dest.example");
+    unit_int_eq("warned", qf.warned, '-');
+    unit_int_eq("len", qf.len, sizeof(test_message) - 1);
+    if (memcmp(qf.data, test_message, qf.len) != 0)
+        fail_msg("message octets differ");
+    unit_int_eq("tail ok", queue_file_tail_ok(b.data + b.len - QUEUE_TAIL_LEN,
+                                              QUEUE_TAIL_LEN, b.len),
+                1);
+    queue_file_fini(&qf);
+    buf_fini(&b);
+}
+
+/* Cut anywhere: never accepted, never a crash, the tail check fails. */
+static void
+test_truncated(void **state)
+{
+    struct queue_file qf;
+    struct buf b;
+    struct err e;
+    size_t n;
+
+    (void)state;
+    serialized(&b);
+    for (n = 0; n < b.len; n++) {
+        char *copy = malloc(n + 1);
+
+        memcpy(copy, b.data, n);
+        if (queue_file_parse(copy, n, 0, &qf, &e) == 0)
+            fail_msg("cut at %zu of %zu: got accepted, want refused", n,
+                     b.len);
+        queue_file_fini(&qf);
+        if (n >= QUEUE_TAIL_LEN &&
+            queue_file_tail_ok(copy + n - QUEUE_TAIL_LEN, QUEUE_TAIL_LEN, n))
+            fail_msg("cut at %zu: tail check passed", n);
+        free(copy);
+    }
+    buf_fini(&b);
+}
+
+/* Flip every octet: only a valid value in a mutable octet may pass. */
+static void
+test_flipped(void **state)
+{
+    struct queue_file qf, good;
+    struct buf b;
+    struct err e;
+    size_t i, k;
+
+    (void)state;
+    serialized(&b);
+    assert_int_equal(queue_file_parse(b.data, b.len, 0, &good, &e), 0);
+    for (i = 0; i < b.len; i++) {
+        int is_mutable = i == good.warned_off, rc;
+
+        for (k = 0; k < good.nrcpts; k++)
+            is_mutable |= i == good.rcpts[k].status_off;
+        b.data[i] ^= 0x01;
+        rc = queue_file_parse(b.data, b.len, 0, &qf, &e);
+        queue_file_fini(&qf);
+        if (rc == 0 && !is_mutable)
+            fail_msg("octet %zu flipped: got accepted, want refused", i);
+        b.data[i] ^= 0x01;
+    }
+    /* the values a daemon writes are accepted and read back */
+    b.data[good.rcpts[0].status_off] = QUEUE_RCPT_DONE;
+    b.data[good.rcpts[1].status_off] = QUEUE_RCPT_BOUNCED;
+    b.data[good.warned_off] = 'W';
+    assert_int_equal(queue_file_parse(b.data, b.len, 0, &qf, &e), 0);
+    unit_int_eq("status 0", qf.rcpts[0].status, QUEUE_RCPT_DONE);
+    unit_int_eq("status 1", qf.rcpts[1].status, QUEUE_RCPT_BOUNCED);
+    unit_int_eq("warned", qf.warned, 'W');
+    queue_file_fini(&qf);
+    /* anything else there is refused */
+    b.data[good.rcpts[0].status_off] = 'X';
+    assert_int_equal(queue_file_parse(b.data, b.len, 0, &qf, &e), -1);
+    unit_has("bad status", e.text, "recipient status");
+    queue_file_fini(&qf);
+    queue_file_fini(&good);
+    buf_fini(&b);
+}
+
+static void
+test_head_only(void **state)
+{
+    struct queue_file qf;
+    struct buf b;
+    struct err e;
+
+    (void)state;
+    serialized(&b);
+    /* the envelope is readable from a prefix that stops in the message */
+    assert_int_equal(queue_file_parse(b.data, b.len - 30, 1, &qf, &e), 0);
+    unit_str_eq("head-only sender", qf.sender, "a@client.example");
+    unit_int_eq("head-only nrcpts", qf.nrcpts, 2);
+    unit_int_eq("head-only len", qf.len, sizeof(test_message) - 1);
+    queue_file_fini(&qf);
+    buf_fini(&b);
+}
+
+static void
+test_xtext(void **state)
+{
+    static const struct {
+        const char *name, *in, *want; /* want NULL: refused */
+    } cases[] = {
+        {"plain", "abc-123", "abc-123"},
+        {"plus", "a+2Bb", "a+b"},
+        {"equals", "a+3Db", "a=b"},
+        {"space encoded", "a+20b", "a b"},
+        {"lower hex", "a+2bb", NULL},
+        {"short escape", "ab+2", NULL},
+        {"bare equals", "a=b", NULL},
+        {"control char", "a+0Ab", NULL},
+        {"bare space", "a b", NULL},
+        {"empty", "", ""},
+    };
+    char out[64];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc = queue_xtext_decode(cases[i].in, strlen(cases[i].in), out,
+                                    sizeof(out));
+
+        if (cases[i].want == NULL) {
+            if (rc != -1)
+                unit_fail(cases[i].name, "got \"%s\", want refused", out);
+        } else if (rc != 0) {
+            unit_fail(cases[i].name, "got refused, want \"%s\"",
+                      cases[i].want);
+        } else {
+            unit_str_eq(cases[i].name, out, cases[i].want);
+        }
+    }
+}
+
+static void
+test_param(void **state)
+{
+    static const struct {
+        const char *name, *params, *key, *want;
+    } cases[] = {
+        {"first", "NOTIFY=FAILURE ORCPT=rfc822;a@b", "NOTIFY", "FAILURE"},
+        {"second", "NOTIFY=FAILURE ORCPT=rfc822;a@b", "ORCPT", "rfc822;a@b"},
+        {"case", "notify=never", "NOTIFY", "never"},
+        {"prefix only", "NOTIFYX=1", "NOTIFY", NULL},
+        {"keyword", "SMTPUTF8 BODY=8BITMIME", "SMTPUTF8", ""},
+        {"absent", "BODY=7BIT", "RET", NULL},
+    };
+    size_t i, len;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *v = queue_param(cases[i].params, cases[i].key, &len);
+        char got[64];
+
+        if (v == NULL) {
+            unit_str_eq(cases[i].name, NULL, cases[i].want);
+            continue;
+        }
+        snprintf(got, sizeof(got), "%.*s", (int)len, v);
+        unit_str_eq(cases[i].name, got, cases[i].want);
+    }
+}
+
+static void
+test_dsn(void **state)
+{
+    struct queue_dsn_rcpt list[1] = {
+        {0, "550 5.1.1 <b@dest.example>: no such user", "mx.dest.example[192.0.2.9]:25"}};
+    struct queue_file qf;
+    struct buf b, out;
+    struct err e;
+
+    (void)state;
+    serialized(&b);
+    assert_int_equal(queue_file_parse(b.data, b.len, 0, &qf, &e), 0);
+    buf_init(&out, 0);
+    if (queue_dsn_build(&qf, "ABCDEF012345", "relay.example", "failed", list,
+                        1, 1700000100000000LL, 1700400000000000LL, &out,
+                        &e) < 0)
+        fail_msg("dsn: %s", e.text);
+    unit_has("to", out.data, "\r\nTo: <a@client.example>\r\n");
+    unit_has("type", out.data, "Content-Type: multipart/report; "
+                               "report-type=delivery-status;");
+    unit_has("final", out.data, "Final-Recipient: rfc822; b@dest.example\r\n");
+    unit_has("orcpt", out.data,
+             "Original-Recipient: rfc822; b@dest.example\r\n");
+    unit_has("status", out.data, "Action: failed\r\nStatus: 5.1.1\r\n");
+    unit_has("remote", out.data, "Remote-MTA: dns; mx.dest.example\r\n");
+    unit_has("diag", out.data, "Diagnostic-Code: smtp; 550 5.1.1 "
+                               "<b@dest.example>: no such user\r\n");
+    unit_has("envid", out.data, "Original-Envelope-Id: id+1\r\n");
+    unit_has("headers", out.data, "Content-Type: text/rfc822-headers\r\n\r\n"
+                                  "From: <a@client.example>\r\n");
+    if (strstr(out.data, "line one") != NULL)
+        fail_msg("RET=HDRS: the body was returned");
+    queue_file_fini(&qf);
+    buf_fini(&out);
+    buf_fini(&b);
+}
+
+/* ------------------------------------------------------------ commit */
+
+static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static struct conf *
+load_conf(const char *dir, const char *extra)
+{
+    char path[512], text[2048], chain[512];
+    struct conf *cf;
+    struct err e;
+
+    snprintf(chain, sizeof(chain), "%s/chain.d", dir);
+    mkdir(chain, 0700);
+    snprintf(text, sizeof(text),
+             "chain_directory = %s\nqueue_directory = %s/spool\n"
+             "next_hop = smtp:[127.0.0.1]:9\ndelivery = queue\n%s",
+             chain, dir, extra);
+    if (unit_write(dir, "relaychain.conf", text, path, sizeof(path)) == NULL)
+        fail_msg("cannot write %s", path);
+    if ((cf = conf_load(path, &e)) == NULL)
+        fail_msg("conf: %s", e.text);
+    return cf;
+}
+
+static void
+test_commit(void **state)
+{
+    char dir[256], path[600];
+    struct queue *q, *q2;
+    struct queue_msg m;
+    struct queue_file qf;
+    struct conf *cf;
+    struct buf raw;
+    struct err e;
+    int fd;
+
+    (void)state;
+    assert_non_null(unit_tmpdir(dir, sizeof(dir)));
+    cf = load_conf(dir, "");
+    if ((q = queue_open(cf->cfg, &e)) == NULL)
+        fail_msg("queue_open: %s", e.text);
+    q2 = queue_open(cf->cfg, &e);
+    if (q2 != NULL)
+        fail_msg("a second queue_open on the same spool: got it, want "
+                 "refused");
+    unit_has("second open", e.text, "in use by another relaychaind");
+    make_msg(&m);
+    if (queue_commit(q, &m, &e) < 0)
+        fail_msg("commit: %s", e.text);
+    snprintf(path, sizeof(path), "%s/spool/queue/ABCDEF012345", dir);
+    fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    buf_init(&raw, 0);
+    assert_int_equal(queue_read_fd(fd, 1 << 20, &raw, &e), 0);
+    close(fd);
+    if (queue_file_parse(raw.data, raw.len, 0, &qf, &e) < 0)
+        fail_msg("committed file: %s", e.text);
+    unit_str_eq("committed sender", qf.sender, "a@client.example");
+    if (qf.queued_us < qf.arrival_us)
+        fail_msg("queued %lld before arrival %lld", qf.queued_us,
+                 qf.arrival_us);
+    queue_file_fini(&qf);
+    buf_fini(&raw);
+    /* the same id again must not replace the file */
+    err_clear(&e);
+    assert_int_equal(queue_commit(q, &m, &e), -1);
+    unit_int_eq("EEXIST", e.sys_errno, EEXIST);
+    unit_str_eq("reply", queue_commit_reply(&e),
+                "451 4.3.0 Error: queue file write error");
+    snprintf(path, sizeof(path), "%s/spool/tmp/ABCDEF012345", dir);
+    unit_int_eq("tmp/ empty", access(path, F_OK), -1);
+    e.sys_errno = ENOSPC;
+    unit_str_eq("ENOSPC reply", queue_commit_reply(&e),
+                "452 4.3.1 Error: insufficient system storage");
+    unit_int_eq("space", queue_has_space(q, 1000), 1);
+    queue_free(q);
+    conf_free(cf);
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void
+test_transport_map(void **state)
+{
+    static const struct {
+        const char *name, *map, *want; /* NULL: loads */
+    } cases[] = {
+        {"good", "# comment\nexample.com smtp:[127.0.0.1]:25\n"
+                 ".example.com lmtp:[127.0.0.1]:24\n* smtp:[::1]:25\n",
+         NULL},
+        {"one field", "example.com\n", "transport:1: expected"},
+        {"three fields", "\n\na.example smtp:[127.0.0.1]:25 extra\n",
+         "transport:3: expected"},
+        {"bad next hop", "a.example ftp:[127.0.0.1]:21\n", "transport:1:"},
+    };
+    char dir[256], extra[700], file[600];
+    struct conf *cf;
+    struct queue *q;
+    struct err e;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_non_null(unit_tmpdir(dir, sizeof(dir)));
+        unit_write(dir, "transport", cases[i].map, file, sizeof(file));
+        snprintf(extra, sizeof(extra), "transport_map = %s\n", file);
+        cf = load_conf(dir, extra);
+        q = queue_open(cf->cfg, &e);
+        if (cases[i].want == NULL && q == NULL)
+            unit_fail(cases[i].name, "got \"%s\", want loaded", e.text);
+        if (cases[i].want != NULL) {
+            if (q != NULL)
+                unit_fail(cases[i].name, "got loaded, want \"%s\"",
+                          cases[i].want);
+            else
+                unit_has(cases[i].name, e.text, cases[i].want);
+        }
+        queue_free(q);
+        conf_free(cf);
+        nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    }
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_flipped),
+        cmocka_unit_test(test_head_only),
+        cmocka_unit_test(test_xtext),
+        cmocka_unit_test(test_param),
+        cmocka_unit_test(test_dsn),
+        cmocka_unit_test(test_commit),
+        cmocka_unit_test(test_transport_map),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
