@@ -62,7 +62,7 @@
 #define QUEUE_VERSION "relaychain-queue 1"
 #define QUEUE_PATH_MAX 3072
 #define QUEUE_RELAY_MAX 300
-#define QUEUE_LINE_MAX 1024 /* a transport_map line */
+#define QUEUE_LINE_MAX 1024             /* a transport_map line */
 #define QUEUE_DEAD_MAX_MS (60 * 1000LL) /* longest suspension of a route */
 #define QUEUE_LOCKED_RETRY_MS 1000
 #define QUEUE_STACK (256 * 1024)
@@ -71,70 +71,58 @@
 /* ----------------------------------------------------------- checksum */
 
 static const uint32_t queue_crc_table[256] = {
-    0x00000000u, 0x77073096u, 0xee0e612cu, 0x990951bau,
-    0x076dc419u, 0x706af48fu, 0xe963a535u, 0x9e6495a3u,
-    0x0edb8832u, 0x79dcb8a4u, 0xe0d5e91eu, 0x97d2d988u,
-    0x09b64c2bu, 0x7eb17cbdu, 0xe7b82d07u, 0x90bf1d91u,
-    0x1db71064u, 0x6ab020f2u, 0xf3b97148u, 0x84be41deu,
-    0x1adad47du, 0x6ddde4ebu, 0xf4d4b551u, 0x83d385c7u,
-    0x136c9856u, 0x646ba8c0u, 0xfd62f97au, 0x8a65c9ecu,
-    0x14015c4fu, 0x63066cd9u, 0xfa0f3d63u, 0x8d080df5u,
-    0x3b6e20c8u, 0x4c69105eu, 0xd56041e4u, 0xa2677172u,
-    0x3c03e4d1u, 0x4b04d447u, 0xd20d85fdu, 0xa50ab56bu,
-    0x35b5a8fau, 0x42b2986cu, 0xdbbbc9d6u, 0xacbcf940u,
-    0x32d86ce3u, 0x45df5c75u, 0xdcd60dcfu, 0xabd13d59u,
-    0x26d930acu, 0x51de003au, 0xc8d75180u, 0xbfd06116u,
-    0x21b4f4b5u, 0x56b3c423u, 0xcfba9599u, 0xb8bda50fu,
-    0x2802b89eu, 0x5f058808u, 0xc60cd9b2u, 0xb10be924u,
-    0x2f6f7c87u, 0x58684c11u, 0xc1611dabu, 0xb6662d3du,
-    0x76dc4190u, 0x01db7106u, 0x98d220bcu, 0xefd5102au,
-    0x71b18589u, 0x06b6b51fu, 0x9fbfe4a5u, 0xe8b8d433u,
-    0x7807c9a2u, 0x0f00f934u, 0x9609a88eu, 0xe10e9818u,
-    0x7f6a0dbbu, 0x086d3d2du, 0x91646c97u, 0xe6635c01u,
-    0x6b6b51f4u, 0x1c6c6162u, 0x856530d8u, 0xf262004eu,
-    0x6c0695edu, 0x1b01a57bu, 0x8208f4c1u, 0xf50fc457u,
-    0x65b0d9c6u, 0x12b7e950u, 0x8bbeb8eau, 0xfcb9887cu,
-    0x62dd1ddfu, 0x15da2d49u, 0x8cd37cf3u, 0xfbd44c65u,
-    0x4db26158u, 0x3ab551ceu, 0xa3bc0074u, 0xd4bb30e2u,
-    0x4adfa541u, 0x3dd895d7u, 0xa4d1c46du, 0xd3d6f4fbu,
-    0x4369e96au, 0x346ed9fcu, 0xad678846u, 0xda60b8d0u,
-    0x44042d73u, 0x33031de5u, 0xaa0a4c5fu, 0xdd0d7cc9u,
-    0x5005713cu, 0x270241aau, 0xbe0b1010u, 0xc90c2086u,
-    0x5768b525u, 0x206f85b3u, 0xb966d409u, 0xce61e49fu,
-    0x5edef90eu, 0x29d9c998u, 0xb0d09822u, 0xc7d7a8b4u,
-    0x59b33d17u, 0x2eb40d81u, 0xb7bd5c3bu, 0xc0ba6cadu,
-    0xedb88320u, 0x9abfb3b6u, 0x03b6e20cu, 0x74b1d29au,
-    0xead54739u, 0x9dd277afu, 0x04db2615u, 0x73dc1683u,
-    0xe3630b12u, 0x94643b84u, 0x0d6d6a3eu, 0x7a6a5aa8u,
-    0xe40ecf0bu, 0x9309ff9du, 0x0a00ae27u, 0x7d079eb1u,
-    0xf00f9344u, 0x8708a3d2u, 0x1e01f268u, 0x6906c2feu,
-    0xf762575du, 0x806567cbu, 0x196c3671u, 0x6e6b06e7u,
-    0xfed41b76u, 0x89d32be0u, 0x10da7a5au, 0x67dd4accu,
-    0xf9b9df6fu, 0x8ebeeff9u, 0x17b7be43u, 0x60b08ed5u,
-    0xd6d6a3e8u, 0xa1d1937eu, 0x38d8c2c4u, 0x4fdff252u,
-    0xd1bb67f1u, 0xa6bc5767u, 0x3fb506ddu, 0x48b2364bu,
-    0xd80d2bdau, 0xaf0a1b4cu, 0x36034af6u, 0x41047a60u,
-    0xdf60efc3u, 0xa867df55u, 0x316e8eefu, 0x4669be79u,
-    0xcb61b38cu, 0xbc66831au, 0x256fd2a0u, 0x5268e236u,
-    0xcc0c7795u, 0xbb0b4703u, 0x220216b9u, 0x5505262fu,
-    0xc5ba3bbeu, 0xb2bd0b28u, 0x2bb45a92u, 0x5cb36a04u,
-    0xc2d7ffa7u, 0xb5d0cf31u, 0x2cd99e8bu, 0x5bdeae1du,
-    0x9b64c2b0u, 0xec63f226u, 0x756aa39cu, 0x026d930au,
-    0x9c0906a9u, 0xeb0e363fu, 0x72076785u, 0x05005713u,
-    0x95bf4a82u, 0xe2b87a14u, 0x7bb12baeu, 0x0cb61b38u,
-    0x92d28e9bu, 0xe5d5be0du, 0x7cdcefb7u, 0x0bdbdf21u,
-    0x86d3d2d4u, 0xf1d4e242u, 0x68ddb3f8u, 0x1fda836eu,
-    0x81be16cdu, 0xf6b9265bu, 0x6fb077e1u, 0x18b74777u,
-    0x88085ae6u, 0xff0f6a70u, 0x66063bcau, 0x11010b5cu,
-    0x8f659effu, 0xf862ae69u, 0x616bffd3u, 0x166ccf45u,
-    0xa00ae278u, 0xd70dd2eeu, 0x4e048354u, 0x3903b3c2u,
-    0xa7672661u, 0xd06016f7u, 0x4969474du, 0x3e6e77dbu,
-    0xaed16a4au, 0xd9d65adcu, 0x40df0b66u, 0x37d83bf0u,
-    0xa9bcae53u, 0xdebb9ec5u, 0x47b2cf7fu, 0x30b5ffe9u,
-    0xbdbdf21cu, 0xcabac28au, 0x53b39330u, 0x24b4a3a6u,
-    0xbad03605u, 0xcdd70693u, 0x54de5729u, 0x23d967bfu,
-    0xb3667a2eu, 0xc4614ab8u, 0x5d681b02u, 0x2a6f2b94u,
-    0xb40bbe37u, 0xc30c8ea1u, 0x5a05df1bu, 0x2d02ef8du,
+    0x00000000u, 0x77073096u, 0xee0e612cu, 0x990951bau, 0x076dc419u,
+    0x706af48fu, 0xe963a535u, 0x9e6495a3u, 0x0edb8832u, 0x79dcb8a4u,
+    0xe0d5e91eu, 0x97d2d988u, 0x09b64c2bu, 0x7eb17cbdu, 0xe7b82d07u,
+    0x90bf1d91u, 0x1db71064u, 0x6ab020f2u, 0xf3b97148u, 0x84be41deu,
+    0x1adad47du, 0x6ddde4ebu, 0xf4d4b551u, 0x83d385c7u, 0x136c9856u,
+    0x646ba8c0u, 0xfd62f97au, 0x8a65c9ecu, 0x14015c4fu, 0x63066cd9u,
+    0xfa0f3d63u, 0x8d080df5u, 0x3b6e20c8u, 0x4c69105eu, 0xd56041e4u,
+    0xa2677172u, 0x3c03e4d1u, 0x4b04d447u, 0xd20d85fdu, 0xa50ab56bu,
+    0x35b5a8fau, 0x42b2986cu, 0xdbbbc9d6u, 0xacbcf940u, 0x32d86ce3u,
+    0x45df5c75u, 0xdcd60dcfu, 0xabd13d59u, 0x26d930acu, 0x51de003au,
+    0xc8d75180u, 0xbfd06116u, 0x21b4f4b5u, 0x56b3c423u, 0xcfba9599u,
+    0xb8bda50fu, 0x2802b89eu, 0x5f058808u, 0xc60cd9b2u, 0xb10be924u,
+    0x2f6f7c87u, 0x58684c11u, 0xc1611dabu, 0xb6662d3du, 0x76dc4190u,
+    0x01db7106u, 0x98d220bcu, 0xefd5102au, 0x71b18589u, 0x06b6b51fu,
+    0x9fbfe4a5u, 0xe8b8d433u, 0x7807c9a2u, 0x0f00f934u, 0x9609a88eu,
+    0xe10e9818u, 0x7f6a0dbbu, 0x086d3d2du, 0x91646c97u, 0xe6635c01u,
+    0x6b6b51f4u, 0x1c6c6162u, 0x856530d8u, 0xf262004eu, 0x6c0695edu,
+    0x1b01a57bu, 0x8208f4c1u, 0xf50fc457u, 0x65b0d9c6u, 0x12b7e950u,
+    0x8bbeb8eau, 0xfcb9887cu, 0x62dd1ddfu, 0x15da2d49u, 0x8cd37cf3u,
+    0xfbd44c65u, 0x4db26158u, 0x3ab551ceu, 0xa3bc0074u, 0xd4bb30e2u,
+    0x4adfa541u, 0x3dd895d7u, 0xa4d1c46du, 0xd3d6f4fbu, 0x4369e96au,
+    0x346ed9fcu, 0xad678846u, 0xda60b8d0u, 0x44042d73u, 0x33031de5u,
+    0xaa0a4c5fu, 0xdd0d7cc9u, 0x5005713cu, 0x270241aau, 0xbe0b1010u,
+    0xc90c2086u, 0x5768b525u, 0x206f85b3u, 0xb966d409u, 0xce61e49fu,
+    0x5edef90eu, 0x29d9c998u, 0xb0d09822u, 0xc7d7a8b4u, 0x59b33d17u,
+    0x2eb40d81u, 0xb7bd5c3bu, 0xc0ba6cadu, 0xedb88320u, 0x9abfb3b6u,
+    0x03b6e20cu, 0x74b1d29au, 0xead54739u, 0x9dd277afu, 0x04db2615u,
+    0x73dc1683u, 0xe3630b12u, 0x94643b84u, 0x0d6d6a3eu, 0x7a6a5aa8u,
+    0xe40ecf0bu, 0x9309ff9du, 0x0a00ae27u, 0x7d079eb1u, 0xf00f9344u,
+    0x8708a3d2u, 0x1e01f268u, 0x6906c2feu, 0xf762575du, 0x806567cbu,
+    0x196c3671u, 0x6e6b06e7u, 0xfed41b76u, 0x89d32be0u, 0x10da7a5au,
+    0x67dd4accu, 0xf9b9df6fu, 0x8ebeeff9u, 0x17b7be43u, 0x60b08ed5u,
+    0xd6d6a3e8u, 0xa1d1937eu, 0x38d8c2c4u, 0x4fdff252u, 0xd1bb67f1u,
+    0xa6bc5767u, 0x3fb506ddu, 0x48b2364bu, 0xd80d2bdau, 0xaf0a1b4cu,
+    0x36034af6u, 0x41047a60u, 0xdf60efc3u, 0xa867df55u, 0x316e8eefu,
+    0x4669be79u, 0xcb61b38cu, 0xbc66831au, 0x256fd2a0u, 0x5268e236u,
+    0xcc0c7795u, 0xbb0b4703u, 0x220216b9u, 0x5505262fu, 0xc5ba3bbeu,
+    0xb2bd0b28u, 0x2bb45a92u, 0x5cb36a04u, 0xc2d7ffa7u, 0xb5d0cf31u,
+    0x2cd99e8bu, 0x5bdeae1du, 0x9b64c2b0u, 0xec63f226u, 0x756aa39cu,
+    0x026d930au, 0x9c0906a9u, 0xeb0e363fu, 0x72076785u, 0x05005713u,
+    0x95bf4a82u, 0xe2b87a14u, 0x7bb12baeu, 0x0cb61b38u, 0x92d28e9bu,
+    0xe5d5be0du, 0x7cdcefb7u, 0x0bdbdf21u, 0x86d3d2d4u, 0xf1d4e242u,
+    0x68ddb3f8u, 0x1fda836eu, 0x81be16cdu, 0xf6b9265bu, 0x6fb077e1u,
+    0x18b74777u, 0x88085ae6u, 0xff0f6a70u, 0x66063bcau, 0x11010b5cu,
+    0x8f659effu, 0xf862ae69u, 0x616bffd3u, 0x166ccf45u, 0xa00ae278u,
+    0xd70dd2eeu, 0x4e048354u, 0x3903b3c2u, 0xa7672661u, 0xd06016f7u,
+    0x4969474du, 0x3e6e77dbu, 0xaed16a4au, 0xd9d65adcu, 0x40df0b66u,
+    0x37d83bf0u, 0xa9bcae53u, 0xdebb9ec5u, 0x47b2cf7fu, 0x30b5ffe9u,
+    0xbdbdf21cu, 0xcabac28au, 0x53b39330u, 0x24b4a3a6u, 0xbad03605u,
+    0xcdd70693u, 0x54de5729u, 0x23d967bfu, 0xb3667a2eu, 0xc4614ab8u,
+    0x5d681b02u, 0x2a6f2b94u, 0xb40bbe37u, 0xc30c8ea1u, 0x5a05df1bu,
+    0x2d02ef8du,
 };
 
 static uint32_t
@@ -296,8 +284,7 @@ queue_msg_check(const struct queue_msg *m, struct err *e)
 }
 
 int
-queue_file_serialize(const struct queue_msg *m, struct buf *out,
-                     struct err *e)
+queue_file_serialize(const struct queue_msg *m, struct buf *out, struct err *e)
 {
     size_t start = out->len;
     char tail[QUEUE_TAIL_LEN];
@@ -395,11 +382,13 @@ queue_file_parse(const char *buf, size_t len, int head_only,
         int type;
 
         if (pos == len)
-            return err_set(e, ERR_INPUT, "queue file ends without its end "
-                                         "record");
+            return err_set(e, ERR_INPUT,
+                           "queue file ends without its end "
+                           "record");
         if (len - pos < 5)
-            return err_set(e, ERR_INPUT, "queue file torn in a record "
-                                         "header at offset %zu",
+            return err_set(e, ERR_INPUT,
+                           "queue file torn in a record "
+                           "header at offset %zu",
                            pos);
         type = (unsigned char)buf[pos];
         l = ((size_t)(unsigned char)buf[pos + 1] << 24) |
@@ -408,13 +397,15 @@ queue_file_parse(const char *buf, size_t len, int head_only,
             (size_t)(unsigned char)buf[pos + 4];
         type_at = strchr(order, type);
         if (type == '\0' || type_at == NULL)
-            return err_set(e, ERR_INPUT, "unknown record type 0x%02x at "
-                                         "offset %zu",
+            return err_set(e, ERR_INPUT,
+                           "unknown record type 0x%02x at "
+                           "offset %zu",
                            (unsigned)type, pos);
         r = (size_t)(type_at - order);
         if (r < rank || (seen[r] && strchr(once, type) != NULL))
-            return err_set(e, ERR_INPUT, "record '%c' out of order at "
-                                         "offset %zu",
+            return err_set(e, ERR_INPUT,
+                           "record '%c' out of order at "
+                           "offset %zu",
                            type, pos);
         rank = r;
         seen[r] = 1;
@@ -424,8 +415,9 @@ queue_file_parse(const char *buf, size_t len, int head_only,
             break;
         }
         if (l > len - pos - 5)
-            return err_set(e, ERR_INPUT, "record '%c' at offset %zu runs "
-                                         "past the end of the file",
+            return err_set(e, ERR_INPUT,
+                           "record '%c' at offset %zu runs "
+                           "past the end of the file",
                            type, pos);
         if (type == QUEUE_REC_END) {
             char tail[QUEUE_TAIL_LEN];
@@ -434,8 +426,9 @@ queue_file_parse(const char *buf, size_t len, int head_only,
                 return err_set(e, ERR_INPUT, "data after the end record");
             queue_tail(crc, tail);
             if (l != 9 || memcmp(tail + 5, buf + pos + 5, 9) != 0)
-                return err_set(e, ERR_INPUT, "checksum mismatch: the file "
-                                             "is damaged");
+                return err_set(e, ERR_INPUT,
+                               "checksum mismatch: the file "
+                               "is damaged");
             break;
         }
         crc = queue_crc_head(crc, buf + pos, 5 + l);
@@ -444,10 +437,10 @@ queue_file_parse(const char *buf, size_t len, int head_only,
         pos += 5 + l;
         switch (type) {
         case QUEUE_REC_VERSION:
-            if (l != sizeof(QUEUE_VERSION) ||
-                memcmp(p, QUEUE_VERSION, l) != 0)
-                return err_set(e, ERR_INPUT, "not a relaychain queue file "
-                                             "of version 1");
+            if (l != sizeof(QUEUE_VERSION) || memcmp(p, QUEUE_VERSION, l) != 0)
+                return err_set(e, ERR_INPUT,
+                               "not a relaychain queue file "
+                               "of version 1");
             break;
         case QUEUE_REC_STATE:
             if (l != 1 || (p[0] != '-' && p[0] != 'W'))
@@ -485,8 +478,9 @@ queue_file_parse(const char *buf, size_t len, int head_only,
                                                           : &qf->sender_params;
 
             if (queue_text(p, end) != end)
-                return err_set(e, ERR_INPUT, "bad '%c' record: not one line "
-                                             "of text",
+                return err_set(e, ERR_INPUT,
+                               "bad '%c' record: not one line "
+                               "of text",
                                type);
             *field = p;
             break;
@@ -496,15 +490,16 @@ queue_file_parse(const char *buf, size_t len, int head_only,
             const char *a = type == QUEUE_REC_RCPT ? p + 1 : p;
 
             if (type == QUEUE_REC_RCPT &&
-                (l < 1 || (p[0] != QUEUE_RCPT_PENDING &&
-                           p[0] != QUEUE_RCPT_DONE &&
-                           p[0] != QUEUE_RCPT_BOUNCED)))
+                (l < 1 ||
+                 (p[0] != QUEUE_RCPT_PENDING && p[0] != QUEUE_RCPT_DONE &&
+                  p[0] != QUEUE_RCPT_BOUNCED)))
                 return err_set(e, ERR_INPUT, "bad recipient status");
             /* q is past the address's NUL: an empty address is refused */
             if (a >= end || (q = queue_text(a, end)) == NULL || q == a + 1 ||
                 queue_text(q, end) != end)
-                return err_set(e, ERR_INPUT, "bad '%c' record: not an "
-                                             "address and its parameters",
+                return err_set(e, ERR_INPUT,
+                               "bad '%c' record: not an "
+                               "address and its parameters",
                                type);
             if (type == QUEUE_REC_RCPT) {
                 qf->rcpts[qf->nrcpts].status = p[0];
@@ -614,14 +609,14 @@ queue_read_fd(int fd, size_t max, struct buf *out, struct err *e)
     if (fstat(fd, &st) < 0)
         return err_sys(e, ERR_IO, "fstat");
     if ((unsigned long long)st.st_size > max)
-        return err_set(e, ERR_LIMIT, "queue file of %lld octets is over "
-                                     "the limit of %zu",
+        return err_set(e, ERR_LIMIT,
+                       "queue file of %lld octets is over "
+                       "the limit of %zu",
                        (long long)st.st_size, max);
     if (buf_reserve(out, (size_t)st.st_size + 1, e) < 0)
         return -1;
     for (;;) {
-        if (out->cap - out->len < 2 &&
-            buf_reserve(out, 65536, e) < 0)
+        if (out->cap - out->len < 2 && buf_reserve(out, 65536, e) < 0)
             return -1;
         n = read(fd, out->data + out->len, out->cap - out->len - 1);
         if (n < 0) {
@@ -707,8 +702,8 @@ queue_pick(const char *params, const char *const *keys, char *out, size_t n)
         if ((v = queue_param(params, keys[i], &len)) == NULL)
             continue;
         k = len > 0 || *v == '='
-                ? snprintf(out + used, n - used, "%s%s=%.*s",
-                           used ? " " : "", keys[i], (int)len, v)
+                ? snprintf(out + used, n - used, "%s%s=%.*s", used ? " " : "",
+                           keys[i], (int)len, v)
                 : snprintf(out + used, n - used, "%s%s", used ? " " : "",
                            keys[i]);
         if (k < 0 || (size_t)k >= n - used) {
@@ -861,8 +856,8 @@ queue_table_add(struct queue *q, struct queue_entry *en)
 static void
 queue_table_remove(struct queue *q, struct queue_entry *en)
 {
-    struct queue_entry **pp = &q->table[queue_hash(en->id) &
-                                        (q->table_size - 1)];
+    struct queue_entry **pp =
+        &q->table[queue_hash(en->id) & (q->table_size - 1)];
 
     for (; *pp != NULL; pp = &(*pp)->hnext)
         if (*pp == en) {
@@ -1060,8 +1055,8 @@ queue_write(struct queue *q, const struct queue_msg *m, struct err *e)
     }
     fd = -1;
     what = "rename";
-    if (renameat2(q->tmp_fd, m->qid, q->queue_fd, m->qid,
-                  RENAME_NOREPLACE) < 0) {
+    if (renameat2(q->tmp_fd, m->qid, q->queue_fd, m->qid, RENAME_NOREPLACE) <
+        0) {
         if (errno != EINVAL && errno != ENOSYS)
             goto fail;
         /* no RENAME_NOREPLACE here: link() refuses to replace too */
@@ -1125,7 +1120,7 @@ struct queue_outcome {
     char text[512];
     char relay[QUEUE_RELAY_MAX];
     long long conn_us, xfer_us;
-    int hop_dsn; /* the next hop takes NOTIFY itself */
+    int hop_dsn;     /* the next hop takes NOTIFY itself */
     char reply[528]; /* "550 5.1.1 text", for a notification */
 };
 
@@ -1195,8 +1190,8 @@ static void
 queue_deliver_route(struct queue_job *j, size_t ri, const size_t *idx,
                     size_t n, size_t *accepted)
 {
-    static const char *const mail_keys[] = {"BODY", "SMTPUTF8", "RET",
-                                            "ENVID", NULL};
+    static const char *const mail_keys[] = {"BODY", "SMTPUTF8", "RET", "ENVID",
+                                            NULL};
     static const char *const rcpt_keys[] = {"NOTIFY", "ORCPT", NULL};
     struct queue *q = j->q;
     struct queue_route *rt = &q->routes[ri];
@@ -1231,8 +1226,8 @@ queue_deliver_route(struct queue_job *j, size_t ri, const size_t *idx,
         return;
     }
     if (smtpc_pool_kind(rt->pool) == SMTPC_MAILDIR) {
-        if (smtpc_maildir_deliver(rt->pool, qf->data, qf->len, j->id, &r,
-                                  &e) < 0 &&
+        if (smtpc_maildir_deliver(rt->pool, qf->data, qf->len, j->id, &r, &e) <
+                0 &&
             r.code == 0) {
             r.code = 451;
             snprintf(r.text, sizeof(r.text), "4.3.0 %.480s", e.text);
@@ -1310,8 +1305,9 @@ queue_deliver_route(struct queue_job *j, size_t ri, const size_t *idx,
     rc = smtpc_data(c, qf->data, qf->len, &r, &e);
     if (r.code == 0) {
         r.code = 451;
-        snprintf(r.text, sizeof(r.text), "4.4.2 lost connection with %s "
-                                         "while sending the message",
+        snprintf(r.text, sizeof(r.text),
+                 "4.4.2 lost connection with %s "
+                 "while sending the message",
                  relay);
     }
     t0 = queue_now_us();
@@ -1337,9 +1333,8 @@ queue_dsn_code(int code, const char *text, char *out, size_t n)
         snprintf(out, n, "%.*s", (int)(3 + a + b), text);
         return;
     }
-    snprintf(out, n, "%d.0.0", code / 100 >= 2 && code / 100 <= 5
-                                   ? code / 100
-                                   : 4);
+    snprintf(out, n, "%d.0.0",
+             code / 100 >= 2 && code / 100 <= 5 ? code / 100 : 4);
 }
 
 /* queue_notice - commit a notification for list[0..n) of j; logs it. */
@@ -1534,16 +1529,16 @@ queue_finish(struct queue_job *j, int fd, long long *next_ms)
             changed = 1;
         }
     if (changed && fdatasync(fd) < 0)
-        log_error(j->id, "fdatasync: %s: recipients done may be tried "
-                         "again",
+        log_error(j->id,
+                  "fdatasync: %s: recipients done may be tried "
+                  "again",
                   strerror(errno));
     if (q->warn_ms > 0 && qf->warned == '-' && age_ms >= q->warn_ms &&
         ndelayed > 0 && qf->sender[0] != '\0' &&
-        queue_notice(j, "delayed", delayed, ndelayed,
-                     "delay notification") == 0 &&
+        queue_notice(j, "delayed", delayed, ndelayed, "delay notification") ==
+            0 &&
         (queue_mark(fd, qf->warned_off, 'W') < 0 || fdatasync(fd) < 0))
-        log_error(j->id, "cannot note the delay warning: %s",
-                  strerror(errno));
+        log_error(j->id, "cannot note the delay warning: %s", strerror(errno));
     queue_defer_note(j, status);
     {
         long long backoff = age_ms;
@@ -1607,12 +1602,13 @@ queue_attempt(struct queue *q, const char *id, long long *next_ms)
             goto out;
         }
         if (renameat(q->queue_fd, id, q->corrupt_fd, id) < 0)
-            log_error(id, "corrupt queue file (%s), and cannot move it to "
-                          "corrupt/: %s",
+            log_error(id,
+                      "corrupt queue file (%s), and cannot move it to "
+                      "corrupt/: %s",
                       e.text, strerror(errno));
         else
-            log_error(id, "corrupt queue file moved to %s/corrupt: %s",
-                      q->dir, e.text);
+            log_error(id, "corrupt queue file moved to %s/corrupt: %s", q->dir,
+                      e.text);
         unlinkat(q->defer_fd, id, 0);
         verdict = QUEUE_DROP;
         goto out;
@@ -1638,8 +1634,7 @@ queue_attempt(struct queue *q, const char *id, long long *next_ms)
         j.route[i] = queue_route_for(q, j.qf.rcpts[i].addr);
     for (r = 0; r < q->nroutes; r++) {
         for (n = 0, i = 0; i < j.qf.nrcpts; i++)
-            if (j.qf.rcpts[i].status == QUEUE_RCPT_PENDING &&
-                j.route[i] == r)
+            if (j.qf.rcpts[i].status == QUEUE_RCPT_PENDING && j.route[i] == r)
                 idx[n++] = i;
         if (n > 0)
             queue_deliver_route(&j, r, idx, n, acc);
@@ -1754,17 +1749,19 @@ queue_scan(struct queue *q, int recovery)
         close(fd);
         if (!ok && recovery) {
             if (unlinkat(q->queue_fd, de->d_name, 0) == 0)
-                log_warning(de->d_name, "removed a torn queue file "
-                                        "(%lld octets, no end record)",
+                log_warning(de->d_name,
+                            "removed a torn queue file "
+                            "(%lld octets, no end record)",
                             (long long)st.st_size);
             unlinkat(q->defer_fd, de->d_name, 0);
             continue;
         }
         if (!ok) {
-            if (renameat(q->queue_fd, de->d_name, q->corrupt_fd,
-                         de->d_name) == 0)
-                log_error(de->d_name, "queue file without an end record "
-                                      "moved to %s/corrupt",
+            if (renameat(q->queue_fd, de->d_name, q->corrupt_fd, de->d_name) ==
+                0)
+                log_error(de->d_name,
+                          "queue file without an end record "
+                          "moved to %s/corrupt",
                           q->dir);
             continue;
         }
@@ -1933,8 +1930,7 @@ queue_transport_load(struct queue *q, const struct cfg *c, const char *path,
     FILE *fp;
 
     if ((fp = fopen(path, "re")) == NULL)
-        return cfg_err(e, c, "transport_map", "%s: %s", path,
-                       strerror(errno));
+        return cfg_err(e, c, "transport_map", "%s: %s", path, strerror(errno));
     while (fgets(line, sizeof(line), fp) != NULL) {
         char *key, *hop, *rest, *p;
         struct queue_transport *grown;
@@ -1962,22 +1958,22 @@ queue_transport_load(struct queue *q, const struct cfg *c, const char *path,
         *p = '\0';
         if (*hop == '\0' || (*rest != '\0' && *rest != '#')) {
             fclose(fp);
-            return err_set(e, ERR_CONFIG, "%s:%u: expected \"domain "
-                                          "next-hop\"",
+            return err_set(e, ERR_CONFIG,
+                           "%s:%u: expected \"domain "
+                           "next-hop\"",
                            path, lineno);
         }
         if (strcmp(key, "*") != 0 && strspn(key, ".") > 1) {
             fclose(fp);
-            return err_set(e, ERR_CONFIG, "%s:%u: bad domain '%.100s'",
-                           path, lineno, key);
+            return err_set(e, ERR_CONFIG, "%s:%u: bad domain '%.100s'", path,
+                           lineno, key);
         }
         if (queue_add_route(q, c, hop, &r, e) < 0) {
             fclose(fp);
             return err_set(e, ERR_CONFIG, "%s:%u: %.400s", path, lineno,
                            e->text);
         }
-        grown = realloc(q->transports,
-                        (q->ntransports + 1) * sizeof(*grown));
+        grown = realloc(q->transports, (q->ntransports + 1) * sizeof(*grown));
         if (grown == NULL) {
             fclose(fp);
             return err_nomem(e);
@@ -2027,8 +2023,7 @@ queue_open(const struct cfg *c, struct err *e)
     q->run_delay_ms = cfg_num(c, "queue_run_delay");
     q->minfree = (unsigned long long)cfg_num(c, "queue_minfree");
     q->concurrency = (unsigned)cfg_num(c, "delivery_concurrency");
-    q->file_max = 2 * (size_t)cfg_num(c, "message_size_limit") +
-                  (64u << 20);
+    q->file_max = 2 * (size_t)cfg_num(c, "message_size_limit") + (64u << 20);
     if (q->max_backoff_ms < q->min_backoff_ms) {
         cfg_err(e, c, "maximal_backoff_time",
                 "shorter than minimal_backoff_time");
@@ -2054,14 +2049,15 @@ queue_open(const struct cfg *c, struct err *e)
         queue_subdir(q, "corrupt", &q->corrupt_fd, e) < 0 ||
         queue_subdir(q, "defer", &q->defer_fd, e) < 0)
         goto fail;
-    if ((q->lock_fd = openat(q->dfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC,
-                             0600)) < 0) {
+    if ((q->lock_fd =
+             openat(q->dfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
         err_sys(e, ERR_IO, "queue_directory: %s/lock", q->dir);
         goto fail;
     }
     if (flock(q->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-        err_set(e, ERR_CONFIG, "queue_directory %s is in use by another "
-                               "relaychaind",
+        err_set(e, ERR_CONFIG,
+                "queue_directory %s is in use by another "
+                "relaychaind",
                 q->dir);
         goto fail;
     }
@@ -2074,8 +2070,8 @@ queue_open(const struct cfg *c, struct err *e)
                 q->dir);
         goto fail;
     }
-    if ((q->fifo_fd = openat(q->dfd, "trigger",
-                             O_RDWR | O_NONBLOCK | O_CLOEXEC)) < 0) {
+    if ((q->fifo_fd =
+             openat(q->dfd, "trigger", O_RDWR | O_NONBLOCK | O_CLOEXEC)) < 0) {
         err_sys(e, ERR_IO, "queue_directory: %s/trigger", q->dir);
         goto fail;
     }

@@ -66,12 +66,13 @@
 #define QUEUE_REC_CLIENT 'C'  /* client address */
 #define QUEUE_REC_NAME 'N'    /* client name */
 #define QUEUE_REC_HELO 'H'
-#define QUEUE_REC_AUTH 'A' /* SASL login (optional) */
-#define QUEUE_REC_FROM 'F' /* envelope sender, "" for the null sender */
+#define QUEUE_REC_AUTH 'A'   /* SASL login (optional) */
+#define QUEUE_REC_FROM 'F'   /* envelope sender, "" for the null sender */
 #define QUEUE_REC_PARAMS 'P' /* MAIL FROM parameters as the client sent */
-#define QUEUE_REC_ORIG 'O' /* a recipient as the client gave it:
-                              addr NUL params NUL */
-#define QUEUE_REC_RCPT 'R' /* status octet, addr NUL params NUL */
+#define QUEUE_REC_ORIG                                                        \
+    'O'                       /* a recipient as the client gave it:           \
+                                 addr NUL params NUL */
+#define QUEUE_REC_RCPT 'R'    /* status octet, addr NUL params NUL */
 #define QUEUE_REC_MESSAGE 'M' /* the processed message */
 #define QUEUE_REC_END 'E'
 

@@ -93,8 +93,8 @@ qcli_open(struct qcli *c, const struct conf *cf)
     size_t i;
 
     c->dir = cfg_str(cf->cfg, "queue_directory");
-    c->file_max = 2 * (size_t)cfg_num(cf->cfg, "message_size_limit") +
-                  (64u << 20);
+    c->file_max =
+        2 * (size_t)cfg_num(cf->cfg, "message_size_limit") + (64u << 20);
     c->lock_wait_ms = cfg_num(cf->cfg, "next_hop_timeout") + 30000;
     if ((c->dfd = open(c->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
         fprintf(stderr, "%s: queue_directory %s: %s\n", progname, c->dir,
@@ -106,8 +106,9 @@ qcli_open(struct qcli *c, const struct conf *cf)
 
         if ((*fd = openat(c->dfd, dirs[i].name,
                           O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-            fprintf(stderr, "%s: %s/%s: %s (has relaychaind run with "
-                            "delivery = queue?)\n",
+            fprintf(stderr,
+                    "%s: %s/%s: %s (has relaychaind run with "
+                    "delivery = queue?)\n",
                     progname, c->dir, dirs[i].name, strerror(errno));
             return -1;
         }
@@ -179,8 +180,9 @@ qcli_move(struct qcli *c, int from, int to, const char *id, const char *done)
     int fd = qcli_lock(c, from, id, O_RDONLY);
 
     if (fd == -2) {
-        fprintf(stderr, "%s: %s: still busy with a delivery attempt; try "
-                        "again\n",
+        fprintf(stderr,
+                "%s: %s: still busy with a delivery attempt; try "
+                "again\n",
                 progname, id);
         return 1;
     }
@@ -305,8 +307,7 @@ qcli_list_one(struct qcli *c, int dirfd, const char *id, int hold,
     active = !hold && flock(fd, LOCK_SH | LOCK_NB) < 0;
     buf_init(&whole, c->file_max);
     got = pread(fd, head, sizeof(head), 0);
-    rc = got < 0 ? -1
-                 : queue_file_parse(head, (size_t)got, 1, &qf, &e);
+    rc = got < 0 ? -1 : queue_file_parse(head, (size_t)got, 1, &qf, &e);
     if (rc < 0 && st.st_size > (off_t)sizeof(head)) {
         queue_file_fini(&qf);
         rc = queue_read_fd(fd, c->file_max, &whole, &e) < 0
@@ -326,11 +327,11 @@ qcli_list_one(struct qcli *c, int dirfd, const char *id, int hold,
     t = (time_t)(qf.arrival_us / 1000000);
     (*n)++;
     if (c->json) {
-        printf("{\"queue_name\": \"%s\", \"queue_id\": ",
-               hold ? "hold"
-               : active ? "active"
-               : note.len > 0 ? "deferred"
-                              : "incoming");
+        printf("{\"queue_name\": \"%s\", \"queue_id\": ", hold     ? "hold"
+                                                          : active ? "active"
+                                                          : note.len > 0
+                                                              ? "deferred"
+                                                              : "incoming");
         qcli_json_str(id);
         printf(", \"arrival_time\": %lld, \"message_size\": %zu, "
                "\"forced_expire\": false, \"sender\": ",
@@ -342,8 +343,7 @@ qcli_list_one(struct qcli *c, int dirfd, const char *id, int hold,
                 continue;
             printf("%s{\"address\": ", shown++ ? ", " : "");
             qcli_json_str(qf.rcpts[i].addr);
-            if (qcli_reason(&note, qf.rcpts[i].addr, reason,
-                            sizeof(reason))) {
+            if (qcli_reason(&note, qf.rcpts[i].addr, reason, sizeof(reason))) {
                 printf(", \"delay_reason\": ");
                 qcli_json_str(reason);
             }
@@ -354,13 +354,14 @@ qcli_list_one(struct qcli *c, int dirfd, const char *id, int hold,
         localtime_r(&t, &tm);
         strftime(when, sizeof(when), "%a %b %d %H:%M:%S", &tm);
         printf("%-12s%c %8zu %-20s  %s\n", id,
-               hold ? '!' : active ? '*' : ' ', qf.len, when,
-               qf.sender[0] ? qf.sender : "MAILER-DAEMON");
+               hold     ? '!'
+               : active ? '*'
+                        : ' ',
+               qf.len, when, qf.sender[0] ? qf.sender : "MAILER-DAEMON");
         for (i = 0; i < qf.nrcpts; i++) {
             if (qf.rcpts[i].status != QUEUE_RCPT_PENDING)
                 continue;
-            if (qcli_reason(&note, qf.rcpts[i].addr, reason,
-                            sizeof(reason)))
+            if (qcli_reason(&note, qf.rcpts[i].addr, reason, sizeof(reason)))
                 printf("%45s(%s)\n", "", reason);
             printf("%45s%s\n", "", qf.rcpts[i].addr);
         }
@@ -389,8 +390,7 @@ qcli_list(struct qcli *c)
         if ((dfd = dup(dirs[i])) < 0 || (d = fdopendir(dfd)) == NULL) {
             if (dfd >= 0)
                 close(dfd);
-            fprintf(stderr, "%s: %s: %s\n", progname, c->dir,
-                    strerror(errno));
+            fprintf(stderr, "%s: %s: %s\n", progname, c->dir, strerror(errno));
             return 1;
         }
         while ((de = readdir(d)) != NULL) {
@@ -398,8 +398,7 @@ qcli_list(struct qcli *c)
 
             if (!queue_id_ok(de->d_name))
                 continue;
-            if ((size = qcli_list_one(c, dirs[i], de->d_name, i == 1, &n)) >
-                0)
+            if ((size = qcli_list_one(c, dirs[i], de->d_name, i == 1, &n)) > 0)
                 bytes += (unsigned long long)size;
         }
         closedir(d);
@@ -408,8 +407,8 @@ qcli_list(struct qcli *c)
         if (n == 0)
             printf("Mail queue is empty\n");
         else
-            printf("-- %llu Kbytes in %lu Request%s.\n",
-                   (bytes + 1023) / 1024, n, n == 1 ? "" : "s");
+            printf("-- %llu Kbytes in %lu Request%s.\n", (bytes + 1023) / 1024,
+                   n, n == 1 ? "" : "s");
     }
     fflush(stdout);
     return 0;
@@ -441,8 +440,7 @@ qcli_show(struct qcli *c, const char *id)
     buf_init(&raw, c->file_max);
     memset(&qf, 0, sizeof(qf));
     if (queue_read_fd(fd, c->file_max, &raw, &e) < 0 ||
-        queue_file_parse(raw.data ? raw.data : "", raw.len, 0, &qf, &e) <
-            0) {
+        queue_file_parse(raw.data ? raw.data : "", raw.len, 0, &qf, &e) < 0) {
         fprintf(stderr, "%s: %s/%s: %s\n", progname, where[i], id, e.text);
         goto out;
     }
@@ -501,8 +499,7 @@ qcli_change_one(struct qcli *c, enum qcli_op op, const char *id)
     case QCLI_HOLD:
         return qcli_move(c, c->queue_fd, c->hold_fd, id, "placed on hold");
     case QCLI_RELEASE:
-        return qcli_move(c, c->hold_fd, c->queue_fd, id,
-                         "released from hold");
+        return qcli_move(c, c->hold_fd, c->queue_fd, id, "released from hold");
     case QCLI_REQUEUE:
         rc = qcli_move(c, c->hold_fd, c->queue_fd, id, "requeued");
         if (rc == -1) {
@@ -622,8 +619,8 @@ queue_main(int argc, char **argv)
     if (qcli_open(&c, cf) < 0)
         goto out;
     if (strcmp(cmd, "list") == 0 &&
-        (nargs == 0 || (nargs == 1 && strcmp(argv[optind + 1], "--json") ==
-                                          0))) {
+        (nargs == 0 ||
+         (nargs == 1 && strcmp(argv[optind + 1], "--json") == 0))) {
         c.json = nargs == 1;
         rc = qcli_list(&c);
     } else if (strcmp(cmd, "show") == 0 && nargs == 1 &&
@@ -637,8 +634,9 @@ queue_main(int argc, char **argv)
             const char *id = argv[optind + 1];
 
             if (!queue_id_ok(id) || fstatat(c.queue_fd, id, &st, 0) < 0) {
-                fprintf(stderr, "%s: %s: no such message in the active "
-                                "queue%s\n",
+                fprintf(stderr,
+                        "%s: %s: no such message in the active "
+                        "queue%s\n",
                         progname, id,
                         queue_id_ok(id) && fstatat(c.hold_fd, id, &st, 0) == 0
                             ? " (it is on hold: release it)"
@@ -650,8 +648,9 @@ queue_main(int argc, char **argv)
             snprintf(line, sizeof(line), "F\n");
         }
         if (qcli_trigger(&c, line) < 0) {
-            fprintf(stderr, "%s: relaychaind is not running on %s: nothing "
-                            "to flush\n",
+            fprintf(stderr,
+                    "%s: relaychaind is not running on %s: nothing "
+                    "to flush\n",
                     progname, c.dir);
             goto out;
         }

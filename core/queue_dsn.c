@@ -129,8 +129,8 @@ queue_dsn_lines(struct buf *b, const char *data, size_t len, struct err *e)
 static int
 queue_dsn_human(struct buf *b, const struct queue_file *qf,
                 const char *hostname, const char *action,
-                const struct queue_dsn_rcpt *list, size_t n,
-                long long now_us, long long until_us, struct err *e)
+                const struct queue_dsn_rcpt *list, size_t n, long long now_us,
+                long long until_us, struct err *e)
 {
     size_t i;
 
@@ -186,9 +186,8 @@ queue_dsn_human(struct buf *b, const struct queue_file *qf,
 int
 queue_dsn_build(const struct queue_file *qf, const char *qid,
                 const char *hostname, const char *action,
-                const struct queue_dsn_rcpt *list, size_t n,
-                long long now_us, long long retry_until_us,
-                struct buf *out, struct err *e)
+                const struct queue_dsn_rcpt *list, size_t n, long long now_us,
+                long long retry_until_us, struct buf *out, struct err *e)
 {
     char date[64], boundary[160], status[16], orcpt[1024];
     size_t len, i, hend;
@@ -207,11 +206,11 @@ queue_dsn_build(const struct queue_file *qf, const char *qid,
     hend = queue_dsn_headers_end(qf->data, qf->len);
     for (i = 0; i < (full ? qf->len : hend) && !eight; i++)
         eight = (unsigned char)qf->data[i] >= 0x80;
-    snprintf(boundary, sizeof(boundary), "%s.%lld/%s", qid, now_us,
-             hostname);
+    snprintf(boundary, sizeof(boundary), "%s.%lld/%s", qid, now_us, hostname);
     queue_dsn_date(now_us, date, sizeof(date));
-    if (buf_printf(out, e, "From: Mail Delivery System <MAILER-DAEMON@%s>"
-                           "\r\n",
+    if (buf_printf(out, e,
+                   "From: Mail Delivery System <MAILER-DAEMON@%s>"
+                   "\r\n",
                    hostname) < 0 ||
         buf_puts(out, "To: <", e) < 0 ||
         queue_dsn_text(out, qf->sender, strlen(qf->sender), e) < 0 ||
@@ -286,8 +285,7 @@ queue_dsn_build(const struct queue_file *qf, const char *qid,
                 return -1;
         }
         if (buf_puts(out, "Diagnostic-Code: smtp; ", e) < 0 ||
-            queue_dsn_text(out, list[i].reply, strlen(list[i].reply), e) <
-                0 ||
+            queue_dsn_text(out, list[i].reply, strlen(list[i].reply), e) < 0 ||
             buf_printf(out, e, "\r\nLast-Attempt-Date: %s\r\n", date) < 0)
             return -1;
         if (strcmp(action, "delayed") == 0) {

@@ -586,7 +586,7 @@ smtpd_check_mail_params(const char *params, size_t size_limit, int dsn,
             if (v > size_limit)
                 *too_big = 1;
         } else if (strncasecmp(p, "BODY=", 5) == 0) {
-            if (!(n == 12 && strncasecmp(p + 5, "8BITMIME", 7) == 0) &&
+            if (!(n == 13 && strncasecmp(p + 5, "8BITMIME", 8) == 0) &&
                 !(n == 9 && strncasecmp(p + 5, "7BIT", 4) == 0))
                 return "501 5.5.4 Bad BODY parameter";
         } else if (n == 8 && strncasecmp(p, "SMTPUTF8", 8) == 0) {

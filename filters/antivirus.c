@@ -102,22 +102,19 @@
 #include "regmap.h"
 #include "smtpc.h"
 
-#define FLT_AV_NAME_MAX 256         /* octets of one attachment name checked */
-#define FLT_AV_NAMES_MAX 1000       /* archive member names kept per scan */
-#define FLT_AV_TYPES_MAX 64         /* libclamav file types kept per scan */
+#define FLT_AV_NAME_MAX 256   /* octets of one attachment name checked */
+#define FLT_AV_NAMES_MAX 1000 /* archive member names kept per scan */
+#define FLT_AV_TYPES_MAX 64   /* libclamav file types kept per scan */
 #define FLT_AV_WHAT_MAX FLT_ANTIVIRUS_WHAT_MAX /* virus name or reason */
-#define FLT_AV_PRINT_MAX 64         /* octets of a name in a reply */
-#define FLT_AV_CHUNK 65536          /* INSTREAM chunk */
-#define FLT_AV_REPLY_MAX 1024       /* octets of a clamd answer */
-#define FLT_AV_BOUNDARIES_MAX 8     /* extra readings of an ambiguous msg */
-#define FLT_AV_DEPTH_MAX 64         /* walk guard */
-#define FLT_AV_NOTICE_RCPTS 20      /* recipients named in a notice */
+#define FLT_AV_PRINT_MAX 64     /* octets of a name in a reply */
+#define FLT_AV_CHUNK 65536      /* INSTREAM chunk */
+#define FLT_AV_REPLY_MAX 1024   /* octets of a clamd answer */
+#define FLT_AV_BOUNDARIES_MAX 8 /* extra readings of an ambiguous msg */
+#define FLT_AV_DEPTH_MAX 64     /* walk guard */
+#define FLT_AV_NOTICE_RCPTS 20  /* recipients named in a notice */
 #define FLT_AV_NOTICE_MAX (64 * 1024)
 
-enum flt_av_engine_kind {
-    FLT_AV_LIBCLAMAV,
-    FLT_AV_CLAMD
-};
+enum flt_av_engine_kind { FLT_AV_LIBCLAMAV, FLT_AV_CLAMD };
 
 /* The choices of on_infected, on_banned and on_unchecked share these. */
 enum flt_av_action {
@@ -133,8 +130,7 @@ static const char *const flt_av_infected_choices[] = {"reject", "discard",
                                                       "quarantine", NULL};
 static const char *const flt_av_unchecked_choices[] = {
     "tempfail", "reject", "continue", "quarantine", NULL};
-static const char *const flt_av_missing_choices[] = {"fail", "tempfail",
-                                                     NULL};
+static const char *const flt_av_missing_choices[] = {"fail", "tempfail", NULL};
 
 static const struct cfg_option flt_av_options[] = {
     {"engine", CFG_ENUM, "libclamav",
@@ -158,8 +154,8 @@ static const struct cfg_option flt_av_options[] = {
      "while they scan (default: $TMPDIR or /tmp); a tmpfs is fastest",
      NULL, 0, 0, 0},
     {"max_scan_size", CFG_SIZE, "400m",
-     "libclamav: most octets scanned in one message, archives expanded",
-     NULL, 1, 4LL * 1024 * 1024 * 1024, 0},
+     "libclamav: most octets scanned in one message, archives expanded", NULL,
+     1, 4LL * 1024 * 1024 * 1024, 0},
     {"max_file_size", CFG_SIZE, "100m",
      "libclamav: largest single file (attachment or archive member) "
      "scanned",
@@ -170,8 +166,7 @@ static const struct cfg_option flt_av_options[] = {
     {"max_files", CFG_INT, "10000",
      "libclamav: most files scanned in one message", NULL, 1, 1000000, 0},
     {"max_scan_time", CFG_TIME, "120s",
-     "libclamav: longest time one scan may take", NULL, 1,
-     3600LL * 1000, 0},
+     "libclamav: longest time one scan may take", NULL, 1, 3600LL * 1000, 0},
     {"clamd_socket", CFG_STRING, NULL,
      "clamd: unix:/run/clamav/clamd.ctl or tcp:HOST:PORT", NULL, 0, 0, 0},
     {"clamd_timeout", CFG_TIME, "120s",
@@ -211,9 +206,11 @@ static const struct cfg_option flt_av_options[] = {
 
 /* Keys that only make sense with the in-process engine. */
 static const char *const flt_av_libclamav_keys[] = {
-    "database_directory", "database_check_interval", "missing_database",
-    "temporary_directory", "max_scan_size", "max_file_size", "max_recursion",
-    "max_files", "max_scan_time",
+    "database_directory", "database_check_interval",
+    "missing_database",   "temporary_directory",
+    "max_scan_size",      "max_file_size",
+    "max_recursion",      "max_files",
+    "max_scan_time",
 };
 
 struct flt_av {
@@ -441,14 +438,15 @@ flt_av_meta(const char *container_type, unsigned long fsize_container,
         strcmp(container_type, "CL_TYPE_MAIL") == 0)
         return CL_CLEAN;
     if (sc->max_file_size > 0 &&
-        (unsigned long long)fsize_real > (unsigned long long)sc->max_file_size &&
+        (unsigned long long)fsize_real >
+            (unsigned long long)sc->max_file_size &&
         sc->big[0] == '\0') {
         char p[FLT_AV_PRINT_MAX + 8];
 
         snprintf(sc->big, sizeof(sc->big),
                  "max_file_size exceeded by archive member \"%s\" (%lu "
                  "octets)",
-                 flt_av_printable(filename ? filename : "", 
+                 flt_av_printable(filename ? filename : "",
                                   filename ? strlen(filename) : 0,
                                   FLT_AV_PRINT_MAX, p, sizeof(p)),
                  fsize_real);
@@ -487,7 +485,8 @@ flt_av_inspect(int fd, const char *type, const char **ancestors,
     if (sc == NULL || type == NULL || sc->ntypes >= FLT_AV_TYPES_MAX ||
         flt_av_buf_has(&sc->types, type))
         return CL_CLEAN;
-    if (buf_puts(&sc->types, type, &e) == 0 && buf_putc(&sc->types, 0, &e) == 0)
+    if (buf_puts(&sc->types, type, &e) == 0 &&
+        buf_putc(&sc->types, 0, &e) == 0)
         sc->ntypes++;
     return CL_CLEAN;
 }
@@ -645,8 +644,7 @@ flt_av_check_dir(struct flt_av *fa)
     fa->have_stat = cl_statinidir(fa->dbdir, &fa->dbstat) == CL_SUCCESS;
     err_clear(&e);
     if ((en = flt_av_engine_new(fa, &sigs, &e)) == NULL) {
-        log_error(NULL, "%s: signature reload failed, %s: %s",
-                  fa->stage_name,
+        log_error(NULL, "%s: signature reload failed, %s: %s", fa->stage_name,
                   loaded ? "keeping the loaded engine"
                          : "mail stays tempfailed",
                   e.text);
@@ -904,15 +902,15 @@ flt_antivirus_clamd_reply(const char *reply, size_t len,
         n--;
     flt_av_printable(s, n, FLT_AV_REPLY_MAX, p, sizeof(p));
     if (n == 0)
-        return err_set(e, ERR_TEMP, "clamd closed the connection without an "
-                                    "answer");
+        return err_set(e, ERR_TEMP,
+                       "clamd closed the connection without an "
+                       "answer");
     if (memchr(s, '\0', n) != NULL)
         return err_set(e, ERR_TEMP, "clamd answer holds a NUL: \"%s\"", p);
     if (n >= 10 && strncasecmp(s + n - 6, " ERROR", 6) == 0) {
         /* clamd's StreamMaxLength: the message was not scanned whole. */
-        if (n >= 19 &&
-            (memmem(s, n, "size limit exceeded", 19) != NULL ||
-             memmem(s, n, "Size limit reached", 18) != NULL)) {
+        if (n >= 19 && (memmem(s, n, "size limit exceeded", 19) != NULL ||
+                        memmem(s, n, "Size limit reached", 18) != NULL)) {
             *status = FLT_ANTIVIRUS_UNCHECKED;
             snprintf(what, wn, "clamd StreamMaxLength exceeded");
             return 0;
@@ -932,12 +930,11 @@ flt_antivirus_clamd_reply(const char *reply, size_t len,
         memcmp(s + n - (sizeof(found) - 1), found, sizeof(found) - 1) == 0) {
         n -= sizeof(found) - 1;
         if (n == 0 || n >= sizeof(name))
-            return err_set(e, ERR_TEMP, "clamd: unexpected answer \"%s\"",
-                           p);
+            return err_set(e, ERR_TEMP, "clamd: unexpected answer \"%s\"", p);
         memcpy(name, s, n);
         name[n] = '\0';
-        *status = (enum flt_antivirus_status)flt_antivirus_classify(
-            name, 1, what, wn);
+        *status = (enum flt_antivirus_status)flt_antivirus_classify(name, 1,
+                                                                    what, wn);
         return 0;
     }
     return err_set(e, ERR_TEMP, "clamd: unexpected answer \"%s\"", p);
@@ -1249,8 +1246,8 @@ flt_av_policy(const struct flt_av *fa, struct msg *m,
         return rc;
     for (off = 0; off < sc->names.len; off += len + 1) {
         len = strlen(sc->names.data + off);
-        if ((rc = flt_av_name_check(fa, sc->names.data + off,
-                                    "archive member", ban, e)) != 0)
+        if ((rc = flt_av_name_check(fa, sc->names.data + off, "archive member",
+                                    ban, e)) != 0)
             return rc;
     }
     for (off = 0; off < sc->types.len; off += len + 1) {
@@ -1299,18 +1296,18 @@ flt_av_notify(const struct stage *st, const struct flt_av *fa,
                "Queue ID:   %s\r\n"
                "Verdict:    %s\r\n"
                "Found:      %s\r\n",
-               fa->hostname, fa->notify_admin, verdict, what, date,
-               msg_qid(m), (long long)now, fa->hostname, st->name,
-               msg_qid(m), verdict, what);
+               fa->hostname, fa->notify_admin, verdict, what, date, msg_qid(m),
+               (long long)now, fa->hostname, st->name, msg_qid(m), verdict,
+               what);
     buf_printf(&b, &e, "Sender:     <%s> (envelope; it may be forged)\r\n",
                flt_av_printable(env->sender ? env->sender : "",
                                 env->sender ? strlen(env->sender) : 0,
                                 ADDR_MAX, p, sizeof(p)));
     for (i = 0; i < env->nrcpts && i < FLT_AV_NOTICE_RCPTS; i++)
-        buf_printf(&b, &e, "%s<%s>\r\n", i == 0 ? "Recipients: " : "            ",
-                   flt_av_printable(env->rcpts[i].addr,
-                                    strlen(env->rcpts[i].addr), ADDR_MAX, p,
-                                    sizeof(p)));
+        buf_printf(
+            &b, &e, "%s<%s>\r\n", i == 0 ? "Recipients: " : "            ",
+            flt_av_printable(env->rcpts[i].addr, strlen(env->rcpts[i].addr),
+                             ADDR_MAX, p, sizeof(p)));
     if (env->nrcpts > FLT_AV_NOTICE_RCPTS)
         buf_printf(&b, &e, "            and %zu more\r\n",
                    env->nrcpts - FLT_AV_NOTICE_RCPTS);
@@ -1345,8 +1342,7 @@ flt_av_notify(const struct stage *st, const struct flt_av *fa,
                  fa->notify_admin, r.code, r.text);
     else
         log_warning(msg_qid(m), "%s: notice to %s not sent: %d %s", st->name,
-                    fa->notify_admin, r.code,
-                    r.code ? r.text : e.text);
+                    fa->notify_admin, r.code, r.code ? r.text : e.text);
     buf_fini(&b);
 }
 
@@ -1490,8 +1486,7 @@ flt_av_init_libclamav(struct flt_av *fa, const struct cfg *c, struct err *e)
         }
         pthread_condattr_destroy(&ca);
         fa->have_cond = 1;
-        if ((errno = pthread_create(&fa->thread, NULL, flt_av_watch, fa)) !=
-            0)
+        if ((errno = pthread_create(&fa->thread, NULL, flt_av_watch, fa)) != 0)
             return err_sys(e, ERR_TEMP, "starting the database watcher");
         fa->have_thread = 1;
     }
@@ -1628,7 +1623,8 @@ static void
 flt_av_merge(struct flt_av_result *r, const struct flt_av_result *more)
 {
     if (more->status == FLT_ANTIVIRUS_INFECTED ||
-        (more->status == FLT_ANTIVIRUS_UNCHECKED && r->status == FLT_ANTIVIRUS_CLEAN))
+        (more->status == FLT_ANTIVIRUS_UNCHECKED &&
+         r->status == FLT_ANTIVIRUS_CLEAN))
         *r = *more;
 }
 
@@ -1655,8 +1651,8 @@ flt_av_add_bounds(char (*bounds)[FLT_ANTIVIRUS_BOUNDARY_SIZE], size_t nb,
 /* flt_av_scan_ambiguous - scan the body once more as a multipart with
  * each boundary value the message names. */
 static int
-flt_av_scan_ambiguous(struct flt_av *fa, struct flt_av_scan *sc,
-                      struct msg *m, struct flt_av_result *r, struct err *e)
+flt_av_scan_ambiguous(struct flt_av *fa, struct flt_av_scan *sc, struct msg *m,
+                      struct flt_av_result *r, struct err *e)
 {
     char bounds[FLT_AV_BOUNDARIES_MAX][FLT_ANTIVIRUS_BOUNDARY_SIZE];
     struct flt_av_result more;
@@ -1748,8 +1744,8 @@ flt_av_run(const struct stage *st, struct msg *m, struct verdict *v,
     if (rc == 0)
         rc = msg_write(m, &raw, e);
     if (rc == 0)
-        rc = flt_av_scan_buf(fa, &sc, raw.data ? raw.data : "", raw.len,
-                             &res, e);
+        rc = flt_av_scan_buf(fa, &sc, raw.data ? raw.data : "", raw.len, &res,
+                             e);
     buf_fini(&raw);
     if (rc == 0 && res.status != FLT_ANTIVIRUS_INFECTED)
         rc = flt_av_scan_ambiguous(fa, &sc, m, &res, e);
@@ -1797,16 +1793,17 @@ flt_av_run(const struct stage *st, struct msg *m, struct verdict *v,
     if (fa->notify != NULL &&
         (res.status == FLT_ANTIVIRUS_INFECTED || ban.banned))
         flt_av_notify(st, fa, m,
-                      act == FLT_AV_REJECT       ? "rejected"
-                      : act == FLT_AV_DISCARD    ? "discarded"
-                                                 : "quarantined",
-                      res.status == FLT_ANTIVIRUS_INFECTED ? res.what : ban.what);
+                      act == FLT_AV_REJECT    ? "rejected"
+                      : act == FLT_AV_DISCARD ? "discarded"
+                                              : "quarantined",
+                      res.status == FLT_ANTIVIRUS_INFECTED ? res.what
+                                                           : ban.what);
 
     if (res.status == FLT_ANTIVIRUS_INFECTED) {
         switch (act) {
         case FLT_AV_DISCARD:
-            return verdict_set(v, VERDICT_DISCARD, NULL,
-                               "virus=%s, engine=%s", res.what, eng);
+            return verdict_set(v, VERDICT_DISCARD, NULL, "virus=%s, engine=%s",
+                               res.what, eng);
         case FLT_AV_QUARANTINE:
             return verdict_set(v, VERDICT_QUARANTINE, NULL,
                                "virus=%s, engine=%s", res.what, eng);

@@ -82,8 +82,7 @@ fuzz_one(const char *buf, size_t size)
         return 0;
     }
     if (size < QUEUE_TAIL_LEN ||
-        !queue_file_tail_ok(buf + size - QUEUE_TAIL_LEN, QUEUE_TAIL_LEN,
-                            size))
+        !queue_file_tail_ok(buf + size - QUEUE_TAIL_LEN, QUEUE_TAIL_LEN, size))
         __builtin_trap();
     if (queue_file_parse(buf, size, 1, &head, &e) < 0 ||
         head.nrcpts != qf.nrcpts || head.len != qf.len ||

@@ -21,7 +21,11 @@
 #      time, and passed only when on_unchecked = continue says so;
 #   6. the database directory: missing, empty or unreadable stops
 #      "relaychain check" with the reason; with missing_database =
-#      tempfail every message is tempfailed instead.
+#      tempfail every message is tempfailed instead;
+#   7. the shipped example (chain.d/20-antivirus.conf) loads, refuses
+#      EICAR, and its banned.pcre refuses what it says;
+#   8. add_header = yes after a DKIM stage is refused; without it the
+#      stage may follow a signer.
 . "$top_srcdir/tests/integration/av_lib.sh"
 
 # ------------------------------------------------ 1. signatures vs files
@@ -235,7 +239,27 @@ check "missing_database = tempfail: the message is tempfailed (exit $AV_RC)" [ "
 check "missing_database = tempfail: the log says why ($AV_LOG)" \
     sh -c "echo '$AV_LOG' | grep -q 'tempfail after error (antivirus: no signature database loaded from $T/empty-db'"
 
-# ------------------------------------------- 7. the shipped example
+# ----------------------------------------------- order with signing
+# add_header = yes edits the header: after DKIM it is refused; without
+# it the stage edits nothing and may come after a signer.
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 \
+    -out "$T/dkim.pem" 2>/dev/null
+chmod 600 "$T/dkim.pem"
+mkdir -p "$T/order"
+printf 'stage = dkim\ndomain = example.com\nselector = s1\nkey_file = %s\n' \
+    "$T/dkim.pem" >"$T/order/10-dkim.conf"
+printf 'stage = antivirus\ndatabase_directory = %s\nadd_header = yes\n' \
+    "$AVDB" >"$T/order/20-antivirus.conf"
+printf 'chain_directory = %s/order\n' "$T" >"$T/order.conf"
+"$RC" check -c "$T/order.conf" >/dev/null 2>"$T/check.err"
+rc=$?
+check "antivirus with add_header after dkim: refused (exit $rc; $(tail -n 1 "$T/check.err"))" \
+    sh -c "[ $rc -eq 1 ] && grep -q '20-antivirus.conf: stage antivirus (antivirus) edits the header after the signing stage' '$T/check.err'"
+sed -i '/^add_header/d' "$T/order/20-antivirus.conf"
+"$RC" check -c "$T/order.conf" >/dev/null 2>"$T/check.err"
+check "antivirus without add_header after dkim: loads ($(tail -n 1 "$T/check.err"))" [ $? -eq 0 ]
+
+# ------------------------------------------------- the shipped example
 printf 'chain_directory = %s/chain.d\n' "$top_srcdir" >"$T/example.conf"
 "$RC" check -c "$T/example.conf" >"$T/check.out" 2>"$T/check.err"
 check "the example chain.d loads ($(tail -n 1 "$T/check.err"))" \

@@ -9,7 +9,8 @@
 #   - every message reached the sink and none was tempfailed or failed:
 #     no scan was lost while engines were swapped;
 #   - relaychaind's RSS after the 20th reload is within 8 MB of its RSS
-#     after the 5th (old engines are freed, not leaked);
+#     after the 5th (old engines are freed, not leaked; in the sanitizer
+#     build LeakSanitizer's check at exit takes the place of this);
 #   - the signatures in force are the last ones loaded: with B a message
 #     with the body-pattern marker is refused, after a switch to A it
 #     passes;
@@ -86,8 +87,14 @@ check "no scan failed or was tempfailed during the reloads" \
 check "each message was scanned ($(grep -c 'antivirus: continue, result=clean' "$T/rcd.log"))" \
     [ "$(grep -c 'antivirus: continue, result=clean' "$T/rcd.log")" -eq "$total" ]
 echo "relaychaind RSS: ${rss5} kB after 5 reloads, ${rss20} kB after 20"
-check "RSS after 20 reloads within 8 MB of that after 5 (${rss5} -> ${rss20} kB)" \
-    [ "$rss20" -le $((rss5 + 8192)) ]
+# AddressSanitizer holds freed memory back (its quarantine), so RSS says
+# nothing there; its leak check at exit (rcd_stop) stands in for this.
+if ldd "$RCD" 2>/dev/null | grep -q libasan; then
+    echo "sanitizer build: RSS not compared, LeakSanitizer checks at exit"
+else
+    check "RSS after 20 reloads within 8 MB of that after 5 (${rss5} -> ${rss20} kB)" \
+        [ "$rss20" -le $((rss5 + 8192)) ]
+fi
 
 # The engine in force is the last one loaded (20: set A).
 mail_text "marker" "marker: RELAYCHAIN-TEST-BODY-SIGNATURE-7F3A" >"$T/marker.eml"

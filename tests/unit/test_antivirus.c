@@ -104,8 +104,8 @@ stage_load(struct stage *st, const char *conf, struct err *e)
             n += (size_t)snprintf(text + n, sizeof(text) - n, "%s", db_dir);
             p += 4;
         } else if (strncmp(p, "@RULES@", 7) == 0) {
-            n += (size_t)snprintf(text + n, sizeof(text) - n, "%s",
-                                  rules_path);
+            n +=
+                (size_t)snprintf(text + n, sizeof(text) - n, "%s", rules_path);
             p += 7;
         } else {
             text[n++] = *p++;
@@ -184,8 +184,9 @@ msg_build(const char *tpl)
 }
 
 #define HDR "From: alice@example.com\nTo: bob@example.org\nSubject: t\n"
-#define MIXED                                                                  \
-    HDR "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b1\"\n\n"  \
+#define MIXED                                                                 \
+    HDR "MIME-Version: 1.0\nContent-Type: multipart/mixed; "                  \
+        "boundary=\"b1\"\n\n"                                                 \
         "--b1\nContent-Type: text/plain\n\nsee attached\n"
 
 static const char msg_clean[] = HDR "\nNothing to see here.\n";
@@ -270,8 +271,8 @@ struct run_case {
     const char *conf;
     const char *msg;
     enum verdict_kind kind;
-    const char *reply; /* prefix, or NULL for none */
-    const char *note;  /* substring */
+    const char *reply;  /* prefix, or NULL for none */
+    const char *note;   /* substring */
     const char *status; /* X-Virus-Status value after the run, or NULL */
 };
 
@@ -284,26 +285,27 @@ static const struct run_case run_cases[] = {
     {"plain", DB, msg_plain, VERDICT_REJECT,
      "554 5.7.1 virus=RelayChain.Test.EICAR.UNOFFICIAL",
      "virus=RelayChain.Test.EICAR.UNOFFICIAL, engine=libclamav", NULL},
-    {"base64", DB, msg_b64, VERDICT_REJECT, "554 5.7.1 virus=",
-     "virus=RelayChain.Test.EICAR", NULL},
-    {"nested rfc822", DB, msg_nested, VERDICT_REJECT, "554 5.7.1 virus=",
-     "virus=RelayChain.Test.EICAR", NULL},
+    {"base64", DB, msg_b64, VERDICT_REJECT,
+     "554 5.7.1 virus=", "virus=RelayChain.Test.EICAR", NULL},
+    {"nested rfc822", DB, msg_nested, VERDICT_REJECT,
+     "554 5.7.1 virus=", "virus=RelayChain.Test.EICAR", NULL},
     {"duplicate boundary", DB, msg_dup_boundary, VERDICT_REJECT,
      "554 5.7.1 virus=", "virus=RelayChain.Test.EICAR", NULL},
     {"boundary given twice", DB, msg_dup_param, VERDICT_REJECT,
      "554 5.7.1 virus=", "virus=RelayChain.Test.EICAR", NULL},
     {"two content types", DB, msg_two_types, VERDICT_REJECT,
      "554 5.7.1 virus=", "virus=RelayChain.Test.EICAR", NULL},
-    {"body pattern", DB, msg_body_sig, VERDICT_REJECT, "554 5.7.1 virus=",
-     "virus=RelayChain.Test.Body.UNOFFICIAL", NULL},
-    {"logical signature", DB, msg_logical, VERDICT_REJECT, "554 5.7.1 virus=",
-     "virus=RelayChain.Test.Logical.UNOFFICIAL", NULL},
+    {"body pattern", DB, msg_body_sig, VERDICT_REJECT,
+     "554 5.7.1 virus=", "virus=RelayChain.Test.Body.UNOFFICIAL", NULL},
+    {"logical signature", DB, msg_logical, VERDICT_REJECT,
+     "554 5.7.1 virus=", "virus=RelayChain.Test.Logical.UNOFFICIAL", NULL},
     {"half a logical signature", DB, msg_half, VERDICT_CONTINUE, NULL,
      "result=clean", NULL},
     {"discard", DB "on_infected = discard\n", msg_plain, VERDICT_DISCARD, NULL,
      "virus=RelayChain.Test.EICAR", NULL},
-    {"quarantine with header", DB "on_infected = quarantine\nadd_header = yes\n",
-     msg_b64, VERDICT_QUARANTINE, NULL, "virus=RelayChain.Test.EICAR",
+    {"quarantine with header",
+     DB "on_infected = quarantine\nadd_header = yes\n", msg_b64,
+     VERDICT_QUARANTINE, NULL, "virus=RelayChain.Test.EICAR",
      "Infected (RelayChain.Test.EICAR.UNOFFICIAL)"},
     {"clean with header", DB "add_header = yes\n", msg_clean, VERDICT_CONTINUE,
      NULL, "result=clean", "Clean"},
@@ -329,11 +331,10 @@ static const struct run_case run_cases[] = {
      "554 5.7.1 banned=name \"Rechnung M??rz.pdf.exe\": double extension",
      "banned.pcre:3", NULL},
     {"rfc 2047 double extension", RULES, msg_exe_2047, VERDICT_REJECT,
-     "554 5.7.1 banned=name \"invoice.pdf.scr\": double extension", "banned=",
-     NULL},
+     "554 5.7.1 banned=name \"invoice.pdf.scr\": double extension",
+     "banned=", NULL},
     {"trailing dot and space", RULES, msg_exe_trailing_dot, VERDICT_REJECT,
-     "554 5.7.1 banned=name \"setup.exe\": executable", "banned.pcre:4",
-     NULL},
+     "554 5.7.1 banned=name \"setup.exe\": executable", "banned.pcre:4", NULL},
     {"the other name", RULES, msg_exe_name_only, VERDICT_REJECT,
      "554 5.7.1 banned=name \"run.bat\": executable", "banned=", NULL},
     {"OK rule allows", RULES, msg_exe_allowed, VERDICT_CONTINUE, NULL,
@@ -343,8 +344,9 @@ static const struct run_case run_cases[] = {
     {"banned type", DB "banned_types = application/x-msdownload\n",
      msg_msdownload, VERDICT_REJECT,
      "554 5.7.1 banned=type application/x-msdownload", "banned_types", NULL},
-    {"banned type wildcard", DB "banned_types = audio/*, application/x-msdownload\n",
-     msg_pdf, VERDICT_CONTINUE, NULL, "result=clean", NULL},
+    {"banned type wildcard",
+     DB "banned_types = audio/*, application/x-msdownload\n", msg_pdf,
+     VERDICT_CONTINUE, NULL, "result=clean", NULL},
     {"banned type quarantine",
      DB "banned_types = application/*\non_banned = quarantine\n"
         "add_header = yes\n",
@@ -421,7 +423,7 @@ test_forged_headers(void **state)
     (void)state;
     if (stage_load(&st,
                    DB "on_infected = quarantine\n"
-                   "add_header = yes\n",
+                      "add_header = yes\n",
                    &e) < 0)
         fail_msg("load: %s", e.text);
     m = msg_build(msg_forged_status);
@@ -472,7 +474,8 @@ static const struct init_case init_cases[] = {
      "max_files: applies to engine = libclamav only"},
     {"clamd without socket", "engine = clamd\n",
      "engine = clamd needs clamd_socket"},
-    {"clamd relative socket", "engine = clamd\nclamd_socket = unix:clamd.ctl\n",
+    {"clamd relative socket",
+     "engine = clamd\nclamd_socket = unix:clamd.ctl\n",
      "want an absolute socket path"},
     {"clamd bad scheme", "engine = clamd\nclamd_socket = 127.0.0.1:3310\n",
      "want unix:/path or tcp:host:port"},
@@ -646,9 +649,10 @@ test_classify(void **state)
         const struct classify_case *c = &classify_cases[i];
         char why[FLT_ANTIVIRUS_WHAT_MAX];
 
-        unit_int_eq(c->name, flt_antivirus_classify(c->name, c->clamd, why,
-                                                    sizeof(why)),
-                    c->want);
+        unit_int_eq(
+            c->name,
+            flt_antivirus_classify(c->name, c->clamd, why, sizeof(why)),
+            c->want);
         unit_str_eq(c->name, why, c->why);
     }
 }

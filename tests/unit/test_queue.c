@@ -98,8 +98,9 @@ test_roundtrip(void **state)
     unit_int_eq("len", qf.len, sizeof(test_message) - 1);
     if (memcmp(qf.data, test_message, qf.len) != 0)
         fail_msg("message octets differ");
-    unit_int_eq("tail ok", queue_file_tail_ok(b.data + b.len - QUEUE_TAIL_LEN,
-                                              QUEUE_TAIL_LEN, b.len),
+    unit_int_eq("tail ok",
+                queue_file_tail_ok(b.data + b.len - QUEUE_TAIL_LEN,
+                                   QUEUE_TAIL_LEN, b.len),
                 1);
     queue_file_fini(&qf);
     buf_fini(&b);
@@ -198,16 +199,11 @@ test_xtext(void **state)
     static const struct {
         const char *name, *in, *want; /* want NULL: refused */
     } cases[] = {
-        {"plain", "abc-123", "abc-123"},
-        {"plus", "a+2Bb", "a+b"},
-        {"equals", "a+3Db", "a=b"},
-        {"space encoded", "a+20b", "a b"},
-        {"lower hex", "a+2bb", NULL},
-        {"short escape", "ab+2", NULL},
-        {"bare equals", "a=b", NULL},
-        {"control char", "a+0Ab", NULL},
-        {"bare space", "a b", NULL},
-        {"empty", "", ""},
+        {"plain", "abc-123", "abc-123"}, {"plus", "a+2Bb", "a+b"},
+        {"equals", "a+3Db", "a=b"},      {"space encoded", "a+20b", "a b"},
+        {"lower hex", "a+2bb", NULL},    {"short escape", "ab+2", NULL},
+        {"bare equals", "a=b", NULL},    {"control char", "a+0Ab", NULL},
+        {"bare space", "a b", NULL},     {"empty", "", ""},
     };
     char out[64];
     size_t i;
@@ -262,7 +258,8 @@ static void
 test_dsn(void **state)
 {
     struct queue_dsn_rcpt list[1] = {
-        {0, "550 5.1.1 <b@dest.example>: no such user", "mx.dest.example[192.0.2.9]:25"}};
+        {0, "550 5.1.1 <b@dest.example>: no such user",
+         "mx.dest.example[192.0.2.9]:25"}};
     struct queue_file qf;
     struct buf b, out;
     struct err e;
@@ -276,18 +273,21 @@ test_dsn(void **state)
                         &e) < 0)
         fail_msg("dsn: %s", e.text);
     unit_has("to", out.data, "\r\nTo: <a@client.example>\r\n");
-    unit_has("type", out.data, "Content-Type: multipart/report; "
-                               "report-type=delivery-status;");
+    unit_has("type", out.data,
+             "Content-Type: multipart/report; "
+             "report-type=delivery-status;");
     unit_has("final", out.data, "Final-Recipient: rfc822; b@dest.example\r\n");
     unit_has("orcpt", out.data,
              "Original-Recipient: rfc822; b@dest.example\r\n");
     unit_has("status", out.data, "Action: failed\r\nStatus: 5.1.1\r\n");
     unit_has("remote", out.data, "Remote-MTA: dns; mx.dest.example\r\n");
-    unit_has("diag", out.data, "Diagnostic-Code: smtp; 550 5.1.1 "
-                               "<b@dest.example>: no such user\r\n");
+    unit_has("diag", out.data,
+             "Diagnostic-Code: smtp; 550 5.1.1 "
+             "<b@dest.example>: no such user\r\n");
     unit_has("envid", out.data, "Original-Envelope-Id: id+1\r\n");
-    unit_has("headers", out.data, "Content-Type: text/rfc822-headers\r\n\r\n"
-                                  "From: <a@client.example>\r\n");
+    unit_has("headers", out.data,
+             "Content-Type: text/rfc822-headers\r\n\r\n"
+             "From: <a@client.example>\r\n");
     if (strstr(out.data, "line one") != NULL)
         fail_msg("RET=HDRS: the body was returned");
     queue_file_fini(&qf);
@@ -388,8 +388,9 @@ test_transport_map(void **state)
     static const struct {
         const char *name, *map, *want; /* NULL: loads */
     } cases[] = {
-        {"good", "# comment\nexample.com smtp:[127.0.0.1]:25\n"
-                 ".example.com lmtp:[127.0.0.1]:24\n* smtp:[::1]:25\n",
+        {"good",
+         "# comment\nexample.com smtp:[127.0.0.1]:25\n"
+         ".example.com lmtp:[127.0.0.1]:24\n* smtp:[::1]:25\n",
          NULL},
         {"one field", "example.com\n", "transport:1: expected"},
         {"three fields", "\n\na.example smtp:[127.0.0.1]:25 extra\n",
@@ -428,14 +429,10 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_roundtrip),
-        cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_flipped),
-        cmocka_unit_test(test_head_only),
-        cmocka_unit_test(test_xtext),
-        cmocka_unit_test(test_param),
-        cmocka_unit_test(test_dsn),
-        cmocka_unit_test(test_commit),
+        cmocka_unit_test(test_roundtrip),     cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_flipped),       cmocka_unit_test(test_head_only),
+        cmocka_unit_test(test_xtext),         cmocka_unit_test(test_param),
+        cmocka_unit_test(test_dsn),           cmocka_unit_test(test_commit),
         cmocka_unit_test(test_transport_map),
     };
 
