@@ -448,6 +448,14 @@ smtpd_error(struct smtpd_session *s)
     return 1;
 }
 
+/* smtpd_refuse - a fixed error reply that counts toward error_limit. */
+static void
+smtpd_refuse(struct smtpd_session *s, const char *reply)
+{
+    smtpd_reply(s, "%s", reply);
+    smtpd_error(s);
+}
+
 static void
 smtpd_noqueue_reject(struct smtpd_session *s, const char *cmd,
                      const char *reply, const char *rcpt)
@@ -745,13 +753,11 @@ smtpd_cmd_mail(struct smtpd_session *s, const char *line)
     char client[SMTPD_CLIENT_MAX];
 
     if (!s->helo_seen) {
-        smtpd_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
-        smtpd_error(s);
+        smtpd_refuse(s, "503 5.5.1 Error: send HELO/EHLO first");
         return;
     }
     if (s->in_mail) {
-        smtpd_reply(s, "503 5.5.1 Error: nested MAIL command");
-        smtpd_error(s);
+        smtpd_refuse(s, "503 5.5.1 Error: nested MAIL command");
         return;
     }
     if (atomic_load(&s->srv->stopping)) {
@@ -762,8 +768,7 @@ smtpd_cmd_mail(struct smtpd_session *s, const char *line)
         return;
     }
     if (strncasecmp(line, "MAIL FROM:", 10) != 0) {
-        smtpd_reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
-        smtpd_error(s);
+        smtpd_refuse(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
         return;
     }
     p = line + 10;
@@ -906,13 +911,11 @@ smtpd_cmd_rcpt(struct smtpd_session *s, const char *line)
     char reply[600];
 
     if (!s->in_mail) {
-        smtpd_reply(s, "503 5.5.1 Error: need MAIL command");
-        smtpd_error(s);
+        smtpd_refuse(s, "503 5.5.1 Error: need MAIL command");
         return;
     }
     if (strncasecmp(line, "RCPT TO:", 8) != 0) {
-        smtpd_reply(s, "501 5.5.4 Syntax: RCPT TO:<address>");
-        smtpd_error(s);
+        smtpd_refuse(s, "501 5.5.4 Syntax: RCPT TO:<address>");
         return;
     }
     p = line + 8;
@@ -1369,18 +1372,15 @@ smtpd_cmd_data(struct smtpd_session *s, const char *arg)
     int rc;
 
     if (arg != NULL) {
-        smtpd_reply(s, "501 5.5.4 Syntax: DATA");
-        smtpd_error(s);
+        smtpd_refuse(s, "501 5.5.4 Syntax: DATA");
         return;
     }
     if (!s->in_mail) {
-        smtpd_reply(s, "503 5.5.1 Error: need RCPT command");
-        smtpd_error(s);
+        smtpd_refuse(s, "503 5.5.1 Error: need RCPT command");
         return;
     }
     if (s->nrcpts == 0) {
-        smtpd_reply(s, "554 5.5.1 Error: no valid recipients");
-        smtpd_error(s);
+        smtpd_refuse(s, "554 5.5.1 Error: no valid recipients");
         return;
     }
     smtpd_reply(s, "354 End data with <CR><LF>.<CR><LF>");
@@ -1435,13 +1435,11 @@ smtpd_cmd_starttls(struct smtpd_session *s, const char *arg)
     char info[128];
 
     if (arg != NULL) {
-        smtpd_reply(s, "501 5.5.4 Syntax: STARTTLS");
-        smtpd_error(s);
+        smtpd_refuse(s, "501 5.5.4 Syntax: STARTTLS");
         return;
     }
     if (s->rt->tls == NULL || netio_is_tls(s->io)) {
-        smtpd_reply(s, "502 5.5.1 Error: command not implemented");
-        smtpd_error(s);
+        smtpd_refuse(s, "502 5.5.1 Error: command not implemented");
         return;
     }
     smtpd_reply(s, "220 2.0.0 Ready to start TLS");
@@ -1499,23 +1497,19 @@ smtpd_cmd_auth(struct smtpd_session *s, const char *arg)
     char client[SMTPD_CLIENT_MAX];
 
     if (s->rt->auth == NULL || !netio_is_tls(s->io)) {
-        smtpd_reply(s, "503 5.5.1 Error: authentication not enabled");
-        smtpd_error(s);
+        smtpd_refuse(s, "503 5.5.1 Error: authentication not enabled");
         return;
     }
     if (s->auth_user != NULL) {
-        smtpd_reply(s, "503 5.5.1 Error: already authenticated");
-        smtpd_error(s);
+        smtpd_refuse(s, "503 5.5.1 Error: already authenticated");
         return;
     }
     if (s->in_mail) {
-        smtpd_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
-        smtpd_error(s);
+        smtpd_refuse(s, "503 5.5.1 Error: MAIL transaction in progress");
         return;
     }
     if (arg == NULL) {
-        smtpd_reply(s, "501 5.5.4 Syntax: AUTH mechanism");
-        smtpd_error(s);
+        smtpd_refuse(s, "501 5.5.4 Syntax: AUTH mechanism");
         return;
     }
     mech = arg;
@@ -1540,8 +1534,7 @@ smtpd_cmd_auth(struct smtpd_session *s, const char *arg)
             return;
         }
         if (auth_sasl_plain_decode(initial, user, pass, sizeof(user)) < 0) {
-            smtpd_reply(s, "501 5.5.2 Cannot decode response");
-            smtpd_error(s);
+            smtpd_refuse(s, "501 5.5.2 Cannot decode response");
             return;
         }
     } else if (strncasecmp(mech, "LOGIN", 5) == 0 &&
@@ -1559,8 +1552,7 @@ smtpd_cmd_auth(struct smtpd_session *s, const char *arg)
             (len = auth_b64_decode(resp, strlen(resp), raw,
                                    sizeof(raw) - 1)) < 0 ||
             (size_t)len >= sizeof(user) || memchr(raw, '\0', (size_t)len)) {
-            smtpd_reply(s, "501 5.5.2 Cannot decode response");
-            smtpd_error(s);
+            smtpd_refuse(s, "501 5.5.2 Cannot decode response");
             return;
         }
         memcpy(user, raw, (size_t)len);
@@ -1573,8 +1565,7 @@ smtpd_cmd_auth(struct smtpd_session *s, const char *arg)
             (len = auth_b64_decode(resp, strlen(resp), raw,
                                    sizeof(raw) - 1)) < 0 ||
             (size_t)len >= sizeof(pass) || memchr(raw, '\0', (size_t)len)) {
-            smtpd_reply(s, "501 5.5.2 Cannot decode response");
-            smtpd_error(s);
+            smtpd_refuse(s, "501 5.5.2 Cannot decode response");
             return;
         }
         memcpy(pass, raw, (size_t)len);
@@ -1656,18 +1647,15 @@ smtpd_cmd_xforward(struct smtpd_session *s, const char *arg)
     const char *p = arg;
 
     if (!s->xforward_ok) {
-        smtpd_reply(s, "550 5.7.0 Error: insufficient authorization");
-        smtpd_error(s);
+        smtpd_refuse(s, "550 5.7.0 Error: insufficient authorization");
         return;
     }
     if (s->in_mail) {
-        smtpd_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
-        smtpd_error(s);
+        smtpd_refuse(s, "503 5.5.1 Error: MAIL transaction in progress");
         return;
     }
     if (p == NULL) {
-        smtpd_reply(s, "501 5.5.4 Syntax: XFORWARD attribute=value...");
-        smtpd_error(s);
+        smtpd_refuse(s, "501 5.5.4 Syntax: XFORWARD attribute=value...");
         return;
     }
     while (*p) {
@@ -1679,8 +1667,7 @@ smtpd_cmd_xforward(struct smtpd_session *s, const char *arg)
         n = (size_t)(end - p);
         eq = memchr(p, '=', n);
         if (eq == NULL) {
-            smtpd_reply(s, "501 5.5.4 Bad XFORWARD attribute syntax");
-            smtpd_error(s);
+            smtpd_refuse(s, "501 5.5.4 Bad XFORWARD attribute syntax");
             return;
         }
         klen = (size_t)(eq - p);
@@ -1692,8 +1679,7 @@ smtpd_cmd_xforward(struct smtpd_session *s, const char *arg)
                 continue;
             if (smtpd_xtext_copy(eq + 1, (size_t)(end - eq - 1), field,
                                  keys[i].size) < 0) {
-                smtpd_reply(s, "501 5.5.4 Bad XFORWARD attribute value");
-                smtpd_error(s);
+                smtpd_refuse(s, "501 5.5.4 Bad XFORWARD attribute value");
                 return;
             }
             if (strcmp(field, "[UNAVAILABLE]") == 0 ||
@@ -1778,8 +1764,7 @@ smtpd_command(struct smtpd_session *s, char *cmd)
         smtpd_cmd_xforward(s, smtpd_arg(cmd, 8));
     } else {
         s->n_bad++;
-        smtpd_reply(s, "502 5.5.2 Error: command not recognized");
-        smtpd_error(s);
+        smtpd_refuse(s, "502 5.5.2 Error: command not recognized");
     }
 }
 
@@ -1887,8 +1872,7 @@ smtpd_session_run(struct smtpd_server *srv, struct smtpd_runtime *rt, int fd,
                                    cmd[s->line.len - 1] == '\r'))
             cmd[--s->line.len] = '\0';
         if (memchr(cmd, '\0', s->line.len) != NULL) {
-            smtpd_reply(s, "500 5.5.2 Error: bad syntax");
-            smtpd_error(s);
+            smtpd_refuse(s, "500 5.5.2 Error: bad syntax");
         } else {
             smtpd_command(s, cmd);
         }

@@ -28,14 +28,7 @@
 
 #include "auth.h"
 
-static double
-now_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
+#include "bench.h"
 
 static int
 make_hash(const char *prefix, const char *pass, struct crypt_data *cd,
@@ -57,13 +50,13 @@ make_hash(const char *prefix, const char *pass, struct crypt_data *cd,
 static double
 bare_us(const char *pass, const char *hash, struct crypt_data *cd, int n)
 {
-    double t0 = now_us();
+    double t0 = bench_now_us();
     int i;
 
     for (i = 0; i < n; i++)
         if (crypt_r(pass, hash, cd) == NULL)
             return -1;
-    return (now_us() - t0) / n;
+    return (bench_now_us() - t0) / n;
 }
 
 /* verify_us - microseconds per auth_verify(); -1 if a result was wrong */
@@ -71,13 +64,13 @@ static double
 verify_us(const struct auth_table *t, const char *user, const char *pass,
           int want, int n)
 {
-    double t0 = now_us();
+    double t0 = bench_now_us();
     int i;
 
     for (i = 0; i < n; i++)
         if (auth_verify(t, user, pass) != want)
             return -1;
-    return (now_us() - t0) / n;
+    return (bench_now_us() - t0) / n;
 }
 
 int
@@ -125,12 +118,12 @@ main(int argc, char **argv)
     fclose(fp);
     chmod(path, 0640);
 
-    load = now_us();
+    load = bench_now_us();
     if ((t = auth_table_load(path, &e)) == NULL) {
         fprintf(stderr, "bench_auth: %s\n", e.text);
         goto out;
     }
-    load = now_us() - load;
+    load = bench_now_us() - load;
 
     y_bare = bare_us("yes pass", hash_y, cd, n);
     s_bare = bare_us("sha pass", hash_6, cd, n);

@@ -27,35 +27,7 @@
 #include "mime.h"
 #include "msg.h"
 
-static double
-now_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int
-read_file(const char *path, struct buf *b)
-{
-    char chunk[65536];
-    struct err e;
-    size_t n;
-    FILE *fp;
-
-    if ((fp = fopen(path, "rb")) == NULL) {
-        perror(path);
-        return -1;
-    }
-    while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
-        if (buf_append(b, chunk, n, &e) < 0) {
-            fclose(fp);
-            return -1;
-        }
-    fclose(fp);
-    return 0;
-}
+#include "bench.h"
 
 /* one - one pass of the given kind; returns -1 on failure. */
 static int
@@ -138,7 +110,7 @@ main(int argc, char **argv)
 
         buf_init(&in, 0);
         buf_init(&out, 0);
-        if (read_file(argv[i], &in) < 0)
+        if (bench_read_file(argv[i], &in) < 0)
             return 1;
         for (kind = 0; kind < 3; kind++) {
             double t0;
@@ -146,11 +118,11 @@ main(int argc, char **argv)
             for (k = 0; k < iterations / 10 + 1; k++) /* warm up */
                 if (one(kind, cf, empty, &in, &out) < 0)
                     return 1;
-            t0 = now_us();
+            t0 = bench_now_us();
             for (k = 0; k < iterations; k++)
                 if (one(kind, cf, empty, &in, &out) < 0)
                     return 1;
-            us[kind] = (now_us() - t0) / (double)iterations;
+            us[kind] = (bench_now_us() - t0) / (double)iterations;
         }
         for (kind = 0; kind < 3; kind++) {
             const char *base = strrchr(argv[i], '/');

@@ -43,40 +43,12 @@
 #include "mime.h"
 #include "msg.h"
 
+#include "bench.h"
+
 extern char **environ;
 
 static const struct msg_limits bench_limits = {64 << 20, 10000, 998, 50,
                                                10000};
-
-static double
-now_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int
-read_file(const char *path, struct buf *b)
-{
-    char chunk[65536];
-    struct err e;
-    size_t n;
-    FILE *fp;
-
-    if ((fp = fopen(path, "rb")) == NULL) {
-        perror(path);
-        return -1;
-    }
-    while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
-        if (buf_append(b, chunk, n, &e) < 0) {
-            fclose(fp);
-            return -1;
-        }
-    fclose(fp);
-    return 0;
-}
 
 /* stage_once - one message through the stage; *run_us gets the time in
  * run(). Returns 0, or -1 when the stage failed or did not add. */
@@ -101,9 +73,9 @@ stage_once(const struct stage *st, const struct buf *in, struct buf *out,
      * (ambiguous_mime_action); run() alone is the stage's own cost. */
     if (msg_mime(m, &e) == NULL)
         goto done;
-    t0 = now_us();
+    t0 = bench_now_us();
     rc = flt_disclaimer_type.run(st, m, &v, &e);
-    *run_us = now_us() - t0;
+    *run_us = bench_now_us() - t0;
     if (rc == 0)
         rc = msg_write(m, out, &e);
     if (note != NULL && nn > 0) {
@@ -152,7 +124,7 @@ file_has(const char *path, const char *needle)
     int found;
 
     buf_init(&b, 0);
-    found = read_file(path, &b) == 0 && strstr(buf_str(&b), needle) != NULL;
+    found = bench_read_file(path, &b) == 0 && strstr(buf_str(&b), needle) != NULL;
     buf_fini(&b);
     return found;
 }
@@ -251,7 +223,7 @@ main(int argc, char **argv)
 
         buf_init(&in, 0);
         buf_init(&out, 0);
-        if (read_file(argv[f], &in) < 0) {
+        if (bench_read_file(argv[f], &in) < 0) {
             rc = 1;
             continue;
         }
@@ -272,21 +244,21 @@ main(int argc, char **argv)
             continue;
         }
         for (i = 0; i < n; i++) {
-            t0 = now_us();
+            t0 = bench_now_us();
             if (stage_once(&st, &in, &out, &run_us, NULL, 0) < 0) {
                 rc = 1;
                 break;
             }
-            total += now_us() - t0;
+            total += bench_now_us() - t0;
             run_total += run_us;
         }
-        t0 = now_us();
+        t0 = bench_now_us();
         for (i = 0; i < nam; i++)
             if (altermime_once(am_argv, argv[f], outpath) < 0) {
                 rc = 1;
                 break;
             }
-        am_total = now_us() - t0;
+        am_total = bench_now_us() - t0;
         total /= (double)n;
         run_total /= (double)n;
         am_total /= (double)nam;

@@ -33,35 +33,7 @@
 #include "mime.h"
 #include "msg.h"
 
-static double
-now_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int
-read_file(const char *path, struct buf *b)
-{
-    char chunk[65536];
-    struct err e;
-    size_t n;
-    FILE *fp;
-
-    if ((fp = fopen(path, "rb")) == NULL) {
-        perror(path);
-        return -1;
-    }
-    while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
-        if (buf_append(b, chunk, n, &e) < 0) {
-            fclose(fp);
-            return -1;
-        }
-    fclose(fp);
-    return 0;
-}
+#include "bench.h"
 
 /* stage_once - parse, run the chain, serialize; -1 unless signed. */
 static int
@@ -173,7 +145,7 @@ main(int argc, char **argv)
     buf_init(&in, 0);
     buf_init(&out, 0);
     buf_init(&wire, 0);
-    if (read_file(argv[optind], &in) < 0)
+    if (bench_read_file(argv[optind], &in) < 0)
         return 1;
     /* The CRLF form libopendkim is given. */
     for (i = 0; i < in.len; i++) {
@@ -186,16 +158,16 @@ main(int argc, char **argv)
         if (stage_once(cf, &in, &out) < 0 ||
             libdkim_once(lib, key, d, s, &wire) < 0)
             return 1;
-    t0 = now_us();
+    t0 = bench_now_us();
     for (k = 0; k < iterations; k++)
         if (stage_once(cf, &in, &out) < 0)
             return 1;
-    us_stage = (now_us() - t0) / (double)iterations;
-    t0 = now_us();
+    us_stage = (bench_now_us() - t0) / (double)iterations;
+    t0 = bench_now_us();
     for (k = 0; k < iterations; k++)
         if (libdkim_once(lib, key, d, s, &wire) < 0)
             return 1;
-    us_lib = (now_us() - t0) / (double)iterations;
+    us_lib = (bench_now_us() - t0) / (double)iterations;
 
     printf("%s %s octets=%zu stage_us=%.1f stage_per_s=%.0f "
            "libdkim_us=%.1f libdkim_per_s=%.0f\n",
