@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "unit.h"
+#include "unit_stage.h"
 
 #include "../../filters/filters.h"
 #include "chain.h"
@@ -112,31 +113,17 @@ with_dir(const char *in, char *out, size_t n)
 static int
 stage_load(struct stage *st, const char *conf, struct err *e)
 {
-    const struct cfg_option *tables[2] = {flt_disclaimer_type.options, NULL};
     char name[512], text[2048];
 
-    memset(st, 0, sizeof(*st));
-    with_dir(conf, text, sizeof(text));
     snprintf(name, sizeof(name), "%s/50-disclaimer.conf", tmp_dir);
-    st->type = &flt_disclaimer_type;
-    st->name = "disclaimer";
-    st->flags = flt_disclaimer_type.flags;
-    if ((st->cfg = cfg_parse_text(name, text, strlen(text), e)) == NULL)
-        return -1;
-    if (cfg_validate(st->cfg, tables, e) < 0 ||
-        flt_disclaimer_type.init(st, st->cfg, e) < 0) {
-        cfg_free(st->cfg);
-        st->cfg = NULL;
-        return -1;
-    }
-    return 0;
+    return unit_stage_load(st, &flt_disclaimer_type, "disclaimer", name,
+                           with_dir(conf, text, sizeof(text)), e);
 }
 
 static void
 stage_unload(struct stage *st)
 {
-    flt_disclaimer_type.free(st);
-    cfg_free(st->cfg);
+    unit_stage_unload(st);
 }
 
 static struct msg *

@@ -24,6 +24,7 @@
 #include <openssl/pem.h>
 
 #include "unit.h"
+#include "unit_stage.h"
 
 #include "../../filters/filters.h"
 #include "log.h"
@@ -165,31 +166,16 @@ teardown(void **state)
 static int
 stage_load(struct stage *st, const char *conf, struct err *e)
 {
-    const struct cfg_option *tables[3] = {flt_dkim_type.options, match_options,
-                                          NULL};
     char name[512];
 
-    memset(st, 0, sizeof(*st));
     snprintf(name, sizeof(name), "%s/90-dkim.conf", tmp_dir);
-    st->type = &flt_dkim_type;
-    st->name = "dkim";
-    st->flags = flt_dkim_type.flags;
-    if ((st->cfg = cfg_parse_text(name, conf, strlen(conf), e)) == NULL)
-        return -1;
-    if (cfg_validate(st->cfg, tables, e) < 0 ||
-        flt_dkim_type.init(st, st->cfg, e) < 0) {
-        cfg_free(st->cfg);
-        st->cfg = NULL;
-        return -1;
-    }
-    return 0;
+    return unit_stage_load(st, &flt_dkim_type, "dkim", name, conf, e);
 }
 
 static void
 stage_unload(struct stage *st)
 {
-    flt_dkim_type.free(st);
-    cfg_free(st->cfg);
+    unit_stage_unload(st);
 }
 
 static struct msg *

@@ -15,6 +15,7 @@
 #include <gmime/gmime.h>
 
 #include "unit.h"
+#include "unit_stage.h"
 
 #include "../../filters/filters.h"
 #include "log.h"
@@ -87,30 +88,16 @@ teardown(void **state)
 static int
 stage_load(struct stage *st, const char *conf, struct err *e)
 {
-    const struct cfg_option *tables[2] = {flt_rewrite_type.options, NULL};
     char name[512];
 
-    memset(st, 0, sizeof(*st));
     snprintf(name, sizeof(name), "%s/10-rewrite.conf", tmp_dir);
-    st->type = &flt_rewrite_type;
-    st->name = "rewrite";
-    st->flags = flt_rewrite_type.flags;
-    if ((st->cfg = cfg_parse_text(name, conf, strlen(conf), e)) == NULL)
-        return -1;
-    if (cfg_validate(st->cfg, tables, e) < 0 ||
-        flt_rewrite_type.init(st, st->cfg, e) < 0) {
-        cfg_free(st->cfg);
-        st->cfg = NULL;
-        return -1;
-    }
-    return 0;
+    return unit_stage_load(st, &flt_rewrite_type, "rewrite", name, conf, e);
 }
 
 static void
 stage_unload(struct stage *st)
 {
-    flt_rewrite_type.free(st);
-    cfg_free(st->cfg);
+    unit_stage_unload(st);
 }
 
 static int
