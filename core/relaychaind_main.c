@@ -254,12 +254,54 @@ reload(const char *path)
              chain_stages(smtpd_runtime_conf(rt)->chain, &st));
 }
 
+/* The reloader: one thread that builds new configurations, so compiling
+ * a large chain (a virus database takes seconds) never stops the accept
+ * loop. Requests that arrive while it works are folded into one more
+ * reload after it, so the last SIGUSR1 always takes effect. */
+static pthread_mutex_t reload_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t reload_cond = PTHREAD_COND_INITIALIZER;
+static unsigned reload_requests;
+static int reload_quit;
+
+static void *
+reload_thread(void *p)
+{
+    const char *path = p;
+
+    pthread_mutex_lock(&reload_lock);
+    for (;;) {
+        while (reload_requests == 0 && !reload_quit)
+            pthread_cond_wait(&reload_cond, &reload_lock);
+        if (reload_quit)
+            break;
+        reload_requests = 0;
+        pthread_mutex_unlock(&reload_lock);
+        reload(path);
+        pthread_mutex_lock(&reload_lock);
+    }
+    pthread_mutex_unlock(&reload_lock);
+    return NULL;
+}
+
+static void
+reload_request(int quit)
+{
+    pthread_mutex_lock(&reload_lock);
+    if (quit)
+        reload_quit = 1;
+    else
+        reload_requests++;
+    pthread_cond_signal(&reload_cond);
+    pthread_mutex_unlock(&reload_lock);
+}
+
 int
 main(int argc, char **argv)
 {
     const char *path = CONF_DEFAULT_PATH;
     struct pollfd pfd[LISTEN_MAX + 2];
     struct milterd *md = NULL;
+    pthread_t reloader;
     struct queue *spool = NULL;
     int mpipe[2] = {-1, -1};
     sigset_t sfd_sigs;
@@ -394,6 +436,11 @@ main(int argc, char **argv)
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, SESSION_STACK);
+    if (pthread_create(&reloader, NULL, reload_thread, (void *)path) != 0) {
+        log_error(NULL, "cannot start the reload thread: %s",
+                  strerror(errno));
+        return 1;
+    }
     log_info(NULL, "daemon started -- version %s, configuration %s",
              PACKAGE_VERSION, path);
 
@@ -409,7 +456,7 @@ main(int argc, char **argv)
 
             if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
                 if (si.ssi_signo == SIGUSR1)
-                    reload(path);
+                    reload_request(0);
                 else if (si.ssi_signo == SIGHUP)
                     log_info(NULL, "SIGHUP ignored: reload with SIGUSR1");
                 else {
@@ -431,6 +478,9 @@ main(int argc, char **argv)
     for (i = 0; i < nlisten; i++)
         close(pfd[i].fd);
     smtpd_server_stop(srv);
+    /* A reload under way finishes first: it may still swap current. */
+    reload_request(1);
+    pthread_join(reloader, NULL);
     {
         long long waited = 0,
                   limit = cfg_num(smtpd_runtime_conf(current)->cfg,
