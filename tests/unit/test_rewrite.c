@@ -626,22 +626,7 @@ test_line_limit(void **state)
 }
 
 /* with_dir - in with each "DIR" replaced by the temporary directory. */
-static const char *
-with_dir(const char *in, char *out, size_t n)
-{
-    size_t o = 0;
-
-    while (*in != '\0' && o + 1 < n) {
-        if (strncmp(in, "DIR", 3) == 0) {
-            o += (size_t)snprintf(out + o, n - o, "%s", tmp_dir);
-            in += 3;
-        } else {
-            out[o++] = *in++;
-        }
-    }
-    out[o < n ? o : n - 1] = '\0';
-    return out;
-}
+#define with_dir(in, out, n) unit_with_dir((in), tmp_dir, (out), (n))
 
 static void
 test_init(void **state)

@@ -91,4 +91,29 @@ unit_write(const char *dir, const char *name, const char *text, char *out,
     return out;
 }
 
+/* unit_with_dir - in with each "DIR" replaced by dir, into out (size n,
+ * truncated to fit); returns out. For configuration text that names
+ * files in a test's temporary directory. */
+static inline const char *
+unit_with_dir(const char *in, const char *dir, char *out, size_t n)
+{
+    size_t o = 0, k = strlen(dir);
+
+    if (n == 0)
+        return out;
+    while (*in != '\0' && o + 1 < n) {
+        if (strncmp(in, "DIR", 3) == 0) {
+            size_t take = k < n - 1 - o ? k : n - 1 - o;
+
+            memcpy(out + o, dir, take);
+            o += take;
+            in += 3;
+        } else {
+            out[o++] = *in++;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
 #endif
