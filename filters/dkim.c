@@ -1,6 +1,6 @@
 /*
- * dkim - DKIM signing with libopendkim, made safe for the hops after us,
- *     and checked against the exact bytes that leave
+ * dkim - DKIM signing, made safe for the hops after us, and checked
+ *     against the exact bytes that leave
  *
  * Configuration (chain.d), one of two forms:
  *     key_table     = file    OpenDKIM KeyTable: "name domain:selector:key"
@@ -9,18 +9,22 @@
  * or, for one domain:
  *     domain = example.com, selector = mail2026, key_file = keys/x.pem
  * and: signing_domain (from | sender | envelope), canonicalization,
- * sign_headers, oversign_headers, signature_ttl, eight_bit_body.
+ * sign_headers, oversign_headers, signature_ttl, eight_bit_body,
+ * self_check.
  *
  * init() reads both tables, loads every key they name with OpenSSL and
  * refuses, with "path:line: reason", a table line it cannot read, a key
  * name the key table lacks, a key file that other users may read or write
  * (naming the file, the permission and the chmod that fixes it), a key
  * that is encrypted, too short or of another type than RSA and Ed25519.
- * For each key it keeps a normalized PKCS#8 PEM copy for libopendkim
- * (which parses the key it is given on every message) and the DNS record
- * of its public half, "v=DKIM1; k=rsa; p=...", for the self-check. Two
- * DKIM_LIB handles are made: one that signs, with the header lists and
- * signature lifetime as library options, and one that verifies, whose key
+ * Each key is parsed once, here: the signatures are made by dkim_sig.c
+ * with that EVP_PKEY, because libopendkim's dkim_sign() parses its key
+ * text again for every message, which with OpenSSL 3 costs more than the
+ * RSA signature itself. For each key the stage also keeps the DNS record
+ * of its public half, "v=DKIM1; k=rsa; p=...", and the public key decoded
+ * back from the record's octets, which the self-check verifies with, and
+ * a PKCS#8 PEM copy for "relaychain dkim testkey". With self_check =
+ * libopendkim a DKIM_LIB handle that verifies is made too, whose key
  * lookup and prescreen callbacks answer from those records and never ask
  * DNS.
  *
@@ -44,27 +48,29 @@
  *  3. refuses (554) a message that still has a line over 998 octets,
  *     which the next hop would wrap.
  *  4. signs the message as it will be sent (CRLF line ends) once per key
- *     and inserts the DKIM-Signature fields at the top.
+ *     (one body hash serves every key) and inserts the DKIM-Signature
+ *     fields at the top.
  *  5. serializes the message again, with the new fields, and verifies each
- *     new signature over those bytes with the public half of its key. A
+ *     new signature over those bytes with the public half of its key: by
+ *     dkim_sig.c, which finds the field and reads its tags in those bytes
+ *     and hashes the header again (the body hash is reused only where the
+ *     body is the same octets that were hashed), or by libopendkim. A
  *     mismatch is a tempfail verdict, whatever on_error says, with a note
- *     naming the body hash, the header hash or libopendkim's reason: a
+ *     naming the body hash, the header hash or the verifier's reason: a
  *     broken signature never leaves.
  * Mail without a signing address, or without a key for it, is passed on
  * unsigned with a note that says why.
  *
- * Every object run() makes is freed before it returns (libopendkim 2.11
- * itself never frees the key it loads for an Ed25519 signature, about
- * 0.7 KB each: see tests/lsan.supp); the keys, tables and DKIM_LIB
- * handles are read-only after init(), so run() may be called from many
- * threads at once. Fields are given to libopendkim one by one rather than
- * as one chunk so that someone else's malformed DKIM-Signature, which it
- * refuses even when signing, cannot stop the stage from signing.
+ * Every object run() makes is freed before it returns; the keys, tables
+ * and DKIM_LIB handle are read-only after init(), so run() may be called
+ * from many threads at once. Fields are given to libopendkim one by one
+ * rather than as one chunk so that someone else's malformed
+ * DKIM-Signature, which it refuses, cannot stop the self-check.
  *
  * Failures: a table, key or option the stage cannot use stops start-up
- * with "path:line: reason"; a libopendkim or memory failure while signing
- * is an error (on_error applies); a line over 998 octets is a reject; a
- * failed self-check is a tempfail verdict.
+ * with "path:line: reason"; an OpenSSL, libopendkim or memory failure
+ * while signing is an error (on_error applies); a line over 998 octets is
+ * a reject; a failed self-check is a tempfail verdict.
  *
  * A build with FLT_DKIM_FAULTS defined (tests/unit/test_dkim and
  * tests/relaychain-faults, never the installed programs: Makefile.am
@@ -84,6 +90,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <gmime/gmime.h>
@@ -95,6 +102,7 @@
 #include <openssl/x509.h>
 #include <opendkim/dkim.h>
 
+#include "dkim_sig.h"
 #include "filters.h"
 #include "log.h"
 #include "mime.h"
@@ -121,10 +129,12 @@ struct flt_dkim_key {
     char *path;
     int alg; /* DKIM_SIGN_RSASHA256 or DKIM_SIGN_ED25519SHA256 */
     int bits;
-    char *pem; /* PKCS#8 PEM for libopendkim; cleansed on free */
+    char *pem; /* PKCS#8 PEM, for "dkim testkey"; cleansed on free */
     size_t pem_len;
     char *record; /* "v=DKIM1; k=rsa; p=..." */
     EVP_PKEY *pkey;
+    EVP_PKEY *pub; /* decoded from the record's p= octets */
+    struct flt_dkim_sig_key *sig; /* pkey and pub, ready to sign */
 };
 
 /* A key table line: name domain:selector:path. */
@@ -166,10 +176,10 @@ struct flt_dkim {
     char *domain;                   /* the short form's domain, lower case */
     const char *selector;           /* borrowed from the cfg */
     enum flt_dkim_source source;
-    dkim_canon_t hcanon, bcanon;
+    enum flt_dkim_canon hcanon, bcanon;
     int encode;
-    DKIM_LIB *sign_lib;
-    DKIM_LIB *verify_lib;
+    uint64_t ttl;         /* seconds; 0: no x= */
+    DKIM_LIB *verify_lib; /* self_check = libopendkim; else NULL */
     const char **sign_hdrs; /* NULL-terminated, borrowed names */
     const char **oversign_hdrs;
 };
@@ -188,6 +198,8 @@ static const char *const flt_dkim_canon_choices[] = {
     "relaxed/relaxed", "relaxed/simple", "simple/relaxed", "simple/simple",
     NULL};
 static const char *const flt_dkim_8bit_choices[] = {"encode", "keep", NULL};
+static const char *const flt_dkim_check_choices[] = {"builtin", "libopendkim",
+                                                     NULL};
 
 static const struct cfg_option flt_dkim_options[] = {
     {"key_table", CFG_PATH, NULL,
@@ -231,6 +243,12 @@ static const struct cfg_option flt_dkim_options[] = {
      "as quoted-printable or base64 before signing, so that no 8BITMIME "
      "downgrade can break the body hash; keep: leave them",
      flt_dkim_8bit_choices, 0, 0, 0},
+    {"self_check", CFG_ENUM, "builtin",
+     "who verifies each new signature over the final bytes: builtin (the "
+     "stage's own verifier, which reads the bytes again) or libopendkim (a "
+     "second, independent implementation; about 90 us more per RSA "
+     "signature)",
+     flt_dkim_check_choices, 0, 0, 0},
     CFG_OPTION_END,
 };
 
@@ -417,7 +435,9 @@ flt_dkim_key_free(struct flt_dkim_key *k)
         OPENSSL_cleanse(k->pem, k->pem_len);
         free(k->pem);
     }
+    flt_dkim_sig_key_free(k->sig);
     EVP_PKEY_free(k->pkey);
+    EVP_PKEY_free(k->pub);
     free(k->record);
     free(k->path);
     free(k);
@@ -435,23 +455,33 @@ flt_dkim_b64(const unsigned char *p, size_t n)
     return out;
 }
 
-/* flt_dkim_public_b64 - the p= value of pkey: base64 of the DER
- * SubjectPublicKeyInfo for RSA, of the raw 32 octets for Ed25519. */
+/* flt_dkim_public_b64 - the p= value of k's key: base64 of the DER
+ * SubjectPublicKeyInfo for RSA, of the raw 32 octets for Ed25519; and
+ * k->pub, the public key decoded from those same octets, which the
+ * self-check verifies with. NULL on failure. */
 static char *
-flt_dkim_public_b64(EVP_PKEY *pkey, int alg)
+flt_dkim_public_b64(struct flt_dkim_key *k)
 {
     unsigned char raw[64], *der = NULL;
+    const unsigned char *p;
     size_t rawlen = sizeof(raw);
     char *b64;
     int n;
 
-    if (alg == DKIM_SIGN_ED25519SHA256) {
-        if (EVP_PKEY_get_raw_public_key(pkey, raw, &rawlen) != 1)
+    if (k->alg == DKIM_SIGN_ED25519SHA256) {
+        if (EVP_PKEY_get_raw_public_key(k->pkey, raw, &rawlen) != 1 ||
+            (k->pub = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, raw,
+                                                  rawlen)) == NULL)
             return NULL;
         return flt_dkim_b64(raw, rawlen);
     }
-    if ((n = i2d_PUBKEY(pkey, &der)) <= 0)
+    if ((n = i2d_PUBKEY(k->pkey, &der)) <= 0)
         return NULL;
+    p = der;
+    if ((k->pub = d2i_PUBKEY(NULL, &p, n)) == NULL) {
+        OPENSSL_free(der);
+        return NULL;
+    }
     b64 = flt_dkim_b64(der, (size_t)n);
     OPENSSL_free(der);
     return b64;
@@ -523,6 +553,12 @@ flt_dkim_key_parse(struct flt_dkim_key *k, const char *text, size_t len,
             return err_set(e, ERR_CONFIG,
                            "%s: RSA key of %d bits is too short for DKIM "
                            "(RFC 8301: at least 1024, 2048 recommended)",
+                           k->path, k->bits);
+        if (k->bits > 8192)
+            return err_set(e, ERR_CONFIG,
+                           "%s: RSA key of %d bits is longer than the 8192 "
+                           "that relaychain signs with (and than most "
+                           "verifiers accept); use 2048 or 4096",
                            k->path, k->bits);
     } else if (id == EVP_PKEY_ED25519) {
         k->alg = DKIM_SIGN_ED25519SHA256;
@@ -621,8 +657,13 @@ flt_dkim_key_load(const char *path, int check_mode, struct err *e)
     free(text);
     if (rc == 0)
         rc = flt_dkim_key_pem(k, e);
-    if (rc == 0 && (p = flt_dkim_public_b64(k->pkey, k->alg)) == NULL)
+    if (rc == 0 && (p = flt_dkim_public_b64(k)) == NULL)
         rc = err_set(e, ERR_LIB, "%s: cannot compute the public key", path);
+    if (rc == 0 &&
+        (k->sig = flt_dkim_sig_key_new(k->pkey, k->pub, e)) == NULL) {
+        err_prefix(e, "%s", path);
+        rc = -1;
+    }
     if (rc == 0) {
         size_t n = strlen(p) + 64;
 
@@ -1318,8 +1359,6 @@ flt_dkim_free(struct stage *st)
 
     if (fd == NULL)
         return;
-    if (fd->sign_lib != NULL)
-        dkim_close(fd->sign_lib);
     if (fd->verify_lib != NULL)
         dkim_close(fd->verify_lib);
     flt_dkim_tables_free(fd->tables);
@@ -1373,31 +1412,18 @@ static DKIM_CBSTAT flt_dkim_prescreen(DKIM *dkim, DKIM_SIGINFO **sigs,
 static DKIM_CBSTAT flt_dkim_key_lookup(DKIM *dkim, DKIM_SIGINFO *sig,
                                        u_char *buf, size_t buflen);
 
+/* flt_dkim_libs - the libopendkim handle of self_check = libopendkim:
+ * a verifier whose key lookup and prescreen callbacks answer from the
+ * stage's keys and never ask DNS. */
 static int
 flt_dkim_libs(struct flt_dkim *fd, const struct cfg *c, struct err *e)
 {
-    uint64_t ttl = (uint64_t)(cfg_num(c, "signature_ttl") / 1000);
-
-    if ((fd->sign_lib = dkim_init(NULL, NULL)) == NULL ||
-        (fd->verify_lib = dkim_init(NULL, NULL)) == NULL)
+    if ((fd->verify_lib = dkim_init(NULL, NULL)) == NULL)
         return err_set(e, ERR_LIB, "%s: dkim_init() failed", cfg_path(c));
-    if (!dkim_libfeature(fd->sign_lib, DKIM_FEATURE_ED25519) ||
-        !dkim_libfeature(fd->sign_lib, DKIM_FEATURE_OVERSIGN) ||
-        !dkim_libfeature(fd->sign_lib, DKIM_FEATURE_SHA256))
-        return err_set(e, ERR_LIB,
-                       "%s: this libopendkim lacks SHA-256, Ed25519 or "
-                       "oversigning support",
-                       cfg_path(c));
-    if (dkim_options(fd->sign_lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNHDRS,
-                     fd->sign_hdrs, sizeof(fd->sign_hdrs)) != DKIM_STAT_OK ||
-        dkim_options(fd->sign_lib, DKIM_OP_SETOPT, DKIM_OPTS_OVERSIGNHDRS,
-                     fd->oversign_hdrs,
-                     sizeof(fd->oversign_hdrs)) != DKIM_STAT_OK ||
-        (ttl > 0 &&
-         dkim_options(fd->sign_lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNATURETTL,
-                      &ttl, sizeof(ttl)) != DKIM_STAT_OK))
-        return err_set(e, ERR_LIB, "%s: libopendkim refused the header lists",
-                       cfg_path(c));
+    if (!dkim_libfeature(fd->verify_lib, DKIM_FEATURE_ED25519) ||
+        !dkim_libfeature(fd->verify_lib, DKIM_FEATURE_SHA256))
+        return cfg_err(e, c, "self_check",
+                       "this libopendkim lacks SHA-256 or Ed25519 support");
     if (dkim_set_key_lookup(fd->verify_lib, flt_dkim_key_lookup) !=
             DKIM_STAT_OK ||
         dkim_set_prescreen(fd->verify_lib, flt_dkim_prescreen) != DKIM_STAT_OK)
@@ -1461,10 +1487,11 @@ flt_dkim_init(struct stage *st, const struct cfg *c, struct err *e)
         return err_nomem(e);
     st->priv = fd;
     fd->source = (enum flt_dkim_source)cfg_enum(c, "signing_domain");
-    fd->hcanon = cfg_enum(c, "canonicalization") < 2 ? DKIM_CANON_RELAXED
-                                                     : DKIM_CANON_SIMPLE;
-    fd->bcanon = cfg_enum(c, "canonicalization") % 2 == 0 ? DKIM_CANON_RELAXED
-                                                          : DKIM_CANON_SIMPLE;
+    fd->hcanon = cfg_enum(c, "canonicalization") < 2 ? FLT_DKIM_RELAXED
+                                                     : FLT_DKIM_SIMPLE;
+    fd->bcanon = cfg_enum(c, "canonicalization") % 2 == 0 ? FLT_DKIM_RELAXED
+                                                          : FLT_DKIM_SIMPLE;
+    fd->ttl = (uint64_t)(cfg_num(c, "signature_ttl") / 1000);
     fd->encode = cfg_enum(c, "eight_bit_body") == 0;
     if (flt_dkim_header_list(c, "sign_headers", &fd->sign_hdrs, e) < 0 ||
         flt_dkim_header_list(c, "oversign_headers", &fd->oversign_hdrs, e) < 0)
@@ -1487,7 +1514,7 @@ flt_dkim_init(struct stage *st, const struct cfg *c, struct err *e)
     } else if (flt_dkim_init_short(fd, c, e) < 0) {
         goto fail;
     }
-    if (flt_dkim_libs(fd, c, e) < 0)
+    if (cfg_enum(c, "self_check") == 1 && flt_dkim_libs(fd, c, e) < 0)
         goto fail;
     /* Without re-encoding the stage only adds its own fields. */
     if (!fd->encode)
@@ -2271,25 +2298,20 @@ out:
 
 /* ------------------------------------------------ sign and check */
 
-/* flt_dkim_wire - m as it goes out: msg_write()'s bytes with CRLF line
- * ends. raw gets msg_write()'s output, and *wire points into it, or into
- * conv when line ends had to change. */
+/* flt_dkim_crlf - *wire is raw, msg_write()'s output, with CRLF line
+ * ends: raw itself when it has them all, else a copy made in conv. */
 static int
-flt_dkim_wire(const struct msg *m, struct buf *raw, struct buf *conv,
-              const char **wire, size_t *wire_len, struct err *e)
+flt_dkim_crlf(const struct buf *raw, struct buf *conv, const char **wire,
+              size_t *wire_len, struct err *e)
 {
-    const char *p;
-    size_t i;
+    const char *p = raw->data != NULL ? raw->data : "", *end = p + raw->len;
+    const char *nl;
 
-    buf_reset(raw);
     buf_reset(conv);
-    if (msg_write(m, raw, e) < 0)
-        return -1;
-    p = raw->data != NULL ? raw->data : "";
-    for (i = 0; i < raw->len; i++)
-        if (p[i] == '\n' && (i == 0 || p[i - 1] != '\r'))
+    for (nl = p; (nl = memchr(nl, '\n', (size_t)(end - nl))) != NULL; nl++)
+        if (nl == p || nl[-1] != '\r')
             break;
-    if (i == raw->len) {
+    if (nl == NULL) {
         *wire = p;
         *wire_len = raw->len;
         return 0;
@@ -2299,6 +2321,18 @@ flt_dkim_wire(const struct msg *m, struct buf *raw, struct buf *conv,
     *wire = conv->data;
     *wire_len = conv->len;
     return 0;
+}
+
+/* flt_dkim_wire - m as it goes out: msg_write()'s bytes, into raw, with
+ * CRLF line ends (flt_dkim_crlf()). */
+static int
+flt_dkim_wire(const struct msg *m, struct buf *raw, struct buf *conv,
+              const char **wire, size_t *wire_len, struct err *e)
+{
+    buf_reset(raw);
+    if (msg_write(m, raw, e) < 0)
+        return -1;
+    return flt_dkim_crlf(raw, conv, wire, wire_len, e);
 }
 
 /* flt_dkim_long_line - 1 when a line of the CRLF data passes 998 octets;
@@ -2359,9 +2393,8 @@ flt_dkim_fault(char *p, size_t n)
 /* flt_dkim_feed - give libopendkim the CRLF message wire field by field,
  * then its body. A DKIM-Signature field that libopendkim cannot parse
  * (someone else's, malformed) is left out of its view: it refuses such a
- * field with DKIM_STAT_SYNTAX even when signing, and a DKIM-Signature is
- * never among the fields the stage signs, so leaving it out changes
- * nothing that is signed or checked. Returns the first other failure. */
+ * field with DKIM_STAT_SYNTAX, and a DKIM-Signature is never among the
+ * fields the stage signs, so leaving it out changes nothing checked. Returns the first other failure. */
 static DKIM_STAT
 flt_dkim_feed(DKIM *dkim, const char *wire, size_t len)
 {
@@ -2396,56 +2429,40 @@ flt_dkim_feed(DKIM *dkim, const char *wire, size_t len)
 }
 
 /* flt_dkim_sign_one - the value of a DKIM-Signature field for p over the
- * CRLF message wire, into out. */
+ * CRLF message wire, into out; memo as for flt_dkim_sig_make(). */
 static int
-flt_dkim_sign_one(const struct flt_dkim *fd, const struct msg *m,
-                  const struct flt_dkim_plan *p, const char *wire,
-                  size_t wire_len, struct buf *out, struct err *e)
+flt_dkim_sign_one(const struct flt_dkim *fd, const struct flt_dkim_plan *p,
+                  const char *wire, size_t wire_len,
+                  struct flt_dkim_body_memo *memo, struct buf *out,
+                  struct err *e)
 {
-    DKIM_STAT status;
-    unsigned char *hdr = NULL;
-    size_t hlen = 0;
-    DKIM *dkim;
-    int rc = -1;
+    struct flt_dkim_sign sign;
+    time_t now = time(NULL);
+    int rc;
 #ifdef FLT_DKIM_FAULTS
-    char *copy = malloc(wire_len + 1);
+    char *copy = NULL;
 
-    if (copy == NULL)
-        return err_nomem(e);
-    memcpy(copy, wire, wire_len);
-    flt_dkim_fault(copy, wire_len);
-    wire = copy;
-#endif
-    dkim = dkim_sign(fd->sign_lib, (const unsigned char *)msg_qid(m), NULL,
-                     (dkim_sigkey_t)p->key->pem,
-                     (const unsigned char *)p->selector,
-                     (const unsigned char *)p->domain, fd->hcanon, fd->bcanon,
-                     p->key->alg, -1, &status);
-    if (dkim == NULL) {
-        err_set(e, ERR_LIB, "dkim_sign: %s", dkim_getresultstr(status));
-        goto out;
+    if (getenv("RELAYCHAIN_DKIM_FAULT") != NULL) {
+        if ((copy = malloc(wire_len + 1)) == NULL)
+            return err_nomem(e);
+        memcpy(copy, wire, wire_len);
+        flt_dkim_fault(copy, wire_len);
+        wire = copy;
+        memo = NULL; /* the copy is gone before the check */
     }
-    if (p->signer[0] != '\0' &&
-        (status = dkim_set_signer(dkim, (const unsigned char *)p->signer)) !=
-            DKIM_STAT_OK)
-        goto fail;
-    if ((status = flt_dkim_feed(dkim, wire, wire_len)) != DKIM_STAT_OK ||
-        (status = dkim_eom(dkim, NULL)) != DKIM_STAT_OK ||
-        (status = dkim_getsighdr_d(dkim, strlen(FLT_DKIM_HDR_PREFIX), &hdr,
-                                   &hlen)) != DKIM_STAT_OK)
-        goto fail;
+#endif
+    sign.key = p->key->sig;
+    sign.domain = p->domain;
+    sign.selector = p->selector;
+    sign.signer = p->signer[0] != '\0' ? p->signer : NULL;
+    sign.hcanon = fd->hcanon;
+    sign.bcanon = fd->bcanon;
+    sign.sign_hdrs = fd->sign_hdrs;
+    sign.oversign_hdrs = fd->oversign_hdrs;
+    sign.time = (uint64_t)now;
+    sign.expire = fd->ttl > 0 ? (uint64_t)now + fd->ttl : 0;
     buf_reset(out);
-    rc = buf_append(out, hdr, hlen, e);
-    goto done;
-fail:
-    err_set(e, ERR_LIB, "libopendkim: %s (d=%s, s=%s)",
-            dkim_geterror(dkim) != NULL ? dkim_geterror(dkim)
-                                        : dkim_getresultstr(status),
-            p->domain, p->selector);
-done:
-    dkim_free(dkim);
-out:
-    ERR_clear_error();
+    rc = flt_dkim_sig_make(&sign, wire, wire_len, memo, out, e);
 #ifdef FLT_DKIM_FAULTS
     free(copy);
 #endif
@@ -2498,11 +2515,9 @@ flt_dkim_key_lookup(DKIM *dkim, DKIM_SIGINFO *sig, u_char *buf, size_t buflen)
     return DKIM_CBSTAT_CONTINUE;
 }
 
-/* flt_dkim_self_check - verify the new signatures over the CRLF message
- * wire. Returns 0 when all hold, 1 with the failure in why, -1 on an
- * error of the verifier itself. */
+/* flt_dkim_self_check_lib - flt_dkim_self_check() by libopendkim. */
 static int
-flt_dkim_self_check(const struct flt_dkim *fd, const struct msg *m,
+flt_dkim_self_check_lib(const struct flt_dkim *fd, const struct msg *m,
                     const struct flt_dkim_plan *plans, size_t nplans,
                     const char *wire, size_t wire_len, char *why, size_t wn,
                     struct err *e)
@@ -2574,6 +2589,35 @@ flt_dkim_self_check(const struct flt_dkim *fd, const struct msg *m,
     return rc;
 }
 
+/* flt_dkim_self_check - verify the new signatures over the CRLF message
+ * wire. Returns 0 when all hold, 1 with the failure in why, -1 on an
+ * error of the verifier itself. */
+static int
+flt_dkim_self_check(const struct flt_dkim *fd, const struct msg *m,
+                    const struct flt_dkim_plan *plans, size_t nplans,
+                    const char *wire, size_t wire_len,
+                    const struct flt_dkim_body_memo *memo, char *why,
+                    size_t wn, struct err *e)
+{
+    size_t k, used;
+    int rc;
+
+    if (fd->verify_lib != NULL)
+        return flt_dkim_self_check_lib(fd, m, plans, nplans, wire, wire_len,
+                                       why, wn, e);
+    for (k = 0; k < nplans; k++) {
+        rc = flt_dkim_sig_check(plans[k].key->sig, plans[k].domain, plans[k].selector, wire,
+                                wire_len, memo, why, wn, e);
+        if (rc != 0) {
+            if (rc == 1 && (used = strlen(why)) < wn)
+                snprintf(why + used, wn - used, ", d=%s, s=%s",
+                         plans[k].domain, plans[k].selector);
+            return rc;
+        }
+    }
+    return 0;
+}
+
 /* ---------------------------------------------------------------- run */
 
 static int
@@ -2583,9 +2627,12 @@ flt_dkim_run(const struct stage *st, struct msg *m, struct verdict *v,
     const struct flt_dkim *fd = st->priv;
     struct flt_dkim_plan plans[FLT_DKIM_SIGS_MAX];
     char why[FLT_DKIM_WHY_MAX], note[VERDICT_NOTE_MAX], extra[64];
-    struct buf raw, conv, sig[FLT_DKIM_SIGS_MAX];
-    const char *wire;
-    size_t nplans, wire_len, i, n;
+    struct buf raw, conv, fin, fin_conv, sig[FLT_DKIM_SIGS_MAX];
+    struct flt_dkim_body_memo memo = {0};
+    const struct msg_edit *edits;
+    size_t edits_before;
+    const char *wire, *final;
+    size_t nplans, wire_len, final_len, i, n;
     unsigned encoded = 0, relabelled = 0;
     int rc = -1, in_header, failed;
 
@@ -2595,15 +2642,20 @@ flt_dkim_run(const struct stage *st, struct msg *m, struct verdict *v,
 
     buf_init(&raw, 0);
     buf_init(&conv, 0);
+    buf_init(&fin, 0);
+    buf_init(&fin_conv, 0);
     for (i = 0; i < nplans; i++)
         buf_init(&sig[i], FLT_DKIM_RECORD_MAX * 2);
-    if (fd->encode) {
-        if (msg_write(m, &raw, e) < 0 ||
-            flt_dkim_encode(st, m, raw.data ? raw.data : "", raw.len, &encoded,
-                            &relabelled, e) < 0)
-            goto out;
-    }
-    if (flt_dkim_wire(m, &raw, &conv, &wire, &wire_len, e) < 0)
+    edits_before = msg_journal(m, &edits);
+    if (msg_write(m, &raw, e) < 0 ||
+        (fd->encode &&
+         flt_dkim_encode(st, m, raw.data ? raw.data : "", raw.len, &encoded,
+                         &relabelled, e) < 0))
+        goto out;
+    /* raw is still the message unless the encoder changed it. */
+    if (msg_journal(m, &edits) != edits_before
+            ? flt_dkim_wire(m, &raw, &conv, &wire, &wire_len, e) < 0
+            : flt_dkim_crlf(&raw, &conv, &wire, &wire_len, e) < 0)
         goto out;
     if (flt_dkim_long_line(wire, wire_len, &in_header)) {
         rc = verdict_set(v, VERDICT_REJECT,
@@ -2614,18 +2666,19 @@ flt_dkim_run(const struct stage *st, struct msg *m, struct verdict *v,
         goto out;
     }
     for (i = 0; i < nplans; i++)
-        if (flt_dkim_sign_one(fd, m, &plans[i], wire, wire_len, &sig[i], e) <
-            0)
+        if (flt_dkim_sign_one(fd, &plans[i], wire, wire_len, &memo, &sig[i],
+                              e) < 0)
             goto out;
     /* Inserted last to first, so the first key's field comes first. */
     for (i = nplans; i-- > 0;)
         if (msg_header_insert(m, st->name, 0, "DKIM-Signature",
                               buf_str(&sig[i]), e) < 0)
             goto out;
-    if (flt_dkim_wire(m, &raw, &conv, &wire, &wire_len, e) < 0)
+    /* The signed bytes stay in raw or conv: memo points into them. */
+    if (flt_dkim_wire(m, &fin, &fin_conv, &final, &final_len, e) < 0)
         goto out;
-    failed = flt_dkim_self_check(fd, m, plans, nplans, wire, wire_len, why,
-                                 sizeof(why), e);
+    failed = flt_dkim_self_check(fd, m, plans, nplans, final, final_len,
+                                 &memo, why, sizeof(why), e);
     if (failed < 0)
         goto out;
     if (failed) {
@@ -2653,6 +2706,8 @@ out:
         buf_fini(&sig[i]);
     buf_fini(&raw);
     buf_fini(&conv);
+    buf_fini(&fin);
+    buf_fini(&fin_conv);
     return rc;
 }
 
