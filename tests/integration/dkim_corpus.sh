@@ -17,12 +17,6 @@
 # after signing must fail both verifiers, so they are shown able to fail.
 . "$top_srcdir/tests/integration/lib.sh"
 
-# libopendkim leaks the key of each Ed25519 signature (tests/lsan.supp
-# says why); in a sanitizer build LeakSanitizer must see through
-# OpenSSL's frames to find it.
-LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$top_srcdir/tests/lsan.supp:fast_unwind_on_malloc=0"
-export LSAN_OPTIONS
-
 PY=/usr/bin/python3
 corpus=$top_srcdir/tests/data/corpus
 here=$top_srcdir/tests/integration

@@ -23,10 +23,6 @@
 # relaychaind must not pass BODY=8BITMIME to a hop that did not offer it.
 . "$top_srcdir/tests/integration/smtpd_lib.sh"
 
-# libopendkim leaks the key of each Ed25519 signature: see tests/lsan.supp.
-LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$top_srcdir/tests/lsan.supp:fast_unwind_on_malloc=0"
-export LSAN_OPTIONS
-
 here=$top_srcdir/tests/integration
 corpus=$top_srcdir/tests/data/corpus
 MSGS="18-8bit-html-no-charset.eml 19-8bit-utf8-declared-ascii.eml

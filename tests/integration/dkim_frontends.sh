@@ -28,10 +28,6 @@
 # changed after the fact must fail, so the verifiers are shown able to.
 . "$top_srcdir/tests/integration/milter_lib.sh"
 
-# libopendkim leaks the key of each Ed25519 signature: see tests/lsan.supp.
-LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$top_srcdir/tests/lsan.supp:fast_unwind_on_malloc=0"
-export LSAN_OPTIONS
-
 here=$top_srcdir/tests/integration
 corpus=$top_srcdir/tests/data/corpus
 MSGS="03-long-folded-subject.eml 06-mixed-gif-attachment.eml

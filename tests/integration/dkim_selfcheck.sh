@@ -11,12 +11,6 @@
 # the variable changes nothing there.
 . "$top_srcdir/tests/integration/lib.sh"
 
-# libopendkim leaks the key of each Ed25519 signature (tests/lsan.supp
-# says why); in a sanitizer build LeakSanitizer must see through
-# OpenSSL's frames to find it.
-LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$top_srcdir/tests/lsan.supp:fast_unwind_on_malloc=0"
-export LSAN_OPTIONS
-
 FAULTS=$top_builddir/tests/relaychain-faults
 PY=/usr/bin/python3
 if [ ! -x "$FAULTS" ]; then

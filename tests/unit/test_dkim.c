@@ -6,9 +6,10 @@
  * PKCS#8 and as PKCS#1, Ed25519, and broken ones for the error cases).
  * Stages are loaded as the chain loads them and run over struct msgs;
  * what the next hop would get is checked through msg_write() and the
- * journal. The self-check inside the stage is libopendkim verifying the
- * final bytes; the verifiers that share no code with the stage (dkimpy,
- * Mail::DKIM) run in tests/integration/dkim_corpus.sh.
+ * journal. The self-check inside the stage verifies the final bytes
+ * (dkim_sig.c, or libopendkim with self_check = libopendkim); the
+ * verifiers that share no code with the stage (dkimpy, Mail::DKIM) run in
+ * tests/integration/dkim_corpus.sh.
  *
  * This program is built with filters/dkim.c compiled with FLT_DKIM_FAULTS,
  * so that RELAYCHAIN_DKIM_FAULT can corrupt what the signer sees and the
@@ -31,23 +32,6 @@
 #include "match.h"
 #include "mime.h"
 #include "msg.h"
-
-/* In a sanitizer build: libopendkim's one leak, the key of each Ed25519
- * signature (see tests/lsan.supp), found through OpenSSL's frames. */
-const char *__lsan_default_options(void);
-const char *__lsan_default_suppressions(void);
-
-const char *
-__lsan_default_options(void)
-{
-    return "fast_unwind_on_malloc=0";
-}
-
-const char *
-__lsan_default_suppressions(void)
-{
-    return "leak:dkim_privkey_load\n";
-}
 
 static char tmp_dir[256];
 static char rsa_path[512], rsa1_path[512], ed_path[512], weak_path[512];
