@@ -17,8 +17,15 @@
  * moved to corrupt/), and deliver the pending recipients, grouped by
  * route, one SMTP transaction per route. Per recipient: 2xx delivered,
  * 5xx bounced, 4xx deferred, or bounced once the message is older than
- * maximal_queue_lifetime. Notifications are committed as new queue files
- * before the recipients they report are marked, so a crash can repeat a
+ * maximal_queue_lifetime. The reply that counts is the one to RCPT when
+ * it refused, else the one to the message: with SMTP one for all, with
+ * LMTP each recipient's own (RFC 2033, smtpc_data_rcpts), so a mailbox
+ * over quota defers or bounces its owner alone, with its own words in
+ * the report. When the connection is lost part way through the LMTP
+ * replies, the recipients whose reply came keep it and the rest are
+ * deferred: they may have got the message, and the retry repeats it
+ * for them. Notifications are committed as new queue files before the
+ * recipients they report are marked, so a crash can repeat a
  * notification but never lose one. When nothing is pending the file is
  * removed; otherwise the marks are made durable with fdatasync() and the
  * entry goes back into the heap after a backoff of the message's age,
@@ -1185,10 +1192,12 @@ queue_suspend(struct queue *q, struct queue_route *rt,
 }
 
 /* queue_deliver_route - one transaction on route ri for the recipients
- * idx[0..n) of j; fills their outcomes. */
+ * idx[0..n) of j; fills their outcomes. accepted and each are scratch
+ * arrays of n entries or more: the recipients RCPT accepted and their
+ * replies to the message. */
 static void
 queue_deliver_route(struct queue_job *j, size_t ri, const size_t *idx,
-                    size_t n, size_t *accepted)
+                    size_t n, size_t *accepted, struct smtpc_reply *each)
 {
     static const char *const mail_keys[] = {"BODY", "SMTPUTF8", "RET", "ENVID",
                                             NULL};
@@ -1302,7 +1311,8 @@ queue_deliver_route(struct queue_job *j, size_t ri, const size_t *idx,
         smtpc_put(rt->pool, c, 1);
         return;
     }
-    rc = smtpc_data(c, qf->data, qf->len, &r, &e);
+    /* with LMTP each recipient has its own reply to the message */
+    rc = smtpc_data_rcpts(c, qf->data, qf->len, each, nacc, &r, &e);
     if (r.code == 0) {
         r.code = 451;
         snprintf(r.text, sizeof(r.text),
@@ -1312,7 +1322,8 @@ queue_deliver_route(struct queue_job *j, size_t ri, const size_t *idx,
     }
     t0 = queue_now_us();
     for (i = 0; i < nacc; i++) {
-        queue_outcome_set(&j->out[accepted[i]], &r, relay);
+        queue_outcome_set(&j->out[accepted[i]],
+                          each[i].code != 0 ? &each[i] : &r, relay);
         j->out[accepted[i]].xfer_us = t0 - t1;
         j->out[accepted[i]].hop_dsn = smtpc_has_dsn(c);
     }
@@ -1566,6 +1577,7 @@ queue_attempt(struct queue *q, const char *id, long long *next_ms)
     struct stat st, st2;
     struct buf raw;
     size_t *idx = NULL, *acc = NULL, i, r, n, pending = 0;
+    struct smtpc_reply *each = NULL;
     int fd, verdict = QUEUE_RETRY;
     struct err e;
 
@@ -1626,7 +1638,8 @@ queue_attempt(struct queue *q, const char *id, long long *next_ms)
     if ((j.out = calloc(j.qf.nrcpts, sizeof(*j.out))) == NULL ||
         (j.route = calloc(j.qf.nrcpts, sizeof(*j.route))) == NULL ||
         (idx = calloc(j.qf.nrcpts, sizeof(*idx))) == NULL ||
-        (acc = calloc(j.qf.nrcpts, sizeof(*acc))) == NULL) {
+        (acc = calloc(j.qf.nrcpts, sizeof(*acc))) == NULL ||
+        (each = calloc(j.qf.nrcpts, sizeof(*each))) == NULL) {
         log_error(id, "out of memory for a delivery attempt");
         goto out;
     }
@@ -1637,13 +1650,14 @@ queue_attempt(struct queue *q, const char *id, long long *next_ms)
             if (j.qf.rcpts[i].status == QUEUE_RCPT_PENDING && j.route[i] == r)
                 idx[n++] = i;
         if (n > 0)
-            queue_deliver_route(&j, r, idx, n, acc);
+            queue_deliver_route(&j, r, idx, n, acc, each);
     }
     verdict = queue_finish(&j, fd, next_ms);
 out:
     close(fd);
     free(idx);
     free(acc);
+    free(each);
     free(j.out);
     free(j.route);
     queue_file_fini(&j.qf);

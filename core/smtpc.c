@@ -48,8 +48,16 @@
  * Other octets, NUL and 8-bit ones included, and long lines are sent as
  * they are: refusing or wrapping them is the front end's job, before
  * signing. With LMTP one reply is read for every recipient that RCPT
- * accepted; if the connection is lost between them, the recipients
- * already delivered may get the message again on the retry.
+ * accepted (RFC 2033), each kept in the caller's array when it gave
+ * one (smtpc_data_rcpts), so that a queue can mark each recipient by
+ * its own reply. If the connection is lost or the host says 421 between
+ * them, the recipients whose reply was read keep it and the others get
+ * a 4xx: they may have been delivered all the same and get the message
+ * again on the retry. The single reply of smtpc_data() ranks a 4xx over
+ * a 5xx over a 2xx: a client told 4xx sends again to every recipient,
+ * which duplicates for those delivered but loses none, while a 250
+ * would lose the failed ones and a 5xx would bounce the ones that are
+ * only deferred.
  *
  * Replies pass to the caller as the host gave them with one exception:
  * 421 (the host is closing the connection) becomes 451, because the
@@ -1563,44 +1571,29 @@ smtpc_convert(const char *in, size_t len, size_t *pos, int *bol, int smtp,
     return o;
 }
 
-int
-smtpc_data(struct smtpc_conn *c, const char *data, size_t len,
-           struct smtpc_reply *r, struct err *e)
+/* smtpc_data_rank - how much a reply to the end of data should stand
+ * for a whole LMTP transaction in one reply: a 4xx most, then any other
+ * failure, then a 2xx. */
+static int
+smtpc_data_rank(int code)
+{
+    if (code / 100 == 4)
+        return 2;
+    return code / 100 == 2 ? 0 : 1;
+}
+
+/* smtpc_data_replies - the replies to the end of data: one, or with
+ * LMTP one per accepted recipient, kept in each[0..n) as far as they
+ * go (*got of them), with the summary of smtpc_data() in r. */
+static int
+smtpc_data_replies(struct smtpc_conn *c, struct smtpc_reply *each, size_t n,
+                   size_t *got, struct smtpc_reply *r, struct err *e)
 {
     struct smtpc_reply one;
-    size_t pos = 0, n, i, want;
-    int bol = 1, failed = 0;
+    size_t want, i;
+    int lmtp = c->pool->kind == SMTPC_LMTP;
 
-    if (c->broken || c->io == NULL)
-        return smtpc_dead(c, r, e);
-    if (c->obuf == NULL && (c->obuf = malloc(2 * SMTPC_WINDOW + 8)) == NULL) {
-        err_nomem(e);
-        smtpc_reply_set(r, 451, "4.3.0 out of memory");
-        return -1;
-    }
-    if (smtpc_command(c, r, "sending DATA command", e, "DATA\r\n") < 0)
-        return -1;
-    if (r->code != 354)
-        return 0;
-    do {
-        n = smtpc_convert(data, len, &pos, &bol, 1, c->obuf);
-        if (pos >= len) {
-            if (!bol) {
-                c->obuf[n++] = '\r';
-                c->obuf[n++] = '\n';
-            }
-            memcpy(c->obuf + n, ".\r\n", 3);
-            n += 3;
-        }
-        if (netio_write(c->io, c->obuf, n, e) < 0) {
-            c->broken = 1;
-            return smtpc_fail(r, e, "4.3.0 local error talking to %s: %s",
-                              c->relay, e->text);
-        }
-        if (smtpc_flush(c, r, "sending message body", e) < 0)
-            return -1;
-    } while (pos < len);
-    want = c->pool->kind == SMTPC_LMTP && c->nrcpt_ok > 0 ? c->nrcpt_ok : 1;
+    want = lmtp && c->nrcpt_ok > 0 ? c->nrcpt_ok : 1;
     for (i = 0; i < want; i++) {
         if (smtpc_read(c, &one,
                        "sending end of data -- message may be sent more "
@@ -1609,14 +1602,73 @@ smtpc_data(struct smtpc_conn *c, const char *data, size_t len,
             *r = one;
             return -1;
         }
-        if (!failed) {
+        if (lmtp && i < n)
+            each[(*got)++] = one;
+        if (i == 0 || smtpc_data_rank(one.code) > smtpc_data_rank(r->code) ||
+            (one.code / 100 == 2 && r->code / 100 == 2))
             *r = one;
-            failed = one.code / 100 != 2;
-        }
+        if (c->broken) /* a 421: no more replies come */
+            break;
     }
     c->in_mail = 0;
     c->nrcpt_ok = 0;
     return 0;
+}
+
+int
+smtpc_data_rcpts(struct smtpc_conn *c, const char *data, size_t len,
+                 struct smtpc_reply *each, size_t n, struct smtpc_reply *r,
+                 struct err *e)
+{
+    size_t pos = 0, got = 0, i, k;
+    int bol = 1, rc = -1;
+
+    if (c->broken || c->io == NULL) {
+        smtpc_dead(c, r, e);
+        goto out;
+    }
+    if (c->obuf == NULL && (c->obuf = malloc(2 * SMTPC_WINDOW + 8)) == NULL) {
+        err_nomem(e);
+        smtpc_reply_set(r, 451, "4.3.0 out of memory");
+        goto out;
+    }
+    if (smtpc_command(c, r, "sending DATA command", e, "DATA\r\n") < 0)
+        goto out;
+    if (r->code != 354) {
+        rc = 0;
+        goto out;
+    }
+    do {
+        k = smtpc_convert(data, len, &pos, &bol, 1, c->obuf);
+        if (pos >= len) {
+            if (!bol) {
+                c->obuf[k++] = '\r';
+                c->obuf[k++] = '\n';
+            }
+            memcpy(c->obuf + k, ".\r\n", 3);
+            k += 3;
+        }
+        if (netio_write(c->io, c->obuf, k, e) < 0) {
+            c->broken = 1;
+            smtpc_fail(r, e, "4.3.0 local error talking to %s: %s", c->relay,
+                       e->text);
+            goto out;
+        }
+        if (smtpc_flush(c, r, "sending message body", e) < 0)
+            goto out;
+    } while (pos < len);
+    rc = smtpc_data_replies(c, each, n, &got, r, e);
+out:
+    for (i = got; i < n; i++)
+        each[i] = *r;
+    return rc;
+}
+
+int
+smtpc_data(struct smtpc_conn *c, const char *data, size_t len,
+           struct smtpc_reply *r, struct err *e)
+{
+    return smtpc_data_rcpts(c, data, len, NULL, 0, r, e);
 }
 
 /* ------------------------------------------------------------ Maildir */

@@ -13,7 +13,9 @@
  * status code when the server gave one, and the text of the last line, so
  * the SMTP front end can pass them back to its client as they are.
  * Connection failures are reported as a reply too ("451 4.4.1 ..."),
- * with smtpc_* returning -1 only for local failures.
+ * with smtpc_* returning -1 only for local failures. An LMTP host
+ * answers the message once per recipient: smtpc_data_rcpts() hands
+ * those replies over in an array the caller owns.
  *
  * The pool is thread-safe; a connection belongs to one thread at a time.
  */
@@ -92,10 +94,26 @@ int smtpc_mail(struct smtpc_conn *c, const struct msg_env *env,
 int smtpc_rcpt(struct smtpc_conn *c, const char *rcpt, const char *params,
                struct smtpc_reply *r, struct err *e);
 /* smtpc_data - DATA, the message (CRLF line ends, dot-stuffed here),
- * the final "."; the end marker goes out with the last chunk. With LMTP,
- * r holds the first failing recipient's reply, else the last one. */
+ * the final "."; the end marker goes out with the last chunk. With SMTP
+ * r is the one reply to the message. With LMTP, where every recipient
+ * gets its own, r is the one a client that hears a single reply for all
+ * of them should get: the last when all are 2xx, else the first 4xx
+ * (the client tries every recipient again: those already delivered get
+ * the message twice, but none is lost), else the first failure. */
 int smtpc_data(struct smtpc_conn *c, const char *data, size_t len,
                struct smtpc_reply *r, struct err *e);
+/* smtpc_data_rcpts - smtpc_data, also telling each recipient's fate.
+ * each is the caller's array of n replies, one for each recipient that
+ * smtpc_rcpt accepted (2xx) in this transaction, in the order of those
+ * RCPT commands. With LMTP each[i] is the host's own reply for the i-th
+ * of them; if the connection is lost part way, those whose reply was
+ * read keep it and the rest get the 4xx in r. With SMTP, and when DATA
+ * is refused or the message can not be sent, every entry is a copy of
+ * r; so are entries past the number of recipients accepted. Returns as
+ * smtpc_data, with r as there. */
+int smtpc_data_rcpts(struct smtpc_conn *c, const char *data, size_t len,
+                     struct smtpc_reply *each, size_t n, struct smtpc_reply *r,
+                     struct err *e);
 int smtpc_rset(struct smtpc_conn *c, struct err *e);
 
 /* smtpc_maildir_deliver - write data as one message into the Maildir

@@ -12,7 +12,14 @@
  * itself. At end of DATA the chain runs; if it changed the envelope, the
  * next-hop transaction is reset and replayed with the new one. The client
  * hears the next hop's reply to the message, so nothing is answered 250
- * that the next hop did not take.
+ * that the next hop did not take. An LMTP next hop answers the message
+ * once per recipient, and the client can hear only one reply: a 4xx when
+ * any recipient got one (the client sends again to all of them, and the
+ * recipients already delivered get the message twice), else the first
+ * 5xx when any failed (the client's report then names the delivered
+ * ones too), else 250. Duplicates, never a loss; the log has each
+ * recipient's own reply and a warning for such a split. delivery = queue
+ * gives per-recipient results instead.
  *
  * With delivery = queue the session is the front half of a store and
  * forward relay: recipients are accepted here (the relay policy still
@@ -952,6 +959,15 @@ smtpd_cmd_rcpt(struct smtpd_session *s, const char *line)
         smtpd_error(s);
         return;
     }
+    /* room first: a recipient the next hop took is always on the list,
+     * in the same order (an LMTP hop answers the message per recipient) */
+    grown = realloc(s->rcpts, (s->nrcpts + 1) * sizeof(*grown));
+    if (grown == NULL) {
+        smtpd_reply(s, "452 4.3.0 Error: out of memory");
+        buf_fini(&addr);
+        return;
+    }
+    s->rcpts = grown;
     if (s->hop != NULL) {
         if (smtpc_rcpt(s->hop, buf_str(&addr), NULL, &r, &s->e) < 0) {
             smtpd_reply(s, "%d %s", r.code ? r.code : 451, r.text);
@@ -967,13 +983,6 @@ smtpd_cmd_rcpt(struct smtpd_session *s, const char *line)
             return;
         }
     }
-    grown = realloc(s->rcpts, (s->nrcpts + 1) * sizeof(*grown));
-    if (grown == NULL) {
-        smtpd_reply(s, "452 4.3.0 Error: out of memory");
-        buf_fini(&addr);
-        return;
-    }
-    s->rcpts = grown;
     s->rcpts[s->nrcpts].addr = buf_steal(&addr, NULL);
     s->rcpts[s->nrcpts].params = *p ? strdup(p) : NULL;
     s->nrcpts++;
@@ -1118,19 +1127,48 @@ smtpd_delay(const struct smtpd_session *s)
            (double)(now.tv_usec - s->t_start.tv_usec) / 1e6;
 }
 
+/* smtpd_log_delivery - one line per recipient: each[i] is the reply for
+ * env->rcpts[i], or with each NULL r is everyone's. */
 static void
 smtpd_log_delivery(struct smtpd_session *s, const struct msg_env *env,
-                   const struct smtpc_reply *r, const char *relay)
+                   const struct smtpc_reply *r, const struct smtpc_reply *each,
+                   const char *relay)
 {
-    const char *status = r->code / 100 == 2   ? "sent"
-                         : r->code / 100 == 4 ? "deferred"
-                                              : "bounced";
     size_t i;
 
-    for (i = 0; i < env->nrcpts; i++)
+    for (i = 0; i < env->nrcpts; i++) {
+        const struct smtpc_reply *ri = each != NULL ? &each[i] : r;
+        const char *status = ri->code / 100 == 2   ? "sent"
+                             : ri->code / 100 == 4 ? "deferred"
+                                                   : "bounced";
+
         log_info(s->qid, "to=<%s>, relay=%s, delay=%.2f, status=%s (%d %s)",
-                 env->rcpts[i].addr, relay, smtpd_delay(s), status, r->code,
-                 r->text);
+                 env->rcpts[i].addr, relay, smtpd_delay(s), status, ri->code,
+                 ri->text);
+    }
+}
+
+/* smtpd_log_split - say so when an LMTP next hop took the message for
+ * some recipients and not for others, since the client hears r for
+ * all of them. */
+static void
+smtpd_log_split(struct smtpd_session *s, const struct msg_env *env,
+                const struct smtpc_reply *r, const struct smtpc_reply *each)
+{
+    size_t i, sent = 0;
+
+    for (i = 0; i < env->nrcpts; i++)
+        sent += each[i].code / 100 == 2;
+    if (sent == 0 || sent == env->nrcpts)
+        return;
+    log_warning(s->qid,
+                "next hop delivered to %zu of %zu recipients; the client "
+                "hears %d for all of them, %s",
+                sent, env->nrcpts, r->code,
+                r->code / 100 == 4
+                    ? "so it sends again and the recipients delivered get "
+                      "the message twice"
+                    : "so its report names the recipients delivered too");
 }
 
 /* smtpd_replay_envelope - the chain changed sender or recipients: start
@@ -1249,7 +1287,7 @@ smtpd_deliver(struct smtpd_session *s, const struct buf *data)
     const struct conf *cf = s->rt->cf;
     const struct msg_env *env;
     struct chain_result res;
-    struct smtpc_reply r;
+    struct smtpc_reply r, *each = NULL;
     struct msg *m = NULL;
     struct buf out;
     size_t i;
@@ -1328,7 +1366,7 @@ smtpd_deliver(struct smtpd_session *s, const struct buf *data)
                                   &s->e) < 0 &&
             r.code == 0)
             goto tempfail;
-        smtpd_log_delivery(s, env, &r, "local");
+        smtpd_log_delivery(s, env, &r, NULL, "local");
         smtpd_reply(s, "%d %s", r.code, r.text);
         goto out;
     }
@@ -1340,13 +1378,26 @@ smtpd_deliver(struct smtpd_session *s, const struct buf *data)
         hop_ok = 0;
         goto out_hop;
     }
-    if (smtpc_data(s->hop, out.data, out.len, &r, &s->e) < 0)
+    /* every recipient of env was accepted by the next hop, in order:
+     * by RCPT as the client gave them, or by the replay */
+    if ((each = calloc(env->nrcpts, sizeof(*each))) == NULL) {
+        err_nomem(&s->e);
+        goto tempfail;
+    }
+    if (smtpc_data_rcpts(s->hop, out.data, out.len, each, env->nrcpts, &r,
+                         &s->e) < 0)
         hop_ok = 0;
     if (r.code == 0) {
         r.code = 451;
         snprintf(r.text, sizeof(r.text), "4.4.2 Next hop connection lost");
     }
-    smtpd_log_delivery(s, env, &r, smtpc_relay_name(s->hop));
+    for (i = 0; i < env->nrcpts; i++)
+        if (each[i].code == 0)
+            each[i] = r;
+    smtpd_log_delivery(s, env, &r, each, smtpc_relay_name(s->hop));
+    smtpd_log_split(s, env, &r, each);
+    /* one reply for all: smtpc ranks a 4xx over a 5xx over a 2xx, so no
+     * recipient is answered 250 that the next hop did not take */
     smtpd_reply(s, "%d %s", r.code, r.text);
 out_hop:
     smtpc_put(s->rt->hop, s->hop, hop_ok);
@@ -1357,6 +1408,7 @@ tempfail:
     log_error(s->qid, "%s", s->e.text[0] ? s->e.text : "internal error");
     smtpd_reply(s, "451 4.3.0 Error: queue file write error");
 out:
+    free(each);
     chain_result_fini(&res);
     msg_free(m);
     buf_fini(&out);

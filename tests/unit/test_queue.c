@@ -11,9 +11,18 @@
  * replaced, and a second daemon on the same spool is refused. The DSN
  * case checks the fields a reader looks for; tests/integration/queue_dsn.sh
  * reads real reports with Python's email package.
+ *
+ * The LMTP cases run the daemon's side (queue_start, its workers) against
+ * tests/data/smtpc/scripted_server.py as an LMTP next hop that answers
+ * the message differently per recipient, and read back what a user would
+ * see: each recipient's mark in the queue file, the deferral reasons in
+ * defer/, how many times the message reached the server, and the
+ * report the sender got through it. tests/integration/queue_lmtp.sh does
+ * the same against Dovecot.
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -21,6 +30,7 @@
 #include <unistd.h>
 
 #include "unit.h"
+#include "unit_proc.h"
 
 #include "conf.h"
 #include "queue.h"
@@ -425,15 +435,248 @@ test_transport_map(void **state)
     }
 }
 
+/* ------------------------------------------------------------ LMTP */
+
+/* Three recipients, and the next hop's reply to the message for each
+ * (CLOSE: the connection is lost instead). */
+struct lmtp_case {
+    const char *name;
+    const char *finals[4]; /* the scripted server's --final values */
+    const char *marks;     /* each recipient's mark after the attempt, or
+                              NULL: every one done with, the file gone */
+    const char *defer;     /* in defer/ID (NULL: none must be there) */
+    const char *bounced;   /* the recipient the report names, or NULL */
+    const char *diag;      /* its Diagnostic-Code */
+};
+
+/* What an LMTP case runs, for lmtp_teardown to end when it fails. */
+struct lmtp_run {
+    char dir[256];
+    pid_t pid;
+    struct conf *cf;
+    struct queue *q;
+};
+
+static int
+lmtp_setup(void **state)
+{
+    *state = calloc(1, sizeof(struct lmtp_run));
+    return *state != NULL ? 0 : -1;
+}
+
+/* lmtp_stop - stop the queue and the server of run. */
+static void
+lmtp_stop(struct lmtp_run *run)
+{
+    if (run->q != NULL && queue_stop(run->q, 5000) == 0)
+        queue_free(run->q);
+    run->q = NULL;
+    conf_free(run->cf);
+    run->cf = NULL;
+    unit_stop(run->pid);
+    run->pid = 0;
+}
+
+static int
+lmtp_teardown(void **state)
+{
+    struct lmtp_run *run = *state;
+
+    lmtp_stop(run);
+    if (run->dir[0] != '\0')
+        nftw(run->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(run);
+    return 0;
+}
+
+static void
+test_lmtp_split(void **state)
+{
+    static const struct msg_rcpt rcpts[] = {
+        {"b@dest.example", NULL},
+        {"c@dest.example", NULL},
+        {"d@dest.example", NULL},
+    };
+    static const struct lmtp_case cases[] = {
+        {"one deferred",
+         {"c@dest.example:452 4.2.2 c is over quota", NULL},
+         "DND",
+         "c@dest.example\t452 4.2.2 c is over quota\n",
+         NULL,
+         NULL},
+        {"one bounced",
+         {"b@dest.example:552 5.2.2 b is over quota", NULL},
+         NULL,
+         NULL,
+         "b@dest.example",
+         "Diagnostic-Code: smtp; 552 5.2.2 b is over quota\r\n"},
+        {"one of each",
+         {"b@dest.example:552 5.2.2 b is over quota",
+          "c@dest.example:452 4.2.2 c is over quota", NULL},
+         "BND",
+         "c@dest.example\t452 4.2.2 c is over quota\n",
+         "b@dest.example",
+         "Diagnostic-Code: smtp; 552 5.2.2 b is over quota\r\n"},
+        {"lost after the first reply",
+         {"c@dest.example:CLOSE", NULL},
+         "DNN",
+         "d@dest.example\t451 4.4.2 lost connection with "
+         "127.0.0.1[127.0.0.1]:",
+         NULL,
+         NULL},
+    };
+    struct lmtp_run *run = *state;
+    char srv[300], extra[1024], file[700], text[256];
+    char path[900], *dsn = NULL, *dir = run->dir;
+    const char *opts[12];
+    struct queue_msg m;
+    struct queue_file qf;
+    struct buf raw;
+    struct err e;
+    size_t i, k, n;
+    struct timespec now;
+    struct dirent *de;
+    DIR *d;
+    int port, fd, w, want_data, others;
+
+    if (access(UNIT_PYTHON, X_OK) != 0)
+        fail_msg("%s is missing: run scripts/setup", UNIT_PYTHON);
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const struct lmtp_case *t = &cases[i];
+
+        assert_non_null(unit_tmpdir(dir, sizeof(run->dir)));
+        snprintf(srv, sizeof(srv), "%s/server", dir);
+        assert_int_equal(mkdir(srv, 0700), 0);
+        n = 0;
+        opts[n++] = "--lmtp";
+        opts[n++] = "--ehlo";
+        opts[n++] = "PIPELINING";
+        for (k = 0; t->finals[k] != NULL; k++) {
+            opts[n++] = "--final";
+            opts[n++] = t->finals[k];
+        }
+        opts[n] = NULL;
+        if ((port = unit_scripted_start(srv, opts, &run->pid)) < 0)
+            unit_fail(t->name, "the scripted server did not start");
+        /* every domain to it; no second attempt within the test */
+        snprintf(text, sizeof(text), "* lmtp:[127.0.0.1]:%d\n", port);
+        unit_write(dir, "transport", text, file, sizeof(file));
+        snprintf(extra, sizeof(extra),
+                 "transport_map = %s\nminimal_backoff_time = 3600s\n"
+                 "maximal_backoff_time = 3600s\n",
+                 file);
+        run->cf = load_conf(dir, extra);
+        if ((run->q = queue_open(run->cf->cfg, &e)) == NULL)
+            unit_fail(t->name, "queue_open: %s", e.text);
+        if (queue_start(run->q, &e) < 0)
+            unit_fail(t->name, "queue_start: %s", e.text);
+        make_msg(&m);
+        m.qid = "LMTP0001";
+        /* now: an old message would bounce as expired */
+        clock_gettime(CLOCK_REALTIME, &now);
+        m.arrival_us = (long long)now.tv_sec * 1000000LL + now.tv_nsec / 1000;
+        m.rcpts = rcpts;
+        m.nrcpts = 3;
+        m.orig = rcpts;
+        m.norig = 3;
+        if (queue_commit(run->q, &m, &e) < 0)
+            unit_fail(t->name, "commit: %s", e.text);
+
+        /* the attempt is over when the file is gone or defer/ has its
+         * reasons (written after the marks) */
+        for (w = 0; w < 500; w++) {
+            snprintf(path, sizeof(path), "%s/spool/queue/LMTP0001", dir);
+            if (access(path, F_OK) != 0)
+                break;
+            snprintf(path, sizeof(path), "%s/spool/defer/LMTP0001", dir);
+            if (access(path, F_OK) == 0)
+                break;
+            unit_sleep_ms(20);
+        }
+        /* a report goes through the same next hop: wait for it */
+        want_data = t->bounced != NULL ? 2 : 1;
+        snprintf(path, sizeof(path), "%s/events.log", srv);
+        for (w = 0; w < 500 && unit_count(path, " data data-") < want_data;
+             w++)
+            unit_sleep_ms(20);
+        lmtp_stop(run);
+
+        unit_int_eq(t->name, unit_count(path, " data data-"), want_data);
+        /* no report: nothing else was queued either */
+        snprintf(path, sizeof(path), "%s/spool/queue", dir);
+        assert_non_null(d = opendir(path));
+        for (others = 0; (de = readdir(d)) != NULL;)
+            others +=
+                de->d_name[0] != '.' && strcmp(de->d_name, "LMTP0001") != 0;
+        closedir(d);
+        if (t->bounced == NULL)
+            unit_int_eq(t->name, others, 0);
+        snprintf(path, sizeof(path), "%s/spool/queue/LMTP0001", dir);
+        fd = open(path, O_RDONLY);
+        if (t->marks == NULL) {
+            if (fd >= 0)
+                unit_fail(t->name, "the queue file is still there");
+        } else {
+            if (fd < 0)
+                unit_fail(t->name, "the queue file is gone");
+            buf_init(&raw, 0);
+            assert_int_equal(queue_read_fd(fd, 1 << 20, &raw, &e), 0);
+            close(fd);
+            if (queue_file_parse(raw.data, raw.len, 0, &qf, &e) < 0)
+                unit_fail(t->name, "queue file: %s", e.text);
+            for (k = 0; k < 3; k++) {
+                snprintf(text, sizeof(text), "%s, <%s>", t->name,
+                         rcpts[k].addr);
+                unit_int_eq(text, qf.rcpts[k].status, t->marks[k]);
+            }
+            queue_file_fini(&qf);
+            buf_fini(&raw);
+        }
+        snprintf(path, sizeof(path), "%s/spool/defer/LMTP0001", dir);
+        {
+            char *note = unit_read_file(path, NULL);
+
+            if (t->defer != NULL)
+                unit_has(t->name, note, t->defer);
+            else if (note != NULL)
+                unit_fail(t->name, "got defer note \"%s\", want none", note);
+            free(note);
+        }
+        snprintf(path, sizeof(path), "%s/data-2.bin", srv);
+        dsn = unit_read_file(path, NULL);
+        if (t->bounced == NULL) {
+            if (dsn != NULL)
+                unit_fail(t->name, "got a report, want none");
+        } else {
+            unit_has(t->name, dsn, "Action: failed\r\n");
+            snprintf(text, sizeof(text), "Final-Recipient: rfc822; %s\r\n",
+                     t->bounced);
+            unit_has(t->name, dsn, text);
+            unit_has(t->name, dsn, t->diag);
+            /* only the bounced one is reported */
+            unit_int_eq(t->name, unit_count(path, "Final-Recipient:"), 1);
+        }
+        free(dsn);
+        nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        dir[0] = '\0';
+    }
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_roundtrip),     cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_flipped),       cmocka_unit_test(test_head_only),
-        cmocka_unit_test(test_xtext),         cmocka_unit_test(test_param),
-        cmocka_unit_test(test_dsn),           cmocka_unit_test(test_commit),
+        cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_flipped),
+        cmocka_unit_test(test_head_only),
+        cmocka_unit_test(test_xtext),
+        cmocka_unit_test(test_param),
+        cmocka_unit_test(test_dsn),
+        cmocka_unit_test(test_commit),
         cmocka_unit_test(test_transport_map),
+        cmocka_unit_test_setup_teardown(test_lmtp_split, lmtp_setup,
+                                        lmtp_teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -12,9 +12,10 @@
  * tests/data/smtpc/scripted_server.py covers what smtp-sink can not
  * show: the exact octets of DATA on the wire, STARTTLS with AUTH inside
  * TLS (a certificate made by the openssl program), a subset of XFORWARD
- * attributes, mixed LMTP replies, a 421 at MAIL on a reused connection
- * and a broken TLS handshake. Servers are killed at the end of each case;
- * every wait is bounded.
+ * attributes, mixed LMTP replies (each recipient's own, also when the
+ * server goes away or says 421 part way through them), a 421 at MAIL on a
+ * reused connection and a broken TLS handshake. Servers are killed at the
+ * end of each case; every wait is bounded (tests/unit/unit_proc.h).
  *
  * Maildir delivery is checked by reading the folder back with Python's
  * mailbox module.
@@ -37,12 +38,12 @@
 #include <unistd.h>
 
 #include "unit.h"
+#include "unit_proc.h"
 
 #include "smtpc.h"
 
 #define SINK "/usr/sbin/smtp-sink"
 #define TIMEOUT "/usr/bin/timeout"
-#define PYTHON "/usr/bin/python3"
 
 struct server {
     pid_t pid;
@@ -62,53 +63,6 @@ static struct {
     char dir[256];
 } running[8];
 
-static void
-sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-    nanosleep(&ts, NULL);
-}
-
-static char *
-read_file(const char *path, size_t *len)
-{
-    FILE *fp = fopen(path, "rb");
-    char *s = NULL;
-    long n;
-
-    if (fp == NULL)
-        return NULL;
-    if (fseek(fp, 0, SEEK_END) == 0 && (n = ftell(fp)) >= 0 &&
-        fseek(fp, 0, SEEK_SET) == 0 && (s = malloc((size_t)n + 1)) != NULL) {
-        if (fread(s, 1, (size_t)n, fp) != (size_t)n) {
-            free(s);
-            s = NULL;
-        } else {
-            s[n] = '\0';
-            if (len != NULL)
-                *len = (size_t)n;
-        }
-    }
-    fclose(fp);
-    return s;
-}
-
-/* count - occurrences of needle in the file at path (0 if missing). */
-static int
-count(const char *path, const char *needle)
-{
-    char *s = read_file(path, NULL), *p;
-    int n = 0;
-
-    if (s == NULL)
-        return 0;
-    for (p = s; (p = strstr(p, needle)) != NULL; p += strlen(needle))
-        n++;
-    free(s);
-    return n;
-}
-
 /* count_wait - count, waiting up to 2 s for want: servers log some
  * events (QUIT) after the client has gone on. */
 static int
@@ -116,8 +70,8 @@ count_wait(const char *path, const char *needle, int want)
 {
     int i, n = 0;
 
-    for (i = 0; i < 100 && (n = count(path, needle)) < want; i++)
-        sleep_ms(20);
+    for (i = 0; i < 100 && (n = unit_count(path, needle)) < want; i++)
+        unit_sleep_ms(20);
     return n;
 }
 
@@ -168,52 +122,11 @@ listening(int port)
     return found;
 }
 
-static pid_t
-spawn(char *const argv[], const char *out)
-{
-    pid_t pid = fork();
-    int fd;
-
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        /* a test that crashes takes its servers with it */
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* exited - pid has ended (and is reaped: it must not be signalled
- * after this returned 1). */
-static int
-exited(pid_t pid)
-{
-    int status;
-
-    return waitpid(pid, &status, WNOHANG) == pid;
-}
-
 /* stop_one - end a server we started and remove its directory. */
 static void
 stop_one(pid_t pid, const char *dir)
 {
-    int i;
-
-    if (pid > 0) {
-        kill(pid, SIGTERM);
-        for (i = 0; i < 100 && !exited(pid); i++)
-            sleep_ms(20);
-        if (i == 100) {
-            kill(pid, SIGKILL);
-            waitpid(pid, NULL, 0);
-        }
-    }
+    unit_stop(pid);
     if (dir[0] != '\0')
         nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
@@ -332,16 +245,16 @@ sink_start(struct server *s, ...)
         argv[n++] = listen;
         argv[n++] = (char *)"64";
         argv[n] = NULL;
-        s->pid = spawn(argv, s->log);
+        s->pid = unit_spawn(argv, s->log);
         server_started(s);
         for (i = 0; i < 250; i++) {
             if (listening(s->port))
                 return;
-            if (exited(s->pid)) {
+            if (unit_exited(s->pid)) {
                 s->pid = 0; /* reaped: never signal that pid again */
                 break;
             }
-            sleep_ms(20);
+            unit_sleep_ms(20);
         }
         if (s->pid > 0) {
             kill(s->pid, SIGKILL);
@@ -353,53 +266,34 @@ sink_start(struct server *s, ...)
     fail_msg("smtp-sink did not start; see %s", s->log);
 }
 
-/* py_start - the scripted server with the given options (NULL-ended). */
+/* py_startv - the scripted server with the options in opts (NULL-ended). */
+static void
+py_startv(struct server *s, const char *const *opts)
+{
+    server_dir(s);
+    if (access(UNIT_PYTHON, X_OK) != 0)
+        fail_msg("%s is missing: run scripts/setup", UNIT_PYTHON);
+    s->port = unit_scripted_start(s->dir, opts, &s->pid);
+    server_started(s);
+    snprintf(s->log, sizeof(s->log), "%s/events.log", s->dir);
+    if (s->port < 0)
+        fail_msg("scripted server did not start");
+}
+
+/* py_start - py_startv with the options as arguments (NULL-ended). */
 static void
 py_start(struct server *s, ...)
 {
-    char *argv[40], pf[320], *text;
-    const char *opt;
-    int n = 0, i;
+    const char *opts[36];
+    size_t n = 0;
     va_list ap;
 
-    server_dir(s);
-    if (access(PYTHON, X_OK) != 0)
-        fail_msg("%s is missing: run scripts/setup", PYTHON);
-    snprintf(pf, sizeof(pf), "%s/port", s->dir);
-    argv[n++] = (char *)PYTHON;
-    argv[n++] = NULL; /* the script, below */
-    argv[n++] = (char *)"--port-file";
-    argv[n++] = pf;
-    argv[n++] = (char *)"--dir";
-    argv[n++] = s->dir;
     va_start(ap, s);
-    while ((opt = va_arg(ap, const char *)) != NULL && n < 38)
-        argv[n++] = (char *)opt;
+    while ((opts[n] = va_arg(ap, const char *)) != NULL && n + 1 < 36)
+        n++;
     va_end(ap);
-    argv[n] = NULL;
-    {
-        char script[512];
-
-        unit_data("smtpc/scripted_server.py", script, sizeof(script));
-        argv[1] = script;
-        s->pid = spawn(argv, s->log);
-        server_started(s);
-    }
-    snprintf(s->log, sizeof(s->log), "%s/events.log", s->dir);
-    for (i = 0; i < 500; i++) {
-        if ((text = read_file(pf, NULL)) != NULL) {
-            s->port = (int)strtol(text, NULL, 10);
-            free(text);
-            return;
-        }
-        if (exited(s->pid)) {
-            s->pid = 0;
-            server_started(s);
-            break;
-        }
-        sleep_ms(20);
-    }
-    fail_msg("scripted server did not start");
+    opts[n] = NULL;
+    py_startv(s, opts);
 }
 
 static struct smtpc_pool *
@@ -475,14 +369,14 @@ dump_files(const struct server *s, int want, int *n)
             if (de->d_name[0] == '.')
                 continue;
             snprintf(path, sizeof(path), "%s/%s", s->dump, de->d_name);
-            out[(*n)++] = read_file(path, NULL);
+            out[(*n)++] = unit_read_file(path, NULL);
         }
         closedir(d);
         if (*n >= want)
             break;
         while (*n > 0)
             free(out[--(*n)]);
-        sleep_ms(20);
+        unit_sleep_ms(20);
     }
     return out;
 }
@@ -797,7 +691,7 @@ test_sink_delivery(void **state)
     unit_has("RCPT", f[0], "X-Rcpt-Args: <b@example.net> NOTIFY=NEVER\n");
     unit_has("EHLO", f[0], "X-Helo-Args: client.example\n");
     dump_files_free(f, n);
-    unit_int_eq("connections", count(s.log, ": connect ("), 1);
+    unit_int_eq("connections", unit_count(s.log, ": connect ("), 1);
     unit_int_eq("QUIT at pool_free", count_wait(s.log, "smtp-sink: QUIT", 1),
                 1);
     server_stop(&s);
@@ -823,7 +717,7 @@ test_wire_octets(void **state)
                     0);
         unit_int_eq(messages[i].name, r.code, 250);
         snprintf(path, sizeof(path), "%s/data-%zu.bin", s.dir, i + 1);
-        got = read_file(path, &glen);
+        got = unit_read_file(path, &glen);
         want = wire_form(messages[i].text, strlen(messages[i].text), &wlen);
         if (got == NULL || glen != wlen || memcmp(got, want, wlen) != 0)
             unit_fail(messages[i].name,
@@ -843,7 +737,7 @@ test_wire_octets(void **state)
     big = long_message(&len);
     unit_int_eq("long", deliver(p, NULL, "b@example.net", big, len, &r), 0);
     snprintf(path, sizeof(path), "%s/data-%zu.bin", s.dir, i + 1);
-    got = read_file(path, &glen);
+    got = unit_read_file(path, &glen);
     want = wire_form(big, len, &wlen);
     if (got == NULL || glen != wlen || memcmp(got, want, wlen) != 0)
         unit_fail("long", "got %zu octets, want %zu", got ? glen : 0, wlen);
@@ -878,9 +772,9 @@ test_xforward(void **state)
                 0);
     unit_int_eq("full", r.code, 250);
     unit_int_eq("full",
-                count(s.log, "smtp-sink: XFORWARD NAME=mail.example.org "
-                             "ADDR=192.0.2.1 PROTO=ESMTP "
-                             "HELO=he+20lo+2Bx+3Dy\n"),
+                unit_count(s.log, "smtp-sink: XFORWARD NAME=mail.example.org "
+                                  "ADDR=192.0.2.1 PROTO=ESMTP "
+                                  "HELO=he+20lo+2Bx+3Dy\n"),
                 1);
     memset(&env, 0, sizeof(env));
     env.client_addr = "2001:db8::1";
@@ -888,13 +782,13 @@ test_xforward(void **state)
     unit_int_eq("sparse", deliver(p, &env, "b@example.net", m, strlen(m), &r),
                 0);
     unit_int_eq("sparse",
-                count(s.log, "smtp-sink: XFORWARD NAME=[UNAVAILABLE] "
-                             "ADDR=2001:db8::1 PROTO=[UNAVAILABLE] "
-                             "HELO=[UNAVAILABLE]\n"),
+                unit_count(s.log, "smtp-sink: XFORWARD NAME=[UNAVAILABLE] "
+                                  "ADDR=2001:db8::1 PROTO=[UNAVAILABLE] "
+                                  "HELO=[UNAVAILABLE]\n"),
                 1);
     unit_int_eq("none", deliver(p, NULL, "b@example.net", m, strlen(m), &r),
                 0);
-    unit_int_eq("none", count(s.log, "XFORWARD"), 2);
+    unit_int_eq("none", unit_count(s.log, "XFORWARD"), 2);
     smtpc_pool_free(p);
     server_stop(&s);
 
@@ -908,7 +802,7 @@ test_xforward(void **state)
     env.client_addr = "192.0.2.1";
     unit_int_eq("-F", deliver(p, &env, "b@example.net", m, strlen(m), &r), 0);
     unit_int_eq("-F", r.code, 250);
-    unit_int_eq("-F", count(s.log, "XFORWARD"), 0);
+    unit_int_eq("-F", unit_count(s.log, "XFORWARD"), 0);
     smtpc_pool_free(p);
     server_stop(&s);
 
@@ -925,17 +819,18 @@ test_xforward(void **state)
     env.frontend = MSG_FE_SMTP;
     unit_int_eq("subset", deliver(p, &env, "b@example.net", m, strlen(m), &r),
                 0);
-    unit_int_eq("subset", count(s.log, "> XFORWARD NAME=nnnnnnnnnn"), 1);
-    unit_int_eq("subset", count(s.log, "> XFORWARD ADDR=192.0.2.7\n"), 1);
-    unit_int_eq("subset", count(s.log, "PROTO="), 0);
-    unit_int_eq("subset", count(s.log, "HELO="), 0);
+    unit_int_eq("subset", unit_count(s.log, "> XFORWARD NAME=nnnnnnnnnn"), 1);
+    unit_int_eq("subset", unit_count(s.log, "> XFORWARD ADDR=192.0.2.7\n"), 1);
+    unit_int_eq("subset", unit_count(s.log, "PROTO="), 0);
+    unit_int_eq("subset", unit_count(s.log, "HELO="), 0);
     memset(name, 'n', 600);
     name[600] = '\0';
     unit_int_eq("too long",
                 deliver(p, &env, "b@example.net", m, strlen(m), &r), 0);
-    unit_int_eq("too long",
-                count(s.log, "> XFORWARD NAME=[UNAVAILABLE] ADDR=192.0.2.7\n"),
-                1);
+    unit_int_eq(
+        "too long",
+        unit_count(s.log, "> XFORWARD NAME=[UNAVAILABLE] ADDR=192.0.2.7\n"),
+        1);
     smtpc_pool_free(p);
     server_stop(&s);
 
@@ -952,9 +847,9 @@ test_xforward(void **state)
                 0);
     unit_int_eq("refused", r.code, 250);
     smtpc_pool_free(p);
-    unit_int_eq("refused", count(s.log, "1 > RSET"), 1);
-    unit_int_eq("refused", count(s.log, " conn\n"), 1);
-    unit_int_eq("refused", count(s.log, " data data-"), 1);
+    unit_int_eq("refused", unit_count(s.log, "1 > RSET"), 1);
+    unit_int_eq("refused", unit_count(s.log, " conn\n"), 1);
+    unit_int_eq("refused", unit_count(s.log, " data data-"), 1);
     server_stop(&s);
 }
 
@@ -1109,7 +1004,8 @@ test_unreachable(void **state)
     p = pool_new("smtp", s.port, SMTPC_TLS_MAY, NULL, 4, 5000, 5000);
     unit_int_eq("HELO", deliver(p, NULL, "b@example.net", "x\r\n", 3, &r), 0);
     unit_int_eq("HELO", r.code, 250);
-    unit_int_eq("HELO", count(s.log, "smtp-sink: HELO client.example"), 1);
+    unit_int_eq("HELO", unit_count(s.log, "smtp-sink: HELO client.example"),
+                1);
     smtpc_pool_free(p);
     server_stop(&s);
 }
@@ -1176,7 +1072,7 @@ test_reuse(void **state)
     unit_int_eq("open", smtpc_mail(c, NULL, "a@example.com", NULL, &r, &e), 0);
     unit_int_eq("open", smtpc_rcpt(c, "b@example.net", NULL, &r, &e), 0);
     smtpc_put(p, c, 1);
-    unit_int_eq("RSET", count(s.log, "smtp-sink: RSET"), 1);
+    unit_int_eq("RSET", unit_count(s.log, "smtp-sink: RSET"), 1);
     unit_int_eq("after RSET",
                 deliver(p, NULL, "b@example.net", m, strlen(m), &r), 0);
     unit_int_eq("after RSET", r.code, 250);
@@ -1186,7 +1082,7 @@ test_reuse(void **state)
     unit_int_eq("after failure",
                 deliver(p, NULL, "b@example.net", m, strlen(m), &r), 0);
     smtpc_pool_free(p);
-    unit_int_eq("kept", count(s.log, ": connect ("), 2);
+    unit_int_eq("kept", unit_count(s.log, ": connect ("), 2);
     server_stop(&s);
 
     /* max_idle 0: nothing kept */
@@ -1196,7 +1092,7 @@ test_reuse(void **state)
         unit_int_eq("max_idle 0",
                     deliver(p, NULL, "b@example.net", m, strlen(m), &r), 0);
     smtpc_pool_free(p);
-    unit_int_eq("max_idle 0", count(s.log, ": connect ("), 2);
+    unit_int_eq("max_idle 0", unit_count(s.log, ": connect ("), 2);
     unit_int_eq("max_idle 0", count_wait(s.log, "smtp-sink: QUIT", 2), 2);
     server_stop(&s);
 
@@ -1205,12 +1101,12 @@ test_reuse(void **state)
     p = pool_new("smtp", s.port, SMTPC_TLS_MAY, NULL, 4, 150, 5000);
     unit_int_eq("idle", deliver(p, NULL, "b@example.net", m, strlen(m), &r),
                 0);
-    sleep_ms(400);
+    unit_sleep_ms(400);
     unit_int_eq("idle", deliver(p, NULL, "b@example.net", m, strlen(m), &r),
                 0);
     unit_int_eq("idle", r.code, 250);
     smtpc_pool_free(p);
-    unit_int_eq("idle", count(s.log, ": connect ("), 2);
+    unit_int_eq("idle", unit_count(s.log, ": connect ("), 2);
     server_stop(&s);
 
     /* the server closed the idle connection (-t 1): noticed, replaced */
@@ -1218,12 +1114,12 @@ test_reuse(void **state)
     p = pool_new("smtp", s.port, SMTPC_TLS_MAY, NULL, 4, 10000, 5000);
     unit_int_eq("closed", deliver(p, NULL, "b@example.net", m, strlen(m), &r),
                 0);
-    sleep_ms(2000);
+    unit_sleep_ms(2000);
     unit_int_eq("closed", deliver(p, NULL, "b@example.net", m, strlen(m), &r),
                 0);
     unit_int_eq("closed", r.code, 250);
     smtpc_pool_free(p);
-    unit_int_eq("closed", count(s.log, ": connect ("), 2);
+    unit_int_eq("closed", unit_count(s.log, ": connect ("), 2);
     server_stop(&s);
 
     /* 421 at MAIL on a reused connection: replaced once, transparently */
@@ -1233,8 +1129,8 @@ test_reuse(void **state)
     unit_int_eq("421", deliver(p, NULL, "b@example.net", m, strlen(m), &r), 0);
     unit_int_eq("421", r.code, 250);
     smtpc_pool_free(p);
-    unit_int_eq("421 connections", count(s.log, " conn\n"), 2);
-    unit_int_eq("421 messages", count(s.log, " data data-"), 2);
+    unit_int_eq("421 connections", unit_count(s.log, " conn\n"), 2);
+    unit_int_eq("421 messages", unit_count(s.log, " data data-"), 2);
     server_stop(&s);
 }
 
@@ -1296,9 +1192,9 @@ test_threads(void **state)
         }
     dump_files_free(f, n);
     /* LIFO reuse: far fewer connections than messages */
-    if (count(s.log, ": connect (") > 16)
+    if (unit_count(s.log, ": connect (") > 16)
         unit_fail("threads", "got %d connections for 20 messages",
-                  count(s.log, ": connect ("));
+                  unit_count(s.log, ": connect ("));
     server_stop(&s);
 }
 
@@ -1345,16 +1241,16 @@ test_tls_auth(void **state)
     unit_int_eq("tls", deliver(p, NULL, "b@example.net", m, strlen(m), &r), 0);
     unit_int_eq("tls", r.code, 250);
     smtpc_pool_free(p);
-    unit_int_eq("tls reuse", count(s.log, " conn\n"), 1);
-    unit_int_eq("tls reuse", count(s.log, "1 data data-"), 2);
-    log = read_file(s.log, NULL);
+    unit_int_eq("tls reuse", unit_count(s.log, " conn\n"), 1);
+    unit_int_eq("tls reuse", unit_count(s.log, "1 data data-"), 2);
+    log = unit_read_file(s.log, NULL);
     assert_non_null(log);
     t = strstr(log, "1 tls\n");
     /* base64 of "\0relayuser\0pa:ss word" */
     a = strstr(log, "1 > AUTH PLAIN AHJlbGF5dXNlcgBwYTpzcyB3b3Jk\n");
     if (t == NULL || a == NULL || a < t)
         unit_fail("tls", "want TLS, then AUTH PLAIN; got:\n%s", log);
-    unit_int_eq("tls", count(s.log, "1 > EHLO client.example"), 2);
+    unit_int_eq("tls", unit_count(s.log, "1 > EHLO client.example"), 2);
     free(log);
     server_stop(&s);
 
@@ -1368,7 +1264,7 @@ test_tls_auth(void **state)
              "127.0.0.1[127.0.0.1]:%d",
              s.port);
     unit_str_eq("encrypt", r.text, want);
-    unit_int_eq("encrypt", count(s.log, "MAIL"), 0);
+    unit_int_eq("encrypt", unit_count(s.log, "MAIL"), 0);
     smtpc_pool_free(p);
 
     /* AUTH without TLS, to loopback only (smtp-sink answers any AUTH) */
@@ -1377,7 +1273,8 @@ test_tls_auth(void **state)
                 deliver(p, NULL, "b@example.net", m, strlen(m), &r), 0);
     unit_int_eq("loopback auth", r.code, 250);
     unit_int_eq("loopback auth",
-                count(s.log, "AUTH PLAIN AHJlbGF5dXNlcgBwYTpzcyB3b3Jk\n"), 1);
+                unit_count(s.log, "AUTH PLAIN AHJlbGF5dXNlcgBwYTpzcyB3b3Jk\n"),
+                1);
     smtpc_pool_free(p);
     server_stop(&s);
 
@@ -1409,14 +1306,14 @@ test_tls_auth(void **state)
                 deliver(p, NULL, "b@example.net", m, strlen(m), &r), 0);
     unit_int_eq("broken may", r.code, 250);
     smtpc_pool_free(p);
-    unit_int_eq("broken may", count(s.log, " conn\n"), 2);
-    unit_int_eq("broken may", count(s.log, "2 > STARTTLS"), 0);
+    unit_int_eq("broken may", unit_count(s.log, " conn\n"), 2);
+    unit_int_eq("broken may", unit_count(s.log, "2 > STARTTLS"), 0);
     p = pool_new("smtp", s.port, SMTPC_TLS_ENCRYPT, NULL, 4, 5000, 5000);
     unit_int_eq("broken encrypt", smtpc_get(p, &r, &e) == NULL, 1);
     unit_int_eq("broken encrypt", r.code, 451);
     unit_has("broken encrypt", r.text, "4.7.5 TLS with 127.0.0.1[127.0.0.1]");
     smtpc_pool_free(p);
-    unit_int_eq("broken", count(s.log, " > MAIL"), 1);
+    unit_int_eq("broken", unit_count(s.log, " > MAIL"), 1);
     server_stop(&s);
 
     scratch_done(dir);
@@ -1443,13 +1340,14 @@ test_lmtp(void **state)
                 0);
     unit_int_eq("sink", r.code, 250);
     smtpc_pool_free(p);
-    unit_int_eq("LHLO", count(s.log, "smtp-sink: LHLO client.example"), 1);
+    unit_int_eq("LHLO", unit_count(s.log, "smtp-sink: LHLO client.example"),
+                1);
     f = dump_files(&s, 2, &n);
     unit_int_eq("sink", n, 2);
     dump_files_free(f, n);
     server_stop(&s);
 
-    /* one reply per accepted recipient; the first failure is reported */
+    /* one reply per accepted recipient; smtpc_data gives the first 4xx */
     py_start(&s, "--lmtp", "--ehlo", "PIPELINING", "--rcpt",
              "c@example.net:550 5.1.1 unknown user", "--final",
              "d@example.net:452 4.2.2 mailbox full", "--final",
@@ -1471,9 +1369,190 @@ test_lmtp(void **state)
     unit_int_eq("all", deliver(p, NULL, "f@example.net", m, strlen(m), &r), 0);
     unit_int_eq("all", r.code, 250);
     smtpc_pool_free(p);
-    unit_int_eq("mixed", count(s.log, " conn\n"), 1);
-    unit_int_eq("mixed", count(s.log, "> LHLO client.example"), 1);
+    unit_int_eq("mixed", unit_count(s.log, " conn\n"), 1);
+    unit_int_eq("mixed", unit_count(s.log, "> LHLO client.example"), 1);
     server_stop(&s);
+}
+
+/* Each recipient's reply to the message (smtpc_data_rcpts): with LMTP
+ * the host's own for each accepted recipient, in RCPT order; after a
+ * lost connection or a 421 part way, the replies read are kept and the
+ * rest get the 4xx; with SMTP, or DATA refused, every entry is r. r is
+ * the one reply for all: a 4xx over a 5xx over a 2xx. */
+struct split_case {
+    const char *name;
+    const char *kind;     /* "lmtp" or "smtp" */
+    const char *opts[10]; /* scripted server options, NULL-ended */
+    const char *rcpts;    /* given to RCPT, comma-separated */
+    size_t n;             /* entries of each */
+    int rc, code;         /* what smtpc_data_rcpts returns, r.code */
+    const char *text;     /* in r.text (PORT: the server's) */
+    struct {
+        int code;
+        const char *text;
+    } each[4];
+};
+
+static void
+test_lmtp_each(void **state)
+{
+    static const char lost[] =
+        "4.4.2 lost connection with 127.0.0.1[127.0.0.1]:PORT while "
+        "sending end of data -- message may be sent more than once";
+    static const struct split_case cases[] = {
+        {"delivered, then deferred",
+         "lmtp",
+         {"--lmtp", "--final", "c@example.net:452 4.2.2 c is full", NULL},
+         "b@example.net,c@example.net",
+         2,
+         0,
+         452,
+         "4.2.2 c is full",
+         {{250, "2.0.0 Ok: delivered"}, {452, "4.2.2 c is full"}}},
+        {"bounced, then delivered",
+         "lmtp",
+         {"--lmtp", "--final", "b@example.net:550 5.1.1 b is gone", NULL},
+         "b@example.net,c@example.net",
+         2,
+         0,
+         550,
+         "5.1.1 b is gone",
+         {{550, "5.1.1 b is gone"}, {250, "2.0.0 Ok: delivered"}}},
+        {"a 4xx outranks an earlier 5xx",
+         "lmtp",
+         {"--lmtp", "--final", "b@example.net:552 5.2.2 b over quota",
+          "--final", "c@example.net:452 4.2.2 c is full", NULL},
+         "b@example.net,c@example.net,d@example.net",
+         3,
+         0,
+         452,
+         "4.2.2 c is full",
+         {{552, "5.2.2 b over quota"},
+          {452, "4.2.2 c is full"},
+          {250, "2.0.0 Ok: delivered"}}},
+        {"all delivered: the last reply",
+         "lmtp",
+         {"--lmtp", "--final", "b@example.net:250 2.0.0 b saved", NULL},
+         "b@example.net,c@example.net",
+         2,
+         0,
+         250,
+         "2.0.0 Ok: delivered",
+         {{250, "2.0.0 b saved"}, {250, "2.0.0 Ok: delivered"}}},
+        {"refused at RCPT: no entry, no reply",
+         "lmtp",
+         {"--lmtp", "--rcpt", "c@example.net:550 5.1.1 unknown", "--final",
+          "d@example.net:452 4.2.2 d is full", NULL},
+         "b@example.net,c@example.net,d@example.net",
+         2,
+         0,
+         452,
+         "4.2.2 d is full",
+         {{250, "2.0.0 Ok: delivered"}, {452, "4.2.2 d is full"}}},
+        {"lost after the first reply",
+         "lmtp",
+         {"--lmtp", "--final", "c@example.net:CLOSE", NULL},
+         "b@example.net,c@example.net,d@example.net",
+         3,
+         -1,
+         451,
+         lost,
+         {{250, "2.0.0 Ok: delivered"}, {451, lost}, {451, lost}}},
+        {"421 part way",
+         "lmtp",
+         {"--lmtp", "--final", "c@example.net:421 4.3.2 shutting down", NULL},
+         "b@example.net,c@example.net,d@example.net",
+         3,
+         0,
+         451,
+         "4.3.2 shutting down",
+         {{250, "2.0.0 Ok: delivered"},
+          {451, "4.3.2 shutting down"},
+          {451, "4.3.2 shutting down"}}},
+        {"more entries than recipients",
+         "lmtp",
+         {"--lmtp", "--final", "b@example.net:550 5.1.1 b is gone", NULL},
+         "b@example.net",
+         3,
+         0,
+         550,
+         "5.1.1 b is gone",
+         {{550, "5.1.1 b is gone"},
+          {550, "5.1.1 b is gone"},
+          {550, "5.1.1 b is gone"}}},
+        {"DATA refused",
+         "lmtp",
+         {"--lmtp", "--data-reply", "554 5.5.1 no valid recipients", NULL},
+         "b@example.net,c@example.net",
+         2,
+         0,
+         554,
+         "5.5.1 no valid recipients",
+         {{554, "5.5.1 no valid recipients"},
+          {554, "5.5.1 no valid recipients"}}},
+        {"SMTP: one reply for all",
+         "smtp",
+         {"--final", "*:452 4.3.1 try later", NULL},
+         "b@example.net,c@example.net",
+         2,
+         0,
+         452,
+         "4.3.1 try later",
+         {{452, "4.3.1 try later"}, {452, "4.3.1 try later"}}},
+    };
+    const char *m = "Subject: each\r\n\r\neach\r\n";
+    struct smtpc_reply r, each[4];
+    char one[64], want[300], name[128];
+    const char *q, *comma;
+    struct smtpc_pool *p;
+    struct smtpc_conn *c;
+    struct server s;
+    struct err e;
+    size_t i, k;
+    int rc;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const struct split_case *t = &cases[i];
+
+        py_startv(&s, t->opts);
+        p = pool_new(t->kind, s.port, SMTPC_TLS_NONE, NULL, 4, 5000, 3000);
+        if ((c = smtpc_get(p, &r, &e)) == NULL)
+            unit_fail(t->name, "no connection: %d %s", r.code, r.text);
+        unit_int_eq(t->name,
+                    smtpc_mail(c, NULL, "a@example.com", NULL, &r, &e), 0);
+        for (q = t->rcpts; *q != '\0'; q = *comma ? comma + 1 : comma) {
+            comma = q + strcspn(q, ",");
+            snprintf(one, sizeof(one), "%.*s", (int)(comma - q), q);
+            unit_int_eq(t->name, smtpc_rcpt(c, one, NULL, &r, &e), 0);
+        }
+        memset(each, 0, sizeof(each));
+        rc = smtpc_data_rcpts(c, m, strlen(m), each, t->n, &r, &e);
+        unit_int_eq(t->name, rc, t->rc);
+        unit_int_eq(t->name, r.code, t->code);
+        unit_has(t->name, r.text,
+                 with_port(t->text, s.port, want, sizeof(want)));
+        for (k = 0; k < t->n; k++) {
+            snprintf(name, sizeof(name), "%s, entry %zu", t->name, k);
+            unit_int_eq(name, each[k].code, t->each[k].code);
+            unit_str_eq(
+                name, each[k].text,
+                with_port(t->each[k].text, s.port, want, sizeof(want)));
+        }
+        if (t->n < 4) /* nothing written past n */
+            unit_int_eq(t->name, each[t->n].code, 0);
+        smtpc_put(p, c, rc == 0);
+        if (rc == 0 && r.code != 451) { /* 451: the 421, closed */
+            /* every reply was read: the next message goes through the
+             * same connection (one left behind would break it) */
+            unit_int_eq(t->name,
+                        deliver(p, NULL, "b@example.net", m, strlen(m), &r),
+                        0);
+            unit_int_eq(t->name, unit_count(s.log, " conn\n"), 1);
+        }
+        smtpc_pool_free(p);
+        server_stop(&s);
+    }
 }
 
 /* DATA refused: the transaction is reset when the connection goes back,
@@ -1496,8 +1575,8 @@ test_data_refused(void **state)
                 0);
     unit_int_eq("again", r.code, 500);
     smtpc_pool_free(p);
-    unit_int_eq("RSET", count(s.log, "smtp-sink: RSET"), 2);
-    unit_int_eq("connections", count(s.log, ": connect ("), 1);
+    unit_int_eq("RSET", unit_count(s.log, "smtp-sink: RSET"), 2);
+    unit_int_eq("connections", unit_count(s.log, ": connect ("), 1);
     server_stop(&s);
 }
 
@@ -1528,9 +1607,9 @@ test_injection(void **state)
     unit_int_eq("rcpt", r.code, 501);
     smtpc_put(p, c, 1);
     smtpc_pool_free(p);
-    unit_int_eq("nothing injected", count(s.log, "evil"), 0);
-    unit_int_eq("nothing injected", count(s.log, "DATA"), 0);
-    unit_int_eq("one MAIL", count(s.log, "smtp-sink: MAIL"), 1);
+    unit_int_eq("nothing injected", unit_count(s.log, "evil"), 0);
+    unit_int_eq("nothing injected", unit_count(s.log, "DATA"), 0);
+    unit_int_eq("one MAIL", unit_count(s.log, "smtp-sink: MAIL"), 1);
     server_stop(&s);
 }
 
@@ -1578,7 +1657,7 @@ test_maildir(void **state)
                  "2.0.0 Ok: QID1 delivered to maildir as ");
         name = strrchr(r.text, ' ') + 1;
         snprintf(path, sizeof(path), "%s/new/%s", dir, name);
-        got = read_file(path, NULL);
+        got = unit_read_file(path, NULL);
         want = lf_form(m, strlen(m), 0);
         unit_str_eq(messages[i].name, got, want);
         free(got);
@@ -1588,7 +1667,7 @@ test_maildir(void **state)
     unit_int_eq("long", smtpc_maildir_deliver(p, big, len, NULL, &r, &e), 0);
     name = strrchr(r.text, ' ') + 1;
     snprintf(path, sizeof(path), "%s/new/%s", dir, name);
-    got = read_file(path, NULL);
+    got = unit_read_file(path, NULL);
     want = lf_form(big, len, 0);
     if (got == NULL || strcmp(got, want) != 0)
         unit_fail("long", "the file differs from the message");
@@ -1604,9 +1683,10 @@ test_maildir(void **state)
 
     /* a Maildir reader sees the five messages */
     snprintf(cmd, sizeof(cmd),
-             PYTHON " -c 'import mailbox,sys; md=mailbox.Maildir(sys.argv[1],"
-                    " create=False); print(\",\".join(sorted(m[\"Subject\"] "
-                    "for m in md)))' %s",
+             UNIT_PYTHON
+             " -c 'import mailbox,sys; md=mailbox.Maildir(sys.argv[1],"
+             " create=False); print(\",\".join(sorted(m[\"Subject\"] "
+             "for m in md)))' %s",
              dir);
     assert_non_null(fp = popen(cmd, "r"));
     memset(path, 0, sizeof(path));
@@ -1671,6 +1751,7 @@ main(void)
         cmocka_unit_test_teardown(test_threads, teardown),
         cmocka_unit_test_teardown(test_tls_auth, teardown),
         cmocka_unit_test_teardown(test_lmtp, teardown),
+        cmocka_unit_test_teardown(test_lmtp_each, teardown),
         cmocka_unit_test_teardown(test_data_refused, teardown),
         cmocka_unit_test_teardown(test_injection, teardown),
         cmocka_unit_test_teardown(test_maildir, teardown),

@@ -4,8 +4,12 @@
 test_smtpc uses it for the protocol details Postfix's smtp-sink can not
 show: the exact octets of DATA (smtp-sink's dump rewrites line ends),
 STARTTLS with AUTH inside TLS, a subset of XFORWARD attributes, mixed
-per-recipient LMTP replies, and a server that answers 421 to MAIL on a
-reused connection, or that breaks the TLS handshake.
+per-recipient LMTP replies, a server that answers 421 to MAIL on a
+reused connection, or that breaks the TLS handshake, and one that goes
+away part way through its LMTP replies: a --final reply "CLOSE" closes
+the connection instead of answering that recipient, and a 421 final
+reply closes it after the 421. --data-reply answers DATA with that reply
+instead of 354.
 
 It listens on 127.0.0.1 on a port the kernel picks, writes the port to
 --port-file once it listens, and records, in DIR/events.log, one line per
@@ -59,6 +63,9 @@ class Session(socketserver.StreamRequestHandler):
         self.wfile.flush()
 
     def data(self):
+        if args.data_reply:
+            self.reply(args.data_reply)
+            return True
         self.reply("354 End data with <CR><LF>.<CR><LF>")
         got = b""
         while not (got == b".\r\n" or got.endswith(b"\r\n.\r\n")):
@@ -74,10 +81,16 @@ class Session(socketserver.StreamRequestHandler):
         log("%d data %s" % (self.n, name))
         finals = table(args.final)
         if args.lmtp:
-            for rcpt in self.rcpts:
-                self.reply(finals.get(rcpt, "250 2.0.0 Ok: delivered"))
+            replies = [finals.get(r, "250 2.0.0 Ok: delivered")
+                       for r in self.rcpts]
         else:
-            self.reply(finals.get("*", "250 2.0.0 Ok: queued as SCRIPTED"))
+            replies = [finals.get("*", "250 2.0.0 Ok: queued as SCRIPTED")]
+        for r in replies:
+            if r == "CLOSE":
+                return False
+            self.reply(r)
+            if r.startswith("421"):
+                return False
         return True
 
     def handle(self):
@@ -165,6 +178,7 @@ def main():
     ap.add_argument("--inject-after-starttls", action="store_true")
     ap.add_argument("--break-tls", action="store_true")
     ap.add_argument("--xforward-reply", default="250 2.0.0 Ok")
+    ap.add_argument("--data-reply")
     ap.add_argument("--lifetime", type=float, default=60)
     args = ap.parse_args()
     srv = Server(("127.0.0.1", 0), Session)
