@@ -2340,22 +2340,20 @@ flt_dkim_wire(const struct msg *m, struct buf *raw, struct buf *conv,
 static int
 flt_dkim_long_line(const char *p, size_t n, int *in_header)
 {
-    size_t i, start = 0;
+    const char *s = p, *end = p + n, *nl;
     int header = 1;
 
-    for (i = 0; i < n; i++) {
-        if (p[i] != '\n')
-            continue;
-        if (i - start > FLT_DKIM_LINE_LIMIT + 1) {
+    while ((nl = memchr(s, '\n', (size_t)(end - s))) != NULL) {
+        if ((size_t)(nl - s) > FLT_DKIM_LINE_LIMIT + 1) {
             *in_header = header;
             return 1;
         }
-        if (i - start <= 1)
+        if (nl - s <= 1)
             header = 0; /* the empty line */
-        start = i + 1;
+        s = nl + 1;
     }
     *in_header = header;
-    return n - start > FLT_DKIM_LINE_LIMIT;
+    return (size_t)(end - s) > FLT_DKIM_LINE_LIMIT;
 }
 
 #ifdef FLT_DKIM_FAULTS
