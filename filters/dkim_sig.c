@@ -76,6 +76,13 @@ flt_dkim_sig_is_wsp(int c)
     return c == ' ' || c == '\t';
 }
 
+/* flt_dkim_sig_is_fws - white space, folding included. */
+static int
+flt_dkim_sig_is_fws(int c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
 /* flt_dkim_sig_split - the fields of wire's header, and where its body
  * starts. */
 static int
@@ -227,9 +234,9 @@ flt_dkim_sig_canon_hdrs(struct flt_dkim_header *h, const char *hlist,
         q = memchr(p, ':', (size_t)(end - p));
         if (q == NULL)
             q = end;
-        for (s = p; s < q && strchr(" \t\r\n", *s) != NULL; s++)
+        for (s = p; s < q && flt_dkim_sig_is_fws((unsigned char)*s); s++)
             ;
-        for (t = q; t > s && strchr(" \t\r\n", t[-1]) != NULL; t--)
+        for (t = q; t > s && flt_dkim_sig_is_fws((unsigned char)t[-1]); t--)
             ;
         if (t > s && (f = flt_dkim_sig_pick(h, s, (size_t)(t - s))) != NULL &&
             flt_dkim_sig_canon_field(f->p, f->len, f->name_len, canon, out,
@@ -738,12 +745,6 @@ struct flt_dkim_tag {
     const char *raw, *raw_end;
 };
 
-static int
-flt_dkim_sig_is_fws(int c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
 /* flt_dkim_sig_tags - the tags of the tag list [p, end); returns their
  * number, or -1 when the list is not one (a name missing, no "=", a tag
  * given twice, too many tags). */
@@ -896,8 +897,10 @@ flt_dkim_sig_check(const struct flt_dkim_sig_key *key, const char *domain,
     const struct flt_dkim_field *f;
     struct flt_dkim_header h;
     enum flt_dkim_canon hc, bc;
-    unsigned char digest[32], sig[FLT_DKIM_SIG_MAX_OCTETS + 3];
-    char text[4 * (FLT_DKIM_SIG_MAX_OCTETS / 3 + 1) + 8], mine[48];
+    /* text holds a b= value of a signature up to FLT_DKIM_SIG_MAX_OCTETS,
+     * and sig what the longest text that fits decodes to. */
+    char text[4 * ((FLT_DKIM_SIG_MAX_OCTETS + 2) / 3) + 1], mine[48];
+    unsigned char digest[32], sig[sizeof(text) / 4 * 3];
     struct buf nob;
     size_t n, flen;
     int nt = 0, rc = 1, dec;

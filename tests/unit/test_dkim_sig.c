@@ -486,6 +486,49 @@ test_keys_and_memo(void **state)
     buf_fini(&b);
 }
 
+/* test_long_b - a b= value longer than any signature the stage makes is
+ * refused, and one just short of that is decoded without overrunning
+ * anything (the sanitizer build watches). */
+static void
+test_long_b(void **state)
+{
+    static const struct {
+        const char *name;
+        size_t len; /* base64 octets in b= */
+        const char *want;
+    } cases[] = {
+        {"longest that fits", 1368, "header hash"},
+        {"too long", 1372, "b= is not base64"},
+        {"not a multiple of 4", 1367, "b= is not base64"},
+    };
+    struct buf signed_, wire;
+    const char *b, *end;
+    char why[256];
+    struct err e;
+    size_t i, k;
+
+    (void)state;
+    buf_init(&signed_, 0);
+    buf_init(&wire, 0);
+    sign(&rsa, FLT_DKIM_RELAXED, FLT_DKIM_RELAXED, msg, NULL, &signed_);
+    b = strstr(signed_.data, "; b=") + 4;
+    end = strstr(b, "\r\nFrom:");
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        buf_reset(&wire);
+        assert_int_equal(buf_append(&wire, signed_.data,
+                                    (size_t)(b - signed_.data), &e),
+                         0);
+        for (k = 0; k < cases[i].len; k++)
+            assert_int_equal(buf_putc(&wire, 'A', &e), 0);
+        assert_int_equal(buf_puts(&wire, end, &e), 0);
+        unit_str_eq(cases[i].name,
+                    check(&rsa, wire.data, NULL, why, sizeof(why)),
+                    cases[i].want);
+    }
+    buf_fini(&signed_);
+    buf_fini(&wire);
+}
+
 int
 main(void)
 {
@@ -496,6 +539,7 @@ main(void)
         cmocka_unit_test(test_field),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_keys_and_memo),
+        cmocka_unit_test(test_long_b),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
