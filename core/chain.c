@@ -15,7 +15,13 @@
  * Running: each stage's journal entries are checked against the flags it
  * declared, so a stage cannot change what the order rule assumed it
  * would not. A stage error is turned into its on_error policy here and
- * nowhere else.
+ * nowhere else. A stage with on_error = continue runs under a message
+ * mark (msg_mark): when it fails, its edits are rolled back, so the next
+ * stage, the journal the milter front end replays and the message the
+ * SMTP front end writes are as if it had not run; a half-done edit set
+ * (a body re-encoded without its new Content-Transfer-Encoding) never
+ * goes on. Rolling back cannot fail. Other stages are not marked: their
+ * error stops the chain.
  */
 #include "config.h"
 
@@ -49,8 +55,8 @@ static const struct cfg_option chain_common_options[] = {
     {"stage", CFG_STRING, NULL, "stage type: rewrite, ...", NULL, 0, 0,
      CFG_REQUIRED},
     {"on_error", CFG_ENUM, "tempfail",
-     "what a stage error becomes: tempfail (4xx) or continue (pass the "
-     "message on unprocessed by this stage)",
+     "what a stage error becomes: tempfail (4xx) or continue (undo the "
+     "stage's edits and pass the message on as if it had not run)",
      chain_on_error_choices, 0, 0, 0},
     CFG_OPTION_END,
 };
@@ -447,10 +453,12 @@ chain_log_step(const struct msg *m, const struct chain_step *step)
     const struct stage *st = step->stage;
     long long ms = (step->usec + 500) / 1000;
 
-    if (step->failed)
-        log_msg(step->verdict.kind == VERDICT_CONTINUE ? LOG_WARNING : LOG_ERR,
-                msg_qid(m), "%s: %s after error (%s), %lldms", st->name,
-                verdict_kind_name(step->verdict.kind), step->err.text, ms);
+    if (step->failed && step->verdict.kind == VERDICT_CONTINUE)
+        log_warning(msg_qid(m), "%s: continue after error (%s), %s, %lldms",
+                    st->name, step->err.text, step->verdict.note, ms);
+    else if (step->failed)
+        log_error(msg_qid(m), "%s: %s after error (%s), %lldms", st->name,
+                  verdict_kind_name(step->verdict.kind), step->err.text, ms);
     else if (step->verdict.note[0] != '\0')
         log_info(msg_qid(m), "%s: %s, %s, %lldms", st->name,
                  verdict_kind_name(step->verdict.kind), step->verdict.note,
@@ -512,7 +520,9 @@ chain_run(const struct chain *ch, struct msg *m, struct chain_result *res,
     for (i = 0; i < ch->nstages; i++) {
         const struct stage *st = ch->stages[i];
         struct chain_step *step = &res->steps[res->nsteps++];
+        int marked = st->on_error == STAGE_ON_ERROR_CONTINUE;
         const struct msg_edit *edits;
+        struct msg_mark mark;
         long long t0;
         int rc;
 
@@ -525,22 +535,32 @@ chain_run(const struct chain *ch, struct msg *m, struct chain_result *res,
         }
         step->edits_before = msg_journal(m, &edits);
         verdict_set(&step->verdict, VERDICT_CONTINUE, NULL, NULL);
+        if (marked)
+            msg_mark(m, &mark);
         t0 = chain_usec_now();
         rc = st->type->run(st, m, &step->verdict, &step->err);
         step->usec = chain_usec_now() - t0;
         if (rc == 0 &&
             chain_check_edits(st, m, step->edits_before, &step->err) < 0)
             rc = -1;
-        step->edits_after = msg_journal(m, &edits);
         if (rc < 0) {
             step->failed = 1;
-            if (st->on_error == STAGE_ON_ERROR_CONTINUE)
+            if (marked) {
+                step->edits_undone = msg_rollback(m, &mark);
                 verdict_set(&step->verdict, VERDICT_CONTINUE, NULL,
-                            "error ignored (on_error = continue)");
-            else
-                verdict_set(&step->verdict, VERDICT_TEMPFAIL, NULL,
-                            "error");
+                            "error ignored (on_error = continue), %zu "
+                            "edit%s undone",
+                            step->edits_undone,
+                            step->edits_undone == 1 ? "" : "s");
+            } else {
+                verdict_set(&step->verdict, VERDICT_TEMPFAIL, NULL, "error");
+            }
         }
+        if (marked)
+            msg_unmark(m, &mark);
+        /* After a rollback this is edits_before again: the entries the
+         * stage made are gone from the journal. */
+        step->edits_after = msg_journal(m, &edits);
         chain_fix_verdict(st, &step->verdict);
         chain_log_step(m, step);
         if (step->verdict.kind != VERDICT_CONTINUE) {

@@ -11,9 +11,13 @@
  * chain_run() first applies ambiguous_mime_action (when the chain has any
  * stage), then runs each stage whose match condition holds, in order,
  * until one returns a verdict other than continue. A stage error becomes
- * its on_error policy. Each stage gets one log line:
+ * its on_error policy: tempfail, or continue with the stage's edits
+ * undone (msg_rollback), so the message goes on as if the stage had not
+ * run. Each stage gets one log line:
  *
  *     QID: NAME: continue, NOTE, 3ms
+ *     QID: NAME: continue after error (TEXT), error ignored
+ *         (on_error = continue), 2 edits undone, 3ms
  */
 #ifndef RC_CHAIN_H
 #define RC_CHAIN_H
@@ -39,8 +43,9 @@ struct chain_step {
     int failed;         /* run() returned -1; err holds why */
     struct err err;
     struct verdict verdict; /* after on_error was applied */
-    size_t edits_before;    /* journal length before and after run() */
-    size_t edits_after;
+    size_t edits_before;    /* journal length before run() */
+    size_t edits_after;     /* and after it, once any rollback is done */
+    size_t edits_undone;    /* edits rolled back (on_error = continue) */
     long long usec;
 };
 

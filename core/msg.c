@@ -30,9 +30,25 @@
  * A failed call leaves the message as it was: an edit allocates all it
  * needs before it changes anything. Every header or body edit frees the
  * cached MIME parse (msg_mime), so pointers into it become invalid.
+ *
+ * Marks: while one is open (msg_mark), the edit making journal entry i
+ * fills undo[i - undo_base], reserved with the journal slot, with what it
+ * would otherwise free or forget: the replaced or deleted field (its own
+ * block moves into the record), the old sender strings, the deleted
+ * recipients with their indexes (a list allocated by the delete), the
+ * position it inserted at, the old body pointer. msg_rollback() walks the
+ * entries back to the mark, newest first, so each record meets the
+ * message exactly as its edit left it: it hands the record's blocks back
+ * to the message, frees the ones the edit had made and the journal
+ * entry's copies. The old body is never freed under it: it is in raw or
+ * in an earlier journal entry, and only msg_free() frees those. The field
+ * array only grows and the recipient array keeps its capacity, so a
+ * deleted field or recipient goes back in place without allocating.
+ * msg_unmark() of the outermost mark frees the records' blocks.
  */
 #include "config.h"
 
+#include <assert.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +68,7 @@ static const size_t msg_eol_len[] = {0, 1, 2};
 
 #define MSG_HDRS_MIN 32
 #define MSG_EDITS_MIN 8
+#define MSG_RCPTS_MIN 4
 
 struct msg_hdr {
     char *name;  /* NUL-terminated, in raw or in own */
@@ -60,6 +77,25 @@ struct msg_hdr {
     size_t value_len;
     char *own; /* "name\0value\0" of an edited field, or NULL */
     unsigned char eol;
+};
+
+/* A recipient msg_rcpt_delete() took out, and where it stood. */
+struct msg_gone {
+    size_t at;
+    struct msg_rcpt rcpt;
+};
+
+/* What undoing one journal entry takes; see the file header. Owns
+ * hdr.own, sender, sender_params and gone with its strings. */
+struct msg_undo {
+    size_t at;          /* field or recipient position the edit used */
+    struct msg_hdr hdr; /* HEADER_CHANGE, HEADER_DELETE: the field before */
+    const char *body;   /* BODY_REPLACE: the body before; borrowed */
+    size_t body_len;
+    char *sender; /* SENDER: the sender and parameters before */
+    char *sender_params;
+    struct msg_gone *gone; /* RCPT_DELETE: in ascending position */
+    size_t ngone;
 };
 
 struct msg {
@@ -80,6 +116,11 @@ struct msg {
     size_t nedits;
     size_t edits_cap;
     struct mime *mime;
+    size_t rcpts_cap;      /* room in env.rcpts; it never shrinks */
+    unsigned marks;        /* marks open */
+    size_t undo_base;      /* journal length at the outermost open mark */
+    struct msg_undo *undo; /* undo[i - undo_base] for journal entry i */
+    size_t undo_cap;
 };
 
 /* msg_sink - where msg_emit() sends the serialized message. */
@@ -189,6 +230,8 @@ msg_env_fini(struct msg_env *env)
     free(env->rcpts);
 }
 
+static void msg_undo_release(struct msg *m);
+
 void
 msg_free(struct msg *m)
 {
@@ -196,6 +239,9 @@ msg_free(struct msg *m)
 
     if (m == NULL)
         return;
+    if (m->marks > 0)
+        msg_undo_release(m);
+    free(m->undo);
     msg_env_fini(&m->env);
     for (i = 0; i < m->nhdrs; i++)
         free(m->hdrs[i].own);
@@ -251,10 +297,11 @@ nomem:
     return err_nomem(e);
 }
 
-/* msg_sender_set - replace sender and params with copies. */
+/* msg_sender_set - replace sender and params with copies; the old ones
+ * go into u when it is not NULL, else they are freed. */
 static int
 msg_sender_set(struct msg *m, const char *addr, const char *params,
-               struct err *e)
+               struct msg_undo *u, struct err *e)
 {
     char *a, *p;
 
@@ -264,8 +311,13 @@ msg_sender_set(struct msg *m, const char *addr, const char *params,
         free(a);
         return err_nomem(e);
     }
-    free(m->env.sender);
-    free(m->env.sender_params);
+    if (u != NULL) {
+        u->sender = m->env.sender;
+        u->sender_params = m->env.sender_params;
+    } else {
+        free(m->env.sender);
+        free(m->env.sender_params);
+    }
     m->env.sender = a;
     m->env.sender_params = p;
     return 0;
@@ -275,7 +327,9 @@ int
 msg_env_sender(struct msg *m, const char *addr, const char *params,
                struct err *e)
 {
-    return msg_sender_set(m, addr, params, e);
+    if (m->marks > 0)
+        return err_set(e, ERR_INTERNAL, "envelope set while a mark is open");
+    return msg_sender_set(m, addr, params, NULL, e);
 }
 
 /* msg_rcpt_append - append copies of addr and params. */
@@ -292,12 +346,16 @@ msg_rcpt_append(struct msg *m, const char *addr, const char *params,
         return err_nomem(e);
     if (msg_dup(params, &p) < 0)
         goto nomem;
-    if (m->env.nrcpts == SIZE_MAX / sizeof(*r) - 1)
-        goto nomem;
-    r = realloc(m->env.rcpts, (m->env.nrcpts + 1) * sizeof(*r));
-    if (r == NULL)
-        goto nomem;
-    m->env.rcpts = r;
+    if (m->env.nrcpts == m->rcpts_cap) {
+        size_t ncap = m->rcpts_cap ? m->rcpts_cap * 2 : MSG_RCPTS_MIN;
+
+        if (ncap > SIZE_MAX / sizeof(*r) ||
+            (r = realloc(m->env.rcpts, ncap * sizeof(*r))) == NULL)
+            goto nomem;
+        m->env.rcpts = r;
+        m->rcpts_cap = ncap;
+    }
+    r = m->env.rcpts;
     r[m->env.nrcpts].addr = a;
     r[m->env.nrcpts].params = p;
     m->env.nrcpts++;
@@ -313,6 +371,8 @@ int
 msg_env_rcpt(struct msg *m, const char *addr, const char *params,
              struct err *e)
 {
+    if (m->marks > 0)
+        return err_set(e, ERR_INTERNAL, "envelope set while a mark is open");
     return msg_rcpt_append(m, addr, params, e);
 }
 
@@ -551,14 +611,40 @@ msg_longest_line(const struct msg *m)
 
 /* ------------------------------------------------------------- journal */
 
-/* msg_journal_reserve - room for one more edit, so that recording it can
- * not fail once the message has been changed. */
+/* msg_undo_reserve - while a mark is open, room for the undo record of
+ * one more edit. */
+static int
+msg_undo_reserve(struct msg *m, struct err *e)
+{
+    struct msg_undo *p;
+    size_t need, ncap;
+
+    if (m->marks == 0)
+        return 0;
+    need = m->nedits - m->undo_base + 1;
+    if (need <= m->undo_cap)
+        return 0;
+    ncap = m->undo_cap ? m->undo_cap : MSG_EDITS_MIN;
+    while (ncap < need)
+        ncap *= 2;
+    if (ncap > SIZE_MAX / sizeof(*p) ||
+        (p = realloc(m->undo, ncap * sizeof(*p))) == NULL)
+        return err_nomem(e);
+    m->undo = p;
+    m->undo_cap = ncap;
+    return 0;
+}
+
+/* msg_journal_reserve - room for one more edit (and its undo record), so
+ * that recording it can not fail once the message has been changed. */
 static int
 msg_journal_reserve(struct msg *m, struct err *e)
 {
     struct msg_edit *p;
     size_t ncap;
 
+    if (msg_undo_reserve(m, e) < 0)
+        return -1;
     if (m->nedits < m->edits_cap)
         return 0;
     ncap = m->edits_cap ? m->edits_cap * 2 : MSG_EDITS_MIN;
@@ -568,6 +654,20 @@ msg_journal_reserve(struct msg *m, struct err *e)
     m->edits = p;
     m->edits_cap = ncap;
     return 0;
+}
+
+/* msg_undo_slot - the cleared undo record of the edit being made, or NULL
+ * when no mark is open. msg_edit_prepare() reserved it. */
+static struct msg_undo *
+msg_undo_slot(struct msg *m)
+{
+    struct msg_undo *u;
+
+    if (m->marks == 0)
+        return NULL;
+    u = &m->undo[m->nedits - m->undo_base];
+    memset(u, 0, sizeof(*u));
+    return u;
 }
 
 /* msg_edit_prepare - fill ed with copies of name, value (len octets) and
@@ -747,6 +847,7 @@ msg_header_put(struct msg *m, const char *stage, enum msg_edit_kind kind,
 {
     struct msg_hdr h;
     struct msg_edit ed;
+    struct msg_undo *u;
 
     if (pos > m->nhdrs)
         return err_set(e, ERR_INPUT,
@@ -764,6 +865,8 @@ msg_header_put(struct msg *m, const char *stage, enum msg_edit_kind kind,
         return -1;
     }
     ed.position = kind == MSG_EDIT_HEADER_INSERT ? pos : 0;
+    if ((u = msg_undo_slot(m)) != NULL)
+        u->at = pos;
     memmove(&m->hdrs[pos + 1], &m->hdrs[pos],
             (m->nhdrs - pos) * sizeof(*m->hdrs));
     m->hdrs[pos] = h;
@@ -812,6 +915,7 @@ msg_header_change(struct msg *m, const char *stage, const char *name,
 {
     struct msg_hdr h, *old;
     struct msg_edit ed;
+    struct msg_undo *u;
     long i;
 
     if ((i = msg_header_lookup(m, name, index, e)) < 0)
@@ -826,7 +930,12 @@ msg_header_change(struct msg *m, const char *stage, const char *name,
         return -1;
     }
     ed.index = index;
-    free(old->own);
+    if ((u = msg_undo_slot(m)) != NULL) {
+        u->at = (size_t)i;
+        u->hdr = *old;
+    } else {
+        free(old->own);
+    }
     *old = h;
     m->edited = 1;
     msg_mime_drop(m);
@@ -839,6 +948,7 @@ msg_header_delete(struct msg *m, const char *stage, const char *name,
                   size_t index, struct err *e)
 {
     struct msg_edit ed;
+    struct msg_undo *u;
     long i;
 
     if ((i = msg_header_lookup(m, name, index, e)) < 0)
@@ -847,7 +957,12 @@ msg_header_delete(struct msg *m, const char *stage, const char *name,
                          NULL, e) < 0)
         return -1;
     ed.index = index;
-    free(m->hdrs[i].own);
+    if ((u = msg_undo_slot(m)) != NULL) {
+        u->at = (size_t)i;
+        u->hdr = m->hdrs[i];
+    } else {
+        free(m->hdrs[i].own);
+    }
     memmove(&m->hdrs[i], &m->hdrs[i + 1],
             (m->nhdrs - (size_t)i - 1) * sizeof(*m->hdrs));
     m->nhdrs--;
@@ -862,6 +977,7 @@ msg_body_replace(struct msg *m, const char *stage, const char *data,
                  size_t len, struct err *e)
 {
     struct msg_edit ed;
+    struct msg_undo *u;
 
     if (data == NULL && len > 0)
         return err_set(e, ERR_INTERNAL, "body of %zu octets without data",
@@ -869,6 +985,10 @@ msg_body_replace(struct msg *m, const char *stage, const char *data,
     if (msg_edit_prepare(m, &ed, MSG_EDIT_BODY_REPLACE, stage, NULL,
                          data != NULL ? data : "", len, NULL, e) < 0)
         return -1;
+    if ((u = msg_undo_slot(m)) != NULL) {
+        u->body = m->body;
+        u->body_len = m->body_len;
+    }
     m->body = ed.value;
     m->body_len = len;
     m->edited = 1;
@@ -890,7 +1010,7 @@ msg_sender_change(struct msg *m, const char *stage, const char *addr,
     if (msg_edit_prepare(m, &ed, MSG_EDIT_SENDER, stage, NULL, addr,
                          strlen(addr), params, e) < 0)
         return -1;
-    if (msg_sender_set(m, addr, params, e) < 0) {
+    if (msg_sender_set(m, addr, params, msg_undo_slot(m), e) < 0) {
         msg_edit_discard(&ed);
         return -1;
     }
@@ -903,16 +1023,21 @@ msg_rcpt_add(struct msg *m, const char *stage, const char *addr,
              const char *params, struct err *e)
 {
     struct msg_edit ed;
+    struct msg_undo *u;
+    size_t at;
 
     if (addr == NULL)
         return err_set(e, ERR_INPUT, "recipient add without address");
     if (msg_edit_prepare(m, &ed, MSG_EDIT_RCPT_ADD, stage, NULL, addr,
                          strlen(addr), params, e) < 0)
         return -1;
+    at = m->env.nrcpts;
     if (msg_rcpt_append(m, addr, params, e) < 0) {
         msg_edit_discard(&ed);
         return -1;
     }
+    if ((u = msg_undo_slot(m)) != NULL)
+        u->at = at;
     msg_edit_commit(m, &ed);
     return 0;
 }
@@ -935,13 +1060,15 @@ msg_rcpt_delete(struct msg *m, const char *stage, const char *addr,
                 struct err *e)
 {
     struct msg_edit ed;
-    size_t i, kept;
+    struct msg_undo *u;
+    struct msg_gone *gone = NULL;
+    size_t i, kept, ngone = 0;
     const char *as_was = NULL;
 
     if (addr == NULL)
         return err_set(e, ERR_INPUT, "recipient delete without address");
-    for (i = 0; i < m->env.nrcpts && as_was == NULL; i++)
-        if (msg_addr_eq(m->env.rcpts[i].addr, addr))
+    for (i = 0; i < m->env.nrcpts; i++)
+        if (msg_addr_eq(m->env.rcpts[i].addr, addr) && ngone++ == 0)
             as_was = m->env.rcpts[i].addr;
     if (as_was == NULL)
         return err_set(e, ERR_INPUT, "recipient <%s> is not in the envelope",
@@ -949,17 +1076,182 @@ msg_rcpt_delete(struct msg *m, const char *stage, const char *addr,
     if (msg_edit_prepare(m, &ed, MSG_EDIT_RCPT_DELETE, stage, NULL, as_was,
                          strlen(as_was), NULL, e) < 0)
         return -1;
-    for (i = kept = 0; i < m->env.nrcpts; i++) {
-        if (msg_addr_eq(m->env.rcpts[i].addr, addr)) {
+    if (m->marks > 0 && (gone = calloc(ngone, sizeof(*gone))) == NULL) {
+        msg_edit_discard(&ed);
+        return err_nomem(e);
+    }
+    if ((u = msg_undo_slot(m)) != NULL) {
+        u->gone = gone;
+        u->ngone = ngone;
+    }
+    for (i = kept = ngone = 0; i < m->env.nrcpts; i++) {
+        if (!msg_addr_eq(m->env.rcpts[i].addr, addr)) {
+            m->env.rcpts[kept++] = m->env.rcpts[i];
+        } else if (gone != NULL) {
+            gone[ngone].at = i;
+            gone[ngone++].rcpt = m->env.rcpts[i];
+        } else {
             free(m->env.rcpts[i].addr);
             free(m->env.rcpts[i].params);
-        } else {
-            m->env.rcpts[kept++] = m->env.rcpts[i];
         }
     }
     m->env.nrcpts = kept;
     msg_edit_commit(m, &ed);
     return 0;
+}
+
+/* --------------------------------------------------------------- marks */
+
+void
+msg_mark(struct msg *m, struct msg_mark *mark)
+{
+    if (m->marks == 0)
+        m->undo_base = m->nedits;
+    m->marks++;
+    mark->nedits = m->nedits;
+    mark->edited = m->edited;
+    mark->depth = m->marks;
+}
+
+/* msg_undo_free - free what u owns. */
+static void
+msg_undo_free(struct msg_undo *u)
+{
+    size_t i;
+
+    free(u->hdr.own);
+    free(u->sender);
+    free(u->sender_params);
+    for (i = 0; i < u->ngone; i++) {
+        free(u->gone[i].rcpt.addr);
+        free(u->gone[i].rcpt.params);
+    }
+    free(u->gone);
+}
+
+/* msg_undo_release - free the records of the edits since the outermost
+ * mark: the edits stay. */
+static void
+msg_undo_release(struct msg *m)
+{
+    size_t i;
+
+    for (i = m->undo_base; i < m->nedits; i++)
+        msg_undo_free(&m->undo[i - m->undo_base]);
+}
+
+/* msg_rcpt_restore - put the recipients u took out back where they
+ * stood. The array held them all before, so it has the room; walking
+ * from the end moves each kept one at most once. */
+static void
+msg_rcpt_restore(struct msg *m, struct msg_undo *u)
+{
+    struct msg_rcpt *r = m->env.rcpts;
+    size_t src = m->env.nrcpts, dst = m->env.nrcpts + u->ngone, g = u->ngone;
+
+    assert(dst <= m->rcpts_cap);
+    while (g > 0) {
+        dst--;
+        if (u->gone[g - 1].at == dst)
+            r[dst] = u->gone[--g].rcpt;
+        else
+            r[dst] = r[--src];
+    }
+    m->env.nrcpts += u->ngone;
+    free(u->gone);
+    u->gone = NULL;
+    u->ngone = 0;
+}
+
+/* msg_undo_one - undo the newest journal entry with its record u, which
+ * keeps nothing after. Returns 1 when the header or body changed. */
+static int
+msg_undo_one(struct msg *m, enum msg_edit_kind kind, struct msg_undo *u)
+{
+    struct msg_hdr *h;
+    struct msg_rcpt *r;
+
+    switch (kind) {
+    case MSG_EDIT_HEADER_ADD:
+    case MSG_EDIT_HEADER_INSERT:
+        h = &m->hdrs[u->at];
+        free(h->own);
+        memmove(h, h + 1, (m->nhdrs - u->at - 1) * sizeof(*h));
+        m->nhdrs--;
+        return 1;
+    case MSG_EDIT_HEADER_CHANGE:
+        h = &m->hdrs[u->at];
+        free(h->own);
+        *h = u->hdr;
+        u->hdr.own = NULL;
+        return 1;
+    case MSG_EDIT_HEADER_DELETE:
+        /* The array held this field before the delete. */
+        h = &m->hdrs[u->at];
+        memmove(h + 1, h, (m->nhdrs - u->at) * sizeof(*h));
+        *h = u->hdr;
+        u->hdr.own = NULL;
+        m->nhdrs++;
+        return 1;
+    case MSG_EDIT_BODY_REPLACE:
+        m->body = u->body;
+        m->body_len = u->body_len;
+        return 1;
+    case MSG_EDIT_SENDER:
+        free(m->env.sender);
+        free(m->env.sender_params);
+        m->env.sender = u->sender;
+        m->env.sender_params = u->sender_params;
+        u->sender = u->sender_params = NULL;
+        return 0;
+    case MSG_EDIT_RCPT_ADD:
+        r = &m->env.rcpts[u->at];
+        free(r->addr);
+        free(r->params);
+        memmove(r, r + 1, (m->env.nrcpts - u->at - 1) * sizeof(*r));
+        m->env.nrcpts--;
+        return 0;
+    case MSG_EDIT_RCPT_DELETE:
+        msg_rcpt_restore(m, u);
+        return 0;
+    }
+    return 0;
+}
+
+size_t
+msg_rollback(struct msg *m, const struct msg_mark *mark)
+{
+    size_t n = 0;
+    int content = 0;
+
+    assert(mark->depth > 0 && mark->depth <= m->marks);
+    assert(mark->nedits >= m->undo_base);
+    if (m->marks == 0)
+        return 0;
+    while (m->nedits > mark->nedits && m->nedits > m->undo_base) {
+        struct msg_edit *ed = &m->edits[m->nedits - 1];
+
+        content |=
+            msg_undo_one(m, ed->kind, &m->undo[m->nedits - 1 - m->undo_base]);
+        msg_edit_discard(ed);
+        m->nedits--;
+        n++;
+    }
+    if (content) {
+        m->edited = mark->edited;
+        msg_mime_drop(m);
+    }
+    return n;
+}
+
+void
+msg_unmark(struct msg *m, const struct msg_mark *mark)
+{
+    assert(mark->depth > 0 && mark->depth == m->marks);
+    (void)mark;
+    if (m->marks == 0 || --m->marks > 0)
+        return;
+    msg_undo_release(m);
 }
 
 /* --------------------------------------------------------------- output */

@@ -18,6 +18,10 @@
  * they were at the moment of the edit; replaying the journal in order on an
  * MTA's copy of the original message gives the same result.
  *
+ * A mark (msg_mark) lets the chain take back the edits of a stage that
+ * failed: msg_rollback() returns envelope, header, body and journal to
+ * what they were at the mark, as if the edits since had never been made.
+ *
  * A struct msg belongs to one thread at a time. msg_free() releases it and
  * everything the getters returned.
  */
@@ -157,6 +161,50 @@ int msg_rcpt_delete(struct msg *m, const char *stage, const char *addr,
 /* The journal, in order; borrowed. */
 size_t msg_journal(const struct msg *m, const struct msg_edit **edits);
 const char *msg_edit_kind_name(enum msg_edit_kind kind);
+
+/* Marks.
+ *
+ * msg_mark() notes the journal length; msg_rollback() undoes every edit
+ * made since, newest first, and drops their journal entries, so the
+ * envelope (sender, recipients in their order), the header fields, the
+ * body and msg_journal() are what they were at the mark and msg_write()
+ * gives the same octets. The mark stays open: the message may be edited
+ * and rolled back again. msg_unmark() ends it and keeps the edits made
+ * since. Marks nest; each msg_unmark() ends the latest one still open,
+ * and every msg_mark() needs its msg_unmark() (msg_free() ends any left).
+ *
+ * Ownership: while a mark is open, each edit keeps what undoing it takes
+ * in the message (not in the struct msg_mark): the field it changed or
+ * deleted, with the block that field lives in; the sender and parameters
+ * it replaced; the recipients it deleted, with their positions. A
+ * replaced body is kept by pointer only: it lives in the parsed copy or in
+ * an earlier journal entry, both freed by msg_free() alone. All of this is
+ * allocated by the edit before it changes anything (an edit that cannot
+ * get it fails with ERR_NOMEM and leaves the message as it was), and the
+ * field and recipient arrays never shrink, so msg_rollback() only moves
+ * pointers and frees: it cannot fail. msg_unmark() frees what a rollback
+ * would have needed. Without an open mark an edit keeps nothing extra.
+ *
+ * Pointers from the getters to anything a rollback undid (a field, the
+ * body, the sender, a recipient, a journal entry, the msg_mime() parse)
+ * become invalid, as after an edit. The envelope setters msg_env_sender()
+ * and msg_env_rcpt() are for front ends before the chain runs and are
+ * refused with ERR_INTERNAL while a mark is open.
+ *
+ * struct msg_mark is the caller's (on its stack, say); msg_mark() fills
+ * it and only msg.c reads it. */
+struct msg_mark {
+    size_t nedits;  /* journal length at the mark */
+    int edited;     /* header or body already changed then */
+    unsigned depth; /* marks open, this one included */
+};
+
+void msg_mark(struct msg *m, struct msg_mark *mark);
+/* msg_rollback - undo the edits since mark; returns how many were undone
+ * (0 when there were none). mark must be open. */
+size_t msg_rollback(struct msg *m, const struct msg_mark *mark);
+/* msg_unmark - end mark, the latest one open, keeping the edits. */
+void msg_unmark(struct msg *m, const struct msg_mark *mark);
 
 /* msg_mime - the shared MIME parse of the message as it is now, made on
  * first use and remade after a body or header edit. NULL with e set when

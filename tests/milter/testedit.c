@@ -16,6 +16,10 @@
  *     frontend_header = yes               X-Frontend: cli, smtp or milter
  *     delay         = TIME                sleep before deciding
  *     fail          = yes                 return an error (on_error)
+ *     fail_after_edits = yes              make the edits, then return an
+ *                                         error (a stage that dies half
+ *                                         way: on_error = continue must
+ *                                         undo them)
  *     verdict       = continue|reject|tempfail|discard|quarantine
  *     reply         = "550 5.7.1 text"
  *
@@ -46,6 +50,8 @@ static const struct cfg_option testedit_options[] = {
     {"frontend_header", CFG_BOOL, "no", "add X-Frontend", NULL, 0, 0, 0},
     {"delay", CFG_TIME, "0", "sleep this long", NULL, 0, 600000, 0},
     {"fail", CFG_BOOL, "no", "fail with an error", NULL, 0, 0, 0},
+    {"fail_after_edits", CFG_BOOL, "no", "make the edits, then fail", NULL, 0,
+     0, 0},
     {"verdict", CFG_ENUM, "continue", "the verdict", testedit_verdicts, 0, 0,
      0},
     {"reply", CFG_STRING, NULL, "SMTP reply for reject and tempfail", NULL, 0,
@@ -153,6 +159,8 @@ testedit_run(const struct stage *st, struct msg *m, struct verdict *v,
         if (rc < 0)
             return -1;
     }
+    if (cfg_bool(c, "fail_after_edits"))
+        return err_set(e, ERR_TEMP, "%s: failing after the edits", st->name);
     return verdict_set(v, (enum verdict_kind)cfg_enum(c, "verdict"),
                        cfg_str(c, "reply"), "testedit");
 }

@@ -1,6 +1,7 @@
 /*
  * test_chain - the chain runner: order, match conditions, verdicts,
- * on_error, the signing-order rule, declared flags and ambiguous MIME
+ * on_error (and the rollback of a failed stage's edits), the
+ * signing-order rule, declared flags and ambiguous MIME
  *
  * The chains are made of small stage types defined here, loaded with
  * chain_load_types(), so the runner is tested apart from real stages.
@@ -106,6 +107,31 @@ t_fail_run(const struct stage *st, struct msg *m, struct verdict *v,
 static const struct stage_type t_fail = {
     "fail", "always fails", 0, t_no_options, NULL, t_fail_run, NULL};
 
+/* "halfdone": every kind of edit, then an error, as a stage that dies
+ * half way through its work would. */
+static int
+t_halfdone_run(const struct stage *st, struct msg *m, struct verdict *v,
+               struct err *e)
+{
+    (void)v;
+    if (msg_header_insert(m, st->name, 0, "X-Half", "done", e) < 0 ||
+        msg_header_change(m, st->name, "Subject", 1, "[tag] hi", e) < 0 ||
+        msg_header_delete(m, st->name, "To", 1, e) < 0 ||
+        msg_body_replace(m, st->name, "aGVsbG8K\n", 9, e) < 0 ||
+        msg_header_add(m, st->name, "X-Trace", st->name, e) < 0 ||
+        msg_sender_change(m, st->name, "other@example.org", NULL, e) < 0 ||
+        msg_rcpt_add(m, st->name, "c@example.net", NULL, e) < 0 ||
+        msg_rcpt_delete(m, st->name, "b@example.net", e) < 0)
+        return -1;
+    return err_set(e, ERR_TEMP, "engine died half way");
+}
+
+static const struct stage_type t_halfdone = {
+    "halfdone", "edits, then fails",
+    STAGE_EDITS_HEADERS | STAGE_EDITS_BODY | STAGE_EDITS_SENDER |
+        STAGE_EDITS_RCPTS,
+    t_no_options, NULL, t_halfdone_run, NULL};
+
 /* "liar": declares no flags but edits the header. */
 static const struct stage_type t_liar = {
     "liar", "undeclared edit", 0, t_no_options, NULL, t_mark_run, NULL};
@@ -126,7 +152,8 @@ static const struct stage_type *
 t_lookup(const char *name)
 {
     static const struct stage_type *const types[] = {
-        &t_mark, &t_body, &t_sign, &t_verdict, &t_fail, &t_liar, &t_badinit,
+        &t_mark, &t_body, &t_sign,    &t_verdict,
+        &t_fail, &t_liar, &t_badinit, &t_halfdone,
     };
     size_t i;
 
@@ -366,6 +393,152 @@ test_chain_run_table(void **state)
     }
 }
 
+/* t_env - the envelope as "<sender> <rcpt>...". */
+static const char *
+t_env(const struct msg *m, char *out, size_t n)
+{
+    const struct msg_env *env = msg_env(m);
+    size_t used, i;
+
+    used = (size_t)snprintf(out, n, "<%s>", env->sender);
+    for (i = 0; i < env->nrcpts && used < n; i++)
+        used += (size_t)snprintf(out + used, n - used, " <%s>",
+                                 env->rcpts[i].addr);
+    return out;
+}
+
+/* t_journal_stages - the stage of each journal entry, joined with ','. */
+static const char *
+t_journal_stages(const struct msg *m, char *out, size_t n)
+{
+    const struct msg_edit *ed;
+    size_t count = msg_journal(m, &ed), used = 0, i;
+
+    out[0] = '\0';
+    for (i = 0; i < count && used < n; i++)
+        used += (size_t)snprintf(out + used, n - used, "%s%s", i ? "," : "",
+                                 ed[i].stage);
+    return out;
+}
+
+struct rollback_case {
+    const char *name;
+    struct t_file files[4];
+    enum verdict_kind want_verdict;
+    const char *want_message; /* msg_write() after the chain */
+    const char *want_journal; /* stages of the journal entries */
+    const char *want_env;
+    size_t step;           /* the step whose error is looked at */
+    size_t want_undone;    /* its edits_undone */
+    const char *want_note; /* in its verdict note */
+};
+
+/* A stage with on_error = continue that fails leaves the message, its
+ * envelope and the journal as if it had not run; one that succeeds keeps
+ * its edits; with the default on_error the message is tempfailed. */
+static void
+test_chain_rollback(void **state)
+{
+    static const char traced[] = "From: a@example.com\n"
+                                 "To: b@example.net\n"
+                                 "Subject: hi\n"
+                                 "X-Trace: m\n"
+                                 "X-Trace: n\n"
+                                 "\n"
+                                 "hello\n";
+    static const struct rollback_case cases[] = {
+        {"edits then an error, on_error = continue: all undone",
+         {{"10-m.conf", "stage = mark\n"},
+          {"20-h.conf", "stage = halfdone\non_error = continue\n"},
+          {"30-n.conf", "stage = mark\n"},
+          {NULL, NULL}},
+         VERDICT_CONTINUE, traced, "m,n",
+         "<a@example.com> <b@example.net>", 1, 8,
+         "error ignored (on_error = continue), 8 edits undone"},
+        {"edits then an error, default on_error: tempfail",
+         {{"10-m.conf", "stage = mark\n"},
+          {"20-h.conf", "stage = halfdone\n"},
+          {"30-n.conf", "stage = mark\n"},
+          {NULL, NULL}},
+         VERDICT_TEMPFAIL, NULL, NULL, NULL, 1, 0, "error"},
+        {"an error before any edit: none undone",
+         {{"10-m.conf", "stage = mark\n"},
+          {"20-f.conf", "stage = fail\non_error = continue\n"},
+          {"30-n.conf", "stage = mark\n"},
+          {NULL, NULL}},
+         VERDICT_CONTINUE, traced, "m,n",
+         "<a@example.com> <b@example.net>", 1, 0,
+         "error ignored (on_error = continue), 0 edits undone"},
+        {"an undeclared edit with on_error = continue is undone",
+         {{"10-m.conf", "stage = mark\n"},
+          {"20-l.conf", "stage = liar\non_error = continue\n"},
+          {"30-n.conf", "stage = mark\n"},
+          {NULL, NULL}},
+         VERDICT_CONTINUE, traced, "m,n",
+         "<a@example.com> <b@example.net>", 1, 1,
+         "error ignored (on_error = continue), 1 edit undone"},
+        {"a stage with on_error = continue that succeeds keeps its edits",
+         {{"10-b.conf", "stage = body\non_error = continue\n"},
+          {"20-m.conf", "stage = mark\non_error = continue\n"},
+          {NULL, NULL}},
+         VERDICT_CONTINUE,
+         "From: a@example.com\n"
+         "To: b@example.net\n"
+         "Subject: hi\n"
+         "X-Trace: m\n"
+         "\n"
+         "new body\n",
+         "b,m", "<a@example.com> <b@example.net>", 0, 0, ""},
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const struct rollback_case *tc = &cases[i];
+        const struct chain_step *step;
+        struct chain_result res;
+        struct chain *ch;
+        struct msg *m;
+        struct buf out;
+        char dir[256], text[512];
+        struct err e;
+
+        err_clear(&e);
+        t_chain_dir(dir, sizeof(dir), tc->files);
+        ch = chain_load_types(dir, CHAIN_AMBIGUOUS_REJECT, t_lookup, &e);
+        if (ch == NULL)
+            unit_fail(tc->name, "load failed: %s", e.text);
+        m = t_msg(t_plain, "a@example.com", "b@example.net", NULL, NULL);
+        if (chain_run(ch, m, &res, &e) < 0)
+            unit_fail(tc->name, "chain_run: %s", e.text);
+        if (res.verdict.kind != tc->want_verdict)
+            unit_fail(tc->name, "got verdict %s, want %s",
+                      verdict_kind_name(res.verdict.kind),
+                      verdict_kind_name(tc->want_verdict));
+        if (tc->want_message != NULL) {
+            buf_init(&out, 0);
+            assert_int_equal(msg_write(m, &out, &e), 0);
+            unit_str_eq(tc->name, buf_str(&out), tc->want_message);
+            buf_fini(&out);
+        }
+        if (tc->want_journal != NULL)
+            unit_str_eq(tc->name, t_journal_stages(m, text, sizeof(text)),
+                        tc->want_journal);
+        if (tc->want_env != NULL)
+            unit_str_eq(tc->name, t_env(m, text, sizeof(text)), tc->want_env);
+        assert_true(tc->step < res.nsteps);
+        step = &res.steps[tc->step];
+        unit_int_eq(tc->name, step->edits_undone, tc->want_undone);
+        if (tc->want_undone > 0)
+            unit_int_eq(tc->name, step->edits_after, step->edits_before);
+        unit_str_eq(tc->name, step->verdict.note, tc->want_note);
+        chain_result_fini(&res);
+        msg_free(m);
+        chain_free(ch);
+        t_rm_dir(dir, tc->files);
+    }
+}
+
 struct load_case {
     const char *name;
     struct t_file files[4];
@@ -484,6 +657,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chain_run_table),
+        cmocka_unit_test(test_chain_rollback),
         cmocka_unit_test(test_chain_load_errors),
         cmocka_unit_test(test_chain_signer_last_is_fine),
         cmocka_unit_test(test_chain_empty_changes_nothing),

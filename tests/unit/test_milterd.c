@@ -247,6 +247,22 @@ static const struct mcase cases[] = {
      NULL,
      NULL,
      NULL},
+    /* The failed stage's edits are undone: the MTA gets only the next
+     * stage's, with indexes as if the failed stage had not run. */
+    {"edits then an error with on_error = continue: none replayed",
+     "",
+     {"10-e.conf\nstage = testedit\nheader_delete = X-A:1\n"
+      "header_add = X-Half:done\nbody_size = 300\nfail_after_edits = yes\n"
+      "on_error = continue\n",
+      "20-k.conf\nstage = testedit\nheader_change = X-A:1:kept\n"},
+     "From: a@x\nX-A: 1\n",
+     "b\r\n",
+     MILTERD_CONTINUE,
+     "From: a@x\nX-A: kept\n",
+     "chg 1 X-A| kept\n",
+     NULL,
+     NULL,
+     NULL},
     {"over message_size_limit: tempfail by default",
      "message_size_limit = 1024\n",
      {NULL},

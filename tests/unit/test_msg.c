@@ -778,6 +778,413 @@ test_rcpt_delete_all(void **state)
     msg_free(m);
 }
 
+/* --------------------------------------------------------------- marks */
+
+#define RB_OPS 10
+#define RB_RCPTS 6
+
+/* env_text - the envelope as one line: sender, parameters, recipients in
+ * order with theirs. */
+static const char *
+env_text(const struct msg *m, char *out, size_t n)
+{
+    const struct msg_env *env = msg_env(m);
+    size_t used, i;
+
+    used = (size_t)snprintf(out, n, "<%s> %s", env->sender ? env->sender : "-",
+                            env->sender_params ? env->sender_params : "-");
+    for (i = 0; i < env->nrcpts && used < n; i++)
+        used += (size_t)snprintf(
+            out + used, n - used, " <%s> %s", env->rcpts[i].addr,
+            env->rcpts[i].params ? env->rcpts[i].params : "-");
+    return out;
+}
+
+/* journal_text - kind, name, index, position and value of each entry. */
+static const char *
+journal_text(const struct msg *m, char *out, size_t n)
+{
+    const struct msg_edit *ed;
+    size_t count = msg_journal(m, &ed), used = 0, i;
+
+    out[0] = '\0';
+    for (i = 0; i < count && used < n; i++)
+        used += (size_t)snprintf(
+            out + used, n - used, "%s %s %zu %zu [%.*s] %s|",
+            msg_edit_kind_name(ed[i].kind), ed[i].name ? ed[i].name : "-",
+            ed[i].index, ed[i].position, ed[i].value ? (int)ed[i].len : 0,
+            ed[i].value ? ed[i].value : "", ed[i].params ? ed[i].params : "-");
+    return out;
+}
+
+/* apply_all - the ops in order; each must succeed. */
+static void
+apply_all(const char *name, struct msg *m, const struct op *ops, size_t n)
+{
+    char label[160];
+    struct err e;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        snprintf(label, sizeof(label), "%s: op %zu", name, i);
+        err_clear(&e);
+        if (apply(m, &ops[i], &e) < 0)
+            unit_fail(label, "got error \"%s\", want success", e.text);
+    }
+}
+
+/* After a rollback the message is written, journalled and addressed as it
+ * was at the mark; a second rollback changes nothing; the mark stays open
+ * for more edits and rollbacks; after msg_unmark a new mark works and its
+ * edits can be kept. Run under ASan, nothing leaks or dangles. */
+static void
+test_rollback(void **state)
+{
+    static const struct {
+        const char *name;
+        const char *in;
+        const char *rcpts[RB_RCPTS]; /* "addr" or "addr PARAMS" */
+        struct op pre[RB_OPS];       /* kept: made before the mark */
+        size_t npre;
+        struct op post[RB_OPS]; /* undone: made after the mark */
+        size_t npost;
+        const char *want_post; /* the message with the post edits */
+        const char *want_env;  /* and its envelope, when not NULL */
+    } cases[] = {
+        {"nothing to undo",
+         "From: a\n\nbody\n",
+         {"r@x.example"},
+         {{0}},
+         0,
+         {{0}},
+         0,
+         "From: a\n\nbody\n",
+         NULL},
+        {"header add",
+         "From: a\nTo: b\n\nbody\n",
+         {"r@x.example"},
+         {{0}},
+         0,
+         {{MSG_EDIT_HEADER_ADD, "X-A", 0, "1"}},
+         1,
+         "From: a\nTo: b\nX-A: 1\n\nbody\n",
+         NULL},
+        {"header insert first, in the middle and last",
+         "From: a\r\nTo: b\r\n\r\nbody\r\n",
+         {"r@x.example"},
+         {{0}},
+         0,
+         {{MSG_EDIT_HEADER_INSERT, "X-0", 0, "first"},
+          {MSG_EDIT_HEADER_INSERT, "X-1", 2, "mid\n\tfolded"},
+          {MSG_EDIT_HEADER_INSERT, "X-2", 4, "last"}},
+         3,
+         "X-0: first\r\nFrom: a\r\nX-1: mid\r\n\tfolded\r\nTo: b\r\n"
+         "X-2: last\r\n\r\nbody\r\n",
+         NULL},
+        {"header change of a parsed folded field, twice",
+         "Subject: a\n b\nTo: t\n\nbody\n",
+         {"r@x.example"},
+         {{0}},
+         0,
+         {{MSG_EDIT_HEADER_CHANGE, "Subject", 1, "one"},
+          {MSG_EDIT_HEADER_CHANGE, "subject", 1, "two"}},
+         2,
+         "Subject: two\nTo: t\n\nbody\n",
+         NULL},
+        {"change of a field whose value an earlier edit made",
+         "From: a\n\nbody\n",
+         {"r@x.example"},
+         {{MSG_EDIT_HEADER_ADD, "X-P", 0, "pre"},
+          {MSG_EDIT_HEADER_CHANGE, "X-P", 1, "pre changed"}},
+         2,
+         {{MSG_EDIT_HEADER_CHANGE, "X-P", 1, "post"},
+          {MSG_EDIT_HEADER_CHANGE, "X-P", 1, "post again"}},
+         2,
+         "From: a\nX-P: post again\n\nbody\n",
+         NULL},
+        {"delete parsed fields and one an earlier edit made",
+         "A: 1\nB: 2\nA: 3\n\nbody\n",
+         {"r@x.example"},
+         {{MSG_EDIT_HEADER_INSERT, "X-P", 1, "pre"}},
+         1,
+         {{MSG_EDIT_HEADER_DELETE, "A", 2, NULL},
+          {MSG_EDIT_HEADER_DELETE, "X-P", 1, NULL},
+          {MSG_EDIT_HEADER_DELETE, "A", 1, NULL}},
+         3,
+         "B: 2\n\nbody\n",
+         NULL},
+        {"delete every field, then add",
+         "A: 1\nB: 2\n\nbody",
+         {"r@x.example"},
+         {{0}},
+         0,
+         {{MSG_EDIT_HEADER_DELETE, "A", 1, NULL},
+          {MSG_EDIT_HEADER_DELETE, "B", 1, NULL},
+          {MSG_EDIT_HEADER_ADD, "C", 0, "3"}},
+         3,
+         "C: 3\n\nbody",
+         NULL},
+        {"a field added, deleted, inserted where it was",
+         "A: 1\nB: 2\n\n",
+         {"r@x.example"},
+         {{0}},
+         0,
+         {{MSG_EDIT_HEADER_ADD, "X", 0, "x"},
+          {MSG_EDIT_HEADER_DELETE, "B", 1, NULL},
+          {MSG_EDIT_HEADER_INSERT, "B", 1, "two"},
+          {MSG_EDIT_HEADER_CHANGE, "A", 1, "one"}},
+         4,
+         "A: one\nB: two\nX: x\n\n",
+         NULL},
+        {"body replace twice after one before the mark",
+         "From: a\n\nold body\n",
+         {"r@x.example"},
+         {{MSG_EDIT_BODY_REPLACE, NULL, 0, "pre body\n"}},
+         1,
+         {{MSG_EDIT_BODY_REPLACE, NULL, 0, "first\n"},
+          {MSG_EDIT_BODY_REPLACE, NULL, 0, "second\n"}},
+         2,
+         "From: a\n\nsecond\n",
+         NULL},
+        {"body re-encoded without its new label (the half-done set)",
+         "Content-Transfer-Encoding: 8bit\n"
+         "Content-Type: text/plain; charset=utf-8\n\ncaf\xc3\xa9\n",
+         {"r@x.example"},
+         {{0}},
+         0,
+         {{MSG_EDIT_BODY_REPLACE, NULL, 0, "caf=C3=A9\n"}},
+         1,
+         "Content-Transfer-Encoding: 8bit\n"
+         "Content-Type: text/plain; charset=utf-8\n\ncaf=C3=A9\n",
+         NULL},
+        {"a header without line end and no body",
+         "A: 1",
+         {"r@x.example"},
+         {{0}},
+         0,
+         {{MSG_EDIT_HEADER_ADD, "B", 0, "2"},
+          {MSG_EDIT_BODY_REPLACE, NULL, 0, "x\n"}},
+         2,
+         "A: 1\r\nB: 2\r\n\r\nx\n",
+         NULL},
+        {"a body without the empty line gets it back only with the edit",
+         "A: 1\nbody line\n",
+         {"r@x.example"},
+         {{0}},
+         0,
+         {{MSG_EDIT_HEADER_ADD, "B", 0, "2"}},
+         1,
+         "A: 1\nB: 2\n\nbody line\n",
+         NULL},
+        {"sender change, twice, parameters back",
+         "From: a\n\n",
+         {"r@x.example"},
+         {{0}},
+         0,
+         {{MSG_EDIT_SENDER, NULL, 0, "new@y.example"},
+          {MSG_EDIT_SENDER, NULL, 0, ""}},
+         2,
+         "From: a\n\n",
+         "<> - <r@x.example> -"},
+        {"recipients deleted come back in their places",
+         "From: a\n\n",
+         {"a@x.example NOTIFY=NEVER", "b@x.example", "a@X.EXAMPLE ORCPT=x",
+          "c@x.example", "a@x.example", NULL},
+         {{MSG_EDIT_RCPT_ADD, NULL, 0, "pre@x.example"}},
+         1,
+         {{MSG_EDIT_RCPT_DELETE, NULL, 0, "a@x.example"},
+          {MSG_EDIT_RCPT_ADD, NULL, 0, "d@x.example"},
+          {MSG_EDIT_RCPT_ADD, NULL, 0, "e@x.example"},
+          {MSG_EDIT_RCPT_ADD, NULL, 0, "f@x.example"},
+          {MSG_EDIT_RCPT_DELETE, NULL, 0, "pre@x.example"},
+          {MSG_EDIT_RCPT_ADD, NULL, 0, "g@x.example"},
+          {MSG_EDIT_RCPT_ADD, NULL, 0, "h@x.example"},
+          {MSG_EDIT_RCPT_ADD, NULL, 0, "i@x.example"},
+          {MSG_EDIT_RCPT_ADD, NULL, 0, "j@x.example"},
+          {MSG_EDIT_RCPT_DELETE, NULL, 0, "b@x.example"}},
+         10,
+         "From: a\n\n",
+         "<s@y.example> SIZE=100 <c@x.example> - <d@x.example> - "
+         "<e@x.example> - <f@x.example> - <g@x.example> - <h@x.example> - "
+         "<i@x.example> - <j@x.example> -"},
+        {"a delete of two, then one add: the array keeps its room",
+         "From: a\n\n",
+         {"a@x.example", "b@x.example", "a@x.example", "c@x.example"},
+         {{0}},
+         0,
+         {{MSG_EDIT_RCPT_DELETE, NULL, 0, "a@x.example"},
+          {MSG_EDIT_RCPT_ADD, NULL, 0, "d@x.example"}},
+         2,
+         "From: a\n\n",
+         "<s@y.example> SIZE=100 <b@x.example> - <c@x.example> - "
+         "<d@x.example> -"},
+        {"every kind of edit",
+         "Received: by x\nFrom: a\nSubject: s\n\nbody\n",
+         {"r@x.example", "s@x.example"},
+         {{MSG_EDIT_HEADER_ADD, "X-Pre", 0, "kept"},
+          {MSG_EDIT_SENDER, NULL, 0, "pre@y.example"}},
+         2,
+         {{MSG_EDIT_HEADER_INSERT, "DKIM-Signature", 0, "v=1;\n\tb=x"},
+          {MSG_EDIT_HEADER_CHANGE, "Subject", 1, "[tag] s"},
+          {MSG_EDIT_HEADER_DELETE, "Received", 1, NULL},
+          {MSG_EDIT_BODY_REPLACE, NULL, 0, "new\n"},
+          {MSG_EDIT_HEADER_CHANGE, "X-Pre", 1, "changed"},
+          {MSG_EDIT_SENDER, NULL, 0, "post@y.example"},
+          {MSG_EDIT_RCPT_DELETE, NULL, 0, "r@x.example"},
+          {MSG_EDIT_RCPT_ADD, NULL, 0, "t@x.example"},
+          {MSG_EDIT_HEADER_ADD, "X-Post", 0, "y"},
+          {MSG_EDIT_BODY_REPLACE, NULL, 0, "newer\n"}},
+         10,
+         "DKIM-Signature: v=1;\n\tb=x\nFrom: a\nSubject: [tag] s\n"
+         "X-Pre: changed\nX-Post: y\n\nnewer\n",
+         "<post@y.example> - <s@x.example> - <t@x.example> -"},
+    };
+    size_t i, j;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *name = cases[i].name;
+        struct msg *m = parse(name, cases[i].in, &no_limits);
+        char env0[512], envn[512], jrn0[2048], jrnn[2048], label[160];
+        char *out0, *out;
+        struct msg_mark mark, again;
+        size_t j0;
+        struct err e;
+
+        err_clear(&e);
+        assert_int_equal(msg_env_sender(m, "s@y.example", "SIZE=100", &e), 0);
+        for (j = 0; j < RB_RCPTS && cases[i].rcpts[j] != NULL; j++) {
+            char addr[128], *sp;
+
+            snprintf(addr, sizeof(addr), "%s", cases[i].rcpts[j]);
+            if ((sp = strchr(addr, ' ')) != NULL)
+                *sp++ = '\0';
+            assert_int_equal(msg_env_rcpt(m, addr, sp, &e), 0);
+        }
+        apply_all(name, m, cases[i].pre, cases[i].npre);
+        out0 = written(name, m);
+        env_text(m, env0, sizeof(env0));
+        journal_text(m, jrn0, sizeof(jrn0));
+        j0 = msg_journal(m, NULL);
+
+        msg_mark(m, &mark);
+        apply_all(name, m, cases[i].post, cases[i].npost);
+        out = written(name, m);
+        snprintf(label, sizeof(label), "%s: edited", name);
+        text_eq(label, out, cases[i].want_post);
+        free(out);
+        unit_int_eq(label, msg_journal(m, NULL), j0 + cases[i].npost);
+        if (cases[i].want_env != NULL)
+            unit_str_eq(label, env_text(m, envn, sizeof(envn)),
+                        cases[i].want_env);
+
+        for (j = 0; j < 2; j++) {
+            snprintf(label, sizeof(label), "%s: rollback %zu", name, j + 1);
+            unit_int_eq(label, msg_rollback(m, &mark),
+                        j == 0 ? cases[i].npost : 0);
+            out = written(label, m);
+            text_eq(label, out, out0);
+            free(out);
+            unit_int_eq(label, msg_journal(m, NULL), j0);
+            unit_str_eq(label, journal_text(m, jrnn, sizeof(jrnn)), jrn0);
+            unit_str_eq(label, env_text(m, envn, sizeof(envn)), env0);
+        }
+
+        /* The mark is still open: edit and roll back again. */
+        snprintf(label, sizeof(label), "%s: edit after rollback", name);
+        apply_all(label, m, cases[i].post, cases[i].npost);
+        unit_int_eq(label, msg_rollback(m, &mark), cases[i].npost);
+        out = written(label, m);
+        text_eq(label, out, out0);
+        free(out);
+        unit_str_eq(label, env_text(m, envn, sizeof(envn)), env0);
+        msg_unmark(m, &mark);
+
+        /* A new mark whose edits are kept. */
+        snprintf(label, sizeof(label), "%s: mark after rollback", name);
+        msg_mark(m, &again);
+        apply_all(label, m, cases[i].post, cases[i].npost);
+        msg_unmark(m, &again);
+        out = written(label, m);
+        text_eq(label, out, cases[i].want_post);
+        free(out);
+        unit_int_eq(label, msg_journal(m, NULL), j0 + cases[i].npost);
+        if (cases[i].want_env != NULL)
+            unit_str_eq(label, env_text(m, envn, sizeof(envn)),
+                        cases[i].want_env);
+        free(out0);
+        msg_free(m);
+    }
+}
+
+/* Marks nest: the inner rollback keeps the edits made before it, the
+ * outer one takes back everything; freeing with a mark open leaks
+ * nothing. */
+static void
+test_rollback_nested(void **state)
+{
+    struct msg *m = parse("nested", "A: 1\n\nbody\n", &no_limits);
+    struct msg_mark outer, inner;
+    struct err e;
+    char *out;
+
+    (void)state;
+    msg_mark(m, &outer);
+    assert_int_equal(msg_header_change(m, "st", "A", 1, "outer", &e), 0);
+    msg_mark(m, &inner);
+    assert_int_equal(msg_header_change(m, "st", "A", 1, "inner", &e), 0);
+    assert_int_equal(msg_body_replace(m, "st", "x\n", 2, &e), 0);
+    unit_int_eq("inner rollback", msg_rollback(m, &inner), 2);
+    out = written("inner rollback", m);
+    text_eq("inner rollback", out, "A: outer\n\nbody\n");
+    free(out);
+    msg_unmark(m, &inner);
+    unit_int_eq("outer rollback", msg_rollback(m, &outer), 1);
+    out = written("outer rollback", m);
+    text_eq("outer rollback", out, "A: 1\n\nbody\n");
+    free(out);
+    msg_unmark(m, &outer);
+
+    /* Open at msg_free, with records holding a field and a sender. */
+    msg_mark(m, &outer);
+    assert_int_equal(msg_header_change(m, "st", "A", 1, "one", &e), 0);
+    assert_int_equal(msg_header_change(m, "st", "A", 1, "two", &e), 0);
+    assert_int_equal(msg_sender_change(m, "st", "x@y.example", "P=1", &e), 0);
+    assert_int_equal(msg_rcpt_add(m, "st", "r@y.example", NULL, &e), 0);
+    assert_int_equal(msg_rcpt_delete(m, "st", "r@y.example", &e), 0);
+    msg_free(m);
+}
+
+/* A refused edit under a mark leaves nothing to undo; the front end's
+ * envelope setters are refused while a mark is open. */
+static void
+test_rollback_refused(void **state)
+{
+    struct msg *m = parse("refused", "A: 1\n\n", &no_limits);
+    struct msg_mark mark;
+    struct err e;
+
+    (void)state;
+    msg_mark(m, &mark);
+    assert_int_equal(msg_header_add(m, "st", "B", "2", &e), 0);
+    if (msg_header_change(m, "st", "C", 1, "x", &e) == 0)
+        unit_fail("change of a missing field", "got success, want error");
+    if (msg_rcpt_delete(m, "st", "nobody@x.example", &e) == 0)
+        unit_fail("delete of a missing recipient", "got success, want error");
+    if (msg_env_rcpt(m, "late@x.example", NULL, &e) == 0)
+        unit_fail("msg_env_rcpt under a mark", "got success, want error");
+    unit_has("msg_env_rcpt under a mark", e.text, "mark is open");
+    if (msg_env_sender(m, "late@x.example", NULL, &e) == 0)
+        unit_fail("msg_env_sender under a mark", "got success, want error");
+    unit_int_eq("undone", msg_rollback(m, &mark), 1);
+    unit_int_eq("header count", msg_header_count(m), 1);
+    unit_int_eq("recipients", msg_env(m)->nrcpts, 0);
+    msg_unmark(m, &mark);
+    if (msg_env_rcpt(m, "late@x.example", NULL, &e) < 0)
+        unit_fail("msg_env_rcpt after the mark", "got \"%s\"", e.text);
+    msg_free(m);
+}
+
 static void
 test_kind_names(void **state)
 {
@@ -836,6 +1243,35 @@ test_mime_cache(void **state)
     msg_free(m);
 }
 
+/* A rollback of a header edit drops the parse made after it. */
+static void
+test_rollback_mime(void **state)
+{
+    struct msg *m =
+        parse("mime rollback", "From: a@example.com\n\nbody\n", &no_limits);
+    const struct mime *mm;
+    struct msg_mark mark;
+    struct err e;
+
+    (void)state;
+    assert_non_null(msg_mime(m, &e));
+    msg_mark(m, &mark);
+    assert_int_equal(msg_header_add(m, "st", "X-Added", "yes", &e), 0);
+    assert_non_null(mm = msg_mime(m, &e));
+    unit_str_eq(
+        "before the rollback",
+        g_mime_object_get_header(GMIME_OBJECT(mime_message(mm)), "X-Added"),
+        "yes");
+    unit_int_eq("undone", msg_rollback(m, &mark), 1);
+    msg_unmark(m, &mark);
+    assert_non_null(mm = msg_mime(m, &e));
+    unit_str_eq(
+        "after the rollback",
+        g_mime_object_get_header(GMIME_OBJECT(mime_message(mm)), "X-Added"),
+        NULL);
+    msg_free(m);
+}
+
 static int
 setup(void **state)
 {
@@ -869,6 +1305,10 @@ main(void)
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_envelope),
         cmocka_unit_test(test_rcpt_delete_all),
+        cmocka_unit_test(test_rollback),
+        cmocka_unit_test(test_rollback_nested),
+        cmocka_unit_test(test_rollback_refused),
+        cmocka_unit_test(test_rollback_mime),
         cmocka_unit_test(test_kind_names),
         cmocka_unit_test(test_mime_cache),
     };
