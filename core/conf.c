@@ -80,6 +80,11 @@ const struct cfg_option conf_options[] = {
     {"smtpd_timeout", CFG_TIME, "300s",
      "how long to wait for a client command or data", NULL, 1000,
      3600 * 1000LL, 0},
+    {"smtpd_per_record_deadline", CFG_BOOL, "yes",
+     "smtpd_timeout bounds a whole command line, message line, reply or "
+     "TLS handshake instead of each read or write, so a client that "
+     "trickles one octet at a time cannot hold a session",
+     NULL, 0, 0, 0},
     {"smtpd_greet_pause", CFG_TIME, "0",
      "wait this long before the greeting; a client that talks first is "
      "rejected",

@@ -1,10 +1,15 @@
 /*
  * smtpd - the SMTP server front end
  *
- * One session per thread, blocking I/O through netio with the command
- * timeout. Replies are collected and flushed only when the client has no
- * more pipelined input waiting, so a pipelined group of commands gets its
- * replies in one write, in order.
+ * One session per thread, I/O through netio with smtpd_timeout. With
+ * smtpd_per_record_deadline (the default) the timeout is a deadline for a
+ * whole command line, line of message content, reply or STARTTLS
+ * handshake, as in Postfix, so a client that sends one octet every few
+ * seconds loses its thread after smtpd_timeout instead of keeping it
+ * forever; it hears the 421 4.4.2 and leaves the "timeout after" log
+ * line of any other timeout. Replies are collected and flushed only when the
+ * client has no more pipelined input waiting, so a pipelined group of
+ * commands gets its replies in one write, in order.
  *
  * Relaying (delivery = through) is a proxy, as Postfix's before-queue
  * content filter: MAIL opens a transaction at the next hop and RCPT is
@@ -88,6 +93,7 @@ struct smtpd_runtime {
     size_t size_limit;
     size_t rcpt_limit;
     int timeout_ms;
+    int record_deadline; /* smtpd_per_record_deadline */
     int greet_pause_ms;
     int error_limit;
     int auth_failure_limit;
@@ -187,6 +193,7 @@ limits:
     rt->size_limit = cf->limits.message_size;
     rt->rcpt_limit = (size_t)cfg_num(c, "recipient_limit");
     rt->timeout_ms = (int)cfg_num(c, "smtpd_timeout");
+    rt->record_deadline = cfg_bool(c, "smtpd_per_record_deadline");
     rt->greet_pause_ms = (int)cfg_num(c, "smtpd_greet_pause");
     rt->error_limit = (int)cfg_num(c, "error_limit");
     rt->auth_failure_limit = (int)cfg_num(c, "auth_failure_limit");
@@ -375,6 +382,7 @@ struct smtpd_session {
     /* counters for the disconnect line */
     unsigned n_ehlo, n_helo, n_mail, n_rcpt, n_data, n_rset, n_quit, n_auth;
     unsigned n_starttls, n_cmds, n_bad;
+    unsigned n_xforward, n_xforward_all; /* accepted, all */
     int quit;
     struct buf line;
     struct err e;
@@ -1503,7 +1511,12 @@ smtpd_cmd_starttls(struct smtpd_session *s, const char *arg)
      * be obeyed once the channel is encrypted (CVE-2011-0411). */
     netio_discard_input(s->io);
     if (netio_tls_accept(s->io, s->rt->tls, &s->e) < 0) {
-        log_warning(NULL, "%s from %s[%s]", s->e.text, s->name, s->addr);
+        /* No reply can be given in the middle of a handshake. */
+        if (netio_timed_out(s->io))
+            log_info(NULL, "timeout after STARTTLS from %s[%s]", s->name,
+                     s->addr);
+        else
+            log_warning(NULL, "%s from %s[%s]", s->e.text, s->name, s->addr);
         s->quit = 1;
         return;
     }
@@ -1698,6 +1711,7 @@ smtpd_cmd_xforward(struct smtpd_session *s, const char *arg)
     };
     const char *p = arg;
 
+    s->n_xforward_all++;
     if (!s->xforward_ok) {
         smtpd_refuse(s, "550 5.7.0 Error: insufficient authorization");
         return;
@@ -1745,9 +1759,14 @@ smtpd_cmd_xforward(struct smtpd_session *s, const char *arg)
         while (*p == ' ')
             p++;
     }
+    s->n_xforward++;
     smtpd_reply(s, "250 2.0.0 Ok");
 }
 
+/* smtpd_log_disconnect - Postfix's "disconnect from" line; xforward
+ * comes after HELO/EHLO, where Postfix's command table has it. A count
+ * with a total is written as Postfix does, "name=accepted/all" when they
+ * differ (xforward=1/2), else "name=n"; the others are single counts. */
 static void
 smtpd_log_disconnect(struct smtpd_session *s)
 {
@@ -1755,24 +1774,37 @@ smtpd_log_disconnect(struct smtpd_session *s)
     size_t used = 0;
     const struct {
         const char *name;
-        unsigned n;
+        unsigned n, all;
     } c[] = {
-        {"ehlo", s->n_ehlo},       {"helo", s->n_helo},
-        {"starttls", s->n_starttls}, {"auth", s->n_auth},
-        {"mail", s->n_mail},       {"rcpt", s->n_rcpt},
-        {"data", s->n_data},       {"rset", s->n_rset},
-        {"quit", s->n_quit},       {"unknown", s->n_bad},
+        {"ehlo", s->n_ehlo, s->n_ehlo},
+        {"helo", s->n_helo, s->n_helo},
+        {"xforward", s->n_xforward, s->n_xforward_all},
+        {"starttls", s->n_starttls, s->n_starttls},
+        {"auth", s->n_auth, s->n_auth},
+        {"mail", s->n_mail, s->n_mail},
+        {"rcpt", s->n_rcpt, s->n_rcpt},
+        {"data", s->n_data, s->n_data},
+        {"rset", s->n_rset, s->n_rset},
+        {"quit", s->n_quit, s->n_quit},
+        {"unknown", s->n_bad, s->n_bad},
     };
     size_t i;
 
     counts[0] = '\0';
-    for (i = 0; i < sizeof(c) / sizeof(c[0]); i++)
-        if (c[i].n > 0 && used < sizeof(counts)) {
-            int k = snprintf(counts + used, sizeof(counts) - used, " %s=%u",
-                             c[i].name, c[i].n);
-            if (k > 0)
-                used += (size_t)k;
-        }
+    for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+        int k;
+
+        if (c[i].all == 0 || used >= sizeof(counts))
+            continue;
+        if (c[i].n != c[i].all)
+            k = snprintf(counts + used, sizeof(counts) - used, " %s=%u/%u",
+                         c[i].name, c[i].n, c[i].all);
+        else
+            k = snprintf(counts + used, sizeof(counts) - used, " %s=%u",
+                         c[i].name, c[i].n);
+        if (k > 0)
+            used += (size_t)k;
+    }
     log_info(NULL, "disconnect from %s%s commands=%u",
              smtpd_client(s, client, sizeof(client)), counts, s->n_cmds);
 }
@@ -1865,6 +1897,7 @@ smtpd_session_run(struct smtpd_server *srv, struct smtpd_runtime *rt, int fd,
         free(s);
         return;
     }
+    netio_set_record_deadline(s->io, rt->record_deadline);
     if (!smtpd_admit(srv, rt, s->addr)) {
         log_warning(NULL, "too many connections from %s[%s]", s->name,
                     s->addr);

@@ -10,6 +10,11 @@ can talk before the greeting, pipeline, or leave out the line end.
     send TEXT       TEXT and CRLF, in one write
     raw TEXT        TEXT only (escapes \\r \\n \\t \\0 \\xHH \\\\ in both)
     repeat N TEXT   TEXT repeated N times, in writes of at most 64 KiB
+    drip SECS TEXT  TEXT (escapes as in raw) one octet per write, SECS
+                    apart, as a slow or hostile client; "#DRIP n/n" when
+                    all was sent, "#DRIP-CUT k/n" when a reply or the
+                    server's close came after k octets (the reply is left
+                    for the next expect)
     expect [N]      read N replies (default 1) and print their lines
     starttls        TLS handshake on the socket (no certificate check)
     silence SECS    print "#SILENT" when nothing arrives within SECS,
@@ -110,6 +115,14 @@ class Chat:
         except (OSError, ssl.SSLError):
             self.out("#SENDFAIL")
 
+    def drip(self, secs, data):
+        for i in range(len(data)):
+            if i > 0 and (self.buf or self.recv_some(secs) or self.closed):
+                self.out("#DRIP-CUT %d/%d" % (i, len(data)))
+                return
+            self.send(data[i:i + 1])
+        self.out("#DRIP %d/%d" % (len(data), len(data)))
+
     def starttls(self):
         if self.buf:
             self.out("#PLAINTEXT-LEFTOVER %r" % self.buf[:80])
@@ -183,6 +196,9 @@ def main():
                 k = min(per, left)
                 chat.send(chunk * k)
                 left -= k
+        elif word == "drip":
+            secs, _, text = rest.partition(" ")
+            chat.drip(float(secs), unescape(text))
         elif word == "expect":
             for _ in range(int(rest or "1")):
                 if not chat.expect():

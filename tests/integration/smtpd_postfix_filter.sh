@@ -13,7 +13,9 @@
 # the original client 127.0.0.2 (which reached it through XFORWARD: its
 # own peer is Postfix on 127.0.0.1), Postfix logging Q1 as sent to
 # relaychaind with relaychaind's reply "queued as Q2", and Q2 received by
-# the reinjection smtpd and delivered to the sink.
+# the reinjection smtpd and delivered to the sink. relaychaind's
+# "disconnect from" line counts Postfix's XFORWARD commands as Postfix
+# itself would ("xforward=N", "xforward=1/2" when one was refused).
 . "$top_srcdir/tests/integration/smtpd_lib.sh"
 
 doc=$top_srcdir/docs/postfix-content-filter.md
@@ -109,6 +111,39 @@ check "relaychaind: from= is the original sender" \
     grep -q ": from=<alice@build1.corp.example>, size=" "$rlog"
 check "relaychaind: sent to the reinjection smtpd, queued as $q2" \
     grep -q ": to=<bob@example.net>, relay=127.0.0.1\[127.0.0.1\]:$reinj_port, .*status=sent (250 .*queued as $q2)" "$rlog"
+
+# counts_ok LINE - the disconnect line's counts add up to its commands=
+counts_ok() {
+    echo "$1" | awk '{
+        for (i = 1; i <= NF; i++) {
+            split($i, kv, "=")
+            if (kv[1] == "commands") want = kv[2]
+            else if ($i ~ /=/) { split(kv[2], n, "/"); sum += (n[2] != "" ? n[2] : n[1]) }
+        }
+        exit !(want != "" && sum == want)
+    }'
+}
+wait_grep 'disconnect from unknown\[127.0.0.1\] .* xforward=' "$rlog" 10
+dline=$(grep 'disconnect from unknown\[127.0.0.1\] .* xforward=' "$rlog" | head -n 1)
+check "relaychaind: the disconnect line of Postfix's session counts its XFORWARD commands ($dline)" \
+    sh -c "echo '$dline' | grep -Eq ' ehlo=1 xforward=[1-9][0-9]* mail=1 rcpt=1 data=1 quit=1 commands=[0-9]+\$'"
+check "relaychaind: and its counts add up to commands=" counts_ok "$dline"
+chat "$rcd_port" >"$T/xforward.out" <<'EOF'
+expect
+send EHLO xforward.test.example
+expect
+send XFORWARD NAME=spike.example ADDR=192.0.2.7
+expect
+send XFORWARD NAME
+expect
+send QUIT
+expect
+EOF
+check "a refused XFORWARD: 501 after a 250" \
+    sh -c "grep -q '^250 2.0.0 Ok' '$T/xforward.out' && grep -q '^501 5.5.4' '$T/xforward.out'"
+wait_grep 'disconnect from unknown\[127.0.0.1\] ehlo=1 xforward=1/2 ' "$rlog" 5
+check "relaychaind: one XFORWARD of two accepted is logged as Postfix logs it, xforward=1/2" \
+    grep -q 'disconnect from unknown\[127.0.0.1\] ehlo=1 xforward=1/2 quit=1 commands=4$' "$rlog"
 
 if [ "$failures" -ne 0 ] || [ -n "${SMTPD_VERBOSE:-}" ]; then
     echo "--- relaychaind log"; cat "$rlog"

@@ -727,6 +727,8 @@ test_conf_load_ok(void **state)
     unit_int_eq("default mime_part_limit", cf->limits.mime_parts, 1000);
     unit_int_eq("default ambiguous_mime_action", cf->ambiguous,
                 CHAIN_AMBIGUOUS_REJECT);
+    unit_int_eq("default smtpd_per_record_deadline",
+                cfg_bool(cf->cfg, "smtpd_per_record_deadline"), 1);
     unit_int_eq("empty chain", chain_stages(cf->chain, &st), 0);
     snprintf(sub, sizeof(sub), "%s/chain.d", dir);
     unit_str_eq("chain_directory beside the file",
@@ -742,6 +744,7 @@ test_conf_load_ok(void **state)
                                "syslog_facility = local3\n"
                                "syslog_name = relay-out\n"
                                "ambiguous_mime_action = continue\n"
+                               "smtpd_per_record_deadline = no\n"
                                "chain_directory = alt\n",
                                path, sizeof(path)));
     if ((cf = conf_load(path, &e)) == NULL)
@@ -754,6 +757,8 @@ test_conf_load_ok(void **state)
     unit_int_eq("ambiguous_mime_action", cf->ambiguous,
                 CHAIN_AMBIGUOUS_CONTINUE);
     unit_str_eq("syslog_name", cfg_str(cf->cfg, "syslog_name"), "relay-out");
+    unit_int_eq("smtpd_per_record_deadline",
+                cfg_bool(cf->cfg, "smtpd_per_record_deadline"), 0);
     snprintf(sub, sizeof(sub), "%s/alt", dir);
     unit_str_eq("chain_directory", cfg_str(cf->cfg, "chain_directory"), sub);
     conf_free(cf);
