@@ -107,11 +107,8 @@ setup(void **state)
 static int
 teardown(void **state)
 {
-    char cmd[512];
-
     (void)state;
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp_dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return unit_rmtree(tmp_dir);
 }
 
 /* expand - text with {Y}, {6} and {O} replaced by the set-up hashes. */

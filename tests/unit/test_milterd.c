@@ -386,10 +386,7 @@ case_conf(const struct mcase *c, char *dir, size_t n)
 static void
 case_cleanup(const char *dir)
 {
-    char cmd[700];
-
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(unit_rmtree(dir), 0);
 }
 
 /* feed - the events Postfix sends for header and body: values with

@@ -457,11 +457,8 @@ setup(void **state)
 static int
 teardown(void **state)
 {
-    char cmd[512];
-
     (void)state;
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp_dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return unit_rmtree(tmp_dir);
 }
 
 int

@@ -76,6 +76,17 @@ unit_tmpdir(char *out, size_t n)
     return mkdtemp(out);
 }
 
+/* unit_rmtree - remove dir and all below it; 0, or -1 when rm failed. */
+static inline int
+unit_rmtree(const char *dir)
+{
+    char cmd[1024];
+
+    if ((size_t)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir) >= sizeof(cmd))
+        return -1;
+    return system(cmd) == 0 ? 0 : -1;
+}
+
 /* unit_write - write text to dir/name; returns the path in out. */
 static inline const char *
 unit_write(const char *dir, const char *name, const char *text, char *out,
