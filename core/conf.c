@@ -95,6 +95,10 @@ const struct cfg_option conf_options[] = {
     {"error_limit", CFG_INT, "20",
      "client errors after which the connection is dropped (421)", NULL, 1,
      1000, 0},
+    {"smtpd_junk_command_limit", CFG_INT, "100",
+     "NOOP, VRFY and RSET commands a session may send before each one also "
+     "counts toward error_limit",
+     NULL, 1, 100000, 0},
     {"recipient_limit", CFG_INT, "1000",
      "recipients per message; more get 452 4.5.3", NULL, 1, 100000, 0},
     {"mynetworks", CFG_LIST, "127.0.0.0/8 [::1]/128",

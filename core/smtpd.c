@@ -96,6 +96,7 @@ struct smtpd_runtime {
     int record_deadline; /* smtpd_per_record_deadline */
     int greet_pause_ms;
     int error_limit;
+    int junk_limit; /* smtpd_junk_command_limit */
     int auth_failure_limit;
     int normalize_newlines;
     int wrap_long_lines;
@@ -196,6 +197,7 @@ limits:
     rt->record_deadline = cfg_bool(c, "smtpd_per_record_deadline");
     rt->greet_pause_ms = (int)cfg_num(c, "smtpd_greet_pause");
     rt->error_limit = (int)cfg_num(c, "error_limit");
+    rt->junk_limit = (int)cfg_num(c, "smtpd_junk_command_limit");
     rt->auth_failure_limit = (int)cfg_num(c, "auth_failure_limit");
     rt->normalize_newlines = cfg_enum(c, "bare_newline") == 1;
     rt->wrap_long_lines = cfg_enum(c, "long_line_action") == 1;
@@ -367,6 +369,7 @@ struct smtpd_session {
     int helo_seen, esmtp;
     char *auth_user;
     int auth_failures, errors;
+    int junk; /* NOOP, VRFY and RSET so far */
     int xforward_ok;
     char xf_name[256], xf_addr[INET6_ADDRSTRLEN + 8], xf_helo[256];
     char xf_proto[16];
@@ -461,6 +464,16 @@ smtpd_error(struct smtpd_session *s)
     smtpd_reply(s, "421 4.7.0 %s Error: too many errors", s->rt->hostname);
     s->quit = 1;
     return 1;
+}
+
+/* smtpd_junk - count a NOOP, VRFY or RSET. Past smtpd_junk_command_limit
+ * each one also counts as an error, as in Postfix, so that a client
+ * cannot hold its session with commands that do nothing. */
+static void
+smtpd_junk(struct smtpd_session *s)
+{
+    if (++s->junk > s->rt->junk_limit)
+        (void)smtpd_error(s);
 }
 
 /* smtpd_refuse - a fixed error reply that counts toward error_limit. */
@@ -1829,14 +1842,17 @@ smtpd_command(struct smtpd_session *s, char *cmd)
         s->n_rset++;
         smtpd_reset(s, 1);
         smtpd_reply(s, "250 2.0.0 Ok");
+        smtpd_junk(s);
     } else if (smtpd_verb_is(cmd, "NOOP")) {
         smtpd_reply(s, "250 2.0.0 Ok");
+        smtpd_junk(s);
     } else if (smtpd_verb_is(cmd, "QUIT")) {
         s->n_quit++;
         smtpd_reply(s, "221 2.0.0 Bye");
         s->quit = 1;
     } else if (smtpd_verb_is(cmd, "VRFY")) {
         smtpd_reply(s, "252 2.0.0 Send some mail, I'll try my best");
+        smtpd_junk(s);
     } else if (smtpd_verb_is(cmd, "HELP")) {
         smtpd_reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET "
                        "NOOP QUIT VRFY HELP STARTTLS AUTH XFORWARD");

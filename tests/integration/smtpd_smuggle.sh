@@ -40,6 +40,7 @@ rcd_conf "$T/strict.conf" "$strict" "smtp:[127.0.0.1]:$sink_a" <<EOF
 message_size_limit = 64k
 recipient_limit = 3
 error_limit = 4
+smtpd_junk_command_limit = 3
 max_connections_per_client = 2
 tls_cert_file = $T/cert.pem
 tls_key_file = $T/key.pem
@@ -403,6 +404,31 @@ check "error_limit = 4: three 502, then 502 and 421 (got '$got')" \
     [ "$got" = "220 502 502 502 502 421" ]
 check "error_limit: 421 4.7.0 too many errors, disconnected" \
     sh -c "grep -q '^421 4.7.0 .*too many errors' '$T/errors.out' && grep -q '^#EOF' '$T/errors.out'"
+
+# ------------------------------------------------ smtpd_junk_command_limit
+# Three NOOP, VRFY or RSET are free; each one after that is an error too,
+# so the fourth error (the seventh junk command) ends the session.
+chat "$strict" >"$T/junk.out" <<'EOF'
+expect
+send NOOP
+expect
+send RSET
+expect
+send VRFY someone
+expect
+send NOOP
+expect
+send NOOP
+expect
+send NOOP
+expect
+send NOOP
+expect 2
+eof
+EOF
+got=$(codes "$T/junk.out")
+check "junk limit 3, error_limit 4: seven answered, then 421 (got '$got')" \
+    [ "$got" = "220 250 250 252 250 250 250 250 421" ]
 
 # ------------------------------------------------------- connection limits
 for i in 1 2; do
