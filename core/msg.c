@@ -419,9 +419,9 @@ msg_parse(struct msg *m, const char *data, size_t len, struct err *e)
     char *raw, *p, *end, *nl;
     int first = 1;
 
-    if (m->parsed || m->nhdrs > 0 || m->body != NULL)
+    if (m->parsed || m->nhdrs > 0 || m->body != NULL || m->nedits > 0)
         return err_set(e, ERR_INTERNAL,
-                       "message already has a header or body");
+                       "message already has a header, a body or edits");
     if (m->limits.message_size != 0 && len > m->limits.message_size)
         return err_set(e, ERR_LIMIT,
                        "message size %zu exceeds message_size_limit %zu", len,

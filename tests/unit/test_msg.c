@@ -1185,6 +1185,26 @@ test_rollback_refused(void **state)
     msg_free(m);
 }
 
+/* test_parse_after_edits - msg_parse() refuses a message that was edited
+ * before it was parsed, even when the edits left no field (it would
+ * otherwise drop the edited field array: the sanitizer build watches). */
+static void
+test_parse_after_edits(void **state)
+{
+    struct msg *m;
+    struct err e;
+
+    (void)state;
+    assert_non_null(m = msg_new(&no_limits, MSG_FE_SMTP, &e));
+    assert_int_equal(msg_header_add(m, "st", "A", "1", &e), 0);
+    assert_int_equal(msg_header_delete(m, "st", "A", 1, &e), 0);
+    unit_int_eq("fields left", msg_header_count(m), 0);
+    if (msg_parse(m, "B: 2\n\nbody\n", 12, &e) == 0)
+        unit_fail("parse after edits", "got success, want error");
+    unit_int_eq("error code", e.code, ERR_INTERNAL);
+    msg_free(m);
+}
+
 static void
 test_kind_names(void **state)
 {
@@ -1309,6 +1329,7 @@ main(void)
         cmocka_unit_test(test_rollback_nested),
         cmocka_unit_test(test_rollback_refused),
         cmocka_unit_test(test_rollback_mime),
+        cmocka_unit_test(test_parse_after_edits),
         cmocka_unit_test(test_kind_names),
         cmocka_unit_test(test_mime_cache),
     };
