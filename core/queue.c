@@ -40,6 +40,20 @@
  * every queue_run_delay; at start it removes what tmp/ holds, then
  * indexes queue/ in the background while the workers and the SMTP
  * sessions already run.
+ *
+ * Reload: what relaychain.conf may change (backoffs, lifetimes,
+ * queue_run_delay, delivery_concurrency, queue_minfree, the routes with
+ * their smtpc pools) is one struct queue_settings with a reference
+ * count. q->set holds one reference; each attempt takes another under
+ * q->lock when it starts and uses only that set, so a reload never
+ * changes an attempt half way. The reloader thread builds the new set
+ * (transport_map read, pools made) outside any lock; the swap is a
+ * pointer exchange under q->lock, which also caps the waiting entries'
+ * due times at the new maximal_backoff_time and wakes the workers; the
+ * old set, with its pools and their idle connections, is freed by its
+ * last user. Workers beyond a lowered delivery_concurrency leave when
+ * they are next idle; more are started for a raised one. A route's
+ * suspension lives in its set: a new next hop is tried at once.
  */
 #include "config.h"
 
@@ -776,25 +790,34 @@ struct queue_transport {
     size_t route;
 };
 
-struct queue {
-    char dir[QUEUE_PATH_MAX];
-    int dfd, tmp_fd, queue_fd, hold_fd, corrupt_fd, defer_fd;
-    int lock_fd, fifo_fd;
-    char hostname[256];
+/* What a reload may change. Read-only once built, except the routes'
+ * suspension state (under q->lock); shared by reference: the queue holds
+ * one, every attempt holds the one it started with. */
+struct queue_settings {
+    atomic_uint refs;
     long long min_backoff_ms, max_backoff_ms, lifetime_ms, warn_ms;
-    long long run_delay_ms, stop_ms;
+    long long run_delay_ms;
     unsigned long long minfree;
-    size_t file_max;
     unsigned concurrency;
     struct queue_route *routes; /* routes[0] is next_hop */
     size_t nroutes;
     struct queue_transport *transports;
     size_t ntransports;
+};
+
+struct queue {
+    char dir[QUEUE_PATH_MAX];
+    int dfd, tmp_fd, queue_fd, hold_fd, corrupt_fd, defer_fd;
+    int lock_fd, fifo_fd;
+    char hostname[256];
+    size_t file_max;
     atomic_uint seq;
 
-    pthread_mutex_t lock; /* guards what follows and the routes' state */
-    pthread_cond_t wake;  /* workers: an entry may be due */
-    pthread_cond_t gone;  /* a thread ended */
+    pthread_mutex_t lock;       /* guards what follows and the routes' state */
+    struct queue_settings *set; /* the current settings: one reference */
+    unsigned workers;           /* worker threads running */
+    pthread_cond_t wake;        /* workers: an entry may be due */
+    pthread_cond_t gone;        /* a thread ended */
     struct queue_entry **heap;
     size_t nheap, heap_cap;
     struct queue_entry **table;
@@ -989,8 +1012,8 @@ queue_flush(struct queue *q, const char *id)
     size_t i;
 
     pthread_mutex_lock(&q->lock);
-    for (i = 0; i < q->nroutes; i++)
-        q->routes[i].dead_until_ms = 0;
+    for (i = 0; i < q->set->nroutes; i++)
+        q->set->routes[i].dead_until_ms = 0;
     if (id == NULL) {
         long long now = queue_now_ms();
 
@@ -1112,12 +1135,15 @@ int
 queue_has_space(struct queue *q, unsigned long long size)
 {
     struct statvfs sv;
-    unsigned long long avail;
+    unsigned long long avail, minfree;
 
     if (fstatvfs(q->queue_fd, &sv) < 0)
         return 1; /* the write itself will tell */
+    pthread_mutex_lock(&q->lock);
+    minfree = q->set->minfree;
+    pthread_mutex_unlock(&q->lock);
     avail = (unsigned long long)sv.f_bavail * sv.f_frsize;
-    return avail >= q->minfree + size + size / 2;
+    return avail >= minfree + size + size / 2;
 }
 
 /* ----------------------------------------------------------- delivery */
@@ -1133,6 +1159,7 @@ struct queue_outcome {
 
 struct queue_job {
     struct queue *q;
+    struct queue_settings *set; /* held for the whole attempt */
     const char *id;
     struct queue_file qf;
     struct queue_outcome *out; /* per recipient */
@@ -1153,36 +1180,36 @@ queue_outcome_set(struct queue_outcome *o, const struct smtpc_reply *r,
  * its parent domains (".example.com" entries), then "*", then
  * next_hop. */
 static size_t
-queue_route_for(const struct queue *q, const char *rcpt)
+queue_route_for(const struct queue_settings *set, const char *rcpt)
 {
     const char *dom = addr_domain(rcpt), *p;
     size_t i;
 
     if (dom != NULL) {
-        for (i = 0; i < q->ntransports; i++)
-            if (q->transports[i].domain[0] != '.' &&
-                strcasecmp(q->transports[i].domain, dom) == 0)
-                return q->transports[i].route;
+        for (i = 0; i < set->ntransports; i++)
+            if (set->transports[i].domain[0] != '.' &&
+                strcasecmp(set->transports[i].domain, dom) == 0)
+                return set->transports[i].route;
         for (p = strchr(dom, '.'); p != NULL; p = strchr(p + 1, '.'))
-            for (i = 0; i < q->ntransports; i++)
-                if (q->transports[i].domain[0] == '.' &&
-                    strcasecmp(q->transports[i].domain, p) == 0)
-                    return q->transports[i].route;
+            for (i = 0; i < set->ntransports; i++)
+                if (set->transports[i].domain[0] == '.' &&
+                    strcasecmp(set->transports[i].domain, p) == 0)
+                    return set->transports[i].route;
     }
-    for (i = 0; i < q->ntransports; i++)
-        if (strcmp(q->transports[i].domain, "*") == 0)
-            return q->transports[i].route;
+    for (i = 0; i < set->ntransports; i++)
+        if (strcmp(set->transports[i].domain, "*") == 0)
+            return set->transports[i].route;
     return 0;
 }
 
 /* queue_suspend - the route failed to connect: no attempts on it for a
  * while; returns nothing, logs nothing (the recipients' lines say it). */
 static void
-queue_suspend(struct queue *q, struct queue_route *rt,
-              const struct smtpc_reply *r)
+queue_suspend(struct queue *q, const struct queue_settings *set,
+              struct queue_route *rt, const struct smtpc_reply *r)
 {
-    long long d = q->min_backoff_ms < QUEUE_DEAD_MAX_MS ? q->min_backoff_ms
-                                                        : QUEUE_DEAD_MAX_MS;
+    long long d = set->min_backoff_ms < QUEUE_DEAD_MAX_MS ? set->min_backoff_ms
+                                                          : QUEUE_DEAD_MAX_MS;
 
     pthread_mutex_lock(&q->lock);
     rt->dead_until_ms = queue_now_ms() + d;
@@ -1203,7 +1230,7 @@ queue_deliver_route(struct queue_job *j, size_t ri, const size_t *idx,
                                             NULL};
     static const char *const rcpt_keys[] = {"NOTIFY", "ORCPT", NULL};
     struct queue *q = j->q;
-    struct queue_route *rt = &q->routes[ri];
+    struct queue_route *rt = &j->set->routes[ri];
     const struct queue_file *qf = &j->qf;
     char params[1024], relay[QUEUE_RELAY_MAX];
     struct smtpc_reply r;
@@ -1256,7 +1283,7 @@ queue_deliver_route(struct queue_job *j, size_t ri, const size_t *idx,
             snprintf(r.text, sizeof(r.text), "4.3.0 %.480s", e.text);
         }
         if (r.code / 100 == 4)
-            queue_suspend(q, rt, &r);
+            queue_suspend(q, j->set, rt, &r);
         for (i = 0; i < n; i++) {
             queue_outcome_set(&j->out[idx[i]], &r, "none");
             j->out[idx[i]].conn_us = t1 - t0;
@@ -1365,7 +1392,7 @@ queue_notice(struct queue_job *j, const char *action,
     err_clear(&e);
     buf_init(&out, 0);
     if (queue_dsn_build(&j->qf, j->id, q->hostname, action, list, n, now,
-                        j->qf.arrival_us + q->lifetime_ms * 1000, &out,
+                        j->qf.arrival_us + j->set->lifetime_ms * 1000, &out,
                         &e) < 0) {
         log_error(j->id, "cannot build the %s: %s", what, e.text);
         buf_fini(&out);
@@ -1440,11 +1467,12 @@ static int
 queue_finish(struct queue_job *j, int fd, long long *next_ms)
 {
     struct queue *q = j->q;
+    const struct queue_settings *set = j->set;
     struct queue_file *qf = &j->qf;
     struct queue_dsn_rcpt *failed = NULL, *relayed = NULL, *delayed = NULL;
     size_t nfailed = 0, nrelayed = 0, ndelayed = 0, i, pending = 0;
     long long now = queue_now_us(), age_ms = (now - qf->arrival_us) / 1000;
-    int expired = age_ms >= q->lifetime_ms, changed = 0, verdict;
+    int expired = age_ms >= set->lifetime_ms, changed = 0, verdict;
     char *status = NULL;
     struct stat st;
 
@@ -1455,7 +1483,7 @@ queue_finish(struct queue_job *j, int fd, long long *next_ms)
         /* the outcomes are lost: try again, perhaps twice for some */
         log_error(j->id, "out of memory after a delivery attempt");
         verdict = QUEUE_RETRY;
-        *next_ms = queue_now_ms() + q->min_backoff_ms;
+        *next_ms = queue_now_ms() + set->min_backoff_ms;
         goto out;
     }
     for (i = 0; i < qf->nrcpts; i++) {
@@ -1544,7 +1572,7 @@ queue_finish(struct queue_job *j, int fd, long long *next_ms)
                   "fdatasync: %s: recipients done may be tried "
                   "again",
                   strerror(errno));
-    if (q->warn_ms > 0 && qf->warned == '-' && age_ms >= q->warn_ms &&
+    if (set->warn_ms > 0 && qf->warned == '-' && age_ms >= set->warn_ms &&
         ndelayed > 0 && qf->sender[0] != '\0' &&
         queue_notice(j, "delayed", delayed, ndelayed, "delay notification") ==
             0 &&
@@ -1554,10 +1582,10 @@ queue_finish(struct queue_job *j, int fd, long long *next_ms)
     {
         long long backoff = age_ms;
 
-        if (backoff < q->min_backoff_ms)
-            backoff = q->min_backoff_ms;
-        if (backoff > q->max_backoff_ms)
-            backoff = q->max_backoff_ms;
+        if (backoff < set->min_backoff_ms)
+            backoff = set->min_backoff_ms;
+        if (backoff > set->max_backoff_ms)
+            backoff = set->max_backoff_ms;
         *next_ms = queue_now_ms() + backoff;
     }
     verdict = QUEUE_RETRY;
@@ -1569,9 +1597,11 @@ out:
     return verdict;
 }
 
-/* queue_attempt - one delivery attempt of queue/ID. */
+/* queue_attempt_with - one delivery attempt of queue/ID with the
+ * settings set (held by the caller). */
 static int
-queue_attempt(struct queue *q, const char *id, long long *next_ms)
+queue_attempt_with(struct queue *q, struct queue_settings *set, const char *id,
+                   long long *next_ms)
 {
     struct queue_job j;
     struct stat st, st2;
@@ -1582,7 +1612,7 @@ queue_attempt(struct queue *q, const char *id, long long *next_ms)
     struct err e;
 
     err_clear(&e);
-    *next_ms = queue_now_ms() + q->min_backoff_ms;
+    *next_ms = queue_now_ms() + set->min_backoff_ms;
     if ((fd = openat(q->queue_fd, id, O_RDWR | O_CLOEXEC)) < 0) {
         if (errno == ENOENT)
             return QUEUE_DROP; /* delivered, deleted or on hold */
@@ -1603,6 +1633,7 @@ queue_attempt(struct queue *q, const char *id, long long *next_ms)
     }
     memset(&j, 0, sizeof(j));
     j.q = q;
+    j.set = set;
     j.id = id;
     j.start_us = queue_now_us();
     buf_init(&raw, q->file_max);
@@ -1644,8 +1675,8 @@ queue_attempt(struct queue *q, const char *id, long long *next_ms)
         goto out;
     }
     for (i = 0; i < j.qf.nrcpts; i++)
-        j.route[i] = queue_route_for(q, j.qf.rcpts[i].addr);
-    for (r = 0; r < q->nroutes; r++) {
+        j.route[i] = queue_route_for(set, j.qf.rcpts[i].addr);
+    for (r = 0; r < set->nroutes; r++) {
         for (n = 0, i = 0; i < j.qf.nrcpts; i++)
             if (j.qf.rcpts[i].status == QUEUE_RCPT_PENDING && j.route[i] == r)
                 idx[n++] = i;
@@ -1662,6 +1693,51 @@ out:
     free(j.route);
     queue_file_fini(&j.qf);
     buf_fini(&raw);
+    return verdict;
+}
+
+/* queue_settings_hold - the current settings, with a reference. */
+static struct queue_settings *
+queue_settings_hold(struct queue *q)
+{
+    struct queue_settings *set;
+
+    pthread_mutex_lock(&q->lock);
+    set = q->set;
+    atomic_fetch_add(&set->refs, 1);
+    pthread_mutex_unlock(&q->lock);
+    return set;
+}
+
+void
+queue_settings_release(struct queue_settings *set)
+{
+    size_t i;
+
+    if (set == NULL || atomic_fetch_sub(&set->refs, 1) != 1)
+        return;
+    /* the last user: the pools close their idle connections */
+    for (i = 0; i < set->nroutes; i++) {
+        smtpc_pool_free(set->routes[i].pool);
+        free(set->routes[i].nexthop);
+    }
+    free(set->routes);
+    for (i = 0; i < set->ntransports; i++)
+        free(set->transports[i].domain);
+    free(set->transports);
+    free(set);
+}
+
+/* queue_attempt - one delivery attempt of queue/ID, with the settings
+ * current when it starts: a reload meanwhile does not touch it. */
+static int
+queue_attempt(struct queue *q, const char *id, long long *next_ms)
+{
+    struct queue_settings *set = queue_settings_hold(q);
+    int verdict;
+
+    verdict = queue_attempt_with(q, set, id, next_ms);
+    queue_settings_release(set);
     return verdict;
 }
 
@@ -1688,6 +1764,8 @@ queue_worker(void *arg)
     while (!q->stopping) {
         long long now;
 
+        if (q->workers > q->set->concurrency)
+            break; /* a reload lowered delivery_concurrency */
         if (q->nheap == 0) {
             pthread_cond_wait(&q->wake, &q->lock);
             continue;
@@ -1717,6 +1795,7 @@ queue_worker(void *arg)
             free(en);
         }
     }
+    q->workers--;
     pthread_mutex_unlock(&q->lock);
     queue_thread_end(q);
     return NULL;
@@ -1843,17 +1922,26 @@ queue_trigger(void *arg)
     char in[4096];
     size_t have = 0;
     long long next_scan;
+    long long run_delay;
     int stop;
 
     log_info(NULL, "queue %s: %zu message(s) found at start-up", q->dir,
              queue_scan(q, 1));
-    next_scan = queue_now_ms() + q->run_delay_ms;
+    pthread_mutex_lock(&q->lock);
+    run_delay = q->set->run_delay_ms;
+    pthread_mutex_unlock(&q->lock);
+    next_scan = queue_now_ms() + run_delay;
     for (;;) {
         struct pollfd p = {q->fifo_fd, POLLIN, 0};
         ssize_t n;
 
         pthread_mutex_lock(&q->lock);
         stop = q->stopping;
+        if (q->set->run_delay_ms != run_delay) {
+            /* a reload: the new queue_run_delay counts from now */
+            run_delay = q->set->run_delay_ms;
+            next_scan = queue_now_ms() + run_delay;
+        }
         pthread_mutex_unlock(&q->lock);
         if (stop)
             break;
@@ -1876,7 +1964,7 @@ queue_trigger(void *arg)
         }
         if (queue_now_ms() >= next_scan) {
             queue_scan(q, 0);
-            next_scan = queue_now_ms() + q->run_delay_ms;
+            next_scan = queue_now_ms() + run_delay;
         }
     }
     queue_thread_end(q);
@@ -1897,47 +1985,48 @@ queue_subdir(struct queue *q, const char *name, int *fd, struct err *e)
 }
 
 static int
-queue_add_route(struct queue *q, const struct cfg *c, const char *hop,
-                size_t *out, struct err *e)
+queue_add_route(struct queue_settings *set, const char *hostname,
+                const struct cfg *c, const char *hop, size_t *out,
+                struct err *e)
 {
     struct smtpc_settings s;
     struct queue_route *grown;
     size_t i;
 
-    for (i = 0; i < q->nroutes; i++)
-        if (strcmp(q->routes[i].nexthop, hop) == 0) {
+    for (i = 0; i < set->nroutes; i++)
+        if (strcmp(set->routes[i].nexthop, hop) == 0) {
             *out = i;
             return 0;
         }
-    grown = realloc(q->routes, (q->nroutes + 1) * sizeof(*grown));
+    grown = realloc(set->routes, (set->nroutes + 1) * sizeof(*grown));
     if (grown == NULL)
         return err_nomem(e);
-    q->routes = grown;
-    memset(&q->routes[q->nroutes], 0, sizeof(*grown));
+    set->routes = grown;
+    memset(&set->routes[set->nroutes], 0, sizeof(*grown));
     memset(&s, 0, sizeof(s));
     s.next_hop = hop;
-    s.helo_name = q->hostname;
+    s.helo_name = hostname;
     s.tls = (enum smtpc_tls)cfg_enum(c, "next_hop_tls");
     s.auth_file = cfg_str(c, "next_hop_auth_file");
     s.connect_timeout_ms = 30000;
     s.timeout_ms = (int)cfg_num(c, "next_hop_timeout");
     s.idle_timeout_ms = 10000;
-    s.max_idle = q->concurrency;
-    if ((q->routes[q->nroutes].nexthop = strdup(hop)) == NULL)
+    s.max_idle = set->concurrency;
+    if ((set->routes[set->nroutes].nexthop = strdup(hop)) == NULL)
         return err_nomem(e);
-    if ((q->routes[q->nroutes].pool = smtpc_pool_new(&s, e)) == NULL) {
-        free(q->routes[q->nroutes].nexthop);
+    if ((set->routes[set->nroutes].pool = smtpc_pool_new(&s, e)) == NULL) {
+        free(set->routes[set->nroutes].nexthop);
         return -1;
     }
-    *out = q->nroutes++;
+    *out = set->nroutes++;
     return 0;
 }
 
 /* queue_transport_load - "domain nexthop" lines, Postfix transport(5)
  * style: "example.com", ".example.com" (its subdomains) or "*". */
 static int
-queue_transport_load(struct queue *q, const struct cfg *c, const char *path,
-                     struct err *e)
+queue_transport_load(struct queue_settings *set, const char *hostname,
+                     const struct cfg *c, const char *path, struct err *e)
 {
     char line[QUEUE_LINE_MAX + 2];
     unsigned lineno = 0;
@@ -1982,25 +2071,70 @@ queue_transport_load(struct queue *q, const struct cfg *c, const char *path,
             return err_set(e, ERR_CONFIG, "%s:%u: bad domain '%.100s'", path,
                            lineno, key);
         }
-        if (queue_add_route(q, c, hop, &r, e) < 0) {
+        if (queue_add_route(set, hostname, c, hop, &r, e) < 0) {
             fclose(fp);
             return err_set(e, ERR_CONFIG, "%s:%u: %.400s", path, lineno,
                            e->text);
         }
-        grown = realloc(q->transports, (q->ntransports + 1) * sizeof(*grown));
+        grown =
+            realloc(set->transports, (set->ntransports + 1) * sizeof(*grown));
         if (grown == NULL) {
             fclose(fp);
             return err_nomem(e);
         }
-        q->transports = grown;
-        if ((grown[q->ntransports].domain = strdup(key)) == NULL) {
+        set->transports = grown;
+        if ((grown[set->ntransports].domain = strdup(key)) == NULL) {
             fclose(fp);
             return err_nomem(e);
         }
-        grown[q->ntransports++].route = r;
+        grown[set->ntransports++].route = r;
     }
     fclose(fp);
     return 0;
+}
+
+/* queue_settings_new - the reloadable settings of c, routes and pools
+ * built; NULL with e set when c is not usable. */
+static struct queue_settings *
+queue_settings_new(const char *hostname, const struct cfg *c, struct err *e)
+{
+    struct queue_settings *set;
+    const char *s;
+    size_t r;
+
+    if ((set = calloc(1, sizeof(*set))) == NULL) {
+        err_nomem(e);
+        return NULL;
+    }
+    atomic_init(&set->refs, 1);
+    set->min_backoff_ms = cfg_num(c, "minimal_backoff_time");
+    set->max_backoff_ms = cfg_num(c, "maximal_backoff_time");
+    set->lifetime_ms = cfg_num(c, "maximal_queue_lifetime");
+    set->warn_ms = cfg_num(c, "delay_warning_time");
+    set->run_delay_ms = cfg_num(c, "queue_run_delay");
+    set->minfree = (unsigned long long)cfg_num(c, "queue_minfree");
+    set->concurrency = (unsigned)cfg_num(c, "delivery_concurrency");
+    if (set->max_backoff_ms < set->min_backoff_ms) {
+        cfg_err(e, c, "maximal_backoff_time",
+                "shorter than minimal_backoff_time");
+        goto fail;
+    }
+    if ((s = cfg_str(c, "next_hop")) == NULL) {
+        cfg_err(e, c, "next_hop", "delivery = queue needs a next_hop");
+        goto fail;
+    }
+    if (queue_add_route(set, hostname, c, s, &r, e) < 0) {
+        if (e->code == ERR_CONFIG)
+            cfg_err(e, c, "next_hop", "%s", e->text);
+        goto fail;
+    }
+    if ((s = cfg_str(c, "transport_map")) != NULL &&
+        queue_transport_load(set, hostname, c, s, e) < 0)
+        goto fail;
+    return set;
+fail:
+    queue_settings_release(set);
+    return NULL;
 }
 
 struct queue *
@@ -2008,7 +2142,6 @@ queue_open(const struct cfg *c, struct err *e)
 {
     struct queue *q;
     const char *s;
-    size_t r;
     struct stat st;
 
     if ((q = calloc(1, sizeof(*q))) == NULL) {
@@ -2030,19 +2163,9 @@ queue_open(const struct cfg *c, struct err *e)
         snprintf(q->hostname, sizeof(q->hostname), "%s", s);
     else if (gethostname(q->hostname, sizeof(q->hostname) - 1) < 0)
         snprintf(q->hostname, sizeof(q->hostname), "localhost");
-    q->min_backoff_ms = cfg_num(c, "minimal_backoff_time");
-    q->max_backoff_ms = cfg_num(c, "maximal_backoff_time");
-    q->lifetime_ms = cfg_num(c, "maximal_queue_lifetime");
-    q->warn_ms = cfg_num(c, "delay_warning_time");
-    q->run_delay_ms = cfg_num(c, "queue_run_delay");
-    q->minfree = (unsigned long long)cfg_num(c, "queue_minfree");
-    q->concurrency = (unsigned)cfg_num(c, "delivery_concurrency");
     q->file_max = 2 * (size_t)cfg_num(c, "message_size_limit") + (64u << 20);
-    if (q->max_backoff_ms < q->min_backoff_ms) {
-        cfg_err(e, c, "maximal_backoff_time",
-                "shorter than minimal_backoff_time");
+    if ((q->set = queue_settings_new(q->hostname, c, e)) == NULL)
         goto fail;
-    }
     s = cfg_str(c, "queue_directory");
     if (snprintf(q->dir, sizeof(q->dir), "%s", s) >= (int)sizeof(q->dir)) {
         cfg_err(e, c, "queue_directory", "name too long");
@@ -2089,18 +2212,6 @@ queue_open(const struct cfg *c, struct err *e)
         err_sys(e, ERR_IO, "queue_directory: %s/trigger", q->dir);
         goto fail;
     }
-    if ((s = cfg_str(c, "next_hop")) == NULL) {
-        cfg_err(e, c, "next_hop", "delivery = queue needs a next_hop");
-        goto fail;
-    }
-    if (queue_add_route(q, c, s, &r, e) < 0) {
-        if (e->code == ERR_CONFIG)
-            cfg_err(e, c, "next_hop", "%s", e->text);
-        goto fail;
-    }
-    if ((s = cfg_str(c, "transport_map")) != NULL &&
-        queue_transport_load(q, c, s, e) < 0)
-        goto fail;
     return q;
 fail:
     queue_free(q);
@@ -2130,6 +2241,21 @@ queue_spawn(struct queue *q, void *(*fn)(void *), struct err *e)
     return 0;
 }
 
+static int
+queue_spawn_worker(struct queue *q, struct err *e)
+{
+    pthread_mutex_lock(&q->lock);
+    q->workers++;
+    pthread_mutex_unlock(&q->lock);
+    if (queue_spawn(q, queue_worker, e) < 0) {
+        pthread_mutex_lock(&q->lock);
+        q->workers--;
+        pthread_mutex_unlock(&q->lock);
+        return -1;
+    }
+    return 0;
+}
+
 int
 queue_start(struct queue *q, struct err *e)
 {
@@ -2138,12 +2264,12 @@ queue_start(struct queue *q, struct err *e)
     queue_clean(q);
     if (queue_spawn(q, queue_trigger, e) < 0)
         return -1;
-    for (i = 0; i < q->concurrency; i++)
-        if (queue_spawn(q, queue_worker, e) < 0)
+    for (i = 0; i < q->set->concurrency; i++)
+        if (queue_spawn_worker(q, e) < 0)
             return -1;
     log_info(NULL, "queue %s: %u delivery worker(s), next hop %s%s", q->dir,
-             q->concurrency, q->routes[0].nexthop,
-             q->ntransports > 0 ? ", transport_map routes" : "");
+             q->set->concurrency, q->set->routes[0].nexthop,
+             q->set->ntransports > 0 ? ", transport_map routes" : "");
     return 0;
 }
 
@@ -2186,14 +2312,7 @@ queue_free(struct queue *q)
     }
     free(q->table);
     free(q->heap);
-    for (i = 0; i < q->nroutes; i++) {
-        smtpc_pool_free(q->routes[i].pool);
-        free(q->routes[i].nexthop);
-    }
-    free(q->routes);
-    for (i = 0; i < q->ntransports; i++)
-        free(q->transports[i].domain);
-    free(q->transports);
+    queue_settings_release(q->set);
     if (q->fifo_fd >= 0)
         close(q->fifo_fd);
     if (q->lock_fd >= 0)
@@ -2214,4 +2333,52 @@ queue_free(struct queue *q)
     pthread_cond_destroy(&q->wake);
     pthread_mutex_destroy(&q->lock);
     free(q);
+}
+
+struct queue_settings *
+queue_settings_load(struct queue *q, const struct cfg *c, struct err *e)
+{
+    const char *dir = cfg_str(c, "queue_directory");
+
+    if (dir == NULL || strcmp(dir, q->dir) != 0)
+        log_warning(NULL,
+                    "queue_directory changed; restart relaychaind to use "
+                    "it (still %s)",
+                    q->dir);
+    return queue_settings_new(q->hostname, c, e);
+}
+
+void
+queue_settings_apply(struct queue *q, struct queue_settings *set)
+{
+    struct queue_settings *old;
+    unsigned more = 0, i;
+    long long latest = queue_now_ms() + set->max_backoff_ms;
+    size_t k;
+    struct err e;
+
+    pthread_mutex_lock(&q->lock);
+    old = q->set;
+    q->set = set;
+    /* no waiting message waits longer than the new maximal_backoff_time;
+     * lowered times keep the heap order only after a heapify */
+    for (k = 0; k < q->nheap; k++)
+        if (q->heap[k]->due_ms > latest)
+            q->heap[k]->due_ms = latest;
+    for (k = q->nheap / 2; k-- > 0;)
+        queue_heap_down(q, k);
+    if (!q->stopping && set->concurrency > q->workers)
+        more = set->concurrency - q->workers;
+    pthread_cond_broadcast(&q->wake); /* fewer workers: some leave */
+    pthread_mutex_unlock(&q->lock);
+    queue_settings_release(old);
+    err_clear(&e);
+    for (i = 0; i < more; i++)
+        if (queue_spawn_worker(q, &e) < 0) {
+            log_error(NULL, "reload: %s", e.text);
+            break;
+        }
+    log_info(NULL, "queue %s: reloaded: %u delivery worker(s), next hop %s%s",
+             q->dir, set->concurrency, set->routes[0].nexthop,
+             set->ntransports > 0 ? ", transport_map routes" : "");
 }

@@ -32,8 +32,9 @@
  * failure removes the temporary file and leaves err with the errno, from
  * which queue_commit_reply() makes the 452 or 451 the client gets.
  *
- * The daemon's side (queue_open, queue_start, queue_stop, queue_free)
- * keeps an index of small entries (queue id, next attempt), never the
+ * The daemon's side (queue_open, queue_start, queue_stop, queue_free,
+ * and queue_settings_load + queue_settings_apply on reload) keeps an
+ * index of small entries (queue id, next attempt), never the
  * messages, and delivery_concurrency worker threads that read a file
  * when its time comes, deliver it through core/smtpc (per transport_map
  * route), mark recipients, send RFC 3464 notifications through the same
@@ -190,6 +191,26 @@ int queue_start(struct queue *q, struct err *e);
  * not be freed). */
 unsigned queue_stop(struct queue *q, long long wait_ms);
 void queue_free(struct queue *q);
+
+/* Reload (SIGUSR1): the settings a reload may change -- the backoff
+ * times, maximal_queue_lifetime, delay_warning_time, queue_run_delay,
+ * delivery_concurrency, queue_minfree, next_hop with its TLS, auth and
+ * timeout, and transport_map -- live in one reference-counted struct
+ * queue_settings. queue_settings_load builds a new one from c (routes,
+ * pools, transport_map read) on the caller's thread, or fails with e
+ * and "file:line" for a bad transport_map, touching nothing; a changed
+ * queue_directory is logged and ignored. queue_settings_apply swaps it
+ * in under the queue's lock (a pointer exchange): attempts that start
+ * afterwards use it, attempts in flight finish with the old one, whose
+ * pools close when its last attempt ends. Waiting messages are due at
+ * the latest after the new maximal_backoff_time; workers are started
+ * or leave to match delivery_concurrency. queue_settings_release drops
+ * a reference (a loaded set that is not applied). */
+struct queue_settings;
+struct queue_settings *queue_settings_load(struct queue *q,
+                                           const struct cfg *c, struct err *e);
+void queue_settings_apply(struct queue *q, struct queue_settings *set);
+void queue_settings_release(struct queue_settings *set);
 
 /* queue_commit - make m durable and schedule it now. 0 only when it is
  * on disk for good. */

@@ -11,6 +11,11 @@
  *   SIGUSR1  reload: a new configuration and chain are built beside the
  *            running ones and swapped in; sessions finish on what they
  *            started with; a bad configuration is logged and ignored.
+ *            With delivery = queue the queue's settings (backoff times,
+ *            next_hop, transport_map, delivery_concurrency...) are built
+ *            on the same thread and swapped in with them: the attempts
+ *            that start afterwards use them (queue_settings_apply).
+ *            queue_directory and a change of delivery need a restart.
  *   SIGTERM, SIGINT  stop accepting, let transactions in flight finish
  *            (at most shutdown_timeout), exit 0.
  *
@@ -231,11 +236,21 @@ accept_one(struct smtpd_server *srv, int lfd, pthread_attr_t *attr)
     }
 }
 
+/* What the reloader needs: the configuration file and the spool (NULL
+ * unless delivery = queue), whose settings are reloaded with the rest. */
+struct reload_arg {
+    const char *path;
+    struct queue *spool;
+};
+
 static void
-reload(const char *path)
+reload(const struct reload_arg *ra)
 {
+    const char *path = ra->path;
     struct smtpd_runtime *rt, *old;
+    struct queue_settings *qs = NULL;
     const struct stage *const *st;
+    const struct cfg *cfg;
     struct err e;
 
     err_clear(&e);
@@ -245,11 +260,26 @@ reload(const char *path)
                   e.text);
         return;
     }
+    /* The queue's new settings are built here too, before anything is
+     * swapped: a bad transport_map keeps the whole old configuration. */
+    cfg = smtpd_runtime_conf(rt)->cfg;
+    if ((ra->spool != NULL) != (cfg_enum(cfg, "delivery") == 1))
+        log_warning(NULL, "delivery changed; restart relaychaind to use it");
+    else if (ra->spool != NULL &&
+             (qs = queue_settings_load(ra->spool, cfg, &e)) == NULL) {
+        log_error(NULL,
+                  "reload failed, keeping the running configuration: %s",
+                  e.text);
+        smtpd_runtime_release(rt);
+        return;
+    }
     pthread_mutex_lock(&current_lock);
     old = current;
     current = rt;
     pthread_mutex_unlock(&current_lock);
     smtpd_runtime_release(old);
+    if (qs != NULL)
+        queue_settings_apply(ra->spool, qs);
     log_info(NULL, "reload: configuration %s, chain of %zu stage(s)", path,
              chain_stages(smtpd_runtime_conf(rt)->chain, &st));
 }
@@ -266,7 +296,7 @@ static int reload_quit;
 static void *
 reload_thread(void *p)
 {
-    const char *path = p;
+    const struct reload_arg *ra = p;
 
     pthread_mutex_lock(&reload_lock);
     for (;;) {
@@ -276,7 +306,7 @@ reload_thread(void *p)
             break;
         reload_requests = 0;
         pthread_mutex_unlock(&reload_lock);
-        reload(path);
+        reload(ra);
         pthread_mutex_lock(&reload_lock);
     }
     pthread_mutex_unlock(&reload_lock);
@@ -302,6 +332,7 @@ main(int argc, char **argv)
     struct pollfd pfd[LISTEN_MAX + 2];
     struct milterd *md = NULL;
     pthread_t reloader;
+    struct reload_arg ra;
     struct queue *spool = NULL;
     int mpipe[2] = {-1, -1};
     sigset_t sfd_sigs;
@@ -436,7 +467,9 @@ main(int argc, char **argv)
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, SESSION_STACK);
-    if (pthread_create(&reloader, NULL, reload_thread, (void *)path) != 0) {
+    ra.path = path;
+    ra.spool = spool;
+    if (pthread_create(&reloader, NULL, reload_thread, &ra) != 0) {
         log_error(NULL, "cannot start the reload thread: %s",
                   strerror(errno));
         return 1;
