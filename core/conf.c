@@ -174,6 +174,11 @@ const struct cfg_option conf_options[] = {
     {"queue_run_delay", CFG_TIME, "300s",
      "how often queue/ is scanned for messages the daemon does not know",
      NULL, 1000, 86400 * 1000LL, 0},
+    {"smtpd_dsn_clients", CFG_LIST, "mynetworks authenticated",
+     "clients whose DSN requests (RET, ENVID, NOTIFY, ORCPT) are honoured: "
+     "mynetworks, authenticated, all, or networks (CIDR); others' are "
+     "ignored and their failure reports return headers only",
+     NULL, 0, 0, 0},
     {"transport_map", CFG_PATH, NULL,
      "\"domain next-hop\" lines (.domain for subdomains, * for the rest) "
      "routing queued mail per recipient domain",

@@ -10,7 +10,11 @@
  * delay, Will-Retry-Until), and the returned message: its header as
  * text/rfc822-headers, or the whole of it as message/rfc822 when the
  * client asked RET=FULL and it is no larger than QUEUE_DSN_FULL_MAX
- * (Postfix's bounce_size_limit). Original-Envelope-Id carries ENVID.
+ * (Postfix's bounce_size_limit). The header part is only ever lines
+ * that are header fields, cut at the same size: a report must not carry
+ * a client's content to an address it merely named as the sender. The
+ * SMTP server drops RET (and the rest of DSN) from clients not in
+ * smtpd_dsn_clients. Original-Envelope-Id carries ENVID.
  *
  * Text that comes from elsewhere (replies, addresses, ENVID, ORCPT) is
  * written with every octet outside printable US-ASCII replaced by '?',
@@ -27,7 +31,9 @@
 
 #include "queue.h"
 
-#define QUEUE_DSN_FULL_MAX 50000 /* returned whole up to this size */
+/* A message is returned whole up to this size, and no more of a header
+ * than this is returned. */
+#define QUEUE_DSN_FULL_MAX 50000
 
 /* queue_dsn_date - RFC 5322 date of a time in microseconds. */
 static void
@@ -86,22 +92,62 @@ queue_dsn_status(const char *reply, char *out, size_t n)
              reply[0] == '2' || reply[0] == '5' ? reply[0] : '4');
 }
 
-/* queue_dsn_headers_end - where the header of the message ends (the
- * octet after the empty line), or len when it has no body. */
-static size_t
-queue_dsn_headers_end(const char *data, size_t len)
+/* queue_dsn_field_line - line (n octets, no line end) starts with a
+ * header field name and its colon (RFC 5322: printable US-ASCII but
+ * the colon). */
+static int
+queue_dsn_field_line(const char *line, size_t n)
 {
     size_t i;
 
-    for (i = 0; i < len; i++) {
-        if (data[i] != '\n')
-            continue;
-        if (i + 1 < len && data[i + 1] == '\n')
-            return i + 2;
-        if (i + 2 < len && data[i + 1] == '\r' && data[i + 2] == '\n')
-            return i + 3;
+    for (i = 0; i < n; i++) {
+        int c = (unsigned char)line[i];
+
+        if (c == ':')
+            return i > 0;
+        if (c < 33 || c > 126)
+            return 0;
     }
-    return len;
+    return 0;
+}
+
+/* queue_dsn_headers_end - how much of the message is its header: up to
+ * and with the empty line that ends it, but never past a line that is
+ * neither a header field nor the continuation of one (the body of a
+ * message that has no empty line, or that starts with text), and never
+ * past max octets: what is returned as "headers" is header, and bounded,
+ * whatever the client made the message look like. */
+static size_t
+queue_dsn_headers_end(const char *data, size_t len, size_t max)
+{
+    size_t pos = 0;
+    int fields = 0;
+
+    while (pos < len) {
+        const char *nl = memchr(data + pos, '\n', len - pos);
+        size_t next = nl != NULL ? (size_t)(nl - data) + 1 : len;
+        size_t n = next - pos;
+
+        if (nl != NULL) {
+            n--;
+            if (n > 0 && data[pos + n - 1] == '\r')
+                n--;
+        }
+        if (next > max)
+            break;
+        if (n == 0)
+            return next;
+        if (data[pos] == ' ' || data[pos] == '\t') {
+            if (!fields)
+                break;
+        } else if (queue_dsn_field_line(data + pos, n)) {
+            fields++;
+        } else {
+            break;
+        }
+        pos = next;
+    }
+    return pos;
 }
 
 /* queue_dsn_lines - data with every line end as CRLF. */
@@ -203,7 +249,7 @@ queue_dsn_build(const struct queue_file *qf, const char *qid,
     v = queue_param(qf->sender_params, "RET", &len);
     full = v != NULL && len == 4 && strncasecmp(v, "FULL", 4) == 0 &&
            qf->len <= QUEUE_DSN_FULL_MAX && strcmp(action, "failed") == 0;
-    hend = queue_dsn_headers_end(qf->data, qf->len);
+    hend = queue_dsn_headers_end(qf->data, qf->len, QUEUE_DSN_FULL_MAX);
     for (i = 0; i < (full ? qf->len : hend) && !eight; i++)
         eight = (unsigned char)qf->data[i] >= 0x80;
     snprintf(boundary, sizeof(boundary), "%s.%lld/%s", qid, now_us, hostname);

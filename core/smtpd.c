@@ -84,6 +84,8 @@ struct smtpd_runtime {
     char hostbuf[256];
     struct cidr_list *mynetworks;
     struct cidr_list *xforward_hosts;
+    struct cidr_list *dsn_nets; /* smtpd_dsn_clients: the networks named */
+    int dsn_mynetworks, dsn_auth, dsn_all; /* ...and the words */
     const char *const *relay_domains;
     size_t nrelay_domains;
     struct auth_table *auth;
@@ -116,6 +118,44 @@ smtpd_cidr(const struct cfg *c, const char *key, struct err *e)
     return l;
 }
 
+/* smtpd_dsn_clients - smtpd_dsn_clients: the words "mynetworks",
+ * "authenticated" and "all", and networks as in mynetworks. */
+static int
+smtpd_dsn_clients(struct smtpd_runtime *rt, const struct cfg *c,
+                  struct err *e)
+{
+    const char *const *items;
+    const char **nets;
+    size_t n = cfg_list(c, "smtpd_dsn_clients", &items), i, k = 0;
+
+    if ((nets = calloc(n + 1, sizeof(*nets))) == NULL)
+        return err_nomem(e);
+    for (i = 0; i < n; i++) {
+        if (strcasecmp(items[i], "mynetworks") == 0) {
+            rt->dsn_mynetworks = 1;
+        } else if (strcasecmp(items[i], "authenticated") == 0) {
+            rt->dsn_auth = 1;
+        } else if (strcasecmp(items[i], "all") == 0) {
+            rt->dsn_all = 1;
+        } else if (strchr(items[i], '.') == NULL &&
+                   strchr(items[i], ':') == NULL) {
+            /* a word, not an address: a typo must not pass as a network */
+            free(nets);
+            return cfg_err(e, c, "smtpd_dsn_clients",
+                           "'%.100s': not mynetworks, authenticated, all or "
+                           "a network",
+                           items[i]);
+        } else {
+            nets[k++] = items[i];
+        }
+    }
+    rt->dsn_nets = cidr_list_new(nets, k, e);
+    free(nets);
+    if (rt->dsn_nets == NULL)
+        return cfg_err(e, c, "smtpd_dsn_clients", "%s", e->text);
+    return 0;
+}
+
 struct smtpd_runtime *
 smtpd_runtime_new(struct conf *cf, struct err *e)
 {
@@ -139,6 +179,8 @@ smtpd_runtime_new(struct conf *cf, struct err *e)
     rt->hostname = s;
     if ((rt->mynetworks = smtpd_cidr(c, "mynetworks", e)) == NULL ||
         (rt->xforward_hosts = smtpd_cidr(c, "xforward_hosts", e)) == NULL)
+        goto fail;
+    if (smtpd_dsn_clients(rt, c, e) < 0)
         goto fail;
     rt->nrelay_domains = cfg_list(c, "relay_domains", &rt->relay_domains);
     if ((s = cfg_str(c, "auth_password_file")) != NULL &&
@@ -226,6 +268,7 @@ smtpd_runtime_release(struct smtpd_runtime *rt)
         SSL_CTX_free(rt->tls);
     regmap_free(rt->login_map);
     auth_table_free(rt->auth);
+    cidr_list_free(rt->dsn_nets);
     cidr_list_free(rt->xforward_hosts);
     cidr_list_free(rt->mynetworks);
     conf_free(rt->cf);
@@ -375,6 +418,7 @@ struct smtpd_session {
     char xf_proto[16];
     /* transaction */
     int in_mail;
+    int dsn_ignored; /* DSN parameters were dropped (logged once) */
     char qid[16];
     char *sender;
     char *sender_params;
@@ -449,6 +493,7 @@ smtpd_reset(struct smtpd_session *s, int hop_ok)
     free(s->sender_params);
     s->sender = s->sender_params = NULL;
     s->in_mail = 0;
+    s->dsn_ignored = 0;
     s->qid[0] = '\0';
     /* XFORWARD describes one transaction, as in Postfix. */
     s->xf_name[0] = s->xf_addr[0] = s->xf_helo[0] = s->xf_proto[0] = '\0';
@@ -522,6 +567,96 @@ smtpd_verb_is(const char *line, const char *verb)
            (line[n] == '\0' || line[n] == ' ');
 }
 
+/* smtpd_dsn_ok - are this client's DSN requests honoured
+ * (smtpd_dsn_clients)? A report carries what the client chose to whom
+ * it named as sender: an open reflector unless the client is known. */
+static int
+smtpd_dsn_ok(const struct smtpd_session *s)
+{
+    const struct smtpd_runtime *rt = s->rt;
+
+    return rt->dsn_all || (rt->dsn_auth && s->auth_user != NULL) ||
+           (rt->dsn_mynetworks &&
+            cidr_list_contains(rt->mynetworks, s->addr)) ||
+           cidr_list_contains(rt->dsn_nets, s->addr);
+}
+
+/* smtpd_dsn_keys - the parameters dropped for a client whose DSN requests
+ * are not honoured. */
+static const char *const smtpd_dsn_keys[] = {"RET", "ENVID", "NOTIFY",
+                                             "ORCPT", NULL};
+
+/* smtpd_params_without - a copy of params without those named in keys
+ * (caller frees), or NULL when out of memory; *dropped says whether one
+ * was. */
+static char *
+smtpd_params_without(const char *params, const char *const *keys,
+                     int *dropped)
+{
+    size_t len = strlen(params), used = 0;
+    const char *p = params;
+    char *out;
+
+    *dropped = 0;
+    if ((out = malloc(len + 1)) == NULL)
+        return NULL;
+    while (*p != '\0') {
+        size_t n, i, k;
+        int drop = 0;
+
+        p += strspn(p, " ");
+        if ((n = strcspn(p, " ")) == 0)
+            break;
+        for (i = 0; keys[i] != NULL && !drop; i++) {
+            k = strlen(keys[i]);
+            drop = n >= k && strncasecmp(p, keys[i], k) == 0 &&
+                   (n == k || p[k] == '=');
+        }
+        if (drop) {
+            *dropped = 1;
+        } else {
+            if (used > 0)
+                out[used++] = ' ';
+            memcpy(out + used, p, n);
+            used += n;
+        }
+        p += n;
+    }
+    out[used] = '\0';
+    return out;
+}
+
+/* smtpd_keep_params - the parameters to keep of a MAIL or RCPT that
+ * passed its checks (caller frees; NULL when out of memory): all of them,
+ * or without the DSN requests of a client not in smtpd_dsn_clients. */
+static char *
+smtpd_keep_params(struct smtpd_session *s, const char *params)
+{
+    char *kept;
+    int dropped;
+
+    if (!s->rt->queue_mode || smtpd_dsn_ok(s))
+        return strdup(params);
+    if ((kept = smtpd_params_without(params, smtpd_dsn_keys, &dropped)) !=
+            NULL &&
+        dropped)
+        s->dsn_ignored = 1;
+    return kept;
+}
+
+/* smtpd_dsn_log - say once per transaction that DSN requests were
+ * dropped, so that an admin can tell why no report came. */
+static void
+smtpd_dsn_log(struct smtpd_session *s)
+{
+    if (s->dsn_ignored != 1)
+        return;
+    s->dsn_ignored = 2;
+    log_info(s->qid, "DSN request ignored: client %s[%s] is not in "
+                     "smtpd_dsn_clients",
+             s->name, s->addr);
+}
+
 static void
 smtpd_cmd_ehlo(struct smtpd_session *s, const char *arg, int esmtp)
 {
@@ -551,7 +686,11 @@ smtpd_cmd_ehlo(struct smtpd_session *s, const char *arg, int esmtp)
     if (s->xforward_ok)
         smtpd_reply(s, "250-XFORWARD NAME ADDR PROTO HELO");
     smtpd_reply(s, "250-ENHANCEDSTATUSCODES");
-    if (rt->queue_mode)
+    /* to a client whose requests would be ignored, as Postfix's
+     * smtpd_discard_ehlo_keyword_address_maps; one that may still
+     * authenticate is told, since it will not send EHLO again */
+    if (rt->queue_mode &&
+        (smtpd_dsn_ok(s) || (rt->dsn_auth && rt->auth != NULL)))
         smtpd_reply(s, "250-DSN");
     smtpd_reply(s, "250-8BITMIME");
     smtpd_reply(s, "250 SMTPUTF8");
@@ -845,7 +984,7 @@ smtpd_cmd_mail(struct smtpd_session *s, const char *line)
         return;
     }
     s->sender = buf_steal(&addr, NULL);
-    s->sender_params = strdup(p);
+    s->sender_params = smtpd_keep_params(s, p);
     buf_fini(&addr);
     if (s->sender == NULL || s->sender_params == NULL) {
         smtpd_reply(s, "451 4.3.0 Error: out of memory");
@@ -901,6 +1040,7 @@ smtpd_cmd_mail(struct smtpd_session *s, const char *line)
                  s->xf_addr[0] ? s->xf_addr : "unknown");
     else
         log_info(s->qid, "client=%s", smtpd_client(s, client, sizeof(client)));
+    smtpd_dsn_log(s);
     smtpd_reply(s, "250 2.1.0 Ok");
 }
 
@@ -1004,11 +1144,25 @@ smtpd_cmd_rcpt(struct smtpd_session *s, const char *line)
             return;
         }
     }
+    s->rcpts[s->nrcpts].params = NULL;
+    if (*p != '\0' &&
+        (s->rcpts[s->nrcpts].params = smtpd_keep_params(s, p)) == NULL) {
+        /* the next hop may have the recipient: the transaction is void */
+        smtpd_reply(s, "451 4.3.0 Error: out of memory");
+        buf_fini(&addr);
+        smtpd_reset(s, 0);
+        return;
+    }
+    if (s->rcpts[s->nrcpts].params != NULL &&
+        s->rcpts[s->nrcpts].params[0] == '\0') {
+        free(s->rcpts[s->nrcpts].params);
+        s->rcpts[s->nrcpts].params = NULL;
+    }
     s->rcpts[s->nrcpts].addr = buf_steal(&addr, NULL);
-    s->rcpts[s->nrcpts].params = *p ? strdup(p) : NULL;
     s->nrcpts++;
     s->n_rcpt++;
     buf_fini(&addr);
+    smtpd_dsn_log(s);
     smtpd_reply(s, "250 2.1.5 Ok");
 }
 

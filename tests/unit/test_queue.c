@@ -305,6 +305,84 @@ test_dsn(void **state)
     buf_fini(&b);
 }
 
+/* test_dsn_returned - the part returned with a headers-only report is
+ * header fields only and bounded, whatever the message looks like. */
+static void
+test_dsn_returned(void **state)
+{
+    static const struct {
+        const char *name, *data, *want, *never;
+    } cases[] = {
+        {"header and body", "Subject: s\r\n\r\nPAYLOAD\r\n",
+         "Subject: s\r\n\r\n", "PAYLOAD"},
+        {"no empty line", "Subject: s\r\nPAYLOAD line\r\nmore\r\n",
+         "Subject: s\r\n", "PAYLOAD"},
+        {"text first, empty line later",
+         "PAYLOAD line\r\nmore\r\n\r\nrest\r\n", NULL, "PAYLOAD"},
+        {"continuation first", " PAYLOAD: x\r\n\r\n", NULL, "PAYLOAD"},
+        {"folded field", "Subject: s\r\n\tfolded\r\nPAYLOAD\r\n",
+         "Subject: s\r\n\tfolded\r\n", "PAYLOAD"},
+        {"colon later in text", "PAYLOAD text: not a field\r\n", NULL,
+         "PAYLOAD"},
+    };
+    struct queue_dsn_rcpt list[1] = {{0, "550 5.1.1 no", NULL}};
+    struct queue_file_rcpt rcpt = {QUEUE_RCPT_PENDING, 0, "b@dest.example",
+                                   ""};
+    struct queue_file qf;
+    struct buf out, big;
+    struct err e;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *part;
+
+        memset(&qf, 0, sizeof(qf));
+        qf.sender = "victim@example.org";
+        qf.sender_params = "";
+        qf.rcpts = &rcpt;
+        qf.nrcpts = 1;
+        qf.data = cases[i].data;
+        qf.len = strlen(cases[i].data);
+        buf_init(&out, 0);
+        if (queue_dsn_build(&qf, "ABCDEF012345", "relay.example", "failed",
+                            list, 1, 1700000100000000LL, 0, &out, &e) < 0)
+            unit_fail(cases[i].name, "build: %s", e.text);
+        part = strstr(out.data, "text/rfc822-headers\r\n\r\n");
+        if (part == NULL)
+            unit_fail(cases[i].name, "no headers part");
+        if (strstr(out.data, cases[i].never) != NULL)
+            unit_fail(cases[i].name, "returned \"%s\"", cases[i].never);
+        if (cases[i].want != NULL)
+            unit_has(cases[i].name, part, cases[i].want);
+        buf_fini(&out);
+    }
+
+    /* a header of 200 KB: cut at a line end within 50000 octets */
+    buf_init(&big, 0);
+    for (i = 0; big.len < 200000; i++)
+        assert_int_equal(buf_printf(&big, &e, "X-Filler-%zu: PAYLOAD\r\n", i),
+                         0);
+    assert_int_equal(buf_puts(&big, "\r\nbody\r\n", &e), 0);
+    memset(&qf, 0, sizeof(qf));
+    qf.sender = "victim@example.org";
+    qf.sender_params = "RET=FULL";
+    qf.rcpts = &rcpt;
+    qf.nrcpts = 1;
+    qf.data = big.data;
+    qf.len = big.len;
+    buf_init(&out, 0);
+    if (queue_dsn_build(&qf, "ABCDEF012345", "relay.example", "failed", list,
+                        1, 1700000100000000LL, 0, &out, &e) < 0)
+        fail_msg("big: %s", e.text);
+    if (out.len > 56000)
+        fail_msg("big header: a report of %zu octets, want at most 56000",
+                 out.len);
+    unit_has("big header", out.data, "text/rfc822-headers\r\n\r\nX-Filler-0:");
+    buf_fini(&out);
+    buf_fini(&big);
+}
+
 /* ------------------------------------------------------------ commit */
 
 static int
@@ -673,6 +751,7 @@ main(void)
         cmocka_unit_test(test_xtext),
         cmocka_unit_test(test_param),
         cmocka_unit_test(test_dsn),
+        cmocka_unit_test(test_dsn_returned),
         cmocka_unit_test(test_commit),
         cmocka_unit_test(test_transport_map),
         cmocka_unit_test_setup_teardown(test_lmtp_split, lmtp_setup,
