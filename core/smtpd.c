@@ -567,6 +567,20 @@ smtpd_verb_is(const char *line, const char *verb)
            (line[n] == '\0' || line[n] == ' ');
 }
 
+/* smtpd_has_ctl - does text (n octets) hold a control character? What
+ * a client sends is kept in the queue file, whose text records refuse
+ * them, and written to the log and to other servers. */
+static int
+smtpd_has_ctl(const char *text, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if ((unsigned char)text[i] < 0x20 || text[i] == 0x7f)
+            return 1;
+    return 0;
+}
+
 /* smtpd_dsn_ok - are this client's DSN requests honoured
  * (smtpd_dsn_clients)? A report carries what the client chose to whom
  * it named as sender: an open reflector unless the client is known. */
@@ -668,6 +682,11 @@ smtpd_cmd_ehlo(struct smtpd_session *s, const char *arg, int esmtp)
         smtpd_error(s);
         return;
     }
+    if (smtpd_has_ctl(arg, strlen(arg))) {
+        /* the name goes into the queue file, Received and the log */
+        smtpd_refuse(s, "501 5.5.2 Error: control character in host name");
+        return;
+    }
     smtpd_reset(s, 1);
     snprintf(s->helo, sizeof(s->helo), "%s", arg);
     s->helo_seen = 1;
@@ -746,6 +765,8 @@ smtpd_check_mail_params(const char *params, size_t size_limit, int dsn,
             end = p + strlen(p);
         n = (size_t)(end - p);
         eq = memchr(p, '=', n);
+        if (smtpd_has_ctl(p, n))
+            return "501 5.5.4 Bad parameter syntax";
         if (strncasecmp(p, "SIZE=", 5) == 0) {
             char num[24];
             unsigned long long v;
@@ -767,7 +788,14 @@ smtpd_check_mail_params(const char *params, size_t size_limit, int dsn,
         } else if (n == 8 && strncasecmp(p, "SMTPUTF8", 8) == 0) {
             /* accepted */
         } else if (strncasecmp(p, "AUTH=", 5) == 0) {
-            /* accepted and ignored, as Postfix does for untrusted input */
+            char mailbox[ADDR_MAX + 1];
+
+            /* accepted and ignored, as Postfix does for untrusted input,
+             * but only when it is what RFC 4954 says: <> or xtext */
+            if (!(n == 7 && strncmp(p + 5, "<>", 2) == 0) &&
+                (n == 5 || queue_xtext_decode(p + 5, n - 5, mailbox,
+                                              sizeof(mailbox)) < 0))
+                return "501 5.5.4 Bad AUTH parameter";
         } else if (dsn && strncasecmp(p, "RET=", 4) == 0) {
             if (ret++ || !((n == 8 && strncasecmp(p + 4, "FULL", 4) == 0) ||
                            (n == 8 && strncasecmp(p + 4, "HDRS", 4) == 0)))
@@ -855,10 +883,11 @@ smtpd_queue_refuses(struct smtpd_session *s, const char *params,
     return 1;
 }
 
-/* smtpd_check_rcpt_params - in queue mode, the DSN parameters of RCPT
- * (NOTIFY, ORCPT); NULL or the reply for a bad one. */
+/* smtpd_check_rcpt_params - the parameters of RCPT: with dsn (queue
+ * mode, which offers DSN) NOTIFY and ORCPT, else none; NULL or the reply
+ * for a bad one. */
 static const char *
-smtpd_check_rcpt_params(const char *params)
+smtpd_check_rcpt_params(const char *params, int dsn)
 {
     int notify = 0, orcpt = 0;
     const char *p = params;
@@ -869,6 +898,10 @@ smtpd_check_rcpt_params(const char *params)
         p += strspn(p, " ");
         if ((n = strcspn(p, " ")) == 0)
             break;
+        if (smtpd_has_ctl(p, n))
+            return "501 5.5.4 Bad parameter syntax";
+        if (!dsn)
+            return "555 5.5.4 Unsupported option";
         if (strncasecmp(p, "NOTIFY=", 7) == 0) {
             const char *v = p + 7, *end = p + n;
             int never = 0, other = 0;
@@ -1105,7 +1138,9 @@ smtpd_cmd_rcpt(struct smtpd_session *s, const char *line)
         buf_fini(&addr);
         return;
     }
-    if (s->rt->queue_mode && (bad = smtpd_check_rcpt_params(p)) != NULL) {
+    /* checked in both modes: through mode replays them to the next hop
+     * when the chain changed the envelope */
+    if ((bad = smtpd_check_rcpt_params(p, s->rt->queue_mode)) != NULL) {
         smtpd_reply(s, "%s", bad);
         buf_fini(&addr);
         smtpd_error(s);
@@ -1834,9 +1869,10 @@ smtpd_cmd_auth(struct smtpd_session *s, const char *arg)
 }
 
 /* smtpd_xtext_copy - XFORWARD values are xtext (RFC 3461); decode into
- * out, refusing control characters. */
+ * out, refusing control characters, and spaces unless space is set
+ * (Postfix sends a HELO argument with spaces as "+20"). */
 static int
-smtpd_xtext_copy(const char *v, size_t len, char *out, size_t n)
+smtpd_xtext_copy(const char *v, size_t len, char *out, size_t n, int space)
 {
     size_t i, j = 0;
 
@@ -1852,7 +1888,7 @@ smtpd_xtext_copy(const char *v, size_t len, char *out, size_t n)
                 return -1;
             i += 2;
         }
-        if (c < 0x21 || c == 0x7f || j + 1 >= n)
+        if ((c < 0x21 && !(c == ' ' && space)) || c == 0x7f || j + 1 >= n)
             return -1;
         out[j++] = (char)c;
     }
@@ -1876,7 +1912,8 @@ smtpd_cmd_xforward(struct smtpd_session *s, const char *arg)
         {"PROTO", offsetof(struct smtpd_session, xf_proto),
          sizeof(((struct smtpd_session *)0)->xf_proto)},
     };
-    const char *p = arg;
+    const char *p;
+    int pass;
 
     s->n_xforward_all++;
     if (!s->xforward_ok) {
@@ -1887,44 +1924,60 @@ smtpd_cmd_xforward(struct smtpd_session *s, const char *arg)
         smtpd_refuse(s, "503 5.5.1 Error: MAIL transaction in progress");
         return;
     }
-    if (p == NULL) {
+    if (arg == NULL) {
         smtpd_refuse(s, "501 5.5.4 Syntax: XFORWARD attribute=value...");
         return;
     }
-    while (*p) {
-        const char *end = strchr(p, ' '), *eq;
-        size_t n, i, klen;
+    /* Every value is checked before any is kept: a refused command
+     * leaves what an earlier one set. */
+    for (pass = 0; pass < 2; pass++) {
+        p = arg;
+        while (*p) {
+            const char *end = strchr(p, ' '), *eq;
+            char check[256];
+            size_t n, i, klen;
 
-        if (end == NULL)
-            end = p + strlen(p);
-        n = (size_t)(end - p);
-        eq = memchr(p, '=', n);
-        if (eq == NULL) {
-            smtpd_refuse(s, "501 5.5.4 Bad XFORWARD attribute syntax");
-            return;
-        }
-        klen = (size_t)(eq - p);
-        for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-            char *field = (char *)s + keys[i].off;
-
-            if (strlen(keys[i].key) != klen ||
-                strncasecmp(p, keys[i].key, klen) != 0)
-                continue;
-            if (smtpd_xtext_copy(eq + 1, (size_t)(end - eq - 1), field,
-                                 keys[i].size) < 0) {
-                smtpd_refuse(s, "501 5.5.4 Bad XFORWARD attribute value");
+            if (end == NULL)
+                end = p + strlen(p);
+            n = (size_t)(end - p);
+            eq = memchr(p, '=', n);
+            if (eq == NULL) {
+                smtpd_refuse(s, "501 5.5.4 Bad XFORWARD attribute syntax");
                 return;
             }
-            if (strcmp(field, "[UNAVAILABLE]") == 0 ||
-                strcmp(field, "[TEMPUNAVAIL]") == 0)
-                field[0] = '\0';
-            /* Postfix sends IPv6 addresses as "IPv6:..." */
-            if (i == 1 && strncasecmp(field, "IPv6:", 5) == 0)
-                memmove(field, field + 5, strlen(field + 5) + 1);
+            klen = (size_t)(eq - p);
+            for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+                char *field = (char *)s + keys[i].off;
+                int helo = strcmp(keys[i].key, "HELO") == 0;
+
+                if (strlen(keys[i].key) != klen ||
+                    strncasecmp(p, keys[i].key, klen) != 0)
+                    continue;
+                if (pass == 0) {
+                    if (smtpd_xtext_copy(eq + 1, (size_t)(end - eq - 1), check,
+                                         keys[i].size < sizeof(check)
+                                             ? keys[i].size
+                                             : sizeof(check),
+                                         helo) < 0) {
+                        smtpd_refuse(s,
+                                     "501 5.5.4 Bad XFORWARD attribute value");
+                        return;
+                    }
+                    continue;
+                }
+                (void)smtpd_xtext_copy(eq + 1, (size_t)(end - eq - 1), field,
+                                       keys[i].size, helo);
+                if (strcmp(field, "[UNAVAILABLE]") == 0 ||
+                    strcmp(field, "[TEMPUNAVAIL]") == 0)
+                    field[0] = '\0';
+                /* Postfix sends IPv6 addresses as "IPv6:..." */
+                if (i == 1 && strncasecmp(field, "IPv6:", 5) == 0)
+                    memmove(field, field + 5, strlen(field + 5) + 1);
+            }
+            p = end;
+            while (*p == ' ')
+                p++;
         }
-        p = end;
-        while (*p == ' ')
-            p++;
     }
     s->n_xforward++;
     smtpd_reply(s, "250 2.0.0 Ok");
