@@ -28,6 +28,17 @@
  * while waiting in ppoll(), so such a signal ends the question with the
  * echo restored, without a global flag.
  *
+ * auth_rate is an open-addressing table of fixed size under one mutex:
+ * each key (an IPv4 address, or the /64 of an IPv6 one) may sit in one of
+ * AUTH_RATE_PROBE slots after its hash, salted per table from
+ * getrandom() so a client cannot choose addresses that collide. A count
+ * decays linearly at the limit a minute, so a count at the limit means
+ * "limit failures within the last minute"; an entry decayed to zero is a
+ * free slot; an attempt is allowed while it keeps the count at most
+ * the limit. When all the slots a key may take are busy, the one with
+ * the lowest count goes: a flood of new addresses can evict a client's
+ * entry only by failing from as many networks.
+ *
  * Nothing here logs; failures are reported through struct err.
  */
 #include "config.h"
@@ -37,14 +48,19 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <arpa/inet.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -425,6 +441,181 @@ auth_verify(const struct auth_table *t, const char *user, const char *pass)
            CRYPTO_memcmp(out, hash, n) == 0;
     OPENSSL_cleanse(out, sizeof(out));
     return u != NULL && same;
+}
+
+/* --------------------------------------------------------------- rate */
+
+#define AUTH_RATE_PROBE 8
+
+struct auth_rate_slot {
+    unsigned char key[16];
+    double count;     /* failures, decayed to last_ms */
+    long long last_ms;
+};
+
+struct auth_rate {
+    pthread_mutex_t lock;
+    struct auth_rate_slot *slots;
+    size_t nslots;
+    unsigned long long salt;
+};
+
+struct auth_rate *
+auth_rate_new(size_t slots, struct err *e)
+{
+    struct auth_rate *r;
+
+    if (slots < AUTH_RATE_PROBE)
+        slots = AUTH_RATE_PROBE;
+    if ((r = calloc(1, sizeof(*r))) == NULL ||
+        (r->slots = calloc(slots, sizeof(*r->slots))) == NULL) {
+        free(r);
+        err_nomem(e);
+        return NULL;
+    }
+    r->nslots = slots;
+    if (getrandom(&r->salt, sizeof(r->salt), GRND_NONBLOCK) !=
+        (ssize_t)sizeof(r->salt))
+        r->salt = (unsigned long long)time(NULL) ^
+                  ((unsigned long long)getpid() << 32) ^ (uintptr_t)r;
+    pthread_mutex_init(&r->lock, NULL);
+    return r;
+}
+
+void
+auth_rate_free(struct auth_rate *r)
+{
+    if (r == NULL)
+        return;
+    pthread_mutex_destroy(&r->lock);
+    free(r->slots);
+    free(r);
+}
+
+/* auth_rate_key - addr as 16 octets: IPv4 (also IPv4-mapped IPv6) as
+ * ::ffff:a.b.c.d, IPv6 cut to its /64; anything else ("local") is all
+ * zeros, one shared entry. */
+static void
+auth_rate_key(const char *addr, unsigned char key[16])
+{
+    struct in_addr a4;
+
+    memset(key, 0, 16);
+    if (inet_pton(AF_INET, addr, &a4) == 1) {
+        key[10] = key[11] = 0xff;
+        memcpy(key + 12, &a4, 4);
+    } else if (inet_pton(AF_INET6, addr, key) == 1) {
+        static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0,
+                                                 0, 0, 0, 0, 0xff, 0xff};
+
+        if (memcmp(key, mapped, sizeof(mapped)) != 0)
+            memset(key + 8, 0, 8);
+    }
+}
+
+/* auth_rate_decayed - the count of a slot at now_ms. */
+static double
+auth_rate_decayed(const struct auth_rate_slot *s, unsigned limit,
+                  long long now_ms)
+{
+    double c = s->count;
+
+    if (now_ms > s->last_ms)
+        c -= (double)(now_ms - s->last_ms) * limit / 60000.0;
+    return c > 0 ? c : 0;
+}
+
+/* auth_rate_find - the slot of key, or with make the slot to take for it
+ * (emptied); NULL when absent and not make. Called locked. */
+static struct auth_rate_slot *
+auth_rate_find(struct auth_rate *r, const unsigned char key[16],
+               unsigned limit, long long now_ms, int make)
+{
+    unsigned long long h = 1469598103934665603ULL ^ r->salt;
+    struct auth_rate_slot *victim = NULL;
+    double lowest = 0;
+    size_t i;
+
+    for (i = 0; i < 16; i++)
+        h = (h ^ key[i]) * 1099511628211ULL;
+    for (i = 0; i < AUTH_RATE_PROBE; i++) {
+        struct auth_rate_slot *s = &r->slots[(h + i) % r->nslots];
+        double c = auth_rate_decayed(s, limit, now_ms);
+
+        if (c > 0 && memcmp(s->key, key, 16) == 0)
+            return s;
+        if (victim == NULL || c < lowest) {
+            victim = s;
+            lowest = c;
+        }
+    }
+    if (!make)
+        return NULL;
+    memcpy(victim->key, key, 16);
+    victim->count = 0;
+    victim->last_ms = now_ms;
+    return victim;
+}
+
+int
+auth_rate_over(struct auth_rate *r, const char *addr, unsigned limit,
+               long long now_ms)
+{
+    unsigned char key[16];
+    struct auth_rate_slot *s;
+    int over = 0;
+
+    if (r == NULL || limit == 0)
+        return 0;
+    auth_rate_key(addr, key);
+    pthread_mutex_lock(&r->lock);
+    if ((s = auth_rate_find(r, key, limit, now_ms, 0)) != NULL)
+        over = auth_rate_decayed(s, limit, now_ms) + 1 > (double)limit;
+    pthread_mutex_unlock(&r->lock);
+    return over;
+}
+
+int
+auth_rate_take(struct auth_rate *r, const char *addr, unsigned limit,
+               long long now_ms)
+{
+    unsigned char key[16];
+    struct auth_rate_slot *s;
+    double c;
+    int over;
+
+    if (r == NULL || limit == 0)
+        return 0;
+    auth_rate_key(addr, key);
+    pthread_mutex_lock(&r->lock);
+    s = auth_rate_find(r, key, limit, now_ms, 1);
+    c = auth_rate_decayed(s, limit, now_ms);
+    if (!(over = c + 1 > (double)limit))
+        c += 1;
+    s->count = c;
+    s->last_ms = now_ms;
+    pthread_mutex_unlock(&r->lock);
+    return over;
+}
+
+void
+auth_rate_refund(struct auth_rate *r, const char *addr, unsigned limit,
+                 long long now_ms)
+{
+    unsigned char key[16];
+    struct auth_rate_slot *s;
+
+    if (r == NULL || limit == 0)
+        return;
+    auth_rate_key(addr, key);
+    pthread_mutex_lock(&r->lock);
+    if ((s = auth_rate_find(r, key, limit, now_ms, 0)) != NULL) {
+        s->count = auth_rate_decayed(s, limit, now_ms) - 1;
+        if (s->count < 0)
+            s->count = 0;
+        s->last_ms = now_ms;
+    }
+    pthread_mutex_unlock(&r->lock);
 }
 
 /* ------------------------------------------------------------- passwd */

@@ -32,6 +32,38 @@ void auth_table_free(struct auth_table *t);
 int auth_verify(const struct auth_table *t, const char *user,
                 const char *pass);
 
+/* auth_rate - failed AUTH attempts per client across sessions, as
+ * Postfix's anvil counts them: a bounded table (slots entries, each an
+ * IPv4 address or an IPv6 /64, so one host cannot spread its attempts
+ * over the addresses of its own network) whose counts decay at the rate
+ * they are limited to. Thread-safe. auth_rate_new() returns NULL with e
+ * set; auth_rate_free() accepts NULL. */
+struct auth_rate;
+
+struct auth_rate *auth_rate_new(size_t slots, struct err *e);
+void auth_rate_free(struct auth_rate *r);
+
+/* auth_rate_over - 1 when one more attempt would make addr (text form)
+ * fail more than limit times a minute: its failures count one each and
+ * decay at limit a minute, so a client may fail limit times at once and
+ * then once every 60/limit seconds. 0 otherwise, or when limit is 0.
+ * now_ms is a monotonic clock. Counts nothing. */
+int auth_rate_over(struct auth_rate *r, const char *addr, unsigned limit,
+                   long long now_ms);
+
+/* auth_rate_take - count an attempt of addr that is about to be
+ * verified: 0 when it may go on, 1 (nothing counted) when addr is at its
+ * limit. Counting before the hash is computed keeps parallel sessions
+ * from one client under the limit too. When the table is full, the
+ * entry of lowest count among those addr may take is replaced. */
+int auth_rate_take(struct auth_rate *r, const char *addr, unsigned limit,
+                   long long now_ms);
+
+/* auth_rate_refund - uncount an attempt that succeeded: only failures
+ * count in the end. */
+void auth_rate_refund(struct auth_rate *r, const char *addr, unsigned limit,
+                      long long now_ms);
+
 /* auth_passwd_set - add or replace user in path with a new yescrypt (or
  * SHA-512-crypt where yescrypt is unavailable) hash of pass, atomically
  * (temporary file, fsync, rename), keeping other lines as they are and the

@@ -119,6 +119,11 @@ const struct cfg_option conf_options[] = {
     {"auth_failure_limit", CFG_INT, "3",
      "failed AUTH attempts after which the connection is dropped", NULL, 1,
      100, 0},
+    {"auth_failure_rate", CFG_INT, "10",
+     "failed AUTH attempts a minute from one client address (an IPv6 /64) "
+     "after which AUTH gets 454 4.7.0 before any password is checked; 0: "
+     "no limit",
+     NULL, 0, 100000, 0},
     {"sender_login_map", CFG_PATH, NULL,
      "sender address (or @domain) to the logins that may use it; "
      "authenticated users may send only as their addresses",

@@ -74,6 +74,7 @@
 #define SMTPD_DATA_LINE_MAX 65536
 #define SMTPD_CLIENTS 1021      /* per-client counter buckets */
 #define SMTPD_CLIENT_MAX 320    /* "name[addr]" */
+#define SMTPD_AUTH_RATE_SLOTS 16384 /* clients whose AUTH failures count */
 
 /* ------------------------------------------------------------ runtime */
 
@@ -100,6 +101,7 @@ struct smtpd_runtime {
     int error_limit;
     int junk_limit; /* smtpd_junk_command_limit */
     int auth_failure_limit;
+    unsigned auth_failure_rate; /* a minute per client; 0: no limit */
     int normalize_newlines;
     int wrap_long_lines;
     int queue_mode; /* delivery = queue */
@@ -241,6 +243,7 @@ limits:
     rt->error_limit = (int)cfg_num(c, "error_limit");
     rt->junk_limit = (int)cfg_num(c, "smtpd_junk_command_limit");
     rt->auth_failure_limit = (int)cfg_num(c, "auth_failure_limit");
+    rt->auth_failure_rate = (unsigned)cfg_num(c, "auth_failure_rate");
     rt->normalize_newlines = cfg_enum(c, "bare_newline") == 1;
     rt->wrap_long_lines = cfg_enum(c, "long_line_action") == 1;
     rt->max_conn = (unsigned)cfg_num(c, "max_connections");
@@ -290,6 +293,8 @@ struct smtpd_server {
     atomic_uint seq;
     atomic_int stopping;
     struct queue *queue; /* set once before the first session */
+    struct auth_rate *auth_rate; /* AUTH failures, across sessions and
+                                    reloads */
 };
 
 struct smtpd_server *
@@ -299,6 +304,10 @@ smtpd_server_new(struct err *e)
 
     if ((srv = calloc(1, sizeof(*srv))) == NULL) {
         err_nomem(e);
+        return NULL;
+    }
+    if ((srv->auth_rate = auth_rate_new(SMTPD_AUTH_RATE_SLOTS, e)) == NULL) {
+        free(srv);
         return NULL;
     }
     pthread_mutex_init(&srv->lock, NULL);
@@ -313,6 +322,7 @@ smtpd_server_free(struct smtpd_server *srv)
     if (srv == NULL)
         return;
     pthread_mutex_destroy(&srv->lock);
+    auth_rate_free(srv->auth_rate);
     free(srv);
 }
 
@@ -1731,6 +1741,38 @@ smtpd_cmd_starttls(struct smtpd_session *s, const char *arg)
     s->helo[0] = '\0';
 }
 
+static long long
+smtpd_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* smtpd_auth_rate_refuses - past auth_failure_rate, AUTH is refused
+ * before anything is decoded or hashed (1, the reply given); with take,
+ * an attempt about to be verified is counted (0) or refused. */
+static int
+smtpd_auth_rate_refuses(struct smtpd_session *s, int take)
+{
+    unsigned rate = s->rt->auth_failure_rate;
+    char client[SMTPD_CLIENT_MAX];
+    long long now = smtpd_now_ms();
+
+    if (rate == 0)
+        return 0;
+    if (take ? !auth_rate_take(s->srv->auth_rate, s->addr, rate, now)
+             : !auth_rate_over(s->srv->auth_rate, s->addr, rate, now))
+        return 0;
+    log_warning(NULL, "%s: AUTH failure rate limit exceeded: more than %u "
+                      "a minute",
+                smtpd_client(s, client, sizeof(client)), rate);
+    smtpd_refuse(s, "454 4.7.0 Error: too many failed authentication "
+                    "attempts, try again later");
+    return 1;
+}
+
 static int
 smtpd_auth_line(struct smtpd_session *s, const char *prompt, char *out,
                 size_t n)
@@ -1779,6 +1821,8 @@ smtpd_cmd_auth(struct smtpd_session *s, const char *arg)
         smtpd_refuse(s, "501 5.5.4 Syntax: AUTH mechanism");
         return;
     }
+    if (smtpd_auth_rate_refuses(s, 0))
+        return;
     mech = arg;
     initial = strchr(arg, ' ');
     if (initial != NULL)
@@ -1843,7 +1887,13 @@ smtpd_cmd_auth(struct smtpd_session *s, const char *arg)
         smtpd_error(s);
         return;
     }
+    if (smtpd_auth_rate_refuses(s, 1)) {
+        explicit_bzero(pass, sizeof(pass));
+        return;
+    }
     if (auth_verify(s->rt->auth, user, pass)) {
+        auth_rate_refund(s->srv->auth_rate, s->addr, s->rt->auth_failure_rate,
+                         smtpd_now_ms());
         s->auth_user = strdup(user);
         explicit_bzero(pass, sizeof(pass));
         if (s->auth_user == NULL) {

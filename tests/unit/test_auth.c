@@ -12,6 +12,7 @@
 
 #include <crypt.h>
 #include <dirent.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -364,6 +365,110 @@ seconds(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ------------------------------------------------------------- rate */
+
+struct rate_thread {
+    struct auth_rate *r;
+    int over;
+};
+
+static void *
+rate_taker(void *arg)
+{
+    struct rate_thread *t = arg;
+    int i;
+
+    for (i = 0; i < 1000; i++)
+        t->over += auth_rate_take(t->r, "198.51.100.1", 4000, 1000);
+    return NULL;
+}
+
+/* auth_rate: per address (IPv6 per /64), decaying, bounded, locked. */
+static void
+test_rate(void **state)
+{
+    static const struct {
+        const char *name, *fail, *ask;
+        int want;
+    } cases[] = {
+        {"same address", "192.0.2.1", "192.0.2.1", 1},
+        {"other address", "192.0.2.1", "192.0.2.2", 0},
+        {"IPv4-mapped is IPv4", "192.0.2.1", "::ffff:192.0.2.1", 1},
+        {"same IPv6 /64", "2001:db8:1:2::1", "2001:db8:1:2:ffff::9", 1},
+        {"other IPv6 /64", "2001:db8:1:2::1", "2001:db8:1:3::1", 0},
+        {"IPv6 is not IPv4", "::c000:201", "192.0.2.1", 0},
+    };
+    struct rate_thread th[4];
+    pthread_t tid[4];
+    struct auth_rate *r;
+    struct err e;
+    size_t i;
+    int k;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_non_null(r = auth_rate_new(1024, &e));
+        for (k = 0; k < 3; k++)
+            unit_int_eq(cases[i].name, auth_rate_take(r, cases[i].fail, 3,
+                                                      1000),
+                        0);
+        unit_int_eq(cases[i].name, auth_rate_over(r, cases[i].ask, 3, 1000),
+                    cases[i].want);
+        unit_int_eq(cases[i].name, auth_rate_take(r, cases[i].ask, 3, 1000),
+                    cases[i].want);
+        auth_rate_free(r);
+    }
+
+    /* 3 a minute: one failure decays in 20 s */
+    assert_non_null(r = auth_rate_new(1024, &e));
+    for (k = 0; k < 3; k++)
+        assert_int_equal(auth_rate_take(r, "192.0.2.1", 3, 0), 0);
+    unit_int_eq("at the limit", auth_rate_over(r, "192.0.2.1", 3, 0), 1);
+    unit_int_eq("20 s later", auth_rate_over(r, "192.0.2.1", 3, 20000), 0);
+    unit_int_eq("one more then", auth_rate_take(r, "192.0.2.1", 3, 20000), 0);
+    unit_int_eq("and no more", auth_rate_take(r, "192.0.2.1", 3, 20000), 1);
+    unit_int_eq("a minute later", auth_rate_over(r, "192.0.2.1", 3, 80000), 0);
+    /* a success is not a failure */
+    for (k = 0; k < 10; k++) {
+        assert_int_equal(auth_rate_take(r, "192.0.2.5", 3, 0), 0);
+        auth_rate_refund(r, "192.0.2.5", 3, 0);
+    }
+    unit_int_eq("successes", auth_rate_over(r, "192.0.2.5", 3, 0), 0);
+    unit_int_eq("no limit", auth_rate_take(r, "192.0.2.1", 0, 20000), 0);
+    auth_rate_free(r);
+
+    /* 8 slots: a flood of addresses failing once each evicts the entries
+     * of lowest count, never the one at its limit */
+    assert_non_null(r = auth_rate_new(8, &e));
+    for (k = 0; k < 3; k++)
+        assert_int_equal(auth_rate_take(r, "203.0.113.9", 3, 0), 0);
+    for (k = 0; k < 5000; k++) {
+        char a[64];
+
+        snprintf(a, sizeof(a), "2001:db8:%x:%x::1", k >> 8, k & 0xff);
+        (void)auth_rate_take(r, a, 3, 0);
+    }
+    unit_int_eq("kept over a flood", auth_rate_over(r, "203.0.113.9", 3, 0),
+                1);
+    auth_rate_free(r);
+
+    /* four threads at once: every attempt counted once */
+    assert_non_null(r = auth_rate_new(64, &e));
+    for (k = 0; k < 4; k++) {
+        th[k].r = r;
+        th[k].over = 0;
+        assert_int_equal(pthread_create(&tid[k], NULL, rate_taker, &th[k]), 0);
+    }
+    for (k = 0; k < 4; k++) {
+        assert_int_equal(pthread_join(tid[k], NULL), 0);
+        unit_int_eq("threads: none over", th[k].over, 0);
+    }
+    unit_int_eq("threads: 4000 counted",
+                auth_rate_over(r, "198.51.100.1", 4000, 1000), 1);
+    auth_rate_free(r);
+    auth_rate_free(NULL);
 }
 
 /* An unknown user costs one hash, as a known one does: the fastest of a
@@ -846,6 +951,7 @@ main(void)
         cmocka_unit_test(test_load_limits),
         cmocka_unit_test(test_verify),
         cmocka_unit_test(test_verify_timing),
+        cmocka_unit_test(test_rate),
         cmocka_unit_test(test_passwd_set),
         cmocka_unit_test(test_passwd_set_errors),
         cmocka_unit_test(test_b64),
