@@ -4,7 +4,9 @@
  * See log.h. The sink and ident are written once by log_open() before any
  * thread starts and only read afterwards; syslog(3) is thread-safe, and a
  * stderr line is formatted whole and written with one write(2) so lines
- * from several threads do not interleave.
+ * from several threads do not interleave. Control characters in a line
+ * are escaped (\xHH) whoever passed them: the last defence against text
+ * from clients that forges or garbles log lines.
  */
 #include "config.h"
 
@@ -72,18 +74,57 @@ log_level_word(int prio)
     }
 }
 
+/* log_escape - text with every control character (and DEL) written as
+ * \xHH, into out (size n), cut before an escape that does not fit. Text
+ * from clients (HELO names, addresses, login names, replies) ends up in
+ * lines: a CR or LF there would forge a line of its own, an ESC would
+ * drive the terminal of whoever reads the log. Returns text itself when
+ * it has nothing to escape, else out. */
+static const char *
+log_escape(const char *text, char *out, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)text;
+    size_t used = 0;
+
+    while (*p >= 0x20 && *p != 0x7f)
+        p++;
+    if (*p == '\0')
+        return text;
+    for (p = (const unsigned char *)text; *p != '\0'; p++) {
+        if (*p >= 0x20 && *p != 0x7f) {
+            if (used + 1 >= n)
+                break;
+            out[used++] = (char)*p;
+            continue;
+        }
+        if (used + 4 >= n)
+            break;
+        out[used++] = '\\';
+        out[used++] = 'x';
+        out[used++] = hex[*p >> 4];
+        out[used++] = hex[*p & 15];
+    }
+    out[used] = '\0';
+    return out;
+}
+
 void
 log_msg(int prio, const char *qid, const char *fmt, ...)
 {
-    char text[2048], line[2200];
+    char raw[2048], escaped[2048], line[2200], qbuf[64];
+    const char *text;
     va_list ap;
     int n;
 
     if (log_sink_kind == LOG_SINK_NONE)
         return;
     va_start(ap, fmt);
-    vsnprintf(text, sizeof(text), fmt, ap);
+    vsnprintf(raw, sizeof(raw), fmt, ap);
     va_end(ap);
+    text = log_escape(raw, escaped, sizeof(escaped));
+    if (qid != NULL) /* the MTA's {i} in milter mode */
+        qid = log_escape(qid, qbuf, sizeof(qbuf));
     /* Postfix writes "warning: " and "error: " before the queue id. */
     if (log_sink_kind == LOG_SINK_SYSLOG) {
         if (qid != NULL)

@@ -30,7 +30,8 @@ void log_close(void);
 int log_facility_parse(const char *name);
 
 /* log_msg - one line; qid may be NULL for lines that are not about a
- * message ("starting", "reload"). */
+ * message ("starting", "reload"). Control characters in the line are
+ * written as \xHH. */
 void log_msg(int prio, const char *qid, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
