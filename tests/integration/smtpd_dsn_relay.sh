@@ -18,11 +18,14 @@
 #    with text: the report returns header fields only, never the text.
 # 5. A client in smtpd_dsn_clients (a second daemon with the default
 #    mynetworks) still gets DSN: NOTIFY=SUCCESS gives the notice.
+# 6. So does a client outside mynetworks once it authenticated (a third
+#    daemon with STARTTLS and AUTH, which offers DSN before AUTH since
+#    the client will not send EHLO again after it).
 # Across all: nothing with a payload marker ever reaches victim@.
 . "$top_srcdir/tests/integration/smtpd_lib.sh"
 
-set -- $(free_ports 5)
-port=$1 back=$2 gone=$3 nodsn=$4 port2=$5
+set -- $(free_ports 6)
+port=$1 back=$2 gone=$3 nodsn=$4 port2=$5 port3=$6
 
 sink_start back "$back"
 sink_start gone "$gone" -f RCPT
@@ -135,6 +138,55 @@ check "trusted: the relay notice reaches the sender" \
 check "trusted: nothing is logged as ignored" \
     sh -c "! grep -q 'DSN request ignored' '$T/rcd2.log'"
 
+# --- 6. an authenticated client keeps DSN
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=relay.test.example \
+    -keyout "$T/key.pem" -out "$T/cert.pem" >/dev/null 2>&1 ||
+    fail "openssl could not make a certificate"
+printf '%s\n' 'right horse battery' |
+    "$RC" passwd "$T/passwd" alice >"$T/passwd.out" 2>&1 ||
+    fail "relaychain passwd: $(cat "$T/passwd.out")"
+rcd_conf "$T/q3.conf" "$port3" "smtp:[127.0.0.1]:$back" <<EOF
+delivery = queue
+queue_directory = $T/spool3
+mynetworks = 192.0.2.0/24
+transport_map = $T/transport
+tls_cert_file = $T/cert.pem
+tls_key_file = $T/key.pem
+auth_password_file = $T/passwd
+EOF
+rcd_start rcd3 "$T/q3.conf" "$port3" || finish
+good=$(printf '\0alice\0right horse battery' | base64 -w0)
+chat "$port3" >"$T/auth.out" <<EOF
+expect
+send EHLO client.test.example
+expect
+send STARTTLS
+expect
+starttls
+send EHLO client.test.example
+expect
+send AUTH PLAIN $good
+expect
+send MAIL FROM:<alice@client.example> RET=HDRS
+expect
+send RCPT TO:<a@nodsn.example> NOTIFY=SUCCESS
+expect
+send DATA
+expect
+raw Subject: authenticated\r\n\r\nbody\r\n.\r\n
+expect
+send QUIT
+expect
+EOF
+check "authenticated: logged in and queued (got '$(codes "$T/auth.out")')" \
+    [ "$(codes "$T/auth.out")" = "220 250 220 250 235 250 250 354 250 221" ]
+check "authenticated: DSN offered inside TLS" grep -q '^250-DSN' "$T/auth.out"
+check "authenticated: the relay notice reaches the sender" \
+    wait_grep ': sender delivery status notification: ' "$T/rcd3.log" 15
+check "authenticated: nothing is logged as ignored" \
+    sh -c "! grep -q 'DSN request ignored' '$T/rcd3.log'"
+
 rcd_stop rcd
 rcd_stop rcd2
+rcd_stop rcd3
 finish
