@@ -1,0 +1,134 @@
+#!/bin/sh
+# install - "make install" puts everything where the programs, the
+# manual pages and the systemd unit say it is: the unit's ExecStart and
+# ExecStartPre name the installed programs, its ReadWritePaths exist, the
+# configuration the programs read by default is the installed one (and
+# /etc/relaychain/relaychain.conf, as the manual says, unless the build
+# has a --prefix other than /usr), and "relaychain check" accepts it and
+# the installed example chain. A second install keeps an edited
+# relaychain.conf; uninstall removes only what it installed.
+. "$top_srcdir/tests/integration/lib.sh"
+
+mkvar() {
+    sed -n "s/^$1 = //p" "$top_builddir/Makefile" | head -n 1
+}
+D=$T/dest
+make -s -C "$top_builddir" install DESTDIR="$D" >"$T/install.out" 2>&1 ||
+    { cat "$T/install.out"; fail "make install"; finish; }
+
+# The directories as the build expands them (prefix, exec_prefix...).
+dirs=$(make -s -C "$top_builddir" --no-print-directory -f Makefile \
+    -f - print-dirs <<'EOF'
+print-dirs:
+	@echo "bindir=$(bindir) sbindir=$(sbindir) sysconfdir=$(sysconfdir) localstatedir=$(localstatedir) unitdir=$(systemdsystemunitdir) docdir=$(docdir) mandir=$(mandir)"
+EOF
+)
+eval "$dirs"
+echo "installed with $dirs"
+
+conf=$sysconfdir/relaychain/relaychain.conf
+check "relaychain.conf installed at $conf" test -f "$D$conf"
+check "an empty chain.d beside it" test -d "$D$sysconfdir/relaychain/chain.d"
+check "relaychaind in $sbindir" test -x "$D$sbindir/relaychaind"
+check "relaychain in $bindir" test -x "$D$bindir/relaychain"
+for m in man1/relaychain.1 man5/relaychain.conf.5 man8/relaychaind.8; do
+    check "manual page $m" test -f "$D$mandir/$m"
+done
+check "example chain in $docdir/examples" \
+    test -f "$D$docdir/examples/chain.d/10-rewrite.conf"
+check "guides in $docdir" test -f "$D$docdir/postfix-milter.md"
+check "spool $localstatedir/spool/relaychain, mode 0700" \
+    sh -c "[ \"\$(stat -c %a '$D$localstatedir/spool/relaychain')\" = 700 ]"
+
+# Without --prefix or with --prefix=/usr, the paths of the manual.
+prefix=$(mkvar prefix)
+if [ "$prefix" = /usr/local ] || [ "$prefix" = /usr ]; then
+    check "sysconfdir is /etc for prefix $prefix" [ "$sysconfdir" = /etc ]
+    check "the spool is /var/spool/relaychain" [ "$localstatedir" = /var ]
+    check "relaychain.conf(5) names /etc/relaychain/relaychain.conf" \
+        grep -q '^\.I /etc/relaychain/relaychain.conf' \
+        "$top_srcdir/docs/relaychain.conf.5"
+fi
+
+# The programs' default is the installed file, and the queue default is
+# the installed spool.
+"$D$bindir/relaychain" check -h >"$T/help" 2>&1
+check "relaychain check's default is $conf (got: $(grep default "$T/help"))" \
+    grep -qF "(default $conf)" "$T/help"
+"$D$sbindir/relaychaind" -h >"$T/dhelp" 2>&1
+check "relaychaind's default is $conf" grep -qF "(default $conf)" "$T/dhelp"
+
+# The installed configuration loads; its chain is empty until a stage is
+# copied in. chain_directory is relative, so it follows the file.
+"$D$bindir/relaychain" check -c "$D$conf" >"$T/check.out" 2>"$T/check.err"
+rc=$?
+check "check of the installed relaychain.conf exits 0 (got $rc: $(cat "$T/check.err"))" \
+    [ "$rc" -eq 0 ]
+check "it is a content filter on 127.0.0.1:10024" \
+    grep -q '^  smtp_listen = 127.0.0.1:10024$' "$T/check.out"
+check "the installed chain is empty" grep -q '^chain: 0 stages' "$T/check.out"
+check "queue_directory defaults to the installed spool" \
+    grep -qF "queue_directory = $localstatedir/spool/relaychain (default)" \
+    "$T/check.out"
+sed "s|^chain_directory = .*|chain_directory = $D$docdir/examples/chain.d|" \
+    "$D$conf" >"$T/examples.conf"
+"$D$bindir/relaychain" check -c "$T/examples.conf" >"$T/ex.out" 2>"$T/ex.err"
+rc=$?
+check "the installed example chain loads (got $rc: $(cat "$T/ex.err"))" [ "$rc" -eq 0 ]
+check "the example chain has its three stages" grep -q '^chain: 3 stages' "$T/ex.out"
+
+# The unit names what was installed.
+unit=$D$unitdir/relaychaind.service
+if [ -z "$unitdir" ]; then
+    fail "no systemdsystemunitdir (configure --with-systemdsystemunitdir=no?)"
+    finish
+fi
+check "relaychaind.service installed in $unitdir" test -f "$unit"
+for key in ExecStartPre ExecStart; do
+    cmd=$(sed -n "s/^$key=//p" "$unit" | cut -d' ' -f1)
+    check "$key names an installed program ($cmd)" test -x "$D$cmd"
+done
+check "ExecStart is relaychaind -f with the installed file" \
+    grep -qx "ExecStart=$sbindir/relaychaind -f -c $conf" "$unit"
+check "ExecStartPre runs relaychain check on it" \
+    grep -qx "ExecStartPre=$bindir/relaychain check -c $conf" "$unit"
+rwp=$(sed -n 's/^ReadWritePaths=//p' "$unit")
+check "ReadWritePaths is set" [ -n "$rwp" ]
+for p in $rwp; do
+    case $p in
+    -*) # optional: the milter socket's directory in Postfix's spool
+        check "optional path $p is Postfix's" \
+            sh -c "case '$p' in -/var/spool/postfix/*) ;; *) exit 1 ;; esac" ;;
+    *) check "ReadWritePaths entry $p exists after make install" test -d "$D$p" ;;
+    esac
+done
+
+# systemd reads the unit without a complaint; the only lines allowed are
+# about the programs, which are under DESTDIR, not installed.
+if command -v systemd-analyze >/dev/null; then
+    systemd-analyze verify --man=no "$unit" >"$T/verify" 2>&1
+    grep -v -e "Command $bindir/relaychain is not executable" \
+        -e "Command $sbindir/relaychaind is not executable" \
+        "$T/verify" >"$T/verify.rest"
+    check "systemd-analyze verify: no complaint (got: $(cat "$T/verify.rest"))" \
+        [ ! -s "$T/verify.rest" ]
+else
+    echo "note: no systemd-analyze; the unit's syntax is not checked"
+fi
+
+# An admin's edit survives a second install; uninstall keeps it.
+echo "# edited" >>"$D$conf"
+make -s -C "$top_builddir" install DESTDIR="$D" >"$T/install2.out" 2>&1 ||
+    fail "second make install"
+check "a second install keeps the edited relaychain.conf" \
+    grep -q '^# edited$' "$D$conf"
+make -s -C "$top_builddir" uninstall DESTDIR="$D" >"$T/uninstall.out" 2>&1 ||
+    fail "make uninstall"
+check "uninstall keeps the edited relaychain.conf" test -f "$D$conf"
+check "uninstall removes the unit" test ! -e "$unit"
+check "uninstall removes the programs" test ! -e "$D$sbindir/relaychaind"
+check "uninstall removes the examples" \
+    test ! -e "$D$docdir/examples/chain.d/10-rewrite.conf"
+left=$(find "$D" -type f ! -path "$D$conf")
+check "uninstall leaves no other file (left: $left)" [ -z "$left" ]
+finish
