@@ -116,6 +116,55 @@ else
     echo "note: no systemd-analyze; the unit's syntax is not checked"
 fi
 
+# make install as root, for real, on a throw-away copy of this system (an
+# overlay over / in a private mount namespace; the host is not changed),
+# after the README's adduser: the spool is the user's, the milter
+# directory is made in Postfix's spool, and systemd-analyze finds every
+# path of the unit.
+if [ "$(id -u)" -eq 0 ] && [ "$localstatedir" = /var ] &&
+    command -v unshare >/dev/null && unshare -m true 2>/dev/null &&
+    getent group postfix >/dev/null && [ -d /var/spool/postfix ]; then
+    O=$T/ov
+    mkdir -p "$O/upper" "$O/work" "$O/root"
+    cat >"$O/inside.sh" <<'INSIDE'
+set -u
+O=$1 B=$2 U=$3
+M=$O/root
+mount -t overlay overlay \
+    -o "lowerdir=/,upperdir=$O/upper,workdir=$O/work" "$M" || exit 90
+mount -t proc proc "$M/proc" && mount --rbind /dev "$M/dev" &&
+    mount -t tmpfs tmpfs "$M/run" || exit 91
+rm -rf "$M/var/spool/postfix/relaychain" "$M/var/spool/relaychain" \
+    "$M/etc/relaychain"
+chroot "$M" sh -c 'getent passwd relaychain >/dev/null ||
+    adduser --system --group --no-create-home --home /var/spool/relaychain relaychain' \
+    >"$O/adduser.out" 2>&1
+chroot "$M" make -s -C "$B" install >"$O/install.out" 2>&1 || exit 92
+chroot "$M" stat -c '%U:%G %a' /var/spool/relaychain >"$O/spool" 2>&1
+chroot "$M" stat -c '%U:%G %a' /var/spool/postfix/relaychain >"$O/milterdir" 2>&1
+chroot "$M" systemd-analyze verify --man=no "$U/relaychaind.service" \
+    >"$O/verify" 2>&1
+exit 0
+INSIDE
+    timeout 120 unshare -m --propagation private \
+        sh "$O/inside.sh" "$O" "$top_builddir" "$unitdir" >"$O/inside.out" 2>&1
+    rc=$?
+    if [ "$rc" -eq 90 ]; then
+        echo "note: overlayfs over / is not possible here"
+    else
+        check "make install as root ran (got $rc: $(cat "$O/inside.out" "$O/install.out" 2>/dev/null))" \
+            [ "$rc" -eq 0 ]
+        check "the spool is relaychain's, mode 0700 (got: $(cat "$O/spool"))" \
+            grep -qx 'relaychain:relaychain 700' "$O/spool"
+        check "the milter directory is relaychain:postfix 2750 (got: $(cat "$O/milterdir"))" \
+            grep -qx 'relaychain:postfix 2750' "$O/milterdir"
+        check "systemd-analyze verify of the installed unit is silent (got: $(cat "$O/verify"))" \
+            [ ! -s "$O/verify" ]
+    fi
+else
+    echo "note: not root, not a /var build, or no Postfix: make install as root is not tried"
+fi
+
 # An admin's edit survives a second install; uninstall keeps it.
 echo "# edited" >>"$D$conf"
 make -s -C "$top_builddir" install DESTDIR="$D" >"$T/install2.out" 2>&1 ||
