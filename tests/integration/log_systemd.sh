@@ -93,6 +93,33 @@ check "nothing about the message went to the journal's stream as well" \
 check "no sanitizer report" \
     sh -c "! grep -q -e 'Sanitizer' -e 'runtime error:' '$T/journal.err'"
 
+# 1b. relaychain check as the unit's ExecStartPre, on the example chain:
+# the unit files its stderr as errors, so the stages' informational lines
+# go to syslog as mail.info instead; a configuration error stays on
+# stderr.
+sed "s|^chain_directory = .*|chain_directory = $top_srcdir/chain.d|" \
+    "$T/rc.conf" >"$T/examples.conf"
+: >"$T/check.err"
+JOURNAL_STREAM=$(stat -c '%d:%i' "$T/check.err") \
+    unshare -m --propagation private sh "$T/ns.sh" "$T" \
+    "$RC" check -c "$T/examples.conf" >/dev/null 2>>"$T/check.err"
+rc=$?
+check "relaychain check under the journal exits 0 (got $rc: $(cat "$T/check.err"))" \
+    [ "$rc" -eq 0 ]
+wait_grep 'antivirus: loaded' "$T/syslog.txt" 5
+check "check's stage lines go to syslog as mail.info" \
+    grep -Eq "^<22>$stamp relaychain\\[[0-9]+\\]: antivirus: loaded 1 signatures" \
+    "$T/syslog.txt"
+check "and not to the journal's stream, as errors" \
+    sh -c "! grep -q 'antivirus: loaded' '$T/check.err'"
+printf 'header_limit = many\n' >"$T/bad.conf"
+: >"$T/checkbad.err"
+JOURNAL_STREAM=$(stat -c '%d:%i' "$T/checkbad.err") \
+    unshare -m --propagation private sh "$T/ns.sh" "$T" \
+    "$RC" check -c "$T/bad.conf" >/dev/null 2>>"$T/checkbad.err"
+check "a configuration error stays on stderr with file:line (got: $(cat "$T/checkbad.err"))" \
+    grep -qF "$T/bad.conf:1:" "$T/checkbad.err"
+
 # 2. JOURNAL_STREAM inherited, but stderr redirected elsewhere (an admin
 # running it by hand from a service's shell): stderr, as it was.
 JOURNAL_STREAM=$(stat -c '%d:%i' "$T/journal.err") \
