@@ -20,11 +20,23 @@ make -s -C "$top_builddir" install DESTDIR="$D" >"$T/install.out" 2>&1 ||
 dirs=$(make -s -C "$top_builddir" --no-print-directory -f Makefile \
     -f - print-dirs <<'EOF'
 print-dirs:
-	@echo "bindir=$(bindir) sbindir=$(sbindir) sysconfdir=$(sysconfdir) localstatedir=$(localstatedir) unitdir=$(systemdsystemunitdir) docdir=$(docdir) mandir=$(mandir)"
+	@printf '%s\n' 'bindir=$(bindir)' 'sbindir=$(sbindir)' \
+	    'sysconfdir=$(sysconfdir)' 'localstatedir=$(localstatedir)' \
+	    'unitdir=$(systemdsystemunitdir)' 'docdir=$(docdir)' 'mandir=$(mandir)'
 EOF
 )
-eval "$dirs"
-echo "installed with $dirs"
+echo "installed with:"
+echo "$dirs"
+getdir() {
+    echo "$dirs" | sed -n "s/^$1=//p"
+}
+bindir=$(getdir bindir)
+sbindir=$(getdir sbindir)
+sysconfdir=$(getdir sysconfdir)
+localstatedir=$(getdir localstatedir)
+unitdir=$(getdir unitdir)
+docdir=$(getdir docdir)
+mandir=$(getdir mandir)
 
 conf=$sysconfdir/relaychain/relaychain.conf
 check "relaychain.conf installed at $conf" test -f "$D$conf"
@@ -139,6 +151,8 @@ rm -rf "$M/var/spool/postfix/relaychain" "$M/var/spool/relaychain" \
 chroot "$M" sh -c 'getent passwd relaychain >/dev/null ||
     adduser --system --group --no-create-home --home /var/spool/relaychain relaychain' \
     >"$O/adduser.out" 2>&1
+# A build on a file system of its own is not in the overlay of /.
+[ -f "$M$B/Makefile" ] || exit 90
 chroot "$M" make -s -C "$B" install >"$O/install.out" 2>&1 || exit 92
 chroot "$M" stat -c '%U:%G %a' /var/spool/relaychain >"$O/spool" 2>&1
 chroot "$M" stat -c '%U:%G %a' /var/spool/postfix/relaychain >"$O/milterdir" 2>&1
@@ -150,7 +164,7 @@ INSIDE
         sh "$O/inside.sh" "$O" "$top_builddir" "$unitdir" >"$O/inside.out" 2>&1
     rc=$?
     if [ "$rc" -eq 90 ]; then
-        echo "note: overlayfs over / is not possible here"
+        echo "note: no overlay of / with this build in it: make install as root is not tried"
     else
         check "make install as root ran (got $rc: $(cat "$O/inside.out" "$O/install.out" 2>/dev/null))" \
             [ "$rc" -eq 0 ]
