@@ -148,11 +148,11 @@ const struct cfg_option conf_options[] = {
     {"next_hop_timeout", CFG_TIME, "300s",
      "how long to wait for the next hop's replies", NULL, 1000,
      3600 * 1000LL, 0},
-    {"quarantine_directory", CFG_PATH, "/var/spool/relaychain/quarantine",
+    {"quarantine_directory", CFG_PATH, CONF_SPOOL_DIR "/quarantine",
      "where quarantined messages are kept", NULL, 0, 0, 0},
 
     /* relaychaind: the queue of "delivery = queue" (core/queue.h) */
-    {"queue_directory", CFG_PATH, "/var/spool/relaychain",
+    {"queue_directory", CFG_PATH, CONF_SPOOL_DIR,
      "the spool of delivery = queue (tmp/, queue/, hold/, corrupt/, "
      "defer/)",
      NULL, 0, 0, 0},

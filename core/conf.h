@@ -18,6 +18,11 @@
 #define RC_SYSCONFDIR "/etc"
 #endif
 #define CONF_DEFAULT_PATH RC_SYSCONFDIR "/relaychain/relaychain.conf"
+/* configure's localstatedir: /var unless a --prefix other than /usr. */
+#ifndef RC_LOCALSTATEDIR
+#define RC_LOCALSTATEDIR "/var"
+#endif
+#define CONF_SPOOL_DIR RC_LOCALSTATEDIR "/spool/relaychain"
 
 extern const struct cfg_option conf_options[];
 

@@ -7,13 +7,23 @@
  * from several threads do not interleave. Control characters in a line
  * are escaped (\xHH) whoever passed them: the last defence against text
  * from clients that forges or garbles log lines.
+ *
+ * log_sink_foreground() compares $JOURNAL_STREAM ("device:inode", set by
+ * systemd for a service whose stderr is the journal) with fstat() of
+ * stderr, as sd_journal_stream_fd(3) recommends: a child whose stderr was
+ * redirected elsewhere inherits the variable but not the stream.
  */
 #include "config.h"
 
+#include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -21,14 +31,59 @@
 /* Written only by log_open(), before threads exist (see above). */
 static enum log_sink log_sink_kind = LOG_SINK_STDERR;
 static char log_ident[64] = "relaychain";
+static char log_host[64] = "localhost";
 
 void
 log_open(const char *ident, int facility, enum log_sink sink)
 {
+    char host[256];
+    size_t n;
+
     snprintf(log_ident, sizeof(log_ident), "%s", ident);
     log_sink_kind = sink;
     if (sink == LOG_SINK_SYSLOG)
         openlog(log_ident, LOG_PID | LOG_NDELAY, facility);
+    /* The short host name, as rsyslog writes it in mail.log. */
+    if (sink == LOG_SINK_TERMINAL && gethostname(host, sizeof(host)) == 0) {
+        host[sizeof(host) - 1] = '\0';
+        n = strcspn(host, ".");
+        if (n > 0 && n < sizeof(log_host)) {
+            memcpy(log_host, host, n);
+            log_host[n] = '\0';
+        }
+    }
+}
+
+/* log_journal_is_stderr - whether $JOURNAL_STREAM names stderr. */
+static int
+log_journal_is_stderr(void)
+{
+    const char *v = getenv("JOURNAL_STREAM");
+    uintmax_t dev, ino;
+    struct stat st;
+    char *end;
+
+    if (v == NULL || fstat(STDERR_FILENO, &st) < 0)
+        return 0;
+    errno = 0;
+    dev = strtoumax(v, &end, 10);
+    if (errno != 0 || end == v || *end != ':')
+        return 0;
+    v = end + 1;
+    ino = strtoumax(v, &end, 10);
+    if (errno != 0 || end == v || *end != '\0')
+        return 0;
+    return dev == (uintmax_t)st.st_dev && ino == (uintmax_t)st.st_ino;
+}
+
+enum log_sink
+log_sink_foreground(void)
+{
+    if (log_journal_is_stderr())
+        return LOG_SINK_SYSLOG;
+    if (isatty(STDERR_FILENO))
+        return LOG_SINK_TERMINAL;
+    return LOG_SINK_STDERR;
 }
 
 void
@@ -109,10 +164,28 @@ log_escape(const char *text, char *out, size_t n)
     return out;
 }
 
+/* log_stamp - "Dec  7 00:27:45 host " for a terminal, "" otherwise. */
+static void
+log_stamp(char *out, size_t size)
+{
+    struct tm tm;
+    time_t now;
+    size_t n;
+
+    out[0] = '\0';
+    if (log_sink_kind != LOG_SINK_TERMINAL)
+        return;
+    now = time(NULL);
+    if (localtime_r(&now, &tm) == NULL ||
+        (n = strftime(out, size, "%b %e %H:%M:%S ", &tm)) == 0)
+        return;
+    snprintf(out + n, size - n, "%s ", log_host);
+}
+
 void
 log_msg(int prio, const char *qid, const char *fmt, ...)
 {
-    char raw[2048], escaped[2048], line[2200], qbuf[64];
+    char raw[2048], escaped[2048], line[2300], stamp[96], qbuf[64];
     const char *text;
     va_list ap;
     int n;
@@ -133,11 +206,13 @@ log_msg(int prio, const char *qid, const char *fmt, ...)
             syslog(prio, "%s%s", log_level_word(prio), text);
         return;
     }
+    log_stamp(stamp, sizeof(stamp));
     if (qid != NULL)
-        n = snprintf(line, sizeof(line), "%s[%ld]: %s%s: %s\n", log_ident,
-                     (long)getpid(), log_level_word(prio), qid, text);
+        n = snprintf(line, sizeof(line), "%s%s[%ld]: %s%s: %s\n", stamp,
+                     log_ident, (long)getpid(), log_level_word(prio), qid,
+                     text);
     else
-        n = snprintf(line, sizeof(line), "%s[%ld]: %s%s\n", log_ident,
+        n = snprintf(line, sizeof(line), "%s%s[%ld]: %s%s\n", stamp, log_ident,
                      (long)getpid(), log_level_word(prio), text);
     if (n < 0)
         return;

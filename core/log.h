@@ -9,6 +9,13 @@
  * log_open() is called once by main() before any thread starts; the sink it
  * chooses is the only process-wide state here (syslog itself is per
  * process). Never pass bodies, keys or passwords to these functions.
+ *
+ * A daemon in the foreground (-f) asks log_sink_foreground() where to
+ * write: under systemd, whose journal reads stderr, lines go to syslog(3)
+ * so that they keep facility mail and their priority (the journal takes
+ * them from /dev/log, and rsyslog's mail.log gets them as it gets
+ * Postfix's); on a terminal they go to stderr with a syslog-style time
+ * stamp; anywhere else (a pipe, a file) to stderr as they are.
  */
 #ifndef RC_LOG_H
 #define RC_LOG_H
@@ -18,12 +25,18 @@
 enum log_sink {
     LOG_SINK_SYSLOG,
     LOG_SINK_STDERR,
-    LOG_SINK_NONE
+    LOG_SINK_NONE,
+    LOG_SINK_TERMINAL /* stderr, each line with a time stamp and host */
 };
 
 /* log_open - choose the sink; ident is the program name in each line. */
 void log_open(const char *ident, int facility, enum log_sink sink);
 void log_close(void);
+
+/* log_sink_foreground - LOG_SINK_SYSLOG when stderr is the stream that
+ * $JOURNAL_STREAM names (systemd's journal), LOG_SINK_TERMINAL when it is
+ * a terminal, LOG_SINK_STDERR otherwise. */
+enum log_sink log_sink_foreground(void);
 
 /* log_facility_parse - "mail", "local0".."local7", "daemon", "user";
  * returns the LOG_* value or -1. */

@@ -187,7 +187,12 @@ cmd_check(int argc, char **argv)
         usage_check(stderr);
         return 1;
     }
-    log_open(progname, LOG_MAIL, LOG_SINK_STDERR);
+    /* As the unit's ExecStartPre, whose stderr the journal files as
+     * errors, the stages' log lines go to syslog with their own
+     * priority; the errors that stop the start stay on stderr. */
+    log_open(progname, LOG_MAIL,
+             log_sink_foreground() == LOG_SINK_SYSLOG ? LOG_SINK_SYSLOG
+                                                      : LOG_SINK_STDERR);
     if ((cf = load_conf(path)) == NULL)
         return 1;
     printf("%s: ok\n", path);

@@ -26,10 +26,13 @@
  * SIGUSR1 stays here: milter connections take the current runtime when
  * they open, as SMTP sessions do.
  *
- * With -f the daemon stays in the foreground and logs to stderr (for
- * systemd's Type=simple and for tests); otherwise it detaches and logs to
- * syslog. This file and relaychain_main.c are the only places with
- * process-wide state: the current runtime, guarded by a mutex.
+ * With -f the daemon stays in the foreground (systemd's Type=simple, the
+ * tests): when its stderr is systemd's journal it logs to syslog all the
+ * same, so lines keep facility mail and their priority; on a terminal to
+ * stderr with time stamps, elsewhere to stderr (log_sink_foreground).
+ * Without -f it detaches and logs to syslog. This file and
+ * relaychain_main.c are the only places with process-wide state: the
+ * current runtime, guarded by a mutex.
  */
 #include "config.h"
 
@@ -424,7 +427,7 @@ main(int argc, char **argv)
     }
     log_open(cfg_str(cfg, "syslog_name"),
              log_facility_parse(cfg_str(cfg, "syslog_facility")),
-             foreground ? LOG_SINK_STDERR : LOG_SINK_SYSLOG);
+             foreground ? log_sink_foreground() : LOG_SINK_SYSLOG);
 
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
