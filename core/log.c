@@ -1,17 +1,20 @@
 /*
  * log - Postfix-shaped log lines to syslog (facility mail) or stderr
  *
- * See log.h. The sink and ident are written once by log_open() before any
- * thread starts and only read afterwards; syslog(3) is thread-safe, and a
- * stderr line is formatted whole and written with one write(2) so lines
- * from several threads do not interleave.
+ * See log.h. The sink and ident are written once by log_open() (or
+ * log_open_file()) before any thread starts and only read afterwards;
+ * syslog(3) is thread-safe, and a stderr or maillog_file line is
+ * formatted whole and written with one write(2) (O_APPEND for the file)
+ * so lines from several threads and processes do not interleave.
  */
 #include "config.h"
 
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -19,6 +22,8 @@
 /* Written only by log_open(), before threads exist (see above). */
 static enum log_sink log_sink_kind = LOG_SINK_STDERR;
 static char log_ident[64] = "relaychain";
+static int log_fd = STDERR_FILENO;
+static char log_host[64] = "localhost";
 
 void
 log_open(const char *ident, int facility, enum log_sink sink)
@@ -29,11 +34,36 @@ log_open(const char *ident, int facility, enum log_sink sink)
         openlog(log_ident, LOG_PID | LOG_NDELAY, facility);
 }
 
+int
+log_open_file(const char *ident, const char *path)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOCTTY | O_CLOEXEC,
+                  0600);
+    char *dot;
+
+    if (fd < 0)
+        return -1;
+    snprintf(log_ident, sizeof(log_ident), "%s", ident);
+    if (gethostname(log_host, sizeof(log_host)) < 0)
+        snprintf(log_host, sizeof(log_host), "localhost");
+    log_host[sizeof(log_host) - 1] = '\0';
+    if ((dot = strchr(log_host, '.')) != NULL)
+        *dot = '\0';
+    log_fd = fd;
+    log_sink_kind = LOG_SINK_FILE;
+    return 0;
+}
+
 void
 log_close(void)
 {
     if (log_sink_kind == LOG_SINK_SYSLOG)
         closelog();
+    if (log_sink_kind == LOG_SINK_FILE && log_fd != STDERR_FILENO) {
+        close(log_fd);
+        log_fd = STDERR_FILENO;
+        log_sink_kind = LOG_SINK_STDERR;
+    }
 }
 
 int
@@ -75,7 +105,7 @@ log_level_word(int prio)
 void
 log_msg(int prio, const char *qid, const char *fmt, ...)
 {
-    char text[2048], line[2200];
+    char text[2048], line[2300], stamp[100];
     va_list ap;
     int n;
 
@@ -92,15 +122,26 @@ log_msg(int prio, const char *qid, const char *fmt, ...)
             syslog(prio, "%s%s", log_level_word(prio), text);
         return;
     }
+    stamp[0] = '\0';
+    if (log_sink_kind == LOG_SINK_FILE) {
+        time_t now = time(NULL);
+        struct tm tm;
+        size_t k;
+
+        localtime_r(&now, &tm);
+        k = strftime(stamp, sizeof(stamp) - 1, "%b %e %H:%M:%S ", &tm);
+        snprintf(stamp + k, sizeof(stamp) - k, "%s ", log_host);
+    }
     if (qid != NULL)
-        n = snprintf(line, sizeof(line), "%s[%ld]: %s%s: %s\n", log_ident,
-                     (long)getpid(), log_level_word(prio), qid, text);
+        n = snprintf(line, sizeof(line), "%s%s[%ld]: %s%s: %s\n", stamp,
+                     log_ident, (long)getpid(), log_level_word(prio), qid,
+                     text);
     else
-        n = snprintf(line, sizeof(line), "%s[%ld]: %s%s\n", log_ident,
-                     (long)getpid(), log_level_word(prio), text);
+        n = snprintf(line, sizeof(line), "%s%s[%ld]: %s%s\n", stamp,
+                     log_ident, (long)getpid(), log_level_word(prio), text);
     if (n < 0)
         return;
     if ((size_t)n >= sizeof(line))
         n = (int)sizeof(line) - 1;
-    (void)!write(STDERR_FILENO, line, (size_t)n);
+    (void)!write(log_fd, line, (size_t)n);
 }

@@ -55,6 +55,7 @@
 #include "log.h"
 #include "mime.h"
 #include "milterd.h"
+#include "quarantine.h"
 #include "queue.h"
 #include "smtpd.h"
 
@@ -418,13 +419,30 @@ main(int argc, char **argv)
         fprintf(stderr, "relaychaind: %s\n", e.text);
         return 1;
     }
+    /* The SMTP front end keeps quarantined mail itself: a directory
+     * it could not write to would turn every held message into a 451. */
+    if (nlisten > 0 &&
+        quarantine_dir_prepare(cfg_str(cfg, "quarantine_directory"), &e) <
+            0) {
+        fprintf(stderr, "relaychaind: %s\n", e.text);
+        return 1;
+    }
     if (!foreground && daemon(0, 0) < 0) {
         fprintf(stderr, "relaychaind: daemon: %s\n", strerror(errno));
         return 1;
     }
-    log_open(cfg_str(cfg, "syslog_name"),
-             log_facility_parse(cfg_str(cfg, "syslog_facility")),
-             foreground ? LOG_SINK_STDERR : LOG_SINK_SYSLOG);
+    if (foreground || cfg_str(cfg, "maillog_file") == NULL ||
+        log_open_file(cfg_str(cfg, "syslog_name"),
+                      cfg_str(cfg, "maillog_file")) < 0) {
+        int saved = errno;
+
+        log_open(cfg_str(cfg, "syslog_name"),
+                 log_facility_parse(cfg_str(cfg, "syslog_facility")),
+                 foreground ? LOG_SINK_STDERR : LOG_SINK_SYSLOG);
+        if (!foreground && cfg_str(cfg, "maillog_file") != NULL)
+            log_error(NULL, "maillog_file %s: %s; logging to syslog",
+                      cfg_str(cfg, "maillog_file"), strerror(saved));
+    }
 
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
