@@ -370,6 +370,15 @@ main(int argc, char **argv)
         return 1;
     }
     err_clear(&e);
+    /* Blocked before any thread exists: loading the chain starts some
+     * (the antivirus stage's database watch), and a SIGTERM that reached
+     * one of those would end the daemon without its clean shutdown. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGUSR1);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     mime_init();
     /* Until the configuration names the syslog identity, errors go to
      * stderr: that is where an admin starting the daemon looks. */
@@ -444,12 +453,6 @@ main(int argc, char **argv)
                       cfg_str(cfg, "maillog_file"), strerror(saved));
     }
 
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGUSR1);
-    sigaddset(&sigs, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
     /* With a milter, libmilter's own thread takes SIGTERM, SIGHUP and
      * SIGINT (sigwait) and ends smfi_main(); the daemon keeps SIGUSR1. */
