@@ -21,7 +21,10 @@
  * SMTP front end writes are as if it had not run; a half-done edit set
  * (a body re-encoded without its new Content-Transfer-Encoding) never
  * goes on. Rolling back cannot fail. Other stages are not marked: their
- * error stops the chain.
+ * error stops the chain, unless chain_run_opts() was asked to undo a
+ * hold: then every stage is marked, and a stage that quarantines has its
+ * own edits rolled back (its error still stops the chain). A release
+ * (resume_after) starts at the stage after the one that held the message.
  */
 #include "config.h"
 

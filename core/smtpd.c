@@ -33,6 +33,14 @@
  * and the end of DATA is answered 250 only after queue_commit() made the
  * processed message durable; its failure is a 452 or 451, never 250.
  *
+ * Tracing: the message gets this hop's Received field before the chain
+ * runs (so a signing stage signs what leaves), every 4xx and 5xx reply
+ * to a message ends "(id QID)", XFORWARD IDENT (the upstream Postfix's
+ * queue id) is logged as orig_queue_id=, and each message ends with one
+ * amavisd-new style summary line (chain_summary()). A quarantined
+ * message is stored as its stage received it (chain undo_hold), so a
+ * release can resume the chain after that stage.
+ *
  * DATA is read line by line with a bound on each line; only CRLF.CRLF
  * ends it. Bare LF, bare CR, NUL, over-long lines and oversize messages
  * are noted while reading and answered after the end, so that no byte of
