@@ -1293,6 +1293,7 @@ queue_deliver_route(struct queue_job *j, size_t ri, const size_t *idx,
     snprintf(relay, sizeof(relay), "%s", smtpc_relay_name(c));
     memset(&env, 0, sizeof(env));
     env.frontend = MSG_FE_SMTP;
+    env.qid = (char *)j->id;
     env.client_addr = (char *)qf->client_addr;
     env.client_name = (char *)qf->client_name;
     env.helo = (char *)qf->helo;

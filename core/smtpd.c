@@ -874,6 +874,7 @@ smtpd_cmd_mail(struct smtpd_session *s, const char *line)
 
         memset(&env, 0, sizeof(env));
         env.frontend = MSG_FE_SMTP;
+        env.qid = s->qid;
         env.client_addr = (char *)smtpd_env_addr(s);
         env.client_name = s->xf_name[0] ? s->xf_name : s->name;
         env.helo = s->xf_helo[0] ? s->xf_helo : s->helo;
@@ -1220,6 +1221,7 @@ smtpd_replay_envelope(struct smtpd_session *s, const struct msg_env *env,
 
     memset(&xf, 0, sizeof(xf));
     xf.frontend = MSG_FE_SMTP;
+    xf.qid = s->qid;
     xf.client_addr = (char *)smtpd_env_addr(s);
     xf.client_name = s->xf_name[0] ? s->xf_name : s->name;
     xf.helo = s->xf_helo[0] ? s->xf_helo : s->helo;

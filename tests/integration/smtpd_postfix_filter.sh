@@ -115,6 +115,8 @@ check "relaychaind: one summary line: Passed CLEAN {Relayed}, orig_queue_id=$q1 
     grep -Eq ": $rq: Passed CLEAN \{Relayed\}, orig_queue_id=$q1, client=unknown\[127.0.0.2\], from=<alice@build1.corp.example>, to=<bob@example.net>, size=[0-9]+, queued_as: $q2, [0-9]+ ms$" "$rlog"
 # The sink's copy: Postfix's Received, then relaychaind's (naming its
 # own peer, Postfix, and its own id), then the reinjection smtpd's.
+check "Postfix: the reinjection smtpd logs relaychaind's id ($rq) as orig_queue_id (XFORWARD IDENT)" \
+    grep -q "$q2: client=.*, orig_queue_id=$rq, " "$pflog"
 check "sink: relaychaind's Received names its peer and its id $rq" \
     sh -c "grep -A1 '^Received: from [^ ]* (unknown \[127.0.0.1\])' '$msg' | grep -Eq '^[[:space:]]+by [^ ]+ \(relaychain\) with ESMTP id $rq\$'"
 ids=$("$PY" - "$msg" <<'EOF'
