@@ -596,11 +596,26 @@ quarantine_dir_prepare(const char *dir, struct err *e)
     struct stat st;
 
     if (stat(dir, &st) < 0) {
+        char path[4096];
+        size_t i, n = strlen(dir);
+
         if (errno != ENOENT)
             return err_sys(e, ERR_CONFIG, "quarantine_directory %s", dir);
-        if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-            return err_sys(e, ERR_CONFIG,
-                           "quarantine_directory %s: cannot create it", dir);
+        if (n == 0 || n >= sizeof(path))
+            return err_set(e, ERR_CONFIG, "quarantine_directory: bad name");
+        /* As mkdir -p, each missing directory mode 0700: the default
+         * lives in the queue's directory, which may not exist yet. */
+        memcpy(path, dir, n + 1);
+        for (i = 1; i <= n; i++) {
+            if (path[i] != '/' && path[i] != '\0')
+                continue;
+            path[i] = '\0';
+            if (mkdir(path, 0700) < 0 && errno != EEXIST)
+                return err_sys(e, ERR_CONFIG,
+                               "quarantine_directory %s: cannot create %s",
+                               dir, path);
+            path[i] = i < n ? '/' : '\0';
+        }
         if (stat(dir, &st) < 0)
             return err_sys(e, ERR_CONFIG, "quarantine_directory %s", dir);
         log_info(NULL, "created quarantine_directory %s", dir);

@@ -30,7 +30,8 @@ int quarantine_store(const char *dir, const struct msg *m, const char *data,
                      size_t len, const char *reason, const char *stage,
                      struct err *e);
 
-/* quarantine_dir_prepare - make dir (mode 0700) when it does not exist;
+/* quarantine_dir_prepare - make dir and any missing parent (mode 0700)
+ * when it does not exist;
  * refuse one that is not a directory or that everyone may write to.
  * Returns 0, or -1 with e naming dir: start-up then fails. */
 int quarantine_dir_prepare(const char *dir, struct err *e);

@@ -6,7 +6,8 @@
 # stage enabled as its comment says; relaychaind with delivery = queue,
 # a quarantine_directory that does not exist yet, and the admin commands
 # logging to a maillog_file. Over SMTP with swaks:
-#   1. start-up made the quarantine directory, mode 0700;
+#   1. start-up made the quarantine directory and its missing parent,
+#      mode 0700;
 #   2. a message with EICAR attached: 250 with relaychaind's id, held in
 #      the quarantine as the antivirus stage received it (Stage:
 #      antivirus, no X-Virus-Status), nothing at the sink, and the
@@ -40,19 +41,21 @@ rcd_conf "$T/r.conf" "$port" "smtp:[127.0.0.1]:$sink_port" <<EOF
 chain_directory = $T/chain.d
 delivery = queue
 queue_directory = $T/spool
-quarantine_directory = $T/held/quarantine
+quarantine_directory = $T/held/deeper/quarantine
 maillog_file = $T/maillog
 minimal_backoff_time = 300s
 EOF
-mkdir -p "$T/held"
+mkdir -p "$T/held" # relaychaind makes deeper/quarantine in it
 "$RC" check -c "$T/r.conf" >"$T/check.out" 2>&1 ||
     fail "relaychain check: $(cat "$T/check.out")"
 rcd_start rcd "$T/r.conf" "$port" || finish
 
 # 1. the quarantine directory
-check "1: start-up made quarantine_directory" [ -d "$T/held/quarantine" ]
-check "1: mode 0700 ($(stat -c %a "$T/held/quarantine" 2>/dev/null))" \
-    [ "$(stat -c %a "$T/held/quarantine" 2>/dev/null)" = 700 ]
+check "1: start-up made quarantine_directory" [ -d "$T/held/deeper/quarantine" ]
+check "1: mode 0700 ($(stat -c %a "$T/held/deeper/quarantine" 2>/dev/null))" \
+    [ "$(stat -c %a "$T/held/deeper/quarantine" 2>/dev/null)" = 700 ]
+check "1: and its parent, mode 0700 too" \
+    [ "$(stat -c %a "$T/held/deeper" 2>/dev/null)" = 700 ]
 
 # send NAME FILE - one message with swaks, transcript in $T/NAME.out
 send() {
@@ -83,7 +86,7 @@ sink_start sink "$sink_port"
 send infected "$T/infected.eml"
 qid=$(sed -n 's/^<-  250 2.0.0 Ok: queued as \([0-9A-F]*\)$/\1/p' "$T/infected.out")
 check "2: 250 with relaychaind's id ($qid)" [ -n "$qid" ]
-q=$T/held/quarantine/$qid
+q=$T/held/deeper/quarantine/$qid
 check "2: held in quarantine_directory" [ -f "$q" ]
 check "2: the stage that held it is recorded" grep -q '^Stage: antivirus$' "$q"
 check "2: held as the antivirus stage received it: no X-Virus-Status" \
@@ -126,7 +129,7 @@ check "3: relaychaind delivered it" \
 # 4b. quarantine delete; queue release
 send infected2 "$T/infected.eml"
 qid2=$(sed -n 's/^<-  250 2.0.0 Ok: queued as \([0-9A-F]*\)$/\1/p' "$T/infected2.out")
-check "4: a second one held ($qid2)" [ -f "$T/held/quarantine/$qid2" ]
+check "4: a second one held ($qid2)" [ -f "$T/held/deeper/quarantine/$qid2" ]
 "$RC" quarantine -c "$T/r.conf" delete "$qid2" >"$T/delete.out" 2>&1 ||
     fail "quarantine delete: $(cat "$T/delete.out")"
 check "4: quarantine delete is logged" \
@@ -139,16 +142,17 @@ check "4: the released queue message is delivered" sink_wait sink 2 20
 
 # 5. start-up refuses a quarantine directory it cannot use
 rcd_conf "$T/bad.conf" "$bad_port" "smtp:[127.0.0.1]:$sink_port" <<EOF
-quarantine_directory = $T/missing/parent/quarantine
+quarantine_directory = $T/afile/quarantine
 EOF
+: >"$T/afile"
 timeout 10 "$RCD" -f -c "$T/bad.conf" >"$T/bad.out" 2>&1 &
 bpid=$!
 smtpd_track "$bpid"
 wait "$bpid"
 rc=$?
-check "5: no parent: start-up fails (exit $rc)" [ "$rc" -ne 0 ]
+check "5: cannot be made: start-up fails (exit $rc)" [ "$rc" -ne 0 ]
 check "5: and names the directory ($(cat "$T/bad.out"))" \
-    grep -q "quarantine_directory $T/missing/parent/quarantine: cannot create it" "$T/bad.out"
+    grep -q "quarantine_directory $T/afile/quarantine: .*Not a directory" "$T/bad.out"
 mkdir -m 0777 "$T/open"
 rcd_conf "$T/open.conf" "$bad_port" "smtp:[127.0.0.1]:$sink_port" <<EOF
 quarantine_directory = $T/open
