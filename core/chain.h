@@ -106,7 +106,6 @@ int chain_run_opts(const struct chain *ch, struct msg *m,
  * INFECTED (NAME)", "Blocked BANNED (NAME)", "Blocked UNCHECKED",
  * "Blocked BAD-HEADER" (ambiguous MIME) or "Blocked OTHER (STAGE)".
  * Writes into out (always terminated) and returns out. */
-const char *chain_summary(const struct chain_result *res, char *out,
-                          size_t n);
+const char *chain_summary(const struct chain_result *res, char *out, size_t n);
 
 #endif

@@ -37,8 +37,8 @@ log_open(const char *ident, int facility, enum log_sink sink)
 int
 log_open_file(const char *ident, const char *path)
 {
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOCTTY | O_CLOEXEC,
-                  0600);
+    int fd =
+        open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOCTTY | O_CLOEXEC, 0600);
     char *dot;
 
     if (fd < 0)
@@ -137,8 +137,8 @@ log_msg(int prio, const char *qid, const char *fmt, ...)
                      log_ident, (long)getpid(), log_level_word(prio), qid,
                      text);
     else
-        n = snprintf(line, sizeof(line), "%s%s[%ld]: %s%s\n", stamp,
-                     log_ident, (long)getpid(), log_level_word(prio), text);
+        n = snprintf(line, sizeof(line), "%s%s[%ld]: %s%s\n", stamp, log_ident,
+                     (long)getpid(), log_level_word(prio), text);
     if (n < 0)
         return;
     if ((size_t)n >= sizeof(line))

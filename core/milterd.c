@@ -1329,13 +1329,13 @@ internal:
                              "content filter");
 out:
     if (ran)
-        milterd_log_summary(
-            s, &res,
-            st == MILTERD_REJECT    ? "Rejected"
-            : st == MILTERD_DISCARD ? "Discarded"
-            : st == MILTERD_TEMPFAIL
-                ? "TempFailed"
-                : res.verdict.kind == VERDICT_QUARANTINE ? "Held" : "Accepted");
+        milterd_log_summary(s, &res,
+                            st == MILTERD_REJECT     ? "Rejected"
+                            : st == MILTERD_DISCARD  ? "Discarded"
+                            : st == MILTERD_TEMPFAIL ? "TempFailed"
+                            : res.verdict.kind == VERDICT_QUARANTINE
+                                ? "Held"
+                                : "Accepted");
     chain_result_fini(&res);
     milterd_reset(s);
     return st;

@@ -294,8 +294,7 @@ quarantine_next_hop(const struct conf *cf, const char *id,
     }
     if ((c = smtpc_get(pool, r, e)) == NULL)
         goto out;
-    if (smtpc_mail(c, NULL, env->sender, NULL, r, e) < 0 ||
-        r->code / 100 != 2)
+    if (smtpc_mail(c, NULL, env->sender, NULL, r, e) < 0 || r->code / 100 != 2)
         goto out;
     for (i = 0; i < env->nrcpts; i++)
         if (smtpc_rcpt(c, env->rcpts[i].addr, NULL, r, e) < 0 ||
@@ -329,8 +328,7 @@ quarantine_spool(const struct conf *cf, const struct queue_msg *qm,
     buf_init(&file, 0);
     if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
         (tfd = openat(dfd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
-        (qfd = openat(dfd, "queue", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) <
-            0) {
+        (qfd = openat(dfd, "queue", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
         err_sys(e, ERR_IO,
                 "queue_directory %s (has relaychaind run with delivery = "
                 "queue?)",
@@ -400,8 +398,8 @@ static struct msg *
 quarantine_msg(const struct conf *cf, const struct qfile *q, const char *id,
                struct err *e)
 {
-    char from[1024], rcpt[1024], client[300], name[300], helo[300],
-        auth[300], tls[8];
+    char from[1024], rcpt[1024], client[300], name[300], helo[300], auth[300],
+        tls[8];
     struct msg *m;
     int i;
 
@@ -474,12 +472,12 @@ quarantine_release(const struct conf *cf, const char *dir, const char *path,
         log_warning(id, "quarantine: held without the name of its stage: "
                         "released as it was held");
     } else {
-        log_info(id, "quarantine: release: resuming the chain after %s "
-                     "(held: %s)",
+        log_info(id,
+                 "quarantine: release: resuming the chain after %s "
+                 "(held: %s)",
                  stage, reason);
         if (chain_run_opts(cf->chain, m, &opts, &res, &e) < 0) {
-            fprintf(stderr, "relaychain: %s: not released: %s\n", id,
-                    e.text);
+            fprintf(stderr, "relaychain: %s: not released: %s\n", id, e.text);
             log_warning(id, "quarantine: not released: %s", e.text);
             goto out;
         }
@@ -565,8 +563,8 @@ quarantine_release(const struct conf *cf, const char *dir, const char *path,
         }
         snprintf(note, sizeof(note), "queued as %s", id);
     } else {
-        if (quarantine_next_hop(cf, id, env, out.data ? out.data : "",
-                                out.len, &r, &e) < 0) {
+        if (quarantine_next_hop(cf, id, env, out.data ? out.data : "", out.len,
+                                &r, &e) < 0) {
             fprintf(stderr, "relaychain: %s: not released: %s\n", id, e.text);
             log_warning(id, "quarantine: not released: %s", e.text);
             goto out;

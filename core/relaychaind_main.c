@@ -431,8 +431,7 @@ main(int argc, char **argv)
     /* The SMTP front end keeps quarantined mail itself: a directory
      * it could not write to would turn every held message into a 451. */
     if (nlisten > 0 &&
-        quarantine_dir_prepare(cfg_str(cfg, "quarantine_directory"), &e) <
-            0) {
+        quarantine_dir_prepare(cfg_str(cfg, "quarantine_directory"), &e) < 0) {
         fprintf(stderr, "relaychaind: %s\n", e.text);
         return 1;
     }

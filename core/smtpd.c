@@ -1318,11 +1318,10 @@ smtpd_received(struct smtpd_session *s, struct msg *m)
     smtpd_safe_copy(name, sizeof(name), s->name, ".-_");
     tls[0] = rcpt[0] = '\0';
     if (is_tls) {
-        char info[128];
+        char raw[128], info[128];
 
         smtpd_safe_copy(info, sizeof(info),
-                        netio_tls_info(s->io, info, sizeof(info)),
-                        " ._-/");
+                        netio_tls_info(s->io, raw, sizeof(raw)), " ._-/");
         snprintf(tls, sizeof(tls), "%s\t(using %s)", eol, info);
     }
     /* Only one recipient is named, and only an address that cannot
@@ -1356,11 +1355,11 @@ smtpd_received(struct smtpd_session *s, struct msg *m)
         date[0] = '\0';
     /* Postfix's layout: the date after "for <rcpt>;", else on a line
      * of its own. */
-    snprintf(value, sizeof(value),
-             "from %s (%s [%s%s])%s%s\tby %s (relaychain) with %s id %s%s;%s%s",
-             helo, name, is_v6 ? "IPv6:" : "", s->addr, tls, eol,
-             s->rt->hostname, proto, s->qid, rcpt, rcpt[0] ? " " : eol,
-             rcpt[0] ? date : "");
+    snprintf(
+        value, sizeof(value),
+        "from %s (%s [%s%s])%s%s\tby %s (relaychain) with %s id %s%s;%s%s",
+        helo, name, is_v6 ? "IPv6:" : "", s->addr, tls, eol, s->rt->hostname,
+        proto, s->qid, rcpt, rcpt[0] ? " " : eol, rcpt[0] ? date : "");
     if (!rcpt[0]) {
         size_t k = strlen(value);
 
@@ -1434,8 +1433,9 @@ smtpd_log_summary(struct smtpd_session *s, const struct chain_result *res,
 static const char *
 smtpd_tag(int code)
 {
-    return code / 100 == 2 ? "Relayed" : code / 100 == 5 ? "Rejected"
-                                                         : "TempFailed";
+    return code / 100 == 2   ? "Relayed"
+           : code / 100 == 5 ? "Rejected"
+                             : "TempFailed";
 }
 
 /* smtpd_enqueue - commit the processed message to the queue; 250 only

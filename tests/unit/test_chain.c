@@ -142,8 +142,7 @@ t_hold_run(const struct stage *st, struct msg *m, struct verdict *v,
     if (msg_header_add(m, st->name, "X-Virus-Status", "Infected (T.Virus)",
                        e) < 0)
         return -1;
-    return verdict_set(v, VERDICT_QUARANTINE, NULL,
-                       "virus=T.Virus, engine=t");
+    return verdict_set(v, VERDICT_QUARANTINE, NULL, "virus=T.Virus, engine=t");
 }
 
 static const struct stage_type t_hold = {
@@ -170,8 +169,8 @@ static const struct stage_type *
 t_lookup(const char *name)
 {
     static const struct stage_type *const types[] = {
-        &t_mark, &t_body, &t_sign,    &t_verdict,
-        &t_fail, &t_liar, &t_badinit, &t_halfdone, &t_hold,
+        &t_mark, &t_body,    &t_sign,     &t_verdict, &t_fail,
+        &t_liar, &t_badinit, &t_halfdone, &t_hold,
     };
     size_t i;
 
@@ -699,8 +698,7 @@ test_chain_hold_and_resume(void **state)
     /* Without undo_hold (the milter front end) the edits stay. */
     m = t_msg(t_plain, "a@example.com", "b@example.net", NULL, NULL);
     assert_int_equal(chain_run(ch, m, &res, &e), 0);
-    unit_int_eq("plain run: quarantine", res.verdict.kind,
-                VERDICT_QUARANTINE);
+    unit_int_eq("plain run: quarantine", res.verdict.kind, VERDICT_QUARANTINE);
     unit_int_eq("plain run: its header stays",
                 msg_header_name_count(m, "X-Virus-Status"), 1);
     unit_str_eq("summary of a hold", chain_summary(&res, words, sizeof(words)),
