@@ -86,10 +86,17 @@ quarantine_store(const char *dir, const struct msg *m, const char *data,
         return err_set(e, ERR_CONFIG, "quarantine_directory too long");
     buf_init(&head, 1 << 20);
     snprintf(when, sizeof(when), "%lld", (long long)time(NULL));
-    if (quarantine_line(&head, "Envelope-From", env->sender, e) < 0)
+    if (quarantine_line(&head, "Envelope-From", env->sender, e) < 0 ||
+        quarantine_line(&head, "Envelope-From-Params", env->sender_params,
+                        e) < 0)
         goto fail;
+    /* The ESMTP parameters (DSN's RET, ENVID, NOTIFY, ORCPT) go with a
+     * release into the queue; one Envelope-To-Params line per recipient,
+     * in the same order, empty when there were none. */
     for (i = 0; i < env->nrcpts; i++)
-        if (quarantine_line(&head, "Envelope-To", env->rcpts[i].addr, e) < 0)
+        if (quarantine_line(&head, "Envelope-To", env->rcpts[i].addr, e) < 0 ||
+            quarantine_line(&head, "Envelope-To-Params", env->rcpts[i].params,
+                            e) < 0)
             goto fail;
     if (quarantine_line(&head, "Client", env->client_addr, e) < 0 ||
         quarantine_line(&head, "Client-Name", env->client_name, e) < 0 ||
@@ -375,7 +382,8 @@ out:
         int tr = openat(dfd, "trigger", O_WRONLY | O_NONBLOCK | O_CLOEXEC);
         char line[QUEUE_ID_MAX + 8];
 
-        snprintf(line, sizeof(line), "S\nF %s\n", qm->qid);
+        /* "F ID" rescans queue/ (see queue.h) */
+        snprintf(line, sizeof(line), "F %s\n", qm->qid);
         /* No reader: the daemon finds the file when it starts. */
         if (tr >= 0) {
             (void)!write(tr, line, strlen(line));
@@ -398,14 +406,15 @@ static struct msg *
 quarantine_msg(const struct conf *cf, const struct qfile *q, const char *id,
                struct err *e)
 {
-    char from[1024], rcpt[1024], client[300], name[300], helo[300], auth[300],
-        tls[8];
+    char from[2048], rcpt[2048], client[300], name[300], helo[300], auth[300],
+        tls[8], fparams[2048], rparams[2048];
     struct msg *m;
     int i;
 
     if ((m = msg_new(&cf->limits, MSG_FE_SMTP, e)) == NULL)
         return NULL;
     qfile_field(q, "Envelope-From", 0, from, sizeof(from));
+    qfile_field(q, "Envelope-From-Params", 0, fparams, sizeof(fparams));
     qfile_field(q, "Client", 0, client, sizeof(client));
     if (qfile_field(q, "Client-Name", 0, name, sizeof(name)) == NULL)
         snprintf(name, sizeof(name), "unknown");
@@ -414,11 +423,19 @@ quarantine_msg(const struct conf *cf, const struct qfile *q, const char *id,
     if (msg_env_set(m, id, client[0] ? client : NULL, name,
                     helo[0] ? helo : NULL, strcmp(tls, "yes") == 0,
                     qfile_field(q, "Auth", 0, auth, sizeof(auth)), e) < 0 ||
-        msg_env_sender(m, from, NULL, e) < 0)
+        msg_env_sender(m, from, fparams[0] ? fparams : NULL, e) < 0)
         goto fail;
-    for (i = 0; qfile_field(q, "Envelope-To", i, rcpt, sizeof(rcpt)); i++)
-        if (msg_env_rcpt(m, rcpt, NULL, e) < 0)
+    for (i = 0; qfile_field(q, "Envelope-To", i, rcpt, sizeof(rcpt)); i++) {
+        qfile_field(q, "Envelope-To-Params", i, rparams, sizeof(rparams));
+        /* a cut address would be another recipient */
+        if (strlen(rcpt) + 1 >= sizeof(rcpt) ||
+            strlen(rparams) + 1 >= sizeof(rparams)) {
+            err_set(e, ERR_INPUT, "%s: Envelope-To line too long", id);
             goto fail;
+        }
+        if (msg_env_rcpt(m, rcpt, rparams[0] ? rparams : NULL, e) < 0)
+            goto fail;
+    }
     if (i == 0) {
         err_set(e, ERR_INPUT, "%s: no Envelope-To line", id);
         goto fail;
@@ -549,7 +566,7 @@ quarantine_release(const struct conf *cf, const char *dir, const char *path,
         qm.helo = env->helo ? env->helo : "";
         qm.auth_user = env->auth_user;
         qm.sender = env->sender;
-        qm.sender_params = "";
+        qm.sender_params = env->sender_params ? env->sender_params : "";
         qm.rcpts = env->rcpts;
         qm.nrcpts = env->nrcpts;
         qm.orig = env->rcpts;

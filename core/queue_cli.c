@@ -580,10 +580,12 @@ qcli_change(struct qcli *c, enum qcli_op op, const char *what)
     if (n > 0 && (op == QCLI_RELEASE || op == QCLI_REQUEUE)) {
         char line[QUEUE_ID_MAX + 8];
 
+        /* F scans queue/ itself, once the routes are revived: an "S"
+         * before it could start an attempt on a suspended route. */
         if (strcmp(what, "ALL") == 0)
-            snprintf(line, sizeof(line), "S\nF\n");
+            snprintf(line, sizeof(line), "F\n");
         else
-            snprintf(line, sizeof(line), "S\nF %s\n", what);
+            snprintf(line, sizeof(line), "F %s\n", what);
         if (qcli_trigger(c, line) < 0)
             printf("relaychaind is not running on %s: the message%s will "
                    "be tried when it starts\n",

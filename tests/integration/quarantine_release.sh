@@ -20,7 +20,8 @@
 #      quarantine file is gone;
 #   4. "quarantine delete" and the queue's hold and release are logged
 #      as postsuper logs them ("ID: removed from quarantine", "ID:
-#      placed on hold", "ID: released from hold");
+#      placed on hold", "ID: released from hold"); a message held with
+#      DSN parameters keeps them and the next hop gets them on release;
 #   5. start-up fails, naming it, when the quarantine directory cannot
 #      be made, or when everyone may write to it.
 . "$top_srcdir/tests/integration/smtpd_lib.sh"
@@ -139,6 +140,36 @@ check "4: quarantine delete is logged" \
 check "4: queue release is logged" \
     grep -q "relaychain\[[0-9]*\]: $cq: released from hold$" "$T/maillog"
 check "4: the released queue message is delivered" sink_wait sink 2 20
+
+# 4c. the DSN parameters go with the message into the quarantine and
+# out again: held with NOTIFY, ORCPT, RET and ENVID, released, and the
+# next hop gets them
+body=$(sed 's/$/\\r\\n/' "$T/infected.eml" | tr -d '\n')
+chat "$port" >"$T/dsn.out" <<EOF
+expect
+send EHLO client.test.example
+expect
+send MAIL FROM:<alice@example.com> RET=HDRS ENVID=env+2B1
+expect
+send RCPT TO:<bob@example.net> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@example.net
+expect
+send DATA
+expect
+raw $body.\r\n
+expect
+send QUIT
+expect
+EOF
+qid3=$(sed -n 's/^250 2.0.0 Ok: queued as \([0-9A-F]*\)$/\1/p' "$T/dsn.out")
+q3=$T/held/deeper/quarantine/$qid3
+check "4: held with its DSN parameters ($qid3)" \
+    sh -c "grep -q '^Envelope-From-Params: RET=HDRS ENVID=env+2B1$' '$q3' &&
+        grep -q '^Envelope-To-Params: NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@example.net$' '$q3'"
+"$RC" quarantine -c "$T/r.conf" release "$qid3" >"$T/release3.out" 2>&1 ||
+    fail "release $qid3: $(cat "$T/release3.out")"
+check "4: released and delivered" sink_wait sink 3 20
+check "4: released with them: the next hop gets NOTIFY and ORCPT" \
+    grep -q "^X-Rcpt-Args: <bob@example.net> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@example.net" "$T"/sink/msg.*
 
 # 5. start-up refuses a quarantine directory it cannot use
 rcd_conf "$T/bad.conf" "$bad_port" "smtp:[127.0.0.1]:$sink_port" <<EOF
