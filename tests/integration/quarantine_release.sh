@@ -22,6 +22,7 @@
 #      as postsuper logs them ("ID: removed from quarantine", "ID:
 #      placed on hold", "ID: released from hold"); a message held with
 #      DSN parameters keeps them and the next hop gets them on release;
+#      a chain that lost the stage releases nothing and says why;
 #   5. start-up fails, naming it, when the quarantine directory cannot
 #      be made, or when everyone may write to it.
 . "$top_srcdir/tests/integration/smtpd_lib.sh"
@@ -131,6 +132,18 @@ check "3: relaychaind delivered it" \
 send infected2 "$T/infected.eml"
 qid2=$(sed -n 's/^<-  250 2.0.0 Ok: queued as \([0-9A-F]*\)$/\1/p' "$T/infected2.out")
 check "4: a second one held ($qid2)" [ -f "$T/held/deeper/quarantine/$qid2" ]
+# A chain that no longer has the stage: nothing is released, the file
+# stays, and the reason is given.
+mkdir -p "$T/noav.d"
+cp -r "$T/chain.d/." "$T/noav.d/"
+rm "$T/noav.d/20-antivirus.conf"
+sed "s|^chain_directory = .*|chain_directory = $T/noav.d|" "$T/r.conf" >"$T/noav.conf"
+"$RC" quarantine -c "$T/noav.conf" release "$qid2" >"$T/noav.out" 2>&1
+rc=$?
+check "4: chain without the stage: release exits 1 (got $rc)" [ "$rc" -eq 1 ]
+check "4: and says why ($(cat "$T/noav.out"))" \
+    grep -q "$qid2: not released: the chain has no stage antivirus any more" "$T/noav.out"
+check "4: and the message stays in the quarantine" [ -f "$T/held/deeper/quarantine/$qid2" ]
 "$RC" quarantine -c "$T/r.conf" delete "$qid2" >"$T/delete.out" 2>&1 ||
     fail "quarantine delete: $(cat "$T/delete.out")"
 check "4: quarantine delete is logged" \
