@@ -184,6 +184,19 @@ check "4: released and delivered" sink_wait sink 3 20
 check "4: released with them: the next hop gets NOTIFY and ORCPT" \
     grep -q "^X-Rcpt-Args: <bob@example.net> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@example.net" "$T"/sink/msg.*
 
+# 4d. a file held by an older relaychaind (no Stage: line) is released
+# as it was held, with a warning, and not run through the chain again
+printf 'Envelope-From: alice@example.com\nEnvelope-To: bob@example.net\nClient: 127.0.0.1\nHelo: old.example\nArrival: 1700000000\nReason: virus=Old\n\nSubject: legacy\nX-Virus-Status: Infected (Old)\n\nold body\n' \
+    >"$T/held/deeper/quarantine/LEGACY1"
+"$RC" quarantine -c "$T/r.conf" release LEGACY1 >"$T/legacy.out" 2>&1
+rc=$?
+check "4: legacy file: released (exit $rc: $(cat "$T/legacy.out"))" [ "$rc" -eq 0 ]
+check "4: legacy file: with a warning" \
+    grep -q "warning: LEGACY1 was held without the name of its stage" "$T/legacy.out"
+check "4: legacy file: delivered as it was held" sink_wait sink 4 20
+check "4: legacy file: no stage ran on it" \
+    sh -c "! grep -q ': LEGACY1: \(disclaimer\|dkim\|rewrite\):' '$T/maillog'"
+
 # 5. start-up refuses a quarantine directory it cannot use
 rcd_conf "$T/bad.conf" "$bad_port" "smtp:[127.0.0.1]:$sink_port" <<EOF
 quarantine_directory = $T/afile/quarantine
