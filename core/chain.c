@@ -21,7 +21,10 @@
  * SMTP front end writes are as if it had not run; a half-done edit set
  * (a body re-encoded without its new Content-Transfer-Encoding) never
  * goes on. Rolling back cannot fail. Other stages are not marked: their
- * error stops the chain.
+ * error stops the chain, unless chain_run_opts() was asked to undo a
+ * hold: then every stage is marked, and a stage that quarantines has its
+ * own edits rolled back (its error still stops the chain). A release
+ * (resume_after) starts at the stage after the one that held the message.
  */
 #include "config.h"
 
@@ -506,21 +509,41 @@ int
 chain_run(const struct chain *ch, struct msg *m, struct chain_result *res,
           struct err *e)
 {
-    size_t i;
+    return chain_run_opts(ch, m, NULL, res, e);
+}
+
+int
+chain_run_opts(const struct chain *ch, struct msg *m,
+               const struct chain_opts *o, struct chain_result *res,
+               struct err *e)
+{
+    size_t i, first = 0;
 
     memset(res, 0, sizeof(*res));
     verdict_set(&res->verdict, VERDICT_CONTINUE, NULL, NULL);
+    if (o != NULL && o->resume_after != NULL) {
+        for (first = 0; first < ch->nstages; first++)
+            if (strcmp(ch->stages[first]->name, o->resume_after) == 0)
+                break;
+        if (first == ch->nstages)
+            return err_set(e, ERR_CONFIG,
+                           "the chain has no stage %s any more: it was "
+                           "changed since the message was held",
+                           o->resume_after);
+        first++;
+    }
     if (ch->nstages == 0)
         return 0;
     if ((res->steps = calloc(ch->nstages, sizeof(*res->steps))) == NULL)
         return err_nomem(e);
-    if (chain_check_mime(ch, m, res))
+    if (first == 0 && chain_check_mime(ch, m, res))
         return 0;
 
-    for (i = 0; i < ch->nstages; i++) {
+    for (i = first; i < ch->nstages; i++) {
         const struct stage *st = ch->stages[i];
         struct chain_step *step = &res->steps[res->nsteps++];
-        int marked = st->on_error == STAGE_ON_ERROR_CONTINUE;
+        int undo_hold = o != NULL && o->undo_hold;
+        int marked = st->on_error == STAGE_ON_ERROR_CONTINUE || undo_hold;
         const struct msg_edit *edits;
         struct msg_mark mark;
         long long t0;
@@ -545,7 +568,7 @@ chain_run(const struct chain *ch, struct msg *m, struct chain_result *res,
             rc = -1;
         if (rc < 0) {
             step->failed = 1;
-            if (marked) {
+            if (st->on_error == STAGE_ON_ERROR_CONTINUE) {
                 step->edits_undone = msg_rollback(m, &mark);
                 verdict_set(&step->verdict, VERDICT_CONTINUE, NULL,
                             "error ignored (on_error = continue), %zu "
@@ -555,6 +578,9 @@ chain_run(const struct chain *ch, struct msg *m, struct chain_result *res,
             } else {
                 verdict_set(&step->verdict, VERDICT_TEMPFAIL, NULL, "error");
             }
+        } else if (undo_hold && step->verdict.kind == VERDICT_QUARANTINE) {
+            step->edits_undone = msg_rollback(m, &mark);
+            res->by_edits_undone = step->edits_undone;
         }
         if (marked)
             msg_unmark(m, &mark);
@@ -570,6 +596,66 @@ chain_run(const struct chain *ch, struct msg *m, struct chain_result *res,
         }
     }
     return 0;
+}
+
+/* chain_note_value - the value of "key=" in a verdict note, up to the
+ * next comma, into out; NULL when the note has none. */
+static const char *
+chain_note_value(const char *note, const char *key, char *out, size_t n)
+{
+    const char *p = note;
+    size_t k = strlen(key), len;
+
+    while ((p = strstr(p, key)) != NULL) {
+        if ((p == note || p[-1] == ' ' || p[-1] == ',') && p[k] == '=') {
+            p += k + 1;
+            len = strcspn(p, ",");
+            if (len >= n)
+                len = n - 1;
+            memcpy(out, p, len);
+            out[len] = '\0';
+            return out;
+        }
+        p += k;
+    }
+    return NULL;
+}
+
+const char *
+chain_summary(const struct chain_result *res, char *out, size_t n)
+{
+    const struct verdict *v = &res->verdict;
+    char what[128];
+    size_t i;
+
+    if (v->kind == VERDICT_CONTINUE) {
+        /* on_unchecked = continue passed it unscanned: say so, as
+         * amavisd-new's "Passed UNCHECKED" does. */
+        for (i = 0; i < res->nsteps; i++)
+            if (strncmp(res->steps[i].verdict.note, "unchecked", 9) == 0) {
+                snprintf(out, n, "Passed UNCHECKED");
+                return out;
+            }
+        snprintf(out, n, "Passed CLEAN");
+        return out;
+    }
+    if (res->by == NULL)
+        snprintf(out, n, "Blocked %s",
+                 strncmp(v->note, "ambiguous MIME", 14) == 0 ? "BAD-HEADER"
+                                                             : "OTHER");
+    else if (chain_note_value(v->note, "virus", what, sizeof(what)))
+        snprintf(out, n, "Blocked INFECTED (%s)", what);
+    else if (chain_note_value(v->note, "banned", what, sizeof(what)))
+        snprintf(out, n, "Blocked BANNED (%s)", what);
+    else if (strncmp(v->note, "unchecked", 9) == 0)
+        snprintf(out, n, "Blocked UNCHECKED");
+    else
+        snprintf(out, n, "Blocked OTHER (%s)", res->by->name);
+    /* A banned name is the attachment's: the sender chose it. */
+    for (i = 0; out[i] != '\0'; i++)
+        if ((unsigned char)out[i] < 0x20 || out[i] == 0x7f)
+            out[i] = '?';
+    return out;
 }
 
 void

@@ -52,6 +52,7 @@ struct chain_step {
 struct chain_result {
     struct verdict verdict;     /* the chain's outcome */
     const struct stage *by;     /* the stage that decided it, or NULL */
+    size_t by_edits_undone;     /* CHAIN_UNDO_HOLD: edits of by taken back */
     struct chain_step *steps;   /* one per stage, in order */
     size_t nsteps;
 };
@@ -79,5 +80,32 @@ unsigned chain_flags(const struct chain *ch);
 int chain_run(const struct chain *ch, struct msg *m, struct chain_result *res,
               struct err *e);
 void chain_result_fini(struct chain_result *res);
+
+/* How chain_run_opts() runs.
+ *
+ * undo_hold: a stage that quarantines has its own edits taken back
+ * (msg_rollback), so the message is what that stage was given; the SMTP
+ * front end keeps that copy, and a release resumes the chain after the
+ * stage with no trace of its verdict (X-Virus-Status: Infected).
+ *
+ * resume_after: the name of a stage; stages up to and including it are
+ * not run (a quarantine release). A name the chain does not have fails
+ * with ERR_CONFIG: the chain was changed since the message was held. The
+ * MIME check is not repeated: it ran when the message arrived. */
+struct chain_opts {
+    int undo_hold;
+    const char *resume_after;
+};
+
+int chain_run_opts(const struct chain *ch, struct msg *m,
+                   const struct chain_opts *o, struct chain_result *res,
+                   struct err *e);
+
+/* chain_summary - the outcome in amavisd-new's words, for the one log
+ * line per message: "Passed CLEAN", "Passed UNCHECKED", "Blocked
+ * INFECTED (NAME)", "Blocked BANNED (NAME)", "Blocked UNCHECKED",
+ * "Blocked BAD-HEADER" (ambiguous MIME) or "Blocked OTHER (STAGE)".
+ * Writes into out (always terminated) and returns out. */
+const char *chain_summary(const struct chain_result *res, char *out, size_t n);
 
 #endif

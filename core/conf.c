@@ -55,6 +55,11 @@ const struct cfg_option conf_options[] = {
      "syslog facility: mail, daemon, user or local0 to local7", NULL, 0, 0, 0},
     {"syslog_name", CFG_STRING, "relaychain",
      "program name at the start of each syslog line", NULL, 0, 0, 0},
+    {"maillog_file", CFG_PATH, NULL,
+     "append log lines to this file instead of syslog, as Postfix's "
+     "maillog_file: relaychaind (without -f) and the quarantine and queue "
+     "commands",
+     NULL, 0, 0, 0},
     {"ambiguous_mime_action", CFG_ENUM, "reject",
      "what to do with a message whose MIME structure can be read in more "
      "than one way",
@@ -278,4 +283,20 @@ conf_free(struct conf *cf)
     chain_free(cf->chain);
     cfg_free(cf->cfg);
     free(cf);
+}
+
+int
+conf_log_open(const struct conf *cf, struct err *e)
+{
+    const char *name = cfg_str(cf->cfg, "syslog_name");
+    const char *file = cfg_str(cf->cfg, "maillog_file");
+    int fac = log_facility_parse(cfg_str(cf->cfg, "syslog_facility"));
+
+    if (file != NULL) {
+        if (log_open_file(name, file) < 0)
+            return err_sys(e, ERR_CONFIG, "maillog_file %s", file);
+        return 0;
+    }
+    log_open(name, fac < 0 ? LOG_MAIL : fac, LOG_SINK_SYSLOG);
+    return 0;
 }

@@ -36,4 +36,10 @@ struct conf {
 struct conf *conf_load(const char *path, struct err *e);
 void conf_free(struct conf *cf);
 
+/* conf_log_open - the mail log for an admin command (quarantine release,
+ * queue delete...), which logs what it did as postsuper does:
+ * maillog_file when set, else syslog with syslog_name and
+ * syslog_facility. Returns 0, or -1 with e naming the file. */
+int conf_log_open(const struct conf *cf, struct err *e);
+
 #endif

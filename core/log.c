@@ -1,10 +1,12 @@
 /*
  * log - Postfix-shaped log lines to syslog (facility mail) or stderr
  *
- * See log.h. The sink and ident are written once by log_open() before any
- * thread starts and only read afterwards; syslog(3) is thread-safe, and a
- * stderr line is formatted whole and written with one write(2) so lines
- * from several threads do not interleave. Control characters in a line
+ * See log.h. The sink and ident are written once by log_open() (or
+ * log_open_file()) before any thread starts and only read afterwards;
+ * syslog(3) is thread-safe, and a stderr or maillog_file line is
+ * formatted whole and written with one write(2) (O_APPEND for the file)
+ * so lines from several threads and processes do not interleave.
+ * Control characters in a line
  * are escaped (\xHH) whoever passed them: the last defence against text
  * from clients that forges or garbles log lines.
  *
@@ -16,6 +18,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -31,6 +34,7 @@
 /* Written only by log_open(), before threads exist (see above). */
 static enum log_sink log_sink_kind = LOG_SINK_STDERR;
 static char log_ident[64] = "relaychain";
+static int log_fd = STDERR_FILENO;
 static char log_host[64] = "localhost";
 
 void
@@ -86,11 +90,36 @@ log_sink_foreground(void)
     return LOG_SINK_STDERR;
 }
 
+int
+log_open_file(const char *ident, const char *path)
+{
+    int fd =
+        open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOCTTY | O_CLOEXEC, 0600);
+    char *dot;
+
+    if (fd < 0)
+        return -1;
+    snprintf(log_ident, sizeof(log_ident), "%s", ident);
+    if (gethostname(log_host, sizeof(log_host)) < 0)
+        snprintf(log_host, sizeof(log_host), "localhost");
+    log_host[sizeof(log_host) - 1] = '\0';
+    if ((dot = strchr(log_host, '.')) != NULL)
+        *dot = '\0';
+    log_fd = fd;
+    log_sink_kind = LOG_SINK_FILE;
+    return 0;
+}
+
 void
 log_close(void)
 {
     if (log_sink_kind == LOG_SINK_SYSLOG)
         closelog();
+    if (log_sink_kind == LOG_SINK_FILE && log_fd != STDERR_FILENO) {
+        close(log_fd);
+        log_fd = STDERR_FILENO;
+        log_sink_kind = LOG_SINK_STDERR;
+    }
 }
 
 int
@@ -173,7 +202,7 @@ log_stamp(char *out, size_t size)
     size_t n;
 
     out[0] = '\0';
-    if (log_sink_kind != LOG_SINK_TERMINAL)
+    if (log_sink_kind != LOG_SINK_TERMINAL && log_sink_kind != LOG_SINK_FILE)
         return;
     now = time(NULL);
     if (localtime_r(&now, &tm) == NULL ||
@@ -185,7 +214,7 @@ log_stamp(char *out, size_t size)
 void
 log_msg(int prio, const char *qid, const char *fmt, ...)
 {
-    char raw[2048], escaped[2048], line[2300], stamp[96], qbuf[64];
+    char raw[2048], escaped[2048], line[2300], stamp[100], qbuf[64];
     const char *text;
     va_list ap;
     int n;
@@ -218,5 +247,5 @@ log_msg(int prio, const char *qid, const char *fmt, ...)
         return;
     if ((size_t)n >= sizeof(line))
         n = (int)sizeof(line) - 1;
-    (void)!write(STDERR_FILENO, line, (size_t)n);
+    (void)!write(log_fd, line, (size_t)n);
 }

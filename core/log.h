@@ -26,7 +26,8 @@ enum log_sink {
     LOG_SINK_SYSLOG,
     LOG_SINK_STDERR,
     LOG_SINK_NONE,
-    LOG_SINK_TERMINAL /* stderr, each line with a time stamp and host */
+    LOG_SINK_TERMINAL, /* stderr, each line with a time stamp and host */
+    LOG_SINK_FILE      /* maillog_file: only through log_open_file() */
 };
 
 /* log_open - choose the sink; ident is the program name in each line. */
@@ -37,6 +38,12 @@ void log_close(void);
  * $JOURNAL_STREAM names (systemd's journal), LOG_SINK_TERMINAL when it is
  * a terminal, LOG_SINK_STDERR otherwise. */
 enum log_sink log_sink_foreground(void);
+
+/* log_open_file - lines go to path (appended, created mode 0600), each
+ * with a syslog-style time and host name before it, as Postfix's
+ * maillog_file. Returns 0, or -1 with errno when path cannot be opened;
+ * the sink is then unchanged. */
+int log_open_file(const char *ident, const char *path);
 
 /* log_facility_parse - "mail", "local0".."local7", "daemon", "user";
  * returns the LOG_* value or -1. */

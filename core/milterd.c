@@ -1008,10 +1008,49 @@ milterd_reply(struct milterd_session *s, const char *reply, char want)
         text[j++] = p[i];
     }
     text[j] = '\0';
+    /* The queue id the log lines carry (the MTA's own): the sender's
+     * bounce and the admin's log then meet. */
+    if (s->qid[0] != '\0' && j + strlen(s->qid) + 6 < sizeof(text))
+        snprintf(text + j, sizeof(text) - j, "%s(id %s)", j ? " " : "",
+                 s->qid);
     if (s->ops->setreply(s->ctx, rcode, xcode[0] ? xcode : NULL,
                          text[0] ? text : NULL) < 0)
         log_warning(milterd_qid(s), "milter: the MTA refused the reply %s %s",
                     rcode, xcode);
+}
+
+/* milterd_log_summary - the one line per message in amavisd-new's
+ * habit (see smtpd.c), with what the MTA was told to do in tag. */
+static void
+milterd_log_summary(struct milterd_session *s, const struct chain_result *res,
+                    const char *tag)
+{
+    const struct msg_env *env = msg_env(s->m);
+    char words[200], to[1024];
+    size_t i, used = 0;
+
+    chain_summary(res, words, sizeof(words));
+    to[0] = '\0';
+    for (i = 0; i < env->nrcpts && used < sizeof(to); i++) {
+        int k;
+
+        if (i == 8 && env->nrcpts > 9) {
+            snprintf(to + used, sizeof(to) - used, ",...(%zu more)",
+                     env->nrcpts - i);
+            break;
+        }
+        k = snprintf(to + used, sizeof(to) - used, "%s<%s>", i ? "," : "",
+                     env->rcpts[i].addr);
+        if (k < 0)
+            break;
+        used += (size_t)k;
+    }
+    log_info(milterd_qid(s),
+             "%s {%s}%s%s, client=%s[%s], from=<%s>, to=%s, size=%zu", words,
+             tag, res->by ? ", by=" : "", res->by ? res->by->name : "",
+             env->client_name ? env->client_name : "unknown",
+             env->client_addr ? env->client_addr : "unknown",
+             env->sender ? env->sender : "", to, s->data.len);
 }
 
 static enum milterd_status
@@ -1183,7 +1222,7 @@ milterd_eom(struct milterd_session *s)
     enum milterd_status st = MILTERD_TEMPFAIL;
     const struct msg_env *env;
     unsigned nops = 0;
-    int body = 0, tls;
+    int body = 0, tls, ran = 0;
     struct err e;
 
     memset(&res, 0, sizeof(res));
@@ -1233,6 +1272,7 @@ milterd_eom(struct milterd_session *s)
         goto internal;
     }
     milterd_busy_leave(s);
+    ran = 1;
 
     switch (res.verdict.kind) {
     case VERDICT_REJECT:
@@ -1288,6 +1328,14 @@ internal:
     st = milterd_tempfail(s, "451 4.3.0 Error: internal error in the "
                              "content filter");
 out:
+    if (ran)
+        milterd_log_summary(s, &res,
+                            st == MILTERD_REJECT     ? "Rejected"
+                            : st == MILTERD_DISCARD  ? "Discarded"
+                            : st == MILTERD_TEMPFAIL ? "TempFailed"
+                            : res.verdict.kind == VERDICT_QUARANTINE
+                                ? "Held"
+                                : "Accepted");
     chain_result_fini(&res);
     milterd_reset(s);
     return st;

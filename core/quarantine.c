@@ -2,9 +2,16 @@
  * quarantine - messages a stage held back, kept on disk for an admin
  *
  * See quarantine.h for the file format. The commands read the files the
- * daemon wrote; release sends a message to the configured next hop with
- * its recorded envelope and removes the file only after the next hop
- * accepted it, so a failed release leaves the message where it was.
+ * daemon wrote. release rebuilds the message with its recorded envelope,
+ * runs the stages after the one that held it (chain_run_opts with
+ * resume_after), and removes the file only after the result is safe: in
+ * the queue's spool (fsynced, as queue_commit does) or accepted by the
+ * next hop. A failed release leaves the message where it was; a later
+ * stage that rejects or tempfails it does too, and one that holds it
+ * again rewrites the file with its own name in Stage:.
+ *
+ * A file written before Stage: existed holds the message after its stage
+ * had edited it; it is released as it is, as before, with a warning.
  */
 #include "config.h"
 
@@ -20,8 +27,10 @@
 
 #include "buf.h"
 #include "conf.h"
+#include "chain.h"
 #include "log.h"
 #include "quarantine.h"
+#include "queue.h"
 #include "smtpc.h"
 
 #define QUARANTINE_MAX (256u * 1024 * 1024)
@@ -61,7 +70,8 @@ quarantine_line(struct buf *b, const char *key, const char *value,
 
 int
 quarantine_store(const char *dir, const struct msg *m, const char *data,
-                 size_t len, const char *reason, struct err *e)
+                 size_t len, const char *reason, const char *stage,
+                 struct err *e)
 {
     const struct msg_env *env = msg_env(m);
     char tmp[4096], path[4096], when[32];
@@ -76,15 +86,27 @@ quarantine_store(const char *dir, const struct msg *m, const char *data,
         return err_set(e, ERR_CONFIG, "quarantine_directory too long");
     buf_init(&head, 1 << 20);
     snprintf(when, sizeof(when), "%lld", (long long)time(NULL));
-    if (quarantine_line(&head, "Envelope-From", env->sender, e) < 0)
+    if (quarantine_line(&head, "Envelope-From", env->sender, e) < 0 ||
+        quarantine_line(&head, "Envelope-From-Params", env->sender_params,
+                        e) < 0)
         goto fail;
+    /* The ESMTP parameters (DSN's RET, ENVID, NOTIFY, ORCPT) go with a
+     * release into the queue; one Envelope-To-Params line per recipient,
+     * in the same order, empty when there were none. */
     for (i = 0; i < env->nrcpts; i++)
-        if (quarantine_line(&head, "Envelope-To", env->rcpts[i].addr, e) < 0)
+        if (quarantine_line(&head, "Envelope-To", env->rcpts[i].addr, e) < 0 ||
+            quarantine_line(&head, "Envelope-To-Params", env->rcpts[i].params,
+                            e) < 0)
             goto fail;
     if (quarantine_line(&head, "Client", env->client_addr, e) < 0 ||
+        quarantine_line(&head, "Client-Name", env->client_name, e) < 0 ||
         quarantine_line(&head, "Helo", env->helo, e) < 0 ||
+        quarantine_line(&head, "Tls", env->tls ? "yes" : "no", e) < 0 ||
+        (env->auth_user != NULL &&
+         quarantine_line(&head, "Auth", env->auth_user, e) < 0) ||
         quarantine_line(&head, "Arrival", when, e) < 0 ||
         quarantine_line(&head, "Reason", reason, e) < 0 ||
+        (stage != NULL && quarantine_line(&head, "Stage", stage, e) < 0) ||
         buf_putc(&head, '\n', e) < 0)
         goto fail;
     if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
@@ -243,23 +265,21 @@ quarantine_list(const char *dir)
     return 0;
 }
 
+/* quarantine_next_hop - deliver data with envelope env straight to
+ * next_hop (delivery = through); fills r with the reply. 0 when every
+ * recipient was accepted. */
 static int
-quarantine_release(const struct conf *cf, const char *path, const char *id)
+quarantine_next_hop(const struct conf *cf, const char *id,
+                    const struct msg_env *env, const char *data, size_t len,
+                    struct smtpc_reply *r, struct err *e)
 {
     struct smtpc_settings set;
-    struct smtpc_reply r;
     struct smtpc_pool *pool = NULL;
     struct smtpc_conn *c = NULL;
-    char from[300], rcpt[300];
-    struct qfile q;
-    struct err e;
-    int i, rc = 1, ok = 0;
+    size_t i;
+    int ok = 0;
 
-    err_clear(&e);
-    if (qfile_read(path, &q, &e) < 0) {
-        fprintf(stderr, "relaychain: %s\n", e.text);
-        goto out;
-    }
+    memset(r, 0, sizeof(*r));
     memset(&set, 0, sizeof(set));
     set.next_hop = cfg_str(cf->cfg, "next_hop");
     set.helo_name = cfg_str(cf->cfg, "myhostname") ? cfg_str(cf->cfg, "myhostname")
@@ -270,48 +290,361 @@ quarantine_release(const struct conf *cf, const char *path, const char *id)
     set.timeout_ms = (int)cfg_num(cf->cfg, "next_hop_timeout");
     set.idle_timeout_ms = 0;
     set.max_idle = 0;
-    if (set.next_hop == NULL) {
-        fprintf(stderr, "relaychain: no next_hop configured\n");
-        goto out;
-    }
-    if ((pool = smtpc_pool_new(&set, &e)) == NULL) {
-        fprintf(stderr, "relaychain: next_hop: %s\n", e.text);
-        goto out;
-    }
-    qfile_field(&q, "Envelope-From", 0, from, sizeof(from));
+    if (set.next_hop == NULL)
+        return err_set(e, ERR_CONFIG, "no next_hop configured");
+    if ((pool = smtpc_pool_new(&set, e)) == NULL)
+        return -1;
     if (smtpc_pool_kind(pool) == SMTPC_MAILDIR) {
-        if (smtpc_maildir_deliver(pool, q.body, q.body_len, id, &r, &e) < 0 ||
-            r.code / 100 != 2)
-            goto refused;
-        ok = 1;
-        goto done;
+        ok = smtpc_maildir_deliver(pool, data, len, id, r, e) == 0 &&
+             r->code / 100 == 2;
+        goto out;
     }
-    if ((c = smtpc_get(pool, &r, &e)) == NULL)
-        goto refused;
-    if (smtpc_mail(c, NULL, from, NULL, &r, &e) < 0 || r.code / 100 != 2)
-        goto refused;
-    for (i = 0; qfile_field(&q, "Envelope-To", i, rcpt, sizeof(rcpt)); i++)
-        if (smtpc_rcpt(c, rcpt, NULL, &r, &e) < 0 || r.code / 100 != 2)
-            goto refused;
-    if (smtpc_data(c, q.body, q.body_len, &r, &e) < 0 || r.code / 100 != 2)
-        goto refused;
-    ok = 1;
-done:
-    if (unlink(path) < 0)
-        fprintf(stderr, "relaychain: released, but %s: %s\n", path,
-                strerror(errno));
-    printf("%s: released (%d %s)\n", id, r.code, r.text);
-    rc = 0;
-    goto out;
-refused:
-    fprintf(stderr, "relaychain: %s: not released: %d %s%s%s\n", id, r.code,
-            r.text, e.text[0] ? "; " : "", e.text);
+    if ((c = smtpc_get(pool, r, e)) == NULL)
+        goto out;
+    if (smtpc_mail(c, NULL, env->sender, NULL, r, e) < 0 || r->code / 100 != 2)
+        goto out;
+    for (i = 0; i < env->nrcpts; i++)
+        if (smtpc_rcpt(c, env->rcpts[i].addr, NULL, r, e) < 0 ||
+            r->code / 100 != 2)
+            goto out;
+    ok = smtpc_data(c, data, len, r, e) == 0 && r->code / 100 == 2;
 out:
     if (c != NULL)
         smtpc_put(pool, c, ok);
     smtpc_pool_free(pool);
+    if (!ok && e->text[0] == '\0')
+        err_set(e, ERR_IO, "%d %s", r->code, r->text);
+    return ok ? 0 : -1;
+}
+
+/* quarantine_spool - put the released message into queue_directory as
+ * the daemon's queue_commit would: tmp/ID written and fsynced, linked to
+ * queue/ID (never over an existing file), queue/ fsynced; then tell the
+ * daemon through the trigger FIFO. Run as root, the file is given to
+ * the owner of the spool, or the daemon could not read it. */
+static int
+quarantine_spool(const struct conf *cf, const struct queue_msg *qm,
+                 struct err *e)
+{
+    const char *dir = cfg_str(cf->cfg, "queue_directory");
+    int dfd = -1, tfd = -1, qfd = -1, fd = -1, rc = -1, tfile = 0;
+    struct buf file;
+    struct stat st;
+    const char *what = "write";
+
+    buf_init(&file, 0);
+    if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+        (tfd = openat(dfd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+        (qfd = openat(dfd, "queue", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        err_sys(e, ERR_IO,
+                "queue_directory %s (has relaychaind run with delivery = "
+                "queue?)",
+                dir);
+        goto out;
+    }
+    if (queue_file_serialize(qm, &file, e) < 0)
+        goto out;
+    if ((fd = openat(tfd, qm->qid,
+                     O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                     0600)) < 0) {
+        err_sys(e, ERR_IO, "create %s/tmp/%s", dir, qm->qid);
+        goto out;
+    }
+    tfile = 1;
+    if (geteuid() == 0 && fstat(qfd, &st) == 0 &&
+        fchown(fd, st.st_uid, st.st_gid) < 0) {
+        what = "chown";
+        goto fail;
+    }
+    if (quarantine_write_all(fd, file.data, file.len, e) < 0)
+        goto out;
+    what = "fsync";
+    if (fsync(fd) < 0)
+        goto fail;
+    what = "link";
+    if (linkat(tfd, qm->qid, qfd, qm->qid, 0) < 0)
+        goto fail;
+    what = "fsync";
+    if (fsync(qfd) < 0) {
+        unlinkat(qfd, qm->qid, 0);
+        goto fail;
+    }
+    rc = 0;
+    goto out;
+fail:
+    err_sys(e, ERR_IO, "%s %s/queue/%s", what, dir, qm->qid);
+out:
+    if (tfile)
+        unlinkat(tfd, qm->qid, 0);
+    if (fd >= 0)
+        close(fd);
+    if (rc == 0) {
+        int tr = openat(dfd, "trigger", O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+        char line[QUEUE_ID_MAX + 8];
+
+        /* "F ID" rescans queue/ (see queue.h) */
+        snprintf(line, sizeof(line), "F %s\n", qm->qid);
+        /* No reader: the daemon finds the file when it starts. */
+        if (tr >= 0) {
+            (void)!write(tr, line, strlen(line));
+            close(tr);
+        }
+    }
+    if (qfd >= 0)
+        close(qfd);
+    if (tfd >= 0)
+        close(tfd);
+    if (dfd >= 0)
+        close(dfd);
+    buf_fini(&file);
+    return rc;
+}
+
+/* quarantine_msg - the held message as a struct msg with the envelope
+ * the file recorded; NULL with e set. */
+static struct msg *
+quarantine_msg(const struct conf *cf, const struct qfile *q, const char *id,
+               struct err *e)
+{
+    char from[2048], rcpt[2048], client[300], name[300], helo[300], auth[300],
+        tls[8], fparams[2048], rparams[2048];
+    struct msg *m;
+    int i;
+
+    if ((m = msg_new(&cf->limits, MSG_FE_SMTP, e)) == NULL)
+        return NULL;
+    qfile_field(q, "Envelope-From", 0, from, sizeof(from));
+    qfile_field(q, "Envelope-From-Params", 0, fparams, sizeof(fparams));
+    qfile_field(q, "Client", 0, client, sizeof(client));
+    if (qfile_field(q, "Client-Name", 0, name, sizeof(name)) == NULL)
+        snprintf(name, sizeof(name), "unknown");
+    qfile_field(q, "Helo", 0, helo, sizeof(helo));
+    qfile_field(q, "Tls", 0, tls, sizeof(tls));
+    if (msg_env_set(m, id, client[0] ? client : NULL, name,
+                    helo[0] ? helo : NULL, strcmp(tls, "yes") == 0,
+                    qfile_field(q, "Auth", 0, auth, sizeof(auth)), e) < 0 ||
+        msg_env_sender(m, from, fparams[0] ? fparams : NULL, e) < 0)
+        goto fail;
+    for (i = 0; qfile_field(q, "Envelope-To", i, rcpt, sizeof(rcpt)); i++) {
+        qfile_field(q, "Envelope-To-Params", i, rparams, sizeof(rparams));
+        /* a cut address would be another recipient */
+        if (strlen(rcpt) + 1 >= sizeof(rcpt) ||
+            strlen(rparams) + 1 >= sizeof(rparams)) {
+            err_set(e, ERR_INPUT, "%s: Envelope-To line too long", id);
+            goto fail;
+        }
+        if (msg_env_rcpt(m, rcpt, rparams[0] ? rparams : NULL, e) < 0)
+            goto fail;
+    }
+    if (i == 0) {
+        err_set(e, ERR_INPUT, "%s: no Envelope-To line", id);
+        goto fail;
+    }
+    if (msg_parse(m, q->body, q->body_len, e) < 0)
+        goto fail;
+    return m;
+fail:
+    msg_free(m);
+    return NULL;
+}
+
+/* quarantine_release - resume the chain for message id (file path) and
+ * deliver the result; 0 when it left the quarantine (delivered, queued,
+ * discarded by a stage, or held again under a later stage). */
+static int
+quarantine_release(const struct conf *cf, const char *dir, const char *path,
+                   const char *id)
+{
+    char stage[128], reason[300], note[600];
+    struct chain_result res;
+    struct chain_opts opts;
+    const struct msg_env *env;
+    struct smtpc_reply r;
+    struct msg *m = NULL;
+    struct buf out;
+    struct qfile q;
+    struct err e;
+    int rc = 1, resumed;
+
+    err_clear(&e);
+    memset(&res, 0, sizeof(res));
+    buf_init(&out, 0);
+    if (qfile_read(path, &q, &e) < 0 ||
+        (m = quarantine_msg(cf, &q, id, &e)) == NULL) {
+        fprintf(stderr, "relaychain: %s\n", e.text);
+        goto out;
+    }
+    qfile_field(&q, "Reason", 0, reason, sizeof(reason));
+    resumed = qfile_field(&q, "Stage", 0, stage, sizeof(stage)) != NULL &&
+              stage[0] != '\0';
+    memset(&opts, 0, sizeof(opts));
+    opts.resume_after = resumed ? stage : NULL;
+    opts.undo_hold = 1;
+    if (!resumed) {
+        fprintf(stderr,
+                "relaychain: warning: %s was held without the name of its "
+                "stage: released as it was held, the rest of the chain is "
+                "not run\n",
+                id);
+        log_warning(id, "quarantine: held without the name of its stage: "
+                        "released as it was held");
+    } else {
+        log_info(id,
+                 "quarantine: release: resuming the chain after %s "
+                 "(held: %s)",
+                 stage, reason);
+        if (chain_run_opts(cf->chain, m, &opts, &res, &e) < 0) {
+            fprintf(stderr, "relaychain: %s: not released: %s\n", id, e.text);
+            log_warning(id, "quarantine: not released: %s", e.text);
+            goto out;
+        }
+    }
+    switch (res.verdict.kind) {
+    case VERDICT_CONTINUE:
+        break;
+    case VERDICT_REJECT:
+    case VERDICT_TEMPFAIL:
+        fprintf(stderr, "relaychain: %s: not released: stage %s %ss it: %s\n",
+                id, res.by ? res.by->name : "chain",
+                verdict_kind_name(res.verdict.kind), res.verdict.reply);
+        log_info(id, "quarantine: not released: %s: %s: %s",
+                 verdict_kind_name(res.verdict.kind),
+                 res.by ? res.by->name : "chain", res.verdict.reply);
+        goto out;
+    case VERDICT_DISCARD:
+        if (unlink(path) < 0) {
+            fprintf(stderr, "relaychain: %s: %s\n", path, strerror(errno));
+            goto out;
+        }
+        printf("%s: discarded by %s\n", id, res.by ? res.by->name : "chain");
+        log_info(id, "quarantine: released, then discarded by %s%s%s",
+                 res.by ? res.by->name : "chain",
+                 res.verdict.note[0] ? ": " : "", res.verdict.note);
+        rc = 0;
+        goto out;
+    case VERDICT_QUARANTINE:
+        /* The same name: rename() replaces the old file in one step. */
+        if (msg_write(m, &out, &e) < 0 ||
+            quarantine_store(dir, m, out.data, out.len, res.verdict.note,
+                             res.by ? res.by->name : NULL, &e) < 0) {
+            fprintf(stderr, "relaychain: %s: %s\n", id, e.text);
+            goto out;
+        }
+        printf("%s: held again by %s: %s\n", id,
+               res.by ? res.by->name : "chain", res.verdict.note);
+        log_info(id, "quarantine: released, then held again by %s: %s",
+                 res.by ? res.by->name : "chain", res.verdict.note);
+        rc = 0;
+        goto out;
+    }
+    env = msg_env(m);
+    if (env->nrcpts == 0) {
+        if (unlink(path) < 0) {
+            fprintf(stderr, "relaychain: %s: %s\n", path, strerror(errno));
+            goto out;
+        }
+        printf("%s: the chain removed every recipient\n", id);
+        log_info(id, "quarantine: released, then discarded: the chain "
+                     "removed every recipient");
+        rc = 0;
+        goto out;
+    }
+    if (msg_write(m, &out, &e) < 0) {
+        fprintf(stderr, "relaychain: %s: %s\n", id, e.text);
+        goto out;
+    }
+    if (cfg_enum(cf->cfg, "delivery") == 1) {
+        struct queue_msg qm;
+        char arrival[32];
+
+        memset(&qm, 0, sizeof(qm));
+        qfile_field(&q, "Arrival", 0, arrival, sizeof(arrival));
+        qm.qid = id;
+        qm.arrival_us = strtoll(arrival, NULL, 10) * 1000000LL;
+        qm.client_addr = env->client_addr ? env->client_addr : "";
+        qm.client_name = env->client_name ? env->client_name : "";
+        qm.helo = env->helo ? env->helo : "";
+        qm.auth_user = env->auth_user;
+        qm.sender = env->sender;
+        qm.sender_params = env->sender_params ? env->sender_params : "";
+        qm.rcpts = env->rcpts;
+        qm.nrcpts = env->nrcpts;
+        qm.orig = env->rcpts;
+        qm.norig = env->nrcpts;
+        qm.data = out.data ? out.data : "";
+        qm.len = out.len;
+        if (quarantine_spool(cf, &qm, &e) < 0) {
+            fprintf(stderr, "relaychain: %s: not released: %s\n", id, e.text);
+            log_warning(id, "quarantine: not released: %s", e.text);
+            goto out;
+        }
+        snprintf(note, sizeof(note), "queued as %s", id);
+    } else {
+        if (quarantine_next_hop(cf, id, env, out.data ? out.data : "", out.len,
+                                &r, &e) < 0) {
+            fprintf(stderr, "relaychain: %s: not released: %s\n", id, e.text);
+            log_warning(id, "quarantine: not released: %s", e.text);
+            goto out;
+        }
+        snprintf(note, sizeof(note), "%d %s", r.code, r.text);
+    }
+    if (unlink(path) < 0)
+        fprintf(stderr, "relaychain: released, but %s: %s\n", path,
+                strerror(errno));
+    printf("%s: released (%s)\n", id, note);
+    log_info(id, "released from quarantine%s%s (%s)",
+             resumed ? ", chain resumed after " : "", resumed ? stage : "",
+             note);
+    rc = 0;
+out:
+    chain_result_fini(&res);
+    msg_free(m);
+    buf_fini(&out);
     buf_fini(&q.raw);
     return rc;
+}
+
+/* quarantine_dir_prepare - see quarantine.h. */
+int
+quarantine_dir_prepare(const char *dir, struct err *e)
+{
+    struct stat st;
+
+    if (stat(dir, &st) < 0) {
+        char path[4096];
+        size_t i, n = strlen(dir);
+
+        if (errno != ENOENT)
+            return err_sys(e, ERR_CONFIG, "quarantine_directory %s", dir);
+        if (n == 0 || n >= sizeof(path))
+            return err_set(e, ERR_CONFIG, "quarantine_directory: bad name");
+        /* As mkdir -p, each missing directory mode 0700: the default
+         * lives in the queue's directory, which may not exist yet. */
+        memcpy(path, dir, n + 1);
+        for (i = 1; i <= n; i++) {
+            if (path[i] != '/' && path[i] != '\0')
+                continue;
+            path[i] = '\0';
+            if (mkdir(path, 0700) < 0 && errno != EEXIST)
+                return err_sys(e, ERR_CONFIG,
+                               "quarantine_directory %s: cannot create %s",
+                               dir, path);
+            path[i] = i < n ? '/' : '\0';
+        }
+        if (stat(dir, &st) < 0)
+            return err_sys(e, ERR_CONFIG, "quarantine_directory %s", dir);
+        log_info(NULL, "created quarantine_directory %s", dir);
+    }
+    if (!S_ISDIR(st.st_mode))
+        return err_set(e, ERR_CONFIG,
+                       "quarantine_directory %s: not a directory", dir);
+    /* Held mail is mail nobody else should read or replace. */
+    if (st.st_mode & S_IWOTH)
+        return err_set(e, ERR_CONFIG,
+                       "quarantine_directory %s: writable by everyone (mode "
+                       "%04o); make it 0700",
+                       dir, (unsigned)(st.st_mode & 07777));
+    return 0;
 }
 
 int
@@ -348,6 +681,11 @@ quarantine_main(int argc, char **argv)
         return 1;
     }
     dir = cfg_str(cf->cfg, "quarantine_directory");
+    if (strcmp(cmd, "list") != 0 && strcmp(cmd, "show") != 0 &&
+        conf_log_open(cf, &e) < 0) {
+        fprintf(stderr, "relaychain: %s\n", e.text);
+        goto out;
+    }
     if (strcmp(cmd, "list") == 0 && optind + 1 == argc) {
         rc = quarantine_list(dir);
         goto out;
@@ -369,12 +707,15 @@ quarantine_main(int argc, char **argv)
         }
         buf_fini(&q.raw);
     } else if (strcmp(cmd, "delete") == 0) {
-        if (unlink(file) < 0)
+        if (unlink(file) < 0) {
             fprintf(stderr, "relaychain: %s: %s\n", file, strerror(errno));
-        else
+        } else {
+            printf("%s: removed from quarantine\n", argv[optind + 1]);
+            log_info(argv[optind + 1], "removed from quarantine");
             rc = 0;
+        }
     } else if (strcmp(cmd, "release") == 0) {
-        rc = quarantine_release(cf, file, argv[optind + 1]);
+        rc = quarantine_release(cf, dir, file, argv[optind + 1]);
     } else {
         fprintf(stderr, "relaychain: unknown quarantine command '%s'\n", cmd);
     }

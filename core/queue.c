@@ -1293,6 +1293,7 @@ queue_deliver_route(struct queue_job *j, size_t ri, const size_t *idx,
     snprintf(relay, sizeof(relay), "%s", smtpc_relay_name(c));
     memset(&env, 0, sizeof(env));
     env.frontend = MSG_FE_SMTP;
+    env.qid = (char *)j->id;
     env.client_addr = (char *)qf->client_addr;
     env.client_name = (char *)qf->client_name;
     env.helo = (char *)qf->helo;
@@ -1901,13 +1902,31 @@ queue_clean(struct queue *q)
 }
 
 /* queue_trigger_line - one command from the FIFO. */
+/* queue_revive - every route usable again, before a flush looks for new
+ * files: a file the scan finds is due at once, and a worker that took it
+ * while its route was still suspended would defer it for a whole
+ * backoff, the flush notwithstanding. */
+static void
+queue_revive(struct queue *q)
+{
+    size_t i;
+
+    pthread_mutex_lock(&q->lock);
+    for (i = 0; i < q->set->nroutes; i++)
+        q->set->routes[i].dead_until_ms = 0;
+    pthread_mutex_unlock(&q->lock);
+}
+
 static void
 queue_trigger_line(struct queue *q, const char *line)
 {
     if (strcmp(line, "F") == 0) {
         log_info(NULL, "flush: every deferred message is tried now");
+        queue_revive(q);
+        queue_scan(q, 0);
         queue_flush(q, NULL);
     } else if (strncmp(line, "F ", 2) == 0 && queue_id_ok(line + 2)) {
+        queue_revive(q);
         queue_scan(q, 0);
         queue_flush(q, line + 2);
     } else if (strcmp(line, "S") == 0) {

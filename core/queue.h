@@ -13,7 +13,8 @@
  *                "queue list"; informational, not fsynced.
  *   lock         held (flock) by the running daemon: one per spool.
  *   trigger      a FIFO the daemon reads: "F" flush all, "F QID" flush
- *                one, "S" rescan queue/ (after release or requeue).
+ *                one (each rescans queue/ first, after the suspended
+ *                routes are revived), "S" rescan queue/.
  *
  * A queue file is a sequence of records, each one type octet, a 32-bit
  * big-endian payload length and the payload (see QUEUE_REC_*). String

@@ -195,6 +195,7 @@ qcli_move(struct qcli *c, int from, int to, const char *id, const char *done)
     }
     close(fd);
     printf("%s: %s\n", id, done);
+    log_info(id, "%s", done);
     return 0;
 }
 
@@ -222,6 +223,8 @@ qcli_delete_one(struct qcli *c, int dirfd, const char *id)
            busy ? " (a delivery attempt was under way; the next hop may "
                   "still get it once)"
                 : "");
+    log_info(id, "removed%s",
+             busy ? " (a delivery attempt was under way)" : "");
     return 0;
 }
 
@@ -508,6 +511,7 @@ qcli_change_one(struct qcli *c, enum qcli_op op, const char *id)
             if (fstatat(c->queue_fd, id, &st, 0) < 0)
                 return -1;
             printf("%s: requeued\n", id);
+            log_info(id, "requeued");
             rc = 0;
         }
         return rc;
@@ -568,14 +572,20 @@ qcli_change(struct qcli *c, enum qcli_op op, const char *what)
             closedir(d);
         }
         printf("%s: %lu message%s\n", verb[op], n, n == 1 ? "" : "s");
+        /* postsuper's closing line, "Deleted: 3 messages" */
+        if (n > 0)
+            log_info(NULL, "%s: %lu message%s", verb[op], n,
+                     n == 1 ? "" : "s");
     }
     if (n > 0 && (op == QCLI_RELEASE || op == QCLI_REQUEUE)) {
         char line[QUEUE_ID_MAX + 8];
 
+        /* F scans queue/ itself, once the routes are revived: an "S"
+         * before it could start an attempt on a suspended route. */
         if (strcmp(what, "ALL") == 0)
-            snprintf(line, sizeof(line), "S\nF\n");
+            snprintf(line, sizeof(line), "F\n");
         else
-            snprintf(line, sizeof(line), "S\nF %s\n", what);
+            snprintf(line, sizeof(line), "F %s\n", what);
         if (qcli_trigger(c, line) < 0)
             printf("relaychaind is not running on %s: the message%s will "
                    "be tried when it starts\n",
@@ -618,6 +628,14 @@ queue_main(int argc, char **argv)
     }
     if (qcli_open(&c, cf) < 0)
         goto out;
+    /* What changes the queue is logged, as postsuper's "QID: removed". */
+    if (nargs == 1 &&
+        (strcmp(cmd, "delete") == 0 || strcmp(cmd, "hold") == 0 ||
+         strcmp(cmd, "release") == 0 || strcmp(cmd, "requeue") == 0) &&
+        conf_log_open(cf, &e) < 0) {
+        fprintf(stderr, "%s: %s\n", progname, e.text);
+        goto out;
+    }
     if (strcmp(cmd, "list") == 0 &&
         (nargs == 0 ||
          (nargs == 1 && strcmp(argv[optind + 1], "--json") == 0))) {

@@ -58,6 +58,7 @@
 #include "log.h"
 #include "mime.h"
 #include "milterd.h"
+#include "quarantine.h"
 #include "queue.h"
 #include "smtpd.h"
 
@@ -372,6 +373,15 @@ main(int argc, char **argv)
         return 1;
     }
     err_clear(&e);
+    /* Blocked before any thread exists: loading the chain starts some
+     * (the antivirus stage's database watch), and a SIGTERM that reached
+     * one of those would end the daemon without its clean shutdown. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGUSR1);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     mime_init();
     /* Until the configuration names the syslog identity, errors go to
      * stderr: that is where an admin starting the daemon looks. */
@@ -421,20 +431,30 @@ main(int argc, char **argv)
         fprintf(stderr, "relaychaind: %s\n", e.text);
         return 1;
     }
+    /* The SMTP front end keeps quarantined mail itself: a directory
+     * it could not write to would turn every held message into a 451. */
+    if (nlisten > 0 &&
+        quarantine_dir_prepare(cfg_str(cfg, "quarantine_directory"), &e) < 0) {
+        fprintf(stderr, "relaychaind: %s\n", e.text);
+        return 1;
+    }
     if (!foreground && daemon(0, 0) < 0) {
         fprintf(stderr, "relaychaind: daemon: %s\n", strerror(errno));
         return 1;
     }
-    log_open(cfg_str(cfg, "syslog_name"),
-             log_facility_parse(cfg_str(cfg, "syslog_facility")),
-             foreground ? log_sink_foreground() : LOG_SINK_SYSLOG);
+    if (foreground || cfg_str(cfg, "maillog_file") == NULL ||
+        log_open_file(cfg_str(cfg, "syslog_name"),
+                      cfg_str(cfg, "maillog_file")) < 0) {
+        int saved = errno;
 
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGUSR1);
-    sigaddset(&sigs, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+        log_open(cfg_str(cfg, "syslog_name"),
+                 log_facility_parse(cfg_str(cfg, "syslog_facility")),
+                 foreground ? log_sink_foreground() : LOG_SINK_SYSLOG);
+        if (!foreground && cfg_str(cfg, "maillog_file") != NULL)
+            log_error(NULL, "maillog_file %s: %s; logging to syslog",
+                      cfg_str(cfg, "maillog_file"), strerror(saved));
+    }
+
     signal(SIGPIPE, SIG_IGN);
     /* With a milter, libmilter's own thread takes SIGTERM, SIGHUP and
      * SIGINT (sigwait) and ends smfi_main(); the daemon keeps SIGUSR1. */

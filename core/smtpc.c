@@ -145,6 +145,7 @@
 #define SMTPC_XF_ADDR 0x2u
 #define SMTPC_XF_PROTO 0x4u
 #define SMTPC_XF_HELO 0x8u
+#define SMTPC_XF_IDENT 0x10u
 
 #define SMTPC_XTEXT_UNAVAILABLE "[UNAVAILABLE]"
 
@@ -156,6 +157,9 @@ static const struct {
     {"ADDR", SMTPC_XF_ADDR},
     {"PROTO", SMTPC_XF_PROTO},
     {"HELO", SMTPC_XF_HELO},
+    /* our queue id: the next hop logs it as orig_queue_id=, as Postfix's
+     * does behind amavisd-new, so a message can be followed */
+    {"IDENT", SMTPC_XF_IDENT},
 };
 #define SMTPC_XF_COUNT (sizeof(smtpc_xf_attrs) / sizeof(smtpc_xf_attrs[0]))
 
@@ -1367,6 +1371,7 @@ smtpc_xforward(struct smtpc_conn *c, const struct msg_env *env, struct err *e)
     values[1] = env->client_addr;
     values[2] = env->frontend == MSG_FE_SMTP ? "ESMTP" : NULL;
     values[3] = env->helo;
+    values[4] = env->qid;
     buf_init(&cmd, SMTPC_XFWD_MAX);
     buf_init(&item, SMTPC_XFWD_MAX);
     for (i = 0; i < SMTPC_XF_COUNT; i++) {

@@ -33,6 +33,14 @@
  * and the end of DATA is answered 250 only after queue_commit() made the
  * processed message durable; its failure is a 452 or 451, never 250.
  *
+ * Tracing: the message gets this hop's Received field before the chain
+ * runs (so a signing stage signs what leaves), every 4xx and 5xx reply
+ * to a message ends "(id QID)", XFORWARD IDENT (the upstream Postfix's
+ * queue id) is logged as orig_queue_id=, and each message ends with one
+ * amavisd-new style summary line (chain_summary()). A quarantined
+ * message is stored as its stage received it (chain undo_hold), so a
+ * release can resume the chain after that stage.
+ *
  * DATA is read line by line with a bound on each line; only CRLF.CRLF
  * ends it. Bare LF, bare CR, NUL, over-long lines and oversize messages
  * are noted while reading and answered after the end, so that no byte of
@@ -41,6 +49,7 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -426,6 +435,7 @@ struct smtpd_session {
     int xforward_ok;
     char xf_name[256], xf_addr[INET6_ADDRSTRLEN + 8], xf_helo[256];
     char xf_proto[16];
+    char xf_ident[64]; /* the upstream MTA's queue id (XFORWARD IDENT) */
     /* transaction */
     int in_mail;
     int dsn_ignored; /* DSN parameters were dropped (logged once) */
@@ -507,6 +517,7 @@ smtpd_reset(struct smtpd_session *s, int hop_ok)
     s->qid[0] = '\0';
     /* XFORWARD describes one transaction, as in Postfix. */
     s->xf_name[0] = s->xf_addr[0] = s->xf_helo[0] = s->xf_proto[0] = '\0';
+    s->xf_ident[0] = '\0';
 }
 
 /* smtpd_error - count a client error; 1 when the limit is reached and
@@ -713,7 +724,7 @@ smtpd_cmd_ehlo(struct smtpd_session *s, const char *arg, int esmtp)
     if (rt->auth != NULL && netio_is_tls(s->io) && s->auth_user == NULL)
         smtpd_reply(s, "250-AUTH PLAIN LOGIN");
     if (s->xforward_ok)
-        smtpd_reply(s, "250-XFORWARD NAME ADDR PROTO HELO");
+        smtpd_reply(s, "250-XFORWARD NAME ADDR PROTO HELO IDENT");
     smtpd_reply(s, "250-ENHANCEDSTATUSCODES");
     /* to a client whose requests would be ignored, as Postfix's
      * smtpd_discard_ehlo_keyword_address_maps; one that may still
@@ -1045,6 +1056,7 @@ smtpd_cmd_mail(struct smtpd_session *s, const char *line)
 
         memset(&env, 0, sizeof(env));
         env.frontend = MSG_FE_SMTP;
+        env.qid = s->qid;
         env.client_addr = (char *)smtpd_env_addr(s);
         env.client_name = s->xf_name[0] ? s->xf_name : s->name;
         env.helo = s->xf_helo[0] ? s->xf_helo : s->helo;
@@ -1077,10 +1089,15 @@ smtpd_cmd_mail(struct smtpd_session *s, const char *line)
     /* As Postfix: behind a content filter the peer is the MTA, so the
      * client that XFORWARD named is logged too, or no log line would. */
     if (s->xf_addr[0] || s->xf_name[0])
-        log_info(s->qid, "client=%s, orig_client=%s[%s]",
+        log_info(s->qid, "client=%s, %s%s%sorig_client=%s[%s]",
                  smtpd_client(s, client, sizeof(client)),
+                 s->xf_ident[0] ? "orig_queue_id=" : "", s->xf_ident,
+                 s->xf_ident[0] ? ", " : "",
                  s->xf_name[0] ? s->xf_name : "unknown",
                  s->xf_addr[0] ? s->xf_addr : "unknown");
+    else if (s->xf_ident[0])
+        log_info(s->qid, "client=%s, orig_queue_id=%s",
+                 smtpd_client(s, client, sizeof(client)), s->xf_ident);
     else
         log_info(s->qid, "client=%s", smtpd_client(s, client, sizeof(client)));
     smtpd_dsn_log(s);
@@ -1403,6 +1420,7 @@ smtpd_replay_envelope(struct smtpd_session *s, const struct msg_env *env,
 
     memset(&xf, 0, sizeof(xf));
     xf.frontend = MSG_FE_SMTP;
+    xf.qid = s->qid;
     xf.client_addr = (char *)smtpd_env_addr(s);
     xf.client_name = s->xf_name[0] ? s->xf_name : s->name;
     xf.helo = s->xf_helo[0] ? s->xf_helo : s->helo;
@@ -1446,24 +1464,199 @@ smtpd_envelope_changed(const struct msg *m)
     return 0;
 }
 
-/* smtpd_enqueue - commit the processed message to the queue; 250 only
- * when it is there for good. */
+/* smtpd_reply_id - one of our own 4xx or 5xx replies to a message, with
+ * the queue id its log lines carry, so that the bounce a sender gets and
+ * the admin's log meet: "554 5.7.1 virus=NAME (id 5F41D0050305)". */
 static void
+smtpd_reply_id(struct smtpd_session *s, const char *reply)
+{
+    if (s->qid[0] != '\0')
+        smtpd_reply(s, "%s (id %s)", reply, s->qid);
+    else
+        smtpd_reply(s, "%s", reply);
+}
+
+/* smtpd_safe_copy - src into out, each octet outside the letters, digits
+ * and extra replaced with '?': the client chose the HELO name (and the
+ * DNS the host name), and in a Received field a space, '(' or ';' would
+ * let it write clauses of its own. */
+static void
+smtpd_safe_copy(char *out, size_t n, const char *src, const char *extra)
+{
+    size_t i;
+
+    for (i = 0; src[i] != '\0' && i + 1 < n; i++) {
+        unsigned char c = (unsigned char)src[i];
+
+        out[i] = (c < 0x80 && (isalnum(c) || strchr(extra, c) != NULL))
+                     ? (char)c
+                     : '?';
+    }
+    out[i] = '\0';
+}
+
+/* smtpd_received - the Received field this hop adds (RFC 5321 4.4), as
+ * Postfix writes it: who connected (its HELO, name and address, not what
+ * XFORWARD says: that hop has its own field), TLS, the protocol with
+ * RFC 3848's S and A, our queue id, the recipient when there is one, and
+ * the date. The SASL login is not named, as with Postfix's default
+ * smtpd_sasl_authenticated_header = no. It goes in before any stage
+ * runs, so a signing stage sees the message as it leaves (the dkim
+ * stage does not sign Received unless sign_headers names it). */
+static int
+smtpd_received(struct smtpd_session *s, struct msg *m)
+{
+    char helo[256], name[256], tls[160], rcpt[300], date[64], value[1400];
+    const char *eol = msg_eol(m), *proto;
+    int is_tls = netio_is_tls(s->io), is_v6 = strchr(s->addr, ':') != NULL;
+    struct tm tm;
+    time_t now = time(NULL);
+
+    smtpd_safe_copy(helo, sizeof(helo), s->helo[0] ? s->helo : s->name,
+                    ".-_:[]");
+    smtpd_safe_copy(name, sizeof(name), s->name, ".-_");
+    tls[0] = rcpt[0] = '\0';
+    if (is_tls) {
+        char raw[128], info[128];
+
+        smtpd_safe_copy(info, sizeof(info),
+                        netio_tls_info(s->io, raw, sizeof(raw)), " ._-/");
+        snprintf(tls, sizeof(tls), "%s\t(using %s)", eol, info);
+    }
+    /* Only one recipient is named, and only an address that cannot
+     * break out of the angle brackets. */
+    if (s->nrcpts == 1 && strlen(s->rcpts[0].addr) < 256 &&
+        s->rcpts[0].addr[strcspn(s->rcpts[0].addr, " \t\r\n<>()\\;\"")] ==
+            '\0') {
+        size_t i;
+
+        for (i = 0; s->rcpts[0].addr[i] != '\0'; i++)
+            if ((unsigned char)s->rcpts[0].addr[i] < 0x21 ||
+                (unsigned char)s->rcpts[0].addr[i] > 0x7e)
+                break;
+        if (s->rcpts[0].addr[i] == '\0')
+            snprintf(rcpt, sizeof(rcpt), "%s\tfor <%s>", eol,
+                     s->rcpts[0].addr);
+    }
+    if (!s->esmtp)
+        proto = "SMTP";
+    else if (is_tls && s->auth_user != NULL)
+        proto = "ESMTPSA";
+    else if (is_tls)
+        proto = "ESMTPS";
+    else if (s->auth_user != NULL)
+        proto = "ESMTPA";
+    else
+        proto = "ESMTP";
+    localtime_r(&now, &tm);
+    if (strftime(date, sizeof(date), "%a, %e %b %Y %H:%M:%S %z (%Z)", &tm) ==
+        0)
+        date[0] = '\0';
+    /* Postfix's layout: the date after "for <rcpt>;", else on a line
+     * of its own. */
+    snprintf(
+        value, sizeof(value),
+        "from %s (%s [%s%s])%s%s\tby %s (relaychain) with %s id %s%s;%s%s",
+        helo, name, is_v6 ? "IPv6:" : "", s->addr, tls, eol, s->rt->hostname,
+        proto, s->qid, rcpt, rcpt[0] ? " " : eol, rcpt[0] ? date : "");
+    if (!rcpt[0]) {
+        size_t k = strlen(value);
+
+        snprintf(value + k, sizeof(value) - k, "\t%s", date);
+    }
+    return msg_header_insert(m, "smtpd", 0, "Received", value, &s->e);
+}
+
+/* smtpd_queued_as - the next hop's queue id from "250 2.0.0 Ok: queued as
+ * ID", into out (letters and digits only); "" when it gave none. */
+static void
+smtpd_queued_as(const char *text, char *out, size_t n)
+{
+    const char *p = strstr(text, "queued as ");
+    size_t len;
+
+    out[0] = '\0';
+    if (p == NULL)
+        return;
+    p += strlen("queued as ");
+    len = strspn(p, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
+                    "qrstuvwxyz");
+    if (len > 0 && len < n) {
+        memcpy(out, p, len);
+        out[len] = '\0';
+    }
+}
+
+/* smtpd_log_summary - one line per message in amavisd-new's habit, after
+ * its fate is known:
+ *     QID: Passed CLEAN {Relayed}, orig_queue_id=Q1, client=n[a],
+ *         from=<a@x>, to=<b@y>, size=N, queued_as: Q2, 41 ms
+ *     QID: Blocked INFECTED (NAME) {Quarantined}, by=antivirus, ...
+ * tag says what became of it. */
+static void
+smtpd_log_summary(struct smtpd_session *s, const struct chain_result *res,
+                  size_t size, const char *tag, const char *queued_as)
+{
+    char words[200], to[1024], ident[100];
+    size_t i, used = 0;
+
+    chain_summary(res, words, sizeof(words));
+    to[0] = '\0';
+    for (i = 0; i < s->nrcpts && used < sizeof(to); i++) {
+        int k;
+
+        if (i == 8 && s->nrcpts > 9) {
+            snprintf(to + used, sizeof(to) - used, ",...(%zu more)",
+                     s->nrcpts - i);
+            break;
+        }
+        k = snprintf(to + used, sizeof(to) - used, "%s<%s>", i ? "," : "",
+                     s->rcpts[i].addr);
+        if (k < 0)
+            break;
+        used += (size_t)k;
+    }
+    ident[0] = '\0';
+    if (s->xf_ident[0])
+        snprintf(ident, sizeof(ident), ", orig_queue_id=%s", s->xf_ident);
+    log_info(s->qid,
+             "%s {%s}%s%s%s, client=%s[%s], from=<%s>, to=%s, size=%zu%s%s, "
+             "%lld ms",
+             words, tag, res->by ? ", by=" : "", res->by ? res->by->name : "",
+             ident, s->xf_name[0] ? s->xf_name : s->name, smtpd_env_addr(s),
+             s->sender, to, size, queued_as[0] ? ", queued_as: " : "",
+             queued_as, (long long)(smtpd_delay(s) * 1000 + 0.5));
+}
+
+/* smtpd_tag - the summary's word for a reply the client got. */
+static const char *
+smtpd_tag(int code)
+{
+    return code / 100 == 2   ? "Relayed"
+           : code / 100 == 5 ? "Rejected"
+                             : "TempFailed";
+}
+
+/* smtpd_enqueue - commit the processed message to the queue; 250 only
+ * when it is there for good. Returns 0 when it is, -1 when the client
+ * was told to try again. */
+static int
 smtpd_enqueue(struct smtpd_session *s, const struct msg_env *env,
               const struct buf *out)
 {
     struct msg_rcpt *orig;
     struct queue_msg qm;
     size_t i;
+    int rc = 0;
 
     if (s->srv->queue == NULL) {
-        smtpd_reply(s, "451 4.3.0 Error: the queue is not running");
-        return;
+        smtpd_reply_id(s, "451 4.3.0 Error: the queue is not running");
+        return -1;
     }
     if ((orig = calloc(s->nrcpts, sizeof(*orig))) == NULL) {
         log_error(s->qid, "out of memory");
-        smtpd_reply(s, "451 4.3.0 Error: out of memory");
-        return;
+        smtpd_reply_id(s, "451 4.3.0 Error: out of memory");
+        return -1;
     }
     for (i = 0; i < s->nrcpts; i++) {
         orig[i].addr = s->rcpts[i].addr;
@@ -1492,28 +1685,38 @@ smtpd_enqueue(struct smtpd_session *s, const struct msg_env *env,
         log_error(s->qid, "queue file write error: %s", s->e.text);
         log_info(s->qid, "reject: END-OF-MESSAGE: %s; from=<%s>", reply,
                  s->sender);
-        smtpd_reply(s, "%s", reply);
+        smtpd_reply_id(s, reply);
+        rc = -1;
     } else {
         smtpd_reply(s, "250 2.0.0 Ok: queued as %s", s->qid);
     }
     free(orig);
+    return rc;
 }
 
 /* smtpd_deliver - run the chain on data and hand the result on; the
- * reply for the client goes out through smtpd_reply. */
+ * reply for the client goes out through smtpd_reply, and the summary
+ * line is logged once the message's fate is known. */
 static void
 smtpd_deliver(struct smtpd_session *s, const struct buf *data)
 {
     const struct conf *cf = s->rt->cf;
     const struct msg_env *env;
     struct chain_result res;
+    struct chain_opts opts;
     struct smtpc_reply r, *each = NULL;
     struct msg *m = NULL;
     struct buf out;
+    const char *tag = NULL;
+    char queued_as[64] = "";
     size_t i;
     int hop_ok = 1;
 
     memset(&res, 0, sizeof(res));
+    memset(&opts, 0, sizeof(opts));
+    /* A quarantined message is kept as its stage received it, so that a
+     * release resumes the chain after that stage (quarantine.h). */
+    opts.undo_hold = 1;
     buf_init(&out, 0);
     if ((m = msg_new(&cf->limits, MSG_FE_SMTP, &s->e)) == NULL ||
         msg_env_set(m, s->qid, smtpd_env_addr(s),
@@ -1528,15 +1731,19 @@ smtpd_deliver(struct smtpd_session *s, const struct buf *data)
     if (msg_parse(m, data->data ? data->data : "", data->len, &s->e) < 0) {
         if (s->e.code == ERR_LIMIT) {
             log_info(s->qid, "reject: %s", s->e.text);
-            smtpd_reply(s, "552 5.3.4 Message header or size exceeds limit");
+            smtpd_reply_id(s, "552 5.3.4 Message header or size exceeds "
+                              "limit");
             goto out;
         }
         goto tempfail;
     }
+    if (smtpd_received(s, m) < 0)
+        goto tempfail;
     log_info(s->qid, "from=<%s>, size=%zu, nrcpt=%zu", s->sender, data->len,
              s->nrcpts);
-    if (chain_run(cf->chain, m, &res, &s->e) < 0)
+    if (chain_run_opts(cf->chain, m, &opts, &res, &s->e) < 0)
         goto tempfail;
+    tag = "TempFailed";
 
     switch (res.verdict.kind) {
     case VERDICT_CONTINUE:
@@ -1546,26 +1753,30 @@ smtpd_deliver(struct smtpd_session *s, const struct buf *data)
         log_info(s->qid, "%s: %s: %s",
                  verdict_kind_name(res.verdict.kind),
                  res.by ? res.by->name : "chain", res.verdict.reply);
-        smtpd_reply(s, "%s", res.verdict.reply);
+        smtpd_reply_id(s, res.verdict.reply);
+        tag = res.verdict.kind == VERDICT_REJECT ? "Rejected" : "TempFailed";
         goto out;
     case VERDICT_DISCARD:
         log_info(s->qid, "discard: %s%s%s", res.by ? res.by->name : "chain",
                  res.verdict.note[0] ? ": " : "", res.verdict.note);
         smtpd_reply(s, "250 2.0.0 Ok: queued as %s", s->qid);
+        tag = "Discarded";
         goto out;
     case VERDICT_QUARANTINE:
         if (msg_write(m, &out, &s->e) < 0 ||
             quarantine_store(cfg_str(cf->cfg, "quarantine_directory"), m,
-                             out.data, out.len, res.verdict.note, &s->e) < 0) {
+                             out.data, out.len, res.verdict.note,
+                             res.by ? res.by->name : NULL, &s->e) < 0) {
             log_error(s->qid, "quarantine: %s", s->e.text);
-            smtpd_reply(s, "451 4.3.0 Error: cannot quarantine, try again "
-                           "later");
+            smtpd_reply_id(s, "451 4.3.0 Error: cannot quarantine, try "
+                              "again later");
             goto out;
         }
         log_info(s->qid, "quarantine: %s%s%s",
                  res.by ? res.by->name : "chain",
                  res.verdict.note[0] ? ": " : "", res.verdict.note);
         smtpd_reply(s, "250 2.0.0 Ok: queued as %s", s->qid);
+        tag = "Quarantined";
         goto out;
     }
 
@@ -1573,12 +1784,13 @@ smtpd_deliver(struct smtpd_session *s, const struct buf *data)
     if (env->nrcpts == 0) {
         log_info(s->qid, "discard: the chain removed every recipient");
         smtpd_reply(s, "250 2.0.0 Ok: queued as %s", s->qid);
+        tag = "Discarded";
         goto out;
     }
     if (msg_write(m, &out, &s->e) < 0)
         goto tempfail;
     if (s->rt->queue_mode) {
-        smtpd_enqueue(s, env, &out);
+        tag = smtpd_enqueue(s, env, &out) == 0 ? "Queued" : "TempFailed";
         goto out;
     }
     if (smtpc_pool_kind(s->rt->hop) == SMTPC_MAILDIR) {
@@ -1588,6 +1800,7 @@ smtpd_deliver(struct smtpd_session *s, const struct buf *data)
             goto tempfail;
         smtpd_log_delivery(s, env, &r, NULL, "local");
         smtpd_reply(s, "%d %s", r.code, r.text);
+        tag = smtpd_tag(r.code);
         goto out;
     }
     if (s->hop == NULL)
@@ -1595,6 +1808,7 @@ smtpd_deliver(struct smtpd_session *s, const struct buf *data)
     if (smtpd_envelope_changed(m) && smtpd_replay_envelope(s, env, &r) < 0) {
         smtpd_reply(s, "%d %s", r.code ? r.code : 451,
                     r.text[0] ? r.text : "4.4.2 Next hop connection lost");
+        tag = smtpd_tag(r.code ? r.code : 451);
         hop_ok = 0;
         goto out_hop;
     }
@@ -1619,6 +1833,9 @@ smtpd_deliver(struct smtpd_session *s, const struct buf *data)
     /* one reply for all: smtpc ranks a 4xx over a 5xx over a 2xx, so no
      * recipient is answered 250 that the next hop did not take */
     smtpd_reply(s, "%d %s", r.code, r.text);
+    tag = smtpd_tag(r.code);
+    if (r.code / 100 == 2)
+        smtpd_queued_as(r.text, queued_as, sizeof(queued_as));
 out_hop:
     smtpc_put(s->rt->hop, s->hop, hop_ok);
     s->hop = NULL;
@@ -1626,8 +1843,12 @@ out_hop:
 
 tempfail:
     log_error(s->qid, "%s", s->e.text[0] ? s->e.text : "internal error");
-    smtpd_reply(s, "451 4.3.0 Error: queue file write error");
+    smtpd_reply_id(s, "451 4.3.0 Error: queue file write error");
+    if (tag != NULL)
+        tag = "TempFailed";
 out:
+    if (tag != NULL)
+        smtpd_log_summary(s, &res, data->len, tag, queued_as);
     free(each);
     chain_result_fini(&res);
     msg_free(m);
@@ -1693,7 +1914,7 @@ smtpd_cmd_data(struct smtpd_session *s, const char *arg)
     if (reject != NULL) {
         log_info(s->qid, "reject: END-OF-MESSAGE from %s: %s; from=<%s>",
                  smtpd_client(s, client, sizeof(client)), reject, s->sender);
-        smtpd_reply(s, "%s", reject);
+        smtpd_reply_id(s, reject);
     } else {
         smtpd_deliver(s, &data);
     }
@@ -1961,6 +2182,8 @@ smtpd_cmd_xforward(struct smtpd_session *s, const char *arg)
          sizeof(((struct smtpd_session *)0)->xf_helo)},
         {"PROTO", offsetof(struct smtpd_session, xf_proto),
          sizeof(((struct smtpd_session *)0)->xf_proto)},
+        {"IDENT", offsetof(struct smtpd_session, xf_ident),
+         sizeof(((struct smtpd_session *)0)->xf_ident)},
     };
     const char *p;
     int pass;
@@ -2009,6 +2232,16 @@ smtpd_cmd_xforward(struct smtpd_session *s, const char *arg)
                                              ? keys[i].size
                                              : sizeof(check),
                                          helo) < 0) {
+                        smtpd_refuse(s,
+                                     "501 5.5.4 Bad XFORWARD attribute value");
+                        return;
+                    }
+                    /* IDENT goes into every log line of the message: a
+                     * queue id is letters and digits, nothing else. */
+                    if (i == 4 &&
+                        check[strspn(check, "0123456789ABCDEFGHIJKLMNOP"
+                                            "QRSTUVWXYZabcdefghijklmnop"
+                                            "qrstuvwxyz")] != '\0') {
                         smtpd_refuse(s,
                                      "501 5.5.4 Bad XFORWARD attribute value");
                         return;

@@ -8,6 +8,9 @@
  *          floor: what any filter must spend to move the bytes);
  *   parse  msg_parse + msg_write with no stage (the message model alone);
  *   chain  msg_parse + chain_run over the configured chain + msg_write.
+ *   smtpd  the same with every stage marked so that a quarantining one's
+ *          edits can be taken back (chain_opts.undo_hold), as the SMTP
+ *          front end runs it.
  * It prints microseconds per message, messages per second, and each
  * figure's ratio to copy. Wall-clock time on a busy machine wanders: run
  * it twice and compare.
@@ -35,6 +38,7 @@ one(int kind, const struct conf *cf, const struct chain *empty,
     const struct buf *in, struct buf *out)
 {
     struct chain_result res;
+    struct chain_opts opts;
     struct msg *m;
     struct err e;
     int rc = -1;
@@ -48,7 +52,10 @@ one(int kind, const struct conf *cf, const struct chain *empty,
         msg_env_rcpt(m, "bob@example.net", NULL, &e) < 0 ||
         msg_parse(m, in->data, in->len, &e) < 0)
         goto out;
-    if (chain_run(kind == 1 ? empty : cf->chain, m, &res, &e) < 0)
+    memset(&opts, 0, sizeof(opts));
+    opts.undo_hold = kind == 3;
+    if (chain_run_opts(kind == 1 ? empty : cf->chain, m, &opts, &res, &e) <
+        0)
         goto out;
     if (res.verdict.kind == VERDICT_CONTINUE)
         rc = msg_write(m, out, &e);
@@ -66,7 +73,7 @@ out:
 int
 main(int argc, char **argv)
 {
-    static const char *const names[] = {"copy", "parse", "chain"};
+    static const char *const names[] = {"copy", "parse", "chain", "smtpd"};
     const char *conf_path = NULL;
     struct chain *empty;
     struct conf *cf;
@@ -104,7 +111,7 @@ main(int argc, char **argv)
            "us/msg", "msgs/s", "x copy");
     for (i = optind; i < argc; i++) {
         struct buf in, out;
-        double us[3];
+        double us[4];
         int kind;
         long k;
 
@@ -112,7 +119,7 @@ main(int argc, char **argv)
         buf_init(&out, 0);
         if (bench_read_file(argv[i], &in) < 0)
             return 1;
-        for (kind = 0; kind < 3; kind++) {
+        for (kind = 0; kind < 4; kind++) {
             double t0;
 
             for (k = 0; k < iterations / 10 + 1; k++) /* warm up */
@@ -124,7 +131,7 @@ main(int argc, char **argv)
                     return 1;
             us[kind] = (bench_now_us() - t0) / (double)iterations;
         }
-        for (kind = 0; kind < 3; kind++) {
+        for (kind = 0; kind < 4; kind++) {
             const char *base = strrchr(argv[i], '/');
 
             printf("%-28.28s %8zu %-6s %10.2f %10.0f %8.1f\n",

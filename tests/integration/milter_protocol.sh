@@ -171,6 +171,11 @@ mt.disconnect(conn)
 EOF
 } | lua hold
 check "hold: smfi_quarantine with the reason ($(cat "$T/hold.out"))" [ $? -eq 0 ]
+# One summary line per message, in amavisd-new's words, under the MTA's id
+check "reject: summary line Blocked OTHER {Rejected}" \
+    grep -Eq ": REJ1: Blocked OTHER \(reject\) \{Rejected\}, by=reject, client=client.test.example\[192.0.2.1\], from=<reject@example.org>, to=<bob@example.net>, size=[0-9]+$" "$T/rcd.log"
+check "hold: summary line Blocked OTHER {Held}" \
+    grep -Eq ": HOLD1: Blocked OTHER \(hold\) \{Held\}, by=hold, " "$T/rcd.log"
 
 lua nomacro <<EOF
 conn = mt.connect("unix:$sock")

@@ -106,7 +106,28 @@ check "Postfix: the reinjection smtpd saw the original client through relaychain
 
 rlog=$T/rcd.log
 check "relaychaind: orig_client= names the original client from XFORWARD" \
-    grep -q ": client=unknown\[127.0.0.1\], orig_client=unknown\[127.0.0.2\]$" "$rlog"
+    grep -q ": client=unknown\[127.0.0.1\], orig_queue_id=$q1, orig_client=unknown\[127.0.0.2\]$" "$rlog"
+# Postfix's queue id (XFORWARD IDENT) ties relaychaind's lines to its own,
+# as in Postfix's "orig_queue_id=" and amavisd-new's summary line.
+rq=$(sed -n "s/.*\]: \([0-9A-F]*\): client=unknown\[127.0.0.1\], orig_queue_id=$q1,.*/\1/p" "$rlog" | head -n 1)
+check "relaychaind: its own queue id ($rq) logged with orig_queue_id=$q1" [ -n "$rq" ]
+check "relaychaind: one summary line: Passed CLEAN {Relayed}, orig_queue_id=$q1 ... queued_as: $q2" \
+    grep -Eq ": $rq: Passed CLEAN \{Relayed\}, orig_queue_id=$q1, client=unknown\[127.0.0.2\], from=<alice@build1.corp.example>, to=<bob@example.net>, size=[0-9]+, queued_as: $q2, [0-9]+ ms$" "$rlog"
+# The sink's copy: Postfix's Received, then relaychaind's (naming its
+# own peer, Postfix, and its own id), then the reinjection smtpd's.
+check "Postfix: the reinjection smtpd logs relaychaind's id ($rq) as orig_queue_id (XFORWARD IDENT)" \
+    grep -q "$q2: client=.*, orig_queue_id=$rq, " "$pflog"
+check "sink: relaychaind's Received names its peer and its id $rq" \
+    sh -c "grep -A1 '^Received: from [^ ]* (unknown \[127.0.0.1\])' '$msg' | grep -Eq '^[[:space:]]+by [^ ]+ \(relaychain\) with ESMTP id $rq\$'"
+ids=$("$PY" - "$msg" <<'EOF'
+import email, re, sys
+m = email.message_from_binary_file(open(sys.argv[1], "rb"))
+print(" ".join(re.search(r"\bid (\w+)", r).group(1) for r in m.get_all("Received")))
+EOF
+)
+# (smtp-sink adds one of its own on top)
+check "sink: Received ids, newest first, end with $q2 $rq $q1 (got $ids)" \
+    sh -c "echo '$ids' | grep -Eq '(^| )$q2 $rq $q1\$'"
 check "relaychaind: from= is the original sender" \
     grep -q ": from=<alice@build1.corp.example>, size=" "$rlog"
 check "relaychaind: sent to the reinjection smtpd, queued as $q2" \

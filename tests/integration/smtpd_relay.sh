@@ -155,6 +155,14 @@ check "STARTTLS + AUTH LOGIN relays, sender from an @domain rule (swaks exit $rc
 check "both authenticated messages delivered" sink_wait sink 4
 check "sink: the authenticated relay went to other.example" \
     grep -q '^X-Rcpt-Args: <user@other.example>' $(grep -l '^Subject: authplain' "$T"/sink/msg.*)
+# relaychaind's Received: RFC 3848's ESMTPSA, the TLS protocol, and not
+# the login (Postfix's smtpd_sasl_authenticated_header = no)
+check "sink: Received says TLS and ESMTPSA, names no login" \
+    sh -c "f=\$(grep -l '^Subject: authplain' '$T'/sink/msg.*) &&
+        grep -A3 '^Received: from .* (unknown \[127.0.0.2\])' \"\$f\" >'$T/authplain.rcvd' &&
+        grep -q '(using TLSv1' '$T/authplain.rcvd' &&
+        grep -q '(relaychain) with ESMTPSA id ' '$T/authplain.rcvd' &&
+        ! grep -q alice '$T/authplain.rcvd'"
 check "the login is logged, the password is not" \
     sh -c "grep -q 'sasl_method=PLAIN, sasl_username=alice' '$T/rcd.log' && ! grep -q 'horse' '$T/rcd.log'"
 check "AUTH LOGIN with an initial response is logged as LOGIN" \

@@ -1,7 +1,9 @@
 /*
  * test_chain - the chain runner: order, match conditions, verdicts,
  * on_error (and the rollback of a failed stage's edits), the
- * signing-order rule, declared flags and ambiguous MIME
+ * signing-order rule, declared flags and ambiguous MIME; a quarantining
+ * stage's edits taken back (undo_hold), a release resuming after it
+ * (resume_after), and the summary words
  *
  * The chains are made of small stage types defined here, loaded with
  * chain_load_types(), so the runner is tested apart from real stages.
@@ -132,6 +134,21 @@ static const struct stage_type t_halfdone = {
         STAGE_EDITS_RCPTS,
     t_no_options, NULL, t_halfdone_run, NULL};
 
+/* "hold": tags the message as an antivirus stage does, then holds it. */
+static int
+t_hold_run(const struct stage *st, struct msg *m, struct verdict *v,
+           struct err *e)
+{
+    if (msg_header_add(m, st->name, "X-Virus-Status", "Infected (T.Virus)",
+                       e) < 0)
+        return -1;
+    return verdict_set(v, VERDICT_QUARANTINE, NULL, "virus=T.Virus, engine=t");
+}
+
+static const struct stage_type t_hold = {
+    "hold", "tags and holds", STAGE_EDITS_HEADERS, t_no_options, NULL,
+    t_hold_run, NULL};
+
 /* "liar": declares no flags but edits the header. */
 static const struct stage_type t_liar = {
     "liar", "undeclared edit", 0, t_no_options, NULL, t_mark_run, NULL};
@@ -152,8 +169,8 @@ static const struct stage_type *
 t_lookup(const char *name)
 {
     static const struct stage_type *const types[] = {
-        &t_mark, &t_body, &t_sign,    &t_verdict,
-        &t_fail, &t_liar, &t_badinit, &t_halfdone,
+        &t_mark, &t_body,    &t_sign,     &t_verdict, &t_fail,
+        &t_liar, &t_badinit, &t_halfdone, &t_hold,
     };
     size_t i;
 
@@ -652,6 +669,89 @@ test_chain_empty_changes_nothing(void **state)
     t_rm_dir(dir, files);
 }
 
+/* A held message is kept as its stage received it, and a release runs
+ * only the stages after that one. */
+static void
+test_chain_hold_and_resume(void **state)
+{
+    static const struct t_file files[] = {
+        {"10-mark.conf", "stage = mark\n"},
+        {"20-hold.conf", "stage = hold\n"},
+        {"30-mark.conf", "stage = mark\n"},
+        {"90-sign.conf", "stage = sign\n"},
+        {NULL, NULL},
+    };
+    struct chain_result res;
+    struct chain_opts opts;
+    struct chain *ch;
+    struct msg *m, *m2;
+    struct buf out;
+    char dir[256], tr[256], words[128];
+    struct err e;
+
+    (void)state;
+    err_clear(&e);
+    t_chain_dir(dir, sizeof(dir), files);
+    ch = chain_load_types(dir, CHAIN_AMBIGUOUS_REJECT, t_lookup, &e);
+    assert_non_null(ch);
+
+    /* Without undo_hold (the milter front end) the edits stay. */
+    m = t_msg(t_plain, "a@example.com", "b@example.net", NULL, NULL);
+    assert_int_equal(chain_run(ch, m, &res, &e), 0);
+    unit_int_eq("plain run: quarantine", res.verdict.kind, VERDICT_QUARANTINE);
+    unit_int_eq("plain run: its header stays",
+                msg_header_name_count(m, "X-Virus-Status"), 1);
+    unit_str_eq("summary of a hold", chain_summary(&res, words, sizeof(words)),
+                "Blocked INFECTED (T.Virus)");
+    chain_result_fini(&res);
+    msg_free(m);
+
+    /* undo_hold: the holding stage's edit is gone, the earlier stage's
+     * is kept, nothing after it ran. */
+    memset(&opts, 0, sizeof(opts));
+    opts.undo_hold = 1;
+    m = t_msg(t_plain, "a@example.com", "b@example.net", NULL, NULL);
+    assert_int_equal(chain_run_opts(ch, m, &opts, &res, &e), 0);
+    unit_int_eq("undo_hold: quarantine", res.verdict.kind, VERDICT_QUARANTINE);
+    unit_str_eq("undo_hold: by", res.by ? res.by->name : "", "hold");
+    unit_int_eq("undo_hold: edits undone", res.by_edits_undone, 1);
+    unit_int_eq("undo_hold: no X-Virus-Status",
+                msg_header_name_count(m, "X-Virus-Status"), 0);
+    unit_str_eq("undo_hold: earlier stages kept", t_traces(m, tr, sizeof(tr)),
+                "mark");
+    buf_init(&out, 0);
+    assert_int_equal(msg_write(m, &out, &e), 0);
+    chain_result_fini(&res);
+    msg_free(m);
+
+    /* The release: what was kept, resumed after "hold". */
+    m2 = t_msg(buf_str(&out), "a@example.com", "b@example.net", NULL, NULL);
+    opts.resume_after = "hold";
+    assert_int_equal(chain_run_opts(ch, m2, &opts, &res, &e), 0);
+    unit_int_eq("resume: continue", res.verdict.kind, VERDICT_CONTINUE);
+    unit_int_eq("resume: two stages ran", res.nsteps, 2);
+    unit_str_eq("resume: the stages after it ran",
+                t_traces(m2, tr, sizeof(tr)), "mark,30-mark");
+    unit_int_eq("resume: signed", msg_header_name_count(m2, "X-Signature"), 1);
+    unit_int_eq("resume: the hold did not run again",
+                msg_header_name_count(m2, "X-Virus-Status"), 0);
+    unit_str_eq("summary of a pass", chain_summary(&res, words, sizeof(words)),
+                "Passed CLEAN");
+    chain_result_fini(&res);
+
+    /* A chain without the stage any more: refused, nothing run. */
+    opts.resume_after = "gone";
+    unit_int_eq("resume after a stage that is gone",
+                chain_run_opts(ch, m2, &opts, &res, &e), -1);
+    unit_int_eq("that is a configuration error", e.code, ERR_CONFIG);
+    chain_result_fini(&res);
+
+    buf_fini(&out);
+    msg_free(m2);
+    chain_free(ch);
+    t_rm_dir(dir, files);
+}
+
 int
 main(void)
 {
@@ -661,6 +761,7 @@ main(void)
         cmocka_unit_test(test_chain_load_errors),
         cmocka_unit_test(test_chain_signer_last_is_fine),
         cmocka_unit_test(test_chain_empty_changes_nothing),
+        cmocka_unit_test(test_chain_hold_and_resume),
     };
     int rc;
 
