@@ -46,6 +46,7 @@ struct chain {
     size_t nstages;
     enum chain_ambiguous_action ambiguous;
     unsigned flags;
+    int check_only; /* CHAIN_LOAD_CHECK: never run */
 };
 
 static const char *const chain_on_error_choices[] = {"tempfail", "continue",
@@ -200,6 +201,7 @@ chain_stage_load(struct chain *ch, const char *dir, const char *file,
 
     st->type = type;
     st->flags = type->flags;
+    st->check_only = ch->check_only;
     st->on_error = cfg_enum(st->cfg, "on_error") == 1
                        ? STAGE_ON_ERROR_CONTINUE
                        : STAGE_ON_ERROR_TEMPFAIL;
@@ -253,9 +255,38 @@ chain_check_order(const struct chain *ch, struct err *e)
     return 0;
 }
 
+/* chain_skip_note - say why a file of the chain directory is not a
+ * stage, as loudly as an admin needs it. Folders hold rule files, keys
+ * and templates, and "*.example" files are what the shipped chain.d keeps
+ * for a stage not turned on: both are the layout, not news, so they are
+ * skipped in silence. A name that holds ".conf" but does not end with it
+ * ("20-av.conf.bak", "20-av.conf~", "20-av.conf.dpkg-old") looks like a
+ * stage the admin may believe is running: that is a warning. Anything
+ * else is noted at info level. */
+static void
+chain_skip_note(const char *dir, const char *name, const struct stat *sb)
+{
+    if (S_ISDIR(sb->st_mode) || chain_has_suffix(name, ".example"))
+        return;
+    if (name[0] != '.' && strstr(name, ".conf") != NULL)
+        log_warning(NULL,
+                    "%s: skipping %s: not a *.conf file, so not a stage "
+                    "(rename it to end in .conf to run it)",
+                    dir, name);
+    else
+        log_info(NULL, "%s: skipping %s: not a *.conf file", dir, name);
+}
+
 struct chain *
 chain_load_types(const char *dir, enum chain_ambiguous_action ambiguous,
                  chain_type_lookup lookup, struct err *e)
+{
+    return chain_load_flags(dir, ambiguous, lookup, 0, e);
+}
+
+struct chain *
+chain_load_flags(const char *dir, enum chain_ambiguous_action ambiguous,
+                 chain_type_lookup lookup, unsigned flags, struct err *e)
 {
     struct chain *ch;
     struct dirent *de;
@@ -268,6 +299,9 @@ chain_load_types(const char *dir, enum chain_ambiguous_action ambiguous,
         return NULL;
     }
     ch->ambiguous = ambiguous;
+    ch->check_only = (flags & CHAIN_LOAD_CHECK) != 0;
+    if (lookup == NULL)
+        lookup = stages_find;
     if ((d = opendir(dir)) == NULL) {
         err_sys(e, ERR_CONFIG, "chain_directory %s", dir);
         free(ch);
@@ -309,12 +343,9 @@ chain_load_types(const char *dir, enum chain_ambiguous_action ambiguous,
             err_sys(e, ERR_CONFIG, "%s", path);
             goto fail;
         }
-        if (S_ISDIR(sb.st_mode))
-            continue; /* rule files and keys live in subdirectories */
         if (!S_ISREG(sb.st_mode) || !chain_has_suffix(names[i], ".conf") ||
             names[i][0] == '.') {
-            log_info(NULL, "%s: skipping %s: not a *.conf file", dir,
-                     names[i]);
+            chain_skip_note(dir, names[i], &sb);
             continue;
         }
         if (ch->nstages >= CHAIN_MAX_STAGES) {
@@ -510,6 +541,10 @@ chain_run(const struct chain *ch, struct msg *m, struct chain_result *res,
 
     memset(res, 0, sizeof(*res));
     verdict_set(&res->verdict, VERDICT_CONTINUE, NULL, NULL);
+    /* Its stages may lack what run() needs (no virus engine). */
+    if (ch->check_only)
+        return err_set(e, ERR_INTERNAL,
+                       "chain loaded for checking only cannot run");
     if (ch->nstages == 0)
         return 0;
     if ((res->steps = calloc(ch->nstages, sizeof(*res->steps))) == NULL)

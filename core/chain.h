@@ -66,6 +66,15 @@ typedef const struct stage_type *(*chain_type_lookup)(const char *name);
 struct chain *chain_load_types(const char *dir,
                                enum chain_ambiguous_action ambiguous,
                                chain_type_lookup lookup, struct err *e);
+
+/* chain_load_flags - the same with flags: CHAIN_LOAD_CHECK loads every
+ * stage with check_only set (stage.h), for "relaychain check"; such a
+ * chain refuses chain_run(). lookup NULL means the built-in registry. */
+#define CHAIN_LOAD_CHECK 0x1u
+struct chain *chain_load_flags(const char *dir,
+                               enum chain_ambiguous_action ambiguous,
+                               chain_type_lookup lookup, unsigned flags,
+                               struct err *e);
 void chain_free(struct chain *ch);
 
 /* chain_stages - the stages in order; borrowed. */

@@ -74,6 +74,10 @@ quarantine_store(const char *dir, const struct msg *m, const char *data,
         (size_t)snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, msg_qid(m)) >=
             sizeof(tmp))
         return err_set(e, ERR_CONFIG, "quarantine_directory too long");
+    /* Made at first use, as queue_directory is; conf_load() checked
+     * that it can be. */
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+        return err_sys(e, ERR_IO, "quarantine: mkdir %s", dir);
     buf_init(&head, 1 << 20);
     snprintf(when, sizeof(when), "%lld", (long long)time(NULL));
     if (quarantine_line(&head, "Envelope-From", env->sender, e) < 0)

@@ -2348,6 +2348,25 @@ queue_settings_load(struct queue *q, const struct cfg *c, struct err *e)
     return queue_settings_new(q->hostname, c, e);
 }
 
+int
+queue_settings_check(const struct cfg *c, struct err *e)
+{
+    struct queue_settings *set;
+    char host[256];
+    const char *s;
+
+    /* The host name as queue_open() picks it. */
+    if ((s = cfg_str(c, "myhostname")) != NULL)
+        snprintf(host, sizeof(host), "%s", s);
+    else if (gethostname(host, sizeof(host) - 1) < 0)
+        snprintf(host, sizeof(host), "localhost");
+    host[sizeof(host) - 1] = '\0';
+    if ((set = queue_settings_new(host, c, e)) == NULL)
+        return -1;
+    queue_settings_release(set);
+    return 0;
+}
+
 void
 queue_settings_apply(struct queue *q, struct queue_settings *set)
 {

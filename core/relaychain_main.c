@@ -39,6 +39,7 @@
 #include "msg.h"
 #include "quarantine.h"
 #include "queue.h"
+#include "smtpd.h"
 
 enum {
     FILTER_EXIT_CONTINUE = 0,
@@ -127,16 +128,42 @@ want_help(int argc, char **argv)
     return 0;
 }
 
+/* load_conf - conf_load() with the error printed; flags as in
+ * conf_load_flags(). */
 static struct conf *
-load_conf(const char *path)
+load_conf(const char *path, unsigned flags)
 {
     struct conf *cf;
     struct err e;
 
     err_clear(&e);
-    if ((cf = conf_load(path, &e)) == NULL)
+    if ((cf = conf_load_flags(path, flags, &e)) == NULL)
         fprintf(stderr, "%s: %s\n", progname, e.text);
     return cf;
+}
+
+/* check_daemon - what relaychaind builds from cf at start-up and on
+ * reload besides the chain, built here the same way: the next hop, the
+ * TLS context, the AUTH table, the sender login map and, with delivery =
+ * queue, the queue's routes. Takes cf over; returns the runtime that
+ * holds it (smtpd_runtime_release frees both), or NULL with the error
+ * printed. */
+static struct smtpd_runtime *
+check_daemon(struct conf *cf)
+{
+    struct smtpd_runtime *rt;
+    struct err e;
+
+    err_clear(&e);
+    if (cfg_enum(cf->cfg, "delivery") == 1 &&
+        queue_settings_check(cf->cfg, &e) < 0) {
+        fprintf(stderr, "%s: %s\n", progname, e.text);
+        conf_free(cf);
+        return NULL;
+    }
+    if ((rt = smtpd_runtime_new(cf, &e)) == NULL)
+        fprintf(stderr, "%s: %s\n", progname, e.text);
+    return rt;
 }
 
 static void
@@ -167,7 +194,10 @@ cmd_check(int argc, char **argv)
 {
     const char *path = CONF_DEFAULT_PATH;
     const struct stage *const *st;
-    struct conf *cf;
+    struct smtpd_runtime *rt;
+    const struct conf *cf;
+    const char *const *listen;
+    struct conf *loaded;
     size_t n, i;
     int c;
 
@@ -188,8 +218,24 @@ cmd_check(int argc, char **argv)
         return 1;
     }
     log_open(progname, LOG_MAIL, LOG_SINK_STDERR);
-    if ((cf = load_conf(path)) == NULL)
+    /* Checking only: the antivirus stage does not compile its engine a
+     * second time next to the daemon's (ExecStartPre runs this). */
+    if ((loaded = load_conf(path, CONF_LOAD_CHECK)) == NULL)
         return 1;
+    /* Without a listener the daemon has nothing to build or run: such a
+     * file serves "relaychain filter" and the other commands only. */
+    rt = NULL;
+    cf = loaded;
+    if (cfg_list(loaded->cfg, "smtp_listen", &listen) == 0 &&
+        cfg_str(loaded->cfg, "milter_listen") == NULL)
+        fprintf(stderr,
+                "%s: warning: %s: neither smtp_listen nor milter_listen is "
+                "set: relaychaind would not start\n",
+                progname, path);
+    else if ((rt = check_daemon(loaded)) == NULL)
+        return 1;
+    else
+        cf = smtpd_runtime_conf(rt);
     printf("%s: ok\n", path);
     cfg_print(cf->cfg, stdout, "  ");
     n = chain_stages(cf->chain, &st);
@@ -205,7 +251,10 @@ cmd_check(int argc, char **argv)
                match_describe(st[i]->match, what, sizeof(what)));
         cfg_print(st[i]->cfg, stdout, "   ");
     }
-    conf_free(cf);
+    if (rt != NULL)
+        smtpd_runtime_release(rt);
+    else
+        conf_free(loaded);
     return 0;
 }
 
@@ -504,7 +553,7 @@ cmd_filter(int argc, char **argv)
         goto out;
     }
     log_open(progname, LOG_MAIL, verbose ? LOG_SINK_STDERR : LOG_SINK_NONE);
-    if ((cf = load_conf(path)) == NULL)
+    if ((cf = load_conf(path, 0)) == NULL)
         goto out;
 
     /* One octet over the limit is enough to know it is too large. */
@@ -591,7 +640,7 @@ cmd_rewrite_test(int argc, char **argv)
         return 1;
     }
     log_open(progname, LOG_MAIL, LOG_SINK_NONE);
-    if ((cf = load_conf(path)) == NULL)
+    if ((cf = load_conf(path, CONF_LOAD_CHECK)) == NULL)
         return 1;
     n = chain_stages(cf->chain, &st);
     for (i = 0; i < n; i++) {
