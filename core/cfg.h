@@ -103,6 +103,22 @@ int cfg_err(struct err *e, const struct cfg *c, const char *key,
  * included (marked "(default)"), each line prefixed with indent. */
 void cfg_print(const struct cfg *c, FILE *fp, const char *indent);
 
+/* cfg_print_values - "key = value" for every declared key, as postconf
+ * prints them: defaults unmarked, an unset key as "key =". With set_only,
+ * only the keys the file sets (postconf -n); with keys (NULL-terminated),
+ * only those. */
+void cfg_print_values(const struct cfg *c, FILE *fp, int set_only,
+                      const char *const *keys);
+
+/* cfg_format_bound - a CFG_INT, CFG_SIZE or CFG_TIME (milliseconds)
+ * bound written the way a user would write it ("1k", "5m"); returns out. */
+const char *cfg_format_bound(enum cfg_type type, long long v, char *out,
+                             size_t n);
+
+/* cfg_type_name - the name relaychain.conf(5) gives a type: "string",
+ * "file name", "number", "size", "time", "boolean", "choice", "list". */
+const char *cfg_type_name(enum cfg_type type);
+
 /* Value parsers, shared with code that takes values from elsewhere. */
 int cfg_parse_size(const char *s, long long *out);
 int cfg_parse_time(const char *s, long long *out_ms);

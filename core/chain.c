@@ -52,7 +52,7 @@ struct chain {
 static const char *const chain_on_error_choices[] = {"tempfail", "continue",
                                                      NULL};
 
-static const struct cfg_option chain_common_options[] = {
+const struct cfg_option chain_common_options[] = {
     {"stage", CFG_STRING, NULL, "stage type: rewrite, ...", NULL, 0, 0,
      CFG_REQUIRED},
     {"on_error", CFG_ENUM, "tempfail",

@@ -35,6 +35,10 @@ enum chain_ambiguous_action {
 
 struct chain;
 
+/* The keys every chain.d file has besides match_options and its type's:
+ * stage and on_error. */
+extern const struct cfg_option chain_common_options[];
+
 /* What happened in one stage, for --explain and tests. */
 struct chain_step {
     const struct stage *stage;
