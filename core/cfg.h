@@ -48,7 +48,9 @@ struct cfg_option {
     const char *name;
     enum cfg_type type;
     const char *def;            /* default, as it would be written; NULL: none */
-    const char *help;           /* one line for "relaychain check" and docs */
+    const char *help;           /* one line: "relaychain config --man" makes
+                                   the entry of a key relaychain.conf(5)
+                                   lacks from it (core/confdoc.h) */
     const char *const *choices; /* CFG_ENUM: NULL-terminated list */
     long long min, max;         /* CFG_INT/SIZE/TIME bounds; both 0: none */
     unsigned flags;             /* CFG_REQUIRED */

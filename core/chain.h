@@ -2,7 +2,8 @@
  * chain - load the chain.d stages and run a message through them
  *
  * chain_load() reads every *.conf file of a directory in C-locale order of
- * names (other files are named in a log line and skipped), builds one
+ * names (other files are skipped: folders and *.example in silence, a
+ * name holding ".conf" with a warning, the rest at info level), builds one
  * struct stage per file with its type's init(), and refuses a chain in
  * which a stage that edits the header or body follows a signing stage; the
  * error names both files. A loaded chain is read-only and shared by every
