@@ -16,6 +16,9 @@
 #      an unreadable signature file is still refused
 #   4. chain.d folders and *.example files are skipped in silence; a stage
 #      file left as foo.conf~ or foo.conf.bak is a warning
+#   5. a reload (SIGUSR1) takes the same path: a running daemon keeps its
+#      configuration when the new one has a port over 65535 or an unknown
+#      user, and takes a good one
 . "$top_srcdir/tests/integration/lib.sh"
 
 RCD="$top_builddir/relaychaind"
@@ -188,4 +191,54 @@ check "skip: README is noted" grep -q "skipping README: not a \*.conf file" "$T/
 check "skip: *.example and folders are not mentioned ($(cat "$T/good.err"))" \
     sh -c "! grep -q -e 'conf.example' -e 'rules' '$T/good.err'"
 check "skip: the chain is empty" grep -q "chain: 0 stages" "$T/good.out"
+
+# ------------------------------------------------------------- 5. reload
+rm -f "$T/chain.d/"*
+port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+conf live "smtp_listen = 127.0.0.1:$port"
+"$RCD" -f -c "$T/live.conf" 2>"$T/live.log" &
+pid=$!
+i=0
+while [ $i -lt 100 ] && ! grep -q "daemon started" "$T/live.log"; do
+    sleep 0.05
+    i=$((i + 1))
+done
+check "reload: the daemon started ($(tail -n 2 "$T/live.log"))" grep -q "daemon started" "$T/live.log"
+# reload_with LINE WANT: the reload with LINE added is refused saying WANT
+reload_with() {
+    conf live "smtp_listen = 127.0.0.1:$port" "$1"
+    n=$(grep -c "reload" "$T/live.log")
+    kill -USR1 "$pid"
+    i=0
+    while [ $i -lt 100 ] && [ "$(grep -c reload "$T/live.log")" -le "$n" ]; do
+        sleep 0.05
+        i=$((i + 1))
+    done
+    check "reload with '$1': refused ($(grep reload "$T/live.log" | tail -n 1))" \
+        sh -c "grep reload '$T/live.log' | tail -n 1 | grep -q 'reload failed, keeping the running configuration: .*$2'"
+}
+reload_with "mynetworks = 10.0.0.0/8, 127.0.0.1:240244" "mynetworks"
+conf live "smtp_listen = 127.0.0.1:$port, 127.0.0.1:240244"
+n=$(grep -c "reload" "$T/live.log")
+kill -USR1 "$pid"
+i=0
+while [ $i -lt 100 ] && [ "$(grep -c reload "$T/live.log")" -le "$n" ]; do
+    sleep 0.05
+    i=$((i + 1))
+done
+check "reload with a port over 65535: refused ($(grep reload "$T/live.log" | tail -n 1))" \
+    sh -c "grep reload '$T/live.log' | tail -n 1 | grep -q \"reload failed.*smtp_listen: '127.0.0.1:240244': port\""
+reload_with "user = rc-no-such-user" "user: rc-no-such-user: no such user"
+conf live "smtp_listen = 127.0.0.1:$port" "recipient_limit = 5"
+kill -USR1 "$pid"
+i=0
+while [ $i -lt 100 ] && ! grep -q "reload: configuration" "$T/live.log"; do
+    sleep 0.05
+    i=$((i + 1))
+done
+check "reload: a good configuration is taken" grep -q "reload: configuration" "$T/live.log"
+kill -TERM "$pid"
+wait "$pid"
+check "reload: the daemon exits 0" [ $? -eq 0 ]
+check "reload: no sanitizer report" sh -c "! grep -q -e Sanitizer -e 'runtime error:' '$T/live.log'"
 finish
