@@ -50,8 +50,8 @@ struct confdoc {
 static int
 confdoc_put_token(struct buf *out, const char *s, struct err *e)
 {
-    int quote = s[0] == '\0' || strchr(s, ' ') != NULL ||
-                strchr(s, '"') != NULL;
+    int quote =
+        s[0] == '\0' || strchr(s, ' ') != NULL || strchr(s, '"') != NULL;
 
     if (buf_puts(out, quote ? " \"" : " ", e) < 0)
         return -1;
@@ -80,7 +80,8 @@ confdoc_heading_as(const struct cfg_option *o, const char *phrase,
 {
     int required = (o->flags & CFG_REQUIRED) != 0;
     int show_def = !required && o->def != NULL && o->def[0] != '\0';
-    char lo[32], hi[32], text[CONFDOC_PHRASE_MAX + 64], tailbuf[CONFDOC_PHRASE_MAX + 16];
+    char lo[32], hi[32], text[CONFDOC_PHRASE_MAX + 64],
+        tailbuf[CONFDOC_PHRASE_MAX + 16];
     const char *tail;
     size_t i;
 
@@ -102,9 +103,8 @@ confdoc_heading_as(const struct cfg_option *o, const char *phrase,
         if (confdoc_put_token(out, " (choice: ", e) < 0)
             return -1;
         for (i = 0; o->choices[i] != NULL; i++) {
-            if (i > 0 &&
-                confdoc_put_token(out, o->choices[i + 1] ? ", " : " or ",
-                                  e) < 0)
+            if (i > 0 && confdoc_put_token(
+                             out, o->choices[i + 1] ? ", " : " or ", e) < 0)
                 return -1;
             if (confdoc_put_token(out, o->choices[i], e) < 0)
                 return -1;
@@ -299,8 +299,8 @@ confdoc_heading_key(const char *line, size_t len, char *key, size_t n,
     *generated = 0;
     if (len > 3 && strncmp(line, ".B ", 3) == 0)
         i = 3;
-    else if (len > 4 && (strncmp(line, ".BR ", 4) == 0 ||
-                         strncmp(line, ".BI ", 4) == 0))
+    else if (len > 4 &&
+             (strncmp(line, ".BR ", 4) == 0 || strncmp(line, ".BI ", 4) == 0))
         i = 4;
     else
         return -1;
@@ -330,7 +330,8 @@ confdoc_heading_key(const char *line, size_t len, char *key, size_t n,
 static int
 confdoc_prose(struct buf *out, const char *text, struct err *e)
 {
-    size_t i, len = strlen(text), word = strspn(text, "abcdefghijklmnopqrstuvwxyz");
+    size_t i, len = strlen(text),
+              word = strspn(text, "abcdefghijklmnopqrstuvwxyz");
     /* "where ..." becomes "Where ...", but not "smtp:[host]" or a key. */
     int upper = word > 0 && text[word] == ' ';
 
@@ -406,8 +407,8 @@ confdoc_add_sections(const struct confdoc *d, struct buf *out, struct err *e)
  * out it writes the page with the headings regenerated and the missing
  * entries and sections added. */
 static int
-confdoc_pass(struct confdoc *d, const char *page, size_t len,
-             struct buf *out, struct err *e)
+confdoc_pass(struct confdoc *d, const char *page, size_t len, struct buf *out,
+             struct err *e)
 {
     struct confdoc_scope *cur = &d->scopes[0], *anchor = NULL;
     const char *p = page, *end = page + len;
@@ -454,9 +455,9 @@ confdoc_pass(struct confdoc *d, const char *page, size_t len,
                 if (out != NULL &&
                     (confdoc_heading_as(
                          o,
-                         o->def == NULL ? confdoc_phrase(p, n, phrase,
-                                                         sizeof(phrase))
-                                        : NULL,
+                         o->def == NULL
+                             ? confdoc_phrase(p, n, phrase, sizeof(phrase))
+                             : NULL,
                          out, e) < 0 ||
                      buf_putc(out, '\n', e) < 0))
                     return -1;
@@ -474,10 +475,10 @@ confdoc_pass(struct confdoc *d, const char *page, size_t len,
                                                : "relaychain.conf");
         }
         /* .TQ is groff's further tag of the same entry. */
-        after_tp = n == 3 && (strncmp(p, ".TP", 3) == 0 ||
-                              strncmp(p, ".TQ", 3) == 0);
-        if (out != NULL &&
-            (buf_append(out, p, n, e) < 0 || (nl && buf_putc(out, '\n', e) < 0)))
+        after_tp =
+            n == 3 && (strncmp(p, ".TP", 3) == 0 || strncmp(p, ".TQ", 3) == 0);
+        if (out != NULL && (buf_append(out, p, n, e) < 0 ||
+                            (nl && buf_putc(out, '\n', e) < 0)))
             return -1;
         p = nl ? nl + 1 : end;
     }
@@ -497,13 +498,14 @@ confdoc_pass(struct confdoc *d, const char *page, size_t len,
 }
 
 int
-confdoc_update(const char *name, const char *page, size_t len,
-               struct buf *out, struct err *e)
+confdoc_update(const char *name, const char *page, size_t len, struct buf *out,
+               struct err *e)
 {
     struct confdoc d = {name, NULL, 0};
     int rc = -1;
 
-    if (confdoc_scopes(&d, e) == 0 && confdoc_pass(&d, page, len, NULL, e) == 0)
+    if (confdoc_scopes(&d, e) == 0 &&
+        confdoc_pass(&d, page, len, NULL, e) == 0)
         rc = confdoc_pass(&d, page, len, out, e);
     confdoc_free(&d);
     return rc;
