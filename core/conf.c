@@ -248,8 +248,8 @@ conf_listen_parse(const char *spec, char *why, size_t n)
         return -1;
     }
     p = colon + 1;
-    if (*p == '\0' || strspn(p, "0123456789") != strlen(p) ||
-        strlen(p) > 5 || (port = strtoul(p, NULL, 10)) < 1 || port > 65535) {
+    if (*p == '\0' || strspn(p, "0123456789") != strlen(p) || strlen(p) > 5 ||
+        (port = strtoul(p, NULL, 10)) < 1 || port > 65535) {
         snprintf(why, n, "'%.100s': port '%.16s' is not 1 to 65535", spec, p);
         return -1;
     }
@@ -279,8 +279,9 @@ conf_ident_load(const struct cfg *c, struct conf_ident *id, struct err *e)
     id->user = user;
     if (user == NULL) {
         if (group != NULL)
-            return cfg_err(e, c, "group", "set user too: group applies to "
-                                          "the user the daemon runs as");
+            return cfg_err(e, c, "group",
+                           "set user too: group applies to "
+                           "the user the daemon runs as");
         return 0;
     }
     if ((rc = getpwnam_r(user, &pw, buf, sizeof(buf), &pwp)) != 0)
@@ -381,8 +382,9 @@ conf_check_dir(const struct cfg *c, const char *key,
         if (!S_ISDIR(sb.st_mode))
             return cfg_err(e, c, key, "%s: not a directory", dir);
         if (conf_access(id, dir, R_OK | W_OK | X_OK) < 0)
-            return cfg_err(e, c, key, "%s: %s%s%s (it needs read, write "
-                                      "and search access)",
+            return cfg_err(e, c, key,
+                           "%s: %s%s%s (it needs read, write "
+                           "and search access)",
                            dir, strerror(errno), who ? " for user " : "",
                            who ? who : "");
         return 0;
@@ -404,13 +406,15 @@ conf_check_dir(const struct cfg *c, const char *key,
         conf_access(id, parent, W_OK | X_OK) == 0)
         return 0;
     if (optional && !cfg_is_set(c, key)) {
-        log_warning(NULL, "%s: %s (default) %s does not exist and cannot be "
-                          "made: mail a stage quarantines is tempfailed",
+        log_warning(NULL,
+                    "%s: %s (default) %s does not exist and cannot be "
+                    "made: mail a stage quarantines is tempfailed",
                     cfg_path(c), key, dir);
         return 0;
     }
-    return cfg_err(e, c, key, "%s does not exist%s%s%s, and %s cannot be "
-                              "created in %s",
+    return cfg_err(e, c, key,
+                   "%s does not exist%s%s%s, and %s cannot be "
+                   "created in %s",
                    dir, who ? " (checked as user " : "", who ? who : "",
                    who ? ")" : "", dir, parent);
 }

@@ -659,10 +659,8 @@ cmd_rewrite_test(int argc, char **argv)
      * "not match", which would read as an answer. */
     addr = argv[optind];
     if (!addr_is_valid(addr, 0, why, sizeof(why))) {
-        fprintf(stderr, "%s: '%.100s' is not an address: %s\n", progname,
-                addr,
-                addr[0] == '<' ? "write it without the angle brackets"
-                               : why);
+        fprintf(stderr, "%s: '%.100s' is not an address: %s\n", progname, addr,
+                addr[0] == '<' ? "write it without the angle brackets" : why);
         return REWRITE_TEST_ERROR;
     }
     log_open(progname, LOG_MAIL, LOG_SINK_NONE);
@@ -839,7 +837,8 @@ cmd_config(int argc, char **argv)
     }
     err_clear(&e);
     log_open(progname, LOG_MAIL, LOG_SINK_STDERR);
-    if ((cf = cfg_parse(path, &e)) == NULL || cfg_validate(cf, tables, &e) < 0) {
+    if ((cf = cfg_parse(path, &e)) == NULL ||
+        cfg_validate(cf, tables, &e) < 0) {
         fprintf(stderr, "%s: %s\n", progname, e.text);
         cfg_free(cf);
         return 1;

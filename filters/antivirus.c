@@ -582,11 +582,11 @@ fail:
 
 /* The names libclamav's cl_load() reads from a database directory. */
 static const char *const flt_av_db_suffixes[] = {
-    ".cvd", ".cld", ".cud", ".db",  ".hdb", ".hdu", ".hsb", ".hsu", ".mdb",
-    ".mdu", ".msb", ".msu", ".ndb", ".ndu", ".ldb", ".ldu", ".sdb", ".zmd",
-    ".rmd", ".pdb", ".gdb", ".wdb", ".cbc", ".ftm", ".cfg", ".cdb", ".cat",
-    ".crb", ".idb", ".ioc", ".yar", ".yara", ".pwdb", ".fp", ".sfp", ".ign",
-    ".ign2", ".imp", ".info", NULL};
+    ".cvd",  ".cld", ".cud", ".db",  ".hdb",  ".hdu", ".hsb",  ".hsu",
+    ".mdb",  ".mdu", ".msb", ".msu", ".ndb",  ".ndu", ".ldb",  ".ldu",
+    ".sdb",  ".zmd", ".rmd", ".pdb", ".gdb",  ".wdb", ".cbc",  ".ftm",
+    ".cfg",  ".cdb", ".cat", ".crb", ".idb",  ".ioc", ".yar",  ".yara",
+    ".pwdb", ".fp",  ".sfp", ".ign", ".ign2", ".imp", ".info", NULL};
 
 static int
 flt_av_is_db_name(const char *name)

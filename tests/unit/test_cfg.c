@@ -670,16 +670,20 @@ test_confdoc_update(void **state)
          NULL, NULL},
         {"a .TQ heading counts",
          ".SH MAIN SETTINGS\n.TP\n.B user\n.TQ\n.B group\nBoth.\n",
-         ".TQ\n.BR group \" (string)\"\nBoth.\n", ".BR group \" (string)\"\n"
-         "Group to run as", NULL},
+         ".TQ\n.BR group \" (string)\"\nBoth.\n",
+         ".BR group \" (string)\"\n"
+         "Group to run as",
+         NULL},
         {"a missing key gets its help text at the end of MAIN SETTINGS",
          ".SH MAIN SETTINGS\nIntro.\n.SH OTHER\nText.\n",
          ".BR recipient_limit \" (number, 1 to 100000; default: \" 1000 )\n"
-         "Recipients per message; more get 452 4.5.3.\n.TP\n", NULL, NULL},
+         "Recipients per message; more get 452 4.5.3.\n.TP\n",
+         NULL, NULL},
         {"a missing stage section is made before EXAMPLES",
          ".SH MAIN SETTINGS\n.SH EXAMPLES\nx\n",
          ".SH STAGE antivirus\nThe\n.B antivirus\nstage: ", NULL, NULL},
-        {"a heading with no key", ".SH MAIN SETTINGS\n.TP\n"
+        {"a heading with no key",
+         ".SH MAIN SETTINGS\n.TP\n"
          ".BR header_limits \" (number; default: \" 5 )\nx\n",
          NULL, NULL, "t.5:3: a heading for header_limits, which is no key"},
         {"a key twice",
@@ -691,8 +695,7 @@ test_confdoc_update(void **state)
         {"a hand-written default phrase is kept",
          ".SH COMMON STAGE SETTINGS\n.TP\n"
          ".BR match_sender \" (list; default: any sender)\"\nx\n",
-         ".BR match_sender \" (list; default: any sender)\"\nx\n", NULL,
-         NULL},
+         ".BR match_sender \" (list; default: any sender)\"\nx\n", NULL, NULL},
     };
     size_t i;
 
