@@ -10,10 +10,15 @@
  *     relaychain rewrite-test [-c FILE] ADDRESS
  *     relaychain --version
  *
- * check loads relaychain.conf and the chain exactly as the daemon would
- * and prints the result; filter runs one message through the chain
- * offline and writes the processed message to standard output. Exit codes
- * of filter are documented in relaychain(1) and below (FILTER_EXIT_*).
+ * check loads relaychain.conf through conf_load(), the path start-up and
+ * reload take, with the chain in check-only mode (no virus engine is
+ * compiled), builds what the daemon builds besides (smtpd_runtime_new,
+ * queue_settings_check) and prints the result. config prints settings
+ * like postconf and, with --man, the man page in step with the option
+ * tables (confdoc.h). filter runs one message through the chain offline
+ * and writes the processed message to standard output. Exit codes of
+ * filter are documented in relaychain(1) and below (FILTER_EXIT_*);
+ * rewrite-test exits like postmap -q (REWRITE_TEST_*).
  *
  * This is one of the two files allowed process-wide state: the option
  * values parsed from argv.
@@ -88,9 +93,12 @@ usage_check(FILE *fp)
     fprintf(fp, "usage: relaychain check [-c FILE]\n"
                 "\n"
                 "Load FILE (default " CONF_DEFAULT_PATH ") and its chain.d\n"
-                "exactly as relaychaind does and print every stage in order\n"
-                "with its effective settings. Exit 0 when valid, 1 with\n"
-                "path:line: errors otherwise.\n");
+                "and check them as relaychaind does at start-up and on\n"
+                "reload (listeners, user, networks, directories, next hop,\n"
+                "keys), then print every stage in order with its effective\n"
+                "settings. The antivirus database is checked for readable\n"
+                "files, not compiled. Exit 0 when valid, 1 with\n"
+                "path:line: key: errors otherwise.\n");
 }
 
 static void
