@@ -19,6 +19,9 @@
 #   5. a reload (SIGUSR1) takes the same path: a running daemon keeps its
 #      configuration when the new one has a port over 65535 or an unknown
 #      user, and takes a good one
+#   6. a quarantine_directory that does not exist yet (accepted by check
+#      because its parent lets the user make it) is made at the first
+#      quarantined message, which is kept and answered 250
 . "$top_srcdir/tests/integration/lib.sh"
 
 RCD="$top_builddir/relaychaind"
@@ -241,4 +244,46 @@ kill -TERM "$pid"
 wait "$pid"
 check "reload: the daemon exits 0" [ $? -eq 0 ]
 check "reload: no sanitizer report" sh -c "! grep -q -e Sanitizer -e 'runtime error:' '$T/live.log'"
+
+# ------------------------------------- 6. quarantine_directory, made at use
+RCDT="$top_builddir/tests/relaychaind-test"
+if [ -x "$RCDT" ] && command -v swaks >/dev/null 2>&1 &&
+    [ -x /usr/sbin/smtp-sink ]; then
+    mkdir -p "$T/hold.d"
+    printf 'stage = testedit\nverdict = quarantine\n' >"$T/hold.d/10-hold.conf"
+    set -- $(/usr/bin/python3 -c 'import socket
+s = [socket.socket() for _ in range(2)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(" ".join(str(x.getsockname()[1]) for x in s))')
+    port=$1 sinkport=$2
+    # delivery = through proxies MAIL and RCPT: a next hop must answer.
+    /usr/sbin/smtp-sink -u nobody "127.0.0.1:$sinkport" 10 >"$T/sink.log" 2>&1 &
+    sinkpid=$!
+    i=0
+    while [ $i -lt 100 ] && [ -z "$(ss -Hltn "sport = :$sinkport")" ]; do
+        sleep 0.05
+        i=$((i + 1))
+    done
+    conf hold "smtp_listen = 127.0.0.1:$port" "chain_directory = $T/hold.d" \
+        "quarantine_directory = $T/nobodys/held" \
+        "next_hop = smtp:[127.0.0.1]:$sinkport" "next_hop_tls = none"
+    "$RCDT" -f -c "$T/hold.conf" 2>"$T/hold.log" &
+    pid=$!
+    i=0
+    while [ $i -lt 100 ] && ! grep -q "daemon started" "$T/hold.log"; do
+        sleep 0.05
+        i=$((i + 1))
+    done
+    timeout 30 swaks --server "127.0.0.1:$port" --from a@example.com \
+        --to b@example.org --body 'held' >"$T/hold.out" 2>&1
+    check "hold: the client hears 250 ($(grep '^<-' "$T/hold.out" | tail -n 2 | tr '\n' ' '))" \
+        grep -q '^<-  250 2.0.0 Ok: queued' "$T/hold.out"
+    check "hold: the directory was made, mode 0700" \
+        sh -c "[ \"\$(stat -c %a '$T/nobodys/held' 2>/dev/null)\" = 700 ]"
+    check "hold: the message is in it" \
+        sh -c "grep -lq '^held' '$T/nobodys/held'/* 2>/dev/null"
+    kill -TERM "$pid" "$sinkpid"
+    wait "$pid"
+    [ "$failures" -eq 0 ] || cat "$T/hold.out" "$T/hold.log"
+fi
 finish
