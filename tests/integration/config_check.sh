@@ -112,6 +112,16 @@ refused noport smtp_listen "is not host:port"
 conf v6 "smtp_listen = [::1:10024"
 refused v6 smtp_listen "is not [address]:port"
 
+# Files the daemon loads at start-up: the refusal names the key's line.
+printf 'not a certificate\n' >"$T/bad.pem"
+conf tls "tls_cert_file = $T/bad.pem" "tls_key_file = $T/bad.pem"
+refused tls tls_cert_file "cannot load the certificate chain"
+conf slm "sender_login_map = $T/no-such.pcre"
+refused slm sender_login_map "no-such.pcre: No such file or directory"
+conf apw "auth_password_file = $T/no-such-passwd" "tls_cert_file = $T/bad.pem" \
+    "tls_key_file = $T/bad.pem"
+refused apw auth_password_file "no-such-passwd: cannot open"
+
 # A configuration without a listener serves relaychain filter: check
 # says the daemon would not start, and still exits 0.
 printf 'chain_directory = %s/chain.d\n' "$T" >"$T/nolisten.conf"
