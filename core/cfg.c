@@ -949,6 +949,24 @@ cfg_err(struct err *e, const struct cfg *c, const char *key, const char *fmt,
     return err_set(e, ERR_CONFIG, "%s:%u: %s: %s", c->path, line, key, reason);
 }
 
+int
+cfg_err_prefixed(struct err *e, const struct cfg *c, const char *key)
+{
+    size_t n = strcspn(e->text, ": ");
+    char named[CFG_SUGGEST_MAX + 1];
+
+    /* "next_hop_auth_file: x: No such file" names its key already. */
+    if (n > 0 && n <= CFG_SUGGEST_MAX && e->text[n] == ':' &&
+        e->text[n + 1] == ' ') {
+        memcpy(named, e->text, n);
+        named[n] = '\0';
+        if (c->validated && cfg_val_lookup(c, named) != NULL)
+            return cfg_err(e, c, cfg_val_lookup(c, named)->opt->name, "%s",
+                           e->text + n + 2);
+    }
+    return cfg_err(e, c, key, "%s", e->text);
+}
+
 void
 cfg_print(const struct cfg *c, FILE *fp, const char *indent)
 {

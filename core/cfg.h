@@ -101,6 +101,11 @@ const char *cfg_path(const struct cfg *c);
 int cfg_err(struct err *e, const struct cfg *c, const char *key,
             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/* cfg_err_prefixed - cfg_err() with e's own text as the reason, for the
+ * key that text starts with ("next_hop_auth_file: ...") when c declares
+ * it, else for key; the prefix is not repeated. Returns -1. */
+int cfg_err_prefixed(struct err *e, const struct cfg *c, const char *key);
+
 /* cfg_print - write "key = value" for every declared key, defaults
  * included (marked "(default)"), each line prefixed with indent. */
 void cfg_print(const struct cfg *c, FILE *fp, const char *indent);

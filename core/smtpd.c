@@ -201,7 +201,7 @@ smtpd_runtime_new(struct conf *cf, struct err *e)
     hop.max_idle = 64;
     if ((rt->hop = smtpc_pool_new(&hop, e)) == NULL) {
         if (e->code == ERR_CONFIG)
-            cfg_err(e, c, "next_hop", "%s", e->text);
+            cfg_err_prefixed(e, c, "next_hop");
         goto fail;
     }
 limits:

@@ -122,6 +122,11 @@ conf apw "auth_password_file = $T/no-such-passwd" "tls_cert_file = $T/bad.pem" \
     "tls_key_file = $T/bad.pem"
 refused apw auth_password_file "no-such-passwd: cannot open"
 
+conf nha "next_hop_auth_file = $T/no-such-auth"
+refused nha next_hop_auth_file "no-such-auth: No such file or directory"
+check "nokind: the key is not repeated ($(cat "$T/nokind.err"))" \
+    sh -c "! grep -q 'next_hop: next_hop' '$T/nokind.err'"
+
 # A configuration without a listener serves relaychain filter: check
 # says the daemon would not start, and still exits 0.
 printf 'chain_directory = %s/chain.d\n' "$T" >"$T/nolisten.conf"

@@ -609,6 +609,37 @@ test_cfg_print_values(void **state)
     cfg_free(c);
 }
 
+/* An error whose text starts with a key of the file is told at that
+ * key's line, without the key twice; other texts at the given key. */
+static void
+test_cfg_err_prefixed(void **state)
+{
+    const char *text = "name = relay\ncount = 5\n";
+    static const struct {
+        const char *text;
+        const char *want;
+    } cases[] = {
+        {"count: too many", "/t.conf:2: count: too many"},
+        {"name: bad", "/t.conf:1: name: bad"},
+        {"nosuchkey: bad", "/t.conf:1: name: nosuchkey: bad"},
+        {"no key here", "/t.conf:1: name: no key here"},
+        {"", "/t.conf:1: name: "},
+    };
+    struct cfg *c;
+    struct err e;
+    size_t i;
+
+    (void)state;
+    c = t_load("/t.conf", text, 0, &e);
+    assert_non_null(c);
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        err_set(&e, ERR_CONFIG, "%s", cases[i].text);
+        unit_int_eq(cases[i].text, cfg_err_prefixed(&e, c, "name"), -1);
+        unit_str_eq(cases[i].text, e.text, cases[i].want);
+    }
+    cfg_free(c);
+}
+
 /* The man page heading of each kind of key, escapes included. */
 static void
 test_confdoc_heading(void **state)
@@ -937,6 +968,7 @@ main(void)
         cmocka_unit_test(test_cfg_table_mistakes),
         cmocka_unit_test(test_cfg_print),
         cmocka_unit_test(test_cfg_print_values),
+        cmocka_unit_test(test_cfg_err_prefixed),
         cmocka_unit_test(test_confdoc_heading),
         cmocka_unit_test(test_confdoc_update),
         cmocka_unit_test(test_cfg_parse_file),
