@@ -2073,8 +2073,11 @@ queue_transport_load(struct queue_settings *set, const char *hostname,
         }
         if (queue_add_route(set, hostname, c, hop, &r, e) < 0) {
             fclose(fp);
-            return err_set(e, ERR_CONFIG, "%s:%u: %.400s", path, lineno,
-                           e->text);
+            /* e->text is the reason: err_set() would write over it while
+             * reading it. */
+            err_prefix(e, "%s:%u", path, lineno);
+            e->code = ERR_CONFIG;
+            return -1;
         }
         grown =
             realloc(set->transports, (set->ntransports + 1) * sizeof(*grown));

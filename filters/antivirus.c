@@ -887,9 +887,13 @@ flt_av_clamd_addr(struct flt_av *fa, const struct cfg *c, const char *spec,
         memcpy(host, p, (size_t)(colon - p));
         host[colon - p] = '\0';
     }
+    /* getaddrinfo() would take 99999 as 99999 modulo 65536. */
     if (snprintf(port, sizeof(port), "%s", colon + 1) >= (int)sizeof(port) ||
-        port[0] == '\0' || strspn(port, "0123456789") != strlen(port))
-        return cfg_err(e, c, "clamd_socket", "'%s': bad port", spec);
+        port[0] == '\0' || strspn(port, "0123456789") != strlen(port) ||
+        strlen(port) > 5 || strtol(port, NULL, 10) < 1 ||
+        strtol(port, NULL, 10) > 65535)
+        return cfg_err(e, c, "clamd_socket",
+                       "'%s': bad port (want 1 to 65535)", spec);
     memset(&hints, 0, sizeof(hints));
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV;

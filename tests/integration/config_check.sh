@@ -127,6 +127,20 @@ refused nha next_hop_auth_file "no-such-auth: No such file or directory"
 check "nokind: the key is not repeated ($(cat "$T/nokind.err"))" \
     sh -c "! grep -q 'next_hop: next_hop' '$T/nokind.err'"
 
+# Ports over 65535 elsewhere: a transport_map route, a clamd socket.
+printf 'example.com smtp:[127.0.0.1]:70000\n' >"$T/transport"
+conf tmap "delivery = queue" "queue_directory = $T/spool" "transport_map = $T/transport"
+"$RC" check -c "$T/tmap.conf" >/dev/null 2>"$T/tmap.err"
+check "tmap: the map's file:line and the port ($(cat "$T/tmap.err"))" \
+    grep -qF "$T/transport:1: next_hop: 'smtp:[127.0.0.1]:70000': bad port" "$T/tmap.err"
+mkdir -p "$T/clamd.d"
+printf 'stage = antivirus\nengine = clamd\nclamd_socket = tcp:127.0.0.1:99999\n' \
+    >"$T/clamd.d/20-antivirus.conf"
+conf clamd "chain_directory = $T/clamd.d"
+"$RC" check -c "$T/clamd.conf" >/dev/null 2>"$T/clamd.err"
+check "clamd: a port over 65535 is refused ($(cat "$T/clamd.err"))" \
+    grep -qF "20-antivirus.conf:3: clamd_socket: 'tcp:127.0.0.1:99999': bad port" "$T/clamd.err"
+
 # A configuration without a listener serves relaychain filter: check
 # says the daemon would not start, and still exits 0.
 printf 'chain_directory = %s/chain.d\n' "$T" >"$T/nolisten.conf"
