@@ -419,6 +419,41 @@ conf_check_dir(const struct cfg *c, const char *key,
                    who ? ")" : "", dir, parent);
 }
 
+/* conf_check_milter - what milterd_open() refuses at start-up: a group
+ * that does not exist, a UNIX socket whose directory is missing. */
+static int
+conf_check_milter(const struct cfg *c, struct err *e)
+{
+    const char *spec = cfg_str(c, "milter_listen"), *g, *slash;
+    struct group gr, *grp = NULL;
+    char buf[CONF_PWBUF_MAX], dir[4096];
+    struct stat sb;
+    int rc;
+
+    if ((g = cfg_str(c, "milter_socket_group")) != NULL) {
+        if ((rc = getgrnam_r(g, &gr, buf, sizeof(buf), &grp)) != 0)
+            return cfg_err(e, c, "milter_socket_group", "%.64s: %s", g,
+                           strerror(rc));
+        if (grp == NULL)
+            return cfg_err(e, c, "milter_socket_group", "%.64s: no such group",
+                           g);
+    }
+    if (spec == NULL || strncmp(spec, "inet", 4) == 0)
+        return 0;
+    /* unix:/path or local:/path, absolute (milterd_check_listen). */
+    spec = strchr(spec, ':') + 1;
+    slash = strrchr(spec, '/');
+    if (slash == spec ||
+        (size_t)snprintf(dir, sizeof(dir), "%.*s", (int)(slash - spec),
+                         spec) >= sizeof(dir))
+        return 0;
+    if (stat(dir, &sb) < 0)
+        return cfg_err(e, c, "milter_listen", "%s: %s", dir, strerror(errno));
+    if (!S_ISDIR(sb.st_mode))
+        return cfg_err(e, c, "milter_listen", "%s: not a directory", dir);
+    return 0;
+}
+
 /* conf_check_daemon - what the daemon itself refuses at start-up and on
  * reload, checked here so that "relaychain check" refuses it too: the
  * listeners, the user, the client networks and the directories. */
@@ -447,7 +482,7 @@ conf_check_daemon(const struct cfg *c, struct err *e)
             return cfg_err(e, c, cidr_keys[i], "%s", e->text);
         cidr_list_free(l);
     }
-    if (conf_ident_load(c, &id, e) < 0)
+    if (conf_ident_load(c, &id, e) < 0 || conf_check_milter(c, e) < 0)
         return -1;
     if (cfg_enum(c, "delivery") == 1 &&
         conf_check_dir(c, "queue_directory", &id, 0, e) < 0)
@@ -483,7 +518,9 @@ conf_check(struct conf *cf, struct err *e)
         milterd_check_listen(s, e) < 0)
         return cfg_err(e, c, "milter_listen", "%s", e->text);
     s = cfg_str(c, "milter_socket_mode");
-    if (s[0] == '\0' || strspn(s, "01234567") != strlen(s) || strlen(s) > 4)
+    /* As milterd_open() reads it: permission bits only, at most 0777. */
+    if (s[0] == '\0' || strspn(s, "01234567") != strlen(s) || strlen(s) > 4 ||
+        strtol(s, NULL, 8) > 0777)
         return cfg_err(e, c, "milter_socket_mode",
                        "'%.16s' is not an octal mode such as 0660", s);
     if (conf_check_daemon(c, e) < 0)

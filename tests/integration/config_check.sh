@@ -127,6 +127,15 @@ refused nha next_hop_auth_file "no-such-auth: No such file or directory"
 check "nokind: the key is not repeated ($(cat "$T/nokind.err"))" \
     sh -c "! grep -q 'next_hop: next_hop' '$T/nokind.err'"
 
+# What the milter listener refuses at start-up.
+conf mmode "milter_listen = unix:$T/m.sock" "milter_socket_mode = 7777"
+refused mmode milter_socket_mode "'7777' is not an octal mode"
+conf mgroup "milter_listen = unix:$T/m.sock" "milter_socket_group = rc-no-such-group"
+refused mgroup milter_socket_group "rc-no-such-group: no such group"
+conf mdir "milter_listen = unix:$T/no-such-dir/m.sock"
+refused mdir milter_listen "$T/no-such-dir: No such file or directory"
+daemon_refuses mdir "milter_listen: $T/no-such-dir: No such file or directory"
+
 # Ports over 65535 elsewhere: a transport_map route, a clamd socket.
 printf 'example.com smtp:[127.0.0.1]:70000\n' >"$T/transport"
 conf tmap "delivery = queue" "queue_directory = $T/spool" "transport_map = $T/transport"
