@@ -257,8 +257,7 @@ cfg_scan_int(const char *s, long long *out)
     return 0;
 }
 
-/* cfg_format_bound - a limit written the way a user would write it. */
-static const char *
+const char *
 cfg_format_bound(enum cfg_type type, long long v, char *out, size_t n)
 {
     static const char *const size_sfx[] = {"g", "m", "k"};
@@ -269,6 +268,10 @@ cfg_format_bound(enum cfg_type type, long long v, char *out, size_t n)
                                          60000LL, 1000LL};
     size_t i;
 
+    if (v == 0) {
+        snprintf(out, n, "0");
+        return out;
+    }
     if (type == CFG_SIZE && v > 0) {
         for (i = 0; i < sizeof(size_div) / sizeof(size_div[0]); i++)
             if (v % size_div[i] == 0) {
@@ -946,6 +949,24 @@ cfg_err(struct err *e, const struct cfg *c, const char *key, const char *fmt,
     return err_set(e, ERR_CONFIG, "%s:%u: %s: %s", c->path, line, key, reason);
 }
 
+int
+cfg_err_prefixed(struct err *e, const struct cfg *c, const char *key)
+{
+    size_t n = strcspn(e->text, ": ");
+    char named[CFG_SUGGEST_MAX + 1];
+
+    /* "next_hop_auth_file: x: No such file" names its key already. */
+    if (n > 0 && n <= CFG_SUGGEST_MAX && e->text[n] == ':' &&
+        e->text[n + 1] == ' ') {
+        memcpy(named, e->text, n);
+        named[n] = '\0';
+        if (c->validated && cfg_val_lookup(c, named) != NULL)
+            return cfg_err(e, c, cfg_val_lookup(c, named)->opt->name, "%s",
+                           e->text + n + 2);
+    }
+    return cfg_err(e, c, key, "%s", e->text);
+}
+
 void
 cfg_print(const struct cfg *c, FILE *fp, const char *indent)
 {
@@ -960,5 +981,56 @@ cfg_print(const struct cfg *c, FILE *fp, const char *indent)
         else
             fprintf(fp, "%s%s = %s%s\n", indent, v->opt->name, v->text,
                     v->ent == NULL ? " (default)" : "");
+    }
+}
+
+const char *
+cfg_type_name(enum cfg_type type)
+{
+    switch (type) {
+    case CFG_STRING:
+        return "string";
+    case CFG_PATH:
+        return "file name";
+    case CFG_INT:
+        return "number";
+    case CFG_SIZE:
+        return "size";
+    case CFG_TIME:
+        return "time";
+    case CFG_BOOL:
+        return "boolean";
+    case CFG_ENUM:
+        return "choice";
+    case CFG_LIST:
+        return "list";
+    }
+    return "value";
+}
+
+void
+cfg_print_values(const struct cfg *c, FILE *fp, int set_only,
+                 const char *const *keys)
+{
+    size_t i, k;
+
+    assert(c->validated);
+    for (i = 0; i < c->nvals; i++) {
+        const struct cfg_val *v = &c->vals[i];
+
+        if (set_only && v->ent == NULL)
+            continue;
+        for (k = 0; keys != NULL && keys[k] != NULL; k++)
+            if (strcmp(keys[k], v->opt->name) == 0)
+                break;
+        if (keys != NULL && keys[k] == NULL)
+            continue;
+        /* The value as written: a file name as the admin gave it, not as
+         * resolved against the file's directory. */
+        if (v->ent != NULL)
+            fprintf(fp, "%s = %s\n", v->opt->name, buf_str(&v->ent->value));
+        else
+            fprintf(fp, "%s =%s%s\n", v->opt->name, v->text ? " " : "",
+                    v->text ? v->text : "");
     }
 }

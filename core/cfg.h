@@ -48,7 +48,9 @@ struct cfg_option {
     const char *name;
     enum cfg_type type;
     const char *def;            /* default, as it would be written; NULL: none */
-    const char *help;           /* one line for "relaychain check" and docs */
+    const char *help;           /* one line: "relaychain config --man" makes
+                                   the entry of a key relaychain.conf(5)
+                                   lacks from it (core/confdoc.h) */
     const char *const *choices; /* CFG_ENUM: NULL-terminated list */
     long long min, max;         /* CFG_INT/SIZE/TIME bounds; both 0: none */
     unsigned flags;             /* CFG_REQUIRED */
@@ -99,9 +101,30 @@ const char *cfg_path(const struct cfg *c);
 int cfg_err(struct err *e, const struct cfg *c, const char *key,
             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/* cfg_err_prefixed - cfg_err() with e's own text as the reason, for the
+ * key that text starts with ("next_hop_auth_file: ...") when c declares
+ * it, else for key; the prefix is not repeated. Returns -1. */
+int cfg_err_prefixed(struct err *e, const struct cfg *c, const char *key);
+
 /* cfg_print - write "key = value" for every declared key, defaults
  * included (marked "(default)"), each line prefixed with indent. */
 void cfg_print(const struct cfg *c, FILE *fp, const char *indent);
+
+/* cfg_print_values - "key = value" for every declared key, as postconf
+ * prints them: defaults unmarked, an unset key as "key =". With set_only,
+ * only the keys the file sets (postconf -n); with keys (NULL-terminated),
+ * only those. */
+void cfg_print_values(const struct cfg *c, FILE *fp, int set_only,
+                      const char *const *keys);
+
+/* cfg_format_bound - a CFG_INT, CFG_SIZE or CFG_TIME (milliseconds)
+ * bound written the way a user would write it ("1k", "5m"); returns out. */
+const char *cfg_format_bound(enum cfg_type type, long long v, char *out,
+                             size_t n);
+
+/* cfg_type_name - the name relaychain.conf(5) gives a type: "string",
+ * "file name", "number", "size", "time", "boolean", "choice", "list". */
+const char *cfg_type_name(enum cfg_type type);
 
 /* Value parsers, shared with code that takes values from elsewhere. */
 int cfg_parse_size(const char *s, long long *out);

@@ -49,12 +49,13 @@ struct chain {
     size_t nstages;
     enum chain_ambiguous_action ambiguous;
     unsigned flags;
+    int check_only; /* CHAIN_LOAD_CHECK: never run */
 };
 
 static const char *const chain_on_error_choices[] = {"tempfail", "continue",
                                                      NULL};
 
-static const struct cfg_option chain_common_options[] = {
+const struct cfg_option chain_common_options[] = {
     {"stage", CFG_STRING, NULL, "stage type: rewrite, ...", NULL, 0, 0,
      CFG_REQUIRED},
     {"on_error", CFG_ENUM, "tempfail",
@@ -203,6 +204,7 @@ chain_stage_load(struct chain *ch, const char *dir, const char *file,
 
     st->type = type;
     st->flags = type->flags;
+    st->check_only = ch->check_only;
     st->on_error = cfg_enum(st->cfg, "on_error") == 1
                        ? STAGE_ON_ERROR_CONTINUE
                        : STAGE_ON_ERROR_TEMPFAIL;
@@ -256,9 +258,38 @@ chain_check_order(const struct chain *ch, struct err *e)
     return 0;
 }
 
+/* chain_skip_note - say why a file of the chain directory is not a
+ * stage, as loudly as an admin needs it. Folders hold rule files, keys
+ * and templates, and "*.example" files are what the shipped chain.d keeps
+ * for a stage not turned on: both are the layout, not news, so they are
+ * skipped in silence. A name that holds ".conf" but does not end with it
+ * ("20-av.conf.bak", "20-av.conf~", "20-av.conf.dpkg-old") looks like a
+ * stage the admin may believe is running: that is a warning. Anything
+ * else is noted at info level. */
+static void
+chain_skip_note(const char *dir, const char *name, const struct stat *sb)
+{
+    if (S_ISDIR(sb->st_mode) || chain_has_suffix(name, ".example"))
+        return;
+    if (name[0] != '.' && strstr(name, ".conf") != NULL)
+        log_warning(NULL,
+                    "%s: skipping %s: not a *.conf file, so not a stage "
+                    "(rename it to end in .conf to run it)",
+                    dir, name);
+    else
+        log_info(NULL, "%s: skipping %s: not a *.conf file", dir, name);
+}
+
 struct chain *
 chain_load_types(const char *dir, enum chain_ambiguous_action ambiguous,
                  chain_type_lookup lookup, struct err *e)
+{
+    return chain_load_flags(dir, ambiguous, lookup, 0, e);
+}
+
+struct chain *
+chain_load_flags(const char *dir, enum chain_ambiguous_action ambiguous,
+                 chain_type_lookup lookup, unsigned flags, struct err *e)
 {
     struct chain *ch;
     struct dirent *de;
@@ -271,6 +302,9 @@ chain_load_types(const char *dir, enum chain_ambiguous_action ambiguous,
         return NULL;
     }
     ch->ambiguous = ambiguous;
+    ch->check_only = (flags & CHAIN_LOAD_CHECK) != 0;
+    if (lookup == NULL)
+        lookup = stages_find;
     if ((d = opendir(dir)) == NULL) {
         err_sys(e, ERR_CONFIG, "chain_directory %s", dir);
         free(ch);
@@ -312,12 +346,9 @@ chain_load_types(const char *dir, enum chain_ambiguous_action ambiguous,
             err_sys(e, ERR_CONFIG, "%s", path);
             goto fail;
         }
-        if (S_ISDIR(sb.st_mode))
-            continue; /* rule files and keys live in subdirectories */
         if (!S_ISREG(sb.st_mode) || !chain_has_suffix(names[i], ".conf") ||
             names[i][0] == '.') {
-            log_info(NULL, "%s: skipping %s: not a *.conf file", dir,
-                     names[i]);
+            chain_skip_note(dir, names[i], &sb);
             continue;
         }
         if (ch->nstages >= CHAIN_MAX_STAGES) {
@@ -521,6 +552,10 @@ chain_run_opts(const struct chain *ch, struct msg *m,
 
     memset(res, 0, sizeof(*res));
     verdict_set(&res->verdict, VERDICT_CONTINUE, NULL, NULL);
+    /* Its stages may lack what run() needs (no virus engine). */
+    if (ch->check_only)
+        return err_set(e, ERR_INTERNAL,
+                       "chain loaded for checking only cannot run");
     if (o != NULL && o->resume_after != NULL) {
         for (first = 0; first < ch->nstages; first++)
             if (strcmp(ch->stages[first]->name, o->resume_after) == 0)

@@ -2,7 +2,8 @@
  * chain - load the chain.d stages and run a message through them
  *
  * chain_load() reads every *.conf file of a directory in C-locale order of
- * names (other files are named in a log line and skipped), builds one
+ * names (other files are skipped: folders and *.example in silence, a
+ * name holding ".conf" with a warning, the rest at info level), builds one
  * struct stage per file with its type's init(), and refuses a chain in
  * which a stage that edits the header or body follows a signing stage; the
  * error names both files. A loaded chain is read-only and shared by every
@@ -34,6 +35,10 @@ enum chain_ambiguous_action {
 };
 
 struct chain;
+
+/* The keys every chain.d file has besides match_options and its type's:
+ * stage and on_error. */
+extern const struct cfg_option chain_common_options[];
 
 /* What happened in one stage, for --explain and tests. */
 struct chain_step {
@@ -67,6 +72,15 @@ typedef const struct stage_type *(*chain_type_lookup)(const char *name);
 struct chain *chain_load_types(const char *dir,
                                enum chain_ambiguous_action ambiguous,
                                chain_type_lookup lookup, struct err *e);
+
+/* chain_load_flags - the same with flags: CHAIN_LOAD_CHECK loads every
+ * stage with check_only set (stage.h), for "relaychain check"; such a
+ * chain refuses chain_run(). lookup NULL means the built-in registry. */
+#define CHAIN_LOAD_CHECK 0x1u
+struct chain *chain_load_flags(const char *dir,
+                               enum chain_ambiguous_action ambiguous,
+                               chain_type_lookup lookup, unsigned flags,
+                               struct err *e);
 void chain_free(struct chain *ch);
 
 /* chain_stages - the stages in order; borrowed. */

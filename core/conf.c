@@ -14,14 +14,24 @@
  */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "cidr.h"
 #include "conf.h"
 #include "log.h"
 #include "milterd.h"
+
+#define CONF_HOST_MAX 255    /* octets of a listener's host */
+#define CONF_GROUPS_MAX 1    /* the daemon keeps one group (setgroups) */
+#define CONF_PWBUF_MAX 16384 /* getpwnam_r buffer */
 
 static const char *const conf_ambiguous_choices[] = {"reject", "continue",
                                                      NULL};
@@ -215,6 +225,295 @@ const struct cfg_option conf_options[] = {
     CFG_OPTION_END,
 };
 
+/* conf_listen_parse - check one smtp_listen item, "host:port" or
+ * "[v6]:port" (an empty host: every address); the port is decimal, 1 to
+ * 65535. Returns 0, or -1 with the reason in why. */
+static int
+conf_listen_parse(const char *spec, char *why, size_t n)
+{
+    char host[CONF_HOST_MAX + 1], addr[sizeof(struct in6_addr)];
+    const char *colon, *p;
+    unsigned long port = 0;
+    size_t hlen;
+
+    if (spec[0] == '[') {
+        const char *close = strchr(spec, ']');
+
+        if (close == NULL || close[1] != ':') {
+            snprintf(why, n, "'%.100s' is not [address]:port", spec);
+            return -1;
+        }
+        hlen = (size_t)(close - spec - 1);
+        if (hlen >= sizeof(host)) {
+            snprintf(why, n, "'%.100s': address too long", spec);
+            return -1;
+        }
+        memcpy(host, spec + 1, hlen);
+        host[hlen] = '\0';
+        if (inet_pton(AF_INET6, host, addr) != 1) {
+            snprintf(why, n, "'%.100s': '%s' is not an IPv6 address", spec,
+                     host);
+            return -1;
+        }
+        colon = close + 1;
+    } else if ((colon = strrchr(spec, ':')) == NULL) {
+        snprintf(why, n,
+                 "'%.100s' is not host:port (127.0.0.1:10024, [::1]:10024)",
+                 spec);
+        return -1;
+    }
+    p = colon + 1;
+    if (*p == '\0' || strspn(p, "0123456789") != strlen(p) || strlen(p) > 5 ||
+        (port = strtoul(p, NULL, 10)) < 1 || port > 65535) {
+        snprintf(why, n, "'%.100s': port '%.16s' is not 1 to 65535", spec, p);
+        return -1;
+    }
+    return 0;
+}
+
+/* The identity the daemon runs as once privileges are dropped: user and
+ * group as configured, or this process when user is not set. */
+struct conf_ident {
+    const char *user; /* NULL: this process */
+    uid_t uid;
+    gid_t groups[CONF_GROUPS_MAX];
+    int ngroups;
+};
+
+static int
+conf_ident_load(const struct cfg *c, struct conf_ident *id, struct err *e)
+{
+    const char *user = cfg_str(c, "user"), *group = cfg_str(c, "group");
+    struct passwd pw, *pwp = NULL;
+    struct group gr, *grp = NULL;
+    char buf[CONF_PWBUF_MAX];
+    gid_t gid;
+    int rc;
+
+    memset(id, 0, sizeof(*id));
+    id->user = user;
+    if (user == NULL) {
+        if (group != NULL)
+            return cfg_err(e, c, "group",
+                           "set user too: group applies to "
+                           "the user the daemon runs as");
+        return 0;
+    }
+    if ((rc = getpwnam_r(user, &pw, buf, sizeof(buf), &pwp)) != 0)
+        return cfg_err(e, c, "user", "%.64s: %s", user, strerror(rc));
+    if (pwp == NULL)
+        return cfg_err(e, c, "user", "%.64s: no such user", user);
+    id->uid = pw.pw_uid;
+    gid = pw.pw_gid;
+    if (group != NULL) {
+        if ((rc = getgrnam_r(group, &gr, buf, sizeof(buf), &grp)) != 0)
+            return cfg_err(e, c, "group", "%.64s: %s", group, strerror(rc));
+        if (grp == NULL)
+            return cfg_err(e, c, "group", "%.64s: no such group", group);
+        /* The daemon runs with this one group only (setgroups). */
+        id->groups[0] = gr.gr_gid;
+        id->ngroups = 1;
+        return 0;
+    }
+    id->groups[0] = gid;
+    id->ngroups = 1;
+    return 0;
+}
+
+/* conf_may - whether id has every access in want (R_OK, W_OK, X_OK, whose
+ * values are the permission bits) to what sb describes, by its owner,
+ * group and mode; ACLs are not read. */
+static int
+conf_may(const struct conf_ident *id, const struct stat *sb, int want)
+{
+    unsigned bits;
+    int i;
+
+    if (id->uid == 0)
+        return 1;
+    if (sb->st_uid == id->uid) {
+        bits = (sb->st_mode >> 6) & 7u;
+    } else {
+        bits = sb->st_mode & 7u;
+        for (i = 0; i < id->ngroups; i++)
+            if (sb->st_gid == id->groups[i])
+                bits = (sb->st_mode >> 3) & 7u;
+    }
+    return (bits & (unsigned)want) == (unsigned)want;
+}
+
+/* conf_access - whether id may reach path and use it with want; 0, or -1
+ * with errno set (EACCES for a permission, as access(2) does). */
+static int
+conf_access(const struct conf_ident *id, const char *path, int want)
+{
+    char walk[4096];
+    struct stat sb;
+    size_t i, len = strlen(path);
+
+    if (id->user == NULL)
+        return faccessat(AT_FDCWD, path, want, AT_EACCESS);
+    if (len >= sizeof(walk)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    /* Each directory on the way must be searchable. */
+    memcpy(walk, path, len + 1);
+    for (i = 1; i < len; i++) {
+        if (walk[i] != '/')
+            continue;
+        walk[i] = '\0';
+        if (stat(walk, &sb) < 0)
+            return -1;
+        if (!conf_may(id, &sb, X_OK)) {
+            errno = EACCES;
+            return -1;
+        }
+        walk[i] = '/';
+    }
+    if (stat(path, &sb) < 0)
+        return -1;
+    if (!conf_may(id, &sb, want)) {
+        errno = EACCES;
+        return -1;
+    }
+    return 0;
+}
+
+/* conf_check_dir - a directory the daemon writes in as id: it exists and
+ * id may list, search and write it, or it does not exist yet and id may
+ * create it in its parent (the daemon makes it at first use; with
+ * mkparents, in the nearest existing ancestor, as the daemon makes the
+ * quarantine with its parents at start). A missing default is only worth
+ * a warning when optional is set: the feature is then simply not used. */
+static int
+conf_check_dir(const struct cfg *c, const char *key,
+               const struct conf_ident *id, int optional, int mkparents,
+               struct err *e)
+{
+    const char *dir = cfg_str(c, key), *who = id->user;
+    char parent[4096], *slash;
+    struct stat sb;
+
+    if (stat(dir, &sb) == 0) {
+        if (!S_ISDIR(sb.st_mode))
+            return cfg_err(e, c, key, "%s: not a directory", dir);
+        if (conf_access(id, dir, R_OK | W_OK | X_OK) < 0)
+            return cfg_err(e, c, key,
+                           "%s: %s%s%s (it needs read, write "
+                           "and search access)",
+                           dir, strerror(errno), who ? " for user " : "",
+                           who ? who : "");
+        return 0;
+    }
+    if (errno != ENOENT)
+        return cfg_err(e, c, key, "%s: %s", dir, strerror(errno));
+    if (snprintf(parent, sizeof(parent), "%s", dir) >= (int)sizeof(parent))
+        return cfg_err(e, c, key, "name too long");
+    /* With mkparents the daemon makes missing parents too (mkdir -p):
+     * what counts is the nearest one that exists. */
+    do {
+        while ((slash = strrchr(parent, '/')) != NULL && slash[1] == '\0' &&
+               slash != parent)
+            *slash = '\0';
+        if ((slash = strrchr(parent, '/')) == NULL)
+            snprintf(parent, sizeof(parent), ".");
+        else if (slash == parent)
+            slash[1] = '\0';
+        else
+            *slash = '\0';
+    } while (mkparents && stat(parent, &sb) < 0 && errno == ENOENT &&
+             strcmp(parent, "/") != 0 && strcmp(parent, ".") != 0);
+    if (stat(parent, &sb) == 0 && S_ISDIR(sb.st_mode) &&
+        conf_access(id, parent, W_OK | X_OK) == 0)
+        return 0;
+    if (optional && !cfg_is_set(c, key)) {
+        log_warning(NULL,
+                    "%s: %s (default) %s does not exist and cannot be "
+                    "made: mail a stage quarantines is tempfailed",
+                    cfg_path(c), key, dir);
+        return 0;
+    }
+    return cfg_err(e, c, key,
+                   "%s does not exist%s%s%s, and %s cannot be "
+                   "created in %s",
+                   dir, who ? " (checked as user " : "", who ? who : "",
+                   who ? ")" : "", dir, parent);
+}
+
+/* conf_check_milter - what milterd_open() refuses at start-up: a group
+ * that does not exist, a UNIX socket whose directory is missing. */
+static int
+conf_check_milter(const struct cfg *c, struct err *e)
+{
+    const char *spec = cfg_str(c, "milter_listen"), *g, *slash;
+    struct group gr, *grp = NULL;
+    char buf[CONF_PWBUF_MAX], dir[4096];
+    struct stat sb;
+    int rc;
+
+    if ((g = cfg_str(c, "milter_socket_group")) != NULL) {
+        if ((rc = getgrnam_r(g, &gr, buf, sizeof(buf), &grp)) != 0)
+            return cfg_err(e, c, "milter_socket_group", "%.64s: %s", g,
+                           strerror(rc));
+        if (grp == NULL)
+            return cfg_err(e, c, "milter_socket_group", "%.64s: no such group",
+                           g);
+    }
+    if (spec == NULL || strncmp(spec, "inet", 4) == 0)
+        return 0;
+    /* unix:/path or local:/path, absolute (milterd_check_listen). */
+    spec = strchr(spec, ':') + 1;
+    slash = strrchr(spec, '/');
+    if (slash == spec ||
+        (size_t)snprintf(dir, sizeof(dir), "%.*s", (int)(slash - spec),
+                         spec) >= sizeof(dir))
+        return 0;
+    if (stat(dir, &sb) < 0)
+        return cfg_err(e, c, "milter_listen", "%s: %s", dir, strerror(errno));
+    if (!S_ISDIR(sb.st_mode))
+        return cfg_err(e, c, "milter_listen", "%s: not a directory", dir);
+    return 0;
+}
+
+/* conf_check_daemon - what the daemon itself refuses at start-up and on
+ * reload, checked here so that "relaychain check" refuses it too: the
+ * listeners, the user, the client networks and the directories. */
+static int
+conf_check_daemon(const struct cfg *c, struct err *e)
+{
+    char why[ERR_TEXT_MAX];
+    const char *const *items;
+    struct cidr_list *l;
+    struct conf_ident id;
+    size_t n, i;
+    static const char *const cidr_keys[] = {"mynetworks", "xforward_hosts"};
+
+    n = cfg_list(c, "smtp_listen", &items);
+    if (n > CONF_LISTEN_MAX)
+        return cfg_err(e, c, "smtp_listen", "at most %d listeners",
+                       CONF_LISTEN_MAX);
+    for (i = 0; i < n; i++)
+        if (conf_listen_parse(items[i], why, sizeof(why)) < 0)
+            return cfg_err(e, c, "smtp_listen", "%s", why);
+    for (i = 0; i < sizeof(cidr_keys) / sizeof(cidr_keys[0]); i++) {
+        const char *const *nets;
+        size_t k = cfg_list(c, cidr_keys[i], &nets);
+
+        if ((l = cidr_list_new(nets, k, e)) == NULL)
+            return cfg_err(e, c, cidr_keys[i], "%s", e->text);
+        cidr_list_free(l);
+    }
+    if (conf_ident_load(c, &id, e) < 0 || conf_check_milter(c, e) < 0)
+        return -1;
+    if (cfg_enum(c, "delivery") == 1 &&
+        conf_check_dir(c, "queue_directory", &id, 0, 0, e) < 0)
+        return -1;
+    if (n > 0 && conf_check_dir(c, "quarantine_directory", &id, 1, 1, e) < 0)
+        return -1;
+    return 0;
+}
+
 static int
 conf_check(struct conf *cf, struct err *e)
 {
@@ -241,9 +540,13 @@ conf_check(struct conf *cf, struct err *e)
         milterd_check_listen(s, e) < 0)
         return cfg_err(e, c, "milter_listen", "%s", e->text);
     s = cfg_str(c, "milter_socket_mode");
-    if (s[0] == '\0' || strspn(s, "01234567") != strlen(s) || strlen(s) > 4)
+    /* As milterd_open() reads it: permission bits only, at most 0777. */
+    if (s[0] == '\0' || strspn(s, "01234567") != strlen(s) || strlen(s) > 4 ||
+        strtol(s, NULL, 8) > 0777)
         return cfg_err(e, c, "milter_socket_mode",
                        "'%.16s' is not an octal mode such as 0660", s);
+    if (conf_check_daemon(c, e) < 0)
+        return -1;
     cf->limits.message_size = (size_t)cfg_num(c, "message_size_limit");
     cf->limits.header_count = (size_t)cfg_num(c, "header_limit");
     cf->limits.line_length = (size_t)cfg_num(c, "line_length_limit");
@@ -258,6 +561,12 @@ conf_check(struct conf *cf, struct err *e)
 struct conf *
 conf_load(const char *path, struct err *e)
 {
+    return conf_load_flags(path, 0, e);
+}
+
+struct conf *
+conf_load_flags(const char *path, unsigned flags, struct err *e)
+{
     static const struct cfg_option *const tables[] = {conf_options, NULL};
     struct conf *cf;
 
@@ -267,8 +576,9 @@ conf_load(const char *path, struct err *e)
     }
     if ((cf->cfg = cfg_parse(path, e)) == NULL ||
         cfg_validate(cf->cfg, tables, e) < 0 || conf_check(cf, e) < 0 ||
-        (cf->chain = chain_load(cfg_str(cf->cfg, "chain_directory"),
-                                cf->ambiguous, e)) == NULL) {
+        (cf->chain = chain_load_flags(
+             cfg_str(cf->cfg, "chain_directory"), cf->ambiguous, NULL,
+             (flags & CONF_LOAD_CHECK) ? CHAIN_LOAD_CHECK : 0, e)) == NULL) {
         conf_free(cf);
         return NULL;
     }

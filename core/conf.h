@@ -33,7 +33,20 @@ struct conf {
     struct chain *chain;
 };
 
+/* conf_load - the main file and its chain, every value checked: the
+ * same checks for relaychaind's start-up, its reload and every command,
+ * so "relaychain check" refuses what the daemon would. NULL with e set to
+ * "path:line: key: reason" on failure. */
 struct conf *conf_load(const char *path, struct err *e);
+
+/* conf_load_flags - the same; CONF_LOAD_CHECK loads the chain for
+ * checking only (CHAIN_LOAD_CHECK): every stage setting is checked, but
+ * nothing only run() needs is built (no virus engine is compiled), and
+ * the chain cannot run messages. */
+#define CONF_LOAD_CHECK 0x1u
+struct conf *conf_load_flags(const char *path, unsigned flags, struct err *e);
+
+#define CONF_LISTEN_MAX 16 /* smtp_listen items */
 void conf_free(struct conf *cf);
 
 /* conf_log_open - the mail log for an admin command (quarantine release,

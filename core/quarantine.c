@@ -84,6 +84,10 @@ quarantine_store(const char *dir, const struct msg *m, const char *data,
         (size_t)snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, msg_qid(m)) >=
             sizeof(tmp))
         return err_set(e, ERR_CONFIG, "quarantine_directory too long");
+    /* Made at first use, as queue_directory is; conf_load() checked
+     * that it can be. */
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+        return err_sys(e, ERR_IO, "quarantine: mkdir %s", dir);
     buf_init(&head, 1 << 20);
     snprintf(when, sizeof(when), "%lld", (long long)time(NULL));
     if (quarantine_line(&head, "Envelope-From", env->sender, e) < 0 ||
@@ -232,11 +236,16 @@ quarantine_list(const char *dir)
     DIR *d;
     int n = 0;
 
-    if ((d = opendir(dir)) == NULL) {
+    /* The directory is made at the first quarantined message. */
+    if ((d = opendir(dir)) == NULL && errno != ENOENT) {
         fprintf(stderr, "relaychain: %s: %s\n", dir, strerror(errno));
         return 1;
     }
     printf("%-14s %-20s %-30s %s\n", "ID", "Arrival", "Sender", "Reason");
+    if (d == NULL) {
+        printf("-- 0 messages in quarantine\n");
+        return 0;
+    }
     while ((de = readdir(d)) != NULL) {
         char path[4096], from[300], arrival[32], reason[300], when[32];
         struct qfile q;
@@ -676,7 +685,12 @@ quarantine_main(int argc, char **argv)
     cmd = argv[optind];
     log_open("relaychain", LOG_MAIL, LOG_SINK_NONE);
     err_clear(&e);
-    if ((cf = conf_load(path, &e)) == NULL) {
+    /* Only a release runs messages through the chain (the stages after
+     * the one that held it); the other commands need no virus engine. */
+    if ((cf = conf_load_flags(path,
+                              strcmp(cmd, "release") == 0 ? 0
+                                                          : CONF_LOAD_CHECK,
+                              &e)) == NULL) {
         fprintf(stderr, "relaychain: %s\n", e.text);
         return 1;
     }

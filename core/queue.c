@@ -2092,8 +2092,11 @@ queue_transport_load(struct queue_settings *set, const char *hostname,
         }
         if (queue_add_route(set, hostname, c, hop, &r, e) < 0) {
             fclose(fp);
-            return err_set(e, ERR_CONFIG, "%s:%u: %.400s", path, lineno,
-                           e->text);
+            /* e->text is the reason: err_set() would write over it while
+             * reading it. */
+            err_prefix(e, "%s:%u", path, lineno);
+            e->code = ERR_CONFIG;
+            return -1;
         }
         grown =
             realloc(set->transports, (set->ntransports + 1) * sizeof(*grown));
@@ -2365,6 +2368,25 @@ queue_settings_load(struct queue *q, const struct cfg *c, struct err *e)
                     "it (still %s)",
                     q->dir);
     return queue_settings_new(q->hostname, c, e);
+}
+
+int
+queue_settings_check(const struct cfg *c, struct err *e)
+{
+    struct queue_settings *set;
+    char host[256];
+    const char *s;
+
+    /* The host name as queue_open() picks it. */
+    if ((s = cfg_str(c, "myhostname")) != NULL)
+        snprintf(host, sizeof(host), "%s", s);
+    else if (gethostname(host, sizeof(host) - 1) < 0)
+        snprintf(host, sizeof(host), "localhost");
+    host[sizeof(host) - 1] = '\0';
+    if ((set = queue_settings_new(host, c, e)) == NULL)
+        return -1;
+    queue_settings_release(set);
+    return 0;
 }
 
 void

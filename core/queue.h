@@ -213,6 +213,11 @@ struct queue_settings *queue_settings_load(struct queue *q,
 void queue_settings_apply(struct queue *q, struct queue_settings *set);
 void queue_settings_release(struct queue_settings *set);
 
+/* queue_settings_check - build the settings of c as queue_open would
+ * (routes, transport_map) and drop them: 0, or -1 with e as queue_open
+ * would fill it. For "relaychain check"; touches no spool. */
+int queue_settings_check(const struct cfg *c, struct err *e);
+
 /* queue_commit - make m durable and schedule it now. 0 only when it is
  * on disk for good. */
 int queue_commit(struct queue *q, const struct queue_msg *m, struct err *e);

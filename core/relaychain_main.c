@@ -2,16 +2,23 @@
  * relaychain - administration tool
  *
  *     relaychain check [-c FILE]
+ *     relaychain config [-c FILE] [-n | -d] [-t TYPE] [KEY...]
+ *     relaychain config --man PAGE
  *     relaychain filter [-c FILE] [--from ADDR] [--rcpt ADDR]...
  *                       [--client-ip IP] [--helo NAME] [--auth USER]
  *                       [--qid ID] [--explain] < in.eml > out.eml
  *     relaychain rewrite-test [-c FILE] ADDRESS
  *     relaychain --version
  *
- * check loads relaychain.conf and the chain exactly as the daemon would
- * and prints the result; filter runs one message through the chain
- * offline and writes the processed message to standard output. Exit codes
- * of filter are documented in relaychain(1) and below (FILTER_EXIT_*).
+ * check loads relaychain.conf through conf_load(), the path start-up and
+ * reload take, with the chain in check-only mode (no virus engine is
+ * compiled), builds what the daemon builds besides (smtpd_runtime_new,
+ * queue_settings_check) and prints the result. config prints settings
+ * like postconf and, with --man, the man page in step with the option
+ * tables (confdoc.h). filter runs one message through the chain offline
+ * and writes the processed message to standard output. Exit codes of
+ * filter are documented in relaychain(1) and below (FILTER_EXIT_*);
+ * rewrite-test exits like postmap -q (REWRITE_TEST_*).
  *
  * This is one of the two files allowed process-wide state: the option
  * values parsed from argv.
@@ -29,16 +36,20 @@
 #include <gmime/gmime.h>
 
 #include "../filters/filters.h"
+#include "addr.h"
 #include "auth.h"
 #include "buf.h"
 #include "chain.h"
 #include "conf.h"
+#include "confdoc.h"
 #include "log.h"
 #include "match.h"
 #include "mime.h"
 #include "msg.h"
 #include "quarantine.h"
 #include "queue.h"
+#include "stages.h"
+#include "smtpd.h"
 
 enum {
     FILTER_EXIT_CONTINUE = 0,
@@ -61,6 +72,7 @@ usage_main(FILE *fp)
             "\n"
             "commands:\n"
             "  check         load the configuration and print the chain\n"
+            "  config        print settings and defaults, like postconf\n"
             "  filter        run one message from stdin through the chain\n"
             "  rewrite-test  show what the rewrite tables make of an "
             "address\n"
@@ -81,9 +93,12 @@ usage_check(FILE *fp)
     fprintf(fp, "usage: relaychain check [-c FILE]\n"
                 "\n"
                 "Load FILE (default " CONF_DEFAULT_PATH ") and its chain.d\n"
-                "exactly as relaychaind does and print every stage in order\n"
-                "with its effective settings. Exit 0 when valid, 1 with\n"
-                "path:line: errors otherwise.\n");
+                "and check them as relaychaind does at start-up and on\n"
+                "reload (listeners, user, networks, directories, next hop,\n"
+                "keys), then print every stage in order with its effective\n"
+                "settings. The antivirus database is checked for readable\n"
+                "files, not compiled. Exit 0 when valid, 1 with\n"
+                "path:line: key: errors otherwise.\n");
 }
 
 static void
@@ -113,7 +128,9 @@ usage_rewrite_test(FILE *fp)
     fprintf(fp, "usage: relaychain rewrite-test [-c FILE] ADDRESS\n"
                 "\n"
                 "Print what each rule table of each rewrite stage makes of\n"
-                "ADDRESS, like postmap -q.\n");
+                "ADDRESS, like postmap -q. Exit 0 when a rule matched, 1\n"
+                "when none did, 2 when ADDRESS is not an address or the\n"
+                "configuration cannot be used.\n");
 }
 
 static int
@@ -127,16 +144,42 @@ want_help(int argc, char **argv)
     return 0;
 }
 
+/* load_conf - conf_load() with the error printed; flags as in
+ * conf_load_flags(). */
 static struct conf *
-load_conf(const char *path)
+load_conf(const char *path, unsigned flags)
 {
     struct conf *cf;
     struct err e;
 
     err_clear(&e);
-    if ((cf = conf_load(path, &e)) == NULL)
+    if ((cf = conf_load_flags(path, flags, &e)) == NULL)
         fprintf(stderr, "%s: %s\n", progname, e.text);
     return cf;
+}
+
+/* check_daemon - what relaychaind builds from cf at start-up and on
+ * reload besides the chain, built here the same way: the next hop, the
+ * TLS context, the AUTH table, the sender login map and, with delivery =
+ * queue, the queue's routes. Takes cf over; returns the runtime that
+ * holds it (smtpd_runtime_release frees both), or NULL with the error
+ * printed. */
+static struct smtpd_runtime *
+check_daemon(struct conf *cf)
+{
+    struct smtpd_runtime *rt;
+    struct err e;
+
+    err_clear(&e);
+    if (cfg_enum(cf->cfg, "delivery") == 1 &&
+        queue_settings_check(cf->cfg, &e) < 0) {
+        fprintf(stderr, "%s: %s\n", progname, e.text);
+        conf_free(cf);
+        return NULL;
+    }
+    if ((rt = smtpd_runtime_new(cf, &e)) == NULL)
+        fprintf(stderr, "%s: %s\n", progname, e.text);
+    return rt;
 }
 
 static void
@@ -167,7 +210,10 @@ cmd_check(int argc, char **argv)
 {
     const char *path = CONF_DEFAULT_PATH;
     const struct stage *const *st;
-    struct conf *cf;
+    struct smtpd_runtime *rt;
+    const struct conf *cf;
+    const char *const *listen;
+    struct conf *loaded;
     size_t n, i;
     int c;
 
@@ -193,8 +239,24 @@ cmd_check(int argc, char **argv)
     log_open(progname, LOG_MAIL,
              log_sink_foreground() == LOG_SINK_SYSLOG ? LOG_SINK_SYSLOG
                                                       : LOG_SINK_STDERR);
-    if ((cf = load_conf(path)) == NULL)
+    /* Checking only: the antivirus stage does not compile its engine a
+     * second time next to the daemon's (ExecStartPre runs this). */
+    if ((loaded = load_conf(path, CONF_LOAD_CHECK)) == NULL)
         return 1;
+    /* Without a listener the daemon has nothing to build or run: such a
+     * file serves "relaychain filter" and the other commands only. */
+    rt = NULL;
+    cf = loaded;
+    if (cfg_list(loaded->cfg, "smtp_listen", &listen) == 0 &&
+        cfg_str(loaded->cfg, "milter_listen") == NULL)
+        fprintf(stderr,
+                "%s: warning: %s: neither smtp_listen nor milter_listen is "
+                "set: relaychaind would not start\n",
+                progname, path);
+    else if ((rt = check_daemon(loaded)) == NULL)
+        return 1;
+    else
+        cf = smtpd_runtime_conf(rt);
     printf("%s: ok\n", path);
     cfg_print(cf->cfg, stdout, "  ");
     n = chain_stages(cf->chain, &st);
@@ -210,7 +272,10 @@ cmd_check(int argc, char **argv)
                match_describe(st[i]->match, what, sizeof(what)));
         cfg_print(st[i]->cfg, stdout, "   ");
     }
-    conf_free(cf);
+    if (rt != NULL)
+        smtpd_runtime_release(rt);
+    else
+        conf_free(loaded);
     return 0;
 }
 
@@ -509,7 +574,7 @@ cmd_filter(int argc, char **argv)
         goto out;
     }
     log_open(progname, LOG_MAIL, verbose ? LOG_SINK_STDERR : LOG_SINK_NONE);
-    if ((cf = load_conf(path)) == NULL)
+    if ((cf = load_conf(path, 0)) == NULL)
         goto out;
 
     /* One octet over the limit is enough to know it is too large. */
@@ -569,15 +634,23 @@ out:
     return rc;
 }
 
+/* Exit codes of rewrite-test, as postmap -q: found, not found, trouble. */
+enum {
+    REWRITE_TEST_MATCH = 0,
+    REWRITE_TEST_NO_MATCH = 1,
+    REWRITE_TEST_ERROR = 2
+};
+
 static int
 cmd_rewrite_test(int argc, char **argv)
 {
-    const char *path = CONF_DEFAULT_PATH;
+    const char *path = CONF_DEFAULT_PATH, *addr;
     const struct stage *const *st;
+    size_t n, i, found = 0, matched = 0, one;
+    char why[128];
     struct conf *cf;
-    size_t n, i, found = 0;
     struct err e;
-    int c, rc = 0;
+    int c, rc = REWRITE_TEST_NO_MATCH;
 
     if (want_help(argc, argv)) {
         usage_rewrite_test(stdout);
@@ -588,16 +661,24 @@ cmd_rewrite_test(int argc, char **argv)
             path = optarg;
         } else {
             usage_rewrite_test(stderr);
-            return 1;
+            return REWRITE_TEST_ERROR;
         }
     }
     if (optind + 1 != argc) {
         usage_rewrite_test(stderr);
-        return 1;
+        return REWRITE_TEST_ERROR;
+    }
+    /* The rules see envelope addresses only: anything else could only
+     * "not match", which would read as an answer. */
+    addr = argv[optind];
+    if (!addr_is_valid(addr, 0, why, sizeof(why))) {
+        fprintf(stderr, "%s: '%.100s' is not an address: %s\n", progname, addr,
+                addr[0] == '<' ? "write it without the angle brackets" : why);
+        return REWRITE_TEST_ERROR;
     }
     log_open(progname, LOG_MAIL, LOG_SINK_NONE);
-    if ((cf = load_conf(path)) == NULL)
-        return 1;
+    if ((cf = load_conf(path, CONF_LOAD_CHECK)) == NULL)
+        return REWRITE_TEST_ERROR;
     n = chain_stages(cf->chain, &st);
     for (i = 0; i < n; i++) {
         if (st[i]->type != &flt_rewrite_type)
@@ -605,18 +686,179 @@ cmd_rewrite_test(int argc, char **argv)
         found++;
         printf("%s (%s):\n", st[i]->name, st[i]->file);
         err_clear(&e);
-        if (flt_rewrite_test(st[i], argv[optind], stdout, &e) < 0) {
+        if (flt_rewrite_test_matches(st[i], addr, stdout, &one, &e) < 0) {
             fprintf(stderr, "%s: %s\n", progname, e.text);
-            rc = 1;
+            rc = REWRITE_TEST_ERROR;
         }
+        matched += one;
     }
     if (found == 0) {
         fprintf(stderr, "%s: %s: the chain has no rewrite stage\n", progname,
                 path);
-        rc = 1;
+        rc = REWRITE_TEST_ERROR;
     }
+    if (rc != REWRITE_TEST_ERROR && matched > 0)
+        rc = REWRITE_TEST_MATCH;
     conf_free(cf);
     return rc;
+}
+
+/* ------------------------------------------------------------- config */
+
+#define CONFIG_PAGE_MAX (4u * 1024 * 1024) /* octets of a man page */
+
+static void
+usage_config(FILE *fp)
+{
+    fprintf(fp,
+            "usage: relaychain config [-c FILE] [-n] [KEY...]\n"
+            "       relaychain config -d [KEY...]\n"
+            "       relaychain config -t TYPE [-d | -c STAGEFILE [-n]] "
+            "[KEY...]\n"
+            "       relaychain config --man PAGE\n"
+            "\n"
+            "Print settings as \"key = value\", like postconf: every key of\n"
+            "FILE (default " CONF_DEFAULT_PATH ") with its\n"
+            "effective value; -n only those FILE sets; -d the built-in\n"
+            "defaults, without reading a file. -t TYPE uses the keys of a\n"
+            "chain.d file of stage type TYPE instead. KEY... limits the\n"
+            "output to those keys. --man prints PAGE (relaychain.conf.5)\n"
+            "with every key heading made from the option tables and an\n"
+            "entry added for each key it lacks.\n");
+}
+
+/* config_man - "config --man PAGE": the page brought in step with the
+ * option tables, on stdout. */
+static int
+config_man(const char *page)
+{
+    struct buf in, out;
+    struct err e;
+    FILE *fp;
+    int rc = 1;
+
+    err_clear(&e);
+    buf_init(&in, CONFIG_PAGE_MAX);
+    buf_init(&out, 2 * CONFIG_PAGE_MAX);
+    if ((fp = fopen(page, "r")) == NULL) {
+        fprintf(stderr, "%s: %s: %s\n", progname, page, strerror(errno));
+        goto out;
+    }
+    if (read_all(fp, &in, &e) < 0 ||
+        confdoc_update(page, in.data ? in.data : "", in.len, &out, &e) < 0) {
+        fprintf(stderr, "%s: %s: %s\n", progname, page, e.text);
+        fclose(fp);
+        goto out;
+    }
+    fclose(fp);
+    if (fwrite(buf_str(&out), 1, out.len, stdout) != out.len ||
+        fflush(stdout) != 0) {
+        fprintf(stderr, "%s: writing: %s\n", progname, strerror(errno));
+        goto out;
+    }
+    rc = 0;
+out:
+    buf_fini(&in);
+    buf_fini(&out);
+    return rc;
+}
+
+static int
+cmd_config(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"man", required_argument, NULL, 'M'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const struct cfg_option *tables[4] = {conf_options, NULL, NULL, NULL};
+    const char *path = CONF_DEFAULT_PATH, *type_name = NULL;
+    const struct cfg_option *o;
+    const char *const *keys = NULL;
+    int defaults = 0, set_only = 0, c, i, found, rc = 0;
+    struct cfg *cf;
+    struct err e;
+    size_t t;
+
+    while ((c = getopt_long(argc, argv, "c:dnt:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'd':
+            defaults = 1;
+            break;
+        case 'n':
+            set_only = 1;
+            break;
+        case 't':
+            type_name = optarg;
+            break;
+        case 'M':
+            return config_man(optarg);
+        case 'h':
+            usage_config(stdout);
+            return 0;
+        default:
+            usage_config(stderr);
+            return 1;
+        }
+    }
+    if (defaults && set_only) {
+        usage_config(stderr);
+        return 1;
+    }
+    if (type_name != NULL) {
+        const struct stage_type *type = stages_find(type_name);
+
+        if (type == NULL) {
+            fprintf(stderr, "%s: unknown stage type '%s'\n", progname,
+                    type_name);
+            return 1;
+        }
+        tables[0] = chain_common_options;
+        tables[1] = match_options;
+        tables[2] = type->options;
+    }
+    /* Every KEY must be a key: a typo is not "not set". */
+    for (i = optind; i < argc; i++) {
+        for (found = 0, t = 0; tables[t] != NULL && !found; t++)
+            for (o = tables[t]; o->name != NULL; o++)
+                if (strcmp(o->name, argv[i]) == 0)
+                    found = 1;
+        if (!found) {
+            fprintf(stderr, "%s: unknown key '%s'\n", progname, argv[i]);
+            rc = 1;
+        }
+    }
+    if (rc != 0)
+        return rc;
+    if (optind < argc)
+        keys = (const char *const *)argv + optind;
+    if (defaults) {
+        for (t = 0; tables[t] != NULL; t++)
+            for (o = tables[t]; o->name != NULL; o++) {
+                for (i = optind; i < argc; i++)
+                    if (strcmp(o->name, argv[i]) == 0)
+                        break;
+                if (keys != NULL && i == argc)
+                    continue;
+                printf("%s =%s%s\n", o->name, o->def ? " " : "",
+                       o->def ? o->def : "");
+            }
+        return 0;
+    }
+    err_clear(&e);
+    log_open(progname, LOG_MAIL, LOG_SINK_STDERR);
+    if ((cf = cfg_parse(path, &e)) == NULL ||
+        cfg_validate(cf, tables, &e) < 0) {
+        fprintf(stderr, "%s: %s\n", progname, e.text);
+        cfg_free(cf);
+        return 1;
+    }
+    cfg_print_values(cf, stdout, set_only, keys);
+    cfg_free(cf);
+    return 0;
 }
 
 int
@@ -644,6 +886,8 @@ main(int argc, char **argv)
     argv++;
     if (strcmp(cmd, "check") == 0)
         rc = cmd_check(argc, argv);
+    else if (strcmp(cmd, "config") == 0)
+        rc = cmd_config(argc, argv);
     else if (strcmp(cmd, "filter") == 0)
         rc = cmd_filter(argc, argv);
     else if (strcmp(cmd, "rewrite-test") == 0)

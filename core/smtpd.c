@@ -194,12 +194,18 @@ smtpd_runtime_new(struct conf *cf, struct err *e)
     if (smtpd_dsn_clients(rt, c, e) < 0)
         goto fail;
     rt->nrelay_domains = cfg_list(c, "relay_domains", &rt->relay_domains);
+    /* Each failure names the key and its line: relaychain check prints
+     * these too (one validation path). */
     if ((s = cfg_str(c, "auth_password_file")) != NULL &&
-        (rt->auth = auth_table_load(s, e)) == NULL)
+        (rt->auth = auth_table_load(s, e)) == NULL) {
+        cfg_err(e, c, "auth_password_file", "%s", e->text);
         goto fail;
+    }
     if ((s = cfg_str(c, "sender_login_map")) != NULL &&
-        (rt->login_map = regmap_load(s, e)) == NULL)
+        (rt->login_map = regmap_load(s, e)) == NULL) {
+        cfg_err(e, c, "sender_login_map", "%s", e->text);
         goto fail;
+    }
     if ((cfg_str(c, "tls_cert_file") == NULL) !=
         (cfg_str(c, "tls_key_file") == NULL)) {
         cfg_err(e, c,
@@ -210,8 +216,16 @@ smtpd_runtime_new(struct conf *cf, struct err *e)
     if (cfg_str(c, "tls_cert_file") != NULL &&
         (rt->tls = auth_tls_server_ctx(cfg_str(c, "tls_cert_file"),
                                        cfg_str(c, "tls_key_file"), e)) ==
-            NULL)
+            NULL) {
+        s = cfg_str(c, "tls_key_file");
+        cfg_err(e, c,
+                strncmp(e->text, s, strlen(s)) == 0 &&
+                        strcmp(s, cfg_str(c, "tls_cert_file")) != 0
+                    ? "tls_key_file"
+                    : "tls_cert_file",
+                "%s", e->text);
         goto fail;
+    }
     if (rt->auth != NULL && rt->tls == NULL) {
         cfg_err(e, c, "auth_password_file",
                 "AUTH is offered only after STARTTLS: set tls_cert_file and "
@@ -240,7 +254,7 @@ smtpd_runtime_new(struct conf *cf, struct err *e)
     hop.max_idle = 64;
     if ((rt->hop = smtpc_pool_new(&hop, e)) == NULL) {
         if (e->code == ERR_CONFIG)
-            cfg_err(e, c, "next_hop", "%s", e->text);
+            cfg_err_prefixed(e, c, "next_hop");
         goto fail;
     }
 limits:

@@ -9,6 +9,12 @@
  * possibly from many threads at once: it may only read stage, and it
  * creates and frees its per-message objects itself. free() releases priv.
  *
+ * A chain loaded for checking only ("relaychain check") has check_only
+ * set before init() runs: init() must refuse everything it would refuse
+ * otherwise, but may skip building what only run() needs and what costs
+ * time (the antivirus stage checks its database files without compiling
+ * an engine); run() is never called on such a stage.
+ *
  * run() returns 0 with a verdict, or -1 with e filled. A verdict other
  * than continue stops the chain; an error becomes the stage's on_error
  * policy (tempfail by default), so mail is never passed unprocessed by
@@ -85,6 +91,7 @@ struct stage {
     enum stage_on_error on_error;
     unsigned flags;       /* effective flags; init() may narrow them */
     void *priv;           /* the type's long-lived state */
+    int check_only;       /* validate only: run() is never called */
 };
 
 #endif

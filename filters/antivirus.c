@@ -11,6 +11,10 @@
  *     on_infected, on_unchecked, on_banned, banned_filename_rules,
  *     banned_types, add_header, notify_admin, notify_next_hop
  *
+ * In a chain loaded for checking only (stage.h: "relaychain check", run
+ * before every start) init() checks every setting but only opens and
+ * reads the signature files: no engine is compiled and no watcher runs.
+ *
  * libclamav: init() compiles one engine from database_directory; every
  * thread scans with it (libclamav engines are read-only once compiled and
  * reference-counted). The message is serialized once into memory and
@@ -77,6 +81,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
@@ -86,6 +91,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -216,6 +222,8 @@ static const char *const flt_av_libclamav_keys[] = {
 struct flt_av {
     enum flt_av_engine_kind kind;
     char *stage_name; /* for the watcher's log lines */
+
+    int check_only; /* the chain is only checked: no engine, no watcher */
 
     /* libclamav */
     char *dbdir;
@@ -572,6 +580,80 @@ fail:
     return NULL;
 }
 
+/* The names libclamav's cl_load() reads from a database directory. */
+static const char *const flt_av_db_suffixes[] = {
+    ".cvd",  ".cld", ".cud", ".db",  ".hdb",  ".hdu", ".hsb",  ".hsu",
+    ".mdb",  ".mdu", ".msb", ".msu", ".ndb",  ".ndu", ".ldb",  ".ldu",
+    ".sdb",  ".zmd", ".rmd", ".pdb", ".gdb",  ".wdb", ".cbc",  ".ftm",
+    ".cfg",  ".cdb", ".cat", ".crb", ".idb",  ".ioc", ".yar",  ".yara",
+    ".pwdb", ".fp",  ".sfp", ".ign", ".ign2", ".imp", ".info", NULL};
+
+static int
+flt_av_is_db_name(const char *name)
+{
+    size_t n = strlen(name), k, i;
+
+    for (i = 0; flt_av_db_suffixes[i] != NULL; i++) {
+        k = strlen(flt_av_db_suffixes[i]);
+        if (n > k && strcmp(name + n - k, flt_av_db_suffixes[i]) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* flt_av_db_check - for a chain that is only checked ("relaychain
+ * check", which the unit runs before every start): database_directory
+ * can be read and holds at least one non-empty signature file, and every
+ * signature file in it can be read, without loading any: compiling an
+ * engine takes seconds and hundreds of megabytes next to the daemon's
+ * own. Errors read as flt_av_engine_new()'s do; what only libclamav's
+ * parser finds (a corrupt signature line) is left to it. */
+static int
+flt_av_db_check(const struct flt_av *fa, struct err *e)
+{
+    struct dirent *de;
+    unsigned found = 0;
+    DIR *d;
+
+    if ((d = opendir(fa->dbdir)) == NULL)
+        return err_sys(e, ERR_CONFIG, "%s", fa->dbdir);
+    while ((de = readdir(d)) != NULL) {
+        char path[4096], one;
+        struct stat sb;
+        int fd;
+
+        if (de->d_name[0] == '.' || !flt_av_is_db_name(de->d_name))
+            continue;
+        if ((size_t)snprintf(path, sizeof(path), "%s/%s", fa->dbdir,
+                             de->d_name) >= sizeof(path))
+            continue;
+        if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) < 0) {
+            err_sys(e, ERR_CONFIG, "%s", path);
+            closedir(d);
+            return -1;
+        }
+        if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_size == 0) {
+            close(fd);
+            continue;
+        }
+        if (read(fd, &one, 1) != 1) {
+            err_sys(e, ERR_CONFIG, "%s: read", path);
+            close(fd);
+            closedir(d);
+            return -1;
+        }
+        close(fd);
+        found++;
+    }
+    closedir(d);
+    if (found == 0)
+        return err_set(e, ERR_CONFIG,
+                       "%s: no signatures in it (point it at freshclam's "
+                       "DatabaseDirectory, /var/lib/clamav)",
+                       fa->dbdir);
+    return 0;
+}
+
 /* flt_av_engine_hold - a reference to the current engine, or NULL when
  * none is loaded; release it with cl_engine_free(). */
 static struct cl_engine *
@@ -805,9 +887,13 @@ flt_av_clamd_addr(struct flt_av *fa, const struct cfg *c, const char *spec,
         memcpy(host, p, (size_t)(colon - p));
         host[colon - p] = '\0';
     }
+    /* getaddrinfo() would take 99999 as 99999 modulo 65536. */
     if (snprintf(port, sizeof(port), "%s", colon + 1) >= (int)sizeof(port) ||
-        port[0] == '\0' || strspn(port, "0123456789") != strlen(port))
-        return cfg_err(e, c, "clamd_socket", "'%s': bad port", spec);
+        port[0] == '\0' || strspn(port, "0123456789") != strlen(port) ||
+        strlen(port) > 5 || strtol(port, NULL, 10) < 1 ||
+        strtol(port, NULL, 10) > 65535)
+        return cfg_err(e, c, "clamd_socket",
+                       "'%s': bad port (want 1 to 65535)", spec);
     memset(&hints, 0, sizeof(hints));
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV;
@@ -1443,6 +1529,24 @@ flt_av_init_libclamav(struct flt_av *fa, const struct cfg *c, struct err *e)
     unsigned sigs = 0;
     struct err le;
 
+    if (fa->check_only) {
+        if ((fa->dbdir = strdup(cfg_str(c, "database_directory"))) == NULL)
+            return err_nomem(e);
+        err_clear(&le);
+        if (flt_av_db_check(fa, &le) < 0) {
+            if (cfg_enum(c, "missing_database") == 0)
+                return cfg_err(e, c, "database_directory", "%s", le.text);
+            log_warning(NULL,
+                        "%s: %s; mail would be tempfailed until it loads "
+                        "(missing_database = tempfail)",
+                        fa->stage_name, le.text);
+        } else
+            log_info(NULL,
+                     "%s: signature files in %s can be read (checked, not "
+                     "compiled)",
+                     fa->stage_name, fa->dbdir);
+        return 0;
+    }
     pthread_once(&flt_av_once, flt_av_once_init);
     if (flt_av_once_rc != CL_SUCCESS)
         return err_set(e, ERR_LIB, "cl_init: %s", cl_strerror(flt_av_once_rc));
@@ -1510,6 +1614,7 @@ flt_av_init(struct stage *st, const struct cfg *c, struct err *e)
         return err_nomem(e);
     }
     fa->have_lock = 1;
+    fa->check_only = st->check_only;
     if ((fa->stage_name = strdup(st->name ? st->name : "antivirus")) == NULL)
         goto nomem;
     fa->kind = cfg_enum(c, "engine") == 1 ? FLT_AV_CLAMD : FLT_AV_LIBCLAMAV;

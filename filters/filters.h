@@ -28,6 +28,11 @@ extern const struct stage_type flt_antivirus_type;
  * or -1 when st is not a rewrite stage or a lookup fails. */
 int flt_rewrite_test(const struct stage *st, const char *addr, FILE *out,
                      struct err *e);
+/* flt_rewrite_test_matches - the same, with the number of tables in
+ * which a rule matched in *matched, so that the command can exit 1 when
+ * none did, as postmap -q does. */
+int flt_rewrite_test_matches(const struct stage *st, const char *addr,
+                             FILE *out, size_t *matched, struct err *e);
 
 /* flt_rewrite_header_value - rewrite each mailbox of an address header
  * value (raw, folding kept) with rm. When an address changes, *changed is

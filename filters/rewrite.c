@@ -842,6 +842,15 @@ int
 flt_rewrite_test(const struct stage *st, const char *addr, FILE *out,
                  struct err *e)
 {
+    size_t matched;
+
+    return flt_rewrite_test_matches(st, addr, out, &matched, e);
+}
+
+int
+flt_rewrite_test_matches(const struct stage *st, const char *addr, FILE *out,
+                         size_t *matched, struct err *e)
+{
     static const char *const keys[] = {"sender_rules", "recipient_rules",
                                        "header_rules"};
     const struct flt_rewrite *fr;
@@ -852,6 +861,7 @@ flt_rewrite_test(const struct stage *st, const char *addr, FILE *out,
     size_t i;
     int rc;
 
+    *matched = 0;
     if (st == NULL || st->type != &flt_rewrite_type || st->priv == NULL)
         return err_set(e, ERR_INPUT, "not a rewrite stage");
     fr = st->priv;
@@ -874,6 +884,7 @@ flt_rewrite_test(const struct stage *st, const char *addr, FILE *out,
             fprintf(out, "%s: %s: no match\n", keys[i], pin);
             continue;
         }
+        (*matched)++;
         flt_rewrite_printable(buf_str(&res), pout, sizeof(pout));
         fprintf(out, "%s: %s -> %s (%s:%u)", keys[i], pin, pout,
                 regmap_path(maps[i]), line);

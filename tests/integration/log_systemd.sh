@@ -106,12 +106,12 @@ JOURNAL_STREAM=$(stat -c '%d:%i' "$T/check.err") \
 rc=$?
 check "relaychain check under the journal exits 0 (got $rc: $(cat "$T/check.err"))" \
     [ "$rc" -eq 0 ]
-wait_grep 'antivirus: loaded' "$T/syslog.txt" 5
+wait_grep 'antivirus: signature files' "$T/syslog.txt" 5
 check "check's stage lines go to syslog as mail.info" \
-    grep -Eq "^<22>$stamp relaychain\\[[0-9]+\\]: antivirus: loaded 1 signatures" \
+    grep -Eq "^<22>$stamp relaychain\\[[0-9]+\\]: antivirus: signature files in .* can be read" \
     "$T/syslog.txt"
 check "and not to the journal's stream, as errors" \
-    sh -c "! grep -q 'antivirus: loaded' '$T/check.err'"
+    sh -c "! grep -q 'antivirus: signature files' '$T/check.err'"
 printf 'header_limit = many\n' >"$T/bad.conf"
 : >"$T/checkbad.err"
 JOURNAL_STREAM=$(stat -c '%d:%i' "$T/checkbad.err") \

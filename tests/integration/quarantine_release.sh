@@ -209,7 +209,7 @@ wait "$bpid"
 rc=$?
 check "5: cannot be made: start-up fails (exit $rc)" [ "$rc" -ne 0 ]
 check "5: and names the directory ($(cat "$T/bad.out"))" \
-    grep -q "quarantine_directory $T/afile/quarantine: .*Not a directory" "$T/bad.out"
+    grep -q "quarantine_directory:\{0,1\} $T/afile/quarantine: .*Not a directory" "$T/bad.out"
 mkdir -m 0777 "$T/open"
 rcd_conf "$T/open.conf" "$bad_port" "smtp:[127.0.0.1]:$sink_port" <<EOF
 quarantine_directory = $T/open

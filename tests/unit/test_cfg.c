@@ -16,6 +16,7 @@
 
 #include "cfg.h"
 #include "conf.h"
+#include "confdoc.h"
 #include "unit.h"
 
 static const char *const t_modes[] = {"reject", "continue", "discard", NULL};
@@ -567,6 +568,195 @@ test_cfg_print(void **state)
     cfg_free(c);
 }
 
+/* What "relaychain config" and "config -n" print: postconf's form. */
+static void
+test_cfg_print_values(void **state)
+{
+    const char *text = "name = relay\ndir = rules\nlist = a, b\n  c\n";
+    static const char *const only[] = {"count", "dir", NULL};
+    static const struct {
+        const char *name;
+        int set_only;
+        const char *const *keys;
+        const char *want;
+    } cases[] = {
+        {"all", 0, NULL,
+         "name = relay\ngreeting = hello world\nnote =\ndir = rules\n"
+         "count = 10\noffset =\nsize = 10m\ntimeout = 5m\ninterval = 1m\n"
+         "flag = no\nmode = reject\nlist = a, b c\n"},
+        {"set only", 1, NULL, "name = relay\ndir = rules\nlist = a, b c\n"},
+        {"some keys", 0, only, "dir = rules\ncount = 10\n"},
+        {"some keys, set only", 1, only, "dir = rules\n"},
+    };
+    struct cfg *c;
+    struct err e;
+    size_t i;
+
+    (void)state;
+    c = t_load("/etc/relaychain/t.conf", text, 0, &e);
+    assert_non_null(c);
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *out = NULL;
+        size_t outlen = 0;
+        FILE *fp = open_memstream(&out, &outlen);
+
+        assert_non_null(fp);
+        cfg_print_values(c, fp, cases[i].set_only, cases[i].keys);
+        fclose(fp);
+        unit_str_eq(cases[i].name, out, cases[i].want);
+        free(out);
+    }
+    cfg_free(c);
+}
+
+/* An error whose text starts with a key of the file is told at that
+ * key's line, without the key twice; other texts at the given key. */
+static void
+test_cfg_err_prefixed(void **state)
+{
+    const char *text = "name = relay\ncount = 5\n";
+    static const struct {
+        const char *text;
+        const char *want;
+    } cases[] = {
+        {"count: too many", "/t.conf:2: count: too many"},
+        {"name: bad", "/t.conf:1: name: bad"},
+        {"nosuchkey: bad", "/t.conf:1: name: nosuchkey: bad"},
+        {"no key here", "/t.conf:1: name: no key here"},
+        {"", "/t.conf:1: name: "},
+    };
+    struct cfg *c;
+    struct err e;
+    size_t i;
+
+    (void)state;
+    c = t_load("/t.conf", text, 0, &e);
+    assert_non_null(c);
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        err_set(&e, ERR_CONFIG, "%s", cases[i].text);
+        unit_int_eq(cases[i].text, cfg_err_prefixed(&e, c, "name"), -1);
+        unit_str_eq(cases[i].text, e.text, cases[i].want);
+    }
+    cfg_free(c);
+}
+
+/* The man page heading of each kind of key, escapes included. */
+static void
+test_confdoc_heading(void **state)
+{
+    static const char *const three[] = {"none", "may", "encrypt", NULL};
+    static const struct {
+        struct cfg_option o;
+        const char *want;
+    } cases[] = {
+        {{"size_limit", CFG_SIZE, "10240000", "h", NULL, 1024,
+          1024LL * 1024 * 1024, 0},
+         ".BR size_limit \" (size, 1k to 1g; default: \" 10240000 )"},
+        {{"pause", CFG_TIME, "0", "h", NULL, 0, 60000, 0},
+         ".BR pause \" (time, 0 to 1m; default: \" 0 )"},
+        {{"tls", CFG_ENUM, "may", "h", three, 0, 0, 0},
+         ".BR tls \" (choice: \" none \", \" may \" or \" encrypt \"; "
+         "default: \" may )"},
+        {{"nets", CFG_LIST, "127.0.0.0/8 [::1]/128", "h", NULL, 0, 0, 0},
+         ".BR nets \" (list; default: \" \"127.0.0.0/8 [::1]/128\" )"},
+        {{"hop", CFG_STRING, NULL, "h", NULL, 0, 0, 0},
+         ".BR hop \" (string)\""},
+        {{"stage", CFG_STRING, NULL, "h", NULL, 0, 0, CFG_REQUIRED},
+         ".BR stage \" (string; required)\""},
+        {{"empty", CFG_STRING, "", "h", NULL, 0, 0, 0},
+         ".BR empty \" (string; default: empty)\""},
+        {{"hdrs", CFG_LIST, "Reply-To, \"x\"", "h", NULL, 0, 0, 0},
+         ".BR hdrs \" (list; default: \" \"Reply\\-To, \"\"x\"\"\" )"},
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct buf b;
+        struct err e;
+
+        buf_init(&b, 0);
+        assert_int_equal(confdoc_heading(&cases[i].o, &b, &e), 0);
+        unit_str_eq(cases[i].o.name, buf_str(&b), cases[i].want);
+        buf_fini(&b);
+    }
+}
+
+/* confdoc_update on small pages: headings rewritten, prose kept, missing
+ * keys added where they belong, stale and duplicate headings refused. */
+static void
+test_confdoc_update(void **state)
+{
+    static const struct {
+        const char *name;
+        const char *page;
+        const char *want;     /* in the output, or NULL */
+        const char *not_want; /* not in the output, or NULL */
+        const char *error;    /* the error, or NULL */
+    } cases[] = {
+        {"heading regenerated, prose kept",
+         ".SH MAIN SETTINGS\n.TP\n.B header_limit\nMy prose.\n",
+         ".TP\n.BR header_limit \" (number, 1 to 100000; default: \" 1000 )"
+         "\nMy prose.\n",
+         NULL, NULL},
+        {"a .TQ heading counts",
+         ".SH MAIN SETTINGS\n.TP\n.B user\n.TQ\n.B group\nBoth.\n",
+         ".TQ\n.BR group \" (string)\"\nBoth.\n",
+         ".BR group \" (string)\"\n"
+         "Group to run as",
+         NULL},
+        {"a missing key gets its help text at the end of MAIN SETTINGS",
+         ".SH MAIN SETTINGS\nIntro.\n.SH OTHER\nText.\n",
+         ".BR recipient_limit \" (number, 1 to 100000; default: \" 1000 )\n"
+         "Recipients per message; more get 452 4.5.3.\n.TP\n",
+         NULL, NULL},
+        {"a missing stage section is made before EXAMPLES",
+         ".SH MAIN SETTINGS\n.SH EXAMPLES\nx\n",
+         ".SH STAGE antivirus\nThe\n.B antivirus\nstage: ", NULL, NULL},
+        {"a heading with no key",
+         ".SH MAIN SETTINGS\n.TP\n"
+         ".BR header_limits \" (number; default: \" 5 )\nx\n",
+         NULL, NULL, "t.5:3: a heading for header_limits, which is no key"},
+        {"a key twice",
+         ".SH MAIN SETTINGS\n.TP\n.B user\nx\n.SH MORE\n.TP\n.B user\ny\n",
+         NULL, NULL, "t.5:7: key user is documented twice (first at line 3)"},
+        {"a stage key in the main sections is not taken for one",
+         ".SH MAIN SETTINGS\n.TP\n.B engine\nnot a main key\n",
+         ".TP\n.B engine\nnot a main key\n", NULL, NULL},
+        {"a hand-written default phrase is kept",
+         ".SH COMMON STAGE SETTINGS\n.TP\n"
+         ".BR match_sender \" (list; default: any sender)\"\nx\n",
+         ".BR match_sender \" (list; default: any sender)\"\nx\n", NULL, NULL},
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct buf b;
+        struct err e;
+        int rc;
+
+        buf_init(&b, 0);
+        err_clear(&e);
+        rc = confdoc_update("t.5", cases[i].page, strlen(cases[i].page), &b,
+                            &e);
+        if (cases[i].error != NULL) {
+            unit_int_eq(cases[i].name, rc, -1);
+            unit_has(cases[i].name, e.text, cases[i].error);
+        } else {
+            if (rc != 0)
+                unit_fail(cases[i].name, "error %s", e.text);
+            if (cases[i].want != NULL)
+                unit_has(cases[i].name, buf_str(&b), cases[i].want);
+            if (cases[i].not_want != NULL &&
+                strstr(buf_str(&b), cases[i].not_want) != NULL)
+                unit_fail(cases[i].name, "got \"%s\", want no \"%s\"",
+                          buf_str(&b), cases[i].not_want);
+        }
+        buf_fini(&b);
+    }
+}
+
 static void
 rm_tree(const char *dir, const char *const *names)
 {
@@ -777,6 +967,10 @@ main(void)
         cmocka_unit_test(test_cfg_err),
         cmocka_unit_test(test_cfg_table_mistakes),
         cmocka_unit_test(test_cfg_print),
+        cmocka_unit_test(test_cfg_print_values),
+        cmocka_unit_test(test_cfg_err_prefixed),
+        cmocka_unit_test(test_confdoc_heading),
+        cmocka_unit_test(test_confdoc_update),
         cmocka_unit_test(test_cfg_parse_file),
         cmocka_unit_test(test_conf_load_errors),
         cmocka_unit_test(test_conf_load_ok),

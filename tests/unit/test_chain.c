@@ -752,11 +752,59 @@ test_chain_hold_and_resume(void **state)
     t_rm_dir(dir, files);
 }
 
+/* A chain loaded for checking: every stage's init() is told, and the
+ * chain refuses to run a message. */
+static void
+test_chain_check_only(void **state)
+{
+    static const struct t_file files[] = {
+        {"10-mark.conf", "stage = mark\n"},
+        {"20-sign.conf", "stage = sign\n"},
+        {NULL, NULL},
+    };
+    const struct stage *const *st;
+    struct chain_result res;
+    struct chain *ch;
+    struct msg *m;
+    char dir[256];
+    struct err e;
+    size_t i, n;
+
+    (void)state;
+    err_clear(&e);
+    t_chain_dir(dir, sizeof(dir), files);
+    ch = chain_load_flags(dir, CHAIN_AMBIGUOUS_REJECT, t_lookup,
+                          CHAIN_LOAD_CHECK, &e);
+    if (ch == NULL)
+        unit_fail("check only", "load failed: %s", e.text);
+    n = chain_stages(ch, &st);
+    unit_int_eq("check only: stages", n, 2);
+    for (i = 0; i < n; i++)
+        unit_int_eq(st[i]->name, st[i]->check_only, 1);
+    m = t_msg(t_plain, "a@example.com", "b@example.net", NULL, NULL);
+    unit_int_eq("check only: chain_run refuses", chain_run(ch, m, &res, &e),
+                -1);
+    unit_has("check only: why", e.text, "checking only");
+    chain_result_fini(&res);
+    msg_free(m);
+    chain_free(ch);
+
+    /* Loaded to run, the same stages are not in check mode. */
+    ch = chain_load_types(dir, CHAIN_AMBIGUOUS_REJECT, t_lookup, &e);
+    assert_non_null(ch);
+    n = chain_stages(ch, &st);
+    for (i = 0; i < n; i++)
+        unit_int_eq(st[i]->name, st[i]->check_only, 0);
+    chain_free(ch);
+    t_rm_dir(dir, files);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chain_run_table),
+        cmocka_unit_test(test_chain_check_only),
         cmocka_unit_test(test_chain_rollback),
         cmocka_unit_test(test_chain_load_errors),
         cmocka_unit_test(test_chain_signer_last_is_fine),
