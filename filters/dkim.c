@@ -10,7 +10,8 @@
  *     domain = example.com, selector = mail2026, key_file = keys/x.pem
  * and: signing_domain (from | sender | envelope), canonicalization,
  * sign_headers, oversign_headers, signature_ttl, eight_bit_body,
- * self_check.
+ * self_check, and which mail is ours to sign: sign_mail (internal |
+ * all), internal_hosts, mta_names.
  *
  * init() reads both tables, loads every key they name with OpenSSL and
  * refuses, with "path:line: reason", a table line it cannot read, a key
@@ -29,6 +30,13 @@
  * DNS.
  *
  * run(), for each message:
+ *  0. with sign_mail = internal (the default), passes unsigned, with a
+ *     note naming the client, mail that is not ours: not from an
+ *     authenticated client, not from one in internal_hosts (without
+ *     that key: the envelope's mark that the front end found the client
+ *     in mynetworks), not taken by an MTA daemon in mta_names. As
+ *     OpenDKIM decides with InternalHosts, MTA and {auth_authen}: a
+ *     signing relay must not sign what an outsider wrote in our name.
  *  1. takes the signing address (the From header by default, for DMARC
  *     alignment) and looks it up: in the signing table, OpenDKIM's order
  *     for a flat file (user@host, host, user@.parent..., .parent...,
@@ -102,6 +110,7 @@
 #include <openssl/x509.h>
 #include <opendkim/dkim.h>
 
+#include "cidr.h"
 #include "dkim_sig.h"
 #include "filters.h"
 #include "log.h"
@@ -182,6 +191,10 @@ struct flt_dkim {
     DKIM_LIB *verify_lib; /* self_check = libopendkim; else NULL */
     const char **sign_hdrs; /* NULL-terminated, borrowed names */
     const char **oversign_hdrs;
+    int sign_all;                     /* sign_mail = all */
+    struct cidr_list *internal_hosts; /* NULL: the front end's mynetworks */
+    const char *const *mta_names;     /* borrowed from the cfg */
+    size_t nmta_names;
 };
 
 /* One signature to make on one message. */
@@ -200,6 +213,8 @@ static const char *const flt_dkim_canon_choices[] = {
 static const char *const flt_dkim_8bit_choices[] = {"encode", "keep", NULL};
 static const char *const flt_dkim_check_choices[] = {"builtin", "libopendkim",
                                                      NULL};
+static const char *const flt_dkim_sign_mail_choices[] = {"internal", "all",
+                                                         NULL};
 
 static const struct cfg_option flt_dkim_options[] = {
     {"key_table", CFG_PATH, NULL,
@@ -249,6 +264,21 @@ static const struct cfg_option flt_dkim_options[] = {
      "second, independent implementation; about 130 us more per RSA "
      "signature)",
      flt_dkim_check_choices, 0, 0, 0},
+    {"sign_mail", CFG_ENUM, "internal",
+     "which mail is signed: internal (from a client in internal_hosts, an "
+     "authenticated client, or in milter mode an MTA daemon in mta_names; "
+     "other mail passes unsigned and the log says why) or all (any mail "
+     "with a key for its domain, which lets outsiders get our signature)",
+     flt_dkim_sign_mail_choices, 0, 0, 0},
+    {"internal_hosts", CFG_LIST, NULL,
+     "networks whose mail is signed, as OpenDKIM's InternalHosts; the "
+     "client is the one the MTA or XFORWARD names (default: mynetworks of "
+     "relaychain.conf)",
+     NULL, 0, 0, 0},
+    {"mta_names", CFG_LIST, NULL,
+     "milter mode: values of the MTA's {daemon_name} macro whose mail is "
+     "signed whatever the client (a submission service), as OpenDKIM's MTA",
+     NULL, 0, 0, 0},
     CFG_OPTION_END,
 };
 
@@ -1366,6 +1396,7 @@ flt_dkim_free(struct stage *st)
     free(fd->domain);
     free(fd->sign_hdrs);
     free(fd->oversign_hdrs);
+    cidr_list_free(fd->internal_hosts);
     free(fd);
     st->priv = NULL;
 }
@@ -1516,6 +1547,28 @@ flt_dkim_init(struct stage *st, const struct cfg *c, struct err *e)
     }
     if (cfg_enum(c, "self_check") == 1 && flt_dkim_libs(fd, c, e) < 0)
         goto fail;
+    fd->sign_all = cfg_enum(c, "sign_mail") == 1;
+    if (cfg_is_set(c, "internal_hosts")) {
+        const char *const *nets;
+        size_t n = cfg_list(c, "internal_hosts", &nets);
+
+        if ((fd->internal_hosts = cidr_list_new(nets, n, e)) == NULL) {
+            char text[sizeof(e->text)];
+
+            snprintf(text, sizeof(text), "%s", e->text);
+            cfg_err(e, c, "internal_hosts", "%s", text);
+            goto fail;
+        }
+    }
+    fd->nmta_names = cfg_list(c, "mta_names", &fd->mta_names);
+    if (fd->sign_all &&
+        (cfg_is_set(c, "internal_hosts") || fd->nmta_names > 0)) {
+        cfg_err(e, c,
+                cfg_is_set(c, "internal_hosts") ? "internal_hosts"
+                                                : "mta_names",
+                "has no effect with sign_mail = all");
+        goto fail;
+    }
     /* Without re-encoding the stage only adds its own fields. */
     if (!fd->encode)
         st->flags &= STAGE_SIGNS;
@@ -2616,6 +2669,47 @@ flt_dkim_self_check(const struct flt_dkim *fd, const struct msg *m,
     return 0;
 }
 
+/* ----------------------------------------------------- whose mail */
+
+/*
+ * flt_dkim_is_ours - 1 when the message is ours to sign: sent by an
+ * authenticated client, by a client in internal_hosts (or, without that
+ * key, one the front end found in mynetworks: the original client behind
+ * Postfix's XFORWARD, the milter's connecting client, a local
+ * submission), or taken by an MTA daemon listed in mta_names. Otherwise
+ * 0, with why (size n) saying so for the log. The client address and
+ * daemon name come from the front end, not from the message, so no
+ * header an outsider writes can make mail ours.
+ */
+static int
+flt_dkim_is_ours(const struct flt_dkim *fd, const struct msg *m, char *why,
+                 size_t n)
+{
+    const struct msg_env *env = msg_env(m);
+    size_t i;
+    int used;
+
+    if (env->auth_user != NULL)
+        return 1;
+    if (fd->internal_hosts != NULL
+            ? cidr_list_contains(fd->internal_hosts, env->client_addr)
+            : env->internal)
+        return 1;
+    for (i = 0; env->daemon_name != NULL && i < fd->nmta_names; i++)
+        if (strcmp(env->daemon_name, fd->mta_names[i]) == 0)
+            return 1;
+    used = snprintf(why, n,
+                    "client %.64s is not internal: not in %s, not "
+                    "authenticated",
+                    env->client_addr ? env->client_addr : "unknown",
+                    fd->internal_hosts ? "internal_hosts" : "mynetworks");
+    if (fd->nmta_names > 0 && used > 0 && (size_t)used < n)
+        snprintf(why + used, n - (size_t)used,
+                 ", daemon %.64s not in mta_names",
+                 env->daemon_name ? env->daemon_name : "unknown");
+    return 0;
+}
+
 /* ---------------------------------------------------------------- run */
 
 static int
@@ -2634,6 +2728,8 @@ flt_dkim_run(const struct stage *st, struct msg *m, struct verdict *v,
     unsigned encoded = 0, relabelled = 0;
     int rc = -1, in_header, failed;
 
+    if (!fd->sign_all && !flt_dkim_is_ours(fd, m, why, sizeof(why)))
+        return verdict_set(v, VERDICT_CONTINUE, NULL, "not signed (%s)", why);
     nplans = flt_dkim_plans(fd, m, plans, why, sizeof(why));
     if (nplans == 0)
         return verdict_set(v, VERDICT_CONTINUE, NULL, "not signed (%s)", why);
