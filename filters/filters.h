@@ -97,8 +97,9 @@ int flt_dkim_main(int argc, char **argv);
  * flt_antivirus_classify - what a detection name means: returns
  * FLT_ANTIVIRUS_UNCHECKED for libclamav's "could not scan" heuristics
  * (Heuristics.Limits.Exceeded.*, Heuristics.Encrypted.*) with the reason
- * in why, FLT_ANTIVIRUS_INFECTED with the printable name in why
- * otherwise. clamd says whose limits they are (clamd.conf's or ours).
+ * in why, FLT_ANTIVIRUS_TIMEOUT for the one of them that the same bytes
+ * may pass later (MaxScanTime), FLT_ANTIVIRUS_INFECTED with the printable name
+ * in why otherwise. clamd says whose limits they are (clamd.conf's or ours).
  * flt_antivirus_clamd_reply - one clamd INSTREAM answer ("stream: OK",
  * "stream: NAME FOUND", "... ERROR"); 0 with *status and what (size n)
  * set, -1 with e set for an error answer (StreamMaxLength is unchecked,
@@ -108,7 +109,10 @@ int flt_dkim_main(int argc, char **argv);
 enum flt_antivirus_status {
     FLT_ANTIVIRUS_CLEAN,
     FLT_ANTIVIRUS_INFECTED,
-    FLT_ANTIVIRUS_UNCHECKED
+    FLT_ANTIVIRUS_UNCHECKED, /* never scannable whole: the same bytes hit
+                                the same limit again */
+    FLT_ANTIVIRUS_TIMEOUT    /* out of scan time: may pass when the scanner
+                                is less loaded */
 };
 #define FLT_ANTIVIRUS_WHAT_MAX 200
 #define FLT_ANTIVIRUS_BOUNDARY_SIZE 201 /* 200 octets and the NUL */
