@@ -45,9 +45,11 @@
  *     signature (an RSA and an Ed25519 key for one domain). "%" is the
  *     signing address's domain. A key whose d= and s= already sign the
  *     message is skipped, so mail is never signed twice.
- *  2. with eight_bit_body = encode, makes the body safe for an 8BITMIME
- *     downgrade later on: every leaf part with 8-bit octets or a line
- *     over 998 octets is encoded again (text and message types as
+ *  2. with eight_bit_body = encode (and, by default, only when the message
+ *     did not arrive with a DKIM signature of an earlier hop, which the
+ *     new octets would break: dkim_signed = skip), makes the body safe
+ *     for an 8BITMIME downgrade later on: every leaf part with 8-bit octets or
+ * a line over 998 octets is encoded again (text and message types as
  *     quoted-printable, others as base64) and every "8bit" or "binary"
  *     label on a part that is now clean becomes "7bit", as a downgrading
  *     MTA would otherwise do after we signed. The parts are found in the
@@ -191,6 +193,7 @@ struct flt_dkim {
     DKIM_LIB *verify_lib; /* self_check = libopendkim; else NULL */
     const char **sign_hdrs; /* NULL-terminated, borrowed names */
     const char **oversign_hdrs;
+    int dkim_edit;                    /* dkim_signed = edit */
     int sign_all;                     /* sign_mail = all */
     struct cidr_list *internal_hosts; /* NULL: the front end's mynetworks */
     const char *const *mta_names;     /* borrowed from the cfg */
@@ -213,6 +216,7 @@ static const char *const flt_dkim_canon_choices[] = {
 static const char *const flt_dkim_8bit_choices[] = {"encode", "keep", NULL};
 static const char *const flt_dkim_check_choices[] = {"builtin", "libopendkim",
                                                      NULL};
+static const char *const flt_dkim_signed_choices[] = {"skip", "edit", NULL};
 static const char *const flt_dkim_sign_mail_choices[] = {"internal", "all",
                                                          NULL};
 
@@ -264,6 +268,12 @@ static const struct cfg_option flt_dkim_options[] = {
      "second, independent implementation; about 130 us more per RSA "
      "signature)",
      flt_dkim_check_choices, 0, 0, 0},
+    {"dkim_signed", CFG_ENUM, "skip",
+     "a message that arrives with a DKIM signature (an earlier hop signed "
+     "it): skip (sign it without re-encoding 8-bit parts, so the earlier "
+     "signature still verifies) or edit (re-encode as eight_bit_body says "
+     "and break it)",
+     flt_dkim_signed_choices, 0, 0, 0},
     {"sign_mail", CFG_ENUM, "internal",
      "which mail is signed: internal (from a client in internal_hosts, an "
      "authenticated client, or in milter mode an MTA daemon in mta_names; "
@@ -1548,6 +1558,7 @@ flt_dkim_init(struct stage *st, const struct cfg *c, struct err *e)
     if (cfg_enum(c, "self_check") == 1 && flt_dkim_libs(fd, c, e) < 0)
         goto fail;
     fd->sign_all = cfg_enum(c, "sign_mail") == 1;
+    fd->dkim_edit = cfg_enum(c, "dkim_signed") == 1;
     if (cfg_is_set(c, "internal_hosts")) {
         const char *const *nets;
         size_t n = cfg_list(c, "internal_hosts", &nets);
@@ -1708,6 +1719,57 @@ flt_dkim_tag_value(const char *list, const char *tag, char *out, size_t n)
         while (*q != '\0' && *q != ';')
             q++;
         p = *q == ';' ? q + 1 : q;
+    }
+    return 0;
+}
+
+/* flt_dkim_printable_tag - value for a log note: at most 64 octets,
+ * anything but printable ASCII as '?'. The value is the sender's. */
+static void
+flt_dkim_printable_tag(const char *value, char *out, size_t n)
+{
+    size_t i;
+
+    for (i = 0; value[i] != '\0' && i < 64 && i + 1 < n; i++)
+        out[i] = value[i] > ' ' && value[i] < 0x7f ? value[i] : '?';
+    if (n > 0)
+        out[i < n ? i : n - 1] = '\0';
+}
+
+int
+flt_dkim_signed(const struct msg *m, const char *field, char *who, size_t n)
+{
+    size_t count = msg_header_name_count(m, "DKIM-Signature"), i, len;
+    char d[FLT_DKIM_DOMAIN_MAX + 2], sel[FLT_DKIM_SELECTOR_MAX + 2];
+    char h[4096], pd[72], ps[72];
+    const char *v, *p, *q;
+    int covers;
+
+    for (i = 1; i <= count; i++) {
+        if ((v = msg_header_get(m, "DKIM-Signature", i)) == NULL)
+            continue;
+        covers = field == NULL;
+        /* No h=, or one too long to read whole: it may name any field. */
+        if (!covers && (!flt_dkim_tag_value(v, "h", h, sizeof(h)) ||
+                        strlen(h) + 1 >= sizeof(h)))
+            covers = 1;
+        for (p = h; !covers && *p != '\0'; p = *q ? q + 1 : q) {
+            q = strchr(p, ':');
+            if (q == NULL)
+                q = p + strlen(p);
+            len = (size_t)(q - p);
+            covers = len == strlen(field) && strncasecmp(p, field, len) == 0;
+        }
+        if (!covers)
+            continue;
+        if (!flt_dkim_tag_value(v, "d", d, sizeof(d)))
+            d[0] = '\0';
+        if (!flt_dkim_tag_value(v, "s", sel, sizeof(sel)))
+            sel[0] = '\0';
+        flt_dkim_printable_tag(d, pd, sizeof(pd));
+        flt_dkim_printable_tag(sel, ps, sizeof(ps));
+        snprintf(who, n, "d=%s, s=%s", pd[0] ? pd : "?", ps[0] ? ps : "?");
+        return 1;
     }
     return 0;
 }
@@ -2719,6 +2781,7 @@ flt_dkim_run(const struct stage *st, struct msg *m, struct verdict *v,
     const struct flt_dkim *fd = st->priv;
     struct flt_dkim_plan plans[FLT_DKIM_SIGS_MAX];
     char why[FLT_DKIM_WHY_MAX], note[VERDICT_NOTE_MAX], extra[64];
+    char earlier[200], who[140];
     struct buf raw, conv, fin, fin_conv, sig[FLT_DKIM_SIGS_MAX];
     struct flt_dkim_body_memo memo = {0};
     const struct msg_edit *edits;
@@ -2726,7 +2789,7 @@ flt_dkim_run(const struct stage *st, struct msg *m, struct verdict *v,
     const char *wire, *final;
     size_t nplans, wire_len, final_len, i, n;
     unsigned encoded = 0, relabelled = 0;
-    int rc = -1, in_header, failed;
+    int rc = -1, in_header, failed, encode = fd->encode;
 
     if (!fd->sign_all && !flt_dkim_is_ours(fd, m, why, sizeof(why)))
         return verdict_set(v, VERDICT_CONTINUE, NULL, "not signed (%s)", why);
@@ -2734,6 +2797,17 @@ flt_dkim_run(const struct stage *st, struct msg *m, struct verdict *v,
     if (nplans == 0)
         return verdict_set(v, VERDICT_CONTINUE, NULL, "not signed (%s)", why);
 
+    /* Re-encoding would break the signature of an earlier hop; it is left
+     * out unless a line over 998 octets needs it, which no hop carries
+     * unchanged anyway. */
+    earlier[0] = '\0';
+    if (encode && !fd->dkim_edit &&
+        msg_longest_line(m) <= FLT_DKIM_LINE_LIMIT &&
+        flt_dkim_signed(m, NULL, who, sizeof(who))) {
+        encode = 0;
+        snprintf(earlier, sizeof(earlier),
+                 ", body kept as an earlier hop signed it (%s)", who);
+    }
     buf_init(&raw, 0);
     buf_init(&conv, 0);
     buf_init(&fin, 0);
@@ -2742,9 +2816,8 @@ flt_dkim_run(const struct stage *st, struct msg *m, struct verdict *v,
         buf_init(&sig[i], FLT_DKIM_RECORD_MAX * 2);
     edits_before = msg_journal(m, &edits);
     if (msg_write(m, &raw, e) < 0 ||
-        (fd->encode &&
-         flt_dkim_encode(st, m, raw.data ? raw.data : "", raw.len, &encoded,
-                         &relabelled, e) < 0))
+        (encode && flt_dkim_encode(st, m, raw.data ? raw.data : "", raw.len,
+                                   &encoded, &relabelled, e) < 0))
         goto out;
     /* raw is still the message unless the encoder changed it. */
     if (msg_journal(m, &edits) != edits_before
@@ -2792,7 +2865,8 @@ flt_dkim_run(const struct stage *st, struct msg *m, struct verdict *v,
     if (encoded > 0 || relabelled > 0)
         snprintf(extra, sizeof(extra), ", 7bit: %u encoded, %u relabelled",
                  encoded, relabelled);
-    rc = verdict_set(v, VERDICT_CONTINUE, NULL, "%s%s", note, extra);
+    rc =
+        verdict_set(v, VERDICT_CONTINUE, NULL, "%s%s%s", note, extra, earlier);
 out:
     if (rc < 0)
         err_prefix(e, "%s", st->name);

@@ -88,6 +88,17 @@ int flt_dkim_tag_value(const char *list, const char *tag, char *out, size_t n);
  * hyphens (and underscores in a selector). */
 int flt_dkim_name_ok(const char *s, int selector);
 
+/* flt_dkim_signed - for the stages that run before signing: 1 when m
+ * arrived with a DKIM-Signature that changing field would break (its h=
+ * names field, without regard to case; one whose h= cannot be read counts
+ * as naming every field), or, with field NULL, any DKIM-Signature at all
+ * (every signature covers the body). who (size n) then gets "d=..., s=..."
+ * of that signature, printable, for a log note. 0 when there is none.
+ * Signatures are not verified: one that is already broken is kept as it
+ * came all the same. */
+int flt_dkim_signed(const struct msg *m, const char *field, char *who,
+                    size_t n);
+
 /* flt_dkim_main - "relaychain dkim keygen|testkey ..."; argv[0] is "dkim".
  * Returns the exit status. */
 int flt_dkim_main(int argc, char **argv);

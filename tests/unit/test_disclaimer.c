@@ -287,6 +287,23 @@ static const struct run_case run_cases[] = {
      HDR "Content-Type: text/html\n\n<body>x<div class=\"disclaimer\">-- "
          "<br>\nVertraulich &#8212; Gr&#252;&#223;e.</div>\n</body>\n",
      "added (text/html), template=de"},
+    /* A relay chain where an earlier hop signed: its signature covers
+     * the body, so the footer would break it. */
+    {"arrived DKIM-signed: untouched", CONF_STD, "alice@example.com",
+     "DKIM-Signature: v=1; a=rsa-sha256; d=partner.example; s=p1;\n"
+     "\th=from:to:subject; bh=x; b=y\n" HDR "\nHello Bob.\n",
+     NULL, "skipped (DKIM-signed, d=partner.example, s=p1)"},
+    {"arrived DKIM-signed, odd tag values kept printable", CONF_STD,
+     "alice@example.com",
+     "DKIM-Signature: d=evil\x01.example; s=a b\n" HDR "\nHello Bob.\n", NULL,
+     "skipped (DKIM-signed, d=evil?.example, s=ab)"},
+    {"arrived DKIM-signed, dkim_signed = edit",
+     CONF_STD "dkim_signed = edit\n", "alice@example.com",
+     "DKIM-Signature: v=1; d=partner.example; s=p1; h=from\n" HDR
+     "\nHello Bob.\n",
+     "DKIM-Signature: v=1; d=partner.example; s=p1; h=from\n" HDR
+     "\nHello Bob.\n" FOOT "\n",
+     "added (text/plain), template=legal"},
     {"multipart/signed is never touched", CONF_STD, "alice@example.com",
      HDR "Content-Type: multipart/signed; boundary=\"s\"; "
          "protocol=\"application/pgp-signature\"; micalg=pgp-sha256\n\n"

@@ -655,6 +655,24 @@ static const struct sign_case sign_cases[] = {
      "--b\nContent-Type: application/octet-stream\n"
      "Content-Transfer-Encoding: base64\n\n//4=\n"
      "--b\nContent-Type: text/plain\n\nascii stays\n--b--\n"},
+    /* An earlier hop's signature covers the body as it came: encoding
+     * it again would break that signature. */
+    {"8-bit body an earlier hop signed: kept", CONF_SHORT, "alice@example.com",
+     "DKIM-Signature: v=1; a=rsa-sha256; d=partner.example; s=p1;\n"
+     "\th=from:subject; bh=x; b=y\n"
+     "From: alice@example.com\nContent-Transfer-Encoding: 8bit\n\n"
+     "caf\xc3\xa9\n",
+     VERDICT_CONTINUE,
+     "body kept as an earlier hop signed it (d=partner.example, s=p1)", 1,
+     NULL, NULL, "Content-Transfer-Encoding: 8bit\n\ncaf\xc3\xa9\n"},
+    {"8-bit body an earlier hop signed, dkim_signed = edit",
+     CONF_SHORT "dkim_signed = edit\n", "alice@example.com",
+     "DKIM-Signature: v=1; a=rsa-sha256; d=partner.example; s=p1;\n"
+     "\th=from:subject; bh=x; b=y\n"
+     "From: alice@example.com\nContent-Transfer-Encoding: 8bit\n\n"
+     "caf\xc3\xa9\n",
+     VERDICT_CONTINUE, "1 encoded", 1, NULL, NULL,
+     "Content-Transfer-Encoding: quoted-printable\n\ncaf=C3=A9\n"},
     {"keep leaves 8-bit alone", CONF_SHORT "eight_bit_body = keep\n",
      "alice@example.com",
      "From: alice@example.com\nContent-Transfer-Encoding: 8bit\n\n"
