@@ -1736,6 +1736,57 @@ flt_dkim_printable_tag(const char *value, char *out, size_t n)
         out[i < n ? i : n - 1] = '\0';
 }
 
+/* flt_dkim_is_signature - v has every tag RFC 6376 requires (v, a, b,
+ * bh, d, h, s): without one no verifier accepts it, and nothing we do can
+ * break it. */
+static int
+flt_dkim_is_signature(const char *v)
+{
+    static const char *const tags[] = {"v", "a", "b", "bh", "d", "h", "s"};
+    char one[8];
+    size_t i;
+
+    for (i = 0; i < sizeof(tags) / sizeof(tags[0]); i++)
+        if (!flt_dkim_tag_value(v, tags[i], one, sizeof(one)))
+            return 0;
+    return 1;
+}
+
+/*
+ * flt_dkim_body_holds - 0 when the signature v (a DKIM-Signature value)
+ * can be seen not to cover the body as it is: a SHA-256 signature over
+ * the whole body (no l=) whose bh= differs from the body's hash under its
+ * c=, so it is broken already (a hop changed the body, or the field was
+ * never a real signature). 1 otherwise: a body edit would break it.
+ */
+static int
+flt_dkim_body_holds(const struct msg *m, const char *v)
+{
+    char a[32], c[40], bh[96], want[48];
+    enum flt_dkim_canon canon = FLT_DKIM_SIMPLE;
+    const char *body, *slash;
+    size_t blen;
+    struct err e;
+
+    if (!flt_dkim_tag_value(v, "a", a, sizeof(a)) ||
+        !flt_dkim_tag_value(v, "bh", bh, sizeof(bh)))
+        return 0;
+    /* Another hash, or l= (a footer after it would not even break it):
+     * not checked here, so taken as holding. */
+    if ((strcasecmp(a, "rsa-sha256") != 0 &&
+         strcasecmp(a, "ed25519-sha256") != 0) ||
+        flt_dkim_tag_value(v, "l", c, sizeof(c)))
+        return 1;
+    if (flt_dkim_tag_value(v, "c", c, sizeof(c)) &&
+        (slash = strchr(c, '/')) != NULL &&
+        strcasecmp(slash + 1, "relaxed") == 0)
+        canon = FLT_DKIM_RELAXED;
+    body = msg_body(m, &blen);
+    if (flt_dkim_sig_body_hash(body ? body : "", blen, canon, want, &e) < 0)
+        return 1;
+    return strcmp(bh, want) == 0;
+}
+
 int
 flt_dkim_signed(const struct msg *m, const char *field, char *who, size_t n)
 {
@@ -1746,14 +1797,16 @@ flt_dkim_signed(const struct msg *m, const char *field, char *who, size_t n)
     int covers;
 
     for (i = 1; i <= count; i++) {
-        if ((v = msg_header_get(m, "DKIM-Signature", i)) == NULL)
+        if ((v = msg_header_get(m, "DKIM-Signature", i)) == NULL ||
+            !flt_dkim_is_signature(v))
             continue;
-        covers = field == NULL;
-        /* No h=, or one too long to read whole: it may name any field. */
-        if (!covers && (!flt_dkim_tag_value(v, "h", h, sizeof(h)) ||
-                        strlen(h) + 1 >= sizeof(h)))
+        covers = field == NULL && flt_dkim_body_holds(m, v);
+        /* An h= too long to read whole may name any field. */
+        if (field != NULL && (!flt_dkim_tag_value(v, "h", h, sizeof(h)) ||
+                              strlen(h) + 1 >= sizeof(h)))
             covers = 1;
-        for (p = h; !covers && *p != '\0'; p = *q ? q + 1 : q) {
+        for (p = h; field != NULL && !covers && *p != '\0';
+             p = *q ? q + 1 : q) {
             q = strchr(p, ':');
             if (q == NULL)
                 q = p + strlen(p);

@@ -90,12 +90,16 @@ int flt_dkim_name_ok(const char *s, int selector);
 
 /* flt_dkim_signed - for the stages that run before signing: 1 when m
  * arrived with a DKIM-Signature that changing field would break (its h=
- * names field, without regard to case; one whose h= cannot be read counts
- * as naming every field), or, with field NULL, any DKIM-Signature at all
- * (every signature covers the body). who (size n) then gets "d=..., s=..."
- * of that signature, printable, for a log note. 0 when there is none.
- * Signatures are not verified: one that is already broken is kept as it
- * came all the same. */
+ * names field, without regard to case; an h= too long to read counts as
+ * naming every field), or, with field NULL, one that a change of the
+ * body would break: every signature covers the body, but one whose bh=
+ * does not match the body any more (SHA-256, no l=) is broken already
+ * and does not count, so a "DKIM-Signature:" field a sender makes up does
+ * not stop a footer unless it carries the body's true hash. A field
+ * without the tags RFC 6376 requires (v a b bh d h s) never counts. who (size
+ * n) then gets "d=..., s=..." of that signature, printable, for a log note. 0
+ * when there is none. The header hash cannot be checked without the signer's
+ * key (DNS): a field named in h= counts even when the signature is forged. */
 int flt_dkim_signed(const struct msg *m, const char *field, char *who,
                     size_t n);
 

@@ -532,6 +532,8 @@ test_conf_errors(void **state)
 #define CONF_SHORT                                                            \
     "domain = example.com\nselector = mail2026\nkey_file = rsa.pem\n"
 
+/* bh= of the body "caf\xc3\xa9\n" (c=simple/simple, the default). */
+#define BH_CAFE "fyrb23eJAgnxOjIuddiqE7kWlyLnAqLjZyUBJdM+iDI="
 #define PLAIN                                                                 \
     "From: Alice <alice@example.com>\n"                                       \
     "To: bob@example.net\n"                                                   \
@@ -659,7 +661,7 @@ static const struct sign_case sign_cases[] = {
      * it again would break that signature. */
     {"8-bit body an earlier hop signed: kept", CONF_SHORT, "alice@example.com",
      "DKIM-Signature: v=1; a=rsa-sha256; d=partner.example; s=p1;\n"
-     "\th=from:subject; bh=x; b=y\n"
+     "\th=from:subject; bh=" BH_CAFE "; b=y\n"
      "From: alice@example.com\nContent-Transfer-Encoding: 8bit\n\n"
      "caf\xc3\xa9\n",
      VERDICT_CONTINUE,
@@ -668,7 +670,7 @@ static const struct sign_case sign_cases[] = {
     {"8-bit body an earlier hop signed, dkim_signed = edit",
      CONF_SHORT "dkim_signed = edit\n", "alice@example.com",
      "DKIM-Signature: v=1; a=rsa-sha256; d=partner.example; s=p1;\n"
-     "\th=from:subject; bh=x; b=y\n"
+     "\th=from:subject; bh=" BH_CAFE "; b=y\n"
      "From: alice@example.com\nContent-Transfer-Encoding: 8bit\n\n"
      "caf\xc3\xa9\n",
      VERDICT_CONTINUE, "1 encoded", 1, NULL, NULL,

@@ -275,14 +275,14 @@ static const struct run_case run_cases[] = {
      * fields stay as they came, the envelope and Reply-To are rewritten. */
     {"fields an arriving DKIM signature covers are kept",
      USE_SENDER | USE_HEADER, "a@host.corp.example", "bob@example.net",
-     "DKIM-Signature: v=1; d=partner.example; s=p1;\n"
+     "DKIM-Signature: v=1; a=rsa-sha256; d=partner.example; s=p1;\n"
      "\th=From : tO:subject; bh=x; b=y\n"
      "From: a@host.corp.example\n"
      "Reply-To: c@host.corp.example\n"
      "To: d@host.corp.example\n"
      "\nbody\n",
      0, "a@example.com|bob@example.net",
-     "DKIM-Signature: v=1; d=partner.example; s=p1;\n"
+     "DKIM-Signature: v=1; a=rsa-sha256; d=partner.example; s=p1;\n"
      "\th=From : tO:subject; bh=x; b=y\n"
      "From: a@host.corp.example\n"
      "Reply-To: c@example.com\n"
@@ -291,16 +291,28 @@ static const struct run_case run_cases[] = {
      "sender change a@example.com; header change Reply-To#1",
      "sender=rewritten, headers=1 changed, headers=2 kept (DKIM-signed, "
      "d=partner.example, s=p1)"},
-    {"a signature without h= may cover any field", USE_HEADER, "s@example.org",
+    /* A field without the tags RFC 6376 requires (h= here) is no
+     * signature that any verifier accepts: nothing to keep. */
+    {"a field without h= is no signature to keep", USE_HEADER, "s@example.org",
      "bob@example.net",
-     "DKIM-Signature: v=1; d=partner.example; s=p1; bh=x; b=y\n" MSG1, 0,
-     "s@example.org|bob@example.net", NULL, "",
-     "headers=1 kept (DKIM-signed, d=partner.example, s=p1)"},
+     "DKIM-Signature: v=1; a=rsa-sha256; d=partner.example; s=p1; bh=x; "
+     "b=y\n" MSG1,
+     0, "s@example.org|bob@example.net",
+     "DKIM-Signature: v=1; a=rsa-sha256; d=partner.example; s=p1; bh=x; "
+     "b=y\n"
+     "From: Alice <alice@example.com>\n"
+     "To: bob@example.net\n"
+     "Subject: hi\n"
+     "\n"
+     "body\n",
+     "header change From#1", "headers=1 changed"},
     {"dkim_signed = edit rewrites signed fields", USE_HEADER | USE_DKIM_EDIT,
      "s@example.org", "bob@example.net",
-     "DKIM-Signature: v=1; d=partner.example; s=p1; h=from; b=y\n" MSG1, 0,
-     "s@example.org|bob@example.net",
-     "DKIM-Signature: v=1; d=partner.example; s=p1; h=from; b=y\n"
+     "DKIM-Signature: v=1; a=rsa-sha256; d=partner.example; s=p1; h=from; "
+     "bh=x; b=y\n" MSG1,
+     0, "s@example.org|bob@example.net",
+     "DKIM-Signature: v=1; a=rsa-sha256; d=partner.example; s=p1; h=from; "
+     "bh=x; b=y\n"
      "From: Alice <alice@example.com>\n"
      "To: bob@example.net\n"
      "Subject: hi\n"
