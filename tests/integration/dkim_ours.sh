@@ -10,7 +10,8 @@
 # bob@example.net, sent with swaks, and ends at smtp-sink:
 #
 #   direct    swaks -> relaychaind's SMTP listener (relay_domains =
-#             example.net lets the outsider in, as in the issue)
+#             example.net lets the outsider in, as in the issue); the
+#             outsider after STARTTLS and AUTH is one of our users
 #   milter    swaks -> Postfix (smtpd_milters = relaychaind) -> sink
 #   orig      the same with milter_macro_daemon_name = ORIGINATING, the
 #             OpenDKIM "MTA" way of marking a submission service
@@ -49,7 +50,16 @@ key_file = keys/ours2026.private
 mta_names = ORIGINATING
 EOF
 
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=relay.test.example \
+    -keyout "$T/key.pem" -out "$T/cert.pem" >/dev/null 2>&1 ||
+    fail "openssl could not make a certificate"
+printf '%s\n' 'right horse battery' |
+    "$RC" passwd "$T/passwd" ceo >"$T/passwd.out" 2>&1 ||
+    fail "relaychain passwd: $(cat "$T/passwd.out")"
 mtd_conf "$T/rc.conf" "unix:$sock" <<EOF
+tls_cert_file = $T/cert.pem
+tls_key_file = $T/key.pem
+auth_password_file = $T/passwd
 smtp_listen = 127.0.0.1:$rcd_port
 next_hop = smtp:[127.0.0.1]:$sink_port
 next_hop_tls = none
@@ -88,23 +98,28 @@ for p in $m_port $o_port $cf_port $sub_port; do
     wait_listen "$p" || fail "Postfix does not listen on $p"
 done
 
-# send NAME PORT FROM_ADDR - one message, Subject: NAME, from the local
-# address FROM_ADDR; its file at the sink becomes $T/out/NAME.
+# send NAME PORT FROM_ADDR [SWAKS_OPTIONS...] - one message, Subject:
+# NAME, from the local address FROM_ADDR; its file at the sink becomes
+# $T/out/NAME.
 mkdir -p "$T/out"
 send() {
-    timeout 60 swaks --server "127.0.0.1:$2" --local-interface "$3" \
+    local name port from
+    name=$1 port=$2 from=$3
+    shift 3
+    timeout 60 swaks --server "127.0.0.1:$port" --local-interface "$from" "$@" \
         --helo client.test.example --timeout 20 \
         --from ceo@example.com --to bob@example.net \
         --header 'From: The CEO <ceo@example.com>' \
-        --header "Subject: $1" --body "body of $1" >"$T/swaks-$1.out" 2>&1
+        --header "Subject: $name" --body "body of $name" \
+        >"$T/swaks-$name.out" 2>&1
     rc=$?
-    check "$1: swaks exits 0 (got $rc)" [ "$rc" -eq 0 ]
+    check "$name: swaks exits 0 (got $rc)" [ "$rc" -eq 0 ]
     if ! sink_wait sink 1 30; then
-        fail "$1: nothing reached the sink"
+        fail "$name: nothing reached the sink"
         return
     fi
-    mv "$(sink_files sink | head -n 1)" "$T/out/$1"
-    check "$1: the sink has the message" grep -q "^Subject: $1\$" "$T/out/$1"
+    mv "$(sink_files sink | head -n 1)" "$T/out/$name"
+    check "$name: the sink has the message" grep -q "^Subject: $name\$" "$T/out/$name"
 }
 
 # signed NAME - exactly one DKIM-Signature, by our key, and it verifies
@@ -125,6 +140,10 @@ send direct-outside "$rcd_port" 127.0.0.9
 unsigned direct-outside 127.0.0.9
 send direct-inside "$rcd_port" 127.0.0.1
 signed direct-inside
+send direct-auth "$rcd_port" 127.0.0.9 --tls --auth PLAIN --auth-user ceo \
+    --auth-password 'right horse battery'
+check "direct-auth: authenticated" grep -q '^<~  235 ' "$T/swaks-direct-auth.out"
+signed direct-auth
 
 send milter-outside "$m_port" 127.0.0.9
 unsigned milter-outside 127.0.0.9
