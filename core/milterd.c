@@ -84,6 +84,7 @@
 #include "addr.h"
 #include "buf.h"
 #include "chain.h"
+#include "cidr.h"
 #include "log.h"
 #include "milterd.h"
 #include "msg.h"
@@ -175,6 +176,7 @@ struct milterd_session {
     /* connection */
     char *client_addr, *client_name, *helo, *auth_user, *daemon_name;
     char *tls_version;
+    struct cidr_list *mynetworks; /* relaychain.conf's, for msg_env_origin */
     char qid[32];
     /* transaction */
     struct msg *m;
@@ -240,9 +242,16 @@ milterd_session_new(const struct conf *cf, struct milterd_server *srv,
                     unsigned long actions, unsigned long proto, struct err *e)
 {
     struct milterd_session *s;
+    const char *const *nets;
+    size_t nnets;
 
     if ((s = calloc(1, sizeof(*s))) == NULL) {
         err_nomem(e);
+        return NULL;
+    }
+    nnets = cfg_list(cf->cfg, "mynetworks", &nets);
+    if ((s->mynetworks = cidr_list_new(nets, nnets, e)) == NULL) {
+        free(s);
         return NULL;
     }
     s->cf = cf;
@@ -296,6 +305,7 @@ milterd_session_free(struct milterd_session *s)
     free(s->auth_user);
     free(s->daemon_name);
     free(s->tls_version);
+    cidr_list_free(s->mynetworks);
     free(s);
 }
 
@@ -1242,7 +1252,9 @@ milterd_eom(struct milterd_session *s)
     milterd_eoh(s);
     tls = s->tls_version != NULL;
     if (msg_env_set(s->m, s->qid[0] ? s->qid : NULL, s->client_addr,
-                    s->client_name, s->helo, tls, s->auth_user, &e) < 0)
+                    s->client_name, s->helo, tls, s->auth_user, &e) < 0 ||
+        msg_env_origin(s->m, cidr_list_contains(s->mynetworks, s->client_addr),
+                       s->daemon_name, &e) < 0)
         goto internal;
     if (msg_parse(s->m, s->data.data ? s->data.data : "", s->data.len, &e) <
         0) {

@@ -221,6 +221,7 @@ msg_env_fini(struct msg_env *env)
     free(env->client_name);
     free(env->helo);
     free(env->auth_user);
+    free(env->daemon_name);
     free(env->sender);
     free(env->sender_params);
     for (i = 0; i < env->nrcpts; i++) {
@@ -295,6 +296,20 @@ nomem:
     free(cn);
     free(h);
     return err_nomem(e);
+}
+
+int
+msg_env_origin(struct msg *m, int internal, const char *daemon_name,
+               struct err *e)
+{
+    char *d;
+
+    if (msg_dup(daemon_name, &d) < 0)
+        return err_nomem(e);
+    free(m->env.daemon_name);
+    m->env.daemon_name = d;
+    m->env.internal = internal != 0;
+    return 0;
 }
 
 /* msg_sender_set - replace sender and params with copies; the old ones

@@ -69,6 +69,11 @@ struct msg_env {
     struct msg_rcpt *rcpts;
     size_t nrcpts;
     enum msg_frontend frontend;
+    /* Whether the mail is ours, as the front end knows it (msg_env_origin):
+     * a signing stage signs only mail from our own clients. */
+    int internal;      /* client in relaychain.conf mynetworks */
+    char *daemon_name; /* the MTA daemon that took it ({daemon_name}), or
+                          NULL */
 };
 
 enum msg_edit_kind {
@@ -108,6 +113,12 @@ const struct msg_limits *msg_limits(const struct msg *m);
 int msg_env_set(struct msg *m, const char *qid, const char *client_addr,
                 const char *client_name, const char *helo, int tls,
                 const char *auth_user, struct err *e);
+/* msg_env_origin - internal: the client (the one XFORWARD or the MTA
+ * named, not the MTA in between) is in mynetworks, or the message was
+ * submitted locally; daemon_name: the milter macro {daemon_name}, or
+ * NULL. */
+int msg_env_origin(struct msg *m, int internal, const char *daemon_name,
+                   struct err *e);
 int msg_env_sender(struct msg *m, const char *addr, const char *params,
                    struct err *e);
 int msg_env_rcpt(struct msg *m, const char *addr, const char *params,

@@ -40,6 +40,7 @@
 #include "auth.h"
 #include "buf.h"
 #include "chain.h"
+#include "cidr.h"
 #include "conf.h"
 #include "confdoc.h"
 #include "log.h"
@@ -494,6 +495,27 @@ filter_exit_code(enum verdict_kind kind)
     return FILTER_EXIT_ERROR;
 }
 
+/* filter_origin - a message given without --client-ip was submitted
+ * here, as with sendmail(1): ours. With it, mynetworks decides, as the
+ * daemon would. */
+static int
+filter_origin(const struct conf *cf, struct msg *m, const char *client,
+              struct err *e)
+{
+    const char *const *nets;
+    size_t n = cfg_list(cf->cfg, "mynetworks", &nets);
+    struct cidr_list *l;
+    int internal = 1;
+
+    if (client != NULL) {
+        if ((l = cidr_list_new(nets, n, e)) == NULL)
+            return -1;
+        internal = cidr_list_contains(l, client);
+        cidr_list_free(l);
+    }
+    return msg_env_origin(m, internal, NULL, e);
+}
+
 static int
 cmd_filter(int argc, char **argv)
 {
@@ -592,6 +614,7 @@ cmd_filter(int argc, char **argv)
     }
     if ((m = msg_new(&cf->limits, MSG_FE_CLI, &e)) == NULL ||
         msg_env_set(m, qid, client, NULL, helo, 0, auth, &e) < 0 ||
+        filter_origin(cf, m, client, &e) < 0 ||
         msg_parse(m, in.data ? in.data : "", in.len, &e) < 0) {
         fprintf(stderr, "%s: %s\n", progname, e.text);
         goto out;

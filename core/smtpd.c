@@ -506,6 +506,15 @@ smtpd_env_addr(const struct smtpd_session *s)
     return s->xf_addr[0] ? s->xf_addr : s->addr;
 }
 
+/* smtpd_is_internal - 1 when the client is in mynetworks. Behind a
+ * content filter the peer is the MTA: the client that XFORWARD named
+ * decides whether the mail is ours (a signing stage asks). */
+static int
+smtpd_is_internal(const struct smtpd_session *s)
+{
+    return cidr_list_contains(s->rt->mynetworks, smtpd_env_addr(s));
+}
+
 static void
 smtpd_reset(struct smtpd_session *s, int hop_ok)
 {
@@ -1737,6 +1746,7 @@ smtpd_deliver(struct smtpd_session *s, const struct buf *data)
                     s->xf_name[0] ? s->xf_name : s->name,
                     s->xf_helo[0] ? s->xf_helo : s->helo, netio_is_tls(s->io),
                     s->auth_user, &s->e) < 0 ||
+        msg_env_origin(m, smtpd_is_internal(s), NULL, &s->e) < 0 ||
         msg_env_sender(m, s->sender, s->sender_params, &s->e) < 0)
         goto tempfail;
     for (i = 0; i < s->nrcpts; i++)

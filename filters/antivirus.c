@@ -8,7 +8,8 @@
  *         missing_database, temporary_directory, max_scan_size,
  *         max_file_size, max_recursion, max_files, max_scan_time
  *     clamd: clamd_socket (unix:PATH or tcp:HOST:PORT), clamd_timeout
- *     on_infected, on_unchecked, on_banned, banned_filename_rules,
+ *     on_infected, on_unscannable, on_scan_timeout, on_banned,
+ *     banned_filename_rules,
  *     banned_types, add_header, notify_admin, notify_next_hop
  *
  * In a chain loaded for checking only (stage.h: "relaychain check", run
@@ -27,6 +28,11 @@
  * heuristics are on, so a limit hit or an archive it cannot open is
  * reported, never taken for clean: the stage maps those names
  * (Heuristics.Limits.Exceeded.*, Heuristics.Encrypted.*) to "unchecked".
+ * Unchecked comes in two kinds, because the sender's MTA retries a 4xx
+ * for days: unscannable (a size, file count or nesting limit, an
+ * encrypted archive, a file libclamav cannot parse), which the same
+ * bytes hit again on every try, and a scan timeout (max_scan_time, the
+ * clock under load), which a later try may pass.
  * libclamav does not report an archive member over max_file_size, so the
  * archive callback compares each member's size with the limit itself.
  *
@@ -66,13 +72,15 @@
  *
  * Verdicts, in order of precedence: infected (on_infected: reject with
  * "554 5.7.1 virus=NAME", discard or quarantine), banned (on_banned),
- * unchecked (on_unchecked: tempfail by default, or reject, continue,
- * quarantine), clean. Scanner failures (engine missing, clamd down, out
- * of memory, temporary files) return -1: the chain applies on_error,
- * tempfail by default, so mail is never passed unscanned unless the
- * admin chose that. No notice ever goes to the sender; notify_admin
- * sends a short text notice (no part of the message) to one address
- * through notify_next_hop, with the null sender.
+ * unscannable (on_unscannable: reject with 554 5.7.0 and the reason by
+ * default, or quarantine, tempfail, continue), scan timeout
+ * (on_scan_timeout: tempfail by default), clean. The older on_unchecked
+ * still loads and sets both, with a warning in the log. Scanner failures
+ * (engine missing, clamd down, out of memory, temporary files) return -1: the
+ * chain applies on_error, tempfail by default, so mail is never passed
+ * unscanned unless the admin chose that. No notice ever goes to the sender;
+ * notify_admin sends a short text notice (no part of the message) to one
+ * address through notify_next_hop, with the null sender.
  *
  * The stage owns its engine reference, watcher thread, regmap, clamd
  * address and notice pool; run() only reads them (the engine pointer
@@ -136,6 +144,8 @@ static const char *const flt_av_infected_choices[] = {"reject", "discard",
                                                       "quarantine", NULL};
 static const char *const flt_av_unchecked_choices[] = {
     "tempfail", "reject", "continue", "quarantine", NULL};
+static const char *const flt_av_unscannable_choices[] = {
+    "reject", "quarantine", "tempfail", "continue", NULL};
 static const char *const flt_av_missing_choices[] = {"fail", "tempfail", NULL};
 
 static const struct cfg_option flt_av_options[] = {
@@ -182,9 +192,21 @@ static const struct cfg_option flt_av_options[] = {
      "an infected message: reject (554 5.7.1 virus=NAME), discard or "
      "quarantine",
      flt_av_infected_choices, 0, 0, 0},
-    {"on_unchecked", CFG_ENUM, "tempfail",
-     "a message that could not be fully scanned (a limit, an encrypted "
-     "archive, the scan time): tempfail, reject, continue or quarantine",
+    {"on_unscannable", CFG_ENUM, "reject",
+     "a message that can never be scanned whole, because the same bytes hit "
+     "the same limit on every try (max_file_size, max_recursion, max_files, "
+     "max_scan_size, clamd's StreamMaxLength, an encrypted archive, a file "
+     "the engine cannot parse): reject (554 5.7.0 with the reason), "
+     "quarantine, tempfail (the sender retries for days) or continue",
+     flt_av_unscannable_choices, 0, 0, 0},
+    {"on_scan_timeout", CFG_ENUM, "tempfail",
+     "a message whose scan ran out of time (max_scan_time), which may pass "
+     "when the scanner is less loaded: tempfail, reject, continue or "
+     "quarantine",
+     flt_av_unchecked_choices, 0, 0, 0},
+    {"on_unchecked", CFG_ENUM, NULL,
+     "deprecated: sets both on_unscannable and on_scan_timeout (tempfail, "
+     "reject, continue or quarantine); set those instead",
      flt_av_unchecked_choices, 0, 0, 0},
     {"on_banned", CFG_ENUM, "reject",
      "a message with a banned attachment name or type: reject, discard or "
@@ -254,7 +276,8 @@ struct flt_av {
     long long clamd_timeout;
 
     /* policy */
-    enum flt_av_action on_infected, on_unchecked, on_banned;
+    enum flt_av_action on_infected, on_banned;
+    enum flt_av_action on_unscannable, on_scan_timeout;
     struct regmap *banned_names;
     char **banned_types;
     size_t nbanned_types;
@@ -371,7 +394,11 @@ flt_antivirus_classify(const char *name, int clamd, char *why, size_t n)
             if (strncmp(what, limits[i].heur, strlen(limits[i].heur)) == 0) {
                 snprintf(why, n, "%s%s exceeded", clamd ? "clamd " : "",
                          clamd ? limits[i].clamds : limits[i].ours);
-                return FLT_ANTIVIRUS_UNCHECKED;
+                /* The only limit that depends on the clock, not on the
+                 * bytes. */
+                return strcmp(limits[i].heur, "MaxScanTime") == 0
+                           ? FLT_ANTIVIRUS_TIMEOUT
+                           : FLT_ANTIVIRUS_UNCHECKED;
             }
         snprintf(why, n, "limit exceeded: %s", p);
         return FLT_ANTIVIRUS_UNCHECKED;
@@ -817,7 +844,7 @@ flt_av_libclamav_scan(struct flt_av *fa, struct flt_av_scan *sc,
             virname ? virname : "unknown", 0, r->what, sizeof(r->what));
         break;
     case CL_ETIMEOUT:
-        r->status = FLT_ANTIVIRUS_UNCHECKED;
+        r->status = FLT_ANTIVIRUS_TIMEOUT;
         snprintf(r->what, sizeof(r->what), "max_scan_time exceeded");
         break;
     case CL_EFORMAT:
@@ -1597,6 +1624,38 @@ flt_av_init_libclamav(struct flt_av *fa, const struct cfg *c, struct err *e)
     return 0;
 }
 
+/* flt_av_unchecked_keys - on_unscannable and on_scan_timeout. An
+ * on_unchecked from an older configuration still loads (a package upgrade
+ * must not stop the mail) and sets both, as it did, with a warning; given
+ * beside either new key it is refused, since one of the two would lose. */
+static int
+flt_av_unchecked_keys(struct flt_av *fa, const struct cfg *c, struct err *e)
+{
+    enum flt_av_action old;
+
+    fa->on_unscannable = flt_av_action_of(flt_av_unscannable_choices,
+                                          cfg_enum(c, "on_unscannable"));
+    fa->on_scan_timeout = flt_av_action_of(flt_av_unchecked_choices,
+                                           cfg_enum(c, "on_scan_timeout"));
+    if (!cfg_is_set(c, "on_unchecked"))
+        return 0;
+    if (cfg_is_set(c, "on_unscannable") || cfg_is_set(c, "on_scan_timeout"))
+        return cfg_err(e, c, "on_unchecked",
+                       "replaced by on_unscannable and on_scan_timeout; "
+                       "give only those");
+    old = flt_av_action_of(flt_av_unchecked_choices,
+                           cfg_enum(c, "on_unchecked"));
+    fa->on_unscannable = fa->on_scan_timeout = old;
+    log_warning(NULL,
+                "%s:%u: on_unchecked is deprecated: it sets both "
+                "on_unscannable (a limit the same message always hits; "
+                "default reject) and on_scan_timeout (default tempfail) to "
+                "%s; set those instead",
+                cfg_path(c), cfg_line(c, "on_unchecked"),
+                cfg_raw(c, "on_unchecked"));
+    return 0;
+}
+
 static int
 flt_av_init(struct stage *st, const struct cfg *c, struct err *e)
 {
@@ -1622,8 +1681,8 @@ flt_av_init(struct stage *st, const struct cfg *c, struct err *e)
         flt_av_action_of(flt_av_infected_choices, cfg_enum(c, "on_infected"));
     fa->on_banned =
         flt_av_action_of(flt_av_infected_choices, cfg_enum(c, "on_banned"));
-    fa->on_unchecked = flt_av_action_of(flt_av_unchecked_choices,
-                                        cfg_enum(c, "on_unchecked"));
+    if (flt_av_unchecked_keys(fa, c, e) < 0)
+        goto fail;
     fa->add_header = cfg_bool(c, "add_header");
     if (gethostname(fa->hostname, sizeof(fa->hostname) - 1) < 0 ||
         fa->hostname[0] == '\0')
@@ -1723,13 +1782,29 @@ flt_av_scan_buf(struct flt_av *fa, struct flt_av_scan *sc, const char *data,
     return flt_av_libclamav_scan(fa, sc, data, len, r, e);
 }
 
+/* flt_av_rank - infected over unscannable over timeout over clean: a
+ * reading that can never be scanned makes the message unscannable, even
+ * when another one only ran out of time. */
+static int
+flt_av_rank(enum flt_antivirus_status s)
+{
+    switch (s) {
+    case FLT_ANTIVIRUS_INFECTED:
+        return 3;
+    case FLT_ANTIVIRUS_UNCHECKED:
+        return 2;
+    case FLT_ANTIVIRUS_TIMEOUT:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 /* flt_av_merge - keep the stronger of two results in r. */
 static void
 flt_av_merge(struct flt_av_result *r, const struct flt_av_result *more)
 {
-    if (more->status == FLT_ANTIVIRUS_INFECTED ||
-        (more->status == FLT_ANTIVIRUS_UNCHECKED &&
-         r->status == FLT_ANTIVIRUS_CLEAN))
+    if (flt_av_rank(more->status) > flt_av_rank(r->status))
         *r = *more;
 }
 
@@ -1840,7 +1915,7 @@ flt_av_run(const struct stage *st, struct msg *m, struct verdict *v,
     const char *eng = flt_av_engine_name(fa);
     enum flt_av_action act = FLT_AV_CONTINUE;
     struct buf raw;
-    int rc;
+    int rc, unchecked;
 
     memset(&ban, 0, sizeof(ban));
     flt_av_scan_init(&sc, fa);
@@ -1854,7 +1929,7 @@ flt_av_run(const struct stage *st, struct msg *m, struct verdict *v,
     buf_fini(&raw);
     if (rc == 0 && res.status != FLT_ANTIVIRUS_INFECTED)
         rc = flt_av_scan_ambiguous(fa, &sc, m, &res, e);
-    if (rc == 0 && res.status == FLT_ANTIVIRUS_CLEAN && sc.big[0] != '\0') {
+    if (rc == 0 && flt_av_rank(res.status) < 2 && sc.big[0] != '\0') {
         res.status = FLT_ANTIVIRUS_UNCHECKED;
         snprintf(res.what, sizeof(res.what), "%s", sc.big);
     }
@@ -1866,6 +1941,8 @@ flt_av_run(const struct stage *st, struct msg *m, struct verdict *v,
         return -1;
     }
 
+    unchecked = res.status == FLT_ANTIVIRUS_UNCHECKED ||
+                res.status == FLT_ANTIVIRUS_TIMEOUT;
     if (res.status == FLT_ANTIVIRUS_INFECTED) {
         act = fa->on_infected;
         snprintf(status, sizeof(status), "Infected (%s)", res.what);
@@ -1876,8 +1953,9 @@ flt_av_run(const struct stage *st, struct msg *m, struct verdict *v,
         snprintf(status, sizeof(status), "Banned (%s)", ban.what);
         snprintf(reply, sizeof(reply),
                  "554 5.7.1 banned=%s (message content rejected)", ban.what);
-    } else if (res.status == FLT_ANTIVIRUS_UNCHECKED) {
-        act = fa->on_unchecked;
+    } else if (unchecked) {
+        act = res.status == FLT_ANTIVIRUS_TIMEOUT ? fa->on_scan_timeout
+                                                  : fa->on_unscannable;
         snprintf(status, sizeof(status), "Unchecked (%s)", res.what);
         if (act == FLT_AV_TEMPFAIL)
             snprintf(reply, sizeof(reply),
@@ -1886,7 +1964,7 @@ flt_av_run(const struct stage *st, struct msg *m, struct verdict *v,
                      res.what);
         else
             snprintf(reply, sizeof(reply),
-                     "554 5.7.1 message could not be scanned (%s)", res.what);
+                     "554 5.7.0 message could not be scanned (%s)", res.what);
     } else {
         snprintf(status, sizeof(status), "Clean");
     }
@@ -1933,13 +2011,16 @@ flt_av_run(const struct stage *st, struct msg *m, struct verdict *v,
                                eng);
         }
     }
-    if (res.status == FLT_ANTIVIRUS_UNCHECKED) {
+    if (unchecked) {
         switch (act) {
         case FLT_AV_CONTINUE:
             return verdict_set(v, VERDICT_CONTINUE, NULL,
-                               "unchecked (%s), engine=%s, passed "
-                               "(on_unchecked = continue)",
-                               res.what, eng);
+                               "unchecked (%s), engine=%s, passed (%s = "
+                               "continue)",
+                               res.what, eng,
+                               res.status == FLT_ANTIVIRUS_TIMEOUT
+                                   ? "on_scan_timeout"
+                                   : "on_unscannable");
         case FLT_AV_QUARANTINE:
             return verdict_set(v, VERDICT_QUARANTINE, NULL,
                                "unchecked (%s), engine=%s", res.what, eng);

@@ -12,6 +12,7 @@
  *     position        = append | prepend
  *     no_text_body    = add_part | skip
  *     once_per_thread = yes | no
+ *     dkim_signed     = skip | edit
  * Templates may hold %{sender}, %{sender_domain} and %{date} (YYYY-MM-DD);
  * values are stripped of control characters in text and HTML-escaped in
  * HTML. init() reads and checks every template (valid UTF-8, lines of at
@@ -47,8 +48,10 @@
  * space-stuffed and carry no trailing spaces, and a flowed text that ends
  * in a soft break is closed first. Every line end written is the part's.
  *
- * Skipped with a reason in the log note, the message untouched:
- * multipart/signed, multipart/encrypted, application/(x-)pkcs7-mime,
+ * Skipped with a reason in the log note, the message untouched: a
+ * message that arrived with a DKIM signature (an earlier hop signed it,
+ * and a footer would break its body hash; dkim_signed = edit adds it
+ * anyway), multipart/signed, multipart/encrypted, application/(x-)pkcs7-mime,
  * multipart/report, text/calendar (unless only attached without a
  * method), an inline "-----BEGIN PGP" block in an edited part, a message
  * the shared parse flags as ambiguous, and text without any header
@@ -125,11 +128,13 @@ struct flt_disclaimer {
     int prepend;
     int add_part;
     int once;
+    int dkim_edit; /* dkim_signed = edit */
 };
 
 static const char *const flt_disclaimer_positions[] = {"append", "prepend",
                                                        NULL};
 static const char *const flt_disclaimer_no_text[] = {"add_part", "skip", NULL};
+static const char *const flt_disclaimer_dkim[] = {"skip", "edit", NULL};
 
 static const struct cfg_option flt_disclaimer_options[] = {
     {"text_file", CFG_PATH, NULL,
@@ -151,6 +156,11 @@ static const struct cfg_option flt_disclaimer_options[] = {
      "do not add a footer to a part that already holds it (a reply that "
      "quotes it)",
      NULL, 0, 0, 0},
+    {"dkim_signed", CFG_ENUM, "skip",
+     "a message that arrives with a DKIM signature (an earlier hop signed "
+     "it): skip (leave it untouched, so the signature still verifies) or "
+     "edit (add the footer and break the signature)",
+     flt_disclaimer_dkim, 0, 0, 0},
     CFG_OPTION_END,
 };
 
@@ -1067,6 +1077,7 @@ flt_disclaimer_init(struct stage *st, const struct cfg *c, struct err *e)
     fd->prepend = cfg_enum(c, "position") == 1;
     fd->add_part = cfg_enum(c, "no_text_body") == 0;
     fd->once = cfg_bool(c, "once_per_thread");
+    fd->dkim_edit = cfg_enum(c, "dkim_signed") == 1;
     if (text != NULL &&
         (fd->def = flt_disclaimer_tpl_get(fd, text, html, e)) == NULL) {
         const char *key =
@@ -2921,6 +2932,11 @@ flt_disclaimer_run(const struct stage *st, struct msg *m, struct verdict *v,
     if (msg_header_count(m) == 0)
         return verdict_set(v, VERDICT_CONTINUE, NULL,
                            "skipped (no header fields)");
+    /* Every DKIM signature covers the body: a footer would break the
+     * one an earlier hop made. */
+    if (!fd->dkim_edit && flt_dkim_signed(m, NULL, what, sizeof(what)))
+        return verdict_set(v, VERDICT_CONTINUE, NULL,
+                           "skipped (DKIM-signed, %s)", what);
     if ((mm = msg_mime(m, e)) == NULL) {
         err_prefix(e, "%s", st->name);
         return -1;

@@ -10,7 +10,8 @@
  *     domain = example.com, selector = mail2026, key_file = keys/x.pem
  * and: signing_domain (from | sender | envelope), canonicalization,
  * sign_headers, oversign_headers, signature_ttl, eight_bit_body,
- * self_check.
+ * self_check, and which mail is ours to sign: sign_mail (internal |
+ * all), internal_hosts, mta_names.
  *
  * init() reads both tables, loads every key they name with OpenSSL and
  * refuses, with "path:line: reason", a table line it cannot read, a key
@@ -29,6 +30,13 @@
  * DNS.
  *
  * run(), for each message:
+ *  0. with sign_mail = internal (the default), passes unsigned, with a
+ *     note naming the client, mail that is not ours: not from an
+ *     authenticated client, not from one in internal_hosts (without
+ *     that key: the envelope's mark that the front end found the client
+ *     in mynetworks), not taken by an MTA daemon in mta_names. As
+ *     OpenDKIM decides with InternalHosts, MTA and {auth_authen}: a
+ *     signing relay must not sign what an outsider wrote in our name.
  *  1. takes the signing address (the From header by default, for DMARC
  *     alignment) and looks it up: in the signing table, OpenDKIM's order
  *     for a flat file (user@host, host, user@.parent..., .parent...,
@@ -37,9 +45,11 @@
  *     signature (an RSA and an Ed25519 key for one domain). "%" is the
  *     signing address's domain. A key whose d= and s= already sign the
  *     message is skipped, so mail is never signed twice.
- *  2. with eight_bit_body = encode, makes the body safe for an 8BITMIME
- *     downgrade later on: every leaf part with 8-bit octets or a line
- *     over 998 octets is encoded again (text and message types as
+ *  2. with eight_bit_body = encode (and, by default, only when the message
+ *     did not arrive with a DKIM signature of an earlier hop, which the
+ *     new octets would break: dkim_signed = skip), makes the body safe
+ *     for an 8BITMIME downgrade later on: every leaf part with 8-bit octets or
+ * a line over 998 octets is encoded again (text and message types as
  *     quoted-printable, others as base64) and every "8bit" or "binary"
  *     label on a part that is now clean becomes "7bit", as a downgrading
  *     MTA would otherwise do after we signed. The parts are found in the
@@ -102,6 +112,7 @@
 #include <openssl/x509.h>
 #include <opendkim/dkim.h>
 
+#include "cidr.h"
 #include "dkim_sig.h"
 #include "filters.h"
 #include "log.h"
@@ -182,6 +193,11 @@ struct flt_dkim {
     DKIM_LIB *verify_lib; /* self_check = libopendkim; else NULL */
     const char **sign_hdrs; /* NULL-terminated, borrowed names */
     const char **oversign_hdrs;
+    int dkim_edit;                    /* dkim_signed = edit */
+    int sign_all;                     /* sign_mail = all */
+    struct cidr_list *internal_hosts; /* NULL: the front end's mynetworks */
+    const char *const *mta_names;     /* borrowed from the cfg */
+    size_t nmta_names;
 };
 
 /* One signature to make on one message. */
@@ -200,6 +216,9 @@ static const char *const flt_dkim_canon_choices[] = {
 static const char *const flt_dkim_8bit_choices[] = {"encode", "keep", NULL};
 static const char *const flt_dkim_check_choices[] = {"builtin", "libopendkim",
                                                      NULL};
+static const char *const flt_dkim_signed_choices[] = {"skip", "edit", NULL};
+static const char *const flt_dkim_sign_mail_choices[] = {"internal", "all",
+                                                         NULL};
 
 static const struct cfg_option flt_dkim_options[] = {
     {"key_table", CFG_PATH, NULL,
@@ -249,6 +268,27 @@ static const struct cfg_option flt_dkim_options[] = {
      "second, independent implementation; about 130 us more per RSA "
      "signature)",
      flt_dkim_check_choices, 0, 0, 0},
+    {"dkim_signed", CFG_ENUM, "skip",
+     "a message that arrives with a DKIM signature (an earlier hop signed "
+     "it): skip (sign it without re-encoding 8-bit parts, so the earlier "
+     "signature still verifies) or edit (re-encode as eight_bit_body says "
+     "and break it)",
+     flt_dkim_signed_choices, 0, 0, 0},
+    {"sign_mail", CFG_ENUM, "internal",
+     "which mail is signed: internal (from a client in internal_hosts, an "
+     "authenticated client, or in milter mode an MTA daemon in mta_names; "
+     "other mail passes unsigned and the log says why) or all (any mail "
+     "with a key for its domain, which lets outsiders get our signature)",
+     flt_dkim_sign_mail_choices, 0, 0, 0},
+    {"internal_hosts", CFG_LIST, NULL,
+     "networks whose mail is signed, as OpenDKIM's InternalHosts; the "
+     "client is the one the MTA or XFORWARD names (default: mynetworks of "
+     "relaychain.conf)",
+     NULL, 0, 0, 0},
+    {"mta_names", CFG_LIST, NULL,
+     "milter mode: values of the MTA's {daemon_name} macro whose mail is "
+     "signed whatever the client (a submission service), as OpenDKIM's MTA",
+     NULL, 0, 0, 0},
     CFG_OPTION_END,
 };
 
@@ -1366,6 +1406,7 @@ flt_dkim_free(struct stage *st)
     free(fd->domain);
     free(fd->sign_hdrs);
     free(fd->oversign_hdrs);
+    cidr_list_free(fd->internal_hosts);
     free(fd);
     st->priv = NULL;
 }
@@ -1516,6 +1557,29 @@ flt_dkim_init(struct stage *st, const struct cfg *c, struct err *e)
     }
     if (cfg_enum(c, "self_check") == 1 && flt_dkim_libs(fd, c, e) < 0)
         goto fail;
+    fd->sign_all = cfg_enum(c, "sign_mail") == 1;
+    fd->dkim_edit = cfg_enum(c, "dkim_signed") == 1;
+    if (cfg_is_set(c, "internal_hosts")) {
+        const char *const *nets;
+        size_t n = cfg_list(c, "internal_hosts", &nets);
+
+        if ((fd->internal_hosts = cidr_list_new(nets, n, e)) == NULL) {
+            char text[sizeof(e->text)];
+
+            snprintf(text, sizeof(text), "%s", e->text);
+            cfg_err(e, c, "internal_hosts", "%s", text);
+            goto fail;
+        }
+    }
+    fd->nmta_names = cfg_list(c, "mta_names", &fd->mta_names);
+    if (fd->sign_all &&
+        (cfg_is_set(c, "internal_hosts") || fd->nmta_names > 0)) {
+        cfg_err(e, c,
+                cfg_is_set(c, "internal_hosts") ? "internal_hosts"
+                                                : "mta_names",
+                "has no effect with sign_mail = all");
+        goto fail;
+    }
     /* Without re-encoding the stage only adds its own fields. */
     if (!fd->encode)
         st->flags &= STAGE_SIGNS;
@@ -1655,6 +1719,110 @@ flt_dkim_tag_value(const char *list, const char *tag, char *out, size_t n)
         while (*q != '\0' && *q != ';')
             q++;
         p = *q == ';' ? q + 1 : q;
+    }
+    return 0;
+}
+
+/* flt_dkim_printable_tag - value for a log note: at most 64 octets,
+ * anything but printable ASCII as '?'. The value is the sender's. */
+static void
+flt_dkim_printable_tag(const char *value, char *out, size_t n)
+{
+    size_t i;
+
+    for (i = 0; value[i] != '\0' && i < 64 && i + 1 < n; i++)
+        out[i] = value[i] > ' ' && value[i] < 0x7f ? value[i] : '?';
+    if (n > 0)
+        out[i < n ? i : n - 1] = '\0';
+}
+
+/* flt_dkim_is_signature - v has every tag RFC 6376 requires (v, a, b,
+ * bh, d, h, s): without one no verifier accepts it, and nothing we do can
+ * break it. */
+static int
+flt_dkim_is_signature(const char *v)
+{
+    static const char *const tags[] = {"v", "a", "b", "bh", "d", "h", "s"};
+    char one[8];
+    size_t i;
+
+    for (i = 0; i < sizeof(tags) / sizeof(tags[0]); i++)
+        if (!flt_dkim_tag_value(v, tags[i], one, sizeof(one)))
+            return 0;
+    return 1;
+}
+
+/*
+ * flt_dkim_body_holds - 0 when the signature v (a DKIM-Signature value)
+ * can be seen not to cover the body as it is: a SHA-256 signature over
+ * the whole body (no l=) whose bh= differs from the body's hash under its
+ * c=, so it is broken already (a hop changed the body, or the field was
+ * never a real signature). 1 otherwise: a body edit would break it.
+ */
+static int
+flt_dkim_body_holds(const struct msg *m, const char *v)
+{
+    char a[32], c[40], bh[96], want[48];
+    enum flt_dkim_canon canon = FLT_DKIM_SIMPLE;
+    const char *body, *slash;
+    size_t blen;
+    struct err e;
+
+    if (!flt_dkim_tag_value(v, "a", a, sizeof(a)) ||
+        !flt_dkim_tag_value(v, "bh", bh, sizeof(bh)))
+        return 0;
+    /* Another hash, or l= (a footer after it would not even break it):
+     * not checked here, so taken as holding. */
+    if ((strcasecmp(a, "rsa-sha256") != 0 &&
+         strcasecmp(a, "ed25519-sha256") != 0) ||
+        flt_dkim_tag_value(v, "l", c, sizeof(c)))
+        return 1;
+    if (flt_dkim_tag_value(v, "c", c, sizeof(c)) &&
+        (slash = strchr(c, '/')) != NULL &&
+        strcasecmp(slash + 1, "relaxed") == 0)
+        canon = FLT_DKIM_RELAXED;
+    body = msg_body(m, &blen);
+    if (flt_dkim_sig_body_hash(body ? body : "", blen, canon, want, &e) < 0)
+        return 1;
+    return strcmp(bh, want) == 0;
+}
+
+int
+flt_dkim_signed(const struct msg *m, const char *field, char *who, size_t n)
+{
+    size_t count = msg_header_name_count(m, "DKIM-Signature"), i, len;
+    char d[FLT_DKIM_DOMAIN_MAX + 2], sel[FLT_DKIM_SELECTOR_MAX + 2];
+    char h[4096], pd[72], ps[72];
+    const char *v, *p, *q;
+    int covers;
+
+    for (i = 1; i <= count; i++) {
+        if ((v = msg_header_get(m, "DKIM-Signature", i)) == NULL ||
+            !flt_dkim_is_signature(v))
+            continue;
+        covers = field == NULL && flt_dkim_body_holds(m, v);
+        /* An h= too long to read whole may name any field. */
+        if (field != NULL && (!flt_dkim_tag_value(v, "h", h, sizeof(h)) ||
+                              strlen(h) + 1 >= sizeof(h)))
+            covers = 1;
+        for (p = h; field != NULL && !covers && *p != '\0';
+             p = *q ? q + 1 : q) {
+            q = strchr(p, ':');
+            if (q == NULL)
+                q = p + strlen(p);
+            len = (size_t)(q - p);
+            covers = len == strlen(field) && strncasecmp(p, field, len) == 0;
+        }
+        if (!covers)
+            continue;
+        if (!flt_dkim_tag_value(v, "d", d, sizeof(d)))
+            d[0] = '\0';
+        if (!flt_dkim_tag_value(v, "s", sel, sizeof(sel)))
+            sel[0] = '\0';
+        flt_dkim_printable_tag(d, pd, sizeof(pd));
+        flt_dkim_printable_tag(sel, ps, sizeof(ps));
+        snprintf(who, n, "d=%s, s=%s", pd[0] ? pd : "?", ps[0] ? ps : "?");
+        return 1;
     }
     return 0;
 }
@@ -2616,6 +2784,47 @@ flt_dkim_self_check(const struct flt_dkim *fd, const struct msg *m,
     return 0;
 }
 
+/* ----------------------------------------------------- whose mail */
+
+/*
+ * flt_dkim_is_ours - 1 when the message is ours to sign: sent by an
+ * authenticated client, by a client in internal_hosts (or, without that
+ * key, one the front end found in mynetworks: the original client behind
+ * Postfix's XFORWARD, the milter's connecting client, a local
+ * submission), or taken by an MTA daemon listed in mta_names. Otherwise
+ * 0, with why (size n) saying so for the log. The client address and
+ * daemon name come from the front end, not from the message, so no
+ * header an outsider writes can make mail ours.
+ */
+static int
+flt_dkim_is_ours(const struct flt_dkim *fd, const struct msg *m, char *why,
+                 size_t n)
+{
+    const struct msg_env *env = msg_env(m);
+    size_t i;
+    int used;
+
+    if (env->auth_user != NULL)
+        return 1;
+    if (fd->internal_hosts != NULL
+            ? cidr_list_contains(fd->internal_hosts, env->client_addr)
+            : env->internal)
+        return 1;
+    for (i = 0; env->daemon_name != NULL && i < fd->nmta_names; i++)
+        if (strcmp(env->daemon_name, fd->mta_names[i]) == 0)
+            return 1;
+    used = snprintf(why, n,
+                    "client %.64s is not internal: not in %s, not "
+                    "authenticated",
+                    env->client_addr ? env->client_addr : "unknown",
+                    fd->internal_hosts ? "internal_hosts" : "mynetworks");
+    if (fd->nmta_names > 0 && used > 0 && (size_t)used < n)
+        snprintf(why + used, n - (size_t)used,
+                 ", daemon %.64s not in mta_names",
+                 env->daemon_name ? env->daemon_name : "unknown");
+    return 0;
+}
+
 /* ---------------------------------------------------------------- run */
 
 static int
@@ -2625,6 +2834,7 @@ flt_dkim_run(const struct stage *st, struct msg *m, struct verdict *v,
     const struct flt_dkim *fd = st->priv;
     struct flt_dkim_plan plans[FLT_DKIM_SIGS_MAX];
     char why[FLT_DKIM_WHY_MAX], note[VERDICT_NOTE_MAX], extra[64];
+    char earlier[200], who[140];
     struct buf raw, conv, fin, fin_conv, sig[FLT_DKIM_SIGS_MAX];
     struct flt_dkim_body_memo memo = {0};
     const struct msg_edit *edits;
@@ -2632,12 +2842,25 @@ flt_dkim_run(const struct stage *st, struct msg *m, struct verdict *v,
     const char *wire, *final;
     size_t nplans, wire_len, final_len, i, n;
     unsigned encoded = 0, relabelled = 0;
-    int rc = -1, in_header, failed;
+    int rc = -1, in_header, failed, encode = fd->encode;
 
+    if (!fd->sign_all && !flt_dkim_is_ours(fd, m, why, sizeof(why)))
+        return verdict_set(v, VERDICT_CONTINUE, NULL, "not signed (%s)", why);
     nplans = flt_dkim_plans(fd, m, plans, why, sizeof(why));
     if (nplans == 0)
         return verdict_set(v, VERDICT_CONTINUE, NULL, "not signed (%s)", why);
 
+    /* Re-encoding would break the signature of an earlier hop; it is left
+     * out unless a line over 998 octets needs it, which no hop carries
+     * unchanged anyway. */
+    earlier[0] = '\0';
+    if (encode && !fd->dkim_edit &&
+        msg_longest_line(m) <= FLT_DKIM_LINE_LIMIT &&
+        flt_dkim_signed(m, NULL, who, sizeof(who))) {
+        encode = 0;
+        snprintf(earlier, sizeof(earlier),
+                 ", body kept as an earlier hop signed it (%s)", who);
+    }
     buf_init(&raw, 0);
     buf_init(&conv, 0);
     buf_init(&fin, 0);
@@ -2646,9 +2869,8 @@ flt_dkim_run(const struct stage *st, struct msg *m, struct verdict *v,
         buf_init(&sig[i], FLT_DKIM_RECORD_MAX * 2);
     edits_before = msg_journal(m, &edits);
     if (msg_write(m, &raw, e) < 0 ||
-        (fd->encode &&
-         flt_dkim_encode(st, m, raw.data ? raw.data : "", raw.len, &encoded,
-                         &relabelled, e) < 0))
+        (encode && flt_dkim_encode(st, m, raw.data ? raw.data : "", raw.len,
+                                   &encoded, &relabelled, e) < 0))
         goto out;
     /* raw is still the message unless the encoder changed it. */
     if (msg_journal(m, &edits) != edits_before
@@ -2696,7 +2918,8 @@ flt_dkim_run(const struct stage *st, struct msg *m, struct verdict *v,
     if (encoded > 0 || relabelled > 0)
         snprintf(extra, sizeof(extra), ", 7bit: %u encoded, %u relabelled",
                  encoded, relabelled);
-    rc = verdict_set(v, VERDICT_CONTINUE, NULL, "%s%s", note, extra);
+    rc =
+        verdict_set(v, VERDICT_CONTINUE, NULL, "%s%s%s", note, extra, earlier);
 out:
     if (rc < 0)
         err_prefix(e, "%s", st->name);

@@ -410,6 +410,18 @@ flt_dkim_sig_body_memo(const char *p, size_t n, enum flt_dkim_canon canon,
     return 0;
 }
 
+int
+flt_dkim_sig_body_hash(const char *p, size_t n, enum flt_dkim_canon canon,
+                       char *out, struct err *e)
+{
+    unsigned char digest[32];
+
+    if (flt_dkim_sig_body(p, n, canon, digest, e) < 0)
+        return -1;
+    EVP_EncodeBlock((unsigned char *)out, digest, sizeof(digest));
+    return 0;
+}
+
 /* ------------------------------------------------------- public key */
 
 static int

@@ -75,4 +75,11 @@ int flt_dkim_sig_check(const struct flt_dkim_sig_key *key, const char *domain,
                        const struct flt_dkim_body_memo *memo, char *why,
                        size_t wn, struct err *e);
 
+/* flt_dkim_sig_body_hash - the bh= a SHA-256 signature with body
+ * canonicalization canon would carry for the body [p, p + n) (CRLF or LF
+ * line ends), base64, into out (at least 45 octets). 0, or -1 with e set
+ * (memory, OpenSSL). */
+int flt_dkim_sig_body_hash(const char *p, size_t n, enum flt_dkim_canon canon,
+                           char *out, struct err *e);
+
 #endif

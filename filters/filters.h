@@ -93,6 +93,21 @@ int flt_dkim_tag_value(const char *list, const char *tag, char *out, size_t n);
  * hyphens (and underscores in a selector). */
 int flt_dkim_name_ok(const char *s, int selector);
 
+/* flt_dkim_signed - for the stages that run before signing: 1 when m
+ * arrived with a DKIM-Signature that changing field would break (its h=
+ * names field, without regard to case; an h= too long to read counts as
+ * naming every field), or, with field NULL, one that a change of the
+ * body would break: every signature covers the body, but one whose bh=
+ * does not match the body any more (SHA-256, no l=) is broken already
+ * and does not count, so a "DKIM-Signature:" field a sender makes up does
+ * not stop a footer unless it carries the body's true hash. A field
+ * without the tags RFC 6376 requires (v a b bh d h s) never counts. who (size
+ * n) then gets "d=..., s=..." of that signature, printable, for a log note. 0
+ * when there is none. The header hash cannot be checked without the signer's
+ * key (DNS): a field named in h= counts even when the signature is forged. */
+int flt_dkim_signed(const struct msg *m, const char *field, char *who,
+                    size_t n);
+
 /* flt_dkim_main - "relaychain dkim keygen|testkey ..."; argv[0] is "dkim".
  * Returns the exit status. */
 int flt_dkim_main(int argc, char **argv);
@@ -102,8 +117,9 @@ int flt_dkim_main(int argc, char **argv);
  * flt_antivirus_classify - what a detection name means: returns
  * FLT_ANTIVIRUS_UNCHECKED for libclamav's "could not scan" heuristics
  * (Heuristics.Limits.Exceeded.*, Heuristics.Encrypted.*) with the reason
- * in why, FLT_ANTIVIRUS_INFECTED with the printable name in why
- * otherwise. clamd says whose limits they are (clamd.conf's or ours).
+ * in why, FLT_ANTIVIRUS_TIMEOUT for the one of them that the same bytes
+ * may pass later (MaxScanTime), FLT_ANTIVIRUS_INFECTED with the printable name
+ * in why otherwise. clamd says whose limits they are (clamd.conf's or ours).
  * flt_antivirus_clamd_reply - one clamd INSTREAM answer ("stream: OK",
  * "stream: NAME FOUND", "... ERROR"); 0 with *status and what (size n)
  * set, -1 with e set for an error answer (StreamMaxLength is unchecked,
@@ -113,7 +129,10 @@ int flt_dkim_main(int argc, char **argv);
 enum flt_antivirus_status {
     FLT_ANTIVIRUS_CLEAN,
     FLT_ANTIVIRUS_INFECTED,
-    FLT_ANTIVIRUS_UNCHECKED
+    FLT_ANTIVIRUS_UNCHECKED, /* never scannable whole: the same bytes hit
+                                the same limit again */
+    FLT_ANTIVIRUS_TIMEOUT    /* out of scan time: may pass when the scanner
+                                is less loaded */
 };
 #define FLT_ANTIVIRUS_WHAT_MAX 200
 #define FLT_ANTIVIRUS_BOUNDARY_SIZE 201 /* 200 octets and the NUL */

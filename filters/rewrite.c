@@ -37,6 +37,12 @@
  * written again, comments, the original charset of encoded words and
  * anything GMime does not read as an address are lost.
  *
+ * A header field that a DKIM signature the message arrived with covers
+ * (its h= names the field) is not rewritten by default: the signature
+ * of an earlier hop must still verify after us. The note says how many
+ * were kept and whose signature; dkim_signed = edit rewrites them anyway.
+ * The envelope is rewritten either way: no DKIM signature covers it.
+ *
  * The stage owns its three regmaps; they are read-only after init(), so
  * run() may be called from any number of threads.
  */
@@ -69,7 +75,10 @@ struct flt_rewrite {
     struct regmap *sender; /* each may be NULL */
     struct regmap *rcpt;
     struct regmap *header;
+    int dkim_edit; /* dkim_signed = edit */
 };
+
+static const char *const flt_rewrite_dkim[] = {"skip", "edit", NULL};
 
 static const char *const flt_rewrite_headers[] = {
     "From", "To", "Cc", "Reply-To", "Sender",
@@ -85,6 +94,11 @@ static const struct cfg_option flt_rewrite_options[] = {
      "pcre_table(5) file that rewrites addresses in From, To, Cc, Reply-To "
      "and Sender",
      NULL, 0, 0, 0},
+    {"dkim_signed", CFG_ENUM, "skip",
+     "header fields that a DKIM signature the message arrived with covers: "
+     "skip (leave them, so the signature still verifies) or edit (rewrite "
+     "them and break it); the envelope is rewritten either way",
+     flt_rewrite_dkim, 0, 0, 0},
     CFG_OPTION_END,
 };
 
@@ -563,6 +577,7 @@ flt_rewrite_init(struct stage *st, const struct cfg *c, struct err *e)
     if (fr->header != NULL)
         flags |= STAGE_EDITS_HEADERS;
     st->flags &= flags;
+    fr->dkim_edit = cfg_enum(c, "dkim_signed") == 1;
     return 0;
 }
 
@@ -615,6 +630,8 @@ struct flt_rewrite_plan {
     size_t rcpts_merged;
     struct flt_rewrite_hdr *hdrs;
     size_t nhdrs;
+    size_t hdrs_kept;  /* left alone: DKIM-signed */
+    char kept_by[160]; /* "d=..., s=..." of the first such signature */
 };
 
 static void
@@ -712,6 +729,7 @@ flt_rewrite_plan_headers(const struct flt_rewrite *fr, const struct msg *m,
     const struct msg_limits *lim = msg_limits(m);
     struct flt_rewrite_hdr *nh;
     const char *name, *value;
+    char who[160];
     struct buf out;
     size_t k, idx, count;
     int changed;
@@ -735,6 +753,11 @@ flt_rewrite_plan_headers(const struct flt_rewrite *fr, const struct msg *m,
             }
             if (!changed)
                 continue;
+            if (!fr->dkim_edit && flt_dkim_signed(m, name, who, sizeof(who))) {
+                if (p->hdrs_kept++ == 0)
+                    snprintf(p->kept_by, sizeof(p->kept_by), "%s", who);
+                continue;
+            }
             if ((nh = realloc(p->hdrs, (p->nhdrs + 1) * sizeof(*nh))) ==
                 NULL) {
                 buf_fini(&out);
@@ -825,8 +848,13 @@ flt_rewrite_run(const struct stage *st, struct msg *m, struct verdict *v,
                               "%srcpt=%zu rewritten%s", n > 0 ? ", " : "",
                               plan.rcpts_changed, merged);
     if (plan.nhdrs > 0 && n < sizeof(note))
-        snprintf(note + n, sizeof(note) - n, "%sheaders=%zu changed",
-                 n > 0 ? ", " : "", plan.nhdrs);
+        n += (size_t)snprintf(note + n, sizeof(note) - n,
+                              "%sheaders=%zu changed", n > 0 ? ", " : "",
+                              plan.nhdrs);
+    if (plan.hdrs_kept > 0 && n < sizeof(note))
+        snprintf(note + n, sizeof(note) - n,
+                 "%sheaders=%zu kept (DKIM-signed, %s)", n > 0 ? ", " : "",
+                 plan.hdrs_kept, plan.kept_by);
     flt_rewrite_plan_fini(&plan);
     if (rc < 0) {
         err_prefix(e, "%s", st->name);

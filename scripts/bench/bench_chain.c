@@ -48,7 +48,9 @@ one(int kind, const struct conf *cf, const struct chain *empty,
         return buf_append(out, in->data, in->len, &e);
     if ((m = msg_new(&cf->limits, MSG_FE_CLI, &e)) == NULL)
         return -1;
-    if (msg_env_sender(m, "alice@host1.corp.example", NULL, &e) < 0 ||
+    /* Submitted here, as relaychain filter takes it: ours to sign. */
+    if (msg_env_origin(m, 1, NULL, &e) < 0 ||
+        msg_env_sender(m, "alice@host1.corp.example", NULL, &e) < 0 ||
         msg_env_rcpt(m, "bob@example.net", NULL, &e) < 0 ||
         msg_parse(m, in->data, in->len, &e) < 0)
         goto out;

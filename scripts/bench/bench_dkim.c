@@ -59,7 +59,9 @@ stage_once(const struct conf *cf, const struct buf *in, struct buf *out,
     buf_reset(out);
     if ((m = msg_new(&cf->limits, MSG_FE_CLI, &e)) == NULL)
         return -1;
-    if (msg_env_sender(m, "alice@example.com", NULL, &e) < 0 ||
+    /* Submitted here, as relaychain filter takes it: ours to sign. */
+    if (msg_env_origin(m, 1, NULL, &e) < 0 ||
+        msg_env_sender(m, "alice@example.com", NULL, &e) < 0 ||
         msg_env_rcpt(m, "bob@example.net", NULL, &e) < 0 ||
         msg_parse(m, in->data, in->len, &e) < 0 ||
         chain_run(cf->chain, m, &res, &e) < 0)

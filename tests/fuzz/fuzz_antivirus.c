@@ -52,7 +52,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rc = flt_antivirus_clamd_reply(text, size, &st, what, sizeof(what), &e);
     if (rc == 0) {
         if (st != FLT_ANTIVIRUS_CLEAN && st != FLT_ANTIVIRUS_INFECTED &&
-            st != FLT_ANTIVIRUS_UNCHECKED)
+            st != FLT_ANTIVIRUS_UNCHECKED && st != FLT_ANTIVIRUS_TIMEOUT)
             __builtin_trap();
         fuzz_printable(what, sizeof(what));
     } else if (rc != -1 || e.text[0] == '\0') {
@@ -64,7 +64,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     name[n] = '\0';
     memset(what, 'X', sizeof(what));
     rc = flt_antivirus_classify(name, (int)(n & 1), what, sizeof(what));
-    if (rc != FLT_ANTIVIRUS_INFECTED && rc != FLT_ANTIVIRUS_UNCHECKED)
+    if (rc != FLT_ANTIVIRUS_INFECTED && rc != FLT_ANTIVIRUS_UNCHECKED &&
+        rc != FLT_ANTIVIRUS_TIMEOUT)
         __builtin_trap();
     fuzz_printable(what, sizeof(what));
 

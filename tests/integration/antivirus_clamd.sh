@@ -8,8 +8,9 @@
 # and socket are never touched. Then:
 #   1. "relaychain filter" through the UNIX socket: EICAR in a zip is
 #      rejected (engine=clamd), corpus messages pass, an encrypted
-#      archive is unchecked (tempfail), a 2 MB message over
-#      StreamMaxLength is unchecked, never clean;
+#      archive and a 2 MB message over StreamMaxLength are unchecked,
+#      never clean, and rejected with 554 5.7.0 (on_unscannable): the
+#      same bytes would fail the same way on every retry;
 #   2. the same EICAR through tcp:127.0.0.1:PORT;
 #   3. relaychaind (SMTP front end, clamd engine) relays 5 clean
 #      messages to smtp-sink; clamd is stopped mid-run; the next 5 get
@@ -73,13 +74,15 @@ done
 (cd "$AVF" && zip -q -P secret "$T/enc.zip" clean.txt)
 mail_attach "enc" "$T/enc.zip" "enc.zip" application/zip >"$T/enc.eml"
 av_filter "$T/cd.conf" "$T/enc.eml"
-check "clamd: encrypted archive unchecked, tempfail ($AV_LOG)" \
-    sh -c "[ $AV_RC -eq 3 ] && echo '$AV_LOG' | grep -q 'tempfail, unchecked (encrypted content: Heuristics.Encrypted.Zip), engine=clamd'"
+check "clamd: encrypted archive unchecked, rejected ($AV_LOG)" \
+    sh -c "[ $AV_RC -eq 2 ] && echo '$AV_LOG' | grep -q 'reject, unchecked (encrypted content: Heuristics.Encrypted.Zip), engine=clamd'"
+check "clamd: 554 5.7.0 with the reason" \
+    grep -q '554 5.7.0 message could not be scanned (encrypted content: Heuristics.Encrypted.Zip)' "$T/av.err"
 head -c 1500000 /dev/urandom >"$T/big.bin"
 mail_attach "big" "$T/big.bin" "big.bin" >"$T/big.eml"
 av_filter "$T/cd.conf" "$T/big.eml"
-check "clamd: over StreamMaxLength is unchecked, not clean ($AV_LOG)" \
-    sh -c "[ $AV_RC -eq 3 ] && echo '$AV_LOG' | grep -q 'unchecked (clamd StreamMaxLength exceeded), engine=clamd'"
+check "clamd: over StreamMaxLength is unchecked, not clean, rejected ($AV_LOG)" \
+    sh -c "[ $AV_RC -eq 2 ] && echo '$AV_LOG' | grep -q 'unchecked (clamd StreamMaxLength exceeded), engine=clamd'"
 
 # ------------------------------------------------------------- 2. TCP
 av_chain "$T/ct" "engine = clamd" "clamd_socket = tcp:127.0.0.1:$clamd_port"

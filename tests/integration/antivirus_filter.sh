@@ -16,9 +16,14 @@
 #      result=clean; with add_header = yes only the two X-Virus fields
 #      are added;
 #   5. limits: a 200 MB zip member over max_file_size, a small
-#      max_scan_size, archives nested deeper than max_recursion, a
-#      1 ms max_scan_time: each "unchecked" (tempfail, exit 3) in bounded
-#      time, and passed only when on_unchecked = continue says so;
+#      max_scan_size, archives nested deeper than max_recursion: each
+#      "unchecked" in bounded time and, since the same bytes hit the same
+#      limit on every try, rejected (554 5.7.0 with the reason, exit 2)
+#      rather than tempfailed for the sender to retry for days; a 1 ms
+#      max_scan_time, which a less loaded scanner may pass, tempfailed
+#      (exit 3); each passed only when on_unscannable or on_scan_timeout
+#      = continue says so; an older on_unchecked still loads, sets both
+#      and warns;
 #   6. the database directory: missing, empty or unreadable stops
 #      "relaychain check" with the reason; with missing_database =
 #      tempfail every message is tempfailed instead;
@@ -167,15 +172,15 @@ head -c 200000000 /dev/zero >"$T/zeros.bin"
 rm -f "$T/zeros.bin"
 mail_attach "bomb" "$T/bigger.zip" "bigger.zip" application/zip >"$T/bomb.eml"
 timed_filter "$T/std.conf" "$T/bomb.eml"
-check "zip bomb, default limits: unchecked, tempfail (exit $AV_RC; $AV_LOG)" \
-    sh -c "[ $AV_RC -eq 3 ] && echo '$AV_LOG' | grep -q 'tempfail, unchecked (max_file_size exceeded by archive member \"zeros.bin\"'"
-check "zip bomb, default limits: 451 4.7.1 to the client" \
-    grep -q '451 4.7.1 message could not be scanned' "$T/av.err"
+check "zip bomb, default limits: unchecked, rejected (exit $AV_RC; $AV_LOG)" \
+    sh -c "[ $AV_RC -eq 2 ] && echo '$AV_LOG' | grep -q 'reject, unchecked (max_file_size exceeded by archive member \"zeros.bin\"'"
+check "zip bomb, default limits: 554 5.7.0 with the reason to the client" \
+    grep -q '554 5.7.0 message could not be scanned (max_file_size exceeded by archive member' "$T/av.err"
 check "zip bomb, default limits: done in bounded time (${s}s, want < 60)" [ "$s" -lt 60 ]
 av_chain "$T/small" "max_scan_size = 10m"
 timed_filter "$T/small.conf" "$T/bomb.eml"
-check "zip bomb, max_scan_size = 10m: unchecked ($AV_LOG)" \
-    sh -c "[ $AV_RC -eq 3 ] && echo '$AV_LOG' | grep -q 'unchecked (max_scan_size exceeded)'"
+check "zip bomb, max_scan_size = 10m: unchecked, rejected ($AV_LOG)" \
+    sh -c "[ $AV_RC -eq 2 ] && echo '$AV_LOG' | grep -q 'unchecked (max_scan_size exceeded)'"
 check "zip bomb, max_scan_size = 10m: ${s}s, want < 20" [ "$s" -lt 20 ]
 # Nested 8 deep around a deflated EICAR that a bare scan cannot see.
 mkdir -p "$T/nest"
@@ -192,19 +197,32 @@ av_filter "$T/std.conf" "$T/deep.eml"
 check "8 nested zips, default limits: EICAR found ($AV_LOG)" [ "$AV_RC" -eq 2 ]
 av_chain "$T/shallow" "max_recursion = 4"
 av_filter "$T/shallow.conf" "$T/deep.eml"
-check "8 nested zips, max_recursion = 4: unchecked, never clean ($AV_LOG)" \
-    sh -c "[ $AV_RC -eq 3 ] && echo '$AV_LOG' | grep -q 'unchecked (max_recursion exceeded)'"
+check "8 nested zips, max_recursion = 4: unchecked, rejected, never clean ($AV_LOG)" \
+    sh -c "[ $AV_RC -eq 2 ] && echo '$AV_LOG' | grep -q 'reject, unchecked (max_recursion exceeded)'"
+av_chain "$T/shallowq" "max_recursion = 4" "on_unscannable = quarantine"
+av_filter "$T/shallowq.conf" "$T/deep.eml"
+check "max_recursion = 4, on_unscannable = quarantine: exit 5 ($AV_RC)" [ "$AV_RC" -eq 5 ]
+av_chain "$T/shallowt" "max_recursion = 4" "on_scan_timeout = continue"
+av_filter "$T/shallowt.conf" "$T/deep.eml"
+check "max_recursion = 4, on_scan_timeout = continue: still rejected ($AV_RC)" [ "$AV_RC" -eq 2 ]
+av_chain "$T/shallowold" "max_recursion = 4" "on_unchecked = tempfail"
+av_filter "$T/shallowold.conf" "$T/deep.eml"
+check "an older on_unchecked = tempfail still loads and applies ($AV_RC)" [ "$AV_RC" -eq 3 ]
+check "and the log says it is deprecated and what replaces it" \
+    grep -q 'on_unchecked is deprecated: it sets both on_unscannable .* and on_scan_timeout .* to tempfail; set those instead' "$T/av.err"
 av_chain "$T/fast" "max_scan_time = 1ms"
 av_filter "$T/fast.conf" "$T/bomb.eml"
-check "max_scan_time = 1ms: unchecked ($AV_LOG)" \
-    sh -c "[ $AV_RC -eq 3 ] && echo '$AV_LOG' | grep -q 'unchecked (max_scan_time exceeded)'"
-av_chain "$T/fastpass" "max_scan_time = 1ms" "on_unchecked = continue"
+check "max_scan_time = 1ms: unchecked, tempfailed: a later try may pass ($AV_LOG)" \
+    sh -c "[ $AV_RC -eq 3 ] && echo '$AV_LOG' | grep -q 'tempfail, unchecked (max_scan_time exceeded)'"
+check "max_scan_time = 1ms: 451 4.7.1 to the client" \
+    grep -q '451 4.7.1 message could not be scanned (max_scan_time exceeded), try again later' "$T/av.err"
+av_chain "$T/fastpass" "max_scan_time = 1ms" "on_scan_timeout = continue"
 av_filter "$T/fastpass.conf" "$T/bomb.eml"
-check "max_scan_time = 1ms, on_unchecked = continue: passed and logged ($AV_LOG)" \
-    sh -c "[ $AV_RC -eq 0 ] && echo '$AV_LOG' | grep -q 'continue, unchecked (max_scan_time exceeded), engine=libclamav, passed'"
-av_chain "$T/fastq" "max_scan_time = 1ms" "on_unchecked = quarantine"
+check "max_scan_time = 1ms, on_scan_timeout = continue: passed and logged ($AV_LOG)" \
+    sh -c "[ $AV_RC -eq 0 ] && echo '$AV_LOG' | grep -q 'continue, unchecked (max_scan_time exceeded), engine=libclamav, passed (on_scan_timeout = continue)'"
+av_chain "$T/fastq" "max_scan_time = 1ms" "on_scan_timeout = quarantine"
 av_filter "$T/fastq.conf" "$T/bomb.eml"
-check "max_scan_time = 1ms, on_unchecked = quarantine: exit 5 ($AV_RC)" [ "$AV_RC" -eq 5 ]
+check "max_scan_time = 1ms, on_scan_timeout = quarantine: exit 5 ($AV_RC)" [ "$AV_RC" -eq 5 ]
 
 # ------------------------------------------------ 6. the database directory
 mkdir -p "$T/empty-db" "$T/locked-db"

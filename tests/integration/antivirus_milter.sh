@@ -12,7 +12,9 @@
 #   3. EICAR from hold@example.com: Postfix accepts it and puts it on
 #      hold (smfi_quarantine), with the verdict in its log; nothing at
 #      the sink (Postfix logs "milter triggers HOLD action", relaychaind
-#      the reason under the same queue id).
+#      the reason under the same queue id);
+#   4. a password-protected zip, which no retry can ever scan: the
+#      client hears 554 5.7.0 with the reason from Postfix, not a 4xx.
 . "$top_srcdir/tests/integration/milter_lib.sh"
 . "$top_srcdir/tests/integration/av_lib.sh"
 
@@ -84,8 +86,15 @@ check "3: relaychaind logs the reason under Postfix's queue id" \
     grep -q "$q3: milter-hold: END-OF-MESSAGE: relaychain hold: virus=RelayChain.Test.EICAR.UNOFFICIAL" "$T/rcd.log"
 check "3: the message is in Postfix's hold queue" \
     sh -c "[ -n '$q3' ] && [ -n \"\$(find '$T/pf/queue/hold' -type f -name '$q3*')\" ]"
+# 4. unscannable
+(cd "$AVF" && zip -q -P secret "$T/enc.zip" clean.txt)
+mail_attach "encrypted" "$T/enc.zip" "enc.zip" application/zip >"$T/enc.eml"
+send encrypted alice@example.com "$T/enc.eml"
+check "4: the client hears 554 5.7.0 with the reason from Postfix" \
+    grep -q '^<\*\* *554 5\.7\.0 message could not be scanned (encrypted content: Heuristics.Encrypted.Zip)' "$T/encrypted.out"
+
 sleep 1
-check "nothing of 1 and 3 reached the sink" [ "$(sink_count sink)" -eq 1 ]
+check "nothing of 1, 3 and 4 reached the sink" [ "$(sink_count sink)" -eq 1 ]
 
 if [ "$failures" -ne 0 ]; then
     echo "--- relaychaind log"; cat "$T/rcd.log"

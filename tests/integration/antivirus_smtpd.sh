@@ -15,7 +15,11 @@
 #      X-Virus-Status: a release resumes the chain after the stage), the
 #      reason and the stage recorded, nothing at the sink;
 #   5. the relaychaind log: "QID: antivirus: reject, virus=NAME,
-#      engine=libclamav, Nms" and "result=clean".
+#      engine=libclamav, Nms" and "result=clean";
+#   6. a password-protected zip, which no retry can ever scan: 554 5.7.0
+#      with the reason at the end of DATA (on_unscannable = reject, the
+#      default), not a 4xx that has the sender retry for days; nothing
+#      at the sink.
 . "$top_srcdir/tests/integration/smtpd_lib.sh"
 . "$top_srcdir/tests/integration/av_lib.sh"
 
@@ -107,6 +111,19 @@ check "5: reject log line" \
 check "5: clean log line" \
     grep -Eq ': antivirus: continue, result=clean, engine=libclamav, [0-9]+ms$' "$T/rcd.log"
 check "5: notice logged" grep -q 'antivirus: notice sent to virus-admin@example.net' "$T/rcd.log"
+
+# 6. unscannable
+(cd "$AVF" && zip -q -P secret "$T/enc.zip" clean.txt)
+mail_attach "encrypted" "$T/enc.zip" "enc.zip" application/zip >"$T/enc.eml"
+n=$(sink_count sink)
+send encrypted "$port" "$T/enc.eml"
+check "6: 554 5.7.0 with the reason at the end of DATA" \
+    grep -q '<\*\* *554 5.7.0 message could not be scanned (encrypted content: Heuristics.Encrypted.Zip)' "$T/encrypted.out"
+check "6: no 4xx" sh -c "! grep -q '<\*\* *4[0-9][0-9] ' '$T/encrypted.out'"
+check "6: the log says unchecked, reject" \
+    grep -q ': antivirus: reject, unchecked (encrypted content: Heuristics.Encrypted.Zip), engine=libclamav' "$T/rcd.log"
+sleep 0.5
+check "6: nothing at the sink" [ "$(sink_count sink)" -eq "$n" ]
 
 if [ "$failures" -ne 0 ] || [ -n "${SMTPD_VERBOSE:-}" ]; then
     cat "$T/rcd.log" "$T/rcdq.log" "$T/infected.out"

@@ -137,6 +137,13 @@ msg_build(const char *sender, const char *text)
     "MIME-Version: 1.0\n"
 #define FOOT "-- \nConfidential for example.com."
 
+/* bh= of "Hello Bob.\n", simple or relaxed, and a signature that
+ * carries it. */
+#define BH_HELLO "DD3L33E64/RV0CUJdfGTtPGKU7OPJpo/2LxOdf3k0RI="
+#define SIG_HELLO                                                             \
+    "DKIM-Signature: v=1; a=rsa-sha256; d=partner.example; s=p1; h=from; "    \
+    "bh=" BH_HELLO "; b=y\n"
+
 struct run_case {
     const char *name;
     const char *conf; /* DIR: the template directory */
@@ -287,6 +294,35 @@ static const struct run_case run_cases[] = {
      HDR "Content-Type: text/html\n\n<body>x<div class=\"disclaimer\">-- "
          "<br>\nVertraulich &#8212; Gr&#252;&#223;e.</div>\n</body>\n",
      "added (text/html), template=de"},
+    /* A relay chain where an earlier hop signed: its signature covers
+     * the body, so the footer would break it. */
+    {"arrived DKIM-signed: untouched", CONF_STD, "alice@example.com",
+     "DKIM-Signature: v=1; a=rsa-sha256; d=partner.example; s=p1;\n"
+     "\th=from:to:subject; bh=" BH_HELLO "; b=y\n" HDR "\nHello Bob.\n",
+     NULL, "skipped (DKIM-signed, d=partner.example, s=p1)"},
+    {"arrived DKIM-signed, relaxed body, odd tag values made printable",
+     CONF_STD, "alice@example.com",
+     "DKIM-Signature: v=1; a=ed25519-sha256; c=simple/relaxed; b=y;\n"
+     "\th=from; bh=" BH_HELLO "; d=evil\x01.example; s=a b\n" HDR
+     "\nHello Bob.  \n",
+     NULL, "skipped (DKIM-signed, d=evil?.example, s=ab)"},
+    {"arrived DKIM-signed, dkim_signed = edit",
+     CONF_STD "dkim_signed = edit\n", "alice@example.com",
+     SIG_HELLO HDR "\nHello Bob.\n", SIG_HELLO HDR "\nHello Bob.\n" FOOT "\n",
+     "added (text/plain), template=legal"},
+    /* What a sender can write without the body's true hash does not stop
+     * the footer: a signature already broken, or no signature at all. */
+    {"a signature whose body hash does not match", CONF_STD,
+     "alice@example.com", SIG_HELLO HDR "\nHello Eve.\n",
+     SIG_HELLO HDR "\nHello Eve.\n" FOOT "\n",
+     "added (text/plain), template=legal"},
+    {"a field without the tags a signature needs", CONF_STD,
+     "alice@example.com",
+     "DKIM-Signature: d=partner.example; s=p1; bh=" BH_HELLO "\n" HDR
+     "\nHello Bob.\n",
+     "DKIM-Signature: d=partner.example; s=p1; bh=" BH_HELLO "\n" HDR
+     "\nHello Bob.\n" FOOT "\n",
+     "added (text/plain), template=legal"},
     {"multipart/signed is never touched", CONF_STD, "alice@example.com",
      HDR "Content-Type: multipart/signed; boundary=\"s\"; "
          "protocol=\"application/pgp-signature\"; micalg=pgp-sha256\n\n"

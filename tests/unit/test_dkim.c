@@ -172,6 +172,8 @@ msg_build(const char *sender, const char *text)
     assert_non_null(m);
     assert_int_equal(
         msg_env_set(m, "QID1", "192.0.2.1", NULL, "client", 0, NULL, &e), 0);
+    /* A client in mynetworks: ours to sign (test_whose_mail varies it). */
+    assert_int_equal(msg_env_origin(m, 1, NULL, &e), 0);
     assert_int_equal(msg_env_sender(m, sender, NULL, &e), 0);
     assert_int_equal(msg_env_rcpt(m, "bob@example.net", NULL, &e), 0);
     if (msg_parse(m, text, strlen(text), &e) < 0)
@@ -484,6 +486,14 @@ test_conf_errors(void **state)
          "key_table = kt\nsigning_table = signing\n", "kt:2:"},
         {"key error names the key table line",
          "key_table = keys\nsigning_table = st\n", "keys:3: key ed: "},
+        {"bad internal_hosts",
+         "domain = example.com\nselector = s\nkey_file = rsa.pem\n"
+         "internal_hosts = 10.0.0.0/8, 300.1.2.3\n",
+         "90-dkim.conf:4: internal_hosts: "},
+        {"internal_hosts with sign_mail = all",
+         "domain = example.com\nselector = s\nkey_file = rsa.pem\n"
+         "sign_mail = all\ninternal_hosts = 10.0.0.0/8\n",
+         "90-dkim.conf:5: internal_hosts: has no effect with sign_mail = all"},
     };
     char p[512];
     struct stage st;
@@ -522,6 +532,8 @@ test_conf_errors(void **state)
 #define CONF_SHORT                                                            \
     "domain = example.com\nselector = mail2026\nkey_file = rsa.pem\n"
 
+/* bh= of the body "caf\xc3\xa9\n" (c=simple/simple, the default). */
+#define BH_CAFE "fyrb23eJAgnxOjIuddiqE7kWlyLnAqLjZyUBJdM+iDI="
 #define PLAIN                                                                 \
     "From: Alice <alice@example.com>\n"                                       \
     "To: bob@example.net\n"                                                   \
@@ -645,6 +657,24 @@ static const struct sign_case sign_cases[] = {
      "--b\nContent-Type: application/octet-stream\n"
      "Content-Transfer-Encoding: base64\n\n//4=\n"
      "--b\nContent-Type: text/plain\n\nascii stays\n--b--\n"},
+    /* An earlier hop's signature covers the body as it came: encoding
+     * it again would break that signature. */
+    {"8-bit body an earlier hop signed: kept", CONF_SHORT, "alice@example.com",
+     "DKIM-Signature: v=1; a=rsa-sha256; d=partner.example; s=p1;\n"
+     "\th=from:subject; bh=" BH_CAFE "; b=y\n"
+     "From: alice@example.com\nContent-Transfer-Encoding: 8bit\n\n"
+     "caf\xc3\xa9\n",
+     VERDICT_CONTINUE,
+     "body kept as an earlier hop signed it (d=partner.example, s=p1)", 1,
+     NULL, NULL, "Content-Transfer-Encoding: 8bit\n\ncaf\xc3\xa9\n"},
+    {"8-bit body an earlier hop signed, dkim_signed = edit",
+     CONF_SHORT "dkim_signed = edit\n", "alice@example.com",
+     "DKIM-Signature: v=1; a=rsa-sha256; d=partner.example; s=p1;\n"
+     "\th=from:subject; bh=" BH_CAFE "; b=y\n"
+     "From: alice@example.com\nContent-Transfer-Encoding: 8bit\n\n"
+     "caf\xc3\xa9\n",
+     VERDICT_CONTINUE, "1 encoded", 1, NULL, NULL,
+     "Content-Transfer-Encoding: quoted-printable\n\ncaf=C3=A9\n"},
     {"keep leaves 8-bit alone", CONF_SHORT "eight_bit_body = keep\n",
      "alice@example.com",
      "From: alice@example.com\nContent-Transfer-Encoding: 8bit\n\n"
@@ -720,6 +750,83 @@ test_sign(void **state)
         stage_unload(&st);
     }
     buf_fini(&out);
+}
+
+/* ------------------------------------------------------- whose mail */
+
+struct whose_case {
+    const char *name;
+    const char *conf_extra; /* after CONF_SHORT */
+    const char *client;
+    int internal; /* what the front end found in mynetworks */
+    const char *auth;
+    const char *daemon;
+    int want_sigs;
+    const char *want_note;
+};
+
+/* An outside client writing to one of our relay_domains with our domain
+ * in From must not get our signature; our own clients must. */
+static const struct whose_case whose_cases[] = {
+    {"outside client, default", "", "203.0.113.7", 0, NULL, NULL, 0,
+     "not signed (client 203.0.113.7 is not internal: not in mynetworks, "
+     "not authenticated)"},
+    {"client in mynetworks", "", "192.0.2.1", 1, NULL, NULL, 1, "signed"},
+    {"authenticated outside client", "", "203.0.113.7", 0, "alice", NULL, 1,
+     "signed"},
+    {"sign_mail = all signs outsiders", "sign_mail = all\n", "203.0.113.7", 0,
+     NULL, NULL, 1, "signed"},
+    {"internal_hosts replaces mynetworks: in",
+     "internal_hosts = 203.0.113.0/24\n", "203.0.113.7", 0, NULL, NULL, 1,
+     "signed"},
+    {"internal_hosts replaces mynetworks: out",
+     "internal_hosts = 198.51.100.0/24\n", "192.0.2.1", 1, NULL, NULL, 0,
+     "not signed (client 192.0.2.1 is not internal: not in internal_hosts"},
+    {"IPv6 in internal_hosts", "internal_hosts = [2001:db8::]/32\n",
+     "2001:db8::25", 0, NULL, NULL, 1, "signed"},
+    {"no client address", "", NULL, 0, NULL, NULL, 0,
+     "client unknown is not internal"},
+    {"daemon in mta_names", "mta_names = ORIGINATING, submission\n",
+     "203.0.113.7", 0, NULL, "submission", 1, "signed"},
+    {"daemon not in mta_names", "mta_names = ORIGINATING\n", "203.0.113.7", 0,
+     NULL, "smtpd-in", 0, "daemon smtpd-in not in mta_names"},
+    {"daemon name compares exactly", "mta_names = ORIGINATING\n",
+     "203.0.113.7", 0, NULL, "originating", 0, "not signed"},
+};
+
+static void
+test_whose_mail(void **state)
+{
+    const struct whose_case *c;
+    char conf[512];
+    struct verdict vd;
+    struct stage st;
+    struct msg *m;
+    struct err e;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(whose_cases) / sizeof(whose_cases[0]); i++) {
+        c = &whose_cases[i];
+        err_clear(&e);
+        snprintf(conf, sizeof(conf), "%s%s", CONF_SHORT, c->conf_extra);
+        if (stage_load(&st, conf, &e) < 0)
+            fail_msg("case %s: load: %s", c->name, e.text);
+        m = msg_build("alice@example.com", PLAIN);
+        assert_int_equal(
+            msg_env_set(m, "QID1", c->client, NULL, "client", 0, c->auth, &e),
+            0);
+        assert_int_equal(msg_env_origin(m, c->internal, c->daemon, &e), 0);
+        memset(&vd, 0, sizeof(vd));
+        if (st.type->run(&st, m, &vd, &e) < 0)
+            unit_fail(c->name, "run failed: %s", e.text);
+        unit_int_eq(c->name, vd.kind, VERDICT_CONTINUE);
+        unit_has(c->name, vd.note, c->want_note);
+        unit_int_eq(c->name, msg_header_name_count(m, "DKIM-Signature"),
+                    (size_t)c->want_sigs);
+        msg_free(m);
+        stage_unload(&st);
+    }
 }
 
 /* ------------------------------------------------- refusals and checks */
@@ -840,7 +947,8 @@ thread_main(void *p)
     for (i = 0; i < THREAD_MSGS; i++) {
         if ((m = msg_new(&test_limits, MSG_FE_SMTP, &e)) == NULL)
             return NULL;
-        if (msg_env_sender(m, "alice@example.com", NULL, &e) == 0 &&
+        if (msg_env_origin(m, 1, NULL, &e) == 0 &&
+            msg_env_sender(m, "alice@example.com", NULL, &e) == 0 &&
             msg_parse(m, PLAIN, strlen(PLAIN), &e) == 0 &&
             a->st->type->run(a->st, m, &vd, &e) == 0 &&
             vd.kind == VERDICT_CONTINUE &&
@@ -885,6 +993,7 @@ main(void)
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_conf_errors),
         cmocka_unit_test(test_sign),
+        cmocka_unit_test(test_whose_mail),
         cmocka_unit_test(test_long_lines),
         cmocka_unit_test(test_self_check),
         cmocka_unit_test(test_threads),

@@ -730,6 +730,20 @@ test_envelope(void **state)
     unit_str_eq("rcpt 0 params", env->rcpts[0].params, "NOTIFY=NEVER");
     unit_str_eq("rcpt 1 params", env->rcpts[1].params, NULL);
     unit_int_eq("frontend", env->frontend, MSG_FE_MILTER);
+    unit_int_eq("not internal until the front end says so", env->internal, 0);
+    unit_str_eq("no daemon name yet", env->daemon_name, NULL);
+    {
+        char daemon[] = "ORIGINATING";
+
+        assert_int_equal(msg_env_origin(m, 5, daemon, &e), 0);
+        daemon[0] = 'X';
+        unit_int_eq("internal is 0 or 1", env->internal, 1);
+        unit_str_eq("daemon name copied", env->daemon_name, "ORIGINATING");
+        assert_int_equal(msg_env_origin(m, 0, NULL, &e), 0);
+        unit_int_eq("internal reset", env->internal, 0);
+        unit_str_eq("daemon name reset", env->daemon_name, NULL);
+        assert_int_equal(msg_env_origin(m, 1, "smtpd", &e), 0);
+    }
     unit_int_eq("setters do not journal", msg_journal(m, NULL), 0);
 
     /* Edits change the envelope and the journal. */

@@ -48,6 +48,7 @@ static const char header_table[] =
 #define USE_SENDER 0x1
 #define USE_RCPT 0x2
 #define USE_HEADER 0x4
+#define USE_DKIM_EDIT 0x8 /* dkim_signed = edit */
 
 static char tmp_dir[256], sender_path[512], rcpt_path[512], header_path[512];
 
@@ -114,8 +115,10 @@ stage_load_uses(struct stage *st, unsigned uses, struct err *e)
         n += (size_t)snprintf(conf + n, sizeof(conf) - n,
                               "recipient_rules = %s\n", rcpt_path);
     if (uses & USE_HEADER)
-        snprintf(conf + n, sizeof(conf) - n, "header_rules = %s\n",
-                 header_path);
+        n += (size_t)snprintf(conf + n, sizeof(conf) - n,
+                              "header_rules = %s\n", header_path);
+    if (uses & USE_DKIM_EDIT)
+        snprintf(conf + n, sizeof(conf) - n, "dkim_signed = edit\n");
     return stage_load(st, conf, e);
 }
 
@@ -262,6 +265,54 @@ static const struct run_case run_cases[] = {
      "is not a valid address: local part longer than 64 octets"},
     {"From header rewritten, name kept", USE_HEADER, "s@example.org",
      "bob@example.net", MSG1, 0, "s@example.org|bob@example.net",
+     "From: Alice <alice@example.com>\n"
+     "To: bob@example.net\n"
+     "Subject: hi\n"
+     "\n"
+     "body\n",
+     "header change From#1", "headers=1 changed"},
+    /* An earlier hop signed From and To (h=), not Reply-To: the signed
+     * fields stay as they came, the envelope and Reply-To are rewritten. */
+    {"fields an arriving DKIM signature covers are kept",
+     USE_SENDER | USE_HEADER, "a@host.corp.example", "bob@example.net",
+     "DKIM-Signature: v=1; a=rsa-sha256; d=partner.example; s=p1;\n"
+     "\th=From : tO:subject; bh=x; b=y\n"
+     "From: a@host.corp.example\n"
+     "Reply-To: c@host.corp.example\n"
+     "To: d@host.corp.example\n"
+     "\nbody\n",
+     0, "a@example.com|bob@example.net",
+     "DKIM-Signature: v=1; a=rsa-sha256; d=partner.example; s=p1;\n"
+     "\th=From : tO:subject; bh=x; b=y\n"
+     "From: a@host.corp.example\n"
+     "Reply-To: c@example.com\n"
+     "To: d@host.corp.example\n"
+     "\nbody\n",
+     "sender change a@example.com; header change Reply-To#1",
+     "sender=rewritten, headers=1 changed, headers=2 kept (DKIM-signed, "
+     "d=partner.example, s=p1)"},
+    /* A field without the tags RFC 6376 requires (h= here) is no
+     * signature that any verifier accepts: nothing to keep. */
+    {"a field without h= is no signature to keep", USE_HEADER, "s@example.org",
+     "bob@example.net",
+     "DKIM-Signature: v=1; a=rsa-sha256; d=partner.example; s=p1; bh=x; "
+     "b=y\n" MSG1,
+     0, "s@example.org|bob@example.net",
+     "DKIM-Signature: v=1; a=rsa-sha256; d=partner.example; s=p1; bh=x; "
+     "b=y\n"
+     "From: Alice <alice@example.com>\n"
+     "To: bob@example.net\n"
+     "Subject: hi\n"
+     "\n"
+     "body\n",
+     "header change From#1", "headers=1 changed"},
+    {"dkim_signed = edit rewrites signed fields", USE_HEADER | USE_DKIM_EDIT,
+     "s@example.org", "bob@example.net",
+     "DKIM-Signature: v=1; a=rsa-sha256; d=partner.example; s=p1; h=from; "
+     "bh=x; b=y\n" MSG1,
+     0, "s@example.org|bob@example.net",
+     "DKIM-Signature: v=1; a=rsa-sha256; d=partner.example; s=p1; h=from; "
+     "bh=x; b=y\n"
      "From: Alice <alice@example.com>\n"
      "To: bob@example.net\n"
      "Subject: hi\n"
