@@ -106,6 +106,8 @@ quarantine_store(const char *dir, const struct msg *m, const char *data,
         quarantine_line(&head, "Client-Name", env->client_name, e) < 0 ||
         quarantine_line(&head, "Helo", env->helo, e) < 0 ||
         quarantine_line(&head, "Tls", env->tls ? "yes" : "no", e) < 0 ||
+        quarantine_line(&head, "Internal", env->internal ? "yes" : "no", e) <
+            0 ||
         (env->auth_user != NULL &&
          quarantine_line(&head, "Auth", env->auth_user, e) < 0) ||
         quarantine_line(&head, "Arrival", when, e) < 0 ||
@@ -416,7 +418,7 @@ quarantine_msg(const struct conf *cf, const struct qfile *q, const char *id,
                struct err *e)
 {
     char from[2048], rcpt[2048], client[300], name[300], helo[300], auth[300],
-        tls[8], fparams[2048], rparams[2048];
+        tls[8], internal[8], fparams[2048], rparams[2048];
     struct msg *m;
     int i;
 
@@ -433,6 +435,12 @@ quarantine_msg(const struct conf *cf, const struct qfile *q, const char *id,
                     helo[0] ? helo : NULL, strcmp(tls, "yes") == 0,
                     qfile_field(q, "Auth", 0, auth, sizeof(auth)), e) < 0 ||
         msg_env_sender(m, from, fparams[0] ? fparams : NULL, e) < 0)
+        goto fail;
+    /* Whether the mail was ours (a signing stage asks) is what the front
+     * end decided when it arrived; a file without the line is not. */
+    if (qfile_field(q, "Internal", 0, internal, sizeof(internal)) == NULL)
+        internal[0] = '\0';
+    if (msg_env_origin(m, strcmp(internal, "yes") == 0, NULL, e) < 0)
         goto fail;
     for (i = 0; qfile_field(q, "Envelope-To", i, rcpt, sizeof(rcpt)); i++) {
         qfile_field(q, "Envelope-To-Params", i, rparams, sizeof(rparams));
