@@ -962,3 +962,42 @@ cfg_print(const struct cfg *c, FILE *fp, const char *indent)
                     v->ent == NULL ? " (default)" : "");
     }
 }
+
+/* ------------------------------------------------------------ secrets */
+
+const char *
+cfg_secret_problem(mode_t m, mode_t forbidden)
+{
+    int gr, gw, otr, otw;
+
+    m &= forbidden;
+    gr = (m & S_IRGRP) != 0;
+    gw = (m & S_IWGRP) != 0;
+    otr = (m & S_IROTH) != 0;
+    otw = (m & S_IWOTH) != 0;
+    if ((gr || otr) && (gw || otw))
+        return "lets other users read and write it";
+    if (gr && otr)
+        return "lets its group and all other users read it";
+    if (gr)
+        return "lets its group read it";
+    if (otr)
+        return "lets all other users read it";
+    if (gw || otw)
+        return "lets other users write it";
+    return NULL;
+}
+
+int
+cfg_secret_check(const char *path, const struct stat *st, mode_t forbidden,
+                 const char *what, struct err *e)
+{
+    const char *problem = cfg_secret_problem(st->st_mode, forbidden);
+
+    if (problem == NULL)
+        return 0;
+    return err_set(e, ERR_CONFIG,
+                   "%s: mode %04o %s; %s must stay private: run chmod %03o %s",
+                   path, (unsigned)(st->st_mode & 07777), problem, what,
+                   (unsigned)(st->st_mode & 0777 & ~forbidden), path);
+}

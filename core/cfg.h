@@ -28,6 +28,7 @@
 #define RC_CFG_H
 
 #include <stdio.h>
+#include <sys/stat.h>
 
 #include "err.h"
 
@@ -102,6 +103,22 @@ int cfg_err(struct err *e, const struct cfg *c, const char *key,
 /* cfg_print - write "key = value" for every declared key, defaults
  * included (marked "(default)"), each line prefixed with indent. */
 void cfg_print(const struct cfg *c, FILE *fp, const char *indent);
+
+/* Secret files (password hashes, private keys, credentials): one rule
+ * for all of them. cfg_secret_problem - what the bits of forbidden that
+ * mode m has let other users do ("lets all other users read it"), or
+ * NULL. forbidden is S_IROTH | S_IWOTH for files a group may share (the
+ * daemon's group reads them), or those and S_IRGRP | S_IWGRP for a
+ * private key readable by its owner only. */
+const char *cfg_secret_problem(mode_t m, mode_t forbidden);
+
+/* cfg_secret_check - 0 when the file of st (named path) keeps what is
+ * secret in it from other users, else -1 with e (ERR_CONFIG) saying
+ * "path: mode 0644 lets all other users read it; what must stay
+ * private: run chmod 640 path". Callers fstat() the descriptor they read
+ * from, so the file checked is the file read. */
+int cfg_secret_check(const char *path, const struct stat *st,
+                     mode_t forbidden, const char *what, struct err *e);
 
 /* Value parsers, shared with code that takes values from elsewhere. */
 int cfg_parse_size(const char *s, long long *out);

@@ -112,6 +112,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "cfg.h"
 #include "netio.h"
 #include "smtpc.h"
 
@@ -552,11 +553,32 @@ smtpc_auth_load(struct smtpc_pool *p, const char *path, struct err *e)
     size_t cap = 0, len, ulen, plen;
     ssize_t got;
     unsigned lineno = 0, found = 0;
+    struct stat st;
     FILE *fp;
-    int rc = 0;
+    int fd, rc = 0;
 
-    if ((fp = fopen(path, "re")) == NULL)
+    /* Checked and read through one descriptor; O_NONBLOCK so that a FIFO
+     * in its place is refused instead of waited on. */
+    if ((fd = open(path, O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC)) < 0)
         return err_sys(e, ERR_CONFIG, "next_hop_auth_file: %s", path);
+    if (fstat(fd, &st) < 0) {
+        close(fd);
+        return err_sys(e, ERR_CONFIG, "next_hop_auth_file: %s", path);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return err_set(e, ERR_CONFIG,
+                       "next_hop_auth_file: %s: not a regular file", path);
+    }
+    if (cfg_secret_check(path, &st, S_IROTH | S_IWOTH,
+                         "the next hop's password", e) < 0) {
+        close(fd);
+        return -1;
+    }
+    if ((fp = fdopen(fd, "r")) == NULL) {
+        close(fd);
+        return err_sys(e, ERR_CONFIG, "next_hop_auth_file: %s", path);
+    }
     while (rc == 0 && (got = getline(&line, &cap, fp)) >= 0) {
         lineno++;
         len = (size_t)got;

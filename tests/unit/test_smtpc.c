@@ -595,15 +595,25 @@ test_auth_file(void **state)
         const char *text;   /* NULL: no file */
         const char *want;   /* NULL: accepted */
         const char *secret; /* must not show in the error */
+        mode_t mode;        /* 0: 0600 */
     } files[] = {
-        {"one line", "user:pass\n", NULL, NULL},
-        {"comments", "# next hop\n\nuser:pa:ss\n", NULL, NULL},
-        {"no newline", "user:pass", NULL, NULL},
-        {"missing", NULL, "No such file", NULL},
-        {"empty", "# nothing\n", "no user:password line", NULL},
-        {"no colon", "userpass\n", ":1: expected user:password", "userpass"},
-        {"no user", ":secret\n", ":1: expected user:password", "secret"},
-        {"two lines", "a:b\nc:secret\n", ":2: more than one", "secret"},
+        {"one line", "user:pass\n", NULL, NULL, 0},
+        {"comments", "# next hop\n\nuser:pa:ss\n", NULL, NULL, 0},
+        {"no newline", "user:pass", NULL, NULL, 0},
+        {"missing", NULL, "No such file", NULL, 0},
+        {"empty", "# nothing\n", "no user:password line", NULL, 0},
+        {"no colon", "userpass\n", ":1: expected user:password", "userpass",
+         0},
+        {"no user", ":secret\n", ":1: expected user:password", "secret", 0},
+        {"two lines", "a:b\nc:secret\n", ":2: more than one", "secret", 0},
+        /* the same rule as the password file's and the keys' */
+        {"group", "user:pass\n", NULL, NULL, 0640},
+        {"world-readable", "user:secret\n",
+         "mode 0644 lets all other users read it; the next hop's password "
+         "must stay private: run chmod 640",
+         "secret", 0644},
+        {"world-writable", "user:secret\n",
+         "mode 0602 lets other users write it", "secret", 0602},
     };
     char dir[256], path[512];
     struct smtpc_settings s;
@@ -619,8 +629,10 @@ test_auth_file(void **state)
     for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         snprintf(path, sizeof(path), "%s/auth", dir);
         unlink(path);
-        if (files[i].text != NULL)
+        if (files[i].text != NULL) {
             unit_write(dir, "auth", files[i].text, path, sizeof(path));
+            chmod(path, files[i].mode != 0 ? files[i].mode : 0600);
+        }
         s.auth_file = path;
         p = smtpc_pool_new(&s, &e);
         if (files[i].want == NULL) {
@@ -1230,6 +1242,7 @@ test_tls_auth(void **state)
     make_cert(dir, cert, key, sizeof(cert));
     unit_write(dir, "auth", "# relay login\nrelayuser:pa:ss word\n", auth,
                sizeof(auth));
+    chmod(auth, 0600);
 
     /* may: STARTTLS, EHLO again, AUTH PLAIN inside TLS */
     py_start(&s, "--ehlo", "PIPELINING", "--ehlo", "STARTTLS", "--ehlo",
