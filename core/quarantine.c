@@ -264,7 +264,7 @@ quarantine_release(const struct conf *cf, const char *path, const char *id)
     set.next_hop = cfg_str(cf->cfg, "next_hop");
     set.helo_name = cfg_str(cf->cfg, "myhostname") ? cfg_str(cf->cfg, "myhostname")
                                                     : "localhost";
-    set.tls = (enum smtpc_tls)cfg_enum(cf->cfg, "next_hop_tls");
+    smtpc_settings_tls(&set, cf->cfg);
     set.auth_file = cfg_str(cf->cfg, "next_hop_auth_file");
     set.connect_timeout_ms = 30000;
     set.timeout_ms = (int)cfg_num(cf->cfg, "next_hop_timeout");

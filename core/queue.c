@@ -2006,7 +2006,7 @@ queue_add_route(struct queue_settings *set, const char *hostname,
     memset(&s, 0, sizeof(s));
     s.next_hop = hop;
     s.helo_name = hostname;
-    s.tls = (enum smtpc_tls)cfg_enum(c, "next_hop_tls");
+    smtpc_settings_tls(&s, c);
     s.auth_file = cfg_str(c, "next_hop_auth_file");
     s.connect_timeout_ms = 30000;
     s.timeout_ms = (int)cfg_num(c, "next_hop_timeout");

@@ -16,6 +16,7 @@ It listens on 127.0.0.1 on a port the kernel picks, writes the port to
 event: "N conn", "N tls", "N > COMMAND LINE", "N data FILE" (the DATA
 octets as received, final ".\\r\\n" included, in DIR/FILE). N numbers the
 connections from 1. It stops by itself after --lifetime seconds.
+--listen ADDR listens on that address instead of 127.0.0.1.
 """
 import argparse
 import os
@@ -180,8 +181,9 @@ def main():
     ap.add_argument("--xforward-reply", default="250 2.0.0 Ok")
     ap.add_argument("--data-reply")
     ap.add_argument("--lifetime", type=float, default=60)
+    ap.add_argument("--listen", default="127.0.0.1")
     args = ap.parse_args()
-    srv = Server(("127.0.0.1", 0), Session)
+    srv = Server((args.listen, 0), Session)
     tmp = args.port_file + ".tmp"
     with open(tmp, "w") as f:
         f.write("%d\n" % srv.server_address[1])
