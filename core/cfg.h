@@ -120,6 +120,15 @@ const char *cfg_secret_problem(mode_t m, mode_t forbidden);
 int cfg_secret_check(const char *path, const struct stat *st,
                      mode_t forbidden, const char *what, struct err *e);
 
+/* cfg_open_dir - an O_DIRECTORY descriptor for the directory path (a
+ * spool that the configuration names), or -1 with e. Each component is
+ * looked at without following it; a symbolic link on the way is followed
+ * only when root owns it, so that a user who may write one of the
+ * directories (the daemon's, in its spool) can not send root's commands
+ * elsewhere with a planted link. Files inside are then opened with
+ * openat() and O_NOFOLLOW relative to the descriptor. */
+int cfg_open_dir(const char *path, struct err *e);
+
 /* Value parsers, shared with code that takes values from elsewhere. */
 int cfg_parse_size(const char *s, long long *out);
 int cfg_parse_time(const char *s, long long *out_ms);

@@ -5,6 +5,14 @@
  * daemon wrote; release sends a message to the configured next hop with
  * its recorded envelope and removes the file only after the next hop
  * accepted it, so a failed release leaves the message where it was.
+ *
+ * The commands run as root in a directory the daemon's user can write:
+ * the directory is opened with cfg_open_dir() (root's links only), and
+ * each file relative to it with O_NOFOLLOW and O_NONBLOCK, then checked
+ * to be a regular file, so a planted link or FIFO is refused by name
+ * instead of being followed or waited on; IDs are letters and digits.
+ * The daemon creates each file as ".ID.tmp" with O_EXCL | O_NOFOLLOW
+ * relative to the directory and renames it into place.
  */
 #include "config.h"
 
@@ -19,12 +27,15 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "cfg.h"
 #include "conf.h"
 #include "log.h"
 #include "quarantine.h"
 #include "smtpc.h"
 
 #define QUARANTINE_MAX (256u * 1024 * 1024)
+
+static int qid_ok(const char *id);
 
 static int
 quarantine_write_all(int fd, const char *p, size_t len, struct err *e)
@@ -64,16 +75,16 @@ quarantine_store(const char *dir, const struct msg *m, const char *data,
                  size_t len, const char *reason, struct err *e)
 {
     const struct msg_env *env = msg_env(m);
-    char tmp[4096], path[4096], when[32];
+    char tmp[128], when[32];
     struct buf head;
     size_t i;
-    int fd = -1, dfd = -1;
+    int fd = -1, dfd = -1, tries;
 
-    if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, msg_qid(m)) >=
-            sizeof(path) ||
-        (size_t)snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, msg_qid(m)) >=
-            sizeof(tmp))
-        return err_set(e, ERR_CONFIG, "quarantine_directory too long");
+    /* The ID names a file: the MTA's {i} in milter mode, so checked. */
+    if (!qid_ok(msg_qid(m)))
+        return err_set(e, ERR_INPUT, "quarantine: queue id '%.64s' is not "
+                                     "letters and digits", msg_qid(m));
+    snprintf(tmp, sizeof(tmp), ".%s.tmp", msg_qid(m));
     buf_init(&head, 1 << 20);
     snprintf(when, sizeof(when), "%lld", (long long)time(NULL));
     if (quarantine_line(&head, "Envelope-From", env->sender, e) < 0)
@@ -87,45 +98,56 @@ quarantine_store(const char *dir, const struct msg *m, const char *data,
         quarantine_line(&head, "Reason", reason, e) < 0 ||
         buf_putc(&head, '\n', e) < 0)
         goto fail;
-    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
-        err_sys(e, ERR_IO, "quarantine: %s", tmp);
+    if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        err_sys(e, ERR_IO, "quarantine: %s", dir);
+        goto fail;
+    }
+    /* A temporary file left by a crash (or anything else under its name)
+     * is removed, not written through, and the name made anew. */
+    for (tries = 0; tries < 2; tries++) {
+        fd = openat(dfd, tmp,
+                    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                    0600);
+        if (fd >= 0 || errno != EEXIST || unlinkat(dfd, tmp, 0) < 0)
+            break;
+    }
+    if (fd < 0) {
+        err_sys(e, ERR_IO, "quarantine: %s/%s", dir, tmp);
         goto fail;
     }
     if (quarantine_write_all(fd, head.data, head.len, e) < 0 ||
         quarantine_write_all(fd, data, len, e) < 0)
         goto fail_unlink;
     if (fsync(fd) < 0) {
-        err_sys(e, ERR_IO, "quarantine: fsync %s", tmp);
+        err_sys(e, ERR_IO, "quarantine: fsync %s/%s", dir, tmp);
         goto fail_unlink;
     }
     if (close(fd) < 0) {
         fd = -1;
-        err_sys(e, ERR_IO, "quarantine: close %s", tmp);
+        err_sys(e, ERR_IO, "quarantine: close %s/%s", dir, tmp);
         goto fail_unlink;
     }
     fd = -1;
-    if (rename(tmp, path) < 0) {
-        err_sys(e, ERR_IO, "quarantine: rename to %s", path);
+    if (renameat(dfd, tmp, dfd, msg_qid(m)) < 0) {
+        err_sys(e, ERR_IO, "quarantine: rename to %s/%s", dir, msg_qid(m));
         goto fail_unlink;
     }
-    if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
-        fsync(dfd) < 0) {
+    if (fsync(dfd) < 0) {
         err_sys(e, ERR_IO, "quarantine: fsync %s", dir);
-        if (dfd >= 0)
-            close(dfd);
-        unlink(path);
-        buf_fini(&head);
-        return -1;
+        unlinkat(dfd, msg_qid(m), 0);
+        goto fail;
     }
     close(dfd);
     buf_fini(&head);
     return 0;
 
 fail_unlink:
-    unlink(tmp);
+    unlinkat(dfd, tmp, 0);
 fail:
     if (fd >= 0)
         close(fd);
+    if (dfd >= 0)
+        close(dfd);
     buf_fini(&head);
     return -1;
 }
@@ -138,26 +160,51 @@ struct qfile {
     size_t body_len;
 };
 
+/* qfile_read - dir/id (dfd the directory) into q: never through a
+ * link, never waiting on a FIFO, a regular file only. */
 static int
-qfile_read(const char *path, struct qfile *q, struct err *e)
+qfile_read(int dfd, const char *dir, const char *id, struct qfile *q,
+           struct err *e)
 {
     char chunk[65536];
     const char *sep;
-    FILE *fp;
-    size_t n;
+    struct stat st;
+    ssize_t n;
+    int fd;
 
     buf_init(&q->raw, QUARANTINE_MAX);
-    if ((fp = fopen(path, "rb")) == NULL)
-        return err_sys(e, ERR_IO, "%s", path);
-    while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
-        if (buf_append(&q->raw, chunk, n, e) < 0) {
-            fclose(fp);
+    fd = openat(dfd, id,
+                O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0 && errno != ELOOP)
+        return err_sys(e, ERR_IO, "%s/%s", dir, id);
+    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        if (fd >= 0)
+            close(fd);
+        return err_set(e, ERR_INPUT,
+                       "%s/%s: not a regular file (a link, FIFO or device "
+                       "planted in the quarantine?): refused",
+                       dir, id);
+    }
+    for (;;) {
+        n = read(fd, chunk, sizeof(chunk));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            err_sys(e, ERR_IO, "%s/%s: read", dir, id);
+            close(fd);
             return -1;
         }
-    fclose(fp);
+        if (n == 0)
+            break;
+        if (buf_append(&q->raw, chunk, (size_t)n, e) < 0) {
+            close(fd);
+            return -1;
+        }
+    }
+    close(fd);
     sep = q->raw.data ? strstr(q->raw.data, "\n\n") : NULL;
     if (sep == NULL)
-        return err_set(e, ERR_INPUT, "%s: not a quarantine file", path);
+        return err_set(e, ERR_INPUT, "%s/%s: not a quarantine file", dir, id);
     q->body = sep + 2;
     q->body_len = q->raw.len - (size_t)(q->body - q->raw.data);
     return 0;
@@ -204,27 +251,28 @@ qid_ok(const char *id)
 }
 
 static int
-quarantine_list(const char *dir)
+quarantine_list(int dfd, const char *dir)
 {
     struct dirent *de;
     DIR *d;
-    int n = 0;
+    int n = 0, fd;
 
-    if ((d = opendir(dir)) == NULL) {
+    if ((fd = dup(dfd)) < 0 || (d = fdopendir(fd)) == NULL) {
         fprintf(stderr, "relaychain: %s: %s\n", dir, strerror(errno));
+        if (fd >= 0)
+            close(fd);
         return 1;
     }
     printf("%-14s %-20s %-30s %s\n", "ID", "Arrival", "Sender", "Reason");
     while ((de = readdir(d)) != NULL) {
-        char path[4096], from[300], arrival[32], reason[300], when[32];
+        char from[300], arrival[32], reason[300], when[32];
         struct qfile q;
         struct err e;
         time_t t;
 
         if (!qid_ok(de->d_name))
             continue;
-        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-        if (qfile_read(path, &q, &e) < 0) {
+        if (qfile_read(dfd, dir, de->d_name, &q, &e) < 0) {
             fprintf(stderr, "relaychain: %s\n", e.text);
             buf_fini(&q.raw);
             continue;
@@ -244,7 +292,8 @@ quarantine_list(const char *dir)
 }
 
 static int
-quarantine_release(const struct conf *cf, const char *path, const char *id)
+quarantine_release(const struct conf *cf, int dfd, const char *dir,
+                   const char *id)
 {
     struct smtpc_settings set;
     struct smtpc_reply r;
@@ -256,7 +305,7 @@ quarantine_release(const struct conf *cf, const char *path, const char *id)
     int i, rc = 1, ok = 0;
 
     err_clear(&e);
-    if (qfile_read(path, &q, &e) < 0) {
+    if (qfile_read(dfd, dir, id, &q, &e) < 0) {
         fprintf(stderr, "relaychain: %s\n", e.text);
         goto out;
     }
@@ -297,8 +346,8 @@ quarantine_release(const struct conf *cf, const char *path, const char *id)
         goto refused;
     ok = 1;
 done:
-    if (unlink(path) < 0)
-        fprintf(stderr, "relaychain: released, but %s: %s\n", path,
+    if (unlinkat(dfd, id, 0) < 0)
+        fprintf(stderr, "relaychain: released, but %s/%s: %s\n", dir, id,
                 strerror(errno));
     printf("%s: released (%d %s)\n", id, r.code, r.text);
     rc = 0;
@@ -317,11 +366,10 @@ out:
 int
 quarantine_main(int argc, char **argv)
 {
-    const char *path = CONF_DEFAULT_PATH, *cmd, *dir;
-    char file[4096];
+    const char *path = CONF_DEFAULT_PATH, *cmd, *dir, *id;
     struct conf *cf;
     struct err e;
-    int c, rc = 1;
+    int c, rc = 1, dfd = -1;
 
     optind = 1;
     while ((c = getopt(argc, argv, "c:h")) != -1) {
@@ -348,8 +396,12 @@ quarantine_main(int argc, char **argv)
         return 1;
     }
     dir = cfg_str(cf->cfg, "quarantine_directory");
+    if ((dfd = cfg_open_dir(dir, &e)) < 0) {
+        fprintf(stderr, "relaychain: quarantine_directory %s\n", e.text);
+        goto out;
+    }
     if (strcmp(cmd, "list") == 0 && optind + 1 == argc) {
-        rc = quarantine_list(dir);
+        rc = quarantine_list(dfd, dir);
         goto out;
     }
     if (optind + 2 != argc || !qid_ok(argv[optind + 1])) {
@@ -357,11 +409,11 @@ quarantine_main(int argc, char **argv)
                 cmd);
         goto out;
     }
-    snprintf(file, sizeof(file), "%s/%s", dir, argv[optind + 1]);
+    id = argv[optind + 1];
     if (strcmp(cmd, "show") == 0) {
         struct qfile q;
 
-        if (qfile_read(file, &q, &e) < 0) {
+        if (qfile_read(dfd, dir, id, &q, &e) < 0) {
             fprintf(stderr, "relaychain: %s\n", e.text);
         } else {
             fwrite(q.raw.data, 1, q.raw.len, stdout);
@@ -369,16 +421,31 @@ quarantine_main(int argc, char **argv)
         }
         buf_fini(&q.raw);
     } else if (strcmp(cmd, "delete") == 0) {
-        if (unlink(file) < 0)
-            fprintf(stderr, "relaychain: %s: %s\n", file, strerror(errno));
+        struct stat st;
+
+        /* Only the entry itself is removed, never what a link names;
+         * anything but a regular file is left for the admin to look at. */
+        if (fstatat(dfd, id, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            fprintf(stderr, "relaychain: %s/%s: %s\n", dir, id,
+                    strerror(errno));
+        else if (!S_ISREG(st.st_mode))
+            fprintf(stderr,
+                    "relaychain: %s/%s: not a regular file (a link, FIFO or "
+                    "device planted in the quarantine?): refused\n",
+                    dir, id);
+        else if (unlinkat(dfd, id, 0) < 0)
+            fprintf(stderr, "relaychain: %s/%s: %s\n", dir, id,
+                    strerror(errno));
         else
             rc = 0;
     } else if (strcmp(cmd, "release") == 0) {
-        rc = quarantine_release(cf, file, argv[optind + 1]);
+        rc = quarantine_release(cf, dfd, dir, id);
     } else {
         fprintf(stderr, "relaychain: unknown quarantine command '%s'\n", cmd);
     }
 out:
+    if (dfd >= 0)
+        close(dfd);
     conf_free(cf);
     return rc;
 }
