@@ -154,12 +154,14 @@ qcli_trigger(struct qcli *c, const char *what)
     struct stat st;
     ssize_t n;
 
-    if (fd < 0)
+    /* ENXIO: a FIFO nobody reads, the daemon is not running. */
+    if (fd < 0 && errno != ELOOP)
         return -1;
-    if (fstat(fd, &st) < 0 || !S_ISFIFO(st.st_mode)) {
+    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISFIFO(st.st_mode)) {
         fprintf(stderr, "%s: %s/trigger: not a FIFO: refused\n", progname,
                 c->dir);
-        close(fd);
+        if (fd >= 0)
+            close(fd);
         return -1;
     }
     n = write(fd, what, strlen(what));
