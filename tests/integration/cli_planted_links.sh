@@ -38,9 +38,9 @@ cat >"$T/rc.conf" <<EOF
 chain_directory = $T/chain.d
 queue_directory = $S
 quarantine_directory = $Q
-next_hop = smtp:[127.0.0.1]:9
-next_hop_tls = none
+next_hop = maildir:$T/Maildir
 EOF
+mkdir -p "$T/Maildir"
 
 # What nobody plants: links to the secret, FIFOs.
 as_nobody ln -s "$O/secret" "$S/queue/AAAALINK01"
@@ -143,6 +143,18 @@ for cmd in show release delete; do
         check "quarantine $cmd $id: the secret is not shown" no_secret "q$cmd-$id"
     done
 done
+check "quarantine release: nothing delivered" \
+    [ -z "$(ls -A "$T/Maildir/new")" ]
+# a message quarantined as the daemon writes it still works
+printf 'Envelope-From: a@example.org\nEnvelope-To: b@example.net\nClient: 127.0.0.1\nHelo: client\nArrival: 1700000000\nReason: test\n\nSubject: held\n\nheld body\n' >"$Q/QGOOD01"
+chown nobody:nogroup "$Q/QGOOD01"
+chmod 600 "$Q/QGOOD01"
+run qshow quarantine -c "$T/rc.conf" show QGOOD01
+check "quarantine show of a real file: shown" \
+    sh -c "[ $(rc_of qshow) -eq 0 ] && grep -qx 'held body' '$T/qshow.out'"
+run qrelease quarantine -c "$T/rc.conf" release QGOOD01
+check "quarantine release of a real file: delivered, removed" \
+    sh -c "[ $(rc_of qrelease) -eq 0 ] && grep -lqx 'held body' '$T'/Maildir/new/* && [ ! -e '$Q/QGOOD01' ]"
 check "quarantine: the planted entries are still there" \
     sh -c "[ -L '$Q/QLINK01' ] && [ -p '$Q/QFIFO01' ]"
 run qtraversal quarantine -c "$T/rc.conf" show ../outside/secret
