@@ -921,8 +921,8 @@ smtpc_tls_init(struct smtpc_pool *p, const struct smtpc_settings *s,
     if (p->tls == SMTPC_TLS_SECURE && name == NULL)
         return err_set(e, ERR_CONFIG,
                        "next_hop_tls = secure checks the certificate "
-                       "against a name, and %s is an address: set "
-                       "next_hop_tls_name",
+                       "against a name, and %s is an address: name the "
+                       "host instead, or set next_hop_tls_name",
                        p->host);
     if ((p->tls_ctx = auth_tls_client_ctx(e)) == NULL)
         return -1;

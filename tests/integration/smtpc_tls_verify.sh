@@ -13,6 +13,7 @@
 #   verify, self-signed         451, "self-signed certificate"
 #   verify, expired             451, "certificate has expired"
 #   verify, any name            250: verify checks the chain only
+#   delivery = queue, self-signed  250, then deferred with the reason
 #   encrypt + fingerprint       250 with the right pin, 451 with another
 #   secure, address literal     refused at start: next_hop_tls_name needed
 #   bad protocols, bad pin      refused at start with file:line
@@ -189,6 +190,28 @@ check "no MAIL after a failed check (self: pinned only; old: none)" \
 check "the refused messages reached no server" \
     sh -c "! cat '$T'/*/data-*.bin | grep -q -e 'Subject: wrongname' -e 'Subject: selfsigned' -e 'Subject: expired' -e 'Subject: wrongpin'"
 
+# ---------------------------------------------------------------- queue
+# delivery = queue: the client gets 250, the message stays queued with
+# the reason, and is not sent to the self-signed next hop.
+qport=$(free_ports 1)
+case_start "$qport" queued "$self" <<EOF
+delivery = queue
+queue_directory = $T/spool
+minimal_backoff_time = 60s
+next_hop_tls = verify
+next_hop_tls_ca_file = $P/ca.pem
+EOF
+send queued "$qport"
+check "queue mode: the client gets 250 (the message is on disk)" \
+    grep -q '^<- *250 .*queued as' "$T/queued.swaks"
+check "queue mode: deferred, with the reason" \
+    wait_grep 'to=<rcpt@dest.example>, relay=.*status=deferred (451 4.7.5 Server certificate not verified: 127.0.0.1\[127.0.0.1\]:[0-9]*: self-signed certificate)' \
+    "$T/queued.log" 10
+"$RC" queue -c "$T/queued.conf" list >"$T/queued-list.out" 2>&1
+check "queue mode: still queued, listed with the reason" \
+    sh -c "grep -q '^-- [0-9]* Kbytes in 1 Request\.\$' '$T/queued-list.out' &&
+           grep -q 'Server certificate not verified' '$T/queued-list.out'"
+
 # ---------------------------------------------------------------- start-up
 # bad_start NAME KEY WANT - relaychaind refuses the configuration on
 # stdin at start: exits non-zero and says "CONF:LINE: KEY: WANT" (WANT a
@@ -280,7 +303,8 @@ fi
 
 check "good: MAIL from secure, verify and authsecure only" \
     [ "$(grep -c '> MAIL' "$T/good/events.log")" -eq 3 ]
-for r in secure wrongname selfsigned expired verify pinned wrongpin authsecure; do
+for r in secure wrongname selfsigned expired verify pinned wrongpin authsecure \
+    queued; do
     rcd_stop "$r"
 done
 if [ "$failures" -gt 0 ] || [ -n "${SMTPD_VERBOSE:-}" ]; then

@@ -632,7 +632,8 @@ test_tls_settings(void **state)
         {"pin with may", SMTPC_TLS_MAY, NULL, NULL, pin, NULL,
          "a pin needs next_hop_tls = encrypt"},
         {"secure, address", SMTPC_TLS_SECURE, NULL, NULL, NULL, NULL,
-         "127.0.0.1 is an address: set next_hop_tls_name"},
+         "127.0.0.1 is an address: name the host instead, or set "
+         "next_hop_tls_name"},
         {"secure, address, name", SMTPC_TLS_SECURE, NULL, NULL, NULL,
          "mx.example.net", NULL},
         {"bad name", SMTPC_TLS_SECURE, NULL, NULL, NULL, "mx example",
