@@ -9,8 +9,9 @@
  * The commands run as root in a directory the daemon's user can write:
  * the directory is opened with cfg_open_dir() (root's links only), and
  * each file relative to it with O_NOFOLLOW and O_NONBLOCK, then checked
- * to be a regular file, so a planted link or FIFO is refused by name
- * instead of being followed or waited on; IDs are letters and digits.
+ * to be a regular file with one name, so a planted link (symbolic or
+ * hard) or FIFO is refused by name instead of being followed or waited
+ * on; IDs are letters and digits.
  * The daemon creates each file as ".ID.tmp" with O_EXCL | O_NOFOLLOW
  * relative to the directory and renames it into place.
  */
@@ -184,6 +185,15 @@ qfile_read(int dfd, const char *dir, const char *id, struct qfile *q,
                        "%s/%s: not a regular file (a link, FIFO or device "
                        "planted in the quarantine?): refused",
                        dir, id);
+    }
+    /* The store renames its files into place: a second name is a hard
+     * link to a file elsewhere (where fs.protected_hardlinks is off). */
+    if (st.st_nlink != 1) {
+        close(fd);
+        return err_set(e, ERR_INPUT,
+                       "%s/%s: has %lu names (a hard link planted in the "
+                       "quarantine?): refused",
+                       dir, id, (unsigned long)st.st_nlink);
     }
     for (;;) {
         n = read(fd, chunk, sizeof(chunk));

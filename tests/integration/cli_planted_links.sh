@@ -49,6 +49,9 @@ as_nobody ln -s "$O/secret" "$S/hold/AAAALINK02"
 as_nobody ln -s "$O/secret" "$S/defer/AAAALINK01"
 as_nobody ln -s "$O/secret" "$Q/QLINK01"
 as_nobody mkfifo "$Q/QFIFO01"
+# A hard link needs fs.protected_hardlinks off to be made by nobody;
+# root makes it here, to stand for such a system.
+ln "$O/secret" "$Q/QHARD01"
 as_nobody ln -s "$O/secret" "$S/trigger"
 
 # run NAME ARGS... - relaychain ARGS, bounded; output in $T/NAME.out,
@@ -132,7 +135,12 @@ check "quarantine list: the link is refused by name" \
     said qlist "$Q/QLINK01: not a regular file"
 check "quarantine list: the FIFO is refused by name" \
     said qlist "$Q/QFIFO01: not a regular file"
+check "quarantine list: the hard link is refused by name" \
+    said qlist "$Q/QHARD01: has 2 names"
 check "quarantine list: the secret is not shown" no_secret qlist
+run qshow-hard quarantine -c "$T/rc.conf" show QHARD01
+check "quarantine show of a hard link: refused, the secret not shown" \
+    sh -c "[ $(rc_of qshow-hard) -ne 0 ] && ! grep -q SECRET-CONTENT '$T/qshow-hard.out'"
 for cmd in show release delete; do
     for id in QLINK01 QFIFO01; do
         run "q$cmd-$id" quarantine -c "$T/rc.conf" "$cmd" "$id"
