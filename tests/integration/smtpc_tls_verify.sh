@@ -13,6 +13,7 @@
 #   verify, self-signed         451, "self-signed certificate"
 #   verify, expired             451, "certificate has expired"
 #   verify, any name            250: verify checks the chain only
+#   next_hop_tls_protocols      <=TLSv1.2 gets TLSv1.2, the default 1.3
 #   delivery = queue, self-signed  250, then deferred with the reason
 #   encrypt + fingerprint       250 with the right pin, 451 with another
 #   secure, address literal     refused at start: next_hop_tls_name needed
@@ -97,7 +98,9 @@ tls_server() {
 tls_server good mx
 tls_server self self
 tls_server old old
+tls_server proto mx
 good=$(cat "$T/good.port") self=$(cat "$T/self.port") old=$(cat "$T/old.port")
+proto=$(cat "$T/proto.port")
 
 # send NAME PORT - one message through relaychaind on PORT; the client's
 # transcript in $T/NAME.swaks
@@ -189,6 +192,22 @@ check "no MAIL after a failed check (self: pinned only; old: none)" \
            ! grep -q '> MAIL' '$T/old/events.log'"
 check "the refused messages reached no server" \
     sh -c "! cat '$T'/*/data-*.bin | grep -q -e 'Subject: wrongname' -e 'Subject: selfsigned' -e 'Subject: expired' -e 'Subject: wrongpin'"
+
+# next_hop_tls_protocols: TLSv1.3 by default, TLSv1.2 when capped
+pport=$(free_ports 1)
+case_start "$pport" tls12 "$proto" <<EOF
+next_hop_tls = verify
+next_hop_tls_ca_file = $P/ca.pem
+next_hop_tls_protocols = <=TLSv1.2
+EOF
+send tls12 "$pport"
+check "next_hop_tls_protocols = <=TLSv1.2: accepted over TLSv1.2 only" \
+    sh -c "grep -q '^<- *250 .*queued as SCRIPTED' '$T/tls12.swaks' &&
+           grep -q ' tls-version TLSv1.2\$' '$T/proto/events.log' &&
+           ! grep -q ' tls-version TLSv1.3' '$T/proto/events.log'"
+check "the default: TLSv1.3" \
+    sh -c "grep -q ' tls-version TLSv1.3\$' '$T/good/events.log' &&
+           ! grep -q ' tls-version TLSv1.2' '$T/good/events.log'"
 
 # ---------------------------------------------------------------- queue
 # delivery = queue: the client gets 250, the message stays queued with
@@ -304,7 +323,7 @@ fi
 check "good: MAIL from secure, verify and authsecure only" \
     [ "$(grep -c '> MAIL' "$T/good/events.log")" -eq 3 ]
 for r in secure wrongname selfsigned expired verify pinned wrongpin authsecure \
-    queued; do
+    queued tls12; do
     rcd_stop "$r"
 done
 if [ "$failures" -gt 0 ] || [ -n "${SMTPD_VERBOSE:-}" ]; then

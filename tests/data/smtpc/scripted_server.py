@@ -16,7 +16,8 @@ It listens on 127.0.0.1 on a port the kernel picks, writes the port to
 event: "N conn", "N tls", "N > COMMAND LINE", "N data FILE" (the DATA
 octets as received, final ".\\r\\n" included, in DIR/FILE). N numbers the
 connections from 1. It stops by itself after --lifetime seconds.
---listen ADDR listens on that address instead of 127.0.0.1.
+--listen ADDR listens on that address instead of 127.0.0.1. After
+"N tls" comes "N tls-version TLSv1.3" (the version negotiated).
 """
 import argparse
 import os
@@ -129,6 +130,7 @@ class Session(socketserver.StreamRequestHandler):
                 self.wfile = self.request.makefile("wb")
                 self.tls = True
                 log("%d tls" % self.n)
+                log("%d tls-version %s" % (self.n, self.request.version()))
             elif verb == "AUTH":
                 self.reply("235 2.7.0 Authentication successful")
             elif verb == "XFORWARD":
