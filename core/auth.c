@@ -337,7 +337,8 @@ auth_table_load(const char *path, struct err *e)
     int fd;
 
     buf_init(&b, AUTH_FILE_MAX);
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+    /* O_NONBLOCK: a FIFO in its place is refused below, not waited on. */
+    if ((fd = open(path, O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC)) < 0) {
         err_sys(e, ERR_CONFIG, "%s: cannot open", path);
         return NULL;
     }

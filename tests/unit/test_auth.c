@@ -307,6 +307,10 @@ test_load_limits(void **state)
     assert_null(auth_table_load(tmp_dir, &e));
     snprintf(want, sizeof(want), "%s: not a regular file", tmp_dir);
     unit_str_eq("directory", e.text, want);
+    /* refused at once, not waited on for a writer */
+    assert_null(auth_table_load(fifo_key_path, &e));
+    snprintf(want, sizeof(want), "%s: not a regular file", fifo_key_path);
+    unit_str_eq("fifo", e.text, want);
     free(text);
 }
 
