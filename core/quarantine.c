@@ -81,7 +81,7 @@ quarantine_store(const char *dir, const struct msg *m, const char *data,
     size_t i;
     int fd = -1, dfd = -1, tries;
 
-    /* The ID names a file: the MTA's {i} in milter mode, so checked. */
+    /* The ID names a file in dir: letters and digits, never a path. */
     if (!qid_ok(msg_qid(m)))
         return err_set(e, ERR_INPUT, "quarantine: queue id '%.64s' is not "
                                      "letters and digits", msg_qid(m));
