@@ -565,7 +565,8 @@ flt_dkim_key_read(const char *path, int check_mode, char **text, size_t *len,
     size_t got = 0;
     int fd;
 
-    if ((fd = open(path, O_RDONLY | O_NOCTTY | O_CLOEXEC)) < 0)
+    /* O_NONBLOCK: a FIFO in its place is refused below, not waited on. */
+    if ((fd = open(path, O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC)) < 0)
         return err_sys(e, ERR_CONFIG, "%s: cannot open the key file", path);
     if (fstat(fd, &sb) < 0) {
         close(fd);
