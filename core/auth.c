@@ -66,11 +66,13 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
 #include "auth.h"
 #include "buf.h"
+#include "cfg.h"
 
 #define AUTH_FILE_MAX (1024 * 1024)
 #define AUTH_LINE_MAX 1024
@@ -351,7 +353,8 @@ auth_table_load(const char *path, struct err *e)
     int fd;
 
     buf_init(&b, AUTH_FILE_MAX);
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+    /* O_NONBLOCK: a FIFO in its place is refused below, not waited on. */
+    if ((fd = open(path, O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC)) < 0) {
         err_sys(e, ERR_CONFIG, "%s: cannot open", path);
         return NULL;
     }
@@ -363,18 +366,9 @@ auth_table_load(const char *path, struct err *e)
         err_set(e, ERR_CONFIG, "%s: not a regular file", path);
         goto fail;
     }
-    if (st.st_mode & (S_IROTH | S_IWOTH)) {
-        err_set(e, ERR_CONFIG,
-                "%s: %s by others (mode %04o): password hashes must stay "
-                "private; run: chmod 640 %s",
-                path,
-                (st.st_mode & S_IROTH)
-                    ? ((st.st_mode & S_IWOTH) ? "readable and writable"
-                                              : "readable")
-                    : "writable",
-                (unsigned)(st.st_mode & 07777), path);
+    if (cfg_secret_check(path, &st, S_IROTH | S_IWOTH, "password hashes",
+                         e) < 0)
         goto fail;
-    }
     if (auth_read_fd(fd, path, &b, e) < 0)
         goto fail;
     close(fd);
@@ -990,6 +984,31 @@ auth_no_passphrase(char *buf, int size, int rwflag, void *asked)
     return 0;
 }
 
+/* auth_key_read - the private key file into b, refused when it is not
+ * a regular file or other users may read or write it; 0, or -1 with e.
+ * The caller wipes b (OPENSSL_cleanse) before buf_fini(). */
+static int
+auth_key_read(const char *path, struct buf *b, struct err *e)
+{
+    struct stat st;
+    int fd, rc = -1;
+
+    buf_init(b, AUTH_FILE_MAX);
+    if ((fd = open(path, O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC)) < 0)
+        return err_sys(e, ERR_CONFIG, "%s: cannot open the private key",
+                       path);
+    if (fstat(fd, &st) < 0)
+        err_sys(e, ERR_CONFIG, "%s: cannot stat", path);
+    else if (!S_ISREG(st.st_mode))
+        err_set(e, ERR_CONFIG, "%s: the private key is not a regular file",
+                path);
+    else if (cfg_secret_check(path, &st, S_IROTH | S_IWOTH,
+                              "a TLS private key", e) == 0)
+        rc = auth_read_fd(fd, path, b, e);
+    close(fd);
+    return rc;
+}
+
 static SSL_CTX *
 auth_ctx_new(const SSL_METHOD *method, struct err *e)
 {
@@ -1012,7 +1031,10 @@ auth_ctx_new(const SSL_METHOD *method, struct err *e)
 SSL_CTX *
 auth_tls_server_ctx(const char *cert_file, const char *key_file, struct err *e)
 {
+    struct buf keytext;
+    EVP_PKEY *pkey;
     SSL_CTX *ctx;
+    BIO *bio;
     int asked = 0, ok;
 
     if (cert_file == NULL || key_file == NULL) {
@@ -1026,11 +1048,25 @@ auth_tls_server_ctx(const char *cert_file, const char *key_file, struct err *e)
         auth_ssl_err(e, cert_file, "cannot load the certificate chain");
         goto fail;
     }
-    SSL_CTX_set_default_passwd_cb(ctx, auth_no_passphrase);
-    SSL_CTX_set_default_passwd_cb_userdata(ctx, &asked);
-    ok = SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM);
-    SSL_CTX_set_default_passwd_cb(ctx, NULL);
-    SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
+    /* The key is parsed from what was read through the descriptor whose
+     * mode was checked, not opened again by name. */
+    if (auth_key_read(key_file, &keytext, e) < 0) {
+        if (keytext.data != NULL)
+            OPENSSL_cleanse(keytext.data, keytext.len);
+        buf_fini(&keytext);
+        goto fail;
+    }
+    bio = BIO_new_mem_buf(keytext.data != NULL ? keytext.data : "",
+                          (int)keytext.len);
+    pkey = bio != NULL ? PEM_read_bio_PrivateKey(bio, NULL,
+                                                 auth_no_passphrase, &asked)
+                       : NULL;
+    BIO_free(bio);
+    if (keytext.data != NULL)
+        OPENSSL_cleanse(keytext.data, keytext.len);
+    buf_fini(&keytext);
+    ok = pkey != NULL && SSL_CTX_use_PrivateKey(ctx, pkey) == 1;
+    EVP_PKEY_free(pkey);
     /* OpenSSL compares the key with the certificate as it loads it. */
     if (ok != 1 || SSL_CTX_check_private_key(ctx) != 1) {
         unsigned long code = ERR_peek_error();

@@ -86,7 +86,9 @@ long auth_b64_encode(const unsigned char *in, size_t len, char *out,
                      size_t n);
 
 /* auth_tls_server_ctx - a server SSL_CTX with cert and key (PEM), TLS 1.2
- * at least. Errors name the file and OpenSSL's reason. */
+ * at least. The key file is refused when it is not a regular file or
+ * when other users may read or write it (cfg_secret_check). Errors name
+ * the file and OpenSSL's reason. */
 SSL_CTX *auth_tls_server_ctx(const char *cert_file, const char *key_file,
                              struct err *e);
 /* auth_tls_client_ctx - a client SSL_CTX, TLS 1.2 at least, no

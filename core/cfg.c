@@ -29,6 +29,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -36,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "cfg.h"
@@ -1033,4 +1035,136 @@ cfg_print_values(const struct cfg *c, FILE *fp, int set_only,
             fprintf(fp, "%s =%s%s\n", v->opt->name, v->text ? " " : "",
                     v->text ? v->text : "");
     }
+}
+
+/* ------------------------------------------------------------ secrets */
+
+const char *
+cfg_secret_problem(mode_t m, mode_t forbidden)
+{
+    int gr, gw, otr, otw;
+
+    m &= forbidden;
+    gr = (m & S_IRGRP) != 0;
+    gw = (m & S_IWGRP) != 0;
+    otr = (m & S_IROTH) != 0;
+    otw = (m & S_IWOTH) != 0;
+    if ((gr || otr) && (gw || otw))
+        return "lets other users read and write it";
+    if (gr && otr)
+        return "lets its group and all other users read it";
+    if (gr)
+        return "lets its group read it";
+    if (otr)
+        return "lets all other users read it";
+    if (gw || otw)
+        return "lets other users write it";
+    return NULL;
+}
+
+int
+cfg_secret_check(const char *path, const struct stat *st, mode_t forbidden,
+                 const char *what, struct err *e)
+{
+    const char *problem = cfg_secret_problem(st->st_mode, forbidden);
+
+    if (problem == NULL)
+        return 0;
+    return err_set(e, ERR_CONFIG,
+                   "%s: mode %04o %s; %s must stay private: run chmod %03o %s",
+                   path, (unsigned)(st->st_mode & 07777), problem, what,
+                   (unsigned)(st->st_mode & 0777 & ~forbidden), path);
+}
+
+/* ------------------------------------------------------------ directories */
+
+#define CFG_LINKS_MAX 40 /* symbolic links followed in one path, as Linux */
+
+int
+cfg_open_dir(const char *path, struct err *e)
+{
+    char rest[2 * PATH_MAX + 2], comp[NAME_MAX + 1], target[PATH_MAX + 1];
+    const char *p;
+    struct stat st;
+    size_t n, used;
+    ssize_t len;
+    int dfd, fd, links = 0;
+
+    if (snprintf(rest, sizeof(rest), "%s", path) >= (int)sizeof(rest) ||
+        strlen(path) > PATH_MAX)
+        return err_set(e, ERR_CONFIG, "%s: name too long", path);
+    if ((dfd = open(rest[0] == '/' ? "/" : ".",
+                    O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+        return err_sys(e, ERR_IO, "%s", path);
+    p = rest;
+    for (;;) {
+        p += strspn(p, "/");
+        if (*p == '\0')
+            return dfd;
+        if ((n = strcspn(p, "/")) > NAME_MAX) {
+            close(dfd);
+            return err_set(e, ERR_CONFIG, "%s: name too long", path);
+        }
+        memcpy(comp, p, n);
+        comp[n] = '\0';
+        p += n;
+        /* O_PATH | O_NOFOLLOW names the entry itself, link or not, so
+         * what is checked below is what is opened or read. */
+        if ((fd = openat(dfd, comp, O_PATH | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
+            fstat(fd, &st) < 0) {
+            err_sys(e, ERR_IO, "%s: %s", path, comp);
+            goto fail;
+        }
+        if (S_ISDIR(st.st_mode)) {
+            close(dfd);
+            dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            close(fd);
+            if (dfd < 0)
+                return err_sys(e, ERR_IO, "%s: %s", path, comp);
+            continue;
+        }
+        if (!S_ISLNK(st.st_mode)) {
+            err_set(e, ERR_CONFIG, "%s: %s is not a directory", path, comp);
+            goto fail;
+        }
+        /* Only root's links are followed: a user who may write a
+         * directory on the way can not send root elsewhere. */
+        if (st.st_uid != 0) {
+            err_set(e, ERR_CONFIG,
+                    "%s: %s is a symbolic link owned by uid %u, not root: "
+                    "refused (name the real directory)",
+                    path, comp, (unsigned)st.st_uid);
+            goto fail;
+        }
+        if (++links > CFG_LINKS_MAX ||
+            (len = readlinkat(fd, "", target, sizeof(target) - 1)) < 0 ||
+            (size_t)len >= sizeof(target) - 1) {
+            err_set(e, ERR_CONFIG, "%s: %s: too many or too long links",
+                    path, comp);
+            goto fail;
+        }
+        close(fd);
+        fd = -1;
+        target[len] = '\0';
+        /* rest becomes the link's text, then what followed the link. */
+        used = strlen(p);
+        if ((size_t)len + 1 + used + 1 > sizeof(rest)) {
+            err_set(e, ERR_CONFIG, "%s: name too long", path);
+            goto fail;
+        }
+        memmove(rest + len + 1, p, used + 1);
+        memcpy(rest, target, (size_t)len);
+        rest[len] = '/';
+        p = rest;
+        if (target[0] == '/') {
+            close(dfd);
+            if ((dfd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+                return err_sys(e, ERR_IO, "%s", path);
+        }
+    }
+fail:
+    if (fd >= 0)
+        close(fd);
+    close(dfd);
+    return -1;
 }

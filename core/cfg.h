@@ -28,6 +28,7 @@
 #define RC_CFG_H
 
 #include <stdio.h>
+#include <sys/stat.h>
 
 #include "err.h"
 
@@ -125,6 +126,30 @@ const char *cfg_format_bound(enum cfg_type type, long long v, char *out,
 /* cfg_type_name - the name relaychain.conf(5) gives a type: "string",
  * "file name", "number", "size", "time", "boolean", "choice", "list". */
 const char *cfg_type_name(enum cfg_type type);
+/* Secret files (password hashes, private keys, credentials): one rule
+ * for all of them. cfg_secret_problem - what the bits of forbidden that
+ * mode m has let other users do ("lets all other users read it"), or
+ * NULL. forbidden is S_IROTH | S_IWOTH for files a group may share (the
+ * daemon's group reads them), or those and S_IRGRP | S_IWGRP for a
+ * private key readable by its owner only. */
+const char *cfg_secret_problem(mode_t m, mode_t forbidden);
+
+/* cfg_secret_check - 0 when the file of st (named path) keeps what is
+ * secret in it from other users, else -1 with e (ERR_CONFIG) saying
+ * "path: mode 0644 lets all other users read it; what must stay
+ * private: run chmod 640 path". Callers fstat() the descriptor they read
+ * from, so the file checked is the file read. */
+int cfg_secret_check(const char *path, const struct stat *st,
+                     mode_t forbidden, const char *what, struct err *e);
+
+/* cfg_open_dir - an O_DIRECTORY descriptor for the directory path (a
+ * spool that the configuration names), or -1 with e. Each component is
+ * looked at without following it; a symbolic link on the way is followed
+ * only when root owns it, so that a user who may write one of the
+ * directories (the daemon's, in its spool) can not send root's commands
+ * elsewhere with a planted link. Files inside are then opened with
+ * openat() and O_NOFOLLOW relative to the descriptor. */
+int cfg_open_dir(const char *path, struct err *e);
 
 /* Value parsers, shared with code that takes values from elsewhere. */
 int cfg_parse_size(const char *s, long long *out);

@@ -28,6 +28,7 @@
 #include "conf.h"
 #include "log.h"
 #include "milterd.h"
+#include "smtpc.h"
 
 #define CONF_HOST_MAX 255    /* octets of a listener's host */
 #define CONF_GROUPS_MAX 1    /* the daemon keeps one group (setgroups) */
@@ -39,8 +40,8 @@ static const char *const conf_delivery_choices[] = {"through", "queue", NULL};
 static const char *const conf_bare_newline_choices[] = {"reject", "normalize",
                                                         NULL};
 static const char *const conf_long_line_choices[] = {"reject", "wrap", NULL};
-static const char *const conf_tls_choices[] = {"none", "may", "encrypt",
-                                               NULL};
+static const char *const conf_tls_choices[] = {"none",   "may",    "encrypt",
+                                               "verify", "secure", NULL};
 static const char *const conf_milter_size_choices[] = {"tempfail", "reject",
                                                        "accept", NULL};
 
@@ -156,8 +157,26 @@ const struct cfg_option conf_options[] = {
     {"next_hop", CFG_STRING, NULL,
      "smtp:[host]:port, lmtp:[host]:port or maildir:/path", NULL, 0, 0, 0},
     {"next_hop_tls", CFG_ENUM, "may",
-     "STARTTLS to the next hop: none, may (when offered), encrypt (required)",
+     "STARTTLS to the next hop: none, may (when offered), encrypt "
+     "(required), verify (required, certificate chain verified), secure "
+     "(chain and host name verified)",
      conf_tls_choices, 0, 0, 0},
+    {"next_hop_tls_ca_file", CFG_PATH, NULL,
+     "PEM CA certificates that verify and secure trust; default: the "
+     "system's store",
+     NULL, 0, 0, 0},
+    {"next_hop_tls_protocols", CFG_STRING, ">=TLSv1.2",
+     "TLS versions for the next hop, Postfix syntax: >=TLSv1.3, "
+     "!TLSv1.2...",
+     NULL, 0, 0, 0},
+    {"next_hop_tls_fingerprint", CFG_STRING, NULL,
+     "SHA-256 fingerprints of the next hop's certificate or public key, "
+     "one of which it must show (with encrypt, verify or secure)",
+     NULL, 0, 0, 0},
+    {"next_hop_tls_name", CFG_STRING, NULL,
+     "the name secure checks in the next hop's certificate (and sends as "
+     "SNI); default: the host of next_hop",
+     NULL, 0, 0, 0},
     {"next_hop_auth_file", CFG_PATH, NULL,
      "one user:password line for AUTH to the next hop", NULL, 0, 0, 0},
     {"next_hop_timeout", CFG_TIME, "300s",
@@ -539,6 +558,18 @@ conf_check(struct conf *cf, struct err *e)
     if ((s = cfg_str(c, "milter_listen")) != NULL &&
         milterd_check_listen(s, e) < 0)
         return cfg_err(e, c, "milter_listen", "%s", e->text);
+    if (smtpc_tls_check_cfg(c, e) < 0)
+        return -1;
+    /* Secret files, here too so the error names the line; the loaders
+     * check again the very file they read. */
+    if ((s = cfg_str(c, "tls_key_file")) != NULL && stat(s, &st) == 0 &&
+        cfg_secret_check(s, &st, S_IROTH | S_IWOTH, "a TLS private key", e) <
+            0)
+        return cfg_err(e, c, "tls_key_file", "%s", e->text);
+    if ((s = cfg_str(c, "next_hop_auth_file")) != NULL && stat(s, &st) == 0 &&
+        cfg_secret_check(s, &st, S_IROTH | S_IWOTH, "the next hop's password",
+                         e) < 0)
+        return cfg_err(e, c, "next_hop_auth_file", "%s", e->text);
     s = cfg_str(c, "milter_socket_mode");
     /* As milterd_open() reads it: permission bits only, at most 0777. */
     if (s[0] == '\0' || strspn(s, "01234567") != strlen(s) || strlen(s) > 4 ||

@@ -67,6 +67,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <libmilter/mfapi.h>
 #include <netinet/in.h>
@@ -1760,12 +1761,11 @@ milterd_listen_fd(const struct milterd *md)
     return found;
 }
 
+/* milterd_socket_mode - milter_socket_mode as a mode, or -1 with e. */
 static int
-milterd_socket_perms(const struct milterd *md, const struct cfg *c,
-                     struct err *e)
+milterd_socket_mode(const struct cfg *c, mode_t *out, struct err *e)
 {
-    const char *mode = cfg_str(c, "milter_socket_mode"), *group;
-    struct group *gr;
+    const char *mode = cfg_str(c, "milter_socket_mode");
     char *end;
     long m;
 
@@ -1774,16 +1774,50 @@ milterd_socket_perms(const struct milterd *md, const struct cfg *c,
     if (*mode == '\0' || *end != '\0' || errno != 0 || m < 0 || m > 0777)
         return cfg_err(e, c, "milter_socket_mode",
                        "'%s' is not an octal mode such as 0660", mode);
-    if (chmod(md->unix_path, (mode_t)m) < 0)
-        return err_sys(e, ERR_IO, "chmod %s", md->unix_path);
-    if ((group = cfg_str(c, "milter_socket_group")) != NULL) {
-        if ((gr = getgrnam(group)) == NULL)
+    *out = (mode_t)m;
+    return 0;
+}
+
+/* milterd_socket_perms - the group of the UNIX socket that bind() just
+ * made with mode m (through the umask), without a path race: the socket's
+ * directory may be writable by the MTA's user (inside Postfix's queue
+ * directory), who must not be able to swap the socket for a link to a
+ * file that root would then chown. The entry itself is opened with
+ * O_PATH | O_NOFOLLOW, checked to be a socket with mode m, and changed
+ * through that descriptor. */
+static int
+milterd_socket_perms(const struct milterd *md, const struct cfg *c, mode_t m,
+                     struct err *e)
+{
+    const char *group = cfg_str(c, "milter_socket_group");
+    struct group *gr;
+    struct stat st;
+    int fd;
+
+    if ((fd = open(md->unix_path, O_PATH | O_NOFOLLOW | O_CLOEXEC)) < 0)
+        return err_sys(e, ERR_IO, "milter socket %s", md->unix_path);
+    if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode) ||
+        (st.st_mode & 0777) != m) {
+        close(fd);
+        return err_set(e, ERR_IO,
+                       "milter socket %s: not the socket just made (mode "
+                       "%04o, want a socket with %04o): refused",
+                       md->unix_path, (unsigned)(st.st_mode & 07777),
+                       (unsigned)m);
+    }
+    if (group != NULL) {
+        if ((gr = getgrnam(group)) == NULL) {
+            close(fd);
             return cfg_err(e, c, "milter_socket_group", "%s: no such group",
                            group);
-        if (chown(md->unix_path, (uid_t)-1, gr->gr_gid) < 0)
-            return err_sys(e, ERR_IO, "chown %s to group %s", md->unix_path,
-                           group);
+        }
+        if (fchownat(fd, "", (uid_t)-1, gr->gr_gid, AT_EMPTY_PATH) < 0) {
+            err_sys(e, ERR_IO, "chown %s to group %s", md->unix_path, group);
+            close(fd);
+            return -1;
+        }
     }
+    close(fd);
     return 0;
 }
 
@@ -1794,7 +1828,8 @@ milterd_open(const struct cfg *c, struct err *e)
     struct smfiDesc desc;
     struct milterd *md;
     const char *spec = cfg_str(c, "milter_listen");
-    int fd, one = 1;
+    mode_t mode = 0660, old_umask = 0;
+    int fd, one = 1, ok;
 
     if (milterd_check_listen(spec, e) < 0) {
         cfg_err(e, c, "milter_listen", "%s", e->text);
@@ -1839,8 +1874,18 @@ milterd_open(const struct cfg *c, struct err *e)
         goto fail;
     }
     (void)smfi_setbacklog(MILTERD_BACKLOG);
+    if (md->unix_path != NULL && milterd_socket_mode(c, &mode, e) < 0)
+        goto fail;
+    /* bind() gives the socket its mode from the umask, so it never exists
+     * with a wider one and no chmod() by name follows. Start-up has one
+     * thread, so nothing else creates files meanwhile. */
+    if (md->unix_path != NULL)
+        old_umask = umask(~mode & 0777);
     /* true: remove a stale UNIX socket left by a crash. */
-    if (smfi_opensocket(true) != MI_SUCCESS) {
+    ok = smfi_opensocket(true) == MI_SUCCESS;
+    if (md->unix_path != NULL)
+        umask(old_umask);
+    if (!ok) {
         err_set(e, ERR_IO,
                 "milter_listen: cannot listen on %s (in use, or the "
                 "directory is missing or not writable)",
@@ -1855,7 +1900,7 @@ milterd_open(const struct cfg *c, struct err *e)
         goto fail;
     }
     if (md->unix_path != NULL) {
-        if (milterd_socket_perms(md, c, e) < 0)
+        if (milterd_socket_perms(md, c, mode, e) < 0)
             goto fail;
     } else if (cfg_bool(c, "milter_tcp_nodelay") &&
                setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) <

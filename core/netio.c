@@ -563,6 +563,12 @@ netio_is_tls(const struct netio *io)
     return io->ssl != NULL;
 }
 
+SSL *
+netio_tls_ssl(const struct netio *io)
+{
+    return io->ssl;
+}
+
 const char *
 netio_tls_info(const struct netio *io, char *out, size_t n)
 {

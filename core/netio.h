@@ -98,6 +98,9 @@ int netio_tls_accept(struct netio *io, SSL_CTX *ctx, struct err *e);
 int netio_tls_connect(struct netio *io, SSL_CTX *ctx, const char *host,
                       struct err *e);
 int netio_is_tls(const struct netio *io);
+/* netio_tls_ssl - the TLS session, NULL before a handshake; borrowed, for
+ * the checks of the peer's certificate after netio_tls_connect(). */
+SSL *netio_tls_ssl(const struct netio *io);
 /* netio_tls_info - "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384" or "". */
 const char *netio_tls_info(const struct netio *io, char *out, size_t n);
 

@@ -12,6 +12,16 @@
  *
  * A file written before Stage: existed holds the message after its stage
  * had edited it; it is released as it is, as before, with a warning.
+ *
+ * The commands run as root in a directory the daemon's user can write:
+ * the directory is opened with cfg_open_dir() (root's links only), and
+ * each file relative to it with O_NOFOLLOW and O_NONBLOCK, then checked
+ * to be a regular file with one name, so a planted link (symbolic or
+ * hard) or FIFO is refused by name instead of being followed or waited
+ * on; IDs are letters and digits. A release into the queue's spool opens
+ * it the same way and writes the trigger only when it is a FIFO.
+ * Each file is created as ".ID.tmp" with O_EXCL | O_NOFOLLOW relative to
+ * the directory and renamed into place.
  */
 #include "config.h"
 
@@ -26,6 +36,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "cfg.h"
 #include "conf.h"
 #include "chain.h"
 #include "log.h"
@@ -34,6 +45,8 @@
 #include "smtpc.h"
 
 #define QUARANTINE_MAX (256u * 1024 * 1024)
+
+static int qid_ok(const char *id);
 
 static int
 quarantine_write_all(int fd, const char *p, size_t len, struct err *e)
@@ -68,26 +81,29 @@ quarantine_line(struct buf *b, const char *key, const char *value,
     return buf_putc(b, '\n', e);
 }
 
-int
-quarantine_store(const char *dir, const struct msg *m, const char *data,
-                 size_t len, const char *reason, const char *stage,
-                 struct err *e)
+/* quarantine_store_at - the file for m in the directory dfd (named dir
+ * in messages): written as .ID.tmp, created exclusively and never
+ * through a link, fsynced and renamed into place. Run as root (a
+ * release held again), it is given to the directory's owner. */
+static int
+quarantine_store_at(int dfd, const char *dir, const struct msg *m,
+                    const char *data, size_t len, const char *reason,
+                    const char *stage, struct err *e)
 {
     const struct msg_env *env = msg_env(m);
-    char tmp[4096], path[4096], when[32];
+    char tmp[128], when[32];
     struct buf head;
+    struct stat st;
     size_t i;
-    int fd = -1, dfd = -1;
+    int fd = -1, tries;
 
-    if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, msg_qid(m)) >=
-            sizeof(path) ||
-        (size_t)snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, msg_qid(m)) >=
-            sizeof(tmp))
-        return err_set(e, ERR_CONFIG, "quarantine_directory too long");
-    /* Made at first use, as queue_directory is; conf_load() checked
-     * that it can be. */
-    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-        return err_sys(e, ERR_IO, "quarantine: mkdir %s", dir);
+    /* The ID names a file in dir: letters and digits, never a path. */
+    if (!qid_ok(msg_qid(m)))
+        return err_set(e, ERR_INPUT,
+                       "quarantine: queue id '%.64s' is not letters and "
+                       "digits",
+                       msg_qid(m));
+    snprintf(tmp, sizeof(tmp), ".%s.tmp", msg_qid(m));
     buf_init(&head, 1 << 20);
     snprintf(when, sizeof(when), "%lld", (long long)time(NULL));
     if (quarantine_line(&head, "Envelope-From", env->sender, e) < 0 ||
@@ -115,47 +131,74 @@ quarantine_store(const char *dir, const struct msg *m, const char *data,
         (stage != NULL && quarantine_line(&head, "Stage", stage, e) < 0) ||
         buf_putc(&head, '\n', e) < 0)
         goto fail;
-    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
-        err_sys(e, ERR_IO, "quarantine: %s", tmp);
+    /* A temporary file left by a crash (or anything else under its name)
+     * is removed, not written through, and the name made anew. */
+    for (tries = 0; tries < 2; tries++) {
+        fd = openat(dfd, tmp,
+                    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                    0600);
+        if (fd >= 0 || errno != EEXIST || unlinkat(dfd, tmp, 0) < 0)
+            break;
+    }
+    if (fd < 0) {
+        err_sys(e, ERR_IO, "quarantine: %s/%s", dir, tmp);
         goto fail;
+    }
+    if (geteuid() == 0 && fstat(dfd, &st) == 0 &&
+        fchown(fd, st.st_uid, st.st_gid) < 0) {
+        err_sys(e, ERR_IO, "quarantine: chown %s/%s", dir, tmp);
+        goto fail_unlink;
     }
     if (quarantine_write_all(fd, head.data, head.len, e) < 0 ||
         quarantine_write_all(fd, data, len, e) < 0)
         goto fail_unlink;
     if (fsync(fd) < 0) {
-        err_sys(e, ERR_IO, "quarantine: fsync %s", tmp);
+        err_sys(e, ERR_IO, "quarantine: fsync %s/%s", dir, tmp);
         goto fail_unlink;
     }
     if (close(fd) < 0) {
         fd = -1;
-        err_sys(e, ERR_IO, "quarantine: close %s", tmp);
+        err_sys(e, ERR_IO, "quarantine: close %s/%s", dir, tmp);
         goto fail_unlink;
     }
     fd = -1;
-    if (rename(tmp, path) < 0) {
-        err_sys(e, ERR_IO, "quarantine: rename to %s", path);
+    if (renameat(dfd, tmp, dfd, msg_qid(m)) < 0) {
+        err_sys(e, ERR_IO, "quarantine: rename to %s/%s", dir, msg_qid(m));
         goto fail_unlink;
     }
-    if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
-        fsync(dfd) < 0) {
+    if (fsync(dfd) < 0) {
         err_sys(e, ERR_IO, "quarantine: fsync %s", dir);
-        if (dfd >= 0)
-            close(dfd);
-        unlink(path);
-        buf_fini(&head);
-        return -1;
+        unlinkat(dfd, msg_qid(m), 0);
+        goto fail;
     }
-    close(dfd);
     buf_fini(&head);
     return 0;
 
 fail_unlink:
-    unlink(tmp);
+    unlinkat(dfd, tmp, 0);
 fail:
     if (fd >= 0)
         close(fd);
     buf_fini(&head);
     return -1;
+}
+
+int
+quarantine_store(const char *dir, const struct msg *m, const char *data,
+                 size_t len, const char *reason, const char *stage,
+                 struct err *e)
+{
+    int dfd, rc;
+
+    /* Made at first use, as queue_directory is; conf_load() checked
+     * that it can be. */
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+        return err_sys(e, ERR_IO, "quarantine: mkdir %s", dir);
+    if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+        return err_sys(e, ERR_IO, "quarantine: %s", dir);
+    rc = quarantine_store_at(dfd, dir, m, data, len, reason, stage, e);
+    close(dfd);
+    return rc;
 }
 
 /* ------------------------------------------------------------ commands */
@@ -166,26 +209,60 @@ struct qfile {
     size_t body_len;
 };
 
+/* qfile_read - dir/id (dfd the directory) into q: never through a
+ * link, never waiting on a FIFO, a regular file only. */
 static int
-qfile_read(const char *path, struct qfile *q, struct err *e)
+qfile_read(int dfd, const char *dir, const char *id, struct qfile *q,
+           struct err *e)
 {
     char chunk[65536];
     const char *sep;
-    FILE *fp;
-    size_t n;
+    struct stat st;
+    ssize_t n;
+    int fd;
 
     buf_init(&q->raw, QUARANTINE_MAX);
-    if ((fp = fopen(path, "rb")) == NULL)
-        return err_sys(e, ERR_IO, "%s", path);
-    while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
-        if (buf_append(&q->raw, chunk, n, e) < 0) {
-            fclose(fp);
+    fd = openat(dfd, id,
+                O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0 && errno != ELOOP)
+        return err_sys(e, ERR_IO, "%s/%s", dir, id);
+    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        if (fd >= 0)
+            close(fd);
+        return err_set(e, ERR_INPUT,
+                       "%s/%s: not a regular file (a link, FIFO or device "
+                       "planted in the quarantine?): refused",
+                       dir, id);
+    }
+    /* The store renames its files into place: a second name is a hard
+     * link to a file elsewhere (where fs.protected_hardlinks is off). */
+    if (st.st_nlink != 1) {
+        close(fd);
+        return err_set(e, ERR_INPUT,
+                       "%s/%s: has %lu names (a hard link planted in the "
+                       "quarantine?): refused",
+                       dir, id, (unsigned long)st.st_nlink);
+    }
+    for (;;) {
+        n = read(fd, chunk, sizeof(chunk));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            err_sys(e, ERR_IO, "%s/%s: read", dir, id);
+            close(fd);
             return -1;
         }
-    fclose(fp);
+        if (n == 0)
+            break;
+        if (buf_append(&q->raw, chunk, (size_t)n, e) < 0) {
+            close(fd);
+            return -1;
+        }
+    }
+    close(fd);
     sep = q->raw.data ? strstr(q->raw.data, "\n\n") : NULL;
     if (sep == NULL)
-        return err_set(e, ERR_INPUT, "%s: not a quarantine file", path);
+        return err_set(e, ERR_INPUT, "%s/%s: not a quarantine file", dir, id);
     q->body = sep + 2;
     q->body_len = q->raw.len - (size_t)(q->body - q->raw.data);
     return 0;
@@ -232,32 +309,33 @@ qid_ok(const char *id)
 }
 
 static int
-quarantine_list(const char *dir)
+quarantine_list(int dfd, const char *dir)
 {
     struct dirent *de;
     DIR *d;
-    int n = 0;
+    int n = 0, fd;
 
-    /* The directory is made at the first quarantined message. */
-    if ((d = opendir(dir)) == NULL && errno != ENOENT) {
-        fprintf(stderr, "relaychain: %s: %s\n", dir, strerror(errno));
-        return 1;
-    }
     printf("%-14s %-20s %-30s %s\n", "ID", "Arrival", "Sender", "Reason");
-    if (d == NULL) {
+    /* The directory is made at the first quarantined message. */
+    if (dfd < 0) {
         printf("-- 0 messages in quarantine\n");
         return 0;
     }
+    if ((fd = dup(dfd)) < 0 || (d = fdopendir(fd)) == NULL) {
+        fprintf(stderr, "relaychain: %s: %s\n", dir, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return 1;
+    }
     while ((de = readdir(d)) != NULL) {
-        char path[4096], from[300], arrival[32], reason[300], when[32];
+        char from[300], arrival[32], reason[300], when[32];
         struct qfile q;
         struct err e;
         time_t t;
 
         if (!qid_ok(de->d_name))
             continue;
-        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-        if (qfile_read(path, &q, &e) < 0) {
+        if (qfile_read(dfd, dir, de->d_name, &q, &e) < 0) {
             fprintf(stderr, "relaychain: %s\n", e.text);
             buf_fini(&q.raw);
             continue;
@@ -295,7 +373,7 @@ quarantine_next_hop(const struct conf *cf, const char *id,
     set.next_hop = cfg_str(cf->cfg, "next_hop");
     set.helo_name = cfg_str(cf->cfg, "myhostname") ? cfg_str(cf->cfg, "myhostname")
                                                     : "localhost";
-    set.tls = (enum smtpc_tls)cfg_enum(cf->cfg, "next_hop_tls");
+    smtpc_settings_tls(&set, cf->cfg);
     set.auth_file = cfg_str(cf->cfg, "next_hop_auth_file");
     set.connect_timeout_ms = 30000;
     set.timeout_ms = (int)cfg_num(cf->cfg, "next_hop_timeout");
@@ -344,9 +422,13 @@ quarantine_spool(const struct conf *cf, const struct queue_msg *qm,
     const char *what = "write";
 
     buf_init(&file, 0);
-    if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
-        (tfd = openat(dfd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
-        (qfd = openat(dfd, "queue", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+    /* Root writes in a spool its user owns: no link is followed. */
+    if ((dfd = cfg_open_dir(dir, e)) < 0)
+        goto out;
+    if ((tfd = openat(dfd, "tmp",
+                      O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
+        (qfd = openat(dfd, "queue",
+                      O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
         err_sys(e, ERR_IO,
                 "queue_directory %s (has relaychaind run with delivery = "
                 "queue?)",
@@ -390,16 +472,15 @@ out:
     if (fd >= 0)
         close(fd);
     if (rc == 0) {
-        int tr = openat(dfd, "trigger", O_WRONLY | O_NONBLOCK | O_CLOEXEC);
         char line[QUEUE_ID_MAX + 8];
 
-        /* "F ID" rescans queue/ (see queue.h) */
+        /* "F ID" rescans queue/ (see queue.h). No reader: the daemon
+         * finds the file when it starts; no FIFO: the daemon's next scan
+         * does. */
         snprintf(line, sizeof(line), "F %s\n", qm->qid);
-        /* No reader: the daemon finds the file when it starts. */
-        if (tr >= 0) {
-            (void)!write(tr, line, strlen(line));
-            close(tr);
-        }
+        if (queue_trigger_at(dfd, line) == -2)
+            fprintf(stderr, "relaychain: %s/trigger: not a FIFO: refused\n",
+                    dir);
     }
     if (qfd >= 0)
         close(qfd);
@@ -469,7 +550,7 @@ fail:
  * deliver the result; 0 when it left the quarantine (delivered, queued,
  * discarded by a stage, or held again under a later stage). */
 static int
-quarantine_release(const struct conf *cf, const char *dir, const char *path,
+quarantine_release(const struct conf *cf, int dfd, const char *dir,
                    const char *id)
 {
     char stage[128], reason[300], note[600];
@@ -486,7 +567,7 @@ quarantine_release(const struct conf *cf, const char *dir, const char *path,
     err_clear(&e);
     memset(&res, 0, sizeof(res));
     buf_init(&out, 0);
-    if (qfile_read(path, &q, &e) < 0 ||
+    if (qfile_read(dfd, dir, id, &q, &e) < 0 ||
         (m = quarantine_msg(cf, &q, id, &e)) == NULL) {
         fprintf(stderr, "relaychain: %s\n", e.text);
         goto out;
@@ -529,8 +610,9 @@ quarantine_release(const struct conf *cf, const char *dir, const char *path,
                  res.by ? res.by->name : "chain", res.verdict.reply);
         goto out;
     case VERDICT_DISCARD:
-        if (unlink(path) < 0) {
-            fprintf(stderr, "relaychain: %s: %s\n", path, strerror(errno));
+        if (unlinkat(dfd, id, 0) < 0) {
+            fprintf(stderr, "relaychain: %s/%s: %s\n", dir, id,
+                    strerror(errno));
             goto out;
         }
         printf("%s: discarded by %s\n", id, res.by ? res.by->name : "chain");
@@ -542,8 +624,9 @@ quarantine_release(const struct conf *cf, const char *dir, const char *path,
     case VERDICT_QUARANTINE:
         /* The same name: rename() replaces the old file in one step. */
         if (msg_write(m, &out, &e) < 0 ||
-            quarantine_store(dir, m, out.data, out.len, res.verdict.note,
-                             res.by ? res.by->name : NULL, &e) < 0) {
+            quarantine_store_at(dfd, dir, m, out.data, out.len,
+                                res.verdict.note,
+                                res.by ? res.by->name : NULL, &e) < 0) {
             fprintf(stderr, "relaychain: %s: %s\n", id, e.text);
             goto out;
         }
@@ -556,8 +639,9 @@ quarantine_release(const struct conf *cf, const char *dir, const char *path,
     }
     env = msg_env(m);
     if (env->nrcpts == 0) {
-        if (unlink(path) < 0) {
-            fprintf(stderr, "relaychain: %s: %s\n", path, strerror(errno));
+        if (unlinkat(dfd, id, 0) < 0) {
+            fprintf(stderr, "relaychain: %s/%s: %s\n", dir, id,
+                    strerror(errno));
             goto out;
         }
         printf("%s: the chain removed every recipient\n", id);
@@ -605,8 +689,8 @@ quarantine_release(const struct conf *cf, const char *dir, const char *path,
         }
         snprintf(note, sizeof(note), "%d %s", r.code, r.text);
     }
-    if (unlink(path) < 0)
-        fprintf(stderr, "relaychain: released, but %s: %s\n", path,
+    if (unlinkat(dfd, id, 0) < 0)
+        fprintf(stderr, "relaychain: released, but %s/%s: %s\n", dir, id,
                 strerror(errno));
     printf("%s: released (%s)\n", id, note);
     log_info(id, "released from quarantine%s%s (%s)",
@@ -667,11 +751,10 @@ quarantine_dir_prepare(const char *dir, struct err *e)
 int
 quarantine_main(int argc, char **argv)
 {
-    const char *path = CONF_DEFAULT_PATH, *cmd, *dir;
-    char file[4096];
+    const char *path = CONF_DEFAULT_PATH, *cmd, *dir, *id;
     struct conf *cf;
     struct err e;
-    int c, rc = 1;
+    int c, rc = 1, dfd = -1;
 
     optind = 1;
     while ((c = getopt(argc, argv, "c:h")) != -1) {
@@ -708,8 +791,14 @@ quarantine_main(int argc, char **argv)
         fprintf(stderr, "relaychain: %s\n", e.text);
         goto out;
     }
+    /* The directory is made at the first quarantined message: missing,
+     * it is an empty quarantine. */
+    if ((dfd = cfg_open_dir(dir, &e)) < 0 && e.sys_errno != ENOENT) {
+        fprintf(stderr, "relaychain: quarantine_directory %s\n", e.text);
+        goto out;
+    }
     if (strcmp(cmd, "list") == 0 && optind + 1 == argc) {
-        rc = quarantine_list(dir);
+        rc = quarantine_list(dfd, dir);
         goto out;
     }
     if (optind + 2 != argc || !qid_ok(argv[optind + 1])) {
@@ -717,11 +806,15 @@ quarantine_main(int argc, char **argv)
                 cmd);
         goto out;
     }
-    snprintf(file, sizeof(file), "%s/%s", dir, argv[optind + 1]);
+    id = argv[optind + 1];
+    if (dfd < 0) {
+        fprintf(stderr, "relaychain: quarantine_directory %s\n", e.text);
+        goto out;
+    }
     if (strcmp(cmd, "show") == 0) {
         struct qfile q;
 
-        if (qfile_read(file, &q, &e) < 0) {
+        if (qfile_read(dfd, dir, id, &q, &e) < 0) {
             fprintf(stderr, "relaychain: %s\n", e.text);
         } else {
             fwrite(q.raw.data, 1, q.raw.len, stdout);
@@ -729,19 +822,34 @@ quarantine_main(int argc, char **argv)
         }
         buf_fini(&q.raw);
     } else if (strcmp(cmd, "delete") == 0) {
-        if (unlink(file) < 0) {
-            fprintf(stderr, "relaychain: %s: %s\n", file, strerror(errno));
+        struct stat st;
+
+        /* Only the entry itself is removed, never what a link names;
+         * anything but a regular file is left for the admin to look at. */
+        if (fstatat(dfd, id, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            fprintf(stderr, "relaychain: %s/%s: %s\n", dir, id,
+                    strerror(errno));
+        } else if (!S_ISREG(st.st_mode)) {
+            fprintf(stderr,
+                    "relaychain: %s/%s: not a regular file (a link, FIFO or "
+                    "device planted in the quarantine?): refused\n",
+                    dir, id);
+        } else if (unlinkat(dfd, id, 0) < 0) {
+            fprintf(stderr, "relaychain: %s/%s: %s\n", dir, id,
+                    strerror(errno));
         } else {
-            printf("%s: removed from quarantine\n", argv[optind + 1]);
-            log_info(argv[optind + 1], "removed from quarantine");
+            printf("%s: removed from quarantine\n", id);
+            log_info(id, "removed from quarantine");
             rc = 0;
         }
     } else if (strcmp(cmd, "release") == 0) {
-        rc = quarantine_release(cf, dir, file, argv[optind + 1]);
+        rc = quarantine_release(cf, dfd, dir, id);
     } else {
         fprintf(stderr, "relaychain: unknown quarantine command '%s'\n", cmd);
     }
 out:
+    if (dfd >= 0)
+        close(dfd);
     conf_free(cf);
     return rc;
 }

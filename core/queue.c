@@ -2025,7 +2025,7 @@ queue_add_route(struct queue_settings *set, const char *hostname,
     memset(&s, 0, sizeof(s));
     s.next_hop = hop;
     s.helo_name = hostname;
-    s.tls = (enum smtpc_tls)cfg_enum(c, "next_hop_tls");
+    smtpc_settings_tls(&s, c);
     s.auth_file = cfg_str(c, "next_hop_auth_file");
     s.connect_timeout_ms = 30000;
     s.timeout_ms = (int)cfg_num(c, "next_hop_timeout");
@@ -2422,4 +2422,26 @@ queue_settings_apply(struct queue *q, struct queue_settings *set)
     log_info(NULL, "queue %s: reloaded: %u delivery worker(s), next hop %s%s",
              q->dir, set->concurrency, set->routes[0].nexthop,
              set->ntransports > 0 ? ", transport_map routes" : "");
+}
+
+int
+queue_trigger_at(int dfd, const char *line)
+{
+    int fd = openat(dfd, "trigger",
+                    O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
+    size_t len = strlen(line);
+    struct stat st;
+    ssize_t n;
+
+    /* ENXIO: a FIFO nobody reads, the daemon is not running. */
+    if (fd < 0 && errno != ELOOP)
+        return -1;
+    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISFIFO(st.st_mode)) {
+        if (fd >= 0)
+            close(fd);
+        return -2;
+    }
+    n = write(fd, line, len);
+    close(fd);
+    return n == (ssize_t)len ? 0 : -1;
 }

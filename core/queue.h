@@ -218,6 +218,13 @@ void queue_settings_release(struct queue_settings *set);
  * would fill it. For "relaychain check"; touches no spool. */
 int queue_settings_check(const struct cfg *c, struct err *e);
 
+/* queue_trigger_at - write line to the trigger FIFO of the spool whose
+ * directory descriptor is dfd, for the commands that run as root in a
+ * spool the daemon's user owns: never through a link, never blocking.
+ * Returns 0; -1 when no daemon reads it (or it is missing); -2 when it is
+ * not a FIFO (planted: nothing is written). */
+int queue_trigger_at(int dfd, const char *line);
+
 /* queue_commit - make m durable and schedule it now. 0 only when it is
  * on disk for good. */
 int queue_commit(struct queue *q, const struct queue_msg *m, struct err *e);

@@ -22,6 +22,17 @@
  * list reads only the head of each file (the envelope, not the message)
  * and shows a message being delivered with '*' and one on hold with '!',
  * as mailq does, with the last deferral reason of each recipient.
+ *
+ * The commands run as root in a spool that the daemon's user owns, so
+ * they never follow a link planted there: queue_directory is opened with
+ * cfg_open_dir() (root's links only), its subdirectories and every file
+ * with openat() and O_NOFOLLOW relative to those descriptors, files with
+ * O_NONBLOCK too (a FIFO would hang the reader) and then checked with
+ * fstat() to be regular files; anything else is refused by name and
+ * left alone. Renames and removals name entries relative to the
+ * directory descriptors, and IDs from the command line are letters and
+ * digits only, so "../" never leaves the spool. The trigger is written
+ * only when it is a FIFO.
  */
 #include "config.h"
 
@@ -39,6 +50,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "cfg.h"
 #include "conf.h"
 #include "log.h"
 #include "queue.h"
@@ -90,26 +102,31 @@ qcli_open(struct qcli *c, const struct conf *cf)
         {"corrupt", offsetof(struct qcli, corrupt_fd)},
         {"defer", offsetof(struct qcli, defer_fd)},
     };
+    struct err e;
     size_t i;
 
     c->dir = cfg_str(cf->cfg, "queue_directory");
     c->file_max =
         2 * (size_t)cfg_num(cf->cfg, "message_size_limit") + (64u << 20);
     c->lock_wait_ms = cfg_num(cf->cfg, "next_hop_timeout") + 30000;
-    if ((c->dfd = open(c->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-        fprintf(stderr, "%s: queue_directory %s: %s\n", progname, c->dir,
-                strerror(errno));
+    if ((c->dfd = cfg_open_dir(c->dir, &e)) < 0) {
+        fprintf(stderr, "%s: queue_directory %s\n", progname, e.text);
         return -1;
     }
     for (i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
         int *fd = (int *)((char *)c + dirs[i].off);
 
         if ((*fd = openat(c->dfd, dirs[i].name,
-                          O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-            fprintf(stderr,
-                    "%s: %s/%s: %s (has relaychaind run with "
-                    "delivery = queue?)\n",
-                    progname, c->dir, dirs[i].name, strerror(errno));
+                          O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) <
+            0) {
+            fprintf(stderr, "%s: %s/%s: %s\n", progname, c->dir,
+                    dirs[i].name,
+                    errno == ELOOP || errno == ENOTDIR
+                        ? "not a directory (a symbolic link?): refused"
+                    : errno == ENOENT
+                        ? "No such file or directory (has relaychaind run "
+                          "with delivery = queue?)"
+                        : strerror(errno));
             return -1;
         }
     }
@@ -132,29 +149,66 @@ qcli_close(struct qcli *c)
 static int
 qcli_trigger(struct qcli *c, const char *what)
 {
-    int fd = openat(c->dfd, "trigger", O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-    ssize_t n;
+    int rc = queue_trigger_at(c->dfd, what);
 
-    if (fd < 0)
+    if (rc == -2)
+        fprintf(stderr, "%s: %s/trigger: not a FIFO: refused\n", progname,
+                c->dir);
+    return rc < 0 ? -1 : 0;
+}
+
+/* qcli_openat - dirfd/id (in directory where, for messages) for reading,
+ * never through a link and never blocking on a FIFO; the descriptor, -1
+ * when there is no such file (errno ENOENT), or -2 when it is not a
+ * regular file (said on stderr: refused). */
+static int
+qcli_openat(const struct qcli *c, int dirfd, const char *where,
+            const char *id)
+{
+    struct stat st;
+    int fd;
+
+    fd = openat(dirfd, id,
+                O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0 && errno != ELOOP) {
+        if (errno != ENOENT)
+            fprintf(stderr, "%s: %s/%s/%s: %s\n", progname, c->dir, where,
+                    id, strerror(errno));
         return -1;
-    n = write(fd, what, strlen(what));
-    close(fd);
-    return n == (ssize_t)strlen(what) ? 0 : -1;
+    }
+    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+        return fd;
+    if (fd >= 0)
+        close(fd);
+    fprintf(stderr, "%s: %s/%s/%s: not a regular file (a link, FIFO or "
+            "device planted in the spool?): refused\n",
+            progname, c->dir, where, id);
+    return -2;
+}
+
+/* qcli_where - the name of one of c's message directories. */
+static const char *
+qcli_where(const struct qcli *c, int dirfd)
+{
+    return dirfd == c->hold_fd      ? "hold"
+           : dirfd == c->corrupt_fd ? "corrupt"
+           : dirfd == c->defer_fd   ? "defer"
+                                    : "queue";
 }
 
 /* qcli_lock - open dirfd/id and flock it, waiting for an attempt to end;
  * returns the fd, -1 when there is no such file (any more), -2 when it
- * stayed busy. */
+ * stayed busy, -3 when it is not a regular file (said: refused). */
 static int
-qcli_lock(struct qcli *c, int dirfd, const char *id, int flags)
+qcli_lock(struct qcli *c, int dirfd, const char *id)
 {
     long long waited = 0;
     struct stat st, st2;
     int fd;
 
     for (;;) {
-        if ((fd = openat(dirfd, id, flags | O_CLOEXEC)) < 0)
-            return -1;
+        if ((fd = qcli_openat(c, dirfd, qcli_where(c, dirfd), id)) < 0)
+            return fd == -2 ? -3 : -1;
         while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
             if (waited >= c->lock_wait_ms) {
                 close(fd);
@@ -163,12 +217,13 @@ qcli_lock(struct qcli *c, int dirfd, const char *id, int flags)
             usleep(50000);
             waited += 50;
         }
-        if (fstat(fd, &st) == 0 && fstatat(dirfd, id, &st2, 0) == 0 &&
+        if (fstat(fd, &st) == 0 &&
+            fstatat(dirfd, id, &st2, AT_SYMLINK_NOFOLLOW) == 0 &&
             st.st_ino == st2.st_ino && st.st_dev == st2.st_dev)
             return fd;
         /* moved or removed while we waited */
         close(fd);
-        if (fstatat(dirfd, id, &st2, 0) < 0)
+        if (fstatat(dirfd, id, &st2, AT_SYMLINK_NOFOLLOW) < 0)
             return -1;
     }
 }
@@ -177,8 +232,10 @@ qcli_lock(struct qcli *c, int dirfd, const char *id, int flags)
 static int
 qcli_move(struct qcli *c, int from, int to, const char *id, const char *done)
 {
-    int fd = qcli_lock(c, from, id, O_RDONLY);
+    int fd = qcli_lock(c, from, id);
 
+    if (fd == -3)
+        return 1;
     if (fd == -2) {
         fprintf(stderr,
                 "%s: %s: still busy with a delivery attempt; try "
@@ -202,10 +259,10 @@ qcli_move(struct qcli *c, int from, int to, const char *id, const char *done)
 static int
 qcli_delete_one(struct qcli *c, int dirfd, const char *id)
 {
-    int fd = openat(dirfd, id, O_RDONLY | O_CLOEXEC), busy;
+    int fd = qcli_openat(c, dirfd, qcli_where(c, dirfd), id), busy;
 
     if (fd < 0)
-        return -1;
+        return fd == -2 ? 1 : -1;
     busy = flock(fd, LOCK_EX | LOCK_NB) < 0;
     if (unlinkat(dirfd, id, 0) < 0) {
         int saved = errno;
@@ -274,7 +331,7 @@ qcli_reason(const struct buf *note, const char *addr, char *out, size_t n)
 static void
 qcli_read_note(struct qcli *c, const char *id, struct buf *note)
 {
-    int fd = openat(c->defer_fd, id, O_RDONLY | O_CLOEXEC);
+    int fd = qcli_openat(c, c->defer_fd, "defer", id);
     struct err e;
 
     buf_reset(note);
@@ -301,7 +358,7 @@ qcli_list_one(struct qcli *c, int dirfd, const char *id, int hold,
     time_t t;
     struct tm tm;
 
-    if ((fd = openat(dirfd, id, O_RDONLY | O_CLOEXEC)) < 0 ||
+    if ((fd = qcli_openat(c, dirfd, hold ? "hold" : "queue", id)) < 0 ||
         fstat(fd, &st) < 0) {
         if (fd >= 0)
             close(fd);
@@ -432,8 +489,10 @@ qcli_show(struct qcli *c, const char *id)
     size_t k;
     int rc = 1;
 
-    for (i = 0; i < 3 && fd < 0; i++)
-        fd = openat(dirs[i], id, O_RDONLY | O_CLOEXEC);
+    for (i = 0; i < 3 && fd == -1; i++)
+        fd = qcli_openat(c, dirs[i], where[i], id);
+    if (fd == -2)
+        return 1;
     if (fd < 0) {
         fprintf(stderr, "%s: %s: no such message in the queue\n", progname,
                 id);
@@ -508,8 +567,14 @@ qcli_change_one(struct qcli *c, enum qcli_op op, const char *id)
         if (rc == -1) {
             struct stat st;
 
-            if (fstatat(c->queue_fd, id, &st, 0) < 0)
+            if (fstatat(c->queue_fd, id, &st, AT_SYMLINK_NOFOLLOW) < 0)
                 return -1;
+            if (!S_ISREG(st.st_mode)) {
+                fprintf(stderr,
+                        "%s: %s/queue/%s: not a regular file: refused\n",
+                        progname, c->dir, id);
+                return 1;
+            }
             printf("%s: requeued\n", id);
             log_info(id, "requeued");
             rc = 0;
@@ -641,9 +706,12 @@ queue_main(int argc, char **argv)
          (nargs == 1 && strcmp(argv[optind + 1], "--json") == 0))) {
         c.json = nargs == 1;
         rc = qcli_list(&c);
-    } else if (strcmp(cmd, "show") == 0 && nargs == 1 &&
-               queue_id_ok(argv[optind + 1])) {
-        rc = qcli_show(&c, argv[optind + 1]);
+    } else if (strcmp(cmd, "show") == 0 && nargs == 1) {
+        if (queue_id_ok(argv[optind + 1]))
+            rc = qcli_show(&c, argv[optind + 1]);
+        else
+            fprintf(stderr, "%s: '%s' is not a queue ID\n", progname,
+                    argv[optind + 1]);
     } else if (strcmp(cmd, "flush") == 0 && nargs <= 1) {
         char line[QUEUE_ID_MAX + 8];
         struct stat st;
@@ -651,12 +719,16 @@ queue_main(int argc, char **argv)
         if (nargs == 1) {
             const char *id = argv[optind + 1];
 
-            if (!queue_id_ok(id) || fstatat(c.queue_fd, id, &st, 0) < 0) {
+            if (!queue_id_ok(id) ||
+                fstatat(c.queue_fd, id, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+                !S_ISREG(st.st_mode)) {
                 fprintf(stderr,
                         "%s: %s: no such message in the active "
                         "queue%s\n",
                         progname, id,
-                        queue_id_ok(id) && fstatat(c.hold_fd, id, &st, 0) == 0
+                        queue_id_ok(id) &&
+                                fstatat(c.hold_fd, id, &st,
+                                        AT_SYMLINK_NOFOLLOW) == 0
                             ? " (it is on hold: release it)"
                             : "");
                 goto out;

@@ -25,6 +25,7 @@
 #include <stddef.h>
 
 #include "buf.h"
+#include "cfg.h"
 #include "err.h"
 #include "msg.h"
 
@@ -34,10 +35,13 @@ enum smtpc_kind {
     SMTPC_MAILDIR
 };
 
+/* In the order of next_hop_tls's choices, and Postfix's levels. */
 enum smtpc_tls {
     SMTPC_TLS_NONE,    /* never STARTTLS */
     SMTPC_TLS_MAY,     /* when offered */
-    SMTPC_TLS_ENCRYPT  /* required: no delivery without it */
+    SMTPC_TLS_ENCRYPT, /* required: no delivery without it */
+    SMTPC_TLS_VERIFY,  /* required, certificate chain verified */
+    SMTPC_TLS_SECURE   /* required, chain and host name verified */
 };
 
 struct smtpc_settings {
@@ -46,6 +50,14 @@ struct smtpc_settings {
     const char *helo_name;   /* our EHLO/LHLO name */
     enum smtpc_tls tls;
     const char *auth_file;   /* "user:password" for AUTH PLAIN, or NULL */
+    const char *tls_ca_file; /* PEM trust anchors for verify and secure;
+                                NULL: the system's store */
+    const char *tls_protocols;   /* ">=TLSv1.2", "!TLSv1.2"...; NULL: all
+                                    of TLSv1.2 and TLSv1.3 */
+    const char *tls_fingerprint; /* SHA-256 pins of the certificate or
+                                    its public key, or NULL */
+    const char *tls_name;        /* the name secure checks; NULL: the host of
+                                    next_hop */
     int connect_timeout_ms;
     int timeout_ms;          /* each command/reply */
     int idle_timeout_ms;     /* how long an idle connection is kept */
@@ -60,6 +72,17 @@ struct smtpc_reply {
 
 struct smtpc_pool;
 struct smtpc_conn;
+
+/* smtpc_settings_tls - the next_hop_tls* keys of c into s (pointers
+ * into c). Call it after s->next_hop is set: next_hop_tls_name names the
+ * host of c's next_hop only, not that of a transport_map route. */
+void smtpc_settings_tls(struct smtpc_settings *s, const struct cfg *c);
+
+/* smtpc_tls_check_cfg - the next_hop_tls* keys of c make sense (the
+ * protocols and pins parse, a pin or a CA file has a level that uses
+ * it, secure has a name to check); 0, or -1 with "path:line: key: ..."
+ * in e. */
+int smtpc_tls_check_cfg(const struct cfg *c, struct err *e);
 
 /* smtpc_pool_new - check settings (a bad next_hop is ERR_CONFIG with a
  * reason) and make an empty pool. */

@@ -246,7 +246,7 @@ smtpd_runtime_new(struct conf *cf, struct err *e)
     memset(&hop, 0, sizeof(hop));
     hop.next_hop = cfg_str(c, "next_hop");
     hop.helo_name = rt->hostname;
-    hop.tls = (enum smtpc_tls)cfg_enum(c, "next_hop_tls");
+    smtpc_settings_tls(&hop, c);
     hop.auth_file = cfg_str(c, "next_hop_auth_file");
     hop.connect_timeout_ms = 30000;
     hop.timeout_ms = (int)cfg_num(c, "next_hop_timeout");

@@ -436,26 +436,6 @@ flt_dkim_glob(const char *p, const char *s)
 
 /* ------------------------------------------------------------- keys */
 
-/* flt_dkim_mode_problem - what mode m lets other users do, or NULL. */
-static const char *
-flt_dkim_mode_problem(mode_t m)
-{
-    int gr = (m & S_IRGRP) != 0, gw = (m & S_IWGRP) != 0;
-    int otr = (m & S_IROTH) != 0, otw = (m & S_IWOTH) != 0;
-
-    if ((gr || otr) && (gw || otw))
-        return "lets other users read and write it";
-    if (gr && otr)
-        return "lets its group and all other users read it";
-    if (gr)
-        return "lets its group read it";
-    if (otr)
-        return "lets all other users read it";
-    if (gw || otw)
-        return "lets other users write it";
-    return NULL;
-}
-
 static int
 flt_dkim_no_password(char *buf, int size, int rwflag, void *u)
 {
@@ -625,7 +605,8 @@ flt_dkim_key_read(const char *path, int check_mode, char **text, size_t *len,
     size_t got = 0;
     int fd;
 
-    if ((fd = open(path, O_RDONLY | O_NOCTTY | O_CLOEXEC)) < 0)
+    /* O_NONBLOCK: a FIFO in its place is refused below, not waited on. */
+    if ((fd = open(path, O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC)) < 0)
         return err_sys(e, ERR_CONFIG, "%s: cannot open the key file", path);
     if (fstat(fd, &sb) < 0) {
         close(fd);
@@ -636,7 +617,11 @@ flt_dkim_key_read(const char *path, int check_mode, char **text, size_t *len,
         return err_set(e, ERR_CONFIG, "%s: the key is not a regular file",
                        path);
     }
-    if (check_mode && (problem = flt_dkim_mode_problem(sb.st_mode)) != NULL) {
+    /* The rule for every secret file (cfg_secret_problem), strictest. */
+    if (check_mode &&
+        (problem = cfg_secret_problem(sb.st_mode, S_IRGRP | S_IWGRP |
+                                                      S_IROTH | S_IWOTH)) !=
+            NULL) {
         close(fd);
         return err_set(e, ERR_CONFIG,
                        "%s: key file mode %04o %s; a private key must be "

@@ -34,6 +34,7 @@ static char hash_y[CRYPT_OUTPUT_SIZE], hash_6[CRYPT_OUTPUT_SIZE];
 static char hash_o[CRYPT_OUTPUT_SIZE];
 static char cert_path[512], key_path[512], other_key_path[512];
 static char enc_key_path[512], junk_path[512];
+static char open_key_path[512], fifo_key_path[512];
 
 /* make_hash - a libcrypt hash of pass with a fresh salt for prefix. */
 static int
@@ -76,7 +77,7 @@ run_out(const char *cmd, char *out, size_t n)
 static int
 setup(void **state)
 {
-    char cmd[4096];
+    char cmd[8192];
 
     (void)state;
     if (unit_tmpdir(tmp_dir, sizeof(tmp_dir)) == NULL ||
@@ -88,6 +89,8 @@ setup(void **state)
     snprintf(key_path, sizeof(key_path), "%s/key.pem", tmp_dir);
     snprintf(other_key_path, sizeof(other_key_path), "%s/other.pem", tmp_dir);
     snprintf(enc_key_path, sizeof(enc_key_path), "%s/enc.pem", tmp_dir);
+    snprintf(open_key_path, sizeof(open_key_path), "%s/open.pem", tmp_dir);
+    snprintf(fifo_key_path, sizeof(fifo_key_path), "%s/fifo.pem", tmp_dir);
     unit_write(tmp_dir, "junk.pem", "not a certificate\n", junk_path,
                sizeof(junk_path));
     snprintf(cmd, sizeof(cmd),
@@ -96,8 +99,10 @@ setup(void **state)
              "2>/dev/null && "
              "openssl genpkey -algorithm EC -pkeyopt "
              "ec_paramgen_curve:P-256 -out %s 2>/dev/null && "
-             "openssl pkey -in %s -out %s -aes256 -passout pass:secret",
-             key_path, cert_path, other_key_path, key_path, enc_key_path);
+             "openssl pkey -in %s -out %s -aes256 -passout pass:secret && "
+             "cp %s %s && chmod 644 %s && mkfifo %s",
+             key_path, cert_path, other_key_path, key_path, enc_key_path,
+             key_path, open_key_path, open_key_path, fifo_key_path);
     if (system(cmd) != 0) {
         print_error("openssl could not make the test certificate\n");
         return -1;
@@ -225,11 +230,13 @@ test_load_errors(void **state)
         {"duplicate", "alice:{Y}\nbob:{6}\nalice:{O}\nbob:{Y}\n", 0640,
          "%s:3: duplicate user 'alice' (first on line 1)"},
         {"world-readable", "alice:{Y}\n", 0644,
-         "%s: readable by others (mode 0644): password hashes must stay "
-         "private; run: chmod 640 %s"},
+         "%s: mode 0644 lets all other users read it; password hashes "
+         "must stay private: run chmod 640 %s"},
         {"world-writable", "alice:{Y}\n", 0622,
-         "%s: writable by others (mode 0622): password hashes must stay "
-         "private; run: chmod 640 %s"},
+         "%s: mode 0622 lets other users write it; password hashes must "
+         "stay private: run chmod 620 %s"},
+        /* the group may share it: the daemon reads it through its group */
+        {"group-readable", "alice:{Y}\n", 0640, NULL},
     };
     char path[512], want[1024];
     struct auth_table *t;
@@ -301,6 +308,10 @@ test_load_limits(void **state)
     assert_null(auth_table_load(tmp_dir, &e));
     snprintf(want, sizeof(want), "%s: not a regular file", tmp_dir);
     unit_str_eq("directory", e.text, want);
+    /* refused at once, not waited on for a writer */
+    assert_null(auth_table_load(fifo_key_path, &e));
+    snprintf(want, sizeof(want), "%s: not a regular file", fifo_key_path);
+    unit_str_eq("fifo", e.text, want);
     free(text);
 }
 
@@ -896,8 +907,20 @@ test_tls(void **state)
         {"missing-key",
          cert_path,
          "/nonexistent/key.pem",
-         {"/nonexistent/key.pem: cannot load the private key: error:", NULL,
+         {"/nonexistent/key.pem: cannot open the private key", NULL, NULL}},
+        /* the rule of the password file: no access for other users */
+        {"world-readable-key",
+         cert_path,
+         open_key_path,
+         {open_key_path,
+          ": mode 0644 lets all other users read it; a TLS private key must "
+          "stay private: run chmod 640",
           NULL}},
+        /* refused at once: a FIFO would hang the reader */
+        {"fifo-key",
+         cert_path,
+         fifo_key_path,
+         {fifo_key_path, "the private key is not a regular file", NULL}},
         {"encrypted-key",
          cert_path,
          enc_key_path,

@@ -955,10 +955,122 @@ test_conf_load_ok(void **state)
     rm_tree(dir, names);
 }
 
+/* The one rule for secret files: what each forbidden bit lets others do,
+ * and the chmod that fixes it. */
+static void
+test_cfg_secret(void **state)
+{
+    static const mode_t others = S_IROTH | S_IWOTH;
+    static const mode_t group = S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH;
+    static const struct {
+        mode_t mode, forbidden;
+        const char *want; /* NULL: private enough */
+    } cases[] = {
+        {0600, group, NULL},
+        {0640, others, NULL},
+        {0640, group,
+         "/etc/relaychain/k: mode 0640 lets its group read it; the key must "
+         "stay private: run chmod 600 /etc/relaychain/k"},
+        {0644, others,
+         "/etc/relaychain/k: mode 0644 lets all other users read it; the key "
+         "must stay private: run chmod 640 /etc/relaychain/k"},
+        {0644, group,
+         "/etc/relaychain/k: mode 0644 lets its group and all other users "
+         "read it; the key must stay private: run chmod 600 "
+         "/etc/relaychain/k"},
+        {0602, others,
+         "/etc/relaychain/k: mode 0602 lets other users write it; the key "
+         "must stay private: run chmod 600 /etc/relaychain/k"},
+        {0666, others,
+         "/etc/relaychain/k: mode 0666 lets other users read and write it; "
+         "the key must stay private: run chmod 660 /etc/relaychain/k"},
+    };
+    const char *path = "/etc/relaychain/k";
+    struct stat st;
+    struct err e;
+    size_t i;
+
+    (void)state;
+    memset(&st, 0, sizeof(st));
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char name[32];
+
+        snprintf(name, sizeof(name), "%04o/%04o", (unsigned)cases[i].mode,
+                 (unsigned)cases[i].forbidden);
+        st.st_mode = S_IFREG | cases[i].mode;
+        err_clear(&e);
+        if (cases[i].want == NULL) {
+            unit_int_eq(
+                name,
+                cfg_secret_check(path, &st, cases[i].forbidden, "the key", &e),
+                0);
+            continue;
+        }
+        unit_int_eq(
+            name,
+            cfg_secret_check(path, &st, cases[i].forbidden, "the key", &e),
+            -1);
+        unit_str_eq(name, e.text, cases[i].want);
+        unit_int_eq(name, e.code, ERR_CONFIG);
+    }
+}
+
+/* cfg_open_dir follows root's links only, and names what it refuses. */
+static void
+test_cfg_open_dir(void **state)
+{
+    char dir[256], path[512], want[1024];
+    struct err e;
+    int fd;
+
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    assert_non_null(unit_tmpdir(dir, sizeof(dir)));
+    snprintf(path, sizeof(path), "%s/real", dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof(path), "%s/rootlink", dir);
+    assert_int_equal(symlink("real", path), 0);
+    snprintf(path, sizeof(path), "%s/userlink", dir);
+    assert_int_equal(symlink("real", path), 0);
+    assert_int_equal(lchown(path, 65534, 65534), 0);
+    unit_write(dir, "file", "x\n", path, sizeof(path));
+
+    snprintf(path, sizeof(path), "%s/real", dir);
+    fd = cfg_open_dir(path, &e);
+    unit_int_eq("real", fd >= 0, 1);
+    if (fd >= 0)
+        close(fd);
+    snprintf(path, sizeof(path), "%s//rootlink/", dir);
+    fd = cfg_open_dir(path, &e);
+    unit_int_eq("root's link", fd >= 0, 1);
+    if (fd >= 0)
+        close(fd);
+    snprintf(path, sizeof(path), "%s/userlink", dir);
+    unit_int_eq("user's link", cfg_open_dir(path, &e), -1);
+    snprintf(want, sizeof(want),
+             "%s: userlink is a symbolic link owned by uid 65534, not root: "
+             "refused (name the real directory)",
+             path);
+    unit_str_eq("user's link", e.text, want);
+    snprintf(path, sizeof(path), "%s/rootlink/../userlink/x", dir);
+    unit_int_eq("user's link, further on", cfg_open_dir(path, &e), -1);
+    unit_has("user's link, further on", e.text, "owned by uid 65534");
+    snprintf(path, sizeof(path), "%s/file", dir);
+    unit_int_eq("file", cfg_open_dir(path, &e), -1);
+    unit_has("file", e.text, "file is not a directory");
+    snprintf(path, sizeof(path), "%s/missing", dir);
+    unit_int_eq("missing", cfg_open_dir(path, &e), -1);
+    unit_has("missing", e.text, "No such file");
+    unit_rmtree(dir);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cfg_secret),
+        cmocka_unit_test(test_cfg_open_dir),
         cmocka_unit_test(test_cfg_errors),
         cmocka_unit_test(test_cfg_limits),
         cmocka_unit_test(test_cfg_values),

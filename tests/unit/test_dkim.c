@@ -36,6 +36,7 @@
 static char tmp_dir[256];
 static char rsa_path[512], rsa1_path[512], ed_path[512], weak_path[512];
 static char ec_path[512], open_path[512], group_path[512], enc_path[512];
+static char fifo_path[512];
 static char junk_path[512];
 
 static const struct msg_limits test_limits = {
@@ -100,6 +101,9 @@ setup(void **state)
     if (unit_write(tmp_dir, "junk.pem", "hello\n", junk_path,
                    sizeof(junk_path)) == NULL ||
         chmod(junk_path, 0600) < 0)
+        rc = -1;
+    snprintf(fifo_path, sizeof(fifo_path), "%s/fifo.pem", tmp_dir);
+    if (mkfifo(fifo_path, 0600) < 0)
         rc = -1;
     /* Key and signing tables for the stages below. */
     if (unit_write(tmp_dir, "keys",
@@ -400,6 +404,8 @@ test_keys(void **state)
         {"EC key", ec_path, 1,
          "key type EC cannot sign DKIM; use RSA or Ed25519"},
         {"not a key", junk_path, 1, "not a PEM private key"},
+        /* refused at once, not waited on for a writer */
+        {"FIFO", fifo_path, 1, "fifo.pem: the key is not a regular file"},
         {"missing", "/nonexistent/key.pem", 1,
          "/nonexistent/key.pem: cannot open the key file: No such file"},
     };

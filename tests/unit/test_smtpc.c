@@ -587,6 +587,92 @@ test_settings(void **state)
     unit_has("bad helo", e.text, "not a host name");
 }
 
+/* The TLS settings: Postfix's protocol syntax within TLSv1.2 and
+ * TLSv1.3, pins in the forms openssl prints, a name for secure. */
+static void
+test_tls_settings(void **state)
+{
+    static const char pin[] =
+        "47:E8:B9:62:BA:D7:DF:73:8C:56:55:38:B1:87:D4:F9:18:93:84:1C:2B:5D:"
+        "C0:19:0A:50:9D:A7:A9:A0:71:53";
+    static const char bare[] =
+        "47e8b962bad7df738c565538b187d4f91893841c2b5dc0190a509da7a9a07153";
+    static const struct {
+        const char *name;
+        enum smtpc_tls tls;
+        const char *hop, *protocols, *fingerprint, *tls_name;
+        const char *want; /* NULL: accepted */
+    } cases[] = {
+        {"default", SMTPC_TLS_SECURE, "smtp:[mx.example]:25", NULL, NULL, NULL,
+         NULL},
+        {"exclusions", SMTPC_TLS_MAY, NULL, "!SSLv2, !SSLv3, !TLSv1, !TLSv1.1",
+         NULL, NULL, NULL},
+        {"at least 1.3", SMTPC_TLS_MAY, NULL, ">=TLSv1.3", NULL, NULL, NULL},
+        {"at most 1.2", SMTPC_TLS_MAY, NULL, "<=TLSv1.2", NULL, NULL, NULL},
+        {"list", SMTPC_TLS_MAY, NULL, "TLSv1.2:TLSv1.3", NULL, NULL, NULL},
+        {"unknown", SMTPC_TLS_MAY, NULL, "TLSv1.4", NULL, NULL,
+         "'TLSv1.4' is not a protocol"},
+        {"only old", SMTPC_TLS_MAY, NULL, "<=TLSv1.1", NULL, NULL,
+         "leaves none of the protocols"},
+        {"none left", SMTPC_TLS_MAY, NULL, "!TLSv1.2 !TLSv1.3", NULL, NULL,
+         "leaves none of the protocols"},
+        {"pin", SMTPC_TLS_ENCRYPT, NULL, NULL, pin, NULL, NULL},
+        {"pin sha256:, bare, two", SMTPC_TLS_VERIFY, NULL, NULL,
+         "sha256:47e8b962bad7df738c565538b187d4f91893841c2b5dc0190a509da7a9a0"
+         "7153, "
+         "47E8B962BAD7DF738C565538B187D4F91893841C2B5DC0190A509DA7A9A07153",
+         NULL, NULL},
+        {"short pin", SMTPC_TLS_ENCRYPT, NULL, NULL, "47:E8:B9", NULL,
+         "is not a SHA-256 fingerprint"},
+        {"long pin", SMTPC_TLS_ENCRYPT, NULL, NULL, "00" /* + bare */, NULL,
+         NULL},
+        {"odd colon", SMTPC_TLS_ENCRYPT, NULL, NULL,
+         "4:7E8B962BAD7DF738C565538B187D4F91893841C2B5DC0190A509DA7A9A07153",
+         NULL, "is not a SHA-256 fingerprint"},
+        {"pin with may", SMTPC_TLS_MAY, NULL, NULL, pin, NULL,
+         "a pin needs next_hop_tls = encrypt"},
+        {"secure, address", SMTPC_TLS_SECURE, NULL, NULL, NULL, NULL,
+         "127.0.0.1 is an address: name the host instead, or set "
+         "next_hop_tls_name"},
+        {"secure, address, name", SMTPC_TLS_SECURE, NULL, NULL, NULL,
+         "mx.example.net", NULL},
+        {"bad name", SMTPC_TLS_SECURE, NULL, NULL, NULL, "mx example",
+         "is not a host name"},
+    };
+    char longpin[sizeof(bare) + 2];
+    struct smtpc_settings s;
+    struct smtpc_pool *p;
+    struct err e;
+    size_t i;
+
+    (void)state;
+    snprintf(longpin, sizeof(longpin), "00%s", bare);
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int is_long = strcmp(cases[i].name, "long pin") == 0;
+
+        memset(&s, 0, sizeof(s));
+        s.next_hop = cases[i].hop ? cases[i].hop : "smtp:[127.0.0.1]:25";
+        s.tls = cases[i].tls;
+        s.tls_protocols = cases[i].protocols;
+        s.tls_fingerprint = is_long ? longpin : cases[i].fingerprint;
+        s.tls_name = cases[i].tls_name;
+        err_clear(&e);
+        p = smtpc_pool_new(&s, &e);
+        if (cases[i].want == NULL && !is_long) {
+            if (p == NULL)
+                unit_fail(cases[i].name, "refused: %s", e.text);
+            smtpc_pool_free(p);
+            continue;
+        }
+        if (p != NULL)
+            unit_fail(cases[i].name, "accepted, want a refusal");
+        smtpc_pool_free(p);
+        unit_int_eq(cases[i].name, e.code, ERR_CONFIG);
+        if (cases[i].want != NULL)
+            unit_has(cases[i].name, e.text, cases[i].want);
+    }
+}
+
 static void
 test_auth_file(void **state)
 {
@@ -595,15 +681,25 @@ test_auth_file(void **state)
         const char *text;   /* NULL: no file */
         const char *want;   /* NULL: accepted */
         const char *secret; /* must not show in the error */
+        mode_t mode;        /* 0: 0600 */
     } files[] = {
-        {"one line", "user:pass\n", NULL, NULL},
-        {"comments", "# next hop\n\nuser:pa:ss\n", NULL, NULL},
-        {"no newline", "user:pass", NULL, NULL},
-        {"missing", NULL, "No such file", NULL},
-        {"empty", "# nothing\n", "no user:password line", NULL},
-        {"no colon", "userpass\n", ":1: expected user:password", "userpass"},
-        {"no user", ":secret\n", ":1: expected user:password", "secret"},
-        {"two lines", "a:b\nc:secret\n", ":2: more than one", "secret"},
+        {"one line", "user:pass\n", NULL, NULL, 0},
+        {"comments", "# next hop\n\nuser:pa:ss\n", NULL, NULL, 0},
+        {"no newline", "user:pass", NULL, NULL, 0},
+        {"missing", NULL, "No such file", NULL, 0},
+        {"empty", "# nothing\n", "no user:password line", NULL, 0},
+        {"no colon", "userpass\n", ":1: expected user:password", "userpass",
+         0},
+        {"no user", ":secret\n", ":1: expected user:password", "secret", 0},
+        {"two lines", "a:b\nc:secret\n", ":2: more than one", "secret", 0},
+        /* the same rule as the password file's and the keys' */
+        {"group", "user:pass\n", NULL, NULL, 0640},
+        {"world-readable", "user:secret\n",
+         "mode 0644 lets all other users read it; the next hop's password "
+         "must stay private: run chmod 640",
+         "secret", 0644},
+        {"world-writable", "user:secret\n",
+         "mode 0602 lets other users write it", "secret", 0602},
     };
     char dir[256], path[512];
     struct smtpc_settings s;
@@ -619,8 +715,10 @@ test_auth_file(void **state)
     for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         snprintf(path, sizeof(path), "%s/auth", dir);
         unlink(path);
-        if (files[i].text != NULL)
+        if (files[i].text != NULL) {
             unit_write(dir, "auth", files[i].text, path, sizeof(path));
+            chmod(path, files[i].mode != 0 ? files[i].mode : 0600);
+        }
         s.auth_file = path;
         p = smtpc_pool_new(&s, &e);
         if (files[i].want == NULL) {
@@ -1230,6 +1328,7 @@ test_tls_auth(void **state)
     make_cert(dir, cert, key, sizeof(cert));
     unit_write(dir, "auth", "# relay login\nrelayuser:pa:ss word\n", auth,
                sizeof(auth));
+    chmod(auth, 0600);
 
     /* may: STARTTLS, EHLO again, AUTH PLAIN inside TLS */
     py_start(&s, "--ehlo", "PIPELINING", "--ehlo", "STARTTLS", "--ehlo",
@@ -1740,6 +1839,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_settings, teardown),
+        cmocka_unit_test_teardown(test_tls_settings, teardown),
         cmocka_unit_test_teardown(test_auth_file, teardown),
         cmocka_unit_test_teardown(test_sink_delivery, teardown),
         cmocka_unit_test_teardown(test_wire_octets, teardown),

@@ -16,6 +16,8 @@ It listens on 127.0.0.1 on a port the kernel picks, writes the port to
 event: "N conn", "N tls", "N > COMMAND LINE", "N data FILE" (the DATA
 octets as received, final ".\\r\\n" included, in DIR/FILE). N numbers the
 connections from 1. It stops by itself after --lifetime seconds.
+--listen ADDR listens on that address instead of 127.0.0.1. After
+"N tls" comes "N tls-version TLSv1.3" (the version negotiated).
 """
 import argparse
 import os
@@ -128,6 +130,7 @@ class Session(socketserver.StreamRequestHandler):
                 self.wfile = self.request.makefile("wb")
                 self.tls = True
                 log("%d tls" % self.n)
+                log("%d tls-version %s" % (self.n, self.request.version()))
             elif verb == "AUTH":
                 self.reply("235 2.7.0 Authentication successful")
             elif verb == "XFORWARD":
@@ -180,8 +183,9 @@ def main():
     ap.add_argument("--xforward-reply", default="250 2.0.0 Ok")
     ap.add_argument("--data-reply")
     ap.add_argument("--lifetime", type=float, default=60)
+    ap.add_argument("--listen", default="127.0.0.1")
     args = ap.parse_args()
-    srv = Server(("127.0.0.1", 0), Session)
+    srv = Server((args.listen, 0), Session)
     tmp = args.port_file + ".tmp"
     with open(tmp, "w") as f:
         f.write("%d\n" % srv.server_address[1])
