@@ -53,6 +53,7 @@
 
 #include "conf.h"
 #include "log.h"
+#include "memlimit.h"
 #include "mime.h"
 #include "milterd.h"
 #include "queue.h"
@@ -338,11 +339,12 @@ main(int argc, char **argv)
     sigset_t sfd_sigs;
     const char *const *listen_specs;
     struct smtpd_server *srv;
+    struct memlimit *mem;
     const struct cfg *cfg;
     pthread_attr_t attr;
     sigset_t sigs;
     size_t nlisten, i;
-    int foreground = 0, c, sfd, stop = 0;
+    int foreground = 0, c, sfd, stop = 0, left = 0;
     struct err e;
 
     while ((c = getopt(argc, argv, "c:fhV")) != -1) {
@@ -448,6 +450,14 @@ main(int argc, char **argv)
     pfd[nlisten].events = POLLIN;
     pfd[nlisten + 1].fd = mpipe[0];
     pfd[nlisten + 1].events = POLLIN;
+    /* One count of message octets in memory for both front ends, so
+     * smtpd_memory_limit holds for the process as a whole. */
+    if ((mem = memlimit_new(&e)) == NULL) {
+        log_error(NULL, "%s", e.text);
+        return 1;
+    }
+    if (md != NULL)
+        milterd_set_memlimit(md, mem);
     if (md != NULL &&
         milterd_run(md, runtime_hold_current, mpipe[1], &e) < 0) {
         log_error(NULL, "%s", e.text);
@@ -457,6 +467,7 @@ main(int argc, char **argv)
         log_error(NULL, "%s", e.text);
         return 1;
     }
+    smtpd_server_set_memlimit(srv, mem);
     if (spool != NULL) {
         smtpd_server_set_queue(srv, spool);
         if (queue_start(spool, &e) < 0) {
@@ -524,6 +535,7 @@ main(int argc, char **argv)
             usleep(50000);
             waited += 50;
         }
+        left = n > 0;
         if (n > 0)
             log_warning(NULL, "exiting with %u session(s) still open", n);
         else
@@ -545,6 +557,9 @@ main(int argc, char **argv)
     close(sfd);
     if (md != NULL && milterd_wait(md) != 0)
         log_warning(NULL, "the milter ended with an error");
+    /* Sessions still running may give back octets to the count. */
+    if (!left)
+        memlimit_free(mem);
     log_close();
     return 0;
 }

@@ -36,7 +36,11 @@
  * DATA is read line by line with a bound on each line; only CRLF.CRLF
  * ends it. Bare LF, bare CR, NUL, over-long lines and oversize messages
  * are noted while reading and answered after the end, so that no byte of
- * the message is ever taken for a command.
+ * the message is ever taken for a command. The message is counted in the
+ * process-wide struct memlimit from DATA on (smtpd_memory_limit): DATA
+ * gets 452 4.3.1 while the count is full, and a message that fills it
+ * on the way is freed at once, read to its end and answered 452 4.3.1.
+ * smtpd_cmd_data() gives the count back on each of its ways out.
  */
 #include "config.h"
 
@@ -60,6 +64,7 @@
 #include "chain.h"
 #include "cidr.h"
 #include "log.h"
+#include "memlimit.h"
 #include "msg.h"
 #include "netio.h"
 #include "quarantine.h"
@@ -72,6 +77,8 @@
                                    much again for extension parameters */
 #define SMTPD_AUTH_LINE_MAX 12288
 #define SMTPD_DATA_LINE_MAX 65536
+/* octets counted against smtpd_memory_limit at a time */
+#define SMTPD_MEM_STEP 65536
 #define SMTPD_CLIENTS 1021      /* per-client counter buckets */
 #define SMTPD_CLIENT_MAX 320    /* "name[addr]" */
 
@@ -91,6 +98,7 @@ struct smtpd_runtime {
     SSL_CTX *tls;
     struct smtpc_pool *hop;
     size_t size_limit;
+    size_t memory_limit; /* smtpd_memory_limit; 0: none */
     size_t rcpt_limit;
     int timeout_ms;
     int record_deadline; /* smtpd_per_record_deadline */
@@ -192,6 +200,7 @@ smtpd_runtime_new(struct conf *cf, struct err *e)
     }
 limits:
     rt->size_limit = cf->limits.message_size;
+    rt->memory_limit = (size_t)cfg_num(c, "smtpd_memory_limit");
     rt->rcpt_limit = (size_t)cfg_num(c, "recipient_limit");
     rt->timeout_ms = (int)cfg_num(c, "smtpd_timeout");
     rt->record_deadline = cfg_bool(c, "smtpd_per_record_deadline");
@@ -247,6 +256,7 @@ struct smtpd_server {
     atomic_uint seq;
     atomic_int stopping;
     struct queue *queue; /* set once before the first session */
+    struct memlimit *mem; /* likewise; NULL: nothing is counted */
 };
 
 struct smtpd_server *
@@ -288,6 +298,12 @@ void
 smtpd_server_set_queue(struct smtpd_server *srv, struct queue *q)
 {
     srv->queue = q;
+}
+
+void
+smtpd_server_set_memlimit(struct smtpd_server *srv, struct memlimit *ml)
+{
+    srv->mem = ml;
 }
 
 void
@@ -382,6 +398,7 @@ struct smtpd_session {
     size_t nrcpts;
     struct smtpc_conn *hop;
     struct timeval t_start;
+    size_t mem_held; /* octets counted in srv->mem for this DATA */
     /* counters for the disconnect line */
     unsigned n_ehlo, n_helo, n_mail, n_rcpt, n_data, n_rset, n_quit, n_auth;
     unsigned n_starttls, n_cmds, n_bad;
@@ -1018,8 +1035,51 @@ enum smtpd_data_flags {
     DATA_NUL = 4,
     DATA_TOO_BIG = 8,
     DATA_LONG_LINE = 16,
-    DATA_HUGE_LINE = 32 /* over the read bound: cannot be wrapped */
+    DATA_HUGE_LINE = 32, /* over the read bound: cannot be wrapped */
+    DATA_NO_MEMORY = 64  /* over smtpd_memory_limit */
 };
+
+/* smtpd_mem_take - count n more octets of this DATA against
+ * smtpd_memory_limit; -1 when that would pass it. */
+static int
+smtpd_mem_take(struct smtpd_session *s, size_t n)
+{
+    if (s->srv->mem == NULL)
+        return 0;
+    if (memlimit_take(s->srv->mem, n, s->mem_held, s->rt->memory_limit) < 0)
+        return -1;
+    s->mem_held += n;
+    return 0;
+}
+
+/* smtpd_mem_give - give back all this DATA counted. */
+static void
+smtpd_mem_give(struct smtpd_session *s)
+{
+    if (s->srv->mem != NULL && s->mem_held > 0)
+        memlimit_give(s->srv->mem, s->mem_held);
+    s->mem_held = 0;
+}
+
+/* smtpd_mem_grow - out grew: count what it holds now, a step at a time.
+ * Past the limit, out is emptied and freed, the count given back and
+ * -1 returned: the rest of the message is read and dropped. */
+static int
+smtpd_mem_grow(struct smtpd_session *s, struct buf *out)
+{
+    size_t more;
+
+    if (out->len <= s->mem_held)
+        return 0;
+    more = out->len - s->mem_held;
+    if (more < SMTPD_MEM_STEP)
+        more = SMTPD_MEM_STEP;
+    if (smtpd_mem_take(s, more) == 0)
+        return 0;
+    buf_fini(out);
+    smtpd_mem_give(s);
+    return -1;
+}
 
 /* smtpd_append_wrapped - append a line (without its line end) to out,
  * wrapped at 998 octets; header lines are folded with a space so they
@@ -1101,7 +1161,8 @@ smtpd_read_data(struct smtpd_session *s, struct buf *out, unsigned *flags)
         total += body + 2;
         if (total > limit)
             *flags |= DATA_TOO_BIG;
-        if (*flags & (DATA_TOO_BIG | DATA_NUL | DATA_HUGE_LINE))
+        if (*flags &
+            (DATA_TOO_BIG | DATA_NUL | DATA_HUGE_LINE | DATA_NO_MEMORY))
             continue; /* read on to the end, keep nothing more */
         if ((*flags & (DATA_BARE_LF | DATA_BARE_CR)) &&
             !s->rt->normalize_newlines)
@@ -1130,6 +1191,8 @@ smtpd_read_data(struct smtpd_session *s, struct buf *out, unsigned *flags)
         } else if (smtpd_append_wrapped(out, p, body, in_header, &s->e) < 0) {
             *flags |= DATA_TOO_BIG;
         }
+        if (smtpd_mem_grow(s, out) < 0)
+            *flags |= DATA_NO_MEMORY;
     }
     buf_fini(&line);
     netio_set_line_limit(s->io, SMTPD_LINE_MAX);
@@ -1435,6 +1498,27 @@ out:
     buf_fini(&out);
 }
 
+/* smtpd_data_size - octets to count when DATA starts: the SIZE of
+ * MAIL, at most what message_size_limit lets in, or one step. */
+static size_t
+smtpd_data_size(const struct smtpd_session *s)
+{
+    unsigned long long size = 0;
+    const char *v;
+    char num[24];
+    size_t len;
+
+    if ((v = smtpd_param(s->sender_params, "SIZE", &len)) != NULL &&
+        len > 0 && len < sizeof(num)) {
+        memcpy(num, v, len);
+        num[len] = '\0';
+        size = strtoull(num, NULL, 10);
+    }
+    if (size > s->rt->size_limit)
+        size = s->rt->size_limit;
+    return size > SMTPD_MEM_STEP ? (size_t)size : SMTPD_MEM_STEP;
+}
+
 static void
 smtpd_cmd_data(struct smtpd_session *s, const char *arg)
 {
@@ -1456,8 +1540,18 @@ smtpd_cmd_data(struct smtpd_session *s, const char *arg)
         smtpd_refuse(s, "554 5.5.1 Error: no valid recipients");
         return;
     }
+    /* The message is counted from the start: the SIZE the client
+     * announced, or a first step, so that DATA is refused here while
+     * the limit is reached rather than after the client sent it all. */
+    if (smtpd_mem_take(s, smtpd_data_size(s)) < 0) {
+        reject = "452 4.3.1 Insufficient system resources";
+        smtpd_noqueue_reject(s, "DATA", reject, NULL);
+        smtpd_reply(s, "%s", reject);
+        return;
+    }
     smtpd_reply(s, "354 End data with <CR><LF>.<CR><LF>");
     if (smtpd_flush(s) < 0) {
+        smtpd_mem_give(s);
         s->quit = 1;
         return;
     }
@@ -1474,6 +1568,7 @@ smtpd_cmd_data(struct smtpd_session *s, const char *arg)
                  rc == NETIO_TIMEOUT ? "timeout" : "lost connection", s->name,
                  s->addr);
         buf_fini(&data);
+        smtpd_mem_give(s);
         smtpd_reset(s, 0);
         s->quit = 1;
         return;
@@ -1491,6 +1586,8 @@ smtpd_cmd_data(struct smtpd_session *s, const char *arg)
     else if (flags & DATA_HUGE_LINE)
         reject = "550 5.6.0 Message content rejected: line longer than 998 "
                  "octets";
+    else if (flags & DATA_NO_MEMORY)
+        reject = "452 4.3.1 Insufficient system resources";
     if (reject != NULL) {
         log_info(s->qid, "reject: END-OF-MESSAGE from %s: %s; from=<%s>",
                  smtpd_client(s, client, sizeof(client)), reject, s->sender);
@@ -1499,6 +1596,7 @@ smtpd_cmd_data(struct smtpd_session *s, const char *arg)
         smtpd_deliver(s, &data);
     }
     buf_fini(&data);
+    smtpd_mem_give(s);
     smtpd_reset(s, 1);
 }
 
