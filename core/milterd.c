@@ -1238,6 +1238,8 @@ milterd_eom(struct milterd_session *s)
     const struct msg_env *env;
     unsigned nops = 0;
     int body = 0, tls;
+    size_t size;
+    char *raw;
     struct err e;
 
     memset(&res, 0, sizeof(res));
@@ -1265,8 +1267,13 @@ milterd_eom(struct milterd_session *s)
     if (msg_env_set(s->m, s->qid[0] ? s->qid : NULL, s->client_addr,
                     s->client_name, s->helo, tls, s->auth_user, &e) < 0)
         goto internal;
-    if (msg_parse(s->m, s->data.data ? s->data.data : "", s->data.len, &e) <
-        0) {
+    /* The message takes the block over: no second copy. */
+    size = s->data.len;
+    if ((raw = buf_steal(&s->data, NULL)) == NULL) {
+        err_nomem(&e);
+        goto internal;
+    }
+    if (msg_adopt(s->m, raw, size, &e) < 0) {
         if (e.code == ERR_LIMIT) {
             s->over = 1;
             st = milterd_size(s);
@@ -1283,7 +1290,7 @@ milterd_eom(struct milterd_session *s)
     }
     env = msg_env(s->m);
     log_info(milterd_qid(s), "milter: from=<%s>, size=%zu, nrcpt=%zu%s%s",
-             env->sender ? env->sender : "", s->data.len, env->nrcpts,
+             env->sender ? env->sender : "", size, env->nrcpts,
              s->auth_user ? ", sasl_username=" : "",
              s->auth_user ? s->auth_user : "");
 

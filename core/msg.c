@@ -1,16 +1,24 @@
 /*
  * msg - one message in flight: envelope, headers, body and edit journal
  *
- * msg_parse() copies the received octets once into one block and splits
- * the header section in place, in a single pass: for each field the colon
- * and the first octet of its final line end become NUL, so the name and
- * the raw value (folding kept) are C strings pointing into the copy, and
+ * msg_parse() copies the received octets once into one block (raw) and
+ * splits the header section in a single pass; in a copy of that section
+ * (hraw) the colon of each field and the first octet of its final line
+ * end become NUL, so the name and
+ * the raw value (folding kept) are C strings pointing into hraw, and
  * the final line end is kept as a code (none, LF or CRLF). Writing a field
  * back as name ":" value line-end gives the input byte for byte. The body
  * is the rest of the same block; the empty line between the two is kept
  * as a code too, and is absent when the header section was ended by a
  * line that is neither a field nor a continuation (Postfix does the same)
  * or when the message has no body.
+ *
+ * The received octets stay as they came (raw): the header section is cut
+ * in a copy of its own (hraw), so an unedited message is its raw octets
+ * and msg_flat() and msg_mime() use them without a copy. Once the header
+ * or body is edited, msg_flat() writes the message once into a flat copy
+ * that the MIME parse shares; both go at the next edit or rollback.
+ * msg_adopt() parses a block the caller allocated, without a copy.
  *
  * A field added or changed by a stage owns a block "name\0value\0" whose
  * folding uses the message's line end. msg_body_replace() points the body
@@ -101,7 +109,11 @@ struct msg_undo {
 struct msg {
     struct msg_limits limits;
     struct msg_env env;
-    char *raw; /* the parsed copy, see above */
+    char *raw;      /* the message as it came, see above */
+    size_t raw_len;
+    char *hraw;     /* the header section cut into C strings */
+    char *flat;     /* msg_flat() of an edited message, or NULL */
+    size_t flat_len;
     struct msg_hdr *hdrs;
     size_t nhdrs;
     size_t hdrs_cap;
@@ -188,11 +200,16 @@ msg_dup(const char *s, char **out)
     return (*out = msg_strdup(s)) == NULL ? -1 : 0;
 }
 
+/* msg_mime_drop - the message changed: drop the parse and the flat
+ * copy made from it (the parse refers into the copy, so it goes first). */
 static void
 msg_mime_drop(struct msg *m)
 {
     mime_free(m->mime);
     m->mime = NULL;
+    free(m->flat);
+    m->flat = NULL;
+    m->flat_len = 0;
 }
 
 struct msg *
@@ -247,6 +264,8 @@ msg_free(struct msg *m)
         free(m->hdrs[i].own);
     free(m->hdrs);
     free(m->raw);
+    free(m->hraw);
+    free(m->flat);
     for (i = 0; i < m->nedits; i++) {
         free(m->edits[i].name);
         free(m->edits[i].value);
@@ -410,15 +429,10 @@ msg_hdrs_reserve(struct msg_hdr **hdrs, size_t n, size_t *cap)
     return 0;
 }
 
-int
-msg_parse(struct msg *m, const char *data, size_t len, struct err *e)
+/* msg_parse_check - may m take a message of len octets? */
+static int
+msg_parse_check(const struct msg *m, size_t len, struct err *e)
 {
-    struct msg_hdr *hdrs = NULL, *h = NULL;
-    size_t nhdrs = 0, cap = 0, longest = 0, i;
-    unsigned char eol = MSG_EOL_CRLF, sep = MSG_EOL_NONE;
-    char *raw, *p, *end, *nl;
-    int first = 1;
-
     if (m->parsed || m->nhdrs > 0 || m->body != NULL || m->nedits > 0)
         return err_set(e, ERR_INTERNAL,
                        "message already has a header, a body or edits");
@@ -426,12 +440,24 @@ msg_parse(struct msg *m, const char *data, size_t len, struct err *e)
         return err_set(e, ERR_LIMIT,
                        "message size %zu exceeds message_size_limit %zu", len,
                        m->limits.message_size);
-    if (len == SIZE_MAX || (raw = malloc(len + 1)) == NULL)
-        return err_nomem(e);
-    if (len > 0)
-        memcpy(raw, data, len);
-    raw[len] = '\0';
+    return 0;
+}
 
+/* msg_parse_raw - parse raw (len octets and a NUL after them), which m
+ * then owns, also on failure. */
+static int
+msg_parse_raw(struct msg *m, char *raw, size_t len, struct err *e)
+{
+    struct msg_hdr *hdrs = NULL, *h = NULL;
+    size_t nhdrs = 0, cap = 0, longest = 0, hlen, i;
+    unsigned char eol = MSG_EOL_CRLF, sep = MSG_EOL_NONE;
+    char *hraw, *p, *end, *nl;
+    int first = 1;
+
+    if (msg_parse_check(m, len, e) < 0) {
+        free(raw);
+        return -1;
+    }
     p = raw;
     end = raw + len;
     while (p < end) {
@@ -510,15 +536,30 @@ msg_parse(struct msg *m, const char *data, size_t len, struct err *e)
             longest = n;
     }
 
-    /* Cut names and values into C strings; the octets overwritten are a
-     * colon and the first octet of a line end, both implied by the codes,
-     * or the NUL after the copy. */
+    /* Cut names and values into C strings in a copy of the header
+     * section, so raw stays the message as it came; the octets
+     * overwritten are a colon and the first octet of a line end, both
+     * implied by the codes, or the NUL after the copy. */
+    hlen = (size_t)(m->body - raw);
+    if ((hraw = malloc(hlen + 1)) == NULL) {
+        m->body = NULL;
+        m->body_len = 0;
+        free(hdrs);
+        free(raw);
+        return err_nomem(e);
+    }
+    memcpy(hraw, raw, hlen);
+    hraw[hlen] = '\0';
     for (i = 0; i < nhdrs; i++) {
+        hdrs[i].name = hraw + (hdrs[i].name - raw);
+        hdrs[i].value = hraw + (hdrs[i].value - raw);
         hdrs[i].name[hdrs[i].name_len] = '\0';
         hdrs[i].value[hdrs[i].value_len] = '\0';
     }
 
     m->raw = raw;
+    m->raw_len = len;
+    m->hraw = hraw;
     m->hdrs = hdrs;
     m->nhdrs = nhdrs;
     m->hdrs_cap = cap;
@@ -528,6 +569,35 @@ msg_parse(struct msg *m, const char *data, size_t len, struct err *e)
     m->parsed = 1;
     msg_mime_drop(m);
     return 0;
+}
+
+int
+msg_parse(struct msg *m, const char *data, size_t len, struct err *e)
+{
+    char *raw;
+
+    if (msg_parse_check(m, len, e) < 0)
+        return -1;
+    if (len == SIZE_MAX || (raw = malloc(len + 1)) == NULL)
+        return err_nomem(e);
+    if (len > 0)
+        memcpy(raw, data, len);
+    raw[len] = '\0';
+    return msg_parse_raw(m, raw, len, e);
+}
+
+int
+msg_adopt(struct msg *m, char *data, size_t len, struct err *e)
+{
+    if (data == NULL) {
+        if (len > 0)
+            return err_set(e, ERR_INTERNAL, "message of %zu octets without "
+                                            "data", len);
+        if ((data = calloc(1, 1)) == NULL)
+            return err_nomem(e);
+    }
+    data[len] = '\0';
+    return msg_parse_raw(m, data, len, e);
 }
 
 /* ------------------------------------------------------------- reading */
@@ -1340,19 +1410,42 @@ msg_write_file(const struct msg *m, FILE *fp, struct err *e)
 
 /* ----------------------------------------------------------------- MIME */
 
-const struct mime *
-msg_mime(struct msg *m, struct err *e)
+const char *
+msg_flat(struct msg *m, size_t *len, struct err *e)
 {
     struct buf b;
 
+    if (m->parsed && !m->edited) {
+        *len = m->raw_len;
+        return m->raw;
+    }
+    if (m->flat == NULL) {
+        buf_init(&b, 0);
+        if (msg_write(m, &b, e) < 0) {
+            buf_fini(&b);
+            return NULL;
+        }
+        if ((m->flat = buf_steal(&b, &m->flat_len)) == NULL) {
+            err_nomem(e);
+            return NULL;
+        }
+    }
+    *len = m->flat_len;
+    return m->flat;
+}
+
+const struct mime *
+msg_mime(struct msg *m, struct err *e)
+{
+    const char *data;
+    size_t len;
+
     if (m->mime != NULL)
         return m->mime;
-    buf_init(&b, 0);
-    if (msg_write(m, &b, e) < 0) {
-        buf_fini(&b);
+    /* GMime reads the flat octets where they are; msg_mime_drop() frees
+     * the parse before them. */
+    if ((data = msg_flat(m, &len, e)) == NULL)
         return NULL;
-    }
-    m->mime = mime_parse(buf_str(&b), b.len, &m->limits, e);
-    buf_fini(&b);
+    m->mime = mime_parse_shared(data, len, &m->limits, e);
     return m->mime;
 }

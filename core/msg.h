@@ -119,6 +119,10 @@ const char *msg_qid(const struct msg *m); /* "NOQUEUE" when unset */
  * ERR_LIMIT over message_size or header_count. A line in the header that
  * is neither a field nor a continuation starts the body, as in Postfix. */
 int msg_parse(struct msg *m, const char *data, size_t len, struct err *e);
+/* msg_adopt - msg_parse without a copy: data (malloc()ed, len octets and
+ * room for one more, which becomes NUL) belongs to m from now on, also
+ * when this fails. */
+int msg_adopt(struct msg *m, char *data, size_t len, struct err *e);
 
 /* Reading the header. */
 size_t msg_header_count(const struct msg *m);
@@ -210,6 +214,13 @@ void msg_unmark(struct msg *m, const struct msg_mark *mark);
  * first use and remade after a body or header edit. NULL with e set when
  * GMime cannot parse it at all. Borrowed. */
 const struct mime *msg_mime(struct msg *m, struct err *e);
+
+/* msg_flat - the message as msg_write() would give it, in one block:
+ * the received octets while the header and body are unedited, else a
+ * copy made once and kept until the next header or body edit or
+ * rollback, when the pointer becomes invalid (as msg_mime's). Borrowed;
+ * NULL with e set on ENOMEM. */
+const char *msg_flat(struct msg *m, size_t *len, struct err *e);
 
 /* msg_eol - "\r\n" or "\n", the line end the message arrived with. */
 const char *msg_eol(const struct msg *m);

@@ -1314,7 +1314,7 @@ smtpd_envelope_changed(const struct msg *m)
  * when it is there for good. */
 static void
 smtpd_enqueue(struct smtpd_session *s, const struct msg_env *env,
-              const struct buf *out)
+              const char *data, size_t len)
 {
     struct msg_rcpt *orig;
     struct queue_msg qm;
@@ -1347,8 +1347,8 @@ smtpd_enqueue(struct smtpd_session *s, const struct msg_env *env,
     qm.nrcpts = env->nrcpts;
     qm.orig = orig;
     qm.norig = s->nrcpts;
-    qm.data = out->data ? out->data : "";
-    qm.len = out->len;
+    qm.data = data;
+    qm.len = len;
     err_clear(&s->e);
     if (queue_commit(s->srv->queue, &qm, &s->e) < 0) {
         const char *reply = queue_commit_reply(&s->e);
@@ -1364,21 +1364,24 @@ smtpd_enqueue(struct smtpd_session *s, const struct msg_env *env,
 }
 
 /* smtpd_deliver - run the chain on data and hand the result on; the
- * reply for the client goes out through smtpd_reply. */
+ * reply for the client goes out through smtpd_reply. The message takes
+ * data's octets over (data is left empty), and what goes out is
+ * msg_flat(): the same octets when no stage changed the content, so an
+ * unchanged message is never copied. */
 static void
-smtpd_deliver(struct smtpd_session *s, const struct buf *data)
+smtpd_deliver(struct smtpd_session *s, struct buf *data)
 {
     const struct conf *cf = s->rt->cf;
     const struct msg_env *env;
     struct chain_result res;
     struct smtpc_reply r, *each = NULL;
     struct msg *m = NULL;
-    struct buf out;
-    size_t i;
+    const char *out;
+    size_t i, len, out_len;
+    char *raw;
     int hop_ok = 1;
 
     memset(&res, 0, sizeof(res));
-    buf_init(&out, 0);
     if ((m = msg_new(&cf->limits, MSG_FE_SMTP, &s->e)) == NULL ||
         msg_env_set(m, s->qid, smtpd_env_addr(s),
                     s->xf_name[0] ? s->xf_name : s->name,
@@ -1389,7 +1392,12 @@ smtpd_deliver(struct smtpd_session *s, const struct buf *data)
     for (i = 0; i < s->nrcpts; i++)
         if (msg_env_rcpt(m, s->rcpts[i].addr, s->rcpts[i].params, &s->e) < 0)
             goto tempfail;
-    if (msg_parse(m, data->data ? data->data : "", data->len, &s->e) < 0) {
+    len = data->len;
+    if ((raw = buf_steal(data, NULL)) == NULL) {
+        err_nomem(&s->e);
+        goto tempfail;
+    }
+    if (msg_adopt(m, raw, len, &s->e) < 0) {
         if (s->e.code == ERR_LIMIT) {
             log_info(s->qid, "reject: %s", s->e.text);
             smtpd_reply(s, "552 5.3.4 Message header or size exceeds limit");
@@ -1397,7 +1405,7 @@ smtpd_deliver(struct smtpd_session *s, const struct buf *data)
         }
         goto tempfail;
     }
-    log_info(s->qid, "from=<%s>, size=%zu, nrcpt=%zu", s->sender, data->len,
+    log_info(s->qid, "from=<%s>, size=%zu, nrcpt=%zu", s->sender, len,
              s->nrcpts);
     if (chain_run(cf->chain, m, &res, &s->e) < 0)
         goto tempfail;
@@ -1418,9 +1426,9 @@ smtpd_deliver(struct smtpd_session *s, const struct buf *data)
         smtpd_reply(s, "250 2.0.0 Ok: queued as %s", s->qid);
         goto out;
     case VERDICT_QUARANTINE:
-        if (msg_write(m, &out, &s->e) < 0 ||
+        if ((out = msg_flat(m, &out_len, &s->e)) == NULL ||
             quarantine_store(cfg_str(cf->cfg, "quarantine_directory"), m,
-                             out.data, out.len, res.verdict.note, &s->e) < 0) {
+                             out, out_len, res.verdict.note, &s->e) < 0) {
             log_error(s->qid, "quarantine: %s", s->e.text);
             smtpd_reply(s, "451 4.3.0 Error: cannot quarantine, try again "
                            "later");
@@ -1439,14 +1447,14 @@ smtpd_deliver(struct smtpd_session *s, const struct buf *data)
         smtpd_reply(s, "250 2.0.0 Ok: queued as %s", s->qid);
         goto out;
     }
-    if (msg_write(m, &out, &s->e) < 0)
+    if ((out = msg_flat(m, &out_len, &s->e)) == NULL)
         goto tempfail;
     if (s->rt->queue_mode) {
-        smtpd_enqueue(s, env, &out);
+        smtpd_enqueue(s, env, out, out_len);
         goto out;
     }
     if (smtpc_pool_kind(s->rt->hop) == SMTPC_MAILDIR) {
-        if (smtpc_maildir_deliver(s->rt->hop, out.data, out.len, s->qid, &r,
+        if (smtpc_maildir_deliver(s->rt->hop, out, out_len, s->qid, &r,
                                   &s->e) < 0 &&
             r.code == 0)
             goto tempfail;
@@ -1468,7 +1476,7 @@ smtpd_deliver(struct smtpd_session *s, const struct buf *data)
         err_nomem(&s->e);
         goto tempfail;
     }
-    if (smtpc_data_rcpts(s->hop, out.data, out.len, each, env->nrcpts, &r,
+    if (smtpc_data_rcpts(s->hop, out, out_len, each, env->nrcpts, &r,
                          &s->e) < 0)
         hop_ok = 0;
     if (r.code == 0) {
@@ -1495,7 +1503,6 @@ out:
     free(each);
     chain_result_fini(&res);
     msg_free(m);
-    buf_fini(&out);
 }
 
 /* smtpd_data_size - octets to count when DATA starts: the SIZE of
