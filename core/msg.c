@@ -62,6 +62,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/uio.h>
 
 #include "buf.h"
 #include "err.h"
@@ -112,6 +113,7 @@ struct msg {
     char *raw;      /* the message as it came, see above */
     size_t raw_len;
     char *hraw;     /* the header section cut into C strings */
+    size_t hlen;    /* octets of the header section, the empty line too */
     char *flat;     /* msg_flat() of an edited message, or NULL */
     size_t flat_len;
     struct msg_hdr *hdrs;
@@ -560,6 +562,7 @@ msg_parse_raw(struct msg *m, char *raw, size_t len, struct err *e)
     m->raw = raw;
     m->raw_len = len;
     m->hraw = hraw;
+    m->hlen = hlen;
     m->hdrs = hdrs;
     m->nhdrs = nhdrs;
     m->hdrs_cap = cap;
@@ -1046,15 +1049,40 @@ int
 msg_body_replace(struct msg *m, const char *stage, const char *data,
                  size_t len, struct err *e)
 {
-    struct msg_edit ed;
-    struct msg_undo *u;
+    char *copy;
 
     if (data == NULL && len > 0)
         return err_set(e, ERR_INTERNAL, "body of %zu octets without data",
                        len);
-    if (msg_edit_prepare(m, &ed, MSG_EDIT_BODY_REPLACE, stage, NULL,
-                         data != NULL ? data : "", len, NULL, e) < 0)
+    if (len == SIZE_MAX || (copy = malloc(len + 1)) == NULL)
+        return err_nomem(e);
+    if (len > 0)
+        memcpy(copy, data, len);
+    return msg_body_adopt(m, stage, copy, len, e);
+}
+
+int
+msg_body_adopt(struct msg *m, const char *stage, char *data, size_t len,
+               struct err *e)
+{
+    struct msg_edit ed;
+    struct msg_undo *u;
+
+    if (data == NULL) {
+        if (len > 0)
+            return err_set(e, ERR_INTERNAL, "body of %zu octets without data",
+                           len);
+        if ((data = calloc(1, 1)) == NULL)
+            return err_nomem(e);
+    }
+    if (msg_edit_prepare(m, &ed, MSG_EDIT_BODY_REPLACE, stage, NULL, NULL, 0,
+                         NULL, e) < 0) {
+        free(data);
         return -1;
+    }
+    data[len] = '\0';
+    ed.value = data;
+    ed.len = len;
     if ((u = msg_undo_slot(m)) != NULL) {
         u->body = m->body;
         u->body_len = m->body_len;
@@ -1406,6 +1434,77 @@ int
 msg_write_file(const struct msg *m, FILE *fp, struct err *e)
 {
     return msg_emit(m, msg_put_file, fp, e);
+}
+
+/* The pieces msg_iov() is filling. */
+struct msg_pieces {
+    struct iovec *v;
+    size_t n, got;
+};
+
+/* msg_piece - add p, len; it extends the previous piece when it follows
+ * it in memory. */
+static void
+msg_piece(struct msg_pieces *ps, const char *p, size_t len)
+{
+    struct iovec *last;
+
+    if (len == 0)
+        return;
+    last = ps->got > 0 && ps->got <= ps->n ? &ps->v[ps->got - 1] : NULL;
+    if (last != NULL && (const char *)last->iov_base + last->iov_len == p) {
+        last->iov_len += len;
+        return;
+    }
+    /* Past n only counted; struct iovec has no const, and nothing
+     * writes through it: see msg.h. */
+    if (ps->got < ps->n) {
+        ps->v[ps->got].iov_base = (void *)(uintptr_t)p;
+        ps->v[ps->got].iov_len = len;
+    }
+    ps->got++;
+}
+
+size_t
+msg_iov(const struct msg *m, struct iovec *iov, size_t n)
+{
+    struct msg_pieces ps = {iov, n, 0};
+    unsigned char le, sep;
+    size_t i;
+
+    if (m->parsed && !m->edited) {
+        msg_piece(&ps, m->raw, m->raw_len);
+        return ps.got;
+    }
+    for (i = 0; i < m->nhdrs; i++) {
+        const struct msg_hdr *h = &m->hdrs[i];
+        size_t line = h->name_len + 1 + h->value_len;
+
+        le = msg_hdr_eol(m, i);
+        if (h->own == NULL && m->hraw != NULL) {
+            /* A field as it came: its octets in raw, with its line end
+             * when that is the one written. */
+            const char *at = m->raw + (h->name - m->hraw);
+
+            if (le == h->eol) {
+                msg_piece(&ps, at, line + msg_eol_len[le]);
+                continue;
+            }
+            msg_piece(&ps, at, line);
+        } else {
+            msg_piece(&ps, h->name, h->name_len);
+            msg_piece(&ps, ":", 1);
+            msg_piece(&ps, h->value, h->value_len);
+        }
+        msg_piece(&ps, msg_eol_str[le], msg_eol_len[le]);
+    }
+    sep = msg_sep(m);
+    if (sep != MSG_EOL_NONE && sep == m->sep && m->raw != NULL)
+        msg_piece(&ps, m->raw + m->hlen - msg_eol_len[sep], msg_eol_len[sep]);
+    else
+        msg_piece(&ps, msg_eol_str[sep], msg_eol_len[sep]);
+    msg_piece(&ps, m->body, m->body_len);
+    return ps.got;
 }
 
 /* ----------------------------------------------------------------- MIME */

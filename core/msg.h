@@ -30,6 +30,7 @@
 
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/uio.h>
 
 #include "buf.h"
 #include "err.h"
@@ -153,6 +154,11 @@ int msg_header_delete(struct msg *m, const char *stage, const char *name,
 const char *msg_body(const struct msg *m, size_t *len);
 int msg_body_replace(struct msg *m, const char *stage, const char *data,
                      size_t len, struct err *e);
+/* msg_body_adopt - msg_body_replace without a copy: data (malloc()ed,
+ * len octets and room for one more, which becomes NUL) belongs to m from
+ * now on, also when this fails. */
+int msg_body_adopt(struct msg *m, const char *stage, char *data, size_t len,
+                   struct err *e);
 
 /* Envelope edits (recorded in the journal). */
 int msg_sender_change(struct msg *m, const char *stage, const char *addr,
@@ -235,5 +241,14 @@ size_t msg_size(const struct msg *m);
  * the body. Appends to out (bounded by its limit). */
 int msg_write(const struct msg *m, struct buf *out, struct err *e);
 int msg_write_file(const struct msg *m, FILE *fp, struct err *e);
+
+/* msg_iov - the message as msg_write() gives it, as pieces that point
+ * into the message (the received octets, edited fields, the body),
+ * adjacent ones joined: one piece while header and body are unedited.
+ * Fills at most n of iov and returns how many there are, so a first
+ * call with n = 0 sizes the array. The pieces are borrowed, valid until
+ * the next edit, and read-only: iov_base is void * only because struct
+ * iovec has no const. */
+size_t msg_iov(const struct msg *m, struct iovec *iov, size_t n);
 
 #endif

@@ -1314,7 +1314,7 @@ smtpd_envelope_changed(const struct msg *m)
  * when it is there for good. */
 static void
 smtpd_enqueue(struct smtpd_session *s, const struct msg_env *env,
-              const char *data, size_t len)
+              const struct iovec *iov, size_t niov, size_t len)
 {
     struct msg_rcpt *orig;
     struct queue_msg qm;
@@ -1347,7 +1347,8 @@ smtpd_enqueue(struct smtpd_session *s, const struct msg_env *env,
     qm.nrcpts = env->nrcpts;
     qm.orig = orig;
     qm.norig = s->nrcpts;
-    qm.data = data;
+    qm.iov = iov;
+    qm.niov = niov;
     qm.len = len;
     err_clear(&s->e);
     if (queue_commit(s->srv->queue, &qm, &s->e) < 0) {
@@ -1365,9 +1366,10 @@ smtpd_enqueue(struct smtpd_session *s, const struct msg_env *env,
 
 /* smtpd_deliver - run the chain on data and hand the result on; the
  * reply for the client goes out through smtpd_reply. The message takes
- * data's octets over (data is left empty), and what goes out is
- * msg_flat(): the same octets when no stage changed the content, so an
- * unchanged message is never copied. */
+ * data's octets over (data is left empty), and what goes to the queue or
+ * the next hop is msg_iov(): the received octets, the fields the chain
+ * changed and the body, as they are, so the message is never copied
+ * whole on its way out. */
 static void
 smtpd_deliver(struct smtpd_session *s, struct buf *data)
 {
@@ -1376,8 +1378,9 @@ smtpd_deliver(struct smtpd_session *s, struct buf *data)
     struct chain_result res;
     struct smtpc_reply r, *each = NULL;
     struct msg *m = NULL;
+    struct iovec *iov = NULL;
     const char *out;
-    size_t i, len, out_len;
+    size_t i, len, out_len, niov;
     char *raw;
     int hop_ok = 1;
 
@@ -1447,13 +1450,19 @@ smtpd_deliver(struct smtpd_session *s, struct buf *data)
         smtpd_reply(s, "250 2.0.0 Ok: queued as %s", s->qid);
         goto out;
     }
-    if ((out = msg_flat(m, &out_len, &s->e)) == NULL)
+    niov = msg_iov(m, NULL, 0);
+    if ((iov = calloc(niov ? niov : 1, sizeof(*iov))) == NULL) {
+        err_nomem(&s->e);
         goto tempfail;
+    }
+    niov = msg_iov(m, iov, niov);
     if (s->rt->queue_mode) {
-        smtpd_enqueue(s, env, out, out_len);
+        smtpd_enqueue(s, env, iov, niov, msg_size(m));
         goto out;
     }
     if (smtpc_pool_kind(s->rt->hop) == SMTPC_MAILDIR) {
+        if ((out = msg_flat(m, &out_len, &s->e)) == NULL)
+            goto tempfail;
         if (smtpc_maildir_deliver(s->rt->hop, out, out_len, s->qid, &r,
                                   &s->e) < 0 &&
             r.code == 0)
@@ -1476,8 +1485,7 @@ smtpd_deliver(struct smtpd_session *s, struct buf *data)
         err_nomem(&s->e);
         goto tempfail;
     }
-    if (smtpc_data_rcpts(s->hop, out, out_len, each, env->nrcpts, &r,
-                         &s->e) < 0)
+    if (smtpc_data_iov(s->hop, iov, niov, each, env->nrcpts, &r, &s->e) < 0)
         hop_ok = 0;
     if (r.code == 0) {
         r.code = 451;
@@ -1501,6 +1509,7 @@ tempfail:
     smtpd_reply(s, "451 4.3.0 Error: queue file write error");
 out:
     free(each);
+    free(iov);
     chain_result_fini(&res);
     msg_free(m);
 }
@@ -1515,8 +1524,8 @@ smtpd_data_size(const struct smtpd_session *s)
     char num[24];
     size_t len;
 
-    if ((v = smtpd_param(s->sender_params, "SIZE", &len)) != NULL &&
-        len > 0 && len < sizeof(num)) {
+    if ((v = smtpd_param(s->sender_params, "SIZE", &len)) != NULL && len > 0 &&
+        len < sizeof(num)) {
         memcpy(num, v, len);
         num[len] = '\0';
         size = strtoull(num, NULL, 10);
