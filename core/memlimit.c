@@ -55,6 +55,15 @@ memlimit_take(struct memlimit *ml, size_t n, size_t held, size_t limit)
     return 0;
 }
 
+int
+memlimit_fits(const struct memlimit *ml, size_t n, size_t held, size_t limit)
+{
+    size_t old = atomic_load((atomic_size_t *)&ml->used);
+
+    return limit == 0 || old <= held ||
+           (n <= SIZE_MAX - old && old + n <= limit);
+}
+
 void
 memlimit_give(struct memlimit *ml, size_t n)
 {

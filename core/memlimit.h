@@ -36,6 +36,11 @@ void memlimit_free(struct memlimit *ml);
  * counted. */
 int memlimit_take(struct memlimit *ml, size_t n, size_t held, size_t limit);
 
+/* memlimit_fits - 1 when memlimit_take(ml, n, held, limit) would
+ * succeed now, else 0; counts nothing. */
+int memlimit_fits(const struct memlimit *ml, size_t n, size_t held,
+                  size_t limit);
+
 /* memlimit_give - count n octets fewer; n is what the caller took. */
 void memlimit_give(struct memlimit *ml, size_t n);
 

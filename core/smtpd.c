@@ -1514,8 +1514,8 @@ out:
     msg_free(m);
 }
 
-/* smtpd_data_size - octets to count when DATA starts: the SIZE of
- * MAIL, at most what message_size_limit lets in, or one step. */
+/* smtpd_data_size - the SIZE of MAIL, at most what message_size_limit
+ * lets in, or one step. */
 static size_t
 smtpd_data_size(const struct smtpd_session *s)
 {
@@ -1556,10 +1556,14 @@ smtpd_cmd_data(struct smtpd_session *s, const char *arg)
         smtpd_refuse(s, "554 5.5.1 Error: no valid recipients");
         return;
     }
-    /* The message is counted from the start: the SIZE the client
-     * announced, or a first step, so that DATA is refused here while
-     * the limit is reached rather than after the client sent it all. */
-    if (smtpd_mem_take(s, smtpd_data_size(s)) < 0) {
+    /* DATA is refused here, not after the client sent it all, when the
+     * SIZE it announced does not fit in what is left. Only what arrives
+     * is counted (from a first step on): counting a promise would let
+     * clients that send nothing hold the memory. */
+    if ((s->srv->mem != NULL &&
+         !memlimit_fits(s->srv->mem, smtpd_data_size(s), s->mem_held,
+                        s->rt->memory_limit)) ||
+        smtpd_mem_take(s, SMTPD_MEM_STEP) < 0) {
         reject = "452 4.3.1 Insufficient system resources";
         smtpd_noqueue_reject(s, "DATA", reject, NULL);
         smtpd_reply(s, "%s", reject);
