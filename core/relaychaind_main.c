@@ -36,6 +36,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -347,6 +348,16 @@ main(int argc, char **argv)
     int foreground = 0, c, sfd, stop = 0, left = 0;
     struct err e;
 
+#ifdef M_MMAP_THRESHOLD
+    /* Messages are large blocks: give each its own mapping, so the
+     * DATA buffer grows by mremap without a copy and a message's memory
+     * goes back to the system when it is freed. glibc would otherwise
+     * raise this threshold to the size of the first message freed and
+     * serve later ones from its arenas, where growing copies and freed
+     * memory stays resident (scripts/bench/memory: peak 0.8 instead of
+     * 1.2 times the octets in flight with an empty chain). */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+#endif
     while ((c = getopt(argc, argv, "c:fhV")) != -1) {
         switch (c) {
         case 'c':
