@@ -1383,6 +1383,40 @@ test_no_copy(void **state)
     msg_free(m);
 }
 
+/* msg_adopt() owns the block also when it refuses it (LeakSanitizer
+ * would tell), and msg_body_adopt() the body. */
+static void
+test_adopt_refused(void **state)
+{
+    static const struct msg_limits small = {16, 0, 0, 0, 0};
+    static const struct msg_limits one_field = {0, 1, 0, 0, 0};
+    static const char text[] = "A: 1\r\nB: 2\r\n\r\nbody\r\n";
+    struct msg *m;
+    struct err e;
+    char *raw;
+
+    (void)state;
+    assert_non_null(m = msg_new(&small, MSG_FE_SMTP, &e));
+    assert_non_null(raw = malloc(sizeof(text)));
+    memcpy(raw, text, sizeof(text));
+    assert_int_equal(msg_adopt(m, raw, sizeof(text) - 1, &e), -1);
+    unit_int_eq("over message_size", e.code, ERR_LIMIT);
+    msg_free(m);
+
+    assert_non_null(m = msg_new(&one_field, MSG_FE_SMTP, &e));
+    assert_non_null(raw = malloc(sizeof(text)));
+    memcpy(raw, text, sizeof(text));
+    assert_int_equal(msg_adopt(m, raw, sizeof(text) - 1, &e), -1);
+    unit_int_eq("over header_count", e.code, ERR_LIMIT);
+    msg_free(m);
+
+    m = parse("adopt body", "A: 1\n\nold\n", &no_limits);
+    assert_int_equal(msg_body_adopt(m, "st", NULL, 0, &e), 0);
+    assert_int_equal(msg_body_adopt(m, "st", NULL, 3, &e), -1);
+    unit_int_eq("body without data", e.code, ERR_INTERNAL);
+    msg_free(m);
+}
+
 static int
 setup(void **state)
 {
@@ -1424,6 +1458,7 @@ main(void)
         cmocka_unit_test(test_kind_names),
         cmocka_unit_test(test_mime_cache),
         cmocka_unit_test(test_no_copy),
+        cmocka_unit_test(test_adopt_refused),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
