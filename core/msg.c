@@ -4,14 +4,15 @@
  * msg_parse() copies the received octets once into one block (raw) and
  * splits the header section in a single pass; in a copy of that section
  * (hraw) the colon of each field and the first octet of its final line
- * end become NUL, so the name and
- * the raw value (folding kept) are C strings pointing into hraw, and
- * the final line end is kept as a code (none, LF or CRLF). Writing a field
- * back as name ":" value line-end gives the input byte for byte. The body
- * is the rest of the same block; the empty line between the two is kept
- * as a code too, and is absent when the header section was ended by a
- * line that is neither a field nor a continuation (Postfix does the same)
- * or when the message has no body.
+ * end become NUL, so the name and the raw value (folding kept) are C
+ * strings pointing into hraw, and the final line end is kept as a code
+ * (none, LF or CRLF). Writing a field back as name ":" value line-end
+ * gives the input byte for byte. The body is the rest of raw; the empty
+ * line between the two is kept as a code too, and is absent when the
+ * header section was ended by a line that is neither a field nor a
+ * continuation (Postfix does the same) or when the message has no body.
+ * msg_iov() gives the message as pieces without a copy: runs of raw for
+ * what did not change, joined where they touch.
  *
  * The received octets stay as they came (raw): the header section is cut
  * in a copy of its own (hraw), so an unedited message is its raw octets
