@@ -26,8 +26,9 @@
  * process-wide count the SMTP front end uses (smtpd_memory_limit): past
  * it the block is freed at once, nothing more is kept, and the end of
  * message answers tempfail 452 4.3.1; milterd_reset(), which every way
- * out of a transaction goes through, gives the count back. At end of message the block becomes a struct msg
- * (frontend MSG_FE_MILTER, envelope from the events and macros) and the
+ * out of a transaction goes through, gives the count back. At end of
+ * message the block becomes a struct msg without a copy (msg_adopt;
+ * frontend MSG_FE_MILTER, envelope from the events and macros) and the
  * chain runs. The field names the MTA sent are kept and compared with
  * what msg_parse() made of the block: if they differ, the MTA's header
  * cannot be addressed reliably and the message is refused.
