@@ -53,6 +53,10 @@ const struct cfg_option conf_options[] = {
     {"message_size_limit", CFG_SIZE, "10240000",
      "largest message accepted, header and body, in octets", NULL, 1024,
      1024LL * 1024 * 1024, 0},
+    {"smtpd_memory_limit", CFG_SIZE, "512m",
+     "message octets all SMTP and milter sessions together may hold in "
+     "memory; past it new DATA gets 452 4.3.1 (0: no limit)",
+     NULL, 0, 1024LL * 1024 * 1024 * 1024, 0},
     {"header_limit", CFG_INT, "1000", "most header fields a message may have",
      NULL, 1, 100000, 0},
     {"line_length_limit", CFG_INT, "998",

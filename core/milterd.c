@@ -22,8 +22,13 @@
  * as the message would be written (CRLF line ends; a header value's LF
  * folding made CRLF), bounded by message_size_limit and header_limit;
  * beyond either nothing more is kept and the end of message answers with
- * milter_size_action. At end of message the block becomes a struct msg
- * (frontend MSG_FE_MILTER, envelope from the events and macros) and the
+ * milter_size_action. The block is also counted, 64 KiB at a time, in the
+ * process-wide count the SMTP front end uses (smtpd_memory_limit): past
+ * it the block is freed at once, nothing more is kept, and the end of
+ * message answers tempfail 452 4.3.1; milterd_reset(), which every way
+ * out of a transaction goes through, gives the count back. At end of
+ * message the block becomes a struct msg without a copy (msg_adopt;
+ * frontend MSG_FE_MILTER, envelope from the events and macros) and the
  * chain runs. The field names the MTA sent are kept and compared with
  * what msg_parse() made of the block: if they differ, the MTA's header
  * cannot be addressed reliably and the message is refused.
@@ -87,10 +92,13 @@
 #include "chain.h"
 #include "cidr.h"
 #include "log.h"
+#include "memlimit.h"
 #include "milterd.h"
 #include "msg.h"
 
 #define MILTERD_CHUNK 65535    /* octets of one smfi_replacebody call */
+/* octets counted against smtpd_memory_limit at a time */
+#define MILTERD_MEM_STEP 65536
 #define MILTERD_OWN_HEADERS 1  /* the MTA's own Received: field */
 #define MILTERD_VALUE_MAX 1024 /* a macro value we keep */
 #define MILTERD_BACKLOG 1024
@@ -165,6 +173,7 @@ struct milterd_server {
     int started, stop;
     long interval_ms;
     struct milterd_session *busy; /* sessions in chain_run */
+    struct memlimit *mem;         /* shared with smtpd; NULL: no count */
 };
 
 struct milterd_session {
@@ -187,9 +196,11 @@ struct milterd_session {
     struct buf data;
     char **names; /* the MTA's field names, in order */
     size_t nnames, names_cap;
-    int sep_done; /* the empty line is in data */
-    int over;     /* over message_size_limit or header_limit */
-    int broken;   /* an event failed: answer tempfail */
+    int sep_done;    /* the empty line is in data */
+    int over;        /* over message_size_limit or header_limit */
+    int mem_over;    /* over smtpd_memory_limit: nothing more is kept */
+    size_t mem_held; /* octets of data counted in srv->mem */
+    int broken;      /* an event failed: answer tempfail */
     char broken_why[160];
     /* progress */
     struct milterd_session *busy_next;
@@ -267,6 +278,34 @@ milterd_session_new(const struct conf *cf, struct milterd_server *srv,
     return s;
 }
 
+/* milterd_mem_give - give back what the message data counted. */
+static void
+milterd_mem_give(struct milterd_session *s)
+{
+    if (s->srv != NULL && s->srv->mem != NULL && s->mem_held > 0)
+        memlimit_give(s->srv->mem, s->mem_held);
+    s->mem_held = 0;
+}
+
+/* milterd_mem_take - count the data growing to want octets against
+ * smtpd_memory_limit, a step at a time; -1 past the limit. */
+static int
+milterd_mem_take(struct milterd_session *s, size_t want)
+{
+    size_t more;
+
+    if (s->srv == NULL || s->srv->mem == NULL || want <= s->mem_held)
+        return 0;
+    more = want - s->mem_held;
+    if (more < MILTERD_MEM_STEP)
+        more = MILTERD_MEM_STEP;
+    if (memlimit_take(s->srv->mem, more, s->mem_held,
+                      (size_t)cfg_num(s->cf->cfg, "smtpd_memory_limit")) < 0)
+        return -1;
+    s->mem_held += more;
+    return 0;
+}
+
 static void
 milterd_reset(struct milterd_session *s)
 {
@@ -288,7 +327,8 @@ milterd_reset(struct milterd_session *s)
     s->nnames = s->names_cap = 0;
     buf_fini(&s->data);
     buf_init(&s->data, s->cf->limits.message_size);
-    s->sep_done = s->over = s->broken = 0;
+    milterd_mem_give(s);
+    s->sep_done = s->over = s->mem_over = s->broken = 0;
     s->broken_why[0] = '\0';
     s->qid[0] = '\0';
 }
@@ -477,8 +517,17 @@ milterd_put(struct milterd_session *s, const void *p, size_t len)
 {
     struct err e;
 
-    if (s->over)
+    if (s->over || s->mem_over)
         return;
+    if (milterd_mem_take(s, s->data.len + len) < 0) {
+        /* Keep nothing more and let the others have the memory; the
+         * end of message answers 452 4.3.1. */
+        s->mem_over = 1;
+        buf_fini(&s->data);
+        buf_init(&s->data, s->cf->limits.message_size);
+        milterd_mem_give(s);
+        return;
+    }
     if (buf_append(&s->data, p, len, &e) < 0) {
         if (e.code == ERR_LIMIT) {
             s->over = 1;
@@ -1160,6 +1209,12 @@ milterd_server_new(long interval_ms, struct err *e)
 }
 
 void
+milterd_server_set_memlimit(struct milterd_server *srv, struct memlimit *ml)
+{
+    srv->mem = ml;
+}
+
+void
 milterd_server_free(struct milterd_server *srv)
 {
     if (srv == NULL)
@@ -1234,6 +1289,8 @@ milterd_eom(struct milterd_session *s)
     const struct msg_env *env;
     unsigned nops = 0;
     int body = 0, tls, ran = 0;
+    size_t size;
+    char *raw;
     struct err e;
 
     memset(&res, 0, sizeof(res));
@@ -1250,6 +1307,12 @@ milterd_eom(struct milterd_session *s)
         st = milterd_size(s);
         goto out;
     }
+    if (s->mem_over) {
+        log_info(milterd_qid(s), "milter-tempfail: END-OF-MESSAGE: over "
+                                 "smtpd_memory_limit: 452 4.3.1");
+        st = milterd_tempfail(s, "452 4.3.1 Insufficient system resources");
+        goto out;
+    }
     milterd_eoh(s);
     tls = s->tls_version != NULL;
     if (msg_env_set(s->m, s->qid[0] ? s->qid : NULL, s->client_addr,
@@ -1257,8 +1320,13 @@ milterd_eom(struct milterd_session *s)
         msg_env_origin(s->m, cidr_list_contains(s->mynetworks, s->client_addr),
                        s->daemon_name, &e) < 0)
         goto internal;
-    if (msg_parse(s->m, s->data.data ? s->data.data : "", s->data.len, &e) <
-        0) {
+    /* The message takes the block over: no second copy. */
+    size = s->data.len;
+    if ((raw = buf_steal(&s->data, NULL)) == NULL) {
+        err_nomem(&e);
+        goto internal;
+    }
+    if (msg_adopt(s->m, raw, size, &e) < 0) {
         if (e.code == ERR_LIMIT) {
             s->over = 1;
             st = milterd_size(s);
@@ -1275,7 +1343,7 @@ milterd_eom(struct milterd_session *s)
     }
     env = msg_env(s->m);
     log_info(milterd_qid(s), "milter: from=<%s>, size=%zu, nrcpt=%zu%s%s",
-             env->sender ? env->sender : "", s->data.len, env->nrcpts,
+             env->sender ? env->sender : "", size, env->nrcpts,
              s->auth_user ? ", sasl_username=" : "",
              s->auth_user ? s->auth_user : "");
 
@@ -1400,6 +1468,7 @@ struct milterd {
     int port;        /* inet */
     milterd_hold_fn hold;
     int done_fd;
+    struct memlimit *mem;
     struct milterd_server *srv;
     pthread_t tid;
     int running;
@@ -1939,6 +2008,7 @@ milterd_run(struct milterd *md, milterd_hold_fn hold, int done_fd,
     md->done_fd = done_fd;
     if ((md->srv = milterd_server_new(MILTERD_PROGRESS_MS, e)) == NULL)
         return -1;
+    milterd_server_set_memlimit(md->srv, md->mem);
     milterd_running = md;
     if (pthread_create(&md->tid, NULL, milterd_thread, md) != 0) {
         milterd_running = NULL;
@@ -1947,6 +2017,12 @@ milterd_run(struct milterd *md, milterd_hold_fn hold, int done_fd,
     md->running = 1;
     log_info(NULL, "milter listening on %s", md->spec);
     return 0;
+}
+
+void
+milterd_set_memlimit(struct milterd *md, struct memlimit *ml)
+{
+    md->mem = ml;
 }
 
 int

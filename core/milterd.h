@@ -123,6 +123,10 @@ void milterd_abort(struct milterd_session *s);
  * stage does not hit the MTA's milter timeout. NULL on failure. */
 struct milterd_server *milterd_server_new(long interval_ms, struct err *e);
 void milterd_server_free(struct milterd_server *srv);
+/* milterd_server_set_memlimit - count each message's data in ml, held to
+ * smtpd_memory_limit (borrowed; set before the first session). */
+void milterd_server_set_memlimit(struct milterd_server *srv,
+                                 struct memlimit *ml);
 
 /* --------------------------------------------------------- listener */
 
@@ -144,6 +148,9 @@ struct milterd *milterd_open(const struct cfg *c, struct err *e);
  * done_fd. Returns 0 or -1. */
 int milterd_run(struct milterd *md, milterd_hold_fn hold, int done_fd,
                 struct err *e);
+/* milterd_set_memlimit - the count shared with the SMTP front end that
+ * messages are held to (borrowed; called before milterd_run). */
+void milterd_set_memlimit(struct milterd *md, struct memlimit *ml);
 
 /* milterd_wait - join the libmilter thread after it stopped and release
  * md; returns smfi_main()'s result (0 on a clean stop). */

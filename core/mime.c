@@ -2,7 +2,12 @@
  * mime - the one shared GMime parse of a message, with ambiguity flags
  *
  * mime_parse() gives GMime one copy of the message in a memory stream; the
- * parts it builds refer into that stream rather than copying again. The
+ * parts it builds refer into that stream rather than copying again.
+ * mime_parse_shared() gives GMime the caller's octets without a copy: a
+ * GByteArray made around them (g_byte_array_new_take) in a memory stream
+ * that does not own it, so neither GMime nor GLib ever frees or changes
+ * them, and mime_free() frees only the array's own struct, after the
+ * message and with it every stream that reads the octets. The
  * flags come from two places:
  *
  * - GMime's parser warnings, through a callback on per-parse options:
@@ -61,6 +66,7 @@
 
 struct mime {
     GMimeMessage *message;
+    GByteArray *shared; /* around the caller's octets; not theirs */
     unsigned flags;
     unsigned depth;
     unsigned parts;
@@ -322,16 +328,23 @@ mime_walk_object(struct mime_walk *w, GMimeObject *obj, unsigned level)
 }
 
 /* mime_construct - one attempt: GMime copies prefix and data into the
- * stream its parts then refer to. */
+ * stream its parts then refer to, or with shared (and no prefix) reads
+ * data where it is; *shared is then the array around it, which the
+ * caller frees with g_byte_array_free(..., FALSE) once the message is
+ * gone. */
 static GMimeMessage *
 mime_construct(const char *prefix, const char *data, size_t len,
-               GMimeParserOptions *opts)
+               GMimeParserOptions *opts, GByteArray **shared)
 {
     GMimeStream *stream;
     GMimeParser *parser;
     GMimeMessage *message;
 
-    if (prefix == NULL) {
+    if (prefix == NULL && shared != NULL) {
+        *shared = g_byte_array_new_take((guint8 *)data, len);
+        stream = g_mime_stream_mem_new_with_byte_array(*shared);
+        g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(stream), FALSE);
+    } else if (prefix == NULL) {
         stream = g_mime_stream_mem_new_with_buffer(data, len);
     } else {
         GByteArray *a = g_byte_array_sized_new((guint)(len + 2));
@@ -348,14 +361,16 @@ mime_construct(const char *prefix, const char *data, size_t len,
     return message;
 }
 
-struct mime *
-mime_parse(const char *data, size_t len, const struct msg_limits *limits,
-           struct err *e)
+/* mime_parse_any - mime_parse, or with share mime_parse_shared. */
+static struct mime *
+mime_parse_any(const char *data, size_t len, const struct msg_limits *limits,
+               int share, struct err *e)
 {
     struct mime_walk w;
     struct mime *mm;
     GMimeParserOptions *opts;
     GMimeMessage *message;
+    GByteArray *shared = NULL;
 
     if (len > G_MAXUINT - 2) {
         err_set(e, ERR_LIMIT, "message of %zu octets is too large to parse",
@@ -372,13 +387,17 @@ mime_parse(const char *data, size_t len, const struct msg_limits *limits,
 
     opts = g_mime_parser_options_new();
     g_mime_parser_options_set_warning_callback(opts, mime_warning, &w);
-    message = mime_construct(NULL, w.data, w.len, opts);
+    message = mime_construct(NULL, w.data, w.len, opts,
+                             share && data != NULL ? &shared : NULL);
     if (message == NULL) {
         const char *nl = memchr(w.data, '\n', w.len);
 
+        if (shared != NULL)
+            (void)g_byte_array_free(shared, FALSE);
+        shared = NULL;
         message = mime_construct(
             nl != NULL && nl > w.data && nl[-1] == '\r' ? "\r\n" : "\n",
-            w.data, w.len, opts);
+            w.data, w.len, opts, NULL);
     }
     g_mime_parser_options_free(opts);
     if (message == NULL) {
@@ -400,10 +419,25 @@ mime_parse(const char *data, size_t len, const struct msg_limits *limits,
         w.flags |= MIME_AMBIG_TOO_MANY_PARTS;
 
     mm->message = message;
+    mm->shared = shared;
     mm->flags = w.flags;
     mm->depth = w.depth;
     mm->parts = w.parts;
     return mm;
+}
+
+struct mime *
+mime_parse(const char *data, size_t len, const struct msg_limits *limits,
+           struct err *e)
+{
+    return mime_parse_any(data, len, limits, 0, e);
+}
+
+struct mime *
+mime_parse_shared(const char *data, size_t len,
+                  const struct msg_limits *limits, struct err *e)
+{
+    return mime_parse_any(data, len, limits, 1, e);
 }
 
 void
@@ -413,6 +447,9 @@ mime_free(struct mime *mm)
         return;
     if (mm->message != NULL)
         g_object_unref(mm->message);
+    /* The octets are the caller's: free only the array's struct. */
+    if (mm->shared != NULL)
+        (void)g_byte_array_free(mm->shared, FALSE);
     free(mm);
 }
 

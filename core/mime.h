@@ -43,6 +43,11 @@ void mime_shutdown(void);
  * GMime cannot recover from; ambiguity is not a failure, see mime_flags. */
 struct mime *mime_parse(const char *data, size_t len,
                         const struct msg_limits *limits, struct err *e);
+/* mime_parse_shared - mime_parse without a copy: GMime reads data where
+ * it is, so data must stay allocated and unchanged until mime_free(). */
+struct mime *mime_parse_shared(const char *data, size_t len,
+                               const struct msg_limits *limits,
+                               struct err *e);
 void mime_free(struct mime *mm);
 
 GMimeMessage *mime_message(const struct mime *mm); /* borrowed */

@@ -1,16 +1,25 @@
 /*
  * msg - one message in flight: envelope, headers, body and edit journal
  *
- * msg_parse() copies the received octets once into one block and splits
- * the header section in place, in a single pass: for each field the colon
- * and the first octet of its final line end become NUL, so the name and
- * the raw value (folding kept) are C strings pointing into the copy, and
- * the final line end is kept as a code (none, LF or CRLF). Writing a field
- * back as name ":" value line-end gives the input byte for byte. The body
- * is the rest of the same block; the empty line between the two is kept
- * as a code too, and is absent when the header section was ended by a
- * line that is neither a field nor a continuation (Postfix does the same)
- * or when the message has no body.
+ * msg_parse() copies the received octets once into one block (raw) and
+ * splits the header section in a single pass; in a copy of that section
+ * (hraw) the colon of each field and the first octet of its final line
+ * end become NUL, so the name and the raw value (folding kept) are C
+ * strings pointing into hraw, and the final line end is kept as a code
+ * (none, LF or CRLF). Writing a field back as name ":" value line-end
+ * gives the input byte for byte. The body is the rest of raw; the empty
+ * line between the two is kept as a code too, and is absent when the
+ * header section was ended by a line that is neither a field nor a
+ * continuation (Postfix does the same) or when the message has no body.
+ * msg_iov() gives the message as pieces without a copy: runs of raw for
+ * what did not change, joined where they touch.
+ *
+ * The received octets stay as they came (raw): the header section is cut
+ * in a copy of its own (hraw), so an unedited message is its raw octets
+ * and msg_flat() and msg_mime() use them without a copy. Once the header
+ * or body is edited, msg_flat() writes the message once into a flat copy
+ * that the MIME parse shares; both go at the next edit or rollback.
+ * msg_adopt() parses a block the caller allocated, without a copy.
  *
  * A field added or changed by a stage owns a block "name\0value\0" whose
  * folding uses the message's line end. msg_body_replace() points the body
@@ -54,6 +63,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/uio.h>
 
 #include "buf.h"
 #include "err.h"
@@ -101,7 +111,12 @@ struct msg_undo {
 struct msg {
     struct msg_limits limits;
     struct msg_env env;
-    char *raw; /* the parsed copy, see above */
+    char *raw;      /* the message as it came, see above */
+    size_t raw_len;
+    char *hraw;     /* the header section cut into C strings */
+    size_t hlen;    /* octets of the header section, the empty line too */
+    char *flat;     /* msg_flat() of an edited message, or NULL */
+    size_t flat_len;
     struct msg_hdr *hdrs;
     size_t nhdrs;
     size_t hdrs_cap;
@@ -188,11 +203,16 @@ msg_dup(const char *s, char **out)
     return (*out = msg_strdup(s)) == NULL ? -1 : 0;
 }
 
+/* msg_mime_drop - the message changed: drop the parse and the flat
+ * copy made from it (the parse refers into the copy, so it goes first). */
 static void
 msg_mime_drop(struct msg *m)
 {
     mime_free(m->mime);
     m->mime = NULL;
+    free(m->flat);
+    m->flat = NULL;
+    m->flat_len = 0;
 }
 
 struct msg *
@@ -248,6 +268,8 @@ msg_free(struct msg *m)
         free(m->hdrs[i].own);
     free(m->hdrs);
     free(m->raw);
+    free(m->hraw);
+    free(m->flat);
     for (i = 0; i < m->nedits; i++) {
         free(m->edits[i].name);
         free(m->edits[i].value);
@@ -425,15 +447,10 @@ msg_hdrs_reserve(struct msg_hdr **hdrs, size_t n, size_t *cap)
     return 0;
 }
 
-int
-msg_parse(struct msg *m, const char *data, size_t len, struct err *e)
+/* msg_parse_check - may m take a message of len octets? */
+static int
+msg_parse_check(const struct msg *m, size_t len, struct err *e)
 {
-    struct msg_hdr *hdrs = NULL, *h = NULL;
-    size_t nhdrs = 0, cap = 0, longest = 0, i;
-    unsigned char eol = MSG_EOL_CRLF, sep = MSG_EOL_NONE;
-    char *raw, *p, *end, *nl;
-    int first = 1;
-
     if (m->parsed || m->nhdrs > 0 || m->body != NULL || m->nedits > 0)
         return err_set(e, ERR_INTERNAL,
                        "message already has a header, a body or edits");
@@ -441,12 +458,24 @@ msg_parse(struct msg *m, const char *data, size_t len, struct err *e)
         return err_set(e, ERR_LIMIT,
                        "message size %zu exceeds message_size_limit %zu", len,
                        m->limits.message_size);
-    if (len == SIZE_MAX || (raw = malloc(len + 1)) == NULL)
-        return err_nomem(e);
-    if (len > 0)
-        memcpy(raw, data, len);
-    raw[len] = '\0';
+    return 0;
+}
 
+/* msg_parse_raw - parse raw (len octets and a NUL after them), which m
+ * then owns, also on failure. */
+static int
+msg_parse_raw(struct msg *m, char *raw, size_t len, struct err *e)
+{
+    struct msg_hdr *hdrs = NULL, *h = NULL;
+    size_t nhdrs = 0, cap = 0, longest = 0, hlen, i;
+    unsigned char eol = MSG_EOL_CRLF, sep = MSG_EOL_NONE;
+    char *hraw, *p, *end, *nl;
+    int first = 1;
+
+    if (msg_parse_check(m, len, e) < 0) {
+        free(raw);
+        return -1;
+    }
     p = raw;
     end = raw + len;
     while (p < end) {
@@ -525,15 +554,31 @@ msg_parse(struct msg *m, const char *data, size_t len, struct err *e)
             longest = n;
     }
 
-    /* Cut names and values into C strings; the octets overwritten are a
-     * colon and the first octet of a line end, both implied by the codes,
-     * or the NUL after the copy. */
+    /* Cut names and values into C strings in a copy of the header
+     * section, so raw stays the message as it came; the octets
+     * overwritten are a colon and the first octet of a line end, both
+     * implied by the codes, or the NUL after the copy. */
+    hlen = (size_t)(m->body - raw);
+    if ((hraw = malloc(hlen + 1)) == NULL) {
+        m->body = NULL;
+        m->body_len = 0;
+        free(hdrs);
+        free(raw);
+        return err_nomem(e);
+    }
+    memcpy(hraw, raw, hlen);
+    hraw[hlen] = '\0';
     for (i = 0; i < nhdrs; i++) {
+        hdrs[i].name = hraw + (hdrs[i].name - raw);
+        hdrs[i].value = hraw + (hdrs[i].value - raw);
         hdrs[i].name[hdrs[i].name_len] = '\0';
         hdrs[i].value[hdrs[i].value_len] = '\0';
     }
 
     m->raw = raw;
+    m->raw_len = len;
+    m->hraw = hraw;
+    m->hlen = hlen;
     m->hdrs = hdrs;
     m->nhdrs = nhdrs;
     m->hdrs_cap = cap;
@@ -543,6 +588,35 @@ msg_parse(struct msg *m, const char *data, size_t len, struct err *e)
     m->parsed = 1;
     msg_mime_drop(m);
     return 0;
+}
+
+int
+msg_parse(struct msg *m, const char *data, size_t len, struct err *e)
+{
+    char *raw;
+
+    if (msg_parse_check(m, len, e) < 0)
+        return -1;
+    if (len == SIZE_MAX || (raw = malloc(len + 1)) == NULL)
+        return err_nomem(e);
+    if (len > 0)
+        memcpy(raw, data, len);
+    raw[len] = '\0';
+    return msg_parse_raw(m, raw, len, e);
+}
+
+int
+msg_adopt(struct msg *m, char *data, size_t len, struct err *e)
+{
+    if (data == NULL) {
+        if (len > 0)
+            return err_set(e, ERR_INTERNAL, "message of %zu octets without "
+                                            "data", len);
+        if ((data = calloc(1, 1)) == NULL)
+            return err_nomem(e);
+    }
+    data[len] = '\0';
+    return msg_parse_raw(m, data, len, e);
 }
 
 /* ------------------------------------------------------------- reading */
@@ -991,15 +1065,40 @@ int
 msg_body_replace(struct msg *m, const char *stage, const char *data,
                  size_t len, struct err *e)
 {
-    struct msg_edit ed;
-    struct msg_undo *u;
+    char *copy;
 
     if (data == NULL && len > 0)
         return err_set(e, ERR_INTERNAL, "body of %zu octets without data",
                        len);
-    if (msg_edit_prepare(m, &ed, MSG_EDIT_BODY_REPLACE, stage, NULL,
-                         data != NULL ? data : "", len, NULL, e) < 0)
+    if (len == SIZE_MAX || (copy = malloc(len + 1)) == NULL)
+        return err_nomem(e);
+    if (len > 0)
+        memcpy(copy, data, len);
+    return msg_body_adopt(m, stage, copy, len, e);
+}
+
+int
+msg_body_adopt(struct msg *m, const char *stage, char *data, size_t len,
+               struct err *e)
+{
+    struct msg_edit ed;
+    struct msg_undo *u;
+
+    if (data == NULL) {
+        if (len > 0)
+            return err_set(e, ERR_INTERNAL, "body of %zu octets without data",
+                           len);
+        if ((data = calloc(1, 1)) == NULL)
+            return err_nomem(e);
+    }
+    if (msg_edit_prepare(m, &ed, MSG_EDIT_BODY_REPLACE, stage, NULL, NULL, 0,
+                         NULL, e) < 0) {
+        free(data);
         return -1;
+    }
+    data[len] = '\0';
+    ed.value = data;
+    ed.len = len;
     if ((u = msg_undo_slot(m)) != NULL) {
         u->body = m->body;
         u->body_len = m->body_len;
@@ -1353,21 +1452,115 @@ msg_write_file(const struct msg *m, FILE *fp, struct err *e)
     return msg_emit(m, msg_put_file, fp, e);
 }
 
+/* The pieces msg_iov() is filling. */
+struct msg_pieces {
+    struct iovec *v;
+    size_t n, got;
+};
+
+/* msg_piece - add p, len; it extends the previous piece when it follows
+ * it in memory. */
+static void
+msg_piece(struct msg_pieces *ps, const char *p, size_t len)
+{
+    struct iovec *last;
+
+    if (len == 0)
+        return;
+    last = ps->got > 0 && ps->got <= ps->n ? &ps->v[ps->got - 1] : NULL;
+    if (last != NULL && (const char *)last->iov_base + last->iov_len == p) {
+        last->iov_len += len;
+        return;
+    }
+    /* Past n only counted; struct iovec has no const, and nothing
+     * writes through it: see msg.h. */
+    if (ps->got < ps->n) {
+        ps->v[ps->got].iov_base = (void *)(uintptr_t)p;
+        ps->v[ps->got].iov_len = len;
+    }
+    ps->got++;
+}
+
+size_t
+msg_iov(const struct msg *m, struct iovec *iov, size_t n)
+{
+    struct msg_pieces ps = {iov, n, 0};
+    unsigned char le, sep;
+    size_t i;
+
+    if (m->parsed && !m->edited) {
+        msg_piece(&ps, m->raw, m->raw_len);
+        return ps.got;
+    }
+    for (i = 0; i < m->nhdrs; i++) {
+        const struct msg_hdr *h = &m->hdrs[i];
+        size_t line = h->name_len + 1 + h->value_len;
+
+        le = msg_hdr_eol(m, i);
+        if (h->own == NULL && m->hraw != NULL) {
+            /* A field as it came: its octets in raw, with its line end
+             * when that is the one written. */
+            const char *at = m->raw + (h->name - m->hraw);
+
+            if (le == h->eol) {
+                msg_piece(&ps, at, line + msg_eol_len[le]);
+                continue;
+            }
+            msg_piece(&ps, at, line);
+        } else {
+            msg_piece(&ps, h->name, h->name_len);
+            msg_piece(&ps, ":", 1);
+            msg_piece(&ps, h->value, h->value_len);
+        }
+        msg_piece(&ps, msg_eol_str[le], msg_eol_len[le]);
+    }
+    sep = msg_sep(m);
+    if (sep != MSG_EOL_NONE && sep == m->sep && m->raw != NULL)
+        msg_piece(&ps, m->raw + m->hlen - msg_eol_len[sep], msg_eol_len[sep]);
+    else
+        msg_piece(&ps, msg_eol_str[sep], msg_eol_len[sep]);
+    msg_piece(&ps, m->body, m->body_len);
+    return ps.got;
+}
+
 /* ----------------------------------------------------------------- MIME */
+
+const char *
+msg_flat(struct msg *m, size_t *len, struct err *e)
+{
+    struct buf b;
+
+    if (m->parsed && !m->edited) {
+        *len = m->raw_len;
+        return m->raw;
+    }
+    if (m->flat == NULL) {
+        buf_init(&b, 0);
+        if (msg_write(m, &b, e) < 0) {
+            buf_fini(&b);
+            return NULL;
+        }
+        if ((m->flat = buf_steal(&b, &m->flat_len)) == NULL) {
+            err_nomem(e);
+            return NULL;
+        }
+    }
+    *len = m->flat_len;
+    return m->flat;
+}
 
 const struct mime *
 msg_mime(struct msg *m, struct err *e)
 {
-    struct buf b;
+    const char *data;
+    size_t len;
 
     if (m->mime != NULL)
         return m->mime;
-    buf_init(&b, 0);
-    if (msg_write(m, &b, e) < 0) {
-        buf_fini(&b);
+    /* GMime reads the flat octets where they are; msg_mime_drop() frees
+     * the parse before them. */
+    if ((data = msg_flat(m, &len, e)) == NULL)
         return NULL;
-    }
-    m->mime = mime_parse(buf_str(&b), b.len, &m->limits, e);
-    buf_fini(&b);
+    m->mime = mime_parse_shared(data, len, &m->limits, e);
     return m->mime;
 }

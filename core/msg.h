@@ -30,6 +30,7 @@
 
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/uio.h>
 
 #include "buf.h"
 #include "err.h"
@@ -130,6 +131,10 @@ const char *msg_qid(const struct msg *m); /* "NOQUEUE" when unset */
  * ERR_LIMIT over message_size or header_count. A line in the header that
  * is neither a field nor a continuation starts the body, as in Postfix. */
 int msg_parse(struct msg *m, const char *data, size_t len, struct err *e);
+/* msg_adopt - msg_parse without a copy: data (malloc()ed, len octets and
+ * room for one more, which becomes NUL) belongs to m from now on, also
+ * when this fails. */
+int msg_adopt(struct msg *m, char *data, size_t len, struct err *e);
 
 /* Reading the header. */
 size_t msg_header_count(const struct msg *m);
@@ -160,6 +165,11 @@ int msg_header_delete(struct msg *m, const char *stage, const char *name,
 const char *msg_body(const struct msg *m, size_t *len);
 int msg_body_replace(struct msg *m, const char *stage, const char *data,
                      size_t len, struct err *e);
+/* msg_body_adopt - msg_body_replace without a copy: data (malloc()ed,
+ * len octets and room for one more, which becomes NUL) belongs to m from
+ * now on, also when this fails. */
+int msg_body_adopt(struct msg *m, const char *stage, char *data, size_t len,
+                   struct err *e);
 
 /* Envelope edits (recorded in the journal). */
 int msg_sender_change(struct msg *m, const char *stage, const char *addr,
@@ -222,6 +232,13 @@ void msg_unmark(struct msg *m, const struct msg_mark *mark);
  * GMime cannot parse it at all. Borrowed. */
 const struct mime *msg_mime(struct msg *m, struct err *e);
 
+/* msg_flat - the message as msg_write() would give it, in one block:
+ * the received octets while the header and body are unedited, else a
+ * copy made once and kept until the next header or body edit or
+ * rollback, when the pointer becomes invalid (as msg_mime's). Borrowed;
+ * NULL with e set on ENOMEM. */
+const char *msg_flat(struct msg *m, size_t *len, struct err *e);
+
 /* msg_eol - "\r\n" or "\n", the line end the message arrived with. */
 const char *msg_eol(const struct msg *m);
 
@@ -235,5 +252,14 @@ size_t msg_size(const struct msg *m);
  * the body. Appends to out (bounded by its limit). */
 int msg_write(const struct msg *m, struct buf *out, struct err *e);
 int msg_write_file(const struct msg *m, FILE *fp, struct err *e);
+
+/* msg_iov - the message as msg_write() gives it, as pieces that point
+ * into the message (the received octets, edited fields, the body),
+ * adjacent ones joined: one piece while header and body are unedited.
+ * Fills at most n of iov and returns how many there are, so a first
+ * call with n = 0 sizes the array. The pieces are borrowed, valid until
+ * the next edit, and read-only: iov_base is void * only because struct
+ * iovec has no const. */
+size_t msg_iov(const struct msg *m, struct iovec *iov, size_t n);
 
 #endif

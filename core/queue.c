@@ -297,11 +297,31 @@ queue_tail(uint32_t crc, char out[QUEUE_TAIL_LEN])
 static int
 queue_msg_check(const struct queue_msg *m, struct err *e)
 {
+    size_t i, total = 0;
+
     if (m->nrcpts == 0)
         return err_set(e, ERR_INTERNAL, "queue file without recipients");
     if (m->len > 0xffffffffu)
         return err_set(e, ERR_LIMIT, "message over 4 GiB");
+    for (i = 0; m->iov != NULL && i < m->niov; i++)
+        total += m->iov[i].iov_len;
+    if (m->iov != NULL && total != m->len)
+        return err_set(e, ERR_INTERNAL,
+                       "message pieces of %zu octets, not %zu", total, m->len);
     return 0;
+}
+
+/* queue_msg_crc - crc carried on over the message octets. */
+static uint32_t
+queue_msg_crc(uint32_t crc, const struct queue_msg *m)
+{
+    size_t i;
+
+    if (m->iov == NULL)
+        return queue_crc(crc, m->data, m->len);
+    for (i = 0; i < m->niov; i++)
+        crc = queue_crc(crc, m->iov[i].iov_base, m->iov[i].iov_len);
+    return crc;
 }
 
 int
@@ -314,10 +334,19 @@ queue_file_serialize(const struct queue_msg *m, struct buf *out, struct err *e)
     if (queue_msg_check(m, e) < 0 || queue_head(m, m->arrival_us, out, e) < 0)
         return -1;
     crc = queue_crc_head(0xffffffffu, out->data + start, out->len - start);
-    crc = queue_crc(crc, m->data, m->len);
+    crc = queue_msg_crc(crc, m);
     queue_tail(crc, tail);
-    if (buf_append(out, m->data, m->len, e) < 0 ||
-        buf_append(out, tail, sizeof(tail), e) < 0)
+    if (m->iov == NULL) {
+        if (buf_append(out, m->data, m->len, e) < 0)
+            return -1;
+    } else {
+        size_t i;
+
+        for (i = 0; i < m->niov; i++)
+            if (buf_append(out, m->iov[i].iov_base, m->iov[i].iov_len, e) < 0)
+                return -1;
+    }
+    if (buf_append(out, tail, sizeof(tail), e) < 0)
         return -1;
     return 0;
 }
@@ -1043,6 +1072,20 @@ queue_new_id(struct queue *q, char *out, size_t n)
              seq & 0xfffffff);
 }
 
+/* queue_write_msg - the message octets, from data or piece by piece. */
+static int
+queue_write_msg(int fd, const struct queue_msg *m)
+{
+    size_t i;
+
+    if (m->iov == NULL)
+        return queue_write_all(fd, m->data, m->len);
+    for (i = 0; i < m->niov; i++)
+        if (queue_write_all(fd, m->iov[i].iov_base, m->iov[i].iov_len) < 0)
+            return -1;
+    return 0;
+}
+
 /* queue_write - tmp/QID, fsync, rename to queue/QID, fsync queue/. */
 static int
 queue_write(struct queue *q, const struct queue_msg *m, struct err *e)
@@ -1063,7 +1106,7 @@ queue_write(struct queue *q, const struct queue_msg *m, struct err *e)
         return -1;
     }
     crc = queue_crc_head(0xffffffffu, head.data, head.len);
-    crc = queue_crc(crc, m->data, m->len);
+    crc = queue_msg_crc(crc, m);
     queue_tail(crc, tail);
     fd = openat(q->tmp_fd, m->qid, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
                 0600);
@@ -1072,7 +1115,7 @@ queue_write(struct queue *q, const struct queue_msg *m, struct err *e)
         return err_sys(e, ERR_IO, "create %s/tmp/%s", q->dir, m->qid);
     }
     if (queue_write_all(fd, head.data, head.len) < 0 ||
-        queue_write_all(fd, m->data, m->len) < 0 ||
+        queue_write_msg(fd, m) < 0 ||
         queue_write_all(fd, tail, sizeof(tail)) < 0)
         goto fail;
     what = "fsync";

@@ -53,6 +53,7 @@
 #define RC_QUEUE_H
 
 #include <stddef.h>
+#include <sys/uio.h>
 
 #include "buf.h"
 #include "cfg.h"
@@ -93,7 +94,9 @@ struct queue_msg {
     const struct msg_rcpt *orig; /* the envelope as the client gave it */
     size_t norig;
     const char *data; /* the processed message */
-    size_t len;
+    size_t len;       /* its octets; with iov, the pieces' total */
+    const struct iovec *iov; /* or the message in pieces (msg_iov), data */
+    size_t niov;             /* then NULL: written without a copy */
 };
 
 /* A queue file as read back. Every pointer points into the buffer given

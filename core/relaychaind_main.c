@@ -39,6 +39,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -56,6 +57,7 @@
 
 #include "conf.h"
 #include "log.h"
+#include "memlimit.h"
 #include "mime.h"
 #include "milterd.h"
 #include "quarantine.h"
@@ -342,13 +344,24 @@ main(int argc, char **argv)
     sigset_t sfd_sigs;
     const char *const *listen_specs;
     struct smtpd_server *srv;
+    struct memlimit *mem;
     const struct cfg *cfg;
     pthread_attr_t attr;
     sigset_t sigs;
     size_t nlisten, i;
-    int foreground = 0, c, sfd, stop = 0;
+    int foreground = 0, c, sfd, stop = 0, left = 0;
     struct err e;
 
+#ifdef M_MMAP_THRESHOLD
+    /* Messages are large blocks: give each its own mapping, so the
+     * DATA buffer grows by mremap without a copy and a message's memory
+     * goes back to the system when it is freed. glibc would otherwise
+     * raise this threshold to the size of the first message freed and
+     * serve later ones from its arenas, where growing copies and freed
+     * memory stays resident (scripts/bench/memory: peak 0.8 instead of
+     * 1.2 times the octets in flight with an empty chain). */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+#endif
     while ((c = getopt(argc, argv, "c:fhV")) != -1) {
         switch (c) {
         case 'c':
@@ -471,6 +484,14 @@ main(int argc, char **argv)
     pfd[nlisten].events = POLLIN;
     pfd[nlisten + 1].fd = mpipe[0];
     pfd[nlisten + 1].events = POLLIN;
+    /* One count of message octets in memory for both front ends, so
+     * smtpd_memory_limit holds for the process as a whole. */
+    if ((mem = memlimit_new(&e)) == NULL) {
+        log_error(NULL, "%s", e.text);
+        return 1;
+    }
+    if (md != NULL)
+        milterd_set_memlimit(md, mem);
     if (md != NULL &&
         milterd_run(md, runtime_hold_current, mpipe[1], &e) < 0) {
         log_error(NULL, "%s", e.text);
@@ -480,6 +501,7 @@ main(int argc, char **argv)
         log_error(NULL, "%s", e.text);
         return 1;
     }
+    smtpd_server_set_memlimit(srv, mem);
     if (spool != NULL) {
         smtpd_server_set_queue(srv, spool);
         if (queue_start(spool, &e) < 0) {
@@ -547,6 +569,7 @@ main(int argc, char **argv)
             usleep(50000);
             waited += 50;
         }
+        left = n > 0;
         if (n > 0)
             log_warning(NULL, "exiting with %u session(s) still open", n);
         else
@@ -568,6 +591,9 @@ main(int argc, char **argv)
     close(sfd);
     if (md != NULL && milterd_wait(md) != 0)
         log_warning(NULL, "the milter ended with an error");
+    /* Sessions still running may give back octets to the count. */
+    if (!left)
+        memlimit_free(mem);
     log_close();
     return 0;
 }

@@ -120,6 +120,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -2058,7 +2059,21 @@ smtpc_data_rcpts(struct smtpc_conn *c, const char *data, size_t len,
                  struct smtpc_reply *each, size_t n, struct smtpc_reply *r,
                  struct err *e)
 {
-    size_t pos = 0, got = 0, i, k;
+    struct iovec one;
+
+    one.iov_base = (void *)(uintptr_t)data;
+    one.iov_len = len;
+    return smtpc_data_iov(c, &one, 1, each, n, r, e);
+}
+
+int
+smtpc_data_iov(struct smtpc_conn *c, const struct iovec *iov, size_t niov,
+               struct smtpc_reply *each, size_t n, struct smtpc_reply *r,
+               struct err *e)
+{
+    size_t pos = 0, got = 0, i, k, piece = 0, len = 0, unflushed = 0;
+    const char *data = NULL;
+    int last;
     int bol = 1, rc = -1;
 
     if (c->broken || c->io == NULL) {
@@ -2076,9 +2091,20 @@ smtpc_data_rcpts(struct smtpc_conn *c, const char *data, size_t len,
         rc = 0;
         goto out;
     }
+    /* Piece by piece. A CR that ended a piece went out as a line end
+     * already; an LF that starts the next is the rest of that CRLF, as
+     * in one block. */
     do {
-        k = smtpc_convert(data, len, &pos, &bol, 1, c->obuf);
-        if (pos >= len) {
+        while (pos >= len && piece < niov) {
+            int cr = len > 0 && data[len - 1] == '\r';
+
+            data = iov[piece].iov_base;
+            len = iov[piece++].iov_len;
+            pos = cr && len > 0 && data[0] == '\n' ? 1 : 0;
+        }
+        k = pos < len ? smtpc_convert(data, len, &pos, &bol, 1, c->obuf) : 0;
+        last = pos >= len && piece >= niov;
+        if (last) {
             if (!bol) {
                 c->obuf[k++] = '\r';
                 c->obuf[k++] = '\n';
@@ -2092,9 +2118,14 @@ smtpc_data_rcpts(struct smtpc_conn *c, const char *data, size_t len,
                        e->text);
             goto out;
         }
-        if (smtpc_flush(c, r, "sending message body", e) < 0)
-            goto out;
-    } while (pos < len);
+        /* Small pieces (edited header fields) go out together. */
+        unflushed += k;
+        if (last || unflushed >= SMTPC_WINDOW) {
+            if (smtpc_flush(c, r, "sending message body", e) < 0)
+                goto out;
+            unflushed = 0;
+        }
+    } while (pos < len || piece < niov);
     rc = smtpc_data_replies(c, each, n, &got, r, e);
 out:
     for (i = got; i < n; i++)

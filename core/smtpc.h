@@ -23,6 +23,7 @@
 #define RC_SMTPC_H
 
 #include <stddef.h>
+#include <sys/uio.h>
 
 #include "buf.h"
 #include "cfg.h"
@@ -137,6 +138,12 @@ int smtpc_data(struct smtpc_conn *c, const char *data, size_t len,
 int smtpc_data_rcpts(struct smtpc_conn *c, const char *data, size_t len,
                      struct smtpc_reply *each, size_t n, struct smtpc_reply *r,
                      struct err *e);
+/* smtpc_data_iov - smtpc_data_rcpts for a message in pieces (msg_iov),
+ * sent without joining them; the octets on the wire are those of the
+ * pieces joined, a CRLF split between two pieces included. */
+int smtpc_data_iov(struct smtpc_conn *c, const struct iovec *iov, size_t niov,
+                   struct smtpc_reply *each, size_t n, struct smtpc_reply *r,
+                   struct err *e);
 int smtpc_rset(struct smtpc_conn *c, struct err *e);
 
 /* smtpc_maildir_deliver - write data as one message into the Maildir

@@ -44,7 +44,11 @@
  * DATA is read line by line with a bound on each line; only CRLF.CRLF
  * ends it. Bare LF, bare CR, NUL, over-long lines and oversize messages
  * are noted while reading and answered after the end, so that no byte of
- * the message is ever taken for a command.
+ * the message is ever taken for a command. The message is counted in the
+ * process-wide struct memlimit from DATA on (smtpd_memory_limit): DATA
+ * gets 452 4.3.1 while the count is full, and a message that fills it
+ * on the way is freed at once, read to its end and answered 452 4.3.1.
+ * smtpd_cmd_data() gives the count back on each of its ways out.
  */
 #include "config.h"
 
@@ -69,6 +73,7 @@
 #include "chain.h"
 #include "cidr.h"
 #include "log.h"
+#include "memlimit.h"
 #include "msg.h"
 #include "netio.h"
 #include "quarantine.h"
@@ -81,6 +86,8 @@
                                    much again for extension parameters */
 #define SMTPD_AUTH_LINE_MAX 12288
 #define SMTPD_DATA_LINE_MAX 65536
+/* octets counted against smtpd_memory_limit at a time */
+#define SMTPD_MEM_STEP 65536
 #define SMTPD_CLIENTS 1021      /* per-client counter buckets */
 #define SMTPD_CLIENT_MAX 320    /* "name[addr]" */
 #define SMTPD_AUTH_RATE_SLOTS 16384 /* clients whose AUTH failures count */
@@ -103,6 +110,7 @@ struct smtpd_runtime {
     SSL_CTX *tls;
     struct smtpc_pool *hop;
     size_t size_limit;
+    size_t memory_limit; /* smtpd_memory_limit; 0: none */
     size_t rcpt_limit;
     int timeout_ms;
     int record_deadline; /* smtpd_per_record_deadline */
@@ -259,6 +267,7 @@ smtpd_runtime_new(struct conf *cf, struct err *e)
     }
 limits:
     rt->size_limit = cf->limits.message_size;
+    rt->memory_limit = (size_t)cfg_num(c, "smtpd_memory_limit");
     rt->rcpt_limit = (size_t)cfg_num(c, "recipient_limit");
     rt->timeout_ms = (int)cfg_num(c, "smtpd_timeout");
     rt->record_deadline = cfg_bool(c, "smtpd_per_record_deadline");
@@ -318,6 +327,7 @@ struct smtpd_server {
     struct queue *queue; /* set once before the first session */
     struct auth_rate *auth_rate; /* AUTH failures, across sessions and
                                     reloads */
+    struct memlimit *mem; /* likewise; NULL: nothing is counted */
 };
 
 struct smtpd_server *
@@ -364,6 +374,12 @@ void
 smtpd_server_set_queue(struct smtpd_server *srv, struct queue *q)
 {
     srv->queue = q;
+}
+
+void
+smtpd_server_set_memlimit(struct smtpd_server *srv, struct memlimit *ml)
+{
+    srv->mem = ml;
 }
 
 void
@@ -460,6 +476,7 @@ struct smtpd_session {
     size_t nrcpts;
     struct smtpc_conn *hop;
     struct timeval t_start;
+    size_t mem_held; /* octets counted in srv->mem for this DATA */
     /* counters for the disconnect line */
     unsigned n_ehlo, n_helo, n_mail, n_rcpt, n_data, n_rset, n_quit, n_auth;
     unsigned n_starttls, n_cmds, n_bad;
@@ -1257,8 +1274,51 @@ enum smtpd_data_flags {
     DATA_NUL = 4,
     DATA_TOO_BIG = 8,
     DATA_LONG_LINE = 16,
-    DATA_HUGE_LINE = 32 /* over the read bound: cannot be wrapped */
+    DATA_HUGE_LINE = 32, /* over the read bound: cannot be wrapped */
+    DATA_NO_MEMORY = 64  /* over smtpd_memory_limit */
 };
+
+/* smtpd_mem_take - count n more octets of this DATA against
+ * smtpd_memory_limit; -1 when that would pass it. */
+static int
+smtpd_mem_take(struct smtpd_session *s, size_t n)
+{
+    if (s->srv->mem == NULL)
+        return 0;
+    if (memlimit_take(s->srv->mem, n, s->mem_held, s->rt->memory_limit) < 0)
+        return -1;
+    s->mem_held += n;
+    return 0;
+}
+
+/* smtpd_mem_give - give back all this DATA counted. */
+static void
+smtpd_mem_give(struct smtpd_session *s)
+{
+    if (s->srv->mem != NULL && s->mem_held > 0)
+        memlimit_give(s->srv->mem, s->mem_held);
+    s->mem_held = 0;
+}
+
+/* smtpd_mem_grow - out grew: count what it holds now, a step at a time.
+ * Past the limit, out is emptied and freed, the count given back and
+ * -1 returned: the rest of the message is read and dropped. */
+static int
+smtpd_mem_grow(struct smtpd_session *s, struct buf *out)
+{
+    size_t more;
+
+    if (out->len <= s->mem_held)
+        return 0;
+    more = out->len - s->mem_held;
+    if (more < SMTPD_MEM_STEP)
+        more = SMTPD_MEM_STEP;
+    if (smtpd_mem_take(s, more) == 0)
+        return 0;
+    buf_fini(out);
+    smtpd_mem_give(s);
+    return -1;
+}
 
 /* smtpd_append_wrapped - append a line (without its line end) to out,
  * wrapped at 998 octets; header lines are folded with a space so they
@@ -1340,7 +1400,8 @@ smtpd_read_data(struct smtpd_session *s, struct buf *out, unsigned *flags)
         total += body + 2;
         if (total > limit)
             *flags |= DATA_TOO_BIG;
-        if (*flags & (DATA_TOO_BIG | DATA_NUL | DATA_HUGE_LINE))
+        if (*flags &
+            (DATA_TOO_BIG | DATA_NUL | DATA_HUGE_LINE | DATA_NO_MEMORY))
             continue; /* read on to the end, keep nothing more */
         if ((*flags & (DATA_BARE_LF | DATA_BARE_CR)) &&
             !s->rt->normalize_newlines)
@@ -1369,6 +1430,8 @@ smtpd_read_data(struct smtpd_session *s, struct buf *out, unsigned *flags)
         } else if (smtpd_append_wrapped(out, p, body, in_header, &s->e) < 0) {
             *flags |= DATA_TOO_BIG;
         }
+        if (smtpd_mem_grow(s, out) < 0)
+            *flags |= DATA_NO_MEMORY;
     }
     buf_fini(&line);
     netio_set_line_limit(s->io, SMTPD_LINE_MAX);
@@ -1665,7 +1728,7 @@ smtpd_tag(int code)
  * was told to try again. */
 static int
 smtpd_enqueue(struct smtpd_session *s, const struct msg_env *env,
-              const struct buf *out)
+              const struct iovec *iov, size_t niov, size_t len)
 {
     struct msg_rcpt *orig;
     struct queue_msg qm;
@@ -1699,8 +1762,9 @@ smtpd_enqueue(struct smtpd_session *s, const struct msg_env *env,
     qm.nrcpts = env->nrcpts;
     qm.orig = orig;
     qm.norig = s->nrcpts;
-    qm.data = out->data ? out->data : "";
-    qm.len = out->len;
+    qm.iov = iov;
+    qm.niov = niov;
+    qm.len = len;
     err_clear(&s->e);
     if (queue_commit(s->srv->queue, &qm, &s->e) < 0) {
         const char *reply = queue_commit_reply(&s->e);
@@ -1719,9 +1783,13 @@ smtpd_enqueue(struct smtpd_session *s, const struct msg_env *env,
 
 /* smtpd_deliver - run the chain on data and hand the result on; the
  * reply for the client goes out through smtpd_reply, and the summary
- * line is logged once the message's fate is known. */
+ * line is logged once the message's fate is known. The message takes
+ * data's octets over (data is left empty), and what goes to the queue or
+ * the next hop is msg_iov(): the received octets, the fields the chain
+ * changed and the body, as they are, so the message is never copied
+ * whole on its way out. */
 static void
-smtpd_deliver(struct smtpd_session *s, const struct buf *data)
+smtpd_deliver(struct smtpd_session *s, struct buf *data)
 {
     const struct conf *cf = s->rt->cf;
     const struct msg_env *env;
@@ -1729,10 +1797,11 @@ smtpd_deliver(struct smtpd_session *s, const struct buf *data)
     struct chain_opts opts;
     struct smtpc_reply r, *each = NULL;
     struct msg *m = NULL;
-    struct buf out;
-    const char *tag = NULL;
+    struct iovec *iov = NULL;
+    const char *out, *tag = NULL;
     char queued_as[64] = "";
-    size_t i;
+    size_t i, len = data->len, out_len, niov;
+    char *raw;
     int hop_ok = 1;
 
     memset(&res, 0, sizeof(res));
@@ -1740,7 +1809,6 @@ smtpd_deliver(struct smtpd_session *s, const struct buf *data)
     /* A quarantined message is kept as its stage received it, so that a
      * release resumes the chain after that stage (quarantine.h). */
     opts.undo_hold = 1;
-    buf_init(&out, 0);
     if ((m = msg_new(&cf->limits, MSG_FE_SMTP, &s->e)) == NULL ||
         msg_env_set(m, s->qid, smtpd_env_addr(s),
                     s->xf_name[0] ? s->xf_name : s->name,
@@ -1752,7 +1820,11 @@ smtpd_deliver(struct smtpd_session *s, const struct buf *data)
     for (i = 0; i < s->nrcpts; i++)
         if (msg_env_rcpt(m, s->rcpts[i].addr, s->rcpts[i].params, &s->e) < 0)
             goto tempfail;
-    if (msg_parse(m, data->data ? data->data : "", data->len, &s->e) < 0) {
+    if ((raw = buf_steal(data, NULL)) == NULL) {
+        err_nomem(&s->e);
+        goto tempfail;
+    }
+    if (msg_adopt(m, raw, len, &s->e) < 0) {
         if (s->e.code == ERR_LIMIT) {
             log_info(s->qid, "reject: %s", s->e.text);
             smtpd_reply_id(s, "552 5.3.4 Message header or size exceeds "
@@ -1763,7 +1835,7 @@ smtpd_deliver(struct smtpd_session *s, const struct buf *data)
     }
     if (smtpd_received(s, m) < 0)
         goto tempfail;
-    log_info(s->qid, "from=<%s>, size=%zu, nrcpt=%zu", s->sender, data->len,
+    log_info(s->qid, "from=<%s>, size=%zu, nrcpt=%zu", s->sender, len,
              s->nrcpts);
     if (chain_run_opts(cf->chain, m, &opts, &res, &s->e) < 0)
         goto tempfail;
@@ -1787,9 +1859,9 @@ smtpd_deliver(struct smtpd_session *s, const struct buf *data)
         tag = "Discarded";
         goto out;
     case VERDICT_QUARANTINE:
-        if (msg_write(m, &out, &s->e) < 0 ||
+        if ((out = msg_flat(m, &out_len, &s->e)) == NULL ||
             quarantine_store(cfg_str(cf->cfg, "quarantine_directory"), m,
-                             out.data, out.len, res.verdict.note,
+                             out, out_len, res.verdict.note,
                              res.by ? res.by->name : NULL, &s->e) < 0) {
             log_error(s->qid, "quarantine: %s", s->e.text);
             smtpd_reply_id(s, "451 4.3.0 Error: cannot quarantine, try "
@@ -1811,14 +1883,21 @@ smtpd_deliver(struct smtpd_session *s, const struct buf *data)
         tag = "Discarded";
         goto out;
     }
-    if (msg_write(m, &out, &s->e) < 0)
+    niov = msg_iov(m, NULL, 0);
+    if ((iov = calloc(niov ? niov : 1, sizeof(*iov))) == NULL) {
+        err_nomem(&s->e);
         goto tempfail;
+    }
+    niov = msg_iov(m, iov, niov);
     if (s->rt->queue_mode) {
-        tag = smtpd_enqueue(s, env, &out) == 0 ? "Queued" : "TempFailed";
+        tag = smtpd_enqueue(s, env, iov, niov, msg_size(m)) == 0 ? "Queued"
+                                                                 : "TempFailed";
         goto out;
     }
     if (smtpc_pool_kind(s->rt->hop) == SMTPC_MAILDIR) {
-        if (smtpc_maildir_deliver(s->rt->hop, out.data, out.len, s->qid, &r,
+        if ((out = msg_flat(m, &out_len, &s->e)) == NULL)
+            goto tempfail;
+        if (smtpc_maildir_deliver(s->rt->hop, out, out_len, s->qid, &r,
                                   &s->e) < 0 &&
             r.code == 0)
             goto tempfail;
@@ -1842,8 +1921,7 @@ smtpd_deliver(struct smtpd_session *s, const struct buf *data)
         err_nomem(&s->e);
         goto tempfail;
     }
-    if (smtpc_data_rcpts(s->hop, out.data, out.len, each, env->nrcpts, &r,
-                         &s->e) < 0)
+    if (smtpc_data_iov(s->hop, iov, niov, each, env->nrcpts, &r, &s->e) < 0)
         hop_ok = 0;
     if (r.code == 0) {
         r.code = 451;
@@ -1872,11 +1950,32 @@ tempfail:
         tag = "TempFailed";
 out:
     if (tag != NULL)
-        smtpd_log_summary(s, &res, data->len, tag, queued_as);
+        smtpd_log_summary(s, &res, len, tag, queued_as);
     free(each);
+    free(iov);
     chain_result_fini(&res);
     msg_free(m);
-    buf_fini(&out);
+}
+
+/* smtpd_data_size - the SIZE of MAIL, at most what message_size_limit
+ * lets in, or one step. */
+static size_t
+smtpd_data_size(const struct smtpd_session *s)
+{
+    unsigned long long size = 0;
+    const char *v;
+    char num[24];
+    size_t len;
+
+    if ((v = smtpd_param(s->sender_params, "SIZE", &len)) != NULL && len > 0 &&
+        len < sizeof(num)) {
+        memcpy(num, v, len);
+        num[len] = '\0';
+        size = strtoull(num, NULL, 10);
+    }
+    if (size > s->rt->size_limit)
+        size = s->rt->size_limit;
+    return size > SMTPD_MEM_STEP ? (size_t)size : SMTPD_MEM_STEP;
 }
 
 static void
@@ -1900,8 +1999,22 @@ smtpd_cmd_data(struct smtpd_session *s, const char *arg)
         smtpd_refuse(s, "554 5.5.1 Error: no valid recipients");
         return;
     }
+    /* DATA is refused here, not after the client sent it all, when the
+     * SIZE it announced does not fit in what is left. Only what arrives
+     * is counted (from a first step on): counting a promise would let
+     * clients that send nothing hold the memory. */
+    if ((s->srv->mem != NULL &&
+         !memlimit_fits(s->srv->mem, smtpd_data_size(s), s->mem_held,
+                        s->rt->memory_limit)) ||
+        smtpd_mem_take(s, SMTPD_MEM_STEP) < 0) {
+        reject = "452 4.3.1 Insufficient system resources";
+        smtpd_noqueue_reject(s, "DATA", reject, NULL);
+        smtpd_reply(s, "%s", reject);
+        return;
+    }
     smtpd_reply(s, "354 End data with <CR><LF>.<CR><LF>");
     if (smtpd_flush(s) < 0) {
+        smtpd_mem_give(s);
         s->quit = 1;
         return;
     }
@@ -1918,6 +2031,7 @@ smtpd_cmd_data(struct smtpd_session *s, const char *arg)
                  rc == NETIO_TIMEOUT ? "timeout" : "lost connection", s->name,
                  s->addr);
         buf_fini(&data);
+        smtpd_mem_give(s);
         smtpd_reset(s, 0);
         s->quit = 1;
         return;
@@ -1935,6 +2049,8 @@ smtpd_cmd_data(struct smtpd_session *s, const char *arg)
     else if (flags & DATA_HUGE_LINE)
         reject = "550 5.6.0 Message content rejected: line longer than 998 "
                  "octets";
+    else if (flags & DATA_NO_MEMORY)
+        reject = "452 4.3.1 Insufficient system resources";
     if (reject != NULL) {
         log_info(s->qid, "reject: END-OF-MESSAGE from %s: %s; from=<%s>",
                  smtpd_client(s, client, sizeof(client)), reject, s->sender);
@@ -1943,6 +2059,7 @@ smtpd_cmd_data(struct smtpd_session *s, const char *arg)
         smtpd_deliver(s, &data);
     }
     buf_fini(&data);
+    smtpd_mem_give(s);
     smtpd_reset(s, 1);
 }
 

@@ -9,8 +9,8 @@
  * in flight, and the old runtime goes away with its last session.
  *
  * A struct smtpd_server is the process-wide part: connection counts (in
- * all and per client address) and the queue id sequence. Both are
- * thread-safe.
+ * all and per client address), the queue id sequence, and the count of
+ * message octets held in memory. Both are thread-safe.
  *
  * smtpd_session_run() serves one accepted connection to its end on the
  * calling thread: greeting, commands, DATA, the chain, delivery through
@@ -27,6 +27,7 @@
 struct smtpd_runtime;
 struct smtpd_server;
 struct queue;
+struct memlimit;
 
 /* smtpd_runtime_new - build from cf, which it adopts (freed with the
  * runtime, also on failure). Errors are "path:line: reason". */
@@ -41,6 +42,10 @@ void smtpd_server_free(struct smtpd_server *srv);
  * "delivery = queue" runtime commit to (borrowed; set before the first
  * session). */
 void smtpd_server_set_queue(struct smtpd_server *srv, struct queue *q);
+/* smtpd_server_set_memlimit - the count of message octets in memory,
+ * shared with the milter front end, that DATA is held to under
+ * smtpd_memory_limit (borrowed; set before the first session). */
+void smtpd_server_set_memlimit(struct smtpd_server *srv, struct memlimit *ml);
 /* smtpd_server_active - sessions running now. */
 unsigned smtpd_server_active(struct smtpd_server *srv);
 /* smtpd_server_stop - ask every session to finish its transaction and

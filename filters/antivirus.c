@@ -1914,19 +1914,17 @@ flt_av_run(const struct stage *st, struct msg *m, struct verdict *v,
     char status[FLT_AV_WHAT_MAX * 2 + 32], reply[VERDICT_REPLY_MAX];
     const char *eng = flt_av_engine_name(fa);
     enum flt_av_action act = FLT_AV_CONTINUE;
-    struct buf raw;
+    const char *raw;
+    size_t raw_len;
     int rc, unchecked;
 
     memset(&ban, 0, sizeof(ban));
     flt_av_scan_init(&sc, fa);
-    buf_init(&raw, 0);
-    rc = buf_reserve(&raw, msg_size(m) + 1, e);
+    /* The message as it goes out, without a copy of our own: the
+     * received octets, or the one flat copy the MIME parse shares. */
+    rc = (raw = msg_flat(m, &raw_len, e)) == NULL ? -1 : 0;
     if (rc == 0)
-        rc = msg_write(m, &raw, e);
-    if (rc == 0)
-        rc = flt_av_scan_buf(fa, &sc, raw.data ? raw.data : "", raw.len, &res,
-                             e);
-    buf_fini(&raw);
+        rc = flt_av_scan_buf(fa, &sc, raw, raw_len, &res, e);
     if (rc == 0 && res.status != FLT_ANTIVIRUS_INFECTED)
         rc = flt_av_scan_ambiguous(fa, &sc, m, &res, e);
     if (rc == 0 && flt_av_rank(res.status) < 2 && sc.big[0] != '\0') {

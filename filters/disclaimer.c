@@ -2782,7 +2782,8 @@ flt_disclaimer_apply(struct flt_disclaimer_ctx *cx, struct verdict *v,
     GMimeObject *top = g_mime_message_get_mime_part(cx->message);
     char note[VERDICT_NOTE_MAX], boundary[80];
     struct buf body, part;
-    size_t nsp = 0, i;
+    size_t nsp = 0, i, blen;
+    char *bdata;
     int rc = -1, r, wrap = 0, added_part = 0;
 
     buf_init(&body, cx->limit);
@@ -2896,8 +2897,13 @@ flt_disclaimer_apply(struct flt_disclaimer_ctx *cx, struct verdict *v,
                              ps[i]->kind, e->text);
         goto done;
     }
-    if (msg_body_replace(cx->m, cx->st->name,
-                         body.data != NULL ? body.data : "", body.len, e) < 0)
+    /* The journal takes the new body over rather than a copy of it. */
+    blen = body.len;
+    if ((bdata = buf_steal(&body, NULL)) == NULL) {
+        rc = err_nomem(e);
+        goto done;
+    }
+    if (msg_body_adopt(cx->m, cx->st->name, bdata, blen, e) < 0)
         goto done;
     rc = verdict_set(v, VERDICT_CONTINUE, NULL, "%s", note);
     goto done;

@@ -30,20 +30,38 @@ parse(const char *name, const char *text, const struct msg_limits *lim)
 }
 
 /* written - msg_write() output as a string the caller frees; checks that
- * msg_size() agrees with it. */
+ * msg_size(), msg_flat() and the pieces of msg_iov() agree with it. */
 static char *
 written(const char *name, const struct msg *m)
 {
-    struct buf b;
+    struct iovec v[64];
+    struct buf b, pieces;
     struct err e;
+    const char *flat;
     char *s;
-    size_t len;
+    size_t len, n, i;
 
     buf_init(&b, 0);
     if (msg_write(m, &b, &e) < 0)
         unit_fail(name, "msg_write: %s", e.text);
     if (b.len != msg_size(m))
         unit_fail(name, "msg_size: got %zu, written %zu", msg_size(m), b.len);
+    if ((flat = msg_flat((struct msg *)m, &len, &e)) == NULL)
+        unit_fail(name, "msg_flat: %s", e.text);
+    if (len != b.len || memcmp(flat, buf_str(&b), len) != 0)
+        unit_fail(name, "msg_flat: %zu octets differ from msg_write's %zu",
+                  len, b.len);
+    n = msg_iov(m, v, 64);
+    if (n > 64)
+        unit_fail(name, "msg_iov: %zu pieces", n);
+    buf_init(&pieces, 0);
+    for (i = 0; i < n; i++)
+        assert_int_equal(buf_append(&pieces, v[i].iov_base, v[i].iov_len, &e),
+                         0);
+    if (pieces.len != b.len || memcmp(buf_str(&pieces), buf_str(&b), b.len))
+        unit_fail(name, "msg_iov: \"%s\" differs from msg_write's \"%s\"",
+                  buf_str(&pieces), buf_str(&b));
+    buf_fini(&pieces);
     s = buf_steal(&b, &len);
     assert_non_null(s);
     return s;
@@ -1306,6 +1324,113 @@ test_rollback_mime(void **state)
     msg_free(m);
 }
 
+/* msg_adopt(), msg_flat(), msg_iov(), msg_mime() and msg_body_adopt()
+ * use the octets they were given where they are: no copy of the message
+ * while it is unedited, only of what changed after. */
+static void
+test_no_copy(void **state)
+{
+    static const char text[] =
+        "From: a@example.com\r\nSubject: x\r\n\r\nbody line\r\n";
+    size_t tlen = sizeof(text) - 1, len, n;
+    struct msg *m;
+    struct iovec v[16];
+    struct msg_mark mark;
+    const struct mime *mm;
+    GMimeObject *part;
+    GMimeDataWrapper *dw;
+    GMimeStream *st;
+    GByteArray *a;
+    struct err e;
+    char *raw, *body;
+    const char *got;
+
+    (void)state;
+    assert_non_null(raw = malloc(tlen + 1));
+    memcpy(raw, text, tlen);
+    assert_non_null(m = msg_new(&no_limits, MSG_FE_SMTP, &e));
+    assert_int_equal(msg_adopt(m, raw, tlen, &e), 0);
+    unit_int_eq("header fields", msg_header_count(m), 2);
+    assert_ptr_equal(msg_flat(m, &len, &e), raw);
+    unit_int_eq("flat length", len, tlen);
+    n = msg_iov(m, v, 16);
+    unit_int_eq("pieces of an unedited message", n, 1);
+    assert_ptr_equal(v[0].iov_base, raw);
+    unit_int_eq("its length", v[0].iov_len, tlen);
+
+    /* GMime reads the same octets: the part's content is a window on
+     * the memory stream around raw. */
+    assert_non_null(mm = msg_mime(m, &e));
+    part = g_mime_message_get_mime_part(mime_message(mm));
+    dw = g_mime_part_get_content(GMIME_PART(part));
+    st = g_mime_data_wrapper_get_stream(dw);
+    assert_non_null(st->super_stream);
+    a = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(st->super_stream));
+    assert_ptr_equal(a->data, raw);
+
+    /* A header edit: one flat copy, and the pieces keep pointing into raw
+     * for all that did not change. */
+    msg_mark(m, &mark);
+    assert_int_equal(msg_header_insert(m, "st", 0, "X-New", "1", &e), 0);
+    got = msg_flat(m, &len, &e);
+    assert_non_null(got);
+    assert_ptr_not_equal(got, raw);
+    n = msg_iov(m, v, 16);
+    unit_int_eq("pieces after a field inserted", n, 5);
+    assert_ptr_equal(v[4].iov_base, raw);
+    unit_int_eq("the received octets in one piece", v[4].iov_len, tlen);
+
+    /* The new body is the one given, not a copy. */
+    assert_non_null(body = malloc(8));
+    memcpy(body, "new\r\n", 5);
+    assert_int_equal(msg_body_adopt(m, "st", body, 5, &e), 0);
+    assert_ptr_equal(msg_body(m, &len), body);
+    n = msg_iov(m, v, 16);
+    assert_ptr_equal(v[n - 1].iov_base, body);
+    free(written("after the body", m));
+
+    /* Undone, the message is raw again. */
+    unit_int_eq("undone", msg_rollback(m, &mark), 2);
+    msg_unmark(m, &mark);
+    assert_ptr_equal(msg_flat(m, &len, &e), raw);
+    unit_int_eq("pieces after the rollback", msg_iov(m, v, 16), 1);
+    msg_free(m);
+}
+
+/* msg_adopt() owns the block also when it refuses it (LeakSanitizer
+ * would tell), and msg_body_adopt() the body. */
+static void
+test_adopt_refused(void **state)
+{
+    static const struct msg_limits small = {16, 0, 0, 0, 0};
+    static const struct msg_limits one_field = {0, 1, 0, 0, 0};
+    static const char text[] = "A: 1\r\nB: 2\r\n\r\nbody\r\n";
+    struct msg *m;
+    struct err e;
+    char *raw;
+
+    (void)state;
+    assert_non_null(m = msg_new(&small, MSG_FE_SMTP, &e));
+    assert_non_null(raw = malloc(sizeof(text)));
+    memcpy(raw, text, sizeof(text));
+    assert_int_equal(msg_adopt(m, raw, sizeof(text) - 1, &e), -1);
+    unit_int_eq("over message_size", e.code, ERR_LIMIT);
+    msg_free(m);
+
+    assert_non_null(m = msg_new(&one_field, MSG_FE_SMTP, &e));
+    assert_non_null(raw = malloc(sizeof(text)));
+    memcpy(raw, text, sizeof(text));
+    assert_int_equal(msg_adopt(m, raw, sizeof(text) - 1, &e), -1);
+    unit_int_eq("over header_count", e.code, ERR_LIMIT);
+    msg_free(m);
+
+    m = parse("adopt body", "A: 1\n\nold\n", &no_limits);
+    assert_int_equal(msg_body_adopt(m, "st", NULL, 0, &e), 0);
+    assert_int_equal(msg_body_adopt(m, "st", NULL, 3, &e), -1);
+    unit_int_eq("body without data", e.code, ERR_INTERNAL);
+    msg_free(m);
+}
+
 static int
 setup(void **state)
 {
@@ -1346,6 +1471,8 @@ main(void)
         cmocka_unit_test(test_parse_after_edits),
         cmocka_unit_test(test_kind_names),
         cmocka_unit_test(test_mime_cache),
+        cmocka_unit_test(test_no_copy),
+        cmocka_unit_test(test_adopt_refused),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -470,6 +471,71 @@ test_commit(void **state)
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* A message given in pieces (msg_iov) makes the same file, octet for
+ * octet, and a length that is not the pieces' total is refused. */
+static void
+test_pieces(void **state)
+{
+    char dir[256], path[600];
+    size_t len = sizeof(test_message) - 1, cut1 = 5, cut2 = len - 3;
+    struct iovec v[3];
+    struct queue_msg m;
+    struct queue_file qf;
+    struct queue *q;
+    struct conf *cf;
+    struct buf whole, pieces, raw;
+    struct err e;
+    int fd;
+
+    (void)state;
+    serialized(&whole);
+    v[0].iov_base = (void *)(uintptr_t)test_message;
+    v[0].iov_len = cut1;
+    v[1].iov_base = (void *)(uintptr_t)(test_message + cut1);
+    v[1].iov_len = cut2 - cut1;
+    v[2].iov_base = (void *)(uintptr_t)(test_message + cut2);
+    v[2].iov_len = len - cut2;
+    make_msg(&m);
+    m.data = NULL;
+    m.iov = v;
+    m.niov = 3;
+    buf_init(&pieces, 0);
+    if (queue_file_serialize(&m, &pieces, &e) < 0)
+        fail_msg("serialize in pieces: %s", e.text);
+    if (pieces.len != whole.len || memcmp(pieces.data, whole.data, whole.len))
+        fail_msg("in pieces: %zu octets differ from the %zu of one block",
+                 pieces.len, whole.len);
+
+    assert_non_null(unit_tmpdir(dir, sizeof(dir)));
+    cf = load_conf(dir, "");
+    if ((q = queue_open(cf->cfg, &e)) == NULL)
+        fail_msg("queue_open: %s", e.text);
+    if (queue_commit(q, &m, &e) < 0)
+        fail_msg("commit in pieces: %s", e.text);
+    snprintf(path, sizeof(path), "%s/spool/queue/ABCDEF012345", dir);
+    assert_true((fd = open(path, O_RDONLY)) >= 0);
+    buf_init(&raw, 0);
+    assert_int_equal(queue_read_fd(fd, 1 << 20, &raw, &e), 0);
+    close(fd);
+    if (queue_file_parse(raw.data, raw.len, 0, &qf, &e) < 0)
+        fail_msg("file committed in pieces: %s", e.text);
+    if (qf.len != len || memcmp(qf.data, test_message, len) != 0)
+        fail_msg("committed message: got %zu octets, want %zu", qf.len, len);
+    queue_file_fini(&qf);
+
+    m.qid = "ABCDEF012346";
+    m.len = len + 1;
+    err_clear(&e);
+    assert_int_equal(queue_commit(q, &m, &e), -1);
+    unit_has("length not the pieces' total", e.text, "message pieces");
+    queue_free(q);
+    conf_free(cf);
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    buf_fini(&raw);
+    buf_fini(&pieces);
+    buf_fini(&whole);
+}
+
 static void
 test_transport_map(void **state)
 {
@@ -753,6 +819,7 @@ main(void)
         cmocka_unit_test(test_dsn),
         cmocka_unit_test(test_dsn_returned),
         cmocka_unit_test(test_commit),
+        cmocka_unit_test(test_pieces),
         cmocka_unit_test(test_transport_map),
         cmocka_unit_test_setup_teardown(test_lmtp_split, lmtp_setup,
                                         lmtp_teardown),

@@ -30,6 +30,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -348,6 +349,34 @@ deliver(struct smtpc_pool *p, const struct msg_env *env, const char *rcpts,
     if (ok > 0)
         rc = smtpc_data(c, data, len, r, &e);
 out:
+    smtpc_put(p, c, rc == 0);
+    return rc;
+}
+
+/* deliver_iov - deliver, with the message cut into pieces of step octets
+ * (a last one shorter) sent by smtpc_data_iov. */
+static int
+deliver_iov(struct smtpc_pool *p, const char *data, size_t len, size_t step,
+            struct smtpc_reply *r)
+{
+    struct iovec v[4096];
+    struct smtpc_conn *c;
+    struct err e;
+    size_t n = 0, at;
+    int rc;
+
+    for (at = 0; at < len && n < 4096; at += step, n++) {
+        v[n].iov_base = (void *)(uintptr_t)(data + at);
+        v[n].iov_len = len - at < step ? len - at : step;
+    }
+    assert_true(at >= len);
+    if ((c = smtpc_get(p, r, &e)) == NULL)
+        return -1;
+    rc = smtpc_mail(c, NULL, "a@example.com", NULL, r, &e);
+    if (rc == 0 && r->code / 100 == 2)
+        rc = smtpc_rcpt(c, "b@example.net", NULL, r, &e);
+    if (rc == 0 && r->code / 100 == 2)
+        rc = smtpc_data_iov(c, v, n, NULL, 0, r, &e);
     smtpc_put(p, c, rc == 0);
     return rc;
 }
@@ -839,6 +868,57 @@ test_wire_octets(void **state)
     want = wire_form(big, len, &wlen);
     if (got == NULL || glen != wlen || memcmp(got, want, wlen) != 0)
         unit_fail("long", "got %zu octets, want %zu", got ? glen : 0, wlen);
+    free(got);
+    free(want);
+    free(big);
+    smtpc_pool_free(p);
+    server_stop(&s);
+}
+
+/* A message in pieces goes out as the same octets as in one block, cut
+ * anywhere: between CR and LF, before a dot that starts a line, into
+ * single octets, or into many pieces of a long message. */
+static void
+test_wire_pieces(void **state)
+{
+    static const size_t steps[] = {1, 2, 3, 5, 16};
+    struct server s;
+    struct smtpc_pool *p;
+    struct smtpc_reply r;
+    char path[400], name[80], *got, *want, *big;
+    size_t i, k, len, glen, wlen, nth = 0;
+
+    (void)state;
+    py_start(&s, "--ehlo", "PIPELINING", NULL);
+    p = pool_new("smtp", s.port, SMTPC_TLS_MAY, NULL, 4, 5000, 5000);
+    for (i = 0; i < sizeof(messages) / sizeof(messages[0]); i++) {
+        for (k = 0; k < sizeof(steps) / sizeof(steps[0]); k++) {
+            snprintf(name, sizeof(name), "%s, pieces of %zu", messages[i].name,
+                     steps[k]);
+            unit_int_eq(name,
+                        deliver_iov(p, messages[i].text,
+                                    strlen(messages[i].text), steps[k], &r),
+                        0);
+            unit_int_eq(name, r.code, 250);
+            snprintf(path, sizeof(path), "%s/data-%zu.bin", s.dir, ++nth);
+            got = unit_read_file(path, &glen);
+            want =
+                wire_form(messages[i].text, strlen(messages[i].text), &wlen);
+            if (got == NULL || glen != wlen || memcmp(got, want, wlen) != 0)
+                unit_fail(name, "got %zu octets \"%s\", want %zu \"%s\"",
+                          got ? glen : 0, got ? got : "(none)", wlen, want);
+            free(got);
+            free(want);
+        }
+    }
+    big = long_message(&len);
+    unit_int_eq("long", deliver_iov(p, big, len, 1000, &r), 0);
+    snprintf(path, sizeof(path), "%s/data-%zu.bin", s.dir, ++nth);
+    got = unit_read_file(path, &glen);
+    want = wire_form(big, len, &wlen);
+    if (got == NULL || glen != wlen || memcmp(got, want, wlen) != 0)
+        unit_fail("long in pieces", "got %zu octets, want %zu", got ? glen : 0,
+                  wlen);
     free(got);
     free(want);
     free(big);
@@ -1843,6 +1923,7 @@ main(void)
         cmocka_unit_test_teardown(test_auth_file, teardown),
         cmocka_unit_test_teardown(test_sink_delivery, teardown),
         cmocka_unit_test_teardown(test_wire_octets, teardown),
+        cmocka_unit_test_teardown(test_wire_pieces, teardown),
         cmocka_unit_test_teardown(test_xforward, teardown),
         cmocka_unit_test_teardown(test_rejects, teardown),
         cmocka_unit_test_teardown(test_unreachable, teardown),
