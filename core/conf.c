@@ -69,9 +69,19 @@ const struct cfg_option conf_options[] = {
      "system's host name)",
      NULL, 0, 0, 0},
     {"user", CFG_STRING, NULL,
-     "user to run as after binding the listeners and reading keys", NULL, 0,
-     0, 0},
+     "user to run as after binding the listeners; the chain and its keys "
+     "are read as this user, at start and at each reload",
+     NULL, 0, 0, 0},
     {"group", CFG_STRING, NULL, "group to run as (default: the user's group)",
+     NULL, 0, 0, 0},
+    {"run_as_root", CFG_BOOL, "no",
+     "let relaychaind started as root keep running as root when user is "
+     "not set (it refuses to start otherwise)",
+     NULL, 0, 0, 0},
+    {"control_socket", CFG_STRING, "/run/relaychain/control",
+     "UNIX socket (absolute path) on which relaychaind answers "
+     "\"relaychain status\" and \"relaychain reload\"; only root and the "
+     "daemon's user may connect",
      NULL, 0, 0, 0},
     {"max_connections", CFG_INT, "1000", "SMTP connections at once, in all",
      NULL, 1, 100000, 0},
@@ -225,6 +235,14 @@ conf_check(struct conf *cf, struct err *e)
     if ((s = cfg_str(c, "milter_listen")) != NULL &&
         milterd_check_listen(s, e) < 0)
         return cfg_err(e, c, "milter_listen", "%s", e->text);
+    /* A relative name would depend on the daemon's working directory,
+     * and a UNIX socket name has a small fixed size. */
+    s = cfg_str(c, "control_socket");
+    if (s[0] != '/' || strlen(s) >= CONF_SOCKET_PATH_MAX)
+        return cfg_err(e, c, "control_socket",
+                       "'%.64s' is not an absolute path of at most %d "
+                       "octets",
+                       s, CONF_SOCKET_PATH_MAX - 1);
     s = cfg_str(c, "milter_socket_mode");
     if (s[0] == '\0' || strspn(s, "01234567") != strlen(s) || strlen(s) > 4)
         return cfg_err(e, c, "milter_socket_mode",

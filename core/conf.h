@@ -18,6 +18,8 @@
 #define RC_SYSCONFDIR "/etc"
 #endif
 #define CONF_DEFAULT_PATH RC_SYSCONFDIR "/relaychain/relaychain.conf"
+/* The longest control_socket name: sun_path has 108 octets on Linux. */
+#define CONF_SOCKET_PATH_MAX 108
 
 extern const struct cfg_option conf_options[];
 

@@ -52,6 +52,7 @@ mtd_ready() {
 
 mtd_start() {
     local i pid
+    rcd_test_conf "$2"
     "$RCDT" -f -c "$2" 2>>"$T/$1.log" &
     pid=$!
     smtpd_track "$pid"
