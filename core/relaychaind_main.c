@@ -686,15 +686,18 @@ control_status(const struct control *ct, struct reply *r)
                       "%s: no database loaded from %s (mail is "
                       "tempfailed)\n",
                       st[i]->name, av.database_directory);
-        } else {
+        } else if (av.version > 0 && av.built > 0) {
             fmt_time((time_t)av.built, when, sizeof(when));
             fmt_age((long long)now - av.built, age, sizeof(age));
             reply_add(r,
                       "%s: database version %lld of %s (%s old), %u "
                       "signatures, %s\n",
-                      st[i]->name, av.version, av.built > 0 ? when : "?",
-                      av.built > 0 ? age : "?", av.signatures,
+                      st[i]->name, av.version, when, age, av.signatures,
                       av.database_directory);
+        } else {
+            /* Signature files without a daily.cvd carry no version. */
+            reply_add(r, "%s: database without a version, %u signatures, %s\n",
+                      st[i]->name, av.signatures, av.database_directory);
         }
     }
     smtpd_runtime_release(rt);
