@@ -521,7 +521,7 @@ control_open(struct control *ct, const struct cfg *boot, uid_t uid, gid_t gid,
     if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
         return err_sys(e, ERR_IO, "control_socket: socket");
     /* Made 0600 from the start: no moment in which others may connect. */
-    old = umask(077);
+    old = umask(0177);
     if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
         umask(old);
         cfg_err(e, boot, "control_socket", "bind %s: %s", path,
