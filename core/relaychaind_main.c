@@ -373,10 +373,14 @@ reload_request(int quit)
     unsigned long want;
 
     pthread_mutex_lock(&reload_lock);
-    if (quit)
+    if (quit) {
         reload_quit = 1;
-    else
+        /* A client waiting for a reload hears at once that the daemon
+         * is stopping. */
+        pthread_cond_broadcast(&reload_done_cond);
+    } else {
         reload_requests++;
+    }
     want = reload_started + 1;
     pthread_cond_signal(&reload_cond);
     pthread_mutex_unlock(&reload_lock);
@@ -812,12 +816,19 @@ control_serve(struct control *ct, int fd)
      * of the client's input, a bounded amount within a second. */
     if (shutdown(fd, SHUT_WR) == 0) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
+        struct timespec t0, t;
         size_t drained = 0;
         ssize_t n = 1;
+        long ms = 0;
 
-        while (n > 0 && drained < CONTROL_REPLY_MAX && poll(&p, 1, 1000) > 0) {
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        while (n > 0 && drained < CONTROL_REPLY_MAX && ms < 1000 &&
+               poll(&p, 1, (int)(1000 - ms)) > 0) {
             n = read(fd, line, sizeof(line));
             drained += n > 0 ? (size_t)n : 0;
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            ms = (t.tv_sec - t0.tv_sec) * 1000 +
+                 (t.tv_nsec - t0.tv_nsec) / 1000000;
         }
     }
 }
@@ -1254,10 +1265,12 @@ main(int argc, char **argv)
 
     for (i = 0; i < nlisten; i++)
         close(pfd[i].fd);
-    control_stop(&ct);
     smtpd_server_stop(srv);
-    /* A reload under way finishes first: it may still swap current. */
+    /* A reload under way finishes first: it may still swap current. The
+     * control thread stops before: a client waiting for a reload is told
+     * the daemon is stopping. */
     reload_request(1);
+    control_stop(&ct);
     pthread_join(reloader, NULL);
     {
         long long waited = 0,

@@ -97,8 +97,7 @@ flt_dkim_tool_write(const char *path, mode_t mode, const char *data,
     }
     /* The umask may have taken bits away; none may be added. The owner
      * changes before the key is in the file. */
-    if (fchmod(fd, mode) < 0 ||
-        (uid != (uid_t)-1 && fchown(fd, uid, gid) < 0))
+    if (fchmod(fd, mode) < 0 || (uid != (uid_t)-1 && fchown(fd, uid, gid) < 0))
         goto fail;
     while (done < len) {
         n = write(fd, data + done, len - done);
@@ -292,8 +291,7 @@ flt_dkim_keygen(int argc, char **argv)
         unlink(keypath);
         goto out;
     }
-    if (flt_dkim_tool_write(txtpath, 0644, zone, strlen(zone), uid, gid) <
-        0) {
+    if (flt_dkim_tool_write(txtpath, 0644, zone, strlen(zone), uid, gid) < 0) {
         unlink(keypath);
         goto out;
     }
