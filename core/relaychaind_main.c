@@ -1278,6 +1278,16 @@ main(int argc, char **argv)
                                   "shutdown_timeout");
         unsigned n;
 
+        /* The MTA's milter connections stay open after libmilter stopped
+         * listening: the messages whose chain runs finish, later ones are
+         * tempfailed, and the connections are taken back. */
+        if (md != NULL) {
+            if (milterd_drain(md, limit) > 0)
+                log_warning(NULL, "exiting with milter transactions under "
+                                  "way");
+            else
+                log_info(NULL, "all milter transactions finished");
+        }
         while ((n = smtpd_server_active(srv)) > 0 && waited < limit) {
             usleep(50000);
             waited += 50;
