@@ -62,6 +62,14 @@
  * holds the server lock while it does, and a session leaves the busy
  * list under that lock before it replays its edits, so the two never
  * write to the MTA at once.
+ *
+ * Stopping. libmilter's thread pool stops serving the MTA's connections
+ * when it stops (SIGTERM) and leaves them open, each with the runtime it
+ * holds. milterd_drain() lets the ends of message under way finish,
+ * tempfails later ones without running the chain, and then takes the
+ * connections back; every libmilter callback goes through a guard
+ * (mlfi_enter) so that none runs while it does, and none touches a
+ * connection afterwards.
  */
 #include "config.h"
 

@@ -13,7 +13,8 @@
 #      = 1s) still runs after the fork: a signature file added to the
 #      directory is loaded without any reload ("relaychain status" shows
 #      the new count);
-#   3. a configuration error without -f: the command exits 1 at once and
+#   3. with delivery = queue, status counts the messages in the queue;
+#   4. a configuration error without -f: the command exits 1 at once and
 #      prints the file:line.
 . "$top_srcdir/tests/integration/smtpd_lib.sh"
 
@@ -111,7 +112,29 @@ check "SIGTERM ends the detached daemon" \
     sh -c "[ -n '$pid' ] && ! kill -0 '$pid' 2>/dev/null"
 check "its control socket is removed" [ ! -e "$T/d/run/control" ]
 
-# 3. A configuration error, detached: the error comes back at once.
+# 3. With delivery = queue, status counts the queue: two messages for a
+# next hop that is down wait in it.
+set -- $(free_ports 2)
+qport=$1 down=$2
+rcd_conf "$T/q.conf" "$qport" "smtp:[127.0.0.1]:$down" <<EOF
+delivery = queue
+queue_directory = $T/spool
+minimal_backoff_time = 60s
+maximal_backoff_time = 60s
+EOF
+rcd_start q "$T/q.conf" "$qport" || finish
+for n in 1 2; do
+    timeout 30 swaks --server "127.0.0.1:$qport" --helo client.test.example \
+        --from alice@example.com --to bob@example.org >"$T/q$n.out" 2>&1
+done
+"$RC" status -c "$T/q.conf" >"$T/qstatus.out" 2>&1
+check "status with delivery = queue: the spool" \
+    grep -q "^delivery: queue, $T/spool\$" "$T/qstatus.out"
+check "status with delivery = queue: two messages waiting" \
+    grep -q '^queue: 2 messages, 0 on hold$' "$T/qstatus.out"
+rcd_stop q
+
+# 4. A configuration error, detached: the error comes back at once.
 { cat "$T/d/r.conf"; echo "smtpd_timeout = forever"; } >"$T/d/bad.conf"
 timeout 20 "$RCD" -c "$T/d/bad.conf" >"$T/bad.out" 2>&1
 rc=$?
@@ -120,7 +143,7 @@ check "detached start with a bad key: the file:line on stderr" \
     grep -q "bad.conf:8: " "$T/bad.out"
 
 if [ "$failures" -ne 0 ] || [ -n "${SMTPD_VERBOSE:-}" ]; then
-    for f in nouser root start status1 status2 status3 reload bad; do
+    for f in nouser root start status1 status2 status3 reload qstatus bad; do
         echo "--- $f"
         cat "$T/$f.out"
     done
