@@ -913,6 +913,7 @@ static int
 detach(int *ready_fd)
 {
     int p[2], status;
+    sigset_t none;
     ssize_t n;
     char c;
     pid_t pid;
@@ -932,6 +933,10 @@ detach(int *ready_fd)
         return -1;
     }
     close(p[1]);
+    /* The parent takes signals again: Ctrl-C leaves a slow start to run
+     * on in the background. */
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
     do
         n = read(p[0], &c, 1);
     while (n < 0 && errno == EINTR);
