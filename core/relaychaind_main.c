@@ -426,13 +426,15 @@ reload_wait(unsigned long want, int wait_s, char *note, size_t n)
  * client may send is bounded: one line of at most CONTROL_LINE_MAX
  * octets within CONTROL_TIMEOUT_S seconds, and the replies are written
  * with the same deadline, so a client that stalls costs one thread a few
- * seconds. One thread serves the clients one after the other; a reload
- * a client asked for is waited for at most CONTROL_RELOAD_WAIT_S.
+ * seconds. Each client has a thread of its own, at most
+ * CONTROL_CLIENTS_MAX at once, so "status" answers while another client
+ * waits for its reload (at most CONTROL_RELOAD_WAIT_S).
  */
 #define CONTROL_LINE_MAX 64
 #define CONTROL_TIMEOUT_S 5
 #define CONTROL_RELOAD_WAIT_S 600
 #define CONTROL_REPLY_MAX 8192
+#define CONTROL_CLIENTS_MAX 8
 
 /* A reply under construction: appends are cut at the buffer's end. */
 struct reply {
@@ -454,7 +456,16 @@ struct control {
     struct smtpd_server *srv;
     int queue_mode;
     char queue_dir[PATH_MAX];
-    struct reply *reply; /* the control thread's answer buffer */
+    /* clients served now, each on a thread of its own */
+    pthread_mutex_t lock;
+    pthread_cond_t idle;
+    unsigned clients;
+};
+
+/* One client of the control socket, on its own thread. */
+struct control_client {
+    struct control *ct;
+    int fd;
 };
 
 /* control_addr - the sockaddr of path; -1 when it does not fit. */
@@ -768,9 +779,8 @@ control_write(int fd, const char *p, size_t len)
 }
 
 static void
-control_serve(struct control *ct, int fd)
+control_serve(struct control *ct, int fd, struct reply *rp)
 {
-    struct reply *rp = ct->reply;
     struct timeval tv = {.tv_sec = CONTROL_TIMEOUT_S};
     char line[CONTROL_LINE_MAX + 1], note[RELOAD_NOTE_MAX];
     struct ucred cred;
@@ -834,11 +844,65 @@ control_serve(struct control *ct, int fd)
 }
 
 static void *
+control_client_thread(void *p)
+{
+    struct control_client *cc = p;
+    struct control *ct = cc->ct;
+    struct reply *rp;
+
+    if ((rp = malloc(sizeof(*rp))) != NULL)
+        control_serve(ct, cc->fd, rp);
+    close(cc->fd);
+    free(rp);
+    free(cc);
+    pthread_mutex_lock(&ct->lock);
+    ct->clients--;
+    pthread_cond_broadcast(&ct->idle);
+    pthread_mutex_unlock(&ct->lock);
+    return NULL;
+}
+
+/* control_accept - a thread for the client on fd, unless
+ * CONTROL_CLIENTS_MAX are served already (then one "busy" line). */
+static void
+control_accept(struct control *ct, int fd, pthread_attr_t *attr)
+{
+    static const char busy[] = "error: busy, try again\n";
+    struct control_client *cc = NULL;
+    pthread_t tid;
+
+    pthread_mutex_lock(&ct->lock);
+    if (ct->clients < CONTROL_CLIENTS_MAX &&
+        (cc = malloc(sizeof(*cc))) != NULL) {
+        ct->clients++;
+        cc->ct = ct;
+        cc->fd = fd;
+    }
+    pthread_mutex_unlock(&ct->lock);
+    if (cc != NULL &&
+        pthread_create(&tid, attr, control_client_thread, cc) == 0)
+        return;
+    if (cc != NULL) {
+        free(cc);
+        pthread_mutex_lock(&ct->lock);
+        ct->clients--;
+        pthread_mutex_unlock(&ct->lock);
+    }
+    (void)send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    close(fd);
+}
+
+static void *
 control_thread(void *p)
 {
     struct control *ct = p;
     struct pollfd pfd[2];
+    pthread_attr_t attr;
     int fd;
+
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, SESSION_STACK);
 
     pfd[0].fd = ct->fd;
     pfd[0].events = POLLIN;
@@ -860,17 +924,17 @@ control_thread(void *p)
                 usleep(100000);
             continue;
         }
-        control_serve(ct, fd);
-        close(fd);
+        control_accept(ct, fd, &attr);
     }
+    pthread_attr_destroy(&attr);
     return NULL;
 }
 
 static int
 control_start(struct control *ct, struct err *e)
 {
-    if ((ct->reply = calloc(1, sizeof(*ct->reply))) == NULL)
-        return err_nomem(e);
+    pthread_mutex_init(&ct->lock, NULL);
+    pthread_cond_init(&ct->idle, NULL);
     if (pipe2(ct->stop, O_CLOEXEC) < 0)
         return err_sys(e, ERR_IO, "control: pipe");
     if ((errno = pthread_create(&ct->tid, NULL, control_thread, ct)) != 0)
@@ -889,6 +953,14 @@ control_stop(struct control *ct)
         pthread_join(ct->tid, NULL);
         close(ct->stop[0]);
         close(ct->stop[1]);
+        /* Each client ends within its deadlines; one waiting for a
+         * reload has been told the daemon stops (reload_request). */
+        pthread_mutex_lock(&ct->lock);
+        while (ct->clients > 0)
+            pthread_cond_wait(&ct->idle, &ct->lock);
+        pthread_mutex_unlock(&ct->lock);
+        pthread_cond_destroy(&ct->idle);
+        pthread_mutex_destroy(&ct->lock);
     }
     if (ct->fd >= 0) {
         close(ct->fd);
@@ -897,7 +969,6 @@ control_stop(struct control *ct)
         (void)unlink(ct->path);
     }
     free(ct->path);
-    free(ct->reply);
 }
 
 /* ------------------------------------------------------------- start */

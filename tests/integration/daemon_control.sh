@@ -16,7 +16,7 @@
 #      reload says ok again;
 #   4. the socket is the daemon user's, mode 0600; another user is
 #      refused; a line over 64 octets and an unknown command get an
-#      error line; a second daemon on the same control_socket refuses to
+#      error line; a client that says nothing does not hold up status; a second daemon on the same control_socket refuses to
 #      start while the first answers; after kill -9 the stale socket is
 #      replaced at the next start;
 #   5. with no daemon, status says "not running" and exits 1, and reload
@@ -140,6 +140,30 @@ check "an unknown command is answered with an error" \
     sh -c "sed -n 2p '$T/raw.out' | grep -q '^error: unknown command (status, reload)\$'"
 check "a command without its line end is refused" \
     sh -c "sed -n 3p '$T/raw.out' | grep -q '^error: '"
+# A client that connects and says nothing holds only its own thread:
+# status answers meanwhile, well within the 5 s the silent one is given.
+"$PY" - "$ctl" "$RC" "$T/r.conf" >"$T/stall.out" 2>&1 <<'EOF'
+import socket, subprocess, sys, time
+silent = socket.socket(socket.AF_UNIX)
+silent.connect(sys.argv[1])
+time.sleep(0.2)
+t0 = time.monotonic()
+out = subprocess.run([sys.argv[2], "status", "-c", sys.argv[3]],
+                     capture_output=True, timeout=30).stdout.decode()
+took = time.monotonic() - t0
+print("status took %.2f s: %s" % (took, out.splitlines()[0] if out else ""))
+t0 = time.monotonic()
+silent.settimeout(20)
+reply = silent.makefile("rb").read().decode()
+print("silent client answered after %.1f s: %s" % (
+    time.monotonic() - t0, reply.strip()))
+sys.exit(0 if took < 2 and out.startswith("status: running") else 1)
+EOF
+rc=$?
+check "status answers while a silent client holds the socket ($(head -n 1 "$T/stall.out"))" \
+    [ "$rc" -eq 0 ]
+check "the silent client is answered with an error at its deadline" \
+    grep -q 'silent client answered after .*: error: one command line' "$T/stall.out"
 sed -e "s/^smtp_listen = .*/smtp_listen = 127.0.0.1:$port2/" "$T/r.conf" \
     >"$T/second.conf"
 timeout 30 "$RCD" -f -c "$T/second.conf" >"$T/second.out" 2>&1
@@ -175,8 +199,8 @@ rcd_clean_log rcd
 
 if [ "$failures" -ne 0 ] || [ -n "${SMTPD_VERBOSE:-}" ]; then
     tail -n 30 "$T/rcd.log"
-    for f in start1 reload1 reload2 reload3 status2 status4 raw second \
-        stale other; do
+    for f in start1 reload1 reload2 reload3 status2 status4 raw stall \
+        second stale other; do
         echo "--- $f"
         cat "$T/$f.out"
     done
