@@ -1124,7 +1124,7 @@ main(int argc, char **argv)
     const struct cfg *cfg;
     pthread_attr_t attr;
     sigset_t sigs;
-    size_t nlisten, i;
+    size_t nlisten, nbound = 0, i;
     int foreground = 0, c, sfd, stop = 0, ready_fd = -1, fac, rc;
     uid_t uid;
     gid_t gid;
@@ -1195,7 +1195,7 @@ main(int argc, char **argv)
     mime_init();
     if (root_check(boot, &e) < 0 || user_ids(boot, &uid, &gid, &e) < 0) {
         fprintf(stderr, "relaychaind: %s\n", e.text);
-        return 1;
+        goto fail;
     }
     nlisten = cfg_list(boot, "smtp_listen", &listen_specs);
     if (nlisten == 0 && cfg_str(boot, "milter_listen") == NULL) {
@@ -1203,18 +1203,19 @@ main(int argc, char **argv)
                 "relaychaind: %s: neither smtp_listen nor "
                 "milter_listen is set: nothing to listen on\n",
                 path);
-        return 1;
+        goto fail;
     }
     if (nlisten > LISTEN_MAX) {
         fprintf(stderr, "relaychaind: at most %d listeners\n", LISTEN_MAX);
-        return 1;
+        goto fail;
     }
     for (i = 0; i < nlisten; i++) {
         if ((pfd[i].fd = listen_one(listen_specs[i], &e)) < 0) {
             fprintf(stderr, "relaychaind: %s\n", e.text);
-            return 1;
+            goto fail;
         }
         pfd[i].events = POLLIN;
+        nbound++;
     }
     /* The milter socket, like the SMTP ones, is made before privileges
      * are dropped (a socket inside Postfix's queue directory, chown). */
@@ -1223,22 +1224,20 @@ main(int argc, char **argv)
          pipe2(mpipe, O_CLOEXEC) < 0)) {
         fprintf(stderr, "relaychaind: %s\n",
                 md == NULL ? e.text : strerror(errno));
-        return 1;
+        goto fail;
     }
     if (control_open(&ct, boot, uid, gid, &e) < 0 ||
         drop_privileges(cfg_str(boot, "user"), cfg_str(boot, "group"), &e) <
             0) {
         fprintf(stderr, "relaychaind: %s\n", e.text);
-        control_stop(&ct);
-        return 1;
+        goto fail;
     }
     /* The chain, its keys and databases are read as the user, as every
      * reload reads them: a key only root can read stops the start here
      * instead of failing each reload later. */
     if ((current = runtime_load(path, &e)) == NULL) {
         fprintf(stderr, "relaychaind: %s\n", e.text);
-        control_stop(&ct);
-        return 1;
+        goto fail;
     }
     cfg = smtpd_runtime_conf(current)->cfg;
     /* delivery = queue: the spool's directories and lock are taken here,
@@ -1246,8 +1245,7 @@ main(int argc, char **argv)
     if (cfg_enum(cfg, "delivery") == 1 &&
         (spool = queue_open(cfg, &e)) == NULL) {
         fprintf(stderr, "relaychaind: %s\n", e.text);
-        control_stop(&ct);
-        return 1;
+        goto fail;
     }
     /* With a milter, libmilter's own thread takes SIGTERM, SIGHUP and
      * SIGINT (sigwait) and ends smfi_main(); the daemon keeps SIGUSR1. */
@@ -1258,8 +1256,7 @@ main(int argc, char **argv)
     }
     if ((sfd = signalfd(-1, &sfd_sigs, SFD_CLOEXEC)) < 0) {
         fprintf(stderr, "relaychaind: signalfd: %s\n", strerror(errno));
-        control_stop(&ct);
-        return 1;
+        goto fail;
     }
     pfd[nlisten].fd = sfd;
     pfd[nlisten].events = POLLIN;
@@ -1392,4 +1389,25 @@ main(int argc, char **argv)
     cfg_free(boot);
     log_close();
     return 0;
+
+fail:
+    /* The start failed before any thread of the daemon's own ran: what
+     * was taken is given back (the stages' threads end with their
+     * runtime), and the milter and control sockets are removed. */
+    for (i = 0; i < nbound; i++)
+        close(pfd[i].fd);
+    if (spool != NULL)
+        queue_free(spool);
+    if (current != NULL)
+        smtpd_runtime_release(current);
+    (void)milterd_wait(md);
+    if (mpipe[0] >= 0) {
+        close(mpipe[0]);
+        close(mpipe[1]);
+    }
+    control_stop(&ct);
+    cfg_free(boot);
+    mime_shutdown();
+    log_close();
+    return 1;
 }
