@@ -263,7 +263,38 @@ accept_one(struct smtpd_server *srv, int lfd, pthread_attr_t *attr)
 struct reload_arg {
     const char *path;
     struct queue *spool;
+    const struct cfg *boot; /* what the start bound and became */
 };
+
+/* reload_restart_keys - the keys of the main file that only a restart
+ * applies, named in note (at most n) when cfg changed one. */
+static void
+reload_restart_keys(const struct cfg *boot, const struct cfg *cfg, char *note,
+                    size_t n)
+{
+    static const char *const keys[] = {
+        "smtp_listen",         "milter_listen",  "milter_socket_mode",
+        "milter_socket_group", "user",           "group",
+        "run_as_root",         "control_socket", "syslog_name",
+        "syslog_facility",
+    };
+    size_t i, o = 0;
+
+    note[0] = '\0';
+    for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        const char *a = cfg_raw(boot, keys[i]), *b = cfg_raw(cfg, keys[i]);
+
+        if ((a == NULL) == (b == NULL) && (a == NULL || strcmp(a, b) == 0))
+            continue;
+        log_warning(NULL, "%s changed; restart relaychaind to use it",
+                    keys[i]);
+        if (o < n)
+            o += (size_t)snprintf(note + o, n - o,
+                                  "; %s changed: restart "
+                                  "relaychaind to use it",
+                                  keys[i]);
+    }
+}
 
 /* reload - build the configuration again and swap it in. Returns 0 with
  * what was done in note, or -1 with "file:line: reason" in e, the
@@ -277,6 +308,7 @@ reload(const struct reload_arg *ra, char *note, size_t notelen, struct err *e)
     const struct stage *const *st;
     const struct cfg *cfg;
     const char *restart = "";
+    char keys[512];
     size_t n;
 
     if ((rt = runtime_load(path, e)) == NULL)
@@ -299,9 +331,10 @@ reload(const struct reload_arg *ra, char *note, size_t notelen, struct err *e)
     smtpd_runtime_release(old);
     if (qs != NULL)
         queue_settings_apply(ra->spool, qs);
+    reload_restart_keys(ra->boot, cfg, keys, sizeof(keys));
     n = chain_stages(smtpd_runtime_conf(rt)->chain, &st);
-    snprintf(note, notelen, "configuration %s, chain of %zu stage(s)%s", path,
-             n, restart);
+    snprintf(note, notelen, "configuration %s, chain of %zu stage(s)%s%s",
+             path, n, restart, keys);
     log_info(NULL, "reload: configuration %s, chain of %zu stage(s)", path, n);
     return 0;
 }
@@ -1286,6 +1319,7 @@ main(int argc, char **argv)
     pthread_attr_setstacksize(&attr, SESSION_STACK);
     ra.path = path;
     ra.spool = spool;
+    ra.boot = boot;
     if (pthread_create(&reloader, NULL, reload_thread, &ra) != 0) {
         log_error(NULL, "cannot start the reload thread: %s", strerror(errno));
         return 1;

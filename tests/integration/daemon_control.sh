@@ -11,6 +11,7 @@
 #      socket;
 #   3. a reload that fails -- the key given back to root, an unknown key
 #      in relaychain.conf -- exits 1 and prints the file:line and reason;
+#      one that changes a key only a restart applies says so;
 #      the running configuration keeps relaying and signing; "relaychain
 #      status" repeats the failure as the last reload, and after a good
 #      reload says ok again;
@@ -109,6 +110,16 @@ check "reload with an unknown key: the file:line" \
 sed -i '/^no_such_key/d' "$T/r.conf"
 "$RC" reload -c "$T/r.conf" >"$T/reload4.out" 2>&1
 check "a good reload after failed ones: exit 0" [ $? -eq 0 ]
+# A key only a restart applies: the reload says so, and keeps going.
+cp "$T/r.conf" "$T/r.conf.keep"
+sed -i -e "s/^smtp_listen = .*/smtp_listen = 127.0.0.1:$port2/" "$T/r.conf"
+"$RC" reload -c "$T/r.conf" >"$T/reload5.out" 2>&1
+rc=$?
+check "a reload that changes smtp_listen: exit 0 ($rc)" [ "$rc" -eq 0 ]
+check "a reload that changes smtp_listen says a restart applies it" \
+    grep -q '; smtp_listen changed: restart relaychaind to use it$' "$T/reload5.out"
+cp "$T/r.conf.keep" "$T/r.conf"
+"$RC" reload -c "$T/r.conf" >/dev/null 2>&1
 "$RC" status -c "$T/r.conf" >"$T/status4.out" 2>&1
 rc=$?
 check "status: exit 0 while running ($rc)" [ "$rc" -eq 0 ]
@@ -199,7 +210,7 @@ rcd_clean_log rcd
 
 if [ "$failures" -ne 0 ] || [ -n "${SMTPD_VERBOSE:-}" ]; then
     tail -n 30 "$T/rcd.log"
-    for f in start1 reload1 reload2 reload3 status2 status4 raw stall \
+    for f in start1 reload1 reload2 reload3 reload5 status2 status4 raw stall \
         second stale other; do
         echo "--- $f"
         cat "$T/$f.out"
