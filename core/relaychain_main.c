@@ -785,10 +785,12 @@ cmd_ctl(int argc, char **argv)
                 progname, sock);
         rc = 1;
     } else if (rc == 0 && !reload) {
-        fputs(reply, stdout);
         rc = strncmp(reply, "status: running\n", 16) == 0 ? 0 : 1;
-        if (rc != 0 && reply[0] == '\0')
-            fprintf(stderr, "%s: %s: empty answer\n", progname, sock);
+        if (rc == 0)
+            fputs(reply, stdout);
+        else
+            fprintf(stderr, "%s: status: %s", progname,
+                    reply[0] != '\0' ? reply : "no answer\n");
     } else if (rc == 0) {
         if (strncmp(reply, "ok: ", 4) == 0) {
             printf("%s: reload: %s", progname, reply + 4);
