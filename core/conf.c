@@ -89,9 +89,19 @@ const struct cfg_option conf_options[] = {
      "system's host name)",
      NULL, 0, 0, 0},
     {"user", CFG_STRING, NULL,
-     "user to run as after binding the listeners and reading keys", NULL, 0,
-     0, 0},
+     "user to run as after binding the listeners; the chain and its keys "
+     "are read as this user, at start and at each reload",
+     NULL, 0, 0, 0},
     {"group", CFG_STRING, NULL, "group to run as (default: the user's group)",
+     NULL, 0, 0, 0},
+    {"run_as_root", CFG_BOOL, "no",
+     "let relaychaind started as root keep running as root when user is "
+     "not set (it refuses to start otherwise)",
+     NULL, 0, 0, 0},
+    {"control_socket", CFG_STRING, "/run/relaychain/control",
+     "UNIX socket (absolute path) on which relaychaind answers "
+     "\"relaychain status\" and \"relaychain reload\"; only root and the "
+     "daemon's user may connect",
      NULL, 0, 0, 0},
     {"max_connections", CFG_INT, "1000", "SMTP connections at once, in all",
      NULL, 1, 100000, 0},
@@ -537,10 +547,9 @@ conf_check_daemon(const struct cfg *c, struct err *e)
     return 0;
 }
 
-static int
-conf_check(struct conf *cf, struct err *e)
+int
+conf_check_main(const struct cfg *c, struct err *e)
 {
-    const struct cfg *c = cf->cfg;
     struct stat st;
     const char *s;
 
@@ -574,13 +583,30 @@ conf_check(struct conf *cf, struct err *e)
         cfg_secret_check(s, &st, S_IROTH | S_IWOTH, "the next hop's password",
                          e) < 0)
         return cfg_err(e, c, "next_hop_auth_file", "%s", e->text);
+    /* A relative name would depend on the daemon's working directory,
+     * and a UNIX socket name has a small fixed size. */
+    s = cfg_str(c, "control_socket");
+    if (s[0] != '/' || strlen(s) >= CONF_SOCKET_PATH_MAX)
+        return cfg_err(e, c, "control_socket",
+                       "'%.64s' is not an absolute path of at most %d "
+                       "octets",
+                       s, CONF_SOCKET_PATH_MAX - 1);
     s = cfg_str(c, "milter_socket_mode");
     /* As milterd_open() reads it: permission bits only, at most 0777. */
     if (s[0] == '\0' || strspn(s, "01234567") != strlen(s) || strlen(s) > 4 ||
         strtol(s, NULL, 8) > 0777)
         return cfg_err(e, c, "milter_socket_mode",
                        "'%.16s' is not an octal mode such as 0660", s);
-    if (conf_check_daemon(c, e) < 0)
+    return conf_check_daemon(c, e);
+}
+
+/* conf_check - conf_check_main, then the message limits of cf. */
+static int
+conf_check(struct conf *cf, struct err *e)
+{
+    const struct cfg *c = cf->cfg;
+
+    if (conf_check_main(c, e) < 0)
         return -1;
     cf->limits.message_size = (size_t)cfg_num(c, "message_size_limit");
     cf->limits.header_count = (size_t)cfg_num(c, "header_limit");

@@ -23,6 +23,8 @@
 #define RC_LOCALSTATEDIR "/var"
 #endif
 #define CONF_SPOOL_DIR RC_LOCALSTATEDIR "/spool/relaychain"
+/* The longest control_socket name: sun_path has 108 octets on Linux. */
+#define CONF_SOCKET_PATH_MAX 108
 
 extern const struct cfg_option conf_options[];
 
@@ -38,6 +40,12 @@ struct conf {
  * so "relaychain check" refuses what the daemon would. NULL with e set to
  * "path:line: key: reason" on failure. */
 struct conf *conf_load(const char *path, struct err *e);
+
+/* conf_check_main - what a validated main file must hold beyond the
+ * values of its keys (listeners, user, networks, directories, milter
+ * socket, secret files), one path for "relaychain check", start-up and
+ * reload. 0, or -1 with e naming file:line and the key. */
+int conf_check_main(const struct cfg *c, struct err *e);
 
 /* conf_load_flags - the same; CONF_LOAD_CHECK loads the chain for
  * checking only (CHAIN_LOAD_CHECK): every stage setting is checked, but

@@ -67,6 +67,14 @@
  * holds the server lock while it does, and a session leaves the busy
  * list under that lock before it replays its edits, so the two never
  * write to the MTA at once.
+ *
+ * Stopping. libmilter's thread pool stops serving the MTA's connections
+ * when it stops (SIGTERM) and leaves them open, each with the runtime it
+ * holds. milterd_drain() lets the ends of message under way finish,
+ * tempfails later ones without running the chain, and then takes the
+ * connections back; every libmilter callback goes through a guard
+ * (mlfi_enter) so that none runs while it does, and none touches a
+ * connection afterwards.
  */
 #include "config.h"
 
@@ -174,6 +182,8 @@ struct milterd_server {
     long interval_ms;
     struct milterd_session *busy; /* sessions in chain_run */
     struct memlimit *mem;         /* shared with smtpd; NULL: no count */
+    unsigned inflight;            /* sessions in milterd_eom */
+    int draining;                 /* milterd_drain() was called */
 };
 
 struct milterd_session {
@@ -1120,6 +1130,39 @@ milterd_tempfail(struct milterd_session *s, const char *reply)
     return MILTERD_TEMPFAIL;
 }
 
+/* --------------------------------------------------------- draining */
+
+/* milterd_inflight_enter - count an end of message under way; -1 when
+ * the daemon is stopping, and the chain must not start. */
+static int
+milterd_inflight_enter(struct milterd_session *s)
+{
+    struct milterd_server *srv = s->srv;
+    int rc = 0;
+
+    if (srv == NULL)
+        return 0;
+    pthread_mutex_lock(&srv->lock);
+    if (srv->draining)
+        rc = -1;
+    else
+        srv->inflight++;
+    pthread_mutex_unlock(&srv->lock);
+    return rc;
+}
+
+static void
+milterd_inflight_leave(struct milterd_session *s)
+{
+    struct milterd_server *srv = s->srv;
+
+    if (srv == NULL)
+        return;
+    pthread_mutex_lock(&srv->lock);
+    srv->inflight--;
+    pthread_mutex_unlock(&srv->lock);
+}
+
 /* --------------------------------------------------------- progress */
 
 static void
@@ -1295,6 +1338,14 @@ milterd_eom(struct milterd_session *s)
 
     memset(&res, 0, sizeof(res));
     err_clear(&e);
+    if (milterd_inflight_enter(s) < 0) {
+        log_info(milterd_qid(s), "milter-tempfail: END-OF-MESSAGE: "
+                                 "relaychaind is stopping");
+        st = milterd_tempfail(s, "451 4.3.2 Error: the content filter is "
+                                 "stopping, try again later");
+        milterd_reset(s);
+        return st;
+    }
     if (s->broken || s->m == NULL) {
         log_error(milterd_qid(s), "milter: %s",
                   s->m == NULL ? "end of message outside a transaction"
@@ -1419,6 +1470,7 @@ out:
                                 : "Accepted");
     chain_result_fini(&res);
     milterd_reset(s);
+    milterd_inflight_leave(s);
     return st;
 }
 
@@ -1462,6 +1514,8 @@ milterd_check_listen(const char *spec, struct err *e)
 
 /* --------------------------------------------------------- libmilter */
 
+struct mlfi_conn;
+
 struct milterd {
     char *spec;
     char *unix_path; /* NULL for inet */
@@ -1473,6 +1527,11 @@ struct milterd {
     pthread_t tid;
     int running;
     int rc;
+    /* Under srv->lock: the MTA's connections, the callbacks running now,
+     * and whether milterd_drain() took the connections back. */
+    struct mlfi_conn *conns;
+    unsigned calls;
+    int reaped;
 };
 
 /* Set once by milterd_run() before smfi_main starts; see the file
@@ -1482,6 +1541,7 @@ static struct milterd *milterd_running;
 struct mlfi_conn {
     struct smtpd_runtime *rt;
     struct milterd_session *s;
+    struct mlfi_conn *next; /* md->conns */
 };
 
 static int
@@ -1610,6 +1670,10 @@ mlfi_conn(SMFICTX *ctx, unsigned long act, unsigned long proto)
         free(c);
         return NULL;
     }
+    pthread_mutex_lock(&md->srv->lock);
+    c->next = md->conns;
+    md->conns = c;
+    pthread_mutex_unlock(&md->srv->lock);
     return c;
 }
 
@@ -1791,14 +1855,193 @@ static sfsistat
 mlfi_close(SMFICTX *ctx)
 {
     struct mlfi_conn *c = smfi_getpriv(ctx);
+    struct milterd *md = milterd_running;
 
     if (c == NULL)
         return SMFIS_CONTINUE;
     (void)smfi_setpriv(ctx, NULL);
+    if (md != NULL) {
+        struct mlfi_conn **pp;
+
+        pthread_mutex_lock(&md->srv->lock);
+        for (pp = &md->conns; *pp != NULL; pp = &(*pp)->next)
+            if (*pp == c) {
+                *pp = c->next;
+                break;
+            }
+        pthread_mutex_unlock(&md->srv->lock);
+    }
     milterd_session_free(c->s);
     smtpd_runtime_release(c->rt);
     free(c);
     return SMFIS_CONTINUE;
+}
+
+/*
+ * The guard around every callback. After SIGTERM, libmilter's thread
+ * pool stops serving the MTA's open connections and leaves them as they
+ * are (the program is shutting down, its source says), each with the
+ * runtime it holds; milterd_drain() takes them back once no callback
+ * runs. A callback that starts after that -- a worker still finishing
+ * the commands it had read -- answers tempfail and touches nothing.
+ */
+static int
+mlfi_enter(void)
+{
+    struct milterd *md = milterd_running;
+    int ok;
+
+    if (md == NULL)
+        return 0;
+    pthread_mutex_lock(&md->srv->lock);
+    if ((ok = !md->reaped))
+        md->calls++;
+    pthread_mutex_unlock(&md->srv->lock);
+    return ok;
+}
+
+static void
+mlfi_leave(void)
+{
+    struct milterd *md = milterd_running;
+
+    pthread_mutex_lock(&md->srv->lock);
+    md->calls--;
+    pthread_mutex_unlock(&md->srv->lock);
+}
+
+static sfsistat
+mlfi_g_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
+                 unsigned long f2, unsigned long f3, unsigned long *pf0,
+                 unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
+{
+    sfsistat r = SMFIS_TEMPFAIL;
+
+    if (mlfi_enter()) {
+        r = mlfi_negotiate(ctx, f0, f1, f2, f3, pf0, pf1, pf2, pf3);
+        mlfi_leave();
+    }
+    return r;
+}
+
+static sfsistat
+mlfi_g_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
+{
+    sfsistat r = SMFIS_TEMPFAIL;
+
+    if (mlfi_enter()) {
+        r = mlfi_connect(ctx, hostname, sa);
+        mlfi_leave();
+    }
+    return r;
+}
+
+static sfsistat
+mlfi_g_helo(SMFICTX *ctx, char *helo)
+{
+    sfsistat r = SMFIS_TEMPFAIL;
+
+    if (mlfi_enter()) {
+        r = mlfi_helo(ctx, helo);
+        mlfi_leave();
+    }
+    return r;
+}
+
+static sfsistat
+mlfi_g_envfrom(SMFICTX *ctx, char **argv)
+{
+    sfsistat r = SMFIS_TEMPFAIL;
+
+    if (mlfi_enter()) {
+        r = mlfi_envfrom(ctx, argv);
+        mlfi_leave();
+    }
+    return r;
+}
+
+static sfsistat
+mlfi_g_envrcpt(SMFICTX *ctx, char **argv)
+{
+    sfsistat r = SMFIS_TEMPFAIL;
+
+    if (mlfi_enter()) {
+        r = mlfi_envrcpt(ctx, argv);
+        mlfi_leave();
+    }
+    return r;
+}
+
+static sfsistat
+mlfi_g_header(SMFICTX *ctx, char *name, char *value)
+{
+    sfsistat r = SMFIS_TEMPFAIL;
+
+    if (mlfi_enter()) {
+        r = mlfi_header(ctx, name, value);
+        mlfi_leave();
+    }
+    return r;
+}
+
+static sfsistat
+mlfi_g_eoh(SMFICTX *ctx)
+{
+    sfsistat r = SMFIS_TEMPFAIL;
+
+    if (mlfi_enter()) {
+        r = mlfi_eoh(ctx);
+        mlfi_leave();
+    }
+    return r;
+}
+
+static sfsistat
+mlfi_g_body(SMFICTX *ctx, unsigned char *p, size_t len)
+{
+    sfsistat r = SMFIS_TEMPFAIL;
+
+    if (mlfi_enter()) {
+        r = mlfi_body(ctx, p, len);
+        mlfi_leave();
+    }
+    return r;
+}
+
+static sfsistat
+mlfi_g_eom(SMFICTX *ctx)
+{
+    sfsistat r = SMFIS_TEMPFAIL;
+
+    if (mlfi_enter()) {
+        r = mlfi_eom(ctx);
+        mlfi_leave();
+    }
+    return r;
+}
+
+static sfsistat
+mlfi_g_abort(SMFICTX *ctx)
+{
+    sfsistat r = SMFIS_CONTINUE;
+
+    if (mlfi_enter()) {
+        r = mlfi_abort(ctx);
+        mlfi_leave();
+    }
+    return r;
+}
+
+static sfsistat
+mlfi_g_close(SMFICTX *ctx)
+{
+    sfsistat r = SMFIS_CONTINUE;
+
+    if (mlfi_enter()) {
+        r = mlfi_close(ctx);
+        mlfi_leave();
+    }
+    return r;
 }
 
 /* milterd_listen_fd - the listening socket libmilter opened for md: the
@@ -1923,17 +2166,17 @@ milterd_open(const struct cfg *c, struct err *e)
     desc.xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGBODY |
                       SMFIF_ADDRCPT | SMFIF_ADDRCPT_PAR | SMFIF_DELRCPT |
                       SMFIF_QUARANTINE | SMFIF_CHGFROM | SMFIF_SETSYMLIST;
-    desc.xxfi_connect = mlfi_connect;
-    desc.xxfi_helo = mlfi_helo;
-    desc.xxfi_envfrom = mlfi_envfrom;
-    desc.xxfi_envrcpt = mlfi_envrcpt;
-    desc.xxfi_header = mlfi_header;
-    desc.xxfi_eoh = mlfi_eoh;
-    desc.xxfi_body = mlfi_body;
-    desc.xxfi_eom = mlfi_eom;
-    desc.xxfi_abort = mlfi_abort;
-    desc.xxfi_close = mlfi_close;
-    desc.xxfi_negotiate = mlfi_negotiate;
+    desc.xxfi_connect = mlfi_g_connect;
+    desc.xxfi_helo = mlfi_g_helo;
+    desc.xxfi_envfrom = mlfi_g_envfrom;
+    desc.xxfi_envrcpt = mlfi_g_envrcpt;
+    desc.xxfi_header = mlfi_g_header;
+    desc.xxfi_eoh = mlfi_g_eoh;
+    desc.xxfi_body = mlfi_g_body;
+    desc.xxfi_eom = mlfi_g_eom;
+    desc.xxfi_abort = mlfi_g_abort;
+    desc.xxfi_close = mlfi_g_close;
+    desc.xxfi_negotiate = mlfi_g_negotiate;
     if (smfi_register(desc) != MI_SUCCESS) {
         err_set(e, ERR_LIB, "smfi_register failed");
         goto fail;
@@ -2023,6 +2266,49 @@ void
 milterd_set_memlimit(struct milterd *md, struct memlimit *ml)
 {
     md->mem = ml;
+}
+
+unsigned
+milterd_drain(struct milterd *md, long long wait_ms)
+{
+    struct milterd_server *srv;
+    struct mlfi_conn *c, *list;
+    long long waited = 0;
+    unsigned n = 0;
+
+    if (md == NULL || (srv = md->srv) == NULL)
+        return 0;
+    pthread_mutex_lock(&srv->lock);
+    srv->draining = 1;
+    while (srv->inflight > 0 && waited < wait_ms) {
+        pthread_mutex_unlock(&srv->lock);
+        usleep(20000);
+        waited += 20;
+        pthread_mutex_lock(&srv->lock);
+    }
+    /* Then the connections libmilter left: no callback may be running
+     * while they are taken back (see mlfi_enter). */
+    md->reaped = 1;
+    while (md->calls > 0 && waited < wait_ms) {
+        pthread_mutex_unlock(&srv->lock);
+        usleep(20000);
+        waited += 20;
+        pthread_mutex_lock(&srv->lock);
+    }
+    list = md->calls == 0 ? md->conns : NULL;
+    if (list != NULL)
+        md->conns = NULL;
+    n = md->calls;
+    pthread_mutex_unlock(&srv->lock);
+    if (n > 0)
+        return n; /* a callback still runs: leave everything be */
+    while ((c = list) != NULL) {
+        list = c->next;
+        milterd_session_free(c->s);
+        smtpd_runtime_release(c->rt);
+        free(c);
+    }
+    return 0;
 }
 
 int

@@ -152,6 +152,15 @@ int milterd_run(struct milterd *md, milterd_hold_fn hold, int done_fd,
  * messages are held to (borrowed; called before milterd_run). */
 void milterd_set_memlimit(struct milterd *md, struct memlimit *ml);
 
+/* milterd_drain - after libmilter stopped listening: the ends of
+ * message under way finish (their chain, their edits and reply) for at
+ * most wait_ms, those that come later are tempfailed (451 4.3.2) without
+ * running the chain; then the MTA's connections, which libmilter's
+ * thread pool no longer serves, are taken back with the runtimes they
+ * hold. Returns 0, or the number of callbacks still running after
+ * wait_ms (the connections are then left as they are). */
+unsigned milterd_drain(struct milterd *md, long long wait_ms);
+
 /* milterd_wait - join the libmilter thread after it stopped and release
  * md; returns smfi_main()'s result (0 on a clean stop). */
 int milterd_wait(struct milterd *md);

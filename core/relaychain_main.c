@@ -8,6 +8,8 @@
  *                       [--client-ip IP] [--helo NAME] [--auth USER]
  *                       [--qid ID] [--explain] < in.eml > out.eml
  *     relaychain rewrite-test [-c FILE] ADDRESS
+ *     relaychain status [-c FILE]
+ *     relaychain reload [-c FILE]
  *     relaychain --version
  *
  * check loads relaychain.conf through conf_load(), the path start-up and
@@ -30,6 +32,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -83,6 +87,9 @@ usage_main(FILE *fp)
             "  queue         list, show, flush, delete, hold, release or "
             "requeue\n"
             "                queued messages (delivery = queue)\n"
+            "  status        is relaychaind running: pid, chain, queue, "
+            "last reload\n"
+            "  reload        make relaychaind reload and print the outcome\n"
             "\n"
             "  relaychain --version\n"
             "  relaychain COMMAND -h   help for one command\n");
@@ -884,6 +891,189 @@ cmd_config(int argc, char **argv)
     return 0;
 }
 
+/* ------------------------------------------------ status and reload */
+
+/*
+ * "relaychain status" and "relaychain reload" ask the running daemon over
+ * its control socket (control_socket in relaychain.conf, read without
+ * loading the chain), as "postfix status" and "postfix reload" ask the
+ * master. The daemon answers with lines: status with "key: value" lines,
+ * reload with one "ok: ..." or "failed: file:line: reason" line once the
+ * reload is done. Nothing answering on the socket means no daemon runs.
+ */
+#define CTL_REPLY_MAX 65536
+#define CTL_STATUS_TIMEOUT_S 30
+#define CTL_RELOAD_TIMEOUT_S 660 /* the daemon waits up to 600 s */
+
+static void
+usage_ctl(FILE *fp, const char *cmd)
+{
+    if (strcmp(cmd, "status") == 0)
+        fprintf(fp, "usage: relaychain status [-c FILE]\n"
+                    "\n"
+                    "Ask relaychaind whether it runs, and print its pid, "
+                    "uptime, configuration\n"
+                    "file, chain, listeners, queue size, antivirus database "
+                    "and the outcome\n"
+                    "of the last reload. Exit 0 when it runs, 1 when not.\n");
+    else
+        fprintf(fp, "usage: relaychain reload [-c FILE]\n"
+                    "\n"
+                    "Make relaychaind read its configuration and chain "
+                    "again (as SIGUSR1\n"
+                    "does) and wait for the outcome: exit 0 when the new "
+                    "configuration is\n"
+                    "in force, 1 with the file:line that failed (the "
+                    "running one is kept).\n");
+}
+
+/* ctl_socket_path - control_socket of the main file path, or the
+ * default; -1 with the reason printed. */
+static int
+ctl_socket_path(const char *path, char *out, size_t n)
+{
+    const struct cfg_option *o;
+    const char *v = NULL;
+    struct cfg *c;
+    struct err e;
+
+    err_clear(&e);
+    if ((c = cfg_parse(path, &e)) == NULL) {
+        fprintf(stderr, "%s: %s\n", progname, e.text);
+        return -1;
+    }
+    if ((v = cfg_raw(c, "control_socket")) == NULL)
+        for (o = conf_options; o->name != NULL; o++)
+            if (strcmp(o->name, "control_socket") == 0)
+                v = o->def;
+    if (v == NULL || v[0] != '/' || (size_t)snprintf(out, n, "%s", v) >= n) {
+        fprintf(stderr,
+                "%s: %s: control_socket: '%.64s' is not an "
+                "absolute path of at most %zu octets\n",
+                progname, path, v != NULL ? v : "", n - 1);
+        cfg_free(c);
+        return -1;
+    }
+    cfg_free(c);
+    return 0;
+}
+
+/* ctl_ask - send cmd on the control socket sock and read the whole
+ * answer into out (NUL-terminated). Returns 0, 1 when no daemon answers
+ * there, or -1 (reason printed). */
+static int
+ctl_ask(const char *sock, const char *cmd, int timeout_s, char *out, size_t n)
+{
+    struct timeval tv = {.tv_sec = timeout_s};
+    struct sockaddr_un sun;
+    size_t len = 0;
+    ssize_t r;
+    int fd;
+
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", sock);
+    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+        fprintf(stderr, "%s: socket: %s\n", progname, strerror(errno));
+        return -1;
+    }
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+        int err = errno;
+
+        close(fd);
+        if (err == ENOENT || err == ECONNREFUSED || err == ENOTDIR)
+            return 1;
+        fprintf(stderr, "%s: %s: %s%s\n", progname, sock, strerror(err),
+                err == EACCES ? " (run this as root or as relaychaind's user)"
+                              : "");
+        return -1;
+    }
+    if (send(fd, cmd, strlen(cmd), MSG_NOSIGNAL) < 0 ||
+        send(fd, "\n", 1, MSG_NOSIGNAL) < 0) {
+        fprintf(stderr, "%s: %s: %s\n", progname, sock, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    while (len < n - 1) {
+        r = read(fd, out + len, n - 1 - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            fprintf(stderr, "%s: %s: no answer: %s\n", progname, sock,
+                    errno == EAGAIN ? "timed out" : strerror(errno));
+            close(fd);
+            return -1;
+        }
+        if (r == 0)
+            break;
+        len += (size_t)r;
+    }
+    close(fd);
+    out[len] = '\0';
+    return 0;
+}
+
+/* cmd_ctl - "relaychain status" and "relaychain reload". */
+static int
+cmd_ctl(int argc, char **argv)
+{
+    const char *path = CONF_DEFAULT_PATH, *cmd = argv[0];
+    int reload = strcmp(cmd, "reload") == 0, c, rc;
+    char sock[CONF_SOCKET_PATH_MAX], *reply;
+
+    if (want_help(argc, argv)) {
+        usage_ctl(stdout, cmd);
+        return 0;
+    }
+    while ((c = getopt(argc, argv, "c:")) != -1) {
+        if (c == 'c') {
+            path = optarg;
+        } else {
+            usage_ctl(stderr, cmd);
+            return 1;
+        }
+    }
+    if (optind != argc) {
+        usage_ctl(stderr, cmd);
+        return 1;
+    }
+    if (ctl_socket_path(path, sock, sizeof(sock)) < 0)
+        return 1;
+    if ((reply = malloc(CTL_REPLY_MAX)) == NULL) {
+        fprintf(stderr, "%s: out of memory\n", progname);
+        return 1;
+    }
+    rc = ctl_ask(sock, cmd,
+                 reload ? CTL_RELOAD_TIMEOUT_S : CTL_STATUS_TIMEOUT_S, reply,
+                 CTL_REPLY_MAX);
+    if (rc == 1) {
+        /* As "postfix status" says it. */
+        fprintf(reload ? stderr : stdout,
+                "%s: relaychaind is not running (nothing answers on %s)\n",
+                progname, sock);
+        rc = 1;
+    } else if (rc == 0 && !reload) {
+        rc = strncmp(reply, "status: running\n", 16) == 0 ? 0 : 1;
+        if (rc == 0)
+            fputs(reply, stdout);
+        else
+            fprintf(stderr, "%s: status: %s", progname,
+                    reply[0] != '\0' ? reply : "no answer\n");
+    } else if (rc == 0) {
+        if (strncmp(reply, "ok: ", 4) == 0) {
+            printf("%s: reload: %s", progname, reply + 4);
+        } else {
+            fprintf(stderr, "%s: reload %s", progname,
+                    reply[0] != '\0' ? reply : "failed: no answer\n");
+            rc = 1;
+        }
+    }
+    free(reply);
+    return rc == 0 ? 0 : 1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -923,6 +1113,8 @@ main(int argc, char **argv)
         rc = quarantine_main(argc, argv);
     else if (strcmp(cmd, "queue") == 0)
         rc = queue_main(argc, argv);
+    else if (strcmp(cmd, "status") == 0 || strcmp(cmd, "reload") == 0)
+        rc = cmd_ctl(argc, argv);
     else {
         fprintf(stderr, "%s: unknown command '%s'\n", progname, cmd);
         usage_main(stderr);

@@ -2044,3 +2044,42 @@ const struct stage_type flt_antivirus_type = {
     .run = flt_av_run,
     .free = flt_av_free,
 };
+
+/* For "relaychain status": the engine in force now, so a reference is
+ * taken under the lock (the watcher may swap it meanwhile). */
+int
+flt_antivirus_info(const struct stage *st, struct flt_antivirus_info *info)
+{
+    struct flt_av *fa;
+    struct cl_engine *en;
+    int err = 0;
+
+    memset(info, 0, sizeof(*info));
+    if (st->type != &flt_antivirus_type || st->priv == NULL)
+        return -1;
+    fa = st->priv;
+    if (fa->kind == FLT_AV_CLAMD) {
+        info->clamd = fa->clamd_spec;
+        return 0;
+    }
+    info->database_directory = fa->dbdir;
+    pthread_mutex_lock(&fa->lock);
+    en = fa->engine;
+    if (en != NULL && cl_engine_addref(en) != CL_SUCCESS)
+        en = NULL;
+    info->signatures = fa->sigs;
+    pthread_mutex_unlock(&fa->lock);
+    if (en == NULL)
+        return 0;
+    info->loaded = 1;
+    info->version =
+        (long long)cl_engine_get_num(en, CL_ENGINE_DB_VERSION, &err);
+    if (err != 0)
+        info->version = 0;
+    err = 0;
+    info->built = (long long)cl_engine_get_num(en, CL_ENGINE_DB_TIME, &err);
+    if (err != 0)
+        info->built = 0;
+    cl_engine_free(en);
+    return 0;
+}

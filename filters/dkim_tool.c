@@ -2,7 +2,7 @@
  * dkim_tool - "relaychain dkim": make a DKIM key and check a published one
  *
  *     relaychain dkim keygen -d DOMAIN -s SELECTOR [-a rsa|ed25519]
- *                            [-b BITS] [-D DIR]
+ *                            [-b BITS] [-D DIR] [-u USER]
  *     relaychain dkim testkey -d DOMAIN -s SELECTOR -k KEY [--txt FILE]
  *
  * keygen makes the key with OpenSSL and writes DIR/SELECTOR.private (PKCS#8
@@ -10,7 +10,10 @@
  * DNS TXT record in zone-file form exactly as opendkim-genkey writes it:
  * character strings of at most 255 octets, the p= value cut every 250. The
  * key file is read back with the stage's own loader before the record is
- * printed, so a key that keygen makes is one the stage accepts.
+ * printed, so a key that keygen makes is one the stage accepts. With -u
+ * both files are given to USER and USER's group before anything is
+ * written into them: relaychaind reads keys as its user, at start and
+ * at every reload, so a key only root can read would stop it.
  *
  * testkey loads KEY as the stage would (mode check included) and compares
  * its public half with the record in FILE (zone-file form with quoted
@@ -28,6 +31,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +58,7 @@ flt_dkim_tool_usage(FILE *fp)
 {
     fprintf(fp, "usage: relaychain dkim keygen -d DOMAIN -s SELECTOR "
                 "[-a rsa|ed25519] [-b BITS] [-D DIR]\n"
+                "                              [-u USER]\n"
                 "       relaychain dkim testkey -d DOMAIN -s SELECTOR -k KEY "
                 "[--txt FILE]\n"
                 "\n"
@@ -61,17 +66,21 @@ flt_dkim_tool_usage(FILE *fp)
                 "DIR/SELECTOR.txt and\n"
                 "prints the DNS TXT record in zone-file form, as "
                 "opendkim-genkey does\n"
-                "(defaults: -a rsa -b 2048 -D .).\n"
+                "(defaults: -a rsa -b 2048 -D .). -u gives both files to "
+                "USER, the\n"
+                "user relaychaind runs as, which must be able to read the "
+                "key.\n"
                 "testkey checks the record published at "
                 "SELECTOR._domainkey.DOMAIN, or\n"
                 "the one in FILE, against the private key KEY.\n");
 }
 
 /* flt_dkim_tool_write - create path (never over an existing file) with
- * mode and write len octets; the file is removed again on failure. */
+ * mode, owned by uid:gid unless uid is (uid_t)-1, and write len octets;
+ * the file is removed again on failure. */
 static int
 flt_dkim_tool_write(const char *path, mode_t mode, const char *data,
-                    size_t len)
+                    size_t len, uid_t uid, gid_t gid)
 {
     size_t done = 0;
     ssize_t n;
@@ -86,8 +95,9 @@ flt_dkim_tool_write(const char *path, mode_t mode, const char *data,
                                 : "");
         return -1;
     }
-    /* The umask may have taken bits away; none may be added. */
-    if (fchmod(fd, mode) < 0)
+    /* The umask may have taken bits away; none may be added. The owner
+     * changes before the key is in the file. */
+    if (fchmod(fd, mode) < 0 || (uid != (uid_t)-1 && fchown(fd, uid, gid) < 0))
         goto fail;
     while (done < len) {
         n = write(fd, data + done, len - done);
@@ -170,6 +180,9 @@ static int
 flt_dkim_keygen(int argc, char **argv)
 {
     const char *domain = NULL, *selector = NULL, *dir = ".", *alg = "rsa";
+    const char *user = NULL;
+    uid_t uid = (uid_t)-1;
+    gid_t gid = (gid_t)-1;
     char keypath[FLT_DKIM_TOOL_PATH_MAX], txtpath[FLT_DKIM_TOOL_PATH_MAX];
     struct flt_dkim_key *key = NULL;
     EVP_PKEY *pkey = NULL;
@@ -180,7 +193,7 @@ flt_dkim_keygen(int argc, char **argv)
     struct err e;
 
     optind = 1;
-    while ((c = getopt(argc, argv, "a:b:d:D:hs:")) != -1) {
+    while ((c = getopt(argc, argv, "a:b:d:D:hs:u:")) != -1) {
         switch (c) {
         case 'a':
             alg = optarg;
@@ -203,6 +216,9 @@ flt_dkim_keygen(int argc, char **argv)
         case 's':
             selector = optarg;
             break;
+        case 'u':
+            user = optarg;
+            break;
         case 'h':
             flt_dkim_tool_usage(stdout);
             return 0;
@@ -214,6 +230,16 @@ flt_dkim_keygen(int argc, char **argv)
     if (optind != argc || domain == NULL || selector == NULL) {
         flt_dkim_tool_usage(stderr);
         return 1;
+    }
+    if (user != NULL) {
+        struct passwd *pw = getpwnam(user);
+
+        if (pw == NULL) {
+            fprintf(stderr, "relaychain: -u %s: no such user\n", user);
+            return 1;
+        }
+        uid = pw->pw_uid;
+        gid = pw->pw_gid;
     }
     if (!flt_dkim_name_ok(domain, 0) || !flt_dkim_name_ok(selector, 1)) {
         fprintf(stderr, "relaychain: %s is not a valid %s\n",
@@ -252,7 +278,7 @@ flt_dkim_keygen(int argc, char **argv)
         fprintf(stderr, "relaychain: %s: path too long\n", dir);
         goto out;
     }
-    if (flt_dkim_tool_write(keypath, 0600, pem, pem_len) < 0)
+    if (flt_dkim_tool_write(keypath, 0600, pem, pem_len, uid, gid) < 0)
         goto out;
     err_clear(&e);
     if ((key = flt_dkim_key_load(keypath, 1, &e)) == NULL) {
@@ -265,16 +291,23 @@ flt_dkim_keygen(int argc, char **argv)
         unlink(keypath);
         goto out;
     }
-    if (flt_dkim_tool_write(txtpath, 0644, zone, strlen(zone)) < 0) {
+    if (flt_dkim_tool_write(txtpath, 0644, zone, strlen(zone), uid, gid) < 0) {
         unlink(keypath);
         goto out;
     }
     fputs(zone, stdout);
     fprintf(stderr,
-            "relaychain: wrote %s (%s, %d bits, mode 0600) and %s; publish "
-            "the record at %s._domainkey.%s\n",
-            keypath, flt_dkim_key_type(key), flt_dkim_key_bits(key), txtpath,
+            "relaychain: wrote %s (%s, %d bits, mode 0600%s%s) and %s; "
+            "publish the record at %s._domainkey.%s\n",
+            keypath, flt_dkim_key_type(key), flt_dkim_key_bits(key),
+            user != NULL ? ", owner " : "", user != NULL ? user : "", txtpath,
             selector, domain);
+    if (user == NULL && geteuid() == 0)
+        fprintf(stderr,
+                "relaychain: note: %s belongs to root, but relaychaind "
+                "reads keys as its user: give it to that user (chown "
+                "relaychain %s), or use -u USER\n",
+                keypath, keypath);
     rc = fflush(stdout) == 0 ? 0 : 1;
 out:
     if (pem != NULL) {

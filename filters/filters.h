@@ -144,4 +144,21 @@ size_t flt_antivirus_boundaries(const char *s, size_t n,
                                 char (*out)[FLT_ANTIVIRUS_BOUNDARY_SIZE],
                                 size_t max);
 
+/* flt_antivirus_info - what "relaychain status" says about antivirus
+ * stage st: the clamd address, or the libclamav database in force (its
+ * version and build time, 0 when libclamav does not know them, and the
+ * signature count; loaded 0 while missing_database = tempfail waits for
+ * one). Strings are borrowed from st. Returns -1 when st is not an
+ * antivirus stage. */
+struct flt_antivirus_info {
+    const char *clamd;              /* engine = clamd: clamd_socket */
+    const char *database_directory; /* engine = libclamav */
+    int loaded;
+    long long version;
+    long long built; /* seconds since the epoch */
+    unsigned signatures;
+};
+int flt_antivirus_info(const struct stage *st,
+                       struct flt_antivirus_info *info);
+
 #endif

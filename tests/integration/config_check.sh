@@ -48,6 +48,11 @@ conf() {
             grep -q "^${kv%% *} *=" "$T/$name.extra" || echo "$kv"
         done
         cat "$T/$name.extra"
+        # what a test daemon needs (see rcd_test_conf in smtpd_lib.sh)
+        grep -q '^control_socket *=' "$T/$name.extra" ||
+            echo "control_socket = $T/$name.ctl"
+        grep -q -e '^user *=' -e '^run_as_root *=' "$T/$name.extra" ||
+            echo "run_as_root = yes"
     } >"$T/$name.conf"
 }
 
@@ -114,6 +119,7 @@ refused v6 smtp_listen "is not [address]:port"
 
 # Files the daemon loads at start-up: the refusal names the key's line.
 printf 'not a certificate\n' >"$T/bad.pem"
+chmod 600 "$T/bad.pem"
 conf tls "tls_cert_file = $T/bad.pem" "tls_key_file = $T/bad.pem"
 refused tls tls_cert_file "cannot load the certificate chain"
 conf slm "sender_login_map = $T/no-such.pcre"

@@ -36,6 +36,7 @@ mtd_conf() {
         echo "syslog_name = relaychaind"
         cat
     } >"$1"
+    rcd_test_conf "$1"
 }
 
 # mtd_ready SPEC - 0 when something accepts on SPEC
@@ -52,6 +53,7 @@ mtd_ready() {
 
 mtd_start() {
     local i pid
+    rcd_test_conf "$2"
     "$RCDT" -f -c "$2" 2>>"$T/$1.log" &
     pid=$!
     smtpd_track "$pid"

@@ -11,6 +11,11 @@
 #   rcd_start NAME CONF PORT      start "relaychaind -f -c CONF", log in
 #                           $T/NAME.log; waits (bounded) until PORT
 #                           listens; sets RCD_PID; returns 1 if it died
+#   rcd_test_conf CONF      add what a test daemon needs and an admin's
+#                           file would not have (rcd_conf, rcd_start and
+#                           mtd_start call it): its own control_socket (CONF.ctl),
+#                           and run_as_root = yes unless CONF names a user
+#                           (the tests run as root)
 #   rcd_stop NAME           SIGTERM, wait, check exit 0, the log line and
 #                           that no sanitizer report is in the log
 #   rcd_pid NAME            print the pid of NAME
@@ -148,10 +153,19 @@ rcd_conf() {
         cat "$1.extra"
     } >"$1"
     rm -f "$1.extra"
+    rcd_test_conf "$1"
+}
+
+rcd_test_conf() {
+    grep -q '^control_socket *=' "$1" ||
+        echo "control_socket = $1.ctl" >>"$1"
+    grep -q -e '^user *=' -e '^run_as_root *=' "$1" ||
+        echo "run_as_root = yes" >>"$1"
 }
 
 rcd_start() {
     local i
+    rcd_test_conf "$2"
     "$RCD" -f -c "$2" 2>>"$T/$1.log" &
     RCD_PID=$!
     smtpd_track "$RCD_PID"

@@ -46,7 +46,10 @@ install -d -o "$user" -g postfix -m 2750 "$T/postfix/relaychain"
 sock=$T/postfix/relaychain/milter.sock
 mkdir -p "$T/chain.d"
 install -d -o "$user" -m 0700 "$T/quarantine"
+# The unit's RuntimeDirectory=relaychain: /run/relaychain, the user's.
+install -d -o "$user" -m 0750 "$T/run"
 rcd_conf "$T/rc.conf" "$low" "smtp:[127.0.0.1]:$sink_port" <<EOF
+control_socket = $T/run/control
 milter_listen = unix:$sock
 milter_socket_group = postfix
 milter_socket_mode = 0660
