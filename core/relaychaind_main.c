@@ -583,7 +583,9 @@ control_open(struct control *ct, const struct cfg *boot, uid_t uid, gid_t gid,
         return -1;
     }
     umask(old);
-    if ((geteuid() == 0 && chown(path, uid, gid) < 0) || listen(fd, 16) < 0) {
+    /* lchown: the directory may be the user's (RuntimeDirectory), and a
+     * link put in the socket's place is not followed. */
+    if ((geteuid() == 0 && lchown(path, uid, gid) < 0) || listen(fd, 16) < 0) {
         cfg_err(e, boot, "control_socket", "%s: %s", path, strerror(errno));
         close(fd);
         unlink(path);

@@ -19,10 +19,14 @@
 PAGE="$top_srcdir/docs/relaychain.conf.5"
 
 # ------------------------------------------------------------- 1. in step
+# The page documents the defaults of the standard install (/var/spool);
+# a build configured with another prefix (make distcheck) has its own.
 "$RC" config --man "$PAGE" >"$T/new.5" 2>"$T/man.err"
 rc=$?
 check "config --man exits 0 (got $rc: $(cat "$T/man.err"))" [ "$rc" -eq 0 ]
-if ! diff -u "$PAGE" "$T/new.5" >"$T/man.diff"; then
+if [ "$("$RC" config -d queue_directory)" != "queue_directory = /var/spool/relaychain" ]; then
+    echo "$0: built with a prefix whose spool is not /var/spool: the page's defaults are not compared"
+elif ! diff -u "$PAGE" "$T/new.5" >"$T/man.diff"; then
     fail "docs/relaychain.conf.5 is not in step with the option tables: run \"make man\" in the build directory, write the prose of new entries and commit; the diff:"
     cat "$T/man.diff" >&2
 fi
