@@ -366,8 +366,8 @@ auth_table_load(const char *path, struct err *e)
         err_set(e, ERR_CONFIG, "%s: not a regular file", path);
         goto fail;
     }
-    if (cfg_secret_check(path, &st, S_IROTH | S_IWOTH, "password hashes",
-                         e) < 0)
+    if (cfg_secret_check(path, &st, S_IROTH | S_IWOTH, "password hashes", e) <
+        0)
         goto fail;
     if (auth_read_fd(fd, path, &b, e) < 0)
         goto fail;
@@ -443,7 +443,7 @@ auth_verify(const struct auth_table *t, const char *user, const char *pass)
 
 struct auth_rate_slot {
     unsigned char key[16];
-    double count;     /* failures, decayed to last_ms */
+    double count; /* failures, decayed to last_ms */
     long long last_ms;
 };
 
@@ -499,7 +499,7 @@ auth_rate_key(const char *addr, unsigned char key[16])
         key[10] = key[11] = 0xff;
         memcpy(key + 12, &a4, 4);
     } else if (inet_pton(AF_INET6, addr, key) == 1) {
-        static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0,
+        static const unsigned char mapped[12] = {0, 0, 0, 0, 0,    0,
                                                  0, 0, 0, 0, 0xff, 0xff};
 
         if (memcmp(key, mapped, sizeof(mapped)) != 0)
@@ -995,8 +995,7 @@ auth_key_read(const char *path, struct buf *b, struct err *e)
 
     buf_init(b, AUTH_FILE_MAX);
     if ((fd = open(path, O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC)) < 0)
-        return err_sys(e, ERR_CONFIG, "%s: cannot open the private key",
-                       path);
+        return err_sys(e, ERR_CONFIG, "%s: cannot open the private key", path);
     if (fstat(fd, &st) < 0)
         err_sys(e, ERR_CONFIG, "%s: cannot stat", path);
     else if (!S_ISREG(st.st_mode))
@@ -1058,9 +1057,9 @@ auth_tls_server_ctx(const char *cert_file, const char *key_file, struct err *e)
     }
     bio = BIO_new_mem_buf(keytext.data != NULL ? keytext.data : "",
                           (int)keytext.len);
-    pkey = bio != NULL ? PEM_read_bio_PrivateKey(bio, NULL,
-                                                 auth_no_passphrase, &asked)
-                       : NULL;
+    pkey = bio != NULL
+               ? PEM_read_bio_PrivateKey(bio, NULL, auth_no_passphrase, &asked)
+               : NULL;
     BIO_free(bio);
     if (keytext.data != NULL)
         OPENSSL_cleanse(keytext.data, keytext.len);

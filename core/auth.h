@@ -75,15 +75,12 @@ int auth_passwd_set(const char *path, const char *user, const char *pass,
  * authzid NUL authcid NUL passwd) into user and pass (each of size n).
  * Returns 0, or -1 for malformed input or an authzid different from the
  * authcid. */
-int auth_sasl_plain_decode(const char *b64, char *user, char *pass,
-                           size_t n);
+int auth_sasl_plain_decode(const char *b64, char *user, char *pass, size_t n);
 
 /* auth_b64_decode/auth_b64_encode - into out (size n); returns the length
  * or -1. Decoding refuses invalid characters and bad padding. */
-long auth_b64_decode(const char *in, size_t len, unsigned char *out,
-                     size_t n);
-long auth_b64_encode(const unsigned char *in, size_t len, char *out,
-                     size_t n);
+long auth_b64_decode(const char *in, size_t len, unsigned char *out, size_t n);
+long auth_b64_encode(const unsigned char *in, size_t len, char *out, size_t n);
 
 /* auth_tls_server_ctx - a server SSL_CTX with cert and key (PEM), TLS 1.2
  * at least. The key file is refused when it is not a regular file or

@@ -1139,8 +1139,8 @@ cfg_open_dir(const char *path, struct err *e)
         if (++links > CFG_LINKS_MAX ||
             (len = readlinkat(fd, "", target, sizeof(target) - 1)) < 0 ||
             (size_t)len >= sizeof(target) - 1) {
-            err_set(e, ERR_CONFIG, "%s: %s: too many or too long links",
-                    path, comp);
+            err_set(e, ERR_CONFIG, "%s: %s: too many or too long links", path,
+                    comp);
             goto fail;
         }
         close(fd);

@@ -48,16 +48,19 @@ enum cfg_type {
 struct cfg_option {
     const char *name;
     enum cfg_type type;
-    const char *def;            /* default, as it would be written; NULL: none */
-    const char *help;           /* one line: "relaychain config --man" makes
-                                   the entry of a key relaychain.conf(5)
-                                   lacks from it (core/confdoc.h) */
+    const char *def;  /* default, as it would be written; NULL: none */
+    const char *help; /* one line: "relaychain config --man" makes
+                         the entry of a key relaychain.conf(5)
+                         lacks from it (core/confdoc.h) */
     const char *const *choices; /* CFG_ENUM: NULL-terminated list */
     long long min, max;         /* CFG_INT/SIZE/TIME bounds; both 0: none */
     unsigned flags;             /* CFG_REQUIRED */
 };
 
-#define CFG_OPTION_END {NULL, CFG_STRING, NULL, NULL, NULL, 0, 0, 0}
+#define CFG_OPTION_END                                                        \
+    {                                                                         \
+        NULL, CFG_STRING, NULL, NULL, NULL, 0, 0, 0                           \
+    }
 
 struct cfg;
 
@@ -85,8 +88,9 @@ void cfg_free(struct cfg *c);
 
 /* Getters, after cfg_validate(). The key must be declared in one of the
  * tables (asserted). Strings are borrowed from c. */
-const char *cfg_str(const struct cfg *c, const char *key);   /* NULL: unset */
-long long cfg_num(const struct cfg *c, const char *key); /* INT, SIZE, TIME(ms) */
+const char *cfg_str(const struct cfg *c, const char *key); /* NULL: unset */
+long long cfg_num(const struct cfg *c,
+                  const char *key); /* INT, SIZE, TIME(ms) */
 int cfg_bool(const struct cfg *c, const char *key);
 int cfg_enum(const struct cfg *c, const char *key); /* index in choices */
 size_t cfg_list(const struct cfg *c, const char *key,
@@ -139,8 +143,8 @@ const char *cfg_secret_problem(mode_t m, mode_t forbidden);
  * "path: mode 0644 lets all other users read it; what must stay
  * private: run chmod 640 path". Callers fstat() the descriptor they read
  * from, so the file checked is the file read. */
-int cfg_secret_check(const char *path, const struct stat *st,
-                     mode_t forbidden, const char *what, struct err *e);
+int cfg_secret_check(const char *path, const struct stat *st, mode_t forbidden,
+                     const char *what, struct err *e);
 
 /* cfg_open_dir - an O_DIRECTORY descriptor for the directory path (a
  * spool that the configuration names), or -1 with e. Each component is

@@ -449,8 +449,9 @@ chain_check_edits(const struct stage *st, const struct msg *m, size_t from,
 
         if ((st->flags & need) == need)
             continue;
-        if ((st->flags & STAGE_SIGNS) && (edits[i].kind == MSG_EDIT_HEADER_ADD ||
-                                          edits[i].kind == MSG_EDIT_HEADER_INSERT))
+        if ((st->flags & STAGE_SIGNS) &&
+            (edits[i].kind == MSG_EDIT_HEADER_ADD ||
+             edits[i].kind == MSG_EDIT_HEADER_INSERT))
             continue;
         return err_set(e, ERR_INTERNAL,
                        "stage made a %s edit it did not declare",
@@ -516,9 +517,10 @@ chain_check_mime(const struct chain *ch, struct msg *m,
     err_clear(&e);
     if ((mm = msg_mime(m, &e)) == NULL) {
         log_error(msg_qid(m), "cannot parse MIME structure: %s", e.text);
-        verdict_set(&res->verdict, VERDICT_TEMPFAIL,
-                    "451 4.3.0 Cannot parse message structure, try again later",
-                    "MIME parse failed");
+        verdict_set(
+            &res->verdict, VERDICT_TEMPFAIL,
+            "451 4.3.0 Cannot parse message structure, try again later",
+            "MIME parse failed");
         return 1;
     }
     if ((flags = mime_flags(mm)) == 0)

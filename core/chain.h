@@ -43,9 +43,9 @@ extern const struct cfg_option chain_common_options[];
 /* What happened in one stage, for --explain and tests. */
 struct chain_step {
     const struct stage *stage;
-    int matched;        /* the match condition held */
-    char why[160];      /* why it matched or did not */
-    int failed;         /* run() returned -1; err holds why */
+    int matched;   /* the match condition held */
+    char why[160]; /* why it matched or did not */
+    int failed;    /* run() returned -1; err holds why */
     struct err err;
     struct verdict verdict; /* after on_error was applied */
     size_t edits_before;    /* journal length before run() */
@@ -55,16 +55,15 @@ struct chain_step {
 };
 
 struct chain_result {
-    struct verdict verdict;     /* the chain's outcome */
-    const struct stage *by;     /* the stage that decided it, or NULL */
-    size_t by_edits_undone;     /* CHAIN_UNDO_HOLD: edits of by taken back */
-    struct chain_step *steps;   /* one per stage, in order */
+    struct verdict verdict;   /* the chain's outcome */
+    const struct stage *by;   /* the stage that decided it, or NULL */
+    size_t by_edits_undone;   /* CHAIN_UNDO_HOLD: edits of by taken back */
+    struct chain_step *steps; /* one per stage, in order */
     size_t nsteps;
 };
 
 struct chain *chain_load(const char *dir,
-                         enum chain_ambiguous_action ambiguous,
-                         struct err *e);
+                         enum chain_ambiguous_action ambiguous, struct err *e);
 
 /* chain_load_types - the same with another registry lookup, so tests can
  * load chains of their own stage types. */

@@ -82,8 +82,8 @@ const struct cfg_option conf_options[] = {
 
     /* relaychaind: SMTP listener and its policy (relaychaind(8)) */
     {"smtp_listen", CFG_LIST, NULL,
-     "SMTP listeners, host:port each: 127.0.0.1:10024, [::1]:10024", NULL,
-     0, 0, 0},
+     "SMTP listeners, host:port each: 127.0.0.1:10024, [::1]:10024", NULL, 0,
+     0, 0},
     {"myhostname", CFG_STRING, NULL,
      "name in the greeting and in EHLO to the next hop (default: the "
      "system's host name)",
@@ -120,8 +120,8 @@ const struct cfg_option conf_options[] = {
      "rejected",
      NULL, 0, 60 * 1000LL, 0},
     {"shutdown_timeout", CFG_TIME, "30s",
-     "on SIGTERM, how long transactions in flight may take to finish", NULL,
-     0, 3600 * 1000LL, 0},
+     "on SIGTERM, how long transactions in flight may take to finish", NULL, 0,
+     3600 * 1000LL, 0},
     {"error_limit", CFG_INT, "20",
      "client errors after which the connection is dropped (421)", NULL, 1,
      1000, 0},
@@ -194,8 +194,8 @@ const struct cfg_option conf_options[] = {
     {"next_hop_auth_file", CFG_PATH, NULL,
      "one user:password line for AUTH to the next hop", NULL, 0, 0, 0},
     {"next_hop_timeout", CFG_TIME, "300s",
-     "how long to wait for the next hop's replies", NULL, 1000,
-     3600 * 1000LL, 0},
+     "how long to wait for the next hop's replies", NULL, 1000, 3600 * 1000LL,
+     0},
     {"quarantine_directory", CFG_PATH, CONF_SPOOL_DIR "/quarantine",
      "where quarantined messages are kept", NULL, 0, 0, 0},
 
@@ -209,8 +209,8 @@ const struct cfg_option conf_options[] = {
      "this plus 1.5 times the announced SIZE is left",
      NULL, 0, 0, 0},
     {"delivery_concurrency", CFG_INT, "10",
-     "queue delivery workers, one transaction each at a time", NULL, 1,
-     1000, 0},
+     "queue delivery workers, one transaction each at a time", NULL, 1, 1000,
+     0},
     {"minimal_backoff_time", CFG_TIME, "300s",
      "shortest wait before a deferred message is tried again", NULL, 100,
      7 * 86400 * 1000LL, 0},
@@ -225,8 +225,8 @@ const struct cfg_option conf_options[] = {
      "never",
      NULL, 0, 100 * 86400 * 1000LL, 0},
     {"queue_run_delay", CFG_TIME, "300s",
-     "how often queue/ is scanned for messages the daemon does not know",
-     NULL, 1000, 86400 * 1000LL, 0},
+     "how often queue/ is scanned for messages the daemon does not know", NULL,
+     1000, 86400 * 1000LL, 0},
     {"smtpd_dsn_clients", CFG_LIST, "mynetworks authenticated",
      "clients whose DSN requests (RET, ENVID, NOTIFY, ORCPT) are honoured: "
      "mynetworks, authenticated, all, or networks (CIDR); others' are "

@@ -29,7 +29,7 @@
 extern const struct cfg_option conf_options[];
 
 struct conf {
-    struct cfg *cfg;           /* the main file */
+    struct cfg *cfg; /* the main file */
     struct msg_limits limits;
     enum chain_ambiguous_action ambiguous;
     struct chain *chain;

@@ -104,7 +104,7 @@
 #include "milterd.h"
 #include "msg.h"
 
-#define MILTERD_CHUNK 65535    /* octets of one smfi_replacebody call */
+#define MILTERD_CHUNK 65535 /* octets of one smfi_replacebody call */
 /* octets counted against smtpd_memory_limit at a time */
 #define MILTERD_MEM_STEP 65536
 #define MILTERD_OWN_HEADERS 1  /* the MTA's own Received: field */

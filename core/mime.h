@@ -23,14 +23,14 @@
 #include "msg.h"
 
 enum mime_flag {
-    MIME_AMBIG_DUP_BOUNDARY = 1u << 0,      /* same boundary in two multiparts */
-    MIME_AMBIG_CONFLICTING_TYPE = 1u << 1,  /* Content-Type twice, different */
-    MIME_AMBIG_DUP_PARAM = 1u << 2,         /* boundary/charset param twice */
-    MIME_AMBIG_MISSING_END = 1u << 3,       /* multipart lacks closing boundary */
-    MIME_AMBIG_NO_BOUNDARY = 1u << 4,       /* multipart without boundary */
-    MIME_AMBIG_TOO_DEEP = 1u << 5,          /* over mime_depth_limit */
-    MIME_AMBIG_TOO_MANY_PARTS = 1u << 6,    /* over mime_part_limit */
-    MIME_AMBIG_MALFORMED = 1u << 7          /* other critical parser warning */
+    MIME_AMBIG_DUP_BOUNDARY = 1u << 0, /* same boundary in two multiparts */
+    MIME_AMBIG_CONFLICTING_TYPE = 1u << 1, /* Content-Type twice, different */
+    MIME_AMBIG_DUP_PARAM = 1u << 2,        /* boundary/charset param twice */
+    MIME_AMBIG_MISSING_END = 1u << 3,    /* multipart lacks closing boundary */
+    MIME_AMBIG_NO_BOUNDARY = 1u << 4,    /* multipart without boundary */
+    MIME_AMBIG_TOO_DEEP = 1u << 5,       /* over mime_depth_limit */
+    MIME_AMBIG_TOO_MANY_PARTS = 1u << 6, /* over mime_part_limit */
+    MIME_AMBIG_MALFORMED = 1u << 7       /* other critical parser warning */
 };
 
 struct mime;
@@ -46,8 +46,7 @@ struct mime *mime_parse(const char *data, size_t len,
 /* mime_parse_shared - mime_parse without a copy: GMime reads data where
  * it is, so data must stay allocated and unchanged until mime_free(). */
 struct mime *mime_parse_shared(const char *data, size_t len,
-                               const struct msg_limits *limits,
-                               struct err *e);
+                               const struct msg_limits *limits, struct err *e);
 void mime_free(struct mime *mm);
 
 GMimeMessage *mime_message(const struct mime *mm); /* borrowed */

@@ -111,11 +111,11 @@ struct msg_undo {
 struct msg {
     struct msg_limits limits;
     struct msg_env env;
-    char *raw;      /* the message as it came, see above */
+    char *raw; /* the message as it came, see above */
     size_t raw_len;
-    char *hraw;     /* the header section cut into C strings */
-    size_t hlen;    /* octets of the header section, the empty line too */
-    char *flat;     /* msg_flat() of an edited message, or NULL */
+    char *hraw;  /* the header section cut into C strings */
+    size_t hlen; /* octets of the header section, the empty line too */
+    char *flat;  /* msg_flat() of an edited message, or NULL */
     size_t flat_len;
     struct msg_hdr *hdrs;
     size_t nhdrs;
@@ -610,8 +610,10 @@ msg_adopt(struct msg *m, char *data, size_t len, struct err *e)
 {
     if (data == NULL) {
         if (len > 0)
-            return err_set(e, ERR_INTERNAL, "message of %zu octets without "
-                                            "data", len);
+            return err_set(e, ERR_INTERNAL,
+                           "message of %zu octets without "
+                           "data",
+                           len);
         if ((data = calloc(1, 1)) == NULL)
             return err_nomem(e);
     }

@@ -47,11 +47,7 @@ struct msg_limits {
 
 /* Which front end built the message; stages that cannot keep a promise in
  * one of them (different bodies per recipient in milter mode) ask. */
-enum msg_frontend {
-    MSG_FE_CLI,
-    MSG_FE_SMTP,
-    MSG_FE_MILTER
-};
+enum msg_frontend { MSG_FE_CLI, MSG_FE_SMTP, MSG_FE_MILTER };
 
 struct msg_rcpt {
     char *addr;   /* without angle brackets */
@@ -63,9 +59,9 @@ struct msg_env {
     char *client_addr; /* "192.0.2.1" or "2001:db8::1", or NULL */
     char *client_name;
     char *helo;
-    int tls;           /* session was encrypted */
-    char *auth_user;   /* SASL login, or NULL */
-    char *sender;      /* MAIL FROM address without <>; "" is the null sender */
+    int tls;         /* session was encrypted */
+    char *auth_user; /* SASL login, or NULL */
+    char *sender;    /* MAIL FROM address without <>; "" is the null sender */
     char *sender_params;
     struct msg_rcpt *rcpts;
     size_t nrcpts;

@@ -52,7 +52,7 @@ struct netio {
     int record_deadline; /* timeout_ms bounds a record, not a wait */
     int timed_out;       /* the last operation ran out of time */
     size_t line_limit;
-    size_t ipos, ilen;       /* unread input is ibuf[ipos..ilen) */
+    size_t ipos, ilen; /* unread input is ibuf[ipos..ilen) */
     char ibuf[NETIO_IBUF];
     struct buf out;
 };
@@ -303,7 +303,7 @@ int
 netio_getline(struct netio *io, struct buf *line, struct err *e)
 {
     int toolong = 0, rc;
-    char tail[2] = {0, 0}; /* last octets of a discarded line */
+    char tail[2] = {0, 0};  /* last octets of a discarded line */
     long long deadline = 0; /* set by the first fill (netio_fill) */
     size_t taken = 0;       /* octets of the line in this record */
 

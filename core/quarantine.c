@@ -107,8 +107,8 @@ quarantine_store_at(int dfd, const char *dir, const struct msg *m,
     buf_init(&head, 1 << 20);
     snprintf(when, sizeof(when), "%lld", (long long)time(NULL));
     if (quarantine_line(&head, "Envelope-From", env->sender, e) < 0 ||
-        quarantine_line(&head, "Envelope-From-Params", env->sender_params,
-                        e) < 0)
+        quarantine_line(&head, "Envelope-From-Params", env->sender_params, e) <
+            0)
         goto fail;
     /* The ESMTP parameters (DSN's RET, ENVID, NOTIFY, ORCPT) go with a
      * release into the queue; one Envelope-To-Params line per recipient,
@@ -134,9 +134,9 @@ quarantine_store_at(int dfd, const char *dir, const struct msg *m,
     /* A temporary file left by a crash (or anything else under its name)
      * is removed, not written through, and the name made anew. */
     for (tries = 0; tries < 2; tries++) {
-        fd = openat(dfd, tmp,
-                    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                    0600);
+        fd =
+            openat(dfd, tmp,
+                   O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd >= 0 || errno != EEXIST || unlinkat(dfd, tmp, 0) < 0)
             break;
     }
@@ -371,8 +371,9 @@ quarantine_next_hop(const struct conf *cf, const char *id,
     memset(r, 0, sizeof(*r));
     memset(&set, 0, sizeof(set));
     set.next_hop = cfg_str(cf->cfg, "next_hop");
-    set.helo_name = cfg_str(cf->cfg, "myhostname") ? cfg_str(cf->cfg, "myhostname")
-                                                    : "localhost";
+    set.helo_name = cfg_str(cf->cfg, "myhostname")
+                        ? cfg_str(cf->cfg, "myhostname")
+                        : "localhost";
     smtpc_settings_tls(&set, cf->cfg);
     set.auth_file = cfg_str(cf->cfg, "next_hop_auth_file");
     set.connect_timeout_ms = 30000;
@@ -625,8 +626,8 @@ quarantine_release(const struct conf *cf, int dfd, const char *dir,
         /* The same name: rename() replaces the old file in one step. */
         if (msg_write(m, &out, &e) < 0 ||
             quarantine_store_at(dfd, dir, m, out.data, out.len,
-                                res.verdict.note,
-                                res.by ? res.by->name : NULL, &e) < 0) {
+                                res.verdict.note, res.by ? res.by->name : NULL,
+                                &e) < 0) {
             fprintf(stderr, "relaychain: %s: %s\n", id, e.text);
             goto out;
         }
@@ -778,10 +779,9 @@ quarantine_main(int argc, char **argv)
     err_clear(&e);
     /* Only a release runs messages through the chain (the stages after
      * the one that held it); the other commands need no virus engine. */
-    if ((cf = conf_load_flags(path,
-                              strcmp(cmd, "release") == 0 ? 0
-                                                          : CONF_LOAD_CHECK,
-                              &e)) == NULL) {
+    if ((cf = conf_load_flags(
+             path, strcmp(cmd, "release") == 0 ? 0 : CONF_LOAD_CHECK, &e)) ==
+        NULL) {
         fprintf(stderr, "relaychain: %s\n", e.text);
         return 1;
     }

@@ -93,8 +93,8 @@ struct queue_msg {
     size_t nrcpts;
     const struct msg_rcpt *orig; /* the envelope as the client gave it */
     size_t norig;
-    const char *data; /* the processed message */
-    size_t len;       /* its octets; with iov, the pieces' total */
+    const char *data;        /* the processed message */
+    size_t len;              /* its octets; with iov, the pieces' total */
     const struct iovec *iov; /* or the message in pieces (msg_iov), data */
     size_t niov;             /* then NULL: written without a copy */
 };

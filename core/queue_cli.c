@@ -119,8 +119,7 @@ qcli_open(struct qcli *c, const struct conf *cf)
         if ((*fd = openat(c->dfd, dirs[i].name,
                           O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) <
             0) {
-            fprintf(stderr, "%s: %s/%s: %s\n", progname, c->dir,
-                    dirs[i].name,
+            fprintf(stderr, "%s: %s/%s: %s\n", progname, c->dir, dirs[i].name,
                     errno == ELOOP || errno == ENOTDIR
                         ? "not a directory (a symbolic link?): refused"
                     : errno == ENOENT
@@ -162,8 +161,7 @@ qcli_trigger(struct qcli *c, const char *what)
  * when there is no such file (errno ENOENT), or -2 when it is not a
  * regular file (said on stderr: refused). */
 static int
-qcli_openat(const struct qcli *c, int dirfd, const char *where,
-            const char *id)
+qcli_openat(const struct qcli *c, int dirfd, const char *where, const char *id)
 {
     struct stat st;
     int fd;
@@ -172,15 +170,16 @@ qcli_openat(const struct qcli *c, int dirfd, const char *where,
                 O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (fd < 0 && errno != ELOOP) {
         if (errno != ENOENT)
-            fprintf(stderr, "%s: %s/%s/%s: %s\n", progname, c->dir, where,
-                    id, strerror(errno));
+            fprintf(stderr, "%s: %s/%s/%s: %s\n", progname, c->dir, where, id,
+                    strerror(errno));
         return -1;
     }
     if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
         return fd;
     if (fd >= 0)
         close(fd);
-    fprintf(stderr, "%s: %s/%s/%s: not a regular file (a link, FIFO or "
+    fprintf(stderr,
+            "%s: %s/%s/%s: not a regular file (a link, FIFO or "
             "device planted in the spool?): refused\n",
             progname, c->dir, where, id);
     return -2;
@@ -726,9 +725,8 @@ queue_main(int argc, char **argv)
                         "%s: %s: no such message in the active "
                         "queue%s\n",
                         progname, id,
-                        queue_id_ok(id) &&
-                                fstatat(c.hold_fd, id, &st,
-                                        AT_SYMLINK_NOFOLLOW) == 0
+                        queue_id_ok(id) && fstatat(c.hold_fd, id, &st,
+                                                   AT_SYMLINK_NOFOLLOW) == 0
                             ? " (it is on hold: release it)"
                             : "");
                 goto out;

@@ -112,22 +112,23 @@ usage_check(FILE *fp)
 static void
 usage_filter(FILE *fp)
 {
-    fprintf(fp,
-            "usage: relaychain filter [-c FILE] [--from ADDR] [--rcpt ADDR]...\n"
-            "                         [--client-ip IP] [--helo NAME] "
-            "[--auth USER]\n"
-            "                         [--qid ID] [--explain] [-v] < in.eml "
-            "> out.eml\n"
-            "\n"
-            "Run one message through the chain offline. Without --from and\n"
-            "--rcpt the envelope comes from the Return-Path (or From) and\n"
-            "the To and Cc headers. --explain prints, for every stage,\n"
-            "whether it matched and why, what it changed, its verdict and\n"
-            "its time; -v prints the log lines.\n"
-            "\n"
-            "exit status: 0 continue (message on stdout), 1 error,\n"
-            "2 reject, 3 tempfail, 4 discard, 5 quarantine (message on\n"
-            "stdout); the SMTP reply goes to stderr.\n");
+    fprintf(
+        fp,
+        "usage: relaychain filter [-c FILE] [--from ADDR] [--rcpt ADDR]...\n"
+        "                         [--client-ip IP] [--helo NAME] "
+        "[--auth USER]\n"
+        "                         [--qid ID] [--explain] [-v] < in.eml "
+        "> out.eml\n"
+        "\n"
+        "Run one message through the chain offline. Without --from and\n"
+        "--rcpt the envelope comes from the Return-Path (or From) and\n"
+        "the To and Cc headers. --explain prints, for every stage,\n"
+        "whether it matched and why, what it changed, its verdict and\n"
+        "its time; -v prints the log lines.\n"
+        "\n"
+        "exit status: 0 continue (message on stdout), 1 error,\n"
+        "2 reject, 3 tempfail, 4 discard, 5 quarantine (message on\n"
+        "stdout); the SMTP reply goes to stderr.\n");
 }
 
 static void
@@ -328,9 +329,9 @@ header_addresses(struct msg *m, const char *name, int first_only,
             if (INTERNET_ADDRESS_IS_GROUP(ia))
                 members = internet_address_group_get_members(
                     INTERNET_ADDRESS_GROUP(ia));
-            for (k = 0; members == NULL ? k < 1
-                                        : k < internet_address_list_length(
-                                                  members);
+            for (k = 0;
+                 members == NULL ? k < 1
+                                 : k < internet_address_list_length(members);
                  k++) {
                 InternetAddress *one =
                     members ? internet_address_list_get_address(members, k)
@@ -447,7 +448,8 @@ explain_result(const struct msg *m, const struct chain *ch,
 
     msg_journal(m, &edits);
     for (i = 0; i < n; i++) {
-        const struct chain_step *step = i < res->nsteps ? &res->steps[i] : NULL;
+        const struct chain_step *step =
+            i < res->nsteps ? &res->steps[i] : NULL;
 
         fprintf(fp, "stage %zu/%zu %s (%s):", i + 1, n, st[i]->name,
                 st[i]->file);

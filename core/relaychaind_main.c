@@ -45,9 +45,10 @@
  * tests): when its stderr is systemd's journal it logs to syslog all the
  * same, so lines keep facility mail and their priority; on a terminal to
  * stderr with time stamps, elsewhere to stderr (log_sink_foreground).
- * Without -f it detaches and logs to syslog, or to maillog_file. This file and relaychain_main.c are the only places with
- * process-wide state: the current runtime, guarded by a mutex, and the
- * reloader's requests and last outcome, guarded by another.
+ * Without -f it detaches and logs to syslog, or to maillog_file. This file and
+ * relaychain_main.c are the only places with process-wide state: the current
+ * runtime, guarded by a mutex, and the reloader's requests and last outcome,
+ * guarded by another.
  */
 #include "config.h"
 
@@ -154,8 +155,8 @@ listen_one(const char *spec, struct err *e)
     } else {
         colon = strrchr(spec, ':');
         if (colon == NULL || (size_t)(colon - spec) >= sizeof(host))
-            return err_set(e, ERR_CONFIG,
-                           "smtp_listen: '%s' is not host:port", spec);
+            return err_set(e, ERR_CONFIG, "smtp_listen: '%s' is not host:port",
+                           spec);
         memcpy(host, spec, (size_t)(colon - spec));
         host[colon - spec] = '\0';
     }
@@ -1425,9 +1426,8 @@ main(int argc, char **argv)
     control_stop(&ct);
     pthread_join(reloader, NULL);
     {
-        long long waited = 0,
-                  limit = cfg_num(smtpd_runtime_conf(current)->cfg,
-                                  "shutdown_timeout");
+        long long waited = 0, limit = cfg_num(smtpd_runtime_conf(current)->cfg,
+                                              "shutdown_timeout");
         unsigned n;
 
         /* The MTA's milter connections stay open after libmilter stopped

@@ -203,7 +203,7 @@ struct smtpc_pool {
     char *maildir;       /* without trailing slashes */
     char *helo;
     enum smtpc_tls tls;
-    SSL_CTX *tls_ctx; /* NULL without TLS */
+    SSL_CTX *tls_ctx;                  /* NULL without TLS */
     char tls_name[SMTPC_HOST_MAX + 1]; /* SNI, and what secure checks */
     unsigned char pins[SMTPC_PINS_MAX][SMTPC_PIN_LEN];
     size_t npins;

@@ -30,11 +30,7 @@
 #include "err.h"
 #include "msg.h"
 
-enum smtpc_kind {
-    SMTPC_SMTP,
-    SMTPC_LMTP,
-    SMTPC_MAILDIR
-};
+enum smtpc_kind { SMTPC_SMTP, SMTPC_LMTP, SMTPC_MAILDIR };
 
 /* In the order of next_hop_tls's choices, and Postfix's levels. */
 enum smtpc_tls {
@@ -46,13 +42,13 @@ enum smtpc_tls {
 };
 
 struct smtpc_settings {
-    const char *next_hop;    /* "smtp:[127.0.0.1]:10025", "lmtp:[::1]:24",
-                                "maildir:/var/mail/relay/" */
-    const char *helo_name;   /* our EHLO/LHLO name */
+    const char *next_hop;  /* "smtp:[127.0.0.1]:10025", "lmtp:[::1]:24",
+                              "maildir:/var/mail/relay/" */
+    const char *helo_name; /* our EHLO/LHLO name */
     enum smtpc_tls tls;
-    const char *auth_file;   /* "user:password" for AUTH PLAIN, or NULL */
-    const char *tls_ca_file; /* PEM trust anchors for verify and secure;
-                                NULL: the system's store */
+    const char *auth_file;       /* "user:password" for AUTH PLAIN, or NULL */
+    const char *tls_ca_file;     /* PEM trust anchors for verify and secure;
+                                    NULL: the system's store */
     const char *tls_protocols;   /* ">=TLSv1.2", "!TLSv1.2"...; NULL: all
                                     of TLSv1.2 and TLSv1.3 */
     const char *tls_fingerprint; /* SHA-256 pins of the certificate or
@@ -60,15 +56,15 @@ struct smtpc_settings {
     const char *tls_name;        /* the name secure checks; NULL: the host of
                                     next_hop */
     int connect_timeout_ms;
-    int timeout_ms;          /* each command/reply */
-    int idle_timeout_ms;     /* how long an idle connection is kept */
-    size_t max_idle;         /* idle connections kept at most */
+    int timeout_ms;      /* each command/reply */
+    int idle_timeout_ms; /* how long an idle connection is kept */
+    size_t max_idle;     /* idle connections kept at most */
 };
 
 struct smtpc_reply {
-    int code;           /* 250, 451, ...; 0 before any reply */
-    char text[512];     /* "2.0.0 Ok: queued as X", last line's text, with
-                           the enhanced code when the server sent one */
+    int code;       /* 250, 451, ...; 0 before any reply */
+    char text[512]; /* "2.0.0 Ok: queued as X", last line's text, with
+                       the enhanced code when the server sent one */
 };
 
 struct smtpc_pool;

@@ -82,14 +82,15 @@
 #include "smtpc.h"
 #include "smtpd.h"
 
-#define SMTPD_LINE_MAX 1024     /* command line: RFC 5321's 512, plus as
-                                   much again for extension parameters */
+#define SMTPD_LINE_MAX                                                        \
+    1024 /* command line: RFC 5321's 512, plus as                             \
+            much again for extension parameters */
 #define SMTPD_AUTH_LINE_MAX 12288
 #define SMTPD_DATA_LINE_MAX 65536
 /* octets counted against smtpd_memory_limit at a time */
 #define SMTPD_MEM_STEP 65536
-#define SMTPD_CLIENTS 1021      /* per-client counter buckets */
-#define SMTPD_CLIENT_MAX 320    /* "name[addr]" */
+#define SMTPD_CLIENTS 1021          /* per-client counter buckets */
+#define SMTPD_CLIENT_MAX 320        /* "name[addr]" */
 #define SMTPD_AUTH_RATE_SLOTS 16384 /* clients whose AUTH failures count */
 
 /* ------------------------------------------------------------ runtime */
@@ -140,8 +141,7 @@ smtpd_cidr(const struct cfg *c, const char *key, struct err *e)
 /* smtpd_dsn_clients - smtpd_dsn_clients: the words "mynetworks",
  * "authenticated" and "all", and networks as in mynetworks. */
 static int
-smtpd_dsn_clients(struct smtpd_runtime *rt, const struct cfg *c,
-                  struct err *e)
+smtpd_dsn_clients(struct smtpd_runtime *rt, const struct cfg *c, struct err *e)
 {
     const char *const *items;
     const char **nets;
@@ -324,10 +324,10 @@ struct smtpd_server {
     unsigned per_client[SMTPD_CLIENTS];
     atomic_uint seq;
     atomic_int stopping;
-    struct queue *queue; /* set once before the first session */
+    struct queue *queue;         /* set once before the first session */
     struct auth_rate *auth_rate; /* AUTH failures, across sessions and
                                     reloads */
-    struct memlimit *mem; /* likewise; NULL: nothing is counted */
+    struct memlimit *mem;        /* likewise; NULL: nothing is counted */
 };
 
 struct smtpd_server *
@@ -409,8 +409,8 @@ smtpd_admit(struct smtpd_server *srv, const struct smtpd_runtime *rt,
     int ok;
 
     pthread_mutex_lock(&srv->lock);
-    ok = srv->active < rt->max_conn &&
-         srv->per_client[b] < rt->max_conn_client;
+    ok =
+        srv->active < rt->max_conn && srv->per_client[b] < rt->max_conn_client;
     if (ok) {
         srv->active++;
         srv->per_client[b]++;
@@ -486,8 +486,7 @@ struct smtpd_session {
     struct err e;
 };
 
-static void
-smtpd_reply(struct smtpd_session *s, const char *fmt, ...)
+static void smtpd_reply(struct smtpd_session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 static void
@@ -596,12 +595,12 @@ smtpd_noqueue_reject(struct smtpd_session *s, const char *cmd,
 {
     char client[SMTPD_CLIENT_MAX];
 
-    log_info("NOQUEUE", "reject: %s from %s: %s; from=<%s>%s%s%s proto=%s "
-                        "helo=<%s>",
+    log_info("NOQUEUE",
+             "reject: %s from %s: %s; from=<%s>%s%s%s proto=%s "
+             "helo=<%s>",
              cmd, smtpd_client(s, client, sizeof(client)), reply,
-             s->sender ? s->sender : "", rcpt ? " to=<" : "",
-             rcpt ? rcpt : "", rcpt ? ">" : "", s->esmtp ? "ESMTP" : "SMTP",
-             s->helo);
+             s->sender ? s->sender : "", rcpt ? " to=<" : "", rcpt ? rcpt : "",
+             rcpt ? ">" : "", s->esmtp ? "ESMTP" : "SMTP", s->helo);
 }
 
 /* smtpd_arg - the text after "VERB" and one space, or NULL. */
@@ -658,15 +657,14 @@ smtpd_dsn_ok(const struct smtpd_session *s)
 
 /* smtpd_dsn_keys - the parameters dropped for a client whose DSN requests
  * are not honoured. */
-static const char *const smtpd_dsn_keys[] = {"RET", "ENVID", "NOTIFY",
-                                             "ORCPT", NULL};
+static const char *const smtpd_dsn_keys[] = {"RET", "ENVID", "NOTIFY", "ORCPT",
+                                             NULL};
 
 /* smtpd_params_without - a copy of params without those named in keys
  * (caller frees), or NULL when out of memory; *dropped says whether one
  * was. */
 static char *
-smtpd_params_without(const char *params, const char *const *keys,
-                     int *dropped)
+smtpd_params_without(const char *params, const char *const *keys, int *dropped)
 {
     size_t len = strlen(params), used = 0;
     const char *p = params;
@@ -727,8 +725,9 @@ smtpd_dsn_log(struct smtpd_session *s)
     if (s->dsn_ignored != 1)
         return;
     s->dsn_ignored = 2;
-    log_info(s->qid, "DSN request ignored: client %s[%s] is not in "
-                     "smtpd_dsn_clients",
+    log_info(s->qid,
+             "DSN request ignored: client %s[%s] is not in "
+             "smtpd_dsn_clients",
              s->name, s->addr);
 }
 
@@ -924,8 +923,7 @@ smtpd_queue_refuses(struct smtpd_session *s, const char *params,
     unsigned long long size = 0;
     size_t len;
 
-    if ((v = smtpd_param(params, "SIZE", &len)) != NULL &&
-        len < sizeof(num)) {
+    if ((v = smtpd_param(params, "SIZE", &len)) != NULL && len < sizeof(num)) {
         memcpy(num, v, len);
         num[len] = '\0';
         size = strtoull(num, NULL, 10);
@@ -992,8 +990,8 @@ smtpd_check_rcpt_params(const char *params, int dsn)
 
             /* addr-type ";" xtext, at most 500 characters */
             if (orcpt++ || semi == NULL || semi == p + 6 || n - 6 > 500 ||
-                queue_xtext_decode(semi + 1, (size_t)(p + n - semi - 1),
-                                   addr, sizeof(addr)) < 0)
+                queue_xtext_decode(semi + 1, (size_t)(p + n - semi - 1), addr,
+                                   sizeof(addr)) < 0)
                 return "501 5.5.4 Bad ORCPT parameter";
         } else {
             return "555 5.5.4 Unsupported option";
@@ -1022,8 +1020,9 @@ smtpd_cmd_mail(struct smtpd_session *s, const char *line)
         return;
     }
     if (atomic_load(&s->srv->stopping)) {
-        smtpd_reply(s, "421 4.3.2 %s Service shutting down, closing "
-                       "transmission channel",
+        smtpd_reply(s,
+                    "421 4.3.2 %s Service shutting down, closing "
+                    "transmission channel",
                     s->rt->hostname);
         s->quit = 1;
         return;
@@ -1045,9 +1044,8 @@ smtpd_cmd_mail(struct smtpd_session *s, const char *line)
     p += used;
     while (*p == ' ')
         p++;
-    if ((bad = smtpd_check_mail_params(p, s->rt->size_limit,
-                                       s->rt->queue_mode, &too_big)) !=
-        NULL) {
+    if ((bad = smtpd_check_mail_params(p, s->rt->size_limit, s->rt->queue_mode,
+                                       &too_big)) != NULL) {
         smtpd_reply(s, "%s", bad);
         buf_fini(&addr);
         smtpd_error(s);
@@ -1214,8 +1212,8 @@ smtpd_cmd_rcpt(struct smtpd_session *s, const char *line)
         return;
     }
     if (!smtpd_relay_ok(s, buf_str(&addr))) {
-        snprintf(reply, sizeof(reply),
-                 "554 5.7.1 <%s>: Relay access denied", buf_str(&addr));
+        snprintf(reply, sizeof(reply), "554 5.7.1 <%s>: Relay access denied",
+                 buf_str(&addr));
         smtpd_noqueue_reject(s, "RCPT", reply, buf_str(&addr));
         smtpd_reply(s, "%s", reply);
         buf_fini(&addr);
@@ -1750,8 +1748,8 @@ smtpd_enqueue(struct smtpd_session *s, const struct msg_env *env,
     }
     memset(&qm, 0, sizeof(qm));
     qm.qid = s->qid;
-    qm.arrival_us = (long long)s->t_start.tv_sec * 1000000LL +
-                    s->t_start.tv_usec;
+    qm.arrival_us =
+        (long long)s->t_start.tv_sec * 1000000LL + s->t_start.tv_usec;
     qm.client_addr = smtpd_env_addr(s);
     qm.client_name = s->xf_name[0] ? s->xf_name : s->name;
     qm.helo = s->xf_helo[0] ? s->xf_helo : s->helo;
@@ -1846,8 +1844,7 @@ smtpd_deliver(struct smtpd_session *s, struct buf *data)
         break;
     case VERDICT_REJECT:
     case VERDICT_TEMPFAIL:
-        log_info(s->qid, "%s: %s: %s",
-                 verdict_kind_name(res.verdict.kind),
+        log_info(s->qid, "%s: %s: %s", verdict_kind_name(res.verdict.kind),
                  res.by ? res.by->name : "chain", res.verdict.reply);
         smtpd_reply_id(s, res.verdict.reply);
         tag = res.verdict.kind == VERDICT_REJECT ? "Rejected" : "TempFailed";
@@ -1860,16 +1857,15 @@ smtpd_deliver(struct smtpd_session *s, struct buf *data)
         goto out;
     case VERDICT_QUARANTINE:
         if ((out = msg_flat(m, &out_len, &s->e)) == NULL ||
-            quarantine_store(cfg_str(cf->cfg, "quarantine_directory"), m,
-                             out, out_len, res.verdict.note,
+            quarantine_store(cfg_str(cf->cfg, "quarantine_directory"), m, out,
+                             out_len, res.verdict.note,
                              res.by ? res.by->name : NULL, &s->e) < 0) {
             log_error(s->qid, "quarantine: %s", s->e.text);
             smtpd_reply_id(s, "451 4.3.0 Error: cannot quarantine, try "
                               "again later");
             goto out;
         }
-        log_info(s->qid, "quarantine: %s%s%s",
-                 res.by ? res.by->name : "chain",
+        log_info(s->qid, "quarantine: %s%s%s", res.by ? res.by->name : "chain",
                  res.verdict.note[0] ? ": " : "", res.verdict.note);
         smtpd_reply(s, "250 2.0.0 Ok: queued as %s", s->qid);
         tag = "Quarantined";
@@ -1890,8 +1886,9 @@ smtpd_deliver(struct smtpd_session *s, struct buf *data)
     }
     niov = msg_iov(m, iov, niov);
     if (s->rt->queue_mode) {
-        tag = smtpd_enqueue(s, env, iov, niov, msg_size(m)) == 0 ? "Queued"
-                                                                 : "TempFailed";
+        tag = smtpd_enqueue(s, env, iov, niov, msg_size(m)) == 0
+                  ? "Queued"
+                  : "TempFailed";
         goto out;
     }
     if (smtpc_pool_kind(s->rt->hop) == SMTPC_MAILDIR) {
@@ -2127,8 +2124,9 @@ smtpd_auth_rate_refuses(struct smtpd_session *s, int take)
     if (take ? !auth_rate_take(s->srv->auth_rate, s->addr, rate, now)
              : !auth_rate_over(s->srv->auth_rate, s->addr, rate, now))
         return 0;
-    log_warning(NULL, "%s: AUTH failure rate limit exceeded: more than %u "
-                      "a minute",
+    log_warning(NULL,
+                "%s: AUTH failure rate limit exceeded: more than %u "
+                "a minute",
                 smtpd_client(s, client, sizeof(client)), rate);
     smtpd_refuse(s, "454 4.7.0 Error: too many failed authentication "
                     "attempts, try again later");
@@ -2222,8 +2220,8 @@ smtpd_cmd_auth(struct smtpd_session *s, const char *arg)
             return;
         }
         if (strcmp(resp, "*") == 0 ||
-            (len = auth_b64_decode(resp, strlen(resp), raw,
-                                   sizeof(raw) - 1)) < 0 ||
+            (len = auth_b64_decode(resp, strlen(resp), raw, sizeof(raw) - 1)) <
+                0 ||
             (size_t)len >= sizeof(user) || memchr(raw, '\0', (size_t)len)) {
             smtpd_refuse(s, "501 5.5.2 Cannot decode response");
             return;
@@ -2235,8 +2233,8 @@ smtpd_cmd_auth(struct smtpd_session *s, const char *arg)
             return;
         }
         if (strcmp(resp, "*") == 0 ||
-            (len = auth_b64_decode(resp, strlen(resp), raw,
-                                   sizeof(raw) - 1)) < 0 ||
+            (len = auth_b64_decode(resp, strlen(resp), raw, sizeof(raw) - 1)) <
+                0 ||
             (size_t)len >= sizeof(pass) || memchr(raw, '\0', (size_t)len)) {
             smtpd_refuse(s, "501 5.5.2 Cannot decode response");
             return;
@@ -2271,8 +2269,9 @@ smtpd_cmd_auth(struct smtpd_session *s, const char *arg)
     log_warning(NULL, "%s: SASL %.5s authentication failed",
                 smtpd_client(s, client, sizeof(client)), mech);
     if (++s->auth_failures >= s->rt->auth_failure_limit) {
-        smtpd_reply(s, "421 4.7.0 %s Error: too many failed authentication "
-                       "attempts",
+        smtpd_reply(s,
+                    "421 4.7.0 %s Error: too many failed authentication "
+                    "attempts",
                     s->rt->hostname);
         s->quit = 1;
         return;
@@ -2564,8 +2563,9 @@ smtpd_session_run(struct smtpd_server *srv, struct smtpd_runtime *rt, int fd,
      * the test would only race the client's first packet. */
     if (rt->greet_pause_ms > 0 &&
         netio_wait_input(s->io, rt->greet_pause_ms) > 0) {
-        log_info("NOQUEUE", "reject: CONNECT from %s: 554 5.5.1 Error: "
-                            "early talker",
+        log_info("NOQUEUE",
+                 "reject: CONNECT from %s: 554 5.5.1 Error: "
+                 "early talker",
                  smtpd_client(s, client, sizeof(client)));
         smtpd_reply(s, "554 5.5.1 Error: early talker");
         (void)smtpd_flush(s);
@@ -2600,8 +2600,8 @@ smtpd_session_run(struct smtpd_server *srv, struct smtpd_runtime *rt, int fd,
             break;
         }
         cmd = s->line.data;
-        while (s->line.len > 0 && (cmd[s->line.len - 1] == '\n' ||
-                                   cmd[s->line.len - 1] == '\r'))
+        while (s->line.len > 0 &&
+               (cmd[s->line.len - 1] == '\n' || cmd[s->line.len - 1] == '\r'))
             cmd[--s->line.len] = '\0';
         if (memchr(cmd, '\0', s->line.len) != NULL) {
             smtpd_refuse(s, "500 5.5.2 Error: bad syntax");
@@ -2613,8 +2613,7 @@ smtpd_session_run(struct smtpd_server *srv, struct smtpd_runtime *rt, int fd,
             if (smtpd_flush(s) < 0)
                 break;
         if (atomic_load(&s->srv->stopping) && !s->in_mail) {
-            smtpd_reply(s, "421 4.3.2 %s Service shutting down",
-                        rt->hostname);
+            smtpd_reply(s, "421 4.3.2 %s Service shutting down", rt->hostname);
             (void)smtpd_flush(s);
             break;
         }

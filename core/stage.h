@@ -57,25 +57,23 @@ struct verdict {
 /* verdict_set - fill v; reply may be NULL for continue/discard/quarantine.
  * Returns 0 so a stage can "return verdict_set(...)". */
 int verdict_set(struct verdict *v, enum verdict_kind kind, const char *reply,
-                const char *note_fmt, ...) __attribute__((format(printf, 4, 5)));
+                const char *note_fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 const char *verdict_kind_name(enum verdict_kind kind);
 
 /* The common match condition every stage has (keys match_sender,
  * match_recipient, match_client, match_auth). */
 struct match;
 
-enum stage_on_error {
-    STAGE_ON_ERROR_TEMPFAIL,
-    STAGE_ON_ERROR_CONTINUE
-};
+enum stage_on_error { STAGE_ON_ERROR_TEMPFAIL, STAGE_ON_ERROR_CONTINUE };
 
 struct stage;
 
 struct stage_type {
-    const char *name;                  /* "rewrite": the value of stage = */
-    const char *summary;               /* one line for docs and check */
-    unsigned flags;                    /* default STAGE_* flags */
-    const struct cfg_option *options;  /* type-specific keys */
+    const char *name;                 /* "rewrite": the value of stage = */
+    const char *summary;              /* one line for docs and check */
+    unsigned flags;                   /* default STAGE_* flags */
+    const struct cfg_option *options; /* type-specific keys */
     int (*init)(struct stage *st, const struct cfg *c, struct err *e);
     int (*run)(const struct stage *st, struct msg *m, struct verdict *v,
                struct err *e);
@@ -84,14 +82,14 @@ struct stage_type {
 
 struct stage {
     const struct stage_type *type;
-    char *name;           /* instance name: file name without NN- and .conf */
-    char *file;           /* the chain.d file it came from */
-    struct cfg *cfg;      /* its validated configuration (owned) */
-    struct match *match;  /* owned */
+    char *name;          /* instance name: file name without NN- and .conf */
+    char *file;          /* the chain.d file it came from */
+    struct cfg *cfg;     /* its validated configuration (owned) */
+    struct match *match; /* owned */
     enum stage_on_error on_error;
-    unsigned flags;       /* effective flags; init() may narrow them */
-    void *priv;           /* the type's long-lived state */
-    int check_only;       /* validate only: run() is never called */
+    unsigned flags; /* effective flags; init() may narrow them */
+    void *priv;     /* the type's long-lived state */
+    int check_only; /* validate only: run() is never called */
 };
 
 #endif

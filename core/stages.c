@@ -16,10 +16,8 @@ extern const struct stage_type flt_testedit_type;
 #endif
 
 static const struct stage_type *const stages_registry[] = {
-    &flt_rewrite_type,
-    &flt_dkim_type,
-    &flt_disclaimer_type,
-    &flt_antivirus_type,
+    &flt_rewrite_type,    &flt_dkim_type,
+    &flt_disclaimer_type, &flt_antivirus_type,
 #ifdef RC_TEST_STAGES
     &flt_testedit_type, /* tests/milter/testedit.c: test programs only */
 #endif

@@ -144,7 +144,7 @@ struct flt_dkim_key {
     size_t pem_len;
     char *record; /* "v=DKIM1; k=rsa; p=..." */
     EVP_PKEY *pkey;
-    EVP_PKEY *pub; /* decoded from the record's p= octets */
+    EVP_PKEY *pub;                /* decoded from the record's p= octets */
     struct flt_dkim_sig_key *sig; /* pkey and pub, ready to sign */
 };
 
@@ -189,8 +189,8 @@ struct flt_dkim {
     enum flt_dkim_source source;
     enum flt_dkim_canon hcanon, bcanon;
     int encode;
-    uint64_t ttl;         /* seconds; 0: no x= */
-    DKIM_LIB *verify_lib; /* self_check = libopendkim; else NULL */
+    uint64_t ttl;           /* seconds; 0: no x= */
+    DKIM_LIB *verify_lib;   /* self_check = libopendkim; else NULL */
     const char **sign_hdrs; /* NULL-terminated, borrowed names */
     const char **oversign_hdrs;
     int dkim_edit;                    /* dkim_signed = edit */
@@ -619,9 +619,8 @@ flt_dkim_key_read(const char *path, int check_mode, char **text, size_t *len,
     }
     /* The rule for every secret file (cfg_secret_problem), strictest. */
     if (check_mode &&
-        (problem = cfg_secret_problem(sb.st_mode, S_IRGRP | S_IWGRP |
-                                                      S_IROTH | S_IWOTH)) !=
-            NULL) {
+        (problem = cfg_secret_problem(sb.st_mode, S_IRGRP | S_IWGRP | S_IROTH |
+                                                      S_IWOTH)) != NULL) {
         close(fd);
         return err_set(e, ERR_CONFIG,
                        "%s: key file mode %04o %s; a private key must be "
@@ -2545,7 +2544,8 @@ flt_dkim_fault(char *p, size_t n)
  * then its body. A DKIM-Signature field that libopendkim cannot parse
  * (someone else's, malformed) is left out of its view: it refuses such a
  * field with DKIM_STAT_SYNTAX, and a DKIM-Signature is never among the
- * fields the stage signs, so leaving it out changes nothing checked. Returns the first other failure. */
+ * fields the stage signs, so leaving it out changes nothing checked. Returns
+ * the first other failure. */
 static DKIM_STAT
 flt_dkim_feed(DKIM *dkim, const char *wire, size_t len)
 {
@@ -2669,9 +2669,9 @@ flt_dkim_key_lookup(DKIM *dkim, DKIM_SIGINFO *sig, u_char *buf, size_t buflen)
 /* flt_dkim_self_check_lib - flt_dkim_self_check() by libopendkim. */
 static int
 flt_dkim_self_check_lib(const struct flt_dkim *fd, const struct msg *m,
-                    const struct flt_dkim_plan *plans, size_t nplans,
-                    const char *wire, size_t wire_len, char *why, size_t wn,
-                    struct err *e)
+                        const struct flt_dkim_plan *plans, size_t nplans,
+                        const char *wire, size_t wire_len, char *why,
+                        size_t wn, struct err *e)
 {
     struct flt_dkim_check ck = {plans, nplans};
     DKIM_SIGINFO **sigs = NULL;
@@ -2757,8 +2757,9 @@ flt_dkim_self_check(const struct flt_dkim *fd, const struct msg *m,
         return flt_dkim_self_check_lib(fd, m, plans, nplans, wire, wire_len,
                                        why, wn, e);
     for (k = 0; k < nplans; k++) {
-        rc = flt_dkim_sig_check(plans[k].key->sig, plans[k].domain, plans[k].selector, wire,
-                                wire_len, memo, why, wn, e);
+        rc = flt_dkim_sig_check(plans[k].key->sig, plans[k].domain,
+                                plans[k].selector, wire, wire_len, memo, why,
+                                wn, e);
         if (rc != 0) {
             if (rc == 1 && (used = strlen(why)) < wn)
                 snprintf(why + used, wn - used, ", d=%s, s=%s",
@@ -2882,8 +2883,8 @@ flt_dkim_run(const struct stage *st, struct msg *m, struct verdict *v,
     /* The signed bytes stay in raw or conv: memo points into them. */
     if (flt_dkim_wire(m, &fin, &fin_conv, &final, &final_len, e) < 0)
         goto out;
-    failed = flt_dkim_self_check(fd, m, plans, nplans, final, final_len,
-                                 &memo, why, sizeof(why), e);
+    failed = flt_dkim_self_check(fd, m, plans, nplans, final, final_len, &memo,
+                                 why, sizeof(why), e);
     if (failed < 0)
         goto out;
     if (failed) {

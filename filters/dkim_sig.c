@@ -46,9 +46,9 @@
 
 #include "dkim_sig.h"
 
-#define FLT_DKIM_SIG_FOLD 76      /* columns before the next tag folds */
-#define FLT_DKIM_SIG_B64_LINE 64  /* base64 octets on a folded line */
-#define FLT_DKIM_SIG_CHUNK 8192   /* canonical body octets hashed at once */
+#define FLT_DKIM_SIG_FOLD 76         /* columns before the next tag folds */
+#define FLT_DKIM_SIG_B64_LINE 64     /* base64 octets on a folded line */
+#define FLT_DKIM_SIG_CHUNK 8192      /* canonical body octets hashed at once */
 #define FLT_DKIM_SIG_MAX_OCTETS 1024 /* raw signature (RSA 8192 is 1024) */
 #define FLT_DKIM_SIG_TAGS_MAX 32     /* tags in one signature we read */
 #define FLT_DKIM_SIG_HDR "DKIM-Signature"
@@ -338,7 +338,8 @@ flt_dkim_sig_body(const char *p, size_t n, enum flt_dkim_canon canon,
                     const char *run = c;
 
                     if (flt_dkim_sig_is_wsp((unsigned char)*c)) {
-                        while (c < last && flt_dkim_sig_is_wsp((unsigned char)*c))
+                        while (c < last &&
+                               flt_dkim_sig_is_wsp((unsigned char)*c))
                             c++;
                         if (flt_dkim_sig_put(bh, " ", 1) < 0)
                             goto ssl;
@@ -390,8 +391,8 @@ out:
 static int
 flt_dkim_sig_body_memo(const char *p, size_t n, enum flt_dkim_canon canon,
                        const struct flt_dkim_body_memo *memo,
-                       struct flt_dkim_body_memo *write,
-                       unsigned char *digest, struct err *e)
+                       struct flt_dkim_body_memo *write, unsigned char *digest,
+                       struct err *e)
 {
     if (memo != NULL && memo->valid && memo->canon == canon &&
         memo->len == n && (memo->body == p || memcmp(memo->body, p, n) == 0)) {
@@ -429,8 +430,7 @@ flt_dkim_sig_sha256(const char *p, size_t n, unsigned char *digest)
 {
     unsigned len = 0;
 
-    return EVP_Digest(p, n, digest, &len, EVP_sha256(), NULL) == 1 &&
-                   len == 32
+    return EVP_Digest(p, n, digest, &len, EVP_sha256(), NULL) == 1 && len == 32
                ? 0
                : -1;
 }
@@ -594,8 +594,8 @@ flt_dkim_sig_hname(struct buf *f, size_t *col, size_t *n, const char *name,
  * then each oversign_hdrs name once more; folded at the colons. */
 static int
 flt_dkim_sig_hlist(const struct flt_dkim_sign *s,
-                   const struct flt_dkim_header *h, struct buf *f,
-                   size_t *col, struct err *e)
+                   const struct flt_dkim_header *h, struct buf *f, size_t *col,
+                   struct err *e)
 {
     const char *const *name;
     size_t i, n = 0;
@@ -604,8 +604,8 @@ flt_dkim_sig_hlist(const struct flt_dkim_sign *s,
     for (i = 0; i < h->n; i++)
         for (name = s->sign_hdrs; *name != NULL; name++)
             if (flt_dkim_sig_name_is(&h->f[i], *name, strlen(*name))) {
-                if (flt_dkim_sig_hname(f, col, &n, h->f[i].p,
-                                       h->f[i].name_len, e) < 0)
+                if (flt_dkim_sig_hname(f, col, &n, h->f[i].p, h->f[i].name_len,
+                                       e) < 0)
                     return -1;
                 from |= flt_dkim_sig_name_is(&h->f[i], "From", 4);
                 break;
@@ -665,9 +665,9 @@ flt_dkim_sig_canon_name(enum flt_dkim_canon c)
 }
 
 int
-flt_dkim_sig_make(const struct flt_dkim_sign *s, const char *wire,
-                  size_t len, struct flt_dkim_body_memo *memo,
-                  struct buf *out, struct err *e)
+flt_dkim_sig_make(const struct flt_dkim_sign *s, const char *wire, size_t len,
+                  struct flt_dkim_body_memo *memo, struct buf *out,
+                  struct err *e)
 {
     struct flt_dkim_header h;
     struct buf f;
@@ -682,12 +682,11 @@ flt_dkim_sig_make(const struct flt_dkim_sign *s, const char *wire,
     if (flt_dkim_sig_body_memo(wire + h.body, len - h.body, s->bcanon, memo,
                                memo, bdigest, e) < 0)
         goto out;
-    if (buf_printf(&f, e, "%s: v=1; a=%s; c=%s/%s; d=%s; s=%s",
-                   FLT_DKIM_SIG_HDR,
-                   s->key->ed25519 ? "ed25519-sha256" : "rsa-sha256",
-                   flt_dkim_sig_canon_name(s->hcanon),
-                   flt_dkim_sig_canon_name(s->bcanon), s->domain,
-                   s->selector) < 0)
+    if (buf_printf(
+            &f, e, "%s: v=1; a=%s; c=%s/%s; d=%s; s=%s", FLT_DKIM_SIG_HDR,
+            s->key->ed25519 ? "ed25519-sha256" : "rsa-sha256",
+            flt_dkim_sig_canon_name(s->hcanon),
+            flt_dkim_sig_canon_name(s->bcanon), s->domain, s->selector) < 0)
         goto out;
     col = f.len;
     snprintf(tag, sizeof(tag), "%llu", (unsigned long long)s->time);
@@ -776,10 +775,9 @@ flt_dkim_sig_tags(const char *p, const char *end, struct flt_dkim_tag *t,
         if (n == max)
             return -1;
         t[n].name = p;
-        while (p < end && ((*p >= 'a' && *p <= 'z') ||
-                           (*p >= 'A' && *p <= 'Z') ||
-                           (p > t[n].name &&
-                            ((*p >= '0' && *p <= '9') || *p == '_'))))
+        while (p < end &&
+               ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                (p > t[n].name && ((*p >= '0' && *p <= '9') || *p == '_'))))
             p++;
         t[n].name_len = (size_t)(p - t[n].name);
         while (p < end && flt_dkim_sig_is_fws((unsigned char)*p))
@@ -860,8 +858,7 @@ flt_dkim_sig_canons(const struct flt_dkim_tag *t, enum flt_dkim_canon *h,
     for (i = 0; i < 2; i++) {
         if (hl == strlen(names[i]) && strncasecmp(t->v, names[i], hl) == 0)
             hv = (int)i;
-        if (slash != NULL &&
-            t->vlen - hl - 1 == strlen(names[i]) &&
+        if (slash != NULL && t->vlen - hl - 1 == strlen(names[i]) &&
             strncasecmp(slash + 1, names[i], t->vlen - hl - 1) == 0)
             bv = (int)i;
     }
@@ -901,8 +898,8 @@ flt_dkim_sig_find(const struct flt_dkim_header *h, const char *domain,
 int
 flt_dkim_sig_check(const struct flt_dkim_sig_key *key, const char *domain,
                    const char *selector, const char *wire, size_t len,
-                   const struct flt_dkim_body_memo *memo, char *why,
-                   size_t wn, struct err *e)
+                   const struct flt_dkim_body_memo *memo, char *why, size_t wn,
+                   struct err *e)
 {
     struct flt_dkim_tag t[FLT_DKIM_SIG_TAGS_MAX];
     const struct flt_dkim_tag *bh, *b, *hl;
@@ -956,8 +953,8 @@ flt_dkim_sig_check(const struct flt_dkim_sig_key *key, const char *domain,
     /* The header hash: the field itself with b= emptied, no CRLF. */
     flen = flt_dkim_sig_text_len(f);
     if (buf_append(&nob, f->p, (size_t)(b->raw - f->p), e) < 0 ||
-        buf_append(&nob, b->raw_end, (size_t)(f->p + flen - b->raw_end),
-                   e) < 0 ||
+        buf_append(&nob, b->raw_end, (size_t)(f->p + flen - b->raw_end), e) <
+            0 ||
         flt_dkim_sig_header_digest(&h, hl->v, hl->vlen, nob.data, nob.len, hc,
                                    digest, e) < 0) {
         rc = -1;

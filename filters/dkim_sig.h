@@ -67,7 +67,9 @@ int flt_dkim_sig_make(const struct flt_dkim_sign *s, const char *wire,
 
 /* flt_dkim_sig_check - verify, as a verifier would, the topmost
  * DKIM-Signature field of wire (CRLF line ends) whose d= and s= are domain
- * and selector, with the public half of key. memo, when not NULL, is the signer's. Returns 0 when it holds; 1 when it does not, with the reason in why
+ * and selector, with the public half of key. memo, when not NULL, is the
+ * signer's. Returns 0 when it holds; 1 when it does not, with the reason in
+ * why
  * ("body hash", "header hash", "signature not found", "bad tag list: ...");
  * -1 with e set when the check itself could not run (memory, OpenSSL). */
 int flt_dkim_sig_check(const struct flt_dkim_sig_key *key, const char *domain,

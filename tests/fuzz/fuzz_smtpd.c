@@ -64,7 +64,8 @@ fuzz_setup(void)
         return &st;
     log_open("fuzz_smtpd", LOG_MAIL, LOG_SINK_NONE);
     mime_init();
-    snprintf(st.dir, sizeof(st.dir), "%s/fuzz-smtpd-XXXXXX", tmp ? tmp : "/tmp");
+    snprintf(st.dir, sizeof(st.dir), "%s/fuzz-smtpd-XXXXXX",
+             tmp ? tmp : "/tmp");
     if (mkdtemp(st.dir) == NULL)
         abort();
     snprintf(path, sizeof(path), "%s/chain.d", st.dir);

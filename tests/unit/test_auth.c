@@ -422,9 +422,8 @@ test_rate(void **state)
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         assert_non_null(r = auth_rate_new(1024, &e));
         for (k = 0; k < 3; k++)
-            unit_int_eq(cases[i].name, auth_rate_take(r, cases[i].fail, 3,
-                                                      1000),
-                        0);
+            unit_int_eq(cases[i].name,
+                        auth_rate_take(r, cases[i].fail, 3, 1000), 0);
         unit_int_eq(cases[i].name, auth_rate_over(r, cases[i].ask, 3, 1000),
                     cases[i].want);
         unit_int_eq(cases[i].name, auth_rate_take(r, cases[i].ask, 3, 1000),

@@ -32,8 +32,12 @@ t_mark_run(const struct stage *st, struct msg *m, struct verdict *v,
 static const struct cfg_option t_no_options[] = {CFG_OPTION_END};
 
 static const struct stage_type t_mark = {
-    "mark", "adds X-Trace", STAGE_EDITS_HEADERS, t_no_options, NULL,
-    t_mark_run, NULL};
+    .name = "mark",
+    .summary = "adds X-Trace",
+    .flags = STAGE_EDITS_HEADERS,
+    .options = t_no_options,
+    .run = t_mark_run,
+};
 
 /* "body": replaces the body. */
 static int
@@ -46,8 +50,12 @@ t_body_run(const struct stage *st, struct msg *m, struct verdict *v,
 }
 
 static const struct stage_type t_body = {
-    "body", "replaces the body", STAGE_EDITS_BODY, t_no_options, NULL,
-    t_body_run, NULL};
+    .name = "body",
+    .summary = "replaces the body",
+    .flags = STAGE_EDITS_BODY,
+    .options = t_no_options,
+    .run = t_body_run,
+};
 
 /* "sign": a signing stage that adds its signature header. */
 static int
@@ -60,10 +68,15 @@ t_sign_run(const struct stage *st, struct msg *m, struct verdict *v,
 }
 
 static const struct stage_type t_sign = {
-    "sign", "signs", STAGE_SIGNS, t_no_options, NULL, t_sign_run, NULL};
+    .name = "sign",
+    .summary = "signs",
+    .flags = STAGE_SIGNS,
+    .options = t_no_options,
+    .run = t_sign_run,
+};
 
 /* "verdict": returns the verdict named by its "result" key. */
-static const char *const t_results[] = {"reject", "tempfail", "discard",
+static const char *const t_results[] = {"reject",     "tempfail", "discard",
                                         "quarantine", "badreply", NULL};
 static const struct cfg_option t_verdict_options[] = {
     {"result", CFG_ENUM, "reject", "verdict to return", t_results, 0, 0, 0},
@@ -92,8 +105,11 @@ t_verdict_run(const struct stage *st, struct msg *m, struct verdict *v,
 }
 
 static const struct stage_type t_verdict = {
-    "verdict", "returns a verdict", 0, t_verdict_options, NULL,
-    t_verdict_run, NULL};
+    .name = "verdict",
+    .summary = "returns a verdict",
+    .options = t_verdict_options,
+    .run = t_verdict_run,
+};
 
 /* "fail": run() fails. */
 static int
@@ -107,7 +123,11 @@ t_fail_run(const struct stage *st, struct msg *m, struct verdict *v,
 }
 
 static const struct stage_type t_fail = {
-    "fail", "always fails", 0, t_no_options, NULL, t_fail_run, NULL};
+    .name = "fail",
+    .summary = "always fails",
+    .options = t_no_options,
+    .run = t_fail_run,
+};
 
 /* "halfdone": every kind of edit, then an error, as a stage that dies
  * half way through its work would. */
@@ -129,10 +149,13 @@ t_halfdone_run(const struct stage *st, struct msg *m, struct verdict *v,
 }
 
 static const struct stage_type t_halfdone = {
-    "halfdone", "edits, then fails",
-    STAGE_EDITS_HEADERS | STAGE_EDITS_BODY | STAGE_EDITS_SENDER |
-        STAGE_EDITS_RCPTS,
-    t_no_options, NULL, t_halfdone_run, NULL};
+    .name = "halfdone",
+    .summary = "edits, then fails",
+    .flags = STAGE_EDITS_HEADERS | STAGE_EDITS_BODY | STAGE_EDITS_SENDER |
+             STAGE_EDITS_RCPTS,
+    .options = t_no_options,
+    .run = t_halfdone_run,
+};
 
 /* "hold": tags the message as an antivirus stage does, then holds it. */
 static int
@@ -146,12 +169,20 @@ t_hold_run(const struct stage *st, struct msg *m, struct verdict *v,
 }
 
 static const struct stage_type t_hold = {
-    "hold", "tags and holds", STAGE_EDITS_HEADERS, t_no_options, NULL,
-    t_hold_run, NULL};
+    .name = "hold",
+    .summary = "tags and holds",
+    .flags = STAGE_EDITS_HEADERS,
+    .options = t_no_options,
+    .run = t_hold_run,
+};
 
 /* "liar": declares no flags but edits the header. */
 static const struct stage_type t_liar = {
-    "liar", "undeclared edit", 0, t_no_options, NULL, t_mark_run, NULL};
+    .name = "liar",
+    .summary = "undeclared edit",
+    .options = t_no_options,
+    .run = t_mark_run,
+};
 
 /* "badinit": init() refuses its configuration. */
 static int
@@ -162,8 +193,12 @@ t_badinit_init(struct stage *st, const struct cfg *c, struct err *e)
 }
 
 static const struct stage_type t_badinit = {
-    "badinit", "init fails", 0, t_no_options, t_badinit_init, t_mark_run,
-    NULL};
+    .name = "badinit",
+    .summary = "init fails",
+    .options = t_no_options,
+    .init = t_badinit_init,
+    .run = t_mark_run,
+};
 
 static const struct stage_type *
 t_lookup(const char *name)
@@ -230,9 +265,8 @@ t_msg(const char *text, const char *sender, const char *rcpt,
     err_clear(&e);
     m = msg_new(&t_limits, MSG_FE_CLI, &e);
     assert_non_null(m);
-    assert_int_equal(msg_env_set(m, "4ABC123", client, NULL, "helo", 0, auth,
-                                 &e),
-                     0);
+    assert_int_equal(
+        msg_env_set(m, "4ABC123", client, NULL, "helo", 0, auth, &e), 0);
     assert_int_equal(msg_env_sender(m, sender, NULL, &e), 0);
     assert_int_equal(msg_env_rcpt(m, rcpt, NULL, &e), 0);
     assert_int_equal(msg_parse(m, text, strlen(text), &e), 0);
@@ -283,65 +317,146 @@ test_chain_run_table(void **state)
           {"9-c.conf", "stage = mark\n"},
           {"README", "not a stage\n"},
           {NULL, NULL}},
-         "a@example.com", "b@example.net", "192.0.2.1", NULL, t_plain,
-         CHAIN_AMBIGUOUS_REJECT, VERDICT_CONTINUE, NULL, "a,c,B,b", NULL},
+         "a@example.com",
+         "b@example.net",
+         "192.0.2.1",
+         NULL,
+         t_plain,
+         CHAIN_AMBIGUOUS_REJECT,
+         VERDICT_CONTINUE,
+         NULL,
+         "a,c,B,b",
+         NULL},
         {"match_sender skips a stage",
          {{"10-x.conf", "stage = mark\nmatch_sender = example.org\n"},
           {"20-y.conf", "stage = mark\nmatch_sender = example.com\n"},
           {NULL, NULL}},
-         "a@example.com", "b@example.net", "192.0.2.1", NULL, t_plain,
-         CHAIN_AMBIGUOUS_REJECT, VERDICT_CONTINUE, NULL, "y", NULL},
+         "a@example.com",
+         "b@example.net",
+         "192.0.2.1",
+         NULL,
+         t_plain,
+         CHAIN_AMBIGUOUS_REJECT,
+         VERDICT_CONTINUE,
+         NULL,
+         "y",
+         NULL},
         {"match_client and match_auth",
          {{"10-net.conf", "stage = mark\nmatch_client = 10.0.0.0/8\n"},
           {"20-auth.conf", "stage = mark\nmatch_auth = yes\n"},
           {"30-anon.conf", "stage = mark\nmatch_auth = no\n"},
           {NULL, NULL}},
-         "a@example.com", "b@example.net", "10.1.2.3", "alice", t_plain,
-         CHAIN_AMBIGUOUS_REJECT, VERDICT_CONTINUE, NULL, "net,auth", NULL},
+         "a@example.com",
+         "b@example.net",
+         "10.1.2.3",
+         "alice",
+         t_plain,
+         CHAIN_AMBIGUOUS_REJECT,
+         VERDICT_CONTINUE,
+         NULL,
+         "net,auth",
+         NULL},
         {"reject stops the chain",
          {{"10-m.conf", "stage = mark\n"},
           {"20-v.conf", "stage = verdict\nresult = reject\n"},
           {"30-n.conf", "stage = mark\n"},
           {NULL, NULL}},
-         "a@example.com", "b@example.net", NULL, NULL, t_plain,
-         CHAIN_AMBIGUOUS_REJECT, VERDICT_REJECT, "550 5.7.1 go away", "m",
+         "a@example.com",
+         "b@example.net",
+         NULL,
+         NULL,
+         t_plain,
+         CHAIN_AMBIGUOUS_REJECT,
+         VERDICT_REJECT,
+         "550 5.7.1 go away",
+         "m",
          "v"},
         {"discard and quarantine are verdicts too",
          {{"10-v.conf", "stage = verdict\nresult = quarantine\n"},
           {"20-n.conf", "stage = mark\n"},
           {NULL, NULL}},
-         "a@example.com", "b@example.net", NULL, NULL, t_plain,
-         CHAIN_AMBIGUOUS_REJECT, VERDICT_QUARANTINE, "", "", "v"},
+         "a@example.com",
+         "b@example.net",
+         NULL,
+         NULL,
+         t_plain,
+         CHAIN_AMBIGUOUS_REJECT,
+         VERDICT_QUARANTINE,
+         "",
+         "",
+         "v"},
         {"a reject with a 2xx reply becomes a proper 5xx",
-         {{"10-v.conf", "stage = verdict\nresult = badreply\n"},
-          {NULL, NULL}},
-         "a@example.com", "b@example.net", NULL, NULL, t_plain,
-         CHAIN_AMBIGUOUS_REJECT, VERDICT_REJECT, "554 5.7.1", "", "v"},
+         {{"10-v.conf", "stage = verdict\nresult = badreply\n"}, {NULL, NULL}},
+         "a@example.com",
+         "b@example.net",
+         NULL,
+         NULL,
+         t_plain,
+         CHAIN_AMBIGUOUS_REJECT,
+         VERDICT_REJECT,
+         "554 5.7.1",
+         "",
+         "v"},
         {"error tempfails by default",
          {{"10-f.conf", "stage = fail\n"},
           {"20-n.conf", "stage = mark\n"},
           {NULL, NULL}},
-         "a@example.com", "b@example.net", NULL, NULL, t_plain,
-         CHAIN_AMBIGUOUS_REJECT, VERDICT_TEMPFAIL, "451 4.3.0", "", "f"},
+         "a@example.com",
+         "b@example.net",
+         NULL,
+         NULL,
+         t_plain,
+         CHAIN_AMBIGUOUS_REJECT,
+         VERDICT_TEMPFAIL,
+         "451 4.3.0",
+         "",
+         "f"},
         {"on_error = continue passes on",
          {{"10-f.conf", "stage = fail\non_error = continue\n"},
           {"20-n.conf", "stage = mark\n"},
           {NULL, NULL}},
-         "a@example.com", "b@example.net", NULL, NULL, t_plain,
-         CHAIN_AMBIGUOUS_REJECT, VERDICT_CONTINUE, NULL, "n", NULL},
+         "a@example.com",
+         "b@example.net",
+         NULL,
+         NULL,
+         t_plain,
+         CHAIN_AMBIGUOUS_REJECT,
+         VERDICT_CONTINUE,
+         NULL,
+         "n",
+         NULL},
         {"an undeclared edit is an error",
          {{"10-l.conf", "stage = liar\n"}, {NULL, NULL}},
-         "a@example.com", "b@example.net", NULL, NULL, t_plain,
-         CHAIN_AMBIGUOUS_REJECT, VERDICT_TEMPFAIL, "451 4.3.0", "l", "l"},
+         "a@example.com",
+         "b@example.net",
+         NULL,
+         NULL,
+         t_plain,
+         CHAIN_AMBIGUOUS_REJECT,
+         VERDICT_TEMPFAIL,
+         "451 4.3.0",
+         "l",
+         "l"},
         {"a signer may add its header",
          {{"10-m.conf", "stage = mark\n"},
           {"90-s.conf", "stage = sign\n"},
           {NULL, NULL}},
-         "a@example.com", "b@example.net", NULL, NULL, t_plain,
-         CHAIN_AMBIGUOUS_REJECT, VERDICT_CONTINUE, NULL, "m", NULL},
+         "a@example.com",
+         "b@example.net",
+         NULL,
+         NULL,
+         t_plain,
+         CHAIN_AMBIGUOUS_REJECT,
+         VERDICT_CONTINUE,
+         NULL,
+         "m",
+         NULL},
         {"ambiguous MIME is rejected before any stage",
          {{"10-m.conf", "stage = mark\n"}, {NULL, NULL}},
-         "a@example.com", "b@example.net", NULL, NULL,
+         "a@example.com",
+         "b@example.net",
+         NULL,
+         NULL,
          "From: a@example.com\n"
          "Content-Type: multipart/mixed; boundary=\"b1\"\n"
          "Content-Type: text/plain\n"
@@ -354,10 +469,17 @@ test_chain_run_table(void **state)
          "x\n"
          "--b1--\n"
          "--b1--\n",
-         CHAIN_AMBIGUOUS_REJECT, VERDICT_REJECT, "554 5.6.0", "", NULL},
+         CHAIN_AMBIGUOUS_REJECT,
+         VERDICT_REJECT,
+         "554 5.6.0",
+         "",
+         NULL},
         {"ambiguous MIME passes with continue",
          {{"10-m.conf", "stage = mark\n"}, {NULL, NULL}},
-         "a@example.com", "b@example.net", NULL, NULL,
+         "a@example.com",
+         "b@example.net",
+         NULL,
+         NULL,
          "From: a@example.com\n"
          "Content-Type: multipart/mixed; boundary=\"b1\"\n"
          "\n"
@@ -369,7 +491,11 @@ test_chain_run_table(void **state)
          "x\n"
          "--b1--\n"
          "--b1--\n",
-         CHAIN_AMBIGUOUS_CONTINUE, VERDICT_CONTINUE, NULL, "m", NULL},
+         CHAIN_AMBIGUOUS_CONTINUE,
+         VERDICT_CONTINUE,
+         NULL,
+         "m",
+         NULL},
     };
     size_t i;
 
@@ -469,30 +595,48 @@ test_chain_rollback(void **state)
           {"20-h.conf", "stage = halfdone\non_error = continue\n"},
           {"30-n.conf", "stage = mark\n"},
           {NULL, NULL}},
-         VERDICT_CONTINUE, traced, "m,n",
-         "<a@example.com> <b@example.net>", 1, 8,
+         VERDICT_CONTINUE,
+         traced,
+         "m,n",
+         "<a@example.com> <b@example.net>",
+         1,
+         8,
          "error ignored (on_error = continue), 8 edits undone"},
         {"edits then an error, default on_error: tempfail",
          {{"10-m.conf", "stage = mark\n"},
           {"20-h.conf", "stage = halfdone\n"},
           {"30-n.conf", "stage = mark\n"},
           {NULL, NULL}},
-         VERDICT_TEMPFAIL, NULL, NULL, NULL, 1, 0, "error"},
+         VERDICT_TEMPFAIL,
+         NULL,
+         NULL,
+         NULL,
+         1,
+         0,
+         "error"},
         {"an error before any edit: none undone",
          {{"10-m.conf", "stage = mark\n"},
           {"20-f.conf", "stage = fail\non_error = continue\n"},
           {"30-n.conf", "stage = mark\n"},
           {NULL, NULL}},
-         VERDICT_CONTINUE, traced, "m,n",
-         "<a@example.com> <b@example.net>", 1, 0,
+         VERDICT_CONTINUE,
+         traced,
+         "m,n",
+         "<a@example.com> <b@example.net>",
+         1,
+         0,
          "error ignored (on_error = continue), 0 edits undone"},
         {"an undeclared edit with on_error = continue is undone",
          {{"10-m.conf", "stage = mark\n"},
           {"20-l.conf", "stage = liar\non_error = continue\n"},
           {"30-n.conf", "stage = mark\n"},
           {NULL, NULL}},
-         VERDICT_CONTINUE, traced, "m,n",
-         "<a@example.com> <b@example.net>", 1, 1,
+         VERDICT_CONTINUE,
+         traced,
+         "m,n",
+         "<a@example.com> <b@example.net>",
+         1,
+         1,
          "error ignored (on_error = continue), 1 edit undone"},
         {"a stage with on_error = continue that succeeds keeps its edits",
          {{"10-b.conf", "stage = body\non_error = continue\n"},
@@ -505,7 +649,11 @@ test_chain_rollback(void **state)
          "X-Trace: m\n"
          "\n"
          "new body\n",
-         "b,m", "<a@example.com> <b@example.net>", 0, 0, ""},
+         "b,m",
+         "<a@example.com> <b@example.net>",
+         0,
+         0,
+         ""},
     };
     size_t i;
 

@@ -718,7 +718,12 @@ t_sign_run(const struct stage *st, struct msg *m, struct verdict *v,
 
 static const struct cfg_option t_no_options[] = {CFG_OPTION_END};
 static const struct stage_type t_sign = {
-    "sign", "signs", STAGE_SIGNS, t_no_options, NULL, t_sign_run, NULL};
+    .name = "sign",
+    .summary = "signs",
+    .flags = STAGE_SIGNS,
+    .options = t_no_options,
+    .run = t_sign_run,
+};
 
 static const struct stage_type *
 t_lookup(const char *name)

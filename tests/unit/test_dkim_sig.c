@@ -28,8 +28,8 @@ struct test_key {
 
 static struct test_key rsa, ed;
 
-static const char *const sign_hdrs[] = {"From", "To", "Subject", "Date",
-                                        "MIME-Version", NULL};
+static const char *const sign_hdrs[] = {"From", "To",           "Subject",
+                                        "Date", "MIME-Version", NULL};
 static const char *const oversign_hdrs[] = {"From", "Subject", NULL};
 
 static void
@@ -180,23 +180,23 @@ test_changes(void **state)
          "header hash"},
         {"folded", "Subject: the figures", "Subject: the\r\n\tfigures", "ok",
          "header hash"},
-        {"trailing space in the header", "the figures\r\n",
-         "the figures \r\n", "ok", "header hash"},
+        {"trailing space in the header", "the figures\r\n", "the figures \r\n",
+         "ok", "header hash"},
         {"letter in a signed field", "the figures\r\n", "the figureS\r\n",
          "header hash", "header hash"},
         {"unsigned field", "X-Unsigned: yes", "X-Unsigned: no", "ok", "ok"},
-        {"field added that is not signed", "X-Unsigned:",
-         "X-Other: 1\r\nX-Unsigned:", "ok", "ok"},
+        {"field added that is not signed",
+         "X-Unsigned:", "X-Other: 1\r\nX-Unsigned:", "ok", "ok"},
         {"From added (oversigned)", "From: Alice",
          "From: Mallory <m@example.org>\r\nFrom: Alice", "header hash",
          "header hash"},
-        {"Subject added (oversigned)", "Date:", "Subject: buy\r\nDate:",
-         "header hash", "header hash"},
+        {"Subject added (oversigned)",
+         "Date:", "Subject: buy\r\nDate:", "header hash", "header hash"},
         {"To fields swapped", "To: bob@example.net\r\nTo: carol@example.org",
          "To: carol@example.org\r\nTo: bob@example.net", "header hash",
          "header hash"},
-        {"trailing space in the body", "attached.\r\n", "attached. \r\n",
-         "ok", "body hash"},
+        {"trailing space in the body", "attached.\r\n", "attached. \r\n", "ok",
+         "body hash"},
         {"tab in the body", "Dear Bob", "Dear\tBob", "ok", "body hash"},
         {"empty lines at the end", "Alice\r\n", "Alice\r\n\r\n\r\n", "ok",
          "ok"},
@@ -257,7 +257,7 @@ test_body_hash(void **state)
     static const struct {
         const char *name;
         enum flt_dkim_canon canon;
-        const char *body;  /* as sent */
+        const char *body;       /* as sent */
         const char *canon_body; /* as RFC 6376 3.4 makes it */
     } cases[] = {
         /* RFC 6376 3.4.5 */
@@ -277,8 +277,7 @@ test_body_hash(void **state)
          "a\r\n  \r\n"},
         {"no final CRLF relaxed", FLT_DKIM_RELAXED, "a  b", "a b\r\n"},
         {"no final CRLF simple", FLT_DKIM_SIMPLE, "a  b", "a  b\r\n"},
-        {"leading space kept as one", FLT_DKIM_RELAXED, "\t\tx\r\n",
-         " x\r\n"},
+        {"leading space kept as one", FLT_DKIM_RELAXED, "\t\tx\r\n", " x\r\n"},
         {"bare CR is content", FLT_DKIM_RELAXED, "a\rb\r\n", "a\rb\r\n"},
         {"two spaces relaxed", FLT_DKIM_RELAXED, "a  b\r\nc\r\n",
          "a b\r\nc\r\n"},
@@ -374,7 +373,9 @@ test_field(void **state)
 {
     static const char *const want[] = {
         "DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/simple; d=example.com;",
-        "t=1795680000;", "h=From:To:To:Subject:Date:From:Subject;", "bh=",
+        "t=1795680000;",
+        "h=From:To:To:Subject:Date:From:Subject;",
+        "bh=",
         "b=",
     };
     struct buf signed_;
@@ -520,9 +521,9 @@ test_long_b(void **state)
     end = strstr(b, "\r\nFrom:");
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         buf_reset(&wire);
-        assert_int_equal(buf_append(&wire, signed_.data,
-                                    (size_t)(b - signed_.data), &e),
-                         0);
+        assert_int_equal(
+            buf_append(&wire, signed_.data, (size_t)(b - signed_.data), &e),
+            0);
         for (k = 0; k < cases[i].len; k++)
             assert_int_equal(buf_putc(&wire, 'A', &e), 0);
         assert_int_equal(buf_puts(&wire, end, &e), 0);

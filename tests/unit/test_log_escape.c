@@ -53,8 +53,7 @@ test_escape(void **state)
          "from=<j\xc3\xb6rg@example.com>\n"},
         {"CR LF", NULL, "helo=<a\r\nrelaychaind[1]: forged>",
          "helo=<a\\x0d\\x0arelaychaind[1]: forged>\n"},
-        {"ESC, TAB, DEL", NULL, "x\x1b[2Jy\tz\x7f",
-         "x\\x1b[2Jy\\x09z\\x7f\n"},
+        {"ESC, TAB, DEL", NULL, "x\x1b[2Jy\tz\x7f", "x\\x1b[2Jy\\x09z\\x7f\n"},
         {"backslash kept", NULL, "a\\b", "a\\b\n"},
         {"queue id", "Q\nID", "text", "Q\\x0aID: text\n"},
     };

@@ -30,8 +30,8 @@ held_msg(const char *qid)
     struct err e;
 
     if ((m = msg_new(&limits, MSG_FE_SMTP, &e)) == NULL ||
-        msg_env_set(m, qid, "192.0.2.1", "client.example", "client.example",
-                    0, NULL, &e) < 0 ||
+        msg_env_set(m, qid, "192.0.2.1", "client.example", "client.example", 0,
+                    NULL, &e) < 0 ||
         msg_env_sender(m, "a@example.org", NULL, &e) < 0 ||
         msg_env_rcpt(m, "b@example.net", NULL, &e) < 0)
         fail_msg("message: %s", e.text);

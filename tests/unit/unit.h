@@ -22,39 +22,39 @@
 #include <cmocka.h>
 
 /* unit_fail - print "case NAME: ..." and fail the current test. */
-#define unit_fail(name, ...)                                                   \
-    do {                                                                       \
-        print_error("case %s: ", (name));                                      \
-        print_error(__VA_ARGS__);                                              \
-        print_error("\n");                                                     \
-        fail();                                                                \
+#define unit_fail(name, ...)                                                  \
+    do {                                                                      \
+        print_error("case %s: ", (name));                                     \
+        print_error(__VA_ARGS__);                                             \
+        print_error("\n");                                                    \
+        fail();                                                               \
     } while (0)
 
 /* unit_str_eq - fail with got/want when two strings differ. */
-#define unit_str_eq(name, got, want)                                           \
-    do {                                                                       \
-        const char *unit_g_ = (got), *unit_w_ = (want);                        \
-        if ((unit_g_ == NULL) != (unit_w_ == NULL) ||                          \
-            (unit_g_ != NULL && strcmp(unit_g_, unit_w_) != 0))                \
-            unit_fail((name), "got \"%s\", want \"%s\"",                       \
-                      unit_g_ ? unit_g_ : "(null)",                            \
-                      unit_w_ ? unit_w_ : "(null)");                           \
+#define unit_str_eq(name, got, want)                                          \
+    do {                                                                      \
+        const char *unit_g_ = (got), *unit_w_ = (want);                       \
+        if ((unit_g_ == NULL) != (unit_w_ == NULL) ||                         \
+            (unit_g_ != NULL && strcmp(unit_g_, unit_w_) != 0))               \
+            unit_fail((name), "got \"%s\", want \"%s\"",                      \
+                      unit_g_ ? unit_g_ : "(null)",                           \
+                      unit_w_ ? unit_w_ : "(null)");                          \
     } while (0)
 
-#define unit_int_eq(name, got, want)                                           \
-    do {                                                                       \
-        long long unit_g_ = (long long)(got), unit_w_ = (long long)(want);     \
-        if (unit_g_ != unit_w_)                                                \
-            unit_fail((name), "got %lld, want %lld", unit_g_, unit_w_);        \
+#define unit_int_eq(name, got, want)                                          \
+    do {                                                                      \
+        long long unit_g_ = (long long)(got), unit_w_ = (long long)(want);    \
+        if (unit_g_ != unit_w_)                                               \
+            unit_fail((name), "got %lld, want %lld", unit_g_, unit_w_);       \
     } while (0)
 
 /* unit_has - fail unless needle occurs in haystack. */
-#define unit_has(name, haystack, needle)                                       \
-    do {                                                                       \
-        const char *unit_h_ = (haystack), *unit_n_ = (needle);                 \
-        if (unit_h_ == NULL || strstr(unit_h_, unit_n_) == NULL)               \
-            unit_fail((name), "got \"%s\", want it to contain \"%s\"",         \
-                      unit_h_ ? unit_h_ : "(null)", unit_n_);                  \
+#define unit_has(name, haystack, needle)                                      \
+    do {                                                                      \
+        const char *unit_h_ = (haystack), *unit_n_ = (needle);                \
+        if (unit_h_ == NULL || strstr(unit_h_, unit_n_) == NULL)              \
+            unit_fail((name), "got \"%s\", want it to contain \"%s\"",        \
+                      unit_h_ ? unit_h_ : "(null)", unit_n_);                 \
     } while (0)
 
 static inline const char *
