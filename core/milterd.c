@@ -103,6 +103,7 @@
 #include "memlimit.h"
 #include "milterd.h"
 #include "msg.h"
+#include "netio.h"
 
 #define MILTERD_CHUNK 65535 /* octets of one smfi_replacebody call */
 /* octets counted against smtpd_memory_limit at a time */
@@ -216,15 +217,6 @@ struct milterd_session {
     struct milterd_session *busy_next;
     long long t_last;
 };
-
-static long long
-milterd_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static char *
 milterd_strdup(const char *s)
@@ -1173,7 +1165,7 @@ milterd_busy_enter(struct milterd_session *s)
     if (srv == NULL)
         return;
     pthread_mutex_lock(&srv->lock);
-    s->t_last = milterd_now_ms();
+    s->t_last = netio_now_ms();
     s->busy_next = srv->busy;
     srv->busy = s;
     pthread_mutex_unlock(&srv->lock);
@@ -1217,7 +1209,7 @@ milterd_progress_thread(void *arg)
             ts.tv_nsec -= 1000000000L;
         }
         (void)pthread_cond_timedwait(&srv->cond, &srv->lock, &ts);
-        now = milterd_now_ms();
+        now = netio_now_ms();
         for (s = srv->busy; s != NULL; s = s->busy_next)
             if (now - s->t_last >= srv->interval_ms) {
                 (void)s->ops->progress(s->ctx);

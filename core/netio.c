@@ -68,7 +68,7 @@ netio_apply_timeout(int fd, int ms)
     (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
-static long long
+long long
 netio_now_ms(void)
 {
     struct timespec ts;

@@ -52,6 +52,10 @@ struct netio *netio_new(int fd, size_t line_limit, int timeout_ms,
                         struct err *e);
 void netio_free(struct netio *io);
 
+/* netio_now_ms - CLOCK_MONOTONIC in milliseconds, the clock of the
+ * deadlines here and of the timers of the layers above. */
+long long netio_now_ms(void);
+
 int netio_fd(const struct netio *io);
 void netio_set_timeout(struct netio *io, int timeout_ms);
 void netio_set_line_limit(struct netio *io, size_t line_limit);

@@ -239,15 +239,6 @@ struct smtpc_conn {
     char *obuf;      /* converted message octets, 2 * SMTPC_WINDOW + 8 */
 };
 
-static long long
-smtpc_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void smtpc_reply_set(struct smtpc_reply *r, int code, const char *fmt,
                             ...) __attribute__((format(printf, 3, 4)));
 
@@ -1595,7 +1586,7 @@ smtpc_get(struct smtpc_pool *p, struct smtpc_reply *r, struct err *e)
     }
     for (;;) {
         pthread_mutex_lock(&p->lock);
-        smtpc_prune(p, smtpc_now_ms(), &old);
+        smtpc_prune(p, netio_now_ms(), &old);
         if ((c = p->idle) != NULL) {
             p->idle = c->next;
             p->nidle--;
@@ -1650,9 +1641,9 @@ smtpc_put(struct smtpc_pool *p, struct smtpc_conn *c, int ok)
         ok = 0;
     if (ok && !c->broken && c->io != NULL) {
         pthread_mutex_lock(&p->lock);
-        smtpc_prune(p, smtpc_now_ms(), &old);
+        smtpc_prune(p, netio_now_ms(), &old);
         if (p->nidle < p->max_idle) {
-            c->idle_since = smtpc_now_ms();
+            c->idle_since = netio_now_ms();
             c->next = p->idle;
             p->idle = c;
             p->nidle++;

@@ -2100,15 +2100,6 @@ smtpd_cmd_starttls(struct smtpd_session *s, const char *arg)
     s->helo[0] = '\0';
 }
 
-static long long
-smtpd_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* smtpd_auth_rate_refuses - past auth_failure_rate, AUTH is refused
  * before anything is decoded or hashed (1, the reply given); with take,
  * an attempt about to be verified is counted (0) or refused. */
@@ -2117,7 +2108,7 @@ smtpd_auth_rate_refuses(struct smtpd_session *s, int take)
 {
     unsigned rate = s->rt->auth_failure_rate;
     char client[SMTPD_CLIENT_MAX];
-    long long now = smtpd_now_ms();
+    long long now = netio_now_ms();
 
     if (rate == 0)
         return 0;
@@ -2253,7 +2244,7 @@ smtpd_cmd_auth(struct smtpd_session *s, const char *arg)
     }
     if (auth_verify(s->rt->auth, user, pass)) {
         auth_rate_refund(s->srv->auth_rate, s->addr, s->rt->auth_failure_rate,
-                         smtpd_now_ms());
+                         netio_now_ms());
         s->auth_user = strdup(user);
         explicit_bzero(pass, sizeof(pass));
         if (s->auth_user == NULL) {
