@@ -10,9 +10,9 @@
 
 #include <stdio.h>
 
-#include "buf.h"
-#include "err.h"
-#include "stage.h"
+#include "util/buf.h"
+#include "util/err.h"
+#include "chain/stage.h"
 
 struct regmap;
 

@@ -54,9 +54,9 @@
 
 #include <gmime/gmime.h>
 
-#include "addr.h"
-#include "filters.h"
-#include "regmap.h"
+#include "util/addr.h"
+#include "filters/filters.h"
+#include "util/regmap.h"
 
 #define FLT_REWRITE_RESULT_MAX 1024 /* octets of one rule result */
 #define FLT_REWRITE_FOLD 78         /* columns of a folded header line */

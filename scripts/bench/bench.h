@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "buf.h"
+#include "util/buf.h"
 
 static inline double
 bench_now_us(void)

@@ -39,12 +39,12 @@
 
 #include <clamav.h>
 
-#include "buf.h"
-#include "chain.h"
-#include "conf.h"
-#include "log.h"
-#include "mime.h"
-#include "msg.h"
+#include "util/buf.h"
+#include "chain/chain.h"
+#include "chain/conf.h"
+#include "util/log.h"
+#include "msg/mime.h"
+#include "msg/msg.h"
 
 #define BENCH_THREADS_MAX 64
 #define BENCH_ROUNDS 5

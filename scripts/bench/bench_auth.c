@@ -26,7 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "auth.h"
+#include "net/auth.h"
 
 #include "bench.h"
 

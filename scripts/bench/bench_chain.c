@@ -23,12 +23,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "buf.h"
-#include "chain.h"
-#include "conf.h"
-#include "log.h"
-#include "mime.h"
-#include "msg.h"
+#include "util/buf.h"
+#include "chain/chain.h"
+#include "chain/conf.h"
+#include "util/log.h"
+#include "msg/mime.h"
+#include "msg/msg.h"
 
 #include "bench.h"
 

@@ -36,12 +36,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../../filters/filters.h"
-#include "buf.h"
-#include "cfg.h"
-#include "log.h"
-#include "mime.h"
-#include "msg.h"
+#include "filters/filters.h"
+#include "util/buf.h"
+#include "util/cfg.h"
+#include "util/log.h"
+#include "msg/mime.h"
+#include "msg/msg.h"
 
 #include "bench.h"
 

@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "smtpc.h"
+#include "net/smtpc.h"
 
 struct bench {
     struct smtpc_pool *pool;

@@ -22,9 +22,9 @@
 
 #include <gmime/gmime.h>
 
-#include "../../filters/filters.h"
-#include "addr.h"
-#include "regmap.h"
+#include "filters/filters.h"
+#include "util/addr.h"
+#include "util/regmap.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

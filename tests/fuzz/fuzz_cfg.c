@@ -17,9 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cfg.h"
-#include "cidr.h"
-#include "match.h"
+#include "util/cfg.h"
+#include "util/cidr.h"
+#include "msg/match.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -28,10 +28,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../../filters/filters.h"
-#include "cfg.h"
-#include "mime.h"
-#include "msg.h"
+#include "filters/filters.h"
+#include "util/cfg.h"
+#include "msg/mime.h"
+#include "msg/msg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -21,8 +21,8 @@
 
 #include <openssl/evp.h>
 
-#include "../../filters/dkim_sig.h"
-#include "buf.h"
+#include "filters/dkim/dkim_sig.h"
+#include "util/buf.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

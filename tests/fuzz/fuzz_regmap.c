@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "regmap.h"
+#include "util/regmap.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "smtpc.h"
+#include "net/smtpc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

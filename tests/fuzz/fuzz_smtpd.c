@@ -23,10 +23,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "conf.h"
-#include "log.h"
-#include "mime.h"
-#include "smtpd.h"
+#include "chain/conf.h"
+#include "util/log.h"
+#include "msg/mime.h"
+#include "smtpd/smtpd.h"
 
 struct fuzz_state {
     struct smtpd_server *srv;

@@ -27,8 +27,8 @@
 #ifndef RC_MTAMODEL_H
 #define RC_MTAMODEL_H
 
-#include "buf.h"
-#include "milterd.h"
+#include "util/buf.h"
+#include "milterd/milterd.h"
 
 #define MTAMODEL_FIELDS 4096
 #define MTAMODEL_RCPTS 256

@@ -2,7 +2,7 @@
  * testedit - a stage for the milter tests only: scripted edits and
  * verdicts
  *
- * Built into tests/relaychaind-test (with core/stages.c compiled again
+ * Built into tests/relaychaind-test (with core/chain/stages.c compiled again
  * with RC_TEST_STAGES) and into the milter unit tests and fuzzer, never
  * into the installed programs. The stage makes exactly the edits its file
  * names, in this order, then gives its verdict:
@@ -34,8 +34,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "buf.h"
-#include "stage.h"
+#include "util/buf.h"
+#include "chain/stage.h"
 
 static const char *const testedit_verdicts[] = {
     "continue", "reject", "tempfail", "discard", "quarantine", NULL};

@@ -11,7 +11,7 @@
 
 #include "unit.h"
 
-#include "addr.h"
+#include "util/addr.h"
 
 /* Strings of a given length, built once per test. */
 static char long_local[80], long_label[80], long_domain[300], long_addr[300];

@@ -24,10 +24,10 @@
 
 #include "unit.h"
 
-#include "../../filters/filters.h"
-#include "log.h"
-#include "mime.h"
-#include "msg.h"
+#include "filters/filters.h"
+#include "util/log.h"
+#include "msg/mime.h"
+#include "msg/msg.h"
 
 static const char eicar_a[] = "X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR";
 static const char eicar_b[] = "-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";

@@ -22,8 +22,8 @@
 
 #include "unit.h"
 
-#include "auth.h"
-#include "buf.h"
+#include "net/auth.h"
+#include "util/buf.h"
 
 #define PW_Y "correct horse y"
 #define PW_6 "battery staple 6"

@@ -5,7 +5,7 @@
 
 #include "unit.h"
 
-#include "buf.h"
+#include "util/buf.h"
 
 static void
 test_buf_limits(void **state)

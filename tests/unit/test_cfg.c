@@ -14,9 +14,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cfg.h"
-#include "conf.h"
-#include "confdoc.h"
+#include "util/cfg.h"
+#include "chain/conf.h"
+#include "cli/confdoc.h"
 #include "unit.h"
 
 static const char *const t_modes[] = {"reject", "continue", "discard", NULL};

@@ -14,10 +14,10 @@
 
 #include <unistd.h>
 
-#include "chain.h"
-#include "log.h"
-#include "mime.h"
-#include "msg.h"
+#include "chain/chain.h"
+#include "util/log.h"
+#include "msg/mime.h"
+#include "msg/msg.h"
 
 /* "mark": adds X-Trace: NAME so the order of stages shows in the header. */
 static int

@@ -17,12 +17,12 @@
 #include "unit.h"
 #include "unit_stage.h"
 
-#include "../../filters/filters.h"
-#include "chain.h"
-#include "log.h"
-#include "match.h"
-#include "mime.h"
-#include "msg.h"
+#include "filters/filters.h"
+#include "chain/chain.h"
+#include "util/log.h"
+#include "msg/match.h"
+#include "msg/mime.h"
+#include "msg/msg.h"
 
 static char tmp_dir[256], text_path[512], html_path[512], de_path[512],
     vip_path[512], viph_path[512], map_path[512], long_path[512],

@@ -11,9 +11,9 @@
  * verifiers that share no code with the stage (dkimpy, Mail::DKIM) run in
  * tests/integration/dkim_corpus.sh.
  *
- * This program is built with filters/dkim.c compiled with FLT_DKIM_FAULTS,
- * so that RELAYCHAIN_DKIM_FAULT can corrupt what the signer sees and the
- * self-check can be shown to catch it.
+ * This program is built with filters/dkim/dkim.c compiled with
+ * FLT_DKIM_FAULTS, so that RELAYCHAIN_DKIM_FAULT can corrupt what the signer
+ * sees and the self-check can be shown to catch it.
  */
 #include "config.h"
 
@@ -27,11 +27,11 @@
 #include "unit.h"
 #include "unit_stage.h"
 
-#include "../../filters/filters.h"
-#include "log.h"
-#include "match.h"
-#include "mime.h"
-#include "msg.h"
+#include "filters/filters.h"
+#include "util/log.h"
+#include "msg/match.h"
+#include "msg/mime.h"
+#include "msg/msg.h"
 
 static char tmp_dir[256];
 static char rsa_path[512], rsa1_path[512], ed_path[512], weak_path[512];

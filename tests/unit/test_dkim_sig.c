@@ -18,8 +18,8 @@
 
 #include "unit.h"
 
-#include "../../filters/dkim_sig.h"
-#include "buf.h"
+#include "filters/dkim/dkim_sig.h"
+#include "util/buf.h"
 
 struct test_key {
     EVP_PKEY *priv, *pub;

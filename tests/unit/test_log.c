@@ -17,7 +17,7 @@
 
 #include "unit.h"
 
-#include "log.h"
+#include "util/log.h"
 
 /* with_stderr - make fd the process's stderr; returns the old one. */
 static int

@@ -14,7 +14,7 @@
 
 #include "unit.h"
 
-#include "log.h"
+#include "util/log.h"
 
 /* logged - log one line (qid, text) and return what reached stderr,
  * without the "ident[pid]: " prefix, into out. */

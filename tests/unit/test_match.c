@@ -11,10 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cfg.h"
-#include "cidr.h"
-#include "match.h"
-#include "msg.h"
+#include "util/cfg.h"
+#include "util/cidr.h"
+#include "msg/match.h"
+#include "msg/msg.h"
 #include "unit.h"
 
 #define T_ITEMS_MAX 8

@@ -20,10 +20,10 @@
 #include <unistd.h>
 
 #include "../milter/mtamodel.h"
-#include "conf.h"
-#include "log.h"
-#include "milterd.h"
-#include "mime.h"
+#include "chain/conf.h"
+#include "util/log.h"
+#include "milterd/milterd.h"
+#include "msg/mime.h"
 
 struct mcase {
     const char *name;

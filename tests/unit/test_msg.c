@@ -6,10 +6,10 @@
 
 #include "unit.h"
 
-#include "buf.h"
-#include "err.h"
-#include "mime.h"
-#include "msg.h"
+#include "util/buf.h"
+#include "util/err.h"
+#include "msg/mime.h"
+#include "msg/msg.h"
 
 #define MAX_OPS 8
 

@@ -33,9 +33,9 @@
 
 #include "unit.h"
 
-#include "auth.h"
-#include "buf.h"
-#include "netio.h"
+#include "net/auth.h"
+#include "util/buf.h"
+#include "net/netio.h"
 
 #define TIMEOUT_MS 300
 #define SLACK_MS 450 /* a loaded machine or a sanitizer build is late */

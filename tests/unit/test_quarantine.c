@@ -17,8 +17,8 @@
 
 #include "unit.h"
 
-#include "msg.h"
-#include "quarantine.h"
+#include "msg/msg.h"
+#include "queue/quarantine.h"
 
 static const struct msg_limits limits = {1 << 20, 1000, 998, 20, 1000};
 static const char body[] = "Subject: held\r\n\r\nheld body\r\n";

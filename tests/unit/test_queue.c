@@ -33,8 +33,8 @@
 #include "unit.h"
 #include "unit_proc.h"
 
-#include "conf.h"
-#include "queue.h"
+#include "chain/conf.h"
+#include "queue/queue.h"
 
 static const char test_message[] =
     "From: <a@client.example>\r\nTo: <b@dest.example>\r\n"

@@ -13,7 +13,7 @@
 
 #include "unit.h"
 
-#include "regmap.h"
+#include "util/regmap.h"
 
 struct lookup_case {
     const char *name;

@@ -17,11 +17,11 @@
 #include "unit.h"
 #include "unit_stage.h"
 
-#include "../../filters/filters.h"
-#include "log.h"
-#include "mime.h"
-#include "msg.h"
-#include "regmap.h"
+#include "filters/filters.h"
+#include "util/log.h"
+#include "msg/mime.h"
+#include "msg/msg.h"
+#include "util/regmap.h"
 
 static const char sender_table[] =
     "# masquerade internal hosts\n"

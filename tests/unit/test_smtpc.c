@@ -41,7 +41,7 @@
 #include "unit.h"
 #include "unit_proc.h"
 
-#include "smtpc.h"
+#include "net/smtpc.h"
 
 #define SINK "/usr/sbin/smtp-sink"
 #define TIMEOUT "/usr/bin/timeout"

@@ -13,7 +13,7 @@
 
 #include "unit.h"
 
-#include "smtpc.h"
+#include "net/smtpc.h"
 
 struct reply_case {
     const char *name;

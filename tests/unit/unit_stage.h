@@ -10,9 +10,9 @@
 
 #include <string.h>
 
-#include "cfg.h"
-#include "match.h"
-#include "stage.h"
+#include "util/cfg.h"
+#include "msg/match.h"
+#include "chain/stage.h"
 
 static inline int
 unit_stage_load(struct stage *st, const struct stage_type *type,

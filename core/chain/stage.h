@@ -1,0 +1,95 @@
+/*
+ * stage - the contract between the chain and one content stage
+ *
+ * A stage type is one static const struct stage_type in filters/, listed
+ * in core/chain/stages.c. For each chain.d file naming it, the chain allocates
+ * a struct stage, fills the common part (name, config, match condition,
+ * on_error) and calls init(), which builds the long-lived, thread-safe
+ * objects and keeps them in priv. run() is then called for each message,
+ * possibly from many threads at once: it may only read stage, and it
+ * creates and frees its per-message objects itself. free() releases priv.
+ *
+ * A chain loaded for checking only ("relaychain check") has check_only
+ * set before init() runs: init() must refuse everything it would refuse
+ * otherwise, but may skip building what only run() needs and what costs
+ * time (the antivirus stage checks its database files without compiling
+ * an engine); run() is never called on such a stage.
+ *
+ * run() returns 0 with a verdict, or -1 with e filled. A verdict other
+ * than continue stops the chain; an error becomes the stage's on_error
+ * policy (tempfail by default), so mail is never passed unprocessed by
+ * accident. A stage changes the message only through msg_* calls, and only
+ * in the ways its flags declare.
+ */
+#ifndef RC_STAGE_H
+#define RC_STAGE_H
+
+#include "util/cfg.h"
+#include "util/err.h"
+#include "msg/msg.h"
+
+/* What a stage may change. A configuration in which a stage with
+ * STAGE_EDITS_HEADERS or STAGE_EDITS_BODY follows one with STAGE_SIGNS does
+ * not load. */
+#define STAGE_EDITS_HEADERS 0x01u
+#define STAGE_EDITS_BODY 0x02u
+#define STAGE_EDITS_SENDER 0x04u
+#define STAGE_EDITS_RCPTS 0x08u
+#define STAGE_SIGNS 0x10u
+
+enum verdict_kind {
+    VERDICT_CONTINUE,
+    VERDICT_REJECT,    /* 5xx */
+    VERDICT_TEMPFAIL,  /* 4xx */
+    VERDICT_DISCARD,   /* accept and drop */
+    VERDICT_QUARANTINE /* accept and hold */
+};
+
+#define VERDICT_REPLY_MAX 256
+#define VERDICT_NOTE_MAX 256
+
+struct verdict {
+    enum verdict_kind kind;
+    char reply[VERDICT_REPLY_MAX]; /* "554 5.7.1 text" for reject/tempfail */
+    char note[VERDICT_NOTE_MAX];   /* short log text: "result=clean" */
+};
+
+/* verdict_set - fill v; reply may be NULL for continue/discard/quarantine.
+ * Returns 0 so a stage can "return verdict_set(...)". */
+int verdict_set(struct verdict *v, enum verdict_kind kind, const char *reply,
+                const char *note_fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+const char *verdict_kind_name(enum verdict_kind kind);
+
+/* The common match condition every stage has (keys match_sender,
+ * match_recipient, match_client, match_auth). */
+struct match;
+
+enum stage_on_error { STAGE_ON_ERROR_TEMPFAIL, STAGE_ON_ERROR_CONTINUE };
+
+struct stage;
+
+struct stage_type {
+    const char *name;                 /* "rewrite": the value of stage = */
+    const char *summary;              /* one line for docs and check */
+    unsigned flags;                   /* default STAGE_* flags */
+    const struct cfg_option *options; /* type-specific keys */
+    int (*init)(struct stage *st, const struct cfg *c, struct err *e);
+    int (*run)(const struct stage *st, struct msg *m, struct verdict *v,
+               struct err *e);
+    void (*free)(struct stage *st);
+};
+
+struct stage {
+    const struct stage_type *type;
+    char *name;          /* instance name: file name without NN- and .conf */
+    char *file;          /* the chain.d file it came from */
+    struct cfg *cfg;     /* its validated configuration (owned) */
+    struct match *match; /* owned */
+    enum stage_on_error on_error;
+    unsigned flags; /* effective flags; init() may narrow them */
+    void *priv;     /* the type's long-lived state */
+    int check_only; /* validate only: run() is never called */
+};
+
+#endif
