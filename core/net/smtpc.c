@@ -1,13 +1,12 @@
 /*
- * smtpc - the next-hop client: SMTP or LMTP to a relay, or a Maildir
+ * smtpc - the next-hop client's SMTP and LMTP transport
  *
- * See smtpc.h for the calls. How it works:
+ * See smtpc.h for the calls; nexthop.c passes them on to the transport
+ * of the pool (smtpc_transport.h), and for next_hop = smtp:[host]:port
+ * or lmtp:[host]:port that is this one. How it works:
  *
- * next_hop is "smtp:[host]:port", "lmtp:[host]:port" (the brackets and
- * the port may be left out: smtp defaults to 25, lmtp to 24; an IPv6
- * address needs the brackets) or "maildir:/absolute/path". The host is
- * looked up with getaddrinfo() for every new connection and its addresses
- * are tried in turn, each within connect_timeout_ms; there are no MX
+ * The host is looked up with getaddrinfo() for every new connection and its
+ * addresses are tried in turn, each within connect_timeout_ms; there are no MX
  * lookups. Every socket gets TCP_NODELAY and all I/O goes through netio,
  * so a reply line or a whole reply can not make memory grow past
  * SMTPC_REPLY_MAX.
@@ -21,22 +20,7 @@
  * a new plaintext connection. Input that arrives behind the STARTTLS
  * reply is an injection attempt and ends the connection.
  *
- * Certificates, as Postfix's smtp_tls_security_level: may and encrypt
- * do not verify them; verify requires a chain to a trust anchor of
- * next_hop_tls_ca_file (or the system's store), secure that and the
- * host name too: next_hop_tls_name, else the host of next_hop (an
- * address literal has no name to check, so secure then needs
- * next_hop_tls_name). OpenSSL checks the chain and the name during the
- * handshake without failing it (SSL_VERIFY_NONE keeps the result), and
- * smtpc_tls_peer_check() reads the result afterwards so that the reply
- * says why: "4.7.5 Server certificate not verified: host[addr]:port:
- * certificate has expired", as Postfix logs it. next_hop_tls_fingerprint
- * pins the SHA-256 digest of the certificate or of its public key: with
- * encrypt it replaces the chain check (Postfix's "fingerprint" level),
- * with verify and secure it is checked as well. Levels from encrypt up
- * never fall back to plaintext. next_hop_tls_protocols limits the
- * versions, in Postfix's syntax (">=TLSv1.3", "!TLSv1.2"), within the
- * TLSv1.2 and TLSv1.3 that relaychain speaks.
+ * Certificates are checked as next_hop_tls says (smtpc_tls.c).
  *
  * With next_hop_auth_file (one "user:password" line; '#' comments and
  * blank lines allowed, the file private as cfg_secret_check() wants it)
@@ -47,7 +31,7 @@
  * credentials, gets no mail (451 4.7.0), since relaying without the
  * login would only turn a configuration mistake into bounces.
  *
- * smtpc_mail() sends XFORWARD first (Postfix XFORWARD_README) when given
+ * smtpc_smtp_mail() sends XFORWARD first (Postfix XFORWARD_README) when given
  * an envelope and the host offered it: NAME, ADDR, PROTO and HELO, only
  * those the host listed, xtext-encoded, "[UNAVAILABLE]" for what the
  * envelope does not know; PROTO is "ESMTP" for mail that came through
@@ -90,25 +74,16 @@
  * Connections are cached in the pool, most recently used first, at most
  * max_idle of them and each for at most idle_timeout_ms; a cached
  * connection that the host closed (or that shows any input) is dropped
- * when taken. smtpc_put() sends RSET first when a transaction was left
+ * when taken. smtpc_smtp_put() sends RSET first when a transaction was left
  * open. A reused connection that turns out dead at MAIL (I/O error or
- * 421) is replaced by a new one once, inside smtpc_mail(). Closing sends
- * QUIT without waiting for the answer. The pool's mutex guards only the
- * idle list and the Maildir name sequence.
- *
- * Maildir delivery requires the directory of next_hop to exist (a typo
- * must not create a tree somewhere); smtpc_pool_new() creates tmp/, new/
- * and cur/ in it, mode 0700, when missing. Each message is written to
- * tmp/ under a unique name "sec.MusecPpidQseq.host" (the Maildir
- * convention; '/' and ':' in the host name as \057 and \072), with LF
- * line ends and no dot-stuffing, fsynced, linked into new/ (rename()
- * where the file system has no hard links), and new/ is fsynced before
- * 250 is returned. Any failure removes the temporary file and gives 451.
+ * 421) is replaced by a new one once, inside smtpc_smtp_mail(). Closing sends
+ * QUIT without waiting for the answer. The pool's mutex guards the idle
+ * list.
  *
  * Nothing here logs: errors go to struct err and the replies, and the
  * caller logs. The pool owns its copies of the settings and the
  * credentials (wiped when it is freed); a connection belongs to one
- * thread between smtpc_get() and smtpc_put().
+ * thread between smtpc_smtp_get() and smtpc_smtp_put().
  */
 #include "config.h"
 
@@ -130,33 +105,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/x509.h>
-#include <openssl/x509_vfy.h>
-#include <openssl/x509v3.h>
+#include <openssl/ssl.h>
 
 #include "net/auth.h"
 #include "util/cfg.h"
 #include "net/netio.h"
 #include "net/smtpc.h"
+#include "net/smtpc_transport.h"
 
-#define SMTPC_REPLY_LINES 100       /* lines of one reply */
-#define SMTPC_REPLY_MAX (64 * 1024) /* octets of one reply */
-#define SMTPC_CMD_MAX 2048          /* octets of a MAIL or RCPT command */
-#define SMTPC_XFWD_MAX 512          /* octets of one XFORWARD command */
-#define SMTPC_HOST_MAX 255
-#define SMTPC_RELAY_MAX (2 * SMTPC_HOST_MAX + 16) /* "host[addr]:port" */
-#define SMTPC_CRED_MAX 255       /* octets of the user name, of the password */
-#define SMTPC_PATH_MAX 3072      /* octets of the Maildir path */
-#define SMTPC_WINDOW (32 * 1024) /* message octets converted per write */
-#define SMTPC_NAME_TRIES 8       /* Maildir names tried per message */
-#define SMTPC_PINS_MAX 8         /* next_hop_tls_fingerprint entries */
-#define SMTPC_PIN_LEN 32         /* octets of a SHA-256 digest */
-
-#define SMTPC_CONNECT_TIMEOUT_MS 30000
-#define SMTPC_TIMEOUT_MS 300000
-#define SMTPC_IDLE_TIMEOUT_MS 5000
+#define SMTPC_CMD_MAX 2048 /* octets of a MAIL or RCPT command */
+#define SMTPC_XFWD_MAX 512 /* octets of one XFORWARD command */
 
 /* What the host announced in its EHLO reply. */
 #define SMTPC_EXT_PIPELINING 0x001u
@@ -194,166 +152,6 @@ static const struct {
 /* Why a connection broke, beyond netio's statuses. */
 #define SMTPC_WHY_WRITE 100
 #define SMTPC_WHY_PROTOCOL 101
-
-struct smtpc_pool {
-    enum smtpc_kind kind;
-    char host[SMTPC_HOST_MAX + 1]; /* without the brackets */
-    char port[8];
-    int host_is_address; /* no SNI for an address */
-    char *maildir;       /* without trailing slashes */
-    char *helo;
-    enum smtpc_tls tls;
-    SSL_CTX *tls_ctx;                  /* NULL without TLS */
-    char tls_name[SMTPC_HOST_MAX + 1]; /* SNI, and what secure checks */
-    unsigned char pins[SMTPC_PINS_MAX][SMTPC_PIN_LEN];
-    size_t npins;
-    char user[SMTPC_CRED_MAX + 1];
-    char pass[SMTPC_CRED_MAX + 1];
-    int has_auth;
-    int connect_timeout_ms, timeout_ms, idle_timeout_ms;
-    size_t max_idle;
-    char name_host[SMTPC_HOST_MAX * 4 + 1]; /* for Maildir names */
-
-    pthread_mutex_t lock;    /* guards what follows */
-    struct smtpc_conn *idle; /* most recently used first */
-    size_t nidle;
-    unsigned long seq;
-};
-
-struct smtpc_conn {
-    struct smtpc_pool *pool;
-    struct netio *io; /* NULL once closed */
-    char relay[SMTPC_RELAY_MAX];
-    int loopback;
-    int verified; /* the certificate passed verify, secure or a pin */
-    unsigned ext;
-    unsigned xfwd;
-    int reused;  /* taken from the idle list */
-    int broken;  /* no further command may be sent */
-    int in_mail; /* MAIL accepted, transaction not ended */
-    size_t nrcpt_ok;
-    long long idle_since; /* ms, CLOCK_MONOTONIC */
-    struct smtpc_conn *next;
-    struct buf line; /* one reply line */
-    struct buf rbuf; /* one whole reply */
-    char *obuf;      /* converted message octets, 2 * SMTPC_WINDOW + 8 */
-};
-
-static void smtpc_reply_set(struct smtpc_reply *r, int code, const char *fmt,
-                            ...) __attribute__((format(printf, 3, 4)));
-
-static void
-smtpc_reply_set(struct smtpc_reply *r, int code, const char *fmt, ...)
-{
-    va_list ap;
-
-    r->code = code;
-    va_start(ap, fmt);
-    vsnprintf(r->text, sizeof(r->text), fmt, ap);
-    va_end(ap);
-}
-
-/* smtpc_fail - a 451 reply of ours, with the same text in e (ERR_TEMP);
- * returns -1. */
-static int smtpc_fail(struct smtpc_reply *r, struct err *e, const char *fmt,
-                      ...) __attribute__((format(printf, 3, 4)));
-
-static int
-smtpc_fail(struct smtpc_reply *r, struct err *e, const char *fmt, ...)
-{
-    va_list ap;
-
-    r->code = 451;
-    va_start(ap, fmt);
-    vsnprintf(r->text, sizeof(r->text), fmt, ap);
-    va_end(ap);
-    return err_set(e, ERR_TEMP, "%s", r->text);
-}
-
-/* ------------------------------------------------------------ replies */
-
-static int
-smtpc_code_digit_ok(size_t i, char ch)
-{
-    static const char lo[3] = {'2', '0', '0'}, hi[3] = {'5', '5', '9'};
-
-    return ch >= lo[i] && ch <= hi[i];
-}
-
-/* smtpc_reply_text - the text of one line, control characters (other
- * than TAB) as '?' so a reply passed on can not carry line ends. */
-static void
-smtpc_reply_text(struct smtpc_reply *r, const char *s, size_t n)
-{
-    size_t i, o = 0;
-
-    for (i = 0; i < n && o + 1 < sizeof(r->text); i++) {
-        unsigned char ch = (unsigned char)s[i];
-
-        r->text[o++] =
-            (ch < 0x20 && ch != '\t') || ch == 0x7f ? '?' : (char)ch;
-    }
-    r->text[o] = '\0';
-}
-
-int
-smtpc_reply_parse(const char *text, size_t len, struct smtpc_reply *r,
-                  size_t *used)
-{
-    size_t off = 0, lines = 0;
-    int code = -1;
-
-    *used = 0;
-    while (off < len) {
-        const char *p = text + off, *lf;
-        size_t n, tl, i;
-        int c;
-
-        lf = memchr(p, '\n', len - off);
-        n = lf != NULL ? (size_t)(lf - p) + 1 : len - off;
-        if (off + n > SMTPC_REPLY_MAX || ++lines > SMTPC_REPLY_LINES)
-            return -1;
-        tl = n;
-        if (lf != NULL) {
-            tl--;
-            if (tl > 0 && p[tl - 1] == '\r')
-                tl--;
-        }
-        for (i = 0; i < 3 && i < tl; i++)
-            if (!smtpc_code_digit_ok(i, p[i]))
-                return -1;
-        if (lf == NULL) {
-            /* An incomplete line: wrong as far as it goes, or more is
-             * needed. "250\r" may still become "250\r\n". */
-            if (tl > 3 && p[3] != ' ' && p[3] != '-' &&
-                !(tl == 4 && p[3] == '\r'))
-                return -1;
-            if (tl >= 3 && code >= 0 &&
-                (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0') != code)
-                return -1;
-            return 0;
-        }
-        if (tl < 3)
-            return -1;
-        c = (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
-        if (code >= 0 && c != code)
-            return -1;
-        code = c;
-        off += n;
-        if (tl == 3 || p[3] == ' ') {
-            r->code = c;
-            if (tl > 4)
-                smtpc_reply_text(r, p + 4, tl - 4);
-            else
-                r->text[0] = '\0';
-            *used = off;
-            return 1;
-        }
-        if (p[3] != '-')
-            return -1;
-    }
-    return 0;
-}
 
 /* ------------------------------------------------------------ I/O */
 
@@ -480,618 +278,30 @@ smtpc_conn_free(struct smtpc_conn *c, int quit)
 
 /* ------------------------------------------------------------ settings */
 
+/* smtpc_smtp_init - the TLS context and the credentials. */
 static int
-smtpc_hop_err(struct err *e, const char *hop, const char *why)
+smtpc_smtp_init(struct smtpc_pool *p, const struct smtpc_settings *s,
+                struct err *e)
 {
-    return err_set(e, ERR_CONFIG,
-                   "next_hop: '%.200s': %s; expected smtp:[host]:port, "
-                   "lmtp:[host]:port or maildir:/path",
-                   hop, why);
-}
-
-static int
-smtpc_host_char_ok(char ch, int bracketed)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-           (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' || ch == '_' ||
-           (bracketed && ch == ':');
-}
-
-static int
-smtpc_parse_next_hop(struct smtpc_pool *p, const char *hop, struct err *e)
-{
-    const char *rest, *h, *hend, *after;
-    unsigned char a6[sizeof(struct in6_addr)];
-    size_t i, n;
-    long port = 0;
-
-    if (hop == NULL || hop[0] == '\0')
-        return err_set(e, ERR_CONFIG, "next_hop: not set");
-    if (strncasecmp(hop, "maildir:", 8) == 0) {
-        p->kind = SMTPC_MAILDIR;
-        rest = hop + 8;
-        n = strlen(rest);
-        while (n > 1 && rest[n - 1] == '/')
-            n--;
-        if (rest[0] != '/' || n < 2)
-            return smtpc_hop_err(e, hop, "a Maildir needs an absolute path");
-        if (n > SMTPC_PATH_MAX)
-            return smtpc_hop_err(e, hop, "path too long");
-        for (i = 0; i < n; i++)
-            if ((unsigned char)rest[i] < 0x20 || rest[i] == 0x7f)
-                return smtpc_hop_err(e, hop, "control character in path");
-        if ((p->maildir = strndup(rest, n)) == NULL)
-            return err_nomem(e);
-        return 0;
-    }
-    if (strncasecmp(hop, "smtp:", 5) == 0) {
-        p->kind = SMTPC_SMTP;
-        memcpy(p->port, "25", 3);
-    } else if (strncasecmp(hop, "lmtp:", 5) == 0) {
-        p->kind = SMTPC_LMTP;
-        memcpy(p->port, "24", 3);
-    } else {
-        return smtpc_hop_err(e, hop, "unknown kind");
-    }
-    rest = hop + 5;
-    if (rest[0] == '[') {
-        h = rest + 1;
-        if ((hend = strchr(h, ']')) == NULL)
-            return smtpc_hop_err(e, hop, "missing ']'");
-        after = hend + 1;
-    } else {
-        h = rest;
-        hend = h + strcspn(h, ":");
-        after = hend;
-    }
-    n = (size_t)(hend - h);
-    if (n == 0)
-        return smtpc_hop_err(e, hop, "no host");
-    if (n > SMTPC_HOST_MAX)
-        return smtpc_hop_err(e, hop, "host name too long");
-    for (i = 0; i < n; i++)
-        if (!smtpc_host_char_ok(h[i], rest[0] == '['))
-            return smtpc_hop_err(e, hop, "bad character in host");
-    memcpy(p->host, h, n);
-    p->host[n] = '\0';
-    if (after[0] == ':') {
-        for (i = 1; after[i] != '\0'; i++) {
-            if (after[i] < '0' || after[i] > '9' || i > 5)
-                return smtpc_hop_err(e, hop, "bad port");
-            port = port * 10 + (after[i] - '0');
-        }
-        if (port < 1 || port > 65535)
-            return smtpc_hop_err(e, hop, "bad port");
-        snprintf(p->port, sizeof(p->port), "%ld", port);
-    } else if (after[0] != '\0') {
-        return smtpc_hop_err(e, hop, "junk after the host");
-    }
-    p->host_is_address = inet_pton(AF_INET, p->host, a6) == 1 ||
-                         inet_pton(AF_INET6, p->host, a6) == 1;
-    return 0;
-}
-
-/* smtpc_auth_load - the one "user:password" line of path. */
-static int
-smtpc_auth_load(struct smtpc_pool *p, const char *path, struct err *e)
-{
-    char *line = NULL, *colon;
-    size_t cap = 0, len, ulen, plen;
-    ssize_t got;
-    unsigned lineno = 0, found = 0;
-    struct stat st;
-    FILE *fp;
-    int fd, rc = 0;
-
-    /* Checked and read through one descriptor; O_NONBLOCK so that a FIFO
-     * in its place is refused instead of waited on. */
-    if ((fd = open(path, O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC)) < 0)
-        return err_sys(e, ERR_CONFIG, "next_hop_auth_file: %s", path);
-    if (fstat(fd, &st) < 0) {
-        close(fd);
-        return err_sys(e, ERR_CONFIG, "next_hop_auth_file: %s", path);
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return err_set(e, ERR_CONFIG,
-                       "next_hop_auth_file: %s: not a regular file", path);
-    }
-    if (cfg_secret_check(path, &st, S_IROTH | S_IWOTH,
-                         "the next hop's password", e) < 0) {
-        close(fd);
-        return -1;
-    }
-    if ((fp = fdopen(fd, "r")) == NULL) {
-        close(fd);
-        return err_sys(e, ERR_CONFIG, "next_hop_auth_file: %s", path);
-    }
-    while (rc == 0 && (got = getline(&line, &cap, fp)) >= 0) {
-        lineno++;
-        len = (size_t)got;
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-            len--;
-        line[len] = '\0';
-        if (len == 0 || line[0] == '#')
-            continue;
-        colon = memchr(line, ':', len);
-        if (found++) {
-            rc = err_set(e, ERR_CONFIG,
-                         "%s:%u: more than one user:password line", path,
-                         lineno);
-        } else if (colon == NULL || colon == line) {
-            rc = err_set(e, ERR_CONFIG, "%s:%u: expected user:password", path,
-                         lineno);
-        } else if (strlen(line) != len) {
-            rc = err_set(e, ERR_CONFIG, "%s:%u: NUL in line", path, lineno);
-        } else {
-            ulen = (size_t)(colon - line);
-            plen = len - ulen - 1;
-            if (ulen > SMTPC_CRED_MAX || plen > SMTPC_CRED_MAX)
-                rc = err_set(e, ERR_CONFIG,
-                             "%s:%u: user or password over %d octets", path,
-                             lineno, SMTPC_CRED_MAX);
-            else {
-                memcpy(p->user, line, ulen);
-                p->user[ulen] = '\0';
-                memcpy(p->pass, colon + 1, plen);
-                p->pass[plen] = '\0';
-            }
-        }
-        explicit_bzero(line, cap);
-    }
-    if (rc == 0 && ferror(fp))
-        rc = err_sys(e, ERR_CONFIG, "next_hop_auth_file: %s", path);
-    if (rc == 0 && !found)
-        rc = err_set(e, ERR_CONFIG, "%s: no user:password line", path);
-    free(line);
-    fclose(fp);
-    if (rc == 0)
-        p->has_auth = 1;
-    return rc;
-}
-
-/* ------------------------------------------------------------ TLS settings */
-
-static const struct {
-    const char *name;
-    int version;
-} smtpc_protos[] = {
-    {"SSLv2", 0x0002},           {"SSLv3", SSL3_VERSION},
-    {"TLSv1", TLS1_VERSION},     {"TLSv1.1", TLS1_1_VERSION},
-    {"TLSv1.2", TLS1_2_VERSION}, {"TLSv1.3", TLS1_3_VERSION},
-};
-#define SMTPC_PROTOS (sizeof(smtpc_protos) / sizeof(smtpc_protos[0]))
-/* What relaychain speaks: TLSv1.2 and TLSv1.3 (auth_tls_client_ctx). */
-#define SMTPC_PROTOS_SPOKEN 0x30u
-
-static int
-smtpc_proto_index(const char *w, size_t n)
-{
-    size_t i;
-
-    for (i = 0; i < SMTPC_PROTOS; i++)
-        if (strlen(smtpc_protos[i].name) == n &&
-            strncasecmp(w, smtpc_protos[i].name, n) == 0)
-            return (int)i;
-    return -1;
-}
-
-/* smtpc_protocols_parse - Postfix's smtp_tls_protocols syntax: names
- * ("TLSv1.3": only those), exclusions ("!TLSv1.2") and bounds
- * (">=TLSv1.2", "<=TLSv1.3"), separated by white space, commas or
- * colons; into the versions for SSL_CTX_set_min/max_proto_version. 0,
- * or -1 with e (the reason only). */
-static int
-smtpc_protocols_parse(const char *s, int *min, int *max, struct err *e)
-{
-    unsigned want = 0, keep = (1u << SMTPC_PROTOS) - 1, set;
-    const char *w;
-    size_t n, lo, hi;
-    int i, k;
-
-    for (w = s; *w != '\0'; w += n) {
-        w += strspn(w, " \t,:");
-        if ((n = strcspn(w, " \t,:")) == 0)
-            break;
-        k = w[0] == '!'                                              ? 1
-            : (n > 2 && (w[0] == '>' || w[0] == '<') && w[1] == '=') ? 2
-                                                                     : 0;
-        if ((i = smtpc_proto_index(w + k, n - (size_t)k)) < 0)
-            return err_set(e, ERR_CONFIG,
-                           "'%.*s' is not a protocol (SSLv2, SSLv3, TLSv1, "
-                           "TLSv1.1, TLSv1.2 or TLSv1.3, with '!', '>=' or "
-                           "'<=' before it)",
-                           (int)(n > 40 ? 40 : n), w);
-        if (k == 0)
-            want |= 1u << i;
-        else if (w[0] == '!')
-            keep &= ~(1u << i);
-        else if (w[0] == '>')
-            keep &= ~((1u << i) - 1);
-        else
-            keep &= (2u << i) - 1;
-    }
-    set = (want != 0 ? want : (1u << SMTPC_PROTOS) - 1) & keep &
-          SMTPC_PROTOS_SPOKEN;
-    if (set == 0)
-        return err_set(e, ERR_CONFIG,
-                       "'%.100s' leaves none of the protocols relaychain "
-                       "speaks (TLSv1.2, TLSv1.3)",
-                       s);
-    for (lo = 0; !(set & (1u << lo)); lo++)
-        ;
-    for (hi = SMTPC_PROTOS - 1; !(set & (1u << hi)); hi--)
-        ;
-    *min = smtpc_protos[lo].version;
-    *max = smtpc_protos[hi].version;
-    return 0;
-}
-
-static int
-smtpc_hex(int ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
-/* smtpc_pins_parse - SHA-256 fingerprints, 64 hex digits each with
- * optional colons between octets (as "openssl x509 -fingerprint
- * -sha256" prints them) and an optional "sha256:" before, separated by
- * white space or commas; 0, or -1 with e (the reason only). */
-static int
-smtpc_pins_parse(const char *s, unsigned char pins[][SMTPC_PIN_LEN],
-                 size_t *npins, struct err *e)
-{
-    const char *w, *d, *end;
-    size_t n, k;
-    int hi, lo;
-
-    *npins = 0;
-    for (w = s; *w != '\0'; w += n) {
-        w += strspn(w, " \t,");
-        if ((n = strcspn(w, " \t,")) == 0)
-            break;
-        d = w;
-        if (n > 7 && strncasecmp(d, "sha256:", 7) == 0)
-            d += 7;
-        if (*npins == SMTPC_PINS_MAX)
-            return err_set(e, ERR_CONFIG, "more than %d fingerprints",
-                           SMTPC_PINS_MAX);
-        end = w + n;
-        for (k = 0; k < SMTPC_PIN_LEN; k++) {
-            if (k > 0 && d < end && *d == ':')
-                d++;
-            if (end - d < 2 || (hi = smtpc_hex(d[0])) < 0 ||
-                (lo = smtpc_hex(d[1])) < 0)
-                break;
-            pins[*npins][k] = (unsigned char)(hi << 4 | lo);
-            d += 2;
-        }
-        if (k != SMTPC_PIN_LEN || d != end)
-            return err_set(e, ERR_CONFIG,
-                           "'%.*s' is not a SHA-256 fingerprint (64 hex "
-                           "digits, colons between octets allowed)",
-                           (int)(n > 100 ? 100 : n), w);
-        (*npins)++;
-    }
-    if (*npins == 0)
-        return err_set(e, ERR_CONFIG, "no fingerprint given");
-    return 0;
-}
-
-/* smtpc_name_ok - a host name to check: letters, digits, '.', '-',
- * '_', and '*' for nothing (a wildcard is the certificate's business). */
-static int
-smtpc_name_ok(const char *name)
-{
-    size_t i;
-
-    for (i = 0; name[i] != '\0'; i++)
-        if (!smtpc_host_char_ok(name[i], 0))
-            return 0;
-    return i > 0 && i <= SMTPC_HOST_MAX;
-}
-
-void
-smtpc_settings_tls(struct smtpc_settings *s, const struct cfg *c)
-{
-    const char *hop = cfg_str(c, "next_hop");
-    int own =
-        hop != NULL && s->next_hop != NULL && strcmp(hop, s->next_hop) == 0;
-
-    s->tls = (enum smtpc_tls)cfg_enum(c, "next_hop_tls");
-    s->tls_ca_file = cfg_str(c, "next_hop_tls_ca_file");
-    s->tls_protocols = cfg_str(c, "next_hop_tls_protocols");
-    /* A name and a pin are those of one host: the next hop's own. */
-    s->tls_fingerprint = own ? cfg_str(c, "next_hop_tls_fingerprint") : NULL;
-    s->tls_name = own ? cfg_str(c, "next_hop_tls_name") : NULL;
-}
-
-int
-smtpc_tls_check_cfg(const struct cfg *c, struct err *e)
-{
-    unsigned char pins[SMTPC_PINS_MAX][SMTPC_PIN_LEN];
-    enum smtpc_tls level = (enum smtpc_tls)cfg_enum(c, "next_hop_tls");
-    const char *v, *hop = cfg_str(c, "next_hop");
-    struct smtpc_pool tmp;
-    X509_STORE *store;
-    size_t npins;
-    int lo, hi, address;
-
-    if ((v = cfg_str(c, "next_hop_tls_protocols")) != NULL &&
-        smtpc_protocols_parse(v, &lo, &hi, e) < 0)
-        return cfg_err(e, c, "next_hop_tls_protocols", "%s", e->text);
-    if ((v = cfg_str(c, "next_hop_tls_fingerprint")) != NULL) {
-        if (smtpc_pins_parse(v, pins, &npins, e) < 0)
-            return cfg_err(e, c, "next_hop_tls_fingerprint", "%s", e->text);
-        if (level < SMTPC_TLS_ENCRYPT)
-            return cfg_err(e, c, "next_hop_tls_fingerprint",
-                           "a pin needs next_hop_tls = encrypt, verify or "
-                           "secure (with none or may TLS can be left out)");
-    }
-    if ((v = cfg_str(c, "next_hop_tls_name")) != NULL && !smtpc_name_ok(v))
-        return cfg_err(e, c, "next_hop_tls_name",
-                       "'%.100s' is not a host name", v);
-    if ((v = cfg_str(c, "next_hop_tls_ca_file")) != NULL &&
-        level >= SMTPC_TLS_VERIFY) {
-        ERR_clear_error();
-        if ((store = X509_STORE_new()) == NULL)
-            return err_nomem(e);
-        if (X509_STORE_load_file(store, v) != 1) {
-            char why[256];
-            unsigned long code = ERR_get_error();
-
-            if (code != 0)
-                ERR_error_string_n(code, why, sizeof(why));
-            else
-                snprintf(why, sizeof(why), "no certificates in it");
-            ERR_clear_error();
-            X509_STORE_free(store);
-            return cfg_err(e, c, "next_hop_tls_ca_file",
-                           "%s: cannot load the CA certificates: %s", v, why);
-        }
-        X509_STORE_free(store);
-    }
-    if (level == SMTPC_TLS_SECURE && cfg_str(c, "next_hop_tls_name") == NULL &&
-        hop != NULL) {
-        memset(&tmp, 0, sizeof(tmp));
-        address = smtpc_parse_next_hop(&tmp, hop, e) == 0 &&
-                  tmp.kind != SMTPC_MAILDIR && tmp.host_is_address;
-        free(tmp.maildir);
-        if (address)
-            return cfg_err(e, c, "next_hop_tls",
-                           "secure checks the certificate against the next "
-                           "hop's name, and next_hop names the address %s: "
-                           "set next_hop_tls_name to the name its "
-                           "certificate is for",
-                           tmp.host);
-    }
-    return 0;
-}
-
-/* smtpc_key_err - "key: " before the reason already in e; -1. */
-static int
-smtpc_key_err(struct err *e, const char *key)
-{
-    char why[ERR_TEXT_MAX];
-
-    snprintf(why, sizeof(why), "%s", e->text);
-    return err_set(e, ERR_CONFIG, "%s: %s", key, why);
-}
-
-/* smtpc_tls_init - p's client context for level p->tls with s's TLS
- * settings; 0, or -1 with e (ERR_CONFIG naming the key at fault). */
-static int
-smtpc_tls_init(struct smtpc_pool *p, const struct smtpc_settings *s,
-               struct err *e)
-{
-    const char *name = s->tls_name;
-    int min = TLS1_2_VERSION, max = TLS1_3_VERSION;
-    char why[256];
-    unsigned long code;
-    X509_VERIFY_PARAM *vp;
-
-    if (s->tls_protocols != NULL &&
-        smtpc_protocols_parse(s->tls_protocols, &min, &max, e) < 0)
-        return smtpc_key_err(e, "next_hop_tls_protocols");
-    if (s->tls_fingerprint != NULL) {
-        if (smtpc_pins_parse(s->tls_fingerprint, p->pins, &p->npins, e) < 0)
-            return smtpc_key_err(e, "next_hop_tls_fingerprint");
-        if (p->tls < SMTPC_TLS_ENCRYPT)
-            return err_set(e, ERR_CONFIG,
-                           "next_hop_tls_fingerprint: a pin needs "
-                           "next_hop_tls = encrypt, verify or secure");
-    }
-    if (name == NULL || name[0] == '\0')
-        name = p->host_is_address ? NULL : p->host;
-    else if (!smtpc_name_ok(name))
-        return err_set(e, ERR_CONFIG,
-                       "next_hop_tls_name: '%.100s' is not a host name", name);
-    if (name != NULL)
-        snprintf(p->tls_name, sizeof(p->tls_name), "%s", name);
-    if (p->tls == SMTPC_TLS_SECURE && name == NULL)
-        return err_set(e, ERR_CONFIG,
-                       "next_hop_tls = secure checks the certificate "
-                       "against a name, and %s is an address: name the "
-                       "host instead, or set next_hop_tls_name",
-                       p->host);
-    if ((p->tls_ctx = auth_tls_client_ctx(e)) == NULL)
-        return -1;
-    ERR_clear_error();
-    if (SSL_CTX_set_min_proto_version(p->tls_ctx, min) != 1 ||
-        SSL_CTX_set_max_proto_version(p->tls_ctx, max) != 1)
-        goto ssl_fail;
-    if (p->tls >= SMTPC_TLS_VERIFY &&
-        (s->tls_ca_file != NULL
-             ? SSL_CTX_load_verify_locations(p->tls_ctx, s->tls_ca_file, NULL)
-             : SSL_CTX_set_default_verify_paths(p->tls_ctx)) != 1) {
-        code = ERR_get_error();
-        if (code != 0)
-            ERR_error_string_n(code, why, sizeof(why));
-        else
-            snprintf(why, sizeof(why), "no certificates in it");
-        ERR_clear_error();
-        return err_set(e, ERR_CONFIG,
-                       "next_hop_tls_ca_file: %s: cannot load the CA "
-                       "certificates: %s",
-                       s->tls_ca_file != NULL ? s->tls_ca_file
-                                              : "the system's store",
-                       why);
-    }
-    if (p->tls == SMTPC_TLS_SECURE) {
-        /* The handshake checks the name; SSL_new() copies this. */
-        vp = SSL_CTX_get0_param(p->tls_ctx);
-        X509_VERIFY_PARAM_set_hostflags(vp,
-                                        X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-        if (X509_VERIFY_PARAM_set1_host(vp, p->tls_name, 0) != 1)
-            goto ssl_fail;
-    }
-    return 0;
-ssl_fail:
-    code = ERR_get_error();
-    if (code != 0)
-        ERR_error_string_n(code, why, sizeof(why));
-    else
-        snprintf(why, sizeof(why), "no reason given by OpenSSL");
-    ERR_clear_error();
-    return err_set(e, ERR_LIB, "next hop TLS settings: %s", why);
-}
-
-static int
-smtpc_maildir_init(struct smtpc_pool *p, struct err *e)
-{
-    static const char *const subdirs[] = {"tmp", "new", "cur"};
-    char path[SMTPC_PATH_MAX + 8], host[SMTPC_HOST_MAX + 1];
-    struct stat st;
-    size_t i, o = 0;
-
-    if (stat(p->maildir, &st) < 0)
-        return err_sys(e, ERR_CONFIG, "next_hop: %s", p->maildir);
-    if (!S_ISDIR(st.st_mode))
-        return err_set(e, ERR_CONFIG, "next_hop: %s: not a directory",
-                       p->maildir);
-    for (i = 0; i < 3; i++) {
-        snprintf(path, sizeof(path), "%s/%s", p->maildir, subdirs[i]);
-        if (mkdir(path, 0700) < 0 && errno != EEXIST)
-            return err_sys(e, ERR_CONFIG, "next_hop: %s", path);
-        if (stat(path, &st) < 0)
-            return err_sys(e, ERR_CONFIG, "next_hop: %s", path);
-        if (!S_ISDIR(st.st_mode))
-            return err_set(e, ERR_CONFIG, "next_hop: %s: not a directory",
-                           path);
-    }
-    if (gethostname(host, sizeof(host)) < 0)
-        snprintf(host, sizeof(host), "localhost");
-    host[sizeof(host) - 1] = '\0';
-    for (i = 0; host[i] != '\0'; i++) {
-        if (host[i] == '/' || host[i] == ':') {
-            o += (size_t)snprintf(p->name_host + o, sizeof(p->name_host) - o,
-                                  "\\%03o", (unsigned char)host[i]);
-        } else {
-            p->name_host[o++] = host[i];
-            p->name_host[o] = '\0';
-        }
-    }
-    return 0;
-}
-
-struct smtpc_pool *
-smtpc_pool_new(const struct smtpc_settings *s, struct err *e)
-{
-    struct smtpc_pool *p;
-    char host[SMTPC_HOST_MAX + 1];
-    const char *helo = s->helo_name;
-    size_t i;
-
-    if ((p = calloc(1, sizeof(*p))) == NULL) {
-        err_nomem(e);
-        return NULL;
-    }
-    if (pthread_mutex_init(&p->lock, NULL) != 0) {
-        free(p);
-        err_set(e, ERR_TEMP, "smtpc: cannot create a mutex");
-        return NULL;
-    }
-    if (smtpc_parse_next_hop(p, s->next_hop, e) < 0)
-        goto fail;
-    if (helo == NULL || helo[0] == '\0') {
-        if (gethostname(host, sizeof(host)) < 0 || host[0] == '\0')
-            snprintf(host, sizeof(host), "localhost");
-        host[sizeof(host) - 1] = '\0';
-        helo = host;
-    }
-    for (i = 0; helo[i] != '\0'; i++)
-        if (!smtpc_host_char_ok(helo[i], 1) && helo[i] != '[' &&
-            helo[i] != ']')
-            break;
-    if (helo[i] != '\0' || i > SMTPC_HOST_MAX) {
-        err_set(e, ERR_CONFIG, "helo name '%.100s': not a host name", helo);
-        goto fail;
-    }
-    if ((p->helo = strdup(helo)) == NULL) {
-        err_nomem(e);
-        goto fail;
-    }
-    p->tls = s->tls;
-    p->connect_timeout_ms = s->connect_timeout_ms > 0
-                                ? s->connect_timeout_ms
-                                : SMTPC_CONNECT_TIMEOUT_MS;
-    p->timeout_ms = s->timeout_ms > 0 ? s->timeout_ms : SMTPC_TIMEOUT_MS;
-    p->idle_timeout_ms =
-        s->idle_timeout_ms > 0 ? s->idle_timeout_ms : SMTPC_IDLE_TIMEOUT_MS;
-    p->max_idle = s->max_idle;
-    if (p->kind == SMTPC_MAILDIR) {
-        if (smtpc_maildir_init(p, e) < 0)
-            goto fail;
-        return p;
-    }
     if (p->tls != SMTPC_TLS_NONE && smtpc_tls_init(p, s, e) < 0)
-        goto fail;
+        return -1;
     if (s->auth_file != NULL && s->auth_file[0] != '\0' &&
         smtpc_auth_load(p, s->auth_file, e) < 0)
-        goto fail;
-    return p;
-fail:
-    smtpc_pool_free(p);
-    return NULL;
+        return -1;
+    return 0;
 }
 
-void
-smtpc_pool_free(struct smtpc_pool *p)
+static void
+smtpc_smtp_fini(struct smtpc_pool *p)
 {
     struct smtpc_conn *c, *next;
 
-    if (p == NULL)
-        return;
     for (c = p->idle; c != NULL; c = next) {
         next = c->next;
         smtpc_conn_free(c, 1);
     }
     if (p->tls_ctx != NULL)
         SSL_CTX_free(p->tls_ctx);
-    explicit_bzero(p->user, sizeof(p->user));
-    explicit_bzero(p->pass, sizeof(p->pass));
-    free(p->maildir);
-    free(p->helo);
-    pthread_mutex_destroy(&p->lock);
-    free(p);
-}
-
-enum smtpc_kind
-smtpc_pool_kind(const struct smtpc_pool *p)
-{
-    return p->kind;
-}
-
-const char *
-smtpc_relay_name(const struct smtpc_conn *c)
-{
-    return c != NULL ? c->relay : "none";
 }
 
 int
@@ -1336,70 +546,6 @@ smtpc_hello(struct smtpc_conn *c, struct smtpc_reply *r, struct err *e)
     return 0;
 }
 
-/* smtpc_pin_match - the certificate's or its public key's SHA-256 is one
- * of the pins; hex gets the certificate's, "AB:CD:...", for the reply. */
-static int
-smtpc_pin_match(const struct smtpc_pool *p, X509 *cert, char *hex, size_t n)
-{
-    unsigned char md[2][EVP_MAX_MD_SIZE];
-    unsigned len[2] = {0, 0};
-    size_t i, k, o = 0;
-
-    hex[0] = '\0';
-    if (X509_digest(cert, EVP_sha256(), md[0], &len[0]) != 1 ||
-        X509_pubkey_digest(cert, EVP_sha256(), md[1], &len[1]) != 1) {
-        ERR_clear_error();
-        return 0;
-    }
-    for (i = 0; i < len[0] && o + 4 <= n; i++)
-        o +=
-            (size_t)snprintf(hex + o, n - o, "%s%02X", i ? ":" : "", md[0][i]);
-    for (i = 0; i < p->npins; i++)
-        for (k = 0; k < 2; k++)
-            if (len[k] == SMTPC_PIN_LEN &&
-                memcmp(md[k], p->pins[i], SMTPC_PIN_LEN) == 0)
-                return 1;
-    return 0;
-}
-
-/* smtpc_tls_peer_check - after the handshake: the level's verdict on the
- * host's certificate (OpenSSL verified the chain, and the name for
- * secure, while it ran) and the pins. 0, or -1 with r the 4xx that
- * defers the mail and says why. */
-static int
-smtpc_tls_peer_check(struct smtpc_conn *c, struct smtpc_reply *r,
-                     struct err *e)
-{
-    const struct smtpc_pool *p = c->pool;
-    SSL *ssl = netio_tls_ssl(c->io);
-    X509 *cert;
-    char why[SMTPC_HOST_MAX + 100], hex[SMTPC_PIN_LEN * 3 + 1];
-    long v;
-
-    if (p->tls < SMTPC_TLS_VERIFY && p->npins == 0)
-        return 0;
-    if (ssl == NULL || (cert = SSL_get0_peer_certificate(ssl)) == NULL) {
-        snprintf(why, sizeof(why), "the host sent no certificate");
-    } else if (p->tls >= SMTPC_TLS_VERIFY &&
-               (v = SSL_get_verify_result(ssl)) != X509_V_OK) {
-        if (v == X509_V_ERR_HOSTNAME_MISMATCH)
-            snprintf(why, sizeof(why),
-                     "hostname mismatch (the certificate is not for %s)",
-                     p->tls_name);
-        else
-            snprintf(why, sizeof(why), "%s", X509_verify_cert_error_string(v));
-    } else if (p->npins > 0 && !smtpc_pin_match(p, cert, hex, sizeof(hex))) {
-        snprintf(why, sizeof(why),
-                 "its fingerprint %s is not in next_hop_tls_fingerprint", hex);
-    } else {
-        c->verified = 1;
-        return 0;
-    }
-    c->broken = 1;
-    return smtpc_fail(r, e, "4.7.5 Server certificate not verified: %s: %s",
-                      c->relay, why);
-}
-
 static int
 smtpc_starttls(struct smtpc_conn *c, struct smtpc_reply *r, int *retry_plain,
                struct err *e)
@@ -1572,18 +718,11 @@ smtpc_free_list(struct smtpc_conn *c)
     }
 }
 
-struct smtpc_conn *
-smtpc_get(struct smtpc_pool *p, struct smtpc_reply *r, struct err *e)
+static struct smtpc_conn *
+smtpc_smtp_get(struct smtpc_pool *p, struct smtpc_reply *r, struct err *e)
 {
     struct smtpc_conn *c, *old = NULL;
 
-    r->code = 0;
-    r->text[0] = '\0';
-    if (p->kind == SMTPC_MAILDIR) {
-        smtpc_fail(r, e, "4.3.0 next hop is a Maildir, not a relay");
-        e->code = ERR_INTERNAL;
-        return NULL;
-    }
     for (;;) {
         pthread_mutex_lock(&p->lock);
         smtpc_prune(p, netio_now_ms(), &old);
@@ -1610,8 +749,8 @@ smtpc_get(struct smtpc_pool *p, struct smtpc_reply *r, struct err *e)
     return smtpc_open(p, 1, r, e);
 }
 
-int
-smtpc_rset(struct smtpc_conn *c, struct err *e)
+static int
+smtpc_smtp_rset(struct smtpc_conn *c, struct err *e)
 {
     struct smtpc_reply r;
 
@@ -1629,15 +768,15 @@ smtpc_rset(struct smtpc_conn *c, struct err *e)
     return 0;
 }
 
-void
-smtpc_put(struct smtpc_pool *p, struct smtpc_conn *c, int ok)
+static void
+smtpc_smtp_put(struct smtpc_pool *p, struct smtpc_conn *c, int ok)
 {
     struct smtpc_conn *old = NULL;
     struct err e;
 
     if (c == NULL)
         return;
-    if (ok && !c->broken && c->in_mail && smtpc_rset(c, &e) < 0)
+    if (ok && !c->broken && c->in_mail && smtpc_smtp_rset(c, &e) < 0)
         ok = 0;
     if (ok && !c->broken && c->io != NULL) {
         pthread_mutex_lock(&p->lock);
@@ -1660,6 +799,7 @@ static int
 smtpc_reconnect(struct smtpc_conn *c, struct smtpc_reply *r, struct err *e)
 {
     struct smtpc_conn *n;
+    char id[SMTPC_ID_MAX];
 
     netio_free(c->io);
     c->io = NULL;
@@ -1669,7 +809,9 @@ smtpc_reconnect(struct smtpc_conn *c, struct smtpc_reply *r, struct err *e)
     buf_fini(&c->line);
     buf_fini(&c->rbuf);
     free(c->obuf);
+    memcpy(id, c->id, sizeof(id));
     *c = *n;
+    memcpy(c->id, id, sizeof(id));
     free(n);
     return 0;
 }
@@ -1911,15 +1053,16 @@ broken:
     return -1;
 }
 
-int
-smtpc_mail(struct smtpc_conn *c, const struct msg_env *env, const char *sender,
-           const char *params, struct smtpc_reply *r, struct err *e)
+static int
+smtpc_smtp_mail(struct smtpc_conn *c, const struct msg_env *env,
+                const char *sender, const char *params, struct smtpc_reply *r,
+                struct err *e)
 {
     int rc;
 
     if (c->broken || c->io == NULL)
         return smtpc_dead(c, r, e);
-    if (c->in_mail && smtpc_rset(c, e) < 0)
+    if (c->in_mail && smtpc_smtp_rset(c, e) < 0)
         return smtpc_fail(r, e, "4.4.2 %s", e->text);
     rc = smtpc_envelope_command(c, "MAIL FROM", sender, params, r, e);
     if (rc <= 0)
@@ -1938,9 +1081,9 @@ smtpc_mail(struct smtpc_conn *c, const struct msg_env *env, const char *sender,
     return rc;
 }
 
-int
-smtpc_rcpt(struct smtpc_conn *c, const char *rcpt, const char *params,
-           struct smtpc_reply *r, struct err *e)
+static int
+smtpc_smtp_rcpt(struct smtpc_conn *c, const char *rcpt, const char *params,
+                struct smtpc_reply *r, struct err *e)
 {
     int rc;
 
@@ -1958,47 +1101,6 @@ smtpc_rcpt(struct smtpc_conn *c, const char *rcpt, const char *params,
     if (r->code / 100 == 2)
         c->nrcpt_ok++;
     return 0;
-}
-
-/* smtpc_convert - convert message octets from in[*pos] on, at most
- * SMTPC_WINDOW of them (a CRLF pair may take one more), into out, which
- * has room for 2 * SMTPC_WINDOW: for SMTP every line end becomes CRLF
- * and a leading "." is doubled; for a file every line end becomes LF.
- * *bol says whether the next octet starts a line. Returns the octets
- * written. */
-static size_t
-smtpc_convert(const char *in, size_t len, size_t *pos, int *bol, int smtp,
-              char *out)
-{
-    size_t i = *pos, o = 0, wend, seg;
-    const char *lf, *cr;
-
-    wend = len - i > SMTPC_WINDOW ? i + SMTPC_WINDOW : len;
-    while (i < wend) {
-        if (*bol) {
-            if (smtp && in[i] == '.')
-                out[o++] = '.';
-            *bol = 0;
-        }
-        lf = memchr(in + i, '\n', wend - i);
-        seg = lf != NULL ? (size_t)(lf - in) : wend;
-        if ((cr = memchr(in + i, '\r', seg - i)) != NULL)
-            seg = (size_t)(cr - in);
-        memcpy(out + o, in + i, seg - i);
-        o += seg - i;
-        i = seg;
-        if (i == wend)
-            break;
-        if (in[i] == '\r' && i + 1 < len && in[i + 1] == '\n')
-            i++;
-        i++;
-        if (smtp)
-            out[o++] = '\r';
-        out[o++] = '\n';
-        *bol = 1;
-    }
-    *pos = i;
-    return o;
 }
 
 /* smtpc_data_rank - how much a reply to the end of data should stand
@@ -2045,22 +1147,10 @@ smtpc_data_replies(struct smtpc_conn *c, struct smtpc_reply *each, size_t n,
     return 0;
 }
 
-int
-smtpc_data_rcpts(struct smtpc_conn *c, const char *data, size_t len,
-                 struct smtpc_reply *each, size_t n, struct smtpc_reply *r,
-                 struct err *e)
-{
-    struct iovec one;
-
-    one.iov_base = (void *)(uintptr_t)data;
-    one.iov_len = len;
-    return smtpc_data_iov(c, &one, 1, each, n, r, e);
-}
-
-int
-smtpc_data_iov(struct smtpc_conn *c, const struct iovec *iov, size_t niov,
-               struct smtpc_reply *each, size_t n, struct smtpc_reply *r,
-               struct err *e)
+static int
+smtpc_smtp_data(struct smtpc_conn *c, const struct iovec *iov, size_t niov,
+                struct smtpc_reply *each, size_t n, struct smtpc_reply *r,
+                struct err *e)
 {
     size_t pos = 0, got = 0, i, k, piece = 0, len = 0, unflushed = 0;
     const char *data = NULL;
@@ -2124,161 +1214,32 @@ out:
     return rc;
 }
 
-int
-smtpc_data(struct smtpc_conn *c, const char *data, size_t len,
-           struct smtpc_reply *r, struct err *e)
-{
-    return smtpc_data_rcpts(c, data, len, NULL, 0, r, e);
-}
+const struct smtpc_transport_ops smtpc_smtp_ops = {
+    .name = "smtp",
+    .kind = SMTPC_SMTP,
+    .parse = smtpc_smtp_parse,
+    .init = smtpc_smtp_init,
+    .fini = smtpc_smtp_fini,
+    .get = smtpc_smtp_get,
+    .put = smtpc_smtp_put,
+    .mail = smtpc_smtp_mail,
+    .rcpt = smtpc_smtp_rcpt,
+    .data = smtpc_smtp_data,
+    .rset = smtpc_smtp_rset,
+};
 
-/* ------------------------------------------------------------ Maildir */
-
-static int
-smtpc_write_all(int fd, const char *p, size_t n)
-{
-    ssize_t w;
-
-    while (n > 0) {
-        if ((w = write(fd, p, n)) < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* smtpc_maildir_file - write the message to path, fsynced. */
-static int
-smtpc_maildir_file(const char *path, const char *data, size_t len,
-                   struct err *e)
-{
-    size_t pos = 0, n;
-    int fd, bol = 1, saved;
-    char *out;
-
-    if ((out = malloc(2 * SMTPC_WINDOW + 8)) == NULL)
-        return err_nomem(e);
-    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        saved = errno;
-        free(out);
-        errno = saved;
-        return -1;
-    }
-    while (pos < len) {
-        n = smtpc_convert(data, len, &pos, &bol, 0, out);
-        if (pos >= len && !bol)
-            out[n++] = '\n';
-        if (smtpc_write_all(fd, out, n) < 0)
-            goto fail;
-    }
-    if (fsync(fd) < 0)
-        goto fail;
-    free(out);
-    if (close(fd) < 0) {
-        err_sys(e, ERR_IO, "write %s", path);
-        unlink(path);
-        return -2;
-    }
-    return 0;
-fail:
-    err_sys(e, ERR_IO, "write %s", path);
-    free(out);
-    close(fd);
-    unlink(path);
-    return -2;
-}
-
-static int
-smtpc_fsync_dir(const char *path, struct err *e)
-{
-    int fd, rc = 0;
-
-    if ((fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-        return err_sys(e, ERR_IO, "open %s", path);
-    if (fsync(fd) < 0)
-        rc = err_sys(e, ERR_IO, "fsync %s", path);
-    close(fd);
-    return rc;
-}
-
-/* smtpc_maildir_fail - 451 with an enhanced code that fits errno. */
-static int
-smtpc_maildir_fail(struct smtpc_reply *r, struct err *e)
-{
-    const char *enh = "4.3.0";
-
-    if (e->sys_errno == ENOSPC)
-        enh = "4.3.1";
-    else if (e->sys_errno == EDQUOT)
-        enh = "4.2.2";
-    smtpc_reply_set(r, 451, "%s maildir delivery failed: %s", enh, e->text);
-    return -1;
-}
-
-int
-smtpc_maildir_deliver(struct smtpc_pool *p, const char *data, size_t len,
-                      const char *qid, struct smtpc_reply *r, struct err *e)
-{
-    char name[SMTPC_HOST_MAX * 4 + 96];
-    char tmp[SMTPC_PATH_MAX + sizeof(name) + 8];
-    char dst[SMTPC_PATH_MAX + sizeof(name) + 8];
-    struct timespec ts;
-    unsigned long seq;
-    int tries, rc;
-
-    if (p->kind != SMTPC_MAILDIR) {
-        smtpc_fail(r, e, "4.3.0 next hop is not a Maildir");
-        e->code = ERR_INTERNAL;
-        return -1;
-    }
-    for (tries = 0; tries < SMTPC_NAME_TRIES; tries++) {
-        clock_gettime(CLOCK_REALTIME, &ts);
-        pthread_mutex_lock(&p->lock);
-        seq = ++p->seq;
-        pthread_mutex_unlock(&p->lock);
-        snprintf(name, sizeof(name), "%lld.M%06ldP%ldQ%lu.%s",
-                 (long long)ts.tv_sec, ts.tv_nsec / 1000, (long)getpid(), seq,
-                 p->name_host);
-        snprintf(tmp, sizeof(tmp), "%s/tmp/%s", p->maildir, name);
-        snprintf(dst, sizeof(dst), "%s/new/%s", p->maildir, name);
-        rc = smtpc_maildir_file(tmp, data, len, e);
-        if (rc == -1 && errno == EEXIST)
-            continue;
-        if (rc == -1)
-            err_sys(e, ERR_IO, "create %s", tmp);
-        if (rc < 0)
-            return smtpc_maildir_fail(r, e);
-        if (link(tmp, dst) == 0) {
-            unlink(tmp);
-        } else if (errno == EEXIST) {
-            unlink(tmp);
-            continue;
-        } else if (errno == EPERM || errno == ENOSYS || errno == EOPNOTSUPP) {
-            /* no hard links here: the unique name must do */
-            if (rename(tmp, dst) < 0) {
-                err_sys(e, ERR_IO, "rename %s", tmp);
-                unlink(tmp);
-                return smtpc_maildir_fail(r, e);
-            }
-        } else {
-            err_sys(e, ERR_IO, "link %s", dst);
-            unlink(tmp);
-            return smtpc_maildir_fail(r, e);
-        }
-        snprintf(tmp, sizeof(tmp), "%s/new", p->maildir);
-        if (smtpc_fsync_dir(tmp, e) < 0) {
-            unlink(dst);
-            return smtpc_maildir_fail(r, e);
-        }
-        smtpc_reply_set(r, 250, "2.0.0 Ok: %s delivered to maildir as %s",
-                        qid != NULL ? qid : "NOQUEUE", name);
-        return 0;
-    }
-    err_set(e, ERR_TEMP, "no unique name in %s/tmp after %d tries", p->maildir,
-            SMTPC_NAME_TRIES);
-    return smtpc_maildir_fail(r, e);
-}
+/* LMTP is SMTP with LHLO, port 24 and a reply per recipient: the same
+ * code, which asks the pool's kind where they differ. */
+const struct smtpc_transport_ops smtpc_lmtp_ops = {
+    .name = "lmtp",
+    .kind = SMTPC_LMTP,
+    .parse = smtpc_smtp_parse,
+    .init = smtpc_smtp_init,
+    .fini = smtpc_smtp_fini,
+    .get = smtpc_smtp_get,
+    .put = smtpc_smtp_put,
+    .mail = smtpc_smtp_mail,
+    .rcpt = smtpc_smtp_rcpt,
+    .data = smtpc_smtp_data,
+    .rset = smtpc_smtp_rset,
+};

@@ -9,6 +9,13 @@
  * kept. A reused connection that turns out to be dead at MAIL is replaced
  * by a new one once, transparently.
  *
+ * The transport is next_hop's (smtp:, lmtp: or maildir:), and the
+ * caller runs the same transaction for each: a Maildir takes MAIL and
+ * every RCPT with 250 and writes the message as one file, with one reply
+ * for all recipients (nexthop.c, smtpc.c, maildir.c). The settings of a
+ * pool come from the configuration through smtpc_settings_from_cfg(),
+ * for the next hop and for each transport_map route alike.
+ *
  * Replies are returned whole in struct smtpc_reply: the code, the enhanced
  * status code when the server gave one, and the text of the last line, so
  * the SMTP front end can pass them back to its client as they are.
@@ -70,6 +77,15 @@ struct smtpc_reply {
 struct smtpc_pool;
 struct smtpc_conn;
 
+/* smtpc_settings_from_cfg - s for next_hop (NULL: c's next_hop key)
+ * from the keys of c: myhostname for EHLO (not set: NULL, which
+ * smtpc_pool_new() takes as the system's host name), next_hop_tls*,
+ * next_hop_auth_file, next_hop_timeout; connections tried for 30s and
+ * kept idle for 10s, max_idle 0 (none kept: the caller sets how many).
+ * The strings are c's. 0, or -1 (ERR_CONFIG) when there is no next hop. */
+int smtpc_settings_from_cfg(const struct cfg *c, const char *next_hop,
+                            struct smtpc_settings *s, struct err *e);
+
 /* smtpc_settings_tls - the next_hop_tls* keys of c into s (pointers
  * into c). Call it after s->next_hop is set: next_hop_tls_name names the
  * host of c's next_hop only, not that of a transport_map route. */
@@ -87,8 +103,13 @@ struct smtpc_pool *smtpc_pool_new(const struct smtpc_settings *s,
                                   struct err *e);
 void smtpc_pool_free(struct smtpc_pool *p);
 
-/* smtpc_relay_name - "127.0.0.1[127.0.0.1]:10025" for log lines. */
+/* smtpc_relay_name - "127.0.0.1[127.0.0.1]:10025" for log lines;
+ * "maildir" for a Maildir, "none" for NULL. */
 const char *smtpc_relay_name(const struct smtpc_conn *c);
+/* smtpc_set_id - the queue id of c's transaction (copied), for the
+ * replies that name it: a Maildir's 250 does. smtpc_mail() takes env's
+ * qid when there is one. */
+void smtpc_set_id(struct smtpc_conn *c, const char *qid);
 
 /* smtpc_get - a connection ready for MAIL (greeting, EHLO, STARTTLS and
  * AUTH done), idle or new. On failure returns NULL and fills r with the
@@ -142,12 +163,7 @@ int smtpc_data_iov(struct smtpc_conn *c, const struct iovec *iov, size_t niov,
                    struct err *e);
 int smtpc_rset(struct smtpc_conn *c, struct err *e);
 
-/* smtpc_maildir_deliver - write data as one message into the Maildir
- * of p (tmp/, fsync, link into new/, fsync the directory); r gets 250 or
- * 451. Only for SMTPC_MAILDIR pools. */
-int smtpc_maildir_deliver(struct smtpc_pool *p, const char *data, size_t len,
-                          const char *qid, struct smtpc_reply *r,
-                          struct err *e);
+/* smtpc_pool_kind - the transport of p's next hop. */
 enum smtpc_kind smtpc_pool_kind(const struct smtpc_pool *p);
 
 /* smtpc_reply_parse - parse one or more reply lines ("250-...\r\n250 ...")

@@ -369,28 +369,15 @@ quarantine_next_hop(const struct conf *cf, const char *id,
     int ok = 0;
 
     memset(r, 0, sizeof(*r));
-    memset(&set, 0, sizeof(set));
-    set.next_hop = cfg_str(cf->cfg, "next_hop");
-    set.helo_name = cfg_str(cf->cfg, "myhostname")
-                        ? cfg_str(cf->cfg, "myhostname")
-                        : "localhost";
-    smtpc_settings_tls(&set, cf->cfg);
-    set.auth_file = cfg_str(cf->cfg, "next_hop_auth_file");
-    set.connect_timeout_ms = 30000;
-    set.timeout_ms = (int)cfg_num(cf->cfg, "next_hop_timeout");
-    set.idle_timeout_ms = 0;
-    set.max_idle = 0;
-    if (set.next_hop == NULL)
+    if (cfg_str(cf->cfg, "next_hop") == NULL)
         return err_set(e, ERR_CONFIG, "no next_hop configured");
-    if ((pool = smtpc_pool_new(&set, e)) == NULL)
+    if (smtpc_settings_from_cfg(cf->cfg, NULL, &set, e) < 0 ||
+        (pool = smtpc_pool_new(&set, e)) == NULL)
         return -1;
-    if (smtpc_pool_kind(pool) == SMTPC_MAILDIR) {
-        ok = smtpc_maildir_deliver(pool, data, len, id, r, e) == 0 &&
-             r->code / 100 == 2;
-        goto out;
-    }
     if ((c = smtpc_get(pool, r, e)) == NULL)
         goto out;
+    /* no XFORWARD: the id is the message's only for the replies */
+    smtpc_set_id(c, id);
     if (smtpc_mail(c, NULL, env->sender, NULL, r, e) < 0 || r->code / 100 != 2)
         goto out;
     for (i = 0; i < env->nrcpts; i++)

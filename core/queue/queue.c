@@ -1304,20 +1304,6 @@ queue_deliver_route(struct queue_job *j, size_t ri, const size_t *idx,
             queue_outcome_set(&j->out[idx[i]], &r, "none");
         return;
     }
-    if (smtpc_pool_kind(rt->pool) == SMTPC_MAILDIR) {
-        if (smtpc_maildir_deliver(rt->pool, qf->data, qf->len, j->id, &r, &e) <
-                0 &&
-            r.code == 0) {
-            r.code = 451;
-            snprintf(r.text, sizeof(r.text), "4.3.0 %.480s", e.text);
-        }
-        t1 = queue_now_us();
-        for (i = 0; i < n; i++) {
-            queue_outcome_set(&j->out[idx[i]], &r, "maildir");
-            j->out[idx[i]].xfer_us = t1 - t0;
-        }
-        return;
-    }
     c = smtpc_get(rt->pool, &r, &e);
     t1 = queue_now_us();
     if (c == NULL) {
@@ -2047,9 +2033,8 @@ queue_subdir(struct queue *q, const char *name, int *fd, struct err *e)
 }
 
 static int
-queue_add_route(struct queue_settings *set, const char *hostname,
-                const struct cfg *c, const char *hop, size_t *out,
-                struct err *e)
+queue_add_route(struct queue_settings *set, const struct cfg *c,
+                const char *hop, size_t *out, struct err *e)
 {
     struct smtpc_settings s;
     struct queue_route *grown;
@@ -2065,14 +2050,8 @@ queue_add_route(struct queue_settings *set, const char *hostname,
         return err_nomem(e);
     set->routes = grown;
     memset(&set->routes[set->nroutes], 0, sizeof(*grown));
-    memset(&s, 0, sizeof(s));
-    s.next_hop = hop;
-    s.helo_name = hostname;
-    smtpc_settings_tls(&s, c);
-    s.auth_file = cfg_str(c, "next_hop_auth_file");
-    s.connect_timeout_ms = 30000;
-    s.timeout_ms = (int)cfg_num(c, "next_hop_timeout");
-    s.idle_timeout_ms = 10000;
+    if (smtpc_settings_from_cfg(c, hop, &s, e) < 0)
+        return -1;
     s.max_idle = set->concurrency;
     if ((set->routes[set->nroutes].nexthop = strdup(hop)) == NULL)
         return err_nomem(e);
@@ -2087,8 +2066,8 @@ queue_add_route(struct queue_settings *set, const char *hostname,
 /* queue_transport_load - "domain nexthop" lines, Postfix transport(5)
  * style: "example.com", ".example.com" (its subdomains) or "*". */
 static int
-queue_transport_load(struct queue_settings *set, const char *hostname,
-                     const struct cfg *c, const char *path, struct err *e)
+queue_transport_load(struct queue_settings *set, const struct cfg *c,
+                     const char *path, struct err *e)
 {
     char line[QUEUE_LINE_MAX + 2];
     unsigned lineno = 0;
@@ -2133,7 +2112,7 @@ queue_transport_load(struct queue_settings *set, const char *hostname,
             return err_set(e, ERR_CONFIG, "%s:%u: bad domain '%.100s'", path,
                            lineno, key);
         }
-        if (queue_add_route(set, hostname, c, hop, &r, e) < 0) {
+        if (queue_add_route(set, c, hop, &r, e) < 0) {
             fclose(fp);
             /* e->text is the reason: err_set() would write over it while
              * reading it. */
@@ -2161,7 +2140,7 @@ queue_transport_load(struct queue_settings *set, const char *hostname,
 /* queue_settings_new - the reloadable settings of c, routes and pools
  * built; NULL with e set when c is not usable. */
 static struct queue_settings *
-queue_settings_new(const char *hostname, const struct cfg *c, struct err *e)
+queue_settings_new(const struct cfg *c, struct err *e)
 {
     struct queue_settings *set;
     const char *s;
@@ -2188,13 +2167,13 @@ queue_settings_new(const char *hostname, const struct cfg *c, struct err *e)
         cfg_err(e, c, "next_hop", "delivery = queue needs a next_hop");
         goto fail;
     }
-    if (queue_add_route(set, hostname, c, s, &r, e) < 0) {
+    if (queue_add_route(set, c, s, &r, e) < 0) {
         if (e->code == ERR_CONFIG)
             cfg_err(e, c, "next_hop", "%s", e->text);
         goto fail;
     }
     if ((s = cfg_str(c, "transport_map")) != NULL &&
-        queue_transport_load(set, hostname, c, s, e) < 0)
+        queue_transport_load(set, c, s, e) < 0)
         goto fail;
     return set;
 fail:
@@ -2229,7 +2208,7 @@ queue_open(const struct cfg *c, struct err *e)
     else if (gethostname(q->hostname, sizeof(q->hostname) - 1) < 0)
         snprintf(q->hostname, sizeof(q->hostname), "localhost");
     q->file_max = 2 * (size_t)cfg_num(c, "message_size_limit") + (64u << 20);
-    if ((q->set = queue_settings_new(q->hostname, c, e)) == NULL)
+    if ((q->set = queue_settings_new(c, e)) == NULL)
         goto fail;
     s = cfg_str(c, "queue_directory");
     if (snprintf(q->dir, sizeof(q->dir), "%s", s) >= (int)sizeof(q->dir)) {
@@ -2410,23 +2389,15 @@ queue_settings_load(struct queue *q, const struct cfg *c, struct err *e)
                     "queue_directory changed; restart relaychaind to use "
                     "it (still %s)",
                     q->dir);
-    return queue_settings_new(q->hostname, c, e);
+    return queue_settings_new(c, e);
 }
 
 int
 queue_settings_check(const struct cfg *c, struct err *e)
 {
     struct queue_settings *set;
-    char host[256];
-    const char *s;
 
-    /* The host name as queue_open() picks it. */
-    if ((s = cfg_str(c, "myhostname")) != NULL)
-        snprintf(host, sizeof(host), "%s", s);
-    else if (gethostname(host, sizeof(host) - 1) < 0)
-        snprintf(host, sizeof(host), "localhost");
-    host[sizeof(host) - 1] = '\0';
-    if ((set = queue_settings_new(host, c, e)) == NULL)
+    if ((set = queue_settings_new(c, e)) == NULL)
         return -1;
     queue_settings_release(set);
     return 0;

@@ -251,14 +251,8 @@ smtpd_runtime_new(struct conf *cf, struct err *e)
         cfg_err(e, c, "next_hop", "relaychaind needs a next_hop");
         goto fail;
     }
-    memset(&hop, 0, sizeof(hop));
-    hop.next_hop = cfg_str(c, "next_hop");
-    hop.helo_name = rt->hostname;
-    smtpc_settings_tls(&hop, c);
-    hop.auth_file = cfg_str(c, "next_hop_auth_file");
-    hop.connect_timeout_ms = 30000;
-    hop.timeout_ms = (int)cfg_num(c, "next_hop_timeout");
-    hop.idle_timeout_ms = 10000;
+    if (smtpc_settings_from_cfg(c, NULL, &hop, e) < 0)
+        goto fail;
     hop.max_idle = 64;
     if ((rt->hop = smtpc_pool_new(&hop, e)) == NULL) {
         if (e->code == ERR_CONFIG)
@@ -1086,7 +1080,7 @@ smtpd_cmd_mail(struct smtpd_session *s, const char *line)
     smtpd_new_qid(s->srv, s->qid, sizeof(s->qid));
     gettimeofday(&s->t_start, NULL);
 
-    if (!s->rt->queue_mode && smtpc_pool_kind(s->rt->hop) != SMTPC_MAILDIR) {
+    if (!s->rt->queue_mode) {
         struct msg_env env;
         char params[512];
         size_t vlen;
@@ -1891,18 +1885,6 @@ smtpd_deliver(struct smtpd_session *s, struct buf *data)
                   : "TempFailed";
         goto out;
     }
-    if (smtpc_pool_kind(s->rt->hop) == SMTPC_MAILDIR) {
-        if ((out = msg_flat(m, &out_len, &s->e)) == NULL)
-            goto tempfail;
-        if (smtpc_maildir_deliver(s->rt->hop, out, out_len, s->qid, &r,
-                                  &s->e) < 0 &&
-            r.code == 0)
-            goto tempfail;
-        smtpd_log_delivery(s, env, &r, NULL, "local");
-        smtpd_reply(s, "%d %s", r.code, r.text);
-        tag = smtpd_tag(r.code);
-        goto out;
-    }
     if (s->hop == NULL)
         goto tempfail;
     if (smtpd_envelope_changed(m) && smtpd_replay_envelope(s, env, &r) < 0) {
@@ -1927,7 +1909,12 @@ smtpd_deliver(struct smtpd_session *s, struct buf *data)
     for (i = 0; i < env->nrcpts; i++)
         if (each[i].code == 0)
             each[i] = r;
-    smtpd_log_delivery(s, env, &r, each, smtpc_relay_name(s->hop));
+    /* the through mode has always named a Maildir next hop "local" in
+     * these lines (the queue says "maildir") */
+    smtpd_log_delivery(s, env, &r, each,
+                       smtpc_pool_kind(s->rt->hop) == SMTPC_MAILDIR
+                           ? "local"
+                           : smtpc_relay_name(s->hop));
     smtpd_log_split(s, env, &r, each);
     /* one reply for all: smtpc ranks a 4xx over a 5xx over a 2xx, so no
      * recipient is answered 250 that the next hop did not take */

@@ -1808,13 +1808,56 @@ dir_count(const char *path)
     return n;
 }
 
+/* maildir_send - one transaction on a Maildir pool, the message in
+ * pieces of step octets (0: whole), for nrcpt recipients; returns what
+ * the data call returned, each[0..nrcpt) the replies per recipient. */
+static int
+maildir_send(struct smtpc_pool *p, const char *qid, const char *data,
+             size_t len, size_t step, size_t nrcpt, struct smtpc_reply *each,
+             struct smtpc_reply *r)
+{
+    struct iovec v[64];
+    struct msg_env env;
+    struct smtpc_conn *c;
+    struct err e;
+    size_t i, k, n = 0;
+    int rc;
+
+    for (i = 0; i < len; i += k) {
+        k = step == 0 || n == 63 || len - i < step ? len - i : step;
+        v[n].iov_base = (void *)(uintptr_t)(data + i);
+        v[n++].iov_len = k;
+    }
+    memset(&env, 0, sizeof(env));
+    env.qid = (char *)qid;
+    if ((c = smtpc_get(p, r, &e)) == NULL)
+        return -2;
+    unit_str_eq("relay", smtpc_relay_name(c), "maildir");
+    if (smtpc_mail(c, qid != NULL ? &env : NULL, "a@example.com", "SIZE=1", r,
+                   &e) != 0 ||
+        r->code != 250) {
+        smtpc_put(p, c, 0);
+        return -3;
+    }
+    for (i = 0; i < nrcpt; i++)
+        if (smtpc_rcpt(c, "b@example.net", "NOTIFY=NEVER", r, &e) != 0 ||
+            r->code != 250) {
+            smtpc_put(p, c, 0);
+            return -3;
+        }
+    rc = smtpc_data_iov(c, v, n, each, nrcpt, r, &e);
+    smtpc_put(p, c, rc == 0);
+    return rc;
+}
+
 static void
 test_maildir(void **state)
 {
     char dir[256], hop[300], path[600], cmd[900], *got, *want, *big;
+    static const size_t steps[] = {0, 1, 2, 7};
     const char *name;
     struct smtpc_settings st;
-    struct smtpc_reply r;
+    struct smtpc_reply r, each[3];
     struct smtpc_pool *p;
     struct err e;
     size_t i, len;
@@ -1831,7 +1874,7 @@ test_maildir(void **state)
         const char *m = messages[i].text;
 
         unit_int_eq(messages[i].name,
-                    smtpc_maildir_deliver(p, m, strlen(m), "QID1", &r, &e), 0);
+                    maildir_send(p, "QID1", m, strlen(m), 0, 1, each, &r), 0);
         unit_int_eq(messages[i].name, r.code, 250);
         unit_has(messages[i].name, r.text,
                  "2.0.0 Ok: QID1 delivered to maildir as ");
@@ -1844,7 +1887,8 @@ test_maildir(void **state)
         free(want);
     }
     big = long_message(&len);
-    unit_int_eq("long", smtpc_maildir_deliver(p, big, len, NULL, &r, &e), 0);
+    unit_int_eq("long", maildir_send(p, NULL, big, len, 0, 1, each, &r), 0);
+    unit_has("long", r.text, "2.0.0 Ok: NOQUEUE delivered to maildir as ");
     name = strrchr(r.text, ' ') + 1;
     snprintf(path, sizeof(path), "%s/new/%s", dir, name);
     got = unit_read_file(path, NULL);
@@ -1875,15 +1919,34 @@ test_maildir(void **state)
     pclose(fp);
     unit_str_eq("reader", path, "bare,dot last,dots,empty body,long\n");
 
-    /* no relay here, and no Maildir delivery on a relay pool */
-    unit_int_eq("get", smtpc_get(p, &r, &e) == NULL, 1);
-    unit_int_eq("get", r.code, 451);
+    /* in pieces (a CRLF split between two of them too), for three
+     * recipients: one file, the octets of the message as one block, and
+     * every recipient the one reply */
+    for (i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        const char *m = "Subject: pieces\r\n\r\n.a\r\nb\rc\n\r\nend";
+
+        memset(each, 0, sizeof(each));
+        unit_int_eq(
+            "pieces",
+            maildir_send(p, "QID2", m, strlen(m), steps[i], 3, each, &r), 0);
+        unit_int_eq("pieces", r.code, 250);
+        unit_str_eq("pieces: each", each[0].text, r.text);
+        unit_str_eq("pieces: each", each[2].text, r.text);
+        name = strrchr(r.text, ' ') + 1;
+        snprintf(path, sizeof(path), "%s/new/%s", dir, name);
+        got = unit_read_file(path, NULL);
+        want = lf_form(m, strlen(m), 0);
+        unit_str_eq("pieces", got, want);
+        free(got);
+        free(want);
+        unlink(path);
+    }
 
     /* new/ gone: 451, nothing left in tmp/ */
     snprintf(path, sizeof(path), "%s/new", dir);
     nftw(path, rm_one, 8, FTW_DEPTH | FTW_PHYS);
-    unit_int_eq("no new/", smtpc_maildir_deliver(p, "x\n", 2, "Q", &r, &e),
-                -1);
+    unit_int_eq("no new/", maildir_send(p, "Q", "x\n", 2, 0, 2, each, &r), -1);
+    unit_int_eq("no new/: each", each[1].code, 451);
     unit_int_eq("no new/", r.code, 451);
     unit_has("no new/", r.text, "4.3.0 maildir delivery failed: link ");
     snprintf(path, sizeof(path), "%s/tmp", dir);
@@ -1906,12 +1969,6 @@ test_maildir(void **state)
     snprintf(hop, sizeof(hop), "maildir:%s", path);
     unit_int_eq("file", smtpc_pool_new(&st, &e) == NULL, 1);
     unit_has("file", e.text, "not a directory");
-
-    p = pool_new("smtp", 25, SMTPC_TLS_NONE, NULL, 1, 1000, 1000);
-    unit_int_eq("relay pool", smtpc_maildir_deliver(p, "x", 1, "Q", &r, &e),
-                -1);
-    unit_int_eq("relay pool", r.code, 451);
-    smtpc_pool_free(p);
     scratch_done(dir);
 }
 
