@@ -47,7 +47,7 @@ C
 cc -c -o "$T/build/core/msg/planted.o" "$T/src/core/msg/planted.c"
 "$L" "$T/src" "$T/build" >"$T/call.out" 2>&1
 check "a call upward fails the check" \
-    grep -q "^call core/msg/planted.c: uses smtpc_pool_new of core/net/smtpc.c (msg may not use net)" "$T/call.out"
+    grep -q "^call core/msg/planted.c: uses smtpc_pool_new of core/net/nexthop.c (msg may not use net)" "$T/call.out"
 rm -f "$T/src/core/msg/planted.c" "$T/build/core/msg/planted.o"
 
 # A cycle inside one layer: two files of util that call each other.
