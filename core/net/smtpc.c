@@ -31,7 +31,7 @@
  * credentials, gets no mail (451 4.7.0), since relaying without the
  * login would only turn a configuration mistake into bounces.
  *
- * smtpc_smtp_mail() sends XFORWARD first (Postfix XFORWARD_README) when given
+ * smtpc_mail() sends XFORWARD first (Postfix XFORWARD_README) when given
  * an envelope and the host offered it: NAME, ADDR, PROTO and HELO, only
  * those the host listed, xtext-encoded, "[UNAVAILABLE]" for what the
  * envelope does not know; PROTO is "ESMTP" for mail that came through
@@ -74,16 +74,16 @@
  * Connections are cached in the pool, most recently used first, at most
  * max_idle of them and each for at most idle_timeout_ms; a cached
  * connection that the host closed (or that shows any input) is dropped
- * when taken. smtpc_smtp_put() sends RSET first when a transaction was left
+ * when taken. smtpc_put() sends RSET first when a transaction was left
  * open. A reused connection that turns out dead at MAIL (I/O error or
- * 421) is replaced by a new one once, inside smtpc_smtp_mail(). Closing sends
+ * 421) is replaced by a new one once, inside smtpc_mail(). Closing sends
  * QUIT without waiting for the answer. The pool's mutex guards the idle
  * list.
  *
  * Nothing here logs: errors go to struct err and the replies, and the
  * caller logs. The pool owns its copies of the settings and the
  * credentials (wiped when it is freed); a connection belongs to one
- * thread between smtpc_smtp_get() and smtpc_smtp_put().
+ * thread between smtpc_get() and smtpc_put().
  */
 #include "config.h"
 
