@@ -80,10 +80,11 @@
  * chain applies on_error, tempfail by default, so mail is never passed
  * unscanned unless the admin chose that. No notice ever goes to the sender;
  * notify_admin sends a short text notice (no part of the message) to one
- * address through notify_next_hop, with the null sender.
+ * address through notify_next_hop, with the null sender: the chain's notice
+ * service (stage_env) sends it, over the program's next-hop client.
  *
  * The stage owns its engine reference, watcher thread, regmap, clamd
- * address and notice pool; run() only reads them (the engine pointer
+ * address and notifier; run() only reads them (the engine pointer
  * under the mutex), so it may be called from any number of threads.
  */
 #include "config.h"
@@ -114,7 +115,6 @@
 #include "util/log.h"
 #include "msg/mime.h"
 #include "util/regmap.h"
-#include "net/smtpc.h"
 
 #define FLT_AV_NAME_MAX 256   /* octets of one attachment name checked */
 #define FLT_AV_NAMES_MAX 1000 /* archive member names kept per scan */
@@ -284,7 +284,8 @@ struct flt_av {
     int add_header;
     char scanned_by[128]; /* X-Virus-Scanned value */
     char *notify_admin;
-    struct smtpc_pool *notify;
+    struct stage_notifier *notify; /* the chain's notice service */
+    void (*notifier_free)(struct stage_notifier *n);
     char hostname[256];
 };
 
@@ -1380,15 +1381,13 @@ flt_av_notify(const struct stage *st, const struct flt_av *fa,
 {
     const struct msg_env *env = msg_env(m);
     char p[FLT_AV_REPLY_MAX], date[64];
-    struct smtpc_reply r;
-    struct smtpc_conn *cn;
+    struct stage_reply r;
     const char *subj;
     struct buf b;
     struct err e;
     time_t now = time(NULL);
     struct tm tm;
     size_t i;
-    int ok = 0;
 
     err_clear(&e);
     buf_init(&b, FLT_AV_NOTICE_MAX);
@@ -1438,24 +1437,12 @@ flt_av_notify(const struct stage *st, const struct flt_av *fa,
         buf_fini(&b);
         return;
     }
-    if ((cn = smtpc_get(fa->notify, &r, &e)) == NULL) {
-        log_warning(msg_qid(m), "%s: notice to %s not sent: %d %s", st->name,
-                    fa->notify_admin, r.code, r.text);
-        buf_fini(&b);
-        return;
-    }
-    if (smtpc_mail(cn, NULL, "", NULL, &r, &e) == 0 && r.code / 100 == 2 &&
-        smtpc_rcpt(cn, fa->notify_admin, NULL, &r, &e) == 0 &&
-        r.code / 100 == 2 && smtpc_data(cn, b.data, b.len, &r, &e) == 0 &&
-        r.code / 100 == 2)
-        ok = 1;
-    smtpc_put(fa->notify, cn, ok);
-    if (ok)
+    if (st->env->notify(fa->notify, fa->notify_admin, &b, &r) == 0)
         log_info(msg_qid(m), "%s: notice sent to %s (%d %s)", st->name,
                  fa->notify_admin, r.code, r.text);
     else
         log_warning(msg_qid(m), "%s: notice to %s not sent: %d %s", st->name,
-                    fa->notify_admin, r.code, r.code ? r.text : e.text);
+                    fa->notify_admin, r.code, r.text);
     buf_fini(&b);
 }
 
@@ -1488,7 +1475,8 @@ flt_av_free(struct stage *st)
     for (i = 0; i < fa->nbanned_types; i++)
         free(fa->banned_types[i]);
     free(fa->banned_types);
-    smtpc_pool_free(fa->notify);
+    if (fa->notify != NULL)
+        fa->notifier_free(fa->notify);
     free(fa->notify_admin);
     free(fa->clamd_spec);
     free(fa->dbdir);
@@ -1660,7 +1648,6 @@ static int
 flt_av_init(struct stage *st, const struct cfg *c, struct err *e)
 {
     struct flt_av *fa;
-    struct smtpc_settings ss;
     const char *admin;
     char why[128];
     size_t i;
@@ -1738,15 +1725,14 @@ flt_av_init(struct stage *st, const struct cfg *c, struct err *e)
         }
         if ((fa->notify_admin = strdup(admin)) == NULL)
             goto nomem;
-        memset(&ss, 0, sizeof(ss));
-        ss.next_hop = cfg_str(c, "notify_next_hop");
-        ss.helo_name = fa->hostname;
-        ss.tls = SMTPC_TLS_MAY;
-        ss.connect_timeout_ms = 10000;
-        ss.timeout_ms = 30000;
-        ss.idle_timeout_ms = 10000;
-        ss.max_idle = 1;
-        if ((fa->notify = smtpc_pool_new(&ss, e)) == NULL) {
+        if (st->env == NULL || st->env->notifier_new == NULL ||
+            st->env->notify == NULL || st->env->notifier_free == NULL) {
+            cfg_err(e, c, "notify_admin", "this program sends no notices");
+            goto fail;
+        }
+        fa->notifier_free = st->env->notifier_free;
+        if ((fa->notify = st->env->notifier_new(cfg_str(c, "notify_next_hop"),
+                                                fa->hostname, e)) == NULL) {
             err_prefix(e, "%s:%u: notify_next_hop", cfg_path(c),
                        cfg_line(c, "notify_next_hop"));
             goto fail;

@@ -82,12 +82,10 @@
  * while signing is an error (on_error applies); a line over 998 octets is
  * a reject; a failed self-check is a tempfail verdict.
  *
- * A build with FLT_DKIM_FAULTS defined (tests/unit/test_dkim and
- * tests/relaychain-faults, never the installed programs: Makefile.am
- * defines it for those two only) corrupts the bytes given to the signer
- * when the environment variable RELAYCHAIN_DKIM_FAULT is "body" or
- * "header", so the tests can show that the self-check catches a broken
- * signing path.
+ * The chain's fault hook (stage_env: NULL but in test programs) gets a
+ * copy of the bytes given to the signer at the point "dkim.sign" and may
+ * change them, so the tests can show that the self-check catches a broken
+ * signing path (tests/unit/faultregistry.c).
  */
 #include "config.h"
 
@@ -2508,38 +2506,6 @@ flt_dkim_long_line(const char *p, size_t n, int *in_header)
     return (size_t)(end - s) > FLT_DKIM_LINE_LIMIT;
 }
 
-#ifdef FLT_DKIM_FAULTS
-/* flt_dkim_fault - test builds only: RELAYCHAIN_DKIM_FAULT=body changes
- * the last letter of the body, =header one letter of the From field, in
- * the copy the signer hashes. */
-static void
-flt_dkim_fault(char *p, size_t n)
-{
-    const char *what = getenv("RELAYCHAIN_DKIM_FAULT");
-    char *q, *body;
-    size_t i;
-
-    if (what == NULL || n < 4)
-        return;
-    body = memmem(p, n, "\r\n\r\n", 4);
-    if (strcmp(what, "body") == 0 && body != NULL) {
-        for (i = n; i-- > (size_t)(body - p) + 4;)
-            if ((p[i] >= 'a' && p[i] <= 'z') || (p[i] >= 'A' && p[i] <= 'Z')) {
-                p[i] ^= 0x20;
-                return;
-            }
-    } else if (strcmp(what, "header") == 0) {
-        for (q = p; q + 5 < p + n; q++)
-            if ((q == p || q[-1] == '\n') && strncasecmp(q, "From:", 5) == 0)
-                for (q += 5; q < p + n && *q != '\r'; q++)
-                    if ((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z')) {
-                        *q ^= 0x20;
-                        return;
-                    }
-    }
-}
-#endif
-
 /* flt_dkim_feed - give libopendkim the CRLF message wire field by field,
  * then its body. A DKIM-Signature field that libopendkim cannot parse
  * (someone else's, malformed) is left out of its view: it refuses such a
@@ -2584,24 +2550,27 @@ flt_dkim_feed(DKIM *dkim, const char *wire, size_t len)
 static int
 flt_dkim_sign_one(const struct flt_dkim *fd, const struct flt_dkim_plan *p,
                   const char *wire, size_t wire_len,
-                  struct flt_dkim_body_memo *memo, struct buf *out,
-                  struct err *e)
+                  struct flt_dkim_body_memo *memo, const struct stage_env *env,
+                  struct buf *out, struct err *e)
 {
     struct flt_dkim_sign sign;
     time_t now = time(NULL);
-    int rc;
-#ifdef FLT_DKIM_FAULTS
     char *copy = NULL;
+    int rc;
 
-    if (getenv("RELAYCHAIN_DKIM_FAULT") != NULL) {
+    if (env != NULL && env->fault != NULL) {
         if ((copy = malloc(wire_len + 1)) == NULL)
             return err_nomem(e);
         memcpy(copy, wire, wire_len);
-        flt_dkim_fault(copy, wire_len);
-        wire = copy;
-        memo = NULL; /* the copy is gone before the check */
+        env->fault("dkim.sign", copy, wire_len);
+        if (memcmp(copy, wire, wire_len) == 0) {
+            free(copy);
+            copy = NULL;
+        } else {
+            wire = copy;
+            memo = NULL; /* the copy is gone before the check */
+        }
     }
-#endif
     sign.key = p->key->sig;
     sign.domain = p->domain;
     sign.selector = p->selector;
@@ -2614,9 +2583,7 @@ flt_dkim_sign_one(const struct flt_dkim *fd, const struct flt_dkim_plan *p,
     sign.expire = fd->ttl > 0 ? (uint64_t)now + fd->ttl : 0;
     buf_reset(out);
     rc = flt_dkim_sig_make(&sign, wire, wire_len, memo, out, e);
-#ifdef FLT_DKIM_FAULTS
     free(copy);
-#endif
     return rc;
 }
 
@@ -2872,8 +2839,8 @@ flt_dkim_run(const struct stage *st, struct msg *m, struct verdict *v,
         goto out;
     }
     for (i = 0; i < nplans; i++)
-        if (flt_dkim_sign_one(fd, &plans[i], wire, wire_len, &memo, &sig[i],
-                              e) < 0)
+        if (flt_dkim_sign_one(fd, &plans[i], wire, wire_len, &memo, st->env,
+                              &sig[i], e) < 0)
             goto out;
     /* Inserted last to first, so the first key's field comes first. */
     for (i = nplans; i-- > 0;)
