@@ -89,6 +89,7 @@
 #include "util/log.h"
 #include "msg/match.h"
 #include "msg/mime.h"
+#include "msg/splice.h"
 
 #define FLT_DISCLAIMER_FILE_MAX (64 * 1024)  /* octets of one template */
 #define FLT_DISCLAIMER_MAP_MAX (1024 * 1024) /* octets of the map file */
@@ -2450,20 +2451,13 @@ flt_disclaimer_delim(const struct flt_disclaimer_ctx *cx, size_t from,
     return SIZE_MAX;
 }
 
-struct flt_disclaimer_splice {
-    size_t off, len;  /* the body octets replaced */
-    const char *data; /* by these */
-    size_t dlen;
-};
-
 /* flt_disclaimer_add_to_mixed - splice for a new footer part in the
  * top-level multipart/mixed mp: before its close delimiter (append) or
  * its first delimiter (prepend). Returns 0, 1 when the delimiter is not
  * where it should be (cx->skip). */
 static int
 flt_disclaimer_add_to_mixed(struct flt_disclaimer_ctx *cx, GMimeMultipart *mp,
-                            struct buf *part, struct flt_disclaimer_splice *sp,
-                            struct err *e)
+                            struct buf *part, struct splice *sp, struct err *e)
 {
     const char *b = g_mime_multipart_get_boundary(mp);
     int n = g_mime_multipart_get_count(mp);
@@ -2495,10 +2489,10 @@ flt_disclaimer_add_to_mixed(struct flt_disclaimer_ctx *cx, GMimeMultipart *mp,
     }
     if (flt_disclaimer_footer_part(cx, b, part, e) < 0)
         return -1;
-    sp->off = at;
-    sp->len = 0;
+    sp->start = at;
+    sp->end = at;
     sp->data = part->data;
-    sp->dlen = part->len;
+    sp->len = part->len;
     return 0;
 }
 
@@ -2667,38 +2661,23 @@ flt_disclaimer_top_headers(struct flt_disclaimer_ctx *cx,
 
 /* ----------------------------------------------------- run: driver */
 
-static int
-flt_disclaimer_splice_cmp(const void *a, const void *b)
-{
-    const struct flt_disclaimer_splice *x = a, *y = b;
-
-    return x->off < y->off ? -1 : x->off > y->off;
-}
-
 /* flt_disclaimer_splice_body - the body with the splices made, in out. */
 static int
 flt_disclaimer_splice_body(const struct flt_disclaimer_ctx *cx,
-                           struct flt_disclaimer_splice *sp, size_t n,
-                           struct buf *out, struct err *e)
+                           struct splice *sp, size_t n, struct buf *out,
+                           struct err *e)
 {
-    size_t i, at = 0, total = cx->blen;
+    size_t i, total = cx->blen;
 
-    qsort(sp, n, sizeof(*sp), flt_disclaimer_splice_cmp);
+    if (splice_check(cx->blen, 0, sp, n, e) < 0)
+        return err_set(e, ERR_INTERNAL,
+                       "disclaimer: overlapping edits in the body");
     for (i = 0; i < n; i++)
-        total += sp[i].dlen;
+        total += sp[i].len;
     /* One allocation for the new body, not a series of doublings. */
     if (buf_reserve(out, total, e) < 0)
         return -1;
-    for (i = 0; i < n; i++) {
-        if (sp[i].off < at || sp[i].off + sp[i].len > cx->blen)
-            return err_set(e, ERR_INTERNAL,
-                           "disclaimer: overlapping edits in the body");
-        if (buf_append(out, cx->body + at, sp[i].off - at, e) < 0 ||
-            buf_append(out, sp[i].data, sp[i].dlen, e) < 0)
-            return -1;
-        at = sp[i].off + sp[i].len;
-    }
-    return buf_append(out, cx->body + at, cx->blen - at, e);
+    return splice_apply(cx->body, cx->blen, 0, sp, n, out, e);
 }
 
 static void
@@ -2778,7 +2757,7 @@ flt_disclaimer_apply(struct flt_disclaimer_ctx *cx, struct verdict *v,
                      struct err *e)
 {
     struct flt_disclaimer_part *ps[2] = {&cx->plain, &cx->html};
-    struct flt_disclaimer_splice sp[FLT_DISCLAIMER_SPLICES];
+    struct splice sp[FLT_DISCLAIMER_SPLICES];
     GMimeObject *top = g_mime_message_get_mime_part(cx->message);
     char note[VERDICT_NOTE_MAX], boundary[80];
     struct buf body, part;
@@ -2843,16 +2822,16 @@ flt_disclaimer_apply(struct flt_disclaimer_ctx *cx, struct verdict *v,
         if (!p->edited)
             continue;
         if (p->hdr.len > 0 && !p->top) {
-            sp[nsp].off = p->hstart;
-            sp[nsp].len = p->hend - p->hstart;
+            sp[nsp].start = p->hstart;
+            sp[nsp].end = p->hend;
             sp[nsp].data = p->hdr.data;
-            sp[nsp].dlen = p->hdr.len;
+            sp[nsp].len = p->hdr.len;
             nsp++;
         }
-        sp[nsp].off = p->cstart;
-        sp[nsp].len = p->cend - p->cstart;
+        sp[nsp].start = p->cstart;
+        sp[nsp].end = p->cend;
         sp[nsp].data = p->out.data != NULL ? p->out.data : "";
-        sp[nsp].dlen = p->out.len;
+        sp[nsp].len = p->out.len;
         nsp++;
     }
     if (nsp == 0 && !wrap) {

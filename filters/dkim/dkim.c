@@ -115,6 +115,7 @@
 #include "filters/filters.h"
 #include "util/log.h"
 #include "msg/mime.h"
+#include "msg/splice.h"
 
 #define FLT_DKIM_TABLE_MAX (16 * 1024 * 1024) /* octets of one table file */
 #define FLT_DKIM_LINE_MAX 4096                /* octets of one table line */
@@ -1963,13 +1964,6 @@ flt_dkim_plans(const struct flt_dkim *fd, const struct msg *m,
 
 /* ----------------------------------------------- 7-bit safe body */
 
-/* One change to the serialized message: [start, end) becomes text. */
-struct flt_dkim_splice {
-    size_t start, end;
-    char *text;
-    size_t len;
-};
-
 /* A change of a top-level header field, done through msg_header_*(). */
 struct flt_dkim_topcte {
     size_t index; /* 1-based among Content-Transfer-Encoding fields; 0 add */
@@ -1982,8 +1976,9 @@ struct flt_dkim_enc {
     size_t body; /* where its body starts */
     const char *eol;
     size_t eol_len;
-    size_t limit; /* octets any new text may grow to */
-    struct flt_dkim_splice *sp;
+    size_t limit;      /* octets any new text may grow to */
+    struct splice *sp; /* changes of the serialized message; each one's
+                          data is malloc'ed and owned here */
     size_t nsp, capsp;
     struct flt_dkim_topcte top[4];
     size_t ntop;
@@ -1997,7 +1992,7 @@ flt_dkim_enc_fini(struct flt_dkim_enc *x)
     size_t i;
 
     for (i = 0; i < x->nsp; i++)
-        free(x->sp[i].text);
+        free((char *)x->sp[i].data);
     free(x->sp);
 }
 
@@ -2006,7 +2001,7 @@ static int
 flt_dkim_splice_add(struct flt_dkim_enc *x, size_t start, size_t end,
                     char *text, size_t len, struct err *e)
 {
-    struct flt_dkim_splice *grown;
+    struct splice *grown;
 
     if (x->nsp == x->capsp) {
         size_t ncap = x->capsp ? 2 * x->capsp : 8;
@@ -2020,7 +2015,7 @@ flt_dkim_splice_add(struct flt_dkim_enc *x, size_t start, size_t end,
     }
     x->sp[x->nsp].start = start;
     x->sp[x->nsp].end = end;
-    x->sp[x->nsp].text = text;
+    x->sp[x->nsp].data = text;
     x->sp[x->nsp].len = len;
     x->nsp++;
     return 0;
@@ -2343,32 +2338,13 @@ flt_dkim_enc_walk(struct flt_dkim_enc *x, GMimeObject *obj, int depth,
     return 0;
 }
 
-static int
-flt_dkim_splice_cmp(const void *a, const void *b)
-{
-    const struct flt_dkim_splice *x = a, *y = b;
-
-    if (x->start != y->start)
-        return x->start < y->start ? -1 : 1;
-    return x->end < y->end ? -1 : x->end > y->end;
-}
-
 /* flt_dkim_new_body - append the body with every splice applied. */
 static int
 flt_dkim_new_body(struct flt_dkim_enc *x, struct buf *out, struct err *e)
 {
-    size_t pos = x->body, i;
-
-    qsort(x->sp, x->nsp, sizeof(*x->sp), flt_dkim_splice_cmp);
-    for (i = 0; i < x->nsp; i++) {
-        if (x->sp[i].start < pos)
-            return err_set(e, ERR_INTERNAL, "overlapping MIME changes");
-        if (buf_append(out, x->data + pos, x->sp[i].start - pos, e) < 0 ||
-            buf_append(out, x->sp[i].text, x->sp[i].len, e) < 0)
-            return -1;
-        pos = x->sp[i].end;
-    }
-    return buf_append(out, x->data + pos, x->len - pos, e);
+    if (splice_check(x->len, x->body, x->sp, x->nsp, e) < 0)
+        return err_set(e, ERR_INTERNAL, "overlapping MIME changes");
+    return splice_apply(x->data, x->len, x->body, x->sp, x->nsp, out, e);
 }
 
 /* flt_dkim_encode - make the body of m 7-bit and its lines short where a
