@@ -96,8 +96,10 @@ size_t flt_dkim_tables_lookup(const struct flt_dkim_tables *t,
 void flt_dkim_tables_free(struct flt_dkim_tables *t);
 
 /* flt_dkim_tag_value - the value of tag in a DKIM tag list (a signature
- * or a key record), white space removed, into out (size n); 1 when the
- * tag is there, else 0. */
+ * or a key record), white space removed, into out (size n; a longer value
+ * is cut short); 1 when the tag is there, else 0. The list is read as RFC
+ * 6376 3.2 says (filters/dkim/dkim_sig.c): one that is not a tag list (a
+ * malformed name, a tag without "=", a tag twice) has no tags. */
 int flt_dkim_tag_value(const char *list, const char *tag, char *out, size_t n);
 
 /* flt_dkim_name_ok - 1 when s can be a d= domain (selector 0) or an s=

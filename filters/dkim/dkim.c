@@ -1668,41 +1668,6 @@ flt_dkim_address(const struct flt_dkim *fd, const struct msg *m, char *out,
     return 1;
 }
 
-static int
-flt_dkim_is_fws(int c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
-int
-flt_dkim_tag_value(const char *list, const char *tag, char *out, size_t n)
-{
-    size_t tlen = strlen(tag), o;
-    const char *p = list, *q, *end;
-
-    while (*p != '\0') {
-        while (flt_dkim_is_fws((unsigned char)*p))
-            p++;
-        for (q = p; *q != '\0' && *q != '=' && *q != ';'; q++)
-            ;
-        for (end = q; end > p && flt_dkim_is_fws((unsigned char)end[-1]);
-             end--)
-            ;
-        if (*q == '=' && (size_t)(end - p) == tlen &&
-            strncmp(p, tag, tlen) == 0) {
-            for (o = 0, q++; *q != '\0' && *q != ';'; q++)
-                if (!flt_dkim_is_fws((unsigned char)*q) && o + 1 < n)
-                    out[o++] = *q;
-            out[o] = '\0';
-            return 1;
-        }
-        while (*q != '\0' && *q != ';')
-            q++;
-        p = *q == ';' ? q + 1 : q;
-    }
-    return 0;
-}
-
 /* flt_dkim_printable_tag - value for a log note: at most 64 octets,
  * anything but printable ASCII as '?'. The value is the sender's. */
 static void
