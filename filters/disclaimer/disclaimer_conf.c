@@ -1,10 +1,13 @@
 /*
- * disclaimer_conf - the disclaimer stage's templates and template map
+ * disclaimer_conf - the disclaimer stage's templates, template map and
+ *     the readers they share with run()
  *
  * Read and checked once, at init (valid UTF-8, lines of at most 998
- * octets, known %{variables}); the fixed text of each template is kept
- * normalized as a part's text is for the once_per_thread check. Also the
- * small helpers every part of the stage uses. See disclaimer.c.
+ * octets, known %{variables}, HTML that does not end inside a tag); the
+ * fixed text of each template is kept normalized as a part's text is for
+ * the once_per_thread check. Also the HTML scanner (tags, quoted
+ * attribute values, comments, raw-text elements) and the small helpers
+ * every part of the stage uses. See disclaimer.c.
  */
 #include "config.h"
 
@@ -214,6 +217,208 @@ flt_disclaimer_iconv(const char *to, const char *from, const char *in,
             out->data[mark] = '\0';
     }
     return rc;
+}
+
+/* ------------------------------------------------------------- HTML */
+
+static const char *const flt_disclaimer_raw_elements[] = {
+    "script", "style",   "textarea", "title",    "xmp",
+    "iframe", "noembed", "noframes", "noscript", "plaintext",
+};
+
+static int
+flt_disclaimer_is_alpha(int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* flt_disclaimer_entity - decode the character reference at s (after
+ * '&') into out; returns the octets used, 0 when it is none. */
+static size_t
+flt_disclaimer_entity(const char *s, size_t n, struct buf *out, struct err *e,
+                      int *failed)
+{
+    static const struct {
+        const char *name;
+        const char *text;
+    } named[] = {{"amp;", "&"},   {"lt;", "<"},   {"gt;", ">"},
+                 {"quot;", "\""}, {"apos;", "'"}, {"nbsp;", " "}};
+    char utf8[8];
+    gunichar c = 0;
+    size_t i, k;
+    int hex, digits = 0;
+
+    for (k = 0; k < sizeof(named) / sizeof(named[0]); k++) {
+        size_t l = strlen(named[k].name);
+
+        if (n >= l && g_ascii_strncasecmp(s, named[k].name, l) == 0) {
+            *failed |= buf_puts(out, named[k].text, e) < 0;
+            return l;
+        }
+    }
+    if (n < 3 || s[0] != '#')
+        return 0;
+    hex = s[1] == 'x' || s[1] == 'X';
+    for (i = hex ? 2 : 1; i < n && digits < 8; i++, digits++) {
+        int d = g_ascii_xdigit_value(s[i]);
+
+        if (!hex && !g_ascii_isdigit(s[i]))
+            break;
+        if (d < 0)
+            break;
+        c = c * (hex ? 16 : 10) + (gunichar)d;
+    }
+    if (digits == 0 || i >= n || s[i] != ';' || !g_unichar_validate(c))
+        return 0;
+    k = (size_t)g_unichar_to_utf8(c, utf8);
+    *failed |= buf_append(out, utf8, k, e) < 0;
+    return i + 1;
+}
+
+/*
+ * flt_disclaimer_html_scan - walk an HTML document as a browser would
+ * tokenize it: start and end tags (attribute values in quotes may hold
+ * '>'), comments, <! and <? constructs, and raw-text elements (script,
+ * style, ...) whose content holds no tags. Fills h; when text is not
+ * NULL, appends the document's text with tags as spaces and character
+ * references decoded. Only ASCII octets are examined, so any
+ * ASCII-compatible charset that never uses octets below 0x40 inside a
+ * multi-octet character scans right. Returns 0, or -1 on a text limit.
+ */
+int
+flt_disclaimer_html_scan(const char *d, size_t n,
+                         struct flt_disclaimer_html *h, struct buf *text,
+                         struct err *e)
+{
+    size_t i = 0, j, k, name_start, name_len, run = 0;
+    const char *raw = NULL; /* the raw-text element we are in */
+    int failed = 0;
+
+    h->body_open_end = SIZE_MAX;
+    h->body_close = SIZE_MAX;
+    h->ends_in_text = 0;
+    while (i < n && !failed) {
+        if (raw != NULL) {
+            size_t rl = strlen(raw);
+
+            for (j = i; j + 2 + rl <= n; j++)
+                if (d[j] == '<' && d[j + 1] == '/' &&
+                    g_ascii_strncasecmp(d + j + 2, raw, rl) == 0 &&
+                    (j + 2 + rl == n ||
+                     flt_disclaimer_is_space(d[j + 2 + rl]) ||
+                     d[j + 2 + rl] == '/' || d[j + 2 + rl] == '>'))
+                    break;
+            if (j + 2 + rl > n)
+                return 0; /* the end is inside raw text */
+            raw = NULL;
+            i = j;
+            run = i;
+            continue;
+        }
+        if (d[i] == '&' && text != NULL) {
+            if (i > run)
+                failed |= buf_append(text, d + run, i - run, e) < 0;
+            k = flt_disclaimer_entity(d + i + 1, n - i - 1, text, e, &failed);
+            if (k == 0)
+                failed |= buf_putc(text, '&', e) < 0;
+            i += k + 1;
+            run = i;
+            continue;
+        }
+        if (d[i] != '<' || i + 1 >= n) {
+            i++;
+            continue;
+        }
+        if (text != NULL && i > run)
+            failed |= buf_append(text, d + run, i - run, e) < 0;
+        if (n - i >= 4 && memcmp(d + i, "<!--", 4) == 0) {
+            /* "<!-->" and "<!--->" close at once, as in HTML5. */
+            if (n - i >= 5 && d[i + 4] == '>')
+                j = i + 5;
+            else if (n - i >= 6 && memcmp(d + i + 4, "->", 2) == 0)
+                j = i + 6;
+            else {
+                const char *end = memmem(d + i + 4, n - i - 4, "-->", 3);
+
+                if (end == NULL)
+                    return 0; /* inside a comment */
+                j = (size_t)(end - d) + 3;
+            }
+        } else if (d[i + 1] == '!' || d[i + 1] == '?' ||
+                   (d[i + 1] == '/' && i + 2 < n &&
+                    !flt_disclaimer_is_alpha(d[i + 2]))) {
+            const char *end = memchr(d + i + 1, '>', n - i - 1);
+
+            if (end == NULL)
+                return 0; /* inside a bogus comment */
+            j = (size_t)(end - d) + 1;
+        } else if (flt_disclaimer_is_alpha(d[i + 1]) ||
+                   (d[i + 1] == '/' && i + 2 < n)) {
+            int close = d[i + 1] == '/';
+            char quote = 0;
+
+            name_start = i + 1 + (size_t)close;
+            for (j = name_start; j < n && !flt_disclaimer_is_space(d[j]) &&
+                                 d[j] != '/' && d[j] != '>';
+                 j++)
+                ;
+            name_len = j - name_start;
+            /* Attributes: a value in quotes starts only after '='. */
+            for (; j < n; j++) {
+                if (quote != 0) {
+                    if (d[j] == quote)
+                        quote = 0;
+                    continue;
+                }
+                if (d[j] == '>')
+                    break;
+                if (d[j] == '=') {
+                    for (k = j + 1; k < n && flt_disclaimer_is_space(d[k]);
+                         k++)
+                        ;
+                    if (k < n && (d[k] == '"' || d[k] == '\'')) {
+                        quote = d[k];
+                        j = k;
+                    }
+                }
+            }
+            if (j >= n)
+                return 0; /* inside a tag */
+            j++;
+            if (name_len == 4 &&
+                g_ascii_strncasecmp(d + name_start, "body", 4) == 0) {
+                if (close)
+                    h->body_close = i;
+                else if (h->body_open_end == SIZE_MAX)
+                    h->body_open_end = j;
+            }
+            if (!close && d[j - 2] != '/')
+                for (k = 0; k < sizeof(flt_disclaimer_raw_elements) /
+                                    sizeof(flt_disclaimer_raw_elements[0]);
+                     k++)
+                    if (strlen(flt_disclaimer_raw_elements[k]) == name_len &&
+                        g_ascii_strncasecmp(d + name_start,
+                                            flt_disclaimer_raw_elements[k],
+                                            name_len) == 0)
+                        raw = flt_disclaimer_raw_elements[k];
+            if (raw != NULL && strcmp(raw, "plaintext") == 0)
+                return 0; /* everything after it is text, no end tag */
+        } else {
+            i++; /* a '<' that starts nothing is text */
+            continue;
+        }
+        if (text != NULL)
+            failed |= buf_putc(text, ' ', e) < 0;
+        i = j;
+        run = i;
+    }
+    if (failed)
+        return -1;
+    if (text != NULL && raw == NULL && n > run &&
+        buf_append(text, d + run, n - run, e) < 0)
+        return -1;
+    h->ends_in_text = raw == NULL;
+    return 0;
 }
 
 /* ----------------------------------------------------- normalization */
@@ -677,5 +882,57 @@ flt_disclaimer_map_load(struct flt_disclaimer *fd, const char *path,
     buf_fini(&b);
     if (fd->nrules == 0)
         return err_set(e, ERR_CONFIG, "%s: no rules", path);
+    return 0;
+}
+
+/* flt_disclaimer_code - run GMime's encoder or decoder over in into out,
+ * with each LF of the result made eol (encoding only). */
+int
+flt_disclaimer_code(GMimeContentEncoding enc, int encode, const char *in,
+                    size_t n, const char *eol, struct buf *out, struct err *e)
+{
+    GMimeEncoding state;
+    struct buf tmp;
+    size_t max;
+    int rc;
+
+    if (encode)
+        g_mime_encoding_init_encode(&state, enc);
+    else
+        g_mime_encoding_init_decode(&state, enc);
+    max = g_mime_encoding_outlen(&state, n) + 8;
+    buf_init(&tmp, out->limit);
+    if (buf_reserve(&tmp, max, e) < 0) {
+        buf_fini(&tmp);
+        return -1;
+    }
+    tmp.len = g_mime_encoding_flush(&state, in, n, tmp.data);
+    tmp.data[tmp.len] = '\0';
+    if (!encode || strcmp(eol, "\n") == 0) {
+        rc = buf_append(out, tmp.data, tmp.len, e);
+    } else {
+        rc = flt_disclaimer_put_lines(out, tmp.data, tmp.len, eol, e);
+    }
+    buf_fini(&tmp);
+    return rc;
+}
+
+/* flt_disclaimer_ncr - UTF-8 s with every non-ASCII character written as
+ * an HTML numeric character reference. */
+int
+flt_disclaimer_ncr(const char *s, size_t n, struct buf *out, struct err *e)
+{
+    const char *p = s, *end = s + n;
+
+    while (p < end) {
+        if ((unsigned char)*p < 0x80) {
+            if (buf_putc(out, *p++, e) < 0)
+                return -1;
+            continue;
+        }
+        if (buf_printf(out, e, "&#%u;", (unsigned)g_utf8_get_char(p)) < 0)
+            return -1;
+        p = g_utf8_next_char(p);
+    }
     return 0;
 }

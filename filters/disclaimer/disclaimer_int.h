@@ -2,11 +2,12 @@
  * disclaimer_int - what the parts of the disclaimer stage share
  *
  * The stage is one folder: disclaimer.c (the stage type: options, init,
- * and run's driver), disclaimer_conf.c (templates, the template map and
- * the normalization the once check compares with), disclaimer_text.c
- * (footers into text and HTML, HTML scanning, encoding back) and
- * disclaimer_mime.c (the MIME walk, part offsets, decoding, charsets,
- * one part's edit, new parts). Nothing here is seen outside the folder.
+ * and run's driver), disclaimer_mime.c (the MIME walk, part offsets,
+ * decoding, charsets, one part's edit, new parts), disclaimer_text.c
+ * (footers into text and HTML, encoding back) and disclaimer_conf.c
+ * (templates, the template map, the HTML scanner, the normalization the
+ * once check compares with, helpers). Each uses only those after it in
+ * this list. Nothing here is seen outside the folder.
  */
 #ifndef RC_DISCLAIMER_INT_H
 #define RC_DISCLAIMER_INT_H
@@ -133,10 +134,18 @@ struct flt_disclaimer_html {
 };
 
 /* disclaimer_conf.c */
+int flt_disclaimer_code(GMimeContentEncoding enc, int encode, const char *in,
+                        size_t n, const char *eol, struct buf *out,
+                        struct err *e);
+int flt_disclaimer_ncr(const char *s, size_t n, struct buf *out,
+                       struct err *e);
 const char *flt_disclaimer_eol_of(const char *s, size_t n, const char *def);
 int flt_disclaimer_has_8bit(const char *s, size_t n);
 int flt_disclaimer_has_needles(const struct buf *needles, const char *hay,
                                size_t n);
+int flt_disclaimer_html_scan(const char *d, size_t n,
+                             struct flt_disclaimer_html *h, struct buf *text,
+                             struct err *e);
 int flt_disclaimer_iconv(const char *to, const char *from, const char *in,
                          size_t n, int strict, struct buf *out, struct err *e);
 int flt_disclaimer_is_space(int c);
@@ -169,9 +178,6 @@ int flt_disclaimer_encode(struct flt_disclaimer_ctx *cx,
                           struct flt_disclaimer_part *p, const struct buf *nb,
                           struct err *e);
 int flt_disclaimer_footers(struct flt_disclaimer_ctx *cx, struct err *e);
-int flt_disclaimer_html_scan(const char *d, size_t n,
-                             struct flt_disclaimer_html *h, struct buf *text,
-                             struct err *e);
 int flt_disclaimer_part_headers(struct flt_disclaimer_ctx *cx,
                                 struct flt_disclaimer_part *p, struct err *e);
 int flt_disclaimer_text_footer(const struct flt_disclaimer_ctx *cx,
@@ -182,9 +188,6 @@ int flt_disclaimer_text_footer(const struct flt_disclaimer_ctx *cx,
 int flt_disclaimer_add_to_mixed(struct flt_disclaimer_ctx *cx,
                                 GMimeMultipart *mp, struct buf *part,
                                 struct splice *sp, struct err *e);
-int flt_disclaimer_code(GMimeContentEncoding enc, int encode, const char *in,
-                        size_t n, const char *eol, struct buf *out,
-                        struct err *e);
 int flt_disclaimer_edit(struct flt_disclaimer_ctx *cx,
                         struct flt_disclaimer_part *p, struct err *e);
 int flt_disclaimer_find_base(struct flt_disclaimer_ctx *cx, GMimeObject *obj,
@@ -192,8 +195,6 @@ int flt_disclaimer_find_base(struct flt_disclaimer_ctx *cx, GMimeObject *obj,
 int flt_disclaimer_header_agrees(const struct flt_disclaimer_ctx *cx,
                                  GMimeObject *obj);
 int flt_disclaimer_is(GMimeObject *obj, const char *type, const char *subtype);
-int flt_disclaimer_ncr(const char *s, size_t n, struct buf *out,
-                       struct err *e);
 int flt_disclaimer_prepare(struct flt_disclaimer_ctx *cx,
                            struct flt_disclaimer_part *p, struct err *e);
 void flt_disclaimer_set_skip(struct flt_disclaimer_ctx *cx, const char *why);

@@ -298,38 +298,6 @@ flt_disclaimer_locate(struct flt_disclaimer_ctx *cx,
 
 /* ----------------------------------------------------- run: decoding */
 
-/* flt_disclaimer_code - run GMime's encoder or decoder over in into out,
- * with each LF of the result made eol (encoding only). */
-int
-flt_disclaimer_code(GMimeContentEncoding enc, int encode, const char *in,
-                    size_t n, const char *eol, struct buf *out, struct err *e)
-{
-    GMimeEncoding state;
-    struct buf tmp;
-    size_t max;
-    int rc;
-
-    if (encode)
-        g_mime_encoding_init_encode(&state, enc);
-    else
-        g_mime_encoding_init_decode(&state, enc);
-    max = g_mime_encoding_outlen(&state, n) + 8;
-    buf_init(&tmp, out->limit);
-    if (buf_reserve(&tmp, max, e) < 0) {
-        buf_fini(&tmp);
-        return -1;
-    }
-    tmp.len = g_mime_encoding_flush(&state, in, n, tmp.data);
-    tmp.data[tmp.len] = '\0';
-    if (!encode || strcmp(eol, "\n") == 0) {
-        rc = buf_append(out, tmp.data, tmp.len, e);
-    } else {
-        rc = flt_disclaimer_put_lines(out, tmp.data, tmp.len, eol, e);
-    }
-    buf_fini(&tmp);
-    return rc;
-}
-
 /* flt_disclaimer_decode - p->d: the part's content without its transfer
  * encoding. White space at the end of a quoted-printable line is kept,
  * as GMime and other decoders keep it (format=flowed text sent as
@@ -401,26 +369,6 @@ flt_disclaimer_cs_class(const struct flt_disclaimer_part *p)
     if (rc < 0 || rc == 1)
         return FLT_DISCLAIMER_CS_UNKNOWN;
     return rc == 0 ? FLT_DISCLAIMER_CS_COMPAT : FLT_DISCLAIMER_CS_WIDE;
-}
-
-/* flt_disclaimer_ncr - UTF-8 s with every non-ASCII character written as
- * an HTML numeric character reference. */
-int
-flt_disclaimer_ncr(const char *s, size_t n, struct buf *out, struct err *e)
-{
-    const char *p = s, *end = s + n;
-
-    while (p < end) {
-        if ((unsigned char)*p < 0x80) {
-            if (buf_putc(out, *p++, e) < 0)
-                return -1;
-            continue;
-        }
-        if (buf_printf(out, e, "&#%u;", (unsigned)g_utf8_get_char(p)) < 0)
-            return -1;
-        p = g_utf8_next_char(p);
-    }
-    return 0;
 }
 
 /* ------------------------------------------------------ run: a part */
