@@ -1,8 +1,9 @@
 /*
  * filters - the stage types built into relaychain
  *
- * Each filters/<name>.c exports one const struct stage_type; core/stages.c
- * lists them. Apart from the few functions below that the admin CLI and
+ * Each filters/<name>.c (or folder) exports one const struct stage_type;
+ * filters/registry.c lists them in flt_registry, which the programs hand
+ * to the chain. Apart from the few functions below that the admin CLI and
  * the fuzzers call, nothing else of a filter is visible outside its file.
  */
 #ifndef RC_FILTERS_H
@@ -12,6 +13,7 @@
 
 #include "util/buf.h"
 #include "util/err.h"
+#include "chain/registry.h"
 #include "chain/stage.h"
 
 struct regmap;
@@ -20,6 +22,16 @@ extern const struct stage_type flt_rewrite_type;
 extern const struct stage_type flt_dkim_type;
 extern const struct stage_type flt_disclaimer_type;
 extern const struct stage_type flt_antivirus_type;
+
+/* The built-in types in registry order, for a list's initializer: the
+ * one list, so a test registry that adds a stage stays in step. */
+#define FLT_BUILTIN_TYPES                                                     \
+    &flt_rewrite_type, &flt_dkim_type, &flt_disclaimer_type,                  \
+        &flt_antivirus_type
+
+/* flt_registry - the built-in types, without services (filters/registry.c):
+ * a program copies it, fills in env and hands the copy to registry_set(). */
+extern const struct stage_registry flt_registry;
 
 /* flt_rewrite_test - for "relaychain rewrite-test": look addr up in each
  * table the rewrite stage st has and print one line per table,
@@ -84,8 +96,10 @@ size_t flt_dkim_tables_lookup(const struct flt_dkim_tables *t,
 void flt_dkim_tables_free(struct flt_dkim_tables *t);
 
 /* flt_dkim_tag_value - the value of tag in a DKIM tag list (a signature
- * or a key record), white space removed, into out (size n); 1 when the
- * tag is there, else 0. */
+ * or a key record), white space removed, into out (size n; a longer value
+ * is cut short); 1 when the tag is there, else 0. The list is read as RFC
+ * 6376 3.2 says (filters/dkim/dkim_sig.c): one that is not a tag list (a
+ * malformed name, a tag without "=", a tag twice) has no tags. */
 int flt_dkim_tag_value(const char *list, const char *tag, char *out, size_t n);
 
 /* flt_dkim_name_ok - 1 when s can be a d= domain (selector 0) or an s=

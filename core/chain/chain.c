@@ -40,7 +40,7 @@
 #include "util/log.h"
 #include "msg/match.h"
 #include "msg/mime.h"
-#include "chain/stages.h"
+#include "chain/registry.h"
 
 #define CHAIN_MAX_STAGES 256
 
@@ -144,9 +144,9 @@ chain_types_list(char *out, size_t n, chain_type_lookup lookup)
     size_t i, count, used = 0;
 
     out[0] = '\0';
-    if (lookup != stages_find)
+    if (lookup != registry_find)
         return 0;
-    count = stages_all(&types);
+    count = registry_all(&types);
     for (i = 0; i < count && used < n; i++) {
         int k = snprintf(out + used, n - used, "%s%s", i ? ", " : "",
                          types[i]->name);
@@ -205,6 +205,7 @@ chain_stage_load(struct chain *ch, const char *dir, const char *file,
     st->type = type;
     st->flags = type->flags;
     st->check_only = ch->check_only;
+    st->env = registry_env();
     st->on_error = cfg_enum(st->cfg, "on_error") == 1
                        ? STAGE_ON_ERROR_CONTINUE
                        : STAGE_ON_ERROR_TEMPFAIL;
@@ -304,7 +305,7 @@ chain_load_flags(const char *dir, enum chain_ambiguous_action ambiguous,
     ch->ambiguous = ambiguous;
     ch->check_only = (flags & CHAIN_LOAD_CHECK) != 0;
     if (lookup == NULL)
-        lookup = stages_find;
+        lookup = registry_find;
     if ((d = opendir(dir)) == NULL) {
         err_sys(e, ERR_CONFIG, "chain_directory %s", dir);
         free(ch);
@@ -389,7 +390,7 @@ struct chain *
 chain_load(const char *dir, enum chain_ambiguous_action ambiguous,
            struct err *e)
 {
-    return chain_load_types(dir, ambiguous, stages_find, e);
+    return chain_load_types(dir, ambiguous, registry_find, e);
 }
 
 size_t

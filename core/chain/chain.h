@@ -65,8 +65,11 @@ struct chain_result {
 struct chain *chain_load(const char *dir,
                          enum chain_ambiguous_action ambiguous, struct err *e);
 
-/* chain_load_types - the same with another registry lookup, so tests can
- * load chains of their own stage types. */
+/* chain_load - the stage types are those of the registry the program set
+ * (registry_set, chain/registry.h), whose services every stage is lent.
+ *
+ * chain_load_types - the same with another lookup of stage types, so
+ * tests can load chains of their own stage types. */
 typedef const struct stage_type *(*chain_type_lookup)(const char *name);
 struct chain *chain_load_types(const char *dir,
                                enum chain_ambiguous_action ambiguous,
@@ -74,7 +77,7 @@ struct chain *chain_load_types(const char *dir,
 
 /* chain_load_flags - the same with flags: CHAIN_LOAD_CHECK loads every
  * stage with check_only set (stage.h), for "relaychain check"; such a
- * chain refuses chain_run(). lookup NULL means the built-in registry. */
+ * chain refuses chain_run(). lookup NULL means the registry's. */
 #define CHAIN_LOAD_CHECK 0x1u
 struct chain *chain_load_flags(const char *dir,
                                enum chain_ambiguous_action ambiguous,

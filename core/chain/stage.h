@@ -2,9 +2,10 @@
  * stage - the contract between the chain and one content stage
  *
  * A stage type is one static const struct stage_type in filters/, listed
- * in core/chain/stages.c. For each chain.d file naming it, the chain allocates
- * a struct stage, fills the common part (name, config, match condition,
- * on_error) and calls init(), which builds the long-lived, thread-safe
+ * in the registry the program hands the chain (chain/registry.h). For each
+ * chain.d file naming it, the chain allocates a struct stage, fills the
+ * common part (name, config, match condition, on_error, the services of
+ * env) and calls init(), which builds the long-lived, thread-safe
  * objects and keeps them in priv. run() is then called for each message,
  * possibly from many threads at once: it may only read stage, and it
  * creates and frees its per-message objects itself. free() releases priv.
@@ -20,10 +21,19 @@
  * policy (tempfail by default), so mail is never passed unprocessed by
  * accident. A stage changes the message only through msg_* calls, and only
  * in the ways its flags declare.
+ *
+ * What a stage needs of the world beyond the message reaches it through
+ * st->env, the chain's services, which the program supplies (a stage
+ * never calls the layers above the chain: core/README). A service the
+ * program does not offer is NULL; a stage whose configuration needs it
+ * refuses to load.
  */
 #ifndef RC_STAGE_H
 #define RC_STAGE_H
 
+#include <stddef.h>
+
+#include "util/buf.h"
 #include "util/cfg.h"
 #include "util/err.h"
 #include "msg/msg.h"
@@ -69,6 +79,39 @@ enum stage_on_error { STAGE_ON_ERROR_TEMPFAIL, STAGE_ON_ERROR_CONTINUE };
 
 struct stage;
 
+/* A reply of the next hop, for a stage's log line: code 0 when there was
+ * none, with the local reason in text. */
+struct stage_reply {
+    int code;
+    char text[512];
+};
+
+/* The program's sender of notices (its next-hop client); opaque here. */
+struct stage_notifier;
+
+/* The chain's services (see above). Read-only, shared by every stage and
+ * thread; the functions may be called from run() in many threads at
+ * once. */
+struct stage_env {
+    /* notifier_new - a sender of notices to next_hop (a next_hop value as
+     * in relaychain.conf, "smtp:[127.0.0.1]:25"), greeting with helo; the
+     * next hop is checked, not contacted. NULL with e set (ERR_CONFIG for
+     * a bad next_hop). Free it with notifier_free. */
+    struct stage_notifier *(*notifier_new)(const char *next_hop,
+                                           const char *helo, struct err *e);
+    /* notify - send msg (a whole message, CRLF line ends) from the null
+     * sender to rcpt. 0 when the next hop took it, -1 when it did not or
+     * could not be reached; r holds its last reply either way. */
+    int (*notify)(struct stage_notifier *n, const char *rcpt,
+                  const struct buf *msg, struct stage_reply *r);
+    void (*notifier_free)(struct stage_notifier *n);
+    /* fault - NULL but in test programs, which show with it that a
+     * stage's own checks catch a broken path: a stage hands it the octets
+     * at a named point ("dkim.sign": a copy of the message the signer
+     * hashes) and it may change them in place. */
+    void (*fault)(const char *point, char *data, size_t len);
+};
+
 struct stage_type {
     const char *name;                 /* "rewrite": the value of stage = */
     const char *summary;              /* one line for docs and check */
@@ -87,9 +130,11 @@ struct stage {
     struct cfg *cfg;     /* its validated configuration (owned) */
     struct match *match; /* owned */
     enum stage_on_error on_error;
-    unsigned flags; /* effective flags; init() may narrow them */
-    void *priv;     /* the type's long-lived state */
-    int check_only; /* validate only: run() is never called */
+    unsigned flags;              /* effective flags; init() may narrow them */
+    void *priv;                  /* the type's long-lived state */
+    int check_only;              /* validate only: run() is never called */
+    const struct stage_env *env; /* the chain's services; borrowed, may be
+                                    NULL in a test that loads one stage */
 };
 
 #endif

@@ -22,7 +22,7 @@
 #include "chain/conf.h"
 #include "cli/confdoc.h"
 #include "msg/match.h"
-#include "chain/stages.h"
+#include "chain/registry.h"
 
 #define CONFDOC_TABLES_MAX 3
 #define CONFDOC_TITLE_MAX 128
@@ -207,7 +207,7 @@ confdoc_scopes(struct confdoc *d, struct err *e)
     const struct cfg_option *common[] = {chain_common_options, match_options,
                                          NULL};
     const struct stage_type *const *types;
-    size_t n = stages_all(&types), i;
+    size_t n = registry_all(&types), i;
 
     if ((d->scopes = calloc(n + 2, sizeof(*d->scopes))) == NULL)
         return err_nomem(e);

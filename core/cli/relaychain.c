@@ -53,7 +53,8 @@
 #include "msg/msg.h"
 #include "queue/quarantine.h"
 #include "queue/queue.h"
-#include "chain/stages.h"
+#include "chain/registry.h"
+#include "net/notice.h"
 #include "smtpd/smtpd.h"
 
 enum {
@@ -841,7 +842,7 @@ cmd_config(int argc, char **argv)
         return 1;
     }
     if (type_name != NULL) {
-        const struct stage_type *type = stages_find(type_name);
+        const struct stage_type *type = registry_find(type_name);
 
         if (type == NULL) {
             fprintf(stderr, "%s: unknown stage type '%s'\n", progname,
@@ -1076,6 +1077,9 @@ cmd_ctl(int argc, char **argv)
     return rc == 0 ? 0 : 1;
 }
 
+/* The stage types relaychain offers and the services it lends them. */
+static struct stage_registry registry;
+
 int
 main(int argc, char **argv)
 {
@@ -1097,6 +1101,9 @@ main(int argc, char **argv)
         return 0;
     }
     mime_init();
+    registry = flt_registry;
+    notice_env(&registry.env);
+    registry_set(&registry);
     argc--;
     argv++;
     if (strcmp(cmd, "check") == 0)

@@ -82,6 +82,7 @@
 #include "util/memlimit.h"
 #include "msg/mime.h"
 #include "milterd/milterd.h"
+#include "net/notice.h"
 #include "queue/quarantine.h"
 #include "queue/queue.h"
 #include "smtpd/smtpd.h"
@@ -1148,6 +1149,9 @@ user_ids(const struct cfg *boot, uid_t *uid, gid_t *gid, struct err *e)
     return 0;
 }
 
+/* The stage types relaychaind offers and the services it lends them. */
+static struct stage_registry registry;
+
 int
 main(int argc, char **argv)
 {
@@ -1207,6 +1211,9 @@ main(int argc, char **argv)
         usage(stderr);
         return 1;
     }
+    registry = flt_registry;
+    notice_env(&registry.env);
+    registry_set(&registry);
     /* Files the daemon makes (spool, quarantine, sockets) are never
      * world-readable, whatever umask it was started with. */
     umask(027);

@@ -45,12 +45,12 @@
 #include <openssl/rsa.h>
 
 #include "filters/dkim/dkim_sig.h"
+#include "filters/filters.h"
 
 #define FLT_DKIM_SIG_FOLD 76         /* columns before the next tag folds */
 #define FLT_DKIM_SIG_B64_LINE 64     /* base64 octets on a folded line */
 #define FLT_DKIM_SIG_CHUNK 8192      /* canonical body octets hashed at once */
 #define FLT_DKIM_SIG_MAX_OCTETS 1024 /* raw signature (RSA 8192 is 1024) */
-#define FLT_DKIM_SIG_TAGS_MAX 32     /* tags in one signature we read */
 #define FLT_DKIM_SIG_HDR "DKIM-Signature"
 
 /* One header field of the wire: [p, p + len) including its CRLF. */
@@ -746,20 +746,11 @@ out:
 
 /* ------------------------------------------------------------- check */
 
-/* One tag of a tag list: its value with the white space around it taken
- * away, and [raw, raw_end) the whole span after the "=". */
-struct flt_dkim_tag {
-    const char *name;
-    size_t name_len;
-    const char *v;
-    size_t vlen;
-    const char *raw, *raw_end;
-};
-
-/* flt_dkim_sig_tags - the tags of the tag list [p, end); returns their
- * number, or -1 when the list is not one (a name missing, no "=", a tag
- * given twice, too many tags). */
-static int
+/* flt_dkim_sig_tags - RFC 6376 3.2: a tag-name is a letter and then
+ * letters, digits and underscores, each name at most once, every tag has
+ * its "=", white space (folding included) may surround names and
+ * values, and a last ";" may end the list. */
+int
 flt_dkim_sig_tags(const char *p, const char *end, struct flt_dkim_tag *t,
                   int max)
 {
@@ -803,7 +794,7 @@ flt_dkim_sig_tags(const char *p, const char *end, struct flt_dkim_tag *t,
     }
 }
 
-static const struct flt_dkim_tag *
+const struct flt_dkim_tag *
 flt_dkim_sig_find_tag(const struct flt_dkim_tag *t, int n, const char *name)
 {
     size_t len = strlen(name);
@@ -813,6 +804,28 @@ flt_dkim_sig_find_tag(const struct flt_dkim_tag *t, int n, const char *name)
         if (t[i].name_len == len && memcmp(t[i].name, name, len) == 0)
             return &t[i];
     return NULL;
+}
+
+/* flt_dkim_tag_value - filters.h: a list that is not a tag list has no
+ * tags; a value longer than out is cut short, as before the one parser. */
+int
+flt_dkim_tag_value(const char *list, const char *tag, char *out, size_t n)
+{
+    struct flt_dkim_tag t[FLT_DKIM_SIG_TAGS_MAX];
+    const struct flt_dkim_tag *f;
+    size_t i, o = 0;
+    int nt;
+
+    nt =
+        flt_dkim_sig_tags(list, list + strlen(list), t, FLT_DKIM_SIG_TAGS_MAX);
+    if (nt < 0 || (f = flt_dkim_sig_find_tag(t, nt, tag)) == NULL)
+        return 0;
+    for (i = 0; i < f->vlen; i++)
+        if (!flt_dkim_sig_is_fws((unsigned char)f->v[i]) && o + 1 < n)
+            out[o++] = f->v[i];
+    if (n > 0)
+        out[o] = '\0';
+    return 1;
 }
 
 static int

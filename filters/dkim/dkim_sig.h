@@ -84,4 +84,30 @@ int flt_dkim_sig_check(const struct flt_dkim_sig_key *key, const char *domain,
 int flt_dkim_sig_body_hash(const char *p, size_t n, enum flt_dkim_canon canon,
                            char *out, struct err *e);
 
+/* The one reader of DKIM tag lists (RFC 6376 3.2), for signatures and
+ * key records: the signer's self-check, the stage's look at signatures
+ * that arrived (flt_dkim_tag_value, filters.h) and "relaychain dkim
+ * testkey".
+ *
+ * One tag of a tag list: its value with the white space around it taken
+ * away, and [raw, raw_end) the whole span after the "=". */
+struct flt_dkim_tag {
+    const char *name;
+    size_t name_len;
+    const char *v;
+    size_t vlen;
+    const char *raw, *raw_end;
+};
+#define FLT_DKIM_SIG_TAGS_MAX 32 /* tags in one list we read */
+
+/* flt_dkim_sig_tags - the tags of the tag list [p, end), at most max, into
+ * t (pointing into the list); returns their number, or -1 when the list
+ * is not one (a name missing or malformed, no "=", a tag given twice, too
+ * many tags). */
+int flt_dkim_sig_tags(const char *p, const char *end, struct flt_dkim_tag *t,
+                      int max);
+/* flt_dkim_sig_find_tag - the tag called name (case matters), or NULL. */
+const struct flt_dkim_tag *flt_dkim_sig_find_tag(const struct flt_dkim_tag *t,
+                                                 int n, const char *name);
+
 #endif

@@ -39,6 +39,7 @@
 
 #include <clamav.h>
 
+#include "filters/filters.h"
 #include "util/buf.h"
 #include "chain/chain.h"
 #include "chain/conf.h"
@@ -273,6 +274,7 @@ main(int argc, char **argv)
     log_open("bench_antivirus", LOG_MAIL, LOG_SINK_NONE);
     mime_init();
     err_clear(&e);
+    registry_set(&flt_registry);
     if ((cf = conf_load(path, &e)) == NULL) {
         fprintf(stderr, "bench_antivirus: %s\n", e.text);
         return 1;

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "filters/filters.h"
 #include "util/buf.h"
 #include "chain/chain.h"
 #include "chain/conf.h"
@@ -98,6 +99,7 @@ main(int argc, char **argv)
     }
     log_open("bench_chain", LOG_MAIL, LOG_SINK_NONE);
     mime_init();
+    registry_set(&flt_registry);
     if ((cf = conf_load(conf_path, &e)) == NULL) {
         fprintf(stderr, "bench_chain: %s\n", e.text);
         return 1;

@@ -188,6 +188,7 @@ main(int argc, char **argv)
     }
     log_open("bench_dkim", LOG_MAIL, LOG_SINK_NONE);
     mime_init();
+    registry_set(&flt_registry);
     if ((cf = conf_load(conf_path, &e)) == NULL ||
         (key = flt_dkim_key_load(key_path, 1, &e)) == NULL) {
         fprintf(stderr, "bench_dkim: %s\n", e.text);

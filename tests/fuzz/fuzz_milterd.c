@@ -28,6 +28,7 @@
 
 #include "../milter/mtamodel.h"
 #include "chain/conf.h"
+#include "filters/filters.h"
 #include "util/log.h"
 #include "milterd/milterd.h"
 #include "msg/mime.h"
@@ -125,6 +126,8 @@ fuzz_setup(void)
              dir);
     fuzz_file(dir, "relaychain.conf", text);
     snprintf(conf, sizeof(conf), "%s/relaychain.conf", dir);
+    /* The built-in types and testedit (tests/milter/testregistry.c). */
+    registry_set(&flt_registry);
     if ((fuzz_cf = conf_load(conf, &e)) == NULL) {
         fprintf(stderr, "fuzz_milterd: %s\n", e.text);
         abort();

@@ -1,8 +1,8 @@
 #!/bin/sh
 # dkim_selfcheck - a broken signing path never lets a broken signature out
 #
-# tests/relaychain-faults is relaychain built with the dkim stage's
-# test-only fault hook (FLT_DKIM_FAULTS): RELAYCHAIN_DKIM_FAULT=body or
+# tests/relaychain-faults is relaychain linked with a registry that lends
+# the stages a fault hook (tests/unit/faultregistry.c): RELAYCHAIN_DKIM_FAULT=body or
 # =header corrupts the bytes the signer hashes, not the message. The
 # self-check, verifying the final bytes with the public key, must turn that
 # into a tempfail (exit 3, 451 4.7.5) whose log line names the hash that

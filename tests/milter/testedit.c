@@ -2,9 +2,9 @@
  * testedit - a stage for the milter tests only: scripted edits and
  * verdicts
  *
- * Built into tests/relaychaind-test (with core/chain/stages.c compiled again
- * with RC_TEST_STAGES) and into the milter unit tests and fuzzer, never
- * into the installed programs. The stage makes exactly the edits its file
+ * Built into tests/relaychaind-test (listed by tests/milter/testregistry.c,
+ * which takes the place of filters/registry.c there) and into the milter
+ * unit tests and fuzzer, never into the installed programs. The stage makes exactly the edits its file
  * names, in this order, then gives its verdict:
  *
  *     header_change = NAME:INDEX:VALUE    msg_header_change

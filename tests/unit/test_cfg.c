@@ -17,6 +17,7 @@
 #include "util/cfg.h"
 #include "chain/conf.h"
 #include "cli/confdoc.h"
+#include "filters/filters.h"
 #include "unit.h"
 
 static const char *const t_modes[] = {"reject", "continue", "discard", NULL};
@@ -1088,5 +1089,7 @@ main(void)
         cmocka_unit_test(test_conf_load_ok),
     };
 
+    /* The stage types, as relaychain hands them to the chain. */
+    registry_set(&flt_registry);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,9 +11,9 @@
  * verifiers that share no code with the stage (dkimpy, Mail::DKIM) run in
  * tests/integration/dkim_corpus.sh.
  *
- * This program is built with filters/dkim/dkim.c compiled with
- * FLT_DKIM_FAULTS, so that RELAYCHAIN_DKIM_FAULT can corrupt what the signer
- * sees and the self-check can be shown to catch it.
+ * The self-check test lends the stage the fault hook of
+ * tests/unit/faultregistry.c, so that RELAYCHAIN_DKIM_FAULT can corrupt
+ * what the signer sees and the self-check can be shown to catch it.
  */
 #include "config.h"
 
@@ -910,6 +910,7 @@ test_self_check(void **state)
 
     (void)state;
     assert_int_equal(stage_load(&st, CONF_SHORT, &e), 0);
+    st.env = &flt_registry.env; /* tests/unit/faultregistry.c */
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         setenv("RELAYCHAIN_DKIM_FAULT", cases[i].fault, 1);
         m = msg_build("alice@example.com", PLAIN);

@@ -21,6 +21,7 @@
 
 #include "../milter/mtamodel.h"
 #include "chain/conf.h"
+#include "filters/filters.h"
 #include "util/log.h"
 #include "milterd/milterd.h"
 #include "msg/mime.h"
@@ -789,5 +790,7 @@ main(void)
         cmocka_unit_test(test_listen_spec),
     };
 
+    /* The built-in types and testedit (tests/milter/testregistry.c). */
+    registry_set(&flt_registry);
     return cmocka_run_group_tests(tests, setup, teardown);
 }
