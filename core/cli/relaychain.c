@@ -47,6 +47,7 @@
 #include "util/cidr.h"
 #include "chain/conf.h"
 #include "cli/confdoc.h"
+#include "cli/parts.h"
 #include "util/log.h"
 #include "msg/match.h"
 #include "msg/mime.h"
@@ -162,7 +163,7 @@ load_conf(const char *path, unsigned flags)
     struct err e;
 
     err_clear(&e);
-    if ((cf = conf_load_flags(path, flags, &e)) == NULL)
+    if ((cf = conf_load_flags(path, parts_all, flags, &e)) == NULL)
         fprintf(stderr, "%s: %s\n", progname, e.text);
     return cf;
 }
@@ -803,11 +804,12 @@ cmd_config(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const struct cfg_option *tables[4] = {conf_options, NULL, NULL, NULL};
+    const struct cfg_option *tables[4] = {NULL, NULL, NULL, NULL};
     const char *path = CONF_DEFAULT_PATH, *type_name = NULL;
     const struct cfg_option *o;
     const char *const *keys = NULL;
     int defaults = 0, set_only = 0, c, i, found, rc = 0;
+    struct cfg_option *main_options = NULL;
     struct cfg *cf;
     struct err e;
     size_t t;
@@ -840,7 +842,14 @@ cmd_config(int argc, char **argv)
         usage_config(stderr);
         return 1;
     }
-    if (type_name != NULL) {
+    err_clear(&e);
+    if (type_name == NULL) {
+        if ((main_options = conf_options_merge(parts_all, &e)) == NULL) {
+            fprintf(stderr, "%s: %s\n", progname, e.text);
+            return 1;
+        }
+        tables[0] = main_options;
+    } else {
         const struct stage_type *type = stages_find(type_name);
 
         if (type == NULL) {
@@ -864,7 +873,7 @@ cmd_config(int argc, char **argv)
         }
     }
     if (rc != 0)
-        return rc;
+        goto out;
     if (optind < argc)
         keys = (const char *const *)argv + optind;
     if (defaults) {
@@ -878,19 +887,20 @@ cmd_config(int argc, char **argv)
                 printf("%s =%s%s\n", o->name, o->def ? " " : "",
                        o->def ? o->def : "");
             }
-        return 0;
+        goto out;
     }
-    err_clear(&e);
     log_open(progname, LOG_MAIL, LOG_SINK_STDERR);
     if ((cf = cfg_parse(path, &e)) == NULL ||
         cfg_validate(cf, tables, &e) < 0) {
         fprintf(stderr, "%s: %s\n", progname, e.text);
-        cfg_free(cf);
-        return 1;
+        rc = 1;
+    } else {
+        cfg_print_values(cf, stdout, set_only, keys);
     }
-    cfg_print_values(cf, stdout, set_only, keys);
     cfg_free(cf);
-    return 0;
+out:
+    free(main_options);
+    return rc;
 }
 
 /* ------------------------------------------------ status and reload */
@@ -1112,7 +1122,7 @@ main(int argc, char **argv)
     else if (strcmp(cmd, "passwd") == 0)
         rc = auth_passwd_main(argc, argv);
     else if (strcmp(cmd, "quarantine") == 0)
-        rc = quarantine_main(argc, argv);
+        rc = quarantine_main(argc, argv, parts_all);
     else if (strcmp(cmd, "queue") == 0)
         rc = queue_main(argc, argv);
     else if (strcmp(cmd, "status") == 0 || strcmp(cmd, "reload") == 0)

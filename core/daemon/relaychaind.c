@@ -82,13 +82,29 @@
 #include "util/memlimit.h"
 #include "msg/mime.h"
 #include "milterd/milterd.h"
+#include "milterd/milterd_conf.h"
+#include "net/smtpc_conf.h"
 #include "queue/quarantine.h"
 #include "queue/queue.h"
+#include "queue/queue_conf.h"
 #include "smtpd/smtpd.h"
+#include "smtpd/smtpd_conf.h"
 
 #define LISTEN_MAX 16
 #define LISTEN_BACKLOG 4096
 #define SESSION_STACK (512 * 1024)
+
+/* The layers whose keys relaychain.conf holds, lowest first (a part's
+ * check may read the keys of those before it): the same list as the
+ * commands' (core/cli/parts.c), so "relaychain check" refuses what the
+ * daemon would. */
+static const struct conf_part *const daemon_parts[] = {
+    &smtpc_conf_part,
+    &queue_conf_part,
+    &smtpd_conf_part,
+    &milterd_conf_part,
+    NULL,
+};
 
 static pthread_mutex_t current_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct smtpd_runtime *current;
@@ -128,7 +144,7 @@ runtime_load(const char *path, struct err *e)
 {
     struct conf *cf;
 
-    if ((cf = conf_load(path, e)) == NULL)
+    if ((cf = conf_load(path, daemon_parts, e)) == NULL)
         return NULL;
     return smtpd_runtime_new(cf, e);
 }
@@ -1083,21 +1099,12 @@ detach_done(int ready_fd)
 /* boot_load - the main file alone, for what is done before privileges
  * are dropped (listeners, user, control socket, logging); the chain is
  * loaded afterwards, as the user, as every reload does. */
-static struct cfg *
+static struct conf *
 boot_load(const char *path, struct err *e)
 {
-    static const struct cfg_option *const tables[] = {conf_options, NULL};
-    struct cfg *c;
-
-    if ((c = cfg_parse(path, e)) == NULL)
-        return NULL;
     /* What the listeners, the user and the sockets need is checked
      * before they are made, as "relaychain check" checks it. */
-    if (cfg_validate(c, tables, e) < 0 || conf_check_main(c, e) < 0) {
-        cfg_free(c);
-        return NULL;
-    }
-    return c;
+    return conf_load_flags(path, daemon_parts, CONF_LOAD_MAIN, e);
 }
 
 /* root_check - started as root: refuse to keep root unless the admin
@@ -1159,7 +1166,8 @@ main(int argc, char **argv)
     struct reload_arg ra;
     struct queue *spool = NULL;
     struct control ct;
-    struct cfg *boot;
+    struct conf *boot_conf;
+    const struct cfg *boot;
     int mpipe[2] = {-1, -1};
     sigset_t sfd_sigs;
     const char *const *listen_specs;
@@ -1236,10 +1244,11 @@ main(int argc, char **argv)
     ct.fd = -1;
     ct.started = time(NULL);
     ct.conf_path = path;
-    if ((boot = boot_load(path, &e)) == NULL) {
+    if ((boot_conf = boot_load(path, &e)) == NULL) {
         fprintf(stderr, "relaychaind: %s\n", e.text);
         return 1;
     }
+    boot = boot_conf->cfg;
     /* Logging is chosen once, before any thread starts; a bad facility
      * is reported with its line when the configuration loads below. */
     if ((fac = log_facility_parse(cfg_str(boot, "syslog_facility"))) < 0)
@@ -1466,7 +1475,7 @@ main(int argc, char **argv)
     close(sfd);
     if (md != NULL && milterd_wait(md) != 0)
         log_warning(NULL, "the milter ended with an error");
-    cfg_free(boot);
+    conf_free(boot_conf);
     /* Sessions still running may give back octets to the count. */
     if (!left)
         memlimit_free(mem);
@@ -1489,7 +1498,7 @@ fail:
         close(mpipe[1]);
     }
     control_stop(&ct);
-    cfg_free(boot);
+    conf_free(boot_conf);
     memlimit_free(mem);
     mime_shutdown();
     log_close();

@@ -42,6 +42,7 @@
 #include "util/buf.h"
 #include "chain/chain.h"
 #include "chain/conf.h"
+#include "cli/parts.h"
 #include "util/log.h"
 #include "msg/mime.h"
 #include "msg/msg.h"
@@ -273,7 +274,7 @@ main(int argc, char **argv)
     log_open("bench_antivirus", LOG_MAIL, LOG_SINK_NONE);
     mime_init();
     err_clear(&e);
-    if ((cf = conf_load(path, &e)) == NULL) {
+    if ((cf = conf_load(path, parts_all, &e)) == NULL) {
         fprintf(stderr, "bench_antivirus: %s\n", e.text);
         return 1;
     }

@@ -28,6 +28,7 @@
 
 #include "../milter/mtamodel.h"
 #include "chain/conf.h"
+#include "cli/parts.h"
 #include "util/log.h"
 #include "milterd/milterd.h"
 #include "msg/mime.h"
@@ -125,7 +126,7 @@ fuzz_setup(void)
              dir);
     fuzz_file(dir, "relaychain.conf", text);
     snprintf(conf, sizeof(conf), "%s/relaychain.conf", dir);
-    if ((fuzz_cf = conf_load(conf, &e)) == NULL) {
+    if ((fuzz_cf = conf_load(conf, parts_all, &e)) == NULL) {
         fprintf(stderr, "fuzz_milterd: %s\n", e.text);
         abort();
     }

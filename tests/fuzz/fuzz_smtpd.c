@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "chain/conf.h"
+#include "cli/parts.h"
 #include "util/log.h"
 #include "msg/mime.h"
 #include "smtpd/smtpd.h"
@@ -89,7 +90,7 @@ fuzz_setup(void)
              st.dir);
     snprintf(path, sizeof(path), "%s/relaychain.conf", st.dir);
     fuzz_write_file(path, conf);
-    if ((cf = conf_load(path, &e)) == NULL ||
+    if ((cf = conf_load(path, parts_all, &e)) == NULL ||
         (st.rt = smtpd_runtime_new(cf, &e)) == NULL ||
         (st.srv = smtpd_server_new(&e)) == NULL) {
         fprintf(stderr, "fuzz_smtpd: %s\n", e.text);

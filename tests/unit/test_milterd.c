@@ -21,6 +21,7 @@
 
 #include "../milter/mtamodel.h"
 #include "chain/conf.h"
+#include "cli/parts.h"
 #include "util/log.h"
 #include "milterd/milterd.h"
 #include "msg/mime.h"
@@ -378,7 +379,7 @@ case_conf(const struct mcase *c, char *dir, size_t n)
     fprintf(fp, "chain_directory = chain.d\nmilter_listen = unix:%s/s\n%s",
             dir, c->conf);
     fclose(fp);
-    if ((cf = conf_load(file, &e)) == NULL)
+    if ((cf = conf_load(file, parts_all, &e)) == NULL)
         unit_fail(c->name, "conf_load: %s", e.text);
     return cf;
 }
