@@ -78,6 +78,7 @@
 
 #include "filters/filters.h"
 #include "chain/conf.h"
+#include "chain/runtime.h"
 #include "util/log.h"
 #include "util/memlimit.h"
 #include "msg/mime.h"
@@ -106,12 +107,20 @@ static const struct conf_part *const daemon_parts[] = {
     NULL,
 };
 
+/* What each runtime holds besides the configuration: the SMTP front
+ * end's part (also without SMTP listeners, as "relaychain check" builds
+ * it). The milter front end needs none. */
+static const struct runtime_part_type *const daemon_runtime_parts[] = {
+    &smtpd_runtime_type,
+    NULL,
+};
+
 static pthread_mutex_t current_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct smtpd_runtime *current;
+static struct runtime *current;
 
 struct session_arg {
     struct smtpd_server *srv;
-    struct smtpd_runtime *rt;
+    struct runtime *rt;
     int fd;
     struct sockaddr_storage peer;
     socklen_t len;
@@ -127,26 +136,26 @@ usage(FILE *fp)
                 "  -V       print the version\n");
 }
 
-static struct smtpd_runtime *
+static struct runtime *
 runtime_hold_current(void)
 {
-    struct smtpd_runtime *rt;
+    struct runtime *rt;
 
     pthread_mutex_lock(&current_lock);
     rt = current;
-    smtpd_runtime_hold(rt);
+    runtime_hold(rt);
     pthread_mutex_unlock(&current_lock);
     return rt;
 }
 
-static struct smtpd_runtime *
+static struct runtime *
 runtime_load(const char *path, struct err *e)
 {
     struct conf *cf;
 
     if ((cf = conf_load(path, daemon_parts, e)) == NULL)
         return NULL;
-    return smtpd_runtime_new(cf, e);
+    return runtime_new(cf, daemon_runtime_parts, e);
 }
 
 /* listen_one - bind "host:port" or "[v6]:port"; returns the socket. */
@@ -244,7 +253,7 @@ session_thread(void *p)
 
     smtpd_session_run(a->srv, a->rt, a->fd, (struct sockaddr *)&a->peer,
                       a->len);
-    smtpd_runtime_release(a->rt);
+    runtime_release(a->rt);
     free(a);
     return NULL;
 }
@@ -275,7 +284,7 @@ accept_one(struct smtpd_server *srv, int lfd, pthread_attr_t *attr)
         log_warning(NULL, "cannot start a session thread: %s",
                     strerror(errno));
         close(fd);
-        smtpd_runtime_release(a->rt);
+        runtime_release(a->rt);
         free(a);
     }
 }
@@ -325,7 +334,7 @@ static int
 reload(const struct reload_arg *ra, char *note, size_t notelen, struct err *e)
 {
     const char *path = ra->path;
-    struct smtpd_runtime *rt, *old;
+    struct runtime *rt, *old;
     struct queue_settings *qs = NULL;
     const struct stage *const *st;
     const struct cfg *cfg;
@@ -337,24 +346,24 @@ reload(const struct reload_arg *ra, char *note, size_t notelen, struct err *e)
         return -1;
     /* The queue's new settings are built here too, before anything is
      * swapped: a bad transport_map keeps the whole old configuration. */
-    cfg = smtpd_runtime_conf(rt)->cfg;
+    cfg = runtime_conf(rt)->cfg;
     if ((ra->spool != NULL) != (cfg_enum(cfg, "delivery") == 1)) {
         log_warning(NULL, "delivery changed; restart relaychaind to use it");
         restart = "; delivery changed: restart relaychaind to use it";
     } else if (ra->spool != NULL &&
                (qs = queue_settings_load(ra->spool, cfg, e)) == NULL) {
-        smtpd_runtime_release(rt);
+        runtime_release(rt);
         return -1;
     }
     pthread_mutex_lock(&current_lock);
     old = current;
     current = rt;
     pthread_mutex_unlock(&current_lock);
-    smtpd_runtime_release(old);
+    runtime_release(old);
     if (qs != NULL)
         queue_settings_apply(ra->spool, qs);
     reload_restart_keys(ra->boot, cfg, keys, sizeof(keys));
-    n = chain_stages(smtpd_runtime_conf(rt)->chain, &st);
+    n = chain_stages(runtime_conf(rt)->chain, &st);
     snprintf(note, notelen, "configuration %s, chain of %zu stage(s)%s%s",
              path, n, restart, keys);
     log_info(NULL, "reload: configuration %s, chain of %zu stage(s)", path, n);
@@ -692,8 +701,8 @@ control_status(const struct control *ct, struct reply *r)
 {
     const char *const *l;
     const struct stage *const *st;
-    struct smtpd_runtime *rt = runtime_hold_current();
-    const struct conf *cf = smtpd_runtime_conf(rt);
+    struct runtime *rt = runtime_hold_current();
+    const struct conf *cf = runtime_conf(rt);
     char when[64], age[64], note[RELOAD_NOTE_MAX];
     time_t now = time(NULL), rwhen;
     size_t n, i;
@@ -772,7 +781,7 @@ control_status(const struct control *ct, struct reply *r)
                       st[i]->name, av.signatures, av.database_directory);
         }
     }
-    smtpd_runtime_release(rt);
+    runtime_release(rt);
     pthread_mutex_lock(&reload_lock);
     rwhen = reload_when;
     rok = reload_ok;
@@ -1311,7 +1320,7 @@ main(int argc, char **argv)
         fprintf(stderr, "relaychaind: %s\n", e.text);
         goto fail;
     }
-    cfg = smtpd_runtime_conf(current)->cfg;
+    cfg = runtime_conf(current)->cfg;
     /* delivery = queue: the spool's directories and lock are taken here,
      * so a problem is told where the admin looks. */
     if (cfg_enum(cfg, "delivery") == 1 &&
@@ -1435,7 +1444,7 @@ main(int argc, char **argv)
     control_stop(&ct);
     pthread_join(reloader, NULL);
     {
-        long long waited = 0, limit = cfg_num(smtpd_runtime_conf(current)->cfg,
+        long long waited = 0, limit = cfg_num(runtime_conf(current)->cfg,
                                               "shutdown_timeout");
         unsigned n;
 
@@ -1466,7 +1475,7 @@ main(int argc, char **argv)
         /* Sessions still running keep using srv and their runtime. */
         if (n == 0) {
             smtpd_server_free(srv);
-            smtpd_runtime_release(current);
+            runtime_release(current);
             if (md == NULL)
                 mime_shutdown();
         }
@@ -1491,7 +1500,7 @@ fail:
     if (spool != NULL)
         queue_free(spool);
     if (current != NULL)
-        smtpd_runtime_release(current);
+        runtime_release(current);
     (void)milterd_wait(md);
     if (mpipe[0] >= 0) {
         close(mpipe[0]);

@@ -1531,7 +1531,7 @@ struct milterd {
 static struct milterd *milterd_running;
 
 struct mlfi_conn {
-    struct smtpd_runtime *rt;
+    struct runtime *rt;
     struct milterd_session *s;
     struct mlfi_conn *next; /* md->conns */
 };
@@ -1650,15 +1650,15 @@ mlfi_conn(SMFICTX *ctx, unsigned long act, unsigned long proto)
     if ((c = calloc(1, sizeof(*c))) == NULL)
         return NULL;
     c->rt = md->hold();
-    if ((c->s = milterd_session_new(smtpd_runtime_conf(c->rt), md->srv,
-                                    &mlfi_ops, ctx, act, proto, &e)) == NULL) {
-        smtpd_runtime_release(c->rt);
+    if ((c->s = milterd_session_new(runtime_conf(c->rt), md->srv, &mlfi_ops,
+                                    ctx, act, proto, &e)) == NULL) {
+        runtime_release(c->rt);
         free(c);
         return NULL;
     }
     if (smfi_setpriv(ctx, c) != MI_SUCCESS) {
         milterd_session_free(c->s);
-        smtpd_runtime_release(c->rt);
+        runtime_release(c->rt);
         free(c);
         return NULL;
     }
@@ -1698,7 +1698,7 @@ mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
     struct milterd *md = milterd_running;
     const struct conf *cf;
     const struct stage *const *st;
-    struct smtpd_runtime *rt;
+    struct runtime *rt;
     unsigned long act, proto;
     struct mlfi_conn *c;
     struct err e;
@@ -1709,16 +1709,16 @@ mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
     if (md == NULL)
         return SMFIS_REJECT;
     rt = md->hold();
-    cf = smtpd_runtime_conf(rt);
+    cf = runtime_conf(rt);
     n = chain_stages(cf->chain, &st);
     err_clear(&e);
     if (milterd_negotiate(chain_flags(cf->chain), n, f0, f1, &act, &proto,
                           &e) < 0) {
         log_error(NULL, "milter: %s", e.text);
-        smtpd_runtime_release(rt);
+        runtime_release(rt);
         return SMFIS_REJECT;
     }
-    smtpd_runtime_release(rt);
+    runtime_release(rt);
     if ((c = mlfi_conn(ctx, act, proto)) == NULL)
         return SMFIS_TEMPFAIL;
     if (act & SMFIF_SETSYMLIST)
@@ -1864,7 +1864,7 @@ mlfi_close(SMFICTX *ctx)
         pthread_mutex_unlock(&md->srv->lock);
     }
     milterd_session_free(c->s);
-    smtpd_runtime_release(c->rt);
+    runtime_release(c->rt);
     free(c);
     return SMFIS_CONTINUE;
 }
@@ -2297,7 +2297,7 @@ milterd_drain(struct milterd *md, long long wait_ms)
     while ((c = list) != NULL) {
         list = c->next;
         milterd_session_free(c->s);
-        smtpd_runtime_release(c->rt);
+        runtime_release(c->rt);
         free(c);
     }
     return 0;

@@ -27,8 +27,8 @@
 #include <sys/socket.h>
 
 #include "chain/conf.h"
+#include "chain/runtime.h"
 #include "util/err.h"
-#include "smtpd/smtpd.h"
 
 /* What a session may ask of the MTA; each returns 0 or -1 (libmilter's
  * MI_SUCCESS and MI_FAILURE). Header values are what follows the colon,
@@ -84,6 +84,7 @@ int milterd_negotiate(unsigned chain_flags, size_t nstages,
 
 struct milterd_server;
 struct milterd_session;
+struct memlimit;
 
 /* milterd_session_new - a session under cf; ops/ctx reach the MTA;
  * actions and proto are what milterd_negotiate() agreed. srv may be NULL
@@ -131,9 +132,10 @@ void milterd_server_set_memlimit(struct milterd_server *srv,
 /* --------------------------------------------------------- listener */
 
 /* How relaychaind gets the runtime for a new milter connection: a held
- * reference, released with smtpd_runtime_release() when the connection
- * ends, so a reload never changes the rules under a connection. */
-typedef struct smtpd_runtime *(*milterd_hold_fn)(void);
+ * reference, released with runtime_release() when the connection ends,
+ * so a reload never changes the rules under a connection. The front end
+ * uses its conf and chain only (no part of its own). */
+typedef struct runtime *(*milterd_hold_fn)(void);
 
 struct milterd;
 

@@ -71,6 +71,7 @@
 #include "net/auth.h"
 #include "util/buf.h"
 #include "chain/chain.h"
+#include "chain/runtime.h"
 #include "util/cidr.h"
 #include "util/log.h"
 #include "util/memlimit.h"
@@ -95,9 +96,10 @@
 
 /* ------------------------------------------------------------ runtime */
 
+/* The SMTP front end's part of a struct runtime (chain/runtime.h): what
+ * its sessions need that is built from the configuration. */
 struct smtpd_runtime {
-    atomic_int refs;
-    struct conf *cf;
+    const struct conf *cf; /* of the runtime this is part of */
     const char *hostname;
     char hostbuf[256];
     struct cidr_list *mynetworks;
@@ -175,8 +177,12 @@ smtpd_dsn_clients(struct smtpd_runtime *rt, const struct cfg *c, struct err *e)
     return 0;
 }
 
-struct smtpd_runtime *
-smtpd_runtime_new(struct conf *cf, struct err *e)
+static void smtpd_runtime_free(void *part);
+
+/* smtpd_runtime_build - the part from cf; NULL with e set, "path:line:
+ * reason" for a setting it refuses. */
+static void *
+smtpd_runtime_build(const struct conf *cf, struct err *e)
 {
     const struct cfg *c = cf->cfg;
     struct smtpc_settings hop;
@@ -184,11 +190,9 @@ smtpd_runtime_new(struct conf *cf, struct err *e)
     const char *s;
 
     if ((rt = calloc(1, sizeof(*rt))) == NULL) {
-        conf_free(cf);
         err_nomem(e);
         return NULL;
     }
-    atomic_init(&rt->refs, 1);
     rt->cf = cf;
     if ((s = cfg_str(c, "myhostname")) == NULL) {
         if (gethostname(rt->hostbuf, sizeof(rt->hostbuf) - 1) < 0)
@@ -283,20 +287,16 @@ limits:
     return rt;
 
 fail:
-    smtpd_runtime_release(rt);
+    smtpd_runtime_free(rt);
     return NULL;
 }
 
-void
-smtpd_runtime_hold(struct smtpd_runtime *rt)
+static void
+smtpd_runtime_free(void *part)
 {
-    atomic_fetch_add(&rt->refs, 1);
-}
+    struct smtpd_runtime *rt = part;
 
-void
-smtpd_runtime_release(struct smtpd_runtime *rt)
-{
-    if (rt == NULL || atomic_fetch_sub(&rt->refs, 1) != 1)
+    if (rt == NULL)
         return;
     smtpc_pool_free(rt->hop);
     if (rt->tls != NULL)
@@ -306,15 +306,14 @@ smtpd_runtime_release(struct smtpd_runtime *rt)
     cidr_list_free(rt->dsn_nets);
     cidr_list_free(rt->xforward_hosts);
     cidr_list_free(rt->mynetworks);
-    conf_free(rt->cf);
     free(rt);
 }
 
-const struct conf *
-smtpd_runtime_conf(const struct smtpd_runtime *rt)
-{
-    return rt->cf;
-}
+const struct runtime_part_type smtpd_runtime_type = {
+    .name = "smtpd",
+    .build = smtpd_runtime_build,
+    .free = smtpd_runtime_free,
+};
 
 /* ------------------------------------------------------------- server */
 
@@ -2511,14 +2510,20 @@ smtpd_peer(struct smtpd_session *s, const struct sockaddr *sa)
 }
 
 void
-smtpd_session_run(struct smtpd_server *srv, struct smtpd_runtime *rt, int fd,
+smtpd_session_run(struct smtpd_server *srv, struct runtime *runtime, int fd,
                   const struct sockaddr *peer, socklen_t len)
 {
+    struct smtpd_runtime *rt = runtime_part(runtime, &smtpd_runtime_type);
     struct smtpd_session *s;
     char client[SMTPD_CLIENT_MAX];
 
     (void)len;
     netio_tcp_nodelay(fd);
+    if (rt == NULL) {
+        log_error(NULL, "the runtime has no SMTP front end part");
+        close(fd);
+        return;
+    }
     if ((s = calloc(1, sizeof(*s))) == NULL) {
         close(fd);
         return;
