@@ -1504,6 +1504,48 @@ milterd_check_listen(const char *spec, struct err *e)
                    spec);
 }
 
+/* -------------------------------------------------------- connection */
+
+int
+milterd_conn_open(struct milterd_conn *c, milterd_hold_fn hold, int negotiate,
+                  unsigned long *act, unsigned long *proto,
+                  struct milterd_server *srv, const struct milterd_ops *ops,
+                  void *ctx, struct err *e)
+{
+    const struct conf *cf;
+    const struct stage *const *st;
+    size_t n;
+
+    memset(c, 0, sizeof(*c));
+    c->rt = hold();
+    cf = runtime_conf(c->rt);
+    if (negotiate) {
+        n = chain_stages(cf->chain, &st);
+        if (milterd_negotiate(chain_flags(cf->chain), n, *act, *proto, act,
+                              proto, e) < 0) {
+            runtime_release(c->rt);
+            c->rt = NULL;
+            return -1;
+        }
+    }
+    if ((c->s = milterd_session_new(cf, srv, ops, ctx, *act, *proto, e)) ==
+        NULL) {
+        runtime_release(c->rt);
+        c->rt = NULL;
+        return -2;
+    }
+    return 0;
+}
+
+void
+milterd_conn_close(struct milterd_conn *c)
+{
+    milterd_session_free(c->s);
+    runtime_release(c->rt);
+    c->s = NULL;
+    c->rt = NULL;
+}
+
 /* --------------------------------------------------------- libmilter */
 
 struct mlfi_conn;
@@ -1531,8 +1573,7 @@ struct milterd {
 static struct milterd *milterd_running;
 
 struct mlfi_conn {
-    struct runtime *rt;
-    struct milterd_session *s;
+    struct milterd_conn conn;
     struct mlfi_conn *next; /* md->conns */
 };
 
@@ -1636,29 +1677,52 @@ mlfi_getmacros(SMFICTX *ctx, struct milterd_session *s, int where)
                       smfi_getsymval(ctx, (char *)names[where][i]));
 }
 
-/* mlfi_conn - the connection's state, made on first use (negotiation, or
- * connect with an MTA that does not negotiate). */
+/* mlfi_conn - the connection's state, made on first use: at negotiation
+ * (negotiate set: *act and *proto are the MTA's offer, and become what
+ * was agreed), or at connect with an MTA that does not negotiate. NULL,
+ * with *refused set when the MTA must be refused (logged), else for a
+ * tempfail. */
 static struct mlfi_conn *
-mlfi_conn(SMFICTX *ctx, unsigned long act, unsigned long proto)
+mlfi_conn(SMFICTX *ctx, int negotiate, unsigned long *act,
+          unsigned long *proto, int *refused)
 {
     struct mlfi_conn *c = smfi_getpriv(ctx);
     struct milterd *md = milterd_running;
     struct err e;
+    int rc;
 
+    *refused = 0;
+    err_clear(&e);
+    if (c != NULL && negotiate) {
+        /* Negotiated once per connection; should the MTA do it again,
+         * the answer is for the chain the connection already has. */
+        const struct conf *cf = runtime_conf(c->conn.rt);
+        const struct stage *const *st;
+        size_t n = chain_stages(cf->chain, &st);
+
+        if (milterd_negotiate(chain_flags(cf->chain), n, *act, *proto, act,
+                              proto, &e) < 0) {
+            log_error(NULL, "milter: %s", e.text);
+            *refused = 1;
+            return NULL;
+        }
+        return c;
+    }
     if (c != NULL || md == NULL)
         return c;
     if ((c = calloc(1, sizeof(*c))) == NULL)
         return NULL;
-    c->rt = md->hold();
-    if ((c->s = milterd_session_new(runtime_conf(c->rt), md->srv, &mlfi_ops,
-                                    ctx, act, proto, &e)) == NULL) {
-        runtime_release(c->rt);
+    if ((rc = milterd_conn_open(&c->conn, md->hold, negotiate, act, proto,
+                                md->srv, &mlfi_ops, ctx, &e)) < 0) {
+        if (rc == -1) {
+            log_error(NULL, "milter: %s", e.text);
+            *refused = 1;
+        }
         free(c);
         return NULL;
     }
     if (smfi_setpriv(ctx, c) != MI_SUCCESS) {
-        milterd_session_free(c->s);
-        runtime_release(c->rt);
+        milterd_conn_close(&c->conn);
         free(c);
         return NULL;
     }
@@ -1672,13 +1736,14 @@ mlfi_conn(SMFICTX *ctx, unsigned long act, unsigned long proto)
 static struct milterd_session *
 mlfi_session(SMFICTX *ctx)
 {
-    struct mlfi_conn *c =
-        mlfi_conn(ctx,
-                  SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGBODY |
-                      SMFIF_ADDRCPT | SMFIF_DELRCPT | SMFIF_QUARANTINE,
-                  0);
+    unsigned long act = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGBODY |
+                        SMFIF_ADDRCPT | SMFIF_DELRCPT | SMFIF_QUARANTINE,
+                  proto = 0;
+    struct mlfi_conn *c;
+    int refused;
 
-    return c != NULL ? c->s : NULL;
+    c = mlfi_conn(ctx, 0, &act, &proto, &refused);
+    return c != NULL ? c->conn.s : NULL;
 }
 
 /* mlfi_ret - the answer to an event before end of message. */
@@ -1695,32 +1760,19 @@ mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
                unsigned long f2, unsigned long f3, unsigned long *pf0,
                unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
 {
-    struct milterd *md = milterd_running;
-    const struct conf *cf;
-    const struct stage *const *st;
-    struct runtime *rt;
-    unsigned long act, proto;
+    unsigned long act = f0, proto = f1;
     struct mlfi_conn *c;
-    struct err e;
-    size_t i, n;
+    int refused;
+    size_t i;
 
     (void)f2;
     (void)f3;
-    if (md == NULL)
+    if (milterd_running == NULL)
         return SMFIS_REJECT;
-    rt = md->hold();
-    cf = runtime_conf(rt);
-    n = chain_stages(cf->chain, &st);
-    err_clear(&e);
-    if (milterd_negotiate(chain_flags(cf->chain), n, f0, f1, &act, &proto,
-                          &e) < 0) {
-        log_error(NULL, "milter: %s", e.text);
-        runtime_release(rt);
-        return SMFIS_REJECT;
-    }
-    runtime_release(rt);
-    if ((c = mlfi_conn(ctx, act, proto)) == NULL)
-        return SMFIS_TEMPFAIL;
+    /* The connection's runtime is held once, here, and the offer is
+     * negotiated against its chain. */
+    if ((c = mlfi_conn(ctx, 1, &act, &proto, &refused)) == NULL)
+        return refused ? SMFIS_REJECT : SMFIS_TEMPFAIL;
     if (act & SMFIF_SETSYMLIST)
         for (i = 0; i < sizeof(mlfi_macros) / sizeof(mlfi_macros[0]); i++)
             (void)smfi_setsymlist(ctx, mlfi_macros[i].where,
@@ -1839,7 +1891,7 @@ mlfi_abort(SMFICTX *ctx)
     struct mlfi_conn *c = smfi_getpriv(ctx);
 
     if (c != NULL)
-        milterd_abort(c->s);
+        milterd_abort(c->conn.s);
     return SMFIS_CONTINUE;
 }
 
@@ -1863,8 +1915,7 @@ mlfi_close(SMFICTX *ctx)
             }
         pthread_mutex_unlock(&md->srv->lock);
     }
-    milterd_session_free(c->s);
-    runtime_release(c->rt);
+    milterd_conn_close(&c->conn);
     free(c);
     return SMFIS_CONTINUE;
 }
@@ -2296,8 +2347,7 @@ milterd_drain(struct milterd *md, long long wait_ms)
         return n; /* a callback still runs: leave everything be */
     while ((c = list) != NULL) {
         list = c->next;
-        milterd_session_free(c->s);
-        runtime_release(c->rt);
+        milterd_conn_close(&c->conn);
         free(c);
     }
     return 0;
