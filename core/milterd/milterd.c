@@ -101,6 +101,7 @@
 #include "util/cidr.h"
 #include "util/log.h"
 #include "util/memlimit.h"
+#include "chain/step.h"
 #include "milterd/milterd.h"
 #include "msg/msg.h"
 #include "net/netio.h"
@@ -1316,16 +1317,49 @@ milterd_size(struct milterd_session *s)
                                "filter");
 }
 
+/* milterd_prepare - the step's preparation (chain/step.h): the fields
+ * must be the MTA's (else 554, refused), then the "from=" line. */
+static int
+milterd_prepare(void *arg, struct msg *m, size_t size, struct err *e)
+{
+    struct milterd_session *s = arg;
+    const struct msg_env *env;
+
+    (void)e;
+    if (milterd_check_fields(s, m) < 0) {
+        log_info(milterd_qid(s), "milter-reject: END-OF-MESSAGE: a header "
+                                 "field the MTA sent is not a valid field");
+        milterd_reply(s, "554 5.6.0 Malformed header field", '5');
+        return 1;
+    }
+    env = msg_env(m);
+    log_info(milterd_qid(s), "milter: from=<%s>, size=%zu, nrcpt=%zu%s%s",
+             env->sender ? env->sender : "", size, env->nrcpts,
+             s->auth_user ? ", sasl_username=" : "",
+             s->auth_user ? s->auth_user : "");
+    return 0;
+}
+
+/* milterd_running_chain - the step's chain starts (on) and ends: the
+ * progress thread may send notices meanwhile. */
+static void
+milterd_running_chain(void *arg, int on)
+{
+    if (on)
+        milterd_busy_enter(arg);
+    else
+        milterd_busy_leave(arg);
+}
+
 enum milterd_status
 milterd_eom(struct milterd_session *s)
 {
     struct chain_result res;
     enum milterd_status st = MILTERD_TEMPFAIL;
-    const struct msg_env *env;
+    enum step_outcome outcome;
+    struct step_in in;
     unsigned nops = 0;
-    int body = 0, tls, ran = 0;
-    size_t size;
-    char *raw;
+    int body = 0, ran = 0;
     struct err e;
 
     memset(&res, 0, sizeof(res));
@@ -1357,75 +1391,51 @@ milterd_eom(struct milterd_session *s)
         goto out;
     }
     milterd_eoh(s);
-    tls = s->tls_version != NULL;
-    if (msg_env_set(s->m, s->qid[0] ? s->qid : NULL, s->client_addr,
-                    s->client_name, s->helo, tls, s->auth_user, &e) < 0 ||
-        msg_env_origin(s->m, cidr_list_contains(s->mynetworks, s->client_addr),
-                       s->daemon_name, &e) < 0)
-        goto internal;
+    memset(&in, 0, sizeof(in));
+    in.cf = s->cf;
+    in.log_qid = milterd_qid(s);
+    in.qid = s->qid[0] ? s->qid : NULL;
+    in.client_addr = s->client_addr;
+    in.client_name = s->client_name;
+    in.helo = s->helo;
+    in.tls = s->tls_version != NULL;
+    in.auth_user = s->auth_user;
+    in.internal = cidr_list_contains(s->mynetworks, s->client_addr);
+    in.daemon_name = s->daemon_name;
     /* The message takes the block over: no second copy. */
-    size = s->data.len;
-    if ((raw = buf_steal(&s->data, NULL)) == NULL) {
-        err_nomem(&e);
+    in.data = &s->data;
+    in.prepare = milterd_prepare;
+    in.running = milterd_running_chain;
+    in.arg = s;
+    in.log_tag = "milter-";
+    in.log_where = "END-OF-MESSAGE: ";
+
+    outcome = step_run(&in, s->m, &res, &e);
+    ran = outcome >= STEP_REJECT;
+    switch (outcome) {
+    case STEP_ERROR:
         goto internal;
-    }
-    if (msg_adopt(s->m, raw, size, &e) < 0) {
-        if (e.code == ERR_LIMIT) {
-            s->over = 1;
-            st = milterd_size(s);
-            goto out;
-        }
-        goto internal;
-    }
-    if (milterd_check_fields(s, s->m) < 0) {
-        log_info(milterd_qid(s), "milter-reject: END-OF-MESSAGE: a header "
-                                 "field the MTA sent is not a valid field");
-        milterd_reply(s, "554 5.6.0 Malformed header field", '5');
+    case STEP_TOO_BIG:
+        s->over = 1;
+        st = milterd_size(s);
+        goto out;
+    case STEP_REFUSED:
         st = MILTERD_REJECT;
         goto out;
-    }
-    env = msg_env(s->m);
-    log_info(milterd_qid(s), "milter: from=<%s>, size=%zu, nrcpt=%zu%s%s",
-             env->sender ? env->sender : "", size, env->nrcpts,
-             s->auth_user ? ", sasl_username=" : "",
-             s->auth_user ? s->auth_user : "");
-
-    milterd_busy_enter(s);
-    if (chain_run(s->cf->chain, s->m, &res, &e) < 0) {
-        milterd_busy_leave(s);
-        goto internal;
-    }
-    milterd_busy_leave(s);
-    ran = 1;
-
-    switch (res.verdict.kind) {
-    case VERDICT_REJECT:
-    case VERDICT_TEMPFAIL:
-        log_info(milterd_qid(s), "milter-%s: END-OF-MESSAGE: %s: %s",
-                 verdict_kind_name(res.verdict.kind),
-                 res.by ? res.by->name : "chain", res.verdict.reply);
-        if (res.verdict.kind == VERDICT_REJECT) {
-            milterd_reply(s, res.verdict.reply, '5');
-            st = MILTERD_REJECT;
-        } else {
-            st = milterd_tempfail(s, res.verdict.reply);
-        }
+    case STEP_REJECT:
+        milterd_reply(s, res.verdict.reply, '5');
+        st = MILTERD_REJECT;
         goto out;
-    case VERDICT_DISCARD:
-        log_info(milterd_qid(s), "milter-discard: END-OF-MESSAGE: %s%s%s",
-                 res.by ? res.by->name : "chain",
-                 res.verdict.note[0] ? ": " : "", res.verdict.note);
+    case STEP_TEMPFAIL:
+        st = milterd_tempfail(s, res.verdict.reply);
+        goto out;
+    case STEP_DISCARD:
+    case STEP_NO_RCPTS:
         st = MILTERD_DISCARD;
         goto out;
-    case VERDICT_CONTINUE:
-    case VERDICT_QUARANTINE:
+    case STEP_QUARANTINE:
+    case STEP_CONTINUE:
         break;
-    }
-    if (msg_env(s->m)->nrcpts == 0) {
-        log_info(milterd_qid(s), "milter-discard: END-OF-MESSAGE: the chain "
-                                 "removed every recipient");
-        st = MILTERD_DISCARD;
-        goto out;
     }
     if (milterd_replay(s, s->m, &nops, &body, &e) < 0)
         goto internal;

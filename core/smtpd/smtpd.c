@@ -72,6 +72,7 @@
 #include "util/buf.h"
 #include "chain/chain.h"
 #include "chain/runtime.h"
+#include "chain/step.h"
 #include "util/cidr.h"
 #include "util/log.h"
 #include "util/memlimit.h"
@@ -1778,6 +1779,21 @@ smtpd_enqueue(struct smtpd_session *s, const struct msg_env *env,
     return rc;
 }
 
+/* smtpd_prepare - the step's preparation (chain/step.h): this hop's
+ * Received field, then the "from=" line. */
+static int
+smtpd_prepare(void *arg, struct msg *m, size_t size, struct err *e)
+{
+    struct smtpd_session *s = arg;
+
+    (void)e; /* smtpd_received fills s->e, which is e */
+    if (smtpd_received(s, m) < 0)
+        return -1;
+    log_info(s->qid, "from=<%s>, size=%zu, nrcpt=%zu", s->sender, size,
+             s->nrcpts);
+    return 0;
+}
+
 /* smtpd_deliver - run the chain on data and hand the result on; the
  * reply for the client goes out through smtpd_reply, and the summary
  * line is logged once the message's fate is known. The message takes
@@ -1792,13 +1808,13 @@ smtpd_deliver(struct smtpd_session *s, struct buf *data)
     const struct msg_env *env;
     struct chain_result res;
     struct chain_opts opts;
+    struct step_in in;
     struct smtpc_reply r, *each = NULL;
     struct msg *m = NULL;
     struct iovec *iov = NULL;
     const char *out, *tag = NULL;
     char queued_as[64] = "";
     size_t i, len = data->len, out_len, niov;
-    char *raw;
     int hop_ok = 1;
 
     memset(&res, 0, sizeof(res));
@@ -1807,54 +1823,52 @@ smtpd_deliver(struct smtpd_session *s, struct buf *data)
      * release resumes the chain after that stage (quarantine.h). */
     opts.undo_hold = 1;
     if ((m = msg_new(&cf->limits, MSG_FE_SMTP, &s->e)) == NULL ||
-        msg_env_set(m, s->qid, smtpd_env_addr(s),
-                    s->xf_name[0] ? s->xf_name : s->name,
-                    s->xf_helo[0] ? s->xf_helo : s->helo, netio_is_tls(s->io),
-                    s->auth_user, &s->e) < 0 ||
-        msg_env_origin(m, smtpd_is_internal(s), NULL, &s->e) < 0 ||
         msg_env_sender(m, s->sender, s->sender_params, &s->e) < 0)
         goto tempfail;
     for (i = 0; i < s->nrcpts; i++)
         if (msg_env_rcpt(m, s->rcpts[i].addr, s->rcpts[i].params, &s->e) < 0)
             goto tempfail;
-    if ((raw = buf_steal(data, NULL)) == NULL) {
-        err_nomem(&s->e);
-        goto tempfail;
-    }
-    if (msg_adopt(m, raw, len, &s->e) < 0) {
-        if (s->e.code == ERR_LIMIT) {
-            log_info(s->qid, "reject: %s", s->e.text);
-            smtpd_reply_id(s, "552 5.3.4 Message header or size exceeds "
-                              "limit");
-            goto out;
-        }
-        goto tempfail;
-    }
-    if (smtpd_received(s, m) < 0)
-        goto tempfail;
-    log_info(s->qid, "from=<%s>, size=%zu, nrcpt=%zu", s->sender, len,
-             s->nrcpts);
-    if (chain_run_opts(cf->chain, m, &opts, &res, &s->e) < 0)
-        goto tempfail;
-    tag = "TempFailed";
+    memset(&in, 0, sizeof(in));
+    in.cf = cf;
+    in.log_qid = s->qid;
+    in.qid = s->qid;
+    in.client_addr = smtpd_env_addr(s);
+    in.client_name = s->xf_name[0] ? s->xf_name : s->name;
+    in.helo = s->xf_helo[0] ? s->xf_helo : s->helo;
+    in.tls = netio_is_tls(s->io);
+    in.auth_user = s->auth_user;
+    in.internal = smtpd_is_internal(s);
+    in.data = data;
+    in.opts = &opts;
+    in.prepare = smtpd_prepare;
+    in.arg = s;
+    in.log_tag = "";
+    in.log_where = "";
 
-    switch (res.verdict.kind) {
-    case VERDICT_CONTINUE:
+    switch (step_run(&in, m, &res, &s->e)) {
+    case STEP_ERROR:
+    case STEP_REFUSED: /* smtpd_prepare refuses nothing */
+        goto tempfail;
+    case STEP_TOO_BIG:
+        log_info(s->qid, "reject: %s", s->e.text);
+        smtpd_reply_id(s, "552 5.3.4 Message header or size exceeds "
+                          "limit");
+        goto out;
+    case STEP_CONTINUE:
+        tag = "TempFailed";
         break;
-    case VERDICT_REJECT:
-    case VERDICT_TEMPFAIL:
-        log_info(s->qid, "%s: %s: %s", verdict_kind_name(res.verdict.kind),
-                 res.by ? res.by->name : "chain", res.verdict.reply);
+    case STEP_REJECT:
+    case STEP_TEMPFAIL:
         smtpd_reply_id(s, res.verdict.reply);
         tag = res.verdict.kind == VERDICT_REJECT ? "Rejected" : "TempFailed";
         goto out;
-    case VERDICT_DISCARD:
-        log_info(s->qid, "discard: %s%s%s", res.by ? res.by->name : "chain",
-                 res.verdict.note[0] ? ": " : "", res.verdict.note);
+    case STEP_DISCARD:
+    case STEP_NO_RCPTS:
         smtpd_reply(s, "250 2.0.0 Ok: queued as %s", s->qid);
         tag = "Discarded";
         goto out;
-    case VERDICT_QUARANTINE:
+    case STEP_QUARANTINE:
+        tag = "TempFailed";
         if ((out = msg_flat(m, &out_len, &s->e)) == NULL ||
             quarantine_store(cfg_str(cf->cfg, "quarantine_directory"), m, out,
                              out_len, res.verdict.note,
@@ -1872,12 +1886,6 @@ smtpd_deliver(struct smtpd_session *s, struct buf *data)
     }
 
     env = msg_env(m);
-    if (env->nrcpts == 0) {
-        log_info(s->qid, "discard: the chain removed every recipient");
-        smtpd_reply(s, "250 2.0.0 Ok: queued as %s", s->qid);
-        tag = "Discarded";
-        goto out;
-    }
     niov = msg_iov(m, NULL, 0);
     if ((iov = calloc(niov ? niov : 1, sizeof(*iov))) == NULL) {
         err_nomem(&s->e);
