@@ -58,10 +58,11 @@ struct conf {
 /* conf_options_merge - one table of the keys of conf_options and of
  * parts (NULL-terminated), ending with CFG_OPTION_END, for
  * cfg_validate() and for listing the keys. The keys are in one fixed
- * order, the order relaychain.conf(5) has always listed them in
- * ("relaychain config -d", "relaychain check" and the hints for a
- * misspelt key follow it), whichever layer declares them; a key that
- * order does not name yet follows the others, part by part. The caller
+ * order, that of the single table the main file had before the layers
+ * declared their own ("relaychain config -d", "relaychain check" and
+ * the hints for a misspelt key follow it), whichever layer declares
+ * them; a key that order does not name yet follows the others, part by
+ * part. The caller
  * frees the table with free() after any cfg validated against it. NULL
  * with e: out of memory, or a key declared twice (ERR_INTERNAL). */
 struct cfg_option *conf_options_merge(const struct conf_part *const *parts,

@@ -6,7 +6,7 @@
  * line. It reads quarantine_directory, a key of the queue's part: the
  * SMTP front end is what keeps held mail there (quarantine_store). What
  * only building the runtime shows (AUTH table, TLS context, next hop) is
- * smtpd_runtime_new()'s. Nothing is allocated.
+ * the runtime part's (smtpd_runtime_type). Nothing is allocated.
  */
 #include "config.h"
 

@@ -7,7 +7,7 @@
  * ends and long lines; it checks the listeners, the networks, the TLS
  * key's mode and, with listeners, the quarantine directory the front end
  * writes held mail to. Whoever loads relaychain.conf hands it to
- * conf_load() (chain/conf.h); smtpd_runtime_new() reads the values.
+ * conf_load() (chain/conf.h); smtpd_runtime_type builds on the values.
  */
 #ifndef RC_SMTPD_CONF_H
 #define RC_SMTPD_CONF_H
