@@ -1,16 +1,28 @@
 /*
  * conf - relaychain.conf and the chain it names
  *
- * conf_options is the table of the main file; relaychain.conf(5) documents
- * each key and must agree with it. conf_load() parses and validates the
- * file, checks the values the table cannot express (a known syslog
- * facility, a non-empty syslog name, an existing chain_directory), derives
- * struct msg_limits and loads the chain from chain_directory, which is
- * relative to the directory of the main file unless absolute.
+ * conf_options is the table of the process's and the chain's own keys;
+ * the layers above declare theirs in a struct conf_part each (smtpc_conf,
+ * queue_conf, smtpd_conf, milterd_conf) and the caller hands them in.
+ * conf_options_merge() makes one table of all of them in one fixed order
+ * (conf_key_order); relaychain.conf(5) documents each key and must agree
+ * with it. conf_load() parses and validates the file, checks the values
+ * the tables cannot express (a known syslog facility, a non-empty syslog
+ * name, an existing chain_directory, the user...), then each part's, then
+ * derives struct msg_limits and loads the chain from chain_directory,
+ * which is relative to the directory of the main file unless absolute.
  *
- * A struct conf owns its cfg and chain; conf_free() releases both. Every
- * failure leaves nothing allocated and e says "path:line: reason", either
- * for the main file or, from chain_load(), for the chain.d file at fault.
+ * Which keys are the process's and the chain's: the message limits and
+ * the memory limit both front ends count against, logging, the user and
+ * the control socket, myhostname (the greeting, EHLO to the next hop and
+ * the queue's DSNs), shutdown_timeout (for every front end and the queue)
+ * and mynetworks (relaying in the SMTP front end, and the origin of a
+ * message in both front ends, which stages match on).
+ *
+ * A struct conf owns its cfg, its merged option table and its chain;
+ * conf_free() releases them. Every failure leaves nothing allocated and e
+ * says "path:line: reason", either for the main file or, from
+ * chain_load(), for the chain.d file at fault.
  */
 #include "config.h"
 
@@ -27,23 +39,12 @@
 #include "util/cidr.h"
 #include "chain/conf.h"
 #include "util/log.h"
-#include "milterd/milterd.h"
-#include "net/smtpc.h"
 
-#define CONF_HOST_MAX 255    /* octets of a listener's host */
 #define CONF_GROUPS_MAX 1    /* the daemon keeps one group (setgroups) */
 #define CONF_PWBUF_MAX 16384 /* getpwnam_r buffer */
 
 static const char *const conf_ambiguous_choices[] = {"reject", "continue",
                                                      NULL};
-static const char *const conf_delivery_choices[] = {"through", "queue", NULL};
-static const char *const conf_bare_newline_choices[] = {"reject", "normalize",
-                                                        NULL};
-static const char *const conf_long_line_choices[] = {"reject", "wrap", NULL};
-static const char *const conf_tls_choices[] = {"none",   "may",    "encrypt",
-                                               "verify", "secure", NULL};
-static const char *const conf_milter_size_choices[] = {"tempfail", "reject",
-                                                       "accept", NULL};
 
 const struct cfg_option conf_options[] = {
     {"chain_directory", CFG_PATH, "chain.d",
@@ -79,11 +80,6 @@ const struct cfg_option conf_options[] = {
      "what to do with a message whose MIME structure can be read in more "
      "than one way",
      conf_ambiguous_choices, 0, 0, 0},
-
-    /* relaychaind: SMTP listener and its policy (relaychaind(8)) */
-    {"smtp_listen", CFG_LIST, NULL,
-     "SMTP listeners, host:port each: 127.0.0.1:10024, [::1]:10024", NULL, 0,
-     0, 0},
     {"myhostname", CFG_STRING, NULL,
      "name in the greeting and in EHLO to the next hop (default: the "
      "system's host name)",
@@ -103,206 +99,82 @@ const struct cfg_option conf_options[] = {
      "\"relaychain status\" and \"relaychain reload\"; only root and the "
      "daemon's user may connect",
      NULL, 0, 0, 0},
-    {"max_connections", CFG_INT, "1000", "SMTP connections at once, in all",
-     NULL, 1, 100000, 0},
-    {"max_connections_per_client", CFG_INT, "100",
-     "SMTP connections at once from one client address", NULL, 1, 100000, 0},
-    {"smtpd_timeout", CFG_TIME, "300s",
-     "how long to wait for a client command or data", NULL, 1000,
-     3600 * 1000LL, 0},
-    {"smtpd_per_record_deadline", CFG_BOOL, "yes",
-     "smtpd_timeout bounds a whole command line, message line, reply or "
-     "TLS handshake instead of each read or write, so a client that "
-     "trickles one octet at a time cannot hold a session",
-     NULL, 0, 0, 0},
-    {"smtpd_greet_pause", CFG_TIME, "0",
-     "wait this long before the greeting; a client that talks first is "
-     "rejected",
-     NULL, 0, 60 * 1000LL, 0},
     {"shutdown_timeout", CFG_TIME, "30s",
      "on SIGTERM, how long transactions in flight may take to finish", NULL, 0,
      3600 * 1000LL, 0},
-    {"error_limit", CFG_INT, "20",
-     "client errors after which the connection is dropped (421)", NULL, 1,
-     1000, 0},
-    {"smtpd_junk_command_limit", CFG_INT, "100",
-     "NOOP, VRFY and RSET commands a session may send before each one also "
-     "counts toward error_limit",
-     NULL, 1, 100000, 0},
-    {"recipient_limit", CFG_INT, "1000",
-     "recipients per message; more get 452 4.5.3", NULL, 1, 100000, 0},
     {"mynetworks", CFG_LIST, "127.0.0.0/8 [::1]/128",
      "client networks allowed to relay (CIDR)", NULL, 0, 0, 0},
-    {"relay_domains", CFG_LIST, NULL,
-     "recipient domains accepted from any client", NULL, 0, 0, 0},
-    {"xforward_hosts", CFG_LIST, NULL,
-     "clients allowed to send XFORWARD (CIDR); normally the Postfix that "
-     "hands mail to relaychaind",
-     NULL, 0, 0, 0},
-    {"tls_cert_file", CFG_PATH, NULL, "PEM certificate chain for STARTTLS",
-     NULL, 0, 0, 0},
-    {"tls_key_file", CFG_PATH, NULL, "PEM private key for STARTTLS", NULL, 0,
-     0, 0},
-    {"auth_password_file", CFG_PATH, NULL,
-     "user:crypt-hash lines; enables AUTH PLAIN and LOGIN after STARTTLS",
-     NULL, 0, 0, 0},
-    {"auth_failure_limit", CFG_INT, "3",
-     "failed AUTH attempts after which the connection is dropped", NULL, 1,
-     100, 0},
-    {"auth_failure_rate", CFG_INT, "10",
-     "failed AUTH attempts a minute from one client address (an IPv6 /64) "
-     "after which AUTH gets 454 4.7.0 before any password is checked; 0: "
-     "no limit",
-     NULL, 0, 100000, 0},
-    {"sender_login_map", CFG_PATH, NULL,
-     "sender address (or @domain) to the logins that may use it; "
-     "authenticated users may send only as their addresses",
-     NULL, 0, 0, 0},
-    {"bare_newline", CFG_ENUM, "reject",
-     "bare LF or CR in DATA: reject (550 5.5.2) or normalize to CRLF",
-     conf_bare_newline_choices, 0, 0, 0},
-    {"long_line_action", CFG_ENUM, "reject",
-     "text lines over 998 octets: reject (550 5.6.0) or wrap them",
-     conf_long_line_choices, 0, 0, 0},
-    {"delivery", CFG_ENUM, "through",
-     "through: answer the client after the next hop answered; queue: "
-     "store and forward",
-     conf_delivery_choices, 0, 0, 0},
-    {"next_hop", CFG_STRING, NULL,
-     "smtp:[host]:port, lmtp:[host]:port or maildir:/path", NULL, 0, 0, 0},
-    {"next_hop_tls", CFG_ENUM, "may",
-     "STARTTLS to the next hop: none, may (when offered), encrypt "
-     "(required), verify (required, certificate chain verified), secure "
-     "(chain and host name verified)",
-     conf_tls_choices, 0, 0, 0},
-    {"next_hop_tls_ca_file", CFG_PATH, NULL,
-     "PEM CA certificates that verify and secure trust; default: the "
-     "system's store",
-     NULL, 0, 0, 0},
-    {"next_hop_tls_protocols", CFG_STRING, ">=TLSv1.2",
-     "TLS versions for the next hop, Postfix syntax: >=TLSv1.3, "
-     "!TLSv1.2...",
-     NULL, 0, 0, 0},
-    {"next_hop_tls_fingerprint", CFG_STRING, NULL,
-     "SHA-256 fingerprints of the next hop's certificate or public key, "
-     "one of which it must show (with encrypt, verify or secure)",
-     NULL, 0, 0, 0},
-    {"next_hop_tls_name", CFG_STRING, NULL,
-     "the name secure checks in the next hop's certificate (and sends as "
-     "SNI); default: the host of next_hop",
-     NULL, 0, 0, 0},
-    {"next_hop_auth_file", CFG_PATH, NULL,
-     "one user:password line for AUTH to the next hop", NULL, 0, 0, 0},
-    {"next_hop_timeout", CFG_TIME, "300s",
-     "how long to wait for the next hop's replies", NULL, 1000, 3600 * 1000LL,
-     0},
-    {"quarantine_directory", CFG_PATH, CONF_SPOOL_DIR "/quarantine",
-     "where quarantined messages are kept", NULL, 0, 0, 0},
-
-    /* relaychaind: the queue of "delivery = queue" (core/queue/queue.h) */
-    {"queue_directory", CFG_PATH, CONF_SPOOL_DIR,
-     "the spool of delivery = queue (tmp/, queue/, hold/, corrupt/, "
-     "defer/)",
-     NULL, 0, 0, 0},
-    {"queue_minfree", CFG_SIZE, "0",
-     "free space the spool must keep: MAIL gets 452 4.3.1 when less than "
-     "this plus 1.5 times the announced SIZE is left",
-     NULL, 0, 0, 0},
-    {"delivery_concurrency", CFG_INT, "10",
-     "queue delivery workers, one transaction each at a time", NULL, 1, 1000,
-     0},
-    {"minimal_backoff_time", CFG_TIME, "300s",
-     "shortest wait before a deferred message is tried again", NULL, 100,
-     7 * 86400 * 1000LL, 0},
-    {"maximal_backoff_time", CFG_TIME, "4000s",
-     "longest wait before a deferred message is tried again", NULL, 100,
-     7 * 86400 * 1000LL, 0},
-    {"maximal_queue_lifetime", CFG_TIME, "5d",
-     "how long a message is retried before it is returned as undeliverable",
-     NULL, 1000, 100 * 86400 * 1000LL, 0},
-    {"delay_warning_time", CFG_TIME, "0",
-     "send the sender one delay notice after this long in the queue; 0: "
-     "never",
-     NULL, 0, 100 * 86400 * 1000LL, 0},
-    {"queue_run_delay", CFG_TIME, "300s",
-     "how often queue/ is scanned for messages the daemon does not know", NULL,
-     1000, 86400 * 1000LL, 0},
-    {"smtpd_dsn_clients", CFG_LIST, "mynetworks authenticated",
-     "clients whose DSN requests (RET, ENVID, NOTIFY, ORCPT) are honoured: "
-     "mynetworks, authenticated, all, or networks (CIDR); others' are "
-     "ignored and their failure reports return headers only",
-     NULL, 0, 0, 0},
-    {"transport_map", CFG_PATH, NULL,
-     "\"domain next-hop\" lines (.domain for subdomains, * for the rest) "
-     "routing queued mail per recipient domain",
-     NULL, 0, 0, 0},
-
-    /* relaychaind: milter listener (relaychaind(8), docs/postfix-milter.md) */
-    {"milter_listen", CFG_STRING, NULL,
-     "milter socket in libmilter's form: unix:/path (recommended), "
-     "inet:port@host or inet6:port@host",
-     NULL, 0, 0, 0},
-    {"milter_socket_mode", CFG_STRING, "0660",
-     "octal permissions of the milter UNIX socket", NULL, 0, 0, 0},
-    {"milter_socket_group", CFG_STRING, NULL,
-     "group of the milter UNIX socket (postfix, smmsp...)", NULL, 0, 0, 0},
-    {"milter_tcp_nodelay", CFG_BOOL, "yes",
-     "no Nagle delay on TCP milter connections (a 40 ms stall per message "
-     "otherwise); turn off only to measure it",
-     NULL, 0, 0, 0},
-    {"milter_size_action", CFG_ENUM, "tempfail",
-     "a message over message_size_limit or header_limit in milter mode: "
-     "tempfail (452 4.3.4), reject (552 5.3.4) or accept (passed on "
-     "unscanned, logged as a warning)",
-     conf_milter_size_choices, 0, 0, 0},
     CFG_OPTION_END,
 };
 
-/* conf_listen_parse - check one smtp_listen item, "host:port" or
- * "[v6]:port" (an empty host: every address); the port is decimal, 1 to
- * 65535. Returns 0, or -1 with the reason in why. */
-static int
-conf_listen_parse(const char *spec, char *why, size_t n)
-{
-    char host[CONF_HOST_MAX + 1], addr[sizeof(struct in6_addr)];
-    const char *colon, *p;
-    unsigned long port = 0;
-    size_t hlen;
-
-    if (spec[0] == '[') {
-        const char *close = strchr(spec, ']');
-
-        if (close == NULL || close[1] != ':') {
-            snprintf(why, n, "'%.100s' is not [address]:port", spec);
-            return -1;
-        }
-        hlen = (size_t)(close - spec - 1);
-        if (hlen >= sizeof(host)) {
-            snprintf(why, n, "'%.100s': address too long", spec);
-            return -1;
-        }
-        memcpy(host, spec + 1, hlen);
-        host[hlen] = '\0';
-        if (inet_pton(AF_INET6, host, addr) != 1) {
-            snprintf(why, n, "'%.100s': '%s' is not an IPv6 address", spec,
-                     host);
-            return -1;
-        }
-        colon = close + 1;
-    } else if ((colon = strrchr(spec, ':')) == NULL) {
-        snprintf(why, n,
-                 "'%.100s' is not host:port (127.0.0.1:10024, [::1]:10024)",
-                 spec);
-        return -1;
-    }
-    p = colon + 1;
-    if (*p == '\0' || strspn(p, "0123456789") != strlen(p) || strlen(p) > 5 ||
-        (port = strtoul(p, NULL, 10)) < 1 || port > 65535) {
-        snprintf(why, n, "'%.100s': port '%.16s' is not 1 to 65535", spec, p);
-        return -1;
-    }
-    return 0;
-}
+/* The order of the keys of the main file, whichever layer declares them:
+ * the order the one table of relaychain.conf had, which "relaychain
+ * config" and "relaychain check" list (scripts and diffs of admins read
+ * it). A new key goes where it reads best among its neighbours. */
+static const char *const conf_key_order[] = {
+    "chain_directory",
+    "message_size_limit",
+    "smtpd_memory_limit",
+    "header_limit",
+    "line_length_limit",
+    "mime_depth_limit",
+    "mime_part_limit",
+    "syslog_facility",
+    "syslog_name",
+    "maillog_file",
+    "ambiguous_mime_action",
+    "smtp_listen",
+    "myhostname",
+    "user",
+    "group",
+    "run_as_root",
+    "control_socket",
+    "max_connections",
+    "max_connections_per_client",
+    "smtpd_timeout",
+    "smtpd_per_record_deadline",
+    "smtpd_greet_pause",
+    "shutdown_timeout",
+    "error_limit",
+    "smtpd_junk_command_limit",
+    "recipient_limit",
+    "mynetworks",
+    "relay_domains",
+    "xforward_hosts",
+    "tls_cert_file",
+    "tls_key_file",
+    "auth_password_file",
+    "auth_failure_limit",
+    "auth_failure_rate",
+    "sender_login_map",
+    "bare_newline",
+    "long_line_action",
+    "delivery",
+    "next_hop",
+    "next_hop_tls",
+    "next_hop_tls_ca_file",
+    "next_hop_tls_protocols",
+    "next_hop_tls_fingerprint",
+    "next_hop_tls_name",
+    "next_hop_auth_file",
+    "next_hop_timeout",
+    "quarantine_directory",
+    "queue_directory",
+    "queue_minfree",
+    "delivery_concurrency",
+    "minimal_backoff_time",
+    "maximal_backoff_time",
+    "maximal_queue_lifetime",
+    "delay_warning_time",
+    "queue_run_delay",
+    "smtpd_dsn_clients",
+    "transport_map",
+    "milter_listen",
+    "milter_socket_mode",
+    "milter_socket_group",
+    "milter_tcp_nodelay",
+    "milter_size_action",
+};
 
 /* The identity the daemon runs as once privileges are dropped: user and
  * group as configured, or this process when user is not set. */
@@ -413,16 +285,16 @@ conf_access(const struct conf_ident *id, const char *path, int want)
     return 0;
 }
 
-/* conf_check_dir - a directory the daemon writes in as id: it exists and
- * id may list, search and write it, or it does not exist yet and id may
- * create it in its parent (the daemon makes it at first use; with
+/* conf_check_dir_as - a directory the daemon writes in as id: it exists
+ * and id may list, search and write it, or it does not exist yet and id
+ * may create it in its parent (the daemon makes it at first use; with
  * mkparents, in the nearest existing ancestor, as the daemon makes the
  * quarantine with its parents at start). A missing default is only worth
  * a warning when optional is set: the feature is then simply not used. */
 static int
-conf_check_dir(const struct cfg *c, const char *key,
-               const struct conf_ident *id, int optional, int mkparents,
-               struct err *e)
+conf_check_dir_as(const struct cfg *c, const char *key,
+                  const struct conf_ident *id, int optional, int mkparents,
+                  struct err *e)
 {
     const char *dir = cfg_str(c, key), *who = id->user;
     char parent[4096], *slash;
@@ -474,84 +346,30 @@ conf_check_dir(const struct cfg *c, const char *key,
                    who ? ")" : "", dir, parent);
 }
 
-/* conf_check_milter - what milterd_open() refuses at start-up: a group
- * that does not exist, a UNIX socket whose directory is missing. */
-static int
-conf_check_milter(const struct cfg *c, struct err *e)
+int
+conf_check_dir(const struct cfg *c, const char *key, int optional,
+               int mkparents, struct err *e)
 {
-    const char *spec = cfg_str(c, "milter_listen"), *g, *slash;
-    struct group gr, *grp = NULL;
-    char buf[CONF_PWBUF_MAX], dir[4096];
-    struct stat sb;
-    int rc;
+    struct conf_ident id;
 
-    if ((g = cfg_str(c, "milter_socket_group")) != NULL) {
-        if ((rc = getgrnam_r(g, &gr, buf, sizeof(buf), &grp)) != 0)
-            return cfg_err(e, c, "milter_socket_group", "%.64s: %s", g,
-                           strerror(rc));
-        if (grp == NULL)
-            return cfg_err(e, c, "milter_socket_group", "%.64s: no such group",
-                           g);
-    }
-    if (spec == NULL || strncmp(spec, "inet", 4) == 0)
-        return 0;
-    /* unix:/path or local:/path, absolute (milterd_check_listen). */
-    spec = strchr(spec, ':') + 1;
-    slash = strrchr(spec, '/');
-    if (slash == spec ||
-        (size_t)snprintf(dir, sizeof(dir), "%.*s", (int)(slash - spec),
-                         spec) >= sizeof(dir))
-        return 0;
-    if (stat(dir, &sb) < 0)
-        return cfg_err(e, c, "milter_listen", "%s: %s", dir, strerror(errno));
-    if (!S_ISDIR(sb.st_mode))
-        return cfg_err(e, c, "milter_listen", "%s: not a directory", dir);
-    return 0;
+    if (conf_ident_load(c, &id, e) < 0)
+        return -1;
+    return conf_check_dir_as(c, key, &id, optional, mkparents, e);
 }
 
-/* conf_check_daemon - what the daemon itself refuses at start-up and on
- * reload, checked here so that "relaychain check" refuses it too: the
- * listeners, the user, the client networks and the directories. */
+/* conf_check_own - what the daemon refuses of the process's own keys at
+ * start-up and on reload, checked here so that "relaychain check"
+ * refuses it too: logging, the chain's directory, the control socket,
+ * the client networks and the user. */
 static int
-conf_check_daemon(const struct cfg *c, struct err *e)
+conf_check_own(const struct cfg *c, struct err *e)
 {
-    char why[ERR_TEXT_MAX];
-    const char *const *items;
+    const char *const *nets;
     struct cidr_list *l;
     struct conf_ident id;
-    size_t n, i;
-    static const char *const cidr_keys[] = {"mynetworks", "xforward_hosts"};
-
-    n = cfg_list(c, "smtp_listen", &items);
-    if (n > CONF_LISTEN_MAX)
-        return cfg_err(e, c, "smtp_listen", "at most %d listeners",
-                       CONF_LISTEN_MAX);
-    for (i = 0; i < n; i++)
-        if (conf_listen_parse(items[i], why, sizeof(why)) < 0)
-            return cfg_err(e, c, "smtp_listen", "%s", why);
-    for (i = 0; i < sizeof(cidr_keys) / sizeof(cidr_keys[0]); i++) {
-        const char *const *nets;
-        size_t k = cfg_list(c, cidr_keys[i], &nets);
-
-        if ((l = cidr_list_new(nets, k, e)) == NULL)
-            return cfg_err(e, c, cidr_keys[i], "%s", e->text);
-        cidr_list_free(l);
-    }
-    if (conf_ident_load(c, &id, e) < 0 || conf_check_milter(c, e) < 0)
-        return -1;
-    if (cfg_enum(c, "delivery") == 1 &&
-        conf_check_dir(c, "queue_directory", &id, 0, 0, e) < 0)
-        return -1;
-    if (n > 0 && conf_check_dir(c, "quarantine_directory", &id, 1, 1, e) < 0)
-        return -1;
-    return 0;
-}
-
-int
-conf_check_main(const struct cfg *c, struct err *e)
-{
     struct stat st;
     const char *s;
+    size_t n;
 
     s = cfg_str(c, "syslog_facility");
     if (log_facility_parse(s) < 0)
@@ -568,21 +386,6 @@ conf_check_main(const struct cfg *c, struct err *e)
         return cfg_err(e, c, "chain_directory", "%s: %s", s, strerror(errno));
     if (!S_ISDIR(st.st_mode))
         return cfg_err(e, c, "chain_directory", "%s: not a directory", s);
-    if ((s = cfg_str(c, "milter_listen")) != NULL &&
-        milterd_check_listen(s, e) < 0)
-        return cfg_err(e, c, "milter_listen", "%s", e->text);
-    if (smtpc_tls_check_cfg(c, e) < 0)
-        return -1;
-    /* Secret files, here too so the error names the line; the loaders
-     * check again the very file they read. */
-    if ((s = cfg_str(c, "tls_key_file")) != NULL && stat(s, &st) == 0 &&
-        cfg_secret_check(s, &st, S_IROTH | S_IWOTH, "a TLS private key", e) <
-            0)
-        return cfg_err(e, c, "tls_key_file", "%s", e->text);
-    if ((s = cfg_str(c, "next_hop_auth_file")) != NULL && stat(s, &st) == 0 &&
-        cfg_secret_check(s, &st, S_IROTH | S_IWOTH, "the next hop's password",
-                         e) < 0)
-        return cfg_err(e, c, "next_hop_auth_file", "%s", e->text);
     /* A relative name would depend on the daemon's working directory,
      * and a UNIX socket name has a small fixed size. */
     s = cfg_str(c, "control_socket");
@@ -591,22 +394,99 @@ conf_check_main(const struct cfg *c, struct err *e)
                        "'%.64s' is not an absolute path of at most %d "
                        "octets",
                        s, CONF_SOCKET_PATH_MAX - 1);
-    s = cfg_str(c, "milter_socket_mode");
-    /* As milterd_open() reads it: permission bits only, at most 0777. */
-    if (s[0] == '\0' || strspn(s, "01234567") != strlen(s) || strlen(s) > 4 ||
-        strtol(s, NULL, 8) > 0777)
-        return cfg_err(e, c, "milter_socket_mode",
-                       "'%.16s' is not an octal mode such as 0660", s);
-    return conf_check_daemon(c, e);
+    n = cfg_list(c, "mynetworks", &nets);
+    if ((l = cidr_list_new(nets, n, e)) == NULL)
+        return cfg_err(e, c, "mynetworks", "%s", e->text);
+    cidr_list_free(l);
+    return conf_ident_load(c, &id, e);
+}
+
+int
+conf_check_main(const struct cfg *c, const struct conf_part *const *parts,
+                struct err *e)
+{
+    size_t i;
+
+    if (conf_check_own(c, e) < 0)
+        return -1;
+    for (i = 0; parts != NULL && parts[i] != NULL; i++)
+        if (parts[i]->check != NULL && parts[i]->check(c, e) < 0)
+            return -1;
+    return 0;
+}
+
+/* conf_order_rank - the place of name in conf_key_order, or its size. */
+static size_t
+conf_order_rank(const char *name)
+{
+    size_t n = sizeof(conf_key_order) / sizeof(conf_key_order[0]), i;
+
+    for (i = 0; i < n; i++)
+        if (strcmp(conf_key_order[i], name) == 0)
+            return i;
+    return n;
+}
+
+struct cfg_option *
+conf_options_merge(const struct conf_part *const *parts, struct err *e)
+{
+    static const struct cfg_option end = CFG_OPTION_END;
+    const struct cfg_option *o;
+    struct cfg_option *all, tmp;
+    size_t *rank, n = 0, i, j, k = 0;
+
+    for (o = conf_options; o->name != NULL; o++)
+        n++;
+    for (i = 0; parts != NULL && parts[i] != NULL; i++)
+        for (o = parts[i]->options; o->name != NULL; o++)
+            n++;
+    if ((all = calloc(n + 1, sizeof(*all))) == NULL ||
+        (rank = calloc(n + 1, sizeof(*rank))) == NULL) {
+        free(all);
+        err_nomem(e);
+        return NULL;
+    }
+    for (o = conf_options; o->name != NULL; o++)
+        all[k++] = *o;
+    for (i = 0; parts != NULL && parts[i] != NULL; i++)
+        for (o = parts[i]->options; o->name != NULL; o++)
+            all[k++] = *o;
+    for (i = 0; i < n; i++)
+        rank[i] = conf_order_rank(all[i].name);
+    /* Insertion sort by rank: stable, so the keys no order names keep
+     * the order of their parts; a few dozen keys, once per load. */
+    for (i = 1; i < n; i++) {
+        size_t r = rank[i];
+
+        tmp = all[i];
+        for (j = i; j > 0 && rank[j - 1] > r; j--) {
+            all[j] = all[j - 1];
+            rank[j] = rank[j - 1];
+        }
+        all[j] = tmp;
+        rank[j] = r;
+    }
+    free(rank);
+    for (i = 1; i < n; i++)
+        for (j = 0; j < i; j++)
+            if (strcmp(all[i].name, all[j].name) == 0) {
+                err_set(e, ERR_INTERNAL, "key '%s' declared twice",
+                        all[i].name);
+                free(all);
+                return NULL;
+            }
+    all[n] = end;
+    return all;
 }
 
 /* conf_check - conf_check_main, then the message limits of cf. */
 static int
-conf_check(struct conf *cf, struct err *e)
+conf_check(struct conf *cf, const struct conf_part *const *parts,
+           struct err *e)
 {
     const struct cfg *c = cf->cfg;
 
-    if (conf_check_main(c, e) < 0)
+    if (conf_check_main(c, parts, e) < 0)
         return -1;
     cf->limits.message_size = (size_t)cfg_num(c, "message_size_limit");
     cf->limits.header_count = (size_t)cfg_num(c, "header_limit");
@@ -620,23 +500,34 @@ conf_check(struct conf *cf, struct err *e)
 }
 
 struct conf *
-conf_load(const char *path, struct err *e)
+conf_load(const char *path, const struct conf_part *const *parts,
+          struct err *e)
 {
-    return conf_load_flags(path, 0, e);
+    return conf_load_flags(path, parts, 0, e);
 }
 
 struct conf *
-conf_load_flags(const char *path, unsigned flags, struct err *e)
+conf_load_flags(const char *path, const struct conf_part *const *parts,
+                unsigned flags, struct err *e)
 {
-    static const struct cfg_option *const tables[] = {conf_options, NULL};
+    const struct cfg_option *tables[2] = {NULL, NULL};
     struct conf *cf;
 
     if ((cf = calloc(1, sizeof(*cf))) == NULL) {
         err_nomem(e);
         return NULL;
     }
+    if ((cf->options = conf_options_merge(parts, e)) == NULL) {
+        conf_free(cf);
+        return NULL;
+    }
+    tables[0] = cf->options;
     if ((cf->cfg = cfg_parse(path, e)) == NULL ||
-        cfg_validate(cf->cfg, tables, e) < 0 || conf_check(cf, e) < 0 ||
+        cfg_validate(cf->cfg, tables, e) < 0 || conf_check(cf, parts, e) < 0) {
+        conf_free(cf);
+        return NULL;
+    }
+    if (!(flags & CONF_LOAD_MAIN) &&
         (cf->chain = chain_load_flags(
              cfg_str(cf->cfg, "chain_directory"), cf->ambiguous, NULL,
              (flags & CONF_LOAD_CHECK) ? CHAIN_LOAD_CHECK : 0, e)) == NULL) {
@@ -653,6 +544,7 @@ conf_free(struct conf *cf)
         return;
     chain_free(cf->chain);
     cfg_free(cf->cfg);
+    free(cf->options);
     free(cf);
 }
 

@@ -52,6 +52,7 @@
 #include "util/buf.h"
 #include "util/cfg.h"
 #include "chain/conf.h"
+#include "cli/parts.h"
 #include "util/log.h"
 #include "queue/queue.h"
 
@@ -686,7 +687,7 @@ queue_main(int argc, char **argv)
     c.dfd = c.queue_fd = c.hold_fd = c.corrupt_fd = c.defer_fd = -1;
     log_open("relaychain", LOG_MAIL, LOG_SINK_NONE);
     err_clear(&e);
-    if ((cf = conf_load(path, &e)) == NULL) {
+    if ((cf = conf_load(path, parts_all, &e)) == NULL) {
         fprintf(stderr, "%s: %s\n", progname, e.text);
         return 1;
     }

@@ -21,6 +21,7 @@
 #include "chain/chain.h"
 #include "chain/conf.h"
 #include "cli/confdoc.h"
+#include "cli/parts.h"
 #include "msg/match.h"
 #include "chain/registry.h"
 
@@ -43,6 +44,7 @@ struct confdoc {
     const char *name;
     struct confdoc_scope *scopes;
     size_t nscopes;
+    struct cfg_option *main_options; /* conf_options_merge(parts_all) */
 };
 
 /* confdoc_put_token - one argument of a .BR line, quoted when it has to
@@ -169,6 +171,7 @@ confdoc_free(struct confdoc *d)
     for (i = 0; i < d->nscopes; i++)
         free(d->scopes[i].line);
     free(d->scopes);
+    free(d->main_options);
 }
 
 static int
@@ -203,12 +206,15 @@ confdoc_scope_add(struct confdoc *d, const char *section, const char *anchor,
 static int
 confdoc_scopes(struct confdoc *d, struct err *e)
 {
-    const struct cfg_option *main_tables[] = {conf_options, NULL};
+    const struct cfg_option *main_tables[] = {NULL, NULL};
     const struct cfg_option *common[] = {chain_common_options, match_options,
                                          NULL};
     const struct stage_type *const *types;
     size_t n = registry_all(&types), i;
 
+    if ((d->main_options = conf_options_merge(parts_all, e)) == NULL)
+        return -1;
+    main_tables[0] = d->main_options;
     if ((d->scopes = calloc(n + 2, sizeof(*d->scopes))) == NULL)
         return err_nomem(e);
     if (confdoc_scope_add(d, "", "MAIN SETTINGS", NULL, main_tables, e) < 0 ||
@@ -501,7 +507,7 @@ int
 confdoc_update(const char *name, const char *page, size_t len, struct buf *out,
                struct err *e)
 {
-    struct confdoc d = {name, NULL, 0};
+    struct confdoc d = {name, NULL, 0, NULL};
     int rc = -1;
 
     if (confdoc_scopes(&d, e) == 0 &&

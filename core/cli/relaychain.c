@@ -14,9 +14,9 @@
  *
  * check loads relaychain.conf through conf_load(), the path start-up and
  * reload take, with the chain in check-only mode (no virus engine is
- * compiled), builds what the daemon builds besides (smtpd_runtime_new,
- * queue_settings_check) and prints the result. config prints settings
- * like postconf and, with --man, the man page in step with the option
+ * compiled), builds the runtime the daemon builds (with the SMTP front
+ * end's part, and queue_settings_check) and prints the result. config prints
+ * settings like postconf and, with --man, the man page in step with the option
  * tables (confdoc.h). filter runs one message through the chain offline
  * and writes the processed message to standard output. Exit codes of
  * filter are documented in relaychain(1) and below (FILTER_EXIT_*);
@@ -46,7 +46,9 @@
 #include "chain/chain.h"
 #include "util/cidr.h"
 #include "chain/conf.h"
+#include "chain/runtime.h"
 #include "cli/confdoc.h"
+#include "cli/parts.h"
 #include "util/log.h"
 #include "msg/match.h"
 #include "msg/mime.h"
@@ -163,21 +165,27 @@ load_conf(const char *path, unsigned flags)
     struct err e;
 
     err_clear(&e);
-    if ((cf = conf_load_flags(path, flags, &e)) == NULL)
+    if ((cf = conf_load_flags(path, parts_all, flags, &e)) == NULL)
         fprintf(stderr, "%s: %s\n", progname, e.text);
     return cf;
 }
+
+/* What relaychaind's runtime holds besides the configuration. */
+static const struct runtime_part_type *const check_parts[] = {
+    &smtpd_runtime_type,
+    NULL,
+};
 
 /* check_daemon - what relaychaind builds from cf at start-up and on
  * reload besides the chain, built here the same way: the next hop, the
  * TLS context, the AUTH table, the sender login map and, with delivery =
  * queue, the queue's routes. Takes cf over; returns the runtime that
- * holds it (smtpd_runtime_release frees both), or NULL with the error
+ * holds it (runtime_release frees both), or NULL with the error
  * printed. */
-static struct smtpd_runtime *
+static struct runtime *
 check_daemon(struct conf *cf)
 {
-    struct smtpd_runtime *rt;
+    struct runtime *rt;
     struct err e;
 
     err_clear(&e);
@@ -187,7 +195,7 @@ check_daemon(struct conf *cf)
         conf_free(cf);
         return NULL;
     }
-    if ((rt = smtpd_runtime_new(cf, &e)) == NULL)
+    if ((rt = runtime_new(cf, check_parts, &e)) == NULL)
         fprintf(stderr, "%s: %s\n", progname, e.text);
     return rt;
 }
@@ -220,7 +228,7 @@ cmd_check(int argc, char **argv)
 {
     const char *path = CONF_DEFAULT_PATH;
     const struct stage *const *st;
-    struct smtpd_runtime *rt;
+    struct runtime *rt;
     const struct conf *cf;
     const char *const *listen;
     struct conf *loaded;
@@ -266,7 +274,7 @@ cmd_check(int argc, char **argv)
     else if ((rt = check_daemon(loaded)) == NULL)
         return 1;
     else
-        cf = smtpd_runtime_conf(rt);
+        cf = runtime_conf(rt);
     printf("%s: ok\n", path);
     cfg_print(cf->cfg, stdout, "  ");
     n = chain_stages(cf->chain, &st);
@@ -283,7 +291,7 @@ cmd_check(int argc, char **argv)
         cfg_print(st[i]->cfg, stdout, "   ");
     }
     if (rt != NULL)
-        smtpd_runtime_release(rt);
+        runtime_release(rt);
     else
         conf_free(loaded);
     return 0;
@@ -546,7 +554,9 @@ cmd_filter(int argc, char **argv)
     size_t nrcpts = 0, i;
     int explain = 0, verbose = 0, c, rc = FILTER_EXIT_ERROR;
     struct chain_result res;
-    struct conf *cf = NULL;
+    struct runtime *rt = NULL;
+    const struct conf *cf;
+    struct conf *loaded;
     struct msg *m = NULL;
     struct buf in;
     struct err e;
@@ -606,8 +616,15 @@ cmd_filter(int argc, char **argv)
         goto out;
     }
     log_open(progname, LOG_MAIL, verbose ? LOG_SINK_STDERR : LOG_SINK_NONE);
-    if ((cf = load_conf(path, 0)) == NULL)
+    if ((loaded = load_conf(path, 0)) == NULL)
         goto out;
+    /* The runtime the daemon's front ends run messages under, without
+     * their parts: no next hop or listener is needed offline. */
+    if ((rt = runtime_new(loaded, NULL, &e)) == NULL) {
+        fprintf(stderr, "%s: %s\n", progname, e.text);
+        goto out;
+    }
+    cf = runtime_conf(rt);
 
     /* One octet over the limit is enough to know it is too large. */
     in.limit = cf->limits.message_size + 1;
@@ -661,7 +678,7 @@ fail_env:
 out:
     chain_result_fini(&res);
     msg_free(m);
-    conf_free(cf);
+    runtime_release(rt);
     buf_fini(&in);
     free(rcpts);
     return rc;
@@ -804,11 +821,12 @@ cmd_config(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const struct cfg_option *tables[4] = {conf_options, NULL, NULL, NULL};
+    const struct cfg_option *tables[4] = {NULL, NULL, NULL, NULL};
     const char *path = CONF_DEFAULT_PATH, *type_name = NULL;
     const struct cfg_option *o;
     const char *const *keys = NULL;
     int defaults = 0, set_only = 0, c, i, found, rc = 0;
+    struct cfg_option *main_options = NULL;
     struct cfg *cf;
     struct err e;
     size_t t;
@@ -841,7 +859,14 @@ cmd_config(int argc, char **argv)
         usage_config(stderr);
         return 1;
     }
-    if (type_name != NULL) {
+    err_clear(&e);
+    if (type_name == NULL) {
+        if ((main_options = conf_options_merge(parts_all, &e)) == NULL) {
+            fprintf(stderr, "%s: %s\n", progname, e.text);
+            return 1;
+        }
+        tables[0] = main_options;
+    } else {
         const struct stage_type *type = registry_find(type_name);
 
         if (type == NULL) {
@@ -865,7 +890,7 @@ cmd_config(int argc, char **argv)
         }
     }
     if (rc != 0)
-        return rc;
+        goto out;
     if (optind < argc)
         keys = (const char *const *)argv + optind;
     if (defaults) {
@@ -879,19 +904,20 @@ cmd_config(int argc, char **argv)
                 printf("%s =%s%s\n", o->name, o->def ? " " : "",
                        o->def ? o->def : "");
             }
-        return 0;
+        goto out;
     }
-    err_clear(&e);
     log_open(progname, LOG_MAIL, LOG_SINK_STDERR);
     if ((cf = cfg_parse(path, &e)) == NULL ||
         cfg_validate(cf, tables, &e) < 0) {
         fprintf(stderr, "%s: %s\n", progname, e.text);
-        cfg_free(cf);
-        return 1;
+        rc = 1;
+    } else {
+        cfg_print_values(cf, stdout, set_only, keys);
     }
-    cfg_print_values(cf, stdout, set_only, keys);
     cfg_free(cf);
-    return 0;
+out:
+    free(main_options);
+    return rc;
 }
 
 /* ------------------------------------------------ status and reload */
@@ -1119,7 +1145,7 @@ main(int argc, char **argv)
     else if (strcmp(cmd, "passwd") == 0)
         rc = auth_passwd_main(argc, argv);
     else if (strcmp(cmd, "quarantine") == 0)
-        rc = quarantine_main(argc, argv);
+        rc = quarantine_main(argc, argv, parts_all);
     else if (strcmp(cmd, "queue") == 0)
         rc = queue_main(argc, argv);
     else if (strcmp(cmd, "status") == 0 || strcmp(cmd, "reload") == 0)

@@ -78,25 +78,50 @@
 
 #include "filters/filters.h"
 #include "chain/conf.h"
+#include "chain/runtime.h"
 #include "util/log.h"
 #include "util/memlimit.h"
 #include "msg/mime.h"
 #include "milterd/milterd.h"
 #include "net/notice.h"
+#include "milterd/milterd_conf.h"
+#include "net/smtpc_conf.h"
 #include "queue/quarantine.h"
 #include "queue/queue.h"
+#include "queue/queue_conf.h"
 #include "smtpd/smtpd.h"
+#include "smtpd/smtpd_conf.h"
 
 #define LISTEN_MAX 16
 #define LISTEN_BACKLOG 4096
 #define SESSION_STACK (512 * 1024)
 
+/* The layers whose keys relaychain.conf holds, lowest first (a part's
+ * check may read the keys of those before it): the same list as the
+ * commands' (core/cli/parts.c), so "relaychain check" refuses what the
+ * daemon would. */
+static const struct conf_part *const daemon_parts[] = {
+    &smtpc_conf_part,
+    &queue_conf_part,
+    &smtpd_conf_part,
+    &milterd_conf_part,
+    NULL,
+};
+
+/* What each runtime holds besides the configuration: the SMTP front
+ * end's part (also without SMTP listeners, as "relaychain check" builds
+ * it). The milter front end needs none. */
+static const struct runtime_part_type *const daemon_runtime_parts[] = {
+    &smtpd_runtime_type,
+    NULL,
+};
+
 static pthread_mutex_t current_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct smtpd_runtime *current;
+static struct runtime *current;
 
 struct session_arg {
     struct smtpd_server *srv;
-    struct smtpd_runtime *rt;
+    struct runtime *rt;
     int fd;
     struct sockaddr_storage peer;
     socklen_t len;
@@ -112,26 +137,26 @@ usage(FILE *fp)
                 "  -V       print the version\n");
 }
 
-static struct smtpd_runtime *
+static struct runtime *
 runtime_hold_current(void)
 {
-    struct smtpd_runtime *rt;
+    struct runtime *rt;
 
     pthread_mutex_lock(&current_lock);
     rt = current;
-    smtpd_runtime_hold(rt);
+    runtime_hold(rt);
     pthread_mutex_unlock(&current_lock);
     return rt;
 }
 
-static struct smtpd_runtime *
+static struct runtime *
 runtime_load(const char *path, struct err *e)
 {
     struct conf *cf;
 
-    if ((cf = conf_load(path, e)) == NULL)
+    if ((cf = conf_load(path, daemon_parts, e)) == NULL)
         return NULL;
-    return smtpd_runtime_new(cf, e);
+    return runtime_new(cf, daemon_runtime_parts, e);
 }
 
 /* listen_one - bind "host:port" or "[v6]:port"; returns the socket. */
@@ -229,7 +254,7 @@ session_thread(void *p)
 
     smtpd_session_run(a->srv, a->rt, a->fd, (struct sockaddr *)&a->peer,
                       a->len);
-    smtpd_runtime_release(a->rt);
+    runtime_release(a->rt);
     free(a);
     return NULL;
 }
@@ -260,7 +285,7 @@ accept_one(struct smtpd_server *srv, int lfd, pthread_attr_t *attr)
         log_warning(NULL, "cannot start a session thread: %s",
                     strerror(errno));
         close(fd);
-        smtpd_runtime_release(a->rt);
+        runtime_release(a->rt);
         free(a);
     }
 }
@@ -310,7 +335,7 @@ static int
 reload(const struct reload_arg *ra, char *note, size_t notelen, struct err *e)
 {
     const char *path = ra->path;
-    struct smtpd_runtime *rt, *old;
+    struct runtime *rt, *old;
     struct queue_settings *qs = NULL;
     const struct stage *const *st;
     const struct cfg *cfg;
@@ -322,24 +347,24 @@ reload(const struct reload_arg *ra, char *note, size_t notelen, struct err *e)
         return -1;
     /* The queue's new settings are built here too, before anything is
      * swapped: a bad transport_map keeps the whole old configuration. */
-    cfg = smtpd_runtime_conf(rt)->cfg;
+    cfg = runtime_conf(rt)->cfg;
     if ((ra->spool != NULL) != (cfg_enum(cfg, "delivery") == 1)) {
         log_warning(NULL, "delivery changed; restart relaychaind to use it");
         restart = "; delivery changed: restart relaychaind to use it";
     } else if (ra->spool != NULL &&
                (qs = queue_settings_load(ra->spool, cfg, e)) == NULL) {
-        smtpd_runtime_release(rt);
+        runtime_release(rt);
         return -1;
     }
     pthread_mutex_lock(&current_lock);
     old = current;
     current = rt;
     pthread_mutex_unlock(&current_lock);
-    smtpd_runtime_release(old);
+    runtime_release(old);
     if (qs != NULL)
         queue_settings_apply(ra->spool, qs);
     reload_restart_keys(ra->boot, cfg, keys, sizeof(keys));
-    n = chain_stages(smtpd_runtime_conf(rt)->chain, &st);
+    n = chain_stages(runtime_conf(rt)->chain, &st);
     snprintf(note, notelen, "configuration %s, chain of %zu stage(s)%s%s",
              path, n, restart, keys);
     log_info(NULL, "reload: configuration %s, chain of %zu stage(s)", path, n);
@@ -677,8 +702,8 @@ control_status(const struct control *ct, struct reply *r)
 {
     const char *const *l;
     const struct stage *const *st;
-    struct smtpd_runtime *rt = runtime_hold_current();
-    const struct conf *cf = smtpd_runtime_conf(rt);
+    struct runtime *rt = runtime_hold_current();
+    const struct conf *cf = runtime_conf(rt);
     char when[64], age[64], note[RELOAD_NOTE_MAX];
     time_t now = time(NULL), rwhen;
     size_t n, i;
@@ -757,7 +782,7 @@ control_status(const struct control *ct, struct reply *r)
                       st[i]->name, av.signatures, av.database_directory);
         }
     }
-    smtpd_runtime_release(rt);
+    runtime_release(rt);
     pthread_mutex_lock(&reload_lock);
     rwhen = reload_when;
     rok = reload_ok;
@@ -1084,21 +1109,12 @@ detach_done(int ready_fd)
 /* boot_load - the main file alone, for what is done before privileges
  * are dropped (listeners, user, control socket, logging); the chain is
  * loaded afterwards, as the user, as every reload does. */
-static struct cfg *
+static struct conf *
 boot_load(const char *path, struct err *e)
 {
-    static const struct cfg_option *const tables[] = {conf_options, NULL};
-    struct cfg *c;
-
-    if ((c = cfg_parse(path, e)) == NULL)
-        return NULL;
     /* What the listeners, the user and the sockets need is checked
      * before they are made, as "relaychain check" checks it. */
-    if (cfg_validate(c, tables, e) < 0 || conf_check_main(c, e) < 0) {
-        cfg_free(c);
-        return NULL;
-    }
-    return c;
+    return conf_load_flags(path, daemon_parts, CONF_LOAD_MAIN, e);
 }
 
 /* root_check - started as root: refuse to keep root unless the admin
@@ -1163,7 +1179,8 @@ main(int argc, char **argv)
     struct reload_arg ra;
     struct queue *spool = NULL;
     struct control ct;
-    struct cfg *boot;
+    struct conf *boot_conf;
+    const struct cfg *boot;
     int mpipe[2] = {-1, -1};
     sigset_t sfd_sigs;
     const char *const *listen_specs;
@@ -1243,10 +1260,11 @@ main(int argc, char **argv)
     ct.fd = -1;
     ct.started = time(NULL);
     ct.conf_path = path;
-    if ((boot = boot_load(path, &e)) == NULL) {
+    if ((boot_conf = boot_load(path, &e)) == NULL) {
         fprintf(stderr, "relaychaind: %s\n", e.text);
         return 1;
     }
+    boot = boot_conf->cfg;
     /* Logging is chosen once, before any thread starts; a bad facility
      * is reported with its line when the configuration loads below. */
     if ((fac = log_facility_parse(cfg_str(boot, "syslog_facility"))) < 0)
@@ -1309,7 +1327,7 @@ main(int argc, char **argv)
         fprintf(stderr, "relaychaind: %s\n", e.text);
         goto fail;
     }
-    cfg = smtpd_runtime_conf(current)->cfg;
+    cfg = runtime_conf(current)->cfg;
     /* delivery = queue: the spool's directories and lock are taken here,
      * so a problem is told where the admin looks. */
     if (cfg_enum(cfg, "delivery") == 1 &&
@@ -1433,7 +1451,7 @@ main(int argc, char **argv)
     control_stop(&ct);
     pthread_join(reloader, NULL);
     {
-        long long waited = 0, limit = cfg_num(smtpd_runtime_conf(current)->cfg,
+        long long waited = 0, limit = cfg_num(runtime_conf(current)->cfg,
                                               "shutdown_timeout");
         unsigned n;
 
@@ -1464,7 +1482,7 @@ main(int argc, char **argv)
         /* Sessions still running keep using srv and their runtime. */
         if (n == 0) {
             smtpd_server_free(srv);
-            smtpd_runtime_release(current);
+            runtime_release(current);
             if (md == NULL)
                 mime_shutdown();
         }
@@ -1473,7 +1491,7 @@ main(int argc, char **argv)
     close(sfd);
     if (md != NULL && milterd_wait(md) != 0)
         log_warning(NULL, "the milter ended with an error");
-    cfg_free(boot);
+    conf_free(boot_conf);
     /* Sessions still running may give back octets to the count. */
     if (!left)
         memlimit_free(mem);
@@ -1489,14 +1507,14 @@ fail:
     if (spool != NULL)
         queue_free(spool);
     if (current != NULL)
-        smtpd_runtime_release(current);
+        runtime_release(current);
     (void)milterd_wait(md);
     if (mpipe[0] >= 0) {
         close(mpipe[0]);
         close(mpipe[1]);
     }
     control_stop(&ct);
-    cfg_free(boot);
+    conf_free(boot_conf);
     memlimit_free(mem);
     mime_shutdown();
     log_close();

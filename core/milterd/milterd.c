@@ -101,6 +101,7 @@
 #include "util/cidr.h"
 #include "util/log.h"
 #include "util/memlimit.h"
+#include "chain/step.h"
 #include "milterd/milterd.h"
 #include "msg/msg.h"
 #include "net/netio.h"
@@ -1316,16 +1317,49 @@ milterd_size(struct milterd_session *s)
                                "filter");
 }
 
+/* milterd_prepare - the step's preparation (chain/step.h): the fields
+ * must be the MTA's (else 554, refused), then the "from=" line. */
+static int
+milterd_prepare(void *arg, struct msg *m, size_t size, struct err *e)
+{
+    struct milterd_session *s = arg;
+    const struct msg_env *env;
+
+    (void)e;
+    if (milterd_check_fields(s, m) < 0) {
+        log_info(milterd_qid(s), "milter-reject: END-OF-MESSAGE: a header "
+                                 "field the MTA sent is not a valid field");
+        milterd_reply(s, "554 5.6.0 Malformed header field", '5');
+        return 1;
+    }
+    env = msg_env(m);
+    log_info(milterd_qid(s), "milter: from=<%s>, size=%zu, nrcpt=%zu%s%s",
+             env->sender ? env->sender : "", size, env->nrcpts,
+             s->auth_user ? ", sasl_username=" : "",
+             s->auth_user ? s->auth_user : "");
+    return 0;
+}
+
+/* milterd_running_chain - the step's chain starts (on) and ends: the
+ * progress thread may send notices meanwhile. */
+static void
+milterd_running_chain(void *arg, int on)
+{
+    if (on)
+        milterd_busy_enter(arg);
+    else
+        milterd_busy_leave(arg);
+}
+
 enum milterd_status
 milterd_eom(struct milterd_session *s)
 {
     struct chain_result res;
     enum milterd_status st = MILTERD_TEMPFAIL;
-    const struct msg_env *env;
+    enum step_outcome outcome;
+    struct step_in in;
     unsigned nops = 0;
-    int body = 0, tls, ran = 0;
-    size_t size;
-    char *raw;
+    int body = 0, ran = 0;
     struct err e;
 
     memset(&res, 0, sizeof(res));
@@ -1357,75 +1391,51 @@ milterd_eom(struct milterd_session *s)
         goto out;
     }
     milterd_eoh(s);
-    tls = s->tls_version != NULL;
-    if (msg_env_set(s->m, s->qid[0] ? s->qid : NULL, s->client_addr,
-                    s->client_name, s->helo, tls, s->auth_user, &e) < 0 ||
-        msg_env_origin(s->m, cidr_list_contains(s->mynetworks, s->client_addr),
-                       s->daemon_name, &e) < 0)
-        goto internal;
+    memset(&in, 0, sizeof(in));
+    in.cf = s->cf;
+    in.log_qid = milterd_qid(s);
+    in.qid = s->qid[0] ? s->qid : NULL;
+    in.client_addr = s->client_addr;
+    in.client_name = s->client_name;
+    in.helo = s->helo;
+    in.tls = s->tls_version != NULL;
+    in.auth_user = s->auth_user;
+    in.internal = cidr_list_contains(s->mynetworks, s->client_addr);
+    in.daemon_name = s->daemon_name;
     /* The message takes the block over: no second copy. */
-    size = s->data.len;
-    if ((raw = buf_steal(&s->data, NULL)) == NULL) {
-        err_nomem(&e);
+    in.data = &s->data;
+    in.prepare = milterd_prepare;
+    in.running = milterd_running_chain;
+    in.arg = s;
+    in.log_tag = "milter-";
+    in.log_where = "END-OF-MESSAGE: ";
+
+    outcome = step_run(&in, s->m, &res, &e);
+    ran = outcome >= STEP_REJECT;
+    switch (outcome) {
+    case STEP_ERROR:
         goto internal;
-    }
-    if (msg_adopt(s->m, raw, size, &e) < 0) {
-        if (e.code == ERR_LIMIT) {
-            s->over = 1;
-            st = milterd_size(s);
-            goto out;
-        }
-        goto internal;
-    }
-    if (milterd_check_fields(s, s->m) < 0) {
-        log_info(milterd_qid(s), "milter-reject: END-OF-MESSAGE: a header "
-                                 "field the MTA sent is not a valid field");
-        milterd_reply(s, "554 5.6.0 Malformed header field", '5');
+    case STEP_TOO_BIG:
+        s->over = 1;
+        st = milterd_size(s);
+        goto out;
+    case STEP_REFUSED:
         st = MILTERD_REJECT;
         goto out;
-    }
-    env = msg_env(s->m);
-    log_info(milterd_qid(s), "milter: from=<%s>, size=%zu, nrcpt=%zu%s%s",
-             env->sender ? env->sender : "", size, env->nrcpts,
-             s->auth_user ? ", sasl_username=" : "",
-             s->auth_user ? s->auth_user : "");
-
-    milterd_busy_enter(s);
-    if (chain_run(s->cf->chain, s->m, &res, &e) < 0) {
-        milterd_busy_leave(s);
-        goto internal;
-    }
-    milterd_busy_leave(s);
-    ran = 1;
-
-    switch (res.verdict.kind) {
-    case VERDICT_REJECT:
-    case VERDICT_TEMPFAIL:
-        log_info(milterd_qid(s), "milter-%s: END-OF-MESSAGE: %s: %s",
-                 verdict_kind_name(res.verdict.kind),
-                 res.by ? res.by->name : "chain", res.verdict.reply);
-        if (res.verdict.kind == VERDICT_REJECT) {
-            milterd_reply(s, res.verdict.reply, '5');
-            st = MILTERD_REJECT;
-        } else {
-            st = milterd_tempfail(s, res.verdict.reply);
-        }
+    case STEP_REJECT:
+        milterd_reply(s, res.verdict.reply, '5');
+        st = MILTERD_REJECT;
         goto out;
-    case VERDICT_DISCARD:
-        log_info(milterd_qid(s), "milter-discard: END-OF-MESSAGE: %s%s%s",
-                 res.by ? res.by->name : "chain",
-                 res.verdict.note[0] ? ": " : "", res.verdict.note);
+    case STEP_TEMPFAIL:
+        st = milterd_tempfail(s, res.verdict.reply);
+        goto out;
+    case STEP_DISCARD:
+    case STEP_NO_RCPTS:
         st = MILTERD_DISCARD;
         goto out;
-    case VERDICT_CONTINUE:
-    case VERDICT_QUARANTINE:
+    case STEP_QUARANTINE:
+    case STEP_CONTINUE:
         break;
-    }
-    if (msg_env(s->m)->nrcpts == 0) {
-        log_info(milterd_qid(s), "milter-discard: END-OF-MESSAGE: the chain "
-                                 "removed every recipient");
-        st = MILTERD_DISCARD;
-        goto out;
     }
     if (milterd_replay(s, s->m, &nops, &body, &e) < 0)
         goto internal;
@@ -1504,6 +1514,48 @@ milterd_check_listen(const char *spec, struct err *e)
                    spec);
 }
 
+/* -------------------------------------------------------- connection */
+
+int
+milterd_conn_open(struct milterd_conn *c, milterd_hold_fn hold, int negotiate,
+                  unsigned long *act, unsigned long *proto,
+                  struct milterd_server *srv, const struct milterd_ops *ops,
+                  void *ctx, struct err *e)
+{
+    const struct conf *cf;
+    const struct stage *const *st;
+    size_t n;
+
+    memset(c, 0, sizeof(*c));
+    c->rt = hold();
+    cf = runtime_conf(c->rt);
+    if (negotiate) {
+        n = chain_stages(cf->chain, &st);
+        if (milterd_negotiate(chain_flags(cf->chain), n, *act, *proto, act,
+                              proto, e) < 0) {
+            runtime_release(c->rt);
+            c->rt = NULL;
+            return -1;
+        }
+    }
+    if ((c->s = milterd_session_new(cf, srv, ops, ctx, *act, *proto, e)) ==
+        NULL) {
+        runtime_release(c->rt);
+        c->rt = NULL;
+        return -2;
+    }
+    return 0;
+}
+
+void
+milterd_conn_close(struct milterd_conn *c)
+{
+    milterd_session_free(c->s);
+    runtime_release(c->rt);
+    c->s = NULL;
+    c->rt = NULL;
+}
+
 /* --------------------------------------------------------- libmilter */
 
 struct mlfi_conn;
@@ -1531,8 +1583,7 @@ struct milterd {
 static struct milterd *milterd_running;
 
 struct mlfi_conn {
-    struct smtpd_runtime *rt;
-    struct milterd_session *s;
+    struct milterd_conn conn;
     struct mlfi_conn *next; /* md->conns */
 };
 
@@ -1636,29 +1687,52 @@ mlfi_getmacros(SMFICTX *ctx, struct milterd_session *s, int where)
                       smfi_getsymval(ctx, (char *)names[where][i]));
 }
 
-/* mlfi_conn - the connection's state, made on first use (negotiation, or
- * connect with an MTA that does not negotiate). */
+/* mlfi_conn - the connection's state, made on first use: at negotiation
+ * (negotiate set: *act and *proto are the MTA's offer, and become what
+ * was agreed), or at connect with an MTA that does not negotiate. NULL,
+ * with *refused set when the MTA must be refused (logged), else for a
+ * tempfail. */
 static struct mlfi_conn *
-mlfi_conn(SMFICTX *ctx, unsigned long act, unsigned long proto)
+mlfi_conn(SMFICTX *ctx, int negotiate, unsigned long *act,
+          unsigned long *proto, int *refused)
 {
     struct mlfi_conn *c = smfi_getpriv(ctx);
     struct milterd *md = milterd_running;
     struct err e;
+    int rc;
 
+    *refused = 0;
+    err_clear(&e);
+    if (c != NULL && negotiate) {
+        /* Negotiated once per connection; should the MTA do it again,
+         * the answer is for the chain the connection already has. */
+        const struct conf *cf = runtime_conf(c->conn.rt);
+        const struct stage *const *st;
+        size_t n = chain_stages(cf->chain, &st);
+
+        if (milterd_negotiate(chain_flags(cf->chain), n, *act, *proto, act,
+                              proto, &e) < 0) {
+            log_error(NULL, "milter: %s", e.text);
+            *refused = 1;
+            return NULL;
+        }
+        return c;
+    }
     if (c != NULL || md == NULL)
         return c;
     if ((c = calloc(1, sizeof(*c))) == NULL)
         return NULL;
-    c->rt = md->hold();
-    if ((c->s = milterd_session_new(smtpd_runtime_conf(c->rt), md->srv,
-                                    &mlfi_ops, ctx, act, proto, &e)) == NULL) {
-        smtpd_runtime_release(c->rt);
+    if ((rc = milterd_conn_open(&c->conn, md->hold, negotiate, act, proto,
+                                md->srv, &mlfi_ops, ctx, &e)) < 0) {
+        if (rc == -1) {
+            log_error(NULL, "milter: %s", e.text);
+            *refused = 1;
+        }
         free(c);
         return NULL;
     }
     if (smfi_setpriv(ctx, c) != MI_SUCCESS) {
-        milterd_session_free(c->s);
-        smtpd_runtime_release(c->rt);
+        milterd_conn_close(&c->conn);
         free(c);
         return NULL;
     }
@@ -1672,13 +1746,14 @@ mlfi_conn(SMFICTX *ctx, unsigned long act, unsigned long proto)
 static struct milterd_session *
 mlfi_session(SMFICTX *ctx)
 {
-    struct mlfi_conn *c =
-        mlfi_conn(ctx,
-                  SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGBODY |
-                      SMFIF_ADDRCPT | SMFIF_DELRCPT | SMFIF_QUARANTINE,
-                  0);
+    unsigned long act = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGBODY |
+                        SMFIF_ADDRCPT | SMFIF_DELRCPT | SMFIF_QUARANTINE,
+                  proto = 0;
+    struct mlfi_conn *c;
+    int refused;
 
-    return c != NULL ? c->s : NULL;
+    c = mlfi_conn(ctx, 0, &act, &proto, &refused);
+    return c != NULL ? c->conn.s : NULL;
 }
 
 /* mlfi_ret - the answer to an event before end of message. */
@@ -1695,32 +1770,19 @@ mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
                unsigned long f2, unsigned long f3, unsigned long *pf0,
                unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
 {
-    struct milterd *md = milterd_running;
-    const struct conf *cf;
-    const struct stage *const *st;
-    struct smtpd_runtime *rt;
-    unsigned long act, proto;
+    unsigned long act = f0, proto = f1;
     struct mlfi_conn *c;
-    struct err e;
-    size_t i, n;
+    int refused;
+    size_t i;
 
     (void)f2;
     (void)f3;
-    if (md == NULL)
+    if (milterd_running == NULL)
         return SMFIS_REJECT;
-    rt = md->hold();
-    cf = smtpd_runtime_conf(rt);
-    n = chain_stages(cf->chain, &st);
-    err_clear(&e);
-    if (milterd_negotiate(chain_flags(cf->chain), n, f0, f1, &act, &proto,
-                          &e) < 0) {
-        log_error(NULL, "milter: %s", e.text);
-        smtpd_runtime_release(rt);
-        return SMFIS_REJECT;
-    }
-    smtpd_runtime_release(rt);
-    if ((c = mlfi_conn(ctx, act, proto)) == NULL)
-        return SMFIS_TEMPFAIL;
+    /* The connection's runtime is held once, here, and the offer is
+     * negotiated against its chain. */
+    if ((c = mlfi_conn(ctx, 1, &act, &proto, &refused)) == NULL)
+        return refused ? SMFIS_REJECT : SMFIS_TEMPFAIL;
     if (act & SMFIF_SETSYMLIST)
         for (i = 0; i < sizeof(mlfi_macros) / sizeof(mlfi_macros[0]); i++)
             (void)smfi_setsymlist(ctx, mlfi_macros[i].where,
@@ -1839,7 +1901,7 @@ mlfi_abort(SMFICTX *ctx)
     struct mlfi_conn *c = smfi_getpriv(ctx);
 
     if (c != NULL)
-        milterd_abort(c->s);
+        milterd_abort(c->conn.s);
     return SMFIS_CONTINUE;
 }
 
@@ -1863,8 +1925,7 @@ mlfi_close(SMFICTX *ctx)
             }
         pthread_mutex_unlock(&md->srv->lock);
     }
-    milterd_session_free(c->s);
-    smtpd_runtime_release(c->rt);
+    milterd_conn_close(&c->conn);
     free(c);
     return SMFIS_CONTINUE;
 }
@@ -2296,8 +2357,7 @@ milterd_drain(struct milterd *md, long long wait_ms)
         return n; /* a callback still runs: leave everything be */
     while ((c = list) != NULL) {
         list = c->next;
-        milterd_session_free(c->s);
-        smtpd_runtime_release(c->rt);
+        milterd_conn_close(&c->conn);
         free(c);
     }
     return 0;

@@ -27,8 +27,8 @@
 #include <sys/socket.h>
 
 #include "chain/conf.h"
+#include "chain/runtime.h"
 #include "util/err.h"
-#include "smtpd/smtpd.h"
 
 /* What a session may ask of the MTA; each returns 0 or -1 (libmilter's
  * MI_SUCCESS and MI_FAILURE). Header values are what follows the colon,
@@ -84,6 +84,7 @@ int milterd_negotiate(unsigned chain_flags, size_t nstages,
 
 struct milterd_server;
 struct milterd_session;
+struct memlimit;
 
 /* milterd_session_new - a session under cf; ops/ctx reach the MTA;
  * actions and proto are what milterd_negotiate() agreed. srv may be NULL
@@ -131,9 +132,35 @@ void milterd_server_set_memlimit(struct milterd_server *srv,
 /* --------------------------------------------------------- listener */
 
 /* How relaychaind gets the runtime for a new milter connection: a held
- * reference, released with smtpd_runtime_release() when the connection
- * ends, so a reload never changes the rules under a connection. */
-typedef struct smtpd_runtime *(*milterd_hold_fn)(void);
+ * reference, released with runtime_release() when the connection ends,
+ * so a reload never changes the rules under a connection. The front end
+ * uses its conf and chain only (no part of its own). */
+typedef struct runtime *(*milterd_hold_fn)(void);
+
+/* What an MTA connection keeps from its start to its end. */
+struct milterd_conn {
+    struct runtime *rt;        /* held once, for the whole connection */
+    struct milterd_session *s; /* under rt's conf */
+};
+
+/* milterd_conn_open - start c for a new MTA connection: one runtime from
+ * hold(), held until milterd_conn_close(), and a session under its conf.
+ * With negotiate, *act and *proto come in as what the MTA offers and go
+ * out as what was agreed (milterd_negotiate), against the chain of that
+ * same runtime: a reload between the negotiation and the session cannot
+ * pair the actions agreed with another chain. Without (an MTA that
+ * starts with connect), *act and *proto are taken as they are. srv, ops
+ * and ctx as milterd_session_new(). Returns 0; -1 with e when the MTA
+ * lacks an action the chain needs (refuse the connection); -2 with e
+ * when the session cannot be made (tempfail). Nothing is held on
+ * failure. */
+int milterd_conn_open(struct milterd_conn *c, milterd_hold_fn hold,
+                      int negotiate, unsigned long *act, unsigned long *proto,
+                      struct milterd_server *srv,
+                      const struct milterd_ops *ops, void *ctx, struct err *e);
+
+/* milterd_conn_close - free the session and release the runtime. */
+void milterd_conn_close(struct milterd_conn *c);
 
 struct milterd;
 

@@ -737,7 +737,7 @@ quarantine_dir_prepare(const char *dir, struct err *e)
 }
 
 int
-quarantine_main(int argc, char **argv)
+quarantine_main(int argc, char **argv, const struct conf_part *const *parts)
 {
     const char *path = CONF_DEFAULT_PATH, *cmd, *dir, *id;
     struct conf *cf;
@@ -767,8 +767,8 @@ quarantine_main(int argc, char **argv)
     /* Only a release runs messages through the chain (the stages after
      * the one that held it); the other commands need no virus engine. */
     if ((cf = conf_load_flags(
-             path, strcmp(cmd, "release") == 0 ? 0 : CONF_LOAD_CHECK, &e)) ==
-        NULL) {
+             path, parts, strcmp(cmd, "release") == 0 ? 0 : CONF_LOAD_CHECK,
+             &e)) == NULL) {
         fprintf(stderr, "relaychain: %s\n", e.text);
         return 1;
     }

@@ -20,6 +20,7 @@
 
 #include <stddef.h>
 
+#include "chain/conf.h"
 #include "util/err.h"
 #include "msg/msg.h"
 
@@ -36,7 +37,9 @@ int quarantine_store(const char *dir, const struct msg *m, const char *data,
  * Returns 0, or -1 with e naming dir: start-up then fails. */
 int quarantine_dir_prepare(const char *dir, struct err *e);
 
-/* quarantine_main - "relaychain quarantine list|show|release|delete". */
-int quarantine_main(int argc, char **argv);
+/* quarantine_main - "relaychain quarantine list|show|release|delete";
+ * parts are the layers whose keys relaychain.conf may set (conf_load). */
+int quarantine_main(int argc, char **argv,
+                    const struct conf_part *const *parts);
 
 #endif

@@ -71,6 +71,8 @@
 #include "net/auth.h"
 #include "util/buf.h"
 #include "chain/chain.h"
+#include "chain/runtime.h"
+#include "chain/step.h"
 #include "util/cidr.h"
 #include "util/log.h"
 #include "util/memlimit.h"
@@ -95,9 +97,10 @@
 
 /* ------------------------------------------------------------ runtime */
 
+/* The SMTP front end's part of a struct runtime (chain/runtime.h): what
+ * its sessions need that is built from the configuration. */
 struct smtpd_runtime {
-    atomic_int refs;
-    struct conf *cf;
+    const struct conf *cf; /* of the runtime this is part of */
     const char *hostname;
     char hostbuf[256];
     struct cidr_list *mynetworks;
@@ -175,8 +178,12 @@ smtpd_dsn_clients(struct smtpd_runtime *rt, const struct cfg *c, struct err *e)
     return 0;
 }
 
-struct smtpd_runtime *
-smtpd_runtime_new(struct conf *cf, struct err *e)
+static void smtpd_runtime_free(void *part);
+
+/* smtpd_runtime_build - the part from cf; NULL with e set, "path:line:
+ * reason" for a setting it refuses. */
+static void *
+smtpd_runtime_build(const struct conf *cf, struct err *e)
 {
     const struct cfg *c = cf->cfg;
     struct smtpc_settings hop;
@@ -184,11 +191,9 @@ smtpd_runtime_new(struct conf *cf, struct err *e)
     const char *s;
 
     if ((rt = calloc(1, sizeof(*rt))) == NULL) {
-        conf_free(cf);
         err_nomem(e);
         return NULL;
     }
-    atomic_init(&rt->refs, 1);
     rt->cf = cf;
     if ((s = cfg_str(c, "myhostname")) == NULL) {
         if (gethostname(rt->hostbuf, sizeof(rt->hostbuf) - 1) < 0)
@@ -277,20 +282,16 @@ limits:
     return rt;
 
 fail:
-    smtpd_runtime_release(rt);
+    smtpd_runtime_free(rt);
     return NULL;
 }
 
-void
-smtpd_runtime_hold(struct smtpd_runtime *rt)
+static void
+smtpd_runtime_free(void *part)
 {
-    atomic_fetch_add(&rt->refs, 1);
-}
+    struct smtpd_runtime *rt = part;
 
-void
-smtpd_runtime_release(struct smtpd_runtime *rt)
-{
-    if (rt == NULL || atomic_fetch_sub(&rt->refs, 1) != 1)
+    if (rt == NULL)
         return;
     smtpc_pool_free(rt->hop);
     if (rt->tls != NULL)
@@ -300,15 +301,14 @@ smtpd_runtime_release(struct smtpd_runtime *rt)
     cidr_list_free(rt->dsn_nets);
     cidr_list_free(rt->xforward_hosts);
     cidr_list_free(rt->mynetworks);
-    conf_free(rt->cf);
     free(rt);
 }
 
-const struct conf *
-smtpd_runtime_conf(const struct smtpd_runtime *rt)
-{
-    return rt->cf;
-}
+const struct runtime_part_type smtpd_runtime_type = {
+    .name = "smtpd",
+    .build = smtpd_runtime_build,
+    .free = smtpd_runtime_free,
+};
 
 /* ------------------------------------------------------------- server */
 
@@ -1773,6 +1773,21 @@ smtpd_enqueue(struct smtpd_session *s, const struct msg_env *env,
     return rc;
 }
 
+/* smtpd_prepare - the step's preparation (chain/step.h): this hop's
+ * Received field, then the "from=" line. */
+static int
+smtpd_prepare(void *arg, struct msg *m, size_t size, struct err *e)
+{
+    struct smtpd_session *s = arg;
+
+    (void)e; /* smtpd_received fills s->e, which is e */
+    if (smtpd_received(s, m) < 0)
+        return -1;
+    log_info(s->qid, "from=<%s>, size=%zu, nrcpt=%zu", s->sender, size,
+             s->nrcpts);
+    return 0;
+}
+
 /* smtpd_deliver - run the chain on data and hand the result on; the
  * reply for the client goes out through smtpd_reply, and the summary
  * line is logged once the message's fate is known. The message takes
@@ -1787,13 +1802,13 @@ smtpd_deliver(struct smtpd_session *s, struct buf *data)
     const struct msg_env *env;
     struct chain_result res;
     struct chain_opts opts;
+    struct step_in in;
     struct smtpc_reply r, *each = NULL;
     struct msg *m = NULL;
     struct iovec *iov = NULL;
     const char *out, *tag = NULL;
     char queued_as[64] = "";
     size_t i, len = data->len, out_len, niov;
-    char *raw;
     int hop_ok = 1;
 
     memset(&res, 0, sizeof(res));
@@ -1802,54 +1817,52 @@ smtpd_deliver(struct smtpd_session *s, struct buf *data)
      * release resumes the chain after that stage (quarantine.h). */
     opts.undo_hold = 1;
     if ((m = msg_new(&cf->limits, MSG_FE_SMTP, &s->e)) == NULL ||
-        msg_env_set(m, s->qid, smtpd_env_addr(s),
-                    s->xf_name[0] ? s->xf_name : s->name,
-                    s->xf_helo[0] ? s->xf_helo : s->helo, netio_is_tls(s->io),
-                    s->auth_user, &s->e) < 0 ||
-        msg_env_origin(m, smtpd_is_internal(s), NULL, &s->e) < 0 ||
         msg_env_sender(m, s->sender, s->sender_params, &s->e) < 0)
         goto tempfail;
     for (i = 0; i < s->nrcpts; i++)
         if (msg_env_rcpt(m, s->rcpts[i].addr, s->rcpts[i].params, &s->e) < 0)
             goto tempfail;
-    if ((raw = buf_steal(data, NULL)) == NULL) {
-        err_nomem(&s->e);
-        goto tempfail;
-    }
-    if (msg_adopt(m, raw, len, &s->e) < 0) {
-        if (s->e.code == ERR_LIMIT) {
-            log_info(s->qid, "reject: %s", s->e.text);
-            smtpd_reply_id(s, "552 5.3.4 Message header or size exceeds "
-                              "limit");
-            goto out;
-        }
-        goto tempfail;
-    }
-    if (smtpd_received(s, m) < 0)
-        goto tempfail;
-    log_info(s->qid, "from=<%s>, size=%zu, nrcpt=%zu", s->sender, len,
-             s->nrcpts);
-    if (chain_run_opts(cf->chain, m, &opts, &res, &s->e) < 0)
-        goto tempfail;
-    tag = "TempFailed";
+    memset(&in, 0, sizeof(in));
+    in.cf = cf;
+    in.log_qid = s->qid;
+    in.qid = s->qid;
+    in.client_addr = smtpd_env_addr(s);
+    in.client_name = s->xf_name[0] ? s->xf_name : s->name;
+    in.helo = s->xf_helo[0] ? s->xf_helo : s->helo;
+    in.tls = netio_is_tls(s->io);
+    in.auth_user = s->auth_user;
+    in.internal = smtpd_is_internal(s);
+    in.data = data;
+    in.opts = &opts;
+    in.prepare = smtpd_prepare;
+    in.arg = s;
+    in.log_tag = "";
+    in.log_where = "";
 
-    switch (res.verdict.kind) {
-    case VERDICT_CONTINUE:
+    switch (step_run(&in, m, &res, &s->e)) {
+    case STEP_ERROR:
+    case STEP_REFUSED: /* smtpd_prepare refuses nothing */
+        goto tempfail;
+    case STEP_TOO_BIG:
+        log_info(s->qid, "reject: %s", s->e.text);
+        smtpd_reply_id(s, "552 5.3.4 Message header or size exceeds "
+                          "limit");
+        goto out;
+    case STEP_CONTINUE:
+        tag = "TempFailed";
         break;
-    case VERDICT_REJECT:
-    case VERDICT_TEMPFAIL:
-        log_info(s->qid, "%s: %s: %s", verdict_kind_name(res.verdict.kind),
-                 res.by ? res.by->name : "chain", res.verdict.reply);
+    case STEP_REJECT:
+    case STEP_TEMPFAIL:
         smtpd_reply_id(s, res.verdict.reply);
         tag = res.verdict.kind == VERDICT_REJECT ? "Rejected" : "TempFailed";
         goto out;
-    case VERDICT_DISCARD:
-        log_info(s->qid, "discard: %s%s%s", res.by ? res.by->name : "chain",
-                 res.verdict.note[0] ? ": " : "", res.verdict.note);
+    case STEP_DISCARD:
+    case STEP_NO_RCPTS:
         smtpd_reply(s, "250 2.0.0 Ok: queued as %s", s->qid);
         tag = "Discarded";
         goto out;
-    case VERDICT_QUARANTINE:
+    case STEP_QUARANTINE:
+        tag = "TempFailed";
         if ((out = msg_flat(m, &out_len, &s->e)) == NULL ||
             quarantine_store(cfg_str(cf->cfg, "quarantine_directory"), m, out,
                              out_len, res.verdict.note,
@@ -1867,12 +1880,6 @@ smtpd_deliver(struct smtpd_session *s, struct buf *data)
     }
 
     env = msg_env(m);
-    if (env->nrcpts == 0) {
-        log_info(s->qid, "discard: the chain removed every recipient");
-        smtpd_reply(s, "250 2.0.0 Ok: queued as %s", s->qid);
-        tag = "Discarded";
-        goto out;
-    }
     niov = msg_iov(m, NULL, 0);
     if ((iov = calloc(niov ? niov : 1, sizeof(*iov))) == NULL) {
         err_nomem(&s->e);
@@ -2498,14 +2505,20 @@ smtpd_peer(struct smtpd_session *s, const struct sockaddr *sa)
 }
 
 void
-smtpd_session_run(struct smtpd_server *srv, struct smtpd_runtime *rt, int fd,
+smtpd_session_run(struct smtpd_server *srv, struct runtime *runtime, int fd,
                   const struct sockaddr *peer, socklen_t len)
 {
+    struct smtpd_runtime *rt = runtime_part(runtime, &smtpd_runtime_type);
     struct smtpd_session *s;
     char client[SMTPD_CLIENT_MAX];
 
     (void)len;
     netio_tcp_nodelay(fd);
+    if (rt == NULL) {
+        log_error(NULL, "the runtime has no SMTP front end part");
+        close(fd);
+        return;
+    }
     if ((s = calloc(1, sizeof(*s))) == NULL) {
         close(fd);
         return;

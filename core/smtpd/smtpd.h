@@ -1,12 +1,12 @@
 /*
  * smtpd - the SMTP server front end
  *
- * A struct smtpd_runtime is everything a session needs that comes from
- * configuration: the conf (limits, chain), the relay policy, AUTH users,
- * the TLS context and the next-hop pool. It is reference-counted: each
- * session holds the runtime it started with, so a reload (a new runtime
- * swapped in by relaychaind) never changes the rules under a transaction
- * in flight, and the old runtime goes away with its last session.
+ * The front end's part of a struct runtime (chain/runtime.h),
+ * smtpd_runtime_type, is everything a session needs that is built from
+ * the configuration: the relay policy, AUTH users, the TLS context and
+ * the next-hop pool. Each session runs under the runtime its caller
+ * holds for it, so a reload (a new runtime swapped in by relaychaind)
+ * never changes the rules under a transaction in flight.
  *
  * A struct smtpd_server is the process-wide part: connection counts (in
  * all and per client address), the queue id sequence, and the count of
@@ -22,19 +22,18 @@
 #include <sys/socket.h>
 
 #include "chain/conf.h"
+#include "chain/runtime.h"
 #include "util/err.h"
 
-struct smtpd_runtime;
 struct smtpd_server;
 struct queue;
 struct memlimit;
 
-/* smtpd_runtime_new - build from cf, which it adopts (freed with the
- * runtime, also on failure). Errors are "path:line: reason". */
-struct smtpd_runtime *smtpd_runtime_new(struct conf *cf, struct err *e);
-void smtpd_runtime_hold(struct smtpd_runtime *rt);
-void smtpd_runtime_release(struct smtpd_runtime *rt);
-const struct conf *smtpd_runtime_conf(const struct smtpd_runtime *rt);
+/* smtpd_runtime_type - the front end's runtime part; building it fails
+ * with "path:line: reason" for a setting it refuses (an AUTH file, a
+ * TLS key, the next hop). A runtime that serves SMTP sessions, or that
+ * "relaychain check" builds, has it. */
+extern const struct runtime_part_type smtpd_runtime_type;
 
 struct smtpd_server *smtpd_server_new(struct err *e);
 void smtpd_server_free(struct smtpd_server *srv);
@@ -53,8 +52,9 @@ unsigned smtpd_server_active(struct smtpd_server *srv);
 void smtpd_server_stop(struct smtpd_server *srv);
 
 /* smtpd_session_run - serve fd (an accepted socket, owned from now on)
- * under rt (a reference the caller holds and releases afterwards). */
-void smtpd_session_run(struct smtpd_server *srv, struct smtpd_runtime *rt,
-                       int fd, const struct sockaddr *peer, socklen_t len);
+ * under rt (a reference the caller holds and releases afterwards; built
+ * with smtpd_runtime_type). */
+void smtpd_session_run(struct smtpd_server *srv, struct runtime *rt, int fd,
+                       const struct sockaddr *peer, socklen_t len);
 
 #endif

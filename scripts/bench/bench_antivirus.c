@@ -43,6 +43,7 @@
 #include "util/buf.h"
 #include "chain/chain.h"
 #include "chain/conf.h"
+#include "cli/parts.h"
 #include "util/log.h"
 #include "msg/mime.h"
 #include "msg/msg.h"
@@ -275,7 +276,7 @@ main(int argc, char **argv)
     mime_init();
     err_clear(&e);
     registry_set(&flt_registry);
-    if ((cf = conf_load(path, &e)) == NULL) {
+    if ((cf = conf_load(path, parts_all, &e)) == NULL) {
         fprintf(stderr, "bench_antivirus: %s\n", e.text);
         return 1;
     }

@@ -27,6 +27,7 @@
 #include "util/buf.h"
 #include "chain/chain.h"
 #include "chain/conf.h"
+#include "cli/parts.h"
 #include "util/log.h"
 #include "msg/mime.h"
 #include "msg/msg.h"
@@ -100,7 +101,7 @@ main(int argc, char **argv)
     log_open("bench_chain", LOG_MAIL, LOG_SINK_NONE);
     mime_init();
     registry_set(&flt_registry);
-    if ((cf = conf_load(conf_path, &e)) == NULL) {
+    if ((cf = conf_load(conf_path, parts_all, &e)) == NULL) {
         fprintf(stderr, "bench_chain: %s\n", e.text);
         return 1;
     }

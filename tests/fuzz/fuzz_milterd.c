@@ -29,6 +29,7 @@
 #include "../milter/mtamodel.h"
 #include "chain/conf.h"
 #include "filters/filters.h"
+#include "cli/parts.h"
 #include "util/log.h"
 #include "milterd/milterd.h"
 #include "msg/mime.h"
@@ -129,6 +130,7 @@ fuzz_setup(void)
     /* The built-in types and testedit (tests/milter/testregistry.c). */
     registry_set(&flt_registry);
     if ((fuzz_cf = conf_load(conf, &e)) == NULL) {
+    if ((fuzz_cf = conf_load(conf, parts_all, &e)) == NULL) {
         fprintf(stderr, "fuzz_milterd: %s\n", e.text);
         abort();
     }

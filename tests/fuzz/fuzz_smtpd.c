@@ -24,13 +24,17 @@
 #include <unistd.h>
 
 #include "chain/conf.h"
+#include "cli/parts.h"
 #include "util/log.h"
 #include "msg/mime.h"
 #include "smtpd/smtpd.h"
 
+static const struct runtime_part_type *const fuzz_parts[] = {
+    &smtpd_runtime_type, NULL};
+
 struct fuzz_state {
     struct smtpd_server *srv;
-    struct smtpd_runtime *rt;
+    struct runtime *rt;
     char dir[256];
     unsigned runs;
 };
@@ -89,8 +93,8 @@ fuzz_setup(void)
              st.dir);
     snprintf(path, sizeof(path), "%s/relaychain.conf", st.dir);
     fuzz_write_file(path, conf);
-    if ((cf = conf_load(path, &e)) == NULL ||
-        (st.rt = smtpd_runtime_new(cf, &e)) == NULL ||
+    if ((cf = conf_load(path, parts_all, &e)) == NULL ||
+        (st.rt = runtime_new(cf, fuzz_parts, &e)) == NULL ||
         (st.srv = smtpd_server_new(&e)) == NULL) {
         fprintf(stderr, "fuzz_smtpd: %s\n", e.text);
         abort();
@@ -148,7 +152,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     fs.st = st;
     fs.fd = sv[0];
-    smtpd_runtime_hold(st->rt);
+    runtime_hold(st->rt);
     if (pthread_create(&tid, NULL, fuzz_session_thread, &fs) != 0)
         abort();
     /* The greeting first: input before it would be an early talker. */
@@ -164,7 +168,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     while (read(sv[1], reply, sizeof(reply)) > 0)
         ;
     pthread_join(tid, NULL);
-    smtpd_runtime_release(st->rt);
+    runtime_release(st->rt);
     close(sv[1]);
     if (++st->runs % 256 == 0)
         fuzz_empty_maildir(st);

@@ -16,6 +16,7 @@
 
 #include "util/cfg.h"
 #include "chain/conf.h"
+#include "cli/parts.h"
 #include "cli/confdoc.h"
 #include "filters/filters.h"
 #include "unit.h"
@@ -876,7 +877,7 @@ test_conf_load_errors(void **state)
             snprintf(tail, sizeof(tail), "%s", w);
         snprintf(want, sizeof(want), "%s%s", path, tail);
         err_clear(&e);
-        cf = conf_load(path, &e);
+        cf = conf_load(path, parts_all, &e);
         if (cf != NULL) {
             conf_free(cf);
             unit_fail(cases[i].name, "loaded, want \"%s\"", want);
@@ -908,7 +909,7 @@ test_conf_load_ok(void **state)
     assert_non_null(unit_write(dir, "relaychain.conf", "# all defaults\n",
                                path, sizeof(path)));
     err_clear(&e);
-    if ((cf = conf_load(path, &e)) == NULL)
+    if ((cf = conf_load(path, parts_all, &e)) == NULL)
         unit_fail("defaults", "error \"%s\"", e.text);
     unit_int_eq("default message_size_limit", cf->limits.message_size,
                 10240000);
@@ -938,7 +939,7 @@ test_conf_load_ok(void **state)
                                "smtpd_per_record_deadline = no\n"
                                "chain_directory = alt\n",
                                path, sizeof(path)));
-    if ((cf = conf_load(path, &e)) == NULL)
+    if ((cf = conf_load(path, parts_all, &e)) == NULL)
         unit_fail("every key", "error \"%s\"", e.text);
     unit_int_eq("message_size_limit", cf->limits.message_size, 52428800);
     unit_int_eq("header_limit", cf->limits.header_count, 200);
@@ -952,6 +953,101 @@ test_conf_load_ok(void **state)
                 cfg_bool(cf->cfg, "smtpd_per_record_deadline"), 0);
     snprintf(sub, sizeof(sub), "%s/alt", dir);
     unit_str_eq("chain_directory", cfg_str(cf->cfg, "chain_directory"), sub);
+    conf_free(cf);
+    rm_tree(dir, names);
+}
+
+/* ------------------------------------------------------ conf parts */
+
+static int t_part_checked;
+
+static int
+t_part_check(const struct cfg *c, struct err *e)
+{
+    t_part_checked++;
+    if (cfg_num(c, "zz_count") > 5)
+        return cfg_err(e, c, "zz_count", "more than 5 with user %s",
+                       cfg_str(c, "user") ? cfg_str(c, "user") : "unset");
+    return 0;
+}
+
+static const struct cfg_option t_part_options[] = {
+    {"zz_count", CFG_INT, "1", "a key of a test layer", NULL, 0, 10, 0},
+    {"aa_flag", CFG_BOOL, "no", "another", NULL, 0, 0, 0},
+    CFG_OPTION_END,
+};
+
+static const struct conf_part t_part = {"test", t_part_options, t_part_check};
+
+static const struct cfg_option t_twice_options[] = {
+    {"user", CFG_STRING, NULL, "declared by conf_options already", NULL, 0, 0,
+     0},
+    CFG_OPTION_END,
+};
+
+static const struct conf_part t_twice = {"twice", t_twice_options, NULL};
+
+/* The loader takes the keys and checks of the layers it is handed, and
+ * only those; keys the fixed order does not name come last, in the
+ * order of their parts. */
+static void
+test_conf_parts(void **state)
+{
+    static const char *const names[] = {"relaychain.conf", "chain.d", NULL};
+    const struct conf_part *const mine[] = {&t_part, NULL};
+    const struct conf_part *const both[] = {&t_part, &t_twice, NULL};
+    char dir[256], path[512], want[1024];
+    struct cfg_option *all;
+    struct conf *cf;
+    struct err e;
+    size_t n;
+
+    (void)state;
+    assert_non_null(all = conf_options_merge(mine, &e));
+    unit_str_eq("first key", all[0].name, "chain_directory");
+    for (n = 0; all[n].name != NULL; n++)
+        ;
+    unit_str_eq("unnamed keys last", all[n - 2].name, "zz_count");
+    unit_str_eq("in their part's order", all[n - 1].name, "aa_flag");
+    free(all);
+    err_clear(&e);
+    unit_int_eq("declared twice", conf_options_merge(both, &e) == NULL, 1);
+    unit_str_eq("declared twice", e.text, "key 'user' declared twice");
+
+    /* The standard parts: every key has its place in the fixed order. */
+    assert_non_null(all = conf_options_merge(parts_all, &e));
+    unit_str_eq("standard: first", all[0].name, "chain_directory");
+    for (n = 0; all[n].name != NULL; n++)
+        ;
+    unit_str_eq("standard: last", all[n - 1].name, "milter_size_action");
+    free(all);
+
+    assert_non_null(unit_tmpdir(dir, sizeof(dir)));
+    snprintf(path, sizeof(path), "%s/chain.d", dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    assert_non_null(unit_write(dir, "relaychain.conf",
+                               "zz_count = 7\nsmtp_listen = 127.0.0.1:25\n",
+                               path, sizeof(path)));
+    err_clear(&e);
+    unit_int_eq("no smtpd part", conf_load(path, mine, &e) == NULL, 1);
+    snprintf(want, sizeof(want), "%s:2: unknown key 'smtp_listen'", path);
+    unit_str_eq("no smtpd part", e.text, want);
+
+    assert_non_null(unit_write(dir, "relaychain.conf", "zz_count = 7\n", path,
+                               sizeof(path)));
+    t_part_checked = 0;
+    err_clear(&e);
+    unit_int_eq("part's check", conf_load(path, mine, &e) == NULL, 1);
+    snprintf(want, sizeof(want), "%s:1: zz_count: more than 5 with user unset",
+             path);
+    unit_str_eq("part's check", e.text, want);
+    unit_int_eq("checked once", t_part_checked, 1);
+
+    assert_non_null(unit_write(dir, "relaychain.conf", "zz_count = 3\n", path,
+                               sizeof(path)));
+    if ((cf = conf_load(path, mine, &e)) == NULL)
+        unit_fail("part's key", "error \"%s\"", e.text);
+    unit_int_eq("part's key", cfg_num(cf->cfg, "zz_count"), 3);
     conf_free(cf);
     rm_tree(dir, names);
 }
@@ -1087,6 +1183,7 @@ main(void)
         cmocka_unit_test(test_cfg_parse_file),
         cmocka_unit_test(test_conf_load_errors),
         cmocka_unit_test(test_conf_load_ok),
+        cmocka_unit_test(test_conf_parts),
     };
 
     /* The stage types, as relaychain hands them to the chain. */

@@ -22,6 +22,7 @@
 #include "../milter/mtamodel.h"
 #include "chain/conf.h"
 #include "filters/filters.h"
+#include "cli/parts.h"
 #include "util/log.h"
 #include "milterd/milterd.h"
 #include "msg/mime.h"
@@ -379,7 +380,7 @@ case_conf(const struct mcase *c, char *dir, size_t n)
     fprintf(fp, "chain_directory = chain.d\nmilter_listen = unix:%s/s\n%s",
             dir, c->conf);
     fclose(fp);
-    if ((cf = conf_load(file, &e)) == NULL)
+    if ((cf = conf_load(file, parts_all, &e)) == NULL)
         unit_fail(c->name, "conf_load: %s", e.text);
     return cf;
 }
@@ -732,6 +733,87 @@ test_negotiate(void **state)
     }
 }
 
+/* What t_hold hands out: each call the next runtime of t_rts, as a
+ * daemon that reloads between two calls would. */
+static struct runtime *t_rts[2];
+static unsigned t_holds;
+
+static struct runtime *
+t_hold(void)
+{
+    struct runtime *rt = t_rts[t_holds++ % 2];
+
+    runtime_hold(rt);
+    return rt;
+}
+
+/* A connection holds its runtime once, at negotiation, and keeps the
+ * one whose chain the actions were agreed for, whatever a reload swaps
+ * in meanwhile. */
+static void
+test_conn_hold_once(void **state)
+{
+    static const struct mcase edits = {
+        "edits", "",   {"10-e.conf\nstage = testedit\nheader_add = X-A:a\n"},
+        "",      "",   0,
+        NULL,    NULL, NULL,
+        NULL,    NULL};
+    static const struct mcase empty = {"empty", "",   {NULL}, "",   "",  0,
+                                       NULL,    NULL, NULL,   NULL, NULL};
+    struct milterd_conn c;
+    unsigned long act, proto;
+    char dir[2][512];
+    struct err e;
+
+    (void)state;
+    err_clear(&e);
+    assert_non_null(t_rts[0] = runtime_new(
+                        case_conf(&edits, dir[0], sizeof(dir[0])), NULL, &e));
+    assert_non_null(t_rts[1] = runtime_new(
+                        case_conf(&empty, dir[1], sizeof(dir[1])), NULL, &e));
+
+    t_holds = 0;
+    act = SMFI_CURR_ACTS;
+    proto = SMFI_CURR_PROT;
+    unit_int_eq("open",
+                milterd_conn_open(&c, t_hold, 1, &act, &proto, NULL,
+                                  &mtamodel_ops, NULL, &e),
+                0);
+    unit_int_eq("held once", t_holds, 1);
+    unit_int_eq("the runtime negotiated for", c.rt == t_rts[0], 1);
+    unit_int_eq("actions of its chain", act & SMFIF_CHGBODY, SMFIF_CHGBODY);
+    milterd_conn_close(&c);
+
+    /* An MTA that does not negotiate: its actions as given. */
+    t_holds = 1;
+    act = SMFIF_ADDHDRS;
+    proto = 0;
+    unit_int_eq("without negotiation",
+                milterd_conn_open(&c, t_hold, 0, &act, &proto, NULL,
+                                  &mtamodel_ops, NULL, &e),
+                0);
+    unit_int_eq("without negotiation: held once", t_holds, 2);
+    unit_int_eq("without negotiation: runtime", c.rt == t_rts[1], 1);
+    unit_int_eq("without negotiation: actions", act, SMFIF_ADDHDRS);
+    milterd_conn_close(&c);
+
+    /* An MTA that cannot replace the body, for a chain that may. */
+    t_holds = 0;
+    act = SMFIF_ADDHDRS | SMFIF_CHGHDRS;
+    proto = SMFI_CURR_PROT;
+    unit_int_eq("refused",
+                milterd_conn_open(&c, t_hold, 1, &act, &proto, NULL,
+                                  &mtamodel_ops, NULL, &e),
+                -1);
+    unit_has("refused", e.text, "replace the body");
+    unit_int_eq("refused: nothing kept", c.rt == NULL && c.s == NULL, 1);
+
+    runtime_release(t_rts[0]);
+    runtime_release(t_rts[1]);
+    case_cleanup(dir[0]);
+    case_cleanup(dir[1]);
+}
+
 static void
 test_listen_spec(void **state)
 {
@@ -784,10 +866,14 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cases),        cmocka_unit_test(test_body),
-        cmocka_unit_test(test_mta_refuses),  cmocka_unit_test(test_progress),
-        cmocka_unit_test(test_out_of_order), cmocka_unit_test(test_negotiate),
+        cmocka_unit_test(test_cases),
+        cmocka_unit_test(test_body),
+        cmocka_unit_test(test_mta_refuses),
+        cmocka_unit_test(test_progress),
+        cmocka_unit_test(test_out_of_order),
+        cmocka_unit_test(test_negotiate),
         cmocka_unit_test(test_listen_spec),
+        cmocka_unit_test(test_conn_hold_once),
     };
 
     /* The built-in types and testedit (tests/milter/testregistry.c). */

@@ -34,6 +34,7 @@
 #include "unit_proc.h"
 
 #include "chain/conf.h"
+#include "cli/parts.h"
 #include "queue/queue.h"
 
 static const char test_message[] =
@@ -410,7 +411,7 @@ load_conf(const char *dir, const char *extra)
              chain, dir, extra);
     if (unit_write(dir, "relaychain.conf", text, path, sizeof(path)) == NULL)
         fail_msg("cannot write %s", path);
-    if ((cf = conf_load(path, &e)) == NULL)
+    if ((cf = conf_load(path, parts_all, &e)) == NULL)
         fail_msg("conf: %s", e.text);
     return cf;
 }

@@ -1,0 +1,21 @@
+/*
+ * parts - the layers whose keys relaychain.conf holds, for the commands
+ *
+ * Layer by layer, lowest first: a part's check may read the keys of the
+ * parts before it. Keep it the same as relaychaind's list.
+ */
+#include "config.h"
+
+#include "cli/parts.h"
+#include "milterd/milterd_conf.h"
+#include "net/smtpc_conf.h"
+#include "queue/queue_conf.h"
+#include "smtpd/smtpd_conf.h"
+
+const struct conf_part *const parts_all[] = {
+    &smtpc_conf_part,
+    &queue_conf_part,
+    &smtpd_conf_part,
+    &milterd_conf_part,
+    NULL,
+};

@@ -1,0 +1,178 @@
+/*
+ * smtpd_conf - the SMTP front end's keys of relaychain.conf
+ *
+ * The check is what relaychaind refuses at start-up and on reload, so
+ * that "relaychain check" refuses it too; errors name the key and its
+ * line. It reads quarantine_directory, a key of the queue's part: the
+ * SMTP front end is what keeps held mail there (quarantine_store). What
+ * only building the runtime shows (AUTH table, TLS context, next hop) is
+ * the runtime part's (smtpd_runtime_type). Nothing is allocated.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "util/cidr.h"
+#include "smtpd/smtpd_conf.h"
+
+#define SMTPD_CONF_HOST_MAX 255 /* octets of a listener's host */
+
+static const char *const smtpd_conf_bare_newline_choices[] = {
+    "reject", "normalize", NULL};
+static const char *const smtpd_conf_long_line_choices[] = {"reject", "wrap",
+                                                           NULL};
+
+static const struct cfg_option smtpd_conf_options[] = {
+    {"smtp_listen", CFG_LIST, NULL,
+     "SMTP listeners, host:port each: 127.0.0.1:10024, [::1]:10024", NULL, 0,
+     0, 0},
+    {"max_connections", CFG_INT, "1000", "SMTP connections at once, in all",
+     NULL, 1, 100000, 0},
+    {"max_connections_per_client", CFG_INT, "100",
+     "SMTP connections at once from one client address", NULL, 1, 100000, 0},
+    {"smtpd_timeout", CFG_TIME, "300s",
+     "how long to wait for a client command or data", NULL, 1000,
+     3600 * 1000LL, 0},
+    {"smtpd_per_record_deadline", CFG_BOOL, "yes",
+     "smtpd_timeout bounds a whole command line, message line, reply or "
+     "TLS handshake instead of each read or write, so a client that "
+     "trickles one octet at a time cannot hold a session",
+     NULL, 0, 0, 0},
+    {"smtpd_greet_pause", CFG_TIME, "0",
+     "wait this long before the greeting; a client that talks first is "
+     "rejected",
+     NULL, 0, 60 * 1000LL, 0},
+    {"error_limit", CFG_INT, "20",
+     "client errors after which the connection is dropped (421)", NULL, 1,
+     1000, 0},
+    {"smtpd_junk_command_limit", CFG_INT, "100",
+     "NOOP, VRFY and RSET commands a session may send before each one also "
+     "counts toward error_limit",
+     NULL, 1, 100000, 0},
+    {"recipient_limit", CFG_INT, "1000",
+     "recipients per message; more get 452 4.5.3", NULL, 1, 100000, 0},
+    {"relay_domains", CFG_LIST, NULL,
+     "recipient domains accepted from any client", NULL, 0, 0, 0},
+    {"xforward_hosts", CFG_LIST, NULL,
+     "clients allowed to send XFORWARD (CIDR); normally the Postfix that "
+     "hands mail to relaychaind",
+     NULL, 0, 0, 0},
+    {"tls_cert_file", CFG_PATH, NULL, "PEM certificate chain for STARTTLS",
+     NULL, 0, 0, 0},
+    {"tls_key_file", CFG_PATH, NULL, "PEM private key for STARTTLS", NULL, 0,
+     0, 0},
+    {"auth_password_file", CFG_PATH, NULL,
+     "user:crypt-hash lines; enables AUTH PLAIN and LOGIN after STARTTLS",
+     NULL, 0, 0, 0},
+    {"auth_failure_limit", CFG_INT, "3",
+     "failed AUTH attempts after which the connection is dropped", NULL, 1,
+     100, 0},
+    {"auth_failure_rate", CFG_INT, "10",
+     "failed AUTH attempts a minute from one client address (an IPv6 /64) "
+     "after which AUTH gets 454 4.7.0 before any password is checked; 0: "
+     "no limit",
+     NULL, 0, 100000, 0},
+    {"sender_login_map", CFG_PATH, NULL,
+     "sender address (or @domain) to the logins that may use it; "
+     "authenticated users may send only as their addresses",
+     NULL, 0, 0, 0},
+    {"bare_newline", CFG_ENUM, "reject",
+     "bare LF or CR in DATA: reject (550 5.5.2) or normalize to CRLF",
+     smtpd_conf_bare_newline_choices, 0, 0, 0},
+    {"long_line_action", CFG_ENUM, "reject",
+     "text lines over 998 octets: reject (550 5.6.0) or wrap them",
+     smtpd_conf_long_line_choices, 0, 0, 0},
+    {"smtpd_dsn_clients", CFG_LIST, "mynetworks authenticated",
+     "clients whose DSN requests (RET, ENVID, NOTIFY, ORCPT) are honoured: "
+     "mynetworks, authenticated, all, or networks (CIDR); others' are "
+     "ignored and their failure reports return headers only",
+     NULL, 0, 0, 0},
+    CFG_OPTION_END,
+};
+
+/* smtpd_conf_listen_parse - check one smtp_listen item, "host:port" or
+ * "[v6]:port" (an empty host: every address); the port is decimal, 1 to
+ * 65535. Returns 0, or -1 with the reason in why. */
+static int
+smtpd_conf_listen_parse(const char *spec, char *why, size_t n)
+{
+    char host[SMTPD_CONF_HOST_MAX + 1], addr[sizeof(struct in6_addr)];
+    const char *colon, *p;
+    unsigned long port = 0;
+    size_t hlen;
+
+    if (spec[0] == '[') {
+        const char *close = strchr(spec, ']');
+
+        if (close == NULL || close[1] != ':') {
+            snprintf(why, n, "'%.100s' is not [address]:port", spec);
+            return -1;
+        }
+        hlen = (size_t)(close - spec - 1);
+        if (hlen >= sizeof(host)) {
+            snprintf(why, n, "'%.100s': address too long", spec);
+            return -1;
+        }
+        memcpy(host, spec + 1, hlen);
+        host[hlen] = '\0';
+        if (inet_pton(AF_INET6, host, addr) != 1) {
+            snprintf(why, n, "'%.100s': '%s' is not an IPv6 address", spec,
+                     host);
+            return -1;
+        }
+        colon = close + 1;
+    } else if ((colon = strrchr(spec, ':')) == NULL) {
+        snprintf(why, n,
+                 "'%.100s' is not host:port (127.0.0.1:10024, [::1]:10024)",
+                 spec);
+        return -1;
+    }
+    p = colon + 1;
+    if (*p == '\0' || strspn(p, "0123456789") != strlen(p) || strlen(p) > 5 ||
+        (port = strtoul(p, NULL, 10)) < 1 || port > 65535) {
+        snprintf(why, n, "'%.100s': port '%.16s' is not 1 to 65535", spec, p);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+smtpd_conf_check(const struct cfg *c, struct err *e)
+{
+    char why[ERR_TEXT_MAX];
+    const char *const *items, *s;
+    struct cidr_list *l;
+    struct stat st;
+    size_t n, k, i;
+
+    /* Here too so the error names the line; the loaders check again the
+     * very file they read. */
+    if ((s = cfg_str(c, "tls_key_file")) != NULL && stat(s, &st) == 0 &&
+        cfg_secret_check(s, &st, S_IROTH | S_IWOTH, "a TLS private key", e) <
+            0)
+        return cfg_err(e, c, "tls_key_file", "%s", e->text);
+    n = cfg_list(c, "smtp_listen", &items);
+    if (n > SMTPD_LISTEN_MAX)
+        return cfg_err(e, c, "smtp_listen", "at most %d listeners",
+                       SMTPD_LISTEN_MAX);
+    for (i = 0; i < n; i++)
+        if (smtpd_conf_listen_parse(items[i], why, sizeof(why)) < 0)
+            return cfg_err(e, c, "smtp_listen", "%s", why);
+    k = cfg_list(c, "xforward_hosts", &items);
+    if ((l = cidr_list_new(items, k, e)) == NULL)
+        return cfg_err(e, c, "xforward_hosts", "%s", e->text);
+    cidr_list_free(l);
+    if (n > 0 && conf_check_dir(c, "quarantine_directory", 1, 1, e) < 0)
+        return -1;
+    return 0;
+}
+
+const struct conf_part smtpd_conf_part = {
+    .name = "smtpd",
+    .options = smtpd_conf_options,
+    .check = smtpd_conf_check,
+};
