@@ -129,7 +129,6 @@ fuzz_setup(void)
     snprintf(conf, sizeof(conf), "%s/relaychain.conf", dir);
     /* The built-in types and testedit (tests/milter/testregistry.c). */
     registry_set(&flt_registry);
-    if ((fuzz_cf = conf_load(conf, &e)) == NULL) {
     if ((fuzz_cf = conf_load(conf, parts_all, &e)) == NULL) {
         fprintf(stderr, "fuzz_milterd: %s\n", e.text);
         abort();
