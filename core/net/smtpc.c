@@ -138,6 +138,7 @@
 
 #include "net/auth.h"
 #include "util/cfg.h"
+#include "util/fdio.h"
 #include "net/netio.h"
 #include "net/smtpc.h"
 
@@ -2133,23 +2134,6 @@ smtpc_data(struct smtpc_conn *c, const char *data, size_t len,
 
 /* ------------------------------------------------------------ Maildir */
 
-static int
-smtpc_write_all(int fd, const char *p, size_t n)
-{
-    ssize_t w;
-
-    while (n > 0) {
-        if ((w = write(fd, p, n)) < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* smtpc_maildir_file - write the message to path, fsynced. */
 static int
 smtpc_maildir_file(const char *path, const char *data, size_t len,
@@ -2172,7 +2156,7 @@ smtpc_maildir_file(const char *path, const char *data, size_t len,
         n = smtpc_convert(data, len, &pos, &bol, 0, out);
         if (pos >= len && !bol)
             out[n++] = '\n';
-        if (smtpc_write_all(fd, out, n) < 0)
+        if (fdio_write_all(fd, out, n) < 0)
             goto fail;
     }
     if (fsync(fd) < 0)

@@ -37,6 +37,7 @@
 
 #include "util/buf.h"
 #include "util/cfg.h"
+#include "util/fdio.h"
 #include "chain/conf.h"
 #include "chain/chain.h"
 #include "util/log.h"
@@ -47,23 +48,6 @@
 #define QUARANTINE_MAX (256u * 1024 * 1024)
 
 static int qid_ok(const char *id);
-
-static int
-quarantine_write_all(int fd, const char *p, size_t len, struct err *e)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return err_sys(e, ERR_IO, "quarantine write");
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
 
 /* quarantine_clean - envelope values go on one line each: no CR or LF. */
 static int
@@ -149,9 +133,11 @@ quarantine_store_at(int dfd, const char *dir, const struct msg *m,
         err_sys(e, ERR_IO, "quarantine: chown %s/%s", dir, tmp);
         goto fail_unlink;
     }
-    if (quarantine_write_all(fd, head.data, head.len, e) < 0 ||
-        quarantine_write_all(fd, data, len, e) < 0)
+    if (fdio_write_all(fd, head.data, head.len) < 0 ||
+        fdio_write_all(fd, data, len) < 0) {
+        err_sys(e, ERR_IO, "quarantine write");
         goto fail_unlink;
+    }
     if (fsync(fd) < 0) {
         err_sys(e, ERR_IO, "quarantine: fsync %s/%s", dir, tmp);
         goto fail_unlink;
@@ -450,8 +436,10 @@ quarantine_spool(const struct conf *cf, const struct queue_msg *qm,
         what = "chown";
         goto fail;
     }
-    if (quarantine_write_all(fd, file.data, file.len, e) < 0)
+    if (fdio_write_all(fd, file.data, file.len) < 0) {
+        err_sys(e, ERR_IO, "quarantine write");
         goto out;
+    }
     what = "fsync";
     if (fsync(fd) < 0)
         goto fail;

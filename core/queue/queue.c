@@ -76,6 +76,7 @@
 #include <unistd.h>
 
 #include "util/addr.h"
+#include "util/fdio.h"
 #include "util/log.h"
 #include "queue/queue.h"
 #include "net/smtpc.h"
@@ -779,23 +780,6 @@ queue_now_ms(void)
     return queue_now_us() / 1000;
 }
 
-static int
-queue_write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* ------------------------------------------------------------- daemon */
 
 struct queue_entry {
@@ -1079,9 +1063,9 @@ queue_write_msg(int fd, const struct queue_msg *m)
     size_t i;
 
     if (m->iov == NULL)
-        return queue_write_all(fd, m->data, m->len);
+        return fdio_write_all(fd, m->data, m->len);
     for (i = 0; i < m->niov; i++)
-        if (queue_write_all(fd, m->iov[i].iov_base, m->iov[i].iov_len) < 0)
+        if (fdio_write_all(fd, m->iov[i].iov_base, m->iov[i].iov_len) < 0)
             return -1;
     return 0;
 }
@@ -1114,9 +1098,9 @@ queue_write(struct queue *q, const struct queue_msg *m, struct err *e)
         buf_fini(&head);
         return err_sys(e, ERR_IO, "create %s/tmp/%s", q->dir, m->qid);
     }
-    if (queue_write_all(fd, head.data, head.len) < 0 ||
+    if (fdio_write_all(fd, head.data, head.len) < 0 ||
         queue_write_msg(fd, m) < 0 ||
-        queue_write_all(fd, tail, sizeof(tail)) < 0)
+        fdio_write_all(fd, tail, sizeof(tail)) < 0)
         goto fail;
     what = "fsync";
     if (fsync(fd) < 0)
@@ -1493,7 +1477,7 @@ queue_defer_note(struct queue_job *j, const char *status)
     fd = openat(j->q->defer_fd, j->id,
                 O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd >= 0) {
-        (void)queue_write_all(fd, b.data ? b.data : "", b.len);
+        (void)fdio_write_all(fd, b.data ? b.data : "", b.len);
         close(fd);
     }
     buf_fini(&b);
