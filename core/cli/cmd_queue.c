@@ -53,6 +53,7 @@
 #include "util/cfg.h"
 #include "chain/conf.h"
 #include "util/log.h"
+#include "util/qid.h"
 #include "queue/queue.h"
 
 #define QCLI_HEAD 65536 /* octets read for a listing */
@@ -455,7 +456,7 @@ qcli_list(struct qcli *c)
         while ((de = readdir(d)) != NULL) {
             long long size;
 
-            if (!queue_id_ok(de->d_name))
+            if (!qid_is_valid(de->d_name, QUEUE_ID_MAX))
                 continue;
             if ((size = qcli_list_one(c, dirs[i], de->d_name, i == 1, &n)) > 0)
                 bytes += (unsigned long long)size;
@@ -592,7 +593,7 @@ qcli_change(struct qcli *c, enum qcli_op op, const char *what)
     int rc = 0, one;
 
     if (strcmp(what, "ALL") != 0) {
-        if (!queue_id_ok(what)) {
+        if (!qid_is_valid(what, QUEUE_ID_MAX)) {
             fprintf(stderr, "%s: '%s' is not a queue ID\n", progname, what);
             return 1;
         }
@@ -625,7 +626,7 @@ qcli_change(struct qcli *c, enum qcli_op op, const char *what)
                 return 1;
             }
             while ((de = readdir(d)) != NULL) {
-                if (!queue_id_ok(de->d_name))
+                if (!qid_is_valid(de->d_name, QUEUE_ID_MAX))
                     continue;
                 one = qcli_change_one(c, op, de->d_name);
                 if (one == 0)
@@ -706,7 +707,7 @@ queue_main(int argc, char **argv)
         c.json = nargs == 1;
         rc = qcli_list(&c);
     } else if (strcmp(cmd, "show") == 0 && nargs == 1) {
-        if (queue_id_ok(argv[optind + 1]))
+        if (qid_is_valid(argv[optind + 1], QUEUE_ID_MAX))
             rc = qcli_show(&c, argv[optind + 1]);
         else
             fprintf(stderr, "%s: '%s' is not a queue ID\n", progname,
@@ -718,15 +719,16 @@ queue_main(int argc, char **argv)
         if (nargs == 1) {
             const char *id = argv[optind + 1];
 
-            if (!queue_id_ok(id) ||
+            if (!qid_is_valid(id, QUEUE_ID_MAX) ||
                 fstatat(c.queue_fd, id, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
                 !S_ISREG(st.st_mode)) {
                 fprintf(stderr,
                         "%s: %s: no such message in the active "
                         "queue%s\n",
                         progname, id,
-                        queue_id_ok(id) && fstatat(c.hold_fd, id, &st,
-                                                   AT_SYMLINK_NOFOLLOW) == 0
+                        qid_is_valid(id, QUEUE_ID_MAX) &&
+                                fstatat(c.hold_fd, id, &st,
+                                        AT_SYMLINK_NOFOLLOW) == 0
                             ? " (it is on hold: release it)"
                             : "");
                 goto out;

@@ -41,13 +41,12 @@
 #include "chain/conf.h"
 #include "chain/chain.h"
 #include "util/log.h"
+#include "util/qid.h"
 #include "queue/quarantine.h"
 #include "queue/queue.h"
 #include "net/smtpc.h"
 
 #define QUARANTINE_MAX (256u * 1024 * 1024)
-
-static int qid_ok(const char *id);
 
 /* quarantine_clean - envelope values go on one line each: no CR or LF. */
 static int
@@ -82,7 +81,7 @@ quarantine_store_at(int dfd, const char *dir, const struct msg *m,
     int fd = -1, tries;
 
     /* The ID names a file in dir: letters and digits, never a path. */
-    if (!qid_ok(msg_qid(m)))
+    if (!qid_is_valid(msg_qid(m), QUARANTINE_ID_MAX))
         return err_set(e, ERR_INPUT,
                        "quarantine: queue id '%.64s' is not letters and "
                        "digits",
@@ -282,19 +281,6 @@ qfile_field(const struct qfile *q, const char *key, int n, char *out,
 }
 
 static int
-qid_ok(const char *id)
-{
-    size_t i;
-
-    for (i = 0; id[i]; i++)
-        if (!((id[i] >= '0' && id[i] <= '9') ||
-              (id[i] >= 'A' && id[i] <= 'Z') ||
-              (id[i] >= 'a' && id[i] <= 'z')))
-            return 0;
-    return i > 0 && i < 64;
-}
-
-static int
 quarantine_list(int dfd, const char *dir)
 {
     struct dirent *de;
@@ -319,7 +305,7 @@ quarantine_list(int dfd, const char *dir)
         struct err e;
         time_t t;
 
-        if (!qid_ok(de->d_name))
+        if (!qid_is_valid(de->d_name, QUARANTINE_ID_MAX))
             continue;
         if (qfile_read(dfd, dir, de->d_name, &q, &e) < 0) {
             fprintf(stderr, "relaychain: %s\n", e.text);
@@ -789,7 +775,8 @@ quarantine_main(int argc, char **argv)
         rc = quarantine_list(dfd, dir);
         goto out;
     }
-    if (optind + 2 != argc || !qid_ok(argv[optind + 1])) {
+    if (optind + 2 != argc ||
+        !qid_is_valid(argv[optind + 1], QUARANTINE_ID_MAX)) {
         fprintf(stderr, "relaychain: quarantine %s needs one message ID\n",
                 cmd);
         goto out;

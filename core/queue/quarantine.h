@@ -23,6 +23,10 @@
 #include "util/err.h"
 #include "msg/msg.h"
 
+/* The longest id (with its NUL) a quarantine file may be named by: the
+ * front end's own, or in milter mode the MTA's. */
+#define QUARANTINE_ID_MAX 64
+
 /* quarantine_store - write data (the processed message) with the envelope
  * of m and reason under dir/QID. Returns 0, or -1 with e set: the client
  * must then get a 4xx. */

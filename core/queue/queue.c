@@ -77,6 +77,7 @@
 
 #include "util/addr.h"
 #include "util/fdio.h"
+#include "util/qid.h"
 #include "util/log.h"
 #include "queue/queue.h"
 #include "net/smtpc.h"
@@ -638,19 +639,6 @@ queue_xtext_decode(const char *in, size_t len, char *out, size_t n)
 /* ------------------------------------------------------------ helpers */
 
 int
-queue_id_ok(const char *id)
-{
-    size_t i;
-
-    for (i = 0; id[i] != '\0'; i++)
-        if (!((id[i] >= '0' && id[i] <= '9') ||
-              (id[i] >= 'A' && id[i] <= 'Z') ||
-              (id[i] >= 'a' && id[i] <= 'z')))
-            return 0;
-    return i > 0 && i < QUEUE_ID_MAX;
-}
-
-int
 queue_read_fd(int fd, size_t max, struct buf *out, struct err *e)
 {
     struct stat st;
@@ -1045,17 +1033,6 @@ queue_flush(struct queue *q, const char *id)
 
 /* ------------------------------------------------------------- commit */
 
-static void
-queue_new_id(struct queue *q, char *out, size_t n)
-{
-    struct timeval tv;
-    unsigned seq = atomic_fetch_add(&q->seq, 1);
-
-    gettimeofday(&tv, NULL);
-    snprintf(out, n, "%05lX%07X", (unsigned long)(tv.tv_sec & 0xfffff),
-             seq & 0xfffffff);
-}
-
 /* queue_write_msg - the message octets, from data or piece by piece. */
 static int
 queue_write_msg(int fd, const struct queue_msg *m)
@@ -1080,7 +1057,7 @@ queue_write(struct queue *q, const struct queue_msg *m, struct err *e)
     int fd, saved;
     const char *what = "write";
 
-    if (!queue_id_ok(m->qid))
+    if (!qid_is_valid(m->qid, QUEUE_ID_MAX))
         return err_set(e, ERR_INTERNAL, "bad queue id '%.40s'", m->qid);
     if (queue_msg_check(m, e) < 0)
         return -1;
@@ -1442,7 +1419,7 @@ queue_notice(struct queue_job *j, const char *action,
     m.data = out.data;
     m.len = out.len;
     for (tries = 0; tries < 3 && rc < 0; tries++) {
-        queue_new_id(q, id, sizeof(id));
+        qid_new(&q->seq, id, sizeof(id));
         m.qid = id;
         err_clear(&e);
         rc = queue_write(q, &m, &e);
@@ -1852,7 +1829,7 @@ queue_scan(struct queue *q, int recovery)
         struct stat st;
         int known, fd, ok;
 
-        if (!queue_id_ok(de->d_name))
+        if (!qid_is_valid(de->d_name, QUEUE_ID_MAX))
             continue;
         pthread_mutex_lock(&q->lock);
         known = queue_find(q, de->d_name) != NULL;
@@ -1952,7 +1929,8 @@ queue_trigger_line(struct queue *q, const char *line)
         queue_revive(q);
         queue_scan(q, 0);
         queue_flush(q, NULL);
-    } else if (strncmp(line, "F ", 2) == 0 && queue_id_ok(line + 2)) {
+    } else if (strncmp(line, "F ", 2) == 0 &&
+               qid_is_valid(line + 2, QUEUE_ID_MAX)) {
         queue_revive(q);
         queue_scan(q, 0);
         queue_flush(q, line + 2);

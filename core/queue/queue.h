@@ -147,10 +147,6 @@ void queue_file_seal(char *buf, size_t len);
 int queue_file_tail_ok(const char *tail, size_t n, size_t len);
 #define QUEUE_TAIL_LEN 14
 
-/* queue_id_ok - id is 1 to QUEUE_ID_MAX - 1 letters and digits (a file
- * name that cannot leave the directory). */
-int queue_id_ok(const char *id);
-
 /* queue_read_fd - the whole file fd into out (limit max octets). */
 int queue_read_fd(int fd, size_t max, struct buf *out, struct err *e);
 

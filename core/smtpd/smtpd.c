@@ -74,6 +74,7 @@
 #include "util/cidr.h"
 #include "util/log.h"
 #include "util/memlimit.h"
+#include "util/qid.h"
 #include "msg/msg.h"
 #include "net/netio.h"
 #include "queue/quarantine.h"
@@ -428,19 +429,6 @@ smtpd_leave(struct smtpd_server *srv, const char *addr)
     srv->active--;
     srv->per_client[b]--;
     pthread_mutex_unlock(&srv->lock);
-}
-
-/* smtpd_new_qid - 12 upper-case hex digits, unique in this process and
- * unlikely to repeat across restarts (time in the high bits). */
-static void
-smtpd_new_qid(struct smtpd_server *srv, char *out, size_t n)
-{
-    struct timeval tv;
-    unsigned seq = atomic_fetch_add(&srv->seq, 1);
-
-    gettimeofday(&tv, NULL);
-    snprintf(out, n, "%05lX%07X", (unsigned long)(tv.tv_sec & 0xfffff),
-             seq & 0xfffffff);
 }
 
 /* ------------------------------------------------------------ session */
@@ -1083,7 +1071,7 @@ smtpd_cmd_mail(struct smtpd_session *s, const char *line)
         smtpd_reset(s, 1);
         return;
     }
-    smtpd_new_qid(s->srv, s->qid, sizeof(s->qid));
+    qid_new(&s->srv->seq, s->qid, sizeof(s->qid));
     gettimeofday(&s->t_start, NULL);
 
     if (!s->rt->queue_mode && smtpc_pool_kind(s->rt->hop) != SMTPC_MAILDIR) {
