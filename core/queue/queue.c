@@ -76,6 +76,7 @@
 #include <unistd.h>
 
 #include "util/addr.h"
+#include "util/esmtp.h"
 #include "util/fdio.h"
 #include "util/qid.h"
 #include "util/log.h"
@@ -595,47 +596,6 @@ queue_file_fini(struct queue_file *qf)
     qf->nrcpts = qf->norig = 0;
 }
 
-int
-queue_xtext_decode(const char *in, size_t len, char *out, size_t n)
-{
-    size_t i, j = 0;
-
-    for (i = 0; i < len; i++) {
-        int c = (unsigned char)in[i];
-
-        if (c == '+') {
-            int k, v = 0;
-
-            if (i + 2 >= len)
-                return -1;
-            for (k = 1; k <= 2; k++) {
-                int h = (unsigned char)in[i + (size_t)k];
-
-                v <<= 4;
-                if (h >= '0' && h <= '9')
-                    v |= h - '0';
-                else if (h >= 'A' && h <= 'F')
-                    v |= h - 'A' + 10;
-                else
-                    return -1;
-            }
-            c = v;
-            i += 2;
-            if (c < 0x20 || c == 0x7f)
-                return -1;
-        } else if (c < 33 || c > 126 || c == '=') {
-            return -1;
-        }
-        if (j + 1 >= n)
-            return -1;
-        out[j++] = (char)c;
-    }
-    if (n == 0)
-        return -1;
-    out[j] = '\0';
-    return 0;
-}
-
 /* ------------------------------------------------------------ helpers */
 
 int
@@ -672,85 +632,6 @@ queue_read_fd(int fd, size_t max, struct buf *out, struct err *e)
         out->data[out->len] = '\0';
     }
     return 0;
-}
-
-const char *
-queue_param(const char *params, const char *key, size_t *len)
-{
-    size_t k = strlen(key);
-    const char *p = params;
-
-    while (p != NULL && *p != '\0') {
-        size_t n;
-
-        p += strspn(p, " ");
-        n = strcspn(p, " ");
-        if (n > k && p[k] == '=' && strncasecmp(p, key, k) == 0) {
-            *len = n - k - 1;
-            return p + k + 1;
-        }
-        if (n == k && strncasecmp(p, key, k) == 0) {
-            *len = 0;
-            return p + k;
-        }
-        p += n;
-    }
-    return NULL;
-}
-
-/* queue_notify - does the recipient (params) want a notice of kind
- * ("SUCCESS", "FAILURE", "DELAY")? Without NOTIFY: failures and delays,
- * as Postfix. */
-static int
-queue_notify(const char *params, const char *kind)
-{
-    size_t len, k = strlen(kind);
-    const char *v = queue_param(params, "NOTIFY", &len);
-
-    if (v == NULL)
-        return strcmp(kind, "SUCCESS") != 0;
-    while (len > 0) {
-        size_t n = 0;
-
-        while (n < len && v[n] != ',')
-            n++;
-        if (n == k && strncasecmp(v, kind, k) == 0)
-            return 1;
-        v += n;
-        len -= n;
-        if (len > 0) {
-            v++;
-            len--;
-        }
-    }
-    return 0;
-}
-
-/* queue_pick - the parameters of params named in keys, each " K=V", into
- * out (size n). */
-static void
-queue_pick(const char *params, const char *const *keys, char *out, size_t n)
-{
-    size_t used = 0, len, i;
-    const char *v;
-
-    out[0] = '\0';
-    for (i = 0; keys[i] != NULL; i++) {
-        int k;
-
-        if ((v = queue_param(params, keys[i], &len)) == NULL)
-            continue;
-        k = len > 0 || *v == '='
-                ? snprintf(out + used, n - used, "%s%s=%.*s", used ? " " : "",
-                           keys[i], (int)len, v)
-                : snprintf(out + used, n - used, "%s%s", used ? " " : "",
-                           keys[i]);
-        if (k < 0 || (size_t)k >= n - used) {
-            out[used] = '\0';
-            return;
-        }
-        used += (size_t)k;
-    }
 }
 
 static long long
@@ -1301,7 +1182,7 @@ queue_deliver_route(struct queue_job *j, size_t ri, const size_t *idx,
     env.client_addr = (char *)qf->client_addr;
     env.client_name = (char *)qf->client_name;
     env.helo = (char *)qf->helo;
-    queue_pick(qf->sender_params, mail_keys, params, sizeof(params));
+    esmtp_params_pick(qf->sender_params, mail_keys, params, sizeof(params));
     /* the size of what leaves; smtpc drops it where SIZE is not offered */
     k = strlen(params);
     snprintf(params + k, sizeof(params) - k, "%sSIZE=%zu", k ? " " : "",
@@ -1323,7 +1204,7 @@ queue_deliver_route(struct queue_job *j, size_t ri, const size_t *idx,
     for (i = 0; i < n; i++) {
         const struct queue_file_rcpt *rp = &qf->rcpts[idx[i]];
 
-        queue_pick(rp->params, rcpt_keys, params, sizeof(params));
+        esmtp_params_pick(rp->params, rcpt_keys, params, sizeof(params));
         rc = smtpc_rcpt(c, rp->addr, params[0] ? params : NULL, &r, &e);
         if (rc < 0) {
             /* the connection broke: nobody got it */
@@ -1504,7 +1385,8 @@ queue_finish(struct queue_job *j, int fd, long long *next_ms)
         if (cls == 2) {
             st_name = "sent";
             status[i] = QUEUE_RCPT_DONE;
-            if (queue_notify(qf->rcpts[i].params, "SUCCESS") && !o->hop_dsn)
+            if (esmtp_notify_wants(qf->rcpts[i].params, "SUCCESS") &&
+                !o->hop_dsn)
                 relayed[nrelayed++] =
                     (struct queue_dsn_rcpt){i, o->reply, o->relay};
         } else if (cls == 5 || expired) {
@@ -1516,13 +1398,13 @@ queue_finish(struct queue_job *j, int fd, long long *next_ms)
                          age_ms / 1000);
                 note = lifetime;
             }
-            if (queue_notify(qf->rcpts[i].params, "FAILURE"))
+            if (esmtp_notify_wants(qf->rcpts[i].params, "FAILURE"))
                 failed[nfailed++] =
                     (struct queue_dsn_rcpt){i, o->reply, o->relay};
         } else {
             st_name = "deferred";
             pending++;
-            if (queue_notify(qf->rcpts[i].params, "DELAY"))
+            if (esmtp_notify_wants(qf->rcpts[i].params, "DELAY"))
                 delayed[ndelayed++] =
                     (struct queue_dsn_rcpt){i, o->reply, o->relay};
         }

@@ -150,16 +150,6 @@ int queue_file_tail_ok(const char *tail, size_t n, size_t len);
 /* queue_read_fd - the whole file fd into out (limit max octets). */
 int queue_read_fd(int fd, size_t max, struct buf *out, struct err *e);
 
-/* queue_param - the value of ESMTP parameter key ("NOTIFY") in params,
- * case-insensitive: its start, with *len set; "" for a bare keyword;
- * NULL when absent. Borrowed from params. */
-const char *queue_param(const char *params, const char *key, size_t *len);
-
-/* queue_xtext_decode - RFC 3461 xtext in[0..len) into out (size n),
- * NUL-terminated; -1 on bad syntax, a decoded control character or no
- * room. */
-int queue_xtext_decode(const char *in, size_t len, char *out, size_t n);
-
 /* queue_dsn_build - an RFC 3464 report for the recipients idx[0..n) of
  * qf (reply texts in replies, each "550 5.1.1 text"; remote the relay
  * that gave it or NULL), action "failed", "delayed" or "relayed". With
