@@ -30,7 +30,7 @@
 #include <time.h>
 
 #include "util/esmtp.h"
-#include "queue/queue.h"
+#include "queue/dsn.h"
 
 /* A message is returned whole up to this size, and no more of a header
  * than this is returned. */
