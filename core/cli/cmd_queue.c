@@ -55,6 +55,7 @@
 #include "util/log.h"
 #include "util/qid.h"
 #include "queue/queue.h"
+#include "cli/cli.h"
 
 #define QCLI_HEAD 65536 /* octets read for a listing */
 
@@ -92,7 +93,7 @@ qcli_usage(FILE *fp)
 }
 
 static int
-qcli_open(struct qcli *c, const struct conf *cf)
+qcli_open(struct qcli *c, const struct cfg *cf)
 {
     static const struct {
         const char *name;
@@ -106,10 +107,9 @@ qcli_open(struct qcli *c, const struct conf *cf)
     struct err e;
     size_t i;
 
-    c->dir = cfg_str(cf->cfg, "queue_directory");
-    c->file_max =
-        2 * (size_t)cfg_num(cf->cfg, "message_size_limit") + (64u << 20);
-    c->lock_wait_ms = cfg_num(cf->cfg, "next_hop_timeout") + 30000;
+    c->dir = cfg_str(cf, "queue_directory");
+    c->file_max = 2 * (size_t)cfg_num(cf, "message_size_limit") + (64u << 20);
+    c->lock_wait_ms = cfg_num(cf, "next_hop_timeout") + 30000;
     if ((c->dfd = cfg_open_dir(c->dir, &e)) < 0) {
         fprintf(stderr, "%s: queue_directory %s\n", progname, e.text);
         return -1;
@@ -664,7 +664,7 @@ queue_main(int argc, char **argv)
 {
     const char *path = CONF_DEFAULT_PATH, *cmd;
     struct qcli c;
-    struct conf *cf;
+    struct cfg *cf;
     struct err e;
     int opt, rc = 1, nargs;
 
@@ -687,7 +687,9 @@ queue_main(int argc, char **argv)
     c.dfd = c.queue_fd = c.hold_fd = c.corrupt_fd = c.defer_fd = -1;
     log_open("relaychain", LOG_MAIL, LOG_SINK_NONE);
     err_clear(&e);
-    if ((cf = conf_load(path, &e)) == NULL) {
+    /* The main file alone: listing or moving queue files needs no stage,
+     * and a chain that does not load must not keep an admin out. */
+    if ((cf = cli_main_cfg(path, &e)) == NULL) {
         fprintf(stderr, "%s: %s\n", progname, e.text);
         return 1;
     }
@@ -758,6 +760,6 @@ queue_main(int argc, char **argv)
     }
 out:
     qcli_close(&c);
-    conf_free(cf);
+    cfg_free(cf);
     return rc;
 }

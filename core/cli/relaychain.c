@@ -51,8 +51,8 @@
 #include "msg/match.h"
 #include "msg/mime.h"
 #include "msg/msg.h"
-#include "queue/quarantine.h"
 #include "queue/queue.h"
+#include "cli/cli.h"
 #include "chain/stages.h"
 #include "smtpd/smtpd.h"
 

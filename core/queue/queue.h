@@ -32,8 +32,8 @@
  * route), mark recipients, send RFC 3464 notifications through the same
  * queue, and remove the file when nothing is left to do. A worker holds
  * an exclusive flock() on the file for the whole attempt; the
- * administration commands (queue_main) take the same lock before they
- * move a file, so an attempt and a hold, release or requeue never
+ * administration commands (core/cli/cmd_queue.c) take the same lock before
+ * they move a file, so an attempt and a hold, release or requeue never
  * overlap. "delete" wins without waiting: the worker notices the file
  * is gone and neither marks nor resurrects it.
  *
@@ -114,9 +114,5 @@ const char *queue_commit_reply(const struct err *e);
 /* queue_has_space - 1 when the spool file system has queue_minfree plus
  * 1.5 times size free (Postfix's test), 0 when not. */
 int queue_has_space(struct queue *q, unsigned long long size);
-
-/* queue_main - "relaychain queue list|flush|delete|hold|release|requeue|
- * show". */
-int queue_main(int argc, char **argv);
 
 #endif
