@@ -549,11 +549,11 @@ conf_free(struct conf *cf)
 }
 
 int
-conf_log_open(const struct conf *cf, struct err *e)
+conf_log_open(const struct cfg *c, struct err *e)
 {
-    const char *name = cfg_str(cf->cfg, "syslog_name");
-    const char *file = cfg_str(cf->cfg, "maillog_file");
-    int fac = log_facility_parse(cfg_str(cf->cfg, "syslog_facility"));
+    const char *name = cfg_str(c, "syslog_name");
+    const char *file = cfg_str(c, "maillog_file");
+    int fac = log_facility_parse(cfg_str(c, "syslog_facility"));
 
     if (file != NULL) {
         if (log_open_file(name, file) < 0)

@@ -112,7 +112,8 @@ int conf_check_dir(const struct cfg *c, const char *key, int optional,
 /* conf_log_open - the mail log for an admin command (quarantine release,
  * queue delete...), which logs what it did as postsuper does:
  * maillog_file when set, else syslog with syslog_name and
- * syslog_facility. Returns 0, or -1 with e naming the file. */
-int conf_log_open(const struct conf *cf, struct err *e);
+ * syslog_facility, all of the main file c (which may have been read
+ * without its chain). Returns 0, or -1 with e naming the file. */
+int conf_log_open(const struct cfg *c, struct err *e);
 
 #endif

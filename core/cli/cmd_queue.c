@@ -54,7 +54,9 @@
 #include "chain/conf.h"
 #include "cli/parts.h"
 #include "util/log.h"
+#include "util/qid.h"
 #include "queue/queue.h"
+#include "cli/cli.h"
 
 #define QCLI_HEAD 65536 /* octets read for a listing */
 
@@ -92,7 +94,7 @@ qcli_usage(FILE *fp)
 }
 
 static int
-qcli_open(struct qcli *c, const struct conf *cf)
+qcli_open(struct qcli *c, const struct cfg *cf)
 {
     static const struct {
         const char *name;
@@ -106,10 +108,9 @@ qcli_open(struct qcli *c, const struct conf *cf)
     struct err e;
     size_t i;
 
-    c->dir = cfg_str(cf->cfg, "queue_directory");
-    c->file_max =
-        2 * (size_t)cfg_num(cf->cfg, "message_size_limit") + (64u << 20);
-    c->lock_wait_ms = cfg_num(cf->cfg, "next_hop_timeout") + 30000;
+    c->dir = cfg_str(cf, "queue_directory");
+    c->file_max = 2 * (size_t)cfg_num(cf, "message_size_limit") + (64u << 20);
+    c->lock_wait_ms = cfg_num(cf, "next_hop_timeout") + 30000;
     if ((c->dfd = cfg_open_dir(c->dir, &e)) < 0) {
         fprintf(stderr, "%s: queue_directory %s\n", progname, e.text);
         return -1;
@@ -456,7 +457,7 @@ qcli_list(struct qcli *c)
         while ((de = readdir(d)) != NULL) {
             long long size;
 
-            if (!queue_id_ok(de->d_name))
+            if (!qid_is_valid(de->d_name, QUEUE_ID_MAX))
                 continue;
             if ((size = qcli_list_one(c, dirs[i], de->d_name, i == 1, &n)) > 0)
                 bytes += (unsigned long long)size;
@@ -593,7 +594,7 @@ qcli_change(struct qcli *c, enum qcli_op op, const char *what)
     int rc = 0, one;
 
     if (strcmp(what, "ALL") != 0) {
-        if (!queue_id_ok(what)) {
+        if (!qid_is_valid(what, QUEUE_ID_MAX)) {
             fprintf(stderr, "%s: '%s' is not a queue ID\n", progname, what);
             return 1;
         }
@@ -626,7 +627,7 @@ qcli_change(struct qcli *c, enum qcli_op op, const char *what)
                 return 1;
             }
             while ((de = readdir(d)) != NULL) {
-                if (!queue_id_ok(de->d_name))
+                if (!qid_is_valid(de->d_name, QUEUE_ID_MAX))
                     continue;
                 one = qcli_change_one(c, op, de->d_name);
                 if (one == 0)
@@ -664,7 +665,7 @@ queue_main(int argc, char **argv)
 {
     const char *path = CONF_DEFAULT_PATH, *cmd;
     struct qcli c;
-    struct conf *cf;
+    struct cfg *cf;
     struct err e;
     int opt, rc = 1, nargs;
 
@@ -687,7 +688,9 @@ queue_main(int argc, char **argv)
     c.dfd = c.queue_fd = c.hold_fd = c.corrupt_fd = c.defer_fd = -1;
     log_open("relaychain", LOG_MAIL, LOG_SINK_NONE);
     err_clear(&e);
-    if ((cf = conf_load(path, parts_all, &e)) == NULL) {
+    /* The main file alone: listing or moving queue files needs no stage,
+     * and a chain that does not load must not keep an admin out. */
+    if ((cf = cli_main_cfg(path, &e)) == NULL) {
         fprintf(stderr, "%s: %s\n", progname, e.text);
         return 1;
     }
@@ -707,7 +710,7 @@ queue_main(int argc, char **argv)
         c.json = nargs == 1;
         rc = qcli_list(&c);
     } else if (strcmp(cmd, "show") == 0 && nargs == 1) {
-        if (queue_id_ok(argv[optind + 1]))
+        if (qid_is_valid(argv[optind + 1], QUEUE_ID_MAX))
             rc = qcli_show(&c, argv[optind + 1]);
         else
             fprintf(stderr, "%s: '%s' is not a queue ID\n", progname,
@@ -719,15 +722,16 @@ queue_main(int argc, char **argv)
         if (nargs == 1) {
             const char *id = argv[optind + 1];
 
-            if (!queue_id_ok(id) ||
+            if (!qid_is_valid(id, QUEUE_ID_MAX) ||
                 fstatat(c.queue_fd, id, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
                 !S_ISREG(st.st_mode)) {
                 fprintf(stderr,
                         "%s: %s: no such message in the active "
                         "queue%s\n",
                         progname, id,
-                        queue_id_ok(id) && fstatat(c.hold_fd, id, &st,
-                                                   AT_SYMLINK_NOFOLLOW) == 0
+                        qid_is_valid(id, QUEUE_ID_MAX) &&
+                                fstatat(c.hold_fd, id, &st,
+                                        AT_SYMLINK_NOFOLLOW) == 0
                             ? " (it is on hold: release it)"
                             : "");
                 goto out;
@@ -757,6 +761,6 @@ queue_main(int argc, char **argv)
     }
 out:
     qcli_close(&c);
-    conf_free(cf);
+    cfg_free(cf);
     return rc;
 }

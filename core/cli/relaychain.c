@@ -53,10 +53,10 @@
 #include "msg/match.h"
 #include "msg/mime.h"
 #include "msg/msg.h"
-#include "queue/quarantine.h"
 #include "queue/queue.h"
 #include "chain/registry.h"
 #include "net/notice.h"
+#include "cli/cli.h"
 #include "smtpd/smtpd.h"
 
 enum {
@@ -1145,7 +1145,7 @@ main(int argc, char **argv)
     else if (strcmp(cmd, "passwd") == 0)
         rc = auth_passwd_main(argc, argv);
     else if (strcmp(cmd, "quarantine") == 0)
-        rc = quarantine_main(argc, argv, parts_all);
+        rc = quarantine_main(argc, argv);
     else if (strcmp(cmd, "queue") == 0)
         rc = queue_main(argc, argv);
     else if (strcmp(cmd, "status") == 0 || strcmp(cmd, "reload") == 0)

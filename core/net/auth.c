@@ -73,6 +73,7 @@
 #include "net/auth.h"
 #include "util/buf.h"
 #include "util/cfg.h"
+#include "util/fdio.h"
 
 #define AUTH_FILE_MAX (1024 * 1024)
 #define AUTH_LINE_MAX 1024
@@ -680,23 +681,6 @@ fail:
     return -1;
 }
 
-/* auth_write_all - len octets of p to fd. */
-static int
-auth_write_all(int fd, const char *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* auth_passwd_update - auth_passwd_set(), telling whether user was
  * already there. The caller holds the directory lock (dfd). */
 static int
@@ -760,7 +744,7 @@ auth_passwd_update(int dfd, const char *path, const char *user,
                 path, (unsigned)st.st_uid, (unsigned)st.st_gid);
         goto fail_tmp;
     }
-    if (auth_write_all(fd, text.data ? text.data : "", text.len) < 0 ||
+    if (fdio_write_all(fd, text.data ? text.data : "", text.len) < 0 ||
         fsync(fd) < 0) {
         err_sys(e, ERR_IO, "%s: write", tmp);
         goto fail_tmp;
@@ -1176,7 +1160,7 @@ auth_sig_interrupt(int sig)
 static int
 auth_prompt(int wfd, const char *text, struct err *e)
 {
-    if (auth_write_all(wfd, text, strlen(text)) < 0)
+    if (fdio_write_all(wfd, text, strlen(text)) < 0)
         return err_sys(e, ERR_IO, "writing to the terminal");
     return 0;
 }
@@ -1224,11 +1208,11 @@ auth_tty_password(char *pw, size_t n, struct err *e)
     rc = auth_prompt(wfd, "New password: ", e);
     if (rc == 0)
         rc = auth_read_line(fd, pw, n, &waitmask, "the terminal", e);
-    auth_write_all(wfd, "\n", 1);
+    fdio_write_all(wfd, "\n", 1);
     if (rc == 0 && (rc = auth_prompt(wfd, "Retype new password: ", e)) == 0) {
         rc = auth_read_line(fd, again, sizeof(again), &waitmask,
                             "the terminal", e);
-        auth_write_all(wfd, "\n", 1);
+        fdio_write_all(wfd, "\n", 1);
     }
     tcsetattr(fd, TCSAFLUSH, &old);
     if (rc == 0 && strcmp(pw, again) != 0)

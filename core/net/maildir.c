@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "net/smtpc.h"
+#include "util/fdio.h"
 #include "net/smtpc_transport.h"
 
 #define SMTPC_NAME_TRIES 8 /* Maildir names tried per message */
@@ -105,23 +106,6 @@ smtpc_maildir_init(struct smtpc_pool *p, const struct smtpc_settings *s,
     return 0;
 }
 
-static int
-smtpc_write_all(int fd, const char *p, size_t n)
-{
-    ssize_t w;
-
-    while (n > 0) {
-        if ((w = write(fd, p, n)) < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* smtpc_maildir_file - write the message, in pieces, to path, fsynced;
  * the octets converted are those of the pieces joined, a CRLF split
  * between two pieces included. 0; -1 with errno when path can not be
@@ -155,11 +139,11 @@ smtpc_maildir_file(const char *path, const struct iovec *iov, size_t niov,
         cr = data[len - 1] == '\r';
         while (pos < len) {
             n = smtpc_convert(data, len, &pos, &bol, 0, out);
-            if (smtpc_write_all(fd, out, n) < 0)
+            if (fdio_write_all(fd, out, n) < 0)
                 goto fail;
         }
     }
-    if (!bol && smtpc_write_all(fd, "\n", 1) < 0)
+    if (!bol && fdio_write_all(fd, "\n", 1) < 0)
         goto fail;
     if (fsync(fd) < 0)
         goto fail;

@@ -109,6 +109,8 @@
 
 #include "net/auth.h"
 #include "util/cfg.h"
+#include "util/esmtp.h"
+#include "util/fdio.h"
 #include "net/netio.h"
 #include "net/smtpc.h"
 #include "net/smtpc_transport.h"
@@ -902,28 +904,6 @@ smtpc_envelope_command(struct smtpc_conn *c, const char *verb,
     return 1;
 }
 
-/* smtpc_xtext - value as RFC 3461 xtext, appended to out. */
-static int
-smtpc_xtext(struct buf *out, const char *value, struct err *e)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    const unsigned char *s;
-    char enc[3];
-
-    for (s = (const unsigned char *)value; *s != '\0'; s++) {
-        if (*s < 33 || *s > 126 || *s == '+' || *s == '=') {
-            enc[0] = '+';
-            enc[1] = hex[*s >> 4];
-            enc[2] = hex[*s & 0xf];
-            if (buf_append(out, enc, 3, e) < 0)
-                return -1;
-        } else if (buf_putc(out, *s, e) < 0) {
-            return -1;
-        }
-    }
-    return 0;
-}
-
 /* smtpc_xforward - queue the XFORWARD commands for env on c's output;
  * returns how many, or -1. */
 static int
@@ -949,7 +929,7 @@ smtpc_xforward(struct smtpc_conn *c, const struct msg_env *env, struct err *e)
         fits = v != NULL && v[0] != '\0';
         if (fits &&
             (buf_printf(&item, e, " %s=", smtpc_xf_attrs[i].name) < 0 ||
-             smtpc_xtext(&item, v, e) < 0)) {
+             esmtp_xtext_encode(&item, v, e) < 0)) {
             if (e->code != ERR_LIMIT)
                 goto out;
             fits = 0;

@@ -29,7 +29,8 @@
 #include <strings.h>
 #include <time.h>
 
-#include "queue/queue.h"
+#include "util/esmtp.h"
+#include "queue/dsn.h"
 
 /* A message is returned whole up to this size, and no more of a header
  * than this is returned. */
@@ -246,7 +247,7 @@ queue_dsn_build(const struct queue_file *qf, const char *qid,
         subject = "Delayed Mail (still being retried)";
     else
         subject = "Successful Mail Delivery Report";
-    v = queue_param(qf->sender_params, "RET", &len);
+    v = esmtp_param(qf->sender_params, "RET", &len);
     full = v != NULL && len == 4 && strncasecmp(v, "FULL", 4) == 0 &&
            qf->len <= QUEUE_DSN_FULL_MAX && strcmp(action, "failed") == 0;
     hend = queue_dsn_headers_end(qf->data, qf->len, QUEUE_DSN_FULL_MAX);
@@ -290,8 +291,8 @@ queue_dsn_build(const struct queue_file *qf, const char *qid,
         queue_dsn_text(out, qf->sender, strlen(qf->sender), e) < 0 ||
         buf_puts(out, "\r\n", e) < 0)
         return -1;
-    if ((v = queue_param(qf->sender_params, "ENVID", &len)) != NULL &&
-        queue_xtext_decode(v, len, orcpt, sizeof(orcpt)) == 0 &&
+    if ((v = esmtp_param(qf->sender_params, "ENVID", &len)) != NULL &&
+        esmtp_xtext_decode(v, len, orcpt, sizeof(orcpt)) == 0 &&
         queue_dsn_field(out, "Original-Envelope-Id", orcpt, e) < 0)
         return -1;
     if (buf_printf(out, e, "Arrival-Date: %s\r\n", date) < 0)
@@ -305,14 +306,12 @@ queue_dsn_build(const struct queue_file *qf, const char *qid,
             buf_puts(out, "\r\n", e) < 0)
             return -1;
         /* ORCPT=addr-type;xtext: the type as it is, the address decoded */
-        if ((v = queue_param(r->params, "ORCPT", &len)) != NULL) {
-            const char *semi = memchr(v, ';', len);
+        if ((v = esmtp_param(r->params, "ORCPT", &len)) != NULL) {
+            size_t tl;
 
-            if (semi != NULL && semi > v &&
-                queue_xtext_decode(semi + 1, len - (size_t)(semi + 1 - v),
-                                   orcpt, sizeof(orcpt)) == 0 &&
+            if (esmtp_orcpt_split(v, len, &tl, orcpt, sizeof(orcpt)) == 0 &&
                 (buf_puts(out, "Original-Recipient: ", e) < 0 ||
-                 queue_dsn_text(out, v, (size_t)(semi - v), e) < 0 ||
+                 queue_dsn_text(out, v, tl, e) < 0 ||
                  buf_puts(out, "; ", e) < 0 ||
                  queue_dsn_text(out, orcpt, strlen(orcpt), e) < 0 ||
                  buf_puts(out, "\r\n", e) < 0))

@@ -1,31 +1,24 @@
 /*
  * quarantine - messages a stage held back, kept on disk for an admin
  *
- * See quarantine.h for the file format. The commands read the files the
- * daemon wrote. release rebuilds the message with its recorded envelope,
- * runs the stages after the one that held it (chain_run_opts with
- * resume_after), and removes the file only after the result is safe: in
- * the queue's spool (fsynced, as queue_commit does) or accepted by the
- * next hop. A failed release leaves the message where it was; a later
- * stage that rejects or tempfails it does too, and one that holds it
- * again rewrites the file with its own name in Stage:.
+ * See quarantine.h for the file format. The store writes each file as
+ * ".ID.tmp", created with O_EXCL | O_NOFOLLOW relative to the directory,
+ * fsynced and renamed into place. The readers open files relative to a
+ * directory the caller opened with cfg_open_dir() (root's links only),
+ * with O_NOFOLLOW and O_NONBLOCK, then check that each is a regular file
+ * with one name, so a planted link (symbolic or hard) or FIFO is refused
+ * by name instead of being followed or waited on.
  *
- * A file written before Stage: existed holds the message after its stage
- * had edited it; it is released as it is, as before, with a warning.
+ * A release leaves the quarantine through quarantine_spool() (into the
+ * queue's spool, fsynced as queue_commit does; the spool is opened the
+ * same way and the trigger written only when it is a FIFO) or
+ * quarantine_next_hop(); the command removes the file only after one of
+ * them succeeded, so a failed release leaves the message where it was.
  *
- * The commands run as root in a directory the daemon's user can write:
- * the directory is opened with cfg_open_dir() (root's links only), and
- * each file relative to it with O_NOFOLLOW and O_NONBLOCK, then checked
- * to be a regular file with one name, so a planted link (symbolic or
- * hard) or FIFO is refused by name instead of being followed or waited
- * on; IDs are letters and digits. A release into the queue's spool opens
- * it the same way and writes the trigger only when it is a FIFO.
- * Each file is created as ".ID.tmp" with O_EXCL | O_NOFOLLOW relative to
- * the directory and renamed into place.
+ * Nothing here prints: the commands in core/cli/cmd_quarantine.c do.
  */
 #include "config.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -37,33 +30,15 @@
 
 #include "util/buf.h"
 #include "util/cfg.h"
+#include "util/fdio.h"
 #include "chain/conf.h"
-#include "chain/chain.h"
 #include "util/log.h"
+#include "util/qid.h"
 #include "queue/quarantine.h"
 #include "queue/queue.h"
 #include "net/smtpc.h"
 
 #define QUARANTINE_MAX (256u * 1024 * 1024)
-
-static int qid_ok(const char *id);
-
-static int
-quarantine_write_all(int fd, const char *p, size_t len, struct err *e)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return err_sys(e, ERR_IO, "quarantine write");
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
 
 /* quarantine_clean - envelope values go on one line each: no CR or LF. */
 static int
@@ -81,11 +56,9 @@ quarantine_line(struct buf *b, const char *key, const char *value,
     return buf_putc(b, '\n', e);
 }
 
-/* quarantine_store_at - the file for m in the directory dfd (named dir
- * in messages): written as .ID.tmp, created exclusively and never
- * through a link, fsynced and renamed into place. Run as root (a
- * release held again), it is given to the directory's owner. */
-static int
+/* quarantine_store_at - see quarantine.h: written as .ID.tmp, created
+ * exclusively and never through a link, fsynced and renamed into place. */
+int
 quarantine_store_at(int dfd, const char *dir, const struct msg *m,
                     const char *data, size_t len, const char *reason,
                     const char *stage, struct err *e)
@@ -98,7 +71,7 @@ quarantine_store_at(int dfd, const char *dir, const struct msg *m,
     int fd = -1, tries;
 
     /* The ID names a file in dir: letters and digits, never a path. */
-    if (!qid_ok(msg_qid(m)))
+    if (!qid_is_valid(msg_qid(m), QUARANTINE_ID_MAX))
         return err_set(e, ERR_INPUT,
                        "quarantine: queue id '%.64s' is not letters and "
                        "digits",
@@ -149,9 +122,11 @@ quarantine_store_at(int dfd, const char *dir, const struct msg *m,
         err_sys(e, ERR_IO, "quarantine: chown %s/%s", dir, tmp);
         goto fail_unlink;
     }
-    if (quarantine_write_all(fd, head.data, head.len, e) < 0 ||
-        quarantine_write_all(fd, data, len, e) < 0)
+    if (fdio_write_all(fd, head.data, head.len) < 0 ||
+        fdio_write_all(fd, data, len) < 0) {
+        err_sys(e, ERR_IO, "quarantine write");
         goto fail_unlink;
+    }
     if (fsync(fd) < 0) {
         err_sys(e, ERR_IO, "quarantine: fsync %s/%s", dir, tmp);
         goto fail_unlink;
@@ -201,19 +176,11 @@ quarantine_store(const char *dir, const struct msg *m, const char *data,
     return rc;
 }
 
-/* ------------------------------------------------------------ commands */
+/* ------------------------------------------------------------ reading */
 
-struct qfile {
-    struct buf raw;
-    const char *body; /* the message, after the envelope block */
-    size_t body_len;
-};
-
-/* qfile_read - dir/id (dfd the directory) into q: never through a
- * link, never waiting on a FIFO, a regular file only. */
-static int
-qfile_read(int dfd, const char *dir, const char *id, struct qfile *q,
-           struct err *e)
+int
+quarantine_read(int dfd, const char *dir, const char *id,
+                struct quarantine_file *q, struct err *e)
 {
     char chunk[65536];
     const char *sep;
@@ -268,11 +235,15 @@ qfile_read(int dfd, const char *dir, const char *id, struct qfile *q,
     return 0;
 }
 
-/* qfile_field - the n-th (0-based) value of key in the envelope block,
- * copied into out. */
-static const char *
-qfile_field(const struct qfile *q, const char *key, int n, char *out,
-            size_t size)
+void
+quarantine_file_fini(struct quarantine_file *q)
+{
+    buf_fini(&q->raw);
+}
+
+const char *
+quarantine_field(const struct quarantine_file *q, const char *key, int n,
+                 char *out, size_t size)
 {
     const char *p = q->raw.data;
     size_t k = strlen(key);
@@ -295,69 +266,84 @@ qfile_field(const struct qfile *q, const char *key, int n, char *out,
     return NULL;
 }
 
-static int
-qid_ok(const char *id)
+struct msg *
+quarantine_file_msg(const struct msg_limits *limits,
+                    const struct quarantine_file *q, const char *id,
+                    struct err *e)
 {
-    size_t i;
+    char from[2048], rcpt[2048], client[300], name[300], helo[300], auth[300],
+        tls[8], internal[8], fparams[2048], rparams[2048];
+    struct msg *m;
+    int i;
 
-    for (i = 0; id[i]; i++)
-        if (!((id[i] >= '0' && id[i] <= '9') ||
-              (id[i] >= 'A' && id[i] <= 'Z') ||
-              (id[i] >= 'a' && id[i] <= 'z')))
-            return 0;
-    return i > 0 && i < 64;
+    if ((m = msg_new(limits, MSG_FE_SMTP, e)) == NULL)
+        return NULL;
+    quarantine_field(q, "Envelope-From", 0, from, sizeof(from));
+    quarantine_field(q, "Envelope-From-Params", 0, fparams, sizeof(fparams));
+    quarantine_field(q, "Client", 0, client, sizeof(client));
+    if (quarantine_field(q, "Client-Name", 0, name, sizeof(name)) == NULL)
+        snprintf(name, sizeof(name), "unknown");
+    quarantine_field(q, "Helo", 0, helo, sizeof(helo));
+    quarantine_field(q, "Tls", 0, tls, sizeof(tls));
+    if (msg_env_set(m, id, client[0] ? client : NULL, name,
+                    helo[0] ? helo : NULL, strcmp(tls, "yes") == 0,
+                    quarantine_field(q, "Auth", 0, auth, sizeof(auth)),
+                    e) < 0 ||
+        msg_env_sender(m, from, fparams[0] ? fparams : NULL, e) < 0)
+        goto fail;
+    /* Whether the mail was ours (a signing stage asks) is what the front
+     * end decided when it arrived; a file without the line is not. */
+    if (quarantine_field(q, "Internal", 0, internal, sizeof(internal)) == NULL)
+        internal[0] = '\0';
+    if (msg_env_origin(m, strcmp(internal, "yes") == 0, NULL, e) < 0)
+        goto fail;
+    for (i = 0; quarantine_field(q, "Envelope-To", i, rcpt, sizeof(rcpt));
+         i++) {
+        quarantine_field(q, "Envelope-To-Params", i, rparams, sizeof(rparams));
+        /* a cut address would be another recipient */
+        if (strlen(rcpt) + 1 >= sizeof(rcpt) ||
+            strlen(rparams) + 1 >= sizeof(rparams)) {
+            err_set(e, ERR_INPUT, "%s: Envelope-To line too long", id);
+            goto fail;
+        }
+        if (msg_env_rcpt(m, rcpt, rparams[0] ? rparams : NULL, e) < 0)
+            goto fail;
+    }
+    if (i == 0) {
+        err_set(e, ERR_INPUT, "%s: no Envelope-To line", id);
+        goto fail;
+    }
+    if (msg_parse(m, q->body, q->body_len, e) < 0)
+        goto fail;
+    return m;
+fail:
+    msg_free(m);
+    return NULL;
 }
 
-static int
-quarantine_list(int dfd, const char *dir)
+int
+quarantine_delete(int dfd, const char *dir, const char *id, struct err *e)
 {
-    struct dirent *de;
-    DIR *d;
-    int n = 0, fd;
+    struct stat st;
 
-    printf("%-14s %-20s %-30s %s\n", "ID", "Arrival", "Sender", "Reason");
-    /* The directory is made at the first quarantined message. */
-    if (dfd < 0) {
-        printf("-- 0 messages in quarantine\n");
-        return 0;
-    }
-    if ((fd = dup(dfd)) < 0 || (d = fdopendir(fd)) == NULL) {
-        fprintf(stderr, "relaychain: %s: %s\n", dir, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return 1;
-    }
-    while ((de = readdir(d)) != NULL) {
-        char from[300], arrival[32], reason[300], when[32];
-        struct qfile q;
-        struct err e;
-        time_t t;
-
-        if (!qid_ok(de->d_name))
-            continue;
-        if (qfile_read(dfd, dir, de->d_name, &q, &e) < 0) {
-            fprintf(stderr, "relaychain: %s\n", e.text);
-            buf_fini(&q.raw);
-            continue;
-        }
-        qfile_field(&q, "Envelope-From", 0, from, sizeof(from));
-        qfile_field(&q, "Arrival", 0, arrival, sizeof(arrival));
-        qfile_field(&q, "Reason", 0, reason, sizeof(reason));
-        t = (time_t)strtoll(arrival, NULL, 10);
-        strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime(&t));
-        printf("%-14s %-20s <%s> %s\n", de->d_name, when, from, reason);
-        buf_fini(&q.raw);
-        n++;
-    }
-    closedir(d);
-    printf("-- %d message%s in quarantine\n", n, n == 1 ? "" : "s");
+    /* Only the entry itself is removed, never what a link names;
+     * anything but a regular file is left for the admin to look at. */
+    if (fstatat(dfd, id, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return err_sys(e, ERR_IO, "%s/%s", dir, id);
+    if (!S_ISREG(st.st_mode))
+        return err_set(e, ERR_INPUT,
+                       "%s/%s: not a regular file (a link, FIFO or device "
+                       "planted in the quarantine?): refused",
+                       dir, id);
+    if (unlinkat(dfd, id, 0) < 0)
+        return err_sys(e, ERR_IO, "%s/%s", dir, id);
     return 0;
 }
 
-/* quarantine_next_hop - deliver data with envelope env straight to
- * next_hop (delivery = through); fills r with the reply. 0 when every
- * recipient was accepted. */
-static int
+/* ------------------------------------------------------------- leaving */
+
+/* quarantine_next_hop - see quarantine.h. */
+int
 quarantine_next_hop(const struct conf *cf, const char *id,
                     const struct msg_env *env, const char *data, size_t len,
                     struct smtpc_reply *r, struct err *e)
@@ -397,9 +383,10 @@ out:
 /* quarantine_spool - put the released message into queue_directory as
  * the daemon's queue_commit would: tmp/ID written and fsynced, linked to
  * queue/ID (never over an existing file), queue/ fsynced; then tell the
- * daemon through the trigger FIFO. Run as root, the file is given to
- * the owner of the spool, or the daemon could not read it. */
-static int
+ * daemon through the trigger FIFO (see quarantine.h). Run as root, the
+ * file is given to the owner of the spool, or the daemon could not read
+ * it. */
+int
 quarantine_spool(const struct conf *cf, const struct queue_msg *qm,
                  struct err *e)
 {
@@ -437,8 +424,10 @@ quarantine_spool(const struct conf *cf, const struct queue_msg *qm,
         what = "chown";
         goto fail;
     }
-    if (quarantine_write_all(fd, file.data, file.len, e) < 0)
+    if (fdio_write_all(fd, file.data, file.len) < 0) {
+        err_sys(e, ERR_IO, "quarantine write");
         goto out;
+    }
     what = "fsync";
     if (fsync(fd) < 0)
         goto fail;
@@ -467,8 +456,7 @@ out:
          * does. */
         snprintf(line, sizeof(line), "F %s\n", qm->qid);
         if (queue_trigger_at(dfd, line) == -2)
-            fprintf(stderr, "relaychain: %s/trigger: not a FIFO: refused\n",
-                    dir);
+            rc = 1;
     }
     if (qfd >= 0)
         close(qfd);
@@ -477,219 +465,6 @@ out:
     if (dfd >= 0)
         close(dfd);
     buf_fini(&file);
-    return rc;
-}
-
-/* quarantine_msg - the held message as a struct msg with the envelope
- * the file recorded; NULL with e set. */
-static struct msg *
-quarantine_msg(const struct conf *cf, const struct qfile *q, const char *id,
-               struct err *e)
-{
-    char from[2048], rcpt[2048], client[300], name[300], helo[300], auth[300],
-        tls[8], internal[8], fparams[2048], rparams[2048];
-    struct msg *m;
-    int i;
-
-    if ((m = msg_new(&cf->limits, MSG_FE_SMTP, e)) == NULL)
-        return NULL;
-    qfile_field(q, "Envelope-From", 0, from, sizeof(from));
-    qfile_field(q, "Envelope-From-Params", 0, fparams, sizeof(fparams));
-    qfile_field(q, "Client", 0, client, sizeof(client));
-    if (qfile_field(q, "Client-Name", 0, name, sizeof(name)) == NULL)
-        snprintf(name, sizeof(name), "unknown");
-    qfile_field(q, "Helo", 0, helo, sizeof(helo));
-    qfile_field(q, "Tls", 0, tls, sizeof(tls));
-    if (msg_env_set(m, id, client[0] ? client : NULL, name,
-                    helo[0] ? helo : NULL, strcmp(tls, "yes") == 0,
-                    qfile_field(q, "Auth", 0, auth, sizeof(auth)), e) < 0 ||
-        msg_env_sender(m, from, fparams[0] ? fparams : NULL, e) < 0)
-        goto fail;
-    /* Whether the mail was ours (a signing stage asks) is what the front
-     * end decided when it arrived; a file without the line is not. */
-    if (qfile_field(q, "Internal", 0, internal, sizeof(internal)) == NULL)
-        internal[0] = '\0';
-    if (msg_env_origin(m, strcmp(internal, "yes") == 0, NULL, e) < 0)
-        goto fail;
-    for (i = 0; qfile_field(q, "Envelope-To", i, rcpt, sizeof(rcpt)); i++) {
-        qfile_field(q, "Envelope-To-Params", i, rparams, sizeof(rparams));
-        /* a cut address would be another recipient */
-        if (strlen(rcpt) + 1 >= sizeof(rcpt) ||
-            strlen(rparams) + 1 >= sizeof(rparams)) {
-            err_set(e, ERR_INPUT, "%s: Envelope-To line too long", id);
-            goto fail;
-        }
-        if (msg_env_rcpt(m, rcpt, rparams[0] ? rparams : NULL, e) < 0)
-            goto fail;
-    }
-    if (i == 0) {
-        err_set(e, ERR_INPUT, "%s: no Envelope-To line", id);
-        goto fail;
-    }
-    if (msg_parse(m, q->body, q->body_len, e) < 0)
-        goto fail;
-    return m;
-fail:
-    msg_free(m);
-    return NULL;
-}
-
-/* quarantine_release - resume the chain for message id (file path) and
- * deliver the result; 0 when it left the quarantine (delivered, queued,
- * discarded by a stage, or held again under a later stage). */
-static int
-quarantine_release(const struct conf *cf, int dfd, const char *dir,
-                   const char *id)
-{
-    char stage[128], reason[300], note[600];
-    struct chain_result res;
-    struct chain_opts opts;
-    const struct msg_env *env;
-    struct smtpc_reply r;
-    struct msg *m = NULL;
-    struct buf out;
-    struct qfile q;
-    struct err e;
-    int rc = 1, resumed;
-
-    err_clear(&e);
-    memset(&res, 0, sizeof(res));
-    buf_init(&out, 0);
-    if (qfile_read(dfd, dir, id, &q, &e) < 0 ||
-        (m = quarantine_msg(cf, &q, id, &e)) == NULL) {
-        fprintf(stderr, "relaychain: %s\n", e.text);
-        goto out;
-    }
-    qfile_field(&q, "Reason", 0, reason, sizeof(reason));
-    resumed = qfile_field(&q, "Stage", 0, stage, sizeof(stage)) != NULL &&
-              stage[0] != '\0';
-    memset(&opts, 0, sizeof(opts));
-    opts.resume_after = resumed ? stage : NULL;
-    opts.undo_hold = 1;
-    if (!resumed) {
-        fprintf(stderr,
-                "relaychain: warning: %s was held without the name of its "
-                "stage: released as it was held, the rest of the chain is "
-                "not run\n",
-                id);
-        log_warning(id, "quarantine: held without the name of its stage: "
-                        "released as it was held");
-    } else {
-        log_info(id,
-                 "quarantine: release: resuming the chain after %s "
-                 "(held: %s)",
-                 stage, reason);
-        if (chain_run_opts(cf->chain, m, &opts, &res, &e) < 0) {
-            fprintf(stderr, "relaychain: %s: not released: %s\n", id, e.text);
-            log_warning(id, "quarantine: not released: %s", e.text);
-            goto out;
-        }
-    }
-    switch (res.verdict.kind) {
-    case VERDICT_CONTINUE:
-        break;
-    case VERDICT_REJECT:
-    case VERDICT_TEMPFAIL:
-        fprintf(stderr, "relaychain: %s: not released: stage %s %ss it: %s\n",
-                id, res.by ? res.by->name : "chain",
-                verdict_kind_name(res.verdict.kind), res.verdict.reply);
-        log_info(id, "quarantine: not released: %s: %s: %s",
-                 verdict_kind_name(res.verdict.kind),
-                 res.by ? res.by->name : "chain", res.verdict.reply);
-        goto out;
-    case VERDICT_DISCARD:
-        if (unlinkat(dfd, id, 0) < 0) {
-            fprintf(stderr, "relaychain: %s/%s: %s\n", dir, id,
-                    strerror(errno));
-            goto out;
-        }
-        printf("%s: discarded by %s\n", id, res.by ? res.by->name : "chain");
-        log_info(id, "quarantine: released, then discarded by %s%s%s",
-                 res.by ? res.by->name : "chain",
-                 res.verdict.note[0] ? ": " : "", res.verdict.note);
-        rc = 0;
-        goto out;
-    case VERDICT_QUARANTINE:
-        /* The same name: rename() replaces the old file in one step. */
-        if (msg_write(m, &out, &e) < 0 ||
-            quarantine_store_at(dfd, dir, m, out.data, out.len,
-                                res.verdict.note, res.by ? res.by->name : NULL,
-                                &e) < 0) {
-            fprintf(stderr, "relaychain: %s: %s\n", id, e.text);
-            goto out;
-        }
-        printf("%s: held again by %s: %s\n", id,
-               res.by ? res.by->name : "chain", res.verdict.note);
-        log_info(id, "quarantine: released, then held again by %s: %s",
-                 res.by ? res.by->name : "chain", res.verdict.note);
-        rc = 0;
-        goto out;
-    }
-    env = msg_env(m);
-    if (env->nrcpts == 0) {
-        if (unlinkat(dfd, id, 0) < 0) {
-            fprintf(stderr, "relaychain: %s/%s: %s\n", dir, id,
-                    strerror(errno));
-            goto out;
-        }
-        printf("%s: the chain removed every recipient\n", id);
-        log_info(id, "quarantine: released, then discarded: the chain "
-                     "removed every recipient");
-        rc = 0;
-        goto out;
-    }
-    if (msg_write(m, &out, &e) < 0) {
-        fprintf(stderr, "relaychain: %s: %s\n", id, e.text);
-        goto out;
-    }
-    if (cfg_enum(cf->cfg, "delivery") == 1) {
-        struct queue_msg qm;
-        char arrival[32];
-
-        memset(&qm, 0, sizeof(qm));
-        qfile_field(&q, "Arrival", 0, arrival, sizeof(arrival));
-        qm.qid = id;
-        qm.arrival_us = strtoll(arrival, NULL, 10) * 1000000LL;
-        qm.client_addr = env->client_addr ? env->client_addr : "";
-        qm.client_name = env->client_name ? env->client_name : "";
-        qm.helo = env->helo ? env->helo : "";
-        qm.auth_user = env->auth_user;
-        qm.sender = env->sender;
-        qm.sender_params = env->sender_params ? env->sender_params : "";
-        qm.rcpts = env->rcpts;
-        qm.nrcpts = env->nrcpts;
-        qm.orig = env->rcpts;
-        qm.norig = env->nrcpts;
-        qm.data = out.data ? out.data : "";
-        qm.len = out.len;
-        if (quarantine_spool(cf, &qm, &e) < 0) {
-            fprintf(stderr, "relaychain: %s: not released: %s\n", id, e.text);
-            log_warning(id, "quarantine: not released: %s", e.text);
-            goto out;
-        }
-        snprintf(note, sizeof(note), "queued as %s", id);
-    } else {
-        if (quarantine_next_hop(cf, id, env, out.data ? out.data : "", out.len,
-                                &r, &e) < 0) {
-            fprintf(stderr, "relaychain: %s: not released: %s\n", id, e.text);
-            log_warning(id, "quarantine: not released: %s", e.text);
-            goto out;
-        }
-        snprintf(note, sizeof(note), "%d %s", r.code, r.text);
-    }
-    if (unlinkat(dfd, id, 0) < 0)
-        fprintf(stderr, "relaychain: released, but %s/%s: %s\n", dir, id,
-                strerror(errno));
-    printf("%s: released (%s)\n", id, note);
-    log_info(id, "released from quarantine%s%s (%s)",
-             resumed ? ", chain resumed after " : "", resumed ? stage : "",
-             note);
-    rc = 0;
-out:
-    chain_result_fini(&res);
-    msg_free(m);
-    buf_fini(&out);
-    buf_fini(&q.raw);
     return rc;
 }
 
@@ -734,109 +509,4 @@ quarantine_dir_prepare(const char *dir, struct err *e)
                        "%04o); make it 0700",
                        dir, (unsigned)(st.st_mode & 07777));
     return 0;
-}
-
-int
-quarantine_main(int argc, char **argv, const struct conf_part *const *parts)
-{
-    const char *path = CONF_DEFAULT_PATH, *cmd, *dir, *id;
-    struct conf *cf;
-    struct err e;
-    int c, rc = 1, dfd = -1;
-
-    optind = 1;
-    while ((c = getopt(argc, argv, "c:h")) != -1) {
-        if (c == 'c') {
-            path = optarg;
-        } else {
-            fprintf(c == 'h' ? stdout : stderr,
-                    "usage: relaychain quarantine [-c FILE] list\n"
-                    "       relaychain quarantine [-c FILE] show|release|"
-                    "delete ID\n");
-            return c == 'h' ? 0 : 1;
-        }
-    }
-    if (optind >= argc) {
-        fprintf(stderr, "usage: relaychain quarantine [-c FILE] "
-                        "list|show|release|delete [ID]\n");
-        return 1;
-    }
-    cmd = argv[optind];
-    log_open("relaychain", LOG_MAIL, LOG_SINK_NONE);
-    err_clear(&e);
-    /* Only a release runs messages through the chain (the stages after
-     * the one that held it); the other commands need no virus engine. */
-    if ((cf = conf_load_flags(
-             path, parts, strcmp(cmd, "release") == 0 ? 0 : CONF_LOAD_CHECK,
-             &e)) == NULL) {
-        fprintf(stderr, "relaychain: %s\n", e.text);
-        return 1;
-    }
-    dir = cfg_str(cf->cfg, "quarantine_directory");
-    if (strcmp(cmd, "list") != 0 && strcmp(cmd, "show") != 0 &&
-        conf_log_open(cf, &e) < 0) {
-        fprintf(stderr, "relaychain: %s\n", e.text);
-        goto out;
-    }
-    /* The directory is made at the first quarantined message: missing,
-     * it is an empty quarantine. */
-    if ((dfd = cfg_open_dir(dir, &e)) < 0 && e.sys_errno != ENOENT) {
-        fprintf(stderr, "relaychain: quarantine_directory %s\n", e.text);
-        goto out;
-    }
-    if (strcmp(cmd, "list") == 0 && optind + 1 == argc) {
-        rc = quarantine_list(dfd, dir);
-        goto out;
-    }
-    if (optind + 2 != argc || !qid_ok(argv[optind + 1])) {
-        fprintf(stderr, "relaychain: quarantine %s needs one message ID\n",
-                cmd);
-        goto out;
-    }
-    id = argv[optind + 1];
-    if (dfd < 0) {
-        fprintf(stderr, "relaychain: quarantine_directory %s\n", e.text);
-        goto out;
-    }
-    if (strcmp(cmd, "show") == 0) {
-        struct qfile q;
-
-        if (qfile_read(dfd, dir, id, &q, &e) < 0) {
-            fprintf(stderr, "relaychain: %s\n", e.text);
-        } else {
-            fwrite(q.raw.data, 1, q.raw.len, stdout);
-            rc = 0;
-        }
-        buf_fini(&q.raw);
-    } else if (strcmp(cmd, "delete") == 0) {
-        struct stat st;
-
-        /* Only the entry itself is removed, never what a link names;
-         * anything but a regular file is left for the admin to look at. */
-        if (fstatat(dfd, id, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-            fprintf(stderr, "relaychain: %s/%s: %s\n", dir, id,
-                    strerror(errno));
-        } else if (!S_ISREG(st.st_mode)) {
-            fprintf(stderr,
-                    "relaychain: %s/%s: not a regular file (a link, FIFO or "
-                    "device planted in the quarantine?): refused\n",
-                    dir, id);
-        } else if (unlinkat(dfd, id, 0) < 0) {
-            fprintf(stderr, "relaychain: %s/%s: %s\n", dir, id,
-                    strerror(errno));
-        } else {
-            printf("%s: removed from quarantine\n", id);
-            log_info(id, "removed from quarantine");
-            rc = 0;
-        }
-    } else if (strcmp(cmd, "release") == 0) {
-        rc = quarantine_release(cf, dfd, dir, id);
-    } else {
-        fprintf(stderr, "relaychain: unknown quarantine command '%s'\n", cmd);
-    }
-out:
-    if (dfd >= 0)
-        close(dfd);
-    conf_free(cf);
-    return rc;
 }

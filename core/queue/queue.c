@@ -1,7 +1,8 @@
 /*
  * queue - the durable spool: file format, commit, scheduler, delivery
  *
- * See queue.h for the layout and the file format. How it works:
+ * See queue.h for the layout, queue_file.c for the file format. How it
+ * works:
  *
  * The index is one struct queue_entry per message in queue/: its id and
  * the time of its next attempt (CLOCK_REALTIME, ms), in a hash table by
@@ -76,693 +77,21 @@
 #include <unistd.h>
 
 #include "util/addr.h"
+#include "util/esmtp.h"
+#include "util/fdio.h"
+#include "util/qid.h"
 #include "util/log.h"
 #include "queue/queue.h"
 #include "net/smtpc.h"
 
-#define QUEUE_VERSION "relaychain-queue 1"
 #define QUEUE_PATH_MAX 3072
 #define QUEUE_RELAY_MAX 300
 #define QUEUE_LINE_MAX 1024             /* a transport_map line */
 #define QUEUE_DEAD_MAX_MS (60 * 1000LL) /* longest suspension of a route */
 #define QUEUE_LOCKED_RETRY_MS 1000
 #define QUEUE_STACK (256 * 1024)
-#define QUEUE_TIME_MAX (95617584000LL * 1000000) /* 5000-01-01, in us */
-
-/* ----------------------------------------------------------- checksum */
-
-static const uint32_t queue_crc_table[256] = {
-    0x00000000u, 0x77073096u, 0xee0e612cu, 0x990951bau, 0x076dc419u,
-    0x706af48fu, 0xe963a535u, 0x9e6495a3u, 0x0edb8832u, 0x79dcb8a4u,
-    0xe0d5e91eu, 0x97d2d988u, 0x09b64c2bu, 0x7eb17cbdu, 0xe7b82d07u,
-    0x90bf1d91u, 0x1db71064u, 0x6ab020f2u, 0xf3b97148u, 0x84be41deu,
-    0x1adad47du, 0x6ddde4ebu, 0xf4d4b551u, 0x83d385c7u, 0x136c9856u,
-    0x646ba8c0u, 0xfd62f97au, 0x8a65c9ecu, 0x14015c4fu, 0x63066cd9u,
-    0xfa0f3d63u, 0x8d080df5u, 0x3b6e20c8u, 0x4c69105eu, 0xd56041e4u,
-    0xa2677172u, 0x3c03e4d1u, 0x4b04d447u, 0xd20d85fdu, 0xa50ab56bu,
-    0x35b5a8fau, 0x42b2986cu, 0xdbbbc9d6u, 0xacbcf940u, 0x32d86ce3u,
-    0x45df5c75u, 0xdcd60dcfu, 0xabd13d59u, 0x26d930acu, 0x51de003au,
-    0xc8d75180u, 0xbfd06116u, 0x21b4f4b5u, 0x56b3c423u, 0xcfba9599u,
-    0xb8bda50fu, 0x2802b89eu, 0x5f058808u, 0xc60cd9b2u, 0xb10be924u,
-    0x2f6f7c87u, 0x58684c11u, 0xc1611dabu, 0xb6662d3du, 0x76dc4190u,
-    0x01db7106u, 0x98d220bcu, 0xefd5102au, 0x71b18589u, 0x06b6b51fu,
-    0x9fbfe4a5u, 0xe8b8d433u, 0x7807c9a2u, 0x0f00f934u, 0x9609a88eu,
-    0xe10e9818u, 0x7f6a0dbbu, 0x086d3d2du, 0x91646c97u, 0xe6635c01u,
-    0x6b6b51f4u, 0x1c6c6162u, 0x856530d8u, 0xf262004eu, 0x6c0695edu,
-    0x1b01a57bu, 0x8208f4c1u, 0xf50fc457u, 0x65b0d9c6u, 0x12b7e950u,
-    0x8bbeb8eau, 0xfcb9887cu, 0x62dd1ddfu, 0x15da2d49u, 0x8cd37cf3u,
-    0xfbd44c65u, 0x4db26158u, 0x3ab551ceu, 0xa3bc0074u, 0xd4bb30e2u,
-    0x4adfa541u, 0x3dd895d7u, 0xa4d1c46du, 0xd3d6f4fbu, 0x4369e96au,
-    0x346ed9fcu, 0xad678846u, 0xda60b8d0u, 0x44042d73u, 0x33031de5u,
-    0xaa0a4c5fu, 0xdd0d7cc9u, 0x5005713cu, 0x270241aau, 0xbe0b1010u,
-    0xc90c2086u, 0x5768b525u, 0x206f85b3u, 0xb966d409u, 0xce61e49fu,
-    0x5edef90eu, 0x29d9c998u, 0xb0d09822u, 0xc7d7a8b4u, 0x59b33d17u,
-    0x2eb40d81u, 0xb7bd5c3bu, 0xc0ba6cadu, 0xedb88320u, 0x9abfb3b6u,
-    0x03b6e20cu, 0x74b1d29au, 0xead54739u, 0x9dd277afu, 0x04db2615u,
-    0x73dc1683u, 0xe3630b12u, 0x94643b84u, 0x0d6d6a3eu, 0x7a6a5aa8u,
-    0xe40ecf0bu, 0x9309ff9du, 0x0a00ae27u, 0x7d079eb1u, 0xf00f9344u,
-    0x8708a3d2u, 0x1e01f268u, 0x6906c2feu, 0xf762575du, 0x806567cbu,
-    0x196c3671u, 0x6e6b06e7u, 0xfed41b76u, 0x89d32be0u, 0x10da7a5au,
-    0x67dd4accu, 0xf9b9df6fu, 0x8ebeeff9u, 0x17b7be43u, 0x60b08ed5u,
-    0xd6d6a3e8u, 0xa1d1937eu, 0x38d8c2c4u, 0x4fdff252u, 0xd1bb67f1u,
-    0xa6bc5767u, 0x3fb506ddu, 0x48b2364bu, 0xd80d2bdau, 0xaf0a1b4cu,
-    0x36034af6u, 0x41047a60u, 0xdf60efc3u, 0xa867df55u, 0x316e8eefu,
-    0x4669be79u, 0xcb61b38cu, 0xbc66831au, 0x256fd2a0u, 0x5268e236u,
-    0xcc0c7795u, 0xbb0b4703u, 0x220216b9u, 0x5505262fu, 0xc5ba3bbeu,
-    0xb2bd0b28u, 0x2bb45a92u, 0x5cb36a04u, 0xc2d7ffa7u, 0xb5d0cf31u,
-    0x2cd99e8bu, 0x5bdeae1du, 0x9b64c2b0u, 0xec63f226u, 0x756aa39cu,
-    0x026d930au, 0x9c0906a9u, 0xeb0e363fu, 0x72076785u, 0x05005713u,
-    0x95bf4a82u, 0xe2b87a14u, 0x7bb12baeu, 0x0cb61b38u, 0x92d28e9bu,
-    0xe5d5be0du, 0x7cdcefb7u, 0x0bdbdf21u, 0x86d3d2d4u, 0xf1d4e242u,
-    0x68ddb3f8u, 0x1fda836eu, 0x81be16cdu, 0xf6b9265bu, 0x6fb077e1u,
-    0x18b74777u, 0x88085ae6u, 0xff0f6a70u, 0x66063bcau, 0x11010b5cu,
-    0x8f659effu, 0xf862ae69u, 0x616bffd3u, 0x166ccf45u, 0xa00ae278u,
-    0xd70dd2eeu, 0x4e048354u, 0x3903b3c2u, 0xa7672661u, 0xd06016f7u,
-    0x4969474du, 0x3e6e77dbu, 0xaed16a4au, 0xd9d65adcu, 0x40df0b66u,
-    0x37d83bf0u, 0xa9bcae53u, 0xdebb9ec5u, 0x47b2cf7fu, 0x30b5ffe9u,
-    0xbdbdf21cu, 0xcabac28au, 0x53b39330u, 0x24b4a3a6u, 0xbad03605u,
-    0xcdd70693u, 0x54de5729u, 0x23d967bfu, 0xb3667a2eu, 0xc4614ab8u,
-    0x5d681b02u, 0x2a6f2b94u, 0xb40bbe37u, 0xc30c8ea1u, 0x5a05df1bu,
-    0x2d02ef8du,
-};
-
-static uint32_t
-queue_crc(uint32_t crc, const void *p, size_t n)
-{
-    const unsigned char *s = p;
-
-    while (n-- > 0)
-        crc = queue_crc_table[(crc ^ *s++) & 0xff] ^ (crc >> 8);
-    return crc;
-}
-
-static int
-queue_rec_is_mutable(int type)
-{
-    return type == QUEUE_REC_STATE || type == QUEUE_REC_RCPT;
-}
-
-/* queue_crc_head - continue crc over the records in p[0..n), which
- * starts at a record boundary, counting each mutable octet as 0. The
- * last record may run past n: the writer sums the message record's
- * header here and its payload separately. */
-static uint32_t
-queue_crc_head(uint32_t crc, const char *p, size_t n)
-{
-    size_t i = 0;
-
-    while (i + 5 <= n) {
-        size_t len = ((size_t)(unsigned char)p[i + 1] << 24) |
-                     ((size_t)(unsigned char)p[i + 2] << 16) |
-                     ((size_t)(unsigned char)p[i + 3] << 8) |
-                     (size_t)(unsigned char)p[i + 4];
-        size_t have;
-
-        crc = queue_crc(crc, p + i, 5);
-        i += 5;
-        have = len < n - i ? len : n - i;
-        if (have > 0 && queue_rec_is_mutable(p[i - 5])) {
-            static const char zero = 0;
-
-            crc = queue_crc(crc, &zero, 1);
-            crc = queue_crc(crc, p + i + 1, have - 1);
-        } else {
-            crc = queue_crc(crc, p + i, have);
-        }
-        i += have;
-    }
-    return crc;
-}
-
-/* ------------------------------------------------------------- format */
-
-static int
-queue_rec(struct buf *b, int type, const void *p, size_t len, struct err *e)
-{
-    unsigned char h[5];
-
-    if (len > 0xffffffffu)
-        return err_set(e, ERR_LIMIT, "queue record over 4 GiB");
-    h[0] = (unsigned char)type;
-    h[1] = (unsigned char)(len >> 24);
-    h[2] = (unsigned char)(len >> 16);
-    h[3] = (unsigned char)(len >> 8);
-    h[4] = (unsigned char)len;
-    if (buf_append(b, h, 5, e) < 0)
-        return -1;
-    return len > 0 ? buf_append(b, p, len, e) : 0;
-}
-
-static int
-queue_rec_str(struct buf *b, int type, const char *s, struct err *e)
-{
-    if (s == NULL)
-        s = "";
-    return queue_rec(b, type, s, strlen(s) + 1, e);
-}
-
-/* queue_rec_pair - [status] addr NUL params NUL */
-static int
-queue_rec_pair(struct buf *b, int type, int status, const char *addr,
-               const char *params, struct err *e)
-{
-    struct buf p;
-    int rc;
-
-    buf_init(&p, 0);
-    if (params == NULL)
-        params = "";
-    rc = (status != 0 && buf_putc(&p, status, e) < 0) ||
-                 buf_append(&p, addr, strlen(addr) + 1, e) < 0 ||
-                 buf_append(&p, params, strlen(params) + 1, e) < 0
-             ? -1
-             : queue_rec(b, type, p.data, p.len, e);
-    buf_fini(&p);
-    return rc;
-}
-
-/* queue_head - every record up to and including the message record's
- * header into out. */
-static int
-queue_head(const struct queue_msg *m, long long queued_us, struct buf *out,
-           struct err *e)
-{
-    char t[64];
-    size_t i;
-
-    snprintf(t, sizeof(t), "%lld %lld", m->arrival_us, queued_us);
-    if (queue_rec_str(out, QUEUE_REC_VERSION, QUEUE_VERSION, e) < 0 ||
-        queue_rec(out, QUEUE_REC_STATE, "-", 1, e) < 0 ||
-        queue_rec_str(out, QUEUE_REC_TIME, t, e) < 0 ||
-        queue_rec_str(out, QUEUE_REC_CLIENT, m->client_addr, e) < 0 ||
-        queue_rec_str(out, QUEUE_REC_NAME, m->client_name, e) < 0 ||
-        queue_rec_str(out, QUEUE_REC_HELO, m->helo, e) < 0 ||
-        (m->auth_user != NULL && m->auth_user[0] != '\0' &&
-         queue_rec_str(out, QUEUE_REC_AUTH, m->auth_user, e) < 0) ||
-        queue_rec_str(out, QUEUE_REC_FROM, m->sender, e) < 0 ||
-        queue_rec_str(out, QUEUE_REC_PARAMS, m->sender_params, e) < 0)
-        return -1;
-    for (i = 0; i < m->norig; i++)
-        if (queue_rec_pair(out, QUEUE_REC_ORIG, 0, m->orig[i].addr,
-                           m->orig[i].params, e) < 0)
-            return -1;
-    for (i = 0; i < m->nrcpts; i++)
-        if (queue_rec_pair(out, QUEUE_REC_RCPT, QUEUE_RCPT_PENDING,
-                           m->rcpts[i].addr, m->rcpts[i].params, e) < 0)
-            return -1;
-    /* the message record's header; its payload follows */
-    if (queue_rec(out, QUEUE_REC_MESSAGE, NULL, 0, e) < 0)
-        return -1;
-    out->data[out->len - 4] = (char)(m->len >> 24);
-    out->data[out->len - 3] = (char)(m->len >> 16);
-    out->data[out->len - 2] = (char)(m->len >> 8);
-    out->data[out->len - 1] = (char)m->len;
-    return 0;
-}
-
-/* queue_tail - the end record for a file whose checksum so far is crc. */
-static void
-queue_tail(uint32_t crc, char out[QUEUE_TAIL_LEN])
-{
-    char hex[10];
-
-    crc ^= 0xffffffffu;
-    snprintf(hex, sizeof(hex), "%08x", (unsigned)crc);
-    out[0] = QUEUE_REC_END;
-    out[1] = out[2] = out[3] = 0;
-    out[4] = 9;
-    memcpy(out + 5, hex, 9);
-}
-
-static int
-queue_msg_check(const struct queue_msg *m, struct err *e)
-{
-    size_t i, total = 0;
-
-    if (m->nrcpts == 0)
-        return err_set(e, ERR_INTERNAL, "queue file without recipients");
-    if (m->len > 0xffffffffu)
-        return err_set(e, ERR_LIMIT, "message over 4 GiB");
-    for (i = 0; m->iov != NULL && i < m->niov; i++)
-        total += m->iov[i].iov_len;
-    if (m->iov != NULL && total != m->len)
-        return err_set(e, ERR_INTERNAL,
-                       "message pieces of %zu octets, not %zu", total, m->len);
-    return 0;
-}
-
-/* queue_msg_crc - crc carried on over the message octets. */
-static uint32_t
-queue_msg_crc(uint32_t crc, const struct queue_msg *m)
-{
-    size_t i;
-
-    if (m->iov == NULL)
-        return queue_crc(crc, m->data, m->len);
-    for (i = 0; i < m->niov; i++)
-        crc = queue_crc(crc, m->iov[i].iov_base, m->iov[i].iov_len);
-    return crc;
-}
-
-int
-queue_file_serialize(const struct queue_msg *m, struct buf *out, struct err *e)
-{
-    size_t start = out->len;
-    char tail[QUEUE_TAIL_LEN];
-    uint32_t crc;
-
-    if (queue_msg_check(m, e) < 0 || queue_head(m, m->arrival_us, out, e) < 0)
-        return -1;
-    crc = queue_crc_head(0xffffffffu, out->data + start, out->len - start);
-    crc = queue_msg_crc(crc, m);
-    queue_tail(crc, tail);
-    if (m->iov == NULL) {
-        if (buf_append(out, m->data, m->len, e) < 0)
-            return -1;
-    } else {
-        size_t i;
-
-        for (i = 0; i < m->niov; i++)
-            if (buf_append(out, m->iov[i].iov_base, m->iov[i].iov_len, e) < 0)
-                return -1;
-    }
-    if (buf_append(out, tail, sizeof(tail), e) < 0)
-        return -1;
-    return 0;
-}
-
-void
-queue_file_seal(char *buf, size_t len)
-{
-    if (len < QUEUE_TAIL_LEN)
-        return;
-    queue_tail(queue_crc_head(0xffffffffu, buf, len - QUEUE_TAIL_LEN),
-               buf + len - QUEUE_TAIL_LEN);
-}
-
-int
-queue_file_tail_ok(const char *tail, size_t n, size_t len)
-{
-    size_t i;
-
-    if (n != QUEUE_TAIL_LEN || len < QUEUE_TAIL_LEN + 5)
-        return 0;
-    if (tail[0] != QUEUE_REC_END || tail[1] || tail[2] || tail[3] ||
-        tail[4] != 9 || tail[13] != '\0')
-        return 0;
-    for (i = 5; i < 13; i++)
-        if (!((tail[i] >= '0' && tail[i] <= '9') ||
-              (tail[i] >= 'a' && tail[i] <= 'f')))
-            return 0;
-    return 1;
-}
-
-/* queue_text_ok - a NUL-terminated payload of printable text (octets
- * from 0x20 up, 8-bit allowed: SMTPUTF8), ending exactly at end. */
-static const char *
-queue_text(const char *p, const char *end)
-{
-    const char *s = p;
-
-    while (s < end && *s != '\0') {
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            return NULL;
-        s++;
-    }
-    return s < end ? s + 1 : NULL;
-}
-
-int
-queue_file_parse(const char *buf, size_t len, int head_only,
-                 struct queue_file *qf, struct err *e)
-{
-    /* the order records must come in; singletons may appear once */
-    static const char order[] = "VSTCNHAFPORME";
-    static const char once[] = "VSTCNHAFPME";
-    static const char needed[] = "VSTCNHFPRME";
-    char seen[sizeof(order)] = {0};
-    uint32_t crc = 0xffffffffu;
-    size_t pos = 0, rank = 0, i, nr = 0, no = 0;
-    const char *q;
-
-    memset(qf, 0, sizeof(*qf));
-    /* count recipients first so the arrays are sized once */
-    while (pos + 5 <= len) {
-        size_t l = ((size_t)(unsigned char)buf[pos + 1] << 24) |
-                   ((size_t)(unsigned char)buf[pos + 2] << 16) |
-                   ((size_t)(unsigned char)buf[pos + 3] << 8) |
-                   (size_t)(unsigned char)buf[pos + 4];
-
-        if (buf[pos] == QUEUE_REC_RCPT)
-            nr++;
-        else if (buf[pos] == QUEUE_REC_ORIG)
-            no++;
-        else if (buf[pos] == QUEUE_REC_MESSAGE || l > len - pos - 5)
-            break;
-        pos += 5 + l;
-    }
-    if (nr > 0 && (qf->rcpts = calloc(nr, sizeof(*qf->rcpts))) == NULL)
-        return err_nomem(e);
-    if (no > 0 && (qf->orig = calloc(2 * no, sizeof(*qf->orig))) == NULL)
-        return err_nomem(e);
-    pos = 0;
-    for (;;) {
-        const char *p, *end, *type_at;
-        size_t l, r;
-        int type;
-
-        if (pos == len)
-            return err_set(e, ERR_INPUT,
-                           "queue file ends without its end "
-                           "record");
-        if (len - pos < 5)
-            return err_set(e, ERR_INPUT,
-                           "queue file torn in a record "
-                           "header at offset %zu",
-                           pos);
-        type = (unsigned char)buf[pos];
-        l = ((size_t)(unsigned char)buf[pos + 1] << 24) |
-            ((size_t)(unsigned char)buf[pos + 2] << 16) |
-            ((size_t)(unsigned char)buf[pos + 3] << 8) |
-            (size_t)(unsigned char)buf[pos + 4];
-        type_at = strchr(order, type);
-        if (type == '\0' || type_at == NULL)
-            return err_set(e, ERR_INPUT,
-                           "unknown record type 0x%02x at "
-                           "offset %zu",
-                           (unsigned)type, pos);
-        r = (size_t)(type_at - order);
-        if (r < rank || (seen[r] && strchr(once, type) != NULL))
-            return err_set(e, ERR_INPUT,
-                           "record '%c' out of order at "
-                           "offset %zu",
-                           type, pos);
-        rank = r;
-        seen[r] = 1;
-        if (type == QUEUE_REC_MESSAGE && head_only) {
-            qf->len = l;
-            qf->data = len - pos - 5 >= l ? buf + pos + 5 : NULL;
-            break;
-        }
-        if (l > len - pos - 5)
-            return err_set(e, ERR_INPUT,
-                           "record '%c' at offset %zu runs "
-                           "past the end of the file",
-                           type, pos);
-        if (type == QUEUE_REC_END) {
-            char tail[QUEUE_TAIL_LEN];
-
-            if (pos + 5 + l != len)
-                return err_set(e, ERR_INPUT, "data after the end record");
-            queue_tail(crc, tail);
-            if (l != 9 || memcmp(tail + 5, buf + pos + 5, 9) != 0)
-                return err_set(e, ERR_INPUT,
-                               "checksum mismatch: the file "
-                               "is damaged");
-            break;
-        }
-        crc = queue_crc_head(crc, buf + pos, 5 + l);
-        p = buf + pos + 5;
-        end = p + l;
-        pos += 5 + l;
-        switch (type) {
-        case QUEUE_REC_VERSION:
-            if (l != sizeof(QUEUE_VERSION) || memcmp(p, QUEUE_VERSION, l) != 0)
-                return err_set(e, ERR_INPUT,
-                               "not a relaychain queue file "
-                               "of version 1");
-            break;
-        case QUEUE_REC_STATE:
-            if (l != 1 || (p[0] != '-' && p[0] != 'W'))
-                return err_set(e, ERR_INPUT, "bad state record");
-            qf->warned = p[0];
-            qf->warned_off = (size_t)(p - buf);
-            break;
-        case QUEUE_REC_TIME: {
-            char *stop;
-
-            if (queue_text(p, end) != end)
-                return err_set(e, ERR_INPUT, "bad time record");
-            qf->arrival_us = strtoll(p, &stop, 10);
-            if (*stop != ' ')
-                return err_set(e, ERR_INPUT, "bad time record");
-            qf->queued_us = strtoll(stop + 1, &stop, 10);
-            /* before the year 5000: sums of times cannot overflow */
-            if (*stop != '\0' || qf->arrival_us < 0 || qf->queued_us < 0 ||
-                qf->arrival_us > QUEUE_TIME_MAX ||
-                qf->queued_us > QUEUE_TIME_MAX)
-                return err_set(e, ERR_INPUT, "bad time record");
-            break;
-        }
-        case QUEUE_REC_CLIENT:
-        case QUEUE_REC_NAME:
-        case QUEUE_REC_HELO:
-        case QUEUE_REC_AUTH:
-        case QUEUE_REC_FROM:
-        case QUEUE_REC_PARAMS: {
-            const char **field = type == QUEUE_REC_CLIENT ? &qf->client_addr
-                                 : type == QUEUE_REC_NAME ? &qf->client_name
-                                 : type == QUEUE_REC_HELO ? &qf->helo
-                                 : type == QUEUE_REC_AUTH ? &qf->auth_user
-                                 : type == QUEUE_REC_FROM ? &qf->sender
-                                                          : &qf->sender_params;
-
-            if (queue_text(p, end) != end)
-                return err_set(e, ERR_INPUT,
-                               "bad '%c' record: not one line "
-                               "of text",
-                               type);
-            *field = p;
-            break;
-        }
-        case QUEUE_REC_ORIG:
-        case QUEUE_REC_RCPT: {
-            const char *a = type == QUEUE_REC_RCPT ? p + 1 : p;
-
-            if (type == QUEUE_REC_RCPT &&
-                (l < 1 ||
-                 (p[0] != QUEUE_RCPT_PENDING && p[0] != QUEUE_RCPT_DONE &&
-                  p[0] != QUEUE_RCPT_BOUNCED)))
-                return err_set(e, ERR_INPUT, "bad recipient status");
-            /* q is past the address's NUL: an empty address is refused */
-            if (a >= end || (q = queue_text(a, end)) == NULL || q == a + 1 ||
-                queue_text(q, end) != end)
-                return err_set(e, ERR_INPUT,
-                               "bad '%c' record: not an "
-                               "address and its parameters",
-                               type);
-            if (type == QUEUE_REC_RCPT) {
-                qf->rcpts[qf->nrcpts].status = p[0];
-                qf->rcpts[qf->nrcpts].status_off = (size_t)(p - buf);
-                qf->rcpts[qf->nrcpts].addr = a;
-                qf->rcpts[qf->nrcpts].params = q;
-                qf->nrcpts++;
-            } else {
-                qf->orig[2 * qf->norig] = a;
-                qf->orig[2 * qf->norig + 1] = q;
-                qf->norig++;
-            }
-            break;
-        }
-        case QUEUE_REC_MESSAGE:
-            qf->data = p;
-            qf->len = l;
-            break;
-        }
-    }
-    for (i = 0; needed[i] != '\0'; i++) {
-        if (head_only &&
-            (needed[i] == QUEUE_REC_END || needed[i] == QUEUE_REC_MESSAGE))
-            continue;
-        if (!seen[strchr(order, needed[i]) - order])
-            return err_set(e, ERR_INPUT, "queue file without a '%c' record",
-                           needed[i]);
-    }
-    if (qf->auth_user == NULL)
-        qf->auth_user = "";
-    return 0;
-}
-
-void
-queue_file_fini(struct queue_file *qf)
-{
-    free(qf->rcpts);
-    free(qf->orig);
-    qf->rcpts = NULL;
-    qf->orig = NULL;
-    qf->nrcpts = qf->norig = 0;
-}
-
-int
-queue_xtext_decode(const char *in, size_t len, char *out, size_t n)
-{
-    size_t i, j = 0;
-
-    for (i = 0; i < len; i++) {
-        int c = (unsigned char)in[i];
-
-        if (c == '+') {
-            int k, v = 0;
-
-            if (i + 2 >= len)
-                return -1;
-            for (k = 1; k <= 2; k++) {
-                int h = (unsigned char)in[i + (size_t)k];
-
-                v <<= 4;
-                if (h >= '0' && h <= '9')
-                    v |= h - '0';
-                else if (h >= 'A' && h <= 'F')
-                    v |= h - 'A' + 10;
-                else
-                    return -1;
-            }
-            c = v;
-            i += 2;
-            if (c < 0x20 || c == 0x7f)
-                return -1;
-        } else if (c < 33 || c > 126 || c == '=') {
-            return -1;
-        }
-        if (j + 1 >= n)
-            return -1;
-        out[j++] = (char)c;
-    }
-    if (n == 0)
-        return -1;
-    out[j] = '\0';
-    return 0;
-}
 
 /* ------------------------------------------------------------ helpers */
-
-int
-queue_id_ok(const char *id)
-{
-    size_t i;
-
-    for (i = 0; id[i] != '\0'; i++)
-        if (!((id[i] >= '0' && id[i] <= '9') ||
-              (id[i] >= 'A' && id[i] <= 'Z') ||
-              (id[i] >= 'a' && id[i] <= 'z')))
-            return 0;
-    return i > 0 && i < QUEUE_ID_MAX;
-}
-
-int
-queue_read_fd(int fd, size_t max, struct buf *out, struct err *e)
-{
-    struct stat st;
-    ssize_t n;
-
-    out->limit = max;
-    if (fstat(fd, &st) < 0)
-        return err_sys(e, ERR_IO, "fstat");
-    if ((unsigned long long)st.st_size > max)
-        return err_set(e, ERR_LIMIT,
-                       "queue file of %lld octets is over "
-                       "the limit of %zu",
-                       (long long)st.st_size, max);
-    if (buf_reserve(out, (size_t)st.st_size + 1, e) < 0)
-        return -1;
-    for (;;) {
-        if (out->cap - out->len < 2 && buf_reserve(out, 65536, e) < 0)
-            return -1;
-        n = read(fd, out->data + out->len, out->cap - out->len - 1);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return err_sys(e, ERR_IO, "read");
-        }
-        if (n == 0)
-            break;
-        if (out->len + (size_t)n > max)
-            return err_set(e, ERR_LIMIT, "queue file over the limit of %zu",
-                           max);
-        out->len += (size_t)n;
-        out->data[out->len] = '\0';
-    }
-    return 0;
-}
-
-const char *
-queue_param(const char *params, const char *key, size_t *len)
-{
-    size_t k = strlen(key);
-    const char *p = params;
-
-    while (p != NULL && *p != '\0') {
-        size_t n;
-
-        p += strspn(p, " ");
-        n = strcspn(p, " ");
-        if (n > k && p[k] == '=' && strncasecmp(p, key, k) == 0) {
-            *len = n - k - 1;
-            return p + k + 1;
-        }
-        if (n == k && strncasecmp(p, key, k) == 0) {
-            *len = 0;
-            return p + k;
-        }
-        p += n;
-    }
-    return NULL;
-}
-
-/* queue_notify - does the recipient (params) want a notice of kind
- * ("SUCCESS", "FAILURE", "DELAY")? Without NOTIFY: failures and delays,
- * as Postfix. */
-static int
-queue_notify(const char *params, const char *kind)
-{
-    size_t len, k = strlen(kind);
-    const char *v = queue_param(params, "NOTIFY", &len);
-
-    if (v == NULL)
-        return strcmp(kind, "SUCCESS") != 0;
-    while (len > 0) {
-        size_t n = 0;
-
-        while (n < len && v[n] != ',')
-            n++;
-        if (n == k && strncasecmp(v, kind, k) == 0)
-            return 1;
-        v += n;
-        len -= n;
-        if (len > 0) {
-            v++;
-            len--;
-        }
-    }
-    return 0;
-}
-
-/* queue_pick - the parameters of params named in keys, each " K=V", into
- * out (size n). */
-static void
-queue_pick(const char *params, const char *const *keys, char *out, size_t n)
-{
-    size_t used = 0, len, i;
-    const char *v;
-
-    out[0] = '\0';
-    for (i = 0; keys[i] != NULL; i++) {
-        int k;
-
-        if ((v = queue_param(params, keys[i], &len)) == NULL)
-            continue;
-        k = len > 0 || *v == '='
-                ? snprintf(out + used, n - used, "%s%s=%.*s", used ? " " : "",
-                           keys[i], (int)len, v)
-                : snprintf(out + used, n - used, "%s%s", used ? " " : "",
-                           keys[i]);
-        if (k < 0 || (size_t)k >= n - used) {
-            out[used] = '\0';
-            return;
-        }
-        used += (size_t)k;
-    }
-}
 
 static long long
 queue_now_us(void)
@@ -777,23 +106,6 @@ static long long
 queue_now_ms(void)
 {
     return queue_now_us() / 1000;
-}
-
-static int
-queue_write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
 }
 
 /* ------------------------------------------------------------- daemon */
@@ -1061,17 +373,6 @@ queue_flush(struct queue *q, const char *id)
 
 /* ------------------------------------------------------------- commit */
 
-static void
-queue_new_id(struct queue *q, char *out, size_t n)
-{
-    struct timeval tv;
-    unsigned seq = atomic_fetch_add(&q->seq, 1);
-
-    gettimeofday(&tv, NULL);
-    snprintf(out, n, "%05lX%07X", (unsigned long)(tv.tv_sec & 0xfffff),
-             seq & 0xfffffff);
-}
-
 /* queue_write_msg - the message octets, from data or piece by piece. */
 static int
 queue_write_msg(int fd, const struct queue_msg *m)
@@ -1079,9 +380,9 @@ queue_write_msg(int fd, const struct queue_msg *m)
     size_t i;
 
     if (m->iov == NULL)
-        return queue_write_all(fd, m->data, m->len);
+        return fdio_write_all(fd, m->data, m->len);
     for (i = 0; i < m->niov; i++)
-        if (queue_write_all(fd, m->iov[i].iov_base, m->iov[i].iov_len) < 0)
+        if (fdio_write_all(fd, m->iov[i].iov_base, m->iov[i].iov_len) < 0)
             return -1;
     return 0;
 }
@@ -1092,31 +393,26 @@ queue_write(struct queue *q, const struct queue_msg *m, struct err *e)
 {
     char tail[QUEUE_TAIL_LEN];
     struct buf head;
-    uint32_t crc;
     int fd, saved;
     const char *what = "write";
 
-    if (!queue_id_ok(m->qid))
+    if (!qid_is_valid(m->qid, QUEUE_ID_MAX))
         return err_set(e, ERR_INTERNAL, "bad queue id '%.40s'", m->qid);
-    if (queue_msg_check(m, e) < 0)
-        return -1;
     buf_init(&head, 0);
-    if (queue_head(m, queue_now_us(), &head, e) < 0) {
+    if (queue_file_head(m, queue_now_us(), &head, e) < 0) {
         buf_fini(&head);
         return -1;
     }
-    crc = queue_crc_head(0xffffffffu, head.data, head.len);
-    crc = queue_msg_crc(crc, m);
-    queue_tail(crc, tail);
+    queue_file_tail(m, head.data, head.len, tail);
     fd = openat(q->tmp_fd, m->qid, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
                 0600);
     if (fd < 0) {
         buf_fini(&head);
         return err_sys(e, ERR_IO, "create %s/tmp/%s", q->dir, m->qid);
     }
-    if (queue_write_all(fd, head.data, head.len) < 0 ||
+    if (fdio_write_all(fd, head.data, head.len) < 0 ||
         queue_write_msg(fd, m) < 0 ||
-        queue_write_all(fd, tail, sizeof(tail)) < 0)
+        fdio_write_all(fd, tail, sizeof(tail)) < 0)
         goto fail;
     what = "fsync";
     if (fsync(fd) < 0)
@@ -1326,7 +622,7 @@ queue_deliver_route(struct queue_job *j, size_t ri, const size_t *idx,
     env.client_addr = (char *)qf->client_addr;
     env.client_name = (char *)qf->client_name;
     env.helo = (char *)qf->helo;
-    queue_pick(qf->sender_params, mail_keys, params, sizeof(params));
+    esmtp_params_pick(qf->sender_params, mail_keys, params, sizeof(params));
     /* the size of what leaves; smtpc drops it where SIZE is not offered */
     k = strlen(params);
     snprintf(params + k, sizeof(params) - k, "%sSIZE=%zu", k ? " " : "",
@@ -1348,7 +644,7 @@ queue_deliver_route(struct queue_job *j, size_t ri, const size_t *idx,
     for (i = 0; i < n; i++) {
         const struct queue_file_rcpt *rp = &qf->rcpts[idx[i]];
 
-        queue_pick(rp->params, rcpt_keys, params, sizeof(params));
+        esmtp_params_pick(rp->params, rcpt_keys, params, sizeof(params));
         rc = smtpc_rcpt(c, rp->addr, params[0] ? params : NULL, &r, &e);
         if (rc < 0) {
             /* the connection broke: nobody got it */
@@ -1444,7 +740,7 @@ queue_notice(struct queue_job *j, const char *action,
     m.data = out.data;
     m.len = out.len;
     for (tries = 0; tries < 3 && rc < 0; tries++) {
-        queue_new_id(q, id, sizeof(id));
+        qid_new(&q->seq, id, sizeof(id));
         m.qid = id;
         err_clear(&e);
         rc = queue_write(q, &m, &e);
@@ -1479,7 +775,7 @@ queue_defer_note(struct queue_job *j, const char *status)
     fd = openat(j->q->defer_fd, j->id,
                 O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd >= 0) {
-        (void)queue_write_all(fd, b.data ? b.data : "", b.len);
+        (void)fdio_write_all(fd, b.data ? b.data : "", b.len);
         close(fd);
     }
     buf_fini(&b);
@@ -1529,7 +825,8 @@ queue_finish(struct queue_job *j, int fd, long long *next_ms)
         if (cls == 2) {
             st_name = "sent";
             status[i] = QUEUE_RCPT_DONE;
-            if (queue_notify(qf->rcpts[i].params, "SUCCESS") && !o->hop_dsn)
+            if (esmtp_notify_wants(qf->rcpts[i].params, "SUCCESS") &&
+                !o->hop_dsn)
                 relayed[nrelayed++] =
                     (struct queue_dsn_rcpt){i, o->reply, o->relay};
         } else if (cls == 5 || expired) {
@@ -1541,13 +838,13 @@ queue_finish(struct queue_job *j, int fd, long long *next_ms)
                          age_ms / 1000);
                 note = lifetime;
             }
-            if (queue_notify(qf->rcpts[i].params, "FAILURE"))
+            if (esmtp_notify_wants(qf->rcpts[i].params, "FAILURE"))
                 failed[nfailed++] =
                     (struct queue_dsn_rcpt){i, o->reply, o->relay};
         } else {
             st_name = "deferred";
             pending++;
-            if (queue_notify(qf->rcpts[i].params, "DELAY"))
+            if (esmtp_notify_wants(qf->rcpts[i].params, "DELAY"))
                 delayed[ndelayed++] =
                     (struct queue_dsn_rcpt){i, o->reply, o->relay};
         }
@@ -1854,7 +1151,7 @@ queue_scan(struct queue *q, int recovery)
         struct stat st;
         int known, fd, ok;
 
-        if (!queue_id_ok(de->d_name))
+        if (!qid_is_valid(de->d_name, QUEUE_ID_MAX))
             continue;
         pthread_mutex_lock(&q->lock);
         known = queue_find(q, de->d_name) != NULL;
@@ -1954,7 +1251,8 @@ queue_trigger_line(struct queue *q, const char *line)
         queue_revive(q);
         queue_scan(q, 0);
         queue_flush(q, NULL);
-    } else if (strncmp(line, "F ", 2) == 0 && queue_id_ok(line + 2)) {
+    } else if (strncmp(line, "F ", 2) == 0 &&
+               qid_is_valid(line + 2, QUEUE_ID_MAX)) {
         queue_revive(q);
         queue_scan(q, 0);
         queue_flush(q, line + 2);

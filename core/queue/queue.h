@@ -16,16 +16,7 @@
  *                one (each rescans queue/ first, after the suspended
  *                routes are revived), "S" rescan queue/.
  *
- * A queue file is a sequence of records, each one type octet, a 32-bit
- * big-endian payload length and the payload (see QUEUE_REC_*). String
- * payloads end with their NUL. The last record is QUEUE_REC_END, whose
- * payload is the CRC-32 (8 hex digits and a NUL) of every octet before
- * it, with the mutable octets (the first octet of a QUEUE_REC_STATE or
- * QUEUE_REC_RCPT payload) counted as 0. The file must end exactly there.
- * Those mutable octets are the only ones ever changed in place: a
- * recipient's status ('N' pending, 'D' delivered, 'B' bounced) and the
- * delay-warning flag ('-' or 'W'), each written with pwrite() and made
- * durable with fdatasync() before anything depends on it.
+ * The file format is in queue_file.h, the reports in dsn.h.
  *
  * queue_commit() writes tmp/QID, fsyncs it, renames it to queue/QID
  * (never over an existing file) and fsyncs queue/, and returns 0 only
@@ -41,8 +32,8 @@
  * route), mark recipients, send RFC 3464 notifications through the same
  * queue, and remove the file when nothing is left to do. A worker holds
  * an exclusive flock() on the file for the whole attempt; the
- * administration commands (queue_main) take the same lock before they
- * move a file, so an attempt and a hold, release or requeue never
+ * administration commands (core/cli/cmd_queue.c) take the same lock before
+ * they move a file, so an attempt and a hold, release or requeue never
  * overlap. "delete" wins without waiting: the worker notices the file
  * is gone and neither marks nor resurrects it.
  *
@@ -59,126 +50,10 @@
 #include "util/cfg.h"
 #include "util/err.h"
 #include "msg/msg.h"
+#include "queue/queue_file.h"
+#include "queue/dsn.h"
 
 #define QUEUE_ID_MAX 32
-
-/* Record types. */
-#define QUEUE_REC_VERSION 'V' /* "relaychain-queue 1" */
-#define QUEUE_REC_STATE 'S'   /* mutable flag octet: '-' or 'W' */
-#define QUEUE_REC_TIME 'T'    /* "ARRIVAL_US QUEUED_US" */
-#define QUEUE_REC_CLIENT 'C'  /* client address */
-#define QUEUE_REC_NAME 'N'    /* client name */
-#define QUEUE_REC_HELO 'H'
-#define QUEUE_REC_AUTH 'A'   /* SASL login (optional) */
-#define QUEUE_REC_FROM 'F'   /* envelope sender, "" for the null sender */
-#define QUEUE_REC_PARAMS 'P' /* MAIL FROM parameters as the client sent */
-#define QUEUE_REC_ORIG                                                        \
-    'O'                       /* a recipient as the client gave it:           \
-                                 addr NUL params NUL */
-#define QUEUE_REC_RCPT 'R'    /* status octet, addr NUL params NUL */
-#define QUEUE_REC_MESSAGE 'M' /* the processed message */
-#define QUEUE_REC_END 'E'
-
-#define QUEUE_RCPT_PENDING 'N'
-#define QUEUE_RCPT_DONE 'D'
-#define QUEUE_RCPT_BOUNCED 'B'
-
-/* What the SMTP front end hands to queue_commit(). Strings are borrowed. */
-struct queue_msg {
-    const char *qid;
-    long long arrival_us; /* when MAIL FROM came */
-    const char *client_addr, *client_name, *helo, *auth_user;
-    const char *sender, *sender_params;
-    const struct msg_rcpt *rcpts; /* the envelope after the chain */
-    size_t nrcpts;
-    const struct msg_rcpt *orig; /* the envelope as the client gave it */
-    size_t norig;
-    const char *data;        /* the processed message */
-    size_t len;              /* its octets; with iov, the pieces' total */
-    const struct iovec *iov; /* or the message in pieces (msg_iov), data */
-    size_t niov;             /* then NULL: written without a copy */
-};
-
-/* A queue file as read back. Every pointer points into the buffer given
- * to queue_file_parse() and lives as long as it does. */
-struct queue_file_rcpt {
-    char status;       /* QUEUE_RCPT_* */
-    size_t status_off; /* offset of the status octet in the file */
-    const char *addr;
-    const char *params; /* "" when none */
-};
-
-struct queue_file {
-    long long arrival_us, queued_us;
-    char warned;       /* '-' or 'W' */
-    size_t warned_off; /* offset of that octet */
-    const char *client_addr, *client_name, *helo, *auth_user; /* "" */
-    const char *sender, *sender_params;
-    struct queue_file_rcpt *rcpts; /* owned: queue_file_fini() */
-    size_t nrcpts;
-    const char **orig; /* pairs: addr, params; owned */
-    size_t norig;
-    const char *data;
-    size_t len;
-};
-
-/* queue_file_serialize - append a whole queue file for m (all recipients
- * pending) to out. */
-int queue_file_serialize(const struct queue_msg *m, struct buf *out,
-                         struct err *e);
-
-/* queue_file_parse - check and read a queue file held in buf[0..len).
- * Returns 0 with qf filled, or -1 with ERR_INPUT and the first problem
- * (truncation, bad record, bad checksum, missing record). With head_only
- * the message record is not required to be complete and the checksum is
- * not checked: enough to list the envelope. queue_file_fini() frees what
- * qf owns, also after a failure. */
-int queue_file_parse(const char *buf, size_t len, int head_only,
-                     struct queue_file *qf, struct err *e);
-void queue_file_fini(struct queue_file *qf);
-
-/* queue_file_seal - write the end record (QUEUE_TAIL_LEN octets at the
- * end of buf[0..len)) for what comes before it: for tests and fuzzing,
- * which make or change files by hand. */
-void queue_file_seal(char *buf, size_t len);
-
-/* queue_file_tail_ok - 1 when the last octets of a file of size len are
- * an end record (the cheap check made for every file at start-up). */
-int queue_file_tail_ok(const char *tail, size_t n, size_t len);
-#define QUEUE_TAIL_LEN 14
-
-/* queue_id_ok - id is 1 to QUEUE_ID_MAX - 1 letters and digits (a file
- * name that cannot leave the directory). */
-int queue_id_ok(const char *id);
-
-/* queue_read_fd - the whole file fd into out (limit max octets). */
-int queue_read_fd(int fd, size_t max, struct buf *out, struct err *e);
-
-/* queue_param - the value of ESMTP parameter key ("NOTIFY") in params,
- * case-insensitive: its start, with *len set; "" for a bare keyword;
- * NULL when absent. Borrowed from params. */
-const char *queue_param(const char *params, const char *key, size_t *len);
-
-/* queue_xtext_decode - RFC 3461 xtext in[0..len) into out (size n),
- * NUL-terminated; -1 on bad syntax, a decoded control character or no
- * room. */
-int queue_xtext_decode(const char *in, size_t len, char *out, size_t n);
-
-/* queue_dsn_build - an RFC 3464 report for the recipients idx[0..n) of
- * qf (reply texts in replies, each "550 5.1.1 text"; remote the relay
- * that gave it or NULL), action "failed", "delayed" or "relayed". With
- * RET=FULL the whole message is returned, else its header. Appends the
- * whole message to out. */
-struct queue_dsn_rcpt {
-    size_t idx;
-    const char *reply;
-    const char *remote;
-};
-int queue_dsn_build(const struct queue_file *qf, const char *qid,
-                    const char *hostname, const char *action,
-                    const struct queue_dsn_rcpt *list, size_t n,
-                    long long now_us, long long retry_until_us,
-                    struct buf *out, struct err *e);
 
 /* --------------------------------------------------------- the daemon */
 
@@ -239,9 +114,5 @@ const char *queue_commit_reply(const struct err *e);
 /* queue_has_space - 1 when the spool file system has queue_minfree plus
  * 1.5 times size free (Postfix's test), 0 when not. */
 int queue_has_space(struct queue *q, unsigned long long size);
-
-/* queue_main - "relaychain queue list|flush|delete|hold|release|requeue|
- * show". */
-int queue_main(int argc, char **argv);
 
 #endif

@@ -74,8 +74,10 @@
 #include "chain/runtime.h"
 #include "chain/step.h"
 #include "util/cidr.h"
+#include "util/esmtp.h"
 #include "util/log.h"
 #include "util/memlimit.h"
+#include "util/qid.h"
 #include "msg/msg.h"
 #include "net/netio.h"
 #include "queue/quarantine.h"
@@ -424,19 +426,6 @@ smtpd_leave(struct smtpd_server *srv, const char *addr)
     pthread_mutex_unlock(&srv->lock);
 }
 
-/* smtpd_new_qid - 12 upper-case hex digits, unique in this process and
- * unlikely to repeat across restarts (time in the high bits). */
-static void
-smtpd_new_qid(struct smtpd_server *srv, char *out, size_t n)
-{
-    struct timeval tv;
-    unsigned seq = atomic_fetch_add(&srv->seq, 1);
-
-    gettimeofday(&tv, NULL);
-    snprintf(out, n, "%05lX%07X", (unsigned long)(tv.tv_sec & 0xfffff),
-             seq & 0xfffffff);
-}
-
 /* ------------------------------------------------------------ session */
 
 struct smtpd_rcpt {
@@ -654,45 +643,6 @@ smtpd_dsn_ok(const struct smtpd_session *s)
 static const char *const smtpd_dsn_keys[] = {"RET", "ENVID", "NOTIFY", "ORCPT",
                                              NULL};
 
-/* smtpd_params_without - a copy of params without those named in keys
- * (caller frees), or NULL when out of memory; *dropped says whether one
- * was. */
-static char *
-smtpd_params_without(const char *params, const char *const *keys, int *dropped)
-{
-    size_t len = strlen(params), used = 0;
-    const char *p = params;
-    char *out;
-
-    *dropped = 0;
-    if ((out = malloc(len + 1)) == NULL)
-        return NULL;
-    while (*p != '\0') {
-        size_t n, i, k;
-        int drop = 0;
-
-        p += strspn(p, " ");
-        if ((n = strcspn(p, " ")) == 0)
-            break;
-        for (i = 0; keys[i] != NULL && !drop; i++) {
-            k = strlen(keys[i]);
-            drop = n >= k && strncasecmp(p, keys[i], k) == 0 &&
-                   (n == k || p[k] == '=');
-        }
-        if (drop) {
-            *dropped = 1;
-        } else {
-            if (used > 0)
-                out[used++] = ' ';
-            memcpy(out + used, p, n);
-            used += n;
-        }
-        p += n;
-    }
-    out[used] = '\0';
-    return out;
-}
-
 /* smtpd_keep_params - the parameters to keep of a MAIL or RCPT that
  * passed its checks (caller frees; NULL when out of memory): all of them,
  * or without the DSN requests of a client not in smtpd_dsn_clients. */
@@ -704,7 +654,7 @@ smtpd_keep_params(struct smtpd_session *s, const char *params)
 
     if (!s->rt->queue_mode || smtpd_dsn_ok(s))
         return strdup(params);
-    if ((kept = smtpd_params_without(params, smtpd_dsn_keys, &dropped)) !=
+    if ((kept = esmtp_params_without(params, smtpd_dsn_keys, &dropped)) !=
             NULL &&
         dropped)
         s->dsn_ignored = 1;
@@ -769,33 +719,6 @@ smtpd_cmd_ehlo(struct smtpd_session *s, const char *arg, int esmtp)
     smtpd_reply(s, "250 SMTPUTF8");
 }
 
-/* smtpd_param - find "KEY=" among ESMTP parameters (case-insensitive);
- * returns its value's start and sets *len, or NULL. */
-static const char *
-smtpd_param(const char *params, const char *key, size_t *len)
-{
-    size_t k = strlen(key);
-    const char *p = params;
-
-    while (p != NULL && *p) {
-        const char *end;
-
-        while (*p == ' ')
-            p++;
-        end = strchr(p, ' ');
-        if (end == NULL)
-            end = p + strlen(p);
-        if (strncasecmp(p, key, k) == 0 && (p[k] == '=' || p + k == end)) {
-            const char *v = p[k] == '=' ? p + k + 1 : p + k;
-
-            *len = (size_t)(end - v);
-            return v;
-        }
-        p = end;
-    }
-    return NULL;
-}
-
 /* smtpd_check_params - only the parameters we advertise; returns NULL or
  * the reply for a bad one. */
 static const char *
@@ -847,7 +770,7 @@ smtpd_check_mail_params(const char *params, size_t size_limit, int dsn,
             /* accepted and ignored, as Postfix does for untrusted input,
              * but only when it is what RFC 4954 says: <> or xtext */
             if (!(n == 7 && strncmp(p + 5, "<>", 2) == 0) &&
-                (n == 5 || queue_xtext_decode(p + 5, n - 5, mailbox,
+                (n == 5 || esmtp_xtext_decode(p + 5, n - 5, mailbox,
                                               sizeof(mailbox)) < 0))
                 return "501 5.5.4 Bad AUTH parameter";
         } else if (dsn && strncasecmp(p, "RET=", 4) == 0) {
@@ -859,7 +782,7 @@ smtpd_check_mail_params(const char *params, size_t size_limit, int dsn,
 
             /* RFC 3461: at most 100 characters of xtext */
             if (envid++ || n - 6 == 0 || n - 6 > 100 ||
-                queue_xtext_decode(p + 6, n - 6, id, sizeof(id)) < 0)
+                esmtp_xtext_decode(p + 6, n - 6, id, sizeof(id)) < 0)
                 return "501 5.5.4 Bad ENVID parameter";
         } else {
             (void)eq;
@@ -917,7 +840,7 @@ smtpd_queue_refuses(struct smtpd_session *s, const char *params,
     unsigned long long size = 0;
     size_t len;
 
-    if ((v = smtpd_param(params, "SIZE", &len)) != NULL && len < sizeof(num)) {
+    if ((v = esmtp_param(params, "SIZE", &len)) != NULL && len < sizeof(num)) {
         memcpy(num, v, len);
         num[len] = '\0';
         size = strtoull(num, NULL, 10);
@@ -956,36 +879,15 @@ smtpd_check_rcpt_params(const char *params, int dsn)
         if (!dsn)
             return "555 5.5.4 Unsupported option";
         if (strncasecmp(p, "NOTIFY=", 7) == 0) {
-            const char *v = p + 7, *end = p + n;
-            int never = 0, other = 0;
-
-            if (notify++ || v == end)
-                return "501 5.5.4 Bad NOTIFY parameter";
-            while (v < end) {
-                size_t k = 0;
-
-                while (v + k < end && v[k] != ',')
-                    k++;
-                if (k == 5 && strncasecmp(v, "NEVER", 5) == 0)
-                    never++;
-                else if ((k == 7 && strncasecmp(v, "SUCCESS", 7) == 0) ||
-                         (k == 7 && strncasecmp(v, "FAILURE", 7) == 0) ||
-                         (k == 5 && strncasecmp(v, "DELAY", 5) == 0))
-                    other++;
-                else
-                    return "501 5.5.4 Bad NOTIFY parameter";
-                v += k + (v + k < end);
-            }
-            if (never && (never > 1 || other))
+            if (notify++ || esmtp_notify_check(p + 7, n - 7) < 0)
                 return "501 5.5.4 Bad NOTIFY parameter";
         } else if (strncasecmp(p, "ORCPT=", 6) == 0) {
-            const char *semi = memchr(p + 6, ';', n - 6);
             char addr[600];
+            size_t tl;
 
             /* addr-type ";" xtext, at most 500 characters */
-            if (orcpt++ || semi == NULL || semi == p + 6 || n - 6 > 500 ||
-                queue_xtext_decode(semi + 1, (size_t)(p + n - semi - 1), addr,
-                                   sizeof(addr)) < 0)
+            if (orcpt++ || n - 6 > 500 ||
+                esmtp_orcpt_split(p + 6, n - 6, &tl, addr, sizeof(addr)) < 0)
                 return "501 5.5.4 Bad ORCPT parameter";
         } else {
             return "555 5.5.4 Unsupported option";
@@ -1077,7 +979,7 @@ smtpd_cmd_mail(struct smtpd_session *s, const char *line)
         smtpd_reset(s, 1);
         return;
     }
-    smtpd_new_qid(s->srv, s->qid, sizeof(s->qid));
+    qid_new(&s->srv->seq, s->qid, sizeof(s->qid));
     gettimeofday(&s->t_start, NULL);
 
     if (!s->rt->queue_mode) {
@@ -1095,9 +997,9 @@ smtpd_cmd_mail(struct smtpd_session *s, const char *line)
         /* Only what the next hop needs to see of the client's options:
          * the body type and SMTPUTF8; SIZE is that of the result. */
         params[0] = '\0';
-        if ((v = smtpd_param(p, "BODY", &vlen)) != NULL)
+        if ((v = esmtp_param(p, "BODY", &vlen)) != NULL)
             snprintf(params, sizeof(params), "BODY=%.*s", (int)vlen, v);
-        if (smtpd_param(p, "SMTPUTF8", &vlen) != NULL)
+        if (esmtp_param(p, "SMTPUTF8", &vlen) != NULL)
             snprintf(params + strlen(params), sizeof(params) - strlen(params),
                      "%sSMTPUTF8", params[0] ? " " : "");
         if ((s->hop = smtpc_get(s->rt->hop, &r, &s->e)) == NULL) {
@@ -1958,7 +1860,7 @@ smtpd_data_size(const struct smtpd_session *s)
     char num[24];
     size_t len;
 
-    if ((v = smtpd_param(s->sender_params, "SIZE", &len)) != NULL && len > 0 &&
+    if ((v = esmtp_param(s->sender_params, "SIZE", &len)) != NULL && len > 0 &&
         len < sizeof(num)) {
         memcpy(num, v, len);
         num[len] = '\0';
@@ -2264,34 +2166,6 @@ smtpd_cmd_auth(struct smtpd_session *s, const char *arg)
     smtpd_reply(s, "535 5.7.8 Error: authentication failed");
 }
 
-/* smtpd_xtext_copy - XFORWARD values are xtext (RFC 3461); decode into
- * out, refusing control characters, and spaces unless space is set
- * (Postfix sends a HELO argument with spaces as "+20"). */
-static int
-smtpd_xtext_copy(const char *v, size_t len, char *out, size_t n, int space)
-{
-    size_t i, j = 0;
-
-    for (i = 0; i < len; i++) {
-        int c = (unsigned char)v[i];
-
-        if (c == '+' && i + 2 < len) {
-            char hex[3] = {v[i + 1], v[i + 2], '\0'};
-            char *end;
-
-            c = (int)strtol(hex, &end, 16);
-            if (*end != '\0')
-                return -1;
-            i += 2;
-        }
-        if ((c < 0x21 && !(c == ' ' && space)) || c == 0x7f || j + 1 >= n)
-            return -1;
-        out[j++] = (char)c;
-    }
-    out[j] = '\0';
-    return 0;
-}
-
 static void
 smtpd_cmd_xforward(struct smtpd_session *s, const char *arg)
 {
@@ -2352,11 +2226,11 @@ smtpd_cmd_xforward(struct smtpd_session *s, const char *arg)
                     strncasecmp(p, keys[i].key, klen) != 0)
                     continue;
                 if (pass == 0) {
-                    if (smtpd_xtext_copy(eq + 1, (size_t)(end - eq - 1), check,
-                                         keys[i].size < sizeof(check)
-                                             ? keys[i].size
-                                             : sizeof(check),
-                                         helo) < 0) {
+                    if (esmtp_xforward_decode(
+                            eq + 1, (size_t)(end - eq - 1), check,
+                            keys[i].size < sizeof(check) ? keys[i].size
+                                                         : sizeof(check),
+                            helo) < 0) {
                         smtpd_refuse(s,
                                      "501 5.5.4 Bad XFORWARD attribute value");
                         return;
@@ -2373,8 +2247,8 @@ smtpd_cmd_xforward(struct smtpd_session *s, const char *arg)
                     }
                     continue;
                 }
-                (void)smtpd_xtext_copy(eq + 1, (size_t)(end - eq - 1), field,
-                                       keys[i].size, helo);
+                (void)esmtp_xforward_decode(eq + 1, (size_t)(end - eq - 1),
+                                            field, keys[i].size, helo);
                 if (strcmp(field, "[UNAVAILABLE]") == 0 ||
                     strcmp(field, "[TEMPUNAVAIL]") == 0)
                     field[0] = '\0';

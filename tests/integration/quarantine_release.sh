@@ -22,7 +22,9 @@
 #      as postsuper logs them ("ID: removed from quarantine", "ID:
 #      placed on hold", "ID: released from hold"); a message held with
 #      DSN parameters keeps them and the next hop gets them on release;
-#      a chain that lost the stage releases nothing and says why;
+#      a chain that lost the stage releases nothing and says why; with
+#      a chain.d file that does not load, "relaychain check" and release
+#      refuse, but queue list and quarantine list and show still work;
 #   5. start-up fails, naming it, when the quarantine directory cannot
 #      be made, or when everyone may write to it.
 . "$top_srcdir/tests/integration/smtpd_lib.sh"
@@ -144,6 +146,34 @@ check "4: chain without the stage: release exits 1 (got $rc)" [ "$rc" -eq 1 ]
 check "4: and says why ($(cat "$T/noav.out"))" \
     grep -q "$qid2: not released: the chain has no stage antivirus any more" "$T/noav.out"
 check "4: and the message stays in the quarantine" [ -f "$T/held/deeper/quarantine/$qid2" ]
+# A chain.d file that does not load (an unknown stage type): "relaychain
+# check" refuses it, release (which runs the chain) too, but the queue
+# and quarantine commands that only look at the spool still work.
+mkdir -p "$T/broken.d"
+cp -r "$T/chain.d/." "$T/broken.d/"
+printf 'stage = no_such_stage\n' >"$T/broken.d/55-broken.conf"
+sed "s|^chain_directory = .*|chain_directory = $T/broken.d|" "$T/r.conf" >"$T/broken.conf"
+"$RC" check -c "$T/broken.conf" >"$T/broken-check.out" 2>&1
+rc=$?
+check "4: broken chain.d: relaychain check refuses it (rc $rc)" \
+    sh -c "[ $rc -ne 0 ] && grep -q 55-broken.conf '$T/broken-check.out'"
+"$RC" quarantine -c "$T/broken.conf" list >"$T/broken-qlist.out" 2>&1
+rc=$?
+check "4: broken chain.d: quarantine list still works (rc $rc: $(head -c 300 "$T/broken-qlist.out"))" \
+    sh -c "[ $rc -eq 0 ] && grep -q '^$qid2 ' '$T/broken-qlist.out'"
+"$RC" quarantine -c "$T/broken.conf" show "$qid2" >"$T/broken-show.out" 2>&1
+rc=$?
+check "4: broken chain.d: quarantine show still works (rc $rc)" \
+    sh -c "[ $rc -eq 0 ] && grep -q '^Stage: antivirus$' '$T/broken-show.out'"
+"$RC" queue -c "$T/broken.conf" list >"$T/broken-list.out" 2>&1
+rc=$?
+check "4: broken chain.d: queue list still works (rc $rc: $(head -c 300 "$T/broken-list.out"))" \
+    sh -c "[ $rc -eq 0 ] && grep -q '^$cq! ' '$T/broken-list.out'"
+"$RC" quarantine -c "$T/broken.conf" release "$qid2" >"$T/broken-release.out" 2>&1
+rc=$?
+check "4: broken chain.d: release refuses, naming the file (rc $rc)" \
+    sh -c "[ $rc -ne 0 ] && grep -q 55-broken.conf '$T/broken-release.out'"
+check "4: broken chain.d: and the message stays" [ -f "$T/held/deeper/quarantine/$qid2" ]
 "$RC" quarantine -c "$T/r.conf" delete "$qid2" >"$T/delete.out" 2>&1 ||
     fail "quarantine delete: $(cat "$T/delete.out")"
 check "4: quarantine delete is logged" \

@@ -206,67 +206,6 @@ test_head_only(void **state)
 }
 
 static void
-test_xtext(void **state)
-{
-    static const struct {
-        const char *name, *in, *want; /* want NULL: refused */
-    } cases[] = {
-        {"plain", "abc-123", "abc-123"}, {"plus", "a+2Bb", "a+b"},
-        {"equals", "a+3Db", "a=b"},      {"space encoded", "a+20b", "a b"},
-        {"lower hex", "a+2bb", NULL},    {"short escape", "ab+2", NULL},
-        {"bare equals", "a=b", NULL},    {"control char", "a+0Ab", NULL},
-        {"bare space", "a b", NULL},     {"empty", "", ""},
-    };
-    char out[64];
-    size_t i;
-
-    (void)state;
-    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        int rc = queue_xtext_decode(cases[i].in, strlen(cases[i].in), out,
-                                    sizeof(out));
-
-        if (cases[i].want == NULL) {
-            if (rc != -1)
-                unit_fail(cases[i].name, "got \"%s\", want refused", out);
-        } else if (rc != 0) {
-            unit_fail(cases[i].name, "got refused, want \"%s\"",
-                      cases[i].want);
-        } else {
-            unit_str_eq(cases[i].name, out, cases[i].want);
-        }
-    }
-}
-
-static void
-test_param(void **state)
-{
-    static const struct {
-        const char *name, *params, *key, *want;
-    } cases[] = {
-        {"first", "NOTIFY=FAILURE ORCPT=rfc822;a@b", "NOTIFY", "FAILURE"},
-        {"second", "NOTIFY=FAILURE ORCPT=rfc822;a@b", "ORCPT", "rfc822;a@b"},
-        {"case", "notify=never", "NOTIFY", "never"},
-        {"prefix only", "NOTIFYX=1", "NOTIFY", NULL},
-        {"keyword", "SMTPUTF8 BODY=8BITMIME", "SMTPUTF8", ""},
-        {"absent", "BODY=7BIT", "RET", NULL},
-    };
-    size_t i, len;
-
-    (void)state;
-    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        const char *v = queue_param(cases[i].params, cases[i].key, &len);
-        char got[64];
-
-        if (v == NULL) {
-            unit_str_eq(cases[i].name, NULL, cases[i].want);
-            continue;
-        }
-        snprintf(got, sizeof(got), "%.*s", (int)len, v);
-        unit_str_eq(cases[i].name, got, cases[i].want);
-    }
-}
-
-static void
 test_dsn(void **state)
 {
     struct queue_dsn_rcpt list[1] = {
@@ -815,8 +754,6 @@ main(void)
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_flipped),
         cmocka_unit_test(test_head_only),
-        cmocka_unit_test(test_xtext),
-        cmocka_unit_test(test_param),
         cmocka_unit_test(test_dsn),
         cmocka_unit_test(test_dsn_returned),
         cmocka_unit_test(test_commit),

@@ -1,0 +1,34 @@
+/*
+ * cli - what the commands of relaychain share
+ *
+ * The commands that have a file of their own in core/cli/ (cmd_*.c) are
+ * entered through their *_main(argc, argv), with argv[0] the command's
+ * name; each returns the exit status and prints its own output and
+ * errors. core/cli/relaychain.c dispatches to them.
+ *
+ * cli_main_cfg() is how a command that works on files the daemon keeps
+ * (the queue, the quarantine) reads relaychain.conf: the main file
+ * against its option table, every key and value checked as start-up
+ * checks them, but no chain loaded and no stage initialized, so a
+ * broken chain.d file or a missing virus database never keeps an admin
+ * from the spool.
+ */
+#ifndef RC_CLI_H
+#define RC_CLI_H
+
+#include "util/cfg.h"
+#include "util/err.h"
+
+/* queue_main - "relaychain queue list|flush|delete|hold|release|requeue|
+ * show" (cmd_queue.c). */
+int queue_main(int argc, char **argv);
+
+/* quarantine_main - "relaychain quarantine list|show|release|delete"
+ * (cmd_quarantine.c). */
+int quarantine_main(int argc, char **argv);
+
+/* cli_main_cfg - the main file path, validated; NULL with e set to
+ * "path:line: reason". The caller frees it with cfg_free(). */
+struct cfg *cli_main_cfg(const char *path, struct err *e);
+
+#endif
