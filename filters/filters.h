@@ -107,6 +107,12 @@ int flt_dkim_tag_value(const char *list, const char *tag, char *out, size_t n);
  * hyphens (and underscores in a selector). */
 int flt_dkim_name_ok(const char *s, int selector);
 
+/* dkim_signed, a key of the stages that edit a message before it is
+ * signed (rewrite, disclaimer, dkim): skip a message whose arriving
+ * signature the edit would break, or edit it all the same. */
+enum flt_dkim_signed_action { FLT_DKIM_SIGNED_SKIP, FLT_DKIM_SIGNED_EDIT };
+extern const char *const flt_dkim_signed_choices[];
+
 /* flt_dkim_signed - for the stages that run before signing: 1 when m
  * arrived with a DKIM-Signature that changing field would break (its h=
  * names field, without regard to case; an h= too long to read counts as

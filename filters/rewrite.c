@@ -78,8 +78,6 @@ struct flt_rewrite {
     int dkim_edit; /* dkim_signed = edit */
 };
 
-static const char *const flt_rewrite_dkim[] = {"skip", "edit", NULL};
-
 static const char *const flt_rewrite_headers[] = {
     "From", "To", "Cc", "Reply-To", "Sender",
 };
@@ -98,7 +96,7 @@ static const struct cfg_option flt_rewrite_options[] = {
      "header fields that a DKIM signature the message arrived with covers: "
      "skip (leave them, so the signature still verifies) or edit (rewrite "
      "them and break it); the envelope is rewritten either way",
-     flt_rewrite_dkim, 0, 0, 0},
+     flt_dkim_signed_choices, 0, 0, 0},
     CFG_OPTION_END,
 };
 
@@ -577,7 +575,8 @@ flt_rewrite_init(struct stage *st, const struct cfg *c, struct err *e)
     if (fr->header != NULL)
         flags |= STAGE_EDITS_HEADERS;
     st->flags &= flags;
-    fr->dkim_edit = cfg_enum(c, "dkim_signed") == 1;
+    fr->dkim_edit = (enum flt_dkim_signed_action)cfg_enum(c, "dkim_signed") ==
+                    FLT_DKIM_SIGNED_EDIT;
     return 0;
 }
 

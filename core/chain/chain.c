@@ -52,8 +52,10 @@ struct chain {
     int check_only; /* CHAIN_LOAD_CHECK: never run */
 };
 
-static const char *const chain_on_error_choices[] = {"tempfail", "continue",
-                                                     NULL};
+static const char *const chain_on_error_choices[] = {
+    [STAGE_ON_ERROR_TEMPFAIL] = "tempfail",
+    [STAGE_ON_ERROR_CONTINUE] = "continue",
+    NULL};
 
 const struct cfg_option chain_common_options[] = {
     {"stage", CFG_STRING, NULL, "stage type: rewrite, ...", NULL, 0, 0,
@@ -206,9 +208,7 @@ chain_stage_load(struct chain *ch, const char *dir, const char *file,
     st->flags = type->flags;
     st->check_only = ch->check_only;
     st->env = registry_env();
-    st->on_error = cfg_enum(st->cfg, "on_error") == 1
-                       ? STAGE_ON_ERROR_CONTINUE
-                       : STAGE_ON_ERROR_TEMPFAIL;
+    st->on_error = (enum stage_on_error)cfg_enum(st->cfg, "on_error");
     if ((st->match = match_new(st->cfg, e)) == NULL)
         goto fail;
     if (type->init != NULL && type->init(st, st->cfg, e) < 0) {

@@ -43,8 +43,10 @@
 #define CONF_GROUPS_MAX 1    /* the daemon keeps one group (setgroups) */
 #define CONF_PWBUF_MAX 16384 /* getpwnam_r buffer */
 
-static const char *const conf_ambiguous_choices[] = {"reject", "continue",
-                                                     NULL};
+static const char *const conf_ambiguous_choices[] = {
+    [CHAIN_AMBIGUOUS_REJECT] = "reject",
+    [CHAIN_AMBIGUOUS_CONTINUE] = "continue",
+    NULL};
 
 const struct cfg_option conf_options[] = {
     {"chain_directory", CFG_PATH, "chain.d",
@@ -493,9 +495,8 @@ conf_check(struct conf *cf, const struct conf_part *const *parts,
     cf->limits.line_length = (size_t)cfg_num(c, "line_length_limit");
     cf->limits.mime_depth = (unsigned)cfg_num(c, "mime_depth_limit");
     cf->limits.mime_parts = (unsigned)cfg_num(c, "mime_part_limit");
-    cf->ambiguous = cfg_enum(c, "ambiguous_mime_action") == 0
-                        ? CHAIN_AMBIGUOUS_REJECT
-                        : CHAIN_AMBIGUOUS_CONTINUE;
+    cf->ambiguous =
+        (enum chain_ambiguous_action)cfg_enum(c, "ambiguous_mime_action");
     return 0;
 }
 

@@ -49,6 +49,7 @@
 #include "net/smtpc.h"
 #include "queue/quarantine.h"
 #include "queue/queue.h"
+#include "queue/queue_conf.h"
 #include "cli/cli.h"
 #include "cli/parts.h"
 
@@ -206,7 +207,7 @@ quarantine_cmd_release(const struct conf *cf, int dfd, const char *dir,
         fprintf(stderr, "relaychain: %s: %s\n", id, e.text);
         goto out;
     }
-    if (cfg_enum(cf->cfg, "delivery") == 1) {
+    if (queue_delivery(cf->cfg) == QUEUE_DELIVERY_QUEUE) {
         struct queue_msg qm;
         char arrival[32];
         int spooled;

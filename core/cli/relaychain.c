@@ -54,6 +54,7 @@
 #include "msg/mime.h"
 #include "msg/msg.h"
 #include "queue/queue.h"
+#include "queue/queue_conf.h"
 #include "chain/registry.h"
 #include "net/notice.h"
 #include "cli/cli.h"
@@ -189,7 +190,7 @@ check_daemon(struct conf *cf)
     struct err e;
 
     err_clear(&e);
-    if (cfg_enum(cf->cfg, "delivery") == 1 &&
+    if (queue_delivery(cf->cfg) == QUEUE_DELIVERY_QUEUE &&
         queue_settings_check(cf->cfg, &e) < 0) {
         fprintf(stderr, "%s: %s\n", progname, e.text);
         conf_free(cf);

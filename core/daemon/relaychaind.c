@@ -348,7 +348,7 @@ reload(const struct reload_arg *ra, char *note, size_t notelen, struct err *e)
     /* The queue's new settings are built here too, before anything is
      * swapped: a bad transport_map keeps the whole old configuration. */
     cfg = runtime_conf(rt)->cfg;
-    if ((ra->spool != NULL) != (cfg_enum(cfg, "delivery") == 1)) {
+    if ((ra->spool != NULL) != (queue_delivery(cfg) == QUEUE_DELIVERY_QUEUE)) {
         log_warning(NULL, "delivery changed; restart relaychaind to use it");
         restart = "; delivery changed: restart relaychaind to use it";
     } else if (ra->spool != NULL &&
@@ -1330,7 +1330,7 @@ main(int argc, char **argv)
     cfg = runtime_conf(current)->cfg;
     /* delivery = queue: the spool's directories and lock are taken here,
      * so a problem is told where the admin looks. */
-    if (cfg_enum(cfg, "delivery") == 1 &&
+    if (queue_delivery(cfg) == QUEUE_DELIVERY_QUEUE &&
         (spool = queue_open(cfg, &e)) == NULL) {
         fprintf(stderr, "relaychaind: %s\n", e.text);
         goto fail;

@@ -19,8 +19,11 @@
 
 #define MILTERD_CONF_PWBUF_MAX 16384 /* getgrnam_r buffer */
 
-static const char *const milterd_conf_size_choices[] = {"tempfail", "reject",
-                                                        "accept", NULL};
+static const char *const milterd_conf_size_choices[] = {
+    [MILTERD_SIZE_TEMPFAIL] = "tempfail",
+    [MILTERD_SIZE_REJECT] = "reject",
+    [MILTERD_SIZE_ACCEPT] = "accept",
+    NULL};
 
 static const struct cfg_option milterd_conf_options[] = {
     {"milter_listen", CFG_STRING, NULL,

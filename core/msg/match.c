@@ -31,9 +31,12 @@
 
 #define MATCH_PATTERN_MAX 256 /* octets of one pattern: an address is 254 */
 
-static const char *const match_auth_choices[] = {"any", "yes", "no", NULL};
-
 enum match_auth { MATCH_AUTH_ANY, MATCH_AUTH_YES, MATCH_AUTH_NO };
+
+static const char *const match_auth_choices[] = {[MATCH_AUTH_ANY] = "any",
+                                                 [MATCH_AUTH_YES] = "yes",
+                                                 [MATCH_AUTH_NO] = "no",
+                                                 NULL};
 
 const struct cfg_option match_options[] = {
     {"match_sender", CFG_LIST, NULL,
@@ -256,7 +259,7 @@ match_new(const struct cfg *c, struct err *e)
             }
         }
     }
-    switch (cfg_enum(c, "match_auth")) {
+    switch ((enum match_auth)cfg_enum(c, "match_auth")) {
     case 1:
         mt->auth = MATCH_AUTH_YES;
         break;

@@ -15,7 +15,9 @@
 #include "net/smtpc_conf.h"
 
 static const char *const smtpc_conf_tls_choices[] = {
-    "none", "may", "encrypt", "verify", "secure", NULL};
+    [SMTPC_TLS_NONE] = "none",       [SMTPC_TLS_MAY] = "may",
+    [SMTPC_TLS_ENCRYPT] = "encrypt", [SMTPC_TLS_VERIFY] = "verify",
+    [SMTPC_TLS_SECURE] = "secure",   NULL};
 
 static const struct cfg_option smtpc_conf_options[] = {
     {"next_hop", CFG_STRING, NULL,

@@ -11,8 +11,10 @@
 
 #include "queue/queue_conf.h"
 
-static const char *const queue_conf_delivery_choices[] = {"through", "queue",
-                                                          NULL};
+static const char *const queue_conf_delivery_choices[] = {
+    [QUEUE_DELIVERY_THROUGH] = "through",
+    [QUEUE_DELIVERY_QUEUE] = "queue",
+    NULL};
 
 static const struct cfg_option queue_conf_options[] = {
     {"delivery", CFG_ENUM, "through",
@@ -58,7 +60,7 @@ static const struct cfg_option queue_conf_options[] = {
 static int
 queue_conf_check(const struct cfg *c, struct err *e)
 {
-    if (cfg_enum(c, "delivery") == 1 &&
+    if (queue_delivery(c) == QUEUE_DELIVERY_QUEUE &&
         conf_check_dir(c, "queue_directory", 0, 0, e) < 0)
         return -1;
     return 0;
@@ -69,3 +71,9 @@ const struct conf_part queue_conf_part = {
     .options = queue_conf_options,
     .check = queue_conf_check,
 };
+
+enum queue_delivery
+queue_delivery(const struct cfg *c)
+{
+    return (enum queue_delivery)cfg_enum(c, "delivery");
+}

@@ -16,4 +16,10 @@
 
 extern const struct conf_part queue_conf_part;
 
+/* The value of delivery, in the order of its choices. */
+enum queue_delivery { QUEUE_DELIVERY_THROUGH, QUEUE_DELIVERY_QUEUE };
+
+/* queue_delivery - what delivery c says (c validated with the part). */
+enum queue_delivery queue_delivery(const struct cfg *c);
+
 #endif

@@ -82,9 +82,11 @@
 #include "net/netio.h"
 #include "queue/quarantine.h"
 #include "queue/queue.h"
+#include "queue/queue_conf.h"
 #include "util/regmap.h"
 #include "net/smtpc.h"
 #include "smtpd/smtpd.h"
+#include "smtpd/smtpd_conf.h"
 
 #define SMTPD_LINE_MAX                                                        \
     1024 /* command line: RFC 5321's 512, plus as                             \
@@ -247,7 +249,7 @@ smtpd_runtime_build(const struct conf *cf, struct err *e)
                 "tls_key_file");
         goto fail;
     }
-    rt->queue_mode = cfg_enum(c, "delivery") == 1;
+    rt->queue_mode = queue_delivery(c) == QUEUE_DELIVERY_QUEUE;
     if (cfg_str(c, "next_hop") == NULL) {
         const char *const *l;
 
@@ -277,8 +279,11 @@ limits:
     rt->junk_limit = (int)cfg_num(c, "smtpd_junk_command_limit");
     rt->auth_failure_limit = (int)cfg_num(c, "auth_failure_limit");
     rt->auth_failure_rate = (unsigned)cfg_num(c, "auth_failure_rate");
-    rt->normalize_newlines = cfg_enum(c, "bare_newline") == 1;
-    rt->wrap_long_lines = cfg_enum(c, "long_line_action") == 1;
+    rt->normalize_newlines =
+        (enum smtpd_bare_newline)cfg_enum(c, "bare_newline") ==
+        SMTPD_BARE_NEWLINE_NORMALIZE;
+    rt->wrap_long_lines = (enum smtpd_long_line)cfg_enum(
+                              c, "long_line_action") == SMTPD_LONG_LINE_WRAP;
     rt->max_conn = (unsigned)cfg_num(c, "max_connections");
     rt->max_conn_client = (unsigned)cfg_num(c, "max_connections_per_client");
     return rt;

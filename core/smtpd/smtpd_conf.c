@@ -22,9 +22,13 @@
 #define SMTPD_CONF_HOST_MAX 255 /* octets of a listener's host */
 
 static const char *const smtpd_conf_bare_newline_choices[] = {
-    "reject", "normalize", NULL};
-static const char *const smtpd_conf_long_line_choices[] = {"reject", "wrap",
-                                                           NULL};
+    [SMTPD_BARE_NEWLINE_REJECT] = "reject",
+    [SMTPD_BARE_NEWLINE_NORMALIZE] = "normalize",
+    NULL};
+static const char *const smtpd_conf_long_line_choices[] = {
+    [SMTPD_LONG_LINE_REJECT] = "reject",
+    [SMTPD_LONG_LINE_WRAP] = "wrap",
+    NULL};
 
 static const struct cfg_option smtpd_conf_options[] = {
     {"smtp_listen", CFG_LIST, NULL,

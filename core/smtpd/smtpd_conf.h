@@ -14,6 +14,13 @@
 
 #include "chain/conf.h"
 
+/* bare_newline and long_line_action, in the order of their choices. */
+enum smtpd_bare_newline {
+    SMTPD_BARE_NEWLINE_REJECT,
+    SMTPD_BARE_NEWLINE_NORMALIZE
+};
+enum smtpd_long_line { SMTPD_LONG_LINE_REJECT, SMTPD_LONG_LINE_WRAP };
+
 #define SMTPD_LISTEN_MAX 16 /* smtp_listen items */
 
 extern const struct conf_part smtpd_conf_part;

@@ -116,14 +116,18 @@
 #include "msg/mime.h"
 #include "util/regmap.h"
 
-static const char *const flt_av_engines[] = {"libclamav", "clamd", NULL};
+static const char *const flt_av_engines[] = {
+    [FLT_AV_LIBCLAMAV] = "libclamav", [FLT_AV_CLAMD] = "clamd", NULL};
 static const char *const flt_av_infected_choices[] = {"reject", "discard",
                                                       "quarantine", NULL};
 static const char *const flt_av_unchecked_choices[] = {
     "tempfail", "reject", "continue", "quarantine", NULL};
 static const char *const flt_av_unscannable_choices[] = {
     "reject", "quarantine", "tempfail", "continue", NULL};
-static const char *const flt_av_missing_choices[] = {"fail", "tempfail", NULL};
+static const char *const flt_av_missing_choices[] = {
+    [FLT_AV_MISSING_FAIL] = "fail",
+    [FLT_AV_MISSING_TEMPFAIL] = "tempfail",
+    NULL};
 
 static const struct cfg_option flt_av_options[] = {
     {"engine", CFG_ENUM, "libclamav",
@@ -360,7 +364,7 @@ flt_av_init(struct stage *st, const struct cfg *c, struct err *e)
     fa->check_only = st->check_only;
     if ((fa->stage_name = strdup(st->name ? st->name : "antivirus")) == NULL)
         goto nomem;
-    fa->kind = cfg_enum(c, "engine") == 1 ? FLT_AV_CLAMD : FLT_AV_LIBCLAMAV;
+    fa->kind = (enum flt_av_engine_kind)cfg_enum(c, "engine");
     fa->on_infected =
         flt_av_action_of(flt_av_infected_choices, cfg_enum(c, "on_infected"));
     fa->on_banned =

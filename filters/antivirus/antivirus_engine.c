@@ -503,7 +503,8 @@ flt_av_init_libclamav(struct flt_av *fa, const struct cfg *c, struct err *e)
             return err_nomem(e);
         err_clear(&le);
         if (flt_av_db_check(fa, &le) < 0) {
-            if (cfg_enum(c, "missing_database") == 0)
+            if ((enum flt_av_missing)cfg_enum(c, "missing_database") ==
+                FLT_AV_MISSING_FAIL)
                 return cfg_err(e, c, "database_directory", "%s", le.text);
             log_warning(NULL,
                         "%s: %s; mail would be tempfailed until it loads "
@@ -536,7 +537,8 @@ flt_av_init_libclamav(struct flt_av *fa, const struct cfg *c, struct err *e)
     fa->have_stat = cl_statinidir(fa->dbdir, &fa->dbstat) == CL_SUCCESS;
     err_clear(&le);
     if ((en = flt_av_engine_new(fa, &sigs, &le)) == NULL) {
-        if (cfg_enum(c, "missing_database") == 0)
+        if ((enum flt_av_missing)cfg_enum(c, "missing_database") ==
+            FLT_AV_MISSING_FAIL)
             return cfg_err(e, c, "database_directory", "%s", le.text);
         log_error(NULL,
                   "%s: %s; mail is tempfailed until it loads "

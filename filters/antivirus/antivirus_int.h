@@ -38,6 +38,8 @@
 #define FLT_AV_NOTICE_MAX (64 * 1024)
 
 enum flt_av_engine_kind { FLT_AV_LIBCLAMAV, FLT_AV_CLAMD };
+/* missing_database: refuse to start, or tempfail mail until it loads */
+enum flt_av_missing { FLT_AV_MISSING_FAIL, FLT_AV_MISSING_TEMPFAIL };
 
 /* The choices of on_infected, on_banned and on_unchecked share these. */
 enum flt_av_action {

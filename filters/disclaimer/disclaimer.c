@@ -91,10 +91,16 @@
 #include "msg/mime.h"
 #include "msg/splice.h"
 
-static const char *const flt_disclaimer_positions[] = {"append", "prepend",
-                                                       NULL};
-static const char *const flt_disclaimer_no_text[] = {"add_part", "skip", NULL};
-static const char *const flt_disclaimer_dkim[] = {"skip", "edit", NULL};
+enum flt_disclaimer_position { FLT_DISCLAIMER_APPEND, FLT_DISCLAIMER_PREPEND };
+static const char *const flt_disclaimer_positions[] = {
+    [FLT_DISCLAIMER_APPEND] = "append",
+    [FLT_DISCLAIMER_PREPEND] = "prepend",
+    NULL};
+enum flt_disclaimer_no_text { FLT_DISCLAIMER_ADD_PART, FLT_DISCLAIMER_SKIP };
+static const char *const flt_disclaimer_no_text[] = {
+    [FLT_DISCLAIMER_ADD_PART] = "add_part",
+    [FLT_DISCLAIMER_SKIP] = "skip",
+    NULL};
 
 static const struct cfg_option flt_disclaimer_options[] = {
     {"text_file", CFG_PATH, NULL,
@@ -120,7 +126,7 @@ static const struct cfg_option flt_disclaimer_options[] = {
      "a message that arrives with a DKIM signature (an earlier hop signed "
      "it): skip (leave it untouched, so the signature still verifies) or "
      "edit (add the footer and break the signature)",
-     flt_disclaimer_dkim, 0, 0, 0},
+     flt_dkim_signed_choices, 0, 0, 0},
     CFG_OPTION_END,
 };
 
@@ -162,10 +168,13 @@ flt_disclaimer_init(struct stage *st, const struct cfg *c, struct err *e)
     if ((fd = calloc(1, sizeof(*fd))) == NULL)
         return err_nomem(e);
     st->priv = fd;
-    fd->prepend = cfg_enum(c, "position") == 1;
-    fd->add_part = cfg_enum(c, "no_text_body") == 0;
+    fd->prepend = (enum flt_disclaimer_position)cfg_enum(c, "position") ==
+                  FLT_DISCLAIMER_PREPEND;
+    fd->add_part = (enum flt_disclaimer_no_text)cfg_enum(c, "no_text_body") ==
+                   FLT_DISCLAIMER_ADD_PART;
     fd->once = cfg_bool(c, "once_per_thread");
-    fd->dkim_edit = cfg_enum(c, "dkim_signed") == 1;
+    fd->dkim_edit = (enum flt_dkim_signed_action)cfg_enum(c, "dkim_signed") ==
+                    FLT_DKIM_SIGNED_EDIT;
     if (text != NULL &&
         (fd->def = flt_disclaimer_tpl_get(fd, text, html, e)) == NULL) {
         const char *key =

@@ -113,17 +113,42 @@
 #include "msg/mime.h"
 #include "msg/downgrade.h"
 
-static const char *const flt_dkim_source_choices[] = {"from", "sender",
-                                                      "envelope", NULL};
-static const char *const flt_dkim_canon_choices[] = {
-    "relaxed/relaxed", "relaxed/simple", "simple/relaxed", "simple/simple",
+static const char *const flt_dkim_source_choices[] = {
+    [FLT_DKIM_FROM] = "from",
+    [FLT_DKIM_SENDER] = "sender",
+    [FLT_DKIM_ENVELOPE] = "envelope",
     NULL};
-static const char *const flt_dkim_8bit_choices[] = {"encode", "keep", NULL};
-static const char *const flt_dkim_check_choices[] = {"builtin", "libopendkim",
-                                                     NULL};
-static const char *const flt_dkim_signed_choices[] = {"skip", "edit", NULL};
-static const char *const flt_dkim_sign_mail_choices[] = {"internal", "all",
-                                                         NULL};
+
+/* canonicalization: header/body */
+enum flt_dkim_canons {
+    FLT_DKIM_RELAXED_RELAXED,
+    FLT_DKIM_RELAXED_SIMPLE,
+    FLT_DKIM_SIMPLE_RELAXED,
+    FLT_DKIM_SIMPLE_SIMPLE
+};
+static const char *const flt_dkim_canon_choices[] = {
+    [FLT_DKIM_RELAXED_RELAXED] = "relaxed/relaxed",
+    [FLT_DKIM_RELAXED_SIMPLE] = "relaxed/simple",
+    [FLT_DKIM_SIMPLE_RELAXED] = "simple/relaxed",
+    [FLT_DKIM_SIMPLE_SIMPLE] = "simple/simple",
+    NULL};
+
+enum flt_dkim_8bit { FLT_DKIM_8BIT_ENCODE, FLT_DKIM_8BIT_KEEP };
+static const char *const flt_dkim_8bit_choices[] = {
+    [FLT_DKIM_8BIT_ENCODE] = "encode", [FLT_DKIM_8BIT_KEEP] = "keep", NULL};
+
+enum flt_dkim_self_check {
+    FLT_DKIM_CHECK_BUILTIN,
+    FLT_DKIM_CHECK_LIBOPENDKIM
+};
+static const char *const flt_dkim_check_choices[] = {
+    [FLT_DKIM_CHECK_BUILTIN] = "builtin",
+    [FLT_DKIM_CHECK_LIBOPENDKIM] = "libopendkim",
+    NULL};
+
+enum flt_dkim_sign_mail { FLT_DKIM_SIGN_INTERNAL, FLT_DKIM_SIGN_ALL };
+static const char *const flt_dkim_sign_mail_choices[] = {
+    [FLT_DKIM_SIGN_INTERNAL] = "internal", [FLT_DKIM_SIGN_ALL] = "all", NULL};
 
 static const struct cfg_option flt_dkim_options[] = {
     {"key_table", CFG_PATH, NULL,
@@ -328,12 +353,25 @@ flt_dkim_init(struct stage *st, const struct cfg *c, struct err *e)
         return err_nomem(e);
     st->priv = fd;
     fd->source = (enum flt_dkim_source)cfg_enum(c, "signing_domain");
-    fd->hcanon = cfg_enum(c, "canonicalization") < 2 ? FLT_DKIM_RELAXED
-                                                     : FLT_DKIM_SIMPLE;
-    fd->bcanon = cfg_enum(c, "canonicalization") % 2 == 0 ? FLT_DKIM_RELAXED
-                                                          : FLT_DKIM_SIMPLE;
+    switch ((enum flt_dkim_canons)cfg_enum(c, "canonicalization")) {
+    case FLT_DKIM_RELAXED_RELAXED:
+        fd->hcanon = fd->bcanon = FLT_DKIM_RELAXED;
+        break;
+    case FLT_DKIM_RELAXED_SIMPLE:
+        fd->hcanon = FLT_DKIM_RELAXED;
+        fd->bcanon = FLT_DKIM_SIMPLE;
+        break;
+    case FLT_DKIM_SIMPLE_RELAXED:
+        fd->hcanon = FLT_DKIM_SIMPLE;
+        fd->bcanon = FLT_DKIM_RELAXED;
+        break;
+    case FLT_DKIM_SIMPLE_SIMPLE:
+        fd->hcanon = fd->bcanon = FLT_DKIM_SIMPLE;
+        break;
+    }
     fd->ttl = (uint64_t)(cfg_num(c, "signature_ttl") / 1000);
-    fd->encode = cfg_enum(c, "eight_bit_body") == 0;
+    fd->encode = (enum flt_dkim_8bit)cfg_enum(c, "eight_bit_body") ==
+                 FLT_DKIM_8BIT_ENCODE;
     if (flt_dkim_header_list(c, "sign_headers", &fd->sign_hdrs, e) < 0 ||
         flt_dkim_header_list(c, "oversign_headers", &fd->oversign_hdrs, e) < 0)
         goto fail;
@@ -355,10 +393,14 @@ flt_dkim_init(struct stage *st, const struct cfg *c, struct err *e)
     } else if (flt_dkim_init_short(fd, c, e) < 0) {
         goto fail;
     }
-    if (cfg_enum(c, "self_check") == 1 && flt_dkim_libs(fd, c, e) < 0)
+    if ((enum flt_dkim_self_check)cfg_enum(c, "self_check") ==
+            FLT_DKIM_CHECK_LIBOPENDKIM &&
+        flt_dkim_libs(fd, c, e) < 0)
         goto fail;
-    fd->sign_all = cfg_enum(c, "sign_mail") == 1;
-    fd->dkim_edit = cfg_enum(c, "dkim_signed") == 1;
+    fd->sign_all =
+        (enum flt_dkim_sign_mail)cfg_enum(c, "sign_mail") == FLT_DKIM_SIGN_ALL;
+    fd->dkim_edit = (enum flt_dkim_signed_action)cfg_enum(c, "dkim_signed") ==
+                    FLT_DKIM_SIGNED_EDIT;
     if (cfg_is_set(c, "internal_hosts")) {
         const char *const *nets;
         size_t n = cfg_list(c, "internal_hosts", &nets);

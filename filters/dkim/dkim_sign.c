@@ -197,6 +197,9 @@ flt_dkim_body_holds(const struct msg *m, const char *v)
     return strcmp(bh, want) == 0;
 }
 
+const char *const flt_dkim_signed_choices[] = {
+    [FLT_DKIM_SIGNED_SKIP] = "skip", [FLT_DKIM_SIGNED_EDIT] = "edit", NULL};
+
 int
 flt_dkim_signed(const struct msg *m, const char *field, char *who, size_t n)
 {
