@@ -116,6 +116,19 @@ milterd_negotiate(unsigned chain_flags, size_t nstages,
 
 /* -------------------------------------------------------- connection */
 
+/* milterd_negotiate_chain - milterd_negotiate() against cf's chain: *act
+ * and *proto come in as the MTA's offer and go out as what was agreed. */
+static int
+milterd_negotiate_chain(const struct conf *cf, unsigned long *act,
+                        unsigned long *proto, struct err *e)
+{
+    const struct stage *const *st;
+    size_t n = chain_stages(cf->chain, &st);
+
+    return milterd_negotiate(chain_flags(cf->chain), n, *act, *proto, act,
+                             proto, e);
+}
+
 int
 milterd_conn_open(struct milterd_conn *c, milterd_hold_fn hold, int negotiate,
                   unsigned long *act, unsigned long *proto,
@@ -123,16 +136,12 @@ milterd_conn_open(struct milterd_conn *c, milterd_hold_fn hold, int negotiate,
                   void *ctx, struct err *e)
 {
     const struct conf *cf;
-    const struct stage *const *st;
-    size_t n;
 
     memset(c, 0, sizeof(*c));
     c->rt = hold();
     cf = runtime_conf(c->rt);
     if (negotiate) {
-        n = chain_stages(cf->chain, &st);
-        if (milterd_negotiate(chain_flags(cf->chain), n, *act, *proto, act,
-                              proto, e) < 0) {
+        if (milterd_negotiate_chain(cf, act, proto, e) < 0) {
             runtime_release(c->rt);
             c->rt = NULL;
             return -1;
@@ -286,12 +295,8 @@ mlfi_conn(SMFICTX *ctx, int negotiate, unsigned long *act,
     if (c != NULL && negotiate) {
         /* Negotiated once per connection; should the MTA do it again,
          * the answer is for the chain the connection already has. */
-        const struct conf *cf = runtime_conf(c->conn.rt);
-        const struct stage *const *st;
-        size_t n = chain_stages(cf->chain, &st);
-
-        if (milterd_negotiate(chain_flags(cf->chain), n, *act, *proto, act,
-                              proto, &e) < 0) {
+        if (milterd_negotiate_chain(runtime_conf(c->conn.rt), act, proto, &e) <
+            0) {
             log_error(NULL, "milter: %s", e.text);
             *refused = 1;
             return NULL;
@@ -321,193 +326,6 @@ mlfi_conn(SMFICTX *ctx, int negotiate, unsigned long *act,
     md->conns = c;
     pthread_mutex_unlock(&md->srv->lock);
     return c;
-}
-
-static struct milterd_session *
-mlfi_session(SMFICTX *ctx)
-{
-    unsigned long act = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGBODY |
-                        SMFIF_ADDRCPT | SMFIF_DELRCPT | SMFIF_QUARANTINE,
-                  proto = 0;
-    struct mlfi_conn *c;
-    int refused;
-
-    c = mlfi_conn(ctx, 0, &act, &proto, &refused);
-    return c != NULL ? c->conn.s : NULL;
-}
-
-/* mlfi_ret - the answer to an event before end of message. */
-static sfsistat
-mlfi_ret(struct milterd_session *s, unsigned long noreply)
-{
-    if (s == NULL)
-        return SMFIS_TEMPFAIL;
-    return (s->proto & noreply) ? SMFIS_NOREPLY : SMFIS_CONTINUE;
-}
-
-static sfsistat
-mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
-               unsigned long f2, unsigned long f3, unsigned long *pf0,
-               unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
-{
-    unsigned long act = f0, proto = f1;
-    struct mlfi_conn *c;
-    int refused;
-    size_t i;
-
-    (void)f2;
-    (void)f3;
-    if (milterd_running == NULL)
-        return SMFIS_REJECT;
-    /* The connection's runtime is held once, here, and the offer is
-     * negotiated against its chain. */
-    if ((c = mlfi_conn(ctx, 1, &act, &proto, &refused)) == NULL)
-        return refused ? SMFIS_REJECT : SMFIS_TEMPFAIL;
-    if (act & SMFIF_SETSYMLIST)
-        for (i = 0; i < sizeof(mlfi_macros) / sizeof(mlfi_macros[0]); i++)
-            (void)smfi_setsymlist(ctx, mlfi_macros[i].where,
-                                  (char *)mlfi_macros[i].list);
-    *pf0 = act;
-    *pf1 = proto;
-    *pf2 = 0;
-    *pf3 = 0;
-    return SMFIS_CONTINUE;
-}
-
-static sfsistat
-mlfi_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
-{
-    struct milterd_session *s = mlfi_session(ctx);
-
-    if (s == NULL)
-        return SMFIS_TEMPFAIL;
-    mlfi_getmacros(ctx, s, SMFIM_CONNECT);
-    milterd_connect(s, hostname, sa);
-    return mlfi_ret(s, SMFIP_NR_CONN);
-}
-
-static sfsistat
-mlfi_helo(SMFICTX *ctx, char *helo)
-{
-    struct milterd_session *s = mlfi_session(ctx);
-
-    if (s == NULL)
-        return SMFIS_TEMPFAIL;
-    mlfi_getmacros(ctx, s, SMFIM_HELO);
-    milterd_helo(s, helo);
-    return mlfi_ret(s, SMFIP_NR_HELO);
-}
-
-static sfsistat
-mlfi_envfrom(SMFICTX *ctx, char **argv)
-{
-    struct milterd_session *s = mlfi_session(ctx);
-
-    if (s == NULL)
-        return SMFIS_TEMPFAIL;
-    milterd_mail(s, argv);
-    mlfi_getmacros(ctx, s, SMFIM_ENVFROM);
-    return mlfi_ret(s, SMFIP_NR_MAIL);
-}
-
-static sfsistat
-mlfi_envrcpt(SMFICTX *ctx, char **argv)
-{
-    struct milterd_session *s = mlfi_session(ctx);
-
-    if (s == NULL)
-        return SMFIS_TEMPFAIL;
-    milterd_rcpt(s, argv);
-    return mlfi_ret(s, SMFIP_NR_RCPT);
-}
-
-static sfsistat
-mlfi_header(SMFICTX *ctx, char *name, char *value)
-{
-    struct milterd_session *s = mlfi_session(ctx);
-
-    if (s == NULL)
-        return SMFIS_TEMPFAIL;
-    milterd_header(s, name, value);
-    return mlfi_ret(s, SMFIP_NR_HDR);
-}
-
-static sfsistat
-mlfi_eoh(SMFICTX *ctx)
-{
-    struct milterd_session *s = mlfi_session(ctx);
-
-    if (s == NULL)
-        return SMFIS_TEMPFAIL;
-    milterd_eoh(s);
-    return mlfi_ret(s, SMFIP_NR_EOH);
-}
-
-static sfsistat
-mlfi_body(SMFICTX *ctx, unsigned char *p, size_t len)
-{
-    struct milterd_session *s = mlfi_session(ctx);
-
-    if (s == NULL)
-        return SMFIS_TEMPFAIL;
-    milterd_body(s, p, len);
-    return mlfi_ret(s, SMFIP_NR_BODY);
-}
-
-static sfsistat
-mlfi_eom(SMFICTX *ctx)
-{
-    struct milterd_session *s = mlfi_session(ctx);
-
-    if (s == NULL)
-        return SMFIS_TEMPFAIL;
-    mlfi_getmacros(ctx, s, SMFIM_EOM);
-    switch (milterd_eom(s)) {
-    case MILTERD_CONTINUE:
-        return SMFIS_CONTINUE;
-    case MILTERD_REJECT:
-        return SMFIS_REJECT;
-    case MILTERD_DISCARD:
-        return SMFIS_DISCARD;
-    case MILTERD_TEMPFAIL:
-        break;
-    }
-    return SMFIS_TEMPFAIL;
-}
-
-static sfsistat
-mlfi_abort(SMFICTX *ctx)
-{
-    struct mlfi_conn *c = smfi_getpriv(ctx);
-
-    if (c != NULL)
-        milterd_abort(c->conn.s);
-    return SMFIS_CONTINUE;
-}
-
-static sfsistat
-mlfi_close(SMFICTX *ctx)
-{
-    struct mlfi_conn *c = smfi_getpriv(ctx);
-    struct milterd *md = milterd_running;
-
-    if (c == NULL)
-        return SMFIS_CONTINUE;
-    (void)smfi_setpriv(ctx, NULL);
-    if (md != NULL) {
-        struct mlfi_conn **pp;
-
-        pthread_mutex_lock(&md->srv->lock);
-        for (pp = &md->conns; *pp != NULL; pp = &(*pp)->next)
-            if (*pp == c) {
-                *pp = c->next;
-                break;
-            }
-        pthread_mutex_unlock(&md->srv->lock);
-    }
-    milterd_conn_close(&c->conn);
-    free(c);
-    return SMFIS_CONTINUE;
 }
 
 /*
@@ -543,138 +361,213 @@ mlfi_leave(void)
     pthread_mutex_unlock(&md->srv->lock);
 }
 
-static sfsistat
-mlfi_g_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
-                 unsigned long f2, unsigned long f3, unsigned long *pf0,
-                 unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
+/* mlfi_begin - an event of the connection: the guard entered, and the
+ * connection's session, with the macros sent with where read (SMFIM_*,
+ * or -1 for none). NULL, with the guard left, when the callback must
+ * answer tempfail; else the callback ends with mlfi_end() or
+ * mlfi_leave(). */
+static struct milterd_session *
+mlfi_begin(SMFICTX *ctx, int where)
 {
+    unsigned long act = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGBODY |
+                        SMFIF_ADDRCPT | SMFIF_DELRCPT | SMFIF_QUARANTINE,
+                  proto = 0;
+    struct mlfi_conn *c;
+    int refused;
+
+    if (!mlfi_enter())
+        return NULL;
+    if ((c = mlfi_conn(ctx, 0, &act, &proto, &refused)) == NULL) {
+        mlfi_leave();
+        return NULL;
+    }
+    mlfi_getmacros(ctx, c->conn.s, where);
+    return c->conn.s;
+}
+
+/* mlfi_end - leave the guard with the answer to an event before end of
+ * message. */
+static sfsistat
+mlfi_end(struct milterd_session *s, unsigned long noreply)
+{
+    sfsistat r = (s->proto & noreply) ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+
+    mlfi_leave();
+    return r;
+}
+
+static sfsistat
+mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
+               unsigned long f2, unsigned long f3, unsigned long *pf0,
+               unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
+{
+    unsigned long act = f0, proto = f1;
+    struct mlfi_conn *c;
+    int refused;
+    size_t i;
+
+    (void)f2;
+    (void)f3;
+    if (!mlfi_enter())
+        return SMFIS_TEMPFAIL;
+    /* The connection's runtime is held once, here, and the offer is
+     * negotiated against its chain. */
+    if ((c = mlfi_conn(ctx, 1, &act, &proto, &refused)) == NULL) {
+        mlfi_leave();
+        return refused ? SMFIS_REJECT : SMFIS_TEMPFAIL;
+    }
+    if (act & SMFIF_SETSYMLIST)
+        for (i = 0; i < sizeof(mlfi_macros) / sizeof(mlfi_macros[0]); i++)
+            (void)smfi_setsymlist(ctx, mlfi_macros[i].where,
+                                  (char *)mlfi_macros[i].list);
+    *pf0 = act;
+    *pf1 = proto;
+    *pf2 = 0;
+    *pf3 = 0;
+    mlfi_leave();
+    return SMFIS_CONTINUE;
+}
+
+static sfsistat
+mlfi_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
+{
+    struct milterd_session *s;
+
+    if ((s = mlfi_begin(ctx, SMFIM_CONNECT)) == NULL)
+        return SMFIS_TEMPFAIL;
+    milterd_connect(s, hostname, sa);
+    return mlfi_end(s, SMFIP_NR_CONN);
+}
+
+static sfsistat
+mlfi_helo(SMFICTX *ctx, char *helo)
+{
+    struct milterd_session *s;
+
+    if ((s = mlfi_begin(ctx, SMFIM_HELO)) == NULL)
+        return SMFIS_TEMPFAIL;
+    milterd_helo(s, helo);
+    return mlfi_end(s, SMFIP_NR_HELO);
+}
+
+static sfsistat
+mlfi_envfrom(SMFICTX *ctx, char **argv)
+{
+    struct milterd_session *s;
+
+    if ((s = mlfi_begin(ctx, -1)) == NULL)
+        return SMFIS_TEMPFAIL;
+    /* MAIL starts the transaction, which clears the queue id: the
+     * macros sent with it are read after. */
+    milterd_mail(s, argv);
+    mlfi_getmacros(ctx, s, SMFIM_ENVFROM);
+    return mlfi_end(s, SMFIP_NR_MAIL);
+}
+
+static sfsistat
+mlfi_envrcpt(SMFICTX *ctx, char **argv)
+{
+    struct milterd_session *s;
+
+    if ((s = mlfi_begin(ctx, -1)) == NULL)
+        return SMFIS_TEMPFAIL;
+    milterd_rcpt(s, argv);
+    return mlfi_end(s, SMFIP_NR_RCPT);
+}
+
+static sfsistat
+mlfi_header(SMFICTX *ctx, char *name, char *value)
+{
+    struct milterd_session *s;
+
+    if ((s = mlfi_begin(ctx, -1)) == NULL)
+        return SMFIS_TEMPFAIL;
+    milterd_header(s, name, value);
+    return mlfi_end(s, SMFIP_NR_HDR);
+}
+
+static sfsistat
+mlfi_eoh(SMFICTX *ctx)
+{
+    struct milterd_session *s;
+
+    if ((s = mlfi_begin(ctx, -1)) == NULL)
+        return SMFIS_TEMPFAIL;
+    milterd_eoh(s);
+    return mlfi_end(s, SMFIP_NR_EOH);
+}
+
+static sfsistat
+mlfi_body(SMFICTX *ctx, unsigned char *p, size_t len)
+{
+    struct milterd_session *s;
+
+    if ((s = mlfi_begin(ctx, -1)) == NULL)
+        return SMFIS_TEMPFAIL;
+    milterd_body(s, p, len);
+    return mlfi_end(s, SMFIP_NR_BODY);
+}
+
+static sfsistat
+mlfi_eom(SMFICTX *ctx)
+{
+    struct milterd_session *s;
     sfsistat r = SMFIS_TEMPFAIL;
 
-    if (mlfi_enter()) {
-        r = mlfi_negotiate(ctx, f0, f1, f2, f3, pf0, pf1, pf2, pf3);
-        mlfi_leave();
+    if ((s = mlfi_begin(ctx, SMFIM_EOM)) == NULL)
+        return SMFIS_TEMPFAIL;
+    switch (milterd_eom(s)) {
+    case MILTERD_CONTINUE:
+        r = SMFIS_CONTINUE;
+        break;
+    case MILTERD_REJECT:
+        r = SMFIS_REJECT;
+        break;
+    case MILTERD_DISCARD:
+        r = SMFIS_DISCARD;
+        break;
+    case MILTERD_TEMPFAIL:
+        break;
     }
+    mlfi_leave();
     return r;
 }
 
 static sfsistat
-mlfi_g_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
+mlfi_abort(SMFICTX *ctx)
 {
-    sfsistat r = SMFIS_TEMPFAIL;
+    struct mlfi_conn *c;
 
-    if (mlfi_enter()) {
-        r = mlfi_connect(ctx, hostname, sa);
-        mlfi_leave();
-    }
-    return r;
+    if (!mlfi_enter())
+        return SMFIS_CONTINUE;
+    if ((c = smfi_getpriv(ctx)) != NULL)
+        milterd_abort(c->conn.s);
+    mlfi_leave();
+    return SMFIS_CONTINUE;
 }
 
 static sfsistat
-mlfi_g_helo(SMFICTX *ctx, char *helo)
+mlfi_close(SMFICTX *ctx)
 {
-    sfsistat r = SMFIS_TEMPFAIL;
+    struct milterd *md = milterd_running;
+    struct mlfi_conn *c, **pp;
 
-    if (mlfi_enter()) {
-        r = mlfi_helo(ctx, helo);
-        mlfi_leave();
+    if (!mlfi_enter())
+        return SMFIS_CONTINUE;
+    if ((c = smfi_getpriv(ctx)) != NULL) {
+        (void)smfi_setpriv(ctx, NULL);
+        pthread_mutex_lock(&md->srv->lock);
+        for (pp = &md->conns; *pp != NULL; pp = &(*pp)->next)
+            if (*pp == c) {
+                *pp = c->next;
+                break;
+            }
+        pthread_mutex_unlock(&md->srv->lock);
+        milterd_conn_close(&c->conn);
+        free(c);
     }
-    return r;
-}
-
-static sfsistat
-mlfi_g_envfrom(SMFICTX *ctx, char **argv)
-{
-    sfsistat r = SMFIS_TEMPFAIL;
-
-    if (mlfi_enter()) {
-        r = mlfi_envfrom(ctx, argv);
-        mlfi_leave();
-    }
-    return r;
-}
-
-static sfsistat
-mlfi_g_envrcpt(SMFICTX *ctx, char **argv)
-{
-    sfsistat r = SMFIS_TEMPFAIL;
-
-    if (mlfi_enter()) {
-        r = mlfi_envrcpt(ctx, argv);
-        mlfi_leave();
-    }
-    return r;
-}
-
-static sfsistat
-mlfi_g_header(SMFICTX *ctx, char *name, char *value)
-{
-    sfsistat r = SMFIS_TEMPFAIL;
-
-    if (mlfi_enter()) {
-        r = mlfi_header(ctx, name, value);
-        mlfi_leave();
-    }
-    return r;
-}
-
-static sfsistat
-mlfi_g_eoh(SMFICTX *ctx)
-{
-    sfsistat r = SMFIS_TEMPFAIL;
-
-    if (mlfi_enter()) {
-        r = mlfi_eoh(ctx);
-        mlfi_leave();
-    }
-    return r;
-}
-
-static sfsistat
-mlfi_g_body(SMFICTX *ctx, unsigned char *p, size_t len)
-{
-    sfsistat r = SMFIS_TEMPFAIL;
-
-    if (mlfi_enter()) {
-        r = mlfi_body(ctx, p, len);
-        mlfi_leave();
-    }
-    return r;
-}
-
-static sfsistat
-mlfi_g_eom(SMFICTX *ctx)
-{
-    sfsistat r = SMFIS_TEMPFAIL;
-
-    if (mlfi_enter()) {
-        r = mlfi_eom(ctx);
-        mlfi_leave();
-    }
-    return r;
-}
-
-static sfsistat
-mlfi_g_abort(SMFICTX *ctx)
-{
-    sfsistat r = SMFIS_CONTINUE;
-
-    if (mlfi_enter()) {
-        r = mlfi_abort(ctx);
-        mlfi_leave();
-    }
-    return r;
-}
-
-static sfsistat
-mlfi_g_close(SMFICTX *ctx)
-{
-    sfsistat r = SMFIS_CONTINUE;
-
-    if (mlfi_enter()) {
-        r = mlfi_close(ctx);
-        mlfi_leave();
-    }
-    return r;
+    mlfi_leave();
+    return SMFIS_CONTINUE;
 }
 
 struct milterd *
@@ -710,17 +603,17 @@ milterd_open(const struct cfg *c, struct err *e)
     desc.xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGBODY |
                       SMFIF_ADDRCPT | SMFIF_ADDRCPT_PAR | SMFIF_DELRCPT |
                       SMFIF_QUARANTINE | SMFIF_CHGFROM | SMFIF_SETSYMLIST;
-    desc.xxfi_connect = mlfi_g_connect;
-    desc.xxfi_helo = mlfi_g_helo;
-    desc.xxfi_envfrom = mlfi_g_envfrom;
-    desc.xxfi_envrcpt = mlfi_g_envrcpt;
-    desc.xxfi_header = mlfi_g_header;
-    desc.xxfi_eoh = mlfi_g_eoh;
-    desc.xxfi_body = mlfi_g_body;
-    desc.xxfi_eom = mlfi_g_eom;
-    desc.xxfi_abort = mlfi_g_abort;
-    desc.xxfi_close = mlfi_g_close;
-    desc.xxfi_negotiate = mlfi_g_negotiate;
+    desc.xxfi_connect = mlfi_connect;
+    desc.xxfi_helo = mlfi_helo;
+    desc.xxfi_envfrom = mlfi_envfrom;
+    desc.xxfi_envrcpt = mlfi_envrcpt;
+    desc.xxfi_header = mlfi_header;
+    desc.xxfi_eoh = mlfi_eoh;
+    desc.xxfi_body = mlfi_body;
+    desc.xxfi_eom = mlfi_eom;
+    desc.xxfi_abort = mlfi_abort;
+    desc.xxfi_close = mlfi_close;
+    desc.xxfi_negotiate = mlfi_negotiate;
     if (smfi_register(desc) != MI_SUCCESS) {
         err_set(e, ERR_LIB, "smfi_register failed");
         goto fail;
