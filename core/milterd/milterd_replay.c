@@ -143,16 +143,152 @@ milterd_mta_failed(struct err *e, const char *what, const char *name)
                    name ? " " : "", name ? name : "");
 }
 
+/* One replay of the header: fin is the header as it must end, field by
+ * field (the journal applied to identities), mta the MTA's header as it
+ * is after the requests sent so far; changed and deleted mark the MTA's
+ * fields by number; val holds a value as the MTA takes it. */
+struct milterd_hdr_replay {
+    struct milterd_fields fin, mta;
+    unsigned char *changed, *deleted;
+    struct buf val;
+};
+
+/* milterd_replay_plan - the journal applied to identities: r->fin is
+ * the header as it must end, field by field. */
+static int
+milterd_replay_plan(struct msg *m, struct milterd_hdr_replay *r, struct err *e)
+{
+    struct milterd_fields *fin = &r->fin;
+    const struct msg_edit *ed;
+    size_t ned = msg_journal(m, &ed), i;
+
+    for (i = 0; i < ned; i++) {
+        long pos;
+
+        switch (ed[i].kind) {
+        case MSG_EDIT_HEADER_ADD:
+            if (milterd_fields_insert(fin, fin->n, ed[i].name, -1) < 0)
+                return err_nomem(e);
+            break;
+        case MSG_EDIT_HEADER_INSERT:
+            if (ed[i].position > fin->n)
+                return err_set(e, ERR_INTERNAL,
+                               "journal: insert past the header");
+            if (milterd_fields_insert(fin, ed[i].position, ed[i].name, -1) < 0)
+                return err_nomem(e);
+            break;
+        case MSG_EDIT_HEADER_CHANGE:
+        case MSG_EDIT_HEADER_DELETE:
+            if ((pos = milterd_fields_find(fin, ed[i].name, ed[i].index)) < 0)
+                return err_set(e, ERR_INTERNAL,
+                               "journal: no %s field number %zu", ed[i].name,
+                               ed[i].index);
+            if (ed[i].kind == MSG_EDIT_HEADER_CHANGE) {
+                if (fin->v[pos].orig >= 0)
+                    r->changed[fin->v[pos].orig] = 1;
+            } else {
+                if (fin->v[pos].orig >= 0)
+                    r->deleted[fin->v[pos].orig] = 1;
+                milterd_fields_remove(fin, (size_t)pos);
+            }
+            break;
+        default:
+            break;
+        }
+    }
+    if (fin->n != msg_header_count(m))
+        return err_set(e, ERR_INTERNAL,
+                       "journal: %zu fields replayed, message has "
+                       "%zu",
+                       fin->n, msg_header_count(m));
+    return 0;
+}
+
+/* milterd_replay_mta_fields - the MTA's own fields, in order, each
+ * index taken on r->mta as it is after the requests before it. */
+static int
+milterd_replay_mta_fields(struct milterd_session *s, struct msg *m,
+                          struct milterd_hdr_replay *r, unsigned *nops,
+                          struct err *e)
+{
+    size_t k;
+
+    for (k = 0; k < s->nnames; k++) {
+        long pos = milterd_fields_pos(&r->mta, (long)k), fpos;
+        const char *v;
+        size_t vlen;
+        int index;
+
+        if (pos < 0 || (!r->deleted[k] && !r->changed[k]))
+            continue;
+        index = milterd_fields_index(&r->mta, (size_t)pos);
+        if (r->deleted[k]) {
+            if (s->ops->chgheader(s->ctx, s->names[k], index, NULL) < 0)
+                return milterd_mta_failed(e, "delete header", s->names[k]);
+            milterd_fields_remove(&r->mta, (size_t)pos);
+        } else {
+            fpos = milterd_fields_pos(&r->fin, (long)k);
+            if (fpos < 0 ||
+                msg_header_at(m, (size_t)fpos, NULL, &v, &vlen) < 0)
+                return err_set(e, ERR_INTERNAL, "journal: lost field %s",
+                               s->names[k]);
+            if (milterd_value(s, v, vlen, &r->val, e) < 0)
+                return -1;
+            if (s->ops->chgheader(s->ctx, s->names[k], index,
+                                  buf_str(&r->val)) < 0)
+                return milterd_mta_failed(e, "change header", s->names[k]);
+        }
+        (*nops)++;
+    }
+    return 0;
+}
+
+/* milterd_replay_new_fields - the chain's new fields: above the next
+ * MTA field, or appended. */
+static int
+milterd_replay_new_fields(struct milterd_session *s, struct msg *m,
+                          struct milterd_hdr_replay *r, unsigned *nops,
+                          struct err *e)
+{
+    const struct milterd_fields *fin = &r->fin;
+    size_t i;
+
+    for (i = 0; i < fin->n; i++) {
+        const char *name, *v;
+        size_t vlen, j;
+        long pos = -1;
+
+        if (fin->v[i].orig >= 0)
+            continue;
+        for (j = i + 1; j < fin->n && pos < 0; j++)
+            if (fin->v[j].orig >= 0)
+                pos = milterd_fields_pos(&r->mta, fin->v[j].orig);
+        if (msg_header_at(m, i, &name, &v, &vlen) < 0 ||
+            milterd_value(s, v, vlen, &r->val, e) < 0)
+            return -1;
+        if (pos < 0) {
+            if (s->ops->addheader(s->ctx, name, buf_str(&r->val)) < 0)
+                return milterd_mta_failed(e, "add header", name);
+        } else {
+            if (s->ops->insheader(s->ctx, (int)pos + MILTERD_OWN_HEADERS, name,
+                                  buf_str(&r->val)) < 0)
+                return milterd_mta_failed(e, "insert header", name);
+            if (milterd_fields_insert(&r->mta, (size_t)pos, name, -1) < 0)
+                return err_nomem(e);
+        }
+        (*nops)++;
+    }
+    return 0;
+}
+
 /* milterd_replay_headers - see the file comment. */
 static int
 milterd_replay_headers(struct milterd_session *s, struct msg *m,
                        unsigned *nops, struct err *e)
 {
-    struct milterd_fields fin = {NULL, 0, 0}, mta = {NULL, 0, 0};
+    struct milterd_hdr_replay r;
     const struct msg_edit *ed;
     size_t ned = msg_journal(m, &ed), i, k;
-    unsigned char *changed = NULL, *deleted = NULL;
-    struct buf val;
     int rc = -1, any = 0;
 
     for (i = 0; i < ned; i++)
@@ -160,140 +296,29 @@ milterd_replay_headers(struct milterd_session *s, struct msg *m,
             any = 1;
     if (!any)
         return 0;
-    buf_init(&val, 0);
-    if ((changed = calloc(s->nnames + 1, 1)) == NULL ||
-        (deleted = calloc(s->nnames + 1, 1)) == NULL)
+    memset(&r, 0, sizeof(r));
+    buf_init(&r.val, 0);
+    if ((r.changed = calloc(s->nnames + 1, 1)) == NULL ||
+        (r.deleted = calloc(s->nnames + 1, 1)) == NULL)
         goto nomem;
     for (k = 0; k < s->nnames; k++)
-        if (milterd_fields_insert(&fin, k, s->names[k], (long)k) < 0 ||
-            milterd_fields_insert(&mta, k, s->names[k], (long)k) < 0)
+        if (milterd_fields_insert(&r.fin, k, s->names[k], (long)k) < 0 ||
+            milterd_fields_insert(&r.mta, k, s->names[k], (long)k) < 0)
             goto nomem;
-
-    /* The journal applied to identities: fin is the header as it must
-     * end, field by field. */
-    for (i = 0; i < ned; i++) {
-        long pos;
-
-        switch (ed[i].kind) {
-        case MSG_EDIT_HEADER_ADD:
-            if (milterd_fields_insert(&fin, fin.n, ed[i].name, -1) < 0)
-                goto nomem;
-            break;
-        case MSG_EDIT_HEADER_INSERT:
-            if (ed[i].position > fin.n) {
-                err_set(e, ERR_INTERNAL, "journal: insert past the header");
-                goto out;
-            }
-            if (milterd_fields_insert(&fin, ed[i].position, ed[i].name, -1) <
-                0)
-                goto nomem;
-            break;
-        case MSG_EDIT_HEADER_CHANGE:
-        case MSG_EDIT_HEADER_DELETE:
-            if ((pos = milterd_fields_find(&fin, ed[i].name, ed[i].index)) <
-                0) {
-                err_set(e, ERR_INTERNAL, "journal: no %s field number %zu",
-                        ed[i].name, ed[i].index);
-                goto out;
-            }
-            if (ed[i].kind == MSG_EDIT_HEADER_CHANGE) {
-                if (fin.v[pos].orig >= 0)
-                    changed[fin.v[pos].orig] = 1;
-            } else {
-                if (fin.v[pos].orig >= 0)
-                    deleted[fin.v[pos].orig] = 1;
-                milterd_fields_remove(&fin, (size_t)pos);
-            }
-            break;
-        default:
-            break;
-        }
-    }
-    if (fin.n != msg_header_count(m)) {
-        err_set(e, ERR_INTERNAL,
-                "journal: %zu fields replayed, message has "
-                "%zu",
-                fin.n, msg_header_count(m));
-        goto out;
-    }
-
-    /* The MTA's own fields, in order, each index taken on mta as it is
-     * after the requests before it. */
-    for (k = 0; k < s->nnames; k++) {
-        long pos = milterd_fields_pos(&mta, (long)k), fpos;
-        const char *v;
-        size_t vlen;
-        int index;
-
-        if (pos < 0 || (!deleted[k] && !changed[k]))
-            continue;
-        index = milterd_fields_index(&mta, (size_t)pos);
-        if (deleted[k]) {
-            if (s->ops->chgheader(s->ctx, s->names[k], index, NULL) < 0) {
-                milterd_mta_failed(e, "delete header", s->names[k]);
-                goto out;
-            }
-            milterd_fields_remove(&mta, (size_t)pos);
-        } else {
-            fpos = milterd_fields_pos(&fin, (long)k);
-            if (fpos < 0 ||
-                msg_header_at(m, (size_t)fpos, NULL, &v, &vlen) < 0) {
-                err_set(e, ERR_INTERNAL, "journal: lost field %s",
-                        s->names[k]);
-                goto out;
-            }
-            if (milterd_value(s, v, vlen, &val, e) < 0)
-                goto out;
-            if (s->ops->chgheader(s->ctx, s->names[k], index, buf_str(&val)) <
-                0) {
-                milterd_mta_failed(e, "change header", s->names[k]);
-                goto out;
-            }
-        }
-        (*nops)++;
-    }
-
-    /* The chain's new fields: above the next MTA field, or appended. */
-    for (i = 0; i < fin.n; i++) {
-        const char *name, *v;
-        size_t vlen, j;
-        long pos = -1;
-
-        if (fin.v[i].orig >= 0)
-            continue;
-        for (j = i + 1; j < fin.n && pos < 0; j++)
-            if (fin.v[j].orig >= 0)
-                pos = milterd_fields_pos(&mta, fin.v[j].orig);
-        if (msg_header_at(m, i, &name, &v, &vlen) < 0 ||
-            milterd_value(s, v, vlen, &val, e) < 0)
-            goto out;
-        if (pos < 0) {
-            if (s->ops->addheader(s->ctx, name, buf_str(&val)) < 0) {
-                milterd_mta_failed(e, "add header", name);
-                goto out;
-            }
-        } else {
-            if (s->ops->insheader(s->ctx, (int)pos + MILTERD_OWN_HEADERS, name,
-                                  buf_str(&val)) < 0) {
-                milterd_mta_failed(e, "insert header", name);
-                goto out;
-            }
-            if (milterd_fields_insert(&mta, (size_t)pos, name, -1) < 0)
-                goto nomem;
-        }
-        (*nops)++;
-    }
-    rc = 0;
+    if (milterd_replay_plan(m, &r, e) == 0 &&
+        milterd_replay_mta_fields(s, m, &r, nops, e) == 0 &&
+        milterd_replay_new_fields(s, m, &r, nops, e) == 0)
+        rc = 0;
     goto out;
 
 nomem:
     err_nomem(e);
 out:
-    buf_fini(&val);
-    free(changed);
-    free(deleted);
-    free(fin.v);
-    free(mta.v);
+    buf_fini(&r.val);
+    free(r.changed);
+    free(r.deleted);
+    free(r.fin.v);
+    free(r.mta.v);
     return rc;
 }
 
