@@ -272,10 +272,31 @@ milterd_params(char *const *argv, struct buf *out, struct err *e)
     return 0;
 }
 
+/* milterd_record - the address argv[0] and the ESMTP parameters after
+ * it, given to s->m by record (msg_env_sender or msg_env_rcpt). */
+static int
+milterd_record(struct milterd_session *s, char *const *argv,
+               int (*record)(struct msg *, const char *, const char *,
+                             struct err *),
+               struct err *e)
+{
+    struct buf addr, params;
+    int rc = -1;
+
+    buf_init(&addr, ADDR_MAX * 4);
+    buf_init(&params, 4096);
+    if (milterd_addr(argv[0], &addr, e) == 0 &&
+        milterd_params(argv, &params, e) == 0)
+        rc = record(s->m, buf_str(&addr), params.len ? buf_str(&params) : NULL,
+                    e);
+    buf_fini(&addr);
+    buf_fini(&params);
+    return rc;
+}
+
 void
 milterd_mail(struct milterd_session *s, char *const *argv)
 {
-    struct buf addr, params;
     struct err e;
 
     milterd_reset(s);
@@ -283,24 +304,16 @@ milterd_mail(struct milterd_session *s, char *const *argv)
         milterd_break(s, "MAIL without an address");
         return;
     }
-    buf_init(&addr, ADDR_MAX * 4);
-    buf_init(&params, 4096);
     if ((s->m = msg_new(&s->cf->limits, MSG_FE_MILTER, &e)) == NULL ||
         (s->sender_raw = milterd_strdup(argv[0])) == NULL ||
-        milterd_addr(argv[0], &addr, &e) < 0 ||
-        milterd_params(argv, &params, &e) < 0 ||
-        msg_env_sender(s->m, buf_str(&addr),
-                       params.len ? buf_str(&params) : NULL, &e) < 0)
+        milterd_record(s, argv, msg_env_sender, &e) < 0)
         milterd_break(s, "cannot record the sender");
-    buf_fini(&addr);
-    buf_fini(&params);
 }
 
 void
 milterd_rcpt(struct milterd_session *s, char *const *argv)
 {
     struct milterd_rcpt *r;
-    struct buf addr, params;
     struct err e;
     char *raw;
 
@@ -320,15 +333,8 @@ milterd_rcpt(struct milterd_session *s, char *const *argv)
     }
     s->rcpts = r;
     s->rcpts[s->nrcpts++].raw = raw;
-    buf_init(&addr, ADDR_MAX * 4);
-    buf_init(&params, 4096);
-    if (milterd_addr(argv[0], &addr, &e) < 0 ||
-        milterd_params(argv, &params, &e) < 0 ||
-        msg_env_rcpt(s->m, buf_str(&addr),
-                     params.len ? buf_str(&params) : NULL, &e) < 0)
+    if (milterd_record(s, argv, msg_env_rcpt, &e) < 0)
         milterd_break(s, "cannot record a recipient");
-    buf_fini(&addr);
-    buf_fini(&params);
 }
 
 /* milterd_put - append to the message block; past the size limit keep
