@@ -705,6 +705,20 @@ milterd_set_memlimit(struct milterd *md, struct memlimit *ml)
     md->mem = ml;
 }
 
+/* milterd_drain_wait - with srv->lock held, let *count (a count under
+ * that lock) fall to 0, 20 ms at a time, until *waited reaches wait_ms. */
+static void
+milterd_drain_wait(struct milterd_server *srv, const unsigned *count,
+                   long long *waited, long long wait_ms)
+{
+    while (*count > 0 && *waited < wait_ms) {
+        pthread_mutex_unlock(&srv->lock);
+        usleep(20000);
+        *waited += 20;
+        pthread_mutex_lock(&srv->lock);
+    }
+}
+
 unsigned
 milterd_drain(struct milterd *md, long long wait_ms)
 {
@@ -717,21 +731,11 @@ milterd_drain(struct milterd *md, long long wait_ms)
         return 0;
     pthread_mutex_lock(&srv->lock);
     srv->draining = 1;
-    while (srv->inflight > 0 && waited < wait_ms) {
-        pthread_mutex_unlock(&srv->lock);
-        usleep(20000);
-        waited += 20;
-        pthread_mutex_lock(&srv->lock);
-    }
+    milterd_drain_wait(srv, &srv->inflight, &waited, wait_ms);
     /* Then the connections libmilter left: no callback may be running
      * while they are taken back (see mlfi_enter). */
     md->reaped = 1;
-    while (md->calls > 0 && waited < wait_ms) {
-        pthread_mutex_unlock(&srv->lock);
-        usleep(20000);
-        waited += 20;
-        pthread_mutex_lock(&srv->lock);
-    }
+    milterd_drain_wait(srv, &md->calls, &waited, wait_ms);
     list = md->calls == 0 ? md->conns : NULL;
     if (list != NULL)
         md->conns = NULL;
