@@ -76,6 +76,16 @@ milterd_reply(struct milterd_session *s, const char *reply, char want)
                     rcode, xcode);
 }
 
+/* milterd_env_rcpt - the i-th recipient of the envelope arg, for
+ * step_log_rcpts(). */
+static const char *
+milterd_env_rcpt(const void *arg, size_t i)
+{
+    const struct msg_env *env = arg;
+
+    return env->rcpts[i].addr;
+}
+
 /* milterd_log_summary - the one line per message in amavisd-new's
  * habit (see smtpd.c), with what the MTA was told to do in tag. */
 static void
@@ -84,24 +94,9 @@ milterd_log_summary(struct milterd_session *s, const struct chain_result *res,
 {
     const struct msg_env *env = msg_env(s->m);
     char words[200], to[1024];
-    size_t i, used = 0;
 
     chain_summary(res, words, sizeof(words));
-    to[0] = '\0';
-    for (i = 0; i < env->nrcpts && used < sizeof(to); i++) {
-        int k;
-
-        if (i == 8 && env->nrcpts > 9) {
-            snprintf(to + used, sizeof(to) - used, ",...(%zu more)",
-                     env->nrcpts - i);
-            break;
-        }
-        k = snprintf(to + used, sizeof(to) - used, "%s<%s>", i ? "," : "",
-                     env->rcpts[i].addr);
-        if (k < 0)
-            break;
-        used += (size_t)k;
-    }
+    step_log_rcpts(to, sizeof(to), env->nrcpts, milterd_env_rcpt, env);
     log_info(milterd_qid(s),
              "%s {%s}%s%s, client=%s[%s], from=<%s>, to=%s, size=%zu", words,
              tag, res->by ? ", by=" : "", res->by ? res->by->name : "",
