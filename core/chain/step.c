@@ -11,6 +11,8 @@
  */
 #include "config.h"
 
+#include <stdio.h>
+
 #include "chain/step.h"
 #include "util/log.h"
 
@@ -71,4 +73,26 @@ step_run(const struct step_in *in, struct msg *m, struct chain_result *res,
     }
     return res->verdict.kind == VERDICT_QUARANTINE ? STEP_QUARANTINE
                                                    : STEP_CONTINUE;
+}
+
+void
+step_log_rcpts(char *out, size_t n, size_t count,
+               const char *(*addr)(const void *arg, size_t i), const void *arg)
+{
+    size_t i, used = 0;
+
+    out[0] = '\0';
+    for (i = 0; i < count && used < n; i++) {
+        int k;
+
+        if (i == 8 && count > 9) {
+            snprintf(out + used, n - used, ",...(%zu more)", count - i);
+            break;
+        }
+        k = snprintf(out + used, n - used, "%s<%s>", i ? "," : "",
+                     addr(arg, i));
+        if (k < 0)
+            break;
+        used += (size_t)k;
+    }
 }

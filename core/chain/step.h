@@ -80,4 +80,13 @@ struct step_in {
 enum step_outcome step_run(const struct step_in *in, struct msg *m,
                            struct chain_result *res, struct err *e);
 
+/* step_log_rcpts - the "to=" list of a front end's one summary line per
+ * message, into out (n > 0 octets, always terminated, cut short when
+ * full): "<a>,<b>", and for more than nine recipients the first eight
+ * and ",...(N more)". addr(arg, i) gives the i-th of count addresses
+ * (borrowed). */
+void step_log_rcpts(char *out, size_t n, size_t count,
+                    const char *(*addr)(const void *arg, size_t i),
+                    const void *arg);
+
 #endif

@@ -34,7 +34,7 @@
  * MI_SUCCESS and MI_FAILURE). Header values are what follows the colon,
  * folded with LF, as the MTA expects them; chgheader with value NULL
  * deletes. smfi_insheader counts the MTA's own Received: header, which a
- * filter never sees: index 1 is just below it (see milterd.c). */
+ * filter never sees: index 1 is just below it (see milterd_replay.c). */
 struct milterd_ops {
     int (*addheader)(void *ctx, const char *name, const char *value);
     int (*insheader)(void *ctx, int index, const char *name,

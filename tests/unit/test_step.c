@@ -3,7 +3,7 @@
  * outcome of each verdict, the empty-recipient rule (and a hold, which
  * it applies to only when the held message keeps the chain's edits), a
  * message over its limit, and the front end's prepare and running
- * hooks in their place
+ * hooks in their place; and the summary line's list of recipients
  *
  * The chains are made of small stage types defined here, loaded with
  * chain_load_types().
@@ -229,6 +229,45 @@ test_step_outcomes(void **state)
     }
 }
 
+/* t_rcpt_at - the i-th of the strings arg, for step_log_rcpts(). */
+static const char *
+t_rcpt_at(const void *arg, size_t i)
+{
+    const char *const *v = arg;
+
+    return v[i];
+}
+
+/* The "to=" list of the summary line, as both front ends log it. */
+static void
+test_step_log_rcpts(void **state)
+{
+    static const char *const addrs[] = {"a@x", "b@x", "c@x", "d@x", "e@x",
+                                        "f@x", "g@x", "h@x", "i@x", "j@x"};
+    static const struct {
+        const char *name;
+        size_t count, n;
+        const char *want;
+    } t[] = {
+        {"none", 0, 64, ""},
+        {"one", 1, 64, "<a@x>"},
+        {"nine, all named", 9, 128,
+         "<a@x>,<b@x>,<c@x>,<d@x>,<e@x>,<f@x>,<g@x>,<h@x>,<i@x>"},
+        {"ten: eight and the rest counted", 10, 128,
+         "<a@x>,<b@x>,<c@x>,<d@x>,<e@x>,<f@x>,<g@x>,<h@x>,...(2 more)"},
+        {"cut short when full", 3, 10, "<a@x>,<b@"},
+    };
+    char out[128];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        memset(out, 'Z', sizeof(out));
+        step_log_rcpts(out, t[i].n, t[i].count, t_rcpt_at, addrs);
+        unit_str_eq(t[i].name, out, t[i].want);
+    }
+}
+
 static int
 setup(void **state)
 {
@@ -251,6 +290,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_step_outcomes),
+        cmocka_unit_test(test_step_log_rcpts),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
