@@ -58,7 +58,6 @@
 #include "chain/registry.h"
 #include "net/notice.h"
 #include "cli/cli.h"
-#include "smtpd/smtpd.h"
 
 enum {
     FILTER_EXIT_CONTINUE = 0,
@@ -171,12 +170,6 @@ load_conf(const char *path, unsigned flags)
     return cf;
 }
 
-/* What relaychaind's runtime holds besides the configuration. */
-static const struct runtime_part_type *const check_parts[] = {
-    &smtpd_runtime_type,
-    NULL,
-};
-
 /* check_daemon - what relaychaind builds from cf at start-up and on
  * reload besides the chain, built here the same way: the next hop, the
  * TLS context, the AUTH table, the sender login map and, with delivery =
@@ -196,7 +189,7 @@ check_daemon(struct conf *cf)
         conf_free(cf);
         return NULL;
     }
-    if ((rt = runtime_new(cf, check_parts, &e)) == NULL)
+    if ((rt = runtime_new(cf, parts_runtime, &e)) == NULL)
         fprintf(stderr, "%s: %s\n", progname, e.text);
     return rt;
 }
