@@ -41,7 +41,6 @@
 
 #include "filters/filters.h"
 #include "util/addr.h"
-#include "net/auth.h"
 #include "util/buf.h"
 #include "chain/chain.h"
 #include "util/cidr.h"
@@ -1137,7 +1136,7 @@ main(int argc, char **argv)
     else if (strcmp(cmd, "dkim") == 0)
         rc = flt_dkim_main(argc, argv);
     else if (strcmp(cmd, "passwd") == 0)
-        rc = auth_passwd_main(argc, argv);
+        rc = passwd_main(argc, argv);
     else if (strcmp(cmd, "quarantine") == 0)
         rc = quarantine_main(argc, argv);
     else if (strcmp(cmd, "queue") == 0)
