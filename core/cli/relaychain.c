@@ -155,6 +155,25 @@ want_help(int argc, char **argv)
     return 0;
 }
 
+/* path_opt - the command line of a command whose only option is
+ * -c FILE (into *path) and that takes nargs operands after it. Returns
+ * 0, 1 when help was asked for, or -1 when the command line is wrong;
+ * the caller prints its usage, on stdout for help. */
+static int
+path_opt(int argc, char **argv, int nargs, const char **path)
+{
+    int c;
+
+    if (want_help(argc, argv))
+        return 1;
+    while ((c = getopt(argc, argv, "c:")) != -1) {
+        if (c != 'c')
+            return -1;
+        *path = optarg;
+    }
+    return optind + nargs == argc ? 0 : -1;
+}
+
 /* load_conf - conf_load() with the error printed; flags as in
  * conf_load_flags(). */
 static struct conf *
@@ -228,21 +247,9 @@ cmd_check(int argc, char **argv)
     size_t n, i;
     int c;
 
-    if (want_help(argc, argv)) {
-        usage_check(stdout);
-        return 0;
-    }
-    while ((c = getopt(argc, argv, "c:")) != -1) {
-        if (c == 'c') {
-            path = optarg;
-        } else {
-            usage_check(stderr);
-            return 1;
-        }
-    }
-    if (optind != argc) {
-        usage_check(stderr);
-        return 1;
+    if ((c = path_opt(argc, argv, 0, &path)) != 0) {
+        usage_check(c > 0 ? stdout : stderr);
+        return c > 0 ? 0 : 1;
     }
     /* As the unit's ExecStartPre, whose stderr the journal files as
      * errors, the stages' log lines go to syslog with their own
@@ -695,21 +702,9 @@ cmd_rewrite_test(int argc, char **argv)
     struct err e;
     int c, rc = REWRITE_TEST_NO_MATCH;
 
-    if (want_help(argc, argv)) {
-        usage_rewrite_test(stdout);
-        return 0;
-    }
-    while ((c = getopt(argc, argv, "c:")) != -1) {
-        if (c == 'c') {
-            path = optarg;
-        } else {
-            usage_rewrite_test(stderr);
-            return REWRITE_TEST_ERROR;
-        }
-    }
-    if (optind + 1 != argc) {
-        usage_rewrite_test(stderr);
-        return REWRITE_TEST_ERROR;
+    if ((c = path_opt(argc, argv, 1, &path)) != 0) {
+        usage_rewrite_test(c > 0 ? stdout : stderr);
+        return c > 0 ? 0 : REWRITE_TEST_ERROR;
     }
     /* The rules see envelope addresses only: anything else could only
      * "not match", which would read as an answer. */
@@ -1045,21 +1040,9 @@ cmd_ctl(int argc, char **argv)
     int reload = strcmp(cmd, "reload") == 0, c, rc;
     char sock[CONF_SOCKET_PATH_MAX], *reply;
 
-    if (want_help(argc, argv)) {
-        usage_ctl(stdout, cmd);
-        return 0;
-    }
-    while ((c = getopt(argc, argv, "c:")) != -1) {
-        if (c == 'c') {
-            path = optarg;
-        } else {
-            usage_ctl(stderr, cmd);
-            return 1;
-        }
-    }
-    if (optind != argc) {
-        usage_ctl(stderr, cmd);
-        return 1;
+    if ((c = path_opt(argc, argv, 0, &path)) != 0) {
+        usage_ctl(c > 0 ? stdout : stderr, cmd);
+        return c > 0 ? 0 : 1;
     }
     if (ctl_socket_path(path, sock, sizeof(sock)) < 0)
         return 1;
