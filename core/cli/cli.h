@@ -27,6 +27,12 @@ int queue_main(int argc, char **argv);
  * (cmd_quarantine.c). */
 int quarantine_main(int argc, char **argv);
 
+/* passwd_main - "relaychain passwd FILE USER" (cmd_passwd.c): reads the
+ * new password twice from the terminal without echo (one line from
+ * standard input when that is not a terminal) and calls
+ * auth_passwd_change(). */
+int passwd_main(int argc, char **argv);
+
 /* cli_main_cfg - the main file path, validated; NULL with e set to
  * "path:line: reason". The caller frees it with cfg_free(). */
 struct cfg *cli_main_cfg(const char *path, struct err *e);

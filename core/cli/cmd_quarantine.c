@@ -99,6 +99,133 @@ quarantine_cmd_list(int dfd, const char *dir)
     return 0;
 }
 
+/* quarantine_release_stops - what the chain's verdict on the released
+ * message m does to it short of delivery: a reject or tempfail leaves
+ * it held, a discard or an empty recipient list removes it, a hold
+ * rewrites it. Returns 1 with *rc the exit status when the release ends
+ * here, 0 when the message goes on to be delivered. */
+static int
+quarantine_release_stops(int dfd, const char *dir, const char *id,
+                         struct msg *m, const struct chain_result *res,
+                         int *rc)
+{
+    struct buf out;
+    struct err e;
+
+    *rc = 1;
+    switch (res->verdict.kind) {
+    case VERDICT_CONTINUE:
+        break;
+    case VERDICT_REJECT:
+    case VERDICT_TEMPFAIL:
+        fprintf(stderr, "relaychain: %s: not released: stage %s %ss it: %s\n",
+                id, res->by ? res->by->name : "chain",
+                verdict_kind_name(res->verdict.kind), res->verdict.reply);
+        log_info(id, "quarantine: not released: %s: %s: %s",
+                 verdict_kind_name(res->verdict.kind),
+                 res->by ? res->by->name : "chain", res->verdict.reply);
+        return 1;
+    case VERDICT_DISCARD:
+        if (unlinkat(dfd, id, 0) < 0) {
+            fprintf(stderr, "relaychain: %s/%s: %s\n", dir, id,
+                    strerror(errno));
+            return 1;
+        }
+        printf("%s: discarded by %s\n", id, res->by ? res->by->name : "chain");
+        log_info(id, "quarantine: released, then discarded by %s%s%s",
+                 res->by ? res->by->name : "chain",
+                 res->verdict.note[0] ? ": " : "", res->verdict.note);
+        *rc = 0;
+        return 1;
+    case VERDICT_QUARANTINE:
+        err_clear(&e);
+        buf_init(&out, 0);
+        /* The same name: rename() replaces the old file in one step. */
+        if (msg_write(m, &out, &e) < 0 ||
+            quarantine_store_at(dfd, dir, m, out.data, out.len,
+                                res->verdict.note,
+                                res->by ? res->by->name : NULL, &e) < 0) {
+            fprintf(stderr, "relaychain: %s: %s\n", id, e.text);
+            buf_fini(&out);
+            return 1;
+        }
+        buf_fini(&out);
+        printf("%s: held again by %s: %s\n", id,
+               res->by ? res->by->name : "chain", res->verdict.note);
+        log_info(id, "quarantine: released, then held again by %s: %s",
+                 res->by ? res->by->name : "chain", res->verdict.note);
+        *rc = 0;
+        return 1;
+    }
+    if (msg_env(m)->nrcpts == 0) {
+        if (unlinkat(dfd, id, 0) < 0) {
+            fprintf(stderr, "relaychain: %s/%s: %s\n", dir, id,
+                    strerror(errno));
+            return 1;
+        }
+        printf("%s: the chain removed every recipient\n", id);
+        log_info(id, "quarantine: released, then discarded: the chain "
+                     "removed every recipient");
+        *rc = 0;
+        return 1;
+    }
+    return 0;
+}
+
+/* quarantine_release_deliver - hand the released message (its envelope
+ * env, its bytes out) to the queue's spool with delivery = queue, or to
+ * the next hop; 0 with what became of it in note (size n), or -1 with
+ * the error printed and logged. */
+static int
+quarantine_release_deliver(const struct conf *cf,
+                           const struct quarantine_file *q, const char *id,
+                           const struct msg_env *env, const struct buf *out,
+                           char *note, size_t n)
+{
+    struct smtpc_reply r;
+    struct err e;
+
+    err_clear(&e);
+    if (queue_delivery(cf->cfg) == QUEUE_DELIVERY_QUEUE) {
+        struct queue_msg qm;
+        char arrival[32];
+        int spooled;
+
+        memset(&qm, 0, sizeof(qm));
+        quarantine_field(q, "Arrival", 0, arrival, sizeof(arrival));
+        qm.qid = id;
+        qm.arrival_us = strtoll(arrival, NULL, 10) * 1000000LL;
+        qm.client_addr = env->client_addr ? env->client_addr : "";
+        qm.client_name = env->client_name ? env->client_name : "";
+        qm.helo = env->helo ? env->helo : "";
+        qm.auth_user = env->auth_user;
+        qm.sender = env->sender;
+        qm.sender_params = env->sender_params ? env->sender_params : "";
+        qm.rcpts = env->rcpts;
+        qm.nrcpts = env->nrcpts;
+        qm.orig = env->rcpts;
+        qm.norig = env->nrcpts;
+        qm.data = out->data ? out->data : "";
+        qm.len = out->len;
+        if ((spooled = quarantine_spool(cf, &qm, &e)) < 0)
+            goto fail;
+        if (spooled == 1)
+            fprintf(stderr, "relaychain: %s/trigger: not a FIFO: refused\n",
+                    cfg_str(cf->cfg, "queue_directory"));
+        snprintf(note, n, "queued as %s", id);
+        return 0;
+    }
+    if (quarantine_next_hop(cf, id, env, out->data ? out->data : "", out->len,
+                            &r, &e) < 0)
+        goto fail;
+    snprintf(note, n, "%d %s", r.code, r.text);
+    return 0;
+fail:
+    fprintf(stderr, "relaychain: %s: not released: %s\n", id, e.text);
+    log_warning(id, "quarantine: not released: %s", e.text);
+    return -1;
+}
+
 /* quarantine_cmd_release - resume the chain for message id and deliver
  * the result; 0 when it left the quarantine (delivered, queued,
  * discarded by a stage, or held again under a later stage). */
@@ -109,8 +236,6 @@ quarantine_cmd_release(const struct conf *cf, int dfd, const char *dir,
     char stage[128], reason[300], note[600];
     struct chain_result res;
     struct chain_opts opts;
-    const struct msg_env *env;
-    struct smtpc_reply r;
     struct msg *m = NULL;
     struct buf out;
     struct quarantine_file q;
@@ -150,102 +275,15 @@ quarantine_cmd_release(const struct conf *cf, int dfd, const char *dir,
             goto out;
         }
     }
-    switch (res.verdict.kind) {
-    case VERDICT_CONTINUE:
-        break;
-    case VERDICT_REJECT:
-    case VERDICT_TEMPFAIL:
-        fprintf(stderr, "relaychain: %s: not released: stage %s %ss it: %s\n",
-                id, res.by ? res.by->name : "chain",
-                verdict_kind_name(res.verdict.kind), res.verdict.reply);
-        log_info(id, "quarantine: not released: %s: %s: %s",
-                 verdict_kind_name(res.verdict.kind),
-                 res.by ? res.by->name : "chain", res.verdict.reply);
+    if (quarantine_release_stops(dfd, dir, id, m, &res, &rc))
         goto out;
-    case VERDICT_DISCARD:
-        if (unlinkat(dfd, id, 0) < 0) {
-            fprintf(stderr, "relaychain: %s/%s: %s\n", dir, id,
-                    strerror(errno));
-            goto out;
-        }
-        printf("%s: discarded by %s\n", id, res.by ? res.by->name : "chain");
-        log_info(id, "quarantine: released, then discarded by %s%s%s",
-                 res.by ? res.by->name : "chain",
-                 res.verdict.note[0] ? ": " : "", res.verdict.note);
-        rc = 0;
-        goto out;
-    case VERDICT_QUARANTINE:
-        /* The same name: rename() replaces the old file in one step. */
-        if (msg_write(m, &out, &e) < 0 ||
-            quarantine_store_at(dfd, dir, m, out.data, out.len,
-                                res.verdict.note, res.by ? res.by->name : NULL,
-                                &e) < 0) {
-            fprintf(stderr, "relaychain: %s: %s\n", id, e.text);
-            goto out;
-        }
-        printf("%s: held again by %s: %s\n", id,
-               res.by ? res.by->name : "chain", res.verdict.note);
-        log_info(id, "quarantine: released, then held again by %s: %s",
-                 res.by ? res.by->name : "chain", res.verdict.note);
-        rc = 0;
-        goto out;
-    }
-    env = msg_env(m);
-    if (env->nrcpts == 0) {
-        if (unlinkat(dfd, id, 0) < 0) {
-            fprintf(stderr, "relaychain: %s/%s: %s\n", dir, id,
-                    strerror(errno));
-            goto out;
-        }
-        printf("%s: the chain removed every recipient\n", id);
-        log_info(id, "quarantine: released, then discarded: the chain "
-                     "removed every recipient");
-        rc = 0;
-        goto out;
-    }
     if (msg_write(m, &out, &e) < 0) {
         fprintf(stderr, "relaychain: %s: %s\n", id, e.text);
         goto out;
     }
-    if (queue_delivery(cf->cfg) == QUEUE_DELIVERY_QUEUE) {
-        struct queue_msg qm;
-        char arrival[32];
-        int spooled;
-
-        memset(&qm, 0, sizeof(qm));
-        quarantine_field(&q, "Arrival", 0, arrival, sizeof(arrival));
-        qm.qid = id;
-        qm.arrival_us = strtoll(arrival, NULL, 10) * 1000000LL;
-        qm.client_addr = env->client_addr ? env->client_addr : "";
-        qm.client_name = env->client_name ? env->client_name : "";
-        qm.helo = env->helo ? env->helo : "";
-        qm.auth_user = env->auth_user;
-        qm.sender = env->sender;
-        qm.sender_params = env->sender_params ? env->sender_params : "";
-        qm.rcpts = env->rcpts;
-        qm.nrcpts = env->nrcpts;
-        qm.orig = env->rcpts;
-        qm.norig = env->nrcpts;
-        qm.data = out.data ? out.data : "";
-        qm.len = out.len;
-        if ((spooled = quarantine_spool(cf, &qm, &e)) < 0) {
-            fprintf(stderr, "relaychain: %s: not released: %s\n", id, e.text);
-            log_warning(id, "quarantine: not released: %s", e.text);
-            goto out;
-        }
-        if (spooled == 1)
-            fprintf(stderr, "relaychain: %s/trigger: not a FIFO: refused\n",
-                    cfg_str(cf->cfg, "queue_directory"));
-        snprintf(note, sizeof(note), "queued as %s", id);
-    } else {
-        if (quarantine_next_hop(cf, id, env, out.data ? out.data : "", out.len,
-                                &r, &e) < 0) {
-            fprintf(stderr, "relaychain: %s: not released: %s\n", id, e.text);
-            log_warning(id, "quarantine: not released: %s", e.text);
-            goto out;
-        }
-        snprintf(note, sizeof(note), "%d %s", r.code, r.text);
-    }
+    if (quarantine_release_deliver(cf, &q, id, msg_env(m), &out, note,
+                                   sizeof(note)) < 0)
+        goto out;
     if (unlinkat(dfd, id, 0) < 0)
         fprintf(stderr, "relaychain: released, but %s/%s: %s\n", dir, id,
                 strerror(errno));

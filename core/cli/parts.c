@@ -2,7 +2,8 @@
  * parts - the layers whose keys relaychain.conf holds, for the commands
  *
  * Layer by layer, lowest first: a part's check may read the keys of the
- * parts before it. Keep it the same as relaychaind's list.
+ * parts before it. Keep it the same as relaychaind's list
+ * (core/daemon/parts.c; tests/unit/test_parts.c compares them).
  */
 #include "config.h"
 
@@ -10,6 +11,7 @@
 #include "milterd/milterd_conf.h"
 #include "net/smtpc_conf.h"
 #include "queue/queue_conf.h"
+#include "smtpd/smtpd.h"
 #include "smtpd/smtpd_conf.h"
 
 const struct conf_part *const parts_all[] = {
@@ -17,5 +19,11 @@ const struct conf_part *const parts_all[] = {
     &queue_conf_part,
     &smtpd_conf_part,
     &milterd_conf_part,
+    NULL,
+};
+
+/* What relaychaind's runtime holds besides the configuration. */
+const struct runtime_part_type *const parts_runtime[] = {
+    &smtpd_runtime_type,
     NULL,
 };

@@ -41,7 +41,6 @@
 
 #include "filters/filters.h"
 #include "util/addr.h"
-#include "net/auth.h"
 #include "util/buf.h"
 #include "chain/chain.h"
 #include "util/cidr.h"
@@ -58,7 +57,6 @@
 #include "chain/registry.h"
 #include "net/notice.h"
 #include "cli/cli.h"
-#include "smtpd/smtpd.h"
 
 enum {
     FILTER_EXIT_CONTINUE = 0,
@@ -157,6 +155,25 @@ want_help(int argc, char **argv)
     return 0;
 }
 
+/* path_opt - the command line of a command whose only option is
+ * -c FILE (into *path) and that takes nargs operands after it. Returns
+ * 0, 1 when help was asked for, or -1 when the command line is wrong;
+ * the caller prints its usage, on stdout for help. */
+static int
+path_opt(int argc, char **argv, int nargs, const char **path)
+{
+    int c;
+
+    if (want_help(argc, argv))
+        return 1;
+    while ((c = getopt(argc, argv, "c:")) != -1) {
+        if (c != 'c')
+            return -1;
+        *path = optarg;
+    }
+    return optind + nargs == argc ? 0 : -1;
+}
+
 /* load_conf - conf_load() with the error printed; flags as in
  * conf_load_flags(). */
 static struct conf *
@@ -170,12 +187,6 @@ load_conf(const char *path, unsigned flags)
         fprintf(stderr, "%s: %s\n", progname, e.text);
     return cf;
 }
-
-/* What relaychaind's runtime holds besides the configuration. */
-static const struct runtime_part_type *const check_parts[] = {
-    &smtpd_runtime_type,
-    NULL,
-};
 
 /* check_daemon - what relaychaind builds from cf at start-up and on
  * reload besides the chain, built here the same way: the next hop, the
@@ -196,7 +207,7 @@ check_daemon(struct conf *cf)
         conf_free(cf);
         return NULL;
     }
-    if ((rt = runtime_new(cf, check_parts, &e)) == NULL)
+    if ((rt = runtime_new(cf, parts_runtime, &e)) == NULL)
         fprintf(stderr, "%s: %s\n", progname, e.text);
     return rt;
 }
@@ -236,21 +247,9 @@ cmd_check(int argc, char **argv)
     size_t n, i;
     int c;
 
-    if (want_help(argc, argv)) {
-        usage_check(stdout);
-        return 0;
-    }
-    while ((c = getopt(argc, argv, "c:")) != -1) {
-        if (c == 'c') {
-            path = optarg;
-        } else {
-            usage_check(stderr);
-            return 1;
-        }
-    }
-    if (optind != argc) {
-        usage_check(stderr);
-        return 1;
+    if ((c = path_opt(argc, argv, 0, &path)) != 0) {
+        usage_check(c > 0 ? stdout : stderr);
+        return c > 0 ? 0 : 1;
     }
     /* As the unit's ExecStartPre, whose stderr the journal files as
      * errors, the stages' log lines go to syslog with their own
@@ -703,21 +702,9 @@ cmd_rewrite_test(int argc, char **argv)
     struct err e;
     int c, rc = REWRITE_TEST_NO_MATCH;
 
-    if (want_help(argc, argv)) {
-        usage_rewrite_test(stdout);
-        return 0;
-    }
-    while ((c = getopt(argc, argv, "c:")) != -1) {
-        if (c == 'c') {
-            path = optarg;
-        } else {
-            usage_rewrite_test(stderr);
-            return REWRITE_TEST_ERROR;
-        }
-    }
-    if (optind + 1 != argc) {
-        usage_rewrite_test(stderr);
-        return REWRITE_TEST_ERROR;
+    if ((c = path_opt(argc, argv, 1, &path)) != 0) {
+        usage_rewrite_test(c > 0 ? stdout : stderr);
+        return c > 0 ? 0 : REWRITE_TEST_ERROR;
     }
     /* The rules see envelope addresses only: anything else could only
      * "not match", which would read as an answer. */
@@ -1053,21 +1040,9 @@ cmd_ctl(int argc, char **argv)
     int reload = strcmp(cmd, "reload") == 0, c, rc;
     char sock[CONF_SOCKET_PATH_MAX], *reply;
 
-    if (want_help(argc, argv)) {
-        usage_ctl(stdout, cmd);
-        return 0;
-    }
-    while ((c = getopt(argc, argv, "c:")) != -1) {
-        if (c == 'c') {
-            path = optarg;
-        } else {
-            usage_ctl(stderr, cmd);
-            return 1;
-        }
-    }
-    if (optind != argc) {
-        usage_ctl(stderr, cmd);
-        return 1;
+    if ((c = path_opt(argc, argv, 0, &path)) != 0) {
+        usage_ctl(c > 0 ? stdout : stderr, cmd);
+        return c > 0 ? 0 : 1;
     }
     if (ctl_socket_path(path, sock, sizeof(sock)) < 0)
         return 1;
@@ -1144,7 +1119,7 @@ main(int argc, char **argv)
     else if (strcmp(cmd, "dkim") == 0)
         rc = flt_dkim_main(argc, argv);
     else if (strcmp(cmd, "passwd") == 0)
-        rc = auth_passwd_main(argc, argv);
+        rc = passwd_main(argc, argv);
     else if (strcmp(cmd, "quarantine") == 0)
         rc = quarantine_main(argc, argv);
     else if (strcmp(cmd, "queue") == 0)

@@ -71,6 +71,15 @@ void auth_rate_refund(struct auth_rate *r, const char *addr, unsigned limit,
 int auth_passwd_set(const char *path, const char *user, const char *pass,
                     struct err *e);
 
+/* auth_passwd_change - auth_passwd_set() that also says whether the user
+ * was there before (*replaced). */
+int auth_passwd_change(const char *path, const char *user, const char *pass,
+                       int *replaced, struct err *e);
+
+/* auth_user_why - NULL when name (len octets) can be a user in the
+ * password file, else why not, as a static string. */
+const char *auth_user_why(const char *name, size_t len);
+
 /* auth_sasl_plain_decode - decode an AUTH PLAIN response (base64 of
  * authzid NUL authcid NUL passwd) into user and pass (each of size n).
  * Returns 0, or -1 for malformed input or an authzid different from the
@@ -91,11 +100,5 @@ SSL_CTX *auth_tls_server_ctx(const char *cert_file, const char *key_file,
 /* auth_tls_client_ctx - a client SSL_CTX, TLS 1.2 at least, no
  * certificate verification (opportunistic, as Postfix's "may"). */
 SSL_CTX *auth_tls_client_ctx(struct err *e);
-
-/* auth_passwd_main - "relaychain passwd FILE USER": reads the new password
- * twice from the terminal without echo (one line from standard input when
- * that is not a terminal) and calls auth_passwd_set(); argv[0] is
- * "passwd". Returns the exit status. */
-int auth_passwd_main(int argc, char **argv);
 
 #endif
