@@ -164,25 +164,30 @@ rcd_test_conf() {
 }
 
 rcd_start() {
-    local i
+    local i n0 lf
     rcd_test_conf "$2"
+    # Ready is the "daemon started" line, written once the chain is loaded
+    # and the threads run: the port listens earlier (bound before the load).
+    lf=$T/$1.log
+    n0=$(cat "$lf" 2>/dev/null | grep -c 'daemon started')
     "$RCD" -f -c "$2" 2>>"$T/$1.log" &
     RCD_PID=$!
     smtpd_track "$RCD_PID"
     echo "$RCD_PID" >"$T/$1.pid"
     i=0
-    while [ $i -lt 100 ]; do
+    while [ $i -lt 600 ]; do
         if ! kill -0 "$RCD_PID" 2>/dev/null; then
             fail "relaychaind $1 died at start: $(tail -n 3 "$T/$1.log")"
             return 1
         fi
-        if [ -n "$(ss -Hltn "sport = :$3" 2>/dev/null)" ]; then
+        if [ -n "$(ss -Hltn "sport = :$3" 2>/dev/null)" ] &&
+            [ "$(cat "$lf" 2>/dev/null | grep -c 'daemon started')" -gt "$n0" ]; then
             return 0
         fi
         sleep 0.05
         i=$((i + 1))
     done
-    fail "relaychaind $1 does not listen on port $3"
+    fail "relaychaind $1 does not listen on port $3, or has not started"
     return 1
 }
 
