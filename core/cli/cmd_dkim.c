@@ -68,6 +68,69 @@ dkimcli_usage(FILE *fp)
                 "the one in FILE, against the private key KEY.\n");
 }
 
+/* The options of both commands; each accepts those in its optstring. */
+struct dkimcli_opts {
+    const char *domain, *selector; /* -d, -s */
+    const char *alg, *dir, *user;  /* keygen: -a, -D, -u */
+    long bits;                     /* keygen: -b */
+    int bits_set;
+    const char *keypath, *txt; /* testkey: -k, --txt */
+};
+
+/* dkimcli_options - argv's options into o; -1 to go on with optind at
+ * the first operand, else the exit status (after -h, or an option that
+ * is not one). */
+static int
+dkimcli_options(int argc, char **argv, const char *optstring,
+                const struct option *longopts, struct dkimcli_opts *o)
+{
+    char *end;
+    int c;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
+        switch (c) {
+        case 'a':
+            o->alg = optarg;
+            break;
+        case 'b':
+            errno = 0;
+            o->bits = strtol(optarg, &end, 10);
+            if (errno != 0 || *end != '\0' || end == optarg) {
+                fprintf(stderr, "relaychain: -b %s: not a number\n", optarg);
+                return 1;
+            }
+            o->bits_set = 1;
+            break;
+        case 'd':
+            o->domain = optarg;
+            break;
+        case 'D':
+            o->dir = optarg;
+            break;
+        case 's':
+            o->selector = optarg;
+            break;
+        case 'u':
+            o->user = optarg;
+            break;
+        case 'k':
+            o->keypath = optarg;
+            break;
+        case 't':
+            o->txt = optarg;
+            break;
+        case 'h':
+            dkimcli_usage(stdout);
+            return 0;
+        default:
+            dkimcli_usage(stderr);
+            return 1;
+        }
+    }
+    return -1;
+}
+
 /* dkimcli_names_ok - domain and selector can be d= and s= values; else
  * says which is not, and returns 0. */
 static int
@@ -185,93 +248,58 @@ out:
 static int
 dkimcli_keygen(int argc, char **argv)
 {
-    const char *domain = NULL, *selector = NULL, *dir = ".", *alg = "rsa";
-    const char *user = NULL;
+    struct dkimcli_opts o = {.dir = ".", .alg = "rsa", .bits = 2048};
     uid_t uid = (uid_t)-1;
     gid_t gid = (gid_t)-1;
-    char *pem, *end;
-    long bits = 2048;
-    int c, bits_set = 0, ed25519, rc;
+    int ed25519, rc;
     size_t pem_len = 0;
     struct err e;
+    char *pem;
 
-    optind = 1;
-    while ((c = getopt(argc, argv, "a:b:d:D:hs:u:")) != -1) {
-        switch (c) {
-        case 'a':
-            alg = optarg;
-            break;
-        case 'b':
-            errno = 0;
-            bits = strtol(optarg, &end, 10);
-            if (errno != 0 || *end != '\0' || end == optarg) {
-                fprintf(stderr, "relaychain: -b %s: not a number\n", optarg);
-                return 1;
-            }
-            bits_set = 1;
-            break;
-        case 'd':
-            domain = optarg;
-            break;
-        case 'D':
-            dir = optarg;
-            break;
-        case 's':
-            selector = optarg;
-            break;
-        case 'u':
-            user = optarg;
-            break;
-        case 'h':
-            dkimcli_usage(stdout);
-            return 0;
-        default:
-            dkimcli_usage(stderr);
-            return 1;
-        }
-    }
-    if (optind != argc || domain == NULL || selector == NULL) {
+    if ((rc = dkimcli_options(argc, argv, "a:b:d:D:hs:u:", NULL, &o)) >= 0)
+        return rc;
+    if (optind != argc || o.domain == NULL || o.selector == NULL) {
         dkimcli_usage(stderr);
         return 1;
     }
-    if (user != NULL) {
-        struct passwd *pw = getpwnam(user);
+    if (o.user != NULL) {
+        struct passwd *pw = getpwnam(o.user);
 
         if (pw == NULL) {
-            fprintf(stderr, "relaychain: -u %s: no such user\n", user);
+            fprintf(stderr, "relaychain: -u %s: no such user\n", o.user);
             return 1;
         }
         uid = pw->pw_uid;
         gid = pw->pw_gid;
     }
-    if (!dkimcli_names_ok(domain, selector))
+    if (!dkimcli_names_ok(o.domain, o.selector))
         return 1;
-    if (strcasecmp(alg, "rsa") == 0) {
-        if (bits < 1024 || bits > 8192) {
+    if (strcasecmp(o.alg, "rsa") == 0) {
+        if (o.bits < 1024 || o.bits > 8192) {
             fprintf(stderr,
                     "relaychain: -b %ld: RSA keys for DKIM have 1024 to 8192 "
                     "bits (RFC 8301; 2048 recommended)\n",
-                    bits);
+                    o.bits);
             return 1;
         }
         ed25519 = 0;
-    } else if (strcasecmp(alg, "ed25519") == 0) {
-        if (bits_set) {
+    } else if (strcasecmp(o.alg, "ed25519") == 0) {
+        if (o.bits_set) {
             fprintf(stderr, "relaychain: -b does not apply to Ed25519 keys\n");
             return 1;
         }
         ed25519 = 1;
     } else {
-        fprintf(stderr, "relaychain: -a %s: want rsa or ed25519\n", alg);
+        fprintf(stderr, "relaychain: -a %s: want rsa or ed25519\n", o.alg);
         return 1;
     }
     err_clear(&e);
-    if ((pem = flt_dkim_keygen_pem(ed25519, bits, &pem_len, &e)) == NULL) {
+    if ((pem = flt_dkim_keygen_pem(ed25519, o.bits, &pem_len, &e)) == NULL) {
         fprintf(stderr, "relaychain: %s\n", e.text);
         return 1;
     }
-    rc = dkimcli_keygen_files(pem, pem_len, dir, domain, selector, user, uid,
-                              gid);
+    rc = dkimcli_keygen_files(pem, pem_len, o.dir, o.domain, o.selector,
+                              o.user, uid, gid);
     flt_dkim_pem_free(pem, pem_len);
     return rc;
 }
@@ -360,53 +388,31 @@ dkimcli_testkey(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *domain = NULL, *selector = NULL, *keypath = NULL;
-    const char *txt = NULL;
+    struct dkimcli_opts o = {.bits = 0};
     struct flt_dkim_key *key;
     char name[600];
     struct err e;
-    int c, rc;
+    int rc;
 
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "d:hk:s:", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'd':
-            domain = optarg;
-            break;
-        case 's':
-            selector = optarg;
-            break;
-        case 'k':
-            keypath = optarg;
-            break;
-        case 't':
-            txt = optarg;
-            break;
-        case 'h':
-            dkimcli_usage(stdout);
-            return 0;
-        default:
-            dkimcli_usage(stderr);
-            return 1;
-        }
-    }
-    if (optind != argc || domain == NULL || selector == NULL ||
-        keypath == NULL) {
+    if ((rc = dkimcli_options(argc, argv, "d:hk:s:", longopts, &o)) >= 0)
+        return rc;
+    if (optind != argc || o.domain == NULL || o.selector == NULL ||
+        o.keypath == NULL) {
         dkimcli_usage(stderr);
         return 1;
     }
-    if (!dkimcli_names_ok(domain, selector))
+    if (!dkimcli_names_ok(o.domain, o.selector))
         return 1;
-    snprintf(name, sizeof(name), "%s._domainkey.%s", selector, domain);
+    snprintf(name, sizeof(name), "%s._domainkey.%s", o.selector, o.domain);
     err_clear(&e);
-    if ((key = flt_dkim_key_load(keypath, 1, &e)) == NULL) {
+    if ((key = flt_dkim_key_load(o.keypath, 1, &e)) == NULL) {
         fprintf(stderr, "relaychain: %s\n", e.text);
         return 1;
     }
-    if (txt == NULL)
-        rc = dkimcli_dns(key, keypath, domain, selector, name);
+    if (o.txt == NULL)
+        rc = dkimcli_dns(key, o.keypath, o.domain, o.selector, name);
     else
-        rc = dkimcli_txt(key, keypath, name, txt);
+        rc = dkimcli_txt(key, o.keypath, name, o.txt);
     flt_dkim_key_free(key);
     return rc;
 }
