@@ -128,9 +128,37 @@ extern const char *const flt_dkim_signed_choices[];
 int flt_dkim_signed(const struct msg *m, const char *field, char *who,
                     size_t n);
 
-/* flt_dkim_main - "relaychain dkim keygen|testkey ..."; argv[0] is "dkim".
- * Returns the exit status. */
-int flt_dkim_main(int argc, char **argv);
+/* A key and its DNS record, for "relaychain dkim" (dkim/dkim_record.c).
+ *
+ * flt_dkim_keygen_pem - a new key as PKCS#8 PEM: Ed25519 with ed25519,
+ * else RSA of bits bits (the caller checks the size). Returns the text,
+ * *len octets and a NUL, to be freed with flt_dkim_pem_free(), which
+ * wipes it; NULL with e set ("key generation failed: REASON").
+ * flt_dkim_key_zone - the record of key in opendkim-genkey's zone-file
+ * form, lines of "..." strings for SELECTOR._domainkey; a new string the
+ * caller frees, NULL when out of memory.
+ * flt_dkim_txt_record - the record in text, into out (size n): the
+ * quoted strings of a zone-file entry joined (";" comments outside them
+ * skipped), or text itself with its line ends removed when it has no
+ * quotes. 0, or -1 for unbalanced quotes or a record longer than n - 1.
+ * flt_dkim_key_test - record rec against key (read from keypath, named
+ * in the findings): appends the findings to out, one line each starting
+ * "NAME: ". Returns 0 when the record verifies the key's signatures, 1
+ * when not, -1 with e set when out is full.
+ * flt_dkim_key_test_dns - the same for the record published at
+ * SELECTOR._domainkey.DOMAIN (name), fetched and checked by libopendkim;
+ * 1 without a finding when libopendkim does not start. */
+char *flt_dkim_keygen_pem(int ed25519, long bits, size_t *len, struct err *e);
+void flt_dkim_pem_free(char *pem, size_t len);
+char *flt_dkim_key_zone(const struct flt_dkim_key *key, const char *domain,
+                        const char *selector);
+int flt_dkim_txt_record(const char *text, char *out, size_t n);
+int flt_dkim_key_test(const struct flt_dkim_key *key, const char *keypath,
+                      const char *name, const char *rec, struct buf *out,
+                      struct err *e);
+int flt_dkim_key_test_dns(const struct flt_dkim_key *key, const char *keypath,
+                          const char *domain, const char *selector,
+                          const char *name, struct buf *out, struct err *e);
 
 /* The antivirus stage's parsers, for the fuzzer and the tests.
  *

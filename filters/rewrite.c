@@ -56,6 +56,7 @@
 
 #include "util/addr.h"
 #include "filters/filters.h"
+#include "filters/filters_int.h"
 #include "util/regmap.h"
 
 #define FLT_REWRITE_RESULT_MAX 1024 /* octets of one rule result */
@@ -516,22 +517,6 @@ done:
 
 /* --------------------------------------------------------------- init */
 
-static int
-flt_rewrite_load(const struct cfg *c, const char *key, struct regmap **rm,
-                 struct err *e)
-{
-    const char *path = cfg_str(c, key);
-
-    *rm = NULL;
-    if (path == NULL)
-        return 0;
-    if ((*rm = regmap_load(path, e)) == NULL) {
-        err_prefix(e, "%s:%u: %s", cfg_path(c), cfg_line(c, key), key);
-        return -1;
-    }
-    return 0;
-}
-
 static void
 flt_rewrite_free(struct stage *st)
 {
@@ -562,9 +547,9 @@ flt_rewrite_init(struct stage *st, const struct cfg *c, struct err *e)
     if ((fr = calloc(1, sizeof(*fr))) == NULL)
         return err_nomem(e);
     st->priv = fr;
-    if (flt_rewrite_load(c, "sender_rules", &fr->sender, e) < 0 ||
-        flt_rewrite_load(c, "recipient_rules", &fr->rcpt, e) < 0 ||
-        flt_rewrite_load(c, "header_rules", &fr->header, e) < 0) {
+    if (flt_cfg_regmap(c, "sender_rules", &fr->sender, e) < 0 ||
+        flt_cfg_regmap(c, "recipient_rules", &fr->rcpt, e) < 0 ||
+        flt_cfg_regmap(c, "header_rules", &fr->header, e) < 0) {
         flt_rewrite_free(st);
         return -1;
     }
@@ -575,8 +560,7 @@ flt_rewrite_init(struct stage *st, const struct cfg *c, struct err *e)
     if (fr->header != NULL)
         flags |= STAGE_EDITS_HEADERS;
     st->flags &= flags;
-    fr->dkim_edit = (enum flt_dkim_signed_action)cfg_enum(c, "dkim_signed") ==
-                    FLT_DKIM_SIGNED_EDIT;
+    fr->dkim_edit = flt_cfg_dkim_edit(c);
     return 0;
 }
 

@@ -19,6 +19,9 @@
 #include "util/cfg.h"
 #include "util/err.h"
 
+/* dkimcli_main - "relaychain dkim keygen|testkey" (cmd_dkim.c). */
+int dkimcli_main(int argc, char **argv);
+
 /* queue_main - "relaychain queue list|flush|delete|hold|release|requeue|
  * show" (cmd_queue.c). */
 int queue_main(int argc, char **argv);

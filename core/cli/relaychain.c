@@ -1117,7 +1117,7 @@ main(int argc, char **argv)
     else if (strcmp(cmd, "rewrite-test") == 0)
         rc = cmd_rewrite_test(argc, argv);
     else if (strcmp(cmd, "dkim") == 0)
-        rc = flt_dkim_main(argc, argv);
+        rc = dkimcli_main(argc, argv);
     else if (strcmp(cmd, "passwd") == 0)
         rc = passwd_main(argc, argv);
     else if (strcmp(cmd, "quarantine") == 0)

@@ -112,6 +112,7 @@
 #include "filters/antivirus/antivirus_int.h"
 #include "util/addr.h"
 #include "filters/filters.h"
+#include "filters/filters_int.h"
 #include "util/log.h"
 #include "msg/mime.h"
 #include "util/regmap.h"
@@ -409,15 +410,10 @@ flt_av_init(struct stage *st, const struct cfg *c, struct err *e)
     }
     if (flt_av_init_types(fa, c, e) < 0)
         goto fail;
-    if (cfg_str(c, "banned_filename_rules") != NULL) {
-        if ((fa->banned_names = regmap_load(
-                 cfg_str(c, "banned_filename_rules"), e)) == NULL) {
-            err_prefix(e, "%s:%u: banned_filename_rules", cfg_path(c),
-                       cfg_line(c, "banned_filename_rules"));
-            goto fail;
-        }
+    if (flt_cfg_regmap(c, "banned_filename_rules", &fa->banned_names, e) < 0)
+        goto fail;
+    if (fa->banned_names != NULL)
         fa->want_meta = 1;
-    }
     if ((admin = cfg_str(c, "notify_admin")) != NULL) {
         if (!addr_is_valid(admin, 0, why, sizeof(why))) {
             cfg_err(e, c, "notify_admin", "'%s' is not an address: %s", admin,
@@ -434,8 +430,7 @@ flt_av_init(struct stage *st, const struct cfg *c, struct err *e)
         fa->notifier_free = st->env->notifier_free;
         if ((fa->notify = st->env->notifier_new(cfg_str(c, "notify_next_hop"),
                                                 fa->hostname, e)) == NULL) {
-            err_prefix(e, "%s:%u: notify_next_hop", cfg_path(c),
-                       cfg_line(c, "notify_next_hop"));
+            flt_cfg_prefix(e, c, "notify_next_hop");
             goto fail;
         }
     } else if (cfg_is_set(c, "notify_next_hop")) {

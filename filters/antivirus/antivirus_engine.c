@@ -491,6 +491,30 @@ flt_av_libclamav_scan(struct flt_av *fa, struct flt_av_scan *sc,
     return 0;
 }
 
+/* flt_av_db_missing - the database cannot be used (le says why): with
+ * missing_database = fail an error for database_directory (-1), else a
+ * log line that mail is tempfailed until it loads (0); check-only says
+ * it would be. */
+static int
+flt_av_db_missing(const struct flt_av *fa, const struct cfg *c,
+                  const struct err *le, struct err *e)
+{
+    if ((enum flt_av_missing)cfg_enum(c, "missing_database") ==
+        FLT_AV_MISSING_FAIL)
+        return cfg_err(e, c, "database_directory", "%s", le->text);
+    if (fa->check_only)
+        log_warning(NULL,
+                    "%s: %s; mail would be tempfailed until it loads "
+                    "(missing_database = tempfail)",
+                    fa->stage_name, le->text);
+    else
+        log_error(NULL,
+                  "%s: %s; mail is tempfailed until it loads "
+                  "(missing_database = tempfail)",
+                  fa->stage_name, le->text);
+    return 0;
+}
+
 int
 flt_av_init_libclamav(struct flt_av *fa, const struct cfg *c, struct err *e)
 {
@@ -502,19 +526,12 @@ flt_av_init_libclamav(struct flt_av *fa, const struct cfg *c, struct err *e)
         if ((fa->dbdir = strdup(cfg_str(c, "database_directory"))) == NULL)
             return err_nomem(e);
         err_clear(&le);
-        if (flt_av_db_check(fa, &le) < 0) {
-            if ((enum flt_av_missing)cfg_enum(c, "missing_database") ==
-                FLT_AV_MISSING_FAIL)
-                return cfg_err(e, c, "database_directory", "%s", le.text);
-            log_warning(NULL,
-                        "%s: %s; mail would be tempfailed until it loads "
-                        "(missing_database = tempfail)",
-                        fa->stage_name, le.text);
-        } else
-            log_info(NULL,
-                     "%s: signature files in %s can be read (checked, not "
-                     "compiled)",
-                     fa->stage_name, fa->dbdir);
+        if (flt_av_db_check(fa, &le) < 0)
+            return flt_av_db_missing(fa, c, &le, e);
+        log_info(NULL,
+                 "%s: signature files in %s can be read (checked, not "
+                 "compiled)",
+                 fa->stage_name, fa->dbdir);
         return 0;
     }
     pthread_once(&flt_av_once, flt_av_once_init);
@@ -537,13 +554,8 @@ flt_av_init_libclamav(struct flt_av *fa, const struct cfg *c, struct err *e)
     fa->have_stat = cl_statinidir(fa->dbdir, &fa->dbstat) == CL_SUCCESS;
     err_clear(&le);
     if ((en = flt_av_engine_new(fa, &sigs, &le)) == NULL) {
-        if ((enum flt_av_missing)cfg_enum(c, "missing_database") ==
-            FLT_AV_MISSING_FAIL)
-            return cfg_err(e, c, "database_directory", "%s", le.text);
-        log_error(NULL,
-                  "%s: %s; mail is tempfailed until it loads "
-                  "(missing_database = tempfail)",
-                  fa->stage_name, le.text);
+        if (flt_av_db_missing(fa, c, &le, e) < 0)
+            return -1;
     } else {
         fa->engine = en;
         fa->sigs = sigs;

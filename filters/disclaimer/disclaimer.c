@@ -86,6 +86,7 @@
 
 #include "filters/disclaimer/disclaimer_int.h"
 #include "filters/filters.h"
+#include "filters/filters_int.h"
 #include "util/log.h"
 #include "msg/match.h"
 #include "msg/mime.h"
@@ -173,8 +174,7 @@ flt_disclaimer_init(struct stage *st, const struct cfg *c, struct err *e)
     fd->add_part = (enum flt_disclaimer_no_text)cfg_enum(c, "no_text_body") ==
                    FLT_DISCLAIMER_ADD_PART;
     fd->once = cfg_bool(c, "once_per_thread");
-    fd->dkim_edit = (enum flt_dkim_signed_action)cfg_enum(c, "dkim_signed") ==
-                    FLT_DKIM_SIGNED_EDIT;
+    fd->dkim_edit = flt_cfg_dkim_edit(c);
     if (text != NULL &&
         (fd->def = flt_disclaimer_tpl_get(fd, text, html, e)) == NULL) {
         const char *key =
@@ -182,13 +182,12 @@ flt_disclaimer_init(struct stage *st, const struct cfg *c, struct err *e)
                 ? "html_file"
                 : "text_file";
 
-        err_prefix(e, "%s:%u: %s", cfg_path(c), cfg_line(c, key), key);
+        flt_cfg_prefix(e, c, key);
         flt_disclaimer_free(st);
         return -1;
     }
     if (map != NULL && flt_disclaimer_map_load(fd, map, e) < 0) {
-        err_prefix(e, "%s:%u: template_map", cfg_path(c),
-                   cfg_line(c, "template_map"));
+        flt_cfg_prefix(e, c, "template_map");
         flt_disclaimer_free(st);
         return -1;
     }

@@ -275,6 +275,20 @@ flt_disclaimer_place(const struct flt_disclaimer_ctx *cx, const char *d,
     return h.ends_in_text ? 0 : 1;
 }
 
+/* flt_disclaimer_text_utf8 - the decoded text d of p (dn octets, in
+ * p's charset) in UTF-8, appended to d8. Returns 0, 1 when the text is
+ * not valid in its charset (p->skip says so), or -1 with e set. */
+static int
+flt_disclaimer_text_utf8(struct flt_disclaimer_part *p, const char *d,
+                         size_t dn, struct buf *d8, struct err *e)
+{
+    int r = flt_disclaimer_iconv("UTF-8", p->charset, d, dn, 1, d8, e);
+
+    if (r > 0)
+        p->skip = "text not valid in its charset";
+    return r;
+}
+
 /*
  * flt_disclaimer_build - the new decoded content of p into n8 (and the
  * charset change in p->to_utf8), from its decoded content and the
@@ -301,12 +315,8 @@ flt_disclaimer_build(struct flt_disclaimer_ctx *cx,
     buf_init(&n8, cx->limit);
     /* Stateful and wide charsets are edited in UTF-8. */
     if (cs == FLT_DISCLAIMER_CS_STATEFUL || cs == FLT_DISCLAIMER_CS_WIDE) {
-        if ((r = flt_disclaimer_iconv("UTF-8", p->charset, d, dn, 1, &d8,
-                                      e)) != 0) {
-            if (r < 0)
-                goto done;
-            p->skip = "text not valid in its charset";
-            rc = 1;
+        if ((r = flt_disclaimer_text_utf8(p, d, dn, &d8, e)) != 0) {
+            rc = r;
             goto done;
         }
         d = d8.data != NULL ? d8.data : "";
@@ -368,12 +378,8 @@ flt_disclaimer_build(struct flt_disclaimer_ctx *cx,
             f = buf_str(&fc);
             fl = fc.len;
         } else {
-            if ((r = flt_disclaimer_iconv("UTF-8", p->charset, d, dn, 1, &d8,
-                                          e)) != 0) {
-                if (r < 0)
-                    goto done;
-                p->skip = "text not valid in its charset";
-                rc = 1;
+            if ((r = flt_disclaimer_text_utf8(p, d, dn, &d8, e)) != 0) {
+                rc = r;
                 goto done;
             }
             d = buf_str(&d8);

@@ -109,6 +109,7 @@
 #include <opendkim/dkim.h>
 
 #include "filters/dkim/dkim_int.h"
+#include "filters/filters_int.h"
 #include "util/log.h"
 #include "msg/mime.h"
 #include "msg/downgrade.h"
@@ -318,10 +319,8 @@ flt_dkim_init_short(struct flt_dkim *fd, const struct cfg *c, struct err *e)
     if ((fd->domain = flt_dkim_strndup_lower(domain, strlen(domain))) == NULL)
         return err_nomem(e);
     fd->selector = selector;
-    if ((fd->key = flt_dkim_key_load(cfg_str(c, "key_file"), 1, e)) == NULL) {
-        err_prefix(e, "%s:%u: key_file", cfg_path(c), cfg_line(c, "key_file"));
-        return -1;
-    }
+    if ((fd->key = flt_dkim_key_load(cfg_str(c, "key_file"), 1, e)) == NULL)
+        return flt_cfg_prefix(e, c, "key_file");
     return 0;
 }
 
@@ -399,8 +398,7 @@ flt_dkim_init(struct stage *st, const struct cfg *c, struct err *e)
         goto fail;
     fd->sign_all =
         (enum flt_dkim_sign_mail)cfg_enum(c, "sign_mail") == FLT_DKIM_SIGN_ALL;
-    fd->dkim_edit = (enum flt_dkim_signed_action)cfg_enum(c, "dkim_signed") ==
-                    FLT_DKIM_SIGNED_EDIT;
+    fd->dkim_edit = flt_cfg_dkim_edit(c);
     if (cfg_is_set(c, "internal_hosts")) {
         const char *const *nets;
         size_t n = cfg_list(c, "internal_hosts", &nets);

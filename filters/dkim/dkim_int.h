@@ -4,9 +4,9 @@
  * The stage is one folder: dkim.c (the stage type: options, init, whose
  * mail, run), dkim_keys.c (keys and the OpenDKIM tables), dkim_sign.c
  * (which keys sign a message, the signatures that arrived, signing and
- * the self-check), dkim_sig.c (the signer and verifier) and tool.c
- * ("relaychain dkim"). Nothing here is seen outside the folder but
- * through filters.h.
+ * the self-check), dkim_sig.c (the signer and verifier) and
+ * dkim_record.c (a new key and its DNS record, for "relaychain dkim").
+ * Nothing here is seen outside the folder but through filters.h.
  */
 #ifndef RC_DKIM_INT_H
 #define RC_DKIM_INT_H

@@ -516,6 +516,18 @@ struct flt_dkim_reader {
     size_t nfields;
 };
 
+/* flt_dkim_reader_init - r reads the len octets of text, named name in
+ * its errors. */
+static void
+flt_dkim_reader_init(struct flt_dkim_reader *r, const char *name,
+                     const char *text, size_t len)
+{
+    memset(r, 0, sizeof(*r));
+    r->name = name;
+    r->p = text;
+    r->end = text + len;
+}
+
 /* flt_dkim_next - the next line that is neither blank nor a comment, split
  * into at most 4 white-space separated fields. Returns 1, 0 at the end,
  * -1 on a line that is too long or holds a NUL or control character. */
@@ -566,19 +578,21 @@ flt_dkim_next(struct flt_dkim_reader *r, struct err *e)
 }
 
 /* flt_dkim_grow - the array p (n items of size, room for *cap) with room
- * for one more, doubling: p itself or a moved copy; NULL on ENOMEM, when
- * p is left as it was. */
+ * for one more, doubling, and that item (index n) zeroed: p itself or a
+ * moved copy; NULL on ENOMEM, when p is left as it was. */
 static void *
 flt_dkim_grow(void *p, size_t *cap, size_t n, size_t size)
 {
     size_t ncap = *cap ? 2 * *cap : 16;
-    void *grown;
+    void *grown = p;
 
-    if (n < *cap)
-        return p;
-    if (ncap > SIZE_MAX / size || (grown = realloc(p, ncap * size)) == NULL)
-        return NULL;
-    *cap = ncap;
+    if (n >= *cap) {
+        if (ncap > SIZE_MAX / size ||
+            (grown = realloc(p, ncap * size)) == NULL)
+            return NULL;
+        *cap = ncap;
+    }
+    memset((char *)grown + n * size, 0, size);
     return grown;
 }
 
@@ -721,10 +735,7 @@ flt_dkim_parse_key_table(struct flt_dkim_tables *t, const char *text,
     size_t i;
     int rc;
 
-    memset(&r, 0, sizeof(r));
-    r.name = t->kt_path;
-    r.p = text;
-    r.end = text + len;
+    flt_dkim_reader_init(&r, t->kt_path, text, len);
     while ((rc = flt_dkim_next(&r, e)) == 1) {
         if (r.nfields != 2)
             return err_set(e, ERR_CONFIG,
@@ -745,9 +756,7 @@ flt_dkim_parse_key_table(struct flt_dkim_tables *t, const char *text,
                                 sizeof(*t->keys))) == NULL)
             return err_nomem(e);
         t->keys = kt;
-        kt = &t->keys[t->nkeys];
-        memset(kt, 0, sizeof(*kt));
-        t->nkeys++;
+        kt = &t->keys[t->nkeys++];
         kt->line = r.line;
         if ((kt->name = strdup(r.fields[0])) == NULL ||
             (kt->domain = flt_dkim_strndup_lower(v, (size_t)(c1 - v))) ==
@@ -812,10 +821,7 @@ flt_dkim_parse_signing_table(struct flt_dkim_tables *t, const char *text,
     size_t i, group;
     int rc;
 
-    memset(&r, 0, sizeof(r));
-    r.name = t->st_path;
-    r.p = text;
-    r.end = text + len;
+    flt_dkim_reader_init(&r, t->st_path, text, len);
     while ((rc = flt_dkim_next(&r, e)) == 1) {
         if (r.nfields < 2 || r.nfields > 3)
             return err_set(e, ERR_CONFIG,
@@ -828,9 +834,7 @@ flt_dkim_parse_signing_table(struct flt_dkim_tables *t, const char *text,
                                 sizeof(*t->sigs))) == NULL)
             return err_nomem(e);
         t->sigs = st;
-        st = &t->sigs[t->nsigs];
-        memset(st, 0, sizeof(*st));
-        t->nsigs++;
+        st = &t->sigs[t->nsigs++];
         st->line = r.line;
         st->kt = SIZE_MAX;
         if ((st->pattern = flt_dkim_strndup_lower(
