@@ -93,6 +93,22 @@ queue_dsn_status(const char *reply, char *out, size_t n)
              reply[0] == '2' || reply[0] == '5' ? reply[0] : '4');
 }
 
+void
+queue_dsn_code(int code, const char *text, char *out, size_t n)
+{
+    size_t a = strspn(text + 2, "0123456789"), b;
+
+    if ((text[0] == '2' || text[0] == '4' || text[0] == '5') &&
+        text[1] == '.' && a >= 1 && a <= 3 && text[2 + a] == '.' &&
+        (b = strspn(text + 3 + a, "0123456789")) >= 1 && b <= 3 &&
+        (text[3 + a + b] == ' ' || text[3 + a + b] == '\0')) {
+        snprintf(out, n, "%.*s", (int)(3 + a + b), text);
+        return;
+    }
+    snprintf(out, n, "%d.0.0",
+             code / 100 >= 2 && code / 100 <= 5 ? code / 100 : 4);
+}
+
 /* queue_dsn_field_line - line (n octets, no line end) starts with a
  * header field name and its colon (RFC 5322: printable US-ASCII but
  * the colon). */

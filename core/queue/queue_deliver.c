@@ -228,24 +228,6 @@ queue_deliver_route(struct queue_job *j, size_t ri, const size_t *idx,
     smtpc_put(rt->pool, c, rc == 0);
 }
 
-/* queue_dsn_code - "5.1.1" from the reply text when it starts with an
- * enhanced status code, else "5.0.0" from the reply code. */
-static void
-queue_dsn_code(int code, const char *text, char *out, size_t n)
-{
-    size_t a = strspn(text + 2, "0123456789"), b;
-
-    if ((text[0] == '2' || text[0] == '4' || text[0] == '5') &&
-        text[1] == '.' && a >= 1 && a <= 3 && text[2 + a] == '.' &&
-        (b = strspn(text + 3 + a, "0123456789")) >= 1 && b <= 3 &&
-        (text[3 + a + b] == ' ' || text[3 + a + b] == '\0')) {
-        snprintf(out, n, "%.*s", (int)(3 + a + b), text);
-        return;
-    }
-    snprintf(out, n, "%d.0.0",
-             code / 100 >= 2 && code / 100 <= 5 ? code / 100 : 4);
-}
-
 /* queue_notice - commit a notification for list[0..n) of j; logs it. */
 static int
 queue_notice(struct queue_job *j, const char *action,
