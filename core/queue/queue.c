@@ -588,22 +588,15 @@ queue_free(struct queue *q)
     free(q->table);
     free(q->heap);
     queue_settings_release(q->set);
-    if (q->fifo_fd >= 0)
-        close(q->fifo_fd);
-    if (q->lock_fd >= 0)
-        close(q->lock_fd);
-    if (q->defer_fd >= 0)
-        close(q->defer_fd);
-    if (q->corrupt_fd >= 0)
-        close(q->corrupt_fd);
-    if (q->hold_fd >= 0)
-        close(q->hold_fd);
-    if (q->queue_fd >= 0)
-        close(q->queue_fd);
-    if (q->tmp_fd >= 0)
-        close(q->tmp_fd);
-    if (q->dfd >= 0)
-        close(q->dfd);
+    {
+        /* in the reverse order of queue_open(); -1: never opened */
+        const int fds[] = {q->fifo_fd, q->lock_fd,  q->defer_fd, q->corrupt_fd,
+                           q->hold_fd, q->queue_fd, q->tmp_fd,   q->dfd};
+
+        for (i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+            if (fds[i] >= 0)
+                close(fds[i]);
+    }
     pthread_cond_destroy(&q->gone);
     pthread_cond_destroy(&q->wake);
     pthread_mutex_destroy(&q->lock);
