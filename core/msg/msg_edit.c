@@ -157,6 +157,16 @@ msg_edit_commit(struct msg *m, const struct msg_edit *ed)
     m->edits[m->nedits++] = *ed;
 }
 
+/* msg_edit_commit_content - msg_edit_commit() of a header or body edit:
+ * the message counts as edited, and its flat copy and MIME parse go. */
+static void
+msg_edit_commit_content(struct msg *m, const struct msg_edit *ed)
+{
+    m->edited = 1;
+    msg_mime_drop(m);
+    msg_edit_commit(m, ed);
+}
+
 size_t
 msg_journal(const struct msg *m, const struct msg_edit **edits)
 {
@@ -313,9 +323,7 @@ msg_header_put(struct msg *m, const char *stage, enum msg_edit_kind kind,
             (m->nhdrs - pos) * sizeof(*m->hdrs));
     m->hdrs[pos] = h;
     m->nhdrs++;
-    m->edited = 1;
-    msg_mime_drop(m);
-    msg_edit_commit(m, &ed);
+    msg_edit_commit_content(m, &ed);
     return 0;
 }
 
@@ -379,9 +387,7 @@ msg_header_change(struct msg *m, const char *stage, const char *name,
         free(old->own);
     }
     *old = h;
-    m->edited = 1;
-    msg_mime_drop(m);
-    msg_edit_commit(m, &ed);
+    msg_edit_commit_content(m, &ed);
     return 0;
 }
 
@@ -408,9 +414,7 @@ msg_header_delete(struct msg *m, const char *stage, const char *name,
     memmove(&m->hdrs[i], &m->hdrs[i + 1],
             (m->nhdrs - (size_t)i - 1) * sizeof(*m->hdrs));
     m->nhdrs--;
-    m->edited = 1;
-    msg_mime_drop(m);
-    msg_edit_commit(m, &ed);
+    msg_edit_commit_content(m, &ed);
     return 0;
 }
 
@@ -458,9 +462,7 @@ msg_body_adopt(struct msg *m, const char *stage, char *data, size_t len,
     }
     m->body = ed.value;
     m->body_len = len;
-    m->edited = 1;
-    msg_mime_drop(m);
-    msg_edit_commit(m, &ed);
+    msg_edit_commit_content(m, &ed);
     return 0;
 }
 
