@@ -10,8 +10,8 @@
  *     queue.c          the spool: index, commit, scan, open, free
  *     queue_route.c    the settings a reload swaps: routes and pools
  *
- * struct queue and struct queue_settings are theirs in common; see
- * queue.c and queue_run.c for what q->lock guards.
+ * The structs below are theirs in common; q->lock guards what struct
+ * queue says it does. Each function is described where it is defined.
  */
 #ifndef RC_QUEUE_INT_H
 #define RC_QUEUE_INT_H
