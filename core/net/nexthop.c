@@ -145,13 +145,8 @@ smtpc_tls_check_cfg(const struct cfg *c, struct err *e)
             return err_nomem(e);
         if (X509_STORE_load_file(store, v) != 1) {
             char why[256];
-            unsigned long code = ERR_get_error();
 
-            if (code != 0)
-                ERR_error_string_n(code, why, sizeof(why));
-            else
-                snprintf(why, sizeof(why), "no certificates in it");
-            ERR_clear_error();
+            smtpc_tls_why(why, sizeof(why), "no certificates in it");
             X509_STORE_free(store);
             return cfg_err(e, c, "next_hop_tls_ca_file",
                            "%s: cannot load the CA certificates: %s", v, why);

@@ -1194,32 +1194,17 @@ out:
     return rc;
 }
 
-const struct smtpc_transport_ops smtpc_smtp_ops = {
-    .name = "smtp",
-    .kind = SMTPC_SMTP,
-    .parse = smtpc_smtp_parse,
-    .init = smtpc_smtp_init,
-    .fini = smtpc_smtp_fini,
-    .get = smtpc_smtp_get,
-    .put = smtpc_smtp_put,
-    .mail = smtpc_smtp_mail,
-    .rcpt = smtpc_smtp_rcpt,
-    .data = smtpc_smtp_data,
-    .rset = smtpc_smtp_rset,
-};
+/* SMTP and LMTP share every operation: LMTP is SMTP with LHLO, port 24
+ * and a reply per recipient, and the code asks the pool's kind where
+ * they differ. */
+#define SMTPC_SMTP_FAMILY_OPS                                                 \
+    .parse = smtpc_smtp_parse, .init = smtpc_smtp_init,                       \
+    .fini = smtpc_smtp_fini, .get = smtpc_smtp_get, .put = smtpc_smtp_put,    \
+    .mail = smtpc_smtp_mail, .rcpt = smtpc_smtp_rcpt,                         \
+    .data = smtpc_smtp_data, .rset = smtpc_smtp_rset
 
-/* LMTP is SMTP with LHLO, port 24 and a reply per recipient: the same
- * code, which asks the pool's kind where they differ. */
+const struct smtpc_transport_ops smtpc_smtp_ops = {
+    .name = "smtp", .kind = SMTPC_SMTP, SMTPC_SMTP_FAMILY_OPS};
+
 const struct smtpc_transport_ops smtpc_lmtp_ops = {
-    .name = "lmtp",
-    .kind = SMTPC_LMTP,
-    .parse = smtpc_smtp_parse,
-    .init = smtpc_smtp_init,
-    .fini = smtpc_smtp_fini,
-    .get = smtpc_smtp_get,
-    .put = smtpc_smtp_put,
-    .mail = smtpc_smtp_mail,
-    .rcpt = smtpc_smtp_rcpt,
-    .data = smtpc_smtp_data,
-    .rset = smtpc_smtp_rset,
-};
+    .name = "lmtp", .kind = SMTPC_LMTP, SMTPC_SMTP_FAMILY_OPS};

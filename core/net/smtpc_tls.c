@@ -211,6 +211,18 @@ smtpc_key_err(struct err *e, const char *key)
     return err_set(e, ERR_CONFIG, "%s: %s", key, why);
 }
 
+void
+smtpc_tls_why(char *why, size_t n, const char *none)
+{
+    unsigned long code = ERR_get_error();
+
+    if (code != 0)
+        ERR_error_string_n(code, why, n);
+    else
+        snprintf(why, n, "%s", none);
+    ERR_clear_error();
+}
+
 int
 smtpc_tls_init(struct smtpc_pool *p, const struct smtpc_settings *s,
                struct err *e)
@@ -218,7 +230,6 @@ smtpc_tls_init(struct smtpc_pool *p, const struct smtpc_settings *s,
     const char *name = s->tls_name;
     int min = TLS1_2_VERSION, max = TLS1_3_VERSION;
     char why[256];
-    unsigned long code;
     X509_VERIFY_PARAM *vp;
 
     if (s->tls_protocols != NULL &&
@@ -255,12 +266,7 @@ smtpc_tls_init(struct smtpc_pool *p, const struct smtpc_settings *s,
         (s->tls_ca_file != NULL
              ? SSL_CTX_load_verify_locations(p->tls_ctx, s->tls_ca_file, NULL)
              : SSL_CTX_set_default_verify_paths(p->tls_ctx)) != 1) {
-        code = ERR_get_error();
-        if (code != 0)
-            ERR_error_string_n(code, why, sizeof(why));
-        else
-            snprintf(why, sizeof(why), "no certificates in it");
-        ERR_clear_error();
+        smtpc_tls_why(why, sizeof(why), "no certificates in it");
         return err_set(e, ERR_CONFIG,
                        "next_hop_tls_ca_file: %s: cannot load the CA "
                        "certificates: %s",
@@ -278,12 +284,7 @@ smtpc_tls_init(struct smtpc_pool *p, const struct smtpc_settings *s,
     }
     return 0;
 ssl_fail:
-    code = ERR_get_error();
-    if (code != 0)
-        ERR_error_string_n(code, why, sizeof(why));
-    else
-        snprintf(why, sizeof(why), "no reason given by OpenSSL");
-    ERR_clear_error();
+    smtpc_tls_why(why, sizeof(why), "no reason given by OpenSSL");
     return err_set(e, ERR_LIB, "next hop TLS settings: %s", why);
 }
 

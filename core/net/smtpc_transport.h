@@ -162,6 +162,9 @@ int smtpc_pins_parse(const char *s, unsigned char pins[][SMTPC_PIN_LEN],
                      size_t *npins, struct err *e);
 /* smtpc_name_ok - a host name next_hop_tls_name may give. */
 int smtpc_name_ok(const char *name);
+/* smtpc_tls_why - OpenSSL's earliest queued error as text into why (n
+ * octets), or none when it queued none; the queue is emptied. */
+void smtpc_tls_why(char *why, size_t n, const char *none);
 /* smtpc_smtp_parse - the parse of smtp and lmtp: "[host]:port" or
  * "host:port", the port optional. */
 int smtpc_smtp_parse(struct smtpc_pool *p, const char *hop, const char *rest,

@@ -73,24 +73,54 @@ queue_dsn_field(struct buf *b, const char *name, const char *value,
     return buf_puts(b, "\r\n", e);
 }
 
+/* queue_dsn_status_len - the length of the enhanced status code
+ * (RFC 3463: class 2, 4 or 5, then two numbers of one to three digits,
+ * dot-separated) that text starts with, or 0. It reads no octet past
+ * the first one that does not fit, so a short text is not overrun. */
+static size_t
+queue_dsn_status_len(const char *text)
+{
+    size_t a, b;
+
+    if ((text[0] != '2' && text[0] != '4' && text[0] != '5') || text[1] != '.')
+        return 0;
+    a = strspn(text + 2, "0123456789");
+    if (a < 1 || a > 3 || text[2 + a] != '.')
+        return 0;
+    b = strspn(text + 3 + a, "0123456789");
+    return b >= 1 && b <= 3 ? 3 + a + b : 0;
+}
+
 /* queue_dsn_status - the enhanced status in a reply text "5.1.1 ...",
- * else one made from the code. */
+ * else one made from the code. Unlike queue_dsn_code's, a status code
+ * glued to more text counts, and a reply of a class other than 2 or 5
+ * gets class 4 (test_queue's test_dsn_status holds both rules). */
 static void
 queue_dsn_status(const char *reply, char *out, size_t n)
 {
     const char *text = strchr(reply, ' ');
-    size_t a, b;
+    size_t k;
 
     text = text != NULL ? text + 1 : reply;
-    a = strspn(text + 2, "0123456789");
-    if ((text[0] == '2' || text[0] == '4' || text[0] == '5') &&
-        text[1] == '.' && a >= 1 && a <= 3 && text[2 + a] == '.' &&
-        (b = strspn(text + 3 + a, "0123456789")) >= 1 && b <= 3) {
-        snprintf(out, n, "%.*s", (int)(3 + a + b), text);
+    if ((k = queue_dsn_status_len(text)) > 0) {
+        snprintf(out, n, "%.*s", (int)k, text);
         return;
     }
     snprintf(out, n, "%c.0.0",
              reply[0] == '2' || reply[0] == '5' ? reply[0] : '4');
+}
+
+void
+queue_dsn_code(int code, const char *text, char *out, size_t n)
+{
+    size_t k = queue_dsn_status_len(text);
+
+    if (k > 0 && (text[k] == ' ' || text[k] == '\0')) {
+        snprintf(out, n, "%.*s", (int)k, text);
+        return;
+    }
+    snprintf(out, n, "%d.0.0",
+             code / 100 >= 2 && code / 100 <= 5 ? code / 100 : 4);
 }
 
 /* queue_dsn_field_line - line (n octets, no line end) starts with a

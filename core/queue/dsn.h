@@ -3,8 +3,9 @@
  *
  * queue_dsn_build() (dsn.c) turns a queue file as read back and the
  * outcome of some of its recipients into a whole report message; the
- * queue commits it as a new queue file with the null sender. Nothing
- * here logs or touches the disk.
+ * queue commits it as a new queue file with the null sender.
+ * queue_dsn_code() gives the status code the delivery log line shows.
+ * Nothing here logs or touches the disk.
  */
 #ifndef RC_QUEUE_DSN_H
 #define RC_QUEUE_DSN_H
@@ -30,5 +31,11 @@ int queue_dsn_build(const struct queue_file *qf, const char *qid,
                     const struct queue_dsn_rcpt *list, size_t n,
                     long long now_us, long long retry_until_us,
                     struct buf *out, struct err *e);
+
+/* queue_dsn_code - the enhanced status code of a delivery log line
+ * (dsn=), into out (n octets): "5.1.1" when the reply text starts with
+ * one followed by a space or nothing, else "5.0.0" of the reply code's
+ * class (2 to 5, else 4). */
+void queue_dsn_code(int code, const char *text, char *out, size_t n);
 
 #endif

@@ -246,6 +246,74 @@ test_dsn(void **state)
     buf_fini(&b);
 }
 
+/* test_dsn_status - the status code a delivery shows twice: dsn= in the
+ * log line (queue_dsn_code, from the reply's code and text) and Status:
+ * in the report (from the reply as the queue writes it, "550 5.1.1
+ * text"). Both take an enhanced status code the text starts with; they
+ * differ on one glued to more text and on the class a reply without
+ * one gets, and each case says what each side shows. The replies are
+ * in buffers as large as the queue's, as in a delivery. */
+static void
+test_dsn_status(void **state)
+{
+    static const struct {
+        const char *name;
+        int code;
+        const char *text;
+        const char *log;    /* dsn= */
+        const char *report; /* Status: */
+    } cases[] = {
+        {"enhanced", 550, "5.1.1 no such user", "5.1.1", "5.1.1"},
+        {"enhanced alone", 550, "5.1.1", "5.1.1", "5.1.1"},
+        {"three digits", 451, "4.123.456 busy", "4.123.456", "4.123.456"},
+        {"four digits", 451, "4.7.1000 busy", "4.0.0", "4.0.0"},
+        {"one number", 550, "5.1 no", "5.0.0", "5.0.0"},
+        {"no first number", 550, "5..1 no", "5.0.0", "5.0.0"},
+        {"class 3", 550, "3.1.1 no", "5.0.0", "5.0.0"},
+        {"its own class", 550, "4.2.2 over quota", "4.2.2", "4.2.2"},
+        {"glued to text", 550, "5.1.1no", "5.0.0", "5.1.1"},
+        {"tab after", 452, "4.2.2\tfull", "4.0.0", "4.2.2"},
+        {"sent", 250, "2.0.0 Ok", "2.0.0", "2.0.0"},
+        {"plain text", 250, "Ok", "2.0.0", "2.0.0"},
+        {"reply 354", 354, "go ahead", "3.0.0", "4.0.0"},
+        {"reply 421", 421, "closing", "4.0.0", "4.0.0"},
+        {"reply 650", 650, "odd", "4.0.0", "4.0.0"},
+        {"reply 150", 150, "odd", "4.0.0", "4.0.0"},
+        {"no reply", 0, "", "4.0.0", "4.0.0"},
+        {"empty text", 554, "", "5.0.0", "5.0.0"},
+    };
+    struct queue_file qf;
+    struct queue_dsn_rcpt list[1] = {{0, NULL, NULL}};
+    char text[512], reply[528], dsn[16], want[64];
+    struct buf b, out;
+    struct err e;
+    size_t i;
+
+    (void)state;
+    serialized(&b);
+    assert_int_equal(queue_file_parse(b.data, b.len, 0, &qf, &e), 0);
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        memset(text, 0, sizeof(text));
+        memset(reply, 0, sizeof(reply));
+        snprintf(text, sizeof(text), "%s", cases[i].text);
+        queue_dsn_code(cases[i].code, text, dsn, sizeof(dsn));
+        unit_str_eq(cases[i].name, dsn, cases[i].log);
+
+        snprintf(reply, sizeof(reply), "%d %s", cases[i].code, text);
+        list[0].reply = reply;
+        buf_init(&out, 0);
+        if (queue_dsn_build(&qf, "ABCDEF012345", "relay.example", "failed",
+                            list, 1, 1700000100000000LL, 1700400000000000LL,
+                            &out, &e) < 0)
+            unit_fail(cases[i].name, "dsn: %s", e.text);
+        snprintf(want, sizeof(want), "\r\nStatus: %s\r\n", cases[i].report);
+        unit_has(cases[i].name, out.data, want);
+        buf_fini(&out);
+    }
+    queue_file_fini(&qf);
+    buf_fini(&b);
+}
+
 /* test_dsn_returned - the part returned with a headers-only report is
  * header fields only and bounded, whatever the message looks like. */
 static void
@@ -756,6 +824,7 @@ main(void)
         cmocka_unit_test(test_head_only),
         cmocka_unit_test(test_dsn),
         cmocka_unit_test(test_dsn_returned),
+        cmocka_unit_test(test_dsn_status),
         cmocka_unit_test(test_commit),
         cmocka_unit_test(test_pieces),
         cmocka_unit_test(test_transport_map),

@@ -1,0 +1,108 @@
+/*
+ * queue_int - what the parts of the queue daemon share, inside core/queue
+ *
+ * Not for callers outside core/queue: they use queue.h. The daemon is
+ * four files, each calling only those after it:
+ *
+ *     queue_run.c      the threads: workers, trigger, start, stop, reload
+ *     queue_deliver.c  one delivery attempt: transactions per route,
+ *                      outcomes, notifications, marks, backoff
+ *     queue.c          the spool: index, commit, scan, open, free
+ *     queue_route.c    the settings a reload swaps: routes and pools
+ *
+ * The structs below are theirs in common; q->lock guards what struct
+ * queue says it does. Each function is described where it is defined.
+ */
+#ifndef RC_QUEUE_INT_H
+#define RC_QUEUE_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "util/cfg.h"
+#include "util/err.h"
+#include "queue/queue.h"
+
+#define QUEUE_PATH_MAX 3072
+
+struct queue_entry {
+    struct queue_entry *hnext;
+    long long due_ms;
+    size_t heap_at; /* SIZE_MAX while its attempt runs */
+    char id[QUEUE_ID_MAX];
+};
+
+struct queue_route {
+    char *nexthop;
+    struct smtpc_pool *pool;
+    /* under q->lock */
+    long long dead_until_ms;
+    int dead_code;
+    char dead_why[512];
+};
+
+struct queue_transport {
+    char *domain; /* "example.com", ".example.com" or "*" */
+    size_t route;
+};
+
+/* What a reload may change. Read-only once built, except the routes'
+ * suspension state (under q->lock); shared by reference: the queue holds
+ * one, every attempt holds the one it started with. */
+struct queue_settings {
+    atomic_uint refs;
+    long long min_backoff_ms, max_backoff_ms, lifetime_ms, warn_ms;
+    long long run_delay_ms;
+    unsigned long long minfree;
+    unsigned concurrency;
+    struct queue_route *routes; /* routes[0] is next_hop */
+    size_t nroutes;
+    struct queue_transport *transports;
+    size_t ntransports;
+};
+
+struct queue {
+    char dir[QUEUE_PATH_MAX];
+    int dfd, tmp_fd, queue_fd, hold_fd, corrupt_fd, defer_fd;
+    int lock_fd, fifo_fd;
+    char hostname[256];
+    size_t file_max;
+    atomic_uint seq;
+
+    pthread_mutex_t lock;       /* guards what follows and the routes' state */
+    struct queue_settings *set; /* the current settings: one reference */
+    unsigned workers;           /* worker threads running */
+    pthread_cond_t wake;        /* workers: an entry may be due */
+    pthread_cond_t gone;        /* a thread ended */
+    struct queue_entry **heap;
+    size_t nheap, heap_cap;
+    struct queue_entry **table;
+    size_t table_size, nentries;
+    unsigned threads;
+    int stopping;
+};
+
+enum queue_verdict { QUEUE_DROP, QUEUE_RETRY };
+
+/* queue.c */
+long long queue_now_us(void);
+long long queue_now_ms(void);
+void queue_table_remove(struct queue *q, struct queue_entry *en);
+void queue_heap_down(struct queue *q, size_t i);
+int queue_heap_push(struct queue *q, struct queue_entry *en);
+struct queue_entry *queue_heap_pop(struct queue *q);
+void queue_schedule(struct queue *q, const char *id, long long due_ms);
+void queue_flush(struct queue *q, const char *id);
+int queue_write(struct queue *q, const struct queue_msg *m, struct err *e);
+size_t queue_scan(struct queue *q, int recovery);
+void queue_clean(struct queue *q);
+
+/* queue_deliver.c */
+int queue_attempt(struct queue *q, const char *id, long long *next_ms);
+
+/* queue_route.c */
+size_t queue_route_for(const struct queue_settings *set, const char *rcpt);
+struct queue_settings *queue_settings_new(const struct cfg *c, struct err *e);
+
+#endif
