@@ -205,6 +205,7 @@ static void
 smtpd_cmd_ehlo(struct smtpd_session *s, const char *arg, int esmtp)
 {
     const struct smtpd_runtime *rt = s->rt;
+    struct smtpd_facts f;
 
     if (arg == NULL || *arg == '\0') {
         smtpd_reply(s, "501 5.5.4 Syntax: %s hostname",
@@ -228,18 +229,15 @@ smtpd_cmd_ehlo(struct smtpd_session *s, const char *arg, int esmtp)
     smtpd_reply(s, "250-%s", rt->hostname);
     smtpd_reply(s, "250-PIPELINING");
     smtpd_reply(s, "250-SIZE %zu", rt->size_limit);
-    if (rt->tls != NULL && !netio_is_tls(s->io))
+    f = smtpd_facts(s);
+    if (smtpd_starttls_offered(rt, &f))
         smtpd_reply(s, "250-STARTTLS");
-    if (rt->auth != NULL && netio_is_tls(s->io) && s->auth_user == NULL)
+    if (smtpd_auth_offered(rt, &f))
         smtpd_reply(s, "250-AUTH PLAIN LOGIN");
     if (s->xforward_ok)
         smtpd_reply(s, "250-XFORWARD NAME ADDR PROTO HELO IDENT");
     smtpd_reply(s, "250-ENHANCEDSTATUSCODES");
-    /* to a client whose requests would be ignored, as Postfix's
-     * smtpd_discard_ehlo_keyword_address_maps; one that may still
-     * authenticate is told, since it will not send EHLO again */
-    if (rt->queue_mode &&
-        (smtpd_dsn_ok(s) || (rt->dsn_auth && rt->auth != NULL)))
+    if (smtpd_dsn_offered(rt, &f))
         smtpd_reply(s, "250-DSN");
     smtpd_reply(s, "250-8BITMIME");
     smtpd_reply(s, "250 SMTPUTF8");
@@ -364,6 +362,7 @@ smtpd_session_run(struct smtpd_server *srv, struct runtime *runtime, int fd,
 {
     struct smtpd_runtime *rt = runtime_part(runtime, &smtpd_runtime_type);
     struct smtpd_session *s;
+    struct smtpd_facts f;
     char client[SMTPD_CLIENT_MAX];
 
     (void)len;
@@ -401,7 +400,8 @@ smtpd_session_run(struct smtpd_server *srv, struct runtime *runtime, int fd,
         return;
     }
     log_info(NULL, "connect from %s", smtpd_client(s, client, sizeof(client)));
-    s->xforward_ok = cidr_list_contains(rt->xforward_hosts, s->addr);
+    f = smtpd_facts(s);
+    s->xforward_ok = smtpd_xforward_ok(rt, &f);
 
     /* A client that talks before the greeting is a spambot or a broken
      * pipeline; either way nothing it sent can be trusted. With no pause
@@ -444,10 +444,8 @@ smtpd_session_run(struct smtpd_server *srv, struct runtime *runtime, int fd,
                      smtpd_client(s, client, sizeof(client)));
             break;
         }
+        smtpd_line_chomp(s);
         cmd = s->line.data;
-        while (s->line.len > 0 &&
-               (cmd[s->line.len - 1] == '\n' || cmd[s->line.len - 1] == '\r'))
-            cmd[--s->line.len] = '\0';
         if (memchr(cmd, '\0', s->line.len) != NULL) {
             smtpd_refuse(s, "500 5.5.2 Error: bad syntax");
         } else {

@@ -23,14 +23,12 @@
 void
 smtpd_cmd_starttls(struct smtpd_session *s, const char *arg)
 {
+    struct smtpd_facts f = smtpd_facts(s);
+    const char *bad;
     char info[128];
 
-    if (arg != NULL) {
-        smtpd_refuse(s, "501 5.5.4 Syntax: STARTTLS");
-        return;
-    }
-    if (s->rt->tls == NULL || netio_is_tls(s->io)) {
-        smtpd_refuse(s, "502 5.5.1 Error: command not implemented");
+    if ((bad = smtpd_starttls_refusal(s->rt, &f, arg)) != NULL) {
+        smtpd_refuse(s, bad);
         return;
     }
     smtpd_reply(s, "220 2.0.0 Ready to start TLS");
@@ -99,37 +97,41 @@ smtpd_auth_line(struct smtpd_session *s, const char *prompt, char *out,
     netio_set_line_limit(s->io, SMTPD_LINE_MAX);
     if (rc != NETIO_OK)
         return -1;
-    while (s->line.len > 0 && (s->line.data[s->line.len - 1] == '\n' ||
-                               s->line.data[s->line.len - 1] == '\r'))
-        s->line.data[--s->line.len] = '\0';
+    smtpd_line_chomp(s);
     snprintf(out, n, "%s", buf_str(&s->line));
+    return 0;
+}
+
+/* smtpd_login_decode - resp, a LOGIN response in base64, into out (n
+ * octets with its NUL); -1 for "*" (the client gave up), bad base64, a
+ * NUL in it, or more than out holds. */
+static int
+smtpd_login_decode(const char *resp, char *out, size_t n)
+{
+    unsigned char raw[AUTH_PASS_MAX + 1];
+    long len;
+
+    if (strcmp(resp, "*") == 0 ||
+        (len = auth_b64_decode(resp, strlen(resp), raw, sizeof(raw) - 1)) <
+            0 ||
+        (size_t)len >= n || memchr(raw, '\0', (size_t)len))
+        return -1;
+    memcpy(out, raw, (size_t)len);
+    out[len] = '\0';
     return 0;
 }
 
 void
 smtpd_cmd_auth(struct smtpd_session *s, const char *arg)
 {
+    struct smtpd_facts f = smtpd_facts(s);
     char user[AUTH_PASS_MAX + 1], pass[AUTH_PASS_MAX + 1];
     char resp[SMTPD_AUTH_LINE_MAX];
-    unsigned char raw[AUTH_PASS_MAX + 1];
-    long len;
-    const char *mech, *initial;
+    const char *mech, *initial, *bad;
     char client[SMTPD_CLIENT_MAX];
 
-    if (s->rt->auth == NULL || !netio_is_tls(s->io)) {
-        smtpd_refuse(s, "503 5.5.1 Error: authentication not enabled");
-        return;
-    }
-    if (s->auth_user != NULL) {
-        smtpd_refuse(s, "503 5.5.1 Error: already authenticated");
-        return;
-    }
-    if (s->in_mail) {
-        smtpd_refuse(s, "503 5.5.1 Error: MAIL transaction in progress");
-        return;
-    }
-    if (arg == NULL) {
-        smtpd_refuse(s, "501 5.5.4 Syntax: AUTH mechanism");
+    if ((bad = smtpd_auth_refusal(s->rt, &f, s->in_mail, arg)) != NULL) {
+        smtpd_refuse(s, bad);
         return;
     }
     if (smtpd_auth_rate_refuses(s, 0))
@@ -170,28 +172,18 @@ smtpd_cmd_auth(struct smtpd_session *s, const char *arg)
             s->quit = 1;
             return;
         }
-        if (strcmp(resp, "*") == 0 ||
-            (len = auth_b64_decode(resp, strlen(resp), raw, sizeof(raw) - 1)) <
-                0 ||
-            (size_t)len >= sizeof(user) || memchr(raw, '\0', (size_t)len)) {
+        if (smtpd_login_decode(resp, user, sizeof(user)) < 0) {
             smtpd_refuse(s, "501 5.5.2 Cannot decode response");
             return;
         }
-        memcpy(user, raw, (size_t)len);
-        user[len] = '\0';
         if (smtpd_auth_line(s, "UGFzc3dvcmQ6", resp, sizeof(resp)) < 0) {
             s->quit = 1;
             return;
         }
-        if (strcmp(resp, "*") == 0 ||
-            (len = auth_b64_decode(resp, strlen(resp), raw, sizeof(raw) - 1)) <
-                0 ||
-            (size_t)len >= sizeof(pass) || memchr(raw, '\0', (size_t)len)) {
+        if (smtpd_login_decode(resp, pass, sizeof(pass)) < 0) {
             smtpd_refuse(s, "501 5.5.2 Cannot decode response");
             return;
         }
-        memcpy(pass, raw, (size_t)len);
-        pass[len] = '\0';
     } else {
         smtpd_reply(s, "535 5.7.8 Error: authentication failed: "
                        "unsupported mechanism");

@@ -203,17 +203,8 @@ smtpd_read_data(struct smtpd_session *s, struct buf *out, unsigned *flags)
 static size_t
 smtpd_data_size(const struct smtpd_session *s)
 {
-    unsigned long long size = 0;
-    const char *v;
-    char num[24];
-    size_t len;
+    unsigned long long size = smtpd_param_size(s->sender_params);
 
-    if ((v = esmtp_param(s->sender_params, "SIZE", &len)) != NULL && len > 0 &&
-        len < sizeof(num)) {
-        memcpy(num, v, len);
-        num[len] = '\0';
-        size = strtoull(num, NULL, 10);
-    }
     if (size > s->rt->size_limit)
         size = s->rt->size_limit;
     return size > SMTPD_MEM_STEP ? (size_t)size : SMTPD_MEM_STEP;

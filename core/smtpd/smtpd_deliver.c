@@ -94,12 +94,7 @@ smtpd_replay_envelope(struct smtpd_session *s, const struct msg_env *env,
     struct msg_env xf;
     size_t i;
 
-    memset(&xf, 0, sizeof(xf));
-    xf.frontend = MSG_FE_SMTP;
-    xf.qid = s->qid;
-    xf.client_addr = (char *)smtpd_env_addr(s);
-    xf.client_name = s->xf_name[0] ? s->xf_name : s->name;
-    xf.helo = s->xf_helo[0] ? s->xf_helo : s->helo;
+    smtpd_hop_env(s, &xf);
     if (smtpc_rset(s->hop, &s->e) < 0 ||
         smtpc_mail(s->hop, &xf, env->sender, NULL, r, &s->e) < 0)
         return -1;
@@ -243,8 +238,7 @@ smtpd_queued_as(const char *text, char *out, size_t n)
     if (p == NULL)
         return;
     p += strlen("queued as ");
-    len = strspn(p, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
-                    "qrstuvwxyz");
+    len = strspn(p, SMTPD_QID_CHARS);
     if (len > 0 && len < n) {
         memcpy(out, p, len);
         out[len] = '\0';
@@ -281,15 +275,15 @@ smtpd_log_summary(struct smtpd_session *s, const struct chain_result *res,
         used += (size_t)k;
     }
     ident[0] = '\0';
-    if (s->xf_ident[0])
-        snprintf(ident, sizeof(ident), ", orig_queue_id=%s", s->xf_ident);
+    if (s->xf.ident[0])
+        snprintf(ident, sizeof(ident), ", orig_queue_id=%s", s->xf.ident);
     log_info(s->qid,
              "%s {%s}%s%s%s, client=%s[%s], from=<%s>, to=%s, size=%zu%s%s, "
              "%lld ms",
              words, tag, res->by ? ", by=" : "", res->by ? res->by->name : "",
-             ident, s->xf_name[0] ? s->xf_name : s->name, smtpd_env_addr(s),
-             s->sender, to, size, queued_as[0] ? ", queued_as: " : "",
-             queued_as, (long long)(smtpd_delay(s) * 1000 + 0.5));
+             ident, smtpd_env_name(s), smtpd_env_addr(s), s->sender, to, size,
+             queued_as[0] ? ", queued_as: " : "", queued_as,
+             (long long)(smtpd_delay(s) * 1000 + 0.5));
 }
 
 /* smtpd_tag - the summary's word for a reply the client got. */
@@ -331,8 +325,8 @@ smtpd_enqueue(struct smtpd_session *s, const struct msg_env *env,
     qm.arrival_us =
         (long long)s->t_start.tv_sec * 1000000LL + s->t_start.tv_usec;
     qm.client_addr = smtpd_env_addr(s);
-    qm.client_name = s->xf_name[0] ? s->xf_name : s->name;
-    qm.helo = s->xf_helo[0] ? s->xf_helo : s->helo;
+    qm.client_name = smtpd_env_name(s);
+    qm.helo = smtpd_env_helo(s);
     qm.auth_user = s->auth_user;
     qm.sender = env->sender;
     qm.sender_params = env->sender_params;
@@ -374,6 +368,138 @@ smtpd_prepare(void *arg, struct msg *m, size_t size, struct err *e)
     return 0;
 }
 
+/* smtpd_msg_new - the message of s's transaction, its envelope set;
+ * NULL with s->e set. The caller frees it. */
+static struct msg *
+smtpd_msg_new(struct smtpd_session *s)
+{
+    struct msg *m;
+    size_t i;
+
+    if ((m = msg_new(&s->rt->cf->limits, MSG_FE_SMTP, &s->e)) == NULL)
+        return NULL;
+    if (msg_env_sender(m, s->sender, s->sender_params, &s->e) < 0)
+        goto fail;
+    for (i = 0; i < s->nrcpts; i++)
+        if (msg_env_rcpt(m, s->rcpts[i].addr, s->rcpts[i].params, &s->e) < 0)
+            goto fail;
+    return m;
+
+fail:
+    msg_free(m);
+    return NULL;
+}
+
+/* smtpd_step_in - the step's input for s's message: data, and the client
+ * as the chain sees it (in borrows from s, data and opts). */
+static void
+smtpd_step_in(struct smtpd_session *s, struct buf *data,
+              struct chain_opts *opts, struct step_in *in)
+{
+    memset(in, 0, sizeof(*in));
+    in->cf = s->rt->cf;
+    in->log_qid = s->qid;
+    in->qid = s->qid;
+    in->client_addr = smtpd_env_addr(s);
+    in->client_name = smtpd_env_name(s);
+    in->helo = smtpd_env_helo(s);
+    in->tls = netio_is_tls(s->io);
+    in->auth_user = s->auth_user;
+    in->internal = smtpd_is_internal(s);
+    in->data = data;
+    in->opts = opts;
+    in->prepare = smtpd_prepare;
+    in->arg = s;
+    in->log_tag = "";
+    in->log_where = "";
+}
+
+/* smtpd_quarantine - store m, which a stage held (res), and answer; the
+ * summary's tag is returned. */
+static const char *
+smtpd_quarantine(struct smtpd_session *s, struct msg *m,
+                 const struct chain_result *res)
+{
+    const struct conf *cf = s->rt->cf;
+    const char *out;
+    size_t out_len;
+
+    if ((out = msg_flat(m, &out_len, &s->e)) == NULL ||
+        quarantine_store(cfg_str(cf->cfg, "quarantine_directory"), m, out,
+                         out_len, res->verdict.note,
+                         res->by ? res->by->name : NULL, &s->e) < 0) {
+        log_error(s->qid, "quarantine: %s", s->e.text);
+        smtpd_reply_id(s, "451 4.3.0 Error: cannot quarantine, try "
+                          "again later");
+        return "TempFailed";
+    }
+    log_info(s->qid, "quarantine: %s%s%s", res->by ? res->by->name : "chain",
+             res->verdict.note[0] ? ": " : "", res->verdict.note);
+    smtpd_reply(s, "250 2.0.0 Ok: queued as %s", s->qid);
+    return "Quarantined";
+}
+
+/* smtpd_through - through mode: send the processed message (iov) in the
+ * next-hop transaction MAIL opened, replayed first when the chain
+ * changed the envelope, and answer the client with the next hop's reply;
+ * the connection goes back to the pool. Returns the summary's tag, with
+ * the next hop's queue id in queued_as (n octets) when it gave one; NULL
+ * when the message could not be sent (s->e says why) and the client is
+ * not answered yet. */
+static const char *
+smtpd_through(struct smtpd_session *s, const struct msg *m,
+              const struct iovec *iov, size_t niov, char *queued_as, size_t n)
+{
+    const struct msg_env *env = msg_env(m);
+    struct smtpc_reply r, *each;
+    const char *tag;
+    size_t i;
+    int hop_ok = 1;
+
+    if (s->hop == NULL)
+        return NULL;
+    if (smtpd_envelope_changed(m) && smtpd_replay_envelope(s, env, &r) < 0) {
+        smtpd_reply(s, "%d %s", r.code ? r.code : 451,
+                    r.text[0] ? r.text : "4.4.2 Next hop connection lost");
+        tag = smtpd_tag(r.code ? r.code : 451);
+        hop_ok = 0;
+        goto out_hop;
+    }
+    /* every recipient of env was accepted by the next hop, in order:
+     * by RCPT as the client gave them, or by the replay */
+    if ((each = calloc(env->nrcpts, sizeof(*each))) == NULL) {
+        err_nomem(&s->e);
+        return NULL;
+    }
+    if (smtpc_data_iov(s->hop, iov, niov, each, env->nrcpts, &r, &s->e) < 0)
+        hop_ok = 0;
+    if (r.code == 0) {
+        r.code = 451;
+        snprintf(r.text, sizeof(r.text), "4.4.2 Next hop connection lost");
+    }
+    for (i = 0; i < env->nrcpts; i++)
+        if (each[i].code == 0)
+            each[i] = r;
+    /* the through mode has always named a Maildir next hop "local" in
+     * these lines (the queue says "maildir") */
+    smtpd_log_delivery(s, env, &r, each,
+                       smtpc_pool_kind(s->rt->hop) == SMTPC_MAILDIR
+                           ? "local"
+                           : smtpc_relay_name(s->hop));
+    smtpd_log_split(s, env, &r, each);
+    free(each);
+    /* one reply for all: smtpc ranks a 4xx over a 5xx over a 2xx, so no
+     * recipient is answered 250 that the next hop did not take */
+    smtpd_reply(s, "%d %s", r.code, r.text);
+    tag = smtpd_tag(r.code);
+    if (r.code / 100 == 2)
+        smtpd_queued_as(r.text, queued_as, n);
+out_hop:
+    smtpc_put(s->rt->hop, s->hop, hop_ok);
+    s->hop = NULL;
+    return tag;
+}
+
 /* smtpd_deliver - run the chain on data and hand the result on; the
  * reply for the client goes out through smtpd_reply, and the summary
  * line is logged once the message's fate is known. The message takes
@@ -384,46 +510,23 @@ smtpd_prepare(void *arg, struct msg *m, size_t size, struct err *e)
 void
 smtpd_deliver(struct smtpd_session *s, struct buf *data)
 {
-    const struct conf *cf = s->rt->cf;
-    const struct msg_env *env;
     struct chain_result res;
     struct chain_opts opts;
     struct step_in in;
-    struct smtpc_reply r, *each = NULL;
     struct msg *m = NULL;
     struct iovec *iov = NULL;
-    const char *out, *tag = NULL;
+    const char *tag = NULL, *sent;
     char queued_as[64] = "";
-    size_t i, len = data->len, out_len, niov;
-    int hop_ok = 1;
+    size_t len = data->len, niov;
 
     memset(&res, 0, sizeof(res));
     memset(&opts, 0, sizeof(opts));
     /* A quarantined message is kept as its stage received it, so that a
      * release resumes the chain after that stage (quarantine.h). */
     opts.undo_hold = 1;
-    if ((m = msg_new(&cf->limits, MSG_FE_SMTP, &s->e)) == NULL ||
-        msg_env_sender(m, s->sender, s->sender_params, &s->e) < 0)
+    if ((m = smtpd_msg_new(s)) == NULL)
         goto tempfail;
-    for (i = 0; i < s->nrcpts; i++)
-        if (msg_env_rcpt(m, s->rcpts[i].addr, s->rcpts[i].params, &s->e) < 0)
-            goto tempfail;
-    memset(&in, 0, sizeof(in));
-    in.cf = cf;
-    in.log_qid = s->qid;
-    in.qid = s->qid;
-    in.client_addr = smtpd_env_addr(s);
-    in.client_name = s->xf_name[0] ? s->xf_name : s->name;
-    in.helo = s->xf_helo[0] ? s->xf_helo : s->helo;
-    in.tls = netio_is_tls(s->io);
-    in.auth_user = s->auth_user;
-    in.internal = smtpd_is_internal(s);
-    in.data = data;
-    in.opts = &opts;
-    in.prepare = smtpd_prepare;
-    in.arg = s;
-    in.log_tag = "";
-    in.log_where = "";
+    smtpd_step_in(s, data, &opts, &in);
 
     switch (step_run(&in, m, &res, &s->e)) {
     case STEP_ERROR:
@@ -448,24 +551,10 @@ smtpd_deliver(struct smtpd_session *s, struct buf *data)
         tag = "Discarded";
         goto out;
     case STEP_QUARANTINE:
-        tag = "TempFailed";
-        if ((out = msg_flat(m, &out_len, &s->e)) == NULL ||
-            quarantine_store(cfg_str(cf->cfg, "quarantine_directory"), m, out,
-                             out_len, res.verdict.note,
-                             res.by ? res.by->name : NULL, &s->e) < 0) {
-            log_error(s->qid, "quarantine: %s", s->e.text);
-            smtpd_reply_id(s, "451 4.3.0 Error: cannot quarantine, try "
-                              "again later");
-            goto out;
-        }
-        log_info(s->qid, "quarantine: %s%s%s", res.by ? res.by->name : "chain",
-                 res.verdict.note[0] ? ": " : "", res.verdict.note);
-        smtpd_reply(s, "250 2.0.0 Ok: queued as %s", s->qid);
-        tag = "Quarantined";
+        tag = smtpd_quarantine(s, m, &res);
         goto out;
     }
 
-    env = msg_env(m);
     niov = msg_iov(m, NULL, 0);
     if ((iov = calloc(niov ? niov : 1, sizeof(*iov))) == NULL) {
         err_nomem(&s->e);
@@ -473,51 +562,15 @@ smtpd_deliver(struct smtpd_session *s, struct buf *data)
     }
     niov = msg_iov(m, iov, niov);
     if (s->rt->queue_mode) {
-        tag = smtpd_enqueue(s, env, iov, niov, msg_size(m)) == 0
+        tag = smtpd_enqueue(s, msg_env(m), iov, niov, msg_size(m)) == 0
                   ? "Queued"
                   : "TempFailed";
         goto out;
     }
-    if (s->hop == NULL)
+    if ((sent = smtpd_through(s, m, iov, niov, queued_as,
+                              sizeof(queued_as))) == NULL)
         goto tempfail;
-    if (smtpd_envelope_changed(m) && smtpd_replay_envelope(s, env, &r) < 0) {
-        smtpd_reply(s, "%d %s", r.code ? r.code : 451,
-                    r.text[0] ? r.text : "4.4.2 Next hop connection lost");
-        tag = smtpd_tag(r.code ? r.code : 451);
-        hop_ok = 0;
-        goto out_hop;
-    }
-    /* every recipient of env was accepted by the next hop, in order:
-     * by RCPT as the client gave them, or by the replay */
-    if ((each = calloc(env->nrcpts, sizeof(*each))) == NULL) {
-        err_nomem(&s->e);
-        goto tempfail;
-    }
-    if (smtpc_data_iov(s->hop, iov, niov, each, env->nrcpts, &r, &s->e) < 0)
-        hop_ok = 0;
-    if (r.code == 0) {
-        r.code = 451;
-        snprintf(r.text, sizeof(r.text), "4.4.2 Next hop connection lost");
-    }
-    for (i = 0; i < env->nrcpts; i++)
-        if (each[i].code == 0)
-            each[i] = r;
-    /* the through mode has always named a Maildir next hop "local" in
-     * these lines (the queue says "maildir") */
-    smtpd_log_delivery(s, env, &r, each,
-                       smtpc_pool_kind(s->rt->hop) == SMTPC_MAILDIR
-                           ? "local"
-                           : smtpc_relay_name(s->hop));
-    smtpd_log_split(s, env, &r, each);
-    /* one reply for all: smtpc ranks a 4xx over a 5xx over a 2xx, so no
-     * recipient is answered 250 that the next hop did not take */
-    smtpd_reply(s, "%d %s", r.code, r.text);
-    tag = smtpd_tag(r.code);
-    if (r.code / 100 == 2)
-        smtpd_queued_as(r.text, queued_as, sizeof(queued_as));
-out_hop:
-    smtpc_put(s->rt->hop, s->hop, hop_ok);
-    s->hop = NULL;
+    tag = sent;
     goto out;
 
 tempfail:
@@ -528,7 +581,6 @@ tempfail:
 out:
     if (tag != NULL)
         smtpd_log_summary(s, &res, len, tag, queued_as);
-    free(each);
     free(iov);
     chain_result_fini(&res);
     msg_free(m);

@@ -41,6 +41,31 @@ smtpd_dsn_log(struct smtpd_session *s)
              s->name, s->addr);
 }
 
+/* smtpd_kept - the parameters of a MAIL or RCPT to keep, as
+ * smtpd_keep_params(); that DSN requests were dropped is logged once. */
+static char *
+smtpd_kept(struct smtpd_session *s, const char *params)
+{
+    struct smtpd_facts f = smtpd_facts(s);
+    char *kept;
+    int dropped;
+
+    if ((kept = smtpd_keep_params(s->rt, &f, params, &dropped)) != NULL &&
+        dropped)
+        s->dsn_ignored = 1;
+    return kept;
+}
+
+/* smtpd_give - give a refusal of the policy's; a fault counts toward
+ * error_limit. */
+static void
+smtpd_give(struct smtpd_session *s, const struct smtpd_answer *a)
+{
+    smtpd_reply(s, "%s", a->reply);
+    if (a->fault)
+        smtpd_error(s);
+}
+
 /* smtpd_queue_refuses - in queue mode, MAIL is refused (and 1
  * returned, the reply given) when the queue is not running or the spool
  * is short of space for a message of the announced SIZE. */
@@ -48,16 +73,10 @@ static int
 smtpd_queue_refuses(struct smtpd_session *s, const char *params,
                     const char *sender)
 {
-    char client[SMTPD_CLIENT_MAX], num[24];
-    const char *reply = NULL, *v;
-    unsigned long long size = 0;
-    size_t len;
+    char client[SMTPD_CLIENT_MAX];
+    const char *reply = NULL;
+    unsigned long long size = smtpd_param_size(params);
 
-    if ((v = esmtp_param(params, "SIZE", &len)) != NULL && len < sizeof(num)) {
-        memcpy(num, v, len);
-        num[len] = '\0';
-        size = strtoull(num, NULL, 10);
-    }
     if (s->srv->queue == NULL)
         /* a reload switched to queue: the queue starts with the daemon */
         reply = "451 4.3.0 Error: the queue is not running; restart "
@@ -72,15 +91,75 @@ smtpd_queue_refuses(struct smtpd_session *s, const char *params,
     return 1;
 }
 
+/* smtpd_hop_open - through mode: open the next-hop transaction for the
+ * sender s took, passing on of the client's parameters (params) only
+ * what the next hop needs to see. 0, or -1 with the client answered and
+ * the transaction reset. */
+static int
+smtpd_hop_open(struct smtpd_session *s, const char *p)
+{
+    struct smtpc_reply r;
+    struct msg_env env;
+    char params[512];
+    size_t vlen;
+    const char *v;
+
+    smtpd_hop_env(s, &env);
+    /* Only what the next hop needs to see of the client's options:
+     * the body type and SMTPUTF8; SIZE is that of the result. */
+    params[0] = '\0';
+    if ((v = esmtp_param(p, "BODY", &vlen)) != NULL)
+        snprintf(params, sizeof(params), "BODY=%.*s", (int)vlen, v);
+    if (esmtp_param(p, "SMTPUTF8", &vlen) != NULL)
+        snprintf(params + strlen(params), sizeof(params) - strlen(params),
+                 "%sSMTPUTF8", params[0] ? " " : "");
+    if ((s->hop = smtpc_get(s->rt->hop, &r, &s->e)) == NULL) {
+        log_warning(s->qid, "to next hop: %s", r.text);
+        smtpd_reply(s, "%d %s", r.code ? r.code : 451,
+                    r.text[0] ? r.text : "4.4.1 Next hop not reachable");
+        smtpd_reset(s, 0);
+        return -1;
+    }
+    if (smtpc_mail(s->hop, &env, s->sender, params, &r, &s->e) < 0 ||
+        r.code / 100 != 2) {
+        log_info(s->qid, "next hop refused MAIL FROM:<%s>: %d %s", s->sender,
+                 r.code, r.text);
+        smtpd_reply(s, "%d %s", r.code ? r.code : 451, r.text);
+        smtpd_reset(s, r.code != 0);
+        return -1;
+    }
+    return 0;
+}
+
+/* smtpd_log_client - the first line of a transaction. As Postfix:
+ * behind a content filter the peer is the MTA, so the client that
+ * XFORWARD named is logged too, or no log line would. */
+static void
+smtpd_log_client(struct smtpd_session *s)
+{
+    char client[SMTPD_CLIENT_MAX];
+
+    if (s->xf.addr[0] || s->xf.name[0])
+        log_info(s->qid, "client=%s, %s%s%sorig_client=%s[%s]",
+                 smtpd_client(s, client, sizeof(client)),
+                 s->xf.ident[0] ? "orig_queue_id=" : "", s->xf.ident,
+                 s->xf.ident[0] ? ", " : "",
+                 s->xf.name[0] ? s->xf.name : "unknown",
+                 s->xf.addr[0] ? s->xf.addr : "unknown");
+    else if (s->xf.ident[0])
+        log_info(s->qid, "client=%s, orig_queue_id=%s",
+                 smtpd_client(s, client, sizeof(client)), s->xf.ident);
+    else
+        log_info(s->qid, "client=%s", smtpd_client(s, client, sizeof(client)));
+}
+
 void
 smtpd_cmd_mail(struct smtpd_session *s, const char *line)
 {
-    struct smtpc_reply r;
-    const char *p, *bad;
+    struct smtpd_facts f = smtpd_facts(s);
+    struct smtpd_answer a;
+    const char *p = NULL;
     struct buf addr;
-    size_t used;
-    int too_big;
-    char client[SMTPD_CLIENT_MAX];
 
     if (!s->helo_seen) {
         smtpd_refuse(s, "503 5.5.1 Error: send HELO/EHLO first");
@@ -98,32 +177,10 @@ smtpd_cmd_mail(struct smtpd_session *s, const char *line)
         s->quit = 1;
         return;
     }
-    if (strncasecmp(line, "MAIL FROM:", 10) != 0) {
-        smtpd_refuse(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
-        return;
-    }
-    p = line + 10;
-    while (*p == ' ')
-        p++;
     buf_init(&addr, ADDR_MAX + 1);
-    if (addr_parse_path(p, strlen(p), &addr, &used, &s->e) < 0) {
-        smtpd_reply(s, "501 5.1.7 Bad sender address syntax");
-        buf_fini(&addr);
-        smtpd_error(s);
-        return;
-    }
-    p += used;
-    while (*p == ' ')
-        p++;
-    if ((bad = smtpd_check_mail_params(p, s->rt->size_limit, s->rt->queue_mode,
-                                       &too_big)) != NULL) {
-        smtpd_reply(s, "%s", bad);
-        buf_fini(&addr);
-        smtpd_error(s);
-        return;
-    }
-    if (too_big) {
-        smtpd_reply(s, "552 5.3.4 Message size exceeds fixed limit");
+    smtpd_mail_check(s->rt, line, &addr, &p, &a, &s->e);
+    if (a.reply != NULL) {
+        smtpd_give(s, &a);
         buf_fini(&addr);
         return;
     }
@@ -131,23 +188,18 @@ smtpd_cmd_mail(struct smtpd_session *s, const char *line)
         buf_fini(&addr);
         return;
     }
-    if (addr.len > 0 && !smtpd_login_owns(s, buf_str(&addr))) {
-        char reply[400];
-
-        snprintf(reply, sizeof(reply),
-                 "553 5.7.1 <%s>: Sender address rejected: not owned by "
-                 "user %s",
-                 buf_str(&addr), s->auth_user);
+    smtpd_sender_check(s->rt, &f, buf_str(&addr), &a, &s->e);
+    if (a.reply != NULL) {
         s->sender = strdup(buf_str(&addr));
-        smtpd_noqueue_reject(s, "MAIL", reply, NULL);
+        smtpd_noqueue_reject(s, "MAIL", a.reply, NULL);
         free(s->sender);
         s->sender = NULL;
-        smtpd_reply(s, "%s", reply);
+        smtpd_give(s, &a);
         buf_fini(&addr);
         return;
     }
     s->sender = buf_steal(&addr, NULL);
-    s->sender_params = smtpd_keep_params(s, p);
+    s->sender_params = smtpd_kept(s, p);
     buf_fini(&addr);
     if (s->sender == NULL || s->sender_params == NULL) {
         smtpd_reply(s, "451 4.3.0 Error: out of memory");
@@ -156,59 +208,11 @@ smtpd_cmd_mail(struct smtpd_session *s, const char *line)
     }
     qid_new(&s->srv->seq, s->qid, sizeof(s->qid));
     gettimeofday(&s->t_start, NULL);
-
-    if (!s->rt->queue_mode) {
-        struct msg_env env;
-        char params[512];
-        size_t vlen;
-        const char *v;
-
-        memset(&env, 0, sizeof(env));
-        env.frontend = MSG_FE_SMTP;
-        env.qid = s->qid;
-        env.client_addr = (char *)smtpd_env_addr(s);
-        env.client_name = s->xf_name[0] ? s->xf_name : s->name;
-        env.helo = s->xf_helo[0] ? s->xf_helo : s->helo;
-        /* Only what the next hop needs to see of the client's options:
-         * the body type and SMTPUTF8; SIZE is that of the result. */
-        params[0] = '\0';
-        if ((v = esmtp_param(p, "BODY", &vlen)) != NULL)
-            snprintf(params, sizeof(params), "BODY=%.*s", (int)vlen, v);
-        if (esmtp_param(p, "SMTPUTF8", &vlen) != NULL)
-            snprintf(params + strlen(params), sizeof(params) - strlen(params),
-                     "%sSMTPUTF8", params[0] ? " " : "");
-        if ((s->hop = smtpc_get(s->rt->hop, &r, &s->e)) == NULL) {
-            log_warning(s->qid, "to next hop: %s", r.text);
-            smtpd_reply(s, "%d %s", r.code ? r.code : 451,
-                        r.text[0] ? r.text : "4.4.1 Next hop not reachable");
-            smtpd_reset(s, 0);
-            return;
-        }
-        if (smtpc_mail(s->hop, &env, s->sender, params, &r, &s->e) < 0 ||
-            r.code / 100 != 2) {
-            log_info(s->qid, "next hop refused MAIL FROM:<%s>: %d %s",
-                     s->sender, r.code, r.text);
-            smtpd_reply(s, "%d %s", r.code ? r.code : 451, r.text);
-            smtpd_reset(s, r.code != 0);
-            return;
-        }
-    }
+    if (!s->rt->queue_mode && smtpd_hop_open(s, p) < 0)
+        return;
     s->in_mail = 1;
     s->n_mail++;
-    /* As Postfix: behind a content filter the peer is the MTA, so the
-     * client that XFORWARD named is logged too, or no log line would. */
-    if (s->xf_addr[0] || s->xf_name[0])
-        log_info(s->qid, "client=%s, %s%s%sorig_client=%s[%s]",
-                 smtpd_client(s, client, sizeof(client)),
-                 s->xf_ident[0] ? "orig_queue_id=" : "", s->xf_ident,
-                 s->xf_ident[0] ? ", " : "",
-                 s->xf_name[0] ? s->xf_name : "unknown",
-                 s->xf_addr[0] ? s->xf_addr : "unknown");
-    else if (s->xf_ident[0])
-        log_info(s->qid, "client=%s, orig_queue_id=%s",
-                 smtpd_client(s, client, sizeof(client)), s->xf_ident);
-    else
-        log_info(s->qid, "client=%s", smtpd_client(s, client, sizeof(client)));
+    smtpd_log_client(s);
     smtpd_dsn_log(s);
     smtpd_reply(s, "250 2.1.0 Ok");
 }
@@ -216,55 +220,24 @@ smtpd_cmd_mail(struct smtpd_session *s, const char *line)
 void
 smtpd_cmd_rcpt(struct smtpd_session *s, const char *line)
 {
+    struct smtpd_facts f = smtpd_facts(s);
+    struct smtpd_answer a;
     struct smtpd_rcpt *grown;
     struct smtpc_reply r;
     struct buf addr;
-    const char *p, *bad;
-    size_t used;
-    char reply[600];
+    const char *p = NULL;
 
     if (!s->in_mail) {
         smtpd_refuse(s, "503 5.5.1 Error: need MAIL command");
         return;
     }
-    if (strncasecmp(line, "RCPT TO:", 8) != 0) {
-        smtpd_refuse(s, "501 5.5.4 Syntax: RCPT TO:<address>");
-        return;
-    }
-    p = line + 8;
-    while (*p == ' ')
-        p++;
     buf_init(&addr, ADDR_MAX + 1);
-    if (addr_parse_path(p, strlen(p), &addr, &used, &s->e) < 0 ||
-        addr.len == 0) {
-        smtpd_reply(s, "501 5.1.3 Bad recipient address syntax");
+    smtpd_rcpt_check(s->rt, &f, s->nrcpts, line, &addr, &p, &a, &s->e);
+    if (a.reply != NULL) {
+        if (a.noqueue)
+            smtpd_noqueue_reject(s, "RCPT", a.reply, buf_str(&addr));
+        smtpd_give(s, &a);
         buf_fini(&addr);
-        smtpd_error(s);
-        return;
-    }
-    p += used;
-    while (*p == ' ')
-        p++;
-    if (s->nrcpts >= s->rt->rcpt_limit) {
-        smtpd_reply(s, "452 4.5.3 Error: too many recipients");
-        buf_fini(&addr);
-        return;
-    }
-    /* checked in both modes: through mode replays them to the next hop
-     * when the chain changed the envelope */
-    if ((bad = smtpd_check_rcpt_params(p, s->rt->queue_mode)) != NULL) {
-        smtpd_reply(s, "%s", bad);
-        buf_fini(&addr);
-        smtpd_error(s);
-        return;
-    }
-    if (!smtpd_relay_ok(s, buf_str(&addr))) {
-        snprintf(reply, sizeof(reply), "554 5.7.1 <%s>: Relay access denied",
-                 buf_str(&addr));
-        smtpd_noqueue_reject(s, "RCPT", reply, buf_str(&addr));
-        smtpd_reply(s, "%s", reply);
-        buf_fini(&addr);
-        smtpd_error(s);
         return;
     }
     /* room first: a recipient the next hop took is always on the list,
@@ -293,7 +266,7 @@ smtpd_cmd_rcpt(struct smtpd_session *s, const char *line)
     }
     s->rcpts[s->nrcpts].params = NULL;
     if (*p != '\0' &&
-        (s->rcpts[s->nrcpts].params = smtpd_keep_params(s, p)) == NULL) {
+        (s->rcpts[s->nrcpts].params = smtpd_kept(s, p)) == NULL) {
         /* the next hop may have the recipient: the transaction is void */
         smtpd_reply(s, "451 4.3.0 Error: out of memory");
         buf_fini(&addr);
@@ -316,97 +289,14 @@ smtpd_cmd_rcpt(struct smtpd_session *s, const char *line)
 void
 smtpd_cmd_xforward(struct smtpd_session *s, const char *arg)
 {
-    static const struct {
-        const char *key;
-        size_t off, size;
-    } keys[] = {
-        {"NAME", offsetof(struct smtpd_session, xf_name),
-         sizeof(((struct smtpd_session *)0)->xf_name)},
-        {"ADDR", offsetof(struct smtpd_session, xf_addr),
-         sizeof(((struct smtpd_session *)0)->xf_addr)},
-        {"HELO", offsetof(struct smtpd_session, xf_helo),
-         sizeof(((struct smtpd_session *)0)->xf_helo)},
-        {"PROTO", offsetof(struct smtpd_session, xf_proto),
-         sizeof(((struct smtpd_session *)0)->xf_proto)},
-        {"IDENT", offsetof(struct smtpd_session, xf_ident),
-         sizeof(((struct smtpd_session *)0)->xf_ident)},
-    };
-    const char *p;
-    int pass;
+    struct smtpd_facts f = smtpd_facts(s);
+    const char *bad;
 
     s->n_xforward_all++;
-    if (!s->xforward_ok) {
-        smtpd_refuse(s, "550 5.7.0 Error: insufficient authorization");
+    if ((bad = smtpd_xforward_check(s->rt, &f, s->in_mail, arg, &s->xf)) !=
+        NULL) {
+        smtpd_refuse(s, bad);
         return;
-    }
-    if (s->in_mail) {
-        smtpd_refuse(s, "503 5.5.1 Error: MAIL transaction in progress");
-        return;
-    }
-    if (arg == NULL) {
-        smtpd_refuse(s, "501 5.5.4 Syntax: XFORWARD attribute=value...");
-        return;
-    }
-    /* Every value is checked before any is kept: a refused command
-     * leaves what an earlier one set. */
-    for (pass = 0; pass < 2; pass++) {
-        p = arg;
-        while (*p) {
-            const char *end = strchr(p, ' '), *eq;
-            char check[256];
-            size_t n, i, klen;
-
-            if (end == NULL)
-                end = p + strlen(p);
-            n = (size_t)(end - p);
-            eq = memchr(p, '=', n);
-            if (eq == NULL) {
-                smtpd_refuse(s, "501 5.5.4 Bad XFORWARD attribute syntax");
-                return;
-            }
-            klen = (size_t)(eq - p);
-            for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-                char *field = (char *)s + keys[i].off;
-                int helo = strcmp(keys[i].key, "HELO") == 0;
-
-                if (strlen(keys[i].key) != klen ||
-                    strncasecmp(p, keys[i].key, klen) != 0)
-                    continue;
-                if (pass == 0) {
-                    if (esmtp_xforward_decode(
-                            eq + 1, (size_t)(end - eq - 1), check,
-                            keys[i].size < sizeof(check) ? keys[i].size
-                                                         : sizeof(check),
-                            helo) < 0) {
-                        smtpd_refuse(s,
-                                     "501 5.5.4 Bad XFORWARD attribute value");
-                        return;
-                    }
-                    /* IDENT goes into every log line of the message: a
-                     * queue id is letters and digits, nothing else. */
-                    if (i == 4 &&
-                        check[strspn(check, "0123456789ABCDEFGHIJKLMNOP"
-                                            "QRSTUVWXYZabcdefghijklmnop"
-                                            "qrstuvwxyz")] != '\0') {
-                        smtpd_refuse(s,
-                                     "501 5.5.4 Bad XFORWARD attribute value");
-                        return;
-                    }
-                    continue;
-                }
-                (void)esmtp_xforward_decode(eq + 1, (size_t)(end - eq - 1),
-                                            field, keys[i].size, helo);
-                if (strcmp(field, "[UNAVAILABLE]") == 0 ||
-                    strcmp(field, "[TEMPUNAVAIL]") == 0)
-                    field[0] = '\0';
-                /* Postfix sends IPv6 addresses as "IPv6:..." */
-                if (i == 1 && strncasecmp(field, "IPv6:", 5) == 0)
-                    memmove(field, field + 5, strlen(field + 5) + 1);
-            }
-            p = end;
-            while (*p == ' ')
-                p++;
-        }
     }
     s->n_xforward++;
     smtpd_reply(s, "250 2.0.0 Ok");

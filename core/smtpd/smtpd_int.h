@@ -42,6 +42,7 @@ struct auth_rate;
 struct auth_table;
 struct cidr_list;
 struct memlimit;
+struct msg_env;
 struct netio;
 struct queue;
 struct regmap;
@@ -58,6 +59,9 @@ struct smtpc_pool;
 #define SMTPD_CLIENTS 1021          /* per-client counter buckets */
 #define SMTPD_CLIENT_MAX 320        /* "name[addr]" */
 #define SMTPD_AUTH_RATE_SLOTS 16384 /* clients whose AUTH failures count */
+/* the octets of a queue id, ours or another MTA's */
+#define SMTPD_QID_CHARS                                                       \
+    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 /* The SMTP front end's part of a struct runtime (chain/runtime.h): what
  * its sessions need that is built from the configuration. */
@@ -103,6 +107,14 @@ struct smtpd_server {
     struct memlimit *mem;        /* likewise; NULL: nothing is counted */
 };
 
+/* smtpd_xforward - what XFORWARD said of the client behind the peer,
+ * for one transaction; "" where it said nothing. */
+struct smtpd_xforward {
+    char name[256], addr[INET6_ADDRSTRLEN + 8], helo[256];
+    char proto[16];
+    char ident[64]; /* the upstream MTA's queue id (XFORWARD IDENT) */
+};
+
 struct smtpd_rcpt {
     char *addr;
     char *params;
@@ -121,9 +133,7 @@ struct smtpd_session {
     int auth_failures, errors;
     int junk; /* NOOP, VRFY and RSET so far */
     int xforward_ok;
-    char xf_name[256], xf_addr[INET6_ADDRSTRLEN + 8], xf_helo[256];
-    char xf_proto[16];
-    char xf_ident[64]; /* the upstream MTA's queue id (XFORWARD IDENT) */
+    struct smtpd_xforward xf;
     /* transaction */
     int in_mail;
     int dsn_ignored; /* DSN parameters were dropped (logged once) */
@@ -144,29 +154,88 @@ struct smtpd_session {
     struct err e;
 };
 
+/* ------------------------------------------------------------- policy */
+
+/* smtpd_facts - what the policy knows of a client: no socket, no
+ * session. The strings are borrowed. */
+struct smtpd_facts {
+    const char *addr;      /* the connected peer's address (not XFORWARD's) */
+    const char *auth_user; /* NULL: not authenticated */
+    int tls;               /* the session is under TLS */
+};
+
+/* smtpd_answer - the policy's answer to a command: reply NULL when it is
+ * taken, else the reply to give (fixed text, or text[]), fault when it
+ * counts toward error_limit (a client's mistake, not a limit of ours),
+ * noqueue when it is logged as a NOQUEUE reject. */
+struct smtpd_answer {
+    const char *reply;
+    int fault;
+    int noqueue;
+    char text[600];
+};
+
+int smtpd_has_ctl(const char *text, size_t n);
+int smtpd_relay_ok(const struct smtpd_runtime *rt, const struct smtpd_facts *f,
+                   const char *rcpt);
+int smtpd_dsn_ok(const struct smtpd_runtime *rt, const struct smtpd_facts *f);
+int smtpd_dsn_offered(const struct smtpd_runtime *rt,
+                      const struct smtpd_facts *f);
+int smtpd_starttls_offered(const struct smtpd_runtime *rt,
+                           const struct smtpd_facts *f);
+int smtpd_auth_offered(const struct smtpd_runtime *rt,
+                       const struct smtpd_facts *f);
+int smtpd_xforward_ok(const struct smtpd_runtime *rt,
+                      const struct smtpd_facts *f);
+char *smtpd_keep_params(const struct smtpd_runtime *rt,
+                        const struct smtpd_facts *f, const char *params,
+                        int *dropped);
+unsigned long long smtpd_param_size(const char *params);
+const char *smtpd_check_mail_params(const char *params, size_t size_limit,
+                                    int dsn, int *too_big);
+const char *smtpd_check_rcpt_params(const char *params, int dsn);
+int smtpd_login_owns(const struct smtpd_runtime *rt, const char *auth_user,
+                     const char *sender, struct err *e);
+void smtpd_mail_check(const struct smtpd_runtime *rt, const char *line,
+                      struct buf *addr, const char **params,
+                      struct smtpd_answer *a, struct err *e);
+void smtpd_sender_check(const struct smtpd_runtime *rt,
+                        const struct smtpd_facts *f, const char *sender,
+                        struct smtpd_answer *a, struct err *e);
+void smtpd_rcpt_check(const struct smtpd_runtime *rt,
+                      const struct smtpd_facts *f, size_t nrcpts,
+                      const char *line, struct buf *addr, const char **params,
+                      struct smtpd_answer *a, struct err *e);
+const char *smtpd_xforward_check(const struct smtpd_runtime *rt,
+                                 const struct smtpd_facts *f, int in_mail,
+                                 const char *arg, struct smtpd_xforward *xf);
+const char *smtpd_starttls_refusal(const struct smtpd_runtime *rt,
+                                   const struct smtpd_facts *f,
+                                   const char *arg);
+const char *smtpd_auth_refusal(const struct smtpd_runtime *rt,
+                               const struct smtpd_facts *f, int in_mail,
+                               const char *arg);
+
+/* ------------------------------------------------------------ session */
+
 /* smtpd_session.c: replies and counts (the functions say more) */
 void smtpd_reply(struct smtpd_session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 int smtpd_flush(struct smtpd_session *s);
 const char *smtpd_client(const struct smtpd_session *s, char *out, size_t n);
 const char *smtpd_env_addr(const struct smtpd_session *s);
+const char *smtpd_env_name(const struct smtpd_session *s);
+const char *smtpd_env_helo(const struct smtpd_session *s);
+void smtpd_hop_env(const struct smtpd_session *s, struct msg_env *env);
 int smtpd_is_internal(const struct smtpd_session *s);
+struct smtpd_facts smtpd_facts(const struct smtpd_session *s);
+void smtpd_line_chomp(struct smtpd_session *s);
 void smtpd_reset(struct smtpd_session *s, int hop_ok);
 int smtpd_error(struct smtpd_session *s);
 void smtpd_refuse(struct smtpd_session *s, const char *reply);
 void smtpd_noqueue_reject(struct smtpd_session *s, const char *cmd,
                           const char *reply, const char *rcpt);
 void smtpd_reply_id(struct smtpd_session *s, const char *reply);
-
-/* smtpd_policy.c: the decisions */
-int smtpd_has_ctl(const char *text, size_t n);
-int smtpd_dsn_ok(const struct smtpd_session *s);
-char *smtpd_keep_params(struct smtpd_session *s, const char *params);
-const char *smtpd_check_mail_params(const char *params, size_t size_limit,
-                                    int dsn, int *too_big);
-int smtpd_login_owns(struct smtpd_session *s, const char *sender);
-const char *smtpd_check_rcpt_params(const char *params, int dsn);
-int smtpd_relay_ok(const struct smtpd_session *s, const char *rcpt);
 
 /* the commands: each gives its reply through smtpd_reply() */
 void smtpd_cmd_mail(struct smtpd_session *s, const char *line);

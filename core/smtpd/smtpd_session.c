@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "msg/msg.h"
 #include "net/netio.h"
 #include "net/smtpc.h"
 #include "util/cidr.h"
@@ -51,7 +52,56 @@ smtpd_client(const struct smtpd_session *s, char *out, size_t n)
 const char *
 smtpd_env_addr(const struct smtpd_session *s)
 {
-    return s->xf_addr[0] ? s->xf_addr : s->addr;
+    return s->xf.addr[0] ? s->xf.addr : s->addr;
+}
+
+/* smtpd_env_name - the client's host name as the chain should see it. */
+const char *
+smtpd_env_name(const struct smtpd_session *s)
+{
+    return s->xf.name[0] ? s->xf.name : s->name;
+}
+
+/* smtpd_env_helo - the client's HELO name as the chain should see it. */
+const char *
+smtpd_env_helo(const struct smtpd_session *s)
+{
+    return s->xf.helo[0] ? s->xf.helo : s->helo;
+}
+
+/* smtpd_hop_env - the envelope smtpc_mail() passes on to the next hop
+ * as XFORWARD: the client as the chain sees it, and our queue id. env
+ * borrows from s. */
+void
+smtpd_hop_env(const struct smtpd_session *s, struct msg_env *env)
+{
+    memset(env, 0, sizeof(*env));
+    env->frontend = MSG_FE_SMTP;
+    env->qid = (char *)s->qid;
+    env->client_addr = (char *)smtpd_env_addr(s);
+    env->client_name = (char *)smtpd_env_name(s);
+    env->helo = (char *)smtpd_env_helo(s);
+}
+
+/* smtpd_facts - what the policy knows of s's client (borrowed from s). */
+struct smtpd_facts
+smtpd_facts(const struct smtpd_session *s)
+{
+    struct smtpd_facts f;
+
+    f.addr = s->addr;
+    f.auth_user = s->auth_user;
+    f.tls = netio_is_tls(s->io);
+    return f;
+}
+
+/* smtpd_line_chomp - s->line without its line end. */
+void
+smtpd_line_chomp(struct smtpd_session *s)
+{
+    while (s->line.len > 0 && (s->line.data[s->line.len - 1] == '\n' ||
+                               s->line.data[s->line.len - 1] == '\r'))
+        s->line.data[--s->line.len] = '\0';
 }
 
 /* smtpd_is_internal - 1 when the client is in mynetworks. Behind a
@@ -87,8 +137,8 @@ smtpd_reset(struct smtpd_session *s, int hop_ok)
     s->dsn_ignored = 0;
     s->qid[0] = '\0';
     /* XFORWARD describes one transaction, as in Postfix. */
-    s->xf_name[0] = s->xf_addr[0] = s->xf_helo[0] = s->xf_proto[0] = '\0';
-    s->xf_ident[0] = '\0';
+    s->xf.name[0] = s->xf.addr[0] = s->xf.helo[0] = s->xf.proto[0] = '\0';
+    s->xf.ident[0] = '\0';
 }
 
 /* smtpd_error - count a client error; 1 when the limit is reached and
