@@ -62,7 +62,6 @@
 #include "net/auth.h"
 #include "net/netio.h"
 #include "util/buf.h"
-#include "util/cidr.h"
 #include "util/log.h"
 #include "smtpd/smtpd.h"
 #include "smtpd/smtpd_int.h"

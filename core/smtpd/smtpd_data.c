@@ -21,7 +21,6 @@
 
 #include "net/netio.h"
 #include "util/buf.h"
-#include "util/esmtp.h"
 #include "util/log.h"
 #include "util/memlimit.h"
 #include "smtpd/smtpd_int.h"

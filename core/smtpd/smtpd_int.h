@@ -7,9 +7,10 @@
  *     smtpd_runtime.c   the runtime part: the settings built from the
  *                       configuration (struct smtpd_runtime)
  *     smtpd_policy.c    the decisions, pure functions over the runtime,
- *                       what is known of the client (struct smtpd_client)
+ *                       what is known of the client (struct smtpd_facts)
  *                       and a command's argument: relaying, the
- *                       parameters of MAIL and RCPT, DSN, XFORWARD
+ *                       parameters of MAIL and RCPT, the sender login
+ *                       map, DSN, XFORWARD, STARTTLS and AUTH
  *     smtpd_session.c   what every command does to a session: replies,
  *                       error counts, the end of a transaction
  *     smtpd_auth.c      STARTTLS and AUTH

@@ -5,8 +5,9 @@
  * whose DSN requests are honoured, who may name a sender: pure functions
  * over the runtime's settings, what is known of the client and the
  * command's argument, so that tests can ask them without a socket. Each
- * returns its answer; the commands (smtpd_envelope.c) give the replies
- * and keep the counts. Nothing here logs.
+ * returns its answer; the commands (smtpd.c, smtpd_auth.c,
+ * smtpd_envelope.c) give the replies, log and keep the counts. Nothing
+ * here keeps state or logs.
  */
 #include "config.h"
 
