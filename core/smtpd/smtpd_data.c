@@ -1,0 +1,295 @@
+/*
+ * smtpd_data - DATA: reading the message, and its checks
+ *
+ * DATA is read line by line with a bound on each line; only CRLF.CRLF
+ * ends it. Bare LF, bare CR, NUL, over-long lines and oversize messages
+ * are noted while reading and answered after the end, so that no byte of
+ * the message is ever taken for a command. The message is counted in the
+ * process-wide struct memlimit from DATA on (smtpd_memory_limit): DATA
+ * gets 452 4.3.1 while the count is full, and a message that fills it
+ * on the way is freed at once, read to its end and answered 452 4.3.1.
+ * smtpd_cmd_data() gives the count back on each of its ways out.
+ *
+ * What passes its checks goes to smtpd_deliver(); the reply for the
+ * client is given before smtpd_cmd_data() returns.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "net/netio.h"
+#include "util/buf.h"
+#include "util/log.h"
+#include "util/memlimit.h"
+#include "smtpd/smtpd_int.h"
+
+enum smtpd_data_flags {
+    DATA_BARE_LF = 1,
+    DATA_BARE_CR = 2,
+    DATA_NUL = 4,
+    DATA_TOO_BIG = 8,
+    DATA_LONG_LINE = 16,
+    DATA_HUGE_LINE = 32, /* over the read bound: cannot be wrapped */
+    DATA_NO_MEMORY = 64  /* over smtpd_memory_limit */
+};
+
+/* smtpd_mem_take - count n more octets of this DATA against
+ * smtpd_memory_limit; -1 when that would pass it. */
+static int
+smtpd_mem_take(struct smtpd_session *s, size_t n)
+{
+    if (s->srv->mem == NULL)
+        return 0;
+    if (memlimit_take(s->srv->mem, n, s->mem_held, s->rt->memory_limit) < 0)
+        return -1;
+    s->mem_held += n;
+    return 0;
+}
+
+/* smtpd_mem_give - give back all this DATA counted. */
+static void
+smtpd_mem_give(struct smtpd_session *s)
+{
+    if (s->srv->mem != NULL && s->mem_held > 0)
+        memlimit_give(s->srv->mem, s->mem_held);
+    s->mem_held = 0;
+}
+
+/* smtpd_mem_grow - out grew: count what it holds now, a step at a time.
+ * Past the limit, out is emptied and freed, the count given back and
+ * -1 returned: the rest of the message is read and dropped. */
+static int
+smtpd_mem_grow(struct smtpd_session *s, struct buf *out)
+{
+    size_t more;
+
+    if (out->len <= s->mem_held)
+        return 0;
+    more = out->len - s->mem_held;
+    if (more < SMTPD_MEM_STEP)
+        more = SMTPD_MEM_STEP;
+    if (smtpd_mem_take(s, more) == 0)
+        return 0;
+    buf_fini(out);
+    smtpd_mem_give(s);
+    return -1;
+}
+
+/* smtpd_append_wrapped - append a line (without its line end) to out,
+ * wrapped at 998 octets; header lines are folded with a space so they
+ * stay one field. */
+static int
+smtpd_append_wrapped(struct buf *out, const char *p, size_t n, int in_header,
+                     struct err *e)
+{
+    while (n > 998) {
+        size_t cut = 998;
+
+        if (buf_append(out, p, cut, e) < 0 ||
+            buf_append(out, in_header ? "\r\n " : "\r\n", in_header ? 3 : 2,
+                       e) < 0)
+            return -1;
+        p += cut;
+        n -= cut;
+    }
+    if (buf_append(out, p, n, e) < 0 || buf_append(out, "\r\n", 2, e) < 0)
+        return -1;
+    return 0;
+}
+
+/* smtpd_read_data - read the message after 354 into out (CRLF line
+ * ends, dot-stuffing removed). Returns 0 with *flags saying what was
+ * wrong with it, or the netio status (NETIO_TIMEOUT, NETIO_EOF,
+ * NETIO_ERROR) when the data did not end. */
+static int
+smtpd_read_data(struct smtpd_session *s, struct buf *out, unsigned *flags)
+{
+    size_t total = 0, limit = s->rt->size_limit;
+    int prev_crlf = 1, in_header = 1;
+    struct buf line;
+    int rc;
+
+    *flags = 0;
+    buf_init(&line, 0);
+    netio_set_line_limit(s->io, SMTPD_DATA_LINE_MAX);
+    for (;;) {
+        const char *p;
+        size_t n, body;
+        int crlf;
+
+        rc = netio_getline(s->io, &line, &s->e);
+        if (rc == NETIO_TOOLONG) {
+            /* line holds its end: a CRLF-ended line may precede "." */
+            *flags |= DATA_LONG_LINE | DATA_HUGE_LINE;
+            prev_crlf = line.len == 2;
+            continue;
+        }
+        if (rc != NETIO_OK) {
+            buf_fini(&line);
+            netio_set_line_limit(s->io, SMTPD_LINE_MAX);
+            return rc;
+        }
+        p = line.data;
+        n = line.len;
+        crlf = n >= 2 && p[n - 2] == '\r' && p[n - 1] == '\n';
+        if (crlf && prev_crlf && n == 3 && p[0] == '.')
+            break; /* CRLF.CRLF */
+        if (p[n - 1] != '\n') {
+            /* The peer closed without the end marker. */
+            buf_fini(&line);
+            netio_set_line_limit(s->io, SMTPD_LINE_MAX);
+            return NETIO_EOF;
+        }
+        body = crlf ? n - 2 : n - 1;
+        if (!crlf)
+            *flags |= DATA_BARE_LF;
+        if (memchr(p, '\r', body) != NULL)
+            *flags |= DATA_BARE_CR;
+        if (memchr(p, '\0', body) != NULL)
+            *flags |= DATA_NUL;
+        prev_crlf = crlf;
+        if (p[0] == '.') { /* transparency: a leading dot was doubled */
+            p++;
+            body--;
+        }
+        total += body + 2;
+        if (total > limit)
+            *flags |= DATA_TOO_BIG;
+        if (*flags &
+            (DATA_TOO_BIG | DATA_NUL | DATA_HUGE_LINE | DATA_NO_MEMORY))
+            continue; /* read on to the end, keep nothing more */
+        if ((*flags & (DATA_BARE_LF | DATA_BARE_CR)) &&
+            !s->rt->normalize_newlines)
+            continue;
+        if (in_header && body == 0)
+            in_header = 0;
+        if (body > 998) {
+            *flags |= DATA_LONG_LINE;
+            if (!s->rt->wrap_long_lines)
+                continue;
+        }
+        if (*flags & DATA_BARE_CR) {
+            /* normalize: every lone CR becomes a line end */
+            size_t i, start = 0;
+
+            for (i = 0; i < body; i++)
+                if (p[i] == '\r') {
+                    if (smtpd_append_wrapped(out, p + start, i - start,
+                                             in_header, &s->e) < 0)
+                        *flags |= DATA_TOO_BIG;
+                    start = i + 1;
+                }
+            if (smtpd_append_wrapped(out, p + start, body - start, in_header,
+                                     &s->e) < 0)
+                *flags |= DATA_TOO_BIG;
+        } else if (smtpd_append_wrapped(out, p, body, in_header, &s->e) < 0) {
+            *flags |= DATA_TOO_BIG;
+        }
+        if (smtpd_mem_grow(s, out) < 0)
+            *flags |= DATA_NO_MEMORY;
+    }
+    buf_fini(&line);
+    netio_set_line_limit(s->io, SMTPD_LINE_MAX);
+    if (!s->rt->wrap_long_lines && (*flags & DATA_LONG_LINE))
+        *flags |= DATA_HUGE_LINE;
+    return 0;
+}
+
+/* smtpd_data_size - the SIZE of MAIL, at most what message_size_limit
+ * lets in, or one step. */
+static size_t
+smtpd_data_size(const struct smtpd_session *s)
+{
+    unsigned long long size = smtpd_param_size(s->sender_params);
+
+    if (size > s->rt->size_limit)
+        size = s->rt->size_limit;
+    return size > SMTPD_MEM_STEP ? (size_t)size : SMTPD_MEM_STEP;
+}
+
+void
+smtpd_cmd_data(struct smtpd_session *s, const char *arg)
+{
+    const char *reject = NULL;
+    char client[SMTPD_CLIENT_MAX];
+    unsigned flags;
+    struct buf data;
+    int rc;
+
+    if (arg != NULL) {
+        smtpd_refuse(s, "501 5.5.4 Syntax: DATA");
+        return;
+    }
+    if (!s->in_mail) {
+        smtpd_refuse(s, "503 5.5.1 Error: need RCPT command");
+        return;
+    }
+    if (s->nrcpts == 0) {
+        smtpd_refuse(s, "554 5.5.1 Error: no valid recipients");
+        return;
+    }
+    /* DATA is refused here, not after the client sent it all, when the
+     * SIZE it announced does not fit in what is left. Only what arrives
+     * is counted (from a first step on): counting a promise would let
+     * clients that send nothing hold the memory. */
+    if ((s->srv->mem != NULL &&
+         !memlimit_fits(s->srv->mem, smtpd_data_size(s), s->mem_held,
+                        s->rt->memory_limit)) ||
+        smtpd_mem_take(s, SMTPD_MEM_STEP) < 0) {
+        reject = "452 4.3.1 Insufficient system resources";
+        smtpd_noqueue_reject(s, "DATA", reject, NULL);
+        smtpd_reply(s, "%s", reject);
+        return;
+    }
+    smtpd_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+    if (smtpd_flush(s) < 0) {
+        smtpd_mem_give(s);
+        s->quit = 1;
+        return;
+    }
+    s->n_data++;
+    /* The buffer's own bound is a little over the limit: wrapping adds
+     * line ends, and an oversize message is noticed by counting. */
+    buf_init(&data, s->rt->size_limit + s->rt->size_limit / 32 + 4096);
+    if ((rc = smtpd_read_data(s, &data, &flags)) != 0) {
+        /* As Postfix: a client that stalls in DATA is told why. */
+        if (rc == NETIO_TIMEOUT)
+            smtpd_reply(s, "421 4.4.2 %s Error: timeout exceeded",
+                        s->rt->hostname);
+        log_info(s->qid, "%s after DATA from %s[%s]",
+                 rc == NETIO_TIMEOUT ? "timeout" : "lost connection", s->name,
+                 s->addr);
+        buf_fini(&data);
+        smtpd_mem_give(s);
+        smtpd_reset(s, 0);
+        s->quit = 1;
+        return;
+    }
+    if (flags & DATA_TOO_BIG)
+        reject = "552 5.3.4 Message size exceeds fixed limit";
+    else if (flags & DATA_NUL)
+        reject = "550 5.6.0 Message content rejected: NUL character in data";
+    else if ((flags & DATA_BARE_LF) && !s->rt->normalize_newlines)
+        reject = "550 5.5.2 Message content rejected: bare LF in data "
+                 "(only CRLF ends a line)";
+    else if ((flags & DATA_BARE_CR) && !s->rt->normalize_newlines)
+        reject = "550 5.5.2 Message content rejected: bare CR in data "
+                 "(only CRLF ends a line)";
+    else if (flags & DATA_HUGE_LINE)
+        reject = "550 5.6.0 Message content rejected: line longer than 998 "
+                 "octets";
+    else if (flags & DATA_NO_MEMORY)
+        reject = "452 4.3.1 Insufficient system resources";
+    if (reject != NULL) {
+        log_info(s->qid, "reject: END-OF-MESSAGE from %s: %s; from=<%s>",
+                 smtpd_client(s, client, sizeof(client)), reject, s->sender);
+        smtpd_reply_id(s, reject);
+    } else {
+        smtpd_deliver(s, &data);
+    }
+    buf_fini(&data);
+    smtpd_mem_give(s);
+    smtpd_reset(s, 1);
+}

@@ -1,0 +1,303 @@
+/*
+ * smtpd_envelope - MAIL, RCPT and XFORWARD
+ *
+ * The commands that build a transaction's envelope. Each asks the policy
+ * (smtpd_policy.c) and answers; in through mode MAIL opens the next-hop
+ * transaction and RCPT passes each recipient on, so the client hears the
+ * next hop's reply. The session owns what is kept (sender, recipients,
+ * their parameters) until smtpd_reset().
+ */
+#include "config.h"
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+
+#include "msg/msg.h"
+#include "net/smtpc.h"
+#include "queue/queue.h"
+#include "util/addr.h"
+#include "util/buf.h"
+#include "util/esmtp.h"
+#include "util/log.h"
+#include "util/qid.h"
+#include "smtpd/smtpd_int.h"
+
+/* smtpd_dsn_log - say once per transaction that DSN requests were
+ * dropped, so that an admin can tell why no report came. */
+static void
+smtpd_dsn_log(struct smtpd_session *s)
+{
+    if (s->dsn_ignored != 1)
+        return;
+    s->dsn_ignored = 2;
+    log_info(s->qid,
+             "DSN request ignored: client %s[%s] is not in "
+             "smtpd_dsn_clients",
+             s->name, s->addr);
+}
+
+/* smtpd_kept - the parameters of a MAIL or RCPT to keep, as
+ * smtpd_keep_params(); that DSN requests were dropped is logged once. */
+static char *
+smtpd_kept(struct smtpd_session *s, const char *params)
+{
+    struct smtpd_facts f = smtpd_facts(s);
+    char *kept;
+    int dropped;
+
+    if ((kept = smtpd_keep_params(s->rt, &f, params, &dropped)) != NULL &&
+        dropped)
+        s->dsn_ignored = 1;
+    return kept;
+}
+
+/* smtpd_give - give a refusal of the policy's; a fault counts toward
+ * error_limit. */
+static void
+smtpd_give(struct smtpd_session *s, const struct smtpd_answer *a)
+{
+    smtpd_reply(s, "%s", a->reply);
+    if (a->fault)
+        smtpd_error(s);
+}
+
+/* smtpd_queue_refuses - in queue mode, MAIL is refused (and 1
+ * returned, the reply given) when the queue is not running or the spool
+ * is short of space for a message of the announced SIZE. */
+static int
+smtpd_queue_refuses(struct smtpd_session *s, const char *params,
+                    const char *sender)
+{
+    char client[SMTPD_CLIENT_MAX];
+    const char *reply = NULL;
+    unsigned long long size = smtpd_param_size(params);
+
+    if (s->srv->queue == NULL)
+        /* a reload switched to queue: the queue starts with the daemon */
+        reply = "451 4.3.0 Error: the queue is not running; restart "
+                "relaychaind to change the delivery mode";
+    else if (!queue_has_space(s->srv->queue, size))
+        reply = "452 4.3.1 Insufficient system storage";
+    if (reply == NULL)
+        return 0;
+    log_info("NOQUEUE", "reject: MAIL from %s: %s; from=<%s>",
+             smtpd_client(s, client, sizeof(client)), reply, sender);
+    smtpd_reply(s, "%s", reply);
+    return 1;
+}
+
+/* smtpd_hop_open - through mode: open the next-hop transaction for the
+ * sender s took, passing on of the client's parameters (params) only
+ * what the next hop needs to see. 0, or -1 with the client answered and
+ * the transaction reset. */
+static int
+smtpd_hop_open(struct smtpd_session *s, const char *p)
+{
+    struct smtpc_reply r;
+    struct msg_env env;
+    char params[512];
+    size_t vlen;
+    const char *v;
+
+    smtpd_hop_env(s, &env);
+    /* Only what the next hop needs to see of the client's options:
+     * the body type and SMTPUTF8; SIZE is that of the result. */
+    params[0] = '\0';
+    if ((v = esmtp_param(p, "BODY", &vlen)) != NULL)
+        snprintf(params, sizeof(params), "BODY=%.*s", (int)vlen, v);
+    if (esmtp_param(p, "SMTPUTF8", &vlen) != NULL)
+        snprintf(params + strlen(params), sizeof(params) - strlen(params),
+                 "%sSMTPUTF8", params[0] ? " " : "");
+    if ((s->hop = smtpc_get(s->rt->hop, &r, &s->e)) == NULL) {
+        log_warning(s->qid, "to next hop: %s", r.text);
+        smtpd_reply(s, "%d %s", r.code ? r.code : 451,
+                    r.text[0] ? r.text : "4.4.1 Next hop not reachable");
+        smtpd_reset(s, 0);
+        return -1;
+    }
+    if (smtpc_mail(s->hop, &env, s->sender, params, &r, &s->e) < 0 ||
+        r.code / 100 != 2) {
+        log_info(s->qid, "next hop refused MAIL FROM:<%s>: %d %s", s->sender,
+                 r.code, r.text);
+        smtpd_reply(s, "%d %s", r.code ? r.code : 451, r.text);
+        smtpd_reset(s, r.code != 0);
+        return -1;
+    }
+    return 0;
+}
+
+/* smtpd_log_client - the first line of a transaction. As Postfix:
+ * behind a content filter the peer is the MTA, so the client that
+ * XFORWARD named is logged too, or no log line would. */
+static void
+smtpd_log_client(struct smtpd_session *s)
+{
+    char client[SMTPD_CLIENT_MAX];
+
+    if (s->xf.addr[0] || s->xf.name[0])
+        log_info(s->qid, "client=%s, %s%s%sorig_client=%s[%s]",
+                 smtpd_client(s, client, sizeof(client)),
+                 s->xf.ident[0] ? "orig_queue_id=" : "", s->xf.ident,
+                 s->xf.ident[0] ? ", " : "",
+                 s->xf.name[0] ? s->xf.name : "unknown",
+                 s->xf.addr[0] ? s->xf.addr : "unknown");
+    else if (s->xf.ident[0])
+        log_info(s->qid, "client=%s, orig_queue_id=%s",
+                 smtpd_client(s, client, sizeof(client)), s->xf.ident);
+    else
+        log_info(s->qid, "client=%s", smtpd_client(s, client, sizeof(client)));
+}
+
+void
+smtpd_cmd_mail(struct smtpd_session *s, const char *line)
+{
+    struct smtpd_facts f = smtpd_facts(s);
+    struct smtpd_answer a;
+    const char *p = NULL;
+    struct buf addr;
+
+    if (!s->helo_seen) {
+        smtpd_refuse(s, "503 5.5.1 Error: send HELO/EHLO first");
+        return;
+    }
+    if (s->in_mail) {
+        smtpd_refuse(s, "503 5.5.1 Error: nested MAIL command");
+        return;
+    }
+    if (atomic_load(&s->srv->stopping)) {
+        smtpd_reply(s,
+                    "421 4.3.2 %s Service shutting down, closing "
+                    "transmission channel",
+                    s->rt->hostname);
+        s->quit = 1;
+        return;
+    }
+    buf_init(&addr, ADDR_MAX + 1);
+    smtpd_mail_check(s->rt, line, &addr, &p, &a, &s->e);
+    if (a.reply != NULL) {
+        smtpd_give(s, &a);
+        buf_fini(&addr);
+        return;
+    }
+    if (s->rt->queue_mode && smtpd_queue_refuses(s, p, buf_str(&addr))) {
+        buf_fini(&addr);
+        return;
+    }
+    smtpd_sender_check(s->rt, &f, buf_str(&addr), &a, &s->e);
+    if (a.reply != NULL) {
+        s->sender = strdup(buf_str(&addr));
+        smtpd_noqueue_reject(s, "MAIL", a.reply, NULL);
+        free(s->sender);
+        s->sender = NULL;
+        smtpd_give(s, &a);
+        buf_fini(&addr);
+        return;
+    }
+    s->sender = buf_steal(&addr, NULL);
+    s->sender_params = smtpd_kept(s, p);
+    buf_fini(&addr);
+    if (s->sender == NULL || s->sender_params == NULL) {
+        smtpd_reply(s, "451 4.3.0 Error: out of memory");
+        smtpd_reset(s, 1);
+        return;
+    }
+    qid_new(&s->srv->seq, s->qid, sizeof(s->qid));
+    gettimeofday(&s->t_start, NULL);
+    if (!s->rt->queue_mode && smtpd_hop_open(s, p) < 0)
+        return;
+    s->in_mail = 1;
+    s->n_mail++;
+    smtpd_log_client(s);
+    smtpd_dsn_log(s);
+    smtpd_reply(s, "250 2.1.0 Ok");
+}
+
+void
+smtpd_cmd_rcpt(struct smtpd_session *s, const char *line)
+{
+    struct smtpd_facts f = smtpd_facts(s);
+    struct smtpd_answer a;
+    struct smtpd_rcpt *grown;
+    struct smtpc_reply r;
+    struct buf addr;
+    const char *p = NULL;
+
+    if (!s->in_mail) {
+        smtpd_refuse(s, "503 5.5.1 Error: need MAIL command");
+        return;
+    }
+    buf_init(&addr, ADDR_MAX + 1);
+    smtpd_rcpt_check(s->rt, &f, s->nrcpts, line, &addr, &p, &a, &s->e);
+    if (a.reply != NULL) {
+        if (a.noqueue)
+            smtpd_noqueue_reject(s, "RCPT", a.reply, buf_str(&addr));
+        smtpd_give(s, &a);
+        buf_fini(&addr);
+        return;
+    }
+    /* room first: a recipient the next hop took is always on the list,
+     * in the same order (an LMTP hop answers the message per recipient) */
+    grown = realloc(s->rcpts, (s->nrcpts + 1) * sizeof(*grown));
+    if (grown == NULL) {
+        smtpd_reply(s, "452 4.3.0 Error: out of memory");
+        buf_fini(&addr);
+        return;
+    }
+    s->rcpts = grown;
+    if (s->hop != NULL) {
+        if (smtpc_rcpt(s->hop, buf_str(&addr), NULL, &r, &s->e) < 0) {
+            smtpd_reply(s, "%d %s", r.code ? r.code : 451, r.text);
+            buf_fini(&addr);
+            smtpd_reset(s, 0);
+            return;
+        }
+        if (r.code / 100 != 2) {
+            log_info(s->qid, "next hop refused RCPT TO:<%s>: %d %s",
+                     buf_str(&addr), r.code, r.text);
+            smtpd_reply(s, "%d %s", r.code, r.text);
+            buf_fini(&addr);
+            return;
+        }
+    }
+    s->rcpts[s->nrcpts].params = NULL;
+    if (*p != '\0' &&
+        (s->rcpts[s->nrcpts].params = smtpd_kept(s, p)) == NULL) {
+        /* the next hop may have the recipient: the transaction is void */
+        smtpd_reply(s, "451 4.3.0 Error: out of memory");
+        buf_fini(&addr);
+        smtpd_reset(s, 0);
+        return;
+    }
+    if (s->rcpts[s->nrcpts].params != NULL &&
+        s->rcpts[s->nrcpts].params[0] == '\0') {
+        free(s->rcpts[s->nrcpts].params);
+        s->rcpts[s->nrcpts].params = NULL;
+    }
+    s->rcpts[s->nrcpts].addr = buf_steal(&addr, NULL);
+    s->nrcpts++;
+    s->n_rcpt++;
+    buf_fini(&addr);
+    smtpd_dsn_log(s);
+    smtpd_reply(s, "250 2.1.5 Ok");
+}
+
+void
+smtpd_cmd_xforward(struct smtpd_session *s, const char *arg)
+{
+    struct smtpd_facts f = smtpd_facts(s);
+    const char *bad;
+
+    s->n_xforward_all++;
+    if ((bad = smtpd_xforward_check(s->rt, &f, s->in_mail, arg, &s->xf)) !=
+        NULL) {
+        smtpd_refuse(s, bad);
+        return;
+    }
+    s->n_xforward++;
+    smtpd_reply(s, "250 2.0.0 Ok");
+}
