@@ -245,6 +245,16 @@ smtpd_queued_as(const char *text, char *out, size_t n)
     }
 }
 
+/* smtpd_session_rcpt - the i-th recipient of the session arg, for
+ * step_log_rcpts(). */
+static const char *
+smtpd_session_rcpt(const void *arg, size_t i)
+{
+    const struct smtpd_session *s = arg;
+
+    return s->rcpts[i].addr;
+}
+
 /* smtpd_log_summary - one line per message in amavisd-new's habit, after
  * its fate is known:
  *     QID: Passed CLEAN {Relayed}, orig_queue_id=Q1, client=n[a],
@@ -256,24 +266,9 @@ smtpd_log_summary(struct smtpd_session *s, const struct chain_result *res,
                   size_t size, const char *tag, const char *queued_as)
 {
     char words[200], to[1024], ident[100];
-    size_t i, used = 0;
 
     chain_summary(res, words, sizeof(words));
-    to[0] = '\0';
-    for (i = 0; i < s->nrcpts && used < sizeof(to); i++) {
-        int k;
-
-        if (i == 8 && s->nrcpts > 9) {
-            snprintf(to + used, sizeof(to) - used, ",...(%zu more)",
-                     s->nrcpts - i);
-            break;
-        }
-        k = snprintf(to + used, sizeof(to) - used, "%s<%s>", i ? "," : "",
-                     s->rcpts[i].addr);
-        if (k < 0)
-            break;
-        used += (size_t)k;
-    }
+    step_log_rcpts(to, sizeof(to), s->nrcpts, smtpd_session_rcpt, s);
     ident[0] = '\0';
     if (s->xf.ident[0])
         snprintf(ident, sizeof(ident), ", orig_queue_id=%s", s->xf.ident);
