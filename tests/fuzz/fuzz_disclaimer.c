@@ -32,6 +32,7 @@
 #include "util/cfg.h"
 #include "msg/mime.h"
 #include "msg/msg.h"
+#include "fuzz_msg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -123,23 +124,6 @@ fuzz_setup(void)
     fuzz_ready = 1;
 }
 
-static struct msg *
-fuzz_msg(const char *data, size_t size)
-{
-    struct msg *m;
-    struct err e;
-
-    if ((m = msg_new(&fuzz_limits, MSG_FE_CLI, &e)) == NULL)
-        return NULL;
-    if (msg_env_sender(m, "alice@example.com", NULL, &e) < 0 ||
-        msg_env_rcpt(m, "bob@example.net", NULL, &e) < 0 ||
-        msg_parse(m, data, size, &e) < 0) {
-        msg_free(m);
-        return NULL;
-    }
-    return m;
-}
-
 /* fuzz_lines - the longest line, and whether there is a CR or a bare LF. */
 static void
 fuzz_lines(const char *s, size_t n, size_t *longest, int *cr, int *bare_lf)
@@ -201,7 +185,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!fuzz_ready)
         fuzz_setup();
     st = &fuzz_stages[size > 0 && (data[size - 1] & 1)];
-    if ((m = fuzz_msg((const char *)data, size)) == NULL)
+    if ((m = fuzz_msg(&fuzz_limits, (const char *)data, size)) == NULL)
         return 0;
     if ((mm = msg_mime(m, &e)) == NULL) {
         msg_free(m);
@@ -231,7 +215,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (cr_in && !lf_in && lf_out)
         fuzz_fail("bare LF in the output of a CRLF message");
 
-    if ((m2 = fuzz_msg(out.data, out.len)) == NULL)
+    if ((m2 = fuzz_msg(&fuzz_limits, out.data, out.len)) == NULL)
         fuzz_fail("the output does not parse");
     if ((mm = msg_mime(m2, &e)) == NULL || mime_flags(mm) != 0)
         fuzz_fail("the output does not parse cleanly");

@@ -19,6 +19,7 @@
 #include "msg/downgrade.h"
 #include "msg/mime.h"
 #include "msg/msg.h"
+#include "fuzz_msg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -29,23 +30,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
     } while (0)
 
 static const struct msg_limits fuzz_limits = {1 << 20, 1000, 998, 20, 200};
-
-static struct msg *
-fuzz_msg(const char *data, size_t size)
-{
-    struct msg *m;
-    struct err e;
-
-    if ((m = msg_new(&fuzz_limits, MSG_FE_CLI, &e)) == NULL)
-        return NULL;
-    if (msg_env_sender(m, "alice@example.com", NULL, &e) < 0 ||
-        msg_env_rcpt(m, "bob@example.net", NULL, &e) < 0 ||
-        msg_parse(m, data, size, &e) < 0) {
-        msg_free(m);
-        return NULL;
-    }
-    return m;
-}
 
 /* fuzz_once - downgrade m; 1 when it changed m, 0 when not, -1 on an
  * error, with its code in *code. */
@@ -97,14 +81,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         mime_init();
         ready = 1;
     }
-    if (size > (1 << 18) || (m = fuzz_msg((const char *)data, size)) == NULL)
+    if (size > (1 << 18) ||
+        (m = fuzz_msg(&fuzz_limits, (const char *)data, size)) == NULL)
         return 0;
     rc = fuzz_once(m, &code);
     if (rc == 1) {
         buf_init(&out, 0);
         if (msg_write(m, &out, &e) < 0)
             fuzz_fail("msg_write");
-        if ((again = fuzz_msg(out.data ? out.data : "", out.len)) != NULL) {
+        if ((again = fuzz_msg(&fuzz_limits, out.data ? out.data : "",
+                              out.len)) != NULL) {
             (void)fuzz_once(again, &code);
             msg_free(again);
         }
