@@ -75,10 +75,8 @@ static const char *const flt_as_default_server[] = {
 };
 
 static const char *const flt_as_unchecked_choices[] = {
-    [FLT_AS_CONTINUE] = "continue",
-    [FLT_AS_QUARANTINE] = "quarantine",
-    [FLT_AS_REJECT] = "reject",
-    [FLT_AS_TEMPFAIL] = "tempfail",
+    [FLT_AS_CONTINUE] = "continue", [FLT_AS_QUARANTINE] = "quarantine",
+    [FLT_AS_REJECT] = "reject",     [FLT_AS_TEMPFAIL] = "tempfail",
     [FLT_AS_NACTIONS] = NULL,
 };
 
@@ -407,17 +405,15 @@ flt_as_run(const struct stage *st, struct msg *m, struct verdict *v,
         else
             snprintf(reply, sizeof(reply),
                      "554 5.7.1 Message refused as spam");
-        return verdict_set(v, VERDICT_REJECT, reply,
-                           "score=%.1f (%s), engine=%s", a.score,
-                           flt_as_cut(a.symbols, rules, FLT_AS_RULES_NOTE),
-                           eng);
+        return verdict_set(
+            v, VERDICT_REJECT, reply, "score=%.1f (%s), engine=%s", a.score,
+            flt_as_cut(a.symbols, rules, FLT_AS_RULES_NOTE), eng);
     case FLT_AS_QUARANTINE:
         if (fa->add_header && flt_as_headers(st, m, &a, e) < 0)
             goto fail;
-        return verdict_set(v, VERDICT_QUARANTINE, NULL,
-                           "score=%.1f (%s), engine=%s", a.score,
-                           flt_as_cut(a.symbols, rules, FLT_AS_RULES_NOTE),
-                           eng);
+        return verdict_set(
+            v, VERDICT_QUARANTINE, NULL, "score=%.1f (%s), engine=%s", a.score,
+            flt_as_cut(a.symbols, rules, FLT_AS_RULES_NOTE), eng);
     default:
         if (fa->add_header && flt_as_headers(st, m, &a, e) < 0)
             goto fail;

@@ -53,8 +53,9 @@ struct flt_as_engine_ops {
     void (*destroy)(void *eng);
 };
 
-extern const struct flt_as_engine_ops flt_as_spamd_ops;  /* antispam_spamd.c */
-extern const struct flt_as_engine_ops flt_as_rspamd_ops; /* antispam_rspamd.c */
+extern const struct flt_as_engine_ops flt_as_spamd_ops; /* antispam_spamd.c */
+extern const struct flt_as_engine_ops
+    flt_as_rspamd_ops; /* antispam_rspamd.c */
 
 /* flt_as_spamd_parse - one whole spamd reply to SYMBOLS (status line,
  * headers, the empty line, the rule names) into a: score and required

@@ -29,8 +29,9 @@ flt_as_rspamd_check(void *eng, const struct flt_as_query *q,
     (void)eng;
     (void)q;
     (void)a;
-    return err_set(e, ERR_INTERNAL, "antispam: engine rspamd is not built "
-                                    "yet");
+    return err_set(e, ERR_INTERNAL,
+                   "antispam: engine rspamd is not built "
+                   "yet");
 }
 
 static void

@@ -243,21 +243,17 @@ flt_as_spamd_request(const struct flt_as_query *q, struct buf *b,
     strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
     /* SpamAssassin reads the client from the Received field at the top;
      * ESMTPA says the client authenticated, as Postfix writes it. */
-    n = snprintf(rcv, sizeof(rcv),
-                 "Received: from %s (%s [%s])\r\n\tby relaychain with "
-                 "%s%s%s;\r\n\t%s\r\n",
-                 flt_as_spamd_clean(q->helo ? q->helo : "unknown", helo,
-                                    sizeof(helo)),
-                 flt_as_spamd_clean(q->client_name ? q->client_name
-                                                   : "unknown",
-                                    name, sizeof(name)),
-                 flt_as_spamd_clean(q->client_addr ? q->client_addr
-                                                   : "127.0.0.1",
-                                    addr, sizeof(addr)),
-                 q->auth_user ? "ESMTPA" : "ESMTP",
-                 q->qid ? " id " : "",
-                 q->qid ? flt_as_spamd_clean(q->qid, qid, sizeof(qid)) : "",
-                 date);
+    n = snprintf(
+        rcv, sizeof(rcv),
+        "Received: from %s (%s [%s])\r\n\tby relaychain with "
+        "%s%s%s;\r\n\t%s\r\n",
+        flt_as_spamd_clean(q->helo ? q->helo : "unknown", helo, sizeof(helo)),
+        flt_as_spamd_clean(q->client_name ? q->client_name : "unknown", name,
+                           sizeof(name)),
+        flt_as_spamd_clean(q->client_addr ? q->client_addr : "127.0.0.1", addr,
+                           sizeof(addr)),
+        q->auth_user ? "ESMTPA" : "ESMTP", q->qid ? " id " : "",
+        q->qid ? flt_as_spamd_clean(q->qid, qid, sizeof(qid)) : "", date);
     if (n < 0 || (size_t)n >= sizeof(rcv))
         return err_set(e, ERR_INTERNAL, "spamd: Received field too long");
     hlen = (size_t)n;
@@ -336,9 +332,8 @@ flt_as_spamd_symbols(const char *body, size_t n, char *out, size_t size)
 
     out[0] = '\0';
     while (i < n) {
-        while (i < n && (body[i] == ',' || body[i] == ' ' ||
-                         body[i] == '\t' || body[i] == '\r' ||
-                         body[i] == '\n'))
+        while (i < n && (body[i] == ',' || body[i] == ' ' || body[i] == '\t' ||
+                         body[i] == '\r' || body[i] == '\n'))
             i++;
         start = i;
         while (i < n && body[i] != ',' && body[i] != ' ' && body[i] != '\t' &&

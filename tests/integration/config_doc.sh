@@ -36,7 +36,7 @@ fi
 for k in $(cat "$T/keys.main"); do
     grep -q "^\.BR* $k\( \|$\)" "$PAGE" || fail "main key $k has no entry in relaychain.conf(5)"
 done
-for t in rewrite disclaimer dkim antivirus; do
+for t in rewrite disclaimer dkim antivirus antispam; do
     check "config -d -t $t exits 0" sh -c "'$RC' config -d -t $t >'$T/keys.$t'"
     for k in $(sed 's/ =.*//' "$T/keys.$t"); do
         grep -q "^\.BR* $k\( \|$\)" "$PAGE" || fail "key $k of stage $t has no entry in relaychain.conf(5)"
