@@ -16,6 +16,7 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
@@ -531,11 +532,13 @@ as_rspamd_check(void *eng, const struct flt_as_query *q,
                     AS_RSPAMD_REPLY_MAX);
         else if (cc == CURLE_WRITE_ERROR)
             err_nomem(e);
-        else {
+        else if (cc == CURLE_COULDNT_CONNECT &&
+                 curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &oserr) == CURLE_OK &&
+                 oserr != 0) {
+            errno = (int)oserr; /* curl's text names port 80 for unix: */
+            err_sys(e, ERR_IO, "rspamd %s: connect", r->server);
+        } else
             err_set(e, ERR_IO, "rspamd %s: %s", r->server, why);
-            if (curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &oserr) == CURLE_OK)
-                e->sys_errno = (int)oserr;
-        }
         goto out;
     }
     ok = 1; /* the connection is in a known state: kept */
