@@ -10,8 +10,12 @@
  *
  * libcurl does the HTTP: one easy handle a check, taken from a small
  * locked pool of idle handles so that each keeps its connection to
- * rspamd alive between messages; a handle is never used by two threads
- * at once. CURLOPT_TIMEOUT_MS bounds a whole check, connection included.
+ * rspamd alive between messages where the server allows it; a handle is
+ * never used by two threads at once. (rspamd 3.4's normal worker
+ * answers "Connection: close" to every request, keep-alive asked or
+ * not: there the pool saves the handles' setup, and each check opens a
+ * connection.) CURLOPT_TIMEOUT_MS bounds a whole check, connection
+ * included.
  */
 #include "config.h"
 
