@@ -93,4 +93,11 @@ struct flt_as_thresholds {
 enum flt_as_action flt_as_decide(const struct flt_as_thresholds *t,
                                  double score);
 
+/* flt_as_rspamd_parse - read rspamd's /checkv2 JSON reply (len octets,
+ * no NUL needed) into a: score, required_score and the names of the
+ * symbols, highest score first. -1 with e set when it is not JSON, is
+ * rspamd's error object, or lacks a finite score or required_score. */
+int flt_as_rspamd_parse(const char *json, size_t len, struct flt_as_answer *a,
+                        struct err *e);
+
 #endif
