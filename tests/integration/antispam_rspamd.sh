@@ -18,7 +18,13 @@
 #      one engine all answer;
 #   3. a port that accepts and never answers: an error within the
 #      timeout (1 s), never an answer;
-#   4. rspamd stopped: an error naming the server, at once.
+#   4. the stage in relaychaind (engine = rspamd, reject_score = 15,
+#      rspamd's own reject score, which it gives GTUBE): GTUBE gets 554
+#      5.7.1 and is not delivered; a plain message reaches smtp-sink
+#      with our X-Spam-Score and X-Spam-Status, and the log line names
+#      the engine;
+#   5. rspamd stopped: an error naming the server, at once; through
+#      relaychaind, 451 4.7.1 and nothing delivered.
 . "$top_srcdir/tests/integration/smtpd_lib.sh"
 
 PROBE="$top_builddir/tests/antispam-probe"
@@ -26,8 +32,8 @@ if ! command -v rspamd >/dev/null 2>&1; then
     echo "$0: rspamd is missing (scripts/setup installs it)" >&2
     exit 1
 fi
-set -- $(free_ports 2)
-rs_port=$1 hang_port=$2
+set -- $(free_ports 4)
+rs_port=$1 hang_port=$2 port=$3 sink_port=$4
 R=$T/rspamd
 sock=$R/normal.sock
 mkdir -p "$R/local/local.d" "$R/db" "$R/run" "$R/log"
@@ -172,7 +178,45 @@ check "silent server: the error says so" grep -q \
 check "silent server: within the timeout ($ms ms)" \
     sh -c "[ -n '$ms' ] && [ '$ms' -ge 900 ] && [ '$ms' -lt 2000 ]"
 
-# ------------------------------------------------- 4. rspamd stopped
+# ------------------------------------- 4. the stage, through relaychaind
+GTUBE='XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X'
+mkdir -p "$T/chain"
+cat >"$T/chain/30-antispam.conf" <<CHAIN
+stage = antispam
+engine = rspamd
+server = 127.0.0.1:$rs_port
+timeout = 20s
+reject_score = 15
+add_header = yes
+CHAIN
+sink_start sink "$sink_port"
+rcd_conf "$T/r.conf" "$port" "smtp:[127.0.0.1]:$sink_port" <<CONF
+chain_directory = $T/chain
+CONF
+rcd_start r "$T/r.conf" "$port" || finish
+timeout 60 swaks --server "127.0.0.1:$port" --helo client.test.example \
+    --from alice@example.com --to bob@example.org --header "Subject: g" \
+    --body "$GTUBE" >"$T/stage-gtube.out" 2>&1
+check "stage: GTUBE gets 554 5.7.1" grep -q '<\*\* *554 5\.7\.1 ' "$T/stage-gtube.out"
+check "stage: the log line says reject, the score and GTUBE" \
+    grep -q 'antispam: reject, score=15\.0 ([A-Z_,]*GTUBE[A-Z_,]*), engine=rspamd, [0-9]*ms' "$T/r.log"
+timeout 60 swaks --server "127.0.0.1:$port" --helo client.test.example \
+    --from alice@example.com --to bob@example.org --header "Subject: h" \
+    --header "X-Spam-Score: -100" \
+    --body "Hello Bob, the minutes of Tuesday's meeting are below." \
+    >"$T/stage-ham.out" 2>&1
+check "stage: a plain message is accepted" grep -q '<- *250 ' "$T/stage-ham.out"
+check "stage: it reaches the sink" sink_wait sink 1 10
+sleep 0.3
+check "stage: only it reached the sink ($(sink_count sink))" [ "$(sink_count sink)" -eq 1 ]
+f=$(sink_files sink | head -n 1)
+check "stage: it carries our X-Spam-Score, once, not the client's" \
+    sh -c "[ \$(grep -c '^X-Spam-Score:' '$f') -eq 1 ] && ! grep -q '^X-Spam-Score: -100' '$f'"
+check "stage: it carries an X-Spam-Status" grep -q '^X-Spam-Status: ' "$f"
+check "stage: the log line says continue and the engine" \
+    grep -q 'antispam: continue, score=-\{0,1\}[0-9.]*/15\.0, engine=rspamd, [0-9]*ms' "$T/r.log"
+
+# ------------------------------------------------- 5. rspamd stopped
 kill -TERM "$rs_pid"
 i=0
 while kill -0 "$rs_pid" 2>/dev/null && [ $i -lt 100 ]; do
@@ -192,6 +236,14 @@ check "rspamd stopped, UNIX socket: an error ($PROBE_OUT)" [ "$PROBE_RC" -eq 1 ]
 check "rspamd stopped, UNIX socket: it says why" grep -q \
     "^error: io: rspamd unix:$sock: connect: \(No such file\|Connection refused\)" \
     "$T/down-unix.out"
+timeout 60 swaks --server "127.0.0.1:$port" --helo client.test.example \
+    --from alice@example.com --to bob@example.org --header "Subject: d" \
+    --body "Hello again" >"$T/stage-down.out" 2>&1
+check "stage, rspamd stopped: 451 4.7.1" grep -q '<\*\* *451 4\.7\.1 ' "$T/stage-down.out"
+sleep 0.3
+check "stage, rspamd stopped: nothing more delivered ($(sink_count sink))" \
+    [ "$(sink_count sink)" -eq 1 ]
+rcd_stop r
 
 if [ "$failures" -ne 0 ] || [ -n "${SMTPD_VERBOSE:-}" ]; then
     for f in "$T"/*.out; do
