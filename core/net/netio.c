@@ -42,6 +42,7 @@
 #include <openssl/err.h>
 
 #include "net/netio.h"
+#include "util/fdio.h"
 
 #define NETIO_IBUF 16384
 
@@ -71,10 +72,7 @@ netio_apply_timeout(int fd, int ms)
 long long
 netio_now_ms(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return fdio_now_ms();
 }
 
 /* netio_deadline - the deadline of a record that starts now, or 0 when

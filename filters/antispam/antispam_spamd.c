@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "filters/antispam/antispam_int.h"
+#include "util/fdio.h"
 #include "util/buf.h"
 
 #define FLT_AS_SPAMD_REPLY_MAX (64 * 1024) /* octets of an answer read */
@@ -48,15 +49,6 @@ struct flt_as_spamd {
     char *spec; /* "127.0.0.1:783", for errors */
     int timeout_ms;
 };
-
-static long long
-flt_as_spamd_now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* flt_as_spamd_addr - server ("host:port", "[v6]:port", "unix:/path")
  * into s->addr. */
@@ -157,32 +149,6 @@ flt_as_spamd_create(const char *server, int timeout_ms, struct err *e)
     return s;
 }
 
-/* flt_as_spamd_wait - poll fd until the deadline: revents, 0 when out of
- * time, -1 on a poll error. */
-static int
-flt_as_spamd_wait(int fd, short events, long long deadline)
-{
-    struct pollfd pfd;
-    long long left;
-    int rc;
-
-    for (;;) {
-        left = deadline - flt_as_spamd_now();
-        if (left <= 0)
-            return 0;
-        pfd.fd = fd;
-        pfd.events = events;
-        pfd.revents = 0;
-        rc = poll(&pfd, 1, (int)left);
-        if (rc < 0 && errno == EINTR)
-            continue;
-        if (rc < 0)
-            return -1;
-        if (rc > 0)
-            return pfd.revents;
-    }
-}
-
 static int
 flt_as_spamd_send(const struct flt_as_spamd *s, int fd, const char *p,
                   size_t n, long long deadline, struct err *e)
@@ -191,7 +157,7 @@ flt_as_spamd_send(const struct flt_as_spamd *s, int fd, const char *p,
     int ev;
 
     while (n > 0) {
-        ev = flt_as_spamd_wait(fd, POLLOUT, deadline);
+        ev = fdio_wait(fd, POLLOUT, deadline);
         if (ev == 0)
             return err_set(e, ERR_TEMP, "spamd %s: timed out sending",
                            s->spec);
@@ -452,7 +418,7 @@ flt_as_spamd_check(void *eng, const struct flt_as_query *q,
                    struct flt_as_answer *a, struct err *e)
 {
     const struct flt_as_spamd *s = eng;
-    long long deadline = flt_as_spamd_now() + s->timeout_ms;
+    long long deadline = fdio_now_ms() + s->timeout_ms;
     struct buf req;
     char *reply = NULL;
     size_t got = 0;
@@ -478,7 +444,7 @@ flt_as_spamd_check(void *eng, const struct flt_as_query *q,
             err_sys(e, ERR_IO, "spamd %s: connect", s->spec);
             goto done;
         }
-        ev = flt_as_spamd_wait(fd, POLLOUT, deadline);
+        ev = fdio_wait(fd, POLLOUT, deadline);
         if (ev == 0) {
             err_set(e, ERR_TEMP, "spamd %s: connect timed out", s->spec);
             goto done;
@@ -498,7 +464,7 @@ flt_as_spamd_check(void *eng, const struct flt_as_query *q,
      * the answer, which ends it. */
     shutdown(fd, SHUT_WR);
     for (;;) {
-        ev = flt_as_spamd_wait(fd, POLLIN, deadline);
+        ev = fdio_wait(fd, POLLIN, deadline);
         if (ev == 0) {
             err_set(e, ERR_TEMP, "spamd %s: no answer within %d ms", s->spec,
                     s->timeout_ms);

@@ -28,6 +28,7 @@
 #include <gmime/gmime.h>
 
 #include "filters/antivirus/antivirus_int.h"
+#include "util/fdio.h"
 #include "util/addr.h"
 #include "filters/filters.h"
 #include "util/log.h"
@@ -105,32 +106,6 @@ flt_av_clamd_addr(struct flt_av *fa, const struct cfg *c, const char *spec,
     return 0;
 }
 
-/* flt_av_wait - poll fd for events until the deadline; returns revents,
- * 0 on timeout, -1 on a poll error. */
-static int
-flt_av_wait(int fd, short events, long long deadline)
-{
-    struct pollfd pfd;
-    long long left;
-    int rc;
-
-    for (;;) {
-        left = deadline - flt_av_now_ms();
-        if (left <= 0)
-            return 0;
-        pfd.fd = fd;
-        pfd.events = events;
-        pfd.revents = 0;
-        rc = poll(&pfd, 1, left > 60000 ? 60000 : (int)left);
-        if (rc < 0 && errno == EINTR)
-            continue;
-        if (rc < 0)
-            return -1;
-        if (rc > 0)
-            return pfd.revents;
-    }
-}
-
 /* flt_av_send - send all of p unless clamd answers first. Returns 0 when
  * sent, 1 when an answer (or the end of the connection) is waiting to be
  * read, -1 with e set. */
@@ -143,7 +118,7 @@ flt_av_send(const struct flt_av *fa, int fd, const void *p, size_t n,
     int ev;
 
     while (n > 0) {
-        ev = flt_av_wait(fd, POLLOUT | POLLIN, deadline);
+        ev = fdio_wait(fd, POLLOUT | POLLIN, deadline);
         if (ev == 0)
             return err_set(e, ERR_TEMP, "clamd %s: timed out sending",
                            fa->clamd_spec);
@@ -244,7 +219,7 @@ flt_av_clamd_scan(const struct flt_av *fa, const char *data, size_t len,
             err_sys(e, ERR_TEMP, "clamd %s: connect", fa->clamd_spec);
             goto fail;
         }
-        ev = flt_av_wait(fd, POLLOUT, deadline);
+        ev = fdio_wait(fd, POLLOUT, deadline);
         if (ev <= 0) {
             err_set(e, ERR_TEMP, "clamd %s: connect timed out",
                     fa->clamd_spec);
@@ -275,7 +250,7 @@ flt_av_clamd_scan(const struct flt_av *fa, const char *data, size_t len,
      * connection. */
     while (got < FLT_AV_REPLY_MAX &&
            (got == 0 || memchr(reply, '\0', got) == NULL)) {
-        ev = flt_av_wait(fd, POLLIN, deadline);
+        ev = fdio_wait(fd, POLLIN, deadline);
         if (ev == 0) {
             err_set(e, ERR_TEMP, "clamd %s: no answer within clamd_timeout",
                     fa->clamd_spec);

@@ -30,6 +30,7 @@
 #include <gmime/gmime.h>
 
 #include "filters/antivirus/antivirus_int.h"
+#include "util/fdio.h"
 #include "util/addr.h"
 #include "filters/filters.h"
 #include "util/log.h"
@@ -66,10 +67,7 @@ flt_av_printable(const char *s, size_t n, size_t max, char *out, size_t size)
 long long
 flt_av_now_ms(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return fdio_now_ms();
 }
 
 /* flt_av_buf_has - 1 when the NUL-separated list in b holds s. */
