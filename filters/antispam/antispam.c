@@ -138,6 +138,15 @@ flt_as_decide(const struct flt_as_thresholds *t, double score)
     return FLT_AS_CONTINUE;
 }
 
+const char *
+flt_as_client_name(const char *name)
+{
+    if (name == NULL || name[0] == '\0' || name[0] == '[' ||
+        strcasecmp(name, "unknown") == 0)
+        return NULL;
+    return name;
+}
+
 static void
 flt_as_free(struct stage *st)
 {
@@ -376,7 +385,7 @@ flt_as_run(const struct stage *st, struct msg *m, struct verdict *v,
     q.rcpts = rcpts;
     q.nrcpts = env->nrcpts;
     q.client_addr = env->client_addr;
-    q.client_name = env->client_name;
+    q.client_name = flt_as_client_name(env->client_name);
     q.helo = env->helo;
     q.auth_user = env->auth_user;
 

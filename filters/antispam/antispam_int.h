@@ -93,6 +93,13 @@ struct flt_as_thresholds {
 enum flt_as_action flt_as_decide(const struct flt_as_thresholds *t,
                                  double score);
 
+/* flt_as_client_name - the client's host name as the engines are told
+ * it: NULL when the front end does not know one. The SMTP front end
+ * says "unknown", as Postfix does; a milter is given Sendmail's
+ * "[192.0.2.1]" by Postfix and Sendmail alike. Either, passed on, would
+ * read as a name that resolved. */
+const char *flt_as_client_name(const char *name);
+
 /* flt_as_rspamd_parse - read rspamd's /checkv2 JSON reply (len octets,
  * no NUL needed) into a: score, required_score and the names of the
  * symbols, highest score first. -1 with e set when it is not JSON, is

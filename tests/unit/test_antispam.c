@@ -158,6 +158,32 @@ test_decide(void **state)
     }
 }
 
+/* The engines are told no name rather than a placeholder: "unknown"
+ * from the SMTP front end (and Postfix's XFORWARD), Sendmail's
+ * "[address]" from a milter. */
+static void
+test_client_name(void **state)
+{
+    static const struct {
+        const char *in, *want;
+    } cases[] = {
+        {NULL, NULL},
+        {"", NULL},
+        {"unknown", NULL},
+        {"UNKNOWN", NULL},
+        {"[192.0.2.1]", NULL},
+        {"[IPv6:2001:db8::1]", NULL},
+        {"mail.example.com", "mail.example.com"},
+        {"unknown.example.com", "unknown.example.com"},
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        unit_str_eq(cases[i].in ? cases[i].in : "(null)",
+                    flt_as_client_name(cases[i].in), cases[i].want);
+}
+
 int
 main(void)
 {
@@ -165,6 +191,7 @@ main(void)
         cmocka_unit_test(test_parse),
         cmocka_unit_test(test_parse_long),
         cmocka_unit_test(test_decide),
+        cmocka_unit_test(test_client_name),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
