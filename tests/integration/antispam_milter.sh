@@ -19,14 +19,8 @@
 #      is delivered.
 . "$top_srcdir/tests/integration/milter_lib.sh"
 
-if ! command -v spamd >/dev/null 2>&1; then
-    echo "$0: spamd is missing (scripts/setup installs spamd and spamassassin)" >&2
-    exit 1
-fi
-if ! grep -q '^body GTUBE' /usr/share/spamassassin/20_body_tests.cf 2>/dev/null; then
-    echo "$0: the packaged SpamAssassin rules (GTUBE) are missing" >&2
-    exit 1
-fi
+. "$top_srcdir/tests/integration/spamd_lib.sh"
+spamd_require
 set -- $(free_ports 3)
 sa_port=$1 pf_port=$2 sink_port=$3
 sock=$T/rc/milter.sock
@@ -34,30 +28,7 @@ mkdir -p "$T/rc"
 chmod 755 "$T/rc"
 
 # ------------------------------------------------------------- spamd
-mkdir -p "$T/sa"
-cp /etc/spamassassin/*.pre "$T/sa/"
-cat >"$T/sa/local.cf" <<'EOF'
-use_bayes 0
-bayes_auto_learn 0
-skip_rbl_checks 1
-dns_available no
-EOF
-chmod -R a+rX "$T/sa"
-spamd -x -u nobody --listen="127.0.0.1:$sa_port" --allowed-ips=127.0.0.1 \
-    --siteconfigpath="$T/sa" --syslog=stderr --pidfile="$T/spamd.pid" -m 2 \
-    -D received-header >"$T/spamd.log" 2>&1 &
-sa_pid=$!
-smtpd_track "$sa_pid"
-i=0
-while [ -z "$(ss -Hltn "sport = :$sa_port" 2>/dev/null)" ] && [ $i -lt 600 ]; do
-    kill -0 "$sa_pid" 2>/dev/null || break
-    sleep 0.1
-    i=$((i + 1))
-done
-if [ -z "$(ss -Hltn "sport = :$sa_port" 2>/dev/null)" ]; then
-    fail "spamd did not start: $(tail -n 5 "$T/spamd.log")"
-    finish
-fi
+spamd_start "$sa_port" -D received-header
 
 # ------------------------------------------------- relaychaind, Postfix
 mkdir -p "$T/chain.d"
@@ -127,8 +98,8 @@ check "2: spamd saw the client 127.0.0.2 (no name), its HELO and the queue id" \
     grep -q "received-header: parsed as \[ ip=127\.0\.0\.2 rdns= helo=client\.test\.example by=relaychain ident= envfrom= intl=[01] id=$q2 auth= " "$T/spamd.log"
 
 # 3. spamd stopped
-kill -TERM "$sa_pid"
-wait "$sa_pid" 2>/dev/null
+kill -TERM "$SA_PID"
+wait "$SA_PID" 2>/dev/null
 i=0
 while [ -n "$(ss -Hltn "sport = :$sa_port" 2>/dev/null)" ] && [ $i -lt 100 ]; do
     sleep 0.1

@@ -13,48 +13,21 @@
 #      X-Spam-Status, and the client's forged X-Spam-Status is gone;
 #   2. reject_with_rules = yes ("relaychain filter"): the rule names
 #      follow in the reply;
+#   2b. the shipped chain.d/30-antispam.conf.example, server changed
+#      only: check passes, GTUBE refused, a plain message headed;
 #   3. only quarantine_score: GTUBE is quarantined, not delivered;
 #   4. spamd stopped: 451 4.7.1 and nothing delivered;
 #   5. a server that takes the connection and never answers: 451 within
 #      the stage's timeout, nothing delivered.
 . "$top_srcdir/tests/integration/smtpd_lib.sh"
 
-if ! command -v spamd >/dev/null 2>&1; then
-    echo "$0: spamd is missing (scripts/setup installs spamd and spamassassin)" >&2
-    exit 1
-fi
-if ! grep -q '^body GTUBE' /usr/share/spamassassin/20_body_tests.cf 2>/dev/null; then
-    echo "$0: the packaged SpamAssassin rules (GTUBE) are missing" >&2
-    exit 1
-fi
+. "$top_srcdir/tests/integration/spamd_lib.sh"
+spamd_require
 set -- $(free_ports 7)
 sa_port=$1 stuck_port=$2 port=$3 qport=$4 sport=$5 sink_port=$6 qsink_port=$7
 
 # ------------------------------------------------------------- spamd
-mkdir -p "$T/sa"
-cp /etc/spamassassin/*.pre "$T/sa/"
-cat >"$T/sa/local.cf" <<'EOF2'
-use_bayes 0
-bayes_auto_learn 0
-skip_rbl_checks 1
-dns_available no
-EOF2
-chmod -R a+rX "$T/sa"
-spamd -x -u nobody --listen="127.0.0.1:$sa_port" --allowed-ips=127.0.0.1 \
-    --siteconfigpath="$T/sa" --syslog=stderr --pidfile="$T/spamd.pid" -m 2 \
-    >"$T/spamd.log" 2>&1 &
-sa_pid=$!
-smtpd_track "$sa_pid"
-i=0
-while [ -z "$(ss -Hltn "sport = :$sa_port" 2>/dev/null)" ] && [ $i -lt 600 ]; do
-    kill -0 "$sa_pid" 2>/dev/null || break
-    sleep 0.1
-    i=$((i + 1))
-done
-if [ -z "$(ss -Hltn "sport = :$sa_port" 2>/dev/null)" ]; then
-    fail "spamd did not start: $(tail -n 5 "$T/spamd.log")"
-    finish
-fi
+spamd_start "$sa_port"
 
 # A server that accepts and never says a word.
 "$PY" - "$stuck_port" <<'EOF2' >/dev/null 2>&1 &
@@ -145,6 +118,29 @@ check "reject_with_rules: relaychain filter rejects (exit $rc)" [ "$rc" -eq 2 ]
 check "reject_with_rules: the reply names the rules" \
     grep -q '554 5.7.1 Message refused as spam (\(.*,\)\{0,1\}GTUBE' "$T/f2.err"
 
+# ------------------------------------ 2b. the shipped example, as pasted
+# chain.d/30-antispam.conf.example turned on the way its comment says
+# (copied to a .conf name), with only server pointed at this spamd.
+mkdir -p "$T/cx"
+sed "s|^server = .*|server = 127.0.0.1:$sa_port|" \
+    "$top_srcdir/chain.d/30-antispam.conf.example" >"$T/cx/30-antispam.conf"
+printf 'chain_directory = %s\nquarantine_directory = %s/cxq\n' "$T/cx" "$T" \
+    >"$T/cx.conf"
+check "the shipped example passes relaychain check" \
+    sh -c "'$RC' check -c '$T/cx.conf' >'$T/cx.check' 2>&1"
+"$RC" filter -v -c "$T/cx.conf" <"$T/gtube.eml" >"$T/fx.out" 2>"$T/fx.err"
+rc=$?
+check "the shipped example rejects GTUBE (exit $rc)" [ "$rc" -eq 2 ]
+check "the shipped example's reply names no rule" \
+    sh -c "grep -q '554 5.7.1 Message refused as spam' '$T/fx.err' && ! grep '554 5.7.1' '$T/fx.err' | grep -q GTUBE"
+printf 'From: alice@example.com\nTo: bob@example.org\nSubject: h\nX-Spam-Score: -100\n\nHello Bob, the minutes are below.\n' \
+    >"$T/ham.eml"
+"$RC" filter -c "$T/cx.conf" <"$T/ham.eml" >"$T/fh.out" 2>"$T/fh.err"
+rc=$?
+check "the shipped example passes a plain message (exit $rc)" [ "$rc" -eq 0 ]
+check "with its X-Spam-Score, not the client's" \
+    sh -c "grep -q '^X-Spam-Score: ' '$T/fh.out' && ! grep -q '^X-Spam-Score: -100' '$T/fh.out'"
+
 # ---------------------------------------------------------- 3. quarantine
 as_chain "$T/c3" "server = 127.0.0.1:$sa_port" "quarantine_score = 6"
 sink_start qsink "$qsink_port"
@@ -163,8 +159,8 @@ sleep 0.3
 check "quarantine: nothing reached the sink ($(sink_count qsink))" [ "$(sink_count qsink)" -eq 0 ]
 
 # -------------------------------------------------------- 4. spamd down
-kill -TERM "$sa_pid"
-wait "$sa_pid" 2>/dev/null
+kill -TERM "$SA_PID"
+wait "$SA_PID" 2>/dev/null
 i=0
 while [ -n "$(ss -Hltn "sport = :$sa_port" 2>/dev/null)" ] && [ $i -lt 100 ]; do
     sleep 0.1
