@@ -92,6 +92,8 @@ usage_main(FILE *fp)
             "  status        is relaychaind running: pid, chain, queue, "
             "last reload\n"
             "  reload        make relaychaind reload and print the outcome\n"
+            /* ---- antispam: compromised accounts (hold_user) */
+            "  user          list the held users and clients, release one\n"
             "\n"
             "  relaychain --version\n"
             "  relaychain COMMAND -h   help for one command\n");
@@ -1126,6 +1128,9 @@ main(int argc, char **argv)
         rc = queue_main(argc, argv);
     else if (strcmp(cmd, "status") == 0 || strcmp(cmd, "reload") == 0)
         rc = cmd_ctl(argc, argv);
+    /* ---- antispam: compromised accounts (hold_user) */
+    else if (strcmp(cmd, "user") == 0)
+        rc = user_main(argc, argv);
     else {
         fprintf(stderr, "%s: unknown command '%s'\n", progname, cmd);
         usage_main(stderr);

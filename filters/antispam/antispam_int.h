@@ -13,6 +13,7 @@
 #define RC_ANTISPAM_INT_H
 
 #include <stddef.h>
+#include <time.h>
 
 #include "util/err.h"
 
@@ -106,5 +107,109 @@ const char *flt_as_client_name(const char *name);
  * rspamd's error object, or lacks a finite score or required_score. */
 int flt_as_rspamd_parse(const char *json, size_t len, struct flt_as_answer *a,
                         struct err *e);
+
+/* ------------------------------------------------ compromised accounts
+ * antispam_hold.c: per key ("user:NAME" for an authenticated user,
+ * "client:ADDR" for a client that relays without AUTH) a sliding window
+ * of counts and a baseline, and the holds kept as files. */
+
+/* The measures a key is judged on against its own baseline. */
+enum flt_as_hold_measure {
+    FLT_AS_HM_MESSAGES,
+    FLT_AS_HM_RCPTS,   /* distinct recipients (see antispam_hold.c) */
+    FLT_AS_HM_DOMAINS, /* destination domains the key had not used */
+    FLT_AS_HM_N
+};
+
+/* The limits of a tracker (from hold_* keys). A max of 0 is no ceiling;
+ * max_spam_share of 1 or more is none. */
+struct flt_as_hold_limits {
+    long long window;                   /* seconds, >= 10 */
+    double factor;                      /* times the baseline, > 1 */
+    unsigned long floor[FLT_AS_HM_N];   /* below these nobody is held */
+    unsigned long ceiling[FLT_AS_HM_N]; /* past these anybody is */
+    double max_spam_share;              /* of the scored messages */
+    unsigned long min_scored;           /* share judged from this many */
+    size_t max_keys;                    /* keys remembered at most */
+};
+
+/* What one message adds to its key (all borrowed). */
+struct flt_as_hold_obs {
+    const char *const *rcpts;
+    size_t nrcpts;
+    int scored; /* the engine answered */
+    int spam;   /* and the score was at or over its own required */
+};
+
+/* The counts of a key over the window, and its baseline per window. */
+struct flt_as_hold_counts {
+    unsigned long n[FLT_AS_HM_N];
+    unsigned long scored, spam;
+    double baseline[FLT_AS_HM_N];
+    unsigned periods; /* whole windows the baseline has seen */
+};
+
+#define FLT_AS_HOLD_KEY_MAX 320
+#define FLT_AS_HOLD_WHY_MAX 200
+
+struct flt_as_hold;
+
+/* flt_as_hold_new - a tracker with limits l (copied); dfd is the
+ * hold_directory it keeps holds in (an O_DIRECTORY descriptor it then
+ * owns) or -1 for memory only (the tests). NULL with e set. */
+struct flt_as_hold *flt_as_hold_new(const struct flt_as_hold_limits *l,
+                                    int dfd, struct err *e);
+void flt_as_hold_free(struct flt_as_hold *h);
+
+/* flt_as_hold_key - the tracker's key for a message: "user:NAME" when
+ * auth_user is set, else "client:ADDR", into out (size
+ * FLT_AS_HOLD_KEY_MAX). NULL when neither is known or it does not fit
+ * (the message is then not tracked). */
+const char *flt_as_hold_key(const char *auth_user, const char *client_addr,
+                            char *out, size_t n);
+
+/* flt_as_hold_is_held - 1 when key is held at now, 0 when not. A key
+ * held in memory whose file is gone (relaychain user release) is
+ * released here: its window starts again, its baseline stays. Thread-
+ * safe. */
+int flt_as_hold_is_held(struct flt_as_hold *h, const char *key, time_t now);
+
+/* flt_as_hold_record - count one message of key at now and judge it.
+ * Returns 1 when this message put key past a limit: key is now held
+ * (with its file written when the tracker has a directory; a file that
+ * could not be written is logged, and the key is judged again at its
+ * next message), and why says which measure, in words; 0 when not.
+ * Thread-safe. */
+int flt_as_hold_record(struct flt_as_hold *h, const char *key,
+                       const struct flt_as_hold_obs *o, time_t now, char *why,
+                       size_t n);
+
+/* flt_as_hold_release - lift key's hold in memory and start its window
+ * again (the tests; the daemon learns of a release by the file). 0, or
+ * -1 when key is not known. */
+int flt_as_hold_release(struct flt_as_hold *h, const char *key, time_t now);
+
+/* flt_as_hold_counts - key's counts at now into c; -1 when key is not
+ * known. For the tests and the log. */
+int flt_as_hold_counts(struct flt_as_hold *h, const char *key, time_t now,
+                       struct flt_as_hold_counts *c);
+
+/* flt_as_hold_nkeys - how many keys the tracker remembers. */
+size_t flt_as_hold_nkeys(struct flt_as_hold *h);
+
+/* flt_as_hold_judge - the decision, pure: 1 with why filled when counts
+ * c are past a ceiling of l, or past both a floor and factor times the
+ * baseline (once the baseline has seen a whole window); 0 otherwise. */
+int flt_as_hold_judge(const struct flt_as_hold_limits *l,
+                      const struct flt_as_hold_counts *c, char *why, size_t n);
+
+/* flt_as_hold_load - read the holds of the tracker's directory (files
+ * written by an earlier run) into memory. Returns how many, or -1 with
+ * e set when the directory cannot be read. */
+long flt_as_hold_load(struct flt_as_hold *h, time_t now, struct err *e);
+
+/* flt_as_hold_dir - the O_DIRECTORY descriptor of path, made (mode 0750)
+ * when missing and create is set; -1 with e. */
+int flt_as_hold_dir(const char *path, int create, struct err *e);
 
 #endif
