@@ -585,8 +585,11 @@ flt_as_key_print(const char *key, char *out, size_t n)
  * text notice, no part of the message. Failures are logged only. */
 static void
 flt_as_hold_notify(const struct stage *st, const struct flt_as *fa,
-                   const struct msg *m, const char *who, const char *why)
+                   const struct msg *m, const char *key, const char *who,
+                   const char *why)
 {
+    /* What "relaychain user release" takes: a user's bare name. */
+    const char *arg = strncmp(key, "user:", 5) == 0 ? key + 5 : key;
     char date[64];
     struct stage_reply r;
     struct buf b;
@@ -620,7 +623,7 @@ flt_as_hold_notify(const struct stage *st, const struct flt_as *fa,
                (long long)now, fa->hostname, st->name, who,
                fa->hold_mode == FLT_AS_HOLD_QUARANTINE ? "quarantined"
                                                        : "451 4.7.1",
-               who, why, msg_qid(m));
+               arg, why, msg_qid(m));
     if (e.code != ERR_NONE) {
         log_warning(msg_qid(m), "%s: notice to %s not sent: %s", st->name,
                     fa->notify_address, e.text);
@@ -711,7 +714,7 @@ flt_as_run(const struct stage *st, struct msg *m, struct verdict *v,
             log_warning(msg_qid(m), "%s: hold %s: %s", st->name, who,
                         why_hold);
             if (fa->notify != NULL)
-                flt_as_hold_notify(st, fa, m, who, why_hold);
+                flt_as_hold_notify(st, fa, m, key, who, why_hold);
             return flt_as_held(fa, who, v);
         }
     }

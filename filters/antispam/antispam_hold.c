@@ -21,12 +21,13 @@
  *     new;
  *   - a baseline per measure: an exponential moving average (weight
  *     1/FLT_AS_HOLD_EMA) of its totals per whole window, windows without
- *     mail counting as zero.
+ *     mail counting as zero; the window the key was first seen in is
+ *     left out, as it was seen in part.
  *
  * flt_as_hold_judge() is the decision, a pure function of the counts:
  * past a fixed ceiling, or past max(floor, factor x baseline) once the
  * baseline has seen a whole window. A key first seen has no baseline:
- * only the ceilings apply to it in its first window.
+ * only the ceilings apply to it until a whole window of it has passed.
  *
  * A held key is one file in hold_directory (written by rename, fsynced):
  *     key: user:alice
@@ -95,6 +96,7 @@ struct flt_as_hold_ent {
     uint32_t ptot[FLT_AS_HM_N]; /* totals of that window */
     double ema[FLT_AS_HM_N];    /* the baseline */
     unsigned periods;           /* whole windows folded into it */
+    int partial;                /* period began before the key was seen */
 };
 
 struct flt_as_hold {
@@ -329,6 +331,7 @@ flt_as_hold_get(struct flt_as_hold *h, const char *key, time_t now)
     }
     x->last = now;
     x->period = (int64_t)now / h->l.window;
+    x->partial = (int64_t)now % h->l.window != 0;
     x->held = flt_as_hold_file_exists(h, key, 0);
     *pp = x;
     h->nkeys++;
@@ -347,6 +350,12 @@ flt_as_hold_roll(const struct flt_as_hold *h, struct flt_as_hold_ent *x,
     if (cur <= x->period)
         return;
     for (k = 0; k < cur - x->period && k < FLT_AS_HOLD_IDLE_MAX; k++) {
+        /* The window the key was first seen in was seen in part: as a
+         * baseline it would make the key's usual rate look like a jump. */
+        if (k == 0 && x->partial) {
+            x->partial = 0;
+            continue;
+        }
         for (i = 0; i < FLT_AS_HM_N; i++) {
             double v = k == 0 ? (double)x->ptot[i] : 0.0;
 

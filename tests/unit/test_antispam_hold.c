@@ -181,6 +181,18 @@ test_usual_never_held(void **state)
         unit_fail("baseline", "got %.2f messages, want about 20",
                   c.baseline[FLT_AS_HM_MESSAGES]);
     flt_as_hold_free(h);
+
+    /* Low floors and factor 3: a key first seen in the middle of a window
+     * at its usual rate is not taken for a jump over that part of a
+     * window. */
+    l.factor = 3;
+    l.floor[FLT_AS_HM_MESSAGES] = 5;
+    l.floor[FLT_AS_HM_RCPTS] = 10;
+    l.floor[FLT_AS_HM_DOMAINS] = 5;
+    h = tracker(&l, -1);
+    unit_int_eq("first seen mid-window, low floors: holds",
+                usual(h, "user:zoe", T0 + 3000, 24), 0);
+    flt_as_hold_free(h);
 }
 
 static void
