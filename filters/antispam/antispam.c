@@ -156,6 +156,11 @@ static const struct cfg_option flt_as_options[] = {
      "whose sending jumps past its own baseline or a ceiling: no, "
      "tempfail (451 4.7.1 for its mail until released) or quarantine",
      flt_as_hold_choices, 0, 0, 0},
+    {"hold_clients", CFG_BOOL, "yes",
+     "count the mail a client relays without AUTH by its address, too (no: "
+     "authenticated users only; say no where all mail comes from one MTA, "
+     "as behind Postfix's content_filter, whose address it would be)",
+     NULL, 0, 0, 0},
     {"hold_directory", CFG_PATH, CONF_SPOOL_DIR "/holds",
      "where each hold is kept as a file, which \"relaychain user release\" "
      "removes",
@@ -212,11 +217,11 @@ static const struct cfg_option flt_as_options[] = {
 
 /* The hold keys, refused when hold_user = no: they would do nothing. */
 static const char *const flt_as_hold_keys[] = {
-    "hold_directory",      "hold_window",           "hold_factor",
-    "hold_floor_messages", "hold_floor_recipients", "hold_floor_domains",
-    "hold_max_messages",   "hold_max_recipients",   "hold_max_domains",
-    "hold_max_spam_share", "hold_min_scored",       "hold_max_keys",
-    "notify_address",      "notify_next_hop",
+    "hold_clients",       "hold_directory",      "hold_window",
+    "hold_factor",        "hold_floor_messages", "hold_floor_recipients",
+    "hold_floor_domains", "hold_max_messages",   "hold_max_recipients",
+    "hold_max_domains",   "hold_max_spam_share", "hold_min_scored",
+    "hold_max_keys",      "notify_address",      "notify_next_hop",
 };
 
 struct flt_as {
@@ -229,6 +234,7 @@ struct flt_as {
     /* hold_user */
     enum flt_as_hold_mode hold_mode;
     struct flt_as_hold *hold; /* NULL: off (or check only) */
+    int hold_clients;
     char *notify_address;
     struct stage_notifier *notify;
     void (*notifier_free)(struct stage_notifier *n);
@@ -332,6 +338,7 @@ flt_as_init_hold(struct stage *st, struct flt_as *fa, const struct cfg *c,
                                "set hold_user too (tempfail or quarantine)");
         return 0;
     }
+    fa->hold_clients = cfg_bool(c, "hold_clients");
     memset(&l, 0, sizeof(l));
     l.window = cfg_num(c, "hold_window") / 1000;
     if (flt_as_real_key(c, "hold_factor", 1.01, 1000000, &l.factor, e) < 0 ||
@@ -670,8 +677,9 @@ flt_as_run(const struct stage *st, struct msg *m, struct verdict *v,
     int rc;
 
     if (fa->hold != NULL &&
-        (key = flt_as_hold_key(env->auth_user, env->client_addr, keybuf,
-                               sizeof(keybuf))) != NULL) {
+        (key = flt_as_hold_key(env->auth_user,
+                               fa->hold_clients ? env->client_addr : NULL,
+                               keybuf, sizeof(keybuf))) != NULL) {
         flt_as_key_print(key, who, sizeof(who));
         /* A held key's mail is not scanned, and not counted. */
         if (flt_as_hold_is_held(fa->hold, key, time(NULL)))

@@ -34,9 +34,10 @@
  *     since: 1765100000
  *     reason: recipients 412 in 3600s > 10x baseline 37.0 (floor 200)
  * named "user.alice" or "client.192.0.2.1" (octets other than letters,
- * digits and .-_@+ written %XX). The file is looked at (fstatat) only
- * for a key held in memory, so "relaychain user release" (which removes
- * it) takes effect at the key's next message, with no reload; the
+ * digits and .-_@+ written %XX; a name past FLT_AS_HOLD_NAME_MAX octets
+ * cut, with a hash of the whole key after a "#"). The file is looked at
+ * (fstatat) only for a key held in memory, so "relaychain user release" (which
+ * removes it) takes effect at the key's next message, with no reload; the
  * release starts the key's window again, and its baseline stays. A held
  * key's messages are not counted. The directory is read at start-up;
  * a key not in memory (evicted, or new) is looked for when it is first
@@ -85,7 +86,8 @@ struct flt_as_hold_seen {
 };
 
 struct flt_as_hold_ent {
-    struct flt_as_hold_ent *next; /* hash chain */
+    struct flt_as_hold_ent *next;          /* hash chain */
+    struct flt_as_hold_ent *older, *newer; /* the recency list */
     char *key;
     time_t last;
     int held;
@@ -108,6 +110,7 @@ struct flt_as_hold {
     pthread_mutex_t lock;
     size_t nhash, nkeys;
     struct flt_as_hold_ent **hash;
+    struct flt_as_hold_ent *oldest, *newest;
 };
 
 /* ---------------------------------------------------------------- keys */
@@ -151,17 +154,23 @@ flt_as_hold_key(const char *auth_user, const char *client_addr, char *out,
     return out;
 }
 
-/* flt_as_hold_file_name - the file name of key into out (size n):
- * "user:alice" -> "user.alice", other octets %XX. NULL when it does not
- * fit: such a key is held in memory only (and logged so). */
+/* flt_as_hold_file_name - the file name of key into out (size n, at
+ * least FLT_AS_HOLD_NAME_MAX + 1): "user:alice" -> "user.alice", octets
+ * other than letters, digits and .-_@+ as %XX. A name that would be
+ * longer than FLT_AS_HOLD_NAME_MAX is cut and ends in "#" and 16 hex
+ * digits of a hash of the whole key (FNV-1a, 64 bits, unseeded: the
+ * same in every run). The key itself is inside the file. NULL for a key
+ * without a kind. */
 static const char *
 flt_as_hold_file_name(const char *key, char *out, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
     const char *colon = strchr(key, ':'), *p;
-    size_t k = 0;
+    size_t k, room = FLT_AS_HOLD_NAME_MAX - 17;
+    uint64_t fnv = 14695981039346656037ull;
 
-    if (colon == NULL || (size_t)(colon - key) + 1 >= n)
+    if (colon == NULL || colon == key || (size_t)(colon - key) + 2 > room ||
+        n < FLT_AS_HOLD_NAME_MAX + 1)
         return NULL;
     memcpy(out, key, (size_t)(colon - key));
     k = (size_t)(colon - key);
@@ -172,19 +181,23 @@ flt_as_hold_file_name(const char *key, char *out, size_t n)
         if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
             (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '@' ||
             c == '+' || (c == '.' && p != colon + 1)) {
-            if (k + 1 >= n)
-                return NULL;
+            if (k + 1 > room)
+                break;
             out[k++] = (char)c;
         } else {
-            if (k + 3 >= n)
-                return NULL;
+            if (k + 3 > room)
+                break;
             out[k++] = '%';
             out[k++] = hex[c >> 4];
             out[k++] = hex[c & 15];
         }
     }
-    if (k > FLT_AS_HOLD_NAME_MAX)
-        return NULL;
+    if (*p != '\0') {
+        for (p = key; *p != '\0'; p++)
+            fnv = (fnv ^ (unsigned char)*p) * 1099511628211ull;
+        snprintf(out + k, n - k, "#%016llx", (unsigned long long)fnv);
+        return out;
+    }
     out[k] = '\0';
     return out;
 }
@@ -271,25 +284,49 @@ flt_as_hold_slot(struct flt_as_hold *h, const char *key)
     return pp;
 }
 
+static void
+flt_as_hold_unlink(struct flt_as_hold *h, struct flt_as_hold_ent *x)
+{
+    if (x->older != NULL)
+        x->older->newer = x->newer;
+    else
+        h->oldest = x->newer;
+    if (x->newer != NULL)
+        x->newer->older = x->older;
+    else
+        h->newest = x->older;
+    x->older = x->newer = NULL;
+}
+
+static void
+flt_as_hold_push(struct flt_as_hold *h, struct flt_as_hold_ent *x)
+{
+    x->older = h->newest;
+    x->newer = NULL;
+    if (h->newest != NULL)
+        h->newest->newer = x;
+    else
+        h->oldest = x;
+    h->newest = x;
+}
+
 /* flt_as_hold_evict - drop the least recently seen key, one not held
- * when there is one. */
+ * when there is one: the walk passes over held keys only, which are few
+ * (each is an incident an admin is told of). */
 static void
 flt_as_hold_evict(struct flt_as_hold *h)
 {
-    struct flt_as_hold_ent *x, *best = NULL, **pp;
-    size_t i;
+    struct flt_as_hold_ent *x, **pp;
 
-    for (i = 0; i < h->nhash; i++)
-        for (x = h->hash[i]; x != NULL; x = x->next)
-            if (best == NULL || (best->held && !x->held) ||
-                (best->held == x->held && x->last < best->last))
-                best = x;
-    if (best == NULL)
+    for (x = h->oldest; x != NULL && x->held; x = x->newer)
+        ;
+    if (x == NULL && (x = h->oldest) == NULL)
         return;
-    pp = flt_as_hold_slot(h, best->key);
-    *pp = best->next;
-    free(best->key);
-    free(best);
+    pp = flt_as_hold_slot(h, x->key);
+    *pp = x->next;
+    flt_as_hold_unlink(h, x);
+    free(x->key);
+    free(x);
     h->nkeys--;
 }
 
@@ -317,6 +354,10 @@ flt_as_hold_get(struct flt_as_hold *h, const char *key, time_t now)
 
     if (*pp != NULL) {
         (*pp)->last = now;
+        if (*pp != h->newest) {
+            flt_as_hold_unlink(h, *pp);
+            flt_as_hold_push(h, *pp);
+        }
         return *pp;
     }
     if (h->nkeys >= h->l.max_keys) {
@@ -334,6 +375,7 @@ flt_as_hold_get(struct flt_as_hold *h, const char *key, time_t now)
     x->partial = (int64_t)now % h->l.window != 0;
     x->held = flt_as_hold_file_exists(h, key, 0);
     *pp = x;
+    flt_as_hold_push(h, x);
     h->nkeys++;
     return x;
 }
@@ -485,7 +527,7 @@ flt_as_hold_write(const struct flt_as_hold *h, const char *key, time_t now,
     int fd, len, rc = 0;
 
     if (flt_as_hold_file_name(key, name, sizeof(name)) == NULL)
-        return err_set(e, ERR_INPUT, "the key is too long for a file name");
+        return err_set(e, ERR_INPUT, "'%s' is not a key", key);
     len = snprintf(text, sizeof(text), "key: %s\nsince: %lld\nreason: %s\n",
                    key, (long long)now, why);
     if (len < 0 || (size_t)len >= sizeof(text))
@@ -636,12 +678,48 @@ flt_as_hold_counts(struct flt_as_hold *h, const char *key, time_t now,
 int
 flt_as_hold_dir(const char *path, int create, struct err *e)
 {
-    int fd;
+    char parent[4096];
+    struct stat sb, pb;
+    const char *slash;
+    int fd, made = 0;
 
-    if (create && mkdir(path, 0750) < 0 && errno != EEXIST)
-        return err_sys(e, ERR_CONFIG, "%s", path);
+    if (create) {
+        if (mkdir(path, 0750) == 0)
+            made = 1;
+        else if (errno != EEXIST)
+            return err_sys(e, ERR_CONFIG, "%s", path);
+    }
     if ((fd = cfg_open_dir(path, e)) < 0)
         return -1;
+    /* Made by root (relaychain filter, a daemon that runs as root): the
+     * directory goes to whoever owns the one it is in, the spool's owner,
+     * so that the daemon's user can write its holds. */
+    if (made && geteuid() == 0 && (slash = strrchr(path, '/')) != NULL &&
+        (size_t)(slash - path) < sizeof(parent)) {
+        memcpy(parent, path, (size_t)(slash - path));
+        parent[slash - path] = '\0';
+        if (stat(slash == path ? "/" : parent, &pb) == 0 && pb.st_uid != 0 &&
+            fchown(fd, pb.st_uid, pb.st_gid) < 0)
+            log_warning(NULL, "%s: chown: %s", path, strerror(errno));
+    }
+    if (fstat(fd, &sb) < 0) {
+        err_sys(e, ERR_CONFIG, "%s", path);
+        close(fd);
+        return -1;
+    }
+    /* A hold is a user's mail stopped, or let go: nobody else may write
+     * one. */
+    if (sb.st_mode & S_IWOTH) {
+        err_set(e, ERR_CONFIG, "%s: writable by everyone (mode %04o)", path,
+                (unsigned)(sb.st_mode & 07777));
+        close(fd);
+        return -1;
+    }
+    if (create && faccessat(fd, ".", W_OK | X_OK, AT_EACCESS) < 0) {
+        err_sys(e, ERR_CONFIG, "%s: holds could not be written", path);
+        close(fd);
+        return -1;
+    }
     return fd;
 }
 

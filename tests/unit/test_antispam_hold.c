@@ -17,6 +17,7 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -319,16 +320,28 @@ test_eviction_bounded(void **state)
         send(h, "user:mallory", T0 + i, 0, 1, 1, 0, why, sizeof(why));
     unit_int_eq("mallory held", flt_as_hold_is_held(h, "user:mallory", T0 + 5),
                 1);
-    /* An attacker's thousand client addresses. */
+    /* An attacker's thousand client addresses; a regular user who keeps
+     * sending in between is recent, and kept. */
     for (i = 0; i < 1000; i++) {
         snprintf(key, sizeof(key), "client:198.51.%d.%d", i / 250, i % 250);
         send(h, key, T0 + 10 + i, 0, 1, 1, 0, why, sizeof(why));
+        if (i % 5 == 0)
+            flt_as_hold_is_held(h, "user:regular", T0 + 10 + i);
         if (flt_as_hold_nkeys(h) > 16)
             unit_fail("eviction", "%zu keys after %d, want at most 16",
                       flt_as_hold_nkeys(h), i + 1);
     }
     unit_int_eq("mallory still held after the flood",
                 flt_as_hold_is_held(h, "user:mallory", T0 + 2000), 1);
+    {
+        struct flt_as_hold_counts c;
+
+        unit_int_eq("the regular user is still known",
+                    flt_as_hold_counts(h, "user:regular", T0 + 2000, &c), 0);
+        unit_int_eq("the first flood address is forgotten",
+                    flt_as_hold_counts(h, "client:198.51.0.0", T0 + 2000, &c),
+                    -1);
+    }
     flt_as_hold_free(h);
 }
 
@@ -372,9 +385,10 @@ test_files(void **state)
 {
     struct flt_as_hold_limits l;
     struct flt_as_hold *h;
-    char dir[] = "/tmp/test_antispam_hold.XXXXXX", path[256], text[512];
-    char why[FLT_AS_HOLD_WHY_MAX];
+    char dir[] = "/tmp/test_antispam_hold.XXXXXX", path[512], text[512];
+    char why[FLT_AS_HOLD_WHY_MAX], longkey[300];
     struct err e;
+    struct stat sb;
     ssize_t n;
     int i, fd, dfd;
 
@@ -390,6 +404,12 @@ test_files(void **state)
         send(h, "client:2001:db8::1", T0 + i, 0, 1, 1, 0, why, sizeof(why));
     for (i = 0; i < 3; i++)
         send(h, "user:frank", T0 + i, 0, 1, 1, 0, why, sizeof(why));
+    /* A login name too long for a file name: cut, with a hash. */
+    memset(longkey, 'x', sizeof(longkey) - 1);
+    memcpy(longkey, "user:", 5);
+    longkey[sizeof(longkey) - 1] = '\0';
+    for (i = 0; i < 3; i++)
+        send(h, longkey, T0 + i, 0, 1, 1, 0, why, sizeof(why));
     flt_as_hold_free(h);
 
     snprintf(path, sizeof(path), "%s/user.frank", dir);
@@ -410,7 +430,9 @@ test_files(void **state)
     dfd = flt_as_hold_dir(dir, 0, &e);
     assert_true(dfd >= 0);
     h = tracker(&l, dfd);
-    unit_int_eq("loaded", flt_as_hold_load(h, T0 + 10, &e), 2);
+    unit_int_eq("loaded", flt_as_hold_load(h, T0 + 10, &e), 3);
+    unit_int_eq("the long key held after restart",
+                flt_as_hold_is_held(h, longkey, T0 + 10), 1);
     unit_int_eq("frank held after restart",
                 flt_as_hold_is_held(h, "user:frank", T0 + 10), 1);
     unit_int_eq("client held after restart",
@@ -428,6 +450,33 @@ test_files(void **state)
     flt_as_hold_free(h);
     snprintf(path, sizeof(path), "%s/client.2001%%3Adb8%%3A%%3A1", dir);
     unlink(path);
+    /* The long key's file: its name cut, with a hash. */
+    {
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        int found = 0;
+
+        assert_non_null(d);
+        while ((de = readdir(d)) != NULL)
+            if (strncmp(de->d_name, "user.xxx", 8) == 0) {
+                found = 1;
+                if (strlen(de->d_name) > 240 ||
+                    strchr(de->d_name, '#') == NULL)
+                    unit_fail("long key", "file name %s", de->d_name);
+                snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+            }
+        closedir(d);
+        unit_int_eq("long key: a file", found, 1);
+        unlink(path);
+    }
+    assert_int_equal(rmdir(dir), 0);
+
+    /* A directory everyone may write is refused. */
+    assert_non_null(mkdtemp(strcpy(dir, "/tmp/test_antispam_hold.XXXXXX")));
+    assert_int_equal(chmod(dir, 0777), 0);
+    assert_int_equal(stat(dir, &sb), 0);
+    unit_int_eq("world-writable directory", flt_as_hold_dir(dir, 1, &e), -1);
+    unit_has("world-writable directory", e.text, "writable by everyone");
     assert_int_equal(rmdir(dir), 0);
 }
 
