@@ -20,6 +20,10 @@
 #   5. "relaychain user list" shows user:alice and the reason; "relaychain
 #      user release alice" lifts it, logs it, and her next message passes,
 #      with no reload; a second release says she is not held;
+#   5b. hold_user = quarantine with a ceiling, through relaychain filter:
+#      a user never seen before, past hold_max_recipients in one message,
+#      is quarantined and held; her next message too; bob's is not;
+#      release as user:NAME;
 #   6. the shipped chain.d/30-antispam.conf.example with its hold_user
 #      line turned on passes relaychain check, and "relaychain user list"
 #      finds its directory; hold keys without hold_user are refused.
@@ -169,6 +173,50 @@ check "the daemon logs the release" \
 rc=$?
 check "a second release fails: not held ($rc)" \
     sh -c "[ $rc -eq 1 ] && grep -q 'user:alice is not held' '$T/rel2.out'"
+
+# ------------------------------ 5b. quarantine, a ceiling, no baseline
+# relaychain filter runs the same stage: with hold_user = quarantine and
+# hold_max_recipients = 5, one message to six recipients from a user
+# never seen before is quarantined and holds her; her next message, to
+# one recipient, is quarantined too (held), bob's is not.
+mkdir -p "$T/cq"
+cat >"$T/cq/30-antispam.conf" <<EOF
+stage = antispam
+engine = spamd
+server = 127.0.0.1:$sa_port
+timeout = 60s
+hold_user = quarantine
+hold_directory = $T/qholds
+hold_max_recipients = 5
+EOF
+printf 'chain_directory = %s\nquarantine_directory = %s/cqq\n' "$T/cq" "$T" \
+    >"$T/cq.conf"
+printf 'From: mallory@example.com\nSubject: hi\n\nHello all.\n' >"$T/m.eml"
+"$RC" filter -v -c "$T/cq.conf" --from mallory@example.com --auth mallory \
+    --rcpt a1@x.example --rcpt a2@x.example --rcpt a3@x.example \
+    --rcpt a4@x.example --rcpt a5@x.example --rcpt a6@x.example \
+    <"$T/m.eml" >"$T/q1.out" 2>"$T/q1.err"
+rc=$?
+check "quarantine: six recipients past the ceiling of 5: quarantined (exit $rc)" \
+    [ "$rc" -eq 5 ]
+check "quarantine: the log names the ceiling" \
+    grep -q 'antispam: hold user=mallory: recipients 6 in 3600s > ceiling 5' "$T/q1.err"
+"$RC" filter -v -c "$T/cq.conf" --from mallory@example.com --auth mallory \
+    --rcpt a1@x.example <"$T/m.eml" >"$T/q2.out" 2>"$T/q2.err"
+rc=$?
+check "quarantine: her next message, one recipient, is held too (exit $rc)" \
+    sh -c "[ $rc -eq 5 ] && grep -q 'held, user=mallory (hold_user = quarantine)' '$T/q2.err'"
+"$RC" filter -v -c "$T/cq.conf" --from bob@example.com --auth bob \
+    --rcpt a1@x.example <"$T/m.eml" >"$T/q3.out" 2>"$T/q3.err"
+rc=$?
+check "quarantine: bob's message goes on (exit $rc)" [ "$rc" -eq 0 ]
+"$RC" user -c "$T/cq.conf" release user:mallory >"$T/qrel.out" 2>&1
+rc=$?
+check "quarantine: released as user:mallory ($rc)" [ "$rc" -eq 0 ]
+"$RC" filter -c "$T/cq.conf" --from mallory@example.com --auth mallory \
+    --rcpt a1@x.example <"$T/m.eml" >"$T/q4.out" 2>"$T/q4.err"
+rc=$?
+check "quarantine: after the release her message goes on (exit $rc)" [ "$rc" -eq 0 ]
 
 # ------------------------------------ 6. the shipped example, turned on
 mkdir -p "$T/cx"
