@@ -2,8 +2,9 @@
  * user_cli - "relaychain user": the users and clients the antispam
  *     stage holds (hold_user)
  *
- *     relaychain user [-c FILE] list
- *     relaychain user [-c FILE] release NAME | user:NAME | client:ADDR
+ *     relaychain user [-c FILE] [-d DIR] list
+ *     relaychain user [-c FILE] [-d DIR] release NAME | user:NAME |
+ *         client:ADDR
  *
  * The antispam stage keeps each hold as a file in its hold_directory
  * (filters/antispam/antispam_hold.c), three lines:
@@ -13,7 +14,9 @@
  * The command finds the directories in the chain: it loads it for
  * checking only (as "relaychain check", which builds no engine and
  * touches no directory) and takes hold_directory of every antispam stage
- * with hold_user set. list prints one line per hold; release removes the
+ * with hold_user set (or takes the one -d names, and then reads the main
+ * file alone, so a chain.d file that does not load never keeps an admin
+ * from the holds). list prints one line per hold; release removes the
  * file whose key matches (a bare NAME is an authenticated user), which
  * the daemon sees at the key's next message, with no reload; it also
  * logs the release to the mail log, as postsuper does.
@@ -240,27 +243,32 @@ int
 user_main(int argc, char **argv)
 {
     const char *path = CONF_DEFAULT_PATH, *cmd, *dirs[USER_DIRS_MAX];
+    const char *dir = NULL;
+    const struct cfg *mc;
+    struct cfg *main_cfg = NULL;
     char key[512];
-    struct conf *cf;
+    struct conf *cf = NULL;
     struct err e;
     size_t nd;
     int c, rc = 1;
 
     optind = 1;
-    while ((c = getopt(argc, argv, "c:h")) != -1) {
+    while ((c = getopt(argc, argv, "c:d:h")) != -1) {
         if (c == 'c') {
             path = optarg;
+        } else if (c == 'd') {
+            dir = optarg;
         } else {
             fprintf(c == 'h' ? stdout : stderr,
-                    "usage: relaychain user [-c FILE] list\n"
-                    "       relaychain user [-c FILE] release NAME|"
+                    "usage: relaychain user [-c FILE] [-d DIR] list\n"
+                    "       relaychain user [-c FILE] [-d DIR] release NAME|"
                     "user:NAME|client:ADDR\n");
             return c == 'h' ? 0 : 1;
         }
     }
     if (optind >= argc) {
-        fprintf(stderr, "usage: relaychain user [-c FILE] list|release "
-                        "[NAME]\n");
+        fprintf(stderr, "usage: relaychain user [-c FILE] [-d DIR] "
+                        "list|release [NAME]\n");
         return 1;
     }
     cmd = argv[optind];
@@ -280,11 +288,24 @@ user_main(int argc, char **argv)
     }
     log_open("relaychain", LOG_MAIL, LOG_SINK_NONE);
     err_clear(&e);
-    if ((cf = conf_load_flags(path, parts_all, CONF_LOAD_CHECK, &e)) == NULL) {
+    /* -d names the directory: the chain is not loaded, so a stage that
+     * does not load (a broken chain.d file) never keeps an admin from
+     * the holds; the main file is still read, for the mail log. */
+    if (dir != NULL)
+        mc = main_cfg = cli_main_cfg(path, &e);
+    else
+        mc = (cf = conf_load_flags(path, parts_all, CONF_LOAD_CHECK, &e)) !=
+                     NULL
+                 ? cf->cfg
+                 : NULL;
+    if (mc == NULL) {
         fprintf(stderr, "relaychain: %s\n", e.text);
         return 1;
     }
-    if ((nd = user_dirs(cf, dirs, USER_DIRS_MAX)) == 0) {
+    if (dir != NULL) {
+        dirs[0] = dir;
+        nd = 1;
+    } else if ((nd = user_dirs(cf, dirs, USER_DIRS_MAX)) == 0) {
         fprintf(stderr, "relaychain: no antispam stage of the chain sets "
                         "hold_user\n");
         goto out;
@@ -298,9 +319,10 @@ user_main(int argc, char **argv)
             snprintf(key, sizeof(key), "%s", name);
         else
             snprintf(key, sizeof(key), "user:%s", name);
-        rc = user_cmd_release(cf->cfg, dirs, nd, key);
+        rc = user_cmd_release(mc, dirs, nd, key);
     }
 out:
     conf_free(cf);
+    cfg_free(main_cfg);
     return rc;
 }

@@ -17,7 +17,8 @@
 #   3. a plain message of alice's is refused too (held, not scanned);
 #      bob's mail still flows;
 #   4. relaychaind restarted: alice is still held (the hold is a file);
-#   5. "relaychain user list" shows user:alice and the reason; "relaychain
+#   5. "relaychain user list" shows user:alice and the reason (and with
+#      -d DIR, when a chain.d file does not load); "relaychain
 #      user release alice" lifts it, logs it, and her next message passes,
 #      with no reload; a second release says she is not held;
 #   5b. hold_user = quarantine with a ceiling, through relaychain filter:
@@ -156,6 +157,18 @@ check "relaychain user list exits 0 ($rc)" [ "$rc" -eq 0 ]
 check "relaychain user list shows alice and the reason" \
     grep -q '^user:alice	held since [0-9-]* [0-9:]* UTC	recipients' "$T/list.out"
 check "and only her" [ "$(wc -l <"$T/list.out")" -eq 1 ]
+# A chain.d file that does not load: -d still reaches the holds.
+mkdir -p "$T/cb"
+printf 'stage = antispam\nengine = nosuch\n' >"$T/cb/30-antispam.conf"
+printf 'chain_directory = %s\n' "$T/cb" >"$T/cb.conf"
+"$RC" user -c "$T/cb.conf" list >"$T/cb1.out" 2>&1
+rc=$?
+check "a broken chain: relaychain user list fails, naming the file ($rc)" \
+    sh -c "[ $rc -eq 1 ] && grep -q '30-antispam.conf:2' '$T/cb1.out'"
+"$RC" user -c "$T/cb.conf" -d "$T/holds" list >"$T/cb2.out" 2>&1
+rc=$?
+check "a broken chain: relaychain user -d DIR list shows alice ($rc)" \
+    sh -c "[ $rc -eq 0 ] && grep -q '^user:alice	' '$T/cb2.out'"
 "$RC" user -c "$T/r.conf" release alice >"$T/rel.out" 2>&1
 rc=$?
 check "relaychain user release alice exits 0 ($rc: $(cat "$T/rel.out"))" [ "$rc" -eq 0 ]
