@@ -158,8 +158,8 @@ static const struct cfg_option flt_as_options[] = {
      flt_as_hold_choices, 0, 0, 0},
     {"hold_clients", CFG_BOOL, "yes",
      "count the mail a client relays without AUTH by its address, too (no: "
-     "authenticated users only; say no where all mail comes from one MTA, "
-     "as behind Postfix's content_filter, whose address it would be)",
+     "authenticated users only; say no where that address says nothing, "
+     "all mail coming from one MTA that sends no XFORWARD)",
      NULL, 0, 0, 0},
     {"hold_directory", CFG_PATH, CONF_SPOOL_DIR "/holds",
      "where each hold is kept as a file, which \"relaychain user release\" "
