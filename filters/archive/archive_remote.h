@@ -44,6 +44,21 @@ extern const struct cfg_option arc_journal_options[];
  * purge at all; 0 otherwise. */
 int arc_s3_keeps_all(const void *s);
 
+/* arc_s3_list_parse - read one ListObjectsV2 answer (body, len octets,
+ * from the server: input) and call fn(arg, key + strip) for each key at
+ * or after from (when not NULL), as the S3 store's list does. Every key
+ * must start with kprefix, have a name after its first strip octets and
+ * come after last (the last key of the page before, "" at first; last
+ * gets each key). token gets the next continuation token, "" when the
+ * answer was the last page; *keys the number of keys on the page. 0, fn's
+ * non-zero value, or -1 with e (ERR_IO for an answer that breaks these
+ * rules or is not a ListBucketResult). Public for the fuzz target. */
+int arc_s3_list_parse(const char *body, size_t len, const char *kprefix,
+                      size_t strip, const char *from, struct buf *last,
+                      struct buf *token, size_t *keys,
+                      int (*fn)(void *arg, const char *name), void *arg,
+                      struct err *e);
+
 /* arc_journal_set_env - lend the journal store s (from
  * arc_store_smtp.open, not check_only) the chain's notice service; env
  * is borrowed until close. It makes the store's notifier for its host

@@ -73,6 +73,7 @@
 #define S3_CRED_MAX 4096               /* octets of the credentials */
 #define S3_CONNECT_MS 10000L           /* at most, within s3_timeout */
 #define S3_ERRTEXT 160                 /* octets of S3's message kept */
+#define S3_EMPTY_PAGES 16 /* "truncated" pages in a row without keys */
 
 const struct cfg_option arc_s3_options[] = {
     {"s3_endpoint", CFG_STRING, NULL,
@@ -597,11 +598,11 @@ s3_xml_child_text(xmlNode *parent, const char *name)
 }
 
 static xmlDoc *
-s3_xml_read(const struct buf *b)
+s3_xml_read(const char *p, size_t len)
 {
-    if (b->len == 0 || b->len > S3_REPLY_MAX)
+    if (p == NULL || len == 0 || len > S3_REPLY_MAX)
         return NULL;
-    return xmlReadMemory(b->data, (int)b->len, "s3.xml", NULL,
+    return xmlReadMemory(p, (int)len, "s3.xml", NULL,
                          XML_PARSE_NONET | XML_PARSE_NOERROR |
                              XML_PARSE_NOWARNING);
 }
@@ -614,7 +615,7 @@ s3_fail(const char *what, const char *name, long status,
 {
     char code[64] = "", msg[S3_ERRTEXT] = "";
     enum err_code ec;
-    xmlDoc *d = s3_xml_read(body);
+    xmlDoc *d = s3_xml_read(body->data, body->len);
 
     if (d != NULL) {
         xmlNode *root = xmlDocGetRootElement(d);
@@ -891,47 +892,35 @@ out:
     return rc;
 }
 
-/* s3_list_page - one ListObjectsV2 request; calls fn for the keys of the
- * page (as names, the prefix taken off) at or after from; token gets the
- * next continuation token ("" on the last page). */
-static int
-s3_list_page(struct s3_store *s, const char *kprefix, const char *after,
-             const char *from, struct buf *token,
-             int (*fn)(void *arg, const char *name), void *arg, struct err *e)
-{
-    struct buf url, body;
-    xmlDoc *d = NULL;
-    xmlNode *root, *n;
-    size_t plen = strlen(s->prefix);
-    long status;
-    int rc = -1, truncated = 0;
-    xmlChar *t;
+/* The state of one list walk across its pages. */
+struct s3_walk {
+    const char *kprefix; /* keys must start with it */
+    size_t strip;        /* octets of the store prefix taken off names */
+    const char *from;    /* names before it are skipped; may be NULL */
+    struct buf last;     /* the last key seen: keys must ascend */
+    struct buf token;    /* the next continuation token, "" at the end */
+    size_t keys;         /* keys on the last page */
+    int (*fn)(void *arg, const char *name);
+    void *arg;
+};
 
-    buf_init(&url, 0);
-    buf_init(&body, S3_REPLY_MAX);
-    /* The parameters in sorted order, as the signature has them. */
-    if (buf_printf(&url, e, "%s/%s?", s->endpoint, s->bucket) < 0)
-        goto out;
-    if (token->len > 0 && (buf_puts(&url, "continuation-token=", e) < 0 ||
-                           s3_encode(&url, buf_str(token), 0, e) < 0 ||
-                           buf_putc(&url, '&', e) < 0))
-        goto out;
-    if (buf_printf(&url, e, "list-type=2&max-keys=%ld&prefix=", s->page) < 0 ||
-        s3_encode(&url, kprefix, 0, e) < 0)
-        goto out;
-    if (after != NULL && token->len == 0 &&
-        (buf_puts(&url, "&start-after=", e) < 0 ||
-         s3_encode(&url, after, 0, e) < 0))
-        goto out;
-    status = s3_request(s, "GET", buf_str(&url), NULL, 0, NULL, &body, "list",
-                        kprefix, e);
-    if (status < 0)
-        goto out;
-    if (status != 200) {
-        s3_fail("list", kprefix, status, &body, e);
-        goto out;
-    }
-    d = s3_xml_read(&body);
+int
+arc_s3_list_parse(const char *body, size_t len, const char *kprefix,
+                  size_t strip, const char *from, struct buf *last,
+                  struct buf *token, size_t *keys,
+                  int (*fn)(void *arg, const char *name), void *arg,
+                  struct err *e)
+{
+    size_t kl = strlen(kprefix);
+    xmlDoc *d;
+    xmlNode *root, *n;
+    xmlChar *t;
+    int rc = -1, truncated;
+
+    *keys = 0;
+    if (strip > kl)
+        return err_set(e, ERR_INTERNAL, "s3 list: prefix longer than keys");
+    d = s3_xml_read(body, len);
     root = d ? xmlDocGetRootElement(d) : NULL;
     if (root == NULL ||
         strcmp((const char *)root->name, "ListBucketResult") != 0) {
@@ -945,17 +934,19 @@ s3_list_page(struct s3_store *s, const char *kprefix, const char *after,
     xmlFree(t);
     if (truncated) {
         t = s3_xml_child_text(root, "NextContinuationToken");
-        if (t == NULL || t[0] == '\0' ||
-            buf_puts(token, (const char *)t, e) < 0) {
-            if (t == NULL || t[0] == '\0')
-                err_set(e, ERR_IO,
-                        "s3 list %s: truncated answer without a "
-                        "continuation token",
-                        kprefix);
+        if (t == NULL || t[0] == '\0') {
             xmlFree(t);
+            err_set(e, ERR_IO,
+                    "s3 list %s: truncated answer without a continuation "
+                    "token",
+                    kprefix);
             goto out;
         }
+        rc = buf_puts(token, (const char *)t, e);
         xmlFree(t);
+        if (rc < 0)
+            goto out;
+        rc = -1;
     }
     for (n = root->children; n; n = n->next) {
         const char *key;
@@ -966,17 +957,28 @@ s3_list_page(struct s3_store *s, const char *kprefix, const char *after,
             continue;
         t = s3_xml_child_text(n, "Key");
         key = (const char *)t;
-        if (key == NULL || strncmp(key, s->prefix, plen) != 0) {
+        /* The server's keys are input: inside the prefix asked for, with
+         * a name after it, in ascending order, as S3 promises. */
+        if (key == NULL || strncmp(key, kprefix, kl) != 0 ||
+            key[strip] == '\0' ||
+            (last->len > 0 && strcmp(key, buf_str(last)) <= 0)) {
             xmlFree(t);
-            err_set(e, ERR_IO, "s3 list %s: a key outside the prefix",
+            err_set(e, ERR_IO,
+                    "s3 list %s: a key outside the prefix or out of order",
                     kprefix);
             goto out;
         }
-        if (from != NULL && strcmp(key + plen, from) < 0) {
+        (*keys)++;
+        buf_reset(last);
+        if (buf_puts(last, key, e) < 0) {
+            xmlFree(t);
+            goto out;
+        }
+        if (from != NULL && strcmp(key + strip, from) < 0) {
             xmlFree(t);
             continue;
         }
-        r = fn(arg, key + plen);
+        r = fn(arg, key + strip);
         xmlFree(t);
         if (r != 0) {
             rc = r;
@@ -987,6 +989,46 @@ s3_list_page(struct s3_store *s, const char *kprefix, const char *after,
 out:
     if (d != NULL)
         xmlFreeDoc(d);
+    return rc;
+}
+
+/* s3_list_page - one ListObjectsV2 request and its answer, through
+ * arc_s3_list_parse; w->token gets the next continuation token. */
+static int
+s3_list_page(struct s3_store *s, const char *after, struct s3_walk *w,
+             struct err *e)
+{
+    struct buf url, body;
+    long status;
+    int rc = -1;
+
+    buf_init(&url, 0);
+    buf_init(&body, S3_REPLY_MAX);
+    /* The parameters in sorted order, as the signature has them. */
+    if (buf_printf(&url, e, "%s/%s?", s->endpoint, s->bucket) < 0)
+        goto out;
+    if (w->token.len > 0 && (buf_puts(&url, "continuation-token=", e) < 0 ||
+                             s3_encode(&url, buf_str(&w->token), 0, e) < 0 ||
+                             buf_putc(&url, '&', e) < 0))
+        goto out;
+    if (buf_printf(&url, e, "list-type=2&max-keys=%ld&prefix=", s->page) < 0 ||
+        s3_encode(&url, w->kprefix, 0, e) < 0)
+        goto out;
+    if (after != NULL && w->token.len == 0 &&
+        (buf_puts(&url, "&start-after=", e) < 0 ||
+         s3_encode(&url, after, 0, e) < 0))
+        goto out;
+    status = s3_request(s, "GET", buf_str(&url), NULL, 0, NULL, &body, "list",
+                        w->kprefix, e);
+    if (status < 0)
+        goto out;
+    if (status != 200) {
+        s3_fail("list", w->kprefix, status, &body, e);
+        goto out;
+    }
+    rc = arc_s3_list_parse(body.data, body.len, w->kprefix, w->strip, w->from,
+                           &w->last, &w->token, &w->keys, w->fn, w->arg, e);
+out:
     buf_fini(&url);
     buf_fini(&body);
     return rc;
@@ -997,17 +1039,25 @@ s3_list(void *v, const char *writer, const char *from,
         int (*fn)(void *arg, const char *name), void *arg, struct err *e)
 {
     struct s3_store *s = v;
-    struct buf kp, after, token;
-    int rc = -1;
+    struct buf kp, after;
+    struct s3_walk w;
+    int rc = -1, empty = 0;
 
     if (writer != NULL && (writer[0] == '\0' || strchr(writer, '/') != NULL))
         return err_set(e, ERR_INPUT, "s3 list: bad writer name");
     buf_init(&kp, 0);
     buf_init(&after, 0);
-    buf_init(&token, S3_REPLY_MAX);
+    memset(&w, 0, sizeof(w));
+    buf_init(&w.last, S3_REPLY_MAX);
+    buf_init(&w.token, S3_REPLY_MAX);
     if (buf_puts(&kp, s->prefix, e) < 0 ||
         (writer != NULL && buf_printf(&kp, e, "%s/", writer) < 0))
         goto out;
+    w.kprefix = buf_str(&kp);
+    w.strip = strlen(s->prefix);
+    w.from = from;
+    w.fn = fn;
+    w.arg = arg;
     /* start-after is exclusive: start after from without its last octet,
      * and skip the few keys before from on the first page. */
     if (from != NULL && from[0] != '\0' &&
@@ -1015,16 +1065,25 @@ s3_list(void *v, const char *writer, const char *from,
          buf_append(&after, from, strlen(from) - 1, e) < 0))
         goto out;
     do {
-        rc = s3_list_page(s, buf_str(&kp), after.len ? buf_str(&after) : NULL,
-                          from, &token, fn, arg, e);
+        rc = s3_list_page(s, after.len ? buf_str(&after) : NULL, &w, e);
         if (rc != 0)
             goto out;
-    } while (token.len > 0);
+        /* A server that keeps answering "more" with nothing in it would
+         * keep the walk going for ever. */
+        empty = w.keys == 0 ? empty + 1 : 0;
+        if (empty > S3_EMPTY_PAGES) {
+            rc = err_set(e, ERR_IO,
+                         "s3 list %s: %d pages in a row without keys",
+                         w.kprefix, empty);
+            goto out;
+        }
+    } while (w.token.len > 0);
     rc = 0;
 out:
     buf_fini(&kp);
     buf_fini(&after);
-    buf_fini(&token);
+    buf_fini(&w.last);
+    buf_fini(&w.token);
     return rc;
 }
 

@@ -180,9 +180,7 @@ spool_read(struct arc_spool *sp, const char *f, struct buf *b,
            struct err *e)
 {
     struct stat st;
-    char *nl, *end;
-    unsigned long long len;
-    size_t off, ml = sizeof(SPOOL_MAGIC) - 1, el = sizeof(SPOOL_END) - 1;
+    struct err pe;
     int fd = openat(sp->dfd, f, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 
     if (fd < 0)
@@ -211,36 +209,48 @@ spool_read(struct arc_spool *sp, const char *f, struct buf *b,
     }
     b->data[b->len] = '\0';
     close(fd);
-    if (b->len < ml + el || memcmp(b->data, SPOOL_MAGIC, ml) != 0 ||
-        (nl = memchr(b->data + ml, '\n', b->len - ml)) == NULL)
+    if (arc_spool_record_parse(f, b->data, b->len, name, p, n, &pe) < 0)
+        return err_set(e, ERR_INPUT, "archive spool %s: %s", sp->dir, pe.text);
+    return 0;
+}
+
+int
+arc_spool_record_parse(const char *f, char *data, size_t len,
+                       const char **name, const unsigned char **p, size_t *n,
+                       struct err *e)
+{
+    char want[2 * ARC_SPOOL_NAME_MAX + 1];
+    char *nl, *end;
+    unsigned long long rl;
+    size_t off, ml = sizeof(SPOOL_MAGIC) - 1, el = sizeof(SPOOL_END) - 1;
+    struct err ne;
+
+    if (len < ml + el || memcmp(data, SPOOL_MAGIC, ml) != 0 ||
+        (nl = memchr(data + ml, '\n', len - ml)) == NULL)
         goto bad;
     *nl = '\0';
-    *name = b->data + ml;
-    off = (size_t)(nl + 1 - b->data);
+    *name = data + ml;
+    off = (size_t)(nl + 1 - data);
+    /* The length: digits only, then a line end, inside the data. */
+    if (off >= len || data[off] < '0' || data[off] > '9' ||
+        memchr(data + off, '\n', len - off) == NULL)
+        goto bad;
     errno = 0;
-    len = strtoull(b->data + off, &end, 10);
-    if (errno != 0 || end == b->data + off || *end != '\n' ||
-        len > (unsigned long long)b->len)
+    rl = strtoull(data + off, &end, 10);
+    if (errno != 0 || *end != '\n' || rl > (unsigned long long)len)
         goto bad;
-    off = (size_t)(end + 1 - b->data);
-    if (b->len - off != len + el ||
-        memcmp(b->data + off + len, SPOOL_END, el) != 0)
+    off = (size_t)(end + 1 - data);
+    if (len - off != rl + el || memcmp(data + off + rl, SPOOL_END, el) != 0)
         goto bad;
-    {
-        char want[2 * ARC_SPOOL_NAME_MAX + 1];
-        struct err ne;
-
-        /* The file's name says which record it holds: they must agree. */
-        if (spool_hex_name(*name, want, sizeof(want), &ne) < 0 ||
-            strcmp(want, f) != 0)
-            goto bad;
-    }
-    *p = (const unsigned char *)b->data + off;
-    *n = (size_t)len;
+    /* The file's name says which record it holds: they must agree. */
+    if (spool_hex_name(*name, want, sizeof(want), &ne) < 0 ||
+        strcmp(want, f) != 0)
+        goto bad;
+    *p = (const unsigned char *)data + off;
+    *n = (size_t)rl;
     return 0;
 bad:
-    return err_set(e, ERR_INPUT, "archive spool %s: %s is not whole", sp->dir,
-                   f);
+    return err_set(e, ERR_INPUT, "%s is not whole", f);
 }
 
 /* ---------------------------------------------------------- the backlog */

@@ -81,6 +81,15 @@ void arc_spool_backoff(struct arc_spool *sp, long first_ms, long max_ms);
 /* arc_spool_shipped - records put and deleted since open. */
 unsigned long arc_spool_shipped(struct arc_spool *sp);
 
+/* arc_spool_record_parse - read the spool file named f whose octets are
+ * data[0..len) (modified: the name is NUL-terminated in place). *name,
+ * and the record's octets [*p, *p + *n), point into data. -1 with e
+ * (ERR_INPUT) when it is not a whole record of the name f says. Public
+ * for the fuzz target. */
+int arc_spool_record_parse(const char *f, char *data, size_t len,
+                           const char **name, const unsigned char **p,
+                           size_t *n, struct err *e);
+
 /* arc_spool_close - stop the thread (a put in progress finishes first)
  * and free sp; the files stay for the next open. NULL is ignored. */
 void arc_spool_close(struct arc_spool *sp);
