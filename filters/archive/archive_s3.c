@@ -726,7 +726,7 @@ s3_request(struct s3_store *s, const char *method, const char *url,
         return -1;
     }
     if (cc != CURLE_OK) {
-        err_set(e, ERR_TEMP, "s3 %s %s: %s", what, name,
+        err_set(e, ERR_TEMP, "s3 %s %s at %s: %s", what, name, s->endpoint,
                 curl_easy_strerror(cc));
         return -1;
     }
