@@ -179,10 +179,13 @@ test_report_parses_back(void **state)
         if (!GMIME_IS_MULTIPART(top) ||
             g_mime_multipart_get_count(GMIME_MULTIPART(top)) != 2)
             unit_fail(c->name, "got no multipart of two parts");
-        unit_str_eq(c->name,
-                    g_mime_content_type_get_mime_type(
-                        g_mime_object_get_content_type(top)),
-                    "multipart/mixed");
+        {
+            char *type = g_mime_content_type_get_mime_type(
+                g_mime_object_get_content_type(top));
+
+            unit_str_eq(c->name, type, "multipart/mixed");
+            g_free(type);
+        }
         p0 = g_mime_multipart_get_part(GMIME_MULTIPART(top), 0);
         p1 = g_mime_multipart_get_part(GMIME_MULTIPART(top), 1);
         if (!GMIME_IS_PART(p0) || !GMIME_IS_MESSAGE_PART(p1))

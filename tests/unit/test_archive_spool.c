@@ -281,6 +281,7 @@ test_crash(void **state)
     (void)state;
     snprintf(spool, sizeof(spool), "%s/crash-spool", tdir);
     snprintf(store, sizeof(store), "%s/crash-store", tdir);
+    snprintf(tmp, sizeof(tmp), "%s/.tmp.1.1", spool);
     assert_int_equal(pipe(pfd), 0);
     pid = fork();
     assert_true(pid >= 0);
@@ -301,7 +302,6 @@ test_crash(void **state)
                 _exit(4);
         }
         /* A write that never finished. */
-        snprintf(tmp, sizeof(tmp), "%s/.tmp.1.1", spool);
         close(open(tmp, O_WRONLY | O_CREAT, 0600));
         raise(SIGKILL);
         _exit(5);
@@ -317,6 +317,8 @@ test_crash(void **state)
     if (nacked != 40)
         unit_fail("crash", "got %zu acknowledged adds, want 40", nacked);
 
+    if (access(tmp, F_OK) != 0)
+        unit_fail("crash", "the child left no unfinished write %s", tmp);
     fs_init(&s, store, 0);
     sp = arc_spool_open(spool, &fs_ops, &s, &e);
     if (sp == NULL)
