@@ -16,7 +16,8 @@
 #      remove, then get: 404; put again;
 #   3. a wrong secret: the put fails with 403 SignatureDoesNotMatch from
 #      the signature check, and nothing reaches the server;
-#   4. a credentials file other users may read is refused at open;
+#   4. a credentials file other users may read is refused at open, and
+#      so are a bad bucket name, a prefix with "..", an ftp endpoint;
 #   5. s3_object_lock = yes: the put carries COMPLIANCE and a retain
 #      until date 7 years on (retention = 7y); remove is refused; without
 #      retention the store does not open;
@@ -129,6 +130,23 @@ conf "$T/open.conf" relay/open "$T/open.creds"
 out=$("$PROBE" "$T/open.conf" put 1 1 2>&1)
 check "mode 0644 credentials refused, got: $out" \
     sh -c 'echo "$1" | grep -q "mode 0644 lets .* read it.*chmod 600"' - "$out"
+
+# 4b. specs and keys refused at open, with the file and line
+printf 'store = s3://Bad_Bucket/x\ns3_endpoint = http://127.0.0.1:%s\ns3_credentials_file = %s\n' \
+    "$px_port" "$T/creds" >"$T/spec.conf"
+out=$("$PROBE" "$T/spec.conf" put 1 1 2>&1)
+check "a bad bucket name refused, got: $out" \
+    sh -c 'echo "$1" | grep -q "^error: config: s3: bucket name may hold"' - "$out"
+printf 'store = s3://archive/../x\ns3_endpoint = http://127.0.0.1:%s\ns3_credentials_file = %s\n' \
+    "$px_port" "$T/creds" >"$T/spec.conf"
+out=$("$PROBE" "$T/spec.conf" put 1 1 2>&1)
+check "a prefix with .. refused, got: $out" \
+    sh -c 'echo "$1" | grep -q "^error: config: s3: prefix with an empty"' - "$out"
+printf 'store = s3://archive/x\ns3_endpoint = ftp://127.0.0.1/\ns3_credentials_file = %s\n' \
+    "$T/creds" >"$T/spec.conf"
+out=$("$PROBE" "$T/spec.conf" put 1 1 2>&1)
+check "an ftp endpoint refused with file:line, got: $out" \
+    sh -c 'echo "$1" | grep -q "^error: config: .*spec.conf:2: s3_endpoint: must start with https://"' - "$out"
 
 # 5. Object Lock
 conf "$T/lock.conf" relay/locked "$T/creds" "s3_object_lock = yes" \
