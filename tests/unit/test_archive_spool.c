@@ -1,0 +1,495 @@
+/*
+ * test_archive_spool - the archive spool (archive_spool.c)
+ *
+ * The store behind the spool is a real one, small: each put writes the
+ * record to a file of its own in a directory (temporary file, rename),
+ * keeps the order of the puts, and can be switched off (put fails with
+ * ERR_TEMP, as a store whose server is down). Cases:
+ *
+ *   crash    a child process adds records with the store down and is
+ *            killed (SIGKILL) after the last one was acknowledged; a
+ *            write that never finished is left beside them. A new spool
+ *            on the directory removes the unfinished write and ships
+ *            every acknowledged record once, in name order.
+ *   outage   with the store down the backlog grows (status counts it, the
+ *            oldest age is given) and the thread keeps trying; the store
+ *            comes back and the backlog drains, in order, none twice.
+ *   damaged  a file that is not whole is set aside as NAME.bad, never
+ *            shipped, and does not stop the others.
+ *   names    names the spool cannot hold are refused (ERR_INPUT).
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "filters/archive/archive_spool.h"
+#include "tests/unit/unit.h"
+#include "util/log.h"
+
+#define FS_MAX 256
+
+/* ------------------------------------------------- a tiny real store */
+
+struct fs_store {
+    char dir[256];
+    pthread_mutex_t lock;
+    int down;
+    unsigned long fails;
+    char *order[FS_MAX]; /* names in the order put succeeded */
+    size_t n;
+};
+
+static void
+fs_file(const struct fs_store *s, const char *name, char *out, size_t n)
+{
+    size_t i, l;
+
+    l = (size_t)snprintf(out, n, "%s/", s->dir);
+    for (i = 0; name[i] && l + 1 < n; i++)
+        out[l++] = name[i] == '/' ? '_' : name[i];
+    out[l] = '\0';
+}
+
+static int
+fs_put(void *v, const struct arc_item *it, struct err *e)
+{
+    struct fs_store *s = v;
+    char path[512], tmp[520];
+    int fd, down;
+
+    pthread_mutex_lock(&s->lock);
+    down = s->down;
+    if (down)
+        s->fails++;
+    pthread_mutex_unlock(&s->lock);
+    if (down)
+        return err_set(e, ERR_TEMP, "fs store: down");
+    fs_file(s, it->name, path, sizeof(path));
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0)
+        return err_sys(e, ERR_IO, "%s", tmp);
+    if (write(fd, it->sealed, it->sealed_len) != (ssize_t)it->sealed_len ||
+        fsync(fd) < 0 || close(fd) < 0 || rename(tmp, path) < 0)
+        return err_sys(e, ERR_IO, "%s", path);
+    pthread_mutex_lock(&s->lock);
+    if (s->n < FS_MAX)
+        s->order[s->n++] = strdup(it->name);
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+static const struct arc_store_ops fs_ops = {
+    .scheme = "fs",
+    .put = fs_put,
+};
+
+static void
+fs_init(struct fs_store *s, const char *dir, int down)
+{
+    memset(s, 0, sizeof(*s));
+    snprintf(s->dir, sizeof(s->dir), "%s", dir);
+    pthread_mutex_init(&s->lock, NULL);
+    s->down = down;
+    mkdir(dir, 0700);
+}
+
+static void
+fs_set_down(struct fs_store *s, int down)
+{
+    pthread_mutex_lock(&s->lock);
+    s->down = down;
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void
+fs_fini(struct fs_store *s)
+{
+    size_t i;
+
+    for (i = 0; i < s->n; i++)
+        free(s->order[i]);
+    pthread_mutex_destroy(&s->lock);
+}
+
+/* fs_has - the octets the store holds for name equal want. */
+static int
+fs_has(const struct fs_store *s, const char *name, const char *want)
+{
+    char path[512], got[256];
+    ssize_t r;
+    int fd;
+
+    fs_file(s, name, path, sizeof(path));
+    if ((fd = open(path, O_RDONLY)) < 0)
+        return 0;
+    r = read(fd, got, sizeof(got));
+    close(fd);
+    return r == (ssize_t)strlen(want) && memcmp(got, want, (size_t)r) == 0;
+}
+
+/* ------------------------------------------------------------ helpers */
+
+static char tdir[256];
+
+static void
+rm_rf(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+
+    if (d == NULL)
+        return;
+    while ((de = readdir(d)) != NULL) {
+        char p[512];
+        struct stat st;
+
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
+            rm_rf(p);
+        else
+            unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+static int
+setup(void **state)
+{
+    (void)state;
+    snprintf(tdir, sizeof(tdir), "%s/rc-spool.XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (mkdtemp(tdir) == NULL)
+        return -1;
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    (void)state;
+    rm_rf(tdir);
+    return 0;
+}
+
+static void
+rec_name(unsigned i, char *out, size_t n)
+{
+    snprintf(out, n, "node%u/%016x", i % 2, i);
+}
+
+static void
+rec_data(unsigned i, char *out, size_t n)
+{
+    snprintf(out, n, "sealed record %u\n", i);
+}
+
+static int
+add_rec(struct arc_spool *sp, unsigned i, struct err *e)
+{
+    char name[64], data[64];
+    struct arc_item it;
+
+    rec_name(i, name, sizeof(name));
+    rec_data(i, data, sizeof(data));
+    memset(&it, 0, sizeof(it));
+    it.name = name;
+    it.sealed = (const unsigned char *)data;
+    it.sealed_len = strlen(data);
+    return arc_spool_add(sp, &it, e);
+}
+
+/* wait_drained - up to ms for the spool to be empty, the store to hold
+ * want records and the spool to count them shipped. */
+static int
+wait_drained(struct arc_spool *sp, struct fs_store *s, size_t want, long ms)
+{
+    long waited;
+
+    for (waited = 0; waited < ms; waited += 20) {
+        size_t count, n;
+        long long oldest;
+        struct err e;
+
+        assert_int_equal(arc_spool_status(sp, &count, &oldest, &e), 0);
+        pthread_mutex_lock(&s->lock);
+        n = s->n;
+        pthread_mutex_unlock(&s->lock);
+        if (count == 0 && n >= want && arc_spool_shipped(sp) >= want)
+            return 1;
+        usleep(20000);
+    }
+    return 0;
+}
+
+/* check_order - the store got exactly the names of recs (each once), in
+ * name order. */
+static void
+check_shipped(const char *cname, struct fs_store *s, const unsigned *recs,
+              size_t nrecs)
+{
+    size_t i, j;
+
+    if (s->n != nrecs)
+        unit_fail(cname, "got %zu puts, want %zu", s->n, nrecs);
+    for (i = 1; i < s->n; i++)
+        if (strcmp(s->order[i - 1], s->order[i]) >= 0)
+            unit_fail(cname, "put %s after %s: not in name order (or twice)",
+                      s->order[i], s->order[i - 1]);
+    for (j = 0; j < nrecs; j++) {
+        char name[64], data[64];
+        int seen = 0;
+
+        rec_name(recs[j], name, sizeof(name));
+        rec_data(recs[j], data, sizeof(data));
+        for (i = 0; i < s->n; i++)
+            seen += strcmp(s->order[i], name) == 0;
+        if (seen != 1)
+            unit_fail(cname, "record %s put %d times, want 1", name, seen);
+        if (!fs_has(s, name, data))
+            unit_fail(cname, "the store does not hold %s as written", name);
+    }
+}
+
+/* -------------------------------------------------------------- cases */
+
+static void
+test_crash(void **state)
+{
+    char spool[300], store[300], tmp[400];
+    unsigned acked[64];
+    size_t nacked = 0;
+    int pfd[2], status;
+    pid_t pid;
+    struct fs_store s;
+    struct arc_spool *sp;
+    struct err e;
+    unsigned v;
+    FILE *fp;
+
+    (void)state;
+    snprintf(spool, sizeof(spool), "%s/crash-spool", tdir);
+    snprintf(store, sizeof(store), "%s/crash-store", tdir);
+    snprintf(tmp, sizeof(tmp), "%s/.tmp.1.1", spool);
+    assert_int_equal(pipe(pfd), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct fs_store down;
+        unsigned i;
+
+        close(pfd[0]);
+        fs_init(&down, store, 1);
+        if ((sp = arc_spool_open(spool, &fs_ops, &down, &e)) == NULL)
+            _exit(3);
+        /* In an order other than the names'. */
+        for (i = 0; i < 40; i++) {
+            unsigned k = (i * 17) % 40;
+
+            if (add_rec(sp, k, &e) == 0 &&
+                write(pfd[1], &k, sizeof(k)) != (ssize_t)sizeof(k))
+                _exit(4);
+        }
+        /* A write that never finished. */
+        close(open(tmp, O_WRONLY | O_CREAT, 0600));
+        raise(SIGKILL);
+        _exit(5);
+    }
+    close(pfd[1]);
+    fp = fdopen(pfd[0], "r");
+    while (fread(&v, sizeof(v), 1, fp) == 1 && nacked < 64)
+        acked[nacked++] = v;
+    fclose(fp);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL)
+        unit_fail("crash", "child did not die by SIGKILL (status %d)", status);
+    if (nacked != 40)
+        unit_fail("crash", "got %zu acknowledged adds, want 40", nacked);
+
+    if (access(tmp, F_OK) != 0)
+        unit_fail("crash", "the child left no unfinished write %s", tmp);
+    fs_init(&s, store, 0);
+    sp = arc_spool_open(spool, &fs_ops, &s, &e);
+    if (sp == NULL)
+        unit_fail("crash", "arc_spool_open: %s", e.text);
+    arc_spool_backoff(sp, 10, 50);
+    if (!wait_drained(sp, &s, nacked, 10000))
+        unit_fail("crash", "backlog not drained in 10 s");
+    arc_spool_close(sp);
+    if (access(tmp, F_OK) == 0)
+        unit_fail("crash", "the unfinished write %s is still there", tmp);
+    check_shipped("crash", &s, acked, nacked);
+    fs_fini(&s);
+}
+
+static void
+test_outage(void **state)
+{
+    char spool[300], store[300];
+    unsigned recs[30];
+    struct fs_store s;
+    struct arc_spool *sp;
+    struct err e;
+    size_t count;
+    long long oldest;
+    unsigned i;
+    long waited;
+
+    (void)state;
+    snprintf(spool, sizeof(spool), "%s/outage-spool", tdir);
+    snprintf(store, sizeof(store), "%s/outage-store", tdir);
+    fs_init(&s, store, 1);
+    sp = arc_spool_open(spool, &fs_ops, &s, &e);
+    if (sp == NULL)
+        unit_fail("outage", "arc_spool_open: %s", e.text);
+    arc_spool_backoff(sp, 20, 200);
+    for (i = 0; i < 30; i++) {
+        recs[i] = 29 - i;
+        if (add_rec(sp, recs[i], &e) != 0)
+            unit_fail("outage", "add: %s", e.text);
+    }
+    /* The thread keeps trying while the store is down: several failures,
+     * nothing shipped, the whole backlog counted. */
+    for (waited = 0; waited < 5000; waited += 20) {
+        unsigned long f;
+
+        pthread_mutex_lock(&s.lock);
+        f = s.fails;
+        pthread_mutex_unlock(&s.lock);
+        if (f >= 3)
+            break;
+        usleep(20000);
+    }
+    if (s.fails < 3)
+        unit_fail("outage", "got %lu tries in 5 s, want 3 or more", s.fails);
+    assert_int_equal(arc_spool_status(sp, &count, &oldest, &e), 0);
+    if (count != 30 || s.n != 0)
+        unit_fail("outage", "got backlog %zu and %zu shipped, want 30 and 0",
+                  count, s.n);
+    if (oldest < 0 || oldest > 60)
+        unit_fail("outage", "oldest age %lld s", oldest);
+    assert_int_equal(arc_spool_scan(spool, &count, &oldest, &e), 0);
+    if (count != 30)
+        unit_fail("outage", "scan got %zu, want 30", count);
+    fs_set_down(&s, 0);
+    if (!wait_drained(sp, &s, 30, 10000))
+        unit_fail("outage", "backlog not drained in 10 s after the store "
+                            "came back");
+    if (arc_spool_shipped(sp) != 30)
+        unit_fail("outage", "shipped %lu, want 30", arc_spool_shipped(sp));
+    arc_spool_close(sp);
+    check_shipped("outage", &s, recs, 30);
+    fs_fini(&s);
+}
+
+static void
+test_damaged(void **state)
+{
+    char spool[300], store[300], bad[400], badkeep[420];
+    unsigned recs[3] = {1, 2, 3};
+    struct fs_store s;
+    struct arc_spool *sp;
+    struct err e;
+    int fd;
+
+    (void)state;
+    snprintf(spool, sizeof(spool), "%s/damaged-spool", tdir);
+    snprintf(store, sizeof(store), "%s/damaged-store", tdir);
+    mkdir(spool, 0700);
+    /* A record file cut short: the hex of "node0/0" then half a record. */
+    snprintf(bad, sizeof(bad), "%s/6e6f6465302f30", spool);
+    fd = open(bad, O_WRONLY | O_CREAT, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "RCARCSPOOL1\nnode0/0\n100\nshort", 29), 29);
+    close(fd);
+    fs_init(&s, store, 1);
+    sp = arc_spool_open(spool, &fs_ops, &s, &e);
+    assert_non_null(sp);
+    arc_spool_backoff(sp, 10, 50);
+    assert_int_equal(add_rec(sp, 1, &e), 0);
+    assert_int_equal(add_rec(sp, 2, &e), 0);
+    assert_int_equal(add_rec(sp, 3, &e), 0);
+    fs_set_down(&s, 0);
+    if (!wait_drained(sp, &s, 3, 10000))
+        unit_fail("damaged", "the good records were not shipped");
+    arc_spool_close(sp);
+    check_shipped("damaged", &s, recs, 3);
+    snprintf(badkeep, sizeof(badkeep), "%s.bad", bad);
+    if (access(badkeep, F_OK) != 0)
+        unit_fail("damaged", "%s was not kept aside", badkeep);
+    fs_fini(&s);
+}
+
+static void
+test_names(void **state)
+{
+    static const struct {
+        const char *name;
+        const char *rec;
+        int ok;
+    } cases[] = {
+        {"plain", "w/0000000000000001", 1},
+        {"empty", "", 0},
+        {"control", "w/00\n01", 0},
+        {"long",
+         "wwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwww"
+         "wwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwww"
+         "/0000000000000001",
+         0},
+    };
+    char spool[300], store[300];
+    struct fs_store s;
+    struct arc_spool *sp;
+    struct err e;
+    size_t i;
+
+    (void)state;
+    snprintf(spool, sizeof(spool), "%s/names-spool", tdir);
+    snprintf(store, sizeof(store), "%s/names-store", tdir);
+    fs_init(&s, store, 1);
+    sp = arc_spool_open(spool, &fs_ops, &s, &e);
+    assert_non_null(sp);
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct arc_item it;
+        int rc;
+
+        memset(&it, 0, sizeof(it));
+        it.name = cases[i].rec;
+        it.sealed = (const unsigned char *)"x";
+        it.sealed_len = 1;
+        err_clear(&e);
+        rc = arc_spool_add(sp, &it, &e);
+        if ((rc == 0) != cases[i].ok)
+            unit_fail(cases[i].name, "got %d (%s), want %s", rc, e.text,
+                      cases[i].ok ? "0" : "-1");
+        if (!cases[i].ok && e.code != ERR_INPUT)
+            unit_fail(cases[i].name, "got code %d, want ERR_INPUT", e.code);
+    }
+    arc_spool_close(sp);
+    fs_fini(&s);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_crash),
+        cmocka_unit_test(test_outage),
+        cmocka_unit_test(test_damaged),
+        cmocka_unit_test(test_names),
+    };
+
+    log_open("test_archive_spool", LOG_MAIL, LOG_SINK_NONE);
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
