@@ -33,19 +33,19 @@
 
 /* What one record says about its message (all borrowed). */
 struct arc_meta {
-    long long time;       /* seconds since the epoch, when archived */
-    const char *point;    /* the archive stage's instance name */
-    const char *qid;      /* may be NULL */
-    const char *message_id;  /* may be NULL */
-    const char *subject;     /* may be NULL */
-    const char *client_addr; /* may be NULL */
-    const char *client_name; /* may be NULL */
-    const char *auth_user;   /* may be NULL */
-    const char *sender;      /* envelope sender, "" for <> */
+    long long time;           /* seconds since the epoch, when archived */
+    const char *point;        /* the archive stage's instance name */
+    const char *qid;          /* may be NULL */
+    const char *message_id;   /* may be NULL */
+    const char *subject;      /* may be NULL */
+    const char *client_addr;  /* may be NULL */
+    const char *client_name;  /* may be NULL */
+    const char *auth_user;    /* may be NULL */
+    const char *sender;       /* envelope sender, "" for <> */
     const char *const *rcpts; /* every envelope recipient, Bcc included */
     size_t nrcpts;
-    const char *verdicts;     /* "antivirus=continue rewrite=continue", or "" */
-    size_t size;              /* octets of the message */
+    const char *verdicts; /* "antivirus=continue rewrite=continue", or "" */
+    size_t size;          /* octets of the message */
     unsigned char sha256[32]; /* of the message octets */
 };
 
