@@ -23,12 +23,15 @@ extern const struct stage_type flt_dkim_type;
 extern const struct stage_type flt_disclaimer_type;
 extern const struct stage_type flt_antivirus_type;
 extern const struct stage_type flt_antispam_type;
+/* ---- archive stage (filters/archive/) */
+extern const struct stage_type flt_archive_type;
 
 /* The built-in types in registry order, for a list's initializer: the
  * one list, so a test registry that adds a stage stays in step. */
 #define FLT_BUILTIN_TYPES                                                     \
     &flt_rewrite_type, &flt_dkim_type, &flt_disclaimer_type,                  \
-        &flt_antivirus_type, &flt_antispam_type
+        &flt_antivirus_type, &flt_antispam_type,                              \
+        &flt_archive_type /* archive */
 
 /* flt_registry - the built-in types, without services (filters/registry.c):
  * a program copies it, fills in env and hands the copy to registry_set(). */
@@ -209,5 +212,35 @@ struct flt_antivirus_info {
 };
 int flt_antivirus_info(const struct stage *st,
                        struct flt_antivirus_info *info);
+
+/* ---- archive stage: for "relaychain archive" (filters/archive/).
+ *
+ * flt_archive_stage_store - the store value and checkpoint_key (NULL when
+ * unset) of archive stage st; -1 when st is not one. Borrowed.
+ *
+ * flt_archive_verify - check every writer's hash chain, every record and
+ * every checkpoint signature of the store (a store value, "dir:/path"),
+ * with the public key in pubkey (PEM; a private key file is read for its
+ * public half; NULL: signatures are counted as unchecked). Returns 0 with
+ * r filled (r->problems 0: the store verifies; r->text names each finding,
+ * first first), or -1 with e when the store cannot be read at all. Free r
+ * with flt_archive_report_fini().
+ *
+ * flt_archive_status - what the store holds, per writer, appended to out
+ * as lines of text. */
+struct flt_archive_report {
+    unsigned long long records, messages, outcomes, checkpoints, tombstones;
+    unsigned long long writers;
+    unsigned long long unchecked; /* checkpoints not checked: no key */
+    unsigned long long problems;
+    double seconds;
+    struct buf text;
+};
+int flt_archive_stage_store(const struct stage *st, const char **store,
+                            const char **key);
+int flt_archive_verify(const char *store, const char *pubkey,
+                       struct flt_archive_report *r, struct err *e);
+void flt_archive_report_fini(struct flt_archive_report *r);
+int flt_archive_status(const char *store, struct buf *out, struct err *e);
 
 #endif

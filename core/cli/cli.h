@@ -36,6 +36,9 @@ int quarantine_main(int argc, char **argv);
  * auth_passwd_change(). */
 int passwd_main(int argc, char **argv);
 
+/* archive_main - "relaychain archive verify|status" (cmd_archive.c). */
+int archive_main(int argc, char **argv);
+
 /* cli_main_cfg - the main file path, validated; NULL with e set to
  * "path:line: reason". The caller frees it with cfg_free(). */
 struct cfg *cli_main_cfg(const char *path, struct err *e);

@@ -92,6 +92,8 @@ usage_main(FILE *fp)
             "  status        is relaychaind running: pid, chain, queue, "
             "last reload\n"
             "  reload        make relaychaind reload and print the outcome\n"
+            "  archive       verify the archive's hash chain and "
+            "checkpoints, status\n"
             "\n"
             "  relaychain --version\n"
             "  relaychain COMMAND -h   help for one command\n");
@@ -1124,6 +1126,9 @@ main(int argc, char **argv)
         rc = quarantine_main(argc, argv);
     else if (strcmp(cmd, "queue") == 0)
         rc = queue_main(argc, argv);
+    /* archive stage */
+    else if (strcmp(cmd, "archive") == 0)
+        rc = archive_main(argc, argv);
     else if (strcmp(cmd, "status") == 0 || strcmp(cmd, "reload") == 0)
         rc = cmd_ctl(argc, argv);
     else {

@@ -1,0 +1,241 @@
+/*
+ * cmd_archive - "relaychain archive": the compliance archive for an admin
+ *     and an auditor
+ *
+ *     relaychain archive [-c FILE] verify [--store STORE] [--key PUB]
+ *     relaychain archive [-c FILE] status [--store STORE]
+ *     relaychain archive purge|search|export|reindex   (not built yet)
+ *
+ * The store is the one the chain's archive stages name (the chain is
+ * loaded for checking only, so no engine is built and nothing is
+ * written), or the one --store names: an auditor needs no configuration,
+ * only a copy of the store and the public key (--key; without it the key
+ * is the checkpoint_key of the stage).
+ *
+ * verify prints each finding (the first missing, reordered or altered
+ * record by name and seq), then "N records, M checkpoints, ok" or
+ * "..., K problems", and its speed; exit 0 when the store verifies, 1
+ * when it does not, 2 when it cannot be read or the command is wrong.
+ */
+#include "config.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/buf.h"
+#include "util/log.h"
+#include "chain/chain.h"
+#include "chain/conf.h"
+#include "filters/filters.h"
+#include "cli/cli.h"
+#include "cli/parts.h"
+
+#define ARCHIVECLI_STORES_MAX 16
+
+static void
+archivecli_usage(FILE *fp)
+{
+    fprintf(fp, "usage: relaychain archive [-c FILE] verify [--store STORE] "
+                "[--key PUBKEY]\n"
+                "       relaychain archive [-c FILE] status [--store STORE]\n"
+                "\n"
+                "STORE is a store value as in the archive stage (dir:/PATH); "
+                "without it, the\n"
+                "stores of the chain's archive stages. verify exits 0 when "
+                "the store\n"
+                "verifies, 1 when it does not, 2 on errors.\n");
+}
+
+/* archivecli_stores - the distinct stores of the chain's archive stages,
+ * with each one's checkpoint_key. */
+static size_t
+archivecli_stores(const struct conf *cf, const char **stores,
+                  const char **keys, size_t max)
+{
+    const struct stage *const *st;
+    size_t n = chain_stages(cf->chain, &st), i, j, count = 0;
+
+    for (i = 0; i < n; i++) {
+        const char *store, *key;
+
+        if (flt_archive_stage_store(st[i], &store, &key) < 0)
+            continue;
+        for (j = 0; j < count; j++)
+            if (strcmp(stores[j], store) == 0)
+                break;
+        if (j < count) {
+            if (keys[j] == NULL)
+                keys[j] = key;
+            continue;
+        }
+        if (count < max) {
+            stores[count] = store;
+            keys[count++] = key;
+        }
+    }
+    return count;
+}
+
+static int
+archivecli_verify(const char *store, const char *key)
+{
+    struct flt_archive_report r;
+    struct err e;
+    int rc;
+
+    err_clear(&e);
+    if (flt_archive_verify(store, key, &r, &e) < 0) {
+        fprintf(stderr, "relaychain: archive verify: %s\n", e.text);
+        flt_archive_report_fini(&r);
+        return 2;
+    }
+    fputs(buf_str(&r.text), stdout);
+    printf("%s: %llu records (%llu messages, %llu outcomes, %llu "
+           "tombstones), %llu checkpoints",
+           store, r.records, r.messages, r.outcomes, r.tombstones,
+           r.checkpoints);
+    if (r.unchecked > 0)
+        printf(" (%llu not checked: no key)", r.unchecked);
+    printf(", %llu writer%s, ", r.writers, r.writers == 1 ? "" : "s");
+    if (r.problems == 0)
+        printf("ok\n");
+    else
+        printf("%llu problem%s\n", r.problems, r.problems == 1 ? "" : "s");
+    printf("verified in %.3fs, %.0f records/s\n", r.seconds,
+           r.seconds > 0 ? (double)r.records / r.seconds : 0.0);
+    rc = r.problems == 0 ? 0 : 1;
+    flt_archive_report_fini(&r);
+    return rc;
+}
+
+static int
+archivecli_status(const char *store)
+{
+    struct buf out;
+    struct err e;
+    int rc = 0;
+
+    buf_init(&out, 16 * 1024 * 1024);
+    err_clear(&e);
+    if (flt_archive_status(store, &out, &e) < 0) {
+        fprintf(stderr, "relaychain: archive status: %s\n", e.text);
+        rc = 2;
+    } else {
+        fputs(buf_str(&out), stdout);
+    }
+    buf_fini(&out);
+    return rc;
+}
+
+int
+archive_main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"store", required_argument, NULL, 's'},
+        {"key", required_argument, NULL, 'k'},
+        {"from", required_argument, NULL, 'f'},
+        {"config", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = CONF_DEFAULT_PATH, *store = NULL, *key = NULL;
+    const char *stores[ARCHIVECLI_STORES_MAX], *keys[ARCHIVECLI_STORES_MAX];
+    const char *cmd;
+    struct conf *cf = NULL;
+    size_t n, i;
+    struct err e;
+    int c, rc = 0, worst = 0;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "+c:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            path = optarg;
+            break;
+        case 's':
+            store = optarg;
+            break;
+        case 'k':
+            key = optarg;
+            break;
+        case 'h':
+            archivecli_usage(stdout);
+            return 0;
+        default:
+            archivecli_usage(stderr);
+            return 2;
+        }
+    }
+    if (optind >= argc) {
+        archivecli_usage(stderr);
+        return 2;
+    }
+    cmd = argv[optind];
+    if (strcmp(cmd, "purge") == 0 || strcmp(cmd, "search") == 0 ||
+        strcmp(cmd, "export") == 0 || strcmp(cmd, "reindex") == 0) {
+        fprintf(stderr, "relaychain: archive %s: not built yet\n", cmd);
+        return 2;
+    }
+    if (strcmp(cmd, "verify") != 0 && strcmp(cmd, "status") != 0) {
+        fprintf(stderr, "relaychain: unknown archive command '%s'\n", cmd);
+        archivecli_usage(stderr);
+        return 2;
+    }
+    optind++;
+    while ((c = getopt_long(argc, argv, "+c:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            store = optarg;
+            break;
+        case 'k':
+            key = optarg;
+            break;
+        case 'c':
+            path = optarg;
+            break;
+        case 'f':
+            fprintf(stderr, "relaychain: archive verify --from: not built "
+                            "yet (verify checks the whole store)\n");
+            return 2;
+        default:
+            archivecli_usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        archivecli_usage(stderr);
+        return 2;
+    }
+    log_open("relaychain", LOG_MAIL, LOG_SINK_NONE);
+    if (store != NULL) {
+        stores[0] = store;
+        keys[0] = NULL;
+        n = 1;
+    } else {
+        err_clear(&e);
+        if ((cf = conf_load_flags(path, parts_all, CONF_LOAD_CHECK, &e)) ==
+            NULL) {
+            fprintf(stderr, "relaychain: %s\n", e.text);
+            return 2;
+        }
+        n = archivecli_stores(cf, stores, keys, ARCHIVECLI_STORES_MAX);
+        if (n == 0) {
+            fprintf(stderr, "relaychain: the chain has no archive stage (give "
+                            "--store)\n");
+            conf_free(cf);
+            return 2;
+        }
+    }
+    for (i = 0; i < n; i++) {
+        if (strcmp(cmd, "verify") == 0)
+            rc = archivecli_verify(stores[i], key != NULL ? key : keys[i]);
+        else
+            rc = archivecli_status(stores[i]);
+        if (rc > worst)
+            worst = rc;
+    }
+    conf_free(cf);
+    return worst;
+}
