@@ -15,6 +15,7 @@
 #include "util/err.h"
 #include "chain/registry.h"
 #include "chain/stage.h"
+#include "filters/archive/archive_store.h"
 
 struct regmap;
 
@@ -242,5 +243,21 @@ int flt_archive_verify(const char *store, const char *pubkey,
                        struct flt_archive_report *r, struct err *e);
 void flt_archive_report_fini(struct flt_archive_report *r);
 int flt_archive_status(const char *store, struct buf *out, struct err *e);
+
+/* flt_archive_walk - read every record of the store (or only the one
+ * named only), each checked as verify checks it, and hand it to fn in
+ * the store's order; fn returning non-zero stops the walk. 0, or -1 with
+ * e at the first record that does not read back. */
+struct flt_archive_entry {
+    const char *name;
+    const char *kind;            /* "message", "outcome", ... */
+    const struct arc_meta *meta; /* message records; time for all */
+    const char *ref, *verdict;   /* outcome records */
+    const char *data;            /* message records: the message */
+    size_t len;
+};
+int flt_archive_walk(const char *store, const char *only,
+                     int (*fn)(void *arg, const struct flt_archive_entry *ent),
+                     void *arg, struct err *e);
 
 #endif

@@ -4,6 +4,8 @@
  *
  *     relaychain archive [-c FILE] verify [--store STORE] [--key PUB]
  *     relaychain archive [-c FILE] status [--store STORE]
+ *     relaychain archive [-c FILE] list [--store STORE]
+ *     relaychain archive [-c FILE] show [--store STORE] NAME
  *     relaychain archive purge|search|export|reindex   (not built yet)
  *
  * The store is the one the chain's archive stages name (the chain is
@@ -37,15 +39,18 @@
 static void
 archivecli_usage(FILE *fp)
 {
-    fprintf(fp, "usage: relaychain archive [-c FILE] verify [--store STORE] "
-                "[--key PUBKEY]\n"
-                "       relaychain archive [-c FILE] status [--store STORE]\n"
-                "\n"
-                "STORE is a store value as in the archive stage (dir:/PATH); "
-                "without it, the\n"
-                "stores of the chain's archive stages. verify exits 0 when "
-                "the store\n"
-                "verifies, 1 when it does not, 2 on errors.\n");
+    fprintf(fp,
+            "usage: relaychain archive [-c FILE] verify [--store STORE] "
+            "[--key PUBKEY]\n"
+            "       relaychain archive [-c FILE] status [--store STORE]\n"
+            "       relaychain archive [-c FILE] list [--store STORE]\n"
+            "       relaychain archive [-c FILE] show [--store STORE] NAME\n"
+            "\n"
+            "STORE is a store value as in the archive stage (dir:/PATH); "
+            "without it, the\n"
+            "stores of the chain's archive stages. verify exits 0 when "
+            "the store\n"
+            "verifies, 1 when it does not, 2 on errors.\n");
 }
 
 /* archivecli_stores - the distinct stores of the chain's archive stages,
@@ -129,6 +134,68 @@ archivecli_status(const char *store)
     return rc;
 }
 
+/* archivecli_print - one value of a list line, as the record holds it
+ * but with anything not printable shown as "?". */
+static void
+archivecli_print(const char *key, const char *v)
+{
+    const unsigned char *p;
+
+    if (v == NULL)
+        return;
+    printf(" %s=", key);
+    for (p = (const unsigned char *)v; *p != '\0'; p++)
+        putchar(*p == 0x20 ? ',' : *p < 0x21 || *p >= 0x7f ? '?' : *p);
+}
+
+static int
+archivecli_list_fn(void *arg, const struct flt_archive_entry *ent)
+{
+    size_t i;
+
+    (void)arg;
+    printf("%s %s time=%lld", ent->name, ent->kind, ent->meta->time);
+    if (strcmp(ent->kind, "message") == 0) {
+        archivecli_print("point", ent->meta->point);
+        archivecli_print("qid", ent->meta->qid);
+        archivecli_print("message-id", ent->meta->message_id);
+        archivecli_print("sender", ent->meta->sender);
+        for (i = 0; i < ent->meta->nrcpts; i++)
+            archivecli_print("rcpt", ent->meta->rcpts[i]);
+        archivecli_print("verdicts", ent->meta->verdicts);
+        printf(" size=%zu", ent->len);
+    }
+    archivecli_print("ref", ent->ref);
+    archivecli_print("verdict", ent->verdict);
+    putchar('\n');
+    return 0;
+}
+
+static int
+archivecli_show_fn(void *arg, const struct flt_archive_entry *ent)
+{
+    (void)arg;
+    if (ent->data != NULL)
+        fwrite(ent->data, 1, ent->len, stdout);
+    return 0;
+}
+
+static int
+archivecli_walk(const char *store, const char *only)
+{
+    struct err e;
+
+    err_clear(&e);
+    if (flt_archive_walk(store, only,
+                         only != NULL ? archivecli_show_fn
+                                      : archivecli_list_fn,
+                         NULL, &e) < 0) {
+        fprintf(stderr, "relaychain: archive: %s\n", e.text);
+        return 2;
+    }
+    return 0;
+}
+
 int
 archive_main(int argc, char **argv)
 {
@@ -178,7 +245,8 @@ archive_main(int argc, char **argv)
         fprintf(stderr, "relaychain: archive %s: not built yet\n", cmd);
         return 2;
     }
-    if (strcmp(cmd, "verify") != 0 && strcmp(cmd, "status") != 0) {
+    if (strcmp(cmd, "verify") != 0 && strcmp(cmd, "status") != 0 &&
+        strcmp(cmd, "list") != 0 && strcmp(cmd, "show") != 0) {
         fprintf(stderr, "relaychain: unknown archive command '%s'\n", cmd);
         archivecli_usage(stderr);
         return 2;
@@ -204,7 +272,7 @@ archive_main(int argc, char **argv)
             return 2;
         }
     }
-    if (optind != argc) {
+    if (strcmp(cmd, "show") == 0 ? optind + 1 != argc : optind != argc) {
         archivecli_usage(stderr);
         return 2;
     }
@@ -231,6 +299,10 @@ archive_main(int argc, char **argv)
     for (i = 0; i < n; i++) {
         if (strcmp(cmd, "verify") == 0)
             rc = archivecli_verify(stores[i], key != NULL ? key : keys[i]);
+        else if (strcmp(cmd, "list") == 0)
+            rc = archivecli_walk(stores[i], NULL);
+        else if (strcmp(cmd, "show") == 0)
+            rc = archivecli_walk(stores[i], argv[optind]);
         else
             rc = archivecli_status(stores[i]);
         if (rc > worst)

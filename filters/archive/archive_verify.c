@@ -476,3 +476,60 @@ out:
     ops->close(store);
     return rc;
 }
+
+int
+flt_archive_walk(const char *store_value, const char *only,
+                 int (*fn)(void *arg, const struct flt_archive_entry *ent),
+                 void *arg, struct err *e)
+{
+    const struct arc_store_ops *ops;
+    struct flt_arcv_names names = {NULL, 0, 0, 0};
+    void *store;
+    struct buf b;
+    size_t i;
+    int rc = -1;
+
+    if ((store = flt_arcv_open(store_value, &ops, e)) == NULL)
+        return -1;
+    buf_init(&b, FLT_ARCV_SEALED_MAX);
+    if (only != NULL)
+        rc = flt_arcv_name_fn(&names, only);
+    else if (ops->list(store, NULL, NULL, flt_arcv_name_fn, &names, e) < 0)
+        goto out;
+    if (names.nomem) {
+        err_nomem(e);
+        goto out;
+    }
+    for (i = 0; i < names.n; i++) {
+        struct flt_archive_entry ent;
+        struct arc_rec rec;
+
+        buf_reset(&b);
+        memset(&rec, 0, sizeof(rec));
+        if (ops->get(store, names.v[i], &b, e) < 0 ||
+            arc_record_parse((const unsigned char *)b.data, b.len, &rec, e) <
+                0) {
+            arc_rec_free(&rec);
+            rc = -1;
+            goto out;
+        }
+        memset(&ent, 0, sizeof(ent));
+        ent.name = names.v[i];
+        ent.kind = arc_kind_name(rec.kind);
+        ent.meta = &rec.meta;
+        ent.ref = rec.x.ref;
+        ent.verdict = rec.x.verdict;
+        ent.data = rec.msg.data;
+        ent.len = rec.msg.len;
+        rc = fn(arg, &ent);
+        arc_rec_free(&rec);
+        if (rc != 0)
+            break;
+    }
+    rc = rc < 0 ? -1 : 0;
+out:
+    buf_fini(&b);
+    flt_arcv_names_free(&names);
+    ops->close(store);
+    return rc;
+}
