@@ -147,7 +147,7 @@ flt_arc_store_ops(const char *value, const char **spec, struct err *e)
 
     if (colon == NULL)
         return err_set(e, ERR_CONFIG,
-                       "store %s: give scheme:place, as dir:/var/lib/"
+                       "%s: give scheme:place, as dir:/var/lib/"
                        "relaychain/archive",
                        value),
                NULL;
@@ -160,10 +160,10 @@ flt_arc_store_ops(const char *value, const char **spec, struct err *e)
         }
     if ((n == 2 && strncmp(value, "s3", 2) == 0) ||
         (n == 4 && strncmp(value, "smtp", 4) == 0))
-        err_set(e, ERR_CONFIG, "store %.*s: not built yet (use dir:/PATH)",
-                (int)n, value);
+        err_set(e, ERR_CONFIG, "%.*s: not built yet (use dir:/PATH)", (int)n,
+                value);
     else
-        err_set(e, ERR_CONFIG, "store %.*s: unknown scheme (known: dir)",
+        err_set(e, ERR_CONFIG, "%.*s: unknown store scheme (known: dir)",
                 (int)n, value);
     return NULL;
 }
