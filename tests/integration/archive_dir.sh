@@ -20,6 +20,10 @@
 #    records swapped, a segment truncated in the middle of a record.
 # 4. Refused settings: encrypt_to and required = no are not built yet
 #    and say so with file:line; relaychain check loads the chain.
+# 5. The shipped chain.d/05-archive.conf.example and
+#    95-archive-sent.conf.example, turned on the way their comments say
+#    (the store moved into the test's directory): a message through
+#    relaychain filter is archived at both points and verifies.
 . "$top_srcdir/tests/integration/smtpd_lib.sh"
 
 set -- $(free_ports 2)
@@ -211,6 +215,29 @@ check "required = no is refused with file:line" \
 printf 'stage = archive\nstore = s3://bucket/prefix\n' >"$T/bad.d/10-archive.conf"
 "$RC" check -c "$T/bad.conf" >"$T/bad3.out" 2>&1
 check "store s3: says it is not built" grep -q "10-archive.conf:2: store: s3: not built yet" "$T/bad3.out"
+
+# --- 5. the shipped examples
+mkdir -p "$T/cx/archive"
+openssl genpkey -algorithm ed25519 -out "$T/cx/archive/checkpoint.pem" 2>/dev/null
+chmod 600 "$T/cx/archive/checkpoint.pem"
+for f in 05-archive 95-archive-sent; do
+    sed "s|^store = dir:/var/lib/relaychain/archive|store = dir:$T/shipped|" \
+        "$top_srcdir/chain.d/$f.conf.example" >"$T/cx/$f.conf"
+done
+sed "s|^chain_directory = .*|chain_directory = $T/cx|" "$T/rc.conf" >"$T/cx.conf"
+check "the shipped examples load" "$RC" check -c "$T/cx.conf" >"$T/cx-check.out" 2>&1
+printf 'From: a@example.com\nTo: b@example.net\nMessage-ID: <shipped@example.com>\nSubject: shipped\n\nbody\n' |
+    "$RC" filter -c "$T/cx.conf" --from a@example.com --rcpt b@example.net \
+        --rcpt hidden@example.org >/dev/null 2>"$T/cx-filter.err"
+check "a message through the shipped chain ($(head -n 1 "$T/cx-filter.err"))" [ $? -eq 0 ]
+"$RC" archive -c "$T/cx.conf" list >"$T/cx-list" 2>&1
+check "archived as received and as sent" \
+    [ "$(grep -c 'message-id=<shipped@example.com> sender=a@example.com rcpt=b@example.net rcpt=hidden@example.org' "$T/cx-list")" -eq 2 ]
+check "the two points are named" grep -q ' point=archive-sent ' "$T/cx-list"
+"$RC" archive -c "$T/cx.conf" verify >"$T/cx-verify.out" 2>&1
+check "the shipped store verifies with its key: $(head -n 1 "$T/cx-verify.out")" \
+    grep -q ' 1 checkpoints, 1 writer, ok$' "$T/cx-verify.out"
+
 if [ "$failures" -ne 0 ] || [ -n "${SMTPD_VERBOSE:-}" ]; then
     for f in list verify.out bad.out bad2.out bad3.out; do
         echo "--- $f"
