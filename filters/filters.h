@@ -216,8 +216,9 @@ int flt_antivirus_info(const struct stage *st,
 
 /* ---- archive stage: for "relaychain archive" (filters/archive/).
  *
- * flt_archive_stage_store - the store value and checkpoint_key (NULL when
- * unset) of archive stage st; -1 when st is not one. Borrowed.
+ * flt_archive_stage_store - the store value, checkpoint_key and
+ * retention (NULL when unset) of archive stage st; -1 when st is not
+ * one. Borrowed.
  *
  * flt_archive_verify - check every writer's hash chain, every record and
  * every checkpoint signature of the store (a store value, "dir:/path"),
@@ -233,16 +234,29 @@ struct flt_archive_report {
     unsigned long long records, messages, outcomes, checkpoints, tombstones;
     unsigned long long writers;
     unsigned long long unchecked; /* checkpoints not checked: no key */
+    unsigned long long purged;    /* records gone under a tombstone */
     unsigned long long problems;
     double seconds;
     struct buf text;
 };
 int flt_archive_stage_store(const struct stage *st, const char **store,
-                            const char **key);
+                            const char **key, const char **retention);
 int flt_archive_verify(const char *store, const char *pubkey,
                        struct flt_archive_report *r, struct err *e);
 void flt_archive_report_fini(struct flt_archive_report *r);
 int flt_archive_status(const char *store, struct buf *out, struct err *e);
+
+/* flt_archive_purge - for a dir: store: drop, oldest first, each whole
+ * segment of a writer whose newest record is older than retention ("7y",
+ * "90d") before now (seconds since the epoch), never the segment a writer
+ * appends to; first a tombstone naming the range and the hashes on both
+ * sides of it is made durable in the writer's purge chain (WRITER~purge),
+ * so verify still passes. 0 with r filled, or -1 with e. */
+struct flt_archive_purge_report {
+    unsigned long long writers, segments, records;
+};
+int flt_archive_purge(const char *store, const char *retention, long long now,
+                      struct flt_archive_purge_report *r, struct err *e);
 
 /* flt_archive_walk - read every record of the store (or only the one
  * named only), each checked as verify checks it, and hand it to fn in

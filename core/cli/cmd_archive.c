@@ -6,13 +6,20 @@
  *     relaychain archive [-c FILE] status [--store STORE]
  *     relaychain archive [-c FILE] list [--store STORE]
  *     relaychain archive [-c FILE] show [--store STORE] NAME
- *     relaychain archive purge|search|export|reindex   (not built yet)
+ *     relaychain archive [-c FILE] purge [--store STORE] [--retention AGE]
+ *                        [--now EPOCH]
+ *     relaychain archive search|export|reindex   (not built yet)
  *
  * The store is the one the chain's archive stages name (the chain is
  * loaded for checking only, so no engine is built and nothing is
  * written), or the one --store names: an auditor needs no configuration,
  * only a copy of the store and the public key (--key; without it the key
  * is the checkpoint_key of the stage).
+ *
+ * purge drops the segments past retention (the stage's, or --retention)
+ * after writing tombstones for them, and logs what it dropped; --now
+ * takes the age from another moment than this one (a dry look at what a
+ * date would purge is "archive list").
  *
  * verify prints each finding (the first missing, reordered or altered
  * record by name and seq), then "N records, M checkpoints, ok" or
@@ -25,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "util/buf.h"
 #include "util/log.h"
@@ -45,6 +53,8 @@ archivecli_usage(FILE *fp)
             "       relaychain archive [-c FILE] status [--store STORE]\n"
             "       relaychain archive [-c FILE] list [--store STORE]\n"
             "       relaychain archive [-c FILE] show [--store STORE] NAME\n"
+            "       relaychain archive [-c FILE] purge [--store STORE] "
+            "[--retention AGE] [--now EPOCH]\n"
             "\n"
             "STORE is a store value as in the archive stage (dir:/PATH); "
             "without it, the\n"
@@ -57,15 +67,15 @@ archivecli_usage(FILE *fp)
  * with each one's checkpoint_key. */
 static size_t
 archivecli_stores(const struct conf *cf, const char **stores,
-                  const char **keys, size_t max)
+                  const char **keys, const char **retentions, size_t max)
 {
     const struct stage *const *st;
     size_t n = chain_stages(cf->chain, &st), i, j, count = 0;
 
     for (i = 0; i < n; i++) {
-        const char *store, *key;
+        const char *store, *key, *retention;
 
-        if (flt_archive_stage_store(st[i], &store, &key) < 0)
+        if (flt_archive_stage_store(st[i], &store, &key, &retention) < 0)
             continue;
         for (j = 0; j < count; j++)
             if (strcmp(stores[j], store) == 0)
@@ -73,14 +83,40 @@ archivecli_stores(const struct conf *cf, const char **stores,
         if (j < count) {
             if (keys[j] == NULL)
                 keys[j] = key;
+            if (retentions[j] == NULL)
+                retentions[j] = retention;
             continue;
         }
         if (count < max) {
             stores[count] = store;
+            retentions[count] = retention;
             keys[count++] = key;
         }
     }
     return count;
+}
+
+static int
+archivecli_purge(const char *store, const char *retention, long long now)
+{
+    struct flt_archive_purge_report r;
+    struct err e;
+
+    err_clear(&e);
+    if (flt_archive_purge(store, retention, now, &r, &e) < 0) {
+        fprintf(stderr, "relaychain: archive purge: %s\n", e.text);
+        return 2;
+    }
+    printf("%s: purged %llu segment%s (%llu records) past %s, tombstones "
+           "left\n",
+           store, r.segments, r.segments == 1 ? "" : "s", r.records,
+           retention);
+    if (r.segments > 0)
+        log_info(NULL,
+                 "archive %s: purged %llu segments (%llu records) past "
+                 "retention %s",
+                 store, r.segments, r.records, retention);
+    return 0;
 }
 
 static int
@@ -101,6 +137,8 @@ archivecli_verify(const char *store, const char *key)
            "tombstones), %llu checkpoints",
            store, r.records, r.messages, r.outcomes, r.tombstones,
            r.checkpoints);
+    if (r.purged > 0)
+        printf(", %llu purged under tombstones", r.purged);
     if (r.unchecked > 0)
         printf(" (%llu not checked: no key)", r.unchecked);
     printf(", %llu writer%s, ", r.writers, r.writers == 1 ? "" : "s");
@@ -203,13 +241,18 @@ archive_main(int argc, char **argv)
         {"store", required_argument, NULL, 's'},
         {"key", required_argument, NULL, 'k'},
         {"from", required_argument, NULL, 'f'},
+        {"retention", required_argument, NULL, 'r'},
+        {"now", required_argument, NULL, 'n'},
         {"config", required_argument, NULL, 'c'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *path = CONF_DEFAULT_PATH, *store = NULL, *key = NULL;
     const char *stores[ARCHIVECLI_STORES_MAX], *keys[ARCHIVECLI_STORES_MAX];
+    const char *retentions[ARCHIVECLI_STORES_MAX], *retention = NULL;
     const char *cmd;
+    long long now = (long long)time(NULL);
+    char *end;
     struct conf *cf = NULL;
     size_t n, i;
     struct err e;
@@ -240,13 +283,14 @@ archive_main(int argc, char **argv)
         return 2;
     }
     cmd = argv[optind];
-    if (strcmp(cmd, "purge") == 0 || strcmp(cmd, "search") == 0 ||
-        strcmp(cmd, "export") == 0 || strcmp(cmd, "reindex") == 0) {
+    if (strcmp(cmd, "search") == 0 || strcmp(cmd, "export") == 0 ||
+        strcmp(cmd, "reindex") == 0) {
         fprintf(stderr, "relaychain: archive %s: not built yet\n", cmd);
         return 2;
     }
     if (strcmp(cmd, "verify") != 0 && strcmp(cmd, "status") != 0 &&
-        strcmp(cmd, "list") != 0 && strcmp(cmd, "show") != 0) {
+        strcmp(cmd, "list") != 0 && strcmp(cmd, "show") != 0 &&
+        strcmp(cmd, "purge") != 0) {
         fprintf(stderr, "relaychain: unknown archive command '%s'\n", cmd);
         archivecli_usage(stderr);
         return 2;
@@ -262,6 +306,19 @@ archive_main(int argc, char **argv)
             break;
         case 'c':
             path = optarg;
+            break;
+        case 'r':
+            retention = optarg;
+            break;
+        case 'n':
+            now = strtoll(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || now <= 0) {
+                fprintf(stderr,
+                        "relaychain: --now %s: give seconds since "
+                        "the epoch\n",
+                        optarg);
+                return 2;
+            }
             break;
         case 'f':
             fprintf(stderr, "relaychain: archive verify --from: not built "
@@ -280,6 +337,7 @@ archive_main(int argc, char **argv)
     if (store != NULL) {
         stores[0] = store;
         keys[0] = NULL;
+        retentions[0] = NULL;
         n = 1;
     } else {
         err_clear(&e);
@@ -288,7 +346,8 @@ archive_main(int argc, char **argv)
             fprintf(stderr, "relaychain: %s\n", e.text);
             return 2;
         }
-        n = archivecli_stores(cf, stores, keys, ARCHIVECLI_STORES_MAX);
+        n = archivecli_stores(cf, stores, keys, retentions,
+                              ARCHIVECLI_STORES_MAX);
         if (n == 0) {
             fprintf(stderr, "relaychain: the chain has no archive stage (give "
                             "--store)\n");
@@ -303,6 +362,9 @@ archive_main(int argc, char **argv)
             rc = archivecli_walk(stores[i], NULL);
         else if (strcmp(cmd, "show") == 0)
             rc = archivecli_walk(stores[i], argv[optind]);
+        else if (strcmp(cmd, "purge") == 0)
+            rc = archivecli_purge(
+                stores[i], retention != NULL ? retention : retentions[i], now);
         else
             rc = archivecli_status(stores[i]);
         if (rc > worst)

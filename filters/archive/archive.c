@@ -38,7 +38,7 @@
  *
  * Not built yet, refused at load with a clear error: encrypt_to (the
  * encryption stage's engines), required = no (the spool), the s3: and
- * smtp: stores, and purge past retention (the key is checked and kept).
+ * smtp: stores. retention is what "relaychain archive purge" applies.
  */
 #include "config.h"
 
@@ -86,8 +86,8 @@ static const struct cfg_option flt_arc_options[] = {
      "and at the first record once this long has passed since the last one",
      NULL, 1000, 366LL * 24 * 3600 * 1000, 0},
     {"retention", CFG_STRING, NULL,
-     "how long records are kept: 7y, 90d, 12w (unset: for ever); purge is "
-     "not built yet",
+     "how long records are kept: 7y, 90d, 12w, 36m (unset: for ever); "
+     "relaychain archive purge drops older segments, leaving tombstones",
      NULL, 0, 0, 0},
     {"compression_level", CFG_INT, "3", "zstd level of the archived message",
      NULL, 1, 19, 0},
@@ -169,7 +169,7 @@ flt_arc_store_ops(const char *value, const char **spec, struct err *e)
 }
 
 /* flt_arc_retention - "7y", "90d", "12w", "36m" (months) in seconds. */
-static int
+int
 flt_arc_retention(const char *s, long long *out)
 {
     char *end;
@@ -530,11 +530,14 @@ flt_arc_init(struct stage *st, const struct cfg *c, struct err *e)
         host[strcspn(host, ".")] = '\0';
         node = host;
     }
-    if (!arc_writer_ok(node))
+    if (!arc_writer_ok(node) ||
+        strlen(node) + sizeof(ARC_PURGE_SUFFIX) - 1 > ARC_WRITER_MAX ||
+        strstr(node, ARC_PURGE_SUFFIX) != NULL)
         return cfg_err(e, c, "archive_node",
                        "'%s' cannot name a writer: printable, no \"/\", "
-                       "\"%%\" or white space, at most %d octets",
-                       node, ARC_WRITER_MAX);
+                       "\"%%\" or white space, at most %d octets, not "
+                       "holding %s",
+                       node, ARC_WRITER_MAX - 6, ARC_PURGE_SUFFIX);
     if ((a = calloc(1, sizeof(*a))) == NULL)
         return err_nomem(e);
     st->priv = a;
@@ -693,12 +696,13 @@ flt_arc_done(const struct stage *st, const struct msg *m,
 
 int
 flt_archive_stage_store(const struct stage *st, const char **store,
-                        const char **key)
+                        const char **key, const char **retention)
 {
     if (st->type != &flt_archive_type)
         return -1;
     *store = cfg_str(st->cfg, "store");
     *key = cfg_str(st->cfg, "checkpoint_key");
+    *retention = cfg_str(st->cfg, "retention");
     return 0;
 }
 

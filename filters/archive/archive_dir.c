@@ -34,7 +34,9 @@
  * no later put may claim durability over them.
  *
  * Removal: records are not removed one by one from the middle of a
- * segment; remove is not offered (purge is not built yet).
+ * segment, so remove is not offered; purge past retention drops whole
+ * segments (arc_dir_drop_segment) once a tombstone covering them is
+ * durable (archive_verify.c), never a writer's last segment.
  *
  * Threads: one mutex guards the index and the write position; the
  * fdatasync runs outside it on a dup() of the segment's descriptor.
@@ -789,6 +791,85 @@ arc_dir_problems(void *s)
     struct arc_dir *d = s;
 
     return buf_str(&d->problems);
+}
+
+int
+arc_dir_segments(void *s, const char *writer,
+                 int (*fn)(void *arg, const struct arc_dir_seg *seg),
+                 void *arg, struct err *e)
+{
+    struct arc_dir *d = s;
+    struct arc_dir_writer *w;
+    struct arc_dir_seg *segs = NULL;
+    size_t nsegs = 0, i;
+    int rc = 0;
+
+    pthread_mutex_lock(&d->mu);
+    if ((w = arc_dir_writer_find(d, writer, 0)) != NULL) {
+        for (i = 0; i < w->nents; i++) {
+            struct arc_dir_seg *grown;
+
+            if (nsegs > 0 && segs[nsegs - 1].segno == w->ents[i].segno) {
+                segs[nsegs - 1].last = w->ents[i].seq;
+                segs[nsegs - 1].count++;
+                continue;
+            }
+            if ((grown = realloc(segs, (nsegs + 1) * sizeof(*grown))) ==
+                NULL) {
+                rc = err_nomem(e);
+                break;
+            }
+            segs = grown;
+            segs[nsegs].segno = w->ents[i].segno;
+            segs[nsegs].first = segs[nsegs].last = w->ents[i].seq;
+            segs[nsegs].count = 1;
+            segs[nsegs].is_last = 0;
+            nsegs++;
+        }
+        if (nsegs > 0 && segs[nsegs - 1].segno == w->lastseg)
+            segs[nsegs - 1].is_last = 1;
+    }
+    pthread_mutex_unlock(&d->mu);
+    for (i = 0; rc == 0 && i < nsegs; i++)
+        rc = fn(arg, &segs[i]);
+    free(segs);
+    return rc;
+}
+
+int
+arc_dir_drop_segment(void *s, const char *writer, unsigned segno,
+                     struct err *e)
+{
+    struct arc_dir *d = s;
+    struct arc_dir_writer *w;
+    char path[4096];
+    size_t i, j;
+    int dfd, rc = 0;
+
+    pthread_mutex_lock(&d->mu);
+    if ((w = arc_dir_writer_find(d, writer, 0)) == NULL ||
+        segno == w->lastseg) {
+        pthread_mutex_unlock(&d->mu);
+        return err_set(e, ERR_INTERNAL,
+                       "segment %u of %s is the writer's last", segno, writer);
+    }
+    arc_dir_segname(path, sizeof(path), d->root, writer, segno);
+    if (unlink(path) < 0 && errno != ENOENT) {
+        rc = err_sys(e, ERR_IO, "%s", path);
+    } else {
+        snprintf(path, sizeof(path), "%s/%s", d->root, writer);
+        if ((dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+            if (fsync(dfd) < 0)
+                rc = err_sys(e, ERR_IO, "%s: fsync", path);
+            close(dfd);
+        }
+        for (i = j = 0; i < w->nents; i++)
+            if (w->ents[i].segno != segno)
+                w->ents[j++] = w->ents[i];
+        w->nents = j;
+    }
+    pthread_mutex_unlock(&d->mu);
+    return rc;
 }
 
 const struct arc_store_ops arc_store_dir = {

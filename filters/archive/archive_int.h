@@ -177,5 +177,26 @@ void arc_dir_where(void *s, const char *name, char *out, size_t n);
  * segments (a torn or garbled frame, a record out of place), one line
  * each; borrowed, "" when nothing. */
 const char *arc_dir_problems(void *s);
+/* arc_dir_segments - fn for each segment of writer holding records,
+ * oldest first: its number, the first and last seq in it, how many, and
+ * whether it is the one the writer appends to. arc_dir_drop_segment -
+ * delete one (not the writer's last), its directory synced. */
+struct arc_dir_seg {
+    unsigned segno;
+    unsigned long long first, last;
+    size_t count;
+    int is_last;
+};
+int arc_dir_segments(void *s, const char *writer,
+                     int (*fn)(void *arg, const struct arc_dir_seg *seg),
+                     void *arg, struct err *e);
+int arc_dir_drop_segment(void *s, const char *writer, unsigned segno,
+                         struct err *e);
+
+/* Tombstones of a purge are written by writer WRITER ARC_PURGE_SUFFIX,
+ * a chain of their own: the node's chain belongs to the running daemon.
+ * flt_arc_retention - "7y", "90d", "12w", "36m" in seconds. */
+#define ARC_PURGE_SUFFIX "~purge"
+int flt_arc_retention(const char *s, long long *out);
 
 #endif

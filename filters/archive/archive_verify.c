@@ -98,12 +98,22 @@ flt_arcv_finding(struct flt_archive_report *r, const char *fmt, ...)
     va_end(ap);
 }
 
-/* A gap in a writer's seqs, and a tombstone that may explain one. */
+/* A gap in a writer's seqs, and a tombstone that may explain one. Both
+ * are matched when the whole store has been read: a purge's tombstones
+ * are in a writer of their own (WRITER~purge), read after WRITER. */
 struct flt_arcv_gap {
+    char writer[ARC_WRITER_MAX + 1];
     unsigned long long from, to;
     unsigned char before[ARC_HASH_LEN]; /* hash of the record before it */
     unsigned char after[ARC_HASH_LEN];  /* prev hash of the one after it */
     int before_known;
+};
+
+struct flt_arcv_ctx {
+    struct flt_arcv_gap *gaps;
+    size_t ngaps;
+    struct arc_rec *tombs; /* parsed tombstones, kept whole */
+    size_t ntombs;
 };
 
 struct flt_arcv_writer {
@@ -111,47 +121,54 @@ struct flt_arcv_writer {
     unsigned long long next;          /* the seq expected next */
     unsigned char prev[ARC_HASH_LEN]; /* the hash it must follow */
     int prev_known;
-    struct flt_arcv_gap *gaps;
-    size_t ngaps;
-    struct arc_rec *tombs; /* parsed tombstones, kept whole */
-    size_t ntombs;
+    struct flt_arcv_ctx *ctx;
 };
 
 static void
-flt_arcv_writer_end(struct flt_arcv_writer *w, struct flt_archive_report *r)
+flt_arcv_gaps_check(struct flt_arcv_ctx *ctx, struct flt_archive_report *r)
 {
     size_t i, j;
 
-    for (i = 0; i < w->ngaps; i++) {
-        const struct flt_arcv_gap *g = &w->gaps[i];
+    for (i = 0; i < ctx->ngaps; i++) {
+        const struct flt_arcv_gap *g = &ctx->gaps[i];
         char name[ARC_NAME_MAX + 1];
         int covered = 0;
 
-        for (j = 0; j < w->ntombs && !covered; j++) {
-            const struct arc_rec *t = &w->tombs[j];
+        for (j = 0; j < ctx->ntombs && !covered; j++) {
+            const struct arc_rec *t = &ctx->tombs[j];
             char tw[ARC_WRITER_MAX + 1];
             unsigned long long from;
 
             covered = arc_name_parse(t->x.ref, tw, &from) == 0 &&
-                      from == g->from && t->x.to == g->to &&
+                      strcmp(tw, g->writer) == 0 && from == g->from &&
+                      t->x.to == g->to &&
                       memcmp(t->x.last_hash, g->after, ARC_HASH_LEN) == 0 &&
                       (!g->before_known ||
                        memcmp(t->x.prev_hash, g->before, ARC_HASH_LEN) == 0);
         }
-        if (covered)
+        if (covered) {
+            r->purged += g->to - g->from + 1;
             continue;
-        arc_name(name, w->name, g->from);
+        }
+        arc_name(name, g->writer, g->from);
         if (g->to == g->from)
             flt_arcv_finding(r, "record %s: missing", name);
         else
             flt_arcv_finding(r, "record %s: missing, and %llu more after it",
                              name, g->to - g->from);
     }
-    for (i = 0; i < w->ntombs; i++)
-        arc_rec_free(&w->tombs[i]);
-    free(w->tombs);
-    free(w->gaps);
-    memset(w, 0, sizeof(*w));
+}
+
+static void
+flt_arcv_ctx_fini(struct flt_arcv_ctx *ctx)
+{
+    size_t i;
+
+    for (i = 0; i < ctx->ntombs; i++)
+        arc_rec_free(&ctx->tombs[i]);
+    free(ctx->tombs);
+    free(ctx->gaps);
+    memset(ctx, 0, sizeof(*ctx));
 }
 
 static int
@@ -234,9 +251,11 @@ flt_arcv_record(void *store, const struct arc_store_ops *ops, const char *name,
         flt_arcv_finding(r, "record %s: out of order (found after %s)%s", name,
                          after, at);
         /* It fills the gap it left, if it is one of its own. */
-        if (w->ngaps > 0 && w->gaps[w->ngaps - 1].from == seq &&
-            w->gaps[w->ngaps - 1].to == seq)
-            w->ngaps--;
+        if (w->ctx->ngaps > 0 &&
+            strcmp(w->ctx->gaps[w->ctx->ngaps - 1].writer, w->name) == 0 &&
+            w->ctx->gaps[w->ctx->ngaps - 1].from == seq &&
+            w->ctx->gaps[w->ctx->ngaps - 1].to == seq)
+            w->ctx->ngaps--;
         return;
     }
     buf_reset(b);
@@ -259,19 +278,23 @@ flt_arcv_record(void *store, const struct arc_store_ops *ops, const char *name,
         return;
     }
     if (seq > w->next) {
+        struct flt_arcv_ctx *ctx = w->ctx;
         struct flt_arcv_gap *grown =
-            realloc(w->gaps, (w->ngaps + 1) * sizeof(*grown));
+            realloc(ctx->gaps, (ctx->ngaps + 1) * sizeof(*grown));
 
         if (grown != NULL) {
-            w->gaps = grown;
-            grown[w->ngaps].from = w->next;
-            grown[w->ngaps].to = seq - 1;
-            grown[w->ngaps].before_known = w->prev_known;
-            memcpy(grown[w->ngaps].before, w->prev, ARC_HASH_LEN);
+            ctx->gaps = grown;
+            grown += ctx->ngaps;
+            memset(grown, 0, sizeof(*grown));
+            memcpy(grown->writer, w->name, sizeof(grown->writer));
+            grown->from = w->next;
+            grown->to = seq - 1;
+            grown->before_known = w->prev_known;
+            memcpy(grown->before, w->prev, ARC_HASH_LEN);
             /* The prev hash sits at the same place in any record. */
             if (b->len >= 16 + ARC_HASH_LEN)
-                memcpy(grown[w->ngaps].after, b->data + 16, ARC_HASH_LEN);
-            w->ngaps++;
+                memcpy(grown->after, b->data + 16, ARC_HASH_LEN);
+            ctx->ngaps++;
         }
     } else if (w->prev_known && b->len >= 16 + ARC_HASH_LEN &&
                memcmp(b->data + 16, w->prev, ARC_HASH_LEN) != 0) {
@@ -319,13 +342,13 @@ flt_arcv_record(void *store, const struct arc_store_ops *ops, const char *name,
         break;
     case ARC_KIND_TOMBSTONE: {
         struct arc_rec *grown =
-            realloc(w->tombs, (w->ntombs + 1) * sizeof(*grown));
+            realloc(w->ctx->tombs, (w->ctx->ntombs + 1) * sizeof(*grown));
 
         r->tombstones++;
         if (grown != NULL) {
-            w->tombs = grown;
-            grown[w->ntombs++] = rec;
-            return; /* kept whole, freed at the writer's end */
+            w->ctx->tombs = grown;
+            grown[w->ctx->ntombs++] = rec;
+            return; /* kept whole, freed with the context */
         }
         break;
     }
@@ -339,6 +362,7 @@ flt_archive_verify(const char *store_value, const char *pubkey,
 {
     const struct arc_store_ops *ops;
     struct flt_arcv_names names = {NULL, 0, 0, 0};
+    struct flt_arcv_ctx ctx;
     struct flt_arcv_writer w;
     char key_id[17] = "";
     EVP_PKEY *pub = NULL;
@@ -351,6 +375,8 @@ flt_archive_verify(const char *store_value, const char *pubkey,
     memset(r, 0, sizeof(*r));
     buf_init(&r->text, 1024 * 1024);
     memset(&w, 0, sizeof(w));
+    memset(&ctx, 0, sizeof(ctx));
+    w.ctx = &ctx;
     if (pubkey != NULL && flt_archive_key_load(pubkey, 0, &pub, key_id, e) < 0)
         return -1;
     if ((store = flt_arcv_open(store_value, &ops, e)) == NULL) {
@@ -380,9 +406,7 @@ flt_archive_verify(const char *store_value, const char *pubkey,
 
         if (arc_name_parse(names.v[i], wname, &seq) == 0 &&
             strcmp(wname, w.name) != 0) {
-            if (w.name[0] != '\0')
-                flt_arcv_writer_end(&w, r);
-            snprintf(w.name, sizeof(w.name), "%s", wname);
+            memcpy(w.name, wname, sizeof(w.name));
             w.next = 1;
             memset(w.prev, 0, sizeof(w.prev));
             w.prev_known = 1;
@@ -390,10 +414,10 @@ flt_archive_verify(const char *store_value, const char *pubkey,
         }
         flt_arcv_record(store, ops, names.v[i], &w, pub, key_id, r, &b);
     }
-    if (w.name[0] != '\0')
-        flt_arcv_writer_end(&w, r);
+    flt_arcv_gaps_check(&ctx, r);
     rc = 0;
 out:
+    flt_arcv_ctx_fini(&ctx);
     r->seconds = (double)(flt_arcv_usec() - t0) / 1e6;
     buf_fini(&b);
     flt_arcv_names_free(&names);
@@ -531,5 +555,287 @@ out:
     buf_fini(&b);
     flt_arcv_names_free(&names);
     ops->close(store);
+    return rc;
+}
+
+/* Purge past retention (dir: stores). */
+struct flt_arcp {
+    const struct arc_store_ops *ops;
+    void *store;
+    const char *writer;
+    long long cutoff;
+    struct arc_dir_seg *segs;
+    size_t nsegs;
+    struct flt_arcv_ctx *ctx; /* the tombstones already written */
+    /* The purge writer's chain. */
+    char pw[ARC_WRITER_MAX + 1];
+    unsigned long long pseq;
+    unsigned char pprev[ARC_HASH_LEN];
+};
+
+static int
+flt_arcp_seg_fn(void *arg, const struct arc_dir_seg *seg)
+{
+    struct flt_arcp *p = arg;
+    struct arc_dir_seg *grown =
+        realloc(p->segs, (p->nsegs + 1) * sizeof(*grown));
+
+    if (grown == NULL)
+        return -1;
+    p->segs = grown;
+    p->segs[p->nsegs++] = *seg;
+    return 0;
+}
+
+/* flt_arcp_read - record name of the store, parsed, into rec. */
+static int
+flt_arcp_read(struct flt_arcp *p, const char *writer, unsigned long long seq,
+              struct buf *b, struct arc_rec *rec, struct err *e)
+{
+    char name[ARC_NAME_MAX + 1];
+
+    arc_name(name, writer, seq);
+    buf_reset(b);
+    memset(rec, 0, sizeof(*rec));
+    if (p->ops->get(p->store, name, b, e) < 0)
+        return -1;
+    return arc_record_parse((const unsigned char *)b->data, b->len, rec, e);
+}
+
+/* flt_arcp_segment - tombstone segment seg of p->writer, then drop it.
+ * 1 when it was purged, 0 when it is not past retention yet. */
+static int
+flt_arcp_segment(struct flt_arcp *p, const struct arc_dir_seg *seg,
+                 struct buf *b, struct err *e)
+{
+    unsigned char before[ARC_HASH_LEN], last[ARC_HASH_LEN];
+    char ref[ARC_NAME_MAX + 1];
+    struct arc_rec rec;
+    size_t i;
+    int done = 0;
+
+    if (flt_arcp_read(p, p->writer, seg->last, b, &rec, e) < 0) {
+        arc_rec_free(&rec);
+        return -1;
+    }
+    if (rec.meta.time >= p->cutoff) {
+        arc_rec_free(&rec);
+        return 0;
+    }
+    memcpy(last, rec.hash, ARC_HASH_LEN);
+    arc_rec_free(&rec);
+    if (flt_arcp_read(p, p->writer, seg->first, b, &rec, e) < 0) {
+        arc_rec_free(&rec);
+        return -1;
+    }
+    memcpy(before, rec.prev, ARC_HASH_LEN);
+    arc_rec_free(&rec);
+    arc_name(ref, p->writer, seg->first);
+    /* A purge cut short after its tombstone only has the unlink left. */
+    for (i = 0; i < p->ctx->ntombs && !done; i++)
+        done = strcmp(p->ctx->tombs[i].x.ref, ref) == 0 &&
+               p->ctx->tombs[i].x.to == seg->last;
+    if (!done) {
+        unsigned char hash[ARC_HASH_LEN];
+        char name[ARC_NAME_MAX + 1];
+        struct arc_meta meta;
+        struct arc_extra x;
+        struct arc_seal_in in;
+        struct arc_item it;
+        struct buf sealed;
+        int rc;
+
+        memset(&meta, 0, sizeof(meta));
+        memset(&x, 0, sizeof(x));
+        memset(&in, 0, sizeof(in));
+        meta.time = (long long)time(NULL);
+        x.ref = ref;
+        x.to = seg->last;
+        x.prev_hash = before;
+        x.last_hash = last;
+        in.kind = ARC_KIND_TOMBSTONE;
+        in.writer = p->pw;
+        in.seq = p->pseq + 1;
+        in.prev = p->pprev;
+        in.meta = &meta;
+        in.x = &x;
+        buf_init(&sealed, 0);
+        if (arc_record_seal(&in, &sealed, hash, e) < 0) {
+            buf_fini(&sealed);
+            return -1;
+        }
+        arc_name(name, p->pw, in.seq);
+        memset(&it, 0, sizeof(it));
+        it.name = name;
+        it.sealed = (const unsigned char *)sealed.data;
+        it.sealed_len = sealed.len;
+        rc = p->ops->put(p->store, &it, e);
+        buf_fini(&sealed);
+        if (rc < 0)
+            return -1;
+        p->pseq = in.seq;
+        memcpy(p->pprev, hash, ARC_HASH_LEN);
+    }
+    if (arc_dir_drop_segment(p->store, p->writer, seg->segno, e) < 0)
+        return -1;
+    return 1;
+}
+
+static int
+flt_arcp_last_fn(void *arg, const char *name)
+{
+    char *last = arg;
+
+    snprintf(last, ARC_NAME_MAX + 1, "%s", name);
+    return 0;
+}
+
+int
+flt_archive_purge(const char *store_value, const char *retention,
+                  long long now, struct flt_archive_purge_report *r,
+                  struct err *e)
+{
+    struct flt_arcv_names names = {NULL, 0, 0, 0};
+    struct flt_arcv_ctx ctx;
+    struct flt_arcp p;
+    long long keep;
+    struct buf b;
+    size_t i, j;
+    int rc = -1;
+
+    memset(r, 0, sizeof(*r));
+    memset(&ctx, 0, sizeof(ctx));
+    memset(&p, 0, sizeof(p));
+    if (retention == NULL)
+        return err_set(e, ERR_CONFIG,
+                       "no retention: the stage keeps records for ever "
+                       "(set retention, or give --retention)");
+    if (flt_arc_retention(retention, &keep) < 0)
+        return err_set(e, ERR_CONFIG,
+                       "retention %s: give a number and a unit: 90d, 12w, "
+                       "36m or 7y",
+                       retention);
+    p.cutoff = now - keep;
+    p.ctx = &ctx;
+    if ((p.store = flt_arcv_open(store_value, &p.ops, e)) == NULL)
+        return -1;
+    if (p.ops != &arc_store_dir) {
+        err_set(e, ERR_CONFIG, "%s: purge is built for dir: stores only",
+                store_value);
+        goto out;
+    }
+    buf_init(&b, FLT_ARCV_SEALED_MAX);
+    if (p.ops->list(p.store, NULL, NULL, flt_arcv_name_fn, &names, e) < 0)
+        goto outb;
+    if (names.nomem) {
+        err_nomem(e);
+        goto outb;
+    }
+    /* The tombstones already written, so a purge cut short is finished
+     * without a second one. */
+    for (i = 0; i < names.n; i++) {
+        struct arc_rec rec;
+        char w[ARC_WRITER_MAX + 1];
+        unsigned long long seq;
+        size_t wl;
+
+        if (arc_name_parse(names.v[i], w, &seq) < 0)
+            continue;
+        wl = strlen(w);
+        if (wl <= strlen(ARC_PURGE_SUFFIX) ||
+            strcmp(w + wl - strlen(ARC_PURGE_SUFFIX), ARC_PURGE_SUFFIX) != 0)
+            continue;
+        if (flt_arcp_read(&p, w, seq, &b, &rec, e) < 0) {
+            arc_rec_free(&rec);
+            goto outb;
+        }
+        if (rec.kind == ARC_KIND_TOMBSTONE) {
+            struct arc_rec *grown =
+                realloc(ctx.tombs, (ctx.ntombs + 1) * sizeof(*grown));
+
+            if (grown == NULL) {
+                arc_rec_free(&rec);
+                err_nomem(e);
+                goto outb;
+            }
+            ctx.tombs = grown;
+            ctx.tombs[ctx.ntombs++] = rec;
+        } else {
+            arc_rec_free(&rec);
+        }
+    }
+    for (i = 0; i < names.n; i = j) {
+        char w[ARC_WRITER_MAX + 1], w2[ARC_WRITER_MAX + 1],
+            last[ARC_NAME_MAX + 1];
+        unsigned long long seq;
+        size_t k, wl;
+        int one;
+
+        if (arc_name_parse(names.v[i], w, &seq) < 0) {
+            j = i + 1;
+            continue;
+        }
+        for (j = i + 1; j < names.n; j++)
+            if (arc_name_parse(names.v[j], w2, &seq) < 0 || strcmp(w, w2) != 0)
+                break;
+        wl = strlen(w);
+        if ((wl > strlen(ARC_PURGE_SUFFIX) &&
+             strcmp(w + wl - strlen(ARC_PURGE_SUFFIX), ARC_PURGE_SUFFIX) ==
+                 0) ||
+            wl + strlen(ARC_PURGE_SUFFIX) > ARC_WRITER_MAX)
+            continue;
+        p.writer = w;
+        /* wl + the suffix fit: checked above. */
+        memcpy(p.pw, w, wl);
+        memcpy(p.pw + wl, ARC_PURGE_SUFFIX, sizeof(ARC_PURGE_SUFFIX));
+        /* The purge writer's chain goes on from its last record. */
+        last[0] = '\0';
+        p.pseq = 0;
+        memset(p.pprev, 0, sizeof(p.pprev));
+        if (p.ops->list(p.store, p.pw, NULL, flt_arcp_last_fn, last, e) < 0)
+            goto outb;
+        if (last[0] != '\0') {
+            struct arc_rec rec;
+            char lw[ARC_WRITER_MAX + 1];
+            unsigned long long lseq;
+
+            if (arc_name_parse(last, lw, &lseq) < 0 ||
+                flt_arcp_read(&p, lw, lseq, &b, &rec, e) < 0) {
+                arc_rec_free(&rec);
+                goto outb;
+            }
+            p.pseq = rec.seq;
+            memcpy(p.pprev, rec.hash, ARC_HASH_LEN);
+            arc_rec_free(&rec);
+        }
+        free(p.segs);
+        p.segs = NULL;
+        p.nsegs = 0;
+        if (arc_dir_segments(p.store, w, flt_arcp_seg_fn, &p, e) < 0) {
+            if (e->code == ERR_NONE)
+                err_nomem(e);
+            goto outb;
+        }
+        /* Oldest first, never the segment being written, and only a
+         * run from the start: the chain that is left begins right after
+         * the tombstones. */
+        for (k = 0; k < p.nsegs && !p.segs[k].is_last; k++) {
+            if ((one = flt_arcp_segment(&p, &p.segs[k], &b, e)) < 0)
+                goto outb;
+            if (one == 0)
+                break;
+            r->segments++;
+            r->records += p.segs[k].count;
+        }
+        r->writers++;
+    }
+    rc = 0;
+outb:
+    buf_fini(&b);
+out:
+    free(p.segs);
+    flt_arcv_ctx_fini(&ctx);
+    flt_arcv_names_free(&names);
+    p.ops->close(p.store);
     return rc;
 }

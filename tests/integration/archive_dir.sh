@@ -20,6 +20,13 @@
 #    records swapped, a segment truncated in the middle of a record.
 # 4. Refused settings: encrypt_to and required = no are not built yet
 #    and say so with file:line; relaychain check loads the chain.
+# 6. Purge past retention, on a copy: as if two days had passed
+#    (--now), retention 1d drops every segment but the one being
+#    written, leaving tombstones: verify still passes and counts the
+#    purged records; a second purge finds nothing; a purge cut short
+#    after its tombstone (the segment back in place) is finished without
+#    a second tombstone; a tombstone removed makes verify name the
+#    missing records.
 # 5. The shipped chain.d/05-archive.conf.example and
 #    95-archive-sent.conf.example, turned on the way their comments say
 #    (the store moved into the test's directory): a message through
@@ -215,6 +222,34 @@ check "required = no is refused with file:line" \
 printf 'stage = archive\nstore = s3://bucket/prefix\n' >"$T/bad.d/10-archive.conf"
 "$RC" check -c "$T/bad.conf" >"$T/bad3.out" 2>&1
 check "store s3: says it is not built" grep -q "10-archive.conf:2: store: s3: not built yet" "$T/bad3.out"
+
+# --- 6. purge
+rm -rf "$T/p"
+cp -a "$T/store" "$T/p"
+later=$(($(date +%s) + 2 * 86400))
+nseg=$(ls "$T/p/node1" | grep -c '^segment-')
+"$RC" archive purge --store "dir:$T/p" --retention 1d --now "$later" >"$T/purge.out" 2>&1
+check "purge runs: $(cat "$T/purge.out")" [ $? -eq 0 ]
+check "purge dropped every segment but the last" \
+    grep -q "purged $((nseg - 1)) segments* ([1-9][0-9]* records) past 1d" "$T/purge.out"
+check "the last segment is kept" [ -f "$T/p/node1/segment-$(printf %06d "$nseg")" ]
+check "segment-000001 is gone" [ ! -f "$T/p/node1/segment-000001" ]
+"$RC" archive verify --store "dir:$T/p" --key "$T/ckpt.pub" >"$T/pv.out" 2>&1
+check "verify passes after the purge: $(head -n 1 "$T/pv.out")" [ $? -eq 0 ]
+check "verify counts tombstones and purged records" \
+    grep -q "tombstones), .* purged under tombstones, 2 writers, ok" "$T/pv.out"
+"$RC" archive purge --store "dir:$T/p" --retention 1d --now "$later" >"$T/purge2.out" 2>&1
+check "a second purge finds nothing" grep -q "purged 0 segments" "$T/purge2.out"
+cp "$T/store/node1/segment-000001" "$T/p/node1/"
+"$RC" archive purge --store "dir:$T/p" --retention 1d --now "$later" >"$T/purge3.out" 2>&1
+check "a purge cut short is finished" grep -q "purged 1 segment " "$T/purge3.out"
+check "without a second tombstone" \
+    [ "$("$RC" archive list --store "dir:$T/p" | grep -c ' tombstone ')" -eq $((nseg - 1)) ]
+"$PY" "$T/frames.py" "$T/p/node1~purge/segment-000001" delete 0 >/dev/null
+"$RC" archive verify --store "dir:$T/p" --key "$T/ckpt.pub" >"$T/pv2.out" 2>&1
+check "a tombstone removed: verify exits 1" [ $? -eq 1 ]
+check "and names the records it covered" \
+    grep -q "^record node1/0000000000000001: missing, and [0-9]* more" "$T/pv2.out"
 
 # --- 5. the shipped examples
 mkdir -p "$T/cx/archive"

@@ -173,7 +173,8 @@ test_other_kinds(void **state)
     unit_int_eq("last", memcmp(r.x.last_hash, last, ARC_HASH_LEN), 0);
     arc_rec_free(&r);
 
-    /* A tombstone that covers itself or what comes after it. */
+    /* A tombstone of its own writer that covers itself or what comes
+     * after it. */
     buf_reset(&b);
     x.to = 9;
     unit_int_eq("seal bad tombstone", arc_record_seal(&in, &b, h, &e), 0);
