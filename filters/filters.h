@@ -258,6 +258,42 @@ struct flt_archive_purge_report {
 int flt_archive_purge(const char *store, const char *retention, long long now,
                       struct flt_archive_purge_report *r, struct err *e);
 
+/* The SQLite index (filters/archive/archive_index.c), a file of its own
+ * (index NULL: ROOT/index.sqlite of a dir:/ROOT store) brought up to date
+ * from the store before each search.
+ *
+ * flt_archive_reindex - add what the index lacks (full: rebuild it);
+ * *added records. flt_archive_search - fn for each message record
+ * matching q (NULL/0 fields match everything; sender and recipient whole
+ * addresses, any case; message_id and subject substrings; since and
+ * until seconds since the epoch, until exclusive), in time order.
+ * flt_archive_export - the same messages into dir as NAME.eml files or
+ * into the mbox file mbox (exactly one of them), with a manifest file
+ * (name, SHA-256, size, the checkpoint that covers it); new files only.
+ * Each returns 0, or -1 with e. */
+struct flt_archive_query {
+    const char *sender, *recipient, *message_id, *subject;
+    long long since, until;
+};
+struct flt_archive_hit {
+    const char *name, *point, *qid, *message_id, *subject, *sender;
+    const char *rcpts;      /* every recipient, space-separated */
+    const char *sha256;     /* hex */
+    const char *checkpoint; /* the first checkpoint after it, or NULL */
+    long long time;
+    size_t size;
+};
+int flt_archive_reindex(const char *store, const char *index, int full,
+                        unsigned long long *added, struct err *e);
+int flt_archive_search(const char *store, const char *index,
+                       const struct flt_archive_query *q,
+                       int (*fn)(void *arg, const struct flt_archive_hit *hit),
+                       void *arg, struct err *e);
+int flt_archive_export(const char *store, const char *index,
+                       const struct flt_archive_query *q, const char *dir,
+                       const char *mbox, const char *manifest,
+                       unsigned long long *count, struct err *e);
+
 /* flt_archive_walk - read every record of the store (or only the one
  * named only), each checked as verify checks it, and hand it to fn in
  * the store's order; fn returning non-zero stops the walk. 0, or -1 with

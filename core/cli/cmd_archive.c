@@ -8,13 +8,24 @@
  *     relaychain archive [-c FILE] show [--store STORE] NAME
  *     relaychain archive [-c FILE] purge [--store STORE] [--retention AGE]
  *                        [--now EPOCH]
- *     relaychain archive search|export|reindex   (not built yet)
+ *     relaychain archive [-c FILE] reindex [--store STORE] [--index FILE]
+ *                        [--full]
+ *     relaychain archive [-c FILE] search [--store STORE] [--index FILE]
+ *                        [--sender A] [--recipient A] [--since DATE]
+ *                        [--until DATE] [--message-id ID] [--subject S]
+ *     relaychain archive [-c FILE] export ...search options...
+ *                        (--dir DIR | --mbox FILE) [--manifest FILE]
  *
  * The store is the one the chain's archive stages name (the chain is
  * loaded for checking only, so no engine is built and nothing is
  * written), or the one --store names: an auditor needs no configuration,
  * only a copy of the store and the public key (--key; without it the key
  * is the checkpoint_key of the stage).
+ *
+ * search finds message records through the SQLite index (brought up to
+ * date from the store first); export writes them as .eml files or one
+ * mbox with a manifest of their hashes and covering checkpoints. DATE is
+ * YYYY-MM-DD, YYYY-MM-DDTHH:MM:SS (UTC) or seconds since the epoch.
  *
  * purge drops the segments past retention (the stage's, or --retention)
  * after writing tombstones for them, and logs what it dropped; --now
@@ -55,6 +66,16 @@ archivecli_usage(FILE *fp)
             "       relaychain archive [-c FILE] show [--store STORE] NAME\n"
             "       relaychain archive [-c FILE] purge [--store STORE] "
             "[--retention AGE] [--now EPOCH]\n"
+            "       relaychain archive [-c FILE] reindex [--store STORE] "
+            "[--index FILE] [--full]\n"
+            "       relaychain archive [-c FILE] search [--store STORE] "
+            "[--index FILE] [--sender ADDR]\n"
+            "                 [--recipient ADDR] [--since DATE] [--until "
+            "DATE]\n"
+            "                 [--message-id ID] [--subject TEXT]\n"
+            "       relaychain archive [-c FILE] export SEARCH-OPTIONS "
+            "(--dir DIR | --mbox FILE)\n"
+            "                 [--manifest FILE]\n"
             "\n"
             "STORE is a store value as in the archive stage (dir:/PATH); "
             "without it, the\n"
@@ -234,6 +255,104 @@ archivecli_walk(const char *store, const char *only)
     return 0;
 }
 
+/* archivecli_date - DATE as seconds since the epoch (UTC). */
+static int
+archivecli_date(const char *s, long long *out)
+{
+    struct tm tm;
+    const char *end;
+    char *nend;
+
+    memset(&tm, 0, sizeof(tm));
+    if ((end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm)) != NULL &&
+        *end == '\0') {
+        *out = (long long)timegm(&tm);
+        return 0;
+    }
+    memset(&tm, 0, sizeof(tm));
+    if ((end = strptime(s, "%Y-%m-%d", &tm)) != NULL && *end == '\0') {
+        *out = (long long)timegm(&tm);
+        return 0;
+    }
+    *out = strtoll(s, &nend, 10);
+    return *s != '\0' && *nend == '\0' && *out > 0 ? 0 : -1;
+}
+
+static int
+archivecli_hit_fn(void *arg, const struct flt_archive_hit *h)
+{
+    (void)arg;
+    printf("%s time=%lld", h->name, h->time);
+    archivecli_print("point", h->point);
+    archivecli_print("qid", h->qid);
+    archivecli_print("message-id", h->message_id);
+    archivecli_print("sender", h->sender);
+    if (h->rcpts != NULL) {
+        const char *p = h->rcpts;
+
+        while (*p != '\0') {
+            size_t n = strcspn(p, " ");
+            char one[1024];
+
+            snprintf(one, sizeof(one), "%.*s", (int)n, p);
+            archivecli_print("rcpt", one);
+            p += n + (p[n] == ' ');
+        }
+    }
+    archivecli_print("subject", h->subject);
+    printf(" size=%zu\n", h->size);
+    return 0;
+}
+
+struct archivecli_opts {
+    const char *index, *dir, *mbox, *manifest;
+    int full;
+    struct flt_archive_query q;
+};
+
+static int
+archivecli_index(const char *cmd, const char *store,
+                 const struct archivecli_opts *o)
+{
+    unsigned long long n = 0;
+    char manifest[4096];
+    struct err e;
+
+    err_clear(&e);
+    if (strcmp(cmd, "reindex") == 0) {
+        if (flt_archive_reindex(store, o->index, o->full, &n, &e) < 0)
+            goto fail;
+        printf("%s: %llu records added to the index\n", store, n);
+        return 0;
+    }
+    if (strcmp(cmd, "search") == 0) {
+        if (flt_archive_search(store, o->index, &o->q, archivecli_hit_fn, NULL,
+                               &e) < 0)
+            goto fail;
+        return 0;
+    }
+    if ((o->dir == NULL) == (o->mbox == NULL)) {
+        fprintf(stderr, "relaychain: archive export: give --dir DIR or "
+                        "--mbox FILE\n");
+        return 2;
+    }
+    if (o->manifest != NULL)
+        snprintf(manifest, sizeof(manifest), "%s", o->manifest);
+    else if (o->dir != NULL)
+        snprintf(manifest, sizeof(manifest), "%s/MANIFEST", o->dir);
+    else
+        snprintf(manifest, sizeof(manifest), "%s.manifest", o->mbox);
+    if (flt_archive_export(store, o->index, &o->q, o->dir, o->mbox, manifest,
+                           &n, &e) < 0)
+        goto fail;
+    printf("%s: %llu messages exported to %s, manifest %s\n", store, n,
+           o->dir != NULL ? o->dir : o->mbox, manifest);
+    return 0;
+fail:
+    fprintf(stderr, "relaychain: archive %s: %s\n", cmd, e.text);
+    return 2;
+}
+
 int
 archive_main(int argc, char **argv)
 {
@@ -243,6 +362,17 @@ archive_main(int argc, char **argv)
         {"from", required_argument, NULL, 'f'},
         {"retention", required_argument, NULL, 'r'},
         {"now", required_argument, NULL, 'n'},
+        {"index", required_argument, NULL, 'i'},
+        {"full", no_argument, NULL, 'F'},
+        {"sender", required_argument, NULL, 'S'},
+        {"recipient", required_argument, NULL, 'R'},
+        {"since", required_argument, NULL, 'a'},
+        {"until", required_argument, NULL, 'b'},
+        {"message-id", required_argument, NULL, 'm'},
+        {"subject", required_argument, NULL, 'j'},
+        {"dir", required_argument, NULL, 'd'},
+        {"mbox", required_argument, NULL, 'x'},
+        {"manifest", required_argument, NULL, 'M'},
         {"config", required_argument, NULL, 'c'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -252,12 +382,14 @@ archive_main(int argc, char **argv)
     const char *retentions[ARCHIVECLI_STORES_MAX], *retention = NULL;
     const char *cmd;
     long long now = (long long)time(NULL);
+    struct archivecli_opts o;
     char *end;
     struct conf *cf = NULL;
     size_t n, i;
     struct err e;
     int c, rc = 0, worst = 0;
 
+    memset(&o, 0, sizeof(o));
     optind = 1;
     while ((c = getopt_long(argc, argv, "+c:h", longopts, NULL)) != -1) {
         switch (c) {
@@ -283,14 +415,10 @@ archive_main(int argc, char **argv)
         return 2;
     }
     cmd = argv[optind];
-    if (strcmp(cmd, "search") == 0 || strcmp(cmd, "export") == 0 ||
-        strcmp(cmd, "reindex") == 0) {
-        fprintf(stderr, "relaychain: archive %s: not built yet\n", cmd);
-        return 2;
-    }
     if (strcmp(cmd, "verify") != 0 && strcmp(cmd, "status") != 0 &&
         strcmp(cmd, "list") != 0 && strcmp(cmd, "show") != 0 &&
-        strcmp(cmd, "purge") != 0) {
+        strcmp(cmd, "purge") != 0 && strcmp(cmd, "search") != 0 &&
+        strcmp(cmd, "export") != 0 && strcmp(cmd, "reindex") != 0) {
         fprintf(stderr, "relaychain: unknown archive command '%s'\n", cmd);
         archivecli_usage(stderr);
         return 2;
@@ -309,6 +437,45 @@ archive_main(int argc, char **argv)
             break;
         case 'r':
             retention = optarg;
+            break;
+        case 'i':
+            o.index = optarg;
+            break;
+        case 'F':
+            o.full = 1;
+            break;
+        case 'S':
+            o.q.sender = optarg;
+            break;
+        case 'R':
+            o.q.recipient = optarg;
+            break;
+        case 'm':
+            o.q.message_id = optarg;
+            break;
+        case 'j':
+            o.q.subject = optarg;
+            break;
+        case 'd':
+            o.dir = optarg;
+            break;
+        case 'x':
+            o.mbox = optarg;
+            break;
+        case 'M':
+            o.manifest = optarg;
+            break;
+        case 'a':
+        case 'b':
+            if (archivecli_date(optarg, c == 'a' ? &o.q.since : &o.q.until) <
+                0) {
+                fprintf(stderr,
+                        "relaychain: %s %s: give YYYY-MM-DD, "
+                        "YYYY-MM-DDTHH:MM:SS (UTC) or seconds since the "
+                        "epoch\n",
+                        c == 'a' ? "--since" : "--until", optarg);
+                return 2;
+            }
             break;
         case 'n':
             now = strtoll(optarg, &end, 10);
@@ -362,6 +529,9 @@ archive_main(int argc, char **argv)
             rc = archivecli_walk(stores[i], NULL);
         else if (strcmp(cmd, "show") == 0)
             rc = archivecli_walk(stores[i], argv[optind]);
+        else if (strcmp(cmd, "search") == 0 || strcmp(cmd, "export") == 0 ||
+                 strcmp(cmd, "reindex") == 0)
+            rc = archivecli_index(cmd, stores[i], &o);
         else if (strcmp(cmd, "purge") == 0)
             rc = archivecli_purge(
                 stores[i], retention != NULL ? retention : retentions[i], now);

@@ -400,8 +400,13 @@ arc_dir_open(const char *spec, const struct cfg *c, int check_only,
     }
     while ((de = readdir(dir)) != NULL) {
         struct arc_dir_writer *w;
+        struct stat sb;
 
-        if (!arc_writer_ok(de->d_name) || de->d_type == DT_REG)
+        /* Writers are folders; the index and the like are files. */
+        if (!arc_writer_ok(de->d_name) || de->d_type == DT_REG ||
+            (de->d_type == DT_UNKNOWN &&
+             (fstatat(dirfd(dir), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
+              !S_ISDIR(sb.st_mode))))
             continue;
         if ((w = arc_dir_writer_find(d, de->d_name, 1)) == NULL) {
             err_nomem(e);

@@ -27,6 +27,11 @@
 #    after its tombstone (the segment back in place) is finished without
 #    a second tombstone; a tombstone removed makes verify name the
 #    missing records.
+# 7. search through the SQLite index (made from the store at the first
+#    search): by the Bcc recipient (any case), sender, Message-ID,
+#    Subject, a date range; export to .eml files and to an mbox, with a
+#    manifest whose SHA-256 are those of the files and which names the
+#    checkpoint after each message; reindex --full rebuilds it.
 # 5. The shipped chain.d/05-archive.conf.example and
 #    95-archive-sent.conf.example, turned on the way their comments say
 #    (the store moved into the test's directory): a message through
@@ -250,6 +255,41 @@ check "without a second tombstone" \
 check "a tombstone removed: verify exits 1" [ $? -eq 1 ]
 check "and names the records it covered" \
     grep -q "^record node1/0000000000000001: missing, and [0-9]* more" "$T/pv2.out"
+
+# --- 7. search and export
+"$RC" archive -c "$T/rc.conf" search --recipient BCC3@Hidden.Example >"$T/s1" 2>&1
+check "search by the Bcc recipient finds both points ($(head -n 1 "$T/s1"))" \
+    [ "$(grep -c 'message-id=<arc-3@client.example>' "$T/s1")" -eq 2 ]
+check "and nothing else" [ "$(wc -l <"$T/s1")" -eq 2 ]
+"$RC" archive -c "$T/rc.conf" search --sender sender4@client.example \
+    --subject "TEST 4" >"$T/s2" 2>&1
+check "search by sender and subject" \
+    [ "$(grep -c 'message-id=<arc-4@client.example>' "$T/s2")" -eq 2 ]
+"$RC" archive -c "$T/rc.conf" search --message-id arc-refused >"$T/s3" 2>&1
+check "search by Message-ID finds the refused message as received" \
+    [ "$(grep -c ' point=archive ' "$T/s3")" -eq 1 ]
+"$RC" archive -c "$T/rc.conf" search --since 2000-01-01 --until 2000-12-31T23:59:59 >"$T/s4" 2>&1
+check "a date range with nothing in it" [ ! -s "$T/s4" ]
+"$RC" archive -c "$T/rc.conf" search --since "$(date -u +%Y-%m-%d)" >"$T/s5" 2>&1
+check "today's range has every message record" [ "$(wc -l <"$T/s5")" -eq $((2 * N + 1)) ]
+mkdir "$T/exp"
+"$RC" archive -c "$T/rc.conf" export --recipient to5@dest.example --dir "$T/exp" >"$T/e1" 2>&1
+check "export to a directory: $(cat "$T/e1")" grep -q ': 2 messages exported' "$T/e1"
+ok=0
+while read -r name sum size ckpt; do
+    f="$T/exp/$(echo "$name" | tr / _).eml"
+    [ "sha256=$(sha256sum <"$f" | cut -d' ' -f1)" = "$sum" ] &&
+        [ "size=$(wc -c <"$f")" = "$size" ] &&
+        echo "$ckpt" | grep -q '^checkpoint=node1/[0-9a-f]*$' && ok=$((ok + 1))
+done <"$T/exp/MANIFEST"
+check "the manifest's hashes and sizes are the files', each with its checkpoint" [ "$ok" -eq 2 ]
+check "the exported file is the archived message" grep -q '^archive body 5' "$T/exp/node1_"*.eml
+"$RC" archive -c "$T/rc.conf" export --sender sender6@client.example --mbox "$T/out.mbox" >"$T/e2" 2>&1
+check "export to an mbox" [ "$(grep -c '^From sender6@client.example ' "$T/out.mbox")" -eq 2 ]
+check "with its manifest" [ "$(wc -l <"$T/out.mbox.manifest")" -eq 2 ]
+"$RC" archive -c "$T/rc.conf" reindex --full >"$T/r1" 2>&1
+check "reindex --full reads every record again" \
+    grep -q ": $(grep -c . "$T/list") records added" "$T/r1"
 
 # --- 5. the shipped examples
 mkdir -p "$T/cx/archive"
