@@ -226,7 +226,10 @@ int flt_antivirus_info(const struct stage *st,
  * public half; NULL: signatures are counted as unchecked). Returns 0 with
  * r filled (r->problems 0: the store verifies; r->text names each finding,
  * first first), or -1 with e when the store cannot be read at all. Free r
- * with flt_archive_report_fini().
+ * with flt_archive_report_fini(). With from (seconds since the epoch;
+ * 0: all), each writer is walked from the last signed checkpoint before
+ * its first record at or after from: the signature vouches for what
+ * came before it, which is not read.
  *
  * flt_archive_status - what the store holds, per writer, appended to out
  * as lines of text. */
@@ -235,13 +238,14 @@ struct flt_archive_report {
     unsigned long long writers;
     unsigned long long unchecked; /* checkpoints not checked: no key */
     unsigned long long purged;    /* records gone under a tombstone */
+    unsigned long long skipped;   /* before the --from checkpoint */
     unsigned long long problems;
     double seconds;
     struct buf text;
 };
 int flt_archive_stage_store(const struct stage *st, const char **store,
                             const char **key, const char **retention);
-int flt_archive_verify(const char *store, const char *pubkey,
+int flt_archive_verify(const char *store, const char *pubkey, long long from,
                        struct flt_archive_report *r, struct err *e);
 void flt_archive_report_fini(struct flt_archive_report *r);
 int flt_archive_status(const char *store, struct buf *out, struct err *e);

@@ -3,6 +3,7 @@
  *     and an auditor
  *
  *     relaychain archive [-c FILE] verify [--store STORE] [--key PUB]
+ *                        [--from DATE]
  *     relaychain archive [-c FILE] status [--store STORE]
  *     relaychain archive [-c FILE] list [--store STORE]
  *     relaychain archive [-c FILE] show [--store STORE] NAME
@@ -60,7 +61,7 @@ archivecli_usage(FILE *fp)
 {
     fprintf(fp,
             "usage: relaychain archive [-c FILE] verify [--store STORE] "
-            "[--key PUBKEY]\n"
+            "[--key PUBKEY] [--from DATE]\n"
             "       relaychain archive [-c FILE] status [--store STORE]\n"
             "       relaychain archive [-c FILE] list [--store STORE]\n"
             "       relaychain archive [-c FILE] show [--store STORE] NAME\n"
@@ -141,14 +142,14 @@ archivecli_purge(const char *store, const char *retention, long long now)
 }
 
 static int
-archivecli_verify(const char *store, const char *key)
+archivecli_verify(const char *store, const char *key, long long from)
 {
     struct flt_archive_report r;
     struct err e;
     int rc;
 
     err_clear(&e);
-    if (flt_archive_verify(store, key, &r, &e) < 0) {
+    if (flt_archive_verify(store, key, from, &r, &e) < 0) {
         fprintf(stderr, "relaychain: archive verify: %s\n", e.text);
         flt_archive_report_fini(&r);
         return 2;
@@ -160,6 +161,8 @@ archivecli_verify(const char *store, const char *key)
            r.checkpoints);
     if (r.purged > 0)
         printf(", %llu purged under tombstones", r.purged);
+    if (r.skipped > 0)
+        printf(", %llu before --from vouched for by a checkpoint", r.skipped);
     if (r.unchecked > 0)
         printf(" (%llu not checked: no key)", r.unchecked);
     printf(", %llu writer%s, ", r.writers, r.writers == 1 ? "" : "s");
@@ -381,7 +384,7 @@ archive_main(int argc, char **argv)
     const char *stores[ARCHIVECLI_STORES_MAX], *keys[ARCHIVECLI_STORES_MAX];
     const char *retentions[ARCHIVECLI_STORES_MAX], *retention = NULL;
     const char *cmd;
-    long long now = (long long)time(NULL);
+    long long now = (long long)time(NULL), from = 0;
     struct archivecli_opts o;
     char *end;
     struct conf *cf = NULL;
@@ -488,9 +491,15 @@ archive_main(int argc, char **argv)
             }
             break;
         case 'f':
-            fprintf(stderr, "relaychain: archive verify --from: not built "
-                            "yet (verify checks the whole store)\n");
-            return 2;
+            if (archivecli_date(optarg, &from) < 0) {
+                fprintf(stderr,
+                        "relaychain: --from %s: give YYYY-MM-DD, "
+                        "YYYY-MM-DDTHH:MM:SS (UTC) or seconds since the "
+                        "epoch\n",
+                        optarg);
+                return 2;
+            }
+            break;
         default:
             archivecli_usage(stderr);
             return 2;
@@ -524,7 +533,8 @@ archive_main(int argc, char **argv)
     }
     for (i = 0; i < n; i++) {
         if (strcmp(cmd, "verify") == 0)
-            rc = archivecli_verify(stores[i], key != NULL ? key : keys[i]);
+            rc = archivecli_verify(stores[i], key != NULL ? key : keys[i],
+                                   from);
         else if (strcmp(cmd, "list") == 0)
             rc = archivecli_walk(stores[i], NULL);
         else if (strcmp(cmd, "show") == 0)

@@ -356,8 +356,83 @@ flt_arcv_record(void *store, const struct arc_store_ops *ops, const char *name,
     arc_rec_free(&rec);
 }
 
+/* flt_arcv_time - the time of record name, or -1 when it does not
+ * read back (the walk then reports it). */
+static long long
+flt_arcv_time(void *store, const struct arc_store_ops *ops, const char *name,
+              struct buf *b, enum arc_kind *kind)
+{
+    struct arc_rec rec;
+    struct err e;
+    long long t = -1;
+
+    buf_reset(b);
+    memset(&rec, 0, sizeof(rec));
+    if (ops->get(store, name, b, &e) == 0 &&
+        arc_record_parse((const unsigned char *)b->data, b->len, &rec, &e) ==
+            0) {
+        t = rec.meta.time;
+        *kind = rec.kind;
+    }
+    arc_rec_free(&rec);
+    return t;
+}
+
+/* flt_arcv_from - with --from: where the walk of the writer whose names
+ * start at first begins: the last checkpoint before the first record at
+ * or after from (found by bisection on the records' times, then back to
+ * a checkpoint), whose signature vouches for the hash it follows; the
+ * writer's first record when there is none. w is set up to follow that
+ * checkpoint. A purge writer is walked whole. */
+static size_t
+flt_arcv_from(void *store, const struct arc_store_ops *ops,
+              const struct flt_arcv_names *names, size_t first, long long from,
+              struct flt_arcv_writer *w, struct flt_archive_report *r,
+              struct buf *b)
+{
+    size_t lo = first, hi = first, k, wl = strlen(w->name);
+    char wname[ARC_WRITER_MAX + 1];
+    unsigned long long seq;
+    enum arc_kind kind = ARC_KIND_MESSAGE;
+
+    if (wl > strlen(ARC_PURGE_SUFFIX) &&
+        strcmp(w->name + wl - strlen(ARC_PURGE_SUFFIX), ARC_PURGE_SUFFIX) == 0)
+        return first;
+    while (hi < names->n && arc_name_parse(names->v[hi], wname, &seq) == 0 &&
+           strcmp(wname, w->name) == 0)
+        hi++;
+    /* The first record at or after from; one that does not read back
+     * counts as late, so the walk reaches it. */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        long long t = flt_arcv_time(store, ops, names->v[mid], b, &kind);
+
+        if (t >= 0 && t < from)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (k = lo; k > first; k--) {
+        if (flt_arcv_time(store, ops, names->v[k - 1], b, &kind) >= 0 &&
+            kind == ARC_KIND_CHECKPOINT)
+            break;
+    }
+    if (k == first)
+        return first;
+    k--;
+    /* The checkpoint's own prev hash is what its signature covers. */
+    if (arc_name_parse(names->v[k], wname, &seq) < 0 ||
+        b->len < 16 + ARC_HASH_LEN)
+        return first;
+    w->next = seq;
+    memcpy(w->prev, b->data + 16, ARC_HASH_LEN);
+    w->prev_known = 1;
+    r->skipped += k - first;
+    return k;
+}
+
 int
-flt_archive_verify(const char *store_value, const char *pubkey,
+flt_archive_verify(const char *store_value, const char *pubkey, long long from,
                    struct flt_archive_report *r, struct err *e)
 {
     const struct arc_store_ops *ops;
@@ -411,6 +486,8 @@ flt_archive_verify(const char *store_value, const char *pubkey,
             memset(w.prev, 0, sizeof(w.prev));
             w.prev_known = 1;
             r->writers++;
+            if (from > 0)
+                i = flt_arcv_from(store, ops, &names, i, from, &w, r, &b);
         }
         flt_arcv_record(store, ops, names.v[i], &w, pub, key_id, r, &b);
     }

@@ -204,6 +204,16 @@ tamper() {
 tamper flip flip 5 "^record VICTIM: altered"
 tamper delete delete 5 "^record VICTIM: missing"
 tamper swap swap 5 "^record VICTIM: out of order"
+# verify --from starts at the last signed checkpoint before DATE: the
+# flipped record lies before the store's last checkpoint, so from
+# tomorrow on the store verifies; from long ago the flip is found.
+"$RC" archive verify --store "dir:$T/t-flip" --key "$T/ckpt.pub" \
+    --from "$(date -u -d tomorrow +%Y-%m-%d)" >"$T/vf1.out" 2>&1
+check "verify --from tomorrow starts at the last checkpoint: $(head -n 1 "$T/vf1.out")" \
+    grep -q 'before --from vouched for by a checkpoint, 1 writer, ok$' "$T/vf1.out"
+"$RC" archive verify --store "dir:$T/t-flip" --key "$T/ckpt.pub" \
+    --from 2000-01-01 >"$T/vf2.out" 2>&1
+check "verify --from long ago reads it all and finds the flip" [ $? -eq 1 ]
 check "the records fill more than one segment" [ -f "$T/store/node1/segment-000002" ]
 tamper truncate truncate 7 "segment-000001: frame at offset [0-9]* cut short"
 check "truncate: the records after the cut are named missing" \
