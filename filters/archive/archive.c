@@ -30,8 +30,10 @@
  * writer's hash chain). A log holds the writer's seq and the hash of its
  * last record, read back from the store when the log is opened, and
  * appends under its mutex, so records get consecutive seqs in chain
- * order; with the dir store the fdatasync runs after the mutex is let go
- * and serves every record appended meanwhile (group commit). Every
+ * order. The meta lines and the compression are made before the mutex is
+ * taken; under it only the header, one copy and the record hash. With
+ * the dir store the fdatasync runs after the mutex is let go and serves
+ * every record appended meanwhile (group commit). Every
  * checkpoint_every records, or at the first record after
  * checkpoint_interval, and when the last stage using the log goes, the
  * log appends a checkpoint signed with checkpoint_key.
@@ -335,8 +337,8 @@ fail:
  * fdatasync is still to be waited for (0 when put made it durable). */
 static int
 flt_arc_append_locked(struct flt_arc_log *lg, struct arc_seal_in *in,
-                      char name[ARC_NAME_MAX + 1], unsigned long long *ticket,
-                      struct err *e)
+                      const struct arc_parts *pt, char name[ARC_NAME_MAX + 1],
+                      unsigned long long *ticket, struct err *e)
 {
     unsigned char hash[ARC_HASH_LEN];
     struct arc_item it;
@@ -347,7 +349,7 @@ flt_arc_append_locked(struct flt_arc_log *lg, struct arc_seal_in *in,
     in->seq = lg->seq + 1;
     in->prev = lg->prev;
     buf_init(&b, FLT_ARC_SEALED_MAX);
-    if (arc_record_seal(in, &b, hash, e) < 0) {
+    if (arc_record_finish(in, pt, &b, hash, e) < 0) {
         buf_fini(&b);
         return -1;
     }
@@ -388,8 +390,9 @@ flt_arc_checkpoint_locked(struct flt_arc_log *lg, EVP_PKEY *key,
     struct arc_meta meta;
     struct arc_extra x;
     struct arc_seal_in in;
+    struct arc_parts pt;
     EVP_MD_CTX *ctx;
-    int ok;
+    int ok, rc;
 
     memset(&meta, 0, sizeof(meta));
     memset(&x, 0, sizeof(x));
@@ -412,7 +415,12 @@ flt_arc_checkpoint_locked(struct flt_arc_log *lg, EVP_PKEY *key,
     in.kind = ARC_KIND_CHECKPOINT;
     in.meta = &meta;
     in.x = &x;
-    if (flt_arc_append_locked(lg, &in, name, ticket, e) < 0)
+    arc_parts_init(&pt);
+    rc = arc_record_prepare(&in, &pt, e) < 0
+             ? -1
+             : flt_arc_append_locked(lg, &in, &pt, name, ticket, e);
+    arc_parts_fini(&pt);
+    if (rc < 0)
         return -1;
     lg->since = 0;
     lg->last_ckpt = meta.time;
@@ -427,10 +435,18 @@ flt_arc_append(const struct flt_arc *a, struct arc_seal_in *in,
 {
     struct flt_arc_log *lg = a->log;
     unsigned long long ticket = 0, cticket = 0;
+    struct arc_parts pt;
     int rc;
 
+    /* Meta and compression outside the lock; only the header, the copy
+     * and the hash under it. */
+    arc_parts_init(&pt);
+    if (arc_record_prepare(in, &pt, e) < 0) {
+        arc_parts_fini(&pt);
+        return -1;
+    }
     pthread_mutex_lock(&lg->mu);
-    rc = flt_arc_append_locked(lg, in, name, &ticket, e);
+    rc = flt_arc_append_locked(lg, in, &pt, name, &ticket, e);
     if (rc == 0 && a->key != NULL &&
         (lg->since >= (unsigned long long)a->every ||
          (long long)time(NULL) - lg->last_ckpt >= a->interval)) {
@@ -444,6 +460,7 @@ flt_arc_append(const struct flt_arc *a, struct arc_seal_in *in,
             ticket = cticket;
     }
     pthread_mutex_unlock(&lg->mu);
+    arc_parts_fini(&pt);
     if (rc == 0 && ticket != 0)
         rc = arc_dir_sync(lg->store, ticket, e);
     return rc;

@@ -120,6 +120,23 @@ struct arc_seal_in {
 int arc_record_seal(const struct arc_seal_in *in, struct buf *out,
                     unsigned char hash[ARC_HASH_LEN], struct err *e);
 
+/* The same in two steps, so that the costly part runs outside the
+ * writer's lock: arc_record_prepare - the meta lines and the compressed
+ * message into pt (of in: kind, meta, x, data, len, level);
+ * arc_record_finish - header (in: kind, writer, seq, prev), pt and the
+ * hash appended to out. Both 0, or -1 with e. */
+struct arc_parts {
+    struct buf meta;
+    struct buf body;
+};
+void arc_parts_init(struct arc_parts *pt);
+void arc_parts_fini(struct arc_parts *pt);
+int arc_record_prepare(const struct arc_seal_in *in, struct arc_parts *pt,
+                       struct err *e);
+int arc_record_finish(const struct arc_seal_in *in, const struct arc_parts *pt,
+                      struct buf *out, unsigned char hash[ARC_HASH_LEN],
+                      struct err *e);
+
 /* arc_record_parse - read sealed record p (n octets) strictly into out,
  * which belongs to the caller afterwards (arc_rec_free, also after a
  * failure). -1 with e set (ERR_INPUT, "record WRITER/SEQ: reason" once

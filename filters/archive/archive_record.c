@@ -349,19 +349,29 @@ arc_meta_build(const struct arc_seal_in *in, const unsigned char *sha,
     return err_set(e, ERR_INTERNAL, "unknown record kind");
 }
 
-int
-arc_record_seal(const struct arc_seal_in *in, struct buf *out,
-                unsigned char hash[ARC_HASH_LEN], struct err *e)
+void
+arc_parts_init(struct arc_parts *pt)
 {
-    unsigned char head[ARC_HEAD_LEN], len4[4], sha[ARC_HASH_LEN];
-    size_t start = out->len, wl, bound = 0, clen = 0, meta_at;
-    struct buf meta;
-    int rc = -1;
+    buf_init(&pt->meta, ARC_META_MAX);
+    buf_init(&pt->body, 0);
+}
 
-    if (in->writer == NULL || !arc_writer_ok(in->writer))
-        return err_set(e, ERR_INPUT, "bad archive writer name");
-    if (in->seq == 0)
-        return err_set(e, ERR_INTERNAL, "record seq 0");
+void
+arc_parts_fini(struct arc_parts *pt)
+{
+    buf_fini(&pt->meta);
+    buf_fini(&pt->body);
+}
+
+int
+arc_record_prepare(const struct arc_seal_in *in, struct arc_parts *pt,
+                   struct err *e)
+{
+    unsigned char sha[ARC_HASH_LEN];
+    size_t bound, clen;
+
+    buf_reset(&pt->meta);
+    buf_reset(&pt->body);
     if (in->kind == ARC_KIND_MESSAGE) {
         if (in->meta == NULL || in->data == NULL)
             return err_set(e, ERR_INTERNAL, "message record without data");
@@ -371,59 +381,82 @@ arc_record_seal(const struct arc_seal_in *in, struct buf *out,
         if (arc_sha256(in->data, in->len, sha) < 0)
             return err_set(e, ERR_LIB, "SHA-256 failed");
     }
-    wl = strlen(in->writer);
-    buf_init(&meta, ARC_META_MAX);
-    if (arc_meta_build(in, sha, &meta, e) < 0)
-        goto out;
+    if (arc_meta_build(in, sha, &pt->meta, e) < 0)
+        return -1;
+    if (in->kind != ARC_KIND_MESSAGE)
+        return 0;
+    bound = ZSTD_compressBound(in->len);
+    if (buf_reserve(&pt->body, bound, e) < 0)
+        return -1;
+    clen = ZSTD_compress(pt->body.data, bound, in->data, in->len, in->level);
+    if (ZSTD_isError(clen))
+        return err_set(e, ERR_LIB, "zstd: %s", ZSTD_getErrorName(clen));
+    if (clen > 0xffffffffUL)
+        return err_set(e, ERR_LIMIT, "compressed message over 4 GiB");
+    pt->body.len = clen;
+    return 0;
+}
 
+int
+arc_record_finish(const struct arc_seal_in *in, const struct arc_parts *pt,
+                  struct buf *out, unsigned char hash[ARC_HASH_LEN],
+                  struct err *e)
+{
+    unsigned char head[ARC_HEAD_LEN], len4[4];
+    size_t start = out->len, wl;
+
+    if (in->writer == NULL || !arc_writer_ok(in->writer))
+        return err_set(e, ERR_INPUT, "bad archive writer name");
+    if (in->seq == 0)
+        return err_set(e, ERR_INTERNAL, "record seq 0");
+    wl = strlen(in->writer);
     memcpy(head, ARC_MAGIC, ARC_MAGIC_LEN);
     head[6] = (unsigned char)in->kind;
     head[7] = 0;
     arc_put_be(head + 8, in->seq, 8);
     memcpy(head + 16, in->prev, ARC_HASH_LEN);
     head[16 + ARC_HASH_LEN] = (unsigned char)wl;
-    if (buf_append(out, head, sizeof(head), e) < 0 ||
+    if (buf_reserve(out,
+                    sizeof(head) + wl + 8 + pt->meta.len + pt->body.len +
+                        ARC_HASH_LEN,
+                    e) < 0 ||
+        buf_append(out, head, sizeof(head), e) < 0 ||
         buf_append(out, in->writer, wl, e) < 0)
         goto undo;
-    arc_put_be(len4, meta.len, 4);
+    arc_put_be(len4, pt->meta.len, 4);
     if (buf_append(out, len4, 4, e) < 0 ||
-        buf_append(out, meta.data, meta.len, e) < 0)
+        buf_append(out, pt->meta.data, pt->meta.len, e) < 0)
         goto undo;
-    meta_at = out->len;
-    if (in->kind == ARC_KIND_MESSAGE)
-        bound = ZSTD_compressBound(in->len);
-    if (buf_reserve(out, 4 + bound + ARC_HASH_LEN, e) < 0)
+    arc_put_be(len4, pt->body.len, 4);
+    if (buf_append(out, len4, 4, e) < 0 ||
+        buf_append(out, pt->body.data, pt->body.len, e) < 0)
         goto undo;
-    if (in->kind == ARC_KIND_MESSAGE) {
-        clen = ZSTD_compress(out->data + meta_at + 4, bound, in->data, in->len,
-                             in->level);
-        if (ZSTD_isError(clen)) {
-            err_set(e, ERR_LIB, "zstd: %s", ZSTD_getErrorName(clen));
-            goto undo;
-        }
-        if (clen > 0xffffffffUL) {
-            err_set(e, ERR_LIMIT, "compressed message over 4 GiB");
-            goto undo;
-        }
-    }
-    arc_put_be(len4, clen, 4);
-    memcpy(out->data + meta_at, len4, 4);
-    out->len = meta_at + 4 + clen;
-    out->data[out->len] = '\0';
     if (arc_sha256(out->data + start, out->len - start, hash) < 0) {
         err_set(e, ERR_LIB, "SHA-256 failed");
         goto undo;
     }
     if (buf_append(out, hash, ARC_HASH_LEN, e) < 0)
         goto undo;
-    rc = 0;
-    goto out;
+    return 0;
 undo:
     out->len = start;
     if (out->data != NULL)
         out->data[start] = '\0';
-out:
-    buf_fini(&meta);
+    return -1;
+}
+
+int
+arc_record_seal(const struct arc_seal_in *in, struct buf *out,
+                unsigned char hash[ARC_HASH_LEN], struct err *e)
+{
+    struct arc_parts pt;
+    int rc;
+
+    arc_parts_init(&pt);
+    rc = arc_record_prepare(in, &pt, e) < 0
+             ? -1
+             : arc_record_finish(in, &pt, out, hash, e);
+    arc_parts_fini(&pt);
     return rc;
 }
 
