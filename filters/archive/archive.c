@@ -313,7 +313,11 @@ flt_arc_log_open(const char *value, const char *writer, const struct cfg *c,
     lg->ops = ops;
     pthread_mutex_init(&lg->mu, NULL);
     lg->last_ckpt = (long long)time(NULL);
+    /* The writer's chain is this process's from here on: another one
+     * appending to it would fork it. */
     if ((lg->store = ops->open(spec, c, 0, e)) == NULL ||
+        (ops == &arc_store_dir &&
+         arc_dir_claim_writer(lg->store, lg->writer, e) < 0) ||
         flt_arc_log_recover(lg, e) < 0) {
         if (lg->store != NULL)
             ops->close(lg->store);

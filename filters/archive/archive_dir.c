@@ -447,6 +447,15 @@ arc_dir_claim(struct arc_dir *d, struct arc_dir_writer *w, struct err *e)
             w->lockfd = -1;
             return -1;
         }
+        /* What the writer holds is read again under the lock: another
+         * process may have appended between open() and now. */
+        w->nents = 0;
+        w->sorted = 1;
+        w->lastseg = 0;
+        w->end = 0;
+        w->torn = 0;
+        if (arc_dir_scan_writer(d, w, e) < 0)
+            return -1;
     }
     if (w->lastseg == 0) {
         w->lastseg = 1;
@@ -501,6 +510,24 @@ arc_dir_roll(struct arc_dir *d, struct arc_dir_writer *w, struct err *e)
         close(dfd);
     }
     return 0;
+}
+
+int
+arc_dir_claim_writer(void *s, const char *writer, struct err *e)
+{
+    struct arc_dir *d = s;
+    struct arc_dir_writer *w;
+    int rc = 0;
+
+    if (!arc_writer_ok(writer))
+        return err_set(e, ERR_INTERNAL, "bad writer name");
+    pthread_mutex_lock(&d->mu);
+    if ((w = arc_dir_writer_find(d, writer, 1)) == NULL)
+        rc = err_nomem(e);
+    else if (w->fd < 0)
+        rc = arc_dir_claim(d, w, e);
+    pthread_mutex_unlock(&d->mu);
+    return rc;
 }
 
 int

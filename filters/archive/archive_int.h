@@ -187,6 +187,10 @@ flt_arc_store_ops(const char *value, const char **spec, struct err *e);
 int arc_dir_append(void *s, const struct arc_item *it,
                    unsigned long long *ticket, struct err *e);
 int arc_dir_sync(void *s, unsigned long long ticket, struct err *e);
+/* arc_dir_claim_writer - make writer this process's before its last
+ * record is read back: its lock taken (ERR_TEMP when another process
+ * holds it), what it holds read again under the lock, a torn tail cut. */
+int arc_dir_claim_writer(void *s, const char *writer, struct err *e);
 /* arc_dir_segment_of - for verify's messages: the segment file and offset
  * of record name, into out (size n); "" when unknown. */
 void arc_dir_where(void *s, const char *name, char *out, size_t n);

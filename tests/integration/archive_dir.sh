@@ -18,6 +18,8 @@
 #    exit 1: one octet flipped inside a record (frame check fixed up too,
 #    so the record's own hash has to catch it), a record deleted, two
 #    records swapped, a segment truncated in the middle of a record.
+#    While relaychaind runs, a second process (relaychain filter) on the
+#    same writer is refused, saying why: it would fork the chain.
 # 4. Refused settings: encrypt_to and required = no are not built yet
 #    and say so with file:line; relaychain check loads the chain.
 # 6. Purge past retention, on a copy: as if two days had passed
@@ -102,6 +104,13 @@ timeout 30 swaks --server 127.0.0.1 --port "$port" --silent 2 \
 check "the refused message is tempfailed" \
     grep -q '^<\*\* *451' "$T/swaks-refused.out"
 check "the sink got $N messages" sink_wait sink $N 15
+# One process appends to a writer's chain: a second one is refused.
+printf 'Subject: second writer\n\nx\n' |
+    "$RC" filter -c "$T/rc.conf" --from a@client.example --rcpt b@dest.example \
+        >/dev/null 2>"$T/second.err"
+check "a second process on the daemon's writer is refused" [ $? -ne 0 ]
+check "saying why ($(head -n 1 "$T/second.err"))" \
+    grep -q "archive writer node1 in .* is in use by another process" "$T/second.err"
 rcd_stop rcd
 
 # --- 1. the records
