@@ -660,6 +660,11 @@ flt_arc_run(const struct stage *st, struct msg *m, struct verdict *v,
     in.level = a->level;
     rc = flt_arc_append(a, &in, name, e);
     free(rcpts);
+    if (rc < 0 && e->sys_errno == ENOSPC)
+        /* As the queue says it: the sender retries later. */
+        return verdict_set(v, VERDICT_TEMPFAIL,
+                           "452 4.3.1 Insufficient system storage",
+                           "not archived (%s)", e->text);
     if (rc < 0) {
         if (e->code != ERR_NOMEM)
             e->code = ERR_TEMP;

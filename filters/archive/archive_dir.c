@@ -539,8 +539,8 @@ arc_dir_append(void *s, const struct arc_item *it, unsigned long long *ticket,
     char wname[ARC_WRITER_MAX + 1];
     unsigned long long seq;
     unsigned char sum[32], *frame;
-    size_t nl = strlen(it->name), len, total;
-    ssize_t wr;
+    size_t nl = strlen(it->name), len, total, done;
+    ssize_t wr = 0;
     int rc = -1;
 
     if (arc_name_parse(it->name, wname, &seq) < 0)
@@ -586,13 +586,20 @@ arc_dir_append(void *s, const struct arc_item *it, unsigned long long *ticket,
     if (w->end > 0 && (long long)(w->end + total) > d->segsize &&
         arc_dir_roll(d, w, e) < 0)
         goto out;
-    wr = pwrite(w->fd, frame, total, (off_t)w->end);
-    if (wr != (ssize_t)total) {
-        if (wr < 0)
-            err_sys(e, ERR_IO, "archive store dir:%s: write", d->root);
-        else
-            err_set(e, ERR_IO,
-                    "archive store dir:%s: short write (disk full?)", d->root);
+    /* A short write is tried on, so a full disk says ENOSPC. */
+    for (done = 0; done < total; done += (size_t)wr) {
+        wr = pwrite(w->fd, frame + done, total - done, (off_t)(w->end + done));
+        if (wr < 0 && errno == EINTR) {
+            wr = 0;
+            continue;
+        }
+        if (wr <= 0)
+            break;
+    }
+    if (done != total) {
+        if (wr == 0)
+            errno = ENOSPC;
+        err_sys(e, ERR_IO, "archive store dir:%s: write", d->root);
         /* Nothing of a failed frame may stay to be read as a record. */
         if (ftruncate(w->fd, (off_t)w->end) < 0)
             d->broken = errno;
