@@ -57,7 +57,6 @@
 #include <openssl/evp.h>
 
 #include "filters/archive/archive_int.h"
-#include "util/fdio.h"
 #include "util/log.h"
 
 #define ARC_DIR_SEGMENT_DEFAULT (64LL * 1024 * 1024)
