@@ -205,11 +205,22 @@ flt_archive_key_load(const char *path, int private_half, EVP_PKEY **out,
     unsigned char raw[32], sum[ARC_HASH_LEN];
     size_t rawlen = sizeof(raw);
     unsigned int sumlen = 0;
+    struct stat sb;
     EVP_PKEY *k;
     FILE *fp;
 
     if ((fp = fopen(path, "r")) == NULL)
         return err_sys(e, ERR_CONFIG, "%s", path);
+    /* A signing key others may read signs for anybody. */
+    if (private_half &&
+        (fstat(fileno(fp), &sb) < 0 ||
+         cfg_secret_check(path, &sb, S_IRWXO, "the checkpoint signing key",
+                          e) < 0)) {
+        if (e->code == ERR_NONE)
+            err_sys(e, ERR_CONFIG, "%s", path);
+        fclose(fp);
+        return -1;
+    }
     k = private_half ? PEM_read_PrivateKey(fp, NULL, NULL, NULL)
                      : PEM_read_PUBKEY(fp, NULL, NULL, NULL);
     if (k == NULL && !private_half) {

@@ -21,7 +21,8 @@
 #    While relaychaind runs, a second process (relaychain filter) on the
 #    same writer is refused, saying why: it would fork the chain.
 # 4. Refused settings: encrypt_to and required = no are not built yet
-#    and say so with file:line; relaychain check loads the chain.
+#    and say so with file:line, as does a checkpoint key other users may
+#    read; relaychain check loads the chain.
 # 6. Purge past retention, on a copy: as if two days had passed
 #    (--now), retention 1d drops every segment but the one being
 #    written, leaving tombstones: verify still passes and counts the
@@ -243,6 +244,12 @@ printf 'stage = archive\nstore = dir:%s/store2\nrequired = no\n' "$T" >"$T/bad.d
 "$RC" check -c "$T/bad.conf" >"$T/bad2.out" 2>&1
 check "required = no is refused with file:line" \
     grep -q "10-archive.conf:3: required: no .* not built yet" "$T/bad2.out"
+cp "$T/ckpt.pem" "$T/open.pem"
+chmod 644 "$T/open.pem"
+printf 'stage = archive\nstore = dir:%s/store2\ncheckpoint_key = %s/open.pem\n' "$T" "$T" >"$T/bad.d/10-archive.conf"
+"$RC" check -c "$T/bad.conf" >"$T/bad4.out" 2>&1
+check "a checkpoint key others may read is refused" \
+    grep -q "10-archive.conf:3: checkpoint_key: .*open.pem: mode 0644 lets all other users read it" "$T/bad4.out"
 printf 'stage = archive\nstore = s3://bucket/prefix\n' >"$T/bad.d/10-archive.conf"
 "$RC" check -c "$T/bad.conf" >"$T/bad3.out" 2>&1
 check "store s3: says it is not built" grep -q "10-archive.conf:2: store: s3: not built yet" "$T/bad3.out"
