@@ -90,6 +90,7 @@ struct arc_dir {
     struct arc_dir_writer **w;
     size_t nw;
     unsigned long long appended, synced;
+    unsigned long long nsyncs; /* fdatasyncs run, for the close log line */
     int syncing;
     int broken; /* errno of a failed fdatasync, 0 */
     struct buf problems;
@@ -344,6 +345,11 @@ arc_dir_close(void *s)
 
     if (d == NULL)
         return;
+    if (d->appended > 0)
+        log_info(NULL,
+                 "archive store dir:%s: %llu records written with %llu "
+                 "fdatasyncs",
+                 d->root, d->appended, d->nsyncs);
     for (i = 0; i < d->nw; i++) {
         if (d->w[i]->fd >= 0)
             close(d->w[i]->fd);
@@ -642,6 +648,7 @@ arc_dir_sync(void *s, unsigned long long ticket, struct err *e)
                 close(fds[i]);
             }
             pthread_mutex_lock(&d->mu);
+            d->nsyncs++;
             d->syncing = 0;
             if (serr)
                 d->broken = serr;
