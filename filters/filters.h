@@ -15,6 +15,7 @@
 #include "util/err.h"
 #include "chain/registry.h"
 #include "chain/stage.h"
+#include "filters/archive/archive_store.h"
 
 struct regmap;
 
@@ -23,12 +24,15 @@ extern const struct stage_type flt_dkim_type;
 extern const struct stage_type flt_disclaimer_type;
 extern const struct stage_type flt_antivirus_type;
 extern const struct stage_type flt_antispam_type;
+/* ---- archive stage (filters/archive/) */
+extern const struct stage_type flt_archive_type;
 
 /* The built-in types in registry order, for a list's initializer: the
  * one list, so a test registry that adds a stage stays in step. */
 #define FLT_BUILTIN_TYPES                                                     \
     &flt_rewrite_type, &flt_dkim_type, &flt_disclaimer_type,                  \
-        &flt_antivirus_type, &flt_antispam_type
+        &flt_antivirus_type, &flt_antispam_type,                              \
+        &flt_archive_type /* archive */
 
 /* flt_registry - the built-in types, without services (filters/registry.c):
  * a program copies it, fills in env and hands the copy to registry_set(). */
@@ -209,5 +213,105 @@ struct flt_antivirus_info {
 };
 int flt_antivirus_info(const struct stage *st,
                        struct flt_antivirus_info *info);
+
+/* ---- archive stage: for "relaychain archive" (filters/archive/).
+ *
+ * flt_archive_stage_store - the store value, checkpoint_key and
+ * retention (NULL when unset) of archive stage st; -1 when st is not
+ * one. Borrowed.
+ *
+ * flt_archive_verify - check every writer's hash chain, every record and
+ * every checkpoint signature of the store (a store value, "dir:/path"),
+ * with the public key in pubkey (PEM; a private key file is read for its
+ * public half; NULL: signatures are counted as unchecked). Returns 0 with
+ * r filled (r->problems 0: the store verifies; r->text names each finding,
+ * first first), or -1 with e when the store cannot be read at all. Free r
+ * with flt_archive_report_fini(). With from (seconds since the epoch;
+ * 0: all), each writer is walked from the last signed checkpoint before
+ * its first record at or after from: the signature vouches for what
+ * came before it, which is not read.
+ *
+ * flt_archive_status - what the store holds, per writer, appended to out
+ * as lines of text. */
+struct flt_archive_report {
+    unsigned long long records, messages, outcomes, checkpoints, tombstones;
+    unsigned long long writers;
+    unsigned long long unchecked; /* checkpoints not checked: no key */
+    unsigned long long purged;    /* records gone under a tombstone */
+    unsigned long long skipped;   /* before the --from checkpoint */
+    unsigned long long problems;
+    double seconds;
+    struct buf text;
+};
+int flt_archive_stage_store(const struct stage *st, const char **store,
+                            const char **key, const char **retention);
+int flt_archive_verify(const char *store, const char *pubkey, long long from,
+                       struct flt_archive_report *r, struct err *e);
+void flt_archive_report_fini(struct flt_archive_report *r);
+int flt_archive_status(const char *store, struct buf *out, struct err *e);
+
+/* flt_archive_purge - for a dir: store: drop, oldest first, each whole
+ * segment of a writer whose newest record is older than retention ("7y",
+ * "90d") before now (seconds since the epoch), never the segment a writer
+ * appends to; first a tombstone naming the range and the hashes on both
+ * sides of it is made durable in the writer's purge chain (WRITER~purge),
+ * so verify still passes. 0 with r filled, or -1 with e. */
+struct flt_archive_purge_report {
+    unsigned long long writers, segments, records;
+};
+int flt_archive_purge(const char *store, const char *retention, long long now,
+                      struct flt_archive_purge_report *r, struct err *e);
+
+/* The SQLite index (filters/archive/archive_index.c), a file of its own
+ * (index NULL: ROOT/index.sqlite of a dir:/ROOT store) brought up to date
+ * from the store before each search.
+ *
+ * flt_archive_reindex - add what the index lacks (full: rebuild it);
+ * *added records. flt_archive_search - fn for each message record
+ * matching q (NULL/0 fields match everything; sender and recipient whole
+ * addresses, any case; message_id and subject substrings; since and
+ * until seconds since the epoch, until exclusive), in time order.
+ * flt_archive_export - the same messages into dir as NAME.eml files or
+ * into the mbox file mbox (exactly one of them), with a manifest file
+ * (name, SHA-256, size, the checkpoint that covers it); new files only.
+ * Each returns 0, or -1 with e. */
+struct flt_archive_query {
+    const char *sender, *recipient, *message_id, *subject;
+    long long since, until;
+};
+struct flt_archive_hit {
+    const char *name, *point, *qid, *message_id, *subject, *sender;
+    const char *rcpts;      /* every recipient, space-separated */
+    const char *sha256;     /* hex */
+    const char *checkpoint; /* the first checkpoint after it, or NULL */
+    long long time;
+    size_t size;
+};
+int flt_archive_reindex(const char *store, const char *index, int full,
+                        unsigned long long *added, struct err *e);
+int flt_archive_search(const char *store, const char *index,
+                       const struct flt_archive_query *q,
+                       int (*fn)(void *arg, const struct flt_archive_hit *hit),
+                       void *arg, struct err *e);
+int flt_archive_export(const char *store, const char *index,
+                       const struct flt_archive_query *q, const char *dir,
+                       const char *mbox, const char *manifest,
+                       unsigned long long *count, struct err *e);
+
+/* flt_archive_walk - read every record of the store (or only the one
+ * named only), each checked as verify checks it, and hand it to fn in
+ * the store's order; fn returning non-zero stops the walk. 0, or -1 with
+ * e at the first record that does not read back. */
+struct flt_archive_entry {
+    const char *name;
+    const char *kind;            /* "message", "outcome", ... */
+    const struct arc_meta *meta; /* message records; time for all */
+    const char *ref, *verdict;   /* outcome records */
+    const char *data;            /* message records: the message */
+    size_t len;
+};
+int flt_archive_walk(const char *store, const char *only,
+                     int (*fn)(void *arg, const struct flt_archive_entry *ent),
+                     void *arg, struct err *e);
 
 #endif

@@ -539,6 +539,24 @@ chain_check_mime(const struct chain *ch, struct msg *m,
     return 1;
 }
 
+/* chain_done - tell the stages that ran and let the message go on what
+ * became of it (stage_type.done). */
+static void
+chain_done(const struct chain_result *res, const struct msg *m)
+{
+    size_t i;
+
+    for (i = 0; i < res->nsteps; i++) {
+        const struct chain_step *step = &res->steps[i];
+
+        if (step->matched && !step->failed &&
+            step->verdict.kind == VERDICT_CONTINUE &&
+            step->stage->type->done != NULL)
+            step->stage->type->done(step->stage, m, &step->verdict,
+                                    &res->verdict, res->by);
+    }
+}
+
 int
 chain_run(const struct chain *ch, struct msg *m, struct chain_result *res,
           struct err *e)
@@ -584,6 +602,7 @@ chain_run_opts(const struct chain *ch, struct msg *m,
         int marked = st->on_error == STAGE_ON_ERROR_CONTINUE || undo_hold;
         const struct msg_edit *edits;
         struct msg_mark mark;
+        struct err terr;
         long long t0;
         int rc;
 
@@ -627,12 +646,19 @@ chain_run_opts(const struct chain *ch, struct msg *m,
         step->edits_after = msg_journal(m, &edits);
         chain_fix_verdict(st, &step->verdict);
         chain_log_step(m, step);
+        /* The trail the archive stage records; a message is not refused
+         * for lack of it. */
+        if (msg_trail_add(m, st->name, verdict_kind_name(step->verdict.kind),
+                          &terr) < 0)
+            log_warning(msg_qid(m), "%s: verdict trail: %s", st->name,
+                        terr.text);
         if (step->verdict.kind != VERDICT_CONTINUE) {
             res->verdict = step->verdict;
             res->by = st;
             break;
         }
     }
+    chain_done(res, m);
     return 0;
 }
 

@@ -121,6 +121,14 @@ struct stage_type {
     int (*run)(const struct stage *st, struct msg *m, struct verdict *v,
                struct err *e);
     void (*free)(struct stage *st);
+    /* done - optional: called by chain_run() once the chain has run, for
+     * each stage that ran on m and let it go on, with its own verdict
+     * (own) and the chain's outcome (final, and the stage that decided it,
+     * by, or NULL). For a stage that records what became of the message
+     * (archive); it may not change m and cannot fail the message. */
+    void (*done)(const struct stage *st, const struct msg *m,
+                 const struct verdict *own, const struct verdict *final,
+                 const struct stage *by);
 };
 
 struct stage {

@@ -39,6 +39,8 @@ int passwd_main(int argc, char **argv);
 /* user_main - "relaychain user list|release" (cmd_user.c): the users
  * and clients the antispam stage holds (hold_user). */
 int user_main(int argc, char **argv);
+/* archive_main - "relaychain archive verify|status" (cmd_archive.c). */
+int archive_main(int argc, char **argv);
 
 /* cli_main_cfg - the main file path, validated; NULL with e set to
  * "path:line: reason". The caller frees it with cfg_free(). */

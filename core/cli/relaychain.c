@@ -94,6 +94,8 @@ usage_main(FILE *fp)
             "  reload        make relaychaind reload and print the outcome\n"
             /* ---- antispam: compromised accounts (hold_user) */
             "  user          list the held users and clients, release one\n"
+            "  archive       verify the archive's hash chain and "
+            "checkpoints, status\n"
             "\n"
             "  relaychain --version\n"
             "  relaychain COMMAND -h   help for one command\n");
@@ -1126,6 +1128,9 @@ main(int argc, char **argv)
         rc = quarantine_main(argc, argv);
     else if (strcmp(cmd, "queue") == 0)
         rc = queue_main(argc, argv);
+    /* archive stage */
+    else if (strcmp(cmd, "archive") == 0)
+        rc = archive_main(argc, argv);
     else if (strcmp(cmd, "status") == 0 || strcmp(cmd, "reload") == 0)
         rc = cmd_ctl(argc, argv);
     /* ---- antispam: compromised accounts (hold_user) */

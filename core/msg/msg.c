@@ -206,7 +206,36 @@ msg_free(struct msg *m)
     }
     free(m->edits);
     mime_free(m->mime);
+    free(m->trail);
     free(m);
+}
+
+/* The trail of verdicts: the chain appends one word per stage that ran;
+ * it is not an edit and no rollback touches it. */
+int
+msg_trail_add(struct msg *m, const char *stage, const char *verdict,
+              struct err *e)
+{
+    size_t add = strlen(stage) + 1 + strlen(verdict) + 1, i;
+    char *grown;
+
+    if ((grown = realloc(m->trail, m->trail_len + add + 1)) == NULL)
+        return err_nomem(e);
+    m->trail = grown;
+    snprintf(m->trail + m->trail_len, add + 1, "%s%s=%s",
+             m->trail_len > 0 ? " " : "", stage, verdict);
+    /* A stage name is a file name: keep the words words. */
+    for (i = m->trail_len; m->trail[i] != '\0'; i++)
+        if ((unsigned char)m->trail[i] < 0x21 && i > m->trail_len)
+            m->trail[i] = '_';
+    m->trail_len += strlen(m->trail + m->trail_len);
+    return 0;
+}
+
+const char *
+msg_trail(const struct msg *m)
+{
+    return m->trail != NULL ? m->trail : "";
 }
 
 const struct msg_limits *

@@ -244,6 +244,15 @@ size_t msg_longest_line(const struct msg *m);
 /* msg_size - octets msg_write() would produce. */
 size_t msg_size(const struct msg *m);
 
+/* The trail of verdicts. msg_trail_add - chain_run() notes
+ * "stage=verdict" after each stage that ran; msg_trail - the trail so
+ * far, "antivirus=continue rewrite=continue", or "" (borrowed, valid
+ * until the next msg_trail_add). For a stage that records what the
+ * stages before it decided (archive). */
+int msg_trail_add(struct msg *m, const char *stage, const char *verdict,
+                  struct err *e);
+const char *msg_trail(const struct msg *m);
+
 /* msg_write - the message as it is now: header fields, the empty line,
  * the body. Appends to out (bounded by its limit). */
 int msg_write(const struct msg *m, struct buf *out, struct err *e);

@@ -78,6 +78,10 @@ struct msg {
     size_t undo_base;      /* journal length at the outermost open mark */
     struct msg_undo *undo; /* undo[i - undo_base] for journal entry i */
     size_t undo_cap;
+    /* The chain's verdicts so far (msg_trail_add), for the archive stage:
+     * "antivirus=continue rewrite=continue". */
+    char *trail;
+    size_t trail_len;
 };
 
 /* msg.c */

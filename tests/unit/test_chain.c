@@ -3,7 +3,8 @@
  * on_error (and the rollback of a failed stage's edits), the
  * signing-order rule, declared flags and ambiguous MIME; a quarantining
  * stage's edits taken back (undo_hold), a release resuming after it
- * (resume_after), and the summary words
+ * (resume_after), and the summary words; the trail of verdicts a stage
+ * reads (msg_trail) and the chain's outcome told to done()
  *
  * The chains are made of small stage types defined here, loaded with
  * chain_load_types(), so the runner is tested apart from real stages.
@@ -200,12 +201,45 @@ static const struct stage_type t_badinit = {
     .run = t_mark_run,
 };
 
+/* "witness": edits nothing; keeps the trail of verdicts it was shown
+ * and what done() was told, as the archive stage uses them. */
+static char t_witness_trail[256], t_witness_told[1024];
+
+static int
+t_witness_run(const struct stage *st, struct msg *m, struct verdict *v,
+              struct err *e)
+{
+    (void)st;
+    (void)e;
+    snprintf(t_witness_trail, sizeof(t_witness_trail), "%s", msg_trail(m));
+    return verdict_set(v, VERDICT_CONTINUE, NULL, "seen");
+}
+
+static void
+t_witness_done(const struct stage *st, const struct msg *m,
+               const struct verdict *own, const struct verdict *final,
+               const struct stage *by)
+{
+    (void)m;
+    snprintf(t_witness_told, sizeof(t_witness_told), "%s %s %s %s", st->name,
+             own->note, verdict_kind_name(final->kind),
+             by != NULL ? by->name : "-");
+}
+
+static const struct stage_type t_witness = {
+    .name = "witness",
+    .summary = "sees the trail",
+    .options = t_no_options,
+    .run = t_witness_run,
+    .done = t_witness_done,
+};
+
 static const struct stage_type *
 t_lookup(const char *name)
 {
     static const struct stage_type *const types[] = {
         &t_mark, &t_body,    &t_sign,     &t_verdict, &t_fail,
-        &t_liar, &t_badinit, &t_halfdone, &t_hold,
+        &t_liar, &t_badinit, &t_halfdone, &t_hold,    &t_witness,
     };
     size_t i;
 
@@ -947,6 +981,60 @@ test_chain_check_only(void **state)
     t_rm_dir(dir, files);
 }
 
+/* The trail a stage reads holds the verdicts of the stages before it;
+ * done() hears the chain's outcome, whichever stage decided it. */
+static void
+test_chain_trail_done(void **state)
+{
+    static const struct t_file refused[] = {
+        {"10-mark.conf", "stage = mark\n"},
+        {"20-witness.conf", "stage = witness\n"},
+        {"30-verdict.conf", "stage = verdict\nresult = reject\n"},
+        {NULL, NULL},
+    };
+    static const struct t_file passed[] = {
+        {"10-witness.conf", "stage = witness\n"},
+        {"20-mark.conf", "stage = mark\n"},
+        {NULL, NULL},
+    };
+    struct chain_result res;
+    struct chain *ch;
+    struct msg *m;
+    struct err e;
+    char dir[256];
+
+    (void)state;
+    err_clear(&e);
+    t_chain_dir(dir, sizeof(dir), refused);
+    ch = chain_load_types(dir, CHAIN_AMBIGUOUS_REJECT, t_lookup, &e);
+    assert_non_null(ch);
+    m = t_msg(t_plain, "a@example.com", "b@example.net", NULL, NULL);
+    t_witness_trail[0] = t_witness_told[0] = '\0';
+    assert_int_equal(chain_run(ch, m, &res, &e), 0);
+    unit_str_eq("refused: trail seen", t_witness_trail, "mark=continue");
+    unit_str_eq("refused: done", t_witness_told,
+                "witness seen reject verdict");
+    unit_str_eq("refused: whole trail", msg_trail(m),
+                "mark=continue witness=continue verdict=reject");
+    chain_result_fini(&res);
+    msg_free(m);
+    chain_free(ch);
+    t_rm_dir(dir, refused);
+
+    t_chain_dir(dir, sizeof(dir), passed);
+    ch = chain_load_types(dir, CHAIN_AMBIGUOUS_REJECT, t_lookup, &e);
+    assert_non_null(ch);
+    m = t_msg(t_plain, "a@example.com", "b@example.net", NULL, NULL);
+    t_witness_trail[0] = t_witness_told[0] = '\0';
+    assert_int_equal(chain_run(ch, m, &res, &e), 0);
+    unit_str_eq("first: trail seen", t_witness_trail, "");
+    unit_str_eq("passed: done", t_witness_told, "witness seen continue -");
+    chain_result_fini(&res);
+    msg_free(m);
+    chain_free(ch);
+    t_rm_dir(dir, passed);
+}
+
 int
 main(void)
 {
@@ -958,6 +1046,7 @@ main(void)
         cmocka_unit_test(test_chain_signer_last_is_fine),
         cmocka_unit_test(test_chain_empty_changes_nothing),
         cmocka_unit_test(test_chain_hold_and_resume),
+        cmocka_unit_test(test_chain_trail_done),
     };
     int rc;
 
