@@ -30,6 +30,8 @@
 # and a rate measures the timeouts. The package's own service, sockets
 # and files are never touched.
 
+# shellcheck disable=SC3043 # "local": dash and bash have it, as smtpd_lib.sh
+
 rspamd_require() {
     if ! command -v rspamd >/dev/null 2>&1; then
         echo "$0: rspamd is missing (scripts/setup installs it)" >&2
