@@ -15,20 +15,69 @@
 #   2. a plain message: delivered with X-Spam-Score and X-Spam-Status;
 #      spamd read the client address, no name, the HELO and Postfix's
 #      queue id from the stage's Received field;
-#   3. spamd stopped: the client hears 451 4.7.1 from Postfix, nothing
+#   3. a client that authenticates to Postfix (SASL through a private
+#      Dovecot's auth service: Dovecot -c FILE -F, its directories and
+#      log under $T, auth only, on 127.0.0.1 and a free port; Postfix's
+#      smtpd_sasl_type = dovecot) as alice: Postfix hands the milter
+#      {auth_authen}; relaychaind logs the user under Postfix's queue id,
+#      and spamd read the stage's Received field as authenticated
+#      (ESMTPA), which it had not for 2;
+#   4. spamd stopped: the client hears 451 4.7.1 from Postfix, nothing
 #      is delivered.
 . "$top_srcdir/tests/integration/milter_lib.sh"
 
 . "$top_srcdir/tests/integration/spamd_lib.sh"
 spamd_require
-set -- $(free_ports 3)
-sa_port=$1 pf_port=$2 sink_port=$3
+if [ ! -x /usr/sbin/dovecot ]; then
+    echo "$0: /usr/sbin/dovecot is missing (scripts/setup installs dovecot-core)" >&2
+    exit 1
+fi
+set -- $(free_ports 4)
+sa_port=$1 pf_port=$2 sink_port=$3 auth_port=$4
 sock=$T/rc/milter.sock
 mkdir -p "$T/rc"
 chmod 755 "$T/rc"
 
 # ------------------------------------------------------------- spamd
 spamd_start "$sa_port" -D received-header
+
+# ------------------------------------------------ Dovecot's SASL service
+D=$T/dovecot
+mkdir -p "$D/run" "$D/state"
+cat >"$D/users" <<EOF
+alice:{PLAIN}wonderland:$(id -u nobody):$(id -g nobody)::$T/nonexistent
+EOF
+cat >"$D/dovecot.conf" <<EOF
+base_dir = $D/run
+state_dir = $D/state
+log_path = $D/dovecot.log
+protocols = none
+listen = 127.0.0.1
+ssl = no
+default_internal_user = dovecot
+default_login_user = dovenull
+first_valid_uid = 1
+auth_mechanisms = plain login
+disable_plaintext_auth = no
+passdb {
+  driver = passwd-file
+  args = $D/users
+}
+userdb {
+  driver = passwd-file
+  args = $D/users
+}
+service auth {
+  inet_listener auth {
+    address = 127.0.0.1
+    port = $auth_port
+  }
+}
+EOF
+dovecot -c "$D/dovecot.conf" -F >"$D/dovecot.out" 2>&1 &
+smtpd_track $!
+wait_listen "$auth_port" ||
+    fail "dovecot does not listen on $auth_port: $(tail -n 3 "$D/dovecot.log" "$D/dovecot.out" 2>/dev/null)"
 
 # ------------------------------------------------- relaychaind, Postfix
 mkdir -p "$T/chain.d"
@@ -51,7 +100,10 @@ pfx_set pf "relayhost = [127.0.0.1]:$sink_port" \
     "milter_protocol = 6" \
     "milter_default_action = tempfail" \
     "milter_content_timeout = 90s" \
-    "smtpd_peername_lookup = no"
+    "smtpd_peername_lookup = no" \
+    "smtpd_sasl_auth_enable = yes" \
+    "smtpd_sasl_type = dovecot" \
+    "smtpd_sasl_path = inet:127.0.0.1:$auth_port"
 pfx_master pf <<EOF
 127.0.0.1:$pf_port inet n - n - - smtpd
 EOF
@@ -62,13 +114,16 @@ pflog=$T/pf/postfix.log
 
 GTUBE='XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X'
 
-# send NAME BODY: one message to Postfix from 127.0.0.2, transcript in
-# $T/NAME.out
+# send NAME BODY [SWAKS-ARGS...]: one message to Postfix from 127.0.0.2,
+# transcript in $T/NAME.out
 send() {
+    local name body
+    name=$1 body=$2
+    shift 2
     timeout 120 swaks --server "127.0.0.1:$pf_port" --local-interface 127.0.0.2 \
         --helo client.test.example --timeout 100 --from alice@example.com \
-        --to bob@example.org --header "Subject: $1" --body "$2" \
-        >"$T/$1.out" 2>&1
+        --to bob@example.org --header "Subject: $name" --body "$body" "$@" \
+        >"$T/$name.out" 2>&1
 }
 
 # 1. GTUBE
@@ -97,7 +152,26 @@ check "2: relaychaind logs continue under Postfix's queue id" \
 check "2: spamd saw the client 127.0.0.2 (no name), its HELO and the queue id" \
     grep -q "received-header: parsed as \[ ip=127\.0\.0\.2 rdns= helo=client\.test\.example by=relaychain ident= envfrom= intl=[01] id=$q2 auth= " "$T/spamd.log"
 
-# 3. spamd stopped
+# 3. an authenticated client
+send auth "Hello Bob, the figures you asked for. Regards, Alice" \
+    --auth PLAIN --auth-user alice --auth-password wonderland
+check "3: Postfix takes alice's password" \
+    grep -q '^<-  235 .*Authentication successful' "$T/auth.out"
+check "3: Postfix accepts the message" grep -q '^<-  250 .*queued as' "$T/auth.out"
+q3=$(sed -n 's/^<-  250 .*queued as \([0-9A-F]*\).*/\1/p' "$T/auth.out")
+check "3: Postfix logs the SASL login" \
+    grep -q "$q3: client=.*\[127\.0\.0\.2\], sasl_method=PLAIN, sasl_username=alice" "$pflog"
+check "3: it reaches the sink" sink_wait sink 2 20
+check "3: relaychaind had {auth_authen}: it logs alice under Postfix's queue id" \
+    grep -q "$q3: milter: from=<alice@example.com>, size=[0-9]*, nrcpt=1, sasl_username=alice$" "$T/rcd.log"
+check "3: relaychaind logs continue under that queue id" \
+    grep -q "$q3: antispam: continue, score=-\{0,1\}[0-9.]*/5\.0, engine=spamd" "$T/rcd.log"
+check "3: spamd read the stage's Received field as authenticated (ESMTPA)" \
+    grep -q "received-header: parsed as \[ ip=127\.0\.0\.2 rdns= helo=client\.test\.example by=relaychain ident= envfrom= intl=[01] id=$q3 auth=ESMTPA " "$T/spamd.log"
+check "3: the password is in no log" \
+    sh -c "! grep -q wonderland '$T/rcd.log' '$pflog' '$T/spamd.log'"
+
+# 4. spamd stopped
 kill -TERM "$SA_PID"
 wait "$SA_PID" 2>/dev/null
 i=0
@@ -106,19 +180,20 @@ while [ -n "$(ss -Hltn "sport = :$sa_port" 2>/dev/null)" ] && [ $i -lt 100 ]; do
     i=$((i + 1))
 done
 send down "Hello again Bob"
-check "3: spamd stopped: the client hears 451 4.7.1 from Postfix" \
+check "4: spamd stopped: the client hears 451 4.7.1 from Postfix" \
     grep -q '^<\*\* *451 4\.7\.1 Message could not be checked for spam' "$T/down.out"
-check "3: relaychaind logs why" \
+check "4: relaychaind logs why" \
     grep -q "antispam: tempfail, unchecked (spamd 127.0.0.1:$sa_port: connect: Connection refused), engine=spamd" "$T/rcd.log"
 
 sleep 1
-check "nothing of 1 and 3 reached the sink ($(sink_count sink))" [ "$(sink_count sink)" -eq 1 ]
+check "nothing of 1 and 4 reached the sink ($(sink_count sink))" [ "$(sink_count sink)" -eq 2 ]
 
 if [ "$failures" -ne 0 ]; then
     echo "--- relaychaind log"; cat "$T/rcd.log"
     echo "--- Postfix log"; cat "$pflog"
     echo "--- spamd log"; grep -e 'received-header' -e 'spamd:' "$T/spamd.log" | tail -n 30
-    for f in gtube plain down; do
+    echo "--- Dovecot log"; cat "$D/dovecot.log" "$D/dovecot.out" 2>/dev/null
+    for f in gtube plain auth down; do
         echo "--- swaks $f"; tail -n 12 "$T/$f.out"
     done
 fi

@@ -1,14 +1,11 @@
 #!/bin/sh
 # antispam_rspamd - the rspamd engine against a real rspamd
 #
-# Debian's rspamd runs in the foreground with a private top-level
-# configuration in $T: the package's rules ($CONFDIR stays /etc/rspamd)
-# with its local, database, run and log directories in $T, one normal
-# worker on 127.0.0.1 (a port the kernel picked) and on a UNIX socket,
-# no controller or proxy, no redis, and a DNS server that does not
-# exist (answers fail quickly, nothing leaves the machine). The
-# package's own service, sockets and files are never touched. rspamd
-# compiles its rules at start: the wait for its port is bounded (90 s).
+# Debian's rspamd runs in the foreground with the private configuration
+# of rspamd_lib.sh (shared with scripts/bench/antispam: the package's
+# rules, nothing that waits on DNS), one normal worker on 127.0.0.1 (a
+# port the kernel picked) and on a UNIX socket. rspamd compiles its
+# rules at start: the wait for its port is bounded (90 s).
 # Then tests/antispam-probe drives the engine (create, check, destroy):
 #   1. GTUBE scores at or over rspamd's required score, GTUBE named;
 #   2. a plain message scores low, with the envelope rspamd was given
@@ -28,58 +25,15 @@
 . "$top_srcdir/tests/integration/smtpd_lib.sh"
 
 PROBE="$top_builddir/tests/antispam-probe"
-if ! command -v rspamd >/dev/null 2>&1; then
-    echo "$0: rspamd is missing (scripts/setup installs it)" >&2
-    exit 1
-fi
+. "$top_srcdir/tests/integration/rspamd_lib.sh"
+rspamd_require
 set -- $(free_ports 4)
 rs_port=$1 hang_port=$2 port=$3 sink_port=$4
 R=$T/rspamd
 sock=$R/normal.sock
-mkdir -p "$R/local/local.d" "$R/db" "$R/run" "$R/log"
-cat >"$R/rspamd.conf" <<EOF
-.include "\$CONFDIR/common.conf"
-options {
-    pidfile = "\$RUNDIR/rspamd.pid";
-    .include "\$CONFDIR/options.inc"
-    .include(try=true; priority=1,duplicate=merge) "\$LOCAL_CONFDIR/local.d/options.inc"
-}
-logging {
-    type = "file";
-    filename = "\$LOGDIR/rspamd.log";
-    level = "info";
-}
-worker "normal" {
-    bind_socket = "127.0.0.1:$rs_port";
-    bind_socket = "$sock mode=0600";
-    count = 1;
-    .include "\$CONFDIR/worker-normal.inc"
-}
-EOF
-cat >"$R/local/local.d/options.inc" <<EOF
-dns {
-    nameserver = ["127.0.0.1:1"];
-    timeout = 0.2s;
-    retransmits = 1;
-}
-EOF
-user=""
-if [ "$(id -u)" -eq 0 ]; then
-    user="-i -u root -g root"
-fi
-# shellcheck disable=SC2086
-rspamd -f $user -c "$R/rspamd.conf" --var="LOCAL_CONFDIR=$R/local" \
-    --var="DBDIR=$R/db" --var="RUNDIR=$R/run" --var="LOGDIR=$R/log" \
-    >"$R/out" 2>&1 &
-rs_pid=$!
-smtpd_track "$rs_pid"
-i=0
-while [ -z "$(ss -Hltn "sport = :$rs_port" 2>/dev/null)" ] && [ $i -lt 900 ]; do
-    kill -0 "$rs_pid" 2>/dev/null || break
-    sleep 0.1
-    i=$((i + 1))
-done
-if [ -z "$(ss -Hltn "sport = :$rs_port" 2>/dev/null)" ]; then
+rspamd_start "$R" "$rs_port" 1 info "$sock"
+rs_pid=$RSPAMD_PID
+if ! rspamd_wait "$R" "$rs_port" 90; then
     fail "rspamd did not start: $(tail -n 5 "$R/out" "$R/log/rspamd.log" 2>/dev/null)"
     finish
 fi
