@@ -10,7 +10,9 @@
  * chain is freed, never used.
  *
  * Order rule: no stage that edits the header or body may follow a stage
- * that signs (a disclaimer after DKIM is the classic broken signature).
+ * that signs (a disclaimer after DKIM is the classic broken signature),
+ * nor one that encrypts, unless it is a signer (DKIM signs the encrypted
+ * form).
  *
  * Running: each stage's journal entries are checked against the flags it
  * declared, so a stage cannot change what the order rule assumed it
@@ -236,6 +238,30 @@ chain_check_order(const struct chain *ch, struct err *e)
 {
     const unsigned edits = STAGE_EDITS_HEADERS | STAGE_EDITS_BODY;
     size_t i, j;
+
+    /* ---- encrypt: after an encrypting stage only signers may edit */
+    for (i = 0; i < ch->nstages; i++) {
+        const struct stage *enc = ch->stages[i];
+
+        if (!(enc->flags & STAGE_ENCRYPTS))
+            continue;
+        for (j = i + 1; j < ch->nstages; j++) {
+            const struct stage *ed = ch->stages[j];
+
+            if ((ed->flags & edits) && !(ed->flags & STAGE_SIGNS))
+                return err_set(
+                    e, ERR_CONFIG,
+                    "%s:%u: stage %s (%s) edits the %s after the "
+                    "encrypting stage %s (%s), which would change mail "
+                    "already encrypted; give it a file name that sorts "
+                    "before %s",
+                    ed->file, cfg_line(ed->cfg, "stage"), ed->name,
+                    ed->type->name,
+                    (ed->flags & STAGE_EDITS_BODY) ? "body" : "header",
+                    enc->name, enc->file, enc->file);
+        }
+    }
+    /* ---- end encrypt */
 
     for (i = 0; i < ch->nstages; i++) {
         const struct stage *signer = ch->stages[i];

@@ -40,12 +40,16 @@
 
 /* What a stage may change. A configuration in which a stage with
  * STAGE_EDITS_HEADERS or STAGE_EDITS_BODY follows one with STAGE_SIGNS does
- * not load. */
+ * not load. Nor does one in which such a stage follows one with
+ * STAGE_ENCRYPTS, unless it signs: a signer after the encryption signs
+ * the encrypted form (DKIM), anything else would edit mail that is
+ * already sealed. */
 #define STAGE_EDITS_HEADERS 0x01u
 #define STAGE_EDITS_BODY 0x02u
 #define STAGE_EDITS_SENDER 0x04u
 #define STAGE_EDITS_RCPTS 0x08u
 #define STAGE_SIGNS 0x10u
+#define STAGE_ENCRYPTS 0x20u
 
 enum verdict_kind {
     VERDICT_CONTINUE,
