@@ -36,6 +36,10 @@ int quarantine_main(int argc, char **argv);
  * auth_passwd_change(). */
 int passwd_main(int argc, char **argv);
 
+/* ---- encrypt: keys_main - "relaychain keys lookup|list" (cmd_keys.c). */
+int keys_main(int argc, char **argv);
+/* ---- end encrypt */
+
 /* cli_main_cfg - the main file path, validated; NULL with e set to
  * "path:line: reason". The caller frees it with cfg_free(). */
 struct cfg *cli_main_cfg(const char *path, struct err *e);
