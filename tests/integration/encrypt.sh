@@ -295,6 +295,21 @@ printf 'stage = encrypt\npgp_home = %s\non_error = continue\ndefault_policy = op
 "$RC" check -c "$T/co.conf" >"$T/co3.out" 2>&1
 check "on_error = continue refused" grep -q 'fails closed' "$T/co3.out"
 
+# --- the shipped example, turned on as its comment says
+mkdir -p "$T/cx/encrypt"
+sed -e "s|^pgp_home = .*|pgp_home = $T/pgp/gnupg|" \
+    -e "s|^#smime_cert_dir = .*|smime_cert_dir = $T/sm/certs|" \
+    -e "s|^#smime_ca_file = .*|smime_ca_file = $T/sm/ca.pem|" \
+    -e "s|^#smime_crl_file = .*|smime_crl_file = $T/sm/crl.pem|" \
+    "$top_srcdir/chain.d/80-encrypt.conf.example" >"$T/cx/80-encrypt.conf"
+cp "$top_srcdir/chain.d/encrypt/policy.pcre.example" "$T/cx/encrypt/policy.pcre"
+printf 'chain_directory = %s\n' "$T/cx" >"$T/cx.conf"
+"$RC" check -c "$T/cx.conf" >"$T/cx.out" 2>&1
+check "the shipped 80-encrypt.conf.example loads ($(tail -n 1 "$T/cx.out"))" [ $? -eq 0 ]
+"$RC" keys -c "$T/cx.conf" lookup someone@bank.example >"$T/cx.k" 2>&1
+check "its policy map: required smime for the bank" \
+    grep -q 'policy required smime (.*policy.pcre:[0-9]*)' "$T/cx.k"
+
 # --- relaychaind as a smarthost: the sink's copies
 set -- $(free_ports 2)
 port=$1 sink_port=$2
