@@ -648,8 +648,8 @@ flt_enc_logline(struct buf *lb, const struct flt_enc_rcpt *r,
                             flt_enc_policy_name(r[i].policy),
                             r[i].have & r[i].protos
                                 ? (r[i].have & r[i].protos & FLT_ENC_PGP
-                                       ? "pgp key"
-                                       : "smime cert")
+                                       ? "has a pgp key"
+                                       : "has an smime cert")
                             : r[i].policy == FLT_ENC_NEVER ? "not looked up"
                                                            : "no key");
         if (rc < 0) {

@@ -281,7 +281,7 @@ flt_enc_subject_untag(const char *s, const char *tag, struct buf *out,
         to = i + n;
         if (s[to] == ' ')
             to++;
-        else if (from > 0 && s[from - 1] == ' ')
+        else if (s[to] == '\0' && from > 0 && s[from - 1] == ' ')
             from--;
         if (buf_append(out, s, from, e) < 0 ||
             buf_append(out, s + to, sl - to, e) < 0)
