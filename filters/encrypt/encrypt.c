@@ -466,9 +466,13 @@ flt_enc_outer(const struct stage *st, const struct flt_enc *fe, struct msg *m,
               const char *const *fields, struct err *e)
 {
     const char *name, *value;
-    char nm[128];
+    char *nm;
     size_t i, k, vl;
+    int rc;
 
+    /* From the last field back, so the per-name index of the fields
+     * still to delete does not change; the name is copied, as the
+     * deletion frees the field. */
     for (i = msg_header_count(m); i-- > 0;) {
         size_t idx = 0;
 
@@ -476,7 +480,8 @@ flt_enc_outer(const struct stage *st, const struct flt_enc *fe, struct msg *m,
             continue;
         if (!flt_enc_is_content(name))
             continue;
-        snprintf(nm, sizeof(nm), "%s", name);
+        if ((nm = strdup(name)) == NULL)
+            return err_nomem(e);
         for (k = 0; k <= i; k++) {
             const char *n2, *v2;
             size_t l2;
@@ -485,7 +490,9 @@ flt_enc_outer(const struct stage *st, const struct flt_enc *fe, struct msg *m,
                 strcasecmp(n2, nm) == 0)
                 idx++;
         }
-        if (msg_header_delete(m, st->name, nm, idx, e) < 0)
+        rc = msg_header_delete(m, st->name, nm, idx, e);
+        free(nm);
+        if (rc < 0)
             return -1;
     }
     if (fe->protect_subject && msg_header_get(m, "Subject", 1) != NULL &&
@@ -713,7 +720,7 @@ flt_enc_run(const struct stage *st, struct msg *m, struct verdict *v,
     form = flt_enc_decide(r, n, fe->preferred, &culprit);
     flt_enc_logline(&lb, r, f, n, form);
     if (form == FLT_ENC_FORM_MISSING) {
-        log_info(env->qid, "%s: %s", st->name, buf_str(&lb));
+        log_info(msg_qid(m), "%s: %s", st->name, buf_str(&lb));
         snprintf(reply, sizeof(reply),
                  fe->missing_reject
                      ? "550 5.7.1 No usable encryption key for <%s>, whose "
@@ -727,7 +734,7 @@ flt_enc_run(const struct stage *st, struct msg *m, struct verdict *v,
         goto done;
     }
     if (form == FLT_ENC_FORM_CONFLICT) {
-        log_info(env->qid, "%s: %s", st->name, buf_str(&lb));
+        log_info(msg_qid(m), "%s: %s", st->name, buf_str(&lb));
         rc = verdict_set(v, VERDICT_TEMPFAIL,
                          "451 4.7.0 The recipients need this message in "
                          "forms one copy cannot take (encrypted and clear, "
@@ -740,7 +747,7 @@ flt_enc_run(const struct stage *st, struct msg *m, struct verdict *v,
     if (flt_enc_untrigger(st, fe, m, e) < 0)
         goto done;
     if (form == FLT_ENC_FORM_CLEAR) {
-        log_info(env->qid, "%s: %s", st->name, buf_str(&lb));
+        log_info(msg_qid(m), "%s: %s", st->name, buf_str(&lb));
         rc = verdict_set(v, VERDICT_CONTINUE, NULL, "clear, %zu recipient%s",
                          n, n == 1 ? "" : "s");
         goto done;
@@ -767,7 +774,7 @@ flt_enc_run(const struct stage *st, struct msg *m, struct verdict *v,
             flt_enc_smime_body(st, fe, m, &out, e) < 0)
             goto done;
     }
-    log_info(env->qid, "%s: %s", st->name, buf_str(&lb));
+    log_info(msg_qid(m), "%s: %s", st->name, buf_str(&lb));
     rc = verdict_set(v, VERDICT_CONTINUE, NULL, "%s to %zu recipient%s",
                      form == FLT_ENC_FORM_PGP ? "pgp" : "smime", n,
                      n == 1 ? "" : "s");

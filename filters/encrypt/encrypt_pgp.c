@@ -220,10 +220,16 @@ flt_enc_pgp_lookup(struct flt_enc_pgp_job *j, const char *addr, size_t *slot,
     gpgme_user_id_t uid, match;
     gpgme_error_t ge;
     const char *why;
-    char kid[40];
+    char kid[40], pattern[600];
     long best_time = 0;
 
-    if ((ge = gpgme_op_keylist_start(j->ctx, addr, 0)) != 0)
+    /* "*" asks gpg for a substring match, whatever the address starts
+     * with ("0x", "&", "=" and "<" would mean other searches); the user
+     * IDs' emails are then compared exactly. */
+    if (strlen(addr) + 2 > sizeof(pattern))
+        return err_set(e, ERR_INPUT, "address too long for a key search");
+    snprintf(pattern, sizeof(pattern), "*%s", addr);
+    if ((ge = gpgme_op_keylist_start(j->ctx, pattern, 0)) != 0)
         return flt_enc_gpg_err(e, ERR_TEMP, "key listing", ge);
     for (;;) {
         ge = gpgme_op_keylist_next(j->ctx, &k);
