@@ -50,34 +50,6 @@ MAP
     printf 'chain_directory = %s\nmessage_size_limit = 10m\n' "$d" >"$d.conf"
 }
 
-# entity IN OUT - the MIME entity of message IN as the stage encrypts it:
-# its Content-* fields (continuations kept), an empty line and the body,
-# every line end CRLF.
-entity() {
-    "$PY" - "$1" "$2" <<'PY'
-import sys
-raw = open(sys.argv[1], 'rb').read().replace(b'\r\n', b'\n')
-head, _, body = raw.partition(b'\n\n')
-out, keep = [], False
-for line in head.split(b'\n'):
-    if line[:1] in (b' ', b'\t'):
-        if keep:
-            out.append(line)
-        continue
-    keep = line.lower().startswith(b'content-')
-    if keep:
-        out.append(line)
-ent = b'\n'.join(out) + b'\n\n' + body
-open(sys.argv[2], 'wb').write(ent.replace(b'\n', b'\r\n'))
-PY
-}
-
-# pgp_part FILE - the armored block of a PGP/MIME message
-pgp_part() {
-    sed -n '/^-----BEGIN PGP MESSAGE-----/,/^-----END PGP MESSAGE-----/p' "$1" |
-        tr -d '\r'
-}
-
 filter() { # NAME CHAIN RCPT... (message on stdin)
     local name c r args
     name=$1 c=$2

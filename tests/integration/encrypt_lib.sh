@@ -21,6 +21,9 @@
 #                        hal@example.org     expired
 #                        ida@example.org     address only in the subject
 #   enc_gpg_stop DIR   end the gpg-agents the homes started
+#   entity IN OUT      the MIME entity of message IN as the stage
+#                      encrypts it, into OUT
+#   pgp_part FILE      the ASCII-armored block of a PGP/MIME message
 #
 # Keys are made without passphrases; every gpg call is --batch and
 # bounded by timeout(1).
@@ -165,4 +168,32 @@ enc_smime_certs() {
         2>/dev/null &&
         openssl ca -batch -config "$d/ca/ca.cnf" -gencrl -out "$d/crl.pem" \
             2>/dev/null
+}
+
+# entity IN OUT - the MIME entity of message IN as the stage encrypts it:
+# its Content-* fields (continuations kept), an empty line and the body,
+# every line end CRLF.
+entity() {
+    "$PY" - "$1" "$2" <<'PY'
+import sys
+raw = open(sys.argv[1], 'rb').read().replace(b'\r\n', b'\n')
+head, _, body = raw.partition(b'\n\n')
+out, keep = [], False
+for line in head.split(b'\n'):
+    if line[:1] in (b' ', b'\t'):
+        if keep:
+            out.append(line)
+        continue
+    keep = line.lower().startswith(b'content-')
+    if keep:
+        out.append(line)
+ent = b'\n'.join(out) + b'\n\n' + body
+open(sys.argv[2], 'wb').write(ent.replace(b'\n', b'\r\n'))
+PY
+}
+
+# pgp_part FILE - the armored block of a PGP/MIME message
+pgp_part() {
+    sed -n '/^-----BEGIN PGP MESSAGE-----/,/^-----END PGP MESSAGE-----/p' "$1" |
+        tr -d '\r'
 }
