@@ -120,6 +120,11 @@ static const struct cfg_option flt_enc_options[] = {
     {"smime_crl_file", CFG_PATH, NULL,
      "CRLs (PEM) of those CAs; a revoked certificate is not used", NULL, 0, 0,
      0},
+    {"key_cache_time", CFG_TIME, "60s",
+     "how long the answer of a key or certificate lookup is kept (a change "
+     "of the GnuPG keyring or trust database drops every answer at once); "
+     "0: look up for every message",
+     NULL, 0, 86400LL * 1000, 0},
     {"smime_cipher", CFG_ENUM, "aes256-cbc",
      "aes256-cbc (enveloped-data, read by Outlook and Thunderbird alike) or "
      "aes256-gcm (authEnveloped-data, RFC 8551)",
@@ -195,6 +200,7 @@ flt_enc_init(struct stage *st, const struct cfg *c, struct err *e)
 {
     struct flt_enc *fe;
     const char *home, *dir, *ca, *crl;
+    long cache_s = (long)(cfg_num(c, "key_cache_time") / 1000);
 
     if (st->on_error == STAGE_ON_ERROR_CONTINUE)
         return err_set(e, ERR_CONFIG,
@@ -236,8 +242,8 @@ flt_enc_init(struct stage *st, const struct cfg *c, struct err *e)
         goto fail;
     }
     if (home != NULL &&
-        (fe->pgp = flt_enc_pgp_new(home, cfg_enum(c, "pgp_trust") == 1, e)) ==
-            NULL) {
+        (fe->pgp = flt_enc_pgp_new(home, cfg_enum(c, "pgp_trust") == 1,
+                                   cache_s, e)) == NULL) {
         flt_cfg_prefix(e, c, "pgp_home");
         goto fail;
     }
@@ -256,7 +262,7 @@ flt_enc_init(struct stage *st, const struct cfg *c, struct err *e)
                                        cfg_enum(c, "smime_cipher") == 1
                                            ? FLT_ENC_AES256_GCM
                                            : FLT_ENC_AES256_CBC,
-                                       e)) == NULL) {
+                                       cache_s, e)) == NULL) {
         flt_cfg_prefix(e, c, "smime_cert_dir");
         goto fail;
     }

@@ -97,13 +97,14 @@ struct flt_enc_pgp_job;
 
 /* flt_enc_pgp_new - the GnuPG home home (NULL: GnuPG's default) with
  * trust_keyring (pgp_trust = keyring: the user ID must be valid in the
- * keyring, full or ultimate). Checks that GPGME finds a gpg. NULL with e
- * set. */
+ * keyring, full or ultimate), keeping lookups' answers for cache_time
+ * seconds (0: none). Checks that GPGME finds a gpg. NULL with e set. The
+ * engine is shared by threads: its cache has its own lock. */
 struct flt_enc_pgp *flt_enc_pgp_new(const char *home, int trust_keyring,
-                                    struct err *e);
+                                    long cache_time, struct err *e);
 void flt_enc_pgp_free(struct flt_enc_pgp *p);
 
-struct flt_enc_pgp_job *flt_enc_pgp_job_new(const struct flt_enc_pgp *p,
+struct flt_enc_pgp_job *flt_enc_pgp_job_new(struct flt_enc_pgp *p,
                                             struct err *e);
 void flt_enc_pgp_job_free(struct flt_enc_pgp_job *j);
 
@@ -124,8 +125,7 @@ int flt_enc_pgp_encrypt(struct flt_enc_pgp_job *j, const size_t *slots,
 
 /* flt_enc_pgp_list - every key of the keyring, one line each
  * ("0xKEYID uid, uid: usable" or ": refused (why)"), appended to out. */
-int flt_enc_pgp_list(const struct flt_enc_pgp *p, struct buf *out,
-                     struct err *e);
+int flt_enc_pgp_list(struct flt_enc_pgp *p, struct buf *out, struct err *e);
 
 /* ------------------------------------------------------------- S/MIME */
 
@@ -135,12 +135,13 @@ enum flt_enc_smime_cipher { FLT_ENC_AES256_CBC, FLT_ENC_AES256_GCM };
 
 /* flt_enc_smime_new - the PEM certificates in cert_dir, checked against
  * the CA certificates in ca_file and, when crl_file is not NULL, the
- * CRLs in it. Errors name the file. NULL with e set. */
+ * CRLs in it; a certificate's verdict is kept for cache_time seconds (0:
+ * none). Errors name the file. NULL with e set. */
 struct flt_enc_smime *flt_enc_smime_new(const char *cert_dir,
                                         const char *ca_file,
                                         const char *crl_file,
                                         enum flt_enc_smime_cipher cipher,
-                                        struct err *e);
+                                        long cache_time, struct err *e);
 void flt_enc_smime_free(struct flt_enc_smime *s);
 
 /* flt_enc_smime_lookup - the usable certificate for addr (its

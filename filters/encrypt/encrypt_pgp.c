@@ -16,28 +16,53 @@
  * found until it is freed. Reading the keyring is checked before each
  * message: a home or keyring that cannot be read fails the message
  * closed, it is not taken for "no key".
+ *
+ * Listing keys costs a gpg process, as much as the encryption itself, so
+ * the answer for an address (a key, or none) is kept for cache_time
+ * (key_cache_time) in a table the engine owns under its mutex: an entry
+ * stops counting when it is older than that, when a key it holds
+ * expires, and all of them when the keyring or the trust database
+ * changes (size, time or inode of pubring.kbx, pubring.gpg,
+ * trustdb.gpg), which is what gpg --import, a revocation or a new
+ * certification do. cache_time 0 asks gpg for every message.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <gpgme.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "filters/encrypt/encrypt_int.h"
 
-#define FLT_ENC_PGP_MAX_KEYS 1000 /* keys one message may hold */
+#define FLT_ENC_PGP_MAX_KEYS 1000   /* keys one message may hold */
+#define FLT_ENC_PGP_CACHE_MAX 10000 /* addresses the cache holds */
+
+/* One address's answer: key NULL when it has no usable key. */
+struct flt_enc_pgp_entry {
+    char *addr;
+    gpgme_key_t key; /* a reference of the cache's own */
+    char id[40];
+    time_t until; /* the answer counts before this */
+};
 
 struct flt_enc_pgp {
     char *home; /* NULL: GnuPG's default */
     int trust_keyring;
+    long cache_time; /* seconds; 0: no cache */
+    pthread_mutex_t lock;
+    struct flt_enc_pgp_entry *cache; /* under lock */
+    size_t ncache, capcache;
+    char stamp[256]; /* the keyring files' state the cache is of */
 };
 
 struct flt_enc_pgp_job {
-    const struct flt_enc_pgp *p;
+    struct flt_enc_pgp *p;
     gpgme_ctx_t ctx;
     gpgme_key_t *keys;
     size_t nkeys, cap;
@@ -51,7 +76,8 @@ flt_enc_gpg_err(struct err *e, enum err_code code, const char *what,
 }
 
 struct flt_enc_pgp *
-flt_enc_pgp_new(const char *home, int trust_keyring, struct err *e)
+flt_enc_pgp_new(const char *home, int trust_keyring, long cache_time,
+                struct err *e)
 {
     struct flt_enc_pgp *p;
     gpgme_error_t ge;
@@ -73,12 +99,28 @@ flt_enc_pgp_new(const char *home, int trust_keyring, struct err *e)
         return NULL;
     }
     p->trust_keyring = trust_keyring;
+    p->cache_time = cache_time;
     if (home != NULL && (p->home = strdup(home)) == NULL) {
         free(p);
         err_nomem(e);
         return NULL;
     }
+    pthread_mutex_init(&p->lock, NULL);
     return p;
+}
+
+/* flt_enc_pgp_flush - empty the cache; the lock is held. */
+static void
+flt_enc_pgp_flush(struct flt_enc_pgp *p)
+{
+    size_t i;
+
+    for (i = 0; i < p->ncache; i++) {
+        free(p->cache[i].addr);
+        if (p->cache[i].key != NULL)
+            gpgme_key_unref(p->cache[i].key);
+    }
+    p->ncache = 0;
 }
 
 void
@@ -86,8 +128,34 @@ flt_enc_pgp_free(struct flt_enc_pgp *p)
 {
     if (p == NULL)
         return;
+    flt_enc_pgp_flush(p);
+    free(p->cache);
+    pthread_mutex_destroy(&p->lock);
     free(p->home);
     free(p);
+}
+
+/* flt_enc_pgp_stamp - the state of the keyring files, as text. */
+static void
+flt_enc_pgp_stamp(const struct flt_enc_pgp *p, char *out, size_t n)
+{
+    static const char *const names[] = {"pubring.kbx", "pubring.gpg",
+                                        "trustdb.gpg"};
+    char path[4096];
+    struct stat sb;
+    size_t i, len = 0;
+
+    out[0] = '\0';
+    for (i = 0; i < 3 && len < n; i++) {
+        snprintf(path, sizeof(path), "%s/%s", p->home != NULL ? p->home : ".",
+                 names[i]);
+        if (stat(path, &sb) < 0)
+            memset(&sb, 0, sizeof(sb));
+        len +=
+            (size_t)snprintf(out + len, n - len, "%lu:%lld:%lld.%09ld;",
+                             (unsigned long)sb.st_ino, (long long)sb.st_size,
+                             (long long)sb.st_mtim.tv_sec, sb.st_mtim.tv_nsec);
+    }
 }
 
 /* flt_enc_pgp_readable - the home's public keyring can be read: one of
@@ -124,7 +192,7 @@ flt_enc_pgp_readable(const struct flt_enc_pgp *p, struct err *e)
 }
 
 struct flt_enc_pgp_job *
-flt_enc_pgp_job_new(const struct flt_enc_pgp *p, struct err *e)
+flt_enc_pgp_job_new(struct flt_enc_pgp *p, struct err *e)
 {
     struct flt_enc_pgp_job *j;
     gpgme_error_t ge;
@@ -211,9 +279,11 @@ flt_enc_pgp_keyid(gpgme_key_t k)
                                                            : "?";
 }
 
-int
-flt_enc_pgp_lookup(struct flt_enc_pgp_job *j, const char *addr, size_t *slot,
-                   char *id, size_t n, flt_enc_report_fn report, void *arg,
+/* flt_enc_pgp_search - ask gpg for addr's usable key: 0 with *found the
+ * newest (a reference the caller drops) or NULL, -1 with e set. */
+static int
+flt_enc_pgp_search(struct flt_enc_pgp_job *j, const char *addr,
+                   gpgme_key_t *found, flt_enc_report_fn report, void *arg,
                    struct err *e)
 {
     gpgme_key_t k, best = NULL;
@@ -274,6 +344,113 @@ flt_enc_pgp_lookup(struct flt_enc_pgp_job *j, const char *addr, size_t *slot,
         if (best != NULL)
             gpgme_key_unref(best);
         return flt_enc_gpg_err(e, ERR_TEMP, "key listing", ge);
+    }
+    *found = best;
+    return 0;
+}
+
+/* flt_enc_pgp_cache_get - 1 with *key (a new reference, or NULL for "no
+ * key") when the cache holds a current answer for addr, else 0; stamp
+ * (size n) gets the keyring's state, for flt_enc_pgp_cache_put. */
+static int
+flt_enc_pgp_cache_get(struct flt_enc_pgp *p, const char *addr,
+                      gpgme_key_t *key, char *stamp, size_t n)
+{
+    time_t now = time(NULL);
+    size_t i;
+    int hit = 0;
+
+    flt_enc_pgp_stamp(p, stamp, n);
+    pthread_mutex_lock(&p->lock);
+    if (strcmp(stamp, p->stamp) != 0) {
+        flt_enc_pgp_flush(p);
+        snprintf(p->stamp, sizeof(p->stamp), "%s", stamp);
+    }
+    for (i = 0; i < p->ncache; i++) {
+        struct flt_enc_pgp_entry *c = &p->cache[i];
+
+        if (strcmp(c->addr, addr) != 0)
+            continue;
+        if (now < c->until) {
+            *key = c->key;
+            if (c->key != NULL)
+                gpgme_key_ref(c->key);
+            hit = 1;
+        }
+        break;
+    }
+    pthread_mutex_unlock(&p->lock);
+    return hit;
+}
+
+/* flt_enc_pgp_cache_put - keep key (NULL: none) as addr's answer, unless
+ * the keyring changed since stamp was taken. Out of memory only means
+ * no caching. */
+static void
+flt_enc_pgp_cache_put(struct flt_enc_pgp *p, const char *addr, gpgme_key_t key,
+                      const char *stamp)
+{
+    time_t until = time(NULL) + p->cache_time;
+    struct flt_enc_pgp_entry *c = NULL;
+    gpgme_subkey_t sk;
+    size_t i;
+
+    if (key != NULL)
+        for (sk = key->subkeys; sk != NULL; sk = sk->next)
+            if (sk->expires > 0 && sk->expires < until)
+                until = sk->expires;
+    pthread_mutex_lock(&p->lock);
+    if (strcmp(stamp, p->stamp) != 0)
+        goto out;
+    for (i = 0; i < p->ncache; i++)
+        if (strcmp(p->cache[i].addr, addr) == 0) {
+            c = &p->cache[i];
+            if (c->key != NULL)
+                gpgme_key_unref(c->key);
+            break;
+        }
+    if (c == NULL) {
+        if (p->ncache >= FLT_ENC_PGP_CACHE_MAX)
+            flt_enc_pgp_flush(p);
+        if (p->ncache == p->capcache) {
+            size_t cap = p->capcache == 0 ? 64 : p->capcache * 2;
+            struct flt_enc_pgp_entry *nc =
+                realloc(p->cache, cap * sizeof(*nc));
+
+            if (nc == NULL)
+                goto out;
+            p->cache = nc;
+            p->capcache = cap;
+        }
+        c = &p->cache[p->ncache];
+        if ((c->addr = strdup(addr)) == NULL)
+            goto out;
+        p->ncache++;
+    }
+    c->key = key;
+    if (key != NULL)
+        gpgme_key_ref(key);
+    c->until = until;
+
+out:
+    pthread_mutex_unlock(&p->lock);
+}
+
+int
+flt_enc_pgp_lookup(struct flt_enc_pgp_job *j, const char *addr, size_t *slot,
+                   char *id, size_t n, flt_enc_report_fn report, void *arg,
+                   struct err *e)
+{
+    gpgme_key_t best = NULL;
+    char stamp[256];
+    int cache = report == NULL && j->p->cache_time > 0;
+
+    if (!cache ||
+        !flt_enc_pgp_cache_get(j->p, addr, &best, stamp, sizeof(stamp))) {
+        if (flt_enc_pgp_search(j, addr, &best, report, arg, e) < 0)
+            return -1;
+        if (cache)
+            flt_enc_pgp_cache_put(j->p, addr, best, stamp);
     }
     if (best == NULL)
         return 0;
@@ -358,7 +535,7 @@ out:
 }
 
 int
-flt_enc_pgp_list(const struct flt_enc_pgp *p, struct buf *out, struct err *e)
+flt_enc_pgp_list(struct flt_enc_pgp *p, struct buf *out, struct err *e)
 {
     struct flt_enc_pgp_job *j;
     gpgme_key_t k;

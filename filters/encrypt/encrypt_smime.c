@@ -16,6 +16,12 @@
  * its extended key usage, when it has one, allows e-mail protection.
  * Among usable certificates the one that stays valid longest wins.
  *
+ * Verifying a certificate costs an RSA or ECDSA verification per chain
+ * link, more than the message's own encryption; the verdict is kept for
+ * cache_time (key_cache_time) under the engine's lock, never past the
+ * certificate's notAfter. The files are read once at init(), so nothing
+ * else can change a verdict.
+ *
  * Encryption is CMS_encrypt() to the chosen certificates: enveloped-data
  * with AES-256-CBC, or authenveloped-data with AES-256-GCM (RFC 5083),
  * written as DER in base64 lines.
@@ -23,9 +29,11 @@
 #include "config.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <openssl/bio.h>
 #include <openssl/bn.h>
@@ -43,6 +51,15 @@
 struct flt_enc_cert {
     X509 *x;
     char *file;
+    /* Its subjectAltName rfc822Names, then its subject's emailAddress
+     * values, each NUL-terminated, read once: names holds nsan + nsubj
+     * strings. */
+    char **names;
+    size_t nsan, nsubj;
+    /* The last verdict, under the engine's lock: until 0 when none. */
+    time_t until;
+    int refused;
+    char why[200];
 };
 
 struct flt_enc_smime {
@@ -51,6 +68,8 @@ struct flt_enc_smime {
     size_t ncerts, cap;
     const EVP_CIPHER *cipher;
     int gcm;
+    long cache_time; /* seconds; 0: verify for every message */
+    pthread_mutex_t lock;
 };
 
 /* flt_enc_ossl_err - e with text and OpenSSL's first queued reason. */
@@ -65,6 +84,54 @@ flt_enc_ossl_err(struct err *e, enum err_code code, const char *what)
     ERR_error_string_n(l, reason, sizeof(reason));
     ERR_clear_error();
     return err_set(e, code, "%s: %s", what, reason);
+}
+
+/* flt_enc_smime_push - one more name of c; an address with a NUL in it
+ * is no address and is left out. */
+static int
+flt_enc_smime_push(struct flt_enc_cert *c, const ASN1_STRING *v)
+{
+    const unsigned char *d = ASN1_STRING_get0_data(v);
+    int len = ASN1_STRING_length(v);
+    char **nn;
+
+    if (len <= 0 || memchr(d, '\0', (size_t)len) != NULL)
+        return 0;
+    if ((nn = realloc(c->names, (c->nsan + c->nsubj + 1) * sizeof(*nn))) ==
+        NULL)
+        return -1;
+    c->names = nn;
+    if ((nn[c->nsan + c->nsubj] = strndup((const char *)d, (size_t)len)) ==
+        NULL)
+        return -1;
+    return 1;
+}
+
+/* flt_enc_smime_read_names - c's names from its certificate. */
+static int
+flt_enc_smime_read_names(struct flt_enc_cert *c, struct err *e)
+{
+    GENERAL_NAMES *gens =
+        X509_get_ext_d2i(c->x, NID_subject_alt_name, NULL, NULL);
+    X509_NAME *subj = X509_get_subject_name(c->x);
+    int i, idx = -1, rc = 0;
+
+    for (i = 0; rc >= 0 && gens != NULL && i < sk_GENERAL_NAME_num(gens);
+         i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+
+        if (g->type == GEN_EMAIL &&
+            (rc = flt_enc_smime_push(c, g->d.rfc822Name)) > 0)
+            c->nsan++;
+    }
+    GENERAL_NAMES_free(gens);
+    while (rc >= 0 && (idx = X509_NAME_get_index_by_NID(
+                           subj, NID_pkcs9_emailAddress, idx)) >= 0)
+        if ((rc = flt_enc_smime_push(c, X509_NAME_ENTRY_get_data(
+                                            X509_NAME_get_entry(subj, idx)))) >
+            0)
+            c->nsubj++;
+    return rc < 0 ? err_nomem(e) : 0;
 }
 
 static int
@@ -83,11 +150,18 @@ flt_enc_smime_add(struct flt_enc_smime *s, X509 *x, const char *file,
         s->certs = nc;
         s->cap = cap;
     }
+    memset(&s->certs[s->ncerts], 0, sizeof(s->certs[s->ncerts]));
     if ((s->certs[s->ncerts].file = strdup(file)) == NULL)
         return err_nomem(e);
     /* Compute the cached extensions now, while one thread runs. */
     X509_check_purpose(x, -1, 0);
-    s->certs[s->ncerts++].x = x;
+    s->certs[s->ncerts].x = x;
+    if (flt_enc_smime_read_names(&s->certs[s->ncerts], e) < 0) {
+        s->certs[s->ncerts].x = NULL;
+        s->ncerts++; /* freed with the rest, names and file */
+        return -1;
+    }
+    s->ncerts++;
     return 0;
 }
 
@@ -177,7 +251,7 @@ flt_enc_smime_crls(struct flt_enc_smime *s, const char *path, struct err *e)
 struct flt_enc_smime *
 flt_enc_smime_new(const char *cert_dir, const char *ca_file,
                   const char *crl_file, enum flt_enc_smime_cipher cipher,
-                  struct err *e)
+                  long cache_time, struct err *e)
 {
     struct flt_enc_smime *s;
 
@@ -185,6 +259,8 @@ flt_enc_smime_new(const char *cert_dir, const char *ca_file,
         err_nomem(e);
         return NULL;
     }
+    s->cache_time = cache_time;
+    pthread_mutex_init(&s->lock, NULL);
     s->gcm = cipher == FLT_ENC_AES256_GCM;
     s->cipher = s->gcm ? EVP_aes_256_gcm() : EVP_aes_256_cbc();
     if ((s->store = X509_STORE_new()) == NULL) {
@@ -214,11 +290,17 @@ flt_enc_smime_free(struct flt_enc_smime *s)
     if (s == NULL)
         return;
     for (i = 0; i < s->ncerts; i++) {
+        size_t k;
+
         X509_free(s->certs[i].x);
         free(s->certs[i].file);
+        for (k = 0; k < s->certs[i].nsan + s->certs[i].nsubj; k++)
+            free(s->certs[i].names[k]);
+        free(s->certs[i].names);
     }
     free(s->certs);
     X509_STORE_free(s->store);
+    pthread_mutex_destroy(&s->lock);
     free(s);
 }
 
@@ -228,45 +310,16 @@ flt_enc_smime_is_gcm(const struct flt_enc_smime *s)
     return s->gcm;
 }
 
-/* flt_enc_smime_names - 1 when a subjectAltName rfc822Name of x is addr;
- * 2 when x has addr only elsewhere (its subject); 0 otherwise. */
+/* flt_enc_smime_names - 1 when a subjectAltName rfc822Name of c is addr;
+ * 2 when c has addr only in its subject; 0 otherwise. */
 static int
-flt_enc_smime_names(X509 *x, const char *addr)
+flt_enc_smime_names(const struct flt_enc_cert *c, const char *addr)
 {
-    GENERAL_NAMES *gens =
-        X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
-    X509_NAME *subj = X509_get_subject_name(x);
-    int i, found = 0, idx = -1;
+    size_t i;
 
-    for (i = 0; gens != NULL && i < sk_GENERAL_NAME_num(gens); i++) {
-        const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
-        const unsigned char *d;
-        int len;
-
-        if (g->type != GEN_EMAIL)
-            continue;
-        d = ASN1_STRING_get0_data(g->d.rfc822Name);
-        len = ASN1_STRING_length(g->d.rfc822Name);
-        if (len > 0 && memchr(d, '\0', (size_t)len) == NULL &&
-            flt_enc_addr_equal_n(addr, (const char *)d, (size_t)len)) {
-            found = 1;
-            break;
-        }
-    }
-    GENERAL_NAMES_free(gens);
-    if (found)
-        return 1;
-    while ((idx = X509_NAME_get_index_by_NID(subj, NID_pkcs9_emailAddress,
-                                             idx)) >= 0) {
-        ASN1_STRING *v =
-            X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, idx));
-        const unsigned char *d = ASN1_STRING_get0_data(v);
-        int len = ASN1_STRING_length(v);
-
-        if (len > 0 &&
-            flt_enc_addr_equal_n(addr, (const char *)d, (size_t)len))
-            return 2;
-    }
+    for (i = 0; i < c->nsan + c->nsubj; i++)
+        if (flt_enc_addr_equal(addr, c->names[i]))
+            return i < c->nsan ? 1 : 2;
     return 0;
 }
 
@@ -328,6 +381,49 @@ flt_enc_smime_refusal(const struct flt_enc_smime *s, X509 *x, char *buf,
     }
 }
 
+/* flt_enc_smime_verdict - flt_enc_smime_refusal through the cache; a
+ * refusal's text is copied into buf. */
+static const char *
+flt_enc_smime_verdict(const struct flt_enc_smime *s_c,
+                      const struct flt_enc_cert *c_c, char *buf, size_t n)
+{
+    /* The cache is the engine's mutable part, under its lock. */
+    struct flt_enc_smime *s = (struct flt_enc_smime *)s_c;
+    struct flt_enc_cert *c = (struct flt_enc_cert *)c_c;
+    time_t now = time(NULL), until;
+    const char *r;
+    int day, sec;
+
+    if (s->cache_time <= 0)
+        return flt_enc_smime_refusal(s, c->x, buf, n);
+    pthread_mutex_lock(&s->lock);
+    if (now < c->until) {
+        r = NULL;
+        if (c->refused) {
+            snprintf(buf, n, "%s", c->why);
+            r = buf;
+        }
+        pthread_mutex_unlock(&s->lock);
+        return r;
+    }
+    pthread_mutex_unlock(&s->lock);
+    r = flt_enc_smime_refusal(s, c->x, buf, n);
+    until = now + s->cache_time;
+    if (ASN1_TIME_diff(&day, &sec, NULL, X509_get0_notAfter(c->x)) &&
+        (long long)day * 86400 + sec < s->cache_time)
+        until = now + (day > 0 || sec > 0 ? (time_t)day * 86400 + sec : 0);
+    pthread_mutex_lock(&s->lock);
+    c->until = until;
+    c->refused = r != NULL;
+    snprintf(c->why, sizeof(c->why), "%s", r != NULL ? r : "");
+    pthread_mutex_unlock(&s->lock);
+    if (r != NULL) {
+        snprintf(buf, n, "%s", c->why);
+        r = buf;
+    }
+    return r;
+}
+
 static void
 flt_enc_smime_serial(X509 *x, char *id, size_t n)
 {
@@ -354,11 +450,13 @@ flt_enc_smime_lookup(const struct flt_enc_smime *s, const char *addr,
     for (i = 0; i < s->ncerts; i++) {
         X509 *x = s->certs[i].x;
 
-        if ((kind = flt_enc_smime_names(x, addr)) == 0)
+        if ((kind = flt_enc_smime_names(&s->certs[i], addr)) == 0)
             continue;
         r = kind == 2 ? "address only in the subject, not in a "
                         "subjectAltName rfc822Name"
-                      : flt_enc_smime_refusal(s, x, why, sizeof(why));
+            : report != NULL
+                ? flt_enc_smime_refusal(s, x, why, sizeof(why))
+                : flt_enc_smime_verdict(s, &s->certs[i], why, sizeof(why));
         if (report != NULL) {
             flt_enc_smime_serial(x, sid, sizeof(sid));
             report(arg, "smime", sid, s->certs[i].file, r);

@@ -343,6 +343,17 @@ for f in $(sink_files sink); do
     check "no clear text at the sink ($f)" \
         sh -c "! grep -q -e 'figures are attached' -e AAECAwQF '$f'"
 done
+# The key cache (key_cache_time = 60s) holds bob's key now; revoking it
+# in the keyring drops the cache at once: the next message tempfails.
+send d_bob2 "$T/m1.swaks" bob@example.net
+check "bob again: 250" grep -q '<- *250 ' "$T/d_bob2.swaks"
+bfpr=$(gpg --homedir "$T/pgp/keys" --with-colons --list-keys bob@example.net |
+    awk -F: '/^fpr/ { print $10; exit }')
+sed 's/^:-----/-----/' "$T/pgp/keys/openpgp-revocs.d/$bfpr.rev" |
+    enc_gpg --homedir "$T/pgp/gnupg" --import 2>/dev/null
+send d_bob3 "$T/m1.swaks" bob@example.net
+check "bob's key revoked in the keyring: the cached key is not used (451)" \
+    grep -q '<\*\* *451 4.7.1' "$T/d_bob3.swaks"
 rcd_stop r
 
 if [ "$failures" -gt 0 ] || [ -n "${SMTPD_VERBOSE:-}" ]; then
