@@ -262,6 +262,29 @@ flt_enc_is_encrypted(const char *ct)
     return 0;
 }
 
+/* flt_enc_put_clean - s (n octets) to out with a CR or LF that is not
+ * part of a fold (CRLF or LF, then white space) made a space: the value
+ * goes back into the header, where a bare line end is refused. */
+static int
+flt_enc_put_clean(struct buf *out, const char *s, size_t n, struct err *e)
+{
+    size_t i;
+    char c;
+
+    for (i = 0; i < n; i++) {
+        c = s[i];
+        if (c == '\r' && !(i + 2 < n && s[i + 1] == '\n' &&
+                           (s[i + 2] == ' ' || s[i + 2] == '\t')))
+            c = ' ';
+        else if (c == '\n' &&
+                 !(i + 1 < n && (s[i + 1] == ' ' || s[i + 1] == '\t')))
+            c = ' ';
+        if (buf_putc(out, c, e) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 int
 flt_enc_subject_untag(const char *s, const char *tag, struct buf *out,
                       struct err *e)
@@ -283,8 +306,8 @@ flt_enc_subject_untag(const char *s, const char *tag, struct buf *out,
             to++;
         else if (s[to] == '\0' && from > 0 && s[from - 1] == ' ')
             from--;
-        if (buf_append(out, s, from, e) < 0 ||
-            buf_append(out, s + to, sl - to, e) < 0)
+        if (flt_enc_put_clean(out, s, from, e) < 0 ||
+            flt_enc_put_clean(out, s + to, sl - to, e) < 0)
             return -1;
         return 1;
     }

@@ -223,6 +223,7 @@ test_untag(void **state)
         {" re: [secure]figures", "[secure]", " re: figures"},
         {" figures", "[secure]", NULL},
         {" [sec", "[secure]", NULL},
+        {" [secure] a\rb\r\n c\nd\n\te\r", "[secure]", " a b\r\n c d\n\te "},
     };
     size_t i;
 
