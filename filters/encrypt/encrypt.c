@@ -44,9 +44,12 @@
  * never lets a message through in clear, and an empty encryption is an
  * error.
  *
- * The log line names each recipient's outcome:
- *     QID: encrypt: bob@example.net pgp 0x0123456789ABCDEF,
- *         dave@example.com clear (opportunistic, no key)
+ * The log line names each recipient's outcome, in the verdict's note
+ * (the stage logs them in a line of their own when they do not fit):
+ *     QID: encrypt: continue, bob@example.net pgp 0x0123456789ABCDEF,
+ *         trent@example.net pgp 0xFEDCBA9876543210, 31ms
+ *     QID: encrypt: tempfail, eve@example.net refused (required, no
+ *         key), 12ms
  *
  * The stage owns its policy map and engines, read-only after init().
  */
@@ -675,6 +678,27 @@ flt_enc_logline(struct buf *lb, const struct flt_enc_rcpt *r,
     }
 }
 
+/* flt_enc_note - the verdict's note: the recipients' outcomes when they
+ * fit in one (the chain logs it: "QID: encrypt: continue, bob@example.net
+ * pgp 0x..., 21ms"); otherwise they are logged here in full and the note
+ * (summary, size n) says how many and what. */
+static const char *
+flt_enc_note(const struct stage *st, const struct msg *m, const struct buf *lb,
+             enum flt_enc_form form, size_t nrcpts, char *summary, size_t n)
+{
+    static const char *const forms[] = {
+        "clear", "pgp", "smime", "refused (no key)", "refused (conflict)"};
+
+    if (lb->len == 0)
+        return "no recipients";
+    if (lb->len < VERDICT_NOTE_MAX - 40)
+        return buf_str(lb);
+    log_info(msg_qid(m), "%s: %s", st->name, buf_str(lb));
+    snprintf(summary, n, "%zu recipients, %s (each named in the line above)",
+             nrcpts, forms[form]);
+    return summary;
+}
+
 static int
 flt_enc_run(const struct stage *st, struct msg *m, struct verdict *v,
             struct err *e)
@@ -689,7 +713,8 @@ flt_enc_run(const struct stage *st, struct msg *m, struct verdict *v,
     struct buf entity, out, lb;
     size_t *slots = NULL, i, n = env->nrcpts, culprit;
     size_t limit = msg_limits(m)->message_size * 2 + 65536;
-    char reply[VERDICT_REPLY_MAX];
+    char reply[VERDICT_REPLY_MAX], summary[VERDICT_NOTE_MAX];
+    const char *note;
     unsigned line;
     int trig, rc = -1;
 
@@ -725,8 +750,8 @@ flt_enc_run(const struct stage *st, struct msg *m, struct verdict *v,
     }
     form = flt_enc_decide(r, n, fe->preferred, &culprit);
     flt_enc_logline(&lb, r, f, n, form);
+    note = flt_enc_note(st, m, &lb, form, n, summary, sizeof(summary));
     if (form == FLT_ENC_FORM_MISSING) {
-        log_info(msg_qid(m), "%s: %s", st->name, buf_str(&lb));
         snprintf(reply, sizeof(reply),
                  fe->missing_reject
                      ? "550 5.7.1 No usable encryption key for <%s>, whose "
@@ -736,26 +761,21 @@ flt_enc_run(const struct stage *st, struct msg *m, struct verdict *v,
                  r[culprit].addr);
         rc = verdict_set(
             v, fe->missing_reject ? VERDICT_REJECT : VERDICT_TEMPFAIL, reply,
-            "%s requires encryption, no usable key", r[culprit].addr);
+            "%s", note);
         goto done;
     }
     if (form == FLT_ENC_FORM_CONFLICT) {
-        log_info(msg_qid(m), "%s: %s", st->name, buf_str(&lb));
         rc = verdict_set(v, VERDICT_TEMPFAIL,
                          "451 4.7.0 The recipients need this message in "
                          "forms one copy cannot take (encrypted and clear, "
                          "or OpenPGP and S/MIME); send to them separately",
-                         "conflict: %s cannot get the form a required "
-                         "recipient needs",
-                         r[culprit].addr);
+                         "conflict at %s: %s", r[culprit].addr, note);
         goto done;
     }
     if (flt_enc_untrigger(st, fe, m, e) < 0)
         goto done;
     if (form == FLT_ENC_FORM_CLEAR) {
-        log_info(msg_qid(m), "%s: %s", st->name, buf_str(&lb));
-        rc = verdict_set(v, VERDICT_CONTINUE, NULL, "clear, %zu recipient%s",
-                         n, n == 1 ? "" : "s");
+        rc = verdict_set(v, VERDICT_CONTINUE, NULL, "%s", note);
         goto done;
     }
     if (msg_header_count(m) == 0) {
@@ -780,10 +800,7 @@ flt_enc_run(const struct stage *st, struct msg *m, struct verdict *v,
             flt_enc_smime_body(st, fe, m, &out, e) < 0)
             goto done;
     }
-    log_info(msg_qid(m), "%s: %s", st->name, buf_str(&lb));
-    rc = verdict_set(v, VERDICT_CONTINUE, NULL, "%s to %zu recipient%s",
-                     form == FLT_ENC_FORM_PGP ? "pgp" : "smime", n,
-                     n == 1 ? "" : "s");
+    rc = verdict_set(v, VERDICT_CONTINUE, NULL, "%s", note);
 
 done:
     if (rc < 0)

@@ -102,6 +102,11 @@ pgp_part "$T/pgp.out" | eval "$GPGK --decrypt" >"$T/pgp.dec" 2>/dev/null
 check "pgp: gpg --decrypt gives the original entity byte for byte" \
     cmp -s "$T/pgp.dec" "$T/m1.ent"
 
+"$RC" filter -c "$T/c.conf" --from alice@example.com --rcpt bob@example.net \
+    --rcpt trent@example.net --explain <"$T/m1.eml" >/dev/null 2>"$T/explain"
+check "filter --explain names each recipient's key" \
+    grep -q 'verdict: continue (bob@example.net pgp 0x[0-9A-F]\{16\}, trent@example.net pgp 0x[0-9A-F]\{16\})' "$T/explain"
+
 # --- S/MIME: carol's certificate (SAN with the domain in upper case)
 filter smime "$T/c" carol@example.org <"$T/m1.eml"
 rc=$?
@@ -311,7 +316,7 @@ f=$(sink_files sink | tail -n 1)
 pgp_part "$f" | eval "$GPGK --decrypt" >"$T/d_pgp.dec" 2>/dev/null
 check "daemon pgp: the sink copy decrypts to the entity" cmp -s "$T/d_pgp.dec" "$T/m1.ent"
 check "daemon pgp: the log names the recipient and key" \
-    grep -q 'encrypt: bob@example.net pgp 0x[0-9A-F]\{16\}' "$T/r.log"
+    grep -q 'encrypt: continue, bob@example.net pgp 0x[0-9A-F]\{16\}' "$T/r.log"
 send d_sm "$T/m1.swaks" carol@example.org
 check "daemon smime: at the sink" sink_wait sink 2 10
 f=$(sink_files sink | tail -n 1)
@@ -319,13 +324,13 @@ openssl cms -decrypt -binary -in "$f" -recip "$T/sm/certs/carol.pem" \
     -inkey "$T/sm/keys/carol.key" -out "$T/d_sm.dec" 2>/dev/null
 check "daemon smime: the sink copy decrypts to the entity" cmp -s "$T/d_sm.dec" "$T/m1.ent"
 check "daemon smime: the log names the serial" \
-    grep -q 'encrypt: carol@example.org smime serial=' "$T/r.log"
+    grep -q 'encrypt: continue, carol@example.org smime serial=' "$T/r.log"
 send d_mix "$T/m1.eml" bob@example.net zed@example.net
 check "daemon mix: 451 4.7.0" grep -q '<\*\* *451 4.7.0' "$T/d_mix.swaks"
 send d_miss "$T/m1.eml" eve@example.net
 check "daemon missing key: 451 4.7.1" grep -q '<\*\* *451 4.7.1' "$T/d_miss.swaks"
 check "daemon missing key: the log names the recipient" \
-    grep -q 'encrypt: eve@example.net refused (required, no key)' "$T/r.log"
+    grep -q 'encrypt: tempfail, eve@example.net refused (required, no key)' "$T/r.log"
 # Keyring unreadable: the message fails closed.
 mv "$T/pgp/gnupg/pubring.kbx" "$T/pgp/pubring.kbx.aside"
 mkdir "$T/pgp/gnupg/pubring.kbx"

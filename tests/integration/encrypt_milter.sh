@@ -88,7 +88,7 @@ check "pgp: multipart/encrypted at the sink" grep -q 'protocol="application/pgp-
 pgp_part "$f" | eval "$GPGK --decrypt" >"$T/pgp.dec" 2>/dev/null
 check "pgp: decrypts to the entity byte for byte" cmp -s "$T/pgp.dec" "$T/m.ent"
 check "pgp: relaychaind names the recipient and the key" \
-    grep -q 'encrypt: bob@example.net pgp 0x[0-9A-F]\{16\}' "$T/rcd.log"
+    grep -q 'encrypt: continue, bob@example.net pgp 0x[0-9A-F]\{16\}' "$T/rcd.log"
 
 send smime carol@example.org
 check "smime: it reaches the sink" sink_wait sink 2 20
@@ -103,7 +103,7 @@ check "mixed: Postfix refuses with the milter's 451 4.7.0" \
 send missing dan@example.org
 check "missing key: 451 4.7.1" grep -q '^<\*\* *451 4.7.1' "$T/missing.out"
 check "missing key: relaychaind names the recipient" \
-    grep -q 'encrypt: dan@example.org refused (required, no key)' "$T/rcd.log"
+    grep -q 'encrypt: tempfail, dan@example.org refused (required, no key)' "$T/rcd.log"
 send clear zed@example.net
 check "opportunistic without a key: accepted" grep -q '^<-  250 .*queued as' "$T/clear.out"
 check "it reaches the sink" sink_wait sink 3 20

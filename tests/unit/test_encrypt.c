@@ -426,7 +426,7 @@ test_stage_encrypts(void **state)
     if (flt_encrypt_type.run(&st, m, &v, &e) < 0)
         unit_fail("run", "%s", e.text);
     unit_int_eq("verdict", v.kind, VERDICT_CONTINUE);
-    unit_str_eq("note", v.note, "smime to 1 recipient");
+    unit_str_eq("note", v.note, "carol@example.org smime serial=1001");
     unit_has("Content-Type", msg_header_get(m, "Content-Type", 1),
              "application/pkcs7-mime; smime-type=enveloped-data");
     unit_str_eq("one Content-Type",
@@ -505,6 +505,33 @@ test_stage_refuses(void **state)
     }
 }
 
+/* Outcomes that do not fit in a note: the note says how many. */
+static void
+test_stage_many(void **state)
+{
+    static const char *const rcpts[] = {
+        "carol@example.org", "carol@example.org", "carol@example.org",
+        "carol@example.org", "carol@example.org", "carol@example.org",
+        "carol@example.org", "carol@example.org", NULL};
+    struct stage st;
+    struct verdict v;
+    struct msg *m;
+    struct err e;
+
+    (void)state;
+    if (load(&st, "", &e) < 0)
+        unit_fail("load", "%s", e.text);
+    m = new_msg(msg_text, rcpts);
+    memset(&v, 0, sizeof(v));
+    if (flt_encrypt_type.run(&st, m, &v, &e) < 0)
+        unit_fail("run", "%s", e.text);
+    unit_int_eq("verdict", v.kind, VERDICT_CONTINUE);
+    unit_str_eq("note", v.note,
+                "8 recipients, smime (each named in the line above)");
+    msg_free(m);
+    unit_stage_unload(&st);
+}
+
 /* A policy_map result that is not a policy is an error (the chain makes
  * it a tempfail), not a guess. */
 static void
@@ -568,6 +595,7 @@ main(void)
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_stage_encrypts),
         cmocka_unit_test(test_stage_refuses),
+        cmocka_unit_test(test_stage_many),
         cmocka_unit_test(test_stage_bad_policy),
         cmocka_unit_test(test_stage_already),
     };
