@@ -63,11 +63,14 @@
 #include "filters/encrypt/encrypt_int.h"
 #include "filters/filters.h"
 #include "filters/filters_int.h"
+#include "msg/mime.h"
 #include "util/log.h"
 
 #define FLT_ENC_ID_MAX 80
 #define FLT_ENC_RCPT_MAX 1000 /* recipients of one message */
 #define FLT_ENC_LOG_MAX 1800  /* octets of the per-recipient log line */
+#define FLT_ENC_ARMOR_BEGIN "\n-----BEGIN PGP MESSAGE-----"
+#define FLT_ENC_ARMOR_END "\n-----END PGP MESSAGE-----"
 
 static const char *const flt_enc_policy_choices[] = {"never", "opportunistic",
                                                      "required", NULL};
@@ -678,6 +681,35 @@ flt_enc_logline(struct buf *lb, const struct flt_enc_rcpt *r,
     }
 }
 
+/* flt_enc_sealed - 1 when a message whose Content-Type (ct) says it is
+ * encrypted looks it inside too, so that a label alone does not let
+ * clear text by: S/MIME whose body is CMS enveloped-data or
+ * authEnveloped-data, PGP/MIME (protocol application/pgp-encrypted) of
+ * exactly its version part and its data part, the data part an armored
+ * OpenPGP message. A message that fails this is encrypted like any
+ * other. */
+static int
+flt_enc_sealed(struct msg *m, const char *ct)
+{
+    const struct mime *mm;
+    const char *body, *armor;
+    size_t len;
+    struct err e;
+
+    body = msg_body(m, &len);
+    if (strcasestr(ct, "pkcs7-mime") != NULL)
+        return flt_enc_cms_is_enveloped(body, len);
+    if (strcasestr(ct, "application/pgp-encrypted") == NULL)
+        return 0;
+    if ((mm = msg_mime(m, &e)) == NULL || mime_part_count(mm) != 3)
+        return 0;
+    armor = memmem(body, len, FLT_ENC_ARMOR_BEGIN,
+                   sizeof(FLT_ENC_ARMOR_BEGIN) - 1);
+    return armor != NULL &&
+           memmem(armor, len - (size_t)(armor - body), FLT_ENC_ARMOR_END,
+                  sizeof(FLT_ENC_ARMOR_END) - 1) != NULL;
+}
+
 /* flt_enc_note - the verdict's note: the recipients' outcomes when they
  * fit in one (the chain logs it: "QID: encrypt: continue, bob@example.net
  * pgp 0x..., 21ms"); otherwise they are logged here in full and the note
@@ -721,7 +753,7 @@ flt_enc_run(const struct stage *st, struct msg *m, struct verdict *v,
     buf_init(&entity, limit);
     buf_init(&out, limit);
     buf_init(&lb, FLT_ENC_LOG_MAX);
-    if (flt_enc_is_encrypted(ct)) {
+    if (flt_enc_is_encrypted(ct) && flt_enc_sealed(m, ct)) {
         rc = verdict_set(v, VERDICT_CONTINUE, NULL,
                          "already encrypted, passed as is");
         goto done;

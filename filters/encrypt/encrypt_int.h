@@ -161,6 +161,10 @@ int flt_enc_smime_encrypt(const struct flt_enc_smime *s, const size_t *slots,
                           const char *eol, struct buf *out, struct err *e);
 int flt_enc_smime_is_gcm(const struct flt_enc_smime *s);
 
+/* flt_enc_cms_is_enveloped - 1 when body (len octets of base64) is a CMS
+ * EnvelopedData or AuthEnvelopedData, 0 otherwise. */
+int flt_enc_cms_is_enveloped(const char *body, size_t len);
+
 /* flt_enc_smime_list - every certificate, one line each. */
 int flt_enc_smime_list(const struct flt_enc_smime *s, struct buf *out,
                        struct err *e);

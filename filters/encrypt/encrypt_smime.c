@@ -577,3 +577,29 @@ flt_enc_smime_list(const struct flt_enc_smime *s, struct buf *out,
     }
     return 0;
 }
+
+int
+flt_enc_cms_is_enveloped(const char *body, size_t len)
+{
+    BIO *in, *b64;
+    CMS_ContentInfo *cms;
+    int nid = NID_undef;
+
+    if (len == 0 || len > INT32_MAX)
+        return 0;
+    if ((in = BIO_new_mem_buf(body, (int)len)) == NULL)
+        return 0;
+    if ((b64 = BIO_new(BIO_f_base64())) == NULL) {
+        BIO_free(in);
+        return 0;
+    }
+    in = BIO_push(b64, in);
+    if ((cms = d2i_CMS_bio(in, NULL)) != NULL) {
+        nid = OBJ_obj2nid(CMS_get0_type(cms));
+        CMS_ContentInfo_free(cms);
+    }
+    BIO_free_all(in);
+    ERR_clear_error();
+    return nid == NID_pkcs7_enveloped ||
+           nid == NID_id_smime_ct_authEnvelopedData;
+}

@@ -9,8 +9,9 @@
  * traps when the stage breaks a promise:
  *   - run() fails with an error that is not temporary;
  *   - the message goes on in clear: a continue verdict leaves a body
- *     that is not application/pkcs7-mime, unless the input was already
- *     encrypted and is left untouched;
+ *     that is not application/pkcs7-mime, unless the stage found the
+ *     input encrypted already (labelled so, and so inside) and left it
+ *     untouched;
  *   - the encrypted body does not decrypt with carol's key, or what it
  *     decrypts to does not end with the input's body (line ends made
  *     CRLF);
@@ -177,7 +178,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (v.kind != VERDICT_CONTINUE)
         goto done;
-    if (was_encrypted) {
+    if (strcmp(v.note, "already encrypted, passed as is") == 0) {
+        if (!was_encrypted)
+            fuzz_fail("passed as encrypted a message not labelled so");
         if (msg_journal(m, &ed) != 0)
             fuzz_fail("edited mail already encrypted");
         goto done;

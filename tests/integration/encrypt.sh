@@ -245,6 +245,29 @@ filter again2 "$T/c" eve@example.net <"$T/smime.out"
 check "already encrypted, even to a recipient without a key: unchanged" \
     cmp -s "$T/again2.out" "$T/smime.out"
 
+# A label is not encryption: clear text called multipart/encrypted is
+# encrypted like any other message.
+cat >"$T/fake.eml" <<'MSG'
+From: alice@example.com
+Subject: looks encrypted
+MIME-Version: 1.0
+Content-Type: multipart/encrypted; protocol="application/pgp-encrypted"; boundary="f"
+
+--f
+Content-Type: application/pgp-encrypted
+
+Version: 1
+
+--f
+Content-Type: application/octet-stream
+
+the secret figures, in clear
+--f--
+MSG
+filter fake "$T/c" bob@example.net <"$T/fake.eml"
+check "a multipart/encrypted label on clear text: encrypted all the same" \
+    sh -c "grep -q '^-----BEGIN PGP MESSAGE-----' '$T/fake.out' && ! grep -q 'secret figures' '$T/fake.out'"
+
 # --- pgp_trust = keyring: only trent's user ID is valid in the keyring
 chain "$T/ck" "pgp_trust = keyring"
 filter untr "$T/ck" bob@example.net <"$T/m1.eml"

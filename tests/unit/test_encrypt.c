@@ -556,29 +556,59 @@ test_stage_bad_policy(void **state)
     unit_stage_unload(&st);
 }
 
+/* Mail already encrypted passes as is, even to a recipient without a
+ * key; a label on clear text does not: that is encrypted. */
 static void
 test_stage_already(void **state)
 {
-    static const char *const rcpts[] = {"hal@example.org", NULL};
-    static const char text[] =
+    static const char *const carol[] = {"carol@example.org", NULL};
+    static const char *const hal[] = {"hal@example.org", NULL};
+    static const char fake[] =
         "From: a@example.com\nSubject: x\nMIME-Version: 1.0\n"
         "Content-Type: application/pkcs7-mime; smime-type=enveloped-data; "
-        "name=smime.p7m\nContent-Transfer-Encoding: base64\n\nMIIB\n";
+        "name=smime.p7m\n\nthis is clear text\n";
     const struct msg_edit *ed;
     struct stage st;
     struct verdict v;
     struct msg *m;
+    struct buf sealed, plain;
     struct err e;
 
     (void)state;
     if (load(&st, "", &e) < 0)
         unit_fail("load", "%s", e.text);
-    m = new_msg(text, rcpts);
+    m = new_msg(msg_text, carol);
     memset(&v, 0, sizeof(v));
     if (flt_encrypt_type.run(&st, m, &v, &e) < 0)
         unit_fail("run", "%s", e.text);
-    unit_int_eq("verdict", v.kind, VERDICT_CONTINUE);
-    unit_int_eq("no edit", msg_journal(m, &ed), 0);
+    buf_init(&sealed, 0);
+    assert_int_equal(msg_write(m, &sealed, &e), 0);
+    msg_free(m);
+
+    m = new_msg(buf_str(&sealed), hal);
+    memset(&v, 0, sizeof(v));
+    if (flt_encrypt_type.run(&st, m, &v, &e) < 0)
+        unit_fail("sealed", "%s", e.text);
+    unit_int_eq("sealed: verdict", v.kind, VERDICT_CONTINUE);
+    unit_int_eq("sealed: no edit", msg_journal(m, &ed), 0);
+    msg_free(m);
+    buf_fini(&sealed);
+
+    m = new_msg(fake, hal);
+    memset(&v, 0, sizeof(v));
+    if (flt_encrypt_type.run(&st, m, &v, &e) < 0)
+        unit_fail("label", "%s", e.text);
+    unit_int_eq("a label on clear text: hal has no key", v.kind,
+                VERDICT_TEMPFAIL);
+    msg_free(m);
+    m = new_msg(fake, carol);
+    memset(&v, 0, sizeof(v));
+    if (flt_encrypt_type.run(&st, m, &v, &e) < 0)
+        unit_fail("label", "%s", e.text);
+    unit_int_eq("a label on clear text: encrypted", v.kind, VERDICT_CONTINUE);
+    decrypt(m, &plain);
+    unit_has("the label inside", buf_str(&plain), "this is clear text");
+    buf_fini(&plain);
     msg_free(m);
     unit_stage_unload(&st);
 }
