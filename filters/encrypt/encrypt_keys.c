@@ -285,11 +285,45 @@ flt_enc_put_clean(struct buf *out, const char *s, size_t n, struct err *e)
     return 0;
 }
 
+/* flt_enc_put_folds - s (n octets, whose line ends are all folds) to
+ * out without the continuation lines that removing the tag left holding
+ * only white space, which a header may not have. */
+static int
+flt_enc_put_folds(struct buf *out, const char *s, size_t n, struct err *e)
+{
+    const char *prev_eol = NULL;
+    size_t i = 0, start, end, k;
+
+    for (;;) {
+        start = i;
+        while (i < n && s[i] != '\n')
+            i++;
+        end = i;
+        if (end > start && s[end - 1] == '\r' && i < n)
+            end--;
+        for (k = start; k < end && (s[k] == ' ' || s[k] == '\t'); k++)
+            ;
+        if (prev_eol == NULL) {
+            if (buf_append(out, s + start, end - start, e) < 0)
+                return -1;
+        } else if (k < end) {
+            if (buf_puts(out, prev_eol, e) < 0 ||
+                buf_append(out, s + start, end - start, e) < 0)
+                return -1;
+        }
+        if (i >= n)
+            return 0;
+        prev_eol = end < i ? "\r\n" : "\n";
+        i++;
+    }
+}
+
 int
 flt_enc_subject_untag(const char *s, const char *tag, struct buf *out,
                       struct err *e)
 {
     size_t n = strlen(tag), sl = strlen(s), i, k, from, to;
+    struct buf tmp;
 
     if (n == 0 || n > sl)
         return 0;
@@ -306,9 +340,19 @@ flt_enc_subject_untag(const char *s, const char *tag, struct buf *out,
             to++;
         else if (s[to] == '\0' && from > 0 && s[from - 1] == ' ')
             from--;
-        if (flt_enc_put_clean(out, s, from, e) < 0 ||
-            flt_enc_put_clean(out, s + to, sl - to, e) < 0)
+        buf_init(&tmp, out->limit);
+        if (flt_enc_put_clean(&tmp, s, from, e) < 0 ||
+            flt_enc_put_clean(&tmp, s + to, sl - to, e) < 0 ||
+            flt_enc_put_folds(out, tmp.data != NULL ? tmp.data : "", tmp.len,
+                              e) < 0) {
+            buf_fini(&tmp);
             return -1;
+        }
+        buf_fini(&tmp);
+        /* A tag that ended the Subject leaves no white space behind. */
+        while (out->len > 0 && (out->data[out->len - 1] == ' ' ||
+                                out->data[out->len - 1] == '\t'))
+            out->data[--out->len] = '\0';
         return 1;
     }
     return 0;

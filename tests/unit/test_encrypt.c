@@ -223,7 +223,9 @@ test_untag(void **state)
         {" re: [secure]figures", "[secure]", " re: figures"},
         {" figures", "[secure]", NULL},
         {" [sec", "[secure]", NULL},
-        {" [secure] a\rb\r\n c\nd\n\te\r", "[secure]", " a b\r\n c d\n\te "},
+        {" [secure] a\rb\r\n c\nd\n\te\r", "[secure]", " a b\r\n c d\n\te"},
+        {" figures\r\n [secure]\r\n x", "[secure]", " figures\r\n x"},
+        {" figures\n [secure]", "[secure]", " figures"},
     };
     size_t i;
 
