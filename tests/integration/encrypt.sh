@@ -1,7 +1,8 @@
 #!/bin/sh
 # encrypt - the encrypt stage with real keys: GnuPG keys and OpenSSL
 # certificates made here (encrypt_lib.sh), messages run through
-# "relaychain filter" and through relaychaind as a smarthost to a sink.
+# "relaychain filter" and through relaychaind as a smarthost to a sink
+# (delivery = through, then queue).
 # Every encrypted copy is decrypted with the real tools (gpg --decrypt,
 # openssl cms -decrypt) and must equal the original entity byte for
 # byte; a signed entity inside still verifies. Keys that must be refused
@@ -383,6 +384,34 @@ send d_bob3 "$T/m1.swaks" bob@example.net
 check "bob's key revoked in the keyring: the cached key is not used (451)" \
     grep -q '<\*\* *451 4.7.1' "$T/d_bob3.swaks"
 rcd_stop r
+
+# --- delivery = queue: the same one body (the split per recipient group
+# is not built); what is queued is encrypted, a mix is refused at DATA.
+set -- $(free_ports 2)
+qport=$1 qsink_port=$2
+sink_start qsink "$qsink_port"
+rcd_conf "$T/q.conf" "$qport" "smtp:[127.0.0.1]:$qsink_port" <<EOF
+chain_directory = $T/cd
+message_size_limit = 10m
+delivery = queue
+queue_directory = $T/spool
+EOF
+rcd_start q "$T/q.conf" "$qport" || finish
+port=$qport
+send q_sm "$T/m1.swaks" carol@example.org
+check "queue: 250 queued" grep -q '<- *250 .*queued' "$T/q_sm.swaks"
+check "queue: at the sink" sink_wait qsink 1 20
+f=$(sink_files qsink | tail -n 1)
+openssl cms -decrypt -binary -in "$f" -recip "$T/sm/certs/carol.pem" \
+    -inkey "$T/sm/keys/carol.key" -out "$T/q_sm.dec" 2>/dev/null
+check "queue: the copy decrypts to the entity" cmp -s "$T/q_sm.dec" "$T/m1.ent"
+send q_mix "$T/m1.swaks" trent@example.net,carol@example.org
+check "queue: OpenPGP and S/MIME recipients together: 451 4.7.0" \
+    grep -q '<\*\* *451 4.7.0' "$T/q_mix.swaks"
+sleep 0.5
+check "queue: nothing else reached the sink ($(sink_count qsink))" \
+    [ "$(sink_count qsink)" -eq 1 ]
+rcd_stop q
 
 if [ "$failures" -gt 0 ] || [ -n "${SMTPD_VERBOSE:-}" ]; then
     for f in "$T"/*.err "$T/r.log"; do
