@@ -349,6 +349,23 @@ openssl cms -decrypt -binary -in "$f" -recip "$T/sm/certs/carol.pem" \
 check "daemon smime: the sink copy decrypts to the entity" cmp -s "$T/d_sm.dec" "$T/m1.ent"
 check "daemon smime: the log names the serial" \
     grep -q 'encrypt: continue, carol@example.org smime serial=' "$T/r.log"
+# Several sessions at once: each message its own GPGME context, the key
+# cache shared under its lock.
+pids=""
+for i in 1 2 3 4 5 6; do
+    send "par$i" "$T/m1.swaks" bob@example.net &
+    pids="$pids $!"
+done
+for p in $pids; do
+    wait "$p"
+done
+check "parallel: six more copies at the sink" sink_wait sink 8 30
+ok=0
+for f in $(sink_files sink | tail -n 6); do
+    pgp_part "$f" | eval "$GPGK --decrypt" >"$T/par.dec" 2>/dev/null &&
+        cmp -s "$T/par.dec" "$T/m1.ent" && ok=$((ok + 1))
+done
+check "parallel: all six decrypt to the entity ($ok)" [ "$ok" -eq 6 ]
 send d_mix "$T/m1.eml" bob@example.net zed@example.net
 check "daemon mix: 451 4.7.0" grep -q '<\*\* *451 4.7.0' "$T/d_mix.swaks"
 send d_miss "$T/m1.eml" eve@example.net
@@ -366,8 +383,8 @@ check "keyring unreadable, opportunistic recipient: 451, not clear" \
 rmdir "$T/pgp/gnupg/pubring.kbx"
 mv "$T/pgp/pubring.kbx.aside" "$T/pgp/gnupg/pubring.kbx"
 sleep 0.5
-check "only the two encrypted copies reached the sink ($(sink_count sink))" \
-    [ "$(sink_count sink)" -eq 2 ]
+check "only the eight encrypted copies reached the sink ($(sink_count sink))" \
+    [ "$(sink_count sink)" -eq 8 ]
 for f in $(sink_files sink); do
     check "no clear text at the sink ($f)" \
         sh -c "! grep -q -e 'figures are attached' -e AAECAwQF '$f'"
