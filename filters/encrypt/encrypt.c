@@ -395,10 +395,14 @@ flt_enc_is_trace(const char *name)
 static int
 flt_enc_crlf(struct buf *out, const char *s, size_t n, struct err *e)
 {
+    const char *lf;
     size_t i, from = 0;
 
     for (i = 0; i < n; i++) {
-        if (s[i] != '\n' || (i > 0 && s[i - 1] == '\r'))
+        if ((lf = memchr(s + i, '\n', n - i)) == NULL)
+            break;
+        i = (size_t)(lf - s);
+        if (i > 0 && s[i - 1] == '\r')
             continue;
         if (buf_append(out, s + from, i - from, e) < 0 ||
             buf_append(out, "\r\n", 2, e) < 0)
@@ -817,7 +821,11 @@ flt_enc_run(const struct stage *st, struct msg *m, struct verdict *v,
                          "no header to put the encryption in");
         goto done;
     }
-    if (flt_enc_entity(fe, m, &entity, e) < 0)
+    /* The entity is about the message's size, its encryption a third
+     * more in base64: reserved once rather than grown by doubling. */
+    if (buf_reserve(&entity, msg_size(m) + msg_size(m) / 32 + 1024, e) < 0 ||
+        buf_reserve(&out, msg_size(m) + msg_size(m) / 2 + 4096, e) < 0 ||
+        flt_enc_entity(fe, m, &entity, e) < 0)
         goto done;
     for (i = 0; i < n; i++)
         slots[i] = form == FLT_ENC_FORM_PGP ? f[i].pgp_slot : f[i].smime_slot;

@@ -54,6 +54,7 @@ struct flt_enc_pgp_entry {
 struct flt_enc_pgp {
     char *home; /* NULL: GnuPG's default */
     int trust_keyring;
+    int global_home; /* GPGME's process-wide OpenPGP home is ours */
     long cache_time; /* seconds; 0: no cache */
     pthread_mutex_t lock;
     struct flt_enc_pgp_entry *cache; /* under lock */
@@ -73,6 +74,29 @@ flt_enc_gpg_err(struct err *e, enum err_code code, const char *what,
                 gpgme_error_t ge)
 {
     return err_set(e, code, "gpgme: %s: %s", what, gpgme_strerror(ge));
+}
+
+/* flt_enc_pgp_claim_home - 1 when GPGME's process-wide OpenPGP engine
+ * uses home (made so here when it still had GnuPG's default), so that
+ * contexts need no home of their own: setting one on a context makes
+ * GPGME run "gpg --version" again, a process per message. 0 when
+ * another stage's home is in place: this one then sets its home on each
+ * context, slower but right. Called from init(), before the threads. */
+static int
+flt_enc_pgp_claim_home(const char *home)
+{
+    gpgme_engine_info_t info;
+    const char *cur = NULL;
+
+    if (gpgme_get_engine_info(&info) != 0)
+        return 0;
+    for (; info != NULL; info = info->next)
+        if (info->protocol == GPGME_PROTOCOL_OpenPGP)
+            cur = info->home_dir;
+    if (home == NULL || cur != NULL)
+        return (home == NULL && cur == NULL) ||
+               (home != NULL && cur != NULL && strcmp(cur, home) == 0);
+    return gpgme_set_engine_info(GPGME_PROTOCOL_OpenPGP, NULL, home) == 0;
 }
 
 struct flt_enc_pgp *
@@ -106,6 +130,7 @@ flt_enc_pgp_new(const char *home, int trust_keyring, long cache_time,
         return NULL;
     }
     pthread_mutex_init(&p->lock, NULL);
+    p->global_home = flt_enc_pgp_claim_home(home);
     return p;
 }
 
@@ -210,8 +235,9 @@ flt_enc_pgp_job_new(struct flt_enc_pgp *p, struct err *e)
         return NULL;
     }
     if ((ge = gpgme_set_protocol(j->ctx, GPGME_PROTOCOL_OpenPGP)) != 0 ||
-        (ge = gpgme_ctx_set_engine_info(j->ctx, GPGME_PROTOCOL_OpenPGP, NULL,
-                                        p->home)) != 0) {
+        (!p->global_home &&
+         (ge = gpgme_ctx_set_engine_info(j->ctx, GPGME_PROTOCOL_OpenPGP, NULL,
+                                         p->home)) != 0)) {
         flt_enc_gpg_err(e, ERR_TEMP, "engine", ge);
         flt_enc_pgp_job_free(j);
         return NULL;
