@@ -291,6 +291,23 @@ printf 'stage = dkim\ndomain = example.com\nselector = s1\nkey_file = s1.private
     >"$T/co/90-dkim.conf"
 "$RC" check -c "$T/co.conf" >"$T/co2.out" 2>&1
 check "dkim after encrypt: accepted ($(tail -n 1 "$T/co2.out"))" [ $? -eq 0 ]
+# DKIM after encrypt signs the encrypted form: the signature verifies
+# over the copy that leaves, which still decrypts.
+printf 'stage = encrypt\npgp_home = %s\ndefault_policy = required\n' \
+    "$T/pgp/gnupg" >"$T/co/80-encrypt.conf"
+"$RC" filter -c "$T/co.conf" --from alice@example.com --rcpt bob@example.net \
+    <"$T/m1.eml" >"$T/signed_enc.eml" 2>"$T/signed_enc.err"
+check "encrypt then dkim: continue ($(cat "$T/signed_enc.err"))" [ $? -eq 0 ]
+check "encrypt then dkim: one DKIM-Signature on the encrypted form" \
+    sh -c "[ \$(grep -c '^DKIM-Signature:' '$T/signed_enc.eml') -eq 1 ] && grep -q 'multipart/encrypted' '$T/signed_enc.eml'"
+mkdir -p "$T/dkv"
+cp "$T/signed_enc.eml" "$T/dkv/m.eml"
+check "encrypt then dkim: the signature verifies (dkimpy)" \
+    "$PY" "$top_srcdir/tests/integration/dkim_verify.py" "$T/co/s1.txt" -- \
+    "$T/dkv/m.eml"
+pgp_part "$T/signed_enc.eml" | eval "$GPGK --decrypt" >"$T/signed_enc.dec" 2>/dev/null
+check "encrypt then dkim: still decrypts to the entity" \
+    cmp -s "$T/signed_enc.dec" "$T/m1.ent"
 printf 'stage = encrypt\npgp_home = %s\non_error = continue\ndefault_policy = opportunistic\n' \
     "$T/pgp/gnupg" >"$T/co/80-encrypt.conf"
 "$RC" check -c "$T/co.conf" >"$T/co3.out" 2>&1
