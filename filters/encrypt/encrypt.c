@@ -5,8 +5,8 @@
  * Configuration (chain.d):
  *     policy_map, default_policy, trigger_header, subject_tag,
  *     preferred_protocol, on_missing_key, protect_subject,
- *     pgp_home, pgp_trust, smime_cert_dir, smime_ca_file,
- *     smime_crl_file, smime_cipher
+ *     pgp_home, pgp_trust, key_cache_time, smime_cert_dir,
+ *     smime_ca_file, smime_crl_file, smime_cipher
  *
  * policy_map is a pcre_table(5) file (util/regmap.h) from a recipient
  * address to "never | opportunistic | required [pgp | smime | any]"; a
@@ -36,7 +36,8 @@
  * smime-type enveloped-data (authEnveloped-data with aes256-gcm). The
  * outer header keeps every field but the Content-* ones, which are
  * replaced. A message already encrypted (multipart/encrypted,
- * application/pkcs7-mime enveloped-data) passes as it is.
+ * application/pkcs7-mime enveloped-data, and so inside: flt_enc_sealed)
+ * passes as it is.
  *
  * Failures: any error of an engine (gpg missing, a keyring that cannot be
  * read, CMS failing, a limit) is an error of the stage and becomes a
@@ -51,7 +52,8 @@
  *     QID: encrypt: tempfail, eve@example.net refused (required, no
  *         key), 12ms
  *
- * The stage owns its policy map and engines, read-only after init().
+ * The stage owns its policy map and engines, read-only after init() but
+ * for the engines' lookup caches, which have their own locks.
  */
 #include "config.h"
 
