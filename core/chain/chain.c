@@ -530,6 +530,41 @@ chain_log_step(const struct msg *m, const struct chain_step *step)
                  verdict_kind_name(step->verdict.kind), ms);
 }
 
+/* ---- encrypt */
+int
+chain_rcpt_group(const struct chain *ch, const char *sender, const char *rcpt,
+                 char *group, size_t n, struct verdict *v, struct err *e)
+{
+    char one[64];
+    size_t i, len = 0;
+    int w;
+
+    group[0] = '\0';
+    v->kind = VERDICT_CONTINUE;
+    for (i = 0; ch != NULL && i < ch->nstages; i++) {
+        const struct stage *st = ch->stages[i];
+
+        if (st->type->rcpt_group == NULL)
+            continue;
+        one[0] = '\0';
+        if (st->type->rcpt_group(st, sender, rcpt, one, sizeof(one), v, e) <
+            0) {
+            err_prefix(e, "%s", st->name);
+            return -1;
+        }
+        if (v->kind != VERDICT_CONTINUE) {
+            chain_fix_verdict(st, v);
+            return 0;
+        }
+        w = snprintf(group + len, n - len, "%s=%s;", st->name, one);
+        if (w < 0 || (size_t)w >= n - len)
+            return err_set(e, ERR_LIMIT, "recipient group too long");
+        len += (size_t)w;
+    }
+    return 0;
+}
+/* ---- end encrypt */
+
 /* chain_check_mime - apply ambiguous_mime_action; returns 1 when it
  * decided the message, 0 to go on. */
 static int

@@ -125,6 +125,16 @@ struct stage_type {
     int (*run)(const struct stage *st, struct msg *m, struct verdict *v,
                struct err *e);
     void (*free)(struct stage *st);
+    /* ---- encrypt: rcpt_group - optional, for the SMTP front end at RCPT
+     * time: the group rcpt belongs to, as a short word in group (size n;
+     * recipients of one group can share one copy of the message, those of
+     * different groups cannot), or in v a refusal of this recipient alone
+     * (tempfail or reject, with its reply). 0, or -1 with e set. Called
+     * from many threads at once, like run(). */
+    int (*rcpt_group)(const struct stage *st, const char *sender,
+                      const char *rcpt, char *group, size_t n,
+                      struct verdict *v, struct err *e);
+    /* ---- end encrypt */
 };
 
 struct stage {

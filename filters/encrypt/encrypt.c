@@ -16,9 +16,12 @@
  * are removed before the message goes on.
  *
  * For each recipient the usable key of each protocol its policy allows is
- * looked up (encrypt_pgp.c, encrypt_smime.c). The message has one body
- * (struct msg; the milter front end cannot do otherwise, and the SMTP
- * front ends run the chain once per message), so one form is chosen for
+ * looked up (encrypt_pgp.c, encrypt_smime.c). The SMTP front end asks at
+ * RCPT time (rcpt_group): a required recipient without a key is refused
+ * there alone (450 4.7.1), and one whose copy would differ from the first
+ * recipient's gets 452 4.5.3, so the client sends it in a transaction of
+ * its own. The message still has one body (struct msg; the milter front
+ * end cannot do otherwise), so one form is chosen for
  * all recipients (encrypt_keys.c, flt_enc_decide): encrypted in one
  * protocol to every recipient's key, or clear when no recipient requires
  * encryption. A required recipient without a usable key makes the message
@@ -857,6 +860,63 @@ done:
     return rc;
 }
 
+/* flt_enc_rcpt_group - the form rcpt's copy takes alone, for the SMTP
+ * front end at RCPT time (stage_type rcpt_group): "clear" (never, or
+ * opportunistic without a key), "pgp" or "smime" (the protocol it has a
+ * key for, preferred_protocol first), or, for a required recipient
+ * without a usable key, its refusal. A trigger in the message, unknown
+ * yet, is seen by run() at the end of the data. */
+static int
+flt_enc_rcpt_group(const struct stage *st, const char *sender,
+                   const char *rcpt, char *group, size_t n, struct verdict *v,
+                   struct err *e)
+{
+    const struct flt_enc *fe = st->priv;
+    struct flt_enc_pgp_job *job = NULL;
+    struct flt_enc_rcpt r;
+    struct flt_enc_found f;
+    char reply[VERDICT_REPLY_MAX];
+    unsigned line, first, second;
+
+    (void)sender;
+    memset(&r, 0, sizeof(r));
+    memset(&f, 0, sizeof(f));
+    r.addr = rcpt;
+    if (flt_enc_policy_of(fe, &r, &line, e) < 0)
+        goto fail;
+    if (r.policy != FLT_ENC_NEVER && fe->pgp != NULL &&
+        (job = flt_enc_pgp_job_new(fe->pgp, e)) == NULL)
+        goto fail;
+    if (flt_enc_lookup(fe, job, &r, &f, NULL, NULL, e) < 0)
+        goto fail;
+    flt_enc_pgp_job_free(job);
+    first = fe->preferred;
+    second = first == FLT_ENC_PGP ? FLT_ENC_SMIME : FLT_ENC_PGP;
+    if (r.policy != FLT_ENC_NEVER && (r.protos & r.have & first))
+        snprintf(group, n, "%s", flt_enc_proto_name(first));
+    else if (r.policy != FLT_ENC_NEVER && (r.protos & r.have & second))
+        snprintf(group, n, "%s", flt_enc_proto_name(second));
+    else if (r.policy != FLT_ENC_REQUIRED)
+        snprintf(group, n, "clear");
+    else {
+        snprintf(reply, sizeof(reply),
+                 fe->missing_reject
+                     ? "550 5.7.1 No usable encryption key for <%s>, whose "
+                       "mail must be encrypted"
+                     : "450 4.7.1 No usable encryption key for <%s>, whose "
+                       "mail must be encrypted; try again later",
+                 rcpt);
+        return verdict_set(
+            v, fe->missing_reject ? VERDICT_REJECT : VERDICT_TEMPFAIL, reply,
+            "%s refused (required, no key)", rcpt);
+    }
+    return 0;
+
+fail:
+    flt_enc_pgp_job_free(job);
+    return -1;
+}
+
 /* ----------------------------------------------------- keys commands */
 
 struct flt_enc_report_ctx {
@@ -961,4 +1021,5 @@ const struct stage_type flt_encrypt_type = {
     .init = flt_enc_init,
     .run = flt_enc_run,
     .free = flt_enc_free,
+    .rcpt_group = flt_enc_rcpt_group,
 };
