@@ -455,6 +455,33 @@ grep -q '^ *-> DATA' "$T/q_mix.swaks" && extra=1
 sleep 0.5
 check "queue: only trent's copy more reached the sink ($(sink_count qsink))" \
     [ "$(sink_count qsink)" -eq $((1 + extra)) ]
+# A reload that moves pgp_home: the new stage's home is not the one
+# GPGME has from the first, so it sets its own on each context (the
+# slower path), and mail to trent still leaves encrypted to his key.
+cp -a "$T/pgp/gnupg" "$T/pgp/gnupg2"
+# Only the new home keeps trent's key: using the old one would refuse.
+tfpr=$(gpg --homedir "$T/pgp/keys" --with-colons --list-keys trent@example.net |
+    awk -F: '/^fpr/ { print $10; exit }')
+enc_gpg --homedir "$T/pgp/gnupg" --yes --delete-keys "$tfpr" 2>/dev/null
+check "trent's key is gone from the old home" \
+    sh -c "! gpg --homedir '$T/pgp/gnupg' --list-keys trent@example.net >/dev/null 2>&1"
+sed -i "s|^pgp_home = .*|pgp_home = $T/pgp/gnupg2|" "$T/cd/80-encrypt.conf"
+n0=$(grep -c 'reload: configuration' "$T/q.log")
+kill -USR1 "$(rcd_pid q)"
+i=0
+while [ "$(grep -c 'reload: configuration' "$T/q.log")" -le "$n0" ] && [ $i -lt 100 ]; do
+    sleep 0.1
+    i=$((i + 1))
+done
+check "reload with another pgp_home: done" grep -q 'reload: configuration' "$T/q.log"
+nq=$(sink_count qsink)
+send q_tr "$T/m1.swaks" trent@example.net
+check "after the reload: trent's message queued" grep -q '<- *250 .*queued' "$T/q_tr.swaks"
+check "after the reload: it reaches the sink" sink_wait qsink $((nq + 1)) 20
+f=$(sink_files qsink | tail -n 1)
+pgp_part "$f" | eval "$GPGK --decrypt" >"$T/q_tr.dec" 2>/dev/null
+check "after the reload: encrypted to trent's key, decrypts to the entity" \
+    cmp -s "$T/q_tr.dec" "$T/m1.ent"
 rcd_stop q
 
 if [ "$failures" -gt 0 ] || [ -n "${SMTPD_VERBOSE:-}" ]; then
