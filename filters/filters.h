@@ -26,13 +26,16 @@ extern const struct stage_type flt_antivirus_type;
 extern const struct stage_type flt_antispam_type;
 /* ---- archive stage (filters/archive/) */
 extern const struct stage_type flt_archive_type;
+/* ---- encrypt */
+extern const struct stage_type flt_encrypt_type;
+/* ---- end encrypt */
 
 /* The built-in types in registry order, for a list's initializer: the
  * one list, so a test registry that adds a stage stays in step. */
 #define FLT_BUILTIN_TYPES                                                     \
     &flt_rewrite_type, &flt_dkim_type, &flt_disclaimer_type,                  \
         &flt_antivirus_type, &flt_antispam_type,                              \
-        &flt_archive_type /* archive */
+        &flt_archive_type, &flt_encrypt_type
 
 /* flt_registry - the built-in types, without services (filters/registry.c):
  * a program copies it, fills in env and hands the copy to registry_set(). */
@@ -313,5 +316,19 @@ struct flt_archive_entry {
 int flt_archive_walk(const char *store, const char *only,
                      int (*fn)(void *arg, const struct flt_archive_entry *ent),
                      void *arg, struct err *e);
+/* ---- encrypt: for "relaychain keys" (filters/encrypt/encrypt.c)
+ *
+ * flt_encrypt_keys_lookup - what encrypt stage st does for addr: its
+ * policy (and the policy_map line), every key and certificate found for
+ * it, usable or refused and why ("expired", "revoked", "wrong key usage
+ * (no keyEncipherment)", "untrusted ..."), and the one it would use,
+ * appended to out as lines. flt_encrypt_keys_list - every key and
+ * certificate of the stage, usable or refused. 0, or -1 with e set when
+ * st is not an encrypt stage or a keyring cannot be read. */
+int flt_encrypt_keys_lookup(const struct stage *st, const char *addr,
+                            struct buf *out, struct err *e);
+int flt_encrypt_keys_list(const struct stage *st, struct buf *out,
+                          struct err *e);
+/* ---- end encrypt */
 
 #endif

@@ -10,7 +10,9 @@
  * chain is freed, never used.
  *
  * Order rule: no stage that edits the header or body may follow a stage
- * that signs (a disclaimer after DKIM is the classic broken signature).
+ * that signs (a disclaimer after DKIM is the classic broken signature),
+ * nor one that encrypts, unless it is a signer (DKIM signs the encrypted
+ * form).
  *
  * Running: each stage's journal entries are checked against the flags it
  * declared, so a stage cannot change what the order rule assumed it
@@ -236,6 +238,30 @@ chain_check_order(const struct chain *ch, struct err *e)
 {
     const unsigned edits = STAGE_EDITS_HEADERS | STAGE_EDITS_BODY;
     size_t i, j;
+
+    /* ---- encrypt: after an encrypting stage only signers may edit */
+    for (i = 0; i < ch->nstages; i++) {
+        const struct stage *enc = ch->stages[i];
+
+        if (!(enc->flags & STAGE_ENCRYPTS))
+            continue;
+        for (j = i + 1; j < ch->nstages; j++) {
+            const struct stage *ed = ch->stages[j];
+
+            if ((ed->flags & edits) && !(ed->flags & STAGE_SIGNS))
+                return err_set(
+                    e, ERR_CONFIG,
+                    "%s:%u: stage %s (%s) edits the %s after the "
+                    "encrypting stage %s (%s), which would change mail "
+                    "already encrypted; give it a file name that sorts "
+                    "before %s",
+                    ed->file, cfg_line(ed->cfg, "stage"), ed->name,
+                    ed->type->name,
+                    (ed->flags & STAGE_EDITS_BODY) ? "body" : "header",
+                    enc->name, enc->file, enc->file);
+        }
+    }
+    /* ---- end encrypt */
 
     for (i = 0; i < ch->nstages; i++) {
         const struct stage *signer = ch->stages[i];
@@ -503,6 +529,41 @@ chain_log_step(const struct msg *m, const struct chain_step *step)
         log_info(msg_qid(m), "%s: %s, %lldms", st->name,
                  verdict_kind_name(step->verdict.kind), ms);
 }
+
+/* ---- encrypt */
+int
+chain_rcpt_group(const struct chain *ch, const char *sender, const char *rcpt,
+                 char *group, size_t n, struct verdict *v, struct err *e)
+{
+    char one[64];
+    size_t i, len = 0;
+    int w;
+
+    group[0] = '\0';
+    v->kind = VERDICT_CONTINUE;
+    for (i = 0; ch != NULL && i < ch->nstages; i++) {
+        const struct stage *st = ch->stages[i];
+
+        if (st->type->rcpt_group == NULL)
+            continue;
+        one[0] = '\0';
+        if (st->type->rcpt_group(st, sender, rcpt, one, sizeof(one), v, e) <
+            0) {
+            err_prefix(e, "%s", st->name);
+            return -1;
+        }
+        if (v->kind != VERDICT_CONTINUE) {
+            chain_fix_verdict(st, v);
+            return 0;
+        }
+        w = snprintf(group + len, n - len, "%s=%s;", st->name, one);
+        if (w < 0 || (size_t)w >= n - len)
+            return err_set(e, ERR_LIMIT, "recipient group too long");
+        len += (size_t)w;
+    }
+    return 0;
+}
+/* ---- end encrypt */
 
 /* chain_check_mime - apply ambiguous_mime_action; returns 1 when it
  * decided the message, 0 to go on. */

@@ -85,6 +85,16 @@ struct chain *chain_load_flags(const char *dir,
                                struct err *e);
 void chain_free(struct chain *ch);
 
+/* ---- encrypt: chain_rcpt_group - the group of rcpt for every stage that
+ * has one (stage_type rcpt_group), "name=group;" each, into group (size
+ * n; "" when no stage has groups): the SMTP front end keeps the
+ * recipients of one transaction in one group. A stage's refusal of the
+ * recipient stops there, in v. 0, or -1 with e set ("stage: reason"). */
+int chain_rcpt_group(const struct chain *ch, const char *sender,
+                     const char *rcpt, char *group, size_t n,
+                     struct verdict *v, struct err *e);
+/* ---- end encrypt */
+
 /* chain_stages - the stages in order; borrowed. */
 size_t chain_stages(const struct chain *ch, const struct stage *const **st);
 

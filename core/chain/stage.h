@@ -40,12 +40,16 @@
 
 /* What a stage may change. A configuration in which a stage with
  * STAGE_EDITS_HEADERS or STAGE_EDITS_BODY follows one with STAGE_SIGNS does
- * not load. */
+ * not load. Nor does one in which such a stage follows one with
+ * STAGE_ENCRYPTS, unless it signs: a signer after the encryption signs
+ * the encrypted form (DKIM), anything else would edit mail that is
+ * already sealed. */
 #define STAGE_EDITS_HEADERS 0x01u
 #define STAGE_EDITS_BODY 0x02u
 #define STAGE_EDITS_SENDER 0x04u
 #define STAGE_EDITS_RCPTS 0x08u
 #define STAGE_SIGNS 0x10u
+#define STAGE_ENCRYPTS 0x20u
 
 enum verdict_kind {
     VERDICT_CONTINUE,
@@ -129,6 +133,16 @@ struct stage_type {
     void (*done)(const struct stage *st, const struct msg *m,
                  const struct verdict *own, const struct verdict *final,
                  const struct stage *by);
+    /* ---- encrypt: rcpt_group - optional, for the SMTP front end at RCPT
+     * time: the group rcpt belongs to, as a short word in group (size n;
+     * recipients of one group can share one copy of the message, those of
+     * different groups cannot), or in v a refusal of this recipient alone
+     * (tempfail or reject, with its reply). 0, or -1 with e set. Called
+     * from many threads at once, like run(). */
+    int (*rcpt_group)(const struct stage *st, const char *sender,
+                      const char *rcpt, char *group, size_t n,
+                      struct verdict *v, struct err *e);
+    /* ---- end encrypt */
 };
 
 struct stage {

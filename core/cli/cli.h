@@ -41,6 +41,9 @@ int passwd_main(int argc, char **argv);
 int user_main(int argc, char **argv);
 /* archive_main - "relaychain archive verify|status" (cmd_archive.c). */
 int archive_main(int argc, char **argv);
+/* ---- encrypt: keys_main - "relaychain keys lookup|list" (cmd_keys.c). */
+int keys_main(int argc, char **argv);
+/* ---- end encrypt */
 
 /* cli_main_cfg - the main file path, validated; NULL with e set to
  * "path:line: reason". The caller frees it with cfg_free(). */

@@ -84,6 +84,7 @@ usage_main(FILE *fp)
             "  rewrite-test  show what the rewrite tables make of an "
             "address\n"
             "  dkim          make a DKIM key (keygen), check one (testkey)\n"
+            "  keys          the encrypt stage's keys: lookup ADDRESS, list\n"
             "  passwd        set a user's password in an SMTP AUTH file\n"
             "  quarantine    list, show, release or delete held messages\n"
             "  queue         list, show, flush, delete, hold, release or "
@@ -1122,6 +1123,10 @@ main(int argc, char **argv)
         rc = cmd_rewrite_test(argc, argv);
     else if (strcmp(cmd, "dkim") == 0)
         rc = dkimcli_main(argc, argv);
+    /* ---- encrypt */
+    else if (strcmp(cmd, "keys") == 0)
+        rc = keys_main(argc, argv);
+    /* ---- end encrypt */
     else if (strcmp(cmd, "passwd") == 0)
         rc = passwd_main(argc, argv);
     else if (strcmp(cmd, "quarantine") == 0)

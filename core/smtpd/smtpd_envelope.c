@@ -217,6 +217,50 @@ smtpd_cmd_mail(struct smtpd_session *s, const char *line)
     smtpd_reply(s, "250 2.1.0 Ok");
 }
 
+/* ---- encrypt: smtpd_rcpt_group - 0 when addr may join the transaction:
+ * the chain's stages put it in the same group as the first recipient
+ * (an encrypt stage: the same form of the message, encrypted in one
+ * protocol or clear). Otherwise the reply is given and 1 returned: the
+ * stage's refusal of this recipient (a required one without a key), or
+ * 452 4.5.3, which has the client send it in another transaction, so
+ * that each copy can be made for its own recipients. */
+static int
+smtpd_rcpt_group(struct smtpd_session *s, const char *addr)
+{
+    char group[sizeof(s->rcpt_group)];
+    struct verdict v;
+    struct err e;
+
+    memset(&v, 0, sizeof(v));
+    err_clear(&e);
+    if (chain_rcpt_group(s->rt->cf->chain, s->sender, addr, group,
+                         sizeof(group), &v, &e) < 0) {
+        log_warning(s->qid, "RCPT TO:<%s>: %s", addr, e.text);
+        smtpd_reply(s, "451 4.3.0 Error: try again later");
+        return 1;
+    }
+    if (v.kind != VERDICT_CONTINUE) {
+        log_info(s->qid, "reject: RCPT TO:<%s>: %s%s%s", addr, v.reply,
+                 v.note[0] != '\0' ? "; " : "", v.note);
+        smtpd_reply(s, "%s", v.reply);
+        return 1;
+    }
+    if (s->nrcpts == 0) {
+        memcpy(s->rcpt_group, group, sizeof(group));
+        return 0;
+    }
+    if (strcmp(group, s->rcpt_group) == 0)
+        return 0;
+    log_info(s->qid,
+             "RCPT TO:<%s>: needs another copy (%s) than the transaction's "
+             "(%s): 452 4.5.3",
+             addr, group, s->rcpt_group);
+    smtpd_reply(s, "452 4.5.3 Send to this recipient in another "
+                   "transaction: it needs its own copy of the message");
+    return 1;
+}
+/* ---- end encrypt */
+
 void
 smtpd_cmd_rcpt(struct smtpd_session *s, const char *line)
 {
@@ -240,6 +284,12 @@ smtpd_cmd_rcpt(struct smtpd_session *s, const char *line)
         buf_fini(&addr);
         return;
     }
+    /* ---- encrypt */
+    if (smtpd_rcpt_group(s, buf_str(&addr)) != 0) {
+        buf_fini(&addr);
+        return;
+    }
+    /* ---- end encrypt */
     /* room first: a recipient the next hop took is always on the list,
      * in the same order (an LMTP hop answers the message per recipient) */
     grown = realloc(s->rcpts, (s->nrcpts + 1) * sizeof(*grown));

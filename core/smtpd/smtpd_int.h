@@ -143,6 +143,10 @@ struct smtpd_session {
     char *sender_params;
     struct smtpd_rcpt *rcpts;
     size_t nrcpts;
+    /* ---- encrypt: the group of the transaction's first recipient
+     * (chain_rcpt_group); the others must be in it. */
+    char rcpt_group[256];
+    /* ---- end encrypt */
     struct smtpc_conn *hop;
     struct timeval t_start;
     size_t mem_held; /* octets counted in srv->mem for this DATA */

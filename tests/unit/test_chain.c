@@ -76,6 +76,26 @@ static const struct stage_type t_sign = {
     .run = t_sign_run,
 };
 
+/* ---- encrypt: "seal", a stage that encrypts (header and body edits) */
+static int
+t_seal_run(const struct stage *st, struct msg *m, struct verdict *v,
+           struct err *e)
+{
+    (void)st;
+    (void)m;
+    (void)e;
+    return verdict_set(v, VERDICT_CONTINUE, NULL, "sealed");
+}
+
+static const struct stage_type t_seal = {
+    .name = "seal",
+    .summary = "encrypts",
+    .flags = STAGE_EDITS_HEADERS | STAGE_EDITS_BODY | STAGE_ENCRYPTS,
+    .options = t_no_options,
+    .run = t_seal_run,
+};
+/* ---- end encrypt */
+
 /* "verdict": returns the verdict named by its "result" key. */
 static const char *const t_results[] = {"reject",     "tempfail", "discard",
                                         "quarantine", "badreply", NULL};
@@ -240,6 +260,7 @@ t_lookup(const char *name)
     static const struct stage_type *const types[] = {
         &t_mark, &t_body,    &t_sign,     &t_verdict, &t_fail,
         &t_liar, &t_badinit, &t_halfdone, &t_hold,    &t_witness,
+        &t_seal, /* encrypt */
     };
     size_t i;
 
@@ -758,6 +779,14 @@ test_chain_load_errors(void **state)
           {"20-m.conf", "stage = mark\n"},
           {NULL, NULL}},
          {"20-m.conf", "10-s.conf", "header"}},
+        /* encrypt: nothing but a signer edits after an encrypting stage */
+        {"body edit after encrypting",
+         {{"10-seal.conf", "stage = seal\n"},
+          {"20-body.conf", "# after\nstage = body\n"},
+          {NULL, NULL}},
+         {"20-body.conf:2: stage body (body) edits the body after the "
+          "encrypting stage seal",
+          NULL, NULL}},
         {"unknown stage type with its line",
          {{"10-x.conf", "# comment\nstage = nosuch\n"}, {NULL, NULL}},
          {"10-x.conf:2:", "unknown stage type 'nosuch'", NULL}},
@@ -821,6 +850,31 @@ test_chain_signer_last_is_fine(void **state)
     chain_free(ch);
     t_rm_dir(dir, files);
 }
+
+/* ---- encrypt: a signer after an encrypting stage signs what it made */
+static void
+test_chain_sign_after_seal(void **state)
+{
+    static const struct t_file files[] = {
+        {"10-body.conf", "stage = body\n"},
+        {"80-seal.conf", "stage = seal\n"},
+        {"90-sign.conf", "stage = sign\n"},
+        {NULL, NULL},
+    };
+    struct chain *ch;
+    char dir[256];
+    struct err e;
+
+    (void)state;
+    err_clear(&e);
+    t_chain_dir(dir, sizeof(dir), files);
+    ch = chain_load_types(dir, CHAIN_AMBIGUOUS_REJECT, t_lookup, &e);
+    if (ch == NULL)
+        unit_fail("sign after seal", "load failed: %s", e.text);
+    chain_free(ch);
+    t_rm_dir(dir, files);
+}
+/* ---- end encrypt */
 
 static void
 test_chain_empty_changes_nothing(void **state)
@@ -1044,6 +1098,7 @@ main(void)
         cmocka_unit_test(test_chain_rollback),
         cmocka_unit_test(test_chain_load_errors),
         cmocka_unit_test(test_chain_signer_last_is_fine),
+        cmocka_unit_test(test_chain_sign_after_seal), /* encrypt */
         cmocka_unit_test(test_chain_empty_changes_nothing),
         cmocka_unit_test(test_chain_hold_and_resume),
         cmocka_unit_test(test_chain_trail_done),
