@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "filters/archive/archive_int.h"
 #include "filters/archive/archive_spool.h"
 #include "util/buf.h"
 #include "util/cfg.h"
@@ -42,6 +43,9 @@
 #define SPOOL_FILE_MAX (1024LL * 1024 * 1024) /* octets of one file */
 #define SPOOL_WARN_FIRST 100                  /* backlog first warned at */
 #define SPOOL_IDLE_MS 60000                   /* wait with nothing to do */
+/* The last record shipped to a store that cannot read back (not a hex
+ * name: never listed or shipped). */
+#define SPOOL_LAST "last"
 
 struct arc_spool {
     char *dir;
@@ -58,7 +62,8 @@ struct arc_spool {
     long max_ms;
     unsigned long tmpn; /* temporary file counter */
     unsigned long shipped;
-    size_t warn_at; /* backlog size that is warned next */
+    unsigned long skipped; /* checkpoints and tombstones not mailed */
+    size_t warn_at;        /* backlog size that is warned next */
 };
 
 /* --------------------------------------------------------------- names */
@@ -175,21 +180,19 @@ arc_spool_add(struct arc_spool *sp, const struct arc_item *it, struct err *e)
  * *name (NUL-terminated, inside b) and [*p, *p + *n). -1 with e: ERR_IO
  * when it cannot be read, ERR_INPUT when it is not whole. */
 static int
-spool_read(struct arc_spool *sp, const char *f, struct buf *b,
-           const char **name, const unsigned char **p, size_t *n,
-           struct err *e)
+spool_read_raw(int dfd, const char *dir, const char *f, struct buf *b,
+               struct err *e)
 {
     struct stat st;
-    struct err pe;
-    int fd = openat(sp->dfd, f, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = openat(dfd, f, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 
     if (fd < 0)
-        return err_sys(e, ERR_IO, "archive spool %s: open %s", sp->dir, f);
+        return err_sys(e, ERR_IO, "archive spool %s: open %s", dir, f);
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
         st.st_size > SPOOL_FILE_MAX) {
         close(fd);
         return err_set(e, ERR_INPUT, "archive spool %s: %s is not a record",
-                       sp->dir, f);
+                       dir, f);
     }
     buf_reset(b);
     if (buf_reserve(b, (size_t)st.st_size + 1, e) < 0) {
@@ -203,15 +206,35 @@ spool_read(struct arc_spool *sp, const char *f, struct buf *b,
             continue;
         if (r <= 0) {
             close(fd);
-            return err_sys(e, ERR_IO, "archive spool %s: read %s", sp->dir, f);
+            return err_sys(e, ERR_IO, "archive spool %s: read %s", dir, f);
         }
         b->len += (size_t)r;
     }
     b->data[b->len] = '\0';
     close(fd);
-    if (arc_spool_record_parse(f, b->data, b->len, name, p, n, &pe) < 0)
-        return err_set(e, ERR_INPUT, "archive spool %s: %s", sp->dir, pe.text);
     return 0;
+}
+
+static int
+spool_read_at(int dfd, const char *dir, const char *f, struct buf *b,
+              const char **name, const unsigned char **p, size_t *n,
+              struct err *e)
+{
+    struct err pe;
+
+    if (spool_read_raw(dfd, dir, f, b, e) < 0)
+        return -1;
+    if (arc_spool_record_parse(f, b->data, b->len, name, p, n, &pe) < 0)
+        return err_set(e, ERR_INPUT, "archive spool %s: %s", dir, pe.text);
+    return 0;
+}
+
+static int
+spool_read(struct arc_spool *sp, const char *f, struct buf *b,
+           const char **name, const unsigned char **p, size_t *n,
+           struct err *e)
+{
+    return spool_read_at(sp->dfd, sp->dir, f, b, name, p, n, e);
 }
 
 int
@@ -362,6 +385,80 @@ arc_spool_scan(const char *dir, size_t *count, long long *oldest,
     return 0;
 }
 
+int
+arc_spool_last(const char *dir, const char *writer, struct buf *out,
+               struct err *e)
+{
+    char **v = NULL, hex[2 * ARC_SPOOL_NAME_MAX + 1],
+         best[ARC_SPOOL_NAME_MAX + 1];
+    const unsigned char *p = NULL;
+    const char *name = NULL;
+    size_t count = 0, n = 0, i, wl = strlen(writer);
+    struct buf b;
+    time_t t;
+    int dfd, rc = -1;
+
+    buf_reset(out);
+    best[0] = '\0';
+    if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) <
+        0) {
+        if (errno == ENOENT)
+            return 0;
+        return err_sys(e, ERR_IO, "archive spool %s", dir);
+    }
+    buf_init(&b, (size_t)SPOOL_FILE_MAX + 1);
+    if (spool_list(dfd, dir, &v, &count, &t, e) < 0)
+        goto out;
+    /* The newest of the writer's: names sort in chain order. */
+    for (i = count; i-- > 0;) {
+        if (spool_read_at(dfd, dir, v[i], &b, &name, &p, &n, e) < 0)
+            goto out;
+        if (strncmp(name, writer, wl) == 0 && name[wl] == '/') {
+            snprintf(best, sizeof(best), "%s", name);
+            if (buf_append(out, p, n, e) < 0)
+                goto out;
+            break;
+        }
+    }
+    /* And the last one shipped, when it is newer. */
+    buf_reset(&b);
+    if (faccessat(dfd, SPOOL_LAST, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+        char *nl;
+
+        if (spool_read_raw(dfd, dir, SPOOL_LAST, &b, e) < 0)
+            goto out;
+        nl = b.len > sizeof(SPOOL_MAGIC) - 1
+                 ? memchr(b.data + sizeof(SPOOL_MAGIC) - 1, '\n',
+                          b.len - (sizeof(SPOOL_MAGIC) - 1))
+                 : NULL;
+        if (nl != NULL) {
+            *nl = '\0';
+            if (spool_hex_name(b.data + sizeof(SPOOL_MAGIC) - 1, hex,
+                               sizeof(hex), e) < 0)
+                goto out;
+            *nl = '\n';
+        }
+        if (nl == NULL ||
+            arc_spool_record_parse(hex, b.data, b.len, &name, &p, &n, e) < 0) {
+            err_set(e, ERR_INPUT, "archive spool %s: %s is not whole", dir,
+                    SPOOL_LAST);
+            goto out;
+        }
+        if (strncmp(name, writer, wl) == 0 && name[wl] == '/' &&
+            strcmp(name, best) > 0) {
+            buf_reset(out);
+            if (buf_append(out, p, n, e) < 0)
+                goto out;
+        }
+    }
+    rc = 0;
+out:
+    spool_names_free(v, count);
+    buf_fini(&b);
+    close(dfd);
+    return rc;
+}
+
 /* ------------------------------------------------------------ shipping */
 
 /* spool_ship_one - read f and put it. 0 when it was put and deleted, 1
@@ -392,14 +489,55 @@ spool_ship_one(struct arc_spool *sp, const char *f, struct buf *b,
     it.name = name;
     it.sealed = p;
     it.sealed_len = n;
-    /* arc_record_parse: the one place where a record read back from the
-     * spool would be opened for a store that shows the message (the
-     * journaling store). Until the record format's parser is here, the
-     * store gets the sealed octets only (meta and data NULL). */
-    if (sp->ops->put(sp->store, &it, e) < 0)
-        return -1;
-    if (unlinkat(sp->dfd, f, 0) < 0)
-        return err_sys(e, ERR_IO, "archive spool %s: unlink %s", sp->dir, f);
+    /* arc_record_parse: a store that shows the message (the journaling
+     * store, which cannot read back) is handed what the record says;
+     * its checkpoints and tombstones are not mailed. */
+    if (sp->ops->get == NULL) {
+        struct arc_rec r;
+        struct err pe;
+        int rc;
+
+        err_clear(&pe);
+        if (arc_record_parse(p, n, &r, &pe) < 0) {
+            char bad[2 * ARC_SPOOL_NAME_MAX + 8];
+
+            arc_rec_free(&r);
+            snprintf(bad, sizeof(bad), "%s.bad", f);
+            log_error(NULL,
+                      "archive spool %s: %s; renamed to %s and left for the "
+                      "admin",
+                      sp->dir, pe.text, bad);
+            if (renameat(sp->dfd, f, sp->dfd, bad) < 0)
+                return err_sys(e, ERR_IO, "archive spool %s: rename %s",
+                               sp->dir, f);
+            return 1;
+        }
+        if (r.kind == ARC_KIND_MESSAGE) {
+            it.meta = &r.meta;
+            it.data = r.msg.data;
+            it.len = r.msg.len;
+            rc = sp->ops->put(sp->store, &it, e);
+        } else {
+            rc = 0;
+            pthread_mutex_lock(&sp->lock);
+            sp->skipped++;
+            pthread_mutex_unlock(&sp->lock);
+        }
+        arc_rec_free(&r);
+        if (rc < 0)
+            return -1;
+        /* Nothing reads this store back: the last record shipped stays,
+         * under SPOOL_LAST, for the stage to continue its chain from. */
+        if (renameat(sp->dfd, f, sp->dfd, SPOOL_LAST) < 0)
+            return err_sys(e, ERR_IO, "archive spool %s: rename %s", sp->dir,
+                           f);
+    } else {
+        if (sp->ops->put(sp->store, &it, e) < 0)
+            return -1;
+        if (unlinkat(sp->dfd, f, 0) < 0)
+            return err_sys(e, ERR_IO, "archive spool %s: unlink %s", sp->dir,
+                           f);
+    }
     pthread_mutex_lock(&sp->lock);
     sp->shipped++;
     pthread_mutex_unlock(&sp->lock);
@@ -589,6 +727,17 @@ arc_spool_shipped(struct arc_spool *sp)
 
     pthread_mutex_lock(&sp->lock);
     n = sp->shipped;
+    pthread_mutex_unlock(&sp->lock);
+    return n;
+}
+
+unsigned long
+arc_spool_skipped(struct arc_spool *sp)
+{
+    unsigned long n;
+
+    pthread_mutex_lock(&sp->lock);
+    n = sp->skipped;
     pthread_mutex_unlock(&sp->lock);
     return n;
 }

@@ -74,6 +74,20 @@ int arc_spool_status(struct arc_spool *sp, size_t *count, long long *oldest,
 int arc_spool_scan(const char *dir, size_t *count, long long *oldest,
                    struct err *e);
 
+/* arc_spool_last - the newest record of writer that spool directory dir
+ * holds, waiting or (for a store that cannot read back) the last one
+ * shipped, its sealed octets into out (left empty when there is none, or
+ * no directory). For the stage, before arc_spool_open, to continue the
+ * writer's chain from the newest of the store's and the spool's. -1 with
+ * e when a file cannot be read. */
+struct buf;
+int arc_spool_last(const char *dir, const char *writer, struct buf *out,
+                   struct err *e);
+
+/* arc_spool_skipped - checkpoints and tombstones not handed to a store
+ * that shows messages (the journaling store) since open. */
+unsigned long arc_spool_skipped(struct arc_spool *sp);
+
 /* arc_spool_backoff - the shipping thread's waits after a failure: first
  * first_ms, doubling to max_ms (defaults 1000 and 60000). For tests. */
 void arc_spool_backoff(struct arc_spool *sp, long first_ms, long max_ms);
