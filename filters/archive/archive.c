@@ -374,6 +374,45 @@ flt_arc_log_spool(struct flt_arc_log *lg, const struct cfg *c,
     return flt_arc_log_recover_spool(lg, sdir, e);
 }
 
+/* flt_arc_log_recover_all - where the writer's chain stands: the store's
+ * last record, and with a spool the newest of that and the spool's. With
+ * a spool, a store that cannot be read now (S3 down at start) does not
+ * stop mail when the spool knows the writer's last record: every record
+ * of this writer went through it. Without that, nobody can tell where
+ * the chain stands: refused rather than forked. */
+static int
+flt_arc_log_recover_all(struct flt_arc_log *lg, const struct cfg *c,
+                        const char *value, int async, char *sdir, size_t n,
+                        struct err *e)
+{
+    struct err se;
+    int store_ok;
+
+    if (!async)
+        return flt_arc_log_recover(lg, e);
+    err_clear(&se);
+    store_ok = flt_arc_log_recover(lg, &se) == 0;
+    if (!store_ok && se.code == ERR_INPUT) {
+        *e = se; /* a record that does not read back: not an outage */
+        return -1;
+    }
+    if (flt_arc_log_spool(lg, c, value, sdir, n, e) < 0)
+        return -1;
+    if (store_ok)
+        return 0;
+    if (lg->seq == 0)
+        return err_set(e, ERR_TEMP,
+                       "%s; and its spool holds no record of writer %s: "
+                       "where the chain stands is unknown until the store "
+                       "answers",
+                       se.text, lg->writer);
+    log_warning(NULL,
+                "archive %s: %s; writer %s goes on from its spool, at seq "
+                "%llu",
+                value, se.text, lg->writer, lg->seq);
+    return 0;
+}
+
 static struct flt_arc_log *
 flt_arc_log_open(const char *value, const char *writer, const struct cfg *c,
                  const struct stage_env *env, int async, struct err *e)
@@ -416,9 +455,8 @@ flt_arc_log_open(const char *value, const char *writer, const struct cfg *c,
     if ((lg->store = ops->open(spec, c, 0, e)) == NULL ||
         (ops == &arc_store_dir &&
          arc_dir_claim_writer(lg->store, lg->writer, e) < 0) ||
-        flt_arc_log_recover(lg, e) < 0 ||
-        (async &&
-         flt_arc_log_spool(lg, c, value, sdir, sizeof(sdir), e) < 0) ||
+        flt_arc_log_recover_all(lg, c, value, async, sdir, sizeof(sdir), e) <
+            0 ||
         (ops == &arc_store_smtp && env != NULL &&
          arc_journal_set_env(lg->store, env, e) < 0) ||
         (async &&

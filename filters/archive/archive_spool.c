@@ -43,8 +43,7 @@
 #define SPOOL_FILE_MAX (1024LL * 1024 * 1024) /* octets of one file */
 #define SPOOL_WARN_FIRST 100                  /* backlog first warned at */
 #define SPOOL_IDLE_MS 60000                   /* wait with nothing to do */
-/* The last record shipped to a store that cannot read back (not a hex
- * name: never listed or shipped). */
+/* The last record shipped (not a hex name: never listed or shipped). */
 #define SPOOL_LAST "last"
 
 struct arc_spool {
@@ -526,18 +525,14 @@ spool_ship_one(struct arc_spool *sp, const char *f, struct buf *b,
         arc_rec_free(&r);
         if (rc < 0)
             return -1;
-        /* Nothing reads this store back: the last record shipped stays,
-         * under SPOOL_LAST, for the stage to continue its chain from. */
-        if (renameat(sp->dfd, f, sp->dfd, SPOOL_LAST) < 0)
-            return err_sys(e, ERR_IO, "archive spool %s: rename %s", sp->dir,
-                           f);
-    } else {
-        if (sp->ops->put(sp->store, &it, e) < 0)
-            return -1;
-        if (unlinkat(sp->dfd, f, 0) < 0)
-            return err_sys(e, ERR_IO, "archive spool %s: unlink %s", sp->dir,
-                           f);
+    } else if (sp->ops->put(sp->store, &it, e) < 0) {
+        return -1;
     }
+    /* The last record shipped stays, under SPOOL_LAST, for the stage to
+     * continue its chain from when the store cannot be read (a journal
+     * store, an S3 store that is down when relaychaind starts). */
+    if (renameat(sp->dfd, f, sp->dfd, SPOOL_LAST) < 0)
+        return err_sys(e, ERR_IO, "archive spool %s: rename %s", sp->dir, f);
     pthread_mutex_lock(&sp->lock);
     sp->shipped++;
     pthread_mutex_unlock(&sp->lock);

@@ -6,7 +6,9 @@
  * to its directory (a temporary file, fsync, rename, fsync of the
  * directory) and returns; the message goes on at once. One thread per
  * spool ships the spooled records through the store's put in name
- * order, and deletes each file only after put said it is durable. When
+ * order, and deletes each file only after put said it is durable (the
+ * last one shipped is kept as "last", replaced by the next, so that the
+ * stage can continue its writer's chain when the store cannot be read). When
  * put fails the thread waits (1 s, doubling to 60 s, reset by the next
  * success) and tries again from the oldest name: a store outage never
  * drops a record, it only grows the backlog, which is logged at warning

@@ -571,17 +571,33 @@ flt_archive_status(const char *store_value, struct buf *out, struct err *e)
     size_t i, j;
     int rc = -1;
 
+    size_t spooled = out->len;
+
     if (flt_arcv_spool_status(store_value, out, e) < 0)
         return -1;
+    spooled = out->len > spooled; /* a spool line: the store may be down */
     if (strncmp(store_value, "smtp:", 5) == 0)
         return buf_printf(out, e,
                           "store %s: a journal store, nothing to list\n",
                           store_value);
-    if ((store = flt_arcv_open(store_value, &ops, e)) == NULL)
+    if ((store = flt_arcv_open(store_value, &ops, e)) == NULL) {
+        if (spooled && e->code != ERR_NOMEM)
+            return buf_printf(out, e, "store %s: cannot be read now: %s\n",
+                              store_value, e->text);
         return -1;
+    }
     buf_init(&b, FLT_ARCV_SEALED_MAX);
-    if (ops->list(store, NULL, NULL, flt_arcv_name_fn, &names, e) < 0)
+    if (ops->list(store, NULL, NULL, flt_arcv_name_fn, &names, e) < 0) {
+        if (spooled && e->code != ERR_NOMEM) {
+            char text[sizeof(e->text)];
+
+            snprintf(text, sizeof(text), "%s", e->text);
+            err_clear(e);
+            rc = buf_printf(out, e, "store %s: cannot be read now: %s\n",
+                            store_value, text);
+        }
         goto out;
+    }
     if (names.nomem) {
         err_nomem(e);
         goto out;
