@@ -518,6 +518,10 @@ spool_ship_one(struct arc_spool *sp, const char *f, struct buf *b,
             rc = sp->ops->put(sp->store, &it, e);
         } else {
             rc = 0;
+            log_info(NULL,
+                     "archive spool %s: %s (%s) not handed on: the store "
+                     "shows messages only",
+                     sp->dir, name, arc_kind_name(r.kind));
             pthread_mutex_lock(&sp->lock);
             sp->skipped++;
             pthread_mutex_unlock(&sp->lock);
