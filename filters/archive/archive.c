@@ -510,9 +510,9 @@ flt_arc_append_locked(struct flt_arc_log *lg, struct arc_seal_in *in,
         it.len = in->len;
     }
     if (lg->spool != NULL) {
-        /* Durable in the spool; the spool's thread ships it. */
-        *ticket = 0;
-        rc = arc_spool_add(lg->spool, &it, e);
+        /* Into the spool, durable at arc_spool_sync (flt_arc_sync); the
+         * spool's thread ships it. */
+        rc = arc_spool_append(lg->spool, &it, ticket, e);
     } else if (lg->ops == &arc_store_dir) {
         rc = arc_dir_append(lg->store, &it, ticket, e);
     } else {
@@ -577,6 +577,16 @@ flt_arc_checkpoint_locked(struct flt_arc_log *lg, EVP_PKEY *key,
     return 0;
 }
 
+/* flt_arc_sync - wait until the records up to ticket are durable: in
+ * the spool, or in the dir store (group commit in both). */
+static int
+flt_arc_sync(struct flt_arc_log *lg, unsigned long long ticket, struct err *e)
+{
+    if (lg->spool != NULL)
+        return arc_spool_sync(lg->spool, ticket, e);
+    return arc_dir_sync(lg->store, ticket, e);
+}
+
 /* flt_arc_append - append one record (and a checkpoint when one is due)
  * and return once it is durable. name gets the record's name. */
 static int
@@ -612,7 +622,7 @@ flt_arc_append(const struct flt_arc *a, struct arc_seal_in *in,
     pthread_mutex_unlock(&lg->mu);
     arc_parts_fini(&pt);
     if (rc == 0 && ticket != 0)
-        rc = arc_dir_sync(lg->store, ticket, e);
+        rc = flt_arc_sync(lg, ticket, e);
     return rc;
 }
 
@@ -641,7 +651,7 @@ flt_arc_log_release(struct flt_arc_log *lg)
         pthread_mutex_lock(&lg->mu);
         if (flt_arc_checkpoint_locked(lg, lg->key, lg->key_id, &ticket, &e) <
                 0 ||
-            (ticket != 0 && arc_dir_sync(lg->store, ticket, &e) < 0))
+            (ticket != 0 && flt_arc_sync(lg, ticket, &e) < 0))
             log_error(NULL, "archive %s: final checkpoint: %s", lg->spec,
                       e.text);
         pthread_mutex_unlock(&lg->mu);

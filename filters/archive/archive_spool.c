@@ -1,14 +1,17 @@
 /*
  * archive_spool - the archive stage's local spool for required = no
  *
- * See archive_spool.h for what it promises. How: arc_spool_add() writes
- * "<dir>/.tmp.<hex>.<pid>.<n>", fsyncs it, renames it to "<dir>/<hex>"
- * (hex: the record name in lower-case hex) and fsyncs the directory;
- * only then does it return 0. The shipping thread lists the directory,
- * sorts the names, and for each file reads it back, checks it, hands it
- * to the store's put and, when put returned 0, unlinks it. A failure
- * stops the pass (so the order holds) and the thread waits its back-off
- * or until arc_spool_close(). After an add the thread is woken at once.
+ * See archive_spool.h for what it promises. How: arc_spool_append()
+ * writes "<dir>/.tmp.<pid>.<n>" and queues it; arc_spool_sync() (group
+ * commit: one thread commits every record queued so far while the others
+ * wait) fsyncs each queued file, renames each to "<dir>/<hex>" (hex: the
+ * record name in lower-case hex) in order and fsyncs the directory; only
+ * then does it return 0. arc_spool_add() is the two in one. The shipping
+ * thread lists the directory, sorts the names, and for each file reads it
+ * back, checks it, hands it to the store's put and, when put returned 0,
+ * unlinks it. A failure stops the pass (so the order holds) and the thread
+ * waits its back-off or until arc_spool_close(). After an add the thread is
+ * woken at once.
  *
  * File format (all lengths decimal):
  *
@@ -46,6 +49,13 @@
 /* The last record shipped (not a hex name: never listed or shipped). */
 #define SPOOL_LAST "last"
 
+/* A record written but not yet durable: its file is still .tmp, open. */
+struct spool_pending {
+    int fd;
+    char tmp[64];
+    char hex[2 * ARC_SPOOL_NAME_MAX + 1];
+};
+
 struct arc_spool {
     char *dir;
     int dfd;
@@ -62,7 +72,15 @@ struct arc_spool {
     unsigned long tmpn; /* temporary file counter */
     unsigned long shipped;
     unsigned long skipped; /* checkpoints and tombstones not mailed */
-    size_t warn_at;        /* backlog size that is warned next */
+    /* Group commit: records appended (queued), made durable (synced),
+     * the ones in between (pending, in order), one thread committing. */
+    struct spool_pending *pending;
+    size_t npending, cappending;
+    unsigned long long queued, synced;
+    int syncing;
+    pthread_cond_t scond;
+    char broken[ERR_TEXT_MAX]; /* a commit failed: its error */
+    size_t warn_at;            /* backlog size that is warned next */
 };
 
 /* --------------------------------------------------------------- names */
@@ -127,52 +145,168 @@ spool_write_all(int fd, const void *p, size_t n)
     return 0;
 }
 
-int
-arc_spool_add(struct arc_spool *sp, const struct arc_item *it, struct err *e)
+static void
+spool_pending_drop(struct arc_spool *sp, struct spool_pending *p, size_t n)
 {
-    char hex[2 * ARC_SPOOL_NAME_MAX + 1], tmp[64];
-    char head[ARC_SPOOL_NAME_MAX + 64];
-    unsigned long n;
-    int fd, hl;
+    size_t i;
 
-    if (spool_hex_name(it->name, hex, sizeof(hex), e) < 0)
+    for (i = 0; i < n; i++) {
+        if (p[i].fd >= 0)
+            close(p[i].fd);
+        unlinkat(sp->dfd, p[i].tmp, 0);
+    }
+    free(p);
+}
+
+int
+arc_spool_append(struct arc_spool *sp, const struct arc_item *it,
+                 unsigned long long *ticket, struct err *e)
+{
+    char head[ARC_SPOOL_NAME_MAX + 64];
+    struct spool_pending pd;
+    unsigned long n;
+    int hl, bad = 0;
+
+    if (spool_hex_name(it->name, pd.hex, sizeof(pd.hex), e) < 0)
         return -1;
     pthread_mutex_lock(&sp->lock);
     n = ++sp->tmpn;
     pthread_mutex_unlock(&sp->lock);
-    snprintf(tmp, sizeof(tmp), ".tmp.%ld.%lu", (long)getpid(), n);
+    snprintf(pd.tmp, sizeof(pd.tmp), ".tmp.%ld.%lu", (long)getpid(), n);
     hl = snprintf(head, sizeof(head), "%s%s\n%zu\n", SPOOL_MAGIC, it->name,
                   it->sealed_len);
-    fd = openat(sp->dfd, tmp,
-                O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return err_sys(e, ERR_IO, "archive spool %s: create %s", sp->dir, tmp);
-    if (spool_write_all(fd, head, (size_t)hl) < 0 ||
-        spool_write_all(fd, it->sealed, it->sealed_len) < 0 ||
-        spool_write_all(fd, SPOOL_END, sizeof(SPOOL_END) - 1) < 0 ||
-        fsync(fd) < 0) {
-        err_sys(e, ERR_IO, "archive spool %s: write %s", sp->dir, tmp);
-        close(fd);
-        unlinkat(sp->dfd, tmp, 0);
+    pd.fd = openat(sp->dfd, pd.tmp,
+                   O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (pd.fd < 0)
+        return err_sys(e, ERR_IO, "archive spool %s: create %s", sp->dir,
+                       pd.tmp);
+    if (spool_write_all(pd.fd, head, (size_t)hl) < 0 ||
+        spool_write_all(pd.fd, it->sealed, it->sealed_len) < 0 ||
+        spool_write_all(pd.fd, SPOOL_END, sizeof(SPOOL_END) - 1) < 0) {
+        err_sys(e, ERR_IO, "archive spool %s: write %s", sp->dir, pd.tmp);
+        close(pd.fd);
+        unlinkat(sp->dfd, pd.tmp, 0);
         return -1;
     }
-    if (close(fd) < 0) {
-        err_sys(e, ERR_IO, "archive spool %s: close %s", sp->dir, tmp);
-        unlinkat(sp->dfd, tmp, 0);
-        return -1;
-    }
-    if (renameat(sp->dfd, tmp, sp->dfd, hex) < 0) {
-        err_sys(e, ERR_IO, "archive spool %s: rename %s", sp->dir, tmp);
-        unlinkat(sp->dfd, tmp, 0);
-        return -1;
-    }
-    if (fsync(sp->dfd) < 0)
-        return err_sys(e, ERR_IO, "archive spool %s: fsync", sp->dir);
     pthread_mutex_lock(&sp->lock);
-    sp->kicked = 1;
-    pthread_cond_signal(&sp->cond);
+    if (sp->broken[0] != '\0') {
+        err_set(e, ERR_IO, "%s", sp->broken);
+        bad = 1;
+    } else if (sp->npending == sp->cappending) {
+        size_t nc = sp->cappending ? 2 * sp->cappending : 64;
+        struct spool_pending *np =
+            realloc(sp->pending, nc * sizeof(*sp->pending));
+
+        if (np == NULL) {
+            err_nomem(e);
+            bad = 1;
+        } else {
+            sp->pending = np;
+            sp->cappending = nc;
+        }
+    }
+    if (bad) {
+        pthread_mutex_unlock(&sp->lock);
+        close(pd.fd);
+        unlinkat(sp->dfd, pd.tmp, 0);
+        return -1;
+    }
+    sp->pending[sp->npending++] = pd;
+    *ticket = ++sp->queued;
     pthread_mutex_unlock(&sp->lock);
     return 0;
+}
+
+/* spool_commit - make a batch durable, in order: each file fsynced, then
+ * each renamed to its name, then the directory fsynced. A record gets its
+ * name only once its octets are on disk, so after a crash the spool
+ * holds whole records, a prefix of the order, and the .tmp rest (never
+ * acknowledged) is removed at open. */
+static int
+spool_commit(struct arc_spool *sp, struct spool_pending *p, size_t n,
+             struct err *e)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (fsync(p[i].fd) < 0)
+            return err_sys(e, ERR_IO, "archive spool %s: fsync %s", sp->dir,
+                           p[i].tmp);
+        if (close(p[i].fd) < 0) {
+            p[i].fd = -1;
+            return err_sys(e, ERR_IO, "archive spool %s: close %s", sp->dir,
+                           p[i].tmp);
+        }
+        p[i].fd = -1;
+    }
+    for (i = 0; i < n; i++)
+        if (renameat(sp->dfd, p[i].tmp, sp->dfd, p[i].hex) < 0)
+            return err_sys(e, ERR_IO, "archive spool %s: rename %s", sp->dir,
+                           p[i].tmp);
+    if (fsync(sp->dfd) < 0)
+        return err_sys(e, ERR_IO, "archive spool %s: fsync", sp->dir);
+    return 0;
+}
+
+int
+arc_spool_sync(struct arc_spool *sp, unsigned long long ticket, struct err *e)
+{
+    pthread_mutex_lock(&sp->lock);
+    for (;;) {
+        struct spool_pending *batch;
+        unsigned long long target;
+        size_t n;
+        struct err ce;
+
+        if (sp->synced >= ticket) {
+            pthread_mutex_unlock(&sp->lock);
+            return 0;
+        }
+        if (sp->broken[0] != '\0') {
+            pthread_mutex_unlock(&sp->lock);
+            return err_set(e, ERR_IO, "%s", sp->broken);
+        }
+        if (sp->syncing) {
+            pthread_cond_wait(&sp->scond, &sp->lock);
+            continue;
+        }
+        /* This thread commits everything appended so far. */
+        batch = sp->pending;
+        n = sp->npending;
+        target = sp->queued;
+        sp->pending = NULL;
+        sp->npending = sp->cappending = 0;
+        sp->syncing = 1;
+        pthread_mutex_unlock(&sp->lock);
+        err_clear(&ce);
+        if (spool_commit(sp, batch, n, &ce) < 0) {
+            /* As the dir store after a failed fdatasync: no later record
+             * may be taken for durable until relaychaind restarts. */
+            log_error(NULL, "archive spool %s: %s; no more records are taken",
+                      sp->dir, ce.text);
+            spool_pending_drop(sp, batch, n);
+            pthread_mutex_lock(&sp->lock);
+            snprintf(sp->broken, sizeof(sp->broken), "%s", ce.text);
+        } else {
+            free(batch);
+            pthread_mutex_lock(&sp->lock);
+            sp->synced = target;
+            sp->kicked = 1;
+            pthread_cond_signal(&sp->cond);
+        }
+        sp->syncing = 0;
+        pthread_cond_broadcast(&sp->scond);
+    }
+}
+
+int
+arc_spool_add(struct arc_spool *sp, const struct arc_item *it, struct err *e)
+{
+    unsigned long long ticket;
+
+    if (arc_spool_append(sp, it, &ticket, e) < 0)
+        return -1;
+    return arc_spool_sync(sp, ticket, e);
 }
 
 /* spool_read - file f back into b; the record's name and octets are then
@@ -697,6 +831,7 @@ arc_spool_open(const char *dir, const struct arc_store_ops *ops, void *store,
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&sp->cond, &ca);
     pthread_condattr_destroy(&ca);
+    pthread_cond_init(&sp->scond, NULL);
     if ((sp->dfd = cfg_open_dir(dir, e)) < 0 || spool_clean(sp, e) < 0)
         goto fail;
     if (pthread_create(&sp->thread, NULL, spool_thread, sp) != 0) {
@@ -753,8 +888,13 @@ arc_spool_close(struct arc_spool *sp)
         pthread_mutex_unlock(&sp->lock);
         pthread_join(sp->thread, NULL);
     }
+    if (sp->npending > 0) /* appended, never synced: not acknowledged */
+        spool_pending_drop(sp, sp->pending, sp->npending);
+    else
+        free(sp->pending);
     if (sp->dfd >= 0)
         close(sp->dfd);
+    pthread_cond_destroy(&sp->scond);
     pthread_cond_destroy(&sp->cond);
     pthread_mutex_destroy(&sp->lock);
     free(sp->dir);

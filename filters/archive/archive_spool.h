@@ -65,6 +65,19 @@ struct arc_spool *arc_spool_open(const char *dir,
 int arc_spool_add(struct arc_spool *sp, const struct arc_item *it,
                   struct err *e);
 
+/* arc_spool_append, arc_spool_sync - arc_spool_add in two steps, for a
+ * caller that appends in order under its own lock and waits outside it:
+ * append writes the record (not yet durable, not yet visible to the
+ * thread) and gives a ticket; sync returns 0 once every record up to
+ * that ticket is durable, records appended meanwhile by other threads
+ * sharing one commit (group commit). Records become visible in ticket
+ * order, each only once its octets are on disk. After a failed commit
+ * the spool takes no more records (ERR_IO) until it is opened again. */
+int arc_spool_append(struct arc_spool *sp, const struct arc_item *it,
+                     unsigned long long *ticket, struct err *e);
+int arc_spool_sync(struct arc_spool *sp, unsigned long long ticket,
+                   struct err *e);
+
 /* arc_spool_status - the backlog: count records waiting and the age in
  * seconds of the oldest (0 when none). -1 with e when the directory
  * cannot be read. */

@@ -17,6 +17,10 @@
  *   damaged  a file that is not whole is set aside as NAME.bad, never
  *            shipped, and does not stop the others.
  *   names    names the spool cannot hold are refused (ERR_INPUT).
+ *   group    6 threads add 40 records each at once (group commit: one
+ *            thread commits what the others queued): every add returns
+ *            0 with its record on disk, none left as .tmp; the store
+ *            back, all 240 are shipped once, in name order.
  *   journal  behind a store that cannot read back (as the journal store)
  *            the spool opens each real sealed record and hands put its
  *            envelope and message; checkpoints are not handed on
@@ -498,6 +502,78 @@ test_names(void **state)
     fs_fini(&s);
 }
 
+struct group_arg {
+    struct arc_spool *sp;
+    unsigned first;
+    int failed;
+};
+
+static void *
+group_thread(void *v)
+{
+    struct group_arg *g = v;
+    struct err e;
+    unsigned i;
+
+    for (i = 0; i < 40; i++)
+        if (add_rec(g->sp, g->first + i, &e) != 0)
+            g->failed = 1;
+    return NULL;
+}
+
+static void
+test_group(void **state)
+{
+    char spool[300], store[300];
+    unsigned recs[240];
+    struct group_arg g[6];
+    pthread_t th[6];
+    struct fs_store s;
+    struct arc_spool *sp;
+    struct dirent *de;
+    struct err e;
+    size_t count;
+    long long oldest;
+    unsigned i;
+    DIR *d;
+
+    (void)state;
+    snprintf(spool, sizeof(spool), "%s/group-spool", tdir);
+    snprintf(store, sizeof(store), "%s/group-store", tdir);
+    fs_init(&s, store, 1);
+    sp = arc_spool_open(spool, &fs_ops, &s, &e);
+    assert_non_null(sp);
+    arc_spool_backoff(sp, 20, 200);
+    for (i = 0; i < 6; i++) {
+        g[i].sp = sp;
+        g[i].first = 1000 + 40 * i;
+        g[i].failed = 0;
+        assert_int_equal(pthread_create(&th[i], NULL, group_thread, &g[i]), 0);
+    }
+    for (i = 0; i < 6; i++) {
+        pthread_join(th[i], NULL);
+        if (g[i].failed)
+            unit_fail("group", "an add of thread %u failed", i);
+    }
+    for (i = 0; i < 240; i++)
+        recs[i] = 1000 + i;
+    assert_int_equal(arc_spool_status(sp, &count, &oldest, &e), 0);
+    if (count != 240)
+        unit_fail("group", "backlog %zu, want 240", count);
+    if ((d = opendir(spool)) == NULL)
+        unit_fail("group", "opendir %s", spool);
+    while ((de = readdir(d)) != NULL)
+        if (strncmp(de->d_name, ".tmp.", 5) == 0)
+            unit_fail("group", "%s left after every add returned", de->d_name);
+    closedir(d);
+    fs_set_down(&s, 0);
+    if (!wait_drained(sp, &s, 240, 20000))
+        unit_fail("group", "backlog not drained in 20 s");
+    arc_spool_close(sp);
+    check_shipped("group", &s, recs, 240);
+    fs_fini(&s);
+}
+
 /* A store like the journal one: no get, shows each message. */
 struct jr_seen {
     unsigned puts;
@@ -694,9 +770,10 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_crash),   cmocka_unit_test(test_outage),
-        cmocka_unit_test(test_damaged), cmocka_unit_test(test_names),
-        cmocka_unit_test(test_journal), cmocka_unit_test(test_last_waiting),
+        cmocka_unit_test(test_crash),        cmocka_unit_test(test_outage),
+        cmocka_unit_test(test_damaged),      cmocka_unit_test(test_names),
+        cmocka_unit_test(test_group),        cmocka_unit_test(test_journal),
+        cmocka_unit_test(test_last_waiting),
     };
 
     log_open("test_archive_spool", LOG_MAIL, LOG_SINK_NONE);
