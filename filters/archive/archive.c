@@ -53,11 +53,13 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -136,6 +138,7 @@ struct flt_arc_log {
     const struct arc_store_ops *ops;
     void *store;
     struct arc_spool *spool; /* required = no, smtp:: records go here */
+    int spool_lock;          /* its .lock, flocked; -1: none */
     pthread_mutex_t mu;
     unsigned long long seq;           /* of the last record, 0: none */
     unsigned char prev[ARC_HASH_LEN]; /* its hash */
@@ -366,11 +369,28 @@ flt_arc_log_spool(struct flt_arc_log *lg, const struct cfg *c,
                   const char *value, char *sdir, size_t n, struct err *e)
 {
     const char *base = cfg_str(c, "spool_directory");
+    char path[4200];
 
     if (flt_archive_spool_dir(c, value, sdir, n) < 0)
         return err_set(e, ERR_CONFIG, "spool_directory %s: too long", base);
     if (mkdir(base, 0700) < 0 && errno != EEXIST)
         return err_sys(e, ERR_IO, "spool_directory %s", base);
+    if (mkdir(sdir, 0700) < 0 && errno != EEXIST)
+        return err_sys(e, ERR_IO, "archive spool %s", sdir);
+    /* One process appends through a spool: two would each go on from the
+     * same last record and fork the chain (a remote store has no lock of
+     * its own to take). */
+    snprintf(path, sizeof(path), "%s/.lock", sdir);
+    lg->spool_lock =
+        open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (lg->spool_lock < 0)
+        return err_sys(e, ERR_IO, "%s", path);
+    if (flock(lg->spool_lock, LOCK_EX | LOCK_NB) < 0)
+        return err_sys(e, ERR_TEMP,
+                       "archive spool %s is in use by another process (or "
+                       "another archive_node of this one): it would fork "
+                       "the chain",
+                       sdir);
     return flt_arc_log_recover_spool(lg, sdir, e);
 }
 
@@ -448,6 +468,7 @@ flt_arc_log_open(const char *value, const char *writer, const struct cfg *c,
     /* arc_writer_ok() bounded it to ARC_WRITER_MAX octets. */
     memcpy(lg->writer, writer, strnlen(writer, ARC_WRITER_MAX));
     lg->ops = ops;
+    lg->spool_lock = -1;
     pthread_mutex_init(&lg->mu, NULL);
     lg->last_ckpt = (long long)time(NULL);
     /* The writer's chain is this process's from here on: another one
@@ -463,6 +484,8 @@ flt_arc_log_open(const char *value, const char *writer, const struct cfg *c,
          (lg->spool = arc_spool_open(sdir, ops, lg->store, e)) == NULL)) {
         if (lg->store != NULL)
             ops->close(lg->store);
+        if (lg->spool_lock >= 0)
+            close(lg->spool_lock);
         pthread_mutex_destroy(&lg->mu);
         free(lg->spec);
         free(lg);
@@ -659,6 +682,8 @@ flt_arc_log_release(struct flt_arc_log *lg)
     EVP_PKEY_free(lg->key);
     arc_spool_close(lg->spool);
     lg->ops->close(lg->store);
+    if (lg->spool_lock >= 0)
+        close(lg->spool_lock);
     pthread_mutex_destroy(&lg->mu);
     free(lg->spec);
     free(lg);

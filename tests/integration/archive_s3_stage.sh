@@ -13,7 +13,8 @@
 #    empty spool nobody knows where the chain stands, and the stage
 #    refuses to start rather than fork it): every message is accepted
 #    (250) and delivered, its record waits in the spool, archive status
-#    shows the backlog; relaychaind restarted with the backlog and S3
+#    shows the backlog; a second process on the same spool (relaychain
+#    filter) is refused, as it would fork the chain; relaychaind restarted with the backlog and S3
 #    still down, more mail sent (the chain continues from the spooled
 #    records); S3 back: the backlog drains, every message is in the
 #    store exactly once, seqs 1..N without a gap or a repeat, verify
@@ -153,6 +154,11 @@ check "status shows the backlog: $(grep '^spool' "$T/status1.out")" \
     grep -q '^spool .*/aspool/s3-[0-9a-f]*: [4-9] records waiting, the oldest [0-9]* s old' "$T/status1.out"
 check "and that the store cannot be read now" \
     grep -q '^store s3://archive/async: cannot be read now: .*503' "$T/status1.out"
+printf 'Subject: second writer\n\nx\n' |
+    "$RC" filter -c "$T/rc.conf" --from a@client.example --rcpt b@dest.example \
+        >/dev/null 2>"$T/second.err"
+check "a second process on the daemon's spool is refused: $(head -n 1 "$T/second.err")" \
+    grep -q 'archive spool .*/aspool/s3-[0-9a-f]* is in use by another process' "$T/second.err"
 check "the spool's thread was refused (503)" \
     wait_grep 'archive spool .*HTTP 503' "$T/rcd.log" 10
 rcd_stop rcd
