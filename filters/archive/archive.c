@@ -42,9 +42,13 @@
  * journaling (archive_journal.c). With required = no, and always for
  * smtp:, the log hands each sealed record (checkpoints included) to a
  * spool (archive_spool.c) instead of the store: durable there before
- * run() returns, shipped by the spool's thread. At open the log then
- * continues from the newest of the store's and the spool's last record,
- * so a restart with a backlog neither forks the chain nor reuses a seq.
+ * run() returns (appended under the log's mutex, fsynced outside it with
+ * the records of other threads: the spool's group commit), shipped by
+ * the spool's thread. At open the log takes the spool's lock (one
+ * process a spool) and continues from the newest of the store's and the
+ * spool's last record, so a restart with a backlog neither forks the
+ * chain nor reuses a seq; with the store down then, from the spool's
+ * alone, and not at all when the spool knows nothing of the writer.
  *
  * Not built yet, refused at load with a clear error: encrypt_to (the
  * encryption stage's engines). retention is what "relaychain archive
@@ -333,8 +337,8 @@ flt_archive_spool_dir(const struct cfg *c, const char *store, char *out,
     return w < 0 || (size_t)w >= n ? -1 : 0;
 }
 
-/* flt_arc_log_spool - with a spool, the writer's newest record may wait
- * there, not yet in the store: continue from the newest of both. */
+/* flt_arc_log_recover_spool - with a spool, the writer's newest record may
+ * wait there, not yet in the store: continue from the newest of both. */
 static int
 flt_arc_log_recover_spool(struct flt_arc_log *lg, const char *dir,
                           struct err *e)

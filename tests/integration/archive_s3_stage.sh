@@ -112,6 +112,28 @@ check "verify --store s3:// of no stage fails (exit 2)" [ $? -eq 2 ]
 check "saying where its keys come from" \
     grep -q 'keys come from the archive stage' "$T/verify3.out"
 
+# purge on a store with Object Lock: refused, the store keeps everything
+mkdir -p "$T/lock.d"
+cat >"$T/lock.d/10-archive.conf" <<EOF
+stage = archive
+store = s3://archive/locked
+archive_node = node1
+s3_endpoint = http://127.0.0.1:$px_port
+s3_credentials_file = $T/creds
+s3_object_lock = yes
+retention = 7y
+EOF
+sed "s|^chain_directory = .*|chain_directory = $T/lock.d|" "$T/rc.conf" >"$T/lock.conf"
+"$RC" archive -c "$T/lock.conf" purge >"$T/purge.out" 2>&1
+check "purge on an Object Lock store fails (exit 2)" [ $? -eq 2 ]
+check "saying the store keeps every record: $(head -n 1 "$T/purge.out")" \
+    grep -q 's3_object_lock = yes: every record is kept until its retain-until date' "$T/purge.out"
+printf 'retention = 6m\n' >>"$T/lock.d/10-archive.conf"
+sed -i '/^retention = 7y$/d' "$T/lock.d/10-archive.conf"
+"$RC" check -c "$T/lock.conf" >"$T/lock-check.out" 2>&1
+check "Object Lock with retention in months is refused with file:line" \
+    grep -q '10-archive.conf:[0-9]*: retention: "6m" is not a number of days, weeks or years' "$T/lock-check.out"
+
 # --- 3. one object flipped (s3rver keeps each object in a file)
 obj=$(find "$T/s3data/archive/sync/node1" -type f -name '0000000000000003._S3rver_object' | head -n 1)
 if [ -n "$obj" ]; then
