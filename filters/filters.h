@@ -252,6 +252,11 @@ int flt_archive_verify(const char *store, const char *pubkey, long long from,
                        struct flt_archive_report *r, struct err *e);
 void flt_archive_report_fini(struct flt_archive_report *r);
 int flt_archive_status(const char *store, struct buf *out, struct err *e);
+/* flt_archive_store_config - the configuration of the archive stage that
+ * names the store the next flt_archive_* calls open (NULL: none): an
+ * s3:// store reads its endpoint and credentials there, and status the
+ * spool's backlog. Borrowed until the next call. */
+void flt_archive_store_config(const struct cfg *c);
 
 /* flt_archive_purge - for a dir: store: drop, oldest first, each whole
  * segment of a writer whose newest record is older than retention ("7y",

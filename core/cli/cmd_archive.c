@@ -118,6 +118,27 @@ archivecli_stores(const struct conf *cf, const char **stores,
     return count;
 }
 
+/* archivecli_cfg_of - the configuration of the first archive stage of cf
+ * that names store (its s3 keys, its spool), NULL when none does. */
+static const struct cfg *
+archivecli_cfg_of(const struct conf *cf, const char *store)
+{
+    const struct stage *const *st;
+    size_t n, i;
+
+    if (cf == NULL)
+        return NULL;
+    n = chain_stages(cf->chain, &st);
+    for (i = 0; i < n; i++) {
+        const char *s, *key, *retention;
+
+        if (flt_archive_stage_store(st[i], &s, &key, &retention) == 0 &&
+            strcmp(s, store) == 0)
+            return st[i]->cfg;
+    }
+    return NULL;
+}
+
 static int
 archivecli_purge(const char *store, const char *retention, long long now)
 {
@@ -515,6 +536,15 @@ archive_main(int argc, char **argv)
         keys[0] = NULL;
         retentions[0] = NULL;
         n = 1;
+        /* A store but dir: reads its keys from the stage that names it. */
+        if (strncmp(store, "dir:", 4) != 0) {
+            err_clear(&e);
+            if ((cf = conf_load_flags(path, parts_all, CONF_LOAD_CHECK, &e)) ==
+                NULL) {
+                fprintf(stderr, "relaychain: %s\n", e.text);
+                return 2;
+            }
+        }
     } else {
         err_clear(&e);
         if ((cf = conf_load_flags(path, parts_all, CONF_LOAD_CHECK, &e)) ==
@@ -532,6 +562,7 @@ archive_main(int argc, char **argv)
         }
     }
     for (i = 0; i < n; i++) {
+        flt_archive_store_config(archivecli_cfg_of(cf, stores[i]));
         if (strcmp(cmd, "verify") == 0)
             rc = archivecli_verify(stores[i], key != NULL ? key : keys[i],
                                    from);

@@ -38,18 +38,32 @@
  * checkpoint_interval, and when the last stage using the log goes, the
  * log appends a checkpoint signed with checkpoint_key.
  *
+ * Stores: dir: (archive_dir.c), s3:// (archive_s3.c) and smtp:
+ * journaling (archive_journal.c). With required = no, and always for
+ * smtp:, the log hands each sealed record (checkpoints included) to a
+ * spool (archive_spool.c) instead of the store: durable there before
+ * run() returns (appended under the log's mutex, fsynced outside it with
+ * the records of other threads: the spool's group commit), shipped by
+ * the spool's thread. At open the log takes the spool's lock (one
+ * process a spool) and continues from the newest of the store's and the
+ * spool's last record, so a restart with a backlog neither forks the
+ * chain nor reuses a seq; with the store down then, from the spool's
+ * alone, and not at all when the spool knows nothing of the writer.
+ *
  * Not built yet, refused at load with a clear error: encrypt_to (the
- * encryption stage's engines), required = no (the spool), the s3: and
- * smtp: stores. retention is what "relaychain archive purge" applies.
+ * encryption stage's engines). retention is what "relaychain archive
+ * purge" applies.
  */
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -58,6 +72,8 @@
 #include <openssl/pem.h>
 
 #include "filters/archive/archive_int.h"
+#include "filters/archive/archive_remote.h"
+#include "filters/archive/archive_spool.h"
 #include "filters/filters.h"
 #include "util/log.h"
 
@@ -66,12 +82,18 @@
 static const struct cfg_option flt_arc_options[] = {
     {"store", CFG_STRING, NULL,
      "where the records go: dir:/PATH (append-only segment files on a "
-     "local file system)",
+     "local file system), s3://BUCKET/PREFIX (one object a record), "
+     "smtp:[HOST]:PORT (a journal report a message, always through the "
+     "spool)",
      NULL, 0, 0, CFG_REQUIRED},
     {"required", CFG_BOOL, "yes",
      "yes: a message is acknowledged only once its archive copy is "
      "durable, and a store failure tempfails it; no: copies go through a "
-     "local spool (not built yet)",
+     "local durable spool and are shipped in the background",
+     NULL, 0, 0, 0},
+    {"spool_directory", CFG_STRING, ARC_SPOOL_DEFAULT_DIR,
+     "required = no and smtp: stores: where the records wait, in one "
+     "directory a store (SCHEME-HASH) made under this one",
      NULL, 0, 0, 0},
     {"archive_node", CFG_STRING, NULL,
      "this node's name in the store, the writer of its hash chain "
@@ -100,13 +122,15 @@ static const struct cfg_option flt_arc_options[] = {
      "encrypt each record to this OpenPGP key or S/MIME certificate (not "
      "built yet)",
      NULL, 0, 0, 0},
-    CFG_OPTION_END,
+    /* ---- the remote stores' own keys (archive_remote.h) */
+    ARC_S3_OPTION_ENTRIES ARC_JOURNAL_OPTION_ENTRIES CFG_OPTION_END,
 };
 
-/* The stores this build has, by scheme. s3: and smtp: are built
- * elsewhere and join this table. */
+/* The stores this build has, by scheme. */
 static const struct arc_store_ops *const flt_arc_stores[] = {
     &arc_store_dir,
+    &arc_store_s3,
+    &arc_store_smtp,
     NULL,
 };
 
@@ -117,6 +141,8 @@ struct flt_arc_log {
     unsigned refs;
     const struct arc_store_ops *ops;
     void *store;
+    struct arc_spool *spool; /* required = no, smtp:: records go here */
+    int spool_lock;          /* its .lock, flocked; -1: none */
     pthread_mutex_t mu;
     unsigned long long seq;           /* of the last record, 0: none */
     unsigned char prev[ARC_HASH_LEN]; /* its hash */
@@ -160,13 +186,8 @@ flt_arc_store_ops(const char *value, const char **spec, struct err *e)
             *spec = colon + 1;
             return flt_arc_stores[i];
         }
-    if ((n == 2 && strncmp(value, "s3", 2) == 0) ||
-        (n == 4 && strncmp(value, "smtp", 4) == 0))
-        err_set(e, ERR_CONFIG, "%.*s: not built yet (use dir:/PATH)", (int)n,
-                value);
-    else
-        err_set(e, ERR_CONFIG, "%.*s: unknown store scheme (known: dir)",
-                (int)n, value);
+    err_set(e, ERR_CONFIG, "%.*s: unknown store scheme (known: dir, s3, smtp)",
+            (int)n, value);
     return NULL;
 }
 
@@ -296,10 +317,131 @@ flt_arc_log_recover(struct flt_arc_log *lg, struct err *e)
     return rc;
 }
 
+int
+flt_archive_spool_dir(const struct cfg *c, const char *store, char *out,
+                      size_t n)
+{
+    const char *base = cfg_str(c, "spool_directory");
+    unsigned char sum[ARC_HASH_LEN];
+    unsigned int sumlen = 0;
+    char hex[17];
+    size_t sl = strcspn(store, ":");
+    int w;
+
+    if (EVP_Digest(store, strlen(store), sum, &sumlen, EVP_sha256(), NULL) !=
+        1)
+        return -1;
+    arc_hex(hex, sum, 8);
+    w = snprintf(out, n, "%s/%.*s-%s", base, (int)(sl < 8 ? sl : 8), store,
+                 hex);
+    return w < 0 || (size_t)w >= n ? -1 : 0;
+}
+
+/* flt_arc_log_recover_spool - with a spool, the writer's newest record may
+ * wait there, not yet in the store: continue from the newest of both. */
+static int
+flt_arc_log_recover_spool(struct flt_arc_log *lg, const char *dir,
+                          struct err *e)
+{
+    struct arc_rec r;
+    struct buf b;
+    int rc;
+
+    buf_init(&b, FLT_ARC_SEALED_MAX);
+    memset(&r, 0, sizeof(r));
+    rc = arc_spool_last(dir, lg->writer, &b, e);
+    if (rc == 0 && b.len > 0 &&
+        (rc = arc_record_parse((const unsigned char *)b.data, b.len, &r, e)) ==
+            0 &&
+        r.seq > lg->seq) {
+        lg->seq = r.seq;
+        memcpy(lg->prev, r.hash, ARC_HASH_LEN);
+        lg->last_ckpt = r.kind == ARC_KIND_CHECKPOINT ? r.meta.time : 0;
+    }
+    if (rc < 0)
+        err_prefix(e, "archive %s: the writer's last spooled record",
+                   lg->spec);
+    arc_rec_free(&r);
+    buf_fini(&b);
+    return rc;
+}
+
+/* flt_arc_log_spool - the spool's directory into sdir (its parent made
+ * when missing) and the writer's newest record from it. */
+static int
+flt_arc_log_spool(struct flt_arc_log *lg, const struct cfg *c,
+                  const char *value, char *sdir, size_t n, struct err *e)
+{
+    const char *base = cfg_str(c, "spool_directory");
+    char path[4200];
+
+    if (flt_archive_spool_dir(c, value, sdir, n) < 0)
+        return err_set(e, ERR_CONFIG, "spool_directory %s: too long", base);
+    if (mkdir(base, 0700) < 0 && errno != EEXIST)
+        return err_sys(e, ERR_IO, "spool_directory %s", base);
+    if (mkdir(sdir, 0700) < 0 && errno != EEXIST)
+        return err_sys(e, ERR_IO, "archive spool %s", sdir);
+    /* One process appends through a spool: two would each go on from the
+     * same last record and fork the chain (a remote store has no lock of
+     * its own to take). */
+    snprintf(path, sizeof(path), "%s/.lock", sdir);
+    lg->spool_lock =
+        open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (lg->spool_lock < 0)
+        return err_sys(e, ERR_IO, "%s", path);
+    if (flock(lg->spool_lock, LOCK_EX | LOCK_NB) < 0)
+        return err_sys(e, ERR_TEMP,
+                       "archive spool %s is in use by another process (or "
+                       "another archive_node of this one): it would fork "
+                       "the chain",
+                       sdir);
+    return flt_arc_log_recover_spool(lg, sdir, e);
+}
+
+/* flt_arc_log_recover_all - where the writer's chain stands: the store's
+ * last record, and with a spool the newest of that and the spool's. With
+ * a spool, a store that cannot be read now (S3 down at start) does not
+ * stop mail when the spool knows the writer's last record: every record
+ * of this writer went through it. Without that, nobody can tell where
+ * the chain stands: refused rather than forked. */
+static int
+flt_arc_log_recover_all(struct flt_arc_log *lg, const struct cfg *c,
+                        const char *value, int async, char *sdir, size_t n,
+                        struct err *e)
+{
+    struct err se;
+    int store_ok;
+
+    if (!async)
+        return flt_arc_log_recover(lg, e);
+    err_clear(&se);
+    store_ok = flt_arc_log_recover(lg, &se) == 0;
+    if (!store_ok && se.code == ERR_INPUT) {
+        *e = se; /* a record that does not read back: not an outage */
+        return -1;
+    }
+    if (flt_arc_log_spool(lg, c, value, sdir, n, e) < 0)
+        return -1;
+    if (store_ok)
+        return 0;
+    if (lg->seq == 0)
+        return err_set(e, ERR_TEMP,
+                       "%s; and its spool holds no record of writer %s: "
+                       "where the chain stands is unknown until the store "
+                       "answers",
+                       se.text, lg->writer);
+    log_warning(NULL,
+                "archive %s: %s; writer %s goes on from its spool, at seq "
+                "%llu",
+                value, se.text, lg->writer, lg->seq);
+    return 0;
+}
+
 static struct flt_arc_log *
 flt_arc_log_open(const char *value, const char *writer, const struct cfg *c,
-                 struct err *e)
+                 const struct stage_env *env, int async, struct err *e)
 {
+    char sdir[4096];
     const struct arc_store_ops *ops;
     struct flt_arc_log *lg;
     const char *spec;
@@ -309,6 +451,14 @@ flt_arc_log_open(const char *value, const char *writer, const struct cfg *c,
     pthread_mutex_lock(&flt_arc_logs_mu);
     for (lg = flt_arc_logs; lg != NULL; lg = lg->next)
         if (strcmp(lg->spec, value) == 0 && strcmp(lg->writer, writer) == 0) {
+            if ((lg->spool != NULL) != async) {
+                pthread_mutex_unlock(&flt_arc_logs_mu);
+                err_set(e, ERR_CONFIG,
+                        "another archive stage names store %s with required "
+                        "= %s: stages sharing a store must agree",
+                        value, async ? "yes" : "no");
+                return NULL;
+            }
             lg->refs++;
             pthread_mutex_unlock(&flt_arc_logs_mu);
             return lg;
@@ -322,6 +472,7 @@ flt_arc_log_open(const char *value, const char *writer, const struct cfg *c,
     /* arc_writer_ok() bounded it to ARC_WRITER_MAX octets. */
     memcpy(lg->writer, writer, strnlen(writer, ARC_WRITER_MAX));
     lg->ops = ops;
+    lg->spool_lock = -1;
     pthread_mutex_init(&lg->mu, NULL);
     lg->last_ckpt = (long long)time(NULL);
     /* The writer's chain is this process's from here on: another one
@@ -329,9 +480,16 @@ flt_arc_log_open(const char *value, const char *writer, const struct cfg *c,
     if ((lg->store = ops->open(spec, c, 0, e)) == NULL ||
         (ops == &arc_store_dir &&
          arc_dir_claim_writer(lg->store, lg->writer, e) < 0) ||
-        flt_arc_log_recover(lg, e) < 0) {
+        flt_arc_log_recover_all(lg, c, value, async, sdir, sizeof(sdir), e) <
+            0 ||
+        (ops == &arc_store_smtp && env != NULL &&
+         arc_journal_set_env(lg->store, env, e) < 0) ||
+        (async &&
+         (lg->spool = arc_spool_open(sdir, ops, lg->store, e)) == NULL)) {
         if (lg->store != NULL)
             ops->close(lg->store);
+        if (lg->spool_lock >= 0)
+            close(lg->spool_lock);
         pthread_mutex_destroy(&lg->mu);
         free(lg->spec);
         free(lg);
@@ -378,7 +536,11 @@ flt_arc_append_locked(struct flt_arc_log *lg, struct arc_seal_in *in,
         it.data = in->data;
         it.len = in->len;
     }
-    if (lg->ops == &arc_store_dir) {
+    if (lg->spool != NULL) {
+        /* Into the spool, durable at arc_spool_sync (flt_arc_sync); the
+         * spool's thread ships it. */
+        rc = arc_spool_append(lg->spool, &it, ticket, e);
+    } else if (lg->ops == &arc_store_dir) {
         rc = arc_dir_append(lg->store, &it, ticket, e);
     } else {
         *ticket = 0;
@@ -442,6 +604,16 @@ flt_arc_checkpoint_locked(struct flt_arc_log *lg, EVP_PKEY *key,
     return 0;
 }
 
+/* flt_arc_sync - wait until the records up to ticket are durable: in
+ * the spool, or in the dir store (group commit in both). */
+static int
+flt_arc_sync(struct flt_arc_log *lg, unsigned long long ticket, struct err *e)
+{
+    if (lg->spool != NULL)
+        return arc_spool_sync(lg->spool, ticket, e);
+    return arc_dir_sync(lg->store, ticket, e);
+}
+
 /* flt_arc_append - append one record (and a checkpoint when one is due)
  * and return once it is durable. name gets the record's name. */
 static int
@@ -477,7 +649,7 @@ flt_arc_append(const struct flt_arc *a, struct arc_seal_in *in,
     pthread_mutex_unlock(&lg->mu);
     arc_parts_fini(&pt);
     if (rc == 0 && ticket != 0)
-        rc = arc_dir_sync(lg->store, ticket, e);
+        rc = flt_arc_sync(lg, ticket, e);
     return rc;
 }
 
@@ -506,13 +678,16 @@ flt_arc_log_release(struct flt_arc_log *lg)
         pthread_mutex_lock(&lg->mu);
         if (flt_arc_checkpoint_locked(lg, lg->key, lg->key_id, &ticket, &e) <
                 0 ||
-            (ticket != 0 && arc_dir_sync(lg->store, ticket, &e) < 0))
+            (ticket != 0 && flt_arc_sync(lg, ticket, &e) < 0))
             log_error(NULL, "archive %s: final checkpoint: %s", lg->spec,
                       e.text);
         pthread_mutex_unlock(&lg->mu);
     }
     EVP_PKEY_free(lg->key);
+    arc_spool_close(lg->spool);
     lg->ops->close(lg->store);
+    if (lg->spool_lock >= 0)
+        close(lg->spool_lock);
     pthread_mutex_destroy(&lg->mu);
     free(lg->spec);
     free(lg);
@@ -532,6 +707,30 @@ flt_arc_free(struct stage *st)
     st->priv = NULL;
 }
 
+/* flt_arc_foreign_keys - a key of another store's kind set here is a
+ * mistake (s3_endpoint next to store = dir:...): refused with its line. */
+static int
+flt_arc_foreign_keys(const struct cfg *c, const struct arc_store_ops *ops,
+                     struct err *e)
+{
+    static const struct {
+        const struct arc_store_ops *ops;
+        const struct cfg_option *keys;
+    } own[] = {{&arc_store_s3, arc_s3_options},
+               {&arc_store_smtp, arc_journal_options}};
+    const struct cfg_option *o;
+    size_t i;
+
+    for (i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+        if (own[i].ops != ops)
+            for (o = own[i].keys; o->name != NULL; o++)
+                if (cfg_is_set(c, o->name))
+                    return cfg_err(e, c, o->name,
+                                   "only for a store = %s: store",
+                                   own[i].ops->scheme);
+    return 0;
+}
+
 static int
 flt_arc_init(struct stage *st, const struct cfg *c, struct err *e)
 {
@@ -541,19 +740,23 @@ flt_arc_init(struct stage *st, const struct cfg *c, struct err *e)
     struct flt_arc *a;
     long long secs;
     void *probe;
+    int async;
 
     if (cfg_is_set(c, "encrypt_to"))
         return cfg_err(e, c, "encrypt_to", "not built yet");
-    if (!cfg_bool(c, "required"))
-        return cfg_err(e, c, "required",
-                       "no (asynchronous copies through a spool) is not "
-                       "built yet");
     if (cfg_is_set(c, "retention") &&
         flt_arc_retention(cfg_str(c, "retention"), &secs) < 0)
         return cfg_err(e, c, "retention",
                        "give a number and a unit: 90d, 12w, 36m or 7y");
     if ((ops = flt_arc_store_ops(store, &spec, e)) == NULL)
         return cfg_err_prefixed(e, c, "store");
+    if (flt_arc_foreign_keys(c, ops, e) < 0)
+        return -1;
+    /* A journal store is always used through the spool: an outage of the
+     * journal host never drops a copy. */
+    async = !cfg_bool(c, "required") || ops == &arc_store_smtp;
+    if (async && cfg_str(c, "spool_directory")[0] != '/')
+        return cfg_err(e, c, "spool_directory", "give an absolute path");
     node = cfg_str(c, "archive_node");
     if (node == NULL) {
         if (gethostname(host, sizeof(host)) < 0)
@@ -591,7 +794,7 @@ flt_arc_init(struct stage *st, const struct cfg *c, struct err *e)
                     "archive %s: no checkpoint_key: the hash chain is kept "
                     "but no signed checkpoints are written",
                     store);
-    if ((a->log = flt_arc_log_open(store, node, c, e)) == NULL)
+    if ((a->log = flt_arc_log_open(store, node, c, st->env, async, e)) == NULL)
         return -1;
     /* The log signs its final checkpoint with the newest key. */
     pthread_mutex_lock(&a->log->mu);

@@ -211,7 +211,7 @@ flt_arci_update(sqlite3 *db, const char *store_value, int full,
         return err_set(e, ERR_CONFIG, "%s cannot be read back", store_value);
     if (f.ops == &arc_store_dir && stat(spec, &sb) < 0)
         return err_sys(e, ERR_IO, "store %s", store_value);
-    if ((f.store = f.ops->open(spec, NULL, 0, e)) == NULL)
+    if ((f.store = f.ops->open(spec, flt_arcv_cfg(), 0, e)) == NULL)
         return -1;
     buf_init(&f.b, FLT_ARCI_SEALED_MAX);
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
@@ -491,7 +491,7 @@ flt_archive_export(const char *store, const char *index,
         fclose(x.manifest);
         return -1;
     }
-    if ((x.store = x.ops->open(spec, NULL, 0, e)) == NULL)
+    if ((x.store = x.ops->open(spec, flt_arcv_cfg(), 0, e)) == NULL)
         goto out;
     buf_init(&x.b, FLT_ARCI_SEALED_MAX);
     rc = flt_archive_search(store, index, q, flt_arci_export_fn, &x, e);

@@ -175,6 +175,15 @@ void arc_hex(char *out, const unsigned char *p, size_t n);
  * key_id gets its id (arc_extra.key_id). 0, or -1 with e (ERR_CONFIG). */
 int flt_archive_key_load(const char *path, int private_half, EVP_PKEY **out,
                          char key_id[17], struct err *e);
+/* flt_archive_spool_dir - the spool directory of store value store for
+ * the archive stage configured by c: spool_directory/SCHEME-HASH. -1 when
+ * it does not fit n. */
+struct cfg;
+int flt_archive_spool_dir(const struct cfg *c, const char *store, char *out,
+                          size_t n);
+/* flt_arcv_cfg - what flt_archive_store_config() set (archive_verify.c),
+ * for the CLI's calls that open a store. */
+const struct cfg *flt_arcv_cfg(void);
 /* flt_arc_store_ops - the store ops for a store value ("dir:/path") and
  * the spec after the scheme; NULL with e (ERR_CONFIG) for one this build
  * does not have (archive.c). */

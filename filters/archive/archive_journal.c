@@ -46,17 +46,7 @@
 #define JR_REPORT_MAX (1024LL * 1024 * 1024)
 
 const struct cfg_option arc_journal_options[] = {
-    {"journal_recipient", CFG_STRING, NULL,
-     "the mailbox an smtp: store sends its journal reports to", NULL, 0, 0, 0},
-    {"journal_sender", CFG_STRING, NULL,
-     "the From: of the journal reports (the envelope sender is <>); "
-     "default: MAILER-DAEMON",
-     NULL, 0, 0, 0},
-    {"journal_helo", CFG_STRING, NULL,
-     "the name the journal store greets with and puts in Message-IDs; "
-     "default: the host name",
-     NULL, 0, 0, 0},
-    CFG_OPTION_END,
+    ARC_JOURNAL_OPTION_ENTRIES CFG_OPTION_END,
 };
 
 struct jr_store {

@@ -30,6 +30,77 @@
 #include "util/cfg.h"
 #include "util/err.h"
 
+/* The entries of the two tables below, also spliced into the archive
+ * stage's own option table (archive.c), so that one definition serves
+ * the stores, the stage's validation and relaychain config. */
+#define ARC_S3_OPTION_ENTRIES                                                 \
+    {"s3_endpoint",                                                           \
+     CFG_STRING,                                                              \
+     NULL,                                                                    \
+     "the S3 service, http(s)://host[:port], path-style requests",            \
+     NULL,                                                                    \
+     0,                                                                       \
+     0,                                                                       \
+     0},                                                                      \
+        {"s3_region", CFG_STRING,                                             \
+         "us-east-1", "the region the requests are signed for",               \
+         NULL,        0,                                                      \
+         0,           0},                                                     \
+        {"s3_credentials_file",                                               \
+         CFG_PATH,                                                            \
+         NULL,                                                                \
+         "access_key_id = and secret_access_key = lines, readable by its "    \
+         "owner "                                                             \
+         "only",                                                              \
+         NULL,                                                                \
+         0,                                                                   \
+         0,                                                                   \
+         0},                                                                  \
+        {"s3_object_lock",                                                    \
+         CFG_BOOL,                                                            \
+         "no",                                                                \
+         "store each record in Object Lock COMPLIANCE mode until now + "      \
+         "retention",                                                         \
+         NULL,                                                                \
+         0,                                                                   \
+         0,                                                                   \
+         0},                                                                  \
+        {"s3_timeout",  CFG_TIME,                                             \
+         "30s",         "how long one S3 request may take",                   \
+         NULL,          1000,                                                 \
+         3600 * 1000LL, 0},                                                   \
+        {"s3_list_page", CFG_INT,                                             \
+         "1000",         "keys asked for in one ListObjectsV2 request",       \
+         NULL,           1,                                                   \
+         1000,           0},
+#define ARC_JOURNAL_OPTION_ENTRIES                                            \
+    {"journal_recipient",                                                     \
+     CFG_STRING,                                                              \
+     NULL,                                                                    \
+     "the mailbox an smtp: store sends its journal reports to",               \
+     NULL,                                                                    \
+     0,                                                                       \
+     0,                                                                       \
+     0},                                                                      \
+        {"journal_sender",                                                    \
+         CFG_STRING,                                                          \
+         NULL,                                                                \
+         "the From: of the journal reports (the envelope sender is <>); "     \
+         "default: MAILER-DAEMON",                                            \
+         NULL,                                                                \
+         0,                                                                   \
+         0,                                                                   \
+         0},                                                                  \
+        {"journal_helo",                                                      \
+         CFG_STRING,                                                          \
+         NULL,                                                                \
+         "the name the journal store greets with and puts in Message-IDs; "   \
+         "default: the host name",                                            \
+         NULL,                                                                \
+         0,                                                                   \
+         0,                                                                   \
+         0},
+
 /* The S3 store's keys: s3_endpoint, s3_region, s3_credentials_file,
  * s3_object_lock, s3_timeout, s3_list_page. */
 extern const struct cfg_option arc_s3_options[];

@@ -76,24 +76,7 @@
 #define S3_EMPTY_PAGES 16 /* "truncated" pages in a row without keys */
 
 const struct cfg_option arc_s3_options[] = {
-    {"s3_endpoint", CFG_STRING, NULL,
-     "the S3 service, http(s)://host[:port], path-style requests", NULL, 0, 0,
-     0},
-    {"s3_region", CFG_STRING, "us-east-1",
-     "the region the requests are signed for", NULL, 0, 0, 0},
-    {"s3_credentials_file", CFG_PATH, NULL,
-     "access_key_id = and secret_access_key = lines, readable by its owner "
-     "only",
-     NULL, 0, 0, 0},
-    {"s3_object_lock", CFG_BOOL, "no",
-     "store each record in Object Lock COMPLIANCE mode until now + "
-     "retention",
-     NULL, 0, 0, 0},
-    {"s3_timeout", CFG_TIME, "30s", "how long one S3 request may take", NULL,
-     1000, 3600 * 1000LL, 0},
-    {"s3_list_page", CFG_INT, "1000",
-     "keys asked for in one ListObjectsV2 request", NULL, 1, 1000, 0},
-    CFG_OPTION_END,
+    ARC_S3_OPTION_ENTRIES CFG_OPTION_END,
 };
 
 struct s3_store {

@@ -1,14 +1,17 @@
 /*
  * archive_spool - the archive stage's local spool for required = no
  *
- * See archive_spool.h for what it promises. How: arc_spool_add() writes
- * "<dir>/.tmp.<hex>.<pid>.<n>", fsyncs it, renames it to "<dir>/<hex>"
- * (hex: the record name in lower-case hex) and fsyncs the directory;
- * only then does it return 0. The shipping thread lists the directory,
- * sorts the names, and for each file reads it back, checks it, hands it
- * to the store's put and, when put returned 0, unlinks it. A failure
- * stops the pass (so the order holds) and the thread waits its back-off
- * or until arc_spool_close(). After an add the thread is woken at once.
+ * See archive_spool.h for what it promises. How: arc_spool_append()
+ * writes "<dir>/.tmp.<pid>.<n>" and queues it; arc_spool_sync() (group
+ * commit: one thread commits every record queued so far while the others
+ * wait) fsyncs each queued file, renames each to "<dir>/<hex>" (hex: the
+ * record name in lower-case hex) in order and fsyncs the directory; only
+ * then does it return 0. arc_spool_add() is the two in one. The shipping
+ * thread lists the directory, sorts the names, and for each file reads it
+ * back, checks it, hands it to the store's put and, when put returned 0,
+ * unlinks it. A failure stops the pass (so the order holds) and the thread
+ * waits its back-off or until arc_spool_close(). After an add the thread is
+ * woken at once.
  *
  * File format (all lengths decimal):
  *
@@ -31,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "filters/archive/archive_int.h"
 #include "filters/archive/archive_spool.h"
 #include "util/buf.h"
 #include "util/cfg.h"
@@ -42,6 +46,15 @@
 #define SPOOL_FILE_MAX (1024LL * 1024 * 1024) /* octets of one file */
 #define SPOOL_WARN_FIRST 100                  /* backlog first warned at */
 #define SPOOL_IDLE_MS 60000                   /* wait with nothing to do */
+/* The last record shipped (not a hex name: never listed or shipped). */
+#define SPOOL_LAST "last"
+
+/* A record written but not yet durable: its file is still .tmp, open. */
+struct spool_pending {
+    int fd;
+    char tmp[64];
+    char hex[2 * ARC_SPOOL_NAME_MAX + 1];
+};
 
 struct arc_spool {
     char *dir;
@@ -58,7 +71,16 @@ struct arc_spool {
     long max_ms;
     unsigned long tmpn; /* temporary file counter */
     unsigned long shipped;
-    size_t warn_at; /* backlog size that is warned next */
+    unsigned long skipped; /* checkpoints and tombstones not mailed */
+    /* Group commit: records appended (queued), made durable (synced),
+     * the ones in between (pending, in order), one thread committing. */
+    struct spool_pending *pending;
+    size_t npending, cappending;
+    unsigned long long queued, synced;
+    int syncing;
+    pthread_cond_t scond;
+    char broken[ERR_TEXT_MAX]; /* a commit failed: its error */
+    size_t warn_at;            /* backlog size that is warned next */
 };
 
 /* --------------------------------------------------------------- names */
@@ -123,73 +145,187 @@ spool_write_all(int fd, const void *p, size_t n)
     return 0;
 }
 
-int
-arc_spool_add(struct arc_spool *sp, const struct arc_item *it, struct err *e)
+static void
+spool_pending_drop(struct arc_spool *sp, struct spool_pending *p, size_t n)
 {
-    char hex[2 * ARC_SPOOL_NAME_MAX + 1], tmp[64];
-    char head[ARC_SPOOL_NAME_MAX + 64];
-    unsigned long n;
-    int fd, hl;
+    size_t i;
 
-    if (spool_hex_name(it->name, hex, sizeof(hex), e) < 0)
+    for (i = 0; i < n; i++) {
+        if (p[i].fd >= 0)
+            close(p[i].fd);
+        unlinkat(sp->dfd, p[i].tmp, 0);
+    }
+    free(p);
+}
+
+int
+arc_spool_append(struct arc_spool *sp, const struct arc_item *it,
+                 unsigned long long *ticket, struct err *e)
+{
+    char head[ARC_SPOOL_NAME_MAX + 64];
+    struct spool_pending pd;
+    unsigned long n;
+    int hl, bad = 0;
+
+    if (spool_hex_name(it->name, pd.hex, sizeof(pd.hex), e) < 0)
         return -1;
     pthread_mutex_lock(&sp->lock);
     n = ++sp->tmpn;
     pthread_mutex_unlock(&sp->lock);
-    snprintf(tmp, sizeof(tmp), ".tmp.%ld.%lu", (long)getpid(), n);
+    snprintf(pd.tmp, sizeof(pd.tmp), ".tmp.%ld.%lu", (long)getpid(), n);
     hl = snprintf(head, sizeof(head), "%s%s\n%zu\n", SPOOL_MAGIC, it->name,
                   it->sealed_len);
-    fd = openat(sp->dfd, tmp,
-                O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return err_sys(e, ERR_IO, "archive spool %s: create %s", sp->dir, tmp);
-    if (spool_write_all(fd, head, (size_t)hl) < 0 ||
-        spool_write_all(fd, it->sealed, it->sealed_len) < 0 ||
-        spool_write_all(fd, SPOOL_END, sizeof(SPOOL_END) - 1) < 0 ||
-        fsync(fd) < 0) {
-        err_sys(e, ERR_IO, "archive spool %s: write %s", sp->dir, tmp);
-        close(fd);
-        unlinkat(sp->dfd, tmp, 0);
+    pd.fd = openat(sp->dfd, pd.tmp,
+                   O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (pd.fd < 0)
+        return err_sys(e, ERR_IO, "archive spool %s: create %s", sp->dir,
+                       pd.tmp);
+    if (spool_write_all(pd.fd, head, (size_t)hl) < 0 ||
+        spool_write_all(pd.fd, it->sealed, it->sealed_len) < 0 ||
+        spool_write_all(pd.fd, SPOOL_END, sizeof(SPOOL_END) - 1) < 0) {
+        err_sys(e, ERR_IO, "archive spool %s: write %s", sp->dir, pd.tmp);
+        close(pd.fd);
+        unlinkat(sp->dfd, pd.tmp, 0);
         return -1;
     }
-    if (close(fd) < 0) {
-        err_sys(e, ERR_IO, "archive spool %s: close %s", sp->dir, tmp);
-        unlinkat(sp->dfd, tmp, 0);
-        return -1;
-    }
-    if (renameat(sp->dfd, tmp, sp->dfd, hex) < 0) {
-        err_sys(e, ERR_IO, "archive spool %s: rename %s", sp->dir, tmp);
-        unlinkat(sp->dfd, tmp, 0);
-        return -1;
-    }
-    if (fsync(sp->dfd) < 0)
-        return err_sys(e, ERR_IO, "archive spool %s: fsync", sp->dir);
     pthread_mutex_lock(&sp->lock);
-    sp->kicked = 1;
-    pthread_cond_signal(&sp->cond);
+    if (sp->broken[0] != '\0') {
+        err_set(e, ERR_IO, "%s", sp->broken);
+        bad = 1;
+    } else if (sp->npending == sp->cappending) {
+        size_t nc = sp->cappending ? 2 * sp->cappending : 64;
+        struct spool_pending *np =
+            realloc(sp->pending, nc * sizeof(*sp->pending));
+
+        if (np == NULL) {
+            err_nomem(e);
+            bad = 1;
+        } else {
+            sp->pending = np;
+            sp->cappending = nc;
+        }
+    }
+    if (bad) {
+        pthread_mutex_unlock(&sp->lock);
+        close(pd.fd);
+        unlinkat(sp->dfd, pd.tmp, 0);
+        return -1;
+    }
+    sp->pending[sp->npending++] = pd;
+    *ticket = ++sp->queued;
     pthread_mutex_unlock(&sp->lock);
     return 0;
+}
+
+/* spool_commit - make a batch durable, in order: each file fsynced, then
+ * each renamed to its name, then the directory fsynced. A record gets its
+ * name only once its octets are on disk, so after a crash the spool
+ * holds whole records, a prefix of the order, and the .tmp rest (never
+ * acknowledged) is removed at open. */
+static int
+spool_commit(struct arc_spool *sp, struct spool_pending *p, size_t n,
+             struct err *e)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (fsync(p[i].fd) < 0)
+            return err_sys(e, ERR_IO, "archive spool %s: fsync %s", sp->dir,
+                           p[i].tmp);
+        if (close(p[i].fd) < 0) {
+            p[i].fd = -1;
+            return err_sys(e, ERR_IO, "archive spool %s: close %s", sp->dir,
+                           p[i].tmp);
+        }
+        p[i].fd = -1;
+    }
+    for (i = 0; i < n; i++)
+        if (renameat(sp->dfd, p[i].tmp, sp->dfd, p[i].hex) < 0)
+            return err_sys(e, ERR_IO, "archive spool %s: rename %s", sp->dir,
+                           p[i].tmp);
+    if (fsync(sp->dfd) < 0)
+        return err_sys(e, ERR_IO, "archive spool %s: fsync", sp->dir);
+    return 0;
+}
+
+int
+arc_spool_sync(struct arc_spool *sp, unsigned long long ticket, struct err *e)
+{
+    pthread_mutex_lock(&sp->lock);
+    for (;;) {
+        struct spool_pending *batch;
+        unsigned long long target;
+        size_t n;
+        struct err ce;
+
+        if (sp->synced >= ticket) {
+            pthread_mutex_unlock(&sp->lock);
+            return 0;
+        }
+        if (sp->broken[0] != '\0') {
+            pthread_mutex_unlock(&sp->lock);
+            return err_set(e, ERR_IO, "%s", sp->broken);
+        }
+        if (sp->syncing) {
+            pthread_cond_wait(&sp->scond, &sp->lock);
+            continue;
+        }
+        /* This thread commits everything appended so far. */
+        batch = sp->pending;
+        n = sp->npending;
+        target = sp->queued;
+        sp->pending = NULL;
+        sp->npending = sp->cappending = 0;
+        sp->syncing = 1;
+        pthread_mutex_unlock(&sp->lock);
+        err_clear(&ce);
+        if (spool_commit(sp, batch, n, &ce) < 0) {
+            /* As the dir store after a failed fdatasync: no later record
+             * may be taken for durable until relaychaind restarts. */
+            log_error(NULL, "archive spool %s: %s; no more records are taken",
+                      sp->dir, ce.text);
+            spool_pending_drop(sp, batch, n);
+            pthread_mutex_lock(&sp->lock);
+            snprintf(sp->broken, sizeof(sp->broken), "%s", ce.text);
+        } else {
+            free(batch);
+            pthread_mutex_lock(&sp->lock);
+            sp->synced = target;
+            sp->kicked = 1;
+            pthread_cond_signal(&sp->cond);
+        }
+        sp->syncing = 0;
+        pthread_cond_broadcast(&sp->scond);
+    }
+}
+
+int
+arc_spool_add(struct arc_spool *sp, const struct arc_item *it, struct err *e)
+{
+    unsigned long long ticket;
+
+    if (arc_spool_append(sp, it, &ticket, e) < 0)
+        return -1;
+    return arc_spool_sync(sp, ticket, e);
 }
 
 /* spool_read - file f back into b; the record's name and octets are then
  * *name (NUL-terminated, inside b) and [*p, *p + *n). -1 with e: ERR_IO
  * when it cannot be read, ERR_INPUT when it is not whole. */
 static int
-spool_read(struct arc_spool *sp, const char *f, struct buf *b,
-           const char **name, const unsigned char **p, size_t *n,
-           struct err *e)
+spool_read_raw(int dfd, const char *dir, const char *f, struct buf *b,
+               struct err *e)
 {
     struct stat st;
-    struct err pe;
-    int fd = openat(sp->dfd, f, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = openat(dfd, f, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 
     if (fd < 0)
-        return err_sys(e, ERR_IO, "archive spool %s: open %s", sp->dir, f);
+        return err_sys(e, ERR_IO, "archive spool %s: open %s", dir, f);
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
         st.st_size > SPOOL_FILE_MAX) {
         close(fd);
         return err_set(e, ERR_INPUT, "archive spool %s: %s is not a record",
-                       sp->dir, f);
+                       dir, f);
     }
     buf_reset(b);
     if (buf_reserve(b, (size_t)st.st_size + 1, e) < 0) {
@@ -203,15 +339,35 @@ spool_read(struct arc_spool *sp, const char *f, struct buf *b,
             continue;
         if (r <= 0) {
             close(fd);
-            return err_sys(e, ERR_IO, "archive spool %s: read %s", sp->dir, f);
+            return err_sys(e, ERR_IO, "archive spool %s: read %s", dir, f);
         }
         b->len += (size_t)r;
     }
     b->data[b->len] = '\0';
     close(fd);
-    if (arc_spool_record_parse(f, b->data, b->len, name, p, n, &pe) < 0)
-        return err_set(e, ERR_INPUT, "archive spool %s: %s", sp->dir, pe.text);
     return 0;
+}
+
+static int
+spool_read_at(int dfd, const char *dir, const char *f, struct buf *b,
+              const char **name, const unsigned char **p, size_t *n,
+              struct err *e)
+{
+    struct err pe;
+
+    if (spool_read_raw(dfd, dir, f, b, e) < 0)
+        return -1;
+    if (arc_spool_record_parse(f, b->data, b->len, name, p, n, &pe) < 0)
+        return err_set(e, ERR_INPUT, "archive spool %s: %s", dir, pe.text);
+    return 0;
+}
+
+static int
+spool_read(struct arc_spool *sp, const char *f, struct buf *b,
+           const char **name, const unsigned char **p, size_t *n,
+           struct err *e)
+{
+    return spool_read_at(sp->dfd, sp->dir, f, b, name, p, n, e);
 }
 
 int
@@ -362,6 +518,80 @@ arc_spool_scan(const char *dir, size_t *count, long long *oldest,
     return 0;
 }
 
+int
+arc_spool_last(const char *dir, const char *writer, struct buf *out,
+               struct err *e)
+{
+    char **v = NULL, hex[2 * ARC_SPOOL_NAME_MAX + 1],
+         best[ARC_SPOOL_NAME_MAX + 1];
+    const unsigned char *p = NULL;
+    const char *name = NULL;
+    size_t count = 0, n = 0, i, wl = strlen(writer);
+    struct buf b;
+    time_t t;
+    int dfd, rc = -1;
+
+    buf_reset(out);
+    best[0] = '\0';
+    if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) <
+        0) {
+        if (errno == ENOENT)
+            return 0;
+        return err_sys(e, ERR_IO, "archive spool %s", dir);
+    }
+    buf_init(&b, (size_t)SPOOL_FILE_MAX + 1);
+    if (spool_list(dfd, dir, &v, &count, &t, e) < 0)
+        goto out;
+    /* The newest of the writer's: names sort in chain order. */
+    for (i = count; i-- > 0;) {
+        if (spool_read_at(dfd, dir, v[i], &b, &name, &p, &n, e) < 0)
+            goto out;
+        if (strncmp(name, writer, wl) == 0 && name[wl] == '/') {
+            snprintf(best, sizeof(best), "%s", name);
+            if (buf_append(out, p, n, e) < 0)
+                goto out;
+            break;
+        }
+    }
+    /* And the last one shipped, when it is newer. */
+    buf_reset(&b);
+    if (faccessat(dfd, SPOOL_LAST, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+        char *nl;
+
+        if (spool_read_raw(dfd, dir, SPOOL_LAST, &b, e) < 0)
+            goto out;
+        nl = b.len > sizeof(SPOOL_MAGIC) - 1
+                 ? memchr(b.data + sizeof(SPOOL_MAGIC) - 1, '\n',
+                          b.len - (sizeof(SPOOL_MAGIC) - 1))
+                 : NULL;
+        if (nl != NULL) {
+            *nl = '\0';
+            if (spool_hex_name(b.data + sizeof(SPOOL_MAGIC) - 1, hex,
+                               sizeof(hex), e) < 0)
+                goto out;
+            *nl = '\n';
+        }
+        if (nl == NULL ||
+            arc_spool_record_parse(hex, b.data, b.len, &name, &p, &n, e) < 0) {
+            err_set(e, ERR_INPUT, "archive spool %s: %s is not whole", dir,
+                    SPOOL_LAST);
+            goto out;
+        }
+        if (strncmp(name, writer, wl) == 0 && name[wl] == '/' &&
+            strcmp(name, best) > 0) {
+            buf_reset(out);
+            if (buf_append(out, p, n, e) < 0)
+                goto out;
+        }
+    }
+    rc = 0;
+out:
+    spool_names_free(v, count);
+    buf_fini(&b);
+    close(dfd);
+    return rc;
+}
+
 /* ------------------------------------------------------------ shipping */
 
 /* spool_ship_one - read f and put it. 0 when it was put and deleted, 1
@@ -392,14 +622,55 @@ spool_ship_one(struct arc_spool *sp, const char *f, struct buf *b,
     it.name = name;
     it.sealed = p;
     it.sealed_len = n;
-    /* arc_record_parse: the one place where a record read back from the
-     * spool would be opened for a store that shows the message (the
-     * journaling store). Until the record format's parser is here, the
-     * store gets the sealed octets only (meta and data NULL). */
-    if (sp->ops->put(sp->store, &it, e) < 0)
+    /* arc_record_parse: a store that shows the message (the journaling
+     * store, which cannot read back) is handed what the record says;
+     * its checkpoints and tombstones are not mailed. */
+    if (sp->ops->get == NULL) {
+        struct arc_rec r;
+        struct err pe;
+        int rc;
+
+        err_clear(&pe);
+        if (arc_record_parse(p, n, &r, &pe) < 0) {
+            char bad[2 * ARC_SPOOL_NAME_MAX + 8];
+
+            arc_rec_free(&r);
+            snprintf(bad, sizeof(bad), "%s.bad", f);
+            log_error(NULL,
+                      "archive spool %s: %s; renamed to %s and left for the "
+                      "admin",
+                      sp->dir, pe.text, bad);
+            if (renameat(sp->dfd, f, sp->dfd, bad) < 0)
+                return err_sys(e, ERR_IO, "archive spool %s: rename %s",
+                               sp->dir, f);
+            return 1;
+        }
+        if (r.kind == ARC_KIND_MESSAGE) {
+            it.meta = &r.meta;
+            it.data = r.msg.data;
+            it.len = r.msg.len;
+            rc = sp->ops->put(sp->store, &it, e);
+        } else {
+            rc = 0;
+            log_info(NULL,
+                     "archive spool %s: %s (%s) not handed on: the store "
+                     "shows messages only",
+                     sp->dir, name, arc_kind_name(r.kind));
+            pthread_mutex_lock(&sp->lock);
+            sp->skipped++;
+            pthread_mutex_unlock(&sp->lock);
+        }
+        arc_rec_free(&r);
+        if (rc < 0)
+            return -1;
+    } else if (sp->ops->put(sp->store, &it, e) < 0) {
         return -1;
-    if (unlinkat(sp->dfd, f, 0) < 0)
-        return err_sys(e, ERR_IO, "archive spool %s: unlink %s", sp->dir, f);
+    }
+    /* The last record shipped stays, under SPOOL_LAST, for the stage to
+     * continue its chain from when the store cannot be read (a journal
+     * store, an S3 store that is down when relaychaind starts). */
+    if (renameat(sp->dfd, f, sp->dfd, SPOOL_LAST) < 0)
+        return err_sys(e, ERR_IO, "archive spool %s: rename %s", sp->dir, f);
     pthread_mutex_lock(&sp->lock);
     sp->shipped++;
     pthread_mutex_unlock(&sp->lock);
@@ -560,6 +831,7 @@ arc_spool_open(const char *dir, const struct arc_store_ops *ops, void *store,
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&sp->cond, &ca);
     pthread_condattr_destroy(&ca);
+    pthread_cond_init(&sp->scond, NULL);
     if ((sp->dfd = cfg_open_dir(dir, e)) < 0 || spool_clean(sp, e) < 0)
         goto fail;
     if (pthread_create(&sp->thread, NULL, spool_thread, sp) != 0) {
@@ -593,6 +865,17 @@ arc_spool_shipped(struct arc_spool *sp)
     return n;
 }
 
+unsigned long
+arc_spool_skipped(struct arc_spool *sp)
+{
+    unsigned long n;
+
+    pthread_mutex_lock(&sp->lock);
+    n = sp->skipped;
+    pthread_mutex_unlock(&sp->lock);
+    return n;
+}
+
 void
 arc_spool_close(struct arc_spool *sp)
 {
@@ -605,8 +888,13 @@ arc_spool_close(struct arc_spool *sp)
         pthread_mutex_unlock(&sp->lock);
         pthread_join(sp->thread, NULL);
     }
+    if (sp->npending > 0) /* appended, never synced: not acknowledged */
+        spool_pending_drop(sp, sp->pending, sp->npending);
+    else
+        free(sp->pending);
     if (sp->dfd >= 0)
         close(sp->dfd);
+    pthread_cond_destroy(&sp->scond);
     pthread_cond_destroy(&sp->cond);
     pthread_mutex_destroy(&sp->lock);
     free(sp->dir);

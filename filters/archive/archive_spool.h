@@ -6,7 +6,9 @@
  * to its directory (a temporary file, fsync, rename, fsync of the
  * directory) and returns; the message goes on at once. One thread per
  * spool ships the spooled records through the store's put in name
- * order, and deletes each file only after put said it is durable. When
+ * order, and deletes each file only after put said it is durable (the
+ * last one shipped is kept as "last", replaced by the next, so that the
+ * stage can continue its writer's chain when the store cannot be read). When
  * put fails the thread waits (1 s, doubling to 60 s, reset by the next
  * success) and tries again from the oldest name: a store outage never
  * drops a record, it only grows the backlog, which is logged at warning
@@ -63,6 +65,19 @@ struct arc_spool *arc_spool_open(const char *dir,
 int arc_spool_add(struct arc_spool *sp, const struct arc_item *it,
                   struct err *e);
 
+/* arc_spool_append, arc_spool_sync - arc_spool_add in two steps, for a
+ * caller that appends in order under its own lock and waits outside it:
+ * append writes the record (not yet durable, not yet visible to the
+ * thread) and gives a ticket; sync returns 0 once every record up to
+ * that ticket is durable, records appended meanwhile by other threads
+ * sharing one commit (group commit). Records become visible in ticket
+ * order, each only once its octets are on disk. After a failed commit
+ * the spool takes no more records (ERR_IO) until it is opened again. */
+int arc_spool_append(struct arc_spool *sp, const struct arc_item *it,
+                     unsigned long long *ticket, struct err *e);
+int arc_spool_sync(struct arc_spool *sp, unsigned long long ticket,
+                   struct err *e);
+
 /* arc_spool_status - the backlog: count records waiting and the age in
  * seconds of the oldest (0 when none). -1 with e when the directory
  * cannot be read. */
@@ -73,6 +88,20 @@ int arc_spool_status(struct arc_spool *sp, size_t *count, long long *oldest,
  * process ships ("relaychain archive status" reads the daemon's). */
 int arc_spool_scan(const char *dir, size_t *count, long long *oldest,
                    struct err *e);
+
+/* arc_spool_last - the newest record of writer that spool directory dir
+ * holds, waiting or (for a store that cannot read back) the last one
+ * shipped, its sealed octets into out (left empty when there is none, or
+ * no directory). For the stage, before arc_spool_open, to continue the
+ * writer's chain from the newest of the store's and the spool's. -1 with
+ * e when a file cannot be read. */
+struct buf;
+int arc_spool_last(const char *dir, const char *writer, struct buf *out,
+                   struct err *e);
+
+/* arc_spool_skipped - checkpoints and tombstones not handed to a store
+ * that shows messages (the journaling store) since open. */
+unsigned long arc_spool_skipped(struct arc_spool *sp);
 
 /* arc_spool_backoff - the shipping thread's waits after a failure: first
  * first_ms, doubling to max_ms (defaults 1000 and 60000). For tests. */

@@ -29,10 +29,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 
 #include "filters/archive/archive_int.h"
+#include "filters/archive/archive_remote.h"
+#include "filters/archive/archive_spool.h"
 #include "filters/filters.h"
 
 #define FLT_ARCV_FINDINGS_MAX 50
@@ -203,6 +206,20 @@ flt_arcv_usec(void)
 
 /* flt_arcv_open - the store of value, for reading; a dir: store that is
  * not there is an error here, not an empty store to be made. */
+static const struct cfg *flt_arcv_cfg_cur;
+
+void
+flt_archive_store_config(const struct cfg *c)
+{
+    flt_arcv_cfg_cur = c;
+}
+
+const struct cfg *
+flt_arcv_cfg(void)
+{
+    return flt_arcv_cfg_cur;
+}
+
 static void *
 flt_arcv_open(const char *value, const struct arc_store_ops **ops,
               struct err *e)
@@ -220,7 +237,14 @@ flt_arcv_open(const char *value, const struct arc_store_ops **ops,
         err_sys(e, ERR_IO, "store %s", value);
         return NULL;
     }
-    return (*ops)->open(spec, NULL, 0, e);
+    if (*ops != &arc_store_dir && flt_arcv_cfg_cur == NULL) {
+        err_set(e, ERR_CONFIG,
+                "store %s: its keys come from the archive stage that names "
+                "it, and no stage of the chain does (give -c)",
+                value);
+        return NULL;
+    }
+    return (*ops)->open(spec, flt_arcv_cfg_cur, 0, e);
 }
 
 static void
@@ -509,6 +533,34 @@ flt_archive_report_fini(struct flt_archive_report *r)
     buf_fini(&r->text);
 }
 
+/* flt_arcv_spool_status - the spool's backlog, for a stage with
+ * required = no or a journal store: one line. */
+static int
+flt_arcv_spool_status(const char *store_value, struct buf *out, struct err *e)
+{
+    const struct cfg *c = flt_arcv_cfg_cur;
+    char dir[4096];
+    size_t count = 0;
+    long long oldest = 0;
+    struct err se;
+
+    if (c == NULL ||
+        (cfg_bool(c, "required") && strncmp(store_value, "smtp:", 5) != 0))
+        return 0;
+    if (flt_archive_spool_dir(c, store_value, dir, sizeof(dir)) < 0)
+        return err_set(e, ERR_CONFIG, "spool_directory: too long");
+    err_clear(&se);
+    if (access(dir, F_OK) < 0 && errno == ENOENT)
+        return buf_printf(out, e,
+                          "spool %s: not made yet, 0 records waiting\n", dir);
+    if (arc_spool_scan(dir, &count, &oldest, &se) < 0)
+        return buf_printf(out, e, "spool %s: cannot be read: %s\n", dir,
+                          se.text);
+    return buf_printf(out, e,
+                      "spool %s: %zu records waiting, the oldest %lld s old\n",
+                      dir, count, oldest);
+}
+
 int
 flt_archive_status(const char *store_value, struct buf *out, struct err *e)
 {
@@ -519,11 +571,33 @@ flt_archive_status(const char *store_value, struct buf *out, struct err *e)
     size_t i, j;
     int rc = -1;
 
-    if ((store = flt_arcv_open(store_value, &ops, e)) == NULL)
+    size_t spooled = out->len;
+
+    if (flt_arcv_spool_status(store_value, out, e) < 0)
         return -1;
+    spooled = out->len > spooled; /* a spool line: the store may be down */
+    if (strncmp(store_value, "smtp:", 5) == 0)
+        return buf_printf(out, e,
+                          "store %s: a journal store, nothing to list\n",
+                          store_value);
+    if ((store = flt_arcv_open(store_value, &ops, e)) == NULL) {
+        if (spooled && e->code != ERR_NOMEM)
+            return buf_printf(out, e, "store %s: cannot be read now: %s\n",
+                              store_value, e->text);
+        return -1;
+    }
     buf_init(&b, FLT_ARCV_SEALED_MAX);
-    if (ops->list(store, NULL, NULL, flt_arcv_name_fn, &names, e) < 0)
+    if (ops->list(store, NULL, NULL, flt_arcv_name_fn, &names, e) < 0) {
+        if (spooled && e->code != ERR_NOMEM) {
+            char text[sizeof(e->text)];
+
+            snprintf(text, sizeof(text), "%s", e->text);
+            err_clear(e);
+            rc = buf_printf(out, e, "store %s: cannot be read now: %s\n",
+                            store_value, text);
+        }
         goto out;
+    }
     if (names.nomem) {
         err_nomem(e);
         goto out;
@@ -796,6 +870,13 @@ flt_archive_purge(const char *store_value, const char *retention,
     p.ctx = &ctx;
     if ((p.store = flt_arcv_open(store_value, &p.ops, e)) == NULL)
         return -1;
+    if (p.ops == &arc_store_s3 && arc_s3_keeps_all(p.store)) {
+        err_set(e, ERR_CONFIG,
+                "%s: s3_object_lock = yes: every record is kept until its "
+                "retain-until date, nothing is purged",
+                store_value);
+        goto out;
+    }
     if (p.ops != &arc_store_dir) {
         err_set(e, ERR_CONFIG, "%s: purge is built for dir: stores only",
                 store_value);

@@ -240,10 +240,18 @@ sed "s|^chain_directory = .*|chain_directory = $T/bad.d|" "$T/rc.conf" >"$T/bad.
 "$RC" check -c "$T/bad.conf" >"$T/bad.out" 2>&1
 check "encrypt_to is refused with file:line" \
     grep -q "10-archive.conf:3: encrypt_to: not built yet" "$T/bad.out"
-printf 'stage = archive\nstore = dir:%s/store2\nrequired = no\n' "$T" >"$T/bad.d/10-archive.conf"
+printf 'stage = archive\nstore = dir:%s/store2\nrequired = no\nspool_directory = spool\n' "$T" >"$T/bad.d/10-archive.conf"
 "$RC" check -c "$T/bad.conf" >"$T/bad2.out" 2>&1
-check "required = no is refused with file:line" \
-    grep -q "10-archive.conf:3: required: no .* not built yet" "$T/bad2.out"
+check "required = no with a relative spool_directory is refused with file:line" \
+    grep -q "10-archive.conf:4: spool_directory: give an absolute path" "$T/bad2.out"
+printf 'stage = archive\nstore = dir:%s/store2\ns3_endpoint = http://127.0.0.1:1\n' "$T" >"$T/bad.d/10-archive.conf"
+"$RC" check -c "$T/bad.conf" >"$T/bad5.out" 2>&1
+check "an s3 key beside a dir: store is refused with file:line" \
+    grep -q "10-archive.conf:3: s3_endpoint: only for a store = s3: store" "$T/bad5.out"
+printf 'stage = archive\nstore = dir:%s/store2\ns3_endpont = http://127.0.0.1:1\n' "$T" >"$T/bad.d/10-archive.conf"
+"$RC" check -c "$T/bad.conf" >"$T/bad6.out" 2>&1
+check "an unknown key is still refused with file:line" \
+    grep -q "10-archive.conf:3: .*s3_endpont" "$T/bad6.out"
 cp "$T/ckpt.pem" "$T/open.pem"
 chmod 644 "$T/open.pem"
 printf 'stage = archive\nstore = dir:%s/store2\ncheckpoint_key = %s/open.pem\n' "$T" "$T" >"$T/bad.d/10-archive.conf"
@@ -252,7 +260,12 @@ check "a checkpoint key others may read is refused" \
     grep -q "10-archive.conf:3: checkpoint_key: .*open.pem: mode 0644 lets all other users read it" "$T/bad4.out"
 printf 'stage = archive\nstore = s3://bucket/prefix\n' >"$T/bad.d/10-archive.conf"
 "$RC" check -c "$T/bad.conf" >"$T/bad3.out" 2>&1
-check "store s3: says it is not built" grep -q "10-archive.conf:2: store: s3: not built yet" "$T/bad3.out"
+check "store s3: without s3_endpoint is refused, naming the key" \
+    grep -q "10-archive.conf.*s3_endpoint" "$T/bad3.out"
+printf 'stage = archive\nstore = ftp://bucket/prefix\n' >"$T/bad.d/10-archive.conf"
+"$RC" check -c "$T/bad.conf" >"$T/bad7.out" 2>&1
+check "an unknown store scheme is refused with file:line" \
+    grep -q "10-archive.conf:2: store: ftp: unknown store scheme" "$T/bad7.out"
 
 # --- 6. purge
 rm -rf "$T/p"

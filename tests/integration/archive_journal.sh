@@ -13,7 +13,7 @@
 #   3. its message/rfc822 part is the original (line ends as stored) and
 #      says 8bit;
 #   4. the same put without the message (a record read back from a
-#      spool before arc_record_parse is wired in) is refused as
+#      spool and not opened) is refused as
 #      temporary, never sent;
 #   5. the host down: the put fails as temporary (ERR_TEMP) naming the
 #      host, and a bad journal_recipient is refused at open.

@@ -17,6 +17,16 @@
  *   damaged  a file that is not whole is set aside as NAME.bad, never
  *            shipped, and does not stop the others.
  *   names    names the spool cannot hold are refused (ERR_INPUT).
+ *   group    6 threads add 40 records each at once (group commit: one
+ *            thread commits what the others queued): every add returns
+ *            0 with its record on disk, none left as .tmp; the store
+ *            back, all 240 are shipped once, in name order.
+ *   journal  behind a store that cannot read back (as the journal store)
+ *            the spool opens each real sealed record and hands put its
+ *            envelope and message; checkpoints are not handed on
+ *            (counted); the last record shipped stays for
+ *            arc_spool_last, which names the newest record of a writer,
+ *            waiting or shipped.
  */
 #include "config.h"
 
@@ -30,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "filters/archive/archive_int.h"
 #include "filters/archive/archive_spool.h"
 #include "tests/unit/unit.h"
 #include "util/log.h"
@@ -87,9 +98,20 @@ fs_put(void *v, const struct arc_item *it, struct err *e)
     return 0;
 }
 
+/* fs_get - the store reads back, so the spool hands it octets only. */
+static int
+fs_get(void *v, const char *name, struct buf *out, struct err *e)
+{
+    (void)v;
+    (void)name;
+    (void)out;
+    return err_set(e, ERR_INPUT, "fs store: get is not used here");
+}
+
 static const struct arc_store_ops fs_ops = {
     .scheme = "fs",
     .put = fs_put,
+    .get = fs_get,
 };
 
 static void
@@ -480,14 +502,278 @@ test_names(void **state)
     fs_fini(&s);
 }
 
+struct group_arg {
+    struct arc_spool *sp;
+    unsigned first;
+    int failed;
+};
+
+static void *
+group_thread(void *v)
+{
+    struct group_arg *g = v;
+    struct err e;
+    unsigned i;
+
+    for (i = 0; i < 40; i++)
+        if (add_rec(g->sp, g->first + i, &e) != 0)
+            g->failed = 1;
+    return NULL;
+}
+
+static void
+test_group(void **state)
+{
+    char spool[300], store[300];
+    unsigned recs[240];
+    struct group_arg g[6];
+    pthread_t th[6];
+    struct fs_store s;
+    struct arc_spool *sp;
+    struct dirent *de;
+    struct err e;
+    size_t count;
+    long long oldest;
+    unsigned i;
+    DIR *d;
+
+    (void)state;
+    snprintf(spool, sizeof(spool), "%s/group-spool", tdir);
+    snprintf(store, sizeof(store), "%s/group-store", tdir);
+    fs_init(&s, store, 1);
+    sp = arc_spool_open(spool, &fs_ops, &s, &e);
+    assert_non_null(sp);
+    arc_spool_backoff(sp, 20, 200);
+    for (i = 0; i < 6; i++) {
+        g[i].sp = sp;
+        g[i].first = 1000 + 40 * i;
+        g[i].failed = 0;
+        assert_int_equal(pthread_create(&th[i], NULL, group_thread, &g[i]), 0);
+    }
+    for (i = 0; i < 6; i++) {
+        pthread_join(th[i], NULL);
+        if (g[i].failed)
+            unit_fail("group", "an add of thread %u failed", i);
+    }
+    for (i = 0; i < 240; i++)
+        recs[i] = 1000 + i;
+    assert_int_equal(arc_spool_status(sp, &count, &oldest, &e), 0);
+    if (count != 240)
+        unit_fail("group", "backlog %zu, want 240", count);
+    if ((d = opendir(spool)) == NULL)
+        unit_fail("group", "opendir %s", spool);
+    while ((de = readdir(d)) != NULL)
+        if (strncmp(de->d_name, ".tmp.", 5) == 0)
+            unit_fail("group", "%s left after every add returned", de->d_name);
+    closedir(d);
+    fs_set_down(&s, 0);
+    if (!wait_drained(sp, &s, 240, 20000))
+        unit_fail("group", "backlog not drained in 20 s");
+    arc_spool_close(sp);
+    check_shipped("group", &s, recs, 240);
+    fs_fini(&s);
+}
+
+/* A store like the journal one: no get, shows each message. */
+struct jr_seen {
+    unsigned puts;
+    int bad; /* a put without meta or with the wrong message */
+    char last_rcpt[64];
+};
+
+static int
+jr_put(void *v, const struct arc_item *it, struct err *e)
+{
+    struct jr_seen *j = v;
+
+    (void)e;
+    if (it->meta == NULL || it->data == NULL || it->meta->nrcpts != 2 ||
+        it->len != 18 || memcmp(it->data, "Subject: x\r\n\r\nhi\r\n", 18) != 0)
+        j->bad = 1;
+    else
+        snprintf(j->last_rcpt, sizeof(j->last_rcpt), "%s", it->meta->rcpts[1]);
+    j->puts++;
+    return 0;
+}
+
+static const struct arc_store_ops jr_ops = {
+    .scheme = "jr",
+    .put = jr_put,
+};
+
+static void
+seal_one(enum arc_kind kind, unsigned long long seq,
+         unsigned char prev[ARC_HASH_LEN], struct buf *out)
+{
+    static const char *rcpts[] = {"to@example.org", "bcc@example.org"};
+    struct arc_seal_in in;
+    struct arc_meta meta;
+    struct arc_extra x;
+    unsigned char sig[64];
+    struct err e;
+
+    memset(&in, 0, sizeof(in));
+    memset(&meta, 0, sizeof(meta));
+    memset(&x, 0, sizeof(x));
+    memset(sig, 7, sizeof(sig));
+    meta.time = 1700000000;
+    meta.point = "archive";
+    meta.sender = "from@example.org";
+    meta.rcpts = rcpts;
+    meta.nrcpts = 2;
+    meta.verdicts = "";
+    in.kind = kind;
+    in.writer = "node1";
+    in.seq = seq;
+    in.prev = prev;
+    in.meta = &meta;
+    in.level = 3;
+    if (kind == ARC_KIND_MESSAGE) {
+        in.data = "Subject: x\r\n\r\nhi\r\n";
+        in.len = 18;
+    } else {
+        x.sig = sig;
+        x.key_id = "0123456789abcdef";
+        x.count = seq - 1;
+        in.x = &x;
+    }
+    buf_reset(out);
+    err_clear(&e);
+    if (arc_record_seal(&in, out, prev, &e) < 0)
+        fail_msg("seal: %s", e.text);
+}
+
+static void
+test_journal(void **state)
+{
+    unsigned char prev[ARC_HASH_LEN];
+    char spool[300], name[ARC_NAME_MAX + 1];
+    struct jr_seen j;
+    struct arc_spool *sp;
+    struct arc_rec r;
+    struct buf b, last;
+    struct err e;
+    unsigned long long seq;
+    size_t count = 1;
+    long long oldest;
+    int i;
+
+    (void)state;
+    memset(&j, 0, sizeof(j));
+    memset(prev, 0, sizeof(prev));
+    snprintf(spool, sizeof(spool), "%s/journal-spool", tdir);
+    buf_init(&b, 1 << 20);
+    buf_init(&last, 1 << 20);
+    /* No directory yet: nothing to continue from. */
+    err_clear(&e);
+    assert_int_equal(arc_spool_last(spool, "node1", &last, &e), 0);
+    assert_int_equal(last.len, 0);
+    sp = arc_spool_open(spool, &jr_ops, &j, &e);
+    assert_non_null(sp);
+    /* Three messages and a checkpoint, the checkpoint last. */
+    for (seq = 1; seq <= 4; seq++) {
+        struct arc_item it;
+
+        seal_one(seq == 4 ? ARC_KIND_CHECKPOINT : ARC_KIND_MESSAGE, seq, prev,
+                 &b);
+        arc_name(name, "node1", seq);
+        memset(&it, 0, sizeof(it));
+        it.name = name;
+        it.sealed = (const unsigned char *)b.data;
+        it.sealed_len = b.len;
+        assert_int_equal(arc_spool_add(sp, &it, &e), 0);
+    }
+    for (i = 0; i < 500 && (arc_spool_shipped(sp) < 4 || count > 0); i++) {
+        usleep(10000);
+        assert_int_equal(arc_spool_status(sp, &count, &oldest, &e), 0);
+    }
+    if (arc_spool_shipped(sp) != 4 || count != 0)
+        unit_fail("journal", "%lu shipped, %zu waiting; want 4 and 0",
+                  arc_spool_shipped(sp), count);
+    if (j.puts != 3 || j.bad || strcmp(j.last_rcpt, "bcc@example.org") != 0)
+        unit_fail("journal",
+                  "%u puts (want 3, the checkpoint skipped), bad %d, "
+                  "last rcpt \"%s\"",
+                  j.puts, j.bad, j.last_rcpt);
+    if (arc_spool_skipped(sp) != 1)
+        unit_fail("journal", "%lu skipped, want 1", arc_spool_skipped(sp));
+    arc_spool_close(sp);
+    /* Drained: the last one shipped is still where the chain goes on. */
+    assert_int_equal(arc_spool_last(spool, "node1", &last, &e), 0);
+    memset(&r, 0, sizeof(r));
+    if (last.len == 0 ||
+        arc_record_parse((const unsigned char *)last.data, last.len, &r, &e) <
+            0 ||
+        r.seq != 4 || memcmp(r.hash, prev, ARC_HASH_LEN) != 0)
+        unit_fail("journal",
+                  "arc_spool_last after the drain: %zu octets, seq "
+                  "%llu",
+                  last.len, r.seq);
+    arc_rec_free(&r);
+    /* Another writer has nothing here. */
+    assert_int_equal(arc_spool_last(spool, "node2", &last, &e), 0);
+    assert_int_equal(last.len, 0);
+    buf_fini(&b);
+    buf_fini(&last);
+}
+
+/* arc_spool_last with records waiting: the newest of the writer's. */
+static void
+test_last_waiting(void **state)
+{
+    unsigned char prev[ARC_HASH_LEN];
+    char spool[300], store[300], name[ARC_NAME_MAX + 1];
+    struct fs_store s;
+    struct arc_spool *sp;
+    struct arc_rec r;
+    struct buf b, last;
+    struct err e;
+    unsigned long long seq;
+
+    (void)state;
+    memset(prev, 0, sizeof(prev));
+    snprintf(spool, sizeof(spool), "%s/last-spool", tdir);
+    snprintf(store, sizeof(store), "%s/last-store", tdir);
+    fs_init(&s, store, 1); /* down: everything stays */
+    buf_init(&b, 1 << 20);
+    buf_init(&last, 1 << 20);
+    sp = arc_spool_open(spool, &fs_ops, &s, &e);
+    assert_non_null(sp);
+    for (seq = 1; seq <= 12; seq++) {
+        struct arc_item it;
+
+        seal_one(ARC_KIND_MESSAGE, seq, prev, &b);
+        arc_name(name, "node1", seq);
+        memset(&it, 0, sizeof(it));
+        it.name = name;
+        it.sealed = (const unsigned char *)b.data;
+        it.sealed_len = b.len;
+        assert_int_equal(arc_spool_add(sp, &it, &e), 0);
+    }
+    arc_spool_close(sp);
+    err_clear(&e);
+    assert_int_equal(arc_spool_last(spool, "node1", &last, &e), 0);
+    memset(&r, 0, sizeof(r));
+    if (last.len == 0 ||
+        arc_record_parse((const unsigned char *)last.data, last.len, &r, &e) <
+            0 ||
+        r.seq != 12 || memcmp(r.hash, prev, ARC_HASH_LEN) != 0)
+        unit_fail("last", "want seq 12 and the last hash, got seq %llu (%s)",
+                  r.seq, e.text);
+    arc_rec_free(&r);
+    buf_fini(&b);
+    buf_fini(&last);
+    fs_fini(&s);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_crash),
-        cmocka_unit_test(test_outage),
-        cmocka_unit_test(test_damaged),
-        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_crash),        cmocka_unit_test(test_outage),
+        cmocka_unit_test(test_damaged),      cmocka_unit_test(test_names),
+        cmocka_unit_test(test_group),        cmocka_unit_test(test_journal),
+        cmocka_unit_test(test_last_waiting),
     };
 
     log_open("test_archive_spool", LOG_MAIL, LOG_SINK_NONE);
