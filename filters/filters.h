@@ -34,8 +34,8 @@ extern const struct stage_type flt_encrypt_type;
  * one list, so a test registry that adds a stage stays in step. */
 #define FLT_BUILTIN_TYPES                                                     \
     &flt_rewrite_type, &flt_dkim_type, &flt_disclaimer_type,                  \
-        &flt_antivirus_type, &flt_antispam_type,                              \
-        &flt_archive_type, &flt_encrypt_type
+        &flt_antivirus_type, &flt_antispam_type, &flt_archive_type,           \
+        &flt_encrypt_type
 
 /* flt_registry - the built-in types, without services (filters/registry.c):
  * a program copies it, fills in env and hands the copy to registry_set(). */
