@@ -18,9 +18,10 @@
 #     is refused);
 #   - a PROXY header from 127.0.0.3 (not in proxy_protocol_hosts) and a
 #     malformed one from 127.0.0.1 get the connection closed, no greeting;
+#   - a rcpt_domain recipients rule: the third RCPT gets 452;
 #   - Redis killed during a load through node a (state_on_error = local):
 #     every message is taken and reaches the sink, "counted on this node"
-#     is logged once; node b (tempfail) answers 451 4.3.0 and takes none;
+#     is logged once, and alice's limit holds on node a alone; node b (tempfail) answers 451 4.3.0 and takes none;
 #     Redis back: node a logs it and counts in Redis again.
 . "$top_srcdir/tests/integration/smtpd_lib.sh"
 
@@ -58,6 +59,7 @@ cat >"$T/limits" <<'EOF2'
 user:alice 5/1h
 client:127.0.0.4/32 2/1h
 client:127.0.0.5/32 1000/1h
+rcpt_domain:limited.example 2/1h recipients
 EOF2
 sink_start sink "$sink_port"
 for n in a b; do
@@ -172,6 +174,27 @@ send c6 "$hp_rr" 127.0.0.6
 check "127.0.0.6 (not in mynetworks, no AUTH) may not relay" \
     grep -q '<\*\* *5[0-9][0-9] ' "$T/c6.out"
 
+# ---- 2b. a recipients rule: the third RCPT to limited.example gets 452
+{
+    echo "expect"
+    echo "send EHLO client.test.example"
+    echo "expect"
+    echo "send MAIL FROM:<sender@example.org>"
+    echo "expect"
+    for r in a b c; do
+        echo "send RCPT TO:<$r@limited.example>"
+        echo "expect"
+    done
+    echo "send RSET"
+    echo "expect"
+    echo "send QUIT"
+    echo "expect"
+} | chat "$hp_a" --src 127.0.0.5 >"$T/rcpt.out"
+check "rcpt_domain:limited.example 2/1h recipients: 250 250 452 (got $(grep -E '^[0-9]{3} ' "$T/rcpt.out" | sed -n '4,6p' | cut -c1-3 | tr '\n' ' '))" \
+    [ "$(grep -E '^[0-9]{3} ' "$T/rcpt.out" | sed -n '4,6p' | cut -c1-3 | tr '\n' ' ')" = "250 250 452 " ]
+check "the RCPT rule is logged with the recipient" \
+    grep -q "reject: RCPT from unknown\[127.0.0.5\]: 452 4.7.1.*rate_limit=$T/limits:5 rcpt_domain:limited.example.*to=<c@limited.example>" "$T/a.log"
+
 # ---- 3. PROXY headers refused
 "$PY" - "$pa" >"$T/proxy.out" 2>&1 <<'EOF2'
 import socket, sys
@@ -186,6 +209,8 @@ def attempt(src, header):
         got = s.recv(512)
     except socket.timeout:
         got = b"TIMEOUT"
+    except ConnectionResetError:
+        got = b""  # closed with the header unread: a reset, no greeting
     s.close()
     return got
 print("untrusted:", attempt("127.0.0.3", b"PROXY TCP4 127.0.0.5 127.0.0.1 1000 25\r\n"))
@@ -219,6 +244,21 @@ check "Redis killed: all 16 messages through node a taken (got $ok)" [ "$ok" -eq
 check "Redis killed: all 16 reached the sink" sink_wait sink $((base + 16)) 10
 check "node a says once that it counts on its own" \
     [ "$(grep -c 'state store redis://127.0.0.1:.*counted on this node' "$T/a.log")" -eq 1 ]
+# the limits still hold, per node: alice (counted 5 in Redis) gets 5
+# more on node a alone, then 452
+ok=0
+i=0
+while [ $i -lt 6 ]; do
+    i=$((i + 1))
+    if send local$i "$hp_a" 127.0.0.2 --tls --auth PLAIN \
+        --auth-user alice --auth-password 'right horse battery'; then
+        ok=$((ok + 1))
+    fi
+done
+check "Redis killed: node a limits alice on its own, 5 of 6 (got $ok)" [ "$ok" -eq 5 ]
+check "Redis killed: the sixth got 452 4.7.1" grep -q '452 4.7.1' "$T/local6.out"
+check "Redis killed: 16 + 5 reached the sink" sink_wait sink $((base + 21)) 10
+base=$((base + 5))
 ok=0
 for i in 1 2 3; do
     send tf$i "$hp_b" 127.0.0.5 && ok=$((ok + 1))
