@@ -12,6 +12,7 @@
  */
 #include "config.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -346,7 +347,7 @@ ratestate_take_redis(struct ratestate *st, const struct ratelimit_set *set,
                      const size_t *idx, size_t nidx, long long n, size_t *over,
                      struct err *e)
 {
-    size_t argc = 3 + 3 * nidx, i, a = 0;
+    size_t argc = 4 + 3 * nidx, i, a = 0; /* EVALSHA sha n keys amount pairs */
     const char **argv;
     size_t *argvlen;
     char(*num)[24], (*keys)[RATESTATE_KEY_MAX];
@@ -380,6 +381,7 @@ ratestate_take_redis(struct ratestate *st, const struct ratelimit_set *set,
         argv[a++] = num[2 * i];
         argv[a++] = num[2 * i + 1];
     }
+    assert(a == argc);
     for (i = 0; i < a; i++)
         argvlen[i] = strlen(argv[i]);
     for (tries = 0; tries < 2; tries++) {
