@@ -36,7 +36,9 @@ enum ratestate_result {
     RATESTATE_UNAVAILABLE = 2 /* Redis away and on_error is tempfail */
 };
 
-#define RATESTATE_SLOTS 65536 /* counters of the memory store */
+#define RATESTATE_SLOTS                                                       \
+    4096 /* counters of the memory store: four times                          \
+           RATELIMIT_RULES_MAX, one a rule */
 
 /* ratestate_spec_check - 0 when spec is "memory" or redis://host[:port]
  * [/db], else -1 with the reason in e (for the config check). */
