@@ -5,15 +5,19 @@
  * counters, each "rule key, period" with its window and the counts of
  * that window and the one before; a full neighbourhood gives up its
  * stalest counter, so a flood of distinct keys can make a limit forget,
- * never refuse mail wrongly. The Redis store holds one connection under
- * the lock; its keys are "relaychain:rl:WHO:VALUE:PERIOD:WINDOW" and
- * expire two periods after their window. The memory table also serves
- * as the fallback while Redis is away.
+ * never refuse mail wrongly. The Redis store holds RATESTATE_CONNS
+ * connections, each under its own lock, so that checks of different
+ * sessions overlap; a check takes a free one or waits for one. When one
+ * connection finds Redis gone, the others are stale (st->gen) and
+ * connect again before their next use. Its keys are
+ * "relaychain:rl:WHO:VALUE:PERIOD:WINDOW" and expire two periods after their
+ * window. The memory table also serves as the fallback while Redis is away.
  */
 #include "config.h"
 
 #include <assert.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +34,7 @@
 #define RATESTATE_PROBE 8       /* slots a key may land in */
 #define RATESTATE_RETRY_MS 1000 /* between attempts to reach Redis */
 #define RATESTATE_KEY_MAX 400
+#define RATESTATE_CONNS 4 /* connections to Redis */
 #define RATESTATE_HOST_MAX 255
 
 /* The window arithmetic of util/ratelimit.c, over Redis' clock. KEYS are
@@ -65,18 +70,26 @@ struct ratestate_slot {
     long long window, cur, prev;
 };
 
-struct ratestate {
+/* One connection to Redis, used by one check at a time. */
+struct ratestate_conn {
     pthread_mutex_t lock;
+    redisContext *rc;
+    char sha[41];
+    unsigned gen; /* st->gen when it connected */
+};
+
+struct ratestate {
+    pthread_mutex_t lock; /* the memory table and the fields below it */
     struct ratestate_slot *slots;
     /* Redis; host[0] == '\0': memory only */
     char host[RATESTATE_HOST_MAX + 1];
     int port, db, timeout_ms;
     enum ratestate_on_error on_error;
-    redisContext *rc;
-    char sha[41];
     int down;           /* logged as away, not yet as back */
     long long retry_at; /* netio_now_ms() of the next attempt */
-    int shared;
+    unsigned gen;       /* counts the drops: older connections are stale */
+    atomic_uint next;   /* where the next check starts looking */
+    struct ratestate_conn conns[RATESTATE_CONNS];
 };
 
 static int
@@ -139,6 +152,7 @@ ratestate_new(const char *spec, enum ratestate_on_error on_error,
               int timeout_ms, struct err *e)
 {
     struct ratestate *st;
+    size_t i;
 
     if ((st = calloc(1, sizeof(*st))) == NULL ||
         (st->slots = calloc(RATESTATE_SLOTS, sizeof(*st->slots))) == NULL) {
@@ -156,16 +170,23 @@ ratestate_new(const char *spec, enum ratestate_on_error on_error,
     st->on_error = on_error;
     st->timeout_ms = timeout_ms;
     pthread_mutex_init(&st->lock, NULL);
+    for (i = 0; i < RATESTATE_CONNS; i++)
+        pthread_mutex_init(&st->conns[i].lock, NULL);
     return st;
 }
 
 void
 ratestate_free(struct ratestate *st)
 {
+    size_t i;
+
     if (st == NULL)
         return;
-    if (st->rc != NULL)
-        redisFree(st->rc);
+    for (i = 0; i < RATESTATE_CONNS; i++) {
+        if (st->conns[i].rc != NULL)
+            redisFree(st->conns[i].rc);
+        pthread_mutex_destroy(&st->conns[i].lock);
+    }
     pthread_mutex_destroy(&st->lock);
     free(st->slots);
     free(st);
@@ -264,13 +285,17 @@ ratestate_take_memory(struct ratestate *st, const struct ratelimit_set *set,
 
 /* ------------------------------------------------------------ redis */
 
+/* ratestate_drop - c failed for why: close it, make every other
+ * connection stale, and say once that Redis is away. c locked. */
 static void
-ratestate_drop(struct ratestate *st, const char *why)
+ratestate_drop(struct ratestate *st, struct ratestate_conn *c, const char *why)
 {
-    if (st->rc != NULL) {
-        redisFree(st->rc);
-        st->rc = NULL;
+    if (c->rc != NULL) {
+        redisFree(c->rc);
+        c->rc = NULL;
     }
+    pthread_mutex_lock(&st->lock);
+    st->gen++;
     st->retry_at = netio_now_ms() + RATESTATE_RETRY_MS;
     if (!st->down) {
         st->down = 1;
@@ -281,54 +306,68 @@ ratestate_drop(struct ratestate *st, const char *why)
                     st->on_error == RATESTATE_LOCAL ? "counted on this node"
                                                     : "answered 4xx");
     }
+    pthread_mutex_unlock(&st->lock);
 }
 
-/* ratestate_connect - a connection with the script loaded; 0 or -1
- * (dropped, logged). Under lock. */
+/* ratestate_connect - c connected, with the script loaded; 0, or -1
+ * (dropped and logged, or Redis not to be tried yet). c locked. */
 static int
-ratestate_connect(struct ratestate *st)
+ratestate_connect(struct ratestate *st, struct ratestate_conn *c)
 {
     struct timeval tv = {st->timeout_ms / 1000,
                          (st->timeout_ms % 1000) * 1000};
     redisReply *r;
     char why[300];
+    unsigned gen;
+    int wait;
 
-    if (st->rc != NULL)
+    pthread_mutex_lock(&st->lock);
+    gen = st->gen;
+    wait = st->down && netio_now_ms() < st->retry_at;
+    pthread_mutex_unlock(&st->lock);
+    if (c->rc != NULL && c->gen == gen)
         return 0;
-    if (st->down && netio_now_ms() < st->retry_at)
+    if (c->rc != NULL) {
+        /* another connection saw Redis go: this one may be dead too */
+        redisFree(c->rc);
+        c->rc = NULL;
+    }
+    if (wait)
         return -1;
-    st->rc = redisConnectWithTimeout(st->host, st->port, tv);
-    if (st->rc == NULL || st->rc->err) {
+    c->rc = redisConnectWithTimeout(st->host, st->port, tv);
+    if (c->rc == NULL || c->rc->err) {
         snprintf(why, sizeof(why), "connect: %s",
-                 st->rc != NULL ? st->rc->errstr : "out of memory");
-        ratestate_drop(st, why);
+                 c->rc != NULL ? c->rc->errstr : "out of memory");
+        ratestate_drop(st, c, why);
         return -1;
     }
-    redisSetTimeout(st->rc, tv);
+    redisSetTimeout(c->rc, tv);
     if (st->db != 0) {
-        r = redisCommand(st->rc, "SELECT %d", st->db);
+        r = redisCommand(c->rc, "SELECT %d", st->db);
         if (r == NULL || r->type == REDIS_REPLY_ERROR) {
             snprintf(why, sizeof(why), "SELECT %d: %s", st->db,
-                     r != NULL ? r->str : st->rc->errstr);
+                     r != NULL ? r->str : c->rc->errstr);
             freeReplyObject(r);
-            ratestate_drop(st, why);
+            ratestate_drop(st, c, why);
             return -1;
         }
         freeReplyObject(r);
     }
-    r = redisCommand(st->rc, "SCRIPT LOAD %s", ratestate_script);
+    r = redisCommand(c->rc, "SCRIPT LOAD %s", ratestate_script);
     if (r == NULL || r->type != REDIS_REPLY_STRING || r->len != 40) {
         snprintf(why, sizeof(why), "SCRIPT LOAD: %s",
-                 r == NULL                      ? st->rc->errstr
+                 r == NULL                      ? c->rc->errstr
                  : r->type == REDIS_REPLY_ERROR ? r->str
                                                 : "unexpected reply");
         freeReplyObject(r);
-        ratestate_drop(st, why);
+        ratestate_drop(st, c, why);
         return -1;
     }
-    memcpy(st->sha, r->str, 40);
-    st->sha[40] = '\0';
+    memcpy(c->sha, r->str, 40);
+    c->sha[40] = '\0';
     freeReplyObject(r);
+    pthread_mutex_lock(&st->lock);
+    c->gen = st->gen;
     if (st->down) {
         st->down = 0;
         log_info(NULL,
@@ -336,16 +375,17 @@ ratestate_connect(struct ratestate *st)
                  "are shared again",
                  st->host, st->port, st->db);
     }
+    pthread_mutex_unlock(&st->lock);
     return 0;
 }
 
 /* ratestate_take_redis - the check in Redis: RATESTATE_TAKEN or
  * RATESTATE_OVER, or -1 when Redis did not answer (dropped, logged).
- * Under lock. */
+ * c locked. */
 static int
-ratestate_take_redis(struct ratestate *st, const struct ratelimit_set *set,
-                     const size_t *idx, size_t nidx, long long n, size_t *over,
-                     struct err *e)
+ratestate_take_redis(struct ratestate *st, struct ratestate_conn *c,
+                     const struct ratelimit_set *set, const size_t *idx,
+                     size_t nidx, long long n, size_t *over, struct err *e)
 {
     size_t argc = 4 + 3 * nidx, i, a = 0; /* EVALSHA sha n keys amount pairs */
     const char **argv;
@@ -364,7 +404,7 @@ ratestate_take_redis(struct ratestate *st, const struct ratelimit_set *set,
         goto out;
     }
     argv[a++] = "EVALSHA";
-    argv[a++] = st->sha;
+    argv[a++] = c->sha;
     snprintf(nkeys, sizeof(nkeys), "%zu", nidx);
     argv[a++] = nkeys;
     for (i = 0; i < nidx; i++) {
@@ -385,14 +425,14 @@ ratestate_take_redis(struct ratestate *st, const struct ratelimit_set *set,
     for (i = 0; i < a; i++)
         argvlen[i] = strlen(argv[i]);
     for (tries = 0; tries < 2; tries++) {
-        if (ratestate_connect(st) < 0)
+        if (ratestate_connect(st, c) < 0)
             goto out;
-        argv[1] = st->sha;
-        argvlen[1] = strlen(st->sha);
-        r = redisCommandArgv(st->rc, (int)a, argv, argvlen);
+        argv[1] = c->sha;
+        argvlen[1] = strlen(c->sha);
+        r = redisCommandArgv(c->rc, (int)a, argv, argvlen);
         if (r == NULL) {
-            snprintf(why, sizeof(why), "EVALSHA: %s", st->rc->errstr);
-            ratestate_drop(st, why);
+            snprintf(why, sizeof(why), "EVALSHA: %s", c->rc->errstr);
+            ratestate_drop(st, c, why);
             goto out;
         }
         if (r->type == REDIS_REPLY_ERROR &&
@@ -400,8 +440,8 @@ ratestate_take_redis(struct ratestate *st, const struct ratelimit_set *set,
             /* flushed or restarted: load it again, once */
             freeReplyObject(r);
             r = NULL;
-            redisFree(st->rc);
-            st->rc = NULL;
+            redisFree(c->rc);
+            c->rc = NULL;
             continue;
         }
         break;
@@ -412,7 +452,7 @@ ratestate_take_redis(struct ratestate *st, const struct ratelimit_set *set,
                  r != NULL && r->type == REDIS_REPLY_ERROR ? r->str
                                                            : "unexpected "
                                                              "reply");
-        ratestate_drop(st, why);
+        ratestate_drop(st, c, why);
         goto out;
     }
     if (r->integer == 0) {
@@ -430,6 +470,24 @@ out:
     return rc;
 }
 
+/* ratestate_conn - a connection for one check, locked: a free one if
+ * any, else the next in turn once it is free. */
+static struct ratestate_conn *
+ratestate_conn(struct ratestate *st)
+{
+    unsigned first = atomic_fetch_add(&st->next, 1u) % RATESTATE_CONNS;
+    size_t k;
+
+    for (k = 0; k < RATESTATE_CONNS; k++) {
+        struct ratestate_conn *c = &st->conns[(first + k) % RATESTATE_CONNS];
+
+        if (pthread_mutex_trylock(&c->lock) == 0)
+            return c;
+    }
+    pthread_mutex_lock(&st->conns[first].lock);
+    return &st->conns[first];
+}
+
 int
 ratestate_take(struct ratestate *st, const struct ratelimit_set *set,
                const size_t *idx, size_t nidx, long long n, size_t *over,
@@ -440,32 +498,18 @@ ratestate_take(struct ratestate *st, const struct ratelimit_set *set,
     if (nidx == 0)
         return RATESTATE_TAKEN;
     err_clear(e);
-    pthread_mutex_lock(&st->lock);
-    st->shared = 0;
     if (st->host[0] != '\0') {
-        rc = ratestate_take_redis(st, set, idx, nidx, n, over, e);
-        if (rc >= 0 || e->code == ERR_NOMEM) {
-            st->shared = rc >= 0;
-            pthread_mutex_unlock(&st->lock);
+        struct ratestate_conn *c = ratestate_conn(st);
+
+        rc = ratestate_take_redis(st, c, set, idx, nidx, n, over, e);
+        pthread_mutex_unlock(&c->lock);
+        if (rc >= 0 || e->code == ERR_NOMEM)
             return rc;
-        }
-        if (st->on_error == RATESTATE_TEMPFAIL) {
-            pthread_mutex_unlock(&st->lock);
+        if (st->on_error == RATESTATE_TEMPFAIL)
             return RATESTATE_UNAVAILABLE;
-        }
     }
+    pthread_mutex_lock(&st->lock);
     rc = ratestate_take_memory(st, set, idx, nidx, n, over);
     pthread_mutex_unlock(&st->lock);
     return rc;
-}
-
-int
-ratestate_shared(struct ratestate *st)
-{
-    int v;
-
-    pthread_mutex_lock(&st->lock);
-    v = st->shared;
-    pthread_mutex_unlock(&st->lock);
-    return v;
 }

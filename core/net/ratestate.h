@@ -15,8 +15,8 @@
  * and once when it is back) or answer RATESTATE_UNAVAILABLE so the
  * caller gives a 4xx. A lost Redis is retried at most once a second.
  *
- * A struct ratestate is thread-safe (one connection under a lock);
- * ratestate_free() accepts NULL.
+ * A struct ratestate is thread-safe (a few connections, each under its
+ * own lock); ratestate_free() accepts NULL.
  */
 #ifndef RC_RATESTATE_H
 #define RC_RATESTATE_H
@@ -58,8 +58,5 @@ void ratestate_free(struct ratestate *st);
 int ratestate_take(struct ratestate *st, const struct ratelimit_set *set,
                    const size_t *idx, size_t nidx, long long n, size_t *over,
                    struct err *e);
-
-/* ratestate_shared - 1 when the last check was counted in Redis. */
-int ratestate_shared(struct ratestate *st);
 
 #endif
