@@ -15,7 +15,8 @@
 #     452, so policy sees the client of the PROXY header; node a logs it
 #     as PROXY v1, node b as v2; mynetworks holds 127.0.0.4 and not
 #     127.0.0.1, so relaying is decided on the real client too (127.0.0.6
-#     is refused);
+#     is refused); a reload (SIGUSR1) raising the rule to 4 lets exactly
+#     2 more through: the count kept in Redis survives the reload;
 #   - a PROXY header from 127.0.0.3 (not in proxy_protocol_hosts) and a
 #     malformed one from 127.0.0.1 get the connection closed, no greeting;
 #   - a rcpt_domain recipients rule: the third RCPT gets 452;
@@ -170,6 +171,20 @@ check "node b logs the connection from 127.0.0.4" \
 check "the sink got 2 more" sink_wait sink $((base + 2)) 10
 check "the relayed message's Received names 127.0.0.4" \
     grep -rq "127.0.0.4" "$T/sink"
+# a reload with the rule raised to 4: the 2 counted in Redis still count
+sed -i 's|^client:127.0.0.4/32 2/1h$|client:127.0.0.4/32 4/1h|' "$T/limits"
+for n in a b; do
+    kill -USR1 "$(rcd_pid $n)"
+    check "node $n reloads" wait_grep "reload: configuration" "$T/$n.log" 10
+done
+ok=0
+for i in 4 5 6; do
+    send c4_$i "$hp_rr" 127.0.0.4 && ok=$((ok + 1))
+done
+check "after the reload to 4/1h: 2 more of 3 taken, Redis kept the count (got $ok)" \
+    [ "$ok" -eq 2 ]
+check "after the reload the rule is logged at its line" \
+    grep -q "127.0.0.4.*rate_limit=$T/limits:3 client:127.0.0.4/32 (4 per" "$T/a.log" "$T/b.log"
 send c6 "$hp_rr" 127.0.0.6
 check "127.0.0.6 (not in mynetworks, no AUTH) may not relay" \
     grep -q '<\*\* *5[0-9][0-9] ' "$T/c6.out"
