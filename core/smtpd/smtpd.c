@@ -61,7 +61,9 @@
 #include "chain/runtime.h"
 #include "net/auth.h"
 #include "net/netio.h"
+#include "net/proxy.h"
 #include "util/buf.h"
+#include "util/cidr.h"
 #include "util/log.h"
 #include "smtpd/smtpd.h"
 #include "smtpd/smtpd_int.h"
@@ -355,6 +357,44 @@ smtpd_peer(struct smtpd_session *s, const struct sockaddr *sa)
     snprintf(s->name, sizeof(s->name), "unknown");
 }
 
+/* ---- fleet: the PROXY protocol */
+
+/* smtpd_proxy - behind a load balancer (smtp_proxy_protocol = haproxy):
+ * the peer must be one of proxy_protocol_hosts and send a valid PROXY
+ * header within proxy_protocol_timeout; the client it names becomes the
+ * session's client (a LOCAL or UNKNOWN header keeps the peer). 0, or -1
+ * when the connection is to be closed (logged). */
+static int
+smtpd_proxy(struct smtpd_session *s, int fd)
+{
+    struct proxy_hdr h;
+    struct err e;
+
+    if (!cidr_list_contains(s->rt->proxy_hosts, s->addr)) {
+        log_warning(NULL,
+                    "PROXY: connection from %s[%s] refused: not in "
+                    "proxy_protocol_hosts",
+                    s->name, s->addr);
+        return -1;
+    }
+    if (proxy_read(fd, s->rt->proxy_timeout_ms, &h, &e) < 0) {
+        log_warning(NULL, "PROXY: bad header from %s[%s]: %s; closed", s->name,
+                    s->addr, e.text);
+        return -1;
+    }
+    if (h.local)
+        return 0;
+    log_info(NULL, "PROXY v%d: client %s port %u via %s", h.version, h.src,
+             h.sport, s->addr);
+    snprintf(s->addr, sizeof(s->addr), "%s", h.src);
+    snprintf(s->port, sizeof(s->port), "%u", h.sport);
+    if (strncmp(s->addr, "::ffff:", 7) == 0 && strchr(s->addr, '.'))
+        memmove(s->addr, s->addr + 7, strlen(s->addr + 7) + 1);
+    return 0;
+}
+
+/* ---- end fleet */
+
 void
 smtpd_session_run(struct smtpd_server *srv, struct runtime *runtime, int fd,
                   const struct sockaddr *peer, socklen_t len)
@@ -379,6 +419,12 @@ smtpd_session_run(struct smtpd_server *srv, struct runtime *runtime, int fd,
     s->rt = rt;
     buf_init(&s->line, 0);
     smtpd_peer(s, peer);
+    if (rt->proxy && smtpd_proxy(s, fd) < 0) { /* fleet */
+        close(fd);
+        buf_fini(&s->line);
+        free(s);
+        return;
+    }
     if ((s->io = netio_new(fd, SMTPD_LINE_MAX, rt->timeout_ms, &s->e)) ==
         NULL) {
         close(fd);

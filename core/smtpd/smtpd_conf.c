@@ -16,7 +16,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "net/ratestate.h"
 #include "util/cidr.h"
+#include "util/ratelimit.h"
 #include "smtpd/smtpd_conf.h"
 
 #define SMTPD_CONF_HOST_MAX 255 /* octets of a listener's host */
@@ -29,6 +31,12 @@ static const char *const smtpd_conf_long_line_choices[] = {
     [SMTPD_LONG_LINE_REJECT] = "reject",
     [SMTPD_LONG_LINE_WRAP] = "wrap",
     NULL};
+/* ---- fleet: rate limits, their shared state, the PROXY protocol */
+static const char *const smtpd_conf_state_on_error_choices[] = {
+    [RATESTATE_LOCAL] = "local", [RATESTATE_TEMPFAIL] = "tempfail", NULL};
+static const char *const smtpd_conf_proxy_choices[] = {
+    [SMTPD_PROXY_NONE] = "no", [SMTPD_PROXY_HAPROXY] = "haproxy", NULL};
+/* ---- end fleet */
 
 static const struct cfg_option smtpd_conf_options[] = {
     {"smtp_listen", CFG_LIST, NULL,
@@ -95,6 +103,35 @@ static const struct cfg_option smtpd_conf_options[] = {
      "mynetworks, authenticated, all, or networks (CIDR); others' are "
      "ignored and their failure reports return headers only",
      NULL, 0, 0, 0},
+    /* ---- fleet: rate limits, their shared state, the PROXY protocol */
+    {"rate_limits", CFG_PATH, NULL,
+     "file of rate limit rules, WHO COUNT/PERIOD [messages|recipients] a "
+     "line (client:CIDR, user:NAME, sender_domain:DOM, rcpt_domain:DOM); "
+     "over a limit MAIL or RCPT gets 452 4.7.1",
+     NULL, 0, 0, 0},
+    {"state_store", CFG_STRING, "memory",
+     "where rate limit counters live: memory (this node) or "
+     "redis://host:port/db (shared by every node that names it)",
+     NULL, 0, 0, 0},
+    {"state_on_error", CFG_ENUM, "local",
+     "when the Redis of state_store does not answer: local (count on this "
+     "node) or tempfail (451 4.3.0 to commands a limit applies to)",
+     smtpd_conf_state_on_error_choices, 0, 0, 0},
+    {"state_timeout", CFG_TIME, "250ms",
+     "bound on connecting to and each request of the state_store Redis", NULL,
+     10, 10 * 1000LL, 0},
+    {"smtp_proxy_protocol", CFG_ENUM, "no",
+     "haproxy: every SMTP connection starts with a PROXY protocol header "
+     "(v1 or v2) from one of proxy_protocol_hosts, and the client it names "
+     "is the client",
+     smtpd_conf_proxy_choices, 0, 0, 0},
+    {"proxy_protocol_hosts", CFG_LIST, NULL,
+     "load balancers (CIDR) allowed to send a PROXY header; required with "
+     "smtp_proxy_protocol; connections from others are closed",
+     NULL, 0, 0, 0},
+    {"proxy_protocol_timeout", CFG_TIME, "5s",
+     "how long to wait for the PROXY header", NULL, 100, 60 * 1000LL, 0},
+    /* ---- end fleet */
     CFG_OPTION_END,
 };
 
@@ -172,6 +209,25 @@ smtpd_conf_check(const struct cfg *c, struct err *e)
     cidr_list_free(l);
     if (n > 0 && conf_check_dir(c, "quarantine_directory", 1, 1, e) < 0)
         return -1;
+    /* ---- fleet */
+    if ((s = cfg_str(c, "rate_limits")) != NULL) {
+        struct ratelimit_set *rs = ratelimit_load(s, e);
+
+        if (rs == NULL)
+            return cfg_err(e, c, "rate_limits", "%s", e->text);
+        ratelimit_set_free(rs);
+    }
+    if (ratestate_spec_check(cfg_str(c, "state_store"), e) < 0)
+        return cfg_err(e, c, "state_store", "%s", e->text);
+    k = cfg_list(c, "proxy_protocol_hosts", &items);
+    if ((l = cidr_list_new(items, k, e)) == NULL)
+        return cfg_err(e, c, "proxy_protocol_hosts", "%s", e->text);
+    cidr_list_free(l);
+    if (cfg_enum(c, "smtp_proxy_protocol") != SMTPD_PROXY_NONE && k == 0)
+        return cfg_err(e, c, "smtp_proxy_protocol",
+                       "needs proxy_protocol_hosts, the balancers that may "
+                       "send the header");
+    /* ---- end fleet */
     return 0;
 }
 

@@ -21,6 +21,9 @@ enum smtpd_bare_newline {
 };
 enum smtpd_long_line { SMTPD_LONG_LINE_REJECT, SMTPD_LONG_LINE_WRAP };
 
+/* smtp_proxy_protocol (fleet) */
+enum smtpd_proxy { SMTPD_PROXY_NONE, SMTPD_PROXY_HAPROXY };
+
 #define SMTPD_LISTEN_MAX 16 /* smtp_listen items */
 
 extern const struct conf_part smtpd_conf_part;

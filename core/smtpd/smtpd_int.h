@@ -44,6 +44,8 @@ struct auth_table;
 struct cidr_list;
 struct memlimit;
 struct msg_env;
+struct ratelimit_set;
+struct ratestate;
 struct netio;
 struct queue;
 struct regmap;
@@ -94,6 +96,13 @@ struct smtpd_runtime {
     int wrap_long_lines;
     int queue_mode; /* delivery = queue */
     unsigned max_conn, max_conn_client;
+    /* ---- fleet */
+    struct ratelimit_set *limits; /* rate_limits; NULL: none */
+    struct ratestate *state;      /* their counters; with limits */
+    int proxy;                    /* smtp_proxy_protocol = haproxy */
+    struct cidr_list *proxy_hosts;
+    int proxy_timeout_ms;
+    /* ---- end fleet */
 };
 
 struct smtpd_server {

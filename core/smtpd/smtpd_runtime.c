@@ -19,10 +19,12 @@
 
 #include "chain/runtime.h"
 #include "net/auth.h"
+#include "net/ratestate.h"
 #include "net/smtpc.h"
 #include "queue/queue_conf.h"
 #include "util/cfg.h"
 #include "util/cidr.h"
+#include "util/ratelimit.h"
 #include "util/regmap.h"
 #include "smtpd/smtpd.h"
 #include "smtpd/smtpd_conf.h"
@@ -181,6 +183,25 @@ limits:
                               c, "long_line_action") == SMTPD_LONG_LINE_WRAP;
     rt->max_conn = (unsigned)cfg_num(c, "max_connections");
     rt->max_conn_client = (unsigned)cfg_num(c, "max_connections_per_client");
+    /* ---- fleet: rate limits and the PROXY protocol */
+    if ((s = cfg_str(c, "rate_limits")) != NULL) {
+        if ((rt->limits = ratelimit_load(s, e)) == NULL) {
+            cfg_err(e, c, "rate_limits", "%s", e->text);
+            goto fail;
+        }
+        if ((rt->state = ratestate_new(
+                 cfg_str(c, "state_store"),
+                 (enum ratestate_on_error)cfg_enum(c, "state_on_error"),
+                 (int)cfg_num(c, "state_timeout"), e)) == NULL) {
+            cfg_err(e, c, "state_store", "%s", e->text);
+            goto fail;
+        }
+    }
+    rt->proxy = cfg_enum(c, "smtp_proxy_protocol") == SMTPD_PROXY_HAPROXY;
+    if ((rt->proxy_hosts = smtpd_cidr(c, "proxy_protocol_hosts", e)) == NULL)
+        goto fail;
+    rt->proxy_timeout_ms = (int)cfg_num(c, "proxy_protocol_timeout");
+    /* ---- end fleet */
     return rt;
 
 fail:
@@ -195,6 +216,11 @@ smtpd_runtime_free(void *part)
 
     if (rt == NULL)
         return;
+    /* ---- fleet */
+    ratestate_free(rt->state);
+    ratelimit_set_free(rt->limits);
+    cidr_list_free(rt->proxy_hosts);
+    /* ---- end fleet */
     smtpc_pool_free(rt->hop);
     if (rt->tls != NULL)
         SSL_CTX_free(rt->tls);

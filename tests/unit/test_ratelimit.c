@@ -1,0 +1,237 @@
+/*
+ * test_ratelimit - the rate_limits rules, the sliding window, the
+ * memory store
+ *
+ * What a user sees: a rules file taken or refused with the line at
+ * fault, the rules a MAIL or RCPT counts toward, and the point at which
+ * the next command gets 452: the window arithmetic (exact at the edges
+ * of a window, weighted in between) and the memory store that counts
+ * across calls, refusing without counting.
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "unit.h"
+
+#include "net/ratestate.h"
+#include "util/ratelimit.h"
+
+static void
+test_period(void **state)
+{
+    static const struct {
+        const char *in;
+        long long want; /* -1: refused */
+    } cases[] = {
+        {"1s", 1000},    {"10s", 10000},   {"1m", 60000},
+        {"2h", 7200000}, {"1d", 86400000}, {"7d", 604800000},
+        {"8d", -1},      {"0s", -1},       {"1", -1},
+        {"s", -1},       {"1ms", -1},      {"1w", -1},
+        {"-1s", -1},     {"", -1},         {"99999999999s", -1},
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        long long got = -1;
+
+        if (ratelimit_parse_period(cases[i].in, &got) < 0)
+            got = -1;
+        unit_int_eq(cases[i].in, got, cases[i].want);
+    }
+}
+
+static void
+test_window(void **state)
+{
+    (void)state;
+    /* at the start of a window the previous one counts whole */
+    unit_int_eq("start", (long long)ratelimit_estimate(10, 0, 60000, 60000),
+                10);
+    /* half-way through, half of it */
+    unit_int_eq("half", (long long)ratelimit_estimate(10, 3, 90000, 60000), 8);
+    /* at the very end, almost none */
+    unit_int_eq("end", (long long)ratelimit_estimate(10, 3, 119999, 60000), 3);
+    unit_int_eq("window", ratelimit_window(119999, 60000), 1);
+    unit_int_eq("window next", ratelimit_window(120000, 60000), 2);
+    /* the limit itself is allowed, one more is not */
+    unit_int_eq("at limit", ratelimit_allows(0, 4, 1, 5, 0, 1000), 1);
+    unit_int_eq("over", ratelimit_allows(0, 5, 1, 5, 0, 1000), 0);
+    unit_int_eq("weighted over",
+                ratelimit_allows(10, 0, 1, 5, 500 + 10 * 1000, 1000), 0);
+    unit_int_eq("weighted ok",
+                ratelimit_allows(10, 0, 1, 5, 600 + 10 * 1000, 1000), 1);
+}
+
+static void
+test_parse(void **state)
+{
+    static const struct {
+        const char *name, *text;
+        const char *want; /* NULL: taken; else in the error */
+    } cases[] = {
+        {"all kinds",
+         "# limits\n"
+         "client:192.0.2.0/24 100/1m\n"
+         "user:alice 2000/1d recipients\n"
+         "  sender_domain:Example.ORG 500/1h messages\n"
+         "\n"
+         "rcpt_domain:gmail.com 20/1s\n",
+         NULL},
+        {"stream", "stream:news 50/1s\n",
+         "t:1: 'stream:news': stream rules "
+         "are not built"},
+        {"bad who", "\nhost:x 1/1s\n", "t:2: 'host:x': not client:"},
+        {"bad count", "user:a x/1s\n", "t:1: 'x/1s': count is not"},
+        {"zero", "user:a 0/1s\n", "t:1: '0/1s': count is not"},
+        {"no slash", "user:a 10\n", "t:1: '10' is not COUNT/PERIOD"},
+        {"bad period", "user:a 1/1w\n", "t:1: '1/1w': period"},
+        {"bad unit", "user:a 1/1s bytes\n", "t:1: 'bytes' is not messages"},
+        {"extra", "user:a 1/1s messages x\n", "t:1: text after the unit"},
+        {"one word", "user:a\n", "t:1: not WHO COUNT/PERIOD"},
+        {"bad net", "client:300.1.1.1 1/1s\n", "t:1: 'client:300.1.1.1'"},
+        {"bad domain", "rcpt_domain:a@b.c 1/1s\n", "not a domain"},
+        {"empty value", "user: 1/1s\n", "empty or too long"},
+        {"crlf", "user:a 1/1s\r\n", NULL},
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct err e;
+        struct ratelimit_set *s = ratelimit_parse_text(
+            "t", cases[i].text, strlen(cases[i].text), &e);
+
+        if (cases[i].want == NULL) {
+            if (s == NULL)
+                unit_fail(cases[i].name, "refused: %s", e.text);
+        } else {
+            if (s != NULL)
+                unit_fail(cases[i].name, "taken, want \"%s\"", cases[i].want);
+            unit_has(cases[i].name, e.text, cases[i].want);
+        }
+        ratelimit_set_free(s);
+    }
+}
+
+static void
+test_match(void **state)
+{
+    const char *text = "client:192.0.2.0/24 100/1m\n"              /* 0 */
+                       "user:alice 2000/1d recipients\n"           /* 1 */
+                       "sender_domain:example.org 500/1h\n"        /* 2 */
+                       "rcpt_domain:gmail.com 20/1s\n"             /* 3 */
+                       "rcpt_domain:gmail.com 50/1s recipients\n"; /* 4 */
+    struct err e;
+    struct ratelimit_set *s =
+        ratelimit_parse_text("t", text, strlen(text), &e);
+    struct ratelimit_event ev;
+    size_t idx[8], n;
+
+    (void)state;
+    assert_non_null(s);
+    unit_str_eq("id", s->rules[2].id, "t:3 sender_domain:example.org");
+    memset(&ev, 0, sizeof(ev));
+    ev.client_addr = "192.0.2.9";
+    ev.user = "alice";
+    ev.sender_domain = "EXAMPLE.org";
+    n = ratelimit_match(s, &ev, idx, 8);
+    unit_int_eq("MAIL rules", n, 2);
+    unit_int_eq("MAIL client", idx[0], 0);
+    unit_int_eq("MAIL sender domain", idx[1], 2);
+    ev.at_rcpt = 1;
+    ev.rcpt_domain = "gmail.com";
+    ev.first_of_domain = 1;
+    n = ratelimit_match(s, &ev, idx, 8);
+    unit_int_eq("first RCPT rules", n, 3);
+    unit_int_eq("first RCPT user", idx[0], 1);
+    unit_int_eq("first RCPT domain messages", idx[1], 3);
+    ev.first_of_domain = 0;
+    n = ratelimit_match(s, &ev, idx, 8);
+    unit_int_eq("second RCPT rules", n, 2);
+    ev.client_addr = "198.51.100.1";
+    ev.at_rcpt = 0;
+    ev.user = "bob";
+    ev.sender_domain = "";
+    unit_int_eq("nothing", ratelimit_match(s, &ev, idx, 8), 0);
+    ratelimit_set_free(s);
+}
+
+static void
+test_memory_store(void **state)
+{
+    const char *text = "user:alice 3/1h\n"
+                       "client:10.0.0.0/8 5/1h\n";
+    struct err e;
+    struct ratelimit_set *s =
+        ratelimit_parse_text("t", text, strlen(text), &e);
+    struct ratestate *st = ratestate_new("memory", RATESTATE_LOCAL, 100, &e);
+    size_t both[2] = {0, 1}, client[1] = {1}, over = 99;
+    int i;
+
+    (void)state;
+    assert_non_null(s);
+    assert_non_null(st);
+    for (i = 0; i < 3; i++)
+        unit_int_eq("within", ratestate_take(st, s, both, 2, 1, &over, &e),
+                    RATESTATE_TAKEN);
+    unit_int_eq("fourth", ratestate_take(st, s, both, 2, 1, &over, &e),
+                RATESTATE_OVER);
+    unit_int_eq("rule named", over, 0);
+    /* the refused one was not counted toward the client: two more fit */
+    unit_int_eq("client 4", ratestate_take(st, s, client, 1, 1, &over, &e),
+                RATESTATE_TAKEN);
+    unit_int_eq("client 5", ratestate_take(st, s, client, 1, 1, &over, &e),
+                RATESTATE_TAKEN);
+    unit_int_eq("client 6", ratestate_take(st, s, client, 1, 1, &over, &e),
+                RATESTATE_OVER);
+    unit_int_eq("client rule", over, 1);
+    unit_int_eq("no rules", ratestate_take(st, s, client, 0, 1, &over, &e),
+                RATESTATE_TAKEN);
+    ratestate_free(st);
+    ratelimit_set_free(s);
+}
+
+static void
+test_spec(void **state)
+{
+    static const struct {
+        const char *in;
+        int ok;
+    } cases[] = {
+        {"memory", 1},
+        {"redis://127.0.0.1:6379/0", 1},
+        {"redis://localhost", 1},
+        {"redis://h:6380", 1},
+        {"redis://h/3", 1},
+        {"redis://:6379/0", 0},
+        {"redis://h:0/0", 0},
+        {"redis://h:99999/0", 0},
+        {"redis://h:6379/x", 0},
+        {"redis://u@h:6379/0", 0},
+        {"mem", 0},
+        {"http://h", 0},
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct err e;
+
+        unit_int_eq(cases[i].in, ratestate_spec_check(cases[i].in, &e) == 0,
+                    cases[i].ok);
+    }
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_period),       cmocka_unit_test(test_window),
+        cmocka_unit_test(test_parse),        cmocka_unit_test(test_match),
+        cmocka_unit_test(test_memory_store), cmocka_unit_test(test_spec),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
