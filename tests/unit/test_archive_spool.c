@@ -117,8 +117,11 @@ static const struct arc_store_ops fs_ops = {
 static void
 fs_init(struct fs_store *s, const char *dir, int down)
 {
+    size_t len = strlen(dir);
+
+    assert_true(len < sizeof(s->dir));
     memset(s, 0, sizeof(*s));
-    snprintf(s->dir, sizeof(s->dir), "%s", dir);
+    memcpy(s->dir, dir, len + 1);
     pthread_mutex_init(&s->lock, NULL);
     s->down = down;
     mkdir(dir, 0700);
