@@ -34,8 +34,8 @@ extern const struct stage_type flt_encrypt_type;
  * one list, so a test registry that adds a stage stays in step. */
 #define FLT_BUILTIN_TYPES                                                     \
     &flt_rewrite_type, &flt_dkim_type, &flt_disclaimer_type,                  \
-        &flt_antivirus_type, &flt_antispam_type,                              \
-        &flt_archive_type, &flt_encrypt_type
+        &flt_antivirus_type, &flt_antispam_type, &flt_archive_type,           \
+        &flt_encrypt_type
 
 /* flt_registry - the built-in types, without services (filters/registry.c):
  * a program copies it, fills in env and hands the copy to registry_set(). */
@@ -308,14 +308,16 @@ int flt_archive_export(const char *store, const char *index,
 
 /* flt_archive_walk - read every record of the store (or only the one
  * named only), each checked as verify checks it, and hand it to fn in
- * the store's order; fn returning non-zero stops the walk. 0, or -1 with
- * e at the first record that does not read back. */
+ * the store's order; fn returning non-zero stops the walk. 0 (or what
+ * fn returned when it stopped it with a positive value), or -1 with e at
+ * the first record that does not read back. */
 struct flt_archive_entry {
     const char *name;
     const char *kind;            /* "message", "outcome", ... */
     const struct arc_meta *meta; /* message records; time for all */
     const char *ref, *verdict;   /* outcome records */
-    const char *data;            /* message records: the message */
+    const char *data; /* message records: the message (encrypted ones,
+                         meta->encrypted_to set: the payload) */
     size_t len;
 };
 int flt_archive_walk(const char *store, const char *only,

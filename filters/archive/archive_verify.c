@@ -701,7 +701,7 @@ flt_archive_walk(const char *store_value, const char *only,
         if (rc != 0)
             break;
     }
-    rc = rc < 0 ? -1 : 0;
+    rc = rc < 0 ? -1 : rc;
 out:
     buf_fini(&b);
     flt_arcv_names_free(&names);

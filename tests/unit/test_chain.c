@@ -258,9 +258,8 @@ static const struct stage_type *
 t_lookup(const char *name)
 {
     static const struct stage_type *const types[] = {
-        &t_mark, &t_body,    &t_sign,     &t_verdict, &t_fail,
-        &t_liar, &t_badinit, &t_halfdone, &t_hold,    &t_witness,
-        &t_seal, /* encrypt */
+        &t_mark,    &t_body,     &t_sign, &t_verdict, &t_fail, &t_liar,
+        &t_badinit, &t_halfdone, &t_hold, &t_witness, &t_seal, /* encrypt */
     };
     size_t i;
 
