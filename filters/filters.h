@@ -242,6 +242,9 @@ struct flt_archive_report {
     unsigned long long unchecked; /* checkpoints not checked: no key */
     unsigned long long purged;    /* records gone under a tombstone */
     unsigned long long skipped;   /* before the --from checkpoint */
+    unsigned long long encrypted; /* messages encrypted to a key
+                                     (encrypt_to): their hash chain is
+                                     checked, their message needs the key */
     unsigned long long problems;
     double seconds;
     struct buf text;

@@ -187,6 +187,10 @@ archivecli_verify(const char *store, const char *key, long long from)
            r.checkpoints);
     if (r.purged > 0)
         printf(", %llu purged under tombstones", r.purged);
+    if (r.encrypted > 0)
+        printf(", %llu messages encrypted to a key (hash chain checked; "
+               "their SHA-256 only with the private key)",
+               r.encrypted);
     if (r.skipped > 0)
         printf(", %llu before --from vouched for by a checkpoint", r.skipped);
     if (r.unchecked > 0)

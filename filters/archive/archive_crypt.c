@@ -3,7 +3,8 @@
  *     rest to one OpenPGP key or S/MIME certificate
  *
  *     encrypt_to = pgp:FINGERPRINT       (or pgp:ADDRESS, with pgp_home)
- *     encrypt_to = smime:/path/cert.pem  (smime_ca_file: chain checked)
+ *     encrypt_to = smime:/path/cert.pem  (one certificate; with
+ *                                         smime_ca_file, its chain)
  *
  * The engines are the encrypt stage's (filters/encrypt/encrypt_int.h):
  * key lookup with its refusal reasons, GPGME and OpenSSL CMS. What is
@@ -144,6 +145,16 @@ arc_crypt_new(const char *value, const char *pgp_home, const char *ca_file,
         if ((k->smime = flt_enc_smime_from_file(
                  value + 6, ca_file, ARC_CRYPT_CACHE_TIME, e)) == NULL)
             goto fail;
+        /* One officer's certificate: a CA or a second certificate in the
+         * file would be a recipient too, or be refused for its key
+         * usage, which says less than this. */
+        if (flt_enc_smime_count(k->smime) != 1) {
+            err_set(e, ERR_CONFIG,
+                    "%s holds %zu certificates: give a file with the "
+                    "officer's certificate alone",
+                    value + 6, flt_enc_smime_count(k->smime));
+            goto fail;
+        }
         for (i = 0; i < flt_enc_smime_count(k->smime); i++)
             if ((r = flt_enc_smime_check(k->smime, i, id, sizeof(id), why,
                                          sizeof(why))) != NULL) {

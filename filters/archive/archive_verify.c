@@ -345,6 +345,8 @@ flt_arcv_record(void *store, const struct arc_store_ops *ops, const char *name,
     switch (rec.kind) {
     case ARC_KIND_MESSAGE:
         r->messages++;
+        if (rec.meta.encrypted_to != NULL)
+            r->encrypted++;
         break;
     case ARC_KIND_OUTCOME:
         r->outcomes++;

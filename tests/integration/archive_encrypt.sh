@@ -16,7 +16,9 @@
 #      got (S/MIME, archived last); their SHA-256 is the record's;
 #    - a marker line of each body is found in the clear store's files
 #      and in none of the encrypted stores';
-#    - verify passes on both encrypted stores, without any private key;
+#    - verify passes on both encrypted stores, without any private key,
+#      and counts the encrypted messages; an octet of ciphertext flipped
+#      in a copy of the store fails it;
 #    - search by the Bcc recipient finds the encrypted record; export
 #      writes its payload as NAME.eml.zst.gpg, which decrypts to the
 #      message; export to an mbox is refused, saying why.
@@ -27,7 +29,8 @@
 # 3. Refused at load with file:line and the reason: a sign-only key,
 #    an expired one, a revoked one (by address), an unknown fingerprint,
 #    a certificate without keyEncipherment, an expired one, one not
-#    issued by smime_ca_file's CA, encrypt_to beside a journal store,
+#    issued by smime_ca_file's CA, a file of two certificates,
+#    encrypt_to beside a journal store,
 #    a value of neither form, pgp_home without encrypt_to.
 . "$top_srcdir/tests/integration/smtpd_lib.sh"
 . "$top_srcdir/tests/integration/encrypt_lib.sh"
@@ -158,7 +161,9 @@ sed -n 1p "$T/gpg1.err" | grep -q "encrypted with" ||
 
 for s in pgp smime; do
     "$RC" archive verify --store "dir:$T/store-$s" >"$T/verify-$s" 2>&1
-    check "verify passes on the $s store without a private key: $(tail -n 1 "$T/verify-$s")" [ $? -eq 0 ]
+    check "verify passes on the $s store without a private key: $(tail -n 2 "$T/verify-$s" | head -n 1)" [ $? -eq 0 ]
+    check "  saying the $N messages are encrypted" \
+        grep -q ", $N messages encrypted to a key (hash chain checked" "$T/verify-$s"
 done
 
 "$RC" archive search --store "dir:$T/store-pgp" --index "$T/pgp.idx" \
@@ -197,7 +202,17 @@ check "with the keyring back the next message is accepted" \
     sh -c "! grep -q '^<\*\* *4' '$T/swaks5.out'"
 rcd_stop rcd
 "$RC" archive verify --store "dir:$T/store-pgp" >"$T/verify-pgp2" 2>&1
-check "verify still passes: $(tail -n 1 "$T/verify-pgp2")" [ $? -eq 0 ]
+check "verify still passes: $(tail -n 2 "$T/verify-pgp2" | head -n 1)" [ $? -eq 0 ]
+# An octet of ciphertext flipped in a copy: verify sees it, no key needed.
+cp -a "$T/store-pgp" "$T/store-bad-copy"
+seg=$(find "$T/store-bad-copy" -type f -size +2k | head -n 1)
+off=$(($(stat -c %s "$seg") / 2))
+old=$(od -An -tu1 -j "$off" -N1 "$seg" | tr -d ' ')
+printf "$(printf '\\%03o' $(((old + 1) % 256)))" |
+    dd of="$seg" bs=1 seek="$off" conv=notrunc 2>/dev/null
+"$RC" archive verify --store "dir:$T/store-bad-copy" >"$T/verify-bad" 2>&1
+check "a flipped ciphertext octet fails verify (exit $?): $(grep -m1 -e record -e segment "$T/verify-bad")" \
+    sh -c "! '$RC' archive verify --store 'dir:$T/store-bad-copy' >/dev/null 2>&1"
 
 # --- 3. refused at load
 mkdir -p "$T/bad.d"
@@ -224,6 +239,9 @@ refused "an expired certificate" "expired" \
     "encrypt_to = smime:$T/sm/certs/hal.pem"
 refused "a certificate of another CA" "not issued by a CA of smime_ca_file" \
     "encrypt_to = smime:$T/sm/certs/fay.pem" "smime_ca_file = $T/sm/ca.pem"
+cat "$T/sm/certs/carol.pem" "$T/sm/ca.pem" >"$T/two.pem"
+refused "a certificate file with two certificates" "holds 2 certificates: give a file with the officer's certificate alone" \
+    "encrypt_to = smime:$T/two.pem"
 refused "a value of neither form" "give pgp:FINGERPRINT" \
     "encrypt_to = officer@example.com"
 printf '%s\n' "stage = archive" "store = smtp:[127.0.0.1]:1" "encrypt_to = smime:$T/sm/certs/carol.pem" \
