@@ -242,6 +242,9 @@ struct flt_archive_report {
     unsigned long long unchecked; /* checkpoints not checked: no key */
     unsigned long long purged;    /* records gone under a tombstone */
     unsigned long long skipped;   /* before the --from checkpoint */
+    unsigned long long encrypted; /* messages encrypted to a key
+                                     (encrypt_to): their hash chain is
+                                     checked, their message needs the key */
     unsigned long long problems;
     double seconds;
     struct buf text;
@@ -308,14 +311,16 @@ int flt_archive_export(const char *store, const char *index,
 
 /* flt_archive_walk - read every record of the store (or only the one
  * named only), each checked as verify checks it, and hand it to fn in
- * the store's order; fn returning non-zero stops the walk. 0, or -1 with
- * e at the first record that does not read back. */
+ * the store's order; fn returning non-zero stops the walk. 0 (or what
+ * fn returned when it stopped it with a positive value), or -1 with e at
+ * the first record that does not read back. */
 struct flt_archive_entry {
     const char *name;
     const char *kind;            /* "message", "outcome", ... */
     const struct arc_meta *meta; /* message records; time for all */
     const char *ref, *verdict;   /* outcome records */
-    const char *data;            /* message records: the message */
+    const char *data; /* message records: the message (encrypted ones,
+                         meta->encrypted_to set: the payload) */
     size_t len;
 };
 int flt_archive_walk(const char *store, const char *only,

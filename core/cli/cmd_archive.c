@@ -64,7 +64,8 @@ archivecli_usage(FILE *fp)
             "[--key PUBKEY] [--from DATE]\n"
             "       relaychain archive [-c FILE] status [--store STORE]\n"
             "       relaychain archive [-c FILE] list [--store STORE]\n"
-            "       relaychain archive [-c FILE] show [--store STORE] NAME\n"
+            "       relaychain archive [-c FILE] show [--store STORE] [--raw] "
+            "NAME\n"
             "       relaychain archive [-c FILE] purge [--store STORE] "
             "[--retention AGE] [--now EPOCH]\n"
             "       relaychain archive [-c FILE] reindex [--store STORE] "
@@ -82,7 +83,11 @@ archivecli_usage(FILE *fp)
             "without it, the\n"
             "stores of the chain's archive stages. verify exits 0 when "
             "the store\n"
-            "verifies, 1 when it does not, 2 on errors.\n");
+            "verifies, 1 when it does not, 2 on errors. A record encrypted "
+            "to a key\n"
+            "(encrypt_to) shows only with --raw, as its payload: pipe it to "
+            "gpg --decrypt\n"
+            "or openssl cms -decrypt -inform DER -binary, then zstd -d.\n");
 }
 
 /* archivecli_stores - the distinct stores of the chain's archive stages,
@@ -182,6 +187,10 @@ archivecli_verify(const char *store, const char *key, long long from)
            r.checkpoints);
     if (r.purged > 0)
         printf(", %llu purged under tombstones", r.purged);
+    if (r.encrypted > 0)
+        printf(", %llu messages encrypted to a key (hash chain checked; "
+               "their SHA-256 only with the private key)",
+               r.encrypted);
     if (r.skipped > 0)
         printf(", %llu before --from vouched for by a checkpoint", r.skipped);
     if (r.unchecked > 0)
@@ -246,7 +255,8 @@ archivecli_list_fn(void *arg, const struct flt_archive_entry *ent)
         for (i = 0; i < ent->meta->nrcpts; i++)
             archivecli_print("rcpt", ent->meta->rcpts[i]);
         archivecli_print("verdicts", ent->meta->verdicts);
-        printf(" size=%zu", ent->len);
+        printf(" size=%zu", ent->meta->size);
+        archivecli_print("encrypted-to", ent->meta->encrypted_to);
     }
     archivecli_print("ref", ent->ref);
     archivecli_print("verdict", ent->verdict);
@@ -254,25 +264,49 @@ archivecli_list_fn(void *arg, const struct flt_archive_entry *ent)
     return 0;
 }
 
+/* archivecli_show_fn - the message; an encrypted one (encrypt_to) only
+ * with --raw (arg non-NULL), as its payload for gpg or openssl cms. */
 static int
 archivecli_show_fn(void *arg, const struct flt_archive_entry *ent)
 {
-    (void)arg;
+    char hex[65];
+    size_t i;
+
+    if (ent->meta != NULL && ent->meta->encrypted_to != NULL && arg == NULL) {
+        for (i = 0; i < 32; i++)
+            snprintf(hex + 2 * i, 3, "%02x", ent->meta->sha256[i]);
+        fprintf(stderr,
+                "relaychain: archive: %s is encrypted to %s; in clear: "
+                "size=%zu sha256=%s and the envelope (archive list).\n"
+                "Its payload, for the holder of the private key:\n"
+                "  relaychain archive show --raw %s | %s | zstd -d\n",
+                ent->name, ent->meta->encrypted_to, ent->meta->size, hex,
+                ent->name,
+                strncmp(ent->meta->encrypted_to, "pgp:", 4) == 0
+                    ? "gpg --decrypt"
+                    : "openssl cms -decrypt -inform DER -binary -recip "
+                      "CERT.pem -inkey KEY.pem");
+        return 1;
+    }
     if (ent->data != NULL)
         fwrite(ent->data, 1, ent->len, stdout);
     return 0;
 }
 
 static int
-archivecli_walk(const char *store, const char *only)
+archivecli_walk(const char *store, const char *only, int raw)
 {
+    static int raw_flag;
     struct err e;
+    int rc;
 
     err_clear(&e);
-    if (flt_archive_walk(store, only,
-                         only != NULL ? archivecli_show_fn
-                                      : archivecli_list_fn,
-                         NULL, &e) < 0) {
+    rc = flt_archive_walk(
+        store, only, only != NULL ? archivecli_show_fn : archivecli_list_fn,
+        raw ? &raw_flag : NULL, &e);
+    if (rc > 0)
+        return 1;
+    if (rc < 0) {
         fprintf(stderr, "relaychain: archive: %s\n", e.text);
         return 2;
     }
@@ -388,6 +422,7 @@ archive_main(int argc, char **argv)
         {"now", required_argument, NULL, 'n'},
         {"index", required_argument, NULL, 'i'},
         {"full", no_argument, NULL, 'F'},
+        {"raw", no_argument, NULL, 'W'},
         {"sender", required_argument, NULL, 'S'},
         {"recipient", required_argument, NULL, 'R'},
         {"since", required_argument, NULL, 'a'},
@@ -411,7 +446,7 @@ archive_main(int argc, char **argv)
     struct conf *cf = NULL;
     size_t n, i;
     struct err e;
-    int c, rc = 0, worst = 0;
+    int c, rc = 0, worst = 0, raw = 0;
 
     memset(&o, 0, sizeof(o));
     optind = 1;
@@ -467,6 +502,9 @@ archive_main(int argc, char **argv)
             break;
         case 'F':
             o.full = 1;
+            break;
+        case 'W':
+            raw = 1;
             break;
         case 'S':
             o.q.sender = optarg;
@@ -567,9 +605,9 @@ archive_main(int argc, char **argv)
             rc = archivecli_verify(stores[i], key != NULL ? key : keys[i],
                                    from);
         else if (strcmp(cmd, "list") == 0)
-            rc = archivecli_walk(stores[i], NULL);
+            rc = archivecli_walk(stores[i], NULL, 0);
         else if (strcmp(cmd, "show") == 0)
-            rc = archivecli_walk(stores[i], argv[optind]);
+            rc = archivecli_walk(stores[i], argv[optind], raw);
         else if (strcmp(cmd, "search") == 0 || strcmp(cmd, "export") == 0 ||
                  strcmp(cmd, "reindex") == 0)
             rc = archivecli_index(cmd, stores[i], &o);

@@ -6,7 +6,8 @@
  *     store = dir:/var/lib/relaychain/archive
  *     required = yes, archive_node (default: the host name),
  *     checkpoint_key (Ed25519 PEM), checkpoint_every, checkpoint_interval,
- *     retention, compression_level, dir_segment_size, encrypt_to
+ *     retention, compression_level, dir_segment_size, encrypt_to,
+ *     pgp_home, smime_ca_file
  *
  * Its place decides what is kept: first in the chain, the message as
  * received; last (after dkim), as sent. Two archive stages of one chain
@@ -50,9 +51,14 @@
  * chain nor reuses a seq; with the store down then, from the spool's
  * alone, and not at all when the spool knows nothing of the writer.
  *
- * Not built yet, refused at load with a clear error: encrypt_to (the
- * encryption stage's engines). retention is what "relaychain archive
- * purge" applies.
+ * encrypt_to (archive_crypt.c, the encrypt stage's engines): each
+ * message record's body is encrypted, after compression and outside the
+ * log's mutex, to the OpenPGP key or S/MIME certificate; the key is
+ * checked at load and again per record, and a failure tempfails the
+ * message. The meta stays in clear (archive_int.h says why). A journal
+ * store (smtp:) shows the message to a mailbox, so encrypt_to is
+ * refused with it. retention is what "relaychain archive purge"
+ * applies.
  */
 #include "config.h"
 
@@ -119,8 +125,19 @@ static const struct cfg_option flt_arc_options[] = {
      "dir store: begin a new segment file at this size", NULL, 64 * 1024,
      1024LL * 1024 * 1024, 0},
     {"encrypt_to", CFG_STRING, NULL,
-     "encrypt each record to this OpenPGP key or S/MIME certificate (not "
-     "built yet)",
+     "encrypt each message record's body (the zstd frame) to one key: "
+     "pgp:FINGERPRINT or pgp:ADDRESS (from pgp_home), or "
+     "smime:/PATH/cert.pem; the envelope, Subject and hashes stay in "
+     "clear for search and verify. A key that cannot encrypt is refused "
+     "at load; a failure at run time tempfails the message",
+     NULL, 0, 0, 0},
+    {"pgp_home", CFG_PATH, NULL,
+     "encrypt_to = pgp:...: the GnuPG home holding the key (default: "
+     "GnuPG's own, $GNUPGHOME or ~/.gnupg)",
+     NULL, 0, 0, 0},
+    {"smime_ca_file", CFG_PATH, NULL,
+     "encrypt_to = smime:...: CA certificates (PEM) the certificate must "
+     "chain to; unset: its dates and key usage are checked only",
      NULL, 0, 0, 0},
     /* ---- the remote stores' own keys (archive_remote.h) */
     ARC_S3_OPTION_ENTRIES ARC_JOURNAL_OPTION_ENTRIES CFG_OPTION_END,
@@ -163,6 +180,7 @@ struct flt_arc {
     long long every;
     long long interval; /* seconds */
     int level;
+    struct arc_crypt *crypt; /* encrypt_to; NULL: records in clear */
 };
 
 /* flt_arc_store_ops - the ops for a store value, and its spec after the
@@ -703,6 +721,7 @@ flt_arc_free(struct stage *st)
     if (a->log != NULL)
         flt_arc_log_release(a->log);
     EVP_PKEY_free(a->key);
+    arc_crypt_free(a->crypt);
     free(a);
     st->priv = NULL;
 }
@@ -742,8 +761,8 @@ flt_arc_init(struct stage *st, const struct cfg *c, struct err *e)
     void *probe;
     int async;
 
-    if (cfg_is_set(c, "encrypt_to"))
-        return cfg_err(e, c, "encrypt_to", "not built yet");
+    char to[ARC_TO_MAX + 1];
+
     if (cfg_is_set(c, "retention") &&
         flt_arc_retention(cfg_str(c, "retention"), &secs) < 0)
         return cfg_err(e, c, "retention",
@@ -752,6 +771,15 @@ flt_arc_init(struct stage *st, const struct cfg *c, struct err *e)
         return cfg_err_prefixed(e, c, "store");
     if (flt_arc_foreign_keys(c, ops, e) < 0)
         return -1;
+    if (!cfg_is_set(c, "encrypt_to") &&
+        (cfg_is_set(c, "pgp_home") || cfg_is_set(c, "smime_ca_file")))
+        return cfg_err(
+            e, c, cfg_is_set(c, "pgp_home") ? "pgp_home" : "smime_ca_file",
+            "only with encrypt_to");
+    if (cfg_is_set(c, "encrypt_to") && ops == &arc_store_smtp)
+        return cfg_err(e, c, "encrypt_to",
+                       "a journal store (smtp:) shows each message to a "
+                       "mailbox in clear: use a dir: or s3:// store");
     /* A journal store is always used through the spool: an outage of the
      * journal host never drops a copy. */
     async = !cfg_bool(c, "required") || ops == &arc_store_smtp;
@@ -783,6 +811,15 @@ flt_arc_init(struct stage *st, const struct cfg *c, struct err *e)
         flt_archive_key_load(cfg_str(c, "checkpoint_key"), 1, &a->key,
                              a->key_id, e) < 0)
         return cfg_err_prefixed(e, c, "checkpoint_key");
+    if (cfg_is_set(c, "encrypt_to") &&
+        (a->crypt = arc_crypt_new(
+             cfg_str(c, "encrypt_to"), cfg_str(c, "pgp_home"),
+             cfg_str(c, "smime_ca_file"), to, sizeof(to), e)) == NULL) {
+        e->code = ERR_CONFIG;
+        return cfg_err_prefixed(e, c, "encrypt_to");
+    }
+    if (a->crypt != NULL)
+        log_info(NULL, "archive %s: records encrypted to %s", store, to);
     if (st->check_only) {
         if ((probe = ops->open(spec, c, 1, e)) == NULL)
             return cfg_err_prefixed(e, c, "store");
@@ -872,6 +909,10 @@ flt_arc_run(const struct stage *st, struct msg *m, struct verdict *v,
     in.data = data;
     in.len = len;
     in.level = a->level;
+    if (a->crypt != NULL) {
+        in.encrypt = arc_crypt_encrypt;
+        in.encrypt_arg = a->crypt;
+    }
     rc = flt_arc_append(a, &in, name, e);
     free(rcpts);
     if (rc < 0 && e->sys_errno == ENOSPC)

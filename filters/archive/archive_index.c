@@ -414,6 +414,7 @@ flt_arci_export_fn(void *arg, const struct flt_archive_hit *h)
 {
     struct flt_arci_export *x = arg;
     struct arc_rec rec;
+    const char *enc;
     int rc = -1;
 
     buf_reset(&x->b);
@@ -422,12 +423,25 @@ flt_arci_export_fn(void *arg, const struct flt_archive_hit *h)
         arc_record_parse((const unsigned char *)x->b.data, x->b.len, &rec,
                          x->e) < 0)
         goto out;
+    /* An encrypted record (encrypt_to) is exported as its payload, for
+     * the key's holder: NAME.eml.zst.gpg or .p7m (DER). */
+    enc = rec.meta.encrypted_to;
+    if (enc != NULL && x->dir == NULL) {
+        err_set(x->e, ERR_INPUT,
+                "%s is encrypted to %s: export it with --dir, as its "
+                "payload",
+                h->name, enc);
+        goto out;
+    }
     if (x->dir != NULL) {
-        char path[4096], file[ARC_NAME_MAX + 8];
+        char path[4096], file[ARC_NAME_MAX + 20];
         size_t i;
         int fd;
 
-        snprintf(file, sizeof(file), "%s.eml", h->name);
+        snprintf(file, sizeof(file), "%s.eml%s", h->name,
+                 enc == NULL                    ? ""
+                 : strncmp(enc, "pgp:", 4) == 0 ? ".zst.gpg"
+                                                : ".zst.p7m");
         for (i = 0; file[i] != '\0'; i++)
             if (file[i] == '/')
                 file[i] = '_';
@@ -452,9 +466,10 @@ flt_arci_export_fn(void *arg, const struct flt_archive_hit *h)
         err_set(x->e, ERR_IO, "mbox: write failed");
         goto out;
     }
-    fprintf(x->manifest, "%s sha256=%s size=%zu checkpoint=%s\n", h->name,
-            h->sha256 != NULL ? h->sha256 : "?", rec.msg.len,
-            h->checkpoint != NULL ? h->checkpoint : "none-yet");
+    fprintf(x->manifest, "%s sha256=%s size=%zu checkpoint=%s%s%s\n", h->name,
+            h->sha256 != NULL ? h->sha256 : "?", rec.meta.size,
+            h->checkpoint != NULL ? h->checkpoint : "none-yet",
+            enc != NULL ? " encrypted-to=" : "", enc != NULL ? enc : "");
     x->count++;
     rc = 0;
 out:

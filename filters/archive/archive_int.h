@@ -6,7 +6,7 @@
  *     "RCARC1"        6  magic
  *     kind            1  'M' message, 'C' checkpoint, 'T' tombstone,
  *                        'O' outcome
- *     flags           1  0 (no other value is defined yet)
+ *     flags           1  0, or ARC_FLAG_ENCRYPTED (message records)
  *     seq             8  big-endian, from 1, per writer
  *     prev           32  the hash of the writer's record seq - 1 (zeros
  *                        for seq 1)
@@ -15,7 +15,10 @@
  *     meta_len        4  big-endian, at most ARC_META_MAX
  *     meta            m  "key value\n" lines (below)
  *     body_len        4  big-endian: the message, zstd-compressed (an
- *                        empty body for the other kinds)
+ *                        empty body for the other kinds); with
+ *                        ARC_FLAG_ENCRYPTED, that zstd frame encrypted
+ *                        (binary OpenPGP or CMS DER) to the key the
+ *                        meta's encrypted-to names
  *     body            b
  *     hash           32  SHA-256 of every octet before it
  *
@@ -27,6 +30,16 @@
  * length that does not add up, an unknown or repeated key, a size or
  * SHA-256 that does not match the decompressed message, or a record hash
  * that does not match is an error that names the record.
+ *
+ * Encrypted records (encrypt_to, archive_crypt.c). Only the body is
+ * encrypted: the meta (envelope, Subject, Message-ID, size and SHA-256
+ * of the message) stays in clear, because search, the index and the
+ * journal of outcomes work on it without the private key, and the record
+ * hash covers the ciphertext, so verify checks the hash chain of an
+ * encrypted store offline, without the private key. What verify cannot
+ * check there is that the body holds the message of the meta's size and
+ * SHA-256: that needs the key (gpg or openssl cms, then zstd -d and
+ * sha256sum).
  *
  * The dir store's few calls beyond struct arc_store_ops (archive_dir.c)
  * let the stage's log append in chain order under its lock and wait for
@@ -53,6 +66,8 @@
 #define ARC_NAME_MAX (ARC_WRITER_MAX + 1 + 16 + 1) /* "WRITER/SEQ" */
 /* The octets before meta: magic, kind, flags, seq, prev, writer_len. */
 #define ARC_HEAD_LEN (ARC_MAGIC_LEN + 1 + 1 + 8 + ARC_HASH_LEN + 1)
+#define ARC_FLAG_ENCRYPTED 0x01
+#define ARC_TO_MAX 200 /* an encrypted-to value */
 
 enum arc_kind {
     ARC_KIND_MESSAGE = 'M',
@@ -96,7 +111,9 @@ struct arc_rec {
     const char **rcpts;   /* owned array; meta.rcpts points to it */
     unsigned char xhash[2][ARC_HASH_LEN]; /* tombstone hashes */
     unsigned char xsig[64];               /* checkpoint signature */
-    struct buf msg; /* the decompressed message (message records) */
+    struct buf msg; /* the decompressed message (message records); an
+                       encrypted record's payload as stored (meta's
+                       encrypted_to is set then) */
 };
 
 /* What arc_record_seal() needs (all borrowed). */
@@ -112,6 +129,11 @@ struct arc_seal_in {
     const char *data; /* message records: the message */
     size_t len;
     int level; /* zstd level */
+    /* encrypt_to: the zstd frame encrypted by encrypt(encrypt_arg, ...)
+     * (arc_crypt_encrypt), which says the key used in to. NULL: clear. */
+    int (*encrypt)(void *arg, const char *data, size_t len, struct buf *out,
+                   char *to, size_t ton, struct err *e);
+    void *encrypt_arg;
 };
 
 /* arc_record_seal - the record in, appended to out; its hash in hash.
@@ -128,6 +150,7 @@ int arc_record_seal(const struct arc_seal_in *in, struct buf *out,
 struct arc_parts {
     struct buf meta;
     struct buf body;
+    int encrypted; /* body is encrypted (ARC_FLAG_ENCRYPTED) */
 };
 void arc_parts_init(struct arc_parts *pt);
 void arc_parts_fini(struct arc_parts *pt);
@@ -189,6 +212,22 @@ const struct cfg *flt_arcv_cfg(void);
  * does not have (archive.c). */
 const struct arc_store_ops *
 flt_arc_store_ops(const char *value, const char **spec, struct err *e);
+
+/* archive_crypt.c: arc_crypt_new - the key of an encrypt_to value
+ * ("pgp:FPR", "pgp:ADDRESS", "smime:/path/cert.pem") with pgp_home or
+ * ca_file (either may be NULL), checked usable now; what records will
+ * name it by ("pgp:FPR", "smime:serial=HEX") into to (size ton). NULL
+ * with e (ERR_CONFIG with the engine's reason: expired, revoked, no
+ * encryption subkey, wrong key usage). arc_crypt_encrypt - the
+ * encrypt callback of struct arc_seal_in (arg: the struct arc_crypt);
+ * ERR_TEMP for any failure of the engine. */
+struct arc_crypt;
+struct arc_crypt *arc_crypt_new(const char *value, const char *pgp_home,
+                                const char *ca_file, char *to, size_t ton,
+                                struct err *e);
+int arc_crypt_encrypt(void *arg, const char *data, size_t len, struct buf *out,
+                      char *to, size_t ton, struct err *e);
+void arc_crypt_free(struct arc_crypt *k);
 
 /* The dir store's split put (archive_dir.c): arc_dir_append writes the
  * record (not yet durable) and gives the ticket arc_dir_sync waits for;

@@ -40,6 +40,7 @@ enum arc_key {
     ARC_K_VERDICTS,
     ARC_K_SIZE,
     ARC_K_SHA256,
+    ARC_K_ENCRYPTED_TO,
     ARC_K_REF,
     ARC_K_VERDICT,
     ARC_K_TO,
@@ -66,6 +67,7 @@ static const char *const arc_keys[ARC_K_N] = {
     [ARC_K_VERDICTS] = "verdicts",
     [ARC_K_SIZE] = "size",
     [ARC_K_SHA256] = "sha256",
+    [ARC_K_ENCRYPTED_TO] = "encrypted-to",
     [ARC_K_REF] = "ref",
     [ARC_K_VERDICT] = "verdict",
     [ARC_K_TO] = "to",
@@ -278,7 +280,7 @@ arc_meta_hex(struct buf *b, enum arc_key k, const unsigned char *p, size_t n,
 
 static int
 arc_meta_build(const struct arc_seal_in *in, const unsigned char *sha,
-               struct buf *b, struct err *e)
+               const char *to, struct buf *b, struct err *e)
 {
     const struct arc_meta *m = in->meta;
     const struct arc_extra *x = in->x;
@@ -309,7 +311,8 @@ arc_meta_build(const struct arc_seal_in *in, const unsigned char *sha,
         if (arc_meta_put(b, ARC_K_VERDICTS,
                          m->verdicts != NULL ? m->verdicts : "", e) < 0 ||
             arc_meta_num(b, ARC_K_SIZE, in->len, e) < 0 ||
-            arc_meta_hex(b, ARC_K_SHA256, sha, ARC_HASH_LEN, e) < 0)
+            arc_meta_hex(b, ARC_K_SHA256, sha, ARC_HASH_LEN, e) < 0 ||
+            arc_meta_put(b, ARC_K_ENCRYPTED_TO, to, e) < 0)
             return -1;
         return 0;
     }
@@ -354,6 +357,7 @@ arc_parts_init(struct arc_parts *pt)
 {
     buf_init(&pt->meta, ARC_META_MAX);
     buf_init(&pt->body, 0);
+    pt->encrypted = 0;
 }
 
 void
@@ -368,10 +372,12 @@ arc_record_prepare(const struct arc_seal_in *in, struct arc_parts *pt,
                    struct err *e)
 {
     unsigned char sha[ARC_HASH_LEN];
+    char to[ARC_TO_MAX + 1];
     size_t bound, clen;
 
     buf_reset(&pt->meta);
     buf_reset(&pt->body);
+    pt->encrypted = 0;
     if (in->kind == ARC_KIND_MESSAGE) {
         if (in->meta == NULL || in->data == NULL)
             return err_set(e, ERR_INTERNAL, "message record without data");
@@ -381,10 +387,8 @@ arc_record_prepare(const struct arc_seal_in *in, struct arc_parts *pt,
         if (arc_sha256(in->data, in->len, sha) < 0)
             return err_set(e, ERR_LIB, "SHA-256 failed");
     }
-    if (arc_meta_build(in, sha, &pt->meta, e) < 0)
-        return -1;
     if (in->kind != ARC_KIND_MESSAGE)
-        return 0;
+        return arc_meta_build(in, sha, NULL, &pt->meta, e);
     bound = ZSTD_compressBound(in->len);
     if (buf_reserve(&pt->body, bound, e) < 0)
         return -1;
@@ -394,7 +398,28 @@ arc_record_prepare(const struct arc_seal_in *in, struct arc_parts *pt,
     if (clen > 0xffffffffUL)
         return err_set(e, ERR_LIMIT, "compressed message over 4 GiB");
     pt->body.len = clen;
-    return 0;
+    if (in->encrypt != NULL) {
+        struct buf enc;
+
+        /* The zstd frame is what is encrypted: the payload decrypts to
+         * it, and zstd -d gives the message. Failing here fails the
+         * record: it is never written in clear instead. */
+        buf_init(&enc, 0);
+        to[0] = '\0';
+        if (in->encrypt(in->encrypt_arg, pt->body.data, pt->body.len, &enc, to,
+                        sizeof(to), e) < 0) {
+            buf_fini(&enc);
+            return -1;
+        }
+        if (enc.len == 0 || enc.len > 0xffffffffUL || to[0] == '\0') {
+            buf_fini(&enc);
+            return err_set(e, ERR_TEMP, "encrypt_to: no usable output");
+        }
+        buf_fini(&pt->body);
+        pt->body = enc;
+        pt->encrypted = 1;
+    }
+    return arc_meta_build(in, sha, pt->encrypted ? to : NULL, &pt->meta, e);
 }
 
 int
@@ -412,7 +437,7 @@ arc_record_finish(const struct arc_seal_in *in, const struct arc_parts *pt,
     wl = strlen(in->writer);
     memcpy(head, ARC_MAGIC, ARC_MAGIC_LEN);
     head[6] = (unsigned char)in->kind;
-    head[7] = 0;
+    head[7] = pt->encrypted ? ARC_FLAG_ENCRYPTED : 0;
     arc_put_be(head + 8, in->seq, 8);
     memcpy(head + 16, in->prev, ARC_HASH_LEN);
     head[16 + ARC_HASH_LEN] = (unsigned char)wl;
@@ -572,7 +597,7 @@ static const unsigned arc_allowed_message =
     ARC_BIT(ARC_K_CLIENT_ADDR) | ARC_BIT(ARC_K_CLIENT_NAME) |
     ARC_BIT(ARC_K_AUTH_USER) | ARC_BIT(ARC_K_SENDER) | ARC_BIT(ARC_K_NRCPT) |
     ARC_BIT(ARC_K_RCPT) | ARC_BIT(ARC_K_VERDICTS) | ARC_BIT(ARC_K_SIZE) |
-    ARC_BIT(ARC_K_SHA256);
+    ARC_BIT(ARC_K_SHA256) | ARC_BIT(ARC_K_ENCRYPTED_TO);
 static const unsigned arc_required_outcome =
     ARC_BIT(ARC_K_TIME) | ARC_BIT(ARC_K_REF) | ARC_BIT(ARC_K_VERDICT);
 static const unsigned arc_required_tombstone =
@@ -692,6 +717,9 @@ arc_meta_parse(struct arc_rec *r, size_t n, const char *name, struct err *e)
             if (arc_unhex(val, r->meta.sha256, ARC_HASH_LEN) < 0)
                 return err_set(e, ERR_INPUT, "record %s: bad sha256", name);
             break;
+        case ARC_K_ENCRYPTED_TO:
+            r->meta.encrypted_to = val;
+            break;
         case ARC_K_REF:
             r->x.ref = val;
             break;
@@ -772,7 +800,8 @@ arc_record_parse(const unsigned char *p, size_t n, struct arc_rec *out,
     if (out->seq == 0)
         return err_set(e, ERR_INPUT, "record %s: seq 0", out->writer);
     arc_name(name, out->writer, out->seq);
-    if (p[7] != 0)
+    if (p[7] != 0 &&
+        !(p[7] == ARC_FLAG_ENCRYPTED && out->kind == ARC_KIND_MESSAGE))
         return err_set(e, ERR_INPUT, "record %s: unknown flags 0x%02x", name,
                        p[7]);
     memcpy(out->prev, p + 16, ARC_HASH_LEN);
@@ -811,6 +840,22 @@ arc_record_parse(const unsigned char *p, size_t n, struct arc_rec *out,
     memcpy(out->hash, hash, ARC_HASH_LEN);
     if (arc_meta_parse(out, meta_len, name, e) < 0)
         return -1;
+    if ((p[7] == ARC_FLAG_ENCRYPTED) != (out->meta.encrypted_to != NULL))
+        return err_set(e, ERR_INPUT,
+                       "record %s: encrypted flag and encrypted-to disagree",
+                       name);
+    if (out->meta.encrypted_to != NULL) {
+        /* Without the private key all that can be checked is the hash,
+         * done above; the payload is handed out as it is. */
+        if (body_len == 0 || out->meta.encrypted_to[0] == '\0' ||
+            strlen(out->meta.encrypted_to) > ARC_TO_MAX)
+            return err_set(e, ERR_INPUT,
+                           "record %s: encrypted record without a payload",
+                           name);
+        if (buf_append(&out->msg, p + at, body_len, e) < 0)
+            return -1;
+        return 0;
+    }
     if (out->kind != ARC_KIND_MESSAGE) {
         if (body_len != 0)
             return err_set(e, ERR_INPUT, "record %s: %s record with a body",

@@ -47,6 +47,9 @@ struct arc_meta {
     const char *verdicts; /* "antivirus=continue rewrite=continue", or "" */
     size_t size;          /* octets of the message */
     unsigned char sha256[32]; /* of the message octets */
+    /* encrypt_to: the key the record's body is encrypted to ("pgp:FPR",
+     * "smime:serial=HEX"); NULL: in clear. */
+    const char *encrypted_to;
 };
 
 /* One record handed to put (all borrowed). */

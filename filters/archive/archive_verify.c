@@ -345,6 +345,8 @@ flt_arcv_record(void *store, const struct arc_store_ops *ops, const char *name,
     switch (rec.kind) {
     case ARC_KIND_MESSAGE:
         r->messages++;
+        if (rec.meta.encrypted_to != NULL)
+            r->encrypted++;
         break;
     case ARC_KIND_OUTCOME:
         r->outcomes++;
@@ -701,7 +703,7 @@ flt_archive_walk(const char *store_value, const char *only,
         if (rc != 0)
             break;
     }
-    rc = rc < 0 ? -1 : 0;
+    rc = rc < 0 ? -1 : rc;
 out:
     buf_fini(&b);
     flt_arcv_names_free(&names);

@@ -155,7 +155,8 @@ int flt_enc_smime_lookup(const struct flt_enc_smime *s, const char *addr,
 
 /* flt_enc_smime_encrypt - data as CMS enveloped-data (authenveloped-data
  * with aes256-gcm) to the certificates in slots, DER in base64 lines of
- * 76 characters ended by eol, appended to out. */
+ * 76 characters ended by eol (eol NULL: DER as it is), appended to
+ * out. */
 int flt_enc_smime_encrypt(const struct flt_enc_smime *s, const size_t *slots,
                           size_t nslots, const char *data, size_t len,
                           const char *eol, struct buf *out, struct err *e);
@@ -168,5 +169,35 @@ int flt_enc_cms_is_enveloped(const char *body, size_t len);
 /* flt_enc_smime_list - every certificate, one line each. */
 int flt_enc_smime_list(const struct flt_enc_smime *s, struct buf *out,
                        struct err *e);
+
+/* ---------------------------------- for the archive stage's encrypt_to
+ *
+ * The archive stage (filters/archive/archive_crypt.c) encrypts its
+ * records to one key with these engines.
+ *
+ * flt_enc_pgp_job_binary - j's output is binary OpenPGP, not armored.
+ * flt_enc_pgp_lookup_fpr - the key whose fingerprint (40 hex digits) or
+ * long key ID (16) is fpr, "0x" allowed: 1 with its slot in j and its
+ * fingerprint in id (size n); 0 when there is none or it cannot encrypt
+ * (expired, revoked, disabled, no encryption subkey), why (size wn)
+ * saying which; -1 with e (ERR_INPUT for a malformed fpr, ERR_TEMP when
+ * the keyring could not be read). */
+void flt_enc_pgp_job_binary(struct flt_enc_pgp_job *j);
+int flt_enc_pgp_lookup_fpr(struct flt_enc_pgp_job *j, const char *fpr,
+                           size_t *slot, char *id, size_t n, char *why,
+                           size_t wn, struct err *e);
+
+/* flt_enc_smime_from_file - an engine of the certificates in one PEM
+ * file (AES-256-CBC), each checked against ca_file or, when it is NULL,
+ * for its dates and key usage only. flt_enc_smime_count - how many.
+ * flt_enc_smime_check - certificate slot's "serial=HEX" into id (size
+ * n) and why it cannot be used now (copied into buf, size bn), or NULL
+ * when it can. flt_enc_smime_encrypt with eol NULL gives DER. */
+struct flt_enc_smime *flt_enc_smime_from_file(const char *cert_file,
+                                              const char *ca_file,
+                                              long cache_time, struct err *e);
+size_t flt_enc_smime_count(const struct flt_enc_smime *s);
+const char *flt_enc_smime_check(const struct flt_enc_smime *s, size_t slot,
+                                char *id, size_t n, char *buf, size_t bn);
 
 #endif

@@ -599,3 +599,87 @@ flt_enc_pgp_list(struct flt_enc_pgp *p, struct buf *out, struct err *e)
     flt_enc_pgp_job_free(j);
     return rc;
 }
+
+/* ---- for the archive stage's encrypt_to (filters/archive/archive_crypt.c) */
+
+void
+flt_enc_pgp_job_binary(struct flt_enc_pgp_job *j)
+{
+    gpgme_set_armor(j->ctx, 0);
+}
+
+/* flt_enc_pgp_fpr_ok - 1 when s is 16 or 40 hex digits (a long key ID
+ * or a v4 fingerprint), with or without "0x". */
+static int
+flt_enc_pgp_fpr_ok(const char *s)
+{
+    size_t n;
+
+    if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
+        s += 2;
+    n = strspn(s, "0123456789abcdefABCDEF");
+    return s[n] == '\0' && (n == 16 || n == 40);
+}
+
+int
+flt_enc_pgp_lookup_fpr(struct flt_enc_pgp_job *j, const char *fpr,
+                       size_t *slot, char *id, size_t n, char *why, size_t wn,
+                       struct err *e)
+{
+    gpgme_key_t k = NULL;
+    gpgme_error_t ge;
+    const char *r;
+    char stamp[256];
+    int cache = j->p->cache_time > 0;
+
+    snprintf(why, wn, "%s", "");
+    if (!flt_enc_pgp_fpr_ok(fpr))
+        return err_set(e, ERR_INPUT,
+                       "%s: give a fingerprint (40 hex digits) or a long key "
+                       "ID (16)",
+                       fpr);
+    if (fpr[0] == '0' && (fpr[1] == 'x' || fpr[1] == 'X'))
+        fpr += 2;
+    /* Only usable answers are kept: a refusal is asked again, so that its
+     * reason can be told. */
+    if (!cache ||
+        !flt_enc_pgp_cache_get(j->p, fpr, &k, stamp, sizeof(stamp)) ||
+        k == NULL) {
+        ge = gpgme_get_key(j->ctx, fpr, &k, 0);
+        if (gpg_err_code(ge) == GPG_ERR_EOF) {
+            snprintf(why, wn, "no such key in the keyring");
+            return 0;
+        }
+        if (gpg_err_code(ge) == GPG_ERR_AMBIGUOUS_NAME) {
+            snprintf(why, wn, "more than one key matches");
+            return 0;
+        }
+        if (ge != 0)
+            return flt_enc_gpg_err(e, ERR_TEMP, "key lookup", ge);
+        if ((r = flt_enc_pgp_refusal(j->p, k, NULL)) != NULL) {
+            snprintf(why, wn, "%s", r);
+            gpgme_key_unref(k);
+            return 0;
+        }
+        if (cache)
+            flt_enc_pgp_cache_put(j->p, fpr, k, stamp);
+    }
+    if (j->nkeys == j->cap) {
+        size_t cap = j->cap == 0 ? 8 : j->cap * 2;
+        gpgme_key_t *nk;
+
+        if (cap > FLT_ENC_PGP_MAX_KEYS ||
+            (nk = realloc(j->keys, cap * sizeof(*nk))) == NULL) {
+            gpgme_key_unref(k);
+            return err_nomem(e);
+        }
+        j->keys = nk;
+        j->cap = cap;
+    }
+    *slot = j->nkeys;
+    j->keys[j->nkeys++] = k;
+    snprintf(id, n, "%s",
+             k->subkeys != NULL && k->subkeys->fpr != NULL ? k->subkeys->fpr
+                                                           : fpr);
+    return 1;
+}

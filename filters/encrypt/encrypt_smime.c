@@ -70,6 +70,7 @@ struct flt_enc_smime {
     int gcm;
     long cache_time; /* seconds; 0: verify for every message */
     pthread_mutex_t lock;
+    int no_chain; /* flt_enc_smime_from_file without a CA file: dates only */
 };
 
 /* flt_enc_ossl_err - e with text and OpenSSL's first queued reason. */
@@ -349,6 +350,13 @@ flt_enc_smime_refusal(const struct flt_enc_smime *s, X509 *x, char *buf,
     if ((flags & EXFLAG_XKUSAGE) &&
         !(X509_get_extended_key_usage(x) & (XKU_SMIME | XKU_ANYEKU)))
         return "wrong extended key usage (no emailProtection)";
+    if (s->no_chain) {
+        if (X509_cmp_current_time(X509_get0_notBefore(x)) >= 0)
+            return "not yet valid";
+        if (X509_cmp_current_time(X509_get0_notAfter(x)) <= 0)
+            return "expired";
+        return NULL;
+    }
     if ((ctx = X509_STORE_CTX_new()) == NULL)
         return "out of memory";
     if (X509_STORE_CTX_init(ctx, s->store, x, NULL) != 1) {
@@ -542,7 +550,8 @@ flt_enc_smime_encrypt(const struct flt_enc_smime *s, const size_t *slots,
         err_set(e, ERR_TEMP, "smime: encryption gave no output");
         goto out;
     }
-    ret = flt_enc_b64_lines(p, (size_t)dlen, eol, out, e);
+    ret = eol == NULL ? buf_append(out, p, (size_t)dlen, e)
+                      : flt_enc_b64_lines(p, (size_t)dlen, eol, out, e);
 
 out:
     CMS_ContentInfo_free(cms);
@@ -602,4 +611,51 @@ flt_enc_cms_is_enveloped(const char *body, size_t len)
     ERR_clear_error();
     return nid == NID_pkcs7_enveloped ||
            nid == NID_id_smime_ct_authEnvelopedData;
+}
+
+/* ---- for the archive stage's encrypt_to (filters/archive/archive_crypt.c) */
+
+struct flt_enc_smime *
+flt_enc_smime_from_file(const char *cert_file, const char *ca_file,
+                        long cache_time, struct err *e)
+{
+    struct flt_enc_smime *s;
+
+    if ((s = calloc(1, sizeof(*s))) == NULL) {
+        err_nomem(e);
+        return NULL;
+    }
+    s->cache_time = cache_time;
+    pthread_mutex_init(&s->lock, NULL);
+    s->cipher = EVP_aes_256_cbc();
+    s->no_chain = ca_file == NULL;
+    if ((s->store = X509_STORE_new()) == NULL) {
+        flt_enc_ossl_err(e, ERR_NOMEM, "X509_STORE_new");
+        goto fail;
+    }
+    if (ca_file != NULL && X509_STORE_load_file(s->store, ca_file) != 1) {
+        flt_enc_ossl_err(e, ERR_CONFIG, ca_file);
+        goto fail;
+    }
+    if (flt_enc_smime_file(s, cert_file, e) < 0)
+        goto fail;
+    return s;
+
+fail:
+    flt_enc_smime_free(s);
+    return NULL;
+}
+
+size_t
+flt_enc_smime_count(const struct flt_enc_smime *s)
+{
+    return s->ncerts;
+}
+
+const char *
+flt_enc_smime_check(const struct flt_enc_smime *s, size_t slot, char *id,
+                    size_t n, char *buf, size_t bn)
+{
+    flt_enc_smime_serial(s->certs[slot].x, id, n);
+    return flt_enc_smime_verdict(s, &s->certs[slot], buf, bn);
 }

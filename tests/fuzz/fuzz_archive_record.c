@@ -6,7 +6,8 @@
  * without a reason; a success whose message is not the size its meta
  * says, whose recipients are not nrcpts non-NULL strings, or that does
  * not seal again to the same octets (the parser accepts only what
- * arc_record_seal() writes).
+ * arc_record_seal() writes). An encrypted record (encrypt_to) must hand
+ * back a payload; it is not sealed again (that needs the key).
  */
 #include "config.h"
 
@@ -32,6 +33,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     err_clear(&e);
     if (arc_record_parse(data, size, &r, &e) < 0) {
         if (e.text[0] == '\0')
+            __builtin_trap();
+        arc_rec_free(&r);
+        return 0;
+    }
+    if (r.kind == ARC_KIND_MESSAGE && r.meta.encrypted_to != NULL) {
+        if (r.msg.len == 0 || r.meta.encrypted_to[0] == '\0')
             __builtin_trap();
         arc_rec_free(&r);
         return 0;

@@ -20,9 +20,10 @@
 #    records swapped, a segment truncated in the middle of a record.
 #    While relaychaind runs, a second process (relaychain filter) on the
 #    same writer is refused, saying why: it would fork the chain.
-# 4. Refused settings: encrypt_to and required = no are not built yet
-#    and say so with file:line, as does a checkpoint key other users may
-#    read; relaychain check loads the chain.
+# 4. Refused settings, with file:line: an encrypt_to of neither form
+#    (archive_encrypt.sh tests the rest), a relative spool_directory, a
+#    checkpoint key other users may read; relaychain check loads the
+#    chain.
 # 6. Purge past retention, on a copy: as if two days had passed
 #    (--now), retention 1d drops every segment but the one being
 #    written, leaving tombstones: verify still passes and counts the
@@ -238,8 +239,8 @@ encrypt_to = officer@example.com
 EOF
 sed "s|^chain_directory = .*|chain_directory = $T/bad.d|" "$T/rc.conf" >"$T/bad.conf"
 "$RC" check -c "$T/bad.conf" >"$T/bad.out" 2>&1
-check "encrypt_to is refused with file:line" \
-    grep -q "10-archive.conf:3: encrypt_to: not built yet" "$T/bad.out"
+check "an encrypt_to of neither form is refused with file:line" \
+    grep -q "10-archive.conf:3: encrypt_to: officer@example.com: give pgp:FINGERPRINT" "$T/bad.out"
 printf 'stage = archive\nstore = dir:%s/store2\nrequired = no\nspool_directory = spool\n' "$T" >"$T/bad.d/10-archive.conf"
 "$RC" check -c "$T/bad.conf" >"$T/bad2.out" 2>&1
 check "required = no with a relative spool_directory is refused with file:line" \

@@ -11,10 +11,18 @@
  * (in a small record), and hand-made records with a bad meta line: each
  * is refused with an error naming the record. The whole store under the
  * stage: tests/integration/archive_dir.sh.
+ * Encrypted records (encrypt_to): sealed through an encrypt callback (a
+ * reversible stand-in here; gpg and openssl cms decrypt the real ones in
+ * tests/integration/archive_encrypt.sh): the flag and encrypted-to are
+ * set, the payload undone is the zstd frame of the message, a flipped
+ * payload octet breaks the record hash, a failing callback seals
+ * nothing.
  */
 #include "config.h"
 
 #include "unit.h"
+
+#include <zstd.h>
 
 #include "filters/archive/archive_int.h"
 
@@ -230,6 +238,93 @@ test_strict(void **state)
 }
 
 /* arc_name and its reverse. */
+/* xor_encrypt - the stand-in cipher: every octet XOR 0x5a; fails when
+ * arg is non-NULL. */
+static int
+xor_encrypt(void *arg, const char *data, size_t len, struct buf *out, char *to,
+            size_t ton, struct err *e)
+{
+    size_t i;
+
+    if (arg != NULL)
+        return err_set(e, ERR_TEMP, "engine down");
+    for (i = 0; i < len; i++)
+        if (buf_putc(out, data[i] ^ 0x5a, e) < 0)
+            return -1;
+    snprintf(to, ton, "test:xor");
+    return 0;
+}
+
+static void
+test_encrypted(void **state)
+{
+    static const char *const rcpts[] = {"bcc@hidden.example"};
+    static int fail_flag;
+    unsigned char hash[ARC_HASH_LEN];
+    struct arc_meta meta;
+    struct arc_seal_in in;
+    struct arc_rec r;
+    struct buf b, plain;
+    struct err e;
+    size_t i, got;
+    char out[sizeof(msg1)];
+
+    (void)state;
+    memset(&meta, 0, sizeof(meta));
+    meta.time = 1796623127;
+    meta.point = "archive";
+    meta.sender = "a@example.com";
+    meta.rcpts = rcpts;
+    meta.nrcpts = 1;
+    meta.verdicts = "";
+    memset(&in, 0, sizeof(in));
+    in.kind = ARC_KIND_MESSAGE;
+    in.writer = "node1";
+    in.seq = 1;
+    in.prev = zero;
+    in.meta = &meta;
+    in.data = msg1;
+    in.len = strlen(msg1);
+    in.level = 3;
+    in.encrypt = xor_encrypt;
+    buf_init(&b, 0);
+    err_clear(&e);
+    unit_int_eq("seal encrypted", arc_record_seal(&in, &b, hash, &e), 0);
+    unit_int_eq("flag", (unsigned char)b.data[7], ARC_FLAG_ENCRYPTED);
+    unit_int_eq("parse encrypted",
+                arc_record_parse((unsigned char *)b.data, b.len, &r, &e), 0);
+    unit_str_eq("encrypted-to", r.meta.encrypted_to, "test:xor");
+    unit_str_eq("Bcc in clear", r.meta.rcpts[0], "bcc@hidden.example");
+    unit_int_eq("size in clear", (long long)r.meta.size,
+                (long long)strlen(msg1));
+    /* The payload undone is a zstd frame of the message. */
+    buf_init(&plain, 0);
+    for (i = 0; i < r.msg.len; i++)
+        buf_putc(&plain, r.msg.data[i] ^ 0x5a, &e);
+    got = ZSTD_decompress(out, sizeof(out), plain.data, plain.len);
+    unit_int_eq("payload is the zstd frame of the message",
+                !ZSTD_isError(got) && got == strlen(msg1) &&
+                    memcmp(out, msg1, got) == 0,
+                1);
+    buf_fini(&plain);
+    arc_rec_free(&r);
+    /* A flipped payload octet: the record hash catches it, no key
+     * needed. */
+    b.data[b.len - ARC_HASH_LEN - 3] ^= 1;
+    unit_int_eq("flipped payload refused",
+                arc_record_parse((unsigned char *)b.data, b.len, &r, &e), -1);
+    unit_has("named as altered", e.text, "altered");
+    arc_rec_free(&r);
+    /* The engine fails: nothing is sealed, in clear or otherwise. */
+    buf_reset(&b);
+    in.encrypt_arg = &fail_flag;
+    err_clear(&e);
+    unit_int_eq("failing engine", arc_record_seal(&in, &b, hash, &e), -1);
+    unit_int_eq("tempfail", e.code, ERR_TEMP);
+    unit_int_eq("nothing sealed", (long long)b.len, 0);
+    buf_fini(&b);
+}
+
 static void
 test_names(void **state)
 {
@@ -257,10 +352,9 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_other_kinds),
-        cmocka_unit_test(test_strict),
-        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_round_trip), cmocka_unit_test(test_other_kinds),
+        cmocka_unit_test(test_strict),     cmocka_unit_test(test_names),
+        cmocka_unit_test(test_encrypted),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
