@@ -1136,6 +1136,10 @@ main(int argc, char **argv)
     /* ---- antispam: compromised accounts (hold_user) */
     else if (strcmp(cmd, "user") == 0)
         rc = user_main(argc, argv);
+    /* ---- events: delivery events, reports, the suppression list */
+    else if (strcmp(cmd, "events") == 0 || strcmp(cmd, "report") == 0 ||
+             strcmp(cmd, "suppress") == 0)
+        rc = events_main(argc, argv);
     else {
         fprintf(stderr, "%s: unknown command '%s'\n", progname, cmd);
         usage_main(stderr);

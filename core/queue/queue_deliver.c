@@ -328,6 +328,21 @@ queue_finish(struct queue_job *j, int fd, long long *next_ms)
     int expired = age_ms >= set->lifetime_ms, changed = 0, verdict;
     char *status = NULL;
     struct stat st;
+    /* ---- events: what each recipient's outcome is, as data */
+    char ev_msgid[512] = "", ev_stream[256] = "";
+    long long ev_next_us = 0;
+
+    if (q->events != NULL) {
+        struct iovec one = {(void *)qf->data, qf->len};
+        long long b = age_ms < set->min_backoff_ms   ? set->min_backoff_ms
+                      : age_ms > set->max_backoff_ms ? set->max_backoff_ms
+                                                     : age_ms;
+
+        events_msgid(&one, 1, ev_msgid, sizeof(ev_msgid));
+        events_stream(q->events, qf->auth_user, qf->sender, ev_stream,
+                      sizeof(ev_stream));
+        ev_next_us = now + b * 1000;
+    }
 
     if ((status = malloc(qf->nrcpts + 1)) == NULL ||
         (failed = calloc(qf->nrcpts, sizeof(*failed))) == NULL ||
@@ -385,6 +400,28 @@ queue_finish(struct queue_job *j, int fd, long long *next_ms)
                  (double)(j->start_us - qf->queued_us) / 1e6,
                  (double)o->conn_us / 1e6, (double)o->xfer_us / 1e6, dsn,
                  st_name, o->code, o->text, note);
+        if (q->events != NULL) {
+            struct events_rec r;
+
+            memset(&r, 0, sizeof(r));
+            r.type = cls == 2   ? EVENTS_DELIVERED
+                     : cls == 5 ? EVENTS_BOUNCED
+                     : expired  ? EVENTS_EXPIRED
+                                : EVENTS_DEFERRED;
+            r.qid = j->id;
+            r.msgid = ev_msgid;
+            r.sender = qf->sender;
+            r.rcpt = qf->rcpts[i].addr;
+            r.stream = ev_stream;
+            r.size = qf->len;
+            r.code = o->code;
+            r.dsn = dsn;
+            r.hard = cls == 5 && events_bounce_is_hard(o->code, dsn);
+            r.next_us = r.type == EVENTS_DEFERRED ? ev_next_us : 0;
+            r.relay = o->relay;
+            r.text = o->text;
+            events_emit(q->events, &r);
+        }
     }
     if (fstat(fd, &st) == 0 && st.st_nlink == 0) {
         /* "relaychain queue delete" won while the attempt ran */
