@@ -68,18 +68,6 @@ struct events {
     int started;
 };
 
-static const char *const events_type_names[] = {
-    [EVENTS_RECEIVED] = "received", [EVENTS_DELIVERED] = "delivered",
-    [EVENTS_DEFERRED] = "deferred", [EVENTS_BOUNCED] = "bounced",
-    [EVENTS_EXPIRED] = "expired",   [EVENTS_SUPPRESSED] = "suppressed",
-};
-
-const char *
-events_type_name(enum events_type t)
-{
-    return (unsigned)t < EVENTS_NTYPES ? events_type_names[t] : "unknown";
-}
-
 static long long
 events_now_us(void)
 {

@@ -124,6 +124,4 @@ void events_msgid(const struct iovec *iov, size_t niov, char *out, size_t n);
  * content, mailbox full). */
 int events_bounce_is_hard(int code, const char *dsn);
 
-const char *events_type_name(enum events_type t);
-
 #endif

@@ -59,6 +59,18 @@ static const char *const events_db_schema =
     " t INTEGER NOT NULL," /* Unix seconds */
     " PRIMARY KEY (rcpt, stream));";
 
+static const char *const events_type_names[] = {
+    [EVENTS_RECEIVED] = "received", [EVENTS_DELIVERED] = "delivered",
+    [EVENTS_DEFERRED] = "deferred", [EVENTS_BOUNCED] = "bounced",
+    [EVENTS_EXPIRED] = "expired",   [EVENTS_SUPPRESSED] = "suppressed",
+};
+
+const char *
+events_type_name(enum events_type t)
+{
+    return (unsigned)t < EVENTS_NTYPES ? events_type_names[t] : "unknown";
+}
+
 const char *
 events_db_path(const char *store, struct err *e)
 {

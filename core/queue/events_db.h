@@ -27,6 +27,9 @@
 
 struct events_db;
 
+/* events_type_name - "received", "delivered"... as stored. */
+const char *events_type_name(enum events_type t);
+
 /* events_db_open - open store ("sqlite:/path"); readonly opens without
  * creating or writing anything. NULL with e set. */
 struct events_db *events_db_open(const char *store, int readonly,
