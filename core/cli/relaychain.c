@@ -96,6 +96,14 @@ usage_main(FILE *fp)
             "  user          list the held users and clients, release one\n"
             "  archive       verify the archive's hash chain and "
             "checkpoints, status\n"
+            /* ---- events */
+            "  events        one message's or recipient's delivery events\n"
+            "  report        delivery counts and rates by day, hour, "
+            "domain,\n"
+            "                sender or stream\n"
+            "  suppress      add, remove, list, import or export "
+            "suppressed\n"
+            "                recipients\n"
             "\n"
             "  relaychain --version\n"
             "  relaychain COMMAND -h   help for one command\n");
