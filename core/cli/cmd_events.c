@@ -79,6 +79,16 @@ evcli_date(const char *s, long long *out)
 
 /* --------------------------------------------------------------- events */
 
+/* evcli_put - s on stdout with control characters as '?': the replies,
+ * ids and addresses come from other machines, and must not drive the
+ * admin's terminal. */
+static void
+evcli_put(const char *s)
+{
+    for (; *s; s++)
+        putchar((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s);
+}
+
 struct evcli_hist {
     int json, n;
 };
@@ -118,17 +128,23 @@ evcli_hist_row(void *ctx, int ncols, const char *const *names,
         return 0;
     }
     /* time type qid to=<rcpt> and the details that are set */
-    printf("%s %-10s %s to=<%s>", values[0], values[1], values[2], values[5]);
+    printf("%s %-10s ", values[0], values[1]);
+    evcli_put(values[2]);
+    printf(" to=<");
+    evcli_put(values[5]);
+    printf(">");
     for (i = 3; i < ncols; i++) {
         if (i == 5 || values[i][0] == '\0' ||
             (strcmp(values[i], "0") == 0 && i != 10))
             continue;
         if (i == 10 && strcmp(values[1], "bounced") != 0)
             continue;
-        if (i == 10)
+        if (i == 10) {
             printf(", %s", values[i][0] == '1' ? "hard" : "soft");
-        else
-            printf(", %s=%s", names[i], values[i]);
+        } else {
+            printf(", %s=", names[i]);
+            evcli_put(values[i]);
+        }
     }
     putchar('\n');
     return 0;
@@ -227,11 +243,16 @@ evcli_report_row(void *ctx, const struct events_report_row *r)
         printf("%-24s %9s %9s %9s %9s %9s %9s %9s %7s %7s %7s\n", "key",
                "received", "delivered", "deferred", "hard", "soft", "expired",
                "suppr", "deliv%", "bounce%", "defer%");
-    printf("%-24s %9llu %9llu %9llu %9llu %9llu %9llu %9llu %7.2f %7.2f "
-           "%7.2f\n",
-           r->key[0] ? r->key : "-", r->received, r->delivered, r->deferred,
-           r->bounced_hard, r->bounced_soft, r->expired, r->suppressed, dr, br,
-           fr);
+    {
+        const char *k = r->key[0] ? r->key : "-";
+        size_t len = strlen(k);
+
+        evcli_put(k);
+        printf("%*s", len < 24 ? (int)(24 - len) : 0, "");
+    }
+    printf(" %9llu %9llu %9llu %9llu %9llu %9llu %9llu %7.2f %7.2f %7.2f\n",
+           r->received, r->delivered, r->deferred, r->bounced_hard,
+           r->bounced_soft, r->expired, r->suppressed, dr, br, fr);
     return 0;
 }
 
@@ -327,8 +348,12 @@ evcli_sup_print(void *ctx, const char *rcpt, const char *stream,
 
         if (gmtime_r(&tt, &tm))
             strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm);
-        printf("%s\t%s\t%s\t%s\n", rcpt, stream[0] ? stream : "*", date,
-               reason);
+        evcli_put(rcpt);
+        putchar('\t');
+        evcli_put(stream[0] ? stream : "*");
+        printf("\t%s\t", date);
+        evcli_put(reason);
+        putchar('\n');
     }
     return 0;
 }

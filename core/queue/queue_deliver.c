@@ -274,6 +274,24 @@ queue_notice(struct queue_job *j, const char *action,
         if (rc < 0 && e.sys_errno != EEXIST)
             break;
     }
+    if (rc == 0 && q->events != NULL) {
+        /* ---- events: a notification is mail the relay received too */
+        struct iovec one = {out.data, out.len};
+        char msgid[512];
+        struct events_rec r;
+
+        events_msgid(&one, 1, msgid, sizeof(msgid));
+        memset(&r, 0, sizeof(r));
+        r.type = EVENTS_RECEIVED;
+        r.qid = id;
+        r.msgid = msgid;
+        r.sender = "";
+        r.rcpt = j->qf.sender;
+        r.size = m.len;
+        r.relay = "127.0.0.1";
+        r.text = what;
+        events_emit(q->events, &r);
+    }
     buf_fini(&out);
     if (rc < 0) {
         log_error(j->id, "cannot queue the %s: %s", what, e.text);

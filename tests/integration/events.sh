@@ -127,9 +127,12 @@ bad = {k: (d[k], v) for k, v in want.items() if d[k] != v}
 print("ok" if not bad else "got/want %r" % bad)
 PYEOF
 check "report --by domain: $(cat "$T/report.check")" grep -qx ok "$T/report.check"
-# the day also has the two non-delivery notifications to news@
+# the day also has the two non-delivery notifications to news@, each
+# received (from the relay itself) and delivered
 check "report --by day" \
-    sh -c "'$RC' report -c '$T/q.conf' --by day | grep -q '^20[0-9-]*  *4  *4 '"
+    sh -c "'$RC' report -c '$T/q.conf' --by day | grep -q '^20[0-9-]*  *6  *4 '"
+check "the notifications are received events with the null sender" \
+    wait_q "SELECT count(*) FROM events WHERE type='received' AND sender='' AND rcpt='news@client.example' AND text='non-delivery notification'" 2 5
 check "report --until before everything: no rows" \
     sh -c "[ \"\$('$RC' report -c '$T/q.conf' --until 2001-01-01 --json)\" = '[]' ]"
 check "report refuses a bad --by" \

@@ -303,6 +303,89 @@ test_msgid(void **state)
     assert_string_equal(out, "<f@g>");
 }
 
+/* stream_map by user, then sender; suppress_scope = stream keeps a
+ * hard bounce to its stream */
+static void
+test_streams(void **state)
+{
+    struct events_settings s = {0};
+    struct events_rec r;
+    struct events *ev;
+    struct err e;
+    char map[300], out[64], why[200];
+    FILE *fp;
+
+    (void)state;
+    unlink(dbpath);
+    snprintf(map, sizeof(map), "%s/streams", dir);
+    assert_non_null(fp = fopen(map, "w"));
+    fputs("/^alice$/ transactional\n/^news@example\\.com$/ "
+          "newsletters\n",
+          fp);
+    fclose(fp);
+    s.store = store;
+    s.stream_map = map;
+    s.buffer_max = 100;
+    s.suppress_stream = 1;
+    err_clear(&e);
+    ev = events_open(&s, &e);
+    if (ev == NULL)
+        fail_msg("events_open: %s", e.text);
+    assert_int_equal(
+        events_stream(ev, NULL, "news@example.com", out, sizeof(out)), 1);
+    assert_string_equal(out, "newsletters");
+    assert_int_equal(
+        events_stream(ev, "alice", "news@example.com", out, sizeof(out)), 1);
+    assert_string_equal(out, "transactional");
+    assert_int_equal(
+        events_stream(ev, NULL, "bob@example.com", out, sizeof(out)), 1);
+    assert_string_equal(out, "");
+    memset(&r, 0, sizeof(r));
+    r.type = EVENTS_BOUNCED;
+    r.rcpt = "gone@example.net";
+    r.stream = "newsletters";
+    r.code = 550;
+    r.dsn = "5.1.1";
+    r.hard = 1;
+    events_emit(ev, &r);
+    assert_int_equal(events_flush(ev, 5000), 0);
+    assert_int_equal(events_suppressed(ev, "gone@example.net", "newsletters",
+                                       why, sizeof(why)),
+                     1);
+    assert_int_equal(events_suppressed(ev, "gone@example.net", "transactional",
+                                       why, sizeof(why)),
+                     0);
+    events_close(ev);
+    /* without stream_map: no streams, events_stream says so */
+    assert_int_equal(
+        events_stream(NULL, NULL, "news@example.com", out, sizeof(out)), 0);
+    /* a bad map is refused at open with its line */
+    assert_non_null(fp = fopen(map, "w"));
+    fputs("/(unclosed/ x\n", fp);
+    fclose(fp);
+    err_clear(&e);
+    assert_null(events_open(&s, &e));
+    if (strstr(e.text, "streams:1") == NULL)
+        fail_msg("got \"%s\", want the map's file:line", e.text);
+}
+
+/* a PostgreSQL store is refused as not built */
+static void
+test_store_names(void **state)
+{
+    struct events_settings s = {0};
+    struct err e;
+
+    (void)state;
+    s.store = "postgresql://relay@db/events";
+    err_clear(&e);
+    assert_null(events_open(&s, &e));
+    if (strstr(e.text, "not built") == NULL)
+        fail_msg("got \"%s\"", e.text);
+    s.store = "mysql:x";
+    assert_null(events_open(&s, &e));
+}
+
 int
 main(void)
 {
@@ -312,6 +395,8 @@ main(void)
         cmocka_unit_test(test_spool_and_replay),
         cmocka_unit_test(test_replay_twice),
         cmocka_unit_test(test_report),
+        cmocka_unit_test(test_streams),
+        cmocka_unit_test(test_store_names),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
