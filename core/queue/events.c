@@ -42,7 +42,7 @@ struct events {
     char store[EVENTS_PATH_MAX];
     char spool[EVENTS_PATH_MAX], replay[EVENTS_PATH_MAX + 8];
     struct regmap *streams;
-    int suppress_stream;
+    int suppress_stream, drop;
     size_t batch_max;
     long long batch_ms;
 
@@ -557,6 +557,7 @@ events_open(const struct events_settings *s, struct err *e)
         snprintf(ev->spool, sizeof(ev->spool), "%s.spool", path);
     snprintf(ev->replay, sizeof(ev->replay), "%s.replay", ev->spool);
     ev->suppress_stream = s->suppress_stream;
+    ev->drop = s->drop;
     ev->cap = s->buffer_max > 0 ? s->buffer_max : 1;
     ev->batch_max = s->batch_max > 0 ? s->batch_max : 500;
     ev->batch_ms = s->batch_ms > 0 ? s->batch_ms : 200;
@@ -659,6 +660,12 @@ events_stats(struct events *ev, struct events_stats *st)
     pthread_mutex_lock(&ev->spool_lock);
     st->spooled = ev->spool_lines + ev->replay_lines;
     pthread_mutex_unlock(&ev->spool_lock);
+}
+
+int
+events_drops(const struct events *ev)
+{
+    return ev != NULL && ev->drop;
 }
 
 int

@@ -72,6 +72,7 @@ struct events_settings {
     size_t batch_max;       /* events per transaction */
     long long batch_ms;     /* longest wait to fill a batch */
     int suppress_stream;    /* suppress_scope = stream */
+    int drop;               /* on_suppressed = drop */
 };
 
 struct events_stats {
@@ -113,6 +114,10 @@ int events_stream(const struct events *ev, const char *auth_user,
  * when the lookup failed (logged: the caller lets the mail pass). */
 int events_suppressed(struct events *ev, const char *rcpt, const char *stream,
                       char *why, size_t n);
+
+/* events_drops - 1 when a suppressed recipient is accepted and dropped
+ * (on_suppressed = drop), 0 when RCPT refuses it. */
+int events_drops(const struct events *ev);
 
 /* events_msgid - the Message-ID of the message whose first octets are
  * the pieces iov[0..niov) into out (n octets, "" when none). */

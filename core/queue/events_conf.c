@@ -4,7 +4,7 @@
  * events_conf_part declares events_store (off when unset), the writer's
  * buffer and batch, stream_map, suppress_scope and on_suppressed, and
  * refuses, with file:line, what this version does not build: a
- * PostgreSQL store, on_suppressed = drop, verp_domain and fbl_address
+ * PostgreSQL store, verp_domain and fbl_address
  * (VERP bounces and ARF complaints). events_settings_from() fills the
  * writer's settings from a checked file; nothing is allocated.
  */
@@ -46,8 +46,8 @@ static const struct cfg_option events_conf_options[] = {
      "its stream only (stream)",
      events_conf_scope_choices, 0, 0, 0},
     {"on_suppressed", CFG_ENUM, "reject",
-     "reject: RCPT of a suppressed recipient gets 550 5.7.1; drop is not "
-     "built in this version",
+     "reject: RCPT of a suppressed recipient gets 550 5.7.1; drop: it is "
+     "accepted and not delivered, with a suppressed event",
      events_conf_suppressed_choices, 0, 0, 0},
     {"verp_domain", CFG_STRING, NULL,
      "VERP envelope senders for returning bounces: not built in this "
@@ -70,9 +70,6 @@ events_conf_check(const struct cfg *c, struct err *e)
     if (cfg_is_set(c, "fbl_address"))
         return cfg_err(e, c, "fbl_address",
                        "ARF complaint reports are not built in this version");
-    if (cfg_enum(c, "on_suppressed") == 1)
-        return cfg_err(e, c, "on_suppressed",
-                       "drop is not built in this version; use reject");
     if (store != NULL) {
         struct err e2;
 
@@ -105,5 +102,6 @@ events_settings_from(const struct cfg *c, struct events_settings *s)
     s->batch_max = (size_t)cfg_num(c, "events_batch");
     s->batch_ms = cfg_num(c, "events_batch_time");
     s->suppress_stream = cfg_enum(c, "suppress_scope") == 1;
+    s->drop = cfg_enum(c, "on_suppressed") == 1;
     return 1;
 }

@@ -220,9 +220,10 @@ smtpd_cmd_mail(struct smtpd_session *s, const char *line)
 
 /* ---- events: smtpd_rcpt_suppressed - in queue mode with events_store,
  * a recipient on the suppression list (for the sender's stream, or for
- * all mail when stream_map is unset) is refused with 550 5.7.1 and a
- * suppressed event; returns 1 then (replied), else 0. A failed lookup
- * lets the recipient pass: events never stop mail. */
+ * all mail when stream_map is unset) is refused with 550 5.7.1, or with
+ * on_suppressed = drop answered 250 and left off the envelope, with a
+ * suppressed event either way; returns 1 then (replied), else 0. A
+ * failed lookup lets the recipient pass: events never stop mail. */
 static int
 smtpd_rcpt_suppressed(struct smtpd_session *s, const char *rcpt)
 {
@@ -238,7 +239,11 @@ smtpd_rcpt_suppressed(struct smtpd_session *s, const char *rcpt)
     if (events_suppressed(ev, rcpt, stream, why, sizeof(why)) != 1)
         return 0;
     snprintf(reply, sizeof(reply), "550 5.7.1 recipient suppressed (%s)", why);
-    smtpd_noqueue_reject(s, "RCPT", reply, rcpt);
+    if (events_drops(ev))
+        log_info(s->qid, "suppressed: RCPT <%s> accepted and dropped (%s)",
+                 rcpt, why);
+    else
+        smtpd_noqueue_reject(s, "RCPT", reply, rcpt);
     memset(&r, 0, sizeof(r));
     r.type = EVENTS_SUPPRESSED;
     r.qid = s->qid;
@@ -249,7 +254,12 @@ smtpd_rcpt_suppressed(struct smtpd_session *s, const char *rcpt)
     r.dsn = "5.7.1";
     r.text = why;
     events_emit(ev, &r);
-    smtpd_reply(s, "%s", reply);
+    if (events_drops(ev)) {
+        s->n_dropped++;
+        smtpd_reply(s, "250 2.1.5 Ok");
+    } else {
+        smtpd_reply(s, "%s", reply);
+    }
     return 1;
 }
 

@@ -143,6 +143,7 @@ struct smtpd_session {
     char *sender_params;
     struct smtpd_rcpt *rcpts;
     size_t nrcpts;
+    size_t n_dropped; /* ---- events: suppressed and dropped (drop) */
     struct smtpc_conn *hop;
     struct timeval t_start;
     size_t mem_held; /* octets counted in srv->mem for this DATA */

@@ -19,6 +19,9 @@
 #    messages: mail flows (all accepted and delivered), "relaychain
 #    status" shows the store failing and events spooled; after the lock
 #    goes, every event is in the store exactly once.
+# 5. With on_suppressed = drop, RCPT for gone@ gets 250: a message to
+#    ok@ and gone@ reaches ok@ alone, one to gone@ alone is taken and
+#    discarded, each with a suppressed event.
 . "$top_srcdir/tests/integration/smtpd_lib.sh"
 
 RC="$top_builddir/relaychain"
@@ -171,5 +174,25 @@ check "status: store ok, nothing spooled: $(grep events: "$T/status2.out")" \
     grep -q '^events: store ok, 0 buffered, 0 spooled, [0-9]* written, [1-9][0-9]* replayed, 0 lost' "$T/status2.out"
 check "the log tells the failure and the replay" \
     sh -c "grep -q 'events: store .* failing' '$T/rcd.log' && grep -q 'spooled events replayed' '$T/rcd.log'"
+
+# --- 5. on_suppressed = drop: accepted, left off the envelope
+rcd_stop rcd >/dev/null 2>&1
+echo "on_suppressed = drop" >>"$T/q.conf"
+rcd_start rcd "$T/q.conf" "$port" || finish
+swaks --server 127.0.0.1:$port --from news@client.example \
+    --to ok@dest.example,gone@dest.example \
+    --header 'Message-Id: <drop-1@client.example>' >"$T/drop1.out" 2>&1
+check "drop: both RCPTs get 250, the message is queued" \
+    sh -c "[ \$(grep -c '<-  250 2.1.5 Ok' '$T/drop1.out') -eq 2 ] && grep -q '250 2.0.0 Ok: queued as' '$T/drop1.out'"
+check "drop: only ok@ is received and delivered" \
+    wait_q "SELECT group_concat(type || ':' || rcpt, ' ') FROM (SELECT type, rcpt FROM events WHERE msgid='<drop-1@client.example>' ORDER BY id)" "received:ok@dest.example delivered:ok@dest.example" 10
+check "drop: gone@ has a suppressed event from this session" \
+    wait_q "SELECT count(*) FROM events WHERE type='suppressed' AND rcpt='gone@dest.example'" 3 10
+swaks --server 127.0.0.1:$port --from news@client.example \
+    --to gone@dest.example >"$T/drop2.out" 2>&1
+check "drop: a message for the suppressed alone is taken (250) and discarded" \
+    sh -c "grep -q '250 2.0.0 Ok: queued as' '$T/drop2.out' && grep -q 'discarded: every recipient suppressed' '$T/rcd.log'"
+check "drop: and its suppressed event" \
+    wait_q "SELECT count(*) FROM events WHERE type='suppressed' AND rcpt='gone@dest.example'" 4 10
 
 finish
