@@ -19,9 +19,11 @@
 #    messages: mail flows (all accepted and delivered), "relaychain
 #    status" shows the store failing and events spooled; after the lock
 #    goes, every event is in the store exactly once.
-# 5. With on_suppressed = drop, RCPT for gone@ gets 250: a message to
-#    ok@ and gone@ reaches ok@ alone, one to gone@ alone is taken and
-#    discarded, each with a suppressed event.
+# 5. Restarted with on_suppressed = drop and maximal_queue_lifetime =
+#    2s: a reload that changes an events key is told to restart; a
+#    message Postfix keeps deferring gets an expired event; RCPT for
+#    gone@ gets 250: a message to ok@ and gone@ reaches ok@ alone, one
+#    to gone@ alone is taken and discarded, each with a suppressed event.
 . "$top_srcdir/tests/integration/smtpd_lib.sh"
 
 RC="$top_builddir/relaychain"
@@ -175,10 +177,27 @@ check "status: store ok, nothing spooled: $(grep events: "$T/status2.out")" \
 check "the log tells the failure and the replay" \
     sh -c "grep -q 'events: store .* failing' '$T/rcd.log' && grep -q 'spooled events replayed' '$T/rcd.log'"
 
-# --- 5. on_suppressed = drop: accepted, left off the envelope
+# --- 5. on_suppressed = drop: accepted, left off the envelope; and a
+# deferral that outlives maximal_queue_lifetime
 rcd_stop rcd >/dev/null 2>&1
-echo "on_suppressed = drop" >>"$T/q.conf"
+printf '%s\n' 'never@dest.example 450 4.2.0 not now' >>"$T/pf/etc/rcpt"
+pfx_stop pf
+pfx_start pf || finish
+printf '%s\n' "on_suppressed = drop" "maximal_queue_lifetime = 2s" >>"$T/q.conf"
 rcd_start rcd "$T/q.conf" "$port" || finish
+# a reload that changes an events key is told it takes a restart
+sed 's/^events_batch_time = .*/events_batch_time = 70ms/' "$T/q.conf" >"$T/q2.conf"
+cp "$T/q2.conf" "$T/q.conf"
+"$RC" reload -c "$T/q.conf" >"$T/reload.out" 2>&1
+check "reload names events_batch_time as restart-only: $(cat "$T/reload.out")" \
+    grep -q 'events_batch_time changed: restart relaychaind to use it' "$T/reload.out"
+swaks --server 127.0.0.1:$port --from news@client.example \
+    --to never@dest.example --header 'Message-Id: <never-1@client.example>' \
+    >"$T/never.out" 2>&1
+check "an expired event once the lifetime is over, with the last reply" \
+    wait_q "SELECT code || ' ' || dsn FROM events WHERE type='expired' AND msgid='<never-1@client.example>'" "450 4.2.0" 15
+check "expired counts in the report" \
+    sh -c "'$RC' report -c '$T/q.conf' --json | grep -q '\"expired\": 1,'"
 swaks --server 127.0.0.1:$port --from news@client.example \
     --to ok@dest.example,gone@dest.example \
     --header 'Message-Id: <drop-1@client.example>' >"$T/drop1.out" 2>&1
