@@ -34,7 +34,7 @@
 #define EVCLI_LINE_MAX 2048
 
 static struct events_db *
-evcli_open(const char *path, int readonly)
+evcli_open(const char *path, int mode)
 {
     struct events_db *db;
     struct cfg *cf;
@@ -51,7 +51,7 @@ evcli_open(const char *path, int readonly)
         cfg_free(cf);
         return NULL;
     }
-    if ((db = events_db_open(store, readonly, &e)) == NULL)
+    if ((db = events_db_open(store, mode, &e)) == NULL)
         fprintf(stderr, "relaychain: events_store: %s\n", e.text);
     cfg_free(cf);
     return db;
@@ -184,7 +184,7 @@ events_cmd(int argc, char **argv)
     }
     if (optind != argc || (msgid == NULL && rcpt == NULL))
         goto usage;
-    if ((db = evcli_open(path, 1)) == NULL)
+    if ((db = evcli_open(path, EVENTS_DB_READONLY)) == NULL)
         return 1;
     err_clear(&e);
     rc = events_db_history(db, msgid, rcpt, evcli_hist_row, &h, &e);
@@ -304,7 +304,7 @@ report_cmd(int argc, char **argv)
     }
     if (optind != argc)
         goto usage;
-    if ((db = evcli_open(path, 1)) == NULL)
+    if ((db = evcli_open(path, EVENTS_DB_READONLY)) == NULL)
         return 1;
     err_clear(&e);
     rc = events_db_report(db, by, since, until, evcli_report_row, &rp, &e);
@@ -461,7 +461,7 @@ suppress_cmd(int argc, char **argv)
                 argv[optind]);
         return 2;
     }
-    if ((db = evcli_open(path, 0)) == NULL)
+    if ((db = evcli_open(path, EVENTS_DB_EXISTING)) == NULL)
         return 1;
     err_clear(&e);
     if (strcmp(cmd, "add") == 0) {
@@ -477,9 +477,6 @@ suppress_cmd(int argc, char **argv)
                     argv[optind]);
         rc = rc == 1 ? 0 : 1;
     } else if (strcmp(cmd, "import") == 0) {
-        events_db_close(db);
-        if ((db = evcli_open(path, 0)) == NULL)
-            return 1;
         rc = evcli_import(db);
         events_db_close(db);
         return rc;

@@ -91,7 +91,9 @@ events_bounce_is_hard(int code, const char *dsn)
 {
     if (code / 100 != 5)
         return 0;
-    if (dsn != NULL && dsn[0] == '5' && dsn[1] == '.') {
+    /* 5.0.0 is what the log shows for a reply without an enhanced code */
+    if (dsn != NULL && dsn[0] == '5' && dsn[1] == '.' &&
+        strcmp(dsn, "5.0.0") != 0) {
         if (strncmp(dsn, "5.1.", 4) == 0 || strcmp(dsn, "5.2.1") == 0)
             return 1;
         return 0;
@@ -292,7 +294,7 @@ events_db_ready(struct events *ev)
     if (events_mono_ms() < ev->retry_ms)
         return NULL;
     err_clear(&e);
-    if ((ev->db = events_db_open(ev->store, 0, &e)) == NULL) {
+    if ((ev->db = events_db_open(ev->store, EVENTS_DB_CREATE, &e)) == NULL) {
         events_fail(ev, &e);
         return NULL;
     }
@@ -571,8 +573,8 @@ events_open(const struct events_settings *s, struct err *e)
         goto fail;
     /* The store must work at start: a wrong path is a configuration
      * error, told now rather than spooled for ever. */
-    if ((ev->db = events_db_open(s->store, 0, e)) == NULL ||
-        (ev->rdb = events_db_open(s->store, 1, e)) == NULL) {
+    if ((ev->db = events_db_open(s->store, EVENTS_DB_CREATE, e)) == NULL ||
+        (ev->rdb = events_db_open(s->store, EVENTS_DB_READONLY, e)) == NULL) {
         err_prefix(e, "events_store");
         goto fail;
     }

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -96,15 +97,25 @@ events_db_err(struct events_db *db, struct err *e, const char *what)
 }
 
 struct events_db *
-events_db_open(const char *store, int readonly, struct err *e)
+events_db_open(const char *store, int mode, struct err *e)
 {
     struct events_db *db;
     const char *path = events_db_path(store, e);
+    int readonly = mode == EVENTS_DB_READONLY;
     int flags = readonly ? SQLITE_OPEN_READONLY
-                         : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+                : mode == EVENTS_DB_CREATE
+                    ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+                    : SQLITE_OPEN_READWRITE;
 
     if (path == NULL)
         return NULL;
+    if (mode != EVENTS_DB_CREATE && access(path, F_OK) < 0) {
+        err_sys(e, ERR_IO,
+                "%s (relaychaind creates it when it starts with "
+                "events_store set)",
+                path);
+        return NULL;
+    }
     if ((db = calloc(1, sizeof(*db))) == NULL) {
         err_nomem(e);
         return NULL;

@@ -30,10 +30,15 @@ struct events_db;
 /* events_type_name - "received", "delivered"... as stored. */
 const char *events_type_name(enum events_type t);
 
-/* events_db_open - open store ("sqlite:/path"); readonly opens without
- * creating or writing anything. NULL with e set. */
-struct events_db *events_db_open(const char *store, int readonly,
-                                 struct err *e);
+/* events_db_open - open store ("sqlite:/path") as mode says: create it
+ * (and its schema) when missing, the daemon's writer; read-only, never
+ * creating or writing anything; or read-write when it exists, for the
+ * commands, which may run as root and must not leave the daemon a
+ * database it cannot write. NULL with e set. */
+#define EVENTS_DB_CREATE 0
+#define EVENTS_DB_READONLY 1
+#define EVENTS_DB_EXISTING 2
+struct events_db *events_db_open(const char *store, int mode, struct err *e);
 void events_db_close(struct events_db *db);
 
 /* events_db_path - the file of store "sqlite:/path" (NULL with e set

@@ -108,6 +108,11 @@ check "import puts it back" \
 check "and RCPT is refused again" \
     sh -c "swaks --server 127.0.0.1:$port --from news@client.example --to gone@dest.example 2>&1 | grep -q '550 5.7.1 recipient suppressed'"
 
+sed "s|^events_store = .*|events_store = sqlite:$T/none.db|" "$T/q.conf" >"$T/none.conf"
+"$RC" suppress -c "$T/none.conf" add x@dest.example >"$T/none.out" 2>&1
+check "suppress on a store that does not exist: refused, nothing created" \
+    sh -c "grep -q 'none.db.*relaychaind creates it' '$T/none.out' && [ ! -e '$T/none.db' ]"
+
 # --- 3. history and report
 "$RC" events -c "$T/q.conf" --message-id '<ev-1@client.example>' >"$T/hist.out" 2>&1
 check "events --message-id: received, bounced (hard), deferred, delivered" \

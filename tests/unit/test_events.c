@@ -238,7 +238,7 @@ test_report(void **state)
         events_suppressed(ev, "c@two.example", "", why, sizeof(why)), 0);
     events_close(ev);
 
-    db = events_db_open(store, 1, &e);
+    db = events_db_open(store, EVENTS_DB_READONLY, &e);
     assert_non_null(db);
     memset(&rs, 0, sizeof(rs));
     assert_int_equal(events_db_report(db, "domain", 0, 0, keep_row, &rs, &e),
@@ -276,6 +276,8 @@ test_hard_soft(void **state)
     assert_int_equal(events_bounce_is_hard(550, "5.7.1"), 0);
     assert_int_equal(events_bounce_is_hard(450, "4.1.1"), 0);
     assert_int_equal(events_bounce_is_hard(550, NULL), 1);
+    assert_int_equal(events_bounce_is_hard(550, "5.0.0"), 1);
+    assert_int_equal(events_bounce_is_hard(554, "5.0.0"), 0);
 }
 
 static void
