@@ -520,17 +520,22 @@ events_db_history(struct events_db *db, const char *msgid, const char *rcpt,
         "time", "type", "qid", "message_id", "sender",   "recipient", "stream",
         "size", "code", "dsn", "hard",       "next_try", "relay",     "text"};
     const char *vals[14];
-    char when[40], next[40];
+    char when[40], next[40], sql[512];
     sqlite3_stmt *st;
     int rc, i;
 
-    if (sqlite3_prepare_v2(
-            db->db,
-            "SELECT t, type, qid, msgid, sender, rcpt, stream, size, code, "
-            "dsn, hard, next_try, relay, text FROM events WHERE "
-            "(?1 IS NULL OR msgid = ?1 OR msgid = '<' || ?1 || '>') AND "
-            "(?2 IS NULL OR rcpt = lower(?2)) ORDER BY t, id",
-            -1, &st, NULL) != SQLITE_OK)
+    /* one query per case: an "?1 IS NULL OR" would keep SQLite from
+     * the indexes */
+    snprintf(sql, sizeof(sql),
+             "SELECT t, type, qid, msgid, sender, rcpt, stream, size, code, "
+             "dsn, hard, next_try, relay, text FROM events WHERE %s%s%s "
+             "ORDER BY t, id",
+             msgid != NULL ? "msgid IN (?1, '<' || ?1 || '>')" : "",
+             msgid != NULL && rcpt != NULL ? " AND " : "",
+             rcpt != NULL ? "rcpt = lower(?2)" : "");
+    if (msgid == NULL && rcpt == NULL)
+        return err_set(e, ERR_INPUT, "a Message-ID or a recipient, please");
+    if (sqlite3_prepare_v2(db->db, sql, -1, &st, NULL) != SQLITE_OK)
         return events_db_err(db, e, "events");
     if (msgid != NULL)
         sqlite3_bind_text(st, 1, msgid, -1, SQLITE_STATIC);
