@@ -435,6 +435,16 @@ events_replay(struct events *ev)
         (void)events_replay_file(ev);
 }
 
+/* events_deadline - ts = now + ms on the clock of the condition */
+static void
+events_deadline(struct timespec *ts, long long ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    ts->tv_sec += ms / 1000 + ts->tv_nsec / 1000000000L;
+    ts->tv_nsec %= 1000000000L;
+}
+
 static void *
 events_writer(void *arg)
 {
@@ -453,12 +463,15 @@ events_writer(void *arg)
         pthread_mutex_lock(&ev->lock);
         ev->busy = 0;
         pthread_cond_broadcast(&ev->idle);
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += (long)(ev->batch_ms % 1000) * 1000000L;
-        ts.tv_sec += ev->batch_ms / 1000 + ts.tv_nsec / 1000000000L;
-        ts.tv_nsec %= 1000000000L;
-        if (!ev->stopping && ev->n < ev->batch_max)
+        /* a first event, or a turn (the spool's sync and replay) */
+        events_deadline(&ts, ev->batch_ms);
+        if (!ev->stopping && ev->n == 0)
             pthread_cond_timedwait(&ev->wake, &ev->lock, &ts);
+        /* then a full batch, or batch_ms after the first event */
+        events_deadline(&ts, ev->batch_ms);
+        while (!ev->stopping && ev->n > 0 && ev->n < ev->batch_max &&
+               pthread_cond_timedwait(&ev->wake, &ev->lock, &ts) == 0)
+            ;
         ev->busy = 1;
         stop = ev->stopping;
         for (n = 0; n < ev->batch_max && ev->n > 0; n++) {

@@ -24,6 +24,7 @@
 
 #define EVENTS_DB_BUSY_MS 100
 #define EVENTS_LINE_FIELDS 16
+#define EVENTS_ADDR_MAX 1024
 
 struct events_db {
     sqlite3 *db;
@@ -138,8 +139,8 @@ events_db_open(const char *store, int mode, struct err *e)
     }
     if (sqlite3_prepare_v2(
             db->db,
-            "SELECT reason, t FROM suppression WHERE rcpt = lower(?1) AND "
-            "(stream = '' OR stream = ?2) ORDER BY t LIMIT 1",
+            "SELECT reason, t FROM suppression WHERE rcpt = ?1 AND "
+            "stream IN ('', ?2) LIMIT 1",
             -1, &db->sup_find, NULL) != SQLITE_OK) {
         events_db_err(db, e, path);
         goto fail;
@@ -424,9 +425,18 @@ int
 events_db_suppress_find(struct events_db *db, const char *rcpt,
                         const char *stream, char *why, size_t n, struct err *e)
 {
+    char low[EVENTS_ADDR_MAX];
+    size_t i;
     int rc;
 
-    sqlite3_bind_text(db->sup_find, 1, rcpt, -1, SQLITE_STATIC);
+    /* lower-cased here, as lower() does it (ASCII), so the lookup is a
+     * plain key: one B-tree search */
+    for (i = 0; rcpt[i] != '\0' && i < sizeof(low) - 1; i++)
+        low[i] = (char)tolower((unsigned char)rcpt[i]);
+    low[i] = '\0';
+    if (rcpt[i] != '\0')
+        return 0; /* longer than any address: never listed */
+    sqlite3_bind_text(db->sup_find, 1, low, -1, SQLITE_STATIC);
     sqlite3_bind_text(db->sup_find, 2, stream ? stream : "", -1,
                       SQLITE_STATIC);
     rc = sqlite3_step(db->sup_find);
