@@ -50,7 +50,7 @@ struct events {
     pthread_cond_t wake, idle;
     char **ring;
     size_t cap, head, n;
-    int stopping, busy, store_ok;
+    int stopping, busy, store_ok, spill;
     unsigned long long written, replayed, lost;
     char last_error[ERR_TEXT_MAX];
     atomic_uint seq;
@@ -239,7 +239,7 @@ events_emit(struct events *ev, const struct events_rec *r)
         return;
     }
     pthread_mutex_lock(&ev->lock);
-    if (ev->n < ev->cap) {
+    if (ev->n < ev->cap && !ev->spill) {
         ev->ring[(ev->head + ev->n) % ev->cap] = line;
         ev->n++;
         if (ev->n == 1 || ev->n >= ev->batch_max)
@@ -248,9 +248,10 @@ events_emit(struct events *ev, const struct events_rec *r)
         return;
     }
     pthread_mutex_unlock(&ev->lock);
-    /* the buffer is full: the spool, synced by the writer's next turn */
+    /* the buffer is full: the spool, synced by the writer's next turn
+     * (at once when the daemon stops) */
     pthread_mutex_lock(&ev->spool_lock);
-    spooled = events_spool_append(ev, &line, 1, 0) == 0;
+    spooled = events_spool_append(ev, &line, 1, ev->spill) == 0;
     pthread_mutex_unlock(&ev->spool_lock);
     free(line);
     pthread_mutex_lock(&ev->lock);
@@ -635,6 +636,48 @@ events_close(struct events *ev)
     pthread_cond_destroy(&ev->wake);
     pthread_cond_destroy(&ev->idle);
     free(ev);
+}
+
+void
+events_drain(struct events *ev, long long wait_ms)
+{
+    long long until = events_mono_ms() + wait_ms;
+    char **lines;
+    size_t n = 0, i;
+    int ok;
+
+    if (ev == NULL)
+        return;
+    pthread_mutex_lock(&ev->lock);
+    ev->spill = 1;
+    while (ev->busy && events_mono_ms() < until) {
+        struct timespec ts;
+
+        events_deadline(&ts, 50);
+        pthread_cond_timedwait(&ev->idle, &ev->lock, &ts);
+    }
+    lines = calloc(ev->n + 1, sizeof(*lines));
+    while (lines != NULL && ev->n > 0) {
+        lines[n++] = ev->ring[ev->head];
+        ev->head = (ev->head + 1) % ev->cap;
+        ev->n--;
+    }
+    pthread_mutex_unlock(&ev->lock);
+    if (n == 0) {
+        free(lines);
+        return;
+    }
+    pthread_mutex_lock(&ev->spool_lock);
+    ok = events_spool_append(ev, lines, n, 1) == 0;
+    pthread_mutex_unlock(&ev->spool_lock);
+    if (ok)
+        log_info(NULL, "events: %zu buffered events written to %s at stop", n,
+                 ev->spool);
+    else
+        log_error(NULL, "events: %zu buffered events lost at stop", n);
+    for (i = 0; i < n; i++)
+        free(lines[i]);
+    free(lines);
 }
 
 int

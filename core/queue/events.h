@@ -97,6 +97,12 @@ void events_close(struct events *ev);
 /* events_emit - record r; never blocks on the store. */
 void events_emit(struct events *ev, const struct events_rec *r);
 
+/* events_drain - at shutdown: what is buffered goes to the spool now
+ * (one fdatasync), and events emitted afterwards go straight there, so
+ * an exit that does not wait for events_close() loses none. Waits at
+ * most wait_ms for a batch the writer is inserting. */
+void events_drain(struct events *ev, long long wait_ms);
+
 /* events_flush - wait at most wait_ms until the buffer is empty and the
  * spool replayed (for tests and a clean stop); 0 when it is, -1 not. */
 int events_flush(struct events *ev, long long wait_ms);

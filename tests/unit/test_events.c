@@ -128,6 +128,48 @@ test_spool_and_replay(void **state)
         200);
 }
 
+/* at stop: the buffer goes to the spool, later events too; the next
+ * start replays them */
+static void
+test_drain(void **state)
+{
+    struct events_settings s = {0};
+    struct events_stats st;
+    struct events *ev;
+    struct err e;
+    sqlite3 *lockdb;
+
+    (void)state;
+    unlink(dbpath);
+    s.store = store;
+    s.buffer_max = 1000;
+    s.batch_ms = 10;
+    err_clear(&e);
+    ev = events_open(&s, &e);
+    assert_non_null(ev);
+    assert_int_equal(sqlite3_open(dbpath, &lockdb), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(lockdb, "BEGIN EXCLUSIVE", NULL, NULL, NULL),
+                     SQLITE_OK);
+    emit_n(ev, 10, EVENTS_DEFERRED, "d@example.net");
+    events_drain(ev, 2000);
+    emit_n(ev, 5, EVENTS_DEFERRED, "d@example.net");
+    events_stats(ev, &st);
+    assert_int_equal(st.buffered, 0);
+    if (st.spooled != 15)
+        fail_msg("got %zu spooled after the drain, want 15", st.spooled);
+    assert_int_equal(sqlite3_exec(lockdb, "COMMIT", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(lockdb);
+    events_close(ev);
+    ev = events_open(&s, &e);
+    assert_non_null(ev);
+    assert_int_equal(events_flush(ev, 5000), 0);
+    events_close(ev);
+    assert_int_equal(count("SELECT count(*) FROM events WHERE type = "
+                           "'deferred'"),
+                     15);
+}
+
 /* a replay cut short (the spool replayed twice) inserts nothing twice */
 static void
 test_replay_twice(void **state)
@@ -396,6 +438,7 @@ main(void)
         cmocka_unit_test(test_msgid),
         cmocka_unit_test(test_spool_and_replay),
         cmocka_unit_test(test_replay_twice),
+        cmocka_unit_test(test_drain),
         cmocka_unit_test(test_report),
         cmocka_unit_test(test_streams),
         cmocka_unit_test(test_store_names),
