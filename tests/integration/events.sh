@@ -150,12 +150,16 @@ check "report refuses a bad --by" \
 
 # --- 4. the store locked during a load: mail flows, events spool
 before=$(sink_count pfsink)
-"$PY" - "$T/events.db" 4 >"$T/lock.out" 2>&1 <<'PYEOF' &
-import sqlite3, sys, time
+# the lock holds until $T/unlock appears (60 s at most)
+"$PY" - "$T/events.db" "$T/unlock" >"$T/lock.out" 2>&1 <<'PYEOF' &
+import os, sqlite3, sys, time
 c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=5)
 c.execute("BEGIN EXCLUSIVE")
 print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
+for i in range(600):
+    if os.path.exists(sys.argv[2]):
+        break
+    time.sleep(0.1)
 c.execute("COMMIT")
 PYEOF
 lockpid=$!
@@ -173,6 +177,7 @@ check "20 messages accepted while the store is locked" [ $i -eq 20 ]
 check "status shows the store failing and events spooled: $(grep events: "$T/status.out")" \
     grep -q '^events: store failing, [0-9]* buffered, [1-9][0-9]* spooled' "$T/status.out"
 check "the mail was delivered meanwhile" sink_wait pfsink $((before + 20)) 20
+touch "$T/unlock"
 wait "$lockpid"
 check "every load event is in the store once, after the lock" \
     wait_q "SELECT count(*) || ' ' || count(DISTINCT uid) FROM events WHERE msgid LIKE '<load-%'" "40 40" 20
