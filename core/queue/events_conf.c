@@ -3,8 +3,10 @@
  *
  * events_conf_part declares events_store (off when unset), the writer's
  * buffer and batch, stream_map, suppress_scope and on_suppressed, and
- * refuses, with file:line, what this version does not build: a
- * PostgreSQL store, verp_domain and fbl_address
+ * refuses, with file:line, what this version does not build (a
+ * PostgreSQL store, verp_domain and fbl_address), a store without
+ * delivery = queue, the other keys without a store, and a stream_map
+ * that does not load
  * (VERP bounces and ARF complaints). events_settings_from() fills the
  * writer's settings from a checked file; nothing is allocated.
  */
@@ -12,8 +14,10 @@
 
 #include <string.h>
 
+#include "util/regmap.h"
 #include "queue/events_conf.h"
 #include "queue/events_db.h"
+#include "queue/queue_conf.h"
 
 static const char *const events_conf_scope_choices[] = {"global", "stream",
                                                         NULL};
@@ -70,8 +74,24 @@ events_conf_check(const struct cfg *c, struct err *e)
     if (cfg_is_set(c, "fbl_address"))
         return cfg_err(e, c, "fbl_address",
                        "ARF complaint reports are not built in this version");
-    if (store != NULL) {
+    if (store == NULL) {
+        /* a key that would do nothing is refused, not ignored */
+        static const char *const needs_store[] = {
+            "events_spool",  "events_buffer",
+            "events_batch",  "events_batch_time",
+            "stream_map",    "suppress_scope",
+            "on_suppressed", NULL};
+        size_t i;
+
+        for (i = 0; needs_store[i] != NULL; i++)
+            if (cfg_is_set(c, needs_store[i]))
+                return cfg_err(e, c, needs_store[i],
+                               "does nothing without events_store");
+        return 0;
+    }
+    {
         struct err e2;
+        struct regmap *rm;
 
         err_clear(&e2);
         if (events_db_path(store, &e2) == NULL)
@@ -79,6 +99,14 @@ events_conf_check(const struct cfg *c, struct err *e)
         if (events_db_path(store, &e2)[0] != '/')
             return cfg_err(e, c, "events_store",
                            "sqlite: needs an absolute path");
+        if (queue_delivery(c) != QUEUE_DELIVERY_QUEUE)
+            return cfg_err(e, c, "events_store",
+                           "events are recorded with delivery = queue only");
+        if (cfg_str(c, "stream_map") != NULL) {
+            if ((rm = regmap_load(cfg_str(c, "stream_map"), &e2)) == NULL)
+                return cfg_err(e, c, "stream_map", "%s", e2.text);
+            regmap_free(rm);
+        }
     }
     return 0;
 }

@@ -3,6 +3,9 @@
 # end through relaychaind in queue mode with a private Postfix as the
 # next hop
 #
+# 0. "relaychain check" refuses, with file:line, what is not built
+#    (verp_domain, fbl_address, a PostgreSQL store), a store without
+#    delivery = queue, stream_map without a store, a bad stream_map.
 # 1. Postfix answers 550 5.1.1 for gone@dest.example, 450 4.2.0 for
 #    later@dest.example (until its map changes and it is reloaded) and
 #    takes ok@dest.example. One message to the three: received events,
@@ -49,6 +52,38 @@ printf '%s\n' "delivery = queue" "queue_directory = $T/spool" \
     "events_store = sqlite:$T/events.db" "events_batch_time = 50ms" \
     "events_buffer = 8" | rcd_conf "$T/q.conf" "$port" "smtp:[127.0.0.1]:$pf_port"
 rcd_start rcd "$T/q.conf" "$port" || finish
+
+# --- 0. what is not built, or would do nothing, is refused with file:line
+# refused CONF KEY REASON - "relaychain check" fails naming CONF's line
+# that sets KEY, and REASON
+refused() {
+    local line out
+    line=$(grep -n "^$2 *=" "$1" | tail -n 1 | cut -d: -f1)
+    out=$("$RC" check -c "$1" 2>&1)
+    if ! printf '%s\n' "$out" | grep -q "$1:$line: $2: .*$3"; then
+        echo "refused: got $out" >&2
+        return 1
+    fi
+}
+cp "$T/q.conf" "$T/bad.conf"
+echo "verp_domain = bounces.example" >>"$T/bad.conf"
+check "verp_domain: not built" refused "$T/bad.conf" verp_domain "not built"
+cp "$T/q.conf" "$T/bad.conf"
+echo "fbl_address = fbl@example.com" >>"$T/bad.conf"
+check "fbl_address: not built" refused "$T/bad.conf" fbl_address "not built"
+sed 's|^events_store = .*|events_store = postgresql://relay@127.0.0.1/events|' "$T/q.conf" >"$T/bad.conf"
+check "a PostgreSQL store: not built" refused "$T/bad.conf" events_store "not built"
+sed 's|^delivery = .*|delivery = through|' "$T/q.conf" >"$T/bad.conf"
+check "events_store without delivery = queue" refused "$T/bad.conf" events_store "delivery = queue only"
+grep -v '^events_' "$T/q.conf" >"$T/bad.conf"
+echo "stream_map = $T/streams" >>"$T/bad.conf"
+check "stream_map without events_store" refused "$T/bad.conf" stream_map "without events_store"
+printf '%s\n' '/^news@/ newsletters' '/(unclosed/ x' >"$T/streams"
+cp "$T/q.conf" "$T/bad.conf"
+echo "stream_map = $T/streams" >>"$T/bad.conf"
+check "a stream_map that does not load: its own file:line too" \
+    refused "$T/bad.conf" stream_map "streams:2"
+check "relaychain check takes the test's configuration" "$RC" check -c "$T/q.conf" >/dev/null
 
 q() { sqlite3 "$T/events.db" "$1" 2>/dev/null; }
 # wait_q SQL WANT SECONDS - until the query gives WANT
