@@ -45,6 +45,10 @@ int archive_main(int argc, char **argv);
 int keys_main(int argc, char **argv);
 /* ---- end encrypt */
 
+/* ---- events: events_main - "relaychain events | report | suppress"
+ * (cmd_events.c), by argv[0]. */
+int events_main(int argc, char **argv);
+
 /* cli_main_cfg - the main file path, validated; NULL with e set to
  * "path:line: reason". The caller frees it with cfg_free(). */
 struct cfg *cli_main_cfg(const char *path, struct err *e);

@@ -11,15 +11,13 @@
 #include "milterd/milterd_conf.h"
 #include "net/smtpc_conf.h"
 #include "queue/queue_conf.h"
+#include "queue/events_conf.h"
 #include "smtpd/smtpd.h"
 #include "smtpd/smtpd_conf.h"
 
 const struct conf_part *const parts_all[] = {
-    &smtpc_conf_part,
-    &queue_conf_part,
-    &smtpd_conf_part,
-    &milterd_conf_part,
-    NULL,
+    &smtpc_conf_part, &queue_conf_part,   &events_conf_part, /* ---- events */
+    &smtpd_conf_part, &milterd_conf_part, NULL,
 };
 
 /* What relaychaind's runtime holds besides the configuration. */

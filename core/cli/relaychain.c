@@ -97,6 +97,14 @@ usage_main(FILE *fp)
             "  user          list the held users and clients, release one\n"
             "  archive       verify the archive's hash chain and "
             "checkpoints, status\n"
+            /* ---- events */
+            "  events        one message's or recipient's delivery events\n"
+            "  report        delivery counts and rates by day, hour, "
+            "domain,\n"
+            "                sender or stream\n"
+            "  suppress      add, remove, list, import or export "
+            "suppressed\n"
+            "                recipients\n"
             "\n"
             "  relaychain --version\n"
             "  relaychain COMMAND -h   help for one command\n");
@@ -1141,6 +1149,10 @@ main(int argc, char **argv)
     /* ---- antispam: compromised accounts (hold_user) */
     else if (strcmp(cmd, "user") == 0)
         rc = user_main(argc, argv);
+    /* ---- events: delivery events, reports, the suppression list */
+    else if (strcmp(cmd, "events") == 0 || strcmp(cmd, "report") == 0 ||
+             strcmp(cmd, "suppress") == 0)
+        rc = events_main(argc, argv);
     else {
         fprintf(stderr, "%s: unknown command '%s'\n", progname, cmd);
         usage_main(stderr);

@@ -30,6 +30,8 @@
 #include "filters/filters.h"
 #include "chain/chain.h"
 #include "daemon/daemon_int.h"
+#include "queue/events.h"
+#include "queue/queue.h"
 #include "util/log.h"
 
 /*
@@ -288,6 +290,18 @@ control_status(const struct control *ct, struct reply *r)
                       active == 1 ? "" : "s", held < 0 ? 0 : held);
     } else if (cfg_list(ct->boot, "smtp_listen", &l) > 0) {
         reply_add(r, "delivery: through\n");
+    }
+    /* ---- events: the writer's backlog */
+    if (ct->spool != NULL && queue_events(ct->spool) != NULL) {
+        struct events_stats es;
+
+        events_stats(queue_events(ct->spool), &es);
+        reply_add(r,
+                  "events: store %s, %zu buffered, %zu spooled, %llu "
+                  "written, %llu replayed, %llu lost%s%s\n",
+                  es.store_ok ? "ok" : "failing", es.buffered, es.spooled,
+                  es.written, es.replayed, es.lost,
+                  es.last_error[0] ? ": " : "", es.last_error);
     }
     n = chain_stages(cf->chain, &st);
     for (i = 0; i < n; i++) {

@@ -107,6 +107,7 @@ struct control {
     const struct cfg *boot; /* the listeners bound at start */
     struct smtpd_server *srv;
     int queue_mode;
+    struct queue *spool; /* ---- events: its writer's backlog in status */
     char queue_dir[PATH_MAX];
     /* clients served now, each on a thread of its own */
     pthread_mutex_t lock;

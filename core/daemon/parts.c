@@ -14,6 +14,7 @@
 #include "milterd/milterd_conf.h"
 #include "net/smtpc_conf.h"
 #include "queue/queue_conf.h"
+#include "queue/events_conf.h"
 #include "smtpd/smtpd.h"
 #include "smtpd/smtpd_conf.h"
 
@@ -22,11 +23,8 @@
  * commands' (core/cli/parts.c), so "relaychain check" refuses what the
  * daemon would. */
 const struct conf_part *const daemon_parts[] = {
-    &smtpc_conf_part,
-    &queue_conf_part,
-    &smtpd_conf_part,
-    &milterd_conf_part,
-    NULL,
+    &smtpc_conf_part, &queue_conf_part,   &events_conf_part, /* ---- events */
+    &smtpd_conf_part, &milterd_conf_part, NULL,
 };
 
 /* What each runtime holds besides the configuration: the SMTP front

@@ -474,6 +474,7 @@ daemon_threads(struct daemon *d, struct err *e)
         snprintf(d->ct.queue_dir, sizeof(d->ct.queue_dir), "%s",
                  cfg_str(cfg, "queue_directory"));
         d->ct.queue_mode = 1;
+        d->ct.spool = d->spool; /* ---- events */
     }
     pthread_attr_init(&d->attr);
     pthread_attr_setdetachstate(&d->attr, PTHREAD_CREATE_DETACHED);

@@ -69,7 +69,9 @@ runtime_release_current(void)
 }
 
 /* reload_restart_keys - the keys of the main file that only a restart
- * applies, named in note (at most n) when cfg changed one. */
+ * applies, named in note (at most n) when cfg changed one. The events
+ * keys (events_store...) are among them: the writer is opened with the
+ * queue. */
 static void
 reload_restart_keys(const struct cfg *boot, const struct cfg *cfg, char *note,
                     size_t n)
@@ -78,7 +80,9 @@ reload_restart_keys(const struct cfg *boot, const struct cfg *cfg, char *note,
         "smtp_listen",         "milter_listen",  "milter_socket_mode",
         "milter_socket_group", "user",           "group",
         "run_as_root",         "control_socket", "syslog_name",
-        "syslog_facility",
+        "syslog_facility",     "events_store",   "events_spool",
+        "events_buffer",       "events_batch",   "events_batch_time",
+        "stream_map",          "suppress_scope", "on_suppressed",
     };
     size_t i, o = 0;
 

@@ -41,6 +41,7 @@
 #include "util/qid.h"
 #include "util/log.h"
 #include "queue/queue_int.h"
+#include "queue/events_conf.h"
 
 /* ------------------------------------------------------------ helpers */
 
@@ -348,7 +349,38 @@ queue_commit(struct queue *q, const struct queue_msg *m, struct err *e)
     if (queue_write(q, m, e) < 0)
         return -1;
     queue_schedule(q, m->qid, queue_now_ms());
+    /* ---- events: the front end accepted it, one event per recipient */
+    if (q->events != NULL) {
+        struct iovec one = {(void *)m->data, m->len};
+        char msgid[512], stream[256];
+        struct events_rec r;
+        size_t i;
+
+        events_msgid(m->iov ? m->iov : &one, m->iov ? m->niov : 1, msgid,
+                     sizeof(msgid));
+        events_stream(q->events, m->auth_user, m->sender, stream,
+                      sizeof(stream));
+        memset(&r, 0, sizeof(r));
+        r.type = EVENTS_RECEIVED;
+        r.qid = m->qid;
+        r.msgid = msgid;
+        r.sender = m->sender;
+        r.stream = stream;
+        r.size = m->len;
+        r.relay = m->client_addr;
+        for (i = 0; i < m->nrcpts; i++) {
+            r.rcpt = m->rcpts[i].addr;
+            events_emit(q->events, &r);
+        }
+    }
     return 0;
+}
+
+/* ---- events */
+struct events *
+queue_events(struct queue *q)
+{
+    return q != NULL ? q->events : NULL;
 }
 
 const char *
@@ -564,6 +596,14 @@ queue_open(const struct cfg *c, struct err *e)
         err_sys(e, ERR_IO, "queue_directory: %s/trigger", q->dir);
         goto fail;
     }
+    /* ---- events: the writer starts with the spool, stops with it */
+    {
+        struct events_settings es;
+
+        if (events_settings_from(c, &es) &&
+            (q->events = events_open(&es, e)) == NULL)
+            goto fail;
+    }
     return q;
 fail:
     queue_free(q);
@@ -585,6 +625,7 @@ queue_free(struct queue *q)
             free(en);
         }
     }
+    events_close(q->events); /* ---- events: what is buffered is kept */
     free(q->table);
     free(q->heap);
     queue_settings_release(q->set);

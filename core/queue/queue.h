@@ -115,4 +115,10 @@ const char *queue_commit_reply(const struct err *e);
  * 1.5 times size free (Postfix's test), 0 when not. */
 int queue_has_space(struct queue *q, unsigned long long size);
 
+/* ---- events: the queue's events writer (queue/events.h), NULL when
+ * events_store is unset; the SMTP front end emits and looks up the
+ * suppression list through it. Owned by q. */
+struct events;
+struct events *queue_events(struct queue *q);
+
 #endif

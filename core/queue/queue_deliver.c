@@ -274,6 +274,24 @@ queue_notice(struct queue_job *j, const char *action,
         if (rc < 0 && e.sys_errno != EEXIST)
             break;
     }
+    if (rc == 0 && q->events != NULL) {
+        /* ---- events: a notification is mail the relay received too */
+        struct iovec one = {out.data, out.len};
+        char msgid[512];
+        struct events_rec r;
+
+        events_msgid(&one, 1, msgid, sizeof(msgid));
+        memset(&r, 0, sizeof(r));
+        r.type = EVENTS_RECEIVED;
+        r.qid = id;
+        r.msgid = msgid;
+        r.sender = "";
+        r.rcpt = j->qf.sender;
+        r.size = m.len;
+        r.relay = "127.0.0.1";
+        r.text = what;
+        events_emit(q->events, &r);
+    }
     buf_fini(&out);
     if (rc < 0) {
         log_error(j->id, "cannot queue the %s: %s", what, e.text);
@@ -328,6 +346,21 @@ queue_finish(struct queue_job *j, int fd, long long *next_ms)
     int expired = age_ms >= set->lifetime_ms, changed = 0, verdict;
     char *status = NULL;
     struct stat st;
+    /* ---- events: what each recipient's outcome is, as data */
+    char ev_msgid[512] = "", ev_stream[256] = "";
+    long long ev_next_us = 0;
+
+    if (q->events != NULL) {
+        struct iovec one = {(void *)qf->data, qf->len};
+        long long b = age_ms < set->min_backoff_ms   ? set->min_backoff_ms
+                      : age_ms > set->max_backoff_ms ? set->max_backoff_ms
+                                                     : age_ms;
+
+        events_msgid(&one, 1, ev_msgid, sizeof(ev_msgid));
+        events_stream(q->events, qf->auth_user, qf->sender, ev_stream,
+                      sizeof(ev_stream));
+        ev_next_us = now + b * 1000;
+    }
 
     if ((status = malloc(qf->nrcpts + 1)) == NULL ||
         (failed = calloc(qf->nrcpts, sizeof(*failed))) == NULL ||
@@ -385,6 +418,28 @@ queue_finish(struct queue_job *j, int fd, long long *next_ms)
                  (double)(j->start_us - qf->queued_us) / 1e6,
                  (double)o->conn_us / 1e6, (double)o->xfer_us / 1e6, dsn,
                  st_name, o->code, o->text, note);
+        if (q->events != NULL) {
+            struct events_rec r;
+
+            memset(&r, 0, sizeof(r));
+            r.type = cls == 2   ? EVENTS_DELIVERED
+                     : cls == 5 ? EVENTS_BOUNCED
+                     : expired  ? EVENTS_EXPIRED
+                                : EVENTS_DEFERRED;
+            r.qid = j->id;
+            r.msgid = ev_msgid;
+            r.sender = qf->sender;
+            r.rcpt = qf->rcpts[i].addr;
+            r.stream = ev_stream;
+            r.size = qf->len;
+            r.code = o->code;
+            r.dsn = dsn;
+            r.hard = cls == 5 && events_bounce_is_hard(o->code, dsn);
+            r.next_us = r.type == EVENTS_DEFERRED ? ev_next_us : 0;
+            r.relay = o->relay;
+            r.text = o->text;
+            events_emit(q->events, &r);
+        }
     }
     if (fstat(fd, &st) == 0 && st.st_nlink == 0) {
         /* "relaychain queue delete" won while the attempt ran */

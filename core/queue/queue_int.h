@@ -23,6 +23,7 @@
 #include "util/cfg.h"
 #include "util/err.h"
 #include "queue/queue.h"
+#include "queue/events.h"
 
 #define QUEUE_PATH_MAX 3072
 
@@ -81,6 +82,7 @@ struct queue {
     size_t table_size, nentries;
     unsigned threads;
     int stopping;
+    struct events *events; /* ---- events: NULL when events_store is unset */
 };
 
 enum queue_verdict { QUEUE_DROP, QUEUE_RETRY };

@@ -271,6 +271,8 @@ queue_stop(struct queue *q, long long wait_ms)
     }
     left = q->threads;
     pthread_mutex_unlock(&q->lock);
+    /* ---- events: the process may exit without queue_free() */
+    events_drain(q->events, 1000);
     return left;
 }
 

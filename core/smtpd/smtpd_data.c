@@ -226,7 +226,9 @@ smtpd_cmd_data(struct smtpd_session *s, const char *arg)
         smtpd_refuse(s, "503 5.5.1 Error: need RCPT command");
         return;
     }
-    if (s->nrcpts == 0) {
+    /* ---- events: with on_suppressed = drop, a message whose every
+     * recipient was dropped is taken and discarded */
+    if (s->nrcpts == 0 && s->n_dropped == 0) {
         smtpd_refuse(s, "554 5.5.1 Error: no valid recipients");
         return;
     }
@@ -286,6 +288,11 @@ smtpd_cmd_data(struct smtpd_session *s, const char *arg)
         log_info(s->qid, "reject: END-OF-MESSAGE from %s: %s; from=<%s>",
                  smtpd_client(s, client, sizeof(client)), reject, s->sender);
         smtpd_reply_id(s, reject);
+    } else if (s->nrcpts == 0) {
+        /* ---- events: every recipient suppressed and dropped */
+        log_info(s->qid, "discarded: every recipient suppressed; from=<%s>",
+                 s->sender);
+        smtpd_reply(s, "250 2.0.0 Ok: queued as %s", s->qid);
     } else {
         smtpd_deliver(s, &data);
     }

@@ -21,6 +21,7 @@
 #include "net/ratestate.h"
 #include "net/smtpc.h"
 #include "queue/queue.h"
+#include "queue/events.h"
 #include "util/addr.h"
 #include "util/buf.h"
 #include "util/esmtp.h"
@@ -334,6 +335,50 @@ smtpd_rcpt_group(struct smtpd_session *s, const char *addr)
     return 1;
 }
 /* ---- end encrypt */
+/* ---- events: smtpd_rcpt_suppressed - in queue mode with events_store,
+ * a recipient on the suppression list (for the sender's stream, or for
+ * all mail when stream_map is unset) is refused with 550 5.7.1, or with
+ * on_suppressed = drop answered 250 and left off the envelope, with a
+ * suppressed event either way; returns 1 then (replied), else 0. A
+ * failed lookup lets the recipient pass: events never stop mail. */
+static int
+smtpd_rcpt_suppressed(struct smtpd_session *s, const char *rcpt)
+{
+    struct events *ev = s->rt->queue_mode ? queue_events(s->srv->queue) : NULL;
+    char stream[256], why[400], reply[600];
+    struct events_rec r;
+
+    if (ev == NULL)
+        return 0;
+    if (events_stream(ev, s->auth_user, s->sender, stream, sizeof(stream)) &&
+        stream[0] == '\0')
+        return 0; /* streams are tracked, and this mail is on none */
+    if (events_suppressed(ev, rcpt, stream, why, sizeof(why)) != 1)
+        return 0;
+    snprintf(reply, sizeof(reply), "550 5.7.1 recipient suppressed (%s)", why);
+    if (events_drops(ev))
+        log_info(s->qid, "suppressed: RCPT <%s> accepted and dropped (%s)",
+                 rcpt, why);
+    else
+        smtpd_noqueue_reject(s, "RCPT", reply, rcpt);
+    memset(&r, 0, sizeof(r));
+    r.type = EVENTS_SUPPRESSED;
+    r.qid = s->qid;
+    r.sender = s->sender;
+    r.rcpt = rcpt;
+    r.stream = stream;
+    r.code = 550;
+    r.dsn = "5.7.1";
+    r.text = why;
+    events_emit(ev, &r);
+    if (events_drops(ev)) {
+        s->n_dropped++;
+        smtpd_reply(s, "250 2.1.5 Ok");
+    } else {
+        smtpd_reply(s, "%s", reply);
+    }
+    return 1;
+}
 
 void
 smtpd_cmd_rcpt(struct smtpd_session *s, const char *line)
@@ -355,6 +400,11 @@ smtpd_cmd_rcpt(struct smtpd_session *s, const char *line)
         if (a.noqueue)
             smtpd_noqueue_reject(s, "RCPT", a.reply, buf_str(&addr));
         smtpd_give(s, &a);
+        buf_fini(&addr);
+        return;
+    }
+    /* ---- events: the suppression list */
+    if (smtpd_rcpt_suppressed(s, buf_str(&addr))) {
         buf_fini(&addr);
         return;
     }

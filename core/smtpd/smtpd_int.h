@@ -156,6 +156,7 @@ struct smtpd_session {
      * (chain_rcpt_group); the others must be in it. */
     char rcpt_group[256];
     /* ---- end encrypt */
+    size_t n_dropped; /* ---- events: suppressed and dropped (drop) */
     struct smtpc_conn *hop;
     struct timeval t_start;
     size_t mem_held; /* octets counted in srv->mem for this DATA */

@@ -130,6 +130,7 @@ smtpd_reset(struct smtpd_session *s, int hop_ok)
     free(s->rcpts);
     s->rcpts = NULL;
     s->nrcpts = 0;
+    s->n_dropped = 0; /* ---- events */
     free(s->sender);
     free(s->sender_params);
     s->sender = s->sender_params = NULL;

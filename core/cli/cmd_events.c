@@ -1,0 +1,510 @@
+/*
+ * cmd_events - "relaychain events | report | suppress": the events store
+ *
+ *     relaychain events [-c FILE] --message-id ID | --recipient ADDR
+ *     relaychain report [-c FILE] [--since DATE] [--until DATE]
+ *         [--by day|hour|domain|sender|stream] [--json]
+ *     relaychain suppress [-c FILE] add ADDR [REASON] [--stream S]
+ *     relaychain suppress [-c FILE] remove ADDR [--stream S]
+ *     relaychain suppress [-c FILE] list | export
+ *     relaychain suppress [-c FILE] import < CSV
+ *
+ * The store is events_store of the main file (read alone, as every
+ * command that works on the daemon's files reads it). events and report
+ * open it read-only; suppress writes it beside the running daemon
+ * (SQLite's WAL and locks; the daemon's lookups see the change at the
+ * next RCPT). DATE is YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS], UTC. The CSV
+ * is "recipient,stream,reason,unix time" with a header line; export
+ * writes what import reads. Each command owns what it opens and prints
+ * its own errors.
+ */
+#include "config.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "util/cfg.h"
+#include "chain/conf.h"
+#include "queue/events_db.h"
+#include "cli/cli.h"
+
+#define EVCLI_LINE_MAX 2048
+
+static struct events_db *
+evcli_open(const char *path, int mode)
+{
+    struct events_db *db;
+    struct cfg *cf;
+    struct err e;
+    const char *store;
+
+    err_clear(&e);
+    if ((cf = cli_main_cfg(path, &e)) == NULL) {
+        fprintf(stderr, "relaychain: %s\n", e.text);
+        return NULL;
+    }
+    if ((store = cfg_str(cf, "events_store")) == NULL) {
+        fprintf(stderr, "relaychain: %s: events_store is not set\n", path);
+        cfg_free(cf);
+        return NULL;
+    }
+    if ((db = events_db_open(store, mode, &e)) == NULL)
+        fprintf(stderr, "relaychain: events_store: %s\n", e.text);
+    cfg_free(cf);
+    return db;
+}
+
+/* evcli_date - "YYYY-MM-DD[THH:MM[:SS]]" (UTC) into *out; 0 or -1. */
+static int
+evcli_date(const char *s, long long *out)
+{
+    struct tm tm;
+    const char *end;
+
+    memset(&tm, 0, sizeof(tm));
+    if ((end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm)) == NULL || *end) {
+        memset(&tm, 0, sizeof(tm));
+        if ((end = strptime(s, "%Y-%m-%dT%H:%M", &tm)) == NULL || *end) {
+            memset(&tm, 0, sizeof(tm));
+            if ((end = strptime(s, "%Y-%m-%d", &tm)) == NULL || *end)
+                return -1;
+        }
+    }
+    *out = (long long)timegm(&tm);
+    return 0;
+}
+
+/* --------------------------------------------------------------- events */
+
+/* evcli_put - s on stdout with control characters as '?': the replies,
+ * ids and addresses come from other machines, and must not drive the
+ * admin's terminal. */
+static void
+evcli_put(const char *s)
+{
+    for (; *s; s++)
+        putchar((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s);
+}
+
+struct evcli_hist {
+    int json, n;
+};
+
+static void
+evcli_json_str(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c < 0x20)
+            printf("\\u%04x", c);
+        else
+            putchar(c);
+    }
+    putchar('"');
+}
+
+static int
+evcli_hist_row(void *ctx, int ncols, const char *const *names,
+               const char *const *values)
+{
+    struct evcli_hist *h = ctx;
+    int i;
+
+    h->n++;
+    if (h->json) {
+        printf("%s{", h->n > 1 ? ",\n " : "[");
+        for (i = 0; i < ncols; i++) {
+            printf("%s\"%s\": ", i ? ", " : "", names[i]);
+            evcli_json_str(values[i]);
+        }
+        printf("}");
+        return 0;
+    }
+    /* time type qid to=<rcpt> and the details that are set */
+    printf("%s %-10s ", values[0], values[1]);
+    evcli_put(values[2]);
+    printf(" to=<");
+    evcli_put(values[5]);
+    printf(">");
+    for (i = 3; i < ncols; i++) {
+        if (i == 5 || values[i][0] == '\0' ||
+            (strcmp(values[i], "0") == 0 && i != 10))
+            continue;
+        if (i == 10 && strcmp(values[1], "bounced") != 0)
+            continue;
+        if (i == 10) {
+            printf(", %s", values[i][0] == '1' ? "hard" : "soft");
+        } else {
+            printf(", %s=", names[i]);
+            evcli_put(values[i]);
+        }
+    }
+    putchar('\n');
+    return 0;
+}
+
+static int
+events_cmd(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"message-id", required_argument, NULL, 'm'},
+        {"recipient", required_argument, NULL, 'r'},
+        {"json", no_argument, NULL, 'j'},
+        {NULL, 0, NULL, 0}};
+    const char *path = CONF_DEFAULT_PATH, *msgid = NULL, *rcpt = NULL;
+    struct evcli_hist h = {0, 0};
+    struct events_db *db;
+    struct err e;
+    int c, rc;
+
+    while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'm':
+            msgid = optarg;
+            break;
+        case 'r':
+            rcpt = optarg;
+            break;
+        case 'j':
+            h.json = 1;
+            break;
+        default:
+            goto usage;
+        }
+    }
+    if (optind != argc || (msgid == NULL && rcpt == NULL))
+        goto usage;
+    if ((db = evcli_open(path, EVENTS_DB_READONLY)) == NULL)
+        return 1;
+    err_clear(&e);
+    rc = events_db_history(db, msgid, rcpt, evcli_hist_row, &h, &e);
+    if (h.json)
+        printf("%s\n", h.n > 0 ? "]" : "[]");
+    events_db_close(db);
+    if (rc < 0) {
+        fprintf(stderr, "relaychain: events: %s\n", e.text);
+        return 1;
+    }
+    if (h.n == 0 && !h.json)
+        fprintf(stderr, "relaychain: events: none found\n");
+    return h.n > 0 ? 0 : 1;
+usage:
+    fprintf(stderr, "usage: relaychain events [-c FILE] [--json] "
+                    "--message-id ID | --recipient ADDR\n");
+    return 2;
+}
+
+/* --------------------------------------------------------------- report */
+
+struct evcli_report {
+    int json, n;
+};
+
+static double
+evcli_rate(unsigned long long a, unsigned long long b)
+{
+    return b > 0 ? 100.0 * (double)a / (double)b : 0.0;
+}
+
+static int
+evcli_report_row(void *ctx, const struct events_report_row *r)
+{
+    struct evcli_report *rp = ctx;
+    unsigned long long bounced = r->bounced_hard + r->bounced_soft;
+    unsigned long long final = r->delivered + bounced + r->expired;
+    double dr = evcli_rate(r->delivered, final);
+    double br = evcli_rate(bounced, final);
+    double fr = evcli_rate(r->deferred, r->deferred + final);
+
+    rp->n++;
+    if (rp->json) {
+        printf("%s{\"key\": ", rp->n > 1 ? ",\n " : "[");
+        evcli_json_str(r->key);
+        printf(", \"received\": %llu, \"delivered\": %llu, \"deferred\": "
+               "%llu, \"bounced_hard\": %llu, \"bounced_soft\": %llu, "
+               "\"expired\": %llu, \"suppressed\": %llu, "
+               "\"delivered_rate\": %.2f, \"bounce_rate\": %.2f, "
+               "\"defer_rate\": %.2f}",
+               r->received, r->delivered, r->deferred, r->bounced_hard,
+               r->bounced_soft, r->expired, r->suppressed, dr, br, fr);
+        return 0;
+    }
+    if (rp->n == 1)
+        printf("%-24s %9s %9s %9s %9s %9s %9s %9s %7s %7s %7s\n", "key",
+               "received", "delivered", "deferred", "hard", "soft", "expired",
+               "suppr", "deliv%", "bounce%", "defer%");
+    {
+        const char *k = r->key[0] ? r->key : "-";
+        size_t len = strlen(k);
+
+        evcli_put(k);
+        printf("%*s", len < 24 ? (int)(24 - len) : 0, "");
+    }
+    printf(" %9llu %9llu %9llu %9llu %9llu %9llu %9llu %7.2f %7.2f %7.2f\n",
+           r->received, r->delivered, r->deferred, r->bounced_hard,
+           r->bounced_soft, r->expired, r->suppressed, dr, br, fr);
+    return 0;
+}
+
+static int
+report_cmd(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"since", required_argument, NULL, 's'},
+        {"until", required_argument, NULL, 'u'},
+        {"by", required_argument, NULL, 'b'},
+        {"json", no_argument, NULL, 'j'},
+        {"stream", required_argument, NULL, 'S'},
+        {NULL, 0, NULL, 0}};
+    const char *path = CONF_DEFAULT_PATH, *by = NULL;
+    long long since = 0, until = 0;
+    struct evcli_report rp = {0, 0};
+    struct events_db *db;
+    struct err e;
+    int c, rc;
+
+    while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            path = optarg;
+            break;
+        case 's':
+        case 'u':
+            if (evcli_date(optarg, c == 's' ? &since : &until) < 0) {
+                fprintf(stderr,
+                        "relaychain: report: bad date '%s' (want "
+                        "YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS], UTC)\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case 'b':
+            by = optarg;
+            break;
+        case 'j':
+            rp.json = 1;
+            break;
+        case 'S':
+            fprintf(stderr, "relaychain: report: --stream is not built in "
+                            "this version (use --by stream)\n");
+            return 2;
+        default:
+            goto usage;
+        }
+    }
+    if (optind != argc)
+        goto usage;
+    if ((db = evcli_open(path, EVENTS_DB_READONLY)) == NULL)
+        return 1;
+    err_clear(&e);
+    rc = events_db_report(db, by, since, until, evcli_report_row, &rp, &e);
+    if (rp.json && rc == 0)
+        printf("%s\n", rp.n > 0 ? "]" : "[]");
+    events_db_close(db);
+    if (rc < 0) {
+        fprintf(stderr, "relaychain: report: %s\n", e.text);
+        return e.code == ERR_INPUT ? 2 : 1;
+    }
+    return 0;
+usage:
+    fprintf(stderr, "usage: relaychain report [-c FILE] [--since DATE] "
+                    "[--until DATE] [--by day|hour|domain|sender|stream] "
+                    "[--json]\n");
+    return 2;
+}
+
+/* ------------------------------------------------------------- suppress */
+
+static int
+evcli_sup_print(void *ctx, const char *rcpt, const char *stream,
+                const char *reason, long long t)
+{
+    int csv = *(int *)ctx;
+
+    if (csv) {
+        /* reasons are ours or an admin's: no comma or quote survives */
+        char clean[512];
+        size_t i;
+
+        snprintf(clean, sizeof(clean), "%s", reason);
+        for (i = 0; clean[i]; i++)
+            if (clean[i] == ',' || clean[i] == '"' || clean[i] == '\n')
+                clean[i] = ' ';
+        printf("%s,%s,%s,%lld\n", rcpt, stream, clean, t);
+    } else {
+        char date[32] = "";
+        time_t tt = (time_t)t;
+        struct tm tm;
+
+        if (gmtime_r(&tt, &tm))
+            strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm);
+        evcli_put(rcpt);
+        putchar('\t');
+        evcli_put(stream[0] ? stream : "*");
+        printf("\t%s\t", date);
+        evcli_put(reason);
+        putchar('\n');
+    }
+    return 0;
+}
+
+static int
+evcli_import(struct events_db *db)
+{
+    char line[EVCLI_LINE_MAX];
+    unsigned long lineno = 0, n = 0;
+    struct err e;
+
+    err_clear(&e);
+    if (events_db_begin(db, &e) < 0)
+        goto fail;
+    while (fgets(line, sizeof(line), stdin) != NULL) {
+        char *f[4], *p = line;
+        long long t = (long long)time(NULL);
+        int k;
+
+        lineno++;
+        line[strcspn(line, "\r\n")] = '\0';
+        if (line[0] == '\0' || line[0] == '#' ||
+            (lineno == 1 && strncmp(line, "recipient,", 10) == 0))
+            continue;
+        for (k = 0; k < 4; k++) {
+            f[k] = p;
+            if (p != NULL && (p = strchr(p, ',')) != NULL)
+                *p++ = '\0';
+        }
+        if (strchr(f[0], '@') == NULL) {
+            fprintf(stderr,
+                    "relaychain: suppress import: line %lu: no "
+                    "address\n",
+                    lineno);
+            events_db_rollback(db);
+            return 1;
+        }
+        if (f[3] != NULL && f[3][0] != '\0') {
+            char *end;
+
+            t = strtoll(f[3], &end, 10);
+            if (*end != '\0') {
+                fprintf(stderr,
+                        "relaychain: suppress import: line %lu: "
+                        "bad time\n",
+                        lineno);
+                events_db_rollback(db);
+                return 1;
+            }
+        }
+        if (events_db_suppress_add(db, f[0], f[1] ? f[1] : "",
+                                   f[2] && f[2][0] ? f[2] : "imported", t,
+                                   &e) < 0)
+            goto fail;
+        n++;
+    }
+    if (events_db_commit(db, &e) < 0)
+        goto fail;
+    printf("relaychain: suppress import: %lu addresses\n", n);
+    return 0;
+fail:
+    events_db_rollback(db);
+    fprintf(stderr, "relaychain: suppress import: %s\n", e.text);
+    return 1;
+}
+
+static int
+suppress_cmd(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"stream", required_argument, NULL, 'S'}, {NULL, 0, NULL, 0}};
+    const char *path = CONF_DEFAULT_PATH, *stream = NULL, *cmd;
+    struct events_db *db;
+    struct err e;
+    int c, rc = 0, csv;
+
+    while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'S':
+            stream = optarg;
+            break;
+        default:
+            goto usage;
+        }
+    }
+    if (optind >= argc)
+        goto usage;
+    cmd = argv[optind++];
+    if (strcmp(cmd, "add") != 0 && strcmp(cmd, "remove") != 0 &&
+        strcmp(cmd, "list") != 0 && strcmp(cmd, "export") != 0 &&
+        strcmp(cmd, "import") != 0)
+        goto usage;
+    if ((strcmp(cmd, "add") == 0 && (optind >= argc || argc - optind > 2)) ||
+        (strcmp(cmd, "remove") == 0 && argc - optind != 1) ||
+        ((strcmp(cmd, "list") == 0 || strcmp(cmd, "export") == 0 ||
+          strcmp(cmd, "import") == 0) &&
+         optind != argc))
+        goto usage;
+    if ((strcmp(cmd, "add") == 0 || strcmp(cmd, "remove") == 0) &&
+        strchr(argv[optind], '@') == NULL) {
+        fprintf(stderr, "relaychain: suppress: '%s' is not an address\n",
+                argv[optind]);
+        return 2;
+    }
+    if ((db = evcli_open(path, EVENTS_DB_EXISTING)) == NULL)
+        return 1;
+    err_clear(&e);
+    if (strcmp(cmd, "add") == 0) {
+        if (events_db_suppress_add(db, argv[optind], stream ? stream : "",
+                                   optind + 1 < argc ? argv[optind + 1]
+                                                     : "added by hand",
+                                   (long long)time(NULL), &e) < 0)
+            rc = 1;
+    } else if (strcmp(cmd, "remove") == 0) {
+        rc = events_db_suppress_remove(db, argv[optind], stream, &e);
+        if (rc == 0)
+            fprintf(stderr, "relaychain: suppress: %s is not listed\n",
+                    argv[optind]);
+        rc = rc == 1 ? 0 : 1;
+    } else if (strcmp(cmd, "import") == 0) {
+        rc = evcli_import(db);
+        events_db_close(db);
+        return rc;
+    } else {
+        csv = strcmp(cmd, "export") == 0;
+        if (csv)
+            printf("recipient,stream,reason,time\n");
+        if (events_db_suppress_list(db, evcli_sup_print, &csv, &e) < 0)
+            rc = 1;
+    }
+    if (rc != 0 && e.text[0] != '\0')
+        fprintf(stderr, "relaychain: suppress %s: %s\n", cmd, e.text);
+    events_db_close(db);
+    return rc;
+usage:
+    fprintf(stderr,
+            "usage: relaychain suppress [-c FILE] add ADDR [REASON] "
+            "[--stream S] | remove ADDR [--stream S] | list | export | "
+            "import < CSV\n");
+    return 2;
+}
+
+int
+events_main(int argc, char **argv)
+{
+    if (strcmp(argv[0], "report") == 0)
+        return report_cmd(argc, argv);
+    if (strcmp(argv[0], "suppress") == 0)
+        return suppress_cmd(argc, argv);
+    return events_cmd(argc, argv);
+}

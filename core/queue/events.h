@@ -1,0 +1,138 @@
+/*
+ * events - what happened to each message, recorded as data
+ *
+ * Every outcome the queue decides (and the SMTP front end's acceptance
+ * and suppression refusals) is one event: received, delivered,
+ * deferred, bounced (hard or soft), expired, suppressed, with its time,
+ * queue id, Message-ID, sender, recipient, stream, size and the reply
+ * that decided it. The module lives in core/queue because the queue is
+ * the lowest layer that decides outcomes and the SMTP front end (above
+ * it) reaches it through the queue it already holds; nothing below the
+ * queue needs it.
+ *
+ * events_emit() never blocks on the store: it formats the event as one
+ * line and puts it into a bounded buffer in memory; when the buffer is
+ * full the line is appended to the local spool file instead. One writer
+ * thread takes up to EVENTS_BATCH_MAX lines (or what came in
+ * EVENTS_BATCH_MS) and inserts them in one SQLite transaction; when the
+ * store fails the batch is appended to the spool (one fdatasync per
+ * batch) and the store is tried again later. Whenever the store works
+ * and the spool holds lines, the writer replays them; each event has a
+ * unique id and is inserted with INSERT OR IGNORE, so a replay that is
+ * cut short and repeated never counts an event twice. Mail never waits
+ * for an event and an event is lost only when both the buffer and the
+ * spool file refuse it (logged, and counted in events_stats()).
+ *
+ * The suppression list is a table of the same store. Hard bounces add
+ * their recipient (with suppress_scope = stream, for the stream alone);
+ * events_suppressed() looks a recipient up through a prepared statement
+ * on a read-only connection of its own (WAL: it never waits for the
+ * writer).
+ *
+ * The object owns its thread, its connections, its spool descriptor and
+ * every line it holds; events_close() writes what is buffered (to the
+ * store, else to the spool) before it frees them.
+ */
+#ifndef RC_EVENTS_H
+#define RC_EVENTS_H
+
+#include <stddef.h>
+#include <sys/uio.h>
+
+#include "util/err.h"
+
+enum events_type {
+    EVENTS_RECEIVED,
+    EVENTS_DELIVERED,
+    EVENTS_DEFERRED,
+    EVENTS_BOUNCED,
+    EVENTS_EXPIRED,
+    EVENTS_SUPPRESSED,
+    EVENTS_NTYPES
+};
+
+/* One event; every string is borrowed and may be NULL (stored as ""). */
+struct events_rec {
+    long long time_us; /* 0: now */
+    enum events_type type;
+    const char *qid, *msgid, *sender, *rcpt, *stream;
+    unsigned long long size;
+    int code;          /* the SMTP reply code, 0 when none */
+    const char *dsn;   /* "5.1.1" */
+    int hard;          /* bounced: 1 hard, 0 soft */
+    long long next_us; /* deferred: the next attempt */
+    const char *relay, *text;
+};
+
+struct events_settings {
+    const char *store;      /* "sqlite:/path" */
+    const char *spool;      /* the spool file; NULL: STORE.spool */
+    const char *stream_map; /* a regmap file, or NULL */
+    size_t buffer_max;      /* events held in memory */
+    size_t batch_max;       /* events per transaction */
+    long long batch_ms;     /* longest wait to fill a batch */
+    int suppress_stream;    /* suppress_scope = stream */
+    int drop;               /* on_suppressed = drop */
+};
+
+struct events_stats {
+    size_t buffered; /* in memory now */
+    size_t spooled;  /* lines in the spool file(s), not replayed yet */
+    unsigned long long written, replayed, lost;
+    int store_ok;
+    char last_error[ERR_TEXT_MAX];
+};
+
+struct events;
+
+/* events_open - open (and create) the store, its schema and the spool,
+ * load stream_map, start the writer. NULL with e set ("events_store:
+ * ..."). */
+struct events *events_open(const struct events_settings *s, struct err *e);
+
+/* events_close - stop the writer, write what is buffered (store, else
+ * spool) and free everything; accepts NULL. */
+void events_close(struct events *ev);
+
+/* events_emit - record r; never blocks on the store. */
+void events_emit(struct events *ev, const struct events_rec *r);
+
+/* events_drain - at shutdown: what is buffered goes to the spool now
+ * (one fdatasync), and events emitted afterwards go straight there, so
+ * an exit that does not wait for events_close() loses none. Waits at
+ * most wait_ms for a batch the writer is inserting. */
+void events_drain(struct events *ev, long long wait_ms);
+
+/* events_flush - wait at most wait_ms until the buffer is empty and the
+ * spool replayed (for tests and a clean stop); 0 when it is, -1 not. */
+int events_flush(struct events *ev, long long wait_ms);
+
+void events_stats(struct events *ev, struct events_stats *st);
+
+/* events_stream - the stream of mail from sender (authenticated as
+ * auth_user, or NULL) by stream_map into out (n octets, "" when none).
+ * Returns 1 when stream_map is set (streams are tracked), else 0. */
+int events_stream(const struct events *ev, const char *auth_user,
+                  const char *sender, char *out, size_t n);
+
+/* events_suppressed - 1 when rcpt is on the suppression list (globally
+ * or for stream), with "REASON, DATE" in why (n octets); 0 when not; -1
+ * when the lookup failed (logged: the caller lets the mail pass). */
+int events_suppressed(struct events *ev, const char *rcpt, const char *stream,
+                      char *why, size_t n);
+
+/* events_drops - 1 when a suppressed recipient is accepted and dropped
+ * (on_suppressed = drop), 0 when RCPT refuses it. */
+int events_drops(const struct events *ev);
+
+/* events_msgid - the Message-ID of the message whose first octets are
+ * the pieces iov[0..niov) into out (n octets, "" when none). */
+void events_msgid(const struct iovec *iov, size_t niov, char *out, size_t n);
+
+/* events_bounce_is_hard - 1 when the permanent reply code/dsn says the
+ * address itself is bad (5.1.x, 5.2.1, or a bare 550/551/553 without an
+ * enhanced code), 0 for other permanent failures (policy, size,
+ * content, mailbox full). */
+int events_bounce_is_hard(int code, const char *dsn);
+
+#endif

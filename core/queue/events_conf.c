@@ -1,0 +1,135 @@
+/*
+ * events_conf - the keys of delivery events and the suppression list
+ *
+ * events_conf_part declares events_store (off when unset), the writer's
+ * buffer and batch, stream_map, suppress_scope and on_suppressed, and
+ * refuses, with file:line, what this version does not build (a
+ * PostgreSQL store, verp_domain and fbl_address), a store without
+ * delivery = queue, the other keys without a store, and a stream_map
+ * that does not load
+ * (VERP bounces and ARF complaints). events_settings_from() fills the
+ * writer's settings from a checked file; nothing is allocated.
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "util/regmap.h"
+#include "queue/events_conf.h"
+#include "queue/events_db.h"
+#include "queue/queue_conf.h"
+
+static const char *const events_conf_scope_choices[] = {"global", "stream",
+                                                        NULL};
+static const char *const events_conf_suppressed_choices[] = {"reject", "drop",
+                                                             NULL};
+
+static const struct cfg_option events_conf_options[] = {
+    {"events_store", CFG_STRING, NULL,
+     "where delivery events and the suppression list are kept "
+     "(sqlite:/var/lib/relaychain/events.db); unset: no events",
+     NULL, 0, 0, 0},
+    {"events_spool", CFG_PATH, NULL,
+     "the file events go to while the store is failing or the buffer is "
+     "full, replayed later; unset: the store's file with .spool added",
+     NULL, 0, 0, 0},
+    {"events_buffer", CFG_INT, "10000",
+     "events held in memory for the writer before they go to the spool", NULL,
+     1, 10000000, 0},
+    {"events_batch", CFG_INT, "500", "events written per transaction", NULL, 1,
+     100000, 0},
+    {"events_batch_time", CFG_TIME, "200ms",
+     "longest wait to fill a batch of events", NULL, 1, 60000, 0},
+    {"stream_map", CFG_PATH, NULL,
+     "pcre_table(5)-style map from the authenticated user or the sender "
+     "to a stream name; set: only mail on a stream is checked against the "
+     "suppression list",
+     NULL, 0, 0, 0},
+    {"suppress_scope", CFG_ENUM, "global",
+     "a hard bounce suppresses the recipient for all mail (global) or for "
+     "its stream only (stream)",
+     events_conf_scope_choices, 0, 0, 0},
+    {"on_suppressed", CFG_ENUM, "reject",
+     "reject: RCPT of a suppressed recipient gets 550 5.7.1; drop: it is "
+     "accepted and not delivered, with a suppressed event",
+     events_conf_suppressed_choices, 0, 0, 0},
+    {"verp_domain", CFG_STRING, NULL,
+     "VERP envelope senders for returning bounces: not built in this "
+     "version",
+     NULL, 0, 0, 0},
+    {"fbl_address", CFG_STRING, NULL,
+     "where ARF complaint reports arrive: not built in this version", NULL, 0,
+     0, 0},
+    CFG_OPTION_END,
+};
+
+static int
+events_conf_check(const struct cfg *c, struct err *e)
+{
+    const char *store = cfg_str(c, "events_store");
+
+    if (cfg_is_set(c, "verp_domain"))
+        return cfg_err(e, c, "verp_domain",
+                       "VERP bounce tracking is not built in this version");
+    if (cfg_is_set(c, "fbl_address"))
+        return cfg_err(e, c, "fbl_address",
+                       "ARF complaint reports are not built in this version");
+    if (store == NULL) {
+        /* a key that would do nothing is refused, not ignored */
+        static const char *const needs_store[] = {
+            "events_spool",  "events_buffer",
+            "events_batch",  "events_batch_time",
+            "stream_map",    "suppress_scope",
+            "on_suppressed", NULL};
+        size_t i;
+
+        for (i = 0; needs_store[i] != NULL; i++)
+            if (cfg_is_set(c, needs_store[i]))
+                return cfg_err(e, c, needs_store[i],
+                               "does nothing without events_store");
+        return 0;
+    }
+    {
+        struct err e2;
+        struct regmap *rm;
+
+        err_clear(&e2);
+        if (events_db_path(store, &e2) == NULL)
+            return cfg_err(e, c, "events_store", "%s", e2.text);
+        if (events_db_path(store, &e2)[0] != '/')
+            return cfg_err(e, c, "events_store",
+                           "sqlite: needs an absolute path");
+        if (queue_delivery(c) != QUEUE_DELIVERY_QUEUE)
+            return cfg_err(e, c, "events_store",
+                           "events are recorded with delivery = queue only");
+        if (cfg_str(c, "stream_map") != NULL) {
+            if ((rm = regmap_load(cfg_str(c, "stream_map"), &e2)) == NULL)
+                return cfg_err(e, c, "stream_map", "%s", e2.text);
+            regmap_free(rm);
+        }
+    }
+    return 0;
+}
+
+const struct conf_part events_conf_part = {
+    .name = "events",
+    .options = events_conf_options,
+    .check = events_conf_check,
+};
+
+int
+events_settings_from(const struct cfg *c, struct events_settings *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->store = cfg_str(c, "events_store");
+    if (s->store == NULL)
+        return 0;
+    s->spool = cfg_str(c, "events_spool");
+    s->stream_map = cfg_str(c, "stream_map");
+    s->buffer_max = (size_t)cfg_num(c, "events_buffer");
+    s->batch_max = (size_t)cfg_num(c, "events_batch");
+    s->batch_ms = cfg_num(c, "events_batch_time");
+    s->suppress_stream = cfg_enum(c, "suppress_scope") == 1;
+    s->drop = cfg_enum(c, "on_suppressed") == 1;
+    return 1;
+}

@@ -1,0 +1,584 @@
+/*
+ * events_db - the SQLite side of the events store
+ *
+ * See events_db.h. The connection is opened in WAL mode, so the
+ * suppression lookups and the commands read while the writer writes;
+ * busy_timeout is short (EVENTS_DB_BUSY_MS): a store that is locked
+ * longer than that counts as failing, and the writer spools instead of
+ * waiting. Statements are prepared once per connection.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "queue/events_db.h"
+
+#define EVENTS_DB_BUSY_MS 100
+#define EVENTS_LINE_FIELDS 16
+#define EVENTS_ADDR_MAX 1024
+
+struct events_db {
+    sqlite3 *db;
+    sqlite3_stmt *ins, *sup_add, *sup_find;
+};
+
+static const char *const events_db_schema =
+    "CREATE TABLE IF NOT EXISTS events ("
+    " id INTEGER PRIMARY KEY,"
+    " uid TEXT NOT NULL UNIQUE,"
+    " t INTEGER NOT NULL," /* Unix microseconds */
+    " type TEXT NOT NULL,"
+    " qid TEXT NOT NULL,"
+    " msgid TEXT NOT NULL,"
+    " sender TEXT NOT NULL,"
+    " rcpt TEXT NOT NULL,"
+    " rcpt_domain TEXT NOT NULL,"
+    " stream TEXT NOT NULL,"
+    " size INTEGER NOT NULL,"
+    " code INTEGER NOT NULL,"
+    " dsn TEXT NOT NULL,"
+    " hard INTEGER NOT NULL,"
+    " next_try INTEGER NOT NULL,"
+    " relay TEXT NOT NULL,"
+    " text TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS events_t ON events(t);"
+    "CREATE INDEX IF NOT EXISTS events_domain_t ON events(rcpt_domain, t);"
+    "CREATE INDEX IF NOT EXISTS events_msgid ON events(msgid);"
+    "CREATE INDEX IF NOT EXISTS events_rcpt ON events(rcpt, t);"
+    "CREATE TABLE IF NOT EXISTS suppression ("
+    " rcpt TEXT NOT NULL,"
+    " stream TEXT NOT NULL,"
+    " reason TEXT NOT NULL,"
+    " t INTEGER NOT NULL," /* Unix seconds */
+    " PRIMARY KEY (rcpt, stream));";
+
+static const char *const events_type_names[] = {
+    [EVENTS_RECEIVED] = "received", [EVENTS_DELIVERED] = "delivered",
+    [EVENTS_DEFERRED] = "deferred", [EVENTS_BOUNCED] = "bounced",
+    [EVENTS_EXPIRED] = "expired",   [EVENTS_SUPPRESSED] = "suppressed",
+};
+
+const char *
+events_type_name(enum events_type t)
+{
+    return (unsigned)t < EVENTS_NTYPES ? events_type_names[t] : "unknown";
+}
+
+const char *
+events_db_path(const char *store, struct err *e)
+{
+    if (strncmp(store, "sqlite:", 7) == 0 && store[7] != '\0')
+        return store + 7;
+    if (strncmp(store, "postgresql:", 11) == 0 ||
+        strncmp(store, "postgres:", 9) == 0) {
+        err_set(e, ERR_CONFIG,
+                "PostgreSQL stores are not built in this version; use "
+                "sqlite:/path");
+        return NULL;
+    }
+    err_set(e, ERR_CONFIG, "unknown store '%.200s' (want sqlite:/path)",
+            store);
+    return NULL;
+}
+
+static int
+events_db_err(struct events_db *db, struct err *e, const char *what)
+{
+    return err_set(e, ERR_LIB, "%s: %s", what,
+                   db->db ? sqlite3_errmsg(db->db) : "out of memory");
+}
+
+struct events_db *
+events_db_open(const char *store, int mode, struct err *e)
+{
+    struct events_db *db;
+    const char *path = events_db_path(store, e);
+    int readonly = mode == EVENTS_DB_READONLY;
+    int flags = readonly ? SQLITE_OPEN_READONLY
+                : mode == EVENTS_DB_CREATE
+                    ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+                    : SQLITE_OPEN_READWRITE;
+
+    if (path == NULL)
+        return NULL;
+    if (mode != EVENTS_DB_CREATE && access(path, F_OK) < 0) {
+        err_sys(e, ERR_IO,
+                "%s (relaychaind creates it when it starts with "
+                "events_store set)",
+                path);
+        return NULL;
+    }
+    if ((db = calloc(1, sizeof(*db))) == NULL) {
+        err_nomem(e);
+        return NULL;
+    }
+    flags |= SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(path, &db->db, flags, NULL) != SQLITE_OK) {
+        err_set(e, ERR_IO, "%s: %s", path,
+                db->db ? sqlite3_errmsg(db->db) : "out of memory");
+        goto fail;
+    }
+    sqlite3_busy_timeout(db->db, EVENTS_DB_BUSY_MS);
+    if (!readonly && (sqlite3_exec(db->db, "PRAGMA journal_mode=WAL", NULL,
+                                   NULL, NULL) != SQLITE_OK ||
+                      sqlite3_exec(db->db, "PRAGMA synchronous=NORMAL", NULL,
+                                   NULL, NULL) != SQLITE_OK ||
+                      sqlite3_exec(db->db, events_db_schema, NULL, NULL,
+                                   NULL) != SQLITE_OK)) {
+        events_db_err(db, e, path);
+        goto fail;
+    }
+    if (sqlite3_prepare_v2(
+            db->db,
+            "SELECT reason, t FROM suppression WHERE rcpt = ?1 AND "
+            "stream IN ('', ?2) LIMIT 1",
+            -1, &db->sup_find, NULL) != SQLITE_OK) {
+        events_db_err(db, e, path);
+        goto fail;
+    }
+    if (readonly)
+        return db;
+    if (sqlite3_prepare_v2(
+            db->db,
+            "INSERT OR IGNORE INTO events (uid, t, type, qid, msgid, sender, "
+            "rcpt, rcpt_domain, stream, size, code, dsn, hard, next_try, "
+            "relay, text) VALUES (?1, ?2, ?3, ?4, ?5, ?6, lower(?7), "
+            "lower(?8), ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            -1, &db->ins, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db->db,
+                           "INSERT OR IGNORE INTO suppression (rcpt, stream, "
+                           "reason, t) VALUES (lower(?1), ?2, ?3, ?4)",
+                           -1, &db->sup_add, NULL) != SQLITE_OK) {
+        events_db_err(db, e, path);
+        goto fail;
+    }
+    return db;
+fail:
+    events_db_close(db);
+    return NULL;
+}
+
+void
+events_db_close(struct events_db *db)
+{
+    if (db == NULL)
+        return;
+    sqlite3_finalize(db->ins);
+    sqlite3_finalize(db->sup_add);
+    sqlite3_finalize(db->sup_find);
+    sqlite3_close(db->db);
+    free(db);
+}
+
+/* ---------------------------------------------------------- the line */
+
+static int
+events_put_field(struct buf *out, const char *s, struct err *e)
+{
+    char c;
+
+    if (buf_putc(out, '\t', e) < 0)
+        return -1;
+    for (; s != NULL && (c = *s) != '\0'; s++) {
+        const char *esc = c == '\\'   ? "\\\\"
+                          : c == '\t' ? "\\t"
+                          : c == '\n' ? "\\n"
+                          : c == '\r' ? "\\r"
+                                      : NULL;
+
+        if (esc != NULL ? buf_puts(out, esc, e) : buf_putc(out, c, e))
+            return -1;
+    }
+    return 0;
+}
+
+int
+events_line(struct buf *out, const char *uid, long long time_us,
+            const struct events_rec *r, struct err *e)
+{
+    char num[5][32];
+
+    snprintf(num[0], sizeof(num[0]), "%lld", time_us);
+    snprintf(num[1], sizeof(num[1]), "%llu", r->size);
+    snprintf(num[2], sizeof(num[2]), "%d", r->code);
+    snprintf(num[3], sizeof(num[3]), "%d", r->hard ? 1 : 0);
+    snprintf(num[4], sizeof(num[4]), "%lld", r->next_us);
+    if (buf_puts(out, "E1", e) < 0 || events_put_field(out, uid, e) < 0 ||
+        events_put_field(out, num[0], e) < 0 ||
+        events_put_field(out, events_type_name(r->type), e) < 0 ||
+        events_put_field(out, r->qid, e) < 0 ||
+        events_put_field(out, r->msgid, e) < 0 ||
+        events_put_field(out, r->sender, e) < 0 ||
+        events_put_field(out, r->rcpt, e) < 0 ||
+        events_put_field(out, r->stream, e) < 0 ||
+        events_put_field(out, num[1], e) < 0 ||
+        events_put_field(out, num[2], e) < 0 ||
+        events_put_field(out, r->dsn, e) < 0 ||
+        events_put_field(out, num[3], e) < 0 ||
+        events_put_field(out, num[4], e) < 0 ||
+        events_put_field(out, r->relay, e) < 0 ||
+        events_put_field(out, r->text, e) < 0 || buf_putc(out, '\n', e) < 0)
+        return -1;
+    return 0;
+}
+
+/* events_unescape - undo events_put_field in place; returns s. */
+static char *
+events_unescape(char *s)
+{
+    char *r = s, *w = s;
+
+    while (*r != '\0') {
+        if (*r == '\\' && r[1] != '\0') {
+            r++;
+            *w++ = *r == 't' ? '\t' : *r == 'n' ? '\n' : *r == 'r' ? '\r' : *r;
+            r++;
+        } else {
+            *w++ = *r++;
+        }
+    }
+    *w = '\0';
+    return s;
+}
+
+static int
+events_num(const char *s, long long *out)
+{
+    char *end;
+
+    errno = 0;
+    *out = strtoll(s, &end, 10);
+    return errno == 0 && end != s && *end == '\0' ? 0 : -1;
+}
+
+/* ------------------------------------------------------- transactions */
+
+int
+events_db_begin(struct events_db *db, struct err *e)
+{
+    if (sqlite3_exec(db->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return events_db_err(db, e, "begin");
+    return 0;
+}
+
+int
+events_db_commit(struct events_db *db, struct err *e)
+{
+    if (sqlite3_exec(db->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        events_db_err(db, e, "commit");
+        events_db_rollback(db);
+        return -1;
+    }
+    return 0;
+}
+
+void
+events_db_rollback(struct events_db *db)
+{
+    if (!sqlite3_get_autocommit(db->db))
+        (void)sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static int
+events_db_step(struct events_db *db, sqlite3_stmt *st, struct err *e,
+               const char *what)
+{
+    int rc = sqlite3_step(st);
+
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_DONE)
+        return events_db_err(db, e, what);
+    return 0;
+}
+
+int
+events_db_put(struct events_db *db, char *line, size_t len,
+              int suppress_stream, struct err *e)
+{
+    char *f[EVENTS_LINE_FIELDS], *p = line, *at;
+    long long t, size, code, hard, next;
+    size_t n = 0;
+    int i;
+
+    if (len > 0 && line[len - 1] == '\n')
+        line[--len] = '\0';
+    if (memchr(line, '\0', len) != NULL)
+        return 1;
+    line[len] = '\0';
+    while (n < EVENTS_LINE_FIELDS) {
+        f[n++] = p;
+        if ((p = strchr(p, '\t')) == NULL)
+            break;
+        *p++ = '\0';
+    }
+    if (n != EVENTS_LINE_FIELDS || p != NULL || strcmp(f[0], "E1") != 0)
+        return 1;
+    for (i = 1; i < EVENTS_LINE_FIELDS; i++)
+        events_unescape(f[i]);
+    if (events_num(f[2], &t) < 0 || events_num(f[9], &size) < 0 ||
+        events_num(f[10], &code) < 0 || events_num(f[12], &hard) < 0 ||
+        events_num(f[13], &next) < 0)
+        return 1;
+    at = strrchr(f[7], '@');
+    sqlite3_bind_text(db->ins, 1, f[1], -1, SQLITE_STATIC);
+    sqlite3_bind_int64(db->ins, 2, t);
+    sqlite3_bind_text(db->ins, 3, f[3], -1, SQLITE_STATIC);
+    sqlite3_bind_text(db->ins, 4, f[4], -1, SQLITE_STATIC);
+    sqlite3_bind_text(db->ins, 5, f[5], -1, SQLITE_STATIC);
+    sqlite3_bind_text(db->ins, 6, f[6], -1, SQLITE_STATIC);
+    sqlite3_bind_text(db->ins, 7, f[7], -1, SQLITE_STATIC);
+    sqlite3_bind_text(db->ins, 8, at ? at + 1 : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(db->ins, 9, f[8], -1, SQLITE_STATIC);
+    sqlite3_bind_int64(db->ins, 10, size);
+    sqlite3_bind_int64(db->ins, 11, code);
+    sqlite3_bind_text(db->ins, 12, f[11], -1, SQLITE_STATIC);
+    sqlite3_bind_int64(db->ins, 13, hard);
+    sqlite3_bind_int64(db->ins, 14, next);
+    sqlite3_bind_text(db->ins, 15, f[14], -1, SQLITE_STATIC);
+    sqlite3_bind_text(db->ins, 16, f[15], -1, SQLITE_STATIC);
+    if (events_db_step(db, db->ins, e, "insert event") < 0)
+        return -1;
+    if (strcmp(f[3], "bounced") == 0 && hard && f[7][0] != '\0') {
+        char reason[300];
+
+        snprintf(reason, sizeof(reason), "hard bounce %lld %s", code, f[11]);
+        if (events_db_suppress_add(db, f[7], suppress_stream ? f[8] : "",
+                                   reason, t / 1000000, e) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* --------------------------------------------------- the suppression */
+
+int
+events_db_suppress_add(struct events_db *db, const char *rcpt,
+                       const char *stream, const char *reason,
+                       long long time_s, struct err *e)
+{
+    if (db->sup_add == NULL)
+        return err_set(e, ERR_INTERNAL, "the store is open read-only");
+    sqlite3_bind_text(db->sup_add, 1, rcpt, -1, SQLITE_STATIC);
+    sqlite3_bind_text(db->sup_add, 2, stream ? stream : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(db->sup_add, 3, reason, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(db->sup_add, 4, time_s);
+    return events_db_step(db, db->sup_add, e, "add to the suppression list");
+}
+
+int
+events_db_suppress_remove(struct events_db *db, const char *rcpt,
+                          const char *stream, struct err *e)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (sqlite3_prepare_v2(db->db,
+                           "DELETE FROM suppression WHERE rcpt = lower(?1) "
+                           "AND (?2 IS NULL OR stream = ?2)",
+                           -1, &st, NULL) != SQLITE_OK)
+        return events_db_err(db, e, "remove");
+    sqlite3_bind_text(st, 1, rcpt, -1, SQLITE_STATIC);
+    if (stream != NULL)
+        sqlite3_bind_text(st, 2, stream, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return events_db_err(db, e, "remove");
+    return sqlite3_changes(db->db) > 0 ? 1 : 0;
+}
+
+int
+events_db_suppress_list(struct events_db *db, events_db_suppress_cb cb,
+                        void *ctx, struct err *e)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (sqlite3_prepare_v2(db->db,
+                           "SELECT rcpt, stream, reason, t FROM suppression "
+                           "ORDER BY rcpt, stream",
+                           -1, &st, NULL) != SQLITE_OK)
+        return events_db_err(db, e, "list");
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if (cb(ctx, (const char *)sqlite3_column_text(st, 0),
+               (const char *)sqlite3_column_text(st, 1),
+               (const char *)sqlite3_column_text(st, 2),
+               sqlite3_column_int64(st, 3)) < 0)
+            break;
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return events_db_err(db, e, "list");
+    return 0;
+}
+
+int
+events_db_suppress_find(struct events_db *db, const char *rcpt,
+                        const char *stream, char *why, size_t n, struct err *e)
+{
+    char low[EVENTS_ADDR_MAX];
+    size_t i;
+    int rc;
+
+    /* lower-cased here, as lower() does it (ASCII), so the lookup is a
+     * plain key: one B-tree search */
+    for (i = 0; rcpt[i] != '\0' && i < sizeof(low) - 1; i++)
+        low[i] = (char)tolower((unsigned char)rcpt[i]);
+    low[i] = '\0';
+    if (rcpt[i] != '\0')
+        return 0; /* longer than any address: never listed */
+    sqlite3_bind_text(db->sup_find, 1, low, -1, SQLITE_STATIC);
+    sqlite3_bind_text(db->sup_find, 2, stream ? stream : "", -1,
+                      SQLITE_STATIC);
+    rc = sqlite3_step(db->sup_find);
+    if (rc == SQLITE_ROW) {
+        time_t t = (time_t)sqlite3_column_int64(db->sup_find, 1);
+        char date[32] = "";
+        struct tm tm;
+
+        if (gmtime_r(&t, &tm) != NULL)
+            strftime(date, sizeof(date), "%Y-%m-%d", &tm);
+        snprintf(why, n, "%s, %s",
+                 (const char *)sqlite3_column_text(db->sup_find, 0), date);
+    }
+    sqlite3_reset(db->sup_find);
+    sqlite3_clear_bindings(db->sup_find);
+    if (rc == SQLITE_ROW)
+        return 1;
+    if (rc == SQLITE_DONE)
+        return 0;
+    return events_db_err(db, e, "suppression lookup");
+}
+
+/* ------------------------------------------------------------ reports */
+
+int
+events_db_report(struct events_db *db, const char *by, long long since,
+                 long long until, events_db_report_cb cb, void *ctx,
+                 struct err *e)
+{
+    const char *key;
+    char sql[1024];
+    sqlite3_stmt *st;
+    int rc;
+
+    if (by == NULL)
+        key = "'total'";
+    else if (strcmp(by, "day") == 0)
+        key = "strftime('%Y-%m-%d', t / 1000000, 'unixepoch')";
+    else if (strcmp(by, "hour") == 0)
+        key = "strftime('%Y-%m-%d %H:00', t / 1000000, 'unixepoch')";
+    else if (strcmp(by, "domain") == 0)
+        key = "rcpt_domain";
+    else if (strcmp(by, "sender") == 0)
+        key = "sender";
+    else if (strcmp(by, "stream") == 0)
+        key = "stream";
+    else
+        return err_set(e, ERR_INPUT,
+                       "--by %s: want day, hour, domain, sender or stream",
+                       by);
+    snprintf(sql, sizeof(sql),
+             "SELECT %s AS k,"
+             " sum(type = 'received'), sum(type = 'delivered'),"
+             " sum(type = 'deferred'), sum(type = 'bounced' AND hard),"
+             " sum(type = 'bounced' AND NOT hard), sum(type = 'expired'),"
+             " sum(type = 'suppressed')"
+             " FROM events WHERE t >= ?1 AND t < ?2"
+             " GROUP BY k ORDER BY k",
+             key);
+    if (sqlite3_prepare_v2(db->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return events_db_err(db, e, "report");
+    sqlite3_bind_int64(st, 1, since > 0 ? since * 1000000 : 0);
+    sqlite3_bind_int64(st, 2, until > 0 ? until * 1000000 : INT64_MAX);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct events_report_row row;
+
+        row.key = (const char *)sqlite3_column_text(st, 0);
+        if (row.key == NULL)
+            row.key = "";
+        row.received = (unsigned long long)sqlite3_column_int64(st, 1);
+        row.delivered = (unsigned long long)sqlite3_column_int64(st, 2);
+        row.deferred = (unsigned long long)sqlite3_column_int64(st, 3);
+        row.bounced_hard = (unsigned long long)sqlite3_column_int64(st, 4);
+        row.bounced_soft = (unsigned long long)sqlite3_column_int64(st, 5);
+        row.expired = (unsigned long long)sqlite3_column_int64(st, 6);
+        row.suppressed = (unsigned long long)sqlite3_column_int64(st, 7);
+        if (cb(ctx, &row) < 0)
+            break;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return events_db_err(db, e, "report");
+    return 0;
+}
+
+int
+events_db_history(struct events_db *db, const char *msgid, const char *rcpt,
+                  events_db_history_cb cb, void *ctx, struct err *e)
+{
+    static const char *const names[] = {
+        "time", "type", "qid", "message_id", "sender",   "recipient", "stream",
+        "size", "code", "dsn", "hard",       "next_try", "relay",     "text"};
+    const char *vals[14];
+    char when[40], next[40], sql[512];
+    sqlite3_stmt *st;
+    int rc, i;
+
+    /* one query per case: an "?1 IS NULL OR" would keep SQLite from
+     * the indexes */
+    snprintf(sql, sizeof(sql),
+             "SELECT t, type, qid, msgid, sender, rcpt, stream, size, code, "
+             "dsn, hard, next_try, relay, text FROM events WHERE %s%s%s "
+             "ORDER BY t, id",
+             msgid != NULL ? "msgid IN (?1, '<' || ?1 || '>')" : "",
+             msgid != NULL && rcpt != NULL ? " AND " : "",
+             rcpt != NULL ? "rcpt = lower(?2)" : "");
+    if (msgid == NULL && rcpt == NULL)
+        return err_set(e, ERR_INPUT, "a Message-ID or a recipient, please");
+    if (sqlite3_prepare_v2(db->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return events_db_err(db, e, "events");
+    if (msgid != NULL)
+        sqlite3_bind_text(st, 1, msgid, -1, SQLITE_STATIC);
+    if (rcpt != NULL)
+        sqlite3_bind_text(st, 2, rcpt, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        long long us = sqlite3_column_int64(st, 0);
+        long long nus = sqlite3_column_int64(st, 11);
+        time_t t = (time_t)(us / 1000000);
+        struct tm tm;
+        size_t k;
+
+        k = gmtime_r(&t, &tm)
+                ? strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm)
+                : 0;
+        snprintf(when + k, sizeof(when) - k, ".%03dZ",
+                 (int)(us % 1000000 / 1000));
+        next[0] = '\0';
+        t = (time_t)(nus / 1000000);
+        if (nus > 0 && gmtime_r(&t, &tm))
+            strftime(next, sizeof(next), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        for (i = 0; i < 14; i++) {
+            vals[i] = (const char *)sqlite3_column_text(st, i);
+            if (vals[i] == NULL)
+                vals[i] = "";
+        }
+        vals[0] = when;
+        vals[11] = next;
+        if (cb(ctx, 14, names, vals) < 0)
+            break;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return events_db_err(db, e, "events");
+    return 0;
+}
