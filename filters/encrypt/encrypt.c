@@ -18,10 +18,12 @@
  * For each recipient the usable key of each protocol its policy allows is
  * looked up (encrypt_pgp.c, encrypt_smime.c). The SMTP front end asks at
  * RCPT time (rcpt_group): a required recipient without a key is refused
- * there alone (450 4.7.1), and one whose copy would differ from the first
- * recipient's gets 452 4.5.3, so the client sends it in a transaction of
- * its own. The message still has one body (struct msg; the milter front
- * end cannot do otherwise), so one form is chosen for
+ * there alone (450 4.7.1); in through mode one whose copy would differ
+ * from the first recipient's gets 452 4.5.3, so the client sends it in a
+ * transaction of its own, and in queue mode the front end runs the chain
+ * once per group on a copy for that group's recipients. The message
+ * still has one body (struct msg; the milter front end cannot do
+ * otherwise), so one form is chosen for
  * all recipients (encrypt_keys.c, flt_enc_decide): encrypted in one
  * protocol to every recipient's key, or clear when no recipient requires
  * encryption. A required recipient without a usable key makes the message
