@@ -398,25 +398,45 @@ flt_enc_is_trace(const char *name)
 }
 
 /* flt_enc_crlf - s (n octets) with every LF that no CR precedes made
- * CRLF. */
+ * CRLF. The bare LFs are counted first and the room reserved once, then
+ * the runs between them are copied into it: no call per line (a 100 KB
+ * body has some 1500 lines). */
 static int
 flt_enc_crlf(struct buf *out, const char *s, size_t n, struct err *e)
 {
-    const char *lf;
-    size_t i, from = 0;
+    const char *p = s, *end = s + n, *lf;
+    size_t bare = 0;
+    char *w;
 
-    for (i = 0; i < n; i++) {
-        if ((lf = memchr(s + i, '\n', n - i)) == NULL)
-            break;
-        i = (size_t)(lf - s);
-        if (i > 0 && s[i - 1] == '\r')
-            continue;
-        if (buf_append(out, s + from, i - from, e) < 0 ||
-            buf_append(out, "\r\n", 2, e) < 0)
-            return -1;
-        from = i + 1;
+    while (p < end && (lf = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+        bare += lf == s || lf[-1] != '\r';
+        p = lf + 1;
     }
-    return buf_append(out, s + from, n - from, e);
+    if (buf_reserve(out, n + bare, e) < 0)
+        return -1;
+    if (bare == 0) {
+        memcpy(out->data + out->len, s, n);
+        out->len += n;
+        out->data[out->len] = '\0';
+        return 0;
+    }
+    /* buf_reserve made room for n + bare octets and the NUL */
+    w = out->data + out->len;
+    for (p = s; p < end && (lf = memchr(p, '\n', (size_t)(end - p))) != NULL;
+         p = lf + 1) {
+        size_t run = (size_t)(lf - p);
+
+        memcpy(w, p, run);
+        w += run;
+        if (lf != s && lf[-1] != '\r')
+            *w++ = '\r';
+        *w++ = '\n';
+    }
+    memcpy(w, p, (size_t)(end - p));
+    w += end - p;
+    out->len = (size_t)(w - out->data);
+    out->data[out->len] = '\0';
+    return 0;
 }
 
 /* flt_enc_entity - the MIME entity to encrypt, CRLF canonical: the
