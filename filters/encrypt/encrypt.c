@@ -142,6 +142,10 @@ static const struct cfg_option flt_enc_options[] = {
      "aes256-cbc (enveloped-data, read by Outlook and Thunderbird alike) or "
      "aes256-gcm (authEnveloped-data, RFC 8551)",
      flt_enc_cipher_choices, 0, 0, 0},
+    {"sign_key_map", CFG_PATH, NULL,
+     "not built: signing before encryption with a key or certificate per "
+     "sender domain; a stage that sets it is refused at load",
+     NULL, 0, 0, 0},
     CFG_OPTION_END,
 };
 
@@ -221,6 +225,11 @@ flt_enc_init(struct stage *st, const struct cfg *c, struct err *e)
                        "when encryption fails; the encrypt stage always "
                        "fails closed (tempfail)",
                        cfg_path(c));
+    if (cfg_str(c, "sign_key_map") != NULL)
+        return cfg_err(e, c, "sign_key_map",
+                       "signing before encryption is not built in this "
+                       "version; remove the line (messages are encrypted "
+                       "unsigned, an existing signature kept inside)");
     if ((fe = calloc(1, sizeof(*fe))) == NULL)
         return err_nomem(e);
     st->priv = fe;
