@@ -801,8 +801,8 @@ smtpd_deliver_split(struct smtpd_session *s, struct buf *data)
         log_info(s->qid, "reject: END-OF-MESSAGE: %s; from=<%s>", reply,
                  s->sender);
         smtpd_reply_id(s, reply);
-        for (i = 0; i < n; i++)
-            if (g[i].staged || g[i].tag == NULL)
+        for (i = 0; i < n; i++) /* the groups not run log no summary */
+            if (g[i].staged)
                 g[i].tag = "TempFailed";
     } else {
         used = 0;

@@ -181,12 +181,12 @@ print('MAIL', s.mail('alice@example.com')[0])
 for r in ('zed@example.net', 'carol@example.org', 'bob@example.net'):
     print('RCPT', r, s.rcpt(r)[0])
 os.rename(home + '/pubring.kbx', home + '/../pubring.kbx.aside')
-os.mkdir(home + '/pubring.kbx')
+open(home + '/pubring.kbx', 'wb').write(b'\x00' * 64)
 code, text = s.data(msg)
 print('DATA', code, text.decode())
 s.quit()
 PY
-rmdir "$T/pgp/gnupg/pubring.kbx"
+rm -f "$T/pgp/gnupg/pubring.kbx"
 mv "$T/pgp/pubring.kbx.aside" "$T/pgp/gnupg/pubring.kbx"
 check "fault: the three RCPT took ($(tr '\n' ' ' <"$T/fault.out"))" \
     [ "$(grep -c '^RCPT .* 250$' "$T/fault.out")" -eq 3 ]
