@@ -278,9 +278,26 @@ queue_write_msg(int fd, const struct queue_msg *m)
     return 0;
 }
 
-/* queue_write - tmp/QID, fsync, rename to queue/QID, fsync queue/. */
-int
-queue_write(struct queue *q, const struct queue_msg *m, struct err *e)
+/* queue_move_in - rename tmp/id to queue/id, never over a file there. */
+static int
+queue_move_in(struct queue *q, const char *id)
+{
+    if (renameat2(q->tmp_fd, id, q->queue_fd, id, RENAME_NOREPLACE) < 0) {
+        if (errno != EINVAL && errno != ENOSYS)
+            return -1;
+        /* no RENAME_NOREPLACE here: link() refuses to replace too */
+        if (linkat(q->tmp_fd, id, q->queue_fd, id, 0) < 0)
+            return -1;
+        unlinkat(q->tmp_fd, id, 0);
+    }
+    return 0;
+}
+
+/* queue_write_as - tmp/QID, fsync, and unless staged, rename to
+ * queue/QID, fsync queue/. */
+static int
+queue_write_as(struct queue *q, const struct queue_msg *m, int staged,
+               struct err *e)
 {
     char tail[QUEUE_TAIL_LEN];
     struct buf head;
@@ -314,16 +331,15 @@ queue_write(struct queue *q, const struct queue_msg *m, struct err *e)
         goto fail;
     }
     fd = -1;
-    what = "rename";
-    if (renameat2(q->tmp_fd, m->qid, q->queue_fd, m->qid, RENAME_NOREPLACE) <
-        0) {
-        if (errno != EINVAL && errno != ENOSYS)
-            goto fail;
-        /* no RENAME_NOREPLACE here: link() refuses to replace too */
-        if (linkat(q->tmp_fd, m->qid, q->queue_fd, m->qid, 0) < 0)
-            goto fail;
-        unlinkat(q->tmp_fd, m->qid, 0);
+    /* ---- encrypt: a split message stops here (queue_stage) */
+    if (staged) {
+        buf_fini(&head);
+        return 0;
     }
+    /* ---- end encrypt */
+    what = "rename";
+    if (queue_move_in(q, m->qid) < 0)
+        goto fail;
     if (fsync(q->queue_fd) < 0) {
         saved = errno;
         unlinkat(q->queue_fd, m->qid, 0);
@@ -342,6 +358,57 @@ fail:
     errno = saved;
     return err_sys(e, ERR_IO, "%s %s/tmp/%s", what, q->dir, m->qid);
 }
+
+/* queue_write - tmp/QID, fsync, rename to queue/QID, fsync queue/. */
+int
+queue_write(struct queue *q, const struct queue_msg *m, struct err *e)
+{
+    return queue_write_as(q, m, 0, e);
+}
+
+/* ---- encrypt: the copies of a split message, visible together */
+int
+queue_stage(struct queue *q, const struct queue_msg *m, struct err *e)
+{
+    return queue_write_as(q, m, 1, e);
+}
+
+void
+queue_unstage(struct queue *q, const char *id)
+{
+    if (qid_is_valid(id, QUEUE_ID_MAX))
+        unlinkat(q->tmp_fd, id, 0);
+}
+
+int
+queue_publish(struct queue *q, const char *const *ids, size_t n, struct err *e)
+{
+    size_t i, moved;
+    int saved;
+
+    for (moved = 0; moved < n; moved++)
+        if (!qid_is_valid(ids[moved], QUEUE_ID_MAX) ||
+            queue_move_in(q, ids[moved]) < 0)
+            break;
+    if (moved == n && fsync(q->queue_fd) == 0) {
+        for (i = 0; i < n; i++)
+            queue_schedule(q, ids[i], queue_now_ms());
+        return 0;
+    }
+    /* Nothing was scheduled: take back what was moved, drop the rest. */
+    saved = errno;
+    for (i = 0; i < n; i++) {
+        if (i < moved)
+            unlinkat(q->queue_fd, ids[i], 0);
+        queue_unstage(q, ids[i]);
+    }
+    if (moved > 0)
+        fsync(q->queue_fd);
+    errno = saved;
+    return err_sys(e, ERR_IO, "%s %s/queue/%s", moved < n ? "rename" : "fsync",
+                   q->dir, moved < n ? ids[moved] : "");
+}
+/* ---- end encrypt */
 
 int
 queue_commit(struct queue *q, const struct queue_msg *m, struct err *e)

@@ -107,6 +107,22 @@ int queue_trigger_at(int dfd, const char *line);
  * on disk for good. */
 int queue_commit(struct queue *q, const struct queue_msg *m, struct err *e);
 
+/* ---- encrypt: a message split in copies (one per recipient group) is
+ * made durable as one: queue_stage() writes and fsyncs each copy's
+ * tmp/QID (never delivered, removed at start-up when torn), then
+ * queue_publish() renames them all to queue/, fsyncs queue/ and
+ * schedules them; 0 only then. When a rename or the fsync fails, the
+ * copies already moved are removed from queue/ before any is scheduled
+ * and every tmp/ file of ids is removed: -1 with e. queue_unstage()
+ * removes a staged copy that will not be published. A rescan of queue/
+ * between two renames (a trigger "S" at that moment) could index a copy
+ * that a failing publish then removes; the worker finds it gone. */
+int queue_stage(struct queue *q, const struct queue_msg *m, struct err *e);
+int queue_publish(struct queue *q, const char *const *ids, size_t n,
+                  struct err *e);
+void queue_unstage(struct queue *q, const char *id);
+/* ---- end encrypt */
+
 /* queue_commit_reply - the reply for a failed commit: 452 4.3.1 when
  * out of space or quota, else 451 4.3.0. */
 const char *queue_commit_reply(const struct err *e);

@@ -28,6 +28,7 @@
 #include "queue/queue.h"
 #include "util/buf.h"
 #include "util/log.h"
+#include "util/qid.h"
 #include "smtpd/smtpd_int.h"
 
 static double
@@ -290,6 +291,34 @@ smtpd_tag(int code)
                              : "TempFailed";
 }
 
+/* smtpd_queue_msg - what the queue is given for the message qid of s:
+ * env after the chain, orig (norig) as the client gave it, the octets
+ * in iov (niov pieces, len in all). qm borrows from all of them. */
+static void
+smtpd_queue_msg(const struct smtpd_session *s, const char *qid,
+                const struct msg_env *env, const struct msg_rcpt *orig,
+                size_t norig, const struct iovec *iov, size_t niov, size_t len,
+                struct queue_msg *qm)
+{
+    memset(qm, 0, sizeof(*qm));
+    qm->qid = qid;
+    qm->arrival_us =
+        (long long)s->t_start.tv_sec * 1000000LL + s->t_start.tv_usec;
+    qm->client_addr = smtpd_env_addr(s);
+    qm->client_name = smtpd_env_name(s);
+    qm->helo = smtpd_env_helo(s);
+    qm->auth_user = s->auth_user;
+    qm->sender = env->sender;
+    qm->sender_params = env->sender_params;
+    qm->rcpts = env->rcpts;
+    qm->nrcpts = env->nrcpts;
+    qm->orig = orig;
+    qm->norig = norig;
+    qm->iov = iov;
+    qm->niov = niov;
+    qm->len = len;
+}
+
 /* smtpd_enqueue - commit the processed message to the queue; 250 only
  * when it is there for good. Returns 0 when it is, -1 when the client
  * was told to try again. */
@@ -315,23 +344,7 @@ smtpd_enqueue(struct smtpd_session *s, const struct msg_env *env,
         orig[i].addr = s->rcpts[i].addr;
         orig[i].params = s->rcpts[i].params;
     }
-    memset(&qm, 0, sizeof(qm));
-    qm.qid = s->qid;
-    qm.arrival_us =
-        (long long)s->t_start.tv_sec * 1000000LL + s->t_start.tv_usec;
-    qm.client_addr = smtpd_env_addr(s);
-    qm.client_name = smtpd_env_name(s);
-    qm.helo = smtpd_env_helo(s);
-    qm.auth_user = s->auth_user;
-    qm.sender = env->sender;
-    qm.sender_params = env->sender_params;
-    qm.rcpts = env->rcpts;
-    qm.nrcpts = env->nrcpts;
-    qm.orig = orig;
-    qm.norig = s->nrcpts;
-    qm.iov = iov;
-    qm.niov = niov;
-    qm.len = len;
+    smtpd_queue_msg(s, s->qid, env, orig, s->nrcpts, iov, niov, len, &qm);
     err_clear(&s->e);
     if (queue_commit(s->srv->queue, &qm, &s->e) < 0) {
         const char *reply = queue_commit_reply(&s->e);
@@ -495,6 +508,326 @@ out_hop:
     return tag;
 }
 
+/* ---- encrypt: queue mode, one message split per recipient group
+ *
+ * When a stage groups recipients (chain_rcpt_group: the encrypt stage's
+ * "pgp", "smime" and "clear") and the transaction's recipients fall in
+ * more than one group, each group gets its own run of the chain on its
+ * own copy of the message (the octets DATA read, the envelope cut down
+ * to the group's recipients) and its own queue file under its own queue
+ * id; the first group keeps the transaction's. Each copy is staged
+ * (queue_stage) as its run ends, and all are published together
+ * (queue_publish) before the one 250. A rejection, tempfail or error of
+ * any group's run, or a failed write, answers the whole message so and
+ * queues none of it. A group that a stage discards adds no file; one
+ * that a stage holds is quarantined at once and stays there when a later
+ * group fails (the client's retry may quarantine it twice: kept twice,
+ * never lost). The copies in memory are not counted against
+ * smtpd_memory_limit: one at a time beside the one DATA read. */
+
+struct smtpd_group {
+    const char *name; /* the group, borrowed from a recipient's */
+    char qid[QUEUE_ID_MAX];
+    size_t nrcpts;           /* of the transaction's in the group */
+    struct chain_result res; /* its run's */
+    const char *tag;         /* its summary's, once decided */
+    int staged;              /* its queue file is staged */
+};
+
+static const char *
+smtpd_rcpt_group_name(const struct smtpd_session *s, size_t i)
+{
+    return s->rcpts[i].group != NULL ? s->rcpts[i].group : "";
+}
+
+/* smtpd_split_wanted - 1 when s's recipients are in more than one
+ * group. */
+static int
+smtpd_split_wanted(const struct smtpd_session *s)
+{
+    size_t i;
+
+    for (i = 1; i < s->nrcpts; i++)
+        if (strcmp(smtpd_rcpt_group_name(s, i), smtpd_rcpt_group_name(s, 0)) !=
+            0)
+            return 1;
+    return 0;
+}
+
+/* smtpd_split_groups - the distinct groups of s's recipients into g
+ * (room for s->nrcpts), in the order of their first recipient; their
+ * number. */
+static size_t
+smtpd_split_groups(struct smtpd_session *s, struct smtpd_group *g)
+{
+    size_t i, j, n = 0;
+
+    for (i = 0; i < s->nrcpts; i++) {
+        const char *name = smtpd_rcpt_group_name(s, i);
+
+        for (j = 0; j < n; j++)
+            if (strcmp(g[j].name, name) == 0)
+                break;
+        if (j == n) {
+            memset(&g[n], 0, sizeof(g[n]));
+            g[n].name = name;
+            if (n == 0)
+                snprintf(g[n].qid, sizeof(g[n].qid), "%s", s->qid);
+            else
+                qid_new(&s->srv->seq, g[n].qid, sizeof(g[n].qid));
+            n++;
+        }
+        g[j].nrcpts++;
+    }
+    return n;
+}
+
+struct smtpd_split_ctx {
+    struct smtpd_session *s;
+    const struct smtpd_group *g;
+};
+
+/* smtpd_split_rcpt - the i-th recipient of the group, for
+ * step_log_rcpts(). */
+static const char *
+smtpd_split_rcpt(const void *arg, size_t i)
+{
+    const struct smtpd_split_ctx *c = arg;
+    size_t k;
+
+    for (k = 0; k < c->s->nrcpts; k++)
+        if (strcmp(smtpd_rcpt_group_name(c->s, k), c->g->name) == 0 &&
+            i-- == 0)
+            return c->s->rcpts[k].addr;
+    return "";
+}
+
+/* smtpd_split_prepare - the step's preparation for a group's copy: this
+ * hop's Received field, then the group's "from=" line. */
+static int
+smtpd_split_prepare(void *arg, struct msg *m, size_t size, struct err *e)
+{
+    struct smtpd_split_ctx *c = arg;
+    char to[1024];
+
+    (void)e; /* smtpd_received fills s->e, which is e */
+    if (smtpd_received(c->s, m) < 0)
+        return -1;
+    step_log_rcpts(to, sizeof(to), c->g->nrcpts, smtpd_split_rcpt, c);
+    log_info(c->g->qid, "from=<%s>, size=%zu, nrcpt=%zu (split from %s: %s)",
+             c->s->sender, size, c->g->nrcpts, c->s->qid, to);
+    return 0;
+}
+
+/* smtpd_split_run - g's run of the chain on data (taken over) and its
+ * copy staged, quarantined or dropped. 0 to go on; -1 when the whole
+ * message must be answered reply (set, static or g's result's). */
+static int
+smtpd_split_run(struct smtpd_session *s, struct smtpd_group *g,
+                struct buf *data, const char **reply)
+{
+    struct smtpd_split_ctx c = {s, g};
+    struct chain_opts opts;
+    struct step_in in;
+    struct msg *m;
+    struct msg_rcpt *orig = NULL;
+    struct iovec *iov = NULL;
+    struct queue_msg qm;
+    const char *out;
+    size_t i, k = 0, niov, out_len;
+    int rc = -1;
+
+    *reply = "451 4.3.0 Error: queue file write error";
+    memset(&opts, 0, sizeof(opts));
+    opts.undo_hold = 1;
+    if ((m = msg_new(&s->rt->cf->limits, MSG_FE_SMTP, &s->e)) == NULL ||
+        msg_env_sender(m, s->sender, s->sender_params, &s->e) < 0 ||
+        (orig = calloc(g->nrcpts, sizeof(*orig))) == NULL)
+        goto error;
+    for (i = 0; i < s->nrcpts; i++) {
+        if (strcmp(smtpd_rcpt_group_name(s, i), g->name) != 0)
+            continue;
+        orig[k].addr = s->rcpts[i].addr;
+        orig[k++].params = s->rcpts[i].params;
+        if (msg_env_rcpt(m, s->rcpts[i].addr, s->rcpts[i].params, &s->e) < 0)
+            goto error;
+    }
+    smtpd_step_in(s, data, &opts, &in);
+    in.log_qid = in.qid = g->qid;
+    in.prepare = smtpd_split_prepare;
+    in.arg = &c;
+    switch (step_run(&in, m, &g->res, &s->e)) {
+    case STEP_ERROR:
+    case STEP_REFUSED:
+        goto error;
+    case STEP_TOO_BIG:
+        log_info(g->qid, "reject: %s", s->e.text);
+        *reply = "552 5.3.4 Message header or size exceeds limit";
+        g->tag = "Rejected";
+        goto out;
+    case STEP_REJECT:
+    case STEP_TEMPFAIL:
+        *reply = g->res.verdict.reply;
+        g->tag =
+            g->res.verdict.kind == VERDICT_REJECT ? "Rejected" : "TempFailed";
+        goto out;
+    case STEP_DISCARD:
+    case STEP_NO_RCPTS:
+        g->tag = "Discarded";
+        rc = 0;
+        goto out;
+    case STEP_QUARANTINE:
+        if ((out = msg_flat(m, &out_len, &s->e)) == NULL ||
+            quarantine_store(cfg_str(s->rt->cf->cfg, "quarantine_directory"),
+                             m, out, out_len, g->res.verdict.note,
+                             g->res.by ? g->res.by->name : NULL, &s->e) < 0) {
+            log_error(g->qid, "quarantine: %s", s->e.text);
+            *reply = "451 4.3.0 Error: cannot quarantine, try again later";
+            g->tag = "TempFailed";
+            goto out;
+        }
+        log_info(g->qid, "quarantine: %s%s%s",
+                 g->res.by ? g->res.by->name : "chain",
+                 g->res.verdict.note[0] ? ": " : "", g->res.verdict.note);
+        g->tag = "Quarantined";
+        rc = 0;
+        goto out;
+    case STEP_CONTINUE:
+        break;
+    }
+    niov = msg_iov(m, NULL, 0);
+    if ((iov = calloc(niov ? niov : 1, sizeof(*iov))) == NULL) {
+        err_nomem(&s->e);
+        goto error;
+    }
+    niov = msg_iov(m, iov, niov);
+    smtpd_queue_msg(s, g->qid, msg_env(m), orig, g->nrcpts, iov, niov,
+                    msg_size(m), &qm);
+    err_clear(&s->e);
+    if (queue_stage(s->srv->queue, &qm, &s->e) < 0) {
+        *reply = queue_commit_reply(&s->e);
+        log_error(g->qid, "queue file write error: %s", s->e.text);
+        g->tag = "TempFailed";
+        goto out;
+    }
+    g->staged = 1;
+    g->tag = "Queued";
+    rc = 0;
+    goto out;
+
+error:
+    log_error(g->qid, "%s", s->e.text[0] ? s->e.text : "internal error");
+    g->tag = "TempFailed";
+out:
+    free(iov);
+    free(orig);
+    msg_free(m);
+    return rc;
+}
+
+/* smtpd_split_summary - g's summary line, as smtpd_log_summary's. */
+static void
+smtpd_split_summary(struct smtpd_session *s, const struct smtpd_group *g,
+                    size_t size)
+{
+    struct smtpd_split_ctx c = {s, g};
+    char words[200], to[1024];
+
+    chain_summary(&g->res, words, sizeof(words));
+    step_log_rcpts(to, sizeof(to), g->nrcpts, smtpd_split_rcpt, &c);
+    log_info(g->qid,
+             "%s {%s}%s%s, client=%s[%s], from=<%s>, to=%s, size=%zu, "
+             "split from %s, %lld ms",
+             words, g->tag, g->res.by ? ", by=" : "",
+             g->res.by ? g->res.by->name : "", smtpd_env_name(s),
+             smtpd_env_addr(s), s->sender, to, size, s->qid,
+             (long long)(smtpd_delay(s) * 1000 + 0.5));
+}
+
+/* smtpd_deliver_split - the message in data (taken over), one copy per
+ * group of recipients, all queued or none; the client gets one reply. */
+static void
+smtpd_deliver_split(struct smtpd_session *s, struct buf *data)
+{
+    struct smtpd_group *g;
+    const char **ids = NULL, *reply = NULL;
+    char queued[200];
+    size_t i, n, nids = 0, used, size = data->len;
+
+    if (s->srv->queue == NULL) {
+        smtpd_reply_id(s, "451 4.3.0 Error: the queue is not running");
+        return;
+    }
+    if ((g = calloc(s->nrcpts, sizeof(*g))) == NULL ||
+        (ids = calloc(s->nrcpts, sizeof(*ids))) == NULL) {
+        free(g);
+        log_error(s->qid, "out of memory");
+        smtpd_reply_id(s, "451 4.3.0 Error: out of memory");
+        return;
+    }
+    n = smtpd_split_groups(s, g);
+    for (i = 0; i < n; i++)
+        log_info(s->qid, "split: %s as %s (%zu recipient%s)",
+                 g[i].name[0] ? g[i].name : "-", g[i].qid, g[i].nrcpts,
+                 g[i].nrcpts == 1 ? "" : "s");
+    for (i = 0; i < n && reply == NULL; i++) {
+        struct buf copy;
+
+        /* the last group takes data over; the others run on a copy */
+        buf_init(&copy, 0);
+        if (i + 1 < n && buf_append(&copy, data->data, data->len, &s->e) < 0) {
+            log_error(g[i].qid, "%s", s->e.text);
+            reply = "451 4.3.0 Error: out of memory";
+            g[i].tag = "TempFailed";
+        } else if (smtpd_split_run(s, &g[i], i + 1 < n ? &copy : data,
+                                   &reply) == 0) {
+            reply = NULL;
+            if (g[i].staged)
+                ids[nids++] = g[i].qid;
+        }
+        buf_fini(&copy);
+    }
+    if (reply == NULL && nids > 0) {
+        err_clear(&s->e);
+        if (queue_publish(s->srv->queue, ids, nids, &s->e) < 0) {
+            log_error(s->qid, "queue file write error: %s", s->e.text);
+            reply = queue_commit_reply(&s->e);
+        }
+        nids = 0; /* published, or removed by queue_publish */
+    }
+    if (reply != NULL) {
+        for (i = 0; i < nids; i++)
+            queue_unstage(s->srv->queue, ids[i]);
+        log_info(s->qid, "reject: END-OF-MESSAGE: %s; from=<%s>", reply,
+                 s->sender);
+        smtpd_reply_id(s, reply);
+        for (i = 0; i < n; i++) /* the groups not run log no summary */
+            if (g[i].staged)
+                g[i].tag = "TempFailed";
+    } else {
+        used = 0;
+        queued[0] = '\0';
+        for (i = 0; i < n; i++)
+            if (g[i].staged && used < sizeof(queued)) {
+                int w = snprintf(queued + used, sizeof(queued) - used, "%s%s",
+                                 used ? " " : "", g[i].qid);
+
+                if (w > 0)
+                    used += (size_t)w;
+            }
+        smtpd_reply(s, "250 2.0.0 Ok: queued as %s",
+                    queued[0] ? queued : s->qid);
+    }
+    for (i = 0; i < n; i++) {
+        if (g[i].tag != NULL)
+            smtpd_split_summary(s, &g[i], size);
+        chain_result_fini(&g[i].res);
+    }
+    free(ids);
+    free(g);
+}
+/* ---- end encrypt */
+
 /* smtpd_deliver - run the chain on data and hand the result on; the
  * reply for the client goes out through smtpd_reply, and the summary
  * line is logged once the message's fate is known. The message takes
@@ -514,6 +847,12 @@ smtpd_deliver(struct smtpd_session *s, struct buf *data)
     char queued_as[64] = "";
     size_t len = data->len, niov;
 
+    /* ---- encrypt: recipients in more than one group */
+    if (s->rt->queue_mode && smtpd_split_wanted(s)) {
+        smtpd_deliver_split(s, data);
+        return;
+    }
+    /* ---- end encrypt */
     memset(&res, 0, sizeof(res));
     memset(&opts, 0, sizeof(opts));
     /* A quarantined message is kept as its stage received it, so that a

@@ -298,9 +298,12 @@ smtpd_cmd_mail(struct smtpd_session *s, const char *line)
  * protocol or clear). Otherwise the reply is given and 1 returned: the
  * stage's refusal of this recipient (a required one without a key), or
  * 452 4.5.3, which has the client send it in another transaction, so
- * that each copy can be made for its own recipients. */
+ * that each copy can be made for its own recipients. In queue mode
+ * every group is taken and the group's name kept in *kept (NULL when no
+ * stage groups recipients): the message is split at the end of the data
+ * (smtpd_deliver). */
 static int
-smtpd_rcpt_group(struct smtpd_session *s, const char *addr)
+smtpd_rcpt_group(struct smtpd_session *s, const char *addr, char **kept)
 {
     char group[sizeof(s->rcpt_group)];
     struct verdict v;
@@ -319,6 +322,13 @@ smtpd_rcpt_group(struct smtpd_session *s, const char *addr)
                  v.note[0] != '\0' ? "; " : "", v.note);
         smtpd_reply(s, "%s", v.reply);
         return 1;
+    }
+    if (s->rt->queue_mode) {
+        if (group[0] != '\0' && (*kept = strdup(group)) == NULL) {
+            smtpd_reply(s, "452 4.3.0 Error: out of memory");
+            return 1;
+        }
+        return 0;
     }
     if (s->nrcpts == 0) {
         memcpy(s->rcpt_group, group, sizeof(group));
@@ -389,6 +399,7 @@ smtpd_cmd_rcpt(struct smtpd_session *s, const char *line)
     struct smtpc_reply r;
     struct buf addr;
     const char *p = NULL;
+    char *group = NULL; /* ---- encrypt */
 
     if (!s->in_mail) {
         smtpd_refuse(s, "503 5.5.1 Error: need MAIL command");
@@ -409,7 +420,7 @@ smtpd_cmd_rcpt(struct smtpd_session *s, const char *line)
         return;
     }
     /* ---- encrypt */
-    if (smtpd_rcpt_group(s, buf_str(&addr)) != 0) {
+    if (smtpd_rcpt_group(s, buf_str(&addr), &group) != 0) {
         buf_fini(&addr);
         return;
     }
@@ -423,6 +434,7 @@ smtpd_cmd_rcpt(struct smtpd_session *s, const char *line)
     grown = realloc(s->rcpts, (s->nrcpts + 1) * sizeof(*grown));
     if (grown == NULL) {
         smtpd_reply(s, "452 4.3.0 Error: out of memory");
+        free(group); /* ---- encrypt */
         buf_fini(&addr);
         return;
     }
@@ -447,6 +459,7 @@ smtpd_cmd_rcpt(struct smtpd_session *s, const char *line)
         (s->rcpts[s->nrcpts].params = smtpd_kept(s, p)) == NULL) {
         /* the next hop may have the recipient: the transaction is void */
         smtpd_reply(s, "451 4.3.0 Error: out of memory");
+        free(group); /* ---- encrypt */
         buf_fini(&addr);
         smtpd_reset(s, 0);
         return;
@@ -457,6 +470,8 @@ smtpd_cmd_rcpt(struct smtpd_session *s, const char *line)
         s->rcpts[s->nrcpts].params = NULL;
     }
     s->rcpts[s->nrcpts].addr = buf_steal(&addr, NULL);
+    /* ---- encrypt: NULL in through mode (the hop's ways out above) */
+    s->rcpts[s->nrcpts].group = group;
     s->nrcpts++;
     s->n_rcpt++;
     buf_fini(&addr);

@@ -128,6 +128,10 @@ struct smtpd_xforward {
 struct smtpd_rcpt {
     char *addr;
     char *params;
+    /* ---- encrypt: queue mode, its group (chain_rcpt_group) when a
+     * stage has one; NULL when none. Owned. */
+    char *group;
+    /* ---- end encrypt */
 };
 
 struct smtpd_session {

@@ -126,6 +126,7 @@ smtpd_reset(struct smtpd_session *s, int hop_ok)
     for (i = 0; i < s->nrcpts; i++) {
         free(s->rcpts[i].addr);
         free(s->rcpts[i].params);
+        free(s->rcpts[i].group); /* ---- encrypt */
     }
     free(s->rcpts);
     s->rcpts = NULL;

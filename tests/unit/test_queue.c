@@ -479,6 +479,77 @@ test_commit(void **state)
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* ---- encrypt: the copies of a split message are staged in tmp/ and
+ * published together; when one cannot be published, none stays in
+ * queue/ and tmp/ is left empty. */
+static int
+spool_has(const char *dir, const char *sub, const char *id)
+{
+    char path[600];
+
+    snprintf(path, sizeof(path), "%s/spool/%s/%s", dir, sub, id);
+    return access(path, F_OK) == 0;
+}
+
+static void
+test_stage_publish(void **state)
+{
+    const char *ids[2] = {"AAAA00000001", "AAAA00000002"};
+    const char *bad[2] = {"BBBB00000001", "BBBB00000002"};
+    char dir[256];
+    struct queue *q;
+    struct queue_msg m;
+    struct conf *cf;
+    struct err e;
+    size_t i;
+
+    (void)state;
+    assert_non_null(unit_tmpdir(dir, sizeof(dir)));
+    cf = load_conf(dir, "");
+    if ((q = queue_open(cf->cfg, &e)) == NULL)
+        fail_msg("queue_open: %s", e.text);
+    make_msg(&m);
+    for (i = 0; i < 2; i++) {
+        m.qid = ids[i];
+        if (queue_stage(q, &m, &e) < 0)
+            fail_msg("stage %s: %s", ids[i], e.text);
+        unit_int_eq("staged in tmp/", spool_has(dir, "tmp", ids[i]), 1);
+        unit_int_eq("not in queue/ yet", spool_has(dir, "queue", ids[i]), 0);
+    }
+    if (queue_publish(q, ids, 2, &e) < 0)
+        fail_msg("publish: %s", e.text);
+    for (i = 0; i < 2; i++) {
+        unit_int_eq("published", spool_has(dir, "queue", ids[i]), 1);
+        unit_int_eq("tmp/ left", spool_has(dir, "tmp", ids[i]), 0);
+    }
+    /* the second id is taken in queue/: the first is taken back */
+    m.qid = bad[1];
+    if (queue_commit(q, &m, &e) < 0)
+        fail_msg("commit: %s", e.text);
+    for (i = 0; i < 2; i++) {
+        m.qid = bad[i];
+        if (queue_stage(q, &m, &e) < 0)
+            fail_msg("stage %s: %s", bad[i], e.text);
+    }
+    err_clear(&e);
+    assert_int_equal(queue_publish(q, bad, 2, &e), -1);
+    unit_int_eq("EEXIST", e.sys_errno, EEXIST);
+    unit_int_eq("first taken back", spool_has(dir, "queue", bad[0]), 0);
+    unit_int_eq("the other file kept", spool_has(dir, "queue", bad[1]), 1);
+    for (i = 0; i < 2; i++)
+        unit_int_eq("tmp/ emptied", spool_has(dir, "tmp", bad[i]), 0);
+    /* a staged copy that will not be published */
+    m.qid = "CCCC00000001";
+    if (queue_stage(q, &m, &e) < 0)
+        fail_msg("stage: %s", e.text);
+    queue_unstage(q, m.qid);
+    unit_int_eq("unstaged", spool_has(dir, "tmp", m.qid), 0);
+    queue_free(q);
+    conf_free(cf);
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+/* ---- end encrypt */
+
 /* A message given in pieces (msg_iov) makes the same file, octet for
  * octet, and a length that is not the pieces' total is refused. */
 static void
@@ -826,6 +897,7 @@ main(void)
         cmocka_unit_test(test_dsn_returned),
         cmocka_unit_test(test_dsn_status),
         cmocka_unit_test(test_commit),
+        cmocka_unit_test(test_stage_publish), /* ---- encrypt */
         cmocka_unit_test(test_pieces),
         cmocka_unit_test(test_transport_map),
         cmocka_unit_test_setup_teardown(test_lmtp_split, lmtp_setup,
