@@ -693,6 +693,7 @@ queue_free(struct queue *q)
         }
     }
     events_close(q->events); /* ---- events: what is buffered is kept */
+    queue_dest_free(q);
     free(q->table);
     free(q->heap);
     queue_settings_release(q->set);

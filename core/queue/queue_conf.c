@@ -34,6 +34,17 @@ static const struct cfg_option queue_conf_options[] = {
     {"delivery_concurrency", CFG_INT, "10",
      "queue delivery workers, one transaction each at a time", NULL, 1, 1000,
      0},
+    {"destination_concurrency_limit", CFG_INT, "20",
+     "transactions to one recipient domain at a time (0: no limit)", NULL, 0,
+     1000, 0},
+    {"destination_rate_delay", CFG_TIME, "0s",
+     "pause between transactions to one recipient domain (0: none)", NULL, 0,
+     3600 * 1000LL, 0},
+    {"destination_throttle_time", CFG_TIME, "60s",
+     "after a throttling reply (421 or 4.7.x) to a recipient, no delivery "
+     "to its domain for this long, doubled at each throttle in a row up to "
+     "maximal_backoff_time",
+     NULL, 1000, 86400 * 1000LL, 0},
     {"minimal_backoff_time", CFG_TIME, "300s",
      "shortest wait before a deferred message is tried again", NULL, 100,
      7 * 86400 * 1000LL, 0},

@@ -6,7 +6,8 @@
  * holds it delays the attempt by a second), check that the name still
  * names the locked file, read and validate the whole file (a bad one is
  * moved to corrupt/), and deliver the pending recipients, grouped by
- * route, one SMTP transaction per route. Per recipient: 2xx delivered,
+ * route, one SMTP transaction per route, less those whose domain is
+ * busy or paused (queue_dest.c). Per recipient: 2xx delivered,
  * 5xx bounced, 4xx deferred, or bounced once the message is older than
  * maximal_queue_lifetime. The reply that counts is the one to RCPT when
  * it refused, else the one to the message: with SMTP one for all, with
@@ -75,6 +76,8 @@ struct queue_job {
     struct queue_outcome *out; /* per recipient */
     size_t *route;             /* per recipient */
     long long start_us;
+    long long hold_ms; /* queue_dest.c: a destination free again then; 0 */
+    size_t nheld;      /* recipients that waited for their destination */
 };
 
 static void
@@ -228,6 +231,113 @@ queue_deliver_route(struct queue_job *j, size_t ri, const size_t *idx,
     smtpc_put(rt->pool, c, rc == 0);
 }
 
+#define QUEUE_DOMAIN_MAX 256
+
+static void
+queue_hold_until(struct queue_job *j, long long ms)
+{
+    if (j->hold_ms == 0 || ms < j->hold_ms)
+        j->hold_ms = ms;
+}
+
+/* queue_deliver_dests - the recipients idx[0..n) of route ri, through
+ * the destination limits (queue_dest.c): those whose domain is free go
+ * in one transaction; a busy domain's wait without an outcome (code 0),
+ * a paused one's are deferred with the reply that paused it. Then each
+ * domain taken is given back with what its recipients were told. */
+static void
+queue_deliver_dests(struct queue_job *j, size_t ri, const size_t *idx,
+                    size_t n, size_t *accepted, struct smtpc_reply *each)
+{
+    char(*dom)[QUEUE_DOMAIN_MAX] = NULL, why[QUEUE_DEST_WHY_MAX];
+    int *took = NULL;
+    size_t *go = NULL, ngo = 0, i, k, first;
+    long long now = queue_now_ms(), free_ms;
+
+    if ((dom = calloc(n, sizeof(*dom))) == NULL ||
+        (took = calloc(n, sizeof(*took))) == NULL ||
+        (go = calloc(n, sizeof(*go))) == NULL) {
+        /* without the table: deliver as if there were no limits */
+        free(dom);
+        free(took);
+        free(go);
+        queue_deliver_route(j, ri, idx, n, accepted, each);
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        struct queue_outcome *o = &j->out[idx[i]];
+
+        queue_dest_domain(j->qf.rcpts[idx[i]].addr, dom[i], sizeof(dom[i]));
+        for (first = 0; first < i; first++)
+            if (strcmp(dom[first], dom[i]) == 0)
+                break;
+        if (first < i) {
+            /* its domain's first recipient decided for it */
+            took[i] = -1;
+            if (took[first] == QUEUE_DEST_BUSY ||
+                took[first] == QUEUE_DEST_PAUSED) {
+                *o = j->out[idx[first]];
+                j->nheld++;
+            } else {
+                go[ngo++] = idx[i];
+            }
+            continue;
+        }
+        took[i] = queue_dest_take(j->q, j->set, dom[i], now, &free_ms, why,
+                                  sizeof(why));
+        if (took[i] == QUEUE_DEST_BUSY) {
+            o->code = 0;
+            snprintf(o->text, sizeof(o->text),
+                     "waiting for %s (destination concurrency or rate "
+                     "limit)",
+                     dom[i]);
+        } else if (took[i] == QUEUE_DEST_PAUSED) {
+            o->code = 450;
+            snprintf(o->text, sizeof(o->text),
+                     "4.7.0 delivery to %s temporarily suspended: %s", dom[i],
+                     why);
+        } else {
+            go[ngo++] = idx[i];
+            continue;
+        }
+        snprintf(o->relay, sizeof(o->relay), "none");
+        queue_hold_until(j, free_ms);
+        j->nheld++;
+    }
+    if (ngo > 0)
+        queue_deliver_route(j, ri, go, ngo, accepted, each);
+    for (i = 0; i < n; i++) {
+        int throttle = 0, delivered = 0;
+        const char *ttext = "";
+        long long pause;
+
+        if (took[i] != QUEUE_DEST_TAKEN)
+            continue;
+        for (k = i; k < n; k++) {
+            const struct queue_outcome *o = &j->out[idx[k]];
+
+            if (k != i && took[k] != -1)
+                continue;
+            if (strcmp(dom[k], dom[i]) != 0 || strcmp(o->relay, "none") == 0)
+                continue;
+            if (o->code / 100 == 2)
+                delivered = 1;
+            else if (throttle == 0 && queue_dest_throttles(o->code, o->text)) {
+                throttle = o->code;
+                ttext = o->text;
+            }
+        }
+        now = queue_now_ms();
+        pause = queue_dest_give(j->q, j->set, dom[i], now, 1, throttle, ttext,
+                                delivered);
+        if (pause > 0)
+            queue_hold_until(j, now + pause);
+    }
+    free(dom);
+    free(took);
+    free(go);
+}
+
 /* queue_notice - commit a notification for list[0..n) of j; logs it. */
 static int
 queue_notice(struct queue_job *j, const char *action,
@@ -314,8 +424,11 @@ queue_defer_note(struct queue_job *j, const char *status)
     buf_init(&b, 0);
     for (i = 0; i < j->qf.nrcpts; i++)
         if (status[i] == QUEUE_RCPT_PENDING &&
-            buf_printf(&b, &e, "%s\t%d %s\n", j->qf.rcpts[i].addr,
-                       j->out[i].code, j->out[i].text) < 0)
+            (j->out[i].code != 0
+                 ? buf_printf(&b, &e, "%s\t%d %s\n", j->qf.rcpts[i].addr,
+                              j->out[i].code, j->out[i].text)
+                 : buf_printf(&b, &e, "%s\t%s\n", j->qf.rcpts[i].addr,
+                              j->out[i].text)) < 0)
             break;
     fd = openat(j->q->defer_fd, j->id,
                 O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -381,6 +494,18 @@ queue_finish(struct queue_job *j, int fd, long long *next_ms)
         status[i] = qf->rcpts[i].status;
         if (status[i] != QUEUE_RCPT_PENDING)
             continue;
+        if (o->code == 0 && !expired) {
+            /* its domain was busy: not tried, nothing to say */
+            pending++;
+            continue;
+        }
+        if (o->code == 0) {
+            /* expired while it waited: bounced with what it waited for */
+            o->code = 451;
+            memmove(o->text + 6, o->text, sizeof(o->text) - 6);
+            memcpy(o->text, "4.4.5 ", 6);
+            o->text[sizeof(o->text) - 1] = '\0';
+        }
         snprintf(o->reply, sizeof(o->reply), "%d %s", o->code, o->text);
         if (cls == 2) {
             st_name = "sent";
@@ -496,6 +621,10 @@ queue_finish(struct queue_job *j, int fd, long long *next_ms)
         if (backoff > set->max_backoff_ms)
             backoff = set->max_backoff_ms;
         *next_ms = queue_now_ms() + backoff;
+        /* a destination is free again then: the message goes then, and
+         * not before when it waits for nothing else */
+        if (j->hold_ms > 0 && (j->hold_ms < *next_ms || pending == j->nheld))
+            *next_ms = j->hold_ms;
     }
     verdict = QUEUE_RETRY;
 out:
@@ -590,7 +719,7 @@ queue_attempt_with(struct queue *q, struct queue_settings *set, const char *id,
             if (j.qf.rcpts[i].status == QUEUE_RCPT_PENDING && j.route[i] == r)
                 idx[n++] = i;
         if (n > 0)
-            queue_deliver_route(&j, r, idx, n, acc, each);
+            queue_deliver_dests(&j, r, idx, n, acc, each);
     }
     verdict = queue_finish(&j, fd, next_ms);
 out:

@@ -2,12 +2,13 @@
  * queue_int - what the parts of the queue daemon share, inside core/queue
  *
  * Not for callers outside core/queue: they use queue.h. The daemon is
- * four files, each calling only those after it:
+ * five files, each calling only those after it:
  *
  *     queue_run.c      the threads: workers, trigger, start, stop, reload
  *     queue_deliver.c  one delivery attempt: transactions per route,
  *                      outcomes, notifications, marks, backoff
  *     queue.c          the spool: index, commit, scan, open, free
+ *     queue_dest.c     per destination domain: limits and pauses
  *     queue_route.c    the settings a reload swaps: routes and pools
  *
  * The structs below are theirs in common; q->lock guards what struct
@@ -61,6 +62,9 @@ struct queue_settings {
     size_t nroutes;
     struct queue_transport *transports;
     size_t ntransports;
+    /* queue_dest.c: per destination domain; 0: no limit */
+    unsigned dest_limit;
+    long long dest_delay_ms, throttle_ms;
 };
 
 struct queue {
@@ -83,6 +87,9 @@ struct queue {
     unsigned threads;
     int stopping;
     struct events *events; /* ---- events: NULL when events_store is unset */
+    struct queue_dest **dests; /* queue_dest.c: the domains, by hash */
+    size_t ndests;
+    int dests_full_logged;
 };
 
 enum queue_verdict { QUEUE_DROP, QUEUE_RETRY };
@@ -102,6 +109,27 @@ void queue_clean(struct queue *q);
 
 /* queue_deliver.c */
 int queue_attempt(struct queue *q, const char *id, long long *next_ms);
+
+/* queue_dest.c */
+#define QUEUE_DEST_WHY_MAX 440
+#define QUEUE_DEST_BUSY_RETRY_MS 1000
+enum {
+    QUEUE_DEST_TAKEN,     /* go; give it back with queue_dest_give */
+    QUEUE_DEST_UNTRACKED, /* go, without limits; nothing to give back */
+    QUEUE_DEST_BUSY,      /* not now: free_ms says when */
+    QUEUE_DEST_PAUSED     /* throttled: why, until free_ms */
+};
+void queue_dest_domain(const char *rcpt, char *out, size_t n);
+int queue_dest_take(struct queue *q, const struct queue_settings *set,
+                    const char *domain, long long now, long long *free_ms,
+                    char *why, size_t n);
+int queue_dest_throttles(int code, const char *text);
+long long queue_dest_give(struct queue *q, const struct queue_settings *set,
+                          const char *domain, long long now, int took,
+                          int throttle_code, const char *throttle_text,
+                          int delivered);
+void queue_dest_resume(struct queue *q);
+void queue_dest_free(struct queue *q);
 
 /* queue_route.c */
 size_t queue_route_for(const struct queue_settings *set, const char *rcpt);

@@ -178,6 +178,9 @@ queue_settings_new(const struct cfg *c, struct err *e)
     set->run_delay_ms = cfg_num(c, "queue_run_delay");
     set->minfree = (unsigned long long)cfg_num(c, "queue_minfree");
     set->concurrency = (unsigned)cfg_num(c, "delivery_concurrency");
+    set->dest_limit = (unsigned)cfg_num(c, "destination_concurrency_limit");
+    set->dest_delay_ms = cfg_num(c, "destination_rate_delay");
+    set->throttle_ms = cfg_num(c, "destination_throttle_time");
     if (set->max_backoff_ms < set->min_backoff_ms) {
         cfg_err(e, c, "maximal_backoff_time",
                 "shorter than minimal_backoff_time");

@@ -105,7 +105,8 @@ queue_worker(void *arg)
     return NULL;
 }
 
-/* queue_revive - every route usable again, before a flush looks for new
+/* queue_revive - every route usable again, and every destination a
+ * throttle paused, before a flush looks for new
  * files: a file the scan finds is due at once, and a worker that took it
  * while its route was still suspended would defer it for a whole
  * backoff, the flush notwithstanding. */
@@ -118,6 +119,7 @@ queue_revive(struct queue *q)
     for (i = 0; i < q->set->nroutes; i++)
         q->set->routes[i].dead_until_ms = 0;
     pthread_mutex_unlock(&q->lock);
+    queue_dest_resume(q);
 }
 
 /* queue_trigger_line - one command from the FIFO. */
