@@ -237,10 +237,13 @@ ratestate_slot(struct ratestate *st, const char *key, long long w)
     return sl;
 }
 
+/* ratestate_key - the counter of rule r: two rules on the same subject
+ * and period, one on messages and one on recipients, count apart. */
 static void
 ratestate_key(const struct ratelimit_rule *r, char *out, size_t n)
 {
-    snprintf(out, n, "relaychain:rl:%s:%lld", r->key, r->period_ms);
+    snprintf(out, n, "relaychain:rl:%s:%lld:%s", r->key, r->period_ms,
+             r->unit == RATELIMIT_MESSAGES ? "msg" : "rcpt");
 }
 
 static long long

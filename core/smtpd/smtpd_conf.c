@@ -212,9 +212,19 @@ smtpd_conf_check(const struct cfg *c, struct err *e)
     /* ---- fleet */
     if ((s = cfg_str(c, "rate_limits")) != NULL) {
         struct ratelimit_set *rs = ratelimit_load(s, e);
+        const struct ratelimit_rule *r;
 
         if (rs == NULL)
             return cfg_err(e, c, "rate_limits", "%s", e->text);
+        /* a message's stream comes from the delivery events' stream_map */
+        if ((r = ratelimit_first_of(rs, RATELIMIT_STREAM)) != NULL &&
+            !cfg_is_set(c, "stream_map")) {
+            cfg_err(e, c, "rate_limits",
+                    "%s: a stream rule needs stream_map (and events_store)",
+                    r->id);
+            ratelimit_set_free(rs);
+            return -1;
+        }
         ratelimit_set_free(rs);
     }
     if (ratestate_spec_check(cfg_str(c, "state_store"), e) < 0)

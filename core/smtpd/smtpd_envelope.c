@@ -169,8 +169,10 @@ smtpd_rate_refuses(struct smtpd_session *s, const char *sender,
                    const char *rcpt)
 {
     char sdom[256], rdom[256], other[256], client[SMTPD_CLIENT_MAX];
+    char stream[256];
     size_t idx[RATELIMIT_RULES_MAX], n, over = 0, i;
     struct ratelimit_event ev;
+    struct events *evs;
     const char *reply;
     int rc;
 
@@ -180,6 +182,11 @@ smtpd_rate_refuses(struct smtpd_session *s, const char *sender,
     ev.client_addr = smtpd_env_addr(s);
     ev.user = s->auth_user;
     ev.sender_domain = ratelimit_domain(sender, sdom, sizeof(sdom));
+    evs = s->rt->queue_mode ? queue_events(s->srv->queue) : NULL;
+    if (evs != NULL &&
+        events_stream(evs, s->auth_user, sender, stream, sizeof(stream)) &&
+        stream[0] != '\0')
+        ev.stream = stream;
     if (rcpt != NULL) {
         ev.at_rcpt = 1;
         ev.rcpt_domain = ratelimit_domain(rcpt, rdom, sizeof(rdom));

@@ -29,6 +29,7 @@ static const struct {
     {"user:", RATELIMIT_USER},
     {"sender_domain:", RATELIMIT_SENDER_DOMAIN},
     {"rcpt_domain:", RATELIMIT_RCPT_DOMAIN},
+    {"stream:", RATELIMIT_STREAM},
 };
 
 int
@@ -156,13 +157,6 @@ ratelimit_who(const char *s, struct ratelimit_rule *r, char *why, size_t n)
     size_t i, k;
     struct err e;
 
-    if (strncmp(s, "stream:", 7) == 0) {
-        snprintf(why, n,
-                 "'%.64s': stream rules are not built (they need the stream "
-                 "map of the delivery events)",
-                 s);
-        return -1;
-    }
     for (i = 0; i < sizeof(ratelimit_whos) / sizeof(ratelimit_whos[0]); i++) {
         k = strlen(ratelimit_whos[i].prefix);
         if (strncmp(s, ratelimit_whos[i].prefix, k) == 0) {
@@ -362,6 +356,17 @@ ratelimit_load(const char *path, struct err *e)
     return s;
 }
 
+const struct ratelimit_rule *
+ratelimit_first_of(const struct ratelimit_set *s, enum ratelimit_who who)
+{
+    size_t i;
+
+    for (i = 0; s != NULL && i < s->n; i++)
+        if (s->rules[i].who == who)
+            return &s->rules[i];
+    return NULL;
+}
+
 const char *
 ratelimit_domain(const char *addr, char *out, size_t n)
 {
@@ -409,6 +414,9 @@ ratelimit_match(const struct ratelimit_set *s,
         case RATELIMIT_RCPT_DOMAIN:
             hit = ev->at_rcpt && ev->rcpt_domain != NULL &&
                   strcasecmp(ev->rcpt_domain, r->value) == 0;
+            break;
+        case RATELIMIT_STREAM:
+            hit = ev->stream != NULL && strcmp(ev->stream, r->value) == 0;
             break;
         }
         if (hit)

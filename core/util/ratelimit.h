@@ -4,8 +4,8 @@
  * A rate_limits file has one rule a line, "WHO COUNT/PERIOD [messages |
  * recipients]", '#' comments and blank lines ignored. WHO is one of
  * client:ADDR or client:CIDR, user:NAME (the SMTP AUTH login),
- * sender_domain:DOM, rcpt_domain:DOM; stream:NAME needs the stream map
- * of the delivery events, which is not built, and is refused. PERIOD is
+ * sender_domain:DOM, rcpt_domain:DOM, stream:NAME (a stream of the
+ * delivery events' stream_map; the caller checks that one is set). PERIOD is
  * a number with s, m, h or d. Every refusal is "path:line: reason".
  *
  * Counting is a sliding window made of two fixed windows of PERIOD: the
@@ -34,7 +34,8 @@ enum ratelimit_who {
     RATELIMIT_CLIENT,
     RATELIMIT_USER,
     RATELIMIT_SENDER_DOMAIN,
-    RATELIMIT_RCPT_DOMAIN
+    RATELIMIT_RCPT_DOMAIN,
+    RATELIMIT_STREAM
 };
 enum ratelimit_unit { RATELIMIT_MESSAGES, RATELIMIT_RECIPIENTS };
 
@@ -68,6 +69,9 @@ struct ratelimit_set *ratelimit_load(const char *path, struct err *e);
  * used in the errors. */
 struct ratelimit_set *ratelimit_parse_text(const char *name, const char *text,
                                            size_t len, struct err *e);
+/* ratelimit_first_of - the first rule of s about who, or NULL. */
+const struct ratelimit_rule *ratelimit_first_of(const struct ratelimit_set *s,
+                                                enum ratelimit_who who);
 void ratelimit_set_free(struct ratelimit_set *s);
 
 /* ratelimit_parse_period - "10s", "1m", "2h", "1d" in ms; 0 or -1. */
@@ -90,6 +94,7 @@ struct ratelimit_event {
     const char *user;
     const char *sender_domain;
     const char *rcpt_domain; /* RCPT only */
+    const char *stream;      /* the message's stream, NULL: none */
     int at_rcpt;             /* 0: MAIL (a message), 1: RCPT */
     int first_of_domain;     /* RCPT: the first recipient in rcpt_domain
                                 of the transaction */

@@ -2,7 +2,7 @@
 # fleet_config - "relaychain check" refuses fleet settings it cannot
 # honour, naming the file and line: a rate_limits rule it does not
 # understand (the rules file's own line, inside the key's), a stream:
-# rule (the stream map is not built), a state_store that is not memory
+# rule without the events' stream_map, a state_store that is not memory
 # or redis://host:port/db, smtp_proxy_protocol without
 # proxy_protocol_hosts; and takes a valid set.
 . "$top_srcdir/tests/integration/lib.sh"
@@ -45,8 +45,12 @@ try good "" "rate_limits = $T/good" "state_store = redis://127.0.0.1:6379/2" \
     "smtp_proxy_protocol = haproxy" "proxy_protocol_hosts = 127.0.0.1/32"
 try badperiod "$T/badperiod.conf:6: rate_limits: $T/badperiod:3: '5/1y': period" \
     "rate_limits = $T/badperiod"
-try stream "$T/stream:1: 'stream:news': stream rules are not built" \
+try stream "$T/stream.conf:6: rate_limits: $T/stream:1 stream:news: a stream rule needs stream_map" \
     "rate_limits = $T/stream"
+printf '/^news@/ news\n' >"$T/streams"
+try streammap "" "rate_limits = $T/stream" "delivery = queue" \
+    "queue_directory = $T/spool" "events_store = sqlite:$T/events.db" \
+    "stream_map = $T/streams"
 try missing "$T/missing.conf:6: rate_limits: $T/nothere" \
     "rate_limits = $T/nothere"
 try store "$T/store.conf:6: state_store: 'memcache://x' is not memory or redis://" \

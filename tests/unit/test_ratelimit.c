@@ -79,9 +79,9 @@ test_parse(void **state)
          "\n"
          "rcpt_domain:gmail.com 20/1s\n",
          NULL},
-        {"stream", "stream:news 50/1s\n",
-         "t:1: 'stream:news': stream rules "
-         "are not built"},
+        {"stream", "stream:news 50/1s\n", NULL},
+        {"stream with a control octet", "stream:news\x01 50/1s\n",
+         "t:1: 'stream:news\x01': control"},
         {"bad who", "\nhost:x 1/1s\n", "t:2: 'host:x': not client:"},
         {"bad count", "user:a x/1s\n", "t:1: 'x/1s': count is not"},
         {"zero", "user:a 0/1s\n", "t:1: '0/1s': count is not"},
@@ -118,11 +118,13 @@ test_parse(void **state)
 static void
 test_match(void **state)
 {
-    const char *text = "client:192.0.2.0/24 100/1m\n"              /* 0 */
-                       "user:alice 2000/1d recipients\n"           /* 1 */
-                       "sender_domain:example.org 500/1h\n"        /* 2 */
-                       "rcpt_domain:gmail.com 20/1s\n"             /* 3 */
-                       "rcpt_domain:gmail.com 50/1s recipients\n"; /* 4 */
+    const char *text = "client:192.0.2.0/24 100/1m\n"             /* 0 */
+                       "user:alice 2000/1d recipients\n"          /* 1 */
+                       "sender_domain:example.org 500/1h\n"       /* 2 */
+                       "rcpt_domain:gmail.com 20/1s\n"            /* 3 */
+                       "rcpt_domain:gmail.com 50/1s recipients\n" /* 4 */
+                       "stream:news 10/1s\n"                      /* 5 */
+                       "stream:news 40/1s recipients\n";          /* 6 */
     struct err e;
     struct ratelimit_set *s =
         ratelimit_parse_text("t", text, strlen(text), &e);
@@ -150,11 +152,24 @@ test_match(void **state)
     ev.first_of_domain = 0;
     n = ratelimit_match(s, &ev, idx, 8);
     unit_int_eq("second RCPT rules", n, 2);
-    ev.client_addr = "198.51.100.1";
+    ev.stream = "news";
+    n = ratelimit_match(s, &ev, idx, 8);
+    unit_int_eq("RCPT on a stream", n, 3);
+    unit_int_eq("RCPT stream recipients", idx[2], 6);
     ev.at_rcpt = 0;
+    n = ratelimit_match(s, &ev, idx, 8);
+    unit_int_eq("MAIL on a stream", n, 3);
+    unit_int_eq("MAIL stream messages", idx[2], 5);
+    ev.stream = "alerts";
+    unit_int_eq("another stream", ratelimit_match(s, &ev, idx, 8), 2);
+    ev.stream = NULL;
+    ev.client_addr = "198.51.100.1";
     ev.user = "bob";
     ev.sender_domain = "";
     unit_int_eq("nothing", ratelimit_match(s, &ev, idx, 8), 0);
+    unit_str_eq("first stream rule",
+                ratelimit_first_of(s, RATELIMIT_STREAM)->id,
+                "t:6 stream:news");
     ratelimit_set_free(s);
 }
 

@@ -1,0 +1,70 @@
+#!/bin/sh
+# rate_stream - a rate_limits rule on a stream (the delivery events'
+# stream_map names the stream of each message): the stream's mail is
+# held to its count with 452 4.7.1 and the rule named in the log; mail
+# on no stream, or on another, is not counted; a recipients rule on the
+# stream counts RCPT, apart from the messages rule on the same stream
+# and period.
+. "$top_srcdir/tests/integration/smtpd_lib.sh"
+
+set -- $(free_ports 2)
+port=$1 sink=$2
+
+sink_start sink "$sink"
+printf '%s\n' '/^news@/ news' '/^alerts@/ alerts' >"$T/streams"
+printf '%s\n' '# the newsletter: 3 messages a minute, 5 recipients' \
+    'stream:news 3/1m' 'stream:news 5/1m recipients' >"$T/limits"
+printf '%s\n' "delivery = queue" "queue_directory = $T/spool" \
+    "events_store = sqlite:$T/events.db" "stream_map = $T/streams" \
+    "rate_limits = $T/limits" |
+    rcd_conf "$T/q.conf" "$port" "smtp:[127.0.0.1]:$sink"
+rcd_start rcd "$T/q.conf" "$port" || finish
+
+# mail FROM TO... - one message in one session; prints the MAIL reply
+# code, then each RCPT's, then DATA's ("-" when not sent)
+mail() {
+    "$PY" - "$port" "$@" <<'PY'
+import smtplib, sys
+port, frm, tos = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+s = smtplib.SMTP('127.0.0.1', port, timeout=30)
+s.ehlo('client.test.example')
+out = [str(s.mail(frm)[0])]
+ok = 0
+for t in tos if out[0] == '250' else []:
+    c = s.rcpt(t)[0]
+    out.append(str(c))
+    ok += c == 250
+if out[0] == '250' and ok:
+    out.append(str(s.data(b'Subject: stream\r\n\r\nbody\r\n')[0]))
+else:
+    out.append('-')
+s.quit()
+print(' '.join(out))
+PY
+}
+
+check "news 1" [ "$(mail news@client.example a@dest.example)" = "250 250 250" ]
+check "news 2" [ "$(mail news@client.example b@dest.example)" = "250 250 250" ]
+got=$(mail news@client.example c@dest.example d@dest.example)
+check "news 3: two recipients ($got)" [ "$got" = "250 250 250 250" ]
+got=$(mail news@client.example e@dest.example)
+check "news 4: MAIL gets 452 ($got)" [ "$got" = "452 -" ]
+check "the log names the rule" \
+    grep -q "reject: MAIL from .*452 4\.7\.1 .*rate_limit=$T/limits:2 stream:news (3 per 60s messages); from=<news@client.example>" "$T/rcd.log"
+check "another stream is not counted" \
+    [ "$(mail alerts@client.example f@dest.example)" = "250 250 250" ]
+check "mail on no stream is not counted" \
+    [ "$(mail someone@client.example g@dest.example)" = "250 250 250" ]
+check "five messages at the sink" sink_wait sink 5 10
+rcd_stop rcd
+
+# the recipients rule: a fresh count (a new daemon, memory store)
+printf '%s\n' 'stream:news 3/1m recipients' >"$T/limits"
+rcd_start rcd2 "$T/q.conf" "$port" || finish
+got=$(mail news@client.example r1@dest.example r2@dest.example r3@dest.example r4@dest.example)
+check "recipients: three taken, the fourth 452 ($got)" [ "$got" = "250 250 250 250 452 250" ]
+check "the log names the recipients rule" \
+    grep -q "reject: RCPT from .*rate_limit=$T/limits:1 stream:news (3 per 60s recipients)" "$T/rcd2.log"
+rcd_stop rcd2
+[ "$failures" -gt 0 ] && tail -n 30 "$T/rcd.log" >&2
+finish
