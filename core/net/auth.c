@@ -499,6 +499,27 @@ auth_rate_key(const char *addr, unsigned char key[16])
     }
 }
 
+void
+auth_rate_name(const char *addr, char *out, size_t n)
+{
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0,    0,
+                                             0, 0, 0, 0, 0xff, 0xff};
+    static const unsigned char zero[16];
+    unsigned char key[16];
+    char text[INET6_ADDRSTRLEN];
+
+    auth_rate_key(addr, key);
+    if (memcmp(key, zero, sizeof(zero)) == 0)
+        snprintf(out, n, "local");
+    else if (memcmp(key, mapped, sizeof(mapped)) == 0 &&
+             inet_ntop(AF_INET, key + 12, text, sizeof(text)) != NULL)
+        snprintf(out, n, "%s", text);
+    else if (inet_ntop(AF_INET6, key, text, sizeof(text)) != NULL)
+        snprintf(out, n, "%s/64", text);
+    else
+        snprintf(out, n, "local");
+}
+
 /* auth_rate_decayed - the count of a slot at now_ms. */
 static double
 auth_rate_decayed(const struct auth_rate_slot *s, unsigned limit,

@@ -51,6 +51,11 @@ void auth_rate_free(struct auth_rate *r);
 int auth_rate_over(struct auth_rate *r, const char *addr, unsigned limit,
                    long long now_ms);
 
+/* auth_rate_name - the entry addr is counted under, printable: an IPv4
+ * address ("192.0.2.1", also from ::ffff:192.0.2.1), an IPv6 /64
+ * ("2001:db8:1:2::/64"), or "local" for anything else. */
+void auth_rate_name(const char *addr, char *out, size_t n);
+
 /* auth_rate_take - count an attempt of addr that is about to be
  * verified: 0 when it may go on, 1 (nothing counted) when addr is at its
  * limit. Counting before the hash is computed keeps parallel sessions

@@ -492,6 +492,12 @@ ratestate_conn(struct ratestate *st)
 }
 
 int
+ratestate_shared(const struct ratestate *st)
+{
+    return st != NULL && st->host[0] != '\0';
+}
+
+int
 ratestate_take(struct ratestate *st, const struct ratelimit_set *set,
                const size_t *idx, size_t nidx, long long n, size_t *over,
                struct err *e)

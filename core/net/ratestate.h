@@ -51,6 +51,9 @@ struct ratestate *ratestate_new(const char *spec,
                                 int timeout_ms, struct err *e);
 void ratestate_free(struct ratestate *st);
 
+/* ratestate_shared - 1 when st counts in Redis (shared by the nodes). */
+int ratestate_shared(const struct ratestate *st);
+
 /* ratestate_take - count n toward the rules idx[0..nidx) of set unless
  * one of them would go over: then *over is that rule's index (into
  * set->rules) and nothing is counted. Returns an enum ratestate_result,

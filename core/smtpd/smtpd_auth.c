@@ -5,7 +5,9 @@
  * before it (RFC 3207). AUTH (PLAIN and LOGIN, RFC 4954) is offered only
  * under TLS; failures count toward auth_failure_limit in the session and
  * toward auth_failure_rate per client across sessions and reloads (the
- * server's struct auth_rate). Passwords are wiped once verified.
+ * server's struct auth_rate; with state_store = redis://, in Redis, so
+ * that a client guessing through several nodes is counted once).
+ * Passwords are wiped once verified.
  */
 #include "config.h"
 
@@ -16,6 +18,8 @@
 
 #include "net/auth.h"
 #include "net/netio.h"
+#include "net/ratestate.h"
+#include "util/ratelimit.h"
 #include "util/buf.h"
 #include "util/log.h"
 #include "smtpd/smtpd_int.h"
@@ -58,20 +62,61 @@ smtpd_cmd_starttls(struct smtpd_session *s, const char *arg)
     s->helo[0] = '\0';
 }
 
+/* smtpd_auth_shared - count n attempts of the client in the shared
+ * store (n -1: a success given back): RATESTATE_TAKEN, RATESTATE_OVER,
+ * or -1 when Redis does not answer and this node counts alone. The key
+ * is the client's address (the PROXY header's, behind a balancer), an
+ * IPv6 one cut to its /64 as in the node's own table. */
+static int
+smtpd_auth_shared(struct smtpd_session *s, long long n)
+{
+    struct ratelimit_rule r;
+    struct ratelimit_set set;
+    char name[64];
+    size_t idx = 0, over;
+    struct err e;
+    int rc;
+
+    memset(&r, 0, sizeof(r));
+    r.who = RATELIMIT_CLIENT;
+    r.unit = RATELIMIT_MESSAGES;
+    r.count = s->rt->auth_failure_rate;
+    r.period_ms = 60 * 1000;
+    auth_rate_name(s->addr, name, sizeof(name));
+    snprintf(r.key, sizeof(r.key), "auth_failures:%s", name);
+    snprintf(r.id, sizeof(r.id), "auth_failure_rate");
+    set.rules = &r;
+    set.n = 1;
+    set.path = NULL;
+    rc = ratestate_take(s->rt->state, &set, &idx, 1, n, &over, &e);
+    return rc == RATESTATE_TAKEN || rc == RATESTATE_OVER ? rc : -1;
+}
+
 /* smtpd_auth_rate_refuses - past auth_failure_rate, AUTH is refused
  * before anything is decoded or hashed (1, the reply given); with take,
- * an attempt about to be verified is counted (0) or refused. */
+ * an attempt about to be verified is counted (0) or refused. Shared
+ * through Redis, only the take asks (one round trip an attempt); while
+ * Redis is away the node counts alone. */
 static int
 smtpd_auth_rate_refuses(struct smtpd_session *s, int take)
 {
     unsigned rate = s->rt->auth_failure_rate;
     char client[SMTPD_CLIENT_MAX];
     long long now = netio_now_ms();
+    int rc = -1;
 
     if (rate == 0)
         return 0;
-    if (take ? !auth_rate_take(s->srv->auth_rate, s->addr, rate, now)
-             : !auth_rate_over(s->srv->auth_rate, s->addr, rate, now))
+    if (ratestate_shared(s->rt->state)) {
+        if (!take)
+            return 0;
+        rc = smtpd_auth_shared(s, 1);
+    }
+    if (rc == RATESTATE_TAKEN)
+        return 0;
+    if (rc != RATESTATE_OVER &&
+        (take ? !auth_rate_take(s->srv->auth_rate, s->addr, rate, now)
+              : !auth_rate_over(s->srv->auth_rate, s->addr, rate, now)))
         return 0;
     log_warning(NULL,
                 "%s: AUTH failure rate limit exceeded: more than %u "
@@ -195,8 +240,10 @@ smtpd_cmd_auth(struct smtpd_session *s, const char *arg)
         return;
     }
     if (auth_verify(s->rt->auth, user, pass)) {
-        auth_rate_refund(s->srv->auth_rate, s->addr, s->rt->auth_failure_rate,
-                         netio_now_ms());
+        if (s->rt->auth_failure_rate > 0 &&
+            (!ratestate_shared(s->rt->state) || smtpd_auth_shared(s, -1) < 0))
+            auth_rate_refund(s->srv->auth_rate, s->addr,
+                             s->rt->auth_failure_rate, netio_now_ms());
         s->auth_user = strdup(user);
         explicit_bzero(pass, sizeof(pass));
         if (s->auth_user == NULL) {

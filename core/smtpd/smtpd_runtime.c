@@ -184,11 +184,14 @@ limits:
     rt->max_conn = (unsigned)cfg_num(c, "max_connections");
     rt->max_conn_client = (unsigned)cfg_num(c, "max_connections_per_client");
     /* ---- fleet: rate limits and the PROXY protocol */
-    if ((s = cfg_str(c, "rate_limits")) != NULL) {
-        if ((rt->limits = ratelimit_load(s, e)) == NULL) {
-            cfg_err(e, c, "rate_limits", "%s", e->text);
-            goto fail;
-        }
+    if ((s = cfg_str(c, "rate_limits")) != NULL &&
+        (rt->limits = ratelimit_load(s, e)) == NULL) {
+        cfg_err(e, c, "rate_limits", "%s", e->text);
+        goto fail;
+    }
+    /* a Redis store also shares the AUTH failure counts (smtpd_auth.c) */
+    if (rt->limits != NULL ||
+        strncmp(cfg_str(c, "state_store"), "redis://", 8) == 0) {
         if ((rt->state = ratestate_new(
                  cfg_str(c, "state_store"),
                  (enum ratestate_on_error)cfg_enum(c, "state_on_error"),

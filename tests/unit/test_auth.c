@@ -397,6 +397,32 @@ rate_taker(void *arg)
 }
 
 /* auth_rate: per address (IPv6 per /64), decaying, bounded, locked. */
+/* The name an address is counted under in a shared store: the same
+ * entry as the node's own table (IPv4 whatever its form, IPv6 by /64). */
+static void
+test_rate_name(void **state)
+{
+    static const struct {
+        const char *addr, *want;
+    } cases[] = {
+        {"192.0.2.7", "192.0.2.7"},
+        {"::ffff:192.0.2.7", "192.0.2.7"},
+        {"2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"},
+        {"2001:db8:1:2:bbbb::9", "2001:db8:1:2::/64"},
+        {"2001:db8:1:3::1", "2001:db8:1:3::/64"},
+        {"unknown", "local"},
+        {"", "local"},
+    };
+    char out[64];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        auth_rate_name(cases[i].addr, out, sizeof(out));
+        unit_str_eq(cases[i].addr, out, cases[i].want);
+    }
+}
+
 static void
 test_rate(void **state)
 {
@@ -974,6 +1000,7 @@ main(void)
         cmocka_unit_test(test_verify),
         cmocka_unit_test(test_verify_timing),
         cmocka_unit_test(test_rate),
+        cmocka_unit_test(test_rate_name),
         cmocka_unit_test(test_passwd_set),
         cmocka_unit_test(test_passwd_set_errors),
         cmocka_unit_test(test_b64),
