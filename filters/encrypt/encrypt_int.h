@@ -248,8 +248,9 @@ const char *flt_enc_sign_path(const struct flt_enc_signmap *sm);
 int flt_enc_smime_sign(const struct flt_enc_signer *sg, const char *data,
                        size_t len, struct buf *out, struct err *e);
 
-/* flt_enc_pgp_signer_check - fpr (40 hex digits) is a key in p's home
- * whose secret part is there, that can sign (not expired, revoked or
+/* flt_enc_pgp_signer_check - p's home and its private-keys-v1.d are
+ * closed to other users, and fpr (40 hex digits) is a key in it whose
+ * secret part is there, that can sign (not expired, revoked or
  * disabled, a usable signing key) and signs without a passphrase (a
  * test signature); its long key ID as "0x..." into id (size n). -1 with
  * e saying why not. */

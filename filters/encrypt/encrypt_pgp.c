@@ -45,6 +45,7 @@
 #include <unistd.h>
 
 #include "filters/encrypt/encrypt_int.h"
+#include "util/cfg.h"
 
 #define FLT_ENC_PGP_MAX_KEYS 1000   /* keys one message may hold */
 #define FLT_ENC_PGP_CACHE_MAX 10000 /* addresses the cache holds */
@@ -604,6 +605,29 @@ flt_enc_pgp_fpr40(const char *s)
     return strlen(s) == 40 && strspn(s, "0123456789abcdefABCDEF") == 40;
 }
 
+/* flt_enc_pgp_secret_private - the home and its secret key directory
+ * are closed to other users, as a file with a private key must be
+ * (cfg_secret_check). */
+static int
+flt_enc_pgp_secret_private(const struct flt_enc_pgp *p, struct err *e)
+{
+    char path[4096];
+    struct stat sb;
+
+    if (p->home == NULL)
+        return 0;
+    if (stat(p->home, &sb) < 0)
+        return err_sys(e, ERR_CONFIG, "pgp_home %s", p->home);
+    if (cfg_secret_check(p->home, &sb, S_IRWXO,
+                         "a GnuPG home with a signing key", e) < 0)
+        return -1;
+    snprintf(path, sizeof(path), "%s/private-keys-v1.d", p->home);
+    if (stat(path, &sb) == 0 &&
+        cfg_secret_check(path, &sb, S_IRWXO, "the secret keys", e) < 0)
+        return -1;
+    return 0;
+}
+
 int
 flt_enc_pgp_signer_check(struct flt_enc_pgp *p, const char *fpr, char *id,
                          size_t n, struct err *e)
@@ -619,7 +643,8 @@ flt_enc_pgp_signer_check(struct flt_enc_pgp *p, const char *fpr, char *id,
                        "pgp:%s: give the signing key's fingerprint, 40 hex "
                        "digits (gpg --with-colons --list-secret-keys)",
                        fpr);
-    if ((j = flt_enc_pgp_job_new(p, e)) == NULL)
+    if (flt_enc_pgp_secret_private(p, e) < 0 ||
+        (j = flt_enc_pgp_job_new(p, e)) == NULL)
         return -1;
     if (flt_enc_pgp_signer(j, fpr, ERR_CONFIG, e) < 0)
         goto out;

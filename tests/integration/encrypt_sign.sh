@@ -190,6 +190,9 @@ refused smime-mismatch "/./ smime:$T/sm/org.pem:$T/sm/keys/carol.key" "carol.key
 chmod 644 "$T/sm/keys/org.key"
 refused smime-readable "/./ smime:$T/sm/org.pem:$T/sm/keys/org.key" "org.key: mode 0644 .*must stay private"
 chmod 600 "$T/sm/keys/org.key"
+chmod 705 "$G/private-keys-v1.d"
+refused pgp-home-open "/./ pgp:$GW" "private-keys-v1.d: mode 0705 .*must stay private"
+chmod 700 "$G/private-keys-v1.d"
 check "a refusal names no key material" \
     sh -c "! grep -q -e 'PRIVATE KEY' -e 'BEGIN' '$T'/r_*.out"
 
