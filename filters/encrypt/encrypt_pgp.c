@@ -538,19 +538,49 @@ flt_enc_pgp_sign_refusal(gpgme_key_t k)
     return NULL;
 }
 
+/* flt_enc_pgp_cache_drop - forget the answer for name. */
+static void
+flt_enc_pgp_cache_drop(struct flt_enc_pgp *p, const char *name)
+{
+    size_t i;
+
+    pthread_mutex_lock(&p->lock);
+    for (i = 0; i < p->ncache; i++)
+        if (strcmp(p->cache[i].addr, name) == 0) {
+            free(p->cache[i].addr);
+            if (p->cache[i].key != NULL)
+                gpgme_key_unref(p->cache[i].key);
+            p->cache[i] = p->cache[--p->ncache];
+            break;
+        }
+    pthread_mutex_unlock(&p->lock);
+}
+
 /* flt_enc_pgp_signer - fpr's key with its secret parts, checked, set as
  * the only signer of j's context, which asks no pinentry (loopback
  * without a passphrase: a key that wants one fails at once instead of
  * waiting for a prompt). The secret key material stays in gpg-agent;
- * nothing of it passes here. */
+ * nothing of it passes here. With cached (the run, not the check at
+ * load) a key found before is taken from the engine's cache, under
+ * "sign:FPR", and *cached set to 1: listing the secret keys costs a gpg
+ * process. A secret part removed since then makes the signature fail,
+ * and flt_enc_pgp_run then asks again for the reason. */
 static int
 flt_enc_pgp_signer(struct flt_enc_pgp_job *j, const char *fpr,
-                   enum err_code code, struct err *e)
+                   enum err_code code, int *cached, struct err *e)
 {
     gpgme_key_t k = NULL;
     gpgme_error_t ge;
     const char *why;
+    char name[64], stamp[256];
+    int use = cached != NULL && j->p->cache_time > 0;
 
+    snprintf(name, sizeof(name), "sign:%s", fpr);
+    if (use && flt_enc_pgp_cache_get(j->p, name, &k, stamp, sizeof(stamp)) &&
+        k != NULL) {
+        *cached = 1;
+        goto set;
+    }
     ge = gpgme_get_key(j->ctx, fpr, &k, 1);
     if (gpg_err_code(ge) == GPG_ERR_EOF) {
         if (gpgme_get_key(j->ctx, fpr, &k, 0) == 0) {
@@ -572,6 +602,10 @@ flt_enc_pgp_signer(struct flt_enc_pgp_job *j, const char *fpr,
         gpgme_key_unref(k);
         return err_set(e, code, "signing key %s: %s", fpr, why);
     }
+    if (use)
+        flt_enc_pgp_cache_put(j->p, name, k, stamp);
+
+set:
     gpgme_signers_clear(j->ctx);
     ge = gpgme_signers_add(j->ctx, k);
     gpgme_key_unref(k);
@@ -646,7 +680,7 @@ flt_enc_pgp_signer_check(struct flt_enc_pgp *p, const char *fpr, char *id,
     if (flt_enc_pgp_secret_private(p, e) < 0 ||
         (j = flt_enc_pgp_job_new(p, e)) == NULL)
         return -1;
-    if (flt_enc_pgp_signer(j, fpr, ERR_CONFIG, e) < 0)
+    if (flt_enc_pgp_signer(j, fpr, ERR_CONFIG, NULL, e) < 0)
         goto out;
     /* A signature made now proves the secret key is there and needs no
      * passphrase. */
@@ -688,13 +722,14 @@ flt_enc_pgp_run(struct flt_enc_pgp_job *j, const size_t *slots, size_t nslots,
     gpgme_key_t *rcpts;
     gpgme_encrypt_result_t res;
     gpgme_error_t ge;
-    char *text;
+    char *text, name[64];
     size_t i, tlen;
-    int rc = -1;
+    int rc = -1, cached = 0;
+    struct err why;
 
     if (nslots == 0)
         return err_set(e, ERR_INTERNAL, "pgp: no recipients");
-    if (fpr != NULL && flt_enc_pgp_signer(j, fpr, ERR_TEMP, e) < 0)
+    if (fpr != NULL && flt_enc_pgp_signer(j, fpr, ERR_TEMP, &cached, e) < 0)
         return -1;
     if ((rcpts = calloc(nslots + 1, sizeof(*rcpts))) == NULL)
         return err_nomem(e);
@@ -744,6 +779,15 @@ flt_enc_pgp_run(struct flt_enc_pgp_job *j, const size_t *slots, size_t nslots,
     gpgme_free(text);
 
 out:
+    if (fpr != NULL && rc < 0 && cached) {
+        /* The signer came from the cache: forget it, and ask gpg again,
+         * so that a secret key removed since is named as the reason. */
+        snprintf(name, sizeof(name), "sign:%s", fpr);
+        flt_enc_pgp_cache_drop(j->p, name);
+        err_clear(&why);
+        if (flt_enc_pgp_signer(j, fpr, ERR_TEMP, NULL, &why) < 0)
+            *e = why;
+    }
     if (fpr != NULL)
         gpgme_signers_clear(j->ctx);
     gpgme_data_release(in);
