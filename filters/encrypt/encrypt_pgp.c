@@ -28,9 +28,10 @@
  *
  * Signing (sign_key_map): the organisational key's secret part lives in
  * the same home, in gpg-agent, without a passphrase; it is checked at
- * load with a test signature and looked up again, with its secret part,
- * for each message it signs, so a key removed since fails that message
- * closed rather than letting it go unsigned.
+ * load with a test signature and then kept in the cache ("sign:FPR").
+ * A signature that fails (its secret part removed since, the agent
+ * gone) fails that message closed, never unsigned, drops the cached key
+ * and asks gpg again for the reason the log names.
  */
 #include "config.h"
 
