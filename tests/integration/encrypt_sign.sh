@@ -175,11 +175,16 @@ EXP=$(enc_newkey "$G" "Expired <exp@relay.example>" no seconds=1)
 ENC=$(enc_gpg --homedir "$G" --quick-gen-key "Enc <enc@relay.example>" \
     rsa2048 cert 1y 2>/dev/null && fpr_of "$G" enc@relay.example)
 enc_gpg --homedir "$G" --quick-add-key "$ENC" rsa2048 encr 1y 2>/dev/null
+timeout 120 gpg --homedir "$G" --batch --no-tty --pinentry-mode loopback \
+    --passphrase 'a secret' --quick-gen-key "Locked <locked@relay.example>" \
+    rsa2048 sign 1y 2>/dev/null
+LOCKED=$(fpr_of "$G" locked@relay.example)
 sleep 1 # the expired key expires
 BOB=$(fpr_of "$G" bob@example.net)
 refused pgp-expired "/./ pgp:$EXP" "signing key $EXP: expired"
 refused pgp-no-secret "/./ pgp:$BOB" "signing key $BOB: its secret part is not in pgp_home"
 refused pgp-wrong-usage "/./ pgp:$ENC" "signing key $ENC: wrong usage: no key or subkey that can sign"
+refused pgp-passphrase "/./ pgp:$LOCKED" "signing key $LOCKED cannot sign: .*(the key must have no passphrase)"
 refused pgp-unknown "/./ pgp:0123456789ABCDEF0123456789ABCDEF01234567" "no such key in pgp_home"
 refused pgp-short "/./ pgp:0x1234" "fingerprint, 40 hex digits"
 refused expansion '/^(.*)@x$/ pgp:$1' 'no \$ expansions here'
