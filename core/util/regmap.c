@@ -663,3 +663,19 @@ regmap_path(const struct regmap *rm)
 {
     return rm->path;
 }
+
+const char *
+regmap_rule_at(const struct regmap *rm, size_t i, unsigned *line)
+{
+    size_t k;
+
+    for (k = 0; k < rm->nrules; k++) {
+        if (rm->rules[k].kind != REGMAP_RULE)
+            continue;
+        if (i-- == 0) {
+            *line = rm->rules[k].line;
+            return rm->rules[k].result;
+        }
+    }
+    return NULL;
+}

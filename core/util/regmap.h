@@ -41,4 +41,10 @@ int regmap_lookup(const struct regmap *rm, const char *key, struct buf *out,
 size_t regmap_rule_count(const struct regmap *rm);
 const char *regmap_path(const struct regmap *rm);
 
+/* regmap_rule_at - the result template of the i-th rule (0 up to
+ * regmap_rule_count() - 1, in file order) as written, unexpanded, and
+ * its line in *line; NULL past the last. For a map whose results must
+ * be checked at load (the encrypt stage's sign_key_map names keys). */
+const char *regmap_rule_at(const struct regmap *rm, size_t i, unsigned *line);
+
 #endif

@@ -6,7 +6,7 @@
  *     policy_map, default_policy, trigger_header, subject_tag,
  *     preferred_protocol, on_missing_key, protect_subject,
  *     pgp_home, pgp_trust, key_cache_time, smime_cert_dir,
- *     smime_ca_file, smime_crl_file, smime_cipher
+ *     smime_ca_file, smime_crl_file, smime_cipher, sign_key_map
  *
  * policy_map is a pcre_table(5) file (util/regmap.h) from a recipient
  * address to "never | opportunistic | required [pgp | smime | any]"; a
@@ -43,6 +43,17 @@
  * replaced. A message already encrypted (multipart/encrypted,
  * application/pkcs7-mime enveloped-data, and so inside: flt_enc_sealed)
  * passes as it is.
+ *
+ * Signing (sign_key_map, encrypt_sign.c): when the envelope sender
+ * matches a rule, an encrypted copy is signed before it is encrypted
+ * with the rule's key of the copy's protocol: PGP/MIME as one OpenPGP
+ * message signed and encrypted (RFC 3156 6.2), S/MIME as signed-data
+ * inside the enveloped-data (RFC 8551 3.7). A rule without a key of that
+ * protocol leaves the copy unsigned and the log line says so; a copy
+ * that goes in clear is never signed by this stage. A configured key
+ * that fails at run time (its secret gone, gpg-agent down, CMS failing)
+ * fails the message closed: tempfail, never an unsigned copy in its
+ * place.
  *
  * Failures: any error of an engine (gpg missing, a keyring that cannot be
  * read, CMS failing, a limit) is an error of the stage and becomes a
@@ -143,8 +154,9 @@ static const struct cfg_option flt_enc_options[] = {
      "aes256-gcm (authEnveloped-data, RFC 8551)",
      flt_enc_cipher_choices, 0, 0, 0},
     {"sign_key_map", CFG_PATH, NULL,
-     "not built: signing before encryption with a key or certificate per "
-     "sender domain; a stage that sets it is refused at load",
+     "pcre_table(5) file from the envelope sender to the keys that sign "
+     "its encrypted mail before the encryption: pgp:FINGERPRINT and/or "
+     "smime:/CERT.pem:/KEY.pem; checked at load",
      NULL, 0, 0, 0},
     CFG_OPTION_END,
 };
@@ -157,8 +169,9 @@ struct flt_enc {
     unsigned preferred;
     int missing_reject;
     int protect_subject;
-    struct flt_enc_pgp *pgp;     /* NULL: no OpenPGP */
-    struct flt_enc_smime *smime; /* NULL: no S/MIME */
+    struct flt_enc_pgp *pgp;      /* NULL: no OpenPGP */
+    struct flt_enc_smime *smime;  /* NULL: no S/MIME */
+    struct flt_enc_signmap *sign; /* NULL: nothing is signed */
 };
 
 static void
@@ -173,6 +186,7 @@ flt_enc_free(struct stage *st)
     free(fe->trigger_value);
     flt_enc_pgp_free(fe->pgp);
     flt_enc_smime_free(fe->smime);
+    flt_enc_sign_free(fe->sign);
     free(fe);
     st->priv = NULL;
 }
@@ -225,11 +239,6 @@ flt_enc_init(struct stage *st, const struct cfg *c, struct err *e)
                        "when encryption fails; the encrypt stage always "
                        "fails closed (tempfail)",
                        cfg_path(c));
-    if (cfg_str(c, "sign_key_map") != NULL)
-        return cfg_err(e, c, "sign_key_map",
-                       "signing before encryption is not built in this "
-                       "version; remove the line (messages are encrypted "
-                       "unsigned, an existing signature kept inside)");
     if ((fe = calloc(1, sizeof(*fe))) == NULL)
         return err_nomem(e);
     st->priv = fe;
@@ -286,6 +295,12 @@ flt_enc_init(struct stage *st, const struct cfg *c, struct err *e)
                                            : FLT_ENC_AES256_CBC,
                                        cache_s, e)) == NULL) {
         flt_cfg_prefix(e, c, "smime_cert_dir");
+        goto fail;
+    }
+    if (cfg_str(c, "sign_key_map") != NULL &&
+        (fe->sign = flt_enc_sign_load(cfg_str(c, "sign_key_map"), fe->pgp,
+                                      fe->smime != NULL, e)) == NULL) {
+        flt_cfg_prefix(e, c, "sign_key_map");
         goto fail;
     }
     return 0;
@@ -771,6 +786,38 @@ flt_enc_note(const struct stage *st, const struct msg *m, const struct buf *lb,
     return summary;
 }
 
+/* flt_enc_signer_of - the signing key of sender's copy in form (PGP or
+ * SMIME): *sg the rule's keys when it has one of that protocol, else
+ * NULL; what was decided is added to the log line lb. */
+static int
+flt_enc_signer_of(const struct flt_enc *fe, const char *sender,
+                  enum flt_enc_form form, const struct flt_enc_signer **sg,
+                  struct buf *lb, struct err *e)
+{
+    const struct flt_enc_signer *k = NULL;
+    struct err le;
+    int rc;
+
+    *sg = NULL;
+    if (fe->sign == NULL)
+        return 0;
+    if ((rc = flt_enc_sign_find(fe->sign, sender, &k, e)) < 0)
+        return -1;
+    if (rc == 0)
+        return 0;
+    if (form == FLT_ENC_FORM_PGP && k->pgp_fpr[0] != '\0') {
+        *sg = k;
+        buf_printf(lb, &le, "; signed pgp %s", k->pgp_id);
+    } else if (form == FLT_ENC_FORM_SMIME && k->smime != NULL) {
+        *sg = k;
+        buf_printf(lb, &le, "; signed smime %s", k->smime_id);
+    } else
+        buf_printf(lb, &le, "; unsigned (%s:%u has no %s key)",
+                   flt_enc_sign_path(fe->sign), k->line,
+                   form == FLT_ENC_FORM_PGP ? "pgp" : "smime");
+    return 0;
+}
+
 static int
 flt_enc_run(const struct stage *st, struct msg *m, struct verdict *v,
             struct err *e)
@@ -781,8 +828,9 @@ flt_enc_run(const struct stage *st, struct msg *m, struct verdict *v,
     struct flt_enc_rcpt *r = NULL;
     struct flt_enc_found *f = NULL;
     struct flt_enc_pgp_job *job = NULL;
+    const struct flt_enc_signer *sg = NULL;
     enum flt_enc_form form;
-    struct buf entity, out, lb;
+    struct buf entity, out, lb, signd;
     size_t *slots = NULL, i, n = env->nrcpts, culprit;
     size_t limit = msg_limits(m)->message_size * 2 + 65536;
     char reply[VERDICT_REPLY_MAX], summary[VERDICT_NOTE_MAX];
@@ -792,6 +840,7 @@ flt_enc_run(const struct stage *st, struct msg *m, struct verdict *v,
 
     buf_init(&entity, limit);
     buf_init(&out, limit);
+    buf_init(&signd, limit);
     buf_init(&lb, FLT_ENC_LOG_MAX);
     if (flt_enc_is_encrypted(ct) && flt_enc_sealed(m, ct)) {
         rc = verdict_set(v, VERDICT_CONTINUE, NULL,
@@ -822,6 +871,9 @@ flt_enc_run(const struct stage *st, struct msg *m, struct verdict *v,
     }
     form = flt_enc_decide(r, n, fe->preferred, &culprit);
     flt_enc_logline(&lb, r, f, n, form);
+    if ((form == FLT_ENC_FORM_PGP || form == FLT_ENC_FORM_SMIME) &&
+        flt_enc_signer_of(fe, env->sender, form, &sg, &lb, e) < 0)
+        goto done;
     note = flt_enc_note(st, m, &lb, form, n, summary, sizeof(summary));
     if (form == FLT_ENC_FORM_MISSING) {
         snprintf(reply, sizeof(reply),
@@ -866,11 +918,24 @@ flt_enc_run(const struct stage *st, struct msg *m, struct verdict *v,
     for (i = 0; i < n; i++)
         slots[i] = form == FLT_ENC_FORM_PGP ? f[i].pgp_slot : f[i].smime_slot;
     if (form == FLT_ENC_FORM_PGP) {
-        if (flt_enc_pgp_encrypt(job, slots, n, entity.data, entity.len, &out,
-                                e) < 0 ||
+        if ((sg != NULL
+                 ? flt_enc_pgp_encrypt_sign(job, slots, n, sg->pgp_fpr,
+                                            entity.data, entity.len, &out, e)
+                 : flt_enc_pgp_encrypt(job, slots, n, entity.data, entity.len,
+                                       &out, e)) < 0 ||
             flt_enc_pgp_body(st, fe, m, &out, e) < 0)
             goto done;
     } else {
+        /* Signed first, the signed-data entity then enveloped. */
+        if (sg != NULL) {
+            if (buf_reserve(&signd, entity.len + entity.len / 2 + 8192, e) <
+                    0 ||
+                flt_enc_smime_sign(sg, entity.data, entity.len, &signd, e) < 0)
+                goto done;
+            buf_fini(&entity);
+            entity = signd;
+            buf_init(&signd, limit);
+        }
         if (flt_enc_smime_encrypt(fe->smime, slots, n, entity.data, entity.len,
                                   msg_eol(m), &out, e) < 0 ||
             flt_enc_smime_body(st, fe, m, &out, e) < 0)
@@ -884,6 +949,7 @@ done:
     flt_enc_pgp_job_free(job);
     buf_fini(&entity);
     buf_fini(&out);
+    buf_fini(&signd);
     buf_fini(&lb);
     free(r);
     free(f);

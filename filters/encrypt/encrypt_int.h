@@ -5,7 +5,9 @@
  * S/MIME bodies); encrypt_keys.c holds the policy values and the
  * decision on one body for all recipients, pure functions the unit test
  * drives; encrypt_pgp.c finds OpenPGP keys and encrypts through GPGME;
- * encrypt_smime.c finds certificates and encrypts with OpenSSL's CMS.
+ * encrypt_smime.c finds certificates and encrypts with OpenSSL's CMS;
+ * encrypt_sign.c reads sign_key_map and signs with the organisational
+ * keys before the encryption.
  *
  * Ownership: an engine (struct flt_enc_pgp, struct flt_enc_smime) is
  * built by init() and read-only afterwards, so run() may share it among
@@ -199,5 +201,72 @@ struct flt_enc_smime *flt_enc_smime_from_file(const char *cert_file,
 size_t flt_enc_smime_count(const struct flt_enc_smime *s);
 const char *flt_enc_smime_check(const struct flt_enc_smime *s, size_t slot,
                                 char *id, size_t n, char *buf, size_t bn);
+
+/* ------------------------------------------ signing (sign_key_map)
+ *
+ * sign_key_map is a pcre_table(5) file from the envelope sender to the
+ * organisational keys that sign that sender's encrypted mail, white
+ * space between them:
+ *     pgp:FINGERPRINT             a secret key in pgp_home (40 hex
+ *                                 digits), no passphrase
+ *     smime:/CERT.pem:/KEY.pem    a PEM certificate (the chain after it)
+ *                                 and its PEM private key, no passphrase,
+ *                                 mode 0600 or 0640
+ * Every rule's keys are read and checked at load (the results may not
+ * hold $ expansions); the map and its keys are then read-only. */
+
+struct flt_enc_signmap;
+
+/* One rule's keys: pgp_fpr "" when it has no OpenPGP key, smime NULL
+ * when it has no S/MIME certificate. Owned by the map. */
+struct flt_enc_signer {
+    unsigned line;
+    char pgp_fpr[41];
+    char pgp_id[24];   /* "0x" and the long key ID, for the log */
+    char smime_id[80]; /* "serial=HEX" */
+    struct flt_enc_smime_signer *smime;
+};
+
+/* flt_enc_sign_load - the map at path, every rule's keys checked: pgp
+ * keys in p's home (NULL: a pgp: key is an error), smime: only when
+ * have_smime. Errors are "path:line: ...". NULL with e set. */
+struct flt_enc_signmap *flt_enc_sign_load(const char *path,
+                                          struct flt_enc_pgp *p,
+                                          int have_smime, struct err *e);
+void flt_enc_sign_free(struct flt_enc_signmap *sm);
+
+/* flt_enc_sign_find - the keys for sender: 1 with *out, 0 when no rule
+ * matches, -1 with e set. */
+int flt_enc_sign_find(const struct flt_enc_signmap *sm, const char *sender,
+                      const struct flt_enc_signer **out, struct err *e);
+const char *flt_enc_sign_path(const struct flt_enc_signmap *sm);
+
+/* flt_enc_smime_sign - data (len octets, a canonical MIME entity) as an
+ * S/MIME entity of CMS signed-data holding it (RFC 8551, opaque:
+ * application/pkcs7-mime; smime-type=signed-data), header and base64
+ * with CRLF line ends, appended to out, for the enveloping after it. */
+int flt_enc_smime_sign(const struct flt_enc_signer *sg, const char *data,
+                       size_t len, struct buf *out, struct err *e);
+
+/* flt_enc_pgp_signer_check - p's home and its private-keys-v1.d are
+ * closed to other users, and fpr (40 hex digits) is a key in it whose
+ * secret part is there, that can sign (not expired, revoked or
+ * disabled, a usable signing key) and signs without a passphrase (a
+ * test signature); its long key ID as "0x..." into id (size n). -1 with
+ * e saying why not. */
+int flt_enc_pgp_signer_check(struct flt_enc_pgp *p, const char *fpr, char *id,
+                             size_t n, struct err *e);
+
+/* flt_enc_pgp_encrypt_sign - flt_enc_pgp_encrypt, the data signed
+ * first with the secret key fpr (one OpenPGP message, RFC 3156 6.2). A
+ * secret key gone or unusable is an error (ERR_TEMP): never unsigned. */
+int flt_enc_pgp_encrypt_sign(struct flt_enc_pgp_job *j, const size_t *slots,
+                             size_t nslots, const char *fpr, const char *data,
+                             size_t len, struct buf *out, struct err *e);
+
+/* flt_enc_b64_lines - src in base64, 76 characters a line, each ended by
+ * eol, appended to out. */
+int flt_enc_b64_lines(const unsigned char *src, size_t len, const char *eol,
+                      struct buf *out, struct err *e);
 
 #endif

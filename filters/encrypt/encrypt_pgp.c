@@ -25,6 +25,13 @@
  * changes (size, time or inode of pubring.kbx, pubring.gpg,
  * trustdb.gpg), which is what gpg --import, a revocation or a new
  * certification do. cache_time 0 asks gpg for every message.
+ *
+ * Signing (sign_key_map): the organisational key's secret part lives in
+ * the same home, in gpg-agent, without a passphrase; it is checked at
+ * load with a test signature and then kept in the cache ("sign:FPR").
+ * A signature that fails (its secret part removed since, the agent
+ * gone) fails that message closed, never unsigned, drops the cached key
+ * and asks gpg again for the reason the log names.
  */
 #include "config.h"
 
@@ -39,6 +46,7 @@
 #include <unistd.h>
 
 #include "filters/encrypt/encrypt_int.h"
+#include "util/cfg.h"
 
 #define FLT_ENC_PGP_MAX_KEYS 1000   /* keys one message may hold */
 #define FLT_ENC_PGP_CACHE_MAX 10000 /* addresses the cache holds */
@@ -501,21 +509,229 @@ flt_enc_pgp_lookup(struct flt_enc_pgp_job *j, const char *addr, size_t *slot,
     return 1;
 }
 
+/* flt_enc_pgp_sign_refusal - why k cannot sign for the gateway, or
+ * NULL. k was listed with its secret parts (gpgme_get_key, secret 1). */
+static const char *
+flt_enc_pgp_sign_refusal(gpgme_key_t k)
+{
+    gpgme_subkey_t sk;
+    int sign = 0, secret = 0;
+
+    if (k->revoked)
+        return "revoked";
+    if (k->expired)
+        return "expired";
+    if (k->disabled)
+        return "disabled";
+    if (k->invalid)
+        return "invalid";
+    for (sk = k->subkeys; sk != NULL; sk = sk->next)
+        if (sk->can_sign && !sk->revoked && !sk->expired && !sk->disabled &&
+            !sk->invalid) {
+            sign = 1;
+            if (sk->secret)
+                secret = 1;
+        }
+    if (!sign)
+        return "wrong usage: no key or subkey that can sign";
+    if (!secret)
+        return "the secret part of its signing key is not in pgp_home";
+    return NULL;
+}
+
+/* flt_enc_pgp_cache_drop - forget the answer for name. */
+static void
+flt_enc_pgp_cache_drop(struct flt_enc_pgp *p, const char *name)
+{
+    size_t i;
+
+    pthread_mutex_lock(&p->lock);
+    for (i = 0; i < p->ncache; i++)
+        if (strcmp(p->cache[i].addr, name) == 0) {
+            free(p->cache[i].addr);
+            if (p->cache[i].key != NULL)
+                gpgme_key_unref(p->cache[i].key);
+            p->cache[i] = p->cache[--p->ncache];
+            break;
+        }
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* flt_enc_pgp_signer - fpr's key with its secret parts, checked, set as
+ * the only signer of j's context, which asks no pinentry (loopback
+ * without a passphrase: a key that wants one fails at once instead of
+ * waiting for a prompt). The secret key material stays in gpg-agent;
+ * nothing of it passes here. With cached (the run, not the check at
+ * load) a key found before is taken from the engine's cache, under
+ * "sign:FPR", and *cached set to 1: listing the secret keys costs a gpg
+ * process. A secret part removed since then makes the signature fail,
+ * and flt_enc_pgp_run then asks again for the reason. */
+static int
+flt_enc_pgp_signer(struct flt_enc_pgp_job *j, const char *fpr,
+                   enum err_code code, int *cached, struct err *e)
+{
+    gpgme_key_t k = NULL;
+    gpgme_error_t ge;
+    const char *why;
+    char name[64], stamp[256];
+    int use = cached != NULL && j->p->cache_time > 0;
+
+    snprintf(name, sizeof(name), "sign:%s", fpr);
+    if (use && flt_enc_pgp_cache_get(j->p, name, &k, stamp, sizeof(stamp)) &&
+        k != NULL) {
+        *cached = 1;
+        goto set;
+    }
+    ge = gpgme_get_key(j->ctx, fpr, &k, 1);
+    if (gpg_err_code(ge) == GPG_ERR_EOF) {
+        if (gpgme_get_key(j->ctx, fpr, &k, 0) == 0) {
+            gpgme_key_unref(k);
+            return err_set(e, code,
+                           "signing key %s: its secret part is not in "
+                           "pgp_home",
+                           fpr);
+        }
+        return err_set(e, code, "signing key %s: no such key in pgp_home",
+                       fpr);
+    }
+    if (gpg_err_code(ge) == GPG_ERR_AMBIGUOUS_NAME)
+        return err_set(e, code, "signing key %s: more than one key matches",
+                       fpr);
+    if (ge != 0)
+        return flt_enc_gpg_err(e, ERR_TEMP, "signing key lookup", ge);
+    if ((why = flt_enc_pgp_sign_refusal(k)) != NULL) {
+        gpgme_key_unref(k);
+        return err_set(e, code, "signing key %s: %s", fpr, why);
+    }
+    if (use)
+        flt_enc_pgp_cache_put(j->p, name, k, stamp);
+
+set:
+    gpgme_signers_clear(j->ctx);
+    ge = gpgme_signers_add(j->ctx, k);
+    gpgme_key_unref(k);
+    if (ge == 0)
+        ge = gpgme_set_pinentry_mode(j->ctx, GPGME_PINENTRY_MODE_LOOPBACK);
+    if (ge != 0)
+        return flt_enc_gpg_err(e, ERR_TEMP, "signer", ge);
+    return 0;
+}
+
+/* flt_enc_pgp_signed - 0 when the operation's sign result holds a
+ * signature and refused no signer. */
+static int
+flt_enc_pgp_signed(struct flt_enc_pgp_job *j, const char *fpr, struct err *e)
+{
+    gpgme_sign_result_t sr = gpgme_op_sign_result(j->ctx);
+
+    if (sr == NULL || sr->signatures == NULL)
+        return err_set(e, ERR_TEMP, "gpgme: signing with %s made no signature",
+                       fpr);
+    if (sr->invalid_signers != NULL)
+        return err_set(e, ERR_TEMP, "gpgme: signing key %s refused: %s", fpr,
+                       gpgme_strerror(sr->invalid_signers->reason));
+    return 0;
+}
+
+/* flt_enc_pgp_fpr40 - 1 when s is a v4 fingerprint: 40 hex digits. */
+static int
+flt_enc_pgp_fpr40(const char *s)
+{
+    return strlen(s) == 40 && strspn(s, "0123456789abcdefABCDEF") == 40;
+}
+
+/* flt_enc_pgp_secret_private - the home and its secret key directory
+ * are closed to other users, as a file with a private key must be
+ * (cfg_secret_check). */
+static int
+flt_enc_pgp_secret_private(const struct flt_enc_pgp *p, struct err *e)
+{
+    char path[4096];
+    struct stat sb;
+
+    if (p->home == NULL)
+        return 0;
+    if (stat(p->home, &sb) < 0)
+        return err_sys(e, ERR_CONFIG, "pgp_home %s", p->home);
+    if (cfg_secret_check(p->home, &sb, S_IRWXO,
+                         "a GnuPG home with a signing key", e) < 0)
+        return -1;
+    snprintf(path, sizeof(path), "%s/private-keys-v1.d", p->home);
+    if (stat(path, &sb) == 0 &&
+        cfg_secret_check(path, &sb, S_IRWXO, "the secret keys", e) < 0)
+        return -1;
+    return 0;
+}
+
 int
-flt_enc_pgp_encrypt(struct flt_enc_pgp_job *j, const size_t *slots,
-                    size_t nslots, const char *data, size_t len,
-                    struct buf *out, struct err *e)
+flt_enc_pgp_signer_check(struct flt_enc_pgp *p, const char *fpr, char *id,
+                         size_t n, struct err *e)
+{
+    static const char probe[] = "relaychain: signing key check\n";
+    struct flt_enc_pgp_job *j;
+    gpgme_data_t in = NULL, sig = NULL;
+    gpgme_error_t ge;
+    int rc = -1;
+
+    if (!flt_enc_pgp_fpr40(fpr))
+        return err_set(e, ERR_CONFIG,
+                       "pgp:%s: give the signing key's fingerprint, 40 hex "
+                       "digits (gpg --with-colons --list-secret-keys)",
+                       fpr);
+    if (flt_enc_pgp_secret_private(p, e) < 0 ||
+        (j = flt_enc_pgp_job_new(p, e)) == NULL)
+        return -1;
+    if (flt_enc_pgp_signer(j, fpr, ERR_CONFIG, NULL, e) < 0)
+        goto out;
+    /* A signature made now proves the secret key is there and needs no
+     * passphrase. */
+    if ((ge = gpgme_data_new_from_mem(&in, probe, sizeof(probe) - 1, 0)) !=
+            0 ||
+        (ge = gpgme_data_new(&sig)) != 0) {
+        flt_enc_gpg_err(e, ERR_CONFIG, "data", ge);
+        goto out;
+    }
+    if ((ge = gpgme_op_sign(j->ctx, in, sig, GPGME_SIG_MODE_DETACH)) != 0) {
+        err_set(e, ERR_CONFIG,
+                "signing key %s cannot sign: %s (the key must have no "
+                "passphrase)",
+                fpr, gpgme_strerror(ge));
+        goto out;
+    }
+    if (flt_enc_pgp_signed(j, fpr, e) < 0) {
+        e->code = ERR_CONFIG;
+        goto out;
+    }
+    snprintf(id, n, "0x%s", fpr + 24);
+    rc = 0;
+
+out:
+    gpgme_data_release(in);
+    gpgme_data_release(sig);
+    flt_enc_pgp_job_free(j);
+    return rc;
+}
+
+/* flt_enc_pgp_run - encrypt data to the keys in slots, signed first
+ * with fpr when it is not NULL. */
+static int
+flt_enc_pgp_run(struct flt_enc_pgp_job *j, const size_t *slots, size_t nslots,
+                const char *fpr, const char *data, size_t len, struct buf *out,
+                struct err *e)
 {
     gpgme_data_t in = NULL, cipher = NULL;
     gpgme_key_t *rcpts;
     gpgme_encrypt_result_t res;
     gpgme_error_t ge;
-    char *text;
+    char *text, name[64];
     size_t i, tlen;
-    int rc = -1;
+    int rc = -1, cached = 0;
+    struct err why;
 
     if (nslots == 0)
         return err_set(e, ERR_INTERNAL, "pgp: no recipients");
+    if (fpr != NULL && flt_enc_pgp_signer(j, fpr, ERR_TEMP, &cached, e) < 0)
+        return -1;
     if ((rcpts = calloc(nslots + 1, sizeof(*rcpts))) == NULL)
         return err_nomem(e);
     for (i = 0; i < nslots; i++)
@@ -527,11 +743,19 @@ flt_enc_pgp_encrypt(struct flt_enc_pgp_job *j, const size_t *slots,
     }
     /* Our own checks above decided which keys may be used (pgp_trust):
      * gpg's trust model is not asked again. */
-    ge = gpgme_op_encrypt(
-        j->ctx, rcpts,
-        GPGME_ENCRYPT_ALWAYS_TRUST | GPGME_ENCRYPT_NO_ENCRYPT_TO, in, cipher);
+    if (fpr == NULL)
+        ge = gpgme_op_encrypt(j->ctx, rcpts,
+                              GPGME_ENCRYPT_ALWAYS_TRUST |
+                                  GPGME_ENCRYPT_NO_ENCRYPT_TO,
+                              in, cipher);
+    else
+        ge = gpgme_op_encrypt_sign(j->ctx, rcpts,
+                                   GPGME_ENCRYPT_ALWAYS_TRUST |
+                                       GPGME_ENCRYPT_NO_ENCRYPT_TO,
+                                   in, cipher);
     if (ge != 0) {
-        flt_enc_gpg_err(e, ERR_TEMP, "encrypt", ge);
+        flt_enc_gpg_err(e, ERR_TEMP, fpr == NULL ? "encrypt" : "encrypt+sign",
+                        ge);
         goto out;
     }
     res = gpgme_op_encrypt_result(j->ctx);
@@ -543,6 +767,8 @@ flt_enc_pgp_encrypt(struct flt_enc_pgp_job *j, const size_t *slots,
                 gpgme_strerror(res->invalid_recipients->reason));
         goto out;
     }
+    if (fpr != NULL && flt_enc_pgp_signed(j, fpr, e) < 0)
+        goto out;
     text = gpgme_data_release_and_get_mem(cipher, &tlen);
     cipher = NULL;
     if (text == NULL || tlen == 0) {
@@ -554,10 +780,37 @@ flt_enc_pgp_encrypt(struct flt_enc_pgp_job *j, const size_t *slots,
     gpgme_free(text);
 
 out:
+    if (fpr != NULL && rc < 0 && cached) {
+        /* The signer came from the cache: forget it, and ask gpg again,
+         * so that a secret key removed since is named as the reason. */
+        snprintf(name, sizeof(name), "sign:%s", fpr);
+        flt_enc_pgp_cache_drop(j->p, name);
+        err_clear(&why);
+        if (flt_enc_pgp_signer(j, fpr, ERR_TEMP, NULL, &why) < 0)
+            *e = why;
+    }
+    if (fpr != NULL)
+        gpgme_signers_clear(j->ctx);
     gpgme_data_release(in);
     gpgme_data_release(cipher);
     free(rcpts);
     return rc;
+}
+
+int
+flt_enc_pgp_encrypt(struct flt_enc_pgp_job *j, const size_t *slots,
+                    size_t nslots, const char *data, size_t len,
+                    struct buf *out, struct err *e)
+{
+    return flt_enc_pgp_run(j, slots, nslots, NULL, data, len, out, e);
+}
+
+int
+flt_enc_pgp_encrypt_sign(struct flt_enc_pgp_job *j, const size_t *slots,
+                         size_t nslots, const char *fpr, const char *data,
+                         size_t len, struct buf *out, struct err *e)
+{
+    return flt_enc_pgp_run(j, slots, nslots, fpr, data, len, out, e);
 }
 
 int

@@ -535,7 +535,7 @@ flt_enc_b64_line(char *w, const unsigned char *src, size_t k)
 
 /* flt_enc_b64_lines - src in base64, 76 characters a line, each ended
  * by eol: the room reserved once and each line encoded in place. */
-static int
+int
 flt_enc_b64_lines(const unsigned char *src, size_t len, const char *eol,
                   struct buf *out, struct err *e)
 {

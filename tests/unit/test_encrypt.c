@@ -615,6 +615,190 @@ test_stage_already(void **state)
     unit_stage_unload(&st);
 }
 
+/* ------------------------------------------------ sign_key_map (S/MIME) */
+
+/* write_map - text into pki/sign.map; its path into path (size n). */
+static void
+write_map(const char *text, char *path, size_t n)
+{
+    FILE *fp;
+
+    snprintf(path, n, "%s/sign.map", pki);
+    if ((fp = fopen(path, "w")) == NULL)
+        fail();
+    fputs(text, fp);
+    fclose(fp);
+}
+
+/* expand_pki - tmpl with every "PKI" the test's directory, into out. */
+static void
+expand_pki(const char *tmpl, char *out, size_t n)
+{
+    const char *p;
+    size_t len = 0;
+
+    out[0] = '\0';
+    while ((p = strstr(tmpl, "PKI")) != NULL) {
+        len += (size_t)snprintf(out + len, n - len, "%.*s%s", (int)(p - tmpl),
+                                tmpl, pki);
+        tmpl = p + 3;
+        if (len >= n)
+            fail();
+    }
+    snprintf(out + len, n - len, "%s", tmpl);
+}
+
+/* Maps refused at load, each with the map's file:line. */
+static void
+test_sign_refused(void **state)
+{
+    static const struct {
+        const char *rule, *err;
+    } cases[] = {
+        {"/./ pgp:0123456789ABCDEF0123456789ABCDEF01234567",
+         "an OpenPGP signing key needs pgp_home"},
+        {"/^(.*)@/ smime:$1", "no $ expansions here"},
+        {"/./ smime:certs/carol.pem:key.pem", "absolute paths"},
+        {"/./ smime:/a:/b:/c", "is not smime:/CERT.pem:/KEY.pem"},
+        {"/./ x509:/a", "is neither pgp:FINGERPRINT nor"},
+        {"/./ smime:PKI/ca.pem:PKI/key.pem", "ca.pem: the signing "
+                                             "certificate is of the "
+                                             "wrong key usage"},
+        {"/./ smime:PKI/certs/hal.pem:PKI/key.pem",
+         "hal.pem: the signing certificate is expired"},
+        {"/./ smime:PKI/certs/carol.pem:PKI/key.pem", "must stay private"},
+    };
+    char map[400], rule[800], conf[600], text[900], path[400];
+    size_t i;
+
+    (void)state;
+    snprintf(path, sizeof(path), "%s/key.pem", pki);
+    chmod(path, 0644);
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct stage st;
+        struct err e;
+
+        expand_pki(cases[i].rule, rule, sizeof(rule));
+        snprintf(text, sizeof(text), "# the organisation\n%s\n", rule);
+        write_map(text, map, sizeof(map));
+        snprintf(conf, sizeof(conf), "sign_key_map = %s\n", map);
+        if (load(&st, conf, &e) == 0) {
+            unit_stage_unload(&st);
+            unit_fail(rule, "loaded, want \"%s\"", cases[i].err);
+        }
+        unit_has(rule, e.text, "80-encrypt.conf:4: sign_key_map");
+        unit_has(rule, e.text, "sign.map:2: ");
+        unit_has(rule, e.text, cases[i].err);
+        unit_str_eq(rule, strstr(e.text, "PRIVATE") == NULL ? "no" : "yes",
+                    "no");
+    }
+    write_map("# nothing\n", map, sizeof(map));
+    snprintf(conf, sizeof(conf), "sign_key_map = %s\n", map);
+    {
+        struct stage st;
+        struct err e;
+
+        if (load(&st, conf, &e) == 0) {
+            unit_stage_unload(&st);
+            unit_fail("empty map", "loaded");
+        }
+        unit_has("empty map", e.text, "no rules");
+    }
+    chmod(path, 0600);
+}
+
+/* msg_from - msg_text from sender to carol. */
+static struct msg *
+msg_from(const char *sender)
+{
+    static const struct msg_limits lim = {1 << 20, 1000, 998, 20, 200};
+    struct msg *m;
+    struct err e;
+
+    if ((m = msg_new(&lim, MSG_FE_SMTP, &e)) == NULL ||
+        msg_env_sender(m, sender, NULL, &e) < 0 ||
+        msg_env_rcpt(m, "carol@example.org", NULL, &e) < 0 ||
+        msg_parse(m, msg_text, strlen(msg_text), &e) < 0)
+        fail();
+    return m;
+}
+
+/* alice@ is signed with carol's certificate (digitalSignature): the
+ * enveloped-data holds signed-data that verifies against the CA and
+ * holds the entity; bob@ matches no rule and is encrypted unsigned. */
+static void
+test_sign_smime(void **state)
+{
+    char map[400], conf[600], text[900], path[400];
+    struct stage st;
+    struct verdict v;
+    struct buf plain;
+    struct msg *m;
+    struct err e;
+    X509_STORE *store;
+    CMS_ContentInfo *cms;
+    BIO *in, *out, *cont = NULL;
+    char *p;
+    long n;
+
+    (void)state;
+    snprintf(path, sizeof(path), "%s/key.pem", pki);
+    chmod(path, 0600);
+    snprintf(text, sizeof(text),
+             "/^alice@example\\.com$/ smime:%s/certs/carol.pem:%s/key.pem\n",
+             pki, pki);
+    write_map(text, map, sizeof(map));
+    snprintf(conf, sizeof(conf), "sign_key_map = %s\n", map);
+    if (load(&st, conf, &e) < 0)
+        unit_fail("load", "%s", e.text);
+
+    m = msg_from("alice@example.com");
+    memset(&v, 0, sizeof(v));
+    if (flt_encrypt_type.run(&st, m, &v, &e) < 0)
+        unit_fail("run", "%s", e.text);
+    unit_int_eq("verdict", v.kind, VERDICT_CONTINUE);
+    unit_str_eq("note", v.note,
+                "carol@example.org smime serial=1001; signed smime "
+                "serial=1001");
+    decrypt(m, &plain);
+    unit_has("signed-data inside", buf_str(&plain),
+             "Content-Type: application/pkcs7-mime; smime-type=signed-data");
+    in = BIO_new_mem_buf(plain.data, (int)plain.len);
+    cms = SMIME_read_CMS(in, &cont);
+    assert_non_null(cms);
+    assert_null(cont); /* opaque: the content is inside */
+    store = X509_STORE_new();
+    snprintf(path, sizeof(path), "%s/ca.pem", pki);
+    assert_int_equal(X509_STORE_load_file(store, path), 1);
+    out = BIO_new(BIO_s_mem());
+    unit_int_eq("CMS_verify against the CA",
+                CMS_verify(cms, NULL, store, NULL, out, CMS_BINARY), 1);
+    n = BIO_get_mem_data(out, &p);
+    unit_int_eq("signed content length", n, (long)sizeof(msg_entity) - 1);
+    if (memcmp(p, msg_entity, (size_t)n) != 0)
+        unit_fail("signed content", "differs");
+    BIO_free(out);
+    BIO_free(in);
+    X509_STORE_free(store);
+    CMS_ContentInfo_free(cms);
+    buf_fini(&plain);
+    msg_free(m);
+
+    m = msg_from("bob@example.com");
+    memset(&v, 0, sizeof(v));
+    if (flt_encrypt_type.run(&st, m, &v, &e) < 0)
+        unit_fail("run", "%s", e.text);
+    unit_str_eq("unmatched: note", v.note,
+                "carol@example.org smime serial=1001");
+    decrypt(m, &plain);
+    unit_int_eq("unmatched: the entity itself", plain.len,
+                sizeof(msg_entity) - 1);
+    buf_fini(&plain);
+    msg_free(m);
+    unit_stage_unload(&st);
+    unlink(map);
+}
+
 int
 main(void)
 {
@@ -630,6 +814,8 @@ main(void)
         cmocka_unit_test(test_stage_many),
         cmocka_unit_test(test_stage_bad_policy),
         cmocka_unit_test(test_stage_already),
+        cmocka_unit_test(test_sign_refused),
+        cmocka_unit_test(test_sign_smime),
     };
 
     return cmocka_run_group_tests(tests, setup_pki, teardown_pki);

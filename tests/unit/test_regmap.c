@@ -443,11 +443,43 @@ test_threads(void **state)
     regmap_free(rm);
 }
 
+/* regmap_rule_at: each rule's result as written, with its line, in file
+ * order; "if" and "endif" are not rules. */
+static void
+test_rule_at(void **state)
+{
+    static const char table[] = "# comment\n"
+                                "/^(a)@/ pgp:$1 x\n"
+                                "if /@b$/\n"
+                                "/^c/   smime:/c.pem:/c.key\n"
+                                "  continued\n"
+                                "endif\n"
+                                "!/^d/ last\n";
+    struct regmap *rm;
+    struct err e;
+    unsigned line = 0;
+
+    (void)state;
+    rm = regmap_parse_text("t.pcre", table, sizeof(table) - 1, &e);
+    assert_non_null(rm);
+    unit_int_eq("rules", regmap_rule_count(rm), 3);
+    unit_str_eq("first", regmap_rule_at(rm, 0, &line), "pgp:$1 x");
+    unit_int_eq("first line", line, 2);
+    unit_str_eq("second", regmap_rule_at(rm, 1, &line),
+                "smime:/c.pem:/c.key  continued");
+    unit_int_eq("second line", line, 4);
+    unit_str_eq("third", regmap_rule_at(rm, 2, &line), "last");
+    unit_int_eq("third line", line, 7);
+    assert_null(regmap_rule_at(rm, 3, &line));
+    regmap_free(rm);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lookup),
+        cmocka_unit_test(test_rule_at),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_nul_byte),
         cmocka_unit_test(test_limits),
