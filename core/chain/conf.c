@@ -194,6 +194,17 @@ static const char *const conf_key_order[] = {
     "milter_socket_group",
     "milter_tcp_nodelay",
     "milter_size_action",
+    /* ---- http: relaychaind's HTTP listener */
+    "http_listen",
+    "http_threads",
+    "http_max_connections",
+    "http_max_connections_per_client",
+    "http_body_limit",
+    "http_timeout",
+    "http_tls_cert_file",
+    "http_tls_key_file",
+    "http_password_file",
+    "http_token_file",
 };
 
 /* The identity the daemon runs as once privileges are dropped: user and
