@@ -1,0 +1,205 @@
+#!/bin/sh
+# http_metrics - relaychaind's HTTP listener: /metrics after mail went
+# through the example chain, /healthz, routing, TLS, reload, config errors
+#
+# relaychaind runs the example chain as it ships (chain.d/: rewrite,
+# antivirus with its example EICAR signature, disclaimer) with delivery
+# = queue to an smtp-sink, and http_listen on 127.0.0.1 (and ::1 when
+# the machine has it). curl scrapes /metrics and promtool (Debian's
+# prometheus) checks every scrape:
+#
+#   - one clean message: relaychain_messages_total{smtpd,passed} moves
+#     by exactly 1, each stage's duration _count and continue verdicts
+#     by exactly 1, the connection counter by 1, the next hop's 2xx
+#     replies up and no 5xx; the queue gauges are there;
+#   - one EICAR message: 554 to the client, rejected moves by exactly 1,
+#     antivirus's reject verdict by 1, the disclaimer stage's runs not;
+#   - /healthz 200 "ok"; POST /metrics 405 with Allow; an unknown path
+#     404; each request has an access line in the log;
+#   - a reload that changes http_listen says it needs a restart, and the
+#     listener keeps serving on its port;
+#   - HTTPS with http_tls_cert_file / http_tls_key_file;
+#   - relaychain check refuses a certificate without its key, and the
+#     dashboard's keys (not built), with file:line.
+. "$top_srcdir/tests/integration/smtpd_lib.sh"
+
+for prog in curl promtool; do
+    command -v "$prog" >/dev/null 2>&1 ||
+        fail "$prog is missing (scripts/setup installs it)"
+done
+[ "$failures" -gt 0 ] && finish
+
+set -- $(free_ports 4)
+port=$1 sink_port=$2 hport=$3 hport2=$4
+
+cp -R "$top_srcdir/chain.d" "$T/chain.d"
+chmod -R u+w "$T/chain.d"
+sink_start sink "$sink_port"
+v6=
+if [ -n "$(ip -6 addr show dev lo 2>/dev/null | grep '::1')" ]; then
+    v6=" [::1]:$hport"
+fi
+rcd_conf "$T/r.conf" "$port" "smtp:[127.0.0.1]:$sink_port" <<EOF2
+delivery = queue
+queue_directory = $T/spool
+http_listen = 127.0.0.1:$hport$v6
+http_threads = 2
+EOF2
+rcd_start r "$T/r.conf" "$port" || finish
+
+# scrape NAME - /metrics into $T/NAME.prom, checked by promtool
+scrape() {
+    timeout 10 curl -sS -o "$T/$1.prom" -w '%{http_code}' \
+        "http://127.0.0.1:$hport/metrics" >"$T/$1.code" 2>&1
+    check "$1: /metrics answers 200 (got $(cat "$T/$1.code"))" \
+        [ "$(cat "$T/$1.code")" = 200 ]
+    check "$1: promtool check metrics passes ($(promtool check metrics \
+        <"$T/$1.prom" 2>&1 | head -3))" \
+        sh -c "promtool check metrics <'$T/$1.prom' >'$T/$1.promtool' 2>&1"
+}
+
+# val NAME SERIES - the value of SERIES (name and labels as exposed) in
+# scrape NAME; "missing" when absent
+val() {
+    awk -v s="$2" '$1 == s { print $2; f = 1 } END { if (!f) print "missing" }' \
+        "$T/$1.prom"
+}
+
+# delta A B SERIES - the change of SERIES from scrape A to scrape B
+delta() {
+    a=$(val "$1" "$3")
+    b=$(val "$2" "$3")
+    if [ "$a" = missing ]; then a=0; fi
+    if [ "$b" = missing ]; then echo missing; return; fi
+    awk -v a="$a" -v b="$b" 'BEGIN { print b - a }'
+}
+
+# is A B SERIES WANT - check the delta
+is() {
+    d=$(delta "$1" "$2" "$3")
+    check "$3 moved by $4 (got $d)" [ "$d" = "$4" ]
+}
+
+scrape m0
+check "m0: the message counter is there at zero" \
+    [ "$(val m0 'relaychain_messages_total{frontend="smtpd",outcome="passed"}')" = 0 ]
+
+# ---- 1. one clean message
+timeout 30 swaks --server 127.0.0.1 --port "$port" --from alice@example.com \
+    --to bob@example.net --timeout 20 --body "hello, metrics" \
+    >"$T/clean.out" 2>&1
+check "clean message: 250 after DATA" grep -q '^<- *250 .*queued as' "$T/clean.out"
+check "clean message reached the sink" sink_wait sink 1 10
+scrape m1
+is m0 m1 'relaychain_messages_total{frontend="smtpd",outcome="passed"}' 1
+is m0 m1 'relaychain_messages_total{frontend="smtpd",outcome="rejected"}' 0
+is m0 m1 'relaychain_smtpd_connections_total' 1
+for st in rewrite antivirus disclaimer; do
+    is m0 m1 "relaychain_stage_duration_seconds_count{stage=\"$st\"}" 1
+    is m0 m1 "relaychain_stage_verdicts_total{stage=\"$st\",verdict=\"continue\"}" 1
+    check "$st: +Inf bucket equals _count" [ \
+        "$(val m1 "relaychain_stage_duration_seconds_bucket{stage=\"$st\",le=\"+Inf\"}")" = \
+        "$(val m1 "relaychain_stage_duration_seconds_count{stage=\"$st\"}")" ]
+done
+d=$(delta m0 m1 'relaychain_nexthop_replies_total{class="2xx"}')
+check "next hop 2xx replies counted (got $d)" [ "$d" != missing ] && [ "${d:-0}" -ge 3 ]
+is m0 m1 'relaychain_nexthop_replies_total{class="5xx"}' 0
+check "queue size gauge is there" [ "$(val m1 relaychain_queue_messages)" != missing ]
+check "oldest age gauge is there" \
+    [ "$(val m1 relaychain_queue_oldest_message_age_seconds)" != missing ]
+check "healthy gauge is 1" [ "$(val m1 relaychain_healthy)" = 1 ]
+
+# ---- 2. one EICAR message, refused by the example antivirus stage
+cat >"$T/eicar.txt" <<'EOF2'
+X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*
+EOF2
+timeout 30 swaks --server 127.0.0.1 --port "$port" --from alice@example.com \
+    --to bob@example.net --timeout 20 --body "$T/eicar.txt" \
+    >"$T/eicar.out" 2>&1
+check "EICAR: 554" grep -q '<\*\* *554 ' "$T/eicar.out"
+scrape m2
+is m1 m2 'relaychain_messages_total{frontend="smtpd",outcome="rejected"}' 1
+is m1 m2 'relaychain_messages_total{frontend="smtpd",outcome="passed"}' 0
+is m1 m2 'relaychain_stage_verdicts_total{stage="antivirus",verdict="reject"}' 1
+is m1 m2 'relaychain_stage_duration_seconds_count{stage="disclaimer"}' 0
+
+# ---- 3. /healthz, routing, the access log
+h=$(timeout 10 curl -sS -w ' %{http_code}' "http://127.0.0.1:$hport/healthz" 2>&1 |
+    tr '\n' ' ')
+check "/healthz: ok 200 (got $h)" [ "$h" = "ok  200" ]
+timeout 10 curl -sS -D "$T/405.hdr" -o /dev/null -X POST -d x \
+    "http://127.0.0.1:$hport/metrics" >/dev/null 2>&1
+check "POST /metrics: 405" grep -q '^HTTP/1.1 405' "$T/405.hdr"
+check "POST /metrics: Allow: GET, HEAD" grep -qi '^Allow: GET, HEAD' "$T/405.hdr"
+c=$(timeout 10 curl -sS -o /dev/null -w '%{http_code}' \
+    "http://127.0.0.1:$hport/metrics/x" 2>&1)
+check "/metrics/x: 404 (got $c)" [ "$c" = 404 ]
+check "access line for /healthz" \
+    grep -q 'http: client=127.0.0.1, method=GET, path=/healthz, status=200, size=3, ' "$T/r.log"
+check "access line for the 404" \
+    grep -q 'http: client=127.0.0.1, method=GET, path=/metrics/x, status=404' "$T/r.log"
+if [ -n "$v6" ]; then
+    c=$(timeout 10 curl -sS -g -o /dev/null -w '%{http_code}' \
+        "http://[::1]:$hport/healthz" 2>&1)
+    check "/healthz over ::1: 200 (got $c)" [ "$c" = 200 ]
+fi
+# keep-alive: two requests, one connection
+n=$(timeout 10 curl -sS -o /dev/null -o /dev/null -w '%{num_connects}\n' \
+    "http://127.0.0.1:$hport/healthz" "http://127.0.0.1:$hport/healthz" 2>&1 |
+    tr '\n' ' ')
+check "keep-alive: the second request reuses the connection (got $n)" \
+    [ "$n" = "1 0 " ]
+
+# ---- 4. a reload keeps the listener; http_listen is restart-only
+sed -i "s|^http_listen = .*|http_listen = 127.0.0.1:$hport2|" "$T/r.conf"
+"$RC" reload -c "$T/r.conf" >"$T/reload.out" 2>&1
+check "reload names http_listen restart-only ($(cat "$T/reload.out"))" \
+    grep -q 'http_listen changed: restart relaychaind to use it' "$T/reload.out"
+c=$(timeout 10 curl -sS -o /dev/null -w '%{http_code}' \
+    "http://127.0.0.1:$hport/healthz" 2>&1)
+check "after the reload the listener serves on its port (got $c)" [ "$c" = 200 ]
+check "nothing listens on the new port before a restart" \
+    [ -z "$(ss -Hltn "sport = :$hport2" 2>/dev/null)" ]
+rcd_stop r
+
+# ---- 5. HTTPS
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+    -keyout "$T/key.pem" -out "$T/cert.pem" >/dev/null 2>&1 ||
+    fail "openssl could not make a certificate"
+set -- $(free_ports 2)
+port=$1 hport=$2
+rcd_conf "$T/tls.conf" "$port" "smtp:[127.0.0.1]:$sink_port" <<EOF2
+http_listen = 127.0.0.1:$hport
+http_tls_cert_file = $T/cert.pem
+http_tls_key_file = $T/key.pem
+EOF2
+rcd_start tls "$T/tls.conf" "$port" || finish
+h=$(timeout 10 curl -sS --cacert "$T/cert.pem" -w ' %{http_code}' \
+    "https://localhost:$hport/healthz" 2>&1 | tr '\n' ' ')
+check "HTTPS /healthz: ok 200 (got $h)" [ "$h" = "ok  200" ]
+c=$(timeout 10 curl -sS -o /dev/null -w '%{http_code}' \
+    "http://127.0.0.1:$hport/healthz" 2>&1)
+check "plain HTTP to the HTTPS listener gets no 200 (got $c)" [ "$c" != 200 ]
+rcd_stop tls
+
+# ---- 6. configuration errors, with file:line
+for bad in "http_tls_cert_file = $T/cert.pem" \
+    "http_password_file = $T/passwd" "http_token_file = $T/token"; do
+    key=${bad%% *}
+    {
+        echo "chain_directory = $T/chain.d"
+        echo "http_listen = 127.0.0.1:$hport"
+        echo "$bad"
+    } >"$T/bad.conf"
+    "$RC" check -c "$T/bad.conf" >"$T/bad.out" 2>&1
+    check "relaychain check refuses $key with file:line ($(cat "$T/bad.out" | head -2))" \
+        grep -q "bad.conf:3: $key" "$T/bad.out"
+done
+{
+    echo "chain_directory = $T/chain.d"
+    echo "http_threads = 4"
+} >"$T/bad.conf"
+"$RC" check -c "$T/bad.conf" >"$T/bad.out" 2>&1
+check "http_threads without http_listen is refused" \
+    grep -q "bad.conf:2: http_threads: does nothing without http_listen" "$T/bad.out"
+finish
