@@ -22,6 +22,7 @@
 
 #include "chain/conf.h"
 #include "chain/runtime.h"
+#include "net/httpd.h"
 #include "queue/queue.h"
 #include "smtpd/smtpd.h"
 #include "util/cfg.h"
@@ -135,7 +136,8 @@ void control_stop(struct control *ct);
 
 /* ---- http: the HTTP listener (http.c). main() owns it; the request
  * threads read it. */
-struct httpd;
+struct auth_table;
+struct auth_rate;
 struct daemon_http {
     int fd[8]; /* bound by http_bind, handed to the listener at start */
     size_t nfd;
@@ -144,7 +146,16 @@ struct daemon_http {
     const struct control *ct;
     int smtp_fd[16]; /* the SMTP listeners, checked by /healthz */
     size_t nsmtp;
+    /* /dashboard and /api/report: their users and token, the failure
+     * rate per client, the events store the report reads */
+    struct auth_table *users;
+    char token[HTTPD_CRED_MAX + 1];
+    struct auth_rate *rate;
+    const char *events_store;
 };
+
+/* The dashboard page (http_dashboard.c). */
+extern const char http_dashboard_html[];
 
 /* http_bind - bind every http_listen address (before privileges are
  * dropped); 0, or -1 with e. */

@@ -17,6 +17,14 @@
  *   /metrics  the counters of util/metrics and the gauges read here at
  *             each scrape (sessions, queue size and oldest age, events
  *             backlog, start and last reload), Prometheus text format.
+ *   /dashboard, /api/report  with http_password_file (basic auth, the
+ *             SMTP AUTH password file's format and code) or
+ *             http_token_file (Authorization: Bearer): the page
+ *             (http_dashboard.c) and the JSON of "relaychain report
+ *             --json" (queue/events_report), ?by=hour|day|domain|sender|
+ *             stream and ?hours=N (the last N hours; default all).
+ *             Failed logins count per client (net/auth's auth_rate):
+ *             past HTTP_AUTH_RATE a minute every attempt fails unchecked.
  *
  * struct daemon_http is main()'s; the handlers read it and the struct
  * control it points to from the listener's threads: what they read is
@@ -29,20 +37,29 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "daemon/daemon_int.h"
+#include "net/auth.h"
 #include "net/httpd.h"
+#include "net/httpd_conf.h"
 #include "queue/events.h"
+#include "queue/events_db.h"
+#include "queue/events_report.h"
 #include "queue/queue.h"
 #include "util/log.h"
 #include "util/metrics.h"
 
 #define HTTP_METRICS_LIMIT (4 * 1024 * 1024)
+#define HTTP_AUTH_RATE 10 /* failed logins a minute per client */
+#define HTTP_AUTH_SLOTS 1024
 
 int
 http_bind(struct daemon_http *dh, const struct cfg *boot, struct err *e)
@@ -258,6 +275,169 @@ http_metrics(void *arg, const struct http_req *rq, struct http_resp *rs)
     rs->status = 200;
 }
 
+/* http_auth - the check of /dashboard and /api/report's credentials. */
+static int
+http_auth(void *arg, const char *client, const char *user, const char *pass,
+          const char *token)
+{
+    struct daemon_http *dh = arg;
+    struct timespec ts;
+    long long now;
+    char who[128];
+    int ok;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    if (auth_rate_take(dh->rate, client, HTTP_AUTH_RATE, now)) {
+        log_warning(NULL,
+                    "http: client=%s: authentication failure rate limit "
+                    "exceeded: more than %d a minute",
+                    client, HTTP_AUTH_RATE);
+        return 0;
+    }
+    if (user != NULL)
+        ok = dh->users != NULL && auth_verify(dh->users, user, pass);
+    else
+        ok = dh->token[0] != '\0' && strlen(token) == strlen(dh->token) &&
+             CRYPTO_memcmp(token, dh->token, strlen(token)) == 0;
+    if (ok) {
+        auth_rate_refund(dh->rate, client, HTTP_AUTH_RATE, now);
+        return 1;
+    }
+    httpd_log_text(user != NULL ? user : "", who, sizeof(who));
+    log_warning(NULL, "http: client=%s: authentication failed%s%s", client,
+                user != NULL ? " for user=" : " (bearer token)", who);
+    return 0;
+}
+
+static void
+http_dashboard(void *arg, const struct http_req *rq, struct http_resp *rs)
+{
+    struct err e;
+
+    (void)arg;
+    (void)rq;
+    rs->status = 200;
+    rs->content_type = "text/html; charset=utf-8";
+    rs->no_store = 1;
+    if (buf_puts(&rs->body, http_dashboard_html, &e) < 0)
+        rs->status = 503;
+}
+
+/* http_param - the value of key in query (a=b&c=d) into out; 0 when
+ * absent, -1 when too long. Values are taken as they are: the keys
+ * below take letters and digits only. */
+static int
+http_param(const char *query, const char *key, char *out, size_t n)
+{
+    size_t klen = strlen(key);
+    const char *p = query;
+
+    while (*p != '\0') {
+        size_t len = strcspn(p, "&");
+
+        if (len > klen && strncmp(p, key, klen) == 0 && p[klen] == '=') {
+            if (len - klen - 1 >= n)
+                return -1;
+            memcpy(out, p + klen + 1, len - klen - 1);
+            out[len - klen - 1] = '\0';
+            return 1;
+        }
+        p += len;
+        if (*p == '&')
+            p++;
+    }
+    return 0;
+}
+
+static void
+http_report(void *arg, const struct http_req *rq, struct http_resp *rs)
+{
+    const struct daemon_http *dh = arg;
+    char by[16], hours[16], *end;
+    long long since = 0, h;
+    struct events_db *db;
+    struct err e;
+    int rb, rh;
+
+    rs->content_type = "text/plain; charset=utf-8";
+    rs->no_store = 1;
+    err_clear(&e);
+    rb = http_param(rq->query, "by", by, sizeof(by));
+    rh = http_param(rq->query, "hours", hours, sizeof(hours));
+    if (rh > 0) {
+        h = strtoll(hours, &end, 10);
+        if (*end != '\0' || h < 1 || h > 24 * 3660)
+            rh = -1;
+        else
+            since = (long long)time(NULL) - h * 3600;
+    }
+    if (rb < 0 || rh < 0) {
+        rs->status = 400;
+        (void)buf_puts(&rs->body,
+                       "want ?by=day|hour|domain|sender|stream and "
+                       "&hours=N\n",
+                       &e);
+        return;
+    }
+    if (dh->events_store == NULL) {
+        rs->status = 404;
+        (void)buf_puts(&rs->body, "no events_store: no report\n", &e);
+        return;
+    }
+    if ((db = events_db_open(dh->events_store, EVENTS_DB_READONLY, &e)) ==
+        NULL) {
+        log_warning(NULL, "http: /api/report: events_store: %s", e.text);
+        rs->status = 503;
+        (void)buf_puts(&rs->body, "the events store cannot be read\n", &e);
+        return;
+    }
+    if (events_report_json(db, rb > 0 ? by : NULL, since, 0, &rs->body, &e) <
+        0) {
+        struct err e2;
+
+        buf_reset(&rs->body);
+        rs->status = e.code == ERR_INPUT ? 400 : 503;
+        if (rs->status == 503)
+            log_warning(NULL, "http: /api/report: %s", e.text);
+        (void)buf_printf(&rs->body, &e2, "%s\n",
+                         e.code == ERR_INPUT ? e.text
+                                             : "the report failed (see "
+                                               "the log)");
+    } else {
+        rs->status = 200;
+        rs->content_type = "application/json";
+    }
+    events_db_close(db);
+}
+
+/* http_dashboard_begin - the users, token and routes of /dashboard and
+ * /api/report, when a password or token file is set. */
+static int
+http_dashboard_begin(struct daemon_http *dh, const struct cfg *boot,
+                     struct err *e)
+{
+    const char *pw = cfg_str(boot, "http_password_file"),
+               *tf = cfg_str(boot, "http_token_file");
+
+    if (pw == NULL && tf == NULL)
+        return 0;
+    if (pw != NULL && (dh->users = auth_table_load(pw, e)) == NULL)
+        return -1;
+    if (tf != NULL && httpd_token_read(tf, dh->token, e) < 0)
+        return -1;
+    if ((dh->rate = auth_rate_new(HTTP_AUTH_SLOTS, e)) == NULL)
+        return -1;
+    dh->events_store = cfg_str(boot, "events_store");
+    httpd_set_auth(dh->h, http_auth, dh);
+    if (httpd_route_methods(dh->h, "/dashboard", HTTPD_GET | HTTPD_AUTH,
+                            http_dashboard, dh, e) < 0 ||
+        httpd_route_methods(dh->h, "/api/report", HTTPD_GET | HTTPD_AUTH,
+                            http_report, dh, e) < 0)
+        return -1;
+    return 0;
+}
+
 int
 http_begin(struct daemon_http *dh, struct control *ct,
            const struct pollfd *smtp, size_t nsmtp, const struct cfg *boot,
@@ -287,7 +467,8 @@ http_begin(struct daemon_http *dh, struct control *ct,
     if (httpd_route_methods(dh->h, "/healthz", HTTPD_GET, http_healthz, dh,
                             e) < 0 ||
         httpd_route_methods(dh->h, "/metrics", HTTPD_GET, http_metrics, dh,
-                            e) < 0)
+                            e) < 0 ||
+        http_dashboard_begin(dh, boot, e) < 0)
         return -1;
     /* The tracking and unsubscribe paths register here, one
      * httpd_route() each. */
@@ -307,6 +488,11 @@ http_end(struct daemon_http *dh)
 
     httpd_free(dh->h);
     dh->h = NULL;
+    auth_table_free(dh->users);
+    dh->users = NULL;
+    auth_rate_free(dh->rate);
+    dh->rate = NULL;
+    explicit_bzero(dh->token, sizeof(dh->token));
     for (i = 0; i < dh->nfd; i++)
         if (dh->fd[i] >= 0)
             close(dh->fd[i]);

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -52,6 +53,8 @@ struct httpd {
     struct MHD_Daemon *mhd[HTTPD_LISTEN_MAX];
     size_t nfd;
     char *cert, *key; /* PEM in memory, NUL-terminated */
+    httpd_auth_fn auth;
+    void *auth_arg;
     int started;
 };
 
@@ -68,6 +71,7 @@ struct httpd_rq {
     size_t body_len;
     int too_big;
     char method[16];
+    char user[HTTPD_CRED_MAX + 1]; /* authenticated, "" when none */
 };
 
 /* ------------------------------------------------------------ pure parts */
@@ -130,6 +134,90 @@ httpd_match(const struct httpd *h, const char *path, const char *method,
         return -405;
     }
     return (int)(best - h->route);
+}
+
+/* httpd_b64 - decode standard base64 (padding required when the length
+ * is not a multiple of 4) into out (at most n octets); its length or -1. */
+static int
+httpd_b64(const char *in, size_t len, unsigned char *out, size_t n)
+{
+    static const char tab[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    unsigned acc = 0;
+    size_t i, o = 0, pad = 0;
+    int bits = 0;
+
+    if (len == 0 || len % 4 != 0)
+        return -1;
+    for (i = 0; i < len; i++) {
+        const char *p;
+
+        if (in[i] == '=') {
+            /* only at the end, at most two */
+            if (i < len - 2 || ++pad > 2)
+                return -1;
+            continue;
+        }
+        if (pad > 0 || in[i] == '\0' || (p = strchr(tab, in[i])) == NULL)
+            return -1;
+        acc = (acc << 6) | (unsigned)(p - tab);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (o >= n)
+                return -1;
+            out[o++] = (unsigned char)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    return (int)o;
+}
+
+int
+httpd_auth_parse(const char *value, char *user, char *pass, char *token)
+{
+    unsigned char dec[2 * HTTPD_CRED_MAX + 2];
+    const char *p, *colon;
+    size_t len;
+    int n;
+
+    user[0] = pass[0] = token[0] = '\0';
+    if (strncasecmp(value, "Basic ", 6) == 0) {
+        for (p = value + 6; *p == ' '; p++)
+            ;
+        len = strlen(p);
+        while (len > 0 && p[len - 1] == ' ')
+            len--;
+        if (len > 4 * ((sizeof(dec) + 2) / 3) ||
+            (n = httpd_b64(p, len, dec, sizeof(dec))) < 0)
+            return -1;
+        if (memchr(dec, '\0', (size_t)n) != NULL ||
+            (colon = memchr(dec, ':', (size_t)n)) == NULL)
+            return -1;
+        len = (size_t)(colon - (const char *)dec);
+        if (len == 0 || len > HTTPD_CRED_MAX ||
+            (size_t)n - len - 1 > HTTPD_CRED_MAX)
+            return -1;
+        memcpy(user, dec, len);
+        user[len] = '\0';
+        memcpy(pass, colon + 1, (size_t)n - len - 1);
+        pass[(size_t)n - len - 1] = '\0';
+        explicit_bzero(dec, sizeof(dec));
+        return 1;
+    }
+    if (strncasecmp(value, "Bearer ", 7) == 0) {
+        for (p = value + 7; *p == ' '; p++)
+            ;
+        len = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                        "0123456789-._~+/");
+        len += strspn(p + len, "=");
+        if (len == 0 || len > HTTPD_CRED_MAX || p[strspn(p + len, " ") + len])
+            return -1;
+        memcpy(token, p, len);
+        token[len] = '\0';
+        return 2;
+    }
+    return -1;
 }
 
 void
@@ -244,6 +332,13 @@ httpd_route(struct httpd *h, const char *prefix, http_handler_fn fn, void *arg,
     return httpd_route_methods(h, prefix, HTTPD_GET | HTTPD_POST, fn, arg, e);
 }
 
+void
+httpd_set_auth(struct httpd *h, httpd_auth_fn fn, void *arg)
+{
+    h->auth = fn;
+    h->auth_arg = arg;
+}
+
 int
 httpd_add_socket(struct httpd *h, int fd, struct err *e)
 {
@@ -314,6 +409,10 @@ httpd_queue(struct MHD_Connection *c, struct httpd_rq *rq, int status,
     if (no_store)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
                                 "no-store");
+    if (status == 401)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                "Basic realm=\"relaychain\", "
+                                "charset=\"UTF-8\"");
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
     rq->status = status;
     rq->sent = len;
@@ -373,7 +472,7 @@ httpd_call(struct httpd *h, struct MHD_Connection *c, struct httpd_rq *rq)
     ua = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                      MHD_HTTP_HEADER_USER_AGENT);
     req.user_agent = ua != NULL ? ua : "";
-    req.auth_user = NULL;
+    req.auth_user = rq->user[0] != '\0' ? rq->user : NULL;
     req.body = rq->body != NULL ? rq->body : "";
     req.body_len = rq->body_len;
     resp.status = 200;
@@ -393,6 +492,33 @@ httpd_call(struct httpd *h, struct MHD_Connection *c, struct httpd_rq *rq)
         return httpd_plain(c, rq, 503, "out of memory\n", NULL);
     return httpd_queue(c, rq, resp.status, resp.content_type, body, len,
                        resp.location, NULL, resp.no_store);
+}
+
+/* httpd_authorized - 1 when the request's Authorization passes the
+ * listener's check; the user is kept for the handler. */
+static int
+httpd_authorized(struct httpd *h, struct MHD_Connection *c,
+                 struct httpd_rq *rq)
+{
+    char user[HTTPD_CRED_MAX + 1], pass[HTTPD_CRED_MAX + 1],
+        token[HTTPD_CRED_MAX + 1], client[NI_MAXHOST];
+    const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                MHD_HTTP_HEADER_AUTHORIZATION);
+    int kind, ok = 0;
+
+    if (v == NULL || h->auth == NULL ||
+        (kind = httpd_auth_parse(v, user, pass, token)) < 0)
+        return 0;
+    httpd_client(c, client, sizeof(client));
+    if (kind == 1)
+        ok = h->auth(h->auth_arg, client, user, pass, NULL);
+    else
+        ok = h->auth(h->auth_arg, client, NULL, NULL, token);
+    if (ok)
+        snprintf(rq->user, sizeof(rq->user), "%s", kind == 1 ? user : "token");
+    explicit_bzero(pass, sizeof(pass));
+    explicit_bzero(token, sizeof(token));
+    return ok;
 }
 
 static enum MHD_Result
@@ -419,6 +545,8 @@ httpd_access(void *cls, struct MHD_Connection *c, const char *url,
             return httpd_plain(c, rq, 404, "not found\n", NULL);
         if (m == -405)
             return httpd_plain(c, rq, 405, "method not allowed\n", allow);
+        if ((h->route[m].mask & HTTPD_AUTH) && !httpd_authorized(h, c, rq))
+            return httpd_plain(c, rq, 401, "authentication required\n", NULL);
         rq->route = m;
         return MHD_YES; /* the body, if any, comes next */
     }
@@ -467,10 +595,10 @@ httpd_done(void *cls, struct MHD_Connection *c, void **req_cls,
         metrics_http_reply(rq->status);
         log_info(NULL,
                  "http: client=%s, method=%s, path=%s, status=%d, size=%zu, "
-                 "%.1fms%s",
+                 "%.1fms%s%s%s",
                  httpd_client(c, client, sizeof(client)),
                  rq->method[0] ? rq->method : "-", path, rq->status, rq->sent,
-                 ms,
+                 ms, rq->user[0] ? ", user=" : "", rq->user,
                  toe == MHD_REQUEST_TERMINATED_COMPLETED_OK
                      ? ""
                      : ", connection closed before the end");

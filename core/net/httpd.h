@@ -42,9 +42,21 @@
 #define HTTPD_PREFIX_MAX 64
 #define HTTPD_PATH_MAX 2048
 
-/* The methods a route takes. */
+/* The methods a route takes, and whether it needs credentials. */
 #define HTTPD_GET 0x1u  /* GET and HEAD */
 #define HTTPD_POST 0x2u /* POST, with a body */
+#define HTTPD_AUTH                                                            \
+    0x4u /* Authorization: Basic or Bearer, checked by the                    \
+            httpd_auth_fn; else 401 */
+
+/* httpd_auth_fn - 1 when the credentials are good, 0 when not. For
+ * Basic, user and pass are set and token NULL; for Bearer, token is set
+ * and user and pass NULL. client is the client's address (for a
+ * failure rate). */
+typedef int (*httpd_auth_fn)(void *arg, const char *client, const char *user,
+                             const char *pass, const char *token);
+
+#define HTTPD_CRED_MAX 1024 /* user, password or token, in octets */
 
 struct httpd_settings {
     unsigned threads;          /* per socket: 1 = the polling thread */
@@ -76,6 +88,10 @@ int httpd_route(struct httpd *h, const char *prefix, http_handler_fn fn,
 int httpd_route_methods(struct httpd *h, const char *prefix, unsigned mask,
                         http_handler_fn fn, void *arg, struct err *e);
 
+/* httpd_set_auth - who checks the credentials of HTTPD_AUTH routes;
+ * without it they answer 401 to everyone. Before httpd_start. */
+void httpd_set_auth(struct httpd *h, httpd_auth_fn fn, void *arg);
+
 /* httpd_add_socket - serve fd (bound and listening); h owns it from now
  * on, also when this fails. 0, or -1 with e. */
 int httpd_add_socket(struct httpd *h, int fd, struct err *e);
@@ -102,6 +118,13 @@ int httpd_match(const struct httpd *h, const char *path, const char *method,
  * '?', "" when none), each at most n - 1 octets; -1 when the target is
  * not an absolute path or does not fit. */
 int httpd_split_uri(const char *uri, char *path, char *query, size_t n);
+
+/* httpd_auth_parse - an Authorization header value: 1 for "Basic" with
+ * the decoded user and password (each at most HTTPD_CRED_MAX octets,
+ * no NUL, the user without ':'), 2 for "Bearer" with the token (the
+ * RFC 6750 token68 characters only), -1 for anything else. user, pass
+ * and token have HTTPD_CRED_MAX + 1 octets each. */
+int httpd_auth_parse(const char *value, char *user, char *pass, char *token);
 
 /* httpd_log_text - s made safe for one log line: at most n - 1 octets,
  * control characters, spaces and non-ASCII octets as '?'. */

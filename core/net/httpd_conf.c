@@ -7,8 +7,10 @@
 #include "config.h"
 
 #include <microhttpd.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "net/auth.h"
 #include "net/httpd_conf.h"
 
 static const struct cfg_option httpd_conf_options[] = {
@@ -37,10 +39,13 @@ static const struct cfg_option httpd_conf_options[] = {
     {"http_tls_key_file", CFG_PATH, NULL, "PEM private key of the certificate",
      NULL, 0, 0, 0},
     {"http_password_file", CFG_PATH, NULL,
-     "users of the dashboard: not built in this version", NULL, 0, 0, 0},
+     "users of /dashboard and /api/report (basic auth): user:hash lines, "
+     "the format of auth_password_file, managed with relaychain passwd",
+     NULL, 0, 0, 0},
     {"http_token_file", CFG_PATH, NULL,
-     "bearer token of the dashboard: not built in this version", NULL, 0, 0,
-     0},
+     "a bearer token for /dashboard and /api/report, one line of at least "
+     "16 characters",
+     NULL, 0, 0, 0},
     CFG_OPTION_END,
 };
 
@@ -59,12 +64,6 @@ httpd_conf_check(const struct cfg *c, struct err *e)
     const char *const *l;
     size_t i, n = cfg_list(c, "http_listen", &l);
 
-    if (cfg_is_set(c, "http_password_file"))
-        return cfg_err(e, c, "http_password_file",
-                       "the dashboard is not built in this version");
-    if (cfg_is_set(c, "http_token_file"))
-        return cfg_err(e, c, "http_token_file",
-                       "the dashboard is not built in this version");
     if (n == 0) {
         for (i = 0; needs_listen[i] != NULL; i++)
             if (cfg_is_set(c, needs_listen[i]))
@@ -87,6 +86,54 @@ httpd_conf_check(const struct cfg *c, struct err *e)
         MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
         return cfg_err(e, c, "http_tls_cert_file",
                        "this libmicrohttpd was built without TLS");
+    if (cfg_is_set(c, "http_password_file")) {
+        struct auth_table *t;
+        struct err e2;
+
+        if ((t = auth_table_load(cfg_str(c, "http_password_file"), &e2)) ==
+            NULL)
+            return cfg_err(e, c, "http_password_file", "%s", e2.text);
+        auth_table_free(t);
+    }
+    if (cfg_is_set(c, "http_token_file")) {
+        char tok[HTTPD_CRED_MAX + 1];
+        struct err e2;
+
+        if (httpd_token_read(cfg_str(c, "http_token_file"), tok, &e2) < 0)
+            return cfg_err(e, c, "http_token_file", "%s", e2.text);
+        explicit_bzero(tok, sizeof(tok));
+    }
+    return 0;
+}
+
+int
+httpd_token_read(const char *path, char *tok, struct err *e)
+{
+    char line[HTTPD_CRED_MAX + 2];
+    size_t len;
+    FILE *fp;
+
+    tok[0] = '\0';
+    if ((fp = fopen(path, "re")) == NULL)
+        return err_sys(e, ERR_CONFIG, "%s", path);
+    if (fgets(line, sizeof(line), fp) == NULL) {
+        fclose(fp);
+        return err_set(e, ERR_CONFIG, "%s: empty", path);
+    }
+    fclose(fp);
+    len = strcspn(line, "\r\n");
+    line[len] = '\0';
+    if (len < 16 || len > HTTPD_CRED_MAX ||
+        strspn(line, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                     "0123456789-._~+/") != len) {
+        explicit_bzero(line, sizeof(line));
+        return err_set(e, ERR_CONFIG,
+                       "%s: want one token of 16 to %d characters "
+                       "A-Z a-z 0-9 - . _ ~ + /",
+                       path, HTTPD_CRED_MAX);
+    }
+    memcpy(tok, line, len + 1);
+    explicit_bzero(line, sizeof(line));
     return 0;
 }
 
