@@ -117,6 +117,50 @@ test_split(void **state)
     unit_str_eq("log text", path, "/a?b???z");
 }
 
+static void
+test_auth_parse(void **state)
+{
+    static const struct {
+        const char *name, *in;
+        int want;
+        const char *user, *pass, *token;
+    } cases[] = {
+        {"basic", "Basic YWRtaW46c2VjcmV0IGhvcnNl", 1, "admin", "secret horse",
+         ""},
+        {"basic, case and spaces", "basic   YWRtaW46c2VjcmV0IGhvcnNl  ", 1,
+         "admin", "secret horse", ""},
+        {"colon in the password", "Basic YTpiOmM=", 1, "a", "b:c", ""},
+        {"empty password", "Basic YTo=", 1, "a", "", ""},
+        {"empty user", "Basic OmI=", -1, "", "", ""},
+        {"no colon", "Basic YWJj", -1, "", "", ""},
+        {"NUL inside", "Basic YQBiOmM=", -1, "", "", ""},
+        {"bad base64", "Basic YW*k", -1, "", "", ""},
+        {"padding inside", "Basic YQ==YTpi", -1, "", "", ""},
+        {"length not a multiple of 4", "Basic YTpiY", -1, "", "", ""},
+        {"empty", "Basic ", -1, "", "", ""},
+        {"bearer", "Bearer tok-0123456789abcdefXYZ", 2, "", "",
+         "tok-0123456789abcdefXYZ"},
+        {"bearer with padding", "Bearer abc==", 2, "", "", "abc=="},
+        {"bearer with a space inside", "Bearer abc def", -1, "", "", ""},
+        {"bearer with a quote", "Bearer abc\"", -1, "", "", ""},
+        {"digest", "Digest username=\"a\"", -1, "", "", ""},
+        {"nothing", "", -1, "", "", ""},
+    };
+    char user[HTTPD_CRED_MAX + 1], pass[HTTPD_CRED_MAX + 1],
+        tok[HTTPD_CRED_MAX + 1];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        unit_int_eq(cases[i].name,
+                    httpd_auth_parse(cases[i].in, user, pass, tok),
+                    cases[i].want);
+        unit_str_eq(cases[i].name, user, cases[i].user);
+        unit_str_eq(cases[i].name, pass, cases[i].pass);
+        unit_str_eq(cases[i].name, tok, cases[i].token);
+    }
+}
+
 /* ---------------------------------------------------------- the server */
 
 static void
@@ -282,6 +326,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_match),
         cmocka_unit_test(test_split),
+        cmocka_unit_test(test_auth_parse),
         cmocka_unit_test(test_server),
     };
 
