@@ -140,7 +140,7 @@ http_health(const struct daemon_http *dh, char *why, size_t n)
 
         snprintf(sub, sizeof(sub), "%s/queue", ct->queue_dir);
         if (access(sub, W_OK | X_OK) < 0) {
-            snprintf(why, n, "queue directory %s not writable: %s", sub,
+            snprintf(why, n, "queue directory not writable: %s",
                      strerror(errno));
             return 0;
         }

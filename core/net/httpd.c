@@ -355,6 +355,10 @@ httpd_add_socket(struct httpd *h, int fd, struct err *e)
 
 /* ------------------------------------------------------------- serving */
 
+/* libmicrohttpd's own messages, as warnings in the log. */
+static void httpd_mhd_log(void *cls, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
 static void
 httpd_mhd_log(void *cls, const char *fmt, va_list ap)
 {

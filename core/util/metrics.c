@@ -78,6 +78,21 @@ metrics_message(enum metrics_frontend fe, enum metrics_outcome o)
                                   memory_order_relaxed);
 }
 
+unsigned long long
+metrics_messages(enum metrics_frontend fe, enum metrics_outcome o)
+{
+    if ((unsigned)fe >= METRICS_FE_COUNT || (unsigned)o >= METRICS_MSG_COUNT)
+        return 0;
+    return atomic_load_explicit(&metrics_table.message[fe][o],
+                                memory_order_relaxed);
+}
+
+const char *
+metrics_outcome_name(enum metrics_outcome o)
+{
+    return (unsigned)o < METRICS_MSG_COUNT ? metrics_outcome_names[o] : "";
+}
+
 void
 metrics_nexthop_reply(int code)
 {

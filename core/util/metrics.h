@@ -92,6 +92,13 @@ void metrics_http_reply(int status);
  * range one is not counted as a verdict). */
 void metrics_stage(const char *name, long long usec, int verdict);
 
+/* metrics_messages - the messages of fe with outcome o so far. */
+unsigned long long metrics_messages(enum metrics_frontend fe,
+                                    enum metrics_outcome o);
+
+/* metrics_outcome_name - "passed", "rejected"...; "" out of range. */
+const char *metrics_outcome_name(enum metrics_outcome o);
+
 /* metrics_get - the value of c now (tests, /healthz). */
 unsigned long long metrics_get(enum metrics_counter c);
 

@@ -14,6 +14,7 @@
 #     replies up and no 5xx; the queue gauges are there;
 #   - one EICAR message: 554 to the client, rejected moves by exactly 1,
 #     antivirus's reject verdict by 1, the disclaimer stage's runs not;
+#   - relaychain status prints the same message counts;
 #   - /healthz 200 "ok"; POST /metrics 405 with Allow; an unknown path
 #     404; each request has an access line in the log;
 #   - a reload that changes http_listen says it needs a restart, and the
@@ -122,6 +123,12 @@ is m1 m2 'relaychain_messages_total{frontend="smtpd",outcome="rejected"}' 1
 is m1 m2 'relaychain_messages_total{frontend="smtpd",outcome="passed"}' 0
 is m1 m2 'relaychain_stage_verdicts_total{stage="antivirus",verdict="reject"}' 1
 is m1 m2 'relaychain_stage_duration_seconds_count{stage="disclaimer"}' 0
+
+"$RC" status -c "$T/r.conf" >"$T/status.out" 2>&1
+check "relaychain status: the message counters /metrics has ($(grep messages "$T/status.out"))" \
+    grep -q '^messages since start: 1 passed, 1 rejected, 0 tempfailed, 0 discarded, 0 quarantined$' "$T/status.out"
+check "relaychain status: http_listen" \
+    grep -q "^http_listen: 127.0.0.1:$hport" "$T/status.out"
 
 # ---- 3. /healthz, routing, the access log
 h=$(timeout 10 curl -sS -w ' %{http_code}' "http://127.0.0.1:$hport/healthz" 2>&1 |
