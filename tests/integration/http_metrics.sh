@@ -19,7 +19,9 @@
 #     404; each request has an access line in the log;
 #   - a reload that changes http_listen says it needs a restart, and the
 #     listener keeps serving on its port;
-#   - HTTPS with http_tls_cert_file / http_tls_key_file;
+#   - HTTPS with http_tls_cert_file / http_tls_key_file; a third
+#     connection from a client past http_max_connections_per_client = 2
+#     refused, an idle one closed after http_timeout = 1s;
 #   - relaychain check refuses a certificate without its key, and the
 #     dashboard's keys (not built), with file:line.
 . "$top_srcdir/tests/integration/smtpd_lib.sh"
@@ -179,6 +181,8 @@ rcd_conf "$T/tls.conf" "$port" "smtp:[127.0.0.1]:$sink_port" <<EOF2
 http_listen = 127.0.0.1:$hport
 http_tls_cert_file = $T/cert.pem
 http_tls_key_file = $T/key.pem
+http_max_connections_per_client = 2
+http_timeout = 1s
 EOF2
 rcd_start tls "$T/tls.conf" "$port" || finish
 h=$(timeout 10 curl -sS --cacert "$T/cert.pem" -w ' %{http_code}' \
@@ -187,6 +191,40 @@ check "HTTPS /healthz: ok 200 (got $h)" [ "$h" = "ok  200" ]
 c=$(timeout 10 curl -sS -o /dev/null -w '%{http_code}' \
     "http://127.0.0.1:$hport/healthz" 2>&1)
 check "plain HTTP to the HTTPS listener gets no 200 (got $c)" [ "$c" != 200 ]
+# ---- limits: 2 connections per client, idle ones closed after 1s
+"$PY" - "$hport" >"$T/limits.out" 2>&1 <<'EOF2'
+import socket, subprocess, sys, time
+port = int(sys.argv[1])
+idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
+time.sleep(0.2)
+third = subprocess.run(["curl", "-sS", "-k", "-o", "/dev/null", "-w", "%{http_code}",
+                        "--max-time", "5", "https://127.0.0.1:%d/healthz" % port],
+                       capture_output=True, text=True).stdout
+print("third:", third)
+t0 = time.time()
+idle[0].settimeout(5)
+end = "timeout"
+try:
+    while idle[0].recv(100):  # a TLS alert may come before the end
+        pass
+    end = "closed"
+except OSError as e:
+    end = "error %s" % e
+print("idle %s after %.1f s" % (end, time.time() - t0))
+for s in idle:
+    s.close()
+time.sleep(0.3)
+after = subprocess.run(["curl", "-sS", "-k", "-o", "/dev/null", "-w", "%{http_code}",
+                        "--max-time", "5", "https://127.0.0.1:%d/healthz" % port],
+                       capture_output=True, text=True).stdout
+print("after:", after)
+EOF2
+check "a third connection from one client is refused ($(tr '\n' ' ' <"$T/limits.out"))" \
+    grep -q '^third: 000$' "$T/limits.out"
+check "an idle connection is closed within 3 s (http_timeout = 1s; $(grep idle "$T/limits.out"))" \
+    grep -q "^idle closed after [0-2]\.[0-9] s$" "$T/limits.out"
+check "the client is served again once its connections closed" \
+    grep -q '^after: 200$' "$T/limits.out"
 rcd_stop tls
 
 # ---- 6. configuration errors, with file:line
