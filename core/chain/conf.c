@@ -189,11 +189,6 @@ static const char *const conf_key_order[] = {
     "on_suppressed",
     "verp_domain",
     "fbl_address",
-    "milter_listen",
-    "milter_socket_mode",
-    "milter_socket_group",
-    "milter_tcp_nodelay",
-    "milter_size_action",
     /* ---- http: relaychaind's HTTP listener */
     "http_listen",
     "http_threads",
@@ -205,6 +200,11 @@ static const char *const conf_key_order[] = {
     "http_tls_key_file",
     "http_password_file",
     "http_token_file",
+    "milter_listen",
+    "milter_socket_mode",
+    "milter_socket_group",
+    "milter_tcp_nodelay",
+    "milter_size_action",
 };
 
 /* The identity the daemon runs as once privileges are dropped: user and
