@@ -22,9 +22,11 @@
 #   - HTTPS with http_tls_cert_file / http_tls_key_file; a third
 #     connection from a client past http_max_connections_per_client = 2
 #     refused, an idle one closed after http_timeout = 1s;
+#   - the milter front end (miltertest, one clean message): counted
+#     under frontend="milter", by exactly 1;
 #   - relaychain check refuses a certificate without its key, and the
 #     dashboard's keys (not built), with file:line.
-. "$top_srcdir/tests/integration/smtpd_lib.sh"
+. "$top_srcdir/tests/integration/milter_lib.sh"
 
 for prog in curl promtool; do
     command -v "$prog" >/dev/null 2>&1 ||
@@ -227,7 +229,43 @@ check "the client is served again once its connections closed" \
     grep -q '^after: 200$' "$T/limits.out"
 rcd_stop tls
 
-# ---- 6. configuration errors, with file:line
+# ---- 6. the milter front end: one clean message by miltertest
+set -- $(free_ports 1)
+mport=$1
+sock=$T/milter.sock
+mtd_conf "$T/m.conf" "unix:$sock" <<EOF2
+http_listen = 127.0.0.1:$mport
+EOF2
+mtd_start m "$T/m.conf" "unix:$sock" || finish
+wait_listen "$mport" || fail "the milter daemon's HTTP listener does not listen"
+timeout 10 curl -sS -o "$T/mm0.prom" "http://127.0.0.1:$mport/metrics"
+lua milter <<EOF2
+conn = mt.connect("unix:$sock")
+if conn == nil then error("cannot connect") end
+mt.conninfo(conn, "client.test.example", "192.0.2.1")
+mt.helo(conn, "client.test.example")
+mt.macro(conn, SMFIC_MAIL, "i", "MQID1")
+if mt.mailfrom(conn, "<alice@example.com>") ~= nil then error("mail") end
+if mt.rcptto(conn, "<bob@example.net>") ~= nil then error("rcpt") end
+mt.header(conn, "Subject", "metrics")
+mt.bodystring(conn, "hello, milter\r\n")
+mt.eom(conn)
+if mt.getreply(conn) ~= SMFIR_ACCEPT and mt.getreply(conn) ~= SMFIR_CONTINUE then
+    error("not accepted")
+end
+mt.disconnect(conn)
+EOF2
+rc=$?
+check "miltertest: the message passed ($(tail -2 "$T/milter.out"))" [ "$rc" -eq 0 ]
+timeout 10 curl -sS -o "$T/mm1.prom" "http://127.0.0.1:$mport/metrics"
+check "milter scrape: promtool passes" sh -c "promtool check metrics <'$T/mm1.prom' >/dev/null 2>&1"
+is mm0 mm1 'relaychain_messages_total{frontend="milter",outcome="passed"}' 1
+is mm0 mm1 'relaychain_messages_total{frontend="smtpd",outcome="passed"}' 0
+is mm0 mm1 'relaychain_milter_connections_total' 1
+is mm0 mm1 'relaychain_stage_verdicts_total{stage="antivirus",verdict="continue"}' 1
+mtd_stop m
+
+# ---- 7. configuration errors, with file:line
 for bad in "http_tls_cert_file = $T/cert.pem" \
     "http_password_file = $T/passwd" "http_token_file = $T/token"; do
     key=${bad%% *}
