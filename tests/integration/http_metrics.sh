@@ -14,6 +14,8 @@
 #     replies up and no 5xx; the queue gauges are there;
 #   - one EICAR message: 554 to the client, rejected moves by exactly 1,
 #     antivirus's reject verdict by 1, the disclaimer stage's runs not;
+#   - two STARTTLS sessions, one AUTH that succeeds and one that fails:
+#     each outcome counter moves by exactly that;
 #   - relaychain status prints the same message counts;
 #   - /healthz 200 "ok"; POST /metrics 405 with Allow; an unknown path
 #     404; each request has an access line in the log;
@@ -37,6 +39,12 @@ done
 set -- $(free_ports 4)
 port=$1 sink_port=$2 hport=$3 hport2=$4
 
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+    -keyout "$T/key.pem" -out "$T/cert.pem" >/dev/null 2>&1 ||
+    fail "openssl could not make a certificate"
+printf '%s\n' 'right horse battery' |
+    "$RC" passwd "$T/smtp.passwd" alice >"$T/passwd.out" 2>&1 ||
+    fail "relaychain passwd: $(cat "$T/passwd.out")"
 cp -R "$top_srcdir/chain.d" "$T/chain.d"
 chmod -R u+w "$T/chain.d"
 sink_start sink "$sink_port"
@@ -49,6 +57,9 @@ delivery = queue
 queue_directory = $T/spool
 http_listen = 127.0.0.1:$hport$v6
 http_threads = 2
+tls_cert_file = $T/cert.pem
+tls_key_file = $T/key.pem
+auth_password_file = $T/smtp.passwd
 EOF2
 rcd_start r "$T/r.conf" "$port" || finish
 
@@ -128,9 +139,26 @@ is m1 m2 'relaychain_messages_total{frontend="smtpd",outcome="passed"}' 0
 is m1 m2 'relaychain_stage_verdicts_total{stage="antivirus",verdict="reject"}' 1
 is m1 m2 'relaychain_stage_duration_seconds_count{stage="disclaimer"}' 0
 
+# ---- 2b. STARTTLS and AUTH outcomes
+timeout 30 swaks --server 127.0.0.1 --port "$port" --from alice@example.com \
+    --to bob@example.net --timeout 20 --tls --auth PLAIN --auth-user alice \
+    --auth-password 'right horse battery' >"$T/auth-ok.out" 2>&1
+check "TLS and AUTH: 235" grep -q '<~ *235 ' "$T/auth-ok.out"
+timeout 30 swaks --server 127.0.0.1 --port "$port" --from alice@example.com \
+    --to bob@example.net --timeout 20 --tls --auth PLAIN --auth-user alice \
+    --auth-password 'wrong' --quit-after AUTH >"$T/auth-bad.out" 2>&1
+check "a wrong password: 535" grep -q '<~\* *535 ' "$T/auth-bad.out"
+scrape m3
+is m2 m3 'relaychain_smtpd_tls_handshakes_total{result="ok"}' 2
+is m2 m3 'relaychain_smtpd_tls_handshakes_total{result="failed"}' 0
+is m2 m3 'relaychain_smtpd_auth_attempts_total{result="success"}' 1
+is m2 m3 'relaychain_smtpd_auth_attempts_total{result="failure"}' 1
+is m2 m3 'relaychain_smtpd_connections_total' 2
+is m2 m3 'relaychain_messages_total{frontend="smtpd",outcome="passed"}' 1
+
 "$RC" status -c "$T/r.conf" >"$T/status.out" 2>&1
 check "relaychain status: the message counters /metrics has ($(grep messages "$T/status.out"))" \
-    grep -q '^messages since start: 1 passed, 1 rejected, 0 tempfailed, 0 discarded, 0 quarantined$' "$T/status.out"
+    grep -q '^messages since start: 2 passed, 1 rejected, 0 tempfailed, 0 discarded, 0 quarantined$' "$T/status.out"
 check "relaychain status: http_listen" \
     grep -q "^http_listen: 127.0.0.1:$hport" "$T/status.out"
 
@@ -174,9 +202,6 @@ check "nothing listens on the new port before a restart" \
 rcd_stop r
 
 # ---- 5. HTTPS
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
-    -keyout "$T/key.pem" -out "$T/cert.pem" >/dev/null 2>&1 ||
-    fail "openssl could not make a certificate"
 set -- $(free_ports 2)
 port=$1 hport=$2
 rcd_conf "$T/tls.conf" "$port" "smtp:[127.0.0.1]:$sink_port" <<EOF2
