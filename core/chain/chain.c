@@ -40,6 +40,7 @@
 
 #include "chain/chain.h"
 #include "util/log.h"
+#include "util/metrics.h"
 #include "msg/match.h"
 #include "msg/mime.h"
 #include "chain/registry.h"
@@ -707,6 +708,8 @@ chain_run_opts(const struct chain *ch, struct msg *m,
         step->edits_after = msg_journal(m, &edits);
         chain_fix_verdict(st, &step->verdict);
         chain_log_step(m, step);
+        /* ---- http: the stage's duration and verdict for /metrics */
+        metrics_stage(st->name, step->usec, (int)step->verdict.kind);
         /* The trail the archive stage records; a message is not refused
          * for lack of it. */
         if (msg_trail_add(m, st->name, verdict_kind_name(step->verdict.kind),

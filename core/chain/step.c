@@ -15,10 +15,11 @@
 
 #include "chain/step.h"
 #include "util/log.h"
+#include "util/metrics.h"
 
-enum step_outcome
-step_run(const struct step_in *in, struct msg *m, struct chain_result *res,
-         struct err *e)
+static enum step_outcome
+step_run_chain(const struct step_in *in, struct msg *m,
+               struct chain_result *res, struct err *e)
 {
     const char *by, *tag = in->log_tag, *where = in->log_where;
     size_t size = in->data->len;
@@ -73,6 +74,52 @@ step_run(const struct step_in *in, struct msg *m, struct chain_result *res,
     }
     return res->verdict.kind == VERDICT_QUARANTINE ? STEP_QUARANTINE
                                                    : STEP_CONTINUE;
+}
+
+/* ---- http: every message a front end finished, by its outcome, for
+ * /metrics (util/metrics). A message split into recipient groups is run
+ * once per group and counted so. */
+static void
+step_count(enum msg_frontend fe, enum step_outcome o)
+{
+    enum metrics_outcome mo;
+
+    switch (o) {
+    case STEP_CONTINUE:
+        mo = METRICS_MSG_PASSED;
+        break;
+    case STEP_TOO_BIG:
+    case STEP_REFUSED:
+    case STEP_REJECT:
+        mo = METRICS_MSG_REJECTED;
+        break;
+    case STEP_DISCARD:
+    case STEP_NO_RCPTS:
+        mo = METRICS_MSG_DISCARDED;
+        break;
+    case STEP_QUARANTINE:
+        mo = METRICS_MSG_QUARANTINED;
+        break;
+    case STEP_ERROR:
+    case STEP_TEMPFAIL:
+    default:
+        mo = METRICS_MSG_TEMPFAILED;
+        break;
+    }
+    if (fe == MSG_FE_SMTP)
+        metrics_message(METRICS_FE_SMTPD, mo);
+    else if (fe == MSG_FE_MILTER)
+        metrics_message(METRICS_FE_MILTER, mo);
+}
+
+enum step_outcome
+step_run(const struct step_in *in, struct msg *m, struct chain_result *res,
+         struct err *e)
+{
+    enum step_outcome o = step_run_chain(in, m, res, e);
+
+    step_count(msg_env(m)->frontend, o);
+    return o;
 }
 
 void

@@ -29,6 +29,7 @@
 #include "util/cfg.h"
 #include "chain/conf.h"
 #include "queue/events_db.h"
+#include "queue/events_report.h" /* ---- http */
 #include "cli/cli.h"
 
 #define EVCLI_LINE_MAX 2048
@@ -227,18 +228,6 @@ evcli_report_row(void *ctx, const struct events_report_row *r)
     double fr = evcli_rate(r->deferred, r->deferred + final);
 
     rp->n++;
-    if (rp->json) {
-        printf("%s{\"key\": ", rp->n > 1 ? ",\n " : "[");
-        evcli_json_str(r->key);
-        printf(", \"received\": %llu, \"delivered\": %llu, \"deferred\": "
-               "%llu, \"bounced_hard\": %llu, \"bounced_soft\": %llu, "
-               "\"expired\": %llu, \"suppressed\": %llu, "
-               "\"delivered_rate\": %.2f, \"bounce_rate\": %.2f, "
-               "\"defer_rate\": %.2f}",
-               r->received, r->delivered, r->deferred, r->bounced_hard,
-               r->bounced_soft, r->expired, r->suppressed, dr, br, fr);
-        return 0;
-    }
     if (rp->n == 1)
         printf("%-24s %9s %9s %9s %9s %9s %9s %9s %7s %7s %7s\n", "key",
                "received", "delivered", "deferred", "hard", "soft", "expired",
@@ -307,9 +296,18 @@ report_cmd(int argc, char **argv)
     if ((db = evcli_open(path, EVENTS_DB_READONLY)) == NULL)
         return 1;
     err_clear(&e);
-    rc = events_db_report(db, by, since, until, evcli_report_row, &rp, &e);
-    if (rp.json && rc == 0)
-        printf("%s\n", rp.n > 0 ? "]" : "[]");
+    if (rp.json) {
+        /* ---- http: the JSON relaychaind's /api/report serves too */
+        struct buf out;
+
+        buf_init(&out, 0);
+        rc = events_report_json(db, by, since, until, &out, &e) < 0 ? -1 : 0;
+        if (rc == 0)
+            fwrite(buf_str(&out), 1, out.len, stdout);
+        buf_fini(&out);
+    } else {
+        rc = events_db_report(db, by, since, until, evcli_report_row, &rp, &e);
+    }
     events_db_close(db);
     if (rc < 0) {
         fprintf(stderr, "relaychain: report: %s\n", e.text);

@@ -9,6 +9,7 @@
 
 #include "cli/parts.h"
 #include "milterd/milterd_conf.h"
+#include "net/httpd_conf.h" /* ---- http */
 #include "net/smtpc_conf.h"
 #include "queue/queue_conf.h"
 #include "queue/events_conf.h"
@@ -16,8 +17,13 @@
 #include "smtpd/smtpd_conf.h"
 
 const struct conf_part *const parts_all[] = {
-    &smtpc_conf_part, &queue_conf_part,   &events_conf_part, /* ---- events */
-    &smtpd_conf_part, &milterd_conf_part, NULL,
+    &smtpc_conf_part,
+    &queue_conf_part,
+    &events_conf_part, /* ---- events */
+    &smtpd_conf_part,
+    &milterd_conf_part,
+    &httpd_conf_part, /* ---- http */
+    NULL,
 };
 
 /* What relaychaind's runtime holds besides the configuration. */

@@ -33,6 +33,7 @@
 #include "queue/events.h"
 #include "queue/queue.h"
 #include "util/log.h"
+#include "util/metrics.h" /* ---- http */
 
 /*
  * The control socket: a UNIX stream socket (control_socket) on which the
@@ -233,6 +234,30 @@ count_dir(const char *dir)
     return n;
 }
 
+/* ---- http: the HTTP listener and the message counters /metrics
+ * shows */
+static void
+control_status_http(const struct control *ct, struct reply *r)
+{
+    const char *const *l;
+    size_t n = cfg_list(ct->boot, "http_listen", &l), i;
+
+    if (n > 0) {
+        reply_add(r, "http_listen:");
+        for (i = 0; i < n; i++)
+            reply_add(r, " %s", l[i]);
+        reply_add(r, "\n");
+    }
+    reply_add(r, "messages since start:");
+    for (i = 0; i < METRICS_MSG_COUNT; i++)
+        reply_add(
+            r, "%s %llu %s", i ? "," : "",
+            metrics_messages(METRICS_FE_SMTPD, (enum metrics_outcome)i) +
+                metrics_messages(METRICS_FE_MILTER, (enum metrics_outcome)i),
+            metrics_outcome_name((enum metrics_outcome)i));
+    reply_add(r, "\n");
+}
+
 static void
 control_status(const struct control *ct, struct reply *r)
 {
@@ -273,6 +298,7 @@ control_status(const struct control *ct, struct reply *r)
     if (cfg_str(ct->boot, "milter_listen") != NULL)
         reply_add(r, "milter_listen: %s\n",
                   cfg_str(ct->boot, "milter_listen"));
+    control_status_http(ct, r); /* ---- http */
     if (ct->queue_mode) {
         char sub[PATH_MAX + 8];
         long active, held;

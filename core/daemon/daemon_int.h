@@ -13,13 +13,16 @@
 #define RC_DAEMON_INT_H
 
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <sys/types.h>
 #include <time.h>
 
 #include "chain/conf.h"
 #include "chain/runtime.h"
+#include "net/httpd.h"
 #include "queue/queue.h"
 #include "smtpd/smtpd.h"
 #include "util/cfg.h"
@@ -128,5 +131,46 @@ int control_start(struct control *ct, struct err *e);
 /* control_stop - end the control thread once its clients are done,
  * close and remove the socket; also for a control never started. */
 void control_stop(struct control *ct);
+
+/* -------------------------------------------------------------- http */
+
+/* ---- http: the HTTP listener (http.c). main() owns it; the request
+ * threads read it. */
+struct auth_table;
+struct auth_rate;
+struct daemon_http {
+    int fd[8]; /* bound by http_bind, handed to the listener at start */
+    size_t nfd;
+    struct httpd *h;
+    atomic_int stopping;
+    const struct control *ct;
+    int smtp_fd[16]; /* the SMTP listeners, checked by /healthz */
+    size_t nsmtp;
+    /* /dashboard and /api/report: their users and token, the failure
+     * rate per client, the events store the report reads */
+    struct auth_table *users;
+    char token[HTTPD_CRED_MAX + 1];
+    struct auth_rate *rate;
+    const char *events_store;
+};
+
+/* The dashboard page (http_dashboard.c). */
+extern const char http_dashboard_html[];
+
+/* http_bind - bind every http_listen address (before privileges are
+ * dropped); 0, or -1 with e. */
+int http_bind(struct daemon_http *dh, const struct cfg *boot, struct err *e);
+
+/* http_begin - with the chain loaded: the listener with /healthz and
+ * /metrics, started; nothing without http_listen. 0, or -1 with e. */
+int http_begin(struct daemon_http *dh, struct control *ct,
+               const struct pollfd *smtp, size_t nsmtp, const struct cfg *boot,
+               struct err *e);
+
+/* http_stopping - /healthz says "shutting down" from now on. */
+void http_stopping(struct daemon_http *dh);
+
+/* http_end - stop the listener and close its sockets. */
+void http_end(struct daemon_http *dh);
 
 #endif

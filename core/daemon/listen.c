@@ -22,6 +22,7 @@
 
 #include "daemon/daemon_int.h"
 #include "util/log.h"
+#include "util/metrics.h"
 
 #define LISTEN_BACKLOG 4096
 
@@ -126,6 +127,7 @@ accept_one(struct smtpd_server *srv, int lfd, pthread_attr_t *attr)
         free(a);
         return;
     }
+    metrics_add(METRICS_SMTPD_CONNECTIONS, 1); /* ---- http: /metrics */
     a->srv = srv;
     a->fd = fd;
     a->rt = runtime_hold_current();

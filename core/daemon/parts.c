@@ -12,6 +12,7 @@
 
 #include "daemon/daemon_int.h"
 #include "milterd/milterd_conf.h"
+#include "net/httpd_conf.h" /* ---- http */
 #include "net/smtpc_conf.h"
 #include "queue/queue_conf.h"
 #include "queue/events_conf.h"
@@ -23,8 +24,13 @@
  * commands' (core/cli/parts.c), so "relaychain check" refuses what the
  * daemon would. */
 const struct conf_part *const daemon_parts[] = {
-    &smtpc_conf_part, &queue_conf_part,   &events_conf_part, /* ---- events */
-    &smtpd_conf_part, &milterd_conf_part, NULL,
+    &smtpc_conf_part,
+    &queue_conf_part,
+    &events_conf_part, /* ---- events */
+    &smtpd_conf_part,
+    &milterd_conf_part,
+    &httpd_conf_part, /* ---- http */
+    NULL,
 };
 
 /* What each runtime holds besides the configuration: the SMTP front

@@ -118,6 +118,7 @@ struct daemon {
     pthread_t reloader;
     struct reload_arg ra;
     struct control ct;
+    struct daemon_http http; /* ---- http */
 };
 
 static void
@@ -585,6 +586,8 @@ daemon_stop(struct daemon *d)
     size_t i;
     int left;
 
+    /* ---- http: /healthz says no from here, for the whole drain */
+    http_stopping(&d->http);
     for (i = 0; i < d->nlisten; i++)
         close(d->pfd[i].fd);
     smtpd_server_stop(d->srv);
@@ -595,6 +598,7 @@ daemon_stop(struct daemon *d)
     control_stop(&d->ct);
     pthread_join(d->reloader, NULL);
     left = daemon_drain(d);
+    http_end(&d->http); /* ---- http */
     pthread_attr_destroy(&d->attr);
     close(d->sfd);
     if (d->md != NULL && milterd_wait(d->md) != 0)
@@ -618,6 +622,7 @@ daemon_fail(struct daemon *d)
      * runtime), and the milter and control sockets are removed. */
     for (i = 0; i < d->nbound; i++)
         close(d->pfd[i].fd);
+    http_end(&d->http); /* ---- http */
     if (d->spool != NULL)
         queue_free(d->spool);
     runtime_release_current();
@@ -687,6 +692,7 @@ main(int argc, char **argv)
     if (root_check(d.boot, &e) < 0 ||
         user_ids(d.boot, &d.uid, &d.gid, &e) < 0 ||
         daemon_listen(&d, &e) < 0 ||
+        http_bind(&d.http, d.boot, &e) < 0 || /* ---- http */
         control_open(&d.ct, d.boot, d.uid, d.gid, &e) < 0 ||
         drop_privileges(cfg_str(d.boot, "user"), cfg_str(d.boot, "group"),
                         &e) < 0 ||
@@ -694,7 +700,9 @@ main(int argc, char **argv)
         fprintf(stderr, "relaychaind: %s\n", e.text);
         return daemon_fail(&d);
     }
-    if (daemon_threads(&d, &e) < 0) {
+    if (daemon_threads(&d, &e) < 0 ||
+        /* ---- http: the HTTP listener, once the chain is loaded */
+        http_begin(&d.http, &d.ct, d.pfd, d.nlisten, d.boot, &e) < 0) {
         log_error(NULL, "%s", e.text);
         return 1;
     }

@@ -84,21 +84,30 @@ reload_restart_keys(const struct cfg *boot, const struct cfg *cfg, char *note,
         "events_buffer",       "events_batch",   "events_batch_time",
         "stream_map",          "suppress_scope", "on_suppressed",
     };
+    /* ---- http: the listener is made once, at start */
+    static const char *const http_keys[] = {
+        "http_listen",          "http_threads",
+        "http_max_connections", "http_max_connections_per_client",
+        "http_body_limit",      "http_timeout",
+        "http_tls_cert_file",   "http_tls_key_file",
+        "http_password_file",   "http_token_file",
+    };
+    size_t nk = sizeof(keys) / sizeof(keys[0]);
     size_t i, o = 0;
 
     note[0] = '\0';
-    for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-        const char *a = cfg_raw(boot, keys[i]), *b = cfg_raw(cfg, keys[i]);
+    for (i = 0; i < nk + sizeof(http_keys) / sizeof(http_keys[0]); i++) {
+        const char *k = i < nk ? keys[i] : http_keys[i - nk];
+        const char *a = cfg_raw(boot, k), *b = cfg_raw(cfg, k);
 
         if ((a == NULL) == (b == NULL) && (a == NULL || strcmp(a, b) == 0))
             continue;
-        log_warning(NULL, "%s changed; restart relaychaind to use it",
-                    keys[i]);
+        log_warning(NULL, "%s changed; restart relaychaind to use it", k);
         if (o < n)
             o += (size_t)snprintf(note + o, n - o,
                                   "; %s changed: restart "
                                   "relaychaind to use it",
-                                  keys[i]);
+                                  k);
     }
 }
 

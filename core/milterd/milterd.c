@@ -54,6 +54,7 @@
 
 #include "chain/chain.h"
 #include "util/log.h"
+#include "util/metrics.h"
 #include "milterd/milterd.h"
 #include "milterd/milterd_int.h"
 
@@ -433,6 +434,7 @@ mlfi_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
 {
     struct milterd_session *s;
 
+    metrics_add(METRICS_MILTER_CONNECTIONS, 1); /* ---- http: /metrics */
     if ((s = mlfi_begin(ctx, SMFIM_CONNECT)) == NULL)
         return SMFIS_TEMPFAIL;
     milterd_connect(s, hostname, sa);

@@ -111,6 +111,7 @@
 #include "util/cfg.h"
 #include "util/esmtp.h"
 #include "util/fdio.h"
+#include "util/metrics.h"
 #include "net/netio.h"
 #include "net/smtpc.h"
 #include "net/smtpc_transport.h"
@@ -221,6 +222,7 @@ smtpc_read(struct smtpc_conn *c, struct smtpc_reply *r, const char *what,
         if (rc == 1)
             break;
     }
+    metrics_nexthop_reply(r->code); /* ---- http: /metrics */
     if (r->code == 421) {
         c->broken = 1;
         r->code = 451;

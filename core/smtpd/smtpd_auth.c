@@ -22,6 +22,7 @@
 #include "util/ratelimit.h"
 #include "util/buf.h"
 #include "util/log.h"
+#include "util/metrics.h"
 #include "smtpd/smtpd_int.h"
 
 void
@@ -44,6 +45,7 @@ smtpd_cmd_starttls(struct smtpd_session *s, const char *arg)
      * be obeyed once the channel is encrypted (CVE-2011-0411). */
     netio_discard_input(s->io);
     if (netio_tls_accept(s->io, s->rt->tls, &s->e) < 0) {
+        metrics_add(METRICS_SMTPD_TLS_FAILED, 1); /* ---- http */
         /* No reply can be given in the middle of a handshake. */
         if (netio_timed_out(s->io))
             log_info(NULL, "timeout after STARTTLS from %s[%s]", s->name,
@@ -54,6 +56,7 @@ smtpd_cmd_starttls(struct smtpd_session *s, const char *arg)
         return;
     }
     s->n_starttls++;
+    metrics_add(METRICS_SMTPD_TLS_OK, 1); /* ---- http */
     log_info(NULL, "TLS connection established from %s[%s]: %s", s->name,
              s->addr, netio_tls_info(s->io, info, sizeof(info)));
     /* RFC 3207: forget everything learned before TLS. */
@@ -240,6 +243,7 @@ smtpd_cmd_auth(struct smtpd_session *s, const char *arg)
         return;
     }
     if (auth_verify(s->rt->auth, user, pass)) {
+        metrics_add(METRICS_SMTPD_AUTH_OK, 1); /* ---- http */
         if (s->rt->auth_failure_rate > 0 &&
             (!ratestate_shared(s->rt->state) || smtpd_auth_shared(s, -1) < 0))
             auth_rate_refund(s->srv->auth_rate, s->addr,
@@ -256,6 +260,7 @@ smtpd_cmd_auth(struct smtpd_session *s, const char *arg)
         return;
     }
     explicit_bzero(pass, sizeof(pass));
+    metrics_add(METRICS_SMTPD_AUTH_FAILED, 1); /* ---- http */
     log_warning(NULL, "%s: SASL %.5s authentication failed",
                 smtpd_client(s, client, sizeof(client)), mech);
     if (++s->auth_failures >= s->rt->auth_failure_limit) {
