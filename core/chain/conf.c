@@ -188,7 +188,9 @@ static const char *const conf_key_order[] = {
     "suppress_scope",
     "on_suppressed",
     "verp_domain",
+    "verp_key_file", /* ---- verp */
     "fbl_address",
+    "fbl_match_header", /* ---- verp */
     "milter_listen",
     "milter_socket_mode",
     "milter_socket_group",

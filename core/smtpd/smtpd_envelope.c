@@ -390,6 +390,29 @@ smtpd_rcpt_suppressed(struct smtpd_session *s, const char *rcpt)
     return 1;
 }
 
+/* ---- verp: smtpd_rcpt_inbound - note whether rcpt is for the relay
+ * itself (a bounce or complaint to read); such recipients and relayed
+ * ones never share a transaction: the second kind gets 452 4.5.3 and
+ * the client sends it again on its own. Returns 1 when it replied. */
+static int
+smtpd_rcpt_inbound(struct smtpd_session *s, const char *rcpt)
+{
+    struct events *ev = s->rt->queue_mode ? queue_events(s->srv->queue) : NULL;
+    int in = events_inbound_rcpt(ev, rcpt);
+
+    if (s->nrcpts > 0 && in != s->inbound) {
+        log_info(s->qid, "RCPT TO:<%s>: %s: 452 4.5.3", rcpt,
+                 in ? "for the relay itself, after relayed recipients"
+                    : "relayed, after recipients for the relay itself");
+        smtpd_reply(s, "452 4.5.3 Send to this recipient in another "
+                       "transaction");
+        return 1;
+    }
+    s->inbound = in;
+    return 0;
+}
+/* ---- end verp */
+
 void
 smtpd_cmd_rcpt(struct smtpd_session *s, const char *line)
 {
@@ -414,13 +437,18 @@ smtpd_cmd_rcpt(struct smtpd_session *s, const char *line)
         buf_fini(&addr);
         return;
     }
+    /* ---- verp: mail for the relay itself is a transaction of its own */
+    if (smtpd_rcpt_inbound(s, buf_str(&addr))) {
+        buf_fini(&addr);
+        return;
+    }
     /* ---- events: the suppression list */
-    if (smtpd_rcpt_suppressed(s, buf_str(&addr))) {
+    if (!s->inbound && smtpd_rcpt_suppressed(s, buf_str(&addr))) {
         buf_fini(&addr);
         return;
     }
     /* ---- encrypt */
-    if (smtpd_rcpt_group(s, buf_str(&addr), &group) != 0) {
+    if (!s->inbound && smtpd_rcpt_group(s, buf_str(&addr), &group) != 0) {
         buf_fini(&addr);
         return;
     }

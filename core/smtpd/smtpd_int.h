@@ -161,6 +161,7 @@ struct smtpd_session {
     char rcpt_group[256];
     /* ---- end encrypt */
     size_t n_dropped; /* ---- events: suppressed and dropped (drop) */
+    int inbound;      /* ---- verp: the transaction is for the relay */
     struct smtpc_conn *hop;
     struct timeval t_start;
     size_t mem_held; /* octets counted in srv->mem for this DATA */
@@ -181,6 +182,9 @@ struct smtpd_facts {
     const char *addr;      /* the connected peer's address (not XFORWARD's) */
     const char *auth_user; /* NULL: not authenticated */
     int tls;               /* the session is under TLS */
+    /* ---- verp: mail for the relay itself (events_inbound_rcpt): any
+     * address at verp_domain and fbl_address; NULL when none */
+    const char *inbound_domain, *inbound_fbl;
 };
 
 /* smtpd_answer - the policy's answer to a command: reply NULL when it is

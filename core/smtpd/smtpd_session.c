@@ -20,6 +20,8 @@
 #include "net/smtpc.h"
 #include "util/cidr.h"
 #include "util/log.h"
+#include "queue/events.h" /* ---- verp */
+#include "queue/queue.h"  /* ---- verp */
 #include "smtpd/smtpd_int.h"
 
 void
@@ -92,6 +94,15 @@ smtpd_facts(const struct smtpd_session *s)
     f.addr = s->addr;
     f.auth_user = s->auth_user;
     f.tls = netio_is_tls(s->io);
+    /* ---- verp */
+    f.inbound_domain = f.inbound_fbl = NULL;
+    if (s->rt->queue_mode) {
+        struct events *ev = queue_events(s->srv->queue);
+
+        f.inbound_domain = events_inbound_domain(ev);
+        f.inbound_fbl = events_inbound_fbl(ev);
+    }
+    /* ---- end verp */
     return f;
 }
 
@@ -132,6 +143,7 @@ smtpd_reset(struct smtpd_session *s, int hop_ok)
     s->rcpts = NULL;
     s->nrcpts = 0;
     s->n_dropped = 0; /* ---- events */
+    s->inbound = 0;   /* ---- verp */
     free(s->sender);
     free(s->sender_params);
     s->sender = s->sender_params = NULL;
