@@ -95,6 +95,10 @@ struct smtpd_runtime {
     int normalize_newlines;
     int wrap_long_lines;
     int queue_mode; /* delivery = queue */
+    /* ---- verp: mail for the relay itself, taken from anyone and read
+     * (events_inbound): any address at verp_domain, and fbl_address;
+     * NULL when unset or events are off. Borrowed from cf. */
+    const char *inbound_domain, *inbound_fbl;
     unsigned max_conn, max_conn_client;
     /* ---- fleet */
     struct ratelimit_set *limits; /* rate_limits; NULL: none */
@@ -182,9 +186,6 @@ struct smtpd_facts {
     const char *addr;      /* the connected peer's address (not XFORWARD's) */
     const char *auth_user; /* NULL: not authenticated */
     int tls;               /* the session is under TLS */
-    /* ---- verp: mail for the relay itself (events_inbound_rcpt): any
-     * address at verp_domain and fbl_address; NULL when none */
-    const char *inbound_domain, *inbound_fbl;
 };
 
 /* smtpd_answer - the policy's answer to a command: reply NULL when it is

@@ -290,9 +290,10 @@ smtpd_relay_ok(const struct smtpd_runtime *rt, const struct smtpd_facts *f,
         return 0;
     /* ---- verp: relaychaind is the MX of verp_domain and takes the
      * complaint address; such mail is read, never relayed */
-    if (f->inbound_domain != NULL && addr_domain_equal(dom, f->inbound_domain))
+    if (rt->inbound_domain != NULL &&
+        addr_domain_equal(dom, rt->inbound_domain))
         return 1;
-    if (f->inbound_fbl != NULL && strcasecmp(rcpt, f->inbound_fbl) == 0)
+    if (rt->inbound_fbl != NULL && strcasecmp(rcpt, rt->inbound_fbl) == 0)
         return 1;
     /* ---- end verp */
     for (i = 0; i < rt->nrelay_domains; i++)

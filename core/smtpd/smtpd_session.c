@@ -20,8 +20,6 @@
 #include "net/smtpc.h"
 #include "util/cidr.h"
 #include "util/log.h"
-#include "queue/events.h" /* ---- verp */
-#include "queue/queue.h"  /* ---- verp */
 #include "smtpd/smtpd_int.h"
 
 void
@@ -94,15 +92,6 @@ smtpd_facts(const struct smtpd_session *s)
     f.addr = s->addr;
     f.auth_user = s->auth_user;
     f.tls = netio_is_tls(s->io);
-    /* ---- verp */
-    f.inbound_domain = f.inbound_fbl = NULL;
-    if (s->rt->queue_mode) {
-        struct events *ev = queue_events(s->srv->queue);
-
-        f.inbound_domain = events_inbound_domain(ev);
-        f.inbound_fbl = events_inbound_fbl(ev);
-    }
-    /* ---- end verp */
     return f;
 }
 
