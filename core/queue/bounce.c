@@ -26,6 +26,7 @@
 
 #define BOUNCE_EXCLUDE_MAX 8
 #define BOUNCE_DEPTH_MAX 16
+#define BOUNCE_PARTS_MAX 200
 
 struct bounce_walk {
     struct bounce_report *rep;
@@ -33,6 +34,7 @@ struct bounce_walk {
     struct buf text; /* the report's text, for the text formats */
     unsigned depth_max;
     int structured; /* a delivery-status or feedback-report part seen */
+    unsigned parts; /* walked so far, at most BOUNCE_PARTS_MAX */
 };
 
 const char *
@@ -442,7 +444,7 @@ bounce_walk(struct bounce_walk *w, GMimeObject *obj, unsigned depth)
     GMimeContentType *ct;
     const char *type, *sub;
 
-    if (obj == NULL || depth > w->depth_max)
+    if (obj == NULL || depth > w->depth_max || ++w->parts > BOUNCE_PARTS_MAX)
         return;
     if (GMIME_IS_MULTIPART(obj)) {
         int i, n = g_mime_multipart_get_count(GMIME_MULTIPART(obj));
@@ -849,6 +851,9 @@ bounce_text(struct bounce_walk *w, char ex[][BOUNCE_ADDR_MAX], size_t nex)
                 near_end = bounce_next_line(near_end, stop, &l2, &ln2);
             if (near_end == NULL)
                 near_end = stop;
+            /* long decoded lines: the reason is near, or not at all */
+            if ((size_t)(near_end - l) > 4 * BOUNCE_LINE_MAX)
+                near_end = l + 4 * BOUNCE_LINE_MAX;
             bounce_classify(r, l, (size_t)(near_end - l));
             bounce_copy(r->diag, sizeof(r->diag), l,
                         (size_t)(near_end - l) < sizeof(r->diag) - 1

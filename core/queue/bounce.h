@@ -26,7 +26,8 @@
  * header named match_header and the first VERP address at verp_domain.
  *
  * Bounded: the message is parsed once by GMime under the limits given
- * (depth, parts), at most BOUNCE_TEXT_MAX octets of text are scanned,
+ * (depth, parts; at most 16 levels and 200 parts are walked), at most
+ * BOUNCE_TEXT_MAX octets of text are scanned,
  * lines are cut at BOUNCE_LINE_MAX, at most BOUNCE_RCPT_MAX recipients
  * are kept. The report is the caller's (no allocation survives the
  * call); nothing is logged.

@@ -811,18 +811,6 @@ events_inbound_rcpt(const struct events *ev, const char *rcpt)
            strcasecmp(at + 1, ev->verp_domain) == 0;
 }
 
-const char *
-events_inbound_domain(const struct events *ev)
-{
-    return ev != NULL && ev->verp_domain[0] ? ev->verp_domain : NULL;
-}
-
-const char *
-events_inbound_fbl(const struct events *ev)
-{
-    return ev != NULL && ev->fbl_address[0] ? ev->fbl_address : NULL;
-}
-
 void
 events_inbound_counts(struct events *ev, struct events_inbound_counts *c)
 {

@@ -158,11 +158,6 @@ int events_verp_sender(struct events *ev, const char *qid,
  * (any address at verp_domain, or fbl_address), else 0. */
 int events_inbound_rcpt(const struct events *ev, const char *rcpt);
 
-/* events_inbound_domain, events_inbound_fbl - verp_domain and
- * fbl_address, or NULL; borrowed for the life of ev. */
-const char *events_inbound_domain(const struct events *ev);
-const char *events_inbound_fbl(const struct events *ev);
-
 /* events_inbound - read a message that arrived for the relay itself
  * (data, len octets, sent to rcpts[0..nrcpts); qid and client for the
  * log): a bounce to a VERP address with a good token becomes a bounced

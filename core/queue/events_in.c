@@ -20,8 +20,9 @@
  *   when the message went to it, or the message's only recipient.
  *
  * Events are written with events_emit_sync(): 250 only after they are in
- * the spool on disk. The store is read on the suppression lookups'
- * read-only connection (read_lock).
+ * the spool on disk. A good token whose message is not in the store yet
+ * (the writer is behind) gets a 4xx, so the bounce is sent again. The store is
+ * read on the suppression lookups' read-only connection (read_lock).
  */
 #include "config.h"
 
@@ -37,6 +38,7 @@
 
 #define EVENTS_IN_DEPTH 8
 #define EVENTS_IN_PARTS 200
+#define EVENTS_IN_FLUSH_MS 2000
 
 /* the original of a bounce or complaint, from its received row */
 struct events_in_orig {
@@ -88,18 +90,52 @@ events_in_row(void *ctx, const char *qid, const char *msgid,
     return o->rows > 1 && !o->found;
 }
 
+static int
+events_in_query(struct events *ev, const char *qid, const char *msgid,
+                struct events_in_orig *o, struct err *e)
+{
+    struct events_in_orig fresh = *o;
+    int rc;
+
+    pthread_mutex_lock(&ev->read_lock);
+    rc = events_db_received(ev->rdb, qid, msgid, events_in_row, &fresh, e);
+    pthread_mutex_unlock(&ev->read_lock);
+    if (rc == 0)
+        *o = fresh;
+    return rc;
+}
+
 /* events_in_lookup - the received rows of qid (or msgid) into o; 0, or
- * -1 with e when the store could not be read. */
+ * -1 with e when the store could not be read or is behind. A bounce can
+ * come back before the writer stored its message's received rows: then
+ * the writer is given EVENTS_IN_FLUSH_MS to catch up, and when it still
+ * holds events (buffered, spooled, or the store failing) the caller
+ * answers 4xx and the bounce comes again later. */
 static int
 events_in_lookup(struct events *ev, const char *qid, const char *msgid,
                  struct events_in_orig *o, struct err *e)
 {
-    int rc;
+    struct events_in_orig start = *o;
+    struct events_stats st;
 
-    pthread_mutex_lock(&ev->read_lock);
-    rc = events_db_received(ev->rdb, qid, msgid, events_in_row, o, e);
-    pthread_mutex_unlock(&ev->read_lock);
-    return rc;
+    if (events_in_query(ev, qid, msgid, o, e) < 0)
+        return -1;
+    if (o->found)
+        return 0;
+    (void)events_flush(ev, EVENTS_IN_FLUSH_MS);
+    *o = start;
+    if (events_in_query(ev, qid, msgid, o, e) < 0)
+        return -1;
+    if (o->found)
+        return 0;
+    events_stats(ev, &st);
+    if (!st.store_ok || st.spooled > 0 || st.buffered > 0)
+        return err_set(e, ERR_TEMP,
+                       "the events store is behind (%zu buffered, %zu "
+                       "spooled%s)",
+                       st.buffered, st.spooled,
+                       st.store_ok ? "" : ", failing");
+    return 0;
 }
 
 /* events_in_token - the first good token among rcpts into qid/hash: 1

@@ -27,7 +27,7 @@
 # 5. An ARF report to fbl_address (swaks) about the first message, found
 #    by its Message-ID, becomes a complained event for ok@, which is
 #    suppressed with reason complaint; "relaychain report --json"
-#    counts it.
+#    counts it; "relaychain status" counts what came back.
 . "$top_srcdir/tests/integration/smtpd_lib.sh"
 
 RC="$top_builddir/relaychain"
@@ -236,6 +236,13 @@ check "ok@ is suppressed with reason complaint" \
 "$RC" report -c "$T/q.conf" --json >"$T/report.json" 2>&1
 check "report counts the complaint: $(cat "$T/report.json")" \
     grep -q '"complained": 1' "$T/report.json"
+
+# the counts in "relaychain status": the DSN and the complaint, the
+# auto-reply, the two messages that are neither (hello@ and the mixed
+# transaction's postmaster@), the forged token
+"$RC" status -c "$T/q.conf" >"$T/status.out" 2>&1
+check "status counts what came back: $(grep returned "$T/status.out")" \
+    grep -q '^returned: 1 bounces, 1 complaints, 1 auto-replies, 2 other, 1 forged tokens, 0 unmatched' "$T/status.out"
 
 pfx_stop pf
 rcd_stop rcd
