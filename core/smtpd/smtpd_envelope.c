@@ -398,8 +398,25 @@ static int
 smtpd_rcpt_inbound(struct smtpd_session *s, const char *rcpt)
 {
     struct events *ev = s->rt->queue_mode ? queue_events(s->srv->queue) : NULL;
+    const char *dom = addr_domain(rcpt);
     int in = events_inbound_rcpt(ev, rcpt);
+    int rt_in = (s->rt->inbound_domain != NULL && dom != NULL &&
+                 addr_domain_equal(dom, s->rt->inbound_domain)) ||
+                (s->rt->inbound_fbl != NULL &&
+                 strcasecmp(rcpt, s->rt->inbound_fbl) == 0);
 
+    /* The policy let rcpt through on the reloaded configuration, the
+     * writer reads what the running one named: after a reload that
+     * changed verp_domain or fbl_address neither may decide alone (the
+     * new domain would be relayed for anyone). */
+    if (rt_in != in) {
+        log_warning(s->qid,
+                    "RCPT TO:<%s>: verp_domain or fbl_address changed: "
+                    "restart relaychaind to use it; 451 4.3.0",
+                    rcpt);
+        smtpd_reply(s, "451 4.3.0 Error: try again later");
+        return 1;
+    }
     if (s->nrcpts > 0 && in != s->inbound) {
         log_info(s->qid, "RCPT TO:<%s>: %s: 452 4.5.3", rcpt,
                  in ? "for the relay itself, after relayed recipients"

@@ -28,6 +28,8 @@
 #    by its Message-ID, becomes a complained event for ok@, which is
 #    suppressed with reason complaint; "relaychain report --json"
 #    counts it; "relaychain status" counts what came back.
+# 6. A reload that changes verp_domain is told to restart; until then
+#    RCPT to the new domain gets 451 (never relayed), to the old 554.
 . "$top_srcdir/tests/integration/smtpd_lib.sh"
 
 RC="$top_builddir/relaychain"
@@ -236,6 +238,32 @@ check "ok@ is suppressed with reason complaint" \
 "$RC" report -c "$T/q.conf" --json >"$T/report.json" 2>&1
 check "report counts the complaint: $(cat "$T/report.json")" \
     grep -q '"complained": 1' "$T/report.json"
+
+# --- 6. a reload that changes verp_domain: told to restart, and until
+# then neither the new domain nor the old one is taken (the new one
+# would otherwise be relayed for anyone; the old one is the reloaded
+# policy's to refuse)
+sed -i 's|^verp_domain = .*|verp_domain = other.example|' "$T/q.conf"
+"$RC" reload -c "$T/q.conf" >"$T/reload.out" 2>&1
+check "reload names verp_domain as restart-only: $(cat "$T/reload.out")" \
+    grep -q 'verp_domain changed: restart relaychaind to use it' "$T/reload.out"
+chat "$port" >"$T/reload_rcpt.out" 2>&1 <<EOF
+expect
+send EHLO x
+expect
+send MAIL FROM:<a@b.example>
+expect
+send RCPT TO:<x@other.example>
+expect
+send RCPT TO:<x@verp.example>
+expect
+send QUIT
+expect
+EOF
+check "after the reload, RCPT to the new domain: 451, not relayed" \
+    grep -q '^451 4.3.0' "$T/reload_rcpt.out"
+check "and to the old one: refused by the reloaded policy" \
+    grep -q '^554 5.7.1 <x@verp.example>: Relay access denied' "$T/reload_rcpt.out"
 
 # the counts in "relaychain status": the DSN and the complaint, the
 # auto-reply, the two messages that are neither (hello@ and the mixed
