@@ -270,23 +270,32 @@ bounce_dsn_group(struct bounce_walk *w, const struct bounce_group *g)
     if ((orc == NULL || bounce_addr_clean(orc, addr, sizeof(addr)) < 0) &&
         (fr == NULL || bounce_addr_clean(fr, addr, sizeof(addr)) < 0))
         return; /* the per-message group, or one without an address */
-    if (act != NULL && strncasecmp(act, "failed", 6) != 0 &&
-        strncasecmp(act, "delayed", 7) != 0)
-        return; /* delivered, relayed, expanded: not a failure */
+    /* a report on recipients: what it does not call a failure (delivered,
+     * relayed, expanded) is no bounce, and its text is not read either */
+    w->structured = w->structured ? w->structured : 1;
+    /* RFC 3464's words, and the "failure" and "error" some MTAs write */
+    if (act != NULL && (strncasecmp(act, "deliver", 7) == 0 ||
+                        strncasecmp(act, "relayed", 7) == 0 ||
+                        strncasecmp(act, "expanded", 8) == 0))
+        return; /* not a failure */
+    if (act != NULL && strncasecmp(act, "fail", 4) != 0 &&
+        strncasecmp(act, "error", 5) != 0 && strncasecmp(act, "delay", 5) != 0)
+        act = NULL; /* a word of its own: the status decides */
     if (act == NULL && (st == NULL || (st[0] != '5' && st[0] != '4')))
         return;
     if ((r = bounce_add(w->rep, addr)) == NULL)
         return;
-    r->failed =
-        act != NULL ? strncasecmp(act, "failed", 6) == 0 : st[0] == '5';
-    if (st != NULL)
-        (void)bounce_status_in(st, strlen(st), r->status);
+    r->failed = act != NULL ? strncasecmp(act, "delay", 5) != 0 : st[0] == '5';
+    if (st != NULL && !bounce_status_in(st, strlen(st), r->status) &&
+        (r->code = bounce_code_in(st, strlen(st))) != 0)
+        snprintf(r->status, sizeof(r->status), "%d.0.0", r->code / 100);
     if (diag != NULL) {
         const char *d = strchr(diag, ';');
 
         d = d != NULL ? d + 1 : diag;
         bounce_copy(r->diag, sizeof(r->diag), d, strlen(d));
-        r->code = bounce_code_in(r->diag, strlen(r->diag));
+        if (bounce_code_in(r->diag, strlen(r->diag)) != 0)
+            r->code = bounce_code_in(r->diag, strlen(r->diag));
         /* "Status: 5.0.0" next to "550 5.7.1 ...": the reply says more */
         if (r->status[0] == '\0' || strcmp(r->status + 1, ".0.0") == 0) {
             char better[16];
@@ -296,7 +305,6 @@ bounce_dsn_group(struct bounce_walk *w, const struct bounce_group *g)
                 memcpy(r->status, better, sizeof(better));
         }
     }
-    w->structured = 1;
 }
 
 static void
@@ -855,6 +863,10 @@ bounce_text(struct bounce_walk *w, char ex[][BOUNCE_ADDR_MAX], size_t nex)
             if ((size_t)(near_end - l) > 4 * BOUNCE_LINE_MAX)
                 near_end = l + 4 * BOUNCE_LINE_MAX;
             bounce_classify(r, l, (size_t)(near_end - l));
+            if (r->status[0] == '2') {
+                w->rep->n--; /* "delivered ... 250 2.0.0 Ok": no failure */
+                continue;
+            }
             bounce_copy(r->diag, sizeof(r->diag), l,
                         (size_t)(near_end - l) < sizeof(r->diag) - 1
                             ? (size_t)(near_end - l)
@@ -987,8 +999,8 @@ bounce_parse(const char *data, size_t len, const struct msg_limits *lim,
     if (w.structured == 2) {
         rep->kind = BOUNCE_ARF;
         rep->n = 0; /* a complaint names its recipient itself */
-    } else if (w.structured == 1 && rep->n > 0) {
-        rep->kind = BOUNCE_DSN;
+    } else if (w.structured == 1) {
+        rep->kind = rep->n > 0 ? BOUNCE_DSN : BOUNCE_NONE;
     } else if ((auto_reply = bounce_is_autoreply(top)) == 1) {
         rep->kind = BOUNCE_AUTOREPLY;
         rep->n = 0;

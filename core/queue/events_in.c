@@ -217,7 +217,8 @@ events_in_bounce(struct events *ev, const char *id, const char *client,
                 b = &rep->r[i];
     if (b == NULL)
         b = &rep->r[0];
-    if (!b->failed) {
+    if (!b->failed ||
+        (b->status[0] != '\0' && b->status[0] != '5' && b->status[0] != '4')) {
         events_in_count(ev, &ev->in.other);
         log_info(id, "verp: delay notice for %s to=<%s>: not a bounce", o.qid,
                  o.rcpt);

@@ -11,8 +11,9 @@
  * built here: an RFC 3464 report (with a delayed and a delivered group
  * beside the failed one), a Postfix-style report whose Original-
  * Recipient differs from the final one, an ARF report, a vacation
- * reply, an Auto-Submitted DSN, a qmail text bounce, a message that is
- * neither, and a bounce nested in a returned message (not counted).
+ * reply, a qmail text bounce, a success notice (Action: delivered), a
+ * message that is neither, and a bounce nested in a returned message
+ * (not counted).
  */
 #include "config.h"
 
@@ -230,6 +231,16 @@ static const char plain_msg[] =
     "From: someone@else.example\r\nSubject: hello there\r\n\r\n"
     "Write to ivan@else.example, he knows.\r\n";
 
+static const char success_msg[] = DSN_HEAD
+    "--B\r\nContent-Type: text/plain\r\n\r\n"
+    "Your message was successfully delivered to the destination(s)\r\n"
+    "listed below.\r\n\r\n<ok@dest.example>: delivery via mx: 250 2.0.0 "
+    "Ok\r\n"
+    "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+    "Reporting-MTA: dns; mx.example.net\r\n\r\n"
+    "Final-Recipient: rfc822; ok@dest.example\r\nAction: delivered\r\n"
+    "Status: 2.0.0\r\n\r\n--B--\r\n";
+
 static const char nested_msg[] =
     "From: someone@else.example\r\nSubject: fwd\r\nMIME-Version: 1.0\r\n"
     "Content-Type: multipart/mixed; boundary=\"N\"\r\n\r\n"
@@ -262,6 +273,8 @@ test_parse(void **state)
          "", "", ""},
         {"qmail", qmail_msg, BOUNCE_TEXT, "henry@qmail.example", "5.1.1", 0, 1,
          1, "<orig-3@client.example>", "", "", ""},
+        {"a success notice is no bounce", success_msg, BOUNCE_NONE, NULL, NULL,
+         0, 0, 0, "", "", "", ""},
         {"neither", plain_msg, BOUNCE_NONE, NULL, NULL, 0, 0, 0, "", "", "",
          ""},
         /* the returned message's own headers are read, its reports not */
