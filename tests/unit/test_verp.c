@@ -13,7 +13,10 @@
  * Recipient differs from the final one, an ARF report, a vacation
  * reply, a qmail text bounce, a success notice (Action: delivered), a
  * message that is neither, and a bounce nested in a returned message
- * (not counted).
+ * (not counted). The events object: VERP senders for tracked mail only,
+ * never for the null sender; a DSN to a good token becomes one hard
+ * bounce for the recipient the token names (suppressed, the original
+ * sender kept), the same DSN to a forged token none.
  */
 #include "config.h"
 
@@ -25,6 +28,8 @@
 #include "unit.h"
 #include "msg/mime.h"
 #include "queue/bounce.h"
+#include "queue/events.h"
+#include "queue/events_db.h"
 #include "queue/verp.h"
 
 static struct verp_key
@@ -323,6 +328,143 @@ test_parse(void **state)
         unit_fail("delayed", "got %zu entries, want carol@ delayed", rep.n);
 }
 
+/* count_bounced - count the bounced events of bob@ (the type and the
+ * recipient by their column names), with the original sender */
+static int
+count_bounced(void *ctx, int ncols, const char *const *names,
+              const char *const *values)
+{
+    int i, bounced = 0, bob = 0, news = 0;
+
+    for (i = 0; i < ncols; i++) {
+        if (strcmp(names[i], "type") == 0)
+            bounced = strcmp(values[i], "bounced") == 0;
+        if (strcmp(names[i], "recipient") == 0)
+            bob = strcmp(values[i], "bob@dest.example") == 0;
+        if (strcmp(names[i], "sender") == 0)
+            news = strcmp(values[i], "news@example.com") == 0;
+    }
+    if (bounced)
+        *(int *)ctx += bob && news ? 1 : 100;
+    return 0;
+}
+
+/* events_verp_sender: tracked mail only (a stream when stream_map is
+ * set), never the null sender; events_inbound: a DSN to a good token
+ * becomes a durable bounced event for the message and recipient the
+ * token names, a forged token none */
+static void
+test_events_verp(void **state)
+{
+    char dir[] = "/tmp/test_verp_ev.XXXXXX", path[160], store[200], map[160],
+         sender[200], dsn[1024];
+    struct events_settings set;
+    struct events_rec r;
+    struct events *ev;
+    struct err e;
+    FILE *fp;
+    int fd, found = 0;
+    const char *rcpts[1];
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/key", dir);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "0123456789abcdef0123456789abcdef\n", 33), 33);
+    close(fd);
+    snprintf(map, sizeof(map), "%s/streams", dir);
+    assert_non_null(fp = fopen(map, "w"));
+    fputs("/^news@example\\.com$/ newsletters\n", fp);
+    fclose(fp);
+    snprintf(store, sizeof(store), "sqlite:%s/events.db", dir);
+    memset(&set, 0, sizeof(set));
+    set.store = store;
+    set.stream_map = map;
+    set.buffer_max = 100;
+    set.batch_max = 10;
+    set.batch_ms = 20;
+    set.verp_domain = "verp.example";
+    set.verp_key_file = path;
+    err_clear(&e);
+    if ((ev = events_open(&set, &e)) == NULL)
+        fail_msg("events_open: %s", e.text);
+    if (events_verp_sender(ev, "6A0F3C21B7E1", NULL, "news@example.com",
+                           "bob@dest.example", sender, sizeof(sender)) != 1 ||
+        strncmp(sender, "bounces+", 8) != 0 ||
+        strcmp(strchr(sender, '@'), "@verp.example") != 0)
+        unit_fail("stream", "got \"%s\", want a VERP sender", sender);
+    if (events_verp_sender(ev, "6A0F3C21B7E1", NULL, "other@example.com",
+                           "bob@dest.example", sender, sizeof(sender)) != 0)
+        unit_fail("no stream", "mail on no stream got a VERP sender");
+    if (events_verp_sender(ev, "6A0F3C21B7E1", NULL, "", "bob@dest.example",
+                           sender, sizeof(sender)) != 0)
+        unit_fail("null sender", "the null sender was rewritten");
+    if (!events_inbound_rcpt(ev, "x@VERP.example") ||
+        events_inbound_rcpt(ev, "x@sub.verp.example"))
+        unit_fail("inbound", "the VERP domain is not matched exactly");
+    (void)events_verp_sender(ev, "6A0F3C21B7E1", NULL, "news@example.com",
+                             "bob@dest.example", sender, sizeof(sender));
+    /* the message as the queue recorded it */
+    memset(&r, 0, sizeof(r));
+    r.type = EVENTS_RECEIVED;
+    r.qid = "6A0F3C21B7E1";
+    r.msgid = "<m1@example.com>";
+    r.sender = "news@example.com";
+    r.stream = "newsletters";
+    r.rcpt = "alice@dest.example";
+    events_emit(ev, &r);
+    r.rcpt = "bob@dest.example";
+    events_emit(ev, &r);
+    assert_int_equal(events_flush(ev, 5000), 0);
+    snprintf(dsn, sizeof(dsn),
+             "From: MAILER-DAEMON@mx.dest.example\r\nTo: <%s>\r\n"
+             "Subject: Undelivered Mail\r\nMIME-Version: 1.0\r\n"
+             "Content-Type: multipart/report; report-type=delivery-status; "
+             "boundary=\"B\"\r\n\r\n--B\r\nContent-Type: "
+             "message/delivery-status\r\n\r\nReporting-MTA: dns; mx\r\n\r\n"
+             "Final-Recipient: rfc822; bob@dest.example\r\nAction: "
+             "failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 "
+             "no such user\r\n\r\n--B--\r\n",
+             sender);
+    rcpts[0] = sender;
+    err_clear(&e);
+    if (events_inbound(ev, "Q1", "mx[192.0.2.1]", rcpts, 1, dsn, strlen(dsn),
+                       &e) < 0)
+        unit_fail("inbound", "events_inbound: %s", e.text);
+    /* a forged token: one character of the tag changed */
+    sender[30] = sender[30] == 'a' ? 'b' : 'a';
+    if (events_inbound(ev, "Q2", "mx[192.0.2.1]", rcpts, 1, dsn, strlen(dsn),
+                       &e) < 0)
+        unit_fail("forged", "events_inbound: %s", e.text);
+    assert_int_equal(events_flush(ev, 5000), 0);
+    events_close(ev);
+    /* the store has one bounce: bob@, hard, the original sender */
+    {
+        struct events_db *db = events_db_open(store, EVENTS_DB_READONLY, &e);
+        char why[200];
+
+        assert_non_null(db);
+        if (events_db_suppress_find(db, "bob@dest.example", "", why,
+                                    sizeof(why), &e) != 1)
+            unit_fail("suppressed", "bob@ is not on the suppression list");
+        if (events_db_suppress_find(db, "alice@dest.example", "", why,
+                                    sizeof(why), &e) != 0)
+            unit_fail("alice", "alice@ suppressed by bob@'s bounce");
+        if (events_db_history(db, "<m1@example.com>", NULL, count_bounced,
+                              &found, &e) < 0)
+            unit_fail("history", "%s", e.text);
+        if (found != 1)
+            unit_fail("bounces",
+                      "got %d bounced events, want 1 (the forged "
+                      "token adds none)",
+                      found);
+        events_db_close(db);
+    }
+    snprintf(path, sizeof(path), "rm -rf '%s'", dir);
+    assert_int_equal(system(path), 0);
+}
+
 static int
 setup(void **state)
 {
@@ -343,10 +485,9 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_token),
-        cmocka_unit_test(test_find),
-        cmocka_unit_test(test_key_file),
-        cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_token),       cmocka_unit_test(test_find),
+        cmocka_unit_test(test_key_file),    cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_events_verp),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
