@@ -27,7 +27,9 @@
 # 5. An ARF report to fbl_address (swaks) about the first message, found
 #    by its Message-ID, becomes a complained event for ok@, which is
 #    suppressed with reason complaint; "relaychain report --json"
-#    counts it; "relaychain status" counts what came back.
+#    counts it; one sent to the VERP domain whose reported message
+#    carries gone@'s VERP Return-Path is matched by the token; "relaychain
+#    status" counts what came back.
 # 6. A reload that changes verp_domain is told to restart; until then
 #    RCPT to the new domain gets 451 (never relayed), to the old 554.
 . "$top_srcdir/tests/integration/smtpd_lib.sh"
@@ -239,6 +241,23 @@ check "ok@ is suppressed with reason complaint" \
 check "report counts the complaint: $(cat "$T/report.json")" \
     grep -q '"complained": 1' "$T/report.json"
 
+# an ARF report whose reported message carries gone@'s VERP address in
+# its Return-Path is matched by the token (the Message-ID is not ours)
+from_gone=$(grep -oE 'from=<bounces\+[a-z2-7]{32}@verp.example>' "$T/pf/postfix.log" |
+    sed 's/^from=<//; s/>$//' | grep -v -x "$from_ok" | head -n 1)
+printf '%s\r\n' "From: fbl@isp.example" "To: postmaster@verp.example" \
+    "Subject: complaint" "MIME-Version: 1.0" \
+    'Content-Type: multipart/report; report-type=feedback-report; boundary="A"' \
+    "" "--A" "Content-Type: message/feedback-report" "" \
+    "Feedback-Type: abuse" "Version: 1" "" \
+    "--A" "Content-Type: message/rfc822" "" \
+    "Return-Path: <$from_gone>" "Message-Id: <not-ours@isp.example>" \
+    "Subject: test" "" "hello" "--A--" >"$T/arf2.eml"
+timeout 30 swaks --server 127.0.0.1:$port --from fbl@isp.example \
+    --to postmaster@verp.example --data "$T/arf2.eml" >"$T/arf2.out" 2>&1
+check "a complaint to the VERP domain, matched by the token: gone@" \
+    wait_q "SELECT qid || ' ' || text FROM events WHERE type='complained' AND rcpt='gone@dest.example'" "$qid abuse complaint, matched by token" 10
+
 # --- 6. a reload that changes verp_domain: told to restart, and until
 # then neither the new domain nor the old one is taken (the new one
 # would otherwise be relayed for anyone; the old one is the reloaded
@@ -270,7 +289,7 @@ check "and to the old one: refused by the reloaded policy" \
 # transaction's postmaster@), the forged token
 "$RC" status -c "$T/q.conf" >"$T/status.out" 2>&1
 check "status counts what came back: $(grep returned "$T/status.out")" \
-    grep -q '^returned: 1 bounces, 1 complaints, 1 auto-replies, 2 other, 1 forged tokens, 0 unmatched' "$T/status.out"
+    grep -q '^returned: 1 bounces, 2 complaints, 1 auto-replies, 2 other, 1 forged tokens, 0 unmatched' "$T/status.out"
 
 pfx_stop pf
 rcd_stop rcd
