@@ -16,7 +16,8 @@
  * (not counted). The events object: VERP senders for tracked mail only,
  * never for the null sender; a DSN to a good token becomes one hard
  * bounce for the recipient the token names (suppressed, the original
- * sender kept), the same DSN to a forged token none.
+ * sender kept), the same DSN to a forged token none; a complaint matched
+ * by fbl_match_header suppresses the recipient it names.
  */
 #include "config.h"
 
@@ -386,6 +387,7 @@ test_events_verp(void **state)
     set.batch_ms = 20;
     set.verp_domain = "verp.example";
     set.verp_key_file = path;
+    set.fbl_match_header = "X-Campaign-Id";
     err_clear(&e);
     if ((ev = events_open(&set, &e)) == NULL)
         fail_msg("events_open: %s", e.text);
@@ -437,6 +439,22 @@ test_events_verp(void **state)
     if (events_inbound(ev, "Q2", "mx[192.0.2.1]", rcpts, 1, dsn, strlen(dsn),
                        &e) < 0)
         unit_fail("forged", "events_inbound: %s", e.text);
+    /* a complaint whose reported message lost its Message-ID but kept
+     * the sender's own header: matched by fbl_match_header, about the
+     * recipient the report names */
+    snprintf(dsn, sizeof(dsn),
+             "From: fbl@isp.example\r\nSubject: complaint\r\n"
+             "MIME-Version: 1.0\r\nContent-Type: multipart/report; "
+             "report-type=feedback-report; boundary=\"A\"\r\n\r\n--A\r\n"
+             "Content-Type: message/feedback-report\r\n\r\n"
+             "Feedback-Type: abuse\r\nOriginal-Rcpt-To: "
+             "<alice@dest.example>\r\n\r\n--A\r\nContent-Type: "
+             "text/rfc822-headers\r\n\r\nMessage-ID: <isp-1@isp.example>"
+             "\r\nX-Campaign-Id: <m1@example.com>\r\n\r\n--A--\r\n");
+    rcpts[0] = "fbl@verp.example";
+    if (events_inbound(ev, "Q3", "isp[192.0.2.2]", rcpts, 1, dsn, strlen(dsn),
+                       &e) < 0)
+        unit_fail("complaint", "events_inbound: %s", e.text);
     assert_int_equal(events_flush(ev, 5000), 0);
     events_close(ev);
     /* the store has one bounce: bob@, hard, the original sender */
@@ -449,8 +467,12 @@ test_events_verp(void **state)
                                     sizeof(why), &e) != 1)
             unit_fail("suppressed", "bob@ is not on the suppression list");
         if (events_db_suppress_find(db, "alice@dest.example", "", why,
-                                    sizeof(why), &e) != 0)
-            unit_fail("alice", "alice@ suppressed by bob@'s bounce");
+                                    sizeof(why), &e) != 1 ||
+            strncmp(why, "complaint", 9) != 0)
+            unit_fail("alice",
+                      "got \"%s\", want alice@ suppressed for the "
+                      "complaint",
+                      why);
         if (events_db_history(db, "<m1@example.com>", NULL, count_bounced,
                               &found, &e) < 0)
             unit_fail("history", "%s", e.text);
