@@ -81,15 +81,15 @@ bounce_copy(char *out, size_t m, const char *p, size_t n)
 static int
 bounce_addr_clean(const char *v, char *out, size_t m)
 {
-    const char *semi = strchr(v, ';'), *end;
+    const char *semi = strchr(v, ';'), *end, *at;
 
     if (semi != NULL)
         v = semi + 1;
     while (*v == ' ' || *v == '\t' || *v == '<')
         v++;
     end = v + strcspn(v, " \t<>;\"()");
-    if (end == v || memchr(v, '@', (size_t)(end - v)) == NULL || v[0] == '.' ||
-        ((const char *)memchr(v, '@', (size_t)(end - v)))[-1] == '.' ||
+    at = end > v ? memchr(v, '@', (size_t)(end - v)) : NULL;
+    if (at == NULL || at == v || v[0] == '.' || at[-1] == '.' ||
         bounce_has(v, (size_t)(end - v), ".."))
         return -1; /* "david...@gmail.com": a shortened address */
     bounce_copy(out, m, v, (size_t)(end - v));
@@ -754,9 +754,8 @@ bounce_from_before(const char *l, const char *at)
     p -= 4;
     while (p > l && p[-1] == ' ')
         p--;
-    return !(p - l >= 8 &&
-             (strncasecmp(p - 8, "expanded", 8) == 0 ||
-              strncasecmp(p - 9 >= l ? p - 9 : p - 8, "generated", 9) == 0));
+    return !((p - l >= 8 && strncasecmp(p - 8, "expanded", 8) == 0) ||
+             (p - l >= 9 && strncasecmp(p - 9, "generated", 9) == 0));
 }
 
 /* bounce_find - where addr (as taken out of l) is in l, or NULL */
