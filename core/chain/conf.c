@@ -191,7 +191,9 @@ static const char *const conf_key_order[] = {
     "suppress_scope",
     "on_suppressed",
     "verp_domain",
+    "verp_key_file", /* ---- verp */
     "fbl_address",
+    "fbl_match_header", /* ---- verp */
     /* ---- http: relaychaind's HTTP listener */
     "http_listen",
     "http_threads",

@@ -229,9 +229,10 @@ evcli_report_row(void *ctx, const struct events_report_row *r)
 
     rp->n++;
     if (rp->n == 1)
-        printf("%-24s %9s %9s %9s %9s %9s %9s %9s %7s %7s %7s\n", "key",
+        printf("%-24s %9s %9s %9s %9s %9s %9s %9s %7s %7s %7s %9s\n", "key",
                "received", "delivered", "deferred", "hard", "soft", "expired",
-               "suppr", "deliv%", "bounce%", "defer%");
+               "suppr", "deliv%", "bounce%", "defer%",
+               "complaint" /* ---- verp */);
     {
         const char *k = r->key[0] ? r->key : "-";
         size_t len = strlen(k);
@@ -239,9 +240,11 @@ evcli_report_row(void *ctx, const struct events_report_row *r)
         evcli_put(k);
         printf("%*s", len < 24 ? (int)(24 - len) : 0, "");
     }
-    printf(" %9llu %9llu %9llu %9llu %9llu %9llu %9llu %7.2f %7.2f %7.2f\n",
+    printf(" %9llu %9llu %9llu %9llu %9llu %9llu %9llu %7.2f %7.2f %7.2f "
+           "%9llu\n",
            r->received, r->delivered, r->deferred, r->bounced_hard,
-           r->bounced_soft, r->expired, r->suppressed, dr, br, fr);
+           r->bounced_soft, r->expired, r->suppressed, dr, br, fr,
+           r->complained /* ---- verp */);
     return 0;
 }
 

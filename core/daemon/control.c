@@ -329,6 +329,21 @@ control_status(const struct control *ct, struct reply *r)
                   es.written, es.replayed, es.lost,
                   es.last_error[0] ? ": " : "", es.last_error);
     }
+    /* ---- verp: what came back to verp_domain and fbl_address */
+    if (ct->spool != NULL && queue_events(ct->spool) != NULL &&
+        (cfg_raw(ct->boot, "verp_domain") != NULL ||
+         cfg_raw(ct->boot, "fbl_address") != NULL)) {
+        struct events_inbound_counts ic;
+
+        events_inbound_counts(queue_events(ct->spool), &ic);
+        reply_add(r,
+                  "returned: %llu bounces, %llu complaints, %llu "
+                  "auto-replies, %llu other, %llu forged tokens, %llu "
+                  "unmatched\n",
+                  ic.bounces, ic.complaints, ic.autoreplies, ic.other,
+                  ic.forged, ic.unmatched);
+    }
+    /* ---- end verp */
     n = chain_stages(cf->chain, &st);
     for (i = 0; i < n; i++) {
         struct flt_antivirus_info av;

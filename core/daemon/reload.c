@@ -77,12 +77,29 @@ reload_restart_keys(const struct cfg *boot, const struct cfg *cfg, char *note,
                     size_t n)
 {
     static const char *const keys[] = {
-        "smtp_listen",         "milter_listen",  "milter_socket_mode",
-        "milter_socket_group", "user",           "group",
-        "run_as_root",         "control_socket", "syslog_name",
-        "syslog_facility",     "events_store",   "events_spool",
-        "events_buffer",       "events_batch",   "events_batch_time",
-        "stream_map",          "suppress_scope", "on_suppressed",
+        "smtp_listen",
+        "milter_listen",
+        "milter_socket_mode",
+        "milter_socket_group",
+        "user",
+        "group",
+        "run_as_root",
+        "control_socket",
+        "syslog_name",
+        "syslog_facility",
+        "events_store",
+        "events_spool",
+        "events_buffer",
+        "events_batch",
+        "events_batch_time",
+        "stream_map",
+        "suppress_scope",
+        "on_suppressed",
+        /* ---- verp */
+        "verp_domain",
+        "verp_key_file",
+        "fbl_address",
+        "fbl_match_header",
     };
     /* ---- http: the listener is made once, at start */
     static const char *const http_keys[] = {

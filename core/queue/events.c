@@ -33,40 +33,10 @@
 #include "util/regmap.h"
 #include "queue/events.h"
 #include "queue/events_db.h"
+#include "queue/events_int.h" /* ---- verp */
 
 #define EVENTS_RETRY_MS 1000
 #define EVENTS_LINE_MAX 8192
-#define EVENTS_PATH_MAX 4096
-
-struct events {
-    char store[EVENTS_PATH_MAX];
-    char spool[EVENTS_PATH_MAX], replay[EVENTS_PATH_MAX + 8];
-    struct regmap *streams;
-    int suppress_stream, drop;
-    size_t batch_max;
-    long long batch_ms;
-
-    pthread_mutex_t lock; /* guards the ring, the counters, the flags */
-    pthread_cond_t wake, idle;
-    char **ring;
-    size_t cap, head, n;
-    int stopping, busy, store_ok, spill;
-    unsigned long long written, replayed, lost;
-    char last_error[ERR_TEXT_MAX];
-    atomic_uint seq;
-
-    pthread_mutex_t spool_lock; /* guards spool_fd and spool_lines */
-    int spool_fd, spool_dirty;
-    size_t spool_lines, replay_lines;
-
-    pthread_mutex_t read_lock; /* the suppression lookups' connection */
-    struct events_db *rdb;
-
-    struct events_db *db; /* the writer's; NULL while failing */
-    long long retry_ms;
-    pthread_t thread;
-    int started;
-};
 
 static long long
 events_now_us(void)
@@ -585,6 +555,23 @@ events_open(const struct events_settings *s, struct err *e)
     if (s->stream_map != NULL &&
         (ev->streams = regmap_load(s->stream_map, e)) == NULL)
         goto fail;
+    /* ---- verp */
+    if (s->verp_domain != NULL) {
+        snprintf(ev->verp_domain, sizeof(ev->verp_domain), "%s",
+                 s->verp_domain);
+        if (verp_key_load(s->verp_key_file ? s->verp_key_file : "",
+                          &ev->verp_key, e) < 0) {
+            err_prefix(e, "verp_key_file");
+            goto fail;
+        }
+    }
+    if (s->fbl_address != NULL)
+        snprintf(ev->fbl_address, sizeof(ev->fbl_address), "%s",
+                 s->fbl_address);
+    if (s->fbl_match_header != NULL)
+        snprintf(ev->fbl_header, sizeof(ev->fbl_header), "%s",
+                 s->fbl_match_header);
+    /* ---- end verp */
     /* The store must work at start: a wrong path is a configuration
      * error, told now rather than spooled for ever. */
     if ((ev->db = events_db_open(s->store, EVENTS_DB_CREATE, e)) == NULL ||
@@ -630,6 +617,7 @@ events_close(struct events *ev)
     events_db_close(ev->db);
     events_db_close(ev->rdb);
     regmap_free(ev->streams);
+    verp_key_wipe(&ev->verp_key); /* ---- verp */
     pthread_mutex_destroy(&ev->lock);
     pthread_mutex_destroy(&ev->spool_lock);
     pthread_mutex_destroy(&ev->read_lock);
@@ -744,3 +732,90 @@ events_suppressed(struct events *ev, const char *rcpt, const char *stream,
                     rcpt, e.text);
     return rc;
 }
+
+/* ---- verp */
+int
+events_spool_durable(struct events *ev, char *const *lines, size_t n)
+{
+    int rc;
+
+    pthread_mutex_lock(&ev->spool_lock);
+    rc = events_spool_append(ev, lines, n, 1);
+    pthread_mutex_unlock(&ev->spool_lock);
+    pthread_mutex_lock(&ev->lock);
+    pthread_cond_signal(&ev->wake);
+    pthread_mutex_unlock(&ev->lock);
+    return rc;
+}
+
+int
+events_emit_sync(struct events *ev, const struct events_rec *r, struct err *e)
+{
+    char uid[64], *line;
+    struct buf b;
+
+    snprintf(uid, sizeof(uid), "%llx.%lx.%x",
+             (unsigned long long)events_now_us(), (unsigned long)getpid(),
+             atomic_fetch_add(&ev->seq, 1));
+    buf_init(&b, EVENTS_LINE_MAX);
+    if (events_line(&b, uid, r->time_us ? r->time_us : events_now_us(), r, e) <
+            0 ||
+        (line = buf_steal(&b, NULL)) == NULL) {
+        buf_fini(&b);
+        if (e->code == ERR_NONE)
+            err_nomem(e);
+        return -1;
+    }
+    if (events_spool_durable(ev, &line, 1) < 0) {
+        free(line);
+        return err_set(e, ERR_TEMP, "events: cannot write the spool %s",
+                       ev->spool);
+    }
+    free(line);
+    return 0;
+}
+
+int
+events_verp_sender(struct events *ev, const char *qid, const char *auth_user,
+                   const char *sender, const char *rcpt, char *out, size_t n)
+{
+    char stream[256];
+
+    if (ev == NULL || ev->verp_domain[0] == '\0' || sender == NULL ||
+        sender[0] == '\0')
+        return 0; /* the null sender (bounces) is never rewritten */
+    if (events_stream(ev, auth_user, sender, stream, sizeof(stream)) &&
+        stream[0] == '\0')
+        return 0; /* streams are tracked, and this mail is on none */
+    if (verp_sender(&ev->verp_key, ev->verp_domain, qid, rcpt, out, n) < 0) {
+        log_warning(qid,
+                    "verp: no token for queue id %s: sent with its own "
+                    "sender",
+                    qid);
+        return 0;
+    }
+    return 1;
+}
+
+int
+events_inbound_rcpt(const struct events *ev, const char *rcpt)
+{
+    const char *at;
+
+    if (ev == NULL)
+        return 0;
+    if (ev->fbl_address[0] != '\0' && strcasecmp(rcpt, ev->fbl_address) == 0)
+        return 1;
+    at = strrchr(rcpt, '@');
+    return ev->verp_domain[0] != '\0' && at != NULL &&
+           strcasecmp(at + 1, ev->verp_domain) == 0;
+}
+
+void
+events_inbound_counts(struct events *ev, struct events_inbound_counts *c)
+{
+    pthread_mutex_lock(&ev->lock);
+    *c = ev->in;
+    pthread_mutex_unlock(&ev->lock);
+}
+/* ---- end verp */

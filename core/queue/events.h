@@ -48,6 +48,9 @@ enum events_type {
     EVENTS_BOUNCED,
     EVENTS_EXPIRED,
     EVENTS_SUPPRESSED,
+    /* ---- verp: an ARF complaint (RFC 5965) about a message */
+    EVENTS_COMPLAINED,
+    /* ---- end verp */
     EVENTS_NTYPES
 };
 
@@ -73,6 +76,12 @@ struct events_settings {
     long long batch_ms;     /* longest wait to fill a batch */
     int suppress_stream;    /* suppress_scope = stream */
     int drop;               /* on_suppressed = drop */
+    /* ---- verp: bounces and complaints coming back */
+    const char *verp_domain;      /* NULL: no VERP */
+    const char *verp_key_file;    /* with verp_domain */
+    const char *fbl_address;      /* NULL: complaints at verp_domain only */
+    const char *fbl_match_header; /* NULL: none */
+    /* ---- end verp */
 };
 
 struct events_stats {
@@ -134,5 +143,47 @@ void events_msgid(const struct iovec *iov, size_t niov, char *out, size_t n);
  * enhanced code), 0 for other permanent failures (policy, size,
  * content, mailbox full). */
 int events_bounce_is_hard(int code, const char *dsn);
+
+/* ---- verp: VERP senders, and what comes back to them (events_in.c) */
+
+/* events_verp_sender - in out (n octets) the VERP envelope sender of the
+ * copy of message qid (from sender, authenticated as auth_user) for
+ * rcpt: 1 when it is rewritten (verp_domain set, sender not null, the
+ * mail on a tracked stream), 0 when the sender stays. */
+int events_verp_sender(struct events *ev, const char *qid,
+                       const char *auth_user, const char *sender,
+                       const char *rcpt, char *out, size_t n);
+
+/* events_inbound_rcpt - 1 when mail to rcpt is for the relay itself
+ * (any address at verp_domain, or fbl_address), else 0. */
+int events_inbound_rcpt(const struct events *ev, const char *rcpt);
+
+/* events_inbound - read a message that arrived for the relay itself
+ * (data, len octets, sent to rcpts[0..nrcpts); qid and client for the
+ * log): a bounce to a VERP address with a good token becomes a bounced
+ * event for the message and recipient the token names, an ARF report a
+ * complained event (matched by VERP token, Message-ID or
+ * fbl_match_header), written durably (the spool, fdatasync'd) before
+ * this returns 0; what is neither, a forged token, or what matches
+ * nothing is counted and logged. -1 with e when an event could not be
+ * made durable or the store could not be read: the caller answers 4xx
+ * and the sender retries. */
+int events_inbound(struct events *ev, const char *qid, const char *client,
+                   const char *const *rcpts, size_t nrcpts, const char *data,
+                   size_t len, struct err *e);
+
+/* events_emit_sync - record r durably: appended to the spool and
+ * fdatasync'd before it returns (the writer replays it into the store).
+ * 0, or -1 with e. */
+int events_emit_sync(struct events *ev, const struct events_rec *r,
+                     struct err *e);
+
+/* events_inbound_counts - what events_inbound() saw since start */
+struct events_inbound_counts {
+    unsigned long long bounces, complaints, autoreplies, other, forged,
+        unmatched;
+};
+void events_inbound_counts(struct events *ev, struct events_inbound_counts *c);
+/* ---- end verp */
 
 #endif

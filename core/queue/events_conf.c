@@ -4,10 +4,10 @@
  * events_conf_part declares events_store (off when unset), the writer's
  * buffer and batch, stream_map, suppress_scope and on_suppressed, and
  * refuses, with file:line, what this version does not build (a
- * PostgreSQL store, verp_domain and fbl_address), a store without
- * delivery = queue, the other keys without a store, and a stream_map
- * that does not load
- * (VERP bounces and ARF complaints). events_settings_from() fills the
+ * PostgreSQL store), a store without delivery = queue, the other keys
+ * without a store, a stream_map that does not load, and VERP and
+ * complaint keys that are malformed (a verp_key_file that does not
+ * load or is too short). events_settings_from() fills the
  * writer's settings from a checked file; nothing is allocated.
  */
 #include "config.h"
@@ -18,6 +18,7 @@
 #include "queue/events_conf.h"
 #include "queue/events_db.h"
 #include "queue/queue_conf.h"
+#include "queue/verp.h" /* ---- verp */
 
 static const char *const events_conf_scope_choices[] = {"global", "stream",
                                                         NULL};
@@ -53,27 +54,99 @@ static const struct cfg_option events_conf_options[] = {
      "reject: RCPT of a suppressed recipient gets 550 5.7.1; drop: it is "
      "accepted and not delivered, with a suppressed event",
      events_conf_suppressed_choices, 0, 0, 0},
+    /* ---- verp */
     {"verp_domain", CFG_STRING, NULL,
-     "VERP envelope senders for returning bounces: not built in this "
-     "version",
+     "tracked mail leaves with the envelope sender bounces+TOKEN@ this "
+     "domain, one transaction per recipient; relaychaind takes mail for it "
+     "from anyone and reads the bounces and complaints; unset: no VERP",
+     NULL, 0, 0, 0},
+    {"verp_key_file", CFG_PATH, NULL,
+     "the secret (32 octets or more, not readable by others) that signs the "
+     "VERP tokens; needed with verp_domain",
      NULL, 0, 0, 0},
     {"fbl_address", CFG_STRING, NULL,
-     "where ARF complaint reports arrive: not built in this version", NULL, 0,
-     0, 0},
+     "an address where ARF complaint reports (RFC 5965) arrive, taken from "
+     "anyone like verp_domain; reports to the VERP domain are read too",
+     NULL, 0, 0, 0},
+    {"fbl_match_header", CFG_STRING, NULL,
+     "a header of the reported message whose value is the Message-ID of "
+     "the original, for senders whose Message-ID the reports lose",
+     NULL, 0, 0, 0},
+    /* ---- end verp */
     CFG_OPTION_END,
 };
+
+/* ---- verp: events_conf_verp - the VERP and complaint keys: a domain
+ * that is one, a key that loads, an address with one @, a header name;
+ * each needs events_store. 0, or -1 with e (file:line). */
+static int
+events_conf_verp(const struct cfg *c, const char *store, struct err *e)
+{
+    static const char *const keys[] = {"verp_domain", "verp_key_file",
+                                       "fbl_address", "fbl_match_header",
+                                       NULL};
+    const char *dom = cfg_str(c, "verp_domain");
+    const char *fbl = cfg_str(c, "fbl_address");
+    const char *hdr = cfg_str(c, "fbl_match_header");
+    const char *kf = cfg_str(c, "verp_key_file");
+    size_t i;
+
+    for (i = 0; keys[i] != NULL; i++)
+        if (store == NULL && cfg_is_set(c, keys[i]))
+            return cfg_err(e, c, keys[i], "does nothing without events_store");
+    if (dom != NULL) {
+        if (dom[0] == '\0' || dom[0] == '.' || dom[0] == '-' ||
+            strlen(dom) > 200 ||
+            dom[strspn(dom, "abcdefghijklmnopqrstuvwxyz"
+                            "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")] !=
+                '\0' ||
+            strchr(dom, '.') == NULL || strstr(dom, "..") != NULL)
+            return cfg_err(e, c, "verp_domain", "'%s' is not a domain name",
+                           dom);
+        if (kf == NULL)
+            return cfg_err(e, c, "verp_domain", "needs verp_key_file");
+    } else if (kf != NULL) {
+        return cfg_err(e, c, "verp_key_file",
+                       "does nothing without "
+                       "verp_domain");
+    }
+    if (kf != NULL) {
+        struct verp_key key;
+        struct err e2;
+
+        err_clear(&e2);
+        if (verp_key_load(kf, &key, &e2) < 0)
+            return cfg_err(e, c, "verp_key_file", "%s", e2.text);
+        verp_key_wipe(&key);
+    }
+    if (fbl != NULL) {
+        const char *at = strchr(fbl, '@');
+
+        if (at == NULL || at == fbl || at[1] == '\0' ||
+            strchr(at + 1, '@') != NULL || strlen(fbl) > 254 ||
+            fbl[strcspn(fbl, " \t<>\"")] != '\0')
+            return cfg_err(e, c, "fbl_address", "'%s' is not an address", fbl);
+    }
+    if (hdr != NULL &&
+        (hdr[0] == '\0' || strlen(hdr) > 76 ||
+         hdr[strspn(hdr, "abcdefghijklmnopqrstuvwxyz"
+                         "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")] != '\0'))
+        return cfg_err(e, c, "fbl_match_header", "'%s' is not a header name",
+                       hdr);
+    if (hdr != NULL && dom == NULL && fbl == NULL)
+        return cfg_err(e, c, "fbl_match_header",
+                       "does nothing without verp_domain or fbl_address");
+    return 0;
+}
+/* ---- end verp */
 
 static int
 events_conf_check(const struct cfg *c, struct err *e)
 {
     const char *store = cfg_str(c, "events_store");
 
-    if (cfg_is_set(c, "verp_domain"))
-        return cfg_err(e, c, "verp_domain",
-                       "VERP bounce tracking is not built in this version");
-    if (cfg_is_set(c, "fbl_address"))
-        return cfg_err(e, c, "fbl_address",
-                       "ARF complaint reports are not built in this version");
+    if (events_conf_verp(c, store, e) < 0) /* ---- verp */
+        return -1;
     if (store == NULL) {
         /* a key that would do nothing is refused, not ignored */
         static const char *const needs_store[] = {
@@ -131,5 +204,11 @@ events_settings_from(const struct cfg *c, struct events_settings *s)
     s->batch_ms = cfg_num(c, "events_batch_time");
     s->suppress_stream = cfg_enum(c, "suppress_scope") == 1;
     s->drop = cfg_enum(c, "on_suppressed") == 1;
+    /* ---- verp */
+    s->verp_domain = cfg_str(c, "verp_domain");
+    s->verp_key_file = cfg_str(c, "verp_key_file");
+    s->fbl_address = cfg_str(c, "fbl_address");
+    s->fbl_match_header = cfg_str(c, "fbl_match_header");
+    /* ---- end verp */
     return 1;
 }

@@ -54,6 +54,8 @@ static const char *const events_db_schema =
     "CREATE INDEX IF NOT EXISTS events_domain_t ON events(rcpt_domain, t);"
     "CREATE INDEX IF NOT EXISTS events_msgid ON events(msgid);"
     "CREATE INDEX IF NOT EXISTS events_rcpt ON events(rcpt, t);"
+    /* ---- verp: a VERP token names its message by queue id */
+    "CREATE INDEX IF NOT EXISTS events_qid ON events(qid);"
     "CREATE TABLE IF NOT EXISTS suppression ("
     " rcpt TEXT NOT NULL,"
     " stream TEXT NOT NULL,"
@@ -62,9 +64,15 @@ static const char *const events_db_schema =
     " PRIMARY KEY (rcpt, stream));";
 
 static const char *const events_type_names[] = {
-    [EVENTS_RECEIVED] = "received", [EVENTS_DELIVERED] = "delivered",
-    [EVENTS_DEFERRED] = "deferred", [EVENTS_BOUNCED] = "bounced",
-    [EVENTS_EXPIRED] = "expired",   [EVENTS_SUPPRESSED] = "suppressed",
+    [EVENTS_RECEIVED] = "received",
+    [EVENTS_DELIVERED] = "delivered",
+    [EVENTS_DEFERRED] = "deferred",
+    [EVENTS_BOUNCED] = "bounced",
+    [EVENTS_EXPIRED] = "expired",
+    [EVENTS_SUPPRESSED] = "suppressed",
+    /* ---- verp */
+    [EVENTS_COMPLAINED] = "complained",
+    /* ---- end verp */
 };
 
 const char *
@@ -356,6 +364,12 @@ events_db_put(struct events_db *db, char *line, size_t len,
                                    reason, t / 1000000, e) < 0)
             return -1;
     }
+    /* ---- verp: a complaint suppresses its recipient too */
+    if (strcmp(f[3], "complained") == 0 && f[7][0] != '\0' &&
+        events_db_suppress_add(db, f[7], suppress_stream ? f[8] : "",
+                               "complaint", t / 1000000, e) < 0)
+        return -1;
+    /* ---- end verp */
     return 0;
 }
 
@@ -492,7 +506,8 @@ events_db_report(struct events_db *db, const char *by, long long since,
              " sum(type = 'received'), sum(type = 'delivered'),"
              " sum(type = 'deferred'), sum(type = 'bounced' AND hard),"
              " sum(type = 'bounced' AND NOT hard), sum(type = 'expired'),"
-             " sum(type = 'suppressed')"
+             " sum(type = 'suppressed'),"
+             " sum(type = 'complained')" /* ---- verp */
              " FROM events WHERE t >= ?1 AND t < ?2"
              " GROUP BY k ORDER BY k",
              key);
@@ -513,6 +528,7 @@ events_db_report(struct events_db *db, const char *by, long long since,
         row.bounced_soft = (unsigned long long)sqlite3_column_int64(st, 5);
         row.expired = (unsigned long long)sqlite3_column_int64(st, 6);
         row.suppressed = (unsigned long long)sqlite3_column_int64(st, 7);
+        row.complained = (unsigned long long)sqlite3_column_int64(st, 8);
         if (cb(ctx, &row) < 0)
             break;
     }
@@ -582,3 +598,44 @@ events_db_history(struct events_db *db, const char *msgid, const char *rcpt,
         return events_db_err(db, e, "events");
     return 0;
 }
+
+/* ---- verp */
+int
+events_db_received(struct events_db *db, const char *qid, const char *msgid,
+                   events_db_received_cb cb, void *ctx, struct err *e)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    /* the newest first: a queue id may come round again after days */
+    if (sqlite3_prepare_v2(db->db,
+                           qid != NULL
+                               ? "SELECT qid, msgid, sender, rcpt, stream, t "
+                                 "FROM events WHERE qid = ?1 AND type = "
+                                 "'received' ORDER BY t DESC LIMIT 10000"
+                               : "SELECT qid, msgid, sender, rcpt, stream, t "
+                                 "FROM events WHERE msgid = ?1 AND type = "
+                                 "'received' ORDER BY t DESC LIMIT 10000",
+                           -1, &st, NULL) != SQLITE_OK)
+        return events_db_err(db, e, "received");
+    sqlite3_bind_text(st, 1, qid != NULL ? qid : msgid, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *v[5];
+        int i;
+
+        for (i = 0; i < 5; i++) {
+            v[i] = (const char *)sqlite3_column_text(st, i);
+            if (v[i] == NULL)
+                v[i] = "";
+        }
+        if (cb(ctx, v[0], v[1], v[2], v[3], v[4]) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return events_db_err(db, e, "received");
+    return 0;
+}
+/* ---- end verp */

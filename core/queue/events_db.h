@@ -86,6 +86,7 @@ struct events_report_row {
     const char *key;
     unsigned long long received, delivered, deferred, bounced_hard,
         bounced_soft, expired, suppressed;
+    unsigned long long complained; /* ---- verp */
 };
 typedef int (*events_db_report_cb)(void *ctx,
                                    const struct events_report_row *row);
@@ -101,5 +102,16 @@ typedef int (*events_db_history_cb)(void *ctx, int ncols,
 int events_db_history(struct events_db *db, const char *msgid,
                       const char *rcpt, events_db_history_cb cb, void *ctx,
                       struct err *e);
+
+/* ---- verp: events_db_received - the received rows of queue id qid
+ * (or, with qid NULL, of Message-ID msgid), newest first, to cb until
+ * it returns non-zero. 0, or -1 with e. */
+typedef int (*events_db_received_cb)(void *ctx, const char *qid,
+                                     const char *msgid, const char *sender,
+                                     const char *rcpt, const char *stream);
+int events_db_received(struct events_db *db, const char *qid,
+                       const char *msgid, events_db_received_cb cb, void *ctx,
+                       struct err *e);
+/* ---- end verp */
 
 #endif

@@ -13,7 +13,9 @@
  * it refused, else the one to the message: with SMTP one for all, with
  * LMTP each recipient's own (RFC 2033, smtpc_data_rcpts), so a mailbox
  * over quota defers or bounces its owner alone, with its own words in
- * the report. When the connection is lost part way through the LMTP
+ * the report. Tracked mail with verp_domain set goes one recipient per
+ * transaction with the envelope sender bounces+TOKEN@verp_domain
+ * (events.h). When the connection is lost part way through the LMTP
  * replies, the recipients whose reply came keep it and the rest are
  * deferred: they may have got the message, and the retry repeats it
  * for them. Notifications are committed as new queue files before the
@@ -78,6 +80,7 @@ struct queue_job {
     long long start_us;
     long long hold_ms; /* queue_dest.c: a destination free again then; 0 */
     size_t nheld;      /* recipients that waited for their destination */
+    int verp; /* ---- verp: one transaction per recipient, VERP sender */
 };
 
 static void
@@ -175,7 +178,19 @@ queue_deliver_route(struct queue_job *j, size_t ri, const size_t *idx,
     k = strlen(params);
     snprintf(params + k, sizeof(params) - k, "%sSIZE=%zu", k ? " " : "",
              qf->len);
-    rc = smtpc_mail(c, &env, qf->sender, params, &r, &e);
+    /* ---- verp: the copy for one recipient leaves with its own sender */
+    {
+        char verp[320];
+        const char *from = qf->sender;
+
+        if (j->verp && n == 1 &&
+            events_verp_sender(q->events, j->id, qf->auth_user, qf->sender,
+                               qf->rcpts[idx[0]].addr, verp,
+                               sizeof(verp)) == 1)
+            from = verp;
+        rc = smtpc_mail(c, &env, from, params, &r, &e);
+    }
+    /* ---- end verp */
     if (rc < 0 || r.code / 100 != 2) {
         if (r.code == 0) {
             r.code = 451;
@@ -714,12 +729,23 @@ queue_attempt_with(struct queue *q, struct queue_settings *set, const char *id,
     }
     for (i = 0; i < j.qf.nrcpts; i++)
         j.route[i] = queue_route_for(set, j.qf.rcpts[i].addr);
+    /* ---- verp: tracked mail goes one recipient at a time */
+    if (q->events != NULL) {
+        char verp[320];
+
+        j.verp = events_verp_sender(q->events, id, j.qf.auth_user, j.qf.sender,
+                                    "", verp, sizeof(verp));
+    }
     for (r = 0; r < set->nroutes; r++) {
         for (n = 0, i = 0; i < j.qf.nrcpts; i++)
             if (j.qf.rcpts[i].status == QUEUE_RCPT_PENDING && j.route[i] == r)
                 idx[n++] = i;
-        if (n > 0)
+        if (n > 0 && j.verp) { /* ---- verp: as Postfix's VERP does */
+            for (i = 0; i < n; i++)
+                queue_deliver_dests(&j, r, idx + i, 1, acc, each);
+        } else if (n > 0) {
             queue_deliver_dests(&j, r, idx, n, acc, each);
+        }
     }
     verdict = queue_finish(&j, fd, next_ms);
 out:

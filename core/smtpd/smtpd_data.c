@@ -23,6 +23,8 @@
 #include "util/buf.h"
 #include "util/log.h"
 #include "util/memlimit.h"
+#include "queue/events.h" /* ---- verp */
+#include "queue/queue.h"  /* ---- verp */
 #include "smtpd/smtpd_int.h"
 
 enum smtpd_data_flags {
@@ -209,6 +211,41 @@ smtpd_data_size(const struct smtpd_session *s)
     return size > SMTPD_MEM_STEP ? (size_t)size : SMTPD_MEM_STEP;
 }
 
+/* ---- verp: smtpd_inbound - a bounce or complaint for the relay
+ * itself: read and discarded, 250 once its events are on disk. */
+static void
+smtpd_inbound(struct smtpd_session *s, const struct buf *data)
+{
+    struct events *ev = queue_events(s->srv->queue);
+    const char **rcpts = calloc(s->nrcpts + 1, sizeof(*rcpts));
+    char client[SMTPD_CLIENT_MAX];
+    struct err e;
+    size_t i;
+
+    err_clear(&e);
+    if (rcpts == NULL || ev == NULL) {
+        free(rcpts);
+        smtpd_reply(s, "451 4.3.0 Error: out of memory");
+        return;
+    }
+    for (i = 0; i < s->nrcpts; i++)
+        rcpts[i] = s->rcpts[i].addr;
+    smtpd_client(s, client, sizeof(client));
+    if (events_inbound(ev, s->qid, client, rcpts, s->nrcpts,
+                       data->data ? data->data : "", data->len, &e) < 0) {
+        log_warning(s->qid, "from %s: bounce not recorded: %s; 451 4.3.0",
+                    client, e.text);
+        smtpd_reply(s, "451 4.3.0 Error: cannot record it now, try again "
+                       "later");
+    } else {
+        log_info(s->qid, "from=<%s>, size=%zu, nrcpt=%zu (read, not relayed)",
+                 s->sender, data->len, s->nrcpts);
+        smtpd_reply(s, "250 2.0.0 Ok: %s", s->qid);
+    }
+    free(rcpts);
+}
+/* ---- end verp */
+
 void
 smtpd_cmd_data(struct smtpd_session *s, const char *arg)
 {
@@ -293,6 +330,8 @@ smtpd_cmd_data(struct smtpd_session *s, const char *arg)
         log_info(s->qid, "discarded: every recipient suppressed; from=<%s>",
                  s->sender);
         smtpd_reply(s, "250 2.0.0 Ok: queued as %s", s->qid);
+    } else if (s->inbound) { /* ---- verp: read, not relayed */
+        smtpd_inbound(s, &data);
     } else {
         smtpd_deliver(s, &data);
     }

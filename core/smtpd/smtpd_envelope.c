@@ -397,6 +397,46 @@ smtpd_rcpt_suppressed(struct smtpd_session *s, const char *rcpt)
     return 1;
 }
 
+/* ---- verp: smtpd_rcpt_inbound - note whether rcpt is for the relay
+ * itself (a bounce or complaint to read); such recipients and relayed
+ * ones never share a transaction: the second kind gets 452 4.5.3 and
+ * the client sends it again on its own. Returns 1 when it replied. */
+static int
+smtpd_rcpt_inbound(struct smtpd_session *s, const char *rcpt)
+{
+    struct events *ev = s->rt->queue_mode ? queue_events(s->srv->queue) : NULL;
+    const char *dom = addr_domain(rcpt);
+    int in = events_inbound_rcpt(ev, rcpt);
+    int rt_in = (s->rt->inbound_domain != NULL && dom != NULL &&
+                 addr_domain_equal(dom, s->rt->inbound_domain)) ||
+                (s->rt->inbound_fbl != NULL &&
+                 strcasecmp(rcpt, s->rt->inbound_fbl) == 0);
+
+    /* The policy let rcpt through on the reloaded configuration, the
+     * writer reads what the running one named: after a reload that
+     * changed verp_domain or fbl_address neither may decide alone (the
+     * new domain would be relayed for anyone). */
+    if (rt_in != in) {
+        log_warning(s->qid,
+                    "RCPT TO:<%s>: verp_domain or fbl_address changed: "
+                    "restart relaychaind to use it; 451 4.3.0",
+                    rcpt);
+        smtpd_reply(s, "451 4.3.0 Error: try again later");
+        return 1;
+    }
+    if (s->nrcpts > 0 && in != s->inbound) {
+        log_info(s->qid, "RCPT TO:<%s>: %s: 452 4.5.3", rcpt,
+                 in ? "for the relay itself, after relayed recipients"
+                    : "relayed, after recipients for the relay itself");
+        smtpd_reply(s, "452 4.5.3 Send to this recipient in another "
+                       "transaction");
+        return 1;
+    }
+    s->inbound = in;
+    return 0;
+}
+/* ---- end verp */
+
 void
 smtpd_cmd_rcpt(struct smtpd_session *s, const char *line)
 {
@@ -421,13 +461,18 @@ smtpd_cmd_rcpt(struct smtpd_session *s, const char *line)
         buf_fini(&addr);
         return;
     }
+    /* ---- verp: mail for the relay itself is a transaction of its own */
+    if (smtpd_rcpt_inbound(s, buf_str(&addr))) {
+        buf_fini(&addr);
+        return;
+    }
     /* ---- events: the suppression list */
-    if (smtpd_rcpt_suppressed(s, buf_str(&addr))) {
+    if (!s->inbound && smtpd_rcpt_suppressed(s, buf_str(&addr))) {
         buf_fini(&addr);
         return;
     }
     /* ---- encrypt */
-    if (smtpd_rcpt_group(s, buf_str(&addr), &group) != 0) {
+    if (!s->inbound && smtpd_rcpt_group(s, buf_str(&addr), &group) != 0) {
         buf_fini(&addr);
         return;
     }

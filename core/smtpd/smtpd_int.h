@@ -95,6 +95,10 @@ struct smtpd_runtime {
     int normalize_newlines;
     int wrap_long_lines;
     int queue_mode; /* delivery = queue */
+    /* ---- verp: mail for the relay itself, taken from anyone and read
+     * (events_inbound): any address at verp_domain, and fbl_address;
+     * NULL when unset or events are off. Borrowed from cf. */
+    const char *inbound_domain, *inbound_fbl;
     unsigned max_conn, max_conn_client;
     /* ---- fleet */
     struct ratelimit_set *limits; /* rate_limits; NULL: none */
@@ -161,6 +165,7 @@ struct smtpd_session {
     char rcpt_group[256];
     /* ---- end encrypt */
     size_t n_dropped; /* ---- events: suppressed and dropped (drop) */
+    int inbound;      /* ---- verp: the transaction is for the relay */
     struct smtpc_conn *hop;
     struct timeval t_start;
     size_t mem_held; /* octets counted in srv->mem for this DATA */

@@ -288,6 +288,14 @@ smtpd_relay_ok(const struct smtpd_runtime *rt, const struct smtpd_facts *f,
     if (memchr(rcpt, '%', local_len) || memchr(rcpt, '!', local_len) ||
         memchr(rcpt, '@', local_len))
         return 0;
+    /* ---- verp: relaychaind is the MX of verp_domain and takes the
+     * complaint address; such mail is read, never relayed */
+    if (rt->inbound_domain != NULL &&
+        addr_domain_equal(dom, rt->inbound_domain))
+        return 1;
+    if (rt->inbound_fbl != NULL && strcasecmp(rcpt, rt->inbound_fbl) == 0)
+        return 1;
+    /* ---- end verp */
     for (i = 0; i < rt->nrelay_domains; i++)
         if (addr_domain_equal(dom, rt->relay_domains[i]))
             return 1;

@@ -147,6 +147,13 @@ smtpd_runtime_build(const struct conf *cf, struct err *e)
         goto fail;
     }
     rt->queue_mode = queue_delivery(c) == QUEUE_DELIVERY_QUEUE;
+    /* ---- verp: the keys need events_store (checked at load), which
+     * needs delivery = queue; restart-only, as the events writer is */
+    if (rt->queue_mode && cfg_raw(c, "events_store") != NULL) {
+        /* raw: a program that loads no events part has none of them */
+        rt->inbound_domain = cfg_raw(c, "verp_domain");
+        rt->inbound_fbl = cfg_raw(c, "fbl_address");
+    }
     if (cfg_str(c, "next_hop") == NULL) {
         const char *const *l;
 

@@ -132,6 +132,7 @@ smtpd_reset(struct smtpd_session *s, int hop_ok)
     s->rcpts = NULL;
     s->nrcpts = 0;
     s->n_dropped = 0; /* ---- events */
+    s->inbound = 0;   /* ---- verp */
     free(s->sender);
     free(s->sender_params);
     s->sender = s->sender_params = NULL;

@@ -4,7 +4,7 @@
 # next hop
 #
 # 0. "relaychain check" refuses, with file:line, what is not built
-#    (verp_domain, fbl_address, a PostgreSQL store), a store without
+#    (a PostgreSQL store), a store without
 #    delivery = queue, stream_map without a store, a bad stream_map.
 # 1. Postfix answers 550 5.1.1 for gone@dest.example, 450 4.2.0 for
 #    later@dest.example (until its map changes and it is reloaded) and
@@ -65,12 +65,6 @@ refused() {
         return 1
     fi
 }
-cp "$T/q.conf" "$T/bad.conf"
-echo "verp_domain = bounces.example" >>"$T/bad.conf"
-check "verp_domain: not built" refused "$T/bad.conf" verp_domain "not built"
-cp "$T/q.conf" "$T/bad.conf"
-echo "fbl_address = fbl@example.com" >>"$T/bad.conf"
-check "fbl_address: not built" refused "$T/bad.conf" fbl_address "not built"
 sed 's|^events_store = .*|events_store = postgresql://relay@127.0.0.1/events|' "$T/q.conf" >"$T/bad.conf"
 check "a PostgreSQL store: not built" refused "$T/bad.conf" events_store "not built"
 sed 's|^delivery = .*|delivery = through|' "$T/q.conf" >"$T/bad.conf"
