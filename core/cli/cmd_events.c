@@ -234,15 +234,28 @@ evcli_report_row(void *ctx, const struct events_report_row *r)
                "%llu, \"bounced_hard\": %llu, \"bounced_soft\": %llu, "
                "\"expired\": %llu, \"suppressed\": %llu, "
                "\"delivered_rate\": %.2f, \"bounce_rate\": %.2f, "
-               "\"defer_rate\": %.2f}",
+               "\"defer_rate\": %.2f",
                r->received, r->delivered, r->deferred, r->bounced_hard,
                r->bounced_soft, r->expired, r->suppressed, dr, br, fr);
+        /* ---- track */
+        printf(", \"opened_human\": %llu, \"opened_machine\": %llu, "
+               "\"clicked_human\": %llu, \"clicked_machine\": %llu, "
+               "\"unsubscribed\": %llu",
+               r->opened_human, r->opened_machine, r->clicked_human,
+               r->clicked_machine, r->unsubscribed);
+        /* ---- end track */
+        printf("}");
         return 0;
     }
     if (rp->n == 1)
-        printf("%-24s %9s %9s %9s %9s %9s %9s %9s %7s %7s %7s\n", "key",
-               "received", "delivered", "deferred", "hard", "soft", "expired",
-               "suppr", "deliv%", "bounce%", "defer%");
+        printf("%-24s %9s %9s %9s %9s %9s %9s %9s %7s %7s %7s"
+               /* ---- track */ " %7s %7s %7s %7s %7s" /* ---- end track */
+               "\n",
+               "key", "received", "delivered", "deferred", "hard", "soft",
+               "expired", "suppr", "deliv%", "bounce%", "defer%",
+               /* ---- track */
+               "open", "open-m", "click", "click-m", "unsub"
+               /* ---- end track */);
     {
         const char *k = r->key[0] ? r->key : "-";
         size_t len = strlen(k);
@@ -250,9 +263,15 @@ evcli_report_row(void *ctx, const struct events_report_row *r)
         evcli_put(k);
         printf("%*s", len < 24 ? (int)(24 - len) : 0, "");
     }
-    printf(" %9llu %9llu %9llu %9llu %9llu %9llu %9llu %7.2f %7.2f %7.2f\n",
+    printf(" %9llu %9llu %9llu %9llu %9llu %9llu %9llu %7.2f %7.2f %7.2f",
            r->received, r->delivered, r->deferred, r->bounced_hard,
            r->bounced_soft, r->expired, r->suppressed, dr, br, fr);
+    /* ---- track: human and machine opens and clicks apart */
+    printf(" %7llu %7llu %7llu %7llu %7llu", r->opened_human,
+           r->opened_machine, r->clicked_human, r->clicked_machine,
+           r->unsubscribed);
+    /* ---- end track */
+    printf("\n");
     return 0;
 }
 

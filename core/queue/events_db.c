@@ -62,9 +62,17 @@ static const char *const events_db_schema =
     " PRIMARY KEY (rcpt, stream));";
 
 static const char *const events_type_names[] = {
-    [EVENTS_RECEIVED] = "received", [EVENTS_DELIVERED] = "delivered",
-    [EVENTS_DEFERRED] = "deferred", [EVENTS_BOUNCED] = "bounced",
-    [EVENTS_EXPIRED] = "expired",   [EVENTS_SUPPRESSED] = "suppressed",
+    [EVENTS_RECEIVED] = "received",
+    [EVENTS_DELIVERED] = "delivered",
+    [EVENTS_DEFERRED] = "deferred",
+    [EVENTS_BOUNCED] = "bounced",
+    [EVENTS_EXPIRED] = "expired",
+    [EVENTS_SUPPRESSED] = "suppressed",
+    /* ---- track */
+    [EVENTS_OPENED] = "opened",
+    [EVENTS_CLICKED] = "clicked",
+    [EVENTS_UNSUBSCRIBED] = "unsubscribed",
+    /* ---- end track */
 };
 
 const char *
@@ -356,6 +364,12 @@ events_db_put(struct events_db *db, char *line, size_t len,
                                    reason, t / 1000000, e) < 0)
             return -1;
     }
+    /* ---- track: a one-click unsubscribe suppresses its recipient */
+    if (strcmp(f[3], "unsubscribed") == 0 && f[7][0] != '\0' &&
+        events_db_suppress_add(db, f[7], suppress_stream ? f[8] : "",
+                               "unsubscribe", t / 1000000, e) < 0)
+        return -1;
+    /* ---- end track */
     return 0;
 }
 
@@ -487,15 +501,21 @@ events_db_report(struct events_db *db, const char *by, long long since,
         return err_set(e, ERR_INPUT,
                        "--by %s: want day, hour, domain, sender or stream",
                        by);
-    snprintf(sql, sizeof(sql),
-             "SELECT %s AS k,"
-             " sum(type = 'received'), sum(type = 'delivered'),"
-             " sum(type = 'deferred'), sum(type = 'bounced' AND hard),"
-             " sum(type = 'bounced' AND NOT hard), sum(type = 'expired'),"
-             " sum(type = 'suppressed')"
-             " FROM events WHERE t >= ?1 AND t < ?2"
-             " GROUP BY k ORDER BY k",
-             key);
+    snprintf(
+        sql, sizeof(sql),
+        "SELECT %s AS k,"
+        " sum(type = 'received'), sum(type = 'delivered'),"
+        " sum(type = 'deferred'), sum(type = 'bounced' AND hard),"
+        " sum(type = 'bounced' AND NOT hard), sum(type = 'expired'),"
+        " sum(type = 'suppressed'),"
+        /* ---- track */
+        " sum(type = 'opened' AND NOT hard), sum(type = 'opened' AND hard),"
+        " sum(type = 'clicked' AND NOT hard),"
+        " sum(type = 'clicked' AND hard), sum(type = 'unsubscribed')"
+        /* ---- end track */
+        " FROM events WHERE t >= ?1 AND t < ?2"
+        " GROUP BY k ORDER BY k",
+        key);
     if (sqlite3_prepare_v2(db->db, sql, -1, &st, NULL) != SQLITE_OK)
         return events_db_err(db, e, "report");
     sqlite3_bind_int64(st, 1, since > 0 ? since * 1000000 : 0);
@@ -513,6 +533,13 @@ events_db_report(struct events_db *db, const char *by, long long since,
         row.bounced_soft = (unsigned long long)sqlite3_column_int64(st, 5);
         row.expired = (unsigned long long)sqlite3_column_int64(st, 6);
         row.suppressed = (unsigned long long)sqlite3_column_int64(st, 7);
+        /* ---- track */
+        row.opened_human = (unsigned long long)sqlite3_column_int64(st, 8);
+        row.opened_machine = (unsigned long long)sqlite3_column_int64(st, 9);
+        row.clicked_human = (unsigned long long)sqlite3_column_int64(st, 10);
+        row.clicked_machine = (unsigned long long)sqlite3_column_int64(st, 11);
+        row.unsubscribed = (unsigned long long)sqlite3_column_int64(st, 12);
+        /* ---- end track */
         if (cb(ctx, &row) < 0)
             break;
     }
