@@ -99,9 +99,10 @@ flt_track_walk(struct flt_track_mctx *cx, GMimeObject *obj, unsigned depth,
     }
     for (k = 0; k < sizeof(sealed) / sizeof(sealed[0]); k++)
         if (flt_track_is(obj, sealed[k][0], sealed[k][1])) {
-            snprintf(what, sizeof(what), "%s %s/%s",
-                     strcmp(sealed[k][1], "encrypted") == 0 ? "encrypted"
-                                                            : "signed",
+            snprintf(what, sizeof(what), "%s (%s/%s)",
+                     k == 0   ? "signed"
+                     : k == 1 ? "encrypted"
+                              : "signed or encrypted",
                      sealed[k][0], sealed[k][1]);
             flt_track_set_skip(cx, what);
             return;
