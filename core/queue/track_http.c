@@ -247,8 +247,9 @@ bad:
 static int
 track_http_method(const struct http_req *rq, struct http_resp *rs, int post)
 {
-    if (strcmp(rq->method, "GET") == 0 || strcmp(rq->method, "HEAD") == 0 ||
-        (post && strcmp(rq->method, "POST") == 0))
+    if (rq->method != NULL &&
+        (strcmp(rq->method, "GET") == 0 || strcmp(rq->method, "HEAD") == 0 ||
+         (post && strcmp(rq->method, "POST") == 0)))
         return 0;
     track_http_text(rs, 405, "Method not allowed\n");
     return -1;

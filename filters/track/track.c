@@ -126,7 +126,7 @@ flt_track_mailto_ok(const char *a)
 }
 
 static int
-flt_track_init(struct stage *st, const struct cfg *c, struct err *e)
+flt_track_setup(struct stage *st, const struct cfg *c, struct err *e)
 {
     struct flt_track *ft;
     const char *v;
@@ -154,6 +154,17 @@ flt_track_init(struct stage *st, const struct cfg *c, struct err *e)
             return err_nomem(e);
     }
     return 0;
+}
+
+/* flt_track_init - the stage's state, or nothing left behind when a key
+ * is refused. */
+static int
+flt_track_init(struct stage *st, const struct cfg *c, struct err *e)
+{
+    if (flt_track_setup(st, c, e) == 0)
+        return 0;
+    flt_track_free(st);
+    return -1;
 }
 
 /* flt_track_lookup - what track_map says for sender: 0 not tracked, 1

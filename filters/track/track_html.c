@@ -188,8 +188,11 @@ flt_track_attr_url(const struct flt_track *ft, const char *v, size_t n,
         ;
     memmove(url, url + start, end - start);
     url[end - start] = '\0';
+    /* Only what the redirector will follow: no space or control octet
+     * (it would be refused as a Location), so a link that cannot be
+     * redirected stays as it is. */
     for (i = 0; url[i] != '\0'; i++)
-        if ((unsigned char)url[i] < 0x20 || url[i] == 0x7f)
+        if ((unsigned char)url[i] <= 0x20 || url[i] == 0x7f)
             return 0;
     if (!flt_track_istarts(url, strlen(url), "http://") &&
         !flt_track_istarts(url, strlen(url), "https://"))

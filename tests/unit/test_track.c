@@ -267,6 +267,7 @@ test_load_errors(void **state)
     assert_int_equal(load(&st, conf, &e), -1);
     unit_has("short key", e.text, "60-track.conf:2: key_file");
     unit_has("short key", e.text, "a key of 9 octets");
+    assert_null(st.priv); /* nothing left behind */
     assert_int_equal(load(&st, "key_file = /nonexistent/key\n", &e), -1);
     unit_has("missing key", e.text, "60-track.conf:2: key_file");
     assert_int_equal(load(&st, "track_host = a/b\n", &e), -1);
@@ -384,6 +385,54 @@ test_html_encoded(void **state)
     html_of(buf_str(&out), &html);
     check_links(buf_str(&html));
     buf_fini(&html);
+    buf_fini(&out);
+    msg_free(m);
+    unit_stage_unload(&st);
+}
+
+static void
+test_edge_links(void **state)
+{
+    static const char text[] = HDR(
+        "news@example.com") "Content-Type: text/html\n\n"
+                            "<p><a href=\" https://example.com/trim \">a</a>"
+                            "<a href=\"https://example.com/a b\">b</a>"
+                            "<a "
+                            "href=\"HTTPS://Example.com/"
+                            "c?x=1&#x26;y=&#50;\">c</a>"
+                            "<a href=\"https://t.example.com/c/old\">d</a>"
+                            "<a href='javascript:alert(1)'>e</a></p>\n"
+                            "<p>no body end<a href=\"https://example.com/open";
+    struct track_token t;
+    struct stage st;
+    struct msg *m;
+    struct buf out;
+    struct err e;
+    char note[300];
+    const char *px;
+
+    (void)state;
+    assert_int_equal(load(&st, "", &e), 0);
+    m = build("news@example.com", NULL, text);
+    run(&st, m, note, sizeof(note), &out);
+    unit_has("edge", note, "tracked (links=2, pixel=yes");
+    token_at(buf_str(&out), 'c', 0, &t);
+    assert_string_equal(t.url, "https://example.com/trim");
+    token_at(buf_str(&out), 'c', 1, &t);
+    assert_string_equal(t.url, "HTTPS://Example.com/c?x=1&y=2");
+    assert_int_equal(t.count, 2);
+    unit_has("edge: a space stays", buf_str(&out),
+             "<a href=\"https://example.com/a b\">");
+    unit_has("edge: ours stays", buf_str(&out),
+             "<a href=\"https://t.example.com/c/old\">");
+    unit_has("edge: javascript stays", buf_str(&out),
+             "<a href='javascript:alert(1)'>");
+    unit_has("edge: unterminated stays", buf_str(&out),
+             "<a href=\"https://example.com/open");
+    /* no </body>: the pixel at the end */
+    px = strstr(buf_str(&out), "<img src=\"https://t.example.com/o/");
+    assert_non_null(px);
+    assert_true(strstr(px, "https://example.com/open") == NULL);
     buf_fini(&out);
     msg_free(m);
     unit_stage_unload(&st);
@@ -658,6 +707,7 @@ main(void)
         cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_html_7bit),
         cmocka_unit_test(test_html_encoded),
+        cmocka_unit_test(test_edge_links),
         cmocka_unit_test(test_text_links),
         cmocka_unit_test(test_skips),
         cmocka_unit_test(test_list_unsubscribe),
