@@ -182,16 +182,17 @@ flt_track_attr_url(const struct flt_track *ft, const char *v, size_t n,
         o += ul;
     }
     url[o] = '\0';
+    /* Only what the redirector will follow: no NUL, space or control
+     * octet (it would be refused as a Location, and a NUL would cut the
+     * URL the checks below see), so such a link stays as it is. White
+     * space at either end is trimmed first, as browsers do. */
     for (start = 0; start < o && flt_track_is_space(url[start]); start++)
         ;
     for (end = o; end > start && flt_track_is_space(url[end - 1]); end--)
         ;
     memmove(url, url + start, end - start);
     url[end - start] = '\0';
-    /* Only what the redirector will follow: no space or control octet
-     * (it would be refused as a Location), so a link that cannot be
-     * redirected stays as it is. */
-    for (i = 0; url[i] != '\0'; i++)
+    for (i = 0; i < end - start; i++)
         if ((unsigned char)url[i] <= 0x20 || url[i] == 0x7f)
             return 0;
     if (!flt_track_istarts(url, strlen(url), "http://") &&
@@ -253,11 +254,12 @@ out:
 }
 
 int
-flt_track_html(struct flt_track_tokens *tk, const char *d, size_t n, int pixel,
-               struct buf *out, unsigned *links, struct err *e)
+flt_track_html(struct flt_track_tokens *tk, const char *d, size_t n,
+               int *pixel, struct buf *out, unsigned *links, struct err *e)
 {
     char url[TRACK_URL_MAX + 1];
     size_t i = 0, j, copied = 0, body_close = SIZE_MAX;
+    int in_text = 1; /* the end is outside any tag, comment, raw text */
 
     *links = 0;
     while (i < n) {
@@ -270,6 +272,7 @@ flt_track_html(struct flt_track_tokens *tk, const char *d, size_t n, int pixel,
         }
         if (flt_track_istarts(d + i, n - i, "<!--")) {
             j = flt_track_ifind(d, n, i + 4, "-->");
+            in_text = j != SIZE_MAX;
             i = j == SIZE_MAX ? n : j + 3;
             continue;
         }
@@ -325,7 +328,8 @@ flt_track_html(struct flt_track_tokens *tk, const char *d, size_t n, int pixel,
                 ve = q != NULL ? (size_t)(q - d) : n;
                 j = q != NULL ? ve + 1 : n;
                 if (q == NULL)
-                    continue; /* an unterminated value: leave it */
+                    continue; /* an unterminated value: leave it (the
+                                 tag ends unterminated below) */
             } else {
                 for (vs = j;
                      j < n && !flt_track_is_space((unsigned char)d[j]) &&
@@ -339,11 +343,15 @@ flt_track_html(struct flt_track_tokens *tk, const char *d, size_t n, int pixel,
                 flt_track_link(tk, d, vs, ve, url, out, &copied, links, e) < 0)
                 return -1;
         }
+        if (j >= n)
+            in_text = 0; /* the text ends inside this tag */
         i = j < n ? j + 1 : n;
         if (raw) {
             j = flt_track_ifind(
                 d, n, i,
                 flt_track_ieq(d + ns, nl, "script") ? "</script" : "</style");
+            if (j == SIZE_MAX)
+                in_text = 0;
             i = j == SIZE_MAX ? n : j;
         }
     }
@@ -351,7 +359,14 @@ flt_track_html(struct flt_track_tokens *tk, const char *d, size_t n, int pixel,
         return 0;
     if (buf_append(out, d + copied, n - copied, e) < 0)
         return -1;
-    return pixel ? flt_track_pixel(tk, out, body_close, e) : 0;
+    /* At the end only when the end is text: after an unterminated tag,
+     * comment or script the pixel would become part of it. */
+    if (pixel == NULL || !*pixel)
+        return 0;
+    if (body_close != SIZE_MAX || in_text)
+        return flt_track_pixel(tk, out, body_close, e);
+    *pixel = 0;
+    return 0;
 }
 
 int

@@ -56,11 +56,14 @@ int flt_track_url(struct flt_track_tokens *tk, enum track_kind kind,
                   const char *url, struct buf *out, struct err *e);
 
 /* flt_track_html / flt_track_text - rewrite the links of the decoded
- * text d (n octets) into out, and with pixel the open pixel before the
- * last </body> (or at the end). With out NULL only count the links that
- * would be rewritten into *links. 0, or -1 with e set (out's limit). */
+ * text d (n octets) into out, and with *pixel set (pixel may be NULL)
+ * the open pixel before the last </body>, or at the end when the text
+ * ends outside any tag, comment or script (else *pixel becomes 0). With
+ * out NULL only count the links that would be rewritten into *links.
+ * 0, or -1 with e set (out's limit). */
 int flt_track_html(struct flt_track_tokens *tk, const char *d, size_t n,
-                   int pixel, struct buf *out, unsigned *links, struct err *e);
+                   int *pixel, struct buf *out, unsigned *links,
+                   struct err *e);
 int flt_track_text(struct flt_track_tokens *tk, const char *d, size_t n,
                    struct buf *out, unsigned *links, struct err *e);
 

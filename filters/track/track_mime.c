@@ -420,7 +420,7 @@ flt_track_apply(struct flt_track_tokens *tk, struct flt_track_mctx *cx,
 
         if (p->skip != NULL)
             continue;
-        if ((p->html ? flt_track_html(tk, p->d, p->dlen, 0, NULL, &n, e)
+        if ((p->html ? flt_track_html(tk, p->d, p->dlen, NULL, NULL, &n, e)
                      : flt_track_text(tk, p->d, p->dlen, NULL, &n, e)) < 0)
             return -1;
         total += n;
@@ -433,7 +433,7 @@ flt_track_apply(struct flt_track_tokens *tk, struct flt_track_mctx *cx,
         if (p->skip != NULL)
             continue;
         p->pixel = p->html && !pixel_done;
-        if ((p->html ? flt_track_html(tk, p->d, p->dlen, p->pixel, &p->out,
+        if ((p->html ? flt_track_html(tk, p->d, p->dlen, &p->pixel, &p->out,
                                       &p->links, e)
                      : flt_track_text(tk, p->d, p->dlen, &p->out, &p->links,
                                       e)) < 0)
