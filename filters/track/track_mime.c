@@ -365,6 +365,23 @@ flt_track_encode(struct flt_track_part *p, struct err *e)
     return buf_append(&p->enc, p->out.data ? p->out.data : "", p->out.len, e);
 }
 
+/* flt_track_keep_eol - when p's content ended at the start of a line
+ * (the line a boundary delimiter takes), the new content must too: a
+ * pixel added at the end of an empty part would otherwise run into the
+ * next boundary and break the message's structure. */
+static int
+flt_track_keep_eol(const struct flt_track_mctx *cx, struct flt_track_part *p,
+                   struct err *e)
+{
+    int line_start = p->cend > p->cstart
+                         ? cx->body[p->cend - 1] == '\n'
+                         : p->cstart == 0 || cx->body[p->cstart - 1] == '\n';
+
+    if (!line_start || (p->enc.len > 0 && p->enc.data[p->enc.len - 1] == '\n'))
+        return 0;
+    return buf_puts(&p->enc, p->raw_eol, e);
+}
+
 static int
 flt_track_apply(struct flt_track_tokens *tk, struct flt_track_mctx *cx,
                 const char *stage, int *edited, unsigned *links, int *pixel,
@@ -440,7 +457,8 @@ flt_track_apply(struct flt_track_tokens *tk, struct flt_track_mctx *cx,
             return -1;
         if (p->links == 0 && !p->pixel)
             continue;
-        if (flt_track_encode(p, e) < 0)
+        if (flt_track_encode(p, e) < 0 ||
+            (p->skip == NULL && flt_track_keep_eol(cx, p, e) < 0))
             return -1;
         if (p->skip != NULL)
             continue;
