@@ -17,9 +17,12 @@
  * Mail Privacy Protection's) or by Google's image proxy (user agent
  * GoogleImageProxy) is a machine open; a click within click_window
  * seconds of the moment the stage made the token, or the click with
- * which one client has followed every link of a message (two or more
- * links), is a machine click. The events carry the flag in their hard
- * column, and "relaychain report" counts both apart. The "every link"
+ * which one client has followed every link of a message (two to 64
+ * links), is a machine click. The time rule counts from the moment the
+ * stage ran, which is the delivery's within a second or two unless the
+ * queue deferred the message; the clicks of a sweep before its last one
+ * stay human (events are not rewritten). The events carry the flag in their
+ * hard column, and "relaychain report" counts both apart. The "every link"
  * rule remembers clients in a bounded table (TRACK_HTTP_SLOTS, older
  * entries replaced), so a sweep spread over more time or more clients
  * than it holds is counted as human.
@@ -35,6 +38,12 @@
 #include "util/err.h"
 #include "net/http_route.h"
 #include "queue/events.h"
+
+/* The listener's defaults: the shipped list of networks (installed with
+ * the documentation) and a window that link scanners fall in and
+ * people, who open the message first, rarely do. */
+#define TRACK_HTTP_NETWORKS_FILE "machine-networks.cidr"
+#define TRACK_HTTP_CLICK_WINDOW 10
 
 struct track_http_settings {
     const char *key_file;         /* required */
