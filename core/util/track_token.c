@@ -20,6 +20,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "util/cfg.h"
 #include "util/track_token.h"
 
 #define TRACK_HDR 10 /* version, kind, time, index, count */
@@ -31,6 +32,7 @@ int
 track_key_load(const char *path, struct track_key *k, struct err *e)
 {
     unsigned char buf[TRACK_KEY_MAX + 1];
+    struct stat st;
     size_t len = 0;
     ssize_t r;
     int fd;
@@ -39,6 +41,17 @@ track_key_load(const char *path, struct track_key *k, struct err *e)
     k->len = 0;
     if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
         return err_sys(e, ERR_CONFIG, "%s", path);
+    /* Whoever reads the key can sign any redirect and any unsubscribe. */
+    if (fstat(fd, &st) < 0) {
+        err_sys(e, ERR_CONFIG, "%s", path);
+        close(fd);
+        return -1;
+    }
+    if (cfg_secret_check(path, &st, S_IROTH | S_IWOTH, "the tracking key", e) <
+        0) {
+        close(fd);
+        return -1;
+    }
     while (len < sizeof(buf)) {
         r = read(fd, buf + len, sizeof(buf) - len);
         if (r < 0 && errno == EINTR)

@@ -77,8 +77,9 @@ struct track_key {
 };
 
 /* track_key_load - read the key file at path into k. 0, or -1 with e set
- * (a file that is missing, unreadable, shorter than TRACK_KEY_MIN or
- * longer than TRACK_KEY_MAX octets). Free with track_key_free. */
+ * (a file that is missing, unreadable, that other users may read or
+ * write, shorter than TRACK_KEY_MIN or longer than TRACK_KEY_MAX
+ * octets). Free with track_key_free. */
 int track_key_load(const char *path, struct track_key *k, struct err *e);
 void track_key_free(struct track_key *k);
 

@@ -57,8 +57,8 @@ static const struct cfg_option flt_track_options[] = {
      "links: https://TRACK_HOST/c/TOKEN",
      NULL, 0, 0, CFG_REQUIRED},
     {"key_file", CFG_PATH, NULL,
-     "file of at least 32 octets whose contents sign the tokens; the same "
-     "file relaychaind's HTTP side reads",
+     "file of at least 32 octets, which other users may not read, whose "
+     "contents sign the tokens; the same file relaychaind's HTTP side reads",
      NULL, 0, 0, CFG_REQUIRED},
     {"track_map", CFG_PATH, NULL,
      "pcre_table(5) file from the envelope sender to yes, bulk or no; "

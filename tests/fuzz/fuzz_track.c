@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "filters/filters.h"
@@ -70,6 +71,8 @@ fuzz_setup(void)
         __builtin_trap();
     fputs("fuzz key of thirty-two octets...", fp);
     fclose(fp);
+    if (chmod(fuzz_key, 0600) < 0)
+        __builtin_trap();
     snprintf(conf, sizeof(conf),
              "track_host = t.example.com\nkey_file = %s\nbulk = yes\n"
              "track_text_links = yes\n"

@@ -44,6 +44,7 @@ OURS=$T/chain.d/dkim/mail2026.txt
 # No database watcher thread (see dkim_arrived.sh).
 echo "database_check_interval = 0" >>"$T/chain.d/20-antivirus.conf"
 head -c 32 /dev/urandom >"$T/track.key"
+chmod 600 "$T/track.key"
 sed -e 's|^track_host = .*|track_host = t.test.example|' \
     -e "s|^key_file = .*|key_file = $T/track.key|" \
     -e 's|^#unsubscribe_mailto = .*|unsubscribe_mailto = unsubscribe@example.com|' \

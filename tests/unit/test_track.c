@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -52,8 +53,10 @@ setup(void **state)
     if (unit_tmpdir(tmp_dir, sizeof(tmp_dir)) == NULL ||
         unit_write(tmp_dir, "key", "an example key of forty octets...!!!!!!",
                    key_path, sizeof(key_path)) == NULL ||
+        chmod(key_path, 0600) < 0 ||
         unit_write(tmp_dir, "short", "too short", short_path,
                    sizeof(short_path)) == NULL ||
+        chmod(short_path, 0600) < 0 ||
         unit_write(tmp_dir, "map",
                    "/^news@example\\.com$/ bulk\n"
                    "/^alice@example\\.com$/ yes\n"

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -44,6 +45,7 @@ write_file(const char *path, const char *data, size_t n)
     assert_non_null(fp);
     assert_int_equal(fwrite(data, 1, n, fp), n);
     assert_int_equal(fclose(fp), 0);
+    assert_int_equal(chmod(path, 0600), 0);
 }
 
 static int
@@ -100,6 +102,11 @@ test_key_load(void **state)
     if (strstr(e.text, "31 octets") == NULL)
         fail_msg("got \"%s\", want the short key's size", e.text);
     assert_int_equal(track_key_load("/nonexistent/key", &k, &e), -1);
+    assert_int_equal(chmod(keyfile, 0644), 0);
+    assert_int_equal(track_key_load(keyfile, &k, &e), -1);
+    if (strstr(e.text, "lets all other users read it") == NULL)
+        fail_msg("got \"%s\", want the mode refused", e.text);
+    assert_int_equal(chmod(keyfile, 0640), 0);
     assert_int_equal(track_key_load(keyfile, &k, &e), 0);
     assert_int_equal(k.len, 33);
     track_key_free(&k);
