@@ -260,20 +260,39 @@ flt_track_msgid(const struct msg *m, char *out, size_t n)
     out[o] = '\0';
 }
 
-/* flt_track_unsub - List-Unsubscribe and List-Unsubscribe-Post. */
+/* flt_track_unsub - List-Unsubscribe and List-Unsubscribe-Post. The
+ * field's first line must stay within 998 octets: a token that would
+ * not (a long Message-ID and long addresses) goes without the
+ * Message-ID, and when even that is too long the fields are not added
+ * (1). 0, 1, or -1 with e. */
 static int
 flt_track_unsub(const struct stage *st, struct flt_track_tokens *tk,
                 struct msg *m, struct err *e)
 {
     const struct flt_track *ft = st->priv;
+    struct flt_track_tokens short_tk;
     struct buf v;
     int rc = -1;
 
     buf_init(&v, 8192);
     if (buf_puts(&v, "<", e) < 0 ||
         flt_track_url(tk, TRACK_UNSUB, NULL, &v, e) < 0 ||
-        buf_puts(&v, ">", e) < 0)
+        buf_puts(&v, ">,", e) < 0)
         goto out;
+    if (v.len + sizeof("List-Unsubscribe: ") > FLT_TRACK_LINE_MAX) {
+        short_tk = *tk;
+        short_tk.base.msgid[0] = '\0';
+        buf_reset(&v);
+        if (buf_puts(&v, "<", e) < 0 ||
+            flt_track_url(&short_tk, TRACK_UNSUB, NULL, &v, e) < 0 ||
+            buf_puts(&v, ">,", e) < 0)
+            goto out;
+        if (v.len + sizeof("List-Unsubscribe: ") > FLT_TRACK_LINE_MAX) {
+            rc = 1;
+            goto out;
+        }
+    }
+    v.data[--v.len] = '\0'; /* the comma, there only to be counted */
     if (ft->mailto != NULL &&
         buf_printf(&v, e, ",%s <mailto:%s?subject=unsubscribe>", msg_eol(m),
                    ft->mailto) < 0)
@@ -353,10 +372,13 @@ flt_track_run(const struct stage *st, struct msg *m, struct verdict *v,
         else if (tk.base.rcpt[0] == '\0')
             snprintf(list, sizeof(list),
                      ", no list-unsubscribe (tokens per message)");
-        else if (flt_track_unsub(st, &tk, m, e) < 0) {
+        else if ((r = flt_track_unsub(st, &tk, m, e)) < 0) {
             err_prefix(e, "%s: List-Unsubscribe", st->name);
             return -1;
-        } else
+        } else if (r > 0)
+            snprintf(list, sizeof(list),
+                     ", no list-unsubscribe (its token is too long)");
+        else
             snprintf(list, sizeof(list), ", list-unsubscribe");
     }
     return verdict_set(v, VERDICT_CONTINUE, NULL,

@@ -615,6 +615,56 @@ test_list_unsubscribe(void **state)
     unit_stage_unload(&st);
 }
 
+/* A token too long for List-Unsubscribe's line goes without the
+ * Message-ID; a 7bit part whose line would pass 998 octets is left. */
+static void
+test_long_unsub(void **state)
+{
+    char dom[260], sender[280], rcpt[280], text[2048], mid[300], note[300];
+    struct track_token t;
+    struct stage st;
+    struct msg *m;
+    struct buf out;
+    struct err e;
+    const char *lu, *eol;
+
+    (void)state;
+    snprintf(dom, sizeof(dom), "%060d.%060d.%060d.%050d.example", 1, 2, 3, 4);
+    snprintf(sender, sizeof(sender), "news@%s", dom);
+    snprintf(rcpt, sizeof(rcpt), "bob@%s", dom);
+    snprintf(mid, sizeof(mid), "<%0240d@example.com>", 7);
+    snprintf(
+        text, sizeof(text),
+        "From: %s\nTo: bob@example.net\nMessage-ID: %s\n"
+        "Content-Type: text/html\n\n<a href=\"https://x.example/\">x</a>\n",
+        sender, mid);
+    assert_int_equal(load(&st, "bulk = yes\n", &e), 0);
+    m = msg_new(&test_limits, MSG_FE_SMTP, &e);
+    assert_non_null(m);
+    assert_int_equal(msg_env_sender(m, sender, NULL, &e), 0);
+    assert_int_equal(msg_env_rcpt(m, rcpt, NULL, &e), 0);
+    assert_int_equal(msg_parse(m, text, strlen(text), &e), 0);
+    run(&st, m, note, sizeof(note), &out);
+    /* the 7bit part's line would pass 998 octets: left alone */
+    unit_has("long", note,
+             ", list-unsubscribe; text/html: a line over 998 octets once "
+             "rewritten)");
+    unit_has("long", buf_str(&out), "<a href=\"https://x.example/\">");
+    lu = strstr(buf_str(&out), "\nList-Unsubscribe: <");
+    assert_non_null(lu);
+    eol = strchr(lu + 1, '\n');
+    assert_non_null(eol);
+    if (eol - lu - 1 > 998)
+        fail_msg("List-Unsubscribe line of %d octets", (int)(eol - lu - 1));
+    token_at(lu, 'u', 0, &t);
+    assert_string_equal(t.msgid, "");
+    assert_string_equal(t.sender, sender);
+    assert_string_equal(t.rcpt, rcpt);
+    buf_fini(&out);
+    msg_free(m);
+    unit_stage_unload(&st);
+}
+
 static void
 test_rcpt_group(void **state)
 {
@@ -725,6 +775,7 @@ main(void)
         cmocka_unit_test(test_text_links),
         cmocka_unit_test(test_skips),
         cmocka_unit_test(test_list_unsubscribe),
+        cmocka_unit_test(test_long_unsub),
         cmocka_unit_test(test_rcpt_group),
         cmocka_unit_test(test_order),
     };
