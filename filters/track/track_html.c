@@ -206,9 +206,11 @@ flt_track_attr_url(const struct flt_track *ft, const char *v, size_t n,
  * (out) written in its place. */
 static int
 flt_track_link(struct flt_track_tokens *tk, const char *d, size_t vs,
-               size_t ve, const char *url, struct buf *out, size_t *copied,
-               unsigned *links, struct err *e)
+               size_t ve, int quote, const char *url, struct buf *out,
+               size_t *copied, unsigned *links, struct err *e)
 {
+    size_t col;
+
     if (out == NULL) {
         if (*links < FLT_TRACK_LINKS_MAX)
             (*links)++;
@@ -221,7 +223,23 @@ flt_track_link(struct flt_track_tokens *tk, const char *d, size_t vs,
         return -1;
     *copied = ve;
     (*links)++;
-    return 0;
+    /* In a tag, a line end after an attribute value is white space
+     * between attributes: one there keeps a line of many links within
+     * what SMTP carries (998 octets) without changing the HTML. quote:
+     * the value's quote, 0 unquoted, -1 in text (no tag to break). */
+    if (quote < 0)
+        return 0;
+    for (col = 0; col < out->len && out->data[out->len - col - 1] != '\n';
+         col++)
+        ;
+    if (col <= FLT_TRACK_WRAP)
+        return 0;
+    if (quote > 0) {
+        if (buf_putc(out, quote, e) < 0)
+            return -1;
+        *copied = ve + 1;
+    }
+    return buf_puts(out, tk->eol, e);
 }
 
 /* flt_track_pixel - the open pixel at out's offset at (SIZE_MAX: the
@@ -231,16 +249,26 @@ flt_track_pixel(struct flt_track_tokens *tk, struct buf *out, size_t at,
                 struct err *e)
 {
     struct buf px;
-    size_t old = out->len;
+    size_t old = out->len, col, rest,
+           pos = at != SIZE_MAX && at < old ? at : old;
     int rc = -1;
 
     buf_init(&px, 4096);
+    /* On a long line, the pixel goes on a line of its own (line ends are
+     * white space in the text), so that no line passes 998 octets. */
+    for (col = 0; col < pos && out->data[pos - col - 1] != '\n'; col++)
+        ;
+    for (rest = 0; pos + rest < old && out->data[pos + rest] != '\n'; rest++)
+        ;
+    if (col > FLT_TRACK_WRAP && buf_puts(&px, tk->eol, e) < 0)
+        goto out;
     if (buf_puts(&px, "<img src=\"", e) < 0 ||
         flt_track_url(tk, TRACK_OPEN, NULL, &px, e) < 0 ||
         buf_puts(&px,
                  "\" width=\"1\" height=\"1\" alt=\"\" "
                  "style=\"display:block;width:1px;height:1px;border:0\">",
                  e) < 0 ||
+        (rest > FLT_TRACK_WRAP && buf_puts(&px, tk->eol, e) < 0) ||
         buf_append(out, px.data, px.len, e) < 0)
         goto out;
     if (at != SIZE_MAX && at < old) {
@@ -300,6 +328,7 @@ flt_track_html(struct flt_track_tokens *tk, const char *d, size_t n,
               flt_track_ieq(d + ns, nl, "style");
         while (j < n && d[j] != '>') {
             size_t an, al, vs, ve;
+            int quote;
 
             if (flt_track_is_space((unsigned char)d[j]) || d[j] == '/') {
                 j++;
@@ -321,9 +350,11 @@ flt_track_html(struct flt_track_tokens *tk, const char *d, size_t n,
             j++;
             while (j < n && flt_track_is_space((unsigned char)d[j]))
                 j++;
+            quote = 0;
             if (j < n && (d[j] == '"' || d[j] == '\'')) {
                 const char *q = memchr(d + j + 1, d[j], n - j - 1);
 
+                quote = d[j];
                 vs = j + 1;
                 ve = q != NULL ? (size_t)(q - d) : n;
                 j = q != NULL ? ve + 1 : n;
@@ -340,7 +371,8 @@ flt_track_html(struct flt_track_tokens *tk, const char *d, size_t n,
             }
             if (is_link && flt_track_ieq(d + an, al, "href") &&
                 flt_track_attr_url(tk->ft, d + vs, ve - vs, url) &&
-                flt_track_link(tk, d, vs, ve, url, out, &copied, links, e) < 0)
+                flt_track_link(tk, d, vs, ve, quote, url, out, &copied, links,
+                               e) < 0)
                 return -1;
         }
         if (j >= n)
@@ -397,7 +429,8 @@ flt_track_text(struct flt_track_tokens *tk, const char *d, size_t n,
             memcpy(url, d + i, end - i);
             url[end - i] = '\0';
             if (!flt_track_istarts(url, end - i, mine) &&
-                flt_track_link(tk, d, i, end, url, out, &copied, links, e) < 0)
+                flt_track_link(tk, d, i, end, -1, url, out, &copied, links,
+                               e) < 0)
                 return -1;
         }
         i = end > i ? end : i + 1;

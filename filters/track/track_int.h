@@ -28,6 +28,7 @@
 #define FLT_TRACK_PARTS_MAX 32   /* parts edited in one message */
 #define FLT_TRACK_DEPTH_MAX 64
 #define FLT_TRACK_LINE_MAX 998
+#define FLT_TRACK_WRAP 500 /* a longer line gets a line end after a link */
 
 struct flt_track {
     struct track_key key;
@@ -46,6 +47,7 @@ struct flt_track_tokens {
     struct track_token base; /* kind, index, url filled per token */
     unsigned links;          /* links in the message (the count) */
     unsigned next;           /* the next link's index */
+    const char *eol;         /* line end of the text being rewritten */
 };
 
 /* track_html.c */

@@ -450,6 +450,12 @@ flt_track_apply(struct flt_track_tokens *tk, struct flt_track_mctx *cx,
         if (p->skip != NULL)
             continue;
         p->pixel = p->html && !pixel_done;
+        /* Encoded parts are rewritten decoded, with LF line ends the
+         * encoder writes as the part's own. */
+        tk->eol = p->cte == GMIME_CONTENT_ENCODING_BASE64 ||
+                          p->cte == GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE
+                      ? "\n"
+                      : p->raw_eol;
         if ((p->html ? flt_track_html(tk, p->d, p->dlen, &p->pixel, &p->out,
                                       &p->links, e)
                      : flt_track_text(tk, p->d, p->dlen, &p->out, &p->links,

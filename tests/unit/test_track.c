@@ -452,6 +452,53 @@ test_edge_links(void **state)
     unit_stage_unload(&st);
 }
 
+/* A 7bit line of many links: wrapped after link attributes, every line
+ * within 998 octets, every link tracked. */
+static void
+test_wrap(void **state)
+{
+    char text[4096], note[300];
+    struct track_token t;
+    struct stage st;
+    struct msg *m;
+    struct buf out;
+    struct err e;
+    size_t used, longest = 0, cur = 0, i;
+
+    (void)state;
+    used = (size_t)snprintf(text, sizeof(text), "%s",
+                            HDR("news@example.com") "Content-Type: "
+                                                    "text/html\n\n<p>");
+    for (i = 0; i < 10; i++)
+        used += (size_t)snprintf(text + used, sizeof(text) - used,
+                                 "<a %s=https://example.com/%zu>%zu</a> ",
+                                 i % 2 ? "href" : "class=x href", i, i);
+    snprintf(text + used, sizeof(text) - used, "</p></body>\n");
+    assert_int_equal(load(&st, "", &e), 0);
+    m = build("news@example.com", NULL, text);
+    run(&st, m, note, sizeof(note), &out);
+    unit_str_eq("wrap", note,
+                "tracked (links=10, pixel=yes, tokens per recipient)");
+    for (i = 0; i < out.len; i++)
+        if (out.data[i] == '\n') {
+            longest = cur > longest ? cur : longest;
+            cur = 0;
+        } else
+            cur++;
+    if (longest > 998)
+        fail_msg("a line of %zu octets", longest);
+    for (i = 0; i < 10; i++) {
+        char want[64];
+
+        token_at(buf_str(&out), 'c', (int)i, &t);
+        snprintf(want, sizeof(want), "https://example.com/%zu", i);
+        assert_string_equal(t.url, want);
+    }
+    buf_fini(&out);
+    msg_free(m);
+    unit_stage_unload(&st);
+}
+
 static void
 test_text_links(void **state)
 {
@@ -772,6 +819,7 @@ main(void)
         cmocka_unit_test(test_html_7bit),
         cmocka_unit_test(test_html_encoded),
         cmocka_unit_test(test_edge_links),
+        cmocka_unit_test(test_wrap),
         cmocka_unit_test(test_text_links),
         cmocka_unit_test(test_skips),
         cmocka_unit_test(test_list_unsubscribe),
