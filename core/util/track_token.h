@@ -74,6 +74,8 @@ struct track_token {
 struct track_key {
     unsigned char *data;
     size_t len;
+    void *mac; /* OpenSSL's HMAC keyed once (track_key_load), copied per
+                  token; NULL: keyed per token */
 };
 
 /* track_key_load - read the key file at path into k. 0, or -1 with e set

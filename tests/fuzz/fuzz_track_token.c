@@ -22,7 +22,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static unsigned char fuzz_key_data[32] = "fuzz key of thirty-two octets...";
-static const struct track_key fuzz_key = {fuzz_key_data, 32};
+static const struct track_key fuzz_key = {fuzz_key_data, 32, NULL};
 
 static void
 fuzz_check_field(const char *s, size_t max)
