@@ -15,6 +15,11 @@
  * Before timing, the track stage's output is checked to hold a click
  * token and the pixel, and the disclaimer's the footer. Prints
  * microseconds per message and the track/disclaimer ratio of each.
+ * Then the /c/ handler (queue/track_http.h) called directly on one of
+ * the message's click tokens, N * 10 times, without an events store:
+ * the handler's own cost of a redirect (token check, Location), which
+ * bounds what the HTTP listener can serve; the listener's figure is
+ * its own bench's.
  */
 #include "config.h"
 
@@ -30,6 +35,8 @@
 #include "msg/match.h"
 #include "msg/mime.h"
 #include "msg/msg.h"
+#include "util/track_token.h"
+#include "queue/track_http.h"
 
 #include "bench.h"
 
@@ -160,6 +167,59 @@ main(int argc, char **argv)
            run[1] / (double)n);
     printf("%-12s %12.2f %12.2f\n", "ratio", whole[0] / whole[1],
            run[0] / run[1]);
+    {
+        struct track_http_settings hs = {key, NULL, 0};
+        struct track_http *th;
+        struct http_req rq;
+        struct http_resp rs;
+        char path[TRACK_TOKEN_MAX + 8];
+        struct track_token tt;
+        struct track_key tk;
+        struct err e;
+
+/* A click token as the stage makes them. */
+        memset(&tt, 0, sizeof(tt));
+        tt.kind = TRACK_CLICK;
+        tt.made = 1796630400;
+        tt.count = 24;
+        snprintf(tt.qid, sizeof(tt.qid), "6A0F3C21B7");
+        snprintf(tt.msgid, sizeof(tt.msgid), "<news-2026-11@example.com>");
+        snprintf(tt.sender, sizeof(tt.sender), "newsletter@example.com");
+        snprintf(tt.rcpt, sizeof(tt.rcpt), "bob@example.net");
+        snprintf(tt.url, sizeof(tt.url),
+                 "https://shop.example.com/item/3?utm_source=news&id=3");
+        memcpy(path, "/c/", 3);
+        if (track_key_load(key, &tk, &e) < 0 ||
+            track_token_make(&tk, &tt, path + 3, sizeof(path) - 3, &e) < 0 ||
+            (th = track_http_new(&hs, NULL, &e)) == NULL) {
+            fprintf(stderr, "bench_track: %s\n", e.text);
+            return 1;
+        }
+        memset(&rq, 0, sizeof(rq));
+        rq.method = "GET";
+        rq.path = path;
+        rq.query = "";
+        rq.client = "192.0.2.1";
+        rq.user_agent = "bench";
+        memset(&rs, 0, sizeof(rs));
+        buf_init(&rs.body, 4096);
+        t0 = bench_now_us();
+        for (i = 0; i < n * 10; i++) {
+            rs.location[0] = '\0';
+            track_http_click(th, &rq, &rs);
+        }
+        r = bench_now_us() - t0;
+        if (rs.status != 302 || rs.location[0] == '\0') {
+            fprintf(stderr, "bench_track: /c/ answered %d\n", rs.status);
+            return 1;
+        }
+        printf("/c/ handler  %12.2f us/redirect, %.0f redirects/s on one "
+               "thread\n",
+               r / (double)(n * 10), (double)(n * 10) / (r / 1e6));
+        buf_fini(&rs.body);
+        track_http_free(th);
+        track_key_free(&tk);
+    }
     buf_fini(&in);
     buf_fini(&out);
     for (s = 0; s < 2; s++) {
