@@ -18,10 +18,17 @@
 #            sender: no link rewritten, no pixel, the S/MIME signature
 #            still verifies, the log says why it was skipped;
 #   other    a sender the table says no for: links as they were.
-# Then delivery = queue with per_recipient = yes: one message to two
-# recipients arrives as two copies, each with tokens naming its own
-# recipient and a DKIM signature that verifies. And the chain refuses a
-# track stage after DKIM.
+# Then delivery = queue with per_recipient = yes and an events store:
+# one message to two recipients arrives as two copies, each with tokens
+# naming its own recipient and a DKIM signature that verifies. The
+# handlers (tests/track-probe hands them one request each, as the HTTP
+# listener will) answer bob's pixel with a GIF and an opened event, a
+# link with a 302 to its original URL and a clicked event, a forged
+# token with 404 and no Location, and his one-click POST with an
+# unsubscribed event: the next message to bob is refused at RCPT (550
+# 5.7.1 recipient suppressed), and "relaychain report" counts the open,
+# the click (a machine's: it comes within seconds of the message) and
+# the unsubscribe. And the chain refuses a track stage after DKIM.
 . "$top_srcdir/tests/integration/smtpd_lib.sh"
 
 here=$top_srcdir/tests/integration
@@ -120,8 +127,8 @@ mkdir -p "$T/q"
 cp -R "$T/chain.d" "$T/q/chain.d"
 echo "per_recipient = yes" >>"$T/q/chain.d/60-track.conf"
 sink_start qsink "$qsink_port"
-printf 'chain_directory = %s\ndelivery = queue\nqueue_directory = %s\n' \
-    "$T/q/chain.d" "$T/q/spool" |
+printf 'chain_directory = %s\ndelivery = queue\nqueue_directory = %s\nevents_store = sqlite:%s\nevents_batch_time = 50ms\n' \
+    "$T/q/chain.d" "$T/q/spool" "$T/q/events.db" |
     rcd_conf "$T/q.conf" "$qport" "smtp:[127.0.0.1]:$qsink_port"
 rcd_start q "$T/q.conf" "$qport" || finish
 printf '%s\n' 'import smtplib, sys' \
@@ -144,6 +151,61 @@ for r in bob@example.net carol@example.net; do
     check "queue: $r's copy has our DKIM signature, which verifies" \
         sh -c "'$PY' '$here/dkim_verify.py' '$OURS' -- '$f' >>'$T/v-dkim' 2>&1"
 done
+
+# The handlers over bob's copy's tokens, and what they record.
+PROBE=$top_builddir/tests/track-probe
+bobs=$(grep -l "^X-Rcpt-Args: <bob@example.net>" "$T"/qsink/msg.* 2>/dev/null | head -n 1)
+tokens() { # KIND FILE - every token of KIND in FILE, decoded as a reader would
+    "$PY" - "$1" "$2" <<'PY'
+import email, email.policy, re, sys
+msg = email.message_from_binary_file(open(sys.argv[2], "rb"), policy=email.policy.default)
+text = str(msg.get("List-Unsubscribe", ""))
+for part in msg.walk():
+    if part.get_content_type() == "text/html":
+        text += part.get_content()
+for t in re.findall(r"https://t\.test\.example/%s/([A-Za-z0-9_-]+)" % sys.argv[1], text):
+    print(t)
+PY
+}
+probe() { # NAME METHOD PATH [BODY]
+    name=$1
+    shift
+    timeout 30 "$PROBE" "$T/track.key" "sqlite:$T/q/events.db" "$@" \
+        >"$T/probe-$name.out" 2>&1
+}
+if [ -n "$bobs" ]; then
+    o=$(tokens o "$bobs" | head -n 1)
+    c=$(tokens c "$bobs" | sed -n 3p)
+    u=$(tokens u "$bobs" | head -n 1)
+    probe open GET "/o/$o.gif"
+    check "the pixel: 200, a GIF" \
+        sh -c "head -n 1 '$T/probe-open.out' | grep -q '^200 -' && grep -aq '^GIF89a' '$T/probe-open.out'"
+    probe click GET "/c/$c"
+    check "a link: 302 to its original URL" \
+        grep -q '^302 https://shop.example.com/item/2?utm_source=news&id=2$' "$T/probe-click.out"
+    forged=$(printf '%s' "$c" | sed 's/.$/A/; t; s/$//')
+    [ "$forged" = "$c" ] && forged=$(printf '%s' "$c" | sed 's/.$/B/')
+    probe forged GET "/c/$forged"
+    check "a forged token: 404, no Location" \
+        grep -q '^404 -$' "$T/probe-forged.out"
+    probe page GET "/u/$u"
+    check "unsubscribe GET: a page with a POST form for bob" \
+        sh -c "grep -q '<form method=\"post\"' '$T/probe-page.out' && grep -q 'bob@example.net' '$T/probe-page.out'"
+    probe unsub POST "/u/$u" "List-Unsubscribe=One-Click"
+    check "unsubscribe POST: 200" grep -q '^200 -' "$T/probe-unsub.out"
+    timeout 60 swaks --server "127.0.0.1:$qport" --helo client.test.example \
+        --from newsletter@example.com --to bob@example.net \
+        --data "$T/in/news.eml" >"$T/resend.out" 2>&1
+    check "the next message to bob is refused at RCPT" \
+        grep -q '550 5.7.1 recipient suppressed (unsubscribe, ' "$T/resend.out"
+    "$RC" report -c "$T/q.conf" --json >"$T/report.json" 2>&1
+    # The click came within click_window (10 s) of the stage's run, as a
+    # link scanner's does: a machine click.
+    check "report: a person's open, a machine's click, one unsubscribe" \
+        grep -q '"opened_human": 1, "opened_machine": 0, "clicked_human": 0, "clicked_machine": 1, "unsubscribed": 1' "$T/report.json"
+else
+    fail "queue: no copy for bob to take tokens from"
+fi
 rcd_stop q
 
 # The order check: a track stage after DKIM does not load.
@@ -156,6 +218,6 @@ check "the refusal names both files" \
 if [ "$failures" -ne 0 ] || [ -n "${SMTPD_VERBOSE:-}" ]; then
     echo "--- relaychaind log"
     tail -n 40 "$log" "$T/q.log"
-    cat "$T"/v-* "$T/order.out" 2>/dev/null
+    cat "$T"/v-* "$T/order.out" "$T"/probe-*.out "$T/report.json" 2>/dev/null
 fi
 finish
