@@ -29,13 +29,16 @@ extern const struct stage_type flt_archive_type;
 /* ---- encrypt */
 extern const struct stage_type flt_encrypt_type;
 /* ---- end encrypt */
+/* ---- track: open and click tracking, List-Unsubscribe (filters/track/) */
+extern const struct stage_type flt_track_type;
+/* ---- end track */
 
 /* The built-in types in registry order, for a list's initializer: the
  * one list, so a test registry that adds a stage stays in step. */
 #define FLT_BUILTIN_TYPES                                                     \
     &flt_rewrite_type, &flt_dkim_type, &flt_disclaimer_type,                  \
         &flt_antivirus_type, &flt_antispam_type, &flt_archive_type,           \
-        &flt_encrypt_type
+        &flt_encrypt_type, /* ---- track */ &flt_track_type
 
 /* flt_registry - the built-in types, without services (filters/registry.c):
  * a program copies it, fills in env and hands the copy to registry_set(). */

@@ -229,10 +229,15 @@ evcli_report_row(void *ctx, const struct events_report_row *r)
 
     rp->n++;
     if (rp->n == 1)
-        printf("%-24s %9s %9s %9s %9s %9s %9s %9s %7s %7s %7s %9s\n", "key",
-               "received", "delivered", "deferred", "hard", "soft", "expired",
-               "suppr", "deliv%", "bounce%", "defer%",
-               "complaint" /* ---- verp */);
+        printf("%-24s %9s %9s %9s %9s %9s %9s %9s %7s %7s %7s %9s"
+               /* ---- track */ " %7s %7s %7s %7s %7s" /* ---- end track */
+               "\n",
+               "key", "received", "delivered", "deferred", "hard", "soft",
+               "expired", "suppr", "deliv%", "bounce%", "defer%",
+               "complaint", /* ---- verp */
+               /* ---- track */
+               "open", "open-m", "click", "click-m", "unsub"
+               /* ---- end track */);
     {
         const char *k = r->key[0] ? r->key : "-";
         size_t len = strlen(k);
@@ -241,10 +246,16 @@ evcli_report_row(void *ctx, const struct events_report_row *r)
         printf("%*s", len < 24 ? (int)(24 - len) : 0, "");
     }
     printf(" %9llu %9llu %9llu %9llu %9llu %9llu %9llu %7.2f %7.2f %7.2f "
-           "%9llu\n",
+           "%9llu",
            r->received, r->delivered, r->deferred, r->bounced_hard,
            r->bounced_soft, r->expired, r->suppressed, dr, br, fr,
            r->complained /* ---- verp */);
+    /* ---- track: human and machine opens and clicks apart */
+    printf(" %7llu %7llu %7llu %7llu %7llu", r->opened_human,
+           r->opened_machine, r->clicked_human, r->clicked_machine,
+           r->unsubscribed);
+    /* ---- end track */
+    printf("\n");
     return 0;
 }
 

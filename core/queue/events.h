@@ -51,6 +51,14 @@ enum events_type {
     /* ---- verp: an ARF complaint (RFC 5965) about a message */
     EVENTS_COMPLAINED,
     /* ---- end verp */
+    /* ---- track: what the tracking handlers record; hard is the
+     * machine flag for these (1: a proxy, prefetcher or link scanner,
+     * not a person), and an unsubscribed event puts its recipient on
+     * the suppression list with reason "unsubscribe" */
+    EVENTS_OPENED,
+    EVENTS_CLICKED,
+    EVENTS_UNSUBSCRIBED,
+    /* ---- end track */
     EVENTS_NTYPES
 };
 
@@ -62,7 +70,8 @@ struct events_rec {
     unsigned long long size;
     int code;          /* the SMTP reply code, 0 when none */
     const char *dsn;   /* "5.1.1" */
-    int hard;          /* bounced: 1 hard, 0 soft */
+    int hard;          /* bounced: 1 hard, 0 soft; opened, clicked,
+                          unsubscribed: 1 machine, 0 human */
     long long next_us; /* deferred: the next attempt */
     const char *relay, *text;
 };

@@ -73,6 +73,11 @@ static const char *const events_type_names[] = {
     /* ---- verp */
     [EVENTS_COMPLAINED] = "complained",
     /* ---- end verp */
+    /* ---- track */
+    [EVENTS_OPENED] = "opened",
+    [EVENTS_CLICKED] = "clicked",
+    [EVENTS_UNSUBSCRIBED] = "unsubscribed",
+    /* ---- end track */
 };
 
 const char *
@@ -370,6 +375,12 @@ events_db_put(struct events_db *db, char *line, size_t len,
                                "complaint", t / 1000000, e) < 0)
         return -1;
     /* ---- end verp */
+    /* ---- track: a one-click unsubscribe suppresses its recipient */
+    if (strcmp(f[3], "unsubscribed") == 0 && f[7][0] != '\0' &&
+        events_db_suppress_add(db, f[7], suppress_stream ? f[8] : "",
+                               "unsubscribe", t / 1000000, e) < 0)
+        return -1;
+    /* ---- end track */
     return 0;
 }
 
@@ -501,16 +512,22 @@ events_db_report(struct events_db *db, const char *by, long long since,
         return err_set(e, ERR_INPUT,
                        "--by %s: want day, hour, domain, sender or stream",
                        by);
-    snprintf(sql, sizeof(sql),
-             "SELECT %s AS k,"
-             " sum(type = 'received'), sum(type = 'delivered'),"
-             " sum(type = 'deferred'), sum(type = 'bounced' AND hard),"
-             " sum(type = 'bounced' AND NOT hard), sum(type = 'expired'),"
-             " sum(type = 'suppressed'),"
-             " sum(type = 'complained')" /* ---- verp */
-             " FROM events WHERE t >= ?1 AND t < ?2"
-             " GROUP BY k ORDER BY k",
-             key);
+    snprintf(
+        sql, sizeof(sql),
+        "SELECT %s AS k,"
+        " sum(type = 'received'), sum(type = 'delivered'),"
+        " sum(type = 'deferred'), sum(type = 'bounced' AND hard),"
+        " sum(type = 'bounced' AND NOT hard), sum(type = 'expired'),"
+        " sum(type = 'suppressed'),"
+        " sum(type = 'complained')," /* ---- verp */
+        /* ---- track */
+        " sum(type = 'opened' AND NOT hard), sum(type = 'opened' AND hard),"
+        " sum(type = 'clicked' AND NOT hard),"
+        " sum(type = 'clicked' AND hard), sum(type = 'unsubscribed')"
+        /* ---- end track */
+        " FROM events WHERE t >= ?1 AND t < ?2"
+        " GROUP BY k ORDER BY k",
+        key);
     if (sqlite3_prepare_v2(db->db, sql, -1, &st, NULL) != SQLITE_OK)
         return events_db_err(db, e, "report");
     sqlite3_bind_int64(st, 1, since > 0 ? since * 1000000 : 0);
@@ -529,6 +546,13 @@ events_db_report(struct events_db *db, const char *by, long long since,
         row.expired = (unsigned long long)sqlite3_column_int64(st, 6);
         row.suppressed = (unsigned long long)sqlite3_column_int64(st, 7);
         row.complained = (unsigned long long)sqlite3_column_int64(st, 8);
+        /* ---- track */
+        row.opened_human = (unsigned long long)sqlite3_column_int64(st, 9);
+        row.opened_machine = (unsigned long long)sqlite3_column_int64(st, 10);
+        row.clicked_human = (unsigned long long)sqlite3_column_int64(st, 11);
+        row.clicked_machine = (unsigned long long)sqlite3_column_int64(st, 12);
+        row.unsubscribed = (unsigned long long)sqlite3_column_int64(st, 13);
+        /* ---- end track */
         if (cb(ctx, &row) < 0)
             break;
     }

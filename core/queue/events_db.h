@@ -87,6 +87,11 @@ struct events_report_row {
     unsigned long long received, delivered, deferred, bounced_hard,
         bounced_soft, expired, suppressed;
     unsigned long long complained; /* ---- verp */
+    /* ---- track: opens and clicks by people and by machines (proxies,
+     * prefetchers, link scanners), one-click unsubscribes */
+    unsigned long long opened_human, opened_machine, clicked_human,
+        clicked_machine, unsubscribed;
+    /* ---- end track */
 };
 typedef int (*events_db_report_cb)(void *ctx,
                                    const struct events_report_row *row);

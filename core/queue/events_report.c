@@ -59,13 +59,17 @@ events_report_row_json(void *arg, const struct events_report_row *r)
                    "%llu, \"bounced_hard\": %llu, \"bounced_soft\": %llu, "
                    "\"expired\": %llu, \"suppressed\": %llu, "
                    "\"delivered_rate\": %.2f, \"bounce_rate\": %.2f, "
-                   "\"defer_rate\": %.2f, \"complained\": %llu}",
+                   "\"defer_rate\": %.2f, \"complained\": %llu, "
+                   "\"opened_human\": %llu, \"opened_machine\": %llu, "
+                   "\"clicked_human\": %llu, \"clicked_machine\": %llu, "
+                   "\"unsubscribed\": %llu}",
                    r->received, r->delivered, r->deferred, r->bounced_hard,
                    r->bounced_soft, r->expired, r->suppressed,
                    events_report_rate(r->delivered, final),
                    events_report_rate(bounced, final),
                    events_report_rate(r->deferred, r->deferred + final),
-                   r->complained) < 0)
+                   r->complained, r->opened_human, r->opened_machine,
+                   r->clicked_human, r->clicked_machine, r->unsubscribed) < 0)
         return -1;
     return 0;
 }
