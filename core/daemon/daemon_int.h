@@ -152,6 +152,7 @@ struct daemon_http {
     char token[HTTPD_CRED_MAX + 1];
     struct auth_rate *rate;
     const char *events_store;
+    struct track_http *track; /* ---- track: /o/ /c/ /u/, or NULL */
 };
 
 /* The dashboard page (http_dashboard.c). */

@@ -54,6 +54,7 @@
 #include "queue/events_db.h"
 #include "queue/events_report.h"
 #include "queue/queue.h"
+#include "queue/track_http.h"
 #include "util/log.h"
 #include "util/metrics.h"
 
@@ -438,6 +439,33 @@ http_dashboard_begin(struct daemon_http *dh, const struct cfg *boot,
     return 0;
 }
 
+/* ---- track: http_track_begin - with track_key_file, the tracking
+ * paths: /o/ and /c/ take GET and HEAD, /u/ GET (the page) and POST (the
+ * one-click unsubscribe); events go to the queue's store when there is
+ * one, else an unsubscribe answers 503. */
+static int
+http_track_begin(struct daemon_http *dh, const struct cfg *boot, struct err *e)
+{
+    struct track_http_settings ts;
+    struct events *ev;
+
+    if ((ts.key_file = cfg_str(boot, "track_key_file")) == NULL)
+        return 0;
+    ts.machine_networks = cfg_str(boot, "track_machine_networks");
+    ts.click_window = cfg_num(boot, "track_click_window") / 1000;
+    ev = dh->ct->spool != NULL ? queue_events(dh->ct->spool) : NULL;
+    if ((dh->track = track_http_new(&ts, ev, e)) == NULL)
+        return cfg_err(e, boot, "track_key_file", "%s", e->text);
+    if (httpd_route_methods(dh->h, "/o/", HTTPD_GET, track_http_open,
+                            dh->track, e) < 0 ||
+        httpd_route_methods(dh->h, "/c/", HTTPD_GET, track_http_click,
+                            dh->track, e) < 0 ||
+        httpd_route_methods(dh->h, "/u/", HTTPD_GET | HTTPD_POST,
+                            track_http_unsub, dh->track, e) < 0)
+        return -1;
+    return 0;
+}
+
 int
 http_begin(struct daemon_http *dh, struct control *ct,
            const struct pollfd *smtp, size_t nsmtp, const struct cfg *boot,
@@ -470,8 +498,8 @@ http_begin(struct daemon_http *dh, struct control *ct,
                             e) < 0 ||
         http_dashboard_begin(dh, boot, e) < 0)
         return -1;
-    /* The tracking and unsubscribe paths register here, one
-     * httpd_route() each. */
+    if (http_track_begin(dh, boot, e) < 0) /* ---- track */
+        return -1;
     return httpd_start(dh->h, e);
 }
 
@@ -488,6 +516,8 @@ http_end(struct daemon_http *dh)
 
     httpd_free(dh->h);
     dh->h = NULL;
+    track_http_free(dh->track); /* ---- track: after the listener */
+    dh->track = NULL;
     auth_table_free(dh->users);
     dh->users = NULL;
     auth_rate_free(dh->rate);

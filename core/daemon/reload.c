@@ -108,6 +108,8 @@ reload_restart_keys(const struct cfg *boot, const struct cfg *cfg, char *note,
         "http_body_limit",      "http_timeout",
         "http_tls_cert_file",   "http_tls_key_file",
         "http_password_file",   "http_token_file",
+        "track_key_file",       "track_machine_networks",
+        "track_click_window",
     };
     size_t nk = sizeof(keys) / sizeof(keys[0]);
     size_t i, o = 0;

@@ -12,6 +12,7 @@
 
 #include "net/auth.h"
 #include "net/httpd_conf.h"
+#include "util/track_token.h"
 
 static const struct cfg_option httpd_conf_options[] = {
     {"http_listen", CFG_LIST, NULL,
@@ -46,6 +47,19 @@ static const struct cfg_option httpd_conf_options[] = {
      "a bearer token for /dashboard and /api/report, one line of at least "
      "16 characters",
      NULL, 0, 0, 0},
+    /* ---- track: the tracking paths /o/, /c/, /u/ */
+    {"track_key_file", CFG_PATH, NULL,
+     "the track stage's key_file: with it the listener serves /o/ (open "
+     "pixel), /c/ (tracked links) and /u/ (one-click unsubscribe)",
+     NULL, 0, 0, 0},
+    {"track_machine_networks", CFG_PATH, NULL,
+     "CIDR file of privacy proxies and prefetchers whose opens are counted "
+     "as machine opens (the package ships machine-networks.cidr)",
+     NULL, 0, 0, 0},
+    {"track_click_window", CFG_TIME, "10s",
+     "a click this soon after the stage made the link is a machine click "
+     "(a link scanner); 0: no time rule",
+     NULL, 0, 3600 * 1000LL, 0},
     CFG_OPTION_END,
 };
 
@@ -60,6 +74,8 @@ httpd_conf_check(const struct cfg *c, struct err *e)
         "http_timeout",
         "http_tls_cert_file",
         "http_tls_key_file",
+        "track_key_file",
+        "track_machine_networks",
         NULL};
     const char *const *l;
     size_t i, n = cfg_list(c, "http_listen", &l);
@@ -95,6 +111,18 @@ httpd_conf_check(const struct cfg *c, struct err *e)
             return cfg_err(e, c, "http_password_file", "%s", e2.text);
         auth_table_free(t);
     }
+    if (cfg_is_set(c, "track_key_file")) { /* ---- track */
+        struct track_key k;
+        struct err e2;
+
+        if (track_key_load(cfg_str(c, "track_key_file"), &k, &e2) < 0)
+            return cfg_err(e, c, "track_key_file", "%s", e2.text);
+        track_key_free(&k);
+    }
+    if (cfg_is_set(c, "track_machine_networks") &&
+        !cfg_is_set(c, "track_key_file"))
+        return cfg_err(e, c, "track_machine_networks",
+                       "does nothing without track_key_file");
     if (cfg_is_set(c, "http_token_file")) {
         char tok[HTTPD_CRED_MAX + 1];
         struct err e2;

@@ -20,9 +20,9 @@
 #   other    a sender the table says no for: links as they were.
 # Then delivery = queue with per_recipient = yes and an events store:
 # one message to two recipients arrives as two copies, each with tokens
-# naming its own recipient and a DKIM signature that verifies. The
-# handlers (tests/track-probe hands them one request each, as the HTTP
-# listener will) answer bob's pixel with a GIF and an opened event, a
+# naming its own recipient and a DKIM signature that verifies.
+# relaychaind's HTTP listener (http_listen with track_key_file, asked
+# with curl) answers bob's pixel with a GIF and an opened event, a
 # link with a 302 to its original URL and a clicked event, a forged
 # token with 404 and no Location, and his one-click POST with an
 # unsubscribed event: the next message to bob is refused at RCPT (550
@@ -37,8 +37,8 @@ if ! $PY -c 'import dkim' 2>/dev/null; then
     finish
 fi
 
-set -- $(free_ports 4)
-port=$1 sink_port=$2 qport=$3 qsink_port=$4
+set -- $(free_ports 5)
+port=$1 sink_port=$2 qport=$3 qsink_port=$4 hport=$5
 mkdir -p "$T/in" "$T/out"
 
 # The shipped chain, with the track and dkim examples enabled.
@@ -127,8 +127,8 @@ mkdir -p "$T/q"
 cp -R "$T/chain.d" "$T/q/chain.d"
 echo "per_recipient = yes" >>"$T/q/chain.d/60-track.conf"
 sink_start qsink "$qsink_port"
-printf 'chain_directory = %s\ndelivery = queue\nqueue_directory = %s\nevents_store = sqlite:%s\nevents_batch_time = 50ms\n' \
-    "$T/q/chain.d" "$T/q/spool" "$T/q/events.db" |
+printf 'chain_directory = %s\ndelivery = queue\nqueue_directory = %s\nevents_store = sqlite:%s\nevents_batch_time = 50ms\nhttp_listen = 127.0.0.1:%s\ntrack_key_file = %s\n' \
+    "$T/q/chain.d" "$T/q/spool" "$T/q/events.db" "$hport" "$T/track.key" |
     rcd_conf "$T/q.conf" "$qport" "smtp:[127.0.0.1]:$qsink_port"
 rcd_start q "$T/q.conf" "$qport" || finish
 printf '%s\n' 'import smtplib, sys' \
@@ -152,8 +152,7 @@ for r in bob@example.net carol@example.net; do
         sh -c "'$PY' '$here/dkim_verify.py' '$OURS' -- '$f' >>'$T/v-dkim' 2>&1"
 done
 
-# The handlers over bob's copy's tokens, and what they record.
-PROBE=$top_builddir/tests/track-probe
+# The listener over bob's copy's tokens, and what it records.
 bobs=$(grep -l "^X-Rcpt-Args: <bob@example.net>" "$T"/qsink/msg.* 2>/dev/null | head -n 1)
 tokens() { # KIND FILE - every token of KIND in FILE, decoded as a reader would
     "$PY" - "$1" "$2" <<'PY'
@@ -167,11 +166,17 @@ for t in re.findall(r"https://t\.test\.example/%s/([A-Za-z0-9_-]+)" % sys.argv[1
     print(t)
 PY
 }
-probe() { # NAME METHOD PATH [BODY]
-    name=$1
-    shift
-    timeout 30 "$PROBE" "$T/track.key" "sqlite:$T/q/events.db" "$@" \
-        >"$T/probe-$name.out" 2>&1
+probe() { # NAME METHOD PATH [BODY] - "STATUS LOCATION|-", then the body
+    name=$1 method=$2 path=$3
+    if [ "$method" = POST ]; then
+        set -- --data "$4"
+    else
+        set --
+    fi
+    curl -sS --max-time 30 -o "$T/probe-$name.body" \
+        -w '%{http_code} %{redirect_url}\n' -X "$method" "$@" \
+        "http://127.0.0.1:$hport$path" 2>&1 | sed 's/ $/ -/' >"$T/probe-$name.out"
+    cat "$T/probe-$name.body" >>"$T/probe-$name.out" 2>/dev/null
 }
 if [ -n "$bobs" ]; then
     o=$(tokens o "$bobs" | head -n 1)
