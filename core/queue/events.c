@@ -9,9 +9,14 @@
  * SPOOL.replay (so emitters keep appending to a fresh file), inserts
  * its lines in transactions of batch_max, and removes it when all went
  * in; a replay file left by a crash is replayed first at start.
- * After a failure the store is tried again after EVENTS_RETRY_MS (the
+ * After a failure the store is tried again after EVENTS_RETRY_MS,
+ * doubled at each failure in a row up to EVENTS_RETRY_MAX_MS (the
  * connection is reopened: a store whose file was replaced or whose
- * permissions changed is seen as it is now).
+ * permissions changed, or a PostgreSQL server that restarted, is seen
+ * as it is now). The suppression lookups' connection, when a lookup
+ * fails on it, is reopened by the writer thread, never by the SMTP
+ * thread asking: until then lookups answer "failed" at once and the
+ * mail passes.
  */
 #include "config.h"
 
@@ -35,11 +40,12 @@
 #include "queue/events_db.h"
 
 #define EVENTS_RETRY_MS 1000
+#define EVENTS_RETRY_MAX_MS 16000
 #define EVENTS_LINE_MAX 8192
 #define EVENTS_PATH_MAX 4096
 
 struct events {
-    char store[EVENTS_PATH_MAX];
+    char store[EVENTS_PATH_MAX], password_file[EVENTS_PATH_MAX];
     char spool[EVENTS_PATH_MAX], replay[EVENTS_PATH_MAX + 8];
     struct regmap *streams;
     int suppress_stream, drop;
@@ -61,9 +67,11 @@ struct events {
 
     pthread_mutex_t read_lock; /* the suppression lookups' connection */
     struct events_db *rdb;
+    int rdb_bad; /* a lookup failed: the writer reopens it */
+    long long rdb_retry_ms;
 
     struct events_db *db; /* the writer's; NULL while failing */
-    long long retry_ms;
+    long long retry_ms, retry_step;
     pthread_t thread;
     int started;
 };
@@ -280,7 +288,47 @@ events_fail(struct events *ev, const struct err *e)
     pthread_mutex_unlock(&ev->lock);
     events_db_close(ev->db);
     ev->db = NULL;
-    ev->retry_ms = events_mono_ms() + EVENTS_RETRY_MS;
+    ev->retry_step = ev->retry_step < EVENTS_RETRY_MS ? EVENTS_RETRY_MS
+                     : ev->retry_step * 2 > EVENTS_RETRY_MAX_MS
+                         ? EVENTS_RETRY_MAX_MS
+                         : ev->retry_step * 2;
+    ev->retry_ms = events_mono_ms() + ev->retry_step;
+}
+
+/* events_pw - the password file, or NULL */
+static const char *
+events_pw(const struct events *ev)
+{
+    return ev->password_file[0] ? ev->password_file : NULL;
+}
+
+/* events_rdb_heal - in the writer: reopen the lookups' connection after
+ * a lookup failed on it, at most once per EVENTS_RETRY_MS */
+static void
+events_rdb_heal(struct events *ev)
+{
+    struct events_db *fresh, *old;
+    struct err e;
+    int bad;
+
+    pthread_mutex_lock(&ev->read_lock);
+    bad = ev->rdb_bad;
+    pthread_mutex_unlock(&ev->read_lock);
+    if (!bad || events_mono_ms() < ev->rdb_retry_ms)
+        return;
+    ev->rdb_retry_ms = events_mono_ms() + EVENTS_RETRY_MS;
+    err_clear(&e);
+    if ((fresh = events_db_open_auth(ev->store, events_pw(ev),
+                                     EVENTS_DB_READONLY, &e)) == NULL)
+        return;
+    pthread_mutex_lock(&ev->read_lock);
+    old = ev->rdb;
+    ev->rdb = fresh;
+    ev->rdb_bad = 0;
+    pthread_mutex_unlock(&ev->read_lock);
+    events_db_close(old);
+    log_info(NULL, "events: suppression lookups in %s working again",
+             ev->store);
 }
 
 /* events_db_ready - the writer's connection, reopened after a failure
@@ -295,7 +343,8 @@ events_db_ready(struct events *ev)
     if (events_mono_ms() < ev->retry_ms)
         return NULL;
     err_clear(&e);
-    if ((ev->db = events_db_open(ev->store, EVENTS_DB_CREATE, &e)) == NULL) {
+    if ((ev->db = events_db_open_auth(ev->store, events_pw(ev),
+                                      EVENTS_DB_CREATE, &e)) == NULL) {
         events_fail(ev, &e);
         return NULL;
     }
@@ -338,6 +387,7 @@ events_insert(struct events *ev, char **lines, size_t n)
     if (!ev->store_ok)
         log_info(NULL, "events: store %s working again", ev->store);
     ev->store_ok = 1;
+    ev->retry_step = 0;
     ev->last_error[0] = '\0';
     pthread_mutex_unlock(&ev->lock);
     return 0;
@@ -513,6 +563,7 @@ events_writer(void *arg)
         for (i = 0; i < n; i++)
             free(batch[i]);
         events_replay(ev);
+        events_rdb_heal(ev);
         if (stop) {
             pthread_mutex_lock(&ev->lock);
             n = ev->n;
@@ -552,10 +603,17 @@ struct events *
 events_open(const struct events_settings *s, struct err *e)
 {
     struct events *ev;
-    const char *path;
+    const char *path = NULL;
 
-    if ((path = events_db_path(s->store, e)) == NULL)
+    if (events_db_is_pg(s->store)) {
+        if (s->spool == NULL) {
+            err_set(e, ERR_CONFIG,
+                    "events_spool: needed with a PostgreSQL store");
+            return NULL;
+        }
+    } else if ((path = events_db_path(s->store, e)) == NULL) {
         return NULL;
+    }
     if ((ev = calloc(1, sizeof(*ev))) == NULL) {
         err_nomem(e);
         return NULL;
@@ -567,6 +625,9 @@ events_open(const struct events_settings *s, struct err *e)
     pthread_cond_init(&ev->wake, NULL);
     pthread_cond_init(&ev->idle, NULL);
     snprintf(ev->store, sizeof(ev->store), "%s", s->store);
+    if (s->password_file != NULL)
+        snprintf(ev->password_file, sizeof(ev->password_file), "%s",
+                 s->password_file);
     if (s->spool != NULL)
         snprintf(ev->spool, sizeof(ev->spool), "%s", s->spool);
     else
@@ -587,8 +648,10 @@ events_open(const struct events_settings *s, struct err *e)
         goto fail;
     /* The store must work at start: a wrong path is a configuration
      * error, told now rather than spooled for ever. */
-    if ((ev->db = events_db_open(s->store, EVENTS_DB_CREATE, e)) == NULL ||
-        (ev->rdb = events_db_open(s->store, EVENTS_DB_READONLY, e)) == NULL) {
+    if ((ev->db = events_db_open_auth(s->store, events_pw(ev),
+                                      EVENTS_DB_CREATE, e)) == NULL ||
+        (ev->rdb = events_db_open_auth(s->store, events_pw(ev),
+                                       EVENTS_DB_READONLY, e)) == NULL) {
         err_prefix(e, "events_store");
         goto fail;
     }
@@ -737,10 +800,19 @@ events_suppressed(struct events *ev, const char *rcpt, const char *stream,
         return 0;
     err_clear(&e);
     pthread_mutex_lock(&ev->read_lock);
+    if (ev->rdb_bad) {
+        /* told once, when it broke; the writer reopens it */
+        pthread_mutex_unlock(&ev->read_lock);
+        return -1;
+    }
     rc = events_db_suppress_find(ev->rdb, rcpt, stream, why, n, &e);
+    if (rc < 0)
+        ev->rdb_bad = 1;
     pthread_mutex_unlock(&ev->read_lock);
     if (rc < 0)
-        log_warning(NULL, "events: suppression lookup for <%s> failed: %s",
+        log_warning(NULL,
+                    "events: suppression lookup for <%s> failed, mail "
+                    "passes until the store answers again: %s",
                     rcpt, e.text);
     return rc;
 }

@@ -413,7 +413,9 @@ test_streams(void **state)
         fail_msg("got \"%s\", want the map's file:line", e.text);
 }
 
-/* a PostgreSQL store is refused as not built */
+/* store names: a PostgreSQL URI with a password in it is refused (it
+ * would be logged), one without needs a spool of its own, an unknown
+ * scheme and a relative SQLite path are refused */
 static void
 test_store_names(void **state)
 {
@@ -421,10 +423,25 @@ test_store_names(void **state)
     struct err e;
 
     (void)state;
+    err_clear(&e);
+    assert_int_equal(events_db_check("postgresql://relay@db:5432/events", &e),
+                     0);
+    assert_int_equal(events_db_is_pg("postgresql://relay@db/events"), 1);
+    assert_int_equal(events_db_is_pg("sqlite:/x"), 0);
+    assert_int_equal(
+        events_db_check("postgresql://relay:s3cret@db/events", &e), -1);
+    if (strstr(e.text, "password") == NULL || strstr(e.text, "s3cret"))
+        fail_msg("got \"%s\"", e.text);
+    assert_int_equal(
+        events_db_check("postgresql://db/events?password=s3cret", &e), -1);
+    assert_int_equal(events_db_check("postgresql://db/events?bogus=1", &e),
+                     -1);
+    assert_int_equal(events_db_check("sqlite:relative.db", &e), -1);
+    assert_int_equal(events_db_check("mysql:x", &e), -1);
     s.store = "postgresql://relay@db/events";
     err_clear(&e);
     assert_null(events_open(&s, &e));
-    if (strstr(e.text, "not built") == NULL)
+    if (strstr(e.text, "events_spool") == NULL)
         fail_msg("got \"%s\"", e.text);
     s.store = "mysql:x";
     assert_null(events_open(&s, &e));
