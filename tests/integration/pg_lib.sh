@@ -8,6 +8,7 @@
 #                           whose password is in $T/NAME/password and a
 #                           database "events" it owns. Waits (bounded)
 #                           for it; returns 1 when it does not start.
+#                           fsync is off unless PG_FSYNC=on.
 #   pg_stop NAME            stop it (fast: sessions are cut, as when a
 #                           server goes away), waited for
 #   pg_restart NAME         start it again on the same port
@@ -59,8 +60,9 @@ pg_start() {
         fail "initdb: $(tail -n 3 "$d/initdb.log")"
         return 1
     }
-    # a test server: no fsync (the tests do not crash the machine)
-    printf '%s\n' "fsync = off" "max_connections = 50" \
+    # a test server: no fsync (the tests do not crash the machine);
+    # PG_FSYNC=on for a benchmark that must pay what production pays
+    printf '%s\n' "fsync = ${PG_FSYNC:-off}" "max_connections = 50" \
         "log_min_messages = warning" >>"$d/data/postgresql.conf"
     PG_CLUSTERS="$PG_CLUSTERS $1"
     pg_ctl_start "$1" || {
