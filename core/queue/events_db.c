@@ -255,6 +255,44 @@ events_unescape(char *s)
     return s;
 }
 
+/* events_utf8 - replace, in place, each octet of s that is not part of
+ * a well-formed UTF-8 sequence by '?': PostgreSQL refuses such text
+ * (and with it the batch), and both stores must hold the same. */
+static void
+events_utf8(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+
+    while (*p != '\0') {
+        size_t len, k;
+        unsigned c = *p;
+
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        len = c >= 0xc2 && c <= 0xdf   ? 2
+              : c >= 0xe0 && c <= 0xef ? 3
+              : c >= 0xf0 && c <= 0xf4 ? 4
+                                       : 0;
+        for (k = 1; k < len; k++)
+            if ((p[k] & 0xc0) != 0x80)
+                break;
+        /* overlong three and four octet forms, surrogates, > U+10FFFF */
+        if (k == len && len == 3 &&
+            ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] > 0x9f)))
+            len = 0;
+        if (k == len && len == 4 &&
+            ((c == 0xf0 && p[1] < 0x90) || (c == 0xf4 && p[1] > 0x8f)))
+            len = 0;
+        if (len == 0 || k != len) {
+            *p++ = '?';
+            continue;
+        }
+        p += len;
+    }
+}
+
 static int
 events_num(const char *s, long long *out)
 {
@@ -337,16 +375,28 @@ events_db_put(struct events_db *db, char *line, size_t len,
     if (n != EVENTS_LINE_FIELDS || p != NULL || strcmp(f[0], "E1") != 0)
         return 1;
     for (i = 1; i < EVENTS_LINE_FIELDS; i++)
-        events_unescape(f[i]);
+        events_utf8(events_unescape(f[i]));
+    /* a value either store would refuse would fail its whole batch, and
+     * the batch's replay, for ever: such a line is malformed */
     if (events_num(f[2], &t) < 0 || events_num(f[9], &size) < 0 ||
         events_num(f[10], &code) < 0 || events_num(f[12], &hard) < 0 ||
-        events_num(f[13], &next) < 0)
+        events_num(f[13], &next) < 0 || t < 0 || size < 0 || code < 0 ||
+        code > 999 || (hard != 0 && hard != 1) || next < 0)
         return 1;
     at = strrchr(f[7], '@');
     if (db->pg != NULL) {
-        const char *v[16] = {
-            f[1], f[2], f[3],  f[4],  f[5],  f[6],  f[7],  at ? at + 1 : "",
-            f[8], f[9], f[10], f[11], f[12], f[13], f[14], f[15]};
+        char num[5][24];
+        const char *v[16] = {f[1],   num[0], f[3],   f[4],
+                             f[5],   f[6],   f[7],   at ? at + 1 : "",
+                             f[8],   num[1], num[2], f[11],
+                             num[3], num[4], f[14],  f[15]};
+
+        /* written out again: "+5" and " 5" are numbers to strtoll */
+        snprintf(num[0], sizeof(num[0]), "%lld", t);
+        snprintf(num[1], sizeof(num[1]), "%lld", size);
+        snprintf(num[2], sizeof(num[2]), "%lld", code);
+        snprintf(num[3], sizeof(num[3]), "%lld", hard);
+        snprintf(num[4], sizeof(num[4]), "%lld", next);
 
         if (events_pg_insert(db->pg, v, e) < 0)
             return -1;

@@ -128,6 +128,27 @@ events_pg_password(const char *path, char *out, size_t n, struct err *e)
     return 0;
 }
 
+/* events_pg_tables - 0 when the schema is there; the commands never
+ * create it (they may run as another role than the daemon's) */
+static int
+events_pg_tables(struct events_pg *pg, struct err *e)
+{
+    PGresult *res =
+        PQexec(pg->conn, "SELECT to_regclass('events') IS NOT NULL AND "
+                         "to_regclass('suppression') IS NOT NULL");
+    int rc = 0;
+
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
+        rc = events_pg_err(pg, e, "schema", res);
+    else if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "t") != 0)
+        rc = err_set(e, ERR_IO,
+                     "%s: no events tables in this database (relaychaind "
+                     "creates them when it starts with events_store set)",
+                     PQdb(pg->conn));
+    PQclear(res);
+    return rc;
+}
+
 struct events_pg *
 events_pg_open(const char *store, const char *password_file, int mode,
                struct err *e)
@@ -135,7 +156,7 @@ events_pg_open(const char *store, const char *password_file, int mode,
     /* the URI comes after the defaults, so what it says wins; the
      * password after it, so the file wins over nothing (the URI may
      * not hold one) */
-    const char *keys[8], *vals[8];
+    const char *keys[12], *vals[12];
     char password[EVENTS_PG_PASSWORD];
     struct events_pg *pg;
     int k = 0;
@@ -152,7 +173,9 @@ events_pg_open(const char *store, const char *password_file, int mode,
     }
     keys[k] = "connect_timeout", vals[k++] = "5";
     keys[k] = "keepalives_idle", vals[k++] = "10";
+    keys[k] = "keepalives_interval", vals[k++] = "5";
     keys[k] = "keepalives_count", vals[k++] = "3";
+    keys[k] = "tcp_user_timeout", vals[k++] = "20000";
     keys[k] = "application_name", vals[k++] = "relaychain";
     keys[k] = "options";
     vals[k++] = mode == EVENTS_DB_READONLY
@@ -171,6 +194,8 @@ events_pg_open(const char *store, const char *password_file, int mode,
     }
     if (mode == EVENTS_DB_CREATE &&
         events_pg_exec(pg, EVENTS_SQL_SCHEMA_PG, e, "schema") < 0)
+        goto fail;
+    if (mode != EVENTS_DB_CREATE && events_pg_tables(pg, e) < 0)
         goto fail;
     if (events_pg_prepare(pg, "sup_find", EVENTS_SQL_SUP_FIND, 2, e) < 0)
         goto fail;

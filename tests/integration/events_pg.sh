@@ -17,7 +17,8 @@
 #    same for both stores (diff); "relaychain events" reads PostgreSQL.
 # 2. The suppression list is shared: the address A's bounce suppressed
 #    is refused by B; one added with "relaychain suppress" through B's
-#    configuration is refused by A, and removed again through A.
+#    configuration is refused by A, and removed again through A. A
+#    Message-ID that is not UTF-8 is stored with '?' for its bad octet.
 # 3. PostgreSQL is stopped during a load of 20 messages through A: all
 #    are accepted and delivered while it is down, "relaychain status"
 #    and the log show the store failing and the backlog; B's RCPT
@@ -186,6 +187,17 @@ check "suppress list through A shows both: $(tr '\n' ' ' <"$T/list.out")" \
 check "suppress remove through A" "$RC" suppress -c "$T/a.conf" remove shared@dest.example
 send "$pb" --from s2@client.example --to shared@dest.example >"$T/b.sup2.out"
 check "then B takes the address again" grep -q '250 2.0.0 Ok: queued as' "$T/b.sup2.out"
+
+# a Message-ID that is not UTF-8 (PostgreSQL refuses such text, and
+# with it a whole batch, for ever on replay): stored with '?' for the
+# octet, and the store keeps working
+bad=$(printf '<bad\377id@client.example>')
+send "$pa" --from s2@client.example --to ok@dest.example \
+    --header "Message-Id: $bad" >"$T/bad8.out"
+check "a Message-ID with an octet that is not UTF-8: stored, '?' for it" \
+    wait_eq pq "SELECT count(*) FROM events WHERE msgid = '<bad?id@client.example>'" 2 10
+check "the store still works: nothing spooled" \
+    sh -c "'$RC' status -c '$T/a.conf' | grep -q '^events: store ok, 0 buffered, 0 spooled'"
 
 # --- 3. PostgreSQL stopped during a load
 before=$(sink_count pfsink)
