@@ -13,10 +13,11 @@
  * doubled at each failure in a row up to EVENTS_RETRY_MAX_MS (the
  * connection is reopened: a store whose file was replaced or whose
  * permissions changed, or a PostgreSQL server that restarted, is seen
- * as it is now). The suppression lookups' connection, when a lookup
- * fails on it, is reopened by the writer thread, never by the SMTP
- * thread asking: until then lookups answer "failed" at once and the
- * mail passes.
+ * as it is now). The suppression lookups have EVENTS_READERS
+ * connections of their own, so concurrent sessions do not queue behind
+ * one round trip; one on which a lookup failed is reopened by the
+ * writer thread, never by the SMTP thread asking: until then lookups
+ * on it answer "failed" at once and the mail passes.
  */
 #include "config.h"
 
@@ -41,6 +42,9 @@
 
 #define EVENTS_RETRY_MS 1000
 #define EVENTS_RETRY_MAX_MS 16000
+/* RCPT lookups in flight at once: one connection each (a lookup waits
+ * for a free one, never for the writer) */
+#define EVENTS_READERS 4
 #define EVENTS_LINE_MAX 8192
 #define EVENTS_PATH_MAX 4096
 
@@ -65,9 +69,14 @@ struct events {
     int spool_fd, spool_dirty;
     size_t spool_lines, replay_lines;
 
-    pthread_mutex_t read_lock; /* the suppression lookups' connection */
-    struct events_db *rdb;
-    int rdb_bad; /* a lookup failed: the writer reopens it */
+    /* the suppression lookups' connections, each under its lock */
+    struct events_reader {
+        pthread_mutex_t lock;
+        struct events_db *db;
+        int bad; /* a lookup failed: the writer reopens it */
+    } readers[EVENTS_READERS];
+    int nreaders;
+    atomic_uint next_reader;
     long long rdb_retry_ms;
 
     struct events_db *db; /* the writer's; NULL while failing */
@@ -302,33 +311,41 @@ events_pw(const struct events *ev)
     return ev->password_file[0] ? ev->password_file : NULL;
 }
 
-/* events_rdb_heal - in the writer: reopen the lookups' connection after
- * a lookup failed on it, at most once per EVENTS_RETRY_MS */
+/* events_rdb_heal - in the writer: reopen the lookups' connections
+ * after a lookup failed on one, at most once per EVENTS_RETRY_MS */
 static void
 events_rdb_heal(struct events *ev)
 {
     struct events_db *fresh, *old;
     struct err e;
-    int bad;
+    int i, bad, healed = 0;
 
-    pthread_mutex_lock(&ev->read_lock);
-    bad = ev->rdb_bad;
-    pthread_mutex_unlock(&ev->read_lock);
-    if (!bad || events_mono_ms() < ev->rdb_retry_ms)
+    if (events_mono_ms() < ev->rdb_retry_ms)
         return;
-    ev->rdb_retry_ms = events_mono_ms() + EVENTS_RETRY_MS;
-    err_clear(&e);
-    if ((fresh = events_db_open_auth(ev->store, events_pw(ev),
-                                     EVENTS_DB_READONLY, &e)) == NULL)
-        return;
-    pthread_mutex_lock(&ev->read_lock);
-    old = ev->rdb;
-    ev->rdb = fresh;
-    ev->rdb_bad = 0;
-    pthread_mutex_unlock(&ev->read_lock);
-    events_db_close(old);
-    log_info(NULL, "events: suppression lookups in %s working again",
-             ev->store);
+    for (i = 0; i < ev->nreaders; i++) {
+        struct events_reader *r = &ev->readers[i];
+
+        pthread_mutex_lock(&r->lock);
+        bad = r->bad;
+        pthread_mutex_unlock(&r->lock);
+        if (!bad)
+            continue;
+        ev->rdb_retry_ms = events_mono_ms() + EVENTS_RETRY_MS;
+        err_clear(&e);
+        if ((fresh = events_db_open_auth(ev->store, events_pw(ev),
+                                         EVENTS_DB_READONLY, &e)) == NULL)
+            return;
+        pthread_mutex_lock(&r->lock);
+        old = r->db;
+        r->db = fresh;
+        r->bad = 0;
+        pthread_mutex_unlock(&r->lock);
+        events_db_close(old);
+        healed = 1;
+    }
+    if (healed)
+        log_info(NULL, "events: suppression lookups in %s working again",
+                 ev->store);
 }
 
 /* events_db_ready - the writer's connection, reopened after a failure
@@ -599,11 +616,22 @@ events_count_lines(const char *path)
     return n;
 }
 
+static int
+events_readers_open(struct events *ev, struct err *e)
+{
+    for (ev->nreaders = 0; ev->nreaders < EVENTS_READERS; ev->nreaders++)
+        if ((ev->readers[ev->nreaders].db = events_db_open_auth(
+                 ev->store, events_pw(ev), EVENTS_DB_READONLY, e)) == NULL)
+            return -1;
+    return 0;
+}
+
 struct events *
 events_open(const struct events_settings *s, struct err *e)
 {
     struct events *ev;
     const char *path = NULL;
+    int i;
 
     if (events_db_is_pg(s->store)) {
         if (s->spool == NULL) {
@@ -621,7 +649,8 @@ events_open(const struct events_settings *s, struct err *e)
     ev->spool_fd = -1;
     pthread_mutex_init(&ev->lock, NULL);
     pthread_mutex_init(&ev->spool_lock, NULL);
-    pthread_mutex_init(&ev->read_lock, NULL);
+    for (i = 0; i < EVENTS_READERS; i++)
+        pthread_mutex_init(&ev->readers[i].lock, NULL);
     pthread_cond_init(&ev->wake, NULL);
     pthread_cond_init(&ev->idle, NULL);
     snprintf(ev->store, sizeof(ev->store), "%s", s->store);
@@ -650,8 +679,7 @@ events_open(const struct events_settings *s, struct err *e)
      * error, told now rather than spooled for ever. */
     if ((ev->db = events_db_open_auth(s->store, events_pw(ev),
                                       EVENTS_DB_CREATE, e)) == NULL ||
-        (ev->rdb = events_db_open_auth(s->store, events_pw(ev),
-                                       EVENTS_DB_READONLY, e)) == NULL) {
+        events_readers_open(ev, e) < 0) {
         err_prefix(e, "events_store");
         goto fail;
     }
@@ -691,11 +719,13 @@ events_close(struct events *ev)
         close(ev->spool_fd);
     }
     events_db_close(ev->db);
-    events_db_close(ev->rdb);
+    for (i = 0; i < (size_t)ev->nreaders; i++)
+        events_db_close(ev->readers[i].db);
     regmap_free(ev->streams);
     pthread_mutex_destroy(&ev->lock);
     pthread_mutex_destroy(&ev->spool_lock);
-    pthread_mutex_destroy(&ev->read_lock);
+    for (i = 0; i < EVENTS_READERS; i++)
+        pthread_mutex_destroy(&ev->readers[i].lock);
     pthread_cond_destroy(&ev->wake);
     pthread_cond_destroy(&ev->idle);
     free(ev);
@@ -793,22 +823,35 @@ int
 events_suppressed(struct events *ev, const char *rcpt, const char *stream,
                   char *why, size_t n)
 {
+    struct events_reader *r = NULL;
     struct err e;
-    int rc;
+    unsigned first;
+    int rc, i;
 
     if (ev == NULL)
         return 0;
     err_clear(&e);
-    pthread_mutex_lock(&ev->read_lock);
-    if (ev->rdb_bad) {
+    /* the first free connection from a rotating start, else wait for
+     * the start's */
+    first = atomic_fetch_add(&ev->next_reader, 1);
+    for (i = 0; i < ev->nreaders; i++) {
+        r = &ev->readers[(first + i) % (unsigned)ev->nreaders];
+        if (pthread_mutex_trylock(&r->lock) == 0)
+            break;
+    }
+    if (i == ev->nreaders) {
+        r = &ev->readers[first % (unsigned)ev->nreaders];
+        pthread_mutex_lock(&r->lock);
+    }
+    if (r->bad) {
         /* told once, when it broke; the writer reopens it */
-        pthread_mutex_unlock(&ev->read_lock);
+        pthread_mutex_unlock(&r->lock);
         return -1;
     }
-    rc = events_db_suppress_find(ev->rdb, rcpt, stream, why, n, &e);
+    rc = events_db_suppress_find(r->db, rcpt, stream, why, n, &e);
     if (rc < 0)
-        ev->rdb_bad = 1;
-    pthread_mutex_unlock(&ev->read_lock);
+        r->bad = 1;
+    pthread_mutex_unlock(&r->lock);
     if (rc < 0)
         log_warning(NULL,
                     "events: suppression lookup for <%s> failed, mail "

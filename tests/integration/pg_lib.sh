@@ -14,6 +14,7 @@
 #   pg_restart NAME         start it again on the same port
 #   pg_sql NAME SQL         run SQL as the superuser over the socket,
 #                           tuples only, unaligned; prints the result
+#                           (at most PG_SQL_TIMEOUT seconds, default 60)
 #
 # Every cluster started here is stopped when the test exits (before
 # $T is removed by smtpd_lib.sh's cleanup).
@@ -86,6 +87,6 @@ pg_restart() {
 }
 
 pg_sql() {
-    timeout 60 psql -X -q -t -A -h "$T/$1/sock" -p "$(cat "$T/$1/port")" \
+    timeout "${PG_SQL_TIMEOUT:-60}" psql -X -q -t -A -h "$T/$1/sock" -p "$(cat "$T/$1/port")" \
         -U postgres -d "${PG_DB:-postgres}" -v ON_ERROR_STOP=1 -c "$2"
 }
