@@ -584,15 +584,38 @@ events_db_suppress_find(struct events_db *db, const char *rcpt,
 
 /* ------------------------------------------------------------ reports */
 
-struct events_pg_rep {
+struct events_rep {
     events_db_report_cb cb;
     void *ctx;
+    long long bucket_s; /* the key is a day's or an hour's number */
 };
+
+/* events_rep_row - hand row to cb, its key written out as a date when
+ * it is the number of a day or an hour */
+static int
+events_rep_row(const struct events_rep *pr, struct events_report_row *row)
+{
+    char date[40];
+    long long b;
+
+    if (pr->bucket_s > 0 && events_num(row->key, &b) == 0) {
+        time_t t = (time_t)(b * pr->bucket_s);
+        struct tm tm;
+
+        date[0] = '\0';
+        if (gmtime_r(&t, &tm) != NULL)
+            strftime(date, sizeof(date),
+                     pr->bucket_s == 86400 ? "%Y-%m-%d" : "%Y-%m-%d %H:00",
+                     &tm);
+        row->key = date;
+    }
+    return pr->cb(pr->ctx, row);
+}
 
 static int
 events_pg_rep_row(void *ctx, int ncols, const char *const *v)
 {
-    struct events_pg_rep *pr = ctx;
+    struct events_rep *pr = ctx;
     struct events_report_row row;
 
     if (ncols < 8)
@@ -605,7 +628,7 @@ events_pg_rep_row(void *ctx, int ncols, const char *const *v)
     row.bounced_soft = strtoull(v[5], NULL, 10);
     row.expired = strtoull(v[6], NULL, 10);
     row.suppressed = strtoull(v[7], NULL, 10);
-    return pr->cb(pr->ctx, &row);
+    return events_rep_row(pr, &row);
 }
 
 int
@@ -618,16 +641,17 @@ events_db_report(struct events_db *db, const char *by, long long since,
     sqlite3_stmt *st;
     long long lo = since > 0 ? since * 1000000 : 0;
     long long hi = until > 0 ? until * 1000000 : INT64_MAX;
+    struct events_rep pr = {cb, ctx, 0};
     int rc;
 
-    key = events_sql_key(db->pg ? EVENTS_SQL_PG : EVENTS_SQL_SQLITE, by);
+    key = events_sql_key(db->pg ? EVENTS_SQL_PG : EVENTS_SQL_SQLITE, by,
+                         &pr.bucket_s);
     if (key == NULL)
         return err_set(e, ERR_INPUT,
                        "--by %s: want day, hour, domain, sender or stream",
                        by);
     snprintf(sql, sizeof(sql), EVENTS_SQL_REPORT, key);
     if (db->pg != NULL) {
-        struct events_pg_rep pr = {cb, ctx};
         char a[32], b[32];
         const char *v[2] = {a, b};
 
@@ -655,7 +679,7 @@ events_db_report(struct events_db *db, const char *by, long long since,
         row.bounced_soft = (unsigned long long)sqlite3_column_int64(st, 5);
         row.expired = (unsigned long long)sqlite3_column_int64(st, 6);
         row.suppressed = (unsigned long long)sqlite3_column_int64(st, 7);
-        if (cb(ctx, &row) < 0)
+        if (events_rep_row(&pr, &row) < 0)
             break;
     }
     sqlite3_finalize(st);

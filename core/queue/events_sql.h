@@ -7,7 +7,7 @@
  * appearance, so a text that names $1, $2, ... in order binds the same
  * way in both). What differs is in this file alone: the schemas (types,
  * identity column, the "C" collation that gives PostgreSQL SQLite's
- * byte order) and the report keys by day and hour. Private to
+ * byte order) and the type of the report's total key. Private to
  * core/queue/events_db.c and events_pg.c.
  */
 #ifndef RC_EVENTS_SQL_H
@@ -113,30 +113,32 @@ enum events_sql_dialect { EVENTS_SQL_SQLITE, EVENTS_SQL_PG };
         EVENTS_SQL_TEXT_PG) "COMMIT;"
 
 /* events_sql_key - the report key expression for by (NULL: one total
- * row) in dialect d; NULL for an unknown by. */
+ * row) in dialect d; NULL for an unknown by. By day and hour the key is
+ * the number of the day or hour since the epoch (*bucket_s its length
+ * in seconds, else 0), the same integer division in both dialects and
+ * far cheaper per row than formatting a date: the caller writes out
+ * one date per group. */
 static inline const char *
-events_sql_key(enum events_sql_dialect d, const char *by)
+events_sql_key(enum events_sql_dialect d, const char *by, long long *bucket_s)
 {
     static const struct {
-        const char *by, *sqlite, *pg;
+        const char *by, *key;
+        long long bucket_s;
     } keys[] = {
-        {"day", "strftime('%Y-%m-%d', t / 1000000, 'unixepoch')",
-         "to_char(to_timestamp(t / 1000000) AT TIME ZONE 'UTC', "
-         "'YYYY-MM-DD')"},
-        {"hour", "strftime('%Y-%m-%d %H:00', t / 1000000, 'unixepoch')",
-         "to_char(to_timestamp(t / 1000000) AT TIME ZONE 'UTC', "
-         "'YYYY-MM-DD HH24:00')"},
-        {"domain", "rcpt_domain", "rcpt_domain"},
-        {"sender", "sender", "sender"},
-        {"stream", "stream", "stream"},
+        {"day", "t / 86400000000", 86400}, {"hour", "t / 3600000000", 3600},
+        {"domain", "rcpt_domain", 0},      {"sender", "sender", 0},
+        {"stream", "stream", 0},
     };
     size_t i;
 
+    *bucket_s = 0;
     if (by == NULL)
         return d == EVENTS_SQL_PG ? "CAST('total' AS TEXT)" : "'total'";
     for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-        if (strcmp(keys[i].by, by) == 0)
-            return d == EVENTS_SQL_PG ? keys[i].pg : keys[i].sqlite;
+        if (strcmp(keys[i].by, by) == 0) {
+            *bucket_s = keys[i].bucket_s;
+            return keys[i].key;
+        }
     return NULL;
 }
 

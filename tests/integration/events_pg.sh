@@ -9,7 +9,8 @@
 # and B share the PostgreSQL store, S has its own SQLite store.
 #
 # 0. A and B start at once on the empty database (the schema is created
-#    once, under a lock); "relaychain config" shows no password.
+#    once, under a lock); "relaychain config" shows no password; the
+#    commands take the password from PGPASSFILE as well.
 # 1. The same load through A and S: received, delivered, deferred (a
 #    450 that is not retried within the test), a hard bounce and its
 #    notification, then a suppressed RCPT. "relaychain report" by
@@ -101,6 +102,16 @@ check "the schema: two tables" \
 check "relaychain config shows the store and the password file" \
     sh -c "grep -q '^events_store = $URI' '$T/config.out' && grep -q '^events_store_password_file = $T/pgpw' '$T/config.out'"
 
+# without events_store_password_file libpq's PGPASSFILE serves
+grep -v '^events_store_password_file' "$T/a.conf" >"$T/nopw.conf"
+printf '127.0.0.1:%s:events:relay:%s\n' "$pgport" "$PW" >"$T/pgpass"
+chmod 600 "$T/pgpass"
+check "relaychain report with the password from PGPASSFILE" \
+    env PGPASSFILE="$T/pgpass" "$RC" report -c "$T/nopw.conf"
+PGPASSFILE=/nonexistent "$RC" report -c "$T/nopw.conf" >"$T/nopw.out" 2>&1
+check "and without a password: refused by the server: $(cat "$T/nopw.out")" \
+    grep -q 'events_store: connect: .*password' "$T/nopw.out"
+
 # --- 1. the same load through A (PostgreSQL) and S (SQLite)
 # send PORT ARGS... - one message; its swaks transcript on stdout
 send() {
@@ -148,6 +159,12 @@ for by in "" day hour domain sender stream; do
     check "report ${by:-total}: the same from both stores: $(diff "$T/rep.s.$by" "$T/rep.a.$by" | head -n 6 | tr '\n' ' ')" \
         diff "$T/rep.s.$by" "$T/rep.a.$by"
 done
+# (this hour or, across its turn, the one before)
+check "report --by hour: this hour, UTC: $(tail -n 1 "$T/rep.a.hour")" \
+    grep -q -e "^$(date -u +'%Y-%m-%d %H'):00 *[0-9]" \
+    -e "^$(date -u -d '-2 min' +'%Y-%m-%d %H'):00 *[0-9]" "$T/rep.a.hour"
+check "report --by day: today, UTC" grep -q -e "^$(date -u +%Y-%m-%d) *[0-9]" \
+    -e "^$(date -u -d '-2 min' +%Y-%m-%d) *[0-9]" "$T/rep.a.day"
 check "report --by domain has both domains, lower-cased" \
     sh -c "grep -q '^dest.example ' '$T/rep.a.domain' && grep -q '^other.example ' '$T/rep.a.domain'"
 "$RC" report -c "$T/a.conf" --by domain --json >"$T/rep.a.json" 2>&1
