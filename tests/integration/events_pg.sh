@@ -204,6 +204,15 @@ check "suppress list through A shows both: $(tr '\n' ' ' <"$T/list.out")" \
 check "suppress remove through A" "$RC" suppress -c "$T/a.conf" remove shared@dest.example
 send "$pb" --from s2@client.example --to shared@dest.example >"$T/b.sup2.out"
 check "then B takes the address again" grep -q '250 2.0.0 Ok: queued as' "$T/b.sup2.out"
+"$RC" suppress -c "$T/a.conf" export >"$T/export.csv" 2>&1
+check "export: CSV of the shared list: $(tr '\n' ' ' <"$T/export.csv")" \
+    grep -q '^gone@dest.example,,hard bounce 550 5.1.1,[0-9]*$' "$T/export.csv"
+printf '%s\n' 'imported1@dest.example,,from a file,1765000000' \
+    'imported2@dest.example,news,from a file,1765000000' >>"$T/export.csv"
+check "import through B (one transaction, pipelined)" \
+    sh -c "'$RC' suppress -c '$T/b.conf' import <'$T/export.csv' | grep -q ' 3 addresses'"
+check "the imported rows are in the shared list" \
+    [ "$(pq "SELECT count(*) FROM suppression WHERE reason = 'from a file'")" = 2 ]
 
 # a Message-ID that is not UTF-8 (PostgreSQL refuses such text, and
 # with it a whole batch, for ever on replay): stored with '?' for the
