@@ -128,8 +128,11 @@ events_pg_password(const char *path, char *out, size_t n, struct err *e)
     return 0;
 }
 
-/* events_pg_tables - 0 when the schema is there; the commands never
- * create it (they may run as another role than the daemon's) */
+/* events_pg_tables - 0 when the schema is there, 1 when not (e set),
+ * -1 with e. The commands never create it (they may run as another
+ * role than the daemon's); the daemon creates it only when it is
+ * missing, so a role without the right to create tables runs on
+ * tables an administrator made. */
 static int
 events_pg_tables(struct events_pg *pg, struct err *e)
 {
@@ -140,11 +143,13 @@ events_pg_tables(struct events_pg *pg, struct err *e)
 
     if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
         rc = events_pg_err(pg, e, "schema", res);
-    else if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "t") != 0)
-        rc = err_set(e, ERR_IO,
-                     "%s: no events tables in this database (relaychaind "
-                     "creates them when it starts with events_store set)",
-                     PQdb(pg->conn));
+    else if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+        err_set(e, ERR_IO,
+                "%s: no events tables in this database (relaychaind "
+                "creates them when it starts with events_store set)",
+                PQdb(pg->conn));
+        rc = 1;
+    }
     PQclear(res);
     return rc;
 }
@@ -159,7 +164,7 @@ events_pg_open(const char *store, const char *password_file, int mode,
     const char *keys[12], *vals[12];
     char password[EVENTS_PG_PASSWORD];
     struct events_pg *pg;
-    int k = 0;
+    int k = 0, rc;
 
     if (events_pg_check(store, e) < 0)
         return NULL;
@@ -192,10 +197,10 @@ events_pg_open(const char *store, const char *password_file, int mode,
         events_pg_err(pg, e, "connect", NULL);
         goto fail;
     }
-    if (mode == EVENTS_DB_CREATE &&
-        events_pg_exec(pg, EVENTS_SQL_SCHEMA_PG, e, "schema") < 0)
+    if ((rc = events_pg_tables(pg, e)) < 0 ||
+        (rc == 1 && mode != EVENTS_DB_CREATE))
         goto fail;
-    if (mode != EVENTS_DB_CREATE && events_pg_tables(pg, e) < 0)
+    if (rc == 1 && events_pg_exec(pg, EVENTS_SQL_SCHEMA_PG, e, "schema") < 0)
         goto fail;
     if (events_pg_prepare(pg, "sup_find", EVENTS_SQL_SUP_FIND, 2, e) < 0)
         goto fail;

@@ -20,6 +20,7 @@
 #    is refused by B; one added with "relaychain suppress" through B's
 #    configuration is refused by A, and removed again through A. A
 #    Message-ID that is not UTF-8 is stored with '?' for its bad octet.
+#    A relay whose role may not create tables runs on the existing ones.
 # 3. PostgreSQL is stopped during a load of 20 messages through A: all
 #    are accepted and delivered while it is down, "relaychain status"
 #    and the log show the store failing and the backlog; B's RCPT
@@ -224,6 +225,22 @@ check "a Message-ID with an octet that is not UTF-8: stored, '?' for it" \
     wait_eq pq "SELECT count(*) FROM events WHERE msgid = '<bad?id@client.example>'" 2 10
 check "the store still works: nothing spooled" \
     sh -c "'$RC' status -c '$T/a.conf' | grep -q '^events: store ok, 0 buffered, 0 spooled'"
+
+# a role that may write the tables but not create any (PostgreSQL 15:
+# no CREATE on the public schema but for the database's owner) runs
+# on the tables the owner's relay made
+pq "CREATE ROLE limited LOGIN PASSWORD '$PW'" >/dev/null
+pq "GRANT SELECT, INSERT, DELETE ON events, suppression TO limited; GRANT USAGE ON SEQUENCE events_id_seq TO limited" >/dev/null
+set -- $(free_ports 1)
+pc=$1
+relay c "$pc" "postgresql://limited@127.0.0.1:$pgport/events" \
+    "events_store_password_file = $T/pgpw" "events_spool = $T/c.spool"
+rcd_start rcdc "$T/c.conf" "$pc" || fail "a relay whose role may not create tables does not start"
+send "$pc" --from s2@client.example --to ok@dest.example \
+    --header 'Message-Id: <limited-1@client.example>' >"$T/c.out"
+check "its events are written" \
+    wait_eq pq "SELECT count(*) FROM events WHERE msgid = '<limited-1@client.example>'" 2 10
+rcd_stop rcdc >/dev/null
 
 # --- 3. PostgreSQL stopped during a load
 before=$(sink_count pfsink)
