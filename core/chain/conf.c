@@ -183,6 +183,7 @@ static const char *const conf_key_order[] = {
     "transport_map",
     /* ---- events: delivery events and the suppression list */
     "events_store",
+    "events_store_password_file", /* ---- events: PostgreSQL */
     "events_spool",
     "events_buffer",
     "events_batch",

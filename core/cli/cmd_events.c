@@ -52,7 +52,9 @@ evcli_open(const char *path, int mode)
         cfg_free(cf);
         return NULL;
     }
-    if ((db = events_db_open(store, mode, &e)) == NULL)
+    if ((db = events_db_open_auth(store,
+                                  cfg_str(cf, "events_store_password_file"),
+                                  mode, &e)) == NULL)
         fprintf(stderr, "relaychain: events_store: %s\n", e.text);
     cfg_free(cf);
     return db;

@@ -128,6 +128,20 @@ reload_restart_keys(const struct cfg *boot, const struct cfg *cfg, char *note,
                                   "relaychaind to use it",
                                   k);
     }
+    /* ---- events: PostgreSQL's password file (the file itself is read
+     * again at each connection; its name only at start) */
+    {
+        const char *k = "events_store_password_file";
+        const char *a = cfg_raw(boot, k), *b = cfg_raw(cfg, k);
+
+        if ((a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0)) {
+            log_warning(NULL, "%s changed; restart relaychaind to use it", k);
+            if (o < n)
+                (void)snprintf(note + o, n - o,
+                               "; %s changed: restart relaychaind to use it",
+                               k);
+        }
+    }
 }
 
 /* reload - build the configuration again and swap it in. Returns 0 with

@@ -9,9 +9,15 @@
  * SPOOL.replay (so emitters keep appending to a fresh file), inserts
  * its lines in transactions of batch_max, and removes it when all went
  * in; a replay file left by a crash is replayed first at start.
- * After a failure the store is tried again after EVENTS_RETRY_MS (the
+ * After a failure the store is tried again after EVENTS_RETRY_MS,
+ * doubled at each failure in a row up to EVENTS_RETRY_MAX_MS (the
  * connection is reopened: a store whose file was replaced or whose
- * permissions changed is seen as it is now).
+ * permissions changed, or a PostgreSQL server that restarted, is seen
+ * as it is now). The suppression lookups have EVENTS_READERS
+ * connections of their own, so concurrent sessions do not queue behind
+ * one round trip; one on which a lookup failed is reopened by the
+ * writer thread, never by the SMTP thread asking: until then lookups
+ * on it answer "failed" at once and the mail passes.
  */
 #include "config.h"
 
@@ -36,6 +42,7 @@
 #include "queue/events_int.h" /* ---- verp */
 
 #define EVENTS_RETRY_MS 1000
+#define EVENTS_RETRY_MAX_MS 16000
 #define EVENTS_LINE_MAX 8192
 
 static long long
@@ -250,7 +257,55 @@ events_fail(struct events *ev, const struct err *e)
     pthread_mutex_unlock(&ev->lock);
     events_db_close(ev->db);
     ev->db = NULL;
-    ev->retry_ms = events_mono_ms() + EVENTS_RETRY_MS;
+    ev->retry_step = ev->retry_step < EVENTS_RETRY_MS ? EVENTS_RETRY_MS
+                     : ev->retry_step * 2 > EVENTS_RETRY_MAX_MS
+                         ? EVENTS_RETRY_MAX_MS
+                         : ev->retry_step * 2;
+    ev->retry_ms = events_mono_ms() + ev->retry_step;
+}
+
+/* events_pw - the password file, or NULL */
+static const char *
+events_pw(const struct events *ev)
+{
+    return ev->password_file[0] ? ev->password_file : NULL;
+}
+
+/* events_rdb_heal - in the writer: reopen the lookups' connections
+ * after a lookup failed on one, at most once per EVENTS_RETRY_MS */
+static void
+events_rdb_heal(struct events *ev)
+{
+    struct events_db *fresh, *old;
+    struct err e;
+    int i, bad, healed = 0;
+
+    if (events_mono_ms() < ev->rdb_retry_ms)
+        return;
+    for (i = 0; i < ev->nreaders; i++) {
+        struct events_reader *r = &ev->readers[i];
+
+        pthread_mutex_lock(&r->lock);
+        bad = r->bad;
+        pthread_mutex_unlock(&r->lock);
+        if (!bad)
+            continue;
+        ev->rdb_retry_ms = events_mono_ms() + EVENTS_RETRY_MS;
+        err_clear(&e);
+        if ((fresh = events_db_open_auth(ev->store, events_pw(ev),
+                                         EVENTS_DB_READONLY, &e)) == NULL)
+            return;
+        pthread_mutex_lock(&r->lock);
+        old = r->db;
+        r->db = fresh;
+        r->bad = 0;
+        pthread_mutex_unlock(&r->lock);
+        events_db_close(old);
+        healed = 1;
+    }
+    if (healed)
+        log_info(NULL, "events: suppression lookups in %s working again",
+                 ev->store);
 }
 
 /* events_db_ready - the writer's connection, reopened after a failure
@@ -265,7 +320,8 @@ events_db_ready(struct events *ev)
     if (events_mono_ms() < ev->retry_ms)
         return NULL;
     err_clear(&e);
-    if ((ev->db = events_db_open(ev->store, EVENTS_DB_CREATE, &e)) == NULL) {
+    if ((ev->db = events_db_open_auth(ev->store, events_pw(ev),
+                                      EVENTS_DB_CREATE, &e)) == NULL) {
         events_fail(ev, &e);
         return NULL;
     }
@@ -308,6 +364,7 @@ events_insert(struct events *ev, char **lines, size_t n)
     if (!ev->store_ok)
         log_info(NULL, "events: store %s working again", ev->store);
     ev->store_ok = 1;
+    ev->retry_step = 0;
     ev->last_error[0] = '\0';
     pthread_mutex_unlock(&ev->lock);
     return 0;
@@ -483,6 +540,7 @@ events_writer(void *arg)
         for (i = 0; i < n; i++)
             free(batch[i]);
         events_replay(ev);
+        events_rdb_heal(ev);
         if (stop) {
             pthread_mutex_lock(&ev->lock);
             n = ev->n;
@@ -518,14 +576,32 @@ events_count_lines(const char *path)
     return n;
 }
 
+static int
+events_readers_open(struct events *ev, struct err *e)
+{
+    for (ev->nreaders = 0; ev->nreaders < EVENTS_READERS; ev->nreaders++)
+        if ((ev->readers[ev->nreaders].db = events_db_open_auth(
+                 ev->store, events_pw(ev), EVENTS_DB_READONLY, e)) == NULL)
+            return -1;
+    return 0;
+}
+
 struct events *
 events_open(const struct events_settings *s, struct err *e)
 {
     struct events *ev;
-    const char *path;
+    const char *path = NULL;
+    int i;
 
-    if ((path = events_db_path(s->store, e)) == NULL)
+    if (events_db_is_pg(s->store)) {
+        if (s->spool == NULL) {
+            err_set(e, ERR_CONFIG,
+                    "events_spool: needed with a PostgreSQL store");
+            return NULL;
+        }
+    } else if ((path = events_db_path(s->store, e)) == NULL) {
         return NULL;
+    }
     if ((ev = calloc(1, sizeof(*ev))) == NULL) {
         err_nomem(e);
         return NULL;
@@ -533,10 +609,14 @@ events_open(const struct events_settings *s, struct err *e)
     ev->spool_fd = -1;
     pthread_mutex_init(&ev->lock, NULL);
     pthread_mutex_init(&ev->spool_lock, NULL);
-    pthread_mutex_init(&ev->read_lock, NULL);
+    for (i = 0; i < EVENTS_READERS; i++)
+        pthread_mutex_init(&ev->readers[i].lock, NULL);
     pthread_cond_init(&ev->wake, NULL);
     pthread_cond_init(&ev->idle, NULL);
     snprintf(ev->store, sizeof(ev->store), "%s", s->store);
+    if (s->password_file != NULL)
+        snprintf(ev->password_file, sizeof(ev->password_file), "%s",
+                 s->password_file);
     if (s->spool != NULL)
         snprintf(ev->spool, sizeof(ev->spool), "%s", s->spool);
     else
@@ -574,8 +654,9 @@ events_open(const struct events_settings *s, struct err *e)
     /* ---- end verp */
     /* The store must work at start: a wrong path is a configuration
      * error, told now rather than spooled for ever. */
-    if ((ev->db = events_db_open(s->store, EVENTS_DB_CREATE, e)) == NULL ||
-        (ev->rdb = events_db_open(s->store, EVENTS_DB_READONLY, e)) == NULL) {
+    if ((ev->db = events_db_open_auth(s->store, events_pw(ev),
+                                      EVENTS_DB_CREATE, e)) == NULL ||
+        events_readers_open(ev, e) < 0) {
         err_prefix(e, "events_store");
         goto fail;
     }
@@ -615,12 +696,14 @@ events_close(struct events *ev)
         close(ev->spool_fd);
     }
     events_db_close(ev->db);
-    events_db_close(ev->rdb);
+    for (i = 0; i < (size_t)ev->nreaders; i++)
+        events_db_close(ev->readers[i].db);
     regmap_free(ev->streams);
     verp_key_wipe(&ev->verp_key); /* ---- verp */
     pthread_mutex_destroy(&ev->lock);
     pthread_mutex_destroy(&ev->spool_lock);
-    pthread_mutex_destroy(&ev->read_lock);
+    for (i = 0; i < EVENTS_READERS; i++)
+        pthread_mutex_destroy(&ev->readers[i].lock);
     pthread_cond_destroy(&ev->wake);
     pthread_cond_destroy(&ev->idle);
     free(ev);
@@ -714,21 +797,57 @@ events_drops(const struct events *ev)
     return ev != NULL && ev->drop;
 }
 
+struct events_reader *
+events_reader_take(struct events *ev)
+{
+    struct events_reader *r = NULL;
+    unsigned first;
+    int i;
+
+    first = atomic_fetch_add(&ev->next_reader, 1);
+    for (i = 0; i < ev->nreaders; i++) {
+        r = &ev->readers[(first + i) % (unsigned)ev->nreaders];
+        if (pthread_mutex_trylock(&r->lock) == 0)
+            break;
+    }
+    if (i == ev->nreaders) {
+        r = &ev->readers[first % (unsigned)ev->nreaders];
+        pthread_mutex_lock(&r->lock);
+    }
+    if (r->bad) {
+        pthread_mutex_unlock(&r->lock);
+        return NULL;
+    }
+    return r;
+}
+
+void
+events_reader_give(struct events_reader *r, int failed)
+{
+    if (failed)
+        r->bad = 1;
+    pthread_mutex_unlock(&r->lock);
+}
+
 int
 events_suppressed(struct events *ev, const char *rcpt, const char *stream,
                   char *why, size_t n)
 {
+    struct events_reader *r;
     struct err e;
     int rc;
 
     if (ev == NULL)
         return 0;
     err_clear(&e);
-    pthread_mutex_lock(&ev->read_lock);
-    rc = events_db_suppress_find(ev->rdb, rcpt, stream, why, n, &e);
-    pthread_mutex_unlock(&ev->read_lock);
+    if ((r = events_reader_take(ev)) == NULL)
+        return -1; /* told once, when it broke; the writer reopens it */
+    rc = events_db_suppress_find(r->db, rcpt, stream, why, n, &e);
+    events_reader_give(r, rc < 0);
     if (rc < 0)
-        log_warning(NULL, "events: suppression lookup for <%s> failed: %s",
+        log_warning(NULL,
+                    "events: suppression lookup for <%s> failed, mail "
+                    "passes until the store answers again: %s",
                     rcpt, e.text);
     return rc;
 }

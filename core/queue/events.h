@@ -77,14 +77,15 @@ struct events_rec {
 };
 
 struct events_settings {
-    const char *store;      /* "sqlite:/path" */
-    const char *spool;      /* the spool file; NULL: STORE.spool */
-    const char *stream_map; /* a regmap file, or NULL */
-    size_t buffer_max;      /* events held in memory */
-    size_t batch_max;       /* events per transaction */
-    long long batch_ms;     /* longest wait to fill a batch */
-    int suppress_stream;    /* suppress_scope = stream */
-    int drop;               /* on_suppressed = drop */
+    const char *store;         /* "sqlite:/path" or "postgresql://..." */
+    const char *password_file; /* PostgreSQL's password, or NULL */
+    const char *spool;         /* the spool file; NULL: STORE.spool (SQLite) */
+    const char *stream_map;    /* a regmap file, or NULL */
+    size_t buffer_max;         /* events held in memory */
+    size_t batch_max;          /* events per transaction */
+    long long batch_ms;        /* longest wait to fill a batch */
+    int suppress_stream;       /* suppress_scope = stream */
+    int drop;                  /* on_suppressed = drop */
     /* ---- verp: bounces and complaints coming back */
     const char *verp_domain;      /* NULL: no VERP */
     const char *verp_key_file;    /* with verp_domain */

@@ -1,10 +1,11 @@
 /*
  * events_conf - the keys of delivery events and the suppression list
  *
- * events_conf_part declares events_store (off when unset), the writer's
+ * events_conf_part declares events_store (off when unset; SQLite or
+ * PostgreSQL), events_store_password_file, the writer's
  * buffer and batch, stream_map, suppress_scope and on_suppressed, and
- * refuses, with file:line, what this version does not build (a
- * PostgreSQL store), a store without delivery = queue, the other keys
+ * refuses, with file:line, a PostgreSQL URI with a password in it or
+ * without events_spool, a store without delivery = queue, the other keys
  * without a store, a stream_map that does not load, and VERP and
  * complaint keys that are malformed (a verp_key_file that does not
  * load or is too short). events_settings_from() fills the
@@ -28,7 +29,14 @@ static const char *const events_conf_suppressed_choices[] = {"reject", "drop",
 static const struct cfg_option events_conf_options[] = {
     {"events_store", CFG_STRING, NULL,
      "where delivery events and the suppression list are kept "
-     "(sqlite:/var/lib/relaychain/events.db); unset: no events",
+     "(sqlite:/var/lib/relaychain/events.db, or "
+     "postgresql://user@host:port/db shared by several relays); unset: no "
+     "events",
+     NULL, 0, 0, 0},
+    /* ---- events: PostgreSQL */
+    {"events_store_password_file", CFG_PATH, NULL,
+     "a file whose first line is the PostgreSQL password; unset: libpq's "
+     "~/.pgpass or PGPASSFILE",
      NULL, 0, 0, 0},
     {"events_spool", CFG_PATH, NULL,
      "the file events go to while the store is failing or the buffer is "
@@ -149,11 +157,15 @@ events_conf_check(const struct cfg *c, struct err *e)
         return -1;
     if (store == NULL) {
         /* a key that would do nothing is refused, not ignored */
-        static const char *const needs_store[] = {
-            "events_spool",  "events_buffer",
-            "events_batch",  "events_batch_time",
-            "stream_map",    "suppress_scope",
-            "on_suppressed", NULL};
+        static const char *const needs_store[] = {"events_spool",
+                                                  "events_buffer",
+                                                  "events_store_password_file",
+                                                  "events_batch",
+                                                  "events_batch_time",
+                                                  "stream_map",
+                                                  "suppress_scope",
+                                                  "on_suppressed",
+                                                  NULL};
         size_t i;
 
         for (i = 0; needs_store[i] != NULL; i++)
@@ -167,11 +179,16 @@ events_conf_check(const struct cfg *c, struct err *e)
         struct regmap *rm;
 
         err_clear(&e2);
-        if (events_db_path(store, &e2) == NULL)
+        if (events_db_check(store, &e2) < 0)
             return cfg_err(e, c, "events_store", "%s", e2.text);
-        if (events_db_path(store, &e2)[0] != '/')
+        if (!events_db_is_pg(store) &&
+            cfg_is_set(c, "events_store_password_file"))
+            return cfg_err(e, c, "events_store_password_file",
+                           "only a PostgreSQL store takes a password");
+        if (events_db_is_pg(store) && !cfg_is_set(c, "events_spool"))
             return cfg_err(e, c, "events_store",
-                           "sqlite: needs an absolute path");
+                           "a PostgreSQL store needs events_spool, the "
+                           "local file events wait in while it is down");
         if (queue_delivery(c) != QUEUE_DELIVERY_QUEUE)
             return cfg_err(e, c, "events_store",
                            "events are recorded with delivery = queue only");
@@ -198,6 +215,7 @@ events_settings_from(const struct cfg *c, struct events_settings *s)
     if (s->store == NULL)
         return 0;
     s->spool = cfg_str(c, "events_spool");
+    s->password_file = cfg_str(c, "events_store_password_file");
     s->stream_map = cfg_str(c, "stream_map");
     s->buffer_max = (size_t)cfg_num(c, "events_buffer");
     s->batch_max = (size_t)cfg_num(c, "events_batch");

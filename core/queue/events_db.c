@@ -6,6 +6,10 @@
  * busy_timeout is short (EVENTS_DB_BUSY_MS): a store that is locked
  * longer than that counts as failing, and the writer spools instead of
  * waiting. Statements are prepared once per connection.
+ *
+ * A PostgreSQL store is the same object with db->pg set: each call
+ * below parses and formats here and hands the same query text
+ * (events_sql.h) to events_pg.c, so both stores answer alike.
  */
 #include "config.h"
 
@@ -21,6 +25,8 @@
 #include <sqlite3.h>
 
 #include "queue/events_db.h"
+#include "queue/events_pg.h"
+#include "queue/events_sql.h"
 
 #define EVENTS_DB_BUSY_MS 100
 #define EVENTS_LINE_FIELDS 16
@@ -29,39 +35,8 @@
 struct events_db {
     sqlite3 *db;
     sqlite3_stmt *ins, *sup_add, *sup_find;
+    struct events_pg *pg; /* set: a PostgreSQL store, db unused */
 };
-
-static const char *const events_db_schema =
-    "CREATE TABLE IF NOT EXISTS events ("
-    " id INTEGER PRIMARY KEY,"
-    " uid TEXT NOT NULL UNIQUE,"
-    " t INTEGER NOT NULL," /* Unix microseconds */
-    " type TEXT NOT NULL,"
-    " qid TEXT NOT NULL,"
-    " msgid TEXT NOT NULL,"
-    " sender TEXT NOT NULL,"
-    " rcpt TEXT NOT NULL,"
-    " rcpt_domain TEXT NOT NULL,"
-    " stream TEXT NOT NULL,"
-    " size INTEGER NOT NULL,"
-    " code INTEGER NOT NULL,"
-    " dsn TEXT NOT NULL,"
-    " hard INTEGER NOT NULL,"
-    " next_try INTEGER NOT NULL,"
-    " relay TEXT NOT NULL,"
-    " text TEXT NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS events_t ON events(t);"
-    "CREATE INDEX IF NOT EXISTS events_domain_t ON events(rcpt_domain, t);"
-    "CREATE INDEX IF NOT EXISTS events_msgid ON events(msgid);"
-    "CREATE INDEX IF NOT EXISTS events_rcpt ON events(rcpt, t);"
-    /* ---- verp: a VERP token names its message by queue id */
-    "CREATE INDEX IF NOT EXISTS events_qid ON events(qid);"
-    "CREATE TABLE IF NOT EXISTS suppression ("
-    " rcpt TEXT NOT NULL,"
-    " stream TEXT NOT NULL,"
-    " reason TEXT NOT NULL,"
-    " t INTEGER NOT NULL," /* Unix seconds */
-    " PRIMARY KEY (rcpt, stream));";
 
 static const char *const events_type_names[] = {
     [EVENTS_RECEIVED] = "received",
@@ -91,16 +66,35 @@ events_db_path(const char *store, struct err *e)
 {
     if (strncmp(store, "sqlite:", 7) == 0 && store[7] != '\0')
         return store + 7;
-    if (strncmp(store, "postgresql:", 11) == 0 ||
-        strncmp(store, "postgres:", 9) == 0) {
-        err_set(e, ERR_CONFIG,
-                "PostgreSQL stores are not built in this version; use "
-                "sqlite:/path");
+    if (events_pg_is(store)) {
+        err_set(e, ERR_CONFIG, "a PostgreSQL store has no file");
         return NULL;
     }
-    err_set(e, ERR_CONFIG, "unknown store '%.200s' (want sqlite:/path)",
+    err_set(e, ERR_CONFIG,
+            "unknown store '%.200s' (want sqlite:/path or "
+            "postgresql://user@host:port/db)",
             store);
     return NULL;
+}
+
+int
+events_db_is_pg(const char *store)
+{
+    return events_pg_is(store);
+}
+
+int
+events_db_check(const char *store, struct err *e)
+{
+    const char *path;
+
+    if (events_pg_is(store))
+        return events_pg_check(store, e);
+    if ((path = events_db_path(store, e)) == NULL)
+        return -1;
+    if (path[0] != '/')
+        return err_set(e, ERR_CONFIG, "sqlite: needs an absolute path");
+    return 0;
 }
 
 static int
@@ -113,15 +107,33 @@ events_db_err(struct events_db *db, struct err *e, const char *what)
 struct events_db *
 events_db_open(const char *store, int mode, struct err *e)
 {
+    return events_db_open_auth(store, NULL, mode, e);
+}
+
+struct events_db *
+events_db_open_auth(const char *store, const char *password_file, int mode,
+                    struct err *e)
+{
     struct events_db *db;
-    const char *path = events_db_path(store, e);
+    const char *path;
     int readonly = mode == EVENTS_DB_READONLY;
     int flags = readonly ? SQLITE_OPEN_READONLY
                 : mode == EVENTS_DB_CREATE
                     ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
                     : SQLITE_OPEN_READWRITE;
 
-    if (path == NULL)
+    if (events_pg_is(store)) {
+        if ((db = calloc(1, sizeof(*db))) == NULL) {
+            err_nomem(e);
+            return NULL;
+        }
+        if ((db->pg = events_pg_open(store, password_file, mode, e)) == NULL) {
+            free(db);
+            return NULL;
+        }
+        return db;
+    }
+    if ((path = events_db_path(store, e)) == NULL)
         return NULL;
     if (mode != EVENTS_DB_CREATE && access(path, F_OK) < 0) {
         err_sys(e, ERR_IO,
@@ -145,32 +157,22 @@ events_db_open(const char *store, int mode, struct err *e)
                                    NULL, NULL) != SQLITE_OK ||
                       sqlite3_exec(db->db, "PRAGMA synchronous=NORMAL", NULL,
                                    NULL, NULL) != SQLITE_OK ||
-                      sqlite3_exec(db->db, events_db_schema, NULL, NULL,
-                                   NULL) != SQLITE_OK)) {
+                      sqlite3_exec(db->db, EVENTS_SQL_SCHEMA_SQLITE, NULL,
+                                   NULL, NULL) != SQLITE_OK)) {
         events_db_err(db, e, path);
         goto fail;
     }
-    if (sqlite3_prepare_v2(
-            db->db,
-            "SELECT reason, t FROM suppression WHERE rcpt = ?1 AND "
-            "stream IN ('', ?2) LIMIT 1",
-            -1, &db->sup_find, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(db->db, EVENTS_SQL_SUP_FIND, -1, &db->sup_find,
+                           NULL) != SQLITE_OK) {
         events_db_err(db, e, path);
         goto fail;
     }
     if (readonly)
         return db;
-    if (sqlite3_prepare_v2(
-            db->db,
-            "INSERT OR IGNORE INTO events (uid, t, type, qid, msgid, sender, "
-            "rcpt, rcpt_domain, stream, size, code, dsn, hard, next_try, "
-            "relay, text) VALUES (?1, ?2, ?3, ?4, ?5, ?6, lower(?7), "
-            "lower(?8), ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-            -1, &db->ins, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db->db,
-                           "INSERT OR IGNORE INTO suppression (rcpt, stream, "
-                           "reason, t) VALUES (lower(?1), ?2, ?3, ?4)",
-                           -1, &db->sup_add, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(db->db, EVENTS_SQL_INSERT, -1, &db->ins, NULL) !=
+            SQLITE_OK ||
+        sqlite3_prepare_v2(db->db, EVENTS_SQL_SUP_ADD, -1, &db->sup_add,
+                           NULL) != SQLITE_OK) {
         events_db_err(db, e, path);
         goto fail;
     }
@@ -185,6 +187,7 @@ events_db_close(struct events_db *db)
 {
     if (db == NULL)
         return;
+    events_pg_close(db->pg);
     sqlite3_finalize(db->ins);
     sqlite3_finalize(db->sup_add);
     sqlite3_finalize(db->sup_find);
@@ -263,6 +266,44 @@ events_unescape(char *s)
     return s;
 }
 
+/* events_utf8 - replace, in place, each octet of s that is not part of
+ * a well-formed UTF-8 sequence by '?': PostgreSQL refuses such text
+ * (and with it the batch), and both stores must hold the same. */
+static void
+events_utf8(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+
+    while (*p != '\0') {
+        size_t len, k;
+        unsigned c = *p;
+
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        len = c >= 0xc2 && c <= 0xdf   ? 2
+              : c >= 0xe0 && c <= 0xef ? 3
+              : c >= 0xf0 && c <= 0xf4 ? 4
+                                       : 0;
+        for (k = 1; k < len; k++)
+            if ((p[k] & 0xc0) != 0x80)
+                break;
+        /* overlong three and four octet forms, surrogates, > U+10FFFF */
+        if (k == len && len == 3 &&
+            ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] > 0x9f)))
+            len = 0;
+        if (k == len && len == 4 &&
+            ((c == 0xf0 && p[1] < 0x90) || (c == 0xf4 && p[1] > 0x8f)))
+            len = 0;
+        if (len == 0 || k != len) {
+            *p++ = '?';
+            continue;
+        }
+        p += len;
+    }
+}
+
 static int
 events_num(const char *s, long long *out)
 {
@@ -278,6 +319,8 @@ events_num(const char *s, long long *out)
 int
 events_db_begin(struct events_db *db, struct err *e)
 {
+    if (db->pg != NULL)
+        return events_pg_begin(db->pg, e);
     if (sqlite3_exec(db->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return events_db_err(db, e, "begin");
     return 0;
@@ -286,6 +329,8 @@ events_db_begin(struct events_db *db, struct err *e)
 int
 events_db_commit(struct events_db *db, struct err *e)
 {
+    if (db->pg != NULL)
+        return events_pg_commit(db->pg, e);
     if (sqlite3_exec(db->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
         events_db_err(db, e, "commit");
         events_db_rollback(db);
@@ -297,6 +342,10 @@ events_db_commit(struct events_db *db, struct err *e)
 void
 events_db_rollback(struct events_db *db)
 {
+    if (db->pg != NULL) {
+        events_pg_rollback(db->pg);
+        return;
+    }
     if (!sqlite3_get_autocommit(db->db))
         (void)sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
 }
@@ -337,12 +386,33 @@ events_db_put(struct events_db *db, char *line, size_t len,
     if (n != EVENTS_LINE_FIELDS || p != NULL || strcmp(f[0], "E1") != 0)
         return 1;
     for (i = 1; i < EVENTS_LINE_FIELDS; i++)
-        events_unescape(f[i]);
+        events_utf8(events_unescape(f[i]));
+    /* a value either store would refuse would fail its whole batch, and
+     * the batch's replay, for ever: such a line is malformed */
     if (events_num(f[2], &t) < 0 || events_num(f[9], &size) < 0 ||
         events_num(f[10], &code) < 0 || events_num(f[12], &hard) < 0 ||
-        events_num(f[13], &next) < 0)
+        events_num(f[13], &next) < 0 || t < 0 || size < 0 || code < 0 ||
+        code > 999 || (hard != 0 && hard != 1) || next < 0)
         return 1;
     at = strrchr(f[7], '@');
+    if (db->pg != NULL) {
+        char num[5][24];
+        const char *v[16] = {f[1],   num[0], f[3],   f[4],
+                             f[5],   f[6],   f[7],   at ? at + 1 : "",
+                             f[8],   num[1], num[2], f[11],
+                             num[3], num[4], f[14],  f[15]};
+
+        /* written out again: "+5" and " 5" are numbers to strtoll */
+        snprintf(num[0], sizeof(num[0]), "%lld", t);
+        snprintf(num[1], sizeof(num[1]), "%lld", size);
+        snprintf(num[2], sizeof(num[2]), "%lld", code);
+        snprintf(num[3], sizeof(num[3]), "%lld", hard);
+        snprintf(num[4], sizeof(num[4]), "%lld", next);
+
+        if (events_pg_insert(db->pg, v, e) < 0)
+            return -1;
+        goto suppress;
+    }
     sqlite3_bind_text(db->ins, 1, f[1], -1, SQLITE_STATIC);
     sqlite3_bind_int64(db->ins, 2, t);
     sqlite3_bind_text(db->ins, 3, f[3], -1, SQLITE_STATIC);
@@ -361,6 +431,7 @@ events_db_put(struct events_db *db, char *line, size_t len,
     sqlite3_bind_text(db->ins, 16, f[15], -1, SQLITE_STATIC);
     if (events_db_step(db, db->ins, e, "insert event") < 0)
         return -1;
+suppress:
     if (strcmp(f[3], "bounced") == 0 && hard && f[7][0] != '\0') {
         char reason[300];
 
@@ -391,6 +462,13 @@ events_db_suppress_add(struct events_db *db, const char *rcpt,
                        const char *stream, const char *reason,
                        long long time_s, struct err *e)
 {
+    if (db->pg != NULL) {
+        char ts[32];
+        const char *v[4] = {rcpt, stream ? stream : "", reason, ts};
+
+        snprintf(ts, sizeof(ts), "%lld", time_s);
+        return events_pg_suppress_add(db->pg, v, e);
+    }
     if (db->sup_add == NULL)
         return err_set(e, ERR_INTERNAL, "the store is open read-only");
     sqlite3_bind_text(db->sup_add, 1, rcpt, -1, SQLITE_STATIC);
@@ -407,10 +485,15 @@ events_db_suppress_remove(struct events_db *db, const char *rcpt,
     sqlite3_stmt *st;
     int rc;
 
-    if (sqlite3_prepare_v2(db->db,
-                           "DELETE FROM suppression WHERE rcpt = lower(?1) "
-                           "AND (?2 IS NULL OR stream = ?2)",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (db->pg != NULL) {
+        const char *v[2] = {rcpt, stream};
+        long long n = events_pg_query(db->pg, EVENTS_SQL_SUP_REMOVE, 2, v,
+                                      NULL, NULL, e);
+
+        return n < 0 ? -1 : n > 0 ? 1 : 0;
+    }
+    if (sqlite3_prepare_v2(db->db, EVENTS_SQL_SUP_REMOVE, -1, &st, NULL) !=
+        SQLITE_OK)
         return events_db_err(db, e, "remove");
     sqlite3_bind_text(st, 1, rcpt, -1, SQLITE_STATIC);
     if (stream != NULL)
@@ -422,6 +505,21 @@ events_db_suppress_remove(struct events_db *db, const char *rcpt,
     return sqlite3_changes(db->db) > 0 ? 1 : 0;
 }
 
+struct events_pg_sup {
+    events_db_suppress_cb cb;
+    void *ctx;
+};
+
+static int
+events_pg_sup_row(void *ctx, int ncols, const char *const *v)
+{
+    struct events_pg_sup *ps = ctx;
+
+    if (ncols < 4)
+        return -1;
+    return ps->cb(ps->ctx, v[0], v[1], v[2], strtoll(v[3], NULL, 10));
+}
+
 int
 events_db_suppress_list(struct events_db *db, events_db_suppress_cb cb,
                         void *ctx, struct err *e)
@@ -429,10 +527,16 @@ events_db_suppress_list(struct events_db *db, events_db_suppress_cb cb,
     sqlite3_stmt *st;
     int rc;
 
-    if (sqlite3_prepare_v2(db->db,
-                           "SELECT rcpt, stream, reason, t FROM suppression "
-                           "ORDER BY rcpt, stream",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (db->pg != NULL) {
+        struct events_pg_sup ps = {cb, ctx};
+
+        return events_pg_query(db->pg, EVENTS_SQL_SUP_LIST, 0, NULL,
+                               events_pg_sup_row, &ps, e) < 0
+                   ? -1
+                   : 0;
+    }
+    if (sqlite3_prepare_v2(db->db, EVENTS_SQL_SUP_LIST, -1, &st, NULL) !=
+        SQLITE_OK)
         return events_db_err(db, e, "list");
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
         if (cb(ctx, (const char *)sqlite3_column_text(st, 0),
@@ -444,6 +548,19 @@ events_db_suppress_list(struct events_db *db, events_db_suppress_cb cb,
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return events_db_err(db, e, "list");
     return 0;
+}
+
+/* events_db_why - "REASON, YYYY-MM-DD" into why (n octets) */
+static void
+events_db_why(char *why, size_t n, const char *reason, long long time_s)
+{
+    time_t t = (time_t)time_s;
+    char date[32] = "";
+    struct tm tm;
+
+    if (gmtime_r(&t, &tm) != NULL)
+        strftime(date, sizeof(date), "%Y-%m-%d", &tm);
+    snprintf(why, n, "%s, %s", reason ? reason : "", date);
 }
 
 int
@@ -461,20 +578,24 @@ events_db_suppress_find(struct events_db *db, const char *rcpt,
     low[i] = '\0';
     if (rcpt[i] != '\0')
         return 0; /* longer than any address: never listed */
+    if (db->pg != NULL) {
+        char reason[512];
+        long long ts = 0;
+
+        rc = events_pg_suppress_find(db->pg, low, stream, reason,
+                                     sizeof(reason), &ts, e);
+        if (rc == 1)
+            events_db_why(why, n, reason, ts);
+        return rc;
+    }
     sqlite3_bind_text(db->sup_find, 1, low, -1, SQLITE_STATIC);
     sqlite3_bind_text(db->sup_find, 2, stream ? stream : "", -1,
                       SQLITE_STATIC);
     rc = sqlite3_step(db->sup_find);
-    if (rc == SQLITE_ROW) {
-        time_t t = (time_t)sqlite3_column_int64(db->sup_find, 1);
-        char date[32] = "";
-        struct tm tm;
-
-        if (gmtime_r(&t, &tm) != NULL)
-            strftime(date, sizeof(date), "%Y-%m-%d", &tm);
-        snprintf(why, n, "%s, %s",
-                 (const char *)sqlite3_column_text(db->sup_find, 0), date);
-    }
+    if (rc == SQLITE_ROW)
+        events_db_why(why, n,
+                      (const char *)sqlite3_column_text(db->sup_find, 0),
+                      sqlite3_column_int64(db->sup_find, 1));
     sqlite3_reset(db->sup_find);
     sqlite3_clear_bindings(db->sup_find);
     if (rc == SQLITE_ROW)
@@ -486,6 +607,61 @@ events_db_suppress_find(struct events_db *db, const char *rcpt,
 
 /* ------------------------------------------------------------ reports */
 
+struct events_rep {
+    events_db_report_cb cb;
+    void *ctx;
+    long long bucket_s; /* the key is a day's or an hour's number */
+};
+
+/* events_rep_row - hand row to cb, its key written out as a date when
+ * it is the number of a day or an hour */
+static int
+events_rep_row(const struct events_rep *pr, struct events_report_row *row)
+{
+    char date[40];
+    long long b;
+
+    if (pr->bucket_s > 0 && events_num(row->key, &b) == 0) {
+        time_t t = (time_t)(b * pr->bucket_s);
+        struct tm tm;
+
+        date[0] = '\0';
+        if (gmtime_r(&t, &tm) != NULL)
+            strftime(date, sizeof(date),
+                     pr->bucket_s == 86400 ? "%Y-%m-%d" : "%Y-%m-%d %H:00",
+                     &tm);
+        row->key = date;
+    }
+    return pr->cb(pr->ctx, row);
+}
+
+static int
+events_pg_rep_row(void *ctx, int ncols, const char *const *v)
+{
+    struct events_rep *pr = ctx;
+    struct events_report_row row;
+
+    if (ncols < 14)
+        return -1;
+    row.key = v[0];
+    row.received = strtoull(v[1], NULL, 10);
+    row.delivered = strtoull(v[2], NULL, 10);
+    row.deferred = strtoull(v[3], NULL, 10);
+    row.bounced_hard = strtoull(v[4], NULL, 10);
+    row.bounced_soft = strtoull(v[5], NULL, 10);
+    row.expired = strtoull(v[6], NULL, 10);
+    row.suppressed = strtoull(v[7], NULL, 10);
+    row.complained = strtoull(v[8], NULL, 10); /* ---- verp */
+    /* ---- track */
+    row.opened_human = strtoull(v[9], NULL, 10);
+    row.opened_machine = strtoull(v[10], NULL, 10);
+    row.clicked_human = strtoull(v[11], NULL, 10);
+    row.clicked_machine = strtoull(v[12], NULL, 10);
+    row.unsubscribed = strtoull(v[13], NULL, 10);
+    /* ---- end track */
+    return events_rep_row(pr, &row);
+}
+
 int
 events_db_report(struct events_db *db, const char *by, long long since,
                  long long until, events_db_report_cb cb, void *ctx,
@@ -494,44 +670,33 @@ events_db_report(struct events_db *db, const char *by, long long since,
     const char *key;
     char sql[1024];
     sqlite3_stmt *st;
+    long long lo = since > 0 ? since * 1000000 : 0;
+    long long hi = until > 0 ? until * 1000000 : INT64_MAX;
+    struct events_rep pr = {cb, ctx, 0};
     int rc;
 
-    if (by == NULL)
-        key = "'total'";
-    else if (strcmp(by, "day") == 0)
-        key = "strftime('%Y-%m-%d', t / 1000000, 'unixepoch')";
-    else if (strcmp(by, "hour") == 0)
-        key = "strftime('%Y-%m-%d %H:00', t / 1000000, 'unixepoch')";
-    else if (strcmp(by, "domain") == 0)
-        key = "rcpt_domain";
-    else if (strcmp(by, "sender") == 0)
-        key = "sender";
-    else if (strcmp(by, "stream") == 0)
-        key = "stream";
-    else
+    key = events_sql_key(db->pg ? EVENTS_SQL_PG : EVENTS_SQL_SQLITE, by,
+                         &pr.bucket_s);
+    if (key == NULL)
         return err_set(e, ERR_INPUT,
                        "--by %s: want day, hour, domain, sender or stream",
                        by);
-    snprintf(
-        sql, sizeof(sql),
-        "SELECT %s AS k,"
-        " sum(type = 'received'), sum(type = 'delivered'),"
-        " sum(type = 'deferred'), sum(type = 'bounced' AND hard),"
-        " sum(type = 'bounced' AND NOT hard), sum(type = 'expired'),"
-        " sum(type = 'suppressed'),"
-        " sum(type = 'complained')," /* ---- verp */
-        /* ---- track */
-        " sum(type = 'opened' AND NOT hard), sum(type = 'opened' AND hard),"
-        " sum(type = 'clicked' AND NOT hard),"
-        " sum(type = 'clicked' AND hard), sum(type = 'unsubscribed')"
-        /* ---- end track */
-        " FROM events WHERE t >= ?1 AND t < ?2"
-        " GROUP BY k ORDER BY k",
-        key);
+    snprintf(sql, sizeof(sql), EVENTS_SQL_REPORT, key);
+    if (db->pg != NULL) {
+        char a[32], b[32];
+        const char *v[2] = {a, b};
+
+        snprintf(a, sizeof(a), "%lld", lo);
+        snprintf(b, sizeof(b), "%lld", hi);
+        return events_pg_query(db->pg, sql, 2, v, events_pg_rep_row, &pr, e) <
+                       0
+                   ? -1
+                   : 0;
+    }
     if (sqlite3_prepare_v2(db->db, sql, -1, &st, NULL) != SQLITE_OK)
         return events_db_err(db, e, "report");
-    sqlite3_bind_int64(st, 1, since > 0 ? since * 1000000 : 0);
-    sqlite3_bind_int64(st, 2, until > 0 ? until * 1000000 : INT64_MAX);
+    sqlite3_bind_int64(st, 1, lo);
+    sqlite3_bind_int64(st, 2, hi);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct events_report_row row;
 
@@ -553,7 +718,7 @@ events_db_report(struct events_db *db, const char *by, long long since,
         row.clicked_machine = (unsigned long long)sqlite3_column_int64(st, 12);
         row.unsubscribed = (unsigned long long)sqlite3_column_int64(st, 13);
         /* ---- end track */
-        if (cb(ctx, &row) < 0)
+        if (events_rep_row(&pr, &row) < 0)
             break;
     }
     sqlite3_finalize(st);
@@ -562,59 +727,95 @@ events_db_report(struct events_db *db, const char *by, long long since,
     return 0;
 }
 
+static const char *const events_hist_names[] = {
+    "time", "type", "qid", "message_id", "sender",   "recipient", "stream",
+    "size", "code", "dsn", "hard",       "next_try", "relay",     "text"};
+
+/* events_hist_row - hand one history row (vals[0..14) as stored, the
+ * times in microseconds) to cb with the times written out */
+static int
+events_hist_row(const char **vals, long long us, long long nus,
+                events_db_history_cb cb, void *ctx)
+{
+    char when[40], next[40];
+    time_t t = (time_t)(us / 1000000);
+    struct tm tm;
+    size_t k;
+
+    k = gmtime_r(&t, &tm)
+            ? strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm)
+            : 0;
+    snprintf(when + k, sizeof(when) - k, ".%03dZ", (int)(us % 1000000 / 1000));
+    next[0] = '\0';
+    t = (time_t)(nus / 1000000);
+    if (nus > 0 && gmtime_r(&t, &tm))
+        strftime(next, sizeof(next), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    vals[0] = when;
+    vals[11] = next;
+    return cb(ctx, 14, events_hist_names, vals);
+}
+
+struct events_pg_hist {
+    events_db_history_cb cb;
+    void *ctx;
+};
+
+static int
+events_pg_hist_row(void *ctx, int ncols, const char *const *v)
+{
+    struct events_pg_hist *ph = ctx;
+    const char *vals[14];
+    int i;
+
+    if (ncols < 14)
+        return -1;
+    for (i = 0; i < 14; i++)
+        vals[i] = v[i];
+    return events_hist_row(vals, strtoll(v[0], NULL, 10),
+                           strtoll(v[11], NULL, 10), ph->cb, ph->ctx);
+}
+
 int
 events_db_history(struct events_db *db, const char *msgid, const char *rcpt,
                   events_db_history_cb cb, void *ctx, struct err *e)
 {
-    static const char *const names[] = {
-        "time", "type", "qid", "message_id", "sender",   "recipient", "stream",
-        "size", "code", "dsn", "hard",       "next_try", "relay",     "text"};
-    const char *vals[14];
-    char when[40], next[40], sql[512];
+    const char *vals[14], *params[2];
+    char sql[1024], cond[64];
     sqlite3_stmt *st;
-    int rc, i;
+    int rc, i, np = 0;
 
-    /* one query per case: an "?1 IS NULL OR" would keep SQLite from
-     * the indexes */
-    snprintf(sql, sizeof(sql),
-             "SELECT t, type, qid, msgid, sender, rcpt, stream, size, code, "
-             "dsn, hard, next_try, relay, text FROM events WHERE %s%s%s "
-             "ORDER BY t, id",
-             msgid != NULL ? "msgid IN (?1, '<' || ?1 || '>')" : "",
-             msgid != NULL && rcpt != NULL ? " AND " : "",
-             rcpt != NULL ? "rcpt = lower(?2)" : "");
     if (msgid == NULL && rcpt == NULL)
         return err_set(e, ERR_INPUT, "a Message-ID or a recipient, please");
+    if (msgid != NULL)
+        params[np++] = msgid;
+    if (rcpt != NULL)
+        params[np++] = rcpt;
+    /* the recipient is the last parameter: $2 after a Message-ID, else $1 */
+    snprintf(cond, sizeof(cond), EVENTS_SQL_HISTORY_RCPT, np);
+    snprintf(sql, sizeof(sql), EVENTS_SQL_HISTORY,
+             msgid != NULL ? EVENTS_SQL_HISTORY_MSGID : "",
+             msgid != NULL && rcpt != NULL ? " AND " : "",
+             rcpt != NULL ? cond : "");
+    if (db->pg != NULL) {
+        struct events_pg_hist ph = {cb, ctx};
+
+        return events_pg_query(db->pg, sql, np, params, events_pg_hist_row,
+                               &ph, e) < 0
+                   ? -1
+                   : 0;
+    }
     if (sqlite3_prepare_v2(db->db, sql, -1, &st, NULL) != SQLITE_OK)
         return events_db_err(db, e, "events");
-    if (msgid != NULL)
-        sqlite3_bind_text(st, 1, msgid, -1, SQLITE_STATIC);
-    if (rcpt != NULL)
-        sqlite3_bind_text(st, 2, rcpt, -1, SQLITE_STATIC);
+    for (i = 0; i < np; i++)
+        sqlite3_bind_text(st, i + 1, params[i], -1, SQLITE_STATIC);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        long long us = sqlite3_column_int64(st, 0);
-        long long nus = sqlite3_column_int64(st, 11);
-        time_t t = (time_t)(us / 1000000);
-        struct tm tm;
-        size_t k;
-
-        k = gmtime_r(&t, &tm)
-                ? strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm)
-                : 0;
-        snprintf(when + k, sizeof(when) - k, ".%03dZ",
-                 (int)(us % 1000000 / 1000));
-        next[0] = '\0';
-        t = (time_t)(nus / 1000000);
-        if (nus > 0 && gmtime_r(&t, &tm))
-            strftime(next, sizeof(next), "%Y-%m-%dT%H:%M:%SZ", &tm);
         for (i = 0; i < 14; i++) {
             vals[i] = (const char *)sqlite3_column_text(st, i);
             if (vals[i] == NULL)
                 vals[i] = "";
         }
-        vals[0] = when;
-        vals[11] = next;
-        if (cb(ctx, 14, names, vals) < 0)
+        if (events_hist_row(vals, sqlite3_column_int64(st, 0),
+                            sqlite3_column_int64(st, 11), cb, ctx) < 0)
             break;
     }
     sqlite3_finalize(st);
@@ -624,25 +825,43 @@ events_db_history(struct events_db *db, const char *msgid, const char *rcpt,
 }
 
 /* ---- verp */
+struct events_recv {
+    events_db_received_cb cb;
+    void *ctx;
+};
+
+static int
+events_pg_recv_row(void *ctx, int ncols, const char *const *v)
+{
+    struct events_recv *r = ctx;
+
+    if (ncols < 5)
+        return -1;
+    /* non-zero from cb: enough rows; events_pg_query stops on < 0 */
+    return r->cb(r->ctx, v[0], v[1], v[2], v[3], v[4]) != 0 ? -1 : 0;
+}
+
 int
 events_db_received(struct events_db *db, const char *qid, const char *msgid,
                    events_db_received_cb cb, void *ctx, struct err *e)
 {
+    const char *sql = qid != NULL ? EVENTS_SQL_RECEIVED_BY_QID
+                                  : EVENTS_SQL_RECEIVED_BY_MSGID;
+    const char *key = qid != NULL ? qid : msgid;
     sqlite3_stmt *st;
     int rc;
 
-    /* the newest first: a queue id may come round again after days */
-    if (sqlite3_prepare_v2(db->db,
-                           qid != NULL
-                               ? "SELECT qid, msgid, sender, rcpt, stream, t "
-                                 "FROM events WHERE qid = ?1 AND type = "
-                                 "'received' ORDER BY t DESC LIMIT 10000"
-                               : "SELECT qid, msgid, sender, rcpt, stream, t "
-                                 "FROM events WHERE msgid = ?1 AND type = "
-                                 "'received' ORDER BY t DESC LIMIT 10000",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (db->pg != NULL) {
+        struct events_recv r = {cb, ctx};
+
+        return events_pg_query(db->pg, sql, 1, &key, events_pg_recv_row, &r,
+                               e) < 0
+                   ? -1
+                   : 0;
+    }
+    if (sqlite3_prepare_v2(db->db, sql, -1, &st, NULL) != SQLITE_OK)
         return events_db_err(db, e, "received");
-    sqlite3_bind_text(st, 1, qid != NULL ? qid : msgid, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *v[5];
         int i;

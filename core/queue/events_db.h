@@ -4,7 +4,8 @@
  *
  * The writer of core/queue/events.c and the commands ("relaychain
  * events | report | suppress") share these. A store is named
- * "sqlite:/path"; "postgresql://..." is refused as not built. The
+ * "sqlite:/path" or "postgresql://user@host:port/db" (events_pg.h: the
+ * same calls and query texts over libpq). The
  * schema (created when missing) has one row per event, unique by its
  * id, indexed for the reports: time, recipient domain and time,
  * Message-ID, recipient; and the suppression list, one row per
@@ -39,11 +40,23 @@ const char *events_type_name(enum events_type t);
 #define EVENTS_DB_READONLY 1
 #define EVENTS_DB_EXISTING 2
 struct events_db *events_db_open(const char *store, int mode, struct err *e);
+/* events_db_open_auth - the same with the password of a PostgreSQL
+ * store read from password_file (NULL: libpq's ~/.pgpass, PGPASSFILE) */
+struct events_db *events_db_open_auth(const char *store,
+                                      const char *password_file, int mode,
+                                      struct err *e);
 void events_db_close(struct events_db *db);
 
 /* events_db_path - the file of store "sqlite:/path" (NULL with e set
  * for another scheme). */
 const char *events_db_path(const char *store, struct err *e);
+
+/* events_db_is_pg - 1 when store names a PostgreSQL store */
+int events_db_is_pg(const char *store);
+
+/* events_db_check - 0 when store is well formed (an absolute SQLite
+ * path, or a PostgreSQL URI without a password in it); -1 with e */
+int events_db_check(const char *store, struct err *e);
 
 /* events_line - append r as one line (with its newline) to out, with
  * uid its unique id. 0, or -1 with e (out of memory). */

@@ -22,7 +22,7 @@
  * Events are written with events_emit_sync(): 250 only after they are in
  * the spool on disk. A good token whose message is not in the store yet
  * (the writer is behind) gets a 4xx, so the bounce is sent again. The store is
- * read on the suppression lookups' read-only connection (read_lock).
+ * read on one of the suppression lookups' read-only connections.
  */
 #include "config.h"
 
@@ -95,11 +95,13 @@ events_in_query(struct events *ev, const char *qid, const char *msgid,
                 struct events_in_orig *o, struct err *e)
 {
     struct events_in_orig fresh = *o;
+    struct events_reader *r = events_reader_take(ev);
     int rc;
 
-    pthread_mutex_lock(&ev->read_lock);
-    rc = events_db_received(ev->rdb, qid, msgid, events_in_row, &fresh, e);
-    pthread_mutex_unlock(&ev->read_lock);
+    if (r == NULL)
+        return err_set(e, ERR_TEMP, "the events store's reader is reopening");
+    rc = events_db_received(r->db, qid, msgid, events_in_row, &fresh, e);
+    events_reader_give(r, rc < 0);
     if (rc == 0)
         *o = fresh;
     return rc;

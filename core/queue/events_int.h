@@ -13,12 +13,15 @@
 #include "queue/verp.h"
 
 #define EVENTS_PATH_MAX 4096
+/* RCPT lookups in flight at once: one connection each (a lookup waits
+ * for a free one, never for the writer) */
+#define EVENTS_READERS 4
 
 struct regmap;
 struct events_db;
 
 struct events {
-    char store[EVENTS_PATH_MAX];
+    char store[EVENTS_PATH_MAX], password_file[EVENTS_PATH_MAX];
     char spool[EVENTS_PATH_MAX], replay[EVENTS_PATH_MAX + 8];
     struct regmap *streams;
     int suppress_stream, drop;
@@ -38,11 +41,18 @@ struct events {
     int spool_fd, spool_dirty;
     size_t spool_lines, replay_lines;
 
-    pthread_mutex_t read_lock; /* the suppression lookups' connection */
-    struct events_db *rdb;
+    /* the suppression lookups' connections, each under its lock */
+    struct events_reader {
+        pthread_mutex_t lock;
+        struct events_db *db;
+        int bad; /* a lookup failed: the writer reopens it */
+    } readers[EVENTS_READERS];
+    int nreaders;
+    atomic_uint next_reader;
+    long long rdb_retry_ms;
 
     struct events_db *db; /* the writer's; NULL while failing */
-    long long retry_ms;
+    long long retry_ms, retry_step;
     pthread_t thread;
     int started;
 
@@ -57,5 +67,13 @@ struct events {
 /* events_spool_durable - lines[0..n) appended to the spool with one
  * fdatasync; 0 or -1 (logged). */
 int events_spool_durable(struct events *ev, char *const *lines, size_t n);
+
+/* events_reader_take - a reader connection, locked: the first free one
+ * from a rotating start, else the start's when all are busy; NULL (none
+ * locked) when that one failed and waits for the writer to reopen it.
+ * events_reader_give - unlock r; failed: its lookup failed, so the
+ * writer reopens it. */
+struct events_reader *events_reader_take(struct events *ev);
+void events_reader_give(struct events_reader *r, int failed);
 
 #endif

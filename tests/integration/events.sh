@@ -4,7 +4,8 @@
 # next hop
 #
 # 0. "relaychain check" refuses, with file:line, what is not built
-#    (a PostgreSQL store), a store without
+#    (a PostgreSQL store without a spool or with a password in its URI,
+#    not repeated), a store without
 #    delivery = queue, stream_map without a store, a bad stream_map.
 # 1. Postfix answers 550 5.1.1 for gone@dest.example, 450 4.2.0 for
 #    later@dest.example (until its map changes and it is reloaded) and
@@ -66,7 +67,10 @@ refused() {
     fi
 }
 sed 's|^events_store = .*|events_store = postgresql://relay@127.0.0.1/events|' "$T/q.conf" >"$T/bad.conf"
-check "a PostgreSQL store: not built" refused "$T/bad.conf" events_store "not built"
+check "a PostgreSQL store without events_spool" refused "$T/bad.conf" events_store "needs events_spool"
+sed 's|^events_store = .*|events_store = postgresql://relay:s3cret@127.0.0.1/events|' "$T/q.conf" >"$T/bad.conf"
+check "a PostgreSQL URI with a password in it" refused "$T/bad.conf" events_store "password"
+check "the refused password is not repeated" sh -c '! "$1" check -c "$2" 2>&1 | grep -q s3cret' sh "$RC" "$T/bad.conf"
 sed 's|^delivery = .*|delivery = through|' "$T/q.conf" >"$T/bad.conf"
 check "events_store without delivery = queue" refused "$T/bad.conf" events_store "delivery = queue only"
 grep -v '^events_' "$T/q.conf" >"$T/bad.conf"
