@@ -16,7 +16,9 @@
  *             reason, one line. For a balancer's health check.
  *   /metrics  the counters of util/metrics and the gauges read here at
  *             each scrape (sessions, queue size and oldest age, events
- *             backlog, start and last reload), Prometheus text format.
+ *             backlog, start and last reload; with track_key_file the
+ *             tracking counters, relaychain_track_*_total), Prometheus
+ *             text format.
  *   /dashboard, /api/report  with http_password_file (basic auth, the
  *             SMTP AUTH password file's format and code) or
  *             http_token_file (Authorization: Bearer): the page
@@ -255,6 +257,42 @@ http_metrics_daemon(const struct daemon_http *dh, struct buf *b, struct err *e)
     return 0;
 }
 
+/* ---- track: http_metrics_track - the tracking handlers' counters
+ * (track_http_stats), when the tracking paths are served. Opens and
+ * clicks carry who made them: a person ("human") or a proxy, prefetcher
+ * or link scanner ("machine"), as the events record them. */
+static int
+http_metrics_track(const struct daemon_http *dh, struct buf *b, struct err *e)
+{
+    struct track_http_stats st;
+
+    if (dh->track == NULL)
+        return 0;
+    track_http_stats(dh->track, &st);
+    if (metrics_family(b, "relaychain_track_opens_total", "counter",
+                       "Open pixels served, by who fetched them.", e) < 0 ||
+        metrics_value(b, "relaychain_track_opens_total", "by=\"human\"",
+                      (double)st.opens, e) < 0 ||
+        metrics_value(b, "relaychain_track_opens_total", "by=\"machine\"",
+                      (double)st.opens_machine, e) < 0 ||
+        metrics_family(b, "relaychain_track_clicks_total", "counter",
+                       "Tracked links redirected, by who followed them.",
+                       e) < 0 ||
+        metrics_value(b, "relaychain_track_clicks_total", "by=\"human\"",
+                      (double)st.clicks, e) < 0 ||
+        metrics_value(b, "relaychain_track_clicks_total", "by=\"machine\"",
+                      (double)st.clicks_machine, e) < 0 ||
+        http_gauge(b, "relaychain_track_unsubscribes_total", "counter",
+                   "One-click unsubscribes recorded.", (double)st.unsubscribes,
+                   e) < 0 ||
+        http_gauge(b, "relaychain_track_forged_tokens_total", "counter",
+                   "Tracking requests refused with 404: a token that does "
+                   "not verify or is of another kind than its path.",
+                   (double)st.forged, e) < 0)
+        return -1;
+    return 0;
+}
+
 static void
 http_metrics(void *arg, const struct http_req *rq, struct http_resp *rs)
 {
@@ -266,7 +304,8 @@ http_metrics(void *arg, const struct http_req *rq, struct http_resp *rs)
     rs->no_store = 1;
     err_clear(&e);
     if (metrics_render(&rs->body, &e) < 0 ||
-        http_metrics_daemon(dh, &rs->body, &e) < 0) {
+        http_metrics_daemon(dh, &rs->body, &e) < 0 ||
+        http_metrics_track(dh, &rs->body, &e) < 0) { /* ---- track */
         log_warning(NULL, "http: /metrics: %s", e.text);
         buf_reset(&rs->body);
         rs->status = 500;
