@@ -2,8 +2,9 @@
  * http_dashboard - the dashboard page relaychaind serves at /dashboard
  *
  * One HTML page with its script and style inline: nothing is loaded from
- * anywhere but this listener (/api/report and /metrics, same origin, with
- * the credentials the browser already sent). Every value from the report
+ * anywhere but this listener (/api/report, /api/queue-history and
+ * /metrics, same origin, with the credentials the browser already
+ * sent). Every value from the report
  * (domains, senders, stream names come from mail) is put in the page as
  * text through the DOM (textContent, SVG elements), never as markup.
  * The page is a constant; http.c serves it.
@@ -26,6 +27,10 @@ const char http_dashboard_html[] =
     "<h1>relaychain</h1>\n"
     "<div id=\"status\" class=\"note\">loading&hellip;</div>\n"
     "<h2>Now</h2><div class=\"chart\" id=\"now\"></div>\n"
+    /* ---- queue history */
+    "<h2>Queue size, last 48 hours (messages, sampled each minute)</h2>"
+    "<div class=\"chart\" id=\"queue\"></div>\n"
+    /* ---- end queue history */
     "<h2>Throughput, last 48 hours (received per hour)</h2>"
     "<div class=\"chart\" id=\"hours\"></div>\n"
     "<h2>Last 30 days (received, delivered per day)</h2>"
@@ -144,6 +149,21 @@ const char http_dashboard_html[] =
     "'domains','streams','opens','engage'])if(document.getElementById(id)."
     "childNodes.length"
     "===0)text(id,'no report: '+e.message);}\n"
+    /* ---- queue history: at most 240 bars, each the largest sample of
+     * its stretch; 404 (no queue) leaves a note, not an error */
+    " try{const r=await fetch(location.origin+'/api/queue-history',"
+    "{credentials:'same-origin',cache:'no-store'});\n"
+    "  if(r.status===404)text('queue','no queue (delivery = through)');\n"
+    "  else if(!r.ok)throw new Error('/api/queue-history: '+r.status);\n"
+    "  else{const q=await r.json(),k=Math.max(1,Math.ceil(q.length/240)),"
+    "lb=[],vs=[];\n"
+    "  for(let i=0;i<q.length;i+=k){const g=q.slice(i,i+k);"
+    "lb.push(g[g.length-1].now?'now':new Date(g[0].t*1000).toISOString()"
+    ".slice(11,16));vs.push(Math.max(...g.map(x=>x.messages)));}\n"
+    "  bars('queue',lb,[{name:'queued',color:'#d08a1a',values:vs}]);}\n"
+    " }catch(e){errs.push(e.message);text('queue','no queue history: '+"
+    "e.message);}\n"
+    /* ---- end queue history */
     " text('status',errs.length?errs.join('; '):'updated '+"
     "new Date().toISOString());document.body.dataset.ready='1';}\n"
     "main();\n"

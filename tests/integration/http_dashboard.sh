@@ -29,7 +29,9 @@
 # opens and clicks per day, the same per stream, the deferral of
 # three.example, and the bounce and complaint rate series per stream
 # (both 0 here: no mail bounced and no complaint came back); the "Now"
-# table shows the tracking counters of /metrics.
+# table shows the tracking counters of /metrics. /api/queue-history has
+# the sample taken at start (0) and the count at the request (1: the
+# deferred message), and Chromium draws that as the queue chart's "now".
 . "$top_srcdir/tests/integration/smtpd_lib.sh"
 
 for prog in curl chromium; do
@@ -149,6 +151,19 @@ check "report: three.example deferred" \
 check "report: one open and one click by people, one click by a machine, one unsubscribe" \
     grep -q '"opened_human": 1, "opened_machine": 0, "clicked_human": 1, "clicked_machine": 1, "unsubscribed": 1' "$T/cli-all.json"
 # ---- end track
+# ---- queue history: the sample at start (empty) and the deferred
+# message, counted at the request
+c=$(get qh /api/queue-history -u 'admin:secret horse battery')
+check "/api/queue-history: 200 (got $c)" [ "$c" = 200 ]
+check "/api/queue-history: the sample at start and the count now ($(tr -d '\n' <"$T/qh"))" \
+    /usr/bin/python3 -c 'import json, sys
+q = json.load(open(sys.argv[1]))
+assert len(q) == 2 and q[0]["messages"] == 0 and "now" not in q[0], q
+assert q[1] == dict(t=q[1]["t"], messages=1, now=True), q
+assert q[0]["t"] <= q[1]["t"], q' "$T/qh"
+c=$(get qhnone /api/queue-history)
+check "/api/queue-history without credentials: 401 (got $c)" [ "$c" = 401 ]
+# ---- end queue history
 
 # ---- 2. credentials
 c=$(get none /api/report)
@@ -199,6 +214,8 @@ for sv in 'opens, people" data-value="1' 'opens, machines" data-value="0' \
 done
 check "Chromium: the deferrals chart names three.example" \
     sh -c "sed -n '/id=\"domains\"/,/id=\"streams\"/p' '$T/dom.html' | grep -q '>three.example<'"
+check "Chromium: the queue chart's last bar is now, with the deferred message" \
+    sh -c "grep -qF 'data-series=\"queued\" data-value=\"1\"' '$T/dom.html' && sed -n '/id=\"queue\"/,/id=\"hours\"/p' '$T/dom.html' | grep -q '>now<'"
 check "Chromium: the Now table shows the forged-token counter (0)" \
     grep -q '<td>forged tracking tokens</td><td>0</td>' "$T/dom.html"
 # ---- end track
@@ -209,6 +226,7 @@ check "Chromium fetched /metrics" \
 check "the listener was asked for the page's own paths only" \
     sh -c "! grep 'http: client=.*, path=' '$T/r.log' | grep -v \
         -e 'path=/api/report,' -e 'path=/dashboard,' -e 'path=/metrics,' \
+        -e 'path=/api/queue-history,' \
         -e 'path=/[ocu]/[A-Za-z0-9_-]*\(.gif\)\?, status=\(200\|302\), ' \
         -e 'path=/favicon.ico, status=404' | grep -q ."
 
