@@ -153,10 +153,26 @@ struct daemon_http {
     struct auth_rate *rate;
     const char *events_store;
     struct track_http *track; /* ---- track: /o/ /c/ /u/, or NULL */
+    struct http_qhist *qhist; /* ---- queue history (http_qhist.c), or NULL */
 };
 
 /* The dashboard page (http_dashboard.c). */
 extern const char http_dashboard_html[];
+
+/* ---- queue history (http_qhist.c) */
+struct buf;
+struct http_qhist;
+/* http_queue_scan - the messages in dir and the age of the oldest (0
+ * when none) into *oldest_s; -1 when dir cannot be read (http.c). */
+long http_queue_scan(const char *dir, long long *oldest_s);
+/* http_qhist_new - sample queue_dir's queue every minute from now on;
+ * NULL with e set. Free with http_qhist_free (stops the thread). */
+struct http_qhist *http_qhist_new(const char *queue_dir, struct err *e);
+void http_qhist_free(struct http_qhist *q);
+/* http_qhist_json - the samples, oldest first, and a count taken now,
+ * as JSON into out; 0, or -1 with e set. */
+int http_qhist_json(struct http_qhist *q, struct buf *out, struct err *e);
+/* ---- end queue history */
 
 /* http_bind - bind every http_listen address (before privileges are
  * dropped); 0, or -1 with e. */

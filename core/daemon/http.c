@@ -16,13 +16,17 @@
  *             reason, one line. For a balancer's health check.
  *   /metrics  the counters of util/metrics and the gauges read here at
  *             each scrape (sessions, queue size and oldest age, events
- *             backlog, start and last reload), Prometheus text format.
+ *             backlog, start and last reload; with track_key_file the
+ *             tracking counters, relaychain_track_*_total), Prometheus
+ *             text format.
  *   /dashboard, /api/report  with http_password_file (basic auth, the
  *             SMTP AUTH password file's format and code) or
  *             http_token_file (Authorization: Bearer): the page
  *             (http_dashboard.c) and the JSON of "relaychain report
  *             --json" (queue/events_report), ?by=hour|day|domain|sender|
  *             stream and ?hours=N (the last N hours; default all).
+ *             With delivery = queue, /api/queue-history too: the
+ *             queue size a minute over 48 hours (http_qhist.c).
  *             Failed logins count per client (net/auth's auth_rate):
  *             past HTTP_AUTH_RATE a minute every attempt fails unchecked.
  *
@@ -87,8 +91,8 @@ http_bind(struct daemon_http *dh, const struct cfg *boot, struct err *e)
 }
 
 /* http_queue_scan - the messages in dir and the age of the oldest (0
- * when none); -1 when dir cannot be read. */
-static long
+ * when none); -1 when dir cannot be read. Also http_qhist.c's. */
+long
 http_queue_scan(const char *dir, long long *oldest_s)
 {
     struct dirent *de;
@@ -255,6 +259,42 @@ http_metrics_daemon(const struct daemon_http *dh, struct buf *b, struct err *e)
     return 0;
 }
 
+/* ---- track: http_metrics_track - the tracking handlers' counters
+ * (track_http_stats), when the tracking paths are served. Opens and
+ * clicks carry who made them: a person ("human") or a proxy, prefetcher
+ * or link scanner ("machine"), as the events record them. */
+static int
+http_metrics_track(const struct daemon_http *dh, struct buf *b, struct err *e)
+{
+    struct track_http_stats st;
+
+    if (dh->track == NULL)
+        return 0;
+    track_http_stats(dh->track, &st);
+    if (metrics_family(b, "relaychain_track_opens_total", "counter",
+                       "Open pixels served, by who fetched them.", e) < 0 ||
+        metrics_value(b, "relaychain_track_opens_total", "by=\"human\"",
+                      (double)st.opens, e) < 0 ||
+        metrics_value(b, "relaychain_track_opens_total", "by=\"machine\"",
+                      (double)st.opens_machine, e) < 0 ||
+        metrics_family(b, "relaychain_track_clicks_total", "counter",
+                       "Tracked links redirected, by who followed them.",
+                       e) < 0 ||
+        metrics_value(b, "relaychain_track_clicks_total", "by=\"human\"",
+                      (double)st.clicks, e) < 0 ||
+        metrics_value(b, "relaychain_track_clicks_total", "by=\"machine\"",
+                      (double)st.clicks_machine, e) < 0 ||
+        http_gauge(b, "relaychain_track_unsubscribes_total", "counter",
+                   "One-click unsubscribes recorded.", (double)st.unsubscribes,
+                   e) < 0 ||
+        http_gauge(b, "relaychain_track_forged_tokens_total", "counter",
+                   "Tracking requests refused with 404: a token that does "
+                   "not verify or is of another kind than its path.",
+                   (double)st.forged, e) < 0)
+        return -1;
+    return 0;
+}
+
 static void
 http_metrics(void *arg, const struct http_req *rq, struct http_resp *rs)
 {
@@ -266,7 +306,8 @@ http_metrics(void *arg, const struct http_req *rq, struct http_resp *rs)
     rs->no_store = 1;
     err_clear(&e);
     if (metrics_render(&rs->body, &e) < 0 ||
-        http_metrics_daemon(dh, &rs->body, &e) < 0) {
+        http_metrics_daemon(dh, &rs->body, &e) < 0 ||
+        http_metrics_track(dh, &rs->body, &e) < 0) { /* ---- track */
         log_warning(NULL, "http: /metrics: %s", e.text);
         buf_reset(&rs->body);
         rs->status = 500;
@@ -412,6 +453,28 @@ http_report(void *arg, const struct http_req *rq, struct http_resp *rs)
     events_db_close(db);
 }
 
+/* ---- queue history: /api/queue-history, the samples of http_qhist */
+static void
+http_queue_history(void *arg, const struct http_req *rq, struct http_resp *rs)
+{
+    const struct daemon_http *dh = arg;
+    struct err e;
+
+    (void)rq;
+    rs->no_store = 1;
+    err_clear(&e);
+    if (http_qhist_json(dh->qhist, &rs->body, &e) < 0) {
+        log_warning(NULL, "http: /api/queue-history: %s", e.text);
+        buf_reset(&rs->body);
+        rs->status = 503;
+        rs->content_type = "text/plain; charset=utf-8";
+        (void)buf_puts(&rs->body, "queue history unavailable\n", &e);
+        return;
+    }
+    rs->status = 200;
+    rs->content_type = "application/json";
+}
+
 /* http_dashboard_begin - the users, token and routes of /dashboard and
  * /api/report, when a password or token file is set. */
 static int
@@ -435,6 +498,13 @@ http_dashboard_begin(struct daemon_http *dh, const struct cfg *boot,
                             http_dashboard, dh, e) < 0 ||
         httpd_route_methods(dh->h, "/api/report", HTTPD_GET | HTTPD_AUTH,
                             http_report, dh, e) < 0)
+        return -1;
+    /* ---- queue history: with a queue, sampled while the daemon runs */
+    if (dh->ct->queue_mode &&
+        ((dh->qhist = http_qhist_new(dh->ct->queue_dir, e)) == NULL ||
+         httpd_route_methods(dh->h, "/api/queue-history",
+                             HTTPD_GET | HTTPD_AUTH, http_queue_history, dh,
+                             e) < 0))
         return -1;
     return 0;
 }
@@ -518,6 +588,8 @@ http_end(struct daemon_http *dh)
     dh->h = NULL;
     track_http_free(dh->track); /* ---- track: after the listener */
     dh->track = NULL;
+    http_qhist_free(dh->qhist); /* ---- queue history: after the listener */
+    dh->qhist = NULL;
     auth_table_free(dh->users);
     dh->users = NULL;
     auth_rate_free(dh->rate);

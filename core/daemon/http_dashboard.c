@@ -2,8 +2,9 @@
  * http_dashboard - the dashboard page relaychaind serves at /dashboard
  *
  * One HTML page with its script and style inline: nothing is loaded from
- * anywhere but this listener (/api/report and /metrics, same origin, with
- * the credentials the browser already sent). Every value from the report
+ * anywhere but this listener (/api/report, /api/queue-history and
+ * /metrics, same origin, with the credentials the browser already
+ * sent). Every value from the report
  * (domains, senders, stream names come from mail) is put in the page as
  * text through the DOM (textContent, SVG elements), never as markup.
  * The page is a constant; http.c serves it.
@@ -26,6 +27,10 @@ const char http_dashboard_html[] =
     "<h1>relaychain</h1>\n"
     "<div id=\"status\" class=\"note\">loading&hellip;</div>\n"
     "<h2>Now</h2><div class=\"chart\" id=\"now\"></div>\n"
+    /* ---- queue history */
+    "<h2>Queue size, last 48 hours (messages, sampled each minute)</h2>"
+    "<div class=\"chart\" id=\"queue\"></div>\n"
+    /* ---- end queue history */
     "<h2>Throughput, last 48 hours (received per hour)</h2>"
     "<div class=\"chart\" id=\"hours\"></div>\n"
     "<h2>Last 30 days (received, delivered per day)</h2>"
@@ -34,10 +39,14 @@ const char http_dashboard_html[] =
     "id=\"verdicts\"></div>\n"
     "<h2>Deferrals by destination domain, last 48 hours</h2>"
     "<div class=\"chart\" id=\"domains\"></div>\n"
-    "<h2>Bounce rate per stream, last 30 days</h2>"
+    "<h2>Bounce and complaint rates per stream, last 30 days (%)</h2>"
     "<div class=\"chart\" id=\"streams\"></div>\n"
-    "<h2>Opens and clicks</h2><div class=\"chart note\" id=\"opens\">"
-    "Not recorded by this version (the track stage is not built).</div>\n"
+    /* ---- track: opens, clicks and unsubscribes from the same report */
+    "<h2>Opens, clicks (people and machines) and unsubscribes, last 30 "
+    "days</h2><div class=\"chart\" id=\"opens\"></div>\n"
+    "<h2>Opens, clicks and unsubscribes per stream, last 30 days</h2>"
+    "<div class=\"chart\" id=\"engage\"></div>\n"
+    /* ---- end track */
     "<script>\n"
     "'use strict';\n"
     "const NS='http://www.w3.org/2000/svg';\n"
@@ -61,7 +70,7 @@ const char http_dashboard_html[] =
     "  const v=s.values[i]||0,h=Math.round(v/max*(H-20));\n"
     "  const r=el('rect',{x:50+i*bw+j*bw/series.length,y:H-h,"
     "width:Math.max(1,bw/series.length-1),height:h,fill:s.color,"
-    "'data-value':v});\n"
+    "'data-series':s.name,'data-value':v});\n"
     "  r.appendChild(el('title',{},l+' '+s.name+': '+v));svg.appendChild(r);"
     "});\n"
     "  if(labels.length<=24||i%Math.ceil(labels.length/24)===0)"
@@ -90,7 +99,16 @@ const char http_dashboard_html[] =
     "['relaychain_queue_oldest_message_age_seconds','queue: oldest (s)'],"
     "['relaychain_smtpd_sessions','SMTP sessions open'],"
     "['relaychain_events_buffered','events buffered'],"
-    "['relaychain_healthy','healthy']]){if(!(k in m))continue;"
+    "['relaychain_healthy','healthy'],"
+    /* ---- track: the tracking counters since start, when served */
+    "['relaychain_track_opens_total{by=\"human\"}','opens (people)'],"
+    "['relaychain_track_opens_total{by=\"machine\"}','opens (machines)'],"
+    "['relaychain_track_clicks_total{by=\"human\"}','clicks (people)'],"
+    "['relaychain_track_clicks_total{by=\"machine\"}','clicks (machines)'],"
+    "['relaychain_track_unsubscribes_total','unsubscribes'],"
+    "['relaychain_track_forged_tokens_total','forged tracking tokens']"
+    /* ---- end track */
+    "]){if(!(k in m))continue;"
     "const tr=t.insertRow();tr.insertCell().textContent=n;"
     "tr.insertCell().textContent=m[k];}\n"
     "  const d=text('now','');d.appendChild(t);\n"
@@ -110,12 +128,42 @@ const char http_dashboard_html[] =
     ".sort((a,b)=>b.deferred-a.deferred).slice(0,20);\n"
     "  bars('domains',dm.map(r=>r.key),[{name:'deferred',color:'#d08a1a',"
     "values:dm.map(r=>r.deferred)}]);\n"
-    "  const st=await report('stream',720);bars('streams',st.map(r=>r.key||"
-    "'(none)'),[{name:'bounce %',color:'#c0392b',values:st.map(r=>"
-    "r.bounce_rate)}]);\n"
+    "  const st=await report('stream',720),sk=st.map(r=>r.key||'(none)');\n"
+    /* complaints per delivered message: the report carries the count */
+    "  bars('streams',sk,[{name:'bounce %',color:'#c0392b',values:st.map("
+    "r=>r.bounce_rate)},{name:'complaint %',color:'#7d3c98',values:st.map("
+    "r=>r.delivered>0?Math.round(r.complained/r.delivered*10000)/100:0)}]);"
+    "\n"
+    /* ---- track */
+    "  const eng=[['opens, people','opened_human','#2a7ab0'],"
+    "['opens, machines','opened_machine','#9ec5e0'],"
+    "['clicks, people','clicked_human','#3a9a3a'],"
+    "['clicks, machines','clicked_machine','#a8d5a8'],"
+    "['unsubscribes','unsubscribed','#c0392b']];\n"
+    "  bars('opens',dd.map(r=>r.key),eng.map(([n,f,c])=>({name:n,color:c,"
+    "values:dd.map(r=>r[f]||0)})));\n"
+    "  bars('engage',sk,eng.map(([n,f,c])=>({name:'stream '+n,color:c,"
+    "values:st.map(r=>r[f]||0)})));\n"
+    /* ---- end track */
     " }catch(e){errs.push(e.message);for(const id of ['hours','days',"
-    "'domains','streams'])if(document.getElementById(id).childNodes.length"
+    "'domains','streams','opens','engage'])if(document.getElementById(id)."
+    "childNodes.length"
     "===0)text(id,'no report: '+e.message);}\n"
+    /* ---- queue history: at most 240 bars, each the largest sample of
+     * its stretch; 404 (no queue) leaves a note, not an error */
+    " try{const r=await fetch(location.origin+'/api/queue-history',"
+    "{credentials:'same-origin',cache:'no-store'});\n"
+    "  if(r.status===404)text('queue','no queue (delivery = through)');\n"
+    "  else if(!r.ok)throw new Error('/api/queue-history: '+r.status);\n"
+    "  else{const q=await r.json(),k=Math.max(1,Math.ceil(q.length/240)),"
+    "lb=[],vs=[];\n"
+    "  for(let i=0;i<q.length;i+=k){const g=q.slice(i,i+k);"
+    "lb.push(g[g.length-1].now?'now':new Date(g[0].t*1000).toISOString()"
+    ".slice(11,16));vs.push(Math.max(...g.map(x=>x.messages)));}\n"
+    "  bars('queue',lb,[{name:'queued',color:'#d08a1a',values:vs}]);}\n"
+    " }catch(e){errs.push(e.message);text('queue','no queue history: '+"
+    "e.message);}\n"
+    /* ---- end queue history */
     " text('status',errs.length?errs.join('; '):'updated '+"
     "new Date().toISOString());document.body.dataset.ready='1';}\n"
     "main();\n"

@@ -28,7 +28,9 @@
 # unsubscribed event: the next message to bob is refused at RCPT (550
 # 5.7.1 recipient suppressed), and "relaychain report" counts the open,
 # the click (a machine's: it comes within seconds of the message) and
-# the unsubscribe. And the chain refuses a track stage after DKIM.
+# the unsubscribe. /metrics (promtool-clean) moves each tracking counter
+# by exactly one a request: human opens, machine clicks, forged tokens,
+# unsubscribes. And the chain refuses a track stage after DKIM.
 . "$top_srcdir/tests/integration/smtpd_lib.sh"
 
 here=$top_srcdir/tests/integration
@@ -178,26 +180,56 @@ probe() { # NAME METHOD PATH [BODY] - "STATUS LOCATION|-", then the body
         "http://127.0.0.1:$hport$path" 2>&1 | sed 's/ $/ -/' >"$T/probe-$name.out"
     cat "$T/probe-$name.body" >>"$T/probe-$name.out" 2>/dev/null
 }
+# scrape NAME - /metrics into $T/NAME.prom; moved NAME0 NAME1 SERIES -
+# by how much SERIES went up between two scrapes ("missing" if absent)
+scrape() {
+    timeout 10 curl -sS -o "$T/$1.prom" "http://127.0.0.1:$hport/metrics" \
+        >/dev/null 2>&1 || : >"$T/$1.prom"
+}
+moved() {
+    awk -v s="$3" 'FNR == 1 { f++ } $1 == s { v[f] = $2; n[f] = 1 }
+        END { if (n[1] && n[2]) print v[2] - v[1]; else print "missing" }' \
+        "$T/$1.prom" "$T/$2.prom"
+}
 if [ -n "$bobs" ]; then
+    scrape m0
+    check "metrics: promtool check metrics passes with the tracking counters ($(promtool check metrics <"$T/m0.prom" 2>&1 | head -n 2))" \
+        sh -c "grep -q '^relaychain_track_forged_tokens_total 0$' '$T/m0.prom' && promtool check metrics <'$T/m0.prom' >/dev/null 2>&1"
     o=$(tokens o "$bobs" | head -n 1)
     c=$(tokens c "$bobs" | sed -n 3p)
     u=$(tokens u "$bobs" | head -n 1)
     probe open GET "/o/$o.gif"
     check "the pixel: 200, a GIF" \
         sh -c "head -n 1 '$T/probe-open.out' | grep -q '^200 -' && grep -aq '^GIF89a' '$T/probe-open.out'"
+    scrape m1
+    check "metrics: the pixel moves human opens by one (got $(moved m0 m1 'relaychain_track_opens_total{by="human"}'))" \
+        [ "$(moved m0 m1 'relaychain_track_opens_total{by="human"}')" = 1 ]
+    check "metrics: and machine opens by none" \
+        [ "$(moved m0 m1 'relaychain_track_opens_total{by="machine"}')" = 0 ]
     probe click GET "/c/$c"
     check "a link: 302 to its original URL" \
         grep -q '^302 https://shop.example.com/item/2?utm_source=news&id=2$' "$T/probe-click.out"
     forged=$(printf '%s' "$c" | sed 's/.$/A/; t; s/$//')
     [ "$forged" = "$c" ] && forged=$(printf '%s' "$c" | sed 's/.$/B/')
+    scrape m2
+    check "metrics: the click (a scanner's, within seconds) moves machine clicks by one (got $(moved m1 m2 'relaychain_track_clicks_total{by="machine"}'))" \
+        [ "$(moved m1 m2 'relaychain_track_clicks_total{by="machine"}')" = 1 ]
+    check "metrics: and human clicks by none" \
+        [ "$(moved m1 m2 'relaychain_track_clicks_total{by="human"}')" = 0 ]
     probe forged GET "/c/$forged"
     check "a forged token: 404, no Location" \
         grep -q '^404 -$' "$T/probe-forged.out"
+    scrape m3
+    check "metrics: the forged token moves forged tokens by one (got $(moved m2 m3 relaychain_track_forged_tokens_total))" \
+        [ "$(moved m2 m3 relaychain_track_forged_tokens_total)" = 1 ]
     probe page GET "/u/$u"
     check "unsubscribe GET: a page with a POST form for bob" \
         sh -c "grep -q '<form method=\"post\"' '$T/probe-page.out' && grep -q 'bob@example.net' '$T/probe-page.out'"
     probe unsub POST "/u/$u" "List-Unsubscribe=One-Click"
     check "unsubscribe POST: 200" grep -q '^200 -' "$T/probe-unsub.out"
+    scrape m4
+    check "metrics: the POST moves unsubscribes by one, the page by none (got $(moved m3 m4 relaychain_track_unsubscribes_total))" \
+        [ "$(moved m3 m4 relaychain_track_unsubscribes_total)" = 1 ]
     timeout 60 swaks --server "127.0.0.1:$qport" --helo client.test.example \
         --from newsletter@example.com --to bob@example.net \
         --data "$T/in/news.eml" >"$T/resend.out" 2>&1
