@@ -10,18 +10,12 @@
 # and logs in (235). With auth_failure_rate = 0 (a second daemon) the
 # same number of failures changes nothing.
 . "$top_srcdir/tests/integration/smtpd_lib.sh"
+. "$top_srcdir/tests/integration/auth_lib.sh"
 
 set -- $(free_ports 3)
 port=$1 sink_port=$2 port2=$3
 
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=relay.test.example \
-    -keyout "$T/key.pem" -out "$T/cert.pem" >/dev/null 2>&1 ||
-    fail "openssl could not make a certificate"
-printf '%s\n' 'right horse battery' |
-    "$RC" passwd "$T/passwd" alice >"$T/passwd.out" 2>&1 ||
-    fail "relaychain passwd: $(cat "$T/passwd.out")"
-good=$(printf '\0alice\0right horse battery' | base64 -w0)
-bad=$(printf '\0alice\0wrong horse' | base64 -w0)
+auth_setup
 
 sink_start sink "$sink_port"
 for n in 1 2; do
@@ -37,34 +31,6 @@ EOF
 done
 rcd_start rcd "$T/r1.conf" "$port" || finish
 rcd_start rcd2 "$T/r2.conf" "$port2" || finish
-
-# session PORT SRC NAME AUTHLINE... - STARTTLS, EHLO, then each AUTH line
-session() {
-    p=$1 src=$2 name=$3
-    shift 3
-    {
-        echo "expect"
-        echo "send EHLO client.test.example"
-        echo "expect"
-        echo "send STARTTLS"
-        echo "expect"
-        echo "starttls"
-        echo "send EHLO client.test.example"
-        echo "expect"
-        for a in "$@"; do
-            echo "send $a"
-            echo "expect"
-        done
-        echo "send QUIT"
-        echo "expect"
-    } | chat "$p" --src "$src" >"$T/$name.out"
-}
-
-# auth_codes FILE - the replies after the second EHLO, AUTH's and QUIT's
-auth_codes() {
-    grep -E '^[0-9]{3}( |$)' "$1" | sed -n '5,$p' | cut -c1-3 | tr '\n' ' ' |
-        sed 's/ $//'
-}
 
 session "$port" 127.0.0.2 s1 "AUTH PLAIN $bad" "AUTH PLAIN $bad"
 session "$port" 127.0.0.2 s2 "AUTH PLAIN $bad" "AUTH PLAIN $good"
