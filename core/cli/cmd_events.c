@@ -271,7 +271,7 @@ report_cmd(int argc, char **argv)
         {"json", no_argument, NULL, 'j'},
         {"stream", required_argument, NULL, 'S'},
         {NULL, 0, NULL, 0}};
-    const char *path = CONF_DEFAULT_PATH, *by = NULL;
+    const char *path = CONF_DEFAULT_PATH, *by = NULL, *stream = NULL;
     long long since = 0, until = 0;
     struct evcli_report rp = {0, 0};
     struct events_db *db;
@@ -300,9 +300,8 @@ report_cmd(int argc, char **argv)
             rp.json = 1;
             break;
         case 'S':
-            fprintf(stderr, "relaychain: report: --stream is not built in "
-                            "this version (use --by stream)\n");
-            return 2;
+            stream = optarg;
+            break;
         default:
             goto usage;
         }
@@ -317,12 +316,15 @@ report_cmd(int argc, char **argv)
         struct buf out;
 
         buf_init(&out, 0);
-        rc = events_report_json(db, by, since, until, &out, &e) < 0 ? -1 : 0;
+        rc = events_report_json_in(db, by, stream, since, until, &out, &e) < 0
+                 ? -1
+                 : 0;
         if (rc == 0)
             fwrite(buf_str(&out), 1, out.len, stdout);
         buf_fini(&out);
     } else {
-        rc = events_db_report(db, by, since, until, evcli_report_row, &rp, &e);
+        rc = events_db_report_in(db, by, stream, since, until,
+                                 evcli_report_row, &rp, &e);
     }
     events_db_close(db);
     if (rc < 0) {

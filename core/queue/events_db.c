@@ -667,6 +667,14 @@ events_db_report(struct events_db *db, const char *by, long long since,
                  long long until, events_db_report_cb cb, void *ctx,
                  struct err *e)
 {
+    return events_db_report_in(db, by, NULL, since, until, cb, ctx, e);
+}
+
+int
+events_db_report_in(struct events_db *db, const char *by, const char *stream,
+                    long long since, long long until, events_db_report_cb cb,
+                    void *ctx, struct err *e)
+{
     const char *key;
     char sql[1024];
     sqlite3_stmt *st;
@@ -681,15 +689,16 @@ events_db_report(struct events_db *db, const char *by, long long since,
         return err_set(e, ERR_INPUT,
                        "--by %s: want day, hour, domain, sender or stream",
                        by);
-    snprintf(sql, sizeof(sql), EVENTS_SQL_REPORT, key);
+    snprintf(sql, sizeof(sql), EVENTS_SQL_REPORT, key,
+             stream != NULL ? EVENTS_SQL_REPORT_STREAM : "");
     if (db->pg != NULL) {
         char a[32], b[32];
-        const char *v[2] = {a, b};
+        const char *v[3] = {a, b, stream};
 
         snprintf(a, sizeof(a), "%lld", lo);
         snprintf(b, sizeof(b), "%lld", hi);
-        return events_pg_query(db->pg, sql, 2, v, events_pg_rep_row, &pr, e) <
-                       0
+        return events_pg_query(db->pg, sql, stream != NULL ? 3 : 2, v,
+                               events_pg_rep_row, &pr, e) < 0
                    ? -1
                    : 0;
     }
@@ -697,6 +706,8 @@ events_db_report(struct events_db *db, const char *by, long long since,
         return events_db_err(db, e, "report");
     sqlite3_bind_int64(st, 1, lo);
     sqlite3_bind_int64(st, 2, hi);
+    if (stream != NULL)
+        sqlite3_bind_text(st, 3, stream, -1, SQLITE_STATIC);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct events_report_row row;
 

@@ -111,6 +111,11 @@ typedef int (*events_db_report_cb)(void *ctx,
 int events_db_report(struct events_db *db, const char *by, long long since,
                      long long until, events_db_report_cb cb, void *ctx,
                      struct err *e);
+/* events_db_report_in - the same over the events of stream alone (NULL:
+ * every stream) */
+int events_db_report_in(struct events_db *db, const char *by,
+                        const char *stream, long long since, long long until,
+                        events_db_report_cb cb, void *ctx, struct err *e);
 
 /* One message's (or recipient's) history, oldest first: field names
  * and values of each event, in the order of the schema's columns. */

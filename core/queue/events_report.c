@@ -78,10 +78,18 @@ int
 events_report_json(struct events_db *db, const char *by, long long since,
                    long long until, struct buf *out, struct err *e)
 {
+    return events_report_json_in(db, by, NULL, since, until, out, e);
+}
+
+int
+events_report_json_in(struct events_db *db, const char *by, const char *stream,
+                      long long since, long long until, struct buf *out,
+                      struct err *e)
+{
     struct events_report_ctx c = {out, e, 0};
 
-    if (events_db_report(db, by, since, until, events_report_row_json, &c, e) <
-        0)
+    if (events_db_report_in(db, by, stream, since, until,
+                            events_report_row_json, &c, e) < 0)
         return -1;
     if (buf_puts(out, c.n > 0 ? "]\n" : "[]\n", e) < 0)
         return -1;

@@ -22,5 +22,9 @@
  * part). */
 int events_report_json(struct events_db *db, const char *by, long long since,
                        long long until, struct buf *out, struct err *e);
+/* events_report_json_in - the same over stream's events alone */
+int events_report_json_in(struct events_db *db, const char *by,
+                          const char *stream, long long since, long long until,
+                          struct buf *out, struct err *e);
 
 #endif

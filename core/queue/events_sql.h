@@ -41,7 +41,8 @@
 #define EVENTS_SQL_SUP_LIST                                                   \
     "SELECT rcpt, stream, reason, t FROM suppression ORDER BY rcpt, stream"
 
-/* %s: the key (events_sql_key); $1, $2: the time range in microseconds */
+/* %s: the key (events_sql_key), then "" or EVENTS_SQL_REPORT_STREAM;
+ * $1, $2: the time range in microseconds, $3 the stream */
 #define EVENTS_SQL_REPORT                                                       \
     "SELECT %s AS k,"                                                           \
     " count(*) FILTER (WHERE type = 'received'),"                               \
@@ -67,8 +68,9 @@
     " count(*) FILTER (WHERE type = 'clicked' AND hard = 0),"                   \
     " count(*) FILTER (WHERE type = 'clicked' AND hard <> 0),"                  \
     " count(*) FILTER (WHERE type = 'unsubscribed')"                            \
-    " FROM events WHERE t >= $1 AND t < $2"                                     \
+    " FROM events WHERE t >= $1 AND t < $2%s"                                   \
     " GROUP BY k ORDER BY k"
+#define EVENTS_SQL_REPORT_STREAM " AND stream = $3"
 
 /* %s%s%s: the condition, one of the two below or both joined by AND
  * (one text per case: an "$1 IS NULL OR" would keep the planner from

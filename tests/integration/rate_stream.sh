@@ -4,7 +4,7 @@
 # held to its count with 452 4.7.1 and the rule named in the log; mail
 # on no stream, or on another, is not counted; a recipients rule on the
 # stream counts RCPT, apart from the messages rule on the same stream
-# and period.
+# and period. "relaychain report --stream" counts one stream's events.
 . "$top_srcdir/tests/integration/smtpd_lib.sh"
 
 set -- $(free_ports 2)
@@ -56,6 +56,22 @@ check "another stream is not counted" \
 check "mail on no stream is not counted" \
     [ "$(mail someone@client.example g@dest.example)" = "250 250 250" ]
 check "five messages at the sink" sink_wait sink 5 10
+# the report of one stream: news had four recipients received, alerts one
+received() { # STREAM - the received count of relaychain report --stream
+    "$RC" report -c "$T/q.conf" --stream "$1" --json 2>&1 |
+        sed -n 's/.*"received": \([0-9]*\).*/\1/p'
+}
+i=0
+while [ "$(received news)" != 4 ] && [ $i -lt 50 ]; do
+    sleep 0.1
+    i=$((i + 1))
+done
+check "report --stream news: 4 received ($(received news))" \
+    [ "$(received news)" = 4 ]
+check "report --stream alerts: 1 received ($(received alerts))" \
+    [ "$(received alerts)" = 1 ]
+check "report --stream nothing: no row" \
+    [ "$("$RC" report -c "$T/q.conf" --stream nothing --json)" = "[]" ]
 rcd_stop rcd
 
 # the recipients rule: a fresh count (a new daemon, memory store)
