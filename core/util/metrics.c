@@ -51,7 +51,15 @@ static struct {
     atomic_ullong counter[METRICS_COUNTER_COUNT];
     atomic_ullong message[METRICS_FE_COUNT][METRICS_MSG_COUNT];
     struct metrics_stage_slot stage[METRICS_STAGE_MAX + 1]; /* +1: other */
+    atomic_llong archive_backlog; /* records in the archive spools */
 } metrics_table;
+
+void
+metrics_archive_backlog(long long delta)
+{
+    atomic_fetch_add_explicit(&metrics_table.archive_backlog, delta,
+                              memory_order_relaxed);
+}
 
 void
 metrics_add(enum metrics_counter c, unsigned long long n)
@@ -302,6 +310,18 @@ metrics_render_counters(struct buf *out, struct err *e)
         if (metrics_sample(out, n, "class", http[f],
                            metrics_get(METRICS_HTTP_2XX + f), e) < 0)
             return -1;
+    n = "relaychain_archive_backlog_records";
+    if (metrics_family(out, n, "gauge",
+                       "Archive records in the spools of archive stages with "
+                       "required = no or a journal store, waiting to be "
+                       "shipped (as the shippers last counted).",
+                       e) < 0 ||
+        metrics_value(
+            out, n, "",
+            (double)atomic_load_explicit(&metrics_table.archive_backlog,
+                                         memory_order_relaxed),
+            e) < 0)
+        return -1;
     return 0;
 }
 

@@ -74,6 +74,11 @@ enum metrics_counter {
     METRICS_COUNTER_COUNT
 };
 
+/* metrics_archive_backlog - the archive spools' backlog changed by
+ * delta records (each spool reports the difference from its last
+ * count, so the gauge is their sum). */
+void metrics_archive_backlog(long long delta);
+
 /* metrics_add - count n more of c. */
 void metrics_add(enum metrics_counter c, unsigned long long n);
 

@@ -40,6 +40,7 @@
 #include "util/cfg.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/metrics.h"
 
 #define SPOOL_MAGIC "RCARCSPOOL1\n"
 #define SPOOL_END "\nEND\n"
@@ -81,7 +82,27 @@ struct arc_spool {
     pthread_cond_t scond;
     char broken[ERR_TEXT_MAX]; /* a commit failed: its error */
     size_t warn_at;            /* backlog size that is warned next */
+    long long reported;        /* the backlog last told util/metrics */
 };
+
+/* spool_report_locked - tell util/metrics this spool's backlog is now n:
+ * the shipper's count when it lists the spool and when a pass ends, one
+ * more for each record a commit makes visible, 0 at close; sp->lock
+ * held. spool_report - the same, taking the lock. */
+static void
+spool_report_locked(struct arc_spool *sp, long long n)
+{
+    metrics_archive_backlog(n - sp->reported);
+    sp->reported = n;
+}
+
+static void
+spool_report(struct arc_spool *sp, long long n)
+{
+    pthread_mutex_lock(&sp->lock);
+    spool_report_locked(sp, n);
+    pthread_mutex_unlock(&sp->lock);
+}
 
 /* --------------------------------------------------------------- names */
 
@@ -290,6 +311,7 @@ arc_spool_sync(struct arc_spool *sp, unsigned long long ticket, struct err *e)
         } else {
             free(batch);
             pthread_mutex_lock(&sp->lock);
+            spool_report_locked(sp, sp->reported + (long long)n);
             sp->synced = target;
             sp->kicked = 1;
             pthread_cond_signal(&sp->cond);
@@ -701,6 +723,7 @@ spool_pass(struct arc_spool *sp, struct buf *b, struct err *e)
         sp->warn_at = SPOOL_WARN_FIRST;
     }
     pthread_mutex_unlock(&sp->lock);
+    spool_report(sp, (long long)n);
     for (i = 0; i < n; i++) {
         int stop;
 
@@ -714,6 +737,7 @@ spool_pass(struct arc_spool *sp, struct buf *b, struct err *e)
             break;
         }
     }
+    spool_report(sp, (long long)(n - i));
     spool_names_free(v, n);
     return rc;
 }
@@ -888,6 +912,9 @@ arc_spool_close(struct arc_spool *sp)
         pthread_mutex_unlock(&sp->lock);
         pthread_join(sp->thread, NULL);
     }
+    /* the records stay on disk for the next spool of this directory,
+     * which counts them again */
+    spool_report(sp, 0);
     if (sp->npending > 0) /* appended, never synced: not acknowledged */
         spool_pending_drop(sp, sp->pending, sp->npending);
     else

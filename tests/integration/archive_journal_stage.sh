@@ -8,8 +8,10 @@
 # journal mailbox), which is down at first. Checks:
 #   1. with the journal host down, every message is accepted (250) and
 #      delivered: the journal store always goes through the spool, and
-#      archive status shows the backlog;
-#   2. the journal host up: the backlog drains, one report a message
+#      archive status shows the backlog, and /metrics
+#      (relaychain_archive_backlog_records) counts it;
+#   2. the journal host up: the backlog drains (the metric too), one
+#      report a message
 #      (checkpoints are not mailed), from the null sender to
 #      journal_recipient;
 #   3. each report's envelope part names the sender and every
@@ -21,8 +23,8 @@
 #      journaled with the next record name.
 . "$top_srcdir/tests/integration/smtpd_lib.sh"
 
-set -- $(free_ports 3)
-port=$1 sink_port=$2 j_port=$3
+set -- $(free_ports 4)
+port=$1 sink_port=$2 j_port=$3 h_port=$4
 RC="$top_builddir/relaychain"
 
 openssl genpkey -algorithm ed25519 -out "$T/ckpt.pem" 2>/dev/null
@@ -31,6 +33,7 @@ sink_start sink "$sink_port"
 rcd_conf "$T/rc.conf" "$port" "smtp:[127.0.0.1]:$sink_port" <<EOF
 delivery = queue
 queue_directory = $T/queue
+http_listen = 127.0.0.1:$h_port
 EOF
 cat >"$T/chain.d/90-archive.conf" <<EOF
 stage = archive
@@ -66,6 +69,14 @@ check "the next hop got 3 messages" sink_wait sink 3 15
 "$RC" archive -c "$T/rc.conf" status >"$T/status1.out" 2>&1
 check "status shows the backlog: $(head -n 1 "$T/status1.out")" \
     grep -q '^spool .*/aspool/smtp-[0-9a-f]*: [3-9] records waiting' "$T/status1.out"
+# backlog - relaychain_archive_backlog_records of /metrics
+backlog() {
+    curl -s --max-time 10 "http://127.0.0.1:$h_port/metrics" |
+        sed -n 's/^relaychain_archive_backlog_records \([0-9]*\)$/\1/p'
+}
+waiting=$(sed -n 's/^spool .*: \([0-9]*\) records waiting.*/\1/p' "$T/status1.out" | head -n 1)
+check "/metrics counts the backlog status shows ($(backlog), $waiting)" \
+    [ "$(backlog)" = "$waiting" ]
 
 # --- 2. the journal host up
 sink_start jsink "$j_port"
@@ -74,6 +85,7 @@ sleep 1
 "$RC" archive -c "$T/rc.conf" status >"$T/status2.out" 2>&1
 check "the backlog drained: $(head -n 1 "$T/status2.out")" \
     grep -q '^spool .*: 0 records waiting' "$T/status2.out"
+check "/metrics: the backlog is 0 ($(backlog))" [ "$(backlog)" = 0 ]
 check "one report a message, checkpoints not mailed" \
     [ "$(sink_count jsink)" -eq 3 ]
 check "a checkpoint was written and not handed to the journal store" \
