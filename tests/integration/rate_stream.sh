@@ -61,8 +61,9 @@ received() { # STREAM - the received count of relaychain report --stream
     "$RC" report -c "$T/q.conf" --stream "$1" --json 2>&1 |
         sed -n 's/.*"received": \([0-9]*\).*/\1/p'
 }
-i=0
-while [ "$(received news)" != 4 ] && [ $i -lt 50 ]; do
+i=0 # the writer stores events in batches, in its own time
+while { [ "$(received news)" != 4 ] || [ "$(received alerts)" != 1 ]; } &&
+    [ $i -lt 100 ]; do
     sleep 0.1
     i=$((i + 1))
 done
