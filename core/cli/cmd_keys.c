@@ -4,7 +4,7 @@
  * Loads the configuration and its chain as relaychaind does (the encrypt
  * stages build their key engines: the GnuPG home and the S/MIME
  * certificates) and, for every encrypt stage, prints what it holds:
- * lookup shows the policy an address gets (and the policy_map line),
+ * lookup shows the policy given to an address (and the policy_map line),
  * every key and certificate found for it, usable or refused with the
  * reason (expired, revoked, no encryption subkey, untrusted, wrong key
  * usage, another CA, address only in the display name), and the one that
