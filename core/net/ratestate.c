@@ -38,29 +38,31 @@
 #define RATESTATE_HOST_MAX 255
 
 /* The window arithmetic of util/ratelimit.c, over Redis' clock. KEYS are
- * the counters' prefixes; ARGV[1] the amount, then period and count per
- * key. Returns 0 when all were counted, else the 1-based key that would
- * go over. */
+ * the counters' prefixes; ARGV period, count and amount per key. More
+ * than count at once fits only an empty window (ratelimit_allows).
+ * Returns 0 when all were counted, else the 1-based key that would go
+ * over. */
 static const char ratestate_script[] =
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    "local n = tonumber(ARGV[1])\n"
     "for i = 1, #KEYS do\n"
-    "  local period = tonumber(ARGV[2 * i])\n"
-    "  local count = tonumber(ARGV[2 * i + 1])\n"
+    "  local period = tonumber(ARGV[3 * i - 2])\n"
+    "  local count = tonumber(ARGV[3 * i - 1])\n"
+    "  local n = tonumber(ARGV[3 * i])\n"
     "  local w = math.floor(now / period)\n"
     "  local cur = tonumber(redis.call('GET', KEYS[i] .. ':' .. w) or '0')\n"
     "  local prev = tonumber(redis.call('GET', KEYS[i] .. ':' .. (w - 1)) "
     "or '0')\n"
     "  local into = now % period\n"
-    "  if cur + prev * (period - into) / period + n > count then\n"
+    "  local est = cur + prev * (period - into) / period\n"
+    "  if est + n > count and not (n > count and est <= 0) then\n"
     "    return i\n"
     "  end\n"
     "end\n"
     "for i = 1, #KEYS do\n"
-    "  local period = tonumber(ARGV[2 * i])\n"
+    "  local period = tonumber(ARGV[3 * i - 2])\n"
     "  local k = KEYS[i] .. ':' .. math.floor(now / period)\n"
-    "  redis.call('INCRBY', k, n)\n"
+    "  redis.call('INCRBY', k, tonumber(ARGV[3 * i]))\n"
     "  redis.call('PEXPIRE', k, 2 * period + 1000)\n"
     "end\n"
     "return 0\n";
@@ -258,7 +260,7 @@ ratestate_wall_ms(void)
 /* ratestate_take_memory - the check in this process; under lock. */
 static int
 ratestate_take_memory(struct ratestate *st, const struct ratelimit_set *set,
-                      const size_t *idx, size_t nidx, long long n,
+                      const size_t *idx, const long long *amount, size_t nidx,
                       size_t *over)
 {
     long long now = ratestate_wall_ms();
@@ -271,7 +273,7 @@ ratestate_take_memory(struct ratestate *st, const struct ratelimit_set *set,
 
         ratestate_key(r, key, sizeof(key));
         sl = ratestate_slot(st, key, ratelimit_window(now, r->period_ms));
-        if (!ratelimit_allows(sl->prev, sl->cur, n, r->count, now,
+        if (!ratelimit_allows(sl->prev, sl->cur, amount[i], r->count, now,
                               r->period_ms)) {
             *over = idx[i];
             return RATESTATE_OVER;
@@ -281,7 +283,8 @@ ratestate_take_memory(struct ratestate *st, const struct ratelimit_set *set,
         const struct ratelimit_rule *r = &set->rules[idx[i]];
 
         ratestate_key(r, key, sizeof(key));
-        ratestate_slot(st, key, ratelimit_window(now, r->period_ms))->cur += n;
+        ratestate_slot(st, key, ratelimit_window(now, r->period_ms))->cur +=
+            amount[i];
     }
     return RATESTATE_TAKEN;
 }
@@ -388,19 +391,20 @@ ratestate_connect(struct ratestate *st, struct ratestate_conn *c)
 static int
 ratestate_take_redis(struct ratestate *st, struct ratestate_conn *c,
                      const struct ratelimit_set *set, const size_t *idx,
-                     size_t nidx, long long n, size_t *over, struct err *e)
+                     const long long *amount, size_t nidx, size_t *over,
+                     struct err *e)
 {
-    size_t argc = 4 + 3 * nidx, i, a = 0; /* EVALSHA sha n keys amount pairs */
+    size_t argc = 3 + 4 * nidx, i, a = 0; /* EVALSHA sha n keys triples */
     const char **argv;
     size_t *argvlen;
     char(*num)[24], (*keys)[RATESTATE_KEY_MAX];
-    char nkeys[24], amount[24], why[300];
+    char nkeys[24], why[300];
     redisReply *r = NULL;
     int tries, rc = -1;
 
     argv = calloc(argc, sizeof(*argv));
     argvlen = calloc(argc, sizeof(*argvlen));
-    num = calloc(2 * nidx + 1, sizeof(*num));
+    num = calloc(3 * nidx, sizeof(*num));
     keys = calloc(nidx, sizeof(*keys));
     if (argv == NULL || argvlen == NULL || num == NULL || keys == NULL) {
         rc = err_nomem(e);
@@ -414,15 +418,15 @@ ratestate_take_redis(struct ratestate *st, struct ratestate_conn *c,
         ratestate_key(&set->rules[idx[i]], keys[i], sizeof(keys[i]));
         argv[a++] = keys[i];
     }
-    snprintf(amount, sizeof(amount), "%lld", n);
-    argv[a++] = amount;
     for (i = 0; i < nidx; i++) {
-        snprintf(num[2 * i], sizeof(num[0]), "%lld",
+        snprintf(num[3 * i], sizeof(num[0]), "%lld",
                  set->rules[idx[i]].period_ms);
-        snprintf(num[2 * i + 1], sizeof(num[0]), "%lld",
+        snprintf(num[3 * i + 1], sizeof(num[0]), "%lld",
                  set->rules[idx[i]].count);
-        argv[a++] = num[2 * i];
-        argv[a++] = num[2 * i + 1];
+        snprintf(num[3 * i + 2], sizeof(num[0]), "%lld", amount[i]);
+        argv[a++] = num[3 * i];
+        argv[a++] = num[3 * i + 1];
+        argv[a++] = num[3 * i + 2];
     }
     assert(a == argc);
     for (i = 0; i < a; i++)
@@ -499,8 +503,8 @@ ratestate_shared(const struct ratestate *st)
 
 int
 ratestate_take(struct ratestate *st, const struct ratelimit_set *set,
-               const size_t *idx, size_t nidx, long long n, size_t *over,
-               struct err *e)
+               const size_t *idx, const long long *amount, size_t nidx,
+               size_t *over, struct err *e)
 {
     int rc;
 
@@ -510,7 +514,7 @@ ratestate_take(struct ratestate *st, const struct ratelimit_set *set,
     if (st->host[0] != '\0') {
         struct ratestate_conn *c = ratestate_conn(st);
 
-        rc = ratestate_take_redis(st, c, set, idx, nidx, n, over, e);
+        rc = ratestate_take_redis(st, c, set, idx, amount, nidx, over, e);
         pthread_mutex_unlock(&c->lock);
         if (rc >= 0 || e->code == ERR_NOMEM)
             return rc;
@@ -518,7 +522,7 @@ ratestate_take(struct ratestate *st, const struct ratelimit_set *set,
             return RATESTATE_UNAVAILABLE;
     }
     pthread_mutex_lock(&st->lock);
-    rc = ratestate_take_memory(st, set, idx, nidx, n, over);
+    rc = ratestate_take_memory(st, set, idx, amount, nidx, over);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }

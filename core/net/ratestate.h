@@ -5,7 +5,7 @@
  * (util/ratelimit.h) in a table of this process; redis://host:port/db
  * keeps them in Redis, so that every node behind a balancer counts
  * toward the same limits. In Redis one check is one EVALSHA of a Lua
- * script that reads the windows of every rule the command counts
+ * script that reads the windows of every rule the message counts
  * toward and, when none would go over, adds to all of them: atomic, one
  * round trip, Redis' own clock (TIME) so the nodes' clocks need not
  * agree. Connect and command are bounded by timeout_ms.
@@ -54,12 +54,13 @@ void ratestate_free(struct ratestate *st);
 /* ratestate_shared - 1 when st counts in Redis (shared by the nodes). */
 int ratestate_shared(const struct ratestate *st);
 
-/* ratestate_take - count n toward the rules idx[0..nidx) of set unless
- * one of them would go over: then *over is that rule's index (into
- * set->rules) and nothing is counted. Returns an enum ratestate_result,
- * or -1 with e set (out of memory). */
+/* ratestate_take - count amount[i] toward each rule idx[i] (i <
+ * nidx) of set unless one of them would go over: then *over is that
+ * rule's index (into set->rules) and nothing is counted. One round trip
+ * to Redis for all of them. Returns an enum ratestate_result, or -1
+ * with e set (out of memory). */
 int ratestate_take(struct ratestate *st, const struct ratelimit_set *set,
-                   const size_t *idx, size_t nidx, long long n, size_t *over,
-                   struct err *e);
+                   const size_t *idx, const long long *amount, size_t nidx,
+                   size_t *over, struct err *e);
 
 #endif

@@ -91,7 +91,7 @@ smtpd_auth_shared(struct smtpd_session *s, long long n)
     set.rules = &r;
     set.n = 1;
     set.path = NULL;
-    rc = ratestate_take(s->rt->state, &set, &idx, 1, n, &over, &e);
+    rc = ratestate_take(s->rt->state, &set, &idx, &n, 1, &over, &e);
     return rc == RATESTATE_TAKEN || rc == RATESTATE_OVER ? rc : -1;
 }
 

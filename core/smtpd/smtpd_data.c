@@ -20,9 +20,11 @@
 #include <string.h>
 
 #include "net/netio.h"
+#include "net/ratestate.h"
 #include "util/buf.h"
 #include "util/log.h"
 #include "util/memlimit.h"
+#include "util/ratelimit.h"
 #include "queue/events.h" /* ---- verp */
 #include "queue/queue.h"  /* ---- verp */
 #include "smtpd/smtpd_int.h"
@@ -211,6 +213,85 @@ smtpd_data_size(const struct smtpd_session *s)
     return size > SMTPD_MEM_STEP ? (size_t)size : SMTPD_MEM_STEP;
 }
 
+/* ---- fleet: rate limits */
+
+static const char *
+smtpd_rate_rcpt(const void *arg, size_t i)
+{
+    return ((const struct smtpd_session *)arg)->rcpts[i].addr;
+}
+
+/* smtpd_rate_refuses - count the whole transaction (the message toward
+ * the message rules, its recipients toward the recipient rules) toward
+ * the rate_limits rules it falls under, in one request to the shared
+ * store; 1, the reply given and the rule logged, when one of them is
+ * reached (nothing is counted then), or when the shared store is away
+ * and state_on_error is tempfail. It runs once the message is complete,
+ * when the recipients, the stream and the message are known, and
+ * before the chain spends anything on it. The client the limits see is
+ * the one the chain sees (PROXY or XFORWARD). */
+static int
+smtpd_rate_refuses(struct smtpd_session *s)
+{
+    char sdom[256], client[SMTPD_CLIENT_MAX], stream[256];
+    size_t *idx = NULL, n = 0, over = 0;
+    long long *amount = NULL;
+    struct ratelimit_event ev;
+    struct events *evs;
+    const char *reply;
+    int rc = -1;
+
+    if (s->rt->limits == NULL)
+        return 0;
+    memset(&ev, 0, sizeof(ev));
+    ev.client_addr = smtpd_env_addr(s);
+    ev.user = s->auth_user;
+    ev.sender_domain = ratelimit_domain(s->sender, sdom, sizeof(sdom));
+    evs = s->rt->queue_mode ? queue_events(s->srv->queue) : NULL;
+    if (evs != NULL &&
+        events_stream(evs, s->auth_user, s->sender, stream, sizeof(stream)) &&
+        stream[0] != '\0')
+        ev.stream = stream;
+    idx = calloc(s->rt->limits->n, sizeof(*idx));
+    amount = calloc(s->rt->limits->n, sizeof(*amount));
+    if (idx == NULL || amount == NULL)
+        err_nomem(&s->e);
+    else if (ratelimit_message(s->rt->limits, &ev, smtpd_rate_rcpt, s,
+                               s->nrcpts, idx, amount, &n, &s->e) == 0)
+        rc = ratestate_take(s->rt->state, s->rt->limits, idx, amount, n, &over,
+                            &s->e);
+    free(idx);
+    free(amount);
+    if (rc == RATESTATE_TAKEN)
+        return 0;
+    if (rc == RATESTATE_OVER) {
+        const struct ratelimit_rule *r = &s->rt->limits->rules[over];
+
+        reply = "452 4.7.1 Error: rate limit reached, try again later";
+        log_info(s->qid,
+                 "reject: END-OF-MESSAGE from %s: %s; rate_limit=%s (%lld "
+                 "per %llds %s); from=<%s> to=<%s>%s",
+                 smtpd_client(s, client, sizeof(client)), reply, r->id,
+                 r->count, r->period_ms / 1000,
+                 r->unit == RATELIMIT_MESSAGES ? "messages" : "recipients",
+                 s->sender, s->rcpts[0].addr,
+                 s->nrcpts > 1 ? " and others" : "");
+    } else if (rc == RATESTATE_UNAVAILABLE) {
+        reply = "451 4.3.0 Error: rate limit state unavailable, try again "
+                "later";
+        log_info(s->qid,
+                 "reject: END-OF-MESSAGE from %s: %s; state_on_error=tempfail",
+                 smtpd_client(s, client, sizeof(client)), reply);
+    } else {
+        reply = "451 4.3.0 Error: out of memory";
+        log_warning(s->qid, "rate limits: %s", s->e.text);
+    }
+    smtpd_reply_id(s, reply);
+    return 1;
+}
+
+/* ---- end fleet */
+
 /* ---- verp: smtpd_inbound - a bounce or complaint for the relay
  * itself: read and discarded, 250 once its events are on disk. */
 static void
@@ -332,6 +413,8 @@ smtpd_cmd_data(struct smtpd_session *s, const char *arg)
         smtpd_reply(s, "250 2.0.0 Ok: queued as %s", s->qid);
     } else if (s->inbound) { /* ---- verp: read, not relayed */
         smtpd_inbound(s, &data);
+    } else if (smtpd_rate_refuses(s)) { /* ---- fleet */
+        ;
     } else {
         smtpd_deliver(s, &data);
     }

@@ -18,7 +18,6 @@
 #include <sys/time.h>
 
 #include "msg/msg.h"
-#include "net/ratestate.h"
 #include "net/smtpc.h"
 #include "queue/queue.h"
 #include "queue/events.h"
@@ -27,7 +26,6 @@
 #include "util/esmtp.h"
 #include "util/log.h"
 #include "util/qid.h"
-#include "util/ratelimit.h"
 #include "smtpd/smtpd_int.h"
 
 /* smtpd_dsn_log - say once per transaction that DSN requests were
@@ -156,81 +154,6 @@ smtpd_log_client(struct smtpd_session *s)
         log_info(s->qid, "client=%s", smtpd_client(s, client, sizeof(client)));
 }
 
-/* ---- fleet: rate limits */
-
-/* smtpd_rate_refuses - count the MAIL of sender (rcpt NULL) or the
- * RCPT of rcpt toward the rate_limits rules it falls under; 1, the reply
- * given and the rule logged, when one of them is reached (nothing is
- * counted then), or when the shared store is away and state_on_error is
- * tempfail. The client the limits see is the one the chain sees (PROXY
- * or XFORWARD). */
-static int
-smtpd_rate_refuses(struct smtpd_session *s, const char *sender,
-                   const char *rcpt)
-{
-    char sdom[256], rdom[256], other[256], client[SMTPD_CLIENT_MAX];
-    char stream[256];
-    size_t idx[RATELIMIT_RULES_MAX], n, over = 0, i;
-    struct ratelimit_event ev;
-    struct events *evs;
-    const char *reply;
-    int rc;
-
-    if (s->rt->limits == NULL)
-        return 0;
-    memset(&ev, 0, sizeof(ev));
-    ev.client_addr = smtpd_env_addr(s);
-    ev.user = s->auth_user;
-    ev.sender_domain = ratelimit_domain(sender, sdom, sizeof(sdom));
-    evs = s->rt->queue_mode ? queue_events(s->srv->queue) : NULL;
-    if (evs != NULL &&
-        events_stream(evs, s->auth_user, sender, stream, sizeof(stream)) &&
-        stream[0] != '\0')
-        ev.stream = stream;
-    if (rcpt != NULL) {
-        ev.at_rcpt = 1;
-        ev.rcpt_domain = ratelimit_domain(rcpt, rdom, sizeof(rdom));
-        ev.first_of_domain = 1;
-        for (i = 0; i < s->nrcpts; i++)
-            if (strcmp(
-                    ratelimit_domain(s->rcpts[i].addr, other, sizeof(other)),
-                    rdom) == 0)
-                ev.first_of_domain = 0;
-    }
-    n = ratelimit_match(s->rt->limits, &ev, idx, RATELIMIT_RULES_MAX);
-    rc = ratestate_take(s->rt->state, s->rt->limits, idx, n, 1, &over, &s->e);
-    if (rc == RATESTATE_TAKEN)
-        return 0;
-    if (rc == RATESTATE_OVER) {
-        const struct ratelimit_rule *r = &s->rt->limits->rules[over];
-
-        reply = "452 4.7.1 Error: rate limit reached, try again later";
-        log_info(
-            s->qid[0] ? s->qid : "NOQUEUE",
-            "reject: %s from %s: %s; rate_limit=%s (%lld per %llds %s); "
-            "from=<%s>%s%s%s",
-            rcpt ? "RCPT" : "MAIL", smtpd_client(s, client, sizeof(client)),
-            reply, r->id, r->count, r->period_ms / 1000,
-            r->unit == RATELIMIT_MESSAGES ? "messages" : "recipients", sender,
-            rcpt ? " to=<" : "", rcpt ? rcpt : "", rcpt ? ">" : "");
-    } else if (rc == RATESTATE_UNAVAILABLE) {
-        reply = "451 4.3.0 Error: rate limit state unavailable, try again "
-                "later";
-        log_info(s->qid[0] ? s->qid : "NOQUEUE",
-                 "reject: %s from %s: %s; state_on_error=tempfail",
-                 rcpt ? "RCPT" : "MAIL",
-                 smtpd_client(s, client, sizeof(client)), reply);
-    } else {
-        reply = "451 4.3.0 Error: out of memory";
-        log_warning(s->qid[0] ? s->qid : "NOQUEUE", "rate limits: %s",
-                    s->e.text);
-    }
-    smtpd_reply(s, "%s", reply);
-    return 1;
-}
-
-/* ---- end fleet */
-
 void
 smtpd_cmd_mail(struct smtpd_session *s, const char *line)
 {
@@ -273,10 +196,6 @@ smtpd_cmd_mail(struct smtpd_session *s, const char *line)
         free(s->sender);
         s->sender = NULL;
         smtpd_give(s, &a);
-        buf_fini(&addr);
-        return;
-    }
-    if (smtpd_rate_refuses(s, buf_str(&addr), NULL)) { /* fleet */
         buf_fini(&addr);
         return;
     }
@@ -477,10 +396,6 @@ smtpd_cmd_rcpt(struct smtpd_session *s, const char *line)
         return;
     }
     /* ---- end encrypt */
-    if (smtpd_rate_refuses(s, s->sender, buf_str(&addr))) { /* fleet */
-        buf_fini(&addr);
-        return;
-    }
     /* room first: a recipient the next hop took is always on the list,
      * in the same order (an LMTP hop answers the message per recipient) */
     grown = realloc(s->rcpts, (s->nrcpts + 1) * sizeof(*grown));

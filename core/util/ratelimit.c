@@ -90,8 +90,11 @@ int
 ratelimit_allows(long long prev, long long cur, long long n, long long count,
                  long long now_ms, long long period_ms)
 {
-    return ratelimit_estimate(prev, cur, now_ms, period_ms) + (double)n <=
-           (double)count;
+    double est = ratelimit_estimate(prev, cur, now_ms, period_ms);
+
+    /* more than count at once fits only an empty window, or it would
+     * never fit at all */
+    return est + (double)n <= (double)count || (n > count && est <= 0.0);
 }
 
 /* ratelimit_word - the next word of *p into out; 0, or -1 when there is
@@ -423,4 +426,53 @@ ratelimit_match(const struct ratelimit_set *s,
             out[k++] = i;
     }
     return k;
+}
+
+int
+ratelimit_message(const struct ratelimit_set *s,
+                  const struct ratelimit_event *msg,
+                  const char *(*rcpt)(const void *, size_t), const void *arg,
+                  size_t nrcpts, size_t *idx, long long *amount, size_t *n,
+                  struct err *e)
+{
+    struct ratelimit_event ev = *msg;
+    size_t *hit, k, j, i;
+    long long *per_rule;
+    char dom[256];
+
+    *n = 0;
+    if (s == NULL || s->n == 0)
+        return 0;
+    per_rule = calloc(s->n, sizeof(*per_rule));
+    hit = calloc(s->n, sizeof(*hit));
+    if (per_rule == NULL || hit == NULL) {
+        free(per_rule);
+        free(hit);
+        return err_nomem(e);
+    }
+    ev.at_rcpt = 0;
+    ev.rcpt_domain = NULL;
+    k = ratelimit_match(s, &ev, hit, s->n);
+    for (j = 0; j < k; j++)
+        per_rule[hit[j]]++;
+    ev.at_rcpt = 1;
+    ev.first_of_domain = 1; /* capped below: one domain a rule */
+    for (i = 0; i < nrcpts; i++) {
+        ev.rcpt_domain = ratelimit_domain(rcpt(arg, i), dom, sizeof(dom));
+        k = ratelimit_match(s, &ev, hit, s->n);
+        for (j = 0; j < k; j++)
+            per_rule[hit[j]]++;
+    }
+    for (i = 0; i < s->n; i++) {
+        if (per_rule[i] == 0)
+            continue;
+        if (s->rules[i].unit == RATELIMIT_MESSAGES)
+            per_rule[i] = 1; /* a message counts once toward each */
+        idx[*n] = i;
+        amount[*n] = per_rule[i];
+        (*n)++;
+    }
+    free(hit);
+    free(per_rule);
+    return 0;
 }

@@ -84,7 +84,9 @@ long long ratelimit_window(long long now_ms, long long period_ms);
 double ratelimit_estimate(long long prev, long long cur, long long now_ms,
                           long long period_ms);
 /* ratelimit_allows - 1 when adding n to the sliding count keeps it at or
- * under the rule's count. */
+ * under the rule's count, or when n alone is more than count and the
+ * window is empty (a message with more recipients than a recipients
+ * rule allows in its period goes, alone, instead of never). */
 int ratelimit_allows(long long prev, long long cur, long long n,
                      long long count, long long now_ms, long long period_ms);
 
@@ -108,6 +110,19 @@ struct ratelimit_event {
 size_t ratelimit_match(const struct ratelimit_set *s,
                        const struct ratelimit_event *ev, size_t *out,
                        size_t max);
+
+/* ratelimit_message - what one whole transaction counts toward: the
+ * message rules that msg (client, user, sender domain, stream) falls
+ * under, each recipient (rcpt(arg, 0 .. nrcpts-1)) toward the
+ * recipient rules and the message rules of its domain, a message rule
+ * counting once. The rules' indexes in idx[], the amounts in amount[]
+ * (each with room for s->n), how many in *n. 0, or -1 with e set (out
+ * of memory). One request to the shared store carries it all. */
+int ratelimit_message(const struct ratelimit_set *s,
+                      const struct ratelimit_event *msg,
+                      const char *(*rcpt)(const void *, size_t),
+                      const void *arg, size_t nrcpts, size_t *idx,
+                      long long *amount, size_t *n, struct err *e);
 
 /* ratelimit_domain - the domain of an address (lower case into out), or
  * "" for the null sender or an address without one. */

@@ -3,8 +3,10 @@
 # stream_map names the stream of each message): the stream's mail is
 # held to its count with 452 4.7.1 and the rule named in the log; mail
 # on no stream, or on another, is not counted; a recipients rule on the
-# stream counts RCPT, apart from the messages rule on the same stream
-# and period. "relaychain report --stream" counts one stream's events.
+# stream counts recipients, apart from the messages rule on the same
+# stream and period. A message is counted once, after its data: over a
+# limit the data gets 452, never MAIL or RCPT. "relaychain report
+# --stream" counts one stream's events.
 . "$top_srcdir/tests/integration/smtpd_lib.sh"
 
 set -- $(free_ports 2)
@@ -21,7 +23,8 @@ printf '%s\n' "delivery = queue" "queue_directory = $T/spool" \
 rcd_start rcd "$T/q.conf" "$port" || finish
 
 # mail FROM TO... - one message in one session; prints the MAIL reply
-# code, then each RCPT's, then DATA's ("-" when not sent)
+# code, then each RCPT's, then the reply to the data ("-" when not
+# sent)
 mail() {
     "$PY" - "$port" "$@" <<'PY'
 import smtplib, sys
@@ -35,7 +38,10 @@ for t in tos if out[0] == '250' else []:
     out.append(str(c))
     ok += c == 250
 if out[0] == '250' and ok:
-    out.append(str(s.data(b'Subject: stream\r\n\r\nbody\r\n')[0]))
+    try:
+        out.append(str(s.data(b'Subject: stream\r\n\r\nbody\r\n')[0]))
+    except smtplib.SMTPDataError as e:
+        out.append(str(e.smtp_code))
 else:
     out.append('-')
 s.quit()
@@ -48,9 +54,9 @@ check "news 2" [ "$(mail news@client.example b@dest.example)" = "250 250 250" ]
 got=$(mail news@client.example c@dest.example d@dest.example)
 check "news 3: two recipients ($got)" [ "$got" = "250 250 250 250" ]
 got=$(mail news@client.example e@dest.example)
-check "news 4: MAIL gets 452 ($got)" [ "$got" = "452 -" ]
+check "news 4: the data gets 452 ($got)" [ "$got" = "250 250 452" ]
 check "the log names the rule" \
-    grep -q "reject: MAIL from .*452 4\.7\.1 .*rate_limit=$T/limits:2 stream:news (3 per 60s messages); from=<news@client.example>" "$T/rcd.log"
+    grep -q "reject: END-OF-MESSAGE from .*452 4\.7\.1 .*rate_limit=$T/limits:2 stream:news (3 per 60s messages); from=<news@client.example> to=<e@dest.example>" "$T/rcd.log"
 check "another stream is not counted" \
     [ "$(mail alerts@client.example f@dest.example)" = "250 250 250" ]
 check "mail on no stream is not counted" \
@@ -78,10 +84,23 @@ rcd_stop rcd
 # the recipients rule: a fresh count (a new daemon, memory store)
 printf '%s\n' 'stream:news 3/1m recipients' >"$T/limits"
 rcd_start rcd2 "$T/q.conf" "$port" || finish
-got=$(mail news@client.example r1@dest.example r2@dest.example r3@dest.example r4@dest.example)
-check "recipients: three taken, the fourth 452 ($got)" [ "$got" = "250 250 250 250 452 250" ]
+got=$(mail news@client.example r1@dest.example r2@dest.example)
+check "recipients: two taken ($got)" [ "$got" = "250 250 250 250" ]
+got=$(mail news@client.example r3@dest.example r4@dest.example)
+check "recipients: two more would be four of 3: 452 ($got)" [ "$got" = "250 250 250 452" ]
 check "the log names the recipients rule" \
-    grep -q "reject: RCPT from .*rate_limit=$T/limits:1 stream:news (3 per 60s recipients)" "$T/rcd2.log"
+    grep -q "reject: END-OF-MESSAGE from .*rate_limit=$T/limits:1 stream:news (3 per 60s recipients); from=<news@client.example> to=<r3@dest.example> and others" "$T/rcd2.log"
+got=$(mail news@client.example r5@dest.example)
+check "recipients: the third fits ($got)" [ "$got" = "250 250 250" ]
 rcd_stop rcd2
+# a message with more recipients than the rule allows goes into an
+# empty window, alone (a fresh daemon: a fresh count)
+rcd_start rcd3 "$T/q.conf" "$port" || finish
+got=$(mail news@client.example s1@dest.example s2@dest.example s3@dest.example s4@dest.example s5@dest.example)
+check "five recipients into an empty 3/1m window ($got)" [ "$got" = "250 250 250 250 250 250 250" ]
+got=$(mail news@client.example s6@dest.example)
+check "then nothing more ($got)" [ "$got" = "250 250 452" ]
+check "the sink got the burst" sink_wait sink 8 10
+rcd_stop rcd3
 [ "$failures" -gt 0 ] && tail -n 30 "$T/rcd.log" >&2
 finish

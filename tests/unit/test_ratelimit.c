@@ -62,6 +62,76 @@ test_window(void **state)
                 ratelimit_allows(10, 0, 1, 5, 500 + 10 * 1000, 1000), 0);
     unit_int_eq("weighted ok",
                 ratelimit_allows(10, 0, 1, 5, 600 + 10 * 1000, 1000), 1);
+    /* more than the count at once: only into an empty window */
+    unit_int_eq("burst, empty", ratelimit_allows(0, 0, 8, 5, 0, 1000), 1);
+    unit_int_eq("burst, one before", ratelimit_allows(0, 1, 8, 5, 0, 1000), 0);
+    unit_int_eq("burst, previous still weighs",
+                ratelimit_allows(8, 0, 8, 5, 10 * 1000 + 999, 1000), 0);
+    unit_int_eq("burst, previous gone",
+                ratelimit_allows(0, 0, 8, 5, 10 * 1000 + 999, 1000), 1);
+    unit_int_eq("at count, not empty", ratelimit_allows(0, 1, 5, 5, 0, 1000),
+                0);
+}
+
+static const char *
+test_rcpt_at(const void *arg, size_t i)
+{
+    return ((const char *const *)arg)[i];
+}
+
+/* ratelimit_message: one transaction's amounts, rule by rule */
+static void
+test_message(void **state)
+{
+    const char *text = "client:192.0.2.0/24 100/1m\n"             /* 0 */
+                       "user:alice 2000/1d recipients\n"          /* 1 */
+                       "rcpt_domain:gmail.com 20/1s\n"            /* 2 */
+                       "rcpt_domain:gmail.com 50/1s recipients\n" /* 3 */
+                       "rcpt_domain:yahoo.com 5/1s\n"             /* 4 */
+                       "stream:news 40/1s recipients\n";          /* 5 */
+    static const char *const rcpts[] = {"a@gmail.com", "b@Gmail.COM",
+                                        "c@example.net", "d@gmail.com"};
+    struct err e;
+    struct ratelimit_set *s =
+        ratelimit_parse_text("t", text, strlen(text), &e);
+    struct ratelimit_event ev;
+    size_t idx[6], n = 99;
+    long long amount[6];
+
+    (void)state;
+    assert_non_null(s);
+    memset(&ev, 0, sizeof(ev));
+    ev.client_addr = "192.0.2.9";
+    ev.user = "alice";
+    ev.sender_domain = "example.org";
+    ev.stream = "news";
+    unit_int_eq(
+        "taken",
+        ratelimit_message(s, &ev, test_rcpt_at, rcpts, 4, idx, amount, &n, &e),
+        0);
+    unit_int_eq("rules", n, 5);
+    unit_int_eq("client rule", idx[0], 0);
+    unit_int_eq("client: one message", amount[0], 1);
+    unit_int_eq("user rule", idx[1], 1);
+    unit_int_eq("user: four recipients", amount[1], 4);
+    unit_int_eq("gmail messages rule", idx[2], 2);
+    unit_int_eq("gmail: one message for three recipients", amount[2], 1);
+    unit_int_eq("gmail recipients rule", idx[3], 3);
+    unit_int_eq("gmail: three recipients", amount[3], 3);
+    unit_int_eq("stream rule", idx[4], 5);
+    unit_int_eq("stream: four recipients", amount[4], 4);
+    /* no recipient in yahoo.com, no stream, another client */
+    ev.stream = NULL;
+    ev.client_addr = "198.51.100.1";
+    ev.user = NULL;
+    unit_int_eq(
+        "taken again",
+        ratelimit_message(s, &ev, test_rcpt_at, rcpts, 1, idx, amount, &n, &e),
+        0);
+    unit_int_eq("gmail only", n, 2);
+    unit_int_eq("gmail messages", idx[0], 2);
+    unit_int_eq("gmail recipients", amount[1], 1);
+    ratelimit_set_free(s);
 }
 
 static void
@@ -183,26 +253,30 @@ test_memory_store(void **state)
         ratelimit_parse_text("t", text, strlen(text), &e);
     struct ratestate *st = ratestate_new("memory", RATESTATE_LOCAL, 100, &e);
     size_t both[2] = {0, 1}, client[1] = {1}, over = 99;
+    const long long one[2] = {1, 1}, two[1] = {2};
     int i;
 
     (void)state;
     assert_non_null(s);
     assert_non_null(st);
     for (i = 0; i < 3; i++)
-        unit_int_eq("within", ratestate_take(st, s, both, 2, 1, &over, &e),
+        unit_int_eq("within", ratestate_take(st, s, both, one, 2, &over, &e),
                     RATESTATE_TAKEN);
-    unit_int_eq("fourth", ratestate_take(st, s, both, 2, 1, &over, &e),
+    unit_int_eq("fourth", ratestate_take(st, s, both, one, 2, &over, &e),
                 RATESTATE_OVER);
     unit_int_eq("rule named", over, 0);
     /* the refused one was not counted toward the client: two more fit */
-    unit_int_eq("client 4", ratestate_take(st, s, client, 1, 1, &over, &e),
+    unit_int_eq("client 4", ratestate_take(st, s, client, one, 1, &over, &e),
                 RATESTATE_TAKEN);
-    unit_int_eq("client 5", ratestate_take(st, s, client, 1, 1, &over, &e),
+    unit_int_eq("client 5", ratestate_take(st, s, client, one, 1, &over, &e),
                 RATESTATE_TAKEN);
-    unit_int_eq("client 6", ratestate_take(st, s, client, 1, 1, &over, &e),
+    unit_int_eq("client 6", ratestate_take(st, s, client, one, 1, &over, &e),
                 RATESTATE_OVER);
     unit_int_eq("client rule", over, 1);
-    unit_int_eq("no rules", ratestate_take(st, s, client, 0, 1, &over, &e),
+    /* an amount: two at once where one is left does not fit */
+    unit_int_eq("alice two", ratestate_take(st, s, both, two, 1, &over, &e),
+                RATESTATE_OVER);
+    unit_int_eq("no rules", ratestate_take(st, s, client, one, 0, &over, &e),
                 RATESTATE_TAKEN);
     ratestate_free(st);
     ratelimit_set_free(s);
@@ -246,6 +320,7 @@ main(void)
         cmocka_unit_test(test_period),       cmocka_unit_test(test_window),
         cmocka_unit_test(test_parse),        cmocka_unit_test(test_match),
         cmocka_unit_test(test_memory_store), cmocka_unit_test(test_spec),
+        cmocka_unit_test(test_message),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
