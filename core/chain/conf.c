@@ -189,6 +189,8 @@ static const char *const conf_key_order[] = {
     "events_batch",
     "events_batch_time",
     "stream_map",
+    "stream_header", /* ---- events: read by the SMTP front end */
+    "stream_header_clients",
     "suppress_scope",
     "on_suppressed",
     "verp_domain",

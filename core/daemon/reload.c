@@ -93,6 +93,7 @@ reload_restart_keys(const struct cfg *boot, const struct cfg *cfg, char *note,
         "events_batch",
         "events_batch_time",
         "stream_map",
+        "stream_header", /* the events read it at open */
         "suppress_scope",
         "on_suppressed",
         /* ---- verp */

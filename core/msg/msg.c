@@ -657,3 +657,48 @@ msg_longest_line(const struct msg *m)
 {
     return m->longest;
 }
+
+int
+msg_raw_field(const char *data, size_t len, const char *name, char *out,
+              size_t n)
+{
+    const char *p = data, *end = data + len, *eol, *v;
+    size_t k = strlen(name), o = 0;
+    int rc = 1;
+
+    out[0] = '\0';
+    while (p < end && *p != '\r' && *p != '\n') {
+        if ((eol = memchr(p, '\n', (size_t)(end - p))) == NULL)
+            eol = end;
+        v = p + k;
+        if ((size_t)(eol - p) > k && strncasecmp(p, name, k) == 0) {
+            while (v < eol && (*v == ' ' || *v == '\t'))
+                v++;
+        }
+        if ((size_t)(eol - p) <= k || strncasecmp(p, name, k) != 0 ||
+            v >= eol || *v != ':') {
+            p = eol + 1;
+            continue;
+        }
+        for (v++;;) { /* this line, then each continuation line */
+            for (; v < eol; v++) {
+                if (*v == '\r' || ((*v == ' ' || *v == '\t') && o == 0))
+                    continue;
+                if (o + 1 < n)
+                    out[o++] = *v;
+                else
+                    rc = -1;
+            }
+            if (eol + 1 >= end || (eol[1] != ' ' && eol[1] != '\t'))
+                break;
+            v = eol + 1;
+            if ((eol = memchr(v, '\n', (size_t)(end - v))) == NULL)
+                eol = end;
+        }
+        while (o > 0 && (out[o - 1] == ' ' || out[o - 1] == '\t'))
+            o--;
+        out[o] = '\0';
+        return rc;
+    }
+    return 0;
+}

@@ -143,6 +143,13 @@ int msg_header_at(const struct msg *m, size_t i, const char **name,
 const char *msg_header_get(const struct msg *m, const char *name,
                            size_t index);
 size_t msg_header_name_count(const struct msg *m, const char *name);
+/* msg_raw_field - the first field called name (any case) in the header
+ * of raw message octets data[0..len), before any struct msg is made:
+ * its value unfolded, line ends dropped, blanks trimmed at both ends,
+ * into out (n > 0 octets). 1 when found, -1 when found and longer than
+ * n - 1 (out holds its start), 0 when the header has no such field. */
+int msg_raw_field(const char *data, size_t len, const char *name, char *out,
+                  size_t n);
 
 /* Editing the header. value is what follows "name:"; a leading space is
  * added when value does not start with white space. Values must not hold

@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "msg/msg.h"
 #include "util/buf.h"
 #include "util/fdio.h"
 #include "util/log.h"
@@ -81,16 +82,22 @@ events_bounce_is_hard(int code, const char *dsn)
 /* ------------------------------------------------------------ helpers */
 
 int
-events_stream(const struct events *ev, const char *auth_user,
-              const char *sender, char *out, size_t n)
+events_stream(const struct events *ev, const char *given,
+              const char *auth_user, const char *sender, char *out, size_t n)
 {
     struct buf b;
     struct err e;
     int rc = 0;
 
     out[0] = '\0';
-    if (ev == NULL || ev->streams == NULL)
+    if (ev == NULL || (ev->streams == NULL && !ev->stream_header))
         return 0;
+    if (given != NULL && given[0] != '\0') {
+        snprintf(out, n, "%s", given);
+        return 1;
+    }
+    if (ev->streams == NULL)
+        return 1;
     buf_init(&b, 1024);
     err_clear(&e);
     if (auth_user != NULL && auth_user[0] != '\0')
@@ -108,47 +115,14 @@ events_msgid(const struct iovec *iov, size_t niov, char *out, size_t n)
 {
     char head[16384];
     size_t len = 0, i, k;
-    char *p, *end, *v;
 
-    out[0] = '\0';
-    for (i = 0; i < niov && len < sizeof(head) - 1; i++) {
-        k = iov[i].iov_len < sizeof(head) - 1 - len ? iov[i].iov_len
-                                                    : sizeof(head) - 1 - len;
+    for (i = 0; i < niov && len < sizeof(head); i++) {
+        k = iov[i].iov_len < sizeof(head) - len ? iov[i].iov_len
+                                                : sizeof(head) - len;
         memcpy(head + len, iov[i].iov_base, k);
         len += k;
     }
-    head[len] = '\0';
-    for (p = head; p < head + len && *p != '\0';) {
-        if (*p == '\r' || *p == '\n')
-            break; /* the end of the header */
-        if ((end = strchr(p, '\n')) == NULL)
-            end = head + len;
-        if (strncasecmp(p, "Message-ID:", 11) == 0) {
-            v = p + 11;
-            /* one folded continuation is enough for real ids */
-            while (v < end && (*v == ' ' || *v == '\t'))
-                v++;
-            if (v >= end - 1 && end < head + len &&
-                (end[1] == ' ' || end[1] == '\t')) {
-                v = end + 1;
-                while (*v == ' ' || *v == '\t')
-                    v++;
-                end = strchr(v, '\n');
-                if (end == NULL)
-                    end = head + len;
-            }
-            k = (size_t)(end - v);
-            while (k > 0 &&
-                   (v[k - 1] == '\r' || v[k - 1] == ' ' || v[k - 1] == '\t'))
-                k--;
-            if (k >= n)
-                k = n - 1;
-            memcpy(out, v, k);
-            out[k] = '\0';
-            return;
-        }
-        p = end + 1;
-    }
+    (void)msg_raw_field(head, len, "Message-ID", out, n);
 }
 
 /* ------------------------------------------------------------- spool */
@@ -635,6 +609,7 @@ events_open(const struct events_settings *s, struct err *e)
     if (s->stream_map != NULL &&
         (ev->streams = regmap_load(s->stream_map, e)) == NULL)
         goto fail;
+    ev->stream_header = s->stream_header;
     /* ---- verp */
     if (s->verp_domain != NULL) {
         snprintf(ev->verp_domain, sizeof(ev->verp_domain), "%s",
@@ -895,15 +870,16 @@ events_emit_sync(struct events *ev, const struct events_rec *r, struct err *e)
 }
 
 int
-events_verp_sender(struct events *ev, const char *qid, const char *auth_user,
-                   const char *sender, const char *rcpt, char *out, size_t n)
+events_verp_sender(struct events *ev, const char *qid, const char *given,
+                   const char *auth_user, const char *sender, const char *rcpt,
+                   char *out, size_t n)
 {
     char stream[256];
 
     if (ev == NULL || ev->verp_domain[0] == '\0' || sender == NULL ||
         sender[0] == '\0')
         return 0; /* the null sender (bounces) is never rewritten */
-    if (events_stream(ev, auth_user, sender, stream, sizeof(stream)) &&
+    if (events_stream(ev, given, auth_user, sender, stream, sizeof(stream)) &&
         stream[0] == '\0')
         return 0; /* streams are tracked, and this mail is on none */
     if (verp_sender(&ev->verp_key, ev->verp_domain, qid, rcpt, out, n) < 0) {

@@ -81,6 +81,7 @@ struct events_settings {
     const char *password_file; /* PostgreSQL's password, or NULL */
     const char *spool;         /* the spool file; NULL: STORE.spool (SQLite) */
     const char *stream_map;    /* a regmap file, or NULL */
+    int stream_header;         /* stream_header is set */
     size_t buffer_max;         /* events held in memory */
     size_t batch_max;          /* events per transaction */
     long long batch_ms;        /* longest wait to fill a batch */
@@ -128,11 +129,14 @@ int events_flush(struct events *ev, long long wait_ms);
 
 void events_stats(struct events *ev, struct events_stats *st);
 
-/* events_stream - the stream of mail from sender (authenticated as
- * auth_user, or NULL) by stream_map into out (n octets, "" when none).
- * Returns 1 when stream_map is set (streams are tracked), else 0. */
-int events_stream(const struct events *ev, const char *auth_user,
-                  const char *sender, char *out, size_t n);
+/* events_stream - the stream of a message into out (n octets, "" when
+ * none): given (the stream_header of a trusted client, as the front end
+ * took it), else by stream_map from auth_user (or NULL) or sender.
+ * Returns 1 when streams are tracked (stream_map or stream_header is
+ * set), else 0. */
+int events_stream(const struct events *ev, const char *given,
+                  const char *auth_user, const char *sender, char *out,
+                  size_t n);
 
 /* events_suppressed - 1 when rcpt is on the suppression list (globally
  * or for stream), with "REASON, DATE" in why (n octets); 0 when not; -1
@@ -157,10 +161,11 @@ int events_bounce_is_hard(int code, const char *dsn);
 /* ---- verp: VERP senders, and what comes back to them (events_in.c) */
 
 /* events_verp_sender - in out (n octets) the VERP envelope sender of the
- * copy of message qid (from sender, authenticated as auth_user) for
- * rcpt: 1 when it is rewritten (verp_domain set, sender not null, the
- * mail on a tracked stream), 0 when the sender stays. */
-int events_verp_sender(struct events *ev, const char *qid,
+ * copy of message qid (on stream given, or from sender authenticated as
+ * auth_user: events_stream) for rcpt: 1 when it is rewritten
+ * (verp_domain set, sender not null, the mail on a tracked stream), 0
+ * when the sender stays. */
+int events_verp_sender(struct events *ev, const char *qid, const char *given,
                        const char *auth_user, const char *sender,
                        const char *rcpt, char *out, size_t n);
 

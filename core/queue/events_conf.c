@@ -217,6 +217,8 @@ events_settings_from(const struct cfg *c, struct events_settings *s)
     s->spool = cfg_str(c, "events_spool");
     s->password_file = cfg_str(c, "events_store_password_file");
     s->stream_map = cfg_str(c, "stream_map");
+    /* a key of the SMTP front end's, which reads the header */
+    s->stream_header = cfg_is_set(c, "stream_header");
     s->buffer_max = (size_t)cfg_num(c, "events_buffer");
     s->batch_max = (size_t)cfg_num(c, "events_batch");
     s->batch_ms = cfg_num(c, "events_batch_time");

@@ -24,6 +24,7 @@ struct events {
     char store[EVENTS_PATH_MAX], password_file[EVENTS_PATH_MAX];
     char spool[EVENTS_PATH_MAX], replay[EVENTS_PATH_MAX + 8];
     struct regmap *streams;
+    int stream_header; /* streams also come from stream_header */
     int suppress_stream, drop;
     size_t batch_max;
     long long batch_ms;

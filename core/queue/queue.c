@@ -425,7 +425,7 @@ queue_commit(struct queue *q, const struct queue_msg *m, struct err *e)
 
         events_msgid(m->iov ? m->iov : &one, m->iov ? m->niov : 1, msgid,
                      sizeof(msgid));
-        events_stream(q->events, m->auth_user, m->sender, stream,
+        events_stream(q->events, m->stream, m->auth_user, m->sender, stream,
                       sizeof(stream));
         memset(&r, 0, sizeof(r));
         r.type = EVENTS_RECEIVED;

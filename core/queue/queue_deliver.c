@@ -184,8 +184,8 @@ queue_deliver_route(struct queue_job *j, size_t ri, const size_t *idx,
         const char *from = qf->sender;
 
         if (j->verp && n == 1 &&
-            events_verp_sender(q->events, j->id, qf->auth_user, qf->sender,
-                               qf->rcpts[idx[0]].addr, verp,
+            events_verp_sender(q->events, j->id, qf->stream, qf->auth_user,
+                               qf->sender, qf->rcpts[idx[0]].addr, verp,
                                sizeof(verp)) == 1)
             from = verp;
         rc = smtpc_mail(c, &env, from, params, &r, &e);
@@ -485,8 +485,8 @@ queue_finish(struct queue_job *j, int fd, long long *next_ms)
                                                      : age_ms;
 
         events_msgid(&one, 1, ev_msgid, sizeof(ev_msgid));
-        events_stream(q->events, qf->auth_user, qf->sender, ev_stream,
-                      sizeof(ev_stream));
+        events_stream(q->events, qf->stream, qf->auth_user, qf->sender,
+                      ev_stream, sizeof(ev_stream));
         ev_next_us = now + b * 1000;
     }
 
@@ -733,8 +733,8 @@ queue_attempt_with(struct queue *q, struct queue_settings *set, const char *id,
     if (q->events != NULL) {
         char verp[320];
 
-        j.verp = events_verp_sender(q->events, id, j.qf.auth_user, j.qf.sender,
-                                    "", verp, sizeof(verp));
+        j.verp = events_verp_sender(q->events, id, j.qf.stream, j.qf.auth_user,
+                                    j.qf.sender, "", verp, sizeof(verp));
     }
     for (r = 0; r < set->nroutes; r++) {
         for (n = 0, i = 0; i < j.qf.nrcpts; i++)

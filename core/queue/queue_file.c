@@ -204,6 +204,8 @@ queue_head(const struct queue_msg *m, long long queued_us, struct buf *out,
         queue_rec_str(out, QUEUE_REC_HELO, m->helo, e) < 0 ||
         (m->auth_user != NULL && m->auth_user[0] != '\0' &&
          queue_rec_str(out, QUEUE_REC_AUTH, m->auth_user, e) < 0) ||
+        (m->stream != NULL && m->stream[0] != '\0' &&
+         queue_rec_str(out, QUEUE_REC_STREAM, m->stream, e) < 0) ||
         queue_rec_str(out, QUEUE_REC_FROM, m->sender, e) < 0 ||
         queue_rec_str(out, QUEUE_REC_PARAMS, m->sender_params, e) < 0)
         return -1;
@@ -363,7 +365,7 @@ queue_rec_len(const char *p)
 }
 
 /* The order records must come in; singletons may appear once. */
-static const char queue_order[] = "VSTCNHAFPORME";
+static const char queue_order[] = "VSTCNHAYFPORME";
 static const char queue_once[] = "VSTCNHAFPME";
 static const char queue_needed[] = "VSTCNHFPRME";
 
@@ -531,14 +533,16 @@ queue_parse_payload(struct queue_file *qf, const char *buf, int type,
     case QUEUE_REC_NAME:
     case QUEUE_REC_HELO:
     case QUEUE_REC_AUTH:
+    case QUEUE_REC_STREAM:
     case QUEUE_REC_FROM:
     case QUEUE_REC_PARAMS: {
-        const char **field = type == QUEUE_REC_CLIENT ? &qf->client_addr
-                             : type == QUEUE_REC_NAME ? &qf->client_name
-                             : type == QUEUE_REC_HELO ? &qf->helo
-                             : type == QUEUE_REC_AUTH ? &qf->auth_user
-                             : type == QUEUE_REC_FROM ? &qf->sender
-                                                      : &qf->sender_params;
+        const char **field = type == QUEUE_REC_CLIENT   ? &qf->client_addr
+                             : type == QUEUE_REC_NAME   ? &qf->client_name
+                             : type == QUEUE_REC_HELO   ? &qf->helo
+                             : type == QUEUE_REC_AUTH   ? &qf->auth_user
+                             : type == QUEUE_REC_STREAM ? &qf->stream
+                             : type == QUEUE_REC_FROM   ? &qf->sender
+                                                        : &qf->sender_params;
 
         if (queue_text(p, end) != end)
             return err_set(e, ERR_INPUT,
@@ -618,6 +622,8 @@ queue_file_parse(const char *buf, size_t len, int head_only,
         return -1;
     if (qf->auth_user == NULL)
         qf->auth_user = "";
+    if (qf->stream == NULL)
+        qf->stream = "";
     return 0;
 }
 

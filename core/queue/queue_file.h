@@ -12,8 +12,8 @@
  * delay-warning flag ('-' or 'W'), each written with pwrite() and made
  * durable with fdatasync() before anything depends on it.
  *
- * Records come in this order: V S T C N H [A] F P O... R... M E, each
- * once but the recipients ('O' as the client gave them, 'R' after the
+ * Records come in this order: V S T C N H [A] [Y] F P O... R... M E,
+ * each once but the recipients ('O' as the client gave them, 'R' after the
  * chain). A reader refuses anything else -- an unknown type, a record
  * out of order or repeated, a length past the end, text with control
  * characters, a bad checksum, data after the end record -- so a torn or
@@ -42,7 +42,10 @@
 #define QUEUE_REC_CLIENT 'C'  /* client address */
 #define QUEUE_REC_NAME 'N'    /* client name */
 #define QUEUE_REC_HELO 'H'
-#define QUEUE_REC_AUTH 'A'   /* SASL login (optional) */
+#define QUEUE_REC_AUTH 'A' /* SASL login (optional) */
+#define QUEUE_REC_STREAM                                                      \
+    'Y'                      /* the stream a trusted client named (optional)  \
+                              */
 #define QUEUE_REC_FROM 'F'   /* envelope sender, "" for the null sender */
 #define QUEUE_REC_PARAMS 'P' /* MAIL FROM parameters as the client sent */
 #define QUEUE_REC_ORIG                                                        \
@@ -61,6 +64,7 @@ struct queue_msg {
     const char *qid;
     long long arrival_us; /* when MAIL FROM came */
     const char *client_addr, *client_name, *helo, *auth_user;
+    const char *stream; /* stream_header's; NULL or "": none */
     const char *sender, *sender_params;
     const struct msg_rcpt *rcpts; /* the envelope after the chain */
     size_t nrcpts;
@@ -86,6 +90,7 @@ struct queue_file {
     char warned;       /* '-' or 'W' */
     size_t warned_off; /* offset of that octet */
     const char *client_addr, *client_name, *helo, *auth_user; /* "" */
+    const char *stream;                                       /* "" */
     const char *sender, *sender_params;
     struct queue_file_rcpt *rcpts; /* owned: queue_file_fini() */
     size_t nrcpts;

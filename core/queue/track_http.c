@@ -271,7 +271,7 @@ track_http_emit(struct track_http *th, enum events_type type,
     r.msgid = t->msgid;
     r.sender = t->sender;
     r.rcpt = t->rcpt;
-    (void)events_stream(th->ev, NULL, t->sender, stream, sizeof(stream));
+    (void)events_stream(th->ev, NULL, NULL, t->sender, stream, sizeof(stream));
     r.stream = stream;
     r.hard = machine;
     r.relay = rq->client;

@@ -106,8 +106,9 @@ static const struct cfg_option smtpd_conf_options[] = {
     /* ---- fleet: rate limits, their shared state, the PROXY protocol */
     {"rate_limits", CFG_PATH, NULL,
      "file of rate limit rules, WHO COUNT/PERIOD [messages|recipients] a "
-     "line (client:CIDR, user:NAME, sender_domain:DOM, rcpt_domain:DOM); "
-     "over a limit MAIL or RCPT gets 452 4.7.1",
+     "line (client:CIDR, user:NAME, sender_domain:DOM, rcpt_domain:DOM, "
+     "stream:NAME); counted once a message, after its data; over a limit "
+     "the message gets 452 4.7.1",
      NULL, 0, 0, 0},
     {"state_store", CFG_STRING, "memory",
      "where rate limit counters live: memory (this node) or "
@@ -115,7 +116,7 @@ static const struct cfg_option smtpd_conf_options[] = {
      NULL, 0, 0, 0},
     {"state_on_error", CFG_ENUM, "local",
      "when the Redis of state_store does not answer: local (count on this "
-     "node) or tempfail (451 4.3.0 to commands a limit applies to)",
+     "node) or tempfail (451 4.3.0 to messages a limit applies to)",
      smtpd_conf_state_on_error_choices, 0, 0, 0},
     {"state_timeout", CFG_TIME, "250ms",
      "bound on connecting to and each request of the state_store Redis", NULL,
@@ -132,6 +133,17 @@ static const struct cfg_option smtpd_conf_options[] = {
     {"proxy_protocol_timeout", CFG_TIME, "5s",
      "how long to wait for the PROXY header", NULL, 100, 60 * 1000LL, 0},
     /* ---- end fleet */
+    /* ---- events: the stream named in a header */
+    {"stream_header", CFG_STRING, NULL,
+     "header field (X-Relaychain-Stream) in which a client of "
+     "stream_header_clients names the message's stream for the delivery "
+     "events, over stream_map; removed from every message before the chain",
+     NULL, 0, 0, 0},
+    {"stream_header_clients", CFG_LIST, "mynetworks",
+     "clients whose stream_header is believed: mynetworks, authenticated, "
+     "all, or networks (CIDR); from others it is removed and ignored",
+     NULL, 0, 0, 0},
+    /* ---- end events */
     CFG_OPTION_END,
 };
 
@@ -218,9 +230,10 @@ smtpd_conf_check(const struct cfg *c, struct err *e)
             return cfg_err(e, c, "rate_limits", "%s", e->text);
         /* a message's stream comes from the delivery events' stream_map */
         if ((r = ratelimit_first_of(rs, RATELIMIT_STREAM)) != NULL &&
-            !cfg_is_set(c, "stream_map")) {
+            !cfg_is_set(c, "stream_map") && !cfg_is_set(c, "stream_header")) {
             cfg_err(e, c, "rate_limits",
-                    "%s: a stream rule needs stream_map (and events_store)",
+                    "%s: a stream rule needs stream_map or stream_header "
+                    "(and events_store)",
                     r->id);
             ratelimit_set_free(rs);
             return -1;
@@ -238,6 +251,21 @@ smtpd_conf_check(const struct cfg *c, struct err *e)
                        "needs proxy_protocol_hosts, the balancers that may "
                        "send the header");
     /* ---- end fleet */
+    /* ---- events */
+    if ((s = cfg_str(c, "stream_header")) != NULL) {
+        if (s[0] == '\0' || strlen(s) > 76 ||
+            strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                      "0123456789-") != strlen(s))
+            return cfg_err(e, c, "stream_header",
+                           "'%.100s' is not a header field name (letters, "
+                           "digits and '-')",
+                           s);
+        if (!cfg_is_set(c, "events_store"))
+            return cfg_err(e, c, "stream_header",
+                           "streams are kept with the delivery events: it "
+                           "needs events_store");
+    }
+    /* ---- end events */
     return 0;
 }
 

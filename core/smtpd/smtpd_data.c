@@ -10,7 +10,10 @@
  * on the way is freed at once, read to its end and answered 452 4.3.1.
  * smtpd_cmd_data() gives the count back on each of its ways out.
  *
- * What passes its checks goes to smtpd_deliver(); the reply for the
+ * What passes its checks has the stream of stream_header taken (from
+ * trusted clients), the recipients suppressed for that stream dropped,
+ * and is counted toward the rate limits (one request to the shared
+ * store a message), then goes to smtpd_deliver(); the reply for the
  * client is given before smtpd_cmd_data() returns.
  */
 #include "config.h"
@@ -21,6 +24,7 @@
 
 #include "net/netio.h"
 #include "net/ratestate.h"
+#include "msg/msg.h"
 #include "util/buf.h"
 #include "util/log.h"
 #include "util/memlimit.h"
@@ -213,6 +217,102 @@ smtpd_data_size(const struct smtpd_session *s)
     return size > SMTPD_MEM_STEP ? (size_t)size : SMTPD_MEM_STEP;
 }
 
+/* ---- events: the stream a trusted client names in stream_header */
+
+#define SMTPD_STREAM_CHARS                                                    \
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
+
+/* smtpd_stream_take - with stream_header set, the stream the message
+ * names in it into s->stream, when the client (as the chain sees it:
+ * PROXY's or XFORWARD's) is one of stream_header_clients and the value
+ * is a stream name; else none, and a header from anyone else is logged.
+ * The field itself never leaves: smtpd_prepare() removes it. */
+static void
+smtpd_stream_take(struct smtpd_session *s, const struct buf *data)
+{
+    char v[SMTPD_STREAM_MAX + 1], client[SMTPD_CLIENT_MAX];
+    const char *name = s->rt->stream_header;
+    struct smtpd_facts f;
+    int rc;
+
+    s->stream[0] = '\0';
+    if (name == NULL || data->len == 0 ||
+        (rc = msg_raw_field(data->data, data->len, name, v, sizeof(v))) == 0)
+        return;
+    f = smtpd_facts(s);
+    f.addr = smtpd_env_addr(s);
+    smtpd_client(s, client, sizeof(client));
+    if (!smtpd_clients_has(s->rt, &s->rt->stream_clients, &f)) {
+        log_info(s->qid,
+                 "%s from %s, not one of stream_header_clients: removed "
+                 "and not believed",
+                 name, client);
+        return;
+    }
+    if (rc < 0 || v[0] == '\0' || strspn(v, SMTPD_STREAM_CHARS) != strlen(v)) {
+        log_warning(s->qid,
+                    "%s from %s: '%.64s' is not a stream name (at most %d "
+                    "letters, digits, '.', '_' or '-'): removed and ignored",
+                    name, client, v, SMTPD_STREAM_MAX);
+        return;
+    }
+    memcpy(s->stream, v, strlen(v) + 1);
+    log_info(s->qid, "stream=%s, from %s", s->stream, name);
+}
+
+/* smtpd_stream_suppressed - the recipients on the suppression list for
+ * the stream of stream_header (RCPT looked them up for stream_map's,
+ * before the header came) leave the envelope, each with a suppressed
+ * event: after the data no reply refuses one recipient. When none is
+ * left the message is answered (550 5.7.1, or 250 and discarded with
+ * on_suppressed = drop) and 1 returned; else 0. */
+static int
+smtpd_stream_suppressed(struct smtpd_session *s, const struct buf *data)
+{
+    struct events *ev = queue_events(s->srv->queue);
+    char map[256], why[400], reply[600], msgid[512];
+    size_t i = 0;
+
+    if (s->stream[0] == '\0' || ev == NULL)
+        return 0;
+    if (events_stream(ev, NULL, s->auth_user, s->sender, map, sizeof(map)) &&
+        strcmp(map, s->stream) == 0)
+        return 0; /* RCPT asked for this very stream */
+    (void)msg_raw_field(data->data, data->len, "Message-ID", msgid,
+                        sizeof(msgid));
+    while (i < s->nrcpts) {
+        struct smtpd_rcpt *r = &s->rcpts[i];
+
+        if (events_suppressed(ev, r->addr, s->stream, why, sizeof(why)) != 1) {
+            i++;
+            continue;
+        }
+        log_info(s->qid, "suppressed: to=<%s> on stream %s dropped (%s)",
+                 r->addr, s->stream, why);
+        smtpd_suppressed_event(s, ev, msgid, r->addr, s->stream, why);
+        snprintf(reply, sizeof(reply), "550 5.7.1 recipient suppressed (%s)",
+                 why);
+        free(r->addr);
+        free(r->params);
+        free(r->group);
+        memmove(r, r + 1, (s->nrcpts - i - 1) * sizeof(*r));
+        s->nrcpts--;
+        s->n_dropped++;
+    }
+    if (s->nrcpts > 0)
+        return 0;
+    if (events_drops(ev)) {
+        log_info(s->qid, "discarded: every recipient suppressed; from=<%s>",
+                 s->sender);
+        smtpd_reply(s, "250 2.0.0 Ok: queued as %s", s->qid);
+    } else {
+        smtpd_reply_id(s, reply);
+    }
+    return 1;
+}
+
+/* ---- end events */
+
 /* ---- fleet: rate limits */
 
 static const char *
@@ -249,7 +349,8 @@ smtpd_rate_refuses(struct smtpd_session *s)
     ev.sender_domain = ratelimit_domain(s->sender, sdom, sizeof(sdom));
     evs = s->rt->queue_mode ? queue_events(s->srv->queue) : NULL;
     if (evs != NULL &&
-        events_stream(evs, s->auth_user, s->sender, stream, sizeof(stream)) &&
+        events_stream(evs, s->stream, s->auth_user, s->sender, stream,
+                      sizeof(stream)) &&
         stream[0] != '\0')
         ev.stream = stream;
     idx = calloc(s->rt->limits->n, sizeof(*idx));
@@ -413,10 +514,11 @@ smtpd_cmd_data(struct smtpd_session *s, const char *arg)
         smtpd_reply(s, "250 2.0.0 Ok: queued as %s", s->qid);
     } else if (s->inbound) { /* ---- verp: read, not relayed */
         smtpd_inbound(s, &data);
-    } else if (smtpd_rate_refuses(s)) { /* ---- fleet */
-        ;
     } else {
-        smtpd_deliver(s, &data);
+        smtpd_stream_take(s, &data); /* ---- events */
+        if (!smtpd_stream_suppressed(s, &data) &&
+            !smtpd_rate_refuses(s)) /* ---- fleet */
+            smtpd_deliver(s, &data);
     }
     buf_fini(&data);
     smtpd_mem_give(s);

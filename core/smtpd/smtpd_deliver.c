@@ -308,6 +308,7 @@ smtpd_queue_msg(const struct smtpd_session *s, const char *qid,
     qm->client_name = smtpd_env_name(s);
     qm->helo = smtpd_env_helo(s);
     qm->auth_user = s->auth_user;
+    qm->stream = s->stream; /* ---- events */
     qm->sender = env->sender;
     qm->sender_params = env->sender_params;
     qm->rcpts = env->rcpts;
@@ -362,7 +363,7 @@ smtpd_enqueue(struct smtpd_session *s, const struct msg_env *env,
 }
 
 /* smtpd_prepare - the step's preparation (chain/step.h): this hop's
- * Received field, then the "from=" line. */
+ * Received field, stream_header removed, then the "from=" line. */
 static int
 smtpd_prepare(void *arg, struct msg *m, size_t size, struct err *e)
 {
@@ -371,6 +372,11 @@ smtpd_prepare(void *arg, struct msg *m, size_t size, struct err *e)
     (void)e; /* smtpd_received fills s->e, which is e */
     if (smtpd_received(s, m) < 0)
         return -1;
+    /* ---- events: stream_header never leaves, believed or not */
+    while (s->rt->stream_header != NULL &&
+           msg_header_get(m, s->rt->stream_header, 1) != NULL)
+        if (msg_header_delete(m, "smtpd", s->rt->stream_header, 1, &s->e) < 0)
+            return -1;
     log_info(s->qid, "from=<%s>, size=%zu, nrcpt=%zu", s->sender, size,
              s->nrcpts);
     return 0;

@@ -271,6 +271,29 @@ smtpd_rcpt_group(struct smtpd_session *s, const char *addr, char **kept)
     return 1;
 }
 /* ---- end encrypt */
+/* ---- events: smtpd_suppressed_event - the event of rcpt, suppressed
+ * for stream (why: "REASON, DATE"), of the message msgid (NULL at RCPT,
+ * before there is one) */
+void
+smtpd_suppressed_event(struct smtpd_session *s, struct events *ev,
+                       const char *msgid, const char *rcpt, const char *stream,
+                       const char *why)
+{
+    struct events_rec r;
+
+    memset(&r, 0, sizeof(r));
+    r.type = EVENTS_SUPPRESSED;
+    r.qid = s->qid;
+    r.msgid = msgid;
+    r.sender = s->sender;
+    r.rcpt = rcpt;
+    r.stream = stream;
+    r.code = 550;
+    r.dsn = "5.7.1";
+    r.text = why;
+    events_emit(ev, &r);
+}
+
 /* ---- events: smtpd_rcpt_suppressed - in queue mode with events_store,
  * a recipient on the suppression list (for the sender's stream, or for
  * all mail when stream_map is unset) is refused with 550 5.7.1, or with
@@ -282,11 +305,11 @@ smtpd_rcpt_suppressed(struct smtpd_session *s, const char *rcpt)
 {
     struct events *ev = s->rt->queue_mode ? queue_events(s->srv->queue) : NULL;
     char stream[256], why[400], reply[600];
-    struct events_rec r;
 
     if (ev == NULL)
         return 0;
-    if (events_stream(ev, s->auth_user, s->sender, stream, sizeof(stream)) &&
+    if (events_stream(ev, NULL, s->auth_user, s->sender, stream,
+                      sizeof(stream)) &&
         stream[0] == '\0')
         return 0; /* streams are tracked, and this mail is on none */
     if (events_suppressed(ev, rcpt, stream, why, sizeof(why)) != 1)
@@ -297,16 +320,7 @@ smtpd_rcpt_suppressed(struct smtpd_session *s, const char *rcpt)
                  rcpt, why);
     else
         smtpd_noqueue_reject(s, "RCPT", reply, rcpt);
-    memset(&r, 0, sizeof(r));
-    r.type = EVENTS_SUPPRESSED;
-    r.qid = s->qid;
-    r.sender = s->sender;
-    r.rcpt = rcpt;
-    r.stream = stream;
-    r.code = 550;
-    r.dsn = "5.7.1";
-    r.text = why;
-    events_emit(ev, &r);
+    smtpd_suppressed_event(s, ev, NULL, rcpt, stream, why);
     if (events_drops(ev)) {
         s->n_dropped++;
         smtpd_reply(s, "250 2.1.5 Ok");

@@ -66,6 +66,15 @@ struct smtpc_pool;
 #define SMTPD_QID_CHARS                                                       \
     "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
+/* A list of clients as smtpd_dsn_clients and stream_header_clients
+ * take it: the words mynetworks, authenticated and all, and networks. */
+struct smtpd_clients {
+    struct cidr_list *nets;
+    int mynetworks, auth, all;
+};
+
+#define SMTPD_STREAM_MAX 64 /* octets of a stream named in stream_header */
+
 /* The SMTP front end's part of a struct runtime (chain/runtime.h): what
  * its sessions need that is built from the configuration. */
 struct smtpd_runtime {
@@ -74,8 +83,7 @@ struct smtpd_runtime {
     char hostbuf[256];
     struct cidr_list *mynetworks;
     struct cidr_list *xforward_hosts;
-    struct cidr_list *dsn_nets; /* smtpd_dsn_clients: the networks named */
-    int dsn_mynetworks, dsn_auth, dsn_all; /* ...and the words */
+    struct smtpd_clients dsn; /* smtpd_dsn_clients */
     const char *const *relay_domains;
     size_t nrelay_domains;
     struct auth_table *auth;
@@ -107,6 +115,9 @@ struct smtpd_runtime {
     struct cidr_list *proxy_hosts;
     int proxy_timeout_ms;
     /* ---- end fleet */
+    /* ---- events: the stream a trusted client names in a header */
+    const char *stream_header; /* NULL: none; borrowed from cf */
+    struct smtpd_clients stream_clients;
 };
 
 struct smtpd_server {
@@ -165,7 +176,8 @@ struct smtpd_session {
     char rcpt_group[256];
     /* ---- end encrypt */
     size_t n_dropped; /* ---- events: suppressed and dropped (drop) */
-    int inbound;      /* ---- verp: the transaction is for the relay */
+    char stream[SMTPD_STREAM_MAX + 1]; /* ---- events: stream_header's */
+    int inbound; /* ---- verp: the transaction is for the relay */
     struct smtpc_conn *hop;
     struct timeval t_start;
     size_t mem_held; /* octets counted in srv->mem for this DATA */
@@ -202,6 +214,15 @@ struct smtpd_answer {
 int smtpd_has_ctl(const char *text, size_t n);
 int smtpd_relay_ok(const struct smtpd_runtime *rt, const struct smtpd_facts *f,
                    const char *rcpt);
+struct events;
+/* smtpd_suppressed_event - record that rcpt is suppressed for stream. */
+void smtpd_suppressed_event(struct smtpd_session *s, struct events *ev,
+                            const char *msgid, const char *rcpt,
+                            const char *stream, const char *why);
+/* smtpd_clients_has - 1 when the client of f is in the list l. */
+int smtpd_clients_has(const struct smtpd_runtime *rt,
+                      const struct smtpd_clients *l,
+                      const struct smtpd_facts *f);
 int smtpd_dsn_ok(const struct smtpd_runtime *rt, const struct smtpd_facts *f);
 int smtpd_dsn_offered(const struct smtpd_runtime *rt,
                       const struct smtpd_facts *f);

@@ -37,16 +37,22 @@ smtpd_has_ctl(const char *text, size_t n)
     return 0;
 }
 
+int
+smtpd_clients_has(const struct smtpd_runtime *rt,
+                  const struct smtpd_clients *l, const struct smtpd_facts *f)
+{
+    return l->all || (l->auth && f->auth_user != NULL) ||
+           (l->mynetworks && cidr_list_contains(rt->mynetworks, f->addr)) ||
+           cidr_list_contains(l->nets, f->addr);
+}
+
 /* smtpd_dsn_ok - are this client's DSN requests honoured
  * (smtpd_dsn_clients)? A report carries what the client chose to whom
  * it named as sender: an open reflector unless the client is known. */
 int
 smtpd_dsn_ok(const struct smtpd_runtime *rt, const struct smtpd_facts *f)
 {
-    return rt->dsn_all || (rt->dsn_auth && f->auth_user != NULL) ||
-           (rt->dsn_mynetworks &&
-            cidr_list_contains(rt->mynetworks, f->addr)) ||
-           cidr_list_contains(rt->dsn_nets, f->addr);
+    return smtpd_clients_has(rt, &rt->dsn, f);
 }
 
 /* smtpd_dsn_offered - does EHLO offer DSN? Not to a client whose
@@ -57,7 +63,7 @@ int
 smtpd_dsn_offered(const struct smtpd_runtime *rt, const struct smtpd_facts *f)
 {
     return rt->queue_mode &&
-           (smtpd_dsn_ok(rt, f) || (rt->dsn_auth && rt->auth != NULL));
+           (smtpd_dsn_ok(rt, f) || (rt->dsn.auth && rt->auth != NULL));
 }
 
 /* smtpd_starttls_offered - does EHLO offer STARTTLS? */

@@ -42,29 +42,31 @@ smtpd_cidr(const struct cfg *c, const char *key, struct err *e)
     return l;
 }
 
-/* smtpd_dsn_clients - smtpd_dsn_clients: the words "mynetworks",
- * "authenticated" and "all", and networks as in mynetworks. */
+/* smtpd_clients - the list of clients at key (smtpd_dsn_clients,
+ * stream_header_clients): the words "mynetworks", "authenticated" and
+ * "all", and networks as in mynetworks. */
 static int
-smtpd_dsn_clients(struct smtpd_runtime *rt, const struct cfg *c, struct err *e)
+smtpd_clients(struct smtpd_clients *l, const struct cfg *c, const char *key,
+              struct err *e)
 {
     const char *const *items;
     const char **nets;
-    size_t n = cfg_list(c, "smtpd_dsn_clients", &items), i, k = 0;
+    size_t n = cfg_list(c, key, &items), i, k = 0;
 
     if ((nets = calloc(n + 1, sizeof(*nets))) == NULL)
         return err_nomem(e);
     for (i = 0; i < n; i++) {
         if (strcasecmp(items[i], "mynetworks") == 0) {
-            rt->dsn_mynetworks = 1;
+            l->mynetworks = 1;
         } else if (strcasecmp(items[i], "authenticated") == 0) {
-            rt->dsn_auth = 1;
+            l->auth = 1;
         } else if (strcasecmp(items[i], "all") == 0) {
-            rt->dsn_all = 1;
+            l->all = 1;
         } else if (strchr(items[i], '.') == NULL &&
                    strchr(items[i], ':') == NULL) {
             /* a word, not an address: a typo must not pass as a network */
             free(nets);
-            return cfg_err(e, c, "smtpd_dsn_clients",
+            return cfg_err(e, c, key,
                            "'%.100s': not mynetworks, authenticated, all or "
                            "a network",
                            items[i]);
@@ -72,10 +74,10 @@ smtpd_dsn_clients(struct smtpd_runtime *rt, const struct cfg *c, struct err *e)
             nets[k++] = items[i];
         }
     }
-    rt->dsn_nets = cidr_list_new(nets, k, e);
+    l->nets = cidr_list_new(nets, k, e);
     free(nets);
-    if (rt->dsn_nets == NULL)
-        return cfg_err(e, c, "smtpd_dsn_clients", "%s", e->text);
+    if (l->nets == NULL)
+        return cfg_err(e, c, key, "%s", e->text);
     return 0;
 }
 
@@ -105,7 +107,11 @@ smtpd_runtime_build(const struct conf *cf, struct err *e)
     if ((rt->mynetworks = smtpd_cidr(c, "mynetworks", e)) == NULL ||
         (rt->xforward_hosts = smtpd_cidr(c, "xforward_hosts", e)) == NULL)
         goto fail;
-    if (smtpd_dsn_clients(rt, c, e) < 0)
+    if (smtpd_clients(&rt->dsn, c, "smtpd_dsn_clients", e) < 0)
+        goto fail;
+    /* ---- events */
+    rt->stream_header = cfg_str(c, "stream_header");
+    if (smtpd_clients(&rt->stream_clients, c, "stream_header_clients", e) < 0)
         goto fail;
     rt->nrelay_domains = cfg_list(c, "relay_domains", &rt->relay_domains);
     /* Each failure names the key and its line: relaychain check prints
@@ -236,7 +242,8 @@ smtpd_runtime_free(void *part)
         SSL_CTX_free(rt->tls);
     regmap_free(rt->login_map);
     auth_table_free(rt->auth);
-    cidr_list_free(rt->dsn_nets);
+    cidr_list_free(rt->stream_clients.nets); /* ---- events */
+    cidr_list_free(rt->dsn.nets);
     cidr_list_free(rt->xforward_hosts);
     cidr_list_free(rt->mynetworks);
     free(rt);

@@ -131,8 +131,9 @@ smtpd_reset(struct smtpd_session *s, int hop_ok)
     free(s->rcpts);
     s->rcpts = NULL;
     s->nrcpts = 0;
-    s->n_dropped = 0; /* ---- events */
-    s->inbound = 0;   /* ---- verp */
+    s->n_dropped = 0;    /* ---- events */
+    s->stream[0] = '\0'; /* ---- events */
+    s->inbound = 0;      /* ---- verp */
     free(s->sender);
     free(s->sender_params);
     s->sender = s->sender_params = NULL;

@@ -376,13 +376,23 @@ test_streams(void **state)
     if (ev == NULL)
         fail_msg("events_open: %s", e.text);
     assert_int_equal(
-        events_stream(ev, NULL, "news@example.com", out, sizeof(out)), 1);
+        events_stream(ev, NULL, NULL, "news@example.com", out, sizeof(out)),
+        1);
+    assert_string_equal(out, "newsletters");
+    /* a stream a trusted client named (stream_header) comes first */
+    assert_int_equal(events_stream(ev, "alerts", NULL, "news@example.com", out,
+                                   sizeof(out)),
+                     1);
+    assert_string_equal(out, "alerts");
+    assert_int_equal(
+        events_stream(ev, "", NULL, "news@example.com", out, sizeof(out)), 1);
     assert_string_equal(out, "newsletters");
     assert_int_equal(
-        events_stream(ev, "alice", "news@example.com", out, sizeof(out)), 1);
+        events_stream(ev, NULL, "alice", "news@example.com", out, sizeof(out)),
+        1);
     assert_string_equal(out, "transactional");
     assert_int_equal(
-        events_stream(ev, NULL, "bob@example.com", out, sizeof(out)), 1);
+        events_stream(ev, NULL, NULL, "bob@example.com", out, sizeof(out)), 1);
     assert_string_equal(out, "");
     memset(&r, 0, sizeof(r));
     r.type = EVENTS_BOUNCED;
@@ -402,7 +412,8 @@ test_streams(void **state)
     events_close(ev);
     /* without stream_map: no streams, events_stream says so */
     assert_int_equal(
-        events_stream(NULL, NULL, "news@example.com", out, sizeof(out)), 0);
+        events_stream(NULL, NULL, NULL, "news@example.com", out, sizeof(out)),
+        0);
     /* a bad map is refused at open with its line */
     assert_non_null(fp = fopen(map, "w"));
     fputs("/(unclosed/ x\n", fp);

@@ -1447,6 +1447,43 @@ teardown(void **state)
     return 0;
 }
 
+/* msg_raw_field: a field of raw octets, before any struct msg */
+static void
+test_raw_field(void **state)
+{
+    static const struct {
+        const char *data, *name, *want;
+        int rc;
+    } cases[] = {
+        {"A: 1\r\nX-Stream: news\r\n\r\nbody", "X-Stream", "news", 1},
+        {"x-stream:   news  \r\n\r\n", "X-STREAM", "news", 1},
+        {"X-Stream :news\n\n", "X-Stream", "news", 1},
+        {"X-Stream:\r\n  news\r\n\tdigest\r\nB: 2\r\n\r\n", "X-Stream",
+         "news\tdigest", 1},
+        {"X-Streams: no\r\nX-Stream: yes\r\n\r\n", "X-Stream", "yes", 1},
+        {"X-Stream: one\r\nX-Stream: two\r\n\r\n", "X-Stream", "one", 1},
+        {"A: 1\r\n\r\nX-Stream: body\r\n", "X-Stream", "", 0},
+        {"X-Stream news\r\n\r\n", "X-Stream", "", 0},
+        {"X-Stream:\r\n\r\n", "X-Stream", "", 1},
+        {"X-Stream: 0123456789abcdef0123456789abcdef\r\n\r\n", "X-Stream",
+         "0123456789abcdef0123456", -1},
+        {"X-Stream: no end", "X-Stream", "no end", 1},
+        {"", "X-Stream", "", 0},
+    };
+    char out[24];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc = msg_raw_field(cases[i].data, strlen(cases[i].data),
+                               cases[i].name, out, sizeof(out));
+
+        if (rc != cases[i].rc || strcmp(out, cases[i].want) != 0)
+            fail_msg("case %zu: got %d \"%s\", want %d \"%s\"", i, rc, out,
+                     cases[i].rc, cases[i].want);
+    }
+}
+
 int
 main(void)
 {
@@ -1473,6 +1510,7 @@ main(void)
         cmocka_unit_test(test_mime_cache),
         cmocka_unit_test(test_no_copy),
         cmocka_unit_test(test_adopt_refused),
+        cmocka_unit_test(test_raw_field),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -56,6 +56,7 @@ make_msg(struct queue_msg *m)
     m->client_name = "client.example";
     m->helo = "helo.client.example";
     m->auth_user = "alice";
+    m->stream = "alerts";
     m->sender = "a@client.example";
     m->sender_params = "RET=HDRS ENVID=id+2B1";
     m->rcpts = test_rcpts;
@@ -94,6 +95,7 @@ test_roundtrip(void **state)
     unit_str_eq("name", qf.client_name, "client.example");
     unit_str_eq("helo", qf.helo, "helo.client.example");
     unit_str_eq("auth", qf.auth_user, "alice");
+    unit_str_eq("stream", qf.stream, "alerts");
     unit_str_eq("sender", qf.sender, "a@client.example");
     unit_str_eq("params", qf.sender_params, "RET=HDRS ENVID=id+2B1");
     unit_int_eq("nrcpts", qf.nrcpts, 2);
@@ -114,6 +116,37 @@ test_roundtrip(void **state)
                 queue_file_tail_ok(b.data + b.len - QUEUE_TAIL_LEN,
                                    QUEUE_TAIL_LEN, b.len),
                 1);
+    queue_file_fini(&qf);
+    buf_fini(&b);
+}
+
+/* Without a stream (and a file of before the 'Y' record): "" */
+static void
+test_no_stream(void **state)
+{
+    struct queue_file qf;
+    struct queue_msg m;
+    struct buf b;
+    struct err e;
+
+    (void)state;
+    make_msg(&m);
+    m.stream = "";
+    buf_init(&b, 0);
+    if (queue_file_serialize(&m, &b, &e) < 0)
+        fail_msg("serialize: %s", e.text);
+    {
+        struct buf with;
+
+        serialized(&with); /* the same with stream "alerts" */
+        unit_int_eq("no 'Y' record: a record and \"alerts\" shorter",
+                    with.len - b.len, 5 + sizeof("alerts"));
+        buf_fini(&with);
+    }
+    if (queue_file_parse(b.data, b.len, 0, &qf, &e) < 0)
+        fail_msg("parse: %s", e.text);
+    unit_str_eq("stream", qf.stream, "");
+    unit_str_eq("auth", qf.auth_user, "alice");
     queue_file_fini(&qf);
     buf_fini(&b);
 }
@@ -890,6 +923,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_no_stream),
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_flipped),
         cmocka_unit_test(test_head_only),

@@ -391,22 +391,23 @@ test_events_verp(void **state)
     err_clear(&e);
     if ((ev = events_open(&set, &e)) == NULL)
         fail_msg("events_open: %s", e.text);
-    if (events_verp_sender(ev, "6A0F3C21B7E1", NULL, "news@example.com",
+    if (events_verp_sender(ev, "6A0F3C21B7E1", NULL, NULL, "news@example.com",
                            "bob@dest.example", sender, sizeof(sender)) != 1 ||
         strncmp(sender, "bounces+", 8) != 0 ||
         strcmp(strchr(sender, '@'), "@verp.example") != 0)
         unit_fail("stream", "got \"%s\", want a VERP sender", sender);
-    if (events_verp_sender(ev, "6A0F3C21B7E1", NULL, "other@example.com",
+    if (events_verp_sender(ev, "6A0F3C21B7E1", NULL, NULL, "other@example.com",
                            "bob@dest.example", sender, sizeof(sender)) != 0)
         unit_fail("no stream", "mail on no stream got a VERP sender");
-    if (events_verp_sender(ev, "6A0F3C21B7E1", NULL, "", "bob@dest.example",
-                           sender, sizeof(sender)) != 0)
+    if (events_verp_sender(ev, "6A0F3C21B7E1", NULL, NULL, "",
+                           "bob@dest.example", sender, sizeof(sender)) != 0)
         unit_fail("null sender", "the null sender was rewritten");
     if (!events_inbound_rcpt(ev, "x@VERP.example") ||
         events_inbound_rcpt(ev, "x@sub.verp.example"))
         unit_fail("inbound", "the VERP domain is not matched exactly");
-    (void)events_verp_sender(ev, "6A0F3C21B7E1", NULL, "news@example.com",
-                             "bob@dest.example", sender, sizeof(sender));
+    (void)events_verp_sender(ev, "6A0F3C21B7E1", NULL, NULL,
+                             "news@example.com", "bob@dest.example", sender,
+                             sizeof(sender));
     /* the message as the queue recorded it */
     memset(&r, 0, sizeof(r));
     r.type = EVENTS_RECEIVED;
