@@ -197,6 +197,7 @@ static const char *const conf_key_order[] = {
     "verp_key_file", /* ---- verp */
     "fbl_address",
     "fbl_match_header", /* ---- verp */
+    "fbl_clients",      /* ---- verp: feedback loops */
     /* ---- http: relaychaind's HTTP listener */
     "http_listen",
     "http_threads",

@@ -101,6 +101,7 @@ reload_restart_keys(const struct cfg *boot, const struct cfg *cfg, char *note,
         "verp_key_file",
         "fbl_address",
         "fbl_match_header",
+        "fbl_clients",
     };
     /* ---- http: the listener is made once, at start */
     static const char *const http_keys[] = {

@@ -35,6 +35,7 @@
 
 #include "msg/msg.h"
 #include "util/buf.h"
+#include "util/cidr.h" /* ---- verp: fbl_clients */
 #include "util/fdio.h"
 #include "util/log.h"
 #include "util/regmap.h"
@@ -626,6 +627,11 @@ events_open(const struct events_settings *s, struct err *e)
     if (s->fbl_match_header != NULL)
         snprintf(ev->fbl_header, sizeof(ev->fbl_header), "%s",
                  s->fbl_match_header);
+    if ((ev->fbl_clients =
+             cidr_list_new(s->fbl_clients, s->nfbl_clients, e)) == NULL) {
+        err_prefix(e, "fbl_clients");
+        goto fail;
+    }
     /* ---- end verp */
     /* The store must work at start: a wrong path is a configuration
      * error, told now rather than spooled for ever. */
@@ -675,6 +681,7 @@ events_close(struct events *ev)
         events_db_close(ev->readers[i].db);
     regmap_free(ev->streams);
     verp_key_wipe(&ev->verp_key); /* ---- verp */
+    cidr_list_free(ev->fbl_clients);
     pthread_mutex_destroy(&ev->lock);
     pthread_mutex_destroy(&ev->spool_lock);
     for (i = 0; i < EVENTS_READERS; i++)

@@ -88,10 +88,12 @@ struct events_settings {
     int suppress_stream;       /* suppress_scope = stream */
     int drop;                  /* on_suppressed = drop */
     /* ---- verp: bounces and complaints coming back */
-    const char *verp_domain;      /* NULL: no VERP */
-    const char *verp_key_file;    /* with verp_domain */
-    const char *fbl_address;      /* NULL: complaints at verp_domain only */
-    const char *fbl_match_header; /* NULL: none */
+    const char *verp_domain;        /* NULL: no VERP */
+    const char *verp_key_file;      /* with verp_domain */
+    const char *fbl_address;        /* NULL: complaints at verp_domain only */
+    const char *fbl_match_header;   /* NULL: none */
+    const char *const *fbl_clients; /* networks of the genuine feedback */
+    size_t nfbl_clients;            /* loops (CIDR), nfbl_clients items */
     /* ---- end verp */
 };
 
@@ -174,18 +176,47 @@ int events_verp_sender(struct events *ev, const char *qid, const char *given,
 int events_inbound_rcpt(const struct events *ev, const char *rcpt);
 
 /* events_inbound - read a message that arrived for the relay itself
- * (data, len octets, sent to rcpts[0..nrcpts); qid and client for the
- * log): a bounce to a VERP address with a good token becomes a bounced
- * event for the message and recipient the token names, an ARF report a
- * complained event (matched by VERP token, Message-ID or
- * fbl_match_header), written durably (the spool, fdatasync'd) before
- * this returns 0; what is neither, a forged token, or what matches
- * nothing is counted and logged. -1 with e when an event could not be
- * made durable or the store could not be read: the caller answers 4xx
- * and the sender retries. */
+ * (data, len octets, sent to rcpts[0..nrcpts); qid and client,
+ * "name[addr]", for the log; client_addr, the SMTP client's address as
+ * the session sees it (after PROXY and XFORWARD), is what fbl_clients
+ * is matched against): a bounce to a VERP address with a good token
+ * becomes a bounced event for the message and recipient the token
+ * names, an ARF report a complained event (matched by VERP token, or by
+ * Message-ID or fbl_match_header as events_fbl_decide() allows),
+ * written durably (the spool, fdatasync'd) before this returns 0; what
+ * is neither, a forged token, or what matches nothing or may not be
+ * attributed is counted and logged. -1 with e when an event could not
+ * be made durable or the store could not be read: the caller answers
+ * 4xx and the sender retries. */
 int events_inbound(struct events *ev, const char *qid, const char *client,
-                   const char *const *rcpts, size_t nrcpts, const char *data,
-                   size_t len, struct err *e);
+                   const char *client_addr, const char *const *rcpts,
+                   size_t nrcpts, const char *data, size_t len, struct err *e);
+
+/* events_fbl_decide - whether a complaint matched by the reported
+ * message's Message-ID or fbl_match_header value (no secret: every
+ * recipient of the message has it) may be attributed, from what the
+ * store holds under that Message-ID. A VERP token, which names message
+ * and recipient under the relay's key, never comes here. */
+struct events_fbl_match {
+    size_t rows;    /* received rows of the Message-ID (0: no message) */
+    int several;    /* they name more than one recipient */
+    int named;      /* the report names a recipient (Original-Rcpt-To) */
+    int named_sent; /* ... and the message went to it */
+    int trusted;    /* the client is in fbl_clients */
+};
+enum events_fbl_verdict {
+    EVENTS_FBL_ACCEPT,    /* the named recipient, else the only one */
+    EVENTS_FBL_NONE,      /* no message has that Message-ID */
+    EVENTS_FBL_NOT_RCPT,  /* the named recipient did not get the message */
+    EVENTS_FBL_UNNAMED,   /* several recipients, none named */
+    EVENTS_FBL_UNTRUSTED, /* several recipients, client not in fbl_clients */
+};
+/* Pure: a message with one recipient can only be complained about by
+ * (or for) that recipient, so anyone may report it, as long as a named
+ * recipient is that one; one with several needs a client in
+ * fbl_clients and a named recipient the message went to. Never every
+ * recipient of a message. */
+enum events_fbl_verdict events_fbl_decide(const struct events_fbl_match *m);
 
 /* events_emit_sync - record r durably: appended to the spool and
  * fdatasync'd before it returns (the writer replays it into the store).

@@ -8,13 +8,15 @@
  * without events_spool, a store without delivery = queue, the other keys
  * without a store, a stream_map that does not load, and VERP and
  * complaint keys that are malformed (a verp_key_file that does not
- * load or is too short). events_settings_from() fills the
+ * load or is too short, an fbl_clients item that is no network).
+ * events_settings_from() fills the
  * writer's settings from a checked file; nothing is allocated.
  */
 #include "config.h"
 
 #include <string.h>
 
+#include "util/cidr.h" /* ---- verp: fbl_clients */
 #include "util/regmap.h"
 #include "queue/events_conf.h"
 #include "queue/events_db.h"
@@ -80,6 +82,12 @@ static const struct cfg_option events_conf_options[] = {
      "a header of the reported message whose value is the Message-ID of "
      "the original, for senders whose Message-ID the reports lose",
      NULL, 0, 0, 0},
+    {"fbl_clients", CFG_LIST, NULL,
+     "networks (CIDR) the mailbox providers' feedback loops send from; a "
+     "complaint matched by Message-ID or fbl_match_header to a message of "
+     "several recipients counts only from them, and only for the recipient "
+     "it names",
+     NULL, 0, 0, 0},
     /* ---- end verp */
     CFG_OPTION_END,
 };
@@ -92,12 +100,14 @@ events_conf_verp(const struct cfg *c, const char *store, struct err *e)
 {
     static const char *const keys[] = {"verp_domain", "verp_key_file",
                                        "fbl_address", "fbl_match_header",
-                                       NULL};
+                                       "fbl_clients", NULL};
     const char *dom = cfg_str(c, "verp_domain");
     const char *fbl = cfg_str(c, "fbl_address");
     const char *hdr = cfg_str(c, "fbl_match_header");
     const char *kf = cfg_str(c, "verp_key_file");
-    size_t i;
+    const char *const *items;
+    struct cidr_list *l;
+    size_t i, n;
 
     for (i = 0; keys[i] != NULL; i++)
         if (store == NULL && cfg_is_set(c, keys[i]))
@@ -143,6 +153,13 @@ events_conf_verp(const struct cfg *c, const char *store, struct err *e)
                        hdr);
     if (hdr != NULL && dom == NULL && fbl == NULL)
         return cfg_err(e, c, "fbl_match_header",
+                       "does nothing without verp_domain or fbl_address");
+    n = cfg_list(c, "fbl_clients", &items);
+    if ((l = cidr_list_new(items, n, e)) == NULL)
+        return cfg_err(e, c, "fbl_clients", "%s", e->text);
+    cidr_list_free(l);
+    if (n > 0 && dom == NULL && fbl == NULL)
+        return cfg_err(e, c, "fbl_clients",
                        "does nothing without verp_domain or fbl_address");
     return 0;
 }
@@ -229,6 +246,7 @@ events_settings_from(const struct cfg *c, struct events_settings *s)
     s->verp_key_file = cfg_str(c, "verp_key_file");
     s->fbl_address = cfg_str(c, "fbl_address");
     s->fbl_match_header = cfg_str(c, "fbl_match_header");
+    s->nfbl_clients = cfg_list(c, "fbl_clients", &s->fbl_clients);
     /* ---- end verp */
     return 1;
 }

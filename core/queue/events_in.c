@@ -15,9 +15,18 @@
  *   forwarder may have changed the address) gives the status, code and
  *   reason; a delay warning is not a bounce.
  * - a complaint (ARF) is matched by a good VERP token in the reported
- *   message's headers, else by its Message-ID or the fbl_match_header
- *   value looked up as a Message-ID; the recipient is Original-Rcpt-To
- *   when the message went to it, or the message's only recipient.
+ *   message's headers (from anyone: the token names message and
+ *   recipient), else by its Message-ID or the fbl_match_header value
+ *   looked up as a Message-ID. Those are no secret: every recipient of
+ *   a newsletter has its Message-ID, and every byte of a report is the
+ *   sender's. So such a match counts, as events_fbl_decide() says, for
+ *   a message with one recipient (and an Original-Rcpt-To, if any, that
+ *   names it) from anyone, and for a message with several only from a
+ *   client in fbl_clients and only for the recipient its
+ *   Original-Rcpt-To names; every received row of the Message-ID
+ *   counts, whatever its queue id, so a Message-ID used twice is a
+ *   message of several recipients. What is refused is logged with the
+ *   client and the reason and counted as unmatched.
  *
  * Events are written with events_emit_sync(): 250 only after they are in
  * the spool on disk. A good token whose message is not in the store yet
@@ -30,7 +39,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
+#include "util/cidr.h"
 #include "util/log.h"
 #include "queue/bounce.h"
 #include "queue/events_db.h"
@@ -44,8 +55,12 @@
 struct events_in_orig {
     const unsigned char *hash; /* match by recipient hash, or NULL */
     const char *want_rcpt;     /* match by address, or NULL */
+    int all;                   /* by Message-ID: read every row */
     int rows;                  /* received rows seen */
+    int several;               /* all: more than one recipient seen */
+    int named_sent;            /* all: want_rcpt is one of them */
     int found;
+    char first[320]; /* all: the newest row's recipient */
     char qid[64], msgid[512], sender[320], rcpt[320], stream[256];
 };
 
@@ -69,6 +84,23 @@ events_in_row(void *ctx, const char *qid, const char *msgid,
     unsigned char h[VERP_HASH_LEN];
 
     o->rows++;
+    if (o->all) {
+        /* the newest row stands for the message until the named
+         * recipient's is seen; the store stops at its LIMIT */
+        if (o->rows == 1) {
+            snprintf(o->first, sizeof(o->first), "%s", rcpt);
+            events_in_take(o, qid, msgid, sender, rcpt, stream);
+        } else if (strcasecmp(rcpt, o->first) != 0) {
+            o->several = 1;
+        }
+        if (o->want_rcpt != NULL && !o->named_sent &&
+            strcasecmp(rcpt, o->want_rcpt) == 0) {
+            o->named_sent = 1;
+            events_in_take(o, qid, msgid, sender, rcpt, stream);
+        }
+        o->found = o->want_rcpt != NULL ? o->named_sent : 1;
+        return 0;
+    }
     if (o->hash != NULL) {
         verp_rcpt_hash(rcpt, h);
         if (memcmp(h, o->hash, VERP_HASH_LEN) != 0)
@@ -254,17 +286,148 @@ events_in_bounce(struct events *ev, const char *id, const char *client,
     return 0;
 }
 
+enum events_fbl_verdict
+events_fbl_decide(const struct events_fbl_match *m)
+{
+    if (m->rows == 0)
+        return EVENTS_FBL_NONE;
+    if (!m->several)
+        return m->named && !m->named_sent ? EVENTS_FBL_NOT_RCPT
+                                          : EVENTS_FBL_ACCEPT;
+    if (!m->trusted)
+        return EVENTS_FBL_UNTRUSTED;
+    if (!m->named)
+        return EVENTS_FBL_UNNAMED;
+    return m->named_sent ? EVENTS_FBL_ACCEPT : EVENTS_FBL_NOT_RCPT;
+}
+
+/* events_in_caught_up - 1 once the store works and the spool is
+ * replayed (the writer is woken for it), 0 when that takes longer than
+ * EVENTS_IN_FLUSH_MS. What is still in the buffer does not count: rows
+ * of a message are buffered before it is accepted, so before anyone
+ * could have received it. */
+static int
+events_in_caught_up(struct events *ev)
+{
+    struct events_stats st;
+    int i;
+
+    for (i = 0; i <= EVENTS_IN_FLUSH_MS / 20; i++) {
+        struct timespec ts = {0, 20 * 1000000L};
+
+        events_stats(ev, &st);
+        if (st.store_ok && st.spooled == 0)
+            return 1;
+        pthread_mutex_lock(&ev->lock);
+        pthread_cond_signal(&ev->wake);
+        pthread_mutex_unlock(&ev->lock);
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+/* events_in_by_msgid - match a complaint by ids[0..2) (Message-ID, the
+ * fbl_match_header value) as events_fbl_decide() allows: 1 with o
+ * filled and *how set, 0 when it may not be attributed (logged,
+ * counted), -1 with e (4xx). A match from a client not in fbl_clients
+ * is looked up again once the store has caught up (again: it has). */
+static int
+events_in_by_msgid(struct events *ev, const char *id, const char *client,
+                   const char *client_addr, const struct bounce_report *rep,
+                   struct events_in_orig *o, const char **how, int again,
+                   struct err *e)
+{
+    const char *ids[2] = {rep->msgid, rep->match};
+    const char *names[2] = {"Message-ID", "fbl_match_header"};
+    struct events_fbl_match m, mi;
+    enum events_fbl_verdict v = EVENTS_FBL_NONE, vi;
+    size_t i, k = 0;
+
+    memset(&mi, 0, sizeof(mi));
+    mi.named = rep->arf_rcpt[0] != '\0';
+    mi.trusted = cidr_list_contains(ev->fbl_clients, client_addr);
+    m = mi;
+    /* the first id that may be attributed wins; else the first that
+     * matched a message says why not */
+    for (i = 0; i < 2 && v != EVENTS_FBL_ACCEPT; i++) {
+        if (ids[i][0] == '\0')
+            continue;
+        memset(o, 0, sizeof(*o));
+        o->all = 1;
+        o->want_rcpt = mi.named ? rep->arf_rcpt : NULL;
+        if (events_in_lookup(ev, NULL, ids[i], o, e) < 0)
+            return -1;
+        mi.rows = (size_t)o->rows;
+        mi.several = o->several;
+        mi.named_sent = o->named_sent;
+        vi = events_fbl_decide(&mi);
+        if (vi == EVENTS_FBL_ACCEPT || v == EVENTS_FBL_NONE) {
+            v = vi;
+            m = mi;
+            k = i;
+        }
+    }
+    *how = names[k];
+    switch (v) {
+    case EVENTS_FBL_ACCEPT:
+        break;
+    case EVENTS_FBL_NONE:
+        log_info(id,
+                 "fbl: a complaint from %s that matches no message: "
+                 "discarded",
+                 client);
+        break;
+    case EVENTS_FBL_UNTRUSTED:
+        log_info(id,
+                 "fbl: complaint from %s matched by %s %s to a message of "
+                 "%zu recipients; not in fbl_clients: ignored",
+                 client, names[k], ids[k], m.rows);
+        break;
+    case EVENTS_FBL_UNNAMED:
+        log_info(id,
+                 "fbl: complaint from %s matched by %s %s to a message of "
+                 "%zu recipients names no recipient (Original-Rcpt-To): "
+                 "ignored",
+                 client, names[k], ids[k], m.rows);
+        break;
+    case EVENTS_FBL_NOT_RCPT:
+        log_info(id,
+                 "fbl: complaint from %s matched by %s %s names <%s>, not "
+                 "a recipient of that message: ignored",
+                 client, names[k], ids[k], rep->arf_rcpt);
+        break;
+    }
+    if (v != EVENTS_FBL_ACCEPT) {
+        events_in_count(ev, &ev->in.unmatched);
+        return 0;
+    }
+    if (!m.trusted && !again && !events_in_caught_up(ev)) {
+        /* "one recipient" is only as good as the store: while it fails,
+         * or its spool (where a batch with the message's other rows may
+         * wait) is not replayed, the report is asked for again later */
+        return err_set(e, ERR_TEMP,
+                       "the events store is behind: a complaint for the "
+                       "only recipient of %s waits",
+                       ids[k]);
+    }
+    if (!m.trusted && !again)
+        return events_in_by_msgid(ev, id, client, client_addr, rep, o, how, 1,
+                                  e);
+    return 1;
+}
+
 /* events_in_complaint - the complained event of an ARF report */
 static int
 events_in_complaint(struct events *ev, const char *id, const char *client,
-                    const struct bounce_report *rep, struct err *e)
+                    const char *client_addr, const struct bounce_report *rep,
+                    struct err *e)
 {
     struct events_in_orig o;
     unsigned char hash[VERP_HASH_LEN];
     char qid[13], text[200];
     struct events_rec r;
-    int forged = 0;
     const char *how = "token";
+    int rc;
 
     memset(&o, 0, sizeof(o));
     if (rep->token[0] != '\0' && ev->verp_domain[0] != '\0') {
@@ -274,36 +437,19 @@ events_in_complaint(struct events *ev, const char *id, const char *client,
             if (events_in_lookup(ev, qid, NULL, &o, e) < 0)
                 return -1;
         } else {
-            forged = 1;
             events_in_count(ev, &ev->in.forged);
             log_warning(id,
                         "verp: forged or altered token in a complaint "
                         "from %s ignored",
                         client);
-        }
-    }
-    if (!o.found && !forged) {
-        const char *ids[2] = {rep->msgid, rep->match};
-        size_t i;
-
-        for (i = 0; i < 2 && !o.found; i++) {
-            if (ids[i][0] == '\0')
-                continue;
-            memset(&o, 0, sizeof(o));
-            o.want_rcpt = rep->arf_rcpt[0] ? rep->arf_rcpt : NULL;
-            if (events_in_lookup(ev, NULL, ids[i], &o, e) < 0)
-                return -1;
-            how = i == 0 ? "Message-ID" : "fbl_match_header";
+            return 0;
         }
     }
     if (!o.found) {
-        if (!forged)
-            events_in_count(ev, &ev->in.unmatched);
-        log_info(id,
-                 "fbl: a complaint from %s that matches no message: "
-                 "discarded",
-                 client);
-        return 0;
+        rc = events_in_by_msgid(ev, id, client, client_addr, rep, &o, &how, 0,
+                                e);
+        if (rc <= 0)
+            return rc;
     }
     snprintf(text, sizeof(text), "%s complaint, matched by %s",
              rep->feedback_type[0] ? rep->feedback_type : "abuse", how);
@@ -325,8 +471,8 @@ events_in_complaint(struct events *ev, const char *id, const char *client,
 
 int
 events_inbound(struct events *ev, const char *qid, const char *client,
-               const char *const *rcpts, size_t nrcpts, const char *data,
-               size_t len, struct err *e)
+               const char *client_addr, const char *const *rcpts,
+               size_t nrcpts, const char *data, size_t len, struct err *e)
 {
     struct msg_limits lim = {len + 1, 10000, 100000, EVENTS_IN_DEPTH,
                              EVENTS_IN_PARTS};
@@ -351,7 +497,7 @@ events_inbound(struct events *ev, const char *qid, const char *client,
         rc = events_in_bounce(ev, qid, client, rcpts, nrcpts, rep, e);
         break;
     case BOUNCE_ARF:
-        rc = events_in_complaint(ev, qid, client, rep, e);
+        rc = events_in_complaint(ev, qid, client, client_addr, rep, e);
         break;
     case BOUNCE_AUTOREPLY:
         events_in_count(ev, &ev->in.autoreplies);

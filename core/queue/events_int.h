@@ -19,6 +19,7 @@
 
 struct regmap;
 struct events_db;
+struct cidr_list; /* ---- verp */
 
 struct events {
     char store[EVENTS_PATH_MAX], password_file[EVENTS_PATH_MAX];
@@ -60,6 +61,7 @@ struct events {
     /* ---- verp: set once at open, read by every thread */
     char verp_domain[256], fbl_address[256], fbl_header[80];
     struct verp_key verp_key;
+    struct cidr_list *fbl_clients; /* never NULL once open */
     /* what came back (events_in.c), under lock */
     struct events_inbound_counts in;
     /* ---- end verp */

@@ -412,8 +412,12 @@ smtpd_inbound(struct smtpd_session *s, const struct buf *data)
     }
     for (i = 0; i < s->nrcpts; i++)
         rcpts[i] = s->rcpts[i].addr;
-    smtpd_client(s, client, sizeof(client));
-    if (events_inbound(ev, s->qid, client, rcpts, s->nrcpts,
+    /* the client as the chain sees it: PROXY's, or XFORWARD's when the
+     * Postfix in front (xforward_hosts) passed it on; fbl_clients is
+     * matched against its address */
+    snprintf(client, sizeof(client), "%s[%s]", smtpd_env_name(s),
+             smtpd_env_addr(s));
+    if (events_inbound(ev, s->qid, client, smtpd_env_addr(s), rcpts, s->nrcpts,
                        data->data ? data->data : "", data->len, &e) < 0) {
         log_warning(s->qid, "from %s: bounce not recorded: %s; 451 4.3.0",
                     client, e.text);

@@ -16,8 +16,14 @@
  * (not counted). The events object: VERP senders for tracked mail only,
  * never for the null sender; a DSN to a good token becomes one hard
  * bounce for the recipient the token names (suppressed, the original
- * sender kept), the same DSN to a forged token none; a complaint matched
- * by fbl_match_header suppresses the recipient it names.
+ * sender kept), the same DSN to a forged token none; a complaint from
+ * a feedback loop matched by fbl_match_header suppresses the recipient
+ * it names. Complaints matched by Message-ID (events_fbl_decide, then
+ * events_inbound over a store): a message of several recipients counts
+ * only from fbl_clients (an IPv4-mapped client too, never by the
+ * client's name) and only for a named recipient it went to; one of a
+ * single recipient from anyone, unless another is named; a Message-ID
+ * used in two queue ids is a message of several recipients.
  */
 #include "config.h"
 
@@ -366,6 +372,7 @@ test_events_verp(void **state)
     FILE *fp;
     int fd, found = 0;
     const char *rcpts[1];
+    static const char *const isp[] = {"192.0.2.2/32"};
 
     (void)state;
     assert_non_null(mkdtemp(dir));
@@ -388,6 +395,8 @@ test_events_verp(void **state)
     set.verp_domain = "verp.example";
     set.verp_key_file = path;
     set.fbl_match_header = "X-Campaign-Id";
+    set.fbl_clients = isp;
+    set.nfbl_clients = 1;
     err_clear(&e);
     if ((ev = events_open(&set, &e)) == NULL)
         fail_msg("events_open: %s", e.text);
@@ -432,17 +441,17 @@ test_events_verp(void **state)
              sender);
     rcpts[0] = sender;
     err_clear(&e);
-    if (events_inbound(ev, "Q1", "mx[192.0.2.1]", rcpts, 1, dsn, strlen(dsn),
-                       &e) < 0)
+    if (events_inbound(ev, "Q1", "mx[192.0.2.1]", "192.0.2.1", rcpts, 1, dsn,
+                       strlen(dsn), &e) < 0)
         unit_fail("inbound", "events_inbound: %s", e.text);
     /* a forged token: one character of the tag changed */
     sender[30] = sender[30] == 'a' ? 'b' : 'a';
-    if (events_inbound(ev, "Q2", "mx[192.0.2.1]", rcpts, 1, dsn, strlen(dsn),
-                       &e) < 0)
+    if (events_inbound(ev, "Q2", "mx[192.0.2.1]", "192.0.2.1", rcpts, 1, dsn,
+                       strlen(dsn), &e) < 0)
         unit_fail("forged", "events_inbound: %s", e.text);
-    /* a complaint whose reported message lost its Message-ID but kept
-     * the sender's own header: matched by fbl_match_header, about the
-     * recipient the report names */
+    /* a complaint from a feedback loop (fbl_clients) whose reported
+     * message lost its Message-ID but kept the sender's own header:
+     * matched by fbl_match_header, about the recipient the report names */
     snprintf(dsn, sizeof(dsn),
              "From: fbl@isp.example\r\nSubject: complaint\r\n"
              "MIME-Version: 1.0\r\nContent-Type: multipart/report; "
@@ -453,8 +462,8 @@ test_events_verp(void **state)
              "text/rfc822-headers\r\n\r\nMessage-ID: <isp-1@isp.example>"
              "\r\nX-Campaign-Id: <m1@example.com>\r\n\r\n--A--\r\n");
     rcpts[0] = "fbl@verp.example";
-    if (events_inbound(ev, "Q3", "isp[192.0.2.2]", rcpts, 1, dsn, strlen(dsn),
-                       &e) < 0)
+    if (events_inbound(ev, "Q3", "isp[192.0.2.2]", "192.0.2.2", rcpts, 1, dsn,
+                       strlen(dsn), &e) < 0)
         unit_fail("complaint", "events_inbound: %s", e.text);
     assert_int_equal(events_flush(ev, 5000), 0);
     events_close(ev);
@@ -488,6 +497,190 @@ test_events_verp(void **state)
     assert_int_equal(system(path), 0);
 }
 
+/* events_fbl_decide: every combination of what the store holds under a
+ * Message-ID, whether the report names a recipient the message went to,
+ * and whether the client is a feedback loop of fbl_clients */
+static void
+test_fbl_decide(void **state)
+{
+    static const struct {
+        const char *name;
+        struct events_fbl_match m;
+        enum events_fbl_verdict want;
+    } cases[] = {
+        /* rows, several, named, named_sent, trusted */
+        {"no message", {0, 0, 1, 0, 1}, EVENTS_FBL_NONE},
+        {"no message, anyone", {0, 0, 0, 0, 0}, EVENTS_FBL_NONE},
+        {"one recipient, anyone", {1, 0, 0, 0, 0}, EVENTS_FBL_ACCEPT},
+        {"one recipient, named, anyone", {1, 0, 1, 1, 0}, EVENTS_FBL_ACCEPT},
+        {"one recipient, another named, anyone",
+         {1, 0, 1, 0, 0},
+         EVENTS_FBL_NOT_RCPT},
+        {"one recipient, another named, loop",
+         {1, 0, 1, 0, 1},
+         EVENTS_FBL_NOT_RCPT},
+        {"one recipient sent twice, anyone",
+         {2, 0, 0, 0, 0},
+         EVENTS_FBL_ACCEPT},
+        {"two, named, anyone", {2, 1, 1, 1, 0}, EVENTS_FBL_UNTRUSTED},
+        {"two, unnamed, anyone", {2, 1, 0, 0, 0}, EVENTS_FBL_UNTRUSTED},
+        {"two, another named, anyone", {2, 1, 1, 0, 0}, EVENTS_FBL_UNTRUSTED},
+        {"two, named, loop", {2, 1, 1, 1, 1}, EVENTS_FBL_ACCEPT},
+        {"two, unnamed, loop", {2, 1, 0, 0, 1}, EVENTS_FBL_UNNAMED},
+        {"two, another named, loop", {2, 1, 1, 0, 1}, EVENTS_FBL_NOT_RCPT},
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        unit_int_eq(cases[i].name, events_fbl_decide(&cases[i].m),
+                    cases[i].want);
+}
+
+/* arf - an ARF report about the message msgid naming rcpt ("" none) */
+static void
+arf(char *out, size_t n, const char *msgid, const char *rcpt)
+{
+    char orcpt[300] = "";
+
+    if (rcpt[0] != '\0')
+        snprintf(orcpt, sizeof(orcpt), "Original-Rcpt-To: <%s>\r\n", rcpt);
+    snprintf(out, n,
+             "From: fbl@isp.example\r\nSubject: complaint\r\n"
+             "MIME-Version: 1.0\r\nContent-Type: multipart/report; "
+             "report-type=feedback-report; boundary=\"A\"\r\n\r\n--A\r\n"
+             "Content-Type: message/feedback-report\r\n\r\n"
+             "Feedback-Type: abuse\r\n%s\r\n--A\r\nContent-Type: "
+             "text/rfc822-headers\r\n\r\nMessage-ID: %s\r\n"
+             "Subject: news\r\n\r\n--A--\r\n",
+             orcpt, msgid);
+}
+
+/* events_inbound: complaints matched by Message-ID, from a feedback loop
+ * (fbl_clients) and from anyone else; each case's outcome is the
+ * complaints counter moving or not, and at the end the suppression list
+ * holds exactly the recipients complained about */
+static void
+test_events_fbl(void **state)
+{
+    static const char *const loops[] = {"192.0.2.0/28", "2001:db8::/32"};
+    static const struct {
+        const char *qid, *msgid, *rcpt;
+    } sent[] = {
+        {"1A0000000001", "<m2@example.com>", "alice@dest.example"},
+        {"1A0000000001", "<m2@example.com>", "bob@dest.example"},
+        {"1B0000000002", "<m3@example.com>", "carol@dest.example"},
+        /* one Message-ID in two queue ids: two recipients */
+        {"1C0000000003", "<m4@example.com>", "dave@dest.example"},
+        {"1D0000000004", "<m4@example.com>", "erin@dest.example"},
+    };
+    static const struct {
+        const char *name, *addr, *msgid, *rcpt;
+        int want;         /* 1: a complaint */
+        const char *host; /* the client's name, "mx" when NULL */
+    } cases[] = {
+        {"forged: anyone names another recipient", "198.51.100.7",
+         "<m2@example.com>", "bob@dest.example", 0, NULL},
+        {"anyone, several recipients, none named", "198.51.100.7",
+         "<m2@example.com>", "", 0, NULL},
+        {"a loop, several recipients, none named", "192.0.2.2",
+         "<m2@example.com>", "", 0, NULL},
+        {"a loop names one the message did not go to", "192.0.2.2",
+         "<m2@example.com>", "mallory@dest.example", 0, NULL},
+        {"a loop names a recipient", "192.0.2.2", "<m2@example.com>",
+         "bob@dest.example", 1, NULL},
+        {"anyone, one recipient", "198.51.100.7", "<m3@example.com>", "", 1,
+         NULL},
+        {"anyone, one recipient, another named", "198.51.100.7",
+         "<m3@example.com>", "dave@dest.example", 0, NULL},
+        {"anyone, a Message-ID in two queue ids", "198.51.100.7",
+         "<m4@example.com>", "dave@dest.example", 0, NULL},
+        {"a loop over IPv4-mapped IPv6", "::ffff:192.0.2.3",
+         "<m4@example.com>", "erin@dest.example", 1, NULL},
+        /* the name its DNS gives is the attacker's to choose */
+        {"the client's name is not its address", "198.51.100.7",
+         "<m4@example.com>", "dave@dest.example", 0, "fbl[192.0.2.2]"},
+        {"no such message", "192.0.2.2", "<nothing@example.com>",
+         "bob@dest.example", 0, NULL},
+    };
+    static const struct {
+        const char *rcpt;
+        int want;
+    } suppressed[] = {
+        {"alice@dest.example", 0}, {"bob@dest.example", 1},
+        {"carol@dest.example", 1}, {"dave@dest.example", 0},
+        {"erin@dest.example", 1},  {"mallory@dest.example", 0},
+    };
+    char dir[] = "/tmp/test_verp_fbl.XXXXXX", path[160], store[200],
+         data[2048], client[80];
+    struct events_inbound_counts before, after;
+    struct events_settings set;
+    struct events_rec r;
+    struct events_db *db;
+    struct events *ev;
+    struct err e;
+    const char *rcpts[1] = {"fbl@relay.example"};
+    size_t i;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(store, sizeof(store), "sqlite:%s/events.db", dir);
+    memset(&set, 0, sizeof(set));
+    set.store = store;
+    set.buffer_max = 100;
+    set.batch_max = 10;
+    set.batch_ms = 20;
+    set.fbl_address = "fbl@relay.example";
+    set.fbl_clients = loops;
+    set.nfbl_clients = 2;
+    err_clear(&e);
+    if ((ev = events_open(&set, &e)) == NULL)
+        fail_msg("events_open: %s", e.text);
+    memset(&r, 0, sizeof(r));
+    r.type = EVENTS_RECEIVED;
+    r.sender = "news@example.com";
+    for (i = 0; i < sizeof(sent) / sizeof(sent[0]); i++) {
+        r.qid = sent[i].qid;
+        r.msgid = sent[i].msgid;
+        r.rcpt = sent[i].rcpt;
+        events_emit(ev, &r);
+    }
+    assert_int_equal(events_flush(ev, 5000), 0);
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        arf(data, sizeof(data), cases[i].msgid, cases[i].rcpt);
+        snprintf(client, sizeof(client), "%s[%s]",
+                 cases[i].host ? cases[i].host : "mx", cases[i].addr);
+        events_inbound_counts(ev, &before);
+        err_clear(&e);
+        if (events_inbound(ev, "Q", client, cases[i].addr, rcpts, 1, data,
+                           strlen(data), &e) < 0)
+            unit_fail(cases[i].name, "events_inbound: %s", e.text);
+        events_inbound_counts(ev, &after);
+        unit_int_eq(cases[i].name,
+                    (long long)(after.complaints - before.complaints),
+                    cases[i].want);
+        unit_int_eq(cases[i].name,
+                    (long long)(after.unmatched - before.unmatched),
+                    !cases[i].want);
+    }
+    assert_int_equal(events_flush(ev, 5000), 0);
+    events_close(ev);
+    assert_non_null(db = events_db_open(store, EVENTS_DB_READONLY, &e));
+    for (i = 0; i < sizeof(suppressed) / sizeof(suppressed[0]); i++) {
+        char why[200] = "";
+        int got = events_db_suppress_find(db, suppressed[i].rcpt, "", why,
+                                          sizeof(why), &e);
+
+        if (got != suppressed[i].want ||
+            (got == 1 && strncmp(why, "complaint", 9) != 0))
+            unit_fail(suppressed[i].rcpt, "got %d (\"%s\"), want %d", got, why,
+                      suppressed[i].want);
+    }
+    events_db_close(db);
+    snprintf(path, sizeof(path), "rm -rf '%s'", dir);
+    assert_int_equal(system(path), 0);
+}
+
 static int
 setup(void **state)
 {
@@ -510,7 +703,8 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_token),       cmocka_unit_test(test_find),
         cmocka_unit_test(test_key_file),    cmocka_unit_test(test_parse),
-        cmocka_unit_test(test_events_verp),
+        cmocka_unit_test(test_events_verp), cmocka_unit_test(test_fbl_decide),
+        cmocka_unit_test(test_events_fbl),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
