@@ -3,12 +3,12 @@
  *
  * Postfix's destination_concurrency_limit and destination_rate_delay,
  * and a pause for a domain whose mail servers say to slow down: a
- * throttling reply (421, or 4.7.x: "too many messages", "rate limited")
- * to one of its recipients stops deliveries to that domain, and to it
- * only, for destination_throttle_time, doubled at each throttle in a
- * row up to maximal_backoff_time and forgotten at the first message it
- * takes again. Until then one transaction at a time goes to it, as a
- * probe, so the end of a pause is not a burst of the queue's backlog.
+ * throttling reply (421, or 4.7.x: "too many messages", "rate limited";
+ * not greylisting's 4.7.1) to one of its recipients stops deliveries to that
+ * domain, and to it only, for destination_throttle_time, doubled at each
+ * throttle in a row up to maximal_backoff_time and forgotten at the first
+ * message it takes again. Until then one transaction at a time goes to it, as
+ * a probe, so the end of a pause is not a burst of the queue's backlog.
  *
  * A destination is the recipient's domain, lower case. An attempt asks
  * before each transaction (queue_dest_take), once per domain in it, and
@@ -188,9 +188,20 @@ queue_dest_take(struct queue *q, const struct queue_settings *set,
 int
 queue_dest_throttles(int code, const char *text)
 {
+    static const char *const grey[] = {"greylist",  "graylist",  "grey-list",
+                                       "gray-list", "grey list", "gray list"};
+    size_t i;
+
     if (code == 421)
         return 1;
-    return code / 100 == 4 && strncmp(text, "4.7.", 4) == 0;
+    if (code / 100 != 4 || strncmp(text, "4.7.", 4) != 0)
+        return 0;
+    /* greylisting (450/451 4.7.1 "Greylisted") is about one triplet of
+     * client, sender and recipient, not a domain telling us to slow down */
+    for (i = 0; i < sizeof(grey) / sizeof(grey[0]); i++)
+        if (strcasestr(text, grey[i]) != NULL)
+            return 0;
+    return 1;
 }
 
 long long

@@ -3,6 +3,8 @@
 # reply pauses that domain only, destination_rate_delay spaces its
 # transactions, destination_concurrency_limit caps them
 #
+# 0. Its access map greylists grey.example (450 4.7.1 Greylisted): the
+#    recipient is deferred, the domain is not paused.
 # 1. A private Postfix as the next hop refuses recipients at slow.example
 #    with 4.7.0 (its access map says 421; its smtpd sends 451 4.7.0 and
 #    keeps the session). The first message to it pauses the domain for
@@ -27,7 +29,8 @@ set -- $(free_ports 5)
 port=$1 pf_port=$2 pf_sink=$3 port2=$4 sink2=$5
 
 pfx_init pf
-echo 'slow.example 421 4.7.0 too many messages, slow down' >"$T/pf/etc/rcpt"
+printf '%s\n' 'slow.example 421 4.7.0 too many messages, slow down' \
+    'grey.example 450 4.7.1 Greylisted, see https://postgrey.schweikert.ch/help/grey.example.html' >"$T/pf/etc/rcpt"
 pfx_set pf "relayhost = [127.0.0.1]:$pf_sink" \
     "smtpd_recipient_restrictions = check_recipient_access texthash:$T/pf/etc/rcpt, permit_mynetworks, reject"
 echo "127.0.0.1:$pf_port inet n - n - - smtpd" | pfx_master pf
@@ -62,6 +65,24 @@ asked() {
     grep -c 'reject: RCPT from .*@slow\.example>' "$T/pf/postfix.log"
 }
 
+# --- 0. greylisting (450 4.7.1 Greylisted) defers its recipient, and
+# does not pause the domain: the second message is tried at once
+grey_asked() {
+    grep -c 'reject: RCPT from .*@grey\.example>' "$T/pf/postfix.log"
+}
+send "$port" s@client.example g1@grey.example
+send "$port" s@client.example g2@grey.example
+i=0
+while [ "$(grey_asked)" -lt 2 ] && [ $i -lt 40 ]; do
+    sleep 0.1
+    i=$((i + 1))
+done
+check "greylisted: Postfix asked for both at once ($(grey_asked) RCPT)" \
+    [ "$(grey_asked)" -ge 2 ]
+check "greylisted: deferred with Postfix's reply" \
+    grep -q 'to=<g2@grey\.example>, relay=127\.0\.0\.1.*status=deferred (.*450 4\.7\.1 .*Greylisted' "$T/rcd.log"
+check "greylisted: no pause" sh -c "! grep -q 'grey\.example: throttled' '$T/rcd.log'"
+
 # --- 1. a throttling reply pauses its domain, and only it
 send "$port" s@client.example a@slow.example
 check "the 421 pauses slow.example, for destination_throttle_time" \
@@ -93,9 +114,9 @@ pfx_start pf || finish
 wait_listen "$pf_port" || fail "Postfix does not listen on $pf_port"
 "$RC" queue -c "$T/q.conf" flush >"$T/flush.out" 2>&1
 check "relaychain queue flush" [ $? -eq 0 ]
-check "flushed: every slow.example message delivered" sink_wait pfsink 9 15
+check "flushed: every slow.example and grey.example message delivered" sink_wait pfsink 11 15
 sleep 1
-check "each once ($(sink_count pfsink) at the sink)" [ "$(sink_count pfsink)" -eq 9 ]
+check "each once ($(sink_count pfsink) at the sink)" [ "$(sink_count pfsink)" -eq 11 ]
 check "nothing left in the queue" \
     [ -z "$(find "$T/spool/queue" -type f 2>/dev/null)" ]
 for r in a b1 b2 b3 m; do
