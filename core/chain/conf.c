@@ -190,6 +190,7 @@ static const char *const conf_key_order[] = {
     "events_batch_time",
     "stream_map",
     "suppress_scope",
+    "suppress_expiry", /* ---- events: expiring suppression entries */
     "on_suppressed",
     "verp_domain",
     "verp_key_file", /* ---- verp */

@@ -94,6 +94,7 @@ reload_restart_keys(const struct cfg *boot, const struct cfg *cfg, char *note,
         "events_batch_time",
         "stream_map",
         "suppress_scope",
+        "suppress_expiry",
         "on_suppressed",
         /* ---- verp */
         "verp_domain",

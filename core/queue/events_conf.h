@@ -3,7 +3,7 @@
  *
  * events_conf_part declares events_store, events_spool, events_buffer,
  * events_batch, events_batch_time, stream_map, suppress_scope,
- * on_suppressed, verp_domain, verp_key_file, fbl_address and
+ * suppress_expiry, on_suppressed, verp_domain, verp_key_file, fbl_address and
  * fbl_match_header, refusing a bad one with file:line. Whoever loads
  * relaychain.conf hands it to conf_load() (chain/conf.h).
  */

@@ -25,6 +25,7 @@ struct events {
     char spool[EVENTS_PATH_MAX], replay[EVENTS_PATH_MAX + 8];
     struct regmap *streams;
     int suppress_stream, drop;
+    long long suppress_expiry; /* seconds; 0: entries never expire */
     size_t batch_max;
     long long batch_ms;
 
