@@ -221,7 +221,9 @@ events_pg_open(const char *store, const char *password_file, int mode,
      * locked transaction (CREATE and ADD COLUMN, IF NOT EXISTS) */
     if (rc != 0 && mode == EVENTS_DB_CREATE) {
         err_clear(e);
-        if (events_pg_exec(pg, EVENTS_SQL_SCHEMA_PG, e, "schema") < 0) {
+        if (events_pg_exec(
+                pg, rc == 2 ? EVENTS_SQL_MIGRATE_PG : EVENTS_SQL_SCHEMA_PG, e,
+                "schema") < 0) {
             if (rc == 2)
                 err_prefix(e, "adding the suppression table's expires "
                               "column (as the tables' owner: ALTER TABLE "

@@ -163,11 +163,17 @@ enum events_sql_dialect { EVENTS_SQL_SQLITE, EVENTS_SQL_PG };
  * against itself in PostgreSQL (the loser fails on the catalog's unique
  * index), so the schema is created under a transaction-scoped advisory
  * lock; the number is arbitrary and ours. A store made before entries
- * could expire gets its expires column in the same transaction. */
+ * could expire gets its expires column in the same transaction, or,
+ * when its tables are there, in one of its own under the same lock
+ * (ALTER alone: a role that does not own the tables is told that, not
+ * that it may not create tables). */
+#define EVENTS_SQL_PG_LOCK "BEGIN; SELECT pg_advisory_xact_lock(7275636901);"
 #define EVENTS_SQL_SCHEMA_PG                                                  \
-    "BEGIN; SELECT pg_advisory_xact_lock(7275636901);" EVENTS_SQL_TABLES(     \
+    EVENTS_SQL_PG_LOCK EVENTS_SQL_TABLES(                                     \
         "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "BIGINT",          \
         EVENTS_SQL_TEXT_PG) EVENTS_SQL_SUP_MIGRATE_PG "COMMIT;"
+#define EVENTS_SQL_MIGRATE_PG                                                 \
+    EVENTS_SQL_PG_LOCK EVENTS_SQL_SUP_MIGRATE_PG "COMMIT;"
 
 /* events_sql_key - the report key expression for by (NULL: one total
  * row) in dialect d; NULL for an unknown by. By day and hour the key is
