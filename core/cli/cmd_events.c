@@ -25,6 +25,7 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +42,8 @@
 /* the farthest expiry suppress add takes: beyond it, leave --expires
  * out (never) */
 #define EVCLI_EXPIRES_MAX (100LL * 366 * 86400)
+/* the last second of 9999, the latest expiry import takes */
+#define EVCLI_EXPIRES_LAST 253402300799LL
 
 static struct events_db *
 evcli_open(const char *path, int mode)
@@ -520,8 +523,9 @@ evcli_import(struct events_db *db)
         if (f[4] != NULL && f[4][0] != '\0') {
             char *end;
 
+            errno = 0;
             expires = strtoll(f[4], &end, 10);
-            if (*end != '\0' || expires < 0 ||
+            if (*end != '\0' || errno != 0 || expires > EVCLI_EXPIRES_LAST ||
                 !isdigit((unsigned char)f[4][0])) {
                 fprintf(stderr,
                         "relaychain: suppress import: line %lu: "

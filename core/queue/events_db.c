@@ -645,6 +645,11 @@ events_db_why(char *why, size_t n, const char *reason, long long time_s,
     if (expires_s > 0 && gmtime_r(&x, &tm) != NULL)
         strftime(until, sizeof(until), ", until %Y-%m-%d", &tm);
     snprintf(why, n, "%s, %s%s", reason ? reason : "", date, until);
+    /* the text goes into an SMTP reply: no stored reason (an
+     * argument of suppress add, a remote's words) may end its line */
+    for (; *why != '\0'; why++)
+        if ((unsigned char)*why < 0x20 || *why == 0x7f)
+            *why = '?';
 }
 
 int

@@ -239,7 +239,9 @@ events_pg_open(const char *store, const char *password_file, int mode,
     if (pg->expires &&
         events_pg_prepare(pg, "sup_find", EVENTS_SQL_SUP_FIND, 3, e) < 0)
         goto fail;
-    if (mode != EVENTS_DB_READONLY && !may_update) {
+    /* the writer only: a batch with a bounce in it would fail for ever
+     * (the commands are told by the server, for what they try) */
+    if (mode == EVENTS_DB_CREATE && !may_update) {
         err_set(e, ERR_CONFIG,
                 "this role may not UPDATE the suppression table, which "
                 "replacing an expired entry needs (GRANT UPDATE ON "

@@ -641,6 +641,14 @@ test_expiry(void **state)
     assert_string_equal(ss.reason[3], "by hand");
     assert_int_equal(ss.expires[3], now + 3600);
 
+    /* no stored reason ends the SMTP reply's line */
+    assert_int_equal(
+        events_db_suppress_add(db, "ctl@x", "", "a\r\n250 ok", now, 0, &e), 1);
+    assert_int_equal(
+        events_db_suppress_find(db, "ctl@x", "", why, sizeof(why), &e), 1);
+    if (strncmp(why, "a??250 ok, ", 11) != 0)
+        fail_msg("got why \"%s\"", why);
+
     /* a hard bounce with suppress_expiry: its entry lasts expiry_s from
      * the event; once it has expired the address passes, and the next
      * hard bounce suppresses it again */
