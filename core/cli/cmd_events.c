@@ -447,7 +447,8 @@ evcli_sup_print(void *ctx, const char *rcpt, const char *stream,
 
         snprintf(clean, sizeof(clean), "%s", reason);
         for (i = 0; clean[i]; i++)
-            if (clean[i] == ',' || clean[i] == '"' || clean[i] == '\n')
+            if (clean[i] == ',' || clean[i] == '"' || clean[i] == '\n' ||
+                clean[i] == '\r')
                 clean[i] = ' ';
         printf("%s,%s,%s,%lld,", rcpt, stream, clean, t);
         if (expires > 0)
