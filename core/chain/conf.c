@@ -192,6 +192,7 @@ static const char *const conf_key_order[] = {
     "stream_header", /* ---- events: read by the SMTP front end */
     "stream_header_clients",
     "suppress_scope",
+    "suppress_expiry", /* ---- events: expiring suppression entries */
     "on_suppressed",
     "verp_domain",
     "verp_key_file", /* ---- verp */

@@ -5,21 +5,27 @@
  *     relaychain report [-c FILE] [--since DATE] [--until DATE]
  *         [--by day|hour|domain|sender|stream] [--json]
  *     relaychain suppress [-c FILE] add ADDR [REASON] [--stream S]
+ *         [--expires WHEN]
  *     relaychain suppress [-c FILE] remove ADDR [--stream S]
- *     relaychain suppress [-c FILE] list | export
+ *     relaychain suppress [-c FILE] list | export [--all]
  *     relaychain suppress [-c FILE] import < CSV
  *
  * The store is events_store of the main file (read alone, as every
  * command that works on the daemon's files reads it). events and report
  * open it read-only; suppress writes it beside the running daemon
  * (SQLite's WAL and locks; the daemon's lookups see the change at the
- * next RCPT). DATE is YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS], UTC. The CSV
- * is "recipient,stream,reason,unix time" with a header line; export
- * writes what import reads. Each command owns what it opens and prints
- * its own errors.
+ * next RCPT). DATE is YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS], UTC; WHEN
+ * is a duration from now (30d, 12h) or such a date, in the future. The
+ * CSV is "recipient,stream,reason,unix time,expires" with a header line
+ * (expires: Unix seconds, empty for never; import reads files without
+ * the column too); export writes what import reads. list and export
+ * leave out the entries that have expired unless --all. Each command
+ * owns what it opens and prints its own errors.
  */
 #include "config.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +39,11 @@
 #include "cli/cli.h"
 
 #define EVCLI_LINE_MAX 2048
+/* the farthest expiry suppress add takes: beyond it, leave --expires
+ * out (never) */
+#define EVCLI_EXPIRES_MAX (100LL * 366 * 86400)
+/* the last second of 9999, the latest expiry import takes */
+#define EVCLI_EXPIRES_LAST 253402300799LL
 
 static struct events_db *
 evcli_open(const char *path, int mode)
@@ -77,6 +88,67 @@ evcli_date(const char *s, long long *out)
         }
     }
     *out = (long long)timegm(&tm);
+    return 0;
+}
+
+/* evcli_expires - WHEN (a duration from now like 30d or 12h, or a date
+ * as evcli_date reads it) as Unix seconds into *out, after now; 0, or
+ * -1 with what is wrong in why (n octets). */
+static int
+evcli_expires(const char *s, long long now, long long *out, char *why,
+              size_t n)
+{
+    static const struct {
+        char sfx;
+        long long secs;
+    } units[] = {
+        {'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}, {'w', 604800}};
+    long long v = 0, at;
+    size_t i, k = 0;
+
+    while (isdigit((unsigned char)s[k]) && k < 12)
+        v = v * 10 + (s[k++] - '0');
+    if (k > 0 && s[k] != '\0' && s[k + 1] == '\0' &&
+        !isdigit((unsigned char)s[k])) {
+        for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+            if (s[k] == units[i].sfx)
+                break;
+        if (i == sizeof(units) / sizeof(units[0])) {
+            snprintf(why, n, "unknown unit '%c' (want s, m, h, d or w)", s[k]);
+            return -1;
+        }
+        if (v == 0) {
+            snprintf(why, n,
+                     "a duration of 0 ends at once (leave --expires "
+                     "out for an entry that never expires)");
+            return -1;
+        }
+        if (v > EVCLI_EXPIRES_MAX / units[i].secs) {
+            snprintf(why, n,
+                     "more than 100 years (leave --expires out for "
+                     "an entry that never expires)");
+            return -1;
+        }
+        *out = now + v * units[i].secs;
+        return 0;
+    }
+    if (evcli_date(s, &at) < 0) {
+        snprintf(why, n,
+                 "want a duration from now (30d, 12h) or a date "
+                 "(YYYY-MM-DD, UTC)");
+        return -1;
+    }
+    if (at <= now) {
+        snprintf(why, n, "that is in the past");
+        return -1;
+    }
+    if (at - now > EVCLI_EXPIRES_MAX) {
+        snprintf(why, n,
+                 "more than 100 years (leave --expires out for an "
+                 "entry that never expires)");
+        return -1;
+    }
+    *out = at;
     return 0;
 }
 
@@ -341,33 +413,59 @@ usage:
 
 /* ------------------------------------------------------------- suppress */
 
+struct evcli_sup {
+    int csv, all;
+    long long now;
+};
+
+/* evcli_time - t as "YYYY-MM-DD HH:MM:SS" (UTC) into out (n octets) */
+static const char *
+evcli_time(long long t, char *out, size_t n)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+
+    out[0] = '\0';
+    if (gmtime_r(&tt, &tm))
+        strftime(out, n, "%Y-%m-%d %H:%M:%S", &tm);
+    return out;
+}
+
 static int
 evcli_sup_print(void *ctx, const char *rcpt, const char *stream,
-                const char *reason, long long t)
+                const char *reason, long long t, long long expires)
 {
-    int csv = *(int *)ctx;
+    const struct evcli_sup *sp = ctx;
+    int expired = expires > 0 && expires <= sp->now;
 
-    if (csv) {
+    if (expired && !sp->all)
+        return 0;
+    if (sp->csv) {
         /* reasons are ours or an admin's: no comma or quote survives */
         char clean[512];
         size_t i;
 
         snprintf(clean, sizeof(clean), "%s", reason);
         for (i = 0; clean[i]; i++)
-            if (clean[i] == ',' || clean[i] == '"' || clean[i] == '\n')
+            if (clean[i] == ',' || clean[i] == '"' || clean[i] == '\n' ||
+                clean[i] == '\r')
                 clean[i] = ' ';
-        printf("%s,%s,%s,%lld\n", rcpt, stream, clean, t);
+        printf("%s,%s,%s,%lld,", rcpt, stream, clean, t);
+        if (expires > 0)
+            printf("%lld", expires);
+        putchar('\n');
     } else {
-        char date[32] = "";
-        time_t tt = (time_t)t;
-        struct tm tm;
+        char date[32], until[32];
 
-        if (gmtime_r(&tt, &tm))
-            strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm);
         evcli_put(rcpt);
         putchar('\t');
         evcli_put(stream[0] ? stream : "*");
-        printf("\t%s\t", date);
+        printf("\t%s\t", evcli_time(t, date, sizeof(date)));
+        if (expires > 0)
+            printf("%s %s\t", expired ? "expired" : "until",
+                   evcli_time(expires, until, sizeof(until)));
+        else
+            printf("never\t");
         evcli_put(reason);
         putchar('\n');
     }
@@ -385,8 +483,8 @@ evcli_import(struct events_db *db)
     if (events_db_begin(db, &e) < 0)
         goto fail;
     while (fgets(line, sizeof(line), stdin) != NULL) {
-        char *f[4], *p = line;
-        long long t = (long long)time(NULL);
+        char *f[5], *p = line;
+        long long t = (long long)time(NULL), expires = 0;
         int k;
 
         lineno++;
@@ -394,7 +492,7 @@ evcli_import(struct events_db *db)
         if (line[0] == '\0' || line[0] == '#' ||
             (lineno == 1 && strncmp(line, "recipient,", 10) == 0))
             continue;
-        for (k = 0; k < 4; k++) {
+        for (k = 0; k < 5; k++) {
             f[k] = p;
             if (p != NULL && (p = strchr(p, ',')) != NULL)
                 *p++ = '\0';
@@ -420,9 +518,28 @@ evcli_import(struct events_db *db)
                 return 1;
             }
         }
+        /* the fifth column (export's since entries expire): empty or 0
+         * for never; a time already past is taken (the entry is
+         * listed with --all, and refuses nothing) */
+        if (f[4] != NULL && f[4][0] != '\0') {
+            char *end;
+
+            errno = 0;
+            expires = strtoll(f[4], &end, 10);
+            if (*end != '\0' || errno != 0 || expires > EVCLI_EXPIRES_LAST ||
+                !isdigit((unsigned char)f[4][0])) {
+                fprintf(stderr,
+                        "relaychain: suppress import: line %lu: "
+                        "bad expiry (want Unix seconds, or nothing for "
+                        "never)\n",
+                        lineno);
+                events_db_rollback(db);
+                return 1;
+            }
+        }
         if (events_db_suppress_add(db, f[0], f[1] ? f[1] : "",
                                    f[2] && f[2][0] ? f[2] : "imported", t,
-                                   &e) < 0)
+                                   expires, &e) < 0)
             goto fail;
         n++;
     }
@@ -440,11 +557,17 @@ static int
 suppress_cmd(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"stream", required_argument, NULL, 'S'}, {NULL, 0, NULL, 0}};
+        {"stream", required_argument, NULL, 'S'},
+        {"expires", required_argument, NULL, 'x'},
+        {"all", no_argument, NULL, 'a'},
+        {NULL, 0, NULL, 0}};
     const char *path = CONF_DEFAULT_PATH, *stream = NULL, *cmd;
+    const char *when = NULL;
+    struct evcli_sup sp = {0, 0, (long long)time(NULL)};
+    long long expires = 0;
     struct events_db *db;
     struct err e;
-    int c, rc = 0, csv;
+    int c, rc = 0;
 
     while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
         switch (c) {
@@ -454,6 +577,12 @@ suppress_cmd(int argc, char **argv)
         case 'S':
             stream = optarg;
             break;
+        case 'x':
+            when = optarg;
+            break;
+        case 'a':
+            sp.all = 1;
+            break;
         default:
             goto usage;
         }
@@ -461,6 +590,18 @@ suppress_cmd(int argc, char **argv)
     if (optind >= argc)
         goto usage;
     cmd = argv[optind++];
+    if ((when != NULL && strcmp(cmd, "add") != 0) ||
+        (sp.all && strcmp(cmd, "list") != 0 && strcmp(cmd, "export") != 0))
+        goto usage;
+    if (when != NULL) {
+        char why[160];
+
+        if (evcli_expires(when, sp.now, &expires, why, sizeof(why)) < 0) {
+            fprintf(stderr, "relaychain: suppress add: --expires %s: %s\n",
+                    when, why);
+            return 2;
+        }
+    }
     if (strcmp(cmd, "add") != 0 && strcmp(cmd, "remove") != 0 &&
         strcmp(cmd, "list") != 0 && strcmp(cmd, "export") != 0 &&
         strcmp(cmd, "import") != 0)
@@ -481,11 +622,18 @@ suppress_cmd(int argc, char **argv)
         return 1;
     err_clear(&e);
     if (strcmp(cmd, "add") == 0) {
-        if (events_db_suppress_add(db, argv[optind], stream ? stream : "",
-                                   optind + 1 < argc ? argv[optind + 1]
-                                                     : "added by hand",
-                                   (long long)time(NULL), &e) < 0)
+        int added = events_db_suppress_add(
+            db, argv[optind], stream ? stream : "",
+            optind + 1 < argc ? argv[optind + 1] : "added by hand", sp.now,
+            expires, &e);
+
+        if (added < 0)
             rc = 1;
+        else if (added == 0)
+            fprintf(stderr,
+                    "relaychain: suppress: %s is listed already and is "
+                    "kept as it is (remove it first to change it)\n",
+                    argv[optind]);
     } else if (strcmp(cmd, "remove") == 0) {
         rc = events_db_suppress_remove(db, argv[optind], stream, &e);
         if (rc == 0)
@@ -497,10 +645,10 @@ suppress_cmd(int argc, char **argv)
         events_db_close(db);
         return rc;
     } else {
-        csv = strcmp(cmd, "export") == 0;
-        if (csv)
-            printf("recipient,stream,reason,time\n");
-        if (events_db_suppress_list(db, evcli_sup_print, &csv, &e) < 0)
+        sp.csv = strcmp(cmd, "export") == 0;
+        if (sp.csv)
+            printf("recipient,stream,reason,time,expires\n");
+        if (events_db_suppress_list(db, evcli_sup_print, &sp, &e) < 0)
             rc = 1;
     }
     if (rc != 0 && e.text[0] != '\0')
@@ -510,8 +658,8 @@ suppress_cmd(int argc, char **argv)
 usage:
     fprintf(stderr,
             "usage: relaychain suppress [-c FILE] add ADDR [REASON] "
-            "[--stream S] | remove ADDR [--stream S] | list | export | "
-            "import < CSV\n");
+            "[--stream S] [--expires WHEN] | remove ADDR [--stream S] | "
+            "list [--all] | export [--all] | import < CSV\n");
     return 2;
 }
 

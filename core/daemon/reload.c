@@ -95,6 +95,7 @@ reload_restart_keys(const struct cfg *boot, const struct cfg *cfg, char *note,
         "stream_map",
         "stream_header", /* the events read it at open */
         "suppress_scope",
+        "suppress_expiry",
         "on_suppressed",
         /* ---- verp */
         "verp_domain",

@@ -326,7 +326,8 @@ events_insert(struct events *ev, char **lines, size_t n)
             err_nomem(&e);
             goto fail;
         }
-        rc = events_db_put(db, copy, len, ev->suppress_stream, &e);
+        rc = events_db_put(db, copy, len, ev->suppress_stream,
+                           ev->suppress_expiry, &e);
         free(copy);
         if (rc < 0)
             goto fail;
@@ -598,6 +599,7 @@ events_open(const struct events_settings *s, struct err *e)
         snprintf(ev->spool, sizeof(ev->spool), "%s.spool", path);
     snprintf(ev->replay, sizeof(ev->replay), "%s.replay", ev->spool);
     ev->suppress_stream = s->suppress_stream;
+    ev->suppress_expiry = s->suppress_expiry > 0 ? s->suppress_expiry : 0;
     ev->drop = s->drop;
     ev->cap = s->buffer_max > 0 ? s->buffer_max : 1;
     ev->batch_max = s->batch_max > 0 ? s->batch_max : 500;

@@ -24,7 +24,8 @@
  * spool file refuse it (logged, and counted in events_stats()).
  *
  * The suppression list is a table of the same store. Hard bounces add
- * their recipient (with suppress_scope = stream, for the stream alone);
+ * their recipient (with suppress_scope = stream, for the stream alone;
+ * with suppress_expiry, for that long);
  * events_suppressed() looks a recipient up through a prepared statement
  * on a read-only connection of its own (WAL: it never waits for the
  * writer).
@@ -86,6 +87,8 @@ struct events_settings {
     size_t batch_max;          /* events per transaction */
     long long batch_ms;        /* longest wait to fill a batch */
     int suppress_stream;       /* suppress_scope = stream */
+    long long suppress_expiry; /* seconds the entries bounces, complaints
+                                  and unsubscribes add last; 0: for ever */
     int drop;                  /* on_suppressed = drop */
     /* ---- verp: bounces and complaints coming back */
     const char *verp_domain;        /* NULL: no VERP */
@@ -141,8 +144,11 @@ int events_stream(const struct events *ev, const char *given,
                   size_t n);
 
 /* events_suppressed - 1 when rcpt is on the suppression list (globally
- * or for stream), with "REASON, DATE" in why (n octets); 0 when not; -1
- * when the lookup failed (logged: the caller lets the mail pass). */
+ * or for stream) by an entry that has not expired, with "REASON, DATE"
+ * in why (n octets; ", until DATE" after it for an entry that expires);
+ * 0 when not; -1 when the lookup failed (logged: the caller lets the
+ * mail pass). Each call asks the store: there is no cache to outlive
+ * an expiry or a removal. */
 int events_suppressed(struct events *ev, const char *rcpt, const char *stream,
                       char *why, size_t n);
 

@@ -3,7 +3,8 @@
  *
  * events_conf_part declares events_store (off when unset; SQLite or
  * PostgreSQL), events_store_password_file, the writer's
- * buffer and batch, stream_map, suppress_scope and on_suppressed, and
+ * buffer and batch, stream_map, suppress_scope, suppress_expiry and
+ * on_suppressed, and
  * refuses, with file:line, a PostgreSQL URI with a password in it or
  * without events_spool, a store without delivery = queue, the other keys
  * without a store, a stream_map that does not load, and VERP and
@@ -27,6 +28,8 @@ static const char *const events_conf_scope_choices[] = {"global", "stream",
                                                         NULL};
 static const char *const events_conf_suppressed_choices[] = {"reject", "drop",
                                                              NULL};
+/* ten years, in milliseconds: beyond that "0" says what is meant */
+#define EVENTS_CONF_EXPIRY_MAX (3650 * 86400 * 1000LL)
 
 static const struct cfg_option events_conf_options[] = {
     {"events_store", CFG_STRING, NULL,
@@ -60,6 +63,10 @@ static const struct cfg_option events_conf_options[] = {
      "a hard bounce suppresses the recipient for all mail (global) or for "
      "its stream only (stream)",
      events_conf_scope_choices, 0, 0, 0},
+    {"suppress_expiry", CFG_TIME, "0",
+     "how long the entries that hard bounces, complaints and unsubscribes "
+     "put on the suppression list last (90d); 0: for ever",
+     NULL, 0, EVENTS_CONF_EXPIRY_MAX, 0},
     {"on_suppressed", CFG_ENUM, "reject",
      "reject: RCPT of a suppressed recipient gets 550 5.7.1; drop: it is "
      "accepted and not delivered, with a suppressed event",
@@ -181,6 +188,7 @@ events_conf_check(const struct cfg *c, struct err *e)
                                                   "events_batch_time",
                                                   "stream_map",
                                                   "suppress_scope",
+                                                  "suppress_expiry",
                                                   "on_suppressed",
                                                   NULL};
         size_t i;
@@ -206,6 +214,12 @@ events_conf_check(const struct cfg *c, struct err *e)
             return cfg_err(e, c, "events_store",
                            "a PostgreSQL store needs events_spool, the "
                            "local file events wait in while it is down");
+        /* the store keeps whole seconds: "1500ms" would not last what
+         * it says */
+        if (cfg_num(c, "suppress_expiry") % 1000 != 0)
+            return cfg_err(e, c, "suppress_expiry",
+                           "'%s' is not a whole number of seconds",
+                           cfg_raw(c, "suppress_expiry"));
         if (queue_delivery(c) != QUEUE_DELIVERY_QUEUE)
             return cfg_err(e, c, "events_store",
                            "events are recorded with delivery = queue only");
@@ -240,6 +254,7 @@ events_settings_from(const struct cfg *c, struct events_settings *s)
     s->batch_max = (size_t)cfg_num(c, "events_batch");
     s->batch_ms = cfg_num(c, "events_batch_time");
     s->suppress_stream = cfg_enum(c, "suppress_scope") == 1;
+    s->suppress_expiry = cfg_num(c, "suppress_expiry") / 1000;
     s->drop = cfg_enum(c, "on_suppressed") == 1;
     /* ---- verp */
     s->verp_domain = cfg_str(c, "verp_domain");

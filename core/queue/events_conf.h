@@ -3,9 +3,10 @@
  *
  * events_conf_part declares events_store, events_spool, events_buffer,
  * events_batch, events_batch_time, stream_map, suppress_scope,
- * on_suppressed, verp_domain, verp_key_file, fbl_address,
- * fbl_match_header and fbl_clients, refusing a bad one with file:line. Whoever
- * loads relaychain.conf hands it to conf_load() (chain/conf.h).
+ * suppress_expiry, on_suppressed, verp_domain, verp_key_file,
+ * fbl_address, fbl_match_header and fbl_clients, refusing a bad one with
+ * file:line. Whoever loads relaychain.conf hands it to conf_load()
+ * (chain/conf.h).
  */
 #ifndef RC_EVENTS_CONF_H
 #define RC_EVENTS_CONF_H

@@ -104,6 +104,59 @@ events_db_err(struct events_db *db, struct err *e, const char *what)
                    db->db ? sqlite3_errmsg(db->db) : "out of memory");
 }
 
+/* events_db_has_expires - 1 when the suppression table has the expires
+ * column, 0 when it is a store made before entries could expire, -1
+ * with e */
+static int
+events_db_has_expires(struct events_db *db, struct err *e)
+{
+    sqlite3_stmt *st;
+    int rc, found = 0;
+
+    if (sqlite3_prepare_v2(db->db, "PRAGMA table_info(suppression)", -1, &st,
+                           NULL) != SQLITE_OK)
+        return events_db_err(db, e, "schema");
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 1);
+
+        if (name != NULL && strcmp(name, "expires") == 0)
+            found = 1;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return events_db_err(db, e, "schema");
+    return found;
+}
+
+/* events_db_migrate - add the expires column to a store made before
+ * entries could expire; 0, or -1 with e. Looked for first without a
+ * lock (the usual case: there, nothing to write), then again under the
+ * write lock, so two openers at once add it once. */
+static int
+events_db_migrate(struct events_db *db, struct err *e)
+{
+    int rc;
+
+    if ((rc = events_db_has_expires(db, e)) != 0)
+        return rc < 0 ? -1 : 0;
+    if (sqlite3_exec(db->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return events_db_err(db, e, "schema: expires");
+    if ((rc = events_db_has_expires(db, e)) == 0 &&
+        sqlite3_exec(db->db, EVENTS_SQL_SUP_MIGRATE_SQLITE, NULL, NULL,
+                     NULL) != SQLITE_OK)
+        rc = events_db_err(db, e, "schema: expires");
+    if (rc < 0) {
+        (void)sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    if (sqlite3_exec(db->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        events_db_err(db, e, "schema: expires");
+        (void)sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    return 0;
+}
+
 struct events_db *
 events_db_open(const char *store, int mode, struct err *e)
 {
@@ -116,7 +169,7 @@ events_db_open_auth(const char *store, const char *password_file, int mode,
 {
     struct events_db *db;
     const char *path;
-    int readonly = mode == EVENTS_DB_READONLY;
+    int readonly = mode == EVENTS_DB_READONLY, rc;
     int flags = readonly ? SQLITE_OPEN_READONLY
                 : mode == EVENTS_DB_CREATE
                     ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
@@ -161,6 +214,19 @@ events_db_open_auth(const char *store, const char *password_file, int mode,
                                    NULL, NULL) != SQLITE_OK)) {
         events_db_err(db, e, path);
         goto fail;
+    }
+    if (!readonly && events_db_migrate(db, e) < 0) {
+        err_prefix(e, "%s", path);
+        goto fail;
+    }
+    /* read-only on a store not migrated yet (the commands before the
+     * daemon restarted): the reports work, lookups say why they fail */
+    if (readonly && (rc = events_db_has_expires(db, e)) <= 0) {
+        if (rc < 0) {
+            err_prefix(e, "%s", path);
+            goto fail;
+        }
+        return db;
     }
     if (sqlite3_prepare_v2(db->db, EVENTS_SQL_SUP_FIND, -1, &db->sup_find,
                            NULL) != SQLITE_OK) {
@@ -365,10 +431,10 @@ events_db_step(struct events_db *db, sqlite3_stmt *st, struct err *e,
 
 int
 events_db_put(struct events_db *db, char *line, size_t len,
-              int suppress_stream, struct err *e)
+              int suppress_stream, long long expiry_s, struct err *e)
 {
     char *f[EVENTS_LINE_FIELDS], *p = line, *at;
-    long long t, size, code, hard, next;
+    long long t, size, code, hard, next, until;
     size_t n = 0;
     int i;
 
@@ -432,24 +498,27 @@ events_db_put(struct events_db *db, char *line, size_t len,
     if (events_db_step(db, db->ins, e, "insert event") < 0)
         return -1;
 suppress:
+    /* the entry lasts expiry_s from the event, not from its insert: a
+     * replay of an old spool gives what a live write would have */
+    until = expiry_s > 0 ? t / 1000000 + expiry_s : 0;
     if (strcmp(f[3], "bounced") == 0 && hard && f[7][0] != '\0') {
         char reason[300];
 
         snprintf(reason, sizeof(reason), "hard bounce %lld %s", code, f[11]);
         if (events_db_suppress_add(db, f[7], suppress_stream ? f[8] : "",
-                                   reason, t / 1000000, e) < 0)
+                                   reason, t / 1000000, until, e) < 0)
             return -1;
     }
     /* ---- verp: a complaint suppresses its recipient too */
     if (strcmp(f[3], "complained") == 0 && f[7][0] != '\0' &&
         events_db_suppress_add(db, f[7], suppress_stream ? f[8] : "",
-                               "complaint", t / 1000000, e) < 0)
+                               "complaint", t / 1000000, until, e) < 0)
         return -1;
     /* ---- end verp */
     /* ---- track: a one-click unsubscribe suppresses its recipient */
     if (strcmp(f[3], "unsubscribed") == 0 && f[7][0] != '\0' &&
         events_db_suppress_add(db, f[7], suppress_stream ? f[8] : "",
-                               "unsubscribe", t / 1000000, e) < 0)
+                               "unsubscribe", t / 1000000, until, e) < 0)
         return -1;
     /* ---- end track */
     return 0;
@@ -460,13 +529,19 @@ suppress:
 int
 events_db_suppress_add(struct events_db *db, const char *rcpt,
                        const char *stream, const char *reason,
-                       long long time_s, struct err *e)
+                       long long time_s, long long expires_s, struct err *e)
 {
+    long long now = (long long)time(NULL);
+
+    if (expires_s < 0)
+        expires_s = 0;
     if (db->pg != NULL) {
-        char ts[32];
-        const char *v[4] = {rcpt, stream ? stream : "", reason, ts};
+        char ts[32], xs[32], ns[32];
+        const char *v[6] = {rcpt, stream ? stream : "", reason, ts, xs, ns};
 
         snprintf(ts, sizeof(ts), "%lld", time_s);
+        snprintf(xs, sizeof(xs), "%lld", expires_s);
+        snprintf(ns, sizeof(ns), "%lld", now);
         return events_pg_suppress_add(db->pg, v, e);
     }
     if (db->sup_add == NULL)
@@ -475,7 +550,11 @@ events_db_suppress_add(struct events_db *db, const char *rcpt,
     sqlite3_bind_text(db->sup_add, 2, stream ? stream : "", -1, SQLITE_STATIC);
     sqlite3_bind_text(db->sup_add, 3, reason, -1, SQLITE_STATIC);
     sqlite3_bind_int64(db->sup_add, 4, time_s);
-    return events_db_step(db, db->sup_add, e, "add to the suppression list");
+    sqlite3_bind_int64(db->sup_add, 5, expires_s);
+    sqlite3_bind_int64(db->sup_add, 6, now);
+    if (events_db_step(db, db->sup_add, e, "add to the suppression list") < 0)
+        return -1;
+    return sqlite3_changes(db->db) > 0 ? 1 : 0;
 }
 
 int
@@ -515,9 +594,10 @@ events_pg_sup_row(void *ctx, int ncols, const char *const *v)
 {
     struct events_pg_sup *ps = ctx;
 
-    if (ncols < 4)
+    if (ncols < 5)
         return -1;
-    return ps->cb(ps->ctx, v[0], v[1], v[2], strtoll(v[3], NULL, 10));
+    return ps->cb(ps->ctx, v[0], v[1], v[2], strtoll(v[3], NULL, 10),
+                  strtoll(v[4], NULL, 10));
 }
 
 int
@@ -542,7 +622,7 @@ events_db_suppress_list(struct events_db *db, events_db_suppress_cb cb,
         if (cb(ctx, (const char *)sqlite3_column_text(st, 0),
                (const char *)sqlite3_column_text(st, 1),
                (const char *)sqlite3_column_text(st, 2),
-               sqlite3_column_int64(st, 3)) < 0)
+               sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4)) < 0)
             break;
     sqlite3_finalize(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
@@ -550,17 +630,26 @@ events_db_suppress_list(struct events_db *db, events_db_suppress_cb cb,
     return 0;
 }
 
-/* events_db_why - "REASON, YYYY-MM-DD" into why (n octets) */
+/* events_db_why - "REASON, YYYY-MM-DD" into why (n octets), and ",
+ * until YYYY-MM-DD" after it for an entry that expires */
 static void
-events_db_why(char *why, size_t n, const char *reason, long long time_s)
+events_db_why(char *why, size_t n, const char *reason, long long time_s,
+              long long expires_s)
 {
-    time_t t = (time_t)time_s;
-    char date[32] = "";
+    time_t t = (time_t)time_s, x = (time_t)expires_s;
+    char date[32] = "", until[32] = "";
     struct tm tm;
 
     if (gmtime_r(&t, &tm) != NULL)
         strftime(date, sizeof(date), "%Y-%m-%d", &tm);
-    snprintf(why, n, "%s, %s", reason ? reason : "", date);
+    if (expires_s > 0 && gmtime_r(&x, &tm) != NULL)
+        strftime(until, sizeof(until), ", until %Y-%m-%d", &tm);
+    snprintf(why, n, "%s, %s%s", reason ? reason : "", date, until);
+    /* the text goes into an SMTP reply: no stored reason (an
+     * argument of suppress add, a remote's words) may end its line */
+    for (; *why != '\0'; why++)
+        if ((unsigned char)*why < 0x20 || *why == 0x7f)
+            *why = '?';
 }
 
 int
@@ -568,6 +657,7 @@ events_db_suppress_find(struct events_db *db, const char *rcpt,
                         const char *stream, char *why, size_t n, struct err *e)
 {
     char low[EVENTS_ADDR_MAX];
+    long long now = (long long)time(NULL);
     size_t i;
     int rc;
 
@@ -580,22 +670,26 @@ events_db_suppress_find(struct events_db *db, const char *rcpt,
         return 0; /* longer than any address: never listed */
     if (db->pg != NULL) {
         char reason[512];
-        long long ts = 0;
+        long long ts = 0, xs = 0;
 
-        rc = events_pg_suppress_find(db->pg, low, stream, reason,
-                                     sizeof(reason), &ts, e);
+        rc = events_pg_suppress_find(db->pg, low, stream, now, reason,
+                                     sizeof(reason), &ts, &xs, e);
         if (rc == 1)
-            events_db_why(why, n, reason, ts);
+            events_db_why(why, n, reason, ts, xs);
         return rc;
     }
+    if (db->sup_find == NULL)
+        return err_set(e, ERR_CONFIG, EVENTS_SQL_UNMIGRATED);
     sqlite3_bind_text(db->sup_find, 1, low, -1, SQLITE_STATIC);
     sqlite3_bind_text(db->sup_find, 2, stream ? stream : "", -1,
                       SQLITE_STATIC);
+    sqlite3_bind_int64(db->sup_find, 3, now);
     rc = sqlite3_step(db->sup_find);
     if (rc == SQLITE_ROW)
         events_db_why(why, n,
                       (const char *)sqlite3_column_text(db->sup_find, 0),
-                      sqlite3_column_int64(db->sup_find, 1));
+                      sqlite3_column_int64(db->sup_find, 1),
+                      sqlite3_column_int64(db->sup_find, 2));
     sqlite3_reset(db->sup_find);
     sqlite3_clear_bindings(db->sup_find);
     if (rc == SQLITE_ROW)

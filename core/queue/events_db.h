@@ -9,7 +9,10 @@
  * schema (created when missing) has one row per event, unique by its
  * id, indexed for the reports: time, recipient domain and time,
  * Message-ID, recipient; and the suppression list, one row per
- * (recipient, stream), stream "" for the whole relay.
+ * (recipient, stream), stream "" for the whole relay, with an optional
+ * expiry. A store made before entries could expire gets the column
+ * when the writer (or a command, SQLite) opens it; read-only, such a
+ * store reads, and its suppression lookups fail saying so.
  *
  * An event travels as one line (the spool's format, and the buffer's):
  * tab-separated fields with \\, \t, \n and \r escaped; events_db_put()
@@ -68,26 +71,40 @@ int events_db_commit(struct events_db *db, struct err *e);
 void events_db_rollback(struct events_db *db);
 
 /* events_db_put - insert the event of line (len octets, modified in
- * place); a hard bounce adds its recipient to the suppression list (for
- * its stream alone with suppress_stream). An event already stored is
- * ignored. 0; 1 for a malformed line (skipped); -1 with e. */
+ * place); a hard bounce, a complaint or an unsubscribe adds its
+ * recipient to the suppression list (for its stream alone with
+ * suppress_stream), for expiry_s seconds from the event (0: for ever).
+ * An event already stored is ignored. 0; 1 for a malformed line
+ * (skipped); -1 with e. */
 int events_db_put(struct events_db *db, char *line, size_t len,
-                  int suppress_stream, struct err *e);
+                  int suppress_stream, long long expiry_s, struct err *e);
 
-/* The suppression list. */
+/* The suppression list. An entry is (rcpt, stream) with its reason,
+ * the time it was added and when it expires (Unix seconds, 0: never);
+ * an entry whose expiry has passed is as good as absent: lookups skip
+ * it and an add replaces it.
+ *
+ * events_db_suppress_add - add rcpt; 1 when the entry was written, 0
+ * when a live one was there and is kept as it is (inside a transaction
+ * on PostgreSQL, whose results come back later: 0 either way), -1 with
+ * e. */
 int events_db_suppress_add(struct events_db *db, const char *rcpt,
                            const char *stream, const char *reason,
-                           long long time_s, struct err *e);
+                           long long time_s, long long expires_s,
+                           struct err *e);
 /* 1 removed, 0 not there, -1 error */
 int events_db_suppress_remove(struct events_db *db, const char *rcpt,
                               const char *stream, struct err *e);
+/* every entry, expired ones too, to cb */
 typedef int (*events_db_suppress_cb)(void *ctx, const char *rcpt,
                                      const char *stream, const char *reason,
-                                     long long time_s);
+                                     long long time_s, long long expires_s);
 int events_db_suppress_list(struct events_db *db, events_db_suppress_cb cb,
                             void *ctx, struct err *e);
-/* events_db_suppress_find - 1 with "REASON, YYYY-MM-DD" in why when rcpt
- * is suppressed for stream or globally, 0 when not, -1 with e. */
+/* events_db_suppress_find - 1 with "REASON, YYYY-MM-DD" in why (and ",
+ * until YYYY-MM-DD" for an entry that expires) when rcpt is suppressed
+ * for stream or globally by an entry that has not expired, 0 when not,
+ * -1 with e. */
 int events_db_suppress_find(struct events_db *db, const char *rcpt,
                             const char *stream, char *why, size_t n,
                             struct err *e);

@@ -27,6 +27,7 @@ struct events {
     struct regmap *streams;
     int stream_header; /* streams also come from stream_header */
     int suppress_stream, drop;
+    long long suppress_expiry; /* seconds; 0: entries never expire */
     size_t batch_max;
     long long batch_ms;
 

@@ -28,6 +28,7 @@ struct events_pg {
     int in_tx;   /* between begin and commit: pipelined */
     int pending; /* statements sent since the last sync */
     int failed;  /* a pipelined statement failed */
+    int expires; /* the suppression table has its expires column */
     char error[ERR_TEXT_MAX];
 };
 
@@ -129,27 +130,42 @@ events_pg_password(const char *path, char *out, size_t n, struct err *e)
 }
 
 /* events_pg_tables - 0 when the schema is there, 1 when not (e set),
- * -1 with e. The commands never create it (they may run as another
- * role than the daemon's); the daemon creates it only when it is
- * missing, so a role without the right to create tables runs on
- * tables an administrator made. */
+ * 2 when the suppression table lacks the expires column (a store made
+ * before entries could expire; e set), -1 with e. The commands never
+ * create or change it (they may run as another role than the
+ * daemon's); the daemon creates it only when it is missing, so a role
+ * without the right to create tables runs on tables an administrator
+ * made. *may_update: the role may UPDATE the suppression table, which
+ * replacing an expired entry needs (1 when there is no table yet). */
 static int
-events_pg_tables(struct events_pg *pg, struct err *e)
+events_pg_tables(struct events_pg *pg, int *may_update, struct err *e)
 {
     PGresult *res =
-        PQexec(pg->conn, "SELECT to_regclass('events') IS NOT NULL AND "
-                         "to_regclass('suppression') IS NOT NULL");
+        PQexec(pg->conn,
+               "SELECT to_regclass('events') IS NOT NULL AND "
+               "to_regclass('suppression') IS NOT NULL, EXISTS (SELECT 1 FROM "
+               "pg_attribute WHERE attrelid = to_regclass('suppression') AND "
+               "attname = 'expires' AND NOT attisdropped), "
+               "COALESCE(has_table_privilege(to_regclass('suppression'), "
+               "'UPDATE'), true)");
     int rc = 0;
 
-    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
+    *may_update = 1;
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK ||
+        PQntuples(res) != 1 || PQnfields(res) != 3) {
         rc = events_pg_err(pg, e, "schema", res);
-    else if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+    } else if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
         err_set(e, ERR_IO,
                 "%s: no events tables in this database (relaychaind "
                 "creates them when it starts with events_store set)",
                 PQdb(pg->conn));
         rc = 1;
+    } else if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
+        err_set(e, ERR_IO, "%s: %s", PQdb(pg->conn), EVENTS_SQL_UNMIGRATED);
+        rc = 2;
     }
+    if (rc >= 0)
+        *may_update = strcmp(PQgetvalue(res, 0, 2), "f") != 0;
     PQclear(res);
     return rc;
 }
@@ -164,7 +180,7 @@ events_pg_open(const char *store, const char *password_file, int mode,
     const char *keys[12], *vals[12];
     char password[EVENTS_PG_PASSWORD];
     struct events_pg *pg;
-    int k = 0, rc;
+    int k = 0, rc, may_update;
 
     if (events_pg_check(store, e) < 0)
         return NULL;
@@ -197,16 +213,44 @@ events_pg_open(const char *store, const char *password_file, int mode,
         events_pg_err(pg, e, "connect", NULL);
         goto fail;
     }
-    if ((rc = events_pg_tables(pg, e)) < 0 ||
-        (rc == 1 && mode != EVENTS_DB_CREATE))
+    if ((rc = events_pg_tables(pg, &may_update, e)) < 0 ||
+        (rc == 1 && mode != EVENTS_DB_CREATE) ||
+        (rc == 2 && mode == EVENTS_DB_EXISTING))
         goto fail;
-    if (rc == 1 && events_pg_exec(pg, EVENTS_SQL_SCHEMA_PG, e, "schema") < 0)
+    /* tables missing, or the expires column: both in the schema's
+     * locked transaction (CREATE and ADD COLUMN, IF NOT EXISTS) */
+    if (rc != 0 && mode == EVENTS_DB_CREATE) {
+        err_clear(e);
+        if (events_pg_exec(
+                pg, rc == 2 ? EVENTS_SQL_MIGRATE_PG : EVENTS_SQL_SCHEMA_PG, e,
+                "schema") < 0) {
+            if (rc == 2)
+                err_prefix(e, "adding the suppression table's expires "
+                              "column (as the tables' owner: ALTER TABLE "
+                              "suppression ADD COLUMN expires BIGINT NOT "
+                              "NULL DEFAULT 0)");
+            goto fail;
+        }
+        rc = 0;
+    }
+    /* read-only on a store not migrated yet (the commands before the
+     * daemon restarted): the reports work, lookups say why they fail */
+    pg->expires = rc == 0;
+    if (pg->expires &&
+        events_pg_prepare(pg, "sup_find", EVENTS_SQL_SUP_FIND, 3, e) < 0)
         goto fail;
-    if (events_pg_prepare(pg, "sup_find", EVENTS_SQL_SUP_FIND, 2, e) < 0)
+    /* the writer only: a batch with a bounce in it would fail for ever
+     * (the commands are told by the server, for what they try) */
+    if (mode == EVENTS_DB_CREATE && !may_update) {
+        err_set(e, ERR_CONFIG,
+                "this role may not UPDATE the suppression table, which "
+                "replacing an expired entry needs (GRANT UPDATE ON "
+                "suppression TO it)");
         goto fail;
+    }
     if (mode != EVENTS_DB_READONLY &&
         (events_pg_prepare(pg, "ins", EVENTS_SQL_INSERT, 16, e) < 0 ||
-         events_pg_prepare(pg, "sup_add", EVENTS_SQL_SUP_ADD, 4, e) < 0))
+         events_pg_prepare(pg, "sup_add", EVENTS_SQL_SUP_ADD, 6, e) < 0))
         goto fail;
     return pg;
 fail:
@@ -342,7 +386,18 @@ int
 events_pg_suppress_add(struct events_pg *pg, const char *const *vals,
                        struct err *e)
 {
-    return events_pg_send(pg, "sup_add", 4, vals, e);
+    PGresult *res;
+    int rc;
+
+    if (pg->in_tx)
+        return events_pg_send(pg, "sup_add", 6, vals, e) < 0 ? -1 : 0;
+    res = PQexecPrepared(pg->conn, "sup_add", 6, vals, NULL, NULL, 0);
+    if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK)
+        rc = events_pg_err(pg, e, "sup_add", res);
+    else
+        rc = strtoll(PQcmdTuples(res), NULL, 10) > 0 ? 1 : 0;
+    PQclear(res);
+    return rc;
 }
 
 int
@@ -425,13 +480,19 @@ events_pg_query(struct events_pg *pg, const char *sql, int nparams,
 
 int
 events_pg_suppress_find(struct events_pg *pg, const char *rcpt,
-                        const char *stream, char *reason, size_t n,
-                        long long *time_s, struct err *e)
+                        const char *stream, long long now, char *reason,
+                        size_t n, long long *time_s, long long *expires_s,
+                        struct err *e)
 {
-    const char *vals[2] = {rcpt, stream ? stream : ""};
-    PGresult *res =
-        PQexecPrepared(pg->conn, "sup_find", 2, vals, NULL, NULL, 0);
+    char ns[32];
+    const char *vals[3] = {rcpt, stream ? stream : "", ns};
+    PGresult *res;
     int rc;
+
+    if (!pg->expires)
+        return err_set(e, ERR_CONFIG, EVENTS_SQL_UNMIGRATED);
+    snprintf(ns, sizeof(ns), "%lld", now);
+    res = PQexecPrepared(pg->conn, "sup_find", 3, vals, NULL, NULL, 0);
 
     if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
         rc = events_pg_err(pg, e, "suppression lookup", res);
@@ -440,6 +501,7 @@ events_pg_suppress_find(struct events_pg *pg, const char *rcpt,
     } else {
         snprintf(reason, n, "%s", PQgetvalue(res, 0, 0));
         *time_s = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+        *expires_s = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
         rc = 1;
     }
     PQclear(res);

@@ -47,6 +47,9 @@ void events_pg_rollback(struct events_pg *pg);
  * shows at the next read or at commit). 0, or -1 with e. */
 int events_pg_insert(struct events_pg *pg, const char *const *vals,
                      struct err *e);
+/* events_pg_suppress_add - vals[0..6) as EVENTS_SQL_SUP_ADD's
+ * parameters; 1 when the row was written, 0 when a live one was kept
+ * (inside a transaction: 0, the result is read later), -1 with e. */
 int events_pg_suppress_add(struct events_pg *pg, const char *const *vals,
                            struct err *e);
 
@@ -61,11 +64,13 @@ long long events_pg_query(struct events_pg *pg, const char *sql, int nparams,
                           void *ctx, struct err *e);
 
 /* events_pg_suppress_find - EVENTS_SQL_SUP_FIND through its prepared
- * statement: 1 with reason and time_s set (reason n octets), 0 when not
- * listed, -1 with e. */
+ * statement at time now: 1 with reason, time_s and expires_s set
+ * (reason n octets), 0 when not listed, -1 with e (also on a store
+ * whose suppression table has no expires column yet). */
 int events_pg_suppress_find(struct events_pg *pg, const char *rcpt,
-                            const char *stream, char *reason, size_t n,
-                            long long *time_s, struct err *e);
+                            const char *stream, long long now, char *reason,
+                            size_t n, long long *time_s, long long *expires_s,
+                            struct err *e);
 
 /* events_pg_ok - 0 when the connection is broken. */
 int events_pg_ok(const struct events_pg *pg);

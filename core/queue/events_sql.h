@@ -24,14 +24,21 @@
     "VALUES ($1, $2, $3, $4, $5, $6, lower($7), lower($8), $9, $10, $11, "    \
     "$12, $13, $14, $15, $16) ON CONFLICT (uid) DO NOTHING"
 
+/* $5 the expiry (Unix seconds, 0: never), $6 now: an entry that has
+ * expired is replaced, a live one is kept as it is */
 #define EVENTS_SQL_SUP_ADD                                                    \
-    "INSERT INTO suppression (rcpt, stream, reason, t) VALUES (lower($1), "   \
-    "$2, $3, $4) ON CONFLICT (rcpt, stream) DO NOTHING"
+    "INSERT INTO suppression (rcpt, stream, reason, t, expires) VALUES "      \
+    "(lower($1), $2, $3, $4, $5) ON CONFLICT (rcpt, stream) DO UPDATE SET "   \
+    "reason = excluded.reason, t = excluded.t, expires = excluded.expires "   \
+    "WHERE suppression.expires <> 0 AND suppression.expires <= $6"
 
-/* $1 is lower-cased by the caller, so the lookup is a plain key */
+/* $1 is lower-cased by the caller, so the lookup is a plain key; $3
+ * now. Of a global and a stream's entry, the one that lasts longer is
+ * told. */
 #define EVENTS_SQL_SUP_FIND                                                   \
-    "SELECT reason, t FROM suppression WHERE rcpt = $1 AND "                  \
-    "stream IN ('', $2) LIMIT 1"
+    "SELECT reason, t, expires FROM suppression WHERE rcpt = $1 AND "         \
+    "stream IN ('', $2) AND (expires = 0 OR expires > $3) "                   \
+    "ORDER BY expires = 0 DESC, expires DESC LIMIT 1"
 
 /* $2 NULL: every stream */
 #define EVENTS_SQL_SUP_REMOVE                                                 \
@@ -39,7 +46,8 @@
     "(CAST($2 AS TEXT) IS NULL OR stream = $2)"
 
 #define EVENTS_SQL_SUP_LIST                                                   \
-    "SELECT rcpt, stream, reason, t FROM suppression ORDER BY rcpt, stream"
+    "SELECT rcpt, stream, reason, t, expires FROM suppression ORDER BY "      \
+    "rcpt, stream"
 
 /* %s: the key (events_sql_key), then "" or EVENTS_SQL_REPORT_STREAM;
  * $1, $2: the time range in microseconds, $3 the stream */
@@ -132,8 +140,21 @@ enum events_sql_dialect { EVENTS_SQL_SQLITE, EVENTS_SQL_PG };
     " rcpt " TEXT ","                                                         \
     " stream " TEXT ","                                                       \
     " reason " TEXT ","                                                       \
-    " t " INT " NOT NULL," /* Unix seconds */                                 \
+    " t " INT " NOT NULL,"                 /* Unix seconds */                 \
+    " expires " INT " NOT NULL DEFAULT 0," /* Unix seconds, 0: never */       \
     " PRIMARY KEY (rcpt, stream));"
+
+/* Stores made before entries could expire have no expires column: the
+ * writer adds it at open (SQLite after PRAGMA table_info said so;
+ * PostgreSQL in the schema's locked transaction, IF NOT EXISTS). */
+#define EVENTS_SQL_SUP_MIGRATE_SQLITE                                         \
+    "ALTER TABLE suppression ADD COLUMN expires INTEGER NOT NULL DEFAULT 0"
+#define EVENTS_SQL_UNMIGRATED                                                 \
+    "the suppression table has no expires column yet (a store made by an "    \
+    "older relaychain): relaychaind adds it when it starts"
+#define EVENTS_SQL_SUP_MIGRATE_PG                                             \
+    "ALTER TABLE suppression ADD COLUMN IF NOT EXISTS expires BIGINT NOT "    \
+    "NULL DEFAULT 0;"
 
 #define EVENTS_SQL_SCHEMA_SQLITE                                              \
     EVENTS_SQL_TABLES("INTEGER PRIMARY KEY", "INTEGER", EVENTS_SQL_TEXT_SQLITE)
@@ -141,11 +162,18 @@ enum events_sql_dialect { EVENTS_SQL_SQLITE, EVENTS_SQL_PG };
 /* Two relays starting at once: CREATE ... IF NOT EXISTS is not safe
  * against itself in PostgreSQL (the loser fails on the catalog's unique
  * index), so the schema is created under a transaction-scoped advisory
- * lock; the number is arbitrary and ours. */
+ * lock; the number is arbitrary and ours. A store made before entries
+ * could expire gets its expires column in the same transaction, or,
+ * when its tables are there, in one of its own under the same lock
+ * (ALTER alone: a role that does not own the tables is told that, not
+ * that it may not create tables). */
+#define EVENTS_SQL_PG_LOCK "BEGIN; SELECT pg_advisory_xact_lock(7275636901);"
 #define EVENTS_SQL_SCHEMA_PG                                                  \
-    "BEGIN; SELECT pg_advisory_xact_lock(7275636901);" EVENTS_SQL_TABLES(     \
+    EVENTS_SQL_PG_LOCK EVENTS_SQL_TABLES(                                     \
         "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "BIGINT",          \
-        EVENTS_SQL_TEXT_PG) "COMMIT;"
+        EVENTS_SQL_TEXT_PG) EVENTS_SQL_SUP_MIGRATE_PG "COMMIT;"
+#define EVENTS_SQL_MIGRATE_PG                                                 \
+    EVENTS_SQL_PG_LOCK EVENTS_SQL_SUP_MIGRATE_PG "COMMIT;"
 
 /* events_sql_key - the report key expression for by (NULL: one total
  * row) in dialect d; NULL for an unknown by. By day and hour the key is

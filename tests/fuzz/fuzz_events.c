@@ -63,7 +63,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char *copy = strdup(text);
 
         if (copy != NULL) {
-            rc = events_db_put(fuzz_db, copy, n, 0, &e);
+            rc = events_db_put(fuzz_db, copy, n, 0, 0, &e);
             if (rc != 0 && rc != 1)
                 __builtin_trap();
             free(copy);
@@ -89,7 +89,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (events_line(&line, "fuzz", 1, &r, &e) == 0) {
         /* one uid for every run: INSERT OR IGNORE keeps the first, and
          * what is checked is that the line reads back */
-        rc = events_db_put(fuzz_db, line.data, line.len, 0, &e);
+        rc = events_db_put(fuzz_db, line.data, line.len, 0, 0, &e);
         if (rc != 0)
             __builtin_trap();
     }

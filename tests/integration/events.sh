@@ -19,6 +19,18 @@
 #    address through again, import puts it back.
 # 3. "relaychain events --message-id | --recipient" show the history,
 #    "relaychain report --by domain --json" counts it.
+# 3b. Entries that expire: "relaychain check" refuses a suppress_expiry
+#    that is junk, too large or not whole seconds, with file:line;
+#    "suppress add --expires" refuses a past date and junk. An entry
+#    imported with an expiry in the past refuses nothing (250), one
+#    added --expires 30d refuses with "until DATE", one added --expires
+#    2s refuses, then (bounded wait) lets the address through; an add
+#    by hand after the expiry suppresses again. list hides expired
+#    entries unless --all; export writes the expires column. Restarted
+#    with suppress_expiry = 5s: a hard bounce suppresses for 5 s, then
+#    the address passes, bounces again and is suppressed again. A store
+#    made before the column (by hand, sqlite3): report reads it as it
+#    is, suppress list adds the column and keeps its rows.
 # 4. The store is locked by another writer during a load of 20
 #    messages: mail flows (all accepted and delivered), "relaychain
 #    status" shows the store failing and events spooled; after the lock
@@ -130,7 +142,7 @@ check "a suppressed event" \
     wait_q "SELECT count(*) FROM events WHERE type='suppressed' AND rcpt='gone@dest.example'" 1 10
 "$RC" suppress -c "$T/q.conf" export >"$T/export.csv"
 check "export is CSV: $(tr '\n' ' ' <"$T/export.csv")" \
-    grep -q '^gone@dest.example,,hard bounce 550 5.1.1,[0-9]*$' "$T/export.csv"
+    grep -q '^gone@dest.example,,hard bounce 550 5.1.1,[0-9]*,$' "$T/export.csv"
 check "remove" "$RC" suppress -c "$T/q.conf" remove gone@dest.example
 swaks --server 127.0.0.1:$port --from news@client.example \
     --to gone@dest.example >"$T/send3.out" 2>&1
@@ -180,6 +192,148 @@ check "report --until before everything: no rows" \
     sh -c "[ \"\$('$RC' report -c '$T/q.conf' --until 2001-01-01 --json)\" = '[]' ]"
 check "report refuses a bad --by" \
     sh -c "! '$RC' report -c '$T/q.conf' --by week 2>/dev/null"
+
+# --- 3b. suppression entries that expire
+cp "$T/q.conf" "$T/bad.conf"
+echo "suppress_expiry = 1500ms" >>"$T/bad.conf"
+check "suppress_expiry of 1500ms: not whole seconds" \
+    refused "$T/bad.conf" suppress_expiry "not a whole number of seconds"
+sed -i 's/^suppress_expiry = .*/suppress_expiry = soon/' "$T/bad.conf"
+check "suppress_expiry = soon: refused" refused "$T/bad.conf" suppress_expiry "invalid time"
+sed -i 's/^suppress_expiry = .*/suppress_expiry = 5000d/' "$T/bad.conf"
+check "suppress_expiry = 5000d: out of range" refused "$T/bad.conf" suppress_expiry "out of range"
+sed -i 's/^suppress_expiry = .*/suppress_expiry = 90d/' "$T/bad.conf"
+check "suppress_expiry = 90d is taken" "$RC" check -c "$T/bad.conf"
+grep -v '^events_' "$T/q.conf" >"$T/bad.conf"
+echo "suppress_expiry = 90d" >>"$T/bad.conf"
+check "suppress_expiry without events_store" refused "$T/bad.conf" suppress_expiry "without events_store"
+
+# add_refused WHEN REASON - "suppress add --expires WHEN" fails (2), says
+# REASON, and adds nothing
+add_refused() {
+    local out rc
+    out=$("$RC" suppress -c "$T/q.conf" add never-added@dest.example --expires "$1" 2>&1)
+    rc=$?
+    if [ $rc -ne 2 ] || ! printf '%s\n' "$out" | grep -q "$2"; then
+        echo "add_refused: got $rc: $out" >&2
+        return 1
+    fi
+    [ -z "$(q "SELECT 1 FROM suppression WHERE rcpt = 'never-added@dest.example'")" ]
+}
+check "--expires 2001-01-01: in the past" add_refused 2001-01-01 "in the past"
+check "--expires 5x: unknown unit" add_refused 5x "unknown unit"
+check "--expires soon: junk" add_refused soon "want a duration from now"
+check "--expires 0d: refused" add_refused 0d "ends at once"
+check "--expires 99999999d: too far" add_refused 99999999d "more than 100 years"
+check "--expires 2026-13-45: not a date" add_refused 2026-13-45 "want a duration"
+
+# rcpt ADDR - the reply to RCPT TO:<ADDR> (the line after it in swaks's
+# transcript)
+rcpt() {
+    swaks --server 127.0.0.1:$port --from news@client.example --to "$1" \
+        --quit-after RCPT 2>&1 | awk '/-> RCPT TO:/ { getline; print; exit }'
+}
+printf '%s\n' 'recipient,stream,reason,time,expires' \
+    'past@dest.example,,imported,1700000000,1700000100' >"$T/past.csv"
+check "import of an entry whose expiry has passed" \
+    sh -c "'$RC' suppress -c '$T/q.conf' import <'$T/past.csv' | grep -q ' 1 addresses'"
+check "it is in the store, expired: $(q "SELECT rcpt, expires FROM suppression WHERE rcpt LIKE 'past@%'")" \
+    [ "$(q "SELECT expires FROM suppression WHERE rcpt = 'past@dest.example'")" = 1700000100 ]
+r=$(rcpt past@dest.example)
+check "RCPT to an entry that expired is taken: $r" \
+    sh -c "printf '%s' '$r' | grep -q '250 2.1.5'"
+check "suppress add --expires 30d" \
+    "$RC" suppress -c "$T/q.conf" add Live@dest.example "asked to pause" --expires 30d
+until=$(date -u -d '+30 days' +%Y-%m-%d)
+r=$(rcpt live@dest.example)
+check "RCPT to a live expiring entry: 550 with until $until: $r" \
+    sh -c "printf '%s' '$r' | grep -q '550 5.7.1 recipient suppressed (asked to pause, 20[0-9-]*, until $until)'"
+"$RC" suppress -c "$T/q.conf" add live@dest.example "again" --expires 1d >"$T/again.out" 2>&1
+check "adding over a live entry keeps it and says so: $(cat "$T/again.out")" \
+    sh -c "grep -q 'listed already' '$T/again.out' && [ \"\$(sqlite3 '$T/events.db' \"SELECT reason FROM suppression WHERE rcpt = 'live@dest.example'\")\" = 'asked to pause' ]"
+check "suppress add --expires 2s" \
+    "$RC" suppress -c "$T/q.conf" add brief@dest.example --expires 2s
+r=$(rcpt brief@dest.example)
+check "refused while it lasts: $r" sh -c "printf '%s' '$r' | grep -q '550 5.7.1 recipient suppressed (added by hand, 20[0-9-]*, until '"
+i=0
+while [ $i -lt 40 ]; do
+    r=$(rcpt brief@dest.example)
+    case $r in *"250 2.1.5"*) break ;; esac
+    sleep 0.25
+    i=$((i + 1))
+done
+check "taken once it has expired (${i} tries): $r" sh -c "printf '%s' '$r' | grep -q '250 2.1.5'"
+"$RC" suppress -c "$T/q.conf" list >"$T/list3.out" 2>&1
+"$RC" suppress -c "$T/q.conf" list --all >"$T/list3all.out" 2>&1
+check "list: the live entry with its expiry, gone@ for ever: $(tr '\n' ' ' <"$T/list3.out")" \
+    sh -c "grep -q '^live@dest.example	\*	20[0-9: -]*	until $until [0-9:]*	asked to pause\$' '$T/list3.out' && grep -q '^gone@dest.example	\*	20[0-9: -]*	never	hard bounce' '$T/list3.out'"
+check "list leaves out the expired entries" \
+    sh -c "! grep -q -e '^past@' -e '^brief@' '$T/list3.out'"
+check "list --all shows them, marked: $(grep -e past@ -e brief@ "$T/list3all.out" | tr '\n' ' ')" \
+    sh -c "grep -q '^past@dest.example	\*	2023-11-14 22:13:20	expired 2023-11-14 22:15:00	imported\$' '$T/list3all.out' && grep -q '^brief@dest.example	.*	expired 20' '$T/list3all.out'"
+"$RC" suppress -c "$T/q.conf" export >"$T/export3.csv"
+"$RC" suppress -c "$T/q.conf" export --all >"$T/export3all.csv"
+check "export: the expires column, empty for never: $(tr '\n' ' ' <"$T/export3.csv")" \
+    sh -c "head -n 1 '$T/export3.csv' | grep -qx 'recipient,stream,reason,time,expires' && grep -q '^live@dest.example,,asked to pause,[0-9]*,[0-9]*\$' '$T/export3.csv' && grep -q '^gone@dest.example,,hard bounce 550 5.1.1,[0-9]*,\$' '$T/export3.csv' && ! grep -q '^past@' '$T/export3.csv'"
+check "export --all has the expired entries" \
+    grep -q '^past@dest.example,,imported,1700000000,1700000100$' "$T/export3all.csv"
+check "an add after the expiry suppresses again" \
+    "$RC" suppress -c "$T/q.conf" add brief@dest.example "back on"
+r=$(rcpt brief@dest.example)
+check "RCPT refused again, for ever (no until): $r" \
+    sh -c "printf '%s' '$r' | grep -q '550 5.7.1 recipient suppressed (back on, 20[0-9-]*)\$'"
+printf '%s\n' 'recipient,stream,reason,time,expires' 'x@dest.example,,r,1,soon' >"$T/bad.csv"
+check "import refuses a bad expiry with its line" \
+    sh -c "! '$RC' suppress -c '$T/q.conf' import <'$T/bad.csv' 2>'$T/badcsv.out' && grep -q 'line 2: bad expiry' '$T/badcsv.out'"
+
+# a hard bounce with suppress_expiry = 5s: suppressed for 5 s, then
+# taken, bounced again and suppressed again
+rcd_stop rcd >/dev/null 2>&1
+printf '%s\n' 'gone@dest.example 550 5.1.1 no such user here' \
+    'bye@dest.example 550 5.1.1 gone for good' >"$T/pf/etc/rcpt"
+pfx_stop pf
+pfx_start pf || finish
+cp "$T/q.conf" "$T/q.noexp.conf"
+echo "suppress_expiry = 5s" >>"$T/q.conf"
+rcd_start rcd "$T/q.conf" "$port" || finish
+swaks --server 127.0.0.1:$port --from news@client.example \
+    --to bye@dest.example --header 'Message-Id: <bye-1@client.example>' >"$T/bye1.out" 2>&1
+check "a hard bounce puts bye@ on the list for 5 s" \
+    wait_q "SELECT expires - t FROM suppression WHERE rcpt = 'bye@dest.example'" 5 15
+r=$(rcpt bye@dest.example)
+check "RCPT refused, until today: $r" \
+    sh -c "printf '%s' '$r' | grep -q '550 5.7.1 recipient suppressed (hard bounce 550 5.1.1, 20[0-9-]*, until 20[0-9-]*)'"
+t1=$(q "SELECT t FROM suppression WHERE rcpt = 'bye@dest.example'")
+i=0
+while [ $i -lt 60 ]; do
+    swaks --server 127.0.0.1:$port --from news@client.example \
+        --to bye@dest.example --header 'Message-Id: <bye-2@client.example>' >"$T/bye2.out" 2>&1
+    grep -q '250 2.0.0 Ok: queued as' "$T/bye2.out" && break
+    sleep 0.25
+    i=$((i + 1))
+done
+check "once expired bye@ is taken again" grep -q '250 2.0.0 Ok: queued as' "$T/bye2.out"
+check "it bounces again and the bounce replaces the expired entry" \
+    wait_q "SELECT t > $t1 AND expires - t = 5 FROM suppression WHERE rcpt = 'bye@dest.example'" 1 15
+r=$(rcpt bye@dest.example)
+check "RCPT refused again: $r" sh -c "printf '%s' '$r' | grep -q '550 5.7.1 recipient suppressed (hard bounce'"
+check "one row for bye@, two bounces" \
+    [ "$(q "SELECT (SELECT count(*) FROM suppression WHERE rcpt = 'bye@dest.example') || ' ' || (SELECT count(*) FROM events WHERE type = 'bounced' AND rcpt = 'bye@dest.example')")" = "1 2" ]
+rcd_stop rcd >/dev/null 2>&1
+cp "$T/q.noexp.conf" "$T/q.conf"
+rcd_start rcd "$T/q.conf" "$port" || finish
+
+# a store made before the expires column
+sqlite3 "$T/old.db" "CREATE TABLE events (id INTEGER PRIMARY KEY, uid TEXT NOT NULL UNIQUE, t INTEGER NOT NULL, type TEXT NOT NULL, qid TEXT NOT NULL, msgid TEXT NOT NULL, sender TEXT NOT NULL, rcpt TEXT NOT NULL, rcpt_domain TEXT NOT NULL, stream TEXT NOT NULL, size INTEGER NOT NULL, code INTEGER NOT NULL, dsn TEXT NOT NULL, hard INTEGER NOT NULL, next_try INTEGER NOT NULL, relay TEXT NOT NULL, text TEXT NOT NULL); CREATE TABLE suppression (rcpt TEXT NOT NULL, stream TEXT NOT NULL, reason TEXT NOT NULL, t INTEGER NOT NULL, PRIMARY KEY (rcpt, stream)); INSERT INTO suppression VALUES ('kept@dest.example', '', 'hard bounce 550 5.1.1', 1700000000);"
+sed "s|^events_store = .*|events_store = sqlite:$T/old.db|" "$T/q.conf" >"$T/old.conf"
+check "report reads an old store" "$RC" report -c "$T/old.conf"
+check "and leaves it as it is" \
+    [ "$(sqlite3 "$T/old.db" "SELECT count(*) FROM pragma_table_info('suppression') WHERE name = 'expires'")" = 0 ]
+"$RC" suppress -c "$T/old.conf" list >"$T/old.out" 2>&1
+check "suppress list migrates it and shows its row: $(cat "$T/old.out")" \
+    grep -q '^kept@dest.example	\*	2023-11-14 22:13:20	never	hard bounce 550 5.1.1$' "$T/old.out"
+check "the column is there, the row kept" \
+    [ "$(sqlite3 "$T/old.db" "SELECT count(*) FROM suppression WHERE rcpt = 'kept@dest.example' AND expires = 0")" = 1 ]
 
 # --- 4. the store locked during a load: mail flows, events spool
 before=$(sink_count pfsink)

@@ -20,7 +20,24 @@
 #    is refused by B; one added with "relaychain suppress" through B's
 #    configuration is refused by A, and removed again through A. A
 #    Message-ID that is not UTF-8 is stored with '?' for its bad octet.
-#    A relay whose role may not create tables runs on the existing ones.
+#    A relay whose role may not create tables runs on the existing ones;
+#    one whose role may not UPDATE the suppression table (which
+#    replacing an expired entry needs) is refused, saying so.
+# 2b. Entries that expire, alike in both stores: the same CSV (an entry
+#    whose expiry has passed, one that lasts, one for ever) imported
+#    into S and through B gives the same list --all, export --all and
+#    RCPT replies through S and A (250 for the expired one, 550 with
+#    "until DATE" for the live one). One added --expires 2s through B
+#    is refused by A, then (bounded wait) taken, then refused again
+#    once added again; an add over a live entry keeps it and says so.
+#    A database with the tables made by hand as the release before
+#    this one made them (no expires column, one row): report reads it,
+#    suppress refuses it saying relaychaind adds the column; a relay
+#    whose role does not own the tables does not start and says how to
+#    add it; the owner's relay D (suppress_expiry = 5s) adds it, keeps
+#    the row and refuses its address; a hard bounce through D
+#    suppresses for 5 s, then the address is taken, bounces again and
+#    is suppressed again.
 # 3. PostgreSQL is stopped during a load of 20 messages through A: all
 #    are accepted and delivered while it is down, "relaychain status"
 #    and the log show the store failing and the backlog; B's RCPT
@@ -207,7 +224,7 @@ send "$pb" --from s2@client.example --to shared@dest.example >"$T/b.sup2.out"
 check "then B takes the address again" grep -q '250 2.0.0 Ok: queued as' "$T/b.sup2.out"
 "$RC" suppress -c "$T/a.conf" export >"$T/export.csv" 2>&1
 check "export: CSV of the shared list: $(tr '\n' ' ' <"$T/export.csv")" \
-    grep -q '^gone@dest.example,,hard bounce 550 5.1.1,[0-9]*$' "$T/export.csv"
+    grep -q '^gone@dest.example,,hard bounce 550 5.1.1,[0-9]*,$' "$T/export.csv"
 printf '%s\n' 'imported1@dest.example,,from a file,1765000000' \
     'imported2@dest.example,news,from a file,1765000000' >>"$T/export.csv"
 check "import through B (one transaction, pipelined)" \
@@ -230,7 +247,7 @@ check "the store still works: nothing spooled" \
 # no CREATE on the public schema but for the database's owner) runs
 # on the tables the owner's relay made
 pq "CREATE ROLE limited LOGIN PASSWORD '$PW'" >/dev/null
-pq "GRANT SELECT, INSERT, DELETE ON events, suppression TO limited; GRANT USAGE ON SEQUENCE events_id_seq TO limited" >/dev/null
+pq "GRANT SELECT, INSERT, DELETE ON events, suppression TO limited; GRANT UPDATE ON suppression TO limited; GRANT USAGE ON SEQUENCE events_id_seq TO limited" >/dev/null
 set -- $(free_ports 1)
 pc=$1
 relay c "$pc" "postgresql://limited@127.0.0.1:$pgport/events" \
@@ -241,6 +258,129 @@ send "$pc" --from s2@client.example --to ok@dest.example \
 check "its events are written" \
     wait_eq pq "SELECT count(*) FROM events WHERE msgid = '<limited-1@client.example>'" 2 10
 rcd_stop rcdc >/dev/null
+# without UPDATE on the suppression table an expired entry could not be
+# replaced, and each batch with a bounce in it would fail for ever
+pq "CREATE ROLE noupd LOGIN PASSWORD '$PW'; GRANT SELECT, INSERT, DELETE ON events, suppression TO noupd; GRANT USAGE ON SEQUENCE events_id_seq TO noupd" >/dev/null
+set -- $(free_ports 1)
+relay n "$1" "postgresql://noupd@127.0.0.1:$pgport/events" \
+    "events_store_password_file = $T/pgpw" "events_spool = $T/n.spool"
+rcd_test_conf "$T/n.conf"
+timeout 30 "$RCD" -f -c "$T/n.conf" >"$T/rcdn.log" 2>&1
+nrc=$?
+check "a relay whose role may not UPDATE the suppression table does not start ($nrc): $(cat "$T/rcdn.log")" \
+    sh -c "[ $nrc -ne 0 ] && [ $nrc -ne 124 ] && grep -q 'may not UPDATE the suppression table.*GRANT UPDATE ON suppression' '$T/rcdn.log'"
+check "its role still lists the suppression list" \
+    sh -c "'$RC' suppress -c '$T/n.conf' list | grep -q '^gone@dest.example'"
+
+# --- 2b. entries that expire, alike in SQLite and PostgreSQL
+# rcpt PORT ADDR - the reply to RCPT TO:<ADDR> through PORT
+rcpt() {
+    timeout 60 swaks --server "127.0.0.1:$1" --from s2@client.example \
+        --to "$2" --quit-after RCPT 2>&1 | awk '/-> RCPT TO:/ { getline; print; exit }'
+}
+far=$(($(date +%s) + 30 * 86400))
+until=$(date -u -d "@$far" +%Y-%m-%d)
+printf '%s\n' 'recipient,stream,reason,time,expires' \
+    'imp-past@dest.example,,imported,1700000000,1700000100' \
+    "imp-live@dest.example,,imported,1700000000,$far" \
+    'imp-ever@dest.example,,imported,1700000000,' >"$T/imp.csv"
+check "import into S" sh -c "'$RC' suppress -c '$T/s.conf' import <'$T/imp.csv' | grep -q ' 3 addresses'"
+check "import through B" sh -c "'$RC' suppress -c '$T/b.conf' import <'$T/imp.csv' | grep -q ' 3 addresses'"
+for cmd in "list --all" "export --all" list export; do
+    "$RC" suppress -c "$T/s.conf" $cmd | grep 'imp-' >"$T/imp.s.out" 2>&1
+    "$RC" suppress -c "$T/a.conf" $cmd | grep 'imp-' >"$T/imp.a.out" 2>&1
+    check "suppress $cmd: the same from both stores: $(diff "$T/imp.s.out" "$T/imp.a.out" | head -n 4 | tr '\n' ' ')" \
+        diff "$T/imp.s.out" "$T/imp.a.out"
+done
+check "list --all marks the expired entry: $(grep imp-past "$T/imp.a.out" | tr '\t' ' ')" \
+    sh -c "'$RC' suppress -c '$T/a.conf' list --all | grep -q '^imp-past@dest.example	\*	2023-11-14 22:13:20	expired 2023-11-14 22:15:00	imported\$'"
+check "list leaves it out" \
+    sh -c "! '$RC' suppress -c '$T/a.conf' list | grep -q '^imp-past@'"
+for a in past live ever; do
+    rs=$(rcpt "$ps" "imp-$a@dest.example")
+    ra=$(rcpt "$pa" "imp-$a@dest.example")
+    check "RCPT imp-$a@: the same reply through S and A: $ra" [ "$rs" = "$ra" ]
+done
+ra=$(rcpt "$pa" imp-past@dest.example)
+check "the expired entry refuses nothing: $ra" sh -c "printf '%s' '$ra' | grep -q '250 2.1.5'"
+ra=$(rcpt "$pa" imp-live@dest.example)
+check "the live one refuses, until $until: $ra" \
+    sh -c "printf '%s' '$ra' | grep -q '550 5.7.1 recipient suppressed (imported, 2023-11-14, until $until)'"
+ra=$(rcpt "$pa" imp-ever@dest.example)
+check "the one for ever refuses without until: $ra" \
+    sh -c "printf '%s' '$ra' | grep -q '550 5.7.1 recipient suppressed (imported, 2023-11-14)\$'"
+"$RC" suppress -c "$T/a.conf" add imp-live@dest.example "again" --expires 1d >"$T/again.out" 2>&1
+reason=$(pq "SELECT reason FROM suppression WHERE rcpt = 'imp-live@dest.example'")
+check "an add over a live entry keeps it ($reason) and says so: $(cat "$T/again.out")" \
+    sh -c "grep -q 'listed already' '$T/again.out' && [ '$reason' = imported ]"
+check "suppress add --expires 2s through B" \
+    "$RC" suppress -c "$T/b.conf" add brief@dest.example --expires 2s
+ra=$(rcpt "$pa" brief@dest.example)
+check "A refuses it while it lasts: $ra" sh -c "printf '%s' '$ra' | grep -q '550 5.7.1 recipient suppressed (added by hand, 20[0-9-]*, until '"
+i=0
+while [ $i -lt 40 ]; do
+    ra=$(rcpt "$pa" brief@dest.example)
+    case $ra in *"250 2.1.5"*) break ;; esac
+    sleep 0.25
+    i=$((i + 1))
+done
+check "and takes it once it has expired ($i tries): $ra" sh -c "printf '%s' '$ra' | grep -q '250 2.1.5'"
+check "an add after the expiry, through B" \
+    "$RC" suppress -c "$T/b.conf" add brief@dest.example "back on"
+ra=$(rcpt "$pa" brief@dest.example)
+check "suppresses again: $ra" sh -c "printf '%s' '$ra' | grep -q '550 5.7.1 recipient suppressed (back on, 20[0-9-]*)\$'"
+
+# a database whose tables the release before this one made
+pg_sql pg "CREATE DATABASE oldev OWNER relay" >/dev/null
+PG_DB=oldev pg_sql pg 'SET ROLE relay; CREATE TABLE events (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, uid TEXT COLLATE "C" NOT NULL UNIQUE, t BIGINT NOT NULL, type TEXT COLLATE "C" NOT NULL, qid TEXT COLLATE "C" NOT NULL, msgid TEXT COLLATE "C" NOT NULL, sender TEXT COLLATE "C" NOT NULL, rcpt TEXT COLLATE "C" NOT NULL, rcpt_domain TEXT COLLATE "C" NOT NULL, stream TEXT COLLATE "C" NOT NULL, size BIGINT NOT NULL, code INTEGER NOT NULL, dsn TEXT COLLATE "C" NOT NULL, hard INTEGER NOT NULL, next_try BIGINT NOT NULL, relay TEXT COLLATE "C" NOT NULL, text TEXT COLLATE "C" NOT NULL); CREATE TABLE suppression (rcpt TEXT COLLATE "C" NOT NULL, stream TEXT COLLATE "C" NOT NULL, reason TEXT COLLATE "C" NOT NULL, t BIGINT NOT NULL, PRIMARY KEY (rcpt, stream)); INSERT INTO suppression VALUES ('"'kept@dest.example', '', 'hard bounce 550 5.1.1', 1700000000)"';' >/dev/null
+po() { PG_DB=oldev pg_sql pg "$1" 2>/dev/null; }
+check "the old tables, one row, no expires column" \
+    [ "$(po "SELECT count(*) FROM suppression")/$(po "SELECT count(*) FROM pg_attribute WHERE attrelid = 'suppression'::regclass AND attname = 'expires'")" = 1/0 ]
+set -- $(free_ports 2)
+pd=$1 pe=$2
+OLDURI="postgresql://relay@127.0.0.1:$pgport/oldev"
+relay d "$pd" "$OLDURI" "events_store_password_file = $T/pgpw" \
+    "events_spool = $T/d.spool" "suppress_expiry = 5s"
+check "report reads the old database" "$RC" report -c "$T/d.conf"
+"$RC" suppress -c "$T/d.conf" list >"$T/old.out" 2>&1
+check "suppress refuses it, saying relaychaind adds the column: $(cat "$T/old.out")" \
+    grep -q 'no expires column yet.*relaychaind adds it when it starts' "$T/old.out"
+po "GRANT SELECT, INSERT, UPDATE, DELETE ON events, suppression TO limited; GRANT USAGE ON SEQUENCE events_id_seq TO limited" >/dev/null
+relay e "$pe" "postgresql://limited@127.0.0.1:$pgport/oldev" \
+    "events_store_password_file = $T/pgpw" "events_spool = $T/e.spool"
+rcd_test_conf "$T/e.conf"
+timeout 30 "$RCD" -f -c "$T/e.conf" >"$T/rcde.log" 2>&1
+erc=$?
+check "a relay whose role does not own the old tables does not start ($erc), and says how to add the column: $(grep -i expires "$T/rcde.log" | head -n 1)" \
+    sh -c "[ $erc -ne 0 ] && [ $erc -ne 124 ] && grep -q 'ALTER TABLE suppression ADD COLUMN expires.*must be owner of table suppression' '$T/rcde.log'"
+rcd_start rcdd "$T/d.conf" "$pd" || finish
+check "the owner's relay added the column and kept the row" \
+    [ "$(po "SELECT count(*) FROM suppression WHERE rcpt = 'kept@dest.example' AND expires = 0")/$(po "SELECT count(*) FROM pg_attribute WHERE attrelid = 'suppression'::regclass AND attname = 'expires'")" = 1/1 ]
+rd=$(rcpt "$pd" kept@dest.example)
+check "and refuses the old row's address: $rd" \
+    sh -c "printf '%s' '$rd' | grep -q '550 5.7.1 recipient suppressed (hard bounce 550 5.1.1, 2023-11-14)\$'"
+send "$pd" --from s0@client.example --to gone@dest.example \
+    --header 'Message-Id: <gone-d1@client.example>' >"$T/d1.out"
+check "D: a hard bounce puts gone@ on the list for 5 s" \
+    wait_eq po "SELECT expires - t FROM suppression WHERE rcpt = 'gone@dest.example'" 5 15
+rd=$(rcpt "$pd" gone@dest.example)
+check "D refuses it, with until: $rd" \
+    sh -c "printf '%s' '$rd' | grep -q '550 5.7.1 recipient suppressed (hard bounce 550 5.1.1, 20[0-9-]*, until 20[0-9-]*)'"
+t1=$(po "SELECT t FROM suppression WHERE rcpt = 'gone@dest.example'")
+i=0
+while [ $i -lt 60 ]; do
+    send "$pd" --from s0@client.example --to gone@dest.example \
+        --header 'Message-Id: <gone-d2@client.example>' >"$T/d2.out"
+    grep -q '250 2.0.0 Ok: queued as' "$T/d2.out" && break
+    sleep 0.25
+    i=$((i + 1))
+done
+check "D takes gone@ once the entry expired" grep -q '250 2.0.0 Ok: queued as' "$T/d2.out"
+check "it bounces again and the bounce replaces the expired entry" \
+    wait_eq po "SELECT t > $t1 AND expires - t = 5 FROM suppression WHERE rcpt = 'gone@dest.example'" t 15
+rd=$(rcpt "$pd" gone@dest.example)
+check "D refuses gone@ again: $rd" sh -c "printf '%s' '$rd' | grep -q '550 5.7.1 recipient suppressed (hard bounce'"
+rcd_stop rcdd >/dev/null
 
 # --- 3. PostgreSQL stopped during a load
 before=$(sink_count pfsink)

@@ -6,7 +6,10 @@
  * spool, and once the store works again every event is in it exactly
  * once (counted by unique id). The reports: counts per type, hard and
  * soft bounces, per domain and day; a hard bounce puts its recipient on
- * the suppression list.
+ * the suppression list. Expiring entries: lookups skip the expired
+ * ones, an add (by hand or by a bounce) replaces them, a live one is
+ * kept; a store made before the expires column gets it at open with
+ * its rows.
  */
 #include "config.h"
 
@@ -16,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -431,7 +435,7 @@ put_line(struct events_db *db, const char *line, struct err *e)
     char buf[512];
 
     snprintf(buf, sizeof(buf), "%s", line);
-    return events_db_put(db, buf, strlen(buf), 0, e);
+    return events_db_put(db, buf, strlen(buf), 0, 0, e);
 }
 
 static int
@@ -542,6 +546,202 @@ test_store_names(void **state)
     assert_null(events_open(&s, &e));
 }
 
+/* ---- events: expiring suppression entries */
+
+struct sup_seen {
+    int n;
+    char rcpt[4][64], reason[4][64];
+    long long expires[4];
+};
+
+static int
+sup_keep(void *ctx, const char *rcpt, const char *stream, const char *reason,
+         long long t, long long expires)
+{
+    struct sup_seen *ss = ctx;
+
+    (void)stream;
+    (void)t;
+    if (ss->n < 4) {
+        snprintf(ss->rcpt[ss->n], 64, "%s", rcpt);
+        snprintf(ss->reason[ss->n], 64, "%s", reason);
+        ss->expires[ss->n] = expires;
+        ss->n++;
+    }
+    return 0;
+}
+
+/* put_bounce - insert a hard bounce of rcpt at time t (seconds), unique id
+ * uid, as the writer's spool holds it */
+static int
+put_bounce(struct events_db *db, const char *uid, long long t,
+           const char *rcpt, long long expiry_s, struct err *e)
+{
+    char buf[512];
+
+    snprintf(buf, sizeof(buf),
+             "E1\t%s\t%lld000000\tbounced\tQ\t<m@x>\ts@x\t%s\t\t10\t550\t"
+             "5.1.1\t1\t0\t\t\n",
+             uid, t, rcpt);
+    return events_db_put(db, buf, strlen(buf), 0, expiry_s, e);
+}
+
+static void
+test_expiry(void **state)
+{
+    long long now = (long long)time(NULL);
+    struct sup_seen ss;
+    struct events_db *db;
+    struct err e;
+    char why[200], want[200];
+    struct tm tm;
+    time_t x;
+
+    (void)state;
+    unlink(dbpath);
+    err_clear(&e);
+    db = events_db_open(store, EVENTS_DB_CREATE, &e);
+    if (db == NULL)
+        fail_msg("open: %s", e.text);
+    /* an entry that expired a minute ago, one for an hour, one for ever */
+    assert_int_equal(events_db_suppress_add(db, "Old@x", "", "by hand",
+                                            now - 3600, now - 60, &e),
+                     1);
+    assert_int_equal(events_db_suppress_add(db, "soon@x", "", "by hand", now,
+                                            now + 3600, &e),
+                     1);
+    assert_int_equal(
+        events_db_suppress_add(db, "never@x", "", "by hand", now, 0, &e), 1);
+    assert_int_equal(
+        events_db_suppress_find(db, "old@x", "", why, sizeof(why), &e), 0);
+    assert_int_equal(
+        events_db_suppress_find(db, "soon@x", "", why, sizeof(why), &e), 1);
+    x = (time_t)(now + 3600);
+    gmtime_r(&x, &tm);
+    strftime(want, sizeof(want), ", until %Y-%m-%d", &tm);
+    if (strstr(why, want) == NULL || strncmp(why, "by hand, ", 9) != 0)
+        fail_msg("got why \"%s\", want \"%s\" in it", why, want);
+    assert_int_equal(
+        events_db_suppress_find(db, "never@x", "", why, sizeof(why), &e), 1);
+    if (strstr(why, "until") != NULL ||
+        strlen(why) != strlen("by hand, ") + 10)
+        fail_msg("got why \"%s\", want \"by hand, YYYY-MM-DD\"", why);
+    /* a stream's entry that expired does not hide a global one */
+    assert_int_equal(events_db_suppress_add(db, "never@x", "news", "old",
+                                            now - 10, now - 5, &e),
+                     1);
+    assert_int_equal(
+        events_db_suppress_find(db, "never@x", "news", why, sizeof(why), &e),
+        1);
+    /* a live entry is kept as it is; an expired one is replaced */
+    assert_int_equal(
+        events_db_suppress_add(db, "soon@x", "", "again", now, now + 60, &e),
+        0);
+    assert_int_equal(
+        events_db_suppress_add(db, "old@x", "", "again", now, 0, &e), 1);
+    assert_int_equal(
+        events_db_suppress_find(db, "OLD@x", "", why, sizeof(why), &e), 1);
+    if (strncmp(why, "again, ", 7) != 0)
+        fail_msg("got why \"%s\"", why);
+    memset(&ss, 0, sizeof(ss));
+    assert_int_equal(events_db_suppress_list(db, sup_keep, &ss, &e), 0);
+    assert_int_equal(ss.n, 4);
+    assert_string_equal(ss.rcpt[2], "old@x");
+    assert_int_equal(ss.expires[2], 0);
+    assert_string_equal(ss.rcpt[3], "soon@x");
+    assert_string_equal(ss.reason[3], "by hand");
+    assert_int_equal(ss.expires[3], now + 3600);
+
+    /* no stored reason ends the SMTP reply's line */
+    assert_int_equal(
+        events_db_suppress_add(db, "ctl@x", "", "a\r\n250 ok", now, 0, &e), 1);
+    assert_int_equal(
+        events_db_suppress_find(db, "ctl@x", "", why, sizeof(why), &e), 1);
+    if (strncmp(why, "a??250 ok, ", 11) != 0)
+        fail_msg("got why \"%s\"", why);
+
+    /* a hard bounce with suppress_expiry: its entry lasts expiry_s from
+     * the event; once it has expired the address passes, and the next
+     * hard bounce suppresses it again */
+    assert_int_equal(put_bounce(db, "b1", now - 100, "gone@x", 50, &e), 0);
+    assert_int_equal(
+        events_db_suppress_find(db, "gone@x", "", why, sizeof(why), &e), 0);
+    assert_int_equal(put_bounce(db, "b2", now, "gone@x", 86400, &e), 0);
+    assert_int_equal(
+        events_db_suppress_find(db, "gone@x", "", why, sizeof(why), &e), 1);
+    if (strncmp(why, "hard bounce 550 5.1.1, ", 23) != 0 ||
+        strstr(why, ", until ") == NULL)
+        fail_msg("got why \"%s\"", why);
+    /* without suppress_expiry: for ever */
+    assert_int_equal(put_bounce(db, "b3", now, "perm@x", 0, &e), 0);
+    assert_int_equal(count("SELECT expires FROM suppression WHERE rcpt = "
+                           "'perm@x'"),
+                     0);
+    assert_int_equal(count("SELECT expires - t FROM suppression WHERE rcpt "
+                           "= 'gone@x'"),
+                     86400);
+    events_db_close(db);
+}
+
+/* a store made before entries could expire: read-only it reads and its
+ * lookups fail saying why; the writer's open adds the column and keeps
+ * the rows (twice: the second open has nothing to do) */
+static void
+test_migrate(void **state)
+{
+    struct events_db *db;
+    struct err e;
+    sqlite3 *raw;
+    char why[200];
+    int i;
+
+    (void)state;
+    unlink(dbpath);
+    assert_int_equal(sqlite3_open(dbpath, &raw), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(raw,
+                     "CREATE TABLE suppression (rcpt TEXT NOT NULL, stream "
+                     "TEXT NOT NULL, reason TEXT NOT NULL, t INTEGER NOT "
+                     "NULL, PRIMARY KEY (rcpt, stream));"
+                     "INSERT INTO suppression VALUES ('kept@x', '', "
+                     "'hard bounce 550 5.1.1', 1700000000);",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(raw);
+    err_clear(&e);
+    db = events_db_open(store, EVENTS_DB_READONLY, &e);
+    if (db == NULL)
+        fail_msg("read-only open of an old store: %s", e.text);
+    assert_int_equal(
+        events_db_suppress_find(db, "kept@x", "", why, sizeof(why), &e), -1);
+    if (strstr(e.text, "no expires column") == NULL)
+        fail_msg("got \"%s\"", e.text);
+    events_db_close(db);
+    assert_int_equal(count("SELECT count(*) FROM pragma_table_info("
+                           "'suppression') WHERE name = 'expires'"),
+                     0);
+    for (i = 0; i < 2; i++) {
+        err_clear(&e);
+        db = events_db_open(store, EVENTS_DB_CREATE, &e);
+        if (db == NULL)
+            fail_msg("open %d: %s", i, e.text);
+        assert_int_equal(
+            events_db_suppress_find(db, "kept@x", "", why, sizeof(why), &e),
+            1);
+        assert_string_equal(why, "hard bounce 550 5.1.1, 2023-11-14");
+        events_db_close(db);
+    }
+    assert_int_equal(count("SELECT count(*) FROM suppression WHERE rcpt = "
+                           "'kept@x' AND expires = 0"),
+                     1);
+    db = events_db_open(store, EVENTS_DB_READONLY, &e);
+    assert_non_null(db);
+    assert_int_equal(
+        events_db_suppress_find(db, "kept@x", "", why, sizeof(why), &e), 1);
+    events_db_close(db);
+}
+/* ---- end events */
+
 int
 main(void)
 {
@@ -555,6 +755,8 @@ main(void)
         cmocka_unit_test(test_streams),
         cmocka_unit_test(test_store_names),
         cmocka_unit_test(test_put_mended),
+        cmocka_unit_test(test_expiry),  /* ---- events: expiring entries */
+        cmocka_unit_test(test_migrate), /* ---- events: expiring entries */
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
