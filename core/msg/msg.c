@@ -658,47 +658,65 @@ msg_longest_line(const struct msg *m)
     return m->longest;
 }
 
+/* msg_raw_line - the line at data[off..len): its length without the
+ * line end in *n; returns the offset of the next line. */
+static size_t
+msg_raw_line(const char *data, size_t len, size_t off, size_t *n)
+{
+    const char *nl = memchr(data + off, '\n', len - off);
+    size_t next = nl != NULL ? (size_t)(nl - data) + 1 : len;
+
+    *n = (nl != NULL ? (size_t)(nl - data) : len) - off;
+    if (nl != NULL && *n > 0 && data[off + *n - 1] == '\r')
+        (*n)--;
+    return next;
+}
+
 int
 msg_raw_field(const char *data, size_t len, const char *name, char *out,
               size_t n)
 {
-    const char *p = data, *end = data + len, *eol, *v;
-    size_t k = strlen(name), o = 0;
-    int rc = 1;
+    size_t k = strlen(name), off = 0, o = 0, next, l, i, name_len;
+    int rc = 1, in = 0, any = 0;
 
     out[0] = '\0';
-    while (p < end && *p != '\r' && *p != '\n') {
-        if ((eol = memchr(p, '\n', (size_t)(end - p))) == NULL)
-            eol = end;
-        v = p + k;
-        if ((size_t)(eol - p) > k && strncasecmp(p, name, k) == 0) {
-            while (v < eol && (*v == ' ' || *v == '\t'))
-                v++;
-        }
-        if ((size_t)(eol - p) <= k || strncasecmp(p, name, k) != 0 ||
-            v >= eol || *v != ':') {
-            p = eol + 1;
-            continue;
-        }
-        for (v++;;) { /* this line, then each continuation line */
-            for (; v < eol; v++) {
-                if (*v == '\r' || ((*v == ' ' || *v == '\t') && o == 0))
-                    continue;
-                if (o + 1 < n)
-                    out[o++] = *v;
-                else
-                    rc = -1;
-            }
-            if (eol + 1 >= end || (eol[1] != ' ' && eol[1] != '\t'))
+    /* the grammar of msg_parse_raw(): the header ends at an empty line
+     * or at the first line that is neither a field nor a continuation */
+    while (off < len) {
+        next = msg_raw_line(data, len, off, &l);
+        if (l == 0)
+            break;
+        if (msg_is_wsp(data[off])) {
+            if (!any)
+                break; /* a continuation of nothing */
+            i = 0;     /* of ours, or of another field */
+        } else {
+            if ((name_len = msg_field_name(data + off, l)) == 0 || in)
                 break;
-            v = eol + 1;
-            if ((eol = memchr(v, '\n', (size_t)(end - v))) == NULL)
-                eol = end;
+            any = 1;
+            if (name_len != k || strncasecmp(data + off, name, k) != 0) {
+                off = next;
+                continue;
+            }
+            in = 1;
+            i = k + 1;
         }
-        while (o > 0 && (out[o - 1] == ' ' || out[o - 1] == '\t'))
-            o--;
-        out[o] = '\0';
-        return rc;
+        for (; in && i < l; i++) {
+            char c = data[off + i];
+
+            if (o == 0 && msg_is_wsp(c))
+                continue;
+            if (o + 1 < n)
+                out[o++] = c;
+            else
+                rc = -1;
+        }
+        off = next;
     }
-    return 0;
+    if (!in)
+        return 0;
+    while (o > 0 && msg_is_wsp(out[o - 1]))
+        o--;
+    out[o] = '\0';
+    return rc;
 }

@@ -38,10 +38,10 @@
 #define RATESTATE_HOST_MAX 255
 
 /* The window arithmetic of util/ratelimit.c, over Redis' clock. KEYS are
- * the counters' prefixes; ARGV period, count and amount per key. More
- * than count at once fits only an empty window (ratelimit_allows).
- * Returns 0 when all were counted, else the 1-based key that would go
- * over. */
+ * the counters' prefixes; ARGV period, count and amount per key. A
+ * negative amount gives back what a message took (never refused; a
+ * counter never goes below 0). Returns 0 when all were counted, else
+ * the 1-based key that would go over. */
 static const char ratestate_script[] =
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
@@ -54,15 +54,16 @@ static const char ratestate_script[] =
     "  local prev = tonumber(redis.call('GET', KEYS[i] .. ':' .. (w - 1)) "
     "or '0')\n"
     "  local into = now % period\n"
-    "  local est = cur + prev * (period - into) / period\n"
-    "  if est + n > count and not (n > count and est <= 0) then\n"
+    "  if n > 0 and cur + prev * (period - into) / period + n > count then\n"
     "    return i\n"
     "  end\n"
     "end\n"
     "for i = 1, #KEYS do\n"
     "  local period = tonumber(ARGV[3 * i - 2])\n"
     "  local k = KEYS[i] .. ':' .. math.floor(now / period)\n"
-    "  redis.call('INCRBY', k, tonumber(ARGV[3 * i]))\n"
+    "  if redis.call('INCRBY', k, tonumber(ARGV[3 * i])) < 0 then\n"
+    "    redis.call('SET', k, 0)\n"
+    "  end\n"
     "  redis.call('PEXPIRE', k, 2 * period + 1000)\n"
     "end\n"
     "return 0\n";
@@ -273,18 +274,19 @@ ratestate_take_memory(struct ratestate *st, const struct ratelimit_set *set,
 
         ratestate_key(r, key, sizeof(key));
         sl = ratestate_slot(st, key, ratelimit_window(now, r->period_ms));
-        if (!ratelimit_allows(sl->prev, sl->cur, amount[i], r->count, now,
-                              r->period_ms)) {
+        if (amount[i] > 0 && !ratelimit_allows(sl->prev, sl->cur, amount[i],
+                                               r->count, now, r->period_ms)) {
             *over = idx[i];
             return RATESTATE_OVER;
         }
     }
     for (i = 0; i < nidx; i++) {
         const struct ratelimit_rule *r = &set->rules[idx[i]];
+        struct ratestate_slot *sl;
 
         ratestate_key(r, key, sizeof(key));
-        ratestate_slot(st, key, ratelimit_window(now, r->period_ms))->cur +=
-            amount[i];
+        sl = ratestate_slot(st, key, ratelimit_window(now, r->period_ms));
+        sl->cur = sl->cur + amount[i] > 0 ? sl->cur + amount[i] : 0;
     }
     return RATESTATE_TAKEN;
 }
@@ -525,4 +527,24 @@ ratestate_take(struct ratestate *st, const struct ratelimit_set *set,
     rc = ratestate_take_memory(st, set, idx, amount, nidx, over);
     pthread_mutex_unlock(&st->lock);
     return rc;
+}
+
+int
+ratestate_give(struct ratestate *st, const struct ratelimit_set *set,
+               const size_t *idx, const long long *amount, size_t nidx,
+               struct err *e)
+{
+    long long *neg;
+    size_t i, over;
+    int rc;
+
+    if (nidx == 0)
+        return 0;
+    if ((neg = calloc(nidx, sizeof(*neg))) == NULL)
+        return err_nomem(e);
+    for (i = 0; i < nidx; i++)
+        neg[i] = -amount[i];
+    rc = ratestate_take(st, set, idx, neg, nidx, &over, e);
+    free(neg);
+    return rc == RATESTATE_TAKEN ? 0 : -1;
 }

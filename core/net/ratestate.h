@@ -63,4 +63,13 @@ int ratestate_take(struct ratestate *st, const struct ratelimit_set *set,
                    const size_t *idx, const long long *amount, size_t nidx,
                    size_t *over, struct err *e);
 
+/* ratestate_give - give back what ratestate_take() took for a message
+ * that was not taken after all (a chain's refusal or tempfail), from the
+ * window it falls in now (never below 0). 0, or -1 with e set when the
+ * store did not answer (the count then stays: a limit errs on the safe
+ * side). */
+int ratestate_give(struct ratestate *st, const struct ratelimit_set *set,
+                   const size_t *idx, const long long *amount, size_t nidx,
+                   struct err *e);
+
 #endif

@@ -91,14 +91,17 @@ events_stream(const struct events *ev, const char *given,
     int rc = 0;
 
     out[0] = '\0';
-    if (ev == NULL || (ev->streams == NULL && !ev->stream_header))
+    if (ev == NULL)
         return 0;
-    if (given != NULL && given[0] != '\0') {
+    if (ev->stream_header && given != NULL && given[0] != '\0') {
         snprintf(out, n, "%s", given);
         return 1;
     }
+    /* without stream_map, mail with no believed header is on no stream
+     * and untracked: checked against the whole suppression list, as
+     * all mail is without streams */
     if (ev->streams == NULL)
-        return 1;
+        return 0;
     buf_init(&b, 1024);
     err_clear(&e);
     if (auth_user != NULL && auth_user[0] != '\0')

@@ -137,8 +137,9 @@ void events_stats(struct events *ev, struct events_stats *st);
 /* events_stream - the stream of a message into out (n octets, "" when
  * none): given (the stream_header of a trusted client, as the front end
  * took it), else by stream_map from auth_user (or NULL) or sender.
- * Returns 1 when streams are tracked (stream_map or stream_header is
- * set), else 0. */
+ * Returns 1 when the message's stream is tracked (stream_map is set, or
+ * given names one), else 0: then all mail is checked against the whole
+ * suppression list and has VERP senders. */
 int events_stream(const struct events *ev, const char *given,
                   const char *auth_user, const char *sender, char *out,
                   size_t n);

@@ -366,7 +366,7 @@ queue_rec_len(const char *p)
 
 /* The order records must come in; singletons may appear once. */
 static const char queue_order[] = "VSTCNHAYFPORME";
-static const char queue_once[] = "VSTCNHAFPME";
+static const char queue_once[] = "VSTCNHAYFPME";
 static const char queue_needed[] = "VSTCNHFPRME";
 
 /* queue_parse_alloc - count the recipients first so the arrays of qf are

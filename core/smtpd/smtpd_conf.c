@@ -252,6 +252,10 @@ smtpd_conf_check(const struct cfg *c, struct err *e)
                        "send the header");
     /* ---- end fleet */
     /* ---- events */
+    if (cfg_is_set(c, "stream_header_clients") &&
+        !cfg_is_set(c, "stream_header"))
+        return cfg_err(e, c, "stream_header_clients",
+                       "without stream_header it has nothing to say");
     if ((s = cfg_str(c, "stream_header")) != NULL) {
         if (s[0] == '\0' || strlen(s) > 76 ||
             strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"

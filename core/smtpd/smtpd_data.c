@@ -241,7 +241,8 @@ smtpd_stream_take(struct smtpd_session *s, const struct buf *data)
         return;
     f = smtpd_facts(s);
     f.addr = smtpd_env_addr(s);
-    smtpd_client(s, client, sizeof(client));
+    /* the client the decision is about: XFORWARD's behind a Postfix */
+    snprintf(client, sizeof(client), "%s[%s]", smtpd_env_name(s), f.addr);
     if (!smtpd_clients_has(s->rt, &s->rt->stream_clients, &f)) {
         log_info(s->qid,
                  "%s from %s, not one of stream_header_clients: removed "
@@ -270,7 +271,7 @@ static int
 smtpd_stream_suppressed(struct smtpd_session *s, const struct buf *data)
 {
     struct events *ev = queue_events(s->srv->queue);
-    char map[256], why[400], reply[600], msgid[512];
+    char map[256], why[400], reply[600] = "", msgid[512];
     size_t i = 0;
 
     if (s->stream[0] == '\0' || ev == NULL)
@@ -328,14 +329,14 @@ smtpd_rate_rcpt(const void *arg, size_t i)
  * reached (nothing is counted then), or when the shared store is away
  * and state_on_error is tempfail. It runs once the message is complete,
  * when the recipients, the stream and the message are known, and
- * before the chain spends anything on it. The client the limits see is
- * the one the chain sees (PROXY or XFORWARD). */
+ * before the chain spends anything on it; what it took stays in s for
+ * smtpd_rate_give(). The client the limits see is the one the chain
+ * sees (PROXY or XFORWARD). */
 static int
 smtpd_rate_refuses(struct smtpd_session *s)
 {
     char sdom[256], client[SMTPD_CLIENT_MAX], stream[256];
-    size_t *idx = NULL, n = 0, over = 0;
-    long long *amount = NULL;
+    size_t over = 0, n = 0;
     struct ratelimit_event ev;
     struct events *evs;
     const char *reply;
@@ -353,18 +354,22 @@ smtpd_rate_refuses(struct smtpd_session *s)
                       sizeof(stream)) &&
         stream[0] != '\0')
         ev.stream = stream;
-    idx = calloc(s->rt->limits->n, sizeof(*idx));
-    amount = calloc(s->rt->limits->n, sizeof(*amount));
-    if (idx == NULL || amount == NULL)
+    free(s->rl_idx);
+    free(s->rl_amount);
+    s->rl_n = 0;
+    s->rl_idx = calloc(s->rt->limits->n, sizeof(*s->rl_idx));
+    s->rl_amount = calloc(s->rt->limits->n, sizeof(*s->rl_amount));
+    if (s->rl_idx == NULL || s->rl_amount == NULL)
         err_nomem(&s->e);
     else if (ratelimit_message(s->rt->limits, &ev, smtpd_rate_rcpt, s,
-                               s->nrcpts, idx, amount, &n, &s->e) == 0)
-        rc = ratestate_take(s->rt->state, s->rt->limits, idx, amount, n, &over,
-                            &s->e);
-    free(idx);
-    free(amount);
-    if (rc == RATESTATE_TAKEN)
+                               s->nrcpts, s->rl_idx, s->rl_amount, &n,
+                               &s->e) == 0)
+        rc = ratestate_take(s->rt->state, s->rt->limits, s->rl_idx,
+                            s->rl_amount, n, &over, &s->e);
+    if (rc == RATESTATE_TAKEN) {
+        s->rl_n = n;
         return 0;
+    }
     if (rc == RATESTATE_OVER) {
         const struct ratelimit_rule *r = &s->rt->limits->rules[over];
 
@@ -389,6 +394,23 @@ smtpd_rate_refuses(struct smtpd_session *s)
     }
     smtpd_reply_id(s, reply);
     return 1;
+}
+
+/* smtpd_rate_give - the message counted by smtpd_rate_refuses() was not
+ * taken after all (the chain refused or tempfailed it, the queue could
+ * not keep it, no recipient was left): give its count back, so that a
+ * client retrying through a stalled scanner does not use up its limit.
+ * A store that does not answer keeps the count (logged). */
+static void
+smtpd_rate_give(struct smtpd_session *s)
+{
+    if (s->rl_n == 0)
+        return;
+    if (ratestate_give(s->rt->state, s->rt->limits, s->rl_idx, s->rl_amount,
+                       s->rl_n, &s->e) < 0)
+        log_warning(s->qid, "rate limits: the count of a refused message "
+                            "stays: the state store did not answer");
+    s->rl_n = 0;
 }
 
 /* ---- end fleet */
@@ -520,9 +542,15 @@ smtpd_cmd_data(struct smtpd_session *s, const char *arg)
         smtpd_inbound(s, &data);
     } else {
         smtpd_stream_take(s, &data); /* ---- events */
-        if (!smtpd_stream_suppressed(s, &data) &&
-            !smtpd_rate_refuses(s)) /* ---- fleet */
+        if (smtpd_rate_refuses(s)) { /* ---- fleet */
+            ;
+        } else if (smtpd_stream_suppressed(s, &data)) {
+            smtpd_rate_give(s); /* nothing relayed */
+        } else {
             smtpd_deliver(s, &data);
+            if (s->last_code / 100 != 2)
+                smtpd_rate_give(s); /* ---- fleet */
+        }
     }
     buf_fini(&data);
     smtpd_mem_give(s);

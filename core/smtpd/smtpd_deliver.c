@@ -362,6 +362,19 @@ smtpd_enqueue(struct smtpd_session *s, const struct msg_env *env,
     return rc;
 }
 
+/* ---- events: smtpd_stream_strip - stream_header never leaves,
+ * believed or not (every field of that name; s->e on failure) */
+static int
+smtpd_stream_strip(struct smtpd_session *s, struct msg *m)
+{
+    const char *name = s->rt->stream_header;
+
+    while (name != NULL && msg_header_get(m, name, 1) != NULL)
+        if (msg_header_delete(m, "smtpd", name, 1, &s->e) < 0)
+            return -1;
+    return 0;
+}
+
 /* smtpd_prepare - the step's preparation (chain/step.h): this hop's
  * Received field, stream_header removed, then the "from=" line. */
 static int
@@ -370,13 +383,8 @@ smtpd_prepare(void *arg, struct msg *m, size_t size, struct err *e)
     struct smtpd_session *s = arg;
 
     (void)e; /* smtpd_received fills s->e, which is e */
-    if (smtpd_received(s, m) < 0)
+    if (smtpd_received(s, m) < 0 || smtpd_stream_strip(s, m) < 0)
         return -1;
-    /* ---- events: stream_header never leaves, believed or not */
-    while (s->rt->stream_header != NULL &&
-           msg_header_get(m, s->rt->stream_header, 1) != NULL)
-        if (msg_header_delete(m, "smtpd", s->rt->stream_header, 1, &s->e) < 0)
-            return -1;
     log_info(s->qid, "from=<%s>, size=%zu, nrcpt=%zu", s->sender, size,
              s->nrcpts);
     return 0;
@@ -609,7 +617,8 @@ smtpd_split_rcpt(const void *arg, size_t i)
 }
 
 /* smtpd_split_prepare - the step's preparation for a group's copy: this
- * hop's Received field, then the group's "from=" line. */
+ * hop's Received field, stream_header removed, then the group's "from="
+ * line. */
 static int
 smtpd_split_prepare(void *arg, struct msg *m, size_t size, struct err *e)
 {
@@ -617,7 +626,7 @@ smtpd_split_prepare(void *arg, struct msg *m, size_t size, struct err *e)
     char to[1024];
 
     (void)e; /* smtpd_received fills s->e, which is e */
-    if (smtpd_received(c->s, m) < 0)
+    if (smtpd_received(c->s, m) < 0 || smtpd_stream_strip(c->s, m) < 0)
         return -1;
     step_log_rcpts(to, sizeof(to), c->g->nrcpts, smtpd_split_rcpt, c);
     log_info(c->g->qid, "from=<%s>, size=%zu, nrcpt=%zu (split from %s: %s)",

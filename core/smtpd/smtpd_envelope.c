@@ -26,6 +26,7 @@
 #include "util/esmtp.h"
 #include "util/log.h"
 #include "util/qid.h"
+#include "util/ratelimit.h"
 #include "smtpd/smtpd_int.h"
 
 /* smtpd_dsn_log - say once per transaction that DSN requests were
@@ -271,6 +272,64 @@ smtpd_rcpt_group(struct smtpd_session *s, const char *addr, char **kept)
     return 1;
 }
 /* ---- end encrypt */
+/* ---- fleet: smtpd_rate_rcpt_full - a transaction takes no more
+ * recipients than a recipients rule of rate_limits allows in its period
+ * (the message is counted whole after its data, so a bigger one would
+ * never fit): past that, 452 4.5.3 and the client sends the rest in
+ * another transaction, as for recipient_limit. Counted here in the
+ * session, no request to the shared store. 1 when it replied. */
+static int
+smtpd_rate_rcpt_full(struct smtpd_session *s, const char *rcpt)
+{
+    const struct ratelimit_set *set = s->rt->limits;
+    char sdom[256], rdom[256], stream[256], client[SMTPD_CLIENT_MAX];
+    struct ratelimit_event ev;
+    struct events *evs;
+    size_t *idx, n, i;
+    int full = 0;
+
+    if (set == NULL || set->n == 0)
+        return 0;
+    if (s->rl_rcpts == NULL &&
+        (s->rl_rcpts = calloc(set->n, sizeof(*s->rl_rcpts))) == NULL)
+        return 0; /* the count after the data still holds */
+    if ((idx = calloc(set->n, sizeof(*idx))) == NULL)
+        return 0;
+    memset(&ev, 0, sizeof(ev));
+    ev.client_addr = smtpd_env_addr(s);
+    ev.user = s->auth_user;
+    ev.sender_domain = ratelimit_domain(s->sender, sdom, sizeof(sdom));
+    evs = s->rt->queue_mode ? queue_events(s->srv->queue) : NULL;
+    if (evs != NULL &&
+        events_stream(evs, NULL, s->auth_user, s->sender, stream,
+                      sizeof(stream)) &&
+        stream[0] != '\0')
+        ev.stream = stream;
+    ev.at_rcpt = 1;
+    ev.rcpt_domain = ratelimit_domain(rcpt, rdom, sizeof(rdom));
+    n = ratelimit_match(set, &ev, idx, set->n);
+    for (i = 0; i < n && !full; i++) {
+        const struct ratelimit_rule *r = &set->rules[idx[i]];
+
+        if (r->unit != RATELIMIT_RECIPIENTS ||
+            s->rl_rcpts[idx[i]] + 1 <= r->count)
+            continue;
+        full = 1;
+        log_info(s->qid[0] ? s->qid : "NOQUEUE",
+                 "reject: RCPT from %s: 452 4.5.3 Error: too many "
+                 "recipients; rate_limit=%s (%lld per %llds recipients): "
+                 "at most that many a message; from=<%s> to=<%s>",
+                 smtpd_client(s, client, sizeof(client)), r->id, r->count,
+                 r->period_ms / 1000, s->sender, rcpt);
+    }
+    for (i = 0; i < n && !full; i++)
+        s->rl_rcpts[idx[i]]++;
+    free(idx);
+    if (full)
+        smtpd_reply(s, "452 4.5.3 Error: too many recipients");
+    return full;
+}
+
 /* ---- events: smtpd_suppressed_event - the event of rcpt, suppressed
  * for stream (why: "REASON, DATE"), of the message msgid (NULL at RCPT,
  * before there is one) */
@@ -410,6 +469,11 @@ smtpd_cmd_rcpt(struct smtpd_session *s, const char *line)
         return;
     }
     /* ---- end encrypt */
+    if (!s->inbound && smtpd_rate_rcpt_full(s, buf_str(&addr))) { /* fleet */
+        free(group);
+        buf_fini(&addr);
+        return;
+    }
     /* room first: a recipient the next hop took is always on the list,
      * in the same order (an LMTP hop answers the message per recipient) */
     grown = realloc(s->rcpts, (s->nrcpts + 1) * sizeof(*grown));

@@ -177,6 +177,14 @@ struct smtpd_session {
     /* ---- end encrypt */
     size_t n_dropped; /* ---- events: suppressed and dropped (drop) */
     char stream[SMTPD_STREAM_MAX + 1]; /* ---- events: stream_header's */
+    /* ---- fleet: per rule of rate_limits (NULL until a rule applies),
+     * the transaction's recipients so far; and what its message took,
+     * to give back when the message is not taken after all */
+    long long *rl_rcpts;
+    size_t *rl_idx;
+    long long *rl_amount;
+    size_t rl_n;
+    /* ---- end fleet */
     int inbound; /* ---- verp: the transaction is for the relay */
     struct smtpc_conn *hop;
     struct timeval t_start;
@@ -186,6 +194,7 @@ struct smtpd_session {
     unsigned n_starttls, n_cmds, n_bad;
     unsigned n_xforward, n_xforward_all; /* accepted, all */
     int quit;
+    int last_code; /* of the last reply given */
     struct buf line;
     struct err e;
 };

@@ -31,6 +31,7 @@ smtpd_reply(struct smtpd_session *s, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
+    s->last_code = atoi(text);
     (void)netio_write(s->io, text, strlen(text), &s->e);
     (void)netio_write(s->io, "\r\n", 2, &s->e);
 }
@@ -133,7 +134,14 @@ smtpd_reset(struct smtpd_session *s, int hop_ok)
     s->nrcpts = 0;
     s->n_dropped = 0;    /* ---- events */
     s->stream[0] = '\0'; /* ---- events */
-    s->inbound = 0;      /* ---- verp */
+    free(s->rl_rcpts);   /* ---- fleet */
+    free(s->rl_idx);
+    free(s->rl_amount);
+    s->rl_rcpts = NULL;
+    s->rl_idx = NULL;
+    s->rl_amount = NULL;
+    s->rl_n = 0;
+    s->inbound = 0; /* ---- verp */
     free(s->sender);
     free(s->sender_params);
     s->sender = s->sender_params = NULL;

@@ -90,11 +90,8 @@ int
 ratelimit_allows(long long prev, long long cur, long long n, long long count,
                  long long now_ms, long long period_ms)
 {
-    double est = ratelimit_estimate(prev, cur, now_ms, period_ms);
-
-    /* more than count at once fits only an empty window, or it would
-     * never fit at all */
-    return est + (double)n <= (double)count || (n > count && est <= 0.0);
+    return ratelimit_estimate(prev, cur, now_ms, period_ms) + (double)n <=
+           (double)count;
 }
 
 /* ratelimit_word - the next word of *p into out; 0, or -1 when there is

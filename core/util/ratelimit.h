@@ -84,9 +84,7 @@ long long ratelimit_window(long long now_ms, long long period_ms);
 double ratelimit_estimate(long long prev, long long cur, long long now_ms,
                           long long period_ms);
 /* ratelimit_allows - 1 when adding n to the sliding count keeps it at or
- * under the rule's count, or when n alone is more than count and the
- * window is empty (a message with more recipients than a recipients
- * rule allows in its period goes, alone, instead of never). */
+ * under the rule's count. */
 int ratelimit_allows(long long prev, long long cur, long long n,
                      long long count, long long now_ms, long long period_ms);
 

@@ -68,6 +68,8 @@ chain_directory = $T/cd
 message_size_limit = 10m
 delivery = queue
 queue_directory = $T/spool
+events_store = sqlite:$T/events.db
+stream_header = X-Relaychain-Stream
 CONF
 rcd_start q "$T/q.conf" "$port" || finish
 
@@ -198,6 +200,22 @@ check "fault: nothing more at the sink ($(sink_count sink))" \
     [ "$(sink_count sink)" -eq "$n0" ]
 check "fault: nothing left in the spool" \
     [ -z "$(find "$T/spool/tmp" "$T/spool/queue" -type f 2>/dev/null)" ]
+
+# --- stream_header (X-Relaychain-Stream) is removed from each copy of a
+# split message, the encrypted one's entity too
+n0=$(sink_count sink)
+{
+    printf 'X-Relaychain-Stream: alerts\n'
+    cat "$T/m1.swaks"
+} >"$T/m2.swaks"
+timeout 60 swaks --server "127.0.0.1:$port" --helo client.test.example \
+    --from alice@example.com --to bob@example.net,zed@example.net \
+    --data "$T/m2.swaks" >"$T/stream.swaks" 2>&1
+check "stream: one 250" grep -q '<- *250 2.0.0 Ok: queued as' "$T/stream.swaks"
+check "stream: two copies" sink_wait sink $((n0 + 2)) 30
+check "stream: the believed stream is logged" grep -q 'stream=alerts, from X-Relaychain-Stream' "$T/q.log"
+check "stream: no copy at the sink has it (zed's is clear)" \
+    sh -c "! grep -qi '^X-Relaychain-Stream' '$T'/sink/msg.*"
 rcd_stop q
 
 if [ "$failures" -gt 0 ] || [ -n "${SMTPD_VERBOSE:-}" ]; then

@@ -93,14 +93,35 @@ check "the log names the recipients rule" \
 got=$(mail news@client.example r5@dest.example)
 check "recipients: the third fits ($got)" [ "$got" = "250 250 250" ]
 rcd_stop rcd2
-# a message with more recipients than the rule allows goes into an
-# empty window, alone (a fresh daemon: a fresh count)
+# a transaction takes no more recipients than the rule allows (452 4.5.3
+# at RCPT: the client sends the rest in another), and a message the
+# chain refuses gives its count back (a fresh daemon: a fresh count; a
+# header_limit of 10 fields for the refusal)
+echo "header_limit = 10" >>"$T/q.conf"
 rcd_start rcd3 "$T/q.conf" "$port" || finish
-got=$(mail news@client.example s1@dest.example s2@dest.example s3@dest.example s4@dest.example s5@dest.example)
-check "five recipients into an empty 3/1m window ($got)" [ "$got" = "250 250 250 250 250 250 250" ]
-got=$(mail news@client.example s6@dest.example)
-check "then nothing more ($got)" [ "$got" = "250 250 452" ]
-check "the sink got the burst" sink_wait sink 8 10
+"$PY" - "$port" >"$T/big.out" 2>&1 <<'PY'
+import smtplib, sys
+s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), timeout=30)
+s.ehlo('client.test.example')
+s.mail('news@client.example')
+for t in ('b1@dest.example', 'b2@dest.example'):
+    s.rcpt(t)
+hdr = ''.join('X-Field-%d: x\r\n' % i for i in range(20))
+try:
+    print(s.data((hdr + 'Subject: big\r\n\r\nbody\r\n').encode())[0])
+except smtplib.SMTPDataError as e:
+    print(e.smtp_code)
+s.quit()
+PY
+check "twenty header fields: 552 ($(cat "$T/big.out"))" grep -qx 552 "$T/big.out"
+got=$(mail news@client.example s1@dest.example s2@dest.example s3@dest.example s4@dest.example)
+check "three recipients, the fourth 452 at RCPT, the refused message given back ($got)" \
+    [ "$got" = "250 250 250 250 452 250" ]
+check "the log names the rule at RCPT" \
+    grep -q "reject: RCPT from .*452 4\.5\.3 Error: too many recipients; rate_limit=$T/limits:1 stream:news (3 per 60s recipients): at most that many a message; from=<news@client.example> to=<s4@dest.example>" "$T/rcd3.log"
+got=$(mail news@client.example s5@dest.example)
+check "then the window is full ($got)" [ "$got" = "250 250 452" ]
+check "the sink got the three" sink_wait sink 8 10
 rcd_stop rcd3
 [ "$failures" -gt 0 ] && tail -n 30 "$T/rcd.log" >&2
 finish

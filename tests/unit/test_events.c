@@ -373,6 +373,7 @@ test_streams(void **state)
     fclose(fp);
     s.store = store;
     s.stream_map = map;
+    s.stream_header = 1;
     s.buffer_max = 100;
     s.suppress_stream = 1;
     err_clear(&e);

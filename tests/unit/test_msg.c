@@ -1457,7 +1457,12 @@ test_raw_field(void **state)
     } cases[] = {
         {"A: 1\r\nX-Stream: news\r\n\r\nbody", "X-Stream", "news", 1},
         {"x-stream:   news  \r\n\r\n", "X-STREAM", "news", 1},
-        {"X-Stream :news\n\n", "X-Stream", "news", 1},
+        /* the parser's grammar: no blank before the colon, and the
+         * header ends at a line that is not a field */
+        {"X-Stream :news\n\n", "X-Stream", "", 0},
+        {"A: 1\r\nnot a field\r\nX-Stream: x\r\n\r\n", "X-Stream", "", 0},
+        {" folded: first\r\nX-Stream: x\r\n\r\n", "X-Stream", "", 0},
+        {"X-Stream: a\nX-Other: b\n c\n\n", "X-Stream", "a", 1},
         {"X-Stream:\r\n  news\r\n\tdigest\r\nB: 2\r\n\r\n", "X-Stream",
          "news\tdigest", 1},
         {"X-Streams: no\r\nX-Stream: yes\r\n\r\n", "X-Stream", "yes", 1},

@@ -151,6 +151,34 @@ test_no_stream(void **state)
     buf_fini(&b);
 }
 
+/* A second 'Y' record: refused, as every record but the recipients */
+static void
+test_stream_twice(void **state)
+{
+    static const char rec[] = "Y\0\0\0\7alerts"; /* and its NUL */
+    struct queue_file qf;
+    struct buf b, twice;
+    struct err e;
+    const char *at;
+    size_t off, rl = sizeof(rec); /* type, length, "alerts" and NUL */
+
+    (void)state;
+    serialized(&b);
+    at = memmem(b.data, b.len, rec, rl);
+    assert_non_null(at);
+    off = (size_t)(at - b.data) + rl;
+    buf_init(&twice, 0);
+    assert_int_equal(buf_append(&twice, b.data, off, &e), 0);
+    assert_int_equal(buf_append(&twice, rec, rl, &e), 0);
+    assert_int_equal(buf_append(&twice, b.data + off, b.len - off, &e), 0);
+    queue_file_seal(twice.data, twice.len);
+    unit_int_eq("two 'Y' records refused",
+                queue_file_parse(twice.data, twice.len, 0, &qf, &e), -1);
+    queue_file_fini(&qf);
+    buf_fini(&twice);
+    buf_fini(&b);
+}
+
 /* Cut anywhere: never accepted, never a crash, the tail check fails. */
 static void
 test_truncated(void **state)
@@ -924,6 +952,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_no_stream),
+        cmocka_unit_test(test_stream_twice),
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_flipped),
         cmocka_unit_test(test_head_only),

@@ -62,15 +62,12 @@ test_window(void **state)
                 ratelimit_allows(10, 0, 1, 5, 500 + 10 * 1000, 1000), 0);
     unit_int_eq("weighted ok",
                 ratelimit_allows(10, 0, 1, 5, 600 + 10 * 1000, 1000), 1);
-    /* more than the count at once: only into an empty window */
-    unit_int_eq("burst, empty", ratelimit_allows(0, 0, 8, 5, 0, 1000), 1);
-    unit_int_eq("burst, one before", ratelimit_allows(0, 1, 8, 5, 0, 1000), 0);
-    unit_int_eq("burst, previous still weighs",
-                ratelimit_allows(8, 0, 8, 5, 10 * 1000 + 999, 1000), 0);
-    unit_int_eq("burst, previous gone",
-                ratelimit_allows(0, 0, 8, 5, 10 * 1000 + 999, 1000), 1);
-    unit_int_eq("at count, not empty", ratelimit_allows(0, 1, 5, 5, 0, 1000),
-                0);
+    /* an amount: it all fits, or nothing does */
+    unit_int_eq("three of 5 after 2", ratelimit_allows(0, 2, 3, 5, 0, 1000),
+                1);
+    unit_int_eq("four of 5 after 2", ratelimit_allows(0, 2, 4, 5, 0, 1000), 0);
+    unit_int_eq("more than the count, empty window",
+                ratelimit_allows(0, 0, 8, 5, 0, 1000), 0);
 }
 
 static const char *
@@ -253,7 +250,7 @@ test_memory_store(void **state)
         ratelimit_parse_text("t", text, strlen(text), &e);
     struct ratestate *st = ratestate_new("memory", RATESTATE_LOCAL, 100, &e);
     size_t both[2] = {0, 1}, client[1] = {1}, over = 99;
-    const long long one[2] = {1, 1}, two[1] = {2};
+    const long long one[2] = {1, 1}, two[1] = {2}, many[1] = {9};
     int i;
 
     (void)state;
@@ -273,8 +270,26 @@ test_memory_store(void **state)
     unit_int_eq("client 6", ratestate_take(st, s, client, one, 1, &over, &e),
                 RATESTATE_OVER);
     unit_int_eq("client rule", over, 1);
-    /* an amount: two at once where one is left does not fit */
-    unit_int_eq("alice two", ratestate_take(st, s, both, two, 1, &over, &e),
+    /* one given back: two at once do not fit where one is left, one does */
+    unit_int_eq("give one", ratestate_give(st, s, client, one, 1, &e), 0);
+    unit_int_eq("two where one is left",
+                ratestate_take(st, s, client, two, 1, &over, &e),
+                RATESTATE_OVER);
+    unit_int_eq("one where one is left",
+                ratestate_take(st, s, client, one, 1, &over, &e),
+                RATESTATE_TAKEN);
+    /* two given back: two fit at once; more back than taken stays 0 */
+    unit_int_eq("give two", ratestate_give(st, s, client, two, 1, &e), 0);
+    unit_int_eq("two at once",
+                ratestate_take(st, s, client, two, 1, &over, &e),
+                RATESTATE_TAKEN);
+    unit_int_eq("give too much", ratestate_give(st, s, both, many, 1, &e), 0);
+    for (i = 0; i < 3; i++)
+        unit_int_eq("alice from 0",
+                    ratestate_take(st, s, both, one, 1, &over, &e),
+                    RATESTATE_TAKEN);
+    unit_int_eq("alice full again",
+                ratestate_take(st, s, both, one, 1, &over, &e),
                 RATESTATE_OVER);
     unit_int_eq("no rules", ratestate_take(st, s, client, one, 0, &over, &e),
                 RATESTATE_TAKEN);
