@@ -41,12 +41,8 @@
 #    gone@ gets 250: a message to ok@ and gone@ reaches ok@ alone, one
 #    to gone@ alone is taken and discarded, each with a suppressed event.
 . "$top_srcdir/tests/integration/smtpd_lib.sh"
+. "$top_srcdir/tests/integration/events_lib.sh"
 
-RC="$top_builddir/relaychain"
-command -v sqlite3 >/dev/null 2>&1 || {
-    echo "$0: sqlite3 is missing (scripts/setup installs it)" >&2
-    exit 1
-}
 set -- $(free_ports 3)
 port=$1 pf_port=$2 pf_sink=$3
 
@@ -67,17 +63,6 @@ printf '%s\n' "delivery = queue" "queue_directory = $T/spool" \
 rcd_start rcd "$T/q.conf" "$port" || finish
 
 # --- 0. what is not built, or would do nothing, is refused with file:line
-# refused CONF KEY REASON - "relaychain check" fails naming CONF's line
-# that sets KEY, and REASON
-refused() {
-    local line out
-    line=$(grep -n "^$2 *=" "$1" | tail -n 1 | cut -d: -f1)
-    out=$("$RC" check -c "$1" 2>&1)
-    if ! printf '%s\n' "$out" | grep -q "$1:$line: $2: .*$3"; then
-        echo "refused: got $out" >&2
-        return 1
-    fi
-}
 sed 's|^events_store = .*|events_store = postgresql://relay@127.0.0.1/events|' "$T/q.conf" >"$T/bad.conf"
 check "a PostgreSQL store without events_spool" refused "$T/bad.conf" events_store "needs events_spool"
 sed 's|^events_store = .*|events_store = postgresql://relay:s3cret@127.0.0.1/events|' "$T/q.conf" >"$T/bad.conf"
@@ -95,18 +80,6 @@ check "a stream_map that does not load: its own file:line too" \
     refused "$T/bad.conf" stream_map "streams:2"
 check "relaychain check takes the test's configuration" "$RC" check -c "$T/q.conf" >/dev/null
 
-q() { sqlite3 "$T/events.db" "$1" 2>/dev/null; }
-# wait_q SQL WANT SECONDS - until the query gives WANT
-wait_q() {
-    local i=0
-    while [ $i -lt $(($3 * 10)) ]; do
-        [ "$(q "$1")" = "$2" ] && return 0
-        sleep 0.1
-        i=$((i + 1))
-    done
-    echo "wait_q: got '$(q "$1")', want '$2': $1" >&2
-    return 1
-}
 
 # --- 1. bounce, deferral, delivery
 swaks --server 127.0.0.1:$port --from news@client.example \

@@ -11,11 +11,8 @@
 # sender gets the non-delivery notification; a message without that
 # Subject to the same recipient is delivered.
 . "$top_srcdir/tests/integration/smtpd_lib.sh"
+. "$top_srcdir/tests/integration/events_lib.sh"
 
-command -v sqlite3 >/dev/null 2>&1 || {
-    echo "$0: sqlite3 is missing (scripts/setup installs it)" >&2
-    exit 1
-}
 set -- $(free_ports 3)
 port=$1 pf_port=$2 pf_sink=$3
 
@@ -34,18 +31,6 @@ printf '%s\n' "delivery = queue" "queue_directory = $T/spool" \
     rcd_conf "$T/q.conf" "$port" "smtp:[127.0.0.1]:$pf_port"
 rcd_start rcd "$T/q.conf" "$port" || finish
 
-q() { sqlite3 "$T/events.db" "$1" 2>/dev/null; }
-# wait_q SQL WANT SECONDS - until the query gives WANT
-wait_q() {
-    i=0
-    while [ $i -lt $(($3 * 10)) ]; do
-        [ "$(q "$1")" = "$2" ] && return 0
-        sleep 0.1
-        i=$((i + 1))
-    done
-    echo "wait_q: got '$(q "$1")', want '$2': $1" >&2
-    return 1
-}
 
 swaks --server "127.0.0.1:$port" --from news@client.example \
     --to rcpt@dest.example --header 'Subject: refuse after data' \

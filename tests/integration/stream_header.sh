@@ -11,18 +11,16 @@
 #   - from 127.0.0.1 (not trusted) the field is removed and not
 #     believed, and the log says so; a lower-case, folded field from
 #     127.0.0.2 is read; a value that is no stream name is ignored;
+#   - behind an MTA sending XFORWARD, the client it names is the one
+#     believed or not;
 #   - a recipient suppressed for the header's stream leaves the
 #     envelope after the data with a suppressed event; when none is
 #     left the data gets 550 5.7.1;
 #   - a stream:NAME rate limit counts the header's stream;
 #   - bad settings are refused with file:line.
 . "$top_srcdir/tests/integration/smtpd_lib.sh"
+. "$top_srcdir/tests/integration/events_lib.sh"
 
-RC="$top_builddir/relaychain"
-command -v sqlite3 >/dev/null 2>&1 || {
-    echo "$0: sqlite3 is missing (scripts/setup installs it)" >&2
-    exit 1
-}
 set -- $(free_ports 2)
 port=$1 sink=$2
 
@@ -32,18 +30,10 @@ printf '%s\n' 'stream:bulk 2/1m' >"$T/limits"
 printf '%s\n' "delivery = queue" "queue_directory = $T/spool" \
     "events_store = sqlite:$T/events.db" "events_batch_time = 50ms" \
     "stream_map = $T/streams" "stream_header = X-Relaychain-Stream" \
-    "stream_header_clients = 127.0.0.2/32" "rate_limits = $T/limits" |
+    "stream_header_clients = 127.0.0.2/32" "rate_limits = $T/limits" \
+    "xforward_hosts = 127.0.0.3/32" |
     rcd_conf "$T/q.conf" "$port" "smtp:[127.0.0.1]:$sink"
 
-refused() {
-    local line out
-    line=$(grep -n "^$2 *=" "$1" | tail -n 1 | cut -d: -f1)
-    out=$("$RC" check -c "$1" 2>&1)
-    if ! printf '%s\n' "$out" | grep -q "$1:$line: $2: .*$3"; then
-        echo "refused: got $out" >&2
-        return 1
-    fi
-}
 sed 's|^stream_header = .*|stream_header = X Relaychain: Stream|' "$T/q.conf" >"$T/bad.conf"
 check "a stream_header that is no field name" refused "$T/bad.conf" stream_header "not a header field name"
 grep -v '^events_' "$T/q.conf" | grep -v '^stream_map' | grep -v '^rate_limits' >"$T/bad.conf"
@@ -54,18 +44,6 @@ check "relaychain check takes the test's configuration" "$RC" check -c "$T/q.con
 
 rcd_start rcd "$T/q.conf" "$port" || finish
 
-q() { sqlite3 "$T/events.db" "$1" 2>/dev/null; }
-# wait_q SQL WANT SECONDS - until the query gives WANT
-wait_q() {
-    local i=0
-    while [ $i -lt $(($3 * 10)) ]; do
-        [ "$(q "$1")" = "$2" ] && return 0
-        sleep 0.1
-        i=$((i + 1))
-    done
-    echo "wait_q: got '$(q "$1")', want '$2': $1" >&2
-    return 1
-}
 # send NAME SRC FROM TO HEADER - one message from address SRC; HEADER is
 # swaks --header's argument; the transcript in $T/NAME.out
 send() {
@@ -108,6 +86,33 @@ check "the sink has three" sink_wait sink 3 10
 check "untrusted: no X-Relaychain-Stream at the sink either" \
     sh -c "! grep -qi '^X-Relaychain-Stream' '$T'/sink/msg.*"
 
+# ---- 3b. behind an MTA that sends XFORWARD (127.0.0.3): the client it
+# names is the one believed or not, never the MTA itself
+xf() { # NAME ADDR - a message from 127.0.0.3 for the client ADDR
+    "$PY" - "$port" "$1" "$2" >"$T/$1.out" 2>&1 <<'PY'
+import smtplib, sys
+port, name, addr = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+s = smtplib.SMTP('127.0.0.1', port, timeout=30, source_address=('127.0.0.3', 0))
+s.ehlo('mta.test.example')
+print(s.docmd('XFORWARD', 'NAME=client.example ADDR=%s' % addr)[0])
+s.sendmail('someone@client.example', ['%s@dest.example' % name],
+           ('Message-Id: <%s@client.example>\r\nX-Relaychain-Stream: alerts\r\n'
+            'Subject: xforward\r\n\r\nbody\r\n' % name).encode())
+s.quit()
+print('sent')
+PY
+}
+xf x1 127.0.0.2
+check "XFORWARD names a trusted client: sent ($(tr '\n' ' ' <"$T/x1.out"))" grep -q '^sent' "$T/x1.out"
+check "XFORWARD names a trusted client: believed" \
+    wait_q "SELECT stream FROM events WHERE msgid = '<x1@client.example>' AND type = 'received'" alerts 10
+xf x2 192.0.2.9
+check "XFORWARD names another client: sent" grep -q '^sent' "$T/x2.out"
+check "XFORWARD names another client: not believed" \
+    wait_q "SELECT '[' || stream || ']' FROM events WHERE msgid = '<x2@client.example>' AND type = 'received'" '[]' 10
+check "the log names the client of XFORWARD" \
+    grep -q "X-Relaychain-Stream from client.example\[192.0.2.9\], not one of stream_header_clients" "$T/rcd.log"
+
 # ---- 4. a folded field in lower case; two fields (the first counts);
 # a value that is no stream name
 printf 'Message-Id: <f1@client.example>\r\nx-relaychain-stream:\r\n   digest\r\nSubject: folded\r\n\r\nbody\r\n' >"$T/f1.eml"
@@ -127,7 +132,7 @@ check "no stream name: queued all the same" grep -q '250 2.0.0 Ok: queued as' "$
 check "no stream name: on no stream" \
     wait_q "SELECT '[' || stream || ']' FROM events WHERE msgid = '<bad1@client.example>' AND type = 'received'" '[]' 10
 check "no stream name: logged" grep -q "is not a stream name" "$T/rcd.log"
-check "six at the sink" sink_wait sink 6 10
+check "eight at the sink" sink_wait sink 8 10
 check "no X-Relaychain-Stream at the sink at all" \
     sh -c "! grep -qi '^X-Relaychain-Stream' '$T'/sink/msg.*"
 

@@ -43,12 +43,8 @@
 #    restart; until then RCPT to the new domain gets 451 (never
 #    relayed), to the old 554.
 . "$top_srcdir/tests/integration/smtpd_lib.sh"
+. "$top_srcdir/tests/integration/events_lib.sh"
 
-RC="$top_builddir/relaychain"
-command -v sqlite3 >/dev/null 2>&1 || {
-    echo "$0: sqlite3 is missing (scripts/setup installs it)" >&2
-    exit 1
-}
 set -- $(free_ports 3)
 port=$1 pf_port=$2 pf_sink=$3
 
@@ -75,17 +71,6 @@ printf '%s\n' "delivery = queue" "queue_directory = $T/spool" \
     rcd_conf "$T/q.conf" "$port" "smtp:[127.0.0.1]:$pf_port"
 
 # --- 0. refused with file:line
-# refused CONF KEY REASON - "relaychain check" fails naming CONF's line
-# that sets KEY, and REASON
-refused() {
-    local line out
-    line=$(grep -n "^$2 *=" "$1" | tail -n 1 | cut -d: -f1)
-    out=$("$RC" check -c "$1" 2>&1)
-    if ! printf '%s\n' "$out" | grep -q "$1:$line: $2: .*$3"; then
-        echo "refused: got $out" >&2
-        return 1
-    fi
-}
 grep -v '^verp_key_file' "$T/q.conf" >"$T/bad.conf"
 check "verp_domain without verp_key_file" refused "$T/bad.conf" verp_domain "needs verp_key_file"
 printf 'too short\n' >"$T/short.key"
@@ -125,18 +110,6 @@ check "relaychain check takes the test's configuration" "$RC" check -c "$T/q.con
 
 rcd_start rcd "$T/q.conf" "$port" || finish
 
-q() { sqlite3 "$T/events.db" "$1" 2>/dev/null; }
-# wait_q SQL WANT SECONDS - until the query gives WANT
-wait_q() {
-    local i=0
-    while [ $i -lt $(($3 * 10)) ]; do
-        [ "$(q "$1")" = "$2" ] && return 0
-        sleep 0.1
-        i=$((i + 1))
-    done
-    echo "wait_q: got '$(q "$1")', want '$2': $1" >&2
-    return 1
-}
 # send FROM-ADDR ARGS... - swaks to relaychaind from 127.0.0.2 (trusted)
 send() {
     timeout 30 swaks --server 127.0.0.1:$port --local-interface 127.0.0.2 "$@"
