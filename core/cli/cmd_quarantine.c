@@ -107,7 +107,7 @@ quarantine_cmd_list(int dfd, const char *dir)
 static int
 quarantine_release_stops(int dfd, const char *dir, const char *id,
                          struct msg *m, const struct chain_result *res,
-                         int *rc)
+                         const char *stream, int *rc)
 {
     struct buf out;
     struct err e;
@@ -142,9 +142,9 @@ quarantine_release_stops(int dfd, const char *dir, const char *id,
         buf_init(&out, 0);
         /* The same name: rename() replaces the old file in one step. */
         if (msg_write(m, &out, &e) < 0 ||
-            quarantine_store_at(dfd, dir, m, out.data, out.len,
-                                res->verdict.note,
-                                res->by ? res->by->name : NULL, &e) < 0) {
+            quarantine_store_at(
+                dfd, dir, m, out.data, out.len, res->verdict.note,
+                res->by ? res->by->name : NULL, stream, &e) < 0) {
             fprintf(stderr, "relaychain: %s: %s\n", id, e.text);
             buf_fini(&out);
             return 1;
@@ -188,7 +188,7 @@ quarantine_release_deliver(const struct conf *cf,
     err_clear(&e);
     if (queue_delivery(cf->cfg) == QUEUE_DELIVERY_QUEUE) {
         struct queue_msg qm;
-        char arrival[32];
+        char arrival[32], stream[256];
         int spooled;
 
         memset(&qm, 0, sizeof(qm));
@@ -199,6 +199,8 @@ quarantine_release_deliver(const struct conf *cf,
         qm.client_name = env->client_name ? env->client_name : "";
         qm.helo = env->helo ? env->helo : "";
         qm.auth_user = env->auth_user;
+        quarantine_field(q, "Stream", 0, stream, sizeof(stream));
+        qm.stream = stream; /* stream_header's, when there was one */
         qm.sender = env->sender;
         qm.sender_params = env->sender_params ? env->sender_params : "";
         qm.rcpts = env->rcpts;
@@ -233,7 +235,7 @@ static int
 quarantine_cmd_release(const struct conf *cf, int dfd, const char *dir,
                        const char *id)
 {
-    char stage[128], reason[300], note[600];
+    char stage[128], reason[300], note[600], stream[256];
     struct chain_result res;
     struct chain_opts opts;
     struct msg *m = NULL;
@@ -275,7 +277,8 @@ quarantine_cmd_release(const struct conf *cf, int dfd, const char *dir,
             goto out;
         }
     }
-    if (quarantine_release_stops(dfd, dir, id, m, &res, &rc))
+    quarantine_field(&q, "Stream", 0, stream, sizeof(stream));
+    if (quarantine_release_stops(dfd, dir, id, m, &res, stream, &rc))
         goto out;
     if (msg_write(m, &out, &e) < 0) {
         fprintf(stderr, "relaychain: %s: %s\n", id, e.text);

@@ -61,7 +61,7 @@ quarantine_line(struct buf *b, const char *key, const char *value,
 int
 quarantine_store_at(int dfd, const char *dir, const struct msg *m,
                     const char *data, size_t len, const char *reason,
-                    const char *stage, struct err *e)
+                    const char *stage, const char *stream, struct err *e)
 {
     const struct msg_env *env = msg_env(m);
     char tmp[128], when[32];
@@ -102,6 +102,8 @@ quarantine_store_at(int dfd, const char *dir, const struct msg *m,
         quarantine_line(&head, "Arrival", when, e) < 0 ||
         quarantine_line(&head, "Reason", reason, e) < 0 ||
         (stage != NULL && quarantine_line(&head, "Stage", stage, e) < 0) ||
+        (stream != NULL && stream[0] != '\0' &&
+         quarantine_line(&head, "Stream", stream, e) < 0) ||
         buf_putc(&head, '\n', e) < 0)
         goto fail;
     /* A temporary file left by a crash (or anything else under its name)
@@ -161,7 +163,7 @@ fail:
 int
 quarantine_store(const char *dir, const struct msg *m, const char *data,
                  size_t len, const char *reason, const char *stage,
-                 struct err *e)
+                 const char *stream, struct err *e)
 {
     int dfd, rc;
 
@@ -171,7 +173,7 @@ quarantine_store(const char *dir, const struct msg *m, const char *data,
         return err_sys(e, ERR_IO, "quarantine: mkdir %s", dir);
     if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
         return err_sys(e, ERR_IO, "quarantine: %s", dir);
-    rc = quarantine_store_at(dfd, dir, m, data, len, reason, stage, e);
+    rc = quarantine_store_at(dfd, dir, m, data, len, reason, stage, stream, e);
     close(dfd);
     return rc;
 }

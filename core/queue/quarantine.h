@@ -41,11 +41,12 @@
 #define QUARANTINE_ID_MAX 64
 
 /* quarantine_store - write data (the processed message) with the envelope
- * of m and reason under dir/QID. Returns 0, or -1 with e set: the client
- * must then get a 4xx. */
+ * of m, reason, the stage that held it and the message's stream_header
+ * stream (NULL or "": none) under dir/QID. Returns 0, or -1 with e set:
+ * the client must then get a 4xx. */
 int quarantine_store(const char *dir, const struct msg *m, const char *data,
                      size_t len, const char *reason, const char *stage,
-                     struct err *e);
+                     const char *stream, struct err *e);
 
 /* quarantine_store_at - the same in the directory dfd (named dir in
  * messages), replacing a file of the same name in one step (a release
@@ -53,7 +54,7 @@ int quarantine_store(const char *dir, const struct msg *m, const char *data,
  * the directory's owner. */
 int quarantine_store_at(int dfd, const char *dir, const struct msg *m,
                         const char *data, size_t len, const char *reason,
-                        const char *stage, struct err *e);
+                        const char *stage, const char *stream, struct err *e);
 
 /* quarantine_dir_prepare - make dir and any missing parent (mode 0700)
  * when it does not exist;

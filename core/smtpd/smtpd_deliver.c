@@ -449,7 +449,8 @@ smtpd_quarantine(struct smtpd_session *s, struct msg *m,
     if ((out = msg_flat(m, &out_len, &s->e)) == NULL ||
         quarantine_store(cfg_str(cf->cfg, "quarantine_directory"), m, out,
                          out_len, res->verdict.note,
-                         res->by ? res->by->name : NULL, &s->e) < 0) {
+                         res->by ? res->by->name : NULL, s->stream,
+                         &s->e) < 0) {
         log_error(s->qid, "quarantine: %s", s->e.text);
         smtpd_reply_id(s, "451 4.3.0 Error: cannot quarantine, try "
                           "again later");
@@ -695,7 +696,8 @@ smtpd_split_run(struct smtpd_session *s, struct smtpd_group *g,
         if ((out = msg_flat(m, &out_len, &s->e)) == NULL ||
             quarantine_store(cfg_str(s->rt->cf->cfg, "quarantine_directory"),
                              m, out, out_len, g->res.verdict.note,
-                             g->res.by ? g->res.by->name : NULL, &s->e) < 0) {
+                             g->res.by ? g->res.by->name : NULL, s->stream,
+                             &s->e) < 0) {
             log_error(g->qid, "quarantine: %s", s->e.text);
             *reply = "451 4.3.0 Error: cannot quarantine, try again later";
             g->tag = "TempFailed";

@@ -10,7 +10,8 @@
 #      mode 0700;
 #   2. a message with EICAR attached: 250 with relaychaind's id, held in
 #      the quarantine as the antivirus stage received it (Stage:
-#      antivirus, no X-Virus-Status), nothing at the sink, and the
+#      antivirus, no X-Virus-Status, its X-Relaychain-Stream kept as a
+#      Stream: line), nothing at the sink, and the
 #      summary line "Blocked INFECTED (NAME) {Quarantined}";
 #   3. "relaychain quarantine release ID": the chain resumes after the
 #      antivirus stage and the result goes through the queue: at the
@@ -48,6 +49,9 @@ queue_directory = $T/spool
 quarantine_directory = $T/held/deeper/quarantine
 maillog_file = $T/maillog
 minimal_backoff_time = 300s
+events_store = sqlite:$T/events.db
+events_batch_time = 50ms
+stream_header = X-Relaychain-Stream
 EOF
 mkdir -p "$T/held" # relaychaind makes deeper/quarantine in it
 "$RC" check -c "$T/r.conf" >"$T/check.out" 2>&1 ||
@@ -68,8 +72,8 @@ send() {
         >"$T/$1.out" 2>&1
 }
 mail_attach "infected" "$AVF/eicar.com" "eicar.com" application/octet-stream |
-    sed 's/^From: .*/From: Alice <alice@example.com>/;s/^To: .*/To: bob@example.net/' \
-        >"$T/infected.eml"
+    sed 's/^From: .*/From: Alice <alice@example.com>/;s/^To: .*/To: bob@example.net/' |
+    sed '1i X-Relaychain-Stream: alerts' >"$T/infected.eml"
 mail_text "clean" "Nothing to see." |
     sed 's/^From: .*/From: Alice <alice@example.com>/;s/^To: .*/To: bob@example.net/' \
         >"$T/clean.eml"
@@ -93,6 +97,9 @@ check "2: 250 with relaychaind's id ($qid)" [ -n "$qid" ]
 q=$T/held/deeper/quarantine/$qid
 check "2: held in quarantine_directory" [ -f "$q" ]
 check "2: the stage that held it is recorded" grep -q '^Stage: antivirus$' "$q"
+check "2: so is the stream of X-Relaychain-Stream" grep -q '^Stream: alerts$' "$q"
+check "2: the held message has no X-Relaychain-Stream field" \
+    sh -c "! grep -qi '^X-Relaychain-Stream' '$q'"
 check "2: held as the antivirus stage received it: no X-Virus-Status" \
     sh -c "! grep -q '^X-Virus-S' '$q'"
 check "2: the earlier stages' work is kept: relaychaind's Received" \
@@ -129,6 +136,14 @@ check "3: the mail log: released from quarantine" \
     grep -q "relaychain\[[0-9]*\]: $qid: released from quarantine, chain resumed after antivirus (queued as $qid)$" "$T/maillog"
 check "3: relaychaind delivered it" \
     wait_grep "$qid: to=<bob@example.net>, relay=127.0.0.1\[127.0.0.1\]:$sink_port, .*status=sent" "$T/rcd.log" 10
+i=0
+while [ "$(sqlite3 "$T/events.db" "SELECT stream FROM events WHERE qid = '$qid' AND type = 'delivered'" 2>/dev/null)" != alerts ] &&
+    [ $i -lt 50 ]; do
+    sleep 0.1
+    i=$((i + 1))
+done
+check "3: the released message kept its stream (delivered event on alerts)" \
+    [ "$(sqlite3 "$T/events.db" "SELECT stream FROM events WHERE qid = '$qid' AND type = 'delivered'")" = alerts ]
 
 # 4b. quarantine delete; queue release
 send infected2 "$T/infected.eml"

@@ -85,7 +85,7 @@ test_planted_tmp_link(void **state)
     assert_int_equal(symlink(victim, link), 0);
     err_clear(&e);
     if (quarantine_store(dir, m, body, sizeof(body) - 1, "test", "antivirus",
-                         &e) < 0)
+                         NULL, &e) < 0)
         unit_fail("planted link", "refused: %s", e.text);
     text = read_all(victim);
     unit_str_eq("planted link: the file it named", text, "victim stays\n");
@@ -123,7 +123,7 @@ test_bad_qid(void **state)
         err_clear(&e);
         unit_int_eq(bad[i],
                     quarantine_store(sub, m, body, sizeof(body) - 1, "test",
-                                     "antivirus", &e),
+                                     "antivirus", NULL, &e),
                     -1);
         unit_has(bad[i], e.text, "is not letters and digits");
         msg_free(m);
@@ -204,7 +204,7 @@ test_store_read_back(void **state)
                              cases[i].rcpts[j].params, &e) < 0)
                 unit_fail(name, "recipient: %s", e.text);
         if (quarantine_store(dir, m, body, sizeof(body) - 1, cases[i].reason,
-                             cases[i].stage, &e) < 0)
+                             cases[i].stage, NULL, &e) < 0)
             unit_fail(name, "store: %s", e.text);
         msg_free(m);
 
@@ -360,7 +360,8 @@ test_delete(void **state)
     (void)state;
     assert_non_null(unit_tmpdir(dir, sizeof(dir)));
     err_clear(&e);
-    if (quarantine_store(dir, m, body, sizeof(body) - 1, "test", NULL, &e) < 0)
+    if (quarantine_store(dir, m, body, sizeof(body) - 1, "test", NULL, NULL,
+                         &e) < 0)
         unit_fail("delete", "store: %s", e.text);
     msg_free(m);
     assert_true((dfd = open(dir, O_RDONLY | O_DIRECTORY)) >= 0);
