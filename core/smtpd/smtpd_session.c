@@ -31,7 +31,11 @@ smtpd_reply(struct smtpd_session *s, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    s->last_code = atoi(text);
+    s->last_code =
+        text[0] >= '2' && text[0] <= '5' && text[1] >= '0' && text[1] <= '9' &&
+                text[2] >= '0' && text[2] <= '9'
+            ? (text[0] - '0') * 100 + (text[1] - '0') * 10 + (text[2] - '0')
+            : 0;
     (void)netio_write(s->io, text, strlen(text), &s->e);
     (void)netio_write(s->io, "\r\n", 2, &s->e);
 }
