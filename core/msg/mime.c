@@ -516,3 +516,55 @@ mime_flags_describe(unsigned flags, char *out, size_t n)
                  used > 0 ? ", " : "", flags & ~known);
     return out;
 }
+
+int
+mime_is_type(GMimeObject *obj, const char *type, const char *subtype)
+{
+    GMimeContentType *ct = g_mime_object_get_content_type(obj);
+
+    return ct != NULL && g_mime_content_type_is_type(ct, type, subtype);
+}
+
+int
+mime_window_of(struct mime_window *w, GMimeStream *s, size_t *start,
+               size_t *end)
+{
+    GByteArray *a;
+    gint64 bend;
+
+    if (s == NULL || s->super_stream == NULL ||
+        !GMIME_IS_STREAM_MEM(s->super_stream))
+        return -1;
+    if (w->stream == NULL) {
+        a = g_mime_stream_mem_get_byte_array(
+            GMIME_STREAM_MEM(s->super_stream));
+        if (a == NULL || a->len < w->blen ||
+            memcmp(a->data + a->len - w->blen, w->body, w->blen) != 0)
+            return -1;
+        w->stream = s->super_stream;
+        w->base = a->len - w->blen;
+    }
+    if (s->super_stream != w->stream)
+        return -1;
+    bend = s->bound_end < 0 ? (gint64)(w->base + w->blen) : s->bound_end;
+    if (s->bound_start < (gint64)w->base)
+        return -2;
+    if (bend < s->bound_start || bend > (gint64)(w->base + w->blen))
+        return -1;
+    *start = (size_t)s->bound_start - w->base;
+    *end = (size_t)bend - w->base;
+    return 0;
+}
+
+int
+mime_header_agrees(const struct mime_window *w, GMimeObject *obj)
+{
+    GMimeHeaderList *hl = g_mime_object_get_header_list(obj);
+    int i, n = hl != NULL ? g_mime_header_list_get_count(hl) : 0;
+
+    for (i = 0; i < n; i++)
+        if (g_mime_header_get_offset(
+                g_mime_header_list_get_header_at(hl, i)) >= (gint64)w->base)
+            return 0;
+    return 1;
+}

@@ -58,4 +58,30 @@ unsigned mime_part_count(const struct mime *mm);
  * out (size n); returns out. */
 const char *mime_flags_describe(unsigned flags, char *out, size_t n);
 
+/* mime_is_type - 1 when obj's Content-Type is type/subtype. */
+int mime_is_type(GMimeObject *obj, const char *type, const char *subtype);
+
+/* Where the parts GMime found sit in the body a stage edits: GMime
+ * parsed the whole message from one memory stream, whose last blen
+ * octets are msg_parse's body. The caller sets body and blen, stream
+ * NULL; the first window found fixes stream and base (where the body
+ * starts in it). */
+struct mime_window {
+    const char *body;
+    size_t blen;
+    GMimeStream *stream;
+    size_t base;
+};
+
+/* mime_window_of - the body offsets [*start, *end) of s, a substream of
+ * GMime's parse (a part's content). Returns 0; -2 when it starts in the
+ * message header (GMime found the header's end elsewhere than msg_parse
+ * did); -1 when GMime gave no window or it does not fit the body. */
+int mime_window_of(struct mime_window *w, GMimeStream *s, size_t *start,
+                   size_t *end);
+
+/* mime_header_agrees - 1 when no header field GMime read as obj's own
+ * lies in what msg_parse took for the body. */
+int mime_header_agrees(const struct mime_window *w, GMimeObject *obj);
+
 #endif

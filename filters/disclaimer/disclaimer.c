@@ -202,9 +202,9 @@ flt_disclaimer_splice_body(const struct flt_disclaimer_ctx *cx,
                            struct splice *sp, size_t n, struct buf *out,
                            struct err *e)
 {
-    size_t i, total = cx->blen;
+    size_t i, total = cx->win.blen;
 
-    if (splice_check(cx->blen, 0, sp, n, e) < 0)
+    if (splice_check(cx->win.blen, 0, sp, n, e) < 0)
         return err_set(e, ERR_INTERNAL,
                        "disclaimer: overlapping edits in the body");
     for (i = 0; i < n; i++)
@@ -212,7 +212,7 @@ flt_disclaimer_splice_body(const struct flt_disclaimer_ctx *cx,
     /* One allocation for the new body, not a series of doublings. */
     if (buf_reserve(out, total, e) < 0)
         return -1;
-    return splice_apply(cx->body, cx->blen, 0, sp, n, out, e);
+    return splice_apply(cx->win.body, cx->win.blen, 0, sp, n, out, e);
 }
 
 static void
@@ -305,11 +305,11 @@ flt_disclaimer_apply(struct flt_disclaimer_ctx *cx, struct verdict *v,
     flt_disclaimer_walk(cx, top, 1, 0, 1);
     /* Without a leaf to fix the stream (message/rfc822 alone), the body
      * starts where msg_write() puts it. */
-    if (flt_disclaimer_find_base(cx, top, 0) < 0 && cx->stream == NULL)
-        cx->base = msg_size(cx->m) - cx->blen;
-    if (cx->skip[0] == '\0' && cx->blen > 0 &&
-        (!flt_disclaimer_header_agrees(cx, GMIME_OBJECT(cx->message)) ||
-         !flt_disclaimer_header_agrees(cx, top)))
+    if (flt_disclaimer_find_base(cx, top, 0) < 0 && cx->win.stream == NULL)
+        cx->win.base = msg_size(cx->m) - cx->win.blen;
+    if (cx->skip[0] == '\0' && cx->win.blen > 0 &&
+        (!mime_header_agrees(&cx->win, GMIME_OBJECT(cx->message)) ||
+         !mime_header_agrees(&cx->win, top)))
         flt_disclaimer_set_skip(cx, "header end read two ways");
     for (i = 0; i < 2 && cx->skip[0] == '\0'; i++)
         if (flt_disclaimer_prepare(cx, ps[i], e) < 0)
@@ -333,7 +333,7 @@ flt_disclaimer_apply(struct flt_disclaimer_ctx *cx, struct verdict *v,
             goto skipped;
         }
         if (GMIME_IS_MULTIPART(top) &&
-            flt_disclaimer_is(top, "multipart", "mixed")) {
+            mime_is_type(top, "multipart", "mixed")) {
             r = flt_disclaimer_add_to_mixed(cx, GMIME_MULTIPART(top), &part,
                                             &sp[nsp], e);
             if (r < 0)
@@ -466,10 +466,10 @@ flt_disclaimer_run(const struct stage *st, struct msg *m, struct verdict *v,
             v, VERDICT_CONTINUE, NULL, "skipped (ambiguous MIME: %s)",
             mime_flags_describe(mime_flags(mm), what, sizeof(what)));
     cx.message = mime_message(mm);
-    cx.body = msg_body(m, &cx.blen);
+    cx.win.body = msg_body(m, &cx.win.blen);
     cx.eol = msg_eol(m);
     cx.limit = msg_limits(m)->message_size;
-    cx.base = SIZE_MAX;
+    cx.win.base = SIZE_MAX;
     flt_disclaimer_part_init(&cx.plain, "text/plain", 0, cx.limit);
     flt_disclaimer_part_init(&cx.html, "text/html", 1, cx.limit);
     buf_init(&cx.text_footer, FLT_DISCLAIMER_FILE_MAX * 2);

@@ -18,6 +18,7 @@
 
 #include "util/buf.h"
 #include "util/err.h"
+#include "msg/mime.h"
 #include "msg/msg.h"
 #include "msg/splice.h"
 #include "chain/stage.h"
@@ -113,14 +114,12 @@ struct flt_disclaimer_ctx {
     struct msg *m;
     const struct flt_disclaimer_tpl *tpl;
     GMimeMessage *message;
-    const char *body;
-    size_t blen;
-    size_t base;         /* stream offset of the body; SIZE_MAX: unknown */
-    GMimeStream *stream; /* the stream GMime parsed */
-    const char *eol;     /* the message's line end */
-    size_t limit;        /* octets of a buffer */
-    char skip[80];       /* the whole message is skipped: why */
-    int broken;          /* an offset did not agree: internal error */
+    struct mime_window win; /* the body, and where it is in GMime's parse
+                               (base SIZE_MAX: unknown) */
+    const char *eol;        /* the message's line end */
+    size_t limit;           /* octets of a buffer */
+    char skip[80];          /* the whole message is skipped: why */
+    int broken;             /* an offset did not agree: internal error */
     struct flt_disclaimer_part plain, html;
     struct buf text_footer; /* expanded, UTF-8, LF */
     struct buf html_footer;
@@ -192,9 +191,6 @@ int flt_disclaimer_edit(struct flt_disclaimer_ctx *cx,
                         struct flt_disclaimer_part *p, struct err *e);
 int flt_disclaimer_find_base(struct flt_disclaimer_ctx *cx, GMimeObject *obj,
                              unsigned depth);
-int flt_disclaimer_header_agrees(const struct flt_disclaimer_ctx *cx,
-                                 GMimeObject *obj);
-int flt_disclaimer_is(GMimeObject *obj, const char *type, const char *subtype);
 int flt_disclaimer_prepare(struct flt_disclaimer_ctx *cx,
                            struct flt_disclaimer_part *p, struct err *e);
 void flt_disclaimer_set_skip(struct flt_disclaimer_ctx *cx, const char *why);

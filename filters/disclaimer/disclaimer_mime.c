@@ -26,14 +26,6 @@
 
 /* ------------------------------------------------------- run: walk */
 
-int
-flt_disclaimer_is(GMimeObject *obj, const char *type, const char *subtype)
-{
-    GMimeContentType *ct = g_mime_object_get_content_type(obj);
-
-    return ct != NULL && g_mime_content_type_is_type(ct, type, subtype);
-}
-
 void
 flt_disclaimer_set_skip(struct flt_disclaimer_ctx *cx, const char *why)
 {
@@ -68,7 +60,7 @@ flt_disclaimer_walk(struct flt_disclaimer_ctx *cx, GMimeObject *obj, int body,
         return;
     }
     for (k = 0; k < sizeof(forbidden) / sizeof(forbidden[0]); k++)
-        if (flt_disclaimer_is(obj, forbidden[k][0], forbidden[k][1])) {
+        if (mime_is_type(obj, forbidden[k][0], forbidden[k][1])) {
             snprintf(what, sizeof(what), "%s/%s", forbidden[k][0],
                      forbidden[k][1]);
             flt_disclaimer_set_skip(cx, what);
@@ -77,14 +69,14 @@ flt_disclaimer_walk(struct flt_disclaimer_ctx *cx, GMimeObject *obj, int body,
     cd = g_mime_object_get_content_disposition(obj);
     attach = cd != NULL && g_mime_content_disposition_is_attachment(cd);
     ct = g_mime_object_get_content_type(obj);
-    if (flt_disclaimer_is(obj, "text", "calendar") &&
+    if (mime_is_type(obj, "text", "calendar") &&
         (!attach || g_mime_content_type_get_parameter(ct, "method") != NULL)) {
         flt_disclaimer_set_skip(cx, "text/calendar");
         return;
     }
     if (GMIME_IS_MULTIPART(obj)) {
         GMimeMultipart *mp = GMIME_MULTIPART(obj);
-        int related = flt_disclaimer_is(obj, "multipart", "related");
+        int related = mime_is_type(obj, "multipart", "related");
 
         /* Content-Disposition is about body parts (RFC 2183); readers
          * ignore it on a multipart, and so does the walk. */
@@ -96,9 +88,9 @@ flt_disclaimer_walk(struct flt_disclaimer_ctx *cx, GMimeObject *obj, int body,
     }
     if (!GMIME_IS_PART(obj) || !body || attach)
         return;
-    if (flt_disclaimer_is(obj, "text", "plain"))
+    if (mime_is_type(obj, "text", "plain"))
         p = &cx->plain;
-    else if (flt_disclaimer_is(obj, "text", "html"))
+    else if (mime_is_type(obj, "text", "html"))
         p = &cx->html;
     else
         return;
@@ -109,45 +101,6 @@ flt_disclaimer_walk(struct flt_disclaimer_ctx *cx, GMimeObject *obj, int body,
 }
 
 /* ---------------------------------------------------- run: locating */
-
-/*
- * flt_disclaimer_window - the body offsets of a window onto the parsed
- * stream. The first window found fixes the stream and where the body
- * starts in it (the body is the stream's last blen octets, checked).
- * Returns 0; -2 when the window starts in the message header (GMime
- * found the header's end elsewhere than msg_parse did); -1 when GMime
- * gave no window or it does not fit the body.
- */
-static int
-flt_disclaimer_window(struct flt_disclaimer_ctx *cx, GMimeStream *s,
-                      size_t *start, size_t *end)
-{
-    GByteArray *a;
-    gint64 bend;
-
-    if (s == NULL || s->super_stream == NULL ||
-        !GMIME_IS_STREAM_MEM(s->super_stream))
-        return -1;
-    if (cx->stream == NULL) {
-        a = g_mime_stream_mem_get_byte_array(
-            GMIME_STREAM_MEM(s->super_stream));
-        if (a == NULL || a->len < cx->blen ||
-            memcmp(a->data + a->len - cx->blen, cx->body, cx->blen) != 0)
-            return -1;
-        cx->stream = s->super_stream;
-        cx->base = a->len - cx->blen;
-    }
-    if (s->super_stream != cx->stream)
-        return -1;
-    bend = s->bound_end < 0 ? (gint64)(cx->base + cx->blen) : s->bound_end;
-    if (s->bound_start < (gint64)cx->base)
-        return -2;
-    if (bend < s->bound_start || bend > (gint64)(cx->base + cx->blen))
-        return -1;
-    *start = (size_t)s->bound_start - cx->base;
-    *end = (size_t)bend - cx->base;
-    return 0;
-}
 
 static GMimeStream *
 flt_disclaimer_content_stream(GMimeObject *obj)
@@ -169,7 +122,7 @@ flt_disclaimer_find_base(struct flt_disclaimer_ctx *cx, GMimeObject *obj,
     size_t a, b;
     int i, n;
 
-    if (cx->stream != NULL)
+    if (cx->win.stream != NULL)
         return 0;
     if (obj == NULL || depth > FLT_DISCLAIMER_DEPTH_MAX)
         return -1;
@@ -182,24 +135,8 @@ flt_disclaimer_find_base(struct flt_disclaimer_ctx *cx, GMimeObject *obj,
                 return 0;
         return -1;
     }
-    return flt_disclaimer_window(cx, flt_disclaimer_content_stream(obj), &a,
-                                 &b);
-}
-
-/* flt_disclaimer_header_agrees - no header field GMime read as the
- * message's own lies in what msg_parse took for the body. */
-int
-flt_disclaimer_header_agrees(const struct flt_disclaimer_ctx *cx,
-                             GMimeObject *obj)
-{
-    GMimeHeaderList *hl = g_mime_object_get_header_list(obj);
-    int i, n = hl != NULL ? g_mime_header_list_get_count(hl) : 0;
-
-    for (i = 0; i < n; i++)
-        if (g_mime_header_get_offset(
-                g_mime_header_list_get_header_at(hl, i)) >= (gint64)cx->base)
-            return 0;
-    return 1;
+    return mime_window_of(&cx->win, flt_disclaimer_content_stream(obj), &a,
+                          &b);
 }
 
 /* flt_disclaimer_obj_start - body offset where obj's part starts (its
@@ -213,9 +150,10 @@ flt_disclaimer_obj_start(const struct flt_disclaimer_ctx *cx, GMimeObject *obj)
     if (hl == NULL || g_mime_header_list_get_count(hl) == 0)
         return SIZE_MAX;
     off = g_mime_header_get_offset(g_mime_header_list_get_header_at(hl, 0));
-    if (off < (gint64)cx->base || off > (gint64)(cx->base + cx->blen))
+    if (off < (gint64)cx->win.base ||
+        off > (gint64)(cx->win.base + cx->win.blen))
         return SIZE_MAX;
-    return (size_t)off - cx->base;
+    return (size_t)off - cx->win.base;
 }
 
 static enum flt_disclaimer_cs
@@ -240,11 +178,11 @@ flt_disclaimer_locate(struct flt_disclaimer_ctx *cx,
 
     if (s == NULL && p->top) {
         /* A message that is all header: the body is empty. */
-        p->cstart = p->cend = cx->blen;
+        p->cstart = p->cend = cx->win.blen;
     } else if (s == NULL) {
         p->skip = "no content";
         return;
-    } else if ((r = flt_disclaimer_window(cx, s, &p->cstart, &p->cend)) < 0) {
+    } else if ((r = mime_window_of(&cx->win, s, &p->cstart, &p->cend)) < 0) {
         if (r == -2)
             flt_disclaimer_set_skip(cx, "header end read two ways");
         else
@@ -259,16 +197,17 @@ flt_disclaimer_locate(struct flt_disclaimer_ctx *cx,
     }
     if (!p->top) {
         /* The empty line ends right where the content starts. */
-        if (p->cstart == 0 || cx->body[p->cstart - 1] != '\n') {
+        if (p->cstart == 0 || cx->win.body[p->cstart - 1] != '\n') {
             cx->broken = 1;
             return;
         }
-        eol_len = p->cstart >= 2 && cx->body[p->cstart - 2] == '\r' ? 2 : 1;
+        eol_len =
+            p->cstart >= 2 && cx->win.body[p->cstart - 2] == '\r' ? 2 : 1;
         p->hend = p->cstart - eol_len;
         first = flt_disclaimer_obj_start(cx, p->obj);
         p->hstart = first == SIZE_MAX ? p->hend : first;
         if (p->hstart > p->hend ||
-            (p->hend > 0 && cx->body[p->hend - 1] != '\n')) {
+            (p->hend > 0 && cx->win.body[p->hend - 1] != '\n')) {
             cx->broken = 1;
             return;
         }
@@ -292,7 +231,7 @@ flt_disclaimer_locate(struct flt_disclaimer_ctx *cx,
     p->flowed = !p->html && v != NULL && g_ascii_strcasecmp(v, "flowed") == 0;
     v = g_mime_content_type_get_parameter(ct, "delsp");
     p->delsp = p->flowed && v != NULL && g_ascii_strcasecmp(v, "yes") == 0;
-    p->raw_eol = flt_disclaimer_eol_of(cx->body + p->cstart,
+    p->raw_eol = flt_disclaimer_eol_of(cx->win.body + p->cstart,
                                        p->cend - p->cstart, cx->eol);
 }
 
@@ -306,7 +245,7 @@ static int
 flt_disclaimer_decode(struct flt_disclaimer_ctx *cx,
                       struct flt_disclaimer_part *p, struct err *e)
 {
-    const char *raw = cx->body + p->cstart;
+    const char *raw = cx->win.body + p->cstart;
     size_t n = p->cend - p->cstart;
 
     switch (p->cte) {
@@ -557,21 +496,23 @@ flt_disclaimer_delim(const struct flt_disclaimer_ctx *cx, size_t from,
                      const char *b, int close)
 {
     size_t bl = strlen(b), i;
-    const char *p = cx->body + from, *end = cx->body + cx->blen;
+    const char *p = cx->win.body + from, *end = cx->win.body + cx->win.blen;
 
     while (p < end && (p = memmem(p, (size_t)(end - p), "--", 2)) != NULL) {
-        if ((p == cx->body || p[-1] == '\n') && (size_t)(end - p) >= 2 + bl &&
-            memcmp(p + 2, b, bl) == 0) {
-            i = (size_t)(p - cx->body) + 2 + bl;
-            if (close && (cx->blen - i < 2 || memcmp(cx->body + i, "--", 2)))
+        if ((p == cx->win.body || p[-1] == '\n') &&
+            (size_t)(end - p) >= 2 + bl && memcmp(p + 2, b, bl) == 0) {
+            i = (size_t)(p - cx->win.body) + 2 + bl;
+            if (close &&
+                (cx->win.blen - i < 2 || memcmp(cx->win.body + i, "--", 2)))
                 goto next;
             if (close)
                 i += 2;
-            while (i < cx->blen &&
-                   (flt_disclaimer_is_wsp(cx->body[i]) || cx->body[i] == '\r'))
+            while (i < cx->win.blen &&
+                   (flt_disclaimer_is_wsp(cx->win.body[i]) ||
+                    cx->win.body[i] == '\r'))
                 i++;
-            if (i == cx->blen || cx->body[i] == '\n')
-                return (size_t)(p - cx->body);
+            if (i == cx->win.blen || cx->win.body[i] == '\n')
+                return (size_t)(p - cx->win.body);
         }
     next:
         p++;
@@ -604,7 +545,7 @@ flt_disclaimer_add_to_mixed(struct flt_disclaimer_ctx *cx, GMimeMultipart *mp,
     }
     if (cx->fd->prepend) {
         /* The first delimiter is the line just before the first part. */
-        for (at = from - 1; at > 0 && cx->body[at - 1] != '\n'; at--)
+        for (at = from - 1; at > 0 && cx->win.body[at - 1] != '\n'; at--)
             ;
         if (flt_disclaimer_delim(cx, at, b, 0) != at)
             at = SIZE_MAX;
@@ -648,13 +589,14 @@ flt_disclaimer_wrap(struct flt_disclaimer_ctx *cx, char *boundary, size_t bn,
     gchar *sum;
     int rc = -1;
 
-    sum = g_compute_checksum_for_data(G_CHECKSUM_SHA256,
-                                      (const guchar *)cx->body, cx->blen);
+    sum = g_compute_checksum_for_data(
+        G_CHECKSUM_SHA256, (const guchar *)cx->win.body, cx->win.blen);
     if (sum == NULL)
         return err_nomem(e);
     snprintf(boundary, bn, "=_disclaimer_%.32s", sum);
     g_free(sum);
-    if (memmem(cx->body, cx->blen, boundary, strlen(boundary)) != NULL) {
+    if (memmem(cx->win.body, cx->win.blen, boundary, strlen(boundary)) !=
+        NULL) {
         flt_disclaimer_set_skip(cx, "no text body, no free boundary");
         return 1;
     }
@@ -671,7 +613,7 @@ flt_disclaimer_wrap(struct flt_disclaimer_ctx *cx, char *boundary, size_t bn,
             goto done;
     }
     if (buf_puts(&inner, cx->eol, e) < 0 ||
-        buf_append(&inner, cx->body, cx->blen, e) < 0 ||
+        buf_append(&inner, cx->win.body, cx->win.blen, e) < 0 ||
         buf_puts(&inner, cx->eol, e) < 0)
         goto done;
     /* Fields that were read one way at the top may be read another in a

@@ -596,7 +596,8 @@ int
 flt_disclaimer_part_headers(struct flt_disclaimer_ctx *cx,
                             struct flt_disclaimer_part *p, struct err *e)
 {
-    const char *s = cx->body + p->hstart, *end = cx->body + p->hend, *q;
+    const char *s = cx->win.body + p->hstart, *end = cx->win.body + p->hend,
+               *q;
     const char *colon;
     int have_ct = 0, have_cte = 0, is_ct, is_cte;
     struct buf raw;
@@ -687,7 +688,7 @@ flt_disclaimer_encode(struct flt_disclaimer_ctx *cx,
     /* Whatever follows the content (a delimiter) starts a line when the
      * octet before it is a line end, even one of the empty line that ends
      * the header when the content is empty. */
-    int ended = p->cend > 0 && cx->body[p->cend - 1] == '\n';
+    int ended = p->cend > 0 && cx->win.body[p->cend - 1] == '\n';
 
     switch (enc) {
     case GMIME_CONTENT_ENCODING_BASE64:

@@ -46,10 +46,7 @@ struct flt_track_part {
 
 struct flt_track_mctx {
     struct msg *m;
-    const char *body;
-    size_t blen;
-    size_t base; /* stream offset of the body; SIZE_MAX: unknown */
-    GMimeStream *stream;
+    struct mime_window win; /* base SIZE_MAX: unknown */
     const char *eol;
     size_t limit;
     int text_links;
@@ -58,14 +55,6 @@ struct flt_track_mctx {
     struct flt_track_part parts[FLT_TRACK_PARTS_MAX];
     size_t nparts;
 };
-
-static int
-flt_track_is(GMimeObject *obj, const char *type, const char *subtype)
-{
-    GMimeContentType *ct = g_mime_object_get_content_type(obj);
-
-    return ct != NULL && g_mime_content_type_is_type(ct, type, subtype);
-}
 
 static void
 flt_track_set_skip(struct flt_track_mctx *cx, const char *why)
@@ -98,7 +87,7 @@ flt_track_walk(struct flt_track_mctx *cx, GMimeObject *obj, unsigned depth,
         return;
     }
     for (k = 0; k < sizeof(sealed) / sizeof(sealed[0]); k++)
-        if (flt_track_is(obj, sealed[k][0], sealed[k][1])) {
+        if (mime_is_type(obj, sealed[k][0], sealed[k][1])) {
             snprintf(what, sizeof(what), "%s (%s/%s)",
                      k == 0   ? "signed"
                      : k == 1 ? "encrypted"
@@ -120,8 +109,8 @@ flt_track_walk(struct flt_track_mctx *cx, GMimeObject *obj, unsigned depth,
     cd = g_mime_object_get_content_disposition(obj);
     if (cd != NULL && g_mime_content_disposition_is_attachment(cd))
         return;
-    html = flt_track_is(obj, "text", "html");
-    if (!html && !(cx->text_links && flt_track_is(obj, "text", "plain")))
+    html = mime_is_type(obj, "text", "html");
+    if (!html && !(cx->text_links && mime_is_type(obj, "text", "plain")))
         return;
     if (cx->nparts >= FLT_TRACK_PARTS_MAX)
         return;
@@ -129,55 +118,6 @@ flt_track_walk(struct flt_track_mctx *cx, GMimeObject *obj, unsigned depth,
     p->obj = obj;
     p->html = html;
     p->top = top;
-}
-
-/* flt_track_window - the body offsets of a window onto the parsed
- * stream (see disclaimer_mime.c: the first fixes the stream). 0; -2
- * when it starts in the message header; -1 when it does not fit. */
-static int
-flt_track_window(struct flt_track_mctx *cx, GMimeStream *s, size_t *start,
-                 size_t *end)
-{
-    GByteArray *a;
-    gint64 bend;
-
-    if (s == NULL || s->super_stream == NULL ||
-        !GMIME_IS_STREAM_MEM(s->super_stream))
-        return -1;
-    if (cx->stream == NULL) {
-        a = g_mime_stream_mem_get_byte_array(
-            GMIME_STREAM_MEM(s->super_stream));
-        if (a == NULL || a->len < cx->blen ||
-            memcmp(a->data + a->len - cx->blen, cx->body, cx->blen) != 0)
-            return -1;
-        cx->stream = s->super_stream;
-        cx->base = a->len - cx->blen;
-    }
-    if (s->super_stream != cx->stream)
-        return -1;
-    bend = s->bound_end < 0 ? (gint64)(cx->base + cx->blen) : s->bound_end;
-    if (s->bound_start < (gint64)cx->base)
-        return -2;
-    if (bend < s->bound_start || bend > (gint64)(cx->base + cx->blen))
-        return -1;
-    *start = (size_t)s->bound_start - cx->base;
-    *end = (size_t)bend - cx->base;
-    return 0;
-}
-
-/* flt_track_header_agrees - no header field GMime read as obj's own lies
- * in what msg_parse took for the body. */
-static int
-flt_track_header_agrees(const struct flt_track_mctx *cx, GMimeObject *obj)
-{
-    GMimeHeaderList *hl = g_mime_object_get_header_list(obj);
-    int i, n = hl != NULL ? g_mime_header_list_get_count(hl) : 0;
-
-    for (i = 0; i < n; i++)
-        if (g_mime_header_get_offset(
-                g_mime_header_list_get_header_at(hl, i)) >= (gint64)cx->base)
-            return 0;
-    return 1;
 }
 
 /* flt_track_ascii_compat - 1 when charset (NULL or "": US-ASCII) writes
@@ -285,7 +225,7 @@ flt_track_prepare(struct flt_track_mctx *cx, struct flt_track_part *p,
         p->skip = "no content";
         return 0;
     }
-    if ((r = flt_track_window(cx, s, &p->cstart, &p->cend)) < 0) {
+    if ((r = mime_window_of(&cx->win, s, &p->cstart, &p->cend)) < 0) {
         if (r == -2)
             flt_track_set_skip(cx, "header end read two ways");
         else
@@ -311,7 +251,7 @@ flt_track_prepare(struct flt_track_mctx *cx, struct flt_track_part *p,
         p->skip = "a charset that does not write ASCII as ASCII";
         return 0;
     }
-    raw = cx->body + p->cstart;
+    raw = cx->win.body + p->cstart;
     p->raw_eol = flt_track_eol_of(raw, p->cend - p->cstart, cx->eol);
     if (p->cte == GMIME_CONTENT_ENCODING_BASE64 ||
         p->cte == GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE) {
@@ -373,9 +313,10 @@ static int
 flt_track_keep_eol(const struct flt_track_mctx *cx, struct flt_track_part *p,
                    struct err *e)
 {
-    int line_start = p->cend > p->cstart
-                         ? cx->body[p->cend - 1] == '\n'
-                         : p->cstart == 0 || cx->body[p->cstart - 1] == '\n';
+    int line_start =
+        p->cend > p->cstart
+            ? cx->win.body[p->cend - 1] == '\n'
+            : p->cstart == 0 || cx->win.body[p->cstart - 1] == '\n';
 
     if (!line_start || (p->enc.len > 0 && p->enc.data[p->enc.len - 1] == '\n'))
         return 0;
@@ -420,9 +361,9 @@ flt_track_apply(struct flt_track_tokens *tk, struct flt_track_mctx *cx,
     for (i = 0; i < cx->nparts; i++)
         if (flt_track_prepare(cx, &cx->parts[i], e) < 0)
             return -1;
-    if (cx->skip[0] == '\0' && cx->stream != NULL &&
-        (!flt_track_header_agrees(cx, GMIME_OBJECT(message)) ||
-         !flt_track_header_agrees(cx, top)))
+    if (cx->skip[0] == '\0' && cx->win.stream != NULL &&
+        (!mime_header_agrees(&cx->win, GMIME_OBJECT(message)) ||
+         !mime_header_agrees(&cx->win, top)))
         flt_track_set_skip(cx, "header end read two ways");
     if (cx->skip[0] != '\0') {
         snprintf(note, nn, "%s", cx->skip);
@@ -487,14 +428,14 @@ flt_track_apply(struct flt_track_tokens *tk, struct flt_track_mctx *cx,
         return 0;
     buf_init(&body, cx->limit);
     {
-        size_t want = cx->blen;
+        size_t want = cx->win.blen;
 
         for (i = 0; i < nsp; i++)
             want += sp[i].len;
         if (buf_reserve(&body, want, e) < 0)
             goto out;
     }
-    if (splice_apply(cx->body, cx->blen, 0, sp, nsp, &body, e) < 0)
+    if (splice_apply(cx->win.body, cx->win.blen, 0, sp, nsp, &body, e) < 0)
         goto out;
     blen = body.len;
     if ((bdata = buf_steal(&body, NULL)) == NULL) {
@@ -522,10 +463,10 @@ flt_track_body(struct flt_track_tokens *tk, struct msg *m, const char *stage,
     if ((cx = calloc(1, sizeof(*cx))) == NULL)
         return err_nomem(e);
     cx->m = m;
-    cx->body = msg_body(m, &cx->blen);
+    cx->win.body = msg_body(m, &cx->win.blen);
     cx->eol = msg_eol(m);
     cx->limit = msg_limits(m)->message_size;
-    cx->base = SIZE_MAX;
+    cx->win.base = SIZE_MAX;
     cx->text_links = tk->ft->text_links;
     for (i = 0; i < FLT_TRACK_PARTS_MAX; i++) {
         buf_init(&cx->parts[i].dec, cx->limit);
