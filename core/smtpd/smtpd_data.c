@@ -226,7 +226,7 @@ smtpd_data_size(const struct smtpd_session *s)
  * names in it into s->stream, when the client (as the chain sees it:
  * PROXY's or XFORWARD's) is one of stream_header_clients and the value
  * is a stream name; else none, and a header from anyone else is logged.
- * The field itself never leaves: smtpd_prepare() removes it. */
+ * The field itself never leaves: smtpd_stream_strip() removes it. */
 static void
 smtpd_stream_take(struct smtpd_session *s, const struct buf *data)
 {
