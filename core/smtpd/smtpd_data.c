@@ -335,25 +335,16 @@ smtpd_rate_rcpt(const void *arg, size_t i)
 static int
 smtpd_rate_refuses(struct smtpd_session *s)
 {
-    char sdom[256], client[SMTPD_CLIENT_MAX], stream[256];
+    char sdom[SMTPD_RATE_TEXT], stream[SMTPD_RATE_TEXT];
+    char client[SMTPD_CLIENT_MAX];
     size_t over = 0, n = 0;
     struct ratelimit_event ev;
-    struct events *evs;
     const char *reply;
     int rc = -1;
 
     if (s->rt->limits == NULL)
         return 0;
-    memset(&ev, 0, sizeof(ev));
-    ev.client_addr = smtpd_env_addr(s);
-    ev.user = s->auth_user;
-    ev.sender_domain = ratelimit_domain(s->sender, sdom, sizeof(sdom));
-    evs = s->rt->queue_mode ? queue_events(s->srv->queue) : NULL;
-    if (evs != NULL &&
-        events_stream(evs, s->stream, s->auth_user, s->sender, stream,
-                      sizeof(stream)) &&
-        stream[0] != '\0')
-        ev.stream = stream;
+    smtpd_rate_event(s, s->stream, &ev, sdom, stream);
     free(s->rl_idx);
     free(s->rl_amount);
     s->rl_n = 0;

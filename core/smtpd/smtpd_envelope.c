@@ -272,6 +272,28 @@ smtpd_rcpt_group(struct smtpd_session *s, const char *addr, char **kept)
     return 1;
 }
 /* ---- end encrypt */
+/* ---- fleet: smtpd_rate_event - what the rate limits see of s's
+ * transaction: the client as the chain sees it, the user, the sender's
+ * domain (into sdom) and the stream (given, else stream_map's, into
+ * stream); both buffers of SMTPD_RATE_TEXT octets. */
+void
+smtpd_rate_event(struct smtpd_session *s, const char *given,
+                 struct ratelimit_event *ev, char *sdom, char *stream)
+{
+    struct events *evs;
+
+    memset(ev, 0, sizeof(*ev));
+    ev->client_addr = smtpd_env_addr(s);
+    ev->user = s->auth_user;
+    ev->sender_domain = ratelimit_domain(s->sender, sdom, SMTPD_RATE_TEXT);
+    evs = s->rt->queue_mode ? queue_events(s->srv->queue) : NULL;
+    if (evs != NULL &&
+        events_stream(evs, given, s->auth_user, s->sender, stream,
+                      SMTPD_RATE_TEXT) &&
+        stream[0] != '\0')
+        ev->stream = stream;
+}
+
 /* ---- fleet: smtpd_rate_rcpt_full - a transaction takes no more
  * recipients than a recipients rule of rate_limits allows in its period
  * (the message is counted whole after its data, so a bigger one would
@@ -282,9 +304,9 @@ static int
 smtpd_rate_rcpt_full(struct smtpd_session *s, const char *rcpt)
 {
     const struct ratelimit_set *set = s->rt->limits;
-    char sdom[256], rdom[256], stream[256], client[SMTPD_CLIENT_MAX];
+    char sdom[SMTPD_RATE_TEXT], rdom[256], stream[SMTPD_RATE_TEXT];
+    char client[SMTPD_CLIENT_MAX];
     struct ratelimit_event ev;
-    struct events *evs;
     size_t *idx, n, i;
     int full = 0;
 
@@ -295,16 +317,7 @@ smtpd_rate_rcpt_full(struct smtpd_session *s, const char *rcpt)
         return 0; /* the count after the data still holds */
     if ((idx = calloc(set->n, sizeof(*idx))) == NULL)
         return 0;
-    memset(&ev, 0, sizeof(ev));
-    ev.client_addr = smtpd_env_addr(s);
-    ev.user = s->auth_user;
-    ev.sender_domain = ratelimit_domain(s->sender, sdom, sizeof(sdom));
-    evs = s->rt->queue_mode ? queue_events(s->srv->queue) : NULL;
-    if (evs != NULL &&
-        events_stream(evs, NULL, s->auth_user, s->sender, stream,
-                      sizeof(stream)) &&
-        stream[0] != '\0')
-        ev.stream = stream;
+    smtpd_rate_event(s, NULL, &ev, sdom, stream);
     ev.at_rcpt = 1;
     ev.rcpt_domain = ratelimit_domain(rcpt, rdom, sizeof(rdom));
     n = ratelimit_match(set, &ev, idx, set->n);

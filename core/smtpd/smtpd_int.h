@@ -224,6 +224,11 @@ int smtpd_has_ctl(const char *text, size_t n);
 int smtpd_relay_ok(const struct smtpd_runtime *rt, const struct smtpd_facts *f,
                    const char *rcpt);
 struct events;
+struct ratelimit_event;
+#define SMTPD_RATE_TEXT 256 /* a sender domain or a stream, for the limits */
+/* smtpd_rate_event - what the rate limits see of s's transaction */
+void smtpd_rate_event(struct smtpd_session *s, const char *given,
+                      struct ratelimit_event *ev, char *sdom, char *stream);
 /* smtpd_suppressed_event - record that rcpt is suppressed for stream. */
 void smtpd_suppressed_event(struct smtpd_session *s, struct events *ev,
                             const char *msgid, const char *rcpt,
