@@ -76,6 +76,22 @@ events_in_take(struct events_in_orig *o, const char *qid, const char *msgid,
     o->found = 1;
 }
 
+/* events_in_rec - an event of type about the original o (borrowed),
+ * reported from client */
+static void
+events_in_rec(struct events_rec *r, enum events_type type,
+              const struct events_in_orig *o, const char *client)
+{
+    memset(r, 0, sizeof(*r));
+    r->type = type;
+    r->qid = o->qid;
+    r->msgid = o->msgid;
+    r->sender = o->sender;
+    r->rcpt = o->rcpt;
+    r->stream = o->stream;
+    r->relay = client;
+}
+
 static int
 events_in_row(void *ctx, const char *qid, const char *msgid,
               const char *sender, const char *rcpt, const char *stream)
@@ -264,18 +280,11 @@ events_in_bounce(struct events *ev, const char *id, const char *client,
         code = status[0] == '4' ? 450 : 550;
     if (code / 100 == 4 && status[0] == '5')
         code = 550; /* a failed report: the final word is the status */
-    memset(&r, 0, sizeof(r));
-    r.type = EVENTS_BOUNCED;
-    r.qid = o.qid;
-    r.msgid = o.msgid;
-    r.sender = o.sender;
-    r.rcpt = o.rcpt;
-    r.stream = o.stream;
+    events_in_rec(&r, EVENTS_BOUNCED, &o, client);
     r.code = code;
     r.dsn = status;
     /* "5.0.0" with 550 is a bare 550 (events_bounce_is_hard) */
     r.hard = status[0] == '5' && events_bounce_is_hard(code, status);
-    r.relay = client;
     r.text = b->diag;
     if (events_emit_sync(ev, &r, e) < 0)
         return -1;
@@ -453,14 +462,7 @@ events_in_complaint(struct events *ev, const char *id, const char *client,
     }
     snprintf(text, sizeof(text), "%s complaint, matched by %s",
              rep->feedback_type[0] ? rep->feedback_type : "abuse", how);
-    memset(&r, 0, sizeof(r));
-    r.type = EVENTS_COMPLAINED;
-    r.qid = o.qid;
-    r.msgid = o.msgid;
-    r.sender = o.sender;
-    r.rcpt = o.rcpt;
-    r.stream = o.stream;
-    r.relay = client;
+    events_in_rec(&r, EVENTS_COMPLAINED, &o, client);
     r.text = text;
     if (events_emit_sync(ev, &r, e) < 0)
         return -1;
