@@ -150,9 +150,19 @@ ratestate_spec_check(const char *spec, struct err *e)
     return ratestate_parse(spec, host, sizeof(host), &port, &db, e);
 }
 
-struct ratestate *
-ratestate_new(const char *spec, enum ratestate_on_error on_error,
-              int timeout_ms, struct err *e)
+static void ratestate_destroy(struct ratestate *st);
+
+/* The memory store is one for the process, shared by the runtimes a
+ * reload makes (the new one is made before the old one is freed), so a
+ * reload keeps the counts as Redis does; freed with its last user. */
+static pthread_mutex_t ratestate_memory_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct ratestate *ratestate_memory;
+static unsigned ratestate_memory_refs;
+
+/* ratestate_make - a new store for spec */
+static struct ratestate *
+ratestate_make(const char *spec, enum ratestate_on_error on_error,
+               int timeout_ms, struct err *e)
 {
     struct ratestate *st;
     size_t i;
@@ -178,13 +188,47 @@ ratestate_new(const char *spec, enum ratestate_on_error on_error,
     return st;
 }
 
+struct ratestate *
+ratestate_new(const char *spec, enum ratestate_on_error on_error,
+              int timeout_ms, struct err *e)
+{
+    struct ratestate *st;
+
+    if (strcmp(spec, "memory") != 0)
+        return ratestate_make(spec, on_error, timeout_ms, e);
+    pthread_mutex_lock(&ratestate_memory_lock);
+    if (ratestate_memory == NULL &&
+        (ratestate_memory = ratestate_make(spec, on_error, timeout_ms, e)) !=
+            NULL)
+        ratestate_memory_refs = 0;
+    if ((st = ratestate_memory) != NULL)
+        ratestate_memory_refs++;
+    pthread_mutex_unlock(&ratestate_memory_lock);
+    return st;
+}
+
 void
 ratestate_free(struct ratestate *st)
 {
-    size_t i;
-
     if (st == NULL)
         return;
+    pthread_mutex_lock(&ratestate_memory_lock);
+    if (st == ratestate_memory) {
+        if (--ratestate_memory_refs > 0) {
+            pthread_mutex_unlock(&ratestate_memory_lock);
+            return;
+        }
+        ratestate_memory = NULL;
+    }
+    pthread_mutex_unlock(&ratestate_memory_lock);
+    ratestate_destroy(st);
+}
+
+static void
+ratestate_destroy(struct ratestate *st)
+{
+    size_t i;
+
     for (i = 0; i < RATESTATE_CONNS; i++) {
         if (st->conns[i].rc != NULL)
             redisFree(st->conns[i].rc);

@@ -45,7 +45,9 @@ enum ratestate_result {
 int ratestate_spec_check(const char *spec, struct err *e);
 
 /* ratestate_new - a store for spec; with Redis, no connection is made
- * yet (the first check makes it). NULL with e set. */
+ * yet (the first check makes it). "memory" is one store for the
+ * process, counted by its users: the runtime a reload makes shares the
+ * old one's counts. NULL with e set. */
 struct ratestate *ratestate_new(const char *spec,
                                 enum ratestate_on_error on_error,
                                 int timeout_ms, struct err *e);

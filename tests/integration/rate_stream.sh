@@ -57,6 +57,11 @@ got=$(mail news@client.example e@dest.example)
 check "news 4: the data gets 452 ($got)" [ "$got" = "250 250 452" ]
 check "the log names the rule" \
     grep -q "reject: END-OF-MESSAGE from .*452 4\.7\.1 .*rate_limit=$T/limits:2 stream:news (3 per 60s messages); from=<news@client.example> to=<e@dest.example>" "$T/rcd.log"
+# a reload (SIGUSR1) keeps the memory store's counts: news is still full
+kill -USR1 "$(rcd_pid rcd)"
+check "reloaded" wait_grep "reload: configuration" "$T/rcd.log" 10
+got=$(mail news@client.example e2@dest.example)
+check "after a reload news is still full ($got)" [ "$got" = "250 250 452" ]
 check "another stream is not counted" \
     [ "$(mail alerts@client.example f@dest.example)" = "250 250 250" ]
 check "mail on no stream is not counted" \

@@ -293,6 +293,28 @@ test_memory_store(void **state)
                 RATESTATE_OVER);
     unit_int_eq("no rules", ratestate_take(st, s, client, one, 0, &over, &e),
                 RATESTATE_TAKEN);
+    /* a second memory store (a reload's runtime) shares the counts;
+     * once every user has freed it, a new one starts afresh */
+    {
+        struct ratestate *st2 =
+            ratestate_new("memory", RATESTATE_LOCAL, 100, &e);
+
+        assert_true(st2 == st);
+        unit_int_eq("shared: alice still full",
+                    ratestate_take(st2, s, both, one, 1, &over, &e),
+                    RATESTATE_OVER);
+        ratestate_free(st);
+        unit_int_eq("shared: kept after the first is freed",
+                    ratestate_take(st2, s, both, one, 1, &over, &e),
+                    RATESTATE_OVER);
+        st = st2;
+    }
+    ratestate_free(st);
+    st = ratestate_new("memory", RATESTATE_LOCAL, 100, &e);
+    assert_non_null(st);
+    unit_int_eq("a new store starts afresh",
+                ratestate_take(st, s, both, one, 1, &over, &e),
+                RATESTATE_TAKEN);
     ratestate_free(st);
     ratelimit_set_free(s);
 }
